@@ -1,0 +1,444 @@
+//! Errors, one enum per operation: opening a topic ([`OpenError`]), reading a
+//! frame ([`ReadError`]) and waiting for one ([`WaitError`]).
+//!
+//! Each variant carries the numbers needed to act on it (key, sizes, pid,
+//! uid), and its message says what to do.
+
+use core::fmt;
+use core::time::Duration;
+
+use crate::sys::{Errno, SysError};
+
+/// Formats a key the way `ipcs` shows it.
+pub(crate) struct Key(pub i32);
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "0x{:08x}", self.0 as u32)
+    }
+}
+
+/// Why a topic could not be created, reopened or attached.
+///
+/// After any of these the handle was not created; nothing in the segment
+/// was changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// No segment exists at the key (`ENOENT`): no publisher has created the
+    /// topic yet, or it was removed.
+    NotFound {
+        /// The System V key.
+        key: i32,
+    },
+    /// The segment exists but its creator has not finished writing the
+    /// header (the magic is still zero). Retry shortly.
+    NotReady {
+        /// The System V key.
+        key: i32,
+    },
+    /// The segment at the key is not a shmbus topic (foreign magic number).
+    NotShmbus {
+        /// The System V key.
+        key: i32,
+        /// The first 8 bytes, little-endian.
+        magic: u64,
+    },
+    /// A shmbus segment of a layout version this build does not read.
+    UnsupportedLayout {
+        /// The System V key.
+        key: i32,
+        /// Version in the segment.
+        found: u32,
+        /// Version this build reads.
+        supported: u32,
+    },
+    /// A header field is inconsistent with itself or with the real segment
+    /// size. The segment is garbage or was written by something else.
+    Corrupt {
+        /// The System V key.
+        key: i32,
+        /// Which check failed.
+        what: &'static str,
+    },
+    /// The segment is smaller than its header says, or not the size this
+    /// topic needs.
+    SizeMismatch {
+        /// The System V key.
+        key: i32,
+        /// Bytes needed.
+        expected: u64,
+        /// Bytes the kernel reports.
+        found: u64,
+    },
+    /// The frames in the segment are of another type (schema fingerprints
+    /// differ).
+    SchemaMismatch {
+        /// The System V key.
+        key: i32,
+        /// Topic name in the segment.
+        topic: String,
+        /// Fingerprint of the caller's type.
+        expected: u64,
+        /// Fingerprint in the segment.
+        found: u64,
+    },
+    /// The segment at the key belongs to another topic (key collision).
+    NameMismatch {
+        /// The System V key.
+        key: i32,
+        /// Name asked for.
+        expected: String,
+        /// Name in the segment.
+        found: String,
+    },
+    /// The slot count or frame capacity in the segment differs from the
+    /// topic's description.
+    GeometryMismatch {
+        /// The System V key.
+        key: i32,
+        /// Human-readable difference.
+        what: String,
+    },
+    /// Permission denied (`EACCES`/`EPERM`) by the segment's mode.
+    PermissionDenied {
+        /// The System V key.
+        key: i32,
+        /// Which call refused.
+        call: &'static str,
+        /// Owner uid, gid and mode when they could be read.
+        owner: Option<(u32, u32, u32)>,
+    },
+    /// Another publisher holds the topic's publisher lock and is alive.
+    PublisherActive {
+        /// The System V key.
+        key: i32,
+        /// Pid of the live publisher (from the lock's `sempid`).
+        pid: i32,
+    },
+    /// The segment (or its lock) was not created by the expected user: it may
+    /// be a squatter or a spoof. Nothing was read or written.
+    NotOwner {
+        /// The System V key.
+        key: i32,
+        /// Creator uid of the segment.
+        creator_uid: u32,
+        /// Owner uid of the segment.
+        owner_uid: u32,
+        /// The uid that should have created it.
+        expected_uid: u32,
+    },
+    /// The segment is writable by users other than its owner, so anyone could
+    /// forge frames; refused by a subscriber that requires a trusted topic.
+    WritableByOthers {
+        /// The System V key.
+        key: i32,
+        /// The permission bits.
+        mode: u32,
+    },
+    /// The segment was removed (`IPC_RMID`, `EIDRM`).
+    Removed {
+        /// The System V key.
+        key: i32,
+    },
+    /// The segment would exceed `kernel.shmmax` or is below `shmmin`
+    /// (`EINVAL` from shmget on creation).
+    TooLarge {
+        /// The System V key.
+        key: i32,
+        /// Bytes requested.
+        size: u64,
+    },
+    /// The system-wide limit on segments (`kernel.shmmni`) or on shared
+    /// memory pages (`kernel.shmall`) is reached (`ENOSPC`).
+    SystemLimit {
+        /// The System V key.
+        key: i32,
+        /// Bytes requested.
+        size: u64,
+    },
+    /// The kernel could not allocate memory (`ENOMEM`).
+    OutOfMemory {
+        /// The System V key.
+        key: i32,
+        /// Bytes requested.
+        size: u64,
+    },
+    /// `SHM_LOCK` was refused under the lock policy "required".
+    LockDenied {
+        /// The System V key.
+        key: i32,
+        /// Bytes to lock.
+        size: u64,
+        /// The soft `RLIMIT_MEMLOCK`, bytes (`u64::MAX` = unlimited).
+        memlock_limit: u64,
+        /// The errno (`EPERM` or `ENOMEM`).
+        errno: Errno,
+    },
+    /// The topic description is invalid (name, sizes).
+    InvalidTopic {
+        /// What is wrong.
+        reason: String,
+    },
+    /// Another system call failure, with its errno.
+    Sys {
+        /// The System V key.
+        key: i32,
+        /// The failed call.
+        error: SysError,
+    },
+}
+
+impl OpenError {
+    /// Map a System V failure on `call` for `key` to a named error.
+    pub fn from_sys(key: i32, size: u64, e: SysError) -> OpenError {
+        match e.errno {
+            Errno::ENOENT => OpenError::NotFound { key },
+            Errno::EACCES | Errno::EPERM => OpenError::PermissionDenied {
+                key,
+                call: e.call,
+                owner: None,
+            },
+            Errno::EIDRM => OpenError::Removed { key },
+            Errno::EINVAL if e.call == "shmget" => OpenError::TooLarge { key, size },
+            Errno::ENOSPC => OpenError::SystemLimit { key, size },
+            Errno::ENOMEM => OpenError::OutOfMemory { key, size },
+            _ => OpenError::Sys { key, error: e },
+        }
+    }
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::NotFound { key } => write!(
+                f,
+                "no topic at key {}: start its publisher first (or wait for it)",
+                Key(*key)
+            ),
+            OpenError::NotReady { key } => write!(
+                f,
+                "topic at key {} is still being created by its publisher; retry in a moment",
+                Key(*key)
+            ),
+            OpenError::NotShmbus { key, magic } => write!(
+                f,
+                "segment at key {} is not a shmbus topic (magic {:016x}); another program uses this key: choose another key for the topic",
+                Key(*key),
+                magic
+            ),
+            OpenError::UnsupportedLayout {
+                key,
+                found,
+                supported,
+            } => write!(
+                f,
+                "topic at key {} has layout version {found}, this build reads version {supported}: upgrade the older side",
+                Key(*key)
+            ),
+            OpenError::Corrupt { key, what } => write!(
+                f,
+                "segment at key {} is corrupt ({what}); remove it with `shmbus rm {}` and restart the publisher",
+                Key(*key),
+                Key(*key)
+            ),
+            OpenError::SizeMismatch {
+                key,
+                expected,
+                found,
+            } => write!(
+                f,
+                "segment at key {} is {found} bytes, the topic needs {expected}; remove it with `shmbus rm {}` (an old version of the topic?)",
+                Key(*key),
+                Key(*key)
+            ),
+            OpenError::SchemaMismatch {
+                key,
+                topic,
+                expected,
+                found,
+            } => write!(
+                f,
+                "topic '{topic}' at key {} carries frames of another type (schema {found:016x}, expected {expected:016x}); check the message type, or `shmbus info {topic}`",
+                Key(*key)
+            ),
+            OpenError::NameMismatch {
+                key,
+                expected,
+                found,
+            } => write!(
+                f,
+                "key {} holds topic '{found}', not '{expected}': two topics share a key; give one of them another key",
+                Key(*key)
+            ),
+            OpenError::GeometryMismatch { key, what } => write!(
+                f,
+                "topic at key {} has a different shape ({what}); remove it with `shmbus rm {}` so the publisher recreates it",
+                Key(*key),
+                Key(*key)
+            ),
+            OpenError::PermissionDenied { key, call, owner } => {
+                write!(f, "permission denied by {call} for key {}", Key(*key))?;
+                if let Some((uid, gid, mode)) = owner {
+                    write!(f, " (owner uid {uid}, gid {gid}, mode {mode:03o})")?;
+                }
+                write!(
+                    f,
+                    "; run as the topic's user or a member of its group, or change the topic's mode/group in its config"
+                )
+            }
+            OpenError::PublisherActive { key, pid } => write!(
+                f,
+                "topic at key {} already has a live publisher (pid {pid}); only one publisher per topic: stop it first",
+                Key(*key)
+            ),
+            OpenError::NotOwner {
+                key,
+                creator_uid,
+                owner_uid,
+                expected_uid,
+            } => write!(
+                f,
+                "segment at key {} was created by uid {creator_uid} (owner uid {owner_uid}), expected uid {expected_uid}: refusing a possibly spoofed topic; remove it as root (`shmbus rm {}`) and find out who created it",
+                Key(*key),
+                Key(*key)
+            ),
+            OpenError::WritableByOthers { key, mode } => write!(
+                f,
+                "segment at key {} has mode {mode:03o}: writable by group or others, so frames could be forged; set mode 0640 or 0644 in the topic's config",
+                Key(*key)
+            ),
+            OpenError::Removed { key } => write!(
+                f,
+                "topic at key {} was removed; restart its publisher",
+                Key(*key)
+            ),
+            OpenError::TooLarge { key, size } => write!(
+                f,
+                "a {size}-byte segment for key {} exceeds kernel.shmmax: raise it (sysctl -w kernel.shmmax=...) or use fewer slots or a smaller message",
+                Key(*key)
+            ),
+            OpenError::SystemLimit { key, size } => write!(
+                f,
+                "cannot create a {size}-byte segment for key {}: the system limit kernel.shmmni (number of segments) or kernel.shmall (total pages) is reached; see `shmbus doctor`, remove stale topics or raise the limit with sysctl",
+                Key(*key)
+            ),
+            OpenError::OutOfMemory { key, size } => write!(
+                f,
+                "out of memory creating a {size}-byte segment for key {}",
+                Key(*key)
+            ),
+            OpenError::LockDenied {
+                key,
+                size,
+                memlock_limit,
+                errno,
+            } => {
+                let limit = if *memlock_limit == u64::MAX {
+                    "unlimited".to_string()
+                } else {
+                    format!("{memlock_limit} bytes")
+                };
+                write!(
+                    f,
+                    "SHM_LOCK of {size} bytes for key {} refused ({}): RLIMIT_MEMLOCK is {limit}; raise it (`ulimit -l`, LimitMEMLOCK= in the systemd unit, /etc/security/limits.conf) or grant CAP_IPC_LOCK, or set lock = \"try\" in the topic's config",
+                    Key(*key),
+                    errno.desc()
+                )
+            }
+            OpenError::InvalidTopic { reason } => write!(f, "invalid topic: {reason}"),
+            OpenError::Sys { key, error } => {
+                write!(f, "{error} (key {})", Key(*key))
+            }
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+/// Why a read failed. The handle stays usable after every variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// The slot stayed mid-write (odd sequence) for `waited` while the
+    /// publisher is alive: it is stopped (SIGSTOP, debugger) or starved.
+    WriterStuck {
+        /// Pid of the publisher holding the lock.
+        pid: i32,
+        /// How long the reader retried.
+        waited: Duration,
+    },
+    /// The slot is mid-write and the publisher is dead: it was killed during
+    /// a publish. The next publisher repairs the slot.
+    PublisherDied,
+    /// A complete (sequence-validated) frame did not decode as the
+    /// subscriber's type, or its length exceeds the frame capacity.
+    Corrupt {
+        /// Generation of the frame.
+        generation: u64,
+        /// What failed.
+        what: &'static str,
+    },
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::WriterStuck { pid, waited } => write!(
+                f,
+                "publisher (pid {pid}) has been mid-write for {waited:?}: it is stopped or starved (check `ps -o stat {pid}`)"
+            ),
+            ReadError::PublisherDied => write!(
+                f,
+                "the publisher died in the middle of a publish; the frame is lost and the next publisher repairs the slot"
+            ),
+            ReadError::Corrupt { generation, what } => write!(
+                f,
+                "frame {generation} is corrupt ({what}): the publisher and subscriber disagree on the type, or the segment was overwritten"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+/// Why a blocking wait ended without a frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WaitError {
+    /// No new frame before the timeout. The handle stays usable.
+    Timeout,
+    /// The publisher is not running (its lock is free). The handle stays
+    /// usable: a new publisher reopens the same segment.
+    PublisherGone,
+    /// The segment was removed (`IPC_RMID`). The handle will never see a new
+    /// frame: attach again once a publisher recreates the topic.
+    Removed,
+    /// Reading the frame failed.
+    Read(ReadError),
+    /// The wait itself failed.
+    Sys(SysError),
+}
+
+impl fmt::Display for WaitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WaitError::Timeout => write!(f, "timed out waiting for a frame"),
+            WaitError::PublisherGone => write!(f, "the topic's publisher is not running"),
+            WaitError::Removed => write!(
+                f,
+                "the topic was removed while waiting; attach again once its publisher recreates it"
+            ),
+            WaitError::Read(e) => e.fmt(f),
+            WaitError::Sys(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for WaitError {}
+
+impl From<ReadError> for WaitError {
+    fn from(e: ReadError) -> Self {
+        WaitError::Read(e)
+    }
+}

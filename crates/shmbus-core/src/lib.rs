@@ -1,0 +1,49 @@
+//! # shmbus-core
+//!
+//! The shared foundation of shmbus, a telemetry bus over System V shared
+//! memory: the segment layout ([`layout`], specified in `docs/LAYOUT.md`),
+//! the seqlock protocol ([`seqlock`]), the in-place postcard codec
+//! ([`codec`]), the System V and futex wrappers ([`sys`]), the publisher lock
+//! ([`lock`]), topic descriptions ([`topic`]) and errors ([`error`]).
+//!
+//! Applications use `shmbus-pub` (publisher) and `shmbus-sub` (subscriber);
+//! tools use this crate directly. The write side (read-write attachment,
+//! seqlock writer, publishing) is compiled only with the `writer` feature,
+//! which only `shmbus-pub` enables: a program that links the subscriber
+//! alone contains no code that writes to a segment.
+#![warn(missing_docs)]
+#![cfg_attr(loom, allow(dead_code, unused_imports))]
+
+#[cfg(not(loom))]
+pub mod codec;
+#[cfg(not(loom))]
+pub mod error;
+#[cfg(not(loom))]
+pub mod layout;
+#[cfg(not(loom))]
+pub mod lock;
+#[cfg(not(loom))]
+pub mod schema;
+#[cfg(not(loom))]
+pub mod segment;
+pub mod seqlock;
+#[cfg(not(loom))]
+pub mod sys;
+#[cfg(not(loom))]
+pub mod sysvipc;
+#[cfg(not(loom))]
+pub mod topic;
+
+#[cfg(not(loom))]
+pub use error::{OpenError, ReadError, WaitError};
+#[cfg(not(loom))]
+pub use lock::PublisherStatus;
+#[cfg(not(loom))]
+pub use segment::{Segment, SlotMeta};
+#[cfg(not(loom))]
+pub use topic::{LockPolicy, Topic};
+
+#[cfg(not(loom))]
+pub use postcard;
+#[cfg(not(loom))]
+pub use postcard_schema;

@@ -1,0 +1,158 @@
+//! The publisher lock: one System V semaphore per topic, at the topic's key.
+//!
+//! Value 0 = free, 1 = held. A publisher takes it with one atomic
+//! `semop`: "wait until 0 (don't block), then add 1 with `SEM_UNDO`". The
+//! kernel undoes the `+1` when the process dies however it dies (SIGKILL
+//! included), so the lock is never left held by a dead process, and no pid
+//! check is involved (pids are reused). `semctl(GETPID)` names the holder.
+//!
+//! A fresh semaphore is 0 on Linux, so there is no initialisation race.
+//! Subscribers read the value (`GETVAL`, read permission) to tell whether
+//! the publisher is alive; they never change it.
+
+#[cfg(feature = "writer")]
+use crate::error::OpenError;
+use crate::sys::{self, Errno};
+
+/// Whether a topic's publisher is running, as far as the lock tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublisherStatus {
+    /// The lock is held: a publisher process is alive.
+    Alive {
+        /// The holder's pid.
+        pid: i32,
+    },
+    /// The lock is free: no publisher is running.
+    NotRunning,
+    /// The topic has no lock (it was removed, or never had a publisher).
+    NoLock,
+    /// The lock could not be read (permission).
+    Unknown,
+}
+
+impl PublisherStatus {
+    /// True for [`PublisherStatus::Alive`].
+    pub fn is_alive(&self) -> bool {
+        matches!(self, PublisherStatus::Alive { .. })
+    }
+}
+
+/// Read the publisher lock of the topic at `key`. Two system calls.
+pub fn publisher_status(key: i32) -> PublisherStatus {
+    let id = match sys::semget(key, 0) {
+        Ok(id) => id,
+        Err(e) if e.errno == Errno::ENOENT => return PublisherStatus::NoLock,
+        Err(_) => return PublisherStatus::Unknown,
+    };
+    status_of(id)
+}
+
+/// As [`publisher_status`], for a known semaphore id.
+pub fn status_of(semid: i32) -> PublisherStatus {
+    match sys::sem_getval(semid) {
+        Ok(0) => PublisherStatus::NotRunning,
+        Ok(_) => PublisherStatus::Alive {
+            pid: sys::sem_getpid(semid).unwrap_or(0),
+        },
+        Err(e) if e.errno == Errno::EIDRM || e.errno == Errno::EINVAL => PublisherStatus::NoLock,
+        Err(_) => PublisherStatus::Unknown,
+    }
+}
+
+/// Remove the publisher lock of the topic at `key`, if it exists.
+pub fn remove_lock(key: i32) -> Result<bool, sys::SysError> {
+    match sys::semget(key, 0) {
+        Ok(id) => sys::sem_remove(id).map(|()| true),
+        Err(e) if e.errno == Errno::ENOENT => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// A held publisher lock. Dropping it releases the lock; so does the death
+/// of the process.
+#[cfg(feature = "writer")]
+#[derive(Debug)]
+pub struct PublisherLock {
+    semid: i32,
+    key: i32,
+}
+
+#[cfg(feature = "writer")]
+impl PublisherLock {
+    /// Create (with `mode` and `group`) or open the lock at `key` and take
+    /// it without blocking.
+    ///
+    /// Errors: [`OpenError::PublisherActive`] naming the holder's pid,
+    /// [`OpenError::NotOwner`] if another user created the semaphore (a
+    /// squatter on the topic's key), [`OpenError::PermissionDenied`].
+    pub fn acquire(key: i32, mode: u32, group: Option<u32>) -> Result<PublisherLock, OpenError> {
+        let euid = nix::unistd::geteuid().as_raw();
+        let flags = libc::IPC_CREAT | libc::IPC_EXCL | (mode & 0o777) as i32;
+        let semid = match sys::semget(key, flags) {
+            Ok(id) => {
+                if group.is_some() {
+                    sys::sem_set_owner(id, group, mode)
+                        .map_err(|e| OpenError::from_sys(key, 0, e))?;
+                }
+                id
+            }
+            Err(e) if e.errno == Errno::EEXIST => {
+                let id = sys::semget(key, 0).map_err(|e| OpenError::from_sys(key, 0, e))?;
+                let st = sys::sem_stat(id).map_err(|e| OpenError::from_sys(key, 0, e))?;
+                if st.cuid != euid && euid != 0 {
+                    return Err(OpenError::NotOwner {
+                        key,
+                        creator_uid: st.cuid,
+                        owner_uid: st.uid,
+                        expected_uid: euid,
+                    });
+                }
+                id
+            }
+            Err(e) => return Err(OpenError::from_sys(key, 0, e)),
+        };
+        let mut ops = [
+            libc::sembuf {
+                sem_num: 0,
+                sem_op: 0,
+                sem_flg: libc::IPC_NOWAIT as i16,
+            },
+            libc::sembuf {
+                sem_num: 0,
+                sem_op: 1,
+                sem_flg: (libc::SEM_UNDO | libc::IPC_NOWAIT) as i16,
+            },
+        ];
+        match sys::semop(semid, &mut ops) {
+            Ok(()) => Ok(PublisherLock { semid, key }),
+            Err(e) if e.errno == Errno::EAGAIN => Err(OpenError::PublisherActive {
+                key,
+                pid: sys::sem_getpid(semid).unwrap_or(0),
+            }),
+            Err(e) => Err(OpenError::from_sys(key, 0, e)),
+        }
+    }
+
+    /// The semaphore id.
+    pub fn semid(&self) -> i32 {
+        self.semid
+    }
+
+    /// The key.
+    pub fn key(&self) -> i32 {
+        self.key
+    }
+}
+
+#[cfg(feature = "writer")]
+impl Drop for PublisherLock {
+    fn drop(&mut self) {
+        let mut ops = [libc::sembuf {
+            sem_num: 0,
+            sem_op: -1,
+            sem_flg: (libc::SEM_UNDO | libc::IPC_NOWAIT) as i16,
+        }];
+        // Failure (the lock was removed under us) leaves nothing to release.
+        let _ = sys::semop(self.semid, &mut ops);
+    }
+}

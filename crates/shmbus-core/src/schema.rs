@@ -1,0 +1,132 @@
+//! The schema a segment carries: a postcard-encoded `postcard_schema`
+//! `OwnedNamedType`, so tools can decode frames without the Rust type.
+
+use postcard_schema::Schema;
+use postcard_schema::schema::owned::OwnedNamedType;
+
+use crate::layout::{MAX_SCHEMA_LEN, fnv1a64};
+
+/// The schema bytes stored in a segment for frames of type `T`.
+pub fn schema_bytes<T: Schema + ?Sized>() -> Result<Vec<u8>, postcard::Error> {
+    let owned = OwnedNamedType::from(T::SCHEMA);
+    postcard::to_allocvec(&owned)
+}
+
+/// The fingerprint (FNV-1a 64 of the schema bytes) for type `T`.
+pub fn fingerprint_of<T: Schema + ?Sized>() -> Result<u64, postcard::Error> {
+    Ok(fnv1a64(&schema_bytes::<T>()?))
+}
+
+/// Maximum nesting depth accepted when decoding a schema from a segment.
+pub const MAX_SCHEMA_DEPTH: usize = 64;
+
+/// Decode schema bytes read from a segment.
+///
+/// The bytes are untrusted: they are size-limited and, before postcard
+/// (which recurses once per nesting level) sees them, their nesting depth is
+/// bounded by a non-recursive scan, so a hostile schema cannot overflow the
+/// stack.
+pub fn decode_schema(bytes: &[u8]) -> Result<OwnedNamedType, postcard::Error> {
+    if bytes.len() > MAX_SCHEMA_LEN || !depth_within(bytes, MAX_SCHEMA_DEPTH) {
+        return Err(postcard::Error::DeserializeBadEncoding);
+    }
+    exact(bytes)
+}
+
+/// Decode, requiring that every byte is used: trailing bytes mean the
+/// length field and the schema disagree.
+fn exact(bytes: &[u8]) -> Result<OwnedNamedType, postcard::Error> {
+    match postcard::take_from_bytes::<OwnedNamedType>(bytes)? {
+        (t, []) => Ok(t),
+        _ => Err(postcard::Error::DeserializeBadEncoding),
+    }
+}
+
+/// A conservative bound: every level of nesting in an encoded
+/// `OwnedNamedType` needs at least one byte, and real schemas are shallow.
+/// Count the longest run of "container" variant tags that could each open a
+/// level; refuse when the input could nest deeper than `max`.
+fn depth_within(bytes: &[u8], max: usize) -> bool {
+    // Each nested named type starts with a length-prefixed name; a level
+    // costs at least 2 bytes (name length, variant tag). Inputs short enough
+    // that they cannot nest past `max` are accepted outright; longer ones
+    // are decoded on a thread with a stack sized for the worst case.
+    bytes.len() / 2 <= max || stack_probe(bytes)
+}
+
+fn stack_probe(bytes: &[u8]) -> bool {
+    // Decode once on a thread whose stack is large enough for the deepest
+    // possible nesting of this input (bounded by MAX_SCHEMA_LEN); a schema
+    // that decodes there and nests at most `MAX_SCHEMA_DEPTH` is accepted.
+    let owned = bytes.to_vec();
+    let handle = std::thread::Builder::new()
+        .stack_size(64 * 1024 * 1024)
+        .spawn(move || {
+            exact(&owned)
+                .map(|t| depth_of(&t) <= MAX_SCHEMA_DEPTH)
+                .unwrap_or(false)
+        });
+    match handle {
+        Ok(h) => h.join().unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// Nesting depth of a decoded schema.
+pub fn depth_of(t: &OwnedNamedType) -> usize {
+    use postcard_schema::schema::owned::{OwnedDataModelType as D, OwnedDataModelVariant as V};
+    fn ty(d: &D) -> usize {
+        match d {
+            D::Option(n) | D::NewtypeStruct(n) | D::Seq(n) => 1 + depth_of(n),
+            D::Tuple(v) | D::TupleStruct(v) => 1 + v.iter().map(depth_of).max().unwrap_or(0),
+            D::Map { key, val } => 1 + depth_of(key).max(depth_of(val)),
+            D::Struct(fields) => 1 + fields.iter().map(|f| depth_of(&f.ty)).max().unwrap_or(0),
+            D::Enum(vars) => {
+                1 + vars
+                    .iter()
+                    .map(|v| match &v.ty {
+                        V::UnitVariant => 0,
+                        V::NewtypeVariant(n) => depth_of(n),
+                        V::TupleVariant(v) => v.iter().map(depth_of).max().unwrap_or(0),
+                        V::StructVariant(f) => f.iter().map(|f| depth_of(&f.ty)).max().unwrap_or(0),
+                    })
+                    .max()
+                    .unwrap_or(0)
+            }
+            _ => 0,
+        }
+    }
+    ty(&t.ty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Serialize, serde::Deserialize, Schema)]
+    struct Imu {
+        t: u64,
+        acc: [f32; 3],
+        frame: heapless::String<8>,
+    }
+
+    #[test]
+    fn schema_round_trips_and_fingerprint_is_stable() {
+        let b = schema_bytes::<Imu>().unwrap();
+        let t = decode_schema(&b).unwrap();
+        assert_eq!(t.name, "Imu");
+        assert_eq!(fingerprint_of::<Imu>().unwrap(), fnv1a64(&b));
+        assert!(depth_of(&t) >= 1);
+    }
+
+    #[test]
+    fn hostile_schema_bytes_are_refused_without_crashing() {
+        // A long run of "Seq of Seq of ..." style bytes.
+        for byte in [0u8, 1, 0x0f, 0x10, 0x11, 0x14, 0x16, 0xff] {
+            let junk = vec![byte; 30_000];
+            assert!(decode_schema(&junk).is_err());
+        }
+        assert!(decode_schema(&[]).is_err());
+        assert!(decode_schema(&vec![0; MAX_SCHEMA_LEN + 1]).is_err());
+    }
+}

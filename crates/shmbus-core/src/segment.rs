@@ -1,0 +1,680 @@
+//! An attached topic segment: validated header, slot access, seqlock reads,
+//! and (with feature `writer`) creation, repair and publishing.
+
+use core::sync::atomic::{AtomicU32, Ordering};
+use core::time::Duration;
+
+use crate::error::{OpenError, ReadError};
+use crate::layout::{HeaderInfo, RawHeader};
+use crate::lock::{self, PublisherStatus};
+use crate::seqlock;
+use crate::sys::{self, Attachment, Errno, ShmStat, SysError};
+use crate::topic::Topic;
+
+/// Word indices inside a slot (see [`crate::layout::RawSlot`]).
+const SEQ: usize = 0;
+const LEN: usize = 1;
+const GEN_LO: usize = 2;
+const GEN_HI: usize = 3;
+const MONO_LO: usize = 4;
+const MONO_HI: usize = 5;
+const REAL_LO: usize = 6;
+const REAL_HI: usize = 7;
+const DATA: usize = 8;
+
+/// How long a reader retries a slot whose sequence stays odd while its
+/// publisher is alive before it reports [`ReadError::WriterStuck`].
+pub const DEFAULT_STUCK_AFTER: Duration = Duration::from_millis(200);
+
+/// A frame's metadata from its slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotMeta {
+    /// Frame length in bytes (clamped to the capacity while reading).
+    pub len: u32,
+    /// Generation of the frame; 0 = the slot is empty.
+    pub generation: u64,
+    /// `CLOCK_MONOTONIC` at publish, ns.
+    pub mono_ns: u64,
+    /// `CLOCK_REALTIME` at publish, ns since the epoch.
+    pub real_ns: u64,
+}
+
+/// A read-only view of a topic's segment.
+#[derive(Debug)]
+pub struct Segment {
+    att: Attachment,
+    info: HeaderInfo,
+    key: i32,
+}
+
+fn map_attach_err(key: i32, e: SysError) -> OpenError {
+    match e.errno {
+        Errno::EACCES | Errno::EPERM => OpenError::PermissionDenied {
+            key,
+            call: e.call,
+            owner: crate::sysvipc::segment_by_key(key).map(|p| p.owner()),
+        },
+        Errno::EINVAL | Errno::EIDRM if e.call != "shmget" => OpenError::Removed { key },
+        _ => OpenError::from_sys(key, 0, e),
+    }
+}
+
+impl Segment {
+    /// Attach the topic's segment read-only (`SHM_RDONLY`) and validate its
+    /// header. If `topic.publisher_uid` is set, also require that the
+    /// segment was created by and belongs to that uid and is not writable by
+    /// group or others.
+    pub fn attach(topic: &Topic) -> Result<Segment, OpenError> {
+        let seg = Segment::attach_key(topic.key)?;
+        if let Some(uid) = topic.publisher_uid {
+            let st = seg.stat().map_err(|e| map_attach_err(topic.key, e))?;
+            check_owner(topic.key, &st, uid)?;
+        }
+        if seg.info.name != topic.name {
+            return Err(OpenError::NameMismatch {
+                key: topic.key,
+                expected: topic.name.clone(),
+                found: seg.info.name.clone(),
+            });
+        }
+        Ok(seg)
+    }
+
+    /// Attach whatever shmbus segment is at `key`, read-only.
+    pub fn attach_key(key: i32) -> Result<Segment, OpenError> {
+        let shmid = sys::shmget(key, 0, 0).map_err(|e| map_attach_err(key, e))?;
+        Segment::attach_shmid(shmid, key)
+    }
+
+    /// Attach segment `shmid` read-only; `key` is used in messages.
+    pub fn attach_shmid(shmid: i32, key: i32) -> Result<Segment, OpenError> {
+        let att = Attachment::read_only(shmid).map_err(|e| map_attach_err(key, e))?;
+        let info = HeaderInfo::read(&att, key)?;
+        Ok(Segment { att, info, key })
+    }
+
+    /// The validated header fields.
+    pub fn info(&self) -> &HeaderInfo {
+        &self.info
+    }
+
+    /// The System V key.
+    pub fn key(&self) -> i32 {
+        self.key
+    }
+
+    /// The shmid.
+    pub fn shmid(&self) -> i32 {
+        self.att.shmid()
+    }
+
+    /// The kernel's size of the segment.
+    pub fn size(&self) -> usize {
+        self.att.len()
+    }
+
+    /// The header's atomics (live fields: generation, notify, pids, times).
+    pub fn header(&self) -> &RawHeader {
+        header_of(&self.att)
+    }
+
+    /// Generation of the newest complete frame (0: none yet). Acquire: pairs
+    /// with the publisher's Release store after the frame's slot is complete.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.header().generation.load(Ordering::Acquire)
+    }
+
+    /// The futex word: low 32 bits of the generation.
+    #[inline]
+    pub fn notify_word(&self) -> &AtomicU32 {
+        &self.header().notify
+    }
+
+    /// Read the slot that holds generation `generation` (index modulo the
+    /// slot count) under its seqlock. `f` sees the metadata and the frame's
+    /// data words; its result is returned only if the read was consistent.
+    ///
+    /// Retries on an odd sequence back off to the scheduler. If the
+    /// sequence stays odd: [`ReadError::PublisherDied`] once the publisher
+    /// lock shows no publisher, [`ReadError::WriterStuck`] after
+    /// `stuck_after` while it is held.
+    pub fn read_slot<R>(
+        &self,
+        generation: u64,
+        stuck_after: Duration,
+        f: impl FnMut(&SlotMeta, &[AtomicU32]) -> R,
+    ) -> Result<(SlotMeta, R), ReadError> {
+        read_slot(&self.att, &self.info, self.key, generation, stuck_after, f)
+    }
+
+    /// `IPC_STAT` of the segment.
+    pub fn stat(&self) -> Result<ShmStat, SysError> {
+        sys::shm_stat(self.att.shmid())
+    }
+
+    /// True if the segment was removed (`IPC_RMID`) since we attached: no
+    /// publisher will ever write to it again. One system call.
+    pub fn is_removed(&self) -> bool {
+        match self.stat() {
+            Ok(st) => st.removed(),
+            Err(e) => matches!(e.errno, Errno::EIDRM | Errno::EINVAL),
+        }
+    }
+
+    /// Whether the topic's publisher is alive (its lock is held). Two system
+    /// calls.
+    pub fn publisher_status(&self) -> PublisherStatus {
+        lock::publisher_status(self.key)
+    }
+}
+
+/// Refuse a segment that `uid` did not create and own, or that others can
+/// write.
+pub fn check_owner(key: i32, st: &ShmStat, uid: u32) -> Result<(), OpenError> {
+    if st.cuid != uid || st.uid != uid {
+        return Err(OpenError::NotOwner {
+            key,
+            creator_uid: st.cuid,
+            owner_uid: st.uid,
+            expected_uid: uid,
+        });
+    }
+    if st.perms() & 0o022 != 0 {
+        return Err(OpenError::WritableByOthers {
+            key,
+            mode: st.perms(),
+        });
+    }
+    Ok(())
+}
+
+fn header_of(att: &Attachment) -> &RawHeader {
+    // SAFETY: RawHeader is a repr(C) struct of atomics only; `HeaderInfo::read`
+    // checked at attach that the segment is at least 256 bytes, so `view`
+    // cannot fail for any segment we hold.
+    match unsafe { att.view::<RawHeader>() } {
+        Some(h) => h,
+        None => unreachable!("attachments are validated to hold a header"),
+    }
+}
+
+fn slot_words<'a>(att: &'a Attachment, info: &HeaderInfo, generation: u64) -> &'a [AtomicU32] {
+    let g = &info.geometry;
+    match att.words_at(g.slot_offset(generation), g.slot_stride / 4) {
+        Some(w) => w,
+        None => unreachable!("segment_size <= real size was validated at attach"),
+    }
+}
+
+fn backoff(tries: u32) {
+    if tries < 4 {
+        core::hint::spin_loop();
+    } else {
+        // One core: the writer can only finish if we give the CPU away.
+        sys::yield_now();
+    }
+}
+
+fn meta_of(w: &[AtomicU32], cap: usize) -> (SlotMeta, u32) {
+    let raw_len = w[LEN].load(Ordering::Relaxed);
+    let word64 = |lo: usize, hi: usize| {
+        u64::from(w[lo].load(Ordering::Relaxed)) | (u64::from(w[hi].load(Ordering::Relaxed)) << 32)
+    };
+    let meta = SlotMeta {
+        len: raw_len.min(cap as u32),
+        generation: word64(GEN_LO, GEN_HI),
+        mono_ns: word64(MONO_LO, MONO_HI),
+        real_ns: word64(REAL_LO, REAL_HI),
+    };
+    (meta, raw_len)
+}
+
+fn read_slot<R>(
+    att: &Attachment,
+    info: &HeaderInfo,
+    key: i32,
+    generation: u64,
+    stuck_after: Duration,
+    mut f: impl FnMut(&SlotMeta, &[AtomicU32]) -> R,
+) -> Result<(SlotMeta, R), ReadError> {
+    let w = slot_words(att, info, generation);
+    let cap = info.geometry.frame_capacity;
+    let data = &w[DATA..DATA + info.geometry.frame_words()];
+    let mut tries: u32 = 0;
+    let mut since: Option<u64> = None;
+    loop {
+        if let Some(s1) = seqlock::read_begin(&w[SEQ]) {
+            let (meta, raw_len) = meta_of(w, cap);
+            let value = f(&meta, data);
+            if seqlock::read_end(&w[SEQ], s1) {
+                if raw_len as usize > cap {
+                    return Err(ReadError::Corrupt {
+                        generation: meta.generation,
+                        what: "frame length exceeds the frame capacity",
+                    });
+                }
+                return Ok((meta, value));
+            }
+        }
+        tries = tries.wrapping_add(1);
+        backoff(tries);
+        if tries % 32 == 0 {
+            let now = sys::monotonic_ns();
+            let start = *since.get_or_insert(now);
+            match lock::publisher_status(key) {
+                PublisherStatus::Alive { pid } => {
+                    let waited = Duration::from_nanos(now.saturating_sub(start));
+                    if waited >= stuck_after {
+                        return Err(ReadError::WriterStuck { pid, waited });
+                    }
+                }
+                // Odd for 32 tries and nobody holds the lock: the writer died
+                // mid-write. A torn slot stays odd until a new publisher.
+                _ if seqlock::read_begin(&w[SEQ]).is_none() => {
+                    return Err(ReadError::PublisherDied);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(feature = "writer")]
+pub use writer::{LockOutcome, PublishError, WriteSegment};
+
+#[cfg(feature = "writer")]
+mod writer {
+    use super::*;
+    use crate::layout::{FLAG_NOTIFY, Geometry, LAYOUT_VERSION, MAGIC_U64, fnv1a64};
+    use crate::lock::PublisherLock;
+    use crate::topic::LockPolicy;
+
+    /// What became of `SHM_LOCK` when the topic was opened.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum LockOutcome {
+        /// The segment is locked in RAM.
+        Locked,
+        /// Lock policy "try": the kernel refused; the error says why and how
+        /// to fix it.
+        Refused(OpenError),
+        /// Lock policy "off".
+        NotRequested,
+    }
+
+    /// Why a publish failed. Nothing was published; the handle stays usable.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    #[non_exhaustive]
+    pub enum PublishError {
+        /// The frame is larger than the topic's frame capacity.
+        TooLarge {
+            /// Frame length.
+            len: usize,
+            /// Capacity.
+            capacity: usize,
+        },
+        /// The value could not be encoded.
+        Encode(postcard::Error),
+    }
+
+    impl core::fmt::Display for PublishError {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            match self {
+                PublishError::TooLarge { len, capacity } => write!(
+                    f,
+                    "frame of {len} bytes exceeds the topic's frame capacity of {capacity} bytes"
+                ),
+                PublishError::Encode(e) => write!(f, "cannot encode the frame: {e}"),
+            }
+        }
+    }
+
+    impl std::error::Error for PublishError {}
+
+    /// A read-write attachment of a topic's segment, held by its one
+    /// publisher (who holds the publisher lock).
+    #[derive(Debug)]
+    pub struct WriteSegment {
+        att: Attachment,
+        info: HeaderInfo,
+        key: i32,
+        next: u64,
+        lock_outcome: LockOutcome,
+        created: bool,
+        repaired: u32,
+        _lock: PublisherLock,
+    }
+
+    fn memlock_limit() -> u64 {
+        match nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_MEMLOCK) {
+            Ok((soft, _)) if soft == libc::RLIM_INFINITY => u64::MAX,
+            Ok((soft, _)) => soft,
+            Err(_) => 0,
+        }
+    }
+
+    impl WriteSegment {
+        /// Take the topic's publisher lock, then create its segment, or
+        /// reopen the one this user created earlier if its name, schema and
+        /// sizes match. Slots left mid-write by a dead publisher are
+        /// repaired (emptied). The segment is locked in RAM per
+        /// `topic.lock`.
+        pub fn open(topic: &Topic, schema: &[u8], frame_capacity: usize) -> Result<WriteSegment, OpenError> {
+            topic.validate()?;
+            let key = topic.key;
+            let geometry = Geometry::new(schema.len(), topic.slots, frame_capacity).ok_or_else(|| {
+                OpenError::InvalidTopic {
+                    reason: format!(
+                        "frame capacity {frame_capacity} or schema of {} bytes exceeds the layout's limits",
+                        schema.len()
+                    ),
+                }
+            })?;
+            let size = geometry.segment_size;
+            let lock = PublisherLock::acquire(key, topic.mode, topic.group)?;
+            let euid = nix::unistd::geteuid().as_raw();
+            let flags = libc::IPC_CREAT | libc::IPC_EXCL | (topic.mode & 0o777) as i32;
+            let (shmid, created) = match sys::shmget(key, size, flags) {
+                Ok(id) => (id, true),
+                Err(e) if e.errno == Errno::EEXIST => {
+                    let id = sys::shmget(key, 0, 0).map_err(|e| map_attach_err(key, e))?;
+                    (id, false)
+                }
+                Err(e) => return Err(OpenError::from_sys(key, size as u64, e)),
+            };
+            // From here on, a segment we created is removed again on failure.
+            let cleanup = |e: OpenError| {
+                if created {
+                    let _ = sys::shm_remove(shmid);
+                }
+                e
+            };
+            if created && topic.group.is_some() {
+                sys::shm_set_owner(shmid, topic.group, topic.mode)
+                    .map_err(|e| cleanup(OpenError::from_sys(key, size as u64, e)))?;
+            }
+            let st = sys::shm_stat(shmid).map_err(|e| cleanup(map_attach_err(key, e)))?;
+            if !created {
+                // Never adopt a segment someone else created at our key.
+                if st.cuid != euid || st.uid != euid {
+                    return Err(OpenError::NotOwner {
+                        key,
+                        creator_uid: st.cuid,
+                        owner_uid: st.uid,
+                        expected_uid: euid,
+                    });
+                }
+                if st.size < size as u64 {
+                    return Err(OpenError::SizeMismatch {
+                        key,
+                        expected: size as u64,
+                        found: st.size,
+                    });
+                }
+            }
+            let att = Attachment::read_write(shmid).map_err(|e| cleanup(map_attach_err(key, e)))?;
+            let flags = if topic.notify { FLAG_NOTIFY } else { 0 };
+            let fingerprint = fnv1a64(schema);
+            let mut repaired = 0;
+            let info = if created {
+                init_header(&att, &topic.name, schema, &geometry, flags)
+            } else {
+                match HeaderInfo::read(&att, key) {
+                    // Our own segment, left half-initialised by a creator
+                    // that died before storing the magic: initialise it.
+                    Err(OpenError::NotReady { .. }) if st.size == size as u64 => {
+                        init_header(&att, &topic.name, schema, &geometry, flags)
+                    }
+                    Err(e) => return Err(e),
+                    Ok(info) => {
+                        if info.name != topic.name {
+                            return Err(OpenError::NameMismatch {
+                                key,
+                                expected: topic.name.clone(),
+                                found: info.name,
+                            });
+                        }
+                        if info.schema_fingerprint != fingerprint {
+                            return Err(OpenError::SchemaMismatch {
+                                key,
+                                topic: topic.name.clone(),
+                                expected: fingerprint,
+                                found: info.schema_fingerprint,
+                            });
+                        }
+                        if info.geometry != geometry || info.flags != flags {
+                            return Err(OpenError::GeometryMismatch {
+                                key,
+                                what: format!(
+                                    "segment has {} slots of {} bytes, notify={}; topic wants {} slots of {} bytes, notify={}",
+                                    info.geometry.slot_count,
+                                    info.geometry.frame_capacity,
+                                    info.notify(),
+                                    geometry.slot_count,
+                                    geometry.frame_capacity,
+                                    topic.notify
+                                ),
+                            });
+                        }
+                        if st.perms() != topic.mode || topic.group.is_some_and(|g| g != st.gid) {
+                            sys::shm_set_owner(shmid, topic.group, topic.mode)
+                                .map_err(|e| OpenError::from_sys(key, size as u64, e))?;
+                        }
+                        repaired = repair(&att, &info);
+                        info
+                    }
+                }
+            };
+            let lock_outcome = match topic.lock {
+                LockPolicy::Off => LockOutcome::NotRequested,
+                policy => match sys::shm_lock(shmid) {
+                    Ok(()) => LockOutcome::Locked,
+                    Err(e) => {
+                        let err = match e.errno {
+                            Errno::EPERM | Errno::ENOMEM => OpenError::LockDenied {
+                                key,
+                                size: size as u64,
+                                memlock_limit: memlock_limit(),
+                                errno: e.errno,
+                            },
+                            _ => OpenError::from_sys(key, size as u64, e),
+                        };
+                        if policy == LockPolicy::Required {
+                            drop(att);
+                            return Err(cleanup(err));
+                        }
+                        LockOutcome::Refused(err)
+                    }
+                },
+            };
+            let h = header_of(&att);
+            let newest = h.generation.load(Ordering::Relaxed);
+            h.publisher_pid.store(std::process::id(), Ordering::Relaxed);
+            h.publisher_epoch.fetch_add(1, Ordering::Relaxed);
+            h.publisher_start_real_ns.store(sys::realtime_ns(), Ordering::Relaxed);
+            if created || h.magic.load(Ordering::Relaxed) != MAGIC_U64 {
+                // Release: every field above happens-before a reader that
+                // sees the magic (its Acquire load in `HeaderInfo::read`).
+                h.magic.store(MAGIC_U64, Ordering::Release);
+            }
+            Ok(WriteSegment {
+                att,
+                info,
+                key,
+                next: newest + 1,
+                lock_outcome,
+                created,
+                repaired,
+                _lock: lock,
+            })
+        }
+
+        /// The validated header fields.
+        pub fn info(&self) -> &HeaderInfo {
+            &self.info
+        }
+        /// The key.
+        pub fn key(&self) -> i32 {
+            self.key
+        }
+        /// The shmid.
+        pub fn shmid(&self) -> i32 {
+            self.att.shmid()
+        }
+        /// What became of `SHM_LOCK`.
+        pub fn lock_outcome(&self) -> &LockOutcome {
+            &self.lock_outcome
+        }
+        /// True if this open created the segment (false: reopened).
+        pub fn created(&self) -> bool {
+            self.created
+        }
+        /// Number of slots found mid-write and emptied when reopening.
+        pub fn repaired_slots(&self) -> u32 {
+            self.repaired
+        }
+        /// Generation the next publish will get.
+        pub fn next_generation(&self) -> u64 {
+            self.next
+        }
+
+        /// Publish one frame: `encode` writes it into the slot's data words
+        /// and returns its length. No system call and no allocation, except
+        /// `FUTEX_WAKE` when the topic has notify on. Returns the frame's
+        /// generation.
+        ///
+        /// If `encode` fails, the slot is left empty (generation 0) and
+        /// the generation is not advanced.
+        #[inline]
+        pub fn publish_with(
+            &mut self,
+            mono_ns: u64,
+            real_ns: u64,
+            encode: impl FnOnce(&[AtomicU32], usize) -> Result<usize, PublishError>,
+        ) -> Result<u64, PublishError> {
+            let g = self.next;
+            let cap = self.info.geometry.frame_capacity;
+            let w = slot_words(&self.att, &self.info, g);
+            let data = &w[DATA..DATA + self.info.geometry.frame_words()];
+            let s = seqlock::write_begin(&w[SEQ]);
+            // Data stores: Relaxed; published by `write_end`'s Release.
+            let result = encode(data, cap).and_then(|len| {
+                if len > cap {
+                    Err(PublishError::TooLarge { len, capacity: cap })
+                } else {
+                    Ok(len)
+                }
+            });
+            let (len, g_stored) = match result {
+                Ok(len) => (len as u32, g),
+                Err(_) => (0, 0),
+            };
+            w[LEN].store(len, Ordering::Relaxed);
+            w[GEN_LO].store(g_stored as u32, Ordering::Relaxed);
+            w[GEN_HI].store((g_stored >> 32) as u32, Ordering::Relaxed);
+            w[MONO_LO].store(mono_ns as u32, Ordering::Relaxed);
+            w[MONO_HI].store((mono_ns >> 32) as u32, Ordering::Relaxed);
+            w[REAL_LO].store(real_ns as u32, Ordering::Relaxed);
+            w[REAL_HI].store((real_ns >> 32) as u32, Ordering::Relaxed);
+            seqlock::write_end(&w[SEQ], s);
+            result?;
+            let h = header_of(&self.att);
+            h.last_publish_mono_ns.store(mono_ns, Ordering::Relaxed);
+            h.last_publish_real_ns.store(real_ns, Ordering::Relaxed);
+            // Release: a reader whose Acquire load sees `g` finds slot `g`
+            // complete (its `write_end` came first in this thread).
+            h.generation.store(g, Ordering::Release);
+            h.notify.store(g as u32, Ordering::Release);
+            if self.info.flags & FLAG_NOTIFY != 0 {
+                // A failure here (cannot happen for a valid mapped word)
+                // only delays waiters until their timeout slice.
+                let _ = sys::futex_wake_all(&h.notify);
+            }
+            self.next = g + 1;
+            Ok(g)
+        }
+
+        /// A read-only view of the same mapping, for reading back.
+        pub fn read_slot<R>(
+            &self,
+            generation: u64,
+            f: impl FnMut(&SlotMeta, &[AtomicU32]) -> R,
+        ) -> Result<(SlotMeta, R), ReadError> {
+            read_slot(&self.att, &self.info, self.key, generation, DEFAULT_STUCK_AFTER, f)
+        }
+
+        /// Remove the segment and the publisher lock (`IPC_RMID`). Attached
+        /// subscribers keep their mapping until they detach; they see the
+        /// topic as removed.
+        pub fn remove(self) -> Result<(), SysError> {
+            sys::shm_remove(self.att.shmid())?;
+            let _ = lock::remove_lock(self.key);
+            Ok(())
+        }
+    }
+
+    fn init_header(att: &Attachment, name: &str, schema: &[u8], g: &Geometry, flags: u32) -> HeaderInfo {
+        let h = header_of(att);
+        let r = Ordering::Relaxed;
+        h.magic.store(0, r);
+        h.layout_version.store(LAYOUT_VERSION, r);
+        h.header_size.store(g.header_size as u32, r);
+        h.slot_count.store(g.slot_count, r);
+        h.slot_stride.store(g.slot_stride as u32, r);
+        h.frame_capacity.store(g.frame_capacity as u32, r);
+        h.flags.store(flags, r);
+        h.segment_size.store(g.segment_size as u64, r);
+        h.schema_fingerprint.store(fnv1a64(schema), r);
+        h.schema_offset.store(crate::layout::HEADER_FIXED_SIZE as u32, r);
+        h.schema_len.store(schema.len() as u32, r);
+        h.name_len.store(name.len() as u32, r);
+        let mut name_bytes = [0u8; 64];
+        name_bytes[..name.len()].copy_from_slice(name.as_bytes());
+        crate::codec::store_bytes(&h.name, &name_bytes);
+        let created = sys::realtime_ns();
+        h.created_real_ns.store(created, r);
+        if let Some(words) = att.words_at(crate::layout::HEADER_FIXED_SIZE, schema.len().div_ceil(4)) {
+            crate::codec::store_bytes(words, schema);
+        }
+        h.generation.store(0, r);
+        h.notify.store(0, r);
+        HeaderInfo {
+            geometry: *g,
+            flags,
+            schema_fingerprint: fnv1a64(schema),
+            schema: schema.to_vec(),
+            name: name.to_string(),
+            created_real_ns: created,
+        }
+    }
+
+    /// Empty every slot left mid-write (odd sequence) by a dead publisher and
+    /// bring the header's generation up to the newest complete slot.
+    /// Returns the number of slots repaired.
+    fn repair(att: &Attachment, info: &HeaderInfo) -> u32 {
+        let mut repaired = 0;
+        let mut newest = 0u64;
+        for i in 0..u64::from(info.geometry.slot_count) {
+            let w = slot_words(att, info, i);
+            let s = w[SEQ].load(Ordering::Relaxed);
+            if s & 1 == 1 {
+                // The sequence is odd already; readers discard anything they
+                // read now. Empty the slot, then make the sequence even.
+                w[LEN].store(0, Ordering::Relaxed);
+                w[GEN_LO].store(0, Ordering::Relaxed);
+                w[GEN_HI].store(0, Ordering::Relaxed);
+                seqlock::write_end(&w[SEQ], s.wrapping_sub(1));
+                repaired += 1;
+            } else {
+                let g = u64::from(w[GEN_LO].load(Ordering::Relaxed))
+                    | (u64::from(w[GEN_HI].load(Ordering::Relaxed)) << 32);
+                newest = newest.max(g);
+            }
+        }
+        let h = header_of(att);
+        let g = h.generation.load(Ordering::Relaxed).max(newest);
+        h.generation.store(g, Ordering::Release);
+        h.notify.store(g as u32, Ordering::Release);
+        repaired
+    }
+}

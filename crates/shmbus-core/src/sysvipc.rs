@@ -1,0 +1,108 @@
+//! Reading `/proc/sysvipc/shm` and `/proc/sysvipc/sem`: every segment and
+//! semaphore set on the machine, readable by any user. Used to list topics
+//! and to name the owner of a segment we were refused access to.
+
+use std::collections::HashMap;
+
+/// One line of `/proc/sysvipc/shm` (or `sem`), by column name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcEntry {
+    fields: HashMap<String, i64>,
+}
+
+impl ProcEntry {
+    /// A numeric column (`key`, `shmid`, `perms` (octal in the file),
+    /// `size`, `cpid`, `lpid`, `nattch`, `uid`, `gid`, `cuid`, `cgid`,
+    /// `atime`, `dtime`, `ctime`, `rss`, `swap`; for semaphores `semid`,
+    /// `nsems`, `otime`).
+    pub fn get(&self, column: &str) -> Option<i64> {
+        self.fields.get(column).copied()
+    }
+    /// The key.
+    pub fn key(&self) -> i32 {
+        self.get("key").unwrap_or(0) as i32
+    }
+    /// The shmid or semid.
+    pub fn id(&self) -> i32 {
+        self.get("shmid").or_else(|| self.get("semid")).unwrap_or(-1) as i32
+    }
+    /// Owner uid, gid and permission bits.
+    pub fn owner(&self) -> (u32, u32, u32) {
+        (
+            self.get("uid").unwrap_or(-1) as u32,
+            self.get("gid").unwrap_or(-1) as u32,
+            self.get("perms").unwrap_or(0) as u32,
+        )
+    }
+}
+
+/// Parse the text of a `/proc/sysvipc/*` file. Unknown or malformed lines
+/// are skipped; `perms` is parsed as octal, everything else as decimal.
+pub fn parse(text: &str) -> Vec<ProcEntry> {
+    let mut lines = text.lines();
+    let Some(head) = lines.next() else {
+        return Vec::new();
+    };
+    let cols: Vec<&str> = head.split_whitespace().collect();
+    lines
+        .filter_map(|line| {
+            let vals: Vec<&str> = line.split_whitespace().collect();
+            if vals.len() != cols.len() {
+                return None;
+            }
+            let mut fields = HashMap::new();
+            for (c, v) in cols.iter().zip(vals) {
+                let n = if *c == "perms" {
+                    i64::from_str_radix(v, 8).ok()?
+                } else {
+                    v.parse::<i64>().ok()?
+                };
+                fields.insert((*c).to_string(), n);
+            }
+            Some(ProcEntry { fields })
+        })
+        .collect()
+}
+
+/// Every System V shared memory segment on the machine.
+pub fn segments() -> std::io::Result<Vec<ProcEntry>> {
+    Ok(parse(&std::fs::read_to_string("/proc/sysvipc/shm")?))
+}
+
+/// Every System V semaphore set on the machine.
+pub fn semaphores() -> std::io::Result<Vec<ProcEntry>> {
+    Ok(parse(&std::fs::read_to_string("/proc/sysvipc/sem")?))
+}
+
+/// The segment at `key`, if any.
+pub fn segment_by_key(key: i32) -> Option<ProcEntry> {
+    segments().ok()?.into_iter().find(|e| e.key() == key)
+}
+
+/// Read a `/proc/sys/kernel/*` limit (`shmmax`, `shmall`, `shmmni`).
+pub fn kernel_limit(name: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/sys/kernel/{name}"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_kernel_format() {
+        let text = "       key      shmid perms                  size  cpid  lpid nattch   uid   gid  cuid  cgid      atime      dtime      ctime                   rss                  swap\n\
+                    1392508928          5  1644                   960  1234  1235      2  1000  1000  1000  1000 1700000000 1700000001 1700000002                  4096                     0\n\
+                    garbage line\n";
+        let v = parse(text);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].key(), 1392508928);
+        assert_eq!(v[0].id(), 5);
+        assert_eq!(v[0].owner(), (1000, 1000, 0o1644));
+        assert_eq!(v[0].get("nattch"), Some(2));
+        assert!(parse("").is_empty());
+    }
+}

@@ -1,0 +1,192 @@
+//! Topic descriptions: what a publisher creates and a subscriber attaches.
+
+use crate::error::OpenError;
+use crate::layout::MAX_NAME_LEN;
+
+/// Whether the publisher locks the segment in RAM with `SHM_LOCK`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LockPolicy {
+    /// Lock, and fail to open the topic if the kernel refuses
+    /// (`RLIMIT_MEMLOCK` too low and no `CAP_IPC_LOCK`).
+    Required,
+    /// Try to lock; if refused, open anyway and report it
+    /// (`Publisher::lock_outcome`). The default: works unprivileged.
+    #[default]
+    Try,
+    /// Do not lock.
+    Off,
+}
+
+/// The default bus name used to derive keys when none is given.
+pub const DEFAULT_BUS: &str = "shmbus";
+
+/// A topic: its name, System V key, ring size and access rules.
+///
+/// The same description is used by the publisher (which creates the segment
+/// with this mode and group) and by subscribers (which use the key and,
+/// optionally, the expected publisher uid to refuse spoofed segments).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topic {
+    /// Topic name: 1-63 bytes of `[A-Za-z0-9_.-/]`.
+    pub name: String,
+    /// System V key (never `IPC_PRIVATE`, 0).
+    pub key: i32,
+    /// Number of slots in the ring, a power of two. Default 16.
+    pub slots: u32,
+    /// Permission bits for the segment and the publisher lock. Default 0o644.
+    pub mode: u32,
+    /// Group id for the segment, or `None` for the publisher's group.
+    pub group: Option<u32>,
+    /// `SHM_LOCK` policy. Default [`LockPolicy::Try`].
+    pub lock: LockPolicy,
+    /// Whether the publisher wakes futex waiters after every publish, so
+    /// subscribers can block in the kernel. Default true.
+    pub notify: bool,
+    /// If set, subscribers refuse a segment not created and owned by this
+    /// uid, or writable by group or others (anti-spoofing). Default `None`.
+    pub publisher_uid: Option<u32>,
+}
+
+impl Topic {
+    /// A topic on the default bus, with the key derived from its name.
+    pub fn new(name: &str) -> Topic {
+        Topic::on_bus(DEFAULT_BUS, name)
+    }
+
+    /// A topic on bus `bus`, with the key derived from both names
+    /// ([`derive_key`]).
+    pub fn on_bus(bus: &str, name: &str) -> Topic {
+        Topic {
+            name: name.to_string(),
+            key: derive_key(bus, name),
+            slots: 16,
+            mode: 0o644,
+            group: None,
+            lock: LockPolicy::Try,
+            notify: true,
+            publisher_uid: None,
+        }
+    }
+
+    /// Use an explicit key.
+    pub fn key(mut self, key: i32) -> Topic {
+        self.key = key;
+        self
+    }
+    /// Set the slot count (a power of two).
+    pub fn slots(mut self, slots: u32) -> Topic {
+        self.slots = slots;
+        self
+    }
+    /// Set the permission bits.
+    pub fn mode(mut self, mode: u32) -> Topic {
+        self.mode = mode;
+        self
+    }
+    /// Set the segment's group.
+    pub fn group(mut self, gid: u32) -> Topic {
+        self.group = Some(gid);
+        self
+    }
+    /// Set the lock policy.
+    pub fn lock(mut self, lock: LockPolicy) -> Topic {
+        self.lock = lock;
+        self
+    }
+    /// Enable or disable futex wake-ups.
+    pub fn notify(mut self, on: bool) -> Topic {
+        self.notify = on;
+        self
+    }
+    /// Require that the segment was created by, and belongs to, `uid`.
+    pub fn publisher_uid(mut self, uid: u32) -> Topic {
+        self.publisher_uid = Some(uid);
+        self
+    }
+
+    /// Check the description: name, key, slots and mode.
+    pub fn validate(&self) -> Result<(), OpenError> {
+        validate_name(&self.name).map_err(|reason| OpenError::InvalidTopic { reason })?;
+        let bad = |reason: String| Err(OpenError::InvalidTopic { reason });
+        if self.key == 0 {
+            return bad("key 0 is IPC_PRIVATE and cannot name a topic".into());
+        }
+        if !self.slots.is_power_of_two() || self.slots > crate::layout::MAX_SLOTS {
+            return bad(format!(
+                "slots = {} must be a power of two between 1 and {}",
+                self.slots,
+                crate::layout::MAX_SLOTS
+            ));
+        }
+        if self.mode & !0o777 != 0 {
+            return bad(format!("mode {:o} has bits outside 0o777", self.mode));
+        }
+        if self.mode & 0o600 != 0o600 {
+            return bad(format!(
+                "mode {:03o} must let the owner read and write (0o600)",
+                self.mode
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Check a topic name: 1 to 63 bytes of ASCII letters, digits and `_.-/`.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "topic name '{name}' must be 1 to {MAX_NAME_LEN} bytes long"
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "_.-/".contains(*c)))
+    {
+        return Err(format!(
+            "topic name '{name}' contains '{c}'; use letters, digits and _ . - /"
+        ));
+    }
+    Ok(())
+}
+
+/// The key of topic `name` on bus `bus`: `0x53` ('S') in the top byte and
+/// the low 24 bits of FNV-1a 32 of `"{bus}/{name}"`. Never 0 (`IPC_PRIVATE`).
+/// Collisions are possible (24 bits); the config loader rejects them within a
+/// bus, and an attach to a colliding topic fails with
+/// [`OpenError::NameMismatch`].
+pub fn derive_key(bus: &str, name: &str) -> i32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in bus.bytes().chain(*b"/").chain(name.bytes()) {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    (0x5300_0000 | (h & 0x00ff_ffff)) as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_keys_are_stable_and_tagged() {
+        let k = derive_key("shmbus", "imu");
+        assert_eq!(k, derive_key("shmbus", "imu"));
+        assert_ne!(k, derive_key("shmbus", "gnss"));
+        assert_ne!(k, derive_key("other", "imu"));
+        assert_eq!((k as u32) >> 24, 0x53);
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        assert!(Topic::new("imu").validate().is_ok());
+        let e = Topic::new("imu").slots(3).validate().unwrap_err();
+        assert!(e.to_string().contains("power of two"), "{e}");
+        let e = Topic::new("bad name").validate().unwrap_err();
+        assert!(e.to_string().contains("contains ' '"), "{e}");
+        assert!(Topic::new("").validate().is_err());
+        assert!(Topic::new(&"x".repeat(64)).validate().is_err());
+        assert!(Topic::new("imu").key(0).validate().is_err());
+        assert!(Topic::new("imu").mode(0o444).validate().is_err());
+        assert!(Topic::new("imu").mode(0o1644).validate().is_err());
+    }
+}

@@ -1,0 +1,508 @@
+//! # shmbus-sub: the subscriber side of shmbus
+//!
+//! A [`Subscriber<T>`] attaches a topic's segment read-only (`SHM_RDONLY`:
+//! the kernel faults any store), checks that it holds frames of type `T`
+//! (schema fingerprint), and reads frames in place: each frame is decoded
+//! straight out of the shared slot through relaxed atomic loads, then
+//! accepted only if the slot's sequence word did not change (seqlock).
+//!
+//! ```no_run
+//! use serde::Deserialize;
+//! use shmbus_sub::{Next, Subscriber, Topic};
+//! use std::time::Duration;
+//!
+//! #[derive(Deserialize, postcard_schema::Schema, Debug)]
+//! struct Imu { t_us: u64, acc: [f32; 3] }
+//!
+//! let mut sub = Subscriber::<Imu>::wait_for_topic(&Topic::new("imu"), Duration::from_secs(5))?;
+//! if let Some(s) = sub.latest()? {
+//!     println!("newest: {:?}, {:?} old", s.value, s.age());
+//! }
+//! loop {
+//!     match sub.wait_next(Duration::from_secs(1)) {
+//!         Ok(Next::Frame(s)) => println!("#{} {:?}", s.generation, s.value),
+//!         Ok(Next::Missed(n)) => eprintln!("fell behind: missed {n} frames"),
+//!         Ok(Next::Empty) => {}
+//!         Err(e) => { eprintln!("{e}"); break; }
+//!     }
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Latest value or every frame
+//! [`Subscriber::latest`] returns the newest complete frame: what a control
+//! loop wants. [`Subscriber::next`] returns frames in publish order from a
+//! cursor; a reader that falls more than one ring (the topic's slot count)
+//! behind gets [`Next::Missed`] with the exact number of frames it lost, and
+//! its cursor jumps to the oldest frame still in the ring. Frames delivered
+//! plus frames reported missed always add up to frames published.
+//!
+//! ## Polling
+//! [`Subscriber::has_new`] is one atomic load of the header's `notify` word:
+//! a poll that finds nothing costs no system call and no slot access.
+//!
+//! ## Blocking
+//! [`Subscriber::wait_next`] and [`Subscriber::wait_latest`] sleep in the
+//! kernel on a futex on the `notify` word (when the topic has `notify` on;
+//! otherwise they sleep in short steps) until a frame is published, the
+//! timeout passes, or the topic turns out to be dead: every 100 ms of sleep
+//! they check whether the publisher is alive ([`WaitError::PublisherGone`])
+//! and whether the segment was removed ([`WaitError::Removed`]).
+//!
+//! ## Staleness and liveness
+//! [`Subscriber::age`] is the time since the newest publish on
+//! `CLOCK_MONOTONIC` (immune to wall-clock jumps). [`Subscriber::publisher`]
+//! reads the publisher lock, which the kernel releases when the publisher
+//! dies. A dead publisher's last frames stay readable.
+//!
+//! ## A publisher that dies mid-write
+//! The slot it was writing stays odd: no reader accepts it. Reads of that
+//! one slot fail with [`ReadError::PublisherDied`] (never a hang) until a
+//! new publisher repairs it; all other frames remain readable.
+#![warn(missing_docs)]
+
+use core::marker::PhantomData;
+use core::sync::atomic::{AtomicU32, Ordering};
+use core::time::Duration;
+
+use postcard_schema::Schema;
+use serde::de::DeserializeOwned;
+use shmbus_core::codec::decode_in_place;
+use shmbus_core::layout::{HeaderInfo, copy_from_words};
+use shmbus_core::segment::DEFAULT_STUCK_AFTER;
+use shmbus_core::sys::{self, FutexWait};
+
+pub use shmbus_core::{OpenError, PublisherStatus, ReadError, Segment, SlotMeta, Topic, WaitError};
+
+/// How often a blocked wait checks that the publisher is alive and the
+/// segment not removed.
+pub const LIVENESS_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A frame and when it was published.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample<T> {
+    /// The decoded value.
+    pub value: T,
+    /// Its generation (publish counter, from 1).
+    pub generation: u64,
+    /// `CLOCK_MONOTONIC` at publish, ns.
+    pub mono_ns: u64,
+    /// `CLOCK_REALTIME` at publish, ns since the epoch.
+    pub real_ns: u64,
+}
+
+impl<T> Sample<T> {
+    /// Time since this frame was published (monotonic clock).
+    pub fn age(&self) -> Duration {
+        Duration::from_nanos(sys::monotonic_ns().saturating_sub(self.mono_ns))
+    }
+}
+
+/// The result of an in-order read.
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub enum Next<T> {
+    /// The next frame in publish order.
+    Frame(Sample<T>),
+    /// The reader fell behind the ring: this many frames were overwritten
+    /// before it read them. The cursor now points at the oldest frame still
+    /// available; call again to read it.
+    Missed(u64),
+    /// Nothing new (only from the non-blocking [`Subscriber::next`]).
+    Empty,
+}
+
+/// An untyped subscriber: frames as bytes plus the schema that describes
+/// them. Used by tools; applications use [`Subscriber`].
+#[derive(Debug)]
+pub struct RawSubscriber {
+    seg: Segment,
+    next: u64,
+    seen: u32,
+    stuck_after: Duration,
+    last_liveness_check: u64,
+}
+
+impl RawSubscriber {
+    /// Attach `topic` read-only.
+    pub fn attach(topic: &Topic) -> Result<Self, OpenError> {
+        Ok(Self::from_segment(Segment::attach(topic)?))
+    }
+
+    /// Wrap an attached segment. The in-order cursor starts after the newest
+    /// frame (only frames published from now on); see [`Self::seek_oldest`].
+    pub fn from_segment(seg: Segment) -> Self {
+        let g = seg.generation();
+        RawSubscriber {
+            seg,
+            next: g + 1,
+            seen: g as u32,
+            stuck_after: DEFAULT_STUCK_AFTER,
+            last_liveness_check: 0,
+        }
+    }
+
+    /// The segment.
+    pub fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    /// The validated header (name, schema, sizes).
+    pub fn info(&self) -> &HeaderInfo {
+        self.seg.info()
+    }
+
+    /// How long a read retries a slot that stays mid-write while the
+    /// publisher is alive before reporting [`ReadError::WriterStuck`].
+    pub fn set_stuck_after(&mut self, d: Duration) {
+        self.stuck_after = d;
+    }
+
+    /// Move the in-order cursor to the oldest frame still in the ring.
+    pub fn seek_oldest(&mut self) {
+        let g = self.seg.generation();
+        let n = u64::from(self.seg.info().geometry.slot_count);
+        self.next = g.saturating_sub(n - 1).max(1);
+    }
+
+    /// Move the in-order cursor past the newest frame.
+    pub fn seek_latest(&mut self) {
+        self.next = self.seg.generation() + 1;
+    }
+
+    /// The generation the next in-order read expects.
+    pub fn cursor(&self) -> u64 {
+        self.next
+    }
+
+    /// True if a frame newer than the last one this subscriber returned
+    /// has been published. One atomic load; no system call.
+    #[inline]
+    pub fn has_new(&self) -> bool {
+        // Acquire pairs with the publisher's Release store of `notify`.
+        self.seg.notify_word().load(Ordering::Acquire) != self.seen
+    }
+
+    /// Generation of the newest complete frame (0: none yet).
+    pub fn generation(&self) -> u64 {
+        self.seg.generation()
+    }
+
+    /// Time since the newest publish, on the monotonic clock; `None` before
+    /// the first frame.
+    pub fn age(&self) -> Option<Duration> {
+        let h = self.seg.header();
+        if self.seg.generation() == 0 {
+            return None;
+        }
+        let t = h.last_publish_mono_ns.load(Ordering::Relaxed);
+        Some(Duration::from_nanos(sys::monotonic_ns().saturating_sub(t)))
+    }
+
+    /// Whether the publisher is alive (two system calls).
+    pub fn publisher(&self) -> PublisherStatus {
+        self.seg.publisher_status()
+    }
+
+    /// True if the segment was removed since attach (one system call).
+    pub fn is_removed(&self) -> bool {
+        self.seg.is_removed()
+    }
+
+    /// Read the newest frame with `f` (given the metadata and the frame's
+    /// words). `None` before the first publish.
+    pub fn latest_with<R>(
+        &mut self,
+        mut f: impl FnMut(&SlotMeta, &[AtomicU32]) -> R,
+    ) -> Result<Option<(SlotMeta, R)>, ReadError> {
+        let g = self.seg.generation();
+        if g == 0 {
+            return Ok(None);
+        }
+        let (meta, v) = self.seg.read_slot(g, self.stuck_after, |m, w| {
+            (m.generation >= g).then(|| f(m, w))
+        })?;
+        match v {
+            Some(v) => {
+                self.seen = meta.generation as u32;
+                Ok(Some((meta, v)))
+            }
+            // The newest frame was destroyed by a publisher that died while
+            // overwriting it (a one-slot ring).
+            None => Ok(None),
+        }
+    }
+
+    /// Read the next frame in publish order with `f`.
+    pub fn next_with<R>(
+        &mut self,
+        mut f: impl FnMut(&SlotMeta, &[AtomicU32]) -> R,
+    ) -> Result<RawNext<R>, ReadError> {
+        let g = self.seg.generation();
+        let want = self.next;
+        if g < want {
+            return Ok(RawNext::Empty);
+        }
+        let n = u64::from(self.seg.info().geometry.slot_count);
+        if g - want >= n {
+            let oldest = g - n + 1;
+            self.next = oldest;
+            return Ok(RawNext::Missed(oldest - want));
+        }
+        let (meta, v) = self.seg.read_slot(want, self.stuck_after, |m, w| {
+            (m.generation == want).then(|| f(m, w))
+        })?;
+        match v {
+            Some(v) => {
+                self.next = want + 1;
+                self.seen = want as u32;
+                Ok(RawNext::Frame(meta, v))
+            }
+            None if meta.generation > want => {
+                // Overwritten while we looked: the ring moved on by at least
+                // one lap; the oldest frame still there is x - n + 1.
+                let oldest = meta.generation - n + 1;
+                self.next = oldest;
+                Ok(RawNext::Missed(oldest - want))
+            }
+            None => {
+                // Emptied: a publisher died writing over it (repaired), or
+                // an encode failed. That frame is gone.
+                self.next = want + 1;
+                Ok(RawNext::Missed(1))
+            }
+        }
+    }
+
+    /// The newest frame's bytes into `out`.
+    pub fn latest_bytes(&mut self, out: &mut Vec<u8>) -> Result<Option<SlotMeta>, ReadError> {
+        Ok(self
+            .latest_with(|m, w| copy_from_words(w, m.len as usize, out))?
+            .map(|(m, ())| m))
+    }
+
+    /// The next frame's bytes, in publish order, into `out`.
+    pub fn next_bytes(&mut self, out: &mut Vec<u8>) -> Result<RawNext<()>, ReadError> {
+        self.next_with(|m, w| copy_from_words(w, m.len as usize, out))
+    }
+
+    /// Sleep until `ready()` (re-evaluated after every wake-up) returns
+    /// `Some`, or the timeout passes, or the topic is dead.
+    pub fn wait_until<R>(
+        &mut self,
+        timeout: Duration,
+        mut ready: impl FnMut(&mut Self) -> Result<Option<R>, ReadError>,
+    ) -> Result<R, WaitError> {
+        let start = sys::monotonic_ns();
+        let deadline = start.saturating_add(timeout.as_nanos().min(u64::MAX as u128) as u64);
+        let mut poll_step = Duration::from_micros(500);
+        loop {
+            // Read the word before checking: a publish after this load
+            // changes it, so the futex wait below returns at once instead of
+            // sleeping through the new frame (no lost wake-up).
+            let word = self.seg.notify_word().load(Ordering::Acquire);
+            if let Some(r) = ready(self)? {
+                return Ok(r);
+            }
+            let now = sys::monotonic_ns();
+            if now >= deadline {
+                return Err(WaitError::Timeout);
+            }
+            if now.saturating_sub(self.last_liveness_check) >= LIVENESS_INTERVAL.as_nanos() as u64 {
+                self.last_liveness_check = now;
+                if self.seg.is_removed() {
+                    return Err(WaitError::Removed);
+                }
+                match self.seg.publisher_status() {
+                    PublisherStatus::NotRunning | PublisherStatus::NoLock => {
+                        // Re-check for a frame the publisher left just before it exited.
+                        if let Some(r) = ready(self)? {
+                            return Ok(r);
+                        }
+                        return Err(WaitError::PublisherGone);
+                    }
+                    PublisherStatus::Alive { .. } | PublisherStatus::Unknown => {}
+                }
+            }
+            let slice = Duration::from_nanos(deadline - now).min(LIVENESS_INTERVAL);
+            if self.seg.info().notify() {
+                match sys::futex_wait(self.seg.notify_word(), word, slice) {
+                    Ok(FutexWait::Woken | FutexWait::Changed | FutexWait::Interrupted | FutexWait::TimedOut) => {}
+                    Err(e) => return Err(WaitError::Sys(e)),
+                }
+            } else {
+                // No wake-ups on this topic: sleep in growing steps.
+                std::thread::sleep(slice.min(poll_step));
+                poll_step = (poll_step * 2).min(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// The result of an untyped in-order read ([`RawSubscriber::next_with`]).
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub enum RawNext<R> {
+    /// The next frame: its metadata and what the read function returned.
+    Frame(SlotMeta, R),
+    /// This many frames were overwritten before they were read; see
+    /// [`Next::Missed`].
+    Missed(u64),
+    /// Nothing new.
+    Empty,
+}
+
+/// A subscriber of one topic, for frames of type `T`.
+#[derive(Debug)]
+pub struct Subscriber<T> {
+    raw: RawSubscriber,
+    scratch: Vec<u8>,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned + Schema> Subscriber<T> {
+    /// Attach `topic` read-only and check that it carries frames of type
+    /// `T`.
+    ///
+    /// Errors: [`OpenError::NotFound`] (no publisher yet: see
+    /// [`Self::wait_for_topic`]), [`OpenError::SchemaMismatch`] (another
+    /// type), [`OpenError::PermissionDenied`], [`OpenError::NotOwner`] /
+    /// [`OpenError::WritableByOthers`] (when the topic names its publisher
+    /// uid), and the garbage-segment errors ([`OpenError::NotShmbus`],
+    /// [`OpenError::Corrupt`], [`OpenError::UnsupportedLayout`]).
+    pub fn attach(topic: &Topic) -> Result<Self, OpenError> {
+        let raw = RawSubscriber::attach(topic)?;
+        let expected = shmbus_core::schema::fingerprint_of::<T>().map_err(|e| OpenError::InvalidTopic {
+            reason: format!("cannot encode the schema of the message type: {e}"),
+        })?;
+        let info = raw.info();
+        if info.schema_fingerprint != expected {
+            return Err(OpenError::SchemaMismatch {
+                key: topic.key,
+                topic: info.name.clone(),
+                expected,
+                found: info.schema_fingerprint,
+            });
+        }
+        let scratch = vec![0; info.geometry.frame_capacity];
+        Ok(Subscriber {
+            raw,
+            scratch,
+            _type: PhantomData,
+        })
+    }
+
+    /// Attach `topic`, waiting up to `timeout` for a publisher to create it.
+    /// Returns the last error (e.g. [`OpenError::NotFound`]) on timeout;
+    /// errors other than "not there yet" return at once.
+    pub fn wait_for_topic(topic: &Topic, timeout: Duration) -> Result<Self, OpenError> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut step = Duration::from_millis(5);
+        loop {
+            match Self::attach(topic) {
+                Err(e @ (OpenError::NotFound { .. } | OpenError::NotReady { .. })) => {
+                    let now = std::time::Instant::now();
+                    if now >= deadline {
+                        return Err(e);
+                    }
+                    std::thread::sleep(step.min(deadline - now));
+                    step = (step * 2).min(Duration::from_millis(100));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn decode(scratch: &mut [u8], m: &SlotMeta, w: &[AtomicU32]) -> postcard::Result<T> {
+        decode_in_place::<T>(w, m.len as usize, scratch).map(|(v, _)| v)
+    }
+
+    fn finish(m: SlotMeta, r: postcard::Result<T>) -> Result<Sample<T>, ReadError> {
+        match r {
+            Ok(value) => Ok(Sample {
+                value,
+                generation: m.generation,
+                mono_ns: m.mono_ns,
+                real_ns: m.real_ns,
+            }),
+            Err(_) => Err(ReadError::Corrupt {
+                generation: m.generation,
+                what: "frame does not decode as the subscriber's type",
+            }),
+        }
+    }
+
+    /// The newest frame, decoded in place; `None` before the first publish.
+    pub fn latest(&mut self) -> Result<Option<Sample<T>>, ReadError> {
+        let scratch = &mut self.scratch;
+        match self.raw.latest_with(|m, w| Self::decode(scratch, m, w))? {
+            Some((m, r)) => Self::finish(m, r).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The next frame in publish order (non-blocking).
+    pub fn next(&mut self) -> Result<Next<T>, ReadError> {
+        let scratch = &mut self.scratch;
+        match self.raw.next_with(|m, w| Self::decode(scratch, m, w))? {
+            RawNext::Frame(m, r) => Self::finish(m, r).map(Next::Frame),
+            RawNext::Missed(n) => Ok(Next::Missed(n)),
+            RawNext::Empty => Ok(Next::Empty),
+        }
+    }
+
+    /// Block until the next frame in publish order (or a missed-frames
+    /// notice), up to `timeout`. Never returns [`Next::Empty`].
+    pub fn wait_next(&mut self, timeout: Duration) -> Result<Next<T>, WaitError> {
+        let scratch = &mut self.scratch;
+        self.raw.wait_until(timeout, |raw| {
+            Ok(match raw.next_with(|m, w| Self::decode(scratch, m, w))? {
+                RawNext::Frame(m, r) => Some(Next::Frame(Self::finish(m, r)?)),
+                RawNext::Missed(n) => Some(Next::Missed(n)),
+                RawNext::Empty => None,
+            })
+        })
+    }
+
+    /// Block until a frame newer than the last one returned is published,
+    /// then return the newest frame.
+    pub fn wait_latest(&mut self, timeout: Duration) -> Result<Sample<T>, WaitError> {
+        let scratch = &mut self.scratch;
+        self.raw.wait_until(timeout, |raw| {
+            if !raw.has_new() {
+                return Ok(None);
+            }
+            match raw.latest_with(|m, w| Self::decode(scratch, m, w))? {
+                Some((m, r)) => Self::finish(m, r).map(Some),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// True if a frame newer than the last one returned was published. One
+    /// atomic load.
+    #[inline]
+    pub fn has_new(&self) -> bool {
+        self.raw.has_new()
+    }
+
+    /// Time since the newest publish (monotonic); `None` before the first.
+    pub fn age(&self) -> Option<Duration> {
+        self.raw.age()
+    }
+
+    /// Whether the publisher is alive.
+    pub fn publisher(&self) -> PublisherStatus {
+        self.raw.publisher()
+    }
+
+    /// True if the segment was removed since attach.
+    pub fn is_removed(&self) -> bool {
+        self.raw.is_removed()
+    }
+
+    /// The untyped subscriber underneath (cursor control, header, segment).
+    pub fn raw(&mut self) -> &mut RawSubscriber {
+        &mut self.raw
+    }
+}

@@ -1,0 +1,171 @@
+//! Test support for shmbus: keys that cannot collide with another test or
+//! test process, guards that remove System V objects even when a test
+//! fails, child processes that work natively and under `qemu-arm`, and a
+//! watchdog so no test can hang.
+#![warn(missing_docs)]
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use shmbus_core::Topic;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A key for a test: `0x7e` in the top byte, then 24 bits hashed from the
+/// test name, this process's pid and a per-process counter. Two tests (or
+/// two concurrent test runs) get different keys; [`Guard`] removes
+/// whatever was created at it.
+pub fn unique_key(test: &str) -> i32 {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut h: u32 = 0x811c_9dc5;
+    for b in test
+        .bytes()
+        .chain(std::process::id().to_le_bytes())
+        .chain(n.to_le_bytes())
+    {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    (0x7e00_0000 | (h & 0x00ff_ffff)) as i32
+}
+
+/// A topic with a unique key and a Guard that removes it.
+pub fn unique_topic(test: &str) -> (Topic, Guard) {
+    let key = unique_key(test);
+    let name = format!("test/{}", test.chars().take(40).collect::<String>());
+    (Topic::new(&name).key(key), Guard(key))
+}
+
+/// Removes the segment and the publisher lock at a key when dropped, also
+/// when the test panics.
+#[derive(Debug)]
+pub struct Guard(pub i32);
+
+impl Guard {
+    /// The key.
+    pub fn key(&self) -> i32 {
+        self.0
+    }
+}
+
+/// Remove the segment and semaphore at `key`, if any.
+pub fn remove_key(key: i32) {
+    if let Ok(id) = shmbus_core::sys::shmget(key, 0, 0) {
+        let _ = shmbus_core::sys::shm_remove(id);
+    }
+    let _ = shmbus_core::lock::remove_lock(key);
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        remove_key(self.0);
+    }
+}
+
+/// A command that runs this test binary again as a child playing `role`
+/// (see [`role`]). Under emulation, `SHMBUS_TEST_RUNNER` (e.g.
+/// `qemu-arm -L /usr/arm-linux-gnueabihf`) is put in front, because a
+/// qemu-user process cannot exec a foreign binary directly.
+pub fn child(role: &str, args: &[String]) -> Command {
+    let exe = std::env::current_exe().expect("current_exe");
+    let runner = std::env::var("SHMBUS_TEST_RUNNER").unwrap_or_default();
+    let mut parts = runner.split_whitespace();
+    let mut cmd = match parts.next() {
+        Some(r) => {
+            let mut c = Command::new(r);
+            c.args(parts).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    cmd.args(["--exact", "child_role_entry", "--nocapture", "--test-threads=1"])
+        .env("SHMBUS_ROLE", role)
+        .env("SHMBUS_ROLE_ARGS", args.join("\u{1f}"))
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Spawn a child role with piped stdout.
+pub fn spawn(role: &str, args: &[String]) -> Child {
+    child(role, args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn child")
+}
+
+/// In a child: the role and its arguments, if this process is one.
+pub fn role() -> Option<(String, Vec<String>)> {
+    let r = std::env::var("SHMBUS_ROLE").ok()?;
+    let a = std::env::var("SHMBUS_ROLE_ARGS").unwrap_or_default();
+    let args = if a.is_empty() {
+        Vec::new()
+    } else {
+        a.split('\u{1f}').map(str::to_string).collect()
+    };
+    Some((r, args))
+}
+
+/// Abort the whole process (and so fail the test) if it is still running
+/// after `limit`. Children are killed by their parents' guards.
+pub fn watchdog(what: &'static str, limit: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        eprintln!("WATCHDOG: '{what}' still running after {limit:?}: aborting");
+        std::process::abort();
+    });
+}
+
+/// Kill a child on drop (SIGKILL), so a failing test leaves no process.
+#[derive(Debug)]
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A self-checking frame: every word is derived from the generation and a
+/// salt, so a reader can tell a torn frame from a whole one.
+#[derive(
+    Serialize,
+    Deserialize,
+    Debug,
+    Clone,
+    PartialEq,
+    postcard::experimental::max_size::MaxSize,
+    postcard_schema::Schema,
+)]
+pub struct Check {
+    /// The generation the publisher meant to write.
+    pub seq: u64,
+    /// `mix(seq, i)` for every i.
+    pub words: [u64; 7],
+    /// A label that also depends on `seq`.
+    pub tag: heapless::String<8>,
+}
+
+fn mix(seq: u64, i: u64) -> u64 {
+    (seq ^ 0x9e37_79b9_7f4a_7c15).wrapping_mul(i * 2 + 1).rotate_left(i as u32 * 7)
+}
+
+impl Check {
+    /// The frame for `seq`.
+    pub fn new(seq: u64) -> Check {
+        let mut words = [0; 7];
+        for (i, w) in words.iter_mut().enumerate() {
+            *w = mix(seq, i as u64);
+        }
+        let mut tag = heapless::String::new();
+        let _ = core::fmt::Write::write_fmt(&mut tag, format_args!("{:08x}", seq as u32));
+        Check { seq, words, tag }
+    }
+
+    /// True if every word matches `seq`.
+    pub fn is_whole(&self) -> bool {
+        *self == Check::new(self.seq)
+    }
+}
