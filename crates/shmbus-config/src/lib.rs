@@ -1,1 +1,231 @@
-//! Placeholder: being written (see the issue tracker).
+//! # shmbus-config: topic configuration files
+//!
+//! A TOML file declares a bus and its topics (name, key, slots, mode, group,
+//! lock policy, notification, expected publisher, rate and staleness).
+//! Loading checks everything and reports **every** problem, one
+//! `path:line:col: message` per line, each message saying the fix.
+//! The format and the search order are documented in `configs/README.md`.
+//!
+//! ```
+//! use shmbus_config::Config;
+//!
+//! let cfg = Config::parse("bus = \"lab\"\n[[topic]]\nname = \"imu\"\nslots = 64\n", "lab.toml")?;
+//! let imu = cfg.topic("imu").unwrap();
+//! assert_eq!(imu.key, shmbus_core::topic::derive_key("lab", "imu"));
+//! let topic = imu.to_topic()?; // a shmbus_core::Topic for Publisher::open
+//! assert_eq!(topic.slots, 64);
+//!
+//! let err = Config::parse("[[topic]]\nname = \"imu\"\nslots = 3\n", "bad.toml").unwrap_err();
+//! assert_eq!(err.to_string(), "bad.toml:3:9: slots = 3 must be a power of two from 1 to 65536: use slots = 4");
+//! # Ok::<(), shmbus_config::ConfigErrors>(())
+//! ```
+#![warn(missing_docs)]
+
+mod error;
+mod find;
+mod parse;
+#[cfg(test)]
+mod tests;
+
+use shmbus_core::topic::derive_key;
+use shmbus_core::{LockPolicy, Topic};
+
+pub use error::{ConfigError, ConfigErrors, Location};
+pub use find::{BUILTIN_DEMO, BUILTIN_PATH, ConfigSource, ENV_VAR, SYSTEM_PATH};
+
+/// A loaded, validated configuration: a bus and its topics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The bus name; derived keys are `derive_key(bus, topic name)`.
+    pub bus: String,
+    /// The topics, in file order.
+    pub topics: Vec<TopicConfig>,
+    /// Where the config came from, as used in messages.
+    pub path: String,
+}
+
+/// One topic of a config, as written (user and group still names).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicConfig {
+    /// Topic name.
+    pub name: String,
+    /// System V key (never 0).
+    pub key: i32,
+    /// True if the key was derived from the bus and topic names (no `key =`).
+    pub key_derived: bool,
+    /// Ring size, a power of two (default 16).
+    pub slots: u32,
+    /// Permission bits (default 0o644).
+    pub mode: u32,
+    /// Group of the segment: a name or a numeric gid (default: the publisher's).
+    pub group: Option<String>,
+    /// `SHM_LOCK` policy (default "try").
+    pub lock: LockPolicy,
+    /// Futex wake-ups for blocking subscribers (default true).
+    pub notify: bool,
+    /// The user expected to publish: subscribers refuse a segment owned by
+    /// anyone else. A name or a numeric uid (default: not checked).
+    pub publisher_user: Option<String>,
+    /// Expected publish rate, frames per second.
+    pub rate_hz: Option<f64>,
+    /// A frame older than this is stale.
+    pub max_age_ms: Option<u64>,
+    /// The program that publishes this topic (e.g. `shmbus-sensor-imu`).
+    pub publisher: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Where the topic's `name` is written.
+    pub at: Location,
+    /// Where `group` is written (in the topic or in `[defaults]`).
+    pub group_at: Option<Location>,
+    /// Where `publisher_user` is written.
+    pub user_at: Option<Location>,
+}
+
+impl Config {
+    /// Parse and validate `text`. `path` is only used in messages.
+    pub fn parse(text: &str, path: &str) -> Result<Config, ConfigErrors> {
+        parse::parse(text, path)
+    }
+
+    /// Read and parse the file at `path`.
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigErrors> {
+        let shown = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text, &shown),
+            Err(e) => Err(ConfigErrors::one(
+                Location::file(&shown),
+                format!("cannot read the config: {e}"),
+            )),
+        }
+    }
+
+    /// The demo config compiled into the program (`configs/demo.toml`).
+    pub fn builtin_demo() -> Config {
+        Config::parse(BUILTIN_DEMO, BUILTIN_PATH)
+            .expect("the built-in demo config is valid (tested)")
+    }
+
+    /// The topic called `name`.
+    pub fn topic(&self, name: &str) -> Option<&TopicConfig> {
+        self.topics.iter().find(|t| t.name == name)
+    }
+
+    /// The topic called `name`, or an error listing the topics there are.
+    pub fn require_topic(&self, name: &str) -> Result<&TopicConfig, String> {
+        self.topic(name).ok_or_else(|| {
+            let names: Vec<&str> = self.topics.iter().map(|t| t.name.as_str()).collect();
+            format!(
+                "{}: no topic `{name}`; the topics are: {}",
+                self.path,
+                names.join(", ")
+            )
+        })
+    }
+
+    /// Move the config to another bus: derived keys are derived again from
+    /// `bus` (explicit keys stay). Fails if the new keys collide.
+    pub fn rebus(&mut self, bus: &str) -> Result<(), ConfigErrors> {
+        shmbus_core::topic::validate_name(bus)
+            .map_err(|e| ConfigErrors::one(Location::file(&self.path), format!("bus: {e}")))?;
+        self.bus = bus.to_string();
+        for t in &mut self.topics {
+            if t.key_derived {
+                t.key = derive_key(bus, &t.name);
+            }
+        }
+        let mut errs = ConfigErrors::default();
+        parse::check_unique(self, &mut errs);
+        errs.into_result(())
+    }
+
+    /// The same config, named `path` in messages.
+    pub fn with_path(mut self, path: &str) -> Config {
+        self.path = path.to_string();
+        for t in &mut self.topics {
+            for at in [Some(&mut t.at), t.group_at.as_mut(), t.user_at.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                at.path = path.to_string();
+            }
+        }
+        self
+    }
+
+    pub(crate) fn empty(path: &str) -> Config {
+        Config {
+            bus: shmbus_core::topic::DEFAULT_BUS.to_string(),
+            topics: Vec::new(),
+            path: path.to_string(),
+        }
+    }
+}
+
+impl TopicConfig {
+    /// The [`Topic`] to open or attach, with the group and publisher user
+    /// resolved to ids on this machine (`getgrnam`/`getpwnam`).
+    pub fn to_topic(&self) -> Result<Topic, ConfigErrors> {
+        let mut errs = ConfigErrors::default();
+        let mut topic = Topic::on_bus("x", &self.name)
+            .key(self.key)
+            .slots(self.slots)
+            .mode(self.mode)
+            .lock(self.lock)
+            .notify(self.notify);
+        if let Some(g) = &self.group {
+            let at = self.group_at.clone().unwrap_or_else(|| self.at.clone());
+            match resolve_group(g) {
+                Ok(gid) => topic = topic.group(gid),
+                Err(e) => errs.push(at, e),
+            }
+        }
+        if let Some(u) = &self.publisher_user {
+            let at = self.user_at.clone().unwrap_or_else(|| self.at.clone());
+            match resolve_user(u) {
+                Ok(uid) => topic = topic.publisher_uid(uid),
+                Err(e) => errs.push(at, e),
+            }
+        }
+        if let Err(e) = topic.validate() {
+            errs.push(self.at.clone(), e.to_string());
+        }
+        errs.into_result(topic)
+    }
+
+    /// True if a frame of this age is stale (`max_age_ms`, or else three
+    /// periods of `rate_hz`; never stale if neither is set).
+    pub fn is_stale(&self, age: std::time::Duration) -> bool {
+        match (self.max_age_ms, self.rate_hz) {
+            (Some(ms), _) => age.as_millis() > u128::from(ms),
+            (None, Some(hz)) => age.as_secs_f64() > 3.0 / hz,
+            (None, None) => false,
+        }
+    }
+}
+
+fn resolve_group(g: &str) -> Result<u32, String> {
+    if let Ok(gid) = g.parse::<u32>() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(g) {
+        Ok(Some(grp)) => Ok(grp.gid.as_raw()),
+        Ok(None) => Err(format!(
+            "group `{g}` does not exist on this machine: create it (groupadd --system {g}) or change `group`"
+        )),
+        Err(e) => Err(format!("cannot look up group `{g}`: {e}")),
+    }
+}
+
+fn resolve_user(u: &str) -> Result<u32, String> {
+    if let Ok(uid) = u.parse::<u32>() {
+        return Ok(uid);
+    }
+    match nix::unistd::User::from_name(u) {
+        Ok(Some(user)) => Ok(user.uid.as_raw()),
+        Ok(None) => Err(format!(
+            "user `{u}` does not exist on this machine: create it (useradd --system {u}) or change `publisher_user`"
+        )),
+        Err(e) => Err(format!("cannot look up user `{u}`: {e}")),
+    }
+}

@@ -1,0 +1,80 @@
+//! Where the config comes from: the search order.
+//!
+//! 1. the path given explicitly (`--config FILE`);
+//! 2. the path in the environment variable `SHMBUS_CONFIG` (if set and not empty);
+//! 3. `/etc/shmbus/shmbus.toml`, if it exists;
+//! 4. the built-in demo config (`configs/demo.toml`, compiled in).
+//!
+//! A path named by 1 or 2 that cannot be read is an error, never a silent
+//! fall-through to the next place.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::Config;
+use crate::error::ConfigErrors;
+
+/// The environment variable that names a config file.
+pub const ENV_VAR: &str = "SHMBUS_CONFIG";
+/// The system-wide config file.
+pub const SYSTEM_PATH: &str = "/etc/shmbus/shmbus.toml";
+/// The text of the built-in demo config.
+pub const BUILTIN_DEMO: &str = include_str!("../../../configs/demo.toml");
+/// The name the built-in config has in messages.
+pub const BUILTIN_PATH: &str = "<builtin demo.toml>";
+
+/// Which step of the search order gave the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// `--config FILE`.
+    Explicit(PathBuf),
+    /// `$SHMBUS_CONFIG`.
+    Env(PathBuf),
+    /// `/etc/shmbus/shmbus.toml`.
+    System(PathBuf),
+    /// The built-in demo config.
+    Builtin,
+}
+
+impl fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigSource::Explicit(p) => write!(f, "{} (--config)", p.display()),
+            ConfigSource::Env(p) => write!(f, "{} (${ENV_VAR})", p.display()),
+            ConfigSource::System(p) => write!(f, "{}", p.display()),
+            ConfigSource::Builtin => write!(
+                f,
+                "the built-in demo config (no --config, no ${ENV_VAR}, no {SYSTEM_PATH})"
+            ),
+        }
+    }
+}
+
+impl Config {
+    /// Find and load the config by the search order (module doc of `find`,
+    /// and `configs/README.md`).
+    pub fn find(explicit: Option<&Path>) -> Result<(Config, ConfigSource), ConfigErrors> {
+        let env = std::env::var_os(ENV_VAR)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        find_in(explicit, env, Path::new(SYSTEM_PATH))
+    }
+}
+
+/// The search, with the environment and system path passed in (testable).
+pub(crate) fn find_in(
+    explicit: Option<&Path>,
+    env: Option<PathBuf>,
+    system: &Path,
+) -> Result<(Config, ConfigSource), ConfigErrors> {
+    if let Some(p) = explicit {
+        return Config::load(p).map(|c| (c, ConfigSource::Explicit(p.to_path_buf())));
+    }
+    if let Some(p) = env {
+        return Config::load(&p).map(|c| (c, ConfigSource::Env(p)));
+    }
+    if system.exists() {
+        return Config::load(system).map(|c| (c, ConfigSource::System(system.to_path_buf())));
+    }
+    Ok((Config::builtin_demo(), ConfigSource::Builtin))
+}

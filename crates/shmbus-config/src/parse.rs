@@ -1,0 +1,571 @@
+//! TOML text to [`Config`], collecting every problem with its position.
+
+use std::collections::HashMap;
+
+use shmbus_core::LockPolicy;
+use shmbus_core::layout::MAX_SLOTS;
+use shmbus_core::topic::{DEFAULT_BUS, derive_key, validate_name};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::error::{ConfigErrors, Location};
+use crate::{Config, TopicConfig};
+
+type Value<'i> = Spanned<DeValue<'i>>;
+
+const TOP_FIELDS: &[&str] = &["bus", "defaults", "topic"];
+const DEFAULT_FIELDS: &[&str] = &[
+    "slots",
+    "mode",
+    "group",
+    "lock",
+    "notify",
+    "publisher_user",
+    "max_age_ms",
+];
+const TOPIC_FIELDS: &[&str] = &[
+    "name",
+    "key",
+    "slots",
+    "mode",
+    "group",
+    "lock",
+    "notify",
+    "publisher_user",
+    "rate_hz",
+    "max_age_ms",
+    "publisher",
+    "description",
+];
+
+/// Topic settings that `[defaults]` can give.
+#[derive(Clone)]
+struct Defaults {
+    slots: u32,
+    mode: u32,
+    group: Option<(String, Location)>,
+    lock: LockPolicy,
+    notify: bool,
+    publisher_user: Option<(String, Location)>,
+    max_age_ms: Option<u64>,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            slots: 16,
+            mode: 0o644,
+            group: None,
+            lock: LockPolicy::Try,
+            notify: true,
+            publisher_user: None,
+            max_age_ms: None,
+        }
+    }
+}
+
+struct Parser<'a> {
+    path: &'a str,
+    text: &'a str,
+    errs: ConfigErrors,
+}
+
+/// Parse and validate `text`; `path` is used in messages.
+pub(crate) fn parse(text: &str, path: &str) -> Result<Config, ConfigErrors> {
+    let mut p = Parser {
+        path,
+        text,
+        errs: ConfigErrors::default(),
+    };
+    let (doc, syntax) = DeTable::parse_recoverable(text);
+    for e in syntax {
+        let at = match e.span() {
+            Some(s) => p.at(s.start),
+            None => Location::file(path),
+        };
+        let msg = e.message().trim().replace('\n', " ");
+        p.errs.push(at, format!("TOML syntax: {msg}"));
+    }
+    if !p.errs.is_empty() {
+        // A broken document gives half-parsed tables: checking them would
+        // only add noise after the syntax errors.
+        return p.errs.into_result(Config::empty(path));
+    }
+    let config = p.document(doc.get_ref());
+    p.errs.into_result(config)
+}
+
+impl<'a> Parser<'a> {
+    fn at(&self, offset: usize) -> Location {
+        Location::of_offset(self.path, self.text, offset)
+    }
+
+    fn err<T>(&mut self, span: std::ops::Range<usize>, msg: impl Into<String>) -> Option<T> {
+        let at = self.at(span.start);
+        self.errs.push(at, msg);
+        None
+    }
+
+    fn unknown(&mut self, key: &Spanned<std::borrow::Cow<'_, str>>, table: &str, known: &[&str]) {
+        let k = key.get_ref();
+        let hint = match known.iter().min_by_key(|f| edit_distance(k, f)) {
+            Some(best) if edit_distance(k, best) <= 2 => format!("did you mean `{best}`? "),
+            _ => String::new(),
+        };
+        let msg = format!(
+            "unknown field `{k}` in {table}; {hint}known fields: {}",
+            known.join(", ")
+        );
+        self.err::<()>(key.span(), msg);
+    }
+
+    fn document(&mut self, doc: &DeTable<'_>) -> Config {
+        let mut bus = DEFAULT_BUS.to_string();
+        let mut defaults = Defaults::default();
+        let mut topics_value = None;
+        for (k, v) in doc.iter() {
+            match k.get_ref().as_ref() {
+                "bus" => {
+                    if let Some(b) = self.string(v, "bus") {
+                        match validate_name(&b) {
+                            Ok(()) => bus = b,
+                            Err(e) => {
+                                self.err::<()>(
+                                    v.span(),
+                                    format!("bus: {}", e.replace("topic name", "bus name")),
+                                );
+                            }
+                        }
+                    }
+                }
+                "defaults" => match v.get_ref() {
+                    DeValue::Table(t) => defaults = self.defaults(t),
+                    other => {
+                        self.err::<()>(
+                            v.span(),
+                            format!(
+                                "`defaults` must be a table ([defaults]), found {}",
+                                other.type_str()
+                            ),
+                        );
+                    }
+                },
+                "topic" => topics_value = Some(v),
+                _ => self.unknown(k, "the top level", TOP_FIELDS),
+            }
+        }
+        let mut topics = Vec::new();
+        match topics_value.map(|v| (v, v.get_ref())) {
+            Some((_, DeValue::Array(items))) => {
+                for item in items.iter() {
+                    match item.get_ref() {
+                        DeValue::Table(t) => {
+                            if let Some(tc) = self.topic(t, item.span(), &bus, &defaults) {
+                                topics.push(tc);
+                            }
+                        }
+                        other => {
+                            self.err::<()>(
+                                item.span(),
+                                format!(
+                                    "each topic must be a table ([[topic]]), found {}",
+                                    other.type_str()
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+            Some((v, DeValue::Table(_))) => {
+                self.err::<()>(
+                    v.span(),
+                    "`topic` is a single table; write [[topic]] (double brackets) before each topic",
+                );
+            }
+            Some((v, other)) => {
+                self.err::<()>(
+                    v.span(),
+                    format!(
+                        "`topic` must be an array of tables ([[topic]]), found {}",
+                        other.type_str()
+                    ),
+                );
+            }
+            None => {
+                self.errs.push(
+                    Location::of_offset(self.path, self.text, 0),
+                    "no topics: add at least one [[topic]] table with a `name`",
+                );
+            }
+        }
+        let config = Config {
+            bus,
+            topics,
+            path: self.path.to_string(),
+        };
+        check_unique(&config, &mut self.errs);
+        config
+    }
+
+    fn defaults(&mut self, t: &DeTable<'_>) -> Defaults {
+        let mut d = Defaults::default();
+        for (k, v) in t.iter() {
+            match k.get_ref().as_ref() {
+                "slots" => d.slots = self.slots(v).unwrap_or(d.slots),
+                "mode" => d.mode = self.mode(v).unwrap_or(d.mode),
+                "group" => {
+                    d.group = self
+                        .principal(v, "group")
+                        .map(|g| (g, self.at(v.span().start)))
+                }
+                "lock" => d.lock = self.lock(v).unwrap_or(d.lock),
+                "notify" => d.notify = self.boolean(v, "notify").unwrap_or(d.notify),
+                "publisher_user" => {
+                    d.publisher_user = self
+                        .principal(v, "publisher_user")
+                        .map(|u| (u, self.at(v.span().start)))
+                }
+                "max_age_ms" => d.max_age_ms = self.positive_int(v, "max_age_ms"),
+                _ => self.unknown(k, "[defaults]", DEFAULT_FIELDS),
+            }
+        }
+        d
+    }
+
+    fn topic(
+        &mut self,
+        t: &DeTable<'_>,
+        span: std::ops::Range<usize>,
+        bus: &str,
+        d: &Defaults,
+    ) -> Option<TopicConfig> {
+        let mut name = None;
+        let mut name_at = None;
+        let mut key = None;
+        let mut slots = d.slots;
+        let mut mode = d.mode;
+        let mut group = d.group.clone();
+        let mut lock = d.lock;
+        let mut notify = d.notify;
+        let mut user = d.publisher_user.clone();
+        let mut rate_hz = None;
+        let mut max_age_ms = d.max_age_ms;
+        let mut publisher = None;
+        let mut description = None;
+        for (k, v) in t.iter() {
+            match k.get_ref().as_ref() {
+                "name" => {
+                    name_at = Some(self.at(v.span().start));
+                    name = self
+                        .string(v, "name")
+                        .and_then(|n| match validate_name(&n) {
+                            Ok(()) => Some(n),
+                            Err(e) => self.err(v.span(), e),
+                        });
+                }
+                "key" => key = self.key(v),
+                "slots" => slots = self.slots(v).unwrap_or(slots),
+                "mode" => mode = self.mode(v).unwrap_or(mode),
+                "group" => {
+                    group = self
+                        .principal(v, "group")
+                        .map(|g| (g, self.at(v.span().start)))
+                }
+                "lock" => lock = self.lock(v).unwrap_or(lock),
+                "notify" => notify = self.boolean(v, "notify").unwrap_or(notify),
+                "publisher_user" => {
+                    user = self
+                        .principal(v, "publisher_user")
+                        .map(|u| (u, self.at(v.span().start)))
+                }
+                "rate_hz" => rate_hz = self.rate(v),
+                "max_age_ms" => max_age_ms = self.positive_int(v, "max_age_ms"),
+                "publisher" => publisher = self.nonempty(v, "publisher"),
+                "description" => description = self.string(v, "description"),
+                _ => self.unknown(k, "[[topic]]", TOPIC_FIELDS),
+            }
+        }
+        let Some(name) = name else {
+            if name_at.is_none() {
+                self.err::<()>(span, "this [[topic]] has no `name`: add name = \"...\"");
+            }
+            return None;
+        };
+        // A topic with a bad field is still returned, so that duplicate
+        // names and keys are checked too; its errors already fail the load.
+        let (key, key_derived) = match key {
+            Some(k) => (k, false),
+            None => (derive_key(bus, &name), true),
+        };
+        Some(TopicConfig {
+            name,
+            key,
+            key_derived,
+            slots,
+            mode,
+            group: group.as_ref().map(|g| g.0.clone()),
+            lock,
+            notify,
+            publisher_user: user.as_ref().map(|u| u.0.clone()),
+            rate_hz,
+            max_age_ms,
+            publisher,
+            description,
+            at: name_at.unwrap_or_else(|| self.at(span.start)),
+            group_at: group.map(|g| g.1),
+            user_at: user.map(|u| u.1),
+        })
+    }
+
+    fn wrong_type<T>(&mut self, v: &Value<'_>, field: &str, want: &str) -> Option<T> {
+        let found = v.get_ref().type_str();
+        self.err(v.span(), format!("`{field}` must be {want}, found {found}"))
+    }
+
+    fn string(&mut self, v: &Value<'_>, field: &str) -> Option<String> {
+        match v.get_ref() {
+            DeValue::String(s) => Some(s.to_string()),
+            _ => self.wrong_type(v, field, "a string"),
+        }
+    }
+
+    fn nonempty(&mut self, v: &Value<'_>, field: &str) -> Option<String> {
+        match self.string(v, field) {
+            Some(s) if s.trim().is_empty() => self.err(
+                v.span(),
+                format!("`{field}` is empty: remove it or name a program"),
+            ),
+            other => other,
+        }
+    }
+
+    fn boolean(&mut self, v: &Value<'_>, field: &str) -> Option<bool> {
+        match v.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            _ => self.wrong_type(v, field, "true or false"),
+        }
+    }
+
+    fn int(&mut self, v: &Value<'_>, field: &str) -> Option<(i64, u32)> {
+        match v.get_ref() {
+            DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
+                Ok(n) => Some((n, i.radix())),
+                Err(_) => self.err(v.span(), format!("`{field}` = {i} is out of range")),
+            },
+            _ => self.wrong_type(v, field, "an integer"),
+        }
+    }
+
+    fn positive_int(&mut self, v: &Value<'_>, field: &str) -> Option<u64> {
+        match self.int(v, field)? {
+            (n, _) if n > 0 => Some(n as u64),
+            (n, _) => self.err(v.span(), format!("`{field}` = {n} must be greater than 0")),
+        }
+    }
+
+    fn key(&mut self, v: &Value<'_>) -> Option<i32> {
+        if let DeValue::String(s) = v.get_ref() {
+            return self.err(
+                v.span(),
+                format!("`key` must be an integer: write key = {s} without quotes (TOML reads 0x... as hex)"),
+            );
+        }
+        let (n, _) = self.int(v, "key")?;
+        if n == 0 {
+            return self.err(
+                v.span(),
+                "key = 0 is IPC_PRIVATE and cannot name a topic: remove `key` to derive one from the bus and topic names, or pick another",
+            );
+        }
+        if !(i64::from(i32::MIN)..=i64::from(u32::MAX)).contains(&n) {
+            return self.err(
+                v.span(),
+                format!(
+                    "key = {n} does not fit in 32 bits: System V keys are 32-bit (e.g. 0x53000001)"
+                ),
+            );
+        }
+        Some(n as u32 as i32)
+    }
+
+    fn slots(&mut self, v: &Value<'_>) -> Option<u32> {
+        let (n, _) = self.int(v, "slots")?;
+        if n < 1 || n > i64::from(MAX_SLOTS) || !(n as u64).is_power_of_two() {
+            let fix = if n < 1 {
+                1
+            } else {
+                (n as u64)
+                    .min(u64::from(MAX_SLOTS))
+                    .next_power_of_two()
+                    .min(u64::from(MAX_SLOTS))
+            };
+            return self.err(
+                v.span(),
+                format!(
+                    "slots = {n} must be a power of two from 1 to {MAX_SLOTS}: use slots = {fix}"
+                ),
+            );
+        }
+        Some(n as u32)
+    }
+
+    fn mode(&mut self, v: &Value<'_>) -> Option<u32> {
+        let mode = match v.get_ref() {
+            DeValue::String(s) => {
+                let digits = s.strip_prefix("0o").unwrap_or(s);
+                match u32::from_str_radix(digits, 8) {
+                    Ok(m) if !digits.is_empty() => m,
+                    _ => {
+                        return self.err(
+                            v.span(),
+                            format!("mode = \"{s}\" is not an octal number: write mode = 0o644 or mode = \"0644\""),
+                        );
+                    }
+                }
+            }
+            DeValue::Integer(_) => {
+                let (n, radix) = self.int(v, "mode")?;
+                if radix != 8 {
+                    return self.err(
+                        v.span(),
+                        format!("mode = {n} is not octal (TOML integers are decimal unless written 0o...): write mode = 0o{n} or mode = \"0{n}\""),
+                    );
+                }
+                if !(0..=0o7777).contains(&n) {
+                    return self.err(
+                        v.span(),
+                        format!("mode = 0o{n:o} has bits outside 0o777: use e.g. 0o644"),
+                    );
+                }
+                n as u32
+            }
+            _ => {
+                return self.wrong_type(v, "mode", "an octal integer (0o644) or string (\"0644\")");
+            }
+        };
+        if mode & !0o777 != 0 {
+            return self.err(
+                v.span(),
+                format!("mode = 0o{mode:o} has bits outside 0o777: use e.g. 0o644"),
+            );
+        }
+        if mode & 0o600 != 0o600 {
+            return self.err(
+                v.span(),
+                format!("mode = 0o{mode:03o} must let the owner (the publisher) read and write: use 0o{:03o}", mode | 0o600),
+            );
+        }
+        if mode & 0o022 != 0 {
+            return self.err(
+                v.span(),
+                format!(
+                    "mode = 0o{mode:03o} lets group or others write the segment (only the publisher writes; subscribers attach read-only): use 0o{:03o}",
+                    mode & !0o022
+                ),
+            );
+        }
+        Some(mode)
+    }
+
+    fn lock(&mut self, v: &Value<'_>) -> Option<LockPolicy> {
+        match v.get_ref() {
+            DeValue::String(s) => match s.as_ref() {
+                "required" => Some(LockPolicy::Required),
+                "try" => Some(LockPolicy::Try),
+                "off" => Some(LockPolicy::Off),
+                _ => self.err(
+                    v.span(),
+                    format!("lock = \"{s}\" is not a lock policy: use \"required\" (fail if SHM_LOCK is refused), \"try\" (default) or \"off\""),
+                ),
+            },
+            _ => self.wrong_type(v, "lock", "\"required\", \"try\" or \"off\""),
+        }
+    }
+
+    /// A user or group: a name, or a numeric id.
+    fn principal(&mut self, v: &Value<'_>, field: &str) -> Option<String> {
+        match v.get_ref() {
+            DeValue::String(s) if !s.is_empty() => Some(s.to_string()),
+            DeValue::String(_) => self.err(
+                v.span(),
+                format!("`{field}` is empty: remove it or give a name"),
+            ),
+            DeValue::Integer(_) => match self.int(v, field)? {
+                (n, _) if (0..=i64::from(u32::MAX)).contains(&n) => Some(n.to_string()),
+                (n, _) => self.err(v.span(), format!("`{field}` = {n} is not a valid id")),
+            },
+            _ => self.wrong_type(v, field, "a name or a numeric id"),
+        }
+    }
+
+    fn rate(&mut self, v: &Value<'_>) -> Option<f64> {
+        let r = match v.get_ref() {
+            DeValue::Float(f) => f.as_str().replace('_', "").parse::<f64>().ok(),
+            DeValue::Integer(_) => self.int(v, "rate_hz").map(|(n, _)| n as f64),
+            _ => return self.wrong_type(v, "rate_hz", "a number (frames per second)"),
+        }?;
+        if !(r.is_finite() && r > 0.0 && r <= 1_000_000.0) {
+            return self.err(
+                v.span(),
+                format!("rate_hz = {r} must be between 0 and 1000000 (frames per second)"),
+            );
+        }
+        Some(r)
+    }
+}
+
+/// Duplicate names and keys (explicit, derived, or one of each).
+pub(crate) fn check_unique(config: &Config, errs: &mut ConfigErrors) {
+    let mut names: HashMap<&str, &TopicConfig> = HashMap::new();
+    let mut keys: HashMap<i32, &TopicConfig> = HashMap::new();
+    for t in &config.topics {
+        if let Some(first) = names.get(t.name.as_str()) {
+            errs.push(
+                t.at.clone(),
+                format!(
+                    "duplicate topic `{}` (first declared at line {}): rename one of them",
+                    t.name, first.at.line
+                ),
+            );
+            continue;
+        }
+        names.insert(&t.name, t);
+        if let Some(first) = keys.get(&t.key) {
+            let how = |x: &TopicConfig| if x.key_derived { "derived" } else { "explicit" };
+            let fix = if t.key_derived && first.key_derived {
+                "set an explicit `key = 0x...` on one of them, or rename one"
+            } else {
+                "give each topic its own key"
+            };
+            errs.push(
+                t.at.clone(),
+                format!(
+                    "key 0x{:08x} ({}) of topic `{}` collides with the {} key of topic `{}` (line {}): {fix}",
+                    t.key as u32,
+                    how(t),
+                    t.name,
+                    how(first),
+                    first.name,
+                    first.at.line
+                ),
+            );
+            continue;
+        }
+        keys.insert(t.key, t);
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}

@@ -1,0 +1,381 @@
+//! Config tests: good configs, and every kind of bad one, checking the
+//! exact `path:line:col` of each problem.
+
+use std::time::Duration;
+
+use shmbus_core::LockPolicy;
+use shmbus_core::topic::derive_key;
+
+use crate::find::find_in;
+use crate::{BUILTIN_DEMO, Config, ConfigSource};
+
+fn errors(text: &str) -> Vec<String> {
+    match Config::parse(text, "t.toml") {
+        Ok(c) => panic!("expected errors, got {c:?}"),
+        Err(e) => e.to_string().lines().map(str::to_string).collect(),
+    }
+}
+
+/// Assert the errors start with these `line:col` positions and contain
+/// these words, in order.
+fn assert_errors(text: &str, expected: &[(&str, &str)]) {
+    let got = errors(text);
+    assert_eq!(got.len(), expected.len(), "errors: {got:#?}");
+    for (g, (pos, words)) in got.iter().zip(expected) {
+        assert!(
+            g.starts_with(&format!("t.toml:{pos}: ")),
+            "expected at {pos}: {g}"
+        );
+        assert!(g.contains(words), "expected '{words}' in: {g}");
+    }
+}
+
+#[test]
+fn a_full_topic_parses_with_every_field() {
+    let text = r#"
+bus = "board"
+[defaults]
+mode = 0o640
+lock = "required"
+[[topic]]
+name = "imu"
+key = 0x53000001
+slots = 64
+group = "0"
+notify = false
+publisher_user = 0
+rate_hz = 1000
+max_age_ms = 20
+publisher = "shmbus-sensor-imu"
+description = "the IMU"
+[[topic]]
+name = "power/battery"
+mode = "0644"
+lock = "off"
+rate_hz = 0.5
+"#;
+    let c = Config::parse(text, "t.toml").unwrap();
+    assert_eq!(c.bus, "board");
+    let imu = c.topic("imu").unwrap();
+    assert_eq!(
+        (imu.key, imu.key_derived, imu.slots, imu.mode),
+        (0x5300_0001, false, 64, 0o640)
+    );
+    assert_eq!((imu.lock, imu.notify), (LockPolicy::Required, false));
+    assert_eq!(imu.group.as_deref(), Some("0"));
+    assert_eq!(imu.publisher_user.as_deref(), Some("0"));
+    assert_eq!((imu.rate_hz, imu.max_age_ms), (Some(1000.0), Some(20)));
+    assert_eq!(imu.publisher.as_deref(), Some("shmbus-sensor-imu"));
+    assert_eq!(imu.at.to_string(), "t.toml:7:8");
+    let t = imu.to_topic().unwrap();
+    assert_eq!(
+        (t.key, t.group, t.publisher_uid, t.slots),
+        (0x5300_0001, Some(0), Some(0), 64)
+    );
+    let bat = c.topic("power/battery").unwrap();
+    assert_eq!(
+        (bat.key, bat.key_derived),
+        (derive_key("board", "power/battery"), true)
+    );
+    assert_eq!(
+        (bat.mode, bat.lock, bat.slots, bat.notify),
+        (0o644, LockPolicy::Off, 16, true)
+    );
+    assert!(
+        c.require_topic("gnss")
+            .unwrap_err()
+            .contains("imu, power/battery")
+    );
+}
+
+#[test]
+fn defaults_work_unprivileged() {
+    let c = Config::parse("[[topic]]\nname = \"x\"\n", "t.toml").unwrap();
+    let t = &c.topics[0];
+    assert_eq!(c.bus, "shmbus");
+    assert_eq!(
+        (t.slots, t.mode, t.lock, t.notify),
+        (16, 0o644, LockPolicy::Try, true)
+    );
+    assert_eq!((t.group.as_ref(), t.publisher_user.as_ref()), (None, None));
+    let topic = t.to_topic().unwrap();
+    assert_eq!(topic, shmbus_core::Topic::new("x"));
+}
+
+#[test]
+fn staleness_uses_max_age_then_rate() {
+    let c = Config::parse(
+        "[[topic]]\nname = \"a\"\nmax_age_ms = 100\n[[topic]]\nname = \"b\"\nrate_hz = 10\n[[topic]]\nname = \"c\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert!(!c.topics[0].is_stale(Duration::from_millis(100)));
+    assert!(c.topics[0].is_stale(Duration::from_millis(101)));
+    assert!(!c.topics[1].is_stale(Duration::from_millis(300)));
+    assert!(c.topics[1].is_stale(Duration::from_millis(301)));
+    assert!(!c.topics[2].is_stale(Duration::from_secs(3600)));
+}
+
+#[test]
+fn unknown_fields_everywhere_are_all_reported_with_a_hint() {
+    assert_errors(
+        "buss = \"x\"\n[defaults]\nslot = 4\n[[topic]]\nname = \"a\"\nrate = 5\nfoo = 1\n",
+        &[
+            (
+                "1:1",
+                "unknown field `buss` in the top level; did you mean `bus`?",
+            ),
+            (
+                "3:1",
+                "unknown field `slot` in [defaults]; did you mean `slots`?",
+            ),
+            ("6:1", "unknown field `rate` in [[topic]]"),
+            (
+                "7:1",
+                "unknown field `foo` in [[topic]]; known fields: name, key",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn bad_modes_say_how_to_write_them() {
+    assert_errors(
+        "[[topic]]\nname = \"a\"\nmode = 644\n[[topic]]\nname = \"b\"\nmode = 0o444\n[[topic]]\nname = \"c\"\nmode = 0o666\n[[topic]]\nname = \"d\"\nmode = \"rw\"\n[[topic]]\nname = \"e\"\nmode = 0o4644\n[[topic]]\nname = \"f\"\nmode = true\n",
+        &[
+            ("3:8", "write mode = 0o644"),
+            (
+                "6:8",
+                "must let the owner (the publisher) read and write: use 0o644",
+            ),
+            ("9:8", "lets group or others write the segment"),
+            ("12:8", "not an octal number"),
+            ("15:8", "bits outside 0o777"),
+            ("18:8", "`mode` must be an octal integer"),
+        ],
+    );
+}
+
+#[test]
+fn slots_must_be_a_power_of_two() {
+    assert_errors(
+        "[[topic]]\nname = \"a\"\nslots = 12\n[[topic]]\nname = \"b\"\nslots = 0\n[[topic]]\nname = \"c\"\n  slots = 131072\n",
+        &[
+            (
+                "3:9",
+                "slots = 12 must be a power of two from 1 to 65536: use slots = 16",
+            ),
+            ("6:9", "use slots = 1"),
+            ("9:11", "use slots = 65536"),
+        ],
+    );
+}
+
+#[test]
+fn bad_lock_policy_and_types() {
+    assert_errors(
+        "[[topic]]\nname = \"a\"\nlock = \"yes\"\nnotify = \"true\"\nrate_hz = -1\nmax_age_ms = 0\npublisher = \"\"\n",
+        &[
+            (
+                "3:8",
+                "lock = \"yes\" is not a lock policy: use \"required\"",
+            ),
+            ("4:10", "`notify` must be true or false, found string"),
+            ("5:11", "rate_hz = -1 must be between 0"),
+            ("6:14", "must be greater than 0"),
+            ("7:13", "`publisher` is empty"),
+        ],
+    );
+}
+
+#[test]
+fn bad_keys_and_names() {
+    assert_errors(
+        "[[topic]]\nname = \"a\"\nkey = 0\n[[topic]]\nname = \"b\"\nkey = \"0x53000001\"\n[[topic]]\nname = \"c\"\nkey = 0x1_0000_0000\n[[topic]]\nname = \"bad name\"\n[[topic]]\nkey = 5\n",
+        &[
+            ("3:7", "IPC_PRIVATE"),
+            ("6:7", "write key = 0x53000001 without quotes"),
+            ("9:7", "does not fit in 32 bits"),
+            ("11:8", "contains ' '"),
+            ("12:1", "has no `name`"),
+        ],
+    );
+}
+
+#[test]
+fn duplicate_topics_and_keys() {
+    assert_errors(
+        "[[topic]]\nname = \"a\"\nkey = 0x53000001\n[[topic]]\nname = \"a\"\n[[topic]]\nname = \"b\"\nkey = 0x53000001\n",
+        &[
+            (
+                "5:8",
+                "duplicate topic `a` (first declared at line 2): rename one of them",
+            ),
+            (
+                "7:8",
+                "key 0x53000001 (explicit) of topic `b` collides with the explicit key of topic `a` (line 2)",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn explicit_key_colliding_with_a_derived_one() {
+    let k = derive_key("shmbus", "a");
+    let text = format!(
+        "[[topic]]\nname = \"a\"\n[[topic]]\nname = \"b\"\nkey = 0x{:08x}\n",
+        k as u32
+    );
+    assert_errors(
+        &text,
+        &[(
+            "4:8",
+            "collides with the derived key of topic `a` (line 2): give each topic its own key",
+        )],
+    );
+}
+
+/// Two names whose derived keys collide (24-bit hash: found by search).
+fn colliding_names(bus: &str) -> (String, String) {
+    let mut seen = std::collections::HashMap::new();
+    for i in 0.. {
+        let name = format!("t{i}");
+        if let Some(first) = seen.insert(derive_key(bus, &name), name.clone()) {
+            return (first, name);
+        }
+    }
+    unreachable!()
+}
+
+#[test]
+fn derived_key_collision_is_reported_with_the_fix() {
+    let (a, b) = colliding_names("shmbus");
+    let text = format!("[[topic]]\nname = \"{a}\"\n[[topic]]\nname = \"{b}\"\n");
+    assert_errors(&text, &[("4:8", "(derived) of topic")]);
+    let e = errors(&text).join("");
+    assert!(
+        e.contains("set an explicit `key = 0x...` on one of them, or rename one"),
+        "{e}"
+    );
+    // Moving to another bus re-derives the keys: the collision goes away
+    // (or, if it moves, is reported again).
+    let mut c = Config::parse(&format!("bus = \"x\"\n{text}"), "t.toml").unwrap();
+    assert!(c.rebus("shmbus").is_err());
+}
+
+#[test]
+fn toml_syntax_and_shape_errors_have_positions() {
+    assert_errors(
+        "[[topic]]\nname = \"a\nslots = 4\n",
+        &[("2:10", "TOML syntax: invalid basic string")],
+    );
+    assert_errors(
+        "[[topic]]\nname = \"a\"\nname = \"b\"\n",
+        &[("3:1", "TOML syntax: duplicate key")],
+    );
+    assert_errors(
+        "[topic]\nname = \"a\"\n",
+        &[("1:1", "write [[topic]] (double brackets)")],
+    );
+    assert_errors("bus = \"x\"\n", &[("1:1", "no topics")]);
+    assert_errors(
+        "bus = 3\n[[topic]]\nname = \"a\"\n",
+        &[("1:7", "`bus` must be a string, found integer")],
+    );
+}
+
+#[test]
+fn unknown_group_and_user_are_reported_where_they_are_written() {
+    let c = Config::parse(
+        "[defaults]\ngroup = \"no-such-group-shmbus\"\n[[topic]]\nname = \"a\"\npublisher_user = \"no-such-user-shmbus\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    let e = c.topics[0].to_topic().unwrap_err().to_string();
+    let lines: Vec<&str> = e.lines().collect();
+    assert_eq!(lines.len(), 2, "{e}");
+    assert!(
+        lines[0].starts_with("t.toml:2:9: group `no-such-group-shmbus` does not exist"),
+        "{e}"
+    );
+    assert!(
+        lines[1].starts_with("t.toml:5:18: user `no-such-user-shmbus` does not exist"),
+        "{e}"
+    );
+    assert!(lines[1].contains("useradd --system"), "{e}");
+}
+
+#[test]
+fn the_builtin_demo_config_is_valid_and_has_a_publisher_per_topic() {
+    let c = Config::parse(BUILTIN_DEMO, "demo.toml").unwrap();
+    assert_eq!(c, Config::builtin_demo().with_path("demo.toml"));
+    assert!(c.topics.len() >= 6);
+    for t in &c.topics {
+        assert!(t.publisher.is_some(), "{} has no publisher", t.name);
+        assert!(
+            t.key_derived,
+            "{}: the demo derives keys so that rebus works",
+            t.name
+        );
+        t.to_topic().unwrap();
+    }
+    let mut moved = c.clone();
+    moved.rebus("demo-12345").unwrap();
+    assert_ne!(moved.topics[0].key, c.topics[0].key);
+    assert_eq!(
+        moved.topics[0].key,
+        derive_key("demo-12345", &c.topics[0].name)
+    );
+}
+
+#[test]
+fn the_shipped_configs_are_valid() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            Config::load(&p).unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+    }
+    assert!(n >= 2, "expected demo.toml and a board config in {dir}");
+}
+
+#[test]
+fn search_order_explicit_then_env_then_system_then_builtin() {
+    let dir = std::env::temp_dir().join(format!("shmbus-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let a = dir.join("a.toml");
+    let b = dir.join("b.toml");
+    let sys = dir.join("system.toml");
+    std::fs::write(&a, "bus = \"a\"\n[[topic]]\nname = \"x\"\n").unwrap();
+    std::fs::write(&b, "bus = \"b\"\n[[topic]]\nname = \"x\"\n").unwrap();
+    let missing = dir.join("missing.toml");
+
+    let (c, s) = find_in(Some(&a), Some(b.clone()), &sys).unwrap();
+    assert_eq!(
+        (c.bus.as_str(), s),
+        ("a", ConfigSource::Explicit(a.clone()))
+    );
+    let (c, s) = find_in(None, Some(b.clone()), &sys).unwrap();
+    assert_eq!((c.bus.as_str(), s), ("b", ConfigSource::Env(b.clone())));
+    let (c, s) = find_in(None, None, &sys).unwrap();
+    assert_eq!((c.bus.as_str(), s), ("demo", ConfigSource::Builtin));
+    std::fs::write(&sys, "bus = \"sys\"\n[[topic]]\nname = \"x\"\n").unwrap();
+    let (c, s) = find_in(None, None, &sys).unwrap();
+    assert_eq!(
+        (c.bus.as_str(), s),
+        ("sys", ConfigSource::System(sys.clone()))
+    );
+    // A named file that is missing is an error, not a fall-through.
+    let e = find_in(None, Some(missing.clone()), &sys)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(&format!("{}: cannot read the config", missing.display())),
+        "{e}"
+    );
+    assert!(find_in(Some(&missing), None, &sys).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
