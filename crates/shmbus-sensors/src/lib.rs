@@ -1,1 +1,154 @@
-//! Placeholder: being written (see the issue tracker).
+//! # shmbus-sensors: sensor publishers and the demo
+//!
+//! One publisher per sensor, each a real process that uses only the public
+//! [`shmbus_pub::Publisher`] API, as a board runs them:
+//!
+//! | program | topic type | reads |
+//! |---|---|---|
+//! | `shmbus-sensor-system` | [`msg::System`] | `/proc/stat`, `/proc/loadavg`, `/proc/meminfo` |
+//! | `shmbus-sensor-thermal` | [`msg::Thermal`] | `/sys/class/thermal/thermal_zone*`, `/sys/class/hwmon/hwmon*` |
+//! | `shmbus-sensor-power` | [`msg::Power`] | `/sys/class/power_supply/*` |
+//! | `shmbus-sensor-net` | [`msg::Net`] | `/proc/net/dev` (counters and rates) |
+//! | `shmbus-sensor-iio` | [`msg::Accel`] | `/sys/bus/iio/devices/iio:device*/in_accel_*` |
+//! | `shmbus-sensor-imu` | [`msg::Imu`] | nothing: a simulated IMU, 1 kHz by default |
+//!
+//! All take the same arguments (`--config FILE --topic NAME --rate HZ
+//! --duration SECS --count N`, see [`args`]). A sensor the machine lacks is
+//! reported once on stderr and published as empty or `None` frames: the
+//! publisher never stops for it.
+//!
+//! The same publishers run in-process through [`run_sensor`], which is how
+//! `shmbus __sensor NAME ARGS...` (used by `shmbus demo`) starts them, and
+//! the demo itself lives in [`demo`].
+#![warn(missing_docs)]
+
+pub mod args;
+pub mod iio;
+pub mod imu;
+pub mod msg;
+pub mod net;
+pub mod power;
+pub mod run;
+pub mod summary;
+mod sysfs;
+pub mod system;
+pub mod thermal;
+
+use std::process::ExitCode;
+
+use args::{Args, usage};
+use run::run_source;
+
+/// The sensors this crate publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SensorKind {
+    /// CPU, load, memory.
+    System,
+    /// Thermal zones and hwmon.
+    Thermal,
+    /// Power supplies.
+    Power,
+    /// Network counters.
+    Net,
+    /// IIO accelerometer.
+    Iio,
+    /// Simulated IMU.
+    Imu,
+}
+
+impl SensorKind {
+    /// Every sensor.
+    pub const ALL: [SensorKind; 6] = [
+        SensorKind::System,
+        SensorKind::Thermal,
+        SensorKind::Power,
+        SensorKind::Net,
+        SensorKind::Iio,
+        SensorKind::Imu,
+    ];
+
+    /// Short name: `system`, `thermal`, `power`, `net`, `iio`, `imu`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SensorKind::System => "system",
+            SensorKind::Thermal => "thermal",
+            SensorKind::Power => "power",
+            SensorKind::Net => "net",
+            SensorKind::Iio => "iio",
+            SensorKind::Imu => "imu",
+        }
+    }
+
+    /// Program name: `shmbus-sensor-<name>`.
+    pub fn program(self) -> &'static str {
+        match self {
+            SensorKind::System => "shmbus-sensor-system",
+            SensorKind::Thermal => "shmbus-sensor-thermal",
+            SensorKind::Power => "shmbus-sensor-power",
+            SensorKind::Net => "shmbus-sensor-net",
+            SensorKind::Iio => "shmbus-sensor-iio",
+            SensorKind::Imu => "shmbus-sensor-imu",
+        }
+    }
+
+    /// From a short name or a program name.
+    pub fn from_name(s: &str) -> Option<SensorKind> {
+        let s = s.strip_prefix("shmbus-sensor-").unwrap_or(s);
+        SensorKind::ALL.into_iter().find(|k| k.name() == s)
+    }
+
+    /// Publish rate when neither `--rate` nor the topic's `rate_hz` gives one.
+    pub fn default_rate_hz(self) -> f64 {
+        match self {
+            SensorKind::Imu => 1000.0,
+            SensorKind::Iio => 50.0,
+            SensorKind::System | SensorKind::Net => 2.0,
+            SensorKind::Thermal | SensorKind::Power => 1.0,
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            SensorKind::System => "publish CPU load and memory from /proc",
+            SensorKind::Thermal => "publish thermal zone and hwmon temperatures",
+            SensorKind::Power => "publish power supply state from /sys/class/power_supply",
+            SensorKind::Net => "publish network interface counters and rates",
+            SensorKind::Iio => "publish an IIO accelerometer (absent frames if there is none)",
+            SensorKind::Imu => "publish a simulated 6-axis IMU (deterministic motion)",
+        }
+    }
+}
+
+/// Run sensor `name` (`imu` or `shmbus-sensor-imu`...) with command-line
+/// `args` (without the program name). Used by the `shmbus-sensor-*`
+/// programs and by `shmbus __sensor NAME ARGS...`.
+pub fn run_sensor(name: &str, args: &[String]) -> ExitCode {
+    let Some(kind) = SensorKind::from_name(name) else {
+        let names: Vec<&str> = SensorKind::ALL.iter().map(|k| k.name()).collect();
+        eprintln!("unknown sensor '{name}': use one of {}", names.join(", "));
+        return ExitCode::from(2);
+    };
+    let args = match Args::parse(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{}: {e}", kind.program());
+            return ExitCode::from(2);
+        }
+    };
+    if args.help {
+        print!(
+            "{}",
+            usage(kind.program(), kind.what(), kind.default_rate_hz())
+        );
+        return ExitCode::SUCCESS;
+    }
+    match kind {
+        SensorKind::System => run_source(kind, &args, |_| system::SystemSource::new(&args)),
+        SensorKind::Thermal => run_source(kind, &args, |_| thermal::ThermalSource::new(&args)),
+        SensorKind::Power => run_source(kind, &args, |_| power::PowerSource::new(&args)),
+        SensorKind::Net => run_source(kind, &args, |_| net::NetSource::new(&args)),
+        SensorKind::Iio => run_source(kind, &args, |_| iio::IioSource::new(&args)),
+        // The simulation's clock is the sample index, so it needs the rate.
+        SensorKind::Imu => run_source(kind, &args, imu::ImuSource::new),
+    }
+}

@@ -1,0 +1,168 @@
+//! An accelerometer through Linux IIO: `/sys/bus/iio/devices/iio:device*`
+//! with `in_accel_{x,y,z}_raw`, scaled by `in_accel_scale` (or the per-axis
+//! `in_accel_x_scale`) after adding the optional `in_accel_{x,y,z}_offset`.
+
+use std::path::{Path, PathBuf};
+
+use crate::args::Args;
+use crate::msg::{Accel, Name, name};
+use crate::run::{Source, Warn};
+use crate::sysfs::{entries, read_f64, read_int, read_str};
+
+/// The first IIO device under `root` that has an accelerometer.
+pub fn find_accel(root: &Path) -> Option<PathBuf> {
+    entries(&root.join("sys/bus/iio/devices"), "iio:device")
+        .into_iter()
+        .find(|d| d.join("in_accel_x_raw").exists())
+}
+
+/// Read one accelerometer sample, m/s².
+pub fn read_accel(dev: &Path) -> Result<[f32; 3], String> {
+    let shared_scale = read_f64(&dev.join("in_accel_scale")).ok();
+    let mut out = [0f32; 3];
+    for (v, axis) in out.iter_mut().zip(["x", "y", "z"]) {
+        let raw = read_int(&dev.join(format!("in_accel_{axis}_raw")))?;
+        let offset = match dev.join(format!("in_accel_{axis}_offset")) {
+            p if p.exists() => read_f64(&p)?,
+            _ => match dev.join("in_accel_offset") {
+                p if p.exists() => read_f64(&p)?,
+                _ => 0.0,
+            },
+        };
+        let scale = match read_f64(&dev.join(format!("in_accel_{axis}_scale"))) {
+            Ok(s) => s,
+            Err(_) => shared_scale.ok_or_else(|| {
+                format!(
+                    "{}: no in_accel_scale or in_accel_{axis}_scale",
+                    dev.display()
+                )
+            })?,
+        };
+        *v = ((raw as f64 + offset) * scale) as f32;
+    }
+    Ok(out)
+}
+
+/// The IIO accelerometer sensor.
+#[derive(Debug)]
+pub struct IioSource {
+    root: PathBuf,
+    dev: Option<(PathBuf, Name)>,
+    looked: bool,
+}
+
+impl IioSource {
+    /// Reading under `args.root`.
+    pub fn new(args: &Args) -> IioSource {
+        IioSource {
+            root: args.root.clone(),
+            dev: None,
+            looked: false,
+        }
+    }
+}
+
+impl Source for IioSource {
+    type Msg = Accel;
+
+    fn sample(&mut self, t_ns: u64, warn: &mut Warn) -> Accel {
+        if !self.looked {
+            self.looked = true;
+            self.dev = find_accel(&self.root).map(|d| {
+                let n = read_str(&d.join("name")).unwrap_or_default();
+                (d, name(&n))
+            });
+            if self.dev.is_none() {
+                warn.once(format!(
+                    "no IIO accelerometer in {}: publishing frames with acc = None",
+                    self.root.join("sys/bus/iio/devices").display()
+                ));
+            }
+        }
+        match &self.dev {
+            Some((dir, device)) => Accel {
+                t_ns,
+                device: device.clone(),
+                acc: match read_accel(dir) {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        warn.once(format!("read failed: {e}"));
+                        None
+                    }
+                },
+            },
+            None => Accel {
+                t_ns,
+                device: Name::new(),
+                acc: None,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sysfs::testdir::TempDir;
+
+    #[test]
+    fn raw_values_are_offset_and_scaled() {
+        let d = TempDir::new("iio");
+        let dev = "sys/bus/iio/devices/iio:device1";
+        d.file("sys/bus/iio/devices/iio:device0/in_voltage0_raw", "5\n")
+            .file(&format!("{dev}/name"), "mma8451\n")
+            .file(&format!("{dev}/in_accel_x_raw"), "100\n")
+            .file(&format!("{dev}/in_accel_y_raw"), "-50\n")
+            .file(&format!("{dev}/in_accel_z_raw"), "4096\n")
+            .file(&format!("{dev}/in_accel_z_offset"), "-96\n")
+            .file(&format!("{dev}/in_accel_scale"), "0.002394\n");
+        let found = find_accel(d.path()).unwrap();
+        assert!(found.ends_with("iio:device1"));
+        let a = read_accel(&found).unwrap();
+        let want = [0.2394, -0.1197, 9.576];
+        for (g, w) in a.iter().zip(want) {
+            assert!((g - w).abs() < 1e-4, "{a:?}");
+        }
+        let mut src = IioSource {
+            root: d.path().to_path_buf(),
+            dev: None,
+            looked: false,
+        };
+        let mut w = Warn::new("test");
+        let m = src.sample(3, &mut w);
+        assert_eq!(m.device.as_str(), "mma8451");
+        assert!(m.acc.is_some());
+    }
+
+    #[test]
+    fn missing_device_or_garbage_is_none_not_a_crash() {
+        let d = TempDir::new("iio-bad");
+        let mut src = IioSource {
+            root: d.path().to_path_buf(),
+            dev: None,
+            looked: false,
+        };
+        let mut w = Warn::new("test");
+        for t in 0..3 {
+            assert_eq!(src.sample(t, &mut w).acc, None);
+        }
+        assert_eq!(w.count(), 1);
+        let dev = "sys/bus/iio/devices/iio:device0";
+        d.file(&format!("{dev}/in_accel_x_raw"), "1\n")
+            .file(&format!("{dev}/in_accel_y_raw"), "oops\n")
+            .file(&format!("{dev}/in_accel_z_raw"), "1\n")
+            .file(&format!("{dev}/in_accel_scale"), "1\n");
+        assert!(
+            read_accel(&d.path().join(dev))
+                .unwrap_err()
+                .contains("'oops' is not an integer")
+        );
+        d.file(&format!("{dev}/in_accel_y_raw"), "1\n");
+        std::fs::remove_file(d.path().join(format!("{dev}/in_accel_scale"))).unwrap();
+        assert!(
+            read_accel(&d.path().join(dev))
+                .unwrap_err()
+                .contains("no in_accel_scale")
+        );
+    }
+}

@@ -1,0 +1,184 @@
+//! Network interface counters and rates from `/proc/net/dev`.
+
+use std::path::PathBuf;
+
+use crate::args::Args;
+use crate::msg::{Iface, MAX_IFACES, Net, name};
+use crate::run::{Source, Warn};
+
+/// Parse `/proc/net/dev`: two header lines, then
+/// `name: rx_bytes rx_packets rx_errs rx_drop fifo frame compressed multicast
+/// tx_bytes tx_packets tx_errs tx_drop ...`. Rates are left at 0.
+pub fn parse_net_dev(text: &str) -> Result<Vec<Iface>, String> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(2) {
+        let Some((ifname, rest)) = line.split_once(':') else {
+            if line.trim().is_empty() {
+                continue;
+            }
+            return Err(format!("line {}: no ':' after the interface name", i + 1));
+        };
+        let v: Vec<u64> = rest
+            .split_whitespace()
+            .map(|x| {
+                x.parse::<u64>()
+                    .map_err(|_| format!("line {}: bad counter '{x}'", i + 1))
+            })
+            .collect::<Result<_, _>>()?;
+        if v.len() < 12 {
+            return Err(format!("line {}: {} counters, expected 16", i + 1, v.len()));
+        }
+        out.push(Iface {
+            name: name(ifname),
+            rx_bytes: v[0],
+            rx_packets: v[1],
+            rx_errors: v[2],
+            rx_dropped: v[3],
+            tx_bytes: v[8],
+            tx_packets: v[9],
+            tx_errors: v[10],
+            tx_dropped: v[11],
+            rx_bytes_per_s: 0.0,
+            tx_bytes_per_s: 0.0,
+        });
+    }
+    Ok(out)
+}
+
+/// Fill in the rates of `cur` from `prev` (same interface name), `dt_s`
+/// seconds earlier. A counter that went down (reset, wrapped 32-bit
+/// counter, interface re-created) gives rate 0.
+pub fn set_rates(cur: &mut [Iface], prev: &[Iface], dt_s: f64) {
+    if dt_s <= 0.0 {
+        return;
+    }
+    for c in cur {
+        if let Some(p) = prev.iter().find(|p| p.name == c.name) {
+            let rate = |now: u64, before: u64| {
+                now.checked_sub(before)
+                    .map_or(0.0, |d| (d as f64 / dt_s) as f32)
+            };
+            c.rx_bytes_per_s = rate(c.rx_bytes, p.rx_bytes);
+            c.tx_bytes_per_s = rate(c.tx_bytes, p.tx_bytes);
+        }
+    }
+}
+
+/// The network sensor.
+#[derive(Debug)]
+pub struct NetSource {
+    path: PathBuf,
+    prev: Vec<Iface>,
+    prev_t: u64,
+}
+
+impl NetSource {
+    /// Reading under `args.root`.
+    pub fn new(args: &Args) -> NetSource {
+        NetSource {
+            path: args.at("proc/net/dev"),
+            prev: Vec::new(),
+            prev_t: 0,
+        }
+    }
+}
+
+impl Source for NetSource {
+    type Msg = Net;
+
+    fn sample(&mut self, t_ns: u64, warn: &mut Warn) -> Net {
+        let parsed = std::fs::read_to_string(&self.path)
+            .map_err(|e| format!("cannot read {}: {e}", self.path.display()))
+            .and_then(|t| parse_net_dev(&t).map_err(|e| format!("{}: {e}", self.path.display())));
+        let mut ifaces = match parsed {
+            Ok(v) => v,
+            Err(e) => {
+                warn.once(format!("{e}; publishing empty frames"));
+                Vec::new()
+            }
+        };
+        if !self.prev.is_empty() {
+            set_rates(
+                &mut ifaces,
+                &self.prev,
+                t_ns.saturating_sub(self.prev_t) as f64 / 1e9,
+            );
+        }
+        if ifaces.len() > MAX_IFACES {
+            warn.once(format!(
+                "{} interfaces found, publishing the first {MAX_IFACES}",
+                ifaces.len()
+            ));
+        }
+        self.prev = ifaces.clone();
+        self.prev_t = t_ns;
+        Net {
+            t_ns,
+            ifaces: ifaces.into_iter().take(MAX_IFACES).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEV: &str = "Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:    3293      31    0    0    0     0          0         0     3293      31    0    0    0     0       0          0
+  eth0: 357488514   10042    1    2    0     0          0         0   549091    5772    3    4    0     0       0          0
+";
+
+    #[test]
+    fn counters_are_parsed_per_interface() {
+        let v = parse_net_dev(DEV).unwrap();
+        assert_eq!(v.len(), 2);
+        let e = &v[1];
+        assert_eq!(e.name.as_str(), "eth0");
+        assert_eq!(
+            (e.rx_bytes, e.rx_packets, e.rx_errors, e.rx_dropped),
+            (357488514, 10042, 1, 2)
+        );
+        assert_eq!(
+            (e.tx_bytes, e.tx_packets, e.tx_errors, e.tx_dropped),
+            (549091, 5772, 3, 4)
+        );
+    }
+
+    #[test]
+    fn rates_come_from_the_previous_sample_and_resets_give_zero() {
+        let prev = parse_net_dev(DEV).unwrap();
+        let mut cur = prev.clone();
+        cur[1].rx_bytes += 2000;
+        cur[1].tx_bytes += 500;
+        cur[0].rx_bytes = 0; // counter reset
+        set_rates(&mut cur, &prev, 0.5);
+        assert_eq!(
+            (cur[1].rx_bytes_per_s, cur[1].tx_bytes_per_s),
+            (4000.0, 1000.0)
+        );
+        assert_eq!(cur[0].rx_bytes_per_s, 0.0);
+    }
+
+    #[test]
+    fn malformed_files_are_errors() {
+        let h = "h1\nh2\n";
+        assert!(
+            parse_net_dev(&format!("{h}eth0 1 2 3\n"))
+                .unwrap_err()
+                .contains("no ':'")
+        );
+        assert!(
+            parse_net_dev(&format!("{h}eth0: 1 2 x\n"))
+                .unwrap_err()
+                .contains("bad counter 'x'")
+        );
+        assert!(
+            parse_net_dev(&format!("{h}eth0: 1 2 3\n"))
+                .unwrap_err()
+                .contains("expected 16")
+        );
+        assert!(parse_net_dev(h).unwrap().is_empty());
+        assert!(parse_net_dev("").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,148 @@
+//! Power supplies from `/sys/class/power_supply/*`.
+
+use std::path::{Path, PathBuf};
+
+use crate::args::Args;
+use crate::msg::{MAX_SUPPLIES, Power, Supply, name};
+use crate::run::{Source, Warn};
+use crate::sysfs::{entries, file_name, read_int, read_str};
+
+/// Read one supply directory. Attributes a driver does not provide are
+/// `None`; a value that is not a number is `None` with a warning.
+pub fn read_supply(dir: &Path, warn: &mut Warn) -> Supply {
+    let mut int = |attr: &str| -> Option<i64> {
+        let p = dir.join(attr);
+        if !p.exists() {
+            return None;
+        }
+        match read_int(&p) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                // ENODATA from a battery that is not present is common.
+                warn.once(format!("skipping {e}"));
+                None
+            }
+        }
+    };
+    let to_i32 = |v: i64| v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+    Supply {
+        name: name(&file_name(dir)),
+        kind: name(&read_str(&dir.join("type")).unwrap_or_default()),
+        status: name(&read_str(&dir.join("status")).unwrap_or_default()),
+        online: int("online").map(|v| v != 0),
+        capacity_pct: int("capacity").map(|v| v.clamp(0, 100) as u8),
+        voltage_uv: int("voltage_now").map(to_i32),
+        current_ua: int("current_now").map(to_i32),
+        power_uw: int("power_now").map(to_i32),
+    }
+}
+
+/// The power sensor.
+#[derive(Debug)]
+pub struct PowerSource {
+    dir: PathBuf,
+}
+
+impl PowerSource {
+    /// Reading under `args.root`.
+    pub fn new(args: &Args) -> PowerSource {
+        PowerSource {
+            dir: args.at("sys/class/power_supply"),
+        }
+    }
+}
+
+impl Source for PowerSource {
+    type Msg = Power;
+
+    fn sample(&mut self, t_ns: u64, warn: &mut Warn) -> Power {
+        let dirs = entries(&self.dir, "");
+        if dirs.is_empty() {
+            warn.once(format!(
+                "no power supply in {} (no battery or charger driver here): publishing empty frames",
+                self.dir.display()
+            ));
+        }
+        if dirs.len() > MAX_SUPPLIES {
+            warn.once(format!(
+                "{} supplies found, publishing the first {MAX_SUPPLIES}",
+                dirs.len()
+            ));
+        }
+        Power {
+            t_ns,
+            supplies: dirs
+                .iter()
+                .take(MAX_SUPPLIES)
+                .map(|d| read_supply(d, warn))
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sysfs::testdir::TempDir;
+
+    #[test]
+    fn battery_and_mains_are_read() {
+        let d = TempDir::new("power");
+        d.file("sys/class/power_supply/BAT0/type", "Battery\n")
+            .file("sys/class/power_supply/BAT0/status", "Discharging\n")
+            .file("sys/class/power_supply/BAT0/capacity", "87\n")
+            .file("sys/class/power_supply/BAT0/voltage_now", "12100000\n")
+            .file("sys/class/power_supply/BAT0/current_now", "-850000\n")
+            .file("sys/class/power_supply/AC/type", "Mains\n")
+            .file("sys/class/power_supply/AC/online", "0\n");
+        let mut src = PowerSource {
+            dir: d.path().join("sys/class/power_supply"),
+        };
+        let mut w = Warn::new("test");
+        let m = src.sample(7, &mut w);
+        assert_eq!(m.supplies.len(), 2);
+        let ac = &m.supplies[0];
+        assert_eq!(
+            (ac.name.as_str(), ac.kind.as_str(), ac.online),
+            ("AC", "Mains", Some(false))
+        );
+        assert_eq!((ac.capacity_pct, ac.voltage_uv), (None, None));
+        let bat = &m.supplies[1];
+        assert_eq!(
+            (bat.kind.as_str(), bat.status.as_str()),
+            ("Battery", "Discharging")
+        );
+        assert_eq!(
+            (bat.capacity_pct, bat.voltage_uv, bat.current_ua),
+            (Some(87), Some(12_100_000), Some(-850_000))
+        );
+        assert_eq!(bat.power_uw, None);
+        assert_eq!(w.count(), 0);
+    }
+
+    #[test]
+    fn garbage_values_become_none_with_one_warning_and_no_supplies_is_empty() {
+        let d = TempDir::new("power-bad");
+        d.file("sys/class/power_supply/BAT1/type", "Battery\n")
+            .file("sys/class/power_supply/BAT1/capacity", "full\n")
+            .file(
+                "sys/class/power_supply/BAT1/voltage_now",
+                "99999999999999\n",
+            );
+        let mut w = Warn::new("test");
+        let s = read_supply(&d.path().join("sys/class/power_supply/BAT1"), &mut w);
+        assert_eq!(s.capacity_pct, None);
+        assert_eq!(
+            s.voltage_uv,
+            Some(i32::MAX),
+            "out of range values are clamped"
+        );
+        assert_eq!(w.count(), 1);
+        let mut none = PowerSource {
+            dir: d.path().join("nothing"),
+        };
+        assert!(none.sample(1, &mut w).supplies.is_empty());
+        assert!(none.sample(2, &mut w).supplies.is_empty());
+        assert_eq!(w.count(), 2, "the missing directory is reported once");
+    }
+}

@@ -1,0 +1,184 @@
+//! The publish loop every sensor shares: config, topic, rate, stop rules.
+
+use std::collections::HashSet;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use postcard::experimental::max_size::MaxSize;
+use postcard_schema::Schema;
+use serde::Serialize;
+use shmbus_config::{Config, TopicConfig};
+use shmbus_core::sys::{monotonic_ns, realtime_ns};
+use shmbus_pub::{LockOutcome, Publisher};
+
+use crate::SensorKind;
+use crate::args::Args;
+
+/// A sensor: something that can be sampled into a message.
+pub trait Source {
+    /// The message type it publishes.
+    type Msg: Serialize + MaxSize + Schema;
+    /// Take one sample at `t_ns` (`CLOCK_MONOTONIC`). Problems (a missing
+    /// device, an unreadable file) go to `warn`, which prints each once.
+    fn sample(&mut self, t_ns: u64, warn: &mut Warn) -> Self::Msg;
+}
+
+/// Prints each distinct warning once on stderr, prefixed with the program.
+#[derive(Debug)]
+pub struct Warn {
+    program: &'static str,
+    seen: HashSet<String>,
+}
+
+impl Warn {
+    /// Warnings for `program`.
+    pub fn new(program: &'static str) -> Warn {
+        Warn {
+            program,
+            seen: HashSet::new(),
+        }
+    }
+
+    /// Print `msg` unless it was printed before. Returns true if printed.
+    pub fn once(&mut self, msg: impl Into<String>) -> bool {
+        let msg = msg.into();
+        if self.seen.contains(&msg) {
+            return false;
+        }
+        eprintln!("{}: {msg}", self.program);
+        self.seen.insert(msg);
+        true
+    }
+
+    /// Number of distinct warnings printed.
+    pub fn count(&self) -> usize {
+        self.seen.len()
+    }
+}
+
+/// Load the config the arguments name, on the bus they name.
+pub fn load_config(args: &Args) -> Result<Config, String> {
+    let mut config = if args.demo_config {
+        Config::builtin_demo()
+    } else {
+        Config::find(args.config.as_deref())
+            .map_err(|e| e.to_string())?
+            .0
+    };
+    if let Some(bus) = &args.bus {
+        config.rebus(bus).map_err(|e| e.to_string())?;
+    }
+    Ok(config)
+}
+
+/// The topic `kind` publishes: `--topic`, else the topic whose `publisher`
+/// is this program, else the topic named like the sensor.
+pub fn pick_topic<'c>(
+    config: &'c Config,
+    kind: SensorKind,
+    args: &Args,
+) -> Result<&'c TopicConfig, String> {
+    let program = kind.program();
+    match &args.topic {
+        Some(name) => config.require_topic(name),
+        None => config
+            .topics
+            .iter()
+            .find(|t| t.publisher.as_deref() == Some(program))
+            .or_else(|| config.topic(kind.name()))
+            .ok_or_else(|| {
+                format!(
+                    "{}: no topic has publisher = \"{program}\" or is named `{}`: pass --topic NAME",
+                    config.path,
+                    kind.name()
+                )
+            }),
+    }
+}
+
+/// Run sensor `kind` until a stop rule: load the config, open the topic,
+/// build the source with `make(rate_hz)`, publish at that rate. Returns the
+/// process exit code (2: bad config or topic, 1: publish failed).
+pub fn run_source<S: Source>(
+    kind: SensorKind,
+    args: &Args,
+    make: impl FnOnce(f64) -> S,
+) -> ExitCode {
+    let program = kind.program();
+    let fail = |msg: String| {
+        eprintln!("{program}: {msg}");
+        ExitCode::from(2)
+    };
+    let config = match load_config(args) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let tc = match pick_topic(&config, kind, args) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
+    let topic = match tc.to_topic() {
+        Ok(t) => t,
+        Err(e) => return fail(e.to_string()),
+    };
+    let rate = args
+        .rate_hz
+        .or(tc.rate_hz)
+        .unwrap_or(kind.default_rate_hz());
+    let mut publisher = match Publisher::<S::Msg>::open(&topic) {
+        Ok(p) => p,
+        Err(e) => return fail(format!("cannot open topic `{}`: {e}", topic.name)),
+    };
+    if let LockOutcome::Refused(e) = publisher.raw().lock_outcome() {
+        eprintln!(
+            "{program}: note: topic `{}` is not locked in RAM: {e}",
+            topic.name
+        );
+    }
+    let mut source = make(rate);
+    let mut warn = Warn::new(program);
+    let period_ns = (1e9 / rate) as u64;
+    let start = monotonic_ns();
+    let end = args
+        .duration
+        .map(|d| start.saturating_add(d.as_nanos() as u64));
+    let mut next = start;
+    let mut published = 0u64;
+    let mut last_parent_check = start;
+    loop {
+        if args.count.is_some_and(|c| published >= c) {
+            break;
+        }
+        let now = monotonic_ns();
+        if end.is_some_and(|e| now >= e) {
+            break;
+        }
+        if let Some(ppid) = args.parent {
+            if now - last_parent_check >= 100_000_000 {
+                last_parent_check = now;
+                if nix::unistd::getppid().as_raw() != ppid {
+                    break;
+                }
+            }
+        }
+        if next > now {
+            let wake = end.map_or(next, |e| next.min(e));
+            std::thread::sleep(Duration::from_nanos(wake - now));
+            continue;
+        }
+        let t = monotonic_ns();
+        let msg = source.sample(t, &mut warn);
+        if let Err(e) = publisher.publish_at(&msg, t, realtime_ns()) {
+            eprintln!("{program}: publish on `{}` failed: {e}", topic.name);
+            return ExitCode::FAILURE;
+        }
+        published += 1;
+        next += period_ns;
+        // Fell more than a period behind (suspended, overloaded core): skip
+        // the missed ticks instead of publishing a burst.
+        if t > next + period_ns {
+            next = t + period_ns;
+        }
+    }
+    ExitCode::SUCCESS
+}
