@@ -1,9 +1,288 @@
-//! shmbus-bench (being written).
+//! # shmbus-bench: what a publish, a poll and a handoff cost
+//!
+//! The engine of `shmbus bench`. In one run, with the mechanisms
+//! interleaved in rounds (A B C A B C ...) so that machine drift hits all of
+//! them alike, it measures:
+//!
+//! - two-process handoff latency (one way = round trip / 2, see
+//!   [`handoff`]) for shmbus busy-poll and blocking wait, next to the
+//!   hand-written floors ([`floors`]: atomic word, bare seqlock, raw futex)
+//!   and the alternatives ([`alts`]: Unix datagram socket, pipe, POSIX
+//!   message queue, iceoryx2), pinned to two different CPUs and unpinned;
+//! - in-process costs ([`micro`]): publish (64 B, 256 B, 1 KiB, notify on
+//!   and off), poll-nothing-new against a bare load, read per new frame,
+//!   postcard encoding of typical messages;
+//! - fan-out ([`fanout`]): publish and read cost with 1..64 subscriber
+//!   processes.
+//!
+//! Peers are this executable run again (`<exe> bench --peer ROLE ...`,
+//! behind `SHMBUS_TEST_RUNNER` when set). Results: a table, JSON
+//! (`--json`) and an SVG plot (`--plot`). Every System V object the run
+//! creates is removed at the end, also when a measurement fails.
+#![warn(missing_docs)]
 
-/// Entry point of `shmbus bench`-family subcommands: `args` are the words
-/// after the subcommand name. Placeholder until the crate is written.
-pub fn main_with_args(subcommand: &str, args: Vec<String>) -> std::process::ExitCode {
-    let _ = args;
-    eprintln!("shmbus: '{subcommand}' is not available in this build yet");
-    std::process::ExitCode::from(2)
+pub mod alts;
+pub mod fanout;
+pub mod floors;
+pub mod frames;
+pub mod handoff;
+pub mod micro;
+pub mod opts;
+pub mod os;
+pub mod plot;
+pub mod report;
+pub mod stats;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use handoff::{Handoff, Mech};
+use opts::{Opts, USAGE};
+use report::{Dist, Report};
+
+/// Entry point of `shmbus bench`: `args` are the words after the
+/// subcommand name. `bench --peer ROLE ...` is the peer side (internal).
+pub fn main_with_args(subcommand: &str, args: Vec<String>) -> ExitCode {
+    if subcommand != "bench" {
+        eprintln!("shmbus: unknown subcommand '{subcommand}' (this crate provides 'bench')");
+        return ExitCode::from(2);
+    }
+    if args.first().map(String::as_str) == Some("--peer") {
+        return match peer(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("shmbus bench peer: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let opts = match Opts::parse(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("shmbus bench: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut keys = Keys::new();
+    let result = run(&opts, &args, &mut keys);
+    drop(keys);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shmbus bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// System V keys for the run's topics: `0x62` ('b') in the top byte, 16
+/// bits from the pid, then a counter. Every key handed out is removed
+/// (segment and publisher lock) when this is dropped.
+pub struct Keys {
+    base: i32,
+    used: Vec<i32>,
+}
+
+impl Keys {
+    /// Keys for this process.
+    pub fn new() -> Keys {
+        let pid = std::process::id();
+        let h = (pid ^ (pid >> 16)).wrapping_mul(0x9e37_79b1) >> 16;
+        Keys {
+            base: (0x6200_0000 | ((h & 0xffff) << 8)) as i32,
+            used: Vec::new(),
+        }
+    }
+
+    /// The next unused key.
+    pub fn next(&mut self) -> i32 {
+        let k = self.base + self.used.len() as i32 + 1;
+        remove_key(k);
+        self.used.push(k);
+        k
+    }
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Keys::new()
+    }
+}
+
+fn remove_key(key: i32) {
+    if let Ok(id) = shmbus_core::sys::shmget(key, 0, 0) {
+        let _ = shmbus_core::sys::shm_remove(id);
+    }
+    let _ = shmbus_core::lock::remove_lock(key);
+}
+
+impl Drop for Keys {
+    fn drop(&mut self) {
+        for k in &self.used {
+            remove_key(*k);
+        }
+    }
+}
+
+fn peer(args: &[String]) -> Result<(), String> {
+    let role = args.first().ok_or("--peer needs a role")?.as_str();
+    let arg = |k: &str| -> Result<String, String> {
+        args[1..]
+            .iter()
+            .find_map(|a| a.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
+            .map(str::to_string)
+            .ok_or_else(|| format!("peer role {role} needs {k}=..."))
+    };
+    if let Ok(cpu) = arg("cpu") {
+        os::pin_to(cpu.parse().map_err(|_| "cpu= wants a number")?)?;
+    }
+    let scratch = || -> Result<os::Scratch, String> {
+        os::Scratch::attach(arg("shmid")?.parse().map_err(|_| "shmid= wants a number")?)
+    };
+    let ready = || println!("ready");
+    match role {
+        "atomic" => {
+            let s = scratch()?;
+            ready();
+            floors::atomic_peer(&s);
+        }
+        "seqlock" => {
+            let s = scratch()?;
+            ready();
+            floors::seqlock_peer(&s);
+        }
+        "futex" => {
+            let s = scratch()?;
+            ready();
+            floors::futex_peer(&s);
+        }
+        "shmbus_poll" | "shmbus_wait" => {
+            let ping = handoff::parse_topic(&arg("ping")?)?;
+            let pong = handoff::parse_topic(&arg("pong")?)?;
+            handoff::shmbus_peer(role == "shmbus_wait", &ping, &pong)?;
+        }
+        "unix" | "pipe" | "mq" => alts::peer(role, arg)?,
+        "fanout_sub" => fanout::subscriber(&arg("topic")?)?,
+        other => return Err(format!("unknown peer role '{other}'")),
+    }
+    Ok(())
+}
+
+fn progress(opts: &Opts, msg: &str) {
+    if !opts.json {
+        eprintln!("shmbus bench: {msg}");
+    }
+}
+
+fn run(opts: &Opts, args: &[String], keys: &mut Keys) -> Result<(), String> {
+    let cpus = os::Cpus::get();
+    let clock_ns = stats::clock_overhead_ns();
+    let mut rep = Report::new(opts, args, clock_ns, cpus.count());
+    let pair = if opts.pin { cpus.pair() } else { None };
+    if pair.is_none() {
+        rep.skipped.push(if opts.pin {
+            format!("pinned variants: only {} CPU available", cpus.count())
+        } else {
+            "pinned variants: --no-pin".to_string()
+        });
+    }
+    if let Some(f) = &opts.peer_json {
+        let text = std::fs::read_to_string(f).map_err(|e| format!("--peer-json {}: {e}", f.display()))?;
+        let pinned = text.contains("\"pinned\":true");
+        let mut rtt = alts::parse_iceoryx2(&text)?;
+        rep.add_handoff(Mech::Iceoryx2, pinned, &mut rtt, "merged from --peer-json (not interleaved)");
+    }
+    let budget = Duration::from_millis(if opts.quick { 400 } else { 1500 });
+    let mut h = Handoff::new(keys, opts.iceoryx2.clone(), budget)?;
+    let modes: Vec<Option<(usize, usize)>> = match pair {
+        Some(p) => vec![Some(p), None],
+        None => vec![None],
+    };
+    let mechs: Vec<Mech> = Mech::ALL.iter().copied().filter(|m| h.available(*m)).collect();
+    if !h.available(Mech::Iceoryx2) && opts.peer_json.is_none() {
+        rep.skipped.push("iceoryx2: no peer binary (--iceoryx2 PATH; see bench/run.sh)".into());
+    }
+    let mut dists: Vec<Dist> = Vec::new();
+    let mut failed: Vec<(Mech, bool)> = Vec::new();
+    for round in 0..opts.rounds {
+        progress(opts, &format!("handoff round {}/{}", round + 1, opts.rounds));
+        for mode in &modes {
+            cpus.pin(mode.map(|(a, _)| a));
+            for &m in &mechs {
+                let pinned = mode.is_some();
+                if failed.contains(&(m, pinned)) {
+                    continue;
+                }
+                match h.batch(m, opts.iters, *mode) {
+                    Ok(rtt) => report::push_samples(&mut dists, m, pinned, rtt),
+                    Err(e) => {
+                        rep.skipped.push(format!("{} ({}): {e}", m.label(), if pinned { "pinned" } else { "unpinned" }));
+                        failed.push((m, pinned));
+                    }
+                }
+            }
+            cpus.pin(None);
+        }
+    }
+    for d in &mut dists {
+        rep.add_handoff(d.mech, d.pinned, &mut d.samples, "");
+    }
+    drop(h);
+
+    progress(opts, "in-process costs");
+    let mut items = micro::items(keys)?;
+    let per_round = opts.micro_samples.div_ceil(opts.rounds).max(1);
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); items.len()];
+    for _ in 0..opts.rounds {
+        for (it, s) in items.iter_mut().zip(samples.iter_mut()) {
+            for _ in 0..per_round {
+                s.push((it.run)());
+            }
+        }
+    }
+    for (it, s) in items.iter().zip(samples.iter_mut()) {
+        rep.add_micro(it.key, it.label, s);
+    }
+    drop(items);
+
+    // Fan-out: space publishes by N x the measured futex round trip so
+    // woken subscribers get back to sleep (scales itself under emulation).
+    let futex_rtt = rep
+        .handoff_median("futex", false)
+        .map(|one_way| 2.0 * one_way + clock_ns)
+        .unwrap_or(50_000.0);
+    for &n in &opts.fanout {
+        for notify in [true, false] {
+            progress(opts, &format!("fan-out: {n} subscribers, notify {}", if notify { "on" } else { "off" }));
+            let period = Duration::from_nanos((futex_rtt * n as f64).max(200_000.0) as u64);
+            match fanout::point(keys, n, notify, opts.fanout_frames, period, clock_ns) {
+                Ok(p) => rep.fanout.push(p),
+                Err(e) => rep.skipped.push(format!("fan-out {n} subscribers: {e}")),
+            }
+        }
+    }
+    rep.finish();
+
+    let text = rep.table();
+    let json = serde_json::to_string_pretty(&rep).map_err(|e| e.to_string())?;
+    let svg = plot::svg(&rep, &dists);
+    if opts.json {
+        println!("{json}");
+    } else {
+        print!("{text}");
+    }
+    if let Some(p) = &opts.plot {
+        std::fs::write(p, &svg).map_err(|e| format!("--plot {}: {e}", p.display()))?;
+    }
+    if let Some(dir) = &opts.out {
+        std::fs::create_dir_all(dir).map_err(|e| format!("--out {}: {e}", dir.display()))?;
+        for (name, body) in [("bench.txt", &text), ("bench.json", &json), ("bench.svg", &svg)] {
+            std::fs::write(dir.join(name), body).map_err(|e| format!("--out {}: {e}", dir.display()))?;
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,211 @@
+//! The floors, hand-written: what moving a value between two processes
+//! costs with nothing but the hardware (one atomic word), with a bare
+//! seqlock around a 64-byte payload (what shmbus's busy-poll handoff does,
+//! minus everything else), and with a raw futex (what shmbus's blocking
+//! wait does, minus everything else).
+//!
+//! All three run in a private scratch segment ([`crate::os::Scratch`]); the
+//! parent times round trips and the peer echoes.
+
+use std::sync::atomic::{AtomicU32, Ordering, fence};
+use std::time::Duration;
+
+use shmbus_core::sys::{self, FutexWait};
+
+use crate::os::{Scratch, spin_until};
+
+/// Byte offsets in the scratch segment: two seqlock slots on their own
+/// cache lines, the atomic word and the futex word.
+pub const PING_SLOT: usize = 0;
+/// The pong slot.
+pub const PONG_SLOT: usize = 256;
+/// The atomic ping-pong word.
+pub const ATOMIC_WORD: usize = 512;
+/// The futex ping-pong word.
+pub const FUTEX_WORD: usize = 640;
+/// Size of the scratch segment.
+pub const SCRATCH_SIZE: usize = 4096;
+
+/// Words in a seqlock slot: the sequence word and 16 payload words (64 B).
+const SLOT_WORDS: usize = 17;
+/// The value that tells a peer to exit (odd, so it looks like a request).
+pub const STOP: u32 = u32::MAX;
+
+/// Reset every floor word before a new peer starts.
+pub fn reset(s: &Scratch) {
+    for w in s.words(0, SCRATCH_SIZE / 4) {
+        w.store(0, Ordering::Relaxed);
+    }
+}
+
+/// The atomic request number for round trip `seq` (odd; the reply is +1).
+fn request(seq: u64) -> u32 {
+    (seq as u32).wrapping_mul(2).wrapping_sub(1) & 0x7fff_ffff
+}
+
+/// Parent side of the atomic ping-pong: one round trip.
+pub fn atomic_rt(s: &Scratch, seq: u64) {
+    let w = &s.words(ATOMIC_WORD, 1)[0];
+    let v = request(seq);
+    // Release/Acquire: the minimum for a handoff that carries data.
+    w.store(v, Ordering::Release);
+    spin_until(|| w.load(Ordering::Acquire) == v + 1);
+}
+
+/// Peer side of the atomic ping-pong.
+pub fn atomic_peer(s: &Scratch) {
+    let w = &s.words(ATOMIC_WORD, 1)[0];
+    let mut last = 0;
+    loop {
+        let mut v = 0;
+        spin_until(|| {
+            v = w.load(Ordering::Acquire);
+            v & 1 == 1 && v != last
+        });
+        if v == STOP {
+            return;
+        }
+        last = v;
+        w.store(v + 1, Ordering::Release);
+    }
+}
+
+/// Tell the atomic peer to exit.
+pub fn atomic_stop(s: &Scratch) {
+    s.words(ATOMIC_WORD, 1)[0].store(STOP, Ordering::Release);
+}
+
+/// Bare seqlock write of a 64-byte payload whose first two words are `seq`.
+/// Boehm's recipe, the same orderings as shmbus's seqlock.
+#[inline]
+pub fn seqlock_write(slot: &[AtomicU32], seq: u64) {
+    let s = slot[0].load(Ordering::Relaxed);
+    slot[0].store(s.wrapping_add(1), Ordering::Relaxed);
+    fence(Ordering::Release);
+    slot[1].store(seq as u32, Ordering::Relaxed);
+    slot[2].store((seq >> 32) as u32, Ordering::Relaxed);
+    for (i, w) in slot[3..SLOT_WORDS].iter().enumerate() {
+        w.store(0x5a5a_0000 | i as u32, Ordering::Relaxed);
+    }
+    slot[0].store(s.wrapping_add(2), Ordering::Release);
+}
+
+/// Bare seqlock read: the 64-bit number in the payload if the slot holds a
+/// complete write with a sequence other than `*last` (which is updated).
+#[inline]
+pub fn seqlock_read_new(slot: &[AtomicU32], last: &mut u32) -> Option<u64> {
+    let s1 = slot[0].load(Ordering::Acquire);
+    if s1 & 1 == 1 || s1 == *last {
+        return None;
+    }
+    let mut words = [0u32; SLOT_WORDS - 1];
+    for (d, w) in words.iter_mut().zip(&slot[1..SLOT_WORDS]) {
+        *d = w.load(Ordering::Relaxed);
+    }
+    fence(Ordering::Acquire);
+    if slot[0].load(Ordering::Relaxed) != s1 {
+        return None;
+    }
+    *last = s1;
+    Some(u64::from(words[0]) | (u64::from(words[1]) << 32))
+}
+
+/// Parent side of the seqlock ping-pong: write `seq` to the ping slot and
+/// wait for the pong slot to carry it back.
+pub fn seqlock_rt(s: &Scratch, seq: u64, last_pong: &mut u32) {
+    seqlock_write(s.words(PING_SLOT, SLOT_WORDS), seq);
+    let pong = s.words(PONG_SLOT, SLOT_WORDS);
+    spin_until(|| seqlock_read_new(pong, last_pong) == Some(seq));
+}
+
+/// Peer side of the seqlock ping-pong.
+pub fn seqlock_peer(s: &Scratch) {
+    let ping = s.words(PING_SLOT, SLOT_WORDS);
+    let pong = s.words(PONG_SLOT, SLOT_WORDS);
+    let mut last = 0;
+    loop {
+        let mut v = None;
+        spin_until(|| {
+            v = seqlock_read_new(ping, &mut last);
+            v.is_some()
+        });
+        match v {
+            Some(u64::MAX) | None => return,
+            Some(seq) => seqlock_write(pong, seq),
+        }
+    }
+}
+
+/// Tell the seqlock peer to exit.
+pub fn seqlock_stop(s: &Scratch) {
+    seqlock_write(s.words(PING_SLOT, SLOT_WORDS), u64::MAX);
+}
+
+fn futex_wait_for(w: &AtomicU32, mut done: impl FnMut(u32) -> bool) -> u32 {
+    loop {
+        let x = w.load(Ordering::Acquire);
+        if done(x) {
+            return x;
+        }
+        match sys::futex_wait(w, x, Duration::from_secs(1)) {
+            Ok(FutexWait::Woken | FutexWait::Changed | FutexWait::Interrupted | FutexWait::TimedOut) => {}
+            Err(e) => panic!("futex wait failed: {e}"),
+        }
+    }
+}
+
+/// Parent side of the raw futex ping-pong: store, `FUTEX_WAKE`, sleep in
+/// `FUTEX_WAIT` until the reply (no spinning: this is the blocking floor).
+pub fn futex_rt(s: &Scratch, seq: u64) {
+    let w = &s.words(FUTEX_WORD, 1)[0];
+    let v = request(seq);
+    w.store(v, Ordering::Release);
+    let _ = sys::futex_wake_all(w);
+    futex_wait_for(w, |x| x == v + 1);
+}
+
+/// Peer side of the raw futex ping-pong.
+pub fn futex_peer(s: &Scratch) {
+    let w = &s.words(FUTEX_WORD, 1)[0];
+    let mut last = 0;
+    loop {
+        let v = futex_wait_for(w, |x| x & 1 == 1 && x != last);
+        if v == STOP {
+            return;
+        }
+        last = v;
+        w.store(v + 1, Ordering::Release);
+        let _ = sys::futex_wake_all(w);
+    }
+}
+
+/// Tell the futex peer to exit.
+pub fn futex_stop(s: &Scratch) {
+    let w = &s.words(FUTEX_WORD, 1)[0];
+    w.store(STOP, Ordering::Release);
+    let _ = sys::futex_wake_all(w);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seqlock_floor_reads_what_was_written_once() {
+        let slot: Vec<AtomicU32> = (0..SLOT_WORDS).map(|_| AtomicU32::new(0)).collect();
+        let mut last = 0;
+        assert_eq!(seqlock_read_new(&slot, &mut last), None);
+        seqlock_write(&slot, 0x1_0000_0002);
+        assert_eq!(seqlock_read_new(&slot, &mut last), Some(0x1_0000_0002));
+        assert_eq!(seqlock_read_new(&slot, &mut last), None, "same write twice");
+    }
+
+    #[test]
+    fn requests_are_odd_and_never_stop() {
+        for seq in [1u64, 2, 1 << 31, (1 << 32) + 5] {
+            let v = request(seq);
+            assert_eq!(v & 1, 1);
+            assert_ne!(v, STOP);
+        }
+    }
+}

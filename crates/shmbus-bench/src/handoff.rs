@@ -1,0 +1,319 @@
+//! Two-process handoff: every mechanism as a ping-pong between this
+//! process and a peer (this executable run again), timed per round trip
+//! with `CLOCK_MONOTONIC` in this process. One-way latency is reported as
+//! (round trip - clock overhead) / 2.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+use shmbus_core::sys::monotonic_ns;
+use shmbus_core::{LockPolicy, Topic};
+use shmbus_pub::Publisher;
+use shmbus_sub::Subscriber;
+
+use crate::frames::Frame64;
+use crate::os::{Peer, Scratch, spin_until};
+use crate::{alts, floors};
+
+/// What a mechanism is, for ratios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A hand-written floor.
+    Floor,
+    /// shmbus itself.
+    Shmbus,
+    /// Something a user would use instead.
+    Alternative,
+}
+
+/// The mechanisms of the handoff benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mech {
+    /// Floor: one atomic word, spin.
+    Atomic,
+    /// Floor: bare seqlock, 64 B, spin.
+    Seqlock,
+    /// Floor: raw futex wait/wake.
+    Futex,
+    /// shmbus busy-poll (`has_new` + `latest`), topic notify off.
+    ShmbusPoll,
+    /// shmbus busy-poll on a topic with notify on (publish pays FUTEX_WAKE).
+    ShmbusPollNotify,
+    /// shmbus blocking (`wait_latest`), notify on.
+    ShmbusWait,
+    /// Unix datagram socketpair.
+    Unix,
+    /// Two pipes.
+    Pipe,
+    /// Two POSIX message queues.
+    Mqueue,
+    /// iceoryx2 busy-poll publish-subscribe (external peer).
+    Iceoryx2,
+}
+
+impl Mech {
+    /// Every mechanism, in the order of a round.
+    pub const ALL: [Mech; 10] = [
+        Mech::Atomic,
+        Mech::Seqlock,
+        Mech::ShmbusPoll,
+        Mech::ShmbusPollNotify,
+        Mech::Iceoryx2,
+        Mech::Futex,
+        Mech::ShmbusWait,
+        Mech::Unix,
+        Mech::Pipe,
+        Mech::Mqueue,
+    ];
+
+    /// Short stable name (JSON key).
+    pub fn key(self) -> &'static str {
+        match self {
+            Mech::Atomic => "atomic",
+            Mech::Seqlock => "seqlock",
+            Mech::Futex => "futex",
+            Mech::ShmbusPoll => "shmbus_poll",
+            Mech::ShmbusPollNotify => "shmbus_poll_notify",
+            Mech::ShmbusWait => "shmbus_wait",
+            Mech::Unix => "unix_dgram",
+            Mech::Pipe => "pipe",
+            Mech::Mqueue => "mqueue",
+            Mech::Iceoryx2 => "iceoryx2",
+        }
+    }
+
+    /// Human label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Mech::Atomic => "floor: atomic word ping-pong",
+            Mech::Seqlock => "floor: bare seqlock 64 B",
+            Mech::Futex => "floor: raw futex wait/wake",
+            Mech::ShmbusPoll => "shmbus busy-poll (notify off)",
+            Mech::ShmbusPollNotify => "shmbus busy-poll (notify on)",
+            Mech::ShmbusWait => "shmbus wait_latest (blocking)",
+            Mech::Unix => "Unix datagram socketpair",
+            Mech::Pipe => "pipe",
+            Mech::Mqueue => "POSIX message queue",
+            Mech::Iceoryx2 => "iceoryx2 0.10 busy-poll",
+        }
+    }
+
+    /// Floor, shmbus or alternative.
+    pub fn kind(self) -> Kind {
+        match self {
+            Mech::Atomic | Mech::Seqlock | Mech::Futex => Kind::Floor,
+            Mech::ShmbusPoll | Mech::ShmbusPollNotify | Mech::ShmbusWait => Kind::Shmbus,
+            _ => Kind::Alternative,
+        }
+    }
+
+    /// True if both sides sleep in the kernel rather than spin.
+    pub fn blocking(self) -> bool {
+        matches!(self, Mech::Futex | Mech::ShmbusWait | Mech::Unix | Mech::Pipe | Mech::Mqueue)
+    }
+}
+
+/// A topic pair for the shmbus ping-pong.
+struct Pair {
+    ping: Topic,
+    pong: Topic,
+    publisher: Publisher<Frame64>,
+    sub: Subscriber<Frame64>,
+}
+
+/// Topic on the bench's private key range.
+pub fn topic(key: i32, name: &str, notify: bool) -> Topic {
+    Topic::new(name).key(key).notify(notify).lock(LockPolicy::Off).slots(16)
+}
+
+fn topic_arg(t: &Topic) -> String {
+    format!("{}:{}:{}", t.key, u8::from(t.notify), t.name)
+}
+
+/// Parse a `key:notify:name` argument.
+pub fn parse_topic(s: &str) -> Result<Topic, String> {
+    let mut it = s.splitn(3, ':');
+    let key = it.next().and_then(|k| k.parse().ok()).ok_or("bad topic key")?;
+    let notify = it.next() == Some("1");
+    let name = it.next().ok_or("topic has no name")?;
+    Ok(topic(key, name, notify))
+}
+
+impl Pair {
+    fn open(keys: &mut crate::Keys, notify: bool) -> Result<Pair, String> {
+        let suffix = if notify { "wake" } else { "poll" };
+        let ping = topic(keys.next(), &format!("bench/{suffix}-ping"), notify);
+        let pong = topic(keys.next(), &format!("bench/{suffix}-pong"), notify);
+        let publisher = Publisher::<Frame64>::open(&ping).map_err(|e| e.to_string())?;
+        // Create the pong topic so we can attach now; each peer reopens it.
+        drop(Publisher::<Frame64>::open(&pong).map_err(|e| e.to_string())?);
+        let sub = Subscriber::<Frame64>::attach(&pong).map_err(|e| e.to_string())?;
+        Ok(Pair {
+            ping,
+            pong,
+            publisher,
+            sub,
+        })
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![format!("ping={}", topic_arg(&self.ping)), format!("pong={}", topic_arg(&self.pong))]
+    }
+}
+
+/// Everything the handoff batches share for the whole run.
+pub struct Handoff {
+    scratch: Scratch,
+    poll: Pair,
+    wake: Pair,
+    iceoryx2: Option<PathBuf>,
+    budget_ns: u64,
+}
+
+/// Round trips of one batch, in ns (raw, clock overhead included).
+pub type Rtts = Vec<f64>;
+
+impl Handoff {
+    /// Create the scratch segment and the shmbus topics.
+    pub fn new(keys: &mut crate::Keys, iceoryx2: Option<PathBuf>, budget: Duration) -> Result<Handoff, String> {
+        let scratch = Scratch::create(floors::SCRATCH_SIZE)?;
+        Ok(Handoff {
+            scratch,
+            poll: Pair::open(keys, false)?,
+            wake: Pair::open(keys, true)?,
+            iceoryx2,
+            budget_ns: budget.as_nanos() as u64,
+        })
+    }
+
+    /// True if the mechanism can run here (iceoryx2 needs its binary).
+    pub fn available(&self, m: Mech) -> bool {
+        m != Mech::Iceoryx2 || self.iceoryx2.is_some()
+    }
+
+    /// One batch of `iters` round trips of mechanism `m`; `cpus` pins this
+    /// process to the first and the peer to the second.
+    pub fn batch(&mut self, m: Mech, iters: usize, cpus: Option<(usize, usize)>) -> Result<Rtts, String> {
+        let extra: Vec<String> = cpus.map(|(_, b)| vec![format!("cpu={b}")]).unwrap_or_default();
+        let budget = self.budget_ns;
+        match m {
+            Mech::Atomic | Mech::Seqlock | Mech::Futex => {
+                floors::reset(&self.scratch);
+                let mut args = vec![format!("shmid={}", self.scratch.shmid())];
+                args.extend(extra);
+                let peer = Peer::spawn(m.key(), &args, &[])?;
+                let s = &self.scratch;
+                let mut last = 0;
+                let r = measure(iters, budget, |seq| {
+                    match m {
+                        Mech::Atomic => floors::atomic_rt(s, seq),
+                        Mech::Seqlock => floors::seqlock_rt(s, seq, &mut last),
+                        _ => floors::futex_rt(s, seq),
+                    }
+                    Ok(())
+                });
+                match m {
+                    Mech::Atomic => floors::atomic_stop(s),
+                    Mech::Seqlock => floors::seqlock_stop(s),
+                    _ => floors::futex_stop(s),
+                }
+                peer.finish()?;
+                r
+            }
+            Mech::ShmbusPoll | Mech::ShmbusPollNotify | Mech::ShmbusWait => {
+                let pair = if m == Mech::ShmbusPoll { &mut self.poll } else { &mut self.wake };
+                let mut args = pair.args();
+                args.extend(extra);
+                let role = if m == Mech::ShmbusWait { "shmbus_wait" } else { "shmbus_poll" };
+                let peer = Peer::spawn(role, &args, &[])?;
+                let r = measure(iters, budget, |seq| shmbus_rt(pair, seq, m == Mech::ShmbusWait));
+                let _ = pair.publisher.publish(&Frame64::new(u64::MAX));
+                peer.finish()?;
+                r
+            }
+            Mech::Unix | Mech::Pipe | Mech::Mqueue => {
+                let (mut link, peer) = match m {
+                    Mech::Unix => alts::unix(&extra)?,
+                    Mech::Pipe => alts::pipes(&extra)?,
+                    _ => alts::mqueue(&extra)?,
+                };
+                let r = measure(iters, budget, |seq| link.rt(seq));
+                link.stop();
+                peer.finish()?;
+                r
+            }
+            Mech::Iceoryx2 => match &self.iceoryx2 {
+                Some(p) => alts::iceoryx2(p, iters, cpus),
+                None => Err("no iceoryx2 peer binary given".into()),
+            },
+        }
+    }
+}
+
+/// Time round trips `1..` until `iters` are kept (after a short warm-up)
+/// or the time budget is spent.
+fn measure(iters: usize, budget_ns: u64, mut rt: impl FnMut(u64) -> Result<(), String>) -> Result<Rtts, String> {
+    let warm = (iters / 10).clamp(5, 200) as u64;
+    let mut out = Vec::with_capacity(iters);
+    let start = monotonic_ns();
+    let mut seq = 0u64;
+    while out.len() < iters {
+        seq += 1;
+        let t0 = monotonic_ns();
+        rt(seq)?;
+        let t1 = monotonic_ns();
+        if seq > warm {
+            out.push(t1.saturating_sub(t0) as f64);
+        }
+        if t1.saturating_sub(start) > budget_ns && out.len() >= 10 {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+fn shmbus_rt(pair: &mut Pair, seq: u64, blocking: bool) -> Result<(), String> {
+    pair.publisher.publish(&Frame64::new(seq)).map_err(|e| e.to_string())?;
+    loop {
+        let s = if blocking {
+            pair.sub
+                .wait_latest(Duration::from_secs(10))
+                .map_err(|e| format!("waiting for the pong: {e}"))?
+        } else {
+            spin_until(|| pair.sub.has_new());
+            match pair.sub.latest().map_err(|e| e.to_string())? {
+                Some(s) => s,
+                None => continue,
+            }
+        };
+        if s.value.seq() == seq {
+            return Ok(());
+        }
+    }
+}
+
+/// Peer side of the shmbus ping-pong: echo every ping's sequence number on
+/// the pong topic, busy-polling or blocking.
+pub fn shmbus_peer(blocking: bool, ping: &Topic, pong: &Topic) -> Result<(), String> {
+    let mut sub = Subscriber::<Frame64>::wait_for_topic(ping, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    let mut publisher = Publisher::<Frame64>::open(pong).map_err(|e| e.to_string())?;
+    println!("ready");
+    loop {
+        let s = if blocking {
+            sub.wait_latest(Duration::from_secs(30)).map_err(|e| e.to_string())?
+        } else {
+            spin_until(|| sub.has_new());
+            match sub.latest().map_err(|e| e.to_string())? {
+                Some(s) => s,
+                None => continue,
+            }
+        };
+        let seq = s.value.seq();
+        if seq == u64::MAX {
+            return Ok(());
+        }
+        publisher.publish(&Frame64::new(seq)).map_err(|e| e.to_string())?;
+    }
+}

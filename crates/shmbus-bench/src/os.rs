@@ -1,0 +1,225 @@
+//! Operating-system plumbing: the scratch segment the floors run in, CPU
+//! pinning, waiting loops, and peer processes (this executable run again).
+
+use std::io::{BufRead, BufReader};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::atomic::AtomicU32;
+
+use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+use nix::unistd::Pid;
+use shmbus_core::sys::{self, Attachment};
+
+/// A private System V segment for the floors (`shmget(IPC_PRIVATE)`).
+///
+/// It is marked for removal (`IPC_RMID`) as soon as the creator has
+/// attached it: Linux lets peers attach a removed segment by its shmid while
+/// it still has attachments, and the kernel frees it when the last one
+/// detaches, so nothing is left behind even if the bench is killed.
+pub struct Scratch {
+    att: Attachment,
+}
+
+impl Scratch {
+    /// Create, attach and mark for removal a segment of `size` bytes.
+    pub fn create(size: usize) -> Result<Scratch, String> {
+        let id = sys::shmget(nix::libc::IPC_PRIVATE, size, 0o600 | nix::libc::IPC_CREAT)
+            .map_err(|e| format!("cannot create the scratch segment: {e} (check `shmbus doctor`)"))?;
+        let att = Attachment::read_write(id);
+        let _ = sys::shm_remove(id);
+        Ok(Scratch {
+            att: att.map_err(|e| format!("cannot attach the scratch segment: {e}"))?,
+        })
+    }
+
+    /// Attach the creator's segment `shmid` (in a peer).
+    pub fn attach(shmid: i32) -> Result<Scratch, String> {
+        Ok(Scratch {
+            att: Attachment::read_write(shmid).map_err(|e| format!("cannot attach scratch segment {shmid}: {e}"))?,
+        })
+    }
+
+    /// The shmid to hand to peers.
+    pub fn shmid(&self) -> i32 {
+        self.att.shmid()
+    }
+
+    /// `n` words at byte `offset`.
+    pub fn words(&self, offset: usize, n: usize) -> &[AtomicU32] {
+        self.att
+            .words_at(offset, n)
+            .unwrap_or_else(|| panic!("scratch segment too small for {n} words at {offset}"))
+    }
+}
+
+/// Wait until `ready()` holds: spin a little, then give the CPU away on
+/// every retry (on a one-core board the other side can only run if we
+/// yield). The floors and shmbus's busy-poll handoff use the same loop.
+#[inline]
+pub fn spin_until(mut ready: impl FnMut() -> bool) {
+    let mut tries = 0u32;
+    while !ready() {
+        tries += 1;
+        if tries < 200 {
+            core::hint::spin_loop();
+        } else {
+            sys::yield_now();
+        }
+    }
+}
+
+/// The CPUs this process may run on, and pinning to one of them.
+pub struct Cpus {
+    all: CpuSet,
+    list: Vec<usize>,
+}
+
+impl Cpus {
+    /// Read this process's affinity mask.
+    pub fn get() -> Cpus {
+        let all = sched_getaffinity(Pid::from_raw(0)).unwrap_or_default();
+        let list = (0..CpuSet::count())
+            .filter(|c| all.is_set(*c).unwrap_or(false))
+            .collect();
+        Cpus { all, list }
+    }
+
+    /// Two different CPUs to pin a pair of processes to, if there are two.
+    pub fn pair(&self) -> Option<(usize, usize)> {
+        match self.list.as_slice() {
+            [a, b, ..] => Some((*a, *b)),
+            _ => None,
+        }
+    }
+
+    /// Number of usable CPUs.
+    pub fn count(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Pin the calling process to `cpu`, or back to every allowed CPU.
+    pub fn pin(&self, cpu: Option<usize>) {
+        let set = match cpu {
+            Some(c) => {
+                let mut s = CpuSet::new();
+                let _ = s.set(c);
+                s
+            }
+            None => self.all,
+        };
+        let _ = sched_setaffinity(Pid::from_raw(0), &set);
+    }
+}
+
+/// Pin the calling process to `cpu` (in a peer).
+pub fn pin_to(cpu: usize) -> Result<(), String> {
+    let mut s = CpuSet::new();
+    s.set(cpu).map_err(|e| format!("cpu {cpu}: {e}"))?;
+    sched_setaffinity(Pid::from_raw(0), &s).map_err(|e| format!("sched_setaffinity({cpu}): {e}"))
+}
+
+/// A peer process: this executable run again as `bench --peer ...`.
+/// Killed on drop unless it was waited for.
+pub struct Peer {
+    child: Child,
+    out: BufReader<ChildStdout>,
+}
+
+/// The command that runs this executable again with `args`, behind
+/// `SHMBUS_TEST_RUNNER` when set (qemu-user cannot exec a foreign binary
+/// itself).
+pub fn self_command(args: &[String]) -> Command {
+    let exe = std::env::current_exe().unwrap_or_else(|_| "shmbus".into());
+    let runner = std::env::var("SHMBUS_TEST_RUNNER").unwrap_or_default();
+    let mut parts = runner.split_whitespace();
+    let mut cmd = match parts.next() {
+        Some(r) => {
+            let mut c = Command::new(r);
+            c.args(parts).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    cmd.arg("bench").arg("--peer").args(args);
+    cmd
+}
+
+impl Peer {
+    /// Spawn a peer playing `role` and wait for its `ready` line. `pass`
+    /// are descriptors the peer inherits (their numbers go in `args`).
+    pub fn spawn(role: &str, args: &[String], pass: &[BorrowedFd<'_>]) -> Result<Peer, String> {
+        let mut all = vec![role.to_string()];
+        all.extend_from_slice(args);
+        Self::spawn_cmd(self_command(&all), pass)
+    }
+
+    /// Spawn `cmd` (stdout piped) and wait for its `ready` line.
+    pub fn spawn_cmd(mut cmd: Command, pass: &[BorrowedFd<'_>]) -> Result<Peer, String> {
+        for fd in pass {
+            set_inheritable(*fd, true)?;
+        }
+        let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).spawn();
+        for fd in pass {
+            set_inheritable(*fd, false)?;
+        }
+        let mut child = child.map_err(|e| format!("cannot start a peer process: {e}"))?;
+        let out = BufReader::new(child.stdout.take().ok_or("peer has no stdout")?);
+        let mut p = Peer { child, out };
+        let line = p.line()?;
+        if line != "ready" {
+            return Err(format!("peer did not start: said '{line}'"));
+        }
+        Ok(p)
+    }
+
+    /// The next line the peer prints (without the newline).
+    pub fn line(&mut self) -> Result<String, String> {
+        let mut s = String::new();
+        match self.out.read_line(&mut s) {
+            Ok(0) => Err("peer exited early (see its message above)".into()),
+            Ok(_) => Ok(s.trim_end().to_string()),
+            Err(e) => Err(format!("reading from peer: {e}")),
+        }
+    }
+
+    /// Wait for the peer to exit; an error if it failed.
+    pub fn finish(mut self) -> Result<(), String> {
+        let st = self.child.wait().map_err(|e| format!("waiting for peer: {e}"))?;
+        if st.success() { Ok(()) } else { Err(format!("peer failed: {st}")) }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn set_inheritable(fd: BorrowedFd<'_>, on: bool) -> Result<(), String> {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    let flags = if on { FdFlag::empty() } else { FdFlag::FD_CLOEXEC };
+    fcntl(fd, FcntlArg::F_SETFD(flags))
+        .map(drop)
+        .map_err(|e| format!("fcntl(F_SETFD): {e}"))
+}
+
+/// Take ownership of descriptor `fd` inherited from the parent.
+pub fn inherited_fd(fd: RawFd) -> Result<OwnedFd, String> {
+    // Refuse a number that is not an open descriptor (F_GETFD fails).
+    // SAFETY: F_GETFD only inspects the descriptor table.
+    if unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) } < 0 {
+        return Err(format!("descriptor {fd} was not inherited"));
+    }
+    // SAFETY: the parent passed this descriptor to us (it is open, checked
+    // above) for our exclusive use; nothing else in this process owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The raw number of a descriptor, to pass on a command line.
+pub fn fd_arg(fd: &impl AsFd) -> String {
+    use std::os::fd::AsRawFd;
+    fd.as_fd().as_raw_fd().to_string()
+}

@@ -1,0 +1,482 @@
+//! The results of one run: rows, ratios against the floors and the
+//! alternatives, the targets, and the human table.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::fanout::Point;
+use crate::handoff::{Kind, Mech};
+use crate::opts::Opts;
+use crate::stats::Summary;
+
+/// The one-way samples of a handoff mechanism, kept for the plot.
+pub struct Dist {
+    /// Mechanism.
+    pub mech: Mech,
+    /// Pinned to two CPUs.
+    pub pinned: bool,
+    /// One-way latencies, ns.
+    pub samples: Vec<f64>,
+}
+
+/// Convert a batch of round trips to one-way figures and add it to the
+/// mechanism's distribution. The clock overhead is subtracted later, in
+/// [`Report::add_handoff`].
+pub fn push_samples(dists: &mut Vec<Dist>, mech: Mech, pinned: bool, rtt: Vec<f64>) {
+    match dists.iter_mut().find(|d| d.mech == mech && d.pinned == pinned) {
+        Some(d) => d.samples.extend(rtt),
+        None => dists.push(Dist {
+            mech,
+            pinned,
+            samples: rtt,
+        }),
+    }
+}
+
+/// One handoff row.
+#[derive(Debug, Clone, Serialize)]
+pub struct HandoffRow {
+    /// Mechanism key.
+    pub key: &'static str,
+    /// Label.
+    pub label: &'static str,
+    /// Floor, shmbus or alternative.
+    pub kind: Kind,
+    /// Pinned to two different CPUs.
+    pub pinned: bool,
+    /// Both sides sleep in the kernel.
+    pub blocking: bool,
+    /// One-way latency.
+    pub one_way: Summary,
+    /// The floor this row is compared with.
+    pub floor: Option<&'static str>,
+    /// Median / the floor's median.
+    pub vs_floor: Option<f64>,
+    /// The fastest alternative (same pinning).
+    pub best_alternative: Option<&'static str>,
+    /// Median / the best alternative's median.
+    pub vs_best_alternative: Option<f64>,
+    /// Median / the Unix socket's median (same pinning).
+    pub vs_unix_socket: Option<f64>,
+    /// Anything special about this row.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub note: String,
+}
+
+/// One in-process row.
+#[derive(Debug, Clone, Serialize)]
+pub struct MicroRow {
+    /// Key.
+    pub key: &'static str,
+    /// Label.
+    pub label: &'static str,
+    /// Cost per operation (batch means).
+    pub cost: Summary,
+    /// What it is compared with.
+    pub compared_to: Option<&'static str>,
+    /// Median / the compared row's median.
+    pub ratio: Option<f64>,
+}
+
+/// A headline ratio, with the target when there is one.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ratio {
+    /// What is divided by what.
+    pub name: String,
+    /// The ratio of medians.
+    pub value: f64,
+    /// Target (the ratio must be at most this).
+    pub target: Option<f64>,
+    /// Whether the target is met.
+    pub met: Option<bool>,
+}
+
+/// Where the run happened.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    /// Usable CPUs.
+    pub cpus: usize,
+    /// CPU model from /proc/cpuinfo.
+    pub cpu_model: String,
+    /// Kernel release.
+    pub kernel: String,
+    /// Architecture of this build.
+    pub arch: &'static str,
+}
+
+/// How the figures were taken.
+#[derive(Debug, Clone, Serialize)]
+pub struct Method {
+    /// How one-way latency is derived.
+    pub one_way: &'static str,
+    /// The cost of one clock read, subtracted from timed samples.
+    pub clock_overhead_ns: f64,
+    /// Interleaved rounds.
+    pub rounds: usize,
+    /// Round trips per mechanism per round.
+    pub iters_per_round: usize,
+    /// Quick mode.
+    pub quick: bool,
+}
+
+/// Everything one run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The command line.
+    pub command: String,
+    /// The machine.
+    pub machine: Machine,
+    /// The method.
+    pub method: Method,
+    /// Two-process handoffs.
+    pub handoff: Vec<HandoffRow>,
+    /// In-process costs.
+    pub micro: Vec<MicroRow>,
+    /// Fan-out points.
+    pub fanout: Vec<Point>,
+    /// Headline ratios and targets.
+    pub ratios: Vec<Ratio>,
+    /// What was not measured, and why.
+    pub skipped: Vec<String>,
+}
+
+fn cpu_model() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    for key in ["model name", "Processor", "cpu model", "CPU part"] {
+        if let Some(v) = info
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+        {
+            return v;
+        }
+    }
+    "unknown".into()
+}
+
+impl Report {
+    /// An empty report for this run.
+    pub fn new(opts: &Opts, args: &[String], clock_ns: f64, cpus: usize) -> Report {
+        Report {
+            command: format!("shmbus bench {}", args.join(" ")).trim_end().to_string(),
+            machine: Machine {
+                cpus,
+                cpu_model: cpu_model(),
+                kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_default(),
+                arch: std::env::consts::ARCH,
+            },
+            method: Method {
+                one_way: "(round trip - clock overhead) / 2, round trips timed with CLOCK_MONOTONIC in the initiating process",
+                clock_overhead_ns: clock_ns,
+                rounds: opts.rounds,
+                iters_per_round: opts.iters,
+                quick: opts.quick,
+            },
+            handoff: Vec::new(),
+            micro: Vec::new(),
+            fanout: Vec::new(),
+            ratios: Vec::new(),
+            skipped: Vec::new(),
+        }
+    }
+
+    /// Add a handoff distribution of raw round trips (converted in place
+    /// to one-way figures).
+    pub fn add_handoff(&mut self, m: Mech, pinned: bool, rtt: &mut [f64], note: &str) {
+        let c = self.method.clock_overhead_ns;
+        for x in rtt.iter_mut() {
+            *x = ((*x - c) / 2.0).max(0.0);
+        }
+        self.handoff.push(HandoffRow {
+            key: m.key(),
+            label: m.label(),
+            kind: m.kind(),
+            pinned,
+            blocking: m.blocking(),
+            one_way: Summary::of(rtt),
+            floor: None,
+            vs_floor: None,
+            best_alternative: None,
+            vs_best_alternative: None,
+            vs_unix_socket: None,
+            note: note.to_string(),
+        });
+    }
+
+    /// Add an in-process row.
+    pub fn add_micro(&mut self, key: &'static str, label: &'static str, samples: &mut [f64]) {
+        let compared_to = match key {
+            "poll_nothing_new" => Some("bare_acquire_load"),
+            "publish_64" | "publish_256" | "publish_1k" | "publish_64_clocks" => Some("seqlock_publish_64"),
+            "publish_64_notify" => Some("publish_64"),
+            "publish_256_notify" => Some("publish_256"),
+            "publish_1k_notify" => Some("publish_1k"),
+            "read_next_64" => Some("seqlock_read_64"),
+            _ => None,
+        };
+        self.micro.push(MicroRow {
+            key,
+            label,
+            cost: Summary::of(samples),
+            compared_to,
+            ratio: None,
+        });
+    }
+
+    /// The median one-way latency of a handoff row.
+    pub fn handoff_median(&self, key: &str, pinned: bool) -> Option<f64> {
+        self.handoff
+            .iter()
+            .find(|r| r.key == key && r.pinned == pinned)
+            .map(|r| r.one_way.median_ns)
+    }
+
+    fn micro_median(&self, key: &str) -> Option<f64> {
+        self.micro.iter().find(|r| r.key == key).map(|r| r.cost.median_ns)
+    }
+
+    fn ratio(&mut self, name: String, num: Option<f64>, den: Option<f64>, target: Option<f64>) {
+        if let (Some(n), Some(d)) = (num, den) {
+            if d > 0.0 && n.is_finite() {
+                let value = n / d;
+                self.ratios.push(Ratio {
+                    name,
+                    value,
+                    target,
+                    met: target.map(|t| value <= t),
+                });
+            }
+        }
+    }
+
+    /// Compute every ratio.
+    pub fn finish(&mut self) {
+        let rows = self.handoff.clone();
+        for r in &mut self.handoff {
+            let same = |k: &str| rows.iter().find(|x| x.key == k && x.pinned == r.pinned);
+            let floor = match r.key {
+                "shmbus_poll" | "shmbus_poll_notify" => Some("seqlock"),
+                "shmbus_wait" => Some("futex"),
+                "seqlock" | "futex" => Some("atomic"),
+                _ => None,
+            };
+            if let Some(f) = floor.and_then(same) {
+                r.floor = Some(f.key);
+                r.vs_floor = Some(r.one_way.median_ns / f.one_way.median_ns);
+            }
+            if r.kind == Kind::Shmbus {
+                let best = rows
+                    .iter()
+                    .filter(|x| x.kind == Kind::Alternative && x.pinned == r.pinned)
+                    .min_by(|a, b| a.one_way.median_ns.total_cmp(&b.one_way.median_ns));
+                if let Some(b) = best {
+                    r.best_alternative = Some(b.key);
+                    r.vs_best_alternative = Some(r.one_way.median_ns / b.one_way.median_ns);
+                }
+            }
+            if let Some(u) = same("unix_dgram") {
+                r.vs_unix_socket = Some(r.one_way.median_ns / u.one_way.median_ns);
+            }
+        }
+        let micro = self.micro.clone();
+        for r in &mut self.micro {
+            if let Some(c) = r.compared_to.and_then(|k| micro.iter().find(|x| x.key == k)) {
+                r.ratio = Some(r.cost.median_ns / c.cost.median_ns);
+            }
+        }
+        for pinned in [true, false] {
+            let p = if pinned { "pinned" } else { "unpinned" };
+            let h = |k: &str| self.handoff_median(k, pinned);
+            let (poll, seq, ice) = (h("shmbus_poll"), h("seqlock"), h("iceoryx2"));
+            let (wait, futex, unix) = (h("shmbus_wait"), h("futex"), h("unix_dgram"));
+            let poll_n = h("shmbus_poll_notify");
+            self.ratio(format!("handoff busy-poll / bare seqlock floor ({p})"), poll, seq, Some(1.25));
+            self.ratio(format!("handoff busy-poll / iceoryx2 ({p})"), poll, ice, Some(0.25));
+            self.ratio(format!("handoff busy-poll, notify on / bare seqlock floor ({p})"), poll_n, seq, None);
+            self.ratio(format!("blocking wake-up / raw futex floor ({p})"), wait, futex, Some(1.1));
+            self.ratio(format!("handoff busy-poll / Unix socket ({p})"), poll, unix, None);
+            self.ratio(format!("blocking wake-up / Unix socket ({p})"), wait, unix, None);
+        }
+        let m = |k: &str| self.micro_median(k);
+        let (poll, load) = (m("poll_nothing_new"), m("bare_acquire_load"));
+        let (p64, s64, p64c) = (m("publish_64"), m("seqlock_publish_64"), m("publish_64_clocks"));
+        let p64n = m("publish_64_notify");
+        self.ratio("poll nothing new / bare acquire load".into(), poll, load, Some(1.5));
+        self.ratio("publish 64 B pre-encoded / bare seqlock publish".into(), p64, s64, Some(2.0));
+        self.ratio("publish 64 B incl. clock reads / bare seqlock publish".into(), p64c, s64, None);
+        self.ratio("publish 64 B notify on (no waiter) / notify off".into(), p64n, p64, None);
+        for notify in [false, true] {
+            let pts: Vec<&Point> = self.fanout.iter().filter(|p| p.notify == notify).collect();
+            if let (Some(first), Some(last)) = (pts.first(), pts.last()) {
+                if last.subscribers > first.subscribers {
+                    let name = format!(
+                        "publish cost {} / {} subscribers (notify {})",
+                        last.subscribers,
+                        first.subscribers,
+                        if notify { "on, waiting" } else { "off" }
+                    );
+                    let (a, b) = (last.publish.median_ns, first.publish.median_ns);
+                    self.ratio(name, Some(a), Some(b), Some(1.25));
+                }
+            }
+        }
+    }
+
+    /// The human table.
+    pub fn table(&self) -> String {
+        let mut t = String::new();
+        let m = &self.machine;
+        let _ = writeln!(t, "shmbus bench — {} CPU(s), {}, Linux {}, {}", m.cpus, m.cpu_model, m.kernel, m.arch);
+        let _ = writeln!(
+            t,
+            "{} rounds interleaved, {} round trips per mechanism per round; clock read {:.0} ns (subtracted)",
+            self.method.rounds, self.method.iters_per_round, self.method.clock_overhead_ns
+        );
+        let _ = writeln!(t, "one-way latency = (round trip - clock) / 2\n");
+        for pinned in [true, false] {
+            let rows: Vec<&HandoffRow> = self.handoff.iter().filter(|r| r.pinned == pinned).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let _ = writeln!(
+                t,
+                "Handoff, one way, 64 B, two processes {}",
+                if pinned { "pinned to two CPUs" } else { "unpinned" }
+            );
+            let _ = writeln!(
+                t,
+                "  {:<34} {:>9} {:>9} {:>9} {:>10} {:>8} {:>8} {:>8}",
+                "mechanism", "median", "p99", "min", "max", "/floor", "/best-alt", "/unix"
+            );
+            for r in rows {
+                let _ = writeln!(
+                    t,
+                    "  {:<34} {:>9} {:>9} {:>9} {:>10} {:>8} {:>8} {:>8}",
+                    r.label,
+                    ns(r.one_way.median_ns),
+                    ns(r.one_way.p99_ns),
+                    ns(r.one_way.min_ns),
+                    ns(r.one_way.max_ns),
+                    x(r.vs_floor),
+                    x(r.vs_best_alternative),
+                    x(r.vs_unix_socket)
+                );
+            }
+            let _ = writeln!(t);
+        }
+        if !self.micro.is_empty() {
+            let _ = writeln!(t, "In-process cost per operation (means of batches)");
+            let _ = writeln!(
+                t,
+                "  {:<48} {:>9} {:>9} {:>9} {:>9} {:>8}",
+                "operation", "median", "p99", "min", "max", "ratio"
+            );
+            for r in &self.micro {
+                let _ = writeln!(
+                    t,
+                    "  {:<48} {:>9} {:>9} {:>9} {:>9} {:>8}",
+                    r.label,
+                    ns(r.cost.median_ns),
+                    ns(r.cost.p99_ns),
+                    ns(r.cost.min_ns),
+                    ns(r.cost.max_ns),
+                    x(r.ratio)
+                );
+            }
+            let _ = writeln!(t, "  (ratio: to the bare seqlock for publish/read, to a bare load for poll, to notify off for notify on)\n");
+        }
+        if !self.fanout.is_empty() {
+            let _ = writeln!(t, "Fan-out: one publisher, N subscriber processes (median / p99)");
+            let _ = writeln!(
+                t,
+                "  {:>4} {:<14} {:>19} {:>19} {:>21}",
+                "N", "notify", "publish", "read (latest)", "publish->read"
+            );
+            for p in &self.fanout {
+                let _ = writeln!(
+                    t,
+                    "  {:>4} {:<14} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10}",
+                    p.subscribers,
+                    if p.notify { "on (waiting)" } else { "off (sleeping)" },
+                    ns(p.publish.median_ns),
+                    ns(p.publish.p99_ns),
+                    ns(p.read.median_ns),
+                    ns(p.read.p99_ns),
+                    ns(p.latency.median_ns),
+                    ns(p.latency.p99_ns)
+                );
+            }
+            let _ = writeln!(t);
+        }
+        if !self.ratios.is_empty() {
+            let _ = writeln!(t, "Ratios (medians, this run)");
+            for r in &self.ratios {
+                let verdict = match (r.target, r.met) {
+                    (Some(tg), Some(true)) => format!("target <= {tg}: met"),
+                    (Some(tg), Some(false)) => format!("target <= {tg}: MISSED"),
+                    _ => String::new(),
+                };
+                let _ = writeln!(t, "  {:<62} {:>8.2}x  {}", r.name, r.value, verdict);
+            }
+            let _ = writeln!(t);
+        }
+        for s in &self.skipped {
+            let _ = writeln!(t, "skipped: {s}");
+        }
+        t
+    }
+}
+
+/// A duration in ns, µs or ms with three significant digits.
+pub fn ns(v: f64) -> String {
+    if !v.is_finite() {
+        "-".into()
+    } else if v < 10.0 {
+        format!("{v:.2} ns")
+    } else if v < 1000.0 {
+        format!("{v:.0} ns")
+    } else if v < 1e6 {
+        format!("{:.1} us", v / 1e3)
+    } else {
+        format!("{:.1} ms", v / 1e6)
+    }
+}
+
+fn x(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.2}x")).unwrap_or_else(|| "-".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_pick_their_unit() {
+        assert_eq!(ns(1.234), "1.23 ns");
+        assert_eq!(ns(456.0), "456 ns");
+        assert_eq!(ns(12_345.0), "12.3 us");
+        assert_eq!(ns(2.5e7), "25.0 ms");
+        assert_eq!(ns(f64::NAN), "-");
+    }
+
+    #[test]
+    fn ratios_compare_medians_of_the_same_pinning() {
+        let opts = Opts::parse(&[]).unwrap();
+        let mut r = Report::new(&opts, &[], 0.0, 2);
+        r.add_handoff(Mech::Seqlock, true, &mut [200.0, 200.0, 200.0], "");
+        r.add_handoff(Mech::ShmbusPoll, true, &mut [240.0, 240.0, 240.0], "");
+        r.add_handoff(Mech::Unix, true, &mut [2000.0; 3], "");
+        r.add_handoff(Mech::Seqlock, false, &mut [1000.0; 3], "");
+        r.finish();
+        let poll = r.handoff.iter().find(|h| h.key == "shmbus_poll").unwrap();
+        assert_eq!(poll.one_way.median_ns, 120.0, "round trip / 2");
+        assert_eq!(poll.vs_floor, Some(1.2));
+        assert_eq!(poll.vs_best_alternative, Some(0.12));
+        let head = r.ratios.iter().find(|x| x.name.starts_with("handoff busy-poll / bare seqlock")).unwrap();
+        assert_eq!(head.met, Some(true));
+    }
+}
