@@ -1,9 +1,86 @@
-//! shmbus-record (being written).
+//! # shmbus-record: record topics to MCAP, replay them, show what a file holds
+//!
+//! `shmbus record|replay|cat` (wired into the `shmbus` tool through
+//! [`main_with_args`]; also the `shmbus-record` binary of this crate).
+//!
+//! - [`record`]: every frame of the chosen topics, in publish order, with
+//!   the publish timestamps, into an MCAP file: each topic as a lossless
+//!   channel (postcard bytes + the segment's own schema) and a viewer
+//!   channel (JSON + JSON Schema, which Foxglove opens), plus missed-frame
+//!   events. Chunks are cut at least once a second, so a recorder killed
+//!   by SIGKILL leaves a file readable up to its last complete chunk.
+//! - [`replay`]: republish the lossless frames with their original timing.
+//! - [`cat`]: channels, counts, time range; `--json` decodes every frame
+//!   without the Rust types.
+//!
+//! The file format is specified in `docs/RECORDING.md`.
+#![warn(missing_docs)]
 
-/// Entry point of `shmbus record`-family subcommands: `args` are the words
-/// after the subcommand name. Placeholder until the crate is written.
-pub fn main_with_args(subcommand: &str, args: Vec<String>) -> std::process::ExitCode {
-    let _ = args;
-    eprintln!("shmbus: '{subcommand}' is not available in this build yet");
-    std::process::ExitCode::from(2)
+pub mod cat;
+pub mod cli;
+pub mod format;
+pub mod json;
+pub mod record;
+pub mod replay;
+mod stop;
+
+use std::process::ExitCode;
+
+/// How a subcommand ended: exit code and message for stderr.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    /// 0 ok, 1 nothing found / not found, 2 error.
+    pub code: u8,
+    /// What to print on stderr (without the `shmbus: ` prefix), or empty.
+    pub message: String,
+}
+
+impl Exit {
+    /// Exit code 2 with `message`.
+    pub fn error(message: impl Into<String>) -> Exit {
+        Exit {
+            code: 2,
+            message: message.into(),
+        }
+    }
+    /// Exit code 1 (nothing there) with `message`.
+    pub fn not_found(message: impl Into<String>) -> Exit {
+        Exit {
+            code: 1,
+            message: message.into(),
+        }
+    }
+}
+
+/// Entry point of `shmbus record|replay|cat`: `args` are the words after
+/// the subcommand name. Exit 0 ok, 1 nothing to do / not found, 2 error;
+/// errors are printed on stderr as `shmbus: ...` with the fix.
+pub fn main_with_args(subcommand: &str, args: Vec<String>) -> ExitCode {
+    let result = match subcommand {
+        "record" => cli::record(args).and_then(|p| run(p, cli::RECORD_HELP, record::run)),
+        "replay" => cli::replay(args).and_then(|p| run(p, cli::REPLAY_HELP, replay::run)),
+        "cat" => cli::cat(args).and_then(|p| run(p, cli::CAT_HELP, cat::run)),
+        other => Err(Exit::error(format!(
+            "unknown subcommand '{other}': use record, replay or cat"
+        ))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if !e.message.is_empty() {
+                eprintln!("shmbus: {}", e.message);
+            }
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+fn run<T>(p: cli::Parsed<T>, help: &str, f: fn(T) -> Result<(), Exit>) -> Result<(), Exit> {
+    match p {
+        cli::Parsed::Help => {
+            print!("{help}");
+            Ok(())
+        }
+        cli::Parsed::Run(a) => f(a),
+    }
 }

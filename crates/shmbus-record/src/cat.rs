@@ -1,0 +1,271 @@
+//! `shmbus cat`: what a recording holds, or its frames as JSON lines,
+//! decoded from the schema stored in the file (no Rust types needed).
+//!
+//! The file is read as a stream (no summary needed), so a recording cut
+//! short by a crash is shown up to its last complete chunk, and says so.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::sync::Arc;
+
+use postcard_schema::schema::owned::OwnedNamedType;
+
+use crate::cli::CatArgs;
+use crate::format::{self, End, role};
+use crate::{Exit, json};
+
+/// Per-channel tallies.
+#[derive(Default)]
+struct Tally {
+    channel: Option<Arc<mcap::Channel<'static>>>,
+    messages: u64,
+    bytes: u64,
+    first_ns: Option<u64>,
+    last_ns: u64,
+}
+
+/// Run `shmbus cat`.
+pub fn run(a: CatArgs) -> Result<(), Exit> {
+    let reader = format::open_messages(&a.file)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut tallies: BTreeMap<u16, Tally> = BTreeMap::new();
+    let mut schemas: HashMap<u16, Option<OwnedNamedType>> = HashMap::new();
+    let mut missed: BTreeMap<String, u64> = BTreeMap::new();
+    let mut line = Vec::new();
+    let mut end = End::Complete;
+    for m in reader {
+        let m = match m {
+            Ok(m) => m,
+            Err(e) => {
+                end = format::classify(&a.file, e)?;
+                break;
+            }
+        };
+        let t = tallies.entry(m.channel.id).or_default();
+        if t.channel.is_none() {
+            t.channel = Some(m.channel.clone());
+        }
+        t.messages += 1;
+        t.bytes += m.data.len() as u64;
+        t.first_ns = Some(t.first_ns.map_or(m.log_time, |f| f.min(m.log_time)));
+        t.last_ns = t.last_ns.max(m.log_time);
+        let role = m
+            .channel
+            .metadata
+            .get(format::key::ROLE)
+            .map(String::as_str);
+        if role == Some(role::MISSED) {
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&m.data) {
+                let topic = v["topic"].as_str().unwrap_or("?").to_string();
+                *missed.entry(topic).or_default() += v["missed"].as_u64().unwrap_or(0);
+            }
+        }
+        if !a.json {
+            continue;
+        }
+        line.clear();
+        let ok = match role {
+            Some(role::LOSSLESS) => {
+                let schema = schemas.entry(m.channel.id).or_insert_with(|| {
+                    m.channel
+                        .schema
+                        .as_ref()
+                        .filter(|s| s.encoding == format::SCHEMA_POSTCARD)
+                        .and_then(|s| shmbus_core::schema::decode_schema(&s.data).ok())
+                });
+                let name = m
+                    .channel
+                    .metadata
+                    .get(format::key::TOPIC)
+                    .cloned()
+                    .unwrap_or_default();
+                match schema {
+                    Some(schema) => {
+                        envelope(&mut line, &name, m.log_time, Some(m.sequence));
+                        let r = json::to_json(schema, &m.data, &mut line, false);
+                        line.extend_from_slice(b"}\n");
+                        r.is_ok()
+                    }
+                    None => false,
+                }
+            }
+            // Missed events, and JSON channels that shmbus did not write.
+            Some(role::MISSED) | None if m.channel.message_encoding == format::MESSAGE_JSON => {
+                match serde_json::from_slice::<serde_json::Value>(&m.data) {
+                    Ok(v) => {
+                        envelope(&mut line, &m.channel.topic, m.log_time, None);
+                        let _ = serde_json::to_writer(&mut line, &v);
+                        line.extend_from_slice(b"}\n");
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+            _ => continue,
+        };
+        if !ok {
+            eprintln!(
+                "shmbus: warning: a message on '{}' (log time {}) does not decode; skipped",
+                m.channel.topic, m.log_time
+            );
+            continue;
+        }
+        if out.write_all(&line).is_err() {
+            // Reader went away (`| head`): not an error.
+            return Ok(());
+        }
+    }
+    if a.json {
+        let _ = out.flush();
+        if end == End::CutShort {
+            eprintln!(
+                "shmbus: warning: {} was cut short (recorder killed?): shown up to its last complete chunk",
+                a.file.display()
+            );
+        }
+        return Ok(());
+    }
+    let _ = write_info(&mut out, &a, &tallies, &missed, &end);
+    let _ = out.flush();
+    Ok(())
+}
+
+fn envelope(line: &mut Vec<u8>, topic: &str, log_time: u64, generation: Option<u32>) {
+    line.extend_from_slice(b"{\"topic\":");
+    let _ = serde_json::to_writer(&mut *line, topic);
+    let _ = write!(line, ",\"log_time_ns\":{log_time}");
+    if let Some(g) = generation {
+        let _ = write!(line, ",\"generation\":{g}");
+    }
+    line.extend_from_slice(b",\"value\":");
+}
+
+fn write_info(
+    out: &mut impl Write,
+    a: &CatArgs,
+    tallies: &BTreeMap<u16, Tally>,
+    missed: &BTreeMap<String, u64>,
+    end: &End,
+) -> std::io::Result<()> {
+    let size = std::fs::metadata(&a.file).map(|m| m.len()).unwrap_or(0);
+    let state = match end {
+        End::Complete => "complete",
+        End::CutShort => "CUT SHORT (recorder killed?): readable up to its last complete chunk",
+    };
+    writeln!(
+        out,
+        "file:     {} ({}, {state})",
+        a.file.display(),
+        crate::record::human_bytes(size)
+    )?;
+    let first = tallies.values().filter_map(|t| t.first_ns).min();
+    let last = tallies.values().map(|t| t.last_ns).max();
+    match (first, last) {
+        (Some(f), Some(l)) => writeln!(
+            out,
+            "time:     {} .. {} ({:.3} s)",
+            iso8601(f),
+            iso8601(l),
+            (l.saturating_sub(f)) as f64 / 1e9
+        )?,
+        _ => writeln!(out, "time:     (no messages)")?,
+    }
+    let total: u64 = tallies.values().map(|t| t.messages).sum();
+    writeln!(out, "messages: {total}")?;
+    writeln!(out, "channels:")?;
+    writeln!(
+        out,
+        "  {:<4} {:<28} {:<9} {:<32} {:>9} {:>10} {:>10}",
+        "ID", "TOPIC", "ENCODING", "SCHEMA (ENCODING)", "MESSAGES", "RATE", "BYTES"
+    )?;
+    for (id, t) in tallies {
+        let Some(ch) = &t.channel else { continue };
+        let schema = ch
+            .schema
+            .as_ref()
+            .map(|s| format!("{} ({})", s.name, s.encoding))
+            .unwrap_or_else(|| "-".into());
+        let span = t.last_ns.saturating_sub(t.first_ns.unwrap_or(t.last_ns)) as f64 / 1e9;
+        let rate = if t.messages > 1 && span > 0.0 {
+            format!("{:.1}/s", (t.messages - 1) as f64 / span)
+        } else {
+            "-".into()
+        };
+        writeln!(
+            out,
+            "  {:<4} {:<28} {:<9} {:<32} {:>9} {:>10} {:>10}",
+            id,
+            ch.topic,
+            ch.message_encoding,
+            schema,
+            t.messages,
+            rate,
+            crate::record::human_bytes(t.bytes)
+        )?;
+    }
+    let topics: Vec<&Arc<mcap::Channel<'static>>> = tallies
+        .values()
+        .filter_map(|t| t.channel.as_ref())
+        .filter(|c| c.metadata.get(format::key::ROLE).map(String::as_str) == Some(role::LOSSLESS))
+        .collect();
+    if !topics.is_empty() {
+        writeln!(out, "topics:")?;
+        for c in topics {
+            let md = |k: &str| c.metadata.get(k).cloned().unwrap_or_else(|| "?".into());
+            let name = md(format::key::TOPIC);
+            writeln!(
+                out,
+                "  {name}: key {}, {} slots, frames up to {} bytes, missed {}",
+                md(format::key::KEY),
+                md(format::key::SLOTS),
+                md(format::key::FRAME_CAPACITY),
+                missed.get(&name).copied().unwrap_or(0)
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `2026-11-26T23:59:01.123456789Z` from ns since the epoch (UTC).
+pub fn iso8601(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let frac = ns % 1_000_000_000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_utc_calendar_dates() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000000000Z");
+        // 2000-02-29 12:34:56.5 UTC = 951827696.5 s
+        assert_eq!(
+            iso8601(951_827_696_500_000_000),
+            "2000-02-29T12:34:56.500000000Z"
+        );
+        assert_eq!(
+            iso8601(1_798_761_599_000_000_001),
+            "2026-12-31T23:59:59.000000001Z"
+        );
+    }
+}

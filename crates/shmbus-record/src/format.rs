@@ -1,0 +1,218 @@
+//! What a shmbus recording holds: channel roles, encodings and the channel
+//! metadata keys (specified for humans in `docs/RECORDING.md`).
+
+use std::collections::BTreeMap;
+
+use shmbus_core::layout::{HeaderInfo, LAYOUT_VERSION};
+
+/// Schema encoding of the lossless channels: the postcard-encoded
+/// `postcard_schema` `OwnedNamedType`, byte for byte as in the segment.
+pub const SCHEMA_POSTCARD: &str = "postcard-schema";
+/// Message encoding of the lossless channels: the frame's postcard bytes.
+pub const MESSAGE_POSTCARD: &str = "postcard";
+/// Schema encoding of the viewer channels (MCAP well-known).
+pub const SCHEMA_JSON: &str = "jsonschema";
+/// Message encoding of the viewer channels (MCAP well-known).
+pub const MESSAGE_JSON: &str = "json";
+
+/// Topic of the missed-frames channel.
+pub const MISSED_TOPIC: &str = "/shmbus/missed";
+/// Suffix of a lossless channel's MCAP topic: `imu#postcard`. `#` is not
+/// allowed in shmbus topic names, so it cannot collide with a real topic.
+pub const LOSSLESS_SUFFIX: &str = "#postcard";
+
+/// Channel metadata keys.
+pub mod key {
+    /// `lossless`, `view` or `missed`.
+    pub const ROLE: &str = "shmbus.role";
+    /// The shmbus topic name.
+    pub const TOPIC: &str = "shmbus.topic";
+    /// The System V key, `0x%08x`.
+    pub const KEY: &str = "shmbus.key";
+    /// Slot count of the ring.
+    pub const SLOTS: &str = "shmbus.slots";
+    /// Frame capacity, bytes.
+    pub const FRAME_CAPACITY: &str = "shmbus.frame_capacity";
+    /// Segment layout version the topic had.
+    pub const LAYOUT_VERSION: &str = "shmbus.layout_version";
+    /// Schema fingerprint (FNV-1a 64 of the schema bytes), `%016x`.
+    pub const FINGERPRINT: &str = "shmbus.schema_fingerprint";
+    /// Whether the topic had futex notification on (`true`/`false`).
+    pub const NOTIFY: &str = "shmbus.notify";
+    /// `true` on a view channel whose messages are `{"value": ...}`.
+    pub const WRAPPED: &str = "shmbus.wrapped";
+}
+
+/// Channel roles.
+pub mod role {
+    /// postcard bytes + postcard-schema: replayable, decodable.
+    pub const LOSSLESS: &str = "lossless";
+    /// JSON + JSON Schema: for viewers.
+    pub const VIEW: &str = "view";
+    /// Missed-frames events.
+    pub const MISSED: &str = "missed";
+}
+
+/// Everything replay needs to recreate a topic, from a channel's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicMeta {
+    /// Topic name.
+    pub name: String,
+    /// System V key.
+    pub key: i32,
+    /// Slot count.
+    pub slots: u32,
+    /// Frame capacity, bytes.
+    pub frame_capacity: usize,
+    /// Futex notification on.
+    pub notify: bool,
+}
+
+impl TopicMeta {
+    /// From an attached segment's header.
+    pub fn from_header(info: &HeaderInfo, key: i32) -> TopicMeta {
+        TopicMeta {
+            name: info.name.clone(),
+            key,
+            slots: info.geometry.slot_count,
+            frame_capacity: info.geometry.frame_capacity,
+            notify: info.notify(),
+        }
+    }
+
+    /// The channel metadata for `role`.
+    pub fn to_metadata(&self, role: &str, fingerprint: u64) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        m.insert(key::ROLE.into(), role.into());
+        m.insert(key::TOPIC.into(), self.name.clone());
+        m.insert(key::KEY.into(), format!("0x{:08x}", self.key as u32));
+        m.insert(key::SLOTS.into(), self.slots.to_string());
+        m.insert(key::FRAME_CAPACITY.into(), self.frame_capacity.to_string());
+        m.insert(key::LAYOUT_VERSION.into(), LAYOUT_VERSION.to_string());
+        m.insert(key::FINGERPRINT.into(), format!("{fingerprint:016x}"));
+        m.insert(key::NOTIFY.into(), self.notify.to_string());
+        m
+    }
+
+    /// Back from channel metadata; `Err` names the missing or bad key.
+    pub fn from_metadata(m: &BTreeMap<String, String>) -> Result<TopicMeta, String> {
+        let get = |k: &str| {
+            m.get(k)
+                .ok_or_else(|| format!("channel metadata lacks '{k}'"))
+        };
+        let bad = |k: &str| format!("channel metadata '{k}' is not a valid value");
+        let key_text = get(key::KEY)?;
+        let key = parse_key(key_text).ok_or_else(|| bad(key::KEY))?;
+        Ok(TopicMeta {
+            name: get(key::TOPIC)?.clone(),
+            key,
+            slots: get(key::SLOTS)?.parse().map_err(|_| bad(key::SLOTS))?,
+            frame_capacity: get(key::FRAME_CAPACITY)?
+                .parse()
+                .map_err(|_| bad(key::FRAME_CAPACITY))?,
+            notify: m.get(key::NOTIFY).is_none_or(|v| v != "false"),
+        })
+    }
+}
+
+/// Parse a System V key: `0x53a1b2c3` (hex, as `ipcs` shows it) or decimal
+/// (possibly negative, as `/proc/sysvipc/shm` shows it).
+pub fn parse_key(s: &str) -> Option<i32> {
+    let s = s.trim();
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16).ok().map(|k| k as i32),
+        None => s.parse::<i64>().ok().and_then(|k| {
+            if (i64::from(i32::MIN)..=i64::from(u32::MAX)).contains(&k) {
+                Some(k as u32 as i32)
+            } else {
+                None
+            }
+        }),
+    }
+}
+
+/// A streaming reader over a recording that needs no summary and no end
+/// magic (a file cut short by a crash reads up to its last complete
+/// chunk); chunk CRCs are checked before a chunk's messages are yielded.
+pub fn open_messages(
+    path: &std::path::Path,
+) -> Result<mcap::io::MessageReader<std::io::BufReader<std::fs::File>>, crate::Exit> {
+    let file = std::fs::File::open(path).map_err(|e| {
+        let msg = format!("cannot open {}: {e}", path.display());
+        if e.kind() == std::io::ErrorKind::NotFound {
+            crate::Exit::not_found(format!("{msg}; check the path"))
+        } else {
+            crate::Exit::error(msg)
+        }
+    })?;
+    let options = mcap::sans_io::LinearReaderOptions::default()
+        .with_skip_end_magic(true)
+        .with_prevalidate_chunk_crcs(true)
+        .with_record_length_limit(256 * 1024 * 1024);
+    Ok(mcap::io::MessageReader::new_with_options(
+        std::io::BufReader::with_capacity(256 * 1024, file),
+        options,
+    ))
+}
+
+/// How a streaming read of a recording ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// Read to the end.
+    Complete,
+    /// The file stops inside a record: cut short (crash, full disk).
+    CutShort,
+}
+
+/// Classify a read error: a truncated file is [`End::CutShort`] (its
+/// complete chunks were read); anything else is an error naming the file.
+pub fn classify(path: &std::path::Path, e: mcap::McapError) -> Result<End, crate::Exit> {
+    match e {
+        mcap::McapError::UnexpectedEof | mcap::McapError::UnexpectedEoc => Ok(End::CutShort),
+        mcap::McapError::BadMagic => Err(crate::Exit::error(format!(
+            "{} is not an MCAP file (bad magic); give a file written by `shmbus record`",
+            path.display()
+        ))),
+        e => Err(crate::Exit::error(format!(
+            "{} is damaged: {e}; messages before the damage were read (recover the rest with `mcap recover`)",
+            path.display()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_parse_in_both_notations() {
+        assert_eq!(parse_key("0x53000001"), Some(0x5300_0001));
+        assert_eq!(parse_key("1392508928"), Some(1_392_508_928));
+        assert_eq!(parse_key("-1"), Some(-1));
+        assert_eq!(parse_key("0xffffffff"), Some(-1));
+        assert_eq!(parse_key("imu"), None);
+        assert_eq!(parse_key("0x1ffffffff"), None);
+    }
+
+    #[test]
+    fn metadata_round_trips() {
+        let t = TopicMeta {
+            name: "imu".into(),
+            key: 0x7e12_3456,
+            slots: 64,
+            frame_capacity: 77,
+            notify: false,
+        };
+        let m = t.to_metadata(role::LOSSLESS, 0xabcd);
+        assert_eq!(m[key::ROLE], "lossless");
+        assert_eq!(m[key::KEY], "0x7e123456");
+        assert_eq!(TopicMeta::from_metadata(&m).unwrap(), t);
+        let mut broken = m.clone();
+        broken.remove(key::SLOTS);
+        assert!(
+            TopicMeta::from_metadata(&broken)
+                .unwrap_err()
+                .contains("shmbus.slots")
+        );
+    }
+}

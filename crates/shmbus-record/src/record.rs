@@ -1,0 +1,614 @@
+//! `shmbus record`: every frame of the chosen topics into an MCAP file.
+//!
+//! ## Threads
+//! One reader thread per topic blocks on the topic's futex
+//! ([`RawSubscriber::wait_until`]), drains every frame that is there into a
+//! batch (one buffer, no allocation per frame) and sends the batch to the
+//! writer (the calling thread), which owns the MCAP writer. A futex per
+//! topic is the only way to sleep until *any* of several topics has a frame;
+//! polling instead would either burn the one core or add latency and risk
+//! losing frames on fast topics with short rings.
+//!
+//! ## Crash safety
+//! Chunks are buffered in memory and written whole (`disable_seeking`), and
+//! the writer cuts a chunk and flushes the file at least once a second
+//! ([`FLUSH_EVERY`]). A recorder killed by SIGKILL leaves every complete
+//! chunk readable by a streaming reader; at most the last second is lost.
+//! Ctrl-C / SIGTERM / `--duration` finish the file with its summary.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mcap::records::MessageHeader;
+use postcard_schema::schema::owned::OwnedNamedType;
+use serde_json::json;
+use shmbus_core::{OpenError, ReadError, Segment, SlotMeta, WaitError, sys, sysvipc};
+use shmbus_sub::{RawNext, RawSubscriber};
+
+use crate::cli::RecordArgs;
+use crate::format::{self, TopicMeta, role};
+use crate::{Exit, json, stop};
+
+/// The longest time between two chunk cuts (and file flushes).
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// How often the machine is scanned for new topics.
+const RESCAN_EVERY: Duration = Duration::from_secs(1);
+/// Target uncompressed chunk size.
+const CHUNK_SIZE: u64 = 256 * 1024;
+/// A reader sends its batch when it holds this many frames, even if more
+/// are waiting.
+const MAX_BATCH: usize = 256;
+
+type McapWriter = mcap::Writer<BufWriter<File>>;
+
+/// One entry of a batch.
+enum Item {
+    /// A frame: metadata and its bytes at `start..end` of the batch buffer.
+    Frame(SlotMeta, usize, usize),
+    /// `n` frames were overwritten before they were read; the next frame
+    /// read has generation `at`.
+    Missed(u64, u64),
+}
+
+/// What a reader thread sends.
+struct Batch {
+    topic: usize,
+    items: Vec<Item>,
+    bytes: Vec<u8>,
+    /// The reader stopped for good (segment removed, or an error).
+    ended: Option<String>,
+}
+
+/// The writer's view of one recorded topic.
+struct Recorded {
+    meta: TopicMeta,
+    schema: OwnedNamedType,
+    lossless: u16,
+    view: Option<u16>,
+    frames: u64,
+    missed: u64,
+    undecodable: u64,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Totals shown in the progress line and the final summary.
+#[derive(Default)]
+struct Totals {
+    frames: u64,
+    bytes: u64,
+    missed: u64,
+}
+
+/// Run `shmbus record`.
+pub fn run(a: RecordArgs) -> Result<(), Exit> {
+    stop::install().map_err(Exit::error)?;
+    let clock = CpuClock::start();
+    let mut scan = Scan::new(&a);
+    let found = scan.next();
+    if found.is_empty() {
+        return Err(Exit::not_found(scan.nothing_found(&a)));
+    }
+    for name in &a.topics {
+        if !found.iter().any(|s| &s.info().name == name) {
+            eprintln!(
+                "shmbus: warning: topic '{name}' not found yet; it is recorded once it appears"
+            );
+        }
+    }
+    let file = File::create(&a.output).map_err(|e| {
+        Exit::error(format!(
+            "cannot create {}: {e}; check that the directory exists and is writable",
+            a.output.display()
+        ))
+    })?;
+    let options = mcap::WriteOptions::new()
+        .compression(None)
+        .chunk_size(Some(CHUNK_SIZE))
+        .disable_seeking(true)
+        .library(concat!("shmbus-record ", env!("CARGO_PKG_VERSION")));
+    let mut rec = Recorder {
+        w: options
+            .create(BufWriter::with_capacity(64 * 1024, file))
+            .map_err(|e| mcap_err(&a, e))?,
+        topics: Vec::new(),
+        missed_channel: 0,
+        json: a.json,
+        quit: Arc::new(AtomicBool::new(false)),
+        backlog: a.backlog,
+        totals: Totals::default(),
+        scratch: Vec::new(),
+    };
+    let (tx, rx) = mpsc::channel();
+    rec.missed_channel = rec.add_missed_channel().map_err(|e| mcap_err(&a, e))?;
+    for seg in found {
+        rec.add(seg, &tx).map_err(|e| mcap_err(&a, e))?;
+    }
+    let names: Vec<&str> = rec.topics.iter().map(|t| t.meta.name.as_str()).collect();
+    eprintln!(
+        "recording {} topic{} ({}) to {}; Ctrl-C stops",
+        names.len(),
+        if names.len() == 1 { "" } else { "s" },
+        names.join(", "),
+        a.output.display()
+    );
+    let result = rec.run(&a, &mut scan, &tx, &rx);
+    rec.quit.store(true, Ordering::Relaxed);
+    drop(tx);
+    for t in &mut rec.topics {
+        if let Some(h) = t.thread.take() {
+            let _ = h.join();
+        }
+    }
+    // Frames the readers sent before they stopped.
+    while let Ok(b) = rx.try_recv() {
+        rec.write_batch(b).map_err(|e| mcap_err(&a, e))?;
+    }
+    let finished = rec.w.finish().map_err(|e| mcap_err(&a, e));
+    result?;
+    finished?;
+    rec.summary(&a, clock);
+    Ok(())
+}
+
+fn mcap_err(a: &RecordArgs, e: mcap::McapError) -> Exit {
+    Exit::error(format!(
+        "writing {} failed: {e}; check free space on its file system",
+        a.output.display()
+    ))
+}
+
+/// Finds the segments to record: every shmbus segment, or those with the
+/// chosen names or keys. Each shmid is looked at once (a foreign segment
+/// is attached once, not every scan).
+struct Scan {
+    seen: HashSet<i32>,
+    topics: Vec<String>,
+    keys: Vec<i32>,
+    denied: usize,
+}
+
+impl Scan {
+    fn new(a: &RecordArgs) -> Scan {
+        Scan {
+            seen: HashSet::new(),
+            topics: a.topics.clone(),
+            keys: a.keys.clone(),
+            denied: 0,
+        }
+    }
+
+    fn all(&self) -> bool {
+        self.topics.is_empty() && self.keys.is_empty()
+    }
+
+    /// Segments not seen before that are to be recorded.
+    fn next(&mut self) -> Vec<Segment> {
+        let mut out = Vec::new();
+        for e in sysvipc::segments().unwrap_or_default() {
+            let (key, shmid) = (e.key(), e.id());
+            // Key 0: IPC_PRIVATE or already removed; never a topic.
+            if key == 0 || self.seen.contains(&shmid) {
+                continue;
+            }
+            match Segment::attach_shmid(shmid, key) {
+                Ok(seg) => {
+                    self.seen.insert(shmid);
+                    if self.all()
+                        || self.keys.contains(&key)
+                        || self.topics.contains(&seg.info().name)
+                    {
+                        out.push(seg);
+                    }
+                }
+                // Being created: look again next time.
+                Err(OpenError::NotReady { .. }) => {}
+                Err(OpenError::PermissionDenied { .. }) => {
+                    self.seen.insert(shmid);
+                    self.denied += 1;
+                }
+                Err(_) => {
+                    self.seen.insert(shmid);
+                }
+            }
+        }
+        out
+    }
+
+    fn nothing_found(&self, a: &RecordArgs) -> String {
+        let mut m = if self.all() {
+            "no shmbus topics on this machine; start a publisher first (`shmbus list` shows topics)"
+                .to_string()
+        } else {
+            let mut what: Vec<String> = a.topics.iter().map(|t| format!("'{t}'")).collect();
+            what.extend(a.keys.iter().map(|k| format!("key 0x{:08x}", *k as u32)));
+            format!(
+                "no topic {} on this machine; check the name with `shmbus list`, or start its publisher first",
+                what.join(", ")
+            )
+        };
+        if self.denied > 0 {
+            m.push_str(&format!(
+                " ({} segment{} could not be read: permission denied; run as the topics' user or group)",
+                self.denied,
+                if self.denied == 1 { "" } else { "s" }
+            ));
+        }
+        m
+    }
+}
+
+struct Recorder {
+    w: McapWriter,
+    topics: Vec<Recorded>,
+    missed_channel: u16,
+    json: bool,
+    quit: Arc<AtomicBool>,
+    backlog: bool,
+    totals: Totals,
+    scratch: Vec<u8>,
+}
+
+impl Recorder {
+    fn add_missed_channel(&mut self) -> Result<u16, mcap::McapError> {
+        let schema = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "shmbus.Missed",
+            "type": "object",
+            "properties": {
+                "topic": { "type": "string" },
+                "missed": { "type": "integer", "minimum": 1 },
+                "at_generation": { "type": "integer", "minimum": 1 },
+            },
+            "required": ["topic", "missed", "at_generation"],
+        });
+        let sid = self.w.add_schema(
+            "shmbus.Missed",
+            format::SCHEMA_JSON,
+            schema.to_string().as_bytes(),
+        )?;
+        let mut m = BTreeMap::new();
+        m.insert(format::key::ROLE.to_string(), role::MISSED.to_string());
+        self.w
+            .add_channel(sid, format::MISSED_TOPIC, format::MESSAGE_JSON, &m)
+    }
+
+    /// Add the channels of a newly found topic and start its reader.
+    fn add(&mut self, seg: Segment, tx: &Sender<Batch>) -> Result<(), mcap::McapError> {
+        let info = seg.info().clone();
+        let schema = match shmbus_core::schema::decode_schema(&info.schema) {
+            Ok(s) => s,
+            Err(_) => {
+                eprintln!(
+                    "shmbus: warning: topic '{}' carries a schema this build cannot decode; not recorded (upgrade shmbus)",
+                    info.name
+                );
+                return Ok(());
+            }
+        };
+        let meta = TopicMeta::from_header(&info, seg.key());
+        let fp = info.schema_fingerprint;
+        let sid = self
+            .w
+            .add_schema(&schema.name, format::SCHEMA_POSTCARD, &info.schema)?;
+        let lossless = self.w.add_channel(
+            sid,
+            &format!("{}{}", meta.name, format::LOSSLESS_SUFFIX),
+            format::MESSAGE_POSTCARD,
+            &meta.to_metadata(role::LOSSLESS, fp),
+        )?;
+        let view = if self.json && json::supported(&schema) {
+            let js = json::json_schema(&schema).to_string();
+            let vid = self
+                .w
+                .add_schema(&schema.name, format::SCHEMA_JSON, js.as_bytes())?;
+            let mut m = meta.to_metadata(role::VIEW, fp);
+            m.insert(
+                format::key::WRAPPED.into(),
+                json::wraps(&schema).to_string(),
+            );
+            Some(
+                self.w
+                    .add_channel(vid, &meta.name, format::MESSAGE_JSON, &m)?,
+            )
+        } else {
+            if self.json {
+                eprintln!(
+                    "shmbus: warning: topic '{}' has a type JSON cannot show; recorded lossless only",
+                    meta.name
+                );
+            }
+            None
+        };
+        let idx = self.topics.len();
+        let mut sub = RawSubscriber::from_segment(seg);
+        if self.backlog {
+            sub.seek_oldest();
+        }
+        let tx = tx.clone();
+        let quit = self.quit.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("rec-{}", meta.name))
+            .spawn(move || read_topic(idx, sub, &tx, &quit))
+            .ok();
+        if thread.is_none() {
+            eprintln!(
+                "shmbus: warning: cannot start a thread for topic '{}'; not recorded",
+                meta.name
+            );
+        }
+        self.topics.push(Recorded {
+            meta,
+            schema,
+            lossless,
+            view,
+            frames: 0,
+            missed: 0,
+            undecodable: 0,
+            thread,
+        });
+        Ok(())
+    }
+
+    fn run(
+        &mut self,
+        a: &RecordArgs,
+        scan: &mut Scan,
+        tx: &Sender<Batch>,
+        rx: &Receiver<Batch>,
+    ) -> Result<(), Exit> {
+        let start = Instant::now();
+        let tty = std::io::stderr().is_terminal();
+        let progress_every = if tty {
+            Duration::from_millis(250)
+        } else {
+            Duration::from_secs(10)
+        };
+        let (mut last_flush, mut last_scan, mut last_progress) = (start, start, start);
+        let mut last_frames = 0;
+        loop {
+            if stop::requested() || a.duration.is_some_and(|d| start.elapsed() >= d) {
+                break;
+            }
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(b) => self.write_batch(b).map_err(|e| mcap_err(a, e))?,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let now = Instant::now();
+            if now - last_flush >= FLUSH_EVERY {
+                self.w.flush().map_err(|e| mcap_err(a, e))?;
+                last_flush = now;
+            }
+            if now - last_scan >= RESCAN_EVERY {
+                last_scan = now;
+                for seg in scan.next() {
+                    eprintln!(
+                        "{}recording new topic '{}'",
+                        if tty { "\r\x1b[K" } else { "" },
+                        seg.info().name
+                    );
+                    self.add(seg, tx).map_err(|e| mcap_err(a, e))?;
+                }
+            }
+            if now - last_progress >= progress_every {
+                let dt = (now - last_progress).as_secs_f64();
+                let rate = (self.totals.frames - last_frames) as f64 / dt;
+                last_progress = now;
+                last_frames = self.totals.frames;
+                let line = format!(
+                    "{} topics: {} frames, {}, {:.0} frames/s, {} missed",
+                    self.topics.len(),
+                    self.totals.frames,
+                    human_bytes(self.totals.bytes),
+                    rate,
+                    self.totals.missed
+                );
+                if tty {
+                    eprint!("\r\x1b[K{line}");
+                } else {
+                    eprintln!("{line}");
+                }
+            }
+        }
+        if tty {
+            eprint!("\r\x1b[K");
+        }
+        Ok(())
+    }
+
+    fn write_batch(&mut self, b: Batch) -> Result<(), mcap::McapError> {
+        let Some(t) = self.topics.get_mut(b.topic) else {
+            return Ok(());
+        };
+        for item in &b.items {
+            match *item {
+                Item::Frame(meta, s, e) => {
+                    let data = &b.bytes[s..e];
+                    let header = MessageHeader {
+                        channel_id: t.lossless,
+                        // MCAP sequences are 32-bit: the generation's low bits.
+                        sequence: meta.generation as u32,
+                        log_time: meta.real_ns,
+                        publish_time: meta.real_ns,
+                    };
+                    self.w.write_to_known_channel(&header, data)?;
+                    t.frames += 1;
+                    self.totals.frames += 1;
+                    self.totals.bytes += data.len() as u64;
+                    if let Some(view) = t.view {
+                        self.scratch.clear();
+                        if json::frame_to_json(&t.schema, data, &mut self.scratch).is_ok() {
+                            let header = MessageHeader {
+                                channel_id: view,
+                                ..header
+                            };
+                            self.w.write_to_known_channel(&header, &self.scratch)?;
+                        } else {
+                            if t.undecodable == 0 {
+                                eprintln!(
+                                    "shmbus: warning: a frame of '{}' (generation {}) does not match its schema; kept lossless, left out of the JSON view",
+                                    t.meta.name, meta.generation
+                                );
+                            }
+                            t.undecodable += 1;
+                        }
+                    }
+                }
+                Item::Missed(n, at) => {
+                    t.missed += n;
+                    self.totals.missed += n;
+                    let now = sys::realtime_ns();
+                    let event = json!({ "topic": t.meta.name, "missed": n, "at_generation": at });
+                    let header = MessageHeader {
+                        channel_id: self.missed_channel,
+                        sequence: at as u32,
+                        log_time: now,
+                        publish_time: now,
+                    };
+                    self.w
+                        .write_to_known_channel(&header, event.to_string().as_bytes())?;
+                }
+            }
+        }
+        if let Some(why) = b.ended {
+            // A publisher that recreates the topic makes a new segment (new
+            // shmid), which the next scan finds if it is to be recorded.
+            eprintln!("shmbus: topic '{}' stopped: {why}", t.meta.name);
+        }
+        Ok(())
+    }
+
+    fn summary(&self, a: &RecordArgs, clock: CpuClock) {
+        let size = std::fs::metadata(&a.output).map(|m| m.len()).unwrap_or(0);
+        let (cpu, wall) = clock.elapsed();
+        eprintln!(
+            "wrote {}: {} frames of {} topic{} ({} missed), {}; cpu {:.3} s in {:.1} s",
+            a.output.display(),
+            self.totals.frames,
+            self.topics.len(),
+            if self.topics.len() == 1 { "" } else { "s" },
+            self.totals.missed,
+            human_bytes(size),
+            cpu,
+            wall
+        );
+        for t in &self.topics {
+            if t.undecodable > 0 {
+                eprintln!(
+                    "shmbus: warning: {} frames of '{}' did not match the topic's schema (lossless copies kept)",
+                    t.undecodable, t.meta.name
+                );
+            }
+        }
+    }
+}
+
+/// The reader thread of one topic.
+fn read_topic(idx: usize, mut sub: RawSubscriber, tx: &Sender<Batch>, quit: &AtomicBool) {
+    let mut frame = Vec::with_capacity(sub.info().geometry.frame_capacity);
+    loop {
+        if quit.load(Ordering::Relaxed) || stop::requested() {
+            return;
+        }
+        let mut batch = Batch {
+            topic: idx,
+            items: Vec::new(),
+            bytes: Vec::new(),
+            ended: None,
+        };
+        let r = sub.wait_until(Duration::from_millis(200), |s| {
+            drain(s, &mut batch, &mut frame)?;
+            Ok((!batch.items.is_empty()).then_some(()))
+        });
+        let ended = match r {
+            Ok(()) | Err(WaitError::Timeout) | Err(WaitError::PublisherGone) => None,
+            Err(WaitError::Removed) => Some("the topic was removed".to_string()),
+            Err(WaitError::Read(ReadError::PublisherDied | ReadError::WriterStuck { .. })) => {
+                // A slot left mid-write: a new publisher repairs it. Back off.
+                std::thread::sleep(Duration::from_millis(50));
+                None
+            }
+            Err(e) => Some(e.to_string()),
+        };
+        let done = ended.is_some();
+        batch.ended = ended;
+        if (!batch.items.is_empty() || done) && tx.send(batch).is_err() {
+            return;
+        }
+        if done {
+            return;
+        }
+    }
+}
+
+/// Move every frame now in the ring (up to [`MAX_BATCH`]) into `batch`.
+fn drain(s: &mut RawSubscriber, batch: &mut Batch, frame: &mut Vec<u8>) -> Result<(), ReadError> {
+    while batch.items.len() < MAX_BATCH {
+        match s.next_bytes(frame)? {
+            RawNext::Frame(meta, ()) => {
+                let start = batch.bytes.len();
+                batch.bytes.extend_from_slice(frame);
+                batch
+                    .items
+                    .push(Item::Frame(meta, start, batch.bytes.len()));
+            }
+            RawNext::Missed(n) => batch.items.push(Item::Missed(n, s.cursor())),
+            RawNext::Empty => break,
+        }
+    }
+    Ok(())
+}
+
+/// CPU time (user + system, all threads) and wall time used since
+/// [`CpuClock::start`], from `getrusage(RUSAGE_SELF)`.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuClock {
+    cpu: f64,
+    wall: Instant,
+}
+
+impl CpuClock {
+    /// Start measuring.
+    pub fn start() -> CpuClock {
+        CpuClock {
+            cpu: process_cpu(),
+            wall: Instant::now(),
+        }
+    }
+    /// (cpu seconds, wall seconds) since the start.
+    pub fn elapsed(&self) -> (f64, f64) {
+        (process_cpu() - self.cpu, self.wall.elapsed().as_secs_f64())
+    }
+}
+
+fn process_cpu() -> f64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_SELF)
+        .map(|u| {
+            let tv = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+            tv(u.user_time()) + tv(u.system_time())
+        })
+        .unwrap_or(0.0)
+}
+
+/// `1.5 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
