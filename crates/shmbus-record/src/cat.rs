@@ -116,6 +116,9 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
             return Ok(());
         }
     }
+    if end == End::Complete && !format::finished(&a.file) {
+        end = End::CutShort;
+    }
     if a.json {
         let _ = out.flush();
         if end == End::CutShort {

@@ -164,6 +164,22 @@ pub enum End {
     CutShort,
 }
 
+/// True if the file ends with the MCAP magic, i.e. its writer finished it
+/// (footer and summary written). A streaming read that ends without an
+/// error on a file without it means the file was cut at a chunk boundary.
+pub fn finished(path: &std::path::Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let n = mcap::MAGIC.len();
+    let mut tail = vec![0u8; n];
+    std::fs::File::open(path)
+        .and_then(|mut f| {
+            f.seek(SeekFrom::End(-(n as i64)))?;
+            f.read_exact(&mut tail)
+        })
+        .is_ok()
+        && tail == mcap::MAGIC
+}
+
 /// Classify a read error: a truncated file is [`End::CutShort`] (its
 /// complete chunks were read); anything else is an error naming the file.
 pub fn classify(path: &std::path::Path, e: mcap::McapError) -> Result<End, crate::Exit> {

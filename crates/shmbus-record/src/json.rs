@@ -454,3 +454,180 @@ fn schema_of(t: &OwnedNamedType) -> Value {
         D::Schema => json!({}),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use postcard_schema::Schema;
+    use serde::Serialize;
+
+    #[derive(Serialize, Schema)]
+    enum Mode {
+        Idle,
+        Run(u16),
+        Move { dx: i32, dy: i32 },
+        Pair(u8, bool),
+    }
+
+    #[derive(Serialize, Schema)]
+    struct Inner {
+        id: u8,
+        name: heapless::String<8>,
+    }
+
+    #[derive(Serialize, Schema)]
+    struct Everything {
+        b: bool,
+        i8_: i8,
+        i16_: i16,
+        i32_: i32,
+        i64_: i64,
+        u16_: u16,
+        u32_: u32,
+        u64_: u64,
+        f32_: f32,
+        f64_: f64,
+        arr: [f32; 3],
+        list: heapless::Vec<i16, 4>,
+        opt: Option<u32>,
+        none: Option<u32>,
+        inner: Inner,
+        modes: [Mode; 4],
+        unit: (),
+    }
+
+    fn owned<T: Schema>() -> OwnedNamedType {
+        OwnedNamedType::from(T::SCHEMA)
+    }
+
+    fn everything() -> Everything {
+        Everything {
+            b: true,
+            i8_: -8,
+            i16_: -300,
+            i32_: i32::MIN,
+            i64_: i64::MIN,
+            u16_: 65535,
+            u32_: u32::MAX,
+            u64_: u64::MAX,
+            f32_: 9.81,
+            f64_: -1234.5678e-9,
+            arr: [1.0, -2.5, 0.1],
+            list: heapless::Vec::from_slice(&[1, -2, 3]).unwrap(),
+            opt: Some(7),
+            none: None,
+            inner: Inner {
+                id: 3,
+                name: "imu0".into(),
+            },
+            modes: [
+                Mode::Idle,
+                Mode::Run(9),
+                Mode::Move { dx: -1, dy: 2 },
+                Mode::Pair(5, false),
+            ],
+            unit: (),
+        }
+    }
+
+    fn decode(t: &OwnedNamedType, bytes: &[u8]) -> Value {
+        let mut out = Vec::new();
+        frame_to_json(t, bytes, &mut out).unwrap();
+        serde_json::from_slice(&out).expect("valid JSON")
+    }
+
+    #[test]
+    fn decodes_like_serde_json_would_encode_the_value() {
+        let v = everything();
+        let bytes = postcard::to_allocvec(&v).unwrap();
+        let got = decode(&owned::<Everything>(), &bytes);
+        // serde_json's own encoding of the value (f32 through f64 aside).
+        let mut want = serde_json::to_value(&v).unwrap();
+        want["f32_"] = json!(9.81);
+        want["arr"] = json!([1.0, -2.5, 0.1]);
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn agrees_with_postcard_dyn_where_postcard_dyn_works() {
+        let v = Inner {
+            id: 200,
+            name: "gnss".into(),
+        };
+        let bytes = postcard::to_allocvec(&v).unwrap();
+        let t = owned::<Inner>();
+        assert_eq!(
+            decode(&t, &bytes),
+            postcard_dyn::from_slice_dyn(&t, &bytes).unwrap()
+        );
+    }
+
+    #[test]
+    fn nan_and_infinity_become_null() {
+        let bytes = postcard::to_allocvec(&[f32::NAN, f32::INFINITY, 1.0]).unwrap();
+        let t = owned::<[f32; 3]>();
+        assert!(wraps(&t));
+        assert_eq!(decode(&t, &bytes), json!({ "value": [null, null, 1.0] }));
+    }
+
+    #[test]
+    fn char_and_non_struct_types_are_wrapped_objects() {
+        let t = owned::<char>();
+        let bytes = postcard::to_allocvec(&'é').unwrap();
+        assert_eq!(decode(&t, &bytes), json!({ "value": "é" }));
+        let s = json_schema(&t);
+        assert_eq!(s["type"], "object");
+        assert_eq!(s["required"], json!(["value"]));
+    }
+
+    #[test]
+    fn schema_describes_the_object() {
+        let s = json_schema(&owned::<Everything>());
+        assert_eq!(s["type"], "object");
+        assert_eq!(s["title"], "Everything");
+        let p = &s["properties"];
+        assert_eq!(p["b"]["type"], "boolean");
+        assert_eq!(p["u64_"]["maximum"], json!(u64::MAX));
+        assert_eq!(p["i8_"]["minimum"], json!(-128));
+        assert_eq!(p["f32_"]["type"], "number");
+        assert_eq!(p["list"]["items"]["type"], "integer");
+        assert_eq!(p["arr"]["prefixItems"].as_array().unwrap().len(), 3);
+        assert_eq!(p["inner"]["properties"]["name"]["type"], "string");
+        assert_eq!(p["opt"]["anyOf"][1]["type"], "null");
+        let modes = &p["modes"]["prefixItems"][0]["oneOf"];
+        assert_eq!(modes[0]["const"], "Idle");
+        assert_eq!(modes[2]["required"], json!(["Move"]));
+        assert_eq!(s["required"].as_array().unwrap().len(), 17);
+    }
+
+    #[test]
+    fn bad_frames_are_errors_never_panics() {
+        let t = owned::<Everything>();
+        let good = postcard::to_allocvec(&everything()).unwrap();
+        let mut out = Vec::new();
+        // Every truncation fails cleanly.
+        for n in 0..good.len() {
+            out.clear();
+            assert!(
+                frame_to_json(&t, &good[..n], &mut out).is_err(),
+                "prefix of {n} bytes"
+            );
+        }
+        // Trailing garbage is refused.
+        let mut long = good.clone();
+        long.push(0);
+        assert!(frame_to_json(&t, &long, &mut out).is_err());
+        // Every single-byte corruption either decodes or fails; none panics.
+        for i in 0..good.len() {
+            for x in [0x00, 0x01, 0x7f, 0x80, 0xff] {
+                let mut bad = good.clone();
+                bad[i] = x;
+                out.clear();
+                let _ = frame_to_json(&t, &bad, &mut out);
+            }
+        }
+        // A huge sequence length does not loop or allocate.
+        let seq = owned::<heapless::Vec<(), 4>>();
+        assert!(frame_to_json(&seq, &[0xff, 0xff, 0xff, 0xff, 0x0f], &mut out).is_err());
+    }
+}

@@ -17,7 +17,7 @@ use shmbus_core::{OpenError, Topic};
 use shmbus_pub::RawPublisher;
 
 use crate::cli::ReplayArgs;
-use crate::format::{self, End, TopicMeta, role};
+use crate::format::{self, TopicMeta, role};
 use crate::{Exit, stop};
 
 /// What a channel became: a publisher, or skipped.
@@ -32,10 +32,14 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
     let mut targets: HashMap<u16, Target> = HashMap::new();
     let mut seen_topics: HashSet<String> = HashSet::new();
     let mut published: u64 = 0;
-    let mut passes = 0u64;
     let start = Instant::now();
+    if !format::finished(&a.file) {
+        eprintln!(
+            "shmbus: warning: {} was cut short (recorder killed?); replaying up to its last complete chunk",
+            a.file.display()
+        );
+    }
     'passes: loop {
-        passes += 1;
         let mut pass_frames = 0u64;
         let mut t0: Option<(u64, Instant)> = None;
         for m in format::open_messages(&a.file)? {
@@ -45,12 +49,7 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
             let m = match m {
                 Ok(m) => m,
                 Err(e) => {
-                    if format::classify(&a.file, e)? == End::CutShort && passes == 1 {
-                        eprintln!(
-                            "shmbus: warning: {} was cut short (recorder killed?); replaying up to its last complete chunk",
-                            a.file.display()
-                        );
-                    }
+                    format::classify(&a.file, e)?;
                     break;
                 }
             };

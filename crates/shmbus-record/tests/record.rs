@@ -1,0 +1,465 @@
+//! End-to-end tests of `shmbus-record`: real topics, the real binary, real
+//! files read back with the `mcap` crate's own readers.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{ChildStderr, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use shmbus_pub::Publisher;
+use shmbus_sub::{Next, Subscriber};
+use shmbus_testkit::{Check, Guard, KillOnDrop, unique_key, unique_topic, watchdog};
+
+/// A file in the temp dir, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str) -> TempFile {
+        TempFile(
+            std::env::temp_dir().join(format!("shmbus-record-{}-{name}.mcap", std::process::id())),
+        )
+    }
+    fn path(&self) -> &str {
+        self.0.to_str().expect("utf-8 temp path")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The `shmbus-record` binary, behind `SHMBUS_TEST_RUNNER` (qemu-arm) if set.
+fn tool(args: &[&str]) -> Command {
+    let exe = env!("CARGO_BIN_EXE_shmbus-record");
+    let runner = std::env::var("SHMBUS_TEST_RUNNER").unwrap_or_default();
+    let mut parts = runner.split_whitespace();
+    let mut cmd = match parts.next() {
+        Some(r) => {
+            let mut c = Command::new(r);
+            c.args(parts).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    cmd.args(args).stdin(Stdio::null());
+    cmd
+}
+
+/// Run the tool to completion: (exit code, stdout, stderr).
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = tool(args).output().expect("run shmbus-record");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A recorder running in the background, started once it says it records.
+struct Recorder {
+    child: KillOnDrop,
+    stderr: BufReader<ChildStderr>,
+    seen: String,
+}
+
+impl Recorder {
+    fn start(args: &[&str]) -> Recorder {
+        let mut child = tool(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn recorder");
+        let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut r = Recorder {
+            child: KillOnDrop(child),
+            stderr,
+            seen: String::new(),
+        };
+        loop {
+            let mut line = String::new();
+            let n = r.stderr.read_line(&mut line).expect("read recorder stderr");
+            r.seen.push_str(&line);
+            assert!(n > 0, "recorder exited before recording:\n{}", r.seen);
+            if line.starts_with("recording ") {
+                return r;
+            }
+        }
+    }
+
+    fn signal(&self, sig: Signal) {
+        kill(Pid::from_raw(self.child.0.id() as i32), sig).expect("kill");
+    }
+
+    /// Wait for exit: (exit code or None if killed by a signal, stderr).
+    fn wait(mut self) -> (Option<i32>, String) {
+        let mut rest = String::new();
+        let _ = self.stderr.read_to_string(&mut rest);
+        let status = self.child.0.wait().expect("wait");
+        self.seen.push_str(&rest);
+        (status.code(), self.seen.clone())
+    }
+}
+
+fn publish_range(p: &mut Publisher<Check>, range: std::ops::RangeInclusive<u64>, pause: Duration) {
+    for g in range {
+        assert_eq!(p.publish(&Check::new(g)).unwrap(), g);
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
+        }
+    }
+}
+
+fn read_file(path: &str) -> Vec<u8> {
+    std::fs::read(path).expect("read recording")
+}
+
+fn role<'a>(ch: &'a mcap::Channel<'_>) -> &'a str {
+    ch.metadata.get("shmbus.role").map_or("", String::as_str)
+}
+
+/// Record a topic (ring backlog + frames published live), replay it into a
+/// topic at another key, and compare what a subscriber reads there with
+/// what was published, frame by frame.
+#[test]
+fn round_trip_record_then_replay_frame_by_frame() {
+    watchdog("round_trip", Duration::from_secs(120));
+    let (topic, _guard) = unique_topic("round-trip");
+    let topic = topic.slots(128);
+    let mut publisher = Publisher::<Check>::open(&topic).unwrap();
+    publish_range(&mut publisher, 1..=40, Duration::ZERO);
+    let file = TempFile::new("round-trip");
+    let key = format!("0x{:08x}", topic.key as u32);
+    let rec = Recorder::start(&["record", "--key", &key, "--backlog", "-o", file.path()]);
+    publish_range(&mut publisher, 41..=100, Duration::from_millis(2));
+    // Let the recorder catch up, then stop it as Ctrl-C would.
+    std::thread::sleep(Duration::from_millis(500));
+    rec.signal(Signal::SIGINT);
+    let (code, err) = rec.wait();
+    assert_eq!(code, Some(0), "recorder failed:\n{err}");
+    assert!(err.contains("100 frames"), "{err}");
+    drop(publisher);
+
+    let replay_key = unique_key("round-trip-replay");
+    let _replay_guard = Guard(replay_key);
+    let map = format!("{}={}", topic.name, replay_key);
+    let (code, _, err) = run(&["replay", file.path(), "--rate", "0", "--key", &map]);
+    assert_eq!(code, 0, "replay failed:\n{err}");
+    assert!(err.contains("replayed 100 frames of 1 topic"), "{err}");
+
+    let mut sub = Subscriber::<Check>::attach(&topic.clone().key(replay_key)).unwrap();
+    sub.raw().seek_oldest();
+    for g in 1..=100 {
+        match sub.next().unwrap() {
+            Next::Frame(s) => {
+                assert_eq!(s.value, Check::new(g), "replayed frame {g} differs");
+                assert_eq!(s.generation, g);
+            }
+            other => panic!("expected replayed frame {g}, got {other:?}"),
+        }
+    }
+    assert_eq!(sub.next().unwrap(), Next::Empty);
+}
+
+/// The file read with the `mcap` crate alone: summary, both encodings of
+/// the topic, the schemas, every message, and `cat --json`.
+#[test]
+fn mcap_reader_sees_lossless_and_json_channels() {
+    watchdog("mcap_reader", Duration::from_secs(120));
+    let (topic, _guard) = unique_topic("mcap-reader");
+    let topic = topic.slots(32);
+    let before = shmbus_core::sys::realtime_ns();
+    let mut publisher = Publisher::<Check>::open(&topic).unwrap();
+    publish_range(&mut publisher, 1..=20, Duration::ZERO);
+    let after = shmbus_core::sys::realtime_ns();
+    let file = TempFile::new("mcap-reader");
+    let (code, _, err) = run(&[
+        "record",
+        &topic.name,
+        "--backlog",
+        "--duration",
+        "0.5",
+        "-o",
+        file.path(),
+    ]);
+    assert_eq!(code, 0, "record failed:\n{err}");
+
+    let bytes = read_file(file.path());
+    let summary = mcap::Summary::read(&bytes)
+        .unwrap()
+        .expect("the file has a summary");
+    let stats = summary.stats.as_ref().expect("statistics");
+    assert_eq!(stats.message_count, 40, "20 frames, twice each");
+    let chans: Vec<_> = summary.channels.values().collect();
+    let lossless = chans
+        .iter()
+        .find(|c| role(c) == "lossless")
+        .expect("lossless channel");
+    let view = chans
+        .iter()
+        .find(|c| role(c) == "view")
+        .expect("view channel");
+    assert!(
+        chans
+            .iter()
+            .any(|c| role(c) == "missed" && c.topic == "/shmbus/missed")
+    );
+
+    assert_eq!(lossless.message_encoding, "postcard");
+    let ls = lossless.schema.as_ref().unwrap();
+    assert_eq!(ls.encoding, "postcard-schema");
+    assert_eq!(ls.name, "Check");
+    assert_eq!(
+        &*ls.data,
+        &shmbus_core::schema::schema_bytes::<Check>().unwrap()[..]
+    );
+    assert_eq!(lossless.metadata["shmbus.topic"], topic.name);
+    assert_eq!(lossless.metadata["shmbus.slots"], "32");
+    assert_eq!(
+        lossless.metadata["shmbus.key"],
+        format!("0x{:08x}", topic.key as u32)
+    );
+
+    assert_eq!(view.topic, topic.name);
+    assert_eq!(view.message_encoding, "json");
+    let vs = view.schema.as_ref().unwrap();
+    assert_eq!(vs.encoding, "jsonschema");
+    let js: serde_json::Value = serde_json::from_slice(&vs.data).unwrap();
+    assert_eq!(
+        js["type"], "object",
+        "Foxglove needs an object schema: {js}"
+    );
+    for field in ["seq", "words", "tag"] {
+        assert!(js["properties"][field].is_object(), "no '{field}' in {js}");
+    }
+    assert_eq!(
+        js["properties"]["words"]["prefixItems"]
+            .as_array()
+            .unwrap()
+            .len(),
+        7
+    );
+
+    let mut lossless_seen = 0u64;
+    let mut view_seen = 0u64;
+    for m in mcap::MessageStream::new(&bytes).unwrap() {
+        let m = m.unwrap();
+        assert!(
+            (before..=after).contains(&m.log_time),
+            "log_time {} is not the publish time",
+            m.log_time
+        );
+        assert_eq!(m.publish_time, m.log_time);
+        let g = u64::from(m.sequence);
+        match role(&m.channel) {
+            "lossless" => {
+                lossless_seen += 1;
+                assert_eq!(g, lossless_seen, "frames in publish order");
+                assert_eq!(
+                    &*m.data,
+                    &postcard::to_allocvec(&Check::new(g)).unwrap()[..]
+                );
+            }
+            "view" => {
+                view_seen += 1;
+                let v: serde_json::Value = serde_json::from_slice(&m.data).unwrap();
+                assert_eq!(v, serde_json::to_value(Check::new(g)).unwrap());
+            }
+            other => panic!("unexpected message on a '{other}' channel"),
+        }
+    }
+    assert_eq!((lossless_seen, view_seen), (20, 20));
+
+    let (code, out, err) = run(&["cat", file.path(), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 20);
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["topic"], topic.name.as_str());
+        assert_eq!(l["generation"], i as u64 + 1);
+        assert_eq!(
+            l["value"],
+            serde_json::to_value(Check::new(i as u64 + 1)).unwrap()
+        );
+    }
+    let (code, out, _) = run(&["cat", file.path()]);
+    assert_eq!(code, 0);
+    assert!(out.contains("complete"), "{out}");
+    assert!(
+        out.contains("Check (postcard-schema)") && out.contains("Check (jsonschema)"),
+        "{out}"
+    );
+}
+
+/// SIGKILL the recorder mid-run: the file has no summary, but every
+/// complete chunk reads back with the `mcap` streaming reader, in order and
+/// intact, and `cat` says the file was cut short.
+#[test]
+fn sigkilled_recording_is_readable_up_to_the_last_chunk() {
+    watchdog("sigkill", Duration::from_secs(120));
+    let (topic, _guard) = unique_topic("sigkill");
+    let topic = topic.slots(256);
+    let mut publisher = Publisher::<Check>::open(&topic).unwrap();
+    let file = TempFile::new("sigkill");
+    let rec = Recorder::start(&["record", &topic.name, "-o", file.path()]);
+    // Publish for 2.5 s: at least two chunk cuts (one per second).
+    let start = Instant::now();
+    let mut g = 0;
+    while start.elapsed() < Duration::from_millis(2500) {
+        g += 1;
+        publisher.publish(&Check::new(g)).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    rec.signal(Signal::SIGKILL);
+    let (code, _) = rec.wait();
+    assert_eq!(code, None, "the recorder was killed by a signal");
+
+    let bytes = read_file(file.path());
+    assert!(
+        mcap::read::footer(&bytes).is_err(),
+        "a killed recorder wrote no footer"
+    );
+    let options = mcap::sans_io::LinearReaderOptions::default().with_skip_end_magic(true);
+    let mut frames = Vec::new();
+    for m in mcap::io::MessageReader::new_with_options(&bytes[..], options) {
+        let Ok(m) = m else { break };
+        if role(&m.channel) == "lossless" {
+            let c: Check = postcard::from_bytes(&m.data).unwrap();
+            assert!(c.is_whole(), "torn frame in the file");
+            assert_eq!(u64::from(m.sequence), c.seq);
+            frames.push(c.seq);
+        }
+    }
+    assert!(
+        !frames.is_empty(),
+        "nothing readable in a {} byte file",
+        bytes.len()
+    );
+    // Recorded from frame 1 on, in order, none lost (256-slot ring).
+    let expected: Vec<u64> = (1..=frames.len() as u64).collect();
+    assert_eq!(frames, expected);
+
+    let (code, out, err) = run(&["cat", file.path()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("CUT SHORT"), "{out}");
+    let (code, out, _) = run(&["cat", file.path(), "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), frames.len());
+}
+
+/// A recorder stopped (SIGSTOP) while its topic runs a lap ahead logs the
+/// exact number of frames it lost; frames + missed = frames published.
+#[test]
+fn falling_behind_is_logged_as_missed_frames() {
+    watchdog("missed", Duration::from_secs(120));
+    let (topic, _guard) = unique_topic("missed");
+    let topic = topic.slots(4);
+    let mut publisher = Publisher::<Check>::open(&topic).unwrap();
+    let file = TempFile::new("missed");
+    let rec = Recorder::start(&["record", &topic.name, "--no-json", "-o", file.path()]);
+    let settle = Duration::from_millis(400);
+    publish_range(&mut publisher, 1..=1, Duration::ZERO);
+    std::thread::sleep(settle);
+    rec.signal(Signal::SIGSTOP);
+    publish_range(&mut publisher, 2..=21, Duration::ZERO);
+    rec.signal(Signal::SIGCONT);
+    std::thread::sleep(settle);
+    publish_range(&mut publisher, 22..=22, Duration::ZERO);
+    std::thread::sleep(settle);
+    rec.signal(Signal::SIGINT);
+    let (code, err) = rec.wait();
+    assert_eq!(code, Some(0), "{err}");
+
+    let bytes = read_file(file.path());
+    let mut frames = Vec::new();
+    let mut missed = 0;
+    for m in mcap::MessageStream::new(&bytes).unwrap() {
+        let m = m.unwrap();
+        match role(&m.channel) {
+            "lossless" => frames.push(u64::from(m.sequence)),
+            "missed" => {
+                let v: serde_json::Value = serde_json::from_slice(&m.data).unwrap();
+                assert_eq!(v["topic"], topic.name.as_str());
+                let at = v["at_generation"].as_u64().unwrap();
+                assert!(frames.last().is_some_and(|&last| at > last + 1));
+                missed += v["missed"].as_u64().unwrap();
+            }
+            other => panic!("no '{other}' channel expected with --no-json"),
+        }
+    }
+    assert!(
+        missed >= 16,
+        "a 4-slot ring lapped by 20 frames loses at least 16 (got {missed})"
+    );
+    assert_eq!(
+        frames.len() as u64 + missed,
+        22,
+        "frames {frames:?} + missed {missed}"
+    );
+    assert_eq!(frames.first(), Some(&1));
+    assert_eq!(frames.last(), Some(&22));
+    assert!(frames.windows(2).all(|w| w[0] < w[1]));
+}
+
+/// Replay refuses a topic whose publisher is alive, naming its pid; a
+/// missing file is "not found" (exit 1); bad arguments are exit 2.
+#[test]
+fn replay_refuses_a_live_publisher_and_errors_say_the_fix() {
+    watchdog("refuse", Duration::from_secs(120));
+    let (topic, _guard) = unique_topic("refuse");
+    let mut publisher = Publisher::<Check>::open(&topic).unwrap();
+    publish_range(&mut publisher, 1..=3, Duration::ZERO);
+    let file = TempFile::new("refuse");
+    let key = format!("{}", topic.key);
+    let (code, _, err) = run(&[
+        "record",
+        "--key",
+        &key,
+        "--backlog",
+        "--duration",
+        "0.3",
+        "-o",
+        file.path(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+
+    let (code, _, err) = run(&["replay", file.path(), "--rate", "0"]);
+    assert_eq!(code, 2, "{err}");
+    let pid = std::process::id();
+    assert!(err.starts_with("shmbus: "), "{err}");
+    assert!(
+        err.contains(&format!("live publisher (pid {pid})")),
+        "{err}"
+    );
+    assert!(
+        err.contains("--key"),
+        "the message suggests replaying elsewhere: {err}"
+    );
+    // Nothing was published by the refused replay.
+    assert_eq!(publisher.raw().next_generation(), 4);
+
+    let (code, _, err) = run(&[
+        "replay",
+        file.path(),
+        "--rate",
+        "0",
+        "--topics",
+        "no-such-topic",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("`shmbus cat"), "{err}");
+    let (code, _, err) = run(&["cat", "/nonexistent/x.mcap"]);
+    assert_eq!(code, 1, "{err}");
+    let (code, _, err) = run(&["record", "-o", file.path(), "--duration", "soon"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("positive number of seconds"), "{err}");
+    let (code, out, _) = run(&["record", "--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("Examples:"), "{out}");
+}
