@@ -1,0 +1,267 @@
+//! The command line (clap derive). Every command has an example in its
+//! long help.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const TOPIC_HELP: &str = "Topic name, key (0x5312abcd or decimal) or shmid (shmid:N)";
+
+/// shmbus: inspect and drive the telemetry bus over System V shared memory.
+#[derive(Debug, Parser)]
+#[command(
+    name = "shmbus",
+    version,
+    about = "Inspect and drive the shmbus telemetry bus (System V shared memory)",
+    after_help = "TOPIC is a topic name, a key (0x5312abcd or decimal) or a shmid (shmid:N).\n\
+Exit codes: 0 ok, 1 not found or nothing to show, 2 error. A closed pipe is not an error.\n\n\
+Examples:\n  shmbus list\n  shmbus echo imu --count 3\n  shmbus hz imu\n  shmbus doctor"
+)]
+pub struct Cli {
+    /// Only match topic names whose key derives from this bus name (as
+    /// configs do); by default names are looked up in every segment.
+    #[arg(long, global = true, value_name = "BUS")]
+    pub bus: Option<String>,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// List every topic on this machine.
+    #[command(after_help = "Examples:\n  shmbus list\n  shmbus list --json | jq '.[].name'\n\n\
+RATE is measured over --window milliseconds (0: not measured, shown as -).\n\
+Segments of other programs are skipped; ones this user may not read are shown as 'permission denied'.")]
+    List(ListArgs),
+    /// Show everything about one topic: header, schema, shmid_ds, latest frame.
+    #[command(after_help = "Examples:\n  shmbus info imu\n  shmbus info 0x53a1b2c3 --json")]
+    Info(InfoArgs),
+    /// Print frames as they arrive, decoded with the schema in the segment.
+    #[command(after_help = "Examples:\n  shmbus echo imu                 # newest frame, then each new one\n  \
+shmbus echo imu --all --json    # every frame in order, one JSON object per line\n  \
+shmbus echo imu --count 1 --json | jq .value.acc\n\n\
+Latest-value mode may skip frames (it shows the newest); --all reads every frame and\n\
+reports frames it missed on stderr. With --json each line is\n\
+{\"topic\":..,\"generation\":..,\"real_ns\":..,\"mono_ns\":..,\"value\":{..}}.")]
+    Echo(EchoArgs),
+    /// Publish a JSON value on an existing topic, encoded with its schema.
+    #[command(after_help = "Examples:\n  shmbus pub imu '{\"t_us\":0,\"acc\":[0,0,9.81]}'\n  \
+shmbus pub imu \"$(shmbus info imu --json | jq -c .example)\" --count 100 --rate 50\n  \
+shmbus echo imu --all --json | jq -c .value | shmbus pub other -   # JSON lines from stdin\n\n\
+The topic must exist (its schema and sizes come from the segment) and have no live\n\
+publisher: a topic has one publisher at a time. `shmbus info TOPIC` shows an example value.")]
+    Pub(PubArgs),
+    /// Measure a topic's rate, intervals, lost frames, staleness and liveness.
+    #[command(after_help = "Examples:\n  shmbus hz imu\n  shmbus hz imu --count 5 --interval 0.5\n\n\
+On a terminal the line refreshes in place; otherwise one line per interval.")]
+    Hz(HzArgs),
+    /// Live table of every topic: rate, age, generation, publisher, attachments.
+    #[command(after_help = "Examples:\n  shmbus top\n  shmbus top --count 1 | cat   # one snapshot as plain text")]
+    Top(TopArgs),
+    /// Remove topics (segment and publisher lock).
+    #[command(after_help = "Examples:\n  shmbus rm imu\n  shmbus rm 0x53a1b2c3 0x53a1b2c4 --force\n\n\
+Removal frees the key at once. Processes still attached keep their mapping until they\n\
+detach or exit (subscribers see the topic as removed); the memory is freed then.\n\
+A topic with a live publisher is only removed with --force.")]
+    Rm(RmArgs),
+    /// Check what the bus needs from this machine, and how to fix problems.
+    #[command(after_help = "Examples:\n  shmbus doctor\n  shmbus doctor --config configs/board.toml\n\n\
+Exit code: 0 when nothing FAILs (warnings allowed), 1 when a check FAILs.")]
+    Doctor(DoctorArgs),
+    /// Run the demo sensor publishers.
+    #[command(after_help = "Examples:\n  shmbus demo --duration 10 &\n  shmbus top")]
+    Demo(DemoArgs),
+    /// Measure publish, poll and handoff costs (see `shmbus bench --help`).
+    #[command(disable_help_flag = true)]
+    Bench(Passthrough),
+    /// Record topics to a file (see `shmbus record --help`).
+    #[command(disable_help_flag = true)]
+    Record(Passthrough),
+    /// Replay a recording onto the bus (see `shmbus replay --help`).
+    #[command(disable_help_flag = true)]
+    Replay(Passthrough),
+    /// Print a recording (see `shmbus cat --help`).
+    #[command(disable_help_flag = true)]
+    Cat(Passthrough),
+}
+
+/// Arguments handed unchanged to another crate's command.
+#[derive(Debug, Args)]
+pub struct Passthrough {
+    /// Arguments of the command.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+    pub args: Vec<String>,
+}
+
+/// `shmbus list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// One JSON array of objects.
+    #[arg(long)]
+    pub json: bool,
+    /// Milliseconds between the two generation samples for RATE (0: skip).
+    #[arg(long, default_value_t = 200, value_name = "MS")]
+    pub window: u64,
+    /// Only these keys (repeatable; 0x... or decimal).
+    #[arg(long = "key", value_name = "KEY", value_parser = parse_key)]
+    pub keys: Vec<i32>,
+}
+
+/// `shmbus info`.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    #[arg(help = TOPIC_HELP)]
+    pub topic: String,
+    /// One JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `shmbus echo`.
+#[derive(Debug, Args)]
+pub struct EchoArgs {
+    #[arg(help = TOPIC_HELP)]
+    pub topic: String,
+    /// One JSON object per frame, one per line.
+    #[arg(long)]
+    pub json: bool,
+    /// Stop after N frames.
+    #[arg(long, short = 'n', value_name = "N")]
+    pub count: Option<u64>,
+    /// Every frame in publish order (with missed-frame notices), not only the newest.
+    #[arg(long)]
+    pub all: bool,
+    /// With --all: start at the oldest frame still in the ring, not the next one.
+    #[arg(long, requires = "all")]
+    pub from_oldest: bool,
+    /// Give up (exit 1) if no frame arrives for this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+}
+
+/// `shmbus pub`.
+#[derive(Debug, Args)]
+pub struct PubArgs {
+    #[arg(help = TOPIC_HELP)]
+    pub topic: String,
+    /// The value as JSON, or - to read one JSON value per line from stdin.
+    pub json: String,
+    /// Publish the value N times (0: until interrupted).
+    #[arg(long, short = 'n', default_value_t = 1, value_name = "N")]
+    pub count: u64,
+    /// Frames per second when publishing more than one.
+    #[arg(long, default_value_t = 10.0, value_name = "HZ")]
+    pub rate: f64,
+}
+
+/// `shmbus hz`.
+#[derive(Debug, Args)]
+pub struct HzArgs {
+    #[arg(help = TOPIC_HELP)]
+    pub topic: String,
+    /// Seconds per report.
+    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    pub interval: f64,
+    /// Stop after N reports.
+    #[arg(long, short = 'n', value_name = "N")]
+    pub count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+}
+
+/// `shmbus top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Seconds between refreshes.
+    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    pub interval: f64,
+    /// Stop after N refreshes.
+    #[arg(long, short = 'n', value_name = "N")]
+    pub count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Only these keys (repeatable).
+    #[arg(long = "key", value_name = "KEY", value_parser = parse_key)]
+    pub keys: Vec<i32>,
+}
+
+/// `shmbus rm`.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Topics to remove.
+    #[arg(required = true, help = "Topics (names, keys or shmids)")]
+    pub topics: Vec<String>,
+    /// Also remove topics whose publisher is alive.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `shmbus doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Topic config to check against (default: the usual search path).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Only look at these keys for stale topics (repeatable).
+    #[arg(long = "key", value_name = "KEY", value_parser = parse_key)]
+    pub keys: Vec<i32>,
+}
+
+/// `shmbus demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Stop after this many seconds (default: until interrupted).
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Topic config (default: the built-in demo topics).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Parse a key: `0x...` hex or decimal (negative allowed).
+pub fn parse_key(s: &str) -> Result<i32, String> {
+    let t = s.trim();
+    let r = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16).map(|u| u as i32).ok(),
+        None => t
+            .parse::<i32>()
+            .ok()
+            .or_else(|| t.parse::<u32>().ok().map(|u| u as i32)),
+    };
+    r.ok_or_else(|| format!("'{s}' is not a key: write 0x5312abcd or a decimal number"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent_and_every_command_has_an_example() {
+        Cli::command().debug_assert();
+        let cmd = Cli::command();
+        for sub in cmd.get_subcommands() {
+            let name = sub.get_name();
+            if ["bench", "record", "replay", "cat"].contains(&name) {
+                continue;
+            }
+            let after = sub.get_after_help().map(|s| s.to_string()).unwrap_or_default();
+            assert!(after.contains(&format!("shmbus {name}")), "{name} has no example");
+        }
+    }
+
+    #[test]
+    fn passthrough_keeps_flags() {
+        let c = Cli::try_parse_from(["shmbus", "record", "--help", "-o", "x"]).unwrap();
+        match c.cmd {
+            Cmd::Record(p) => assert_eq!(p.args, ["--help", "-o", "x"]),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(parse_key("0xffffffff"), Ok(-1));
+        assert_eq!(parse_key("17"), Ok(17));
+        assert!(parse_key("x").is_err());
+    }
+}

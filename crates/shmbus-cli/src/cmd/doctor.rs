@@ -1,0 +1,435 @@
+//! `shmbus doctor`: check what the bus needs from this machine and say how
+//! to fix each problem. Every finding is OK, WARN or FAIL with a fix.
+//!
+//! Checks: System V IPC in the kernel, `kernel.shmmax/shmall/shmmni`
+//! against the configured and existing topics, `RLIMIT_MEMLOCK` and
+//! `CAP_IPC_LOCK` against the lock policies, what this user may read,
+//! systemd-logind's `RemoveIPC=`, and stale, orphaned or broken topics.
+
+use std::path::Path;
+
+use shmbus_config::{Config, ConfigSource};
+use shmbus_core::layout::Geometry;
+use shmbus_core::sysvipc;
+use shmbus_core::{LockPolicy, OpenError, PublisherStatus};
+
+use super::list::{Row, rows};
+use crate::args::DoctorArgs;
+use crate::discover::now_ns;
+use crate::out::{self, CmdResult, human_bytes, human_ns, key_hex, user_name};
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Fine.
+    Ok,
+    /// Works, but something may bite later.
+    Warn,
+    /// Something the bus needs is missing.
+    Fail,
+}
+
+/// One finding.
+#[derive(Debug)]
+pub struct Finding {
+    /// OK, WARN or FAIL.
+    pub level: Level,
+    /// Short name of the check.
+    pub check: &'static str,
+    /// What was found.
+    pub what: String,
+    /// How to fix it (WARN and FAIL).
+    pub fix: Option<String>,
+}
+
+fn ok(check: &'static str, what: String) -> Finding {
+    Finding { level: Level::Ok, check, what, fix: None }
+}
+fn warn(check: &'static str, what: String, fix: String) -> Finding {
+    Finding { level: Level::Warn, check, what, fix: Some(fix) }
+}
+fn fail(check: &'static str, what: String, fix: String) -> Finding {
+    Finding { level: Level::Fail, check, what, fix: Some(fix) }
+}
+
+/// Parse `CapEff` from `/proc/self/status` text: true if bit 14
+/// (`CAP_IPC_LOCK`) is set.
+pub fn cap_ipc_lock(status: &str) -> Option<bool> {
+    let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
+    let bits = u64::from_str_radix(line.trim_start_matches("CapEff:").trim(), 16).ok()?;
+    Some(bits & (1 << 14) != 0)
+}
+
+/// The effective `RemoveIPC=` from logind config texts in override order
+/// (main file first, then drop-ins sorted by name). `None`: not set.
+pub fn remove_ipc(texts: &[String]) -> Option<bool> {
+    let mut v = None;
+    for t in texts {
+        let mut in_login = true;
+        for l in t.lines() {
+            let l = l.trim();
+            if l.starts_with('[') {
+                in_login = l == "[Login]";
+                continue;
+            }
+            if l.starts_with('#') || l.starts_with(';') || !in_login {
+                continue;
+            }
+            if let Some(val) = l.strip_prefix("RemoveIPC").and_then(|r| r.trim_start().strip_prefix('=')) {
+                match val.trim().to_ascii_lowercase().as_str() {
+                    "yes" | "true" | "1" | "on" => v = Some(true),
+                    "no" | "false" | "0" | "off" => v = Some(false),
+                    _ => {}
+                }
+            }
+        }
+    }
+    v
+}
+
+fn logind_texts() -> Vec<String> {
+    let mut texts = Vec::new();
+    if let Ok(t) = std::fs::read_to_string("/etc/systemd/logind.conf") {
+        texts.push(t);
+    }
+    // Drop-ins from every directory, ordered by file name (a later
+    // directory's file of the same name replaces an earlier one).
+    let mut dropins: std::collections::BTreeMap<String, std::path::PathBuf> = Default::default();
+    for dir in ["/usr/lib/systemd/logind.conf.d", "/run/systemd/logind.conf.d", "/etc/systemd/logind.conf.d"] {
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".conf") {
+                    dropins.insert(name, e.path());
+                }
+            }
+        }
+    }
+    for p in dropins.values() {
+        if let Ok(t) = std::fs::read_to_string(p) {
+            texts.push(t);
+        }
+    }
+    texts
+}
+
+fn sys_uid_max() -> u32 {
+    std::fs::read_to_string("/etc/login.defs")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.trim().strip_prefix("SYS_UID_MAX").map(|v| v.trim().parse().ok()))
+                .flatten()
+        })
+        .unwrap_or(999)
+}
+
+fn page_size() -> u64 {
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE) {
+        Ok(Some(n)) if n > 0 => n as u64,
+        _ => 4096,
+    }
+}
+
+fn memlock() -> (u64, u64) {
+    use nix::sys::resource::{Resource, getrlimit};
+    match getrlimit(Resource::RLIMIT_MEMLOCK) {
+        Ok((s, h)) => (s, h),
+        Err(_) => (0, 0),
+    }
+}
+
+fn limit_text(n: u64) -> String {
+    if n == libc::RLIM_INFINITY { "unlimited".into() } else { human_bytes(n) }
+}
+
+/// Run every check.
+pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
+    let mut f = Vec::new();
+
+    // 1. System V IPC.
+    if !Path::new("/proc/sysvipc/shm").exists() {
+        f.push(fail(
+            "sysvipc",
+            "/proc/sysvipc/shm is missing: the kernel has no System V IPC (or /proc is not mounted)".into(),
+            "build the kernel with CONFIG_SYSVIPC=y (Yocto: it is in the default kernel config; check your defconfig), and mount /proc".into(),
+        ));
+        return f;
+    }
+    f.push(ok("sysvipc", "System V shared memory and semaphores are available".into()));
+
+    // 2. The config.
+    let config = match Config::find(a.config.as_deref()) {
+        Ok((c, src)) => {
+            let what = format!("{} topics on bus '{}' from {src}", c.topics.len(), c.bus);
+            if src == ConfigSource::Builtin {
+                f.push(warn(
+                    "config",
+                    what,
+                    "no config found; pass --config FILE, set $SHMBUS_CONFIG, or install /etc/shmbus/shmbus.toml to check your own topics".into(),
+                ));
+            } else {
+                f.push(ok("config", what));
+            }
+            for t in &c.topics {
+                if let Err(e) = t.to_topic() {
+                    f.push(fail("config", format!("topic '{}' cannot be opened on this machine", t.name), e.to_string()));
+                }
+            }
+            Some(c)
+        }
+        Err(e) => {
+            f.push(fail("config", "the config has errors".into(), e.to_string()));
+            None
+        }
+    };
+    let configured = config.as_ref().map(|c| c.topics.clone()).unwrap_or_default();
+
+    // What exists now.
+    let existing = match rows(&a.keys) {
+        Ok(r) => r,
+        Err(e) => {
+            f.push(fail("topics", e.msg, "see above".into()));
+            Vec::new()
+        }
+    };
+    let size_at = |key: i32| {
+        existing.iter().find_map(|r| match r {
+            Row::Topic(s, _, _) if s.entry.key == key => Some(s.entry.size),
+            _ => None,
+        })
+    };
+
+    // 3. Kernel limits.
+    let shmmax = sysvipc::kernel_limit("shmmax").unwrap_or(u64::MAX);
+    let shmall = sysvipc::kernel_limit("shmall").unwrap_or(u64::MAX);
+    let shmmni = sysvipc::kernel_limit("shmmni").unwrap_or(u64::MAX);
+    let segments = sysvipc::segments().unwrap_or_default();
+    let page = page_size();
+    // Configured topics not created yet: at least one 64-byte slot each.
+    let mut need: Vec<(String, u64, bool)> = configured
+        .iter()
+        .map(|t| match size_at(t.key) {
+            Some(s) => (t.name.clone(), s, true),
+            None => (
+                t.name.clone(),
+                Geometry::new(0, t.slots, 1).map_or(0, |g| g.segment_size as u64),
+                false,
+            ),
+        })
+        .collect();
+    need.sort_by_key(|n| std::cmp::Reverse(n.1));
+    if let Some((name, biggest, exact)) = need.first() {
+        if *biggest > shmmax {
+            f.push(fail(
+                "shmmax",
+                format!("topic '{name}' needs {} but kernel.shmmax is {}", human_bytes(*biggest), human_bytes(shmmax)),
+                format!("sysctl -w kernel.shmmax={biggest} (and put it in /etc/sysctl.d/60-shmbus.conf), or give the topic fewer slots"),
+            ));
+        } else {
+            let q = if *exact { "" } else { "at least " };
+            f.push(ok("shmmax", format!("largest configured topic '{name}' needs {q}{}; kernel.shmmax is {}", human_bytes(*biggest), limit_text(shmmax))));
+        }
+    }
+    let missing = need.iter().filter(|n| !n.2).count() as u64;
+    let in_use = segments.len() as u64;
+    if in_use + missing > shmmni {
+        f.push(fail(
+            "shmmni",
+            format!("{in_use} segments exist and {missing} configured topics are still to be created, but kernel.shmmni is {shmmni}"),
+            format!("sysctl -w kernel.shmmni={} or remove stale segments (shmbus rm, ipcrm)", in_use + missing + 16),
+        ));
+    } else {
+        f.push(ok("shmmni", format!("{in_use} segments in use + {missing} to create, limit {shmmni}")));
+    }
+    let used_pages: u64 = segments
+        .iter()
+        .map(|e| (e.get("size").unwrap_or(0).max(0) as u64).div_ceil(page))
+        .sum::<u64>()
+        + need.iter().filter(|n| !n.2).map(|n| n.1.div_ceil(page)).sum::<u64>();
+    if used_pages > shmall {
+        f.push(fail(
+            "shmall",
+            format!("segments need {used_pages} pages but kernel.shmall is {shmall} pages"),
+            format!("sysctl -w kernel.shmall={}", used_pages * 2),
+        ));
+    } else {
+        f.push(ok("shmall", format!("{used_pages} pages of {page} B used or needed, limit {}", if shmall > 1 << 50 { "unlimited".into() } else { shmall.to_string() })));
+    }
+
+    // 4. Locking in RAM.
+    let cap = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| cap_ipc_lock(&s)).unwrap_or(false);
+    let (soft, hard) = memlock();
+    let locked_need: u64 = configured.iter().filter(|t| t.lock != LockPolicy::Off).map(|t| need.iter().find(|n| n.0 == t.name).map_or(0, |n| n.1)).sum();
+    let required: Vec<&str> = configured.iter().filter(|t| t.lock == LockPolicy::Required).map(|t| t.name.as_str()).collect();
+    let memlock_what = format!(
+        "RLIMIT_MEMLOCK {} (hard {}), CAP_IPC_LOCK {}; topics to lock need about {}",
+        limit_text(soft),
+        limit_text(hard),
+        if cap { "yes" } else { "no" },
+        human_bytes(locked_need)
+    );
+    let memlock_fix = "raise the limit for the publishers: LimitMEMLOCK=infinity (or a size) in their systemd unit, `ulimit -l` in their shell, or /etc/security/limits.conf; or grant CAP_IPC_LOCK (AmbientCapabilities=CAP_IPC_LOCK). The limit of the user that runs each publisher counts, not yours.".to_string();
+    if cap || soft == libc::RLIM_INFINITY || soft >= locked_need {
+        f.push(ok("memlock", memlock_what));
+    } else if !required.is_empty() {
+        f.push(fail("memlock", format!("{memlock_what}; lock = \"required\" topics ({}) will fail to open", required.join(", ")), memlock_fix));
+    } else if locked_need > 0 {
+        f.push(warn("memlock", format!("{memlock_what}; lock = \"try\" topics will run unlocked (page faults possible)"), memlock_fix));
+    } else {
+        f.push(ok("memlock", memlock_what));
+    }
+
+    // 5. Permissions for this user.
+    let me = nix::unistd::geteuid().as_raw();
+    let denied: Vec<String> = existing
+        .iter()
+        .filter_map(|r| match r {
+            Row::Denied(e) => Some(format!("{} (owner {}, mode {:03o})", key_hex(e.key), user_name(e.uid), e.mode & 0o777)),
+            _ => None,
+        })
+        .collect();
+    if denied.is_empty() {
+        f.push(ok("permissions", format!("{} may read every segment it can see", user_name(me))));
+    } else {
+        f.push(warn(
+            "permissions",
+            format!("{} cannot read {} segments: {} (they may be other programs' or topics you are not granted)", user_name(me), denied.len(), denied.join(", ")),
+            "for a topic: add this user to the topic's group (usermod -aG GROUP USER) or set `group`/`mode` in its config".into(),
+        ));
+    }
+
+    // 6. systemd-logind RemoveIPC.
+    let systemd = Path::new("/run/systemd/system").exists();
+    let uid_max = sys_uid_max();
+    if !systemd {
+        f.push(ok("RemoveIPC", "systemd is not running here: logind does not remove IPC objects".into()));
+    } else {
+        let set = remove_ipc(&logind_texts());
+        let on = set.unwrap_or(true);
+        let how = match set {
+            Some(_) => "set in logind.conf",
+            None => "systemd's default",
+        };
+        let exposed: Vec<String> = existing
+            .iter()
+            .filter_map(|r| match r {
+                Row::Topic(s, _, _) if s.entry.uid > uid_max => Some(format!("'{}' (owner {})", s.name, user_name(s.entry.uid))),
+                _ => None,
+            })
+            .collect();
+        if !on {
+            f.push(ok("RemoveIPC", "RemoveIPC=no: logind leaves topics alone".into()));
+        } else if exposed.is_empty() && me <= uid_max {
+            f.push(ok("RemoveIPC", format!("RemoveIPC=yes ({how}), but no topic belongs to a regular user (uid > {uid_max})")));
+        } else {
+            let who = if exposed.is_empty() { format!("you (uid {me}) are a regular user") } else { format!("topics owned by regular users: {}", exposed.join(", ")) };
+            f.push(warn(
+                "RemoveIPC",
+                format!("RemoveIPC=yes ({how}): systemd-logind removes every System V segment and semaphore of a regular user (uid > {uid_max}) when that user's last login session ends; {who}"),
+                "run publishers as a system user (useradd --system shmbus; User=shmbus in the unit), or set RemoveIPC=no in /etc/systemd/logind.conf.d/shmbus.conf and restart systemd-logind".into(),
+            ));
+        }
+    }
+
+    // 7. Stale, orphaned and broken topics.
+    let now = now_ns();
+    let mut healthy = 0;
+    for r in &existing {
+        match r {
+            Row::Topic(s, _, _) => {
+                let k = key_hex(s.entry.key);
+                let alive = s.publisher.is_alive();
+                if s.entry.removed() {
+                    continue;
+                }
+                if !alive && s.entry.nattch == 0 {
+                    f.push(warn(
+                        "topics",
+                        format!("'{}' ({k}) is orphaned: no publisher ({}) and nobody attached", s.name, pub_word(&s.publisher)),
+                        format!("start its publisher, or remove it: shmbus rm {k}"),
+                    ));
+                } else if !alive {
+                    f.push(warn(
+                        "topics",
+                        format!("'{}' ({k}) has no running publisher; {} processes are attached and see only old frames", s.name, s.entry.nattch),
+                        "start its publisher (it reopens the same topic)".into(),
+                    ));
+                } else if let Some(t) = configured.iter().find(|t| t.key == s.entry.key) {
+                    let age = s.age_ns(now);
+                    if age.is_some_and(|a| t.is_stale(std::time::Duration::from_nanos(a))) {
+                        f.push(warn(
+                            "topics",
+                            format!("'{}' ({k}) is stale: newest frame {} old, over its max age", s.name, human_ns(age.unwrap_or(0))),
+                            format!("its publisher is alive but not publishing: check it (pid in `shmbus info {k}`)"),
+                        ));
+                    } else {
+                        healthy += 1;
+                    }
+                } else {
+                    healthy += 1;
+                }
+            }
+            Row::Broken(e, err) => {
+                if !matches!(err, OpenError::NotReady { .. }) {
+                    f.push(fail("topics", format!("segment {} is a broken shmbus topic: {err}", key_hex(e.key)), format!("shmbus rm {}", key_hex(e.key))));
+                }
+            }
+            Row::Denied(_) => {}
+        }
+    }
+    f.push(ok("topics", format!("{healthy} topics with a live publisher")));
+    f
+}
+
+fn pub_word(p: &PublisherStatus) -> &'static str {
+    match p {
+        PublisherStatus::NotRunning => "its lock is free",
+        PublisherStatus::NoLock => "no lock",
+        _ => "unknown",
+    }
+}
+
+/// Run `shmbus doctor`.
+pub fn run(a: &DoctorArgs) -> CmdResult {
+    let all = findings(a);
+    for x in &all {
+        let tag = match x.level {
+            Level::Ok => "OK  ",
+            Level::Warn => "WARN",
+            Level::Fail => "FAIL",
+        };
+        out::line(&format!("{tag}  {:<12} {}", x.check, x.what))?;
+        if let Some(fix) = &x.fix {
+            for (i, l) in fix.lines().enumerate() {
+                out::line(&format!("      {:<12} {}{l}", "", if i == 0 { "fix: " } else { "     " }))?;
+            }
+        }
+    }
+    let worst = all.iter().map(|x| x.level).max().unwrap_or(Level::Ok);
+    Ok(if worst == Level::Fail { out::NOTHING } else { out::OK })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_capabilities() {
+        assert_eq!(cap_ipc_lock("Name:\tx\nCapEff:\t0000000000004000\n"), Some(true));
+        assert_eq!(cap_ipc_lock("CapEff:\t0000000000000000\n"), Some(false));
+        assert_eq!(cap_ipc_lock("CapEff:\t000001ffffffffff\n"), Some(true));
+        assert_eq!(cap_ipc_lock("nothing"), None);
+    }
+
+    #[test]
+    fn remove_ipc_follows_override_order_and_sections() {
+        assert_eq!(remove_ipc(&["[Login]\n#RemoveIPC=no\n".into()]), None);
+        assert_eq!(remove_ipc(&["[Login]\nRemoveIPC=no\n".into()]), Some(false));
+        assert_eq!(
+            remove_ipc(&["[Login]\nRemoveIPC=no\n".into(), "[Login]\nRemoveIPC = yes\n".into()]),
+            Some(true)
+        );
+        assert_eq!(remove_ipc(&["[Other]\nRemoveIPC=no\n".into()]), None);
+    }
+}

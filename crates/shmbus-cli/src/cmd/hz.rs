@@ -1,0 +1,188 @@
+//! `shmbus hz TOPIC`: rate, intervals, lost frames, staleness, liveness.
+//!
+//! Reads every frame's metadata in order (not the frame bytes): intervals
+//! come from the publisher's own timestamps, so they do not depend on how
+//! promptly this process was scheduled. The rate is the generation delta
+//! over the report interval. Lost frames are frames this reader saw
+//! overwritten before it got to them.
+
+use std::time::Duration;
+
+use shmbus_core::sys::{self, monotonic_ns};
+use shmbus_core::{PublisherStatus, ReadError, WaitError};
+use shmbus_sub::{RawNext, RawSubscriber};
+
+use crate::args::HzArgs;
+use crate::discover;
+use crate::out::{self, CmdResult, Fail, human_ns};
+
+/// Statistics over one report interval.
+#[derive(Debug, Default)]
+pub struct Window {
+    /// Frames read.
+    pub frames: u64,
+    /// Frames lost.
+    pub lost: u64,
+    intervals: Vec<u64>,
+    last: Option<(u64, u64)>,
+}
+
+impl Window {
+    /// Record frame `generation` published at `mono_ns`.
+    pub fn frame(&mut self, generation: u64, mono_ns: u64) {
+        if let Some((g, t)) = self.last {
+            if generation == g + 1 && mono_ns >= t {
+                self.intervals.push(mono_ns - t);
+            }
+        }
+        self.last = Some((generation, mono_ns));
+        self.frames += 1;
+    }
+
+    /// (min, max, mean, standard deviation) of the intervals, ns.
+    pub fn stats(&self) -> Option<(u64, u64, f64, f64)> {
+        let n = self.intervals.len();
+        if n == 0 {
+            return None;
+        }
+        let min = *self.intervals.iter().min()?;
+        let max = *self.intervals.iter().max()?;
+        let mean = self.intervals.iter().map(|&x| x as f64).sum::<f64>() / n as f64;
+        let var = self.intervals.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n as f64;
+        Some((min, max, mean, var.sqrt()))
+    }
+
+    /// Start the next interval, keeping the last frame for continuity.
+    pub fn reset(&mut self) {
+        self.frames = 0;
+        self.lost = 0;
+        self.intervals.clear();
+    }
+}
+
+/// Block on the topic's notify word until `until` (monotonic ns) or a
+/// publish. Used while the publisher is not running.
+fn sleep_on(sub: &RawSubscriber, until: u64) {
+    let now = monotonic_ns();
+    if until > now {
+        let w = sub.segment().notify_word();
+        let _ = sys::futex_wait(w, w.load(core::sync::atomic::Ordering::Acquire), Duration::from_nanos(until - now));
+    }
+}
+
+/// Run `shmbus hz`.
+pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
+    let interval = super::secs("--interval", a.interval)?;
+    let stop_at = match a.duration {
+        Some(d) => Some(monotonic_ns() + super::secs("--duration", d)?.as_nanos() as u64),
+        None => None,
+    };
+    let (_, seg) = discover::attach(&a.topic, bus)?;
+    let name = seg.info().name.clone();
+    let mut sub = RawSubscriber::from_segment(seg);
+    let tty = out::stdout_is_tty();
+    let mut w = Window::default();
+    let mut reports: u64 = 0;
+    let mut total_lost: u64 = 0;
+    loop {
+        let t0 = monotonic_ns();
+        let g0 = sub.generation();
+        let mut end = t0 + interval.as_nanos() as u64;
+        if let Some(s) = stop_at {
+            end = end.min(s);
+        }
+        loop {
+            let now = monotonic_ns();
+            if now >= end {
+                break;
+            }
+            let r = sub.wait_until(Duration::from_nanos(end - now), |s| {
+                Ok(match s.next_with(|m, _| m.mono_ns)? {
+                    RawNext::Frame(m, t) => Some(Ok((m.generation, t))),
+                    RawNext::Missed(n) => Some(Err(n)),
+                    RawNext::Empty => None,
+                })
+            });
+            match r {
+                Ok(Ok((g, t))) => w.frame(g, t),
+                Ok(Err(n)) => w.lost += n,
+                Err(WaitError::Timeout) => {}
+                Err(WaitError::PublisherGone) => sleep_on(&sub, end),
+                Err(WaitError::Removed) => {
+                    if tty {
+                        out::line("")?;
+                    }
+                    return Err(Fail::not_found(format!("topic '{name}' was removed; start its publisher again and re-run")));
+                }
+                Err(WaitError::Read(ReadError::PublisherDied)) => {
+                    let before = sub.cursor();
+                    sub.seek_latest();
+                    w.lost += sub.cursor().saturating_sub(before);
+                    sleep_on(&sub, end);
+                }
+                Err(WaitError::Read(_)) => sub.seek_latest(),
+                Err(e) => return Err(Fail::error(format!("waiting for frames failed: {e}"))),
+            }
+        }
+        let dt = monotonic_ns().saturating_sub(t0).max(1) as f64 / 1e9;
+        let rate = sub.generation().saturating_sub(g0) as f64 / dt;
+        total_lost += w.lost;
+        let stats = match w.stats() {
+            Some((min, max, mean, sd)) => format!(
+                "interval mean {} min {} max {} sd {}",
+                human_ns(mean as u64),
+                human_ns(min),
+                human_ns(max),
+                human_ns(sd as u64)
+            ),
+            None => "interval -".into(),
+        };
+        let age = sub.age().map_or("no frame yet".into(), |a| format!("age {}", human_ns(a.as_nanos() as u64)));
+        let publisher = match sub.publisher() {
+            PublisherStatus::Alive { pid } => format!("publisher alive (pid {pid})"),
+            PublisherStatus::NotRunning | PublisherStatus::NoLock => "publisher NOT RUNNING".into(),
+            PublisherStatus::Unknown => "publisher unknown".into(),
+        };
+        let text = format!(
+            "{name}: {rate:.1} Hz  {stats}  lost {} (total {total_lost})  {age}  {publisher}",
+            w.lost
+        );
+        if tty {
+            out::raw(&format!("\r\x1b[K{text}"))?;
+        } else {
+            out::line(&text)?;
+        }
+        w.reset();
+        reports += 1;
+        let done = a.count.is_some_and(|c| reports >= c) || stop_at.is_some_and(|s| monotonic_ns() >= s);
+        if done {
+            if tty {
+                out::line("")?;
+            }
+            return Ok(out::OK);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_statistics_use_consecutive_frames_only() {
+        let mut w = Window::default();
+        w.frame(1, 1_000);
+        w.frame(2, 2_000);
+        w.frame(3, 4_000);
+        w.frame(7, 10_000); // a gap: not an interval
+        w.frame(8, 11_000);
+        let (min, max, mean, _) = w.stats().unwrap();
+        assert_eq!((min, max), (1_000, 2_000));
+        assert!((mean - 4_000.0 / 3.0).abs() < 1e-6);
+        assert_eq!(w.frames, 5);
+        w.reset();
+        assert!(w.stats().is_none());
+        w.frame(9, 12_000);
+        assert_eq!(w.stats().unwrap().0, 1_000, "continuity across reports");
+    }
+}

@@ -1,0 +1,215 @@
+//! `shmbus list`: every topic on the machine, one row each.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use shmbus_core::OpenError;
+
+use super::{Summary, key_json, mode_owner, publisher_json, publisher_text};
+use crate::args::ListArgs;
+use crate::discover::{self, Entry, Probe, now_ns};
+use crate::out::{self, CmdResult, Fail, human_bytes, human_ns, key_hex};
+
+/// One row of the listing.
+pub enum Row {
+    /// A readable topic, its first sample time, and its rate once measured.
+    Topic(Box<Summary>, u64, Option<f64>),
+    /// A segment this user may not attach.
+    Denied(Entry),
+    /// A shmbus segment that cannot be used.
+    Broken(Entry, OpenError),
+}
+
+/// Probe every segment (optionally only `keys`) into rows; foreign and
+/// half-created segments are left out.
+pub fn rows(keys: &[i32]) -> Result<Vec<Row>, Fail> {
+    let mut rows = Vec::new();
+    for e in discover::entries()? {
+        if !keys.is_empty() && !keys.contains(&e.key) {
+            continue;
+        }
+        match discover::probe(&e) {
+            Probe::Topic(seg) => {
+                let t = now_ns();
+                rows.push(Row::Topic(Box::new(Summary::read(&e, &seg)), t, None));
+            }
+            Probe::Denied => rows.push(Row::Denied(e)),
+            Probe::Broken(OpenError::NotReady { .. }) | Probe::Foreign | Probe::Gone => {}
+            Probe::Broken(err) => rows.push(Row::Broken(e, err)),
+        }
+    }
+    Ok(rows)
+}
+
+/// Sample every topic's generation again `window` after the first sample
+/// and fill in the rates.
+pub fn measure_rates(rows: &mut [Row], window: Duration) {
+    let Some(first) = rows.iter().find_map(|r| match r {
+        Row::Topic(_, t, _) => Some(*t),
+        _ => None,
+    }) else {
+        return;
+    };
+    let wait = (first + window.as_nanos() as u64).saturating_sub(now_ns());
+    std::thread::sleep(Duration::from_nanos(wait));
+    for r in rows.iter_mut() {
+        if let Row::Topic(s, t0, rate) = r {
+            if let Some((g1, _)) = discover::generation_of(&s.entry) {
+                let dt = now_ns().saturating_sub(*t0).max(1) as f64 / 1e9;
+                *rate = Some(g1.saturating_sub(s.generation) as f64 / dt);
+            }
+        }
+    }
+}
+
+/// A rate as short text.
+pub fn rate_text(r: Option<f64>) -> String {
+    match r {
+        None => "-".into(),
+        Some(r) if r >= 100.0 => format!("{r:.0} Hz"),
+        Some(r) => format!("{r:.1} Hz"),
+    }
+}
+
+fn row_json(r: &Row, now: u64) -> Value {
+    match r {
+        Row::Topic(s, _, rate) => {
+            let (mode, owner) = mode_owner(&s.entry);
+            json!({
+                "status": "ok",
+                "name": s.name,
+                "key": key_json(s.entry.key),
+                "shmid": s.entry.shmid,
+                "size": s.entry.size,
+                "slots": s.slots,
+                "frame_capacity": s.capacity,
+                "schema": s.schema_name,
+                "generation": s.generation,
+                "publisher_pid": s.header_pid,
+                "publisher": publisher_json(&s.publisher),
+                "publisher_alive": s.publisher.is_alive(),
+                "nattch": s.entry.nattch,
+                "mode": mode,
+                "owner": owner,
+                "uid": s.entry.uid,
+                "locked": s.entry.locked(),
+                "removed": s.entry.removed(),
+                "age_ns": s.age_ns(now),
+                "rate_hz": rate,
+            })
+        }
+        Row::Denied(e) => {
+            let (mode, owner) = mode_owner(e);
+            json!({"status": "permission denied", "key": key_json(e.key), "shmid": e.shmid,
+                   "size": e.size, "nattch": e.nattch, "mode": mode, "owner": owner, "uid": e.uid})
+        }
+        Row::Broken(e, err) => {
+            let (mode, owner) = mode_owner(e);
+            json!({"status": "broken", "error": err.to_string(), "key": key_json(e.key),
+                   "shmid": e.shmid, "size": e.size, "nattch": e.nattch, "mode": mode, "owner": owner})
+        }
+    }
+}
+
+/// Print rows as an aligned table.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let n = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut w = vec![0; n];
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let mut s = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(c);
+            } else {
+                line.push_str(c);
+                for _ in c.chars().count()..w[i] + 2 {
+                    line.push(' ');
+                }
+            }
+        }
+        s.push_str(line.trim_end());
+        s.push('\n');
+    }
+    s
+}
+
+/// The table's header and one line per row, plus notes for broken rows.
+pub fn render(rows: &[Row], now: u64) -> (Vec<Vec<String>>, Vec<String>) {
+    let mut t = vec![
+        ["TOPIC", "KEY", "SHMID", "SIZE", "SLOTS", "FRAME", "SCHEMA", "GEN", "PUBLISHER", "ATT", "MODE", "OWNER", "LOCK", "AGE", "RATE"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>(),
+    ];
+    let mut notes = Vec::new();
+    for r in rows {
+        match r {
+            Row::Topic(s, _, rate) => {
+                let (mode, owner) = mode_owner(&s.entry);
+                let name = if s.entry.removed() { format!("{} (removed)", s.name) } else { s.name.clone() };
+                t.push(vec![
+                    name,
+                    key_hex(s.entry.key),
+                    s.entry.shmid.to_string(),
+                    human_bytes(s.entry.size),
+                    s.slots.to_string(),
+                    format!("{} B", s.capacity),
+                    s.schema_name.clone(),
+                    s.generation.to_string(),
+                    publisher_text(&s.publisher),
+                    s.entry.nattch.to_string(),
+                    mode,
+                    owner,
+                    if s.entry.locked() { "yes" } else { "no" }.into(),
+                    s.age_ns(now).map_or("-".into(), human_ns),
+                    rate_text(*rate),
+                ]);
+            }
+            Row::Denied(e) | Row::Broken(e, _) => {
+                let (mode, owner) = mode_owner(e);
+                let what = if let Row::Broken(_, err) = r {
+                    notes.push(format!("{}: {err}", key_hex(e.key)));
+                    "(broken: see below)"
+                } else {
+                    "(permission denied)"
+                };
+                let mut row = vec![what.to_string(), key_hex(e.key), e.shmid.to_string(), human_bytes(e.size)];
+                row.extend(["-", "-", "-", "-", "-"].map(String::from));
+                row.extend([e.nattch.to_string(), mode, owner, if e.locked() { "yes" } else { "no" }.into()]);
+                row.extend(["-", "-"].map(String::from));
+                t.push(row);
+            }
+        }
+    }
+    (t, notes)
+}
+
+/// Run `shmbus list`.
+pub fn run(a: &ListArgs) -> CmdResult {
+    let mut rows = rows(&a.keys)?;
+    if a.window > 0 {
+        measure_rates(&mut rows, Duration::from_millis(a.window));
+    }
+    let now = now_ns();
+    if a.json {
+        let v: Vec<Value> = rows.iter().map(|r| row_json(r, now)).collect();
+        out::line(&serde_json::to_string_pretty(&v).unwrap_or_default())?;
+    } else if !rows.is_empty() {
+        let (t, notes) = render(&rows, now);
+        out::raw(&table(&t))?;
+        for n in notes {
+            out::line(&n)?;
+        }
+    }
+    if rows.is_empty() {
+        out::notice("no shmbus topics on this machine: start a publisher (try `shmbus demo`)");
+        return Ok(out::NOTHING);
+    }
+    Ok(out::OK)
+}

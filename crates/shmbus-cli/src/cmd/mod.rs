@@ -1,0 +1,105 @@
+//! One module per command.
+
+pub mod doctor;
+pub mod echo;
+pub mod hz;
+pub mod info;
+pub mod list;
+pub mod publish;
+pub mod rm;
+pub mod top;
+
+use core::sync::atomic::Ordering;
+
+use serde_json::{Value, json};
+use shmbus_core::{PublisherStatus, Segment};
+
+use crate::discover::Entry;
+use crate::out::{key_hex, user_name};
+
+/// What the tools show about one topic, read once from its header.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// The segment's `/proc` entry.
+    pub entry: Entry,
+    /// Topic name.
+    pub name: String,
+    /// Name of the frame type in the schema.
+    pub schema_name: String,
+    /// Slots in the ring.
+    pub slots: u32,
+    /// Frame capacity in bytes.
+    pub capacity: usize,
+    /// Generation of the newest frame.
+    pub generation: u64,
+    /// Monotonic time of the newest publish, ns.
+    pub last_mono_ns: u64,
+    /// Pid in the header (the publisher that last opened the topic).
+    pub header_pid: u32,
+    /// Publisher lock state.
+    pub publisher: PublisherStatus,
+}
+
+impl Summary {
+    /// Read the summary of an attached topic.
+    pub fn read(entry: &Entry, seg: &Segment) -> Summary {
+        let h = seg.header();
+        let schema_name = shmbus_core::schema::decode_schema(&seg.info().schema)
+            .map(|t| t.name)
+            .unwrap_or_else(|_| "<undecodable>".into());
+        Summary {
+            entry: entry.clone(),
+            name: seg.info().name.clone(),
+            schema_name,
+            slots: seg.info().geometry.slot_count,
+            capacity: seg.info().geometry.frame_capacity,
+            generation: seg.generation(),
+            last_mono_ns: h.last_publish_mono_ns.load(Ordering::Relaxed),
+            header_pid: h.publisher_pid.load(Ordering::Relaxed),
+            publisher: seg.publisher_status(),
+        }
+    }
+
+    /// Age of the newest frame, ns (`None` before the first).
+    pub fn age_ns(&self, now: u64) -> Option<u64> {
+        (self.generation > 0).then(|| now.saturating_sub(self.last_mono_ns))
+    }
+}
+
+/// The publisher lock state as a short word and an optional pid.
+pub fn publisher_text(p: &PublisherStatus) -> String {
+    match p {
+        PublisherStatus::Alive { pid } => format!("alive {pid}"),
+        PublisherStatus::NotRunning => "stopped".into(),
+        PublisherStatus::NoLock => "none".into(),
+        PublisherStatus::Unknown => "unknown".into(),
+    }
+}
+
+/// The publisher lock state as JSON fields.
+pub fn publisher_json(p: &PublisherStatus) -> Value {
+    match p {
+        PublisherStatus::Alive { pid } => json!({"state": "alive", "pid": pid}),
+        PublisherStatus::NotRunning => json!({"state": "not running"}),
+        PublisherStatus::NoLock => json!({"state": "no lock"}),
+        PublisherStatus::Unknown => json!({"state": "unknown"}),
+    }
+}
+
+/// `0644`-style mode plus the owner's name.
+pub fn mode_owner(e: &Entry) -> (String, String) {
+    (format!("{:04o}", e.mode & 0o777), user_name(e.uid))
+}
+
+/// A key as JSON: both forms.
+pub fn key_json(key: i32) -> Value {
+    json!({"hex": key_hex(key), "dec": key})
+}
+
+/// Seconds as a Duration, refusing nonsense.
+pub fn secs(what: &str, s: f64) -> Result<std::time::Duration, crate::out::Fail> {
+    std::time::Duration::try_from_secs_f64(s)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| crate::out::Fail::error(format!("{what} must be a positive number of seconds, not {s}")))
+}

@@ -1,0 +1,115 @@
+//! `shmbus pub TOPIC JSON`: encode JSON with the topic's schema and publish.
+//!
+//! The topic must exist: its schema, slot count, frame capacity, mode and
+//! notify flag come from the segment, so this publisher reopens it exactly
+//! as its own publisher would. The single-publisher rule applies: while a
+//! publisher holds the topic's lock, `pub` refuses and names its pid.
+
+use std::io::BufRead;
+use std::time::Duration;
+
+use serde_json::Value;
+use shmbus_core::sys::monotonic_ns;
+use shmbus_core::{LockPolicy, OpenError, Topic};
+use shmbus_pub::RawPublisher;
+
+use crate::args::PubArgs;
+use crate::discover;
+use crate::dynamic;
+use crate::out::{self, CmdResult, Fail, key_hex};
+
+/// Run `shmbus pub`.
+pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
+    if !(a.rate.is_finite() && a.rate > 0.0) {
+        return Err(Fail::error(format!("--rate must be a positive number of frames per second, not {}", a.rate)));
+    }
+    let (entry, seg) = discover::attach(&a.topic, bus)?;
+    let info = seg.info().clone();
+    let st = seg.stat().map_err(|e| Fail::error(format!("cannot stat the segment: {e}")))?;
+    drop(seg);
+    let schema = shmbus_core::schema::decode_schema(&info.schema).map_err(|e| {
+        Fail::error(format!("the schema in topic '{}' cannot be decoded ({e}); check `shmbus info {}`", info.name, key_hex(entry.key)))
+    })?;
+    let example = dynamic::example(&schema);
+    let encode = |text: &str| -> Result<Vec<u8>, Fail> {
+        let v: Value = serde_json::from_str(text).map_err(|e| {
+            Fail::error(format!("the value is not valid JSON ({e}); a value of this topic looks like: {example}"))
+        })?;
+        let bytes = dynamic::encode(&schema, &v).map_err(|e| {
+            Fail::error(format!("the value does not fit the schema of '{}': {e}; a value looks like: {example}", info.name))
+        })?;
+        if bytes.len() > info.geometry.frame_capacity {
+            return Err(Fail::error(format!(
+                "the encoded frame is {} bytes, the topic's frames hold at most {}: shorten strings or lists",
+                bytes.len(),
+                info.geometry.frame_capacity
+            )));
+        }
+        Ok(bytes)
+    };
+    // From stdin: check nothing before opening (lines come later). From the
+    // argument: refuse a bad value before touching the topic.
+    let first = if a.json == "-" { None } else { Some(encode(&a.json)?) };
+
+    let topic = Topic::on_bus("shmbus", &info.name)
+        .key(entry.key)
+        .slots(info.geometry.slot_count)
+        .mode(st.perms())
+        .notify(info.notify())
+        .lock(if st.locked() { LockPolicy::Try } else { LockPolicy::Off });
+    let mut publisher = RawPublisher::open(&topic, &info.schema, info.geometry.frame_capacity).map_err(|e| match e {
+        OpenError::PublisherActive { pid, .. } => Fail::error(format!(
+            "topic '{}' ({}) already has a live publisher, pid {pid}; a topic has one publisher at a time: stop it first (kill {pid}), then run `shmbus pub` again",
+            info.name,
+            key_hex(entry.key)
+        )),
+        other => discover::open_fail(&other),
+    })?;
+
+    let period = Duration::from_secs_f64(1.0 / a.rate);
+    let mut next = monotonic_ns();
+    let mut sent: u64 = 0;
+    let mut publish = |bytes: &[u8], pace: bool| -> Result<(), Fail> {
+        if pace && sent > 0 {
+            next += period.as_nanos() as u64;
+            let now = monotonic_ns();
+            if next > now {
+                std::thread::sleep(Duration::from_nanos(next - now));
+            } else {
+                next = now;
+            }
+        }
+        publisher
+            .publish_bytes(bytes)
+            .map_err(|e| Fail::error(format!("publish failed: {e}")))?;
+        sent += 1;
+        Ok(())
+    };
+    match first {
+        Some(bytes) => {
+            let mut i = 0;
+            while a.count == 0 || i < a.count {
+                publish(&bytes, true)?;
+                i += 1;
+            }
+        }
+        None => {
+            for line in std::io::stdin().lock().lines() {
+                let line = line.map_err(|e| Fail::error(format!("cannot read stdin: {e}")))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let bytes = encode(&line)?;
+                publish(&bytes, false)?;
+            }
+        }
+    }
+    out::line(&format!(
+        "published {sent} frame{} on '{}' ({}), newest generation {}",
+        if sent == 1 { "" } else { "s" },
+        info.name,
+        key_hex(entry.key),
+        publisher.next_generation().saturating_sub(1)
+    ))?;
+    Ok(out::OK)
+}

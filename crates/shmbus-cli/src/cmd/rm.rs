@@ -1,0 +1,100 @@
+//! `shmbus rm TOPIC...`: remove topics (segment and publisher lock).
+//!
+//! `IPC_RMID` frees the key at once; processes still attached keep their
+//! mapping until they detach or exit, and subscribers see the topic as
+//! removed. A live publisher would keep publishing into a segment nobody
+//! new can find, so such topics are only removed with `--force`.
+//! Segments that are not shmbus topics are never removed.
+
+use shmbus_core::lock;
+use shmbus_core::sys;
+use shmbus_core::{OpenError, PublisherStatus};
+
+use crate::args::RmArgs;
+use crate::discover::{self, Probe};
+use crate::out::{self, CmdResult, Fail, key_hex};
+
+/// Run `shmbus rm`.
+pub fn run(a: &RmArgs, bus: Option<&str>) -> CmdResult {
+    let mut worst = out::OK;
+    for t in &a.topics {
+        match remove_one(t, a.force, bus) {
+            Ok(msg) => out::line(&msg)?,
+            Err(f) => {
+                out::notice(&f.msg);
+                worst = worst.max(f.code);
+            }
+        }
+    }
+    Ok(worst)
+}
+
+fn remove_one(arg: &str, force: bool, bus: Option<&str>) -> Result<String, Fail> {
+    let e = discover::resolve(arg, bus)?;
+    let name = match discover::probe(&e) {
+        Probe::Topic(s) => format!("'{}'", s.info().name),
+        Probe::Foreign => {
+            return Err(Fail::error(format!(
+                "segment {} (shmid {}) is not a shmbus topic; refusing to remove another program's memory (use ipcrm -m {} if you are sure)",
+                key_hex(e.key),
+                e.shmid,
+                e.shmid
+            )));
+        }
+        Probe::Denied => {
+            return Err(Fail::error(format!(
+                "cannot read segment {} (shmid {}, owner uid {}): run as its owner or root",
+                key_hex(e.key),
+                e.shmid,
+                e.uid
+            )));
+        }
+        Probe::Gone => return Err(Fail::not_found(format!("topic {arg} is already gone"))),
+        // Broken shmbus segments are exactly what rm is for.
+        Probe::Broken(OpenError::NotReady { .. }) => "(being created)".to_string(),
+        Probe::Broken(_) => "(broken)".to_string(),
+    };
+    let status = lock::publisher_status(e.key);
+    if let PublisherStatus::Alive { pid } = status {
+        if !force {
+            return Err(Fail::error(format!(
+                "topic {name} ({}) has a live publisher, pid {pid}: it would go on publishing into a removed segment that no new subscriber can find; stop it first, or use --force",
+                key_hex(e.key)
+            )));
+        }
+    }
+    sys::shm_remove(e.shmid).map_err(|err| {
+        if err.errno == sys::Errno::EPERM {
+            Fail::error(format!(
+                "not allowed to remove topic {name} ({}): only its owner (uid {}), its creator or root may; run as that user",
+                key_hex(e.key),
+                e.uid
+            ))
+        } else {
+            Fail::error(format!("cannot remove topic {name} ({}): {err}", key_hex(e.key)))
+        }
+    })?;
+    let lock_note = match lock::remove_lock(e.key) {
+        Ok(_) => "",
+        Err(_) => " (its publisher lock could not be removed: remove it with ipcrm -S as its owner)",
+    };
+    let others = e.nattch;
+    let attached = if others == 0 {
+        "no process was attached; the memory is freed".to_string()
+    } else {
+        format!(
+            "{others} process{} still attached keep{} reading the old frames until they detach or exit (subscribers see the topic as removed); the memory is freed then",
+            if others == 1 { "" } else { "es" },
+            if others == 1 { "s" } else { "" }
+        )
+    };
+    let publisher = match status {
+        PublisherStatus::Alive { pid } => format!("; publisher pid {pid} is still running"),
+        _ => String::new(),
+    };
+    Ok(format!(
+        "removed topic {name} (key {}, shmid {}): {attached}{publisher}{lock_note}",
+        key_hex(e.key),
+        e.shmid
+    ))
+}

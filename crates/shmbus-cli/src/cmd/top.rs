@@ -1,0 +1,144 @@
+//! `shmbus top`: a live table of every topic (rate, age, generation,
+//! publisher, attachments), refreshed in place on a terminal and printed
+//! as successive plain tables otherwise.
+//!
+//! Rates are generation deltas between refreshes. Lost frames are a
+//! per-reader notion (see `shmbus hz`), so top does not show them; it
+//! flags topics whose publisher is not running or has gone quiet.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use shmbus_core::sys::{monotonic_ns, realtime_ns};
+
+use super::list::{Row, rate_text, rows, table};
+use super::publisher_text;
+use crate::args::TopArgs;
+use crate::out::{self, CmdResult, human_ns, key_hex, utc};
+
+/// The state word for a topic: publisher, frames, staleness.
+pub fn state(alive: bool, generation: u64, rate: Option<f64>, age_ns: Option<u64>, interval: Duration) -> &'static str {
+    if !alive {
+        "NO PUBLISHER"
+    } else if generation == 0 {
+        "waiting"
+    } else if rate == Some(0.0) && age_ns.is_some_and(|a| a > 2 * interval.as_nanos() as u64) {
+        "STALE"
+    } else {
+        "ok"
+    }
+}
+
+/// Run `shmbus top`.
+pub fn run(a: &TopArgs) -> CmdResult {
+    let interval = super::secs("--interval", a.interval)?;
+    let stop_at = match a.duration {
+        Some(d) => Some(monotonic_ns() + super::secs("--duration", d)?.as_nanos() as u64),
+        None => None,
+    };
+    let tty = out::stdout_is_tty();
+    let mut prev: HashMap<i32, (u64, u64)> = HashMap::new();
+    for r in rows(&a.keys)? {
+        if let Row::Topic(s, t, _) = r {
+            prev.insert(s.entry.shmid, (s.generation, t));
+        }
+    }
+    let mut refreshes: u64 = 0;
+    let mut tick = monotonic_ns();
+    loop {
+        tick += interval.as_nanos() as u64;
+        let now = monotonic_ns();
+        let wake = stop_at.map_or(tick, |s| s.min(tick));
+        if wake > now {
+            std::thread::sleep(Duration::from_nanos(wake - now));
+        }
+        let list = rows(&a.keys)?;
+        let now = monotonic_ns();
+        let mut t = vec![
+            ["TOPIC", "KEY", "SCHEMA", "RATE", "AGE", "GEN", "PUBLISHER", "ATT", "LOCK", "STATE"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        ];
+        let mut next = HashMap::new();
+        for r in &list {
+            match r {
+                Row::Topic(s, ts, _) => {
+                    let rate = prev.get(&s.entry.shmid).map(|(g, t0)| {
+                        s.generation.saturating_sub(*g) as f64 / (ts.saturating_sub(*t0).max(1) as f64 / 1e9)
+                    });
+                    next.insert(s.entry.shmid, (s.generation, *ts));
+                    let age = s.age_ns(now);
+                    t.push(vec![
+                        s.name.clone(),
+                        key_hex(s.entry.key),
+                        s.schema_name.clone(),
+                        rate_text(rate),
+                        age.map_or("-".into(), human_ns),
+                        s.generation.to_string(),
+                        publisher_text(&s.publisher),
+                        s.entry.nattch.to_string(),
+                        if s.entry.locked() { "yes" } else { "no" }.into(),
+                        state(s.publisher.is_alive(), s.generation, rate, age, interval).into(),
+                    ]);
+                }
+                Row::Denied(e) => t.push(vec![
+                    "(permission denied)".into(),
+                    key_hex(e.key),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    e.nattch.to_string(),
+                    if e.locked() { "yes" } else { "no" }.into(),
+                    "-".into(),
+                ]),
+                Row::Broken(e, _) => t.push(vec![
+                    "(broken)".into(),
+                    key_hex(e.key),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    e.nattch.to_string(),
+                    "-".into(),
+                    "BROKEN: see shmbus list".into(),
+                ]),
+            }
+        }
+        prev = next;
+        let head = format!(
+            "shmbus top: {} topics at {} UTC, every {:?}{}",
+            list.len(),
+            utc((realtime_ns() / 1_000_000_000) as i64),
+            interval,
+            if tty { " (Ctrl-C to quit)" } else { "" }
+        );
+        let body = table(&t);
+        if tty {
+            out::raw(&format!("\x1b[H\x1b[2J{head}\n\n{body}"))?;
+        } else {
+            out::raw(&format!("{head}\n{body}\n"))?;
+        }
+        refreshes += 1;
+        if a.count.is_some_and(|c| refreshes >= c) || stop_at.is_some_and(|s| monotonic_ns() >= s) {
+            return Ok(out::OK);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states() {
+        let i = Duration::from_secs(1);
+        assert_eq!(state(false, 5, Some(1.0), Some(0), i), "NO PUBLISHER");
+        assert_eq!(state(true, 0, None, None, i), "waiting");
+        assert_eq!(state(true, 5, Some(0.0), Some(3_000_000_000), i), "STALE");
+        assert_eq!(state(true, 5, Some(10.0), Some(1_000), i), "ok");
+    }
+}

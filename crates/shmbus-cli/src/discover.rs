@@ -1,0 +1,266 @@
+//! Finding topics: every System V segment from `/proc/sysvipc/shm`, each
+//! attached read-only and recognised by its header's magic. Foreign
+//! segments are skipped and never written; nothing here writes at all.
+//!
+//! A TOPIC on the command line is a name (looked up in the headers), a key
+//! (`0x5312abcd`, or decimal), or a shmid (decimal, or `shmid:N` to be
+//! explicit; `key:N` forces a key).
+
+use shmbus_core::OpenError;
+use shmbus_core::Segment;
+use shmbus_core::sys::{self, SHM_DEST, SHM_LOCKED};
+use shmbus_core::sysvipc::{self, ProcEntry};
+use shmbus_core::topic::derive_key;
+
+use crate::out::{Fail, key_hex};
+
+/// One segment from `/proc/sysvipc/shm`, with the columns the tool uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// System V key (0 once removed).
+    pub key: i32,
+    /// shmid.
+    pub shmid: i32,
+    /// Size in bytes.
+    pub size: u64,
+    /// Mode with `SHM_DEST`/`SHM_LOCKED`.
+    pub mode: u32,
+    /// Owner uid and gid.
+    pub uid: u32,
+    /// Owner gid.
+    pub gid: u32,
+    /// Current attachments.
+    pub nattch: u64,
+    /// Creator pid.
+    pub cpid: i32,
+}
+
+impl Entry {
+    fn from_proc(e: &ProcEntry) -> Entry {
+        let (uid, gid, mode) = e.owner();
+        Entry {
+            key: e.key(),
+            shmid: e.id(),
+            size: e.get("size").unwrap_or(0).max(0) as u64,
+            mode,
+            uid,
+            gid,
+            nattch: e.get("nattch").unwrap_or(0).max(0) as u64,
+            cpid: e.get("cpid").unwrap_or(0) as i32,
+        }
+    }
+    /// True once `IPC_RMID` was called; it lingers while attached.
+    pub fn removed(&self) -> bool {
+        self.mode & SHM_DEST != 0
+    }
+    /// True while locked in RAM.
+    pub fn locked(&self) -> bool {
+        self.mode & SHM_LOCKED != 0
+    }
+}
+
+/// Every segment on the machine.
+pub fn entries() -> Result<Vec<Entry>, Fail> {
+    let v = sysvipc::segments().map_err(|e| {
+        Fail::error(format!(
+            "cannot read /proc/sysvipc/shm ({e}): the kernel needs CONFIG_SYSVIPC and /proc mounted; run `shmbus doctor`"
+        ))
+    })?;
+    Ok(v.iter().map(Entry::from_proc).collect())
+}
+
+/// What a segment turned out to be.
+#[derive(Debug)]
+pub enum Probe {
+    /// A valid shmbus topic, attached read-only.
+    Topic(Box<Segment>),
+    /// Could not be attached: permission denied by its mode.
+    Denied,
+    /// Starts with the shmbus magic but is unusable (corrupt, being
+    /// created, unknown layout, wrong size); the error says what.
+    Broken(OpenError),
+    /// Another program's segment.
+    Foreign,
+    /// Gone between the listing and the attach.
+    Gone,
+}
+
+/// Attach `e` read-only and classify it.
+pub fn probe(e: &Entry) -> Probe {
+    match Segment::attach_shmid(e.shmid, e.key) {
+        Ok(s) => Probe::Topic(Box::new(s)),
+        Err(OpenError::NotShmbus { .. }) => Probe::Foreign,
+        Err(OpenError::PermissionDenied { .. }) => Probe::Denied,
+        Err(OpenError::Removed { .. } | OpenError::NotFound { .. }) => Probe::Gone,
+        Err(OpenError::Corrupt {
+            what: "segment smaller than the 256-byte header",
+            ..
+        }) => Probe::Foreign,
+        Err(other) => Probe::Broken(other),
+    }
+}
+
+/// How a TOPIC argument was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// `0x...` or `key:N`.
+    Key(i32),
+    /// `shmid:N`.
+    Shmid(i32),
+    /// A plain decimal: a key or a shmid.
+    Number(i64),
+    /// A topic name.
+    Name(String),
+}
+
+/// Parse a TOPIC argument.
+pub fn parse_selector(s: &str) -> Selector {
+    let t = s.trim();
+    if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        if let Ok(k) = u32::from_str_radix(h, 16) {
+            return Selector::Key(k as i32);
+        }
+    }
+    if let Some(n) = t.strip_prefix("key:") {
+        if let Some(k) = parse_int(n) {
+            return Selector::Key(k as i32);
+        }
+    }
+    if let Some(n) = t.strip_prefix("shmid:") {
+        if let Ok(k) = n.parse::<i32>() {
+            return Selector::Shmid(k);
+        }
+    }
+    match t.parse::<i64>() {
+        Ok(n) => Selector::Number(n),
+        Err(_) => Selector::Name(t.to_string()),
+    }
+}
+
+fn parse_int(s: &str) -> Option<i64> {
+    match s.strip_prefix("0x") {
+        Some(h) => u32::from_str_radix(h, 16).ok().map(|k| i64::from(k as i32)),
+        None => s.parse().ok(),
+    }
+}
+
+/// Find the segment a TOPIC argument names. `bus`, if given, restricts
+/// name lookups to the key derived from the bus and the name.
+///
+/// Errors: not found (exit 1) with a hint; ambiguous (exit 2) listing the
+/// candidates' keys.
+pub fn resolve(arg: &str, bus: Option<&str>) -> Result<Entry, Fail> {
+    let all = entries()?;
+    let live = || all.iter().filter(|e| !e.removed());
+    let hint = "see `shmbus list` for the topics on this machine";
+    match parse_selector(arg) {
+        Selector::Key(k) => live()
+            .find(|e| e.key == k)
+            .cloned()
+            .ok_or_else(|| Fail::not_found(format!("no segment with key {}; {hint}", key_hex(k)))),
+        Selector::Shmid(id) => all
+            .iter()
+            .find(|e| e.shmid == id)
+            .cloned()
+            .ok_or_else(|| Fail::not_found(format!("no segment with shmid {id}; {hint}"))),
+        Selector::Number(n) => {
+            let by_key = i32::try_from(n)
+                .ok()
+                .or_else(|| u32::try_from(n).ok().map(|u| u as i32))
+                .and_then(|k| live().find(|e| e.key == k && k != 0));
+            let by_id = i32::try_from(n).ok().and_then(|id| all.iter().find(|e| e.shmid == id));
+            match (by_key, by_id) {
+                (Some(a), Some(b)) if a != b => Err(Fail::error(format!(
+                    "'{n}' is both the key of shmid {} and a shmid; write `key:{n}` or `shmid:{n}`",
+                    a.shmid
+                ))),
+                (Some(a), _) => Ok(a.clone()),
+                (None, Some(b)) => Ok(b.clone()),
+                (None, None) => Err(Fail::not_found(format!(
+                    "no segment with key or shmid {n}; {hint}"
+                ))),
+            }
+        }
+        Selector::Name(name) => {
+            let want_key = bus.map(|b| derive_key(b, &name));
+            let mut hits = Vec::new();
+            for e in live() {
+                if want_key.is_some_and(|k| k != e.key) {
+                    continue;
+                }
+                if let Probe::Topic(s) = probe(e) {
+                    if s.info().name == name {
+                        hits.push(e.clone());
+                    }
+                }
+            }
+            match hits.len() {
+                1 => Ok(hits.remove(0)),
+                0 => {
+                    let on = bus.map(|b| format!(" on bus '{b}'")).unwrap_or_default();
+                    Err(Fail::not_found(format!(
+                        "no topic named '{name}'{on}: is its publisher running? {hint}"
+                    )))
+                }
+                _ => {
+                    let keys: Vec<String> = hits.iter().map(|e| key_hex(e.key)).collect();
+                    Err(Fail::error(format!(
+                        "{} topics are named '{name}' (keys {}); give the key instead of the name",
+                        hits.len(),
+                        keys.join(", ")
+                    )))
+                }
+            }
+        }
+    }
+}
+
+/// Attach the topic `arg` names, read-only.
+pub fn attach(arg: &str, bus: Option<&str>) -> Result<(Entry, Segment), Fail> {
+    let e = resolve(arg, bus)?;
+    match Segment::attach_shmid(e.shmid, e.key) {
+        Ok(s) => Ok((e, s)),
+        Err(err) => Err(open_fail(&err)),
+    }
+}
+
+/// An [`OpenError`] as a command failure: "not there" exits 1, the rest 2.
+pub fn open_fail(e: &OpenError) -> Fail {
+    match e {
+        OpenError::NotFound { .. } | OpenError::Removed { .. } => Fail::not_found(e.to_string()),
+        _ => Fail::error(e.to_string()),
+    }
+}
+
+/// The generation of segment `e` now, attaching it briefly; `None` if it
+/// is no longer a readable topic.
+pub fn generation_of(e: &Entry) -> Option<(u64, u64)> {
+    let s = Segment::attach_shmid(e.shmid, e.key).ok()?;
+    let last = s
+        .header()
+        .last_publish_mono_ns
+        .load(core::sync::atomic::Ordering::Relaxed);
+    Some((s.generation(), last))
+}
+
+/// `CLOCK_MONOTONIC` now, ns.
+pub fn now_ns() -> u64 {
+    sys::monotonic_ns()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_parse() {
+        assert_eq!(parse_selector("0x7e00ABCD"), Selector::Key(0x7e00_abcd));
+        assert_eq!(parse_selector("0xffffffff"), Selector::Key(-1));
+        assert_eq!(parse_selector("key:12"), Selector::Key(12));
+        assert_eq!(parse_selector("key:0x10"), Selector::Key(16));
+        assert_eq!(parse_selector("shmid:5"), Selector::Shmid(5));
+        assert_eq!(parse_selector("42"), Selector::Number(42));
+        assert_eq!(parse_selector("imu"), Selector::Name("imu".into()));
+        assert_eq!(parse_selector("0xzz"), Selector::Name("0xzz".into()));
+    }
+}
