@@ -1,0 +1,246 @@
+//! Re-executing this binary as a role (publisher, subscriber, intruder),
+//! optionally as another user, and reading its report lines.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use shmbus_testkit::KillOnDrop;
+
+/// A user to run a role as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct User {
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+}
+
+impl User {
+    /// Look `name` up in /etc/passwd; `fallback` (uid = gid) if it is not there
+    /// (host runs on a machine without the board's users).
+    pub fn lookup(name: &str, fallback: u32) -> User {
+        match nix::unistd::User::from_name(name) {
+            Ok(Some(u)) => User {
+                uid: u.uid.as_raw(),
+                gid: u.gid.as_raw(),
+            },
+            _ => User {
+                uid: fallback,
+                gid: fallback,
+            },
+        }
+    }
+}
+
+/// The board's writer user (`sensor`, 1000) and an unprivileged stranger
+/// (`intruder`, 1001), as written by ci/board/mkinitramfs.sh.
+pub fn sensor() -> User {
+    User::lookup("sensor", 1000)
+}
+
+/// See [`sensor`].
+pub fn intruder() -> User {
+    User::lookup("intruder", 1001)
+}
+
+/// A running role: killed on drop; its stdout lines arrive on a channel.
+pub struct Proc {
+    child: KillOnDrop,
+    lines: Receiver<String>,
+    /// The role, for messages.
+    pub role: String,
+}
+
+/// Start `role` with `args`, as `user` (or as the caller).
+///
+/// Runs `/proc/self/exe` again; with `SHMBUS_TEST_RUNNER` set (e.g.
+/// `qemu-arm -L /usr/arm-linux-gnueabihf`), through that runner, because a
+/// qemu-user process cannot exec an ARM binary itself.
+pub fn start(role: &str, args: &[String], user: Option<User>) -> Result<Proc, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let runner = std::env::var("SHMBUS_TEST_RUNNER").unwrap_or_default();
+    let mut parts = runner.split_whitespace();
+    let mut cmd = match parts.next() {
+        Some(r) => {
+            let mut c = Command::new(r);
+            c.args(parts).arg(&exe);
+            c
+        }
+        None => Command::new(&exe),
+    };
+    cmd.arg(role)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    if let Some(u) = user {
+        // std calls setgroups(0) first when the parent is root, then setgid, setuid.
+        cmd.uid(u.uid).gid(u.gid);
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("spawn {role}: {e}"))?;
+    let out = child.stdout.take().ok_or("no stdout pipe")?;
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(Proc {
+        child: KillOnDrop(child),
+        lines: rx,
+        role: role.to_string(),
+    })
+}
+
+impl Proc {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// Wait up to `limit` for a line starting with `prefix`; return the rest
+    /// of it. Other lines are skipped.
+    pub fn expect(&mut self, prefix: &str, limit: Duration) -> Result<String, String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix(prefix) {
+                        return Ok(rest.trim().to_string());
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(format!(
+                        "{}: no '{prefix}' line within {limit:?}",
+                        self.role
+                    ));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = self
+                        .child
+                        .0
+                        .wait()
+                        .map(|s| s.to_string())
+                        .unwrap_or_default();
+                    return Err(format!(
+                        "{}: exited ({status}) before printing '{prefix}'",
+                        self.role
+                    ));
+                }
+            }
+        }
+    }
+
+    /// SIGKILL the process and reap it.
+    pub fn kill(&mut self) {
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
+    }
+
+    /// Wait for the process to exit, up to `limit`; its exit code.
+    pub fn wait(&mut self, limit: Duration) -> Result<i32, String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.child.0.try_wait() {
+                Ok(Some(s)) => return Ok(s.code().unwrap_or(-1)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Ok(None) => return Err(format!("{}: still running after {limit:?}", self.role)),
+                Err(e) => return Err(format!("{}: wait: {e}", self.role)),
+            }
+        }
+    }
+}
+
+/// `--name value` pairs of a role's command line.
+pub struct Args(HashMap<String, String>);
+
+impl Args {
+    /// Parse `--name value` pairs; anything else is an error.
+    pub fn parse(args: &[String]) -> Result<Args, String> {
+        let mut map = HashMap::new();
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let name = a
+                .strip_prefix("--")
+                .ok_or_else(|| format!("unexpected argument '{a}'"))?;
+            let value = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
+            map.insert(name.to_string(), value.clone());
+        }
+        Ok(Args(map))
+    }
+
+    /// The value of `--name`, parsed, or `default`.
+    pub fn get<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, String> {
+        match self.0.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| format!("--{name} {v}: not a valid value")),
+        }
+    }
+
+    /// The value of `--name` as a string, or `default`.
+    pub fn str(&self, name: &str, default: &str) -> String {
+        self.0
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| default.to_string())
+    }
+}
+
+/// Build a role's argument list from pairs.
+pub fn args(pairs: &[(&str, String)]) -> Vec<String> {
+    pairs
+        .iter()
+        .flat_map(|(k, v)| [format!("--{k}"), v.clone()])
+        .collect()
+}
+
+/// `key=value` fields of a report line.
+pub fn fields(line: &str) -> HashMap<String, String> {
+    line.split_whitespace()
+        .filter_map(|f| f.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Field `name` of a report line as a number.
+pub fn num(f: &HashMap<String, String>, name: &str) -> Result<u64, String> {
+    f.get(name)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("report has no numeric '{name}': {f:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_round_trip_and_reject_strays() {
+        let a = args(&[("key", "17".into()), ("mode", "next".into())]);
+        let p = Args::parse(&a).unwrap();
+        assert_eq!(p.get("key", 0i32).unwrap(), 17);
+        assert_eq!(p.str("mode", "x"), "next");
+        assert_eq!(p.get("rate", 5u32).unwrap(), 5);
+        assert!(p.get::<u32>("mode", 0).is_err());
+        assert!(Args::parse(&["stray".to_string()]).is_err());
+        assert!(Args::parse(&["--key".to_string()]).is_err());
+    }
+
+    #[test]
+    fn report_fields() {
+        let f = fields("frames=10 torn=0 epochs=1,2");
+        assert_eq!(num(&f, "frames").unwrap(), 10);
+        assert_eq!(f["epochs"], "1,2");
+        assert!(num(&f, "missing").is_err());
+    }
+}

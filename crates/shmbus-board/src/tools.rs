@@ -1,0 +1,147 @@
+//! Scenarios that drive the other binaries in the image: the `shmbus` CLI
+//! against a running publisher, and `shmbus bench --quick`.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::scenarios::BoardTopic;
+use crate::spawn;
+
+/// The `shmbus` CLI: `$SHMBUS_CLI`, `/bin/shmbus`, or next to this binary.
+fn cli_path() -> Option<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Ok(p) = std::env::var("SHMBUS_CLI") {
+        candidates.push(PathBuf::from(p));
+    }
+    candidates.push(PathBuf::from("/bin/shmbus"));
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            candidates.push(dir.join("shmbus"));
+        }
+    }
+    candidates.into_iter().find(|p| p.is_file())
+}
+
+/// Run the CLI with `args` (killed after `limit`); exit code and stdout+stderr.
+fn run_cli(cli: &PathBuf, args: &[&str], limit: Duration) -> Result<(i32, String), String> {
+    let dir = std::env::temp_dir();
+    let out_path = dir.join(format!("shmbus-board-cli.{}.out", std::process::id()));
+    let out = std::fs::File::create(&out_path).map_err(|e| e.to_string())?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    let mut child = Command::new(cli)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("{}: {e}", cli.display()))?;
+    let deadline = Instant::now() + limit;
+    let code = loop {
+        if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
+            break s.code().unwrap_or(-1);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break -2;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&out_path);
+    Ok((code, text))
+}
+
+fn show(cmd: &str, text: &str) {
+    for line in text.lines().take(12) {
+        println!("SHMBUS-BOARD:   {cmd} | {line}");
+    }
+}
+
+/// Whether the CLI at `cli` has subcommand `sub` (per its --help).
+fn has_subcommand(cli: &PathBuf, sub: &str) -> bool {
+    match run_cli(cli, &["--help"], Duration::from_secs(20)) {
+        Ok((0, help)) => help.lines().any(|l| l.trim_start().starts_with(sub)),
+        _ => false,
+    }
+}
+
+/// `shmbus list`, `info` and `echo --count 3` against a running publisher
+/// (as root, which reads any topic).
+pub fn cli() -> Result<String, String> {
+    let Some(cli) = cli_path() else {
+        return Ok("skipped: no shmbus CLI in the image".into());
+    };
+    if !has_subcommand(&cli, "echo") {
+        return Ok(format!(
+            "skipped: {} has no 'echo' subcommand yet",
+            cli.display()
+        ));
+    }
+    let t = BoardTopic::new("cli");
+    let mut p = spawn::start(
+        "pub",
+        &t.args(&[("rate", "50".into()), ("count", "100000".into())]),
+        Some(spawn::sensor()),
+    )?;
+    p.expect("START", Duration::from_secs(15))?;
+    let key = format!("0x{:08x}", t.key as u32);
+    let limit = Duration::from_secs(30);
+    let mut figures = Vec::new();
+    for args in [
+        vec!["list"],
+        vec!["info", &t.name],
+        vec!["echo", &t.name, "--count", "3"],
+    ] {
+        let cmd = args.join(" ");
+        let started = Instant::now();
+        let (code, text) = run_cli(&cli, &args, limit)?;
+        show(&format!("shmbus {}", args[0]), &text);
+        if code != 0 {
+            return Err(format!(
+                "`shmbus {cmd}` exited {code}: {}",
+                text.lines().last().unwrap_or("")
+            ));
+        }
+        if !(text.contains(&t.name) || text.contains(&key) || args[0] == "echo") {
+            return Err(format!(
+                "`shmbus {cmd}` does not mention the topic {} ({key})",
+                t.name
+            ));
+        }
+        if args[0] == "echo" && text.lines().filter(|l| !l.trim().is_empty()).count() < 3 {
+            return Err(format!("`shmbus {cmd}` printed fewer than 3 lines"));
+        }
+        figures.push(format!("{} {} ms", args[0], started.elapsed().as_millis()));
+    }
+    Ok(format!(
+        "list, info, echo --count 3 ok ({})",
+        figures.join(", ")
+    ))
+}
+
+/// `shmbus bench --quick` on one core, its table on the console.
+pub fn bench() -> Result<String, String> {
+    let Some(cli) = cli_path() else {
+        return Ok("skipped: no shmbus CLI in the image".into());
+    };
+    if !has_subcommand(&cli, "bench") {
+        return Ok(format!(
+            "skipped: {} has no 'bench' subcommand yet",
+            cli.display()
+        ));
+    }
+    let started = Instant::now();
+    let (code, text) = run_cli(&cli, &["bench", "--quick"], Duration::from_secs(240))?;
+    for line in text.lines() {
+        println!("SHMBUS-BOARD:   bench | {line}");
+    }
+    if code != 0 {
+        return Err(format!("`shmbus bench --quick` exited {code}"));
+    }
+    Ok(format!(
+        "shmbus bench --quick ran in {} s (table above)",
+        started.elapsed().as_secs()
+    ))
+}
