@@ -379,3 +379,16 @@ fn search_order_explicit_then_env_then_system_then_builtin() {
     assert!(find_in(Some(&missing), None, &sys).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_format_example_in_the_readme_is_a_valid_config() {
+    let readme = include_str!("../../../configs/README.md");
+    let start = readme.find("```toml\n").expect("a ```toml block") + 8;
+    let end = start + readme[start..].find("```").unwrap();
+    let c = Config::parse(&readme[start..end], "README.md").unwrap_or_else(|e| panic!("{e}"));
+    let imu = c.topic("imu").unwrap();
+    assert_eq!(
+        (imu.key, imu.slots, imu.mode, imu.lock),
+        (0x5300_0001, 64, 0o640, LockPolicy::Required)
+    );
+}

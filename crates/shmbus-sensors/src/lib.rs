@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod args;
+pub mod demo;
 pub mod iio;
 pub mod imu;
 pub mod msg;

@@ -1,0 +1,638 @@
+//! `shmbus demo`: start the demo bus's sensor publishers as separate
+//! processes, watch every topic, show a live table, clean up.
+//!
+//! ## What it does
+//! 1. Loads the config: the built-in demo config (`configs/demo.toml`), or
+//!    `--config FILE`. Topics whose keys are derived move to the bus
+//!    `<bus>-<pid>`, so two demos (or a demo and a board's own bus) never
+//!    share a key; explicit keys stay as written.
+//! 2. Starts one process per topic that names a known `publisher`, through
+//!    the launcher it is given (`shmbus __sensor NAME ...` for the CLI),
+//!    with `--bus`, `--topic` and `--parent <demo pid>` (a sensor exits when
+//!    the demo is gone, even after `kill -9`).
+//! 3. Subscribes to every topic (typed [`shmbus_sub::Subscriber`]s, one
+//!    thread each, blocking in `wait_next`: no sleep-polling for frames) and
+//!    counts frames, lost frames and the publish rate.
+//! 4. On a terminal, redraws a table in place four times a second until
+//!    Ctrl-C or `--duration`; otherwise prints a summary at the end.
+//! 5. Stops the children (SIGTERM, then SIGKILL after 2 s) and removes the
+//!    segments and publisher locks they created (`ipcs -m -s` is left as it
+//!    was), also on Ctrl-C.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use postcard_schema::Schema;
+use serde::de::DeserializeOwned;
+use shmbus_config::{Config, TopicConfig};
+use shmbus_core::sys::{self, monotonic_ns};
+use shmbus_core::{OpenError, PublisherStatus, Topic, WaitError};
+use shmbus_sub::{Next, Subscriber};
+
+use crate::SensorKind;
+use crate::msg::{Accel, Imu, Net, Power, System, Thermal};
+use crate::summary::Summary;
+
+/// Builds the command that runs sensor `kind` with `args`.
+pub type Launcher<'a> = &'a dyn Fn(SensorKind, &[String]) -> Command;
+
+/// What the demo is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Stop after this long (else: at Ctrl-C / SIGTERM).
+    pub duration: Option<Duration>,
+    /// A config file instead of the built-in demo config.
+    pub config: Option<PathBuf>,
+    /// Redraw a live table (a terminal); else print only the summary.
+    pub live: bool,
+}
+
+/// What one topic did during the demo.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicReport {
+    /// Topic name.
+    pub topic: String,
+    /// Its key on the demo's bus.
+    pub key: i32,
+    /// The sensor started for it (`None`: its `publisher` is not one of ours).
+    pub sensor: Option<SensorKind>,
+    /// Frames received.
+    pub frames: u64,
+    /// Frames lost (overwritten before the demo read them).
+    pub lost: u64,
+    /// Publish rate over the last frames, Hz.
+    pub rate_hz: f64,
+    /// Summary of the newest frame.
+    pub latest: String,
+    /// How the publisher ended, or a problem attaching the topic.
+    pub status: String,
+}
+
+/// The outcome of a demo run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// The bus the demo ran on.
+    pub bus: String,
+    /// One entry per topic.
+    pub topics: Vec<TopicReport>,
+    /// Keys at which a segment or publisher lock was still found after
+    /// cleanup (should be empty).
+    pub leftover_keys: Vec<i32>,
+    /// What the sensors said on stderr (missing sensors...).
+    pub notes: Vec<String>,
+    /// How long it ran.
+    pub elapsed: Duration,
+}
+
+impl Report {
+    /// True if every started sensor's topic received frames and nothing
+    /// was left behind.
+    pub fn ok(&self) -> bool {
+        self.leftover_keys.is_empty()
+            && self
+                .topics
+                .iter()
+                .all(|t| t.sensor.is_none() || t.frames > 0)
+    }
+
+    /// The plain-text summary (for logs and CI).
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "shmbus demo: bus {}, {} topics, ran {:.1} s\n",
+            self.bus,
+            self.topics.len(),
+            self.elapsed.as_secs_f64()
+        );
+        for t in &self.topics {
+            s += &format!(
+                "  {:<10} key 0x{:08x}  {:>7} frames  {:>5} lost  {:>8.1} Hz  {}  latest: {}\n",
+                t.topic, t.key as u32, t.frames, t.lost, t.rate_hz, t.status, t.latest
+            );
+        }
+        for n in &self.notes {
+            s += &format!("  note: {n}\n");
+        }
+        if self.leftover_keys.is_empty() {
+            s += "cleanup: every segment and publisher lock of the demo was removed\n";
+        } else {
+            let keys: Vec<String> = self
+                .leftover_keys
+                .iter()
+                .map(|k| format!("0x{:08x}", *k as u32))
+                .collect();
+            s += &format!(
+                "cleanup: left behind at keys {} (remove with ipcrm -M KEY -S KEY)\n",
+                keys.join(" ")
+            );
+        }
+        s += if self.ok() {
+            "result: every topic received frames\n"
+        } else {
+            "result: FAILED (see above)\n"
+        };
+        s
+    }
+}
+
+/// Watch state shared by a topic's subscriber thread and the display.
+#[derive(Debug, Default)]
+struct Row {
+    frames: u64,
+    lost: u64,
+    last_mono: u64,
+    stamps: VecDeque<u64>,
+    latest: String,
+    problem: Option<String>,
+}
+
+impl Row {
+    fn rate(&self) -> f64 {
+        match (self.stamps.front(), self.stamps.back()) {
+            (Some(a), Some(b)) if b > a => (self.stamps.len() - 1) as f64 * 1e9 / (b - a) as f64,
+            _ => 0.0,
+        }
+    }
+}
+
+type Shared = Arc<Mutex<Row>>;
+
+fn lock(row: &Shared) -> std::sync::MutexGuard<'_, Row> {
+    // A watcher that panicked leaves a usable row: take it anyway.
+    row.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Read `topic` in order until `quit`, counting into `row`.
+fn watch<T: DeserializeOwned + Schema + Summary>(topic: Topic, row: Shared, quit: Arc<AtomicBool>) {
+    let mut sub = loop {
+        if quit.load(Ordering::Relaxed) {
+            return;
+        }
+        match Subscriber::<T>::wait_for_topic(&topic, Duration::from_millis(200)) {
+            Ok(s) => break s,
+            Err(OpenError::NotFound { .. } | OpenError::NotReady { .. }) => {}
+            Err(e) => {
+                lock(&row).problem = Some(e.to_string());
+                return;
+            }
+        }
+    };
+    // Count what was published before we attached, too.
+    sub.raw().seek_oldest();
+    let mut newest: Option<T> = None;
+    let mut summarized = 0u64;
+    let mut record = |next: Next<T>, newest: &mut Option<T>| {
+        let mut r = lock(&row);
+        match next {
+            Next::Frame(s) => {
+                r.frames += 1;
+                r.last_mono = s.mono_ns;
+                // The rate is over the last 2 s (at most 1024 frames).
+                while r.stamps.len() >= 1024
+                    || r.stamps
+                        .front()
+                        .is_some_and(|t| s.mono_ns - t > 2_000_000_000)
+                {
+                    r.stamps.pop_front();
+                }
+                r.stamps.push_back(s.mono_ns);
+                // Formatting every frame of a 1 kHz topic is waste: ten a second.
+                if s.mono_ns.saturating_sub(summarized) >= 100_000_000 {
+                    summarized = s.mono_ns;
+                    r.latest = s.value.summary();
+                    *newest = None;
+                } else {
+                    *newest = Some(s.value);
+                }
+            }
+            Next::Missed(n) => r.lost += n,
+            Next::Empty => {}
+        }
+    };
+    while !quit.load(Ordering::Relaxed) {
+        match sub.wait_next(Duration::from_millis(200)) {
+            Ok(n) => record(n, &mut newest),
+            Err(WaitError::Timeout) => {}
+            Err(WaitError::PublisherGone | WaitError::Removed) => {
+                // Take the frames it left, then stop watching.
+                while let Ok(n @ (Next::Frame(_) | Next::Missed(_))) = sub.next() {
+                    record(n, &mut newest);
+                }
+                break;
+            }
+            Err(e) => {
+                lock(&row).problem = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    if let Some(v) = newest {
+        lock(&row).latest = v.summary();
+    }
+}
+
+fn spawn_watcher(
+    kind: SensorKind,
+    topic: Topic,
+    row: Shared,
+    quit: Arc<AtomicBool>,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || match kind {
+        SensorKind::System => watch::<System>(topic, row, quit),
+        SensorKind::Thermal => watch::<Thermal>(topic, row, quit),
+        SensorKind::Power => watch::<Power>(topic, row, quit),
+        SensorKind::Net => watch::<Net>(topic, row, quit),
+        SensorKind::Iio => watch::<Accel>(topic, row, quit),
+        SensorKind::Imu => watch::<Imu>(topic, row, quit),
+    })
+}
+
+/// One topic of the running demo.
+struct Entry {
+    tc: TopicConfig,
+    kind: Option<SensorKind>,
+    row: Shared,
+    child: Option<Child>,
+    exit: Option<String>,
+}
+
+fn fmt_age(ns: u64) -> String {
+    match ns {
+        n if n < 1_000_000 => format!("{:.0}µs", n as f64 / 1e3),
+        n if n < 1_000_000_000 => format!("{:.1}ms", n as f64 / 1e6),
+        n => format!("{:.1}s", n as f64 / 1e9),
+    }
+}
+
+fn publisher_text(e: &Entry) -> String {
+    if let Some(x) = &e.exit {
+        return x.clone();
+    }
+    match shmbus_core::lock::publisher_status(e.tc.key) {
+        PublisherStatus::Alive { pid } => format!("alive {pid}"),
+        PublisherStatus::NotRunning => "not running".into(),
+        PublisherStatus::NoLock => "starting".into(),
+        PublisherStatus::Unknown => "unknown".into(),
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+fn table(
+    bus: &str,
+    entries: &[Entry],
+    notes: &[String],
+    elapsed: Duration,
+    end: Option<Duration>,
+) -> String {
+    let width: usize = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(120);
+    let until = match end {
+        Some(d) => format!("stops at {:.0} s", d.as_secs_f64()),
+        None => "Ctrl-C stops".into(),
+    };
+    let mut s = format!(
+        "shmbus demo · bus {bus} · {:.1} s · {until} · `shmbus ls` in another terminal lists these topics\n\n",
+        elapsed.as_secs_f64()
+    );
+    s += &format!(
+        "{:<10} {:<10} {:>8} {:>8} {:>6} {:>8} {:<13} {}\n",
+        "TOPIC", "KEY", "RATE Hz", "FRAMES", "LOST", "AGE", "PUBLISHER", "LATEST"
+    );
+    let now = monotonic_ns();
+    for e in entries {
+        let r = lock(&e.row);
+        let age = if r.frames == 0 {
+            "-".to_string()
+        } else {
+            fmt_age(now.saturating_sub(r.last_mono))
+        };
+        let stale = r.frames > 0
+            && e.tc
+                .is_stale(Duration::from_nanos(now.saturating_sub(r.last_mono)));
+        let latest = match (&r.problem, e.kind) {
+            (Some(p), _) => p.clone(),
+            (None, None) => format!(
+                "(no sensor for publisher {:?})",
+                e.tc.publisher.as_deref().unwrap_or("")
+            ),
+            (None, Some(_)) if r.frames == 0 => "waiting for the first frame".into(),
+            (None, Some(_)) => r.latest.clone(),
+        };
+        let rate = if r.stamps.len() < 2 {
+            "-".to_string()
+        } else {
+            format!("{:.1}", r.rate())
+        };
+        let line = format!(
+            "{:<10} 0x{:08x} {:>8} {:>8} {:>6} {:>8} {:<13} {}{}",
+            truncate(&e.tc.name, 10),
+            e.tc.key as u32,
+            rate,
+            r.frames,
+            r.lost,
+            age,
+            truncate(&publisher_text(e), 13),
+            if stale { "STALE " } else { "" },
+            latest
+        );
+        s += &truncate(&line, width.max(40));
+        s.push('\n');
+    }
+    if !notes.is_empty() {
+        s.push('\n');
+        for n in notes.iter().rev().take(6).rev() {
+            s += &truncate(&format!("note: {n}"), width.max(40));
+            s.push('\n');
+        }
+    }
+    s
+}
+
+/// Run the demo until `stop` is set or the duration passes, writing the
+/// live table to `out` if `opts.live`. Returns the report; the caller
+/// prints [`Report::summary`].
+pub fn run(
+    opts: &Options,
+    launch: Launcher<'_>,
+    stop: &AtomicBool,
+    out: &mut dyn Write,
+) -> Result<Report, String> {
+    let started = Instant::now();
+    let pid = std::process::id();
+    let (mut config, config_args) = match &opts.config {
+        Some(p) => (
+            Config::load(p).map_err(|e| e.to_string())?,
+            vec!["--config".to_string(), p.display().to_string()],
+        ),
+        None => (Config::builtin_demo(), vec!["--demo-config".to_string()]),
+    };
+    let bus = format!("{}-{pid}", config.bus);
+    config.rebus(&bus).map_err(|e| e.to_string())?;
+
+    let notes = Arc::new(Mutex::new(Vec::<String>::new()));
+    let quit = Arc::new(AtomicBool::new(false));
+    let mut entries = Vec::new();
+    let mut threads = Vec::new();
+    for tc in &config.topics {
+        let kind = tc.publisher.as_deref().and_then(SensorKind::from_name);
+        let row: Shared = Arc::default();
+        let topic = tc.to_topic().map_err(|e| e.to_string())?;
+        let mut child = None;
+        if let Some(kind) = kind {
+            let mut args = config_args.clone();
+            args.extend([
+                "--bus".into(),
+                bus.clone(),
+                "--topic".into(),
+                tc.name.clone(),
+                "--parent".into(),
+                pid.to_string(),
+            ]);
+            if let Some(d) = opts.duration {
+                // A safety net: the sensor stops by itself shortly after.
+                args.extend(["--duration".into(), format!("{}", d.as_secs_f64() + 10.0)]);
+            }
+            let mut cmd = launch(kind, &args);
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            match cmd.spawn() {
+                Ok(mut c) => {
+                    if let Some(err) = c.stderr.take() {
+                        let notes = notes.clone();
+                        threads.push(std::thread::spawn(move || {
+                            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                                lock_notes(&notes).push(line);
+                            }
+                        }));
+                    }
+                    child = Some(c);
+                }
+                Err(e) => lock_notes(&notes).push(format!("cannot start {}: {e}", kind.program())),
+            }
+            threads.push(spawn_watcher(kind, topic, row.clone(), quit.clone()));
+        }
+        entries.push(Entry {
+            tc: tc.clone(),
+            kind,
+            row,
+            child,
+            exit: None,
+        });
+    }
+
+    let mut drawn_lines = 0usize;
+    loop {
+        let elapsed = started.elapsed();
+        let done = stop.load(Ordering::Relaxed) || opts.duration.is_some_and(|d| elapsed >= d);
+        for e in &mut entries {
+            if let (Some(c), None) = (&mut e.child, &e.exit) {
+                if let Ok(Some(st)) = c.try_wait() {
+                    e.exit = Some(format!("exited ({st})").replace("exit status: ", "code "));
+                }
+            }
+        }
+        if opts.live {
+            let text = table(&bus, &entries, &lock_notes(&notes), elapsed, opts.duration);
+            let mut frame = String::new();
+            if drawn_lines > 0 {
+                // Back to the top of the previous table, and clear below.
+                frame += &format!("\x1b[{drawn_lines}A\x1b[J");
+            }
+            frame += &text;
+            drawn_lines = text.lines().count();
+            let _ = out.write_all(frame.as_bytes());
+            let _ = out.flush();
+        }
+        if done {
+            break;
+        }
+        // The display's tick (the watcher threads block on the topics).
+        let tick = Duration::from_millis(250);
+        let left = opts
+            .duration
+            .map_or(tick, |d| d.saturating_sub(started.elapsed()).min(tick));
+        std::thread::sleep(left.max(Duration::from_millis(1)));
+    }
+
+    // Stop: children first (their frames stay readable), then watchers.
+    let children: Vec<i32> = entries
+        .iter()
+        .filter_map(|e| e.child.as_ref().map(|c| c.id() as i32))
+        .collect();
+    for e in &mut entries {
+        if let Some(c) = &mut e.child {
+            stop_child(c, &mut e.exit);
+        }
+    }
+    quit.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    let leftover_keys = cleanup(&entries, &children);
+    let notes = lock_notes(&notes).clone();
+    let topics = entries
+        .iter()
+        .map(|e| {
+            let r = lock(&e.row);
+            TopicReport {
+                topic: e.tc.name.clone(),
+                key: e.tc.key,
+                sensor: e.kind,
+                frames: r.frames,
+                lost: r.lost,
+                rate_hz: r.rate(),
+                latest: r.latest.clone(),
+                status: r
+                    .problem
+                    .clone()
+                    .or_else(|| e.exit.clone())
+                    .unwrap_or_else(|| "not started".into()),
+            }
+        })
+        .collect();
+    Ok(Report {
+        bus,
+        topics,
+        leftover_keys,
+        notes,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn lock_notes(n: &Mutex<Vec<String>>) -> std::sync::MutexGuard<'_, Vec<String>> {
+    n.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// SIGTERM, wait up to 2 s, then SIGKILL.
+fn stop_child(c: &mut Child, exit: &mut Option<String>) {
+    if exit.is_none() {
+        let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = c.kill();
+        *exit = Some("stopped by the demo".into());
+    }
+    let _ = c.wait();
+}
+
+/// Remove the segments our children created and their publisher locks.
+/// Returns the keys where something of ours is still there.
+fn cleanup(entries: &[Entry], children: &[i32]) -> Vec<i32> {
+    let mut left = Vec::new();
+    for e in entries.iter().filter(|e| e.child.is_some()) {
+        let key = e.tc.key;
+        let ours = match sys::shmget(key, 0, 0) {
+            Ok(id) => match sys::shm_stat(id) {
+                Ok(st) if children.contains(&st.cpid) || e.tc.key_derived => {
+                    sys::shm_remove(id).is_ok()
+                }
+                _ => false,
+            },
+            // No segment: the child failed before creating one; a lock it
+            // may have left is ours only on the demo's own bus.
+            Err(_) => e.tc.key_derived,
+        };
+        if ours {
+            let _ = shmbus_core::lock::remove_lock(key);
+            let seg_left = sys::shmget(key, 0, 0).is_ok();
+            let lock_left = shmbus_core::lock::publisher_status(key) != PublisherStatus::NoLock;
+            if seg_left || lock_left {
+                left.push(key);
+            }
+        }
+    }
+    left
+}
+
+/// A command that runs `program` with `args`; when `SHMBUS_TEST_RUNNER`
+/// is set (e.g. `qemu-arm -L /usr/arm-linux-gnueabihf`, because a
+/// qemu-user process cannot exec a foreign binary directly), through it.
+pub fn command(program: &std::path::Path, args: &[String]) -> Command {
+    let runner = std::env::var("SHMBUS_TEST_RUNNER").unwrap_or_default();
+    let mut parts = runner.split_whitespace();
+    let mut c = match parts.next() {
+        Some(r) => {
+            let mut c = Command::new(r);
+            c.args(parts).arg(program);
+            c
+        }
+        None => Command::new(program),
+    };
+    c.args(args);
+    c
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: std::ffi::c_int) {
+    // Only an atomic store: async-signal-safe.
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn catch_signals() {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is
+        // async-signal-safe; no other handler for these signals is
+        // installed by this program that we would replace unknowingly.
+        let _ = unsafe { sigaction(sig, &action) };
+    }
+}
+
+/// The whole `shmbus demo` command: signals, live table on a terminal,
+/// summary, exit code (0: every topic received frames and nothing was left
+/// behind; 1: not; 2: the config could not be loaded).
+pub fn main(duration: Option<Duration>, config: Option<PathBuf>, launch: Launcher<'_>) -> ExitCode {
+    catch_signals();
+    let mut stdout = std::io::stdout();
+    let opts = Options {
+        duration,
+        config,
+        live: stdout.is_terminal(),
+    };
+    match run(&opts, launch, &STOP, &mut stdout) {
+        Ok(report) => {
+            if opts.live {
+                let _ = writeln!(stdout);
+            }
+            print!("{}", report.summary());
+            if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("shmbus demo: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! End-to-end: each sensor program publishes real frames on a topic of a
+//! config with unique keys; the demo runs the whole bus and cleans up,
+//! whether it stops on its duration, on its stop flag or on SIGINT.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use postcard_schema::Schema;
+use serde::de::DeserializeOwned;
+use shmbus_config::Config;
+use shmbus_sensors::SensorKind;
+use shmbus_sensors::demo::{self, Options};
+use shmbus_sensors::msg::{Accel, Imu, Net, Power, System, Thermal};
+use shmbus_sub::{Next, Subscriber};
+use shmbus_testkit::{Guard, KillOnDrop, role, unique_key, watchdog};
+
+fn exe(kind: SensorKind) -> &'static str {
+    match kind {
+        SensorKind::System => env!("CARGO_BIN_EXE_shmbus-sensor-system"),
+        SensorKind::Thermal => env!("CARGO_BIN_EXE_shmbus-sensor-thermal"),
+        SensorKind::Power => env!("CARGO_BIN_EXE_shmbus-sensor-power"),
+        SensorKind::Net => env!("CARGO_BIN_EXE_shmbus-sensor-net"),
+        SensorKind::Iio => env!("CARGO_BIN_EXE_shmbus-sensor-iio"),
+        SensorKind::Imu => env!("CARGO_BIN_EXE_shmbus-sensor-imu"),
+    }
+}
+
+/// The command for a sensor program (behind `SHMBUS_TEST_RUNNER` if set).
+fn sensor_cmd(kind: SensorKind, args: &[String]) -> Command {
+    demo::command(Path::new(exe(kind)), args)
+}
+
+struct TempFile(PathBuf);
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A config with one topic per sensor, each at a unique key.
+fn unique_config(test: &str) -> (TempFile, Vec<Guard>) {
+    let mut text = String::from("bus = \"test\"\n");
+    let mut guards = Vec::new();
+    for k in SensorKind::ALL {
+        let key = unique_key(&format!("{test}-{}", k.name()));
+        guards.push(Guard(key));
+        text += &format!(
+            "[[topic]]\nname = \"{}\"\nkey = 0x{:08x}\npublisher = \"{}\"\n",
+            k.name(),
+            key as u32,
+            k.program()
+        );
+    }
+    let path =
+        std::env::temp_dir().join(format!("shmbus-sensors-{test}-{}.toml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    (TempFile(path), guards)
+}
+
+/// Run sensor `kind` on `config` and return the first `n` frames it publishes.
+fn frames<T: DeserializeOwned + Schema>(
+    kind: SensorKind,
+    config: &Path,
+    extra: &[&str],
+    n: usize,
+) -> Vec<T> {
+    let cfg = Config::load(config).unwrap();
+    let topic = cfg.topic(kind.name()).unwrap().to_topic().unwrap();
+    let mut args: Vec<String> = ["--config", config.to_str().unwrap(), "--duration", "60"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let _child = KillOnDrop(
+        sensor_cmd(kind, &args)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut sub = Subscriber::<T>::wait_for_topic(&topic, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{}: {e}", kind.program()));
+    sub.raw().seek_oldest();
+    let mut out = Vec::new();
+    while out.len() < n {
+        match sub.wait_next(Duration::from_secs(30)) {
+            Ok(Next::Frame(s)) => {
+                assert!(s.mono_ns > 0);
+                out.push(s.value);
+            }
+            Ok(_) => {}
+            Err(e) => panic!("{}: {e}", kind.program()),
+        }
+    }
+    out
+}
+
+/// Entry point for child processes (`shmbus_testkit::child`): role "demo"
+/// runs the whole demo command, as `shmbus demo` does.
+#[test]
+fn child_role_entry() {
+    let Some((role, _args)) = role() else { return };
+    match role.as_str() {
+        "demo" => {
+            let code = demo::main(None, None, &sensor_cmd);
+            std::process::exit(if code == std::process::ExitCode::SUCCESS {
+                0
+            } else {
+                1
+            });
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+#[test]
+fn every_sensor_program_publishes_frames() {
+    watchdog(
+        "every_sensor_program_publishes_frames",
+        Duration::from_secs(180),
+    );
+    let (cfg, _guards) = unique_config("every-sensor");
+    let fast = ["--rate", "50"];
+    let sys: Vec<System> = frames(SensorKind::System, &cfg.0, &fast, 3);
+    assert!(sys[2].cpus >= 1, "{:?}", sys[2]);
+    assert!(sys[2].mem.unwrap().total_kib > 0);
+    assert!(sys[2].load.is_some());
+    assert!(sys[1].t_ns < sys[2].t_ns, "timestamps advance");
+    let net: Vec<Net> = frames(SensorKind::Net, &cfg.0, &fast, 3);
+    assert!(
+        net[2].ifaces.iter().any(|i| i.name.as_str() == "lo"),
+        "{:?}",
+        net[2]
+    );
+    let imu: Vec<Imu> = frames(SensorKind::Imu, &cfg.0, &[], 200);
+    for (i, f) in imu.iter().enumerate() {
+        assert_eq!(f.seq, i as u64, "in order, none lost");
+        let g = f
+            .acc
+            .iter()
+            .map(|x| f64::from(*x).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        assert!((7.5..12.2).contains(&g), "|acc| = {g}");
+    }
+    // These may be empty on this machine; they must still publish.
+    let _: Vec<Thermal> = frames(SensorKind::Thermal, &cfg.0, &fast, 3);
+    let _: Vec<Power> = frames(SensorKind::Power, &cfg.0, &fast, 3);
+    let _: Vec<Accel> = frames(SensorKind::Iio, &cfg.0, &fast, 3);
+}
+
+#[test]
+fn sysfs_sensors_publish_what_the_files_say() {
+    watchdog(
+        "sysfs_sensors_publish_what_the_files_say",
+        Duration::from_secs(120),
+    );
+    let (cfg, _guards) = unique_config("sysfs");
+    let root = std::env::temp_dir().join(format!("shmbus-sensors-root-{}", std::process::id()));
+    let write = |rel: &str, text: &str| {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    write("sys/class/thermal/thermal_zone0/type", "imx_thermal_zone\n");
+    write("sys/class/thermal/thermal_zone0/temp", "48250\n");
+    write("sys/class/power_supply/BAT0/type", "Battery\n");
+    write("sys/class/power_supply/BAT0/capacity", "64\n");
+    let dev = "sys/bus/iio/devices/iio:device0";
+    write(&format!("{dev}/name"), "mma8451\n");
+    for (axis, raw) in [("x", "0"), ("y", "0"), ("z", "4096")] {
+        write(&format!("{dev}/in_accel_{axis}_raw"), raw);
+    }
+    write(&format!("{dev}/in_accel_scale"), "0.002394\n");
+    let r = root.to_str().unwrap();
+    let args = ["--rate", "50", "--root", r];
+    let th: Vec<Thermal> = frames(SensorKind::Thermal, &cfg.0, &args, 2);
+    assert_eq!(th[1].temps.len(), 1);
+    assert_eq!(
+        (th[1].temps[0].name.as_str(), th[1].temps[0].milli_c),
+        ("zone:imx_thermal_zone", 48250)
+    );
+    let pw: Vec<Power> = frames(SensorKind::Power, &cfg.0, &args, 2);
+    assert_eq!(pw[1].supplies[0].capacity_pct, Some(64));
+    let acc: Vec<Accel> = frames(SensorKind::Iio, &cfg.0, &args, 2);
+    assert_eq!(acc[1].device.as_str(), "mma8451");
+    assert!(
+        (acc[1].acc.unwrap()[2] - 9.805).abs() < 0.01,
+        "{:?}",
+        acc[1]
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn a_bad_config_or_topic_is_reported_not_a_crash() {
+    let (cfg, _guards) = unique_config("bad-topic");
+    let out = sensor_cmd(
+        SensorKind::Imu,
+        &[
+            "--config".into(),
+            cfg.0.display().to_string(),
+            "--topic".into(),
+            "gnss".into(),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no topic `gnss`; the topics are: system, thermal"),
+        "{err}"
+    );
+    let bad = std::env::temp_dir().join(format!("shmbus-sensors-bad-{}.toml", std::process::id()));
+    let _bad = TempFile(bad.clone());
+    std::fs::write(&bad, "[[topic]]\nname = \"imu\"\nslots = 3\n").unwrap();
+    let out = sensor_cmd(
+        SensorKind::Imu,
+        &["--config".into(), bad.display().to_string()],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:3:9: slots = 3", bad.display())),
+        "{err}"
+    );
+}
+
+/// Keys (as `/proc/sysvipc` lists them) of segments and semaphores still there.
+fn ipc_keys() -> Vec<i32> {
+    let mut keys: Vec<i32> = shmbus_core::sysvipc::segments()
+        .unwrap()
+        .iter()
+        .map(|e| e.key())
+        .collect();
+    keys.extend(
+        shmbus_core::sysvipc::semaphores()
+            .unwrap()
+            .iter()
+            .map(|e| e.key()),
+    );
+    keys
+}
+
+fn demo_keys(pid: u32) -> Vec<i32> {
+    let mut c = Config::builtin_demo();
+    c.rebus(&format!("demo-{pid}")).unwrap();
+    c.topics.iter().map(|t| t.key).collect()
+}
+
+/// Guards for the demo's keys, in case the demo's own cleanup fails.
+fn demo_guards(pid: u32) -> Vec<Guard> {
+    demo_keys(pid).into_iter().map(Guard).collect()
+}
+
+fn check_report(report: &demo::Report) {
+    let text = report.summary();
+    assert!(report.ok(), "{text}");
+    assert_eq!(report.topics.len(), 6, "{text}");
+    for t in &report.topics {
+        assert!(t.sensor.is_some() && t.frames > 0, "{text}");
+        assert!(!t.latest.is_empty(), "{text}");
+    }
+    let imu = report.topics.iter().find(|t| t.topic == "imu").unwrap();
+    assert!(imu.frames > 50, "{text}");
+    assert!(report.leftover_keys.is_empty(), "{text}");
+    assert!(
+        text.contains("result: every topic received frames"),
+        "{text}"
+    );
+}
+
+#[test]
+fn demo_runs_every_sensor_and_leaves_nothing_behind() {
+    watchdog(
+        "demo_runs_every_sensor_and_leaves_nothing_behind",
+        Duration::from_secs(120),
+    );
+    let _guards = demo_guards(std::process::id());
+    let opts = Options {
+        duration: Some(Duration::from_secs(3)),
+        config: None,
+        live: false,
+    };
+    let stop = AtomicBool::new(false);
+    let report = demo::run(&opts, &sensor_cmd, &stop, &mut std::io::sink()).unwrap();
+    check_report(&report);
+    assert!(report.bus.starts_with("demo-"));
+    let left = ipc_keys();
+    for k in demo_keys(std::process::id()) {
+        assert!(!left.contains(&k), "key 0x{:08x} left in ipcs", k as u32);
+    }
+}
+
+#[test]
+fn demo_stops_on_sigint_and_cleans_up() {
+    watchdog(
+        "demo_stops_on_sigint_and_cleans_up",
+        Duration::from_secs(120),
+    );
+    let child = shmbus_testkit::child("demo", &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let _guards = demo_guards(pid);
+    let mut child = KillOnDrop(child);
+    // Wait until every topic of the demo exists, then interrupt it.
+    let keys = demo_keys(pid);
+    let start = std::time::Instant::now();
+    while !keys
+        .iter()
+        .all(|k| shmbus_core::sys::shmget(*k, 0, 0).is_ok())
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the demo's topics never all appeared"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.0.wait().unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.0.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(status.success(), "{status}: {out}");
+    assert!(out.contains("result: every topic received frames"), "{out}");
+    let left = ipc_keys();
+    for k in keys {
+        assert!(
+            !left.contains(&k),
+            "key 0x{:08x} left in ipcs after SIGINT",
+            k as u32
+        );
+    }
+}
