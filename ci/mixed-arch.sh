@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# ci/mixed-arch.sh — one segment, two architectures, one (host) kernel.
+#
+#   1. an x86_64 publisher with two armv7 subscribers (under qemu-arm);
+#   2. an armv7 publisher (under qemu-arm) with two x86_64 subscribers.
+#
+# qemu-user hands shmget/shmat/futex to the host kernel, so a 32-bit ARM process
+# and a 64-bit x86 process really share the segment and its futex word: this
+# checks that the layout (offsets, sizes, alignment, endianness, atomics) is
+# the same for both. Each side is `shmbus-board pub|sub` (the board runner's
+# roles): the publisher sends N self-checking frames at a fixed rate; an
+# in-order subscriber (wait_next) must get all of them and a latest-value one
+# (wait_latest) the last one, none torn.
+#
+# Needs ci/install-arm.sh. Env: MIXED_FRAMES (default 300), MIXED_RATE (200 Hz).
+# Builds what it needs (host debug and armv7 debug of shmbus-board).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source ci/arm-env.sh
+
+FRAMES=${MIXED_FRAMES:-300}
+RATE=${MIXED_RATE:-200}
+QEMU=(qemu-arm -L /usr/arm-linux-gnueabihf)
+
+echo "mixed-arch: building shmbus-board for the host and for armv7"
+cargo build -q -p shmbus-board
+arm_cargo build -q -p shmbus-board
+HOST_BIN=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/debug/shmbus-board
+ARM_BIN=$(_shmbus_arm_target_base)/armv7/$SHMBUS_ARM_TARGET/debug/shmbus-board
+[[ -x "$HOST_BIN" && -x "$ARM_BIN" ]] || { echo "mixed-arch: missing $HOST_BIN or $ARM_BIN" >&2; exit 1; }
+file_of() { readelf -h "$1" | sed -n 's/.*Machine:[[:space:]]*//p'; }
+echo "mixed-arch: host $(file_of "$HOST_BIN"), arm $(file_of "$ARM_BIN")"
+
+# A key of our own (0x7d top byte: test keys), removed on any exit.
+KEY=$(printf '0x7d%06x' $(( ($$ * 2654435761 + $(date +%s%N) / 1000) & 0xffffff )))
+WORK=$(mktemp -d /tmp/shmbus-mixed.XXXXXX)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    ipcrm -M "$KEY" 2>/dev/null || true
+    ipcrm -S "$KEY" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+TOPIC=(--key "$KEY" --name mixed/beat --mode 644 --lock try)
+
+# field NAME FILE: the value of NAME=... on the RESULT line of FILE.
+field() { sed -n "s/^RESULT.* $1=\([^ ]*\).*/\1/p; s/^RESULT $1=\([^ ]*\).*/\1/p" "$2" | head -1; }
+
+# round LABEL PUB_ARCH SUB_ARCH
+round() {
+    local label=$1 pub_arch=$2 sub_arch=$3
+    local -a pub_cmd sub_cmd
+    if [[ $pub_arch == arm ]]; then pub_cmd=("${QEMU[@]}" "$ARM_BIN"); else pub_cmd=("$HOST_BIN"); fi
+    if [[ $sub_arch == arm ]]; then sub_cmd=("${QEMU[@]}" "$ARM_BIN"); else sub_cmd=("$HOST_BIN"); fi
+    ipcrm -M "$KEY" 2>/dev/null || true
+    ipcrm -S "$KEY" 2>/dev/null || true
+    PIDS=()
+    timeout 120 "${pub_cmd[@]}" pub "${TOPIC[@]}" --rate "$RATE" --count "$FRAMES" --wait-subs 2 \
+        --epoch 1 --linger-ms 500 >"$WORK/pub" 2>&1 &
+    PIDS+=($!)
+    local pub_pid=$!
+    timeout 120 "${sub_cmd[@]}" sub "${TOPIC[@]}" --how next --timeout-ms 60000 >"$WORK/next" 2>&1 &
+    PIDS+=($!)
+    timeout 120 "${sub_cmd[@]}" sub "${TOPIC[@]}" --how latest --timeout-ms 60000 >"$WORK/latest" 2>&1 &
+    PIDS+=($!)
+    local rc=0 p
+    for p in "${PIDS[@]}"; do wait "$p" || rc=$?; done
+    PIDS=()
+    local ok=1 why=()
+    grep -q '^DONE' "$WORK/pub" || { ok=0; why+=("publisher: $(tail -n1 "$WORK/pub")"); }
+    local s
+    for s in next latest; do
+        if ! grep -q '^RESULT' "$WORK/$s"; then
+            ok=0; why+=("$s subscriber: $(tail -n1 "$WORK/$s")"); continue
+        fi
+        [[ $(field torn "$WORK/$s") == 0 && $(field corrupt "$WORK/$s") == 0 ]] || { ok=0; why+=("$s subscriber saw torn/corrupt frames"); }
+        [[ $(field done "$WORK/$s") == true ]] || { ok=0; why+=("$s subscriber never saw the last frame"); }
+        [[ $(field out_of_order "$WORK/$s") == 0 ]] || { ok=0; why+=("$s subscriber saw frames out of order"); }
+    done
+    if grep -q '^RESULT' "$WORK/next"; then
+        [[ $(field frames "$WORK/next") == "$FRAMES" ]] || { ok=0; why+=("in-order subscriber got $(field frames "$WORK/next") of $FRAMES frames"); }
+    fi
+    echo "mixed-arch: $label: publisher: $(grep -m1 '^OPEN' "$WORK/pub" | cut -c1-60)... $(grep -m1 '^DONE' "$WORK/pub" || true)"
+    echo "mixed-arch: $label: wait_next   $(grep -m1 '^RESULT' "$WORK/next" || echo none)"
+    echo "mixed-arch: $label: wait_latest $(grep -m1 '^RESULT' "$WORK/latest" || echo none)"
+    if [[ $ok == 1 && $rc == 0 ]]; then
+        echo "mixed-arch: $label ... ok"
+        return 0
+    fi
+    echo "mixed-arch: $label ... FAIL (exit $rc): ${why[*]:-see above}" >&2
+    return 1
+}
+
+fail=0
+round "x86_64 publisher -> 2 armv7 subscribers" host arm || fail=1
+round "armv7 publisher -> 2 x86_64 subscribers" arm host || fail=1
+if [[ $fail == 0 ]]; then
+    echo "mixed-arch: 2 passed, 0 failed"
+else
+    echo "mixed-arch: FAILED"
+fi
+exit $fail

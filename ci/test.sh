@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# ci/test.sh — THE test command of shmbus (README; .ci/run calls it).
+#
+# Runs on a fresh Debian 12 machine as root, with only package registries
+# reachable, in these stages (each timed; a table at the end):
+#   host      cargo fmt --check, clippy -D warnings, cargo test --workspace, loom model
+#   arm       ci/install-arm.sh, then the whole workspace test suite for armv7
+#             under qemu-arm (Debian's rustc 1.85 + armhf std)
+#   mixed     ci/mixed-arch.sh: x86_64 and armv7 processes sharing one segment
+#   board     static armv7 binaries (profile `board`), their stripped sizes, an
+#             initramfs with shmbus-board as /init, booted on QEMU's i.MX6UL EVK
+#             (ci/board/boot.sh: PASS only on the guest's explicit marker)
+#   extras    ci/fuzz.sh and the quick benchmark, when present
+# Every stage runs even if an earlier one failed (unless it needs that one's
+# output); the exit status is non-zero if any stage failed.
+#
+# Env: SHMBUS_STRESS_SCALE (armv7 stage, default 0.05), SHMBUS_CI_STAGES (a
+# comma list of stage names to run, default all), SHMBUS_BOARD_TIMEOUT (600 s).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+export CARGO_INCREMENTAL=0
+ARM_SCALE=${SHMBUS_STRESS_SCALE:-0.05}
+ONLY=${SHMBUS_CI_STAGES:-}
+
+NAMES=() SECS=() RESULTS=()
+T_ALL=$(date +%s)
+
+banner() { printf '\n==== %s ====\n' "$*"; }
+wanted() { [[ -z "$ONLY" || ",$ONLY," == *",$1,"* ]]; }
+
+# stage NAME COMMAND...: run it, time it, record ok/FAIL; never stops the script.
+stage() {
+    local name=$1
+    shift
+    if ! wanted "$name"; then return 0; fi
+    banner "stage $name: $*"
+    local t0 rc=0
+    t0=$(date +%s)
+    # In the background and then waited for: a subshell on the left of `||`
+    # would run with `set -e` switched off, hiding failures inside a stage.
+    ("$@") &
+    wait $! || rc=$?
+    NAMES+=("$name")
+    SECS+=($(($(date +%s) - t0)))
+    if [[ $rc == 0 ]]; then RESULTS+=(ok); else RESULTS+=("FAIL (exit $rc)"); fi
+    echo "---- stage $name: ${RESULTS[-1]} in ${SECS[-1]} s"
+    return 0
+}
+skip() { NAMES+=("$1"); SECS+=(0); RESULTS+=("skipped: $2"); echo "---- stage $1: skipped ($2)"; }
+passed() { # passed NAME: the stage ran and passed
+    local i
+    for i in "${!NAMES[@]}"; do [[ ${NAMES[$i]} == "$1" && ${RESULTS[$i]} == ok ]] && return 0; done
+    return 1
+}
+
+ensure_host_tools() {
+    # rustfmt and clippy come with rustup's default profile; install them if not.
+    if command -v rustup >/dev/null; then
+        for c in rustfmt clippy; do
+            rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+        done
+    fi
+}
+
+# ---------------------------------------------------------------- host
+host_fmt() { ensure_host_tools && cargo fmt --all -- --check; }
+host_clippy() { cargo clippy --workspace --all-targets -- -D warnings; }
+host_test() { cargo test --workspace --no-fail-fast; }
+host_loom() { bash crates/shmbus-core/loom.sh; }
+
+# ---------------------------------------------------------------- armv7
+arm_install() { ci/install-arm.sh; }
+arm_test() {
+    source ci/arm-env.sh
+    SHMBUS_TEST_RUNNER="qemu-arm -L /usr/arm-linux-gnueabihf" SHMBUS_STRESS_SCALE=$ARM_SCALE \
+        arm_cargo test --workspace --no-fail-fast
+}
+
+# ---------------------------------------------------------------- board
+BOARD_DIR=target/armv7-static/armv7-unknown-linux-gnueabihf/board
+board_build() {
+    source ci/arm-env.sh
+    arm_cargo_static build --profile board --workspace --bins
+    echo
+    echo "armv7 binaries (profile board, static, stripped with arm-linux-gnueabihf-strip):"
+    mkdir -p target/board-stripped
+    local b
+    printf '  %-22s %10s %10s\n' binary bytes KiB
+    for b in $(board_bins); do
+        arm-linux-gnueabihf-strip -o "target/board-stripped/$(basename "$b")" "$b"
+        printf '  %-22s %10d %10d\n' "$(basename "$b")" "$(stat -c %s "target/board-stripped/$(basename "$b")")" \
+            "$(($(stat -c %s "target/board-stripped/$(basename "$b")") / 1024))"
+    done
+    ls -l target/board-stripped
+}
+# The armv7 executables of the board build (ELF files directly in the profile dir).
+board_bins() {
+    local f
+    for f in "$BOARD_DIR"/*; do
+        [[ -f "$f" && -x "$f" ]] && head -c4 "$f" | grep -q ELF && echo "$f"
+    done
+    return 0
+}
+board_boot() {
+    local init=target/board-stripped/shmbus-board extra=() b
+    [[ -f "$init" ]] || { echo "no $init: the board build failed" >&2; return 1; }
+    for b in target/board-stripped/*; do [[ "$b" == "$init" ]] || extra+=("$b"); done
+    ci/board/mkinitramfs.sh target/board.cpio.gz "$init" "${extra[@]}"
+    SHMBUS_BOARD_LOG=target/board-console.log ci/board/boot.sh target/board.cpio.gz "${SHMBUS_BOARD_TIMEOUT:-600}"
+}
+
+# ---------------------------------------------------------------- extras
+extras_fuzz() { ci/fuzz.sh; }
+extras_bench() {
+    if [[ -x bench/run.sh ]]; then
+        bench/run.sh --quick
+    else
+        cargo build --release -p shmbus-cli && target/release/shmbus bench --quick
+    fi
+}
+
+echo "shmbus CI: $(uname -srm), $(nproc) cores, $(cargo --version)"
+
+stage host-fmt host_fmt
+stage host-clippy host_clippy
+stage host-test host_test
+if [[ -f crates/shmbus-core/loom.sh ]]; then stage host-loom host_loom; fi
+stage arm-install arm_install
+if passed arm-install || ! wanted arm-install; then
+    stage arm-test arm_test
+    stage mixed-arch ci/mixed-arch.sh
+    stage board-build board_build
+    if passed board-build || ! wanted board-build; then stage board-boot board_boot; else skip board-boot "no board build"; fi
+else
+    skip arm-test "arm toolchain missing"
+    skip mixed-arch "arm toolchain missing"
+    skip board-build "arm toolchain missing"
+    skip board-boot "arm toolchain missing"
+fi
+if [[ -x ci/fuzz.sh ]]; then stage fuzz extras_fuzz; fi
+if [[ -x bench/run.sh ]] || grep -q 'Bench' crates/shmbus-cli/src/args.rs 2>/dev/null; then stage bench-quick extras_bench; fi
+
+# ---------------------------------------------------------------- summary
+total=$(($(date +%s) - T_ALL))
+banner "summary"
+printf '%-14s %8s  %s\n' stage seconds result
+nfail=0 npass=0
+for i in "${!NAMES[@]}"; do
+    printf '%-14s %8s  %s\n' "${NAMES[$i]}" "${SECS[$i]}" "${RESULTS[$i]}"
+    case ${RESULTS[$i]} in ok) npass=$((npass + 1)) ;; FAIL*) nfail=$((nfail + 1)) ;; esac
+done
+printf '%-14s %8s\n' total "$total"
+if [[ -f target/board-console.log ]]; then
+    echo
+    echo "board figures (from target/board-console.log):"
+    grep '^SHMBUS-BOARD: .*\(ok\|FAIL\|one-core-cpu:\)' target/board-console.log | sed 's/^/  /' || true
+fi
+echo
+echo "ci stages: $npass passed, $nfail failed"
+[[ $nfail == 0 ]]
