@@ -97,7 +97,10 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
 pub fn pipes(extra: &[String]) -> Result<(Link, Peer), String> {
     let (to_r, to_w) = pipe()?;
     let (from_r, from_w) = pipe()?;
-    let mut args = vec![format!("rfd={}", fd_arg(&to_r)), format!("wfd={}", fd_arg(&from_w))];
+    let mut args = vec![
+        format!("rfd={}", fd_arg(&to_r)),
+        format!("wfd={}", fd_arg(&from_w)),
+    ];
     args.extend_from_slice(extra);
     let peer = Peer::spawn("pipe", &args, &[to_r.as_fd(), from_w.as_fd()])?;
     Ok((Link::Pipe(File::from(to_w), File::from(from_r)), peer))
@@ -146,7 +149,9 @@ pub fn mqueue(extra: &[String]) -> Result<(Link, Peer), String> {
 /// message.
 pub fn peer(role: &str, arg: impl Fn(&str) -> Result<String, String>) -> Result<(), String> {
     let fd = |k: &str| -> Result<OwnedFd, String> {
-        let n = arg(k)?.parse().map_err(|_| format!("{k} is not a descriptor number"))?;
+        let n = arg(k)?
+            .parse()
+            .map_err(|_| format!("{k} is not a descriptor number"))?;
         inherited_fd(n)
     };
     let mut link = match role {
@@ -155,8 +160,13 @@ pub fn peer(role: &str, arg: impl Fn(&str) -> Result<String, String>) -> Result<
         "mq" => {
             let open = |k: &str| -> Result<MqdT, String> {
                 let name = arg(k)?;
-                mq_open(name.as_str(), MQ_OFlag::O_RDWR | MQ_OFlag::O_CLOEXEC, Mode::empty(), None)
-                    .map_err(|e| format!("mq_open({name}): {e}"))
+                mq_open(
+                    name.as_str(),
+                    MQ_OFlag::O_RDWR | MQ_OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                    None,
+                )
+                .map_err(|e| format!("mq_open({name}): {e}"))
             };
             let rx = open("rq")?;
             Link::Mq(open("wq")?, rx)
@@ -188,9 +198,18 @@ pub fn peer(role: &str, arg: impl Fn(&str) -> Result<String, String>) -> Result<
 }
 
 /// Run the iceoryx2 peer binary for one batch; its raw round trips in ns.
-pub fn iceoryx2(path: &Path, iters: usize, cpus: Option<(usize, usize)>) -> Result<Vec<f64>, String> {
+pub fn iceoryx2(
+    path: &Path,
+    iters: usize,
+    cpus: Option<(usize, usize)>,
+) -> Result<Vec<f64>, String> {
     let mut cmd = Command::new(path);
-    cmd.args(["--iters", &iters.to_string(), "--warmup", &(iters / 10).clamp(50, 2000).to_string()]);
+    cmd.args([
+        "--iters",
+        &iters.to_string(),
+        "--warmup",
+        &(iters / 10).clamp(50, 2000).to_string(),
+    ]);
     if let Some((a, b)) = cpus {
         cmd.args(["--cpus", &format!("{a},{b}")]);
     }
@@ -209,8 +228,8 @@ pub fn iceoryx2(path: &Path, iters: usize, cpus: Option<(usize, usize)>) -> Resu
 
 /// The round trips in the iceoryx2 peer's JSON output.
 pub fn parse_iceoryx2(text: &str) -> Result<Vec<f64>, String> {
-    let v: serde_json::Value =
-        serde_json::from_str(text.trim()).map_err(|e| format!("iceoryx2 peer output is not JSON: {e}"))?;
+    let v: serde_json::Value = serde_json::from_str(text.trim())
+        .map_err(|e| format!("iceoryx2 peer output is not JSON: {e}"))?;
     v.get("rtt_ns")
         .and_then(|a| a.as_array())
         .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())

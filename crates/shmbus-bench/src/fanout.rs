@@ -15,11 +15,11 @@ use shmbus_core::sys::monotonic_ns;
 use shmbus_pub::Publisher;
 use shmbus_sub::Subscriber;
 
+use crate::Keys;
 use crate::frames::Frame64;
 use crate::handoff::{parse_topic, topic};
 use crate::os::Peer;
 use crate::stats::Summary;
-use crate::Keys;
 
 /// One fan-out point.
 #[derive(Debug, Clone, Serialize)]
@@ -48,7 +48,11 @@ pub fn point(
     period: Duration,
     clock_ns: f64,
 ) -> Result<Point, String> {
-    let t = topic(keys.next(), &format!("bench/fanout-{subscribers}-{}", u8::from(notify)), notify);
+    let t = topic(
+        keys.take(),
+        &format!("bench/fanout-{subscribers}-{}", u8::from(notify)),
+        notify,
+    );
     let mut publisher = Publisher::<Frame64>::open(&t).map_err(|e| e.to_string())?;
     let arg = format!("topic={}:{}:{}", t.key, u8::from(notify), t.name);
     let mut peers = Vec::with_capacity(subscribers);
@@ -65,16 +69,21 @@ pub fn point(
             std::thread::yield_now();
         }
         let t0 = monotonic_ns();
-        publisher.publish_at(&Frame64::new(seq), t0, 0).map_err(|e| e.to_string())?;
+        publisher
+            .publish_at(&Frame64::new(seq), t0, 0)
+            .map_err(|e| e.to_string())?;
         let t1 = monotonic_ns();
         publish.push((t1.saturating_sub(t0) as f64 - clock_ns).max(0.0));
         next = t1 + period_ns;
     }
-    publisher.publish(&Frame64::new(u64::MAX)).map_err(|e| e.to_string())?;
+    publisher
+        .publish(&Frame64::new(u64::MAX))
+        .map_err(|e| e.to_string())?;
     let (mut read, mut latency) = (Vec::new(), Vec::new());
     for mut p in peers {
         let line = p.line()?;
-        let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| format!("fan-out subscriber said '{line}': {e}"))?;
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .map_err(|e| format!("fan-out subscriber said '{line}': {e}"))?;
         let list = |k: &str| -> Vec<f64> {
             v.get(k)
                 .and_then(|a| a.as_array())
@@ -100,12 +109,15 @@ pub fn point(
 /// `latest()`, then print the samples as one JSON line.
 pub fn subscriber(topic_arg: &str) -> Result<(), String> {
     let t = parse_topic(topic_arg)?;
-    let mut sub = Subscriber::<Frame64>::wait_for_topic(&t, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    let mut sub = Subscriber::<Frame64>::wait_for_topic(&t, Duration::from_secs(10))
+        .map_err(|e| e.to_string())?;
     println!("ready");
     let (mut read, mut lat) = (Vec::new(), Vec::new());
     loop {
         sub.raw()
-            .wait_until(Duration::from_secs(60), |raw| Ok(raw.has_new().then_some(())))
+            .wait_until(Duration::from_secs(60), |raw| {
+                Ok(raw.has_new().then_some(()))
+            })
             .map_err(|e| e.to_string())?;
         let t0 = monotonic_ns();
         let s = sub.latest().map_err(|e| e.to_string())?;

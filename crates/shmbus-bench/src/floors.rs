@@ -148,7 +148,12 @@ fn futex_wait_for(w: &AtomicU32, mut done: impl FnMut(u32) -> bool) -> u32 {
             return x;
         }
         match sys::futex_wait(w, x, Duration::from_secs(1)) {
-            Ok(FutexWait::Woken | FutexWait::Changed | FutexWait::Interrupted | FutexWait::TimedOut) => {}
+            Ok(
+                FutexWait::Woken
+                | FutexWait::Changed
+                | FutexWait::Interrupted
+                | FutexWait::TimedOut,
+            ) => {}
             Err(e) => panic!("futex wait failed: {e}"),
         }
     }

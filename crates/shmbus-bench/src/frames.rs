@@ -121,7 +121,10 @@ mod tests {
         let f = Frame64::new(0x0102_0304_0506_0708);
         let bytes = postcard::to_allocvec(&f).unwrap();
         assert_eq!(bytes.len(), 64);
-        assert_eq!(postcard::from_bytes::<Frame64>(&bytes).unwrap().seq(), 0x0102_0304_0506_0708);
+        assert_eq!(
+            postcard::from_bytes::<Frame64>(&bytes).unwrap().seq(),
+            0x0102_0304_0506_0708
+        );
     }
 
     #[test]

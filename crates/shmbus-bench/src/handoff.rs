@@ -111,7 +111,10 @@ impl Mech {
 
     /// True if both sides sleep in the kernel rather than spin.
     pub fn blocking(self) -> bool {
-        matches!(self, Mech::Futex | Mech::ShmbusWait | Mech::Unix | Mech::Pipe | Mech::Mqueue)
+        matches!(
+            self,
+            Mech::Futex | Mech::ShmbusWait | Mech::Unix | Mech::Pipe | Mech::Mqueue
+        )
     }
 }
 
@@ -125,7 +128,11 @@ struct Pair {
 
 /// Topic on the bench's private key range.
 pub fn topic(key: i32, name: &str, notify: bool) -> Topic {
-    Topic::new(name).key(key).notify(notify).lock(LockPolicy::Off).slots(16)
+    Topic::new(name)
+        .key(key)
+        .notify(notify)
+        .lock(LockPolicy::Off)
+        .slots(16)
 }
 
 fn topic_arg(t: &Topic) -> String {
@@ -135,7 +142,10 @@ fn topic_arg(t: &Topic) -> String {
 /// Parse a `key:notify:name` argument.
 pub fn parse_topic(s: &str) -> Result<Topic, String> {
     let mut it = s.splitn(3, ':');
-    let key = it.next().and_then(|k| k.parse().ok()).ok_or("bad topic key")?;
+    let key = it
+        .next()
+        .and_then(|k| k.parse().ok())
+        .ok_or("bad topic key")?;
     let notify = it.next() == Some("1");
     let name = it.next().ok_or("topic has no name")?;
     Ok(topic(key, name, notify))
@@ -144,8 +154,8 @@ pub fn parse_topic(s: &str) -> Result<Topic, String> {
 impl Pair {
     fn open(keys: &mut crate::Keys, notify: bool) -> Result<Pair, String> {
         let suffix = if notify { "wake" } else { "poll" };
-        let ping = topic(keys.next(), &format!("bench/{suffix}-ping"), notify);
-        let pong = topic(keys.next(), &format!("bench/{suffix}-pong"), notify);
+        let ping = topic(keys.take(), &format!("bench/{suffix}-ping"), notify);
+        let pong = topic(keys.take(), &format!("bench/{suffix}-pong"), notify);
         let publisher = Publisher::<Frame64>::open(&ping).map_err(|e| e.to_string())?;
         // Create the pong topic so we can attach now; each peer reopens it.
         drop(Publisher::<Frame64>::open(&pong).map_err(|e| e.to_string())?);
@@ -159,7 +169,10 @@ impl Pair {
     }
 
     fn args(&self) -> Vec<String> {
-        vec![format!("ping={}", topic_arg(&self.ping)), format!("pong={}", topic_arg(&self.pong))]
+        vec![
+            format!("ping={}", topic_arg(&self.ping)),
+            format!("pong={}", topic_arg(&self.pong)),
+        ]
     }
 }
 
@@ -177,7 +190,11 @@ pub type Rtts = Vec<f64>;
 
 impl Handoff {
     /// Create the scratch segment and the shmbus topics.
-    pub fn new(keys: &mut crate::Keys, iceoryx2: Option<PathBuf>, budget: Duration) -> Result<Handoff, String> {
+    pub fn new(
+        keys: &mut crate::Keys,
+        iceoryx2: Option<PathBuf>,
+        budget: Duration,
+    ) -> Result<Handoff, String> {
         let scratch = Scratch::create(floors::SCRATCH_SIZE)?;
         Ok(Handoff {
             scratch,
@@ -195,8 +212,15 @@ impl Handoff {
 
     /// One batch of `iters` round trips of mechanism `m`; `cpus` pins this
     /// process to the first and the peer to the second.
-    pub fn batch(&mut self, m: Mech, iters: usize, cpus: Option<(usize, usize)>) -> Result<Rtts, String> {
-        let extra: Vec<String> = cpus.map(|(_, b)| vec![format!("cpu={b}")]).unwrap_or_default();
+    pub fn batch(
+        &mut self,
+        m: Mech,
+        iters: usize,
+        cpus: Option<(usize, usize)>,
+    ) -> Result<Rtts, String> {
+        let extra: Vec<String> = cpus
+            .map(|(_, b)| vec![format!("cpu={b}")])
+            .unwrap_or_default();
         let budget = self.budget_ns;
         match m {
             Mech::Atomic | Mech::Seqlock | Mech::Futex => {
@@ -223,12 +247,22 @@ impl Handoff {
                 r
             }
             Mech::ShmbusPoll | Mech::ShmbusPollNotify | Mech::ShmbusWait => {
-                let pair = if m == Mech::ShmbusPoll { &mut self.poll } else { &mut self.wake };
+                let pair = if m == Mech::ShmbusPoll {
+                    &mut self.poll
+                } else {
+                    &mut self.wake
+                };
                 let mut args = pair.args();
                 args.extend(extra);
-                let role = if m == Mech::ShmbusWait { "shmbus_wait" } else { "shmbus_poll" };
+                let role = if m == Mech::ShmbusWait {
+                    "shmbus_wait"
+                } else {
+                    "shmbus_poll"
+                };
                 let peer = Peer::spawn(role, &args, &[])?;
-                let r = measure(iters, budget, |seq| shmbus_rt(pair, seq, m == Mech::ShmbusWait));
+                let r = measure(iters, budget, |seq| {
+                    shmbus_rt(pair, seq, m == Mech::ShmbusWait)
+                });
                 let _ = pair.publisher.publish(&Frame64::new(u64::MAX));
                 peer.finish()?;
                 r
@@ -254,7 +288,11 @@ impl Handoff {
 
 /// Time round trips `1..` until `iters` are kept (after a short warm-up)
 /// or the time budget is spent.
-fn measure(iters: usize, budget_ns: u64, mut rt: impl FnMut(u64) -> Result<(), String>) -> Result<Rtts, String> {
+fn measure(
+    iters: usize,
+    budget_ns: u64,
+    mut rt: impl FnMut(u64) -> Result<(), String>,
+) -> Result<Rtts, String> {
     let warm = (iters / 10).clamp(5, 200) as u64;
     let mut out = Vec::with_capacity(iters);
     let start = monotonic_ns();
@@ -275,7 +313,9 @@ fn measure(iters: usize, budget_ns: u64, mut rt: impl FnMut(u64) -> Result<(), S
 }
 
 fn shmbus_rt(pair: &mut Pair, seq: u64, blocking: bool) -> Result<(), String> {
-    pair.publisher.publish(&Frame64::new(seq)).map_err(|e| e.to_string())?;
+    pair.publisher
+        .publish(&Frame64::new(seq))
+        .map_err(|e| e.to_string())?;
     loop {
         let s = if blocking {
             pair.sub
@@ -297,12 +337,14 @@ fn shmbus_rt(pair: &mut Pair, seq: u64, blocking: bool) -> Result<(), String> {
 /// Peer side of the shmbus ping-pong: echo every ping's sequence number on
 /// the pong topic, busy-polling or blocking.
 pub fn shmbus_peer(blocking: bool, ping: &Topic, pong: &Topic) -> Result<(), String> {
-    let mut sub = Subscriber::<Frame64>::wait_for_topic(ping, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    let mut sub = Subscriber::<Frame64>::wait_for_topic(ping, Duration::from_secs(10))
+        .map_err(|e| e.to_string())?;
     let mut publisher = Publisher::<Frame64>::open(pong).map_err(|e| e.to_string())?;
     println!("ready");
     loop {
         let s = if blocking {
-            sub.wait_latest(Duration::from_secs(30)).map_err(|e| e.to_string())?
+            sub.wait_latest(Duration::from_secs(30))
+                .map_err(|e| e.to_string())?
         } else {
             spin_until(|| sub.has_new());
             match sub.latest().map_err(|e| e.to_string())? {
@@ -314,6 +356,8 @@ pub fn shmbus_peer(blocking: bool, ping: &Topic, pong: &Topic) -> Result<(), Str
         if seq == u64::MAX {
             return Ok(());
         }
-        publisher.publish(&Frame64::new(seq)).map_err(|e| e.to_string())?;
+        publisher
+            .publish(&Frame64::new(seq))
+            .map_err(|e| e.to_string())?;
     }
 }

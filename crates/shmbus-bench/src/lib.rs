@@ -90,7 +90,12 @@ pub struct Keys {
 impl Keys {
     /// Keys for this process.
     pub fn new() -> Keys {
-        let pid = std::process::id();
+        Keys::for_pid(std::process::id())
+    }
+
+    /// The keys a bench process with this pid uses (tests check that
+    /// none is left behind).
+    pub fn for_pid(pid: u32) -> Keys {
         let h = (pid ^ (pid >> 16)).wrapping_mul(0x9e37_79b1) >> 16;
         Keys {
             base: (0x6200_0000 | ((h & 0xffff) << 8)) as i32,
@@ -98,8 +103,13 @@ impl Keys {
         }
     }
 
+    /// The range of keys handed out by [`Keys::take`] (at most 255).
+    pub fn range(&self) -> core::ops::RangeInclusive<i32> {
+        self.base + 1..=self.base + 255
+    }
+
     /// The next unused key.
-    pub fn next(&mut self) -> i32 {
+    pub fn take(&mut self) -> i32 {
         let k = self.base + self.used.len() as i32 + 1;
         remove_key(k);
         self.used.push(k);
@@ -130,6 +140,7 @@ impl Drop for Keys {
 
 fn peer(args: &[String]) -> Result<(), String> {
     let role = args.first().ok_or("--peer needs a role")?.as_str();
+    os::inherit_spin_limit();
     let arg = |k: &str| -> Result<String, String> {
         args[1..]
             .iter()
@@ -180,6 +191,7 @@ fn progress(opts: &Opts, msg: &str) {
 
 fn run(opts: &Opts, args: &[String], keys: &mut Keys) -> Result<(), String> {
     let cpus = os::Cpus::get();
+    os::set_spin_limit(cpus.count());
     let clock_ns = stats::clock_overhead_ns();
     let mut rep = Report::new(opts, args, clock_ns, cpus.count());
     let pair = if opts.pin { cpus.pair() } else { None };
@@ -191,10 +203,16 @@ fn run(opts: &Opts, args: &[String], keys: &mut Keys) -> Result<(), String> {
         });
     }
     if let Some(f) = &opts.peer_json {
-        let text = std::fs::read_to_string(f).map_err(|e| format!("--peer-json {}: {e}", f.display()))?;
+        let text =
+            std::fs::read_to_string(f).map_err(|e| format!("--peer-json {}: {e}", f.display()))?;
         let pinned = text.contains("\"pinned\":true");
         let mut rtt = alts::parse_iceoryx2(&text)?;
-        rep.add_handoff(Mech::Iceoryx2, pinned, &mut rtt, "merged from --peer-json (not interleaved)");
+        rep.add_handoff(
+            Mech::Iceoryx2,
+            pinned,
+            &mut rtt,
+            "merged from --peer-json (not interleaved)",
+        );
     }
     let budget = Duration::from_millis(if opts.quick { 400 } else { 1500 });
     let mut h = Handoff::new(keys, opts.iceoryx2.clone(), budget)?;
@@ -202,14 +220,22 @@ fn run(opts: &Opts, args: &[String], keys: &mut Keys) -> Result<(), String> {
         Some(p) => vec![Some(p), None],
         None => vec![None],
     };
-    let mechs: Vec<Mech> = Mech::ALL.iter().copied().filter(|m| h.available(*m)).collect();
+    let mechs: Vec<Mech> = Mech::ALL
+        .iter()
+        .copied()
+        .filter(|m| h.available(*m))
+        .collect();
     if !h.available(Mech::Iceoryx2) && opts.peer_json.is_none() {
-        rep.skipped.push("iceoryx2: no peer binary (--iceoryx2 PATH; see bench/run.sh)".into());
+        rep.skipped
+            .push("iceoryx2: no peer binary (--iceoryx2 PATH; see bench/run.sh)".into());
     }
     let mut dists: Vec<Dist> = Vec::new();
     let mut failed: Vec<(Mech, bool)> = Vec::new();
     for round in 0..opts.rounds {
-        progress(opts, &format!("handoff round {}/{}", round + 1, opts.rounds));
+        progress(
+            opts,
+            &format!("handoff round {}/{}", round + 1, opts.rounds),
+        );
         for mode in &modes {
             cpus.pin(mode.map(|(a, _)| a));
             for &m in &mechs {
@@ -220,7 +246,11 @@ fn run(opts: &Opts, args: &[String], keys: &mut Keys) -> Result<(), String> {
                 match h.batch(m, opts.iters, *mode) {
                     Ok(rtt) => report::push_samples(&mut dists, m, pinned, rtt),
                     Err(e) => {
-                        rep.skipped.push(format!("{} ({}): {e}", m.label(), if pinned { "pinned" } else { "unpinned" }));
+                        rep.skipped.push(format!(
+                            "{} ({}): {e}",
+                            m.label(),
+                            if pinned { "pinned" } else { "unpinned" }
+                        ));
                         failed.push((m, pinned));
                     }
                 }
@@ -257,7 +287,13 @@ fn run(opts: &Opts, args: &[String], keys: &mut Keys) -> Result<(), String> {
         .unwrap_or(50_000.0);
     for &n in &opts.fanout {
         for notify in [true, false] {
-            progress(opts, &format!("fan-out: {n} subscribers, notify {}", if notify { "on" } else { "off" }));
+            progress(
+                opts,
+                &format!(
+                    "fan-out: {n} subscribers, notify {}",
+                    if notify { "on" } else { "off" }
+                ),
+            );
             let period = Duration::from_nanos((futex_rtt * n as f64).max(200_000.0) as u64);
             match fanout::point(keys, n, notify, opts.fanout_frames, period, clock_ns) {
                 Ok(p) => rep.fanout.push(p),
@@ -280,8 +316,13 @@ fn run(opts: &Opts, args: &[String], keys: &mut Keys) -> Result<(), String> {
     }
     if let Some(dir) = &opts.out {
         std::fs::create_dir_all(dir).map_err(|e| format!("--out {}: {e}", dir.display()))?;
-        for (name, body) in [("bench.txt", &text), ("bench.json", &json), ("bench.svg", &svg)] {
-            std::fs::write(dir.join(name), body).map_err(|e| format!("--out {}: {e}", dir.display()))?;
+        for (name, body) in [
+            ("bench.txt", &text),
+            ("bench.json", &json),
+            ("bench.svg", &svg),
+        ] {
+            std::fs::write(dir.join(name), body)
+                .map_err(|e| format!("--out {}: {e}", dir.display()))?;
         }
     }
     Ok(())

@@ -46,9 +46,18 @@ type Frame256 = [[u8; 32]; 8];
 /// 1 KiB of postcard.
 type Frame1k = [[u8; 32]; 32];
 
-fn raw_publisher<T: Schema + MaxSize>(keys: &mut Keys, name: &str, notify: bool) -> Result<RawPublisher, String> {
+fn raw_publisher<T: Schema + MaxSize>(
+    keys: &mut Keys,
+    name: &str,
+    notify: bool,
+) -> Result<RawPublisher, String> {
     let schema = schema_bytes::<T>().map_err(|e| e.to_string())?;
-    RawPublisher::open(&topic(keys.next(), name, notify), &schema, T::POSTCARD_MAX_SIZE).map_err(|e| e.to_string())
+    RawPublisher::open(
+        &topic(keys.take(), name, notify),
+        &schema,
+        T::POSTCARD_MAX_SIZE,
+    )
+    .map_err(|e| e.to_string())
 }
 
 fn publish_item(
@@ -89,54 +98,111 @@ pub fn items(keys: &mut Keys) -> Result<Vec<Item>, String> {
 
     // Poll when nothing is new, against a bare acquire load.
     let s = scratch.clone();
-    v.push(item("bare_acquire_load", "floor: bare acquire load", move || {
-        let w: &AtomicU32 = &s.words(0, 1)[0];
-        per_op(OPS * 10, |_| {
-            black_box(black_box(w).load(Ordering::Acquire));
-        })
-    }));
-    let mut poll_pub = Publisher::<Frame64>::open(&topic(keys.next(), "bench/poll-idle", false)).map_err(|e| e.to_string())?;
-    poll_pub.publish(&Frame64::new(1)).map_err(|e| e.to_string())?;
-    let mut poll_sub = Subscriber::<Frame64>::attach(&topic(poll_pub.raw().key(), "bench/poll-idle", false))
+    v.push(item(
+        "bare_acquire_load",
+        "floor: bare acquire load",
+        move || {
+            let w: &AtomicU32 = &s.words(0, 1)[0];
+            per_op(OPS * 10, |_| {
+                black_box(black_box(w).load(Ordering::Acquire));
+            })
+        },
+    ));
+    let mut poll_pub = Publisher::<Frame64>::open(&topic(keys.take(), "bench/poll-idle", false))
         .map_err(|e| e.to_string())?;
+    poll_pub
+        .publish(&Frame64::new(1))
+        .map_err(|e| e.to_string())?;
+    let mut poll_sub =
+        Subscriber::<Frame64>::attach(&topic(poll_pub.raw().key(), "bench/poll-idle", false))
+            .map_err(|e| e.to_string())?;
     let _ = poll_sub.latest();
-    v.push(item("poll_nothing_new", "shmbus has_new(), nothing new", move || {
-        let _keep = &poll_pub;
-        per_op(OPS * 10, |_| {
-            black_box(black_box(&poll_sub).has_new());
-        })
-    }));
+    v.push(item(
+        "poll_nothing_new",
+        "shmbus has_new(), nothing new",
+        move || {
+            let _keep = &poll_pub;
+            per_op(OPS * 10, |_| {
+                black_box(black_box(&poll_sub).has_new());
+            })
+        },
+    ));
 
     // Publish: bare seqlock, then shmbus pre-encoded frames.
     let s = scratch.clone();
-    v.push(item("seqlock_publish_64", "floor: bare seqlock publish 64 B", move || {
-        let slot = s.words(floors::PING_SLOT, 17);
-        per_op(OPS, |i| floors::seqlock_write(black_box(slot), u64::from(i)))
-    }));
+    v.push(item(
+        "seqlock_publish_64",
+        "floor: bare seqlock publish 64 B",
+        move || {
+            let slot = s.words(floors::PING_SLOT, 17);
+            per_op(OPS, |i| {
+                floors::seqlock_write(black_box(slot), u64::from(i))
+            })
+        },
+    ));
     for (key, label, size, notify) in [
-        ("publish_64", "shmbus publish 64 B (pre-encoded, notify off)", 64, false),
-        ("publish_256", "shmbus publish 256 B (pre-encoded, notify off)", 256, false),
-        ("publish_1k", "shmbus publish 1 KiB (pre-encoded, notify off)", 1024, false),
-        ("publish_64_notify", "shmbus publish 64 B (notify on, no waiter)", 64, true),
-        ("publish_256_notify", "shmbus publish 256 B (notify on, no waiter)", 256, true),
-        ("publish_1k_notify", "shmbus publish 1 KiB (notify on, no waiter)", 1024, true),
+        (
+            "publish_64",
+            "shmbus publish 64 B (pre-encoded, notify off)",
+            64,
+            false,
+        ),
+        (
+            "publish_256",
+            "shmbus publish 256 B (pre-encoded, notify off)",
+            256,
+            false,
+        ),
+        (
+            "publish_1k",
+            "shmbus publish 1 KiB (pre-encoded, notify off)",
+            1024,
+            false,
+        ),
+        (
+            "publish_64_notify",
+            "shmbus publish 64 B (notify on, no waiter)",
+            64,
+            true,
+        ),
+        (
+            "publish_256_notify",
+            "shmbus publish 256 B (notify on, no waiter)",
+            256,
+            true,
+        ),
+        (
+            "publish_1k_notify",
+            "shmbus publish 1 KiB (notify on, no waiter)",
+            1024,
+            true,
+        ),
     ] {
         v.push(publish_item(keys, key, label, size, notify)?);
     }
     let mut clocked = raw_publisher::<Frame64>(keys, "bench/publish-clocked", false)?;
     let frame = [0x5a_u8; 64];
-    v.push(item("publish_64_clocks", "shmbus publish_bytes 64 B incl. 2 clock reads", move || {
-        per_op(OPS, |_| {
-            let _ = black_box(clocked.publish_bytes(black_box(&frame)));
-        })
-    }));
+    v.push(item(
+        "publish_64_clocks",
+        "shmbus publish_bytes 64 B incl. 2 clock reads",
+        move || {
+            per_op(OPS, |_| {
+                let _ = black_box(clocked.publish_bytes(black_box(&frame)));
+            })
+        },
+    ));
     let (imu, gnss, power) = typical();
-    let mut typed = Publisher::<Imu>::open(&topic(keys.next(), "bench/publish-imu", false)).map_err(|e| e.to_string())?;
-    v.push(item("publish_imu_typed", "shmbus publish Imu (encode in place)", move || {
-        per_op(OPS, |i| {
-            let _ = black_box(typed.publish_at(black_box(&imu), u64::from(i), 7));
-        })
-    }));
+    let mut typed = Publisher::<Imu>::open(&topic(keys.take(), "bench/publish-imu", false))
+        .map_err(|e| e.to_string())?;
+    v.push(item(
+        "publish_imu_typed",
+        "shmbus publish Imu (encode in place)",
+        move || {
+            per_op(OPS, |i| {
+                let _ = black_box(typed.publish_at(black_box(&imu), u64::from(i), 7));
+            })
+        },
+    ));
 
     // Encoding cost of typical messages (postcard into a stack buffer).
     v.push(encode_item("encode_imu", "postcard encode Imu (41 B)", imu));
@@ -145,46 +211,58 @@ pub fn items(keys: &mut Keys) -> Result<Vec<Item>, String> {
 
     // Read cost per new frame: bare seqlock read, then shmbus next/latest.
     let s = scratch.clone();
-    v.push(item("seqlock_read_64", "floor: bare seqlock read 64 B", move || {
-        let slot = s.words(floors::PONG_SLOT, 17);
-        floors::seqlock_write(slot, 1);
-        per_op(OPS, |_| {
-            let mut last = 1;
-            black_box(floors::seqlock_read_new(black_box(slot), &mut last));
-        })
-    }));
-    let t = topic(keys.next(), "bench/read", false);
+    v.push(item(
+        "seqlock_read_64",
+        "floor: bare seqlock read 64 B",
+        move || {
+            let slot = s.words(floors::PONG_SLOT, 17);
+            floors::seqlock_write(slot, 1);
+            per_op(OPS, |_| {
+                let mut last = 1;
+                black_box(floors::seqlock_read_new(black_box(slot), &mut last));
+            })
+        },
+    ));
+    let t = topic(keys.take(), "bench/read", false);
     let mut read_pub = Publisher::<Frame64>::open(&t).map_err(|e| e.to_string())?;
     let mut read_sub = Subscriber::<Frame64>::attach(&t).map_err(|e| e.to_string())?;
     let slots = t.slots as u64;
-    v.push(item("read_next_64", "shmbus next() per new 64 B frame", move || {
-        let mut total = 0u64;
-        let mut n = 0u64;
-        while n < u64::from(OPS) {
-            for g in 0..slots {
-                let _ = read_pub.publish_at(&Frame64::new(g), g, 7);
-            }
-            let t0 = monotonic_ns();
-            for _ in 0..slots {
-                if let Ok(Next::Frame(s)) = read_sub.next() {
-                    black_box(s);
+    v.push(item(
+        "read_next_64",
+        "shmbus next() per new 64 B frame",
+        move || {
+            let mut total = 0u64;
+            let mut n = 0u64;
+            while n < u64::from(OPS) {
+                for g in 0..slots {
+                    let _ = read_pub.publish_at(&Frame64::new(g), g, 7);
                 }
+                let t0 = monotonic_ns();
+                for _ in 0..slots {
+                    if let Ok(Next::Frame(s)) = read_sub.next() {
+                        black_box(s);
+                    }
+                }
+                total += monotonic_ns().saturating_sub(t0);
+                n += slots;
             }
-            total += monotonic_ns().saturating_sub(t0);
-            n += slots;
-        }
-        total as f64 / n as f64
-    }));
-    let t = topic(keys.next(), "bench/read-imu", false);
+            total as f64 / n as f64
+        },
+    ));
+    let t = topic(keys.take(), "bench/read-imu", false);
     let mut imu_pub = Publisher::<Imu>::open(&t).map_err(|e| e.to_string())?;
     imu_pub.publish(&imu).map_err(|e| e.to_string())?;
     let mut imu_sub = Subscriber::<Imu>::attach(&t).map_err(|e| e.to_string())?;
-    v.push(item("read_latest_imu", "shmbus latest() Imu (decode in place)", move || {
-        let _keep = &imu_pub;
-        per_op(OPS, |_| {
-            let _ = black_box(imu_sub.latest());
-        })
-    }));
+    v.push(item(
+        "read_latest_imu",
+        "shmbus latest() Imu (decode in place)",
+        move || {
+            let _keep = &imu_pub;
+            per_op(OPS, |_| {
+                let _ = black_box(imu_sub.latest());
+            })
+        },
+    ));
     let _ = (Gnss::POSTCARD_MAX_SIZE, Power::POSTCARD_MAX_SIZE);
     Ok(v)
 }

@@ -64,7 +64,11 @@ impl Opts {
             out: None,
             rounds: if quick { 3 } else { 10 },
             iters: if quick { 400 } else { 4000 },
-            fanout: if quick { vec![1, 4, 16] } else { vec![1, 4, 16, 64] },
+            fanout: if quick {
+                vec![1, 4, 16]
+            } else {
+                vec![1, 4, 16, 64]
+            },
             fanout_frames: if quick { 100 } else { 400 },
             micro_samples: if quick { 30 } else { 200 },
             iceoryx2: None,
@@ -131,7 +135,11 @@ mod tests {
 
     #[test]
     fn errors_name_the_argument() {
-        assert!(parse("--rounds").unwrap_err().contains("--rounds needs a value"));
+        assert!(
+            parse("--rounds")
+                .unwrap_err()
+                .contains("--rounds needs a value")
+        );
         assert!(parse("--rounds 0").unwrap_err().contains("positive"));
         assert!(parse("--frobnicate").unwrap_err().contains("--frobnicate"));
     }

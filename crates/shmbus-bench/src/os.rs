@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::unistd::Pid;
@@ -23,8 +23,9 @@ pub struct Scratch {
 impl Scratch {
     /// Create, attach and mark for removal a segment of `size` bytes.
     pub fn create(size: usize) -> Result<Scratch, String> {
-        let id = sys::shmget(nix::libc::IPC_PRIVATE, size, 0o600 | nix::libc::IPC_CREAT)
-            .map_err(|e| format!("cannot create the scratch segment: {e} (check `shmbus doctor`)"))?;
+        let id = sys::shmget(nix::libc::IPC_PRIVATE, size, 0o600 | nix::libc::IPC_CREAT).map_err(
+            |e| format!("cannot create the scratch segment: {e} (check `shmbus doctor`)"),
+        )?;
         let att = Attachment::read_write(id);
         let _ = sys::shm_remove(id);
         Ok(Scratch {
@@ -35,7 +36,8 @@ impl Scratch {
     /// Attach the creator's segment `shmid` (in a peer).
     pub fn attach(shmid: i32) -> Result<Scratch, String> {
         Ok(Scratch {
-            att: Attachment::read_write(shmid).map_err(|e| format!("cannot attach scratch segment {shmid}: {e}"))?,
+            att: Attachment::read_write(shmid)
+                .map_err(|e| format!("cannot attach scratch segment {shmid}: {e}"))?,
         })
     }
 
@@ -52,15 +54,37 @@ impl Scratch {
     }
 }
 
-/// Wait until `ready()` holds: spin a little, then give the CPU away on
-/// every retry (on a one-core board the other side can only run if we
-/// yield). The floors and shmbus's busy-poll handoff use the same loop.
+/// Spins before a busy-wait starts yielding; see [`set_spin_limit`].
+static SPIN_LIMIT: AtomicU32 = AtomicU32::new(200);
+
+/// Environment variable that hands the spin limit to peers.
+const SPIN_ENV: &str = "SHMBUS_BENCH_SPIN";
+
+/// Set how long busy-waits spin before they yield: short with one CPU (the
+/// other side can only run if we give the CPU away), long with several
+/// (like iceoryx2's pure spinning, so the scheduler spreads an unpinned
+/// pair over two CPUs). Peers inherit the value.
+pub fn set_spin_limit(cpus: usize) {
+    SPIN_LIMIT.store(if cpus >= 2 { 20_000 } else { 200 }, Ordering::Relaxed);
+}
+
+/// In a peer: take the spin limit the parent chose.
+pub fn inherit_spin_limit() {
+    if let Some(n) = std::env::var(SPIN_ENV).ok().and_then(|v| v.parse().ok()) {
+        SPIN_LIMIT.store(n, Ordering::Relaxed);
+    }
+}
+
+/// Wait until `ready()` holds: spin, then give the CPU away on every retry
+/// (on a one-core board the other side can only run if we yield). The
+/// floors and shmbus's busy-poll handoff use this same loop.
 #[inline]
 pub fn spin_until(mut ready: impl FnMut() -> bool) {
+    let limit = SPIN_LIMIT.load(Ordering::Relaxed);
     let mut tries = 0u32;
     while !ready() {
         tries += 1;
-        if tries < 200 {
+        if tries < limit {
             core::hint::spin_loop();
         } else {
             sys::yield_now();
@@ -141,6 +165,7 @@ pub fn self_command(args: &[String]) -> Command {
         None => Command::new(exe),
     };
     cmd.arg("bench").arg("--peer").args(args);
+    cmd.env(SPIN_ENV, SPIN_LIMIT.load(Ordering::Relaxed).to_string());
     cmd
 }
 
@@ -184,8 +209,15 @@ impl Peer {
 
     /// Wait for the peer to exit; an error if it failed.
     pub fn finish(mut self) -> Result<(), String> {
-        let st = self.child.wait().map_err(|e| format!("waiting for peer: {e}"))?;
-        if st.success() { Ok(()) } else { Err(format!("peer failed: {st}")) }
+        let st = self
+            .child
+            .wait()
+            .map_err(|e| format!("waiting for peer: {e}"))?;
+        if st.success() {
+            Ok(())
+        } else {
+            Err(format!("peer failed: {st}"))
+        }
     }
 }
 
@@ -200,7 +232,11 @@ impl Drop for Peer {
 
 fn set_inheritable(fd: BorrowedFd<'_>, on: bool) -> Result<(), String> {
     use nix::fcntl::{FcntlArg, FdFlag, fcntl};
-    let flags = if on { FdFlag::empty() } else { FdFlag::FD_CLOEXEC };
+    let flags = if on {
+        FdFlag::empty()
+    } else {
+        FdFlag::FD_CLOEXEC
+    };
     fcntl(fd, FcntlArg::F_SETFD(flags))
         .map(drop)
         .map_err(|e| format!("fcntl(F_SETFD): {e}"))

@@ -16,7 +16,9 @@ const ROW: f64 = 22.0;
 const COLORS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Log-scale axis from `lo` to `hi` onto `[a, b]` pixels.
@@ -87,8 +89,14 @@ pub fn svg(rep: &Report, dists: &[Dist]) -> String {
         esc(&rep.command)
     );
     if !rows.is_empty() {
-        let lo = rows.iter().map(|(_, s)| quantile(s, 0.01)).fold(f64::MAX, f64::min);
-        let hi = rows.iter().map(|(_, s)| quantile(s, 0.99)).fold(0.0, f64::max);
+        let lo = rows
+            .iter()
+            .map(|(_, s)| quantile(s, 0.01))
+            .fold(f64::MAX, f64::min);
+        let hi = rows
+            .iter()
+            .map(|(_, s)| quantile(s, 0.99))
+            .fold(0.0, f64::max);
         let ax = LogAxis::new(lo, hi, LEFT, W - RIGHT);
         for d in ax.decades() {
             let x = ax.at(d);
@@ -210,7 +218,11 @@ fn fanout(o: &mut String, rep: &Report, top: f64, h: f64) {
             .iter()
             .filter(|p| p.notify == *notify)
             .map(|p| {
-                let v = if *publish { p.publish.median_ns } else { p.read.median_ns };
+                let v = if *publish {
+                    p.publish.median_ns
+                } else {
+                    p.read.median_ns
+                };
                 (xat(p.subscribers as f64), y.at(v))
             })
             .collect();
@@ -218,7 +230,11 @@ fn fanout(o: &mut String, rep: &Report, top: f64, h: f64) {
             continue;
         }
         let color = COLORS[i % COLORS.len()];
-        let dash = if *publish { "" } else { r#" stroke-dasharray="5,4""# };
+        let dash = if *publish {
+            ""
+        } else {
+            r#" stroke-dasharray="5,4""#
+        };
         let path: Vec<String> = pts.iter().map(|(a, b)| format!("{a:.1},{b:.1}")).collect();
         let _ = writeln!(
             o,
@@ -226,7 +242,10 @@ fn fanout(o: &mut String, rep: &Report, top: f64, h: f64) {
             path.join(" ")
         );
         for (a, b) in &pts {
-            let _ = writeln!(o, r#"<circle cx="{a:.1}" cy="{b:.1}" r="3" fill="{color}"/>"#);
+            let _ = writeln!(
+                o,
+                r#"<circle cx="{a:.1}" cy="{b:.1}" r="3" fill="{color}"/>"#
+            );
         }
         let ly = top + 14.0 + i as f64 * 18.0;
         let _ = writeln!(

@@ -24,7 +24,10 @@ pub struct Dist {
 /// mechanism's distribution. The clock overhead is subtracted later, in
 /// [`Report::add_handoff`].
 pub fn push_samples(dists: &mut Vec<Dist>, mech: Mech, pinned: bool, rtt: Vec<f64>) {
-    match dists.iter_mut().find(|d| d.mech == mech && d.pinned == pinned) {
+    match dists
+        .iter_mut()
+        .find(|d| d.mech == mech && d.pinned == pinned)
+    {
         Some(d) => d.samples.extend(rtt),
         None => dists.push(Dist {
             mech,
@@ -160,7 +163,9 @@ impl Report {
     /// An empty report for this run.
     pub fn new(opts: &Opts, args: &[String], clock_ns: f64, cpus: usize) -> Report {
         Report {
-            command: format!("shmbus bench {}", args.join(" ")).trim_end().to_string(),
+            command: format!("shmbus bench {}", args.join(" "))
+                .trim_end()
+                .to_string(),
             machine: Machine {
                 cpus,
                 cpu_model: cpu_model(),
@@ -211,7 +216,9 @@ impl Report {
     pub fn add_micro(&mut self, key: &'static str, label: &'static str, samples: &mut [f64]) {
         let compared_to = match key {
             "poll_nothing_new" => Some("bare_acquire_load"),
-            "publish_64" | "publish_256" | "publish_1k" | "publish_64_clocks" => Some("seqlock_publish_64"),
+            "publish_64" | "publish_256" | "publish_1k" | "publish_64_clocks" => {
+                Some("seqlock_publish_64")
+            }
             "publish_64_notify" => Some("publish_64"),
             "publish_256_notify" => Some("publish_256"),
             "publish_1k_notify" => Some("publish_1k"),
@@ -236,7 +243,10 @@ impl Report {
     }
 
     fn micro_median(&self, key: &str) -> Option<f64> {
-        self.micro.iter().find(|r| r.key == key).map(|r| r.cost.median_ns)
+        self.micro
+            .iter()
+            .find(|r| r.key == key)
+            .map(|r| r.cost.median_ns)
     }
 
     fn ratio(&mut self, name: String, num: Option<f64>, den: Option<f64>, target: Option<f64>) {
@@ -284,7 +294,10 @@ impl Report {
         }
         let micro = self.micro.clone();
         for r in &mut self.micro {
-            if let Some(c) = r.compared_to.and_then(|k| micro.iter().find(|x| x.key == k)) {
+            if let Some(c) = r
+                .compared_to
+                .and_then(|k| micro.iter().find(|x| x.key == k))
+            {
                 r.ratio = Some(r.cost.median_ns / c.cost.median_ns);
             }
         }
@@ -294,21 +307,75 @@ impl Report {
             let (poll, seq, ice) = (h("shmbus_poll"), h("seqlock"), h("iceoryx2"));
             let (wait, futex, unix) = (h("shmbus_wait"), h("futex"), h("unix_dgram"));
             let poll_n = h("shmbus_poll_notify");
-            self.ratio(format!("handoff busy-poll / bare seqlock floor ({p})"), poll, seq, Some(1.25));
-            self.ratio(format!("handoff busy-poll / iceoryx2 ({p})"), poll, ice, Some(0.25));
-            self.ratio(format!("handoff busy-poll, notify on / bare seqlock floor ({p})"), poll_n, seq, None);
-            self.ratio(format!("blocking wake-up / raw futex floor ({p})"), wait, futex, Some(1.1));
-            self.ratio(format!("handoff busy-poll / Unix socket ({p})"), poll, unix, None);
-            self.ratio(format!("blocking wake-up / Unix socket ({p})"), wait, unix, None);
+            self.ratio(
+                format!("handoff busy-poll / bare seqlock floor ({p})"),
+                poll,
+                seq,
+                Some(1.25),
+            );
+            self.ratio(
+                format!("handoff busy-poll / iceoryx2 ({p})"),
+                poll,
+                ice,
+                Some(0.25),
+            );
+            self.ratio(
+                format!("handoff busy-poll, notify on / bare seqlock floor ({p})"),
+                poll_n,
+                seq,
+                None,
+            );
+            self.ratio(
+                format!("blocking wake-up / raw futex floor ({p})"),
+                wait,
+                futex,
+                Some(1.1),
+            );
+            self.ratio(
+                format!("handoff busy-poll / Unix socket ({p})"),
+                poll,
+                unix,
+                None,
+            );
+            self.ratio(
+                format!("blocking wake-up / Unix socket ({p})"),
+                wait,
+                unix,
+                None,
+            );
         }
         let m = |k: &str| self.micro_median(k);
         let (poll, load) = (m("poll_nothing_new"), m("bare_acquire_load"));
-        let (p64, s64, p64c) = (m("publish_64"), m("seqlock_publish_64"), m("publish_64_clocks"));
+        let (p64, s64, p64c) = (
+            m("publish_64"),
+            m("seqlock_publish_64"),
+            m("publish_64_clocks"),
+        );
         let p64n = m("publish_64_notify");
-        self.ratio("poll nothing new / bare acquire load".into(), poll, load, Some(1.5));
-        self.ratio("publish 64 B pre-encoded / bare seqlock publish".into(), p64, s64, Some(2.0));
-        self.ratio("publish 64 B incl. clock reads / bare seqlock publish".into(), p64c, s64, None);
-        self.ratio("publish 64 B notify on (no waiter) / notify off".into(), p64n, p64, None);
+        self.ratio(
+            "poll nothing new / bare acquire load".into(),
+            poll,
+            load,
+            Some(1.5),
+        );
+        self.ratio(
+            "publish 64 B pre-encoded / bare seqlock publish".into(),
+            p64,
+            s64,
+            Some(2.0),
+        );
+        self.ratio(
+            "publish 64 B incl. clock reads / bare seqlock publish".into(),
+            p64c,
+            s64,
+            None,
+        );
+        self.ratio(
+            "publish 64 B notify on (no waiter) / notify off".into(),
+            p64n,
+            p64,
+            None,
+        );
         for notify in [false, true] {
             let pts: Vec<&Point> = self.fanout.iter().filter(|p| p.notify == notify).collect();
             if let (Some(first), Some(last)) = (pts.first(), pts.last()) {
@@ -330,7 +397,11 @@ impl Report {
     pub fn table(&self) -> String {
         let mut t = String::new();
         let m = &self.machine;
-        let _ = writeln!(t, "shmbus bench — {} CPU(s), {}, Linux {}, {}", m.cpus, m.cpu_model, m.kernel, m.arch);
+        let _ = writeln!(
+            t,
+            "shmbus bench — {} CPU(s), {}, Linux {}, {}",
+            m.cpus, m.cpu_model, m.kernel, m.arch
+        );
         let _ = writeln!(
             t,
             "{} rounds interleaved, {} round trips per mechanism per round; clock read {:.0} ns (subtracted)",
@@ -338,14 +409,19 @@ impl Report {
         );
         let _ = writeln!(t, "one-way latency = (round trip - clock) / 2\n");
         for pinned in [true, false] {
-            let rows: Vec<&HandoffRow> = self.handoff.iter().filter(|r| r.pinned == pinned).collect();
+            let rows: Vec<&HandoffRow> =
+                self.handoff.iter().filter(|r| r.pinned == pinned).collect();
             if rows.is_empty() {
                 continue;
             }
             let _ = writeln!(
                 t,
                 "Handoff, one way, 64 B, two processes {}",
-                if pinned { "pinned to two CPUs" } else { "unpinned" }
+                if pinned {
+                    "pinned to two CPUs"
+                } else {
+                    "unpinned"
+                }
             );
             let _ = writeln!(
                 t,
@@ -387,10 +463,16 @@ impl Report {
                     x(r.ratio)
                 );
             }
-            let _ = writeln!(t, "  (ratio: to the bare seqlock for publish/read, to a bare load for poll, to notify off for notify on)\n");
+            let _ = writeln!(
+                t,
+                "  (ratio: to the bare seqlock for publish/read, to a bare load for poll, to notify off for notify on)\n"
+            );
         }
         if !self.fanout.is_empty() {
-            let _ = writeln!(t, "Fan-out: one publisher, N subscriber processes (median / p99)");
+            let _ = writeln!(
+                t,
+                "Fan-out: one publisher, N subscriber processes (median / p99)"
+            );
             let _ = writeln!(
                 t,
                 "  {:>4} {:<14} {:>19} {:>19} {:>21}",
@@ -401,7 +483,11 @@ impl Report {
                     t,
                     "  {:>4} {:<14} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10}",
                     p.subscribers,
-                    if p.notify { "on (waiting)" } else { "off (sleeping)" },
+                    if p.notify {
+                        "on (waiting)"
+                    } else {
+                        "off (sleeping)"
+                    },
                     ns(p.publish.median_ns),
                     ns(p.publish.p99_ns),
                     ns(p.read.median_ns),
@@ -476,7 +562,11 @@ mod tests {
         assert_eq!(poll.one_way.median_ns, 120.0, "round trip / 2");
         assert_eq!(poll.vs_floor, Some(1.2));
         assert_eq!(poll.vs_best_alternative, Some(0.12));
-        let head = r.ratios.iter().find(|x| x.name.starts_with("handoff busy-poll / bare seqlock")).unwrap();
+        let head = r
+            .ratios
+            .iter()
+            .find(|x| x.name.starts_with("handoff busy-poll / bare seqlock"))
+            .unwrap();
         assert_eq!(head.met, Some(true));
     }
 }

@@ -47,7 +47,11 @@ impl Summary {
             p99_ns: quantile(samples, 0.99),
             min_ns: samples.first().copied().unwrap_or(f64::NAN),
             max_ns: samples.last().copied().unwrap_or(f64::NAN),
-            mean_ns: if n == 0 { f64::NAN } else { samples.iter().sum::<f64>() / n as f64 },
+            mean_ns: if n == 0 {
+                f64::NAN
+            } else {
+                samples.iter().sum::<f64>() / n as f64
+            },
         }
     }
 }

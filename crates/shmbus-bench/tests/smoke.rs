@@ -1,0 +1,182 @@
+//! The tool runs end to end: `--quick` with tiny iteration counts prints
+//! JSON that parses, with every mechanism measured or explained, and leaves
+//! no System V object behind. No timing is asserted (numbers are for the
+//! bench itself, not for tests).
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shmbus_bench::Keys;
+use shmbus_bench::handoff::Mech;
+
+fn bench(args: &[&str]) -> Command {
+    let exe = env!("CARGO_BIN_EXE_shmbus-bench");
+    let runner = std::env::var("SHMBUS_TEST_RUNNER").unwrap_or_default();
+    let mut parts = runner.split_whitespace();
+    let mut cmd = match parts.next() {
+        Some(r) => {
+            let mut c = Command::new(r);
+            c.args(parts).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    cmd.args(args);
+    cmd
+}
+
+/// Run to completion, killing the process if it takes longer than `limit`.
+fn run(mut cmd: Command, limit: Duration) -> (u32, std::process::Output) {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shmbus-bench");
+    let pid = child.id();
+    let start = Instant::now();
+    let out = std::thread::scope(|s| {
+        let h = s.spawn(move || child.wait_with_output().expect("wait"));
+        while !h.is_finished() {
+            if start.elapsed() > limit {
+                // SIGKILL by pid: the child is still ours (not yet reaped).
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                panic!("shmbus-bench still running after {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        h.join().expect("join")
+    });
+    (pid, out)
+}
+
+fn leftovers(pid: u32) -> Vec<String> {
+    let keys = Keys::for_pid(pid).range();
+    let mut left = Vec::new();
+    for e in shmbus_core::sysvipc::segments().unwrap_or_default() {
+        if keys.contains(&e.key()) || e.get("cpid") == Some(i64::from(pid)) {
+            left.push(format!("segment key {:#x} id {}", e.key(), e.id()));
+        }
+    }
+    for e in shmbus_core::sysvipc::semaphores().unwrap_or_default() {
+        if keys.contains(&e.key()) {
+            left.push(format!("semaphore key {:#x} id {}", e.key(), e.id()));
+        }
+    }
+    left
+}
+
+#[test]
+fn quick_json_run_measures_everything_and_cleans_up() {
+    let args = [
+        "--quick", "--json", "--rounds", "1", "--iters", "20", "--fanout", "1,2",
+    ];
+    let (pid, out) = run(bench(&args), Duration::from_secs(600));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}\n{stderr}", out.status);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+
+    let handoff = v["handoff"].as_array().expect("handoff rows");
+    let skipped: Vec<String> = v["skipped"]
+        .as_array()
+        .expect("skipped list")
+        .iter()
+        .map(|s| s.as_str().unwrap_or_default().to_string())
+        .collect();
+    for m in Mech::ALL {
+        let measured = handoff
+            .iter()
+            .any(|r| r["key"] == m.key() && r["one_way"]["samples"].as_u64() > Some(0));
+        let explained = skipped
+            .iter()
+            .any(|s| s.starts_with(m.label()) || s.starts_with(m.key()));
+        assert!(
+            measured || explained,
+            "{} neither measured nor skipped with a reason",
+            m.key()
+        );
+    }
+    // The shmbus mechanisms and the floors must really have run.
+    for key in [
+        "atomic",
+        "seqlock",
+        "futex",
+        "shmbus_poll",
+        "shmbus_wait",
+        "unix_dgram",
+    ] {
+        assert!(
+            handoff.iter().any(|r| r["key"] == key),
+            "{key} missing; skipped: {skipped:?}"
+        );
+    }
+    let micro = v["micro"].as_array().expect("micro rows");
+    for key in [
+        "bare_acquire_load",
+        "poll_nothing_new",
+        "seqlock_publish_64",
+        "publish_64",
+        "publish_1k",
+        "read_next_64",
+        "encode_imu",
+    ] {
+        let row = micro
+            .iter()
+            .find(|r| r["key"] == key)
+            .unwrap_or_else(|| panic!("{key} missing"));
+        assert!(
+            row["cost"]["median_ns"].as_f64().is_some(),
+            "{key} has no median"
+        );
+    }
+    let fanout = v["fanout"].as_array().expect("fan-out points");
+    assert_eq!(fanout.len(), 4, "1 and 2 subscribers, notify on and off");
+    for p in fanout {
+        assert!(
+            p["read"]["samples"].as_u64() > Some(0),
+            "a subscriber read nothing: {p}"
+        );
+    }
+    assert!(v["ratios"].as_array().is_some_and(|r| !r.is_empty()));
+    assert!(v["machine"]["cpu_model"].is_string());
+
+    assert_eq!(
+        leftovers(pid),
+        Vec::<String>::new(),
+        "System V objects left behind"
+    );
+}
+
+#[test]
+fn table_and_plot_are_written_and_bad_arguments_are_refused() {
+    let dir = std::env::temp_dir().join(format!("shmbus-bench-smoke-{}", std::process::id()));
+    let args = [
+        "--quick", "--rounds", "1", "--iters", "10", "--fanout", "1", "--no-pin", "--out",
+    ];
+    let mut cmd = bench(&args);
+    cmd.arg(&dir);
+    let (pid, out) = run(cmd, Duration::from_secs(600));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("Handoff, one way"), "{table}");
+    assert!(
+        table.contains("skipped: pinned variants: --no-pin"),
+        "{table}"
+    );
+    let svg = std::fs::read_to_string(dir.join("bench.svg")).expect("bench.svg");
+    assert!(svg.contains("<svg") && svg.contains("shmbus busy-poll"));
+    let json = std::fs::read_to_string(dir.join("bench.json")).expect("bench.json");
+    assert!(serde_json::from_str::<serde_json::Value>(&json).is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(leftovers(pid), Vec::<String>::new());
+
+    let (_, out) = run(bench(&["--rounds", "zero"]), Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--rounds wants a positive number"));
+}
