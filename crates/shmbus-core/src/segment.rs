@@ -148,6 +148,14 @@ impl Segment {
         read_slot(&self.att, &self.info, self.key, generation, stuck_after, f)
     }
 
+    /// The sequence word of slot `index` (taken modulo the slot count), one
+    /// Acquire load. Odd while the publisher writes that slot, or forever if
+    /// a publisher died mid-write and no new one has repaired it yet. For
+    /// tools and tests; readers use [`Self::read_slot`].
+    pub fn slot_sequence(&self, index: u64) -> u32 {
+        slot_words(&self.att, &self.info, index)[SEQ].load(Ordering::Acquire)
+    }
+
     /// `IPC_STAT` of the segment.
     pub fn stat(&self) -> Result<ShmStat, SysError> {
         sys::shm_stat(self.att.shmid())

@@ -118,6 +118,9 @@ pub enum Next<T> {
 pub struct RawSubscriber {
     seg: Segment,
     next: u64,
+    /// Generation of the newest frame returned so far (by any read).
+    newest: u64,
+    /// `newest as u32`: compared with the `notify` word by `has_new`.
     seen: u32,
     stuck_after: Duration,
     last_liveness_check: u64,
@@ -136,6 +139,7 @@ impl RawSubscriber {
         RawSubscriber {
             seg,
             next: g + 1,
+            newest: g,
             seen: g as u32,
             stuck_after: DEFAULT_STUCK_AFTER,
             last_liveness_check: 0,
@@ -175,12 +179,26 @@ impl RawSubscriber {
         self.next
     }
 
-    /// True if a frame newer than the last one this subscriber returned
+    /// True if a frame newer than the newest one this subscriber returned
     /// has been published. One atomic load; no system call.
+    ///
+    /// The comparison is wrap-safe on the 32-bit word: a read can return a
+    /// frame whose slot is complete before the publisher's `notify` store
+    /// for it lands, so `notify` may trail the newest frame returned by one
+    /// or more; that is "nothing new", not "something new".
     #[inline]
     pub fn has_new(&self) -> bool {
         // Acquire pairs with the publisher's Release store of `notify`.
-        self.seg.notify_word().load(Ordering::Acquire) != self.seen
+        let n = self.seg.notify_word().load(Ordering::Acquire);
+        (n.wrapping_sub(self.seen) as i32) > 0
+    }
+
+    /// Record that a frame of generation `g` was returned.
+    fn mark_returned(&mut self, g: u64) {
+        if g > self.newest {
+            self.newest = g;
+            self.seen = g as u32;
+        }
     }
 
     /// Generation of the newest complete frame (0: none yet).
@@ -211,11 +229,18 @@ impl RawSubscriber {
 
     /// Read the newest frame with `f` (given the metadata and the frame's
     /// words). `None` before the first publish.
+    ///
+    /// Successive calls never go back in time: the generation returned is
+    /// at least the newest one this subscriber returned before (the same
+    /// frame again if nothing newer was published). Without this rule a
+    /// read could return frame `g` from its complete slot and the next read,
+    /// seeing the header's generation still at `g - 1` (the publisher stores
+    /// it just after completing the slot), return the older frame.
     pub fn latest_with<R>(
         &mut self,
         mut f: impl FnMut(&SlotMeta, &[AtomicU32]) -> R,
     ) -> Result<Option<(SlotMeta, R)>, ReadError> {
-        let g = self.seg.generation();
+        let g = self.seg.generation().max(self.newest);
         if g == 0 {
             return Ok(None);
         }
@@ -224,7 +249,7 @@ impl RawSubscriber {
         })?;
         match v {
             Some(v) => {
-                self.seen = meta.generation as u32;
+                self.mark_returned(meta.generation);
                 Ok(Some((meta, v)))
             }
             // The newest frame was destroyed by a publisher that died while
@@ -255,7 +280,7 @@ impl RawSubscriber {
         match v {
             Some(v) => {
                 self.next = want + 1;
-                self.seen = want as u32;
+                self.mark_returned(want);
                 Ok(RawNext::Frame(meta, v))
             }
             None if meta.generation > want => {
@@ -442,6 +467,10 @@ impl<T: DeserializeOwned + Schema> Subscriber<T> {
     }
 
     /// The next frame in publish order (non-blocking).
+    #[allow(
+        clippy::should_implement_trait,
+        reason = "fallible, with a Missed/Empty answer: not an Iterator; `next` is the word users look for"
+    )]
     pub fn next(&mut self) -> Result<Next<T>, ReadError> {
         let scratch = &mut self.scratch;
         match self.raw.next_with(|m, w| Self::decode(scratch, m, w))? {

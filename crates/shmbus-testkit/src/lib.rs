@@ -80,10 +80,15 @@ pub fn child(role: &str, args: &[String]) -> Command {
         }
         None => Command::new(exe),
     };
-    cmd.args(["--exact", "child_role_entry", "--nocapture", "--test-threads=1"])
-        .env("SHMBUS_ROLE", role)
-        .env("SHMBUS_ROLE_ARGS", args.join("\u{1f}"))
-        .stdin(Stdio::null());
+    cmd.args([
+        "--exact",
+        "child_role_entry",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("SHMBUS_ROLE", role)
+    .env("SHMBUS_ROLE_ARGS", args.join("\u{1f}"))
+    .stdin(Stdio::null());
     cmd
 }
 
@@ -107,13 +112,26 @@ pub fn role() -> Option<(String, Vec<String>)> {
     Some((r, args))
 }
 
-/// Abort the whole process (and so fail the test) if it is still running
-/// after `limit`. Children are killed by their parents' guards.
+thread_local! {
+    /// The watchdogs armed by this thread: dropping a sender (when the
+    /// thread exits, e.g. its test finished or panicked) disarms one.
+    static ARMED: std::cell::RefCell<Vec<std::sync::mpsc::Sender<()>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Abort the whole process (and so fail the test) if the calling thread is
+/// still running after `limit`. The watchdog is disarmed when the calling
+/// thread exits (libtest runs every test on a thread of its own), so a test
+/// that finished cannot abort the tests that run after it. Children are
+/// killed by their parents' guards.
 pub fn watchdog(what: &'static str, limit: Duration) {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    ARMED.with(|a| a.borrow_mut().push(tx));
     std::thread::spawn(move || {
-        std::thread::sleep(limit);
-        eprintln!("WATCHDOG: '{what}' still running after {limit:?}: aborting");
-        std::process::abort();
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+            eprintln!("WATCHDOG: '{what}' still running after {limit:?}: aborting");
+            std::process::abort();
+        }
     });
 }
 
@@ -149,7 +167,9 @@ pub struct Check {
 }
 
 fn mix(seq: u64, i: u64) -> u64 {
-    (seq ^ 0x9e37_79b9_7f4a_7c15).wrapping_mul(i * 2 + 1).rotate_left(i as u32 * 7)
+    (seq ^ 0x9e37_79b9_7f4a_7c15)
+        .wrapping_mul(i * 2 + 1)
+        .rotate_left(i as u32 * 7)
 }
 
 impl Check {
