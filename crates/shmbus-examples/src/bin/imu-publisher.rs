@@ -1,0 +1,84 @@
+//! Publish simulated IMU samples on a topic at a fixed rate.
+//!
+//! ```text
+//! imu-publisher [--name imu] [--key KEY] [--slots 16] [--rate 100]
+//!               [--count N | --duration SECS] [--remove true]
+//! ```
+//! `--count 0` and no `--duration` publish until killed. `--remove true`
+//! removes the topic when done (by default the last frame stays readable).
+
+use std::time::{Duration, Instant};
+
+use shmbus_examples::{Imu, Options};
+use shmbus_pub::{LockOutcome, Publisher};
+
+const USAGE: &str = "usage: imu-publisher [--name imu] [--key KEY] [--slots 16] [--rate HZ] [--count N | --duration SECS] [--remove true]";
+
+fn main() {
+    if let Err(e) = run() {
+        if e.is_empty() {
+            println!("{USAGE}");
+            return;
+        }
+        eprintln!("imu-publisher: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let o = Options::parse(std::env::args().skip(1))?;
+    o.only(&["rate", "count", "duration", "remove"])?;
+    let rate: f64 = o.get("rate", 100.0)?;
+    if !(rate > 0.0 && rate <= 1e6) {
+        return Err(format!("--rate {rate}: must be between 0 and 1000000 Hz"));
+    }
+    let count: u64 = o.get("count", 0)?;
+    let duration: f64 = o.get("duration", 0.0)?;
+    let remove: bool = o.get("remove", false)?;
+
+    let mut publisher = Publisher::<Imu>::open(&o.topic).map_err(|e| e.to_string())?;
+    let raw = publisher.raw();
+    println!(
+        "publishing '{}' at key 0x{:08x} (shmid {}), {rate} Hz, frame capacity {} bytes{}",
+        raw.name(),
+        raw.key(),
+        raw.shmid(),
+        raw.frame_capacity(),
+        if raw.created() { "" } else { ", reopened" }
+    );
+    if let LockOutcome::Refused(e) = raw.lock_outcome() {
+        eprintln!("warning: {e}");
+    }
+
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let start = Instant::now();
+    let end = (duration > 0.0).then(|| start + Duration::from_secs_f64(duration));
+    let mut seq: u32 = 0;
+    loop {
+        if count > 0 && u64::from(seq) >= count {
+            break;
+        }
+        if end.is_some_and(|e| Instant::now() >= e) {
+            break;
+        }
+        let t_us = shmbus_core::sys::monotonic_ns() / 1_000;
+        publisher
+            .publish(&Imu::simulate(seq, t_us))
+            .map_err(|e| e.to_string())?;
+        seq = seq.wrapping_add(1);
+        // Absolute deadlines: the rate does not drift with the publish cost.
+        let next = start + period.mul_f64(f64::from(seq));
+        if let Some(d) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(d);
+        }
+    }
+    println!(
+        "published {seq} frames in {:.3} s",
+        start.elapsed().as_secs_f64()
+    );
+    if remove {
+        publisher.remove().map_err(|e| e.to_string())?;
+        println!("removed the topic");
+    }
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! Print IMU samples from a topic as they are published, with their lag and
+//! the topic's staleness; exit 0 after `--count` frames.
+//!
+//! ```text
+//! imu-subscriber [--name imu] [--key KEY] [--count 10] [--timeout SECS]
+//!                [--wait SECS] [--mode next|latest]
+//! ```
+//! `--mode next` (default) prints every frame in publish order and says
+//! when it fell behind the ring; `--mode latest` prints only the newest
+//! frame each time one arrives. Both sleep in the kernel between frames.
+
+use std::time::Duration;
+
+use shmbus_examples::{Imu, Options};
+use shmbus_sub::{Next, PublisherStatus, Sample, Subscriber};
+
+const USAGE: &str = "usage: imu-subscriber [--name imu] [--key KEY] [--count N] [--timeout SECS] [--wait SECS] [--mode next|latest]";
+
+fn main() {
+    if let Err(e) = run() {
+        if e.is_empty() {
+            println!("{USAGE}");
+            return;
+        }
+        eprintln!("imu-subscriber: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let o = Options::parse(std::env::args().skip(1))?;
+    o.only(&["count", "timeout", "wait", "mode"])?;
+    let count: u64 = o.get("count", 10)?;
+    let timeout = Duration::from_secs_f64(o.get("timeout", 5.0)?);
+    let wait = Duration::from_secs_f64(o.get("wait", 10.0)?);
+    let mode: String = o.get("mode", "next".to_string())?;
+    if mode != "next" && mode != "latest" {
+        return Err(format!("--mode {mode}: expected next or latest"));
+    }
+
+    let mut sub = Subscriber::<Imu>::wait_for_topic(&o.topic, wait).map_err(|e| e.to_string())?;
+    let info = sub.raw().info().clone();
+    println!(
+        "subscribed to '{}' at key 0x{:08x}: {} slots, frame capacity {} bytes, {}",
+        info.name,
+        o.topic.key,
+        info.geometry.slot_count,
+        info.geometry.frame_capacity,
+        match sub.publisher() {
+            PublisherStatus::Alive { pid } => format!("publisher pid {pid} alive"),
+            PublisherStatus::NotRunning | PublisherStatus::NoLock =>
+                "publisher not running".to_string(),
+            PublisherStatus::Unknown => "publisher status unknown".to_string(),
+        }
+    );
+    let (mut received, mut missed) = (0u64, 0u64);
+    while received < count {
+        let r = if mode == "next" {
+            sub.wait_next(timeout)
+        } else {
+            sub.wait_latest(timeout).map(Next::Frame)
+        };
+        match r.map_err(|e| format!("after {received} frames: {e}"))? {
+            Next::Frame(s) => {
+                received += 1;
+                print_frame(&mut sub, &s);
+            }
+            Next::Missed(n) => {
+                missed += n;
+                println!("missed {n} frames (fell behind the ring)");
+            }
+            Next::Empty => {}
+        }
+    }
+    println!("received {received} frames, missed {missed}");
+    Ok(())
+}
+
+fn print_frame(sub: &mut Subscriber<Imu>, s: &Sample<Imu>) {
+    let v = &s.value;
+    // Lag: publish to now, for this frame. Staleness: how old the topic's
+    // newest frame is (what a control loop checks before trusting it).
+    let lag_us = s.age().as_secs_f64() * 1e6;
+    let stale_us = sub.age().map_or(f64::NAN, |a| a.as_secs_f64() * 1e6);
+    let behind = sub.raw().generation().saturating_sub(s.generation);
+    println!(
+        "frame gen={} seq={} t_us={} frame_id={} acc=[{:.3} {:.3} {:.3}] gyro=[{:.4} {:.4} {:.4}] temp_c={:.2} lag_us={lag_us:.0} stale_us={stale_us:.0} behind={behind}",
+        s.generation,
+        v.seq,
+        v.t_us,
+        v.frame_id,
+        v.acc[0],
+        v.acc[1],
+        v.acc[2],
+        v.gyro[0],
+        v.gyro[1],
+        v.gyro[2],
+        v.temp_c,
+    );
+}

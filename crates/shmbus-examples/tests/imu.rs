@@ -1,0 +1,160 @@
+//! End-to-end: run `imu-publisher` and `imu-subscriber` as processes on a
+//! topic of their own and check what the subscriber printed.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shmbus_testkit::{Guard, KillOnDrop, unique_key, watchdog};
+
+/// The binary, behind `SHMBUS_TEST_RUNNER` (e.g. qemu-arm) if set.
+fn command(exe: &str) -> Command {
+    let runner = std::env::var("SHMBUS_TEST_RUNNER").unwrap_or_default();
+    let mut parts = runner.split_whitespace();
+    match parts.next() {
+        Some(r) => {
+            let mut c = Command::new(r);
+            c.args(parts).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    }
+}
+
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+}
+
+#[test]
+fn subscriber_prints_the_publishers_frames_in_order() {
+    watchdog("imu end-to-end", Duration::from_secs(180));
+    let key = unique_key("imu-e2e");
+    let _guard = Guard(key);
+    let key_arg = format!("0x{key:08x}");
+    let name = "examples/imu-e2e";
+    let count = 40;
+    // The subscriber first: it waits for the topic to appear.
+    let mut sub = KillOnDrop(
+        command(env!("CARGO_BIN_EXE_imu-subscriber"))
+            .args([
+                "--name",
+                name,
+                "--key",
+                &key_arg,
+                "--count",
+                &count.to_string(),
+            ])
+            .args(["--wait", "60", "--timeout", "30"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn imu-subscriber"),
+    );
+    let mut publisher = KillOnDrop(
+        command(env!("CARGO_BIN_EXE_imu-publisher"))
+            .args([
+                "--name",
+                name,
+                "--key",
+                &key_arg,
+                "--rate",
+                "200",
+                "--duration",
+                "120",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn imu-publisher"),
+    );
+    let mut out = String::new();
+    sub.0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = sub.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < end, "imu-subscriber did not exit");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(status.success(), "imu-subscriber failed: {status:?}\n{out}");
+    assert!(
+        out.starts_with(&format!("subscribed to '{name}' at key {key_arg}")),
+        "{out}"
+    );
+
+    let frames: Vec<&str> = out.lines().filter(|l| l.starts_with("frame ")).collect();
+    assert_eq!(frames.len(), count, "{out}");
+    let mut prev_gen: Option<u64> = None;
+    for l in &frames {
+        let generation: u64 = field(l, "gen").parse().unwrap();
+        let seq: u64 = field(l, "seq").parse().unwrap();
+        // A fresh topic: the publisher's sample n is generation n + 1.
+        assert_eq!(generation, seq + 1, "{l}");
+        assert_eq!(field(l, "frame_id"), "imu_link", "{l}");
+        assert!(l.contains(" 9.810]"), "acc z is gravity: {l}");
+        if let Some(p) = prev_gen {
+            assert!(generation > p, "out of order: {l}");
+        }
+        prev_gen = Some(generation);
+        let lag: f64 = field(l, "lag_us").parse().unwrap();
+        assert!(lag >= 0.0, "{l}");
+    }
+    let missed: u64 = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("missed "))
+        .map(|l| l.split_whitespace().next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    let first: u64 = field(frames[0], "gen").parse().unwrap();
+    assert_eq!(
+        prev_gen.unwrap() - first + 1,
+        count as u64 + missed,
+        "delivered + missed"
+    );
+    assert!(
+        out.ends_with(&format!("received {count} frames, missed {missed}\n")),
+        "{out}"
+    );
+
+    // The publisher is still running; stop it.
+    publisher.0.kill().unwrap();
+    publisher.0.wait().unwrap();
+    let mut pout = String::new();
+    publisher
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut pout)
+        .unwrap();
+    assert!(
+        pout.starts_with(&format!("publishing '{name}' at key {key_arg}")),
+        "{pout}"
+    );
+}
+
+#[test]
+fn subscriber_without_a_topic_fails_with_a_clear_error() {
+    watchdog("imu no topic", Duration::from_secs(60));
+    let key = unique_key("imu-missing");
+    let _guard = Guard(key);
+    let out = command(env!("CARGO_BIN_EXE_imu-subscriber"))
+        .args([
+            "--name",
+            "examples/nobody",
+            "--key",
+            &key.to_string(),
+            "--wait",
+            "0.2",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("start its publisher first"), "{err}");
+}
