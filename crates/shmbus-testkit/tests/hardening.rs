@@ -1,0 +1,1104 @@
+//! Hardening tests: real uids, spoofing and squatting, faults (SIGSTOP of a
+//! publisher mid-write, removal under attached processes, SIGKILL of a
+//! subscriber, RLIMIT_MEMLOCK) and clock jumps. `docs/RELIABILITY.md` lists
+//! each test with its figure; `SECURITY.md` has the threat model.
+//!
+//! ## Root
+//! The tests marked "root" start child processes with other real uids
+//! (`setgid`/`setuid` in the forked child, before it re-executes this test
+//! binary). CI runs as root. A developer running as an ordinary user gets a
+//! failure that says so, unless they set `SHMBUS_SKIP_ROOT_TESTS=1`, which
+//! skips those tests with a `SKIPPED` line on stderr; under `CI` the
+//! variable is refused, so a CI run can never skip them.
+//!
+//! ## Children
+//! Children re-execute this binary (`child_role_entry`) with a role. They
+//! print protocol lines prefixed with `@@ ` on stdout. Children that must
+//! stay alive wait for their stdin to close; the parent holds them in a
+//! [`Kid`], which kills them on drop.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use shmbus_core::layout::HeaderInfo;
+use shmbus_core::sys::{self, Attachment, Errno};
+use shmbus_core::{LockPolicy, OpenError, ReadError, Segment, Topic, WaitError};
+use shmbus_pub::Publisher;
+use shmbus_sub::{Next, Subscriber};
+use shmbus_testkit::{Check, Guard, KillOnDrop, role, unique_key, unique_topic, watchdog};
+
+/// The uid that publishes (a sensor daemon's dedicated user).
+const SENSOR_UID: u32 = 64101;
+/// The sensor's primary group.
+const SENSOR_GID: u32 = 64101;
+/// Another local user, with no business on the bus.
+const INTRUDER_UID: u32 = 64102;
+/// The intruder's group.
+const INTRUDER_GID: u32 = 64102;
+/// A reader: its own uid, primary group = the telemetry group.
+const READER_UID: u32 = 64103;
+/// The group that topics grant read access to.
+const TELEMETRY_GID: u32 = 64100;
+
+// ---------------------------------------------------------------- helpers
+
+fn scaled(n: u32) -> u32 {
+    let scale: f64 = std::env::var("SHMBUS_STRESS_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    ((f64::from(n) * scale).round() as u32).max(1)
+}
+
+/// True if this test may run its root-only part; false if the developer
+/// chose to skip it (never under CI). Panics otherwise: a test that cannot
+/// check what it claims must not pass silently.
+fn root_or_skip(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    let skip = std::env::var("SHMBUS_SKIP_ROOT_TESTS").is_ok_and(|v| v == "1");
+    let ci = std::env::var_os("CI").is_some();
+    if skip && !ci {
+        // Straight to fd 2, not `eprintln!`: the test harness captures that.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test}: needs root to run children as other uids (SHMBUS_SKIP_ROOT_TESTS=1)"
+        );
+        return false;
+    }
+    panic!(
+        "{test} needs root: it runs children as uids {SENSOR_UID}/{INTRUDER_UID}/{READER_UID} with setuid. \
+         Run the tests as root (CI does), or set SHMBUS_SKIP_ROOT_TESTS=1 to skip the root-only tests knowingly \
+         (refused when CI is set)"
+    );
+}
+
+/// A copy of this test binary that other uids can execute, removed on drop
+/// (the build directory may sit under a 0700 home directory).
+struct ExeCopy {
+    dir: PathBuf,
+    exe: PathBuf,
+}
+
+impl ExeCopy {
+    fn new() -> ExeCopy {
+        let me = std::env::current_exe().expect("current_exe");
+        let dir = std::env::temp_dir().join(format!(
+            "shmbus-hardening-{}-{}",
+            std::process::id(),
+            unique_key("exe")
+        ));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+        let exe = dir.join("hardening");
+        std::fs::copy(&me, &exe).expect("copy test binary");
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).expect("chmod exe");
+        ExeCopy { dir, exe }
+    }
+}
+
+impl Drop for ExeCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running child role: stdout read line by line, killed on drop.
+struct Kid {
+    out: BufReader<ChildStdout>,
+    child: KillOnDrop,
+    _exe: Option<ExeCopy>,
+}
+
+/// Who a child runs as: `None` = this process's uid; `Some((uid, gid))`.
+type Ids = Option<(u32, u32)>;
+
+fn spawn_kid(role: &str, args: &[String], ids: Ids) -> Kid {
+    let copy = ids.map(|_| ExeCopy::new());
+    let exe = match &copy {
+        Some(c) => c.exe.clone(),
+        None => std::env::current_exe().expect("current_exe"),
+    };
+    // Same convention as `shmbus_testkit::child`: SHMBUS_TEST_RUNNER (qemu-arm)
+    // goes in front of the binary.
+    let runner = std::env::var("SHMBUS_TEST_RUNNER").unwrap_or_default();
+    let mut parts = runner.split_whitespace();
+    let mut cmd = match parts.next() {
+        Some(r) => {
+            let mut c = Command::new(r);
+            c.args(parts).arg(&exe);
+            c
+        }
+        None => Command::new(&exe),
+    };
+    cmd.args([
+        "--exact",
+        "child_role_entry",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("SHMBUS_ROLE", role)
+    .env("SHMBUS_ROLE_ARGS", args.join("\u{1f}"))
+    .current_dir("/")
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped());
+    if let Some((uid, gid)) = ids {
+        // std's child calls setgroups(0), setgid, then setuid after fork and
+        // before exec: a real process of another user.
+        cmd.uid(uid).gid(gid);
+    }
+    // A fresh copy can be "busy" (ETXTBSY) for a moment: a child forked by
+    // another test thread while we were writing it holds the write fd until
+    // it execs. Retry briefly.
+    let mut tries = 0;
+    let mut child = loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => break other.expect("spawn child role"),
+        }
+    };
+    let out = BufReader::new(child.stdout.take().expect("piped stdout"));
+    Kid {
+        out,
+        child: KillOnDrop(child),
+        _exe: copy,
+    }
+}
+
+impl Kid {
+    fn pid(&self) -> i32 {
+        self.child.0.id() as i32
+    }
+
+    /// The next protocol line (without `@@ `); panics if the child ends first.
+    fn line(&mut self) -> String {
+        let mut l = String::new();
+        loop {
+            l.clear();
+            let n = self.out.read_line(&mut l).expect("read child stdout");
+            assert!(n > 0, "child ended before its next protocol line");
+            if let Some(rest) = l.strip_prefix("@@ ") {
+                return rest.trim_end().to_string();
+            }
+        }
+    }
+
+    /// Close the child's stdin (tell it to finish) and wait for it; returns
+    /// its exit status and the remaining protocol lines.
+    fn finish(mut self) -> (ExitStatus, Vec<String>) {
+        drop(self.child.0.stdin.take());
+        let mut rest = String::new();
+        let _ = self.out.read_to_string(&mut rest);
+        let status = self.child.0.wait().expect("wait child");
+        let lines = rest
+            .lines()
+            .filter_map(|l| l.strip_prefix("@@ "))
+            .map(str::to_string)
+            .collect();
+        (status, lines)
+    }
+}
+
+/// Run a child role to completion and return its protocol lines.
+fn run_kid(role: &str, args: &[String], ids: Ids) -> (ExitStatus, Vec<String>) {
+    spawn_kid(role, args, ids).finish()
+}
+
+fn say(s: &str) {
+    let mut o = std::io::stdout().lock();
+    // Start on a fresh line: with --nocapture the harness has printed
+    // "test child_role_entry ... " without a newline.
+    let _ = writeln!(o, "\n@@ {s}");
+    let _ = o.flush();
+}
+
+fn wait_for_stdin_eof() {
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+}
+
+fn topic_args(t: &Topic) -> Vec<String> {
+    vec![
+        t.name.clone(),
+        t.key.to_string(),
+        format!("{:o}", t.mode),
+        t.group.map_or("-".into(), |g| g.to_string()),
+        match t.lock {
+            LockPolicy::Required => "required".into(),
+            LockPolicy::Try => "try".into(),
+            LockPolicy::Off => "off".into(),
+        },
+        t.publisher_uid.map_or("-".into(), |u| u.to_string()),
+        t.slots.to_string(),
+    ]
+}
+
+fn topic_from(a: &[String]) -> Topic {
+    let mut t = Topic::new(&a[0])
+        .key(a[1].parse().expect("key"))
+        .mode(u32::from_str_radix(&a[2], 8).expect("mode"))
+        .slots(a[6].parse().expect("slots"))
+        .lock(match a[4].as_str() {
+            "required" => LockPolicy::Required,
+            "try" => LockPolicy::Try,
+            _ => LockPolicy::Off,
+        });
+    if a[3] != "-" {
+        t = t.group(a[3].parse().expect("group"));
+    }
+    if a[5] != "-" {
+        t = t.publisher_uid(a[5].parse().expect("uid"));
+    }
+    t
+}
+
+fn report_err(e: &dyn std::fmt::Display, dbg: &dyn std::fmt::Debug) {
+    say(&format!("ERR {dbg:?}"));
+    say(&format!("MSG {e}"));
+}
+
+/// `ERR <Debug>` and `MSG <Display>` lines of a child that failed.
+fn expect_err(lines: &[String]) -> (String, String) {
+    let err = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("ERR "))
+        .map(str::to_string);
+    let msg = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("MSG "))
+        .map(str::to_string);
+    match (err, msg) {
+        (Some(e), Some(m)) => (e, m),
+        _ => panic!("expected an error from the child, got {lines:?}"),
+    }
+}
+
+/// The message names the owner, group and permission bits. The kernel's
+/// mode word may carry `SHM_LOCKED` (0o2000) or `SHM_DEST` (0o1000) too
+/// (`/proc/sysvipc/shm` shows them); only the rwx bits must match.
+fn assert_owner_in_message(msg: &str, uid: u32, gid: u32, perms: u32) {
+    let head = format!("owner uid {uid}, gid {gid}, mode ");
+    let at = msg
+        .find(&head)
+        .unwrap_or_else(|| panic!("no owner in: {msg}"));
+    let digits: String = msg[at + head.len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    let mode = u32::from_str_radix(&digits, 8).unwrap_or_else(|_| panic!("no mode in: {msg}"));
+    assert_eq!(mode & 0o777, perms, "{msg}");
+    if mode & !0o777 != 0 {
+        eprintln!("NOTE: the message shows kernel flag bits in the mode ({mode:o}): {msg}");
+    }
+}
+
+/// The attach count of `shmid` once it equals `want`, or whatever it is
+/// after 5 s. A child that another test thread forks inherits this
+/// process's attachments until it execs, so the count can be briefly high.
+fn settled_nattch(shmid: i32, want: u64) -> Result<u64, Errno> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let n = sys::shm_stat(shmid).map(|s| s.nattch).map_err(|e| e.errno);
+        if n == Ok(want) || Instant::now() >= deadline {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Every byte of the segment at `key` (root reads anything).
+fn segment_bytes(key: i32) -> Vec<u8> {
+    let id = sys::shmget(key, 0, 0).expect("segment exists");
+    let att = Attachment::read_only(id).expect("attach");
+    let words = att.words_at(0, att.len() / 4).expect("words");
+    let mut out = Vec::new();
+    shmbus_core::layout::copy_from_words(words, att.len(), &mut out);
+    out
+}
+
+fn stat_key(key: i32) -> sys::ShmStat {
+    sys::shm_stat(sys::shmget(key, 0, 0).expect("segment exists")).expect("IPC_STAT")
+}
+
+fn no_segment_at(key: i32) -> bool {
+    matches!(sys::shmget(key, 0, 0), Err(e) if e.errno == Errno::ENOENT)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// The slot-0 sequence word of a segment, through our own read-only
+/// attachment (test-only peek).
+struct SeqPeek {
+    att: Attachment,
+    offset: usize,
+}
+
+impl SeqPeek {
+    fn new(shmid: i32, key: i32) -> SeqPeek {
+        let att = Attachment::read_only(shmid).expect("attach");
+        let info = HeaderInfo::read(&att, key).expect("header");
+        SeqPeek {
+            att,
+            offset: info.geometry.slot_offset(0),
+        }
+    }
+    fn seq(&self) -> u32 {
+        self.att
+            .u32_at(self.offset)
+            .expect("slot word")
+            .load(Ordering::Acquire)
+    }
+}
+
+// ------------------------------------------------------------ child roles
+
+/// Entry point for child processes. Does nothing in a normal test run.
+#[test]
+fn child_role_entry() {
+    let Some((role, a)) = role() else { return };
+    match role.as_str() {
+        // Open a publisher; publish one frame; report; stay until stdin closes.
+        "publish" => {
+            if a.get(7).is_some_and(|m| m == "memlock0") {
+                let zero = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                // SAFETY: `zero` is a valid rlimit; lowering a limit is always allowed.
+                let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &zero) };
+                assert_eq!(rc, 0, "setrlimit(RLIMIT_MEMLOCK, 0)");
+            }
+            match Publisher::<Check>::open(&topic_from(&a)) {
+                Ok(mut p) => {
+                    p.publish(&Check::new(1)).expect("publish");
+                    say(&format!("OK lock={:?}", p.raw().lock_outcome()));
+                    wait_for_stdin_eof();
+                }
+                Err(e) => report_err(&e, &e),
+            }
+        }
+        // Attach a subscriber, read the newest frame, report.
+        "attach" => match Subscriber::<Check>::attach(&topic_from(&a)) {
+            Ok(mut s) => match s.latest() {
+                Ok(v) => say(&format!("OK latest={:?}", v.map(|s| s.value.seq))),
+                Err(e) => report_err(&e, &e),
+            },
+            Err(e) => report_err(&e, &e),
+        },
+        // Create a segment at the key as this user and fill it (a squatter).
+        "squat-shm" => {
+            let key: i32 = a[0].parse().expect("key");
+            let mode = u32::from_str_radix(&a[1], 8).expect("mode");
+            let bytes = unhex(&a[2]);
+            let flags = libc::IPC_CREAT | libc::IPC_EXCL | mode as i32;
+            let id = sys::shmget(key, bytes.len(), flags).expect("squat shmget");
+            let att = Attachment::read_write(id).expect("squat attach");
+            let words = att.words_at(0, bytes.len().div_ceil(4)).expect("words");
+            shmbus_core::codec::store_bytes(words, &bytes);
+            say("SQUATTED");
+        }
+        // Create the publisher lock's semaphore at the key and take it,
+        // without SEM_UNDO: it stays held after this process exits.
+        "squat-sem" => {
+            let key: i32 = a[0].parse().expect("key");
+            let mode = u32::from_str_radix(&a[1], 8).expect("mode");
+            let id =
+                sys::semget(key, libc::IPC_CREAT | libc::IPC_EXCL | mode as i32).expect("semget");
+            let mut op = [libc::sembuf {
+                sem_num: 0,
+                sem_op: 1,
+                sem_flg: 0,
+            }];
+            sys::semop(id, &mut op).expect("semop");
+            say(&format!("SQUATTED pid={}", std::process::id()));
+        }
+        // Attach read-only, then try to store through the mapping.
+        "write-readonly" => {
+            let seg = Segment::attach(&topic_from(&a)).expect("attach");
+            say(&format!("ATTACHED gen={}", seg.generation()));
+            seg.header()
+                .generation
+                .store(0xdead_beef, Ordering::Relaxed);
+            say("STORED");
+        }
+        // Try to attach read-write with only read permission.
+        "attach-rw" => {
+            let key: i32 = a[0].parse().expect("key");
+            let id = sys::shmget(key, 0, 0).expect("shmget");
+            match Attachment::read_write(id) {
+                Ok(_) => say("OK attached read-write"),
+                Err(e) => say(&format!("ERR {:?} {}", e.errno, e.call)),
+            }
+        }
+        // Publish as fast as possible into a one-slot ring, forever.
+        "spin-publisher" => {
+            let topic = topic_from(&a).notify(false);
+            let mut p = Publisher::<Check>::open(&topic).expect("open");
+            p.publish(&Check::new(1)).expect("publish");
+            say("READY");
+            let mut g = 2;
+            loop {
+                p.publish(&Check::new(g)).expect("publish");
+                g += 1;
+            }
+        }
+        // Attach and keep reading until killed.
+        "subscriber-loop" => {
+            let mut s = Subscriber::<Check>::attach(&topic_from(&a)).expect("attach");
+            say("READY");
+            loop {
+                if let Ok(Some(v)) = s.latest() {
+                    assert!(v.value.is_whole());
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+// --------------------------------------------------------------- security
+
+/// Root. A topic with mode 0640 and a group: a member of the group reads it,
+/// another uid gets `PermissionDenied` naming owner, group and mode.
+#[test]
+fn mode_and_group_decide_who_reads() {
+    if !root_or_skip("mode_and_group_decide_who_reads") {
+        return;
+    }
+    watchdog("mode_and_group_decide_who_reads", Duration::from_secs(120));
+    let (topic, _g) = unique_topic("mode-group");
+    let topic = topic.mode(0o640).group(TELEMETRY_GID);
+    let mut publisher = spawn_kid(
+        "publish",
+        &topic_args(&topic),
+        Some((SENSOR_UID, SENSOR_GID)),
+    );
+    assert!(publisher.line().starts_with("OK"), "publisher did not open");
+    let st = stat_key(topic.key);
+    assert_eq!(
+        (st.cuid, st.uid, st.gid, st.perms()),
+        (SENSOR_UID, SENSOR_UID, TELEMETRY_GID, 0o640)
+    );
+
+    // A member of the telemetry group, also requiring the publisher's uid.
+    let reader = topic.clone().publisher_uid(SENSOR_UID);
+    let (_, lines) = run_kid(
+        "attach",
+        &topic_args(&reader),
+        Some((READER_UID, TELEMETRY_GID)),
+    );
+    assert_eq!(
+        lines,
+        vec!["OK latest=Some(1)".to_string()],
+        "group member must read"
+    );
+
+    // Another user: refused, and told who owns it.
+    let (_, lines) = run_kid(
+        "attach",
+        &topic_args(&topic),
+        Some((INTRUDER_UID, INTRUDER_GID)),
+    );
+    let (err, msg) = expect_err(&lines);
+    assert!(err.starts_with("PermissionDenied"), "{err}");
+    assert!(
+        err.contains(&format!("owner: Some(({SENSOR_UID}, {TELEMETRY_GID}, ")),
+        "{err}"
+    );
+    assert_owner_in_message(&msg, SENSOR_UID, TELEMETRY_GID, 0o640);
+    assert!(msg.contains("member of its group"), "{msg}");
+    drop(publisher.finish());
+}
+
+/// Root. Mode 0600: only the owner; the same uid reads, anyone else is
+/// refused with the owner and mode in the error.
+#[test]
+fn mode_0600_is_owner_only() {
+    if !root_or_skip("mode_0600_is_owner_only") {
+        return;
+    }
+    watchdog("mode_0600_is_owner_only", Duration::from_secs(120));
+    let (topic, _g) = unique_topic("mode-0600");
+    let topic = topic.mode(0o600);
+    let mut publisher = spawn_kid(
+        "publish",
+        &topic_args(&topic),
+        Some((SENSOR_UID, SENSOR_GID)),
+    );
+    assert!(publisher.line().starts_with("OK"));
+    let (_, lines) = run_kid(
+        "attach",
+        &topic_args(&topic),
+        Some((SENSOR_UID, SENSOR_GID)),
+    );
+    assert_eq!(lines, vec!["OK latest=Some(1)".to_string()]);
+    // Same group as the owner does not help with 0600.
+    let (_, lines) = run_kid(
+        "attach",
+        &topic_args(&topic),
+        Some((READER_UID, SENSOR_GID)),
+    );
+    let (err, msg) = expect_err(&lines);
+    assert!(err.starts_with("PermissionDenied"), "{err}");
+    assert_owner_in_message(&msg, SENSOR_UID, SENSOR_GID, 0o600);
+    drop(publisher.finish());
+}
+
+/// A valid-looking segment image for `topic` with a forged frame: a real
+/// segment made at a scratch key with the same name, copied, then removed.
+fn forged_image(topic: &Topic) -> Vec<u8> {
+    let (scratch, _g) = unique_topic("forge-scratch");
+    let scratch = Topic::new(&topic.name)
+        .key(scratch.key)
+        .slots(topic.slots)
+        .lock(LockPolicy::Off);
+    let mut p = Publisher::<Check>::open(&scratch).expect("scratch publisher");
+    p.publish(&Check::new(666)).expect("publish");
+    let bytes = segment_bytes(scratch.key);
+    drop(p);
+    bytes
+}
+
+/// Root. Someone else pre-creates a segment at the topic's key (a perfect
+/// forgery of the topic). The publisher refuses it with `NotOwner` and does
+/// not change a byte; a subscriber that names its publisher's uid refuses
+/// it too; one that does not is fooled, which is why `publisher_uid` exists.
+#[test]
+fn squatted_segment_is_never_adopted() {
+    if !root_or_skip("squatted_segment_is_never_adopted") {
+        return;
+    }
+    watchdog(
+        "squatted_segment_is_never_adopted",
+        Duration::from_secs(120),
+    );
+    let (topic, _g) = unique_topic("squat-shm");
+    let image = forged_image(&topic);
+    let (_, lines) = run_kid(
+        "squat-shm",
+        &[topic.key.to_string(), "644".into(), hex(&image)],
+        Some((INTRUDER_UID, INTRUDER_GID)),
+    );
+    assert_eq!(lines, vec!["SQUATTED".to_string()]);
+    let before = segment_bytes(topic.key);
+    let st_before = stat_key(topic.key);
+    assert_eq!(before, image);
+
+    // The real publisher, as its own uid.
+    let (_, lines) = run_kid(
+        "publish",
+        &topic_args(&topic),
+        Some((SENSOR_UID, SENSOR_GID)),
+    );
+    let (err, msg) = expect_err(&lines);
+    assert_eq!(
+        err,
+        format!(
+            "NotOwner {{ key: {}, creator_uid: {INTRUDER_UID}, owner_uid: {INTRUDER_UID}, expected_uid: {SENSOR_UID} }}",
+            topic.key
+        )
+    );
+    assert!(
+        msg.contains(&format!("created by uid {INTRUDER_UID}")),
+        "{msg}"
+    );
+    assert!(msg.contains("shmbus rm"), "{msg}");
+    // Even root does not adopt it.
+    match Publisher::<Check>::open(&topic) {
+        Err(OpenError::NotOwner {
+            creator_uid,
+            expected_uid,
+            ..
+        }) => assert_eq!((creator_uid, expected_uid), (INTRUDER_UID, 0)),
+        other => panic!("root publisher must refuse the squatted segment, got {other:?}"),
+    }
+    assert_eq!(
+        segment_bytes(topic.key),
+        before,
+        "the squatted segment was written"
+    );
+    let st_after = stat_key(topic.key);
+    assert_eq!(
+        (st_after.mode, st_after.uid, st_after.gid),
+        (st_before.mode, st_before.uid, st_before.gid)
+    );
+
+    // A subscriber that requires the sensor's uid refuses the forgery...
+    let strict = topic.clone().publisher_uid(SENSOR_UID);
+    match Subscriber::<Check>::attach(&strict) {
+        Err(OpenError::NotOwner {
+            creator_uid,
+            owner_uid,
+            ..
+        }) => assert_eq!((creator_uid, owner_uid), (INTRUDER_UID, INTRUDER_UID)),
+        other => panic!("expected NotOwner, got {other:?}"),
+    }
+    // ...and one that does not is fooled by it: the reason to set it.
+    let mut naive = Subscriber::<Check>::attach(&topic).expect("naive subscriber attaches");
+    assert_eq!(naive.latest().unwrap().map(|s| s.value.seq), Some(666));
+}
+
+/// Root. A subscriber with `publisher_uid` refuses a segment its publisher
+/// made writable by others (mode 0666 or 0660), and accepts 0644.
+#[test]
+fn subscriber_refuses_segments_writable_by_others() {
+    if !root_or_skip("subscriber_refuses_segments_writable_by_others") {
+        return;
+    }
+    watchdog(
+        "subscriber_refuses_segments_writable_by_others",
+        Duration::from_secs(120),
+    );
+    for (mode, ok) in [(0o666, false), (0o660, false), (0o644, true), (0o640, true)] {
+        let (topic, _g) = unique_topic("writable-by-others");
+        let topic = topic.mode(mode);
+        let mut publisher = spawn_kid(
+            "publish",
+            &topic_args(&topic),
+            Some((SENSOR_UID, SENSOR_GID)),
+        );
+        assert!(publisher.line().starts_with("OK"));
+        let strict = topic.clone().publisher_uid(SENSOR_UID);
+        match (Subscriber::<Check>::attach(&strict), ok) {
+            (Ok(_), true) => {}
+            (Err(e @ OpenError::WritableByOthers { mode: m, .. }), false) => {
+                assert_eq!(m, mode);
+                let msg = e.to_string();
+                assert!(
+                    msg.contains(&format!("mode {mode:03o}")) && msg.contains("0640 or 0644"),
+                    "{msg}"
+                );
+            }
+            (other, _) => panic!("mode {mode:03o}: unexpected {other:?}"),
+        }
+        drop(publisher.finish());
+    }
+}
+
+/// Root. A squatter creates and holds the topic's publisher-lock semaphore.
+/// The publisher refuses with an error naming the squatter's uid (or its
+/// pid, for root), and creates no segment.
+#[test]
+fn squatted_publisher_lock_is_a_clear_error() {
+    if !root_or_skip("squatted_publisher_lock_is_a_clear_error") {
+        return;
+    }
+    watchdog(
+        "squatted_publisher_lock_is_a_clear_error",
+        Duration::from_secs(120),
+    );
+    let (topic, _g) = unique_topic("squat-sem");
+    let (_, lines) = run_kid(
+        "squat-sem",
+        &[topic.key.to_string(), "666".into()],
+        Some((INTRUDER_UID, INTRUDER_GID)),
+    );
+    let squatter_pid: i32 = lines[0]
+        .strip_prefix("SQUATTED pid=")
+        .expect("squatted")
+        .parse()
+        .unwrap();
+    let (_, lines) = run_kid(
+        "publish",
+        &topic_args(&topic),
+        Some((SENSOR_UID, SENSOR_GID)),
+    );
+    let (err, msg) = expect_err(&lines);
+    assert!(err.starts_with("NotOwner"), "{err}");
+    assert!(
+        err.contains(&format!("creator_uid: {INTRUDER_UID}")),
+        "{err}"
+    );
+    assert!(
+        msg.contains(&format!("created by uid {INTRUDER_UID}")),
+        "{msg}"
+    );
+    assert!(
+        no_segment_at(topic.key),
+        "a segment was created despite the squatted lock"
+    );
+    // Root skips the owner check on the lock but still cannot take it.
+    match Publisher::<Check>::open(&topic) {
+        Err(OpenError::PublisherActive { pid, .. }) => assert_eq!(pid, squatter_pid),
+        other => panic!("expected PublisherActive, got {other:?}"),
+    }
+    assert!(no_segment_at(topic.key));
+
+    // A squatted lock the publisher cannot even read (mode 0600).
+    let (topic, _g) = unique_topic("squat-sem-0600");
+    run_kid(
+        "squat-sem",
+        &[topic.key.to_string(), "600".into()],
+        Some((INTRUDER_UID, INTRUDER_GID)),
+    );
+    let (_, lines) = run_kid(
+        "publish",
+        &topic_args(&topic),
+        Some((SENSOR_UID, SENSOR_GID)),
+    );
+    let (err, msg) = expect_err(&lines);
+    assert!(
+        err.starts_with("PermissionDenied") || err.starts_with("NotOwner"),
+        "{err}"
+    );
+    eprintln!("squatted 0600 lock -> {msg}");
+    assert!(no_segment_at(topic.key));
+}
+
+/// Subscribers cannot write: a store through a subscriber's mapping kills it
+/// with SIGSEGV and changes nothing; a user with read permission cannot
+/// attach read-write (root part); the subscriber crate does not enable the
+/// core's `writer` feature.
+#[test]
+fn subscribers_cannot_write() {
+    watchdog("subscribers_cannot_write", Duration::from_secs(120));
+    let (topic, _g) = unique_topic("read-only");
+    let mut publisher = Publisher::<Check>::open(&topic).unwrap();
+    publisher.publish(&Check::new(7)).unwrap();
+    let (status, lines) = run_kid("write-readonly", &topic_args(&topic), None);
+    assert_eq!(
+        lines,
+        vec!["ATTACHED gen=1".to_string()],
+        "the store must not complete"
+    );
+    assert_eq!(status.signal(), Some(libc::SIGSEGV), "{status:?}");
+    let mut sub = Subscriber::<Check>::attach(&topic).unwrap();
+    assert_eq!(sub.latest().unwrap().unwrap().value, Check::new(7));
+    assert_eq!(sub.raw().generation(), 1);
+
+    let manifest = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shmbus-sub/Cargo.toml"
+    ))
+    .expect("read shmbus-sub's manifest");
+    let core_dep = manifest
+        .lines()
+        .find(|l| l.trim_start().starts_with("shmbus-core"))
+        .expect("shmbus-sub depends on shmbus-core");
+    assert!(
+        !core_dep.contains("writer"),
+        "shmbus-sub enables the writer feature: {core_dep}"
+    );
+
+    if root_or_skip("subscribers_cannot_write (read-write attach as another uid)") {
+        let (_, lines) = run_kid(
+            "attach-rw",
+            &[topic.key.to_string()],
+            Some((READER_UID, READER_UID)),
+        );
+        assert_eq!(lines, vec!["ERR EACCES shmat".to_string()]);
+    }
+}
+
+// ----------------------------------------------------------------- faults
+
+/// SIGSTOP a publisher that publishes continuously into a one-slot ring
+/// until it is caught with the slot mid-write (odd sequence). Each time, a
+/// reader reports `WriterStuck` with the publisher's pid after its bounded
+/// wait (200 ms), never a torn frame and never a hang. Stops that land
+/// between writes must yield a whole frame.
+#[test]
+fn sigstop_mid_write_reports_a_stuck_writer() {
+    watchdog(
+        "sigstop_mid_write_reports_a_stuck_writer",
+        Duration::from_secs(300),
+    );
+    let (topic, _g) = unique_topic("sigstop");
+    let topic = topic.slots(1).notify(false);
+    let mut kid = spawn_kid("spin-publisher", &topic_args(&topic), None);
+    assert_eq!(kid.line(), "READY");
+    let pid = Pid::from_raw(kid.pid());
+    let mut sub = Subscriber::<Check>::attach(&topic).unwrap();
+    let peek = SeqPeek::new(sub.raw().segment().shmid(), topic.key);
+
+    let wanted = scaled(20);
+    let (mut stops, mut caught, mut whole) = (0u32, 0u32, 0u32);
+    let mut worst = Duration::ZERO;
+    while caught < wanted {
+        assert!(
+            stops < 20_000,
+            "caught the publisher mid-write only {caught} times in {stops} stops"
+        );
+        stops += 1;
+        kill(pid, Signal::SIGSTOP).unwrap();
+        match waitpid(pid, Some(WaitPidFlag::WUNTRACED)).unwrap() {
+            WaitStatus::Stopped(_, Signal::SIGSTOP) => {}
+            other => panic!("publisher not stopped: {other:?}"),
+        }
+        if peek.seq() & 1 == 1 {
+            let t = Instant::now();
+            match sub.latest() {
+                Err(ReadError::WriterStuck { pid: p, waited }) => {
+                    assert_eq!(p, pid.as_raw());
+                    assert!(waited >= shmbus_core::segment::DEFAULT_STUCK_AFTER);
+                }
+                other => panic!("stopped mid-write: expected WriterStuck, got {other:?}"),
+            }
+            worst = worst.max(t.elapsed());
+            caught += 1;
+        } else {
+            let s = sub.latest().unwrap().expect("a frame");
+            assert!(s.value.is_whole(), "torn frame accepted: {:?}", s.value);
+            whole += 1;
+        }
+        kill(pid, Signal::SIGCONT).unwrap();
+        std::thread::sleep(Duration::from_micros(200 + u64::from(stops % 7) * 150));
+    }
+    // Running again: reads succeed.
+    let s = sub.latest().unwrap().expect("a frame");
+    assert!(s.value.is_whole());
+    println!(
+        "FIGURE sigstop: {stops} SIGSTOPs, {caught} caught mid-write -> WriterStuck (slowest report {worst:?}), {whole} between writes -> whole frame, 0 torn, 0 hangs"
+    );
+}
+
+/// `ipcrm` while a publisher and subscribers (one in-process, one another
+/// process) are attached: everyone keeps working on their mapping, the
+/// subscribers report the removal, the key is free at once, the attach count
+/// drops as they detach, and the segment is gone after the last one.
+#[test]
+fn removed_segment_lives_until_the_last_detach() {
+    watchdog(
+        "removed_segment_lives_until_the_last_detach",
+        Duration::from_secs(120),
+    );
+    let (topic, _g) = unique_topic("removed");
+    let topic = topic.slots(8);
+    let mut publisher = Publisher::<Check>::open(&topic).unwrap();
+    publisher.publish(&Check::new(1)).unwrap();
+    let mut sub1 = Subscriber::<Check>::attach(&topic).unwrap();
+    let mut sub2 = Subscriber::<Check>::attach(&topic).unwrap();
+    let mut kid = spawn_kid("subscriber-loop", &topic_args(&topic), None);
+    assert_eq!(kid.line(), "READY");
+    let shmid = publisher.raw().shmid();
+    let nattch = |want: u64| settled_nattch(shmid, want);
+    assert_eq!(nattch(4), Ok(4));
+
+    sys::shm_remove(shmid).unwrap(); // what `ipcrm -m` does
+    assert!(
+        no_segment_at(topic.key),
+        "the key must be free after removal"
+    );
+    assert!(sub1.is_removed() && sub2.is_removed());
+    for g in 2..=4 {
+        assert_eq!(publisher.publish(&Check::new(g)).unwrap(), g);
+    }
+    assert_eq!(sub1.latest().unwrap().unwrap().value, Check::new(4));
+    for g in 2..=4 {
+        match sub2.next().unwrap() {
+            Next::Frame(s) => assert_eq!(s.value, Check::new(g)),
+            other => panic!("{other:?}"),
+        }
+    }
+    publisher.publish(&Check::new(5)).unwrap();
+    assert_eq!(
+        sub2.wait_latest(Duration::from_secs(10)).unwrap().value,
+        Check::new(5)
+    );
+    assert_eq!(
+        sub1.wait_latest(Duration::from_secs(10)).unwrap().value,
+        Check::new(5)
+    );
+    // Nothing new and the segment removed: the wait ends with Removed.
+    let t = Instant::now();
+    assert_eq!(
+        sub1.wait_latest(Duration::from_secs(10)),
+        Err(WaitError::Removed)
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "Removed must come before the timeout"
+    );
+
+    drop(kid);
+    assert_eq!(nattch(3), Ok(3));
+    drop(sub2);
+    assert_eq!(nattch(2), Ok(2));
+    drop(publisher);
+    assert_eq!(nattch(1), Ok(1));
+    let stat = sub1.raw().segment().stat().unwrap();
+    assert!(stat.removed() && stat.nattch == 1);
+    drop(sub1);
+    assert!(
+        sys::shm_stat(shmid).is_err(),
+        "segment must disappear with the last detach"
+    );
+    let listed = shmbus_core::sysvipc::segments()
+        .unwrap()
+        .iter()
+        .any(|e| e.id() == shmid);
+    assert!(!listed, "shmid {shmid} still in /proc/sysvipc/shm");
+}
+
+/// SIGKILL a subscriber process while attached, many times: the publisher
+/// and another subscriber see nothing (no error, no missed frame) and the
+/// attach count goes back down every time.
+#[test]
+fn killed_subscribers_affect_no_one() {
+    watchdog("killed_subscribers_affect_no_one", Duration::from_secs(600));
+    let (topic, _g) = unique_topic("kill-subscriber");
+    let topic = topic.slots(64);
+    let mut publisher = Publisher::<Check>::open(&topic).unwrap();
+    let mut sub = Subscriber::<Check>::attach(&topic).unwrap();
+    let shmid = publisher.raw().shmid();
+    let nattch = |want: u64| settled_nattch(shmid, want);
+    let kills = scaled(40);
+    let mut g = 0;
+    for _ in 0..kills {
+        let mut kid = spawn_kid("subscriber-loop", &topic_args(&topic), None);
+        for _ in 0..3 {
+            g += 1;
+            publisher.publish(&Check::new(g)).unwrap();
+        }
+        assert_eq!(kid.line(), "READY");
+        assert_eq!(nattch(3), Ok(3));
+        kill(Pid::from_raw(kid.pid()), Signal::SIGKILL).unwrap();
+        let status = kid.child.0.wait().unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        assert_eq!(nattch(2), Ok(2));
+        g += 1;
+        publisher.publish(&Check::new(g)).unwrap();
+        for want in g - 3..=g {
+            match sub.next().unwrap() {
+                Next::Frame(s) => assert_eq!(s.value, Check::new(want)),
+                other => panic!("frame {want}: {other:?}"),
+            }
+        }
+        assert!(sub.publisher().is_alive());
+    }
+    println!(
+        "FIGURE kill-subscriber: {kills} subscriber SIGKILLs: {g} frames all delivered in order, 0 missed, nattch back to 2 every time"
+    );
+}
+
+/// Root. An ordinary user with `RLIMIT_MEMLOCK` 0: lock policy "required"
+/// fails with `LockDenied` naming the limit and the fixes, and leaves no
+/// segment behind; "try" opens and reports the refusal.
+#[test]
+fn memlock_limit_is_named_with_its_fix() {
+    if !root_or_skip("memlock_limit_is_named_with_its_fix") {
+        return;
+    }
+    watchdog(
+        "memlock_limit_is_named_with_its_fix",
+        Duration::from_secs(120),
+    );
+    let (topic, _g) = unique_topic("memlock");
+    let mut args = topic_args(&topic.clone().lock(LockPolicy::Required));
+    args.push("memlock0".into());
+    let (_, lines) = run_kid("publish", &args, Some((SENSOR_UID, SENSOR_GID)));
+    let (err, msg) = expect_err(&lines);
+    assert!(
+        err.starts_with("LockDenied") && err.contains("memlock_limit: 0"),
+        "{err}"
+    );
+    for needle in [
+        "RLIMIT_MEMLOCK is 0 bytes",
+        "ulimit -l",
+        "LimitMEMLOCK=",
+        "CAP_IPC_LOCK",
+        "lock = \"try\"",
+    ] {
+        assert!(msg.contains(needle), "message lacks {needle:?}: {msg}");
+    }
+    assert!(
+        no_segment_at(topic.key),
+        "a refused open must not leave a segment"
+    );
+
+    let mut args = topic_args(&topic.clone().lock(LockPolicy::Try));
+    args.push("memlock0".into());
+    let mut kid = spawn_kid("publish", &args, Some((SENSOR_UID, SENSOR_GID)));
+    let line = kid.line();
+    assert!(
+        line.starts_with("OK lock=Refused(LockDenied {") && line.contains("memlock_limit: 0"),
+        "{line}"
+    );
+    let st = stat_key(topic.key);
+    assert!(!st.locked(), "the segment must not be locked");
+    drop(kid.finish());
+}
+
+/// Ages come from `CLOCK_MONOTONIC`: a frame stamped with a wall-clock time
+/// ten years off (a clock step between publisher and reader) still has its
+/// true age, and the wall-clock stamp is passed through untouched.
+#[test]
+fn ages_ignore_the_wall_clock() {
+    watchdog("ages_ignore_the_wall_clock", Duration::from_secs(60));
+    let (topic, _g) = unique_topic("clock");
+    let mut publisher = Publisher::<Check>::open(&topic).unwrap();
+    let mut sub = Subscriber::<Check>::attach(&topic).unwrap();
+    let ten_years = 10 * 365 * 86_400 * 1_000_000_000u64;
+    let now_real = sys::realtime_ns();
+    for real in [now_real - ten_years, now_real + ten_years, 0] {
+        publisher
+            .publish_at(&Check::new(1), sys::monotonic_ns(), real)
+            .unwrap();
+        let s = sub.latest().unwrap().unwrap();
+        assert_eq!(s.real_ns, real);
+        assert!(
+            s.age() < Duration::from_secs(5),
+            "age {:?} follows the wall clock",
+            s.age()
+        );
+        assert!(sub.age().unwrap() < Duration::from_secs(5));
+    }
+    // A frame stamped 5 s ago on the monotonic clock is 5 s old, whatever
+    // the wall clock says.
+    let five = 5_000_000_000;
+    publisher
+        .publish_at(
+            &Check::new(2),
+            sys::monotonic_ns() - five,
+            now_real + ten_years,
+        )
+        .unwrap();
+    let age = sub.latest().unwrap().unwrap().age();
+    assert!(
+        age >= Duration::from_secs(5) && age < Duration::from_secs(60),
+        "{age:?}"
+    );
+    // A stamp in the future (another clock) gives age 0, not a panic.
+    publisher
+        .publish_at(&Check::new(3), sys::monotonic_ns() + ten_years, now_real)
+        .unwrap();
+    assert_eq!(sub.latest().unwrap().unwrap().age(), Duration::ZERO);
+}
+
+/// `Guard` is used by every test above; this checks it removes a segment
+/// and a lock created at its key, so the tests above leave nothing behind.
+#[test]
+fn guard_removes_what_a_test_left() {
+    let key = unique_key("guard");
+    {
+        let _g = Guard(key);
+        let _p = Publisher::<Check>::open(&Topic::new("test/guard").key(key)).unwrap();
+    }
+    assert!(no_segment_at(key));
+    assert_eq!(
+        shmbus_core::lock::publisher_status(key),
+        shmbus_core::PublisherStatus::NoLock
+    );
+}
