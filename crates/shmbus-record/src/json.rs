@@ -14,7 +14,8 @@
 //! | unit, unit struct, empty tuple | `null` | `null` |
 //! | newtype struct | the inner value | the inner schema |
 //! | seq (Vec, heapless::Vec) | array | `array` + `items` |
-//! | tuple, tuple struct, `[T; N]` | array of N | `array` + `prefixItems`, N items |
+//! | `[T; N]` | array of N | `array` + `items`, `minItems` = `maxItems` = N |
+//! | tuple, tuple struct | array of N | `array` + `prefixItems` (`items` if all alike) |
 //! | map (string keys only) | object | `object` + `additionalProperties` |
 //! | struct | object, fields in order | `object` + `properties` + `required` |
 //! | enum | unit variant: its name; others: `{"Name": value}` | `oneOf` |
@@ -382,6 +383,15 @@ fn array_of(items: &[OwnedNamedType]) -> Value {
         return json!({ "type": "null" });
     }
     let prefix: Vec<Value> = items.iter().map(schema_of).collect();
+    if prefix.iter().all(|p| *p == prefix[0]) {
+        // `[T; N]`: the plain form every viewer understands.
+        return json!({
+            "type": "array",
+            "items": prefix[0],
+            "minItems": items.len(),
+            "maxItems": items.len(),
+        });
+    }
     json!({
         "type": "array",
         "prefixItems": prefix,
@@ -591,10 +601,14 @@ mod tests {
         assert_eq!(p["i8_"]["minimum"], json!(-128));
         assert_eq!(p["f32_"]["type"], "number");
         assert_eq!(p["list"]["items"]["type"], "integer");
-        assert_eq!(p["arr"]["prefixItems"].as_array().unwrap().len(), 3);
+        assert_eq!(p["arr"]["items"]["type"], "number");
+        assert_eq!(
+            (p["arr"]["minItems"].as_u64(), p["arr"]["maxItems"].as_u64()),
+            (Some(3), Some(3))
+        );
         assert_eq!(p["inner"]["properties"]["name"]["type"], "string");
         assert_eq!(p["opt"]["anyOf"][1]["type"], "null");
-        let modes = &p["modes"]["prefixItems"][0]["oneOf"];
+        let modes = &p["modes"]["items"]["oneOf"];
         assert_eq!(modes[0]["const"], "Idle");
         assert_eq!(modes[2]["required"], json!(["Move"]));
         assert_eq!(s["required"].as_array().unwrap().len(), 17);
