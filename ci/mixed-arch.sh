@@ -22,11 +22,20 @@ FRAMES=${MIXED_FRAMES:-300}
 RATE=${MIXED_RATE:-200}
 QEMU=(qemu-arm -L /usr/arm-linux-gnueabihf)
 
-echo "mixed-arch: building shmbus-board for the host and for armv7"
-cargo build -q -p shmbus-board
-arm_cargo build -q -p shmbus-board
-HOST_BIN=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/debug/shmbus-board
-ARM_BIN=$(_shmbus_arm_target_base)/armv7/$SHMBUS_ARM_TARGET/debug/shmbus-board
+# The examples' IMU pair, when the crate has them: a second, independent check.
+PKGS=(-p shmbus-board)
+EXAMPLES=0
+if [[ -f crates/shmbus-examples/src/bin/imu-publisher.rs && -f crates/shmbus-examples/src/bin/imu-subscriber.rs ]]; then
+    PKGS+=(-p shmbus-examples)
+    EXAMPLES=1
+fi
+echo "mixed-arch: building ${PKGS[*]} for the host and for armv7"
+cargo build -q "${PKGS[@]}" --bins
+arm_cargo build -q "${PKGS[@]}" --bins
+HOST_DIR=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/debug
+ARM_DIR=$(_shmbus_arm_target_base)/armv7/$SHMBUS_ARM_TARGET/debug
+HOST_BIN=$HOST_DIR/shmbus-board
+ARM_BIN=$ARM_DIR/shmbus-board
 [[ -x "$HOST_BIN" && -x "$ARM_BIN" ]] || { echo "mixed-arch: missing $HOST_BIN or $ARM_BIN" >&2; exit 1; }
 file_of() { readelf -h "$1" | sed -n 's/.*Machine:[[:space:]]*//p'; }
 echo "mixed-arch: host $(file_of "$HOST_BIN"), arm $(file_of "$ARM_BIN")"
@@ -94,12 +103,43 @@ round() {
     return 1
 }
 
-fail=0
-round "x86_64 publisher -> 2 armv7 subscribers" host arm || fail=1
-round "armv7 publisher -> 2 x86_64 subscribers" arm host || fail=1
-if [[ $fail == 0 ]]; then
-    echo "mixed-arch: 2 passed, 0 failed"
-else
-    echo "mixed-arch: FAILED"
+# imu_round LABEL PUB_ARCH SUB_ARCH: the examples' imu-publisher (until killed,
+# 100 Hz) and an imu-subscriber that must print IMU_FRAMES frames and exit 0.
+IMU_FRAMES=${MIXED_IMU_FRAMES:-50}
+imu_round() {
+    local label=$1 pub_arch=$2 sub_arch=$3
+    local -a pub_cmd sub_cmd
+    if [[ $pub_arch == arm ]]; then pub_cmd=("${QEMU[@]}" "$ARM_DIR/imu-publisher"); else pub_cmd=("$HOST_DIR/imu-publisher"); fi
+    if [[ $sub_arch == arm ]]; then sub_cmd=("${QEMU[@]}" "$ARM_DIR/imu-subscriber"); else sub_cmd=("$HOST_DIR/imu-subscriber"); fi
+    ipcrm -M "$KEY" 2>/dev/null || true
+    ipcrm -S "$KEY" 2>/dev/null || true
+    timeout 120 "${sub_cmd[@]}" --key "$KEY" --name mixed/imu --count "$IMU_FRAMES" --mode next \
+        --wait 30 --timeout 10 >"$WORK/imu-sub" 2>&1 &
+    local sub_pid=$!
+    PIDS=("$sub_pid")
+    timeout 120 "${pub_cmd[@]}" --key "$KEY" --name mixed/imu --rate 100 --count 0 >"$WORK/imu-pub" 2>&1 &
+    PIDS+=($!)
+    local rc=0
+    wait "$sub_pid" || rc=$?
+    kill "${PIDS[1]}" 2>/dev/null || true
+    wait "${PIDS[1]}" 2>/dev/null || true
+    PIDS=()
+    echo "mixed-arch: $label: $(tail -n1 "$WORK/imu-sub")"
+    if [[ $rc == 0 ]] && grep -q "^received $IMU_FRAMES frames" "$WORK/imu-sub"; then
+        echo "mixed-arch: $label ... ok"
+        return 0
+    fi
+    echo "mixed-arch: $label ... FAIL (subscriber exit $rc); publisher said: $(tail -n2 "$WORK/imu-pub" | tr '\n' ' ')" >&2
+    return 1
+}
+
+pass=0 fail=0
+tally() { if "$@"; then pass=$((pass + 1)); else fail=$((fail + 1)); fi; }
+tally round "x86_64 publisher -> 2 armv7 subscribers" host arm
+tally round "armv7 publisher -> 2 x86_64 subscribers" arm host
+if [[ $EXAMPLES == 1 ]]; then
+    tally imu_round "examples: x86_64 imu-publisher -> armv7 imu-subscriber" host arm
+    tally imu_round "examples: armv7 imu-publisher -> x86_64 imu-subscriber" arm host
 fi
-exit $fail
+echo "mixed-arch: $pass passed, $fail failed"
+[[ $fail == 0 ]]
