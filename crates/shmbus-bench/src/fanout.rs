@@ -1,8 +1,9 @@
 //! Fan-out: one publisher, N subscriber processes.
 //!
 //! For each N and for a topic with notify on (subscribers block in the
-//! kernel, every publish pays `FUTEX_WAKE`) and off (subscribers wait in
-//! sleep steps, the publish pays nothing for them): this process publishes
+//! kernel in `wait_until`, every publish pays `FUTEX_WAKE`) and off
+//! (subscribers poll `has_new()` on a 200 µs timer, like a 5 kHz control
+//! loop, and the publish pays nothing for them): this process publishes
 //! frames at a fixed period and times each publish; every subscriber times
 //! its `latest()` after a wake-up (read cost) and reports the delivery
 //! latency from the publish timestamp to its read (`CLOCK_MONOTONIC` in
@@ -20,6 +21,9 @@ use crate::frames::Frame64;
 use crate::handoff::{parse_topic, topic};
 use crate::os::Peer;
 use crate::stats::Summary;
+
+/// How often a subscriber of a notify-off topic polls.
+pub const POLL_PERIOD: Duration = Duration::from_micros(200);
 
 /// One fan-out point.
 #[derive(Debug, Clone, Serialize)]

@@ -294,7 +294,8 @@ fn run(opts: &Opts, args: &[String], keys: &mut Keys) -> Result<(), String> {
                     if notify { "on" } else { "off" }
                 ),
             );
-            let period = Duration::from_nanos((futex_rtt * n as f64).max(200_000.0) as u64);
+            let floor = if notify { 200_000.0 } else { 1_000_000.0 };
+            let period = Duration::from_nanos((futex_rtt * n as f64).max(floor) as u64);
             match fanout::point(keys, n, notify, opts.fanout_frames, period, clock_ns) {
                 Ok(p) => rep.fanout.push(p),
                 Err(e) => rep.skipped.push(format!("fan-out {n} subscribers: {e}")),

@@ -486,7 +486,7 @@ impl Report {
                     if p.notify {
                         "on (waiting)"
                     } else {
-                        "off (sleeping)"
+                        "off (polling)"
                     },
                     ns(p.publish.median_ns),
                     ns(p.publish.p99_ns),
