@@ -367,7 +367,11 @@ mod writer {
         /// sizes match. Slots left mid-write by a dead publisher are
         /// repaired (emptied). The segment is locked in RAM per
         /// `topic.lock`.
-        pub fn open(topic: &Topic, schema: &[u8], frame_capacity: usize) -> Result<WriteSegment, OpenError> {
+        pub fn open(
+            topic: &Topic,
+            schema: &[u8],
+            frame_capacity: usize,
+        ) -> Result<WriteSegment, OpenError> {
             topic.validate()?;
             let key = topic.key;
             let geometry = Geometry::new(schema.len(), topic.slots, frame_capacity).ok_or_else(|| {
@@ -499,7 +503,8 @@ mod writer {
             let newest = h.generation.load(Ordering::Relaxed);
             h.publisher_pid.store(std::process::id(), Ordering::Relaxed);
             h.publisher_epoch.fetch_add(1, Ordering::Relaxed);
-            h.publisher_start_real_ns.store(sys::realtime_ns(), Ordering::Relaxed);
+            h.publisher_start_real_ns
+                .store(sys::realtime_ns(), Ordering::Relaxed);
             if created || h.magic.load(Ordering::Relaxed) != MAGIC_U64 {
                 // Release: every field above happens-before a reader that
                 // sees the magic (its Acquire load in `HeaderInfo::read`).
@@ -608,7 +613,14 @@ mod writer {
             generation: u64,
             f: impl FnMut(&SlotMeta, &[AtomicU32]) -> R,
         ) -> Result<(SlotMeta, R), ReadError> {
-            read_slot(&self.att, &self.info, self.key, generation, DEFAULT_STUCK_AFTER, f)
+            read_slot(
+                &self.att,
+                &self.info,
+                self.key,
+                generation,
+                DEFAULT_STUCK_AFTER,
+                f,
+            )
         }
 
         /// Remove the segment and the publisher lock (`IPC_RMID`). Attached
@@ -621,7 +633,13 @@ mod writer {
         }
     }
 
-    fn init_header(att: &Attachment, name: &str, schema: &[u8], g: &Geometry, flags: u32) -> HeaderInfo {
+    fn init_header(
+        att: &Attachment,
+        name: &str,
+        schema: &[u8],
+        g: &Geometry,
+        flags: u32,
+    ) -> HeaderInfo {
         let h = header_of(att);
         let r = Ordering::Relaxed;
         h.magic.store(0, r);
@@ -633,7 +651,8 @@ mod writer {
         h.flags.store(flags, r);
         h.segment_size.store(g.segment_size as u64, r);
         h.schema_fingerprint.store(fnv1a64(schema), r);
-        h.schema_offset.store(crate::layout::HEADER_FIXED_SIZE as u32, r);
+        h.schema_offset
+            .store(crate::layout::HEADER_FIXED_SIZE as u32, r);
         h.schema_len.store(schema.len() as u32, r);
         h.name_len.store(name.len() as u32, r);
         let mut name_bytes = [0u8; 64];
@@ -641,7 +660,9 @@ mod writer {
         crate::codec::store_bytes(&h.name, &name_bytes);
         let created = sys::realtime_ns();
         h.created_real_ns.store(created, r);
-        if let Some(words) = att.words_at(crate::layout::HEADER_FIXED_SIZE, schema.len().div_ceil(4)) {
+        if let Some(words) =
+            att.words_at(crate::layout::HEADER_FIXED_SIZE, schema.len().div_ceil(4))
+        {
             crate::codec::store_bytes(words, schema);
         }
         h.generation.store(0, r);

@@ -119,6 +119,34 @@ mod loom_tests {
         });
     }
 
+    /// The segment's publish order (`segment.rs`): the slot's `write_end`
+    /// (Release), then the header's generation (Release). A reader that
+    /// loads the generation (Acquire) and sees frame 1 must find that slot
+    /// complete and holding frame 1: never odd, never stale.
+    #[test]
+    fn generation_points_at_a_complete_slot() {
+        loom::model(|| {
+            let seq = Arc::new(AtomicU32::new(0));
+            let slot_gen = Arc::new(AtomicU32::new(0));
+            let generation = Arc::new(AtomicU32::new(0));
+            let (ws, wd, wg) = (seq.clone(), slot_gen.clone(), generation.clone());
+            let writer = thread::spawn(move || {
+                let s = write_begin(&ws);
+                wd.store(1, Ordering::Relaxed);
+                write_end(&ws, s);
+                wg.store(1, Ordering::Release);
+            });
+            if generation.load(Ordering::Acquire) == 1 {
+                let s1 = read_begin(&seq)
+                    .expect("slot is mid-write although the generation says complete");
+                let g = slot_gen.load(Ordering::Relaxed);
+                assert!(read_end(&seq, s1));
+                assert_eq!(g, 1, "stale slot behind a published generation");
+            }
+            writer.join().unwrap();
+        });
+    }
+
     /// A reader that starts after the writer finished sees the last write.
     #[test]
     fn completed_write_is_visible() {

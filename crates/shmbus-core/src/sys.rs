@@ -158,7 +158,11 @@ pub fn shm_set_owner(shmid: i32, gid: Option<u32>, mode: u32) -> Result<(), SysE
 pub fn shm_lock(shmid: i32) -> Result<(), SysError> {
     // SAFETY: SHM_LOCK ignores the buffer argument.
     let rc = unsafe { libc::shmctl(shmid, libc::SHM_LOCK, core::ptr::null_mut()) };
-    if rc < 0 { Err(last("shmctl(SHM_LOCK)")) } else { Ok(()) }
+    if rc < 0 {
+        Err(last("shmctl(SHM_LOCK)"))
+    } else {
+        Ok(())
+    }
 }
 
 /// `shmctl(shmid, IPC_RMID, NULL)`: mark the segment for removal. It goes
@@ -168,7 +172,11 @@ pub fn shm_lock(shmid: i32) -> Result<(), SysError> {
 pub fn shm_remove(shmid: i32) -> Result<(), SysError> {
     // SAFETY: IPC_RMID ignores the buffer argument.
     let rc = unsafe { libc::shmctl(shmid, libc::IPC_RMID, core::ptr::null_mut()) };
-    if rc < 0 { Err(last("shmctl(IPC_RMID)")) } else { Ok(()) }
+    if rc < 0 {
+        Err(last("shmctl(IPC_RMID)"))
+    } else {
+        Ok(())
+    }
 }
 
 /// An attachment of a System V segment (`shmat`), detached on drop (`shmdt`).
@@ -341,14 +349,22 @@ pub fn semop(semid: i32, ops: &mut [libc::sembuf]) -> Result<(), SysError> {
 pub fn sem_getval(semid: i32) -> Result<i32, SysError> {
     // SAFETY: GETVAL takes no fourth argument.
     let v = unsafe { libc::semctl(semid, 0, libc::GETVAL) };
-    if v < 0 { Err(last("semctl(GETVAL)")) } else { Ok(v) }
+    if v < 0 {
+        Err(last("semctl(GETVAL)"))
+    } else {
+        Ok(v)
+    }
 }
 
 /// `semctl(semid, 0, GETPID)`: pid of the last process that changed it.
 pub fn sem_getpid(semid: i32) -> Result<i32, SysError> {
     // SAFETY: GETPID takes no fourth argument.
     let v = unsafe { libc::semctl(semid, 0, libc::GETPID) };
-    if v < 0 { Err(last("semctl(GETPID)")) } else { Ok(v) }
+    if v < 0 {
+        Err(last("semctl(GETPID)"))
+    } else {
+        Ok(v)
+    }
 }
 
 /// Owner, creator and mode of a semaphore set, from `semctl(IPC_STAT)`.
@@ -408,7 +424,11 @@ pub fn sem_set_owner(semid: i32, gid: Option<u32>, mode: u32) -> Result<(), SysE
 pub fn sem_remove(semid: i32) -> Result<(), SysError> {
     // SAFETY: IPC_RMID takes no fourth argument.
     let rc = unsafe { libc::semctl(semid, 0, libc::IPC_RMID) };
-    if rc < 0 { Err(last("semctl(IPC_RMID)")) } else { Ok(()) }
+    if rc < 0 {
+        Err(last("semctl(IPC_RMID)"))
+    } else {
+        Ok(())
+    }
 }
 
 /// What a futex wait ended with.
@@ -429,7 +449,11 @@ pub enum FutexWait {
 /// Shared (not `FUTEX_PRIVATE_FLAG`): the word lives in a System V segment
 /// and waiters and wakers are different processes. Works on a read-only
 /// attachment: FUTEX_WAIT only reads the word. See futex(2).
-pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) -> Result<FutexWait, SysError> {
+pub fn futex_wait(
+    word: &AtomicU32,
+    expected: u32,
+    timeout: Duration,
+) -> Result<FutexWait, SysError> {
     let ts = libc::timespec {
         tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
         tv_nsec: timeout.subsec_nanos() as _,

@@ -24,7 +24,9 @@ impl ProcEntry {
     }
     /// The shmid or semid.
     pub fn id(&self) -> i32 {
-        self.get("shmid").or_else(|| self.get("semid")).unwrap_or(-1) as i32
+        self.get("shmid")
+            .or_else(|| self.get("semid"))
+            .unwrap_or(-1) as i32
     }
     /// Owner uid, gid and permission bits.
     pub fn owner(&self) -> (u32, u32, u32) {

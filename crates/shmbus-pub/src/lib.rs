@@ -71,9 +71,10 @@ impl<T: Serialize + MaxSize + Schema> Publisher<T> {
     /// ([`OpenError::TooLarge`], [`OpenError::SystemLimit`]) and
     /// [`OpenError::PermissionDenied`].
     pub fn open(topic: &Topic) -> Result<Self, OpenError> {
-        let schema = shmbus_core::schema::schema_bytes::<T>().map_err(|e| OpenError::InvalidTopic {
-            reason: format!("cannot encode the schema of the message type: {e}"),
-        })?;
+        let schema =
+            shmbus_core::schema::schema_bytes::<T>().map_err(|e| OpenError::InvalidTopic {
+                reason: format!("cannot encode the schema of the message type: {e}"),
+            })?;
         let raw = RawPublisher::open(topic, &schema, T::POSTCARD_MAX_SIZE.max(1))?;
         Ok(Publisher {
             raw,
@@ -91,7 +92,12 @@ impl<T: Serialize + MaxSize + Schema> Publisher<T> {
     /// Publish `value` with explicit timestamps (`CLOCK_MONOTONIC` and
     /// `CLOCK_REALTIME`, ns), e.g. the time a sensor sample was taken.
     #[inline]
-    pub fn publish_at(&mut self, value: &T, mono_ns: u64, real_ns: u64) -> Result<u64, PublishError> {
+    pub fn publish_at(
+        &mut self,
+        value: &T,
+        mono_ns: u64,
+        real_ns: u64,
+    ) -> Result<u64, PublishError> {
         self.raw.seg.publish_with(mono_ns, real_ns, |words, cap| {
             postcard::serialize_with_flavor(value, AtomicWriter::new(words, cap))
                 .map_err(PublishError::Encode)
@@ -134,7 +140,12 @@ impl RawPublisher {
 
     /// Publish one encoded frame with explicit timestamps.
     #[inline]
-    pub fn publish_bytes_at(&mut self, frame: &[u8], mono_ns: u64, real_ns: u64) -> Result<u64, PublishError> {
+    pub fn publish_bytes_at(
+        &mut self,
+        frame: &[u8],
+        mono_ns: u64,
+        real_ns: u64,
+    ) -> Result<u64, PublishError> {
         self.seg.publish_with(mono_ns, real_ns, |words, cap| {
             if frame.len() > cap {
                 return Err(PublishError::TooLarge {

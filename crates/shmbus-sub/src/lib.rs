@@ -31,7 +31,8 @@
 //!
 //! ## Latest value or every frame
 //! [`Subscriber::latest`] returns the newest complete frame: what a control
-//! loop wants. [`Subscriber::next`] returns frames in publish order from a
+//! loop wants. It never goes back in time: each call returns the frame it
+//! returned before or a newer one. [`Subscriber::next`] returns frames in publish order from a
 //! cursor; a reader that falls more than one ring (the topic's slot count)
 //! behind gets [`Next::Missed`] with the exact number of frames it lost, and
 //! its cursor jumps to the oldest frame still in the ring. Frames delivered
@@ -47,7 +48,18 @@
 //! otherwise they sleep in short steps) until a frame is published, the
 //! timeout passes, or the topic turns out to be dead: every 100 ms of sleep
 //! they check whether the publisher is alive ([`WaitError::PublisherGone`])
-//! and whether the segment was removed ([`WaitError::Removed`]).
+//! and whether the segment was removed ([`WaitError::Removed`]). Signals
+//! (EINTR) and spurious wake-ups neither end a wait early nor extend it: the
+//! remaining time is recomputed from `CLOCK_MONOTONIC` on every return, and
+//! a frame published between the check and the sleep changes the futex word,
+//! so the sleep returns at once (no lost wake-up). The segment layout and
+//! protocols are specified in `docs/LAYOUT.md`.
+//!
+//! ## Lag
+//! [`Sample::age`] is how long ago a frame was published (its lag when you
+//! process it); `raw().generation() - sample.generation` is how many newer
+//! frames were published meanwhile. An in-order reader that lets this reach
+//! the slot count loses frames ([`Next::Missed`]).
 //!
 //! ## Staleness and liveness
 //! [`Subscriber::age`] is the time since the newest publish on
@@ -352,7 +364,12 @@ impl RawSubscriber {
             let slice = Duration::from_nanos(deadline - now).min(LIVENESS_INTERVAL);
             if self.seg.info().notify() {
                 match sys::futex_wait(self.seg.notify_word(), word, slice) {
-                    Ok(FutexWait::Woken | FutexWait::Changed | FutexWait::Interrupted | FutexWait::TimedOut) => {}
+                    Ok(
+                        FutexWait::Woken
+                        | FutexWait::Changed
+                        | FutexWait::Interrupted
+                        | FutexWait::TimedOut,
+                    ) => {}
                     Err(e) => return Err(WaitError::Sys(e)),
                 }
             } else {
@@ -397,9 +414,10 @@ impl<T: DeserializeOwned + Schema> Subscriber<T> {
     /// [`OpenError::Corrupt`], [`OpenError::UnsupportedLayout`]).
     pub fn attach(topic: &Topic) -> Result<Self, OpenError> {
         let raw = RawSubscriber::attach(topic)?;
-        let expected = shmbus_core::schema::fingerprint_of::<T>().map_err(|e| OpenError::InvalidTopic {
-            reason: format!("cannot encode the schema of the message type: {e}"),
-        })?;
+        let expected =
+            shmbus_core::schema::fingerprint_of::<T>().map_err(|e| OpenError::InvalidTopic {
+                reason: format!("cannot encode the schema of the message type: {e}"),
+            })?;
         let info = raw.info();
         if info.schema_fingerprint != expected {
             return Err(OpenError::SchemaMismatch {

@@ -1090,8 +1090,15 @@ fn publishers_killed_mid_publish_never_tear_a_frame() {
     let seg = Segment::attach(&topic).unwrap();
     let slots = u64::from(topic.slots);
     let (mut mid_write, mut repaired_total, mut last_gen) = (0u64, 0u64, 0u64);
+    let mut last_line = String::new();
     let t = Instant::now();
     for i in 0..kills {
+        // Kill only once the publisher is in its loop (it has published
+        // past where it started: qemu-arm starts slowly), at a random moment.
+        let started = field(if i == 0 { &first } else { &last_line }, "next");
+        while seg.generation() <= started {
+            std::thread::sleep(Duration::from_micros(50));
+        }
         std::thread::sleep(Duration::from_micros(rng.below(2_000)));
         signal::kill(Pid::from_raw(current.0.id() as i32), Signal::SIGKILL).unwrap();
         let st = current.0.wait().unwrap();
@@ -1110,6 +1117,7 @@ fn publishers_killed_mid_publish_never_tear_a_frame() {
         assert_eq!(field(&l, "created"), 0, "{l}");
         assert!(field(&l, "next") > g, "kill {i}: {l} after generation {g}");
         repaired_total += field(&l, "repaired");
+        last_line = l;
     }
     signal::kill(Pid::from_raw(current.0.id() as i32), Signal::SIGKILL).unwrap();
     current.0.wait().unwrap();
