@@ -14,7 +14,10 @@
 //!    thread each, blocking in `wait_next`: no sleep-polling for frames) and
 //!    counts frames, lost frames and the publish rate.
 //! 4. On a terminal, redraws a table in place four times a second until
-//!    Ctrl-C or `--duration`; otherwise prints a summary at the end.
+//!    Ctrl-C or `--duration`; otherwise prints a summary at the end. The
+//!    duration counts from the moment every topic has its first frame
+//!    (start-up under an emulator can take seconds), or from
+//!    [`STARTUP_LIMIT`] at the latest.
 //! 5. Stops the children (SIGTERM, then SIGKILL after 2 s) and removes the
 //!    segments and publisher locks they created (`ipcs -m -s` is left as it
 //!    was), also on Ctrl-C.
@@ -39,13 +42,18 @@ use crate::SensorKind;
 use crate::msg::{Accel, Imu, Net, Power, System, Thermal};
 use crate::summary::Summary;
 
+/// How long the demo waits for every sensor's first frame before its
+/// `duration` starts counting anyway.
+pub const STARTUP_LIMIT: Duration = Duration::from_secs(15);
+
 /// Builds the command that runs sensor `kind` with `args`.
 pub type Launcher<'a> = &'a dyn Fn(SensorKind, &[String]) -> Command;
 
 /// What the demo is asked to do.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Stop after this long (else: at Ctrl-C / SIGTERM).
+    /// Stop after this long, counted from the first frame of every topic
+    /// (or [`STARTUP_LIMIT`]); else run until Ctrl-C / SIGTERM.
     pub duration: Option<Duration>,
     /// A config file instead of the built-in demo config.
     pub config: Option<PathBuf>,
@@ -291,21 +299,11 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
-fn table(
-    bus: &str,
-    entries: &[Entry],
-    notes: &[String],
-    elapsed: Duration,
-    end: Option<Duration>,
-) -> String {
+fn table(bus: &str, entries: &[Entry], notes: &[String], elapsed: Duration, until: &str) -> String {
     let width: usize = std::env::var("COLUMNS")
         .ok()
         .and_then(|c| c.parse().ok())
         .unwrap_or(120);
-    let until = match end {
-        Some(d) => format!("stops at {:.0} s", d.as_secs_f64()),
-        None => "Ctrl-C stops".into(),
-    };
     let mut s = format!(
         "shmbus demo · bus {bus} · {:.1} s · {until} · `shmbus ls` in another terminal lists these topics\n\n",
         elapsed.as_secs_f64()
@@ -406,7 +404,8 @@ pub fn run(
             ]);
             if let Some(d) = opts.duration {
                 // A safety net: the sensor stops by itself shortly after.
-                args.extend(["--duration".into(), format!("{}", d.as_secs_f64() + 10.0)]);
+                let limit = d + STARTUP_LIMIT + Duration::from_secs(10);
+                args.extend(["--duration".into(), format!("{}", limit.as_secs_f64())]);
             }
             let mut cmd = launch(kind, &args);
             cmd.stdin(Stdio::null())
@@ -438,9 +437,23 @@ pub fn run(
     }
 
     let mut drawn_lines = 0usize;
+    // `duration` counts from the moment every sensor's topic has its first
+    // frame, so that a slow start (an emulator, a loaded core) does not eat
+    // the run; after STARTUP_LIMIT it counts anyway.
+    let mut clock: Option<Instant> = None;
     loop {
         let elapsed = started.elapsed();
-        let done = stop.load(Ordering::Relaxed) || opts.duration.is_some_and(|d| elapsed >= d);
+        if clock.is_none() {
+            let all_up = entries
+                .iter()
+                .all(|e| e.kind.is_none() || e.exit.is_some() || lock(&e.row).frames > 0);
+            if all_up || elapsed >= STARTUP_LIMIT {
+                clock = Some(Instant::now());
+            }
+        }
+        let ran = clock.map_or(Duration::ZERO, |c| c.elapsed());
+        let done = stop.load(Ordering::Relaxed)
+            || opts.duration.is_some_and(|d| clock.is_some() && ran >= d);
         for e in &mut entries {
             if let (Some(c), None) = (&mut e.child, &e.exit) {
                 if let Ok(Some(st)) = c.try_wait() {
@@ -449,7 +462,14 @@ pub fn run(
             }
         }
         if opts.live {
-            let text = table(&bus, &entries, &lock_notes(&notes), elapsed, opts.duration);
+            let until = match (opts.duration, clock) {
+                (Some(d), Some(_)) => {
+                    format!("stops at {:.0} s", (d + elapsed - ran).as_secs_f64())
+                }
+                (Some(_), None) => "starting the sensors".to_string(),
+                (None, _) => "Ctrl-C stops".to_string(),
+            };
+            let text = table(&bus, &entries, &lock_notes(&notes), elapsed, &until);
             let mut frame = String::new();
             if drawn_lines > 0 {
                 // Back to the top of the previous table, and clear below.
@@ -464,10 +484,15 @@ pub fn run(
             break;
         }
         // The display's tick (the watcher threads block on the topics).
-        let tick = Duration::from_millis(250);
-        let left = opts
-            .duration
-            .map_or(tick, |d| d.saturating_sub(started.elapsed()).min(tick));
+        let tick = if clock.is_some() {
+            Duration::from_millis(250)
+        } else {
+            Duration::from_millis(50)
+        };
+        let left = match (opts.duration, clock) {
+            (Some(d), Some(_)) => d.saturating_sub(ran).min(tick),
+            _ => tick,
+        };
         std::thread::sleep(left.max(Duration::from_millis(1)));
     }
 
