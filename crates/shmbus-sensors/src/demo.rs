@@ -408,6 +408,10 @@ pub fn run(
                 args.extend(["--duration".into(), format!("{}", limit.as_secs_f64())]);
             }
             let mut cmd = launch(kind, &args);
+            // Own process group: a terminal's Ctrl-C reaches the demo only,
+            // which then stops each sensor in order (and they still exit by
+            // themselves if the demo dies: --parent).
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
             cmd.stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped());
@@ -609,6 +613,30 @@ pub fn command(program: &std::path::Path, args: &[String]) -> Command {
     c.args(args);
     c
 }
+
+/// `shmbus demo` as the `shmbus` program runs it: each sensor is this
+/// same program with the hidden subcommand `__sensor NAME ARGS...`, which
+/// must call [`crate::run_sensor`]. One `cargo run -p shmbus-cli -- demo`
+/// thus builds everything the demo starts.
+pub fn main_self(duration: Option<Duration>, config: Option<PathBuf>) -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("shmbus demo: cannot locate this program to start the sensors: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let launch = |kind: SensorKind, args: &[String]| {
+        let mut all = vec![SENSOR_SUBCOMMAND.to_string(), kind.name().to_string()];
+        all.extend_from_slice(args);
+        command(&exe, &all)
+    };
+    main(duration, config, &launch)
+}
+
+/// The hidden subcommand that runs a sensor in-process: `shmbus __sensor
+/// NAME ARGS...` → `run_sensor(NAME, ARGS)`.
+pub const SENSOR_SUBCOMMAND: &str = "__sensor";
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
