@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::Serialize;
 use shmbus_core::sys::monotonic_ns;
 use shmbus_core::{LockPolicy, Topic};
-use shmbus_pub::Publisher;
-use shmbus_sub::Subscriber;
+use shmbus_pub::{Publisher, RawPublisher};
+use shmbus_sub::{RawSubscriber, Subscriber};
 
 use crate::frames::Frame64;
 use crate::os::{Peer, Scratch, spin_until};
@@ -39,6 +39,9 @@ pub enum Mech {
     Futex,
     /// shmbus busy-poll (`has_new` + `latest`), topic notify off.
     ShmbusPoll,
+    /// shmbus busy-poll with pre-encoded bytes (`RawPublisher::publish_bytes`,
+    /// `RawSubscriber::latest_bytes`): the transport without postcard.
+    ShmbusRaw,
     /// shmbus busy-poll on a topic with notify on (publish pays FUTEX_WAKE).
     ShmbusPollNotify,
     /// shmbus blocking (`wait_latest`), notify on.
@@ -55,9 +58,10 @@ pub enum Mech {
 
 impl Mech {
     /// Every mechanism, in the order of a round.
-    pub const ALL: [Mech; 10] = [
+    pub const ALL: [Mech; 11] = [
         Mech::Atomic,
         Mech::Seqlock,
+        Mech::ShmbusRaw,
         Mech::ShmbusPoll,
         Mech::ShmbusPollNotify,
         Mech::Iceoryx2,
@@ -75,6 +79,7 @@ impl Mech {
             Mech::Seqlock => "seqlock",
             Mech::Futex => "futex",
             Mech::ShmbusPoll => "shmbus_poll",
+            Mech::ShmbusRaw => "shmbus_poll_raw",
             Mech::ShmbusPollNotify => "shmbus_poll_notify",
             Mech::ShmbusWait => "shmbus_wait",
             Mech::Unix => "unix_dgram",
@@ -91,6 +96,7 @@ impl Mech {
             Mech::Seqlock => "floor: bare seqlock 64 B",
             Mech::Futex => "floor: raw futex wait/wake",
             Mech::ShmbusPoll => "shmbus busy-poll (notify off)",
+            Mech::ShmbusRaw => "shmbus busy-poll, raw bytes",
             Mech::ShmbusPollNotify => "shmbus busy-poll (notify on)",
             Mech::ShmbusWait => "shmbus wait_latest (blocking)",
             Mech::Unix => "Unix datagram socketpair",
@@ -104,7 +110,9 @@ impl Mech {
     pub fn kind(self) -> Kind {
         match self {
             Mech::Atomic | Mech::Seqlock | Mech::Futex => Kind::Floor,
-            Mech::ShmbusPoll | Mech::ShmbusPollNotify | Mech::ShmbusWait => Kind::Shmbus,
+            Mech::ShmbusPoll | Mech::ShmbusRaw | Mech::ShmbusPollNotify | Mech::ShmbusWait => {
+                Kind::Shmbus
+            }
             _ => Kind::Alternative,
         }
     }
@@ -176,9 +184,84 @@ impl Pair {
     }
 }
 
+/// A topic pair for the raw-bytes ping-pong.
+struct RawPair {
+    ping: Topic,
+    pong: Topic,
+    publisher: RawPublisher,
+    sub: RawSubscriber,
+}
+
+/// The schema of the raw topics: the bytes of a [`Frame64`].
+fn raw_schema() -> Result<Vec<u8>, String> {
+    shmbus_core::schema::schema_bytes::<Frame64>().map_err(|e| e.to_string())
+}
+
+impl RawPair {
+    fn open(keys: &mut crate::Keys) -> Result<RawPair, String> {
+        let ping = topic(keys.take(), "bench/raw-ping", false);
+        let pong = topic(keys.take(), "bench/raw-pong", false);
+        let schema = raw_schema()?;
+        let publisher = RawPublisher::open(&ping, &schema, 64).map_err(|e| e.to_string())?;
+        drop(RawPublisher::open(&pong, &schema, 64).map_err(|e| e.to_string())?);
+        let sub = RawSubscriber::attach(&pong).map_err(|e| e.to_string())?;
+        Ok(RawPair {
+            ping,
+            pong,
+            publisher,
+            sub,
+        })
+    }
+
+    fn rt(&mut self, seq: u64, buf: &mut Vec<u8>) -> Result<(), String> {
+        let frame = Frame64::new(seq);
+        let mut bytes = [0u8; 64];
+        bytes[..32].copy_from_slice(&frame.a);
+        bytes[32..].copy_from_slice(&frame.b);
+        self.publisher
+            .publish_bytes(&bytes)
+            .map_err(|e| e.to_string())?;
+        loop {
+            spin_until(|| self.sub.has_new());
+            if self
+                .sub
+                .latest_bytes(buf)
+                .map_err(|e| e.to_string())?
+                .is_some()
+                && buf.get(..8) == Some(&bytes[..8])
+            {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Peer side of the raw-bytes ping-pong: echo the frame's bytes.
+pub fn raw_peer(ping: &Topic, pong: &Topic) -> Result<(), String> {
+    let mut sub = RawSubscriber::attach(ping).map_err(|e| e.to_string())?;
+    let mut publisher = RawPublisher::open(pong, &raw_schema()?, 64).map_err(|e| e.to_string())?;
+    println!("ready");
+    let mut buf = Vec::with_capacity(64);
+    loop {
+        spin_until(|| sub.has_new());
+        if sub
+            .latest_bytes(&mut buf)
+            .map_err(|e| e.to_string())?
+            .is_none()
+        {
+            continue;
+        }
+        if buf.get(..8) == Some(&u64::MAX.to_le_bytes()[..]) {
+            return Ok(());
+        }
+        publisher.publish_bytes(&buf).map_err(|e| e.to_string())?;
+    }
+}
+
 /// Everything the handoff batches share for the whole run.
 pub struct Handoff {
     scratch: Scratch,
+    raw: RawPair,
     poll: Pair,
     wake: Pair,
     iceoryx2: Option<PathBuf>,
@@ -198,6 +281,7 @@ impl Handoff {
         let scratch = Scratch::create(floors::SCRATCH_SIZE)?;
         Ok(Handoff {
             scratch,
+            raw: RawPair::open(keys)?,
             poll: Pair::open(keys, false)?,
             wake: Pair::open(keys, true)?,
             iceoryx2,
@@ -243,6 +327,22 @@ impl Handoff {
                     Mech::Seqlock => floors::seqlock_stop(s),
                     _ => floors::futex_stop(s),
                 }
+                peer.finish()?;
+                r
+            }
+            Mech::ShmbusRaw => {
+                let raw = &mut self.raw;
+                let mut args = vec![
+                    format!("ping={}", topic_arg(&raw.ping)),
+                    format!("pong={}", topic_arg(&raw.pong)),
+                ];
+                args.extend(extra);
+                let peer = Peer::spawn("shmbus_raw", &args, &[])?;
+                let mut buf = Vec::with_capacity(64);
+                let r = measure(iters, budget, |seq| raw.rt(seq, &mut buf));
+                let mut stop = [0u8; 64];
+                stop[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+                let _ = raw.publisher.publish_bytes(&stop);
                 peer.finish()?;
                 r
             }

@@ -176,6 +176,11 @@ fn peer(args: &[String]) -> Result<(), String> {
             let pong = handoff::parse_topic(&arg("pong")?)?;
             handoff::shmbus_peer(role == "shmbus_wait", &ping, &pong)?;
         }
+        "shmbus_raw" => {
+            let ping = handoff::parse_topic(&arg("ping")?)?;
+            let pong = handoff::parse_topic(&arg("pong")?)?;
+            handoff::raw_peer(&ping, &pong)?;
+        }
         "unix" | "pipe" | "mq" => alts::peer(role, arg)?,
         "fanout_sub" => fanout::subscriber(&arg("topic")?)?,
         other => return Err(format!("unknown peer role '{other}'")),

@@ -12,9 +12,9 @@ use serde::Serialize;
 use shmbus_core::schema::schema_bytes;
 use shmbus_core::sys::monotonic_ns;
 use shmbus_pub::{Publisher, RawPublisher};
-use shmbus_sub::{Next, Subscriber};
+use shmbus_sub::{Next, RawSubscriber, Subscriber};
 
-use crate::frames::{Frame64, Gnss, Imu, Power, typical};
+use crate::frames::{Frame64, Imu, typical};
 use crate::handoff::topic;
 use crate::os::Scratch;
 use crate::stats::per_op;
@@ -180,6 +180,19 @@ pub fn items(keys: &mut Keys) -> Result<Vec<Item>, String> {
     ] {
         v.push(publish_item(keys, key, label, size, notify)?);
     }
+    // The frame copy inside every publish, alone (core's `store_bytes`).
+    let s = scratch.clone();
+    let bytes64 = [0x5a_u8; 64];
+    v.push(item(
+        "store_bytes_64",
+        "core store_bytes 64 B (the copy in publish)",
+        move || {
+            let words = s.words(1024, 16);
+            per_op(OPS, |_| {
+                shmbus_core::codec::store_bytes(black_box(words), black_box(&bytes64))
+            })
+        },
+    ));
     let mut clocked = raw_publisher::<Frame64>(keys, "bench/publish-clocked", false)?;
     let frame = [0x5a_u8; 64];
     v.push(item(
@@ -249,6 +262,23 @@ pub fn items(keys: &mut Keys) -> Result<Vec<Item>, String> {
             total as f64 / n as f64
         },
     ));
+    let mut raw_pub = raw_publisher::<Frame64>(keys, "bench/read-raw", false)?;
+    raw_pub
+        .publish_bytes(&[0x5a; 64])
+        .map_err(|e| e.to_string())?;
+    let mut raw_sub = RawSubscriber::attach(&topic(raw_pub.key(), "bench/read-raw", false))
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(64);
+    v.push(item(
+        "read_latest_bytes_64",
+        "shmbus latest_bytes() 64 B (copy, no decode)",
+        move || {
+            let _keep = &raw_pub;
+            per_op(OPS, |_| {
+                let _ = black_box(raw_sub.latest_bytes(&mut out));
+            })
+        },
+    ));
     let t = topic(keys.take(), "bench/read-imu", false);
     let mut imu_pub = Publisher::<Imu>::open(&t).map_err(|e| e.to_string())?;
     imu_pub.publish(&imu).map_err(|e| e.to_string())?;
@@ -263,6 +293,5 @@ pub fn items(keys: &mut Keys) -> Result<Vec<Item>, String> {
             })
         },
     ));
-    let _ = (Gnss::POSTCARD_MAX_SIZE, Power::POSTCARD_MAX_SIZE);
     Ok(v)
 }

@@ -222,7 +222,8 @@ impl Report {
             "publish_64_notify" => Some("publish_64"),
             "publish_256_notify" => Some("publish_256"),
             "publish_1k_notify" => Some("publish_1k"),
-            "read_next_64" => Some("seqlock_read_64"),
+            "read_next_64" | "read_latest_bytes_64" => Some("seqlock_read_64"),
+            "store_bytes_64" => Some("seqlock_publish_64"),
             _ => None,
         };
         self.micro.push(MicroRow {
@@ -269,7 +270,7 @@ impl Report {
         for r in &mut self.handoff {
             let same = |k: &str| rows.iter().find(|x| x.key == k && x.pinned == r.pinned);
             let floor = match r.key {
-                "shmbus_poll" | "shmbus_poll_notify" => Some("seqlock"),
+                "shmbus_poll" | "shmbus_poll_raw" | "shmbus_poll_notify" => Some("seqlock"),
                 "shmbus_wait" => Some("futex"),
                 "seqlock" | "futex" => Some("atomic"),
                 _ => None,

@@ -104,6 +104,7 @@ fn quick_json_run_measures_everything_and_cleans_up() {
         "seqlock",
         "futex",
         "shmbus_poll",
+        "shmbus_poll_raw",
         "shmbus_wait",
         "unix_dgram",
     ] {
