@@ -356,7 +356,9 @@ mod writer {
     fn memlock_limit() -> u64 {
         match nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_MEMLOCK) {
             Ok((soft, _)) if soft == libc::RLIM_INFINITY => u64::MAX,
-            Ok((soft, _)) => soft,
+            // rlim_t is 32 bits on armv7-linux-gnueabihf, 64 on x86_64.
+            #[allow(clippy::useless_conversion, reason = "rlim_t is u32 on 32-bit ARM")]
+            Ok((soft, _)) => u64::from(soft),
             Err(_) => 0,
         }
     }

@@ -30,6 +30,20 @@
 //! if they insist on that slot. The next publisher to open the topic empties
 //! such slots and carries on from the newest complete frame's generation.
 //!
+//! ## Foreign segments at the key
+//! A publisher never adopts or writes to a segment it did not create as
+//! this topic. Another user's segment is refused with
+//! [`OpenError::NotOwner`]; one that is not a shmbus topic with
+//! [`OpenError::NotShmbus`], [`OpenError::Corrupt`] or
+//! [`OpenError::SizeMismatch`]; another layout version with
+//! [`OpenError::UnsupportedLayout`]; another topic, type or shape with
+//! [`OpenError::NameMismatch`], [`OpenError::SchemaMismatch`] or
+//! [`OpenError::GeometryMismatch`]. Each refusal happens before the first
+//! store. The one exception: a segment of exactly the right size, created by
+//! the same user, whose magic is still zero is this publisher's own creation
+//! interrupted before it finished, and is initialised (`docs/LAYOUT.md`,
+//! section 6.2).
+//!
 //! ## Cost
 //! [`Publisher::publish`] encodes straight into the slot (no intermediate
 //! buffer), makes no allocation and no system call except `FUTEX_WAKE` when
