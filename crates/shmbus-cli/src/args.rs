@@ -30,44 +30,58 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// List every topic on this machine.
-    #[command(after_help = "Examples:\n  shmbus list\n  shmbus list --json | jq '.[].name'\n\n\
+    #[command(
+        after_help = "Examples:\n  shmbus list\n  shmbus list --json | jq '.[].name'\n\n\
 RATE is measured over --window milliseconds (0: not measured, shown as -).\n\
-Segments of other programs are skipped; ones this user may not read are shown as 'permission denied'.")]
+Segments of other programs are skipped; ones this user may not read are shown as 'permission denied'."
+    )]
     List(ListArgs),
     /// Show everything about one topic: header, schema, shmid_ds, latest frame.
     #[command(after_help = "Examples:\n  shmbus info imu\n  shmbus info 0x53a1b2c3 --json")]
     Info(InfoArgs),
     /// Print frames as they arrive, decoded with the schema in the segment.
-    #[command(after_help = "Examples:\n  shmbus echo imu                 # newest frame, then each new one\n  \
+    #[command(
+        after_help = "Examples:\n  shmbus echo imu                 # newest frame, then each new one\n  \
 shmbus echo imu --all --json    # every frame in order, one JSON object per line\n  \
 shmbus echo imu --count 1 --json | jq .value.acc\n\n\
 Latest-value mode may skip frames (it shows the newest); --all reads every frame and\n\
 reports frames it missed on stderr. With --json each line is\n\
-{\"topic\":..,\"generation\":..,\"real_ns\":..,\"mono_ns\":..,\"value\":{..}}.")]
+{\"topic\":..,\"generation\":..,\"real_ns\":..,\"mono_ns\":..,\"value\":{..}}."
+    )]
     Echo(EchoArgs),
     /// Publish a JSON value on an existing topic, encoded with its schema.
-    #[command(after_help = "Examples:\n  shmbus pub imu '{\"t_us\":0,\"acc\":[0,0,9.81]}'\n  \
+    #[command(
+        after_help = "Examples:\n  shmbus pub imu '{\"t_us\":0,\"acc\":[0,0,9.81]}'\n  \
 shmbus pub imu \"$(shmbus info imu --json | jq -c .example)\" --count 100 --rate 50\n  \
 shmbus echo imu --all --json | jq -c .value | shmbus pub other -   # JSON lines from stdin\n\n\
 The topic must exist (its schema and sizes come from the segment) and have no live\n\
-publisher: a topic has one publisher at a time. `shmbus info TOPIC` shows an example value.")]
+publisher: a topic has one publisher at a time. `shmbus info TOPIC` shows an example value."
+    )]
     Pub(PubArgs),
     /// Measure a topic's rate, intervals, lost frames, staleness and liveness.
-    #[command(after_help = "Examples:\n  shmbus hz imu\n  shmbus hz imu --count 5 --interval 0.5\n\n\
-On a terminal the line refreshes in place; otherwise one line per interval.")]
+    #[command(
+        after_help = "Examples:\n  shmbus hz imu\n  shmbus hz imu --count 5 --interval 0.5\n\n\
+On a terminal the line refreshes in place; otherwise one line per interval."
+    )]
     Hz(HzArgs),
     /// Live table of every topic: rate, age, generation, publisher, attachments.
-    #[command(after_help = "Examples:\n  shmbus top\n  shmbus top --count 1 | cat   # one snapshot as plain text")]
+    #[command(
+        after_help = "Examples:\n  shmbus top\n  shmbus top --count 1 | cat   # one snapshot as plain text"
+    )]
     Top(TopArgs),
     /// Remove topics (segment and publisher lock).
-    #[command(after_help = "Examples:\n  shmbus rm imu\n  shmbus rm 0x53a1b2c3 0x53a1b2c4 --force\n\n\
+    #[command(
+        after_help = "Examples:\n  shmbus rm imu\n  shmbus rm 0x53a1b2c3 0x53a1b2c4 --force\n\n\
 Removal frees the key at once. Processes still attached keep their mapping until they\n\
 detach or exit (subscribers see the topic as removed); the memory is freed then.\n\
-A topic with a live publisher is only removed with --force.")]
+A topic with a live publisher is only removed with --force."
+    )]
     Rm(RmArgs),
     /// Check what the bus needs from this machine, and how to fix problems.
-    #[command(after_help = "Examples:\n  shmbus doctor\n  shmbus doctor --config configs/board.toml\n\n\
-Exit code: 0 when nothing FAILs (warnings allowed), 1 when a check FAILs.")]
+    #[command(
+        after_help = "Examples:\n  shmbus doctor\n  shmbus doctor --config configs/board.toml\n\n\
+Exit code: 0 when nothing FAILs (warnings allowed), 1 when a check FAILs."
+    )]
     Doctor(DoctorArgs),
     /// Run the demo sensor publishers.
     #[command(after_help = "Examples:\n  shmbus demo --duration 10 &\n  shmbus top")]
@@ -248,8 +262,14 @@ mod tests {
             if ["bench", "record", "replay", "cat"].contains(&name) {
                 continue;
             }
-            let after = sub.get_after_help().map(|s| s.to_string()).unwrap_or_default();
-            assert!(after.contains(&format!("shmbus {name}")), "{name} has no example");
+            let after = sub
+                .get_after_help()
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            assert!(
+                after.contains(&format!("shmbus {name}")),
+                "{name} has no example"
+            );
         }
     }
 

@@ -1,12 +1,18 @@
-//! `shmbus demo`: placeholder until helper "sensors" writes the demo.
+//! `shmbus demo`: start the demo bus's sensor publishers, show a live table
+//! of every topic (rate, latest value, age, lost frames, publisher), stop
+//! at Ctrl-C or `--duration`, and remove everything the demo created.
+//!
+//! The engine is `shmbus_sensors::demo`. Each sensor runs as a separate
+//! process: this same program with the hidden subcommand
+//! `shmbus __sensor NAME ARGS...` (see `main.rs`), so one
+//! `cargo run --release -p shmbus-cli -- demo` builds everything it needs.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// Run the demo publishers. Placeholder: not available in this build yet.
+/// Run the demo. Exit code 0 if every topic received frames and nothing was
+/// left behind, 1 if not, 2 if the config could not be loaded.
 pub fn run(duration: Option<Duration>, config: Option<PathBuf>) -> ExitCode {
-    let _ = (duration, config);
-    eprintln!("shmbus: 'demo' is not available in this build yet");
-    ExitCode::from(2)
+    shmbus_sensors::demo::main_self(duration, config)
 }

@@ -168,7 +168,9 @@ pub fn resolve(arg: &str, bus: Option<&str>) -> Result<Entry, Fail> {
                 .ok()
                 .or_else(|| u32::try_from(n).ok().map(|u| u as i32))
                 .and_then(|k| live().find(|e| e.key == k && k != 0));
-            let by_id = i32::try_from(n).ok().and_then(|id| all.iter().find(|e| e.shmid == id));
+            let by_id = i32::try_from(n)
+                .ok()
+                .and_then(|id| all.iter().find(|e| e.shmid == id));
             match (by_key, by_id) {
                 (Some(a), Some(b)) if a != b => Err(Fail::error(format!(
                     "'{n}' is both the key of shmid {} and a shmid; write `key:{n}` or `shmid:{n}`",

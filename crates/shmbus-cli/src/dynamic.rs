@@ -81,7 +81,11 @@ pub enum DecodeProblem {
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let at = if self.path.is_empty() { "<frame>" } else { &self.path };
+        let at = if self.path.is_empty() {
+            "<frame>"
+        } else {
+            &self.path
+        };
         match &self.what {
             DecodeProblem::UnexpectedEnd => write!(f, "frame ends early at {at}"),
             DecodeProblem::BadVarint => write!(f, "invalid varint at {at}"),
@@ -164,7 +168,9 @@ fn example_of(ty: &Ty) -> Value {
         Ty::ByteArray | Ty::Seq(_) => Value::Array(Vec::new()),
         Ty::Option(_) | Ty::Unit | Ty::UnitStruct | Ty::Schema => Value::Null,
         Ty::NewtypeStruct(t) => example_of(&t.ty),
-        Ty::Tuple(v) | Ty::TupleStruct(v) => Value::Array(v.iter().map(|t| example_of(&t.ty)).collect()),
+        Ty::Tuple(v) | Ty::TupleStruct(v) => {
+            Value::Array(v.iter().map(|t| example_of(&t.ty)).collect())
+        }
         Ty::Map { .. } => Value::Object(Map::new()),
         Ty::Struct(fields) => Value::Object(
             fields
@@ -183,7 +189,11 @@ fn example_of(ty: &Ty) -> Value {
                 ),
                 Variant::StructVariant(fs) => single(
                     &v.name,
-                    Value::Object(fs.iter().map(|f| (f.name.clone(), example_of(&f.ty.ty))).collect()),
+                    Value::Object(
+                        fs.iter()
+                            .map(|f| (f.name.clone(), example_of(&f.ty.ty)))
+                            .collect(),
+                    ),
                 ),
             },
         },
@@ -514,7 +524,11 @@ impl Encoder {
 
     fn unsigned_value(&self, v: &Value, bits: u32, name: &str) -> Result<u128, EncodeError> {
         let (neg, m) = self.integer(v)?;
-        let max = if bits >= 128 { u128::MAX } else { (1u128 << bits) - 1 };
+        let max = if bits >= 128 {
+            u128::MAX
+        } else {
+            (1u128 << bits) - 1
+        };
         if neg || m > max {
             let sign = if neg { "-" } else { "" };
             return Err(self.err(format!("{sign}{m} does not fit in {name}")));
@@ -529,7 +543,11 @@ impl Encoder {
             let sign = if neg { "-" } else { "" };
             return Err(self.err(format!("{sign}{m} does not fit in {name}")));
         }
-        Ok(if neg { (m as i128).wrapping_neg() } else { m as i128 })
+        Ok(if neg {
+            (m as i128).wrapping_neg()
+        } else {
+            m as i128
+        })
     }
 
     fn unsigned(&mut self, v: &Value, bits: u32, name: &str) -> Result<(), EncodeError> {
@@ -579,7 +597,9 @@ impl Encoder {
     fn value(&mut self, ty: &Ty, v: &Value) -> Result<(), EncodeError> {
         match ty {
             Ty::Bool => {
-                let b = v.as_bool().ok_or_else(|| self.expected("true or false", v))?;
+                let b = v
+                    .as_bool()
+                    .ok_or_else(|| self.expected("true or false", v))?;
                 self.out.push(u8::from(b));
             }
             Ty::U8 => {
@@ -613,7 +633,9 @@ impl Encoder {
                 self.str_bytes(s);
             }
             Ty::Char => {
-                let s = v.as_str().ok_or_else(|| self.expected("a one-character string", v))?;
+                let s = v
+                    .as_str()
+                    .ok_or_else(|| self.expected("a one-character string", v))?;
                 if s.chars().count() != 1 {
                     return Err(self.err(format!("expected one character, found \"{s}\"")));
                 }
@@ -674,8 +696,11 @@ impl Encoder {
                     let kv = if key.ty == Ty::String || key.ty == Ty::Char {
                         Value::String(k.clone())
                     } else {
-                        serde_json::from_str(k)
-                            .map_err(|_| self.err(format!("map key \"{k}\" is not valid JSON for the key type")))?
+                        serde_json::from_str(k).map_err(|_| {
+                            self.err(format!(
+                                "map key \"{k}\" is not valid JSON for the key type"
+                            ))
+                        })?
                     };
                     self.value(&key.ty, &kv)?;
                     self.value(&val.ty, x)?;
@@ -714,7 +739,11 @@ impl Encoder {
         Ok(())
     }
 
-    fn variant(&mut self, vars: &[postcard_schema::schema::owned::OwnedNamedVariant], v: &Value) -> Result<(), EncodeError> {
+    fn variant(
+        &mut self,
+        vars: &[postcard_schema::schema::owned::OwnedNamedVariant],
+        v: &Value,
+    ) -> Result<(), EncodeError> {
         let (name, inner) = match v {
             Value::String(s) => (s.as_str(), None),
             Value::Object(m) if m.len() == 1 => {
@@ -725,14 +754,23 @@ impl Encoder {
         };
         let Some((idx, var)) = vars.iter().enumerate().find(|(_, x)| x.name == name) else {
             let names: Vec<&str> = vars.iter().map(|x| x.name.as_str()).collect();
-            return Err(self.err(format!("no variant \"{name}\"; the variants are {}", names.join(", "))));
+            return Err(self.err(format!(
+                "no variant \"{name}\"; the variants are {}",
+                names.join(", ")
+            )));
         };
         self.varint(idx as u128);
         self.path.push(Seg::Variant(var.name.clone()));
         match (&var.ty, inner) {
             (Variant::UnitVariant, None | Some(Value::Null)) => {}
-            (Variant::UnitVariant, Some(x)) => return Err(self.expected("no value for a unit variant", x)),
-            (_, None) => return Err(self.err(format!("variant \"{name}\" needs a value: {{\"{name}\": ...}}"))),
+            (Variant::UnitVariant, Some(x)) => {
+                return Err(self.expected("no value for a unit variant", x));
+            }
+            (_, None) => {
+                return Err(self.err(format!(
+                    "variant \"{name}\" needs a value: {{\"{name}\": ...}}"
+                )));
+            }
             (Variant::NewtypeVariant(t), Some(x)) => self.value(&t.ty, x)?,
             (Variant::TupleVariant(ts), Some(x)) => self.value(&Ty::Tuple(ts.clone()), x)?,
             (Variant::StructVariant(fs), Some(x)) => self.fields(fs, x)?,
@@ -811,7 +849,10 @@ mod tests {
                 Mode::Idle,
                 Mode::Fix(3),
                 Mode::Pair(-300, true),
-                Mode::Pos { lat: 52.5, lon: 13.4 },
+                Mode::Pos {
+                    lat: 52.5,
+                    lon: 13.4,
+                },
             ],
         }
     }
@@ -892,12 +933,20 @@ mod tests {
         w["u8_"] = json!(1);
         w["acc"] = json!([1.0, 2.0]);
         let e = encode(&s, &w).unwrap_err();
-        assert_eq!((e.path.as_str(), e.what.as_str()), (".acc", "expected 3 elements, found 2"));
+        assert_eq!(
+            (e.path.as_str(), e.what.as_str()),
+            (".acc", "expected 3 elements, found 2")
+        );
 
         let mut w = v.clone();
         w["u8_"] = json!(1);
         w.as_object_mut().unwrap().remove("name");
-        assert!(encode(&s, &w).unwrap_err().to_string().contains("missing field \"name\""));
+        assert!(
+            encode(&s, &w)
+                .unwrap_err()
+                .to_string()
+                .contains("missing field \"name\"")
+        );
 
         let mut w = v.clone();
         w["u8_"] = json!(1);
@@ -910,7 +959,10 @@ mod tests {
         w["modes"][1] = json!("Nope");
         let e = encode(&s, &w).unwrap_err();
         assert_eq!(e.path, ".modes[1]");
-        assert!(e.what.contains("the variants are Idle, Fix, Pair, Pos"), "{e}");
+        assert!(
+            e.what.contains("the variants are Idle, Fix, Pair, Pos"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -934,7 +986,9 @@ mod tests {
             assert!(decode(&s, &good[..n]).is_err(), "prefix {n}");
         }
         assert!(matches!(
-            decode(&s, &[good.as_slice(), &[0]].concat()).unwrap_err().what,
+            decode(&s, &[good.as_slice(), &[0]].concat())
+                .unwrap_err()
+                .what,
             DecodeProblem::TrailingBytes(1)
         ));
         // Deterministic pseudo-random junk: no panic, whatever the bytes.
@@ -955,7 +1009,9 @@ mod tests {
             DecodeProblem::BadBool(2)
         );
         assert_eq!(
-            decode(&schema_of::<u16>(), &[0xff, 0xff, 0x04]).unwrap_err().what,
+            decode(&schema_of::<u16>(), &[0xff, 0xff, 0x04])
+                .unwrap_err()
+                .what,
             DecodeProblem::BadVarint
         );
     }
@@ -976,7 +1032,10 @@ mod tests {
             }
             frame.push(b | 0x80);
         }
-        assert_eq!(decode(&s, &frame).unwrap_err().what, DecodeProblem::TooLarge);
+        assert_eq!(
+            decode(&s, &frame).unwrap_err().what,
+            DecodeProblem::TooLarge
+        );
         let e = decode(&schema_of::<Vec<u8>>(), &frame).unwrap_err();
         assert_eq!(e.what, DecodeProblem::UnexpectedEnd);
     }

@@ -23,6 +23,13 @@ pub mod schema_text;
 use args::{Cli, Cmd};
 
 fn main() -> ExitCode {
+    // `shmbus demo` starts each sensor as this program's hidden
+    // `__sensor NAME ARGS...` subcommand (not in --help).
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some(shmbus_sensors::demo::SENSOR_SUBCOMMAND) {
+        let name = argv.get(2).cloned().unwrap_or_default();
+        return shmbus_sensors::run_sensor(&name, argv.get(3..).unwrap_or(&[]));
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -43,13 +43,28 @@ pub struct Finding {
 }
 
 fn ok(check: &'static str, what: String) -> Finding {
-    Finding { level: Level::Ok, check, what, fix: None }
+    Finding {
+        level: Level::Ok,
+        check,
+        what,
+        fix: None,
+    }
 }
 fn warn(check: &'static str, what: String, fix: String) -> Finding {
-    Finding { level: Level::Warn, check, what, fix: Some(fix) }
+    Finding {
+        level: Level::Warn,
+        check,
+        what,
+        fix: Some(fix),
+    }
 }
 fn fail(check: &'static str, what: String, fix: String) -> Finding {
-    Finding { level: Level::Fail, check, what, fix: Some(fix) }
+    Finding {
+        level: Level::Fail,
+        check,
+        what,
+        fix: Some(fix),
+    }
 }
 
 /// Parse `CapEff` from `/proc/self/status` text: true if bit 14
@@ -75,7 +90,10 @@ pub fn remove_ipc(texts: &[String]) -> Option<bool> {
             if l.starts_with('#') || l.starts_with(';') || !in_login {
                 continue;
             }
-            if let Some(val) = l.strip_prefix("RemoveIPC").and_then(|r| r.trim_start().strip_prefix('=')) {
+            if let Some(val) = l
+                .strip_prefix("RemoveIPC")
+                .and_then(|r| r.trim_start().strip_prefix('='))
+            {
                 match val.trim().to_ascii_lowercase().as_str() {
                     "yes" | "true" | "1" | "on" => v = Some(true),
                     "no" | "false" | "0" | "off" => v = Some(false),
@@ -95,7 +113,11 @@ fn logind_texts() -> Vec<String> {
     // Drop-ins from every directory, ordered by file name (a later
     // directory's file of the same name replaces an earlier one).
     let mut dropins: std::collections::BTreeMap<String, std::path::PathBuf> = Default::default();
-    for dir in ["/usr/lib/systemd/logind.conf.d", "/run/systemd/logind.conf.d", "/etc/systemd/logind.conf.d"] {
+    for dir in [
+        "/usr/lib/systemd/logind.conf.d",
+        "/run/systemd/logind.conf.d",
+        "/etc/systemd/logind.conf.d",
+    ] {
         if let Ok(rd) = std::fs::read_dir(dir) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
@@ -118,7 +140,11 @@ fn sys_uid_max() -> u32 {
         .ok()
         .and_then(|t| {
             t.lines()
-                .find_map(|l| l.trim().strip_prefix("SYS_UID_MAX").map(|v| v.trim().parse().ok()))
+                .find_map(|l| {
+                    l.trim()
+                        .strip_prefix("SYS_UID_MAX")
+                        .map(|v| v.trim().parse().ok())
+                })
                 .flatten()
         })
         .unwrap_or(999)
@@ -140,7 +166,11 @@ fn memlock() -> (u64, u64) {
 }
 
 fn limit_text(n: u64) -> String {
-    if n == libc::RLIM_INFINITY { "unlimited".into() } else { human_bytes(n) }
+    if n == libc::RLIM_INFINITY {
+        "unlimited".into()
+    } else {
+        human_bytes(n)
+    }
 }
 
 /// Run every check.
@@ -156,7 +186,10 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
         ));
         return f;
     }
-    f.push(ok("sysvipc", "System V shared memory and semaphores are available".into()));
+    f.push(ok(
+        "sysvipc",
+        "System V shared memory and semaphores are available".into(),
+    ));
 
     // 2. The config.
     let config = match Config::find(a.config.as_deref()) {
@@ -173,17 +206,28 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
             }
             for t in &c.topics {
                 if let Err(e) = t.to_topic() {
-                    f.push(fail("config", format!("topic '{}' cannot be opened on this machine", t.name), e.to_string()));
+                    f.push(fail(
+                        "config",
+                        format!("topic '{}' cannot be opened on this machine", t.name),
+                        e.to_string(),
+                    ));
                 }
             }
             Some(c)
         }
         Err(e) => {
-            f.push(fail("config", "the config has errors".into(), e.to_string()));
+            f.push(fail(
+                "config",
+                "the config has errors".into(),
+                e.to_string(),
+            ));
             None
         }
     };
-    let configured = config.as_ref().map(|c| c.topics.clone()).unwrap_or_default();
+    let configured = config
+        .as_ref()
+        .map(|c| c.topics.clone())
+        .unwrap_or_default();
 
     // What exists now.
     let existing = match rows(&a.keys) {
@@ -228,7 +272,14 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
             ));
         } else {
             let q = if *exact { "" } else { "at least " };
-            f.push(ok("shmmax", format!("largest configured topic '{name}' needs {q}{}; kernel.shmmax is {}", human_bytes(*biggest), limit_text(shmmax))));
+            f.push(ok(
+                "shmmax",
+                format!(
+                    "largest configured topic '{name}' needs {q}{}; kernel.shmmax is {}",
+                    human_bytes(*biggest),
+                    limit_text(shmmax)
+                ),
+            ));
         }
     }
     let missing = need.iter().filter(|n| !n.2).count() as u64;
@@ -240,13 +291,20 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
             format!("sysctl -w kernel.shmmni={} or remove stale segments (shmbus rm, ipcrm)", in_use + missing + 16),
         ));
     } else {
-        f.push(ok("shmmni", format!("{in_use} segments in use + {missing} to create, limit {shmmni}")));
+        f.push(ok(
+            "shmmni",
+            format!("{in_use} segments in use + {missing} to create, limit {shmmni}"),
+        ));
     }
     let used_pages: u64 = segments
         .iter()
         .map(|e| (e.get("size").unwrap_or(0).max(0) as u64).div_ceil(page))
         .sum::<u64>()
-        + need.iter().filter(|n| !n.2).map(|n| n.1.div_ceil(page)).sum::<u64>();
+        + need
+            .iter()
+            .filter(|n| !n.2)
+            .map(|n| n.1.div_ceil(page))
+            .sum::<u64>();
     if used_pages > shmall {
         f.push(fail(
             "shmall",
@@ -254,14 +312,35 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
             format!("sysctl -w kernel.shmall={}", used_pages * 2),
         ));
     } else {
-        f.push(ok("shmall", format!("{used_pages} pages of {page} B used or needed, limit {}", if shmall > 1 << 50 { "unlimited".into() } else { shmall.to_string() })));
+        f.push(ok(
+            "shmall",
+            format!(
+                "{used_pages} pages of {page} B used or needed, limit {}",
+                if shmall > 1 << 50 {
+                    "unlimited".into()
+                } else {
+                    shmall.to_string()
+                }
+            ),
+        ));
     }
 
     // 4. Locking in RAM.
-    let cap = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| cap_ipc_lock(&s)).unwrap_or(false);
+    let cap = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| cap_ipc_lock(&s))
+        .unwrap_or(false);
     let (soft, hard) = memlock();
-    let locked_need: u64 = configured.iter().filter(|t| t.lock != LockPolicy::Off).map(|t| need.iter().find(|n| n.0 == t.name).map_or(0, |n| n.1)).sum();
-    let required: Vec<&str> = configured.iter().filter(|t| t.lock == LockPolicy::Required).map(|t| t.name.as_str()).collect();
+    let locked_need: u64 = configured
+        .iter()
+        .filter(|t| t.lock != LockPolicy::Off)
+        .map(|t| need.iter().find(|n| n.0 == t.name).map_or(0, |n| n.1))
+        .sum();
+    let required: Vec<&str> = configured
+        .iter()
+        .filter(|t| t.lock == LockPolicy::Required)
+        .map(|t| t.name.as_str())
+        .collect();
     let memlock_what = format!(
         "RLIMIT_MEMLOCK {} (hard {}), CAP_IPC_LOCK {}; topics to lock need about {}",
         limit_text(soft),
@@ -273,9 +352,22 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
     if cap || soft == libc::RLIM_INFINITY || soft >= locked_need {
         f.push(ok("memlock", memlock_what));
     } else if !required.is_empty() {
-        f.push(fail("memlock", format!("{memlock_what}; lock = \"required\" topics ({}) will fail to open", required.join(", ")), memlock_fix));
+        f.push(fail(
+            "memlock",
+            format!(
+                "{memlock_what}; lock = \"required\" topics ({}) will fail to open",
+                required.join(", ")
+            ),
+            memlock_fix,
+        ));
     } else if locked_need > 0 {
-        f.push(warn("memlock", format!("{memlock_what}; lock = \"try\" topics will run unlocked (page faults possible)"), memlock_fix));
+        f.push(warn(
+            "memlock",
+            format!(
+                "{memlock_what}; lock = \"try\" topics will run unlocked (page faults possible)"
+            ),
+            memlock_fix,
+        ));
     } else {
         f.push(ok("memlock", memlock_what));
     }
@@ -285,12 +377,20 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
     let denied: Vec<String> = existing
         .iter()
         .filter_map(|r| match r {
-            Row::Denied(e) => Some(format!("{} (owner {}, mode {:03o})", key_hex(e.key), user_name(e.uid), e.mode & 0o777)),
+            Row::Denied(e) => Some(format!(
+                "{} (owner {}, mode {:03o})",
+                key_hex(e.key),
+                user_name(e.uid),
+                e.mode & 0o777
+            )),
             _ => None,
         })
         .collect();
     if denied.is_empty() {
-        f.push(ok("permissions", format!("{} may read every segment it can see", user_name(me))));
+        f.push(ok(
+            "permissions",
+            format!("{} may read every segment it can see", user_name(me)),
+        ));
     } else {
         f.push(warn(
             "permissions",
@@ -303,7 +403,10 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
     let systemd = Path::new("/run/systemd/system").exists();
     let uid_max = sys_uid_max();
     if !systemd {
-        f.push(ok("RemoveIPC", "systemd is not running here: logind does not remove IPC objects".into()));
+        f.push(ok(
+            "RemoveIPC",
+            "systemd is not running here: logind does not remove IPC objects".into(),
+        ));
     } else {
         let set = remove_ipc(&logind_texts());
         let on = set.unwrap_or(true);
@@ -314,16 +417,25 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
         let exposed: Vec<String> = existing
             .iter()
             .filter_map(|r| match r {
-                Row::Topic(s, _, _) if s.entry.uid > uid_max => Some(format!("'{}' (owner {})", s.name, user_name(s.entry.uid))),
+                Row::Topic(s, _, _) if s.entry.uid > uid_max => {
+                    Some(format!("'{}' (owner {})", s.name, user_name(s.entry.uid)))
+                }
                 _ => None,
             })
             .collect();
         if !on {
-            f.push(ok("RemoveIPC", "RemoveIPC=no: logind leaves topics alone".into()));
+            f.push(ok(
+                "RemoveIPC",
+                "RemoveIPC=no: logind leaves topics alone".into(),
+            ));
         } else if exposed.is_empty() && me <= uid_max {
             f.push(ok("RemoveIPC", format!("RemoveIPC=yes ({how}), but no topic belongs to a regular user (uid > {uid_max})")));
         } else {
-            let who = if exposed.is_empty() { format!("you (uid {me}) are a regular user") } else { format!("topics owned by regular users: {}", exposed.join(", ")) };
+            let who = if exposed.is_empty() {
+                format!("you (uid {me}) are a regular user")
+            } else {
+                format!("topics owned by regular users: {}", exposed.join(", "))
+            };
             f.push(warn(
                 "RemoveIPC",
                 format!("RemoveIPC=yes ({how}): systemd-logind removes every System V segment and semaphore of a regular user (uid > {uid_max}) when that user's last login session ends; {who}"),
@@ -346,7 +458,11 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
                 if !alive && s.entry.nattch == 0 {
                     f.push(warn(
                         "topics",
-                        format!("'{}' ({k}) is orphaned: no publisher ({}) and nobody attached", s.name, pub_word(&s.publisher)),
+                        format!(
+                            "'{}' ({k}) is orphaned: no publisher ({}) and nobody attached",
+                            s.name,
+                            pub_word(&s.publisher)
+                        ),
                         format!("start its publisher, or remove it: shmbus rm {k}"),
                     ));
                 } else if !alive {
@@ -372,13 +488,20 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
             }
             Row::Broken(e, err) => {
                 if !matches!(err, OpenError::NotReady { .. }) {
-                    f.push(fail("topics", format!("segment {} is a broken shmbus topic: {err}", key_hex(e.key)), format!("shmbus rm {}", key_hex(e.key))));
+                    f.push(fail(
+                        "topics",
+                        format!("segment {} is a broken shmbus topic: {err}", key_hex(e.key)),
+                        format!("shmbus rm {}", key_hex(e.key)),
+                    ));
                 }
             }
             Row::Denied(_) => {}
         }
     }
-    f.push(ok("topics", format!("{healthy} topics with a live publisher")));
+    f.push(ok(
+        "topics",
+        format!("{healthy} topics with a live publisher"),
+    ));
     f
 }
 
@@ -402,12 +525,20 @@ pub fn run(a: &DoctorArgs) -> CmdResult {
         out::line(&format!("{tag}  {:<12} {}", x.check, x.what))?;
         if let Some(fix) = &x.fix {
             for (i, l) in fix.lines().enumerate() {
-                out::line(&format!("      {:<12} {}{l}", "", if i == 0 { "fix: " } else { "     " }))?;
+                out::line(&format!(
+                    "      {:<12} {}{l}",
+                    "",
+                    if i == 0 { "fix: " } else { "     " }
+                ))?;
             }
         }
     }
     let worst = all.iter().map(|x| x.level).max().unwrap_or(Level::Ok);
-    Ok(if worst == Level::Fail { out::NOTHING } else { out::OK })
+    Ok(if worst == Level::Fail {
+        out::NOTHING
+    } else {
+        out::OK
+    })
 }
 
 #[cfg(test)]
@@ -416,7 +547,10 @@ mod tests {
 
     #[test]
     fn reads_capabilities() {
-        assert_eq!(cap_ipc_lock("Name:\tx\nCapEff:\t0000000000004000\n"), Some(true));
+        assert_eq!(
+            cap_ipc_lock("Name:\tx\nCapEff:\t0000000000004000\n"),
+            Some(true)
+        );
         assert_eq!(cap_ipc_lock("CapEff:\t0000000000000000\n"), Some(false));
         assert_eq!(cap_ipc_lock("CapEff:\t000001ffffffffff\n"), Some(true));
         assert_eq!(cap_ipc_lock("nothing"), None);
@@ -427,7 +561,10 @@ mod tests {
         assert_eq!(remove_ipc(&["[Login]\n#RemoveIPC=no\n".into()]), None);
         assert_eq!(remove_ipc(&["[Login]\nRemoveIPC=no\n".into()]), Some(false));
         assert_eq!(
-            remove_ipc(&["[Login]\nRemoveIPC=no\n".into(), "[Login]\nRemoveIPC = yes\n".into()]),
+            remove_ipc(&[
+                "[Login]\nRemoveIPC=no\n".into(),
+                "[Login]\nRemoveIPC = yes\n".into()
+            ]),
             Some(true)
         );
         assert_eq!(remove_ipc(&["[Other]\nRemoveIPC=no\n".into()]), None);

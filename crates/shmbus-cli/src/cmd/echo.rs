@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use postcard_schema::schema::owned::OwnedNamedType;
 use serde_json::json;
-use shmbus_core::{PublisherStatus, ReadError, SlotMeta, WaitError};
 use shmbus_core::sys::{self, monotonic_ns};
+use shmbus_core::{PublisherStatus, ReadError, SlotMeta, WaitError};
 use shmbus_sub::{RawNext, RawSubscriber};
 
 use crate::args::EchoArgs;
@@ -224,7 +224,9 @@ pub fn run(a: &EchoArgs, bus: Option<&str>) -> CmdResult {
                 sub.seek_latest();
             }
             Err(WaitError::Read(e)) => out::notice(&e.to_string()),
-            Err(WaitError::Sys(e)) => return Err(Fail::error(format!("waiting for frames failed: {e}"))),
+            Err(WaitError::Sys(e)) => {
+                return Err(Fail::error(format!("waiting for frames failed: {e}")));
+            }
             Err(e) => return Err(Fail::error(e.to_string())),
         }
     }
@@ -239,8 +241,12 @@ fn removed(name: &str) -> Fail {
 
 fn liveness_hint(sub: &RawSubscriber) -> String {
     match sub.publisher() {
-        PublisherStatus::Alive { pid } => format!("its publisher (pid {pid}) is alive but not publishing"),
-        PublisherStatus::NotRunning | PublisherStatus::NoLock => "its publisher is not running".into(),
+        PublisherStatus::Alive { pid } => {
+            format!("its publisher (pid {pid}) is alive but not publishing")
+        }
+        PublisherStatus::NotRunning | PublisherStatus::NoLock => {
+            "its publisher is not running".into()
+        }
         PublisherStatus::Unknown => "its publisher's state is unknown".into(),
     }
 }

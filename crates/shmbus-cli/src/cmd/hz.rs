@@ -48,7 +48,12 @@ impl Window {
         let min = *self.intervals.iter().min()?;
         let max = *self.intervals.iter().max()?;
         let mean = self.intervals.iter().map(|&x| x as f64).sum::<f64>() / n as f64;
-        let var = self.intervals.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n as f64;
+        let var = self
+            .intervals
+            .iter()
+            .map(|&x| (x as f64 - mean).powi(2))
+            .sum::<f64>()
+            / n as f64;
         Some((min, max, mean, var.sqrt()))
     }
 
@@ -66,7 +71,11 @@ fn sleep_on(sub: &RawSubscriber, until: u64) {
     let now = monotonic_ns();
     if until > now {
         let w = sub.segment().notify_word();
-        let _ = sys::futex_wait(w, w.load(core::sync::atomic::Ordering::Acquire), Duration::from_nanos(until - now));
+        let _ = sys::futex_wait(
+            w,
+            w.load(core::sync::atomic::Ordering::Acquire),
+            Duration::from_nanos(until - now),
+        );
     }
 }
 
@@ -112,7 +121,9 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
                     if tty {
                         out::line("")?;
                     }
-                    return Err(Fail::not_found(format!("topic '{name}' was removed; start its publisher again and re-run")));
+                    return Err(Fail::not_found(format!(
+                        "topic '{name}' was removed; start its publisher again and re-run"
+                    )));
                 }
                 Err(WaitError::Read(ReadError::PublisherDied)) => {
                     let before = sub.cursor();
@@ -137,7 +148,9 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
             ),
             None => "interval -".into(),
         };
-        let age = sub.age().map_or("no frame yet".into(), |a| format!("age {}", human_ns(a.as_nanos() as u64)));
+        let age = sub.age().map_or("no frame yet".into(), |a| {
+            format!("age {}", human_ns(a.as_nanos() as u64))
+        });
         let publisher = match sub.publisher() {
             PublisherStatus::Alive { pid } => format!("publisher alive (pid {pid})"),
             PublisherStatus::NotRunning | PublisherStatus::NoLock => "publisher NOT RUNNING".into(),
@@ -154,7 +167,8 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
         }
         w.reset();
         reports += 1;
-        let done = a.count.is_some_and(|c| reports >= c) || stop_at.is_some_and(|s| monotonic_ns() >= s);
+        let done =
+            a.count.is_some_and(|c| reports >= c) || stop_at.is_some_and(|s| monotonic_ns() >= s);
         if done {
             if tty {
                 out::line("")?;

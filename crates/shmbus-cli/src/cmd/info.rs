@@ -14,7 +14,11 @@ use crate::out::{self, CmdResult, group_name, human_bytes, human_ns, key_hex, us
 use crate::schema_text;
 
 fn ns_to_utc(ns: u64) -> String {
-    if ns == 0 { "-".into() } else { utc((ns / 1_000_000_000) as i64) + " UTC" }
+    if ns == 0 {
+        "-".into()
+    } else {
+        utc((ns / 1_000_000_000) as i64) + " UTC"
+    }
 }
 
 fn secs_to_utc(s: i64) -> String {
@@ -112,7 +116,15 @@ pub fn run(a: &InfoArgs, bus: Option<&str>) -> CmdResult {
             g.frame_capacity
         ),
     );
-    kv("notify", if info.notify() { "on (subscribers can sleep on a futex)" } else { "off" }.into());
+    kv(
+        "notify",
+        if info.notify() {
+            "on (subscribers can sleep on a futex)"
+        } else {
+            "off"
+        }
+        .into(),
+    );
     kv("created", ns_to_utc(info.created_real_ns));
     kv("generation", generation.to_string());
     kv(
@@ -125,12 +137,16 @@ pub fn run(a: &InfoArgs, bus: Option<&str>) -> CmdResult {
     kv(
         "publisher",
         match publisher {
-            shmbus_core::PublisherStatus::Alive { pid } => format!("alive, pid {pid} (since {})", ns_to_utc(start_real)),
+            shmbus_core::PublisherStatus::Alive { pid } => {
+                format!("alive, pid {pid} (since {})", ns_to_utc(start_real))
+            }
             shmbus_core::PublisherStatus::NotRunning => {
                 format!("not running (last: pid {header_pid}, {epoch} sessions so far)")
             }
             shmbus_core::PublisherStatus::NoLock => "none (no publisher lock)".into(),
-            shmbus_core::PublisherStatus::Unknown => "unknown (cannot read the publisher lock)".into(),
+            shmbus_core::PublisherStatus::Unknown => {
+                "unknown (cannot read the publisher lock)".into()
+            }
         },
     );
     if let Some(st) = st {
@@ -145,7 +161,10 @@ pub fn run(a: &InfoArgs, bus: Option<&str>) -> CmdResult {
                 group_name(st.cgid)
             ),
         );
-        kv("locked in RAM", if st.locked() { "yes (SHM_LOCK)" } else { "no" }.into());
+        kv(
+            "locked in RAM",
+            if st.locked() { "yes (SHM_LOCK)" } else { "no" }.into(),
+        );
         if st.removed() {
             kv("removed", "yes: gone once the last process detaches".into());
         }
@@ -156,7 +175,14 @@ pub fn run(a: &InfoArgs, bus: Option<&str>) -> CmdResult {
         kv("shm_dtime", secs_to_utc(st.dtime));
         kv("shm_ctime", secs_to_utc(st.ctime));
     }
-    kv("schema", format!("{:016x} ({} bytes)", info.schema_fingerprint, info.schema.len()));
+    kv(
+        "schema",
+        format!(
+            "{:016x} ({} bytes)",
+            info.schema_fingerprint,
+            info.schema.len()
+        ),
+    );
     out::raw(&s)?;
     match &schema {
         Ok(t) => {

@@ -142,17 +142,37 @@ pub fn table(rows: &[Vec<String>]) -> String {
 /// The table's header and one line per row, plus notes for broken rows.
 pub fn render(rows: &[Row], now: u64) -> (Vec<Vec<String>>, Vec<String>) {
     let mut t = vec![
-        ["TOPIC", "KEY", "SHMID", "SIZE", "SLOTS", "FRAME", "SCHEMA", "GEN", "PUBLISHER", "ATT", "MODE", "OWNER", "LOCK", "AGE", "RATE"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>(),
+        [
+            "TOPIC",
+            "KEY",
+            "SHMID",
+            "SIZE",
+            "SLOTS",
+            "FRAME",
+            "SCHEMA",
+            "GEN",
+            "PUBLISHER",
+            "ATT",
+            "MODE",
+            "OWNER",
+            "LOCK",
+            "AGE",
+            "RATE",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>(),
     ];
     let mut notes = Vec::new();
     for r in rows {
         match r {
             Row::Topic(s, _, rate) => {
                 let (mode, owner) = mode_owner(&s.entry);
-                let name = if s.entry.removed() { format!("{} (removed)", s.name) } else { s.name.clone() };
+                let name = if s.entry.removed() {
+                    format!("{} (removed)", s.name)
+                } else {
+                    s.name.clone()
+                };
                 t.push(vec![
                     name,
                     key_hex(s.entry.key),
@@ -179,9 +199,19 @@ pub fn render(rows: &[Row], now: u64) -> (Vec<Vec<String>>, Vec<String>) {
                 } else {
                     "(permission denied)"
                 };
-                let mut row = vec![what.to_string(), key_hex(e.key), e.shmid.to_string(), human_bytes(e.size)];
+                let mut row = vec![
+                    what.to_string(),
+                    key_hex(e.key),
+                    e.shmid.to_string(),
+                    human_bytes(e.size),
+                ];
                 row.extend(["-", "-", "-", "-", "-"].map(String::from));
-                row.extend([e.nattch.to_string(), mode, owner, if e.locked() { "yes" } else { "no" }.into()]);
+                row.extend([
+                    e.nattch.to_string(),
+                    mode,
+                    owner,
+                    if e.locked() { "yes" } else { "no" }.into(),
+                ]);
                 row.extend(["-", "-"].map(String::from));
                 t.push(row);
             }

@@ -101,5 +101,9 @@ pub fn secs(what: &str, s: f64) -> Result<std::time::Duration, crate::out::Fail>
     std::time::Duration::try_from_secs_f64(s)
         .ok()
         .filter(|d| !d.is_zero())
-        .ok_or_else(|| crate::out::Fail::error(format!("{what} must be a positive number of seconds, not {s}")))
+        .ok_or_else(|| {
+            crate::out::Fail::error(format!(
+                "{what} must be a positive number of seconds, not {s}"
+            ))
+        })
 }

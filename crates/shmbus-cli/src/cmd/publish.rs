@@ -21,22 +21,36 @@ use crate::out::{self, CmdResult, Fail, key_hex};
 /// Run `shmbus pub`.
 pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
     if !(a.rate.is_finite() && a.rate > 0.0) {
-        return Err(Fail::error(format!("--rate must be a positive number of frames per second, not {}", a.rate)));
+        return Err(Fail::error(format!(
+            "--rate must be a positive number of frames per second, not {}",
+            a.rate
+        )));
     }
     let (entry, seg) = discover::attach(&a.topic, bus)?;
     let info = seg.info().clone();
-    let st = seg.stat().map_err(|e| Fail::error(format!("cannot stat the segment: {e}")))?;
+    let st = seg
+        .stat()
+        .map_err(|e| Fail::error(format!("cannot stat the segment: {e}")))?;
     drop(seg);
     let schema = shmbus_core::schema::decode_schema(&info.schema).map_err(|e| {
-        Fail::error(format!("the schema in topic '{}' cannot be decoded ({e}); check `shmbus info {}`", info.name, key_hex(entry.key)))
+        Fail::error(format!(
+            "the schema in topic '{}' cannot be decoded ({e}); check `shmbus info {}`",
+            info.name,
+            key_hex(entry.key)
+        ))
     })?;
     let example = dynamic::example(&schema);
     let encode = |text: &str| -> Result<Vec<u8>, Fail> {
         let v: Value = serde_json::from_str(text).map_err(|e| {
-            Fail::error(format!("the value is not valid JSON ({e}); a value of this topic looks like: {example}"))
+            Fail::error(format!(
+                "the value is not valid JSON ({e}); a value of this topic looks like: {example}"
+            ))
         })?;
         let bytes = dynamic::encode(&schema, &v).map_err(|e| {
-            Fail::error(format!("the value does not fit the schema of '{}': {e}; a value looks like: {example}", info.name))
+            Fail::error(format!(
+                "the value does not fit the schema of '{}': {e}; a value looks like: {example}",
+                info.name
+            ))
         })?;
         if bytes.len() > info.geometry.frame_capacity {
             return Err(Fail::error(format!(
@@ -49,14 +63,22 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
     };
     // From stdin: check nothing before opening (lines come later). From the
     // argument: refuse a bad value before touching the topic.
-    let first = if a.json == "-" { None } else { Some(encode(&a.json)?) };
+    let first = if a.json == "-" {
+        None
+    } else {
+        Some(encode(&a.json)?)
+    };
 
     let topic = Topic::on_bus("shmbus", &info.name)
         .key(entry.key)
         .slots(info.geometry.slot_count)
         .mode(st.perms())
         .notify(info.notify())
-        .lock(if st.locked() { LockPolicy::Try } else { LockPolicy::Off });
+        .lock(if st.locked() {
+            LockPolicy::Try
+        } else {
+            LockPolicy::Off
+        });
     let mut publisher = RawPublisher::open(&topic, &info.schema, info.geometry.frame_capacity).map_err(|e| match e {
         OpenError::PublisherActive { pid, .. } => Fail::error(format!(
             "topic '{}' ({}) already has a live publisher, pid {pid}; a topic has one publisher at a time: stop it first (kill {pid}), then run `shmbus pub` again",

@@ -76,7 +76,9 @@ fn remove_one(arg: &str, force: bool, bus: Option<&str>) -> Result<String, Fail>
     })?;
     let lock_note = match lock::remove_lock(e.key) {
         Ok(_) => "",
-        Err(_) => " (its publisher lock could not be removed: remove it with ipcrm -S as its owner)",
+        Err(_) => {
+            " (its publisher lock could not be removed: remove it with ipcrm -S as its owner)"
+        }
     };
     let others = e.nattch;
     let attached = if others == 0 {

@@ -17,7 +17,13 @@ use crate::args::TopArgs;
 use crate::out::{self, CmdResult, human_ns, key_hex, utc};
 
 /// The state word for a topic: publisher, frames, staleness.
-pub fn state(alive: bool, generation: u64, rate: Option<f64>, age_ns: Option<u64>, interval: Duration) -> &'static str {
+pub fn state(
+    alive: bool,
+    generation: u64,
+    rate: Option<f64>,
+    age_ns: Option<u64>,
+    interval: Duration,
+) -> &'static str {
     if !alive {
         "NO PUBLISHER"
     } else if generation == 0 {
@@ -55,17 +61,29 @@ pub fn run(a: &TopArgs) -> CmdResult {
         let list = rows(&a.keys)?;
         let now = monotonic_ns();
         let mut t = vec![
-            ["TOPIC", "KEY", "SCHEMA", "RATE", "AGE", "GEN", "PUBLISHER", "ATT", "LOCK", "STATE"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>(),
+            [
+                "TOPIC",
+                "KEY",
+                "SCHEMA",
+                "RATE",
+                "AGE",
+                "GEN",
+                "PUBLISHER",
+                "ATT",
+                "LOCK",
+                "STATE",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>(),
         ];
         let mut next = HashMap::new();
         for r in &list {
             match r {
                 Row::Topic(s, ts, _) => {
                     let rate = prev.get(&s.entry.shmid).map(|(g, t0)| {
-                        s.generation.saturating_sub(*g) as f64 / (ts.saturating_sub(*t0).max(1) as f64 / 1e9)
+                        s.generation.saturating_sub(*g) as f64
+                            / (ts.saturating_sub(*t0).max(1) as f64 / 1e9)
                     });
                     next.insert(s.entry.shmid, (s.generation, *ts));
                     let age = s.age_ns(now);

@@ -1,0 +1,684 @@
+//! End-to-end tests of the `shmbus` binary against real topics and real
+//! publisher processes. Every topic has a unique key and a Guard; every
+//! child is killed on drop; every test has a watchdog.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use shmbus_core::sys;
+use shmbus_pub::{Publisher, RawPublisher};
+use shmbus_sub::Subscriber;
+use shmbus_testkit::{Guard, KillOnDrop, child, role, unique_key, unique_topic, watchdog};
+
+/// The frame type of the test topics.
+#[derive(
+    Serialize,
+    Deserialize,
+    Debug,
+    Clone,
+    PartialEq,
+    postcard::experimental::max_size::MaxSize,
+    postcard_schema::Schema,
+)]
+struct Imu {
+    t_us: u64,
+    acc: [f32; 3],
+    frame: heapless::String<8>,
+    ok: bool,
+}
+
+fn imu(t: u64) -> Imu {
+    Imu {
+        t_us: t,
+        acc: [0.5, -0.25, 9.81],
+        frame: heapless::String::from("imu"),
+        ok: true,
+    }
+}
+
+/// Child roles. `publish NAME KEY SLOTS HZ`: publish `imu(n)` at HZ until
+/// killed, printing "ready" once the topic exists.
+#[test]
+fn child_role_entry() {
+    let Some((role, args)) = role() else { return };
+    match role.as_str() {
+        "publish" => {
+            let key: i32 = args[1].parse().unwrap();
+            let topic = shmbus_core::Topic::new(&args[0])
+                .key(key)
+                .slots(args[2].parse().unwrap());
+            let hz: f64 = args[3].parse().unwrap();
+            let mut p = Publisher::<Imu>::open(&topic).unwrap();
+            p.publish(&imu(0)).unwrap();
+            println!("ready");
+            let mut n = 1;
+            loop {
+                std::thread::sleep(Duration::from_secs_f64(1.0 / hz));
+                p.publish(&imu(n)).unwrap();
+                n += 1;
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// Start a publisher child and wait until its topic exists.
+fn publisher(name: &str, key: i32, slots: u32, hz: f64) -> KillOnDrop {
+    let args = [
+        name.to_string(),
+        key.to_string(),
+        slots.to_string(),
+        hz.to_string(),
+    ];
+    let mut c = KillOnDrop(
+        child("publish", &args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn publisher"),
+    );
+    // libtest prints its own lines first.
+    let mut out = BufReader::new(c.0.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("ready") {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "publisher exited before it was ready"
+        );
+    }
+    c
+}
+
+/// The shmbus binary, behind `SHMBUS_TEST_RUNNER` when emulated.
+fn shmbus(args: &[&str]) -> Command {
+    let exe = env!("CARGO_BIN_EXE_shmbus");
+    let runner = std::env::var("SHMBUS_TEST_RUNNER").unwrap_or_default();
+    let mut parts = runner.split_whitespace();
+    let mut cmd = match parts.next() {
+        Some(r) => {
+            let mut c = Command::new(r);
+            c.args(parts).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    cmd.args(args).stdin(Stdio::null());
+    cmd
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(args: &[&str]) -> Run {
+    let o = shmbus(args).output().expect("run shmbus");
+    let r = Run {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    };
+    assert!(
+        !r.stderr.contains("panicked"),
+        "shmbus panicked: {}",
+        r.stderr
+    );
+    r
+}
+
+/// A topic with a unique key and a name unique to this process too (tests
+/// look topics up by name; another test run may use the same test name).
+fn topic(test: &str) -> (shmbus_core::Topic, Guard) {
+    let (t, g) = unique_topic(test);
+    let name = format!("{}-{}", t.name, std::process::id());
+    (shmbus_core::Topic { name, ..t }, g)
+}
+
+fn hex(key: i32) -> String {
+    format!("0x{:08x}", key as u32)
+}
+
+/// Wait (test side, polling is fine here) until the segment at `key` has
+/// `n` attachments.
+fn wait_nattch(key: i32, n: u64) {
+    let id = sys::shmget(key, 0, 0).unwrap();
+    let t = Instant::now();
+    while sys::shm_stat(id).unwrap().nattch < n {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "nobody attached to {}",
+            hex(key)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A segment of another program at a unique key, filled with `bytes`.
+fn foreign_segment(test: &str, size: usize, bytes: &[u8]) -> Guard {
+    let key = unique_key(test);
+    let guard = Guard(key);
+    let id = sys::shmget(key, size, libc::IPC_CREAT | libc::IPC_EXCL | 0o600).unwrap();
+    let att = sys::Attachment::read_write(id).unwrap();
+    shmbus_core::codec::store_bytes(att.words_at(0, bytes.len().div_ceil(4)).unwrap(), bytes);
+    guard
+}
+
+#[test]
+fn list_finds_the_topic_and_skips_foreign_segments() {
+    watchdog("list", Duration::from_secs(120));
+    let (topic, _g) = self::topic("list");
+    let _p = publisher(&topic.name, topic.key, 8, 100.0);
+    let foreign = foreign_segment("list-foreign", 4096, b"NOT A SHMBUS SEGMENT AT ALL");
+    let (k, f) = (hex(topic.key), hex(foreign.key()));
+    let r = run(&["list", "--json", "--key", &k, "--key", &f]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "foreign segment must be skipped: {v}");
+    let t = &rows[0];
+    assert_eq!(t["name"], topic.name.as_str());
+    assert_eq!(t["key"]["hex"], k.as_str());
+    assert_eq!(t["slots"], 8);
+    assert_eq!(t["schema"], "Imu");
+    assert_eq!(t["publisher_alive"], true);
+    assert!(t["generation"].as_u64().unwrap() >= 1);
+    assert!(t["rate_hz"].as_f64().unwrap() > 0.0, "{t}");
+    // The table shows it too, and never the foreign key.
+    let r = run(&["list", "--window", "0"]);
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout.contains(&topic.name) && r.stdout.contains(&k),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains(&f), "{}", r.stdout);
+    // rm refuses another program's segment and leaves it alone.
+    let r = run(&["rm", &f]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.starts_with("shmbus: ") && r.stderr.contains("not a shmbus topic"),
+        "{}",
+        r.stderr
+    );
+    assert!(sys::shmget(foreign.key(), 0, 0).is_ok());
+}
+
+#[test]
+fn info_shows_the_schema_and_shmid_ds() {
+    watchdog("info", Duration::from_secs(120));
+    let (topic, _g) = self::topic("info");
+    let p = publisher(&topic.name, topic.key, 4, 50.0);
+    let k = hex(topic.key);
+    let r = run(&["info", &k]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for want in [
+        "t_us: u64",
+        "acc: [f32; 3]",
+        "frame: String",
+        "shm_nattch",
+        "shm_cpid",
+        "shm_lpid",
+        "shm_ctime",
+        "alive, pid",
+    ] {
+        assert!(r.stdout.contains(want), "missing {want:?} in\n{}", r.stdout);
+    }
+    let r = run(&["info", &topic.name, "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["shmid_ds"]["shm_cpid"], p.0.id() as i64, "{v}");
+    assert_eq!(v["publisher"]["pid"], p.0.id() as i64);
+    assert_eq!(v["schema"]["name"], "Imu");
+    assert_eq!(v["latest"]["value"]["frame"], "imu");
+    assert_eq!(
+        v["latest"]["value"]["acc"],
+        serde_json::json!([0.5, -0.25, 9.81])
+    );
+    assert_eq!(
+        v["example"],
+        serde_json::json!({"t_us": 0, "acc": [0.0, 0.0, 0.0], "frame": "", "ok": false})
+    );
+}
+
+#[test]
+fn echo_json_prints_n_decodable_lines() {
+    watchdog("echo", Duration::from_secs(120));
+    let (topic, _g) = self::topic("echo");
+    let _p = publisher(&topic.name, topic.key, 8, 100.0);
+    let r = run(&[
+        "echo",
+        &hex(topic.key),
+        "--json",
+        "--count",
+        "5",
+        "--timeout",
+        "20",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines: Vec<Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5, "{}", r.stdout);
+    let mut last = 0;
+    for l in &lines {
+        let g = l["generation"].as_u64().unwrap();
+        assert!(g > last, "generations increase: {}", r.stdout);
+        last = g;
+        assert_eq!(l["value"]["frame"], "imu");
+        assert_eq!(
+            l["value"]["t_us"].as_u64().unwrap() + 1,
+            g,
+            "t_us is n, generation n+1"
+        );
+    }
+    // Human-readable form.
+    let r = run(&["echo", &topic.name, "--count", "1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("acc: [0.5, -0.25, 9.81]") && r.stdout.contains("frame: \"imu\""),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn echo_all_reports_missed_frames() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    watchdog("echo-all", Duration::from_secs(120));
+    let (topic, _g) = self::topic("echo-all");
+    let topic = topic.slots(4);
+    let mut p = Publisher::<Imu>::open(&topic).unwrap();
+    let mut echo = KillOnDrop(
+        shmbus(&[
+            "echo",
+            &hex(topic.key),
+            "--all",
+            "--json",
+            "--count",
+            "5",
+            "--timeout",
+            "60",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap(),
+    );
+    wait_nattch(topic.key, 2);
+    p.publish(&imu(1)).unwrap();
+    let mut out = BufReader::new(echo.0.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    let v: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(v["generation"], 1);
+    // Stop the reader, overrun the 4-slot ring with 20 frames, resume it.
+    let pid = Pid::from_raw(echo.0.id() as i32);
+    kill(pid, Signal::SIGSTOP).unwrap();
+    for n in 2..=21 {
+        p.publish(&imu(n)).unwrap();
+    }
+    kill(pid, Signal::SIGCONT).unwrap();
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let status = echo.0.wait().unwrap();
+    let mut err = String::new();
+    echo.0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{err}");
+    let gens: Vec<u64> = rest
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["generation"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(gens, [18, 19, 20, 21], "the four frames still in the ring");
+    assert!(err.contains("missed 16 frames"), "{err}");
+}
+
+#[test]
+fn pub_refuses_while_a_publisher_is_alive_and_works_when_not() {
+    watchdog("pub", Duration::from_secs(120));
+    let (topic, _g) = self::topic("pub");
+    let mut p = publisher(&topic.name, topic.key, 4, 20.0);
+    let k = hex(topic.key);
+    let value = r#"{"t_us": 77, "acc": [1, 2.5, "NaN"], "frame": "cli", "ok": true}"#;
+    let r = run(&["pub", &k, value]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.starts_with("shmbus: ") && r.stderr.contains(&format!("pid {}", p.0.id())),
+        "{}",
+        r.stderr
+    );
+    p.0.kill().unwrap();
+    p.0.wait().unwrap();
+    // A value that does not fit says where and what, and shows an example.
+    let r = run(&[
+        "pub",
+        &k,
+        r#"{"t_us": -1, "acc": [0,0,0], "frame": "", "ok": true}"#,
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains(".t_us") && r.stderr.contains("does not fit in u64"),
+        "{}",
+        r.stderr
+    );
+    let r = run(&["pub", &k, value, "--count", "3", "--rate", "200"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut sub = Subscriber::<Imu>::attach(&topic).unwrap();
+    let s = sub.latest().unwrap().unwrap();
+    assert_eq!(s.value.t_us, 77);
+    assert_eq!(s.value.acc[..2], [1.0, 2.5]);
+    assert!(s.value.acc[2].is_nan());
+    assert_eq!(s.value.frame, "cli");
+    let r = run(&["info", &k, "--json"]);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["generation"].as_u64().unwrap(), s.generation);
+    assert_eq!(
+        v["publisher"]["state"], "not running",
+        "pub exited and released the lock"
+    );
+}
+
+#[test]
+fn pub_reads_json_lines_from_stdin() {
+    watchdog("pub-stdin", Duration::from_secs(120));
+    let (topic, _g) = self::topic("pub-stdin");
+    drop(Publisher::<Imu>::open(&topic).unwrap());
+    let mut c = shmbus(&["pub", &hex(topic.key), "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut i = c.stdin.take().unwrap();
+        for t in 1..=3 {
+            writeln!(
+                i,
+                r#"{{"t_us": {t}, "acc": [0,0,0], "frame": "s", "ok": false}}"#
+            )
+            .unwrap();
+        }
+    }
+    assert!(c.wait().unwrap().success());
+    let mut sub = Subscriber::<Imu>::attach(&topic).unwrap();
+    sub.raw().seek_oldest();
+    let mut seen = Vec::new();
+    while let shmbus_sub::Next::Frame(s) = sub.next().unwrap() {
+        seen.push(s.value.t_us);
+    }
+    assert_eq!(seen, [1, 2, 3]);
+}
+
+#[test]
+fn rm_removes_and_says_what_happens_to_attached_processes() {
+    watchdog("rm", Duration::from_secs(120));
+    let (topic, _g) = self::topic("rm");
+    let mut p = publisher(&topic.name, topic.key, 4, 20.0);
+    let k = hex(topic.key);
+    let r = run(&["rm", &k]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("live publisher") && r.stderr.contains("--force"),
+        "{}",
+        r.stderr
+    );
+    p.0.kill().unwrap();
+    p.0.wait().unwrap();
+    let sub = Subscriber::<Imu>::attach(&topic).unwrap();
+    let r = run(&["rm", &topic.name]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("1 process still attached"),
+        "{}",
+        r.stdout
+    );
+    assert!(sub.is_removed());
+    assert!(sys::shmget(topic.key, 0, 0).is_err(), "key is free");
+    assert!(sys::semget(topic.key, 0).is_err(), "lock removed");
+    let r = run(&["rm", &k]);
+    assert_eq!(r.code, 1, "already gone: {}", r.stderr);
+}
+
+#[test]
+fn garbage_segments_and_frames_give_clear_errors() {
+    watchdog("garbage", Duration::from_secs(120));
+    // The shmbus magic and version, then nonsense sizes.
+    let mut bytes = shmbus_core::layout::MAGIC.to_vec();
+    bytes.extend_from_slice(&1u32.to_le_bytes());
+    bytes.extend_from_slice(&[0xee; 100]);
+    let g = foreign_segment("garbage", 8192, &bytes);
+    let k = hex(g.key());
+    for cmd in ["info", "echo", "pub", "hz"] {
+        let mut args = vec![cmd, k.as_str()];
+        if cmd == "pub" {
+            args.push("{}");
+        }
+        let r = run(&args);
+        assert_eq!(r.code, 2, "{cmd}: {}", r.stderr);
+        assert!(
+            r.stderr.starts_with("shmbus: ")
+                && r.stderr.contains("corrupt")
+                && r.stderr.contains("shmbus rm"),
+            "{cmd}: {}",
+            r.stderr
+        );
+    }
+    let r = run(&["list", "--key", &k]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains("broken"), "{}", r.stdout);
+    let r = run(&["rm", &k]);
+    assert_eq!(r.code, 0, "a broken topic can be removed: {}", r.stderr);
+
+    // A valid topic with a frame that does not decode, then a good one.
+    let (topic, _g) = self::topic("garbage-frame");
+    let schema = shmbus_core::schema::schema_bytes::<Imu>().unwrap();
+    let mut raw = RawPublisher::open(&topic, &schema, 64).unwrap();
+    raw.publish_bytes(&[0xff; 20]).unwrap();
+    raw.publish_bytes(&postcard::to_allocvec(&imu(5)).unwrap())
+        .unwrap();
+    let r = run(&[
+        "echo",
+        &hex(topic.key),
+        "--all",
+        "--from-oldest",
+        "--json",
+        "--count",
+        "1",
+        "--timeout",
+        "10",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("does not decode"), "{}", r.stderr);
+    let v: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(v["value"]["t_us"], 5);
+}
+
+#[test]
+fn unknown_topics_exit_1() {
+    let (topic, _g) = self::topic("unknown");
+    for t in [
+        hex(topic.key),
+        "no/such/topic/anywhere".to_string(),
+        "shmid:2147483000".to_string(),
+    ] {
+        let r = run(&["info", &t]);
+        assert_eq!(r.code, 1, "{t}: {}", r.stderr);
+        assert!(
+            r.stderr.starts_with("shmbus: ") && r.stderr.contains("shmbus list"),
+            "{}",
+            r.stderr
+        );
+    }
+    let r = run(&["list", "--key", &hex(topic.key)]);
+    assert_eq!(r.code, 1, "nothing to list");
+    let r = run(&["frobnicate"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.starts_with("shmbus: "), "{}", r.stderr);
+}
+
+#[test]
+fn a_closed_pipe_is_not_an_error() {
+    watchdog("pipe", Duration::from_secs(120));
+    let (topic, _g) = self::topic("pipe");
+    let _p = publisher(&topic.name, topic.key, 8, 200.0);
+    let mut c = KillOnDrop(
+        shmbus(&["echo", &hex(topic.key), "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(c.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("generation"));
+    // The reader (and with it the pipe) is gone: like `| head -1`.
+    let status = c.0.wait().unwrap();
+    let mut err = String::new();
+    c.0.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.is_empty(), "{err}");
+}
+
+#[test]
+fn echo_survives_a_dead_publisher_and_a_removed_topic() {
+    watchdog("dead", Duration::from_secs(120));
+    let (topic, _g) = self::topic("dead");
+    let mut p = publisher(&topic.name, topic.key, 8, 100.0);
+    let mut c = KillOnDrop(
+        shmbus(&["echo", &hex(topic.key), "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = BufReader::new(c.0.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    p.0.kill().unwrap();
+    p.0.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let r = run(&["rm", &hex(topic.key)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let status = c.0.wait().unwrap();
+    let mut err = String::new();
+    c.0.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("not running") && err.contains("was removed"),
+        "{err}"
+    );
+}
+
+#[test]
+fn hz_and_top_report_rates_and_liveness() {
+    watchdog("hz", Duration::from_secs(120));
+    let (topic, _g) = self::topic("hz");
+    let _p = publisher(&topic.name, topic.key, 16, 100.0);
+    let k = hex(topic.key);
+    let r = run(&["hz", &k, "--count", "2", "--interval", "0.5"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", r.stdout);
+    for l in lines {
+        assert!(
+            l.contains(" Hz") && l.contains("publisher alive") && l.contains("interval mean"),
+            "{l}"
+        );
+    }
+    let r = run(&["top", "--count", "1", "--interval", "0.5", "--key", &k]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains(&topic.name) && r.stdout.contains("alive"),
+        "{}",
+        r.stdout
+    );
+    let row = r.stdout.lines().find(|l| l.contains(&topic.name)).unwrap();
+    assert!(row.trim_end().ends_with("ok"), "{row}");
+}
+
+#[test]
+fn doctor_checks_the_machine_and_the_config() {
+    let dir = std::env::temp_dir().join(format!("shmbus-cli-doctor-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(
+        &good,
+        "bus = \"doctor\"\n[[topic]]\nname = \"imu\"\nslots = 8\nlock = \"try\"\n",
+    )
+    .unwrap();
+    let r = run(&["doctor", "--config", good.to_str().unwrap(), "--key", "1"]);
+    assert!(r.code == 0 || r.code == 1, "{}", r.stderr);
+    for check in [
+        "sysvipc",
+        "config",
+        "shmmax",
+        "shmmni",
+        "shmall",
+        "memlock",
+        "permissions",
+        "RemoveIPC",
+        "topics",
+    ] {
+        assert!(r.stdout.contains(check), "no {check} check:\n{}", r.stdout);
+    }
+    for l in r.stdout.lines() {
+        assert!(
+            l.starts_with("OK  ")
+                || l.starts_with("WARN")
+                || l.starts_with("FAIL")
+                || l.starts_with("      "),
+            "{l}"
+        );
+    }
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[[topic]]\nname = \"imu\"\nslots = 3\n").unwrap();
+    let r = run(&["doctor", "--config", bad.to_str().unwrap(), "--key", "1"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stdout.contains("FAIL  config") && r.stdout.contains("bad.toml:3:9"),
+        "{}",
+        r.stdout
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn help_has_an_example_for_every_command() {
+    let r = run(&["--help"]);
+    assert_eq!(r.code, 0);
+    for cmd in [
+        "list", "info", "echo", "pub", "hz", "top", "rm", "doctor", "demo", "bench", "record",
+        "replay", "cat",
+    ] {
+        assert!(r.stdout.contains(cmd), "--help lacks {cmd}");
+    }
+    for cmd in [
+        "list", "info", "echo", "pub", "hz", "top", "rm", "doctor", "demo",
+    ] {
+        let r = run(&[cmd, "--help"]);
+        assert_eq!(r.code, 0, "{cmd}");
+        assert!(
+            r.stdout.contains("Examples:") && r.stdout.contains(&format!("shmbus {cmd}")),
+            "{cmd}: {}",
+            r.stdout
+        );
+    }
+}
