@@ -307,7 +307,19 @@ impl Report {
             let h = |k: &str| self.handoff_median(k, pinned);
             let (poll, seq, ice) = (h("shmbus_poll"), h("seqlock"), h("iceoryx2"));
             let (wait, futex, unix) = (h("shmbus_wait"), h("futex"), h("unix_dgram"));
-            let poll_n = h("shmbus_poll_notify");
+            let (poll_n, raw) = (h("shmbus_poll_notify"), h("shmbus_poll_raw"));
+            self.ratio(
+                format!("handoff busy-poll, raw bytes / bare seqlock floor ({p})"),
+                raw,
+                seq,
+                None,
+            );
+            self.ratio(
+                format!("handoff busy-poll, raw bytes / iceoryx2 ({p})"),
+                raw,
+                ice,
+                None,
+            );
             self.ratio(
                 format!("handoff busy-poll / bare seqlock floor ({p})"),
                 poll,
