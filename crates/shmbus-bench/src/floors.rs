@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use shmbus_core::sys::{self, FutexWait};
 
-use crate::os::{Scratch, spin_until};
+use crate::os::{ANSWER_TIMEOUT_NS, Scratch, no_answer, spin_until};
 
 /// Byte offsets in the scratch segment: two seqlock slots on their own
 /// cache lines, the atomic word and the futex word.
@@ -44,16 +44,16 @@ fn request(seq: u64) -> u32 {
 }
 
 /// Parent side of the atomic ping-pong: one round trip.
-pub fn atomic_rt(s: &Scratch, seq: u64) {
+pub fn atomic_rt(s: &Scratch, seq: u64) -> Result<(), String> {
     let w = &s.words(ATOMIC_WORD, 1)[0];
     let v = request(seq);
     // Release/Acquire: the minimum for a handoff that carries data.
     w.store(v, Ordering::Release);
-    spin_until(|| w.load(Ordering::Acquire) == v + 1);
+    spin_until(|| w.load(Ordering::Acquire) == v + 1)
 }
 
 /// Peer side of the atomic ping-pong.
-pub fn atomic_peer(s: &Scratch) {
+pub fn atomic_peer(s: &Scratch) -> Result<(), String> {
     let w = &s.words(ATOMIC_WORD, 1)[0];
     let mut last = 0;
     loop {
@@ -61,9 +61,9 @@ pub fn atomic_peer(s: &Scratch) {
         spin_until(|| {
             v = w.load(Ordering::Acquire);
             v & 1 == 1 && v != last
-        });
+        })?;
         if v == STOP {
-            return;
+            return Ok(());
         }
         last = v;
         w.store(v + 1, Ordering::Release);
@@ -112,14 +112,14 @@ pub fn seqlock_read_new(slot: &[AtomicU32], last: &mut u32) -> Option<u64> {
 
 /// Parent side of the seqlock ping-pong: write `seq` to the ping slot and
 /// wait for the pong slot to carry it back.
-pub fn seqlock_rt(s: &Scratch, seq: u64, last_pong: &mut u32) {
+pub fn seqlock_rt(s: &Scratch, seq: u64, last_pong: &mut u32) -> Result<(), String> {
     seqlock_write(s.words(PING_SLOT, SLOT_WORDS), seq);
     let pong = s.words(PONG_SLOT, SLOT_WORDS);
-    spin_until(|| seqlock_read_new(pong, last_pong) == Some(seq));
+    spin_until(|| seqlock_read_new(pong, last_pong) == Some(seq))
 }
 
 /// Peer side of the seqlock ping-pong.
-pub fn seqlock_peer(s: &Scratch) {
+pub fn seqlock_peer(s: &Scratch) -> Result<(), String> {
     let ping = s.words(PING_SLOT, SLOT_WORDS);
     let pong = s.words(PONG_SLOT, SLOT_WORDS);
     let mut last = 0;
@@ -128,9 +128,9 @@ pub fn seqlock_peer(s: &Scratch) {
         spin_until(|| {
             v = seqlock_read_new(ping, &mut last);
             v.is_some()
-        });
+        })?;
         match v {
-            Some(u64::MAX) | None => return,
+            Some(u64::MAX) | None => return Ok(()),
             Some(seq) => seqlock_write(pong, seq),
         }
     }
@@ -141,42 +141,41 @@ pub fn seqlock_stop(s: &Scratch) {
     seqlock_write(s.words(PING_SLOT, SLOT_WORDS), u64::MAX);
 }
 
-fn futex_wait_for(w: &AtomicU32, mut done: impl FnMut(u32) -> bool) -> u32 {
+fn futex_wait_for(w: &AtomicU32, mut done: impl FnMut(u32) -> bool) -> Result<u32, String> {
+    let start = sys::monotonic_ns();
     loop {
         let x = w.load(Ordering::Acquire);
         if done(x) {
-            return x;
+            return Ok(x);
         }
         match sys::futex_wait(w, x, Duration::from_secs(1)) {
-            Ok(
-                FutexWait::Woken
-                | FutexWait::Changed
-                | FutexWait::Interrupted
-                | FutexWait::TimedOut,
-            ) => {}
-            Err(e) => panic!("futex wait failed: {e}"),
+            Ok(FutexWait::TimedOut) if sys::monotonic_ns() - start > ANSWER_TIMEOUT_NS => {
+                return Err(no_answer());
+            }
+            Ok(_) => {}
+            Err(e) => return Err(format!("futex wait failed: {e}")),
         }
     }
 }
 
 /// Parent side of the raw futex ping-pong: store, `FUTEX_WAKE`, sleep in
 /// `FUTEX_WAIT` until the reply (no spinning: this is the blocking floor).
-pub fn futex_rt(s: &Scratch, seq: u64) {
+pub fn futex_rt(s: &Scratch, seq: u64) -> Result<(), String> {
     let w = &s.words(FUTEX_WORD, 1)[0];
     let v = request(seq);
     w.store(v, Ordering::Release);
     let _ = sys::futex_wake_all(w);
-    futex_wait_for(w, |x| x == v + 1);
+    futex_wait_for(w, |x| x == v + 1).map(drop)
 }
 
 /// Peer side of the raw futex ping-pong.
-pub fn futex_peer(s: &Scratch) {
+pub fn futex_peer(s: &Scratch) -> Result<(), String> {
     let w = &s.words(FUTEX_WORD, 1)[0];
     let mut last = 0;
     loop {
-        let v = futex_wait_for(w, |x| x & 1 == 1 && x != last);
+        let v = futex_wait_for(w, |x| x & 1 == 1 && x != last)?;
         if v == STOP {
-            return;
+            return Ok(());
         }
         last = v;
         w.store(v + 1, Ordering::Release);

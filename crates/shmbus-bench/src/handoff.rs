@@ -222,7 +222,7 @@ impl RawPair {
             .publish_bytes(&bytes)
             .map_err(|e| e.to_string())?;
         loop {
-            spin_until(|| self.sub.has_new());
+            spin_until(|| self.sub.has_new())?;
             if self
                 .sub
                 .latest_bytes(buf)
@@ -243,7 +243,7 @@ pub fn raw_peer(ping: &Topic, pong: &Topic) -> Result<(), String> {
     println!("ready");
     let mut buf = Vec::with_capacity(64);
     loop {
-        spin_until(|| sub.has_new());
+        spin_until(|| sub.has_new())?;
         if sub
             .latest_bytes(&mut buf)
             .map_err(|e| e.to_string())?
@@ -314,13 +314,10 @@ impl Handoff {
                 let peer = Peer::spawn(m.key(), &args, &[])?;
                 let s = &self.scratch;
                 let mut last = 0;
-                let r = measure(iters, budget, |seq| {
-                    match m {
-                        Mech::Atomic => floors::atomic_rt(s, seq),
-                        Mech::Seqlock => floors::seqlock_rt(s, seq, &mut last),
-                        _ => floors::futex_rt(s, seq),
-                    }
-                    Ok(())
+                let r = measure(iters, budget, |seq| match m {
+                    Mech::Atomic => floors::atomic_rt(s, seq),
+                    Mech::Seqlock => floors::seqlock_rt(s, seq, &mut last),
+                    _ => floors::futex_rt(s, seq),
                 });
                 match m {
                     Mech::Atomic => floors::atomic_stop(s),
@@ -422,7 +419,7 @@ fn shmbus_rt(pair: &mut Pair, seq: u64, blocking: bool) -> Result<(), String> {
                 .wait_latest(Duration::from_secs(10))
                 .map_err(|e| format!("waiting for the pong: {e}"))?
         } else {
-            spin_until(|| pair.sub.has_new());
+            spin_until(|| pair.sub.has_new())?;
             match pair.sub.latest().map_err(|e| e.to_string())? {
                 Some(s) => s,
                 None => continue,
@@ -446,7 +443,7 @@ pub fn shmbus_peer(blocking: bool, ping: &Topic, pong: &Topic) -> Result<(), Str
             sub.wait_latest(Duration::from_secs(30))
                 .map_err(|e| e.to_string())?
         } else {
-            spin_until(|| sub.has_new());
+            spin_until(|| sub.has_new())?;
             match sub.latest().map_err(|e| e.to_string())? {
                 Some(s) => s,
                 None => continue,

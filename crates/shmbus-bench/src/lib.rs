@@ -141,6 +141,8 @@ impl Drop for Keys {
 fn peer(args: &[String]) -> Result<(), String> {
     let role = args.first().ok_or("--peer needs a role")?.as_str();
     os::inherit_spin_limit();
+    // A peer never outlives the bench that started it.
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
     let arg = |k: &str| -> Result<String, String> {
         args[1..]
             .iter()
@@ -159,17 +161,17 @@ fn peer(args: &[String]) -> Result<(), String> {
         "atomic" => {
             let s = scratch()?;
             ready();
-            floors::atomic_peer(&s);
+            floors::atomic_peer(&s)?;
         }
         "seqlock" => {
             let s = scratch()?;
             ready();
-            floors::seqlock_peer(&s);
+            floors::seqlock_peer(&s)?;
         }
         "futex" => {
             let s = scratch()?;
             ready();
-            floors::futex_peer(&s);
+            floors::futex_peer(&s)?;
         }
         "shmbus_poll" | "shmbus_wait" => {
             let ping = handoff::parse_topic(&arg("ping")?)?;

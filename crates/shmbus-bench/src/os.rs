@@ -75,21 +75,44 @@ pub fn inherit_spin_limit() {
     }
 }
 
+/// How long any wait for the other side may take before the bench gives
+/// up on it (a peer that died, or a parent that stopped).
+pub const ANSWER_TIMEOUT_NS: u64 = 20_000_000_000;
+
+/// The error for a wait that ran past [`ANSWER_TIMEOUT_NS`].
+pub fn no_answer() -> String {
+    format!(
+        "no answer from the other process within {} s",
+        ANSWER_TIMEOUT_NS / 1_000_000_000
+    )
+}
+
 /// Wait until `ready()` holds: spin, then give the CPU away on every retry
 /// (on a one-core board the other side can only run if we yield). The
-/// floors and shmbus's busy-poll handoff use this same loop.
+/// floors and shmbus's busy-poll handoff use this same loop. Fails after
+/// [`ANSWER_TIMEOUT_NS`] of yielding.
 #[inline]
-pub fn spin_until(mut ready: impl FnMut() -> bool) {
+pub fn spin_until(mut ready: impl FnMut() -> bool) -> Result<(), String> {
     let limit = SPIN_LIMIT.load(Ordering::Relaxed);
     let mut tries = 0u32;
+    let mut since = 0u64;
     while !ready() {
-        tries += 1;
+        tries = tries.wrapping_add(1);
         if tries < limit {
             core::hint::spin_loop();
         } else {
             sys::yield_now();
+            if tries % 1024 == 0 {
+                let now = sys::monotonic_ns();
+                if since == 0 {
+                    since = now;
+                } else if now - since > ANSWER_TIMEOUT_NS {
+                    return Err(no_answer());
+                }
+            }
         }
     }
+    Ok(())
 }
 
 /// The CPUs this process may run on, and pinning to one of them.
