@@ -1,0 +1,304 @@
+//! Refusals: wrong type, garbage, short segments, unknown versions, all-zero and foreign segments, and a write through a read-only mapping.
+
+use super::*;
+
+#[derive(
+    Serialize,
+    Deserialize,
+    Debug,
+    postcard::experimental::max_size::MaxSize,
+    postcard_schema::Schema,
+)]
+struct Other {
+    x: f32,
+}
+
+#[test]
+fn subscriber_of_the_wrong_type_gets_schema_mismatch() {
+    let (topic, _guard) = unique_topic("wrong-type");
+    let _p = Publisher::<Check>::open(&topic).unwrap();
+    match Subscriber::<Other>::attach(&topic) {
+        Err(OpenError::SchemaMismatch {
+            expected,
+            found,
+            topic: name,
+            ..
+        }) => {
+            assert_eq!(
+                found,
+                shmbus_core::schema::fingerprint_of::<Check>().unwrap()
+            );
+            assert_eq!(
+                expected,
+                shmbus_core::schema::fingerprint_of::<Other>().unwrap()
+            );
+            assert_eq!(name, topic.name);
+        }
+        other => panic!("expected SchemaMismatch, got {other:?}"),
+    }
+    // And a publisher of the wrong type on an existing topic.
+    drop(_p);
+    assert!(matches!(
+        Publisher::<Other>::open(&topic),
+        Err(OpenError::SchemaMismatch { .. })
+    ));
+}
+
+#[test]
+fn random_garbage_is_refused_without_panic() {
+    let mut rng = Rng::seeded(1);
+    for round in 0..200 {
+        let key = unique_key("garbage");
+        let _g = Guard(key);
+        let size = 256 + 4 * rng.below(2048) as usize;
+        let att = raw_segment(key, size);
+        let words: Vec<u32> = (0..size / 4).map(|_| rng.next() as u32).collect();
+        store_words(&att, &words);
+        let topic = Topic::new("garbage").key(key);
+        match Subscriber::<Check>::attach(&topic) {
+            Err(OpenError::NotShmbus { magic, .. }) => {
+                assert_eq!(magic, u64::from(words[0]) | u64::from(words[1]) << 32)
+            }
+            other => panic!("round {round}: expected NotShmbus, got {other:?}"),
+        }
+        // Magic and version right, everything else random.
+        att.words_at(0, 3).unwrap()[0].store(MAGIC_U64 as u32, Ordering::Relaxed);
+        att.words_at(0, 3).unwrap()[1].store((MAGIC_U64 >> 32) as u32, Ordering::Relaxed);
+        att.words_at(0, 3).unwrap()[2].store(1, Ordering::Relaxed);
+        match Subscriber::<Check>::attach(&topic) {
+            Err(OpenError::Corrupt { .. } | OpenError::SizeMismatch { .. }) => {}
+            other => panic!("round {round}: expected Corrupt or SizeMismatch, got {other:?}"),
+        }
+    }
+}
+
+/// Every header word of a valid segment replaced by boundary or random
+/// values, one at a time: attach and read never panic, and an accepted
+/// segment still reads frames or reports an error.
+#[test]
+fn mutated_headers_and_slots_never_panic() {
+    watchdog(
+        "mutated_headers_and_slots_never_panic",
+        Duration::from_secs(300),
+    );
+    let (src, _g0) = unique_topic("mutate-src");
+    let src = src.slots(2);
+    let image = valid_image(&src);
+    let mut rng = Rng::seeded(2);
+    let (mut refused, mut accepted) = (0, 0);
+    for i in 0..image.len() {
+        for v in [
+            0,
+            1,
+            2,
+            0xffff_ffff,
+            0x8000_0000,
+            image[i] ^ 1,
+            rng.next() as u32,
+        ] {
+            let key = unique_key("mutate");
+            let _g = Guard(key);
+            let att = raw_segment(key, image.len() * 4);
+            let mut m = image.clone();
+            m[i] = v;
+            store_words(&att, &m);
+            let topic = src.clone().key(key);
+            match Subscriber::<Check>::attach(&topic) {
+                Err(_) => refused += 1,
+                Ok(mut sub) => {
+                    accepted += 1;
+                    let _ = sub.latest();
+                    sub.raw().seek_oldest();
+                    for _ in 0..4 {
+                        let _ = sub.next();
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        refused > 0 && accepted > 0,
+        "refused {refused}, accepted {accepted}"
+    );
+    // A copy of the valid image at another key is a valid topic: the layout
+    // holds offsets only, no pointers.
+    let key = unique_key("mutate-copy");
+    let _g = Guard(key);
+    store_words(&raw_segment(key, image.len() * 4), &image);
+    let mut sub = Subscriber::<Check>::attach(&src.clone().key(key)).unwrap();
+    assert_eq!(sub.latest().unwrap().unwrap().value, Check::new(3));
+    // A frame length beyond the capacity in an even (complete) slot is
+    // reported, not trusted.
+    let info = sub.raw().info().clone();
+    let slot3 = info.geometry.slot_offset(3) / 4;
+    let key = unique_key("mutate-len");
+    let _g = Guard(key);
+    let mut m = image.clone();
+    m[slot3 + 1] = 0xffff;
+    store_words(&raw_segment(key, image.len() * 4), &m);
+    let mut sub = Subscriber::<Check>::attach(&src.clone().key(key)).unwrap();
+    assert!(matches!(
+        sub.latest(),
+        Err(ReadError::Corrupt { generation: 3, .. })
+    ));
+}
+
+#[test]
+fn short_segment_is_size_mismatch() {
+    let (src, _g0) = unique_topic("short-src");
+    let image = valid_image(&src);
+    let key = unique_key("short");
+    let _g = Guard(key);
+    let short = image.len() * 4 - 64;
+    let att = raw_segment(key, short);
+    store_words(&att, &image[..short / 4]);
+    match Subscriber::<Check>::attach(&src.clone().key(key)) {
+        Err(OpenError::SizeMismatch {
+            expected, found, ..
+        }) => {
+            assert_eq!(expected as usize, image.len() * 4);
+            assert_eq!(found as usize, short);
+        }
+        other => panic!("expected SizeMismatch, got {other:?}"),
+    }
+    // Smaller than the fixed header: Corrupt.
+    let key = unique_key("tiny");
+    let _g = Guard(key);
+    store_words(&raw_segment(key, 128), &image[..32]);
+    assert!(matches!(
+        Subscriber::<Check>::attach(&src.clone().key(key)),
+        Err(OpenError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn unknown_layout_version_is_refused() {
+    let (src, _g0) = unique_topic("version-src");
+    let mut image = valid_image(&src);
+    image[2] = 2;
+    let key = unique_key("version");
+    let _g = Guard(key);
+    store_words(&raw_segment(key, image.len() * 4), &image);
+    match Subscriber::<Check>::attach(&src.clone().key(key)) {
+        Err(OpenError::UnsupportedLayout {
+            found: 2,
+            supported: 1,
+            ..
+        }) => {}
+        other => panic!("expected UnsupportedLayout, got {other:?}"),
+    }
+}
+
+#[test]
+fn all_zero_segment_is_not_ready() {
+    let key = unique_key("zero");
+    let _g = Guard(key);
+    let _att = raw_segment(key, 4096);
+    let topic = Topic::new("zero").key(key);
+    assert!(matches!(
+        Subscriber::<Check>::attach(&topic),
+        Err(OpenError::NotReady { .. })
+    ));
+    let t = Instant::now();
+    let r = Subscriber::<Check>::wait_for_topic(&topic, Duration::from_millis(100));
+    assert!(matches!(r, Err(OpenError::NotReady { .. })));
+    assert!(t.elapsed() >= Duration::from_millis(100));
+}
+
+/// A publisher never adopts or overwrites a segment at its key that it did
+/// not create as this topic: it fails with the reason, leaving every byte.
+#[test]
+fn publisher_leaves_foreign_segments_untouched() {
+    let mut rng = Rng::seeded(3);
+    let (src, _g0) = unique_topic("foreign-src");
+    let image = valid_image(&src);
+    let mut other_version = image.clone();
+    other_version[2] = 7;
+    let random: Vec<u32> = (0..1024).map(|_| rng.next() as u32).collect();
+    let mut other_name = image.clone();
+    other_name[16] ^= 0x20; // first bytes of the name: another topic
+    let cases: Vec<(&str, Vec<u32>, usize)> = vec![
+        ("random bytes", random.clone(), 4096),
+        ("random bytes, too small", random[..64].to_vec(), 256),
+        ("other layout version", other_version, image.len() * 4),
+        ("other topic", other_name, image.len() * 4),
+    ];
+    for (what, words, size) in cases {
+        let key = unique_key("foreign");
+        let _g = Guard(key);
+        let att = raw_segment(key, size);
+        store_words(&att, &words);
+        let before = snapshot(&att);
+        let r = Publisher::<Check>::open(&src.clone().key(key));
+        match (&r, what) {
+            (Err(OpenError::NotShmbus { .. }), "random bytes") => {}
+            (Err(OpenError::SizeMismatch { .. }), "random bytes, too small") => {}
+            (Err(OpenError::UnsupportedLayout { found: 7, .. }), "other layout version") => {}
+            (Err(OpenError::NameMismatch { .. }), "other topic") => {}
+            _ => panic!("{what}: unexpected {r:?}"),
+        }
+        assert_eq!(
+            snapshot(&att),
+            before,
+            "{what}: the publisher wrote to a foreign segment"
+        );
+    }
+    // Created by (or given to) another user: NotOwner, untouched.
+    if nix::unistd::geteuid().is_root() {
+        let key = unique_key("foreign-uid");
+        let _g = Guard(key);
+        let att = raw_segment(key, image.len() * 4);
+        store_words(&att, &image);
+        let before = snapshot(&att);
+        set_shm_uid(att.shmid(), 65534);
+        match Publisher::<Check>::open(&src.clone().key(key)) {
+            Err(OpenError::NotOwner {
+                owner_uid: 65534, ..
+            }) => {}
+            other => panic!("expected NotOwner, got {other:?}"),
+        }
+        assert_eq!(snapshot(&att), before);
+    }
+}
+
+/// `shmctl(IPC_SET)` to hand a segment to another uid (root only).
+fn set_shm_uid(shmid: i32, uid: u32) {
+    // SAFETY: shmid_ds is plain old data; all-zero is a valid value.
+    let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
+    // SAFETY: `ds` is a valid shmid_ds for the kernel to fill, then read.
+    unsafe {
+        assert_eq!(libc::shmctl(shmid, libc::IPC_STAT, &mut ds), 0);
+        ds.shm_perm.uid = uid;
+        assert_eq!(libc::shmctl(shmid, libc::IPC_SET, &mut ds), 0);
+    }
+}
+
+#[test]
+fn writing_through_a_read_only_mapping_is_killed_by_sigsegv() {
+    use std::os::unix::process::ExitStatusExt;
+    watchdog(
+        "writing_through_a_read_only_mapping",
+        Duration::from_secs(120),
+    );
+    let (topic, _guard) = unique_topic("read-only");
+    let mut p = Publisher::<Check>::open(&topic).unwrap();
+    p.publish(&Check::new(1)).unwrap();
+    let mut child = KillOnDrop(spawn("ro-writer", &[topic.key.to_string()]));
+    let mut out = String::new();
+    child
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let status = wait_exit(&mut child.0, Duration::from_secs(60), "ro-writer");
+    assert!(out.contains("@@ attached"), "child output: {out:?}");
+    assert!(
+        !out.contains("@@ survived"),
+        "the write went through: {out:?}"
+    );
+    assert_eq!(status.signal(), Some(libc::SIGSEGV), "status {status:?}");
+    let mut sub = Subscriber::<Check>::attach(&topic).unwrap();
+    assert_eq!(sub.raw().segment().notify_word().load(Ordering::Relaxed), 1);
+}

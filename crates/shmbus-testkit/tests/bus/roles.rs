@@ -1,0 +1,244 @@
+//! Child-process roles, dispatched by `child_role_entry`.
+
+use super::*;
+
+/// Open the topic, say so, wait until `subs` subscribers are attached, then
+/// publish `n` self-checking frames as fast as possible.
+pub(super) fn stress_publisher(args: &[String]) {
+    let topic = topic_from(args);
+    let n: u64 = args[4].parse().unwrap();
+    let subs: u64 = args[5].parse().unwrap();
+    let mut p = Publisher::<Check>::open(&topic).unwrap();
+    say!("ready");
+    let shmid = p.raw().shmid();
+    let end = Instant::now() + Duration::from_secs(120);
+    while sys::shm_stat(shmid).unwrap().nattch < 1 + subs {
+        assert!(Instant::now() < end, "subscribers never attached");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let t = Instant::now();
+    for g in 1..=n {
+        assert_eq!(p.publish(&Check::new(g)).unwrap(), g);
+    }
+    say!("published n={n} us={}", t.elapsed().as_micros());
+}
+
+/// Read the stress topic until frame `n` was seen, in one of four ways, and
+/// report what was accepted.
+pub(super) fn stress_subscriber(args: &[String]) {
+    let topic = topic_from(args);
+    let kind = args[4].as_str();
+    let n: u64 = args[5].parse().unwrap();
+    let mut sub = Subscriber::<Check>::attach(&topic).unwrap();
+    let (mut accepted, mut torn, mut missed, mut disorder) = (0u64, 0u64, 0u64, 0u64);
+    let mut stuck = 0u64;
+    let mut last = 0u64;
+    let t = Instant::now();
+    let wait = Duration::from_secs(30);
+    let mut accept =
+        |s: &shmbus_sub::Sample<Check>, in_order: bool, missed_before: u64, last: &mut u64| {
+            accepted += 1;
+            torn += u64::from(is_torn(s));
+            let ok = if in_order {
+                s.generation == *last + 1 + missed_before
+            } else {
+                s.generation > *last
+            };
+            disorder += u64::from(!ok);
+            *last = s.generation;
+        };
+    match kind {
+        "next" | "wait_next" => {
+            let mut pending_missed = 0;
+            while last + pending_missed < n {
+                let r = if kind == "next" {
+                    sub.next().map_err(WaitError::Read)
+                } else {
+                    sub.wait_next(wait)
+                };
+                match r {
+                    Ok(Next::Frame(s)) => {
+                        accept(&s, true, pending_missed, &mut last);
+                        pending_missed = 0;
+                    }
+                    Ok(Next::Missed(k)) => {
+                        missed += k;
+                        pending_missed += k;
+                    }
+                    Ok(Next::Empty) => sys::yield_now(),
+                    // The publisher was preempted mid-write for longer than
+                    // the stuck limit (a loaded machine): retry the frame.
+                    Err(WaitError::Read(ReadError::WriterStuck { .. })) => stuck += 1,
+                    Err(e) => panic!("{kind}: {e}"),
+                }
+            }
+        }
+        "latest" => {
+            while last < n {
+                if sub.has_new() {
+                    match sub.latest() {
+                        Ok(Some(s)) => accept(&s, false, 0, &mut last),
+                        Ok(None) => {}
+                        Err(ReadError::WriterStuck { .. }) => stuck += 1,
+                        Err(e) => panic!("{kind}: {e}"),
+                    }
+                } else {
+                    sys::yield_now();
+                }
+            }
+            missed = n - accepted;
+        }
+        "wait_latest" => {
+            while last < n {
+                match sub.wait_latest(wait) {
+                    Ok(s) => accept(&s, false, 0, &mut last),
+                    Err(WaitError::Read(ReadError::WriterStuck { .. })) => stuck += 1,
+                    Err(e) => panic!("{kind}: {e}"),
+                }
+            }
+            missed = n - accepted;
+        }
+        _ => panic!("unknown reader kind {kind}"),
+    }
+    say!(
+        "RESULT kind={kind} accepted={accepted} torn={torn} missed={missed} disorder={disorder} stuck={stuck} last={last} us={}",
+        t.elapsed().as_micros()
+    );
+}
+
+/// Reopen the topic (repairing what a killed predecessor left), report, and
+/// publish as fast as possible until killed.
+pub(super) fn kill_publisher(args: &[String]) {
+    let topic = topic_from(args);
+    let mut p = Publisher::<Check>::open(&topic).unwrap();
+    say!(
+        "open repaired={} next={} created={}",
+        p.raw().repaired_slots(),
+        p.raw().next_generation(),
+        u8::from(p.raw().created())
+    );
+    let mut g = p.raw().next_generation();
+    loop {
+        assert_eq!(p.publish(&Check::new(g)).unwrap(), g);
+        g += 1;
+    }
+}
+
+/// Read while publishers are being killed, until the stop file appears;
+/// then drain and report.
+pub(super) fn kill_reader(args: &[String]) {
+    let topic = topic_from(args);
+    let kind = args[4].as_str();
+    let stop = PathBuf::from(&args[5]);
+    let mut sub = Subscriber::<Check>::attach(&topic).unwrap();
+    let first = sub.raw().cursor();
+    let (mut accepted, mut torn, mut missed, mut disorder) = (0u64, 0u64, 0u64, 0u64);
+    let (mut died, mut stuck, mut corrupt) = (0u64, 0u64, 0u64);
+    let mut last = 0u64;
+    let mut expect = first;
+    let mut idle = 0u32;
+    let mut stopping = false;
+    let mut read_error = |e: &ReadError| match e {
+        ReadError::PublisherDied => {
+            died += 1;
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        ReadError::WriterStuck { .. } => stuck += 1,
+        _ => corrupt += 1,
+    };
+    loop {
+        let mut empty = false;
+        match kind {
+            "next" | "wait_next" => {
+                let r = if kind == "next" {
+                    sub.next().map_err(WaitError::Read)
+                } else {
+                    sub.wait_next(Duration::from_millis(20))
+                };
+                match r {
+                    Ok(Next::Frame(s)) => {
+                        accepted += 1;
+                        torn += u64::from(is_torn(&s));
+                        disorder += u64::from(s.generation != expect);
+                        expect = s.generation + 1;
+                    }
+                    Ok(Next::Missed(k)) => {
+                        missed += k;
+                        expect += k;
+                    }
+                    Ok(Next::Empty) | Err(WaitError::Timeout | WaitError::PublisherGone) => {
+                        empty = true
+                    }
+                    Err(WaitError::Read(e)) => read_error(&e),
+                    Err(e) => panic!("unexpected wait error: {e}"),
+                }
+            }
+            "latest" => match sub.latest() {
+                Ok(Some(s)) if s.generation != last => {
+                    accepted += 1;
+                    torn += u64::from(is_torn(&s));
+                    disorder += u64::from(s.generation < last);
+                    last = s.generation;
+                }
+                Ok(_) => empty = true,
+                Err(e) => read_error(&e),
+            },
+            _ => panic!("unknown reader kind {kind}"),
+        }
+        if empty {
+            if stopping {
+                break;
+            }
+            idle += 1;
+            sys::yield_now();
+            if idle % 64 == 0 && stop.exists() {
+                // The parent has repaired the ring and stopped publishing:
+                // drain what is left, then stop at the next empty read.
+                stopping = true;
+            }
+        }
+    }
+    say!(
+        "RESULT kind={kind} first={first} cursor={} accepted={accepted} torn={torn} missed={missed} disorder={disorder} died={died} stuck={stuck} corrupt={corrupt}",
+        sub.raw().cursor()
+    );
+}
+
+/// Open the topic and hold it until killed.
+pub(super) fn hold_publisher(args: &[String]) {
+    let topic = topic_from(args);
+    let _p = Publisher::<Check>::open(&topic).unwrap();
+    say!("open pid={}", std::process::id());
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Attach read-only and try to write through the mapping.
+pub(super) fn read_only_writer(args: &[String]) {
+    let key: i32 = args[0].parse().unwrap();
+    let seg = Segment::attach_key(key).unwrap();
+    say!("attached");
+    // Safe Rust can call `store` on the `&AtomicU32` of a read-only mapping;
+    // the kernel refuses the page write and kills the process with SIGSEGV.
+    seg.notify_word().store(0xdead_beef, Ordering::Relaxed);
+    say!("survived");
+}
+
+/// The far end of the ping-pong: wait for frame i on topic A, publish frame i
+/// on topic B.
+pub(super) fn pong(args: &[String]) {
+    let a = topic_from(&args[0..4]);
+    let b = topic_from(&args[4..8]);
+    let rounds: u64 = args[8].parse().unwrap();
+    let mut sub = Subscriber::<Check>::attach(&a).unwrap();
+    let mut p = Publisher::<Check>::open(&b).unwrap();
+    say!("ready");
+    for i in 1..=rounds {
+        match sub.wait_next(Duration::from_secs(20)) {
+            Ok(Next::Frame(s)) => assert_eq!(s.value, Check::new(i)),
+            other => panic!("pong round {i}: {other:?}"),
+        }
+        p.publish(&Check::new(i)).unwrap();
+    }
+}

@@ -1,0 +1,172 @@
+//! Multi-process stress (1 publisher + 4 subscribers) and SIGKILL mid-publish.
+
+use super::*;
+
+#[test]
+fn stress_one_publisher_four_subscriber_processes() {
+    let n = scaled(1_000_000, 2_000);
+    watchdog("stress", Duration::from_secs(120 + n / 2_000));
+    let (topic, _guard) = unique_topic("stress");
+    let topic = topic.slots(16);
+    let kinds = ["next", "wait_next", "latest", "wait_latest"];
+    let t = Instant::now();
+    let mut publisher = KillOnDrop(spawn(
+        "stress-pub",
+        &args_with(&topic, &[&n.to_string(), "4"]),
+    ));
+    let mut pout = BufReader::new(publisher.0.stdout.take().unwrap());
+    assert_eq!(line(&mut pout), "ready");
+    let mut subs: Vec<_> = kinds
+        .iter()
+        .map(|k| {
+            KillOnDrop(spawn(
+                "stress-sub",
+                &args_with(&topic, &[k, &n.to_string()]),
+            ))
+        })
+        .collect();
+    let limit = Duration::from_secs(100 + n / 2_000);
+    let published = line(&mut pout);
+    assert!(wait_exit(&mut publisher.0, limit, "stress publisher").success());
+    assert_eq!(field(&published, "n"), n);
+    let mut total_torn = 0;
+    println!(
+        "stress: {n} frames of {} bytes max, ring of {} slots, 1 publisher + {} subscriber processes",
+        <Check as postcard::experimental::max_size::MaxSize>::POSTCARD_MAX_SIZE,
+        topic.slots,
+        kinds.len()
+    );
+    println!("  publisher: {published}");
+    for (k, s) in kinds.iter().zip(subs.iter_mut()) {
+        let mut out = String::new();
+        s.0.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        let st = wait_exit(&mut s.0, limit, "stress subscriber");
+        assert!(st.success(), "subscriber {k}: {st:?}");
+        let r = result_line(&out, "RESULT");
+        println!("  subscriber: {r}");
+        let (accepted, torn, missed) = (field(r, "accepted"), field(r, "torn"), field(r, "missed"));
+        assert_eq!(torn, 0, "{k} accepted torn frames: {r}");
+        assert_eq!(field(r, "disorder"), 0, "{k}: {r}");
+        assert_eq!(field(r, "last"), n, "{k}: {r}");
+        assert!(accepted > 0, "{k}: {r}");
+        if k.contains("next") {
+            assert_eq!(
+                accepted + missed,
+                n,
+                "{k}: delivered + missed != published: {r}"
+            );
+        }
+        total_torn += torn;
+    }
+    println!(
+        "  wall time {:?}, torn frames accepted: {total_torn}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn publishers_killed_mid_publish_never_tear_a_frame() {
+    let kills = scaled(300, 10);
+    watchdog("kill loop", Duration::from_secs(120 + kills));
+    let (topic, _guard) = unique_topic("kill-loop");
+    // No futex wake: a publish is then pure user-space work, most of it
+    // inside the seqlock's write section, so kills land mid-write often.
+    let topic = topic.slots(4).notify(false);
+    let stop = std::env::temp_dir().join(format!("shmbus-kill-loop-{:x}.stop", topic.key));
+    let _ = std::fs::remove_file(&stop);
+    let mut rng = Rng::seeded(4);
+
+    let start_publisher = || {
+        let mut c = KillOnDrop(spawn("kill-pub", &topic_args(&topic)));
+        let mut out = BufReader::new(c.0.stdout.take().unwrap());
+        let l = line(&mut out);
+        (c, l)
+    };
+    let (mut current, first) = start_publisher();
+    assert_eq!(field(&first, "created"), 1, "{first}");
+    let stop_arg = stop.to_string_lossy().to_string();
+    let mut readers: Vec<_> = ["next", "wait_next", "latest"]
+        .iter()
+        .map(|k| KillOnDrop(spawn("kill-reader", &args_with(&topic, &[k, &stop_arg]))))
+        .collect();
+    let seg = Segment::attach(&topic).unwrap();
+    let slots = u64::from(topic.slots);
+    let (mut mid_write, mut repaired_total, mut last_gen) = (0u64, 0u64, 0u64);
+    let mut last_line = String::new();
+    let t = Instant::now();
+    for i in 0..kills {
+        // Kill only once the publisher is in its loop (it has published
+        // past where it started: qemu-arm starts slowly), at a random moment.
+        let started = field(if i == 0 { &first } else { &last_line }, "next");
+        while seg.generation() <= started {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        std::thread::sleep(Duration::from_micros(rng.below(2_000)));
+        signal::kill(Pid::from_raw(current.0.id() as i32), Signal::SIGKILL).unwrap();
+        let st = current.0.wait().unwrap();
+        assert!(!st.success());
+        let odd = (0..slots)
+            .filter(|&s| seg.slot_sequence(s) & 1 == 1)
+            .count() as u64;
+        assert!(odd <= 1, "a single writer left {odd} slots mid-write");
+        mid_write += odd;
+        let g = seg.generation();
+        assert!(g >= last_gen, "generation went back from {last_gen} to {g}");
+        last_gen = g;
+        let (next, l) = start_publisher();
+        current = next;
+        assert_eq!(field(&l, "repaired"), odd, "kill {i}: {l}");
+        assert_eq!(field(&l, "created"), 0, "{l}");
+        assert!(field(&l, "next") > g, "kill {i}: {l} after generation {g}");
+        repaired_total += field(&l, "repaired");
+        last_line = l;
+    }
+    signal::kill(Pid::from_raw(current.0.id() as i32), Signal::SIGKILL).unwrap();
+    current.0.wait().unwrap();
+    let odd = (0..slots)
+        .filter(|&s| seg.slot_sequence(s) & 1 == 1)
+        .count() as u64;
+    mid_write += odd;
+    // A last publisher repairs the ring and publishes nothing more.
+    let last = Publisher::<Check>::open(&topic).unwrap();
+    assert_eq!(u64::from(last.raw().repaired_slots()), odd);
+    repaired_total += odd;
+    let final_gen = last.raw().next_generation() - 1;
+    let loop_time = t.elapsed();
+    std::fs::write(&stop, b"stop").unwrap();
+    let _rm = RemoveOnDrop(stop.clone());
+    println!(
+        "kill loop: {kills} SIGKILLs in {loop_time:?}, {mid_write} landed mid-write (slot left odd), {repaired_total} slots repaired, {final_gen} frames published"
+    );
+    for r in readers.iter_mut() {
+        let mut out = String::new();
+        r.0.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        let st = wait_exit(&mut r.0, Duration::from_secs(60), "kill reader");
+        assert!(st.success(), "{st:?}: {out}");
+        let l = result_line(&out, "RESULT");
+        println!("  reader: {l}");
+        assert_eq!(field(l, "torn"), 0, "{l}");
+        assert_eq!(field(l, "disorder"), 0, "{l}");
+        assert_eq!(field(l, "corrupt"), 0, "{l}");
+        assert!(field(l, "accepted") > 0, "{l}");
+        if l.contains("next") {
+            let (first, cursor) = (field(l, "first"), field(l, "cursor"));
+            assert_eq!(cursor, final_gen + 1, "{l}");
+            assert_eq!(
+                field(l, "accepted") + field(l, "missed"),
+                cursor - first,
+                "{l}"
+            );
+        }
+    }
+    assert_eq!(repaired_total, mid_write);
+    assert!(mid_write > 0, "no kill landed mid-write in {kills} tries");
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

@@ -1,0 +1,160 @@
+//! Blocking waits: timeout, EINTR, publisher killed, segment removed, cross-process ping-pong.
+
+use super::*;
+
+#[test]
+fn wait_times_out_after_at_least_the_timeout() {
+    watchdog("wait_times_out", Duration::from_secs(60));
+    let (topic, _guard) = unique_topic("wait-timeout");
+    let _p = Publisher::<Check>::open(&topic).unwrap();
+    let mut sub = Subscriber::<Check>::attach(&topic).unwrap();
+    for ms in [0, 1, 30, 250] {
+        let t = Instant::now();
+        assert_eq!(
+            sub.wait_next(Duration::from_millis(ms)),
+            Err(WaitError::Timeout)
+        );
+        assert!(
+            t.elapsed() >= Duration::from_millis(ms),
+            "{ms} ms: {:?}",
+            t.elapsed()
+        );
+        let t = Instant::now();
+        assert_eq!(
+            sub.wait_latest(Duration::from_millis(ms)),
+            Err(WaitError::Timeout)
+        );
+        assert!(t.elapsed() >= Duration::from_millis(ms));
+    }
+}
+
+static SIGNALS: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn count_signal(_: libc::c_int) {
+    SIGNALS.fetch_add(1, Ordering::Relaxed);
+}
+
+#[test]
+fn signals_do_not_end_a_wait_early() {
+    watchdog("signals_do_not_end_a_wait_early", Duration::from_secs(60));
+    let (topic, _guard) = unique_topic("wait-eintr");
+    let _p = Publisher::<Check>::open(&topic).unwrap();
+    let mut sub = Subscriber::<Check>::attach(&topic).unwrap();
+    // No SA_RESTART: the futex wait returns EINTR on every signal.
+    let action = SigAction::new(
+        SigHandler::Handler(count_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only touches an atomic (async-signal-safe).
+    unsafe { signal::sigaction(Signal::SIGUSR1, &action) }.unwrap();
+    let me = nix::sys::pthread::pthread_self();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d = done.clone();
+    let pinger = std::thread::spawn(move || {
+        while !d.load(Ordering::Relaxed) {
+            nix::sys::pthread::pthread_kill(me, Signal::SIGUSR1).unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    let before = SIGNALS.load(Ordering::Relaxed);
+    let timeout = Duration::from_millis(400);
+    let t = Instant::now();
+    let r = sub.wait_next(timeout);
+    let elapsed = t.elapsed();
+    done.store(true, Ordering::Relaxed);
+    pinger.join().unwrap();
+    let got = SIGNALS.load(Ordering::Relaxed) - before;
+    assert_eq!(r, Err(WaitError::Timeout));
+    assert!(elapsed >= timeout, "{elapsed:?}");
+    assert!(got >= 5, "only {got} signals arrived during the wait");
+}
+
+#[test]
+fn publisher_killed_while_subscribers_wait_is_publisher_gone() {
+    watchdog("publisher_killed_while_waiting", Duration::from_secs(120));
+    let (topic, _guard) = unique_topic("wait-killed");
+    let mut child = KillOnDrop(spawn("hold-pub", &topic_args(&topic)));
+    let mut out = BufReader::new(child.0.stdout.take().unwrap());
+    line(&mut out);
+    let waiters: Vec<_> = (0..3)
+        .map(|i| {
+            let topic = topic.clone();
+            std::thread::spawn(move || {
+                let mut sub = Subscriber::<Check>::attach(&topic).unwrap();
+                let t = Instant::now();
+                let r = if i % 2 == 0 {
+                    sub.wait_next(Duration::from_secs(30)).map(|_| ())
+                } else {
+                    sub.wait_latest(Duration::from_secs(30)).map(|_| ())
+                };
+                (r, t.elapsed())
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    signal::kill(Pid::from_raw(child.0.id() as i32), Signal::SIGKILL).unwrap();
+    child.0.wait().unwrap();
+    for w in waiters {
+        let (r, elapsed) = w.join().unwrap();
+        assert_eq!(r, Err(WaitError::PublisherGone));
+        // Far below the 30 s timeout: the liveness check ended it.
+        assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
+    }
+}
+
+#[test]
+fn segment_removed_while_waiting_is_removed() {
+    watchdog("segment_removed_while_waiting", Duration::from_secs(120));
+    let (topic, _guard) = unique_topic("wait-removed");
+    let mut child = KillOnDrop(spawn("hold-pub", &topic_args(&topic)));
+    let mut out = BufReader::new(child.0.stdout.take().unwrap());
+    line(&mut out);
+    let mut sub = Subscriber::<Check>::attach(&topic).unwrap();
+    let shmid = sub.raw().segment().shmid();
+    let remover = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        sys::shm_remove(shmid).unwrap(); // what `ipcrm -m` does
+    });
+    let t = Instant::now();
+    assert_eq!(
+        sub.wait_next(Duration::from_secs(30)).map(|_| ()),
+        Err(WaitError::Removed)
+    );
+    assert!(t.elapsed() < Duration::from_secs(20));
+    remover.join().unwrap();
+    assert!(sub.is_removed());
+    // The mapping stays valid: reads still work, nothing crashes.
+    assert_eq!(sub.latest().unwrap(), None);
+}
+
+#[test]
+fn ping_pong_across_processes_loses_no_wake_up() {
+    let rounds = scaled(5000, 100);
+    watchdog("ping_pong", Duration::from_secs(60 + rounds / 10));
+    let (a, _ga) = unique_topic("ping");
+    let (b, _gb) = unique_topic("pong");
+    let mut pa = Publisher::<Check>::open(&a).unwrap();
+    let mut args = topic_args(&a);
+    args.extend(topic_args(&b));
+    args.push(rounds.to_string());
+    let mut child = KillOnDrop(spawn("pong", &args));
+    let mut out = BufReader::new(child.0.stdout.take().unwrap());
+    assert_eq!(line(&mut out), "ready");
+    let mut sb = Subscriber::<Check>::wait_for_topic(&b, Duration::from_secs(30)).unwrap();
+    let t = Instant::now();
+    for i in 1..=rounds {
+        pa.publish(&Check::new(i)).unwrap();
+        match sb.wait_next(Duration::from_secs(20)) {
+            Ok(Next::Frame(s)) => assert_eq!(s.value, Check::new(i)),
+            other => panic!("ping round {i}: {other:?} (a lost wake-up times out here)"),
+        }
+    }
+    let elapsed = t.elapsed();
+    let st = wait_exit(&mut child.0, Duration::from_secs(30), "pong");
+    assert!(st.success(), "{st:?}");
+    println!(
+        "ping-pong: {rounds} round trips in {elapsed:?} ({:?} per round trip)",
+        elapsed / rounds as u32
+    );
+}
