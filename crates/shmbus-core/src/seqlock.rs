@@ -82,6 +82,14 @@ pub fn read_end(seq: &AtomicU32, s1: u32) -> bool {
     seq.load(Ordering::Relaxed) == s1
 }
 
+/// Model checks. Run with `crates/shmbus-core/loom.sh`.
+///
+/// Mutation check (loom 0.7.3): deleting the reader's fence (R1) makes
+/// `reader_never_accepts_a_torn_pair` fail. Weakening (W2) to `Relaxed` is
+/// NOT caught: loom's model of relaxed loads misses the stale data read once
+/// the writer has loaded `seq` before storing it (a probe without that load
+/// is caught). So (W2)'s Release rests on the argument in the module docs,
+/// not on this model.
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
