@@ -305,7 +305,7 @@ fn table(bus: &str, entries: &[Entry], notes: &[String], elapsed: Duration, unti
         .and_then(|c| c.parse().ok())
         .unwrap_or(120);
     let mut s = format!(
-        "shmbus demo · bus {bus} · {:.1} s · {until} · `shmbus ls` in another terminal lists these topics\n\n",
+        "shmbus demo · bus {bus} · {:.1} s · {until} · `shmbus list` or `shmbus top` in another terminal shows these topics\n\n",
         elapsed.as_secs_f64()
     );
     s += &format!(
