@@ -157,16 +157,29 @@ fn page_size() -> u64 {
     }
 }
 
+/// Soft and hard `RLIMIT_MEMLOCK` in bytes, `u64::MAX` for unlimited
+/// (`rlim_t` is 32-bit on armv7).
 fn memlock() -> (u64, u64) {
     use nix::sys::resource::{Resource, getrlimit};
+    #[allow(
+        clippy::useless_conversion,
+        reason = "rlim_t is u32 on armv7, u64 elsewhere"
+    )]
+    let conv = |v: libc::rlim_t| {
+        if v == libc::RLIM_INFINITY {
+            u64::MAX
+        } else {
+            u64::from(v)
+        }
+    };
     match getrlimit(Resource::RLIMIT_MEMLOCK) {
-        Ok((s, h)) => (s, h),
+        Ok((s, h)) => (conv(s), conv(h)),
         Err(_) => (0, 0),
     }
 }
 
 fn limit_text(n: u64) -> String {
-    if n == libc::RLIM_INFINITY {
+    if n == u64::MAX {
         "unlimited".into()
     } else {
         human_bytes(n)
@@ -349,7 +362,7 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
         human_bytes(locked_need)
     );
     let memlock_fix = "raise the limit for the publishers: LimitMEMLOCK=infinity (or a size) in their systemd unit, `ulimit -l` in their shell, or /etc/security/limits.conf; or grant CAP_IPC_LOCK (AmbientCapabilities=CAP_IPC_LOCK). The limit of the user that runs each publisher counts, not yours.".to_string();
-    if cap || soft == libc::RLIM_INFINITY || soft >= locked_need {
+    if cap || soft >= locked_need {
         f.push(ok("memlock", memlock_what));
     } else if !required.is_empty() {
         f.push(fail(

@@ -54,12 +54,25 @@ pub fn measure_rates(rows: &mut [Row], window: Duration) {
     std::thread::sleep(Duration::from_nanos(wait));
     for r in rows.iter_mut() {
         if let Row::Topic(s, t0, rate) = r {
-            if let Some((g1, _)) = discover::generation_of(&s.entry) {
-                let dt = now_ns().saturating_sub(*t0).max(1) as f64 / 1e9;
-                *rate = Some(g1.saturating_sub(s.generation) as f64 / dt);
+            if let Some((g1, last1)) = discover::generation_of(&s.entry) {
+                let wall = now_ns().saturating_sub(*t0);
+                *rate = rate_between((s.generation, s.last_mono_ns), (g1, last1), wall);
+                s.generation = g1;
+                s.last_mono_ns = last1;
             }
         }
     }
+}
+
+/// Frames per second between two samples of (generation, newest publish
+/// time) taken `wall_ns` apart: the generation delta over the longer of
+/// the publish-time span (exact for a periodic publisher, even at one
+/// frame) and the wall time (right for bursts). `None` if nothing was
+/// published in between (slower than the window can tell).
+pub fn rate_between(a: (u64, u64), b: (u64, u64), wall_ns: u64) -> Option<f64> {
+    let frames = b.0.checked_sub(a.0).filter(|&n| n > 0)?;
+    let span = if a.0 == 0 { 0 } else { b.1.saturating_sub(a.1) };
+    Some(frames as f64 / (span.max(wall_ns).max(1) as f64 / 1e9))
 }
 
 /// A rate as short text.
@@ -140,7 +153,7 @@ pub fn table(rows: &[Vec<String>]) -> String {
 }
 
 /// The table's header and one line per row, plus notes for broken rows.
-pub fn render(rows: &[Row], now: u64) -> (Vec<Vec<String>>, Vec<String>) {
+pub fn render(rows: &[Row], now: u64, window_ms: u64) -> (Vec<Vec<String>>, Vec<String>) {
     let mut t = vec![
         [
             "TOPIC",
@@ -188,7 +201,10 @@ pub fn render(rows: &[Row], now: u64) -> (Vec<Vec<String>>, Vec<String>) {
                     owner,
                     if s.entry.locked() { "yes" } else { "no" }.into(),
                     s.age_ns(now).map_or("-".into(), human_ns),
-                    rate_text(*rate),
+                    match rate {
+                        None if window_ms > 0 => format!("<{:.0} Hz", 1000.0 / window_ms as f64),
+                        r => rate_text(*r),
+                    },
                 ]);
             }
             Row::Denied(e) | Row::Broken(e, _) => {
@@ -231,7 +247,7 @@ pub fn run(a: &ListArgs) -> CmdResult {
         let v: Vec<Value> = rows.iter().map(|r| row_json(r, now)).collect();
         out::line(&serde_json::to_string_pretty(&v).unwrap_or_default())?;
     } else if !rows.is_empty() {
-        let (t, notes) = render(&rows, now);
+        let (t, notes) = render(&rows, now, a.window);
         out::raw(&table(&t))?;
         for n in notes {
             out::line(&n)?;
@@ -242,4 +258,23 @@ pub fn run(a: &ListArgs) -> CmdResult {
         return Ok(out::NOTHING);
     }
     Ok(out::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_use_publish_times_for_slow_topics_and_wall_time_for_bursts() {
+        // 2 Hz, one frame between samples taken 200 ms apart: exact.
+        let r = rate_between((10, 1_000_000_000), (11, 1_500_000_000), 200_000_000).unwrap();
+        assert!((r - 2.0).abs() < 1e-9, "{r}");
+        // A burst of 20 frames within 1 ms, sampled 200 ms apart: 100 Hz.
+        let r = rate_between((10, 1_000_000_000), (30, 1_001_000_000), 200_000_000).unwrap();
+        assert!((r - 100.0).abs() < 1e-9, "{r}");
+        assert_eq!(rate_between((10, 5), (10, 5), 200_000_000), None);
+        // First frames ever: no earlier publish time to compare with.
+        let r = rate_between((0, 0), (4, 9_000_000_000), 200_000_000).unwrap();
+        assert!((r - 20.0).abs() < 1e-9, "{r}");
+    }
 }

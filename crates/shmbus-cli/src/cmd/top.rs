@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use shmbus_core::sys::{monotonic_ns, realtime_ns};
 
-use super::list::{Row, rate_text, rows, table};
+use super::list::{Row, rate_between, rate_text, rows, table};
 use super::publisher_text;
 use crate::args::TopArgs;
 use crate::out::{self, CmdResult, human_ns, key_hex, utc};
@@ -43,10 +43,11 @@ pub fn run(a: &TopArgs) -> CmdResult {
         None => None,
     };
     let tty = out::stdout_is_tty();
-    let mut prev: HashMap<i32, (u64, u64)> = HashMap::new();
+    // shmid -> (generation, newest publish time, sample time)
+    let mut prev: HashMap<i32, (u64, u64, u64)> = HashMap::new();
     for r in rows(&a.keys)? {
         if let Row::Topic(s, t, _) = r {
-            prev.insert(s.entry.shmid, (s.generation, t));
+            prev.insert(s.entry.shmid, (s.generation, s.last_mono_ns, t));
         }
     }
     let mut refreshes: u64 = 0;
@@ -81,11 +82,11 @@ pub fn run(a: &TopArgs) -> CmdResult {
         for r in &list {
             match r {
                 Row::Topic(s, ts, _) => {
-                    let rate = prev.get(&s.entry.shmid).map(|(g, t0)| {
-                        s.generation.saturating_sub(*g) as f64
-                            / (ts.saturating_sub(*t0).max(1) as f64 / 1e9)
+                    let rate = prev.get(&s.entry.shmid).map(|&(g, last, t0)| {
+                        let (a, b) = ((g, last), (s.generation, s.last_mono_ns));
+                        rate_between(a, b, ts.saturating_sub(t0)).unwrap_or(0.0)
                     });
-                    next.insert(s.entry.shmid, (s.generation, *ts));
+                    next.insert(s.entry.shmid, (s.generation, s.last_mono_ns, *ts));
                     let age = s.age_ns(now);
                     t.push(vec![
                         s.name.clone(),
