@@ -84,6 +84,7 @@ struct Recorded {
 #[derive(Default)]
 struct Totals {
     frames: u64,
+    /// Message bytes written (lossless + JSON).
     bytes: u64,
     missed: u64,
 }
@@ -404,9 +405,10 @@ impl Recorder {
                 let rate = (self.totals.frames - last_frames) as f64 / dt;
                 last_progress = now;
                 last_frames = self.totals.frames;
+                let n = self.topics.len();
                 let line = format!(
-                    "{} topics: {} frames, {}, {:.0} frames/s, {} missed",
-                    self.topics.len(),
+                    "{n} topic{}: {} frames, {} of messages, {:.0} frames/s, {} missed",
+                    if n == 1 { "" } else { "s" },
                     self.totals.frames,
                     human_bytes(self.totals.bytes),
                     rate,
@@ -452,6 +454,7 @@ impl Recorder {
                                 ..header
                             };
                             self.w.write_to_known_channel(&header, &self.scratch)?;
+                            self.totals.bytes += self.scratch.len() as u64;
                         } else {
                             if t.undecodable == 0 {
                                 eprintln!(
