@@ -458,3 +458,126 @@ fn replay_refuses_a_live_publisher_and_errors_say_the_fix() {
     assert_eq!(code, 0);
     assert!(out.contains("Examples:"), "{out}");
 }
+
+/// With no topic named, the recorder takes every topic, including one
+/// created after it started (the machine is rescanned every second), and
+/// `--duration` ends the run with a finished file.
+#[test]
+fn recording_everything_picks_up_topics_that_appear_later() {
+    watchdog("everything", Duration::from_secs(120));
+    let (first, _g1) = unique_topic("everything-first");
+    let (later, _g2) = unique_topic("everything-later");
+    let mut p1 = Publisher::<Check>::open(&first).unwrap();
+    let file = TempFile::new("everything");
+    let rec = Recorder::start(&["record", "-o", file.path(), "--duration", "3"]);
+    publish_range(&mut p1, 1..=5, Duration::from_millis(5));
+    let mut p2 = Publisher::<Check>::open(&later).unwrap();
+    // Published once the recorder has had time to find the new topic.
+    std::thread::sleep(Duration::from_millis(1500));
+    publish_range(&mut p2, 1..=5, Duration::from_millis(5));
+    let (code, err) = rec.wait();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains(&format!("recording new topic '{}'", later.name)),
+        "{err}"
+    );
+
+    let bytes = read_file(file.path());
+    let summary = mcap::Summary::read(&bytes).unwrap().expect("finished file");
+    let stats = summary.stats.expect("statistics");
+    for t in [&first, &later] {
+        let (id, _) = summary
+            .channels
+            .iter()
+            .find(|(_, c)| role(c) == "lossless" && c.metadata["shmbus.topic"] == t.name)
+            .unwrap_or_else(|| panic!("no channel for {}", t.name));
+        assert_eq!(stats.channel_message_counts.get(id), Some(&5), "{}", t.name);
+    }
+}
+
+/// Replay keeps the recorded spacing, scaled by --rate (checked as a lower
+/// bound on the replayed span: a slow machine can only stretch it), and
+/// --loop republishes until Ctrl-C.
+#[test]
+fn replay_keeps_timing_and_loops() {
+    watchdog("timing", Duration::from_secs(120));
+    let (topic, _guard) = unique_topic("timing");
+    let topic = topic.slots(64);
+    let mut publisher = Publisher::<Check>::open(&topic).unwrap();
+    publish_range(&mut publisher, 1..=10, Duration::from_millis(20));
+    drop(publisher);
+    let file = TempFile::new("timing");
+    let key = format!("0x{:08x}", topic.key as u32);
+    let (code, _, err) = run(&[
+        "record",
+        "--key",
+        &key,
+        "--backlog",
+        "--duration",
+        "0.3",
+        "-o",
+        file.path(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let bytes = read_file(file.path());
+    let times: Vec<u64> = mcap::MessageStream::new(&bytes)
+        .unwrap()
+        .map(|m| m.unwrap())
+        .filter(|m| role(&m.channel) == "lossless")
+        .map(|m| m.log_time)
+        .collect();
+    assert_eq!(times.len(), 10);
+    let recorded_span = times[9] - times[0];
+    assert!(
+        recorded_span >= 180_000_000,
+        "publisher slept 9 x 20 ms: {recorded_span} ns"
+    );
+
+    let target = unique_key("timing-replay");
+    let _target_guard = Guard(target);
+    let map = format!("{}={}", topic.name, target);
+    let (code, _, err) = run(&["replay", file.path(), "--rate", "2", "--key", &map]);
+    assert_eq!(code, 0, "{err}");
+    let mut sub = Subscriber::<Check>::attach(&topic.clone().key(target)).unwrap();
+    sub.raw().seek_oldest();
+    let mut mono = Vec::new();
+    while let Next::Frame(s) = sub.next().unwrap() {
+        mono.push(s.mono_ns);
+    }
+    assert_eq!(mono.len(), 10);
+    let replayed_span = mono[9] - mono[0];
+    assert!(
+        replayed_span >= recorded_span / 2 - 1_000_000,
+        "rate 2 halves the span at most: recorded {recorded_span} ns, replayed {replayed_span} ns"
+    );
+
+    // --loop at full speed: many passes until SIGINT.
+    let mut child = KillOnDrop(
+        tool(&[
+            "replay",
+            file.path(),
+            "--rate",
+            "0",
+            "--loop",
+            "--key",
+            &map,
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sub.raw().generation() < 40 {
+        assert!(Instant::now() < deadline, "--loop did not republish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill(Pid::from_raw(child.0.id() as i32), Signal::SIGINT).unwrap();
+    let status = child.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let g = sub.raw().generation();
+    assert!(g >= 40, "generation {g} after looping");
+    assert_eq!(
+        sub.latest().unwrap().unwrap().value,
+        Check::new((g - 1) % 10 + 1)
+    );
+}
