@@ -1022,7 +1022,7 @@ mod tests {
         // must not make the decoder loop or allocate without bound.
         let s = schema_of::<Vec<()>>();
         let mut frame = Vec::new();
-        let mut n: u64 = u64::MAX;
+        let mut n: u64 = u64::from(u32::MAX); // fits usize on 32-bit targets too
         loop {
             let b = (n & 0x7f) as u8;
             n >>= 7;

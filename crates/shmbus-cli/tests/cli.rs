@@ -300,6 +300,9 @@ fn echo_all_reports_missed_frames() {
             "echo",
             &hex(topic.key),
             "--all",
+            // From the oldest frame in the ring: frame 1 is read even if it
+            // is published between the attach and the cursor's start.
+            "--from-oldest",
             "--json",
             "--count",
             "5",
