@@ -833,7 +833,7 @@ fn sigstop_mid_write_reports_a_stuck_writer() {
     let mut sub = Subscriber::<Check>::attach(&topic).unwrap();
     let peek = SeqPeek::new(sub.raw().segment().shmid(), topic.key);
 
-    let wanted = scaled(20);
+    let wanted = scaled(50);
     let (mut stops, mut caught, mut whole) = (0u32, 0u32, 0u32);
     let mut worst = Duration::ZERO;
     while caught < wanted {
@@ -964,7 +964,7 @@ fn killed_subscribers_affect_no_one() {
     let mut sub = Subscriber::<Check>::attach(&topic).unwrap();
     let shmid = publisher.raw().shmid();
     let nattch = |want: u64| settled_nattch(shmid, want);
-    let kills = scaled(40);
+    let kills = scaled(100);
     let mut g = 0;
     for _ in 0..kills {
         let mut kid = spawn_kid("subscriber-loop", &topic_args(&topic), None);
