@@ -45,11 +45,21 @@ fn parse() -> Result<Opts, String> {
     while let Some(a) = it.next() {
         let mut val = |name: &str| it.next().ok_or(format!("{name} needs a value"));
         match a.as_str() {
-            "--iters" => o.iters = val("--iters")?.parse().map_err(|e| format!("--iters: {e}"))?,
-            "--warmup" => o.warmup = val("--warmup")?.parse().map_err(|e| format!("--warmup: {e}"))?,
+            "--iters" => {
+                o.iters = val("--iters")?
+                    .parse()
+                    .map_err(|e| format!("--iters: {e}"))?
+            }
+            "--warmup" => {
+                o.warmup = val("--warmup")?
+                    .parse()
+                    .map_err(|e| format!("--warmup: {e}"))?
+            }
             "--cpus" => {
                 let v = val("--cpus")?;
-                let (a, b) = v.split_once(',').ok_or("--cpus wants A,B (two cpu numbers)")?;
+                let (a, b) = v
+                    .split_once(',')
+                    .ok_or("--cpus wants A,B (two cpu numbers)")?;
                 o.cpus = Some((
                     a.parse().map_err(|e| format!("--cpus: {e}"))?,
                     b.parse().map_err(|e| format!("--cpus: {e}"))?,
@@ -57,7 +67,11 @@ fn parse() -> Result<Opts, String> {
             }
             "--echo" => o.echo = Some(val("--echo")?),
             "--cpu" => o.cpu = Some(val("--cpu")?.parse().map_err(|e| format!("--cpu: {e}"))?),
-            other => return Err(format!("unknown argument '{other}' (try --iters N --warmup N --cpus A,B)")),
+            other => {
+                return Err(format!(
+                    "unknown argument '{other}' (try --iters N --warmup N --cpus A,B)"
+                ))
+            }
         }
     }
     Ok(o)
@@ -78,7 +92,11 @@ fn pin(cpu: usize) {
 type Pub = iceoryx2::port::publisher::Publisher<ipc::Service, Payload, ()>;
 type Sub = iceoryx2::port::subscriber::Subscriber<ipc::Service, Payload, ()>;
 
-fn ports(node: &Node<ipc::Service>, send: &str, recv: &str) -> Result<(Pub, Sub), Box<dyn std::error::Error>> {
+fn ports(
+    node: &Node<ipc::Service>,
+    send: &str,
+    recv: &str,
+) -> Result<(Pub, Sub), Box<dyn std::error::Error>> {
     let tx = node
         .service_builder(&send.try_into()?)
         .publish_subscribe::<Payload>()
@@ -87,7 +105,10 @@ fn ports(node: &Node<ipc::Service>, send: &str, recv: &str) -> Result<(Pub, Sub)
         .service_builder(&recv.try_into()?)
         .publish_subscribe::<Payload>()
         .open_or_create()?;
-    Ok((tx.publisher_builder().create()?, rx.subscriber_builder().create()?))
+    Ok((
+        tx.publisher_builder().create()?,
+        rx.subscriber_builder().create()?,
+    ))
 }
 
 fn send(publisher: &Pub, seq: u64) -> Result<(), Box<dyn std::error::Error>> {
@@ -99,7 +120,11 @@ fn send(publisher: &Pub, seq: u64) -> Result<(), Box<dyn std::error::Error>> {
 
 fn echo(tag: &str) -> Result<(), Box<dyn std::error::Error>> {
     let node = NodeBuilder::new().create::<ipc::Service>()?;
-    let (tx, rx) = ports(&node, &format!("shmbus-bench/{tag}/pong"), &format!("shmbus-bench/{tag}/ping"))?;
+    let (tx, rx) = ports(
+        &node,
+        &format!("shmbus-bench/{tag}/pong"),
+        &format!("shmbus-bench/{tag}/ping"),
+    )?;
     println!("ready");
     std::io::stdout().flush()?;
     loop {
@@ -118,7 +143,12 @@ fn echo(tag: &str) -> Result<(), Box<dyn std::error::Error>> {
 
 /// One round trip: ping `seq`, busy-poll for the pong carrying `seq`.
 /// `None` if no pong came within `limit` (lost during connection set-up).
-fn round_trip(tx: &Pub, rx: &Sub, seq: u64, limit: Duration) -> Result<Option<u64>, Box<dyn std::error::Error>> {
+fn round_trip(
+    tx: &Pub,
+    rx: &Sub,
+    seq: u64,
+    limit: Duration,
+) -> Result<Option<u64>, Box<dyn std::error::Error>> {
     let t0 = Instant::now();
     send(tx, seq)?;
     loop {
@@ -135,9 +165,15 @@ fn round_trip(tx: &Pub, rx: &Sub, seq: u64, limit: Duration) -> Result<Option<u6
 fn run(o: &Opts) -> Result<(), Box<dyn std::error::Error>> {
     let tag = format!("p{}", std::process::id());
     let node = NodeBuilder::new().create::<ipc::Service>()?;
-    let (tx, rx) = ports(&node, &format!("shmbus-bench/{tag}/ping"), &format!("shmbus-bench/{tag}/pong"))?;
+    let (tx, rx) = ports(
+        &node,
+        &format!("shmbus-bench/{tag}/ping"),
+        &format!("shmbus-bench/{tag}/pong"),
+    )?;
     let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.args(["--echo", &tag]).stdout(Stdio::piped()).stdin(Stdio::null());
+    cmd.args(["--echo", &tag])
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null());
     if let Some((a, b)) = o.cpus {
         pin(a);
         cmd.args(["--cpu", &b.to_string()]);
