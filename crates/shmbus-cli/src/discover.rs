@@ -196,6 +196,28 @@ pub fn resolve(arg: &str, bus: Option<&str>) -> Result<Entry, Fail> {
                     }
                 }
             }
+            if hits.len() > 1 {
+                // Several segments carry the name (a stale one left by an
+                // old run, another bus): prefer the only live one.
+                let alive: Vec<usize> = (0..hits.len())
+                    .filter(|&i| shmbus_core::lock::publisher_status(hits[i].key).is_alive())
+                    .collect();
+                if let [only] = alive[..] {
+                    let others: Vec<String> = hits
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| *i != only)
+                        .map(|(_, e)| key_hex(e.key))
+                        .collect();
+                    crate::out::notice(&format!(
+                        "{} topics are named '{name}'; using {}, the one with a live publisher (others: {})",
+                        hits.len(),
+                        key_hex(hits[only].key),
+                        others.join(", ")
+                    ));
+                    return Ok(hits.swap_remove(only));
+                }
+            }
             match hits.len() {
                 1 => Ok(hits.remove(0)),
                 0 => {

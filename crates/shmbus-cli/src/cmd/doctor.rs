@@ -179,7 +179,8 @@ fn memlock() -> (u64, u64) {
 }
 
 fn limit_text(n: u64) -> String {
-    if n == u64::MAX {
+    // Linux's default shmmax/shmall are near 2^64: effectively no limit.
+    if n >= 1 << 50 {
         "unlimited".into()
     } else {
         human_bytes(n)

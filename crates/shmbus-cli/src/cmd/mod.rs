@@ -45,7 +45,7 @@ impl Summary {
     pub fn read(entry: &Entry, seg: &Segment) -> Summary {
         let h = seg.header();
         let schema_name = shmbus_core::schema::decode_schema(&seg.info().schema)
-            .map(|t| t.name)
+            .map(|t| short_type_name(&t))
             .unwrap_or_else(|_| "<undecodable>".into());
         Summary {
             entry: entry.clone(),
@@ -64,6 +64,17 @@ impl Summary {
     pub fn age_ns(&self, now: u64) -> Option<u64> {
         (self.generation > 0).then(|| now.saturating_sub(self.last_mono_ns))
     }
+}
+
+/// A type's name for tables: its own name, or for generic names such as
+/// `[T; N]` the one-line rendering (`[u8; 256]`).
+pub fn short_type_name(t: &postcard_schema::schema::owned::OwnedNamedType) -> String {
+    let text = crate::schema_text::render(t);
+    let generic = t.name.contains(['<', '[', '(']);
+    if generic && !text.contains('\n') && text.len() <= 32 {
+        return text;
+    }
+    t.name.clone()
 }
 
 /// The publisher lock state as a short word and an optional pid.
