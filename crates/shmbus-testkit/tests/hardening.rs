@@ -474,6 +474,29 @@ fn child_role_entry() {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
+        // In a private IPC namespace (its sysctls are its own), lower each
+        // System V limit in turn and report what opening a topic says.
+        "limits" => {
+            // SAFETY: unshare takes a flag word and touches no memory of ours.
+            let rc = unsafe { libc::unshare(libc::CLONE_NEWIPC) };
+            assert_eq!(rc, 0, "unshare(CLONE_NEWIPC): {}", Errno::last());
+            let topic = Topic::new("test/limits")
+                .key(0x7e00_0001)
+                .lock(LockPolicy::Off);
+            for (name, value) in [("shmmax", 100u64), ("shmmni", 0), ("shmall", 0)] {
+                let path = format!("/proc/sys/kernel/{name}");
+                let old = std::fs::read_to_string(&path).expect("read sysctl");
+                std::fs::write(&path, value.to_string()).expect("write sysctl");
+                match Publisher::<Check>::open(&topic) {
+                    Ok(_) => say(&format!("{name} OPENED")),
+                    Err(e) => say(&format!("{name} {e:?} | {e}")),
+                }
+                std::fs::write(&path, old.trim()).expect("restore sysctl");
+                let ok = Publisher::<Check>::open(&topic).is_ok();
+                say(&format!("{name} restored open_ok={ok}"));
+                shmbus_testkit::remove_key(topic.key);
+            }
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -1039,6 +1062,49 @@ fn memlock_limit_is_named_with_its_fix() {
     let st = stat_key(topic.key);
     assert!(!st.locked(), "the segment must not be locked");
     drop(kid.finish());
+}
+
+/// Root. `kernel.shmmax`, `shmmni` and `shmall` lowered for real, in a
+/// private IPC namespace (so the machine's own limits are untouched): each
+/// gives its named error whose message names the limit and the fix, and the
+/// topic opens again once the limit is restored. The board repeats this on
+/// the real ARM kernel (`crates/shmbus-board/src/hardening.rs`).
+#[test]
+fn system_limits_are_named_with_their_fix() {
+    if !root_or_skip("system_limits_are_named_with_their_fix") {
+        return;
+    }
+    watchdog(
+        "system_limits_are_named_with_their_fix",
+        Duration::from_secs(120),
+    );
+    let (status, lines) = run_kid("limits", &[], None);
+    assert!(status.success(), "{status:?}: {lines:?}");
+    let expect = [
+        (
+            "shmmax",
+            "TooLarge",
+            "exceeds kernel.shmmax: raise it (sysctl -w kernel.shmmax=...)",
+        ),
+        (
+            "shmmni",
+            "SystemLimit",
+            "kernel.shmmni (number of segments)",
+        ),
+        ("shmall", "SystemLimit", "kernel.shmall (total pages)"),
+    ];
+    for (name, variant, needle) in expect {
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(&format!("{name} ")) && !l.contains("restored"))
+            .unwrap_or_else(|| panic!("no result for {name}: {lines:?}"));
+        assert!(line.starts_with(&format!("{name} {variant} {{")), "{line}");
+        assert!(line.contains(needle) && line.contains("sysctl"), "{line}");
+        assert!(
+            lines.contains(&format!("{name} restored open_ok=true")),
+            "{lines:?}"
+        );
+    }
 }
 
 /// Ages come from `CLOCK_MONOTONIC`: a frame stamped with a wall-clock time
