@@ -18,10 +18,6 @@ Exit codes: 0 ok, 1 not found or nothing to show, 2 error. A closed pipe is not 
 Examples:\n  shmbus list\n  shmbus echo imu --count 3\n  shmbus hz imu\n  shmbus doctor"
 )]
 pub struct Cli {
-    /// Only match topic names whose key derives from this bus name (as
-    /// configs do); by default names are looked up in every segment.
-    #[arg(long, global = true, value_name = "BUS")]
-    pub bus: Option<String>,
     #[command(subcommand)]
     pub cmd: Cmd,
 }
@@ -100,6 +96,22 @@ Exit code: 0 when nothing FAILs (warnings allowed), 1 when a check FAILs."
     Cat(Passthrough),
 }
 
+/// `--bus`, for commands that take a TOPIC.
+#[derive(Debug, Args)]
+pub struct BusArg {
+    /// Only match topic names whose key derives from this bus name (as
+    /// configs do); by default names are looked up in every segment.
+    #[arg(long, value_name = "BUS")]
+    pub bus: Option<String>,
+}
+
+impl BusArg {
+    /// The bus, if given.
+    pub fn get(&self) -> Option<&str> {
+        self.bus.as_deref()
+    }
+}
+
 /// Arguments handed unchanged to another crate's command.
 #[derive(Debug, Args)]
 pub struct Passthrough {
@@ -125,6 +137,8 @@ pub struct ListArgs {
 /// `shmbus info`.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
+    #[command(flatten)]
+    pub bus: BusArg,
     #[arg(help = TOPIC_HELP)]
     pub topic: String,
     /// One JSON object.
@@ -135,6 +149,8 @@ pub struct InfoArgs {
 /// `shmbus echo`.
 #[derive(Debug, Args)]
 pub struct EchoArgs {
+    #[command(flatten)]
+    pub bus: BusArg,
     #[arg(help = TOPIC_HELP)]
     pub topic: String,
     /// One JSON object per frame, one per line.
@@ -157,6 +173,8 @@ pub struct EchoArgs {
 /// `shmbus pub`.
 #[derive(Debug, Args)]
 pub struct PubArgs {
+    #[command(flatten)]
+    pub bus: BusArg,
     #[arg(help = TOPIC_HELP)]
     pub topic: String,
     /// The value as JSON, or - to read one JSON value per line from stdin.
@@ -172,6 +190,8 @@ pub struct PubArgs {
 /// `shmbus hz`.
 #[derive(Debug, Args)]
 pub struct HzArgs {
+    #[command(flatten)]
+    pub bus: BusArg,
     #[arg(help = TOPIC_HELP)]
     pub topic: String,
     /// Seconds per report.
@@ -205,6 +225,8 @@ pub struct TopArgs {
 /// `shmbus rm`.
 #[derive(Debug, Args)]
 pub struct RmArgs {
+    #[command(flatten)]
+    pub bus: BusArg,
     /// Topics to remove.
     #[arg(required = true, help = "Topics (names, keys or shmids)")]
     pub topics: Vec<String>,
@@ -278,6 +300,22 @@ mod tests {
         let c = Cli::try_parse_from(["shmbus", "record", "--help", "-o", "x"]).unwrap();
         match c.cmd {
             Cmd::Record(p) => assert_eq!(p.args, ["--help", "-o", "x"]),
+            other => panic!("{other:?}"),
+        }
+        // --bus belongs to the passed-through command there, not to us.
+        let c = Cli::try_parse_from(["shmbus", "replay", "f.mcap", "--bus", "lab"]).unwrap();
+        match c.cmd {
+            Cmd::Replay(p) => assert_eq!(p.args, ["f.mcap", "--bus", "lab"]),
+            other => panic!("{other:?}"),
+        }
+        let c = Cli::try_parse_from(["shmbus", "record", "--bus", "lab", "-o", "x"]).unwrap();
+        match c.cmd {
+            Cmd::Record(p) => assert_eq!(p.args, ["--bus", "lab", "-o", "x"]),
+            other => panic!("{other:?}"),
+        }
+        let c = Cli::try_parse_from(["shmbus", "echo", "imu", "--bus", "lab"]).unwrap();
+        match c.cmd {
+            Cmd::Echo(e) => assert_eq!(e.bus.get(), Some("lab")),
             other => panic!("{other:?}"),
         }
         assert_eq!(parse_key("0xffffffff"), Ok(-1));

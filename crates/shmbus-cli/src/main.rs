@@ -48,15 +48,14 @@ fn main() -> ExitCode {
             return ExitCode::from(out::ERROR);
         }
     };
-    let bus = cli.bus.as_deref();
     let result = match cli.cmd {
         Cmd::List(a) => cmd::list::run(&a),
-        Cmd::Info(a) => cmd::info::run(&a, bus),
-        Cmd::Echo(a) => cmd::echo::run(&a, bus),
-        Cmd::Pub(a) => cmd::publish::run(&a, bus),
-        Cmd::Hz(a) => cmd::hz::run(&a, bus),
+        Cmd::Info(a) => cmd::info::run(&a, a.bus.get()),
+        Cmd::Echo(a) => cmd::echo::run(&a, a.bus.get()),
+        Cmd::Pub(a) => cmd::publish::run(&a, a.bus.get()),
+        Cmd::Hz(a) => cmd::hz::run(&a, a.bus.get()),
         Cmd::Top(a) => cmd::top::run(&a),
-        Cmd::Rm(a) => cmd::rm::run(&a, bus),
+        Cmd::Rm(a) => cmd::rm::run(&a, a.bus.get()),
         Cmd::Doctor(a) => cmd::doctor::run(&a),
         Cmd::Demo(a) => {
             let d = match a.duration.map(Duration::try_from_secs_f64) {

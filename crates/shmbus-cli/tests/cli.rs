@@ -685,3 +685,23 @@ fn help_has_an_example_for_every_command() {
         );
     }
 }
+
+#[test]
+fn bus_restricts_name_lookups_to_derived_keys() {
+    let bus = format!("clitest-{}", std::process::id());
+    let name = "bus-topic";
+    let topic = shmbus_core::Topic::on_bus(&bus, name);
+    let _g = Guard(topic.key);
+    drop(Publisher::<Imu>::open(&topic).unwrap());
+    let r = run(&["info", name, "--bus", &bus, "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["key"]["hex"], hex(topic.key));
+    let r = run(&["info", name, "--bus", "no-such-bus-anywhere"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("on bus 'no-such-bus-anywhere'"),
+        "{}",
+        r.stderr
+    );
+}
