@@ -705,3 +705,35 @@ fn bus_restricts_name_lookups_to_derived_keys() {
         r.stderr
     );
 }
+
+#[test]
+fn a_garbage_generation_is_refused_not_a_panic() {
+    let (topic, _g) = self::topic("garbage-gen");
+    let mut p = Publisher::<Imu>::open(&topic).unwrap();
+    p.publish(&imu(1)).unwrap();
+    drop(p);
+    // Overwrite the header's generation (offset 192) with u64::MAX.
+    let id = sys::shmget(topic.key, 0, 0).unwrap();
+    let att = sys::Attachment::read_write(id).unwrap();
+    for off in [192, 196] {
+        att.u32_at(off)
+            .unwrap()
+            .store(u32::MAX, std::sync::atomic::Ordering::Relaxed);
+    }
+    let k = hex(topic.key);
+    for cmd in ["info", "echo", "hz", "pub"] {
+        let mut args = vec![cmd, k.as_str()];
+        if cmd == "pub" {
+            args.push("{}");
+        }
+        let r = run(&args);
+        assert_eq!(r.code, 2, "{cmd}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("is impossible") && r.stderr.contains("shmbus rm"),
+            "{cmd}: {}",
+            r.stderr
+        );
+    }
+    let r = run(&["list", "--key", &k]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
