@@ -177,11 +177,24 @@ impl postcard::ser_flavors::Flavor for AtomicWriter<'_> {
 /// Copy `bytes` into `words` (little-endian), with relaxed atomic stores.
 /// `bytes.len()` must be at most `words.len() * 4`.
 #[cfg(feature = "writer")]
+#[inline]
 pub fn store_bytes(words: &[AtomicU32], bytes: &[u8]) {
-    for (w, chunk) in words.iter().zip(bytes.chunks(4)) {
-        let mut b = [0u8; 4];
-        b[..chunk.len()].copy_from_slice(chunk);
+    // Whole words first: a fixed-size conversion the compiler turns into one
+    // load per word (a variable-length copy per word costs a memcpy call).
+    let whole = bytes.chunks_exact(4);
+    let tail = whole.remainder();
+    let mut n = 0;
+    for (w, chunk) in words.iter().zip(whole) {
+        let b = [chunk[0], chunk[1], chunk[2], chunk[3]];
         w.store(u32::from_le_bytes(b), Ordering::Relaxed);
+        n += 1;
+    }
+    if !tail.is_empty() {
+        if let Some(w) = words.get(n) {
+            let mut b = [0u8; 4];
+            b[..tail.len()].copy_from_slice(tail);
+            w.store(u32::from_le_bytes(b), Ordering::Relaxed);
+        }
     }
 }
 
@@ -253,6 +266,21 @@ mod tests {
         let mut scratch = vec![0u8; 2];
         let r: postcard::Result<(Msg, usize)> = decode_in_place(&words, bytes.len(), &mut scratch);
         assert!(r.is_err());
+    }
+
+    #[cfg(feature = "writer")]
+    #[test]
+    fn store_bytes_matches_little_endian_words_for_every_length() {
+        for len in 0..=13usize {
+            let bytes: Vec<u8> = (0..len as u8)
+                .map(|b| b.wrapping_mul(37).wrapping_add(1))
+                .collect();
+            let words: Vec<AtomicU32> = (0..4).map(|_| AtomicU32::new(0xffff_ffff)).collect();
+            store_bytes(&words, &bytes);
+            let mut out = Vec::new();
+            crate::layout::copy_from_words(&words, len, &mut out);
+            assert_eq!(out, bytes, "len {len}");
+        }
     }
 
     #[cfg(feature = "writer")]

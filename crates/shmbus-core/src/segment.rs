@@ -114,6 +114,7 @@ impl Segment {
     }
 
     /// The header's atomics (live fields: generation, notify, pids, times).
+    #[inline]
     pub fn header(&self) -> &RawHeader {
         header_of(&self.att)
     }
@@ -197,6 +198,7 @@ pub fn check_owner(key: i32, st: &ShmStat, uid: u32) -> Result<(), OpenError> {
     Ok(())
 }
 
+#[inline]
 fn header_of(att: &Attachment) -> &RawHeader {
     // SAFETY: RawHeader is a repr(C) struct of atomics only; `HeaderInfo::read`
     // checked at attach that the segment is at least 256 bytes, so `view`
@@ -207,6 +209,7 @@ fn header_of(att: &Attachment) -> &RawHeader {
     }
 }
 
+#[inline]
 fn slot_words<'a>(att: &'a Attachment, info: &HeaderInfo, generation: u64) -> &'a [AtomicU32] {
     let g = &info.geometry;
     match att.words_at(g.slot_offset(generation), g.slot_stride / 4) {

@@ -270,6 +270,7 @@ impl Attachment {
 
     /// The 32-bit word at byte `offset`, or `None` if it is not inside the
     /// segment or not 4-byte aligned.
+    #[inline]
     pub fn u32_at(&self, offset: usize) -> Option<&AtomicU32> {
         if offset % 4 != 0 || offset.checked_add(4)? > self.len {
             return None;
@@ -283,6 +284,7 @@ impl Attachment {
 
     /// `count` consecutive 32-bit words from byte `offset`, or `None` if any
     /// of them is outside the segment or `offset` is not 4-byte aligned.
+    #[inline]
     pub fn words_at(&self, offset: usize, count: usize) -> Option<&[AtomicU32]> {
         let end = count.checked_mul(4)?.checked_add(offset)?;
         if offset % 4 != 0 || end > self.len {
@@ -300,6 +302,7 @@ impl Attachment {
     /// # Safety
     /// `T` must consist only of atomic integers (or arrays of them) with no
     /// invariants beyond their bit patterns, and have alignment <= 8.
+    #[inline]
     pub unsafe fn view<T>(&self) -> Option<&T> {
         if core::mem::size_of::<T>() > self.len || core::mem::align_of::<T>() > 4096 {
             return None;

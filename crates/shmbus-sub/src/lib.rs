@@ -489,6 +489,10 @@ impl<T: DeserializeOwned + Schema> Subscriber<T> {
         clippy::should_implement_trait,
         reason = "fallible, with a Missed/Empty answer: not an Iterator; `next` is the word users look for"
     )]
+    #[allow(
+        clippy::should_implement_trait,
+        reason = "not an Iterator: a read can fail and 'nothing new' is not the end"
+    )]
     pub fn next(&mut self) -> Result<Next<T>, ReadError> {
         let scratch = &mut self.scratch;
         match self.raw.next_with(|m, w| Self::decode(scratch, m, w))? {
