@@ -27,8 +27,18 @@ export CARGO_TARGET_DIR=${SHMBUS_FUZZ_TARGET_DIR:-$PWD/target}
 echo "== building fuzz targets"
 cargo fuzz build -s none
 
+# The `segment` target makes real segments at key 0x7d000000 | pid and
+# removes each one; a crash leaves the last one behind. Remove those whose
+# creator is gone.
+cleanup_segments() {
+    awk 'NR > 1 && $1 >= 2097152000 && $1 <= 2113929215 { print $2, $5 }' /proc/sysvipc/shm |
+        while read -r shmid cpid; do
+            kill -0 "$cpid" 2>/dev/null || ipcrm -m "$shmid" 2>/dev/null || true
+        done
+}
+
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+trap 'rm -rf "$work"; cleanup_segments' EXIT
 runs_total=0
 for t in "${targets[@]}"; do
     mkdir -p "$work/$t"
