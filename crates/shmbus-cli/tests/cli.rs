@@ -737,3 +737,36 @@ fn a_garbage_generation_is_refused_not_a_panic() {
     let r = run(&["list", "--key", &k]);
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
+
+#[test]
+fn unreadable_topics_are_listed_as_permission_denied() {
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("needs root to run shmbus as another user; checked in CI, which runs as root");
+        return;
+    }
+    let (topic, _g) = self::topic("denied");
+    let topic = topic.mode(0o600);
+    let mut p = Publisher::<Imu>::open(&topic).unwrap();
+    p.publish(&imu(1)).unwrap();
+    let k = hex(topic.key);
+    let as_nobody = |args: &[&str]| {
+        let o = shmbus(args).uid(65534).gid(65534).output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = as_nobody(&["list", "--json", "--key", &k]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["status"], "permission denied", "{v}");
+    assert_eq!(v[0]["mode"], "0600");
+    let (code, _, err) = as_nobody(&["info", &k]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.starts_with("shmbus: permission denied") && err.contains("member of its group"),
+        "{err}"
+    );
+}
