@@ -519,7 +519,7 @@ mod writer {
                 att,
                 info,
                 key,
-                next: newest + 1,
+                next: newest.saturating_add(1),
                 lock_outcome,
                 created,
                 repaired,
@@ -608,7 +608,7 @@ mod writer {
                 // only delays waiters until their timeout slice.
                 let _ = sys::futex_wake_all(&h.notify);
             }
-            self.next = g + 1;
+            self.next = g.saturating_add(1);
             Ok(g)
         }
 

@@ -150,7 +150,7 @@ impl RawSubscriber {
         let g = seg.generation();
         RawSubscriber {
             seg,
-            next: g + 1,
+            next: g.saturating_add(1),
             newest: g,
             seen: g as u32,
             stuck_after: DEFAULT_STUCK_AFTER,
@@ -183,7 +183,7 @@ impl RawSubscriber {
 
     /// Move the in-order cursor past the newest frame.
     pub fn seek_latest(&mut self) {
-        self.next = self.seg.generation() + 1;
+        self.next = self.seg.generation().saturating_add(1);
     }
 
     /// The generation the next in-order read expects.
@@ -291,21 +291,25 @@ impl RawSubscriber {
         })?;
         match v {
             Some(v) => {
-                self.next = want + 1;
+                self.next = want.saturating_add(1);
                 self.mark_returned(want);
                 Ok(RawNext::Frame(meta, v))
             }
             None if meta.generation > want => {
                 // Overwritten while we looked: the ring moved on by at least
                 // one lap; the oldest frame still there is x - n + 1.
-                let oldest = meta.generation - n + 1;
+                // Saturating: a hostile segment can hold any generation.
+                let oldest = meta
+                    .generation
+                    .saturating_sub(n - 1)
+                    .max(want.saturating_add(1));
                 self.next = oldest;
                 Ok(RawNext::Missed(oldest - want))
             }
             None => {
                 // Emptied: a publisher died writing over it (repaired), or
                 // an encode failed. That frame is gone.
-                self.next = want + 1;
+                self.next = want.saturating_add(1);
                 Ok(RawNext::Missed(1))
             }
         }

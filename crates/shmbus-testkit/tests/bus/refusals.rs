@@ -302,3 +302,51 @@ fn writing_through_a_read_only_mapping_is_killed_by_sigsegv() {
     let mut sub = Subscriber::<Check>::attach(&topic).unwrap();
     assert_eq!(sub.raw().segment().notify_word().load(Ordering::Relaxed), 1);
 }
+
+/// Generations at the ends of the u64 range, in the header and in the slots,
+/// never overflow a cursor (found by `shmbus info` on a real leftover
+/// segment whose header generation was all ones).
+#[test]
+fn extreme_generations_never_overflow() {
+    let (src, _g0) = unique_topic("extreme-gen");
+    let src = src.slots(2);
+    let image = valid_image(&src);
+    let header_gen = 192 / 4;
+    let geometry = shmbus_core::layout::Geometry::new(
+        shmbus_core::schema::schema_bytes::<Check>().unwrap().len(),
+        2,
+        <Check as postcard::experimental::max_size::MaxSize>::POSTCARD_MAX_SIZE,
+    )
+    .unwrap();
+    for (lo, hi) in [
+        (u32::MAX, u32::MAX),
+        (u32::MAX - 1, u32::MAX),
+        (1, 0),
+        (0, 0),
+    ] {
+        for slot_gen in [(u32::MAX, u32::MAX), (1, 0), (2, 0), (0, 0)] {
+            let key = unique_key("extreme-gen");
+            let _g = Guard(key);
+            let mut m = image.clone();
+            m[header_gen] = lo;
+            m[header_gen + 1] = hi;
+            for s in 0..2u64 {
+                let w = geometry.slot_offset(s) / 4;
+                m[w + 2] = slot_gen.0;
+                m[w + 3] = slot_gen.1;
+            }
+            store_words(&raw_segment(key, image.len() * 4), &m);
+            let mut sub = Subscriber::<Check>::attach(&src.clone().key(key)).unwrap();
+            let _ = sub.has_new();
+            let _ = sub.latest();
+            for _ in 0..3 {
+                let _ = sub.next();
+            }
+            sub.raw().seek_oldest();
+            sub.raw().seek_latest();
+            for _ in 0..3 {
+                let _ = sub.next();
+            }
+        }
+    }
+}
