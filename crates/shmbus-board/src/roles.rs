@@ -191,6 +191,7 @@ impl Tally {
 }
 
 /// `sub`: attach (waiting up to 10 s for the topic), print `READY`, read
+/// from the oldest frame in the ring
 /// until a frame flagged last or `--timeout-ms`, then print `RESULT ...`.
 /// `--how next` (wait_next: every frame in order), `latest` (wait_latest),
 /// or `busy` (spin on the non-blocking `next`, never sleeping: the
@@ -201,6 +202,10 @@ fn subscriber(a: &Args) -> Result<(), String> {
     let limit = Duration::from_millis(a.get("timeout-ms", 20_000)?);
     let mut sub = Subscriber::<Beat>::wait_for_topic(&topic, Duration::from_secs(10))
         .map_err(|e| format!("attach: {e}"))?;
+    // From the oldest frame still in the ring, not the next one: a publisher
+    // that waits for N attachments (`--wait-subs`) may see this one attached a
+    // moment before its cursor is set, and its first frames must not vanish.
+    sub.raw().seek_oldest();
     println!("READY");
     let deadline = Instant::now() + limit;
     let mut t = Tally::default();
