@@ -40,8 +40,8 @@ ARM_BIN=$ARM_DIR/shmbus-board
 file_of() { readelf -h "$1" | sed -n 's/.*Machine:[[:space:]]*//p'; }
 echo "mixed-arch: host $(file_of "$HOST_BIN"), arm $(file_of "$ARM_BIN")"
 
-# A key of our own (0x7d top byte: test keys), removed on any exit.
-KEY=$(printf '0x7d%06x' $(( ($$ * 2654435761 + $(date +%s%N) / 1000) & 0xffffff )))
+# A key of our own (0x7c top byte; testkit uses 0x7e, the fuzz targets 0x7d), removed on any exit.
+KEY=$(printf '0x7c%06x' $(( ($$ * 2654435761 + $(date +%s%N) / 1000) & 0xffffff )))
 WORK=$(mktemp -d /tmp/shmbus-mixed.XXXXXX)
 PIDS=()
 cleanup() {
