@@ -152,6 +152,11 @@ for i in "${!NAMES[@]}"; do
     case ${RESULTS[$i]} in ok) npass=$((npass + 1)) ;; FAIL*) nfail=$((nfail + 1)) ;; esac
 done
 printf '%-14s %8s\n' total "$total"
+if compgen -G 'target/board-stripped/*' >/dev/null; then
+    echo
+    echo "armv7 binaries (profile board, static, stripped), bytes:"
+    for b in target/board-stripped/*; do printf '  %-24s %9d\n' "$(basename "$b")" "$(stat -c %s "$b")"; done
+fi
 if [[ -f target/board-console.log ]]; then
     echo
     echo "board figures (from target/board-console.log):"
