@@ -82,6 +82,7 @@ arm_test() {
 BOARD_DIR=target/armv7-static/armv7-unknown-linux-gnueabihf/board
 board_build() {
     source ci/arm-env.sh
+    rm -rf target/board-stripped target/board-console.log # nothing stale from an earlier run
     arm_cargo_static build --profile board --workspace --bins
     echo
     echo "armv7 binaries (profile board, static, stripped with arm-linux-gnueabihf-strip):"
