@@ -770,3 +770,49 @@ fn unreadable_topics_are_listed_as_permission_denied() {
         "{err}"
     );
 }
+
+/// The README's first command: `shmbus demo` runs the sensor publishers as
+/// processes, every topic receives frames, and nothing is left behind.
+#[test]
+fn demo_runs_every_sensor_and_leaves_nothing_behind() {
+    watchdog("demo_runs_every_sensor", Duration::from_secs(240));
+    let child = shmbus(&["demo", "--duration", "3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shmbus demo");
+    let pid = child.id();
+    // The demo's keys, derived from its bus name `demo-<pid>`; guards remove
+    // them if the demo fails to.
+    let mut config = shmbus_config::Config::builtin_demo();
+    config.rebus(&format!("demo-{pid}")).expect("rebus");
+    let keys: Vec<i32> = config.topics.iter().map(|t| t.key).collect();
+    let _guards: Vec<Guard> = keys.iter().map(|&k| Guard(k)).collect();
+    let mut child = KillOnDrop(child);
+    let mut out = String::new();
+    let mut err = String::new();
+    if let Some(mut s) = child.0.stdout.take() {
+        s.read_to_string(&mut out).unwrap();
+    }
+    if let Some(mut s) = child.0.stderr.take() {
+        s.read_to_string(&mut err).unwrap();
+    }
+    let status = child.0.wait().unwrap();
+    assert!(!err.contains("panicked"), "demo panicked: {err}");
+    assert!(status.success(), "demo failed: {status:?}\n{out}\n{err}");
+    assert!(
+        out.contains("result: every topic received frames"),
+        "not every topic received frames:\n{out}\n{err}"
+    );
+    assert!(out.contains("cleanup: every segment"), "{out}");
+    for name in ["shm", "sem"] {
+        let text = std::fs::read_to_string(format!("/proc/sysvipc/{name}")).unwrap();
+        for e in shmbus_core::sysvipc::parse(&text) {
+            assert!(
+                !keys.contains(&e.key()),
+                "demo left {name} key 0x{:08x} behind",
+                e.key()
+            );
+        }
+    }
+}
