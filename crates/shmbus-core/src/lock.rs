@@ -75,6 +75,9 @@ pub fn remove_lock(key: i32) -> Result<bool, sys::SysError> {
 pub struct PublisherLock {
     semid: i32,
     key: i32,
+    /// This open created the semaphore and the topic is not open yet: if
+    /// the open fails, remove the semaphore instead of leaving it behind.
+    discard_on_drop: bool,
 }
 
 #[cfg(feature = "writer")]
@@ -88,18 +91,35 @@ impl PublisherLock {
     pub fn acquire(key: i32, mode: u32, group: Option<u32>) -> Result<PublisherLock, OpenError> {
         let euid = nix::unistd::geteuid().as_raw();
         let flags = libc::IPC_CREAT | libc::IPC_EXCL | (mode & 0o777) as i32;
+        let mut created = false;
         let semid = match sys::semget(key, flags) {
             Ok(id) => {
+                created = true;
                 if group.is_some() {
-                    sys::sem_set_owner(id, group, mode)
-                        .map_err(|e| OpenError::from_sys(key, 0, e))?;
+                    if let Err(e) = sys::sem_set_owner(id, group, mode) {
+                        let _ = sys::sem_remove(id);
+                        return Err(OpenError::from_sys(key, 0, e));
+                    }
                 }
                 id
             }
             Err(e) if e.errno == Errno::EEXIST => {
-                let id = sys::semget(key, 0).map_err(|e| OpenError::from_sys(key, 0, e))?;
-                let st = sys::sem_stat(id).map_err(|e| OpenError::from_sys(key, 0, e))?;
-                if st.cuid != euid && euid != 0 {
+                let squatter = |e: sys::SysError| match crate::sysvipc::semaphore_by_key(key) {
+                    // Unreadable to us: name its creator from /proc, which
+                    // anyone can read.
+                    Some(p) if p.creator_uid() != euid => OpenError::NotOwner {
+                        key,
+                        creator_uid: p.creator_uid(),
+                        owner_uid: p.owner().0,
+                        expected_uid: euid,
+                    },
+                    _ => OpenError::from_sys(key, 0, e),
+                };
+                let id = sys::semget(key, 0).map_err(squatter)?;
+                let st = sys::sem_stat(id).map_err(squatter)?;
+                // Also for root: a lock someone else created at our key is
+                // a squatter's, whatever our privileges.
+                if st.cuid != euid {
                     return Err(OpenError::NotOwner {
                         key,
                         creator_uid: st.cuid,
@@ -124,13 +144,24 @@ impl PublisherLock {
             },
         ];
         match sys::semop(semid, &mut ops) {
-            Ok(()) => Ok(PublisherLock { semid, key }),
+            Ok(()) => Ok(PublisherLock {
+                semid,
+                key,
+                discard_on_drop: created,
+            }),
             Err(e) if e.errno == Errno::EAGAIN => Err(OpenError::PublisherActive {
                 key,
                 pid: sys::sem_getpid(semid).unwrap_or(0),
             }),
             Err(e) => Err(OpenError::from_sys(key, 0, e)),
         }
+    }
+
+    /// The topic opened: from now on dropping the lock releases it and
+    /// keeps the semaphore (a new semaphore is otherwise removed on drop, so
+    /// a failed open leaves nothing behind).
+    pub fn keep(&mut self) {
+        self.discard_on_drop = false;
     }
 
     /// The semaphore id.
@@ -147,6 +178,10 @@ impl PublisherLock {
 #[cfg(feature = "writer")]
 impl Drop for PublisherLock {
     fn drop(&mut self) {
+        if self.discard_on_drop {
+            let _ = sys::sem_remove(self.semid);
+            return;
+        }
         let mut ops = [libc::sembuf {
             sem_num: 0,
             sem_op: -1,

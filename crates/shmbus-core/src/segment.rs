@@ -69,6 +69,20 @@ impl Segment {
         if let Some(uid) = topic.publisher_uid {
             let st = seg.stat().map_err(|e| map_attach_err(topic.key, e))?;
             check_owner(topic.key, &st, uid)?;
+            // The publisher lock too: liveness must not be spoofable by a
+            // semaphore someone else created at the key.
+            if let Ok(semid) = sys::semget(topic.key, 0) {
+                if let Ok(ss) = sys::sem_stat(semid) {
+                    if ss.cuid != uid || ss.uid != uid {
+                        return Err(OpenError::NotOwner {
+                            key: topic.key,
+                            creator_uid: ss.cuid,
+                            owner_uid: ss.uid,
+                            expected_uid: uid,
+                        });
+                    }
+                }
+            }
         }
         if seg.info.name != topic.name {
             return Err(OpenError::NameMismatch {
@@ -388,7 +402,7 @@ mod writer {
                 }
             })?;
             let size = geometry.segment_size;
-            let lock = PublisherLock::acquire(key, topic.mode, topic.group)?;
+            let mut lock = PublisherLock::acquire(key, topic.mode, topic.group)?;
             let euid = nix::unistd::geteuid().as_raw();
             let flags = libc::IPC_CREAT | libc::IPC_EXCL | (topic.mode & 0o777) as i32;
             let (shmid, created) = match sys::shmget(key, size, flags) {
@@ -515,6 +529,7 @@ mod writer {
                 // sees the magic (its Acquire load in `HeaderInfo::read`).
                 h.magic.store(MAGIC_U64, Ordering::Release);
             }
+            lock.keep();
             Ok(WriteSegment {
                 att,
                 info,

@@ -28,13 +28,19 @@ impl ProcEntry {
             .or_else(|| self.get("semid"))
             .unwrap_or(-1) as i32
     }
-    /// Owner uid, gid and permission bits.
+    /// Owner uid, gid and permission bits (`perms & 0o777`: without the
+    /// kernel's `SHM_DEST`/`SHM_LOCKED` flags).
     pub fn owner(&self) -> (u32, u32, u32) {
         (
             self.get("uid").unwrap_or(-1) as u32,
             self.get("gid").unwrap_or(-1) as u32,
-            self.get("perms").unwrap_or(0) as u32,
+            (self.get("perms").unwrap_or(0) as u32) & 0o777,
         )
+    }
+
+    /// Creator uid.
+    pub fn creator_uid(&self) -> u32 {
+        self.get("cuid").unwrap_or(-1) as u32
     }
 }
 
@@ -76,6 +82,11 @@ pub fn semaphores() -> std::io::Result<Vec<ProcEntry>> {
     Ok(parse(&std::fs::read_to_string("/proc/sysvipc/sem")?))
 }
 
+/// The semaphore set at `key`, if any.
+pub fn semaphore_by_key(key: i32) -> Option<ProcEntry> {
+    semaphores().ok()?.into_iter().find(|e| e.key() == key)
+}
+
 /// The segment at `key`, if any.
 pub fn segment_by_key(key: i32) -> Option<ProcEntry> {
     segments().ok()?.into_iter().find(|e| e.key() == key)
@@ -103,7 +114,8 @@ mod tests {
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].key(), 1392508928);
         assert_eq!(v[0].id(), 5);
-        assert_eq!(v[0].owner(), (1000, 1000, 0o1644));
+        assert_eq!(v[0].owner(), (1000, 1000, 0o644));
+        assert_eq!(v[0].creator_uid(), 1000);
         assert_eq!(v[0].get("nattch"), Some(2));
         assert!(parse("").is_empty());
     }

@@ -762,11 +762,20 @@ fn squatted_publisher_lock_is_a_clear_error() {
         no_segment_at(topic.key),
         "a segment was created despite the squatted lock"
     );
-    // Root skips the owner check on the lock but still cannot take it.
+    // Root does not take a lock someone else created either, and the
+    // squatter still holds it.
     match Publisher::<Check>::open(&topic) {
-        Err(OpenError::PublisherActive { pid, .. }) => assert_eq!(pid, squatter_pid),
-        other => panic!("expected PublisherActive, got {other:?}"),
+        Err(OpenError::NotOwner {
+            creator_uid,
+            expected_uid,
+            ..
+        }) => assert_eq!((creator_uid, expected_uid), (INTRUDER_UID, 0)),
+        other => panic!("expected NotOwner, got {other:?}"),
     }
+    assert_eq!(
+        shmbus_core::lock::publisher_status(topic.key),
+        shmbus_core::PublisherStatus::Alive { pid: squatter_pid }
+    );
     assert!(no_segment_at(topic.key));
 
     // A squatted lock the publisher cannot even read (mode 0600).
@@ -782,8 +791,11 @@ fn squatted_publisher_lock_is_a_clear_error() {
         Some((SENSOR_UID, SENSOR_GID)),
     );
     let (err, msg) = expect_err(&lines);
+    // The squatter is named from /proc/sysvipc/sem even though the
+    // semaphore itself cannot be read.
+    assert!(err.starts_with("NotOwner"), "{err}");
     assert!(
-        err.starts_with("PermissionDenied") || err.starts_with("NotOwner"),
+        err.contains(&format!("creator_uid: {INTRUDER_UID}")),
         "{err}"
     );
     eprintln!("squatted 0600 lock -> {msg}");
