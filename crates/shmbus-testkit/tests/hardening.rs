@@ -285,23 +285,11 @@ fn expect_err(lines: &[String]) -> (String, String) {
     }
 }
 
-/// The message names the owner, group and permission bits. The kernel's
-/// mode word may carry `SHM_LOCKED` (0o2000) or `SHM_DEST` (0o1000) too
-/// (`/proc/sysvipc/shm` shows them); only the rwx bits must match.
+/// The message names the owner, group and permission bits (`mode 640`,
+/// without the kernel's `SHM_LOCKED`/`SHM_DEST` flag bits).
 fn assert_owner_in_message(msg: &str, uid: u32, gid: u32, perms: u32) {
-    let head = format!("owner uid {uid}, gid {gid}, mode ");
-    let at = msg
-        .find(&head)
-        .unwrap_or_else(|| panic!("no owner in: {msg}"));
-    let digits: String = msg[at + head.len()..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect();
-    let mode = u32::from_str_radix(&digits, 8).unwrap_or_else(|_| panic!("no mode in: {msg}"));
-    assert_eq!(mode & 0o777, perms, "{msg}");
-    if mode & !0o777 != 0 {
-        eprintln!("NOTE: the message shows kernel flag bits in the mode ({mode:o}): {msg}");
-    }
+    let want = format!("owner uid {uid}, gid {gid}, mode {perms:03o})");
+    assert!(msg.contains(&want), "message lacks '{want}': {msg}");
 }
 
 /// The attach count of `shmid` once it equals `want`, or whatever it is
@@ -800,6 +788,55 @@ fn squatted_publisher_lock_is_a_clear_error() {
     );
     eprintln!("squatted 0600 lock -> {msg}");
     assert!(no_segment_at(topic.key));
+}
+
+/// Root. Liveness spoofing: the topic's lock semaphore was removed (e.g.
+/// `ipcrm -s`) and another user created and holds one at the key. A
+/// subscriber without `publisher_uid` is told the publisher is alive (the
+/// squatter's pid); one with `publisher_uid` refuses the topic with
+/// `NotOwner` naming the squatter.
+#[test]
+fn squatted_lock_cannot_fake_a_live_publisher() {
+    if !root_or_skip("squatted_lock_cannot_fake_a_live_publisher") {
+        return;
+    }
+    watchdog(
+        "squatted_lock_cannot_fake_a_live_publisher",
+        Duration::from_secs(120),
+    );
+    let (topic, _g) = unique_topic("fake-liveness");
+    // The real publisher creates the topic, publishes and exits.
+    let (status, lines) = run_kid(
+        "publish",
+        &topic_args(&topic),
+        Some((SENSOR_UID, SENSOR_GID)),
+    );
+    assert!(status.success() && lines[0].starts_with("OK"), "{lines:?}");
+    shmbus_core::lock::remove_lock(topic.key).unwrap();
+    let (_, lines) = run_kid(
+        "squat-sem",
+        &[topic.key.to_string(), "644".into()],
+        Some((INTRUDER_UID, INTRUDER_GID)),
+    );
+    let squatter_pid: i32 = lines[0]
+        .strip_prefix("SQUATTED pid=")
+        .expect("squatted")
+        .parse()
+        .unwrap();
+    let naive = Subscriber::<Check>::attach(&topic).unwrap();
+    assert_eq!(
+        naive.publisher(),
+        shmbus_core::PublisherStatus::Alive { pid: squatter_pid },
+        "without publisher_uid the squatter's lock looks like a live publisher"
+    );
+    match Subscriber::<Check>::attach(&topic.clone().publisher_uid(SENSOR_UID)) {
+        Err(OpenError::NotOwner {
+            creator_uid,
+            expected_uid,
+            ..
+        }) => assert_eq!((creator_uid, expected_uid), (INTRUDER_UID, SENSOR_UID)),
+        other => panic!("expected NotOwner for the squatted lock, got {other:?}"),
+    }
 }
 
 /// Subscribers cannot write: a store through a subscriber's mapping kills it
