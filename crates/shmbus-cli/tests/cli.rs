@@ -95,16 +95,7 @@ fn publisher(name: &str, key: i32, slots: u32, hz: f64) -> KillOnDrop {
 /// The shmbus binary, behind `SHMBUS_TEST_RUNNER` when emulated.
 fn shmbus(args: &[&str]) -> Command {
     let exe = env!("CARGO_BIN_EXE_shmbus");
-    let runner = std::env::var("SHMBUS_TEST_RUNNER").unwrap_or_default();
-    let mut parts = runner.split_whitespace();
-    let mut cmd = match parts.next() {
-        Some(r) => {
-            let mut c = Command::new(r);
-            c.args(parts).arg(exe);
-            c
-        }
-        None => Command::new(exe),
-    };
+    let mut cmd = shmbus_testkit::command(exe);
     cmd.args(args).stdin(Stdio::null());
     cmd
 }

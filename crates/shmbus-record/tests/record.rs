@@ -35,16 +35,7 @@ impl Drop for TempFile {
 /// The `shmbus-record` binary, behind `SHMBUS_TEST_RUNNER` (qemu-arm) if set.
 fn tool(args: &[&str]) -> Command {
     let exe = env!("CARGO_BIN_EXE_shmbus-record");
-    let runner = std::env::var("SHMBUS_TEST_RUNNER").unwrap_or_default();
-    let mut parts = runner.split_whitespace();
-    let mut cmd = match parts.next() {
-        Some(r) => {
-            let mut c = Command::new(r);
-            c.args(parts).arg(exe);
-            c
-        }
-        None => Command::new(exe),
-    };
+    let mut cmd = shmbus_testkit::command(exe);
     cmd.args(args).stdin(Stdio::null());
     cmd
 }

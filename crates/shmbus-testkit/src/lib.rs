@@ -64,22 +64,29 @@ impl Drop for Guard {
     }
 }
 
-/// A command that runs this test binary again as a child playing `role`
-/// (see [`role`]). Under emulation, `SHMBUS_TEST_RUNNER` (e.g.
-/// `qemu-arm -L /usr/arm-linux-gnueabihf`) is put in front, because a
-/// qemu-user process cannot exec a foreign binary directly.
-pub fn child(role: &str, args: &[String]) -> Command {
-    let exe = std::env::current_exe().expect("current_exe");
+/// A command that runs program `exe`, behind `SHMBUS_TEST_RUNNER` (e.g.
+/// `qemu-arm -L /usr/arm-linux-gnueabihf`) when that is set: a qemu-user
+/// process cannot exec a foreign binary directly.
+pub fn command(exe: impl AsRef<std::ffi::OsStr>) -> Command {
     let runner = std::env::var("SHMBUS_TEST_RUNNER").unwrap_or_default();
     let mut parts = runner.split_whitespace();
-    let mut cmd = match parts.next() {
+    match parts.next() {
         Some(r) => {
             let mut c = Command::new(r);
             c.args(parts).arg(exe);
             c
         }
         None => Command::new(exe),
-    };
+    }
+}
+
+/// A command that runs this test binary again as a child playing `role`
+/// (see [`role`]). Under emulation, `SHMBUS_TEST_RUNNER` (e.g.
+/// `qemu-arm -L /usr/arm-linux-gnueabihf`) is put in front, because a
+/// qemu-user process cannot exec a foreign binary directly.
+pub fn child(role: &str, args: &[String]) -> Command {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = command(exe);
     cmd.args([
         "--exact",
         "child_role_entry",
