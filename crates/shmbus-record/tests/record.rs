@@ -85,6 +85,35 @@ impl Recorder {
         kill(Pid::from_raw(self.child.0.id() as i32), sig).expect("kill");
     }
 
+    /// SIGSTOP, then wait until every thread of the recorder is really
+    /// stopped: signal delivery is asynchronous, and a thread still running
+    /// for a few microseconds could read frames meant to be missed.
+    fn stop(&self) {
+        self.signal(Signal::SIGSTOP);
+        let tasks = format!("/proc/{}/task", self.child.0.id());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let all_stopped = std::fs::read_dir(&tasks)
+                .map(|d| {
+                    d.flatten().all(|t| {
+                        std::fs::read_to_string(t.path().join("stat"))
+                            .ok()
+                            .and_then(|st| {
+                                st.rsplit_once(')')
+                                    .map(|(_, rest)| rest.trim_start().starts_with(['T', 't']))
+                            })
+                            .unwrap_or(true)
+                    })
+                })
+                .unwrap_or(false);
+            if all_stopped {
+                return;
+            }
+            assert!(Instant::now() < deadline, "recorder did not stop");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Wait for exit: (exit code or None if killed by a signal, stderr).
     fn wait(mut self) -> (Option<i32>, String) {
         let mut rest = String::new();
@@ -350,9 +379,15 @@ fn falling_behind_is_logged_as_missed_frames() {
     let file = TempFile::new("missed");
     let rec = Recorder::start(&["record", &topic.name, "--no-json", "-o", file.path()]);
     let settle = Duration::from_millis(400);
+    // Wait until the recorder has attached (publisher + recorder).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while shmbus_core::sys::shm_stat(publisher.raw().shmid()).map_or(0, |s| s.nattch) < 2 {
+        assert!(Instant::now() < deadline, "the recorder never attached");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     publish_range(&mut publisher, 1..=1, Duration::ZERO);
     std::thread::sleep(settle);
-    rec.signal(Signal::SIGSTOP);
+    rec.stop();
     publish_range(&mut publisher, 2..=21, Duration::ZERO);
     rec.signal(Signal::SIGCONT);
     std::thread::sleep(settle);
