@@ -156,6 +156,10 @@ pub enum OpenError {
         key: i32,
         /// Bytes requested.
         size: u64,
+        /// Which limit, as far as `/proc` tells (the kernel returns the same
+        /// `ENOSPC` for both): `"kernel.shmmni (number of segments)"`,
+        /// `"kernel.shmall (total pages)"`, or both names if unclear.
+        limit: &'static str,
     },
     /// The kernel could not allocate memory (`ENOMEM`).
     OutOfMemory {
@@ -201,7 +205,11 @@ impl OpenError {
             },
             Errno::EIDRM => OpenError::Removed { key },
             Errno::EINVAL if e.call == "shmget" => OpenError::TooLarge { key, size },
-            Errno::ENOSPC => OpenError::SystemLimit { key, size },
+            Errno::ENOSPC => OpenError::SystemLimit {
+                key,
+                size,
+                limit: crate::sysvipc::which_limit(size),
+            },
             Errno::ENOMEM => OpenError::OutOfMemory { key, size },
             _ => OpenError::Sys { key, error: e },
         }
@@ -318,9 +326,9 @@ impl fmt::Display for OpenError {
                 "a {size}-byte segment for key {} exceeds kernel.shmmax: raise it (sysctl -w kernel.shmmax=...) or use fewer slots or a smaller message",
                 Key(*key)
             ),
-            OpenError::SystemLimit { key, size } => write!(
+            OpenError::SystemLimit { key, size, limit } => write!(
                 f,
-                "cannot create a {size}-byte segment for key {}: the system limit kernel.shmmni (number of segments) or kernel.shmall (total pages) is reached; see `shmbus doctor`, remove stale topics or raise the limit with sysctl",
+                "cannot create a {size}-byte segment for key {}: the system limit {limit} is reached; see `shmbus doctor`, remove stale topics (`shmbus list`, `shmbus rm`) or raise the limit with sysctl",
                 Key(*key)
             ),
             OpenError::OutOfMemory { key, size } => write!(

@@ -511,6 +511,15 @@ pub fn futex_wake_all(word: &AtomicU32) -> Result<u32, SysError> {
     }
 }
 
+/// `sysconf(_SC_PAGESIZE)`, or 4096 if it fails.
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf takes an integer and touches no memory of ours.
+    match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        p if p > 0 => p as u64,
+        _ => 4096,
+    }
+}
+
 /// `sched_yield()`: give the CPU away. On a one-core board this is what lets
 /// a preempted publisher finish its write.
 pub fn yield_now() {

@@ -92,6 +92,28 @@ pub fn segment_by_key(key: i32) -> Option<ProcEntry> {
     segments().ok()?.into_iter().find(|e| e.key() == key)
 }
 
+/// Which System V limit a failed creation of `size` bytes (`ENOSPC`) hit,
+/// judged from `/proc` (this IPC namespace's segments and limits).
+pub fn which_limit(size: u64) -> &'static str {
+    const MNI: &str = "kernel.shmmni (number of segments)";
+    const ALL: &str = "kernel.shmall (total pages)";
+    const BOTH: &str = "kernel.shmmni (number of segments) or kernel.shmall (total pages)";
+    let Ok(segs) = segments() else { return BOTH };
+    if kernel_limit("shmmni").is_some_and(|mni| segs.len() as u64 >= mni) {
+        return MNI;
+    }
+    let page = crate::sys::page_size();
+    let pages = |bytes: u64| bytes.div_ceil(page);
+    let used: u64 = segs
+        .iter()
+        .map(|e| pages(e.get("size").unwrap_or(0).max(0) as u64))
+        .sum();
+    match kernel_limit("shmall") {
+        Some(all) if used.saturating_add(pages(size)) > all => ALL,
+        _ => BOTH,
+    }
+}
+
 /// Read a `/proc/sys/kernel/*` limit (`shmmax`, `shmall`, `shmmni`).
 pub fn kernel_limit(name: &str) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/sys/kernel/{name}"))

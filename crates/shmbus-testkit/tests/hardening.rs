@@ -1149,6 +1149,15 @@ fn system_limits_are_named_with_their_fix() {
             .unwrap_or_else(|| panic!("no result for {name}: {lines:?}"));
         assert!(line.starts_with(&format!("{name} {variant} {{")), "{line}");
         assert!(line.contains(needle) && line.contains("sysctl"), "{line}");
+        // Only the limit that was hit is named.
+        let other = match name {
+            "shmmni" => Some("kernel.shmall"),
+            "shmall" => Some("kernel.shmmni"),
+            _ => None,
+        };
+        if let Some(other) = other {
+            assert!(!line.contains(other), "names {other} too: {line}");
+        }
         assert!(
             lines.contains(&format!("{name} restored open_ok=true")),
             "{lines:?}"
