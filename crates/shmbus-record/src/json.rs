@@ -25,7 +25,7 @@
 //! `{"value": ...}` ([`wraps`]).
 //!
 //! The decoder is written here rather than taken from `postcard-dyn`
-//! (0.2.1), which panics (`todo!()`) on `char`, fails on NaN floats, and
+//! (0.2.1), which panics (an unimplemented branch) on `char`, fails on NaN floats, and
 //! builds a `serde_json::Value` tree per frame; this one writes JSON text
 //! straight into a reused buffer and never panics on bad input.
 
