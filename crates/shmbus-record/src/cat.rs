@@ -232,11 +232,16 @@ fn write_info(
 
 /// `2026-11-26T23:59:01.123456789Z` from ns since the epoch (UTC).
 pub fn iso8601(ns: u64) -> String {
-    let secs = ns / 1_000_000_000;
+    let (y, m, d, hh, mm, ss) = civil((ns / 1_000_000_000) as i64);
     let frac = ns % 1_000_000_000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{frac:09}Z")
+}
+
+/// Seconds since the epoch as UTC (year, month, day, hour, minute, second),
+/// by Howard Hinnant's civil_from_days: no time zone database needed.
+pub fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -246,12 +251,7 @@ pub fn iso8601(ns: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 #[cfg(test)]
