@@ -709,8 +709,9 @@ fn subscriber_refuses_segments_writable_by_others() {
 }
 
 /// Root. A squatter creates and holds the topic's publisher-lock semaphore.
-/// The publisher refuses with an error naming the squatter's uid (or its
-/// pid, for root), and creates no segment.
+/// The publisher refuses with an error naming the squatter's uid (root
+/// too: a lock someone else created is never taken), and creates no
+/// segment.
 #[test]
 fn squatted_publisher_lock_is_a_clear_error() {
     if !root_or_skip("squatted_publisher_lock_is_a_clear_error") {
