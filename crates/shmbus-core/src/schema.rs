@@ -17,6 +17,60 @@ pub fn fingerprint_of<T: Schema + ?Sized>() -> Result<u64, postcard::Error> {
     Ok(fnv1a64(&schema_bytes::<T>()?))
 }
 
+/// The capacity that a schema node's name declares: the last generic
+/// argument of the name when it is a decimal number.
+///
+/// `heapless::String<16>` holds at most 16 bytes, `heapless::Vec<T, 16>` at
+/// most 16 elements. A name without such an argument (`String`, `Vec<T>`,
+/// or postcard-schema's own `heapless::String<N>`) declares no capacity: the
+/// value is bounded only by the frame capacity. See `docs/LAYOUT.md` §8.
+pub fn capacity_of(name: &str) -> Option<usize> {
+    let (_, args) = split_generics(name)?;
+    let last = args.rsplit(',').next()?.trim();
+    if last.is_empty() || !last.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    last.parse().ok()
+}
+
+/// `name` with its capacity written in: the last generic argument `N` (or
+/// an earlier number) becomes `capacity`; a name without generic arguments
+/// gets `<capacity>`, one whose last argument is something else gets
+/// `, capacity` appended. Inverse of [`capacity_of`].
+pub fn name_with_capacity(name: &str, capacity: usize) -> String {
+    match split_generics(name) {
+        Some((head, args)) => {
+            let (keep, last) = match args.rfind(',') {
+                Some(i) => (&args[..=i], &args[i + 1..]),
+                None => ("", args),
+            };
+            let t = last.trim();
+            if t == "N" || (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit())) {
+                let space = if keep.is_empty() { "" } else { " " };
+                format!("{head}<{keep}{space}{capacity}>")
+            } else {
+                format!("{head}<{args}, {capacity}>")
+            }
+        }
+        None => format!("{name}<{capacity}>"),
+    }
+}
+
+/// Split `Head<args>` at its outermost trailing generic list.
+fn split_generics(name: &str) -> Option<(&str, &str)> {
+    let body = name.strip_suffix('>')?;
+    let mut depth = 0usize;
+    for (i, c) in body.char_indices().rev() {
+        match c {
+            '>' => depth += 1,
+            '<' if depth == 0 => return Some((&name[..i], &body[i + 1..])),
+            '<' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Maximum nesting depth accepted when decoding a schema from a segment.
 pub const MAX_SCHEMA_DEPTH: usize = 64;
 
@@ -117,6 +171,38 @@ mod tests {
         assert_eq!(t.name, "Imu");
         assert_eq!(fingerprint_of::<Imu>().unwrap(), fnv1a64(&b));
         assert!(depth_of(&t) >= 1);
+    }
+
+    #[test]
+    fn capacity_names_round_trip() {
+        assert_eq!(capacity_of("heapless::String<16>"), Some(16));
+        assert_eq!(capacity_of("heapless::Vec<T, 16>"), Some(16));
+        assert_eq!(
+            capacity_of("heapless::Vec<heapless::Vec<T, 4>, 8>"),
+            Some(8)
+        );
+        for none in [
+            "String",
+            "Vec<T>",
+            "heapless::String<N>",
+            "[T; N]",
+            "x<>",
+            "<3",
+            "",
+        ] {
+            assert_eq!(capacity_of(none), None, "{none}");
+        }
+        for (name, want) in [
+            ("heapless::String<N>", "heapless::String<16>"),
+            ("heapless::Vec<T, N>", "heapless::Vec<T, 16>"),
+            ("heapless::Vec<T, 8>", "heapless::Vec<T, 16>"),
+            ("Names", "Names<16>"),
+            ("Ring<T>", "Ring<T, 16>"),
+        ] {
+            let got = name_with_capacity(name, 16);
+            assert_eq!(got, want);
+            assert_eq!(capacity_of(&got), Some(16));
+        }
     }
 
     #[test]

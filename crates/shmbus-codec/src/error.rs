@@ -1,0 +1,346 @@
+//! Errors of the codec, each naming where in the value it happened.
+//!
+//! A path is written like jq's: `.field`, `[index]`, `.Variant` for the
+//! variant's key in `{"Variant": ...}`, and `["key"]` for a map entry or a
+//! field whose name is not an identifier. The top level is the empty path.
+
+use core::fmt;
+
+/// One step of a path into a value.
+#[derive(Debug, Clone)]
+pub(crate) enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+    MapKey(String),
+}
+
+/// Format a path (see the module doc).
+pub(crate) fn path_string(path: &[Seg<'_>]) -> String {
+    let mut s = String::new();
+    for p in path {
+        match p {
+            Seg::Key(k) if is_ident(k) => {
+                s.push('.');
+                s.push_str(k);
+            }
+            Seg::Key(k) => {
+                s.push('[');
+                s.push_str(&quote(k));
+                s.push(']');
+            }
+            Seg::Index(i) => {
+                s.push('[');
+                s.push_str(&i.to_string());
+                s.push(']');
+            }
+            Seg::MapKey(k) => {
+                s.push('[');
+                s.push_str(&quote(k));
+                s.push(']');
+            }
+        }
+    }
+    s
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`
+pub(crate) fn is_ident(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+/// `s` as a JSON string literal (control characters escaped).
+pub(crate) fn quote(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| String::from("\"?\""))
+}
+
+/// Why a frame did not decode with its schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    /// Where in the value (see the module doc); empty at the top level.
+    pub path: String,
+    /// What was wrong.
+    pub problem: DecodeProblem,
+}
+
+/// The kind of [`DecodeError`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DecodeProblem {
+    /// The frame ends in the middle of a value.
+    UnexpectedEnd,
+    /// A varint is longer than its type allows or its value does not fit.
+    BadVarint,
+    /// A bool byte other than 0 or 1.
+    BadBool(u8),
+    /// An Option tag other than 0 or 1.
+    BadOption(u8),
+    /// A string that is not UTF-8.
+    BadUtf8,
+    /// A char whose bytes are not exactly one UTF-8 character.
+    BadChar,
+    /// An enum discriminant past the last variant.
+    BadVariant(u64),
+    /// A string, byte array, sequence or map longer than its declared
+    /// capacity (the `N` of `heapless::String<N>`, ...).
+    OverCapacity {
+        /// Bytes (strings, byte arrays), elements or entries.
+        len: u64,
+        /// The declared capacity.
+        capacity: usize,
+        /// "bytes", "elements" or "entries".
+        unit: &'static str,
+        /// The schema name that declares it.
+        type_name: String,
+    },
+    /// A map holds the same key twice (JSON objects cannot).
+    DuplicateKey(String),
+    /// The value ended before the frame did: the frame's length and its
+    /// content disagree.
+    TrailingBytes(usize),
+    /// The frame would produce more than [`crate::MAX_VALUES`] JSON values.
+    TooLarge,
+}
+
+impl fmt::Display for DecodeProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeProblem::UnexpectedEnd => write!(f, "the frame ends inside a value"),
+            DecodeProblem::BadVarint => write!(f, "invalid varint"),
+            DecodeProblem::BadBool(b) => write!(f, "bool byte {b} is neither 0 nor 1"),
+            DecodeProblem::BadOption(b) => write!(f, "option tag {b} is neither 0 nor 1"),
+            DecodeProblem::BadUtf8 => write!(f, "string is not UTF-8"),
+            DecodeProblem::BadChar => write!(f, "char is not one UTF-8 character"),
+            DecodeProblem::BadVariant(v) => write!(f, "no enum variant {v}"),
+            DecodeProblem::OverCapacity {
+                len,
+                capacity,
+                unit,
+                type_name,
+            } => write!(
+                f,
+                "{len} {unit} exceed {type_name} (at most {capacity} {unit})"
+            ),
+            DecodeProblem::DuplicateKey(k) => write!(f, "map key {} appears twice", quote(k)),
+            DecodeProblem::TrailingBytes(n) => {
+                write!(f, "{n} bytes left over after the value")
+            }
+            DecodeProblem::TooLarge => {
+                write!(f, "more than {} values in one frame", crate::MAX_VALUES)
+            }
+        }
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.problem)
+        } else {
+            write!(f, "{}: {}", self.path, self.problem)
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Why a JSON value could not be encoded as a frame of the schema.
+///
+/// Its `Display` is `path: problem`, e.g.
+/// `.zones[3].name: 100 bytes exceed heapless::String<16>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodeError {
+    /// Where in the value (see the module doc); empty at the top level.
+    pub path: String,
+    /// What was wrong.
+    pub problem: EncodeProblem,
+}
+
+/// The kind of [`EncodeError`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EncodeProblem {
+    /// The JSON has the wrong kind of value here.
+    Expected {
+        /// What the schema wants, in words (`"an integer"`).
+        expected: String,
+        /// What the JSON has (`"a string"`).
+        found: &'static str,
+    },
+    /// An integer outside its type's range, or not exact.
+    IntOutOfRange {
+        /// The value as given.
+        value: String,
+        /// The Rust type (`u8`, `i64`...).
+        type_name: &'static str,
+    },
+    /// A finite number too large for an f32 (it would become infinite).
+    FloatOutOfRange {
+        /// The value as given.
+        value: String,
+    },
+    /// A string/byte array/sequence/map longer than its capacity.
+    OverCapacity {
+        /// Bytes (strings: UTF-8 bytes), elements or entries given.
+        len: usize,
+        /// The declared capacity.
+        capacity: usize,
+        /// "bytes", "elements" or "entries".
+        unit: &'static str,
+        /// The schema name that declares it (`heapless::String<16>`).
+        type_name: String,
+    },
+    /// A fixed-size array or tuple with the wrong number of elements.
+    WrongLength {
+        /// Elements the type has.
+        expected: usize,
+        /// Elements given.
+        found: usize,
+    },
+    /// A struct field is missing (Option fields may be left out: `None`).
+    MissingField(String),
+    /// The object has a field the struct does not.
+    UnknownField {
+        /// The field given.
+        name: String,
+        /// The fields the struct has.
+        fields: Vec<String>,
+    },
+    /// No variant of that name.
+    UnknownVariant {
+        /// The variant given.
+        name: String,
+        /// The variants the enum has.
+        variants: Vec<String>,
+    },
+    /// A map key that does not read as the key type.
+    BadMapKey(String),
+    /// The frame is longer than the topic's frame capacity (checked after
+    /// every field is valid).
+    FrameTooLarge {
+        /// Encoded length, bytes.
+        len: usize,
+        /// The topic's frame capacity, bytes.
+        capacity: usize,
+    },
+}
+
+fn list(names: &[String]) -> String {
+    names.join(", ")
+}
+
+impl fmt::Display for EncodeProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EncodeProblem::Expected { expected, found } => {
+                write!(f, "expected {expected}, found {found}")
+            }
+            EncodeProblem::IntOutOfRange { value, type_name } => {
+                write!(f, "{value} does not fit in {type_name}")
+            }
+            EncodeProblem::FloatOutOfRange { value } => write!(
+                f,
+                "{value} does not fit in f32 (largest {:e}); write \"inf\" for infinity",
+                f32::MAX
+            ),
+            EncodeProblem::OverCapacity {
+                len,
+                capacity,
+                unit,
+                type_name,
+            } => write!(
+                f,
+                "{len} {unit} exceed {type_name} (at most {capacity} {unit})"
+            ),
+            EncodeProblem::WrongLength { expected, found } => {
+                write!(f, "expected {expected} elements, found {found}")
+            }
+            EncodeProblem::MissingField(name) => write!(f, "missing field {}", quote(name)),
+            EncodeProblem::UnknownField { name, fields } => write!(
+                f,
+                "unknown field {}; the fields are {}",
+                quote(name),
+                list(fields)
+            ),
+            EncodeProblem::UnknownVariant { name, variants } => write!(
+                f,
+                "no variant {}; the variants are {}",
+                quote(name),
+                list(variants)
+            ),
+            EncodeProblem::BadMapKey(why) => write!(f, "bad map key: {why}"),
+            EncodeProblem::FrameTooLarge { len, capacity } => write!(
+                f,
+                "the frame would be {len} bytes; the topic's frame capacity is {capacity}"
+            ),
+        }
+    }
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.problem)
+        } else {
+            write!(f, "{}: {}", self.path, self.problem)
+        }
+    }
+}
+
+impl std::error::Error for EncodeError {}
+
+/// Why a schema cannot be used by the codec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SchemaError {
+    /// The schema bytes are not a postcard `OwnedNamedType` within the
+    /// limits of `shmbus_core::schema::decode_schema`.
+    Malformed,
+    /// Nesting deeper than `shmbus_core::schema::MAX_SCHEMA_DEPTH`.
+    TooDeep {
+        /// The limit.
+        max: usize,
+    },
+    /// Two fields of a struct or two variants of an enum share a name: the
+    /// JSON object would lose one.
+    DuplicateName {
+        /// Where.
+        path: String,
+        /// The repeated name.
+        name: String,
+    },
+    /// A type frames cannot hold as JSON.
+    Unsupported {
+        /// Where.
+        path: String,
+        /// What.
+        what: &'static str,
+    },
+}
+
+impl fmt::Display for SchemaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SchemaError::Malformed => write!(f, "the schema bytes are not a valid schema"),
+            SchemaError::TooDeep { max } => {
+                write!(f, "the schema nests deeper than {max} levels")
+            }
+            SchemaError::DuplicateName { path, name } => {
+                write!(
+                    f,
+                    "the schema has two entries named {} at {path}",
+                    quote(name)
+                )
+            }
+            SchemaError::Unsupported { path, what } => {
+                write!(
+                    f,
+                    "the schema holds {what} at {path}, which has no JSON form"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for SchemaError {}
