@@ -1,8 +1,9 @@
 //! # shmbus-config: topic configuration files
 //!
 //! A TOML file declares a bus and its topics (name, key, slots, mode, group,
-//! lock policy, notification, expected publisher, rate and staleness).
-//! Loading checks everything and reports **every** problem, one
+//! lock policy, notification, expected publisher, rate and staleness), and
+//! optionally what `shmbus bridge` sends to a broker and takes back (the
+//! `[bridge]` table, module [`bridge`]). Loading checks everything and reports **every** problem, one
 //! `path:line:col: message` per line, each message saying the fix.
 //! The format and the search order are documented in `configs/README.md`.
 //!
@@ -21,11 +22,14 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod bridge;
 mod error;
 mod find;
 mod parse;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_bridge;
 
 use shmbus_core::topic::derive_key;
 use shmbus_core::{LockPolicy, Topic};
@@ -40,6 +44,8 @@ pub struct Config {
     pub bus: String,
     /// The topics, in file order.
     pub topics: Vec<TopicConfig>,
+    /// The `[bridge]` table, if the file has one (`shmbus bridge`).
+    pub bridge: Option<bridge::BridgeConfig>,
     /// Where the config came from, as used in messages.
     pub path: String,
 }
@@ -150,6 +156,11 @@ impl Config {
                 at.path = path.to_string();
             }
         }
+        if let Some(b) = self.bridge.as_mut() {
+            for at in b.locations_mut() {
+                at.path = path.to_string();
+            }
+        }
         self
     }
 
@@ -157,6 +168,7 @@ impl Config {
         Config {
             bus: shmbus_core::topic::DEFAULT_BUS.to_string(),
             topics: Vec::new(),
+            bridge: None,
             path: path.to_string(),
         }
     }

@@ -11,9 +11,11 @@ use toml::de::{DeTable, DeValue};
 use crate::error::{ConfigErrors, Location};
 use crate::{Config, TopicConfig};
 
+mod bridge;
+
 type Value<'i> = Spanned<DeValue<'i>>;
 
-const TOP_FIELDS: &[&str] = &["bus", "defaults", "topic"];
+const TOP_FIELDS: &[&str] = &["bus", "defaults", "topic", "bridge"];
 const DEFAULT_FIELDS: &[&str] = &[
     "slots",
     "mode",
@@ -123,6 +125,7 @@ impl<'a> Parser<'a> {
         let mut bus = DEFAULT_BUS.to_string();
         let mut defaults = Defaults::default();
         let mut topics_value = None;
+        let mut bridge_value = None;
         for (k, v) in doc.iter() {
             match k.get_ref().as_ref() {
                 "bus" => {
@@ -151,6 +154,7 @@ impl<'a> Parser<'a> {
                     }
                 },
                 "topic" => topics_value = Some(v),
+                "bridge" => bridge_value = Some(v),
                 _ => self.unknown(k, "the top level", TOP_FIELDS),
             }
         }
@@ -198,9 +202,11 @@ impl<'a> Parser<'a> {
                 );
             }
         }
+        let bridge = bridge_value.and_then(|v| self.bridge(v, &topics));
         let config = Config {
             bus,
             topics,
+            bridge,
             path: self.path.to_string(),
         };
         check_unique(&config, &mut self.errs);
