@@ -75,8 +75,10 @@ A topic with a live publisher is only removed with --force."
     Rm(RmArgs),
     /// Check what the bus needs from this machine, and how to fix problems.
     #[command(
-        after_help = "Examples:\n  shmbus doctor\n  shmbus doctor --config configs/board.toml\n\n\
-Exit code: 0 when nothing FAILs (warnings allowed), 1 when a check FAILs."
+        after_help = "Examples:\n  shmbus doctor\n  shmbus doctor --config configs/board.toml\n  \
+shmbus doctor --config /etc/shmbus/shmbus.toml --sysctl > /etc/sysctl.d/60-shmbus.conf\n\n\
+Exit code: 0 when nothing FAILs (warnings allowed), 1 when a check FAILs.\n\
+With --sysctl: 0, and the lines (empty if the limits suffice); 2 if the config has errors."
     )]
     Doctor(DoctorArgs),
     /// Run the demo sensor publishers.
@@ -244,6 +246,10 @@ pub struct DoctorArgs {
     /// Only look at these keys for stale topics (repeatable).
     #[arg(long = "key", value_name = "KEY", value_parser = parse_key)]
     pub keys: Vec<i32>,
+    /// Print only the sysctl.d lines that raise the System V limits the
+    /// config needs (nothing when they suffice), for /etc/sysctl.d/.
+    #[arg(long)]
+    pub sysctl: bool,
 }
 
 /// `shmbus demo`.

@@ -16,7 +16,7 @@ use shmbus_core::{LockPolicy, OpenError, PublisherStatus};
 use super::list::{Row, rows};
 use crate::args::DoctorArgs;
 use crate::discover::now_ns;
-use crate::out::{self, CmdResult, human_bytes, human_ns, key_hex, user_name};
+use crate::out::{self, CmdResult, Fail, human_bytes, human_ns, key_hex, user_name};
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -40,6 +40,15 @@ pub struct Finding {
     pub what: String,
     /// How to fix it (WARN and FAIL).
     pub fix: Option<String>,
+    /// For a kernel limit that FAILs: the sysctl and the value that fixes it.
+    pub sysctl: Option<(&'static str, u64)>,
+}
+
+impl Finding {
+    fn with_sysctl(mut self, name: &'static str, value: u64) -> Finding {
+        self.sysctl = Some((name, value));
+        self
+    }
 }
 
 fn ok(check: &'static str, what: String) -> Finding {
@@ -48,6 +57,7 @@ fn ok(check: &'static str, what: String) -> Finding {
         check,
         what,
         fix: None,
+        sysctl: None,
     }
 }
 fn warn(check: &'static str, what: String, fix: String) -> Finding {
@@ -56,6 +66,7 @@ fn warn(check: &'static str, what: String, fix: String) -> Finding {
         check,
         what,
         fix: Some(fix),
+        sysctl: None,
     }
 }
 fn fail(check: &'static str, what: String, fix: String) -> Finding {
@@ -64,6 +75,7 @@ fn fail(check: &'static str, what: String, fix: String) -> Finding {
         check,
         what,
         fix: Some(fix),
+        sysctl: None,
     }
 }
 
@@ -283,7 +295,7 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
                 "shmmax",
                 format!("topic '{name}' needs {} but kernel.shmmax is {}", human_bytes(*biggest), human_bytes(shmmax)),
                 format!("sysctl -w kernel.shmmax={biggest} (and put it in /etc/sysctl.d/60-shmbus.conf), or give the topic fewer slots"),
-            ));
+            ).with_sysctl("kernel.shmmax", *biggest));
         } else {
             let q = if *exact { "" } else { "at least " };
             f.push(ok(
@@ -303,7 +315,7 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
             "shmmni",
             format!("{in_use} segments exist and {missing} configured topics are still to be created, but kernel.shmmni is {shmmni}"),
             format!("sysctl -w kernel.shmmni={} or remove stale segments (shmbus rm, ipcrm)", in_use + missing + 16),
-        ));
+        ).with_sysctl("kernel.shmmni", in_use + missing + 16));
     } else {
         f.push(ok(
             "shmmni",
@@ -320,11 +332,14 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
             .map(|n| n.1.div_ceil(page))
             .sum::<u64>();
     if used_pages > shmall {
-        f.push(fail(
-            "shmall",
-            format!("segments need {used_pages} pages but kernel.shmall is {shmall} pages"),
-            format!("sysctl -w kernel.shmall={}", used_pages * 2),
-        ));
+        f.push(
+            fail(
+                "shmall",
+                format!("segments need {used_pages} pages but kernel.shmall is {shmall} pages"),
+                format!("sysctl -w kernel.shmall={}", used_pages * 2),
+            )
+            .with_sysctl("kernel.shmall", used_pages * 2),
+        );
     } else {
         f.push(ok(
             "shmall",
@@ -527,8 +542,47 @@ fn pub_word(p: &PublisherStatus) -> &'static str {
     }
 }
 
+/// The `sysctl.d` text that raises every kernel limit that FAILs: for each,
+/// a comment saying what was found, then `name = value`. Empty when the
+/// limits suffice.
+pub fn sysctl_dropin(findings: &[Finding]) -> String {
+    let mut s = String::new();
+    for x in findings.iter().filter(|x| x.level == Level::Fail) {
+        if let Some((name, value)) = x.sysctl {
+            s.push_str(&format!("# {}\n{name} = {value}\n", x.what));
+        }
+    }
+    s
+}
+
+/// `shmbus doctor --sysctl`: print [`sysctl_dropin`] for the config. A
+/// config that does not load, or a kernel without System V IPC, is an error
+/// (exit 2): then no limit can be judged.
+fn run_sysctl(a: &DoctorArgs) -> CmdResult {
+    Config::find(a.config.as_deref()).map_err(|e| Fail::error(e.to_string()))?;
+    let all = findings(a);
+    if let Some(x) = all
+        .iter()
+        .find(|x| x.check == "sysvipc" && x.level == Level::Fail)
+    {
+        return Err(Fail::error(format!(
+            "{}; {}",
+            x.what,
+            x.fix.as_deref().unwrap_or_default()
+        )));
+    }
+    let text = sysctl_dropin(&all);
+    if !text.is_empty() {
+        out::line(text.trim_end())?;
+    }
+    Ok(out::OK)
+}
+
 /// Run `shmbus doctor`.
 pub fn run(a: &DoctorArgs) -> CmdResult {
+    if a.sysctl {
+        return run_sysctl(a);
+    }
     let all = findings(a);
     for x in &all {
         let tag = match x.level {
@@ -568,6 +622,23 @@ mod tests {
         assert_eq!(cap_ipc_lock("CapEff:\t0000000000000000\n"), Some(false));
         assert_eq!(cap_ipc_lock("CapEff:\t000001ffffffffff\n"), Some(true));
         assert_eq!(cap_ipc_lock("nothing"), None);
+    }
+
+    #[test]
+    fn sysctl_dropin_lists_only_failed_limits() {
+        let all = vec![
+            ok("shmmax", "fine".into()),
+            fail("shmmni", "6 to create, limit 4".into(), "raise it".into())
+                .with_sysctl("kernel.shmmni", 22),
+            fail("memlock", "too small".into(), "LimitMEMLOCK=".into()),
+            fail("shmall", "9 pages, limit 2".into(), "raise it".into())
+                .with_sysctl("kernel.shmall", 18),
+        ];
+        assert_eq!(
+            sysctl_dropin(&all),
+            "# 6 to create, limit 4\nkernel.shmmni = 22\n# 9 pages, limit 2\nkernel.shmall = 18\n"
+        );
+        assert_eq!(sysctl_dropin(&all[..1]), "");
     }
 
     #[test]
