@@ -37,7 +37,7 @@ fn segment_of<T: Serialize + MaxSize + Schema>(
     let att = Attachment::read_only(id).unwrap();
     let info = HeaderInfo::read(&att, key).unwrap();
     let mut out = Vec::new();
-    copy_from_words(att.words_at(0, att.len() / 4).unwrap(), att.len(), &mut out);
+    copy_from_words(att.words(0, att.len() / 4).unwrap(), att.len(), &mut out);
     p.remove().unwrap();
     (out, info.geometry.slot_offset(0))
 }

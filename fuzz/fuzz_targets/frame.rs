@@ -15,12 +15,12 @@ fuzz_target!(|data: &[u8]| {
     // The claimed length may exceed the words (a torn `len`): it is clamped.
     let len = rest.len() + usize::from(head >> 6) * 1000;
     let mut scratch = vec![0u8; usize::from(head & 0x3f)];
-    let _ = decode_in_place::<Imu>(&words, len, &mut scratch);
-    let _ = decode_in_place::<Gnss>(&words, len, &mut scratch);
-    let _ = decode_in_place::<Power>(&words, len, &mut scratch);
-    let _ = decode_in_place::<Check>(&words, len, &mut scratch);
+    let _ = decode_in_place::<Imu>((&words).into(), len, &mut scratch);
+    let _ = decode_in_place::<Gnss>((&words).into(), len, &mut scratch);
+    let _ = decode_in_place::<Power>((&words).into(), len, &mut scratch);
+    let _ = decode_in_place::<Check>((&words).into(), len, &mut scratch);
     // Round trip: what decodes re-encodes to the bytes it used.
-    if let Ok((v, used)) = decode_in_place::<Power>(&words, len, &mut scratch) {
+    if let Ok((v, used)) = decode_in_place::<Power>((&words).into(), len, &mut scratch) {
         let again = postcard::to_allocvec(&v).unwrap();
         let again: Power = postcard::from_bytes(&again).unwrap();
         assert_eq!(again, v);

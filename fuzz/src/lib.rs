@@ -13,7 +13,7 @@ use postcard::experimental::max_size::MaxSize;
 use postcard_schema::Schema;
 use serde::{Deserialize, Serialize};
 use shmbus_core::layout::{HEADER_FIXED_SIZE, fnv1a64};
-use shmbus_core::sys::{self, Attachment, Errno};
+use shmbus_core::sys::{self, Errno, WriteAttachment};
 
 /// An IMU sample (the shape of `shmbus-sensors`' frames).
 #[derive(Serialize, Deserialize, MaxSize, Schema, Debug, PartialEq)]
@@ -109,8 +109,8 @@ impl FuzzSegment {
             }
             Err(e) => panic!("shmget: {e}"),
         };
-        let att = Attachment::read_write(shmid).expect("attach");
-        let words = att.words_at(0, bytes.len() / 4).expect("words");
+        let att = WriteAttachment::read_write(shmid).expect("attach");
+        let words = att.atomic_words(0, bytes.len() / 4).expect("words");
         shmbus_core::codec::store_bytes(words, &bytes[..words.len() * 4]);
         FuzzSegment { key, shmid }
     }

@@ -148,7 +148,7 @@ fn futex_wait_for(w: &AtomicU32, mut done: impl FnMut(u32) -> bool) -> Result<u3
         if done(x) {
             return Ok(x);
         }
-        match sys::futex_wait(w, x, Duration::from_secs(1)) {
+        match sys::futex_wait(w.into(), x, Duration::from_secs(1)) {
             Ok(FutexWait::TimedOut) if sys::monotonic_ns() - start > ANSWER_TIMEOUT_NS => {
                 return Err(no_answer());
             }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::unistd::Pid;
-use shmbus_core::sys::{self, Attachment};
+use shmbus_core::sys::{self, WriteAttachment};
 
 /// A private System V segment for the floors (`shmget(IPC_PRIVATE)`).
 ///
@@ -17,7 +17,7 @@ use shmbus_core::sys::{self, Attachment};
 /// it still has attachments, and the kernel frees it when the last one
 /// detaches, so nothing is left behind even if the bench is killed.
 pub struct Scratch {
-    att: Attachment,
+    att: WriteAttachment,
 }
 
 impl Scratch {
@@ -26,7 +26,7 @@ impl Scratch {
         let id = sys::shmget(nix::libc::IPC_PRIVATE, size, 0o600 | nix::libc::IPC_CREAT).map_err(
             |e| format!("cannot create the scratch segment: {e} (check `shmbus doctor`)"),
         )?;
-        let att = Attachment::read_write(id);
+        let att = WriteAttachment::read_write(id);
         let _ = sys::shm_remove(id);
         Ok(Scratch {
             att: att.map_err(|e| format!("cannot attach the scratch segment: {e}"))?,
@@ -36,7 +36,7 @@ impl Scratch {
     /// Attach the creator's segment `shmid` (in a peer).
     pub fn attach(shmid: i32) -> Result<Scratch, String> {
         Ok(Scratch {
-            att: Attachment::read_write(shmid)
+            att: WriteAttachment::read_write(shmid)
                 .map_err(|e| format!("cannot attach scratch segment {shmid}: {e}"))?,
         })
     }
@@ -49,7 +49,7 @@ impl Scratch {
     /// `n` words at byte `offset`.
     pub fn words(&self, offset: usize, n: usize) -> &[AtomicU32] {
         self.att
-            .words_at(offset, n)
+            .atomic_words(offset, n)
             .unwrap_or_else(|| panic!("scratch segment too small for {n} words at {offset}"))
     }
 }

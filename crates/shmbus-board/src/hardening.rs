@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use shmbus_core::sys::{self, Attachment};
+use shmbus_core::sys::{self, Attachment, WriteAttachment};
 use shmbus_core::{LockPolicy, OpenError, Topic, WaitError};
 use shmbus_pub::Publisher;
 use shmbus_sub::Subscriber;
@@ -258,8 +258,8 @@ fn squat_as(user: User, key: i32, bytes: &[u8]) -> Result<(), String> {
                 && nix::unistd::setuid(user.uid.into()).is_ok();
             let flags = libc::IPC_CREAT | libc::IPC_EXCL | 0o644;
             let code = match (ok, sys::shmget(key, bytes.len(), flags)) {
-                (true, Ok(id)) => match Attachment::read_write(id) {
-                    Ok(att) => match att.words_at(0, words.len()) {
+                (true, Ok(id)) => match WriteAttachment::read_write(id) {
+                    Ok(att) => match att.atomic_words(0, words.len()) {
                         Some(ws) => {
                             for (w, v) in ws.iter().zip(&words) {
                                 w.store(*v, core::sync::atomic::Ordering::Relaxed);
@@ -353,7 +353,7 @@ fn squatter() -> Result<String, String> {
 fn bytes_at(key: i32) -> Result<Vec<u8>, String> {
     let id = sys::shmget(key, 0, 0).map_err(|e| e.to_string())?;
     let att = Attachment::read_only(id).map_err(|e| e.to_string())?;
-    let words = att.words_at(0, att.len() / 4).ok_or("segment words")?;
+    let words = att.words(0, att.len() / 4).ok_or("segment words")?;
     let mut out = Vec::new();
     shmbus_core::layout::copy_from_words(words, att.len(), &mut out);
     Ok(out)

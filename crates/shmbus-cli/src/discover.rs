@@ -272,10 +272,7 @@ pub fn open_fail(e: &OpenError) -> Fail {
 /// is no longer a readable topic.
 pub fn generation_of(e: &Entry) -> Option<(u64, u64)> {
     let s = Segment::attach_shmid(e.shmid, e.key).ok()?;
-    let last = s
-        .header()
-        .last_publish_mono_ns
-        .load(core::sync::atomic::Ordering::Relaxed);
+    let last = s.header().last_publish_mono_ns().load();
     Some((s.generation(), last))
 }
 

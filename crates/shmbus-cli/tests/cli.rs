@@ -153,8 +153,8 @@ fn foreign_segment(test: &str, size: usize, bytes: &[u8]) -> Guard {
     let key = unique_key(test);
     let guard = Guard(key);
     let id = sys::shmget(key, size, libc::IPC_CREAT | libc::IPC_EXCL | 0o600).unwrap();
-    let att = sys::Attachment::read_write(id).unwrap();
-    shmbus_core::codec::store_bytes(att.words_at(0, bytes.len().div_ceil(4)).unwrap(), bytes);
+    let att = sys::WriteAttachment::read_write(id).unwrap();
+    shmbus_core::codec::store_bytes(att.atomic_words(0, bytes.len().div_ceil(4)).unwrap(), bytes);
     guard
 }
 
@@ -443,7 +443,7 @@ fn rm_removes_and_says_what_happens_to_attached_processes() {
     );
     assert!(sub.is_removed());
     assert!(sys::shmget(topic.key, 0, 0).is_err(), "key is free");
-    assert!(sys::semget(topic.key, 0).is_err(), "lock removed");
+    assert!(sys::sem_lookup(topic.key).is_err(), "lock removed");
     let r = run(&["rm", &k]);
     assert_eq!(r.code, 1, "already gone: {}", r.stderr);
 }
@@ -705,9 +705,9 @@ fn a_garbage_generation_is_refused_not_a_panic() {
     drop(p);
     // Overwrite the header's generation (offset 192) with u64::MAX.
     let id = sys::shmget(topic.key, 0, 0).unwrap();
-    let att = sys::Attachment::read_write(id).unwrap();
+    let att = sys::WriteAttachment::read_write(id).unwrap();
     for off in [192, 196] {
-        att.u32_at(off)
+        att.atomic_word(off)
             .unwrap()
             .store(u32::MAX, std::sync::atomic::Ordering::Relaxed);
     }

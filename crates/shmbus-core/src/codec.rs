@@ -13,14 +13,17 @@
 //! slot's words, every failure is an `Err`, and the seqlock check afterwards
 //! discards whatever was decoded from a torn frame.
 
+#[cfg(feature = "writer")]
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use postcard::de_flavors::Flavor as DeFlavor;
 
+use crate::view::ReadWords;
+
 /// A postcard deserializer flavor over a slot's data words.
 #[derive(Debug)]
 pub struct AtomicReader<'de> {
-    words: &'de [AtomicU32],
+    words: ReadWords<'de>,
     len: usize,
     pos: usize,
     word: u32,
@@ -31,7 +34,7 @@ pub struct AtomicReader<'de> {
 impl<'de> AtomicReader<'de> {
     /// Read at most `len` bytes (clamped to the words given) from `words`,
     /// using `scratch` for string and byte-array contents.
-    pub fn new(words: &'de [AtomicU32], len: usize, scratch: &'de mut [u8]) -> Self {
+    pub fn new(words: ReadWords<'de>, len: usize, scratch: &'de mut [u8]) -> Self {
         AtomicReader {
             words,
             len: len.min(words.len() * 4),
@@ -54,7 +57,7 @@ impl<'de> AtomicReader<'de> {
                 .get(self.pos / 4)
                 .ok_or(postcard::Error::DeserializeUnexpectedEnd)?;
             // Relaxed: a seqlock data load; validated by `seqlock::read_end`.
-            self.word = w.load(Ordering::Relaxed);
+            self.word = w.load();
         }
         self.pos += 1;
         Ok((self.word >> (8 * shift)) as u8)
@@ -112,7 +115,7 @@ impl<'de> DeFlavor<'de> for AtomicReader<'de> {
 /// Decode a `T` from `len` bytes of `words`. Returns the value and the
 /// number of bytes it used.
 pub fn decode_in_place<T: serde::de::DeserializeOwned>(
-    words: &[AtomicU32],
+    words: ReadWords<'_>,
     len: usize,
     scratch: &mut [u8],
 ) -> postcard::Result<(T, usize)> {
@@ -201,6 +204,7 @@ pub fn store_bytes(words: &[AtomicU32], bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use core::sync::atomic::AtomicU32;
     use serde::{Deserialize, Serialize};
 
     #[derive(Serialize, Deserialize, Debug, PartialEq)]
@@ -236,7 +240,8 @@ mod tests {
         let bytes = postcard::to_allocvec(&sample()).unwrap();
         let words = words_of(&bytes);
         let mut scratch = vec![0u8; 64];
-        let (m, used): (Msg, usize) = decode_in_place(&words, bytes.len(), &mut scratch).unwrap();
+        let (m, used): (Msg, usize) =
+            decode_in_place((&words).into(), bytes.len(), &mut scratch).unwrap();
         assert_eq!(m, sample());
         assert_eq!(used, bytes.len());
     }
@@ -247,15 +252,17 @@ mod tests {
         let words = words_of(&bytes);
         let mut scratch = vec![0u8; 64];
         for len in 0..bytes.len() {
-            let r: postcard::Result<(Msg, usize)> = decode_in_place(&words, len, &mut scratch);
+            let r: postcard::Result<(Msg, usize)> =
+                decode_in_place((&words).into(), len, &mut scratch);
             assert!(r.is_err(), "len {len} decoded");
         }
         // All 0xff: varints never end, string length huge.
         let junk = words_of(&[0xff; 40]);
-        let r: postcard::Result<(Msg, usize)> = decode_in_place(&junk, 40, &mut scratch);
+        let r: postcard::Result<(Msg, usize)> = decode_in_place((&junk).into(), 40, &mut scratch);
         assert!(r.is_err());
         // A length larger than the words given is clamped, not trusted.
-        let r: postcard::Result<(Msg, usize)> = decode_in_place(&words[..1], 1 << 20, &mut scratch);
+        let r: postcard::Result<(Msg, usize)> =
+            decode_in_place(words[..1].into(), 1 << 20, &mut scratch);
         assert!(r.is_err());
     }
 
@@ -264,7 +271,8 @@ mod tests {
         let bytes = postcard::to_allocvec(&sample()).unwrap();
         let words = words_of(&bytes);
         let mut scratch = vec![0u8; 2];
-        let r: postcard::Result<(Msg, usize)> = decode_in_place(&words, bytes.len(), &mut scratch);
+        let r: postcard::Result<(Msg, usize)> =
+            decode_in_place((&words).into(), bytes.len(), &mut scratch);
         assert!(r.is_err());
     }
 
@@ -278,7 +286,7 @@ mod tests {
             let words: Vec<AtomicU32> = (0..4).map(|_| AtomicU32::new(0xffff_ffff)).collect();
             store_bytes(&words, &bytes);
             let mut out = Vec::new();
-            crate::layout::copy_from_words(&words, len, &mut out);
+            crate::layout::copy_from_words((&words).into(), len, &mut out);
             assert_eq!(out, bytes, "len {len}");
         }
     }
@@ -290,7 +298,7 @@ mod tests {
         let n = postcard::serialize_with_flavor(&sample(), AtomicWriter::new(&words, 64)).unwrap();
         assert_eq!(n, postcard::to_allocvec(&sample()).unwrap().len());
         let mut scratch = vec![0u8; 64];
-        let (m, _): (Msg, usize) = decode_in_place(&words, n, &mut scratch).unwrap();
+        let (m, _): (Msg, usize) = decode_in_place((&words).into(), n, &mut scratch).unwrap();
         assert_eq!(m, sample());
         let e = postcard::serialize_with_flavor(&sample(), AtomicWriter::new(&words, 5));
         assert_eq!(e, Err(postcard::Error::SerializeBufferFull));

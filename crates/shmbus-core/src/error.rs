@@ -7,7 +7,25 @@
 use core::fmt;
 use core::time::Duration;
 
-use crate::sys::{Errno, SysError};
+use crate::sys::{Call, Errno, SysError};
+
+/// Which System V object of a topic an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// The shared memory segment (frames and header).
+    Segment,
+    /// The publisher lock: a semaphore set at the same key.
+    Lock,
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ObjectKind::Segment => "segment",
+            ObjectKind::Lock => "publisher lock (semaphore set)",
+        })
+    }
+}
 
 /// Formats a key the way `ipcs` shows it.
 pub(crate) struct Key(pub i32);
@@ -100,12 +118,13 @@ pub enum OpenError {
         /// Human-readable difference.
         what: String,
     },
-    /// Permission denied (`EACCES`/`EPERM`) by the segment's mode.
+    /// Permission denied (`EACCES`/`EPERM`) by the segment's (or lock's)
+    /// mode.
     PermissionDenied {
         /// The System V key.
         key: i32,
         /// Which call refused.
-        call: &'static str,
+        call: Call,
         /// Owner uid, gid and mode when they could be read.
         owner: Option<(u32, u32, u32)>,
     },
@@ -116,14 +135,18 @@ pub enum OpenError {
         /// Pid of the live publisher (from the lock's `sempid`).
         pid: i32,
     },
-    /// The segment (or its lock) was not created by the expected user: it may
-    /// be a squatter or a spoof. Nothing was read or written.
+    /// The segment or its lock was not created by the expected user: it may
+    /// be a squatter or a spoof. Nothing was read or written. For a lock the
+    /// uids come from `/proc/sysvipc/sem` when the lock itself cannot be
+    /// read (a squatter's mode 0600 semaphore).
     NotOwner {
         /// The System V key.
         key: i32,
-        /// Creator uid of the segment.
+        /// Which object: the segment or the publisher lock.
+        object: ObjectKind,
+        /// Creator uid of the object.
         creator_uid: u32,
-        /// Owner uid of the segment.
+        /// Owner uid of the object.
         owner_uid: u32,
         /// The uid that should have created it.
         expected_uid: u32,
@@ -160,6 +183,19 @@ pub enum OpenError {
         /// `ENOSPC` for both): `"kernel.shmmni (number of segments)"`,
         /// `"kernel.shmall (total pages)"`, or both names if unclear.
         limit: &'static str,
+    },
+    /// The system-wide limit on semaphore sets or semaphores (`kernel.sem`)
+    /// is reached (`ENOSPC` from `semget`): the publisher lock cannot be
+    /// created.
+    SemaphoreLimit {
+        /// The System V key.
+        key: i32,
+        /// Which field of `kernel.sem` (`"SEMMSL SEMMNS SEMOPM SEMMNI"`), as
+        /// far as `/proc` tells: `"SEMMNI (4th field: number of semaphore
+        /// sets)"`, `"SEMMNS (2nd field: total semaphores)"`, or both.
+        field: &'static str,
+        /// The four values of `/proc/sys/kernel/sem`, if readable.
+        current: Option<[u64; 4]>,
     },
     /// The kernel could not allocate memory (`ENOMEM`).
     OutOfMemory {
@@ -204,8 +240,13 @@ impl OpenError {
                 owner: None,
             },
             Errno::EIDRM => OpenError::Removed { key },
-            Errno::EINVAL if e.call == "shmget" => OpenError::TooLarge { key, size },
-            Errno::ENOSPC => OpenError::SystemLimit {
+            Errno::EINVAL if e.call == Call::Shmget => OpenError::TooLarge { key, size },
+            Errno::ENOSPC if e.call == Call::Semget => OpenError::SemaphoreLimit {
+                key,
+                field: crate::sysvipc::which_sem_limit(),
+                current: crate::sysvipc::sem_limits(),
+            },
+            Errno::ENOSPC if e.call == Call::Shmget => OpenError::SystemLimit {
                 key,
                 size,
                 limit: crate::sysvipc::which_limit(size),
@@ -302,15 +343,21 @@ impl fmt::Display for OpenError {
             ),
             OpenError::NotOwner {
                 key,
+                object,
                 creator_uid,
                 owner_uid,
                 expected_uid,
-            } => write!(
-                f,
-                "segment at key {} was created by uid {creator_uid} (owner uid {owner_uid}), expected uid {expected_uid}: refusing a possibly spoofed topic; remove it as root (`shmbus rm {}`) and find out who created it",
-                Key(*key),
-                Key(*key)
-            ),
+            } => {
+                write!(
+                    f,
+                    "{object} at key {} was created by uid {creator_uid} (owner uid {owner_uid}), expected uid {expected_uid}: refusing a possibly spoofed topic; find out who created it, then remove it as root (",
+                    Key(*key),
+                )?;
+                match object {
+                    ObjectKind::Segment => write!(f, "`shmbus rm {}`)", Key(*key)),
+                    ObjectKind::Lock => write!(f, "`ipcrm -S {}`)", Key(*key)),
+                }
+            }
             OpenError::WritableByOthers { key, mode } => write!(
                 f,
                 "segment at key {} has mode {mode:03o}: writable by group or others, so frames could be forged; set mode 0640 or 0644 in the topic's config",
@@ -331,6 +378,28 @@ impl fmt::Display for OpenError {
                 "cannot create a {size}-byte segment for key {}: the system limit {limit} is reached; see `shmbus doctor`, remove stale topics (`shmbus list`, `shmbus rm`) or raise the limit with sysctl",
                 Key(*key)
             ),
+            OpenError::SemaphoreLimit {
+                key,
+                field,
+                current,
+            } => {
+                write!(
+                    f,
+                    "cannot create the publisher lock (a semaphore set) for key {}: the system limit kernel.sem {field} is reached; see `shmbus doctor`, remove stale topics (`shmbus list`, `shmbus rm`) or raise it",
+                    Key(*key)
+                )?;
+                match current {
+                    Some([msl, mns, opm, mni]) => {
+                        let (mns2, mni2) = if field.starts_with("SEMMNS") {
+                            (mns.saturating_mul(2).max(mns + 1), *mni)
+                        } else {
+                            (*mns, mni.saturating_mul(2).max(mni + 1))
+                        };
+                        write!(f, ": sysctl -w kernel.sem=\"{msl} {mns2} {opm} {mni2}\"")
+                    }
+                    None => write!(f, " with sysctl -w kernel.sem=..."),
+                }
+            }
             OpenError::OutOfMemory { key, size } => write!(
                 f,
                 "out of memory creating a {size}-byte segment for key {}",
@@ -380,7 +449,18 @@ pub enum ReadError {
     /// a publish. The next publisher repairs the slot.
     PublisherDied,
     /// A complete (sequence-validated) frame did not decode as the
-    /// subscriber's type, or its length exceeds the frame capacity.
+    /// subscriber's type. Only that frame is lost: the in-order cursor has
+    /// moved past it and `latest` counts it as returned, so the next read
+    /// returns the frame after it. Typically a typeless tool published a
+    /// value the type cannot hold (a string over its capacity).
+    Undecodable {
+        /// Generation of the frame.
+        generation: u64,
+        /// postcard's error.
+        error: postcard::Error,
+    },
+    /// A complete (sequence-validated) slot holds what no publisher writes:
+    /// a length over the frame capacity, or an impossible generation.
     Corrupt {
         /// Generation of the frame.
         generation: u64,
@@ -399,6 +479,10 @@ impl fmt::Display for ReadError {
             ReadError::PublisherDied => write!(
                 f,
                 "the publisher died in the middle of a publish; the frame is lost and the next publisher repairs the slot"
+            ),
+            ReadError::Undecodable { generation, error } => write!(
+                f,
+                "frame {generation} does not decode as the subscriber's type ({error}); skipped it, the next read returns the frame after it"
             ),
             ReadError::Corrupt { generation, what } => write!(
                 f,
@@ -422,6 +506,19 @@ pub enum WaitError {
     /// The segment was removed (`IPC_RMID`). The handle will never see a new
     /// frame: attach again once a publisher recreates the topic.
     Removed,
+    /// The publisher lock at the key cannot be read (liveness `Unknown`):
+    /// another user's semaphore, mode 0600 or so, sits at the key. A
+    /// publisher never takes a lock it did not create, so no publisher can
+    /// be running while it is there; the wait ends instead of waiting for
+    /// frames that cannot come. The handle stays usable.
+    LockUnreadable {
+        /// The System V key.
+        key: i32,
+        /// Creator uid of the semaphore set, from `/proc/sysvipc/sem`.
+        creator_uid: Option<u32>,
+        /// Its permission bits, from `/proc/sysvipc/sem`.
+        mode: Option<u32>,
+    },
     /// Reading the frame failed.
     Read(ReadError),
     /// The wait itself failed.
@@ -437,6 +534,21 @@ impl fmt::Display for WaitError {
                 f,
                 "the topic was removed while waiting; attach again once its publisher recreates it"
             ),
+            WaitError::LockUnreadable {
+                key,
+                creator_uid,
+                mode,
+            } => {
+                write!(f, "the publisher lock at key {} cannot be read", Key(*key))?;
+                if let (Some(uid), Some(mode)) = (creator_uid, mode) {
+                    write!(f, " (created by uid {uid}, mode {mode:03o})")?;
+                }
+                write!(
+                    f,
+                    ": no publisher can run while it is there; find out who created it, then remove it as root (`ipcrm -S {}`)",
+                    Key(*key)
+                )
+            }
             WaitError::Read(e) => e.fmt(f),
             WaitError::Sys(e) => e.fmt(f),
         }

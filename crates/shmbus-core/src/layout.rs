@@ -13,10 +13,11 @@
 //! offset against the kernel's segment size before anything uses them.
 
 use core::mem::{align_of, offset_of, size_of};
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64};
 
 use crate::error::OpenError;
 use crate::sys::Attachment;
+use crate::view::ReadWords;
 
 /// The first 8 bytes of every shmbus segment: `\x89SHMBUS\n`.
 ///
@@ -257,10 +258,10 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 }
 
 /// Copy `len` bytes out of 32-bit words (little-endian), with relaxed loads.
-pub fn copy_from_words(words: &[AtomicU32], len: usize, out: &mut Vec<u8>) {
+pub fn copy_from_words(words: ReadWords<'_>, len: usize, out: &mut Vec<u8>) {
     out.clear();
     for w in words.iter().take(len.div_ceil(4)) {
-        out.extend_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
+        out.extend_from_slice(&w.load().to_le_bytes());
     }
     out.truncate(len);
 }
@@ -282,18 +283,17 @@ impl HeaderInfo {
                 what: "segment smaller than the 256-byte header",
             });
         }
-        // SAFETY: RawHeader is a repr(C) struct of atomic integers only.
-        let h = unsafe { seg.view::<RawHeader>() }.ok_or(corrupt("header"))?;
+        let h = seg.header().ok_or(corrupt("header"))?;
         // Acquire pairs with the creator's Release store of `magic`, which it
         // makes after writing every immutable field below.
-        let magic = h.magic.load(Ordering::Acquire);
+        let magic = h.magic().load_acquire();
         if magic == 0 {
             return Err(OpenError::NotReady { key });
         }
         if magic != MAGIC_U64 {
             return Err(OpenError::NotShmbus { key, magic });
         }
-        let version = h.layout_version.load(Ordering::Relaxed);
+        let version = h.layout_version().load();
         if version != LAYOUT_VERSION {
             return Err(OpenError::UnsupportedLayout {
                 key,
@@ -301,17 +301,17 @@ impl HeaderInfo {
                 supported: LAYOUT_VERSION,
             });
         }
-        let header_size = h.header_size.load(Ordering::Relaxed) as usize;
-        let slot_count = h.slot_count.load(Ordering::Relaxed);
-        let slot_stride = h.slot_stride.load(Ordering::Relaxed) as usize;
-        let frame_capacity = h.frame_capacity.load(Ordering::Relaxed) as usize;
-        let flags = h.flags.load(Ordering::Relaxed);
-        let segment_size = h.segment_size.load(Ordering::Relaxed);
-        let schema_fingerprint = h.schema_fingerprint.load(Ordering::Relaxed);
-        let schema_offset = h.schema_offset.load(Ordering::Relaxed) as usize;
-        let schema_len = h.schema_len.load(Ordering::Relaxed) as usize;
-        let name_len = h.name_len.load(Ordering::Relaxed) as usize;
-        let created_real_ns = h.created_real_ns.load(Ordering::Relaxed);
+        let header_size = h.header_size().load() as usize;
+        let slot_count = h.slot_count().load();
+        let slot_stride = h.slot_stride().load() as usize;
+        let frame_capacity = h.frame_capacity().load() as usize;
+        let flags = h.flags().load();
+        let segment_size = h.segment_size().load();
+        let schema_fingerprint = h.schema_fingerprint().load();
+        let schema_offset = h.schema_offset().load() as usize;
+        let schema_len = h.schema_len().load() as usize;
+        let name_len = h.name_len().load() as usize;
+        let created_real_ns = h.created_real_ns().load();
 
         if flags & !FLAG_NOTIFY != 0 {
             return Err(corrupt("flags has unknown bits"));
@@ -344,10 +344,10 @@ impl HeaderInfo {
             return Err(corrupt("name_len out of range"));
         }
         let mut name = Vec::with_capacity(64);
-        copy_from_words(&h.name, name_len, &mut name);
+        copy_from_words(h.name(), name_len, &mut name);
         let name = String::from_utf8(name).map_err(|_| corrupt("name is not UTF-8"))?;
         let words = seg
-            .words_at(schema_offset, schema_len.div_ceil(4))
+            .words(schema_offset, schema_len.div_ceil(4))
             .ok_or(corrupt("schema outside the segment"))?;
         let mut schema = Vec::with_capacity(schema_len);
         copy_from_words(words, schema_len, &mut schema);

@@ -4,7 +4,8 @@
 //! memory: the segment layout ([`layout`], specified in `docs/LAYOUT.md`),
 //! the seqlock protocol ([`seqlock`]), the in-place postcard codec
 //! ([`codec`]), the System V and futex wrappers ([`sys`]), the publisher lock
-//! ([`lock`]), topic descriptions ([`topic`]) and errors ([`error`]).
+//! ([`lock`]), topic descriptions ([`topic`]), errors ([`error`]) and the
+//! load-only views a reader gets of shared memory ([`view`]).
 //!
 //! Applications use `shmbus-pub` (publisher) and `shmbus-sub` (subscriber);
 //! tools use this crate directly. The write side (read-write attachment,
@@ -33,6 +34,7 @@ pub mod sys;
 pub mod sysvipc;
 #[cfg(not(loom))]
 pub mod topic;
+pub mod view;
 
 #[cfg(not(loom))]
 pub use error::{OpenError, ReadError, WaitError};
@@ -42,6 +44,8 @@ pub use lock::PublisherStatus;
 pub use segment::{Segment, SlotMeta};
 #[cfg(not(loom))]
 pub use topic::{LockPolicy, Topic};
+#[cfg(not(loom))]
+pub use view::{ReadHeader, ReadWord32, ReadWord64, ReadWords};
 
 #[cfg(not(loom))]
 pub use postcard;

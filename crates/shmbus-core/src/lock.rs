@@ -10,8 +10,8 @@
 //! Subscribers read the value (`GETVAL`, read permission) to tell whether
 //! the publisher is alive; they never change it.
 
-#[cfg(feature = "writer")]
-use crate::error::OpenError;
+use crate::error::{ObjectKind, OpenError};
+use crate::segment::require_owner;
 use crate::sys::{self, Errno};
 
 /// Whether a topic's publisher is running, as far as the lock tells.
@@ -26,7 +26,11 @@ pub enum PublisherStatus {
     NotRunning,
     /// The topic has no lock (it was removed, or never had a publisher).
     NoLock,
-    /// The lock could not be read (permission).
+    /// The lock could not be read (permission): another user's semaphore
+    /// sits at the key. A publisher never takes a lock it did not create,
+    /// so none can be running while it is there; blocking waits end with
+    /// `WaitError::LockUnreadable`, and a subscriber that names its
+    /// publisher's uid refuses such a topic at attach.
     Unknown,
 }
 
@@ -37,9 +41,11 @@ impl PublisherStatus {
     }
 }
 
-/// Read the publisher lock of the topic at `key`. Two system calls.
+/// Read the publisher lock of the topic at `key`. Two system calls. Key 0
+/// (a removed segment's) has no lock: [`PublisherStatus::NoLock`], with no
+/// system call.
 pub fn publisher_status(key: i32) -> PublisherStatus {
-    let id = match sys::semget(key, 0) {
+    let id = match sys::sem_lookup(key) {
         Ok(id) => id,
         Err(e) if e.errno == Errno::ENOENT => return PublisherStatus::NoLock,
         Err(_) => return PublisherStatus::Unknown,
@@ -59,9 +65,39 @@ pub fn status_of(semid: i32) -> PublisherStatus {
     }
 }
 
+/// Require that the publisher lock at `key`, if there is one, was created
+/// by and belongs to `uid`. A lock this process cannot read is judged from
+/// `/proc/sysvipc/sem` (readable by anyone): another user's is
+/// [`OpenError::NotOwner`] naming its creator, never silently accepted.
+pub fn check_owner(key: i32, uid: u32) -> Result<(), OpenError> {
+    let unreadable = |e: sys::SysError| match crate::sysvipc::semaphore_by_key(key) {
+        Some(p) => {
+            require_owner(ObjectKind::Lock, key, p.creator_uid(), p.owner().0, uid)?;
+            // Ours, yet unreadable to this process: say so.
+            Err(OpenError::PermissionDenied {
+                key,
+                call: e.call,
+                owner: Some(p.owner()),
+            })
+        }
+        None => Err(OpenError::from_sys(key, 0, e)),
+    };
+    let id = match sys::sem_lookup(key) {
+        Ok(id) => id,
+        // No lock: no publisher is running; nothing to spoof liveness with.
+        Err(e) if e.errno == Errno::ENOENT => return Ok(()),
+        Err(e) => return unreadable(e),
+    };
+    match sys::sem_stat(id) {
+        Ok(st) => require_owner(ObjectKind::Lock, key, st.cuid, st.uid, uid),
+        Err(e) if matches!(e.errno, Errno::EIDRM | Errno::EINVAL) => Ok(()),
+        Err(e) => unreadable(e),
+    }
+}
+
 /// Remove the publisher lock of the topic at `key`, if it exists.
 pub fn remove_lock(key: i32) -> Result<bool, sys::SysError> {
-    match sys::semget(key, 0) {
+    match sys::sem_lookup(key) {
         Ok(id) => sys::sem_remove(id).map(|()| true),
         Err(e) if e.errno == Errno::ENOENT => Ok(false),
         Err(e) => Err(e),
@@ -90,9 +126,8 @@ impl PublisherLock {
     /// squatter on the topic's key), [`OpenError::PermissionDenied`].
     pub fn acquire(key: i32, mode: u32, group: Option<u32>) -> Result<PublisherLock, OpenError> {
         let euid = nix::unistd::geteuid().as_raw();
-        let flags = libc::IPC_CREAT | libc::IPC_EXCL | (mode & 0o777) as i32;
         let mut created = false;
-        let semid = match sys::semget(key, flags) {
+        let semid = match sys::sem_create(key, mode) {
             Ok(id) => {
                 created = true;
                 if group.is_some() {
@@ -109,23 +144,32 @@ impl PublisherLock {
                     // anyone can read.
                     Some(p) if p.creator_uid() != euid => OpenError::NotOwner {
                         key,
+                        object: ObjectKind::Lock,
                         creator_uid: p.creator_uid(),
                         owner_uid: p.owner().0,
                         expected_uid: euid,
                     },
                     _ => OpenError::from_sys(key, 0, e),
                 };
-                let id = sys::semget(key, 0).map_err(squatter)?;
+                let id = sys::sem_lookup(key).map_err(squatter)?;
                 let st = sys::sem_stat(id).map_err(squatter)?;
                 // Also for root: a lock someone else created at our key is
                 // a squatter's, whatever our privileges.
                 if st.cuid != euid {
                     return Err(OpenError::NotOwner {
                         key,
+                        object: ObjectKind::Lock,
                         creator_uid: st.cuid,
                         owner_uid: st.uid,
                         expected_uid: euid,
                     });
+                }
+                // Our lock from an earlier run: give it the topic's current
+                // mode and group, as the segment gets them, so whoever may
+                // read the segment may read the publisher's liveness.
+                if st.mode & 0o777 != mode & 0o777 || group.is_some_and(|g| g != st.gid) {
+                    sys::sem_set_owner(id, group, mode)
+                        .map_err(|e| OpenError::from_sys(key, 0, e))?;
                 }
                 id
             }

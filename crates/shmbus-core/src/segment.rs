@@ -1,15 +1,15 @@
 //! An attached topic segment: validated header, slot access, seqlock reads,
 //! and (with feature `writer`) creation, repair and publishing.
 
-use core::sync::atomic::{AtomicU32, Ordering};
 use core::time::Duration;
 
-use crate::error::{OpenError, ReadError};
-use crate::layout::{HeaderInfo, RawHeader};
+use crate::error::{ObjectKind, OpenError, ReadError};
+use crate::layout::HeaderInfo;
 use crate::lock::{self, PublisherStatus};
 use crate::seqlock;
-use crate::sys::{self, Attachment, Errno, ShmStat, SysError};
+use crate::sys::{self, Attachment, Call, Errno, ShmStat, SysError};
 use crate::topic::Topic;
+use crate::view::{ReadHeader, ReadWord32, ReadWords};
 
 /// Word indices inside a slot (see [`crate::layout::RawSlot`]).
 const SEQ: usize = 0;
@@ -25,6 +25,13 @@ const DATA: usize = 8;
 /// How long a reader retries a slot whose sequence stays odd while its
 /// publisher is alive before it reports [`ReadError::WriterStuck`].
 pub const DEFAULT_STUCK_AFTER: Duration = Duration::from_millis(200);
+
+/// The largest generation a real topic can reach: at a million frames a
+/// second, 2^62 frames take 146,000 years. A header or slot that claims more
+/// is garbage (or planted): attach refuses it ([`OpenError::Corrupt`]) and
+/// reads report it ([`ReadError::Corrupt`]), so no reader's cursor
+/// arithmetic (`generation + 1`, `generation - slots`) meets such a value.
+pub const MAX_SANE_GENERATION: u64 = 1 << 62;
 
 /// A frame's metadata from its slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +61,7 @@ fn map_attach_err(key: i32, e: SysError) -> OpenError {
             call: e.call,
             owner: crate::sysvipc::segment_by_key(key).map(|p| p.owner()),
         },
-        Errno::EINVAL | Errno::EIDRM if e.call != "shmget" => OpenError::Removed { key },
+        Errno::EINVAL | Errno::EIDRM if e.call != Call::Shmget => OpenError::Removed { key },
         _ => OpenError::from_sys(key, 0, e),
     }
 }
@@ -70,19 +77,8 @@ impl Segment {
             let st = seg.stat().map_err(|e| map_attach_err(topic.key, e))?;
             check_owner(topic.key, &st, uid)?;
             // The publisher lock too: liveness must not be spoofable by a
-            // semaphore someone else created at the key.
-            if let Ok(semid) = sys::semget(topic.key, 0) {
-                if let Ok(ss) = sys::sem_stat(semid) {
-                    if ss.cuid != uid || ss.uid != uid {
-                        return Err(OpenError::NotOwner {
-                            key: topic.key,
-                            creator_uid: ss.cuid,
-                            owner_uid: ss.uid,
-                            expected_uid: uid,
-                        });
-                    }
-                }
-            }
+            // semaphore someone else created at the key, readable or not.
+            lock::check_owner(topic.key, uid)?;
         }
         if seg.info.name != topic.name {
             return Err(OpenError::NameMismatch {
@@ -101,10 +97,20 @@ impl Segment {
     }
 
     /// Attach segment `shmid` read-only; `key` is used in messages.
+    ///
+    /// Besides the header checks of [`HeaderInfo::read`], a generation
+    /// above [`MAX_SANE_GENERATION`] is refused as [`OpenError::Corrupt`].
     pub fn attach_shmid(shmid: i32, key: i32) -> Result<Segment, OpenError> {
         let att = Attachment::read_only(shmid).map_err(|e| map_attach_err(key, e))?;
         let info = HeaderInfo::read(&att, key)?;
-        Ok(Segment { att, info, key })
+        let seg = Segment { att, info, key };
+        if seg.generation() > MAX_SANE_GENERATION {
+            return Err(OpenError::Corrupt {
+                key,
+                what: "its generation is impossible: above 2^62",
+            });
+        }
+        Ok(seg)
     }
 
     /// The validated header fields.
@@ -127,23 +133,46 @@ impl Segment {
         self.att.len()
     }
 
-    /// The header's atomics (live fields: generation, notify, pids, times).
+    /// The header, load-only (live fields: generation, notify, pids,
+    /// times). A store through it does not compile:
+    ///
+    /// ```no_run
+    /// # fn f(seg: &shmbus_core::Segment) {
+    /// let pid: u32 = seg.header().publisher_pid().load();
+    /// # }
+    /// ```
     #[inline]
-    pub fn header(&self) -> &RawHeader {
+    pub fn header(&self) -> ReadHeader<'_> {
         header_of(&self.att)
     }
 
-    /// Generation of the newest complete frame (0: none yet). Acquire: pairs
-    /// with the publisher's Release store after the frame's slot is complete.
+    /// Generation of the newest complete frame (0: none yet), as stored.
+    /// Acquire (load and fence): pairs with the publisher's Release store
+    /// after the frame's slot is complete. Readers use
+    /// [`Self::checked_generation`].
     #[inline]
     pub fn generation(&self) -> u64 {
-        self.header().generation.load(Ordering::Acquire)
+        self.header().generation().load_acquire()
     }
 
-    /// The futex word: low 32 bits of the generation.
+    /// [`Self::generation`], or [`ReadError::Corrupt`] if it is above
+    /// [`MAX_SANE_GENERATION`] (the segment was overwritten since attach).
     #[inline]
-    pub fn notify_word(&self) -> &AtomicU32 {
-        &self.header().notify
+    pub fn checked_generation(&self) -> Result<u64, ReadError> {
+        let g = self.generation();
+        if g > MAX_SANE_GENERATION {
+            return Err(ReadError::Corrupt {
+                generation: g,
+                what: "its header generation is impossible: above 2^62",
+            });
+        }
+        Ok(g)
+    }
+
+    /// The futex word: low 32 bits of the generation, load-only.
+    #[inline]
+    pub fn notify_word(&self) -> ReadWord32<'_> {
+        self.header().notify()
     }
 
     /// Read the slot that holds generation `generation` (index modulo the
@@ -154,11 +183,14 @@ impl Segment {
     /// sequence stays odd: [`ReadError::PublisherDied`] once the publisher
     /// lock shows no publisher, [`ReadError::WriterStuck`] after
     /// `stuck_after` while it is held.
+    ///
+    /// A slot whose generation is above [`MAX_SANE_GENERATION`] is
+    /// [`ReadError::Corrupt`].
     pub fn read_slot<R>(
         &self,
         generation: u64,
         stuck_after: Duration,
-        f: impl FnMut(&SlotMeta, &[AtomicU32]) -> R,
+        f: impl FnMut(&SlotMeta, ReadWords<'_>) -> R,
     ) -> Result<(SlotMeta, R), ReadError> {
         read_slot(&self.att, &self.info, self.key, generation, stuck_after, f)
     }
@@ -168,7 +200,7 @@ impl Segment {
     /// a publisher died mid-write and no new one has repaired it yet. For
     /// tools and tests; readers use [`Self::read_slot`].
     pub fn slot_sequence(&self, index: u64) -> u32 {
-        slot_words(&self.att, &self.info, index)[SEQ].load(Ordering::Acquire)
+        seq_word(slot_words(&self.att, &self.info, index)).load_acquire()
     }
 
     /// `IPC_STAT` of the segment.
@@ -195,14 +227,7 @@ impl Segment {
 /// Refuse a segment that `uid` did not create and own, or that others can
 /// write.
 pub fn check_owner(key: i32, st: &ShmStat, uid: u32) -> Result<(), OpenError> {
-    if st.cuid != uid || st.uid != uid {
-        return Err(OpenError::NotOwner {
-            key,
-            creator_uid: st.cuid,
-            owner_uid: st.uid,
-            expected_uid: uid,
-        });
-    }
+    require_owner(ObjectKind::Segment, key, st.cuid, st.uid, uid)?;
     if st.perms() & 0o022 != 0 {
         return Err(OpenError::WritableByOthers {
             key,
@@ -212,23 +237,51 @@ pub fn check_owner(key: i32, st: &ShmStat, uid: u32) -> Result<(), OpenError> {
     Ok(())
 }
 
+/// The one owner rule, for segments and locks alike: `uid` must have
+/// created the object and still own it.
+pub(crate) fn require_owner(
+    object: ObjectKind,
+    key: i32,
+    creator_uid: u32,
+    owner_uid: u32,
+    uid: u32,
+) -> Result<(), OpenError> {
+    if creator_uid != uid || owner_uid != uid {
+        return Err(OpenError::NotOwner {
+            key,
+            object,
+            creator_uid,
+            owner_uid,
+            expected_uid: uid,
+        });
+    }
+    Ok(())
+}
+
 #[inline]
-fn header_of(att: &Attachment) -> &RawHeader {
-    // SAFETY: RawHeader is a repr(C) struct of atomics only; `HeaderInfo::read`
-    // checked at attach that the segment is at least 256 bytes, so `view`
-    // cannot fail for any segment we hold.
-    match unsafe { att.view::<RawHeader>() } {
+fn header_of(att: &Attachment) -> ReadHeader<'_> {
+    // `HeaderInfo::read` checked at attach that the segment is at least 256
+    // bytes, so this cannot fail for any segment we hold.
+    match att.header() {
         Some(h) => h,
         None => unreachable!("attachments are validated to hold a header"),
     }
 }
 
 #[inline]
-fn slot_words<'a>(att: &'a Attachment, info: &HeaderInfo, generation: u64) -> &'a [AtomicU32] {
+fn slot_words<'a>(att: &'a Attachment, info: &HeaderInfo, generation: u64) -> ReadWords<'a> {
     let g = &info.geometry;
-    match att.words_at(g.slot_offset(generation), g.slot_stride / 4) {
+    match att.words(g.slot_offset(generation), g.slot_stride / 4) {
         Some(w) => w,
         None => unreachable!("segment_size <= real size was validated at attach"),
+    }
+}
+
+#[inline]
+fn seq_word(w: ReadWords<'_>) -> ReadWord32<'_> {
+    match w.get(SEQ) {
+        Some(s) => s,
+        None => unreachable!("a slot has at least 8 words"),
     }
 }
 
@@ -241,11 +294,9 @@ fn backoff(tries: u32) {
     }
 }
 
-fn meta_of(w: &[AtomicU32], cap: usize) -> (SlotMeta, u32) {
-    let raw_len = w[LEN].load(Ordering::Relaxed);
-    let word64 = |lo: usize, hi: usize| {
-        u64::from(w[lo].load(Ordering::Relaxed)) | (u64::from(w[hi].load(Ordering::Relaxed)) << 32)
-    };
+fn meta_of(w: ReadWords<'_>, cap: usize) -> (SlotMeta, u32) {
+    let raw_len = w.load(LEN);
+    let word64 = |lo: usize, hi: usize| u64::from(w.load(lo)) | (u64::from(w.load(hi)) << 32);
     let meta = SlotMeta {
         len: raw_len.min(cap as u32),
         generation: word64(GEN_LO, GEN_HI),
@@ -261,22 +312,32 @@ fn read_slot<R>(
     key: i32,
     generation: u64,
     stuck_after: Duration,
-    mut f: impl FnMut(&SlotMeta, &[AtomicU32]) -> R,
+    mut f: impl FnMut(&SlotMeta, ReadWords<'_>) -> R,
 ) -> Result<(SlotMeta, R), ReadError> {
     let w = slot_words(att, info, generation);
+    let seq = seq_word(w);
     let cap = info.geometry.frame_capacity;
-    let data = &w[DATA..DATA + info.geometry.frame_words()];
+    let data = match w.range(DATA, DATA + info.geometry.frame_words()) {
+        Some(d) => d,
+        None => unreachable!("slot_stride holds the frame capacity"),
+    };
     let mut tries: u32 = 0;
     let mut since: Option<u64> = None;
     loop {
-        if let Some(s1) = seqlock::read_begin(&w[SEQ]) {
+        if let Some(s1) = seqlock::read_begin(seq) {
             let (meta, raw_len) = meta_of(w, cap);
             let value = f(&meta, data);
-            if seqlock::read_end(&w[SEQ], s1) {
+            if seqlock::read_end(seq, s1) {
                 if raw_len as usize > cap {
                     return Err(ReadError::Corrupt {
                         generation: meta.generation,
                         what: "frame length exceeds the frame capacity",
+                    });
+                }
+                if meta.generation > MAX_SANE_GENERATION {
+                    return Err(ReadError::Corrupt {
+                        generation: meta.generation,
+                        what: "its slot generation is impossible: above 2^62",
                     });
                 }
                 return Ok((meta, value));
@@ -296,7 +357,7 @@ fn read_slot<R>(
                 }
                 // Odd for 32 tries and nobody holds the lock: the writer died
                 // mid-write. A torn slot stays odd until a new publisher.
-                _ if seqlock::read_begin(&w[SEQ]).is_none() => {
+                _ if seqlock::read_begin(seq).is_none() => {
                     return Err(ReadError::PublisherDied);
                 }
                 _ => {}
@@ -311,9 +372,87 @@ pub use writer::{LockOutcome, PublishError, WriteSegment};
 #[cfg(feature = "writer")]
 mod writer {
     use super::*;
-    use crate::layout::{FLAG_NOTIFY, Geometry, LAYOUT_VERSION, MAGIC_U64, fnv1a64};
+    use crate::layout::{FLAG_NOTIFY, Geometry, LAYOUT_VERSION, MAGIC_U64, RawHeader, fnv1a64};
     use crate::lock::PublisherLock;
+    use crate::sys::WriteAttachment;
     use crate::topic::LockPolicy;
+    use core::sync::atomic::{AtomicU32, Ordering};
+
+    #[inline]
+    fn raw_header_of(att: &WriteAttachment) -> &RawHeader {
+        // `HeaderInfo::read` or `init_header`'s caller checked the size.
+        match att.raw_header() {
+            Some(h) => h,
+            None => unreachable!("attachments are validated to hold a header"),
+        }
+    }
+
+    #[inline]
+    fn slot_atomics<'a>(att: &'a WriteAttachment, info: &HeaderInfo, g: u64) -> &'a [AtomicU32] {
+        let geo = &info.geometry;
+        match att.atomic_words(geo.slot_offset(g), geo.slot_stride / 4) {
+            Some(w) => w,
+            None => unreachable!("segment_size <= real size was validated at open"),
+        }
+    }
+
+    /// One slot being written: its sequence word is odd while this lives
+    /// (a [`seqlock::WriteGuard`]). [`SlotWrite::commit`] stores the frame's
+    /// metadata; dropped without it (an encode error, a `Serialize` that
+    /// panics, a repair) the write is abandoned: the slot is emptied
+    /// (length 0, generation 0), then the guard makes the sequence even. The
+    /// header's generation is not advanced either way here: the caller does
+    /// that after a commit.
+    struct SlotWrite<'a> {
+        w: &'a [AtomicU32],
+        committed: bool,
+        // Dropped after `Drop::drop` below has emptied an abandoned slot.
+        _seq: seqlock::WriteGuard<'a>,
+    }
+
+    impl<'a> SlotWrite<'a> {
+        #[inline]
+        fn begin(w: &'a [AtomicU32]) -> SlotWrite<'a> {
+            SlotWrite {
+                w,
+                committed: false,
+                _seq: seqlock::WriteGuard::begin(&w[SEQ]),
+            }
+        }
+
+        #[inline]
+        fn data(&self, words: usize) -> &'a [AtomicU32] {
+            &self.w[DATA..DATA + words]
+        }
+
+        /// Data stores: Relaxed, published by the guard's Release on drop.
+        #[inline]
+        fn store_meta(&self, len: u32, g: u64, mono_ns: u64, real_ns: u64) {
+            let w = self.w;
+            w[LEN].store(len, Ordering::Relaxed);
+            w[GEN_LO].store(g as u32, Ordering::Relaxed);
+            w[GEN_HI].store((g >> 32) as u32, Ordering::Relaxed);
+            w[MONO_LO].store(mono_ns as u32, Ordering::Relaxed);
+            w[MONO_HI].store((mono_ns >> 32) as u32, Ordering::Relaxed);
+            w[REAL_LO].store(real_ns as u32, Ordering::Relaxed);
+            w[REAL_HI].store((real_ns >> 32) as u32, Ordering::Relaxed);
+        }
+
+        #[inline]
+        fn commit(mut self, len: u32, g: u64, mono_ns: u64, real_ns: u64) {
+            self.store_meta(len, g, mono_ns, real_ns);
+            self.committed = true;
+        }
+    }
+
+    impl Drop for SlotWrite<'_> {
+        #[inline]
+        fn drop(&mut self) {
+            if !self.committed {
+                self.store_meta(0, 0, 0, 0);
+            }
+        }
+    }
 
     /// What became of `SHM_LOCK` when the topic was opened.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -360,7 +499,7 @@ mod writer {
     /// publisher (who holds the publisher lock).
     #[derive(Debug)]
     pub struct WriteSegment {
-        att: Attachment,
+        att: WriteAttachment,
         info: HeaderInfo,
         key: i32,
         next: u64,
@@ -427,14 +566,7 @@ mod writer {
             let st = sys::shm_stat(shmid).map_err(|e| cleanup(map_attach_err(key, e)))?;
             if !created {
                 // Never adopt a segment someone else created at our key.
-                if st.cuid != euid || st.uid != euid {
-                    return Err(OpenError::NotOwner {
-                        key,
-                        creator_uid: st.cuid,
-                        owner_uid: st.uid,
-                        expected_uid: euid,
-                    });
-                }
+                require_owner(ObjectKind::Segment, key, st.cuid, st.uid, euid)?;
                 if st.size < size as u64 {
                     return Err(OpenError::SizeMismatch {
                         key,
@@ -443,7 +575,8 @@ mod writer {
                     });
                 }
             }
-            let att = Attachment::read_write(shmid).map_err(|e| cleanup(map_attach_err(key, e)))?;
+            let att =
+                WriteAttachment::read_write(shmid).map_err(|e| cleanup(map_attach_err(key, e)))?;
             let flags = if topic.notify { FLAG_NOTIFY } else { 0 };
             let fingerprint = fnv1a64(schema);
             let mut repaired = 0;
@@ -518,7 +651,7 @@ mod writer {
                     }
                 },
             };
-            let h = header_of(&att);
+            let h = raw_header_of(&att);
             let newest = h.generation.load(Ordering::Relaxed);
             h.publisher_pid.store(std::process::id(), Ordering::Relaxed);
             h.publisher_epoch.fetch_add(1, Ordering::Relaxed);
@@ -576,8 +709,9 @@ mod writer {
         /// `FUTEX_WAKE` when the topic has notify on. Returns the frame's
         /// generation.
         ///
-        /// If `encode` fails, the slot is left empty (generation 0) and
-        /// the generation is not advanced.
+        /// If `encode` fails or panics, the write is abandoned: the slot is
+        /// left empty (generation 0, sequence even) and the generation is not
+        /// advanced; the next publish reuses it.
         #[inline]
         pub fn publish_with(
             &mut self,
@@ -587,31 +721,24 @@ mod writer {
         ) -> Result<u64, PublishError> {
             let g = self.next;
             let cap = self.info.geometry.frame_capacity;
-            let w = slot_words(&self.att, &self.info, g);
-            let data = &w[DATA..DATA + self.info.geometry.frame_words()];
-            let s = seqlock::write_begin(&w[SEQ]);
-            // Data stores: Relaxed; published by `write_end`'s Release.
-            let result = encode(data, cap).and_then(|len| {
+            let slot = SlotWrite::begin(slot_atomics(&self.att, &self.info, g));
+            // If `encode` panics, unwinding drops `slot`: the write is
+            // abandoned (slot emptied, sequence even, generation unchanged).
+            let result = encode(slot.data(self.info.geometry.frame_words()), cap).and_then(|len| {
                 if len > cap {
                     Err(PublishError::TooLarge { len, capacity: cap })
                 } else {
                     Ok(len)
                 }
             });
-            let (len, g_stored) = match result {
-                Ok(len) => (len as u32, g),
-                Err(_) => (0, 0),
-            };
-            w[LEN].store(len, Ordering::Relaxed);
-            w[GEN_LO].store(g_stored as u32, Ordering::Relaxed);
-            w[GEN_HI].store((g_stored >> 32) as u32, Ordering::Relaxed);
-            w[MONO_LO].store(mono_ns as u32, Ordering::Relaxed);
-            w[MONO_HI].store((mono_ns >> 32) as u32, Ordering::Relaxed);
-            w[REAL_LO].store(real_ns as u32, Ordering::Relaxed);
-            w[REAL_HI].store((real_ns >> 32) as u32, Ordering::Relaxed);
-            seqlock::write_end(&w[SEQ], s);
-            result?;
-            let h = header_of(&self.att);
+            match result {
+                Ok(len) => slot.commit(len as u32, g, mono_ns, real_ns),
+                Err(e) => {
+                    drop(slot);
+                    return Err(e);
+                }
+            }
+            let h = raw_header_of(&self.att);
             h.last_publish_mono_ns.store(mono_ns, Ordering::Relaxed);
             h.last_publish_real_ns.store(real_ns, Ordering::Relaxed);
             // Release: a reader whose Acquire load sees `g` finds slot `g`
@@ -631,7 +758,7 @@ mod writer {
         pub fn read_slot<R>(
             &self,
             generation: u64,
-            f: impl FnMut(&SlotMeta, &[AtomicU32]) -> R,
+            f: impl FnMut(&SlotMeta, ReadWords<'_>) -> R,
         ) -> Result<(SlotMeta, R), ReadError> {
             read_slot(
                 &self.att,
@@ -654,13 +781,13 @@ mod writer {
     }
 
     fn init_header(
-        att: &Attachment,
+        att: &WriteAttachment,
         name: &str,
         schema: &[u8],
         g: &Geometry,
         flags: u32,
     ) -> HeaderInfo {
-        let h = header_of(att);
+        let h = raw_header_of(att);
         let r = Ordering::Relaxed;
         h.magic.store(0, r);
         h.layout_version.store(LAYOUT_VERSION, r);
@@ -681,7 +808,7 @@ mod writer {
         let created = sys::realtime_ns();
         h.created_real_ns.store(created, r);
         if let Some(words) =
-            att.words_at(crate::layout::HEADER_FIXED_SIZE, schema.len().div_ceil(4))
+            att.atomic_words(crate::layout::HEADER_FIXED_SIZE, schema.len().div_ceil(4))
         {
             crate::codec::store_bytes(words, schema);
         }
@@ -700,19 +827,20 @@ mod writer {
     /// Empty every slot left mid-write (odd sequence) by a dead publisher and
     /// bring the header's generation up to the newest complete slot.
     /// Returns the number of slots repaired.
-    fn repair(att: &Attachment, info: &HeaderInfo) -> u32 {
+    ///
+    /// A repair is a write like any other, through the same functions: a
+    /// [`SlotWrite`] begun on the odd word (which rounds it up and stores the
+    /// next odd value, then fences) and abandoned, which empties the slot
+    /// and ends the write with a Release store.
+    fn repair(att: &WriteAttachment, info: &HeaderInfo) -> u32 {
         let mut repaired = 0;
         let mut newest = 0u64;
         for i in 0..u64::from(info.geometry.slot_count) {
-            let w = slot_words(att, info, i);
-            let s = w[SEQ].load(Ordering::Relaxed);
-            if s & 1 == 1 {
-                // The sequence is odd already; readers discard anything they
-                // read now. Empty the slot, then make the sequence even.
-                w[LEN].store(0, Ordering::Relaxed);
-                w[GEN_LO].store(0, Ordering::Relaxed);
-                w[GEN_HI].store(0, Ordering::Relaxed);
-                seqlock::write_end(&w[SEQ], s.wrapping_sub(1));
+            let w = slot_atomics(att, info, i);
+            // Relaxed: the publisher lock makes us the only writer, and the
+            // dead one's stores are visible (the kernel released its lock).
+            if w[SEQ].load(Ordering::Relaxed) & 1 == 1 {
+                drop(SlotWrite::begin(w));
                 repaired += 1;
             } else {
                 let g = u64::from(w[GEN_LO].load(Ordering::Relaxed))
@@ -720,7 +848,7 @@ mod writer {
                 newest = newest.max(g);
             }
         }
-        let h = header_of(att);
+        let h = raw_header_of(att);
         let g = h.generation.load(Ordering::Relaxed).max(newest);
         h.generation.store(g, Ordering::Release);
         h.notify.store(g as u32, Ordering::Release);

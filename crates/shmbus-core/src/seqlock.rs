@@ -24,14 +24,31 @@
 //!
 //! The sequence word is 32 bits and wraps; only equality is compared.
 //!
+//! The reader's side takes a load-only [`ReadWord32`]: a subscriber's
+//! mapping is read-only, and Rust promises only `Relaxed` loads there. The
+//! Acquire of `read_begin` is therefore a `Relaxed` load followed by
+//! `fence(Acquire)`: the same synchronisation with (W2), the same single
+//! `dmb ish` on ARMv7.
+//!
+//! The writer's side is a guard, as crossbeam's `SeqLockWriteGuard`:
+//! [`WriteGuard::begin`] makes the sequence odd, and dropping the guard makes
+//! it even again, also when the code between panics. What the slot holds
+//! after an interrupted write is the caller's business (the segment empties
+//! it, see `segment.rs`); a repair of a slot left odd by a dead writer is
+//! the same `begin`, stores and drop.
+//!
 //! The same functions are model-checked with `loom` (`--cfg loom`), see the
 //! tests at the bottom: the orderings checked are the ones the bus runs.
 
 #[cfg(loom)]
 use loom::sync::atomic::{AtomicU32, Ordering, fence};
 
+#[cfg(all(not(loom), any(feature = "writer", test)))]
+use core::sync::atomic::AtomicU32;
 #[cfg(not(loom))]
-use core::sync::atomic::{AtomicU32, Ordering, fence};
+use core::sync::atomic::{Ordering, fence};
+
+use crate::view::ReadWord32;
 
 /// Start a write: make the sequence odd. Returns the even value it had.
 ///
@@ -55,19 +72,56 @@ pub fn write_begin(seq: &AtomicU32) -> u32 {
 
 /// Finish a write started with [`write_begin`] (which returned `s`): make the
 /// sequence even again. (W2): the Release pairs with the reader's Acquire
-/// load in [`read_begin`], publishing every data store of this write.
+/// (load and fence) in [`read_begin`], publishing every data store of this
+/// write.
 #[cfg(any(feature = "writer", loom, test))]
 #[inline]
 pub fn write_end(seq: &AtomicU32, s: u32) {
     seq.store(s.wrapping_add(2), Ordering::Release);
 }
 
+/// A write in progress on one sequence word: odd while the guard lives.
+/// Dropping it ends the write ([`write_end`]), whether the code between
+/// returned or panicked, so no slot stays odd for the life of its writer.
+#[cfg(any(feature = "writer", loom, test))]
+#[derive(Debug)]
+#[must_use = "dropping the guard ends the write at once"]
+pub struct WriteGuard<'a> {
+    seq: &'a AtomicU32,
+    s: u32,
+}
+
+#[cfg(any(feature = "writer", loom, test))]
+impl<'a> WriteGuard<'a> {
+    /// Start a write ([`write_begin`]): the sequence is odd until the guard
+    /// is dropped. An odd word (a dead writer's) is rounded up first.
+    #[inline]
+    pub fn begin(seq: &'a AtomicU32) -> WriteGuard<'a> {
+        let s = write_begin(seq);
+        WriteGuard { seq, s }
+    }
+
+    /// The even sequence value the write started from.
+    pub fn start(&self) -> u32 {
+        self.s
+    }
+}
+
+#[cfg(any(feature = "writer", loom, test))]
+impl Drop for WriteGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        write_end(self.seq, self.s);
+    }
+}
+
 /// Start a read: the sequence value if it is even, `None` if a write is in
 /// progress (the caller backs off and retries).
 #[inline]
-pub fn read_begin(seq: &AtomicU32) -> Option<u32> {
-    // Acquire pairs with the writer's Release in `write_end` (W2).
-    let s = seq.load(Ordering::Acquire);
+pub fn read_begin(seq: ReadWord32<'_>) -> Option<u32> {
+    // Relaxed load + fence(Acquire): pairs with the writer's Release in
+    // `write_end` (W2) when the load reads that store.
+    let s = seq.load_acquire();
     if s & 1 == 0 { Some(s) } else { None }
 }
 
@@ -75,11 +129,11 @@ pub fn read_begin(seq: &AtomicU32) -> Option<u32> {
 /// write overlapped it, so every data word loaded in between belongs to one
 /// complete write.
 #[inline]
-pub fn read_end(seq: &AtomicU32, s1: u32) -> bool {
+pub fn read_end(seq: ReadWord32<'_>, s1: u32) -> bool {
     // (R1): pairs with the writer's fence (W1): if a data load saw a newer
     // write's store, the load below sees that write's odd sequence (or later).
     fence(Ordering::Acquire);
-    seq.load(Ordering::Relaxed) == s1
+    seq.load() == s1
 }
 
 /// Model checks. Run with `crates/shmbus-core/loom.sh`.
@@ -95,6 +149,10 @@ mod loom_tests {
     use super::*;
     use loom::sync::Arc;
     use loom::thread;
+
+    fn rd(seq: &AtomicU32) -> ReadWord32<'_> {
+        ReadWord32::from(seq)
+    }
 
     /// One writer, one reader, a two-word payload whose words must always
     /// agree. The reader may fail (odd or changed sequence) but must never
@@ -114,10 +172,10 @@ mod loom_tests {
                     write_end(&ws, s);
                 }
             });
-            if let Some(s1) = read_begin(&seq) {
+            if let Some(s1) = read_begin(rd(&seq)) {
                 let a = data[0].load(Ordering::Relaxed);
                 let b = data[1].load(Ordering::Relaxed);
-                if read_end(&seq, s1) {
+                if read_end(rd(&seq), s1) {
                     assert_eq!(a, b, "accepted a torn frame");
                     // An even sequence s1 means s1/2 writes completed.
                     assert_eq!(a, s1 / 2, "data does not match the sequence");
@@ -145,13 +203,52 @@ mod loom_tests {
                 wg.store(1, Ordering::Release);
             });
             if generation.load(Ordering::Acquire) == 1 {
-                let s1 = read_begin(&seq)
+                let s1 = read_begin(rd(&seq))
                     .expect("slot is mid-write although the generation says complete");
                 let g = slot_gen.load(Ordering::Relaxed);
-                assert!(read_end(&seq, s1));
+                assert!(read_end(rd(&seq), s1));
                 assert_eq!(g, 1, "stale slot behind a published generation");
             }
             writer.join().unwrap();
+        });
+    }
+
+    /// A writer dies mid-write (guard forgotten: the sequence stays odd,
+    /// one data word changed), then the next publisher repairs the slot with
+    /// the same guard: it empties the slot and ends the write. A concurrent
+    /// reader accepts only the complete frame from before the crash (1, 1)
+    /// or the emptied slot (0, 0), never the half-written or a mixed pair.
+    #[test]
+    fn repair_through_the_guard_never_exposes_a_half_write() {
+        loom::model(|| {
+            let seq = Arc::new(AtomicU32::new(2));
+            let data = Arc::new([AtomicU32::new(1), AtomicU32::new(1)]);
+            let (ws, wd) = (seq.clone(), data.clone());
+            let writer = thread::spawn(move || {
+                let dead = WriteGuard::begin(&ws);
+                wd[0].store(2, Ordering::Relaxed);
+                core::mem::forget(dead);
+                // The next publisher, after the kernel released the lock.
+                let repair = WriteGuard::begin(&ws);
+                wd[0].store(0, Ordering::Relaxed);
+                wd[1].store(0, Ordering::Relaxed);
+                drop(repair);
+            });
+            if let Some(s1) = read_begin(rd(&seq)) {
+                let a = data[0].load(Ordering::Relaxed);
+                let b = data[1].load(Ordering::Relaxed);
+                if read_end(rd(&seq), s1) {
+                    assert!(
+                        (a, b) == (1, 1) || (a, b) == (0, 0),
+                        "accepted ({a}, {b}) around a crash and repair"
+                    );
+                }
+            }
+            writer.join().unwrap();
+            // After the repair the sequence is even and the slot empty.
+            let s = read_begin(rd(&seq)).expect("even after repair");
+            assert_eq!(s, 6);
+            assert_eq!(data[0].load(Ordering::Relaxed), 0);
         });
     }
 
@@ -168,9 +265,9 @@ mod loom_tests {
                 write_end(&ws, s);
             });
             writer.join().unwrap();
-            let s1 = read_begin(&seq).expect("even after the write");
+            let s1 = read_begin(rd(&seq)).expect("even after the write");
             let v = data.load(Ordering::Relaxed);
-            assert!(read_end(&seq, s1));
+            assert!(read_end(rd(&seq), s1));
             assert_eq!(v, 7);
         });
     }
@@ -180,15 +277,19 @@ mod loom_tests {
 mod tests {
     use super::*;
 
+    fn rd(seq: &AtomicU32) -> ReadWord32<'_> {
+        ReadWord32::from(seq)
+    }
+
     #[test]
     fn sequence_goes_odd_then_even() {
         let seq = AtomicU32::new(0);
         let s = write_begin(&seq);
         assert_eq!(s, 0);
-        assert_eq!(read_begin(&seq), None);
+        assert_eq!(read_begin(rd(&seq)), None);
         write_end(&seq, s);
-        assert_eq!(read_begin(&seq), Some(2));
-        assert!(read_end(&seq, 2));
+        assert_eq!(read_begin(rd(&seq)), Some(2));
+        assert!(read_end(rd(&seq), 2));
     }
 
     #[test]
@@ -197,15 +298,35 @@ mod tests {
         let s = write_begin(&seq);
         assert_eq!(s, 6);
         write_end(&seq, s);
-        assert_eq!(read_begin(&seq), Some(8));
+        assert_eq!(read_begin(rd(&seq)), Some(8));
+    }
+
+    #[test]
+    fn guard_ends_the_write_on_drop_and_on_panic() {
+        let seq = AtomicU32::new(0);
+        {
+            let g = WriteGuard::begin(&seq);
+            assert_eq!(g.start(), 0);
+            assert_eq!(read_begin(rd(&seq)), None);
+        }
+        assert_eq!(read_begin(rd(&seq)), Some(2));
+        let r = std::panic::catch_unwind(|| {
+            let _g = WriteGuard::begin(&seq);
+            panic!("encode failed");
+        });
+        assert!(r.is_err());
+        assert_eq!(read_begin(rd(&seq)), Some(4), "panic left the word odd");
     }
 
     #[test]
     fn overlapping_write_fails_validation() {
         let seq = AtomicU32::new(u32::MAX - 1);
-        let s1 = read_begin(&seq).unwrap();
+        let s1 = read_begin(rd(&seq)).unwrap();
         let s = write_begin(&seq);
         write_end(&seq, s);
-        assert!(!read_end(&seq, s1), "wrapped sequence must still differ");
+        assert!(
+            !read_end(rd(&seq), s1),
+            "wrapped sequence must still differ"
+        );
     }
 }

@@ -13,17 +13,100 @@ use core::time::Duration;
 
 pub use nix::errno::Errno;
 
+use crate::layout::RawHeader;
+use crate::view::{ReadHeader, ReadWord32, ReadWords};
+
 /// `SHM_DEST` in `shm_perm.mode`: the segment has been removed (`IPC_RMID`)
 /// and disappears when the last process detaches.
 pub const SHM_DEST: u32 = 0o1000;
 /// `SHM_LOCKED` in `shm_perm.mode`: the segment is locked in RAM (`SHM_LOCK`).
 pub const SHM_LOCKED: u32 = 0o2000;
 
+/// Which system call failed. Code branches on this, never on text; its
+/// `Display` is the C call as the man pages write it (`shmctl(IPC_STAT)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Call {
+    /// `shmget`.
+    Shmget,
+    /// `shmat`.
+    Shmat,
+    /// `shmctl(IPC_STAT)`.
+    ShmStat,
+    /// `shmctl(IPC_SET)`.
+    ShmSet,
+    /// `shmctl(SHM_LOCK)`.
+    ShmLock,
+    /// `shmctl(IPC_RMID)`.
+    ShmRemove,
+    /// `semget`.
+    Semget,
+    /// `semop`.
+    Semop,
+    /// `semctl(GETVAL)`.
+    SemGetval,
+    /// `semctl(GETPID)`.
+    SemGetpid,
+    /// `semctl(IPC_STAT)`.
+    SemStat,
+    /// `semctl(IPC_SET)`.
+    SemSet,
+    /// `semctl(IPC_RMID)`.
+    SemRemove,
+    /// `futex(FUTEX_WAIT)`.
+    FutexWait,
+    /// `futex(FUTEX_WAKE)`.
+    FutexWake,
+}
+
+impl Call {
+    /// The C call, e.g. `"shmctl(IPC_STAT)"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Call::Shmget => "shmget",
+            Call::Shmat => "shmat",
+            Call::ShmStat => "shmctl(IPC_STAT)",
+            Call::ShmSet => "shmctl(IPC_SET)",
+            Call::ShmLock => "shmctl(SHM_LOCK)",
+            Call::ShmRemove => "shmctl(IPC_RMID)",
+            Call::Semget => "semget",
+            Call::Semop => "semop",
+            Call::SemGetval => "semctl(GETVAL)",
+            Call::SemGetpid => "semctl(GETPID)",
+            Call::SemStat => "semctl(IPC_STAT)",
+            Call::SemSet => "semctl(IPC_SET)",
+            Call::SemRemove => "semctl(IPC_RMID)",
+            Call::FutexWait => "futex(FUTEX_WAIT)",
+            Call::FutexWake => "futex(FUTEX_WAKE)",
+        }
+    }
+
+    /// True for the semaphore calls (the publisher lock).
+    pub fn is_semaphore(self) -> bool {
+        matches!(
+            self,
+            Call::Semget
+                | Call::Semop
+                | Call::SemGetval
+                | Call::SemGetpid
+                | Call::SemStat
+                | Call::SemSet
+                | Call::SemRemove
+        )
+    }
+}
+
+impl core::fmt::Display for Call {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A failed system call: which call, and the `errno` it set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SysError {
-    /// The C function, e.g. `"shmget"`.
-    pub call: &'static str,
+    /// The call that failed.
+    pub call: Call,
     /// The error number.
     pub errno: Errno,
 }
@@ -36,10 +119,19 @@ impl core::fmt::Display for SysError {
 
 impl std::error::Error for SysError {}
 
-fn last(call: &'static str) -> SysError {
+fn last(call: Call) -> SysError {
     SysError {
         call,
         errno: Errno::last(),
+    }
+}
+
+/// `IPC_PRIVATE` (0) as a key: a lookup there would create a new object on
+/// every call, and it is the key `/proc` shows for a removed segment.
+fn private_key(call: Call) -> SysError {
+    SysError {
+        call,
+        errno: Errno::ENOENT,
     }
 }
 
@@ -92,11 +184,21 @@ impl ShmStat {
 
 /// `shmget(key, size, flags)`: find or create a segment. Returns the shmid.
 ///
+/// Key 0 (`IPC_PRIVATE`) without `IPC_CREAT` is refused with `ENOENT`
+/// before any call: no topic lives there (`/proc` shows key 0 for removed
+/// segments), and `shmget(IPC_PRIVATE, ...)` would create a new segment.
 /// See shmget(2).
 pub fn shmget(key: i32, size: usize, flags: i32) -> Result<i32, SysError> {
+    if key == libc::IPC_PRIVATE && flags & libc::IPC_CREAT == 0 {
+        return Err(private_key(Call::Shmget));
+    }
     // SAFETY: shmget takes plain integers and touches no memory of ours.
     let id = unsafe { libc::shmget(key, size, flags) };
-    if id < 0 { Err(last("shmget")) } else { Ok(id) }
+    if id < 0 {
+        Err(last(Call::Shmget))
+    } else {
+        Ok(id)
+    }
 }
 
 /// `shmctl(shmid, IPC_STAT, &buf)`: the segment's kernel-side description.
@@ -108,7 +210,7 @@ pub fn shm_stat(shmid: i32) -> Result<ShmStat, SysError> {
     // SAFETY: `ds` is a valid, writable shmid_ds for the kernel to fill.
     let rc = unsafe { libc::shmctl(shmid, libc::IPC_STAT, &mut ds) };
     if rc < 0 {
-        return Err(last("shmctl(IPC_STAT)"));
+        return Err(last(Call::ShmStat));
     }
     #[allow(clippy::useless_conversion, reason = "field widths differ per target")]
     Ok(ShmStat {
@@ -136,7 +238,7 @@ pub fn shm_set_owner(shmid: i32, gid: Option<u32>, mode: u32) -> Result<(), SysE
     let mut ds: libc::shmid_ds = unsafe { core::mem::zeroed() };
     // SAFETY: `ds` is a valid, writable shmid_ds for the kernel to fill.
     if unsafe { libc::shmctl(shmid, libc::IPC_STAT, &mut ds) } < 0 {
-        return Err(last("shmctl(IPC_STAT)"));
+        return Err(last(Call::ShmStat));
     }
     if let Some(g) = gid {
         ds.shm_perm.gid = g;
@@ -147,7 +249,7 @@ pub fn shm_set_owner(shmid: i32, gid: Option<u32>, mode: u32) -> Result<(), SysE
     }
     // SAFETY: `ds` is a fully initialised shmid_ds read from the kernel.
     if unsafe { libc::shmctl(shmid, libc::IPC_SET, &mut ds) } < 0 {
-        return Err(last("shmctl(IPC_SET)"));
+        return Err(last(Call::ShmSet));
     }
     Ok(())
 }
@@ -159,7 +261,7 @@ pub fn shm_lock(shmid: i32) -> Result<(), SysError> {
     // SAFETY: SHM_LOCK ignores the buffer argument.
     let rc = unsafe { libc::shmctl(shmid, libc::SHM_LOCK, core::ptr::null_mut()) };
     if rc < 0 {
-        Err(last("shmctl(SHM_LOCK)"))
+        Err(last(Call::ShmLock))
     } else {
         Ok(())
     }
@@ -173,22 +275,25 @@ pub fn shm_remove(shmid: i32) -> Result<(), SysError> {
     // SAFETY: IPC_RMID ignores the buffer argument.
     let rc = unsafe { libc::shmctl(shmid, libc::IPC_RMID, core::ptr::null_mut()) };
     if rc < 0 {
-        Err(last("shmctl(IPC_RMID)"))
+        Err(last(Call::ShmRemove))
     } else {
         Ok(())
     }
 }
 
-/// An attachment of a System V segment (`shmat`), detached on drop (`shmdt`).
+/// A read-only attachment of a System V segment (`shmat` with
+/// `SHM_RDONLY`), detached on drop (`shmdt`).
 ///
-/// The mapping is only ever accessed through atomics (see `docs/LAYOUT.md`):
-/// other processes write it concurrently.
+/// It hands out only load-only views ([`ReadWords`], [`ReadWord32`],
+/// [`ReadHeader`]): other processes write the mapping concurrently, and the
+/// kernel faults any store through it. With the `writer` feature,
+/// [`WriteAttachment`] is the read-write attachment of a publisher; it
+/// dereferences to this type for loads.
 #[derive(Debug)]
 pub struct Attachment {
     ptr: NonNull<u8>,
     len: usize,
     shmid: i32,
-    read_only: bool,
 }
 
 // SAFETY: the attachment is a pointer to process-wide shared memory that is
@@ -200,21 +305,16 @@ unsafe impl Sync for Attachment {}
 
 impl Attachment {
     /// `shmat(shmid, NULL, SHM_RDONLY)`: attach read-only. A store through
-    /// this mapping faults (SIGSEGV): the kernel enforces it.
+    /// this mapping faults (SIGSEGV): the kernel enforces it, and this type
+    /// offers no store.
     pub fn read_only(shmid: i32) -> Result<Self, SysError> {
         Self::attach(shmid, true)
-    }
-
-    /// `shmat(shmid, NULL, 0)`: attach read-write.
-    #[cfg(feature = "writer")]
-    pub fn read_write(shmid: i32) -> Result<Self, SysError> {
-        Self::attach(shmid, false)
     }
 
     fn attach(shmid: i32, read_only: bool) -> Result<Self, SysError> {
         // Size first: the kernel's figure, not the header's, bounds every access.
         let len = usize::try_from(shm_stat(shmid)?.size).map_err(|_| SysError {
-            call: "shmctl(IPC_STAT)",
+            call: Call::ShmStat,
             errno: Errno::EFBIG,
         })?;
         let flags = if read_only { libc::SHM_RDONLY } else { 0 };
@@ -222,10 +322,10 @@ impl Attachment {
         // use the returned pointer within `len` bytes, through atomics.
         let p = unsafe { libc::shmat(shmid, core::ptr::null(), flags) };
         if p as isize == -1 {
-            return Err(last("shmat"));
+            return Err(last(Call::Shmat));
         }
         let ptr = NonNull::new(p.cast::<u8>()).ok_or(SysError {
-            call: "shmat",
+            call: Call::Shmat,
             errno: Errno::EFAULT,
         })?;
         // The size may have been read before a concurrent remove-and-recreate
@@ -236,16 +336,11 @@ impl Attachment {
             // SAFETY: `p` came from a successful shmat above.
             unsafe { libc::shmdt(p) };
             return Err(SysError {
-                call: "shmat",
+                call: Call::Shmat,
                 errno: Errno::EAGAIN,
             });
         }
-        Ok(Attachment {
-            ptr,
-            len,
-            shmid,
-            read_only,
-        })
+        Ok(Attachment { ptr, len, shmid })
     }
 
     /// The segment's size in bytes, from the kernel (`shm_segsz`).
@@ -263,54 +358,57 @@ impl Attachment {
         self.shmid
     }
 
-    /// True for an `SHM_RDONLY` attachment.
-    pub fn is_read_only(&self) -> bool {
-        self.read_only
-    }
-
-    /// The 32-bit word at byte `offset`, or `None` if it is not inside the
-    /// segment or not 4-byte aligned.
+    /// The atomics of `count` words from byte `offset`, if inside and
+    /// 4-aligned. Crate-private: readers get [`Self::words`].
     #[inline]
-    pub fn u32_at(&self, offset: usize) -> Option<&AtomicU32> {
-        if offset % 4 != 0 || offset.checked_add(4)? > self.len {
-            return None;
-        }
-        // SAFETY: the range [offset, offset+4) is inside the mapping (checked
-        // above), 4-aligned (the mapping is page-aligned), and AtomicU32 may
-        // alias memory that other processes access atomically. The reference
-        // lives no longer than `self`, which keeps the mapping attached.
-        Some(unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU32>() })
-    }
-
-    /// `count` consecutive 32-bit words from byte `offset`, or `None` if any
-    /// of them is outside the segment or `offset` is not 4-byte aligned.
-    #[inline]
-    pub fn words_at(&self, offset: usize, count: usize) -> Option<&[AtomicU32]> {
+    fn atomics(&self, offset: usize, count: usize) -> Option<&[AtomicU32]> {
         let end = count.checked_mul(4)?.checked_add(offset)?;
         if offset % 4 != 0 || end > self.len {
             return None;
         }
-        // SAFETY: as in `u32_at`, for the whole checked range.
+        // SAFETY: the range [offset, end) is inside the mapping (checked
+        // above) and 4-aligned (the mapping is page-aligned). AtomicU32 may
+        // alias memory that other processes access atomically, and a
+        // reference to it into read-only memory is allowed as long as only
+        // Relaxed loads are made through it, which is all the views do. The
+        // slice lives no longer than `self`, which keeps the mapping attached.
         Some(unsafe {
             core::slice::from_raw_parts(self.ptr.as_ptr().add(offset).cast::<AtomicU32>(), count)
         })
     }
 
-    /// A typed view of the first `size_of::<T>()` bytes, for `#[repr(C)]`
-    /// structs made only of atomics (the header).
-    ///
-    /// # Safety
-    /// `T` must consist only of atomic integers (or arrays of them) with no
-    /// invariants beyond their bit patterns, and have alignment <= 8.
+    /// The 32-bit word at byte `offset`, load-only, or `None` if it is not
+    /// inside the segment or not 4-byte aligned.
     #[inline]
-    pub unsafe fn view<T>(&self) -> Option<&T> {
-        if core::mem::size_of::<T>() > self.len || core::mem::align_of::<T>() > 4096 {
+    pub fn word(&self, offset: usize) -> Option<ReadWord32<'_>> {
+        self.atomics(offset, 1).map(|w| ReadWord32::from(&w[0]))
+    }
+
+    /// `count` consecutive 32-bit words from byte `offset`, load-only, or
+    /// `None` if any of them is outside the segment or `offset` is not
+    /// 4-byte aligned.
+    #[inline]
+    pub fn words(&self, offset: usize, count: usize) -> Option<ReadWords<'_>> {
+        self.atomics(offset, count).map(ReadWords::from)
+    }
+
+    /// The 256-byte header, load-only, or `None` if the segment is smaller.
+    #[inline]
+    pub fn header(&self) -> Option<ReadHeader<'_>> {
+        self.raw_header().map(ReadHeader::from)
+    }
+
+    #[inline]
+    fn raw_header(&self) -> Option<&RawHeader> {
+        if core::mem::size_of::<RawHeader>() > self.len {
             return None;
         }
-        // SAFETY: in bounds (checked), page-aligned base, and the caller
-        // promises T is all atomics, so any bit pattern another process
-        // writes is a valid T and concurrent atomic access is not a race.
-        Some(unsafe { &*self.ptr.as_ptr().cast::<T>() })
+        // SAFETY: in bounds (checked), page-aligned base (RawHeader needs 8),
+        // and RawHeader is a repr(C) struct of atomic integers only, so any
+        // bit pattern another process writes is a valid value and concurrent
+        // atomic access is not a race. Read-only callers wrap it in
+        // `ReadHeader`, which only loads.
+        Some(unsafe { &*self.ptr.as_ptr().cast::<RawHeader>() })
     }
 }
 
@@ -322,13 +420,89 @@ impl Drop for Attachment {
     }
 }
 
-/// `semget(key, 1, flags)`: the publisher lock's semaphore set.
+/// A read-write attachment (`shmat` without `SHM_RDONLY`): the publisher's.
+/// Dereferences to [`Attachment`] for load-only views.
+#[cfg(feature = "writer")]
+#[derive(Debug)]
+pub struct WriteAttachment {
+    att: Attachment,
+}
+
+#[cfg(feature = "writer")]
+impl WriteAttachment {
+    /// `shmat(shmid, NULL, 0)`: attach read-write.
+    pub fn read_write(shmid: i32) -> Result<Self, SysError> {
+        Ok(WriteAttachment {
+            att: Attachment::attach(shmid, false)?,
+        })
+    }
+
+    /// The writable 32-bit word at byte `offset`, if inside and aligned.
+    #[inline]
+    pub fn atomic_word(&self, offset: usize) -> Option<&AtomicU32> {
+        self.att.atomics(offset, 1).map(|w| &w[0])
+    }
+
+    /// `count` writable 32-bit words from byte `offset`, if inside and
+    /// aligned.
+    #[inline]
+    pub fn atomic_words(&self, offset: usize, count: usize) -> Option<&[AtomicU32]> {
+        self.att.atomics(offset, count)
+    }
+
+    /// The writable header, or `None` if the segment is smaller.
+    #[inline]
+    pub fn raw_header(&self) -> Option<&RawHeader> {
+        self.att.raw_header()
+    }
+}
+
+#[cfg(feature = "writer")]
+impl core::ops::Deref for WriteAttachment {
+    type Target = Attachment;
+    fn deref(&self) -> &Attachment {
+        &self.att
+    }
+}
+
+/// `semget(key, 0, 0)`: find the publisher lock's semaphore set at `key`.
+/// Never creates one.
 ///
-/// See semget(2).
-pub fn semget(key: i32, flags: i32) -> Result<i32, SysError> {
+/// Key 0 is refused with `ENOENT` before any call: `semget(IPC_PRIVATE, ...)`
+/// creates a new set on every call, and key 0 is what `/proc` shows for a
+/// removed segment, whose lock cannot be found any more. See semget(2).
+pub fn sem_lookup(key: i32) -> Result<i32, SysError> {
+    if key == libc::IPC_PRIVATE {
+        return Err(private_key(Call::Semget));
+    }
+    // SAFETY: plain integer arguments; without IPC_CREAT nothing is created.
+    let id = unsafe { libc::semget(key, 0, 0) };
+    if id < 0 {
+        Err(last(Call::Semget))
+    } else {
+        Ok(id)
+    }
+}
+
+/// `semget(key, 1, IPC_CREAT | IPC_EXCL | mode)`: create the publisher
+/// lock's semaphore set. The only place that creates a semaphore; only
+/// `PublisherLock::acquire` calls it. Key 0 is refused (`EINVAL`).
+#[cfg(feature = "writer")]
+pub(crate) fn sem_create(key: i32, mode: u32) -> Result<i32, SysError> {
+    if key == libc::IPC_PRIVATE {
+        return Err(SysError {
+            call: Call::Semget,
+            errno: Errno::EINVAL,
+        });
+    }
+    let flags = libc::IPC_CREAT | libc::IPC_EXCL | (mode & 0o777) as i32;
     // SAFETY: plain integer arguments.
     let id = unsafe { libc::semget(key, 1, flags) };
-    if id < 0 { Err(last("semget")) } else { Ok(id) }
+    if id < 0 {
+        Err(last(Call::Semget))
+    } else {
+        Ok(id)
+    }
 }
 
 /// One `semop(semid, ops, n)` call, retried on EINTR.
@@ -341,7 +515,7 @@ pub fn semop(semid: i32, ops: &mut [libc::sembuf]) -> Result<(), SysError> {
         if rc == 0 {
             return Ok(());
         }
-        let e = last("semop");
+        let e = last(Call::Semop);
         if e.errno != Errno::EINTR {
             return Err(e);
         }
@@ -353,7 +527,7 @@ pub fn sem_getval(semid: i32) -> Result<i32, SysError> {
     // SAFETY: GETVAL takes no fourth argument.
     let v = unsafe { libc::semctl(semid, 0, libc::GETVAL) };
     if v < 0 {
-        Err(last("semctl(GETVAL)"))
+        Err(last(Call::SemGetval))
     } else {
         Ok(v)
     }
@@ -364,7 +538,7 @@ pub fn sem_getpid(semid: i32) -> Result<i32, SysError> {
     // SAFETY: GETPID takes no fourth argument.
     let v = unsafe { libc::semctl(semid, 0, libc::GETPID) };
     if v < 0 {
-        Err(last("semctl(GETPID)"))
+        Err(last(Call::SemGetpid))
     } else {
         Ok(v)
     }
@@ -391,7 +565,7 @@ pub fn sem_stat(semid: i32) -> Result<SemStat, SysError> {
     // `buf` member, which is pointer-sized like the variadic argument).
     let rc = unsafe { libc::semctl(semid, 0, libc::IPC_STAT, &mut ds as *mut libc::semid_ds) };
     if rc < 0 {
-        return Err(last("semctl(IPC_STAT)"));
+        return Err(last(Call::SemStat));
     }
     Ok(SemStat {
         uid: ds.sem_perm.uid,
@@ -407,7 +581,7 @@ pub fn sem_set_owner(semid: i32, gid: Option<u32>, mode: u32) -> Result<(), SysE
     let mut ds: libc::semid_ds = unsafe { core::mem::zeroed() };
     // SAFETY: as in `sem_stat`.
     if unsafe { libc::semctl(semid, 0, libc::IPC_STAT, &mut ds as *mut libc::semid_ds) } < 0 {
-        return Err(last("semctl(IPC_STAT)"));
+        return Err(last(Call::SemStat));
     }
     if let Some(g) = gid {
         ds.sem_perm.gid = g;
@@ -418,7 +592,7 @@ pub fn sem_set_owner(semid: i32, gid: Option<u32>, mode: u32) -> Result<(), SysE
     }
     // SAFETY: `ds` was filled by the kernel above.
     if unsafe { libc::semctl(semid, 0, libc::IPC_SET, &mut ds as *mut libc::semid_ds) } < 0 {
-        return Err(last("semctl(IPC_SET)"));
+        return Err(last(Call::SemSet));
     }
     Ok(())
 }
@@ -428,7 +602,7 @@ pub fn sem_remove(semid: i32) -> Result<(), SysError> {
     // SAFETY: IPC_RMID takes no fourth argument.
     let rc = unsafe { libc::semctl(semid, 0, libc::IPC_RMID) };
     if rc < 0 {
-        Err(last("semctl(IPC_RMID)"))
+        Err(last(Call::SemRemove))
     } else {
         Ok(())
     }
@@ -453,7 +627,7 @@ pub enum FutexWait {
 /// and waiters and wakers are different processes. Works on a read-only
 /// attachment: FUTEX_WAIT only reads the word. See futex(2).
 pub fn futex_wait(
-    word: &AtomicU32,
+    word: ReadWord32<'_>,
     expected: u32,
     timeout: Duration,
 ) -> Result<FutexWait, SysError> {
@@ -462,7 +636,8 @@ pub fn futex_wait(
         tv_nsec: timeout.subsec_nanos() as _,
     };
     // SAFETY: `word` is a valid 4-aligned u32 in a mapping that outlives the
-    // call; `ts` is a valid timespec; the other arguments are ignored.
+    // call (the view borrows it); FUTEX_WAIT only reads it; `ts` is a valid
+    // timespec; the other arguments are ignored.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_futex,
@@ -482,7 +657,7 @@ pub fn futex_wait(
         Errno::ETIMEDOUT => Ok(FutexWait::TimedOut),
         Errno::EINTR => Ok(FutexWait::Interrupted),
         errno => Err(SysError {
-            call: "futex(FUTEX_WAIT)",
+            call: Call::FutexWait,
             errno,
         }),
     }
@@ -505,7 +680,7 @@ pub fn futex_wake_all(word: &AtomicU32) -> Result<u32, SysError> {
         )
     };
     if rc < 0 {
-        Err(last("futex(FUTEX_WAKE)"))
+        Err(last(Call::FutexWake))
     } else {
         Ok(rc as u32)
     }
@@ -513,9 +688,8 @@ pub fn futex_wake_all(word: &AtomicU32) -> Result<u32, SysError> {
 
 /// `sysconf(_SC_PAGESIZE)`, or 4096 if it fails.
 pub fn page_size() -> u64 {
-    // SAFETY: sysconf takes an integer and touches no memory of ours.
-    match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
-        p if p > 0 => p as u64,
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE) {
+        Ok(Some(p)) if p > 0 => p as u64,
         _ => 4096,
     }
 }
@@ -523,44 +697,32 @@ pub fn page_size() -> u64 {
 /// `sched_yield()`: give the CPU away. On a one-core board this is what lets
 /// a preempted publisher finish its write.
 pub fn yield_now() {
-    // SAFETY: no arguments, no memory.
-    unsafe { libc::sched_yield() };
+    // It cannot fail on Linux.
+    let _ = nix::sched::sched_yield();
 }
 
-/// `clock_gettime(clock)` in nanoseconds.
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec to fill; the clocks used always exist.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    (ts.tv_sec as u64)
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(ts.tv_nsec as u64)
+/// `clock_gettime(clock)` in nanoseconds (through the vDSO).
+#[inline]
+fn clock_ns(clock: nix::time::ClockId) -> u64 {
+    // The two clocks used always exist; a failure would read as time 0.
+    match nix::time::clock_gettime(clock) {
+        Ok(ts) => (ts.tv_sec() as u64)
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(ts.tv_nsec() as u64),
+        Err(_) => 0,
+    }
 }
 
 /// `CLOCK_MONOTONIC` now, in nanoseconds. The same clock for every process
 /// on the machine; it never jumps. Used for ages and staleness.
+#[inline]
 pub fn monotonic_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC)
+    clock_ns(nix::time::ClockId::CLOCK_MONOTONIC)
 }
 
 /// `CLOCK_REALTIME` now, in nanoseconds since the Unix epoch. Used for
 /// wall-clock stamps (recordings); never for ages.
+#[inline]
 pub fn realtime_ns() -> u64 {
-    clock_ns(libc::CLOCK_REALTIME)
-}
-
-/// True if a process with this pid exists (`kill(pid, 0)`), including one we
-/// may not signal (EPERM). Informational only: pids are reused, so liveness
-/// decisions use the publisher lock, never this.
-pub fn pid_exists(pid: i32) -> bool {
-    if pid <= 0 {
-        return false;
-    }
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
-        Ok(()) => true,
-        Err(e) => e == Errno::EPERM,
-    }
+    clock_ns(nix::time::ClockId::CLOCK_REALTIME)
 }

@@ -114,6 +114,43 @@ pub fn which_limit(size: u64) -> &'static str {
     }
 }
 
+/// The four values of `/proc/sys/kernel/sem`: SEMMSL (semaphores per
+/// set), SEMMNS (semaphores in all), SEMOPM (operations per `semop`),
+/// SEMMNI (number of sets).
+pub fn sem_limits() -> Option<[u64; 4]> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/sem").ok()?;
+    let v: Vec<u64> = text
+        .split_whitespace()
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    v.try_into().ok()
+}
+
+/// Which field of `kernel.sem` a failed `semget` creation (`ENOSPC`) hit,
+/// judged from `/proc` (this IPC namespace's sets and limits). The lock
+/// is one set of one semaphore.
+pub fn which_sem_limit() -> &'static str {
+    const MNI: &str = "SEMMNI (4th field: number of semaphore sets)";
+    const MNS: &str = "SEMMNS (2nd field: total semaphores)";
+    const BOTH: &str =
+        "SEMMNI (4th field: number of semaphore sets) or SEMMNS (2nd field: total semaphores)";
+    let (Some([_, mns, _, mni]), Ok(sets)) = (sem_limits(), semaphores()) else {
+        return BOTH;
+    };
+    if sets.len() as u64 >= mni {
+        return MNI;
+    }
+    let used: u64 = sets
+        .iter()
+        .map(|e| e.get("nsems").unwrap_or(0).max(0) as u64)
+        .sum();
+    if used.saturating_add(1) > mns {
+        MNS
+    } else {
+        BOTH
+    }
+}
+
 /// Read a `/proc/sys/kernel/*` limit (`shmmax`, `shmall`, `shmmni`).
 pub fn kernel_limit(name: &str) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/sys/kernel/{name}"))

@@ -74,17 +74,18 @@
 #![warn(missing_docs)]
 
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicU32, Ordering};
 use core::time::Duration;
 
 use postcard_schema::Schema;
 use serde::de::DeserializeOwned;
 use shmbus_core::codec::decode_in_place;
 use shmbus_core::layout::{HeaderInfo, copy_from_words};
-use shmbus_core::segment::DEFAULT_STUCK_AFTER;
+use shmbus_core::segment::{DEFAULT_STUCK_AFTER, MAX_SANE_GENERATION};
 use shmbus_core::sys::{self, FutexWait};
 
-pub use shmbus_core::{OpenError, PublisherStatus, ReadError, Segment, SlotMeta, Topic, WaitError};
+pub use shmbus_core::{
+    OpenError, PublisherStatus, ReadError, ReadWords, Segment, SlotMeta, Topic, WaitError,
+};
 
 /// How often a blocked wait checks that the publisher is alive and the
 /// segment not removed.
@@ -176,14 +177,14 @@ impl RawSubscriber {
 
     /// Move the in-order cursor to the oldest frame still in the ring.
     pub fn seek_oldest(&mut self) {
-        let g = self.seg.generation();
+        let g = self.seg.generation().min(MAX_SANE_GENERATION);
         let n = u64::from(self.seg.info().geometry.slot_count);
         self.next = g.saturating_sub(n - 1).max(1);
     }
 
     /// Move the in-order cursor past the newest frame.
     pub fn seek_latest(&mut self) {
-        self.next = self.seg.generation().saturating_add(1);
+        self.next = self.seg.generation().min(MAX_SANE_GENERATION) + 1;
     }
 
     /// The generation the next in-order read expects.
@@ -200,8 +201,9 @@ impl RawSubscriber {
     /// or more; that is "nothing new", not "something new".
     #[inline]
     pub fn has_new(&self) -> bool {
-        // Acquire pairs with the publisher's Release store of `notify`.
-        let n = self.seg.notify_word().load(Ordering::Acquire);
+        // Acquire (load and fence) pairs with the publisher's Release store
+        // of `notify`.
+        let n = self.seg.notify_word().load_acquire();
         (n.wrapping_sub(self.seen) as i32) > 0
     }
 
@@ -221,11 +223,10 @@ impl RawSubscriber {
     /// Time since the newest publish, on the monotonic clock; `None` before
     /// the first frame.
     pub fn age(&self) -> Option<Duration> {
-        let h = self.seg.header();
         if self.seg.generation() == 0 {
             return None;
         }
-        let t = h.last_publish_mono_ns.load(Ordering::Relaxed);
+        let t = self.seg.header().last_publish_mono_ns().load();
         Some(Duration::from_nanos(sys::monotonic_ns().saturating_sub(t)))
     }
 
@@ -248,11 +249,15 @@ impl RawSubscriber {
     /// read could return frame `g` from its complete slot and the next read,
     /// seeing the header's generation still at `g - 1` (the publisher stores
     /// it just after completing the slot), return the older frame.
+    ///
+    /// A header or slot generation above
+    /// [`shmbus_core::segment::MAX_SANE_GENERATION`] is
+    /// [`ReadError::Corrupt`] (a garbage or planted segment).
     pub fn latest_with<R>(
         &mut self,
-        mut f: impl FnMut(&SlotMeta, &[AtomicU32]) -> R,
+        mut f: impl FnMut(&SlotMeta, ReadWords<'_>) -> R,
     ) -> Result<Option<(SlotMeta, R)>, ReadError> {
-        let g = self.seg.generation().max(self.newest);
+        let g = self.seg.checked_generation()?.max(self.newest);
         if g == 0 {
             return Ok(None);
         }
@@ -271,11 +276,15 @@ impl RawSubscriber {
     }
 
     /// Read the next frame in publish order with `f`.
+    ///
+    /// A header or slot generation above
+    /// [`shmbus_core::segment::MAX_SANE_GENERATION`] is
+    /// [`ReadError::Corrupt`] and leaves the cursor where it was.
     pub fn next_with<R>(
         &mut self,
-        mut f: impl FnMut(&SlotMeta, &[AtomicU32]) -> R,
+        mut f: impl FnMut(&SlotMeta, ReadWords<'_>) -> R,
     ) -> Result<RawNext<R>, ReadError> {
-        let g = self.seg.generation();
+        let g = self.seg.checked_generation()?;
         let want = self.next;
         if g < want {
             return Ok(RawNext::Empty);
@@ -296,6 +305,15 @@ impl RawSubscriber {
                 Ok(RawNext::Frame(meta, v))
             }
             None if meta.generation > want => {
+                // A publisher completes a slot just before it stores the
+                // header's generation: a slot may be one ahead, never more.
+                let now = self.seg.checked_generation()?;
+                if meta.generation > now.saturating_add(1) {
+                    return Err(ReadError::Corrupt {
+                        generation: meta.generation,
+                        what: "slot generation is ahead of the header's",
+                    });
+                }
                 // Overwritten while we looked: the ring moved on by at least
                 // one lap; the oldest frame still there is x - n + 1.
                 // Saturating: a hostile segment can hold any generation.
@@ -341,7 +359,7 @@ impl RawSubscriber {
             // Read the word before checking: a publish after this load
             // changes it, so the futex wait below returns at once instead of
             // sleeping through the new frame (no lost wake-up).
-            let word = self.seg.notify_word().load(Ordering::Acquire);
+            let word = self.seg.notify_word().load_acquire();
             if let Some(r) = ready(self)? {
                 return Ok(r);
             }
@@ -362,7 +380,18 @@ impl RawSubscriber {
                         }
                         return Err(WaitError::PublisherGone);
                     }
-                    PublisherStatus::Alive { .. } | PublisherStatus::Unknown => {}
+                    PublisherStatus::Unknown => {
+                        if let Some(r) = ready(self)? {
+                            return Ok(r);
+                        }
+                        let p = shmbus_core::sysvipc::semaphore_by_key(self.seg.key());
+                        return Err(WaitError::LockUnreadable {
+                            key: self.seg.key(),
+                            creator_uid: p.as_ref().map(|p| p.creator_uid()),
+                            mode: p.as_ref().map(|p| p.owner().2),
+                        });
+                    }
+                    PublisherStatus::Alive { .. } => {}
                 }
             }
             let slice = Duration::from_nanos(deadline - now).min(LIVENESS_INTERVAL);
@@ -460,7 +489,7 @@ impl<T: DeserializeOwned + Schema> Subscriber<T> {
         }
     }
 
-    fn decode(scratch: &mut [u8], m: &SlotMeta, w: &[AtomicU32]) -> postcard::Result<T> {
+    fn decode(scratch: &mut [u8], m: &SlotMeta, w: ReadWords<'_>) -> postcard::Result<T> {
         decode_in_place::<T>(w, m.len as usize, scratch).map(|(v, _)| v)
     }
 
@@ -472,9 +501,9 @@ impl<T: DeserializeOwned + Schema> Subscriber<T> {
                 mono_ns: m.mono_ns,
                 real_ns: m.real_ns,
             }),
-            Err(_) => Err(ReadError::Corrupt {
+            Err(error) => Err(ReadError::Undecodable {
                 generation: m.generation,
-                what: "frame does not decode as the subscriber's type",
+                error,
             }),
         }
     }

@@ -20,7 +20,7 @@ use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use shmbus_core::layout::MAGIC_U64;
-use shmbus_core::sys::{self, Attachment};
+use shmbus_core::sys::{self, Attachment, WriteAttachment};
 use shmbus_core::{OpenError, ReadError, Segment, Topic, WaitError};
 use shmbus_pub::Publisher;
 use shmbus_sub::{Next, Subscriber};
@@ -137,22 +137,22 @@ fn is_torn(s: &shmbus_sub::Sample<Check>) -> bool {
 
 /// Create a raw System V segment of `size` bytes at `key` (as a foreign
 /// program would) and attach it read-write.
-fn raw_segment(key: i32, size: usize) -> Attachment {
+fn raw_segment(key: i32, size: usize) -> WriteAttachment {
     let id = sys::shmget(key, size, libc::IPC_CREAT | libc::IPC_EXCL | 0o600).expect("shmget");
-    Attachment::read_write(id).expect("shmat")
+    WriteAttachment::read_write(id).expect("shmat")
 }
 
-fn store_words(att: &Attachment, words: &[u32]) {
-    for (w, v) in att.words_at(0, words.len()).unwrap().iter().zip(words) {
+fn store_words(att: &WriteAttachment, words: &[u32]) {
+    for (w, v) in att.atomic_words(0, words.len()).unwrap().iter().zip(words) {
         w.store(*v, Ordering::Relaxed);
     }
 }
 
 fn snapshot(att: &Attachment) -> Vec<u32> {
-    att.words_at(0, att.len() / 4)
+    att.words(0, att.len() / 4)
         .unwrap()
         .iter()
-        .map(|w| w.load(Ordering::Relaxed))
+        .map(|w| w.load())
         .collect()
 }
 

@@ -22,14 +22,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use shmbus_core::layout::HeaderInfo;
-use shmbus_core::sys::{self, Attachment, Errno};
+use shmbus_core::sys::{self, Attachment, Errno, WriteAttachment};
 use shmbus_core::{LockPolicy, OpenError, ReadError, Segment, Topic, WaitError};
 use shmbus_pub::Publisher;
 use shmbus_sub::{Next, Subscriber};
@@ -310,7 +309,7 @@ fn settled_nattch(shmid: i32, want: u64) -> Result<u64, Errno> {
 fn segment_bytes(key: i32) -> Vec<u8> {
     let id = sys::shmget(key, 0, 0).expect("segment exists");
     let att = Attachment::read_only(id).expect("attach");
-    let words = att.words_at(0, att.len() / 4).expect("words");
+    let words = att.words(0, att.len() / 4).expect("words");
     let mut out = Vec::new();
     shmbus_core::layout::copy_from_words(words, att.len(), &mut out);
     out
@@ -353,9 +352,9 @@ impl SeqPeek {
     }
     fn seq(&self) -> u32 {
         self.att
-            .u32_at(self.offset)
+            .word(self.offset)
             .expect("slot word")
-            .load(Ordering::Acquire)
+            .load_acquire()
     }
 }
 
@@ -401,8 +400,8 @@ fn child_role_entry() {
             let bytes = unhex(&a[2]);
             let flags = libc::IPC_CREAT | libc::IPC_EXCL | mode as i32;
             let id = sys::shmget(key, bytes.len(), flags).expect("squat shmget");
-            let att = Attachment::read_write(id).expect("squat attach");
-            let words = att.words_at(0, bytes.len().div_ceil(4)).expect("words");
+            let att = WriteAttachment::read_write(id).expect("squat attach");
+            let words = att.atomic_words(0, bytes.len().div_ceil(4)).expect("words");
             shmbus_core::codec::store_bytes(words, &bytes);
             say("SQUATTED");
         }
@@ -411,8 +410,12 @@ fn child_role_entry() {
         "squat-sem" => {
             let key: i32 = a[0].parse().expect("key");
             let mode = u32::from_str_radix(&a[1], 8).expect("mode");
+            // Raw libc: core creates a semaphore only in the publisher's
+            // lock acquisition.
+            // SAFETY: plain integer arguments.
             let id =
-                sys::semget(key, libc::IPC_CREAT | libc::IPC_EXCL | mode as i32).expect("semget");
+                unsafe { libc::semget(key, 1, libc::IPC_CREAT | libc::IPC_EXCL | mode as i32) };
+            assert!(id >= 0, "semget: {}", Errno::last());
             let mut op = [libc::sembuf {
                 sem_num: 0,
                 sem_op: 1,
@@ -421,20 +424,24 @@ fn child_role_entry() {
             sys::semop(id, &mut op).expect("semop");
             say(&format!("SQUATTED pid={}", std::process::id()));
         }
-        // Attach read-only, then try to store through the mapping.
+        // Attach read-only as a subscriber does, then store through the
+        // raw mapping (no safe API offers a store: that takes `unsafe`).
         "write-readonly" => {
             let seg = Segment::attach(&topic_from(&a)).expect("attach");
             say(&format!("ATTACHED gen={}", seg.generation()));
-            seg.header()
-                .generation
-                .store(0xdead_beef, Ordering::Relaxed);
+            // SAFETY: a plain shmat of the attached segment; checked below.
+            let p = unsafe { libc::shmat(seg.shmid(), std::ptr::null(), libc::SHM_RDONLY) };
+            assert_ne!(p as isize, -1, "shmat: {}", Errno::last());
+            // SAFETY: deliberately not safe: the mapping is read-only and this
+            // store must fault. Offset 192 (generation) is inside the header.
+            unsafe { std::ptr::write_volatile(p.cast::<u8>().add(192).cast::<u64>(), 0xdead_beef) };
             say("STORED");
         }
         // Try to attach read-write with only read permission.
         "attach-rw" => {
             let key: i32 = a[0].parse().expect("key");
             let id = sys::shmget(key, 0, 0).expect("shmget");
-            match Attachment::read_write(id) {
+            match WriteAttachment::read_write(id) {
                 Ok(_) => say("OK attached read-write"),
                 Err(e) => say(&format!("ERR {:?} {}", e.errno, e.call)),
             }
@@ -627,7 +634,7 @@ fn squatted_segment_is_never_adopted() {
     assert_eq!(
         err,
         format!(
-            "NotOwner {{ key: {}, creator_uid: {INTRUDER_UID}, owner_uid: {INTRUDER_UID}, expected_uid: {SENSOR_UID} }}",
+            "NotOwner {{ key: {}, object: Segment, creator_uid: {INTRUDER_UID}, owner_uid: {INTRUDER_UID}, expected_uid: {SENSOR_UID} }}",
             topic.key
         )
     );

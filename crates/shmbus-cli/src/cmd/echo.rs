@@ -90,7 +90,7 @@ fn wait_for_publisher(sub: &RawSubscriber, deadline: Option<u64>) -> Result<(), 
             step = step.min(Duration::from_nanos(d - now));
         }
         let word = sub.segment().notify_word();
-        let _ = sys::futex_wait(word, word.load(core::sync::atomic::Ordering::Acquire), step);
+        let _ = sys::futex_wait(word, word.load_acquire(), step);
     }
 }
 

@@ -71,11 +71,7 @@ fn sleep_on(sub: &RawSubscriber, until: u64) {
     let now = monotonic_ns();
     if until > now {
         let w = sub.segment().notify_word();
-        let _ = sys::futex_wait(
-            w,
-            w.load(core::sync::atomic::Ordering::Acquire),
-            Duration::from_nanos(until - now),
-        );
+        let _ = sys::futex_wait(w, w.load_acquire(), Duration::from_nanos(until - now));
     }
 }
 

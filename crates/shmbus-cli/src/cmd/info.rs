@@ -1,7 +1,5 @@
 //! `shmbus info TOPIC`: header, schema, `shmid_ds`, publisher, newest frame.
 
-use core::sync::atomic::Ordering;
-
 use serde_json::{Value, json};
 use shmbus_core::layout::LAYOUT_VERSION;
 use shmbus_sub::RawSubscriber;
@@ -33,11 +31,11 @@ pub fn run(a: &InfoArgs, bus: Option<&str>) -> CmdResult {
     let st = seg.stat().ok();
     let schema = shmbus_core::schema::decode_schema(&info.schema);
     let generation = seg.generation();
-    let last_mono = h.last_publish_mono_ns.load(Ordering::Relaxed);
-    let last_real = h.last_publish_real_ns.load(Ordering::Relaxed);
-    let start_real = h.publisher_start_real_ns.load(Ordering::Relaxed);
-    let header_pid = h.publisher_pid.load(Ordering::Relaxed);
-    let epoch = h.publisher_epoch.load(Ordering::Relaxed);
+    let last_mono = h.last_publish_mono_ns().load();
+    let last_real = h.last_publish_real_ns().load();
+    let start_real = h.publisher_start_real_ns().load();
+    let header_pid = h.publisher_pid().load();
+    let epoch = h.publisher_epoch().load();
     let publisher = seg.publisher_status();
     let now = now_ns();
     let age = (generation > 0).then(|| now.saturating_sub(last_mono));

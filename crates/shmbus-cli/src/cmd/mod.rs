@@ -9,8 +9,6 @@ pub mod publish;
 pub mod rm;
 pub mod top;
 
-use core::sync::atomic::Ordering;
-
 use serde_json::{Value, json};
 use shmbus_core::{PublisherStatus, Segment};
 
@@ -54,8 +52,8 @@ impl Summary {
             slots: seg.info().geometry.slot_count,
             capacity: seg.info().geometry.frame_capacity,
             generation: seg.generation(),
-            last_mono_ns: h.last_publish_mono_ns.load(Ordering::Relaxed),
-            header_pid: h.publisher_pid.load(Ordering::Relaxed),
+            last_mono_ns: h.last_publish_mono_ns().load(),
+            header_pid: h.publisher_pid().load(),
             publisher: seg.publisher_status(),
         }
     }

@@ -103,3 +103,107 @@ fn missing_topic_is_not_found_and_wait_times_out() {
     assert!(matches!(r, Err(OpenError::NotFound { .. })));
     assert!(t.elapsed() >= Duration::from_millis(200));
 }
+
+/// A `u32` whose `Serialize` panics on [`Boom::PANIC`]: a caller's type that
+/// fails in the middle of a publish, after the slot's sequence went odd.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Deserialize,
+    postcard_schema::Schema,
+    postcard::experimental::max_size::MaxSize,
+)]
+struct Boom(u32);
+
+impl Boom {
+    const PANIC: u32 = 0xdead;
+}
+
+impl Serialize for Boom {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        assert_ne!(self.0, Boom::PANIC, "Serialize panics mid-publish");
+        s.serialize_newtype_struct("Boom", &self.0)
+    }
+}
+
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Serialize,
+    Deserialize,
+    postcard_schema::Schema,
+    postcard::experimental::max_size::MaxSize,
+)]
+struct Flaky {
+    seq: u64,
+    boom: Boom,
+}
+
+/// A `Serialize` that panics mid-publish (caught with `catch_unwind`) leaves
+/// no slot odd: the write guard abandons it (slot emptied, sequence even,
+/// generation not advanced). The next publish gets the same generation, and
+/// every reader carries on: a reader that had read up to the newest frame
+/// misses nothing, one behind it is told the overwritten frame is missed.
+#[test]
+fn a_panicking_serialize_leaves_no_slot_mid_write() {
+    watchdog("a_panicking_serialize", Duration::from_secs(60));
+    let (topic, _guard) = unique_topic("panic-serialize");
+    let topic = topic.slots(2);
+    let mut publisher = Publisher::<Flaky>::open(&topic).unwrap();
+    let mut ahead = Subscriber::<Flaky>::attach(&topic).unwrap();
+    let mut behind = Subscriber::<Flaky>::attach(&topic).unwrap();
+    let frame = |seq| Flaky {
+        seq,
+        boom: Boom(seq as u32),
+    };
+    for g in 1..=2 {
+        assert_eq!(publisher.publish(&frame(g)).unwrap(), g);
+    }
+    match ahead.next().unwrap() {
+        Next::Frame(s) => assert_eq!(s.value, frame(1)),
+        other => panic!("{other:?}"),
+    }
+    behind.raw().seek_oldest();
+    assert_eq!(behind.raw().cursor(), 1);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        publisher.publish(&Flaky {
+            seq: 3,
+            boom: Boom(Boom::PANIC),
+        })
+    }));
+    assert!(r.is_err(), "the Serialize should have panicked");
+
+    // Slot 3 % 2 = 1 (frame 1's) is emptied and even; the generation is 2.
+    let seg = Segment::attach(&topic).unwrap();
+    assert_eq!(seg.slot_sequence(3) % 2, 0, "slot left mid-write");
+    assert_eq!(seg.generation(), 2);
+    let (meta, ()) = seg
+        .read_slot(3, Duration::from_secs(1), |_, _| ())
+        .expect("the slot reads");
+    assert_eq!((meta.generation, meta.len), (0, 0), "slot not emptied");
+    assert_eq!(ahead.latest().unwrap().unwrap().value, frame(2));
+    assert!(!ahead.has_new());
+
+    // The next publish takes generation 3 and everyone reads on.
+    assert_eq!(publisher.publish(&frame(3)).unwrap(), 3);
+    for want in [2, 3] {
+        match ahead.next().unwrap() {
+            Next::Frame(s) => assert_eq!(s.value, frame(want)),
+            other => panic!("ahead, frame {want}: {other:?}"),
+        }
+    }
+    let mut got = Vec::new();
+    loop {
+        match behind.next().unwrap() {
+            Next::Frame(s) => got.push(s.value.seq),
+            Next::Missed(n) => got.push(1000 + n),
+            Next::Empty => break,
+        }
+    }
+    // Frame 1 was overwritten by the abandoned write, then frames 2 and 3.
+    assert_eq!(got, vec![1001, 2, 3]);
+    assert_eq!(behind.latest().unwrap().unwrap().value, frame(3));
+}

@@ -214,14 +214,20 @@ pub(super) fn hold_publisher(args: &[String]) {
     }
 }
 
-/// Attach read-only and try to write through the mapping.
+/// Attach the topic read-only (`shmat` with `SHM_RDONLY`, as a subscriber
+/// does) and store through the raw pointer: no safe API offers a store, so
+/// this takes `unsafe`. The kernel refuses the page write and kills the
+/// process with SIGSEGV.
 pub(super) fn read_only_writer(args: &[String]) {
     let key: i32 = args[0].parse().unwrap();
-    let seg = Segment::attach_key(key).unwrap();
+    let id = sys::shmget(key, 0, 0).unwrap();
+    // SAFETY: a plain shmat of an existing segment; the result is checked.
+    let p = unsafe { libc::shmat(id, std::ptr::null(), libc::SHM_RDONLY) };
+    assert_ne!(p as isize, -1, "shmat: {}", std::io::Error::last_os_error());
     say!("attached");
-    // Safe Rust can call `store` on the `&AtomicU32` of a read-only mapping;
-    // the kernel refuses the page write and kills the process with SIGSEGV.
-    seg.notify_word().store(0xdead_beef, Ordering::Relaxed);
+    // SAFETY: deliberately not safe: the mapping is read-only and this store
+    // must fault. The notify word is at offset 200, inside the segment.
+    unsafe { std::ptr::write_volatile(p.cast::<u8>().add(200).cast::<u32>(), 0xdead_beef) };
     say!("survived");
 }
 
