@@ -158,3 +158,83 @@ fn subscriber_without_a_topic_fails_with_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("start its publisher first"), "{err}");
 }
+
+/// What a typeless tool could publish on the IMU topic: the same wire layout
+/// with a longer `frame_id` than `Imu`'s 16 bytes.
+#[derive(serde::Serialize)]
+struct LongName {
+    seq: u32,
+    t_us: u64,
+    frame_id: heapless::String<32>,
+    acc: [f32; 3],
+    gyro: [f32; 3],
+    temp_c: f32,
+}
+
+/// One frame the typed subscriber cannot decode (a 20-byte `frame_id` for
+/// a `heapless::String<16>`) is reported and skipped; the frames after it
+/// are printed as usual and the subscriber finishes its count.
+#[test]
+fn subscriber_skips_a_frame_it_cannot_decode() {
+    use postcard::experimental::max_size::MaxSize;
+    use std::io::BufRead;
+    watchdog("imu skip", Duration::from_secs(180));
+    let key = unique_key("imu-skip");
+    let _guard = Guard(key);
+    let name = "examples/imu-skip";
+    let topic = shmbus_pub::Topic::new(name).key(key);
+    let schema = shmbus_core::schema::schema_bytes::<shmbus_examples::Imu>().unwrap();
+    let mut publisher =
+        shmbus_pub::RawPublisher::open(&topic, &schema, shmbus_examples::Imu::POSTCARD_MAX_SIZE)
+            .unwrap();
+    let mut sub = KillOnDrop(
+        command(env!("CARGO_BIN_EXE_imu-subscriber"))
+            .args([
+                "--name",
+                name,
+                "--key",
+                &format!("0x{key:08x}"),
+                "--count",
+                "3",
+            ])
+            .args(["--wait", "60", "--timeout", "30"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn imu-subscriber"),
+    );
+    let mut out = std::io::BufReader::new(sub.0.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("subscribed to"), "{line}");
+    let frame = |seq: u32, id: &str| {
+        postcard::to_stdvec(&LongName {
+            seq,
+            t_us: 1,
+            frame_id: heapless::String::from(id),
+            acc: [0.0, 0.0, 9.81],
+            gyro: [0.0; 3],
+            temp_c: 20.0,
+        })
+        .unwrap()
+    };
+    publisher.publish_bytes(&frame(0, "imu_link")).unwrap();
+    publisher
+        .publish_bytes(&frame(1, "a_frame_name_of_20_b"))
+        .unwrap();
+    publisher.publish_bytes(&frame(2, "imu_link")).unwrap();
+    publisher.publish_bytes(&frame(3, "imu_link")).unwrap();
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let status = sub.0.wait().unwrap();
+    assert!(status.success(), "{status:?}\n{rest}");
+    let lines: Vec<&str> = rest.lines().collect();
+    assert_eq!(lines.len(), 5, "{rest}");
+    assert!(lines[0].starts_with("frame gen=1 seq=0 "), "{rest}");
+    assert!(
+        lines[1].starts_with("skipped: frame 2 does not decode"),
+        "{rest}"
+    );
+    assert!(lines[2].starts_with("frame gen=3 seq=2 "), "{rest}");
+    assert!(lines[3].starts_with("frame gen=4 seq=3 "), "{rest}");
+    assert_eq!(lines[4], "received 3 frames, missed 0, skipped 1");
+}

@@ -67,6 +67,31 @@
 //! reads the publisher lock, which the kernel releases when the publisher
 //! dies. A dead publisher's last frames stay readable.
 //!
+//! ## A frame that does not decode
+//! A complete frame that does not decode as `T` (a typeless tool published
+//! a string over its capacity, say) is [`ReadError::Undecodable`] with its
+//! generation. Only that frame is lost: the in-order cursor has moved past
+//! it and [`Subscriber::latest`] counts it as returned, so the next call
+//! reads on. `wait_next` returns it as `WaitError::Read(ReadError::Undecodable)`;
+//! call it again for the frame after. `crates/shmbus-examples`'
+//! `imu-subscriber` shows the loop.
+//!
+//! ## Impossible generations
+//! A generation above [`shmbus_core::segment::MAX_SANE_GENERATION`] (2^62)
+//! is garbage: attach refuses such a header ([`OpenError::Corrupt`]), and
+//! a header or slot that turns impossible later makes each read
+//! [`ReadError::Corrupt`] without moving the cursor, never a stream of
+//! "missed" frames.
+//!
+//! ## Liveness that cannot be read
+//! If the publisher lock at the key cannot be read
+//! ([`PublisherStatus::Unknown`]: another user's mode 0600 semaphore), no
+//! publisher can be running (a publisher never takes a lock it did not
+//! create), so blocking waits end with [`WaitError::LockUnreadable`], which
+//! names the semaphore's creator. A subscriber whose topic names its
+//! publisher's uid refuses such a topic at attach with
+//! [`OpenError::NotOwner`].
+//!
 //! ## A publisher that dies mid-write
 //! The slot it was writing stays odd: no reader accepts it. Reads of that
 //! one slot fail with [`ReadError::PublisherDied`] (never a hang) until a

@@ -492,6 +492,95 @@ fn child_role_entry() {
                 shmbus_testkit::remove_key(topic.key);
             }
         }
+        // Attach a subscriber (publisher_uid as given), then block for the
+        // next frame; report the attach or wait error, or the frame.
+        "attach-wait" => match Subscriber::<Check>::attach(&topic_from(&a)) {
+            Ok(mut s) => {
+                say(&format!("ATTACHED status={:?}", s.publisher()));
+                match s.wait_next(Duration::from_secs(20)) {
+                    Ok(n) => say(&format!("OK {n:?}")),
+                    Err(e) => report_err(&e, &e),
+                }
+            }
+            Err(e) => report_err(&e, &e),
+        },
+        // In a private IPC namespace: a topic whose segment is removed while
+        // attached shows key 0; every lookup a reader makes of its lock
+        // must leave the number of semaphore sets unchanged.
+        "sem-key0" => {
+            // SAFETY: unshare takes a flag word and touches no memory of ours.
+            let rc = unsafe { libc::unshare(libc::CLONE_NEWIPC) };
+            assert_eq!(rc, 0, "unshare(CLONE_NEWIPC): {}", Errno::last());
+            let topic = Topic::new("test/key0").key(0x7e00_0002);
+            let mut p = Publisher::<Check>::open(&topic).expect("open");
+            p.publish(&Check::new(1)).expect("publish");
+            let shmid = p.raw().shmid();
+            let sets = || {
+                shmbus_core::sysvipc::semaphores()
+                    .expect("/proc/sysvipc/sem")
+                    .len()
+            };
+            let before = sets();
+            sys::shm_remove(shmid).expect("IPC_RMID");
+            let key = shmbus_core::sysvipc::segments()
+                .expect("/proc/sysvipc/shm")
+                .into_iter()
+                .find(|e| e.id() == shmid)
+                .map(|e| e.key())
+                .expect("removed segment still listed while attached");
+            say(&format!("KEY {key}"));
+            for _ in 0..10 {
+                let seg = Segment::attach_shmid(shmid, key).expect("attach by shmid");
+                let _ = seg.publisher_status();
+                let _ = shmbus_core::lock::publisher_status(key);
+                let _ = shmbus_core::lock::check_owner(key, 0);
+                let _ = shmbus_core::lock::remove_lock(key);
+                let mut sub = shmbus_sub::RawSubscriber::from_segment(seg);
+                let _ = sub.wait_until(Duration::from_millis(150), |_| Ok(None::<()>));
+                let _ = sys::sem_lookup(key);
+                let _ = sys::shmget(key, 0, 0);
+            }
+            say(&format!("SETS before={before} after={}", sets()));
+        }
+        // In a private IPC namespace, exhaust each kernel.sem field in turn:
+        // what opening a topic says, and whether the sysctl the message
+        // suggests makes the open work.
+        "sem-limits" => {
+            // SAFETY: unshare takes a flag word and touches no memory of ours.
+            let rc = unsafe { libc::unshare(libc::CLONE_NEWIPC) };
+            assert_eq!(rc, 0, "unshare(CLONE_NEWIPC): {}", Errno::last());
+            let topic = Topic::new("test/sem-limits")
+                .key(0x7e00_0003)
+                .lock(LockPolicy::Off);
+            let path = "/proc/sys/kernel/sem";
+            let old = std::fs::read_to_string(path).expect("read kernel.sem");
+            let v: Vec<u64> = old.split_whitespace().map(|t| t.parse().unwrap()).collect();
+            for (name, limits) in [
+                ("SEMMNI", [v[0], v[1], v[2], 0]),
+                ("SEMMNS", [v[0], 0, v[2], v[3]]),
+            ] {
+                let text = limits.map(|x| x.to_string()).join(" ");
+                std::fs::write(path, &text).expect("write kernel.sem");
+                match Publisher::<Check>::open(&topic) {
+                    Ok(_) => say(&format!("{name} OPENED")),
+                    Err(e) => {
+                        say(&format!("{name} {e:?} | {e}"));
+                        // Apply the suggested `sysctl -w kernel.sem="..."`.
+                        let msg = e.to_string();
+                        let suggested = msg
+                            .split("kernel.sem=\"")
+                            .nth(1)
+                            .and_then(|t| t.split('"').next())
+                            .expect("a kernel.sem value in the message");
+                        std::fs::write(path, suggested).expect("write suggested kernel.sem");
+                        let ok = Publisher::<Check>::open(&topic).is_ok();
+                        say(&format!("{name} suggested open_ok={ok}"));
+                    }
+                }
+                std::fs::write(path, old.trim()).expect("restore kernel.sem");
+                shmbus_testkit::remove_key(topic.key);
+            }
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -844,6 +933,118 @@ fn squatted_lock_cannot_fake_a_live_publisher() {
             ..
         }) => assert_eq!((creator_uid, expected_uid), (INTRUDER_UID, SENSOR_UID)),
         other => panic!("expected NotOwner for the squatted lock, got {other:?}"),
+    }
+}
+
+/// Root. The 0600 variant of the liveness spoof: the lock semaphore was
+/// removed and another user created one at the key that the subscriber
+/// cannot read. A subscriber (not root) with `publisher_uid` refuses the
+/// topic with `NotOwner` naming the squatter (from /proc/sysvipc/sem); one
+/// without it attaches, but its blocking wait ends with `LockUnreadable`
+/// naming the squatter instead of waiting as if a publisher were alive.
+#[test]
+fn unreadable_squatted_lock_is_refused_and_ends_waits() {
+    if !root_or_skip("unreadable_squatted_lock_is_refused_and_ends_waits") {
+        return;
+    }
+    watchdog(
+        "unreadable_squatted_lock_is_refused_and_ends_waits",
+        Duration::from_secs(120),
+    );
+    let (topic, _g) = unique_topic("fake-liveness-0600");
+    let topic = topic.mode(0o644);
+    let (status, lines) = run_kid(
+        "publish",
+        &topic_args(&topic),
+        Some((SENSOR_UID, SENSOR_GID)),
+    );
+    assert!(status.success() && lines[0].starts_with("OK"), "{lines:?}");
+    shmbus_core::lock::remove_lock(topic.key).unwrap();
+    run_kid(
+        "squat-sem",
+        &[topic.key.to_string(), "600".into()],
+        Some((INTRUDER_UID, INTRUDER_GID)),
+    );
+    let trusted = topic.clone().publisher_uid(SENSOR_UID);
+    let (_, lines) = run_kid(
+        "attach",
+        &topic_args(&trusted),
+        Some((READER_UID, READER_UID)),
+    );
+    let (err, msg) = expect_err(&lines);
+    assert!(err.starts_with("NotOwner"), "{err}");
+    assert!(err.contains("object: Lock"), "{err}");
+    assert!(
+        err.contains(&format!("creator_uid: {INTRUDER_UID}")),
+        "{err}"
+    );
+    assert!(msg.contains("ipcrm -S"), "{msg}");
+
+    let (_, lines) = run_kid(
+        "attach-wait",
+        &topic_args(&topic),
+        Some((READER_UID, READER_UID)),
+    );
+    assert_eq!(lines[0], "ATTACHED status=Unknown", "{lines:?}");
+    let (err, msg) = expect_err(&lines);
+    assert!(err.starts_with("LockUnreadable"), "{err}");
+    assert!(
+        msg.contains(&format!("created by uid {INTRUDER_UID}, mode 600")),
+        "{msg}"
+    );
+    eprintln!("unreadable squatted lock, wait -> {msg}");
+}
+
+/// Root (a private IPC namespace). A segment removed while attached shows
+/// key 0 in /proc; looking its lock up there with `semget(0, ...)` would be
+/// `IPC_PRIVATE` and create a new semaphore set on every call. Ten rounds of
+/// every lookup a reader makes (attach by shmid, liveness, owner check,
+/// lock removal, a blocking wait) leave the number of sets unchanged.
+#[test]
+fn lookups_at_key_zero_create_no_semaphores() {
+    if !root_or_skip("lookups_at_key_zero_create_no_semaphores") {
+        return;
+    }
+    watchdog(
+        "lookups_at_key_zero_create_no_semaphores",
+        Duration::from_secs(120),
+    );
+    let (status, lines) = run_kid("sem-key0", &[], None);
+    assert!(status.success(), "{status:?}: {lines:?}");
+    assert!(lines.contains(&"KEY 0".to_string()), "{lines:?}");
+    let sets = lines
+        .iter()
+        .find(|l| l.starts_with("SETS "))
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert_eq!(sets, "SETS before=1 after=1", "semaphore sets leaked");
+}
+
+/// Root (a private IPC namespace). With kernel.sem's SEMMNI or SEMMNS
+/// exhausted, opening a topic names `kernel.sem` and the field, not a
+/// shared-memory limit, and the `sysctl -w kernel.sem="..."` it suggests
+/// makes the open work.
+#[test]
+fn semaphore_limits_name_kernel_sem() {
+    if !root_or_skip("semaphore_limits_name_kernel_sem") {
+        return;
+    }
+    watchdog("semaphore_limits_name_kernel_sem", Duration::from_secs(120));
+    let (status, lines) = run_kid("sem-limits", &[], None);
+    assert!(status.success(), "{status:?}: {lines:?}");
+    for field in ["SEMMNI", "SEMMNS"] {
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(&format!("{field} SemaphoreLimit")))
+            .unwrap_or_else(|| panic!("no SemaphoreLimit for {field}: {lines:?}"));
+        assert!(line.contains(&format!("kernel.sem {field}")), "{line}");
+        assert!(
+            !line.contains("shmmni") && !line.contains("shmall"),
+            "{line}"
+        );
+        assert!(
+            lines.contains(&format!("{field} suggested open_ok=true")),
+            "{lines:?}"
+        );
     }
 }
 

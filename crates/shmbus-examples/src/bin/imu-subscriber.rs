@@ -8,11 +8,15 @@
 //! `--mode next` (default) prints every frame in publish order and says
 //! when it fell behind the ring; `--mode latest` prints only the newest
 //! frame each time one arrives. Both sleep in the kernel between frames.
+//!
+//! A frame that does not decode as `Imu` (a typeless tool published a value
+//! the type cannot hold) is reported on its own line and skipped; the
+//! subscriber goes on with the next frame.
 
 use std::time::Duration;
 
 use shmbus_examples::{Imu, Options};
-use shmbus_sub::{Next, PublisherStatus, Sample, Subscriber};
+use shmbus_sub::{Next, PublisherStatus, ReadError, Sample, Subscriber, WaitError};
 
 const USAGE: &str = "usage: imu-subscriber [--name imu] [--key KEY] [--count N] [--timeout SECS] [--wait SECS] [--mode next|latest]";
 
@@ -53,12 +57,21 @@ fn run() -> Result<(), String> {
             PublisherStatus::Unknown => "publisher status unknown".to_string(),
         }
     );
-    let (mut received, mut missed) = (0u64, 0u64);
+    let (mut received, mut missed, mut skipped) = (0u64, 0u64, 0u64);
     while received < count {
         let r = if mode == "next" {
             sub.wait_next(timeout)
         } else {
             sub.wait_latest(timeout).map(Next::Frame)
+        };
+        let r = match r {
+            // One bad frame: say so and read on (the cursor is past it).
+            Err(WaitError::Read(e @ ReadError::Undecodable { .. })) => {
+                skipped += 1;
+                println!("skipped: {e}");
+                continue;
+            }
+            other => other,
         };
         match r.map_err(|e| format!("after {received} frames: {e}"))? {
             Next::Frame(s) => {
@@ -72,7 +85,11 @@ fn run() -> Result<(), String> {
             Next::Empty => {}
         }
     }
-    println!("received {received} frames, missed {missed}");
+    if skipped > 0 {
+        println!("received {received} frames, missed {missed}, skipped {skipped}");
+    } else {
+        println!("received {received} frames, missed {missed}");
+    }
     Ok(())
 }
 
