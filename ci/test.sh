@@ -10,6 +10,8 @@
 #   board     static armv7 binaries (profile `board`), their stripped sizes, an
 #             initramfs with shmbus-board as /init, booted on QEMU's i.MX6UL EVK
 #             (ci/board/boot.sh: PASS only on the guest's explicit marker)
+#   ffi       ci/ffi-test.sh: libshmbus (C) and the Python module, host and
+#             armv7 under qemu-arm, against the Rust examples both ways
 #   extras    ci/fuzz.sh and the quick benchmark, when present
 # Every stage runs even if an earlier one failed (unless it needs that one's
 # output); the exit status is non-zero if any stage failed.
@@ -134,11 +136,13 @@ if passed arm-install || ! wanted arm-install; then
     stage mixed-arch ci/mixed-arch.sh
     stage board-build board_build
     if passed board-build || ! wanted board-build; then stage board-boot board_boot; else skip board-boot "no board build"; fi
+    stage ffi ci/ffi-test.sh all
 else
     skip arm-test "arm toolchain missing"
     skip mixed-arch "arm toolchain missing"
     skip board-build "arm toolchain missing"
     skip board-boot "arm toolchain missing"
+    stage ffi ci/ffi-test.sh host
 fi
 if [[ -x ci/fuzz.sh ]]; then stage fuzz extras_fuzz; fi
 if [[ -x bench/run.sh ]] || grep -q 'Bench' crates/shmbus-cli/src/args.rs 2>/dev/null; then stage bench-quick extras_bench; fi

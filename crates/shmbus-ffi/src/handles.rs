@@ -1,0 +1,247 @@
+//! The handle table: C holds small integers, never pointers into Rust.
+//!
+//! A handle is `kind << 48 | generation << 16 | (index + 1)`. The table has
+//! [`SHMBUS_MAX_HANDLES`] slots, each behind its own mutex; closing a slot bumps
+//! its generation, so a closed handle, a second close and a handle of
+//! another kind are all recognised and refused with a code instead of
+//! touching freed memory. Zero is never a valid handle, so a
+//! zero-initialised handle variable is refused too.
+//!
+//! Each call locks only the slots it uses (uncontended: one atomic swap in
+//! and one out). A handle may be used from several threads; calls on the
+//! same handle are serialised, and a blocking wait holds its subscriber's
+//! slot for the length of the wait.
+
+use std::sync::{Mutex, MutexGuard};
+
+use crate::frame::Frame;
+use crate::publisher::Pub;
+use crate::schema::SchemaHandle;
+use crate::status::*;
+use crate::subscriber::Sub;
+
+/// How many handles (of all kinds) a process can hold open at once.
+pub const SHMBUS_MAX_HANDLES: usize = 1024;
+
+/// What a slot holds.
+pub(crate) enum Object {
+    Schema(SchemaHandle),
+    Frame(Box<Frame>),
+    Publisher(Box<Pub>),
+    Subscriber(Box<Sub>),
+}
+
+/// The kind of a handle, as encoded in its top bits.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Kind {
+    Schema = 1,
+    Frame = 2,
+    Publisher = 3,
+    Subscriber = 4,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Schema => "schema",
+            Kind::Frame => "frame",
+            Kind::Publisher => "publisher",
+            Kind::Subscriber => "subscriber",
+        }
+    }
+    fn of(o: &Object) -> Kind {
+        match o {
+            Object::Schema(_) => Kind::Schema,
+            Object::Frame(_) => Kind::Frame,
+            Object::Publisher(_) => Kind::Publisher,
+            Object::Subscriber(_) => Kind::Subscriber,
+        }
+    }
+}
+
+struct Slot {
+    generation: u32,
+    object: Option<Object>,
+}
+
+static TABLE: [Mutex<Slot>; SHMBUS_MAX_HANDLES] = [const {
+    Mutex::new(Slot {
+        generation: 0,
+        object: None,
+    })
+}; SHMBUS_MAX_HANDLES];
+
+fn lock(index: usize) -> MutexGuard<'static, Slot> {
+    // A panic while a slot was locked is caught at the boundary; the slot's
+    // object may be half-updated, but it is still a whole Rust value, and
+    // closing it must stay possible.
+    TABLE[index].lock().unwrap_or_else(|p| {
+        TABLE[index].clear_poison();
+        p.into_inner()
+    })
+}
+
+fn encode(kind: Kind, generation: u32, index: usize) -> u64 {
+    (kind as u64) << 48 | u64::from(generation) << 16 | (index as u64 + 1)
+}
+
+fn decode(id: u64, kind: Kind) -> Result<(usize, u32)> {
+    let index = (id & 0xffff) as usize;
+    let k = id >> 48;
+    if id == 0 || index == 0 || index > SHMBUS_MAX_HANDLES || k != kind as u64 {
+        return fail(
+            SHMBUS_ERR_BAD_HANDLE,
+            format!(
+                "{:#x} is not a {} handle (a zero or uninitialised handle, or a handle of another kind)",
+                id,
+                kind.name()
+            ),
+        );
+    }
+    Ok((index - 1, (id >> 16) as u32))
+}
+
+/// Store `object` in a free slot and return its handle.
+pub(crate) fn insert(object: Object) -> Result<u64> {
+    let kind = Kind::of(&object);
+    let mut object = Some(object);
+    for (index, entry) in TABLE.iter().enumerate() {
+        // try_lock: a slot in use by another thread is not free anyway.
+        let Ok(mut slot) = entry.try_lock() else {
+            continue;
+        };
+        if slot.object.is_none() {
+            slot.generation = slot.generation.wrapping_add(1);
+            slot.object = object.take();
+            return Ok(encode(kind, slot.generation, index));
+        }
+    }
+    fail(
+        SHMBUS_ERR_TOO_MANY_HANDLES,
+        format!(
+            "more than {SHMBUS_MAX_HANDLES} handles are open in this process: close the ones you no longer use"
+        ),
+    )
+}
+
+/// A locked, checked slot: the object of one live handle.
+pub(crate) struct Held {
+    slot: MutexGuard<'static, Slot>,
+    index: usize,
+}
+
+impl Held {
+    pub(crate) fn object(&mut self) -> &mut Object {
+        self.slot
+            .object
+            .as_mut()
+            .expect("Held is only made for a slot with an object")
+    }
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+}
+
+/// Lock the slot of handle `id` of `kind`, after checking it is live.
+pub(crate) fn get(id: u64, kind: Kind) -> Result<Held> {
+    let (index, generation) = decode(id, kind)?;
+    let slot = lock(index);
+    match &slot.object {
+        Some(o) if slot.generation == generation && Kind::of(o) == kind => Ok(Held { slot, index }),
+        _ if generation_is_past(slot.generation, generation) => fail(
+            SHMBUS_ERR_CLOSED,
+            format!("the {} handle {id:#x} is closed", kind.name()),
+        ),
+        _ => fail(
+            SHMBUS_ERR_BAD_HANDLE,
+            format!("{id:#x} was never a {} handle of this process", kind.name()),
+        ),
+    }
+}
+
+/// Like [`get`], for a second handle used in the same call: refuses a
+/// handle that names the same slot as `first` (it cannot be valid, and
+/// locking the slot twice would deadlock).
+pub(crate) fn get_second(id: u64, kind: Kind, first: &Held) -> Result<Held> {
+    let (index, _) = decode(id, kind)?;
+    if index == first.index() {
+        return fail(
+            SHMBUS_ERR_BAD_HANDLE,
+            format!("{id:#x} is not a live {} handle", kind.name()),
+        );
+    }
+    get(id, kind)
+}
+
+/// A handle's generation was issued and closed if it is behind the slot's
+/// (wrap-safe), or equal while the slot is empty.
+fn generation_is_past(current: u32, handle: u32) -> bool {
+    handle != 0 && (current.wrapping_sub(handle) as i32) >= 0
+}
+
+/// Close handle `id` of `kind`: take its object out (the caller drops it,
+/// outside the lock when it likes).
+pub(crate) fn remove(id: u64, kind: Kind) -> Result<Object> {
+    let mut held = get(id, kind)?;
+    Ok(held
+        .slot
+        .object
+        .take()
+        .expect("get returned a slot with an object"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{ForTests, SchemaHandle};
+
+    fn schema() -> Object {
+        Object::Schema(SchemaHandle::for_tests())
+    }
+
+    #[test]
+    fn closed_double_closed_foreign_and_zero_handles_are_refused() {
+        let id = insert(schema()).unwrap();
+        assert!(get(id, Kind::Schema).is_ok());
+        assert_eq!(
+            get(id, Kind::Frame).err().unwrap().code,
+            SHMBUS_ERR_BAD_HANDLE
+        );
+        assert!(remove(id, Kind::Schema).is_ok());
+        assert_eq!(get(id, Kind::Schema).err().unwrap().code, SHMBUS_ERR_CLOSED);
+        assert_eq!(
+            remove(id, Kind::Schema).err().unwrap().code,
+            SHMBUS_ERR_CLOSED
+        );
+        assert_eq!(
+            get(0, Kind::Schema).err().unwrap().code,
+            SHMBUS_ERR_BAD_HANDLE
+        );
+        assert_eq!(
+            get(u64::MAX, Kind::Schema).err().unwrap().code,
+            SHMBUS_ERR_BAD_HANDLE
+        );
+        // A handle whose slot was never issued at that generation.
+        let forged = encode(Kind::Schema, 0x7fff_0000, 1000);
+        assert_eq!(
+            get(forged, Kind::Schema).err().unwrap().code,
+            SHMBUS_ERR_BAD_HANDLE
+        );
+    }
+
+    #[test]
+    fn a_reused_slot_does_not_revive_an_old_handle() {
+        let a = insert(schema()).unwrap();
+        remove(a, Kind::Schema).unwrap();
+        let mut others = Vec::new();
+        // Fill slots until a is reused (it is the first free slot, unless
+        // another test holds it).
+        for _ in 0..4 {
+            others.push(insert(schema()).unwrap());
+        }
+        assert_eq!(get(a, Kind::Schema).err().unwrap().code, SHMBUS_ERR_CLOSED);
+        for o in others {
+            remove(o, Kind::Schema).unwrap();
+        }
+    }
+}

@@ -1,0 +1,640 @@
+//! Subscribers from C: attach read-only, read the newest frame or every
+//! frame in order, block with a timeout, check staleness and liveness.
+//!
+//! Every read can deliver into a typed frame, a byte buffer or (with the
+//! codec) JSON text. An in-order read keeps the frame it read until it is
+//! delivered: a buffer that is too small loses nothing (the next call with a
+//! larger buffer gets the same frame).
+
+use core::time::Duration;
+use std::sync::Arc;
+
+use shmbus_sub::{PublisherStatus, RawNext, RawSubscriber, SlotMeta};
+
+use crate::cabi;
+use crate::frame::{self, shmbus_frame};
+use crate::handles::{self, Held, Kind, Object};
+use crate::schema::{self, SchemaDef, SchemaHandle, shmbus_schema};
+use crate::status::*;
+use crate::topic::{self, shmbus_topic, shmbus_topic_info};
+
+/// A subscriber handle (from `shmbus_subscriber_open`). Zero is never a
+/// valid handle.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(non_camel_case_types, reason = "C type name, as the header shows it")]
+pub struct shmbus_subscriber {
+    /// Opaque id.
+    pub id: u64,
+}
+
+/// A frame's metadata, filled by every read.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[allow(non_camel_case_types, reason = "C type name, as the header shows it")]
+pub struct shmbus_sample {
+    /// Generation of the frame (publish counter, from 1).
+    pub generation: u64,
+    /// `CLOCK_MONOTONIC` at publish, ns.
+    pub mono_ns: u64,
+    /// `CLOCK_REALTIME` at publish, ns since the epoch.
+    pub real_ns: u64,
+    /// How long ago it was published when it was read, ns (monotonic).
+    pub age_ns: u64,
+    /// With `SHMBUS_MISSED`: frames lost because the reader fell behind.
+    pub missed: u64,
+    /// Encoded frame length in bytes.
+    pub len: u32,
+    /// Zero.
+    pub reserved: u32,
+}
+
+/// Publisher liveness and topic staleness (`shmbus_subscriber_status`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[allow(non_camel_case_types, reason = "C type name, as the header shows it")]
+pub struct shmbus_status {
+    /// Generation of the newest frame (0: none yet).
+    pub generation: u64,
+    /// Time since the newest publish, ns (monotonic); `UINT64_MAX` before
+    /// the first frame.
+    pub age_ns: u64,
+    /// `SHMBUS_PUBLISHER_ALIVE`, `_NOT_RUNNING`, `_NO_LOCK` or `_UNKNOWN`.
+    pub publisher: i32,
+    /// Pid of the live publisher, else 0.
+    pub publisher_pid: i32,
+    /// 1 if the topic was removed since this subscriber attached.
+    pub removed: i32,
+    /// 1 if a frame newer than the last one read was published.
+    pub has_new: i32,
+}
+
+/// The publisher holds the topic's lock: it is running.
+pub const SHMBUS_PUBLISHER_ALIVE: i32 = 1;
+/// The lock is free: the publisher is not running (its frames stay
+/// readable).
+pub const SHMBUS_PUBLISHER_NOT_RUNNING: i32 = 2;
+/// The topic has no lock (removed, or never had a publisher).
+pub const SHMBUS_PUBLISHER_NO_LOCK: i32 = 3;
+/// The lock could not be read (permission).
+pub const SHMBUS_PUBLISHER_UNKNOWN: i32 = 0;
+
+/// A subscriber, the topic's schema, and the frame read but not yet
+/// delivered.
+#[derive(Debug)]
+pub struct Sub {
+    /// The subscriber.
+    pub raw: RawSubscriber,
+    /// The topic's schema, if it decodes.
+    pub schema: Result<SchemaHandle>,
+    /// Bytes of the last in-order frame read.
+    pub buf: Vec<u8>,
+    /// The in-order frame in `buf` not yet delivered.
+    pub pending: Option<SlotMeta>,
+    /// Bytes of the last latest-value read.
+    pub lbuf: Vec<u8>,
+    /// Metadata of the frame read last (latest or in order), reported with
+    /// `SHMBUS_ERR_BUFFER_TOO_SMALL`.
+    pub last: Option<SlotMeta>,
+}
+
+fn sub_of(held: &mut Held) -> &mut Sub {
+    match held.object() {
+        Object::Subscriber(s) => s,
+        _ => unreachable!("handles::get checked the kind"),
+    }
+}
+
+/// Where a read delivers the frame.
+pub(crate) enum Dest<'a> {
+    /// Nowhere: only the sample (metadata) is wanted.
+    None,
+    /// Decoded into a typed frame.
+    Frame(&'a mut frame::Frame),
+    /// Copied as bytes.
+    Bytes(&'a mut [u8]),
+}
+
+/// What a read found.
+pub(crate) enum Got {
+    Frame(SlotMeta),
+    Missed(u64),
+    Nothing,
+}
+
+fn sample_of(m: &SlotMeta) -> shmbus_sample {
+    shmbus_sample {
+        generation: m.generation,
+        mono_ns: m.mono_ns,
+        real_ns: m.real_ns,
+        age_ns: shmbus_core::sys::monotonic_ns().saturating_sub(m.mono_ns),
+        missed: 0,
+        len: m.len,
+        reserved: 0,
+    }
+}
+
+impl Sub {
+    fn schema(&self) -> Result<&SchemaHandle> {
+        self.schema.as_ref().map_err(|e| e.clone())
+    }
+
+    /// Deliver frame `bytes` (metadata `m`) into `dest`.
+    fn deliver(&self, bytes: &[u8], m: &SlotMeta, dest: &mut Dest<'_>) -> Result<()> {
+        match dest {
+            Dest::None => Ok(()),
+            Dest::Bytes(out) => cabi::copy_out(bytes, out, "the frame"),
+            Dest::Frame(f) => {
+                let schema = self.schema()?;
+                if f.schema.fingerprint != schema.fingerprint {
+                    return fail(
+                        SHMBUS_ERR_WRONG_TYPE,
+                        format!(
+                            "the frame is a '{}' (schema {:016x}), the topic carries '{}' (schema {:016x}): make the frame from shmbus_subscriber_schema()",
+                            f.schema.owned.name,
+                            f.schema.fingerprint,
+                            schema.owned.name,
+                            schema.fingerprint
+                        ),
+                    );
+                }
+                f.decode(bytes).map_err(|what| {
+                    Error::new(
+                        SHMBUS_ERR_READ,
+                        format!(
+                            "frame {} does not decode as '{}' ({what}): the publisher and the schema disagree",
+                            m.generation, schema.owned.name
+                        ),
+                    )
+                })
+            }
+        }
+    }
+
+    /// Read the newest frame into `dest`.
+    pub(crate) fn latest(&mut self, dest: &mut Dest<'_>) -> Result<Got> {
+        match self
+            .raw
+            .latest_bytes(&mut self.lbuf)
+            .map_err(topic::read_error)?
+        {
+            None => Ok(Got::Nothing),
+            Some(m) => {
+                self.last = Some(m);
+                self.deliver(&self.lbuf, &m, dest)?;
+                Ok(Got::Frame(m))
+            }
+        }
+    }
+
+    /// Deliver the pending in-order frame, if any.
+    fn deliver_pending(&mut self, dest: &mut Dest<'_>) -> Result<Got> {
+        let Some(m) = self.pending else {
+            return Ok(Got::Nothing);
+        };
+        self.last = Some(m);
+        match self.deliver(&self.buf, &m, dest) {
+            Err(e) if e.code == SHMBUS_ERR_BUFFER_TOO_SMALL => Err(e),
+            r => {
+                // Delivered, or undeliverable whatever the buffer (wrong
+                // frame type, undecodable): either way it is consumed.
+                self.pending = None;
+                r.map(|()| Got::Frame(m))
+            }
+        }
+    }
+
+    /// The pending in-order frame, or the next one.
+    pub(crate) fn next(&mut self, dest: &mut Dest<'_>) -> Result<Got> {
+        if self.pending.is_none() {
+            match self
+                .raw
+                .next_bytes(&mut self.buf)
+                .map_err(topic::read_error)?
+            {
+                RawNext::Frame(m, ()) => self.pending = Some(m),
+                RawNext::Missed(n) => return Ok(Got::Missed(n)),
+                RawNext::Empty => return Ok(Got::Nothing),
+            }
+        }
+        self.deliver_pending(dest)
+    }
+
+    /// Block up to `timeout_ms` for the next in-order frame.
+    pub(crate) fn wait_next(&mut self, timeout_ms: u32, dest: &mut Dest<'_>) -> Result<Got> {
+        if self.pending.is_none() {
+            let buf = &mut self.buf;
+            let got = self
+                .raw
+                .wait_until(Duration::from_millis(timeout_ms.into()), |raw| {
+                    Ok(match raw.next_bytes(buf)? {
+                        RawNext::Frame(m, ()) => Some(Got::Frame(m)),
+                        RawNext::Missed(n) => Some(Got::Missed(n)),
+                        RawNext::Empty => None,
+                    })
+                })
+                .map_err(topic::wait_error)?;
+            match got {
+                Got::Frame(m) => self.pending = Some(m),
+                other => return Ok(other),
+            }
+        }
+        self.deliver_pending(dest)
+    }
+
+    /// Block up to `timeout_ms` for a frame newer than the last one read,
+    /// then read the newest.
+    pub(crate) fn wait_latest(&mut self, timeout_ms: u32, dest: &mut Dest<'_>) -> Result<Got> {
+        let buf = &mut self.lbuf;
+        let m = self
+            .raw
+            .wait_until(Duration::from_millis(timeout_ms.into()), |raw| {
+                if !raw.has_new() {
+                    return Ok(None);
+                }
+                raw.latest_bytes(buf)
+            })
+            .map_err(topic::wait_error)?;
+        self.last = Some(m);
+        self.deliver(&self.lbuf, &m, dest)?;
+        Ok(Got::Frame(m))
+    }
+}
+
+/// Attach `topic`, retrying "not there yet" until the deadline.
+fn attach(topic: &shmbus_core::Topic, timeout_ms: u32) -> Result<RawSubscriber> {
+    let deadline = std::time::Instant::now() + Duration::from_millis(timeout_ms.into());
+    let mut step = Duration::from_millis(5);
+    loop {
+        match RawSubscriber::attach(topic) {
+            Ok(s) => return Ok(s),
+            Err(
+                e @ (shmbus_core::OpenError::NotFound { .. }
+                | shmbus_core::OpenError::NotReady { .. }),
+            ) => {
+                let now = std::time::Instant::now();
+                if now >= deadline {
+                    return Err(topic::open_error(e));
+                }
+                std::thread::sleep(step.min(deadline - now));
+                step = (step * 2).min(Duration::from_millis(100));
+            }
+            Err(e) => return Err(topic::open_error(e)),
+        }
+    }
+}
+
+/// Attach `topic` read-only, waiting up to `timeout_ms` for its publisher
+/// to create it (0: do not wait). With a non-zero `expected` schema handle,
+/// refuse a topic whose frames are of another type
+/// (`SHMBUS_ERR_SCHEMA_MISMATCH`); with `expected.id == 0`, take any type
+/// (read its schema with `shmbus_subscriber_schema`).
+///
+/// The in-order cursor starts after the newest frame (only frames
+/// published from now on); `shmbus_subscriber_seek_oldest` moves it back to
+/// the oldest frame still in the ring.
+///
+/// Errors: `SHMBUS_ERR_NOT_FOUND` (no publisher yet), the schema mismatch,
+/// `SHMBUS_ERR_PERMISSION`, `SHMBUS_ERR_OPEN` (garbage or foreign segment,
+/// spoofing checks), `SHMBUS_ERR_INVALID`.
+///
+/// # Safety
+/// `topic` points to a `shmbus_topic` (strings NUL-terminated or NULL);
+/// `out` to a writable `shmbus_subscriber`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmbus_subscriber_open(
+    topic: *const shmbus_topic,
+    expected: shmbus_schema,
+    timeout_ms: u32,
+    out: *mut shmbus_subscriber,
+) -> i32 {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let out = unsafe { cabi::out(out, "out") }?;
+        // SAFETY: the caller's contract.
+        let t = unsafe { topic::topic_from(topic) }?;
+        let expected = if expected.id == 0 {
+            None
+        } else {
+            Some(schema::get(expected)?)
+        };
+        let raw = attach(&t, timeout_ms)?;
+        let info = raw.info();
+        if let Some(want) = &expected {
+            if want.fingerprint != info.schema_fingerprint {
+                return Err(topic::open_error(shmbus_core::OpenError::SchemaMismatch {
+                    key: t.key,
+                    topic: info.name.clone(),
+                    expected: want.fingerprint,
+                    found: info.schema_fingerprint,
+                }));
+            }
+        }
+        let schema = SchemaDef::from_bytes(&info.schema).map(Arc::new);
+        let cap = info.geometry.frame_capacity;
+        let sub = Sub {
+            raw,
+            schema,
+            buf: Vec::with_capacity(cap + 4),
+            pending: None,
+            lbuf: Vec::with_capacity(cap + 4),
+            last: None,
+        };
+        *out = shmbus_subscriber {
+            id: handles::insert(Object::Subscriber(Box::new(sub)))?,
+        };
+        Ok(SHMBUS_OK)
+    })
+}
+
+/// Close a subscriber (detach). A second close is `SHMBUS_ERR_CLOSED`.
+#[unsafe(no_mangle)]
+pub extern "C" fn shmbus_subscriber_close(subscriber: shmbus_subscriber) -> i32 {
+    guard(|| {
+        drop(handles::remove(subscriber.id, Kind::Subscriber)?);
+        Ok(SHMBUS_OK)
+    })
+}
+
+/// A new schema handle for the topic's schema (to make a frame for
+/// typed reads). `SHMBUS_ERR_SCHEMA` if the segment's schema does not
+/// decode. Close it with `shmbus_schema_close`.
+///
+/// # Safety
+/// `out` points to a writable `shmbus_schema`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmbus_subscriber_schema(
+    subscriber: shmbus_subscriber,
+    out: *mut shmbus_schema,
+) -> i32 {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let out = unsafe { cabi::out(out, "out") }?;
+        let mut held = handles::get(subscriber.id, Kind::Subscriber)?;
+        let s = sub_of(&mut held).schema()?.clone();
+        drop(held);
+        *out = schema::insert(s)?;
+        Ok(SHMBUS_OK)
+    })
+}
+
+/// Run a read on the subscriber `subscriber`, delivering into `frame`
+/// (id 0: no typed delivery) and filling `sample`.
+fn read(
+    subscriber: shmbus_subscriber,
+    frame: shmbus_frame,
+    sample: *mut shmbus_sample,
+    op: impl FnOnce(&mut Sub, &mut Dest<'_>) -> Result<Got>,
+) -> Result<i32> {
+    let mut held = handles::get(subscriber.id, Kind::Subscriber)?;
+    let mut fheld = if frame.id == 0 {
+        None
+    } else {
+        Some(frame::held_second(frame, &held)?)
+    };
+    let mut dest = match &mut fheld {
+        Some(h) => Dest::Frame(frame::in_held(h)),
+        None => Dest::None,
+    };
+    let got = op(sub_of(&mut held), &mut dest)?;
+    Ok(report(got, sample))
+}
+
+/// Fill `sample` (if not NULL) and return the status of a read.
+fn report(got: Got, sample: *mut shmbus_sample) -> i32 {
+    // SAFETY: `sample` is NULL or writable, by the exported function's
+    // contract.
+    let out = unsafe { cabi::opt_out(sample) };
+    match got {
+        Got::Frame(m) => {
+            if let Some(o) = out {
+                *o = sample_of(&m);
+            }
+            SHMBUS_OK
+        }
+        Got::Missed(n) => {
+            if let Some(o) = out {
+                *o = shmbus_sample {
+                    missed: n,
+                    ..shmbus_sample::default()
+                };
+            }
+            SHMBUS_MISSED
+        }
+        Got::Nothing => SHMBUS_NO_FRAME,
+    }
+}
+
+/// Read the newest frame into `frame` (a frame of the topic's schema, or
+/// `{0}` for only the sample). Returns `SHMBUS_OK`, or `SHMBUS_NO_FRAME`
+/// before the first publish. Never goes back in time: each call returns
+/// the frame it returned before or a newer one.
+///
+/// # Safety
+/// `sample` is NULL or points to a writable `shmbus_sample`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmbus_subscriber_latest(
+    subscriber: shmbus_subscriber,
+    frame: shmbus_frame,
+    sample: *mut shmbus_sample,
+) -> i32 {
+    guard(|| read(subscriber, frame, sample, |s, d| s.latest(d)))
+}
+
+/// Read the next frame in publish order into `frame`. Returns `SHMBUS_OK`
+/// (a frame), `SHMBUS_NO_FRAME` (nothing new) or `SHMBUS_MISSED` (the
+/// reader fell more than a ring behind: `sample->missed` frames are lost
+/// and the next call returns the oldest frame still in the ring).
+///
+/// # Safety
+/// `sample` is NULL or points to a writable `shmbus_sample`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmbus_subscriber_next(
+    subscriber: shmbus_subscriber,
+    frame: shmbus_frame,
+    sample: *mut shmbus_sample,
+) -> i32 {
+    guard(|| read(subscriber, frame, sample, |s, d| s.next(d)))
+}
+
+/// Block up to `timeout_ms` for the next frame in publish order (sleeping
+/// in the kernel); as `shmbus_subscriber_next`, but never
+/// `SHMBUS_NO_FRAME`: `SHMBUS_ERR_TIMEOUT`, `SHMBUS_ERR_PUBLISHER_GONE`
+/// (checked every 100 ms) or `SHMBUS_ERR_REMOVED` instead.
+///
+/// # Safety
+/// `sample` is NULL or points to a writable `shmbus_sample`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmbus_subscriber_wait_next(
+    subscriber: shmbus_subscriber,
+    frame: shmbus_frame,
+    timeout_ms: u32,
+    sample: *mut shmbus_sample,
+) -> i32 {
+    guard(|| read(subscriber, frame, sample, |s, d| s.wait_next(timeout_ms, d)))
+}
+
+/// Block up to `timeout_ms` until a frame newer than the last one read is
+/// published, then read the newest frame.
+///
+/// # Safety
+/// `sample` is NULL or points to a writable `shmbus_sample`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmbus_subscriber_wait_latest(
+    subscriber: shmbus_subscriber,
+    frame: shmbus_frame,
+    timeout_ms: u32,
+    sample: *mut shmbus_sample,
+) -> i32 {
+    guard(|| {
+        read(subscriber, frame, sample, |s, d| {
+            s.wait_latest(timeout_ms, d)
+        })
+    })
+}
+
+/// Read kind for the bytes and JSON reads: as `shmbus_subscriber_latest`.
+pub const SHMBUS_READ_LATEST: i32 = 0;
+/// Read kind: as `shmbus_subscriber_next`.
+pub const SHMBUS_READ_NEXT: i32 = 1;
+/// Read kind: as `shmbus_subscriber_wait_next`.
+pub const SHMBUS_READ_WAIT_NEXT: i32 = 2;
+/// Read kind: as `shmbus_subscriber_wait_latest`.
+pub const SHMBUS_READ_WAIT_LATEST: i32 = 3;
+
+/// Run read `how` with destination `dest`.
+pub(crate) fn read_how(s: &mut Sub, how: i32, timeout_ms: u32, dest: &mut Dest<'_>) -> Result<Got> {
+    match how {
+        SHMBUS_READ_LATEST => s.latest(dest),
+        SHMBUS_READ_NEXT => s.next(dest),
+        SHMBUS_READ_WAIT_NEXT => s.wait_next(timeout_ms, dest),
+        SHMBUS_READ_WAIT_LATEST => s.wait_latest(timeout_ms, dest),
+        other => fail(
+            SHMBUS_ERR_INVALID,
+            format!("read {other}: use SHMBUS_READ_LATEST, _NEXT, _WAIT_NEXT or _WAIT_LATEST"),
+        ),
+    }
+}
+
+/// A read (`how`: a `SHMBUS_READ_*` kind; `timeout_ms` for the waits) that copies
+/// the encoded frame into `buf` (`cap` bytes). `sample->len` is the frame's
+/// length. `SHMBUS_ERR_BUFFER_TOO_SMALL` if it does not fit (the sample
+/// then describes the frame that did not fit, `len` included): an in-order
+/// frame is kept for the next call, so nothing is lost; a buffer of the
+/// topic's frame capacity always fits.
+///
+/// # Safety
+/// `buf` points to `cap` writable bytes; `sample` is NULL or points to a
+/// writable `shmbus_sample`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmbus_subscriber_read_bytes(
+    subscriber: shmbus_subscriber,
+    how: i32,
+    timeout_ms: u32,
+    buf: *mut u8,
+    cap: usize,
+    sample: *mut shmbus_sample,
+) -> i32 {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let buf = unsafe { cabi::buffer(buf, cap, "buf") }?;
+        let mut held = handles::get(subscriber.id, Kind::Subscriber)?;
+        let s = sub_of(&mut held);
+        let mut dest = Dest::Bytes(buf);
+        let got = read_how(s, how, timeout_ms, &mut dest);
+        if let Err(e) = &got {
+            if e.code == SHMBUS_ERR_BUFFER_TOO_SMALL {
+                // SAFETY: the caller's contract.
+                if let (Some(o), Some(m)) = (unsafe { cabi::opt_out(sample) }, s.last) {
+                    *o = sample_of(&m);
+                }
+            }
+        }
+        Ok(report(got?, sample))
+    })
+}
+
+/// Whether a frame newer than the last one read was published: one atomic
+/// load, no system call. Returns 1 or 0 (or a negative error).
+#[unsafe(no_mangle)]
+pub extern "C" fn shmbus_subscriber_has_new(subscriber: shmbus_subscriber) -> i32 {
+    guard(|| {
+        let mut held = handles::get(subscriber.id, Kind::Subscriber)?;
+        Ok(i32::from(sub_of(&mut held).raw.has_new()))
+    })
+}
+
+/// Staleness and liveness: the newest generation, its age, whether the
+/// publisher is alive (two system calls) and whether the topic was removed
+/// (one system call).
+///
+/// # Safety
+/// `out` points to a writable `shmbus_status`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmbus_subscriber_status(
+    subscriber: shmbus_subscriber,
+    out: *mut shmbus_status,
+) -> i32 {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let out = unsafe { cabi::out(out, "out") }?;
+        let mut held = handles::get(subscriber.id, Kind::Subscriber)?;
+        let raw = &sub_of(&mut held).raw;
+        let (publisher, pid) = match raw.publisher() {
+            PublisherStatus::Alive { pid } => (SHMBUS_PUBLISHER_ALIVE, pid),
+            PublisherStatus::NotRunning => (SHMBUS_PUBLISHER_NOT_RUNNING, 0),
+            PublisherStatus::NoLock => (SHMBUS_PUBLISHER_NO_LOCK, 0),
+            _ => (SHMBUS_PUBLISHER_UNKNOWN, 0),
+        };
+        *out = shmbus_status {
+            generation: raw.generation(),
+            age_ns: raw.age().map_or(u64::MAX, |a| {
+                a.as_nanos().min(u128::from(u64::MAX - 1)) as u64
+            }),
+            publisher,
+            publisher_pid: pid,
+            removed: i32::from(raw.is_removed()),
+            has_new: i32::from(raw.has_new()),
+        };
+        Ok(SHMBUS_OK)
+    })
+}
+
+/// Move the in-order cursor to the oldest frame still in the ring (drops a
+/// pending frame).
+#[unsafe(no_mangle)]
+pub extern "C" fn shmbus_subscriber_seek_oldest(subscriber: shmbus_subscriber) -> i32 {
+    guard(|| {
+        let mut held = handles::get(subscriber.id, Kind::Subscriber)?;
+        let s = sub_of(&mut held);
+        s.pending = None;
+        s.raw.seek_oldest();
+        Ok(SHMBUS_OK)
+    })
+}
+
+/// The topic's name, key, shmid, geometry and schema fingerprint.
+///
+/// # Safety
+/// `out` points to a writable `shmbus_topic_info`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmbus_subscriber_info(
+    subscriber: shmbus_subscriber,
+    out: *mut shmbus_topic_info,
+) -> i32 {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let out = unsafe { cabi::out(out, "out") }?;
+        let mut held = handles::get(subscriber.id, Kind::Subscriber)?;
+        let raw = &sub_of(&mut held).raw;
+        let info = raw.info();
+        let mut i = shmbus_topic_info::new(&info.name);
+        i.key = raw.segment().key() as u32;
+        i.shmid = raw.segment().shmid();
+        i.slots = info.geometry.slot_count;
+        i.frame_capacity = info.geometry.frame_capacity as u32;
+        i.fingerprint = info.schema_fingerprint;
+        *out = i;
+        Ok(SHMBUS_OK)
+    })
+}

@@ -1,0 +1,268 @@
+/* Tests of the C API against a live Rust publisher (the imu-publisher
+ * example of shmbus-examples, at 1 kHz): typed reads of a Rust type, the
+ * in-order and latest reads, and every kind of bad input, each refused
+ * with its code.
+ *
+ * usage: test_api RUST_KEY FREE_KEY
+ *   RUST_KEY  key of the topic "imu" that imu-publisher publishes
+ *   FREE_KEY  a key with no segment (used for "not found")
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "check.h"
+
+static void sleep_ms(long ms) {
+    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&t, NULL);
+}
+
+/* The next frame in order, counting frames missed on the way (a reader
+ * under qemu-arm can fall a lap behind again while it catches up). */
+static int32_t next_counting(shmbus_subscriber sub, shmbus_frame f, shmbus_sample *smp, uint64_t *missed) {
+    for (int n = 0; n < 1000; n++) {
+        int32_t rc = shmbus_subscriber_wait_next(sub, f, 10000, smp);
+        if (rc != SHMBUS_MISSED) return rc;
+        *missed += smp->missed;
+    }
+    return SHMBUS_MISSED;
+}
+
+static void test_no_topic(uint32_t free_key) {
+    uint32_t key = 0;
+    shmbus_subscriber sub = {0};
+    shmbus_topic t = {0};
+
+    CHECK("version is a string", shmbus_version() && strlen(shmbus_version()) > 0);
+    CHECK("strerror names a code", strstr(shmbus_strerror(SHMBUS_ERR_BUFFER_TOO_SMALL), "too small") != NULL);
+    CHECK("strerror of an unknown code", strcmp(shmbus_strerror(12345), "unknown status code") == 0);
+    CHECK("last_error is never NULL", shmbus_last_error() != NULL);
+
+    EXPECT_RC("key of imu", shmbus_key(NULL, "imu", &key), SHMBUS_OK);
+    CHECK("derived keys have 0x53 on top", (key >> 24) == 0x53);
+    EXPECT_RC("key: NULL name", shmbus_key(NULL, NULL, &key), SHMBUS_ERR_NULL);
+    EXPECT_RC("key: NULL out", shmbus_key(NULL, "imu", NULL), SHMBUS_ERR_NULL);
+    EXPECT_RC("key: bad name", shmbus_key(NULL, "bad name", &key), SHMBUS_ERR_INVALID);
+    expect_msg("key: bad name says why", "contains ' '");
+
+    EXPECT_RC("open: NULL topic", shmbus_subscriber_open(NULL, (shmbus_schema){0}, 0, &sub), SHMBUS_ERR_NULL);
+    EXPECT_RC("open: NULL name", shmbus_subscriber_open(&t, (shmbus_schema){0}, 0, &sub), SHMBUS_ERR_NULL);
+    expect_msg("open: NULL name is named", "topic->name is NULL");
+    t.name = "imu";
+    t.key = free_key;
+    EXPECT_RC("open: NULL out", shmbus_subscriber_open(&t, (shmbus_schema){0}, 0, NULL), SHMBUS_ERR_NULL);
+    t.name = "\xff\xfe";
+    EXPECT_RC("open: name not UTF-8", shmbus_subscriber_open(&t, (shmbus_schema){0}, 0, &sub), SHMBUS_ERR_INVALID);
+    t.name = "no spaces allowed";
+    EXPECT_RC("open: invalid name", shmbus_subscriber_open(&t, (shmbus_schema){0}, 0, &sub), SHMBUS_ERR_INVALID);
+    t.name = "imu";
+    t.slots = 3;
+    EXPECT_RC("open: slots not a power of two", shmbus_subscriber_open(&t, (shmbus_schema){0}, 0, &sub),
+              SHMBUS_ERR_INVALID);
+    expect_msg("open: slots message", "power of two");
+    t.slots = 0;
+    t.lock = 7;
+    EXPECT_RC("open: unknown lock policy", shmbus_subscriber_open(&t, (shmbus_schema){0}, 0, &sub), SHMBUS_ERR_INVALID);
+    t.lock = 0;
+    t.flags = 0x100;
+    EXPECT_RC("open: unknown flags", shmbus_subscriber_open(&t, (shmbus_schema){0}, 0, &sub), SHMBUS_ERR_INVALID);
+    t.flags = 0;
+    EXPECT_RC("open: no topic at the key", shmbus_subscriber_open(&t, (shmbus_schema){0}, 0, &sub), SHMBUS_ERR_NOT_FOUND);
+    expect_msg("open: not found says what to do", "start its publisher");
+    EXPECT_RC("open: waits, then not found", shmbus_subscriber_open(&t, (shmbus_schema){0}, 50, &sub),
+              SHMBUS_ERR_NOT_FOUND);
+
+    EXPECT_RC("zero subscriber handle", shmbus_subscriber_close((shmbus_subscriber){0}), SHMBUS_ERR_BAD_HANDLE);
+    EXPECT_RC("forged subscriber handle", shmbus_subscriber_close((shmbus_subscriber){0x0004123400000007ull}),
+              SHMBUS_ERR_BAD_HANDLE);
+    EXPECT_RC("zero frame handle", shmbus_frame_close((shmbus_frame){0}), SHMBUS_ERR_BAD_HANDLE);
+    EXPECT_RC("garbage schema handle", shmbus_schema_close((shmbus_schema){12345}), SHMBUS_ERR_BAD_HANDLE);
+    EXPECT_RC("zero publisher handle", shmbus_publisher_close((shmbus_publisher){0}), SHMBUS_ERR_BAD_HANDLE);
+
+    shmbus_schema s = {0};
+    static const uint8_t garbage[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    EXPECT_RC("schema: NULL bytes", shmbus_schema_from_bytes(NULL, 4, &s), SHMBUS_ERR_NULL);
+    EXPECT_RC("schema: garbage bytes", shmbus_schema_from_bytes(garbage, sizeof garbage, &s), SHMBUS_ERR_SCHEMA);
+}
+
+/* A u32 schema in postcard-schema's wire form: name "u32", type tag 8. */
+static const uint8_t U32_SCHEMA[] = {3, 'u', '3', '2', 8};
+
+static void test_rust_publisher(uint32_t rust_key) {
+    shmbus_topic t = {0};
+    shmbus_subscriber sub = {0};
+    shmbus_schema s = {0}, u32s = {0};
+    shmbus_frame f = {0}, uf = {0};
+    shmbus_sample smp;
+    shmbus_status st;
+    shmbus_topic_info info;
+    char str[64];
+    size_t len = 0;
+    uint64_t u = 0;
+    int64_t i = 0;
+    double d = 0;
+    int32_t rc;
+
+    t.name = "imu";
+    t.key = rust_key;
+    EXPECT_RC("u32 schema from bytes", shmbus_schema_from_bytes(U32_SCHEMA, sizeof U32_SCHEMA, &u32s), SHMBUS_OK);
+    EXPECT_RC("open: waits for the Rust publisher's topic", shmbus_subscriber_open(&t, (shmbus_schema){0}, 20000, &sub),
+              SHMBUS_OK);
+    EXPECT_RC("open with the wrong expected type", shmbus_subscriber_open(&t, u32s, 0, &(shmbus_subscriber){0}),
+              SHMBUS_ERR_SCHEMA_MISMATCH);
+    expect_msg("schema mismatch message", "carries frames of another type");
+
+    EXPECT_RC("info", shmbus_subscriber_info(sub, &info), SHMBUS_OK);
+    CHECK("info: name", strcmp(info.name, "imu") == 0);
+    CHECK("info: key", info.key == rust_key);
+    CHECK("info: 16 slots", info.slots == 16);
+    CHECK("info: frame capacity of the Rust Imu (60)", info.frame_capacity == 60);
+    EXPECT_RC("info: NULL out", shmbus_subscriber_info(sub, NULL), SHMBUS_ERR_NULL);
+
+    EXPECT_RC("topic schema", shmbus_subscriber_schema(sub, &s), SHMBUS_OK);
+    uint64_t fp = 0;
+    EXPECT_RC("fingerprint", shmbus_schema_fingerprint(s, &fp), SHMBUS_OK);
+    CHECK("fingerprint equals the segment's", fp == info.fingerprint);
+    EXPECT_RC("schema name", shmbus_schema_name(s, str, sizeof str, &len), SHMBUS_OK);
+    CHECK("schema name is Imu", strcmp(str, "Imu") == 0 && len == 3);
+    EXPECT_RC("schema name: small buffer", shmbus_schema_name(s, str, 3, &len), SHMBUS_ERR_BUFFER_TOO_SMALL);
+    CHECK("schema name: needed length", len == 3);
+    EXPECT_RC("frame for the topic", shmbus_frame_new(s, &f), SHMBUS_OK);
+    EXPECT_RC("frame: NULL out", shmbus_frame_new(s, NULL), SHMBUS_ERR_NULL);
+    EXPECT_RC("close the schema", shmbus_schema_close(s), SHMBUS_OK);
+    EXPECT_RC("close the schema twice", shmbus_schema_close(s), SHMBUS_ERR_CLOSED);
+    EXPECT_RC("closed schema cannot make frames", shmbus_frame_new(s, &uf), SHMBUS_ERR_CLOSED);
+    EXPECT_RC("u32 frame", shmbus_frame_new(u32s, &uf), SHMBUS_OK);
+
+    rc = shmbus_subscriber_wait_latest(sub, f, 10000, &smp);
+    EXPECT_RC("wait_latest into the frame", rc, SHMBUS_OK);
+    CHECK("sample: generation", smp.generation > 0);
+    CHECK("sample: length within capacity", smp.len > 0 && smp.len <= 60);
+    CHECK("sample: timestamps", smp.mono_ns > 0 && smp.real_ns > 0);
+    EXPECT_RC("get seq", shmbus_frame_get_u64(f, "seq", &u), SHMBUS_OK);
+    EXPECT_RC("get seq as signed", shmbus_frame_get_i64(f, "seq", &i), SHMBUS_OK);
+    CHECK("seq signed == unsigned", (uint64_t)i == u);
+    EXPECT_RC("get frame_id", shmbus_frame_get_str(f, "frame_id", str, sizeof str, &len), SHMBUS_OK);
+    CHECK("frame_id is imu_link", strcmp(str, "imu_link") == 0 && len == 8);
+    EXPECT_RC("get acc[2]", shmbus_frame_get_f64(f, "acc[2]", &d), SHMBUS_OK);
+    CHECK("acc[2] is 9.81 (as f32)", fabs(d - 9.81) < 1e-5);
+    EXPECT_RC("get temp_c", shmbus_frame_get_f64(f, "temp_c", &d), SHMBUS_OK);
+    CHECK("temp_c in 35..36", d >= 35.0 && d < 36.0);
+    EXPECT_RC("frame_id: small buffer", shmbus_frame_get_str(f, "frame_id", str, 4, &len),
+              SHMBUS_ERR_BUFFER_TOO_SMALL);
+    CHECK("frame_id: needed length", len == 8);
+    EXPECT_RC("frame_id: sizing call", shmbus_frame_get_str(f, "frame_id", NULL, 0, &len), SHMBUS_ERR_BUFFER_TOO_SMALL);
+    EXPECT_RC("frame_id: NULL buffer with a size", shmbus_frame_get_str(f, "frame_id", NULL, 8, &len),
+              SHMBUS_ERR_NULL);
+    EXPECT_RC("string length", shmbus_frame_get_len(f, "frame_id", &len), SHMBUS_OK);
+    CHECK("string length is 8", len == 8);
+    EXPECT_RC("get_u64 of a string", shmbus_frame_get_u64(f, "frame_id", &u), SHMBUS_ERR_WRONG_TYPE);
+    expect_msg("wrong type names the field", "field 'frame_id' is string");
+    EXPECT_RC("get_f64 of an integer", shmbus_frame_get_f64(f, "seq", &d), SHMBUS_ERR_WRONG_TYPE);
+    EXPECT_RC("get_bool of a float", shmbus_frame_get_bool(f, "temp_c", &rc), SHMBUS_ERR_WRONG_TYPE);
+    EXPECT_RC("no such field", shmbus_frame_get_u64(f, "nosuch", &u), SHMBUS_ERR_NO_FIELD);
+    expect_msg("no such field is named", "no field 'nosuch'");
+    EXPECT_RC("index past the array", shmbus_frame_get_f64(f, "acc[3]", &d), SHMBUS_ERR_NO_FIELD);
+    EXPECT_RC("NULL path", shmbus_frame_get_u64(f, NULL, &u), SHMBUS_ERR_NULL);
+    EXPECT_RC("NULL out", shmbus_frame_get_u64(f, "seq", NULL), SHMBUS_ERR_NULL);
+    EXPECT_RC("set u32 beyond its range", shmbus_frame_set_u64(f, "seq", 1ull << 32), SHMBUS_ERR_RANGE);
+    expect_msg("range message", "does not fit field 'seq'");
+    EXPECT_RC("set u32 negative", shmbus_frame_set_i64(f, "seq", -1), SHMBUS_ERR_RANGE);
+    EXPECT_RC("set u64 into u64", shmbus_frame_set_u64(f, "t_us", UINT64_MAX), SHMBUS_OK);
+    EXPECT_RC("get u64 max as signed", shmbus_frame_get_i64(f, "t_us", &i), SHMBUS_ERR_RANGE);
+    EXPECT_RC("set f32 beyond its range", shmbus_frame_set_f64(f, "acc[0]", 1e39), SHMBUS_ERR_RANGE);
+    EXPECT_RC("set f32 to infinity", shmbus_frame_set_f64(f, "acc[0]", INFINITY), SHMBUS_OK);
+    EXPECT_RC("set string not UTF-8", shmbus_frame_set_str(f, "frame_id", "\xc3\x28"), SHMBUS_ERR_INVALID);
+    EXPECT_RC("set bool into an integer", shmbus_frame_set_bool(f, "seq", 1), SHMBUS_ERR_WRONG_TYPE);
+    EXPECT_RC("set string into a float", shmbus_frame_set_str(f, "temp_c", "x"), SHMBUS_ERR_WRONG_TYPE);
+    EXPECT_RC("set_len of a non-list", shmbus_frame_set_len(f, "seq", 1), SHMBUS_ERR_WRONG_TYPE);
+    EXPECT_RC("clear", shmbus_frame_clear(f), SHMBUS_OK);
+    EXPECT_RC("after clear", shmbus_frame_get_str(f, "frame_id", str, sizeof str, &len), SHMBUS_OK);
+    CHECK("cleared string is empty", len == 0 && str[0] == 0);
+
+    EXPECT_RC("read into a frame of another schema", shmbus_subscriber_latest(sub, uf, &smp), SHMBUS_ERR_WRONG_TYPE);
+    expect_msg("other schema message", "make the frame from shmbus_subscriber_schema()");
+    EXPECT_RC("frame handle as a subscriber", shmbus_subscriber_latest((shmbus_subscriber){f.id}, f, &smp),
+              SHMBUS_ERR_BAD_HANDLE);
+    EXPECT_RC("subscriber handle as a frame", shmbus_subscriber_latest(sub, (shmbus_frame){sub.id}, &smp),
+              SHMBUS_ERR_BAD_HANDLE);
+    EXPECT_RC("latest without a frame (metadata only)", shmbus_subscriber_latest(sub, (shmbus_frame){0}, &smp),
+              SHMBUS_OK);
+    EXPECT_RC("latest with NULL sample", shmbus_subscriber_latest(sub, f, NULL), SHMBUS_OK);
+
+    /* In order: consecutive generations, then a lap behind. */
+    shmbus_sample a, b;
+    uint64_t missed = 0;
+    EXPECT_RC("wait_next", next_counting(sub, f, &a, &missed), SHMBUS_OK);
+    missed = 0;
+    EXPECT_RC("wait_next again", next_counting(sub, f, &b, &missed), SHMBUS_OK);
+    CHECK("in-order: frames read + missed add up", b.generation == a.generation + 1 + missed);
+    /* Let the publisher lap the 16-slot ring: wait (bounded) until it is 40 ahead. */
+    for (int n = 0; n < 2000; n++) {
+        shmbus_subscriber_status(sub, &st);
+        if (st.generation >= b.generation + 40) break;
+        sleep_ms(5);
+    }
+    CHECK("publisher went 40 frames ahead", st.generation >= b.generation + 40);
+    rc = shmbus_subscriber_next(sub, f, &smp);
+    EXPECT_RC("a lap behind: missed", rc, SHMBUS_MISSED);
+    CHECK("missed count is at least the lap", smp.missed >= 40 - 16);
+    missed = smp.missed;
+    rc = next_counting(sub, f, &a, &missed);
+    EXPECT_RC("after missed: the oldest frame", rc, SHMBUS_OK);
+    CHECK("oldest frame follows the missed ones", a.generation == b.generation + 1 + missed);
+
+    /* Bytes: a small buffer keeps the in-order frame for the next call. */
+    uint8_t bytes[64];
+    EXPECT_RC("seek oldest", shmbus_subscriber_seek_oldest(sub), SHMBUS_OK);
+    do {
+        rc = shmbus_subscriber_read_bytes(sub, SHMBUS_READ_WAIT_NEXT, 10000, bytes, 1, &a);
+    } while (rc == SHMBUS_MISSED);
+    EXPECT_RC("next bytes into 1 byte", rc, SHMBUS_ERR_BUFFER_TOO_SMALL);
+    CHECK("needed length reported", a.len > 1 && a.len <= 60);
+    rc = shmbus_subscriber_read_bytes(sub, SHMBUS_READ_NEXT, 0, bytes, sizeof bytes, &b);
+    EXPECT_RC("next bytes, enough room", rc, SHMBUS_OK);
+    CHECK("the frame that did not fit is the one delivered next", b.generation == a.generation && b.len == a.len);
+    EXPECT_RC("latest bytes with no room", shmbus_subscriber_read_bytes(sub, SHMBUS_READ_LATEST, 0, NULL, 0, &a),
+              SHMBUS_ERR_BUFFER_TOO_SMALL);
+    EXPECT_RC("latest bytes", shmbus_subscriber_read_bytes(sub, SHMBUS_READ_LATEST, 0, bytes, sizeof bytes, &a),
+              SHMBUS_OK);
+    EXPECT_RC("wait_latest bytes", shmbus_subscriber_read_bytes(sub, SHMBUS_READ_WAIT_LATEST, 10000, bytes, 64, &b),
+              SHMBUS_OK);
+    CHECK("wait_latest is newer", b.generation > a.generation);
+    EXPECT_RC("unknown read kind", shmbus_subscriber_read_bytes(sub, 9, 0, bytes, sizeof bytes, &a), SHMBUS_ERR_INVALID);
+    EXPECT_RC("NULL buffer with a size", shmbus_subscriber_read_bytes(sub, SHMBUS_READ_LATEST, 0, NULL, 8, &a),
+              SHMBUS_ERR_NULL);
+
+    EXPECT_RC("status", shmbus_subscriber_status(sub, &st), SHMBUS_OK);
+    CHECK("publisher alive", st.publisher == SHMBUS_PUBLISHER_ALIVE && st.publisher_pid > 0);
+    CHECK("not removed", st.removed == 0);
+    CHECK("age known", st.age_ns != UINT64_MAX);
+    rc = shmbus_subscriber_has_new(sub);
+    CHECK("has_new is 0 or 1", rc == 0 || rc == 1);
+
+    EXPECT_RC("close", shmbus_subscriber_close(sub), SHMBUS_OK);
+    EXPECT_RC("double close", shmbus_subscriber_close(sub), SHMBUS_ERR_CLOSED);
+    expect_msg("closed message", "is closed");
+    EXPECT_RC("read from a closed subscriber", shmbus_subscriber_latest(sub, f, &smp), SHMBUS_ERR_CLOSED);
+    EXPECT_RC("status of a closed subscriber", shmbus_subscriber_status(sub, &st), SHMBUS_ERR_CLOSED);
+    EXPECT_RC("close frame", shmbus_frame_close(f), SHMBUS_OK);
+    EXPECT_RC("double close frame", shmbus_frame_close(f), SHMBUS_ERR_CLOSED);
+    EXPECT_RC("set on a closed frame", shmbus_frame_set_u64(f, "seq", 1), SHMBUS_ERR_CLOSED);
+    EXPECT_RC("close u32 frame", shmbus_frame_close(uf), SHMBUS_OK);
+    EXPECT_RC("close u32 schema", shmbus_schema_close(u32s), SHMBUS_OK);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s RUST_KEY FREE_KEY\n", argv[0]);
+        return 2;
+    }
+    uint32_t rust_key = (uint32_t)strtoul(argv[1], NULL, 0);
+    uint32_t free_key = (uint32_t)strtoul(argv[2], NULL, 0);
+    test_no_topic(free_key);
+    test_rust_publisher(rust_key);
+    return finish();
+}

@@ -1,0 +1,256 @@
+//! Typed frames encode to the same bytes as postcard does for the matching
+//! Rust type, and decode what Rust encodes: the wire is shared, so a C
+//! publisher and a Rust subscriber (or the reverse) agree.
+
+use std::sync::Arc;
+
+use postcard_schema::Schema;
+use postcard_schema::schema::owned::{OwnedDataModelType as D, OwnedNamedType};
+use serde::{Deserialize, Serialize};
+use shmbus::frame::Frame;
+use shmbus::schema::SchemaDef;
+use shmbus::status::*;
+use shmbus_examples::Imu;
+
+fn frame_for<T: Schema>() -> Frame {
+    let def = SchemaDef::new(OwnedNamedType::from(T::SCHEMA)).unwrap();
+    Frame::new(Arc::new(def)).unwrap()
+}
+
+#[test]
+fn imu_frames_match_postcard_both_ways() {
+    let v = Imu::simulate(7, 1_000);
+    let mut f = frame_for::<Imu>();
+    f.set_int("seq", v.seq.into()).unwrap();
+    f.set_int("t_us", v.t_us.into()).unwrap();
+    f.set_buf("frame_id", v.frame_id.as_bytes(), true).unwrap();
+    for i in 0..3 {
+        f.set_float(&format!("acc[{i}]"), v.acc[i].into()).unwrap();
+        f.set_float(&format!("gyro[{i}]"), v.gyro[i].into())
+            .unwrap();
+    }
+    f.set_float("temp_c", v.temp_c.into()).unwrap();
+    assert_eq!(f.encode(), postcard::to_allocvec(&v).unwrap());
+
+    let other = Imu::simulate(123_456, u64::MAX);
+    let mut g = frame_for::<Imu>();
+    g.decode(&postcard::to_allocvec(&other).unwrap()).unwrap();
+    assert_eq!(g.get_int("seq").unwrap(), 123_456);
+    assert_eq!(g.get_int("t_us").unwrap(), i128::from(u64::MAX));
+    assert_eq!(g.get_buf("frame_id", true).unwrap(), b"imu_link");
+    assert_eq!(g.get_float("acc[2]").unwrap(), f64::from(other.acc[2]));
+    assert_eq!(g.get_float("temp_c").unwrap(), f64::from(other.temp_c));
+    assert_eq!(g.encode(), postcard::to_allocvec(&other).unwrap());
+}
+
+#[derive(Serialize, Deserialize, Schema, Debug, PartialEq, Default)]
+struct Inner {
+    ok: bool,
+    small: i8,
+    mid: i16,
+}
+
+#[derive(Serialize, Deserialize, Schema, Debug, PartialEq, Default)]
+struct Pair(u16, f64);
+
+#[derive(Serialize, Deserialize, Schema, Debug, PartialEq, Default)]
+struct Wide {
+    a: u8,
+    b: i64,
+    c: u32,
+    inner: Inner,
+    pair: Pair,
+    grid: [[i32; 2]; 2],
+    unit: (),
+    name: String,
+}
+
+#[test]
+fn every_covered_scalar_matches_postcard() {
+    let v = Wide {
+        a: 255,
+        b: i64::MIN,
+        c: 300,
+        inner: Inner {
+            ok: true,
+            small: -128,
+            mid: -300,
+        },
+        pair: Pair(65535, -0.5),
+        grid: [[-1, 2], [i32::MAX, i32::MIN]],
+        unit: (),
+        name: "héllo".into(),
+    };
+    let mut f = frame_for::<Wide>();
+    f.set_int("a", 255).unwrap();
+    f.set_int("b", i64::MIN.into()).unwrap();
+    f.set_int("c", 300).unwrap();
+    f.set_bool("inner.ok", true).unwrap();
+    f.set_int("inner.small", -128).unwrap();
+    f.set_int("inner.mid", -300).unwrap();
+    f.set_int("pair[0]", 65535).unwrap();
+    f.set_float("pair[1]", -0.5).unwrap();
+    f.set_int("grid[0][0]", -1).unwrap();
+    f.set_int("grid[0][1]", 2).unwrap();
+    f.set_int("grid[1][0]", i32::MAX.into()).unwrap();
+    f.set_int("grid[1][1]", i32::MIN.into()).unwrap();
+    f.set_buf("name", "héllo".as_bytes(), true).unwrap();
+    let bytes = postcard::to_allocvec(&v).unwrap();
+    assert_eq!(f.encode(), bytes);
+
+    let mut g = frame_for::<Wide>();
+    g.decode(&bytes).unwrap();
+    assert_eq!(g.get_int("b").unwrap(), i128::from(i64::MIN));
+    assert_eq!(g.get_int("inner.small").unwrap(), -128);
+    assert_eq!(g.get_int("grid[1][1]").unwrap(), i128::from(i32::MIN));
+    assert!(g.get_bool("inner.ok").unwrap());
+    assert_eq!(g.encode(), bytes);
+
+    // Range and type checks name the field.
+    let e = f.set_int("inner.small", 128).unwrap_err();
+    assert_eq!(e.code, SHMBUS_ERR_RANGE);
+    assert!(e.message.contains("'inner.small'"), "{}", e.message);
+    assert_eq!(f.set_int("a", -1).unwrap_err().code, SHMBUS_ERR_RANGE);
+    assert_eq!(
+        f.set_float("a", 1.0).unwrap_err().code,
+        SHMBUS_ERR_WRONG_TYPE
+    );
+    assert_eq!(
+        f.set_int("grid[2][0]", 1).unwrap_err().code,
+        SHMBUS_ERR_NO_FIELD
+    );
+    // A string without a capacity has no maximum frame size.
+    let def = SchemaDef::new(OwnedNamedType::from(Wide::SCHEMA)).unwrap();
+    assert_eq!(def.max_size().unwrap_err().code, SHMBUS_ERR_SCHEMA);
+}
+
+/// `heapless::Vec<T, N>` with its capacity in the node name (as the schema
+/// bytes of a Rust type carry it).
+fn list_schema() -> OwnedNamedType {
+    let u16t = OwnedNamedType::from(u16::SCHEMA);
+    let elem = OwnedNamedType {
+        name: "Point".into(),
+        ty: D::Struct(vec![
+            postcard_schema::schema::owned::OwnedNamedValue {
+                name: "x".into(),
+                ty: u16t.clone(),
+            },
+            postcard_schema::schema::owned::OwnedNamedValue {
+                name: "tag".into(),
+                ty: OwnedNamedType {
+                    name: "heapless::String<4>".into(),
+                    ty: D::String,
+                },
+            },
+        ]),
+    };
+    OwnedNamedType {
+        name: "Track".into(),
+        ty: D::Struct(vec![
+            postcard_schema::schema::owned::OwnedNamedValue {
+                name: "points".into(),
+                ty: OwnedNamedType {
+                    name: "heapless::Vec<Point, 3>".into(),
+                    ty: D::Seq(Box::new(elem)),
+                },
+            },
+            postcard_schema::schema::owned::OwnedNamedValue {
+                name: "raw".into(),
+                ty: OwnedNamedType {
+                    name: "heapless::Vec<u8, 5>".into(),
+                    ty: D::Seq(Box::new(OwnedNamedType::from(u8::SCHEMA))),
+                },
+            },
+        ]),
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct Point {
+    x: u16,
+    tag: heapless::String<4>,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct Track {
+    points: heapless::Vec<Point, 3>,
+    raw: heapless::Vec<u8, 5>,
+}
+
+#[test]
+fn lists_with_a_capacity_grow_check_and_match_postcard() {
+    let def = SchemaDef::new(list_schema()).unwrap();
+    // 1 + 3 * (3 + 1 + 4) + 1 + 5
+    assert_eq!(def.max_size().unwrap(), 31);
+    let mut f = Frame::new(Arc::new(def)).unwrap();
+    f.set_int("points[1].x", 700).unwrap(); // extends the list to 2
+    assert_eq!(f.len("points").unwrap(), 2);
+    assert_eq!(f.get_int("points[0].x").unwrap(), 0);
+    assert_eq!(f.get_int("points[2].x").unwrap_err().code, SHMBUS_ERR_RANGE);
+    f.set_buf("points[0].tag", b"ab", true).unwrap();
+    assert_eq!(
+        f.set_buf("points[0].tag", b"abcde", true).unwrap_err().code,
+        SHMBUS_ERR_RANGE
+    );
+    f.set_buf("raw", &[1, 2, 3], false).unwrap();
+    assert_eq!(
+        f.set_buf("raw", &[0; 6], false).unwrap_err().code,
+        SHMBUS_ERR_RANGE
+    );
+    assert_eq!(f.set_len("points", 4).unwrap_err().code, SHMBUS_ERR_RANGE);
+
+    let mut points = heapless::Vec::new();
+    points
+        .push(Point {
+            x: 0,
+            tag: "ab".into(),
+        })
+        .unwrap();
+    points
+        .push(Point {
+            x: 700,
+            tag: "".into(),
+        })
+        .unwrap();
+    let want = Track {
+        points,
+        raw: heapless::Vec::from_slice(&[1, 2, 3]).unwrap(),
+    };
+    let bytes = postcard::to_allocvec(&want).unwrap();
+    assert_eq!(f.encode(), bytes);
+
+    // Shrinking drops elements; growing again starts them at zero.
+    f.set_len("points", 1).unwrap();
+    f.set_len("points", 2).unwrap();
+    assert_eq!(f.get_int("points[1].x").unwrap(), 0);
+
+    f.decode(&bytes).unwrap();
+    assert_eq!(f.get_int("points[1].x").unwrap(), 700);
+    assert_eq!(f.get_buf("raw", false).unwrap(), &[1, 2, 3]);
+    // A frame whose list is longer than its capacity is refused.
+    let mut bad = bytes.clone();
+    bad[0] = 4;
+    assert!(f.decode(&bad).is_err());
+    // Truncated frames are refused, whatever the cut.
+    for cut in 0..bytes.len() {
+        assert!(f.decode(&bytes[..cut]).is_err(), "cut at {cut}");
+    }
+}
+
+#[test]
+fn shapes_without_typed_access_say_which_field() {
+    #[derive(Schema)]
+    #[allow(dead_code)]
+    struct WithOption {
+        a: u8,
+        b: Option<u8>,
+    }
+    let def = SchemaDef::new(OwnedNamedType::from(WithOption::SCHEMA)).unwrap();
+    let e = Frame::new(Arc::new(def)).unwrap_err();
+    assert_eq!(e.code, SHMBUS_ERR_UNSUPPORTED);
+    assert!(
+        e.message.contains("field 'b' is an Option"),
+        "{}",
+        e.message
+    );
+}
