@@ -176,6 +176,15 @@ mod tests {
         assert_eq!((k as u32) >> 24, 0x53);
     }
 
+    /// The test vectors of `docs/LAYOUT.md` section 1.1.
+    #[test]
+    fn derived_keys_match_the_documented_vectors() {
+        assert_eq!(derive_key("shmbus", "imu") as u32, 0x5308_873f);
+        assert_eq!(derive_key("shmbus", "gnss") as u32, 0x53f6_c3fd);
+        assert_eq!(derive_key("shmbus", "power") as u32, 0x53b4_32b7);
+        assert_eq!(Topic::new("imu").key, derive_key(DEFAULT_BUS, "imu"));
+    }
+
     #[test]
     fn validation_names_the_problem() {
         assert!(Topic::new("imu").validate().is_ok());

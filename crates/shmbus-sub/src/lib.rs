@@ -212,6 +212,17 @@ impl RawSubscriber {
         self.next = self.seg.generation().min(MAX_SANE_GENERATION) + 1;
     }
 
+    /// Count the frame at the in-order cursor as missed and move past it;
+    /// returns its generation. For a frame whose slot a dead publisher left
+    /// mid-write: reads of it fail with [`ReadError::PublisherDied`] and
+    /// leave the cursor there until a new publisher repairs the slot, but
+    /// the frame is lost either way (`docs/LAYOUT.md`, section 5).
+    pub fn skip(&mut self) -> u64 {
+        let c = self.next;
+        self.next = c.saturating_add(1);
+        c
+    }
+
     /// The generation the next in-order read expects.
     pub fn cursor(&self) -> u64 {
         self.next

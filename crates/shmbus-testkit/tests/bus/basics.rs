@@ -207,3 +207,38 @@ fn a_panicking_serialize_leaves_no_slot_mid_write() {
     assert_eq!(got, vec![1001, 2, 3]);
     assert_eq!(behind.latest().unwrap().unwrap().value, frame(3));
 }
+
+/// A slot left mid-write by a publisher that is gone: an in-order read of it
+/// fails with `PublisherDied` and leaves the cursor there (every time, never
+/// a hang); `skip` counts that frame as missed and the reader goes on.
+#[test]
+fn a_dead_writers_slot_fails_reads_until_skipped() {
+    watchdog("dead writer's slot", Duration::from_secs(60));
+    let (topic, _guard) = unique_topic("dead-slot");
+    let topic = topic.slots(2);
+    let mut publisher = Publisher::<Check>::open(&topic).unwrap();
+    let mut sub = Subscriber::<Check>::attach(&topic).unwrap();
+    sub.raw().seek_oldest();
+    for g in 1..=2 {
+        publisher.publish(&Check::new(g)).unwrap();
+    }
+    drop(publisher); // the lock is free: no publisher lives
+    // Frame 1's slot, left odd as by a publisher killed while overwriting it.
+    let id = sys::shmget(topic.key, 0, 0).unwrap();
+    let att = WriteAttachment::read_write(id).unwrap();
+    let offset = shmbus_core::layout::HeaderInfo::read(&att, topic.key)
+        .unwrap()
+        .geometry
+        .slot_offset(1);
+    let seq = att.atomic_word(offset).unwrap();
+    seq.store(seq.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    for _ in 0..3 {
+        assert_eq!(sub.next(), Err(ReadError::PublisherDied));
+        assert_eq!(sub.raw().cursor(), 1);
+    }
+    assert_eq!(sub.raw().skip(), 1);
+    match sub.next().unwrap() {
+        Next::Frame(s) => assert_eq!(s.value, Check::new(2)),
+        other => panic!("{other:?}"),
+    }
+}
