@@ -3,7 +3,7 @@
 //! read-only and validated (`Segment::attach_shmid` -> `HeaderInfo::read`);
 //! if it passes, its schema is decoded and its slots are read the way a
 //! subscriber and the CLI do (seqlock reads, in-order and latest reads,
-//! typed and typeless decoding). Input byte 0, bit 0: recompute the schema
+//! typed and typeless decoding with the codec). Input byte 0, bit 0: recompute the schema
 //! fingerprint first so mutations reach past the checksum.
 #![no_main]
 use std::time::Duration;
@@ -12,7 +12,8 @@ use libfuzzer_sys::fuzz_target;
 use shmbus_core::Segment;
 use shmbus_core::codec::decode_in_place;
 use shmbus_core::layout::copy_from_words;
-use shmbus_fuzz::{Check, FuzzSegment, Imu, cli_dynamic, fix_fingerprint};
+use shmbus_codec::Codec;
+use shmbus_fuzz::{Check, FuzzSegment, Imu, fix_fingerprint};
 use shmbus_sub::{RawNext, RawSubscriber};
 
 fuzz_target!(|data: &[u8]| {
@@ -32,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let info = s.info().clone();
     assert!(info.geometry.segment_size <= s.size());
-    let schema = shmbus_core::schema::decode_schema(&info.schema).ok();
+    let codec = Codec::from_schema_bytes(&info.schema).ok();
     let mut scratch = vec![0u8; info.geometry.frame_capacity.min(1 << 16)];
     let mut buf = Vec::new();
     let slots = u64::from(info.geometry.slot_count.min(8));
@@ -42,8 +43,8 @@ fuzz_target!(|data: &[u8]| {
             let _ = decode_in_place::<Imu>(w, m.len as usize, &mut scratch);
             let _ = decode_in_place::<Check>(w, m.len as usize, &mut scratch);
         });
-        if let Some(t) = &schema {
-            let _ = cli_dynamic::decode(t, &buf);
+        if let Some(c) = &codec {
+            let _ = c.decode(&buf);
         }
     }
     let _ = s.is_removed();

@@ -3,12 +3,6 @@
 
 use core::sync::atomic::AtomicU32;
 
-/// The CLI's typeless decoder (`shmbus echo`, `shmbus pub`), compiled in
-/// as it is: it lives in a binary crate, and says it is self-contained.
-#[path = "../../crates/shmbus-cli/src/dynamic.rs"]
-#[allow(dead_code, missing_docs)]
-pub mod cli_dynamic;
-
 use postcard::experimental::max_size::MaxSize;
 use postcard_schema::Schema;
 use serde::{Deserialize, Serialize};

@@ -15,10 +15,8 @@ mod args;
 mod cmd;
 mod demo;
 mod discover;
-pub mod dynamic;
 mod out;
 mod pretty;
-pub mod schema_text;
 
 use args::{Cli, Cmd};
 

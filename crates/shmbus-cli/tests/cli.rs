@@ -209,7 +209,7 @@ fn info_shows_the_schema_and_shmid_ds() {
     for want in [
         "t_us: u64",
         "acc: [f32; 3]",
-        "frame: String",
+        "frame: heapless::String<",
         "shm_nattch",
         "shm_cpid",
         "shm_lpid",

@@ -8,11 +8,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::sync::Arc;
 
-use postcard_schema::schema::owned::OwnedNamedType;
+use shmbus_codec::Codec;
 
+use crate::Exit;
 use crate::cli::CatArgs;
 use crate::format::{self, End, role};
-use crate::{Exit, json};
 
 /// Per-channel tallies.
 #[derive(Default)]
@@ -30,7 +30,7 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut tallies: BTreeMap<u16, Tally> = BTreeMap::new();
-    let mut schemas: HashMap<u16, Option<OwnedNamedType>> = HashMap::new();
+    let mut schemas: HashMap<u16, Option<Codec>> = HashMap::new();
     let mut missed: BTreeMap<String, u64> = BTreeMap::new();
     let mut line = Vec::new();
     let mut end = End::Complete;
@@ -72,7 +72,7 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
                         .schema
                         .as_ref()
                         .filter(|s| s.encoding == format::SCHEMA_POSTCARD)
-                        .and_then(|s| shmbus_core::schema::decode_schema(&s.data).ok())
+                        .and_then(|s| Codec::from_schema_bytes(&s.data).ok())
                 });
                 let name = m
                     .channel
@@ -83,7 +83,7 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
                 match schema {
                     Some(schema) => {
                         envelope(&mut line, &name, m.log_time, Some(m.sequence));
-                        let r = json::to_json(schema, &m.data, &mut line, false);
+                        let r = schema.write_json(&m.data, &mut line);
                         line.extend_from_slice(b"}\n");
                         r.is_ok()
                     }

@@ -19,7 +19,6 @@
 pub mod cat;
 pub mod cli;
 pub mod format;
-pub mod json;
 pub mod record;
 pub mod replay;
 mod stop;

@@ -29,14 +29,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mcap::records::MessageHeader;
-use postcard_schema::schema::owned::OwnedNamedType;
 use serde_json::json;
+use shmbus_codec::Codec;
 use shmbus_core::{OpenError, ReadError, Segment, SlotMeta, WaitError, sys, sysvipc};
 use shmbus_sub::{RawNext, RawSubscriber};
 
 use crate::cli::RecordArgs;
 use crate::format::{self, TopicMeta, role};
-use crate::{Exit, json, stop};
+use crate::{Exit, stop};
 
 /// The longest time between two chunk cuts (and file flushes).
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -71,7 +71,9 @@ struct Batch {
 /// The writer's view of one recorded topic.
 struct Recorded {
     meta: TopicMeta,
-    schema: OwnedNamedType,
+    /// The JSON view's codec (`None` without `--json` or for a schema
+    /// JSON cannot show).
+    codec: Option<Codec>,
     lossless: u16,
     view: Option<u16>,
     frames: u64,
@@ -306,28 +308,34 @@ impl Recorder {
             format::MESSAGE_POSTCARD,
             &meta.to_metadata(role::LOSSLESS, fp),
         )?;
-        let view = if self.json && json::supported(&schema) {
-            let js = json::json_schema(&schema).to_string();
-            let vid = self
-                .w
-                .add_schema(&schema.name, format::SCHEMA_JSON, js.as_bytes())?;
-            let mut m = meta.to_metadata(role::VIEW, fp);
-            m.insert(
-                format::key::WRAPPED.into(),
-                json::wraps(&schema).to_string(),
-            );
-            Some(
-                self.w
-                    .add_channel(vid, &meta.name, format::MESSAGE_JSON, &m)?,
-            )
-        } else {
-            if self.json {
-                eprintln!(
-                    "shmbus: warning: topic '{}' has a type JSON cannot show; recorded lossless only",
-                    meta.name
-                );
+        let codec = if self.json {
+            match Codec::new(schema.clone()) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    eprintln!(
+                        "shmbus: warning: topic '{}' has a type JSON cannot show ({e}); recorded lossless only",
+                        meta.name
+                    );
+                    None
+                }
             }
+        } else {
             None
+        };
+        let view = match &codec {
+            Some(c) => {
+                let js = c.message_schema().to_string();
+                let vid = self
+                    .w
+                    .add_schema(&schema.name, format::SCHEMA_JSON, js.as_bytes())?;
+                let mut m = meta.to_metadata(role::VIEW, fp);
+                m.insert(format::key::WRAPPED.into(), c.wraps().to_string());
+                Some(
+                    self.w
+                        .add_channel(vid, &meta.name, format::MESSAGE_JSON, &m)?,
+                )
+            }
+            None => None,
         };
         let idx = self.topics.len();
         let mut sub = RawSubscriber::from_segment(seg);
@@ -348,7 +356,7 @@ impl Recorder {
         }
         self.topics.push(Recorded {
             meta,
-            schema,
+            codec,
             lossless,
             view,
             frames: 0,
@@ -446,9 +454,9 @@ impl Recorder {
                     t.frames += 1;
                     self.totals.frames += 1;
                     self.totals.bytes += data.len() as u64;
-                    if let Some(view) = t.view {
+                    if let (Some(view), Some(codec)) = (t.view, &t.codec) {
                         self.scratch.clear();
-                        if json::frame_to_json(&t.schema, data, &mut self.scratch).is_ok() {
+                        if codec.write_message_json(data, &mut self.scratch).is_ok() {
                             let header = MessageHeader {
                                 channel_id: view,
                                 ..header

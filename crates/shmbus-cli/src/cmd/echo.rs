@@ -10,15 +10,14 @@
 
 use std::time::Duration;
 
-use postcard_schema::schema::owned::OwnedNamedType;
 use serde_json::json;
+use shmbus_codec::Codec;
 use shmbus_core::sys::{self, monotonic_ns};
 use shmbus_core::{PublisherStatus, ReadError, SlotMeta, WaitError};
 use shmbus_sub::{RawNext, RawSubscriber};
 
 use crate::args::EchoArgs;
 use crate::discover;
-use crate::dynamic;
 use crate::out::{self, CmdResult, Fail, human_ns, key_hex};
 use crate::pretty;
 
@@ -29,13 +28,13 @@ enum Event {
 
 struct Printer<'a> {
     name: String,
-    schema: &'a OwnedNamedType,
+    codec: &'a Codec,
     json: bool,
 }
 
 impl Printer<'_> {
     fn frame(&self, m: &SlotMeta, bytes: &[u8]) -> Result<bool, Fail> {
-        let v = match dynamic::decode(self.schema, bytes) {
+        let v = match self.codec.decode(bytes) {
             Ok(v) => v,
             Err(e) => {
                 out::notice(&format!(
@@ -97,9 +96,9 @@ fn wait_for_publisher(sub: &RawSubscriber, deadline: Option<u64>) -> Result<(), 
 /// Run `shmbus echo`.
 pub fn run(a: &EchoArgs, bus: Option<&str>) -> CmdResult {
     let (entry, seg) = discover::attach(&a.topic, bus)?;
-    let schema = shmbus_core::schema::decode_schema(&seg.info().schema).map_err(|e| {
+    let codec = Codec::from_schema_bytes(&seg.info().schema).map_err(|e| {
         Fail::error(format!(
-            "the schema in topic '{}' ({}) cannot be decoded ({e}); the segment may be corrupt: check `shmbus info {}`",
+            "the schema in topic '{}' ({}) cannot be used ({e}); the segment may be corrupt: check `shmbus info {}`",
             seg.info().name,
             key_hex(entry.key),
             key_hex(entry.key)
@@ -111,7 +110,7 @@ pub fn run(a: &EchoArgs, bus: Option<&str>) -> CmdResult {
     };
     let p = Printer {
         name: seg.info().name.clone(),
-        schema: &schema,
+        codec: &codec,
         json: a.json,
     };
     let mut sub = RawSubscriber::from_segment(seg);

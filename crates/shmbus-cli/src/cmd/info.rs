@@ -7,9 +7,8 @@ use shmbus_sub::RawSubscriber;
 use super::{key_json, publisher_json};
 use crate::args::InfoArgs;
 use crate::discover::{self, now_ns};
-use crate::dynamic;
 use crate::out::{self, CmdResult, group_name, human_bytes, human_ns, key_hex, user_name, utc};
-use crate::schema_text;
+use shmbus_codec::{Codec, text};
 
 fn ns_to_utc(ns: u64) -> String {
     if ns == 0 {
@@ -30,6 +29,10 @@ pub fn run(a: &InfoArgs, bus: Option<&str>) -> CmdResult {
     let h = seg.header();
     let st = seg.stat().ok();
     let schema = shmbus_core::schema::decode_schema(&info.schema);
+    let codec = schema
+        .as_ref()
+        .map_err(|e| e.to_string())
+        .and_then(|t| Codec::new(t.clone()).map_err(|e| e.to_string()));
     let generation = seg.generation();
     let last_mono = h.last_publish_mono_ns().load();
     let last_real = h.last_publish_real_ns().load();
@@ -44,13 +47,13 @@ pub fn run(a: &InfoArgs, bus: Option<&str>) -> CmdResult {
     // The newest frame, decoded.
     let mut sub = RawSubscriber::from_segment(seg);
     let mut bytes = Vec::new();
-    let latest: Value = match (sub.latest_bytes(&mut bytes), &schema) {
+    let latest: Value = match (sub.latest_bytes(&mut bytes), &codec) {
         (Ok(None), _) => Value::Null,
-        (Ok(Some(m)), Ok(t)) => match dynamic::decode(t, &bytes) {
+        (Ok(Some(m)), Ok(c)) => match c.decode(&bytes) {
             Ok(v) => json!({"generation": m.generation, "value": v}),
             Err(e) => json!({"generation": m.generation, "error": e.to_string()}),
         },
-        (Ok(Some(m)), Err(_)) => json!({"generation": m.generation, "error": "schema undecodable"}),
+        (Ok(Some(m)), Err(e)) => json!({"generation": m.generation, "error": e}),
         (Err(e), _) => json!({"error": e.to_string()}),
     };
 
@@ -80,9 +83,9 @@ pub fn run(a: &InfoArgs, bus: Option<&str>) -> CmdResult {
                 "name": schema.as_ref().map(|t| t.name.clone()).ok(),
                 "fingerprint": format!("{:016x}", info.schema_fingerprint),
                 "bytes": info.schema.len(),
-                "text": schema.as_ref().map(schema_text::render).ok(),
+                "text": schema.as_ref().map(text::render).ok(),
             },
-            "example": schema.as_ref().map(dynamic::example).ok(),
+            "example": codec.as_ref().map(Codec::example).ok(),
             "generation": generation,
             "age_ns": age,
             "last_publish_real_ns": last_real,
@@ -184,10 +187,13 @@ pub fn run(a: &InfoArgs, bus: Option<&str>) -> CmdResult {
     out::raw(&s)?;
     match &schema {
         Ok(t) => {
-            for l in schema_text::render(t).lines() {
+            for l in text::render(t).lines() {
                 out::line(&format!("    {l}"))?;
             }
-            out::line(&format!("{:<18}{}", "example", dynamic::example(t)))?;
+            match &codec {
+                Ok(c) => out::line(&format!("{:<18}{}", "example", c.example()))?,
+                Err(e) => out::line(&format!("{:<18}<{e}>", "example"))?,
+            }
         }
         Err(e) => out::line(&format!("    <cannot decode the schema: {e}>"))?,
     }

@@ -67,7 +67,7 @@ impl Summary {
 /// A type's name for tables: its own name, or for generic names such as
 /// `[T; N]` the one-line rendering (`[u8; 256]`).
 pub fn short_type_name(t: &postcard_schema::schema::owned::OwnedNamedType) -> String {
-    let text = crate::schema_text::render(t);
+    let text = shmbus_codec::text::render(t);
     let generic = t.name.contains(['<', '[', '(']);
     if generic && !text.contains('\n') && text.len() <= 32 {
         return text;

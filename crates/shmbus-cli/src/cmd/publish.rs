@@ -9,13 +9,13 @@ use std::io::BufRead;
 use std::time::Duration;
 
 use serde_json::Value;
+use shmbus_codec::{Codec, EncodeProblem};
 use shmbus_core::sys::monotonic_ns;
 use shmbus_core::{LockPolicy, OpenError, Topic};
 use shmbus_pub::RawPublisher;
 
 use crate::args::PubArgs;
 use crate::discover;
-use crate::dynamic;
 use crate::out::{self, CmdResult, Fail, key_hex};
 
 /// Run `shmbus pub`.
@@ -32,34 +32,31 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
         .stat()
         .map_err(|e| Fail::error(format!("cannot stat the segment: {e}")))?;
     drop(seg);
-    let schema = shmbus_core::schema::decode_schema(&info.schema).map_err(|e| {
+    let codec = Codec::from_schema_bytes(&info.schema).map_err(|e| {
         Fail::error(format!(
-            "the schema in topic '{}' cannot be decoded ({e}); check `shmbus info {}`",
+            "the schema in topic '{}' cannot be used ({e}); check `shmbus info {}`",
             info.name,
             key_hex(entry.key)
         ))
     })?;
-    let example = dynamic::example(&schema);
+    let example = codec.example();
     let encode = |text: &str| -> Result<Vec<u8>, Fail> {
         let v: Value = serde_json::from_str(text).map_err(|e| {
             Fail::error(format!(
                 "the value is not valid JSON ({e}); a value of this topic looks like: {example}"
             ))
         })?;
-        let bytes = dynamic::encode(&schema, &v).map_err(|e| {
-            Fail::error(format!(
-                "the value does not fit the schema of '{}': {e}; a value looks like: {example}",
-                info.name
-            ))
-        })?;
-        if bytes.len() > info.geometry.frame_capacity {
-            return Err(Fail::error(format!(
-                "the encoded frame is {} bytes, the topic's frames hold at most {}: shorten strings or lists",
-                bytes.len(),
-                info.geometry.frame_capacity
-            )));
-        }
-        Ok(bytes)
+        codec
+            .encode_within(&v, info.geometry.frame_capacity)
+            .map_err(|e| match e.problem {
+                EncodeProblem::FrameTooLarge { len, capacity } => Fail::error(format!(
+                    "the encoded frame is {len} bytes, the topic's frames hold at most {capacity}: shorten strings or lists"
+                )),
+                _ => Fail::error(format!(
+                    "the value does not fit the schema of '{}': {e}; a value looks like: {example}",
+                    info.name
+                )),
+            })
     };
     // From stdin: check nothing before opening (lines come later). From the
     // argument: refuse a bad value before touching the topic.
