@@ -200,7 +200,7 @@ impl<'n> Encoder<'n> {
             }
             Node::F32 => {
                 let x = self.float(v)?;
-                let f = x as f32;
+                let f = to_f32(x);
                 if x.is_finite() && !f.is_finite() {
                     return Err(self.err(EncodeProblem::FloatOutOfRange {
                         value: v.to_string(),
@@ -380,6 +380,18 @@ impl<'n> Encoder<'n> {
         self.path.pop();
         Ok(())
     }
+}
+
+/// The f32 nearest to the decimal number `x` stands for. `x as f32`
+/// would round twice (decimal to f64, f64 to f32) and can miss by one ulp:
+/// the shortest decimal of 0x15ae43fd, read as an f64 and cast, is
+/// 0x15ae43fe. Reading the f64's shortest decimal as an f32 rounds once.
+fn to_f32(x: f64) -> f32 {
+    if !x.is_finite() {
+        return x as f32;
+    }
+    let mut b = ryu::Buffer::new();
+    b.format_finite(x).parse().unwrap_or(x as f32)
 }
 
 /// A value of the right shape for `node`: zeros, empty strings and lists,
