@@ -102,6 +102,39 @@ fn frames_round_trip_byte_for_byte_and_through_the_typed_decoder() {
 }
 
 #[test]
+fn floats_survive_json_text_exactly() {
+    // 0x15ae43fd: its shortest decimal read as an f64 and cast to f32 is
+    // one ulp off; the codec reads it as an f32 directly.
+    let c = codec::<(f32, f64)>();
+    let mut rng = Rng(0xf10a7);
+    let mut cases: Vec<(f32, f64)> = vec![
+        (f32::from_bits(0x15ae_43fd), 0.1),
+        (f32::from_bits(0x95ae_43fd), -0.1),
+        (f32::MAX, f64::MAX),
+        (f32::MIN_POSITIVE, f64::MIN_POSITIVE),
+        (f32::from_bits(1), f64::from_bits(1)),
+    ];
+    for _ in 0..20_000 {
+        let f = f32::from_bits(rng.next());
+        let d = f64::from_bits(u64::from(rng.next()) << 32 | u64::from(rng.next()));
+        if f.is_finite() && d.is_finite() {
+            cases.push((f, d));
+        }
+    }
+    for x in cases {
+        let frame = frame_of(&x);
+        let text = c.to_json(&frame).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(c.encode(&v).unwrap(), frame, "{text}");
+    }
+    // What a person types is read as that decimal.
+    assert_eq!(
+        c.encode(&json!([0.1, 0.1])).unwrap(),
+        frame_of(&(0.1f32, 0.1f64))
+    );
+}
+
+#[test]
 fn nan_infinities_and_negative_zero() {
     #[derive(serde::Serialize, serde::Deserialize, postcard_schema::Schema)]
     struct F {
