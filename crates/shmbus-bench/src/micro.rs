@@ -46,7 +46,7 @@ type Frame256 = [[u8; 32]; 8];
 /// 1 KiB of postcard.
 type Frame1k = [[u8; 32]; 32];
 
-fn raw_publisher<T: Schema + MaxSize>(
+fn raw_publisher<T: Schema + MaxSize + serde::de::DeserializeOwned>(
     keys: &mut Keys,
     name: &str,
     notify: bool,

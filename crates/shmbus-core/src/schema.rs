@@ -1,19 +1,45 @@
 //! The schema a segment carries: a postcard-encoded `postcard_schema`
 //! `OwnedNamedType`, so tools can decode frames without the Rust type.
 
+//!
+//! The schema of a Rust type is postcard-schema's, with one addition: the
+//! capacity of every bounded string, byte array, sequence and map is
+//! written into its node's name (`heapless::String<16>` where
+//! postcard-schema says `heapless::String<N>`), so tools can refuse values a
+//! typed subscriber would refuse, and the fingerprint tells a
+//! `heapless::String<8>` from a `heapless::String<16>`. The capacities are
+//! found by asking the type's own `Deserialize` ([`probe`]'s module doc);
+//! the naming rule is [`capacity_of`] / [`name_with_capacity`]
+//! (`docs/LAYOUT.md` §8).
+
+mod probe;
+
 use postcard_schema::Schema;
 use postcard_schema::schema::owned::OwnedNamedType;
+use serde::de::DeserializeOwned;
+
+pub use probe::{MAX_PROBED_BYTES, MAX_PROBED_ELEMENTS};
 
 use crate::layout::{MAX_SCHEMA_LEN, fnv1a64};
 
+/// The schema of frames of type `T`, with capacities (see the module doc).
+///
+/// Costs one deserialization of `T` from defaults per probe: a few per
+/// bounded string or list (about 2 log2(N) for a string of capacity N),
+/// done once when a publisher opens or a subscriber attaches.
+pub fn named_type_of<T: Schema + DeserializeOwned>() -> OwnedNamedType {
+    let mut t = OwnedNamedType::from(T::SCHEMA);
+    probe::write_capacities::<T>(&mut t);
+    t
+}
+
 /// The schema bytes stored in a segment for frames of type `T`.
-pub fn schema_bytes<T: Schema + ?Sized>() -> Result<Vec<u8>, postcard::Error> {
-    let owned = OwnedNamedType::from(T::SCHEMA);
-    postcard::to_allocvec(&owned)
+pub fn schema_bytes<T: Schema + DeserializeOwned>() -> Result<Vec<u8>, postcard::Error> {
+    postcard::to_allocvec(&named_type_of::<T>())
 }
 
 /// The fingerprint (FNV-1a 64 of the schema bytes) for type `T`.
-pub fn fingerprint_of<T: Schema + ?Sized>() -> Result<u64, postcard::Error> {
+pub fn fingerprint_of<T: Schema + DeserializeOwned>() -> Result<u64, postcard::Error> {
     Ok(fnv1a64(&schema_bytes::<T>()?))
 }
 
@@ -171,6 +197,142 @@ mod tests {
         assert_eq!(t.name, "Imu");
         assert_eq!(fingerprint_of::<Imu>().unwrap(), fnv1a64(&b));
         assert!(depth_of(&t) >= 1);
+    }
+
+    #[allow(dead_code, reason = "the types are only deserialized by the probe")]
+    mod probe_types {
+        use postcard_schema::Schema;
+        use postcard_schema::schema::{DataModelType, NamedType};
+        use serde::{Deserialize, Deserializer};
+
+        #[derive(Deserialize, Schema)]
+        pub struct Zone {
+            pub name: heapless::String<16>,
+            pub id: core::num::NonZeroU8,
+        }
+
+        #[derive(Deserialize, Schema)]
+        pub enum Event {
+            Idle,
+            Note(heapless::String<5>),
+            Pair(u8, heapless::Vec<u16, 3>),
+            Named { who: Option<heapless::String<7>> },
+        }
+
+        /// A map with a capacity, with a hand-written schema.
+        #[derive(Deserialize)]
+        #[serde(transparent)]
+        pub struct Tags(pub heapless::LinearMap<u8, u8, 3>);
+
+        impl Schema for Tags {
+            const SCHEMA: &'static NamedType = &NamedType {
+                name: "Tags",
+                ty: &DataModelType::Map {
+                    key: u8::SCHEMA,
+                    val: u8::SCHEMA,
+                },
+            };
+        }
+
+        #[derive(Deserialize, Schema)]
+        pub struct All {
+            pub zones: [Zone; 3],
+            pub list: heapless::Vec<heapless::String<4>, 6>,
+            pub nested: heapless::Vec<heapless::Vec<u8, 2>, 9>,
+            pub std_s: String,
+            pub std_v: Vec<u8>,
+            pub events: heapless::Vec<Event, 2>,
+            pub tags: Tags,
+            pub maybe: Option<Zone>,
+        }
+
+        /// A field that refuses the probe's defaults: nothing can be learnt.
+        #[derive(Schema)]
+        pub struct Picky(pub u8);
+
+        impl<'de> Deserialize<'de> for Picky {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let v = u8::deserialize(d)?;
+                if v == 42 {
+                    Ok(Picky(v))
+                } else {
+                    Err(serde::de::Error::custom("only 42"))
+                }
+            }
+        }
+
+        #[derive(Deserialize, Schema)]
+        pub struct WithPicky {
+            pub p: Picky,
+            pub s: heapless::String<8>,
+        }
+
+        #[derive(Deserialize, Schema)]
+        pub struct Narrow {
+            pub s: heapless::String<8>,
+        }
+
+        #[derive(Deserialize, Schema)]
+        #[serde(rename = "Narrow")]
+        pub struct Wide {
+            pub s: heapless::String<16>,
+        }
+    }
+
+    #[test]
+    fn capacities_are_written_into_the_schema() {
+        use postcard_schema::schema::owned::OwnedDataModelType as D;
+        let t = named_type_of::<probe_types::All>();
+        let D::Struct(f) = &t.ty else { panic!("{t:?}") };
+        let D::Tuple(zones) = &f[0].ty.ty else {
+            panic!()
+        };
+        for z in zones {
+            let D::Struct(zf) = &z.ty else { panic!() };
+            assert_eq!(zf[0].ty.name, "heapless::String<16>");
+            assert_eq!(zf[1].ty.name, "NonZeroU8");
+        }
+        assert_eq!(f[1].ty.name, "heapless::Vec<T, 6>");
+        let D::Seq(inner) = &f[1].ty.ty else { panic!() };
+        assert_eq!(inner.name, "heapless::String<4>");
+        assert_eq!(f[2].ty.name, "heapless::Vec<T, 9>");
+        let D::Seq(inner) = &f[2].ty.ty else { panic!() };
+        assert_eq!(inner.name, "heapless::Vec<T, 2>");
+        assert_eq!(f[3].ty.name, "String");
+        assert_eq!(f[4].ty.name, "Vec<T>");
+        assert_eq!(f[5].ty.name, "heapless::Vec<T, 2>");
+        let D::Seq(ev) = &f[5].ty.ty else { panic!() };
+        let D::Enum(vars) = &ev.ty else { panic!() };
+        let names: Vec<String> = vars.iter().map(|v| format!("{:?}", v.ty)).collect();
+        assert!(names[1].contains("heapless::String<5>"), "{names:?}");
+        assert!(names[2].contains("heapless::Vec<T, 3>"), "{names:?}");
+        assert!(names[3].contains("heapless::String<7>"), "{names:?}");
+        assert_eq!(f[6].ty.name, "Tags<3>");
+        let D::Option(z) = &f[7].ty.ty else { panic!() };
+        assert!(format!("{z:?}").contains("heapless::String<16>"));
+        // The bytes decode like any schema.
+        let b = schema_bytes::<probe_types::All>().unwrap();
+        assert_eq!(decode_schema(&b).unwrap(), t);
+    }
+
+    #[test]
+    fn a_type_that_refuses_the_defaults_keeps_postcard_schemas_names() {
+        let t = named_type_of::<probe_types::WithPicky>();
+        assert_eq!(t, OwnedNamedType::from(probe_types::WithPicky::SCHEMA));
+    }
+
+    #[test]
+    fn the_fingerprint_covers_capacities() {
+        // Same name, same fields, capacities 8 and 16.
+        assert_eq!(
+            OwnedNamedType::from(probe_types::Narrow::SCHEMA),
+            OwnedNamedType::from(probe_types::Wide::SCHEMA),
+            "postcard-schema alone cannot tell them apart"
+        );
+        assert_ne!(
+            fingerprint_of::<probe_types::Narrow>().unwrap(),
+            fingerprint_of::<probe_types::Wide>().unwrap()
+        );
     }
 
     #[test]

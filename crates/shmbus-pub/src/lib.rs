@@ -10,7 +10,7 @@
 //! use serde::Serialize;
 //! use shmbus_pub::{Publisher, Topic};
 //!
-//! #[derive(Serialize, postcard::experimental::max_size::MaxSize, postcard_schema::Schema)]
+//! #[derive(Serialize, serde::Deserialize, postcard::experimental::max_size::MaxSize, postcard_schema::Schema)]
 //! struct Imu { t_us: u64, acc: [f32; 3] }
 //!
 //! let mut publisher = Publisher::<Imu>::open(&Topic::new("imu"))?;
@@ -56,6 +56,7 @@ use core::marker::PhantomData;
 use postcard::experimental::max_size::MaxSize;
 use postcard_schema::Schema;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use shmbus_core::codec::{AtomicWriter, store_bytes};
 use shmbus_core::segment::WriteSegment;
 use shmbus_core::sys;
@@ -67,14 +68,16 @@ pub use shmbus_core::{LockPolicy, OpenError, Topic};
 ///
 /// `T`'s postcard maximum size (`MaxSize`) is the topic's frame capacity;
 /// its `postcard_schema::Schema` is stored in the segment so that tools and
-/// subscribers can check and decode frames.
+/// subscribers can check and decode frames, with the capacities of its
+/// `heapless` strings and vectors, which `T`'s `Deserialize` reveals
+/// (`shmbus_core::schema::named_type_of`).
 #[derive(Debug)]
 pub struct Publisher<T> {
     raw: RawPublisher,
     _type: PhantomData<fn(&T)>,
 }
 
-impl<T: Serialize + MaxSize + Schema> Publisher<T> {
+impl<T: Serialize + DeserializeOwned + MaxSize + Schema> Publisher<T> {
     /// Create or reopen `topic` for frames of type `T`.
     ///
     /// Errors: [`OpenError::PublisherActive`] (another publisher is alive),

@@ -11,10 +11,12 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use shmbus_pub::{Publisher, Topic};
 
-#[derive(Serialize, postcard::experimental::max_size::MaxSize, postcard_schema::Schema)]
+#[derive(
+    Serialize, Deserialize, postcard::experimental::max_size::MaxSize, postcard_schema::Schema,
+)]
 struct Imu {
     t_us: u64,
     acc: [f32; 3],

@@ -17,7 +17,7 @@ use crate::args::Args;
 /// A sensor: something that can be sampled into a message.
 pub trait Source {
     /// The message type it publishes.
-    type Msg: Serialize + MaxSize + Schema;
+    type Msg: Serialize + serde::de::DeserializeOwned + MaxSize + Schema;
     /// Take one sample at `t_ns` (`CLOCK_MONOTONIC`). Problems (a missing
     /// device, an unreadable file) go to `warn`, which prints each once.
     fn sample(&mut self, t_ns: u64, warn: &mut Warn) -> Self::Msg;

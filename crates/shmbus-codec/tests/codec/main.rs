@@ -1,6 +1,7 @@
 //! Integration tests of the codec: the mapping, round trips, checks,
 //! JSON Schema, declaration text, hostile input.
 
+mod bus;
 mod mapping;
 mod schema;
 mod text;
