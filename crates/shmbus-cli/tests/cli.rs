@@ -807,3 +807,29 @@ fn demo_runs_every_sensor_and_leaves_nothing_behind() {
         }
     }
 }
+
+#[test]
+fn pub_refuses_values_a_typed_subscriber_could_not_decode() {
+    watchdog("pub-capacity", Duration::from_secs(120));
+    let (topic, _g) = self::topic("pub-capacity");
+    drop(Publisher::<Imu>::open(&topic).unwrap());
+    let k = hex(topic.key);
+    let long = "x".repeat(100);
+    for (value, want) in [
+        (
+            format!(r#"{{"t_us": 1, "acc": [0,0,0], "frame": "{long}", "ok": true}}"#),
+            ".frame: 100 bytes exceed heapless::String<8> (at most 8 bytes)",
+        ),
+        (
+            r#"{"t_us": 1, "acc": [0,0,1e39], "frame": "", "ok": true}"#.to_string(),
+            ".acc[2]: 1e+39 does not fit in f32",
+        ),
+    ] {
+        let r = run(&["pub", &k, &value]);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(r.stderr.contains(want), "{}", r.stderr);
+    }
+    // Nothing was published: the typed subscriber sees no frame.
+    let mut sub = Subscriber::<Imu>::attach(&topic).unwrap();
+    assert!(sub.latest().unwrap().is_none());
+}
