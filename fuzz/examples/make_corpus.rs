@@ -22,7 +22,7 @@ fn write(target: &str, name: &str, bytes: &[u8]) {
 }
 
 /// Publish `frames` on a fresh topic and return the whole segment's bytes.
-fn segment_of<T: Serialize + MaxSize + Schema>(
+fn segment_of<T: Serialize + serde::de::DeserializeOwned + MaxSize + Schema>(
     name: &str,
     slots: u32,
     frames: &[T],
@@ -42,7 +42,7 @@ fn segment_of<T: Serialize + MaxSize + Schema>(
     (out, info.geometry.slot_offset(0))
 }
 
-fn seeds<T: Serialize + MaxSize + Schema>(name: &str, slots: u32, frames: &[T]) {
+fn seeds<T: Serialize + serde::de::DeserializeOwned + MaxSize + Schema>(name: &str, slots: u32, frames: &[T]) {
     let (seg, slot0) = segment_of(name, slots, frames);
     write(
         "segment",
@@ -65,6 +65,13 @@ fn seeds<T: Serialize + MaxSize + Schema>(name: &str, slots: u32, frames: &[T]) 
     );
     let schema = shmbus_core::schema::schema_bytes::<T>().unwrap();
     write("schema", name, &schema);
+    // The same schema as declaration text (the target parses text too).
+    let t = shmbus_core::schema::decode_schema(&schema).unwrap();
+    write(
+        "schema",
+        &format!("{name}.txt"),
+        shmbus_codec::text::render(&t).as_bytes(),
+    );
     for (i, f) in frames.iter().enumerate() {
         let frame = postcard::to_allocvec(f).unwrap();
         write(
