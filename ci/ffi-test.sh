@@ -6,8 +6,13 @@
 #   host     libshmbus installed in target/ffi/host (cargo-c layout, pkg-config);
 #            the C API tests linked against the .so and the .a, run against
 #            a live Rust publisher
-#   armv7    the same cross-built with Debian's rustc 1.85 and
-#            arm-linux-gnueabihf-gcc, every program run under qemu-arm
+#            the C examples (shmbus-c-publisher, shmbus-c-subscriber) both
+#            ways with each other and with the Rust examples
+#            the Python module: a wheel bundling libshmbus.so, installed
+#            in a venv, tested with pytest against live Rust publishers
+#            and subscribers; then the C-vs-Rust cost table (ffi_bench)
+#   armv7    the C tests and examples cross-built with Debian's rustc 1.85
+#            and arm-linux-gnueabihf-gcc, every program run under qemu-arm
 #
 # Everything that touches System V IPC runs in a private IPC namespace
 # (unshare --ipc): fixed keys (0x79......) cannot meet another test's, and
@@ -61,6 +66,63 @@ cbuild() {
     # shellcheck disable=SC2046
     "$cc" "${flags[@]}" -o "$dir/test_api_static" crates/shmbus-ffi/tests/c/test_api.c \
         $($pc --cflags shmbus) "$prefix/lib/libshmbus.a" $($pc --static --libs-only-l shmbus | sed 's/-lshmbus//') -lm
+    local e
+    for e in shmbus-c-publisher shmbus-c-subscriber; do
+        # shellcheck disable=SC2046
+        "$cc" "${flags[@]}" -o "$dir/$e" "crates/shmbus-ffi/examples/$e.c" \
+            $($pc --cflags --libs shmbus) -lm -Wl,-rpath,"$prefix/lib"
+    done
+}
+
+# interop LABEL RUNNER KEY PUBLISHER SUBSCRIBER: a publisher at 1 kHz for
+# 60 s at most and a subscriber that must receive 200 frames in order
+# (exit 0, "received 200 frames"); both are the same command-line shape in
+# C and Rust.
+interop() {
+    local label=$1 runner=$2 key=$3 pub=$4 sub=$5 rc=0
+    # shellcheck disable=SC2086
+    $runner "$pub" --name imu --key "$key" --rate 1000 --duration 60 >"$OUT/interop.pub.log" 2>&1 &
+    local p=$!
+    PIDS+=("$p")
+    echo "---- $label"
+    # shellcheck disable=SC2086
+    timeout --kill-after=10 "$WATCHDOG" $runner "$sub" --name imu --key "$key" --count 200 --timeout 20 --wait 30 \
+        >"$OUT/interop.sub.log" 2>&1 || rc=$?
+    kill "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+    ipcrm -M "$key" 2>/dev/null || true
+    ipcrm -S "$key" 2>/dev/null || true
+    head -n 3 "$OUT/interop.sub.log" | sed 's/^/  /'
+    tail -n 1 "$OUT/interop.sub.log" | sed 's/^/  /'
+    if [[ $rc == 0 ]] && grep -q '^received 200 frames' "$OUT/interop.sub.log"; then
+        note "ok    $label"
+    else
+        note "FAIL  $label (exit $rc)"
+        sed 's/^/  pub: /' "$OUT/interop.pub.log" | tail -n 5
+        fails=$((fails + 1))
+    fi
+}
+
+# examples LABEL RUNNER C_DIR RUST_DIR: the C examples with each other.
+examples() {
+    local label=$1 runner=$2 c=$3
+    interop "$label: C publisher -> C subscriber" "$runner" 0x79000201 "$c/shmbus-c-publisher" "$c/shmbus-c-subscriber"
+}
+
+# python: the wheel, installed into a venv, tested against live Rust programs.
+python_tests() {
+    eval "$(ci/ffi-tools.sh)"
+    local wheels=$OUT/wheels site
+    rm -rf "$wheels"
+    python3 python/build_wheel.py --lib "$OUT/host/lib/libshmbus.so.0.1.0" --version 0.1.0 \
+        --plat "linux_$(uname -m)" --out "$wheels" >/dev/null
+    "$FFI_VENV/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$wheels"/shmbus-*.whl
+    site=$("$FFI_VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    ls -l "$wheels" | sed 's/^/  /'
+    # From the tests' directory, so `import shmbus` is the installed wheel.
+    run "python: pytest (installed wheel) vs Rust publishers and subscribers" \
+        env -C python/tests SHMBUS_EXAMPLES_DIR="$ROOT/target/release" SHMBUS_EXPECT_LIB_UNDER="$site" \
+        "$FFI_VENV/bin/python" -m pytest -p no:cacheprovider -q .
 }
 
 # ctests LABEL RUNNER EXAMPLES_DIR TESTS_DIR
@@ -84,6 +146,10 @@ if [[ $what == all || $what == host ]]; then
     cargo build --release -p shmbus-examples
     cbuild cc "$OUT/host" "$OUT/host/bin"
     ctests host "" target/release "$OUT/host/bin"
+    examples host "" "$OUT/host/bin" target/release
+    python_tests
+    echo "---- C API cost next to Rust (one run, one process)"
+    cargo run --release -q -p shmbus-ffi --example ffi_bench -- --rounds 9 --iters 20000 | tee "$OUT/ffi_bench.txt"
 fi
 
 if [[ $what == all || $what == armv7 ]]; then
@@ -95,6 +161,7 @@ if [[ $what == all || $what == armv7 ]]; then
     cbuild arm-linux-gnueabihf-gcc "$OUT/armv7" "$OUT/armv7/bin"
     file "$OUT/armv7/bin/test_api" | sed 's/^/  /'
     ctests armv7 "qemu-arm -L /usr/arm-linux-gnueabihf" "$armdir" "$OUT/armv7/bin"
+    examples armv7 "qemu-arm -L /usr/arm-linux-gnueabihf" "$OUT/armv7/bin" "$armdir"
 fi
 
 echo

@@ -267,49 +267,6 @@ typedef struct shmbus_frame {
 } shmbus_frame;
 
 /**
- * A topic description. Zero-initialise it and set `name`: every zero
- * field means the default, the same as the Rust API's `Topic::new(name)`.
- */
-typedef struct shmbus_topic {
-  /**
-   * Topic name: 1 to 63 bytes of letters, digits and `_ . - /`.
-   */
-  const char *name;
-  /**
-   * Bus name the key is derived from; NULL means `"shmbus"`.
-   */
-  const char *bus;
-  /**
-   * System V key; 0 derives it from `bus` and `name` (as `shmbus_key`).
-   */
-  uint32_t key;
-  /**
-   * Slots in the ring, a power of two; 0 means 16.
-   */
-  uint32_t slots;
-  /**
-   * Permission bits of the segment and the publisher lock; 0 means 0644.
-   */
-  uint32_t mode;
-  /**
-   * `SHMBUS_LOCK_TRY` (0), `SHMBUS_LOCK_REQUIRED` or `SHMBUS_LOCK_OFF`.
-   */
-  int32_t lock;
-  /**
-   * `SHMBUS_TOPIC_*` flags, or-ed.
-   */
-  uint32_t flags;
-  /**
-   * The uid subscribers require (with `SHMBUS_TOPIC_REQUIRE_UID`).
-   */
-  uint32_t publisher_uid;
-  /**
-   * The segment's group (with `SHMBUS_TOPIC_GROUP`).
-   */
-  uint32_t group;
-} shmbus_topic;
-
-/**
  * A publisher handle (from `shmbus_publisher_open`). Zero is never a
  * valid handle.
  */
@@ -319,46 +276,6 @@ typedef struct shmbus_publisher {
    */
   uint64_t id;
 } shmbus_publisher;
-
-/**
- * What a publisher or subscriber knows about its topic.
- */
-typedef struct shmbus_topic_info {
-  /**
-   * The topic name, NUL-terminated.
-   */
-  char name[64];
-  /**
-   * System V key.
-   */
-  uint32_t key;
-  /**
-   * System V shmid.
-   */
-  int32_t shmid;
-  /**
-   * Slots in the ring.
-   */
-  uint32_t slots;
-  /**
-   * Frame capacity in bytes.
-   */
-  uint32_t frame_capacity;
-  /**
-   * Schema fingerprint.
-   */
-  uint64_t fingerprint;
-  /**
-   * Publisher: 1 if it created the segment, 0 if it reopened one.
-   * Subscriber: 0.
-   */
-  int32_t created;
-  /**
-   * Publisher: 1 locked in RAM, 0 lock refused (policy "try"), -1 not
-   * requested. Subscriber: -1.
-   */
-  int32_t locked;
-} shmbus_topic_info;
 
 /**
  * A subscriber handle (from `shmbus_subscriber_open`). Zero is never a
@@ -404,6 +321,89 @@ typedef struct shmbus_sample {
    */
   uint32_t reserved;
 } shmbus_sample;
+
+/**
+ * A topic description. Zero-initialise it and set `name`: every zero
+ * field means the default, the same as the Rust API's `Topic::new(name)`.
+ */
+typedef struct shmbus_topic {
+  /**
+   * Topic name: 1 to 63 bytes of letters, digits and `_ . - /`.
+   */
+  const char *name;
+  /**
+   * Bus name the key is derived from; NULL means `"shmbus"`.
+   */
+  const char *bus;
+  /**
+   * System V key; 0 derives it from `bus` and `name` (as `shmbus_key`).
+   */
+  uint32_t key;
+  /**
+   * Slots in the ring, a power of two; 0 means 16.
+   */
+  uint32_t slots;
+  /**
+   * Permission bits of the segment and the publisher lock; 0 means 0644.
+   */
+  uint32_t mode;
+  /**
+   * `SHMBUS_LOCK_TRY` (0), `SHMBUS_LOCK_REQUIRED` or `SHMBUS_LOCK_OFF`.
+   */
+  int32_t lock;
+  /**
+   * `SHMBUS_TOPIC_*` flags, or-ed.
+   */
+  uint32_t flags;
+  /**
+   * The uid subscribers require (with `SHMBUS_TOPIC_REQUIRE_UID`).
+   */
+  uint32_t publisher_uid;
+  /**
+   * The segment's group (with `SHMBUS_TOPIC_GROUP`).
+   */
+  uint32_t group;
+} shmbus_topic;
+
+/**
+ * What a publisher or subscriber knows about its topic.
+ */
+typedef struct shmbus_topic_info {
+  /**
+   * The topic name, NUL-terminated.
+   */
+  char name[64];
+  /**
+   * System V key.
+   */
+  uint32_t key;
+  /**
+   * System V shmid.
+   */
+  int32_t shmid;
+  /**
+   * Slots in the ring.
+   */
+  uint32_t slots;
+  /**
+   * Frame capacity in bytes.
+   */
+  uint32_t frame_capacity;
+  /**
+   * Schema fingerprint.
+   */
+  uint64_t fingerprint;
+  /**
+   * Publisher: 1 if it created the segment, 0 if it reopened one.
+   * Subscriber: 0.
+   */
+  int32_t created;
+  /**
+   * Publisher: 1 locked in RAM, 0 lock refused (policy "try"), -1 not
+   * requested. Subscriber: -1.
+   */
+  int32_t locked;
+} shmbus_topic_info;
 
 /**
  * Publisher liveness and topic staleness (`shmbus_subscriber_status`).
@@ -625,6 +625,65 @@ int32_t shmbus_frame_get_bytes(struct shmbus_frame frame,
  * memory of their type (buffers: of the capacity given).
  */
 int32_t shmbus_frame_get_len(struct shmbus_frame frame, const char *path, size_t *out);
+
+/**
+ * Parse a schema declaration, e.g. `"struct Imu { t_us: u64, acc: [f32;
+ * 3], frame_id: heapless::String<16> }"` (the language `shmbus info`
+ * prints, `docs/JSON.md`). The schema is the one the equivalent Rust type
+ * puts in its segment: same names, capacities and fingerprint, so Rust
+ * subscribers of that type accept the C publisher's topic.
+ * `SHMBUS_ERR_SCHEMA` with `line:col: message` when it does not parse.
+ *
+ * # Safety
+ * `decl` is a NUL-terminated string; `out` points to a writable
+ * `shmbus_schema`.
+ */
+int32_t shmbus_schema_parse(const char *decl, struct shmbus_schema *out);
+
+/**
+ * The schema as declaration text (what `shmbus_schema_parse` reads back)
+ * and a NUL into `buf`; `*len` is the text's length without the NUL, also
+ * when the buffer is too small.
+ *
+ * # Safety
+ * `buf` points to `cap` writable bytes (or is NULL with `cap` 0); `len`
+ * to a writable `size_t`.
+ */
+int32_t shmbus_schema_text(struct shmbus_schema schema, char *buf, size_t cap, size_t *len);
+
+/**
+ * Encode `json` (a value of the topic's schema in the JSON mapping of
+ * `docs/JSON.md`) and publish it. `SHMBUS_ERR_JSON` names the field that
+ * does not fit (`.name: 13 bytes exceed heapless::String<8>`);
+ * `SHMBUS_ERR_TOO_LARGE` beyond the frame capacity. Allocates (it parses
+ * text); for 1 kHz use typed frames.
+ *
+ * # Safety
+ * `json` is a NUL-terminated string; `generation` is NULL or points to a
+ * writable `uint64_t`.
+ */
+int32_t shmbus_publish_json(struct shmbus_publisher publisher,
+                            const char *json,
+                            uint64_t *generation);
+
+/**
+ * A read (`how`: a `SHMBUS_READ_*` kind; `timeout_ms` for the waits) that
+ * renders the frame as JSON text with a NUL into `buf` (`cap` bytes).
+ * `*len` is the text's length without the NUL. `SHMBUS_ERR_BUFFER_TOO_SMALL`
+ * when it does not fit (`*len + 1` bytes are needed): an in-order frame is
+ * kept for the next call, so nothing is lost.
+ *
+ * # Safety
+ * `buf` points to `cap` writable bytes; `len` to a writable `size_t`;
+ * `sample` is NULL or points to a writable `shmbus_sample`.
+ */
+int32_t shmbus_subscriber_read_json(struct shmbus_subscriber subscriber,
+                                    int32_t how,
+                                    uint32_t timeout_ms,
+                                    char *buf,
+                                    size_t cap,
+                                    size_t *len,
+                                    struct shmbus_sample *sample);
 
 /**
  * Create (or reopen) the topic `topic` for frames of `schema` and become

@@ -19,6 +19,11 @@ pub(crate) unsafe fn text<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
     }
     // SAFETY: non-NULL and NUL-terminated by the caller's contract.
     let c = unsafe { CStr::from_ptr(p) };
+    if c.to_bytes().is_ascii() {
+        // SAFETY: ASCII is valid UTF-8 (a fast path for field paths,
+        // which are ASCII in practice; from_utf8 costs more on short text).
+        return Ok(unsafe { core::str::from_utf8_unchecked(c.to_bytes()) });
+    }
     c.to_str().map_err(|e| {
         Error::new(
             SHMBUS_ERR_INVALID,

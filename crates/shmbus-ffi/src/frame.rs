@@ -73,7 +73,7 @@ impl Frame {
     }
 
     fn target(&self, path: &str) -> Result<Target> {
-        self.layout().paths.get(path).copied().ok_or_else(|| {
+        self.layout().find(path).ok_or_else(|| {
             Error::new(
                 SHMBUS_ERR_NO_FIELD,
                 format!(
@@ -98,40 +98,20 @@ impl Frame {
                 );
             }
         };
-        let schema = self.schema.clone();
-        let layout = schema.layout.as_ref().expect("checked at new");
+        let layout = self.schema.layout.as_ref().expect("checked at new");
         let leaf = &layout.leaves[i];
-        self.live(path, &leaf.within, for_set)?;
-        Ok((i, leaf.kind, leaf.slot))
-    }
-
-    /// Check that every enclosing list element is within its list's length
-    /// (for a get), or extend the lists so it is (for a set).
-    fn live(&mut self, path: &str, within: &[(usize, usize)], for_set: bool) -> Result<()> {
-        let schema = self.schema.clone();
-        let l = schema.layout.as_ref().expect("checked at new");
-        for &(list, index) in within {
-            if index >= self.lens[list] {
-                if !for_set {
-                    return fail(
-                        SHMBUS_ERR_RANGE,
-                        format!(
-                            "'{path}' is past the end of list '{}' (length {})",
-                            l.lists[list].path, self.lens[list]
-                        ),
-                    );
-                }
-                grow(
-                    l,
-                    &mut self.nums,
-                    &mut self.bufs,
-                    &mut self.lens,
-                    list,
-                    index + 1,
-                );
-            }
+        if !leaf.within.is_empty() {
+            live(
+                layout,
+                &mut self.nums,
+                &mut self.bufs,
+                &mut self.lens,
+                path,
+                &leaf.within,
+                for_set,
+            )?;
         }
-        Ok(())
+        Ok((i, leaf.kind, leaf.slot))
     }
 
     fn wrong(&self, path: &str, kind: LeafKind, wanted: &str) -> Error {
@@ -273,9 +253,17 @@ impl Frame {
     pub fn len(&mut self, path: &str) -> Result<usize> {
         match self.target(path)? {
             Target::List(list) => {
-                let schema = self.schema.clone();
-                let l = schema.layout.as_ref().expect("checked at new");
-                self.live(path, &l.lists[list].within, false)?;
+                let l = self.schema.layout.as_ref().expect("checked at new");
+                let within = &l.lists[list].within;
+                live(
+                    l,
+                    &mut self.nums,
+                    &mut self.bufs,
+                    &mut self.lens,
+                    path,
+                    within,
+                    false,
+                )?;
                 Ok(self.lens[list])
             }
             Target::Leaf(_) => {
@@ -309,7 +297,16 @@ impl Frame {
             );
         }
         // A list inside another list's element: that element becomes live.
-        self.live(path, &l.lists[list].within, true)?;
+        let within = &l.lists[list].within;
+        live(
+            l,
+            &mut self.nums,
+            &mut self.bufs,
+            &mut self.lens,
+            path,
+            within,
+            true,
+        )?;
         if n > self.lens[list] {
             grow(l, &mut self.nums, &mut self.bufs, &mut self.lens, list, n);
         } else {
@@ -320,8 +317,7 @@ impl Frame {
 
     /// Encode into `self.encoded`.
     pub fn encode(&mut self) -> &[u8] {
-        let schema = self.schema.clone();
-        let l = schema.layout.as_ref().expect("checked at new");
+        let l = self.schema.layout.as_ref().expect("checked at new");
         self.encoded.clear();
         encode_node(
             l,
@@ -337,8 +333,7 @@ impl Frame {
     /// Decode `bytes` into the frame. On failure the frame's values are
     /// unspecified (partly decoded).
     pub fn decode(&mut self, bytes: &[u8]) -> core::result::Result<(), &'static str> {
-        let schema = self.schema.clone();
-        let l = schema.layout.as_ref().expect("checked at new");
+        let l = self.schema.layout.as_ref().expect("checked at new");
         let mut c = Cursor { bytes, pos: 0 };
         decode_node(
             l,
@@ -349,6 +344,34 @@ impl Frame {
             &mut c,
         )
     }
+}
+
+/// Check that every enclosing list element is within its list's length
+/// (for a get), or extend the lists so it is (for a set).
+fn live(
+    l: &crate::layout::Layout,
+    nums: &mut [u64],
+    bufs: &mut [Vec<u8>],
+    lens: &mut [usize],
+    path: &str,
+    within: &[(usize, usize)],
+    for_set: bool,
+) -> Result<()> {
+    for &(list, index) in within {
+        if index >= lens[list] {
+            if !for_set {
+                return fail(
+                    SHMBUS_ERR_RANGE,
+                    format!(
+                        "'{path}' is past the end of list '{}' (length {})",
+                        l.lists[list].path, lens[list]
+                    ),
+                );
+            }
+            grow(l, nums, bufs, lens, list, index + 1);
+        }
+    }
+    Ok(())
 }
 
 /// Extend list `list` to `n` elements, zeroing the new elements (their

@@ -13,9 +13,9 @@
 //! enums, options, maps, `char`, 128-bit integers and lists without a
 //! capacity of anything but bytes.
 
-use std::collections::HashMap;
-
 use postcard_schema::schema::owned::{OwnedDataModelType as D, OwnedNamedType};
+
+use shmbus_core::schema::capacity_of;
 
 use crate::status::*;
 
@@ -177,8 +177,9 @@ pub struct Layout {
     pub leaves: Vec<Leaf>,
     /// Every list with a capacity, depth-first.
     pub lists: Vec<List>,
-    /// Path to leaf or list.
-    pub paths: HashMap<String, Target>,
+    /// Path to leaf or list, sorted by path (binary search: no hashing,
+    /// and no worst case a hostile schema could provoke).
+    pub paths: Vec<(String, Target)>,
     /// Slots in the number store.
     pub nums: usize,
     /// Slots in the byte store.
@@ -186,14 +187,6 @@ pub struct Layout {
     /// Largest encoded frame, `None` if a string or byte list has no
     /// capacity.
     pub max_size: Option<usize>,
-}
-
-/// The capacity in a node name such as `heapless::String<16>` or
-/// `heapless::Vec<f32, 16>`: the number before the final `>`.
-pub fn capacity_in_name(name: &str) -> Option<usize> {
-    let inner = name.strip_suffix('>')?;
-    let start = inner.rfind([',', '<'])? + 1;
-    inner[start..].trim().parse().ok()
 }
 
 /// Bytes of the varint encoding of `n`.
@@ -280,9 +273,9 @@ impl Builder {
             D::I64 | D::Isize => LeafKind::Prim(Prim::I64),
             D::F32 => LeafKind::Prim(Prim::F32),
             D::F64 => LeafKind::Prim(Prim::F64),
-            D::String => LeafKind::Str(capacity_in_name(&t.name)),
-            D::ByteArray => LeafKind::Bytes(capacity_in_name(&t.name)),
-            D::Seq(e) if e.ty == D::U8 => LeafKind::Bytes(capacity_in_name(&t.name)),
+            D::String => LeafKind::Str(capacity_of(&t.name)),
+            D::ByteArray => LeafKind::Bytes(capacity_of(&t.name)),
+            D::Seq(e) if e.ty == D::U8 => LeafKind::Bytes(capacity_of(&t.name)),
             D::Unit | D::UnitStruct => return Ok((Node::Group(Vec::new()), Some(0))),
             D::NewtypeStruct(inner) => return self.node(path, inner),
             D::Struct(fields) => {
@@ -308,7 +301,7 @@ impl Builder {
                 return self.group(items);
             }
             D::Seq(elem) => {
-                let Some(cap) = capacity_in_name(&t.name) else {
+                let Some(cap) = capacity_of(&t.name) else {
                     return unsupported("a list without a capacity");
                 };
                 if cap > MAX_LEAVES {
@@ -348,6 +341,14 @@ impl Builder {
 }
 
 impl Layout {
+    /// What `path` names.
+    pub fn find(&self, path: &str) -> Option<Target> {
+        self.paths
+            .binary_search_by(|(p, _)| p.as_str().cmp(path))
+            .ok()
+            .map(|i| self.paths[i].1)
+    }
+
     /// Flatten `t`. Fails with [`SHMBUS_ERR_UNSUPPORTED`] naming the first
     /// field the typed accessors cannot cover.
     pub fn new(t: &OwnedNamedType) -> Result<Layout> {
@@ -359,13 +360,14 @@ impl Layout {
             within: Vec::new(),
         };
         let (root, max_size) = b.node("", t)?;
-        let mut paths = HashMap::with_capacity(b.leaves.len() + b.lists.len());
+        let mut paths = Vec::with_capacity(b.leaves.len() + b.lists.len());
         for (i, l) in b.leaves.iter().enumerate() {
-            paths.insert(l.path.clone(), Target::Leaf(i));
+            paths.push((l.path.clone(), Target::Leaf(i)));
         }
         for (i, l) in b.lists.iter().enumerate() {
-            paths.insert(l.path.clone(), Target::List(i));
+            paths.push((l.path.clone(), Target::List(i)));
         }
+        paths.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Layout {
             root,
             leaves: b.leaves,
@@ -439,16 +441,6 @@ impl Cursor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn capacities_are_read_from_names() {
-        assert_eq!(capacity_in_name("heapless::String<16>"), Some(16));
-        assert_eq!(capacity_in_name("heapless::Vec<f32, 8>"), Some(8));
-        assert_eq!(capacity_in_name("heapless::Vec<T, 32>"), Some(32));
-        assert_eq!(capacity_in_name("heapless::String<N>"), None);
-        assert_eq!(capacity_in_name("String"), None);
-        assert_eq!(capacity_in_name(">"), None);
-    }
 
     #[test]
     fn varints_round_trip_and_refuse_overflow() {

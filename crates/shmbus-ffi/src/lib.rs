@@ -12,6 +12,8 @@
 //! - Typed frames ([`frame`], [`layout`]): a schema's fields are set and
 //!   read by path (`acc[2]`, `pose.x`), range- and capacity-checked, and
 //!   encoded as postcard with no allocation per frame.
+//! - Schemas are declared in the codec's language and frames go to and
+//!   from JSON through the shared codec ([`json`], `shmbus-codec`).
 //! - Publishers ([`publisher`]) and subscribers ([`subscriber`]) are the
 //!   Rust `RawPublisher`/`RawSubscriber`: the same segment, locks, seqlock
 //!   and errors as Rust programs, whose message texts C gets from
@@ -23,6 +25,7 @@
 pub mod cabi;
 pub mod frame;
 pub mod handles;
+pub mod json;
 pub mod layout;
 pub mod publisher;
 pub mod schema;

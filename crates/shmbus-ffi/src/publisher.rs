@@ -31,7 +31,7 @@ pub struct Pub {
     pub slots: u32,
 }
 
-fn pub_of(held: &mut Held) -> &mut Pub {
+pub(crate) fn pub_of(held: &mut Held) -> &mut Pub {
     match held.object() {
         Object::Publisher(p) => p,
         _ => unreachable!("handles::get checked the kind"),

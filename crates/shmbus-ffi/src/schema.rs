@@ -5,7 +5,7 @@
 //! flattened [`Layout`] when the typed field functions cover the shape.
 
 use core::ffi::c_char;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use postcard_schema::schema::owned::OwnedNamedType;
 use shmbus_core::layout::fnv1a64;
@@ -37,6 +37,8 @@ pub struct SchemaDef {
     /// The flattened layout, or why the typed field functions cannot cover
     /// this schema.
     pub layout: Result<Layout>,
+    /// The shared codec (JSON, declaration text), made when first needed.
+    pub codec: OnceLock<core::result::Result<shmbus_codec::Codec, String>>,
 }
 
 impl SchemaDef {
@@ -47,6 +49,7 @@ impl SchemaDef {
         Ok(SchemaDef {
             fingerprint: fnv1a64(&bytes),
             layout: Layout::new(&owned),
+            codec: OnceLock::new(),
             owned,
             bytes,
         })

@@ -96,6 +96,8 @@ pub struct Sub {
     /// Metadata of the frame read last (latest or in order), reported with
     /// `SHMBUS_ERR_BUFFER_TOO_SMALL`.
     pub last: Option<SlotMeta>,
+    /// Scratch for JSON text.
+    pub text: Vec<u8>,
 }
 
 fn sub_of(held: &mut Held) -> &mut Sub {
@@ -113,6 +115,15 @@ pub(crate) enum Dest<'a> {
     Frame(&'a mut frame::Frame),
     /// Copied as bytes.
     Bytes(&'a mut [u8]),
+    /// Rendered as JSON text with a NUL; the length goes to the `usize`.
+    Json(&'a mut [u8], &'a mut usize),
+}
+
+/// Which of the subscriber's buffers holds the frame to deliver.
+#[derive(Clone, Copy)]
+enum Buf {
+    Next,
+    Latest,
 }
 
 /// What a read found.
@@ -139,9 +150,17 @@ impl Sub {
         self.schema.as_ref().map_err(|e| e.clone())
     }
 
-    /// Deliver frame `bytes` (metadata `m`) into `dest`.
-    fn deliver(&self, bytes: &[u8], m: &SlotMeta, dest: &mut Dest<'_>) -> Result<()> {
+    /// Deliver the frame in buffer `which` (metadata `m`) into `dest`.
+    fn deliver(&mut self, which: Buf, m: &SlotMeta, dest: &mut Dest<'_>) -> Result<()> {
+        let bytes = match which {
+            Buf::Next => &self.buf,
+            Buf::Latest => &self.lbuf,
+        };
         match dest {
+            Dest::Json(out, len) => {
+                let schema = self.schema.as_ref().map_err(|e| e.clone())?;
+                crate::json::render(schema, bytes, &mut self.text, out, len)
+            }
             Dest::None => Ok(()),
             Dest::Bytes(out) => cabi::copy_out(bytes, out, "the frame"),
             Dest::Frame(f) => {
@@ -181,7 +200,7 @@ impl Sub {
             None => Ok(Got::Nothing),
             Some(m) => {
                 self.last = Some(m);
-                self.deliver(&self.lbuf, &m, dest)?;
+                self.deliver(Buf::Latest, &m, dest)?;
                 Ok(Got::Frame(m))
             }
         }
@@ -193,7 +212,7 @@ impl Sub {
             return Ok(Got::Nothing);
         };
         self.last = Some(m);
-        match self.deliver(&self.buf, &m, dest) {
+        match self.deliver(Buf::Next, &m, dest) {
             Err(e) if e.code == SHMBUS_ERR_BUFFER_TOO_SMALL => Err(e),
             r => {
                 // Delivered, or undeliverable whatever the buffer (wrong
@@ -256,7 +275,7 @@ impl Sub {
             })
             .map_err(topic::wait_error)?;
         self.last = Some(m);
-        self.deliver(&self.lbuf, &m, dest)?;
+        self.deliver(Buf::Latest, &m, dest)?;
         Ok(Got::Frame(m))
     }
 }
@@ -339,6 +358,7 @@ pub unsafe extern "C" fn shmbus_subscriber_open(
             pending: None,
             lbuf: Vec::with_capacity(cap + 4),
             last: None,
+            text: Vec::new(),
         };
         *out = shmbus_subscriber {
             id: handles::insert(Object::Subscriber(Box::new(sub)))?,
@@ -538,20 +558,32 @@ pub unsafe extern "C" fn shmbus_subscriber_read_bytes(
     guard(|| {
         // SAFETY: the caller's contract.
         let buf = unsafe { cabi::buffer(buf, cap, "buf") }?;
-        let mut held = handles::get(subscriber.id, Kind::Subscriber)?;
-        let s = sub_of(&mut held);
-        let mut dest = Dest::Bytes(buf);
-        let got = read_how(s, how, timeout_ms, &mut dest);
-        if let Err(e) = &got {
-            if e.code == SHMBUS_ERR_BUFFER_TOO_SMALL {
-                // SAFETY: the caller's contract.
-                if let (Some(o), Some(m)) = (unsafe { cabi::opt_out(sample) }, s.last) {
-                    *o = sample_of(&m);
-                }
+        read_into(subscriber, how, timeout_ms, Dest::Bytes(buf), sample)
+    })
+}
+
+/// Run read `how` into `dest`; with `SHMBUS_ERR_BUFFER_TOO_SMALL`, fill
+/// `sample` with the frame that did not fit.
+pub(crate) fn read_into(
+    subscriber: shmbus_subscriber,
+    how: i32,
+    timeout_ms: u32,
+    mut dest: Dest<'_>,
+    sample: *mut shmbus_sample,
+) -> Result<i32> {
+    let mut held = handles::get(subscriber.id, Kind::Subscriber)?;
+    let s = sub_of(&mut held);
+    let got = read_how(s, how, timeout_ms, &mut dest);
+    if let Err(e) = &got {
+        if e.code == SHMBUS_ERR_BUFFER_TOO_SMALL {
+            // SAFETY: `sample` is NULL or writable, by the exported
+            // function's contract.
+            if let (Some(o), Some(m)) = (unsafe { cabi::opt_out(sample) }, s.last) {
+                *o = sample_of(&m);
             }
         }
-        Ok(report(got?, sample))
-    })
+    }
+    Ok(report(got?, sample))
 }
 
 /// Whether a frame newer than the last one read was published: one atomic

@@ -5,7 +5,8 @@
  *
  * usage: test_api RUST_KEY FREE_KEY
  *   RUST_KEY  key of the topic "imu" that imu-publisher publishes
- *   FREE_KEY  a key with no segment (used for "not found")
+ *   FREE_KEY  a key with no segment ("not found"; then the C publisher's
+ *             topic, removed at the end)
  */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -86,6 +87,11 @@ static void test_no_topic(uint32_t free_key) {
     EXPECT_RC("schema: NULL bytes", shmbus_schema_from_bytes(NULL, 4, &s), SHMBUS_ERR_NULL);
     EXPECT_RC("schema: garbage bytes", shmbus_schema_from_bytes(garbage, sizeof garbage, &s), SHMBUS_ERR_SCHEMA);
 }
+
+/* The Rust examples' Imu, declared in the codec's language. */
+#define IMU_DECL                                                                                                  \
+    "struct Imu { seq: u32, t_us: u64, frame_id: heapless::String<16>, acc: [f32; 3], gyro: [f32; 3], "       \
+    "temp_c: f32 }"
 
 /* A u32 schema in postcard-schema's wire form: name "u32", type tag 8. */
 static const uint8_t U32_SCHEMA[] = {3, 'u', '3', '2', 8};
@@ -255,6 +261,138 @@ static void test_rust_publisher(uint32_t rust_key) {
     EXPECT_RC("close u32 schema", shmbus_schema_close(u32s), SHMBUS_OK);
 }
 
+/* The C publisher side: a typed frame published from C and read back by a
+ * C subscriber; JSON in and out; every bad input refused. */
+static void test_c_publisher(uint32_t key) {
+    shmbus_topic t = {0};
+    shmbus_schema s = {0}, other = {0};
+    shmbus_publisher pub = {0}, pub2 = {0};
+    shmbus_subscriber sub = {0};
+    shmbus_frame f = {0}, g = {0}, of = {0};
+    shmbus_sample smp;
+    shmbus_topic_info info;
+    char text[512];
+    size_t len = 0, max = 0;
+    uint64_t gen = 0, u = 0;
+    double d = 0;
+
+    EXPECT_RC("parse: NULL", shmbus_schema_parse(NULL, &s), SHMBUS_ERR_NULL);
+    EXPECT_RC("parse: syntax error", shmbus_schema_parse("struct Imu { seq u32 }", &s), SHMBUS_ERR_SCHEMA);
+    expect_msg("parse error has line:col", "1:");
+    EXPECT_RC("parse the Imu", shmbus_schema_parse(IMU_DECL, &s), SHMBUS_OK);
+    EXPECT_RC("max size", shmbus_schema_max_size(s, &max), SHMBUS_OK);
+    CHECK("max size is the Rust Imu's 60", max == 60);
+    EXPECT_RC("schema text", shmbus_schema_text(s, text, sizeof text, &len), SHMBUS_OK);
+    CHECK("schema text names the fields", strstr(text, "frame_id") && strstr(text, "heapless::String<16>"));
+    EXPECT_RC("schema text: small buffer", shmbus_schema_text(s, text, 8, &len), SHMBUS_ERR_BUFFER_TOO_SMALL);
+    CHECK("schema text: needed length", len > 8);
+    EXPECT_RC("parse a string without capacity", shmbus_schema_parse("struct L { s: String }", &other), SHMBUS_OK);
+    EXPECT_RC("no maximum size", shmbus_schema_max_size(other, &max), SHMBUS_ERR_SCHEMA);
+    t.name = "cimu";
+    t.key = key;
+    EXPECT_RC("cannot publish an unbounded schema", shmbus_publisher_open(&t, other, &pub), SHMBUS_ERR_SCHEMA);
+    expect_msg("unbounded: says how to fix", "heapless::String<N>");
+    EXPECT_RC("open: NULL out", shmbus_publisher_open(&t, s, NULL), SHMBUS_ERR_NULL);
+    EXPECT_RC("open: zero schema", shmbus_publisher_open(&t, (shmbus_schema){0}, &pub), SHMBUS_ERR_BAD_HANDLE);
+    EXPECT_RC("open the C publisher", shmbus_publisher_open(&t, s, &pub), SHMBUS_OK);
+    EXPECT_RC("second publisher", shmbus_publisher_open(&t, s, &pub2), SHMBUS_ERR_PUBLISHER_ACTIVE);
+    expect_msg("second publisher: names the live one", "already has a live publisher");
+    EXPECT_RC("publisher info", shmbus_publisher_info(pub, &info), SHMBUS_OK);
+    CHECK("publisher info: created, capacity 60", info.created == 1 && info.frame_capacity == 60 && info.slots == 16);
+
+    EXPECT_RC("subscribe with the expected schema", shmbus_subscriber_open(&t, s, 1000, &sub), SHMBUS_OK);
+    EXPECT_RC("nothing yet", shmbus_subscriber_latest(sub, (shmbus_frame){0}, &smp), SHMBUS_NO_FRAME);
+    EXPECT_RC("nothing new", shmbus_subscriber_next(sub, (shmbus_frame){0}, &smp), SHMBUS_NO_FRAME);
+    EXPECT_RC("wait times out", shmbus_subscriber_wait_next(sub, (shmbus_frame){0}, 20, &smp), SHMBUS_ERR_TIMEOUT);
+    EXPECT_RC("frame", shmbus_frame_new(s, &f), SHMBUS_OK);
+    EXPECT_RC("frame to read into", shmbus_frame_new(s, &g), SHMBUS_OK);
+    EXPECT_RC("frame of another schema", shmbus_frame_new(other, &of), SHMBUS_OK);
+    EXPECT_RC("set seq", shmbus_frame_set_u64(f, "seq", 41), SHMBUS_OK);
+    EXPECT_RC("set t_us", shmbus_frame_set_u64(f, "t_us", 123456789), SHMBUS_OK);
+    EXPECT_RC("set frame_id", shmbus_frame_set_str(f, "frame_id", "imu_c"), SHMBUS_OK);
+    EXPECT_RC("frame_id over capacity", shmbus_frame_set_str(f, "frame_id", "seventeen-bytes!!"), SHMBUS_ERR_RANGE);
+    expect_msg("capacity message", "exceed field 'frame_id'");
+    EXPECT_RC("set acc[2]", shmbus_frame_set_f64(f, "acc[2]", 9.81), SHMBUS_OK);
+    EXPECT_RC("publish", shmbus_publish(pub, f, &gen), SHMBUS_OK);
+    CHECK("first generation is 1", gen == 1);
+    EXPECT_RC("publish a frame of another schema", shmbus_publish(pub, of, &gen), SHMBUS_ERR_WRONG_TYPE);
+    EXPECT_RC("publish with a subscriber handle", shmbus_publish((shmbus_publisher){sub.id}, f, &gen),
+              SHMBUS_ERR_BAD_HANDLE);
+    EXPECT_RC("publish with the publisher as frame", shmbus_publish(pub, (shmbus_frame){pub.id}, &gen),
+              SHMBUS_ERR_BAD_HANDLE);
+    EXPECT_RC("C reads the C frame", shmbus_subscriber_wait_next(sub, g, 1000, &smp), SHMBUS_OK);
+    CHECK("generation 1", smp.generation == 1);
+    EXPECT_RC("seq", shmbus_frame_get_u64(g, "seq", &u), SHMBUS_OK);
+    CHECK("seq is 41", u == 41);
+    EXPECT_RC("acc[2]", shmbus_frame_get_f64(g, "acc[2]", &d), SHMBUS_OK);
+    CHECK("acc[2] is 9.81 as f32", fabs(d - 9.81) < 1e-5);
+    EXPECT_RC("frame_id", shmbus_frame_get_str(g, "frame_id", text, sizeof text, &len), SHMBUS_OK);
+    CHECK("frame_id is imu_c", strcmp(text, "imu_c") == 0);
+
+    /* JSON in and out. */
+    EXPECT_RC("publish JSON",
+              shmbus_publish_json(pub, "{\"seq\":42,\"t_us\":7,\"frame_id\":\"j\",\"acc\":[0,0,1.5],"
+                                       "\"gyro\":[0,0,0],\"temp_c\":20.25}", &gen),
+              SHMBUS_OK);
+    CHECK("JSON generation 2", gen == 2);
+    EXPECT_RC("read JSON", shmbus_subscriber_read_json(sub, SHMBUS_READ_NEXT, 0, text, sizeof text, &len, &smp),
+              SHMBUS_OK);
+    CHECK("JSON text", strcmp(text, "{\"seq\":42,\"t_us\":7,\"frame_id\":\"j\",\"acc\":[0.0,0.0,1.5],"
+                                    "\"gyro\":[0.0,0.0,0.0],\"temp_c\":20.25}") == 0);
+    CHECK("JSON length", len == strlen(text));
+    EXPECT_RC("JSON: field over capacity",
+              shmbus_publish_json(pub, "{\"seq\":1,\"t_us\":7,\"frame_id\":\"this is far too long\",\"acc\":[0,0,0],"
+                                       "\"gyro\":[0,0,0],\"temp_c\":0}", &gen),
+              SHMBUS_ERR_JSON);
+    expect_msg("JSON error names the path", ".frame_id");
+    EXPECT_RC("JSON: not JSON", shmbus_publish_json(pub, "{nope", &gen), SHMBUS_ERR_JSON);
+    EXPECT_RC("JSON: u32 out of range",
+              shmbus_publish_json(pub, "{\"seq\":-1,\"t_us\":7,\"frame_id\":\"\",\"acc\":[0,0,0],"
+                                       "\"gyro\":[0,0,0],\"temp_c\":0}", &gen),
+              SHMBUS_ERR_JSON);
+    EXPECT_RC("publish frame 3", shmbus_publish(pub, f, &gen), SHMBUS_OK);
+    EXPECT_RC("JSON into a small buffer", shmbus_subscriber_read_json(sub, SHMBUS_READ_NEXT, 0, text, 10, &len, &smp),
+              SHMBUS_ERR_BUFFER_TOO_SMALL);
+    CHECK("JSON: needed length", len > 10);
+    EXPECT_RC("JSON: the kept frame", shmbus_subscriber_read_json(sub, SHMBUS_READ_NEXT, 0, text, sizeof text, &len, &smp),
+              SHMBUS_OK);
+    CHECK("JSON: generation 3 (not lost)", smp.generation == 3 && strstr(text, "\"seq\":41"));
+    EXPECT_RC("JSON: NULL len", shmbus_subscriber_read_json(sub, SHMBUS_READ_LATEST, 0, text, sizeof text, NULL, &smp),
+              SHMBUS_ERR_NULL);
+
+    /* Raw bytes: too large for the topic. */
+    static uint8_t big[61];
+    EXPECT_RC("bytes over the frame capacity", shmbus_publish_bytes(pub, big, sizeof big, &gen), SHMBUS_ERR_TOO_LARGE);
+    EXPECT_RC("bytes: NULL with a length", shmbus_publish_bytes(pub, NULL, 4, &gen), SHMBUS_ERR_NULL);
+
+    /* Publisher gone, then removed. */
+    EXPECT_RC("close the publisher", shmbus_publisher_close(pub), SHMBUS_OK);
+    EXPECT_RC("close it twice", shmbus_publisher_close(pub), SHMBUS_ERR_CLOSED);
+    EXPECT_RC("publish on a closed publisher", shmbus_publish(pub, f, &gen), SHMBUS_ERR_CLOSED);
+    EXPECT_RC("wait: publisher gone", shmbus_subscriber_wait_next(sub, g, 5000, &smp), SHMBUS_ERR_PUBLISHER_GONE);
+    EXPECT_RC("its frames stay readable", shmbus_subscriber_latest(sub, g, &smp), SHMBUS_OK);
+    CHECK("latest is frame 3", smp.generation == 3);
+    EXPECT_RC("reopen the topic", shmbus_publisher_open(&t, s, &pub), SHMBUS_OK);
+    EXPECT_RC("reopened info", shmbus_publisher_info(pub, &info), SHMBUS_OK);
+    CHECK("reopened, not created", info.created == 0);
+    EXPECT_RC("publish after reopen", shmbus_publish(pub, f, &gen), SHMBUS_OK);
+    CHECK("generations go on", gen == 4);
+    EXPECT_RC("remove the topic", shmbus_publisher_remove(pub), SHMBUS_OK);
+    EXPECT_RC("remove twice", shmbus_publisher_remove(pub), SHMBUS_ERR_CLOSED);
+    EXPECT_RC("frame 4 is still read after the removal", shmbus_subscriber_next(sub, g, &smp), SHMBUS_OK);
+    CHECK("frame 4", smp.generation == 4);
+    EXPECT_RC("wait: removed", shmbus_subscriber_wait_next(sub, g, 5000, &smp), SHMBUS_ERR_REMOVED);
+    shmbus_status st;
+    EXPECT_RC("status after removal", shmbus_subscriber_status(sub, &st), SHMBUS_OK);
+    CHECK("status says removed", st.removed == 1);
+    shmbus_subscriber_close(sub);
+    shmbus_frame_close(f);
+    shmbus_frame_close(g);
+    shmbus_frame_close(of);
+    shmbus_schema_close(s);
+    shmbus_schema_close(other);
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: %s RUST_KEY FREE_KEY\n", argv[0]);
@@ -264,5 +402,6 @@ int main(int argc, char **argv) {
     uint32_t free_key = (uint32_t)strtoul(argv[2], NULL, 0);
     test_no_topic(free_key);
     test_rust_publisher(rust_key);
+    test_c_publisher(free_key);
     return finish();
 }

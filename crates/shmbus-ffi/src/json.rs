@@ -1,0 +1,174 @@
+//! Schema declarations and JSON through the shared codec (`shmbus-codec`):
+//! the same declaration language as `shmbus info` prints, the same JSON
+//! mapping as `shmbus echo --json` and the bridges.
+
+use core::ffi::c_char;
+use std::sync::Arc;
+
+use shmbus_codec::Codec;
+
+use crate::cabi;
+use crate::handles::{self, Kind};
+use crate::publisher::{Pub, pub_of};
+use crate::schema::{self, SchemaDef, shmbus_schema};
+use crate::status::*;
+use crate::subscriber::{self, Dest, shmbus_sample, shmbus_subscriber};
+
+/// The codec of a schema, made when first needed.
+pub(crate) fn codec(def: &SchemaDef) -> Result<&Codec> {
+    def.codec
+        .get_or_init(|| Codec::new(def.owned.clone()).map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| {
+            Error::new(
+                SHMBUS_ERR_SCHEMA,
+                format!("schema '{}': {e}", def.owned.name),
+            )
+        })
+}
+
+/// Render frame `bytes` of `def` as JSON text plus a NUL into `out`;
+/// `*len` is the text's length (without the NUL), also when it does not fit.
+pub(crate) fn render(
+    def: &SchemaDef,
+    bytes: &[u8],
+    scratch: &mut Vec<u8>,
+    out: &mut [u8],
+    len: &mut usize,
+) -> Result<()> {
+    let c = codec(def)?;
+    scratch.clear();
+    c.write_json(bytes, scratch).map_err(|e| {
+        Error::new(
+            SHMBUS_ERR_READ,
+            format!("the frame does not decode as '{}': {e}", def.owned.name),
+        )
+    })?;
+    *len = scratch.len();
+    cabi::copy_str_out(scratch, out, "the frame as JSON")
+}
+
+/// Parse a schema declaration, e.g. `"struct Imu { t_us: u64, acc: [f32;
+/// 3], frame_id: heapless::String<16> }"` (the language `shmbus info`
+/// prints, `docs/JSON.md`). The schema is the one the equivalent Rust type
+/// puts in its segment: same names, capacities and fingerprint, so Rust
+/// subscribers of that type accept the C publisher's topic.
+/// `SHMBUS_ERR_SCHEMA` with `line:col: message` when it does not parse.
+///
+/// # Safety
+/// `decl` is a NUL-terminated string; `out` points to a writable
+/// `shmbus_schema`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmbus_schema_parse(decl: *const c_char, out: *mut shmbus_schema) -> i32 {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let out = unsafe { cabi::out(out, "out") }?;
+        // SAFETY: the caller's contract.
+        let text = unsafe { cabi::text(decl, "decl") }?;
+        let c = Codec::parse(text)
+            .map_err(|e| Error::new(SHMBUS_ERR_SCHEMA, format!("schema declaration {e}")))?;
+        let def = SchemaDef::new(c.schema().clone())?;
+        *out = schema::insert(Arc::new(def))?;
+        Ok(SHMBUS_OK)
+    })
+}
+
+/// The schema as declaration text (what `shmbus_schema_parse` reads back)
+/// and a NUL into `buf`; `*len` is the text's length without the NUL, also
+/// when the buffer is too small.
+///
+/// # Safety
+/// `buf` points to `cap` writable bytes (or is NULL with `cap` 0); `len`
+/// to a writable `size_t`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmbus_schema_text(
+    schema: shmbus_schema,
+    buf: *mut c_char,
+    cap: usize,
+    len: *mut usize,
+) -> i32 {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let len = unsafe { cabi::out(len, "len") }?;
+        // SAFETY: the caller's contract.
+        let buf = unsafe { cabi::buffer(buf.cast(), cap, "buf") }?;
+        let def = schema::get(schema)?;
+        let text = codec(&def)?.text();
+        *len = text.len();
+        cabi::copy_str_out(text.as_bytes(), buf, "the schema text")?;
+        Ok(SHMBUS_OK)
+    })
+}
+
+/// Encode `json` (a value of the topic's schema in the JSON mapping of
+/// `docs/JSON.md`) and publish it. `SHMBUS_ERR_JSON` names the field that
+/// does not fit (`.name: 13 bytes exceed heapless::String<8>`);
+/// `SHMBUS_ERR_TOO_LARGE` beyond the frame capacity. Allocates (it parses
+/// text); for 1 kHz use typed frames.
+///
+/// # Safety
+/// `json` is a NUL-terminated string; `generation` is NULL or points to a
+/// writable `uint64_t`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmbus_publish_json(
+    publisher: crate::publisher::shmbus_publisher,
+    json: *const c_char,
+    generation: *mut u64,
+) -> i32 {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let text = unsafe { cabi::text(json, "json") }?;
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| Error::new(SHMBUS_ERR_JSON, format!("not JSON: {e}")))?;
+        let mut held = handles::get(publisher.id, Kind::Publisher)?;
+        let p: &mut Pub = pub_of(&mut held);
+        let frame = codec(&p.schema)?
+            .encode_within(&value, p.raw.frame_capacity())
+            .map_err(|e| {
+                let code = if e.path.is_empty() && e.to_string().contains("capacity") {
+                    SHMBUS_ERR_TOO_LARGE
+                } else {
+                    SHMBUS_ERR_JSON
+                };
+                Error::new(code, format!("value for topic '{}': {e}", p.raw.name()))
+            })?;
+        let g = p
+            .raw
+            .publish_bytes(&frame)
+            .map_err(|e| Error::new(SHMBUS_ERR_TOO_LARGE, e.to_string()))?;
+        // SAFETY: the caller's contract.
+        if let Some(out) = unsafe { cabi::opt_out(generation) } {
+            *out = g;
+        }
+        Ok(SHMBUS_OK)
+    })
+}
+
+/// A read (`how`: a `SHMBUS_READ_*` kind; `timeout_ms` for the waits) that
+/// renders the frame as JSON text with a NUL into `buf` (`cap` bytes).
+/// `*len` is the text's length without the NUL. `SHMBUS_ERR_BUFFER_TOO_SMALL`
+/// when it does not fit (`*len + 1` bytes are needed): an in-order frame is
+/// kept for the next call, so nothing is lost.
+///
+/// # Safety
+/// `buf` points to `cap` writable bytes; `len` to a writable `size_t`;
+/// `sample` is NULL or points to a writable `shmbus_sample`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmbus_subscriber_read_json(
+    subscriber: shmbus_subscriber,
+    how: i32,
+    timeout_ms: u32,
+    buf: *mut c_char,
+    cap: usize,
+    len: *mut usize,
+    sample: *mut shmbus_sample,
+) -> i32 {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let len = unsafe { cabi::out(len, "len") }?;
+        // SAFETY: the caller's contract.
+        let buf = unsafe { cabi::buffer(buf.cast(), cap, "buf") }?;
+        *len = 0;
+        subscriber::read_into(subscriber, how, timeout_ms, Dest::Json(buf, len), sample)
+    })
+}

@@ -1,0 +1,541 @@
+"""shmbus for Python: publish and read shmbus topics from Python.
+
+A thin, pure-Python layer (ctypes) over libshmbus, the C library of shmbus:
+the same topics, schema checks, locks and error messages as the Rust and C
+APIs. Values are dicts in the JSON mapping of ``docs/JSON.md``.
+
+    >>> import shmbus
+    >>> sub = shmbus.Subscriber("imu")              # waits up to 5 s for the topic
+    >>> s = sub.latest()                           # None before the first frame
+    >>> s["generation"], s["value"]["acc"]
+    >>> s = sub.wait(timeout=1.0)                  # next frame in order (blocks)
+
+    >>> pub = shmbus.Publisher("cmd", schema="struct Cmd { speed: f32, mode: u8 }")
+    >>> pub.publish({"speed": 0.5, "mode": 2})     # returns the generation
+
+Errors are exceptions (subclasses of :class:`ShmbusError`) whose message is
+the library's, with what to do. The library is found in this order: the
+``SHMBUS_LIB`` environment variable, the copy bundled in the wheel
+(``shmbus/_lib``), then the system's ``libshmbus.so.0``.
+"""
+
+import ctypes
+import json
+import os
+
+__all__ = [
+    "Publisher",
+    "Subscriber",
+    "ShmbusError",
+    "NotFound",
+    "Timeout",
+    "PublisherGone",
+    "Removed",
+    "SchemaMismatch",
+    "PublisherActive",
+    "PermissionDenied",
+    "InvalidArgument",
+    "SchemaError",
+    "JsonError",
+    "ReadError",
+    "Closed",
+    "key",
+    "library_path",
+    "version",
+]
+
+# ----------------------------------------------------------------- library
+
+
+def _find_library():
+    tried = []
+    env = os.environ.get("SHMBUS_LIB")
+    candidates = [env] if env else []
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates.append(os.path.join(here, "_lib", "libshmbus.so.0"))
+    candidates.append("libshmbus.so.0")
+    for c in candidates:
+        if os.sep in c and not os.path.exists(c):
+            tried.append(c + " (absent)")
+            continue
+        try:
+            return ctypes.CDLL(c), c
+        except OSError as e:
+            tried.append("%s (%s)" % (c, e))
+    raise ImportError(
+        "shmbus: cannot load libshmbus; tried " + "; ".join(tried)
+        + ". Install the wheel (it bundles the library), the libshmbus0 package, "
+        "or set SHMBUS_LIB=/path/to/libshmbus.so.0"
+    )
+
+
+_lib, _lib_path = _find_library()
+
+
+def library_path():
+    """The path (or name) libshmbus was loaded from."""
+    return _lib_path
+
+
+class _Handle(ctypes.Structure):
+    _fields_ = [("id", ctypes.c_uint64)]
+
+
+class _Topic(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("bus", ctypes.c_char_p),
+        ("key", ctypes.c_uint32),
+        ("slots", ctypes.c_uint32),
+        ("mode", ctypes.c_uint32),
+        ("lock", ctypes.c_int32),
+        ("flags", ctypes.c_uint32),
+        ("publisher_uid", ctypes.c_uint32),
+        ("group", ctypes.c_uint32),
+    ]
+
+
+class _Sample(ctypes.Structure):
+    _fields_ = [
+        ("generation", ctypes.c_uint64),
+        ("mono_ns", ctypes.c_uint64),
+        ("real_ns", ctypes.c_uint64),
+        ("age_ns", ctypes.c_uint64),
+        ("missed", ctypes.c_uint64),
+        ("len", ctypes.c_uint32),
+        ("reserved", ctypes.c_uint32),
+    ]
+
+
+class _Status(ctypes.Structure):
+    _fields_ = [
+        ("generation", ctypes.c_uint64),
+        ("age_ns", ctypes.c_uint64),
+        ("publisher", ctypes.c_int32),
+        ("publisher_pid", ctypes.c_int32),
+        ("removed", ctypes.c_int32),
+        ("has_new", ctypes.c_int32),
+    ]
+
+
+class _Info(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_char * 64),
+        ("key", ctypes.c_uint32),
+        ("shmid", ctypes.c_int32),
+        ("slots", ctypes.c_uint32),
+        ("frame_capacity", ctypes.c_uint32),
+        ("fingerprint", ctypes.c_uint64),
+        ("created", ctypes.c_int32),
+        ("locked", ctypes.c_int32),
+    ]
+
+
+_P = ctypes.POINTER
+_u8p = _P(ctypes.c_uint8)
+_sz = ctypes.c_size_t
+
+
+def _sig(name, *args):
+    f = getattr(_lib, name)
+    f.argtypes = list(args)
+    f.restype = ctypes.c_int32
+    return f
+
+
+_lib.shmbus_version.restype = ctypes.c_char_p
+_lib.shmbus_version.argtypes = []
+_lib.shmbus_strerror.restype = ctypes.c_char_p
+_lib.shmbus_strerror.argtypes = [ctypes.c_int32]
+_lib.shmbus_last_error.restype = ctypes.c_char_p
+_lib.shmbus_last_error.argtypes = []
+_key = _sig("shmbus_key", ctypes.c_char_p, ctypes.c_char_p, _P(ctypes.c_uint32))
+_schema_parse = _sig("shmbus_schema_parse", ctypes.c_char_p, _P(_Handle))
+_schema_close = _sig("shmbus_schema_close", _Handle)
+_schema_text = _sig("shmbus_schema_text", _Handle, ctypes.c_char_p, _sz, _P(_sz))
+_pub_open = _sig("shmbus_publisher_open", _P(_Topic), _Handle, _P(_Handle))
+_pub_json = _sig("shmbus_publish_json", _Handle, ctypes.c_char_p, _P(ctypes.c_uint64))
+_pub_info = _sig("shmbus_publisher_info", _Handle, _P(_Info))
+_pub_close = _sig("shmbus_publisher_close", _Handle)
+_pub_remove = _sig("shmbus_publisher_remove", _Handle)
+_sub_open = _sig("shmbus_subscriber_open", _P(_Topic), _Handle, ctypes.c_uint32, _P(_Handle))
+_sub_close = _sig("shmbus_subscriber_close", _Handle)
+_sub_schema = _sig("shmbus_subscriber_schema", _Handle, _P(_Handle))
+_sub_json = _sig(
+    "shmbus_subscriber_read_json",
+    _Handle, ctypes.c_int32, ctypes.c_uint32, ctypes.c_char_p, _sz, _P(_sz), _P(_Sample),
+)
+_sub_status = _sig("shmbus_subscriber_status", _Handle, _P(_Status))
+_sub_info = _sig("shmbus_subscriber_info", _Handle, _P(_Info))
+_sub_seek_oldest = _sig("shmbus_subscriber_seek_oldest", _Handle)
+_sub_has_new = _sig("shmbus_subscriber_has_new", _Handle)
+
+# Status codes (shmbus.h).
+OK, NO_FRAME, MISSED = 0, 1, 2
+_READ_LATEST, _READ_NEXT, _READ_WAIT_NEXT, _READ_WAIT_LATEST = 0, 1, 2, 3
+_ERR_BUFFER_TOO_SMALL = -5
+_PUBLISHER = {1: "alive", 2: "not running", 3: "no lock", 0: "unknown"}
+
+# ------------------------------------------------------------------ errors
+
+
+class ShmbusError(Exception):
+    """A failed libshmbus call: ``code`` is the SHMBUS_ERR_* status, the
+    message is ``shmbus_last_error()``."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+class InvalidArgument(ShmbusError, ValueError):
+    """Invalid topic description or argument (SHMBUS_ERR_INVALID)."""
+
+
+class Closed(ShmbusError):
+    """The publisher or subscriber was closed (SHMBUS_ERR_CLOSED)."""
+
+
+class NotFound(ShmbusError):
+    """No topic at the key: its publisher has not created it (yet)."""
+
+
+class SchemaMismatch(ShmbusError):
+    """The topic carries frames of another type."""
+
+
+class PublisherActive(ShmbusError):
+    """The topic already has a live publisher."""
+
+
+class PermissionDenied(ShmbusError, PermissionError):
+    """Denied by the segment's or the lock's mode."""
+
+
+class Timeout(ShmbusError, TimeoutError):
+    """A wait ended without a frame."""
+
+
+class PublisherGone(ShmbusError):
+    """The topic's publisher is not running."""
+
+
+class Removed(ShmbusError):
+    """The topic was removed."""
+
+
+class ReadError(ShmbusError):
+    """A frame could not be read (publisher stuck or died mid-write, or the
+    frame does not decode)."""
+
+
+class SchemaError(ShmbusError, ValueError):
+    """A schema declaration does not parse, or has no maximum size."""
+
+
+class JsonError(ShmbusError, ValueError):
+    """A value does not fit the topic's schema (the message names the field)."""
+
+
+_ERRORS = {
+    -4: InvalidArgument,
+    -3: Closed,
+    -9: NotFound,
+    -10: SchemaMismatch,
+    -11: PublisherActive,
+    -12: PermissionDenied,
+    -14: Timeout,
+    -15: PublisherGone,
+    -16: Removed,
+    -17: ReadError,
+    -18: JsonError,
+    -19: SchemaError,
+    -20: JsonError,
+}
+
+
+def _raise(code):
+    msg = _lib.shmbus_last_error().decode("utf-8", "replace")
+    raise _ERRORS.get(code, ShmbusError)(code, msg)
+
+
+def _check(code):
+    if code < 0:
+        _raise(code)
+    return code
+
+
+# ------------------------------------------------------------------- topics
+
+
+def version():
+    """libshmbus's version."""
+    return _lib.shmbus_version().decode()
+
+
+def key(name, bus=None):
+    """The System V key of topic ``name`` on ``bus`` (default "shmbus")."""
+    out = ctypes.c_uint32()
+    _check(_key(bus.encode() if bus else None, name.encode(), ctypes.byref(out)))
+    return out.value
+
+
+def _topic(name, key, bus, slots, mode):
+    t = _Topic()
+    t._keep = [name.encode(), bus.encode() if bus else None]
+    t.name = t._keep[0]
+    t.bus = t._keep[1]
+    t.key = key or 0
+    t.slots = slots or 0
+    t.mode = mode or 0
+    return t
+
+
+def _info(fn, handle):
+    i = _Info()
+    _check(fn(handle, ctypes.byref(i)))
+    return {
+        "name": i.name.decode(),
+        "key": i.key,
+        "shmid": i.shmid,
+        "slots": i.slots,
+        "frame_capacity": i.frame_capacity,
+        "fingerprint": i.fingerprint,
+    }
+
+
+def _schema_text_of(handle):
+    n = _sz()
+    buf = ctypes.create_string_buffer(1024)
+    rc = _schema_text(handle, buf, len(buf), ctypes.byref(n))
+    if rc == _ERR_BUFFER_TOO_SMALL:
+        buf = ctypes.create_string_buffer(n.value + 1)
+        rc = _schema_text(handle, buf, len(buf), ctypes.byref(n))
+    _check(rc)
+    return buf.value.decode()
+
+
+# --------------------------------------------------------------- subscriber
+
+
+class Subscriber:
+    """A read-only subscriber of one topic.
+
+    ``Subscriber(name)`` attaches topic ``name`` (key derived from ``bus``
+    and the name, or ``key``), waiting up to ``wait`` seconds for its
+    publisher to create it. With ``schema`` (declaration text), a topic of
+    another type is refused with :class:`SchemaMismatch`.
+
+    Reads return a dict ``{"topic", "generation", "mono_ns", "real_ns",
+    "age_ns", "missed", "value"}`` (``missed``: frames lost just before
+    this one by an in-order reader that fell behind the ring).
+    """
+
+    def __init__(self, name, key=None, bus=None, schema=None, wait=5.0):
+        self._h = None
+        t = _topic(name, key, bus, 0, 0)
+        expected = _Handle(0)
+        if schema is not None:
+            _check(_schema_parse(schema.encode(), ctypes.byref(expected)))
+        h = _Handle()
+        try:
+            _check(_sub_open(ctypes.byref(t), expected, _ms(wait), ctypes.byref(h)))
+        finally:
+            if expected.id:
+                _schema_close(expected)
+        self._h = h
+        self.topic = name
+        self._buf = ctypes.create_string_buffer(4096)
+
+    def _read(self, how, timeout=0.0):
+        if self._h is None:
+            raise Closed(-3, "the subscriber of '%s' is closed" % self.topic)
+        smp = _Sample()
+        n = _sz()
+        missed = 0
+        for _ in range(1000):
+            rc = _sub_json(self._h, how, _ms(timeout), self._buf, len(self._buf), ctypes.byref(n), ctypes.byref(smp))
+            if rc == _ERR_BUFFER_TOO_SMALL:
+                self._buf = ctypes.create_string_buffer(max(n.value + 1, 2 * len(self._buf)))
+                continue
+            if rc == MISSED:
+                # Frames lost; the next call returns the oldest one left.
+                missed += smp.missed
+                continue
+            if rc == NO_FRAME:
+                return None
+            _check(rc)
+            return {
+                "topic": self.topic,
+                "generation": smp.generation,
+                "mono_ns": smp.mono_ns,
+                "real_ns": smp.real_ns,
+                "age_ns": smp.age_ns,
+                "missed": missed,
+                "value": json.loads(self._buf.value.decode()),
+            }
+        raise ReadError(-17, "the reader kept falling behind the ring of '%s'" % self.topic)
+
+    def latest(self):
+        """The newest frame, or None before the first publish."""
+        return self._read(_READ_LATEST)
+
+    def next(self):
+        """The next frame in publish order, or None if nothing is new."""
+        return self._read(_READ_NEXT)
+
+    def wait(self, timeout=1.0):
+        """Block up to ``timeout`` seconds for the next frame in publish
+        order. Raises :class:`Timeout`, :class:`PublisherGone` or
+        :class:`Removed`."""
+        return self._read(_READ_WAIT_NEXT, timeout)
+
+    def wait_latest(self, timeout=1.0):
+        """Block up to ``timeout`` seconds for a frame newer than the last one
+        read, then return the newest."""
+        return self._read(_READ_WAIT_LATEST, timeout)
+
+    def has_new(self):
+        """True if a frame newer than the last one read was published."""
+        return _check(_sub_has_new(self._live())) == 1
+
+    def seek_oldest(self):
+        """Make ``next()`` start at the oldest frame still in the ring."""
+        _check(_sub_seek_oldest(self._live()))
+
+    def status(self):
+        """Staleness and liveness: generation, age_ns (None before the first
+        frame), publisher ("alive", "not running", "no lock", "unknown"),
+        publisher_pid, removed."""
+        s = _Status()
+        _check(_sub_status(self._live(), ctypes.byref(s)))
+        return {
+            "generation": s.generation,
+            "age_ns": None if s.age_ns == 2**64 - 1 else s.age_ns,
+            "publisher": _PUBLISHER.get(s.publisher, "unknown"),
+            "publisher_pid": s.publisher_pid or None,
+            "removed": bool(s.removed),
+        }
+
+    def info(self):
+        """Name, key, shmid, slots, frame capacity and schema fingerprint."""
+        return _info(_sub_info, self._live())
+
+    @property
+    def schema(self):
+        """The topic's schema as declaration text."""
+        h = _Handle()
+        _check(_sub_schema(self._live(), ctypes.byref(h)))
+        try:
+            return _schema_text_of(h)
+        finally:
+            _schema_close(h)
+
+    def _live(self):
+        if self._h is None:
+            raise Closed(-3, "the subscriber of '%s' is closed" % self.topic)
+        return self._h
+
+    def close(self):
+        """Detach. Further reads raise :class:`Closed`."""
+        if self._h is not None:
+            h, self._h = self._h, None
+            _check(_sub_close(h))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+# ---------------------------------------------------------------- publisher
+
+
+class Publisher:
+    """The one publisher of a topic, for values of ``schema`` (declaration
+    text such as ``"struct Imu { t_us: u64, acc: [f32; 3] }"``).
+
+    Creates the topic (or reopens the one a previous publisher of the same
+    type left). :class:`PublisherActive` if another publisher is alive.
+    """
+
+    def __init__(self, name, schema, key=None, bus=None, slots=None, mode=None):
+        self._h = None
+        t = _topic(name, key, bus, slots, mode)
+        s = _Handle()
+        _check(_schema_parse(schema.encode(), ctypes.byref(s)))
+        h = _Handle()
+        try:
+            _check(_pub_open(ctypes.byref(t), s, ctypes.byref(h)))
+        finally:
+            _schema_close(s)
+        self._h = h
+        self.topic = name
+
+    def publish(self, value):
+        """Publish ``value`` (a dict or any JSON-able value of the schema).
+        Returns its generation. :class:`JsonError` names the field that does
+        not fit."""
+        if self._h is None:
+            raise Closed(-3, "the publisher of '%s' is closed" % self.topic)
+        g = ctypes.c_uint64()
+        text = json.dumps(_nonfinite(value), allow_nan=False, separators=(",", ":"))
+        _check(_pub_json(self._h, text.encode(), ctypes.byref(g)))
+        return g.value
+
+    def info(self):
+        """Name, key, shmid, slots, frame capacity and schema fingerprint."""
+        if self._h is None:
+            raise Closed(-3, "the publisher of '%s' is closed" % self.topic)
+        return _info(_pub_info, self._h)
+
+    def close(self):
+        """Stop publishing; the last frames stay readable."""
+        if self._h is not None:
+            h, self._h = self._h, None
+            _check(_pub_close(h))
+
+    def remove(self):
+        """Stop publishing and remove the topic."""
+        if self._h is not None:
+            h, self._h = self._h, None
+            _check(_pub_remove(h))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def _nonfinite(v):
+    """NaN and infinities as the JSON mapping writes them ("NaN", "inf",
+    "-inf"): JSON itself has no such numbers."""
+    if isinstance(v, float) and v != v:
+        return "NaN"
+    if isinstance(v, float) and v in (float("inf"), float("-inf")):
+        return "inf" if v > 0 else "-inf"
+    if isinstance(v, dict):
+        return {k: _nonfinite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_nonfinite(x) for x in v]
+    return v
+
+
+def _ms(seconds):
+    if seconds is None or seconds < 0:
+        raise InvalidArgument(-4, "timeout must be a number of seconds >= 0")
+    return min(int(seconds * 1000 + 0.5), 2**32 - 1)

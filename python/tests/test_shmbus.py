@@ -1,0 +1,133 @@
+"""The Python module against live Rust publishers and subscribers."""
+
+import math
+import os
+
+import pytest
+
+import shmbus
+from conftest import wait_until
+
+# The Rust example's message type (crates/shmbus-examples), declared once.
+IMU = (
+    "struct Imu { seq: u32, t_us: u64, frame_id: heapless::String<16>, "
+    "acc: [f32; 3], gyro: [f32; 3], temp_c: f32 }"
+)
+
+
+def test_the_module_loads_the_library_it_was_installed_with():
+    assert shmbus.version()
+    expected = os.environ.get("SHMBUS_EXPECT_LIB_UNDER")
+    if expected:
+        assert os.path.realpath(shmbus.library_path()).startswith(os.path.realpath(expected)), shmbus.library_path()
+        assert os.path.realpath(shmbus.__file__).startswith(os.path.realpath(expected)), shmbus.__file__
+
+
+def test_latest_next_and_wait_read_a_rust_publisher(rust_publisher, key):
+    rust_publisher("--rate", "1000", "--duration", "600")
+    with shmbus.Subscriber("imu", key=key, wait=20) as sub:
+        s = sub.wait_latest(timeout=10)
+        assert s["topic"] == "imu"
+        assert s["generation"] >= 1
+        assert s["mono_ns"] > 0 and s["real_ns"] > 0 and s["age_ns"] >= 0
+        v = s["value"]
+        assert list(v) == ["seq", "t_us", "frame_id", "acc", "gyro", "temp_c"]
+        assert v["frame_id"] == "imu_link"
+        assert math.isclose(v["acc"][2], 9.81, rel_tol=1e-6)
+        assert 35.0 <= v["temp_c"] < 36.0
+
+        latest = sub.latest()
+        assert latest["generation"] >= s["generation"]
+
+        a = sub.wait(timeout=10)
+        b = sub.wait(timeout=10)
+        # Frames delivered plus frames reported missed add up.
+        assert b["generation"] == a["generation"] + 1 + b["missed"]
+        assert b["value"]["seq"] == a["value"]["seq"] + 1 + b["missed"]
+
+        n = sub.next()
+        assert n is None or n["generation"] > b["generation"]
+
+        st = sub.status()
+        assert st["publisher"] == "alive" and st["publisher_pid"] > 0
+        assert st["removed"] is False and st["age_ns"] is not None
+        info = sub.info()
+        assert info["name"] == "imu" and info["key"] == key and info["frame_capacity"] == 60
+        assert "heapless::String<16>" in sub.schema or "frame_id" in sub.schema
+
+
+def test_a_reader_that_falls_behind_is_told_how_many_frames_it_lost(rust_publisher, key):
+    rust_publisher("--rate", "1000", "--duration", "600", "--slots", "16")
+    with shmbus.Subscriber("imu", key=key, wait=20) as sub:
+        first = sub.wait(timeout=10)
+        assert wait_until(lambda: sub.status()["generation"] >= first["generation"] + 50)
+        s = sub.next()
+        assert s["missed"] >= 50 - 16
+        assert s["generation"] == first["generation"] + 1 + s["missed"]
+
+
+def test_a_dead_publisher_ends_a_wait_and_its_frames_stay_readable(rust_publisher, key):
+    p = rust_publisher("--rate", "1000", "--count", "5")
+    assert p.proc.wait(timeout=60) == 0
+    with shmbus.Subscriber("imu", key=key, wait=0) as sub:
+        assert sub.latest()["generation"] == 5
+        assert sub.status()["publisher"] == "not running"
+        with pytest.raises(shmbus.PublisherGone) as e:
+            sub.wait(timeout=10)
+        assert "not running" in str(e.value)
+
+
+def test_errors_are_exceptions_with_the_library_messages(rust_publisher, key):
+    with pytest.raises(shmbus.NotFound) as e:
+        shmbus.Subscriber("imu", key=key, wait=0)
+    assert "start its publisher first" in str(e.value)
+    assert e.value.code == -9
+    with pytest.raises(shmbus.InvalidArgument) as e:
+        shmbus.Subscriber("no spaces", key=key, wait=0)
+    assert "contains ' '" in str(e.value)
+
+    rust_publisher("--rate", "100", "--duration", "600")
+    with pytest.raises(shmbus.SchemaMismatch) as e:
+        shmbus.Subscriber("imu", key=key, schema="struct Other { a: u8 }", wait=20)
+    assert "carries frames of another type" in str(e.value)
+
+    sub = shmbus.Subscriber("imu", key=key, wait=20)
+    with pytest.raises(shmbus.InvalidArgument):
+        sub.wait(timeout=-1)
+    sub.close()
+    sub.close()  # closing twice is harmless in Python
+    with pytest.raises(shmbus.Closed):
+        sub.latest()
+    with pytest.raises(shmbus.SchemaError) as e:
+        shmbus.Publisher("x", schema="struct { oops", key=key)
+
+
+def test_python_publisher_to_python_subscriber(key):
+    decl = "struct Cmd { speed: f32, mode: u8, label: heapless::String<8>, gains: heapless::Vec<f64, 4> }"
+    with shmbus.Publisher("cmd", schema=decl, key=key) as pub:
+        sub = shmbus.Subscriber("cmd", key=key, schema=decl, wait=5)
+        assert sub.latest() is None
+        g = pub.publish({"speed": 0.5, "mode": 2, "label": "fast", "gains": [1.0, 2.5]})
+        assert g == 1
+        s = sub.wait(timeout=5)
+        assert s["generation"] == 1
+        assert s["value"] == {"speed": 0.5, "mode": 2, "label": "fast", "gains": [1.0, 2.5]}
+        assert pub.publish({"speed": float("nan"), "mode": 0, "label": "", "gains": []}) == 2
+        assert sub.wait(timeout=5)["value"]["speed"] == "NaN"
+
+        with pytest.raises(shmbus.JsonError) as e:
+            pub.publish({"speed": 0.5, "mode": 2, "label": "much too long", "gains": []})
+        assert ".label" in str(e.value)
+        with pytest.raises(shmbus.JsonError) as e:
+            pub.publish({"speed": 0.5, "mode": 256, "label": "", "gains": []})
+        assert ".mode" in str(e.value)
+        with pytest.raises(shmbus.JsonError):
+            pub.publish({"speed": 0.5, "mode": 1, "label": "", "gains": [0, 0, 0, 0, 0]})
+        with pytest.raises(shmbus.PublisherActive) as e:
+            shmbus.Publisher("cmd", schema=decl, key=key)
+        assert "already has a live publisher" in str(e.value)
+        with pytest.raises(shmbus.ShmbusError):
+            shmbus.Publisher("cmd", schema="struct Cmd { speed: f64 }", key=key)
+        sub.close()
+    with pytest.raises(shmbus.Closed):
+        pub.publish({"speed": 0.5, "mode": 2, "label": "", "gains": []})
