@@ -37,18 +37,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use handoff::{Handoff, Mech};
-use opts::{Opts, USAGE};
+use opts::{BenchArgs, Opts};
 use report::{Dist, Report};
 
-/// Entry point of `shmbus bench`: `args` are the words after the
-/// subcommand name. `bench --peer ROLE ...` is the peer side (internal).
-pub fn main_with_args(subcommand: &str, args: Vec<String>) -> ExitCode {
-    if subcommand != "bench" {
-        eprintln!("shmbus: unknown subcommand '{subcommand}' (this crate provides 'bench')");
-        return ExitCode::from(2);
-    }
-    if args.first().map(String::as_str) == Some("--peer") {
-        return match peer(&args[1..]) {
+/// Run `shmbus bench` with parsed arguments; `command` is the command line
+/// as typed, kept in the report. `bench --peer ROLE ...` is the peer side
+/// of a measurement (internal).
+pub fn run(args: &BenchArgs, command: &[String]) -> ExitCode {
+    if !args.peer.is_empty() {
+        return match peer(&args.peer) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("shmbus bench peer: {e}");
@@ -56,19 +53,9 @@ pub fn main_with_args(subcommand: &str, args: Vec<String>) -> ExitCode {
             }
         };
     }
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    let opts = match Opts::parse(&args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("shmbus bench: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let opts = args.opts();
     let mut keys = Keys::new();
-    let result = run(&opts, &args, &mut keys);
+    let result = run_opts(&opts, command, &mut keys);
     drop(keys);
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -196,7 +183,7 @@ fn progress(opts: &Opts, msg: &str) {
     }
 }
 
-fn run(opts: &Opts, args: &[String], keys: &mut Keys) -> Result<(), String> {
+fn run_opts(opts: &Opts, args: &[String], keys: &mut Keys) -> Result<(), String> {
     let cpus = os::Cpus::get();
     os::set_spin_limit(cpus.count());
     let clock_ns = stats::clock_overhead_ns();

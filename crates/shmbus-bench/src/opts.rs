@@ -1,30 +1,91 @@
-//! Command-line options of `shmbus bench`.
+//! Command-line options of `shmbus bench` (clap derive, like every other
+//! `shmbus` command; the `shmbus` CLI uses [`BenchArgs`] as its `bench`
+//! subcommand).
 
 use std::path::PathBuf;
 
-/// Usage text, printed for `--help` and after an argument error.
-pub const USAGE: &str = "\
-usage: shmbus bench [--quick] [--json] [--plot FILE] [--out DIR] [--rounds N]
-                    [--iters N] [--fanout LIST] [--iceoryx2 PATH] [--peer-json FILE]
-                    [--no-pin]
+use clap::Args;
 
+/// The longest run `--rounds` asks for.
+pub const MAX_ROUNDS: usize = 1000;
+/// The most round trips per mechanism per round `--iters` asks for.
+pub const MAX_ITERS: usize = 10_000_000;
+/// The most subscriber processes one fan-out point starts.
+pub const MAX_FANOUT: usize = 256;
+
+const AFTER: &str = "\
 Measures, in one run with the mechanisms interleaved in rounds, what a
 publish, a poll and a handoff cost, next to hand-written floors (atomic,
 seqlock and futex ping-pong) and the alternatives (Unix datagram socket,
-pipe, POSIX message queue, and iceoryx2 when given).
+pipe, POSIX message queue, and iceoryx2 when given). Defaults: 10 rounds of
+4000 round trips, fan-out 1,4,16,64; with --quick 3 rounds of 400,
+fan-out 1,4,16.
 
-  --quick          short run for CI (a few seconds; fan-out up to 16)
-  --json           print JSON on stdout instead of the table
-  --plot FILE      write an SVG plot of the latency distributions and fan-out
-  --out DIR        write bench.txt, bench.json and bench.svg into DIR
-  --rounds N       interleaved rounds (default 10, quick 3)
-  --iters N        round trips per mechanism per round (default 4000, quick 400)
-  --fanout LIST    subscriber counts, e.g. 1,4,16,64 (default; quick 1,4,16)
-  --iceoryx2 PATH  run the iceoryx2 peer binary (bench/iceoryx2-peer) each round
-  --peer-json FILE merge a figure the iceoryx2 peer printed earlier
-  --no-pin         skip the pinned variants";
+Examples:
+  shmbus bench --quick
+  shmbus bench --json --plot bench.svg";
 
-/// Parsed options.
+/// `shmbus bench` arguments, as typed.
+#[derive(Debug, Clone, PartialEq, Default, Args)]
+#[command(after_help = AFTER)]
+pub struct BenchArgs {
+    /// Short run for CI (a few seconds; fan-out up to 16).
+    #[arg(long)]
+    pub quick: bool,
+    /// Print JSON on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Write an SVG plot of the latency distributions and fan-out.
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+    /// Write bench.txt, bench.json and bench.svg into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Interleaved rounds (1 to 1000; default 10, quick 3).
+    #[arg(long, value_name = "N", value_parser = rounds)]
+    pub rounds: Option<usize>,
+    /// Round trips per mechanism per round (1 to 10000000; default 4000, quick 400).
+    #[arg(long, value_name = "N", value_parser = iters)]
+    pub iters: Option<usize>,
+    /// Subscriber counts, e.g. 1,4,16,64 (each 1 to 256).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = fanout)]
+    pub fanout: Vec<usize>,
+    /// Run the iceoryx2 peer binary (bench/iceoryx2-peer) each round.
+    #[arg(long, value_name = "PATH")]
+    pub iceoryx2: Option<PathBuf>,
+    /// Merge a figure the iceoryx2 peer printed earlier.
+    #[arg(long = "peer-json", value_name = "FILE")]
+    pub peer_json: Option<PathBuf>,
+    /// Skip the pinned variants.
+    #[arg(long = "no-pin")]
+    pub no_pin: bool,
+    /// The peer side of a measurement (internal: `bench --peer ROLE k=v...`).
+    #[arg(long, hide = true, num_args = 1.., allow_hyphen_values = true, value_name = "ROLE")]
+    pub peer: Vec<String>,
+}
+
+fn bounded(s: &str, name: &str, max: usize) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{name} wants a whole number from 1 to {max}, not '{s}'"
+        )),
+    }
+}
+
+fn rounds(s: &str) -> Result<usize, String> {
+    bounded(s, "--rounds", MAX_ROUNDS)
+}
+
+fn iters(s: &str) -> Result<usize, String> {
+    bounded(s, "--iters", MAX_ITERS)
+}
+
+fn fanout(s: &str) -> Result<usize, String> {
+    bounded(s, "--fanout", MAX_FANOUT)
+}
+
+/// The options of a run, with the defaults filled in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Opts {
     /// Short run.
@@ -53,15 +114,16 @@ pub struct Opts {
     pub pin: bool,
 }
 
-impl Opts {
-    /// Parse the words after `bench`.
-    pub fn parse(args: &[String]) -> Result<Opts, String> {
-        let quick = args.iter().any(|a| a == "--quick");
+impl BenchArgs {
+    /// The run's options: `--quick` changes the defaults, explicit values
+    /// override them.
+    pub fn opts(&self) -> Opts {
+        let quick = self.quick;
         let mut o = Opts {
             quick,
-            json: false,
-            plot: None,
-            out: None,
+            json: self.json,
+            plot: self.plot.clone(),
+            out: self.out.clone(),
             rounds: if quick { 3 } else { 10 },
             iters: if quick { 400 } else { 4000 },
             fanout: if quick {
@@ -71,49 +133,48 @@ impl Opts {
             },
             fanout_frames: if quick { 100 } else { 400 },
             micro_samples: if quick { 30 } else { 200 },
-            iceoryx2: None,
-            peer_json: None,
-            pin: true,
+            iceoryx2: self.iceoryx2.clone(),
+            peer_json: self.peer_json.clone(),
+            pin: !self.no_pin,
         };
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            let mut value = |name: &str| {
-                it.next()
-                    .cloned()
-                    .ok_or_else(|| format!("{name} needs a value (see --help)"))
-            };
-            let number = |name: &str, v: String| {
-                v.parse::<usize>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| format!("{name} wants a positive number, not '{v}'"))
-            };
-            match a.as_str() {
-                "--quick" => {}
-                "--json" => o.json = true,
-                "--no-pin" => o.pin = false,
-                "--plot" => o.plot = Some(value("--plot")?.into()),
-                "--out" => o.out = Some(value("--out")?.into()),
-                "--iceoryx2" => o.iceoryx2 = Some(value("--iceoryx2")?.into()),
-                "--peer-json" => o.peer_json = Some(value("--peer-json")?.into()),
-                "--rounds" => o.rounds = number("--rounds", value("--rounds")?)?,
-                "--iters" => {
-                    o.iters = number("--iters", value("--iters")?)?;
-                    o.fanout_frames = o.fanout_frames.min(o.iters.max(10));
-                    o.micro_samples = o.micro_samples.min(o.iters.max(5));
-                }
-                "--fanout" => {
-                    let v = value("--fanout")?;
-                    o.fanout = v
-                        .split(',')
-                        .map(|s| number("--fanout", s.trim().to_string()))
-                        .collect::<Result<_, _>>()?;
-                }
-                other => return Err(format!("unknown argument '{other}'")),
-            }
+        if let Some(r) = self.rounds {
+            o.rounds = r;
         }
-        Ok(o)
+        if let Some(i) = self.iters {
+            o.iters = i;
+            o.fanout_frames = o.fanout_frames.min(i.max(10));
+            o.micro_samples = o.micro_samples.min(i.max(5));
+        }
+        if !self.fanout.is_empty() {
+            o.fanout = self.fanout.clone();
+        }
+        o
     }
+}
+
+impl Opts {
+    /// Parse the words after `bench` (as the `shmbus-bench` binary and the
+    /// tests do); the error is clap's message.
+    pub fn parse(args: &[String]) -> Result<Opts, String> {
+        parse_args(args).map(|a| a.opts())
+    }
+}
+
+/// Parse the words after `bench` into [`BenchArgs`].
+pub fn parse_args(args: &[String]) -> Result<BenchArgs, String> {
+    use clap::{CommandFactory, FromArgMatches, Parser};
+    #[derive(Parser)]
+    #[command(name = "shmbus bench")]
+    struct Cli {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+    let m = Cli::command()
+        .try_get_matches_from(std::iter::once("bench").chain(args.iter().map(String::as_str)))
+        .map_err(|e| e.to_string())?;
+    Cli::from_arg_matches(&m)
+        .map(|c| c.args)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -131,16 +192,21 @@ mod tests {
         assert_eq!(o.rounds, 2);
         assert_eq!(o.fanout, vec![1, 2]);
         assert_eq!(parse("").unwrap().fanout, vec![1, 4, 16, 64]);
+        assert_eq!(parse("--quick").unwrap().iters, 400);
     }
 
     #[test]
     fn errors_name_the_argument() {
-        assert!(
-            parse("--rounds")
-                .unwrap_err()
-                .contains("--rounds needs a value")
-        );
-        assert!(parse("--rounds 0").unwrap_err().contains("positive"));
+        assert!(parse("--rounds").unwrap_err().contains("--rounds"));
+        assert!(parse("--rounds 0").unwrap_err().contains("from 1 to"));
+        assert!(parse("--iters 1e300").unwrap_err().contains("--iters"));
+        assert!(parse("--fanout 1,100000").unwrap_err().contains("--fanout"));
         assert!(parse("--frobnicate").unwrap_err().contains("--frobnicate"));
+    }
+
+    #[test]
+    fn the_peer_side_takes_its_words() {
+        let a = parse_args(&["--peer".into(), "atomic".into(), "shmid=5".into()]).unwrap();
+        assert_eq!(a.peer, ["atomic", "shmid=5"]);
     }
 }

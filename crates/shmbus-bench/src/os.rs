@@ -177,16 +177,7 @@ pub struct Peer {
 /// itself).
 pub fn self_command(args: &[String]) -> Command {
     let exe = std::env::current_exe().unwrap_or_else(|_| "shmbus".into());
-    let runner = std::env::var("SHMBUS_TEST_RUNNER").unwrap_or_default();
-    let mut parts = runner.split_whitespace();
-    let mut cmd = match parts.next() {
-        Some(r) => {
-            let mut c = Command::new(r);
-            c.args(parts).arg(exe);
-            c
-        }
-        None => Command::new(exe),
-    };
+    let mut cmd = shmbus_testkit::command(exe);
     cmd.arg("bench").arg("--peer").args(args);
     cmd.env(SPIN_ENV, SPIN_LIMIT.load(Ordering::Relaxed).to_string());
     cmd

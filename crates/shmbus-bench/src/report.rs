@@ -1,5 +1,5 @@
 //! The results of one run: rows, ratios against the floors and the
-//! alternatives, the targets, and the human table.
+//! alternatives, the project's targets, and the human table.
 
 use std::fmt::Write as _;
 
@@ -82,7 +82,7 @@ pub struct MicroRow {
     pub ratio: Option<f64>,
 }
 
-/// A headline ratio, with the target when there is one.
+/// A headline ratio, with the project's target when there is one.
 #[derive(Debug, Clone, Serialize)]
 pub struct Ratio {
     /// What is divided by what.
@@ -530,20 +530,9 @@ impl Report {
     }
 }
 
-/// A duration in ns, µs or ms with three significant digits.
-pub fn ns(v: f64) -> String {
-    if !v.is_finite() {
-        "-".into()
-    } else if v < 10.0 {
-        format!("{v:.2} ns")
-    } else if v < 1000.0 {
-        format!("{v:.0} ns")
-    } else if v < 1e6 {
-        format!("{:.1} us", v / 1e3)
-    } else {
-        format!("{:.1} ms", v / 1e6)
-    }
-}
+/// A duration in ns with about three significant digits (`1.23 ns`,
+/// `456 ns`, `12.3 us`), as every shmbus command writes durations.
+pub use shmbus_toolbox::units::duration as ns;
 
 fn x(v: Option<f64>) -> String {
     v.map(|v| format!("{v:.2}x")).unwrap_or_else(|| "-".into())
@@ -552,15 +541,6 @@ fn x(v: Option<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_pick_their_unit() {
-        assert_eq!(ns(1.234), "1.23 ns");
-        assert_eq!(ns(456.0), "456 ns");
-        assert_eq!(ns(12_345.0), "12.3 us");
-        assert_eq!(ns(2.5e7), "25.0 ms");
-        assert_eq!(ns(f64::NAN), "-");
-    }
 
     #[test]
     fn ratios_compare_medians_of_the_same_pinning() {

@@ -10,17 +10,7 @@ use shmbus_bench::Keys;
 use shmbus_bench::handoff::Mech;
 
 fn bench(args: &[&str]) -> Command {
-    let exe = env!("CARGO_BIN_EXE_shmbus-bench");
-    let runner = std::env::var("SHMBUS_TEST_RUNNER").unwrap_or_default();
-    let mut parts = runner.split_whitespace();
-    let mut cmd = match parts.next() {
-        Some(r) => {
-            let mut c = Command::new(r);
-            c.args(parts).arg(exe);
-            c
-        }
-        None => Command::new(exe),
-    };
+    let mut cmd = shmbus_testkit::command(env!("CARGO_BIN_EXE_shmbus-bench"));
     cmd.args(args);
     cmd
 }
@@ -179,5 +169,5 @@ fn table_and_plot_are_written_and_bad_arguments_are_refused() {
 
     let (_, out) = run(bench(&["--rounds", "zero"]), Duration::from_secs(60));
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--rounds wants a positive number"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--rounds wants a whole number"));
 }

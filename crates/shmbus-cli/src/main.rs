@@ -7,12 +7,14 @@
 #![warn(missing_docs)]
 
 use std::process::ExitCode;
+#[cfg(feature = "demo")]
 use std::time::Duration;
 
 use clap::Parser;
 
 mod args;
 mod cmd;
+#[cfg(feature = "demo")]
 mod demo;
 mod discover;
 mod out;
@@ -21,13 +23,6 @@ mod pretty;
 use args::{Cli, Cmd};
 
 fn main() -> ExitCode {
-    // `shmbus demo` starts each sensor as this program's hidden
-    // `__sensor NAME ARGS...` subcommand (not in --help).
-    let argv: Vec<String> = std::env::args().collect();
-    if argv.get(1).map(String::as_str) == Some(shmbus_sensors::demo::SENSOR_SUBCOMMAND) {
-        let name = argv.get(2).cloned().unwrap_or_default();
-        return shmbus_sensors::run_sensor(&name, argv.get(3..).unwrap_or(&[]));
-    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -55,6 +50,7 @@ fn main() -> ExitCode {
         Cmd::Top(a) => cmd::top::run(&a),
         Cmd::Rm(a) => cmd::rm::run(&a, a.bus.get()),
         Cmd::Doctor(a) => cmd::doctor::run(&a),
+        #[cfg(feature = "demo")]
         Cmd::Demo(a) => {
             let d = match a.duration.map(Duration::try_from_secs_f64) {
                 None => None,
@@ -66,10 +62,18 @@ fn main() -> ExitCode {
             };
             return demo::run(d, a.config);
         }
-        Cmd::Bench(p) => return shmbus_bench::main_with_args("bench", p.args),
-        Cmd::Record(p) => return shmbus_record::main_with_args("record", p.args),
-        Cmd::Replay(p) => return shmbus_record::main_with_args("replay", p.args),
-        Cmd::Cat(p) => return shmbus_record::main_with_args("cat", p.args),
+        #[cfg(feature = "demo")]
+        Cmd::Sensor(p) => {
+            let name = p.args.first().cloned().unwrap_or_default();
+            return shmbus_sensors::run_sensor(&name, p.args.get(1..).unwrap_or(&[]));
+        }
+        #[cfg(feature = "bench")]
+        Cmd::Bench(a) => {
+            let typed: Vec<String> = std::env::args().skip(2).collect();
+            return shmbus_bench::run(&a, &typed);
+        }
+        #[cfg(feature = "record")]
+        Cmd::Recording(c) => return shmbus_record::run(c),
     };
     match result {
         Ok(code) => ExitCode::from(code),

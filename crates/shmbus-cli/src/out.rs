@@ -90,50 +90,9 @@ pub fn stdout_is_tty() -> bool {
     io::stdout().is_terminal()
 }
 
-/// Format a key as `ipcs` does: `0x5312abcd`.
-pub fn key_hex(key: i32) -> String {
-    format!("0x{:08x}", key as u32)
-}
-
-/// A duration in ns as a short human text: `850 ns`, `12.3 ms`, `4.1 s`,
-/// `3 h 2 min`.
-pub fn human_ns(ns: u64) -> String {
-    let f = ns as f64;
-    if ns < 1_000 {
-        format!("{ns} ns")
-    } else if ns < 1_000_000 {
-        format!("{:.1} us", f / 1e3)
-    } else if ns < 1_000_000_000 {
-        format!("{:.1} ms", f / 1e6)
-    } else if ns < 120_000_000_000 {
-        format!("{:.1} s", f / 1e9)
-    } else if ns < 7_200_000_000_000 {
-        format!("{} min", ns / 60_000_000_000)
-    } else if ns < 172_800_000_000_000 {
-        format!("{} h", ns / 3_600_000_000_000)
-    } else {
-        format!("{} d", ns / 86_400_000_000_000)
-    }
-}
-
-/// A byte count: `960 B`, `12.0 KiB`, `3.5 MiB`.
-pub fn human_bytes(n: u64) -> String {
-    if n < 1024 {
-        format!("{n} B")
-    } else if n < 1024 * 1024 {
-        format!("{:.1} KiB", n as f64 / 1024.0)
-    } else if n < 1024 * 1024 * 1024 {
-        format!("{:.1} MiB", n as f64 / 1048576.0)
-    } else {
-        format!("{:.1} GiB", n as f64 / 1073741824.0)
-    }
-}
-
-/// Seconds since the epoch as UTC `YYYY-MM-DD HH:MM:SS`.
-pub fn utc(secs: i64) -> String {
-    let (y, m, d, hh, mm, ss) = shmbus_record::cat::civil(secs);
-    format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02}")
-}
+// Sizes, durations, dates and keys are formatted in one place for every
+// shmbus command: shmbus-toolbox's `units`.
+pub use shmbus_toolbox::units::{bytes as human_bytes, duration_ns as human_ns, key_hex, utc};
 
 /// A user name for `uid`, or the number.
 pub fn user_name(uid: u32) -> String {
@@ -148,23 +107,5 @@ pub fn group_name(gid: u32) -> String {
     match nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)) {
         Ok(Some(g)) => g.name,
         _ => gid.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_times_and_sizes() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00");
-        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00");
-        assert_eq!(human_ns(850), "850 ns");
-        assert_eq!(human_ns(12_300_000), "12.3 ms");
-        assert_eq!(human_ns(4_100_000_000), "4.1 s");
-        assert_eq!(human_bytes(960), "960 B");
-        assert_eq!(human_bytes(3 * 1024 * 1024 + 512 * 1024), "3.5 MiB");
-        assert_eq!(key_hex(-1), "0xffffffff");
     }
 }

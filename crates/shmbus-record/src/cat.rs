@@ -9,6 +9,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use shmbus_codec::Codec;
+use shmbus_toolbox::units::{self, iso8601};
 
 use crate::Exit;
 use crate::cli::CatArgs;
@@ -160,7 +161,7 @@ fn write_info(
         out,
         "file:     {} ({}, {state})",
         a.file.display(),
-        crate::record::human_bytes(size)
+        units::bytes(size)
     )?;
     let first = tallies.values().filter_map(|t| t.first_ns).min();
     let last = tallies.values().map(|t| t.last_ns).max();
@@ -204,7 +205,7 @@ fn write_info(
             schema,
             t.messages,
             rate,
-            crate::record::human_bytes(t.bytes)
+            units::bytes(t.bytes)
         )?;
     }
     let topics: Vec<&Arc<mcap::Channel<'static>>> = tallies
@@ -228,47 +229,4 @@ fn write_info(
         }
     }
     Ok(())
-}
-
-/// `2026-11-26T23:59:01.123456789Z` from ns since the epoch (UTC).
-pub fn iso8601(ns: u64) -> String {
-    let (y, m, d, hh, mm, ss) = civil((ns / 1_000_000_000) as i64);
-    let frac = ns % 1_000_000_000;
-    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{frac:09}Z")
-}
-
-/// Seconds since the epoch as UTC (year, month, day, hour, minute, second),
-/// by Howard Hinnant's civil_from_days: no time zone database needed.
-pub fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_are_utc_calendar_dates() {
-        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000000000Z");
-        // 2000-02-29 12:34:56.5 UTC = 951827696.5 s
-        assert_eq!(
-            iso8601(951_827_696_500_000_000),
-            "2000-02-29T12:34:56.500000000Z"
-        );
-        assert_eq!(
-            iso8601(1_798_761_599_000_000_001),
-            "2026-12-31T23:59:59.000000001Z"
-        );
-    }
 }

@@ -1,339 +1,180 @@
-//! Argument parsing and help text for `record`, `replay` and `cat`.
+//! The command line of `record`, `replay` and `cat` (clap derive, the same
+//! style as every other `shmbus` command; the `shmbus` CLI flattens
+//! [`Command`] into its own subcommands).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::Exit;
-use crate::format::parse_key;
+use clap::{Args, Subcommand};
+use shmbus_toolbox::parse;
 
-pub(crate) const RECORD_HELP: &str = "\
-Record topics to an MCAP file (every frame, in publish order)
+/// `record`, `replay` and `cat`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Record topics to an MCAP file (every frame, in publish order).
+    #[command(after_help = RECORD_AFTER)]
+    Record(RecordArgs),
+    /// Republish the topics of an MCAP recording with their original timing.
+    #[command(after_help = REPLAY_AFTER)]
+    Replay(ReplayArgs),
+    /// Show what an MCAP recording holds, decoded without the Rust types.
+    #[command(after_help = CAT_AFTER)]
+    Cat(CatArgs),
+}
 
-Usage: shmbus record [TOPIC...] -o FILE.mcap [OPTIONS]
-
+const RECORD_AFTER: &str = "\
 Records the named topics (all shmbus topics on the machine when none are
 named, including topics that appear while recording) until Ctrl-C, SIGTERM
-or --duration. Each topic is stored twice: lossless postcard frames (for
-replay) and JSON with a JSON Schema (for Foxglove and other viewers).
-Frames lost because the recorder fell more than a ring behind are logged
-on the /shmbus/missed channel.
-
-Options:
-  -o, --output FILE   MCAP file to write (required; replaced if it exists)
-  --duration S        stop after S seconds (decimals allowed)
-  --key K             also record the topic at System V key K (0x... or
-                      decimal); repeatable
-  --backlog           start with the frames still in each ring, not only
-                      frames published from now on
-  --no-json           lossless channels only: cheaper on the board; the
-                      file stays replayable and `shmbus cat --json` works
-  -h, --help          this text
+or --duration. Each topic is stored twice:
+lossless postcard frames (for replay) and JSON with a JSON Schema (for
+Foxglove and other viewers). Frames lost because the recorder fell more
+than a ring behind are logged on the /shmbus/missed channel.
 
 Examples:
   shmbus record -o run.mcap                    # everything, until Ctrl-C
-  shmbus record imu gnss -o run.mcap --duration 60
-";
+  shmbus record imu gnss -o run.mcap --duration 60";
 
-pub(crate) const REPLAY_HELP: &str = "\
-Republish the topics of an MCAP recording with their original timing
-
-Usage: shmbus replay FILE.mcap [OPTIONS]
-
+const REPLAY_AFTER: &str = "\
 Creates each recorded topic (same name, key, slots and frame capacity) if
 needed and publishes its recorded frames, spaced as they were recorded.
 Refuses a topic whose publisher is still running.
 
-Options:
-  --rate X            speed factor (2 = twice as fast; 0 = as fast as
-                      possible); default 1
-  --loop              start over at the end, until Ctrl-C
-  --topics A,B        replay only these topics
-  --key TOPIC=K       publish TOPIC at System V key K instead of the
-                      recorded key; repeatable
-  -h, --help          this text
-
 Examples:
   shmbus replay run.mcap
-  shmbus replay run.mcap --rate 0.5 --topics imu --key imu=0x7e000001
-";
+  shmbus replay run.mcap --rate 0.5 --topics imu --key imu=0x7e000001";
 
-pub(crate) const CAT_HELP: &str = "\
-Show what an MCAP recording holds, decoded without the Rust types
-
-Usage: shmbus cat FILE.mcap [--json]
-
-Without --json: channels, message counts, time range, schemas, missed
-frames, and whether the file is complete. With --json: every recorded
-frame as one JSON line {\"topic\", \"log_time_ns\", \"generation\", \"value\"},
-plus missed-frame events, in file order.
-
-Options:
-  --json              dump messages as JSON lines
-  -h, --help          this text
+const CAT_AFTER: &str = "\
+Without --json: channels, message counts, time range, schemas, the key and
+owner of each topic, missed frames, and whether the file is complete. With
+--json: every recorded frame as one JSON line {\"topic\", \"log_time_ns\",
+\"generation\", \"value\"}, plus missed-frame events, in file order.
 
 Examples:
   shmbus cat run.mcap
-  shmbus cat run.mcap --json | head
-";
+  shmbus cat run.mcap --json | head";
 
-/// Parsed `record` arguments.
-#[derive(Debug, Clone, PartialEq)]
+/// `record` arguments.
+#[derive(Debug, Clone, PartialEq, Args)]
 pub struct RecordArgs {
-    /// Topic names; empty = all.
+    /// Topics to record (all topics when none are named).
+    #[arg(value_name = "TOPIC", value_parser = topic_name)]
     pub topics: Vec<String>,
-    /// Extra keys.
-    pub keys: Vec<i32>,
-    /// Output file.
+    /// MCAP file to write (replaced if it exists).
+    #[arg(short = 'o', long = "output", value_name = "FILE.mcap")]
     pub output: PathBuf,
-    /// Stop after this long.
+    /// Stop after this many seconds (decimals allowed).
+    #[arg(long, value_name = "SECS", value_parser = parse::seconds)]
     pub duration: Option<Duration>,
-    /// Start at the oldest frame in each ring.
+    /// Also record the topic at System V key KEY (0x... or decimal); repeatable.
+    #[arg(long = "key", value_name = "KEY", value_parser = parse::key)]
+    pub keys: Vec<i32>,
+    /// Start with the frames still in each ring, not only frames published from now on.
+    #[arg(long)]
     pub backlog: bool,
-    /// Write the JSON view channels.
-    pub json: bool,
+    /// Lossless channels only: cheaper on the board; the file stays
+    /// replayable and `shmbus cat --json` works.
+    #[arg(long = "no-json")]
+    pub no_json: bool,
 }
 
-/// Parsed `replay` arguments.
-#[derive(Debug, Clone, PartialEq)]
+/// `replay` arguments.
+#[derive(Debug, Clone, PartialEq, Args)]
 pub struct ReplayArgs {
-    /// Input file.
+    /// The recording.
+    #[arg(value_name = "FILE.mcap")]
     pub file: PathBuf,
-    /// Speed factor; 0 = as fast as possible.
+    /// Speed factor: 2 = twice as fast, 0 = as fast as possible (0.001 to 1000000, or 0).
+    #[arg(long, default_value_t = 1.0, value_name = "X", value_parser = parse::speed)]
     pub rate: f64,
-    /// Repeat.
+    /// Start over at the end, until Ctrl-C.
+    #[arg(long = "loop")]
     pub looped: bool,
-    /// Only these topics (empty = all).
+    /// Replay only these topics (comma-separated, or repeated).
+    #[arg(long, value_name = "A,B", value_delimiter = ',')]
     pub topics: Vec<String>,
-    /// Key overrides.
+    /// Publish TOPIC at System V key KEY instead of the recorded key; repeatable.
+    #[arg(long = "key", value_name = "TOPIC=KEY", value_parser = topic_key)]
     pub keys: Vec<(String, i32)>,
 }
 
-/// Parsed `cat` arguments.
-#[derive(Debug, Clone, PartialEq)]
+/// `cat` arguments.
+#[derive(Debug, Clone, PartialEq, Args)]
 pub struct CatArgs {
-    /// Input file.
+    /// The recording.
+    #[arg(value_name = "FILE.mcap")]
     pub file: PathBuf,
-    /// JSON lines.
+    /// Dump messages as JSON lines.
+    #[arg(long)]
     pub json: bool,
 }
 
-/// What parsing asked for: run, or print help and exit 0.
-pub enum Parsed<T> {
-    /// Run with these arguments.
-    Run(T),
-    /// `--help` was given.
-    Help,
+fn topic_name(s: &str) -> Result<String, String> {
+    shmbus_core::topic::validate_name(s)?;
+    Ok(s.to_string())
 }
 
-fn usage(cmd: &str, msg: String) -> Exit {
-    Exit::error(format!("{msg}\n(see `shmbus {cmd} --help`)"))
-}
-
-fn value(cmd: &str, it: &mut std::vec::IntoIter<String>, opt: &str) -> Result<String, Exit> {
-    it.next()
-        .ok_or_else(|| usage(cmd, format!("{opt} needs a value")))
-}
-
-fn key(cmd: &str, s: &str) -> Result<i32, Exit> {
-    parse_key(s).filter(|k| *k != 0).ok_or_else(|| {
-        usage(
-            cmd,
-            format!("'{s}' is not a System V key; write it as 0x53a1b2c3 or in decimal, and not 0"),
-        )
-    })
-}
-
-/// Split `--opt=value` into two words.
-fn words(args: Vec<String>) -> std::vec::IntoIter<String> {
-    let mut out = Vec::with_capacity(args.len());
-    for a in args {
-        match a.split_once('=') {
-            Some((o, v)) if a.starts_with("--") => {
-                out.push(o.to_string());
-                out.push(v.to_string());
-            }
-            _ => out.push(a),
-        }
-    }
-    out.into_iter()
-}
-
-pub(crate) fn record(args: Vec<String>) -> Result<Parsed<RecordArgs>, Exit> {
-    const C: &str = "record";
-    let mut it = words(args);
-    let mut r = RecordArgs {
-        topics: Vec::new(),
-        keys: Vec::new(),
-        output: PathBuf::new(),
-        duration: None,
-        backlog: false,
-        json: true,
-    };
-    let mut output = None;
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "-h" | "--help" => return Ok(Parsed::Help),
-            "-o" | "--output" => output = Some(PathBuf::from(value(C, &mut it, &a)?)),
-            "--duration" => {
-                let v = value(C, &mut it, &a)?;
-                let s: f64 = v
-                    .parse()
-                    .ok()
-                    .filter(|s: &f64| s.is_finite() && *s > 0.0 && *s < 1e9)
-                    .ok_or_else(|| {
-                        usage(
-                            C,
-                            format!("--duration '{v}' is not a positive number of seconds"),
-                        )
-                    })?;
-                r.duration = Some(Duration::from_secs_f64(s));
-            }
-            "--key" => {
-                let v = value(C, &mut it, &a)?;
-                r.keys.push(key(C, &v)?);
-            }
-            "--backlog" => r.backlog = true,
-            "--no-json" => r.json = false,
-            s if s.starts_with('-') => return Err(usage(C, format!("unknown option '{s}'"))),
-            name => {
-                shmbus_core::topic::validate_name(name).map_err(|e| usage(C, e))?;
-                r.topics.push(name.to_string());
-            }
-        }
-    }
-    r.output = output.ok_or_else(|| usage(C, "no output file: add -o FILE.mcap".into()))?;
-    Ok(Parsed::Run(r))
-}
-
-pub(crate) fn replay(args: Vec<String>) -> Result<Parsed<ReplayArgs>, Exit> {
-    const C: &str = "replay";
-    let mut it = words(args);
-    let mut file = None;
-    let mut r = ReplayArgs {
-        file: PathBuf::new(),
-        rate: 1.0,
-        looped: false,
-        topics: Vec::new(),
-        keys: Vec::new(),
-    };
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "-h" | "--help" => return Ok(Parsed::Help),
-            "--rate" => {
-                let v = value(C, &mut it, &a)?;
-                r.rate = v
-                    .parse()
-                    .ok()
-                    .filter(|x: &f64| x.is_finite() && *x >= 0.0)
-                    .ok_or_else(|| {
-                        usage(
-                            C,
-                            format!("--rate '{v}' is not a number >= 0 (1 = real time)"),
-                        )
-                    })?;
-            }
-            "--loop" => r.looped = true,
-            "--topics" => {
-                let v = value(C, &mut it, &a)?;
-                r.topics
-                    .extend(v.split(',').filter(|s| !s.is_empty()).map(str::to_string));
-            }
-            "--key" => {
-                let v = value(C, &mut it, &a)?;
-                let (t, k) = v.split_once('=').ok_or_else(|| {
-                    usage(
-                        C,
-                        format!("--key '{v}' must be TOPIC=KEY, e.g. imu=0x7e000001"),
-                    )
-                })?;
-                r.keys.push((t.to_string(), key(C, k)?));
-            }
-            s if s.starts_with('-') => return Err(usage(C, format!("unknown option '{s}'"))),
-            f if file.is_none() => file = Some(PathBuf::from(f)),
-            f => {
-                return Err(usage(
-                    C,
-                    format!("unexpected argument '{f}': give one file"),
-                ));
-            }
-        }
-    }
-    r.file = file.ok_or_else(|| usage(C, "no file: shmbus replay FILE.mcap".into()))?;
-    Ok(Parsed::Run(r))
-}
-
-pub(crate) fn cat(args: Vec<String>) -> Result<Parsed<CatArgs>, Exit> {
-    const C: &str = "cat";
-    let mut file = None;
-    let mut json = false;
-    for a in args {
-        match a.as_str() {
-            "-h" | "--help" => return Ok(Parsed::Help),
-            "--json" => json = true,
-            s if s.starts_with('-') => return Err(usage(C, format!("unknown option '{s}'"))),
-            f if file.is_none() => file = Some(PathBuf::from(f)),
-            f => {
-                return Err(usage(
-                    C,
-                    format!("unexpected argument '{f}': give one file"),
-                ));
-            }
-        }
-    }
-    let file = file.ok_or_else(|| usage(C, "no file: shmbus cat FILE.mcap".into()))?;
-    Ok(Parsed::Run(CatArgs { file, json }))
+fn topic_key(s: &str) -> Result<(String, i32), String> {
+    let (t, k) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' must be TOPIC=KEY, e.g. imu=0x7e000001"))?;
+    Ok((topic_name(t)?, parse::key(k)?))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
-    fn v(s: &str) -> Vec<String> {
-        s.split_whitespace().map(str::to_string).collect()
+    #[derive(Debug, Parser)]
+    struct T {
+        #[command(subcommand)]
+        cmd: Command,
+    }
+
+    fn parse(s: &str) -> Result<Command, String> {
+        T::try_parse_from(std::iter::once("t").chain(s.split_whitespace()))
+            .map(|t| t.cmd)
+            .map_err(|e| e.to_string())
     }
 
     #[test]
     fn record_arguments() {
-        let Ok(Parsed::Run(r)) = record(v(
-            "imu gnss -o x.mcap --duration 1.5 --key 0x7e000001 --no-json",
-        )) else {
+        let Ok(Command::Record(r)) =
+            parse("record imu gnss -o x.mcap --duration 1.5 --key 0x7e000001 --no-json")
+        else {
             panic!("should parse")
         };
         assert_eq!(r.topics, ["imu", "gnss"]);
         assert_eq!(r.output, PathBuf::from("x.mcap"));
         assert_eq!(r.duration, Some(Duration::from_millis(1500)));
         assert_eq!(r.keys, [0x7e00_0001]);
-        assert!(!r.json && !r.backlog);
-        assert!(matches!(record(v("--help")), Ok(Parsed::Help)));
-        let e = record(v("imu")).err().unwrap();
-        assert!(e.message.contains("-o FILE.mcap"), "{}", e.message);
-        let e = record(v("-o x --duration -3")).err().unwrap();
-        assert!(e.message.contains("positive"), "{}", e.message);
-        let e = record(v("-o x --frob")).err().unwrap();
-        assert!(
-            e.message.contains("unknown option '--frob'"),
-            "{}",
-            e.message
-        );
-        assert_eq!(e.code, 2);
+        assert!(r.no_json && !r.backlog);
+        let e = parse("record imu").unwrap_err();
+        assert!(e.contains("--output"), "{e}");
+        let e = parse("record -o x --duration -3").unwrap_err();
+        assert!(e.contains("-3"), "{e}");
+        let e = parse("record -o x --frob").unwrap_err();
+        assert!(e.contains("--frob"), "{e}");
+        assert!(parse("record bad#name -o x").is_err());
     }
 
     #[test]
     fn replay_and_cat_arguments() {
-        let Ok(Parsed::Run(r)) =
-            replay(v("f.mcap --rate=2 --loop --topics a,b --key a=0x7e000002"))
+        let Ok(Command::Replay(r)) =
+            parse("replay f.mcap --rate=2 --loop --topics a,b --key a=0x7e000002")
         else {
             panic!("should parse")
         };
         assert_eq!((r.rate, r.looped), (2.0, true));
         assert_eq!(r.topics, ["a", "b"]);
         assert_eq!(r.keys, [("a".to_string(), 0x7e00_0002)]);
-        assert!(replay(v("f.mcap --key a")).is_err());
-        assert!(replay(v("")).is_err());
-        let Ok(Parsed::Run(c)) = cat(v("f.mcap --json")) else {
+        assert!(parse("replay f.mcap --key a").is_err());
+        assert!(parse("replay f.mcap --rate 1e-300").is_err());
+        assert!(parse("replay").is_err());
+        let Ok(Command::Cat(c)) = parse("cat f.mcap --json") else {
             panic!("should parse")
         };
         assert!(c.json);
-        assert!(cat(v("a b")).is_err());
+        assert!(parse("cat a b").is_err());
     }
 }

@@ -118,17 +118,7 @@ impl TopicMeta {
 /// Parse a System V key: `0x53a1b2c3` (hex, as `ipcs` shows it) or decimal
 /// (possibly negative, as `/proc/sysvipc/shm` shows it).
 pub fn parse_key(s: &str) -> Option<i32> {
-    let s = s.trim();
-    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(hex) => u32::from_str_radix(hex, 16).ok().map(|k| k as i32),
-        None => s.parse::<i64>().ok().and_then(|k| {
-            if (i64::from(i32::MIN)..=i64::from(u32::MAX)).contains(&k) {
-                Some(k as u32 as i32)
-            } else {
-                None
-            }
-        }),
-    }
+    shmbus_toolbox::parse::key(s).ok()
 }
 
 /// A streaming reader over a recording that needs no summary and no end

@@ -1,7 +1,8 @@
 //! # shmbus-record: record topics to MCAP, replay them, show what a file holds
 //!
-//! `shmbus record|replay|cat` (wired into the `shmbus` tool through
-//! [`main_with_args`]; also the `shmbus-record` binary of this crate).
+//! `shmbus record|replay|cat` (the `shmbus` tool flattens [`cli::Command`]
+//! into its subcommands and calls [`run`]; also the `shmbus-record` binary
+//! of this crate).
 //!
 //! - [`record`]: every frame of the chosen topics, in publish order, with
 //!   the publish timestamps, into an MCAP file: each topic as a lossless
@@ -21,7 +22,8 @@ pub mod cli;
 pub mod format;
 pub mod record;
 pub mod replay;
-mod stop;
+
+use shmbus_toolbox::stop;
 
 use std::process::ExitCode;
 
@@ -51,17 +53,14 @@ impl Exit {
     }
 }
 
-/// Entry point of `shmbus record|replay|cat`: `args` are the words after
-/// the subcommand name. Exit 0 ok, 1 nothing to do / not found, 2 error;
-/// errors are printed on stderr as `shmbus: ...` with the fix.
-pub fn main_with_args(subcommand: &str, args: Vec<String>) -> ExitCode {
-    let result = match subcommand {
-        "record" => cli::record(args).and_then(|p| run(p, cli::RECORD_HELP, record::run)),
-        "replay" => cli::replay(args).and_then(|p| run(p, cli::REPLAY_HELP, replay::run)),
-        "cat" => cli::cat(args).and_then(|p| run(p, cli::CAT_HELP, cat::run)),
-        other => Err(Exit::error(format!(
-            "unknown subcommand '{other}': use record, replay or cat"
-        ))),
+/// Run `shmbus record|replay|cat`. Exit 0 ok, 1 nothing to do / not
+/// found, 2 error; errors are printed on stderr as `shmbus: ...` with the
+/// fix.
+pub fn run(command: cli::Command) -> ExitCode {
+    let result = match command {
+        cli::Command::Record(a) => record::run(a),
+        cli::Command::Replay(a) => replay::run(a),
+        cli::Command::Cat(a) => cat::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -71,15 +70,5 @@ pub fn main_with_args(subcommand: &str, args: Vec<String>) -> ExitCode {
             }
             ExitCode::from(e.code)
         }
-    }
-}
-
-fn run<T>(p: cli::Parsed<T>, help: &str, f: fn(T) -> Result<(), Exit>) -> Result<(), Exit> {
-    match p {
-        cli::Parsed::Help => {
-            print!("{help}");
-            Ok(())
-        }
-        cli::Parsed::Run(a) => f(a),
     }
 }

@@ -36,6 +36,8 @@ use shmbus_sub::{RawNext, RawSubscriber};
 
 use crate::cli::RecordArgs;
 use crate::format::{self, TopicMeta, role};
+use shmbus_toolbox::units::bytes as human_bytes;
+
 use crate::{Exit, stop};
 
 /// The longest time between two chunk cuts (and file flushes).
@@ -124,7 +126,7 @@ pub fn run(a: RecordArgs) -> Result<(), Exit> {
             .map_err(|e| mcap_err(&a, e))?,
         topics: Vec::new(),
         missed_channel: 0,
-        json: a.json,
+        json: !a.no_json,
         quit: Arc::new(AtomicBool::new(false)),
         backlog: a.backlog,
         totals: Totals::default(),
@@ -682,22 +684,6 @@ fn process_cpu() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// `1.5 MiB`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -744,12 +730,5 @@ mod tests {
         let mut slow = Pace::new(16);
         slow.observe(&frames(100_000_000, 5));
         assert_eq!(slow.pause(), MAX_PAUSE);
-    }
-
-    #[test]
-    fn sizes_are_human() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(3 * 1024 * 1024), "3.0 MiB");
     }
 }

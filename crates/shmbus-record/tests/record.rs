@@ -480,7 +480,7 @@ fn replay_refuses_a_live_publisher_and_errors_say_the_fix() {
     assert_eq!(code, 1, "{err}");
     let (code, _, err) = run(&["record", "-o", file.path(), "--duration", "soon"]);
     assert_eq!(code, 2);
-    assert!(err.contains("positive number of seconds"), "{err}");
+    assert!(err.contains("give seconds"), "{err}");
     let (code, out, _) = run(&["record", "--help"]);
     assert_eq!(code, 0);
     assert!(out.contains("Examples:"), "{out}");

@@ -1,132 +1,77 @@
-//! The command line every sensor publisher shares.
+//! The command line every sensor publisher shares (clap derive, the same
+//! style as every `shmbus` command).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::{Args as ClapArgs, CommandFactory, FromArgMatches, Parser};
+use shmbus_toolbox::parse;
+
 /// Parsed common arguments.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, ClapArgs)]
 pub struct Args {
-    /// `--config FILE`: the config to take the topic from (else the search
-    /// order of `shmbus-config`).
+    /// Config file (default: $SHMBUS_CONFIG, /etc/shmbus/shmbus.toml, then the
+    /// built-in demo config; see configs/README.md).
+    #[arg(long, value_name = "FILE", conflicts_with = "demo_config")]
     pub config: Option<PathBuf>,
-    /// `--demo-config`: use the built-in demo config, ignoring the search order.
+    /// Use the built-in demo config.
+    #[arg(long = "demo-config")]
     pub demo_config: bool,
-    /// `--bus NAME`: move the config to this bus (derived keys change).
+    /// Move the config to bus NAME (keys derived from the names change).
+    #[arg(long, value_name = "NAME")]
     pub bus: Option<String>,
-    /// `--topic NAME`: which topic of the config to publish.
+    /// Topic to publish (default: the topic whose `publisher` is this program).
+    #[arg(long, value_name = "NAME")]
     pub topic: Option<String>,
-    /// `--rate HZ`: publish rate (else the topic's `rate_hz`, else the sensor's default).
+    /// Publish rate, frames per second (0.001 to 1000000; default: the
+    /// topic's rate_hz, else the sensor's own).
+    #[arg(long = "rate", value_name = "HZ", value_parser = parse::rate)]
     pub rate_hz: Option<f64>,
-    /// `--duration SECS`: stop after this long.
+    /// Stop after SECS seconds (decimals allowed).
+    #[arg(long, value_name = "SECS", value_parser = parse::seconds)]
     pub duration: Option<Duration>,
-    /// `--count N`: stop after N frames.
+    /// Stop after N frames.
+    #[arg(long, value_name = "N", value_parser = parse::count)]
     pub count: Option<u64>,
-    /// `--parent PID`: stop when this process is no longer our parent.
+    /// Stop when process PID is no longer this process's parent.
+    #[arg(long, value_name = "PID", value_parser = clap::value_parser!(i32).range(1..))]
     pub parent: Option<i32>,
-    /// `--root DIR`: read `/proc` and `/sys` under DIR (tests, chroots).
+    /// Read /proc and /sys under DIR instead of / (tests, chroots).
+    #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
-    /// `--help`.
-    pub help: bool,
 }
 
-/// The usage text for `program`.
-pub fn usage(program: &str, what: &str, default_rate: f64) -> String {
-    format!(
-        "{program}: {what}
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    args: Args,
+}
 
-Usage: {program} [OPTIONS]
-
-Publishes on one topic of a shmbus config, at the topic's rate_hz (default {default_rate} Hz).
-
-Options:
-  --config FILE     config file (default: $SHMBUS_CONFIG, /etc/shmbus/shmbus.toml,
-                    then the built-in demo config; see configs/README.md)
-  --demo-config     use the built-in demo config
-  --bus NAME        move the config to bus NAME (keys derived from the names change)
-  --topic NAME      topic to publish (default: the topic whose `publisher` is {program})
-  --rate HZ         publish rate, frames per second
-  --duration SECS   stop after SECS seconds (decimals allowed)
-  --count N         stop after N frames
-  --parent PID      stop when process PID is no longer this process's parent
-  --root DIR        read /proc and /sys under DIR instead of / (tests, chroots)
-  -h, --help        this text
-"
-    )
+/// The clap command of `program`: `what` it publishes and its default rate.
+pub fn command(program: &'static str, what: &'static str, default_rate: f64) -> clap::Command {
+    Cli::command()
+        .name(program)
+        .bin_name(program)
+        .about(what)
+        .after_help(format!(
+            "Publishes on one topic of a shmbus config, at the topic's rate_hz (default {default_rate} Hz).\n\n\
+             Example:\n  {program} --demo-config --duration 10"
+        ))
 }
 
 impl Args {
-    /// Parse `args` (without the program name). The error says which
+    /// Parse `args` (without the program name) as `program` does; the error
+    /// is clap's message (or its help text).
+    pub fn parse_as(cmd: clap::Command, args: &[String]) -> Result<Args, clap::Error> {
+        let name = cmd.get_name().to_string();
+        let m = cmd.try_get_matches_from(std::iter::once(name).chain(args.iter().cloned()))?;
+        Cli::from_arg_matches(&m).map(|c| c.args)
+    }
+
+    /// Parse `args` (without the program name); the error says which
     /// argument is wrong and how.
     pub fn parse(args: &[String]) -> Result<Args, String> {
-        let mut a = Args {
-            root: PathBuf::from("/"),
-            ..Args::default()
-        };
-        let mut it = args.iter();
-        while let Some(arg) = it.next() {
-            let (flag, inline) = match arg.split_once('=') {
-                Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
-                _ => (arg.as_str(), None),
-            };
-            let mut value = |what: &str| -> Result<String, String> {
-                inline
-                    .clone()
-                    .or_else(|| it.next().cloned())
-                    .ok_or_else(|| format!("{flag} needs a value ({what})"))
-            };
-            match flag {
-                "--config" => a.config = Some(PathBuf::from(value("a file")?)),
-                "--demo-config" => a.demo_config = true,
-                "--bus" => a.bus = Some(value("a bus name")?),
-                "--topic" => a.topic = Some(value("a topic name")?),
-                "--rate" => {
-                    let v = value("frames per second")?;
-                    match v.parse::<f64>() {
-                        Ok(r) if r.is_finite() && r > 0.0 && r <= 1_000_000.0 => {
-                            a.rate_hz = Some(r)
-                        }
-                        _ => {
-                            return Err(format!(
-                                "--rate {v}: give a rate in Hz between 0 and 1000000, e.g. --rate 100"
-                            ));
-                        }
-                    }
-                }
-                "--duration" => {
-                    let v = value("seconds")?;
-                    match v.parse::<f64>() {
-                        Ok(s) if s.is_finite() && s >= 0.0 => {
-                            a.duration = Some(Duration::from_secs_f64(s))
-                        }
-                        _ => {
-                            return Err(format!(
-                                "--duration {v}: give seconds, e.g. --duration 2.5"
-                            ));
-                        }
-                    }
-                }
-                "--count" => {
-                    let v = value("a number of frames")?;
-                    a.count = Some(v.parse().map_err(|_| {
-                        format!("--count {v}: give a whole number, e.g. --count 100")
-                    })?);
-                }
-                "--parent" => {
-                    let v = value("a pid")?;
-                    a.parent = Some(
-                        v.parse()
-                            .map_err(|_| format!("--parent {v}: give a process id"))?,
-                    );
-                }
-                "--root" => a.root = PathBuf::from(value("a directory")?),
-                "-h" | "--help" => a.help = true,
-                other => return Err(format!("unknown argument '{other}': see --help")),
-            }
-        }
-        if a.config.is_some() && a.demo_config {
-            return Err("--config and --demo-config exclude each other: give one".into());
-        }
-        Ok(a)
+        Self::parse_as(Cli::command().name("sensor"), args).map_err(|e| e.to_string())
     }
 
     /// A path under `--root`: `at("proc/stat")`.
@@ -159,28 +104,27 @@ mod tests {
 
     #[test]
     fn bad_arguments_say_what_to_write() {
-        assert!(parse("--rate 0").unwrap_err().contains("e.g. --rate 100"));
-        assert!(parse("--rate fast").unwrap_err().contains("--rate fast"));
-        assert!(
-            parse("--duration -1")
-                .unwrap_err()
-                .contains("--duration 2.5")
-        );
+        assert!(parse("--rate 0").unwrap_err().contains("e.g. 100"));
+        assert!(parse("--rate 1e-300").unwrap_err().contains("out of range"));
+        assert!(parse("--rate fast").unwrap_err().contains("'fast'"));
+        assert!(parse("--duration -1").unwrap_err().contains("e.g. 2.5"));
         assert!(parse("--count x").unwrap_err().contains("whole number"));
-        assert!(
-            parse("--topic")
-                .unwrap_err()
-                .contains("--topic needs a value")
-        );
-        assert!(
-            parse("--frobnicate")
-                .unwrap_err()
-                .contains("unknown argument '--frobnicate'")
-        );
+        assert!(parse("--parent 0").unwrap_err().contains("--parent"));
+        assert!(parse("--topic").unwrap_err().contains("--topic"));
+        assert!(parse("--frobnicate").unwrap_err().contains("--frobnicate"));
         assert!(
             parse("--config a --demo-config")
                 .unwrap_err()
-                .contains("exclude")
+                .contains("cannot be used with")
         );
+    }
+
+    #[test]
+    fn help_names_the_program() {
+        let cmd = command("shmbus-sensor-imu", "publish a simulated IMU", 1000.0);
+        let e = Args::parse_as(cmd, &["--help".into()]).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("Usage: shmbus-sensor-imu"), "{text}");
+        assert!(text.contains("default 1000 Hz"), "{text}");
     }
 }

@@ -269,14 +269,6 @@ struct Entry {
     exit: Option<String>,
 }
 
-fn fmt_age(ns: u64) -> String {
-    match ns {
-        n if n < 1_000_000 => format!("{:.0}µs", n as f64 / 1e3),
-        n if n < 1_000_000_000 => format!("{:.1}ms", n as f64 / 1e6),
-        n => format!("{:.1}s", n as f64 / 1e9),
-    }
-}
-
 fn publisher_text(e: &Entry) -> String {
     if let Some(x) = &e.exit {
         return x.clone();
@@ -318,7 +310,7 @@ fn table(bus: &str, entries: &[Entry], notes: &[String], elapsed: Duration, unti
         let age = if r.frames == 0 {
             "-".to_string()
         } else {
-            fmt_age(now.saturating_sub(r.last_mono))
+            shmbus_toolbox::units::duration_ns(now.saturating_sub(r.last_mono))
         };
         let stale = r.frames > 0
             && e.tc
@@ -596,20 +588,10 @@ fn cleanup(entries: &[Entry], children: &[i32]) -> Vec<i32> {
     left
 }
 
-/// A command that runs `program` with `args`; when `SHMBUS_TEST_RUNNER`
-/// is set (e.g. `qemu-arm -L /usr/arm-linux-gnueabihf`, because a
-/// qemu-user process cannot exec a foreign binary directly), through it.
+/// A command that runs `program` with `args`, behind `SHMBUS_TEST_RUNNER`
+/// when that is set (a qemu-user process cannot exec a foreign binary).
 pub fn command(program: &std::path::Path, args: &[String]) -> Command {
-    let runner = std::env::var("SHMBUS_TEST_RUNNER").unwrap_or_default();
-    let mut parts = runner.split_whitespace();
-    let mut c = match parts.next() {
-        Some(r) => {
-            let mut c = Command::new(r);
-            c.args(parts).arg(program);
-            c
-        }
-        None => Command::new(program),
-    };
+    let mut c = shmbus_testkit::command(program);
     c.args(args);
     c
 }
@@ -638,40 +620,21 @@ pub fn main_self(duration: Option<Duration>, config: Option<PathBuf>) -> ExitCod
 /// NAME ARGS...` → `run_sensor(NAME, ARGS)`.
 pub const SENSOR_SUBCOMMAND: &str = "__sensor";
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: std::ffi::c_int) {
-    // Only an atomic store: async-signal-safe.
-    STOP.store(true, Ordering::Relaxed);
-}
-
-fn catch_signals() {
-    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-    let action = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        // SAFETY: the handler only stores to an atomic, which is
-        // async-signal-safe; no other handler for these signals is
-        // installed by this program that we would replace unknowingly.
-        let _ = unsafe { sigaction(sig, &action) };
-    }
-}
-
 /// The whole `shmbus demo` command: signals, live table on a terminal,
 /// summary, exit code (0: every topic received frames and nothing was left
 /// behind; 1: not; 2: the config could not be loaded).
 pub fn main(duration: Option<Duration>, config: Option<PathBuf>, launch: Launcher<'_>) -> ExitCode {
-    catch_signals();
+    if let Err(e) = shmbus_toolbox::stop::install() {
+        eprintln!("shmbus demo: {e}");
+        return ExitCode::from(2);
+    }
     let mut stdout = std::io::stdout();
     let opts = Options {
         duration,
         config,
         live: stdout.is_terminal(),
     };
-    match run(&opts, launch, &STOP, &mut stdout) {
+    match run(&opts, launch, shmbus_toolbox::stop::flag(), &mut stdout) {
         Ok(report) => {
             if opts.live {
                 let _ = writeln!(stdout);

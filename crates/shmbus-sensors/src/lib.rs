@@ -13,7 +13,7 @@
 //! | `shmbus-sensor-imu` | [`msg::Imu`] | nothing: a simulated IMU, 1 kHz by default |
 //!
 //! All take the same arguments (`--config FILE --topic NAME --rate HZ
-//! --duration SECS --count N`, see [`args`]). A sensor the machine lacks is
+//! --duration SECS --count N`, see [`args`]; `--help` lists them). A sensor the machine lacks is
 //! reported once on stderr and published as empty or `None` frames: the
 //! publisher never stops for it.
 //!
@@ -37,7 +37,7 @@ pub mod thermal;
 
 use std::process::ExitCode;
 
-use args::{Args, usage};
+use args::Args;
 use run::run_source;
 
 /// The sensors this crate publishes.
@@ -129,20 +129,14 @@ pub fn run_sensor(name: &str, args: &[String]) -> ExitCode {
         eprintln!("unknown sensor '{name}': use one of {}", names.join(", "));
         return ExitCode::from(2);
     };
-    let args = match Args::parse(args) {
+    let cmd = args::command(kind.program(), kind.what(), kind.default_rate_hz());
+    let args = match Args::parse_as(cmd, args) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("{}: {e}", kind.program());
-            return ExitCode::from(2);
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    if args.help {
-        print!(
-            "{}",
-            usage(kind.program(), kind.what(), kind.default_rate_hz())
-        );
-        return ExitCode::SUCCESS;
-    }
     match kind {
         SensorKind::System => run_source(kind, &args, |_| system::SystemSource::new(&args)),
         SensorKind::Thermal => run_source(kind, &args, |_| thermal::ThermalSource::new(&args)),

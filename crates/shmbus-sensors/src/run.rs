@@ -137,7 +137,7 @@ pub fn run_source<S: Source>(
     }
     let mut source = make(rate);
     let mut warn = Warn::new(program);
-    let period_ns = (1e9 / rate) as u64;
+    let period_ns = shmbus_toolbox::parse::period(rate).as_nanos() as u64;
     let start = monotonic_ns();
     let end = args
         .duration

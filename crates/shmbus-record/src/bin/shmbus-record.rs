@@ -1,15 +1,16 @@
 //! Development binary: `shmbus-record record|replay|cat ...`, the same as
 //! `shmbus record|replay|cat ...`.
 
+use clap::Parser;
+
+/// Record shmbus topics to MCAP, replay them, show what a recording holds.
+#[derive(Debug, Parser)]
+#[command(name = "shmbus-record", version)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: shmbus_record::cli::Command,
+}
+
 fn main() -> std::process::ExitCode {
-    let mut args = std::env::args().skip(1);
-    match args.next() {
-        Some(sub) if sub != "-h" && sub != "--help" => {
-            shmbus_record::main_with_args(&sub, args.collect())
-        }
-        _ => {
-            println!("Usage: shmbus-record record|replay|cat ... (each has --help)");
-            std::process::ExitCode::SUCCESS
-        }
-    }
+    shmbus_record::run(Cli::parse().cmd)
 }

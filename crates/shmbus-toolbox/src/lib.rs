@@ -1,0 +1,18 @@
+//! # shmbus-toolbox: what every shmbus command shares
+//!
+//! The `shmbus` CLI, the recorder, the benchmark and the sensor publishers
+//! print sizes, durations, dates and keys, read numbers from their command
+//! lines and stop on Ctrl-C. Each of those is written once, here, in a crate
+//! that depends on nothing heavier than `nix`, so any of them (and the board's
+//! thin `shmbus`) can use it without pulling in another command's code.
+//!
+//! - [`units`]: text for humans — `12.3 ms`, `3.5 MiB`, `2026-11-30
+//!   09:31:51`, `0x5312abcd`.
+//! - [`parse`]: numeric command-line values with their bounds, as clap value
+//!   parsers: a value out of range is a clear error (exit 2), never a panic.
+//! - [`stop`]: the SIGINT/SIGTERM flag that long-running commands check.
+#![warn(missing_docs)]
+
+pub mod parse;
+pub mod stop;
+pub mod units;
