@@ -7,9 +7,11 @@
 #   arm       ci/install-arm.sh, then the whole workspace test suite for armv7
 #             under qemu-arm (Debian's rustc 1.85 + armhf std)
 #   mixed     ci/mixed-arch.sh: x86_64 and armv7 processes sharing one segment
-#   board     static armv7 binaries (profile `board`), their stripped sizes, an
-#             initramfs with shmbus-board as /init, booted on QEMU's i.MX6UL EVK
-#             (ci/board/boot.sh: PASS only on the guest's explicit marker)
+#   board     static armv7 binaries (profile `board`), their stripped sizes and
+#             those of `shmbus` per cargo feature set, an initramfs with
+#             shmbus-board as /init and the board feature set's `shmbus`, booted
+#             on QEMU's i.MX6UL EVK (ci/board/boot.sh: PASS only on the guest's
+#             explicit marker)
 #   ffi       ci/ffi-test.sh: libshmbus (C) and the Python module, host and
 #             armv7 under qemu-arm, against the Rust examples both ways
 #   extras    ci/fuzz.sh and the quick benchmark, when present
@@ -82,21 +84,47 @@ arm_test() {
 
 # ---------------------------------------------------------------- board
 BOARD_DIR=target/armv7-static/armv7-unknown-linux-gnueabihf/board
+# The `shmbus` CLI's cargo feature sets whose armv7 size the summary shows, as
+# NAME=FEATURES (crates/shmbus-cli/Cargo.toml). The first is what the board
+# image takes; `full` is the default build (every command family).
+CLI_FEATURE_SETS=("board=record" "core=" "full=default")
 board_build() {
     source ci/arm-env.sh
-    rm -rf target/board-stripped target/board-console.log # nothing stale from an earlier run
+    rm -rf target/board-stripped target/board-console.log target/cli-sizes # nothing stale from an earlier run
     arm_cargo_static build --profile board --workspace --bins
-    echo
-    echo "armv7 binaries (profile board, static, stripped with arm-linux-gnueabihf-strip):"
-    mkdir -p target/board-stripped
-    local b
-    printf '  %-22s %10s %10s\n' binary bytes KiB
+    mkdir -p target/board-stripped target/cli-sizes
+    local b set name features
     for b in $(board_bins); do
         arm-linux-gnueabihf-strip -o "target/board-stripped/$(basename "$b")" "$b"
-        printf '  %-22s %10d %10d\n' "$(basename "$b")" "$(stat -c %s "target/board-stripped/$(basename "$b")")" \
-            "$(($(stat -c %s "target/board-stripped/$(basename "$b")") / 1024))"
     done
-    ls -l target/board-stripped
+    # The CLI once per feature set (only shmbus-cli and the final link rebuild).
+    for set in "${CLI_FEATURE_SETS[@]}"; do
+        name=${set%%=*} features=${set#*=}
+        if [[ $features == default ]]; then
+            arm_cargo_static build --profile board -p shmbus-cli --bin shmbus
+        else
+            arm_cargo_static build --profile board -p shmbus-cli --bin shmbus --no-default-features --features "$features"
+        fi
+        arm-linux-gnueabihf-strip -o "target/cli-sizes/shmbus-$name" "$BOARD_DIR/shmbus"
+        echo "$features" >"target/cli-sizes/shmbus-$name.features"
+    done
+    # The board image gets the board feature set's shmbus.
+    cp "target/cli-sizes/shmbus-${CLI_FEATURE_SETS[0]%%=*}" target/board-stripped/shmbus
+    echo
+    board_sizes
+}
+# Stripped armv7 sizes: every binary of the image, and `shmbus` per feature set.
+board_sizes() {
+    local b n
+    echo "armv7 binaries (profile board, static, stripped with arm-linux-gnueabihf-strip), bytes:"
+    for b in target/board-stripped/*; do printf '  %-34s %9d\n' "$(basename "$b")" "$(stat -c %s "$b")"; done
+    if compgen -G 'target/cli-sizes/shmbus-*.features' >/dev/null; then
+        echo "shmbus per feature set (a static hello world in this profile: about 698000):"
+        for b in target/cli-sizes/shmbus-*.features; do
+            n=${b%.features}
+            printf '  %-34s %9d\n' "$(basename "$n") ($(cat "$b" | sed 's/^$/none/'))" "$(stat -c %s "$n")"
+        done
+    fi
 }
 # The armv7 executables of the board build (ELF files directly in the profile dir).
 board_bins() {
@@ -159,8 +187,7 @@ done
 printf '%-14s %8s\n' total "$total"
 if compgen -G 'target/board-stripped/*' >/dev/null; then
     echo
-    echo "armv7 binaries (profile board, static, stripped), bytes:"
-    for b in target/board-stripped/*; do printf '  %-24s %9d\n' "$(basename "$b")" "$(stat -c %s "$b")"; done
+    board_sizes
 fi
 if [[ -f target/board-console.log ]]; then
     echo

@@ -142,6 +142,7 @@ pub fn run(on_board: bool) -> ! {
         finish(on_board, false);
     }
     let mut all: Vec<Scenario> = crate::scenarios::scenarios();
+    all.extend(crate::tools::scenarios());
     all.extend(crate::hardening::scenarios());
     let only = std::env::var("SHMBUS_BOARD_ONLY").unwrap_or_default();
     let mut failed = 0;

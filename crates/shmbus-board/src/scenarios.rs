@@ -1,4 +1,5 @@
-//! The board scenarios of issue #3 (and the board side of #6 and #7).
+//! The bus scenarios on the board: locked topics as an unprivileged user,
+//! publishers killed and replaced, read permissions, and CPU use on one core.
 //!
 //! Each scenario returns a one-line summary with its figures, or the reason
 //! it failed. They run on the emulated i.MX6ULL as root (PID 1) and drop to
@@ -8,10 +9,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use shmbus_testkit::{Guard, unique_key};
-
 use crate::cpu;
-use crate::spawn::{self, Proc, User, fields, num};
+use crate::spawn::{self, BoardTopic, Proc, User, fields, num};
 
 /// A named scenario: returns a one-line result on success, the reason on failure.
 pub type Scenario = (&'static str, fn() -> Result<String, String>);
@@ -23,8 +22,6 @@ pub fn scenarios() -> Vec<Scenario> {
         ("kill-and-replace", kill_and_replace),
         ("permission", permission),
         ("one-core-cpu", one_core_cpu),
-        ("cli", crate::tools::cli),
-        ("bench", crate::tools::bench),
     ]
 }
 
@@ -32,42 +29,6 @@ pub fn scenarios() -> Vec<Scenario> {
 /// 64 KiB, the order of what a distribution gives a service user. Each
 /// board topic needs one or two pages.
 pub const MEMLOCK_LIMIT: u64 = 64 * 1024;
-
-/// A topic owned by `sensor`: mode 0640, group sensor, lock required.
-pub struct BoardTopic {
-    pub key: i32,
-    pub name: String,
-    _guard: Guard,
-}
-
-impl BoardTopic {
-    pub fn new(name: &str) -> BoardTopic {
-        let key = unique_key(name);
-        BoardTopic {
-            key,
-            name: format!("board/{name}"),
-            _guard: Guard(key),
-        }
-    }
-
-    /// The role arguments naming this topic.
-    pub fn args(&self, extra: &[(&str, String)]) -> Vec<String> {
-        let mut v = vec![
-            ("key", format!("0x{:08x}", self.key as u32)),
-            ("name", self.name.clone()),
-            ("mode", "640".to_string()),
-            ("group", spawn::sensor().gid.to_string()),
-            ("lock", "required".to_string()),
-        ];
-        v.extend(extra.iter().cloned());
-        spawn::args(&v)
-    }
-
-    pub fn stat(&self) -> Result<shmbus_core::sys::ShmStat, String> {
-        let id = shmbus_core::sys::shmget(self.key, 0, 0).map_err(|e| format!("shmget: {e}"))?;
-        shmbus_core::sys::shm_stat(id).map_err(|e| format!("IPC_STAT: {e}"))
-    }
-}
 
 const SPAWN: Duration = Duration::from_secs(15);
 

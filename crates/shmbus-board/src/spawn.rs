@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
-use shmbus_testkit::KillOnDrop;
+use shmbus_testkit::{Guard, KillOnDrop, unique_key};
 
 /// A user to run a role as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +47,42 @@ pub fn intruder() -> User {
     User::lookup("intruder", 1001)
 }
 
+/// A topic owned by `sensor`: mode 0640, group sensor, lock required.
+pub struct BoardTopic {
+    pub key: i32,
+    pub name: String,
+    _guard: Guard,
+}
+
+impl BoardTopic {
+    pub fn new(name: &str) -> BoardTopic {
+        let key = unique_key(name);
+        BoardTopic {
+            key,
+            name: format!("board/{name}"),
+            _guard: Guard(key),
+        }
+    }
+
+    /// The role arguments naming this topic.
+    pub fn args(&self, extra: &[(&str, String)]) -> Vec<String> {
+        let mut v = vec![
+            ("key", format!("0x{:08x}", self.key as u32)),
+            ("name", self.name.clone()),
+            ("mode", "640".to_string()),
+            ("group", sensor().gid.to_string()),
+            ("lock", "required".to_string()),
+        ];
+        v.extend(extra.iter().cloned());
+        args(&v)
+    }
+
+    pub fn stat(&self) -> Result<shmbus_core::sys::ShmStat, String> {
+        let id = shmbus_core::sys::shmget(self.key, 0, 0).map_err(|e| format!("shmget: {e}"))?;
+        shmbus_core::sys::shm_stat(id).map_err(|e| format!("IPC_STAT: {e}"))
+    }
+}
+
 /// A running role: killed on drop; its stdout lines arrive on a channel.
 pub struct Proc {
     child: KillOnDrop,
@@ -62,16 +98,7 @@ pub struct Proc {
 /// qemu-user process cannot exec an ARM binary itself.
 pub fn start(role: &str, args: &[String], user: Option<User>) -> Result<Proc, String> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let runner = std::env::var("SHMBUS_TEST_RUNNER").unwrap_or_default();
-    let mut parts = runner.split_whitespace();
-    let mut cmd = match parts.next() {
-        Some(r) => {
-            let mut c = Command::new(r);
-            c.args(parts).arg(&exe);
-            c
-        }
-        None => Command::new(&exe),
-    };
+    let mut cmd = shmbus_testkit::command(&exe);
     cmd.arg(role)
         .args(args)
         .stdin(Stdio::null())
