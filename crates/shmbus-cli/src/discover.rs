@@ -37,12 +37,13 @@ pub struct Entry {
 
 impl Entry {
     fn from_proc(e: &ProcEntry) -> Entry {
-        let (uid, gid, mode) = e.owner();
+        let (uid, gid, _) = e.owner();
         Entry {
             key: e.key(),
             shmid: e.id(),
             size: e.get("size").unwrap_or(0).max(0) as u64,
-            mode,
+            // With SHM_DEST and SHM_LOCKED: `removed()` and `locked()` read them.
+            mode: e.mode(),
             uid,
             gid,
             nattch: e.get("nattch").unwrap_or(0).max(0) as u64,

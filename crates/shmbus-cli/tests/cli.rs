@@ -833,3 +833,78 @@ fn pub_refuses_values_a_typed_subscriber_could_not_decode() {
     let mut sub = Subscriber::<Imu>::attach(&topic).unwrap();
     assert!(sub.latest().unwrap().is_none());
 }
+
+/// The kernel's flags in `/proc/sysvipc/shm` (`SHM_LOCKED`, `SHM_DEST`)
+/// reach the tools: LOCK says "yes" for a locked topic; a topic removed
+/// while attached is listed "(removed)" with JSON `removed: true`, top says
+/// REMOVED, a name no longer finds it, and doctor reports it.
+#[test]
+fn locked_and_removed_segments_are_shown_as_such() {
+    watchdog("locked_and_removed", Duration::from_secs(120));
+    let (topic, _g) = self::topic("removed-state");
+    let topic = topic.lock(shmbus_core::LockPolicy::Required);
+    let mut p =
+        Publisher::<Imu>::open(&topic).expect("a locked topic (as root or within RLIMIT_MEMLOCK)");
+    p.publish(&imu(1)).unwrap();
+    let k = hex(topic.key);
+    let r = run(&["list", "--json", "--window", "0", "--key", &k]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        (&v[0]["locked"], &v[0]["removed"]),
+        (&Value::Bool(true), &Value::Bool(false)),
+        "{v}"
+    );
+    let r = run(&["list", "--window", "0", "--key", &k]);
+    let row = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&topic.name))
+        .unwrap_or_default()
+        .to_string();
+    let head = r.stdout.lines().next().unwrap_or_default();
+    let col = head.find("LOCK").expect("LOCK column");
+    assert_eq!(row.get(col..col + 3), Some("yes"), "{}", r.stdout);
+
+    let id = sys::shmget(topic.key, 0, 0).unwrap();
+    sys::shm_remove(id).unwrap();
+    let r = run(&["list", "--json", "--window", "0"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let me = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["shmid"] == id)
+        .unwrap_or_else(|| panic!("shmid {id} not listed: {v}"));
+    assert_eq!(me["removed"], true, "{me}");
+    assert_eq!(me["key"]["dec"], 0, "{me}");
+    let r = run(&["list", "--window", "0"]);
+    assert!(
+        r.stdout.contains(&format!("{} (removed)", topic.name)),
+        "{}",
+        r.stdout
+    );
+    let r = run(&["top", "--count", "1", "--interval", "0.1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{} (removed)", topic.name)))
+        .unwrap_or_else(|| panic!("{}", r.stdout));
+    assert!(line.ends_with("REMOVED"), "{line}");
+    let r = run(&["info", &topic.name]);
+    assert_eq!(
+        r.code, 1,
+        "a name does not find a removed topic: {}{}",
+        r.stdout, r.stderr
+    );
+    let r = run(&["doctor"]);
+    assert!(
+        r.stdout.contains("removed topic")
+            && r.stdout.contains(&format!("'{}' (shmid {id}", topic.name)),
+        "{}",
+        r.stdout
+    );
+    drop(p);
+}

@@ -38,6 +38,13 @@ impl ProcEntry {
         )
     }
 
+    /// The whole `perms` column: permission bits plus the kernel's flags
+    /// (`SHM_DEST` 0o1000 once removed, `SHM_LOCKED` 0o2000 while locked in
+    /// RAM). [`ProcEntry::owner`] strips the flags.
+    pub fn mode(&self) -> u32 {
+        self.get("perms").unwrap_or(0) as u32
+    }
+
     /// Creator uid.
     pub fn creator_uid(&self) -> u32 {
         self.get("cuid").unwrap_or(-1) as u32
@@ -174,6 +181,7 @@ mod tests {
         assert_eq!(v[0].key(), 1392508928);
         assert_eq!(v[0].id(), 5);
         assert_eq!(v[0].owner(), (1000, 1000, 0o644));
+        assert_eq!(v[0].mode(), 0o1644, "SHM_DEST kept");
         assert_eq!(v[0].creator_uid(), 1000);
         assert_eq!(v[0].get("nattch"), Some(2));
         assert!(parse("").is_empty());

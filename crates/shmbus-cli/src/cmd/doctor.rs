@@ -476,12 +476,19 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
     // 7. Stale, orphaned and broken topics.
     let now = now_ns();
     let mut healthy = 0;
+    let mut removed = Vec::new();
     for r in &existing {
         match r {
             Row::Topic(s, _, _) => {
                 let k = key_hex(s.entry.key);
                 let alive = s.publisher.is_alive();
                 if s.entry.removed() {
+                    // Gone from every name and key; only the processes still
+                    // attached keep it. Neither stale nor orphaned.
+                    removed.push(format!(
+                        "'{}' (shmid {}, {} attached)",
+                        s.name, s.entry.shmid, s.entry.nattch
+                    ));
                     continue;
                 }
                 if !alive && s.entry.nattch == 0 {
@@ -526,6 +533,17 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
             }
             Row::Denied(_) => {}
         }
+    }
+    if !removed.is_empty() {
+        f.push(ok(
+            "topics",
+            format!(
+                "{} removed topic{} still attached: {}; the memory is freed when the last process detaches",
+                removed.len(),
+                if removed.len() == 1 { "" } else { "s" },
+                removed.join(", ")
+            ),
+        ));
     }
     f.push(ok(
         "topics",

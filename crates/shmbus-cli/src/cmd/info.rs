@@ -39,7 +39,7 @@ pub fn run(a: &InfoArgs, bus: Option<&str>) -> CmdResult {
     let start_real = h.publisher_start_real_ns().load();
     let header_pid = h.publisher_pid().load();
     let epoch = h.publisher_epoch().load();
-    let publisher = seg.publisher_status();
+    let publisher = super::publisher_of(&entry, &seg);
     let now = now_ns();
     let age = (generation > 0).then(|| now.saturating_sub(last_mono));
     let g = info.geometry;

@@ -54,7 +54,7 @@ impl Summary {
             generation: seg.generation(),
             last_mono_ns: h.last_publish_mono_ns().load(),
             header_pid: h.publisher_pid().load(),
-            publisher: seg.publisher_status(),
+            publisher: publisher_of(entry, seg),
         }
     }
 
@@ -73,6 +73,17 @@ pub fn short_type_name(t: &postcard_schema::schema::owned::OwnedNamedType) -> St
         return text;
     }
     t.name.clone()
+}
+
+/// The publisher lock state of an attached topic. A removed segment shows
+/// key 0 (`IPC_PRIVATE`) in `/proc`: its lock is never looked up there
+/// (`semget(0)` would create a new private set), and is `Unknown`.
+pub fn publisher_of(entry: &Entry, seg: &Segment) -> PublisherStatus {
+    if entry.removed() || entry.key == 0 {
+        PublisherStatus::Unknown
+    } else {
+        seg.publisher_status()
+    }
 }
 
 /// The publisher lock state as a short word and an optional pid.

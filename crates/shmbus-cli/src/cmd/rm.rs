@@ -54,7 +54,12 @@ fn remove_one(arg: &str, force: bool, bus: Option<&str>) -> Result<String, Fail>
         Probe::Broken(OpenError::NotReady { .. }) => "(being created)".to_string(),
         Probe::Broken(_) => "(broken)".to_string(),
     };
-    let status = lock::publisher_status(e.key);
+    // A removed segment's key is 0 (IPC_PRIVATE): no lock to look up there.
+    let status = if e.removed() || e.key == 0 {
+        PublisherStatus::Unknown
+    } else {
+        lock::publisher_status(e.key)
+    };
     if let PublisherStatus::Alive { pid } = status {
         if !force {
             return Err(Fail::error(format!(
@@ -74,10 +79,15 @@ fn remove_one(arg: &str, force: bool, bus: Option<&str>) -> Result<String, Fail>
             Fail::error(format!("cannot remove topic {name} ({}): {err}", key_hex(e.key)))
         }
     })?;
-    let lock_note = match lock::remove_lock(e.key) {
-        Ok(_) => "",
-        Err(_) => {
-            " (its publisher lock could not be removed: remove it with ipcrm -S as its owner)"
+    let lock_note = if e.key == 0 {
+        String::new()
+    } else {
+        match lock::remove_lock(e.key) {
+            Ok(_) => String::new(),
+            Err(_) => format!(
+                " (its publisher lock could not be removed: remove it as its owner or root with `shmbus rm {}`)",
+                key_hex(e.key)
+            ),
         }
     };
     let others = e.nattch;

@@ -18,13 +18,16 @@ use crate::out::{self, CmdResult, human_ns, key_hex, utc};
 
 /// The state word for a topic: publisher, frames, staleness.
 pub fn state(
+    removed: bool,
     alive: bool,
     generation: u64,
     rate: Option<f64>,
     age_ns: Option<u64>,
     interval: Duration,
 ) -> &'static str {
-    if !alive {
+    if removed {
+        "REMOVED"
+    } else if !alive {
         "NO PUBLISHER"
     } else if generation == 0 {
         "waiting"
@@ -88,8 +91,13 @@ pub fn run(a: &TopArgs) -> CmdResult {
                     });
                     next.insert(s.entry.shmid, (s.generation, s.last_mono_ns, *ts));
                     let age = s.age_ns(now);
+                    let removed = s.entry.removed();
                     t.push(vec![
-                        s.name.clone(),
+                        if removed {
+                            format!("{} (removed)", s.name)
+                        } else {
+                            s.name.clone()
+                        },
                         key_hex(s.entry.key),
                         s.schema_name.clone(),
                         rate_text(rate),
@@ -98,7 +106,15 @@ pub fn run(a: &TopArgs) -> CmdResult {
                         publisher_text(&s.publisher),
                         s.entry.nattch.to_string(),
                         if s.entry.locked() { "yes" } else { "no" }.into(),
-                        state(s.publisher.is_alive(), s.generation, rate, age, interval).into(),
+                        state(
+                            removed,
+                            s.publisher.is_alive(),
+                            s.generation,
+                            rate,
+                            age,
+                            interval,
+                        )
+                        .into(),
                     ]);
                 }
                 Row::Denied(e) => t.push(vec![
@@ -155,9 +171,16 @@ mod tests {
     #[test]
     fn states() {
         let i = Duration::from_secs(1);
-        assert_eq!(state(false, 5, Some(1.0), Some(0), i), "NO PUBLISHER");
-        assert_eq!(state(true, 0, None, None, i), "waiting");
-        assert_eq!(state(true, 5, Some(0.0), Some(3_000_000_000), i), "STALE");
-        assert_eq!(state(true, 5, Some(10.0), Some(1_000), i), "ok");
+        assert_eq!(
+            state(false, false, 5, Some(1.0), Some(0), i),
+            "NO PUBLISHER"
+        );
+        assert_eq!(state(false, true, 0, None, None, i), "waiting");
+        assert_eq!(
+            state(false, true, 5, Some(0.0), Some(3_000_000_000), i),
+            "STALE"
+        );
+        assert_eq!(state(false, true, 5, Some(10.0), Some(1_000), i), "ok");
+        assert_eq!(state(true, true, 5, Some(10.0), Some(1_000), i), "REMOVED");
     }
 }
