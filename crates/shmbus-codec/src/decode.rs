@@ -9,11 +9,6 @@ use crate::MAX_VALUES;
 use crate::error::{DecodeError, DecodeProblem, Seg, path_string};
 use crate::node::{Bounded, Field, Node, VariantKind};
 
-/// The largest integer magnitude written as a JSON number (2^53 - 1, the
-/// largest integer every JSON reader holds exactly); larger ones are
-/// decimal strings.
-pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
-
 /// Receives the JSON of a decoded frame, value by value.
 pub(crate) trait Sink {
     fn null(&mut self);
@@ -189,23 +184,26 @@ impl Sink for JsonSink<'_> {
     }
 }
 
-/// An unsigned integer by the mapping: a number up to 2^53 - 1, else a
-/// decimal string.
+/// An unsigned integer by the mapping: a number when it fits in 64 bits
+/// (exact decimal digits), else a decimal string (a `u128` beyond
+/// `u64::MAX`, which `serde_json::Value` cannot hold as a number).
 fn unsigned<S: Sink>(sink: &mut S, v: u128) {
     match u64::try_from(v) {
-        Ok(v) if v <= MAX_SAFE_INTEGER => sink.u64(v),
-        _ => sink.str(&v.to_string()),
+        Ok(v) => sink.u64(v),
+        Err(_) => sink.str(&v.to_string()),
     }
 }
 
-/// A signed integer by the mapping (see [`unsigned`]).
+/// A signed integer by the mapping (see [`unsigned`]; negative numbers go
+/// down to `i64::MIN`).
 fn signed<S: Sink>(sink: &mut S, v: i128) {
     if v >= 0 {
         unsigned(sink, v as u128);
-    } else if v.unsigned_abs() <= u128::from(MAX_SAFE_INTEGER) {
-        sink.i64(v as i64);
     } else {
-        sink.str(&v.to_string());
+        match i64::try_from(v) {
+            Ok(v) => sink.i64(v),
+            Err(_) => sink.str(&v.to_string()),
+        }
     }
 }
 

@@ -3,9 +3,13 @@
 
 use serde_json::{Map, Value};
 
-use crate::decode::MAX_SAFE_INTEGER;
 use crate::error::{EncodeError, EncodeProblem, Seg, path_string};
 use crate::node::{Bounded, Field, Node, Variant, VariantKind};
+
+/// 2^53: every integer up to it is exact as an f64. A JSON number with a
+/// fraction or exponent (`5.0`, `1e3`) is parsed as an f64, so beyond this
+/// it may already have been rounded.
+const EXACT_F64_INTEGER: f64 = 9007199254740992.0;
 
 pub(crate) struct Encoder<'n> {
     pub out: Vec<u8>,
@@ -58,7 +62,8 @@ impl<'n> Encoder<'n> {
     }
 
     /// An integer as sign and magnitude: a JSON number that is an exact
-    /// integer, or a decimal string (`-?[0-9]+`, the form used beyond 2^53).
+    /// integer, or a decimal string (`-?[0-9]+`, the form used beyond 64
+    /// bits).
     fn integer(&self, v: &Value, type_name: &'static str) -> Result<(bool, u128), EncodeError> {
         let out_of_range = || {
             self.err(EncodeProblem::IntOutOfRange {
@@ -79,7 +84,7 @@ impl<'n> Encoder<'n> {
                             expected: format!("an integer ({type_name})"),
                             found: "a number with a fraction",
                         }))
-                    } else if f.abs() > MAX_SAFE_INTEGER as f64 {
+                    } else if f.abs() > EXACT_F64_INTEGER {
                         Err(out_of_range())
                     } else {
                         Ok((f < 0.0, f.abs() as u128))

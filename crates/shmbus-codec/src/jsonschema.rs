@@ -3,7 +3,6 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::decode::MAX_SAFE_INTEGER;
 use crate::node::{Bounded, Field, Node, VariantKind};
 
 /// The URI of the draft the schemas follow.
@@ -63,31 +62,25 @@ pub(crate) fn schema(node: &Node) -> Value {
         Node::Bool => json!({ "type": "boolean" }),
         Node::U8 => int(0, u8::MAX),
         Node::I8 => int(i8::MIN, i8::MAX),
-        Node::Int { signed, bits, .. } if *bits <= 32 => {
+        Node::Int { signed, bits, .. } if *bits <= 64 => {
             let b = *bits;
             if *signed {
-                int(-(1i64 << (b - 1)), (1i64 << (b - 1)) - 1)
+                int(i64::MIN >> (64 - b), i64::MAX >> (64 - b))
             } else {
-                int(0, (1u64 << b) - 1)
+                int(0, u64::MAX >> (64 - b))
             }
         }
-        Node::Int { signed, bits, .. } => {
-            // Beyond 2^53 - 1 the value is a decimal string.
+        Node::Int { signed, .. } => {
+            // Beyond the 64-bit range the value is a decimal string.
             let (min, pattern) = if *signed {
-                (-(MAX_SAFE_INTEGER as i64), "^-?[0-9]+$")
+                (Value::from(i64::MIN), "^-?[0-9]+$")
             } else {
-                (0, "^[0-9]+$")
+                (Value::from(0), "^[0-9]+$")
             };
-            let mut s = json!({ "anyOf": [
-                int(min, MAX_SAFE_INTEGER),
+            json!({ "anyOf": [
+                int(min, u64::MAX),
                 { "type": "string", "pattern": pattern },
-            ]});
-            s["description"] = json!(format!(
-                "{}-bit {}signed integer: a number up to 2^53-1 in magnitude, a decimal string beyond",
-                bits,
-                if *signed { "" } else { "un" }
-            ));
-            s
+            ]})
         }
         Node::F32 | Node::F64 => json!({ "anyOf": [
             { "type": "number" },

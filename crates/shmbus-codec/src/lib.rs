@@ -41,9 +41,9 @@
 //! ## The JSON mapping, in short
 //! Structs are objects (fields in schema order), tuples and arrays are
 //! arrays, enums are `"Variant"` or `{"Variant": value}`, `Option` is
-//! `null` or the value, unit is `null`. Integers are numbers up to 2^53-1
-//! in magnitude and decimal strings beyond (u64::MAX is
-//! `"18446744073709551615"`); NaN and infinities are the strings `"NaN"`,
+//! `null` or the value, unit is `null`. Integers are numbers, with exact
+//! decimal digits, over the whole 64-bit range (a `u128` beyond `u64::MAX`
+//! is a decimal string); NaN and infinities are the strings `"NaN"`,
 //! `"inf"`, `"-inf"`; an f32 is written with its shortest decimal (`9.81`).
 //! The full table, with the cases that need care (`Option<Option<T>>`,
 //! map keys, byte arrays, char), is in `docs/JSON.md`.
@@ -89,7 +89,6 @@ use postcard_schema::schema::owned::OwnedDataModelType;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-pub use decode::MAX_SAFE_INTEGER;
 pub use error::{DecodeError, DecodeProblem, EncodeError, EncodeProblem, SchemaError};
 pub use jsonschema::DRAFT as JSON_SCHEMA_DRAFT;
 pub use postcard_schema::schema::owned::OwnedNamedType;
