@@ -6,3 +6,4 @@ mod mapping;
 mod schema;
 mod text;
 mod types;
+mod vectors;
