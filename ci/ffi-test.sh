@@ -103,10 +103,14 @@ interop() {
     fi
 }
 
-# examples LABEL RUNNER C_DIR RUST_DIR: the C examples with each other.
+# examples LABEL RUNNER C_DIR RUST_DIR: the C examples with each other and
+# with the Rust examples, both ways. Each subscriber expects the Imu type:
+# a C/Rust schema fingerprint mismatch fails the open.
 examples() {
-    local label=$1 runner=$2 c=$3
+    local label=$1 runner=$2 c=$3 rust=$4
     interop "$label: C publisher -> C subscriber" "$runner" 0x79000201 "$c/shmbus-c-publisher" "$c/shmbus-c-subscriber"
+    interop "$label: C publisher -> Rust subscriber" "$runner" 0x79000202 "$c/shmbus-c-publisher" "$rust/imu-subscriber"
+    interop "$label: Rust publisher -> C subscriber" "$runner" 0x79000203 "$rust/imu-publisher" "$c/shmbus-c-subscriber"
 }
 
 # python: the wheel, installed into a venv, tested against live Rust programs.

@@ -2,11 +2,12 @@
 
 import math
 import os
+import threading
 
 import pytest
 
 import shmbus
-from conftest import wait_until
+from conftest import run_rust_subscriber, wait_until
 
 # The Rust example's message type (crates/shmbus-examples), declared once.
 IMU = (
@@ -131,3 +132,27 @@ def test_python_publisher_to_python_subscriber(key):
         sub.close()
     with pytest.raises(shmbus.Closed):
         pub.publish({"speed": 0.5, "mode": 2, "label": "", "gains": []})
+
+
+def test_python_publisher_to_rust_subscriber(key):
+    # The declaration gives the Rust type's schema (fingerprint), so the
+    # typed Rust subscriber accepts the topic and decodes every frame.
+    with shmbus.Publisher("imu", schema=IMU, key=key) as pub:
+        results = {}
+
+        def rust():
+            results["r"] = run_rust_subscriber(key, "--count", "20", "--timeout", "20", "--wait", "20")
+
+        t = threading.Thread(target=rust)
+        t.start()
+        seq = 0
+        while t.is_alive() and seq < 100000:
+            pub.publish({"seq": seq, "t_us": seq * 1000, "frame_id": "py", "acc": [0, 0, 9.81],
+                         "gyro": [0.1, 0.2, 0.3], "temp_c": 21.5})
+            seq += 1
+            threading.Event().wait(0.002)
+        t.join(timeout=60)
+        r = results["r"]
+        assert r.returncode == 0, r.stdout
+        assert "received 20 frames" in r.stdout, r.stdout
+        assert "frame_id=py" in r.stdout and "temp_c=21.50" in r.stdout, r.stdout

@@ -254,3 +254,28 @@ fn shapes_without_typed_access_say_which_field() {
         e.message
     );
 }
+
+#[test]
+fn a_declared_schema_is_the_rust_types_schema() {
+    // What shmbus_schema_parse gives for the examples' Imu, declared as text,
+    // and what a Rust Publisher<Imu> stores in its segment: same bytes, same
+    // fingerprint, same frame capacity.
+    let decl = "struct Imu { seq: u32, t_us: u64, frame_id: heapless::String<16>, acc: [f32; 3], gyro: [f32; 3], temp_c: f32 }";
+    let parsed =
+        SchemaDef::new(shmbus_codec::Codec::parse(decl).unwrap().schema().clone()).unwrap();
+    let rust = SchemaDef::from_bytes(&shmbus_core::schema::schema_bytes::<Imu>().unwrap()).unwrap();
+    assert_eq!(parsed.bytes, rust.bytes);
+    assert_eq!(
+        parsed.fingerprint,
+        shmbus_core::schema::fingerprint_of::<Imu>().unwrap()
+    );
+    use postcard::experimental::max_size::MaxSize;
+    assert_eq!(parsed.max_size().unwrap(), Imu::POSTCARD_MAX_SIZE);
+    // The capacity is enforced by the typed frame.
+    let mut f = Frame::new(Arc::new(parsed)).unwrap();
+    assert_eq!(
+        f.set_buf("frame_id", &[b'x'; 17], true).unwrap_err().code,
+        SHMBUS_ERR_RANGE
+    );
+    f.set_buf("frame_id", &[b'x'; 16], true).unwrap();
+}

@@ -118,6 +118,15 @@ static void test_rust_publisher(uint32_t rust_key) {
               SHMBUS_OK);
     EXPECT_RC("open with the wrong expected type", shmbus_subscriber_open(&t, u32s, 0, &(shmbus_subscriber){0}),
               SHMBUS_ERR_SCHEMA_MISMATCH);
+    {
+        shmbus_schema decl = {0};
+        shmbus_subscriber typed = {0};
+        EXPECT_RC("parse the Imu declaration", shmbus_schema_parse(IMU_DECL, &decl), SHMBUS_OK);
+        EXPECT_RC("the declared Imu is the Rust Imu (fingerprint)", shmbus_subscriber_open(&t, decl, 0, &typed),
+                  SHMBUS_OK);
+        EXPECT_RC("close it", shmbus_subscriber_close(typed), SHMBUS_OK);
+        EXPECT_RC("close the declaration", shmbus_schema_close(decl), SHMBUS_OK);
+    }
     expect_msg("schema mismatch message", "carries frames of another type");
 
     EXPECT_RC("info", shmbus_subscriber_info(sub, &info), SHMBUS_OK);
