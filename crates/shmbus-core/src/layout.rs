@@ -44,6 +44,15 @@ pub const MAX_SLOTS: u32 = 1 << 16;
 /// `flags` bit 0: the publisher calls `FUTEX_WAKE` on `notify` after every
 /// publish, so subscribers may sleep on it.
 pub const FLAG_NOTIFY: u32 = 1;
+/// `flags` bit 1 (only with [`FLAG_NOTIFY`]): waiter registration. The
+/// publisher wakes sleepers only when the waiter word of its waiter segment
+/// ([`RawWaiter`], named by the header's `waiter_ref`) shows that someone
+/// registered; a subscriber registers before every sleep. With `waiter_ref`
+/// 0 the publisher wakes on every publish, as with [`FLAG_NOTIFY`] alone.
+/// `docs/LAYOUT.md` section 7.4.
+pub const FLAG_WAITERS: u32 = 2;
+/// Every flag bit this version knows.
+pub const KNOWN_FLAGS: u32 = FLAG_NOTIFY | FLAG_WAITERS;
 
 /// The fixed part of the header: 256 bytes at offset 0.
 ///
@@ -96,8 +105,11 @@ pub struct RawHeader {
     pub publisher_pid: AtomicU32,
     /// Number of publisher sessions that have opened this segment.
     pub publisher_epoch: AtomicU32,
-    /// Zero.
-    pub _reserved2: AtomicU32,
+    /// The current publisher's waiter segment: its shmid + 1, or 0 if it has
+    /// none (then it wakes on every publish). Written at publisher open,
+    /// before the session's first publish. Only meaningful with
+    /// [`FLAG_WAITERS`].
+    pub waiter_ref: AtomicU32,
     /// `CLOCK_MONOTONIC` of the newest publish, ns.
     pub last_publish_mono_ns: AtomicU64,
     /// `CLOCK_REALTIME` of the newest publish, ns since the epoch.
@@ -156,6 +168,7 @@ const _: () = {
     assert!(offset_of!(RawHeader, notify) == 200);
     assert!(offset_of!(RawHeader, publisher_pid) == 204);
     assert!(offset_of!(RawHeader, publisher_epoch) == 208);
+    assert!(offset_of!(RawHeader, waiter_ref) == 212);
     assert!(offset_of!(RawHeader, last_publish_mono_ns) == 216);
     assert!(offset_of!(RawHeader, last_publish_real_ns) == 224);
     assert!(offset_of!(RawHeader, publisher_start_real_ns) == 232);
@@ -167,6 +180,57 @@ const _: () = {
     assert!(offset_of!(RawSlot, mono_lo) == 16);
     assert!(offset_of!(RawSlot, real_lo) == 24);
 };
+
+/// The first 8 bytes of a waiter segment: `\x89SHMWTR\n`.
+pub const WAITER_MAGIC: [u8; 8] = *b"\x89SHMWTR\n";
+/// [`WAITER_MAGIC`] as the little-endian u64 stored at offset 0.
+pub const WAITER_MAGIC_U64: u64 = u64::from_le_bytes(WAITER_MAGIC);
+/// Size of a waiter segment ([`RawWaiter`]).
+pub const WAITER_SEGMENT_SIZE: usize = 128;
+
+/// A topic's waiter segment (`docs/LAYOUT.md` section 7.4): 128 bytes,
+/// created by the publisher with `IPC_PRIVATE` (no key) and marked removed at
+/// once, so the kernel frees it when the last process detaches. Every
+/// process that may read the topic may write it; the only store a
+/// subscriber makes is `fetch_add(1)` on `waiters` before it sleeps.
+#[repr(C)]
+#[derive(Debug)]
+pub struct RawWaiter {
+    /// [`WAITER_MAGIC_U64`], stored (Release) after the other fields.
+    pub magic: AtomicU64,
+    /// [`LAYOUT_VERSION`].
+    pub layout_version: AtomicU32,
+    /// The topic's key (as `u32`), informational.
+    pub topic_key: AtomicU32,
+    /// The shmid of the topic segment this waiter segment serves.
+    pub topic_shmid: AtomicU32,
+    /// Zero.
+    pub _reserved0: [AtomicU32; 11],
+    /// The waiter word: a ticket counter. Subscribers `fetch_add(1)` before
+    /// every sleep; the publisher only loads it. Alone on its cache line.
+    pub waiters: AtomicU32,
+    /// Zero.
+    pub _reserved1: [AtomicU32; 15],
+}
+
+const _: () = {
+    assert!(size_of::<RawWaiter>() == WAITER_SEGMENT_SIZE);
+    assert!(align_of::<RawWaiter>() == 8);
+    assert!(offset_of!(RawWaiter, magic) == 0);
+    assert!(offset_of!(RawWaiter, layout_version) == 8);
+    assert!(offset_of!(RawWaiter, topic_key) == 12);
+    assert!(offset_of!(RawWaiter, topic_shmid) == 16);
+    assert!(offset_of!(RawWaiter, waiters) == 64);
+};
+
+/// The mode of a topic's waiter segment: read and write for every class
+/// (owner, group, others) that may read the topic (0644 -> 0666, 0640 ->
+/// 0660, 0600 -> 0600). Whoever may read the topic may register as a
+/// waiter; nobody else may touch the waiter word.
+pub const fn waiter_mode(topic_mode: u32) -> u32 {
+    let r = topic_mode & 0o444;
+    r | (r >> 1)
+}
 
 /// Round `n` up to a multiple of `to` (a power of two).
 pub const fn align_up(n: usize, to: usize) -> usize {
@@ -313,8 +377,11 @@ impl HeaderInfo {
         let name_len = h.name_len().load() as usize;
         let created_real_ns = h.created_real_ns().load();
 
-        if flags & !FLAG_NOTIFY != 0 {
+        if flags & !KNOWN_FLAGS != 0 {
             return Err(corrupt("flags has unknown bits"));
+        }
+        if flags & FLAG_WAITERS != 0 && flags & FLAG_NOTIFY == 0 {
+            return Err(corrupt("flags has waiter registration without notify"));
         }
         if schema_offset != HEADER_FIXED_SIZE {
             return Err(corrupt("schema_offset is not 256"));
@@ -368,6 +435,12 @@ impl HeaderInfo {
     pub fn notify(&self) -> bool {
         self.flags & FLAG_NOTIFY != 0
     }
+
+    /// True if sleepers register in the waiter segment before they sleep
+    /// ([`FLAG_WAITERS`]).
+    pub fn waiters(&self) -> bool {
+        self.flags & FLAG_WAITERS != 0
+    }
 }
 
 #[cfg(test)]
@@ -391,6 +464,15 @@ mod tests {
     #[test]
     fn magic_is_the_documented_bytes() {
         assert_eq!(&MAGIC_U64.to_le_bytes(), b"\x89SHMBUS\n");
+        assert_eq!(&WAITER_MAGIC_U64.to_le_bytes(), b"\x89SHMWTR\n");
+    }
+
+    #[test]
+    fn waiter_mode_gives_write_to_exactly_the_readers() {
+        assert_eq!(waiter_mode(0o644), 0o666);
+        assert_eq!(waiter_mode(0o640), 0o660);
+        assert_eq!(waiter_mode(0o600), 0o600);
+        assert_eq!(waiter_mode(0o604), 0o606);
     }
 
     #[test]

@@ -4,14 +4,18 @@
 //! memory: the segment layout ([`layout`], specified in `docs/LAYOUT.md`),
 //! the seqlock protocol ([`seqlock`]), the in-place postcard codec
 //! ([`codec`]), the System V and futex wrappers ([`sys`]), the publisher lock
-//! ([`lock`]), topic descriptions ([`topic`]), errors ([`error`]) and the
-//! load-only views a reader gets of shared memory ([`view`]).
+//! ([`lock`]), topic descriptions ([`topic`]), errors ([`error`]), the
+//! load-only views a reader gets of shared memory ([`view`]) and the
+//! waiter registration that lets a publish skip `FUTEX_WAKE` when nobody
+//! sleeps ([`waiter`]).
 //!
 //! Applications use `shmbus-pub` (publisher) and `shmbus-sub` (subscriber);
 //! tools use this crate directly. The write side (read-write attachment,
 //! seqlock writer, publishing) is compiled only with the `writer` feature,
 //! which only `shmbus-pub` enables: a program that links the subscriber
-//! alone contains no code that writes to a segment.
+//! alone contains no code that writes to a topic segment. Its one store is
+//! the waiter registration ([`waiter::WaiterWord::register`]), in the
+//! topic's separate waiter segment.
 #![warn(missing_docs)]
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
@@ -35,6 +39,7 @@ pub mod sysvipc;
 #[cfg(not(loom))]
 pub mod topic;
 pub mod view;
+pub mod waiter;
 
 #[cfg(not(loom))]
 pub use error::{OpenError, ReadError, WaitError};

@@ -372,10 +372,13 @@ pub use writer::{LockOutcome, PublishError, WriteSegment};
 #[cfg(feature = "writer")]
 mod writer {
     use super::*;
-    use crate::layout::{FLAG_NOTIFY, Geometry, LAYOUT_VERSION, MAGIC_U64, RawHeader, fnv1a64};
+    use crate::layout::{
+        FLAG_NOTIFY, FLAG_WAITERS, Geometry, LAYOUT_VERSION, MAGIC_U64, RawHeader, fnv1a64,
+    };
     use crate::lock::PublisherLock;
     use crate::sys::WriteAttachment;
     use crate::topic::LockPolicy;
+    use crate::waiter::{WaiterSegment, WakeHistory};
     use core::sync::atomic::{AtomicU32, Ordering};
 
     #[inline]
@@ -503,6 +506,17 @@ mod writer {
         info: HeaderInfo,
         key: i32,
         next: u64,
+        /// The topic has notify on: wake sleepers after a publish.
+        notify: bool,
+        /// This session's waiter segment, when the topic registers waiters
+        /// and it could be created.
+        waiters: Option<WaiterSegment>,
+        /// Why the topic registers waiters but this session has no waiter
+        /// segment (then every publish wakes).
+        waiter_error: Option<SysError>,
+        history: WakeHistory,
+        /// `FUTEX_WAKE` calls made by this session.
+        wakes: u64,
         lock_outcome: LockOutcome,
         created: bool,
         repaired: u32,
@@ -577,7 +591,11 @@ mod writer {
             }
             let att =
                 WriteAttachment::read_write(shmid).map_err(|e| cleanup(map_attach_err(key, e)))?;
-            let flags = if topic.notify { FLAG_NOTIFY } else { 0 };
+            let flags = if topic.notify {
+                FLAG_NOTIFY | FLAG_WAITERS
+            } else {
+                0
+            };
             let fingerprint = fnv1a64(schema);
             let mut repaired = 0;
             let info = if created {
@@ -606,7 +624,10 @@ mod writer {
                                 found: info.schema_fingerprint,
                             });
                         }
-                        if info.geometry != geometry || info.flags != flags {
+                        // A segment made before waiter registration existed
+                        // (notify without FLAG_WAITERS) is still this
+                        // topic: its publisher wakes on every publish.
+                        if info.geometry != geometry || info.notify() != topic.notify {
                             return Err(OpenError::GeometryMismatch {
                                 key,
                                 what: format!(
@@ -652,6 +673,28 @@ mod writer {
                 },
             };
             let h = raw_header_of(&att);
+            // This session's waiter segment, named in the header before the
+            // session's first publish (subscribers read `waiter_ref` after
+            // loading `notify`, so one that sees this session's first frame
+            // registers here). Without one, every publish wakes.
+            let (waiters, waiter_error) = if info.waiters() {
+                match WaiterSegment::create(
+                    key,
+                    shmid,
+                    topic.mode,
+                    topic.group,
+                    topic.lock != LockPolicy::Off,
+                ) {
+                    Ok(w) => (Some(w), None),
+                    Err(e) => (None, Some(e)),
+                }
+            } else {
+                (None, None)
+            };
+            h.waiter_ref.store(
+                waiters.as_ref().map_or(0, WaiterSegment::reference),
+                Ordering::Relaxed,
+            );
             let newest = h.generation.load(Ordering::Relaxed);
             h.publisher_pid.store(std::process::id(), Ordering::Relaxed);
             h.publisher_epoch.fetch_add(1, Ordering::Relaxed);
@@ -662,12 +705,22 @@ mod writer {
                 // sees the magic (its Acquire load in `HeaderInfo::read`).
                 h.magic.store(MAGIC_U64, Ordering::Release);
             }
+            if !created && topic.notify {
+                // A repair may have raised `notify` (a frame completed by the
+                // dead publisher): wake whoever sleeps on the older value.
+                let _ = sys::futex_wake_all(&h.notify);
+            }
             lock.keep();
             Ok(WriteSegment {
                 att,
                 info,
                 key,
                 next: newest.saturating_add(1),
+                notify: topic.notify,
+                waiters,
+                waiter_error,
+                history: WakeHistory::new(),
+                wakes: 0,
                 lock_outcome,
                 created,
                 repaired,
@@ -703,10 +756,26 @@ mod writer {
         pub fn next_generation(&self) -> u64 {
             self.next
         }
+        /// This session's waiter segment (its shmid), if the topic
+        /// registers waiters and it could be created.
+        pub fn waiter_shmid(&self) -> Option<i32> {
+            self.waiters.as_ref().map(WaiterSegment::shmid)
+        }
+        /// Why this session has no waiter segment although the topic
+        /// registers waiters (it then wakes on every publish).
+        pub fn waiter_error(&self) -> Option<&SysError> {
+            self.waiter_error.as_ref()
+        }
+        /// `FUTEX_WAKE` calls this session has made.
+        pub fn wakes(&self) -> u64 {
+            self.wakes
+        }
 
         /// Publish one frame: `encode` writes it into the slot's data words
         /// and returns its length. No system call and no allocation, except
-        /// `FUTEX_WAKE` when the topic has notify on. Returns the frame's
+        /// `FUTEX_WAKE` when the topic has notify on and a subscriber
+        /// registered to sleep since two publishes ago (every publish if
+        /// the session has no waiter segment). Returns the frame's
         /// generation.
         ///
         /// If `encode` fails or panics, the write is abandoned: the slot is
@@ -745,10 +814,20 @@ mod writer {
             // complete (its `write_end` came first in this thread).
             h.generation.store(g, Ordering::Release);
             h.notify.store(g as u32, Ordering::Release);
-            if self.info.flags & FLAG_NOTIFY != 0 {
-                // A failure here (cannot happen for a valid mapped word)
-                // only delays waiters until their timeout slice.
-                let _ = sys::futex_wake_all(&h.notify);
+            if self.notify {
+                // One load of the waiter word after a SeqCst fence
+                // (`waiter::WakeHistory`): no system call unless someone
+                // registered to sleep since two publishes ago.
+                let wake = match &self.waiters {
+                    Some(w) => self.history.after_publish(w.word()),
+                    None => true,
+                };
+                if wake {
+                    // A failure here (cannot happen for a valid mapped word)
+                    // only delays waiters until their timeout slice.
+                    let _ = sys::futex_wake_all(&h.notify);
+                    self.wakes += 1;
+                }
             }
             self.next = g.saturating_add(1);
             Ok(g)

@@ -13,7 +13,7 @@ use core::time::Duration;
 
 pub use nix::errno::Errno;
 
-use crate::layout::RawHeader;
+use crate::layout::{RawHeader, RawWaiter};
 use crate::view::{ReadHeader, ReadWord32, ReadWords};
 
 /// `SHM_DEST` in `shm_perm.mode`: the segment has been removed (`IPC_RMID`)
@@ -194,6 +194,20 @@ pub fn shmget(key: i32, size: usize, flags: i32) -> Result<i32, SysError> {
     }
     // SAFETY: shmget takes plain integers and touches no memory of ours.
     let id = unsafe { libc::shmget(key, size, flags) };
+    if id < 0 {
+        Err(last(Call::Shmget))
+    } else {
+        Ok(id)
+    }
+}
+
+/// `shmget(IPC_PRIVATE, size, IPC_CREAT | mode)`: a new segment with no
+/// key, for a publisher's waiter segment. See shmget(2).
+#[cfg(feature = "writer")]
+pub(crate) fn shm_create_private(size: usize, mode: u32) -> Result<i32, SysError> {
+    let flags = libc::IPC_CREAT | (mode & 0o777) as i32;
+    // SAFETY: plain integer arguments; touches no memory of ours.
+    let id = unsafe { libc::shmget(libc::IPC_PRIVATE, size, flags) };
     if id < 0 {
         Err(last(Call::Shmget))
     } else {
@@ -409,6 +423,47 @@ impl Attachment {
         // atomic access is not a race. Read-only callers wrap it in
         // `ReadHeader`, which only loads.
         Some(unsafe { &*self.ptr.as_ptr().cast::<RawHeader>() })
+    }
+}
+
+/// A read-write attachment of a topic's **waiter segment** (`shmat(shmid,
+/// NULL, 0)`): 128 bytes that every reader of the topic may write
+/// (`docs/LAYOUT.md` section 7.4). It is not behind the `writer` feature
+/// because a subscriber registers there before it sleeps; it hands out the
+/// waiter segment's [`RawWaiter`] only, and [`crate::waiter`] checks the
+/// segment's identity before anything is stored.
+#[derive(Debug)]
+pub struct WaiterAttachment {
+    att: Attachment,
+}
+
+impl WaiterAttachment {
+    /// `shmat(shmid, NULL, 0)`: attach read-write. Fails with `EACCES` for a
+    /// process that may not write the segment.
+    pub(crate) fn attach(shmid: i32) -> Result<Self, SysError> {
+        Ok(WaiterAttachment {
+            att: Attachment::attach(shmid, false)?,
+        })
+    }
+
+    /// The shmid.
+    pub fn shmid(&self) -> i32 {
+        self.att.shmid
+    }
+
+    /// The segment as a [`RawWaiter`], or `None` if it is smaller.
+    #[inline]
+    pub(crate) fn raw(&self) -> Option<&RawWaiter> {
+        if core::mem::size_of::<RawWaiter>() > self.att.len {
+            return None;
+        }
+        // SAFETY: in bounds (checked), page-aligned base (RawWaiter needs
+        // 8), and RawWaiter is a repr(C) struct of atomic integers only, so
+        // any bit pattern is a valid value and concurrent atomic access from
+        // other processes is not a race. The mapping is read-write, so the
+        // stores `crate::waiter` makes through it are allowed. The reference
+        // lives no longer than `self`, which keeps the mapping attached.
+        Some(unsafe { &*self.att.ptr.as_ptr().cast::<RawWaiter>() })
     }
 }
 

@@ -250,6 +250,8 @@ mod header {
         publisher_pid: ReadWord32;
         /// Offset 208: number of publisher sessions.
         publisher_epoch: ReadWord32;
+        /// Offset 212: the publisher's waiter segment, shmid + 1 (0: none).
+        waiter_ref: ReadWord32;
         /// Offset 216: `CLOCK_MONOTONIC` of the newest publish.
         last_publish_mono_ns: ReadWord64;
         /// Offset 224: `CLOCK_REALTIME` of the newest publish.

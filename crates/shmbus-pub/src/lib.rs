@@ -212,6 +212,24 @@ impl RawPublisher {
     pub fn next_generation(&self) -> u64 {
         self.seg.next_generation()
     }
+    /// This session's waiter segment (its shmid), where subscribers
+    /// register before they sleep; `None` if the topic has notify off, was
+    /// created before waiter registration, or the segment could not be
+    /// created ([`Self::waiter_error`]): then every publish wakes.
+    pub fn waiter_shmid(&self) -> Option<i32> {
+        self.seg.waiter_shmid()
+    }
+    /// Why this session has no waiter segment although the topic wants one
+    /// (e.g. `kernel.shmmni` reached): every publish then calls
+    /// `FUTEX_WAKE`, as before waiter registration.
+    pub fn waiter_error(&self) -> Option<&sys::SysError> {
+        self.seg.waiter_error()
+    }
+    /// How many `FUTEX_WAKE` calls this publisher has made: with nobody
+    /// sleeping, only the first two publishes of a session.
+    pub fn wakes(&self) -> u64 {
+        self.seg.wakes()
+    }
     /// Remove the topic's segment and lock.
     pub fn remove(self) -> Result<(), sys::SysError> {
         self.seg.remove()

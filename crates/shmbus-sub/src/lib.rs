@@ -107,14 +107,34 @@ use shmbus_core::codec::decode_in_place;
 use shmbus_core::layout::{HeaderInfo, copy_from_words};
 use shmbus_core::segment::{DEFAULT_STUCK_AFTER, MAX_SANE_GENERATION};
 use shmbus_core::sys::{self, FutexWait};
+use shmbus_core::waiter::WaiterWord;
 
+pub use shmbus_core::waiter::WaiterError;
 pub use shmbus_core::{
     OpenError, PublisherStatus, ReadError, ReadWords, Segment, SlotMeta, Topic, WaitError,
 };
 
 /// How often a blocked wait checks that the publisher is alive and the
-/// segment not removed.
+/// segment not removed: the longest one sleep lasts.
 pub const LIVENESS_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The longest sleep after a lost wake-up was detected (see
+/// [`RawSubscriber::lost_wakeups`]), for [`SUSPECT_FOR`].
+pub const SUSPECT_SLICE: Duration = Duration::from_millis(2);
+
+/// How long a subscriber keeps its sleeps short after it detected a lost
+/// wake-up.
+pub const SUSPECT_FOR: Duration = Duration::from_secs(10);
+
+/// How a wait sleeps until the next frame.
+enum Sleep {
+    /// On the futex. `registered`: a ticket was taken in the waiter
+    /// segment (false: the publisher wakes on every publish).
+    Futex { registered: bool },
+    /// In short steps: the topic registers waiters but this subscriber
+    /// cannot (see [`RawSubscriber::waiter_error`]), so no wake-up is due.
+    Poll,
+}
 
 /// A frame and when it was published.
 #[derive(Debug, Clone, PartialEq)]
@@ -162,6 +182,15 @@ pub struct RawSubscriber {
     seen: u32,
     stuck_after: Duration,
     last_liveness_check: u64,
+    /// The waiter segment this subscriber registers in (attached at its
+    /// first sleep, again when a new publisher session names another).
+    waiter: Option<WaiterWord>,
+    /// The `waiter_ref` that could not be attached, and why.
+    waiter_failed: Option<(u32, WaiterError)>,
+    lost_wakeups: u64,
+    /// Until this `CLOCK_MONOTONIC` time, sleeps last at most
+    /// [`SUSPECT_SLICE`].
+    suspect_until: u64,
 }
 
 impl RawSubscriber {
@@ -181,6 +210,10 @@ impl RawSubscriber {
             seen: g as u32,
             stuck_after: DEFAULT_STUCK_AFTER,
             last_liveness_check: 0,
+            waiter: None,
+            waiter_failed: None,
+            lost_wakeups: 0,
+            suspect_until: 0,
         }
     }
 
@@ -274,6 +307,69 @@ impl RawSubscriber {
     /// True if the segment was removed since attach (one system call).
     pub fn is_removed(&self) -> bool {
         self.seg.is_removed()
+    }
+
+    /// How many of this subscriber's sleeps on a topic that registers
+    /// waiters ended at their time slice although a frame had been
+    /// published meanwhile: wake-ups that did not come. Honest publishers
+    /// and subscribers never cause one (`docs/LAYOUT.md` section 7.4); a
+    /// process that may read the topic can, by writing the waiter word
+    /// (`SECURITY.md`). After each, sleeps last at most [`SUSPECT_SLICE`]
+    /// for [`SUSPECT_FOR`].
+    pub fn lost_wakeups(&self) -> u64 {
+        self.lost_wakeups
+    }
+
+    /// The waiter segment this subscriber registers in before it sleeps
+    /// (its shmid), once a wait has attached it.
+    pub fn waiter_shmid(&self) -> Option<i32> {
+        self.waiter.as_ref().map(WaiterWord::shmid)
+    }
+
+    /// Why this subscriber cannot register in the publisher's waiter
+    /// segment, if it tried and failed: its waits then sleep in steps of at
+    /// most 10 ms instead of waiting for a wake-up.
+    pub fn waiter_error(&self) -> Option<&WaiterError> {
+        self.waiter_failed.as_ref().map(|(_, e)| e)
+    }
+
+    /// Before a futex sleep: register in the current publisher session's
+    /// waiter segment, attaching it if the header names a new one. Called
+    /// after the Acquire load of `notify` whose value the sleep waits on
+    /// (the order `docs/LAYOUT.md` section 7.4 requires).
+    fn prepare_sleep(&mut self) -> Sleep {
+        if !self.seg.info().waiters() {
+            return Sleep::Futex { registered: false };
+        }
+        let r = self.seg.header().waiter_ref().load();
+        if r == 0 {
+            // This publisher session has no waiter segment: it wakes on
+            // every publish.
+            self.waiter = None;
+            return Sleep::Futex { registered: false };
+        }
+        if let Some(w) = &self.waiter {
+            if w.reference() == r {
+                w.register();
+                return Sleep::Futex { registered: true };
+            }
+        }
+        if matches!(&self.waiter_failed, Some((f, _)) if *f == r) {
+            return Sleep::Poll;
+        }
+        match WaiterWord::attach(r, &self.seg) {
+            Ok(w) => {
+                w.register();
+                self.waiter = Some(w);
+                self.waiter_failed = None;
+                Sleep::Futex { registered: true }
+            }
+            Err(e) => {
+                self.waiter = None;
+                self.waiter_failed = Some((r, e));
+                Sleep::Poll
+            }
+        }
     }
 
     /// Read the newest frame with `f` (given the metadata and the frame's
@@ -392,9 +488,11 @@ impl RawSubscriber {
         let deadline = start.saturating_add(timeout.as_nanos().min(u64::MAX as u128) as u64);
         let mut poll_step = Duration::from_micros(500);
         loop {
-            // Read the word before checking: a publish after this load
+            // Read the word before checking (S0): a publish after this load
             // changes it, so the futex wait below returns at once instead of
-            // sleeping through the new frame (no lost wake-up).
+            // sleeping through the new frame; and the waiter registration
+            // below, which comes after this load, makes that publish wake us
+            // (`shmbus_core::waiter`; no lost wake-up).
             let word = self.seg.notify_word().load_acquire();
             if let Some(r) = ready(self)? {
                 return Ok(r);
@@ -430,21 +528,43 @@ impl RawSubscriber {
                     PublisherStatus::Alive { .. } => {}
                 }
             }
-            let slice = Duration::from_nanos(deadline - now).min(LIVENESS_INTERVAL);
-            if self.seg.info().notify() {
-                match sys::futex_wait(self.seg.notify_word(), word, slice) {
-                    Ok(
-                        FutexWait::Woken
-                        | FutexWait::Changed
-                        | FutexWait::Interrupted
-                        | FutexWait::TimedOut,
-                    ) => {}
-                    Err(e) => return Err(WaitError::Sys(e)),
-                }
+            let mut slice = Duration::from_nanos(deadline - now).min(LIVENESS_INTERVAL);
+            let sleep = if self.seg.info().notify() {
+                self.prepare_sleep()
             } else {
-                // No wake-ups on this topic: sleep in growing steps.
-                std::thread::sleep(slice.min(poll_step));
-                poll_step = (poll_step * 2).min(Duration::from_millis(10));
+                Sleep::Poll
+            };
+            match sleep {
+                Sleep::Futex { registered } => {
+                    if now < self.suspect_until {
+                        slice = slice.min(SUSPECT_SLICE);
+                    }
+                    match sys::futex_wait(self.seg.notify_word(), word, slice) {
+                        Ok(FutexWait::TimedOut)
+                            if registered && self.seg.notify_word().load() != word =>
+                        {
+                            // A frame came and its wake-up did not: someone
+                            // rewound the waiter word. Sleep briefly for a
+                            // while, so it cannot happen for long.
+                            self.lost_wakeups += 1;
+                            self.suspect_until =
+                                sys::monotonic_ns().saturating_add(SUSPECT_FOR.as_nanos() as u64);
+                        }
+                        Ok(
+                            FutexWait::Woken
+                            | FutexWait::Changed
+                            | FutexWait::Interrupted
+                            | FutexWait::TimedOut,
+                        ) => {}
+                        Err(e) => return Err(WaitError::Sys(e)),
+                    }
+                }
+                Sleep::Poll => {
+                    // No wake-up is due to this subscriber: sleep in
+                    // growing steps.
+                    std::thread::sleep(slice.min(poll_step));
+                    poll_step = (poll_step * 2).min(Duration::from_millis(10));
+                }
             }
         }
     }

@@ -1,0 +1,476 @@
+//! Waiter registration (`docs/LAYOUT.md` section 7.4, `SECURITY.md`): a
+//! publish with notify on calls `FUTEX_WAKE` only when someone registered
+//! to sleep, every sleeper is woken for every frame, and what a dead or
+//! hostile writer of the waiter word can and cannot cause.
+//!
+//! A test that needs a subscriber asleep in the kernel runs it on a thread
+//! and waits until (1) the waiter word shows its ticket and (2) the thread
+//! is in state `S` in `/proc` (after its ticket the only blocking call is
+//! `FUTEX_WAIT`): a ready signal, never a sleep.
+//!
+//! Tests marked "root" run children as other uids or in a private IPC
+//! namespace; CI runs as root (see `hardening.rs` for
+//! `SHMBUS_SKIP_ROOT_TESTS`).
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use shmbus_core::sys::{self, Errno, WriteAttachment};
+use shmbus_core::waiter::{WaiterError, WaiterWord};
+use shmbus_core::{Segment, Topic};
+use shmbus_pub::Publisher;
+use shmbus_sub::{Next, Subscriber};
+use shmbus_testkit::{Check, KillOnDrop, role, unique_topic, watchdog};
+
+/// A reader uid in the telemetry group, and another uid outside it.
+const READER_UID: u32 = 64103;
+const TELEMETRY_GID: u32 = 64100;
+const INTRUDER_UID: u32 = 64102;
+const INTRUDER_GID: u32 = 64102;
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn root_or_skip(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    let skip = std::env::var("SHMBUS_SKIP_ROOT_TESTS").is_ok_and(|v| v == "1");
+    if skip && std::env::var_os("CI").is_none() {
+        let _ = writeln!(std::io::stderr(), "SKIPPED {test}: needs root");
+        return false;
+    }
+    panic!(
+        "{test} needs root (other uids, a private IPC namespace); run as root or set SHMBUS_SKIP_ROOT_TESTS=1 (refused under CI)"
+    );
+}
+
+/// The scheduler state of thread `tid` of this process ('S': sleeping).
+fn thread_state(tid: i32) -> Option<char> {
+    let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    s.rsplit(')').next()?.trim_start().chars().next()
+}
+
+/// The state of process `pid`'s main thread.
+fn process_state(pid: u32) -> Option<char> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s.rsplit(')').next()?.trim_start().chars().next()
+}
+
+/// Wait (bounded) until `ready()` holds.
+fn until(what: &str, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < LONG, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The topic's current waiter segment, attached as any reader would (the
+/// tests read and, as a hostile reader, write the waiter word with it).
+fn spectator(t: &Topic) -> WaiterWord {
+    let seg = Segment::attach(t).expect("attach the topic");
+    let r = seg.header().waiter_ref().load();
+    WaiterWord::attach(r, &seg).expect("attach the waiter segment")
+}
+
+/// What a subscriber thread reports for each frame.
+struct Got {
+    seq: u64,
+    lost_wakeups: u64,
+}
+
+/// A subscriber on its own thread: it attaches (cursor after the newest
+/// frame), reports its thread id, then on each `go` waits for the next
+/// frame (60 s) and reports it.
+struct SubThread {
+    tid: i32,
+    go: mpsc::Sender<()>,
+    got: mpsc::Receiver<Result<Got, String>>,
+}
+
+impl SubThread {
+    fn start(t: &Topic) -> SubThread {
+        let (tid_tx, tid_rx) = mpsc::channel();
+        let (go, go_rx) = mpsc::channel::<()>();
+        let (got_tx, got) = mpsc::channel();
+        let t = t.clone();
+        std::thread::spawn(move || {
+            let mut s = Subscriber::<Check>::attach(&t).expect("subscriber attaches");
+            tid_tx.send(nix::unistd::gettid().as_raw()).unwrap();
+            while go_rx.recv().is_ok() {
+                let r = match s.wait_next(LONG) {
+                    Ok(Next::Frame(f)) => Ok(Got {
+                        seq: f.value.seq,
+                        lost_wakeups: s.raw().lost_wakeups(),
+                    }),
+                    other => Err(format!("{other:?}")),
+                };
+                if got_tx.send(r).is_err() {
+                    return;
+                }
+            }
+        });
+        SubThread {
+            tid: tid_rx
+                .recv_timeout(LONG)
+                .expect("subscriber thread started"),
+            go,
+            got,
+        }
+    }
+
+    /// Let it wait for one frame; return once it holds a ticket newer than
+    /// `before` and sleeps in the kernel.
+    fn sleep(&self, w: &WaiterWord, before: u32) {
+        self.go.send(()).unwrap();
+        until("the subscriber to register and sleep", || {
+            w.load() != before && thread_state(self.tid) == Some('S')
+        });
+    }
+
+    fn frame(&self) -> Got {
+        match self.got.recv_timeout(LONG) {
+            Ok(Ok(g)) => g,
+            Ok(Err(e)) => panic!("subscriber: {e}"),
+            Err(e) => panic!("no frame from the subscriber: {e}"),
+        }
+    }
+}
+
+/// A topic with notify on and two frames published, so the publisher has a
+/// history of the waiter word (the first two publishes of a session always
+/// wake).
+fn primed(test: &str) -> (Topic, shmbus_testkit::Guard, Publisher<Check>) {
+    let (t, g) = unique_topic(test);
+    let mut p = Publisher::<Check>::open(&t).expect("publisher opens");
+    assert!(p.raw().waiter_shmid().is_some(), "no waiter segment");
+    for i in 1..=2 {
+        p.publish(&Check::new(i)).unwrap();
+    }
+    assert_eq!(p.raw().wakes(), 2, "a session's first two publishes wake");
+    (t, g, p)
+}
+
+#[test]
+fn nobody_sleeping_means_no_futex_wake() {
+    watchdog("nobody_sleeping_means_no_futex_wake", LONG);
+    let (t, _g, mut p) = primed("waiters-idle");
+    // A subscriber that only polls never registers.
+    let mut s = Subscriber::<Check>::attach(&t).unwrap();
+    for i in 3..=200 {
+        p.publish(&Check::new(i)).unwrap();
+        assert!(s.has_new());
+        assert_eq!(s.latest().unwrap().unwrap().value.seq, i);
+    }
+    assert_eq!(p.raw().wakes(), 2, "a publish with nobody asleep woke");
+    assert_eq!(s.raw().waiter_shmid(), None, "polling attached the waiter");
+}
+
+#[test]
+fn a_sleeping_subscriber_is_woken_for_every_frame() {
+    watchdog("a_sleeping_subscriber_is_woken_for_every_frame", LONG * 2);
+    let (t, _g, mut p) = primed("waiters-every");
+    let w = spectator(&t);
+    let sub = SubThread::start(&t);
+    for i in 3..=22 {
+        sub.sleep(&w, w.load());
+        let wakes = p.raw().wakes();
+        p.publish(&Check::new(i)).unwrap();
+        assert_eq!(p.raw().wakes(), wakes + 1, "frame {i} did not wake");
+        let got = sub.frame();
+        assert_eq!(got.seq, i);
+        assert_eq!(got.lost_wakeups, 0);
+    }
+}
+
+/// What a hostile reader of the topic can do: rewind the waiter word to the
+/// value the publisher loaded two publishes ago, after an honest sleeper's
+/// ticket. The publisher then skips the wake; the sleeper wakes at the end
+/// of its 100 ms slice with the frame, never later, and counts the lost
+/// wake-up (then sleeps in 2 ms slices for 10 s).
+///
+/// The scenario needs the sleeper's slice to still be running when the
+/// frame is published. That is checked, not assumed: a sleeper whose slice
+/// ended first takes a new ticket, which shows in the waiter word; such an
+/// attempt is discarded (with a line on stderr) and the scenario set up
+/// again, at most three times.
+#[test]
+fn a_rewound_waiter_word_delays_one_wake_up_and_is_detected() {
+    watchdog(
+        "a_rewound_waiter_word_delays_one_wake_up_and_is_detected",
+        LONG * 2,
+    );
+    let (t, _g, mut p) = primed("waiters-rewind");
+    let w = spectator(&t);
+    let sub = SubThread::start(&t);
+    let mut seq = 2;
+    let mut lost = 0;
+    for attempt in 1..=3 {
+        // The publisher's last two loads saw `before`.
+        let before = w.load();
+        sub.sleep(&w, before);
+        w.store_for_tests(before); // the rewind
+        let wakes = p.raw().wakes();
+        seq += 1;
+        p.publish(&Check::new(seq)).unwrap();
+        let got = sub.frame();
+        assert_eq!(got.seq, seq, "the frame arrived");
+        if w.load() != before {
+            let _ = writeln!(
+                std::io::stderr(),
+                "attempt {attempt}: the sleeper's slice ended before the publish; again"
+            );
+            lost = got.lost_wakeups;
+            // Two publishes with nobody asleep: both load the same word.
+            for _ in 0..2 {
+                seq += 1;
+                p.publish(&Check::new(seq)).unwrap();
+                sub.go.send(()).unwrap();
+                assert_eq!(sub.frame().seq, seq);
+            }
+            continue;
+        }
+        assert_eq!(
+            p.raw().wakes(),
+            wakes,
+            "the rewind did not hide the sleeper"
+        );
+        assert_eq!(got.lost_wakeups, lost + 1, "the lost wake-up was not seen");
+        // Honest again: the next frame wakes it.
+        sub.sleep(&w, w.load());
+        seq += 1;
+        p.publish(&Check::new(seq)).unwrap();
+        assert_eq!(sub.frame().seq, seq);
+        assert_eq!(p.raw().wakes(), wakes + 1);
+        return;
+    }
+    panic!("three attempts in a row were preempted for 100 ms between two lines");
+}
+
+/// Any other value written into the waiter word is a change: it costs
+/// wake-ups, never a lost one.
+#[test]
+fn garbage_in_the_waiter_word_costs_only_wake_ups() {
+    watchdog("garbage_in_the_waiter_word_costs_only_wake_ups", LONG * 2);
+    let (t, _g, mut p) = primed("waiters-garbage");
+    let w = spectator(&t);
+    let sub = SubThread::start(&t);
+    for i in 3..=12u32 {
+        sub.sleep(&w, w.load());
+        // Far from every value honest tickets reach in this test.
+        w.store_for_tests(0x8000_0000u32.wrapping_add(i.wrapping_mul(7919)));
+        p.publish(&Check::new(u64::from(i))).unwrap();
+        let got = sub.frame();
+        assert_eq!(got.seq, u64::from(i));
+        assert_eq!(got.lost_wakeups, 0);
+    }
+    // Garbage stops: at most two more wake-ups with nobody asleep.
+    let wakes = p.raw().wakes();
+    for i in 13..=30 {
+        p.publish(&Check::new(i)).unwrap();
+    }
+    assert!(p.raw().wakes() <= wakes + 2, "{} wakes", p.raw().wakes());
+}
+
+/// A subscriber killed while it sleeps: the others are still woken for
+/// every frame, and its ticket costs at most two extra wake-ups.
+#[test]
+fn a_subscriber_killed_asleep_costs_two_wake_ups_and_no_one_a_frame() {
+    watchdog(
+        "a_subscriber_killed_asleep_costs_two_wake_ups_and_no_one_a_frame",
+        LONG * 2,
+    );
+    let (t, _g, mut p) = primed("waiters-killed");
+    let w = spectator(&t);
+    let before = w.load();
+    let mut kid = KillOnDrop(
+        shmbus_testkit::child("sleep", &[format!("{}", t.key), t.name.clone()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn the sleeper"),
+    );
+    let pid = kid.0.id();
+    let mut out = BufReader::new(kid.0.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("@@ ") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the sleeper exited");
+    }
+    assert!(line.trim_end().ends_with("@@ attached"), "{line}");
+    until("the child to register and sleep", || {
+        w.load() != before && process_state(pid) == Some('S')
+    });
+    kid.0.kill().unwrap();
+    kid.0.wait().unwrap();
+
+    let sub = SubThread::start(&t);
+    for i in 3..=7 {
+        sub.sleep(&w, w.load());
+        let wakes = p.raw().wakes();
+        p.publish(&Check::new(i)).unwrap();
+        assert_eq!(p.raw().wakes(), wakes + 1);
+        let got = sub.frame();
+        assert_eq!((got.seq, got.lost_wakeups), (i, 0));
+    }
+    // Nobody asleep now (the thread waits for its next `go`).
+    let wakes = p.raw().wakes();
+    for i in 8..=30 {
+        p.publish(&Check::new(i)).unwrap();
+    }
+    assert!(p.raw().wakes() <= wakes + 2, "{} wakes", p.raw().wakes());
+}
+
+/// A subscriber that cannot register (here: the header names a segment
+/// that is not the topic's waiter segment) gets no wake-ups, so it sleeps
+/// in short steps: every frame still arrives, and it says why.
+#[test]
+fn a_subscriber_that_cannot_register_polls() {
+    watchdog("a_subscriber_that_cannot_register_polls", LONG);
+    let (t, _g, mut p) = primed("waiters-cannot");
+    // The topic's owner points the header somewhere else.
+    let shmid = sys::shmget(t.key, 0, 0).unwrap();
+    let att = WriteAttachment::read_write(shmid).unwrap();
+    let h = att.raw_header().unwrap();
+    h.waiter_ref
+        .store(u32::MAX, std::sync::atomic::Ordering::Relaxed);
+    let mut s = Subscriber::<Check>::attach(&t).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let mut seqs = Vec::new();
+        for _ in 0..5 {
+            match s.wait_next(LONG) {
+                Ok(Next::Frame(f)) => seqs.push(f.value.seq),
+                other => panic!("{other:?}"),
+            }
+            tx.send(()).unwrap();
+        }
+        (seqs, s.raw().waiter_error().cloned())
+    });
+    for i in 3..=7 {
+        std::thread::sleep(Duration::from_millis(20));
+        p.publish(&Check::new(i)).unwrap();
+        rx.recv_timeout(LONG).expect("frame delivered");
+    }
+    let (seqs, err) = waiter.join().unwrap();
+    assert_eq!(seqs, vec![3, 4, 5, 6, 7]);
+    assert!(matches!(err, Some(WaiterError::Foreign(_))), "{err:?}");
+    assert_eq!(p.raw().wakes(), 2, "nobody could register");
+}
+
+/// Root. The waiter segment: no key, marked removed, mode 0660 and the
+/// topic's group for a 0640 topic. A member of the group may attach it
+/// read-write and register; another uid may not (`EACCES`), so only readers
+/// of the topic can write the waiter word.
+#[test]
+fn only_readers_of_the_topic_can_write_the_waiter_word() {
+    if !root_or_skip("only_readers_of_the_topic_can_write_the_waiter_word") {
+        return;
+    }
+    watchdog("only_readers_of_the_topic_can_write_the_waiter_word", LONG);
+    let (t, _g) = unique_topic("waiters-mode");
+    let t = t.mode(0o640).group(TELEMETRY_GID);
+    let p = Publisher::<Check>::open(&t).unwrap();
+    let wid = p.raw().waiter_shmid().expect("waiter segment");
+    let st = sys::shm_stat(wid).unwrap();
+    assert_eq!((st.key, st.perms(), st.gid), (0, 0o660, TELEMETRY_GID));
+    assert!(st.removed(), "not marked removed");
+    for (uid, gid, expect) in [
+        (READER_UID, TELEMETRY_GID, "OK"),
+        (INTRUDER_UID, INTRUDER_GID, "EACCES"),
+    ] {
+        let out = shmbus_testkit::child("attach-waiter", &[format!("{wid}")])
+            .uid(uid)
+            .gid(gid)
+            .stdout(Stdio::piped())
+            .output()
+            .expect("run child");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.lines().any(|l| l.ends_with(&format!("@@ {expect}"))),
+            "uid {uid}: {text}"
+        );
+    }
+}
+
+/// Root. No waiter segment (here `kernel.shmmni` leaves room for the topic
+/// only, in a private IPC namespace): the publisher says why, wakes on
+/// every publish, and a sleeping subscriber gets every frame.
+#[test]
+fn without_a_waiter_segment_every_publish_wakes() {
+    if !root_or_skip("without_a_waiter_segment_every_publish_wakes") {
+        return;
+    }
+    watchdog("without_a_waiter_segment_every_publish_wakes", LONG);
+    let out = shmbus_testkit::child("no-waiter-segment", &[])
+        .stdout(Stdio::piped())
+        .output()
+        .expect("run child");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{:?}: {text}", out.status);
+    assert!(
+        text.contains("@@ waiter_error shmget: No space left on device"),
+        "{text}"
+    );
+    assert!(text.contains("@@ frames 3..=7 wakes 7 lost 0"), "{text}");
+}
+
+/// Entry point of the children (see `shmbus_testkit::child`).
+#[test]
+fn child_role_entry() {
+    let Some((role, args)) = role() else { return };
+    let say = |s: &str| {
+        println!("@@ {s}");
+        let _ = std::io::stdout().flush();
+    };
+    match role.as_str() {
+        "sleep" => {
+            let t = Topic::new(&args[1]).key(args[0].parse().unwrap());
+            let mut s = Subscriber::<Check>::attach(&t).unwrap();
+            say("attached");
+            let _ = s.wait_next(LONG); // killed in here
+        }
+        "attach-waiter" => {
+            let shmid: i32 = args[0].parse().unwrap();
+            match WriteAttachment::read_write(shmid) {
+                Ok(_) => say("OK"),
+                Err(e) if e.errno == Errno::EACCES => say("EACCES"),
+                Err(e) => say(&format!("ERR {e}")),
+            }
+        }
+        "no-waiter-segment" => {
+            // SAFETY: unshare takes a flag word and touches no memory of ours.
+            let rc = unsafe { libc::unshare(libc::CLONE_NEWIPC) };
+            assert_eq!(rc, 0, "unshare(CLONE_NEWIPC): {}", Errno::last());
+            std::fs::write("/proc/sys/kernel/shmmni", "1").expect("write shmmni");
+            let t = Topic::new("test/no-waiter").key(0x7e00_0002);
+            let mut p = Publisher::<Check>::open(&t).expect("the topic itself fits");
+            match p.raw().waiter_error() {
+                Some(e) => say(&format!("waiter_error {e}")),
+                None => say("waiter segment created"),
+            }
+            for i in 1..=2 {
+                p.publish(&Check::new(i)).unwrap();
+            }
+            let sub = SubThread::start(&t);
+            let mut lost = 0;
+            for i in 3..=7 {
+                sub.go.send(()).unwrap();
+                until("the subscriber to sleep", || {
+                    thread_state(sub.tid) == Some('S')
+                });
+                p.publish(&Check::new(i)).unwrap();
+                let got = sub.frame();
+                assert_eq!(got.seq, i);
+                lost = got.lost_wakeups;
+            }
+            say(&format!(
+                "frames 3..=7 wakes {} lost {lost}",
+                p.raw().wakes()
+            ));
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
