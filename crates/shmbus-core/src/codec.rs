@@ -112,8 +112,32 @@ impl<'de> DeFlavor<'de> for AtomicReader<'de> {
     }
 }
 
-/// Decode a `T` from `len` bytes of `words`. Returns the value and the
-/// number of bytes it used.
+/// Copy the first `len` bytes of `words` (little-endian 32-bit words,
+/// relaxed loads: the seqlock's data loads) into `out`, a word at a time.
+/// Copies at most `words.len() * 4` and `out.len()` bytes; returns how many
+/// it copied. This is the whole of a read inside the seqlock window: the
+/// copy is private memory afterwards, decoded only once the read validated.
+#[inline]
+pub fn load_bytes(words: ReadWords<'_>, len: usize, out: &mut [u8]) -> usize {
+    let n = len.min(words.len() * 4).min(out.len());
+    let (head, tail) = out[..n].split_at_mut(n & !3);
+    let mut it = words.iter();
+    for (c, w) in head.chunks_exact_mut(4).zip(&mut it) {
+        c.copy_from_slice(&w.load().to_le_bytes());
+    }
+    if !tail.is_empty() {
+        if let Some(w) = it.next() {
+            tail.copy_from_slice(&w.load().to_le_bytes()[..tail.len()]);
+        }
+    }
+    n
+}
+
+/// Decode a `T` from `len` bytes of `words`, byte by byte in place.
+/// Returns the value and the number of bytes it used. Readers copy the
+/// frame with [`load_bytes`] and decode the copy instead (faster: postcard
+/// on a slice, and the seqlock window holds only the copy); this stays for
+/// tools that decode a live slot without a buffer.
 pub fn decode_in_place<T: serde::de::DeserializeOwned>(
     words: ReadWords<'_>,
     len: usize,
@@ -274,6 +298,23 @@ mod tests {
         let r: postcard::Result<(Msg, usize)> =
             decode_in_place((&words).into(), bytes.len(), &mut scratch);
         assert!(r.is_err());
+    }
+
+    #[test]
+    fn load_bytes_copies_whole_words_and_the_tail_and_stays_in_bounds() {
+        let bytes: Vec<u8> = (1..=13u8).collect();
+        let words = words_of(&bytes);
+        for len in 0..=16usize {
+            let mut out = [0u8; 16];
+            let n = load_bytes((&words).into(), len, &mut out);
+            assert_eq!(n, len.min(16), "len {len}");
+            let expect: Vec<u8> = (1..=16u8).map(|b| if b <= 13 { b } else { 0 }).collect();
+            assert_eq!(&out[..n], &expect[..n], "len {len}");
+            assert!(out[n..].iter().all(|&b| b == 0), "wrote past {n}");
+        }
+        let mut small = [0u8; 5];
+        assert_eq!(load_bytes((&words).into(), 13, &mut small), 5);
+        assert_eq!(small, [1, 2, 3, 4, 5]);
     }
 
     #[cfg(feature = "writer")]

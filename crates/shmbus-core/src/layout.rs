@@ -321,13 +321,14 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
     h
 }
 
-/// Copy `len` bytes out of 32-bit words (little-endian), with relaxed loads.
+/// Copy `len` bytes out of 32-bit words (little-endian), with relaxed loads
+/// ([`crate::codec::load_bytes`]); `out` ends up `min(len, 4 * words)`
+/// bytes long.
 pub fn copy_from_words(words: ReadWords<'_>, len: usize, out: &mut Vec<u8>) {
+    let n = len.min(words.len() * 4);
     out.clear();
-    for w in words.iter().take(len.div_ceil(4)) {
-        out.extend_from_slice(&w.load().to_le_bytes());
-    }
-    out.truncate(len);
+    out.resize(n, 0);
+    crate::codec::load_bytes(words, n, out);
 }
 
 impl HeaderInfo {

@@ -2,9 +2,12 @@
 //!
 //! A [`Subscriber<T>`] attaches a topic's segment read-only (`SHM_RDONLY`:
 //! the kernel faults any store), checks that it holds frames of type `T`
-//! (schema fingerprint), and reads frames in place: each frame is decoded
-//! straight out of the shared slot through relaxed atomic loads, then
-//! accepted only if the slot's sequence word did not change (seqlock).
+//! (schema fingerprint), and reads frames straight out of the shared slot:
+//! the frame's words are copied with relaxed atomic loads into the
+//! subscriber's own buffer (one word at a time, no system call), the copy is
+//! accepted only if the slot's sequence word did not change (seqlock), and
+//! only then decoded (postcard on a slice). The seqlock window holds nothing
+//! but the copy; a torn read is never decoded.
 //!
 //! ```no_run
 //! use serde::Deserialize;
@@ -103,7 +106,7 @@ use core::time::Duration;
 
 use postcard_schema::Schema;
 use serde::de::DeserializeOwned;
-use shmbus_core::codec::decode_in_place;
+use shmbus_core::codec::load_bytes;
 use shmbus_core::layout::{HeaderInfo, copy_from_words};
 use shmbus_core::segment::{DEFAULT_STUCK_AFTER, MAX_SANE_GENERATION};
 use shmbus_core::sys::{self, FutexWait};
@@ -616,7 +619,8 @@ impl<T: DeserializeOwned + Schema> Subscriber<T> {
                 found: info.schema_fingerprint,
             });
         }
-        let scratch = vec![0; info.geometry.frame_capacity];
+        // Whole words: the copy is word by word.
+        let scratch = vec![0; info.geometry.frame_words() * 4];
         Ok(Subscriber {
             raw,
             scratch,
@@ -645,12 +649,16 @@ impl<T: DeserializeOwned + Schema> Subscriber<T> {
         }
     }
 
-    fn decode(scratch: &mut [u8], m: &SlotMeta, w: ReadWords<'_>) -> postcard::Result<T> {
-        decode_in_place::<T>(w, m.len as usize, scratch).map(|(v, _)| v)
+    /// Inside the seqlock window: copy the frame, a word at a time.
+    #[inline]
+    fn copy(scratch: &mut [u8], m: &SlotMeta, w: ReadWords<'_>) -> usize {
+        load_bytes(w, m.len as usize, scratch)
     }
 
-    fn finish(m: SlotMeta, r: postcard::Result<T>) -> Result<Sample<T>, ReadError> {
-        match r {
+    /// After the read validated: decode the private copy (postcard on a
+    /// slice; strings and byte arrays are plain copies out of it).
+    fn finish(m: SlotMeta, bytes: &[u8]) -> Result<Sample<T>, ReadError> {
+        match postcard::from_bytes::<T>(bytes) {
             Ok(value) => Ok(Sample {
                 value,
                 generation: m.generation,
@@ -664,11 +672,11 @@ impl<T: DeserializeOwned + Schema> Subscriber<T> {
         }
     }
 
-    /// The newest frame, decoded in place; `None` before the first publish.
+    /// The newest frame; `None` before the first publish.
     pub fn latest(&mut self) -> Result<Option<Sample<T>>, ReadError> {
         let scratch = &mut self.scratch;
-        match self.raw.latest_with(|m, w| Self::decode(scratch, m, w))? {
-            Some((m, r)) => Self::finish(m, r).map(Some),
+        match self.raw.latest_with(|m, w| Self::copy(scratch, m, w))? {
+            Some((m, n)) => Self::finish(m, &self.scratch[..n]).map(Some),
             None => Ok(None),
         }
     }
@@ -684,8 +692,8 @@ impl<T: DeserializeOwned + Schema> Subscriber<T> {
     )]
     pub fn next(&mut self) -> Result<Next<T>, ReadError> {
         let scratch = &mut self.scratch;
-        match self.raw.next_with(|m, w| Self::decode(scratch, m, w))? {
-            RawNext::Frame(m, r) => Self::finish(m, r).map(Next::Frame),
+        match self.raw.next_with(|m, w| Self::copy(scratch, m, w))? {
+            RawNext::Frame(m, n) => Self::finish(m, &self.scratch[..n]).map(Next::Frame),
             RawNext::Missed(n) => Ok(Next::Missed(n)),
             RawNext::Empty => Ok(Next::Empty),
         }
@@ -696,8 +704,8 @@ impl<T: DeserializeOwned + Schema> Subscriber<T> {
     pub fn wait_next(&mut self, timeout: Duration) -> Result<Next<T>, WaitError> {
         let scratch = &mut self.scratch;
         self.raw.wait_until(timeout, |raw| {
-            Ok(match raw.next_with(|m, w| Self::decode(scratch, m, w))? {
-                RawNext::Frame(m, r) => Some(Next::Frame(Self::finish(m, r)?)),
+            Ok(match raw.next_with(|m, w| Self::copy(scratch, m, w))? {
+                RawNext::Frame(m, n) => Some(Next::Frame(Self::finish(m, &scratch[..n])?)),
                 RawNext::Missed(n) => Some(Next::Missed(n)),
                 RawNext::Empty => None,
             })
@@ -712,8 +720,8 @@ impl<T: DeserializeOwned + Schema> Subscriber<T> {
             if !raw.has_new() {
                 return Ok(None);
             }
-            match raw.latest_with(|m, w| Self::decode(scratch, m, w))? {
-                Some((m, r)) => Self::finish(m, r).map(Some),
+            match raw.latest_with(|m, w| Self::copy(scratch, m, w))? {
+                Some((m, n)) => Self::finish(m, &scratch[..n]).map(Some),
                 None => Ok(None),
             }
         })
