@@ -407,31 +407,36 @@ mod writer {
     /// header's generation is not advanced either way here: the caller does
     /// that after a commit.
     struct SlotWrite<'a> {
-        w: &'a [AtomicU32],
+        /// The slot head: sequence word and metadata (fixed indices, so the
+        /// stores below need no bounds checks).
+        head: &'a [AtomicU32; DATA],
+        /// The frame's data words.
+        data: &'a [AtomicU32],
         committed: bool,
         // Dropped after `Drop::drop` below has emptied an abandoned slot.
         _seq: seqlock::WriteGuard<'a>,
     }
 
     impl<'a> SlotWrite<'a> {
+        /// `w`: the whole slot; `data_words`: the frame's words after the
+        /// head (clamped to the slot).
         #[inline]
-        fn begin(w: &'a [AtomicU32]) -> SlotWrite<'a> {
+        fn begin(w: &'a [AtomicU32], data_words: usize) -> SlotWrite<'a> {
+            let Some((head, rest)) = w.split_first_chunk::<DATA>() else {
+                unreachable!("a slot has at least 8 words")
+            };
             SlotWrite {
-                w,
+                head,
+                data: &rest[..data_words.min(rest.len())],
                 committed: false,
-                _seq: seqlock::WriteGuard::begin(&w[SEQ]),
+                _seq: seqlock::WriteGuard::begin(&head[SEQ]),
             }
-        }
-
-        #[inline]
-        fn data(&self, words: usize) -> &'a [AtomicU32] {
-            &self.w[DATA..DATA + words]
         }
 
         /// Data stores: Relaxed, published by the guard's Release on drop.
         #[inline]
         fn store_meta(&self, len: u32, g: u64, mono_ns: u64, real_ns: u64) {
-            let w = self.w;
+            let w = self.head;
             w[LEN].store(len, Ordering::Relaxed);
             w[GEN_LO].store(g as u32, Ordering::Relaxed);
             w[GEN_HI].store((g >> 32) as u32, Ordering::Relaxed);
@@ -790,10 +795,13 @@ mod writer {
         ) -> Result<u64, PublishError> {
             let g = self.next;
             let cap = self.info.geometry.frame_capacity;
-            let slot = SlotWrite::begin(slot_atomics(&self.att, &self.info, g));
+            let slot = SlotWrite::begin(
+                slot_atomics(&self.att, &self.info, g),
+                self.info.geometry.frame_words(),
+            );
             // If `encode` panics, unwinding drops `slot`: the write is
             // abandoned (slot emptied, sequence even, generation unchanged).
-            let result = encode(slot.data(self.info.geometry.frame_words()), cap).and_then(|len| {
+            let result = encode(slot.data, cap).and_then(|len| {
                 if len > cap {
                     Err(PublishError::TooLarge { len, capacity: cap })
                 } else {
@@ -919,7 +927,7 @@ mod writer {
             // Relaxed: the publisher lock makes us the only writer, and the
             // dead one's stores are visible (the kernel released its lock).
             if w[SEQ].load(Ordering::Relaxed) & 1 == 1 {
-                drop(SlotWrite::begin(w));
+                drop(SlotWrite::begin(w, 0));
                 repaired += 1;
             } else {
                 let g = u64::from(w[GEN_LO].load(Ordering::Relaxed))

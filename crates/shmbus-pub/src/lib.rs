@@ -45,10 +45,25 @@
 //! section 6.2).
 //!
 //! ## Cost
-//! [`Publisher::publish`] encodes straight into the slot (no intermediate
-//! buffer), makes no allocation and no system call except `FUTEX_WAKE` when
-//! the topic has `notify` on (the default; see the subscriber's blocking
-//! waits), and reads the two clocks through the vDSO.
+//! [`Publisher::publish`] encodes the value with postcard into the
+//! publisher's own buffer (allocated once, at open), then copies it into the
+//! slot a 32-bit word at a time under the slot's seqlock, so the slot is
+//! mid-write only for the copy. It makes no allocation and no system call,
+//! except `FUTEX_WAKE` when the topic has `notify` on (the default) **and**
+//! a subscriber registered to sleep since two publishes ago
+//! (`shmbus_core::waiter`); with nobody asleep, only a session's first two
+//! publishes wake.
+//!
+//! ## Clocks
+//! A frame carries two stamps: `CLOCK_MONOTONIC` (ages, staleness) and
+//! `CLOCK_REALTIME` (recordings). [`Publisher::publish`] reads **one**
+//! clock, `CLOCK_MONOTONIC` (a vDSO call on the board's kernel, about 37 µs
+//! under full-system emulation); the wall-clock stamp is that reading plus
+//! the offset between the two clocks, which the publisher reads again
+//! (one more `CLOCK_REALTIME` read) at most once a second. So a step of the
+//! wall clock (`date -s`, NTP's first sync) shows in the real stamps within
+//! a second; slewing moves both clocks alike. [`Publisher::publish_at`]
+//! takes the caller's stamps and reads no clock at all.
 #![warn(missing_docs)]
 
 use core::marker::PhantomData;
@@ -57,7 +72,7 @@ use postcard::experimental::max_size::MaxSize;
 use postcard_schema::Schema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use shmbus_core::codec::{AtomicWriter, store_bytes};
+use shmbus_core::codec::store_bytes;
 use shmbus_core::segment::WriteSegment;
 use shmbus_core::sys;
 
@@ -74,6 +89,9 @@ pub use shmbus_core::{LockPolicy, OpenError, Topic};
 #[derive(Debug)]
 pub struct Publisher<T> {
     raw: RawPublisher,
+    /// The encoded frame, before its copy into the slot: frame capacity
+    /// bytes, so a value that does not fit is an encode error.
+    buf: Vec<u8>,
     _type: PhantomData<fn(&T)>,
 }
 
@@ -93,21 +111,29 @@ impl<T: Serialize + DeserializeOwned + MaxSize + Schema> Publisher<T> {
                 reason: format!("cannot encode the schema of the message type: {e}"),
             })?;
         let raw = RawPublisher::open(topic, &schema, T::POSTCARD_MAX_SIZE.max(1))?;
+        let buf = vec![0; raw.seg.info().geometry.frame_capacity];
         Ok(Publisher {
             raw,
+            buf,
             _type: PhantomData,
         })
     }
 
-    /// Publish `value` now. Returns its generation (1 for the first frame
-    /// ever published on the topic, then +1 per frame).
+    /// Publish `value` now (one clock read, see the crate docs). Returns its
+    /// generation (1 for the first frame ever published on the topic, then
+    /// +1 per frame).
     #[inline]
     pub fn publish(&mut self, value: &T) -> Result<u64, PublishError> {
-        self.publish_at(value, sys::monotonic_ns(), sys::realtime_ns())
+        let (mono_ns, real_ns) = self.raw.clock.now();
+        self.publish_at(value, mono_ns, real_ns)
     }
 
     /// Publish `value` with explicit timestamps (`CLOCK_MONOTONIC` and
-    /// `CLOCK_REALTIME`, ns), e.g. the time a sensor sample was taken.
+    /// `CLOCK_REALTIME`, ns), e.g. the time a sensor sample was taken. Reads
+    /// no clock.
+    ///
+    /// If `value` does not encode (or its `Serialize` panics), nothing is
+    /// written: the encoding happens before the slot's write begins.
     #[inline]
     pub fn publish_at(
         &mut self,
@@ -115,10 +141,11 @@ impl<T: Serialize + DeserializeOwned + MaxSize + Schema> Publisher<T> {
         mono_ns: u64,
         real_ns: u64,
     ) -> Result<u64, PublishError> {
-        self.raw.seg.publish_with(mono_ns, real_ns, |words, cap| {
-            postcard::serialize_with_flavor(value, AtomicWriter::new(words, cap))
-                .map_err(PublishError::Encode)
-        })
+        let len = postcard::to_slice(value, &mut self.buf)
+            .map_err(PublishError::Encode)?
+            .len();
+        self.raw
+            .publish_bytes_at(&self.buf[..len], mono_ns, real_ns)
     }
 
     /// The untyped publisher underneath (key, shmid, lock outcome, remove).
@@ -138,6 +165,41 @@ impl<T: Serialize + DeserializeOwned + MaxSize + Schema> Publisher<T> {
 #[derive(Debug)]
 pub struct RawPublisher {
     seg: WriteSegment,
+    clock: Clock,
+}
+
+/// How often the offset from `CLOCK_MONOTONIC` to `CLOCK_REALTIME` is read
+/// again (see the crate docs, "Clocks").
+pub const WALL_CLOCK_REFRESH: core::time::Duration = core::time::Duration::from_secs(1);
+
+/// Both stamps of a publish from one clock read: `CLOCK_MONOTONIC`, plus
+/// the offset to `CLOCK_REALTIME` read again once a [`WALL_CLOCK_REFRESH`].
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    /// `CLOCK_REALTIME - CLOCK_MONOTONIC` (wrapping), ns.
+    offset: u64,
+    /// `CLOCK_MONOTONIC` time of the next offset read.
+    refresh_at: u64,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        Clock {
+            offset: 0,
+            refresh_at: 0,
+        }
+    }
+
+    /// `(mono_ns, real_ns)` now.
+    #[inline]
+    fn now(&mut self) -> (u64, u64) {
+        let mono = sys::monotonic_ns();
+        if mono >= self.refresh_at {
+            self.offset = sys::realtime_ns().wrapping_sub(mono);
+            self.refresh_at = mono.saturating_add(WALL_CLOCK_REFRESH.as_nanos() as u64);
+        }
+        (mono, mono.wrapping_add(self.offset))
+    }
 }
 
 impl RawPublisher {
@@ -146,16 +208,19 @@ impl RawPublisher {
     pub fn open(topic: &Topic, schema: &[u8], frame_capacity: usize) -> Result<Self, OpenError> {
         Ok(RawPublisher {
             seg: WriteSegment::open(topic, schema, frame_capacity)?,
+            clock: Clock::new(),
         })
     }
 
-    /// Publish one encoded frame now. Returns its generation.
+    /// Publish one encoded frame now (one clock read, see the crate docs).
+    /// Returns its generation.
     #[inline]
     pub fn publish_bytes(&mut self, frame: &[u8]) -> Result<u64, PublishError> {
-        self.publish_bytes_at(frame, sys::monotonic_ns(), sys::realtime_ns())
+        let (mono_ns, real_ns) = self.clock.now();
+        self.publish_bytes_at(frame, mono_ns, real_ns)
     }
 
-    /// Publish one encoded frame with explicit timestamps.
+    /// Publish one encoded frame with explicit timestamps. Reads no clock.
     #[inline]
     pub fn publish_bytes_at(
         &mut self,
@@ -163,13 +228,16 @@ impl RawPublisher {
         mono_ns: u64,
         real_ns: u64,
     ) -> Result<u64, PublishError> {
-        self.seg.publish_with(mono_ns, real_ns, |words, cap| {
-            if frame.len() > cap {
-                return Err(PublishError::TooLarge {
-                    len: frame.len(),
-                    capacity: cap,
-                });
-            }
+        // Checked before the slot's write begins: a frame that does not fit
+        // touches nothing.
+        let cap = self.frame_capacity();
+        if frame.len() > cap {
+            return Err(PublishError::TooLarge {
+                len: frame.len(),
+                capacity: cap,
+            });
+        }
+        self.seg.publish_with(mono_ns, real_ns, |words, _| {
             store_bytes(words, frame);
             Ok(frame.len())
         })
@@ -233,5 +301,29 @@ impl RawPublisher {
     /// Remove the topic's segment and lock.
     pub fn remove(self) -> Result<(), sys::SysError> {
         self.seg.remove()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_clock_read_gives_a_wall_clock_stamp_near_clock_realtime() {
+        let mut c = Clock::new();
+        for _ in 0..3 {
+            let before = sys::realtime_ns();
+            let (mono, real) = c.now();
+            let after = sys::realtime_ns();
+            assert!(mono <= sys::monotonic_ns());
+            // Within a second of the wall clock read around it: the offset
+            // is exact up to one clock read and drifts only by slewing.
+            let second = 1_000_000_000;
+            assert!(
+                real + second >= before && real <= after + second,
+                "{before} <= {real} <= {after}"
+            );
+        }
+        assert!(c.refresh_at > 0);
     }
 }
