@@ -1,13 +1,16 @@
 //! Fan-out: one publisher, N subscriber processes.
 //!
-//! For each N and for a topic with notify on (subscribers block in the
-//! kernel in `wait_until`, every publish pays `FUTEX_WAKE`) and off
-//! (subscribers poll `has_new()` on a 200 µs timer, like a 5 kHz control
-//! loop, and the publish pays nothing for them): this process publishes
-//! frames at a fixed period and times each publish; every subscriber times
-//! its `latest()` after a wake-up (read cost) and reports the delivery
-//! latency from the publish timestamp to its read (`CLOCK_MONOTONIC` in
-//! both processes, so this one is a real one-way figure, wake-up included).
+//! For each N, three ways to read: a topic with notify on whose
+//! subscribers sleep in the kernel (`wait_until`: they register in the
+//! waiter segment, and every publish pays one `FUTEX_WAKE` that wakes all of
+//! them); the same topic with subscribers that poll `has_new()` on a 200 µs
+//! timer (like a 5 kHz control loop: nobody sleeps on the futex, so the
+//! publish makes no system call); and a topic with notify off, polled the
+//! same way. This process publishes frames at a fixed period and times each
+//! publish; every subscriber times its `latest()` after it saw the frame
+//! (read cost) and reports the delivery latency from the publish timestamp
+//! to its read (`CLOCK_MONOTONIC` in both processes, so this one is a real
+//! one-way figure, wake-up included).
 
 use std::time::Duration;
 
@@ -30,8 +33,10 @@ pub const POLL_PERIOD: Duration = Duration::from_micros(200);
 pub struct Point {
     /// Subscriber processes.
     pub subscribers: usize,
-    /// Topic notify flag (true: subscribers sleep on the futex).
+    /// Topic notify flag.
     pub notify: bool,
+    /// Subscribers sleep on the futex (else they poll every 200 µs).
+    pub waiting: bool,
     /// Publisher cost per frame.
     pub publish: Summary,
     /// Subscriber `latest()` cost per new frame (all subscribers).
@@ -44,24 +49,36 @@ pub struct Point {
 
 /// Measure one point. `period` spaces the publishes so that woken
 /// subscribers can go back to sleep.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site, every value named there"
+)]
 pub fn point(
     keys: &mut Keys,
     subscribers: usize,
     notify: bool,
+    waiting: bool,
     frames: usize,
     period: Duration,
     clock_ns: f64,
 ) -> Result<Point, String> {
     let t = topic(
         keys.take(),
-        &format!("bench/fanout-{subscribers}-{}", u8::from(notify)),
+        &format!(
+            "bench/fanout-{subscribers}-{}{}",
+            u8::from(notify),
+            u8::from(waiting)
+        ),
         notify,
     );
     let mut publisher = Publisher::<Frame64>::open(&t).map_err(|e| e.to_string())?;
-    let arg = format!("topic={}:{}:{}", t.key, u8::from(notify), t.name);
+    let args = [
+        format!("topic={}:{}:{}", t.key, u8::from(notify), t.name),
+        format!("mode={}", if waiting { "wait" } else { "poll" }),
+    ];
     let mut peers = Vec::with_capacity(subscribers);
     for _ in 0..subscribers {
-        peers.push(Peer::spawn("fanout_sub", std::slice::from_ref(&arg), &[])?);
+        peers.push(Peer::spawn("fanout_sub", &args, &[])?);
     }
     // Let every subscriber reach its wait.
     std::thread::sleep(Duration::from_millis(30) + period * 4);
@@ -102,6 +119,7 @@ pub fn point(
     Ok(Point {
         subscribers,
         notify,
+        waiting,
         publish: Summary::of(&mut publish),
         read: Summary::of(&mut read),
         latency: Summary::of(&mut latency),
@@ -109,20 +127,31 @@ pub fn point(
     })
 }
 
-/// Subscriber process: wait for frames until the stop frame, timing each
-/// `latest()`, then print the samples as one JSON line.
-pub fn subscriber(topic_arg: &str) -> Result<(), String> {
+/// Subscriber process: wait (sleeping, or polling every [`POLL_PERIOD`])
+/// for frames until the stop frame, timing each `latest()`, then print the
+/// samples as one JSON line.
+pub fn subscriber(topic_arg: &str, waiting: bool) -> Result<(), String> {
     let t = parse_topic(topic_arg)?;
     let mut sub = Subscriber::<Frame64>::wait_for_topic(&t, Duration::from_secs(10))
         .map_err(|e| e.to_string())?;
     println!("ready");
     let (mut read, mut lat) = (Vec::new(), Vec::new());
     loop {
-        sub.raw()
-            .wait_until(Duration::from_secs(60), |raw| {
-                Ok(raw.has_new().then_some(()))
-            })
-            .map_err(|e| e.to_string())?;
+        if waiting {
+            sub.raw()
+                .wait_until(Duration::from_secs(60), |raw| {
+                    Ok(raw.has_new().then_some(()))
+                })
+                .map_err(|e| e.to_string())?;
+        } else {
+            let give_up = monotonic_ns() + 60_000_000_000;
+            while !sub.has_new() {
+                if monotonic_ns() > give_up {
+                    return Err("no frame for 60 s".into());
+                }
+                std::thread::sleep(POLL_PERIOD);
+            }
+        }
         let t0 = monotonic_ns();
         let s = sub.latest().map_err(|e| e.to_string())?;
         let t1 = monotonic_ns();

@@ -171,7 +171,7 @@ fn peer(args: &[String]) -> Result<(), String> {
             handoff::raw_peer(&ping, &pong)?;
         }
         "unix" | "pipe" | "mq" => alts::peer(role, arg)?,
-        "fanout_sub" => fanout::subscriber(&arg("topic")?)?,
+        "fanout_sub" => fanout::subscriber(&arg("topic")?, arg("mode")? == "wait")?,
         other => return Err(format!("unknown peer role '{other}'")),
     }
     Ok(())
@@ -225,7 +225,8 @@ fn run_opts(opts: &Opts, args: &[String], keys: &mut Keys) -> Result<(), String>
     }
     let mut dists: Vec<Dist> = Vec::new();
     let mut failed: Vec<(Mech, bool)> = Vec::new();
-    for round in 0..opts.rounds {
+    let handoff_rounds = if opts.runs("handoff") { opts.rounds } else { 0 };
+    for round in 0..handoff_rounds {
         progress(
             opts,
             &format!("handoff round {}/{}", round + 1, opts.rounds),
@@ -258,7 +259,11 @@ fn run_opts(opts: &Opts, args: &[String], keys: &mut Keys) -> Result<(), String>
     drop(h);
 
     progress(opts, "in-process costs");
-    let mut items = micro::items(keys)?;
+    let mut items = if opts.runs("micro") {
+        micro::items(keys)?
+    } else {
+        Vec::new()
+    };
     let per_round = opts.micro_samples.div_ceil(opts.rounds).max(1);
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); items.len()];
     for _ in 0..opts.rounds {
@@ -279,18 +284,32 @@ fn run_opts(opts: &Opts, args: &[String], keys: &mut Keys) -> Result<(), String>
         .handoff_median("futex", false)
         .map(|one_way| 2.0 * one_way + clock_ns)
         .unwrap_or(50_000.0);
-    for &n in &opts.fanout {
-        for notify in [true, false] {
+    let fanout_counts: &[usize] = if opts.runs("fanout") {
+        &opts.fanout
+    } else {
+        &[]
+    };
+    for &n in fanout_counts {
+        for (notify, waiting) in [(true, true), (true, false), (false, false)] {
             progress(
                 opts,
                 &format!(
-                    "fan-out: {n} subscribers, notify {}",
-                    if notify { "on" } else { "off" }
+                    "fan-out: {n} subscribers, notify {}, {}",
+                    if notify { "on" } else { "off" },
+                    if waiting { "sleeping" } else { "polling" }
                 ),
             );
-            let floor = if notify { 200_000.0 } else { 1_000_000.0 };
+            let floor = if waiting { 200_000.0 } else { 1_000_000.0 };
             let period = Duration::from_nanos((futex_rtt * n as f64).max(floor) as u64);
-            match fanout::point(keys, n, notify, opts.fanout_frames, period, clock_ns) {
+            match fanout::point(
+                keys,
+                n,
+                notify,
+                waiting,
+                opts.fanout_frames,
+                period,
+                clock_ns,
+            ) {
                 Ok(p) => rep.fanout.push(p),
                 Err(e) => rep.skipped.push(format!("fan-out {n} subscribers: {e}")),
             }

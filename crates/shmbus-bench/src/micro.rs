@@ -196,8 +196,17 @@ pub fn items(keys: &mut Keys) -> Result<Vec<Item>, String> {
     let mut clocked = raw_publisher::<Frame64>(keys, "bench/publish-clocked", false)?;
     let frame = [0x5a_u8; 64];
     v.push(item(
+        "clock_read",
+        "floor: one clock_gettime(CLOCK_MONOTONIC)",
+        move || {
+            per_op(OPS, |_| {
+                black_box(monotonic_ns());
+            })
+        },
+    ));
+    v.push(item(
         "publish_64_clocks",
-        "shmbus publish_bytes 64 B incl. 2 clock reads",
+        "shmbus publish_bytes() 64 B, clock read incl.",
         move || {
             per_op(OPS, |_| {
                 let _ = black_box(clocked.publish_bytes(black_box(&frame)));
@@ -205,11 +214,23 @@ pub fn items(keys: &mut Keys) -> Result<Vec<Item>, String> {
         },
     ));
     let (imu, gnss, power) = typical();
+    let mut typed64 = Publisher::<Frame64>::open(&topic(keys.take(), "bench/publish-t64", false))
+        .map_err(|e| e.to_string())?;
+    let f64v = Frame64::new(7);
+    v.push(item(
+        "publish_64_typed",
+        "shmbus publish Frame64 (encode + word copy)",
+        move || {
+            per_op(OPS, |i| {
+                let _ = black_box(typed64.publish_at(black_box(&f64v), u64::from(i), 7));
+            })
+        },
+    ));
     let mut typed = Publisher::<Imu>::open(&topic(keys.take(), "bench/publish-imu", false))
         .map_err(|e| e.to_string())?;
     v.push(item(
         "publish_imu_typed",
-        "shmbus publish Imu (encode in place)",
+        "shmbus publish Imu (encode + word copy)",
         move || {
             per_op(OPS, |i| {
                 let _ = black_box(typed.publish_at(black_box(&imu), u64::from(i), 7));
@@ -221,6 +242,16 @@ pub fn items(keys: &mut Keys) -> Result<Vec<Item>, String> {
     v.push(encode_item("encode_imu", "postcard encode Imu (41 B)", imu));
     v.push(encode_item("encode_gnss", "postcard encode Gnss", gnss));
     v.push(encode_item("encode_power", "postcard encode Power", power));
+    let bytes64 = postcard::to_allocvec(&Frame64::new(7)).map_err(|e| e.to_string())?;
+    v.push(item(
+        "decode_64",
+        "postcard decode Frame64 from a slice",
+        move || {
+            per_op(OPS, |_| {
+                let _ = black_box(postcard::from_bytes::<Frame64>(black_box(&bytes64)));
+            })
+        },
+    ));
 
     // Read cost per new frame: bare seqlock read, then shmbus next/latest.
     let s = scratch.clone();
@@ -242,7 +273,7 @@ pub fn items(keys: &mut Keys) -> Result<Vec<Item>, String> {
     let slots = t.slots as u64;
     v.push(item(
         "read_next_64",
-        "shmbus next() per new 64 B frame",
+        "shmbus next() per new 64 B frame (copy + decode)",
         move || {
             let mut total = 0u64;
             let mut n = 0u64;
@@ -260,6 +291,22 @@ pub fn items(keys: &mut Keys) -> Result<Vec<Item>, String> {
                 n += slots;
             }
             total as f64 / n as f64
+        },
+    ));
+    let t = topic(keys.take(), "bench/read-latest", false);
+    let mut latest_pub = Publisher::<Frame64>::open(&t).map_err(|e| e.to_string())?;
+    latest_pub
+        .publish(&Frame64::new(1))
+        .map_err(|e| e.to_string())?;
+    let mut latest_sub = Subscriber::<Frame64>::attach(&t).map_err(|e| e.to_string())?;
+    v.push(item(
+        "read_latest_64",
+        "shmbus latest() 64 B frame (copy + decode)",
+        move || {
+            let _keep = &latest_pub;
+            per_op(OPS, |_| {
+                let _ = black_box(latest_sub.latest());
+            })
         },
     ));
     let mut raw_pub = raw_publisher::<Frame64>(keys, "bench/read-raw", false)?;
@@ -285,7 +332,7 @@ pub fn items(keys: &mut Keys) -> Result<Vec<Item>, String> {
     let mut imu_sub = Subscriber::<Imu>::attach(&t).map_err(|e| e.to_string())?;
     v.push(item(
         "read_latest_imu",
-        "shmbus latest() Imu (decode in place)",
+        "shmbus latest() Imu (copy + decode)",
         move || {
             let _keep = &imu_pub;
             per_op(OPS, |_| {

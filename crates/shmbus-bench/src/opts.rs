@@ -59,6 +59,9 @@ pub struct BenchArgs {
     /// Skip the pinned variants.
     #[arg(long = "no-pin")]
     pub no_pin: bool,
+    /// Run only these parts: handoff, micro, fanout (e.g. --only micro).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = ["handoff", "micro", "fanout"])]
+    pub only: Vec<String>,
     /// The peer side of a measurement (internal: `bench --peer ROLE k=v...`).
     #[arg(long, hide = true, num_args = 1.., allow_hyphen_values = true, value_name = "ROLE")]
     pub peer: Vec<String>,
@@ -112,6 +115,8 @@ pub struct Opts {
     pub peer_json: Option<PathBuf>,
     /// Run the pinned variants (if there are two CPUs).
     pub pin: bool,
+    /// The parts to run (handoff, micro, fanout); empty: all.
+    pub only: Vec<String>,
 }
 
 impl BenchArgs {
@@ -136,6 +141,7 @@ impl BenchArgs {
             iceoryx2: self.iceoryx2.clone(),
             peer_json: self.peer_json.clone(),
             pin: !self.no_pin,
+            only: self.only.clone(),
         };
         if let Some(r) = self.rounds {
             o.rounds = r;
@@ -153,6 +159,11 @@ impl BenchArgs {
 }
 
 impl Opts {
+    /// True if part `name` (handoff, micro, fanout) runs.
+    pub fn runs(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == name)
+    }
+
     /// Parse the words after `bench` (as the `shmbus-bench` binary and the
     /// tests do); the error is clap's message.
     pub fn parse(args: &[String]) -> Result<Opts, String> {
@@ -202,6 +213,9 @@ mod tests {
         assert!(parse("--iters 1e300").unwrap_err().contains("--iters"));
         assert!(parse("--fanout 1,100000").unwrap_err().contains("--fanout"));
         assert!(parse("--frobnicate").unwrap_err().contains("--frobnicate"));
+        assert!(parse("--only micro,wat").unwrap_err().contains("wat"));
+        let o = parse("--only micro").unwrap();
+        assert!(o.runs("micro") && !o.runs("handoff"));
     }
 
     #[test]

@@ -172,7 +172,7 @@ fn fanout(o: &mut String, rep: &Report, top: f64, h: f64) {
         .flat_map(|p| [p.publish.median_ns, p.read.median_ns])
         .fold(f64::MAX, f64::min);
     let n_max = rep.fanout.iter().map(|p| p.subscribers).max().unwrap_or(1) as f64;
-    let (x0, x1) = (LEFT, W - RIGHT - 200.0);
+    let (x0, x1) = (LEFT, W - RIGHT - 270.0);
     let y = LogAxis::new(ns_min, ns_max, top + h, top);
     let xat = |n: f64| x0 + (n.log2() / n_max.log2().max(1.0)) * (x1 - x0);
     let _ = writeln!(
@@ -206,17 +206,19 @@ fn fanout(o: &mut String, rep: &Report, top: f64, h: f64) {
         (x0 + x1) / 2.0,
         top + h + 34.0
     );
-    let series: [(&str, bool, bool); 4] = [
-        ("publish, notify on (waiting)", true, true),
-        ("publish, notify off", false, true),
-        ("read latest(), notify on", true, false),
-        ("read latest(), notify off", false, false),
+    // (label, notify, subscribers asleep, publish cost (else read cost))
+    let series: [(&str, bool, bool, bool); 5] = [
+        ("publish, notify on, subscribers asleep", true, true, true),
+        ("publish, notify on, polling", true, false, true),
+        ("publish, notify off, polling", false, false, true),
+        ("read latest(), asleep", true, true, false),
+        ("read latest(), polling", true, false, false),
     ];
-    for (i, (name, notify, publish)) in series.iter().enumerate() {
+    for (i, (name, notify, waiting, publish)) in series.iter().enumerate() {
         let pts: Vec<(f64, f64)> = rep
             .fanout
             .iter()
-            .filter(|p| p.notify == *notify)
+            .filter(|p| p.notify == *notify && p.waiting == *waiting)
             .map(|p| {
                 let v = if *publish {
                     p.publish.median_ns

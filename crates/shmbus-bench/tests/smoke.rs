@@ -111,6 +111,10 @@ fn quick_json_run_measures_everything_and_cleans_up() {
         "publish_64",
         "publish_1k",
         "read_next_64",
+        "read_latest_64",
+        "publish_64_notify",
+        "clock_read",
+        "decode_64",
         "encode_imu",
     ] {
         let row = micro
@@ -123,7 +127,11 @@ fn quick_json_run_measures_everything_and_cleans_up() {
         );
     }
     let fanout = v["fanout"].as_array().expect("fan-out points");
-    assert_eq!(fanout.len(), 4, "1 and 2 subscribers, notify on and off");
+    assert_eq!(
+        fanout.len(),
+        6,
+        "1 and 2 subscribers: notify on asleep, on polling, off polling"
+    );
     for p in fanout {
         assert!(
             p["read"]["samples"].as_u64() > Some(0),
