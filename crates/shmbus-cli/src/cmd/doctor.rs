@@ -308,12 +308,19 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
             ));
         }
     }
-    let missing = need.iter().filter(|n| !n.2).count() as u64;
+    // A topic with notify on also has a one-page waiter segment per
+    // publisher (docs/LAYOUT.md 7.4). Without room for it the topic still
+    // works, but every publish then calls FUTEX_WAKE.
+    let waiters_to_create = configured
+        .iter()
+        .filter(|t| t.notify && size_at(t.key).is_none())
+        .count() as u64;
+    let missing = need.iter().filter(|n| !n.2).count() as u64 + waiters_to_create;
     let in_use = segments.len() as u64;
     if in_use + missing > shmmni {
         f.push(fail(
             "shmmni",
-            format!("{in_use} segments exist and {missing} configured topics are still to be created, but kernel.shmmni is {shmmni}"),
+            format!("{in_use} segments exist and {missing} are still to be created for the configured topics (a topic with notify on has 2), but kernel.shmmni is {shmmni}"),
             format!("sysctl -w kernel.shmmni={} or remove stale segments (shmbus rm, ipcrm)", in_use + missing + 16),
         ).with_sysctl("kernel.shmmni", in_use + missing + 16));
     } else {
@@ -330,7 +337,8 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
             .iter()
             .filter(|n| !n.2)
             .map(|n| n.1.div_ceil(page))
-            .sum::<u64>();
+            .sum::<u64>()
+        + waiters_to_create;
     if used_pages > shmall {
         f.push(
             fail(

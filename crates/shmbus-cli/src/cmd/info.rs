@@ -39,6 +39,11 @@ pub fn run(a: &InfoArgs, bus: Option<&str>) -> CmdResult {
     let start_real = h.publisher_start_real_ns().load();
     let header_pid = h.publisher_pid().load();
     let epoch = h.publisher_epoch().load();
+    // The current publisher session's waiter segment (docs/LAYOUT.md 7.4).
+    let waiter_shmid = match h.waiter_ref().load() {
+        r if r > 0 && info.waiters() => Some(r - 1),
+        _ => None,
+    };
     let publisher = super::publisher_of(&entry, &seg);
     let now = now_ns();
     let age = (generation > 0).then(|| now.saturating_sub(last_mono));
@@ -78,6 +83,8 @@ pub fn run(a: &InfoArgs, bus: Option<&str>) -> CmdResult {
             "slot_stride": g.slot_stride,
             "frame_capacity": g.frame_capacity,
             "notify": info.notify(),
+            "waiter_registration": info.waiters(),
+            "waiter_shmid": waiter_shmid,
             "created_real_ns": info.created_real_ns,
             "schema": {
                 "name": schema.as_ref().map(|t| t.name.clone()).ok(),
@@ -119,12 +126,18 @@ pub fn run(a: &InfoArgs, bus: Option<&str>) -> CmdResult {
     );
     kv(
         "notify",
-        if info.notify() {
-            "on (subscribers can sleep on a futex)"
-        } else {
-            "off"
-        }
-        .into(),
+        match (info.notify(), info.waiters(), waiter_shmid) {
+            (false, _, _) => "off".into(),
+            (true, true, Some(id)) => format!(
+                "on (subscribers sleep on a futex; they register in waiter segment shmid {id}, so a publish wakes only when someone sleeps)"
+            ),
+            (true, true, None) => {
+                "on (subscribers sleep on a futex; this publisher has no waiter segment: every publish wakes)".into()
+            }
+            (true, false, _) => {
+                "on (subscribers sleep on a futex; segment made before waiter registration: every publish wakes)".into()
+            }
+        },
     );
     kv("created", ns_to_utc(info.created_real_ns));
     kv("generation", generation.to_string());
