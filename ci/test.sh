@@ -193,6 +193,10 @@ if [[ -f target/board-console.log ]]; then
     echo
     echo "board figures (from target/board-console.log):"
     grep '^SHMBUS-BOARD: .*\(ok\|FAIL\|one-core-cpu:\)' target/board-console.log | sed 's/^/  /' || true
+    if [[ -f bench/results/board-before.txt ]]; then
+        echo "  board bench before waiter registration (bench/results/board-before.txt):"
+        grep -v '^#' bench/results/board-before.txt | sed 's/^/    /'
+    fi
 fi
 echo
 echo "ci stages: $npass passed, $nfail failed"

@@ -131,7 +131,70 @@ pub fn bench() -> Result<String, String> {
         return Err(format!("`shmbus-bench --quick` exited {code}"));
     }
     Ok(format!(
-        "shmbus-bench --quick ran in {} s (table above)",
+        "{}; shmbus-bench --quick ran in {} s (table above)",
+        bench_figures(&text),
         started.elapsed().as_secs()
     ))
+}
+
+/// The median of the table row whose label starts with one of `labels`
+/// (the first duration after the label), or "?".
+fn median_of(table: &str, labels: &[&str]) -> String {
+    for line in table.lines() {
+        let l = line.trim_start();
+        for label in labels {
+            if let Some(rest) = l.strip_prefix(label) {
+                let mut w = rest.split_whitespace();
+                if let (Some(v), Some(unit)) = (w.next(), w.next()) {
+                    if v.parse::<f64>().is_ok() {
+                        return format!("{v} {unit}");
+                    }
+                }
+            }
+        }
+    }
+    "?".into()
+}
+
+/// The publish and wait costs of a `shmbus bench --quick` table, for the
+/// scenario's summary line (and so the CI summary). The labels of older
+/// builds are accepted too, so a run of an older image reads the same.
+pub fn bench_figures(table: &str) -> String {
+    let m = |labels: &[&str]| median_of(table, labels);
+    format!(
+        "publish 64 B: notify off {}, notify on with nobody asleep {}, with the clock read(s) {}; \
+         wait_latest handoff {} (raw futex floor {}); has_new {}",
+        m(&["shmbus publish 64 B (pre-encoded, notify off)"]),
+        m(&["shmbus publish 64 B (notify on, no waiter)"]),
+        m(&[
+            "shmbus publish_bytes() 64 B, clock read incl.",
+            "shmbus publish_bytes 64 B incl. 2 clock reads"
+        ]),
+        m(&["shmbus wait_latest (blocking)"]),
+        m(&["floor: raw futex wait/wake"]),
+        m(&["shmbus has_new(), nothing new"]),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_come_from_the_rows_of_old_and_new_tables() {
+        let old = "  shmbus publish 64 B (pre-encoded, notify off)       308 ns   22.9 us
+  shmbus publish 64 B (notify on, no waiter)        147.3 us  326.9 us
+  shmbus publish_bytes 64 B incl. 2 clock reads     115.5 us  644.3 us
+  shmbus wait_latest (blocking)       235.2 us    3.0 ms
+  floor: raw futex wait/wake          132.8 us    3.3 ms
+";
+        let f = bench_figures(old);
+        assert_eq!(
+            f,
+            "publish 64 B: notify off 308 ns, notify on with nobody asleep 147.3 us, \
+             with the clock read(s) 115.5 us; wait_latest handoff 235.2 us (raw futex floor 132.8 us); has_new ?"
+        );
+        let new = "  shmbus publish_bytes() 64 B, clock read incl.      40 us   50 us\n";
+        assert!(bench_figures(new).contains("with the clock read(s) 40 us"));
+    }
 }
