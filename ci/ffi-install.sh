@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ci/ffi-install.sh PREFIX [host|armv7] — build libshmbus (profile release)
 # and install it the way cargo-c lays out a C library:
-#   PREFIX/lib/libshmbus.so.0.1.0, libshmbus.so.0 -> it, libshmbus.so -> it
+#   PREFIX/lib/libshmbus.so.0.1.0 (stripped), libshmbus.so.0 -> it, libshmbus.so -> it
 #   PREFIX/lib/libshmbus.a
 #   PREFIX/include/shmbus/shmbus.h
 #   PREFIX/lib/pkgconfig/shmbus.pc   (Cflags -I${includedir}/shmbus, Libs -lshmbus,
@@ -29,12 +29,14 @@ case $target in
 host)
     cargo rustc --release -p shmbus-ffi --lib -- --print native-static-libs 2>"$log" || { cat "$log" >&2; exit 1; }
     out=target/release
+    strip=strip
     ;;
 armv7)
     # shellcheck source=ci/arm-env.sh
     source ci/arm-env.sh
     arm_cargo rustc --release -p shmbus-ffi --lib -- --print native-static-libs 2>"$log" || { cat "$log" >&2; exit 1; }
     out=$(_shmbus_arm_target_base)/armv7/$SHMBUS_ARM_TARGET/release
+    strip=arm-linux-gnueabihf-strip
     ;;
 *)
     echo "ffi-install: unknown target '$target' (host or armv7)" >&2
@@ -45,6 +47,9 @@ private=$(sed -n 's/.*native-static-libs: //p' "$log" | tail -1)
 
 install -d "$prefix/lib/pkgconfig" "$prefix/include/shmbus"
 install -m 0755 "$out/libshmbus.so" "$prefix/lib/libshmbus.so.$version"
+# The symbol table only (the release profile has no debug info); the
+# dynamic symbols C programs link against stay.
+"$strip" --strip-unneeded "$prefix/lib/libshmbus.so.$version"
 ln -sfn "libshmbus.so.$version" "$prefix/lib/libshmbus.so.$major"
 ln -sfn "libshmbus.so.$major" "$prefix/lib/libshmbus.so"
 install -m 0644 "$out/libshmbus.a" "$prefix/lib/libshmbus.a"

@@ -74,6 +74,19 @@ cbuild() {
     done
 }
 
+# exports LABEL NM LIB: every function the library exports is shmbus_*, and
+# every function the header declares is exported.
+exports() {
+    local label=$1 nm=$2 lib=$3
+    run "$label: exports only shmbus_* functions, all of them in shmbus.h" bash -c "
+        set -e
+        exported=\$($nm -D --defined-only '$lib' | awk '\$2 == \"T\" {print \$3}' | sort)
+        declared=\$(grep -o 'shmbus_[a-z0-9_]*(' crates/shmbus-ffi/include/shmbus.h | tr -d '(' | sort -u)
+        echo \"\$(echo \"\$exported\" | wc -l) exported functions\"
+        if echo \"\$exported\" | grep -v '^shmbus_'; then echo 'exported without the shmbus_ prefix (above)'; exit 1; fi
+        [ \"\$exported\" = \"\$declared\" ] || { diff <(echo \"\$exported\") <(echo \"\$declared\"); exit 1; }"
+}
+
 # interop LABEL RUNNER KEY PUBLISHER SUBSCRIBER: a publisher at 1 kHz for
 # 60 s at most and a subscriber that must receive 200 frames in order
 # (exit 0, "received 200 frames"); both are the same command-line shape in
@@ -147,6 +160,7 @@ ctests() {
 if [[ $what == all || $what == host ]]; then
     run "header: matches the sources, compiles alone as C99" ci/ffi-header.sh --check
     ci/ffi-install.sh "$OUT/host" host
+    exports host nm "$OUT/host/lib/libshmbus.so"
     cargo build --release -p shmbus-examples
     cbuild cc "$OUT/host" "$OUT/host/bin"
     ctests host "" target/release "$OUT/host/bin"
@@ -160,12 +174,22 @@ if [[ $what == all || $what == armv7 ]]; then
     # shellcheck source=ci/arm-env.sh
     source ci/arm-env.sh
     ci/ffi-install.sh "$OUT/armv7" armv7
+    exports armv7 arm-linux-gnueabihf-nm "$OUT/armv7/lib/libshmbus.so"
     arm_cargo build --release -p shmbus-examples
     armdir=$(_shmbus_arm_target_base)/armv7/$SHMBUS_ARM_TARGET/release
     cbuild arm-linux-gnueabihf-gcc "$OUT/armv7" "$OUT/armv7/bin"
     file "$OUT/armv7/bin/test_api" | sed 's/^/  /'
     ctests armv7 "qemu-arm -L /usr/arm-linux-gnueabihf" "$armdir" "$OUT/armv7/bin"
     examples armv7 "qemu-arm -L /usr/arm-linux-gnueabihf" "$OUT/armv7/bin" "$armdir"
+    # The board's wheel: the same module with the armv7 library inside.
+    rm -rf "$OUT/wheels-armv7"
+    whl=$(python3 python/build_wheel.py --lib "$OUT/armv7/lib/libshmbus.so.0.1.0" --version 0.1.0 \
+        --plat linux_armv7l --out "$OUT/wheels-armv7")
+    run "armv7: the wheel bundles an ARM libshmbus.so.0 and the module" bash -c "
+        python3 -m zipfile -l '$whl' | grep -q 'shmbus/__init__.py' &&
+        python3 -m zipfile -e '$whl' '$OUT/wheels-armv7/x' &&
+        file -L '$OUT/wheels-armv7/x/shmbus/_lib/libshmbus.so.0' | grep -q 'ELF 32-bit LSB shared object, ARM'"
+    ls -l "$OUT/wheels-armv7"/*.whl | sed 's/^/  /'
 fi
 
 echo
