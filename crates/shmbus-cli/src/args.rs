@@ -8,8 +8,10 @@
 //! `main.rs`. `shmbus --help` lists only the commands this build has.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use shmbus_toolbox::parse;
 
 const TOPIC_HELP: &str = "Topic name, key (0x5312abcd or decimal) or shmid (shmid:N)";
 
@@ -134,11 +136,11 @@ pub struct ListArgs {
     /// One JSON array of objects.
     #[arg(long)]
     pub json: bool,
-    /// Milliseconds between the two generation samples for RATE (0: skip).
-    #[arg(long, default_value_t = 200, value_name = "MS")]
+    /// Milliseconds between the two generation samples for RATE (0: skip; at most 60000).
+    #[arg(long, default_value_t = 200, value_name = "MS", value_parser = parse::millis, allow_negative_numbers = true)]
     pub window: u64,
     /// Only these keys (repeatable; 0x... or decimal).
-    #[arg(long = "key", value_name = "KEY", value_parser = parse_key)]
+    #[arg(long = "key", value_name = "KEY", value_parser = parse::key, allow_negative_numbers = true)]
     pub keys: Vec<i32>,
 }
 
@@ -164,8 +166,8 @@ pub struct EchoArgs {
     /// One JSON object per frame, one per line.
     #[arg(long)]
     pub json: bool,
-    /// Stop after N frames.
-    #[arg(long, short = 'n', value_name = "N")]
+    /// Stop after N frames (a frame that cannot be shown counts, and is reported).
+    #[arg(long, short = 'n', value_name = "N", value_parser = parse::count, allow_negative_numbers = true)]
     pub count: Option<u64>,
     /// Every frame in publish order (with missed-frame notices), not only the newest.
     #[arg(long)]
@@ -174,8 +176,8 @@ pub struct EchoArgs {
     #[arg(long, requires = "all")]
     pub from_oldest: bool,
     /// Give up (exit 1) if no frame arrives for this many seconds.
-    #[arg(long, value_name = "SECS")]
-    pub timeout: Option<f64>,
+    #[arg(long, value_name = "SECS", value_parser = parse::seconds, allow_negative_numbers = true)]
+    pub timeout: Option<Duration>,
 }
 
 /// `shmbus pub`.
@@ -188,10 +190,10 @@ pub struct PubArgs {
     /// The value as JSON, or - to read one JSON value per line from stdin.
     pub json: String,
     /// Publish the value N times (0: until interrupted).
-    #[arg(long, short = 'n', default_value_t = 1, value_name = "N")]
+    #[arg(long, short = 'n', default_value_t = 1, value_name = "N", value_parser = parse::count_or_zero, allow_negative_numbers = true)]
     pub count: u64,
-    /// Frames per second when publishing more than one.
-    #[arg(long, default_value_t = 10.0, value_name = "HZ")]
+    /// Frames per second when publishing more than one (0.001 to 1000000).
+    #[arg(long, default_value_t = 10.0, value_name = "HZ", value_parser = parse::rate, allow_negative_numbers = true)]
     pub rate: f64,
 }
 
@@ -203,30 +205,30 @@ pub struct HzArgs {
     #[arg(help = TOPIC_HELP)]
     pub topic: String,
     /// Seconds per report.
-    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
-    pub interval: f64,
+    #[arg(long, default_value = "1", value_name = "SECS", value_parser = parse::seconds, allow_negative_numbers = true)]
+    pub interval: Duration,
     /// Stop after N reports.
-    #[arg(long, short = 'n', value_name = "N")]
+    #[arg(long, short = 'n', value_name = "N", value_parser = parse::count, allow_negative_numbers = true)]
     pub count: Option<u64>,
     /// Stop after this many seconds.
-    #[arg(long, value_name = "SECS")]
-    pub duration: Option<f64>,
+    #[arg(long, value_name = "SECS", value_parser = parse::seconds, allow_negative_numbers = true)]
+    pub duration: Option<Duration>,
 }
 
 /// `shmbus top`.
 #[derive(Debug, Args)]
 pub struct TopArgs {
     /// Seconds between refreshes.
-    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
-    pub interval: f64,
+    #[arg(long, default_value = "1", value_name = "SECS", value_parser = parse::seconds, allow_negative_numbers = true)]
+    pub interval: Duration,
     /// Stop after N refreshes.
-    #[arg(long, short = 'n', value_name = "N")]
+    #[arg(long, short = 'n', value_name = "N", value_parser = parse::count, allow_negative_numbers = true)]
     pub count: Option<u64>,
     /// Stop after this many seconds.
-    #[arg(long, value_name = "SECS")]
-    pub duration: Option<f64>,
+    #[arg(long, value_name = "SECS", value_parser = parse::seconds, allow_negative_numbers = true)]
+    pub duration: Option<Duration>,
     /// Only these keys (repeatable).
-    #[arg(long = "key", value_name = "KEY", value_parser = parse_key)]
+    #[arg(long = "key", value_name = "KEY", value_parser = parse::key, allow_negative_numbers = true)]
     pub keys: Vec<i32>,
 }
 
@@ -250,7 +252,7 @@ pub struct DoctorArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Only look at these keys for stale topics (repeatable).
-    #[arg(long = "key", value_name = "KEY", value_parser = parse_key)]
+    #[arg(long = "key", value_name = "KEY", value_parser = parse::key, allow_negative_numbers = true)]
     pub keys: Vec<i32>,
     /// Print only the sysctl.d lines that raise the System V limits the
     /// config needs (nothing when they suffice), for /etc/sysctl.d/.
@@ -263,24 +265,11 @@ pub struct DoctorArgs {
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Stop after this many seconds (default: until interrupted).
-    #[arg(long, value_name = "SECS")]
-    pub duration: Option<f64>,
+    #[arg(long, value_name = "SECS", value_parser = parse::seconds, allow_negative_numbers = true)]
+    pub duration: Option<Duration>,
     /// Topic config (default: the built-in demo topics).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-}
-
-/// Parse a key: `0x...` hex or decimal (negative allowed).
-pub fn parse_key(s: &str) -> Result<i32, String> {
-    let t = s.trim();
-    let r = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        Some(h) => u32::from_str_radix(h, 16).map(|u| u as i32).ok(),
-        None => t
-            .parse::<i32>()
-            .ok()
-            .or_else(|| t.parse::<u32>().ok().map(|u| u as i32)),
-    };
-    r.ok_or_else(|| format!("'{s}' is not a key: write 0x5312abcd or a decimal number"))
 }
 
 #[cfg(test)]
@@ -321,8 +310,5 @@ mod tests {
             Cmd::Echo(e) => assert_eq!(e.bus.get(), Some("lab")),
             other => panic!("{other:?}"),
         }
-        assert_eq!(parse_key("0xffffffff"), Ok(-1));
-        assert_eq!(parse_key("17"), Ok(17));
-        assert!(parse_key("x").is_err());
     }
 }

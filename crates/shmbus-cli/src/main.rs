@@ -7,8 +7,6 @@
 #![warn(missing_docs)]
 
 use std::process::ExitCode;
-#[cfg(feature = "demo")]
-use std::time::Duration;
 
 use clap::Parser;
 
@@ -51,17 +49,7 @@ fn main() -> ExitCode {
         Cmd::Rm(a) => cmd::rm::run(&a, a.bus.get()),
         Cmd::Doctor(a) => cmd::doctor::run(&a),
         #[cfg(feature = "demo")]
-        Cmd::Demo(a) => {
-            let d = match a.duration.map(Duration::try_from_secs_f64) {
-                None => None,
-                Some(Ok(d)) => Some(d),
-                Some(Err(_)) => {
-                    out::notice("--duration must be a positive number of seconds");
-                    return ExitCode::from(out::ERROR);
-                }
-            };
-            return demo::run(d, a.config);
-        }
+        Cmd::Demo(a) => return demo::run(a.duration, a.config),
         #[cfg(feature = "demo")]
         Cmd::Sensor(p) => {
             let name = p.args.first().cloned().unwrap_or_default();

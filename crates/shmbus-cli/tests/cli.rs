@@ -492,11 +492,15 @@ fn garbage_segments_and_frames_give_clear_errors() {
         "--from-oldest",
         "--json",
         "--count",
-        "1",
+        "2",
         "--timeout",
         "10",
     ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.code, 2,
+        "one of the two frames could not be shown: {}",
+        r.stderr
+    );
     assert!(r.stderr.contains("does not decode"), "{}", r.stderr);
     let v: Value = serde_json::from_str(r.stdout.trim()).unwrap();
     assert_eq!(v["value"]["t_us"], 5);
@@ -907,4 +911,173 @@ fn locked_and_removed_segments_are_shown_as_such() {
         r.stdout
     );
     drop(p);
+}
+
+/// Run shmbus, killing it after `limit`: (exit code or None if it had to
+/// be killed, stdout, stderr, seconds it ran).
+fn run_limited(args: &[&str], limit: Duration) -> (Option<i32>, String, String, f64) {
+    let mut child = KillOnDrop(
+        shmbus(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn shmbus"),
+    );
+    let mut out = child.0.stdout.take().unwrap();
+    let mut err = child.0.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let code = loop {
+        if let Some(st) = child.0.try_wait().unwrap() {
+            break st.code();
+        }
+        if start.elapsed() > limit {
+            let _ = child.0.kill();
+            let _ = child.0.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let secs = start.elapsed().as_secs_f64();
+    let (out, err) = (t_out.join().unwrap(), t_err.join().unwrap());
+    assert!(!err.contains("panicked"), "shmbus panicked: {err}");
+    (code, out, err, secs)
+}
+
+/// A writable view of the segment at `key`: (attachment, header size,
+/// slot count, slot stride), to damage it the way a bug or another
+/// program would.
+fn damage(key: i32) -> (sys::WriteAttachment, usize, u64, usize) {
+    let id = sys::shmget(key, 0, 0).unwrap();
+    let att = sys::WriteAttachment::read_write(id).unwrap();
+    let word = |off: usize| {
+        att.atomic_word(off)
+            .unwrap()
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let (header, slots, stride) = (word(12) as usize, u64::from(word(16)), word(20) as usize);
+    (att, header, slots, stride)
+}
+
+/// `n` frames, then every slot's length set beyond the frame capacity: a
+/// ring of corrupt frames.
+fn corrupt_ring(test: &str, n: u64) -> (shmbus_core::Topic, Guard) {
+    let (topic, g) = self::topic(test);
+    let topic = topic.slots(8);
+    let mut p = Publisher::<Imu>::open(&topic).unwrap();
+    for i in 0..n {
+        p.publish(&imu(i)).unwrap();
+    }
+    drop(p);
+    let (att, header, slots, stride) = damage(topic.key);
+    for i in 0..slots {
+        let len = att.atomic_word(header + i as usize * stride + 4).unwrap();
+        len.store(u32::MAX, std::sync::atomic::Ordering::Relaxed);
+    }
+    (topic, g)
+}
+
+/// Lines of stderr that report `needle` in full (not the "N more ..."
+/// count lines that repeat the latest one).
+fn count_lines(text: &str, needle: &str) -> usize {
+    text.lines()
+        .filter(|l| l.contains(needle) && !l.contains(" more "))
+        .count()
+}
+
+/// On a ring where every frame is corrupt, echo (latest and --all) and hz
+/// end by their bounds, print the problem once and then at most a count
+/// a second, and never re-read the same broken frame in a loop.
+#[test]
+fn bounds_hold_and_errors_print_once_on_a_ring_of_corrupt_frames() {
+    watchdog("corrupt_ring", Duration::from_secs(240));
+    let (topic, _g) = corrupt_ring("corrupt-ring", 8);
+    let k = hex(topic.key);
+    let limit = Duration::from_secs(60);
+    for mode in [&[][..], &["--all", "--from-oldest"][..]] {
+        let mut args = vec!["echo", k.as_str(), "--timeout", "1.5"];
+        args.extend_from_slice(mode);
+        let (code, out, err, secs) = run_limited(&args, limit);
+        assert_eq!(code, Some(1), "{args:?} must end by --timeout: {err}");
+        assert!(out.is_empty(), "{out}");
+        assert_eq!(count_lines(&err, "is corrupt"), 1, "{args:?}: {err}");
+        assert!(
+            err.lines().count() <= 3 + secs as usize,
+            "{args:?}: at most one line a second after the first ({secs:.1} s):\n{err}"
+        );
+        assert!(err.contains("no frame on"), "{err}");
+    }
+    // --count holds when the frames reached cannot be shown.
+    let (code, _, err, _) = run_limited(&["echo", &k, "--count", "1"], limit);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("1 of 1 frames") && err.contains("could not be shown"),
+        "{err}"
+    );
+    let (code, out, err, secs) =
+        run_limited(&["hz", &k, "--count", "2", "--interval", "0.5"], limit);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(err.lines().count() <= 3 + secs as usize, "{err}");
+}
+
+/// A publisher stopped mid-write (its slot stays odd while it holds the
+/// lock): `echo --all --from-oldest` says so once, then counts, and
+/// `--timeout` ends it.
+#[test]
+fn a_stuck_writer_is_reported_once_and_timeout_holds() {
+    watchdog("stuck_writer", Duration::from_secs(240));
+    let (topic, _g) = self::topic("stuck-writer");
+    let topic = topic.slots(4);
+    let mut p = Publisher::<Imu>::open(&topic).unwrap();
+    for i in 0..4 {
+        p.publish(&imu(i)).unwrap();
+    }
+    // The oldest slot (generation 1) left mid-write by a live publisher.
+    let (att, header, _, _) = damage(topic.key);
+    let seq = att.atomic_word(header).unwrap();
+    seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let k = hex(topic.key);
+    let (code, _, err, secs) = run_limited(
+        &["echo", &k, "--all", "--from-oldest", "--timeout", "2.5"],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(1), "--timeout ends it: {err}");
+    assert_eq!(count_lines(&err, "has been mid-write for"), 1, "{err}");
+    assert!(
+        err.lines().count() <= 3 + secs as usize,
+        "{secs:.1} s:\n{err}"
+    );
+    drop(p);
+}
+
+/// `--count N` counts frames reached, also those that do not decode; each
+/// is reported (once in full, then counted) and the exit code says so.
+#[test]
+fn count_holds_when_frames_do_not_decode() {
+    watchdog("undecodable_count", Duration::from_secs(120));
+    let (topic, _g) = self::topic("undecodable");
+    let schema = shmbus_core::schema::schema_bytes::<Imu>().unwrap();
+    let mut raw = RawPublisher::open(&topic, &schema, 64).unwrap();
+    for _ in 0..5 {
+        raw.publish_bytes(&[0xff; 20]).unwrap();
+    }
+    let k = hex(topic.key);
+    let (code, out, err, _) = run_limited(
+        &["echo", &k, "--all", "--from-oldest", "--count", "3"],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert_eq!(count_lines(&err, "does not decode"), 1, "{err}");
+    assert!(err.contains("3 of 3 frames"), "{err}");
 }

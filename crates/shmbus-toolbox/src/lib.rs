@@ -10,9 +10,12 @@
 //!   09:31:51`, `0x5312abcd`.
 //! - [`parse`]: numeric command-line values with their bounds, as clap value
 //!   parsers: a value out of range is a clear error (exit 2), never a panic.
+//! - [`repeats`]: a repeated error printed once, then a count at most once a
+//!   second.
 //! - [`stop`]: the SIGINT/SIGTERM flag that long-running commands check.
 #![warn(missing_docs)]
 
 pub mod parse;
+pub mod repeats;
 pub mod stop;
 pub mod units;

@@ -7,6 +7,16 @@
 //!
 //! Waiting sleeps in the kernel (futex on the topic's notify word). A
 //! publisher that stops is waited for; a removed topic ends the command.
+//!
+//! ## Bounds
+//! `--count N` stops after N frames reached, whether they were shown or
+//! could not be (undecodable, corrupt: reported on stderr, exit 2 at the
+//! end). `--timeout S` stops (exit 1) when no frame has arrived for S
+//! seconds, on every path: waiting for a publisher, a writer stuck
+//! mid-write, a ring of corrupt frames. A frame that cannot be read is
+//! never read again: the reader moves past it and sleeps until something
+//! new is published. A problem that repeats is printed once, then as a
+//! count at most once a second.
 
 use std::time::Duration;
 
@@ -15,6 +25,7 @@ use shmbus_codec::Codec;
 use shmbus_core::sys::{self, monotonic_ns};
 use shmbus_core::{PublisherStatus, ReadError, SlotMeta, WaitError};
 use shmbus_sub::{RawNext, RawSubscriber};
+use shmbus_toolbox::repeats::Repeats;
 
 use crate::args::EchoArgs;
 use crate::discover;
@@ -33,17 +44,21 @@ struct Printer<'a> {
 }
 
 impl Printer<'_> {
-    fn frame(&self, m: &SlotMeta, bytes: &[u8]) -> Result<bool, Fail> {
+    /// Print frame `m`; `false` (reported through `notes`) if it does not
+    /// decode.
+    fn frame(&self, m: &SlotMeta, bytes: &[u8], notes: &mut Repeats) -> Result<bool, Fail> {
         let v = match self.codec.decode(bytes) {
             Ok(v) => v,
             Err(e) => {
-                out::notice(&format!(
-                    "frame {} of '{}' does not decode with the topic's schema ({e}); {} bytes: {}",
-                    m.generation,
-                    self.name,
-                    bytes.len(),
-                    hex(bytes)
-                ));
+                notes.note("undecodable", "frames that do not decode", || {
+                    format!(
+                        "frame {} of '{}' does not decode with the topic's schema ({e}); {} bytes: {}",
+                        m.generation,
+                        self.name,
+                        bytes.len(),
+                        hex(bytes)
+                    )
+                });
                 return Ok(false);
             }
         };
@@ -88,9 +103,14 @@ fn wait_for_publisher(sub: &RawSubscriber, deadline: Option<u64>) -> Result<(), 
             }
             step = step.min(Duration::from_nanos(d - now));
         }
-        let word = sub.segment().notify_word();
-        let _ = sys::futex_wait(word, word.load_acquire(), step);
+        sleep_on(sub, step);
     }
+}
+
+/// Sleep on the topic's notify word for up to `step` (a publish wakes us).
+fn sleep_on(sub: &RawSubscriber, step: Duration) {
+    let word = sub.segment().notify_word();
+    let _ = sys::futex_wait(word, word.load_acquire(), step);
 }
 
 /// Run `shmbus echo`.
@@ -104,10 +124,6 @@ pub fn run(a: &EchoArgs, bus: Option<&str>) -> CmdResult {
             key_hex(entry.key)
         ))
     })?;
-    let timeout = match a.timeout {
-        Some(t) => Some(super::secs("--timeout", t)?),
-        None => None,
-    };
     let p = Printer {
         name: seg.info().name.clone(),
         codec: &codec,
@@ -117,32 +133,51 @@ pub fn run(a: &EchoArgs, bus: Option<&str>) -> CmdResult {
     if a.from_oldest {
         sub.seek_oldest();
     }
+    let mut notes = Repeats::new("shmbus: ");
+    let r = echo(a, &p, &mut sub, &mut notes);
+    notes.flush();
+    let (reached, shown) = r?;
+    if shown < reached {
+        return Err(Fail::error(format!(
+            "{} of {reached} frames of '{}' could not be shown (see above)",
+            reached - shown,
+            p.name
+        )));
+    }
+    Ok(out::OK)
+}
+
+/// The loop of `echo`: (frames reached, frames shown).
+fn echo(
+    a: &EchoArgs,
+    p: &Printer<'_>,
+    sub: &mut RawSubscriber,
+    notes: &mut Repeats,
+) -> Result<(u64, u64), Fail> {
     let want = a.count.unwrap_or(u64::MAX);
-    let mut shown: u64 = 0;
-    let mut missed: u64 = 0;
+    let (mut reached, mut shown, mut missed) = (0u64, 0u64, 0u64);
+    // Latest-value mode: the newest generation already handled (shown or
+    // reported), so a frame that cannot be read is not read again.
+    let mut handled: u64 = 0;
     let mut buf = Vec::new();
-    if want == 0 {
-        return Ok(out::OK);
-    }
-    if !a.all {
-        match sub.latest_bytes(&mut buf) {
-            Ok(Some(m)) => {
-                if p.frame(&m, &buf)? {
-                    shown += 1;
-                }
-            }
-            Ok(None) => {}
-            Err(e) => out::notice(&e.to_string()),
-        }
-    }
     let mut said_gone = false;
     let mut last_frame = monotonic_ns();
-    while shown < want {
-        let deadline = timeout.map(|t| last_frame + t.as_nanos() as u64);
-        let slice = match deadline {
-            Some(d) => Duration::from_nanos(d.saturating_sub(monotonic_ns())),
-            None => Duration::from_secs(3600),
-        };
+    while reached < want {
+        let deadline = a
+            .timeout
+            .map(|t| last_frame.saturating_add(t.as_nanos() as u64));
+        let now = monotonic_ns();
+        if let Some(d) = deadline {
+            if now >= d {
+                return Err(Fail::not_found(format!(
+                    "no frame on '{}' for {:?}; {}",
+                    p.name,
+                    a.timeout.unwrap_or_default(),
+                    liveness_hint(sub)
+                )));
+            }
+        }
+        let slice = deadline.map_or(Duration::from_secs(3600), |d| Duration::from_nanos(d - now));
         let all = a.all;
         let r = sub.wait_until(slice, |s| {
             if all {
@@ -151,7 +186,7 @@ pub fn run(a: &EchoArgs, bus: Option<&str>) -> CmdResult {
                     RawNext::Missed(n) => Some(Event::Missed(n)),
                     RawNext::Empty => None,
                 })
-            } else if s.has_new() {
+            } else if s.generation() > handled {
                 Ok(s.latest_bytes(&mut buf)?.map(Event::Frame))
             } else {
                 Ok(None)
@@ -161,28 +196,23 @@ pub fn run(a: &EchoArgs, bus: Option<&str>) -> CmdResult {
             Ok(Event::Frame(m)) => {
                 said_gone = false;
                 last_frame = monotonic_ns();
-                if p.frame(&m, &buf)? {
+                reached += 1;
+                handled = handled.max(m.generation);
+                if p.frame(&m, &buf, notes)? {
                     shown += 1;
                 }
             }
             Ok(Event::Missed(n)) => {
-                missed += n;
-                out::notice(&format!(
-                    "missed {n} frames of '{}' (the ring holds {}; {missed} missed so far): the reader fell behind; read faster or give the topic more slots",
-                    p.name,
-                    sub.info().geometry.slot_count
-                ));
+                missed = missed.saturating_add(n);
+                let slots = sub.info().geometry.slot_count;
+                notes.note("missed", "missed-frame reports", || {
+                    format!(
+                        "missed {n} frames of '{}' (the ring holds {slots}; {missed} missed so far): the reader fell behind; read faster or give the topic more slots",
+                        p.name
+                    )
+                });
             }
-            Err(WaitError::Timeout) => {
-                if deadline.is_some_and(|d| monotonic_ns() >= d) {
-                    return Err(Fail::not_found(format!(
-                        "no frame on '{}' for {:?}; {}",
-                        p.name,
-                        timeout.unwrap_or_default(),
-                        liveness_hint(&sub)
-                    )));
-                }
-            }
+            Err(WaitError::Timeout) => {}
             Err(WaitError::PublisherGone) => {
                 if !said_gone {
                     out::notice(&format!(
@@ -191,45 +221,69 @@ pub fn run(a: &EchoArgs, bus: Option<&str>) -> CmdResult {
                     ));
                     said_gone = true;
                 }
-                match wait_for_publisher(&sub, deadline) {
-                    Ok(()) => {}
+                match wait_for_publisher(sub, deadline) {
+                    Ok(()) | Err(WaitError::Timeout) => {}
                     Err(WaitError::Removed) => return Err(removed(&p.name)),
-                    Err(_) => {
-                        return Err(Fail::not_found(format!(
-                            "no frame on '{}' for {:?}: its publisher is not running",
-                            p.name,
-                            timeout.unwrap_or_default()
-                        )));
-                    }
+                    Err(e) => return Err(Fail::error(format!("waiting for frames failed: {e}"))),
                 }
             }
             Err(WaitError::Removed) => return Err(removed(&p.name)),
             Err(WaitError::Read(ReadError::PublisherDied)) => {
-                out::notice(&format!(
-                    "the publisher of '{}' died in the middle of a publish; that frame is lost",
-                    p.name
-                ));
-                if a.all {
-                    let before = sub.cursor();
-                    sub.seek_latest();
-                    missed += sub.cursor().saturating_sub(before);
-                }
-                if let Err(WaitError::Removed) = wait_for_publisher(&sub, deadline) {
-                    return Err(removed(&p.name));
+                notes.note("died", "reads of a slot left mid-write", || {
+                    format!(
+                        "the publisher of '{}' died in the middle of a publish; that frame is lost",
+                        p.name
+                    )
+                });
+                skip_to_newest(sub, &mut missed, &mut handled);
+                match wait_for_publisher(sub, deadline) {
+                    Ok(()) | Err(WaitError::Timeout) => {}
+                    Err(WaitError::Removed) => return Err(removed(&p.name)),
+                    Err(e) => return Err(Fail::error(format!("waiting for frames failed: {e}"))),
                 }
             }
-            Err(WaitError::Read(e @ ReadError::Corrupt { .. })) => {
-                out::notice(&format!("{e}; skipping to the newest frame"));
-                sub.seek_latest();
+            Err(WaitError::Read(e @ ReadError::Corrupt { generation, .. })) => {
+                // A frame reached that cannot be read: it counts, and is
+                // never read again.
+                reached += 1;
+                handled = handled.max(generation);
+                notes.note("corrupt", "corrupt frames", || {
+                    format!("{e}; skipping to the newest frame")
+                });
+                skip_to_newest(sub, &mut missed, &mut handled);
             }
-            Err(WaitError::Read(e)) => out::notice(&e.to_string()),
+            Err(WaitError::Read(e @ ReadError::WriterStuck { .. })) => {
+                notes.note("stuck", "reads of a slot stuck mid-write", || {
+                    format!("'{}': {e}; waiting for it", p.name)
+                });
+                // The reader retried for the stuck bound already; sleep
+                // until something is published before retrying.
+                let step = deadline.map_or(Duration::from_millis(500), |d| {
+                    Duration::from_nanos(d.saturating_sub(monotonic_ns()))
+                        .min(Duration::from_millis(500))
+                });
+                sleep_on(sub, step);
+            }
+            Err(WaitError::Read(e)) => {
+                notes.note("read", "read errors", || e.to_string());
+                skip_to_newest(sub, &mut missed, &mut handled);
+            }
             Err(WaitError::Sys(e)) => {
                 return Err(Fail::error(format!("waiting for frames failed: {e}")));
             }
             Err(e) => return Err(Fail::error(e.to_string())),
         }
     }
-    Ok(out::OK)
+    Ok((reached, shown))
+}
+
+/// Move past everything published so far (a frame that cannot be read and
+/// whatever follows it in the ring); in-order frames skipped count as missed.
+fn skip_to_newest(sub: &mut RawSubscriber, missed: &mut u64, handled: &mut u64) {
+    let before = sub.cursor();
+    sub.seek_latest();
+    *missed = missed.saturating_add(sub.cursor().saturating_sub(before));
+    *handled = (*handled).max(sub.generation());
 }
 
 fn removed(name: &str) -> Fail {

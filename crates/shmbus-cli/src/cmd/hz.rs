@@ -4,13 +4,19 @@
 //! come from the publisher's own timestamps, so they do not depend on how
 //! promptly this process was scheduled. The rate is the generation delta
 //! over the report interval. Lost frames are frames this reader saw
-//! overwritten before it got to them.
+//! overwritten before it got to them; unreadable frames (corrupt, or in a
+//! slot a stuck or dead writer left mid-write) are counted apart and
+//! described once on stderr, then as a count at most once a second.
+//! `--count` and `--duration` hold on every path: each wait ends at the
+//! report's end.
 
 use std::time::Duration;
 
 use shmbus_core::sys::{self, monotonic_ns};
 use shmbus_core::{PublisherStatus, ReadError, WaitError};
 use shmbus_sub::{RawNext, RawSubscriber};
+
+use shmbus_toolbox::repeats::Repeats;
 
 use crate::args::HzArgs;
 use crate::discover;
@@ -23,6 +29,8 @@ pub struct Window {
     pub frames: u64,
     /// Frames lost.
     pub lost: u64,
+    /// Frames that could not be read.
+    pub unreadable: u64,
     intervals: Vec<u64>,
     last: Option<(u64, u64)>,
 }
@@ -61,6 +69,7 @@ impl Window {
     pub fn reset(&mut self) {
         self.frames = 0;
         self.lost = 0;
+        self.unreadable = 0;
         self.intervals.clear();
     }
 }
@@ -77,11 +86,8 @@ fn sleep_on(sub: &RawSubscriber, until: u64) {
 
 /// Run `shmbus hz`.
 pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
-    let interval = super::secs("--interval", a.interval)?;
-    let stop_at = match a.duration {
-        Some(d) => Some(monotonic_ns() + super::secs("--duration", d)?.as_nanos() as u64),
-        None => None,
-    };
+    let interval = a.interval;
+    let stop_at = a.duration.map(|d| monotonic_ns() + d.as_nanos() as u64);
     let (_, seg) = discover::attach(&a.topic, bus)?;
     let name = seg.info().name.clone();
     let mut sub = RawSubscriber::from_segment(seg);
@@ -89,6 +95,7 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
     let mut w = Window::default();
     let mut reports: u64 = 0;
     let mut total_lost: u64 = 0;
+    let mut notes = Repeats::new("shmbus: ");
     loop {
         let t0 = monotonic_ns();
         let g0 = sub.generation();
@@ -121,13 +128,29 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
                         "topic '{name}' was removed; start its publisher again and re-run"
                     )));
                 }
-                Err(WaitError::Read(ReadError::PublisherDied)) => {
-                    let before = sub.cursor();
-                    sub.seek_latest();
-                    w.lost += sub.cursor().saturating_sub(before);
+                Err(WaitError::Read(e)) => {
+                    w.unreadable += 1;
+                    let (key, label) = match e {
+                        ReadError::PublisherDied => ("died", "reads of a slot left mid-write"),
+                        ReadError::WriterStuck { .. } => {
+                            ("stuck", "reads of a slot stuck mid-write")
+                        }
+                        _ => ("corrupt", "unreadable frames"),
+                    };
+                    if tty {
+                        out::line("")?;
+                    }
+                    notes.note(key, label, || format!("'{name}': {e}"));
+                    if !matches!(e, ReadError::WriterStuck { .. }) {
+                        // Move past it (and what is in the ring behind it).
+                        let before = sub.cursor();
+                        sub.seek_latest();
+                        w.lost += sub.cursor().saturating_sub(before).saturating_sub(1);
+                    }
+                    // Sleep until something is published (or the report
+                    // ends) before reading again.
                     sleep_on(&sub, end);
                 }
-                Err(WaitError::Read(_)) => sub.seek_latest(),
                 Err(e) => return Err(Fail::error(format!("waiting for frames failed: {e}"))),
             }
         }
@@ -152,8 +175,13 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
             PublisherStatus::NotRunning | PublisherStatus::NoLock => "publisher NOT RUNNING".into(),
             PublisherStatus::Unknown => "publisher unknown".into(),
         };
+        let unreadable = if w.unreadable > 0 {
+            format!("  unreadable {}", w.unreadable)
+        } else {
+            String::new()
+        };
         let text = format!(
-            "{name}: {rate:.1} Hz  {stats}  lost {} (total {total_lost})  {age}  {publisher}",
+            "{name}: {rate:.1} Hz  {stats}  lost {} (total {total_lost}){unreadable}  {age}  {publisher}",
             w.lost
         );
         if tty {
@@ -169,6 +197,7 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
             if tty {
                 out::line("")?;
             }
+            notes.flush();
             return Ok(out::OK);
         }
     }

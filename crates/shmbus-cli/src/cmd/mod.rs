@@ -115,15 +115,3 @@ pub fn mode_owner(e: &Entry) -> (String, String) {
 pub fn key_json(key: i32) -> Value {
     json!({"hex": key_hex(key), "dec": key})
 }
-
-/// Seconds as a Duration, refusing nonsense.
-pub fn secs(what: &str, s: f64) -> Result<std::time::Duration, crate::out::Fail> {
-    std::time::Duration::try_from_secs_f64(s)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| {
-            crate::out::Fail::error(format!(
-                "{what} must be a positive number of seconds, not {s}"
-            ))
-        })
-}

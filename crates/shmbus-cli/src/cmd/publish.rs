@@ -20,12 +20,6 @@ use crate::out::{self, CmdResult, Fail, key_hex};
 
 /// Run `shmbus pub`.
 pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
-    if !(a.rate.is_finite() && a.rate > 0.0) {
-        return Err(Fail::error(format!(
-            "--rate must be a positive number of frames per second, not {}",
-            a.rate
-        )));
-    }
     let (entry, seg) = discover::attach(&a.topic, bus)?;
     let info = seg.info().clone();
     let st = seg
@@ -85,7 +79,7 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
         other => discover::open_fail(&other),
     })?;
 
-    let period = Duration::from_secs_f64(1.0 / a.rate);
+    let period = shmbus_toolbox::parse::period(a.rate);
     let mut next = monotonic_ns();
     let mut sent: u64 = 0;
     let mut publish = |bytes: &[u8], pace: bool| -> Result<(), Fail> {

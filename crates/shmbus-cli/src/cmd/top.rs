@@ -40,11 +40,8 @@ pub fn state(
 
 /// Run `shmbus top`.
 pub fn run(a: &TopArgs) -> CmdResult {
-    let interval = super::secs("--interval", a.interval)?;
-    let stop_at = match a.duration {
-        Some(d) => Some(monotonic_ns() + super::secs("--duration", d)?.as_nanos() as u64),
-        None => None,
-    };
+    let interval = a.interval;
+    let stop_at = a.duration.map(|d| monotonic_ns() + d.as_nanos() as u64);
     let tty = out::stdout_is_tty();
     // shmid -> (generation, newest publish time, sample time)
     let mut prev: HashMap<i32, (u64, u64, u64)> = HashMap::new();
