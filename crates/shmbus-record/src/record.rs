@@ -12,6 +12,19 @@
 //! polling instead would either burn the one core or add latency and risk
 //! losing frames on fast topics with short rings.
 //!
+//! ## Memory
+//! The recorder's memory is bounded whatever a segment says: readers hand
+//! their batches to the writer through a queue of [`QUEUE`] batches (a
+//! reader waits when it is full, and loses frames to the ring, which it
+//! reports as missed, rather than the recorder growing); a batch holds at
+//! most [`MAX_BATCH`] entries and [`MAX_BATCH_BYTES`] of frames (or one
+//! frame); one drain makes at most [`MAX_BATCH`] reads; consecutive
+//! missed-frame reports are merged into one. A topic whose in-order cursor
+//! does not advance past a "missed" report (a corrupt or forged header
+//! generation) stops being recorded, with a warning that names its key.
+//! Frame buffers grow with the frames actually read, never to a capacity a
+//! header claims.
+//!
 //! ## Crash safety
 //! Chunks are buffered in memory and written whole (`disable_seeking`), and
 //! the writer cuts a chunk and flushes the file at least once a second
@@ -24,18 +37,20 @@ use std::fs::File;
 use std::io::{BufWriter, IsTerminal};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mcap::records::MessageHeader;
 use serde_json::json;
 use shmbus_codec::Codec;
+use shmbus_core::segment::MAX_SANE_GENERATION;
 use shmbus_core::{OpenError, ReadError, Segment, SlotMeta, WaitError, sys, sysvipc};
 use shmbus_sub::{RawNext, RawSubscriber};
 
 use crate::cli::RecordArgs;
 use crate::format::{self, TopicMeta, role};
+use shmbus_toolbox::repeats::Repeats;
 use shmbus_toolbox::units::bytes as human_bytes;
 
 use crate::{Exit, stop};
@@ -46,11 +61,47 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const RESCAN_EVERY: Duration = Duration::from_secs(1);
 /// Target uncompressed chunk size.
 const CHUNK_SIZE: u64 = 256 * 1024;
-/// A reader sends its batch when it holds this many frames, even if more
-/// are waiting.
-const MAX_BATCH: usize = 256;
+/// A reader sends its batch when it holds this many entries, even if more
+/// frames are waiting; one drain reads at most this many times.
+pub const MAX_BATCH: usize = 256;
+/// A reader sends its batch when it holds this many bytes of frames (a
+/// single larger frame is sent alone).
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// Batches in flight between the readers and the writer.
+pub const QUEUE: usize = 16;
 
-type McapWriter = mcap::Writer<BufWriter<File>>;
+type McapWriter = mcap::Writer<Position<BufWriter<File>>>;
+
+/// The output with its write position counted here: the MCAP writer asks
+/// for the position (never seeks elsewhere with `disable_seeking`), so a
+/// pipe or FIFO works as an output too (`-o /dev/stdout`).
+struct Position<W> {
+    inner: W,
+    pos: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for Position<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<W> std::io::Seek for Position<W> {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        match to {
+            std::io::SeekFrom::Current(0) => Ok(self.pos),
+            _ => Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "the recording is written as a stream",
+            )),
+        }
+    }
+}
 
 /// One entry of a batch.
 enum Item {
@@ -68,6 +119,8 @@ struct Batch {
     bytes: Vec<u8>,
     /// The reader stopped for good (segment removed, or an error).
     ended: Option<String>,
+    /// A frame of this generation could not be read (corrupt slot).
+    corrupt: Option<u64>,
 }
 
 /// The writer's view of one recorded topic.
@@ -122,7 +175,10 @@ pub fn run(a: RecordArgs) -> Result<(), Exit> {
         .library(concat!("shmbus-record ", env!("CARGO_PKG_VERSION")));
     let mut rec = Recorder {
         w: options
-            .create(BufWriter::with_capacity(64 * 1024, file))
+            .create(Position {
+                inner: BufWriter::with_capacity(64 * 1024, file),
+                pos: 0,
+            })
             .map_err(|e| mcap_err(&a, e))?,
         topics: Vec::new(),
         missed_channel: 0,
@@ -131,8 +187,9 @@ pub fn run(a: RecordArgs) -> Result<(), Exit> {
         backlog: a.backlog,
         totals: Totals::default(),
         scratch: Vec::new(),
+        notes: Repeats::new("shmbus: warning: "),
     };
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = mpsc::sync_channel(QUEUE);
     rec.missed_channel = rec.add_missed_channel().map_err(|e| mcap_err(&a, e))?;
     for seg in found {
         rec.add(seg, &tx).map_err(|e| mcap_err(&a, e))?;
@@ -145,30 +202,45 @@ pub fn run(a: RecordArgs) -> Result<(), Exit> {
         names.join(", "),
         a.output.display()
     );
-    let result = rec.run(&a, &mut scan, &tx, &rx);
+    let mut result = rec.run(&a, &mut scan, &tx, &rx);
     rec.quit.store(true, Ordering::Relaxed);
     drop(tx);
+    // Keep taking batches until every reader has stopped (each stops within
+    // one wait of `quit`): a reader blocked on the full queue is released,
+    // and the frames published just before the stop are kept.
+    for b in rx.iter() {
+        if result.is_ok() {
+            result = rec.write_batch(b).map_err(|e| mcap_err(&a, e));
+        }
+    }
     for t in &mut rec.topics {
         if let Some(h) = t.thread.take() {
             let _ = h.join();
         }
     }
-    // Frames the readers sent before they stopped.
-    while let Ok(b) = rx.try_recv() {
-        rec.write_batch(b).map_err(|e| mcap_err(&a, e))?;
-    }
     let finished = rec.w.finish().map_err(|e| mcap_err(&a, e));
     result?;
     finished?;
+    rec.notes.flush();
     rec.summary(&a, clock);
     Ok(())
 }
 
 fn mcap_err(a: &RecordArgs, e: mcap::McapError) -> Exit {
-    Exit::error(format!(
-        "writing {} failed: {e}; check free space on its file system",
-        a.output.display()
-    ))
+    let out = a.output.display();
+    match e {
+        mcap::McapError::Io(io) => {
+            let fix = match io.kind() {
+                std::io::ErrorKind::StorageFull => "; free space on its file system",
+                std::io::ErrorKind::BrokenPipe => {
+                    "; the program reading the output exited before the recording ended"
+                }
+                _ => "",
+            };
+            Exit::error(format!("writing {out} failed: {io}{fix}"))
+        }
+        e => Exit::error(format!("writing {out} failed: {e}")),
+    }
 }
 
 /// Finds the segments to record: every shmbus segment, or those with the
@@ -260,6 +332,8 @@ struct Recorder {
     backlog: bool,
     totals: Totals,
     scratch: Vec<u8>,
+    /// Problems that repeat (corrupt frames), printed once then counted.
+    notes: Repeats,
 }
 
 impl Recorder {
@@ -287,7 +361,7 @@ impl Recorder {
     }
 
     /// Add the channels of a newly found topic and start its reader.
-    fn add(&mut self, seg: Segment, tx: &Sender<Batch>) -> Result<(), mcap::McapError> {
+    fn add(&mut self, seg: Segment, tx: &SyncSender<Batch>) -> Result<(), mcap::McapError> {
         let info = seg.info().clone();
         let schema = match shmbus_core::schema::decode_schema(&info.schema) {
             Ok(s) => s,
@@ -373,7 +447,7 @@ impl Recorder {
         &mut self,
         a: &RecordArgs,
         scan: &mut Scan,
-        tx: &Sender<Batch>,
+        tx: &SyncSender<Batch>,
         rx: &Receiver<Batch>,
     ) -> Result<(), Exit> {
         let start = Instant::now();
@@ -492,6 +566,14 @@ impl Recorder {
                 }
             }
         }
+        if let Some(g) = b.corrupt {
+            let name = &t.meta.name;
+            self.notes.note("corrupt", "corrupt frames skipped", || {
+                format!(
+                    "frame {g} of '{name}' is corrupt (its length exceeds the frame capacity); skipped to the newest frame, the frames in between are logged as missed"
+                )
+            });
+        }
         if let Some(why) = b.ended {
             // A publisher that recreates the topic makes a new segment (new
             // shmid), which the next scan finds if it is to be recorded.
@@ -526,8 +608,8 @@ impl Recorder {
 }
 
 /// The reader thread of one topic.
-fn read_topic(idx: usize, mut sub: RawSubscriber, tx: &Sender<Batch>, quit: &AtomicBool) {
-    let mut frame = Vec::with_capacity(sub.info().geometry.frame_capacity);
+fn read_topic(idx: usize, mut sub: RawSubscriber, tx: &SyncSender<Batch>, quit: &AtomicBool) {
+    let mut frame = Vec::new();
     let mut pace = Pace::new(sub.info().geometry.slot_count);
     loop {
         let stopping = quit.load(Ordering::Relaxed) || stop::requested();
@@ -536,6 +618,7 @@ fn read_topic(idx: usize, mut sub: RawSubscriber, tx: &Sender<Batch>, quit: &Ato
             items: Vec::new(),
             bytes: Vec::new(),
             ended: None,
+            corrupt: None,
         };
         let r = if stopping {
             // One last look, so frames published just before the stop are kept.
@@ -543,7 +626,7 @@ fn read_topic(idx: usize, mut sub: RawSubscriber, tx: &Sender<Batch>, quit: &Ato
         } else {
             sub.wait_until(Duration::from_millis(200), |s| {
                 drain(s, &mut batch, &mut frame)?;
-                Ok((!batch.items.is_empty()).then_some(()))
+                Ok((!batch.items.is_empty() || batch.ended.is_some()).then_some(()))
             })
         };
         let ended = match r {
@@ -554,10 +637,32 @@ fn read_topic(idx: usize, mut sub: RawSubscriber, tx: &Sender<Batch>, quit: &Ato
                 std::thread::sleep(Duration::from_millis(50));
                 None
             }
+            Err(WaitError::Read(ReadError::Corrupt { generation, .. }))
+                if generation > MAX_SANE_GENERATION =>
+            {
+                // The header (or a slot) claims a generation no publisher
+                // reaches: the segment was overwritten. Nothing after it
+                // can be trusted.
+                Some(format!(
+                    "its generation {generation} is impossible (above 2^62): the segment is corrupt or forged; remove it with `shmbus rm 0x{:08x}`",
+                    sub.segment().key() as u32
+                ))
+            }
+            Err(WaitError::Read(ReadError::Corrupt { generation, .. })) => {
+                // A frame that cannot be read: move past everything
+                // published so far and say how many frames that skipped.
+                let before = sub.cursor();
+                sub.seek_latest();
+                let n = sub.cursor().saturating_sub(before);
+                batch.items.push(Item::Missed(n.max(1), sub.cursor()));
+                batch.corrupt = Some(generation);
+                None
+            }
             Err(e) => Some(e.to_string()),
         };
+        let ended = batch.ended.take().or(ended);
         let done = ended.is_some();
-        let full = batch.items.len() >= MAX_BATCH;
+        let full = batch.items.len() >= MAX_BATCH || batch.bytes.len() >= MAX_BATCH_BYTES;
         pace.observe(&batch.items);
         batch.ended = ended;
         if (!batch.items.is_empty() || done) && tx.send(batch).is_err() {
@@ -634,9 +739,17 @@ impl Pace {
     }
 }
 
-/// Move every frame now in the ring (up to [`MAX_BATCH`]) into `batch`.
+/// Move the frames now in the ring into `batch`: at most [`MAX_BATCH`]
+/// reads, entries and [`MAX_BATCH_BYTES`] bytes (or one frame). Consecutive
+/// missed-frame reports become one. A "missed" report after which the
+/// cursor did not move (a header generation no real publisher reaches)
+/// ends the topic: `batch.ended` says why.
 fn drain(s: &mut RawSubscriber, batch: &mut Batch, frame: &mut Vec<u8>) -> Result<(), ReadError> {
-    while batch.items.len() < MAX_BATCH {
+    for _ in 0..MAX_BATCH {
+        if batch.items.len() >= MAX_BATCH || batch.bytes.len() >= MAX_BATCH_BYTES {
+            break;
+        }
+        let before = s.cursor();
         match s.next_bytes(frame)? {
             RawNext::Frame(meta, ()) => {
                 let start = batch.bytes.len();
@@ -645,7 +758,21 @@ fn drain(s: &mut RawSubscriber, batch: &mut Batch, frame: &mut Vec<u8>) -> Resul
                     .items
                     .push(Item::Frame(meta, start, batch.bytes.len()));
             }
-            RawNext::Missed(n) => batch.items.push(Item::Missed(n, s.cursor())),
+            RawNext::Missed(_) if s.cursor() <= before => {
+                batch.ended = Some(format!(
+                    "its header claims generation {}, which no publisher reaches (the in-order cursor cannot advance past {before}); the segment is corrupt or forged: remove it with `shmbus rm 0x{:08x}`",
+                    s.generation(),
+                    s.segment().key() as u32
+                ));
+                break;
+            }
+            RawNext::Missed(n) => match batch.items.last_mut() {
+                Some(Item::Missed(m, at)) => {
+                    *m = m.saturating_add(n);
+                    *at = s.cursor();
+                }
+                _ => batch.items.push(Item::Missed(n, s.cursor())),
+            },
             RawNext::Empty => break,
         }
     }

@@ -607,3 +607,288 @@ fn replay_keeps_timing_and_loops() {
         Check::new((g - 1) % 10 + 1)
     );
 }
+
+
+/// The recorder under `prlimit --as=LIMIT` (address space): any unbounded
+/// growth ends in an allocation failure (abort) instead of the OOM killer.
+const AS_LIMIT: u64 = 256 * 1024 * 1024;
+
+/// `tool(args)` behind `prlimit --as=AS_LIMIT`, with at most two malloc
+/// arenas (each arena reserves 64 MiB of address space up front, which
+/// would count against the limit without being used).
+fn tool_limited(args: &[&str]) -> Command {
+    let inner = tool(args);
+    let mut cmd = Command::new("prlimit");
+    cmd.arg(format!("--as={AS_LIMIT}"))
+        .arg("--")
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .env("MALLOC_ARENA_MAX", "2")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Wait for `child` to exit by itself within `limit`: its exit code (or a
+/// failed test if it had to be killed), and the highest resident set size
+/// (`VmHWM`, KiB) seen while it ran.
+fn wait_exit(child: &mut KillOnDrop, limit: Duration, what: &str) -> (Option<i32>, u64) {
+    let start = Instant::now();
+    let status = format!("/proc/{}/status", child.0.id());
+    let mut hwm = 0;
+    loop {
+        if let Some(kb) = std::fs::read_to_string(&status).ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        }) {
+            hwm = hwm.max(kb);
+        }
+        if let Some(s) = child.0.try_wait().unwrap() {
+            return (s.code(), hwm);
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{what}: still running after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A fast topic with big frames recorded into an output that drains slowly
+/// (a FIFO read at about 6 MB/s): the recorder's memory stays bounded (it
+/// runs its whole --duration under `prlimit --as`), the frames it could not
+/// keep up with are logged as missed, and the file it wrote is complete.
+#[test]
+fn recorder_memory_is_bounded_when_its_output_is_slow() {
+    watchdog("slow_output", Duration::from_secs(240));
+    type Blob = heapless::Vec<u8, 4096>;
+    let (topic, _g) = unique_topic("slow-output");
+    let topic = topic.slots(64);
+    let schema = shmbus_core::schema::schema_bytes::<Blob>().unwrap();
+    let mut p = shmbus_pub::RawPublisher::open(&topic, &schema, 4100).unwrap();
+    let frame = postcard::to_allocvec(&Blob::from_slice(&[7u8; 4000]).unwrap()).unwrap();
+    let dir = std::env::temp_dir().join(format!("shmbus-record-fifo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("out.mcap");
+    let st = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(st.success(), "mkfifo");
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut f = std::fs::File::open(&fifo).expect("open fifo");
+            let mut all = Vec::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match f.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => all.extend_from_slice(&buf[..n]),
+                    Err(e) => panic!("read fifo: {e}"),
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            all
+        })
+    };
+    let key = format!("0x{:08x}", topic.key as u32);
+    let mut child = KillOnDrop(
+        tool_limited(&[
+            "record",
+            "--key",
+            &key,
+            "-o",
+            fifo.to_str().unwrap(),
+            "--duration",
+            "3",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn recorder"),
+    );
+    let mut err = child.0.stderr.take().unwrap();
+    let err_text = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    // Publish as fast as possible while the recorder runs.
+    let start = Instant::now();
+    let mut published = 0u64;
+    while start.elapsed() < Duration::from_secs(4) && child.0.try_wait().unwrap().is_none() {
+        p.publish_bytes(&frame).unwrap();
+        published += 1;
+    }
+    let (code, hwm) = wait_exit(&mut child, Duration::from_secs(120), "recorder");
+    let err = err_text.join().unwrap();
+    let bytes = reader.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, Some(0), "under prlimit --as={AS_LIMIT}: {err}");
+    assert!(err.contains("missed"), "{err}");
+    let summary = mcap::Summary::read(&bytes)
+        .unwrap()
+        .expect("a finished file");
+    let frames: u64 = summary
+        .stats
+        .expect("stats")
+        .channel_message_counts
+        .values()
+        .sum();
+    eprintln!(
+        "FIGURE slow output: {published} frames of 4 KiB published, {frames} messages written ({} bytes), recorder RSS peak {hwm} KiB",
+        bytes.len()
+    );
+    assert!(frames > 0);
+}
+
+/// A topic whose header generation becomes impossible while it is recorded
+/// (overwritten with u64::MAX, as a corrupt or planted segment would be):
+/// that topic stops being recorded with a message that names its key and
+/// the fix, the other topic is recorded to the end, and the recorder's
+/// memory stays bounded (it runs under `prlimit --as`).
+#[test]
+fn a_forged_generation_stops_only_that_topic_and_memory_stays_bounded() {
+    watchdog("forged_generation", Duration::from_secs(240));
+    let (forged, _g1) = unique_topic("forged-gen");
+    let (healthy, _g2) = unique_topic("healthy-gen");
+    let mut pf = Publisher::<Check>::open(&forged).unwrap();
+    let mut ph = Publisher::<Check>::open(&healthy).unwrap();
+    publish_range(&mut pf, 1..=3, Duration::ZERO);
+    let file = TempFile::new("forged-gen");
+    let kf = format!("0x{:08x}", forged.key as u32);
+    let kh = format!("0x{:08x}", healthy.key as u32);
+    let mut child = KillOnDrop(
+        tool_limited(&[
+            "record",
+            "--key",
+            &kf,
+            "--key",
+            &kh,
+            "-o",
+            file.path(),
+            "--duration",
+            "3",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn recorder"),
+    );
+    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
+    let mut err = String::new();
+    while !err.contains("recording ") {
+        assert!(
+            stderr.read_line(&mut err).unwrap() > 0,
+            "recorder exited: {err}"
+        );
+    }
+    drop(pf);
+    let id = shmbus_core::sys::shmget(forged.key, 0, 0).unwrap();
+    let att = shmbus_core::sys::WriteAttachment::read_write(id).unwrap();
+    for off in [192, 196] {
+        att.atomic_word(off)
+            .unwrap()
+            .store(u32::MAX, std::sync::atomic::Ordering::Relaxed);
+    }
+    publish_range(&mut ph, 1..=100, Duration::from_millis(10));
+    let (code, hwm) = wait_exit(&mut child, Duration::from_secs(120), "recorder");
+    eprintln!("FIGURE forged generation: recorder RSS peak {hwm} KiB");
+    let mut rest = String::new();
+    let _ = stderr.read_to_string(&mut rest);
+    err.push_str(&rest);
+    assert_eq!(code, Some(0), "under prlimit --as={AS_LIMIT}: {err}");
+    assert!(
+        err.contains(&format!("topic '{}' stopped", forged.name))
+            && err.contains("impossible")
+            && err.contains(&format!("shmbus rm {kf}")),
+        "{err}"
+    );
+    assert!(err.lines().count() < 10, "{err}");
+    let bytes = read_file(file.path());
+    let summary = mcap::Summary::read(&bytes).unwrap().expect("finished file");
+    let stats = summary.stats.expect("statistics");
+    let (id, _) = summary
+        .channels
+        .iter()
+        .find(|(_, c)| role(c) == "lossless" && c.metadata["shmbus.topic"] == healthy.name)
+        .expect("the healthy topic's channel");
+    assert_eq!(stats.channel_message_counts.get(id), Some(&100), "{err}");
+}
+
+/// A segment whose owner keeps moving its header generation ahead of the
+/// ring (any user can create such a segment; the tools record every
+/// readable topic by default) makes every read a "missed frames" report,
+/// without a frame to copy: the recorder merges them, its memory stays
+/// bounded (it runs its whole --duration under `prlimit --as`), and it ends
+/// on time.
+#[test]
+fn recorder_memory_is_bounded_when_a_segment_floods_missed_reports() {
+    watchdog("flood_missed", Duration::from_secs(240));
+    let (topic, _g) = unique_topic("flood-missed");
+    let topic = topic.slots(16);
+    let mut p = Publisher::<Check>::open(&topic).unwrap();
+    publish_range(&mut p, 1..=1, Duration::ZERO);
+    drop(p);
+    let file = TempFile::new("flood-missed");
+    let key = format!("0x{:08x}", topic.key as u32);
+    let mut child = KillOnDrop(
+        tool_limited(&[
+            "record",
+            "--key",
+            &key,
+            "-o",
+            file.path(),
+            "--duration",
+            "4",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn recorder"),
+    );
+    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
+    let mut err = String::new();
+    while !err.contains("recording ") {
+        assert!(
+            stderr.read_line(&mut err).unwrap() > 0,
+            "recorder exited: {err}"
+        );
+    }
+    let err_rest = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let stop = stop.clone();
+        let id = shmbus_core::sys::shmget(topic.key, 0, 0).unwrap();
+        std::thread::spawn(move || {
+            let att = shmbus_core::sys::WriteAttachment::read_write(id).unwrap();
+            let (lo, hi) = (att.atomic_word(192).unwrap(), att.atomic_word(196).unwrap());
+            let mut g: u64 = 1;
+            let mut moves = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                g += 1000;
+                hi.store((g >> 32) as u32, std::sync::atomic::Ordering::Relaxed);
+                lo.store(g as u32, std::sync::atomic::Ordering::Release);
+                moves += 1;
+            }
+            moves
+        })
+    };
+    let (code, hwm) = wait_exit(&mut child, Duration::from_secs(120), "recorder");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let moves = flood.join().unwrap();
+    err.push_str(&err_rest.join().unwrap());
+    eprintln!(
+        "FIGURE missed flood: header generation moved {moves} times; recorder RSS peak {hwm} KiB"
+    );
+    assert_eq!(code, Some(0), "under prlimit --as={AS_LIMIT}: {err}");
+    assert!(err.contains("missed"), "{err}");
+    let bytes = read_file(file.path());
+    assert!(
+        mcap::Summary::read(&bytes).unwrap().is_some(),
+        "a finished file"
+    );
+}
