@@ -6,13 +6,13 @@
 //! (`0x5312abcd`, or decimal), or a shmid (decimal, or `shmid:N` to be
 //! explicit; `key:N` forces a key).
 
+use shmbus_config::names::{self, NameError, NameRule};
 use shmbus_core::OpenError;
 use shmbus_core::Segment;
 use shmbus_core::sys::{self, SHM_DEST, SHM_LOCKED};
 use shmbus_core::sysvipc::{self, ProcEntry};
-use shmbus_core::topic::derive_key;
 
-use crate::out::{Fail, key_hex};
+use crate::out::{Fail, key_hex, user_name};
 
 /// One segment from `/proc/sysvipc/shm`, with the columns the tool uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,12 +145,15 @@ fn parse_int(s: &str) -> Option<i64> {
     }
 }
 
-/// Find the segment a TOPIC argument names. `bus`, if given, restricts
-/// name lookups to the key derived from the bus and the name.
+/// Find the segment a TOPIC argument names (`cmd` is the command, for the
+/// fixes messages suggest). A name is looked up as
+/// `shmbus_config::names` says: at the key it derives from (on `bus` if
+/// given), else among the caller's own and root's segments; another user's
+/// segment is never taken under a name, only by key or shmid.
 ///
 /// Errors: not found (exit 1) with a hint; ambiguous (exit 2) listing the
 /// candidates' keys.
-pub fn resolve(arg: &str, bus: Option<&str>) -> Result<Entry, Fail> {
+pub fn resolve(cmd: &str, arg: &str, bus: Option<&str>) -> Result<Entry, Fail> {
     let all = entries()?;
     let live = || all.iter().filter(|e| !e.removed());
     let hint = "see `shmbus list` for the topics on this machine";
@@ -184,59 +187,7 @@ pub fn resolve(arg: &str, bus: Option<&str>) -> Result<Entry, Fail> {
                 ))),
             }
         }
-        Selector::Name(name) => {
-            let want_key = bus.map(|b| derive_key(b, &name));
-            let mut hits = Vec::new();
-            for e in live() {
-                if want_key.is_some_and(|k| k != e.key) {
-                    continue;
-                }
-                if let Probe::Topic(s) = probe(e) {
-                    if s.info().name == name {
-                        hits.push(e.clone());
-                    }
-                }
-            }
-            if hits.len() > 1 {
-                // Several segments carry the name (a stale one left by an
-                // old run, another bus): prefer the only live one.
-                let alive: Vec<usize> = (0..hits.len())
-                    .filter(|&i| shmbus_core::lock::publisher_status(hits[i].key).is_alive())
-                    .collect();
-                if let [only] = alive[..] {
-                    let others: Vec<String> = hits
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| *i != only)
-                        .map(|(_, e)| key_hex(e.key))
-                        .collect();
-                    crate::out::notice(&format!(
-                        "{} topics are named '{name}'; using {}, the one with a live publisher (others: {})",
-                        hits.len(),
-                        key_hex(hits[only].key),
-                        others.join(", ")
-                    ));
-                    return Ok(hits.swap_remove(only));
-                }
-            }
-            match hits.len() {
-                1 => Ok(hits.remove(0)),
-                0 => {
-                    let on = bus.map(|b| format!(" on bus '{b}'")).unwrap_or_default();
-                    Err(Fail::not_found(format!(
-                        "no topic named '{name}'{on}: is its publisher running? {hint}"
-                    )))
-                }
-                _ => {
-                    let keys: Vec<String> = hits.iter().map(|e| key_hex(e.key)).collect();
-                    Err(Fail::error(format!(
-                        "{} topics are named '{name}' (keys {}); give the key instead of the name",
-                        hits.len(),
-                        keys.join(", ")
-                    )))
-                }
-            }
-        }
+        Selector::Name(name) => resolve_name(cmd, &name, bus, &all),
     }
 }
 
@@ -247,8 +198,8 @@ pub const MAX_SANE_GENERATION: u64 = 1 << 62;
 
 /// Attach the topic `arg` names, read-only, refusing a header whose
 /// generation is garbage.
-pub fn attach(arg: &str, bus: Option<&str>) -> Result<(Entry, Segment), Fail> {
-    let e = resolve(arg, bus)?;
+pub fn attach(cmd: &str, arg: &str, bus: Option<&str>) -> Result<(Entry, Segment), Fail> {
+    let e = resolve(cmd, arg, bus)?;
     match Segment::attach_shmid(e.shmid, e.key) {
         Ok(s) if s.generation() > MAX_SANE_GENERATION => Err(Fail::error(format!(
             "segment at key {} is corrupt (its generation {} is impossible); remove it with `shmbus rm {}` and restart the publisher",
@@ -280,6 +231,94 @@ pub fn generation_of(e: &Entry) -> Option<(u64, u64)> {
 /// `CLOCK_MONOTONIC` now, ns.
 pub fn now_ns() -> u64 {
     sys::monotonic_ns()
+}
+
+/// The name branch of [`resolve`].
+fn resolve_name(cmd: &str, name: &str, bus: Option<&str>, all: &[Entry]) -> Result<Entry, Fail> {
+    let (rule, config_note) = NameRule::for_name(name, bus);
+    if let Some(n) = config_note {
+        crate::out::notice(&n);
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    let keys: Vec<String> = rule.keys.iter().map(|k| key_hex(*k)).collect();
+    let keys = keys.join(" or ");
+    let who = |uid: u32| format!("{} (uid {uid})", user_name(uid));
+    match names::resolve(&rule, me) {
+        Ok(f) => all
+            .iter()
+            .find(|e| e.shmid == f.shmid)
+            .cloned()
+            .ok_or_else(|| Fail::not_found(format!("topic '{name}' is gone; see `shmbus list`"))),
+        Err(NameError::Squatted {
+            key,
+            uid,
+            cuid,
+            expected,
+        }) => {
+            // A squatter that holds its lock is removed only with --force.
+            let force = if shmbus_core::lock::publisher_status(key).is_alive() {
+                "--force "
+            } else {
+                ""
+            };
+            Err(Fail::error(format!(
+                "the segment at key {k}, where '{name}' belongs ({}), was created by {} and belongs to {}, not the configured publisher {}: refusing a possibly spoofed topic; remove it as root (`shmbus rm {force}{k}`) and find out who created it",
+                rule.source,
+                who(cuid),
+                who(uid),
+                who(expected),
+                k = key_hex(key),
+            )))
+        }
+        Err(NameError::NotFound { others, foreign }) => {
+            let squat = foreign
+                .map(|f| {
+                    format!(
+                        "; its key {k} holds a segment that is not a shmbus topic (created by {}, owner {}): squatted? root removes it with `ipcrm -M {k}`",
+                        who(f.cuid),
+                        who(f.uid),
+                        k = key_hex(f.key),
+                    )
+                })
+                .unwrap_or_default();
+            if others.is_empty() {
+                let on = bus.map(|b| format!(" on bus '{b}'")).unwrap_or_default();
+                return Err(Fail::not_found(format!(
+                    "no topic named '{name}'{on} (its key: {keys}){squat}: is its publisher running? see `shmbus list` for the topics on this machine"
+                )));
+            }
+            let list: Vec<String> = others
+                .iter()
+                .map(|o| {
+                    format!(
+                        "key {} (created by {}, owner {})",
+                        key_hex(o.key),
+                        who(o.cuid),
+                        who(o.uid)
+                    )
+                })
+                .collect();
+            Err(Fail::error(format!(
+                "no topic '{name}' at its key {keys} ({}){squat}; {} segment{} named '{name}' belong{} to other users and {} not taken under the name: {}; if you trust it, give its key: `shmbus {cmd} {}`",
+                rule.source,
+                others.len(),
+                if others.len() == 1 { "" } else { "s" },
+                if others.len() == 1 { "s" } else { "" },
+                if others.len() == 1 { "is" } else { "are" },
+                list.join(", "),
+                key_hex(others[0].key),
+            )))
+        }
+        Err(NameError::Ambiguous { keys }) => {
+            let keys: Vec<String> = keys.iter().map(|k| key_hex(*k)).collect();
+            Err(Fail::error(format!(
+                "{} topics are named '{name}' (keys {}) and none is the only one with a live publisher; give the key instead of the name: `shmbus {cmd} {}`",
+                keys.len(),
+                keys.join(", "),
+                keys[0]
+            )))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1081,3 +1081,207 @@ fn count_holds_when_frames_do_not_decode() {
     assert_eq!(count_lines(&err, "does not decode"), 1, "{err}");
     assert!(err.contains("3 of 3 frames"), "{err}");
 }
+
+/// True if this test may run as root; otherwise it fails, unless
+/// SHMBUS_SKIP_ROOT_TESTS=1 (refused when CI is set) skips it knowingly.
+fn root_or_skip(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    let skip = std::env::var("SHMBUS_SKIP_ROOT_TESTS").as_deref() == Ok("1");
+    assert!(
+        skip && std::env::var_os("CI").is_none(),
+        "{test} needs root: it runs a publisher as another uid (set SHMBUS_SKIP_ROOT_TESTS=1 to skip it knowingly)"
+    );
+    eprintln!("SKIPPED {test}: needs root");
+    false
+}
+
+/// Wait until a segment exists at `key` with at least one frame.
+fn wait_topic(key: i32) {
+    let t = Instant::now();
+    loop {
+        if let Ok(id) = sys::shmget(key, 0, 0) {
+            if let Ok(seg) = shmbus_core::Segment::attach_shmid(id, key) {
+                if seg.generation() > 0 {
+                    return;
+                }
+            }
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "no topic at {}",
+            hex(key)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The uid that plays another local user.
+const STRANGER: u32 = 64102;
+
+/// Another user publishes a segment with the name of a topic at another
+/// key, and squats the key of a second topic: a name never shows the
+/// forgery (echo, info, hz, record), the error names its key and owner and
+/// the command that reads it by key (which works), the real topic wins once
+/// its publisher runs, recordings name each topic's key and owner, and a
+/// squat at a name's own key is refused when the config names the
+/// publisher, with a removal command that works.
+#[test]
+fn a_name_never_resolves_to_another_users_segment() {
+    use std::os::unix::process::CommandExt;
+    if !root_or_skip("a_name_never_resolves_to_another_users_segment") {
+        return;
+    }
+    watchdog("names_and_owners", Duration::from_secs(300));
+    let pid = std::process::id();
+    let name = format!("probe-{pid}");
+    let squat = format!("squat-{pid}");
+    let (mine, evil) = (format!("mine-{pid}"), format!("evil-{pid}"));
+    let derive = shmbus_core::topic::derive_key;
+    let (k_real, k_evil, k_squat) = (
+        derive(&mine, &name),
+        derive(&evil, &name),
+        derive(&mine, &squat),
+    );
+    let _guards = [Guard(k_real), Guard(k_evil), Guard(k_squat)];
+    let dir = std::env::temp_dir().join(format!("shmbus-names-{pid}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |file: &str, text: String| {
+        let p = dir.join(file);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let my_config = write(
+        "mine.toml",
+        format!(
+            "bus = \"{mine}\"\n[[topic]]\nname = \"{name}\"\npublisher = \"shmbus-sensor-imu\"\nrate_hz = 50.0\n\
+             [[topic]]\nname = \"{squat}\"\npublisher = \"shmbus-sensor-imu\"\npublisher_user = \"0\"\nrate_hz = 50.0\n"
+        ),
+    );
+    let evil_config = write(
+        "evil.toml",
+        format!(
+            "bus = \"{evil}\"\n[[topic]]\nname = \"{name}\"\npublisher = \"shmbus-sensor-imu\"\nrate_hz = 50.0\n\
+             [[topic]]\nname = \"{squat}\"\nkey = {k_squat}\npublisher = \"shmbus-sensor-imu\"\nrate_hz = 50.0\n"
+        ),
+    );
+    let sensor = |config: &std::path::Path, topic: &str, uid: Option<u32>| {
+        let mut c = shmbus(&[
+            "__sensor",
+            "imu",
+            "--config",
+            config.to_str().unwrap(),
+            "--topic",
+            topic,
+            "--duration",
+            "240",
+        ]);
+        if let Some(u) = uid {
+            c.uid(u).gid(u);
+        }
+        KillOnDrop(
+            c.stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let _forger = sensor(&evil_config, &name, Some(STRANGER));
+    let _squatter = sensor(&evil_config, &squat, Some(STRANGER));
+    wait_topic(k_evil);
+    wait_topic(k_squat);
+    let with_config = |args: &[&str]| {
+        let o = shmbus(args)
+            .env("SHMBUS_CONFIG", &my_config)
+            .output()
+            .unwrap();
+        let r = Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        };
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+        r
+    };
+
+    // The real topic is not running: the name shows nothing of the forgery.
+    for args in [
+        vec!["info", name.as_str()],
+        vec!["echo", name.as_str(), "--count", "1", "--timeout", "5"],
+        vec!["hz", name.as_str(), "--count", "1"],
+    ] {
+        let r = with_config(&args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stdout.is_empty(),
+            "{args:?} showed the forgery: {}",
+            r.stdout
+        );
+        let fix = format!("`shmbus {} {}`", args[0], hex(k_evil));
+        assert!(
+            r.stderr.contains(&hex(k_evil))
+                && r.stderr.contains("uid 64102")
+                && r.stderr.contains(&fix),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    // The fix the message suggests works when typed: by key, on purpose.
+    let r = with_config(&["echo", &hex(k_evil), "--count", "1", "--timeout", "30"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains(&format!("--- {name} #")), "{}", r.stdout);
+    let file = dir.join("names.mcap");
+    let f = file.to_str().unwrap();
+    let r = with_config(&["record", &name, "-o", f, "--duration", "1"]);
+    assert_eq!(r.code, 1, "nothing of that name to record: {}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("not recording the segment at key {}", hex(k_evil))),
+        "{}",
+        r.stderr
+    );
+
+    // The real publisher runs: the name is the real topic, the forgery is ignored.
+    let _real = sensor(&my_config, &name, None);
+    wait_topic(k_real);
+    let r = with_config(&["info", &name, "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["key"]["hex"], hex(k_real), "{v}");
+    let r = with_config(&["record", &name, "-o", f, "--duration", "1.5"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = with_config(&["cat", f]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains(&format!(
+            "{name}: key {}, owner uid 0, created by uid 0",
+            hex(k_real)
+        )) && !r.stdout.contains(&hex(k_evil)),
+        "{}",
+        r.stdout
+    );
+
+    // A squat at the name's own key, with the publisher named in the config.
+    let r = with_config(&["info", &squat]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+    assert!(
+        r.stderr.contains("not the configured publisher"),
+        "{}",
+        r.stderr
+    );
+    let fix = r
+        .stderr
+        .split("remove it as root (`")
+        .nth(1)
+        .and_then(|s| s.split('`').next())
+        .unwrap_or_else(|| panic!("no fix in: {}", r.stderr))
+        .to_string();
+    let words: Vec<&str> = fix.split_whitespace().collect();
+    assert_eq!(words[0], "shmbus", "{fix}");
+    let r = with_config(&words[1..]);
+    assert_eq!(r.code, 0, "`{fix}` works when typed: {}", r.stderr);
+    assert!(sys::shmget(k_squat, 0, 0).is_err(), "the squat is gone");
+    let _ = std::fs::remove_dir_all(&dir);
+}

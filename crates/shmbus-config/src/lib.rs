@@ -6,6 +6,7 @@
 //! `[bridge]` table, module [`bridge`]). Loading checks everything and reports **every** problem, one
 //! `path:line:col: message` per line, each message saying the fix.
 //! The format and the search order are documented in `configs/README.md`.
+//! Module [`names`] says which segment a topic name means to the tools.
 //!
 //! ```
 //! use shmbus_config::Config;
@@ -25,6 +26,7 @@
 pub mod bridge;
 mod error;
 mod find;
+pub mod names;
 mod parse;
 #[cfg(test)]
 mod tests;

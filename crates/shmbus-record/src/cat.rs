@@ -218,9 +218,16 @@ fn write_info(
         for c in topics {
             let md = |k: &str| c.metadata.get(k).cloned().unwrap_or_else(|| "?".into());
             let name = md(format::key::TOPIC);
+            let owner = match (
+                c.metadata.get(format::key::OWNER_UID),
+                c.metadata.get(format::key::CREATOR_UID),
+            ) {
+                (Some(u), Some(cu)) => format!(", owner uid {u}, created by uid {cu}"),
+                _ => String::new(),
+            };
             writeln!(
                 out,
-                "  {name}: key {}, {} slots, frames up to {} bytes, missed {}",
+                "  {name}: key {}{owner}, {} slots, frames up to {} bytes, missed {}",
                 md(format::key::KEY),
                 md(format::key::SLOTS),
                 md(format::key::FRAME_CAPACITY),

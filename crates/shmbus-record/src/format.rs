@@ -41,6 +41,10 @@ pub mod key {
     pub const NOTIFY: &str = "shmbus.notify";
     /// `true` on a view channel whose messages are `{"value": ...}`.
     pub const WRAPPED: &str = "shmbus.wrapped";
+    /// The segment's owner uid when it was recorded (decimal).
+    pub const OWNER_UID: &str = "shmbus.owner_uid";
+    /// The uid that created the segment (decimal; nobody can change it).
+    pub const CREATOR_UID: &str = "shmbus.creator_uid";
 }
 
 /// Channel roles.

@@ -44,6 +44,7 @@ use std::time::{Duration, Instant};
 use mcap::records::MessageHeader;
 use serde_json::json;
 use shmbus_codec::Codec;
+use shmbus_config::names::{self, NameError, NameRule};
 use shmbus_core::segment::MAX_SANE_GENERATION;
 use shmbus_core::{OpenError, ReadError, Segment, SlotMeta, WaitError, sys, sysvipc};
 use shmbus_sub::{RawNext, RawSubscriber};
@@ -248,54 +249,126 @@ fn mcap_err(a: &RecordArgs, e: mcap::McapError) -> Exit {
 /// is attached once, not every scan).
 struct Scan {
     seen: HashSet<i32>,
-    topics: Vec<String>,
+    /// Each named topic and the rule its name resolves by.
+    names: Vec<NameRule>,
     keys: Vec<i32>,
     denied: usize,
+    /// Keys of other users' same-name segments already warned about.
+    warned: HashSet<i32>,
+    me: u32,
 }
 
 impl Scan {
     fn new(a: &RecordArgs) -> Scan {
+        let names = a
+            .topics
+            .iter()
+            .map(|t| {
+                let (rule, note) = NameRule::for_name(t, None);
+                if let Some(n) = note {
+                    eprintln!("shmbus: warning: {n}");
+                }
+                rule
+            })
+            .collect();
         Scan {
             seen: HashSet::new(),
-            topics: a.topics.clone(),
+            names,
             keys: a.keys.clone(),
             denied: 0,
+            warned: HashSet::new(),
+            me: nix::unistd::geteuid().as_raw(),
         }
     }
 
     fn all(&self) -> bool {
-        self.topics.is_empty() && self.keys.is_empty()
+        self.names.is_empty() && self.keys.is_empty()
     }
 
-    /// Segments not seen before that are to be recorded.
+    /// Attach `shmid` once: `Some` the first time it is a readable topic.
+    fn take(&mut self, shmid: i32, key: i32) -> Option<Segment> {
+        if self.seen.contains(&shmid) {
+            return None;
+        }
+        match Segment::attach_shmid(shmid, key) {
+            Ok(seg) => {
+                self.seen.insert(shmid);
+                Some(seg)
+            }
+            // Being created: look again next time.
+            Err(OpenError::NotReady { .. }) => None,
+            Err(OpenError::PermissionDenied { .. }) => {
+                self.seen.insert(shmid);
+                self.denied += 1;
+                None
+            }
+            Err(_) => {
+                self.seen.insert(shmid);
+                None
+            }
+        }
+    }
+
+    /// Segments not seen before that are to be recorded: each name's topic
+    /// (resolved as every shmbus tool resolves names: never another user's
+    /// segment at another key), the `--key` topics, or with neither every
+    /// readable topic.
     fn next(&mut self) -> Vec<Segment> {
         let mut out = Vec::new();
+        for i in 0..self.names.len() {
+            let rule = self.names[i].clone();
+            match names::resolve(&rule, self.me) {
+                Ok(f) => out.extend(self.take(f.shmid, f.key)),
+                Err(NameError::NotFound { others, .. }) => {
+                    for o in others {
+                        if self.warned.insert(o.key) {
+                            eprintln!(
+                                "shmbus: warning: not recording the segment at key 0x{:08x} named '{}': it was created by uid {} and belongs to uid {}, another user, away from the name's key ({}); record it by key if you trust it: --key 0x{:08x}",
+                                o.key as u32, rule.name, o.cuid, o.uid, rule.source, o.key as u32
+                            );
+                        }
+                    }
+                }
+                Err(NameError::Squatted {
+                    key,
+                    uid,
+                    cuid,
+                    expected,
+                }) => {
+                    if self.warned.insert(key) {
+                        eprintln!(
+                            "shmbus: warning: not recording '{}': the segment at its key 0x{key:08x} was created by uid {cuid} and belongs to uid {uid}, not the configured publisher uid {expected} (a squatter?); remove it as root with `shmbus rm 0x{key:08x}`",
+                            rule.name,
+                            key = key as u32
+                        );
+                    }
+                }
+                Err(NameError::Ambiguous { keys }) => {
+                    if self.warned.insert(keys[0]) {
+                        let keys: Vec<String> = keys
+                            .iter()
+                            .map(|k| format!("0x{:08x}", *k as u32))
+                            .collect();
+                        eprintln!(
+                            "shmbus: warning: {} topics are named '{}' (keys {}); record the one you mean with --key",
+                            keys.len(),
+                            rule.name,
+                            keys.join(", ")
+                        );
+                    }
+                }
+            }
+        }
+        if !self.all() && self.keys.is_empty() {
+            return out;
+        }
         for e in sysvipc::segments().unwrap_or_default() {
             let (key, shmid) = (e.key(), e.id());
             // Key 0: IPC_PRIVATE or already removed; never a topic.
-            if key == 0 || self.seen.contains(&shmid) {
+            if key == 0 || !(self.all() || self.keys.contains(&key)) {
                 continue;
             }
-            match Segment::attach_shmid(shmid, key) {
-                Ok(seg) => {
-                    self.seen.insert(shmid);
-                    if self.all()
-                        || self.keys.contains(&key)
-                        || self.topics.contains(&seg.info().name)
-                    {
-                        out.push(seg);
-                    }
-                }
-                // Being created: look again next time.
-                Err(OpenError::NotReady { .. }) => {}
-                Err(OpenError::PermissionDenied { .. }) => {
-                    self.seen.insert(shmid);
-                    self.denied += 1;
-                }
-                Err(_) => {
-                    self.seen.insert(shmid);
-                }
-            }
+            out.extend(self.take(shmid, key));
         }
         out
     }
@@ -305,7 +378,8 @@ impl Scan {
             "no shmbus topics on this machine; start a publisher first (`shmbus list` shows topics)"
                 .to_string()
         } else {
-            let mut what: Vec<String> = a.topics.iter().map(|t| format!("'{t}'")).collect();
+            let mut what: Vec<String> =
+                self.names.iter().map(|r| format!("'{}'", r.name)).collect();
             what.extend(a.keys.iter().map(|k| format!("key 0x{:08x}", *k as u32)));
             format!(
                 "no topic {} on this machine; check the name with `shmbus list`, or start its publisher first",
@@ -375,6 +449,17 @@ impl Recorder {
         };
         let meta = TopicMeta::from_header(&info, seg.key());
         let fp = info.schema_fingerprint;
+        // Who owns the segment: two topics of one name (another user's
+        // segment at another key) are told apart in the file.
+        let owner = seg.stat().ok().map(|st| (st.uid, st.cuid));
+        let metadata = |role: &str| {
+            let mut m = meta.to_metadata(role, fp);
+            if let Some((uid, cuid)) = owner {
+                m.insert(format::key::OWNER_UID.into(), uid.to_string());
+                m.insert(format::key::CREATOR_UID.into(), cuid.to_string());
+            }
+            m
+        };
         let sid = self
             .w
             .add_schema(&schema.name, format::SCHEMA_POSTCARD, &info.schema)?;
@@ -382,7 +467,7 @@ impl Recorder {
             sid,
             &format!("{}{}", meta.name, format::LOSSLESS_SUFFIX),
             format::MESSAGE_POSTCARD,
-            &meta.to_metadata(role::LOSSLESS, fp),
+            &metadata(role::LOSSLESS),
         )?;
         let codec = if self.json {
             match Codec::new(schema.clone()) {
@@ -404,7 +489,7 @@ impl Recorder {
                 let vid = self
                     .w
                     .add_schema(&schema.name, format::SCHEMA_JSON, js.as_bytes())?;
-                let mut m = meta.to_metadata(role::VIEW, fp);
+                let mut m = metadata(role::VIEW);
                 m.insert(format::key::WRAPPED.into(), c.wraps().to_string());
                 Some(
                     self.w

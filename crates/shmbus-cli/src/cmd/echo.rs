@@ -115,7 +115,7 @@ fn sleep_on(sub: &RawSubscriber, step: Duration) {
 
 /// Run `shmbus echo`.
 pub fn run(a: &EchoArgs, bus: Option<&str>) -> CmdResult {
-    let (entry, seg) = discover::attach(&a.topic, bus)?;
+    let (entry, seg) = discover::attach("echo", &a.topic, bus)?;
     let codec = Codec::from_schema_bytes(&seg.info().schema).map_err(|e| {
         Fail::error(format!(
             "the schema in topic '{}' ({}) cannot be used ({e}); the segment may be corrupt: check `shmbus info {}`",

@@ -88,7 +88,7 @@ fn sleep_on(sub: &RawSubscriber, until: u64) {
 pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
     let interval = a.interval;
     let stop_at = a.duration.map(|d| monotonic_ns() + d.as_nanos() as u64);
-    let (_, seg) = discover::attach(&a.topic, bus)?;
+    let (_, seg) = discover::attach("hz", &a.topic, bus)?;
     let name = seg.info().name.clone();
     let mut sub = RawSubscriber::from_segment(seg);
     let tty = out::stdout_is_tty();

@@ -24,7 +24,7 @@ fn secs_to_utc(s: i64) -> String {
 
 /// Run `shmbus info`.
 pub fn run(a: &InfoArgs, bus: Option<&str>) -> CmdResult {
-    let (entry, seg) = discover::attach(&a.topic, bus)?;
+    let (entry, seg) = discover::attach("info", &a.topic, bus)?;
     let info = seg.info().clone();
     let h = seg.header();
     let st = seg.stat().ok();

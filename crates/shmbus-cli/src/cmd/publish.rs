@@ -20,7 +20,7 @@ use crate::out::{self, CmdResult, Fail, key_hex};
 
 /// Run `shmbus pub`.
 pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
-    let (entry, seg) = discover::attach(&a.topic, bus)?;
+    let (entry, seg) = discover::attach("pub", &a.topic, bus)?;
     let info = seg.info().clone();
     let st = seg
         .stat()

@@ -30,7 +30,7 @@ pub fn run(a: &RmArgs, bus: Option<&str>) -> CmdResult {
 }
 
 fn remove_one(arg: &str, force: bool, bus: Option<&str>) -> Result<String, Fail> {
-    let e = discover::resolve(arg, bus)?;
+    let e = discover::resolve("rm", arg, bus)?;
     let name = match discover::probe(&e) {
         Probe::Topic(s) => format!("'{}'", s.info().name),
         Probe::Foreign => {

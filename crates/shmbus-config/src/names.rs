@@ -1,0 +1,334 @@
+//! Which segment a topic NAME means, for every tool that takes a name.
+//!
+//! System V keys are one namespace shared by every user of the machine, and
+//! any user can create a segment that carries any topic name. A name is
+//! therefore resolved first to the key it derives from, as the config
+//! derives it, and only then looked up elsewhere, among segments the caller
+//! trusts:
+//!
+//! 1. **Its keys** ([`NameRule::keys`]): with `--bus B`, only
+//!    `derive_key(B, name)`. Otherwise, for a topic of the config (found by
+//!    the usual search order), the config's key; for any other name, the key
+//!    derived from the config's bus, then from the default bus `shmbus` (the
+//!    key `Topic::new(name)` uses). A segment there that carries the name is
+//!    the topic; if the config names a publisher user, it must also have
+//!    been created by and belong to that uid, or it is refused as a squat
+//!    ([`NameError::Squatted`]).
+//! 2. **Elsewhere** (not with `--bus`): a segment that carries the name at another key (a demo
+//!    on its own bus, a topic with an explicit key) is taken only if it was
+//!    created by and belongs to a trusted uid ([`NameRule::trusts`]): the
+//!    configured publisher uid if there is one, else the caller's own uid or
+//!    root. Another user's segment is never taken under a name: it is
+//!    listed in the error with its key, and the caller can ask for it by key.
+//!
+//! So another user can at most *block* a name (by squatting its key, which
+//! also stops the real publisher from starting), never be shown under it.
+
+use shmbus_core::lock::publisher_status;
+use shmbus_core::sysvipc::{self, ProcEntry};
+use shmbus_core::topic::{DEFAULT_BUS, derive_key};
+use shmbus_core::{OpenError, Segment};
+
+use crate::Config;
+
+/// The SHM_DEST flag in `/proc/sysvipc/shm`'s `perms`: removed, still attached.
+const SHM_DEST: u32 = 0o1000;
+
+/// Where a name's topic belongs and whom to trust elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameRule {
+    /// The topic name.
+    pub name: String,
+    /// The keys the name derives to, in the order they are tried.
+    pub keys: Vec<i32>,
+    /// The uid the config names as the topic's publisher, if any.
+    pub publisher_uid: Option<u32>,
+    /// Where the keys come from, for messages (`bus 'lab' of /etc/...`).
+    pub source: String,
+    /// Look only at the keys, never elsewhere (`--bus`).
+    pub only_keys: bool,
+}
+
+impl NameRule {
+    /// The rule for `name`: on `bus` if given, else from the config found by
+    /// the search order (a config that does not load gives the default bus,
+    /// and the error as the second value).
+    pub fn for_name(name: &str, bus: Option<&str>) -> (NameRule, Option<String>) {
+        if let Some(b) = bus {
+            let rule = NameRule {
+                only_keys: true,
+                ..NameRule::on_bus(name, b)
+            };
+            return (rule, None);
+        }
+        match Config::find(None) {
+            Ok((c, _)) => (NameRule::from_config(&c, name), None),
+            Err(e) => (
+                NameRule::on_bus(name, DEFAULT_BUS),
+                Some(format!(
+                    "the config does not load ({e}); names are looked up on bus '{DEFAULT_BUS}'"
+                )),
+            ),
+        }
+    }
+
+    /// The rule for `name` on bus `bus` only.
+    pub fn on_bus(name: &str, bus: &str) -> NameRule {
+        NameRule {
+            name: name.to_string(),
+            keys: vec![derive_key(bus, name)],
+            publisher_uid: None,
+            source: format!("bus '{bus}'"),
+            only_keys: false,
+        }
+    }
+
+    /// The rule for `name` under `config`.
+    pub fn from_config(config: &Config, name: &str) -> NameRule {
+        if let Some(t) = config.topic(name) {
+            return NameRule {
+                name: name.to_string(),
+                keys: vec![t.key],
+                // A user name the machine does not know cannot own anything.
+                publisher_uid: t
+                    .publisher_user
+                    .as_ref()
+                    .map(|u| crate::resolve_user(u).unwrap_or(u32::MAX)),
+                source: format!("topic '{name}' of {}", config.path),
+                only_keys: false,
+            };
+        }
+        let mut keys = vec![derive_key(&config.bus, name)];
+        let default = derive_key(DEFAULT_BUS, name);
+        if !keys.contains(&default) {
+            keys.push(default);
+        }
+        NameRule {
+            name: name.to_string(),
+            keys,
+            publisher_uid: None,
+            source: format!(
+                "bus '{}' of {}, or bus '{DEFAULT_BUS}'",
+                config.bus, config.path
+            ),
+            only_keys: false,
+        }
+    }
+
+    /// Whether a segment owned by `uid` and created by `cuid` may be taken
+    /// under this name away from its keys: both must be the configured
+    /// publisher uid, or (without one) the caller's uid `me` or root.
+    pub fn trusts(&self, uid: u32, cuid: u32, me: u32) -> bool {
+        match self.publisher_uid {
+            Some(p) => uid == p && cuid == p,
+            None => [me, 0].contains(&uid) && [me, 0].contains(&cuid),
+        }
+    }
+
+    /// Whether the segment at one of the keys, owned by `uid` and created by
+    /// `cuid`, is the topic's (checked only with a configured publisher uid).
+    pub fn owns_key(&self, uid: u32, cuid: u32) -> bool {
+        self.publisher_uid.is_none_or(|p| uid == p && cuid == p)
+    }
+}
+
+/// A segment a name resolved to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// Its System V key.
+    pub key: i32,
+    /// Its shmid.
+    pub shmid: i32,
+    /// True if it sits at one of the name's keys.
+    pub at_own_key: bool,
+}
+
+/// A segment that carries the name but is not taken under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Other {
+    /// Its key.
+    pub key: i32,
+    /// Owner uid.
+    pub uid: u32,
+    /// Creator uid.
+    pub cuid: u32,
+}
+
+/// Why a name did not resolve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameError {
+    /// The segment at the name's key carries the name but was not created
+    /// by, or does not belong to, the configured publisher.
+    Squatted {
+        /// The key.
+        key: i32,
+        /// Owner uid.
+        uid: u32,
+        /// Creator uid.
+        cuid: u32,
+        /// The configured publisher uid.
+        expected: u32,
+    },
+    /// No trusted segment carries the name.
+    NotFound {
+        /// Segments with the name that belong to other users.
+        others: Vec<Other>,
+        /// A segment at one of the keys that is not a shmbus topic (key,
+        /// owner uid, creator uid): possibly a squat.
+        foreign: Option<Other>,
+    },
+    /// Several trusted segments carry the name and none is the only one
+    /// with a live publisher.
+    Ambiguous {
+        /// Their keys.
+        keys: Vec<i32>,
+    },
+}
+
+/// Resolve `rule.name` among the segments in `/proc/sysvipc/shm` (removed
+/// ones are never taken), as the module doc says. `me` is the caller's
+/// effective uid. With several trusted candidates away from the keys, the
+/// only one with a live publisher wins (the others are stale copies).
+pub fn resolve(rule: &NameRule, me: u32) -> Result<Found, NameError> {
+    let all: Vec<ProcEntry> = sysvipc::segments()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.mode() & SHM_DEST == 0 && e.key() != 0)
+        .collect();
+    let mut foreign = None;
+    for &k in &rule.keys {
+        let Some(e) = all.iter().find(|e| e.key() == k) else {
+            continue;
+        };
+        let (uid, _, _) = e.owner();
+        let cuid = e.creator_uid();
+        match Segment::attach_shmid(e.id(), k) {
+            Ok(seg) if seg.info().name == rule.name => {
+                if !rule.owns_key(uid, cuid) {
+                    return Err(NameError::Squatted {
+                        key: k,
+                        uid,
+                        cuid,
+                        expected: rule.publisher_uid.unwrap_or(u32::MAX),
+                    });
+                }
+                return Ok(Found {
+                    key: k,
+                    shmid: e.id(),
+                    at_own_key: true,
+                });
+            }
+            // Another topic's name (a 24-bit key collision): not this one.
+            Ok(_) => {}
+            Err(OpenError::NotShmbus { .. }) => foreign = Some(Other { key: k, uid, cuid }),
+            // Unreadable or broken: this is where the name belongs; the
+            // caller's attach reports why it cannot be read.
+            Err(OpenError::PermissionDenied { .. } | OpenError::Corrupt { .. }) => {
+                if !rule.owns_key(uid, cuid) {
+                    return Err(NameError::Squatted {
+                        key: k,
+                        uid,
+                        cuid,
+                        expected: rule.publisher_uid.unwrap_or(u32::MAX),
+                    });
+                }
+                return Ok(Found {
+                    key: k,
+                    shmid: e.id(),
+                    at_own_key: true,
+                });
+            }
+            Err(_) => {}
+        }
+    }
+    let mut trusted = Vec::new();
+    let mut others = Vec::new();
+    for e in &all {
+        if rule.only_keys || rule.keys.contains(&e.key()) {
+            continue;
+        }
+        let Ok(seg) = Segment::attach_shmid(e.id(), e.key()) else {
+            continue;
+        };
+        if seg.info().name != rule.name {
+            continue;
+        }
+        let (uid, _, _) = e.owner();
+        let cuid = e.creator_uid();
+        if rule.trusts(uid, cuid, me) {
+            trusted.push(e);
+        } else {
+            others.push(Other {
+                key: e.key(),
+                uid,
+                cuid,
+            });
+        }
+    }
+    match trusted.len() {
+        0 => Err(NameError::NotFound { others, foreign }),
+        1 => Ok(Found {
+            key: trusted[0].key(),
+            shmid: trusted[0].id(),
+            at_own_key: false,
+        }),
+        _ => {
+            let alive: Vec<&&ProcEntry> = trusted
+                .iter()
+                .filter(|e| publisher_status(e.key()).is_alive())
+                .collect();
+            match alive[..] {
+                [only] => Ok(Found {
+                    key: only.key(),
+                    shmid: only.id(),
+                    at_own_key: false,
+                }),
+                _ => Err(NameError::Ambiguous {
+                    keys: trusted.iter().map(|e| e.key()).collect(),
+                }),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_come_from_the_config_or_the_bus() {
+        let c = Config::parse(
+            "bus = \"lab\"\n[[topic]]\nname = \"imu\"\nkey = 0x7e001234\npublisher_user = \"0\"\n",
+            "lab.toml",
+        )
+        .unwrap();
+        let r = NameRule::from_config(&c, "imu");
+        assert_eq!(r.keys, [0x7e00_1234]);
+        assert_eq!(r.publisher_uid, Some(0));
+        let r = NameRule::from_config(&c, "gnss");
+        assert_eq!(
+            r.keys,
+            [derive_key("lab", "gnss"), derive_key(DEFAULT_BUS, "gnss")]
+        );
+        assert_eq!(r.publisher_uid, None);
+        assert_eq!(NameRule::on_bus("imu", "x").keys, [derive_key("x", "imu")]);
+    }
+
+    #[test]
+    fn trust_is_the_publisher_or_the_caller_or_root() {
+        let mut r = NameRule::on_bus("imu", "x");
+        assert!(r.trusts(1000, 1000, 1000));
+        assert!(r.trusts(0, 0, 1000));
+        assert!(r.trusts(0, 1000, 1000));
+        assert!(!r.trusts(1001, 1001, 1000), "another user");
+        assert!(
+            !r.trusts(1000, 1001, 1000),
+            "created by another user, given away"
+        );
+        assert!(r.owns_key(1001, 1001), "no publisher uid: the key decides");
+        r.publisher_uid = Some(1001);
+        assert!(r.trusts(1001, 1001, 1000));
+        assert!(!r.trusts(1000, 1000, 1000), "the configured publisher only");
+        assert!(!r.owns_key(1002, 1001));
+    }
+}
