@@ -19,8 +19,9 @@
 //!    (start-up under an emulator can take seconds), or from
 //!    [`STARTUP_LIMIT`] at the latest.
 //! 5. Stops the children (SIGTERM, then SIGKILL after 2 s) and removes the
-//!    segments and publisher locks they created (`ipcs -m -s` is left as it
-//!    was), also on Ctrl-C.
+//!    segments and publisher locks this run created (`ipcs -m -s` is left as
+//!    it was), also on Ctrl-C. Objects at the demo's keys that this run did
+//!    not create (a squatter's, as root too) are left alone and reported.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
@@ -35,6 +36,7 @@ use postcard_schema::Schema;
 use serde::de::DeserializeOwned;
 use shmbus_config::{Config, TopicConfig};
 use shmbus_core::sys::{self, monotonic_ns};
+use shmbus_core::sysvipc;
 use shmbus_core::{OpenError, PublisherStatus, Topic, WaitError};
 use shmbus_sub::{Next, Subscriber};
 
@@ -89,9 +91,12 @@ pub struct Report {
     pub bus: String,
     /// One entry per topic.
     pub topics: Vec<TopicReport>,
-    /// Keys at which a segment or publisher lock was still found after
-    /// cleanup (should be empty).
+    /// Keys at which a segment or publisher lock the demo created was still
+    /// found after cleanup (should be empty).
     pub leftover_keys: Vec<i32>,
+    /// Objects at the demo's keys that the demo did not create (a
+    /// squatter's, another program's): left alone, never removed.
+    pub not_ours: Vec<String>,
     /// What the sensors said on stderr (missing sensors...).
     pub notes: Vec<String>,
     /// How long it ran.
@@ -125,6 +130,11 @@ impl Report {
         }
         for n in &self.notes {
             s += &format!("  note: {n}\n");
+        }
+        for n in &self.not_ours {
+            s += &format!(
+                "cleanup: left alone, not created by this demo (a squatter?): {n}; `shmbus list` shows it\n"
+            );
         }
         if self.leftover_keys.is_empty() {
             s += "cleanup: every segment and publisher lock of the demo was removed\n";
@@ -364,6 +374,7 @@ pub fn run(
     out: &mut dyn Write,
 ) -> Result<Report, String> {
     let started = Instant::now();
+    let started_s = (sys::realtime_ns() / 1_000_000_000) as i64;
     let pid = std::process::id();
     let (mut config, config_args) = match &opts.config {
         Some(p) => (
@@ -506,7 +517,9 @@ pub fn run(
     for t in threads {
         let _ = t.join();
     }
-    let leftover_keys = cleanup(&entries, &children);
+    let cleaned = cleanup(&entries, &children, started_s);
+    let leftover_keys = cleaned.left;
+    let not_ours = cleaned.not_ours;
     let notes = lock_notes(&notes).clone();
     let topics = entries
         .iter()
@@ -532,6 +545,7 @@ pub fn run(
         bus,
         topics,
         leftover_keys,
+        not_ours,
         notes,
         elapsed: started.elapsed(),
     })
@@ -559,33 +573,59 @@ fn stop_child(c: &mut Child, exit: &mut Option<String>) {
     let _ = c.wait();
 }
 
-/// Remove the segments our children created and their publisher locks.
-/// Returns the keys where something of ours is still there.
-fn cleanup(entries: &[Entry], children: &[i32]) -> Vec<i32> {
-    let mut left = Vec::new();
+/// What cleanup found: keys where something of the demo's is still there,
+/// and objects at the demo's keys that the demo did not create.
+struct Cleanup {
+    left: Vec<i32>,
+    not_ours: Vec<String>,
+}
+
+/// Remove what this run created, and only that: a segment is the demo's if
+/// one of its children created it (`shm_cpid`) as this user (`shm_cuid`); a
+/// publisher lock if this user created it and one of the children was the
+/// last to use it (`GETPID`) or it was made after the demo started. Anything
+/// else at the demo's keys (a squatter's segment or lock, another program's
+/// memory) is left alone as evidence and reported, never removed.
+fn cleanup(entries: &[Entry], children: &[i32], started_s: i64) -> Cleanup {
+    let me = nix::unistd::geteuid().as_raw();
+    let mut c = Cleanup {
+        left: Vec::new(),
+        not_ours: Vec::new(),
+    };
     for e in entries.iter().filter(|e| e.child.is_some()) {
         let key = e.tc.key;
-        let ours = match sys::shmget(key, 0, 0) {
-            Ok(id) => match sys::shm_stat(id) {
-                Ok(st) if children.contains(&st.cpid) || e.tc.key_derived => {
-                    sys::shm_remove(id).is_ok()
+        let mut ours_left = false;
+        if let Ok(id) = sys::shmget(key, 0, 0) {
+            match sys::shm_stat(id) {
+                Ok(st) if st.cuid == me && children.contains(&st.cpid) => {
+                    ours_left |= sys::shm_remove(id).is_err();
                 }
-                _ => false,
-            },
-            // No segment: the child failed before creating one; a lock it
-            // may have left is ours only on the demo's own bus.
-            Err(_) => e.tc.key_derived,
-        };
-        if ours {
-            let _ = shmbus_core::lock::remove_lock(key);
-            let seg_left = sys::shmget(key, 0, 0).is_ok();
-            let lock_left = shmbus_core::lock::publisher_status(key) != PublisherStatus::NoLock;
-            if seg_left || lock_left {
-                left.push(key);
+                Ok(st) => c.not_ours.push(format!(
+                    "segment at key 0x{:08x} (shmid {id}, created by uid {} pid {})",
+                    key as u32, st.cuid, st.cpid
+                )),
+                Err(_) => {}
             }
         }
+        if let Some(p) = sysvipc::semaphore_by_key(key) {
+            let semid = p.id();
+            let by_child = sys::sem_getpid(semid).is_ok_and(|pid| children.contains(&pid));
+            let made_since = p.get("ctime").is_some_and(|t| t >= started_s);
+            if p.creator_uid() == me && (by_child || made_since) {
+                ours_left |= sys::sem_remove(semid).is_err();
+            } else {
+                c.not_ours.push(format!(
+                    "publisher lock at key 0x{:08x} (semid {semid}, created by uid {})",
+                    key as u32,
+                    p.creator_uid()
+                ));
+            }
+        }
+        if ours_left {
+            c.left.push(key);
+        }
     }
-    left
+    c
 }
 
 /// A command that runs `program` with `args`, behind `SHMBUS_TEST_RUNNER`

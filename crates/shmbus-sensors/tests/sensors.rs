@@ -100,8 +100,21 @@ fn frames<T: DeserializeOwned + Schema>(
 /// runs the whole demo command, as `shmbus demo` does.
 #[test]
 fn child_role_entry() {
-    let Some((role, _args)) = role() else { return };
+    let Some((role, args)) = role() else { return };
     match role.as_str() {
+        // squat A B: another user's non-shmbus segment at key A, and a held
+        // publisher lock with no segment at key B; until killed.
+        "squat" => {
+            let (a, b): (i32, i32) = (args[0].parse().unwrap(), args[1].parse().unwrap());
+            shmbus_core::sys::shmget(a, 4096, libc_create()).unwrap();
+            let topic = shmbus_core::Topic::new("squat").key(b);
+            let p = shmbus_pub::Publisher::<Imu>::open(&topic).unwrap();
+            let id = shmbus_core::sys::shmget(b, 0, 0).unwrap();
+            shmbus_core::sys::shm_remove(id).unwrap();
+            println!("ready");
+            std::thread::sleep(Duration::from_secs(300));
+            drop(p);
+        }
         "demo" => {
             let code = demo::main(None, None, &sensor_cmd);
             std::process::exit(if code == std::process::ExitCode::SUCCESS {
@@ -348,4 +361,98 @@ fn demo_stops_on_sigint_and_cleans_up() {
             k as u32
         );
     }
+}
+
+/// `IPC_CREAT | IPC_EXCL | 0644`.
+fn libc_create() -> i32 {
+    0o1000 | 0o2000 | 0o644
+}
+
+/// As root, the demo's cleanup removes only what its own run created: a
+/// squatter's segment and lock at the demo's keys (another uid's) are left
+/// alone as evidence and reported as not the demo's, never as left behind
+/// by it; the demo's own objects are gone.
+#[test]
+fn demo_cleanup_removes_only_what_this_run_created() {
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::geteuid().is_root() {
+        let skip = std::env::var("SHMBUS_SKIP_ROOT_TESTS").as_deref() == Ok("1");
+        assert!(
+            skip && std::env::var_os("CI").is_none(),
+            "needs root: the squatter runs as another uid (SHMBUS_SKIP_ROOT_TESTS=1 skips it knowingly)"
+        );
+        eprintln!("SKIPPED demo_cleanup_removes_only_what_this_run_created: needs root");
+        return;
+    }
+    watchdog("demo_cleanup_only_ours", Duration::from_secs(180));
+    let bus = format!("sq{:06x}", unique_key("demo-squat") & 0xff_ffff);
+    let text = format!(
+        "bus = \"{bus}\"\n[[topic]]\nname = \"imu\"\npublisher = \"shmbus-sensor-imu\"\n\
+         [[topic]]\nname = \"power\"\npublisher = \"shmbus-sensor-power\"\n\
+         [[topic]]\nname = \"net\"\npublisher = \"shmbus-sensor-net\"\n"
+    );
+    let path =
+        std::env::temp_dir().join(format!("shmbus-sensors-squat-{}.toml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    let _file = TempFile(path.clone());
+    let demo_bus = format!("{bus}-{}", std::process::id());
+    let key = |name: &str| shmbus_core::topic::derive_key(&demo_bus, name);
+    let (k_imu, k_seg, k_lock) = (key("imu"), key("power"), key("net"));
+    let _guards = [Guard(k_imu), Guard(k_seg), Guard(k_lock)];
+    let mut squatter = KillOnDrop(
+        shmbus_testkit::child("squat", &[k_seg.to_string(), k_lock.to_string()])
+            .uid(64102)
+            .gid(64102)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    let mut out = std::io::BufReader::new(squatter.0.stdout.take().unwrap());
+    while !line.contains("ready") {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0,
+            "the squatter exited"
+        );
+    }
+    let opts = Options {
+        duration: Some(Duration::from_secs(2)),
+        config: Some(path),
+        live: false,
+    };
+    let stop = AtomicBool::new(false);
+    let report = demo::run(&opts, &sensor_cmd, &stop, &mut std::io::sink()).unwrap();
+    let text = report.summary();
+    assert_eq!(report.bus, demo_bus);
+    assert!(
+        report.leftover_keys.is_empty(),
+        "nothing of the demo's left: {text}"
+    );
+    assert!(!text.contains("left behind"), "{text}");
+    assert_eq!(report.not_ours.len(), 2, "{text}");
+    assert!(
+        text.contains(&format!("segment at key 0x{:08x}", k_seg as u32)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("publisher lock at key 0x{:08x}", k_lock as u32)),
+        "{text}"
+    );
+    assert!(text.contains("created by uid 64102"), "{text}");
+    // The evidence is still there; the demo's own topic is gone.
+    assert!(
+        shmbus_core::sys::shmget(k_seg, 0, 0).is_ok(),
+        "the squatter's segment was removed"
+    );
+    assert!(
+        shmbus_core::sysvipc::semaphore_by_key(k_lock).is_some(),
+        "the squatter's lock was removed"
+    );
+    assert!(shmbus_core::sys::shmget(k_imu, 0, 0).is_err(), "{text}");
+    assert!(
+        shmbus_core::sysvipc::semaphore_by_key(k_imu).is_none(),
+        "{text}"
+    );
+    drop(squatter);
 }
