@@ -37,7 +37,10 @@ pub enum Cmd {
     #[command(
         after_help = "Examples:\n  shmbus list\n  shmbus list --json | jq '.[].name'\n\n\
 RATE is measured over --window milliseconds (0: not measured, shown as -).\n\
-Segments of other programs are skipped; ones this user may not read are shown as 'permission denied'."
+Segments of other programs are skipped, except at keys where a topic belongs (the config's,\n\
+the derived range 0x53......, or --key): there a non-shmbus segment is '(not shmbus)' and a\n\
+semaphore with no segment '(lock only)', both possible squats. Segments this user may not\n\
+read are shown as 'permission denied'."
     )]
     List(ListArgs),
     /// Show everything about one topic: header, schema, shmid_ds, latest frame.

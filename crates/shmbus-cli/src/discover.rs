@@ -29,6 +29,8 @@ pub struct Entry {
     pub uid: u32,
     /// Owner gid.
     pub gid: u32,
+    /// Creator uid (nobody can change it).
+    pub cuid: u32,
     /// Current attachments.
     pub nattch: u64,
     /// Creator pid.
@@ -46,6 +48,7 @@ impl Entry {
             mode: e.mode(),
             uid,
             gid,
+            cuid: e.creator_uid(),
             nattch: e.get("nattch").unwrap_or(0).max(0) as u64,
             cpid: e.get("cpid").unwrap_or(0) as i32,
         }
@@ -68,6 +71,82 @@ pub fn entries() -> Result<Vec<Entry>, Fail> {
         ))
     })?;
     Ok(v.iter().map(Entry::from_proc).collect())
+}
+
+/// The keys where a shmbus topic may belong: every key of the config (by
+/// the search order), the `extra` keys a command was given, and every key
+/// of the derived-key range (`0x53` in the top byte, see
+/// `shmbus_core::topic::derive_key`). A non-shmbus segment or a lone
+/// semaphore at one of them is shown (a possible squat); elsewhere it is
+/// another program's business.
+pub fn topic_keys(extra: &[i32]) -> std::collections::HashSet<i32> {
+    let mut keys: std::collections::HashSet<i32> = extra.iter().copied().collect();
+    if let Ok((c, _)) = shmbus_config::Config::find(None) {
+        keys.extend(c.topics.iter().map(|t| t.key));
+    }
+    keys
+}
+
+/// True for a key in the derived-key range (`0x53......`).
+pub fn derived_range(key: i32) -> bool {
+    (key as u32) >> 24 == 0x53
+}
+
+/// A semaphore set at a topic key with no segment there: a publisher lock
+/// left behind, or a squat that stops the real publisher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockOnly {
+    /// Its key.
+    pub key: i32,
+    /// Its semid.
+    pub semid: i32,
+    /// Owner uid.
+    pub uid: u32,
+    /// Creator uid.
+    pub cuid: u32,
+    /// Permission bits.
+    pub mode: u32,
+    /// Semaphores in the set (a shmbus lock has one).
+    pub nsems: i64,
+}
+
+impl LockOnly {
+    /// The lock's state (GETVAL/GETPID; `Unknown` if unreadable).
+    pub fn status(&self) -> shmbus_core::PublisherStatus {
+        shmbus_core::lock::status_of(self.semid)
+    }
+}
+
+/// The semaphore sets at `keys` (or at derived-range keys) where no live
+/// segment is: lone locks.
+pub fn lock_only(keys: &std::collections::HashSet<i32>, segments: &[Entry]) -> Vec<LockOnly> {
+    sysvipc::semaphores()
+        .unwrap_or_default()
+        .iter()
+        .filter(|s| s.key() != 0)
+        .filter(|s| keys.contains(&s.key()) || derived_range(s.key()))
+        .filter(|s| !segments.iter().any(|e| e.key == s.key() && !e.removed()))
+        .map(|s| {
+            let (uid, _, mode) = s.owner();
+            LockOnly {
+                key: s.key(),
+                semid: s.id(),
+                uid,
+                cuid: s.creator_uid(),
+                mode,
+                nsems: s.get("nsems").unwrap_or(0),
+            }
+        })
+        .collect()
+}
+
+/// The lone lock at `key`, if any.
+pub fn lock_only_at(key: i32) -> Option<LockOnly> {
+    let segments = entries().ok()?;
+    let keys = std::collections::HashSet::from([key]);
+    lock_only(&keys, &segments)
+        .into_iter()
+        .find(|l| l.key == key)
 }
 
 /// What a segment turned out to be.

@@ -61,6 +61,17 @@ fn child_role_entry() {
                 n += 1;
             }
         }
+        "doctor-limits" => doctor_limits_role(std::path::Path::new(&args[0])),
+        // hold-lock KEY: take the publisher lock at KEY and remove the
+        // segment, leaving a held lock with no segment (a lock-only squat).
+        "hold-lock" => {
+            let key: i32 = args[0].parse().unwrap();
+            let p = Publisher::<Imu>::open(&shmbus_core::Topic::new("squat").key(key)).unwrap();
+            sys::shm_remove(sys::shmget(key, 0, 0).unwrap()).unwrap();
+            println!("ready");
+            std::thread::sleep(Duration::from_secs(300));
+            drop(p);
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -169,8 +180,12 @@ fn list_finds_the_topic_and_skips_foreign_segments() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
     let rows = v.as_array().unwrap();
-    assert_eq!(rows.len(), 1, "foreign segment must be skipped: {v}");
-    let t = &rows[0];
+    // Asked for by key, another program's segment is shown as such (it
+    // could be a squat at a topic's key), never as a topic.
+    assert_eq!(rows.len(), 2, "{v}");
+    let other = rows.iter().find(|r| r["key"]["hex"] == f.as_str()).unwrap();
+    assert_eq!(other["status"], "not shmbus", "{other}");
+    let t = rows.iter().find(|r| r["key"]["hex"] == k.as_str()).unwrap();
     assert_eq!(t["name"], topic.name.as_str());
     assert_eq!(t["key"]["hex"], k.as_str());
     assert_eq!(t["slots"], 8);
@@ -178,7 +193,7 @@ fn list_finds_the_topic_and_skips_foreign_segments() {
     assert_eq!(t["publisher_alive"], true);
     assert!(t["generation"].as_u64().unwrap() >= 1);
     assert!(t["rate_hz"].as_f64().unwrap() > 0.0, "{t}");
-    // The table shows it too, and never the foreign key.
+    // The table shows it too, and never the foreign key unless asked for.
     let r = run(&["list", "--window", "0"]);
     assert_eq!(r.code, 0);
     assert!(
@@ -1284,4 +1299,299 @@ fn a_name_never_resolves_to_another_users_segment() {
     assert_eq!(r.code, 0, "`{fix}` works when typed: {}", r.stderr);
     assert!(sys::shmget(k_squat, 0, 0).is_err(), "the squat is gone");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The commands in backticks on the `fix:` lines of doctor's output for the
+/// checks `checks`.
+fn doctor_fixes(out: &str, checks: &[&str]) -> Vec<String> {
+    let mut fixes = Vec::new();
+    let mut current = None;
+    for l in out.lines() {
+        let t = l.trim_start();
+        if let Some(rest) = t.strip_prefix("FAIL").or_else(|| t.strip_prefix("WARN")) {
+            current = rest.split_whitespace().next().map(str::to_string);
+        } else if t.starts_with("OK") {
+            current = None;
+        } else if let Some(fix) = t.split_once("fix: ").map(|(_, f)| f) {
+            if current.as_deref().is_some_and(|c| checks.contains(&c)) {
+                if let Some(cmd) = fix.split('`').nth(1) {
+                    fixes.push(cmd.to_string());
+                }
+            }
+        }
+    }
+    fixes
+}
+
+/// In a private IPC namespace (started by the test below): System V
+/// limits lowered and two squats planted; doctor's output, list's, each
+/// suggested fix typed as printed, and doctor's output again, into `dir`.
+fn doctor_limits_role(dir: &std::path::Path) {
+    let config = dir.join("doctor.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let key_of = |name: &str| -> i32 {
+        let line = text
+            .lines()
+            .skip_while(|l| !l.contains(&format!("name = \"{name}\"")))
+            .nth(1)
+            .unwrap();
+        line.trim_start_matches("key = ").parse().unwrap()
+    };
+    let (k_lock, k_foreign) = (key_of("lockd"), key_of("foreign"));
+    std::fs::write("/proc/sys/kernel/shmmax", "5000").unwrap();
+    std::fs::write("/proc/sys/kernel/sem", "250 32000 32 2").unwrap();
+    // SAFETY: a plain semget call creating one semaphore.
+    let semid = unsafe { libc::semget(k_lock, 1, libc::IPC_CREAT | 0o644) };
+    assert!(semid >= 0, "semget");
+    let id = sys::shmget(k_foreign, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600).unwrap();
+    let att = sys::WriteAttachment::read_write(id).unwrap();
+    let bytes = b"ANOTHER PROGRAM'S MEMORY";
+    shmbus_core::codec::store_bytes(att.atomic_words(0, bytes.len().div_ceil(4)).unwrap(), bytes);
+    drop(att);
+    let shmbus_out = |args: &[&str]| {
+        let o = shmbus(args).env("SHMBUS_CONFIG", &config).output().unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let first = shmbus_out(&["doctor", "--config", config.to_str().unwrap()]);
+    std::fs::write(dir.join("doctor1.txt"), &first).unwrap();
+    std::fs::write(
+        dir.join("list.json"),
+        shmbus_out(&["list", "--json", "--window", "0"]),
+    )
+    .unwrap();
+    let mut log = String::new();
+    for fix in doctor_fixes(&first, &["shmmax", "sem", "squat", "topics"]) {
+        let words: Vec<&str> = fix.split_whitespace().collect();
+        let (code, text) = if words[0] == "shmbus" {
+            let o = shmbus(&words[1..])
+                .env("SHMBUS_CONFIG", &config)
+                .output()
+                .unwrap();
+            (
+                o.status.code(),
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                ),
+            )
+        } else {
+            let o = Command::new("sh").arg("-c").arg(&fix).output().unwrap();
+            (
+                o.status.code(),
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                ),
+            )
+        };
+        log += &format!("$ {fix}\nexit {code:?}\n{text}\n");
+    }
+    std::fs::write(dir.join("fixes.txt"), log).unwrap();
+    let second = shmbus_out(&["doctor", "--config", config.to_str().unwrap()]);
+    std::fs::write(dir.join("doctor2.txt"), second).unwrap();
+    println!("done");
+}
+
+/// doctor checks kernel.shmmax against the real size of a configured
+/// sensor topic (not a lower bound), the semaphore limits (kernel.sem:
+/// SEMMNI and SEMMNS) and usage, and names a lock-only squat and a
+/// non-shmbus segment at a configured key, which `list` shows too; every
+/// fix it suggests, typed as printed, clears its finding. Runs in a private
+/// IPC namespace, so the machine's limits are untouched.
+#[test]
+fn doctor_names_limits_and_squats_and_every_fix_works_when_typed() {
+    if !root_or_skip("doctor_names_limits_and_squats_and_every_fix_works_when_typed") {
+        return;
+    }
+    watchdog("doctor_limits", Duration::from_secs(240));
+    let dir = std::env::temp_dir().join(format!("shmbus-doctor-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (k_lock, k_foreign) = (unique_key("doctor-lock"), unique_key("doctor-foreign"));
+    std::fs::write(
+        dir.join("doctor.toml"),
+        format!(
+            "bus = \"doc\"\n[[topic]]\nname = \"imu\"\npublisher = \"shmbus-sensor-imu\"\nslots = 64\n\
+             [[topic]]\nname = \"lockd\"\nkey = {k_lock}\n[[topic]]\nname = \"foreign\"\nkey = {k_foreign}\n\
+             [[topic]]\nname = \"plain\"\n"
+        ),
+    )
+    .unwrap();
+    let inner = child("doctor-limits", &[dir.to_str().unwrap().to_string()]);
+    let mut cmd = Command::new("unshare");
+    cmd.arg("--ipc")
+        .arg("--")
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let o = cmd.stdin(Stdio::null()).output().unwrap();
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+    let (first, list, fixes, second) = (
+        read("doctor1.txt"),
+        read("list.json"),
+        read("fixes.txt"),
+        read("doctor2.txt"),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("done"),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let line = |text: &str, check: &str| -> String {
+        text.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(check))
+            .unwrap_or_else(|| panic!("no {check} line in:\n{text}"))
+            .to_string()
+    };
+    let shmmax = line(&first, "shmmax");
+    assert!(
+        shmmax.starts_with("FAIL")
+            && shmmax.contains("topic 'imu' needs")
+            && !shmmax.contains("at least"),
+        "the real size of the sensor's topic: {first}"
+    );
+    let sem = line(&first, "sem");
+    assert!(
+        sem.starts_with("FAIL") && sem.contains("SEMMNI (kernel.sem field 4) 2"),
+        "{first}"
+    );
+    assert!(
+        first.contains(&format!(
+            "FAIL  squat        key {} holds a segment that is not a shmbus topic",
+            hex(k_foreign)
+        )),
+        "{first}"
+    );
+    assert!(
+        first.contains(&format!(
+            "key {} holds a semaphore set with no segment",
+            hex(k_lock)
+        )),
+        "{first}"
+    );
+    let v: Value = serde_json::from_str(&list).unwrap_or_else(|e| panic!("{e}: {list}"));
+    let status = |k: i32| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["key"]["hex"] == hex(k))
+            .map(|r| r["status"].clone())
+    };
+    assert_eq!(status(k_lock), Some(Value::from("lock only")), "{v}");
+    assert_eq!(status(k_foreign), Some(Value::from("not shmbus")), "{v}");
+    // Every fix worked when typed: each exited 0, and the findings are gone.
+    assert_eq!(fixes.matches("$ ").count(), 4, "{fixes}");
+    assert_eq!(fixes.matches("exit Some(0)").count(), 4, "{fixes}");
+    assert!(line(&second, "shmmax").starts_with("OK"), "{second}");
+    assert!(line(&second, "sem").starts_with("OK"), "{second}");
+    assert!(
+        !second.contains("squat") && !second.contains("semaphore set with no segment"),
+        "{second}"
+    );
+}
+
+/// Another user holds the publisher lock at a topic's key with no segment
+/// (a semaphore-only squat): the publisher's error names the squatter and
+/// a removal command, which, typed as printed, removes the lock, after
+/// which the publisher starts; `shmbus rm KEY` removes such a lock too.
+#[test]
+fn a_lock_only_squat_is_removed_by_the_command_the_error_suggests() {
+    use std::os::unix::process::CommandExt;
+    if !root_or_skip("a_lock_only_squat_is_removed_by_the_command_the_error_suggests") {
+        return;
+    }
+    watchdog("lock_only_squat", Duration::from_secs(180));
+    let (topic, _g) = self::topic("lock-squat");
+    let mut squatter = KillOnDrop(
+        child("hold-lock", &[topic.key.to_string()])
+            .uid(STRANGER)
+            .gid(STRANGER)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = BufReader::new(squatter.0.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("ready") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the squatter exited");
+    }
+    let err = Publisher::<Imu>::open(&topic).unwrap_err().to_string();
+    assert!(err.contains("uid 64102"), "{err}");
+    let fix = err
+        .split('`')
+        .nth(1)
+        .unwrap_or_else(|| panic!("no command in: {err}"))
+        .to_string();
+    let words: Vec<&str> = fix.split_whitespace().collect();
+    if words[0] == "shmbus" {
+        let r = run(&words[1..]);
+        assert_eq!(r.code, 0, "`{fix}` works when typed: {}", r.stderr);
+    } else {
+        let st = Command::new("sh").arg("-c").arg(&fix).status().unwrap();
+        assert!(st.success(), "`{fix}` works when typed");
+    }
+    // The CLI's own way works too, on a lock-only squat: `shmbus rm KEY`.
+    let r = run(&["rm", &hex(topic.key)]);
+    assert_eq!(r.code, 1, "already gone: {}", r.stderr);
+    let mut p =
+        Publisher::<Imu>::open(&topic).expect("the publisher starts once the squat is gone");
+    p.publish(&imu(1)).unwrap();
+}
+
+/// `shmbus rm KEY` removes a lock-only squat held by another user (no
+/// --force needed: there is no segment anyone could go on publishing into).
+#[test]
+fn rm_removes_a_held_lock_only_squat() {
+    use std::os::unix::process::CommandExt;
+    if !root_or_skip("rm_removes_a_held_lock_only_squat") {
+        return;
+    }
+    watchdog("rm_lock_only", Duration::from_secs(180));
+    let (topic, _g) = self::topic("rm-lock-squat");
+    let mut squatter = KillOnDrop(
+        child("hold-lock", &[topic.key.to_string()])
+            .uid(STRANGER)
+            .gid(STRANGER)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = BufReader::new(squatter.0.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("ready") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the squatter exited");
+    }
+    let k = hex(topic.key);
+    let r = run(&["list", "--json", "--window", "0", "--key", &k]);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v[0]["status"], "lock only", "{v}");
+    assert_eq!(v[0]["creator_uid"], STRANGER, "{v}");
+    assert!(
+        v[0]["lock"].as_str().unwrap().starts_with("held by "),
+        "{v}"
+    );
+    let r = run(&["rm", &k]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("removed the publisher lock")
+            && r.stdout.contains("keeps running without it"),
+        "{}",
+        r.stdout
+    );
+    assert!(shmbus_core::sysvipc::semaphore_by_key(topic.key).is_none());
+    let r = run(&["rm", &k]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
 }

@@ -108,6 +108,29 @@ impl SensorKind {
         }
     }
 
+    /// The segment size of a topic this sensor publishes with `slots`
+    /// slots, exactly as its publisher will create it (the header with the
+    /// message's schema, and slots that hold its largest frame); `None` for
+    /// a slot count the layout refuses.
+    pub fn segment_size(self, slots: u32) -> Option<u64> {
+        use postcard::experimental::max_size::MaxSize;
+        fn size<T: MaxSize + postcard_schema::Schema + serde::de::DeserializeOwned>(
+            slots: u32,
+        ) -> Option<u64> {
+            let schema = shmbus_core::schema::schema_bytes::<T>().ok()?;
+            shmbus_core::layout::Geometry::new(schema.len(), slots, T::POSTCARD_MAX_SIZE.max(1))
+                .map(|g| g.segment_size as u64)
+        }
+        match self {
+            SensorKind::System => size::<msg::System>(slots),
+            SensorKind::Thermal => size::<msg::Thermal>(slots),
+            SensorKind::Power => size::<msg::Power>(slots),
+            SensorKind::Net => size::<msg::Net>(slots),
+            SensorKind::Iio => size::<msg::Accel>(slots),
+            SensorKind::Imu => size::<msg::Imu>(slots),
+        }
+    }
+
     fn what(self) -> &'static str {
         match self {
             SensorKind::System => "publish CPU load and memory from /proc",

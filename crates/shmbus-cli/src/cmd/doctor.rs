@@ -41,12 +41,12 @@ pub struct Finding {
     /// How to fix it (WARN and FAIL).
     pub fix: Option<String>,
     /// For a kernel limit that FAILs: the sysctl and the value that fixes it.
-    pub sysctl: Option<(&'static str, u64)>,
+    pub sysctl: Option<(&'static str, String)>,
 }
 
 impl Finding {
-    fn with_sysctl(mut self, name: &'static str, value: u64) -> Finding {
-        self.sysctl = Some((name, value));
+    fn with_sysctl(mut self, name: &'static str, value: impl ToString) -> Finding {
+        self.sysctl = Some((name, value.to_string()));
         self
     }
 }
@@ -190,6 +190,16 @@ fn memlock() -> (u64, u64) {
     }
 }
 
+/// `kernel.sem`: SEMMSL, SEMMNS, SEMOPM, SEMMNI.
+fn kernel_sem() -> Option<[u64; 4]> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/sem").ok()?;
+    let v: Vec<u64> = text
+        .split_whitespace()
+        .map(|w| w.parse().ok())
+        .collect::<Option<_>>()?;
+    v.try_into().ok()
+}
+
 fn limit_text(n: u64) -> String {
     // Linux's default shmmax/shmall are near 2^64: effectively no limit.
     if n >= 1 << 50 {
@@ -256,7 +266,8 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
         .unwrap_or_default();
 
     // What exists now.
-    let existing = match rows(&a.keys) {
+    let configured_keys: Vec<i32> = configured.iter().map(|t| t.key).collect();
+    let existing = match rows(&a.keys, &configured_keys) {
         Ok(r) => r,
         Err(e) => {
             f.push(fail("topics", e.msg, "see above".into()));
@@ -276,28 +287,40 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
     let shmmni = sysvipc::kernel_limit("shmmni").unwrap_or(u64::MAX);
     let segments = sysvipc::segments().unwrap_or_default();
     let page = page_size();
-    // Configured topics not created yet: at least one 64-byte slot each.
-    let mut need: Vec<(String, u64, bool)> = configured
+    // Configured topics not created yet: exact for the sensor programs this
+    // build knows (their message types are compiled in), else a lower
+    // bound of one 64-byte slot each.
+    // (name, bytes, size exact, segment exists)
+    let mut need: Vec<(String, u64, bool, bool)> = configured
         .iter()
         .map(|t| match size_at(t.key) {
-            Some(s) => (t.name.clone(), s, true),
-            None => (
-                t.name.clone(),
-                Geometry::new(0, t.slots, 1).map_or(0, |g| g.segment_size as u64),
-                false,
-            ),
+            Some(s) => (t.name.clone(), s, true, true),
+            None => match t
+                .publisher
+                .as_deref()
+                .and_then(shmbus_sensors::SensorKind::from_name)
+                .and_then(|k| k.segment_size(t.slots))
+            {
+                Some(s) => (t.name.clone(), s, true, false),
+                None => (
+                    t.name.clone(),
+                    Geometry::new(0, t.slots, 1).map_or(0, |g| g.segment_size as u64),
+                    false,
+                    false,
+                ),
+            },
         })
         .collect();
     need.sort_by_key(|n| std::cmp::Reverse(n.1));
-    if let Some((name, biggest, exact)) = need.first() {
+    if let Some((name, biggest, exact, _)) = need.first() {
+        let q = if *exact { "" } else { "at least " };
         if *biggest > shmmax {
             f.push(fail(
                 "shmmax",
-                format!("topic '{name}' needs {} but kernel.shmmax is {}", human_bytes(*biggest), human_bytes(shmmax)),
-                format!("sysctl -w kernel.shmmax={biggest} (and put it in /etc/sysctl.d/60-shmbus.conf), or give the topic fewer slots"),
+                format!("topic '{name}' needs {q}{} ({biggest} bytes) but kernel.shmmax is {} ({shmmax})", human_bytes(*biggest), human_bytes(shmmax)),
+                format!("`sysctl -w kernel.shmmax={biggest}` (to keep it: `kernel.shmmax = {biggest}` in /etc/sysctl.d/60-shmbus.conf), or give the topic fewer slots"),
             ).with_sysctl("kernel.shmmax", *biggest));
         } else {
-            let q = if *exact { "" } else { "at least " };
             f.push(ok(
                 "shmmax",
                 format!(
@@ -306,6 +329,18 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
                     limit_text(shmmax)
                 ),
             ));
+            let unknown: Vec<&str> = need.iter().filter(|n| !n.2).map(|n| n.0.as_str()).collect();
+            if !unknown.is_empty() && shmmax < 1 << 50 {
+                f.push(warn(
+                    "shmmax",
+                    format!(
+                        "the frame size of {} is known only once its publisher runs (this build knows the shmbus-sensor-* programs only): the lower bound above may be too low for kernel.shmmax {}",
+                        unknown.join(", "),
+                        human_bytes(shmmax)
+                    ),
+                    "start the publishers, then run `shmbus doctor` again: it checks the real segment sizes".into(),
+                ));
+            }
         }
     }
     // A topic with notify on also has a one-page waiter segment per
@@ -315,13 +350,13 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
         .iter()
         .filter(|t| t.notify && size_at(t.key).is_none())
         .count() as u64;
-    let missing = need.iter().filter(|n| !n.2).count() as u64 + waiters_to_create;
+    let missing = need.iter().filter(|n| !n.3).count() as u64 + waiters_to_create;
     let in_use = segments.len() as u64;
     if in_use + missing > shmmni {
         f.push(fail(
             "shmmni",
             format!("{in_use} segments exist and {missing} are still to be created for the configured topics (a topic with notify on has 2), but kernel.shmmni is {shmmni}"),
-            format!("sysctl -w kernel.shmmni={} or remove stale segments (shmbus rm, ipcrm)", in_use + missing + 16),
+            format!("`sysctl -w kernel.shmmni={n}` (to keep it: `kernel.shmmni = {n}` in /etc/sysctl.d/60-shmbus.conf), or remove stale segments (`shmbus list`, `shmbus rm`)", n = in_use + missing + 16),
         ).with_sysctl("kernel.shmmni", in_use + missing + 16));
     } else {
         f.push(ok(
@@ -335,7 +370,7 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
         .sum::<u64>()
         + need
             .iter()
-            .filter(|n| !n.2)
+            .filter(|n| !n.3)
             .map(|n| n.1.div_ceil(page))
             .sum::<u64>()
         + waiters_to_create;
@@ -344,7 +379,11 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
             fail(
                 "shmall",
                 format!("segments need {used_pages} pages but kernel.shmall is {shmall} pages"),
-                format!("sysctl -w kernel.shmall={}", used_pages * 2),
+                format!(
+                    "`sysctl -w kernel.shmall={}` (to keep it: `kernel.shmall = {}` in /etc/sysctl.d/60-shmbus.conf)",
+                    used_pages * 2,
+                    used_pages * 2
+                ),
             )
             .with_sysctl("kernel.shmall", used_pages * 2),
         );
@@ -360,6 +399,45 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
                 }
             ),
         ));
+    }
+
+    // Semaphores: each topic's publisher holds a lock, one set of one
+    // semaphore at the topic's key. kernel.sem is "SEMMSL SEMMNS SEMOPM
+    // SEMMNI"; a fix rewrites all four fields.
+    if let Some([msl, mns, opm, mni]) = kernel_sem() {
+        let sems = sysvipc::semaphores().unwrap_or_default();
+        let sets = sems.len() as u64;
+        let in_sets: u64 = sems
+            .iter()
+            .map(|s| s.get("nsems").unwrap_or(0).max(0) as u64)
+            .sum();
+        let to_lock = configured
+            .iter()
+            .filter(|t| !sems.iter().any(|s| s.key() == t.key))
+            .count() as u64;
+        let what = format!(
+            "{sets} semaphore sets in use + {to_lock} publisher locks to create, SEMMNI (kernel.sem field 4) {mni}; {in_sets} semaphores + {to_lock}, SEMMNS (field 2) {mns}"
+        );
+        if sets + to_lock > mni || in_sets + to_lock > mns || msl < 1 {
+            let value = format!(
+                "{} {} {opm} {}",
+                msl.max(1),
+                mns.max(in_sets + to_lock + 32),
+                mni.max(sets + to_lock + 16)
+            );
+            f.push(
+                fail(
+                    "sem",
+                    format!("{what}: publishers will fail to create their locks"),
+                    format!(
+                        "`sysctl -w kernel.sem=\"{value}\"` (to keep it: `kernel.sem = {value}` in /etc/sysctl.d/60-shmbus.conf), or remove stale topics (`shmbus list`, `shmbus rm`)"
+                    ),
+                )
+                .with_sysctl("kernel.sem", value),
+            );
+        } else {
+            f.push(ok("sem", what));
+        }
     }
 
     // 4. Locking in RAM.
@@ -499,6 +577,33 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
                     ));
                     continue;
                 }
+                // A configured publisher user must have created and own the
+                // segment at its topic's key.
+                let expected = configured
+                    .iter()
+                    .find(|t| t.key == s.entry.key)
+                    .and_then(|t| t.to_topic().ok()?.publisher_uid);
+                if let Some(uid) = expected {
+                    if s.entry.uid != uid || s.entry.cuid != uid {
+                        f.push(fail(
+                            "squat",
+                            format!(
+                                "'{}' ({k}) was created by {} (uid {}) and belongs to {} (uid {}), not its configured publisher {} (uid {uid}): its publisher cannot open it, and subscribers that name the publisher refuse it",
+                                s.name,
+                                user_name(s.entry.cuid),
+                                s.entry.cuid,
+                                user_name(s.entry.uid),
+                                s.entry.uid,
+                                user_name(uid)
+                            ),
+                            format!(
+                                "find out who created it; root removes it with `shmbus rm {}{k}`",
+                                if alive { "--force " } else { "" }
+                            ),
+                        ));
+                        continue;
+                    }
+                }
                 if !alive && s.entry.nattch == 0 {
                     f.push(warn(
                         "topics",
@@ -539,6 +644,57 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
                     ));
                 }
             }
+            Row::Foreign(e) => {
+                let what = format!(
+                    "key {} holds a segment that is not a shmbus topic (shmid {}, created by {} (uid {}), pid {})",
+                    key_hex(e.key),
+                    e.shmid,
+                    user_name(e.cuid),
+                    e.cuid,
+                    e.cpid
+                );
+                let fix = format!(
+                    "if it is a squat, root removes it with `ipcrm -m {}` (`ipcs -m -p` shows who created it)",
+                    e.shmid
+                );
+                match configured.iter().find(|t| t.key == e.key) {
+                    Some(t) => f.push(fail(
+                        "squat",
+                        format!("{what}: topic '{}' cannot be created", t.name),
+                        fix,
+                    )),
+                    None => f.push(warn("squat", what, fix)),
+                }
+            }
+            Row::LockOnly(l) => {
+                let held = l.status().is_alive();
+                let state = super::list::lock_state(l);
+                let topic = configured.iter().find(|t| t.key == l.key);
+                let expected = topic.and_then(|t| t.to_topic().ok()?.publisher_uid);
+                let what = format!(
+                    "key {} holds a semaphore set with no segment (semid {}, {state}, created by {} (uid {}))",
+                    key_hex(l.key),
+                    l.semid,
+                    user_name(l.cuid),
+                    l.cuid
+                );
+                let fix = format!(
+                    "remove it (as its owner or root): `shmbus rm {}`",
+                    key_hex(l.key)
+                );
+                match topic {
+                    Some(t) if held || expected.is_some_and(|u| u != l.cuid) => f.push(fail(
+                        "squat",
+                        format!("{what}: the publisher of '{}' cannot take its lock", t.name),
+                        fix,
+                    )),
+                    _ => f.push(warn(
+                        "topics",
+                        format!("{what}: a publisher lock left behind, or a squat"),
+                        fix,
+                    )),
+                }
+            }
             Row::Denied(_) => {}
         }
     }
@@ -574,7 +730,7 @@ fn pub_word(p: &PublisherStatus) -> &'static str {
 pub fn sysctl_dropin(findings: &[Finding]) -> String {
     let mut s = String::new();
     for x in findings.iter().filter(|x| x.level == Level::Fail) {
-        if let Some((name, value)) = x.sysctl {
+        if let Some((name, value)) = &x.sysctl {
             s.push_str(&format!("# {}\n{name} = {value}\n", x.what));
         }
     }

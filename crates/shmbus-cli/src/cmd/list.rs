@@ -7,8 +7,8 @@ use shmbus_core::OpenError;
 
 use super::{Summary, key_json, mode_owner, publisher_json, publisher_text};
 use crate::args::ListArgs;
-use crate::discover::{self, Entry, Probe, now_ns};
-use crate::out::{self, CmdResult, Fail, human_bytes, human_ns, key_hex};
+use crate::discover::{self, Entry, LockOnly, Probe, now_ns};
+use crate::out::{self, CmdResult, Fail, human_bytes, human_ns, key_hex, user_name};
 
 /// One row of the listing.
 pub enum Row {
@@ -18,27 +18,60 @@ pub enum Row {
     Denied(Entry),
     /// A shmbus segment that cannot be used.
     Broken(Entry, OpenError),
+    /// A segment that is not a shmbus topic, at a key where a topic belongs
+    /// (the config's, the derived range, or asked for): a possible squat.
+    Foreign(Entry),
+    /// A semaphore set at a topic key with no segment: a lock left behind,
+    /// or a squat that keeps the real publisher from starting.
+    LockOnly(LockOnly),
 }
 
-/// Probe every segment (optionally only `keys`) into rows; foreign and
-/// half-created segments are left out.
-pub fn rows(keys: &[i32]) -> Result<Vec<Row>, Fail> {
+/// Probe every segment (optionally only `keys`) into rows; half-created
+/// segments are left out, and other programs' segments unless they sit at a
+/// key where a topic belongs ([`discover::topic_keys`] of `keys` and
+/// `topic_keys`). Lone semaphores at such keys are rows too.
+pub fn rows(keys: &[i32], topic_keys: &[i32]) -> Result<Vec<Row>, Fail> {
     let mut rows = Vec::new();
-    for e in discover::entries()? {
+    let all = discover::entries()?;
+    let mut extra = keys.to_vec();
+    extra.extend_from_slice(topic_keys);
+    let topic_keys = discover::topic_keys(&extra);
+    for e in &all {
         if !keys.is_empty() && !keys.contains(&e.key) {
             continue;
         }
+        let e = e.clone();
         match discover::probe(&e) {
             Probe::Topic(seg) => {
                 let t = now_ns();
                 rows.push(Row::Topic(Box::new(Summary::read(&e, &seg)), t, None));
             }
             Probe::Denied => rows.push(Row::Denied(e)),
+            Probe::Foreign
+                if e.key != 0
+                    && (topic_keys.contains(&e.key) || discover::derived_range(e.key)) =>
+            {
+                rows.push(Row::Foreign(e))
+            }
             Probe::Broken(OpenError::NotReady { .. }) | Probe::Foreign | Probe::Gone => {}
             Probe::Broken(err) => rows.push(Row::Broken(e, err)),
         }
     }
+    for l in discover::lock_only(&topic_keys, &all) {
+        if keys.is_empty() || keys.contains(&l.key) {
+            rows.push(Row::LockOnly(l));
+        }
+    }
     Ok(rows)
+}
+
+/// The word for a lone lock's state: held by a pid, free, or unreadable.
+pub fn lock_state(l: &LockOnly) -> String {
+    match l.status() {
+        shmbus_core::PublisherStatus::Alive { pid } => format!("held by {pid}"),
+        shmbus_core::PublisherStatus::NotRunning => "free".into(),
+        _ => "unreadable".into(),
+    }
 }
 
 /// Sample every topic's generation again `window` after the first sample
@@ -120,6 +153,17 @@ fn row_json(r: &Row, now: u64) -> Value {
             let (mode, owner) = mode_owner(e);
             json!({"status": "broken", "error": err.to_string(), "key": key_json(e.key),
                    "shmid": e.shmid, "size": e.size, "nattch": e.nattch, "mode": mode, "owner": owner})
+        }
+        Row::Foreign(e) => {
+            let (mode, owner) = mode_owner(e);
+            json!({"status": "not shmbus", "key": key_json(e.key), "shmid": e.shmid,
+                   "size": e.size, "nattch": e.nattch, "mode": mode, "owner": owner,
+                   "uid": e.uid, "creator_uid": e.cuid, "cpid": e.cpid})
+        }
+        Row::LockOnly(l) => {
+            json!({"status": "lock only", "key": key_json(l.key), "semid": l.semid,
+                   "nsems": l.nsems, "mode": format!("{:04o}", l.mode), "owner": user_name(l.uid),
+                   "uid": l.uid, "creator_uid": l.cuid, "lock": lock_state(l)})
         }
     }
 }
@@ -207,13 +251,42 @@ pub fn render(rows: &[Row], now: u64, window_ms: u64) -> (Vec<Vec<String>>, Vec<
                     },
                 ]);
             }
-            Row::Denied(e) | Row::Broken(e, _) => {
+            Row::LockOnly(l) => {
+                notes.push(format!(
+                    "{}: a semaphore set (semid {}, {}, created by uid {}) with no segment: a lock left behind, or a squat that keeps the topic's publisher from starting; remove it with `shmbus rm {}`",
+                    key_hex(l.key),
+                    l.semid,
+                    lock_state(l),
+                    l.cuid,
+                    key_hex(l.key)
+                ));
+                let mut row = vec!["(lock only: see below)".to_string(), key_hex(l.key)];
+                row.extend(["-", "-", "-", "-", "-", "-"].map(String::from));
+                row.push(lock_state(l));
+                row.push("-".into());
+                row.extend([format!("{:04o}", l.mode), user_name(l.uid)]);
+                row.extend(["-", "-", "-"].map(String::from));
+                t.push(row);
+            }
+            Row::Denied(e) | Row::Broken(e, _) | Row::Foreign(e) => {
                 let (mode, owner) = mode_owner(e);
-                let what = if let Row::Broken(_, err) = r {
-                    notes.push(format!("{}: {err}", key_hex(e.key)));
-                    "(broken: see below)"
-                } else {
-                    "(permission denied)"
+                let what = match r {
+                    Row::Broken(_, err) => {
+                        notes.push(format!("{}: {err}", key_hex(e.key)));
+                        "(broken: see below)"
+                    }
+                    Row::Foreign(_) => {
+                        notes.push(format!(
+                            "{}: not a shmbus topic (shmid {}, created by uid {}, pid {}) at a key where a topic belongs: a squat keeps that topic's publisher from starting; root removes it with `ipcrm -m {}`",
+                            key_hex(e.key),
+                            e.shmid,
+                            e.cuid,
+                            e.cpid,
+                            e.shmid
+                        ));
+                        "(not shmbus: see below)"
+                    }
+                    _ => "(permission denied)",
                 };
                 let mut row = vec![
                     what.to_string(),
@@ -238,7 +311,7 @@ pub fn render(rows: &[Row], now: u64, window_ms: u64) -> (Vec<Vec<String>>, Vec<
 
 /// Run `shmbus list`.
 pub fn run(a: &ListArgs) -> CmdResult {
-    let mut rows = rows(&a.keys)?;
+    let mut rows = rows(&a.keys, &[])?;
     if a.window > 0 {
         measure_rates(&mut rows, Duration::from_millis(a.window));
     }

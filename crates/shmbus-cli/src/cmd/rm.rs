@@ -11,7 +11,7 @@ use shmbus_core::sys;
 use shmbus_core::{OpenError, PublisherStatus};
 
 use crate::args::RmArgs;
-use crate::discover::{self, Probe};
+use crate::discover::{self, LockOnly, Probe, Selector};
 use crate::out::{self, CmdResult, Fail, key_hex};
 
 /// Run `shmbus rm`.
@@ -30,7 +30,25 @@ pub fn run(a: &RmArgs, bus: Option<&str>) -> CmdResult {
 }
 
 fn remove_one(arg: &str, force: bool, bus: Option<&str>) -> Result<String, Fail> {
-    let e = discover::resolve("rm", arg, bus)?;
+    let e = match discover::resolve("rm", arg, bus) {
+        Ok(e) => e,
+        // No segment at that key: a lone lock there is removed too (a lock
+        // left behind, or a squat that keeps the publisher from starting).
+        Err(f) if f.code == out::NOTHING => {
+            let key = match discover::parse_selector(arg) {
+                Selector::Key(k) => Some(k),
+                Selector::Number(n) => i32::try_from(n)
+                    .ok()
+                    .or_else(|| u32::try_from(n).ok().map(|u| u as i32)),
+                _ => None,
+            };
+            return match key.and_then(discover::lock_only_at) {
+                Some(l) => remove_lock_only(&l),
+                None => Err(f),
+            };
+        }
+        Err(f) => return Err(f),
+    };
     let name = match discover::probe(&e) {
         Probe::Topic(s) => format!("'{}'", s.info().name),
         Probe::Foreign => {
@@ -108,5 +126,38 @@ fn remove_one(arg: &str, force: bool, bus: Option<&str>) -> Result<String, Fail>
         "removed topic {name} (key {}, shmid {}): {attached}{publisher}{lock_note}",
         key_hex(e.key),
         e.shmid
+    ))
+}
+
+/// Remove a lone publisher lock (a semaphore set of one at a key with no
+/// segment).
+fn remove_lock_only(l: &LockOnly) -> Result<String, Fail> {
+    let k = key_hex(l.key);
+    if l.nsems != 1 {
+        return Err(Fail::error(format!(
+            "key {k} holds a set of {} semaphores (semid {}) and no segment: not a shmbus publisher lock; refusing to remove another program's semaphores (use ipcrm -s {} if you are sure)",
+            l.nsems, l.semid, l.semid
+        )));
+    }
+    let before = l.status();
+    sys::sem_remove(l.semid).map_err(|err| {
+        if err.errno == sys::Errno::EPERM {
+            Fail::error(format!(
+                "not allowed to remove the publisher lock at key {k} (semid {}): only its owner (uid {}), its creator (uid {}) or root may; run as one of them",
+                l.semid, l.uid, l.cuid
+            ))
+        } else {
+            Fail::error(format!("cannot remove the publisher lock at key {k}: {err}"))
+        }
+    })?;
+    let holder = match before {
+        PublisherStatus::Alive { pid } => {
+            format!("; pid {pid}, which held it, keeps running without it")
+        }
+        _ => String::new(),
+    };
+    Ok(format!(
+        "removed the publisher lock at key {k} (semid {}, created by uid {}); there was no segment, so a publisher can create the topic again{holder}",
+        l.semid, l.cuid
     ))
 }

@@ -45,7 +45,7 @@ pub fn run(a: &TopArgs) -> CmdResult {
     let tty = out::stdout_is_tty();
     // shmid -> (generation, newest publish time, sample time)
     let mut prev: HashMap<i32, (u64, u64, u64)> = HashMap::new();
-    for r in rows(&a.keys)? {
+    for r in rows(&a.keys, &[])? {
         if let Row::Topic(s, t, _) = r {
             prev.insert(s.entry.shmid, (s.generation, s.last_mono_ns, t));
         }
@@ -59,7 +59,7 @@ pub fn run(a: &TopArgs) -> CmdResult {
         if wake > now {
             std::thread::sleep(Duration::from_nanos(wake - now));
         }
-        let list = rows(&a.keys)?;
+        let list = rows(&a.keys, &[])?;
         let now = monotonic_ns();
         let mut t = vec![
             [
@@ -125,6 +125,30 @@ pub fn run(a: &TopArgs) -> CmdResult {
                     e.nattch.to_string(),
                     if e.locked() { "yes" } else { "no" }.into(),
                     "-".into(),
+                ]),
+                Row::Foreign(e) => t.push(vec![
+                    "(not shmbus)".into(),
+                    key_hex(e.key),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    e.nattch.to_string(),
+                    "-".into(),
+                    "SQUAT? see shmbus list".into(),
+                ]),
+                Row::LockOnly(l) => t.push(vec![
+                    "(lock only)".into(),
+                    key_hex(l.key),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    super::list::lock_state(l),
+                    "-".into(),
+                    "-".into(),
+                    "LOCK ONLY: see shmbus list".into(),
                 ]),
                 Row::Broken(e, _) => t.push(vec![
                     "(broken)".into(),
