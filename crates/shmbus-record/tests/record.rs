@@ -609,7 +609,6 @@ fn replay_keeps_timing_and_loops() {
     );
 }
 
-
 /// The recorder under `prlimit --as=LIMIT` (address space): any unbounded
 /// growth ends in an allocation failure (abort) instead of the OOM killer.
 const AS_LIMIT: u64 = 256 * 1024 * 1024;
