@@ -118,8 +118,9 @@ pub(crate) unsafe fn buffer<'a>(p: *mut u8, cap: usize, what: &str) -> Result<&'
     Ok(unsafe { core::slice::from_raw_parts_mut(p, cap) })
 }
 
-/// Copy `src` into `dst`, or say how much room it needs.
-pub(crate) fn copy_out(src: &[u8], dst: &mut [u8], what: &str) -> Result<()> {
+/// Copy `src` into `dst`, or say how much room it needs. `what` is only
+/// formatted on failure (no allocation on the way that succeeds).
+pub(crate) fn copy_out(src: &[u8], dst: &mut [u8], what: impl core::fmt::Display) -> Result<()> {
     if dst.len() < src.len() {
         return fail(
             SHMBUS_ERR_BUFFER_TOO_SMALL,
@@ -135,7 +136,7 @@ pub(crate) fn copy_out(src: &[u8], dst: &mut [u8], what: &str) -> Result<()> {
 }
 
 /// Copy `s` and a NUL into `dst`, or say how much room it needs.
-pub(crate) fn copy_str_out(s: &[u8], dst: &mut [u8], what: &str) -> Result<()> {
+pub(crate) fn copy_str_out(s: &[u8], dst: &mut [u8], what: impl core::fmt::Display) -> Result<()> {
     if dst.len() < s.len() + 1 {
         return fail(
             SHMBUS_ERR_BUFFER_TOO_SMALL,

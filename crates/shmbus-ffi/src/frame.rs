@@ -846,7 +846,7 @@ pub unsafe extern "C" fn shmbus_frame_get_str(
         let buf = unsafe { cabi::buffer(buf.cast(), cap, "buf") }?;
         let s = f.get_buf(p, true)?;
         *len = s.len();
-        cabi::copy_str_out(s, buf, &format!("field '{p}'"))?;
+        cabi::copy_str_out(s, buf, format_args!("field '{p}'"))?;
         Ok(())
     };
     // SAFETY: the caller's contract, forwarded.
@@ -874,7 +874,7 @@ pub unsafe extern "C" fn shmbus_frame_get_bytes(
         let buf = unsafe { cabi::buffer(buf, cap, "buf") }?;
         let s = f.get_buf(p, false)?;
         *len = s.len();
-        cabi::copy_out(s, buf, &format!("field '{p}'"))?;
+        cabi::copy_out(s, buf, format_args!("field '{p}'"))?;
         Ok(())
     };
     // SAFETY: the caller's contract, forwarded.
