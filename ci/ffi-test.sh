@@ -167,7 +167,7 @@ if [[ $what == all || $what == host ]]; then
     examples host "" "$OUT/host/bin" target/release
     python_tests
     echo "---- C API cost next to Rust (one run, one process)"
-    cargo run --release -q -p shmbus-ffi --example ffi_bench -- --rounds 9 --iters 20000 | tee "$OUT/ffi_bench.txt"
+    cargo run --release -q -p shmbus-ffi --example ffi_bench | tee "$OUT/ffi_bench.txt"
 fi
 
 if [[ $what == all || $what == armv7 ]]; then
