@@ -321,3 +321,36 @@ fn parse_errors_say_where_and_what() {
         "struct Imu {\n    t: u64,\n    acc: [f32; 3],\n}"
     );
 }
+
+#[test]
+fn a_declaration_written_by_hand_is_the_rust_types_schema() {
+    // What a bridge or C program would send to create a topic of the
+    // sensors' Power type: same bytes, so same fingerprint, so the typed
+    // subscriber attaches.
+    let hand = "
+        struct Power {
+            t_ns: u64,
+            supplies: heapless::Vec<struct Supply {
+                name: heapless::String<24>,
+                kind: heapless::String<24>,
+                status: heapless::String<24>,
+                online: Option<bool>,
+                capacity_pct: Option<u8>,
+                voltage_uv: Option<i32>,
+                current_ua: Option<i32>,
+                power_uw: Option<i32>,
+            }, 4>,
+        }";
+    let c = shmbus_codec::Codec::parse(hand).unwrap();
+    assert_eq!(
+        c.schema_bytes(),
+        shmbus_core::schema::schema_bytes::<shmbus_sensors::msg::Power>().unwrap()
+    );
+    assert_eq!(
+        c.fingerprint(),
+        shmbus_core::schema::fingerprint_of::<shmbus_sensors::msg::Power>().unwrap()
+    );
+    // A different capacity is a different type.
+    let other = shmbus_codec::Codec::parse(&hand.replace(", 4>", ", 5>")).unwrap();
+    assert_ne!(other.fingerprint(), c.fingerprint());
+}
