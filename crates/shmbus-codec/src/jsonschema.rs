@@ -147,6 +147,87 @@ pub(crate) fn schema(node: &Node) -> Value {
     }
 }
 
+/// The schema of one value for viewers (Foxglove, Lichtblick): the subset
+/// their JSON Schema readers turn into message definitions. Every property
+/// has exactly one `type` of `boolean`, `string`, `number`, `integer`,
+/// `object` (with `properties`) or `array` (whose `items` has one of the
+/// others). What cannot be said that way is left out (`None`): `()`,
+/// tuples of different types, arrays of arrays.
+pub(crate) fn viewer(node: &Node) -> Option<Value> {
+    Some(match node {
+        Node::Bool => json!({ "type": "boolean" }),
+        // Exact limits where the value is always a number.
+        Node::U8 | Node::I8 | Node::Int { bits: ..=64, .. } => schema(node),
+        Node::Int { .. } => json!({ "type": "integer" }),
+        Node::F32 | Node::F64 => json!({ "type": "number" }),
+        Node::Char | Node::Str(_) => schema(node),
+        Node::Bytes(b) => with_cap(
+            json!({ "type": "array", "items": { "type": "integer" } }),
+            "maxItems",
+            b,
+        ),
+        Node::Option(inner) if inner.nullable() => array_for_viewer(inner)?,
+        Node::Option(inner) | Node::Newtype(inner) => viewer(inner)?,
+        Node::Unit => return None,
+        Node::Seq(elem, b) => with_cap(array_for_viewer(elem)?, "maxItems", b),
+        Node::Tuple(items) => match items.first() {
+            Some(first) if items.iter().all(|t| t == first) => {
+                let mut s = array_for_viewer(first)?;
+                s["minItems"] = json!(items.len());
+                s["maxItems"] = json!(items.len());
+                s
+            }
+            _ => return None,
+        },
+        Node::Map(_, val, b) => {
+            let mut s = json!({ "type": "object", "properties": {} });
+            if let Some(v) = viewer(val) {
+                s["additionalProperties"] = v;
+            }
+            with_cap(s, "maxProperties", b)
+        }
+        Node::Struct(fields) => {
+            viewer_object(fields.iter().map(|f| (f.name.as_str(), viewer(&f.node))))
+        }
+        Node::Enum(vars) => {
+            if vars.iter().all(|v| v.kind == VariantKind::Unit) {
+                let names: Vec<&str> = vars.iter().map(|v| v.name.as_str()).collect();
+                json!({ "type": "string", "enum": names })
+            } else {
+                // `{"Variant": content}`; unit variants (plain strings) have
+                // no place in an object's definition.
+                viewer_object(vars.iter().map(|v| {
+                    let content = match &v.kind {
+                        VariantKind::Unit => None,
+                        VariantKind::Newtype(n) => viewer(n),
+                        VariantKind::Tuple(items) => viewer(&Node::Tuple(items.clone())),
+                        VariantKind::Struct(fields) => viewer(&Node::Struct(fields.clone())),
+                    };
+                    (v.name.as_str(), content)
+                }))
+            }
+        }
+    })
+}
+
+fn array_for_viewer(elem: &Node) -> Option<Value> {
+    let items = viewer(elem)?;
+    if items["type"] == "array" {
+        return None;
+    }
+    Some(json!({ "type": "array", "items": items }))
+}
+
+fn viewer_object<'a>(fields: impl Iterator<Item = (&'a str, Option<Value>)>) -> Value {
+    let mut props = Map::new();
+    for (name, s) in fields {
+        if let Some(s) = s {
+            props.insert(name.to_string(), s);
+        }
+    }
+    json!({ "type": "object", "properties": props })
+}
+
 /// `s` with `$schema` and `title` in front.
 pub(crate) fn top(s: Value, title: &str) -> Value {
     let mut m = Map::new();

@@ -34,6 +34,7 @@
 //! | [`Codec::encode`] / [`Codec::encode_within`] | JSON to frame bytes, refusing out-of-range numbers, over-capacity strings and lists and (last) frames over the topic's frame capacity, naming the field path |
 //! | [`Codec::json_schema`] | JSON Schema (2020-12) of the value; every decoded value validates |
 //! | [`Codec::message_schema`], [`Codec::write_message_json`], [`Codec::encode_message`] | the same as a JSON object at the top (`{"value": ...}` around anything but a struct), for viewers that need objects (Foxglove, MCAP JSON channels) |
+//! | [`Codec::viewer_schema`] | the message schema in the subset Foxglove's and Lichtblick's readers understand (one `type` per property): advertise this to viewers, validate with `message_schema` |
 //! | [`Codec::example`] | a value of the right shape (zeros, empty strings), a template for `shmbus pub` |
 //! | [`Codec::text`] / [`text::render`], [`text::parse`] | the schema as Rust-like declaration text, and back (`parse(render(t)) == t`) |
 //! | [`Codec::schema`], [`Codec::schema_bytes`], [`Codec::fingerprint`] | the schema itself, its segment bytes and fingerprint |
@@ -253,6 +254,33 @@ impl Codec {
             })
         } else {
             s
+        };
+        jsonschema::top(s, &self.schema.name)
+    }
+
+    /// The message schema for viewers: what the recorder's JSON channels
+    /// carry and what Foxglove and Lichtblick can turn into message
+    /// definitions (their readers need exactly one `type` on every property
+    /// and array item, and refuse `anyOf`, `oneOf` and `null`).
+    ///
+    /// It describes the same messages as [`Codec::message_schema`], more
+    /// loosely: floats are `"type": "number"` (a NaN or infinity, written
+    /// as a string, does not validate), an `Option<T>` is `T`'s type (`null`
+    /// does not validate), a 128-bit integer is an integer, an enum with
+    /// data is an object with one optional property per data variant, and
+    /// what cannot be said this way is left out of `properties` (`()`,
+    /// tuples of different types, arrays of arrays). Validate with
+    /// [`Codec::message_schema`].
+    pub fn viewer_schema(&self) -> Value {
+        let s = if self.wraps() {
+            let mut props = serde_json::Map::new();
+            if let Some(v) = jsonschema::viewer(&self.node) {
+                props.insert("value".into(), v);
+            }
+            serde_json::json!({ "type": "object", "properties": props })
+        } else {
+            jsonschema::viewer(&self.node)
+                .unwrap_or_else(|| serde_json::json!({ "type": "object", "properties": {} }))
         };
         jsonschema::top(s, &self.schema.name)
     }

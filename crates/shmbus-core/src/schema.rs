@@ -1,6 +1,5 @@
 //! The schema a segment carries: a postcard-encoded `postcard_schema`
 //! `OwnedNamedType`, so tools can decode frames without the Rust type.
-
 //!
 //! The schema of a Rust type is postcard-schema's, with one addition: the
 //! capacity of every bounded string, byte array, sequence and map is
@@ -8,9 +7,9 @@
 //! postcard-schema says `heapless::String<N>`), so tools can refuse values a
 //! typed subscriber would refuse, and the fingerprint tells a
 //! `heapless::String<8>` from a `heapless::String<16>`. The capacities are
-//! found by asking the type's own `Deserialize` ([`probe`]'s module doc);
-//! the naming rule is [`capacity_of`] / [`name_with_capacity`]
-//! (`docs/LAYOUT.md` §8).
+//! found by asking the type's own `Deserialize` (`docs/JSON.md` §3); the
+//! naming rule is [`capacity_of`] / [`name_with_capacity`] (`docs/LAYOUT.md`
+//! §8).
 
 mod probe;
 

@@ -485,7 +485,7 @@ impl Recorder {
         };
         let view = match &codec {
             Some(c) => {
-                let js = c.message_schema().to_string();
+                let js = c.viewer_schema().to_string();
                 let vid = self
                     .w
                     .add_schema(&schema.name, format::SCHEMA_JSON, js.as_bytes())?;

@@ -241,6 +241,99 @@ fn every_decoded_value_validates_against_the_generated_schema() {
     }
 }
 
+/// The rules of the JSON Schema reader of Lichtblick (and of Foxglove
+/// Studio, which it forked): `packages/mcap-support/src/parseJsonSchema.ts`.
+/// An object needs `"type": "object"` and `properties`; each property one
+/// `type` of boolean, string (no contentEncoding but base64), number,
+/// integer, object, or array whose `items` has one of boolean, string,
+/// number, integer, object. Anything else makes it throw.
+fn viewer_reads(s: &Value, at: &str) -> Result<(), String> {
+    if s["type"] != "object" {
+        return Err(format!(
+            "{at}: expected \"type\": \"object\", got {}",
+            s["type"]
+        ));
+    }
+    let props = s["properties"]
+        .as_object()
+        .ok_or_else(|| format!("{at}: no properties"))?;
+    for (name, f) in props {
+        let here = format!("{at}.{name}");
+        match f["type"].as_str() {
+            Some("boolean" | "number" | "integer") => {}
+            Some("string") if f.get("contentEncoding").is_none() => {}
+            Some("object") => viewer_reads(f, &here)?,
+            Some("array") => match f["items"]["type"].as_str() {
+                Some("boolean" | "number" | "integer") => {}
+                Some("string") if f["items"].get("contentEncoding").is_none() => {}
+                Some("object") => viewer_reads(&f["items"], &here)?,
+                other => return Err(format!("{here}: unsupported array item type {other:?}")),
+            },
+            other => return Err(format!("{here}: unsupported field type {other:?}")),
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn viewers_can_read_the_viewer_schema() {
+    use shmbus_sensors::msg;
+    let codecs = [
+        codec::<msg::Imu>(),
+        codec::<msg::Accel>(),
+        codec::<msg::System>(),
+        codec::<msg::Thermal>(),
+        codec::<msg::Power>(),
+        codec::<msg::Net>(),
+        codec::<shmbus_examples::Imu>(),
+        codec::<Everything>(),
+        codec::<Mode>(),
+        codec::<[f32; 3]>(),
+        codec::<()>(),
+    ];
+    for c in &codecs {
+        let v = c.viewer_schema();
+        viewer_reads(&v, c.schema().name.as_str()).unwrap();
+        assert_eq!(v["$schema"], "https://json-schema.org/draft/2020-12/schema");
+    }
+    // The exact schema is beyond such readers (floats are anyOf): that is
+    // why there are two.
+    assert!(viewer_reads(&codec::<msg::Imu>().message_schema(), "Imu").is_err());
+    // What the viewer schema keeps, it types as the values are.
+    let v = codec::<Everything>().viewer_schema();
+    let p = &v["properties"];
+    assert_eq!(p["f"]["type"], "number");
+    assert_eq!(p["u64_"]["type"], "integer");
+    assert_eq!(
+        p["acc"],
+        json!({"type": "array", "items": {"type": "number"}, "minItems": 3, "maxItems": 3})
+    );
+    assert_eq!(p["name"], json!({"type": "string", "maxLength": 16}));
+    assert_eq!(p["opt"]["type"], "integer");
+    assert_eq!(
+        p["modes"]["items"]["properties"]["Pos"]["properties"]["lat"]["type"],
+        "number"
+    );
+    for gone in ["unit", "tuple", "pair", "opt_unit", "marker"] {
+        assert!(
+            p.get(gone).is_none(),
+            "{gone} has no viewer form: {}",
+            p[gone]
+        );
+    }
+    // Finite values of plain fields validate against it.
+    let mut x = sample();
+    x.opt_opt = Some(Some(1));
+    x.none = Some(1);
+    x.u128_ = 5;
+    x.i128_ = -5;
+    x.modes[0] = Mode::Fix(1);
+    let value = codec::<Everything>()
+        .decode(&postcard::to_allocvec(&x).unwrap())
+        .unwrap();
+    validate(&v, &value, "").unwrap();
+}
+
 #[test]
 fn the_schema_refuses_what_the_encoder_refuses() {
     let c = Codec::parse(
