@@ -1,0 +1,272 @@
+//! `shmbus foxglove`: the command line of the server.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::{Config, Selector, Server};
+
+/// `shmbus foxglove`.
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Examples:\n  shmbus foxglove                          # every topic, ws://127.0.0.1:8765\n  \
+shmbus foxglove imu thermal --max-rate 100\n  \
+shmbus foxglove --rate imu=50 --allow-publish\n  \
+ssh -L 8765:127.0.0.1:8765 user@board   # on the laptop, then open ws://127.0.0.1:8765\n\n\
+In Foxglove or Lichtblick: Open connection > Foxglove WebSocket > ws://127.0.0.1:8765.\n\
+The protocol has no authentication: the server listens on 127.0.0.1 unless --bind\n\
+says otherwise; reach a board through an SSH tunnel (docs/FOXGLOVE.md)."
+)]
+pub struct FoxgloveArgs {
+    /// Topics to serve (names, or keys as 0x5312abcd); default: every topic.
+    #[arg(value_name = "TOPIC")]
+    pub topics: Vec<String>,
+    /// Address and port to listen on.
+    #[arg(long, value_name = "ADDR:PORT", default_value_t = crate::DEFAULT_BIND)]
+    pub bind: SocketAddr,
+    /// Only match topic names whose key derives from this bus name.
+    #[arg(long, value_name = "BUS")]
+    pub bus: Option<String>,
+    /// At most HZ frames per second of each topic (the newest per interval).
+    #[arg(long, value_name = "HZ", value_parser = rate)]
+    pub max_rate: Option<f64>,
+    /// Limit one topic: NAME=HZ (repeatable; 0 lifts --max-rate for it).
+    #[arg(long = "rate", value_name = "TOPIC=HZ", value_parser = topic_rate)]
+    pub rates: Vec<(String, f64)>,
+    /// KiB of frames queued per client before its oldest frames are dropped.
+    #[arg(long, value_name = "KIB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..=1048576))]
+    pub client_queue: u64,
+    /// Most clients at once.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub max_clients: u64,
+    /// Disconnect a client that takes no data for this many seconds.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
+    pub stall_timeout: Duration,
+    /// Report a topic stale when its newest frame is older than this.
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = seconds)]
+    pub stale_after: Duration,
+    /// Let clients publish on existing topics (Foxglove's Publish panel).
+    #[arg(long)]
+    pub allow_publish: bool,
+    /// Stop after this many seconds (default: until Ctrl-C).
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    pub duration: Option<Duration>,
+    /// No line per client connecting or leaving.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl FoxgloveArgs {
+    /// The server configuration these arguments describe.
+    pub fn config(&self) -> Config {
+        Config {
+            bind: self.bind,
+            topics: self.topics.iter().map(|t| Selector::parse(t)).collect(),
+            bus: self.bus.clone(),
+            max_rate: self.max_rate,
+            topic_rates: self.rates.clone(),
+            client_queue: (self.client_queue as usize).saturating_mul(1024),
+            max_clients: self.max_clients as usize,
+            stall_timeout: self.stall_timeout,
+            stale_after: self.stale_after,
+            allow_publish: self.allow_publish,
+            quiet: self.quiet,
+            ..Config::default()
+        }
+    }
+}
+
+fn seconds(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds: write e.g. 2 or 0.5"))?;
+    if !(0.001..=1e6).contains(&v) {
+        return Err(format!(
+            "{s} s is out of range: use 0.001 to 1000000 seconds"
+        ));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+fn rate(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a rate: write frames per second, e.g. 50"))?;
+    if !(0.0..=1e6).contains(&v) {
+        return Err(format!(
+            "{s} Hz is out of range: use 0 (no limit) to 1000000"
+        ));
+    }
+    Ok(v)
+}
+
+fn topic_rate(s: &str) -> Result<(String, f64), String> {
+    let (name, hz) = s
+        .rsplit_once('=')
+        .ok_or_else(|| format!("'{s}' is not TOPIC=HZ: write e.g. --rate imu=50"))?;
+    if name.is_empty() {
+        return Err(format!("'{s}' names no topic: write e.g. --rate imu=50"));
+    }
+    Ok((name.to_string(), rate(hz)?))
+}
+
+/// Run the server until SIGINT/SIGTERM (or `--duration`). Exit 0, or 2
+/// with the reason on stderr.
+pub fn run(args: &FoxgloveArgs) -> ExitCode {
+    let cfg = args.config();
+    let server = match Server::bind(cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("shmbus: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = stop::install() {
+        eprintln!("shmbus: {e}");
+        return ExitCode::from(2);
+    }
+    let addr = server.local_addr();
+    if !addr.ip().is_loopback() {
+        eprintln!(
+            "shmbus foxglove: WARNING: listening on {addr}: the protocol has no authentication, so anyone who can reach this address can read every topic{}; prefer 127.0.0.1 and an SSH tunnel (docs/FOXGLOVE.md)",
+            if args.allow_publish {
+                " and publish on it"
+            } else {
+                ""
+            }
+        );
+    }
+    println!(
+        "shmbus foxglove: ws://{addr} serving {} topic(s); in Foxglove: Open connection > Foxglove WebSocket > ws://{addr}",
+        server.topic_count()
+    );
+    if let Some(d) = args.duration {
+        std::thread::spawn(move || {
+            std::thread::sleep(d);
+            stop::flag().store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
+    let summary = server.run(stop::flag());
+    if !args.quiet {
+        eprintln!(
+            "shmbus foxglove: stopped; {} client(s) served, {} frame(s) dropped for slow clients, {} message(s) published",
+            summary.clients, summary.dropped_frames, summary.published
+        );
+        for (name, frames, missed, bad) in &summary.topics {
+            if *frames + *missed + *bad > 0 {
+                eprintln!(
+                    "  {name}: {frames} frames sent, {missed} missed by the server, {bad} undecodable"
+                );
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// SIGINT and SIGTERM set a flag that the server loop checks.
+mod stop {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+
+    static STOP: AtomicBool = AtomicBool::new(false);
+
+    extern "C" fn on_signal(_: core::ffi::c_int) {
+        // Only an atomic store: async-signal-safe.
+        STOP.store(true, Ordering::Relaxed);
+    }
+
+    /// Clear the flag and install the handlers (without `SA_RESTART`, so
+    /// `poll` returns at once).
+    pub fn install() -> Result<(), String> {
+        STOP.store(false, Ordering::Relaxed);
+        let action = SigAction::new(
+            SigHandler::Handler(on_signal),
+            SaFlags::empty(),
+            SigSet::empty(),
+        );
+        for sig in [Signal::SIGINT, Signal::SIGTERM] {
+            // SAFETY: the handler only stores to an AtomicBool, which is
+            // async-signal-safe.
+            unsafe { sigaction(sig, &action) }
+                .map_err(|e| format!("cannot install the {sig} handler: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// The flag.
+    pub fn flag() -> &'static AtomicBool {
+        &STOP
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct T {
+        #[command(flatten)]
+        a: FoxgloveArgs,
+    }
+
+    #[test]
+    fn defaults_are_loopback_and_every_topic() {
+        let t = T::try_parse_from(["x"]).unwrap();
+        let c = t.a.config();
+        assert_eq!(c.bind, crate::DEFAULT_BIND);
+        assert!(c.bind.ip().is_loopback());
+        assert!(c.topics.is_empty());
+        assert_eq!(c.client_queue, 1024 * 1024);
+        assert!(!c.allow_publish);
+    }
+
+    #[test]
+    fn options_parse_and_bad_values_say_the_fix() {
+        let t = T::try_parse_from([
+            "x",
+            "imu",
+            "0x7a000001",
+            "--bind",
+            "0.0.0.0:9000",
+            "--max-rate",
+            "100",
+            "--rate",
+            "imu=5",
+            "--rate",
+            "a=b=0",
+        ])
+        .unwrap();
+        let c = t.a.config();
+        assert_eq!(
+            c.topics,
+            [Selector::Name("imu".into()), Selector::Key(0x7a00_0001)]
+        );
+        assert_eq!(c.bind.port(), 9000);
+        assert_eq!(c.max_rate, Some(100.0));
+        assert_eq!(
+            c.topic_rates,
+            [("imu".to_string(), 5.0), ("a=b".to_string(), 0.0)]
+        );
+        for (bad, says) in [
+            (&["--max-rate=-1"][..], "out of range"),
+            (&["--max-rate", "NaN"], "out of range"),
+            (&["--rate", "imu"], "TOPIC=HZ"),
+            (&["--rate", "=5"], "names no topic"),
+            (&["--stall-timeout", "0"], "out of range"),
+            (&["--stale-after", "inf"], "out of range"),
+            (&["--bind", "localhost"], "invalid"),
+            (&["--client-queue", "1"], "1"),
+        ] {
+            let e = T::try_parse_from(std::iter::once("x").chain(bad.iter().copied()))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{bad:?}: {e}");
+        }
+    }
+}

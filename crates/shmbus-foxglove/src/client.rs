@@ -1,0 +1,384 @@
+//! One connected client: its WebSocket on a non-blocking socket, its
+//! subscriptions, and its bounded output queue.
+//!
+//! ## Backpressure
+//! The server never waits for a client. Messages for a client go into its
+//! [`OutQueue`]; the queue is handed to the socket in batches of at most
+//! [`BATCH`] bytes, and the next batch only after the kernel took the whole
+//! previous one. So a client that reads slowly holds at most its queue, one
+//! batch in the WebSocket's buffer and the kernel's socket buffer.
+//! - Frames (Message Data) are bounded by the queue budget in bytes: when
+//!   a new frame does not fit, the oldest queued frames are dropped (a
+//!   live plot wants the newest) and counted.
+//! - Control messages (advertise, status, ...) are never dropped; more than
+//!   [`CONTROL_BUDGET`] bytes of them waiting means the client is not
+//!   reading at all, and it is disconnected.
+//! - A client that has had output waiting without the kernel taking a
+//!   single batch for the stall timeout is disconnected (by the server).
+
+use std::collections::{HashMap, VecDeque};
+use std::io::ErrorKind;
+use std::net::{SocketAddr, TcpStream};
+
+use tungstenite::{Message, WebSocket};
+
+use crate::protocol::ClientChannel;
+
+/// Bytes handed to the socket at once.
+pub const BATCH: usize = 32 * 1024;
+/// Control messages waiting beyond this many bytes: the client is not
+/// reading; it is disconnected.
+pub const CONTROL_BUDGET: usize = 1024 * 1024;
+/// Incoming messages handled per client per loop turn (fairness).
+const READS_PER_TURN: usize = 64;
+
+/// A client's bounded queue of outgoing messages: control first, then
+/// frames in order.
+#[derive(Debug)]
+pub struct OutQueue {
+    control: VecDeque<Message>,
+    control_bytes: usize,
+    data: VecDeque<(u32, Message)>,
+    data_bytes: usize,
+    data_budget: usize,
+    /// Frames dropped since the queue was made.
+    pub dropped: u64,
+}
+
+impl OutQueue {
+    /// A queue holding at most `data_budget` bytes of frames.
+    pub fn new(data_budget: usize) -> OutQueue {
+        OutQueue {
+            control: VecDeque::new(),
+            control_bytes: 0,
+            data: VecDeque::new(),
+            data_bytes: 0,
+            data_budget,
+            dropped: 0,
+        }
+    }
+
+    /// Queue a control message. `false` if control messages now exceed
+    /// [`CONTROL_BUDGET`] (the client must be dropped).
+    pub fn push_control(&mut self, m: Message) -> bool {
+        self.control_bytes += m.len();
+        self.control.push_back(m);
+        self.control_bytes <= CONTROL_BUDGET
+    }
+
+    /// Queue a frame of `channel`, dropping the oldest frames if it does
+    /// not fit the budget (or the frame itself, if it is larger than the
+    /// whole budget). Returns how many frames were dropped.
+    pub fn push_data(&mut self, channel: u32, m: Message) -> u64 {
+        let len = m.len();
+        let mut dropped = 0;
+        if len > self.data_budget {
+            self.dropped += 1;
+            return 1;
+        }
+        while self.data_bytes + len > self.data_budget {
+            match self.data.pop_front() {
+                Some((_, old)) => {
+                    self.data_bytes -= old.len();
+                    dropped += 1;
+                }
+                None => break,
+            }
+        }
+        self.data_bytes += len;
+        self.data.push_back((channel, m));
+        self.dropped += dropped;
+        dropped
+    }
+
+    /// Forget queued frames of `channel` (it was unsubscribed or is gone:
+    /// none may follow its unsubscribe or unadvertise).
+    pub fn purge_channel(&mut self, channel: u32) {
+        let mut freed = 0;
+        self.data.retain(|(c, m)| {
+            if *c == channel {
+                freed += m.len();
+                false
+            } else {
+                true
+            }
+        });
+        self.data_bytes -= freed;
+    }
+
+    /// The next message to send: control messages first.
+    pub fn pop(&mut self) -> Option<Message> {
+        if let Some(m) = self.control.pop_front() {
+            self.control_bytes -= m.len();
+            return Some(m);
+        }
+        let (_, m) = self.data.pop_front()?;
+        self.data_bytes -= m.len();
+        Some(m)
+    }
+
+    /// Nothing queued.
+    pub fn is_empty(&self) -> bool {
+        self.control.is_empty() && self.data.is_empty()
+    }
+
+    /// Bytes queued (control and frames).
+    pub fn bytes(&self) -> usize {
+        self.control_bytes + self.data_bytes
+    }
+}
+
+/// What a client sent.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A JSON message.
+    Text(String),
+    /// A binary message.
+    Binary(Vec<u8>),
+}
+
+/// A connected client.
+#[derive(Debug)]
+pub struct Client {
+    /// Server-wide id, for logs.
+    pub id: u64,
+    /// Its address.
+    pub peer: SocketAddr,
+    /// The subprotocol agreed.
+    pub protocol: &'static str,
+    ws: WebSocket<TcpStream>,
+    /// Subscription id to channel id.
+    pub subs: HashMap<u32, u32>,
+    /// Channel id to subscription id (one subscription per channel).
+    pub by_channel: HashMap<u32, u32>,
+    /// Channels the client advertised for publishing, by its ids.
+    pub adverts: HashMap<u32, ClientChannel>,
+    /// Outgoing messages.
+    pub queue: OutQueue,
+    /// The WebSocket holds bytes the kernel has not taken yet.
+    blocked: bool,
+    /// `CLOCK_MONOTONIC` when the client last had nothing waiting or the
+    /// kernel last took a whole batch.
+    pub last_progress_ns: u64,
+    /// Frames handed to the socket.
+    pub frames_sent: u64,
+    /// `dropped` at the last slow-client notice.
+    pub dropped_noticed: u64,
+    /// When the last slow-client notice was sent (0: none standing).
+    pub slow_notice_ns: u64,
+    /// Why the client is to be disconnected, once it is.
+    pub gone: Option<String>,
+}
+
+impl Client {
+    /// A client whose handshake completed.
+    pub fn new(
+        id: u64,
+        peer: SocketAddr,
+        protocol: &'static str,
+        ws: WebSocket<TcpStream>,
+        data_budget: usize,
+        now_ns: u64,
+    ) -> Client {
+        Client {
+            id,
+            peer,
+            protocol,
+            ws,
+            subs: HashMap::new(),
+            by_channel: HashMap::new(),
+            adverts: HashMap::new(),
+            queue: OutQueue::new(data_budget),
+            blocked: false,
+            last_progress_ns: now_ns,
+            frames_sent: 0,
+            dropped_noticed: 0,
+            slow_notice_ns: 0,
+            gone: None,
+        }
+    }
+
+    /// The socket, for poll(2).
+    pub fn socket(&self) -> &TcpStream {
+        self.ws.get_ref()
+    }
+
+    /// True while bytes wait for the socket to become writable.
+    pub fn blocked(&self) -> bool {
+        self.blocked
+    }
+
+    /// True if output is waiting (queued or in the WebSocket's buffer).
+    pub fn has_output(&self) -> bool {
+        self.blocked || !self.queue.is_empty()
+    }
+
+    /// Queue a JSON message.
+    pub fn send_text(&mut self, text: String) {
+        if !self.queue.push_control(Message::text(text)) && self.gone.is_none() {
+            self.gone = Some(format!(
+                "not reading: more than {} KiB of control messages waiting",
+                CONTROL_BUDGET / 1024
+            ));
+        }
+    }
+
+    /// Queue a frame of `channel`.
+    pub fn send_frame(&mut self, channel: u32, message: Vec<u8>) {
+        self.queue.push_data(channel, Message::binary(message));
+    }
+
+    /// Read what the client sent, up to a bound per turn. Sets
+    /// [`Self::gone`] when the connection ends or breaks.
+    pub fn read(&mut self, out: &mut Vec<Incoming>) {
+        for _ in 0..READS_PER_TURN {
+            match self.ws.read() {
+                Ok(Message::Text(t)) => out.push(Incoming::Text(t.as_str().to_string())),
+                Ok(Message::Binary(b)) => out.push(Incoming::Binary(b.to_vec())),
+                Ok(Message::Close(_)) => {
+                    // tungstenite queued the reply; send it, then drop.
+                    let _ = self.ws.flush();
+                    self.gone
+                        .get_or_insert_with(|| "closed by the client".into());
+                    return;
+                }
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+                Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::Interrupted => {}
+                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                    self.gone
+                        .get_or_insert_with(|| "closed by the client".into());
+                    return;
+                }
+                Err(e) => {
+                    self.gone.get_or_insert_with(|| connection_error(&e));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Hand queued messages to the socket without blocking.
+    pub fn pump(&mut self, now_ns: u64) {
+        if self.gone.is_some() {
+            return;
+        }
+        loop {
+            if self.blocked {
+                match self.ws.flush() {
+                    Ok(()) => {
+                        self.blocked = false;
+                        self.last_progress_ns = now_ns;
+                    }
+                    Err(tungstenite::Error::Io(e))
+                        if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) =>
+                    {
+                        return;
+                    }
+                    Err(e) => {
+                        self.gone = Some(connection_error(&e));
+                        return;
+                    }
+                }
+            }
+            if self.queue.is_empty() {
+                self.last_progress_ns = now_ns;
+                return;
+            }
+            let mut batch = 0;
+            while batch < BATCH {
+                let Some(m) = self.queue.pop() else { break };
+                batch += m.len();
+                if m.is_binary() {
+                    self.frames_sent += 1;
+                }
+                match self.ws.write(m) {
+                    Ok(()) => {}
+                    // Kept in the WebSocket's buffer; flushed below.
+                    Err(tungstenite::Error::Io(e))
+                        if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
+                    Err(e) => {
+                        self.gone = Some(connection_error(&e));
+                        return;
+                    }
+                }
+            }
+            self.blocked = true;
+        }
+    }
+
+    /// Close the TCP connection now (no close handshake: the client may
+    /// not be reading).
+    pub fn shutdown(&self) {
+        let _ = self.ws.get_ref().shutdown(std::net::Shutdown::Both);
+    }
+}
+
+fn connection_error(e: &tungstenite::Error) -> String {
+    match e {
+        tungstenite::Error::Io(io) => format!("connection error: {io}"),
+        tungstenite::Error::Capacity(c) => format!("message too large: {c}"),
+        tungstenite::Error::Protocol(p) => format!("WebSocket protocol error: {p}"),
+        tungstenite::Error::Utf8(_) => "text message is not UTF-8".to_string(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(n: usize) -> Message {
+        Message::binary(vec![0u8; n])
+    }
+
+    #[test]
+    fn frames_beyond_the_budget_drop_the_oldest() {
+        let mut q = OutQueue::new(100);
+        assert_eq!(q.push_data(1, frame(40)), 0);
+        assert_eq!(q.push_data(2, frame(40)), 0);
+        assert_eq!(q.bytes(), 80);
+        // 40 more do not fit: the oldest goes.
+        assert_eq!(q.push_data(1, Message::binary(vec![7u8; 40])), 1);
+        assert_eq!(q.bytes(), 80);
+        assert_eq!(q.dropped, 1);
+        // A frame larger than the whole budget is dropped itself.
+        assert_eq!(q.push_data(1, frame(101)), 1);
+        assert_eq!(q.dropped, 2);
+        assert_eq!(q.bytes(), 80);
+        // The newest is still there, last.
+        assert_eq!(q.pop().map(|m| m.len()), Some(40));
+        assert_eq!(q.pop().map(|m| m.into_data()[0]), Some(7));
+        assert!(q.pop().is_none());
+        assert_eq!(q.bytes(), 0);
+    }
+
+    #[test]
+    fn control_messages_go_first_and_are_never_dropped() {
+        let mut q = OutQueue::new(10);
+        q.push_data(1, frame(10));
+        assert!(q.push_control(Message::text("advertise")));
+        q.push_data(1, frame(10));
+        assert_eq!(q.dropped, 1);
+        assert!(q.pop().is_some_and(|m| m.is_text()));
+        assert!(q.pop().is_some_and(|m| m.is_binary()));
+        assert!(q.is_empty());
+        // Past the control budget the caller is told to drop the client.
+        let big = "x".repeat(CONTROL_BUDGET / 2);
+        assert!(q.push_control(Message::text(big.clone())));
+        assert!(q.push_control(Message::text(big)));
+        assert!(!q.push_control(Message::text("one more")));
+    }
+
+    #[test]
+    fn purging_a_channel_keeps_the_others_and_the_count() {
+        let mut q = OutQueue::new(1000);
+        q.push_data(1, frame(10));
+        q.push_data(2, frame(20));
+        q.push_data(1, frame(30));
+        q.purge_channel(1);
+        assert_eq!(q.bytes(), 20);
+        assert_eq!(q.pop().map(|m| m.len()), Some(20));
+        assert!(q.is_empty());
+    }
+}

@@ -1,0 +1,699 @@
+//! The server loop: one thread, non-blocking sockets and `poll(2)`.
+//!
+//! Each turn it accepts connections, advances WebSocket handshakes, reads
+//! what clients sent, and every [`TICK`] reads new frames of the subscribed
+//! topics and hands each client its share. Nothing in the loop waits for a
+//! client or a publisher: sockets never block, reads of a slot that is
+//! mid-write give up after a few retries, and each client's output is a
+//! bounded queue ([`crate::client`]). Every [`Config::scan_interval`] it
+//! looks for topics that appeared or went; every [`HEALTH_INTERVAL`] it
+//! checks publisher liveness and staleness.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::io::ErrorKind;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use shmbus_core::sys;
+use tungstenite::handshake::server::{Callback, ErrorResponse, Request, Response};
+use tungstenite::handshake::{HandshakeError, MidHandshake};
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::{ServerHandshake, http};
+
+use crate::client::{Client, Incoming};
+use crate::protocol::{self, ClientMessage, ServerMessage, level};
+use crate::publish::Publish;
+use crate::topics::{HealthChange, Topics};
+use crate::{Config, Summary};
+
+/// How often subscribed topics are read.
+pub const TICK: Duration = Duration::from_millis(10);
+/// How often publisher liveness and staleness are checked.
+pub const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
+/// A WebSocket handshake must finish within this.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at once; more connections are closed at once.
+const MAX_PENDING: usize = 16;
+/// A slow client is told about dropped frames at most this often.
+const SLOW_NOTICE_EVERY: Duration = Duration::from_secs(5);
+/// The status id of the slow-client notice.
+const SLOW_STATUS_ID: &str = "shmbus/slow-client";
+/// Largest message a client may send (a Publish panel message is small).
+pub const MAX_CLIENT_MESSAGE: usize = 256 * 1024;
+/// Bytes the kernel buffers per client socket (`SO_SNDBUF`). Fixed, so a
+/// stuck client cannot make the kernel grow it (Linux doubles the value).
+const SOCKET_SEND_BUFFER: usize = 128 * 1024;
+
+/// Chooses the subprotocol during the handshake, or refuses the client.
+struct Negotiate {
+    chosen: Rc<Cell<Option<&'static str>>>,
+    refuse: Option<String>,
+}
+
+impl Callback for Negotiate {
+    fn on_request(
+        self,
+        request: &Request,
+        mut response: Response,
+    ) -> Result<Response, ErrorResponse> {
+        let refusal = |status: u16, text: String| {
+            let mut r = ErrorResponse::new(Some(text));
+            *r.status_mut() =
+                http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
+            r
+        };
+        if let Some(why) = self.refuse {
+            return Err(refusal(503, why));
+        }
+        let offers = request
+            .headers()
+            .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        match protocol::choose_subprotocol(offers) {
+            Some(p) => {
+                response.headers_mut().insert(
+                    http::header::SEC_WEBSOCKET_PROTOCOL,
+                    http::HeaderValue::from_static(p),
+                );
+                self.chosen.set(Some(p));
+                Ok(response)
+            }
+            None => Err(refusal(
+                400,
+                format!(
+                    "this is a Foxglove WebSocket server: offer the subprotocol {} or {}\n",
+                    protocol::WEBSOCKET_V1,
+                    protocol::SDK_V1
+                ),
+            )),
+        }
+    }
+}
+
+struct Pending {
+    peer: SocketAddr,
+    since_ns: u64,
+    chosen: Rc<Cell<Option<&'static str>>>,
+    hs: MidHandshake<ServerHandshake<TcpStream, Negotiate>>,
+}
+
+/// The server's state.
+pub struct Server {
+    cfg: Config,
+    listener: TcpListener,
+    topics: Topics,
+    clients: Vec<Client>,
+    pending: Vec<Pending>,
+    publish: Publish,
+    next_client: u64,
+    session: String,
+    metadata: BTreeMap<String, String>,
+    /// Topics that cannot be shown, told to every client as warnings.
+    notes: Vec<(String, String)>,
+    summary: Summary,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.listener.local_addr().ok())
+            .field("clients", &self.clients.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn ns(d: Duration) -> u64 {
+    d.as_nanos().min(u128::from(u64::MAX)) as u64
+}
+
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(crate::client::BATCH * 2)
+        .max_message_size(Some(MAX_CLIENT_MESSAGE))
+        .max_frame_size(Some(MAX_CLIENT_MESSAGE))
+}
+
+impl Server {
+    /// Listen on `cfg.bind` and find the topics.
+    pub fn bind(cfg: Config) -> Result<Server, crate::ServeError> {
+        let listener = TcpListener::bind(cfg.bind).map_err(|e| crate::ServeError::Bind {
+            addr: cfg.bind,
+            error: e,
+        })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| crate::ServeError::Bind {
+                addr: cfg.bind,
+                error: e,
+            })?;
+        let topics = Topics::new(
+            cfg.topics.clone(),
+            cfg.bus.clone(),
+            cfg.max_rate,
+            cfg.topic_rates.clone(),
+        );
+        let mut metadata = BTreeMap::new();
+        metadata.insert("shmbus".to_string(), env!("CARGO_PKG_VERSION").to_string());
+        if let Some(b) = &cfg.bus {
+            metadata.insert("bus".to_string(), b.clone());
+        }
+        let mut s = Server {
+            publish: Publish::new(cfg.allow_publish),
+            cfg,
+            listener,
+            topics,
+            clients: Vec::new(),
+            pending: Vec::new(),
+            next_client: 1,
+            session: sys::realtime_ns().to_string(),
+            metadata,
+            notes: Vec::new(),
+            summary: Summary::default(),
+        };
+        s.scan();
+        Ok(s)
+    }
+
+    /// The address it listens on (with the port the kernel chose for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.cfg.bind)
+    }
+
+    /// Number of topics served now.
+    pub fn topic_count(&self) -> usize {
+        self.topics.by_id.len()
+    }
+
+    /// Serve until `stop` is set.
+    pub fn run(mut self, stop: &AtomicBool) -> Summary {
+        let now = sys::monotonic_ns();
+        let mut next_scan = now + ns(self.cfg.scan_interval);
+        let mut next_health = now;
+        let mut next_tick = now;
+        let mut incoming = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let now = sys::monotonic_ns();
+            if now >= next_scan {
+                self.scan();
+                next_scan = now + ns(self.cfg.scan_interval);
+            }
+            if now >= next_health {
+                let changes = self.topics.check_health(self.cfg.stale_after);
+                self.tell_health(&changes);
+                next_health = now + ns(HEALTH_INTERVAL);
+            }
+            let subscribed = self.topics.any_subscribed();
+            if subscribed && now >= next_tick {
+                self.tick(now);
+                // Keep the cadence; after a long turn, start again from now.
+                next_tick = (next_tick + ns(TICK)).max(now);
+            }
+            self.housekeeping(now);
+
+            let mut deadline = next_scan.min(next_health);
+            if subscribed {
+                deadline = deadline.min(next_tick);
+            }
+            let wait_ms =
+                (deadline.saturating_sub(sys::monotonic_ns()) / 1_000_000).min(1000) as u16;
+            let ready = self.wait(wait_ms);
+            let now = sys::monotonic_ns();
+            if ready.listener {
+                self.accept(now);
+            }
+            self.advance_handshakes(&ready.pending, now);
+            for (i, (readable, writable)) in ready.clients.iter().enumerate() {
+                if *readable {
+                    incoming.clear();
+                    self.clients[i].read(&mut incoming);
+                    for m in incoming.drain(..) {
+                        self.handle(i, m);
+                    }
+                }
+                if *writable || *readable {
+                    self.clients[i].pump(now);
+                }
+            }
+        }
+        for c in &mut self.clients {
+            c.gone.get_or_insert_with(|| "server stopped".into());
+        }
+        self.housekeeping(sys::monotonic_ns());
+        self.summary.topics = self
+            .topics
+            .channels()
+            .iter()
+            .filter_map(|c| self.topics.by_id.get(&c.id))
+            .map(|t| (t.name().to_string(), t.frames, t.missed, t.undecodable))
+            .collect();
+        self.summary
+    }
+
+    fn wait(&self, timeout_ms: u16) -> Ready {
+        let mut fds = Vec::with_capacity(1 + self.pending.len() + self.clients.len());
+        fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
+        for p in &self.pending {
+            fds.push(PollFd::new(
+                p.hs.get_ref().get_ref().as_fd(),
+                PollFlags::POLLIN | PollFlags::POLLOUT,
+            ));
+        }
+        for c in &self.clients {
+            let mut ev = PollFlags::POLLIN;
+            if c.blocked() {
+                ev |= PollFlags::POLLOUT;
+            }
+            fds.push(PollFd::new(c.socket().as_fd(), ev));
+        }
+        // EINTR (a signal) only ends the wait early; the loop checks `stop`.
+        let _ = poll(&mut fds, PollTimeout::from(timeout_ms));
+        let got = |i: usize| fds[i].revents().unwrap_or(PollFlags::empty());
+        let any_in = PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR;
+        let np = self.pending.len();
+        Ready {
+            listener: got(0).intersects(PollFlags::POLLIN),
+            pending: (0..np).map(|i| !got(1 + i).is_empty()).collect(),
+            clients: (0..self.clients.len())
+                .map(|i| {
+                    let r = got(1 + np + i);
+                    (r.intersects(any_in), r.intersects(PollFlags::POLLOUT))
+                })
+                .collect(),
+        }
+    }
+
+    fn accept(&mut self, now: u64) {
+        loop {
+            let (stream, peer) = match self.listener.accept() {
+                Ok(s) => s,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and the like: the connection waits in the
+                    // backlog; try again next turn.
+                    eprintln!("shmbus foxglove: cannot accept a connection: {e}");
+                    return;
+                }
+            };
+            if self.pending.len() >= MAX_PENDING {
+                // Too many handshakes at once (a scan or a flood): drop it.
+                continue;
+            }
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let _ = nix::sys::socket::setsockopt(
+                &stream,
+                nix::sys::socket::sockopt::SndBuf,
+                &SOCKET_SEND_BUFFER,
+            );
+            let chosen = Rc::new(Cell::new(None));
+            let refuse = (self.clients.len() >= self.cfg.max_clients).then(|| {
+                format!(
+                    "shmbus foxglove already serves {} clients (--max-clients {}): close one, or restart the server with a higher --max-clients\n",
+                    self.clients.len(),
+                    self.cfg.max_clients
+                )
+            });
+            let cb = Negotiate {
+                chosen: chosen.clone(),
+                refuse,
+            };
+            let result = tungstenite::accept_hdr_with_config(stream, cb, Some(ws_config()));
+            self.handshake_result(result, peer, chosen, now, now);
+        }
+    }
+
+    fn handshake_result(
+        &mut self,
+        result: Result<
+            tungstenite::WebSocket<TcpStream>,
+            HandshakeError<ServerHandshake<TcpStream, Negotiate>>,
+        >,
+        peer: SocketAddr,
+        chosen: Rc<Cell<Option<&'static str>>>,
+        since_ns: u64,
+        now: u64,
+    ) {
+        match result {
+            Ok(ws) => {
+                let protocol = chosen.get().unwrap_or(protocol::WEBSOCKET_V1);
+                let id = self.next_client;
+                self.next_client += 1;
+                let client = Client::new(id, peer, protocol, ws, self.cfg.client_queue, now);
+                self.welcome(client, now);
+            }
+            Err(HandshakeError::Interrupted(hs)) => self.pending.push(Pending {
+                peer,
+                since_ns,
+                chosen,
+                hs,
+            }),
+            Err(HandshakeError::Failure(e)) => {
+                if !self.cfg.quiet {
+                    eprintln!("shmbus foxglove: {peer}: refused: {}", handshake_error(&e));
+                }
+            }
+        }
+    }
+
+    fn advance_handshakes(&mut self, ready: &[bool], now: u64) {
+        let pending = std::mem::take(&mut self.pending);
+        for (p, r) in pending
+            .into_iter()
+            .zip(ready.iter().copied().chain(std::iter::repeat(false)))
+        {
+            if !r {
+                self.pending.push(p);
+                continue;
+            }
+            let Pending {
+                peer,
+                since_ns,
+                chosen,
+                hs,
+            } = p;
+            let result = hs.handshake();
+            self.handshake_result(result, peer, chosen, since_ns, now);
+        }
+    }
+
+    /// A new client: server info, every channel, and the standing statuses.
+    fn welcome(&mut self, mut c: Client, now: u64) {
+        let mut caps = Vec::new();
+        let mut encodings = Vec::new();
+        if self.cfg.allow_publish {
+            caps.push("clientPublish");
+            encodings.push("json");
+        }
+        c.send_text(
+            ServerMessage::ServerInfo {
+                name: &self.cfg.name,
+                capabilities: caps,
+                supported_encodings: encodings,
+                metadata: &self.metadata,
+                session_id: &self.session,
+            }
+            .to_text(),
+        );
+        let channels = self.topics.channels();
+        c.send_text(
+            ServerMessage::Advertise {
+                channels: &channels,
+            }
+            .to_text(),
+        );
+        for ch in &channels {
+            if let Some((lvl, msg)) = self.topics.by_id.get(&ch.id).and_then(|t| t.status.clone()) {
+                c.send_text(status(lvl, msg, Some(crate::topics::status_id(&ch.topic))));
+            }
+        }
+        for (id, msg) in &self.notes {
+            c.send_text(status(level::WARNING, msg.clone(), Some(id.clone())));
+        }
+        if !self.cfg.quiet {
+            eprintln!(
+                "shmbus foxglove: client #{} {} connected ({})",
+                c.id, c.peer, c.protocol
+            );
+        }
+        self.summary.clients += 1;
+        c.pump(now);
+        self.clients.push(c);
+    }
+
+    fn scan(&mut self) {
+        let r = self.topics.scan();
+        for msg in r.refused {
+            eprintln!("shmbus foxglove: {msg}");
+            let id = format!("shmbus/refused/{}", self.notes.len());
+            for c in &mut self.clients {
+                c.send_text(status(level::WARNING, msg.clone(), Some(id.clone())));
+            }
+            self.notes.push((id, msg));
+        }
+        if !r.removed.is_empty() {
+            for c in &mut self.clients {
+                for ch in &r.removed {
+                    if let Some(sub) = c.by_channel.remove(ch) {
+                        c.subs.remove(&sub);
+                    }
+                    c.queue.purge_channel(*ch);
+                }
+                c.send_text(
+                    ServerMessage::Unadvertise {
+                        channel_ids: r.removed.clone(),
+                    }
+                    .to_text(),
+                );
+            }
+            if !self.cfg.quiet {
+                eprintln!("shmbus foxglove: {} topic(s) went away", r.removed.len());
+            }
+        }
+        if !r.added.is_empty() {
+            let channels: Vec<_> = r
+                .added
+                .iter()
+                .filter_map(|id| self.topics.by_id.get(id).map(|t| t.channel.clone()))
+                .collect();
+            let text = ServerMessage::Advertise {
+                channels: &channels,
+            }
+            .to_text();
+            for c in &mut self.clients {
+                c.send_text(text.clone());
+            }
+            if !self.cfg.quiet {
+                let names: Vec<&str> = channels.iter().map(|c| c.topic.as_str()).collect();
+                eprintln!("shmbus foxglove: serving {}", names.join(", "));
+            }
+        }
+    }
+
+    fn tell_health(&mut self, changes: &[HealthChange]) {
+        for ch in changes {
+            let text = match &ch.status {
+                Some((lvl, msg)) => status(*lvl, msg.clone(), Some(ch.id.clone())),
+                None => ServerMessage::RemoveStatus {
+                    status_ids: vec![ch.id.clone()],
+                }
+                .to_text(),
+            };
+            for c in &mut self.clients {
+                c.send_text(text.clone());
+            }
+        }
+    }
+
+    /// Read subscribed topics and queue their frames for each subscriber.
+    fn tick(&mut self, now: u64) {
+        self.topics.poll();
+        if self.topics.frames.is_empty() {
+            return;
+        }
+        for c in &mut self.clients {
+            if c.by_channel.is_empty() {
+                continue;
+            }
+            for f in &self.topics.frames {
+                if let Some(&sub) = c.by_channel.get(&f.channel) {
+                    let payload = &self.topics.json[f.start..f.end];
+                    c.send_frame(f.channel, protocol::message_data(sub, f.real_ns, payload));
+                }
+            }
+            c.pump(now);
+        }
+    }
+
+    /// Stuck and slow clients, gone clients, stale handshakes.
+    fn housekeeping(&mut self, now: u64) {
+        let stall = ns(self.cfg.stall_timeout);
+        for c in &mut self.clients {
+            if c.gone.is_none() && c.has_output() && now.saturating_sub(c.last_progress_ns) > stall
+            {
+                c.gone = Some(format!(
+                    "stuck: took no data for {} s with {} KiB waiting",
+                    self.cfg.stall_timeout.as_secs(),
+                    c.queue.bytes() / 1024
+                ));
+            }
+            if c.gone.is_some() {
+                continue;
+            }
+            let every = ns(SLOW_NOTICE_EVERY);
+            if c.queue.dropped > c.dropped_noticed && now.saturating_sub(c.slow_notice_ns) >= every
+            {
+                let n = c.queue.dropped - c.dropped_noticed;
+                c.dropped_noticed = c.queue.dropped;
+                c.slow_notice_ns = now;
+                c.send_text(status(
+                    level::WARNING,
+                    format!(
+                        "this connection is too slow for the subscribed topics: {n} frames dropped (oldest first) since the last notice; subscribe to fewer topics, or restart the server with --max-rate HZ"
+                    ),
+                    Some(SLOW_STATUS_ID.into()),
+                ));
+                c.pump(now);
+            } else if c.slow_notice_ns != 0
+                && c.queue.dropped == c.dropped_noticed
+                && now.saturating_sub(c.slow_notice_ns) >= 2 * every
+            {
+                c.slow_notice_ns = 0;
+                c.send_text(
+                    ServerMessage::RemoveStatus {
+                        status_ids: vec![SLOW_STATUS_ID.into()],
+                    }
+                    .to_text(),
+                );
+                c.pump(now);
+            }
+        }
+        let mut i = 0;
+        while i < self.clients.len() {
+            if self.clients[i].gone.is_none() {
+                i += 1;
+                continue;
+            }
+            let c = self.clients.swap_remove(i);
+            for ch in c.subs.values() {
+                self.topics.unsubscribe(*ch);
+            }
+            self.publish.client_gone(c.id);
+            c.shutdown();
+            self.summary.dropped_frames += c.queue.dropped;
+            if !self.cfg.quiet {
+                eprintln!(
+                    "shmbus foxglove: client #{} {} disconnected: {} (sent {} frames, dropped {})",
+                    c.id,
+                    c.peer,
+                    c.gone.as_deref().unwrap_or("?"),
+                    c.frames_sent,
+                    c.queue.dropped
+                );
+            }
+        }
+        let limit = ns(HANDSHAKE_TIMEOUT);
+        self.pending
+            .retain(|p| now.saturating_sub(p.since_ns) < limit);
+    }
+
+    /// One message from client `i`.
+    fn handle(&mut self, i: usize, m: Incoming) {
+        let c = &mut self.clients[i];
+        match m {
+            Incoming::Text(text) => {
+                match protocol::parse_client_message(&text) {
+                    Ok(ClientMessage::Subscribe(subs)) => {
+                        for s in subs {
+                            if c.subs.contains_key(&s.id) {
+                                c.send_text(status(
+                                level::ERROR,
+                                format!("subscription id {} is already in use: unsubscribe it first", s.id),
+                                None,
+                            ));
+                            } else if !self.topics.by_id.contains_key(&s.channel_id) {
+                                c.send_text(status(
+                                    level::ERROR,
+                                    format!(
+                                        "channel {} is not advertised (the topic may have gone)",
+                                        s.channel_id
+                                    ),
+                                    None,
+                                ));
+                            } else if c.by_channel.contains_key(&s.channel_id) {
+                                c.send_text(status(
+                                    level::ERROR,
+                                    format!(
+                                        "channel {} is already subscribed by this client",
+                                        s.channel_id
+                                    ),
+                                    None,
+                                ));
+                            } else {
+                                c.subs.insert(s.id, s.channel_id);
+                                c.by_channel.insert(s.channel_id, s.id);
+                                self.topics.subscribe(s.channel_id);
+                            }
+                        }
+                    }
+                    Ok(ClientMessage::Unsubscribe(ids)) => {
+                        for id in ids {
+                            match c.subs.remove(&id) {
+                                Some(ch) => {
+                                    c.by_channel.remove(&ch);
+                                    c.queue.purge_channel(ch);
+                                    self.topics.unsubscribe(ch);
+                                }
+                                None => c.send_text(status(
+                                    level::WARNING,
+                                    format!("no subscription with id {id} to unsubscribe"),
+                                    None,
+                                )),
+                            }
+                        }
+                    }
+                    Ok(ClientMessage::Advertise(channels)) => {
+                        for ch in channels {
+                            if let Err(e) = self.publish.advertise(c.id, &ch, &self.topics) {
+                                c.send_text(status(level::ERROR, e, None));
+                            }
+                        }
+                    }
+                    Ok(ClientMessage::Unadvertise(ids)) => {
+                        for id in ids {
+                            self.publish.unadvertise(c.id, id);
+                        }
+                    }
+                    Err(e) => c.send_text(status(level::ERROR, e, None)),
+                }
+            }
+            Incoming::Binary(b) => match protocol::parse_client_message_data(&b) {
+                Ok((channel, payload)) => {
+                    if let Err(e) = self.publish.message(c.id, channel, payload, &self.topics) {
+                        c.send_text(status(level::ERROR, e, None));
+                    } else {
+                        self.summary.published += 1;
+                    }
+                }
+                Err(e) => c.send_text(status(level::ERROR, e, None)),
+            },
+        }
+    }
+}
+
+struct Ready {
+    listener: bool,
+    pending: Vec<bool>,
+    /// (readable or hung up, writable) per client.
+    clients: Vec<(bool, bool)>,
+}
+
+fn status(lvl: u8, message: String, id: Option<String>) -> String {
+    ServerMessage::Status {
+        level: lvl,
+        message,
+        id,
+    }
+    .to_text()
+}
+
+fn handshake_error(e: &tungstenite::Error) -> String {
+    match e {
+        tungstenite::Error::Http(r) => format!(
+            "HTTP {} {}",
+            r.status().as_u16(),
+            String::from_utf8_lossy(r.body().as_deref().unwrap_or_default()).trim_end()
+        ),
+        tungstenite::Error::Protocol(p) => format!("not a WebSocket handshake ({p})"),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,632 @@
+//! The bus side: which topics exist, their frames as JSON, and their
+//! health (publisher liveness and staleness).
+//!
+//! Topics are found by listing `/proc/sysvipc/shm` and attaching each new
+//! segment read-only once ([`Topics::scan`]); a segment that is not a
+//! shmbus topic, or that this user may not read, is remembered and not
+//! attached again. A topic goes when its segment is removed (`shmbus rm`,
+//! the demo's cleanup) or disappears from the list.
+//!
+//! Frames are read only for topics some client subscribed to
+//! ([`Topics::poll`]): in publish order, each decoded once by the shared
+//! codec into the same JSON as `shmbus echo --json`'s `value` (wrapped as
+//! `{"value": ...}` when the type is not a struct), however many clients
+//! receive it. A topic with a rate limit is read latest-value instead: at
+//! most one frame per interval, the newest.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use shmbus_codec::Codec;
+use shmbus_core::sys;
+use shmbus_core::sysvipc;
+use shmbus_sub::{OpenError, PublisherStatus, RawNext, RawSubscriber, ReadError, Segment};
+
+use crate::protocol::Channel;
+
+/// Which topics to serve: a name or a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// A topic name, as in the segment header.
+    Name(String),
+    /// A System V key.
+    Key(i32),
+}
+
+impl Selector {
+    /// `0x5312abcd` or `key:N` is a key; anything else a name.
+    pub fn parse(s: &str) -> Selector {
+        let t = s.trim();
+        let hex = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X"));
+        if let Some(k) = hex.and_then(|h| u32::from_str_radix(h, 16).ok()) {
+            return Selector::Key(k as i32);
+        }
+        if let Some(n) = t.strip_prefix("key:") {
+            let k = match n.strip_prefix("0x") {
+                Some(h) => u32::from_str_radix(h, 16).ok().map(|k| k as i32),
+                None => n
+                    .parse::<i32>()
+                    .ok()
+                    .or_else(|| n.parse::<u32>().ok().map(|u| u as i32)),
+            };
+            if let Some(k) = k {
+                return Selector::Key(k);
+            }
+        }
+        Selector::Name(t.to_string())
+    }
+}
+
+/// How a topic is doing, as clients are told in status messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// Publisher alive and frames recent (or the liveness cannot be read).
+    Ok,
+    /// Publisher alive, but no frame for longer than the stale limit.
+    Stale,
+    /// No publisher holds the topic.
+    NoPublisher,
+}
+
+/// A change of health to tell clients: a status to set (level, text) or
+/// to remove.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthChange {
+    /// The status id (`shmbus/<topic>`).
+    pub id: String,
+    /// `Some((level, message))` to set, `None` to remove.
+    pub status: Option<(u8, String)>,
+}
+
+/// One frame of one topic, as JSON in [`Topics::poll`]'s buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame {
+    /// The channel.
+    pub channel: u32,
+    /// `CLOCK_REALTIME` at publish, ns: the message's log time.
+    pub real_ns: u64,
+    /// Byte range of the JSON in the buffer.
+    pub start: usize,
+    /// End of the range.
+    pub end: usize,
+}
+
+/// A topic being served.
+pub struct Topic {
+    /// Its channel as advertised.
+    pub channel: Channel,
+    /// System V key.
+    pub key: i32,
+    /// shmid.
+    pub shmid: i32,
+    sub: RawSubscriber,
+    codec: Codec,
+    /// Client subscriptions to it (over all clients).
+    pub subscribers: usize,
+    /// Minimum interval between frames sent, if rate-limited.
+    interval_ns: Option<u64>,
+    next_allowed_ns: u64,
+    /// The health clients were last told.
+    pub health: Health,
+    /// The status text of `health` (for clients that connect later).
+    pub status: Option<(u8, String)>,
+    /// Frames sent on (decoded for) this channel.
+    pub frames: u64,
+    /// Frames the server fell behind on (overwritten in the ring before
+    /// it read them).
+    pub missed: u64,
+    /// Frames the codec refused (did not match the topic's schema).
+    pub undecodable: u64,
+}
+
+impl std::fmt::Debug for Topic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Topic")
+            .field("channel", &self.channel.id)
+            .field("name", &self.channel.topic)
+            .field("key", &self.key)
+            .field("shmid", &self.shmid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The longest a read retries a slot that is mid-write before leaving it
+/// for the next tick: the server's one thread must not wait on a publisher.
+const READ_PATIENCE: Duration = Duration::from_millis(2);
+
+impl Topic {
+    fn new(id: u32, seg: Segment, codec: Codec, interval_ns: Option<u64>) -> Topic {
+        let info = seg.info();
+        let channel = Channel {
+            id,
+            topic: info.name.clone(),
+            encoding: "json",
+            schema_name: codec.schema().name.to_string(),
+            schema: codec.message_schema().to_string(),
+            schema_encoding: "jsonschema",
+        };
+        let (key, shmid) = (seg.key(), seg.shmid());
+        let mut sub = RawSubscriber::from_segment(seg);
+        sub.set_stuck_after(READ_PATIENCE);
+        Topic {
+            channel,
+            key,
+            shmid,
+            sub,
+            codec,
+            subscribers: 0,
+            interval_ns,
+            next_allowed_ns: 0,
+            health: Health::Ok,
+            status: None,
+            frames: 0,
+            missed: 0,
+            undecodable: 0,
+        }
+    }
+
+    /// The topic name.
+    pub fn name(&self) -> &str {
+        &self.channel.topic
+    }
+
+    /// The attached segment.
+    pub fn segment(&self) -> &Segment {
+        self.sub.segment()
+    }
+
+    /// The codec of the topic's schema.
+    pub fn codec(&self) -> &Codec {
+        &self.codec
+    }
+
+    /// The frame capacity of the topic, bytes.
+    pub fn frame_capacity(&self) -> usize {
+        self.sub.info().geometry.frame_capacity
+    }
+
+    /// The ring's slot count.
+    pub fn slots(&self) -> u32 {
+        self.sub.info().geometry.slot_count
+    }
+
+    /// Whether the publisher is alive (two system calls).
+    pub fn publisher(&self) -> PublisherStatus {
+        self.sub.publisher()
+    }
+
+    /// Start reading from the next frame published (a first subscriber
+    /// gets live data, not the ring's backlog).
+    fn start_reading(&mut self) {
+        self.sub.seek_latest();
+        self.next_allowed_ns = 0;
+    }
+
+    /// Append new frames to `out`/`json`.
+    fn poll(&mut self, now_ns: u64, json: &mut Vec<u8>, out: &mut Vec<Frame>, frame: &mut Vec<u8>) {
+        if !self.sub.has_new() {
+            return;
+        }
+        if let Some(interval) = self.interval_ns {
+            if now_ns < self.next_allowed_ns {
+                return;
+            }
+            match self.sub.latest_bytes(frame) {
+                Ok(Some(meta)) => {
+                    // Frames between two sends are skipped on purpose.
+                    self.sub.seek_latest();
+                    self.emit(meta.real_ns, frame, json, out);
+                    // The next slot starts one interval after this one
+                    // (or now, after a pause): at most one frame per
+                    // interval, on average exactly the limit.
+                    self.next_allowed_ns = (self.next_allowed_ns + interval).max(now_ns);
+                }
+                Ok(None) => {}
+                Err(e) => self.read_failed(&e),
+            }
+            return;
+        }
+        // Every frame in publish order, at most one ring's worth per tick.
+        for _ in 0..self.slots() {
+            match self.sub.next_bytes(frame) {
+                Ok(RawNext::Frame(meta, ())) => self.emit(meta.real_ns, frame, json, out),
+                Ok(RawNext::Missed(n)) => self.missed += n,
+                Ok(RawNext::Empty) => break,
+                Err(e) => {
+                    self.read_failed(&e);
+                    break;
+                }
+            }
+        }
+    }
+
+    fn emit(&mut self, real_ns: u64, frame: &[u8], json: &mut Vec<u8>, out: &mut Vec<Frame>) {
+        let start = json.len();
+        match self.codec.write_message_json(frame, json) {
+            Ok(()) => {
+                self.frames += 1;
+                out.push(Frame {
+                    channel: self.channel.id,
+                    real_ns,
+                    start,
+                    end: json.len(),
+                });
+            }
+            Err(_) => self.undecodable += 1,
+        }
+    }
+
+    fn read_failed(&mut self, e: &ReadError) {
+        match e {
+            // Mid-write right now: the next tick reads it.
+            ReadError::WriterStuck { .. } => {}
+            // A slot the dead publisher left mid-write stays unreadable
+            // until a new publisher repairs it: skip to the newest frame.
+            ReadError::PublisherDied => {
+                self.missed += 1;
+                self.sub.seek_latest();
+            }
+            ReadError::Corrupt { .. } => {
+                self.undecodable += 1;
+                self.sub.seek_latest();
+            }
+            // Anything new: skip to the newest frame rather than retry a
+            // read that fails.
+            _ => {
+                self.missed += 1;
+                self.sub.seek_latest();
+            }
+        }
+    }
+
+    /// Recompute the health; `Some` if clients must be told.
+    fn check_health(&mut self, stale_after: Duration) -> Option<HealthChange> {
+        let age = self.sub.age();
+        let status = self.sub.publisher();
+        let name = &self.channel.topic;
+        let (health, text) = match status {
+            PublisherStatus::NotRunning | PublisherStatus::NoLock => {
+                let last = match age {
+                    Some(a) => format!("last frame {} ago", human(a)),
+                    None => "no frame published yet".to_string(),
+                };
+                (
+                    Health::NoPublisher,
+                    Some((
+                        crate::protocol::level::ERROR,
+                        format!("{name}: no publisher is running ({last})"),
+                    )),
+                )
+            }
+            PublisherStatus::Alive { pid } => match age {
+                Some(a) if a > stale_after => (
+                    Health::Stale,
+                    Some((
+                        crate::protocol::level::WARNING,
+                        format!(
+                            "{name}: no frame for {} (publisher pid {pid} is alive but silent)",
+                            human(a)
+                        ),
+                    )),
+                ),
+                None => (
+                    Health::Stale,
+                    Some((
+                        crate::protocol::level::WARNING,
+                        format!("{name}: publisher pid {pid} has not published a frame yet"),
+                    )),
+                ),
+                Some(_) => (Health::Ok, None),
+            },
+            // The lock cannot be read (another user's): judge by age alone.
+            PublisherStatus::Unknown => match age {
+                Some(a) if a > stale_after => (
+                    Health::Stale,
+                    Some((
+                        crate::protocol::level::WARNING,
+                        format!("{name}: no frame for {}", human(a)),
+                    )),
+                ),
+                _ => (Health::Ok, None),
+            },
+        };
+        if health == self.health {
+            return None;
+        }
+        self.health = health;
+        self.status = text.clone();
+        Some(HealthChange {
+            id: status_id(name),
+            status: text,
+        })
+    }
+}
+
+/// The status id of a topic's health.
+pub fn status_id(topic: &str) -> String {
+    format!("shmbus/{topic}")
+}
+
+/// A duration for people: `850 ms`, `3.2 s`, `12 min`.
+pub fn human(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 1.0 {
+        format!("{} ms", d.as_millis())
+    } else if s < 120.0 {
+        format!("{s:.1} s")
+    } else if s < 7200.0 {
+        format!("{:.0} min", s / 60.0)
+    } else {
+        format!("{:.1} h", s / 3600.0)
+    }
+}
+
+/// What changed in a scan.
+#[derive(Debug, Default)]
+pub struct ScanResult {
+    /// New channels (already in [`Topics`]).
+    pub added: Vec<u32>,
+    /// Channels gone (removed from [`Topics`]).
+    pub removed: Vec<u32>,
+    /// Topics that cannot be served, with why (reported once each).
+    pub refused: Vec<String>,
+}
+
+/// Every topic being served, by channel id.
+pub struct Topics {
+    selectors: Vec<Selector>,
+    bus_keys: Option<String>,
+    max_rate: Option<f64>,
+    topic_rates: Vec<(String, f64)>,
+    /// shmids looked at that are not served (foreign, denied, refused, filtered).
+    skipped: HashSet<i32>,
+    /// Topics by channel id.
+    pub by_id: HashMap<u32, Topic>,
+    next_id: u32,
+    /// JSON of the frames of the last poll.
+    pub json: Vec<u8>,
+    /// The frames of the last poll.
+    pub frames: Vec<Frame>,
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for Topics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Topics")
+            .field("topics", &self.by_id.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Topics {
+    /// Serve the topics `selectors` picks (all if empty); names only on
+    /// the keys derived from `bus`, if given.
+    pub fn new(
+        selectors: Vec<Selector>,
+        bus: Option<String>,
+        max_rate: Option<f64>,
+        topic_rates: Vec<(String, f64)>,
+    ) -> Topics {
+        Topics {
+            selectors,
+            bus_keys: bus,
+            max_rate,
+            topic_rates,
+            skipped: HashSet::new(),
+            by_id: HashMap::new(),
+            next_id: 1,
+            json: Vec::new(),
+            frames: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    fn wanted(&self, key: i32, name: &str) -> bool {
+        if self.selectors.is_empty() {
+            return true;
+        }
+        self.selectors.iter().any(|s| match s {
+            Selector::Key(k) => *k == key,
+            Selector::Name(n) => {
+                n == name
+                    && self
+                        .bus_keys
+                        .as_deref()
+                        .is_none_or(|b| shmbus_core::topic::derive_key(b, n) == key)
+            }
+        })
+    }
+
+    fn interval_ns(&self, name: &str) -> Option<u64> {
+        let rate = self
+            .topic_rates
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, r)| *r)
+            .or(self.max_rate)?;
+        (rate > 0.0 && rate.is_finite()).then(|| (1e9 / rate) as u64)
+    }
+
+    /// Look for topics that appeared or went.
+    pub fn scan(&mut self) -> ScanResult {
+        let mut r = ScanResult::default();
+        let Ok(list) = sysvipc::segments() else {
+            return r;
+        };
+        let live: HashSet<i32> = list
+            .iter()
+            .filter(|e| e.key() != 0 && e.get("perms").unwrap_or(0) & i64::from(sys::SHM_DEST) == 0)
+            .map(|e| e.id())
+            .collect();
+        // Gone: removed (or its key reused by a new segment).
+        let gone: Vec<u32> = self
+            .by_id
+            .values()
+            .filter(|t| !live.contains(&t.shmid) || t.sub.is_removed())
+            .map(|t| t.channel.id)
+            .collect();
+        for id in gone {
+            self.by_id.remove(&id);
+            r.removed.push(id);
+        }
+        self.skipped.retain(|s| live.contains(s));
+        let served: HashSet<i32> = self.by_id.values().map(|t| t.shmid).collect();
+        for e in &list {
+            let (key, shmid) = (e.key(), e.id());
+            if !live.contains(&shmid) || served.contains(&shmid) || self.skipped.contains(&shmid) {
+                continue;
+            }
+            let seg = match Segment::attach_shmid(shmid, key) {
+                Ok(s) => s,
+                // Being created: look again at the next scan.
+                Err(OpenError::NotReady { .. }) => continue,
+                Err(OpenError::PermissionDenied { .. }) => {
+                    self.skipped.insert(shmid);
+                    continue;
+                }
+                Err(_) => {
+                    self.skipped.insert(shmid);
+                    continue;
+                }
+            };
+            let name = seg.info().name.clone();
+            if !self.wanted(key, &name) {
+                self.skipped.insert(shmid);
+                continue;
+            }
+            let codec = match Codec::from_schema_bytes(&seg.info().schema) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.skipped.insert(shmid);
+                    r.refused.push(format!(
+                        "topic '{name}' (key {key:#010x}) cannot be shown: its schema is not usable ({e})"
+                    ));
+                    continue;
+                }
+            };
+            let id = self.next_id;
+            self.next_id += 1;
+            let interval = self.interval_ns(&name);
+            self.by_id.insert(id, Topic::new(id, seg, codec, interval));
+            r.added.push(id);
+        }
+        r.added.sort_unstable();
+        r
+    }
+
+    /// A client subscribed to channel `id`.
+    pub fn subscribe(&mut self, id: u32) {
+        if let Some(t) = self.by_id.get_mut(&id) {
+            if t.subscribers == 0 {
+                t.start_reading();
+            }
+            t.subscribers += 1;
+        }
+    }
+
+    /// A client's subscription to channel `id` ended.
+    pub fn unsubscribe(&mut self, id: u32) {
+        if let Some(t) = self.by_id.get_mut(&id) {
+            t.subscribers = t.subscribers.saturating_sub(1);
+        }
+    }
+
+    /// True if any topic has a subscriber.
+    pub fn any_subscribed(&self) -> bool {
+        self.by_id.values().any(|t| t.subscribers > 0)
+    }
+
+    /// Read new frames of every subscribed topic into [`Self::frames`] and
+    /// [`Self::json`] (cleared first).
+    pub fn poll(&mut self) {
+        self.json.clear();
+        self.frames.clear();
+        let now = sys::monotonic_ns();
+        for t in self.by_id.values_mut() {
+            if t.subscribers > 0 {
+                t.poll(now, &mut self.json, &mut self.frames, &mut self.scratch);
+            }
+        }
+    }
+
+    /// Recheck every topic's health; the changes to tell clients.
+    pub fn check_health(&mut self, stale_after: Duration) -> Vec<HealthChange> {
+        let mut v: Vec<HealthChange> = self
+            .by_id
+            .values_mut()
+            .filter_map(|t| t.check_health(stale_after))
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// The topic named `name`, preferring one whose publisher is alive.
+    pub fn by_name(&self, name: &str) -> Option<&Topic> {
+        let mut it = self.by_id.values().filter(|t| t.name() == name);
+        let first = it.next()?;
+        Some(
+            std::iter::once(first)
+                .chain(it)
+                .find(|t| t.health != Health::NoPublisher)
+                .unwrap_or(first),
+        )
+    }
+
+    /// The channels, in id order.
+    pub fn channels(&self) -> Vec<Channel> {
+        let mut v: Vec<Channel> = self.by_id.values().map(|t| t.channel.clone()).collect();
+        v.sort_by_key(|c| c.id);
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors() {
+        assert_eq!(Selector::parse("0x7a00ABCD"), Selector::Key(0x7a00_abcd));
+        assert_eq!(Selector::parse("0xffffffff"), Selector::Key(-1));
+        assert_eq!(Selector::parse("key:12"), Selector::Key(12));
+        assert_eq!(Selector::parse("key:0x10"), Selector::Key(16));
+        assert_eq!(Selector::parse("imu"), Selector::Name("imu".into()));
+        assert_eq!(Selector::parse("0xzz"), Selector::Name("0xzz".into()));
+    }
+
+    #[test]
+    fn durations_for_people() {
+        assert_eq!(human(Duration::from_millis(850)), "850 ms");
+        assert_eq!(human(Duration::from_millis(3240)), "3.2 s");
+        assert_eq!(human(Duration::from_secs(720)), "12 min");
+        assert_eq!(human(Duration::from_secs(9000)), "2.5 h");
+    }
+
+    #[test]
+    fn filters_and_rates() {
+        let t = Topics::new(
+            vec![Selector::Name("imu".into()), Selector::Key(5)],
+            None,
+            Some(50.0),
+            vec![("imu".into(), 10.0), ("net".into(), 0.0)],
+        );
+        assert!(t.wanted(1, "imu"));
+        assert!(t.wanted(5, "other"));
+        assert!(!t.wanted(6, "other"));
+        assert_eq!(t.interval_ns("imu"), Some(100_000_000));
+        assert_eq!(t.interval_ns("thermal"), Some(20_000_000));
+        // 0: no limit for that topic.
+        assert_eq!(t.interval_ns("net"), None);
+        let on_bus = Topics::new(
+            vec![Selector::Name("imu".into())],
+            Some("lab".into()),
+            None,
+            vec![],
+        );
+        let k = shmbus_core::topic::derive_key("lab", "imu");
+        assert!(on_bus.wanted(k, "imu"));
+        assert!(!on_bus.wanted(k ^ 1, "imu"));
+        assert_eq!(on_bus.interval_ns("imu"), None);
+    }
+}
