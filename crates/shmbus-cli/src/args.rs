@@ -107,6 +107,9 @@ With --sysctl: 0, and the lines (empty if the limits suffice); 2 if the config h
     #[cfg(feature = "record")]
     #[command(flatten)]
     Recording(shmbus_record::cli::Command),
+    /// Serve topics live to Foxglove or Lichtblick (Foxglove WebSocket protocol).
+    #[cfg(feature = "foxglove")]
+    Foxglove(shmbus_foxglove::cli::FoxgloveArgs),
 }
 
 /// `--bus`, for commands that take a TOPIC.

@@ -62,6 +62,8 @@ fn main() -> ExitCode {
         }
         #[cfg(feature = "record")]
         Cmd::Recording(c) => return shmbus_record::run(c),
+        #[cfg(feature = "foxglove")]
+        Cmd::Foxglove(a) => return shmbus_foxglove::cli::run(&a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

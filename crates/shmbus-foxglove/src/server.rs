@@ -518,6 +518,11 @@ impl Server {
     fn housekeeping(&mut self, now: u64) {
         let stall = ns(self.cfg.stall_timeout);
         for c in &mut self.clients {
+            // Messages queued this turn (advertise, status, ...) go out now;
+            // a blocked client is pumped when its socket turns writable.
+            if !c.blocked() && c.has_output() {
+                c.pump(now);
+            }
             if c.gone.is_none() && c.has_output() && now.saturating_sub(c.last_progress_ns) > stall
             {
                 c.gone = Some(format!(

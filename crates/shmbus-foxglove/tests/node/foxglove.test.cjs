@@ -1,0 +1,344 @@
+// End-to-end tests of `shmbus foxglove` with Foxglove's own protocol library
+// (@foxglove/ws-protocol) as the client and ajv as the JSON Schema validator.
+// Run by ci/foxglove-test.sh inside a private IPC namespace; FOX_ONLY (a comma
+// list of test tags) picks a subset (the qemu-arm run takes "core").
+"use strict";
+
+const { test, afterEach } = require("node:test");
+const assert = require("node:assert/strict");
+const Ajv2020 = require("ajv/dist/2020");
+const L = require("./lib.cjs");
+
+const ONLY = (process.env.FOX_ONLY || "").split(",").filter(Boolean);
+function tagged(tag, name, fn, timeout = 120000) {
+  const skip = ONLY.length > 0 && !ONLY.includes(tag);
+  // A test left out by FOX_ONLY is not run at all (not reported as skipped).
+  if (!skip) test(name, { timeout: L.ms(timeout) }, fn);
+}
+
+// Whatever a test started is gone before the next one starts, pass or fail.
+afterEach(() => L.killAll());
+
+const RICH_FIELDS = [
+  "seq", "t", "acc", "name", "mode", "command", "maybe", "list", "big", "weird", "letter", "flag", "pair", "nothing",
+];
+
+tagged("core", "every topic is advertised with a JSON Schema of type object, and frames validate and equal `shmbus echo --json`", async () => {
+  const server = await L.startServer();
+  const c = L.connect(server.url);
+  try {
+    await L.waitFor("serverInfo", () => c.info);
+    assert.equal(c.info.name, "shmbus");
+    assert.equal(c.ws.protocol, "foxglove.websocket.v1");
+    // Topics that appear after the client connected are advertised too.
+    const rich = await L.startPub(["--topic", "fox/rich", "--rate", "200", "--count", "300", "--slots", "64", "--wait-go"]);
+    const count = await L.startPub(["--topic", "fox/count", "--kind", "u32", "--rate", "100", "--count", "150", "--slots", "64", "--wait-go"]);
+    await L.waitFor("both topics advertised", () => c.topics.has("fox/rich") && c.topics.has("fox/count"));
+
+    const ajv = new Ajv2020({ strict: true, allErrors: true });
+    const validators = new Map();
+    for (const topic of ["fox/rich", "fox/count"]) {
+      const ch = c.topics.get(topic);
+      assert.equal(ch.encoding, "json");
+      assert.equal(ch.schemaEncoding, "jsonschema");
+      const schema = JSON.parse(ch.schema);
+      assert.equal(schema.type, "object", `${topic}: Foxglove needs an object at the top`);
+      validators.set(ch.id, ajv.compile(schema)); // throws if it is not a valid JSON Schema
+    }
+    assert.equal(c.topics.get("fox/rich").schemaName, "Rich");
+    assert.deepEqual(Object.keys(JSON.parse(c.topics.get("fox/rich").schema).properties), RICH_FIELDS);
+
+    c.subscribe("fox/rich");
+    c.subscribe("fox/count");
+    // Subscriptions reach the server before the first frame.
+    await L.sleep(L.ms(300));
+    rich.go();
+    count.go();
+    assert.equal(await rich.exited, 0);
+    assert.equal(await count.exited, 0);
+    // The last frames stay in the ring: the server delivers them whatever it missed before.
+    await L.waitFor("the last rich frame", () => c.of("fox/rich").some((m) => JSON.parse(m.json).seq === 299));
+    await L.waitFor("the last count frame", () => c.of("fox/count").some((m) => JSON.parse(m.json).value === 149));
+
+    for (const topic of ["fox/rich", "fox/count"]) {
+      const got = c.of(topic);
+      assert.ok(got.length > 0);
+      const validate = validators.get(c.topics.get(topic).id);
+      let last = 0n;
+      for (const m of got) {
+        const v = JSON.parse(m.json);
+        assert.ok(validate(v), `${topic}: ${m.json} does not validate: ${ajv.errorsText(validate.errors)}`);
+        assert.ok(m.timestamp >= last, "log times never go back");
+        last = m.timestamp;
+      }
+      // The same frames through `shmbus echo --json` (matched by publish time).
+      const echoed = L.echoJson(topic, 64);
+      assert.equal(echoed.length, 64);
+      const byTime = new Map(got.map((m) => [m.timestamp, JSON.parse(m.json)]));
+      for (const e of echoed) {
+        const msg = byTime.get(e.realNs);
+        assert.ok(msg !== undefined, `${topic}: the frame published at ${e.realNs} ns never reached the client`);
+        const expected = topic === "fox/count" ? { value: e.value } : e.value;
+        assert.deepStrictEqual(msg, expected);
+      }
+    }
+    // The kinds of value the mapping has rules for all went through.
+    const values = c.of("fox/rich").map((m) => JSON.parse(m.json));
+    for (const w of ["NaN", "inf", "-inf", 1.5]) assert.ok(values.some((v) => v.weird === w), `weird = ${w}`);
+    for (const cmd of ["Stop"]) assert.ok(values.some((v) => v.command === cmd));
+    for (const k of ["Speed", "Turn", "Goto"]) assert.ok(values.some((v) => typeof v.command === "object" && k in v.command), k);
+    assert.ok(values.some((v) => v.big === "18446744073709551615"));
+    assert.ok(values.some((v) => v.letter === "😀"));
+    assert.ok(values.some((v) => v.maybe === null) && values.some((v) => v.maybe !== null));
+  } finally {
+    c.close();
+    await server.stop();
+    L.shmbus(["rm", "--force", "fox/rich", "fox/count"]);
+  }
+  assert.equal(server.code, 0, server.stderr.join("\n"));
+});
+
+tagged("core", "both subprotocols are accepted, in the client's order; a client offering neither is refused with the fix", async () => {
+  const server = await L.startServer();
+  try {
+    const u = server.url;
+    assert.deepEqual(await L.handshake(u, ["foxglove.websocket.v1"]), { ok: true, protocol: "foxglove.websocket.v1" });
+    assert.deepEqual(await L.handshake(u, ["foxglove.sdk.v1"]), { ok: true, protocol: "foxglove.sdk.v1" });
+    assert.deepEqual(await L.handshake(u, ["foxglove.sdk.v1", "foxglove.websocket.v1"]), { ok: true, protocol: "foxglove.sdk.v1" });
+    assert.deepEqual(await L.handshake(u, ["foxglove.websocket.v1", "foxglove.sdk.v1"]), { ok: true, protocol: "foxglove.websocket.v1" });
+    const refused = await L.handshake(u, ["chat"]);
+    assert.equal(refused.status, 400);
+    assert.match(refused.body, /offer the subprotocol foxglove\.websocket\.v1 or foxglove\.sdk\.v1/);
+    const none = await L.handshake(u, []);
+    assert.equal(none.status, 400);
+
+    // A client of current Foxglove (sdk.v1, listed first) gets the same data.
+    const pub = await L.startPub(["--topic", "fox/sdk", "--rate", "100", "--count", "0"]);
+    const c = L.connect(u, ["foxglove.sdk.v1", "foxglove.websocket.v1"]);
+    try {
+      await L.waitFor("fox/sdk advertised", () => c.topics.has("fox/sdk"));
+      assert.equal(c.ws.protocol, "foxglove.sdk.v1");
+      c.subscribe("fox/sdk");
+      await L.waitFor("frames over foxglove.sdk.v1", () => c.of("fox/sdk").length >= 10);
+    } finally {
+      c.close();
+      pub.proc.kill("SIGTERM");
+      await pub.exited;
+      L.shmbus(["rm", "--force", "fox/sdk"]);
+    }
+  } finally {
+    await server.stop();
+  }
+});
+
+tagged("core", "topics that appear or go are advertised and unadvertised; liveness and staleness are status messages", async () => {
+  const server = await L.startServer(["fox/live", "--stale-after", "1"]);
+  const c = L.connect(server.url);
+  try {
+    await L.waitFor("serverInfo", () => c.info);
+    assert.equal(c.channels.size, 0, "only the topics named on the command line");
+    // Appears; publishes 20 frames, then stays alive but silent for a while: stale.
+    let pub = await L.startPub(["--topic", "fox/live", "--rate", "100", "--count", "20", "--linger", "4"]);
+    const ch = await L.waitFor("fox/live advertised", () => c.topics.get("fox/live"));
+    const id = "shmbus/fox/live";
+    const stale = await L.waitFor("a staleness warning", () => c.statuses.find((s) => s.id === id && s.level === 1), 15000);
+    assert.match(stale.message, /fox\/live: no frame for .* \(publisher pid \d+ is alive but silent\)/);
+    // The publisher exits: an error status says so.
+    assert.equal(await pub.exited, 0);
+    const dead = await L.waitFor("a no-publisher error", () => c.statuses.find((s) => s.id === id && s.level === 2), 15000);
+    assert.match(dead.message, /fox\/live: no publisher is running \(last frame .* ago\)/);
+    // A new publisher: the status is removed.
+    pub = await L.startPub(["--topic", "fox/live", "--rate", "100", "--count", "0"]);
+    await L.waitFor("the status removed", () => c.removed.includes(id), 15000);
+    pub.proc.kill("SIGTERM");
+    await pub.exited;
+    // Removed: unadvertised.
+    L.shmbus(["rm", "--force", "fox/live"]);
+    await L.waitFor("fox/live unadvertised", () => c.unadvertised.includes(ch.id), 15000);
+    assert.ok(!c.topics.has("fox/live"));
+    // And back again: a new channel id (the old one is never reused).
+    pub = await L.startPub(["--topic", "fox/live", "--rate", "50", "--count", "0"]);
+    const again = await L.waitFor("fox/live advertised again", () => c.topics.get("fox/live"), 15000);
+    assert.notEqual(again.id, ch.id);
+    c.subscribe("fox/live");
+    await L.waitFor("frames on the new channel", () => c.of("fox/live").length > 0);
+    pub.proc.kill("SIGTERM");
+    await pub.exited;
+  } finally {
+    c.close();
+    await server.stop();
+    L.shmbus(["rm", "--force", "fox/live"]);
+  }
+});
+
+tagged("load", "clients connecting and disconnecting in a loop leave no descriptor or memory behind", async () => {
+  const pub = await L.startPub(["--topic", "fox/loop", "--rate", "1000", "--count", "0", "--slots", "256"]);
+  const server = await L.startServer(["fox/loop", "--quiet"]);
+  try {
+    const warm = L.connect(server.url);
+    await L.waitFor("fox/loop advertised", () => warm.topics.has("fox/loop"));
+    warm.subscribe("fox/loop");
+    await L.waitFor("warm-up frames", () => warm.of("fox/loop").length > 100);
+    warm.close();
+    await L.sleep(200);
+    const fds0 = L.fdCount(server.pid);
+    const rss0 = L.rssKib(server.pid);
+    const rounds = 150;
+    for (let i = 0; i < rounds; i++) {
+      const protocols = i % 2 ? ["foxglove.sdk.v1"] : ["foxglove.websocket.v1"];
+      const c = L.connect(server.url, protocols);
+      await L.waitFor(`round ${i}: advertised`, () => c.topics.has("fox/loop"));
+      c.subscribe("fox/loop");
+      await L.waitFor(`round ${i}: a frame`, () => c.of("fox/loop").length > 0);
+      // Half close politely, half vanish (no close handshake).
+      if (i % 2) c.close();
+      else c.ws.terminate();
+    }
+    // The server notices every one of them.
+    await L.waitFor("descriptors back to where they were", () => L.fdCount(server.pid) <= fds0, 20000);
+    const rss1 = L.rssKib(server.pid);
+    console.log(`# ${rounds} clients: server RSS ${rss0} KiB before, ${rss1} KiB after; ${L.fdCount(server.pid)} fds (${fds0} before)`);
+    assert.ok(rss1 - rss0 < 4096, `RSS grew by ${rss1 - rss0} KiB over ${rounds} clients`);
+    // Still serving.
+    const last = L.connect(server.url);
+    await L.waitFor("advertised", () => last.topics.has("fox/loop"));
+    last.subscribe("fox/loop");
+    await L.waitFor("frames after the loop", () => last.of("fox/loop").length > 10);
+    last.close();
+  } finally {
+    await server.stop();
+    pub.proc.kill("SIGTERM");
+    await pub.exited;
+    L.shmbus(["rm", "--force", "fox/loop"]);
+  }
+  assert.equal(server.code, 0);
+  const connected = server.stderr.find((l) => l.startsWith("shmbus foxglove: stopped;"));
+  assert.match(connected, /152 client\(s\) served/);
+});
+
+tagged("load", "a client that never reads: memory stays bounded, other clients and the publisher are unaffected, and it is dropped", async () => {
+  // 2,000 frames/s for 12 s into a 4096-slot ring (2 s of frames).
+  const total = 24000;
+  const pub = await L.startPub(["--topic", "fox/fast", "--rate", "2000", "--count", String(total), "--slots", "4096", "--wait-go"]);
+  const server = await L.startServer(["fox/fast", "--client-queue", "256", "--stall-timeout", "3"]);
+  const good = L.connect(server.url);
+  try {
+    await L.waitFor("fox/fast advertised", () => good.topics.has("fox/fast"));
+    good.subscribe("fox/fast");
+    const stuck = await L.stuckClient(server.port, good.topics.get("fox/fast").id);
+    await L.sleep(L.ms(300));
+    const rss0 = L.rssKib(server.pid);
+    pub.go();
+    let rssMax = rss0;
+    const sampler = setInterval(() => (rssMax = Math.max(rssMax, L.rssKib(server.pid))), 100);
+    await L.waitFor(
+      "the stuck client dropped",
+      () => server.stderr.find((l) => /client #2 .* disconnected: stuck: took no data for 3 s/.test(l)),
+      60000,
+    );
+    assert.equal(await pub.exited, 0);
+    clearInterval(sampler);
+    stuck.destroy();
+    const done = pub.stdout.find((l) => l.startsWith("done "));
+    const [, n, secs] = done.split(" ");
+    assert.equal(Number(n), total, "the publisher published every frame");
+    await L.waitFor("the last frame at the good client", () => good.of("fox/fast").some((m) => JSON.parse(m.json).seq === total - 1), 30000);
+    // The good client got every frame, in order, without a gap.
+    const seqs = good.of("fox/fast").map((m) => JSON.parse(m.json).seq);
+    assert.equal(seqs.length, total, `good client got ${seqs.length} of ${total}`);
+    seqs.forEach((s, i) => assert.equal(s, i));
+    const dropLine = server.stderr.find((l) => /client #2 .* disconnected/.test(l));
+    console.log(`# stuck client: server RSS ${rss0} KiB before, at most ${rssMax} KiB (+${rssMax - rss0}); publisher ${n} frames in ${secs} s; ${dropLine}`);
+    // Without a bound the stuck client's share (about 330 B x 2,000/s x the
+    // seconds before it is dropped) would pile up in the server.
+    assert.ok(rssMax - rss0 < 4096, `server RSS grew by ${rssMax - rss0} KiB`);
+  } finally {
+    good.close();
+    await server.stop();
+    L.shmbus(["rm", "--force", "fox/fast"]);
+  }
+});
+
+tagged("core", "per-topic rate limits send at most the limit, newest frames", async () => {
+  const pub = await L.startPub(["--topic", "fox/limited", "--rate", "1000", "--count", "0", "--slots", "64"]);
+  const server = await L.startServer(["fox/limited", "--rate", "fox/limited=20"]);
+  const c = L.connect(server.url);
+  try {
+    await L.waitFor("advertised", () => c.topics.has("fox/limited"));
+    c.subscribe("fox/limited");
+    await L.waitFor("first frame", () => c.of("fox/limited").length > 0);
+    const t0 = Date.now();
+    const n0 = c.of("fox/limited").length;
+    await L.sleep(L.ms(2000));
+    const secs = (Date.now() - t0) / 1000;
+    const n = c.of("fox/limited").length - n0;
+    console.log(`# 1 kHz topic limited to 20 Hz: ${n} frames in ${secs.toFixed(2)} s`);
+    assert.ok(n > 0);
+    // The limiter never exceeds 20/s (+1 for the interval boundaries).
+    assert.ok(n <= Math.ceil(secs * 20) + 1, `${n} frames in ${secs} s`);
+    // Each frame is a recent one, not a backlog: its seq advanced by about 50 each time.
+    const seqs = c.of("fox/limited").map((m) => JSON.parse(m.json).seq);
+    for (let i = 1; i < seqs.length; i++) assert.ok(seqs[i] > seqs[i - 1]);
+  } finally {
+    c.close();
+    await server.stop();
+    pub.proc.kill("SIGTERM");
+    await pub.exited;
+    L.shmbus(["rm", "--force", "fox/limited"]);
+  }
+});
+
+tagged("core", "the Publish panel writes to a topic through the codec, refuses bad values and never fights a live publisher", async () => {
+  // A topic whose publisher has exited.
+  let pub = await L.startPub(["--topic", "fox/cmd", "--rate", "100", "--count", "1"]);
+  assert.equal(await pub.exited, 0);
+  const off = await L.startServer(["fox/cmd"]);
+  const server = await L.startServer(["fox/cmd", "--allow-publish"]);
+  const c = L.connect(server.url);
+  const d = L.connect(off.url);
+  try {
+    // Without --allow-publish: no capability, and advertising is refused.
+    await L.waitFor("info", () => d.info && d.topics.has("fox/cmd"));
+    assert.deepEqual(d.info.capabilities, []);
+    d.client.advertise({ topic: "fox/cmd", encoding: "json", schemaName: "Rich" });
+    await L.waitFor("refusal", () => d.statuses.find((s) => /publishing is off; restart the server with --allow-publish/.test(s.message)));
+
+    await L.waitFor("info", () => c.info && c.topics.has("fox/cmd"));
+    assert.deepEqual(c.info.capabilities, ["clientPublish"]);
+    assert.deepEqual(c.info.supportedEncodings, ["json"]);
+    const ch = c.client.advertise({ topic: "fox/cmd", encoding: "json", schemaName: "Rich" });
+    const value = {
+      seq: 4242, t: 0.5, acc: [1, 2, 3], name: "from-foxglove", mode: "Run", command: { Goto: { x: 1, y: 2 } },
+      maybe: 7, list: [1, 2, 3], big: "18446744073709551615", weird: "NaN", letter: "z", flag: true, pair: [1, -1], nothing: null,
+    };
+    c.client.sendMessage(ch, new TextEncoder().encode(JSON.stringify(value)));
+    const seen = await L.waitFor("the frame on the bus", () => {
+      const e = L.echoJson("fox/cmd", 1, true);
+      return e.length && e[0].value.seq === 4242 ? e[0] : undefined;
+    });
+    assert.deepStrictEqual(seen.value, value);
+
+    // Over capacity: refused, naming the field.
+    c.client.sendMessage(ch, new TextEncoder().encode(JSON.stringify({ ...value, name: "x".repeat(40) })));
+    const cap = await L.waitFor("capacity error", () => c.statuses.find((s) => s.level === 2 && /\.name/.test(s.message)));
+    assert.match(cap.message, /fox\/cmd.*\.name.*16/);
+    // Not JSON: refused.
+    c.client.sendMessage(ch, new TextEncoder().encode("{nope"));
+    await L.waitFor("not-JSON error", () => c.statuses.find((s) => /not JSON/.test(s.message)));
+
+    // A live publisher owns the topic: refused, with its pid.
+    pub = await L.startPub(["--topic", "fox/cmd", "--rate", "10", "--count", "0"]);
+    c.client.sendMessage(ch, new TextEncoder().encode(JSON.stringify({ ...value, seq: 9999 })));
+    const fight = await L.waitFor("live-publisher error", () => c.statuses.find((s) => /live publisher \(pid \d+\)/.test(s.message)));
+    assert.match(fight.message, new RegExp(`pid ${pub.proc.pid}`));
+    pub.proc.kill("SIGTERM");
+    await pub.exited;
+    assert.ok(!L.echoJson("fox/cmd", 64).some((e) => e.value.seq === 9999), "nothing written while the publisher lived");
+  } finally {
+    c.close();
+    d.close();
+    await server.stop();
+    await off.stop();
+    L.shmbus(["rm", "--force", "fox/cmd"]);
+  }
+});
