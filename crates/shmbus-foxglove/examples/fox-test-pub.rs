@@ -124,7 +124,9 @@ trait Sink {
 
 impl Sink for Publisher<Rich> {
     fn publish(&mut self, i: u64) -> Result<(), String> {
-        Publisher::publish(self, &Rich::new(i)).map(drop).map_err(|e| e.to_string())
+        Publisher::publish(self, &Rich::new(i))
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
     fn key(&self) -> i32 {
         self.raw().key()
@@ -136,7 +138,9 @@ impl Sink for Publisher<Rich> {
 
 impl Sink for Publisher<u32> {
     fn publish(&mut self, i: u64) -> Result<(), String> {
-        Publisher::publish(self, &(i as u32)).map(drop).map_err(|e| e.to_string())
+        Publisher::publish(self, &(i as u32))
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
     fn key(&self) -> i32 {
         self.raw().key()

@@ -168,6 +168,8 @@ pub struct Client {
     pub slow_notice_ns: u64,
     /// Why the client is to be disconnected, once it is.
     pub gone: Option<String>,
+    /// It is disconnected for not reading: reset the connection.
+    pub stuck: bool,
 }
 
 impl Client {
@@ -195,6 +197,7 @@ impl Client {
             dropped_noticed: 0,
             slow_notice_ns: 0,
             gone: None,
+            stuck: false,
         }
     }
 
@@ -216,6 +219,7 @@ impl Client {
     /// Queue a JSON message.
     pub fn send_text(&mut self, text: String) {
         if !self.queue.push_control(Message::text(text)) && self.gone.is_none() {
+            self.stuck = true;
             self.gone = Some(format!(
                 "not reading: more than {} KiB of control messages waiting",
                 CONTROL_BUDGET / 1024
@@ -308,9 +312,21 @@ impl Client {
     }
 
     /// Close the TCP connection now (no close handshake: the client may
-    /// not be reading).
-    pub fn shutdown(&self) {
-        let _ = self.ws.get_ref().shutdown(std::net::Shutdown::Both);
+    /// not be reading). With `abort`, reset it (`SO_LINGER` 0): what the
+    /// kernel still holds for a client that stopped reading is freed at
+    /// once, instead of lingering with the closed socket, and the client
+    /// sees the reset on its next read or write.
+    pub fn shutdown(&self, abort: bool) {
+        let s = self.ws.get_ref();
+        if abort {
+            let reset = nix::libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            let _ = nix::sys::socket::setsockopt(s, nix::sys::socket::sockopt::Linger, &reset);
+        } else {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
     }
 }
 

@@ -525,6 +525,7 @@ impl Server {
             }
             if c.gone.is_none() && c.has_output() && now.saturating_sub(c.last_progress_ns) > stall
             {
+                c.stuck = true;
                 c.gone = Some(format!(
                     "stuck: took no data for {} s with {} KiB waiting",
                     self.cfg.stall_timeout.as_secs(),
@@ -573,7 +574,7 @@ impl Server {
                 self.topics.unsubscribe(*ch);
             }
             self.publish.client_gone(c.id);
-            c.shutdown();
+            c.shutdown(c.stuck);
             self.summary.dropped_frames += c.queue.dropped;
             if !self.cfg.quiet {
                 eprintln!(

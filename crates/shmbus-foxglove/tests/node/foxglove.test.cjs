@@ -31,6 +31,7 @@ tagged("core", "every topic is advertised with a JSON Schema of type object, and
     assert.equal(c.info.name, "shmbus");
     assert.equal(c.ws.protocol, "foxglove.websocket.v1");
     // Topics that appear after the client connected are advertised too.
+    await L.startBeat();
     const rich = await L.startPub(["--topic", "fox/rich", "--rate", "200", "--count", "300", "--slots", "64", "--wait-go"]);
     const count = await L.startPub(["--topic", "fox/count", "--kind", "u32", "--rate", "100", "--count", "150", "--slots", "64", "--wait-go"]);
     await L.waitFor("both topics advertised", () => c.topics.has("fox/rich") && c.topics.has("fox/count"));
@@ -50,8 +51,7 @@ tagged("core", "every topic is advertised with a JSON Schema of type object, and
 
     c.subscribe("fox/rich");
     c.subscribe("fox/count");
-    // Subscriptions reach the server before the first frame.
-    await L.sleep(L.ms(300));
+    await L.subscriptionsLive(c);
     rich.go();
     count.go();
     assert.equal(await rich.exited, 0);
@@ -93,7 +93,7 @@ tagged("core", "every topic is advertised with a JSON Schema of type object, and
   } finally {
     c.close();
     await server.stop();
-    L.shmbus(["rm", "--force", "fox/rich", "fox/count"]);
+    L.shmbus(["rm", "--force", "fox/rich", "fox/count", "fox/beat"]);
   }
   assert.equal(server.code, 0, server.stderr.join("\n"));
 });
@@ -173,7 +173,7 @@ tagged("core", "topics that appear or go are advertised and unadvertised; livene
 
 tagged("load", "clients connecting and disconnecting in a loop leave no descriptor or memory behind", async () => {
   const pub = await L.startPub(["--topic", "fox/loop", "--rate", "1000", "--count", "0", "--slots", "256"]);
-  const server = await L.startServer(["fox/loop", "--quiet"]);
+  const server = await L.startServer(["fox/loop"]);
   try {
     const warm = L.connect(server.url);
     await L.waitFor("fox/loop advertised", () => warm.topics.has("fox/loop"));
@@ -220,11 +220,13 @@ tagged("load", "a client that never reads: memory stays bounded, other clients a
   // 2,000 frames/s for 12 s into a 4096-slot ring (2 s of frames).
   const total = 24000;
   const pub = await L.startPub(["--topic", "fox/fast", "--rate", "2000", "--count", String(total), "--slots", "4096", "--wait-go"]);
-  const server = await L.startServer(["fox/fast", "--client-queue", "256", "--stall-timeout", "3"]);
+  await L.startBeat();
+  const server = await L.startServer(["fox/fast", "fox/beat", "--client-queue", "256", "--stall-timeout", "3"]);
   const good = L.connect(server.url);
   try {
-    await L.waitFor("fox/fast advertised", () => good.topics.has("fox/fast"));
+    await L.waitFor("fox/fast advertised", () => good.topics.has("fox/fast") && good.topics.has("fox/beat"));
     good.subscribe("fox/fast");
+    await L.subscriptionsLive(good);
     const stuck = await L.stuckClient(server.port, good.topics.get("fox/fast").id);
     await L.sleep(L.ms(300));
     const rss0 = L.rssKib(server.pid);
@@ -255,7 +257,7 @@ tagged("load", "a client that never reads: memory stays bounded, other clients a
   } finally {
     good.close();
     await server.stop();
-    L.shmbus(["rm", "--force", "fox/fast"]);
+    L.shmbus(["rm", "--force", "fox/fast", "fox/beat"]);
   }
 });
 

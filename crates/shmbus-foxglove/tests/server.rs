@@ -1,0 +1,497 @@
+//! The server in-process against a WebSocket client (tungstenite's), with a
+//! real publisher: subscriptions and frames, both subprotocols, topics that
+//! appear and go, a client that never reads. Topics use keys with the top
+//! byte 0x7a and the server is told to serve only those keys, so other
+//! tests and programs on the machine are never seen. Runs natively and
+//! under qemu-arm (no child processes).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use shmbus_codec::Codec;
+use shmbus_foxglove::{Config, Selector, Server, Summary};
+use shmbus_pub::{Publisher, Topic};
+use shmbus_testkit::{Guard, unique_key, watchdog};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::http::HeaderValue;
+use tungstenite::{Message, WebSocket, stream::MaybeTlsStream};
+
+#[derive(
+    Serialize,
+    Deserialize,
+    Debug,
+    Clone,
+    PartialEq,
+    postcard::experimental::max_size::MaxSize,
+    postcard_schema::Schema,
+)]
+struct Sample {
+    seq: u32,
+    value: f32,
+    label: heapless::String<8>,
+}
+
+fn sample(seq: u32) -> Sample {
+    let mut label = heapless::String::new();
+    let _ = core::fmt::Write::write_fmt(&mut label, format_args!("s{}", seq % 1000));
+    Sample {
+        seq,
+        value: if seq % 5 == 0 {
+            f32::NAN
+        } else {
+            seq as f32 * 0.5
+        },
+        label,
+    }
+}
+
+/// A key of this test family (top byte 0x7a) and a guard that removes it.
+fn key_for(test: &str) -> (Topic, Guard) {
+    let key = (unique_key(test) & 0x00ff_ffff) | 0x7a00_0000;
+    (
+        Topic::new(&format!("fox-test/{test}")).key(key).slots(64),
+        Guard(key),
+    )
+}
+
+/// A server on 127.0.0.1:0 in its own thread, serving only `keys`.
+struct Running {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Summary>>,
+}
+
+impl Running {
+    fn start(keys: &[i32], tweak: impl FnOnce(&mut Config) + Send + 'static) -> Running {
+        let mut cfg = Config {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            topics: keys.iter().map(|k| Selector::Key(*k)).collect(),
+            scan_interval: Duration::from_millis(100),
+            quiet: true,
+            ..Config::default()
+        };
+        tweak(&mut cfg);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let server = Server::bind(cfg).expect("bind");
+            tx.send(server.local_addr()).unwrap();
+            server.run(&s)
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server started");
+        Running {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(mut self) -> Summary {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().expect("server thread")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
+
+fn connect(addr: SocketAddr, protocols: &str) -> (Ws, Option<String>) {
+    let mut req = format!("ws://{addr}/").into_client_request().unwrap();
+    if !protocols.is_empty() {
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_str(protocols).unwrap(),
+        );
+    }
+    let (ws, resp) = tungstenite::connect(req).expect("connect");
+    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+    }
+    let p = resp
+        .headers()
+        .get("Sec-WebSocket-Protocol")
+        .map(|v| v.to_str().unwrap().to_string());
+    (ws, p)
+}
+
+/// What a client saw.
+#[derive(Default)]
+struct Seen {
+    channels: Vec<serde_json::Value>,
+    unadvertised: Vec<u64>,
+    statuses: Vec<serde_json::Value>,
+    frames: Vec<(u32, u64, String)>,
+}
+
+/// Read until `done(seen)` or the deadline (panics then).
+fn read_until(
+    ws: &mut Ws,
+    seen: &mut Seen,
+    what: &str,
+    limit: Duration,
+    mut done: impl FnMut(&Seen) -> bool,
+) {
+    let end = Instant::now() + limit;
+    while !done(seen) {
+        assert!(
+            Instant::now() < end,
+            "timed out waiting for {what}: {} frames, {} statuses {:?}",
+            seen.frames.len(),
+            seen.statuses.len(),
+            seen.statuses.last()
+        );
+        match ws.read() {
+            Ok(Message::Text(t)) => {
+                let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                match v["op"].as_str().unwrap() {
+                    "advertise" => seen
+                        .channels
+                        .extend(v["channels"].as_array().unwrap().iter().cloned()),
+                    "unadvertise" => seen.unadvertised.extend(
+                        v["channelIds"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|i| i.as_u64().unwrap()),
+                    ),
+                    "status" | "removeStatus" => seen.statuses.push(v),
+                    "serverInfo" => {}
+                    other => panic!("unexpected op {other}"),
+                }
+            }
+            Ok(Message::Binary(b)) => {
+                assert_eq!(b[0], 1, "Message Data");
+                let sub = u32::from_le_bytes(b[1..5].try_into().unwrap());
+                let ts = u64::from_le_bytes(b[5..13].try_into().unwrap());
+                seen.frames
+                    .push((sub, ts, String::from_utf8(b[13..].to_vec()).unwrap()));
+            }
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
+}
+
+fn subscribe(ws: &mut Ws, sub: u32, channel: u64) {
+    ws.send(Message::text(format!(
+        r#"{{"op":"subscribe","subscriptions":[{{"id":{sub},"channelId":{channel}}}]}}"#
+    )))
+    .unwrap();
+}
+
+#[test]
+fn frames_reach_a_subscriber_as_the_codecs_json_with_their_publish_time() {
+    watchdog("frames_reach_a_subscriber", Duration::from_secs(120));
+    let (topic, _g) = key_for("frames");
+    let mut publisher = Publisher::<Sample>::open(&topic).unwrap();
+    let server = Running::start(&[topic.key], |_| {});
+    let (mut ws, proto) = connect(server.addr, "foxglove.websocket.v1");
+    assert_eq!(proto.as_deref(), Some("foxglove.websocket.v1"));
+    let mut seen = Seen::default();
+    read_until(
+        &mut ws,
+        &mut seen,
+        "the advertise",
+        Duration::from_secs(30),
+        |s| !s.channels.is_empty(),
+    );
+    let ch = &seen.channels[0];
+    assert_eq!(ch["topic"], topic.name.as_str());
+    assert_eq!(ch["encoding"], "json");
+    assert_eq!(ch["schemaEncoding"], "jsonschema");
+    assert_eq!(ch["schemaName"], "Sample");
+    let codec = Codec::of::<Sample>().unwrap();
+    let schema: serde_json::Value = serde_json::from_str(ch["schema"].as_str().unwrap()).unwrap();
+    assert_eq!(schema, codec.message_schema());
+    assert_eq!(schema["type"], "object");
+    let id = ch["id"].as_u64().unwrap();
+    subscribe(&mut ws, 7, id);
+    // The subscription is live once a frame published now arrives.
+    let mut n = 0;
+    read_until(
+        &mut ws,
+        &mut seen,
+        "a first frame",
+        Duration::from_secs(30),
+        |s| {
+            if s.frames.is_empty() {
+                publisher.publish(&sample(n)).unwrap();
+                n += 1;
+            }
+            !s.frames.is_empty()
+        },
+    );
+    let first = n;
+    for seq in first..first + 50 {
+        publisher.publish(&sample(seq)).unwrap();
+    }
+    read_until(
+        &mut ws,
+        &mut seen,
+        "50 frames",
+        Duration::from_secs(30),
+        |s| {
+            s.frames
+                .iter()
+                .any(|(_, _, j)| j.contains(&format!("\"seq\":{}", first + 49)))
+        },
+    );
+    let tail: Vec<_> = seen
+        .frames
+        .iter()
+        .filter(|(_, _, j)| {
+            serde_json::from_str::<serde_json::Value>(j).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+                >= u64::from(first)
+        })
+        .collect();
+    assert_eq!(tail.len(), 50, "every frame, once, in order");
+    let mut last_ts = 0;
+    for (i, (sub, ts, json)) in tail.iter().enumerate() {
+        assert_eq!(*sub, 7);
+        assert!(*ts >= last_ts, "publish times in order");
+        last_ts = *ts;
+        let frame = postcard::to_allocvec(&sample(first + i as u32)).unwrap();
+        assert_eq!(
+            json,
+            &codec.to_json(&frame).unwrap(),
+            "the codec's JSON, byte for byte"
+        );
+    }
+    // The publish time is CLOCK_REALTIME: within a minute of now.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    assert!(now.abs_diff(last_ts) < 60_000_000_000, "{now} vs {last_ts}");
+    drop(ws);
+    let summary = server.stop();
+    assert_eq!(summary.clients, 1);
+}
+
+#[test]
+fn both_subprotocols_are_accepted_and_others_refused() {
+    watchdog("both_subprotocols", Duration::from_secs(60));
+    let server = Running::start(&[], |_| {});
+    for (offer, agreed) in [
+        ("foxglove.websocket.v1", "foxglove.websocket.v1"),
+        ("foxglove.sdk.v1", "foxglove.sdk.v1"),
+        ("foxglove.sdk.v1, foxglove.websocket.v1", "foxglove.sdk.v1"),
+        (
+            "foxglove.websocket.v1, foxglove.sdk.v1",
+            "foxglove.websocket.v1",
+        ),
+    ] {
+        let (_ws, p) = connect(server.addr, offer);
+        assert_eq!(p.as_deref(), Some(agreed), "offer {offer}");
+    }
+    for offer in ["", "chat"] {
+        let mut req = format!("ws://{}/", server.addr)
+            .into_client_request()
+            .unwrap();
+        if !offer.is_empty() {
+            req.headers_mut()
+                .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("chat"));
+        }
+        match tungstenite::connect(req) {
+            Err(tungstenite::Error::Http(r)) => {
+                assert_eq!(r.status().as_u16(), 400);
+                let body =
+                    String::from_utf8_lossy(r.body().as_deref().unwrap_or_default()).to_string();
+                assert!(
+                    body.contains("offer the subprotocol foxglove.websocket.v1 or foxglove.sdk.v1"),
+                    "{body}"
+                );
+            }
+            other => panic!("offer '{offer}' was not refused: {:?}", other.map(|_| ())),
+        }
+    }
+}
+
+#[test]
+fn topics_that_appear_and_go_are_advertised_and_unadvertised() {
+    watchdog("topics_appear_and_go", Duration::from_secs(120));
+    let (topic, _g) = key_for("appear");
+    let server = Running::start(&[topic.key], |c| c.stale_after = Duration::from_millis(500));
+    let (mut ws, _) = connect(server.addr, "foxglove.sdk.v1");
+    let mut seen = Seen::default();
+    let publisher = Publisher::<Sample>::open(&topic).unwrap();
+    read_until(
+        &mut ws,
+        &mut seen,
+        "the topic advertised",
+        Duration::from_secs(30),
+        |s| s.channels.iter().any(|c| c["topic"] == topic.name.as_str()),
+    );
+    let id = seen.channels[0]["id"].as_u64().unwrap();
+    // Alive but never published: a warning with the topic's status id.
+    let sid = format!("shmbus/{}", topic.name);
+    read_until(
+        &mut ws,
+        &mut seen,
+        "a staleness warning",
+        Duration::from_secs(30),
+        |s| {
+            s.statuses
+                .iter()
+                .any(|v| v["id"] == sid.as_str() && v["level"] == 1)
+        },
+    );
+    publisher.remove().unwrap();
+    read_until(
+        &mut ws,
+        &mut seen,
+        "the unadvertise",
+        Duration::from_secs(30),
+        |s| s.unadvertised.contains(&id),
+    );
+}
+
+#[test]
+fn a_client_that_never_reads_is_dropped_and_the_others_get_every_frame() {
+    watchdog("a_client_that_never_reads", Duration::from_secs(180));
+    let (topic, _g) = key_for("stuck");
+    let topic = topic.slots(1024);
+    let mut publisher = Publisher::<Sample>::open(&topic).unwrap();
+    let server = Running::start(&[topic.key], |c| {
+        c.client_queue = 64 * 1024;
+        c.stall_timeout = Duration::from_secs(2);
+    });
+    let (mut good, _) = connect(server.addr, "foxglove.websocket.v1");
+    let mut seen = Seen::default();
+    read_until(
+        &mut good,
+        &mut seen,
+        "advertise",
+        Duration::from_secs(30),
+        |s| !s.channels.is_empty(),
+    );
+    let id = seen.channels[0]["id"].as_u64().unwrap();
+    subscribe(&mut good, 1, id);
+    // The subscription is live once a frame published now arrives.
+    let mut seq = 0u32;
+    read_until(
+        &mut good,
+        &mut seen,
+        "a first frame",
+        Duration::from_secs(30),
+        |s| {
+            if s.frames.is_empty() {
+                publisher.publish(&sample(seq)).unwrap();
+                seq += 1;
+            }
+            !s.frames.is_empty()
+        },
+    );
+    // Frames published from here on must all arrive.
+    let first = seq;
+    read_until(
+        &mut good,
+        &mut seen,
+        "the probe frames",
+        Duration::from_secs(30),
+        |s| {
+            s.frames
+                .last()
+                .is_some_and(|(_, _, j)| j.contains(&format!("\"seq\":{},", first - 1)))
+        },
+    );
+    seen.frames.clear();
+
+    // The stuck client: a handshake by hand, a subscription, then silence.
+    let mut stuck = TcpStream::connect(server.addr).unwrap();
+    // A small receive buffer, so the kernel stops taking data for it soon.
+    nix::sys::socket::setsockopt(&stuck, nix::sys::socket::sockopt::RcvBuf, &4096).unwrap();
+    stuck
+        .write_all(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+Sec-WebSocket-Protocol: foxglove.websocket.v1\r\n\r\n",
+        )
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stuck.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    let text = format!(r#"{{"op":"subscribe","subscriptions":[{{"id":1,"channelId":{id}}}]}}"#);
+    let mut frame = vec![0x81, 0x80 | text.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(text.as_bytes()); // mask of zeros: payload as is
+    stuck.write_all(&frame).unwrap();
+
+    // Publish until the server gives up on the stuck client; the good
+    // client reads along and must see every frame. A close frame sent now
+    // and then on the stuck connection fails once the server has closed it.
+    let start = Instant::now();
+    stuck.set_nonblocking(true).unwrap();
+    let ping = [0x89u8, 0x80, 0, 0, 0, 0]; // masked ping, empty, mask of zeros
+    loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the stuck client was never dropped"
+        );
+        for _ in 0..50 {
+            publisher.publish(&sample(seq)).unwrap();
+            seq += 1;
+        }
+        read_until(
+            &mut good,
+            &mut seen,
+            "the good client keeping up",
+            Duration::from_secs(30),
+            |s| s.frames.len() + 50 >= (seq - first) as usize,
+        );
+        match stuck.write(&ping) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break,
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    read_until(
+        &mut good,
+        &mut seen,
+        &format!("every frame ({seq})"),
+        Duration::from_secs(30),
+        |s| s.frames.len() == (seq - first) as usize,
+    );
+    for (i, (_, _, j)) in seen.frames.iter().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(j).unwrap();
+        assert_eq!(
+            v["seq"].as_u64(),
+            Some(u64::from(first) + i as u64),
+            "the good client lost or reordered a frame"
+        );
+    }
+    drop(good);
+    let summary = server.stop();
+    assert_eq!(summary.clients, 2);
+    assert!(
+        summary.dropped_frames > 0,
+        "the stuck client's frames were dropped, not kept"
+    );
+}
