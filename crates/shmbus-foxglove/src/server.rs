@@ -221,8 +221,12 @@ impl Server {
             if subscribed {
                 deadline = deadline.min(next_tick);
             }
-            let wait_ms =
-                (deadline.saturating_sub(sys::monotonic_ns()) / 1_000_000).min(1000) as u16;
+            // Rounded up: a wait of 0 ms for a deadline 0.4 ms away would
+            // spin until it passes.
+            let wait_ms = deadline
+                .saturating_sub(sys::monotonic_ns())
+                .div_ceil(1_000_000)
+                .min(1000) as u16;
             let ready = self.wait(wait_ms);
             let now = sys::monotonic_ns();
             if ready.listener {

@@ -244,12 +244,16 @@ function fdCount(pid) {
   return fs.readdirSync(`/proc/${pid}/fd`).length;
 }
 
-// utime + stime of a process, in seconds.
+// CPU time of a process (all its threads), in seconds, from
+// /proc/PID/task/*/schedstat (nanoseconds; /proc/PID/stat counts 10 ms ticks).
 function cpuSeconds(pid) {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const hz = 100; // USER_HZ on Linux
-  return (Number(f[11]) + Number(f[12])) / hz;
+  let ns = 0;
+  for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(fs.readFileSync(`/proc/${pid}/task/${t}/schedstat`, "utf8").split(" ")[0]);
+    } catch {}
+  }
+  return ns / 1e9;
 }
 
 // A WebSocket client written by hand that does the handshake, subscribes to
