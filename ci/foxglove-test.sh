@@ -13,12 +13,26 @@
 #      liveness, rate limits, publishing);
 #   3. with --bench (or SHMBUS_FOXGLOVE_BENCH=1): server CPU per client per
 #      1,000 frames/s, x86_64 and armv7 under qemu-arm (tests/node/bench.cjs).
+# The armv7 `shmbus` is the static one of the board profile with default
+# features (ci/test.sh's board-build stage leaves it built).
+#
+# Usage: ci/foxglove-test.sh [all|host] [--bench]   (host: step 1 only)
 # Env: SHMBUS_CI_CACHE (default /var/cache/shmbus-ci), FOX_ONLY (test tags).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+WHAT=all
 BENCH=${SHMBUS_FOXGLOVE_BENCH:-0}
-[[ "${1:-}" == "--bench" ]] && BENCH=1
+for a in "$@"; do
+    case $a in
+    all | host) WHAT=$a ;;
+    --bench) BENCH=1 ;;
+    *)
+        echo "usage: ci/foxglove-test.sh [all|host] [--bench]" >&2
+        exit 2
+        ;;
+    esac
+done
 CACHE=${SHMBUS_CI_CACHE:-/var/cache/shmbus-ci}/foxglove-node
 NODE_DIR=crates/shmbus-foxglove/tests/node
 
@@ -48,29 +62,34 @@ cargo build --release -p shmbus-cli -p shmbus-foxglove --bin shmbus --example fo
 export SHMBUS=$PWD/target/release/shmbus
 export FOX_PUB=$PWD/target/release/examples/fox-test-pub
 
-ci/install-arm.sh >/dev/null
-# shellcheck source=ci/arm-env.sh
-source ci/arm-env.sh
-# The same command as ci/test.sh's board-build stage: nothing to do after it.
-arm_cargo_static build --profile board --workspace --bins
-ARM_SHMBUS=$PWD/target/armv7-static/armv7-unknown-linux-gnueabihf/board/shmbus
-QEMU="qemu-arm -L /usr/arm-linux-gnueabihf"
-
 run_node() { # run_node SCRIPT: in a private IPC namespace
-    unshare --ipc node --test-reporter=spec "$NODE_DIR/$1"
+    unshare --ipc node --test --test-reporter=spec "$NODE_DIR/$1"
 }
 
 echo
 echo "==== foxglove: x86_64 server, every test"
 SHMBUS_SERVER=$SHMBUS run_node foxglove.test.cjs
+if [[ $BENCH == 1 ]]; then
+    echo
+    echo "==== foxglove: server CPU per client per 1,000 frames/s, x86_64"
+    SHMBUS_SERVER=$SHMBUS FOX_LABEL="x86_64 native" unshare --ipc node "$NODE_DIR/bench.cjs"
+fi
+[[ $WHAT == all ]] || exit 0
+
+ci/install-arm.sh >/dev/null
+# shellcheck source=ci/arm-env.sh
+source ci/arm-env.sh
+# The default-feature `shmbus`, as the last build of ci/test.sh's board-build
+# stage makes it: nothing to do after that stage.
+arm_cargo_static build --profile board -p shmbus-cli --bin shmbus
+ARM_SHMBUS=$PWD/target/armv7-static/armv7-unknown-linux-gnueabihf/board/shmbus
+QEMU="qemu-arm -L /usr/arm-linux-gnueabihf"
 
 echo
 echo "==== foxglove: armv7 server under qemu-arm, the core tests"
 SHMBUS_SERVER="$QEMU $ARM_SHMBUS" FOX_SLOW=4 FOX_ONLY=${FOX_ONLY:-core} run_node foxglove.test.cjs
-
 if [[ $BENCH == 1 ]]; then
     echo
-    echo "==== foxglove: server CPU per client per 1,000 frames/s"
-    SHMBUS_SERVER=$SHMBUS FOX_LABEL="x86_64 $(uname -m) native" unshare --ipc node "$NODE_DIR/bench.cjs"
+    echo "==== foxglove: server CPU per client per 1,000 frames/s, armv7 under qemu-arm"
     SHMBUS_SERVER="$QEMU $ARM_SHMBUS" FOX_LABEL="armv7 under qemu-arm" FOX_SLOW=4 unshare --ipc node "$NODE_DIR/bench.cjs"
 fi

@@ -14,6 +14,8 @@
 #             explicit marker)
 #   ffi       ci/ffi-test.sh: libshmbus (C) and the Python module, host and
 #             armv7 under qemu-arm, against the Rust examples both ways
+#   foxglove  ci/foxglove-test.sh: `shmbus foxglove` against Foxglove's own
+#             client library (npm), x86_64 and the armv7 server under qemu-arm
 #   extras    ci/fuzz.sh and the quick benchmark, when present
 # Every stage runs even if an earlier one failed (unless it needs that one's
 # output); the exit status is non-zero if any stage failed.
@@ -87,7 +89,7 @@ BOARD_DIR=target/armv7-static/armv7-unknown-linux-gnueabihf/board
 # The `shmbus` CLI's cargo feature sets whose armv7 size the summary shows, as
 # NAME=FEATURES (crates/shmbus-cli/Cargo.toml). The first is what the board
 # image takes; `full` is the default build (every command family).
-CLI_FEATURE_SETS=("board=record" "core=" "full=default")
+CLI_FEATURE_SETS=("board=record" "core=" "board+foxglove=record,foxglove" "full=default")
 board_build() {
     source ci/arm-env.sh
     rm -rf target/board-stripped target/board-console.log target/cli-sizes # nothing stale from an earlier run
@@ -165,12 +167,14 @@ if passed arm-install || ! wanted arm-install; then
     stage board-build board_build
     if passed board-build || ! wanted board-build; then stage board-boot board_boot; else skip board-boot "no board build"; fi
     stage ffi ci/ffi-test.sh all
+    stage foxglove ci/foxglove-test.sh all
 else
     skip arm-test "arm toolchain missing"
     skip mixed-arch "arm toolchain missing"
     skip board-build "arm toolchain missing"
     skip board-boot "arm toolchain missing"
     stage ffi ci/ffi-test.sh host
+    stage foxglove ci/foxglove-test.sh host
 fi
 if [[ -x ci/fuzz.sh ]]; then stage fuzz extras_fuzz; fi
 if [[ -x bench/run.sh ]] || grep -q 'Bench' crates/shmbus-cli/src/args.rs 2>/dev/null; then stage bench-quick extras_bench; fi

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use clap::Args;
 
+use shmbus_toolbox::parse::{rate, seconds};
+use shmbus_toolbox::stop;
+
 use crate::{Config, Selector, Server};
 
 /// `shmbus foxglove`.
@@ -78,32 +81,6 @@ impl FoxgloveArgs {
     }
 }
 
-fn seconds(s: &str) -> Result<Duration, String> {
-    let v: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not a number of seconds: write e.g. 2 or 0.5"))?;
-    if !(0.001..=1e6).contains(&v) {
-        return Err(format!(
-            "{s} s is out of range: use 0.001 to 1000000 seconds"
-        ));
-    }
-    Ok(Duration::from_secs_f64(v))
-}
-
-fn rate(s: &str) -> Result<f64, String> {
-    let v: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not a rate: write frames per second, e.g. 50"))?;
-    if !(0.0..=1e6).contains(&v) {
-        return Err(format!(
-            "{s} Hz is out of range: use 0 (no limit) to 1000000"
-        ));
-    }
-    Ok(v)
-}
-
 fn topic_rate(s: &str) -> Result<(String, f64), String> {
     let (name, hz) = s
         .rsplit_once('=')
@@ -111,10 +88,14 @@ fn topic_rate(s: &str) -> Result<(String, f64), String> {
     if name.is_empty() {
         return Err(format!("'{s}' names no topic: write e.g. --rate imu=50"));
     }
+    // 0 lifts --max-rate for this topic; anything else is a rate.
+    if hz.trim().parse::<f64>() == Ok(0.0) {
+        return Ok((name.to_string(), 0.0));
+    }
     Ok((name.to_string(), rate(hz)?))
 }
 
-/// Run the server until SIGINT/SIGTERM (or `--duration`). Exit 0, or 2
+/// Run the server until SIGINT, SIGTERM or SIGHUP (or `--duration`). Exit 0, or 2
 /// with the reason on stderr.
 pub fn run(args: &FoxgloveArgs) -> ExitCode {
     let cfg = args.config();
@@ -165,43 +146,6 @@ pub fn run(args: &FoxgloveArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
-}
-
-/// SIGINT and SIGTERM set a flag that the server loop checks.
-mod stop {
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-
-    static STOP: AtomicBool = AtomicBool::new(false);
-
-    extern "C" fn on_signal(_: core::ffi::c_int) {
-        // Only an atomic store: async-signal-safe.
-        STOP.store(true, Ordering::Relaxed);
-    }
-
-    /// Clear the flag and install the handlers (without `SA_RESTART`, so
-    /// `poll` returns at once).
-    pub fn install() -> Result<(), String> {
-        STOP.store(false, Ordering::Relaxed);
-        let action = SigAction::new(
-            SigHandler::Handler(on_signal),
-            SaFlags::empty(),
-            SigSet::empty(),
-        );
-        for sig in [Signal::SIGINT, Signal::SIGTERM] {
-            // SAFETY: the handler only stores to an AtomicBool, which is
-            // async-signal-safe.
-            unsafe { sigaction(sig, &action) }
-                .map_err(|e| format!("cannot install the {sig} handler: {e}"))?;
-        }
-        Ok(())
-    }
-
-    /// The flag.
-    pub fn flag() -> &'static AtomicBool {
-        &STOP
-    }
 }
 
 #[cfg(test)]
@@ -255,11 +199,13 @@ mod tests {
         );
         for (bad, says) in [
             (&["--max-rate=-1"][..], "out of range"),
-            (&["--max-rate", "NaN"], "out of range"),
+            (&["--max-rate", "NaN"], "not a finite number"),
+            (&["--max-rate", "0"], "out of range"),
+            (&["--rate", "imu=-3"], "out of range"),
             (&["--rate", "imu"], "TOPIC=HZ"),
             (&["--rate", "=5"], "names no topic"),
             (&["--stall-timeout", "0"], "out of range"),
-            (&["--stale-after", "inf"], "out of range"),
+            (&["--stale-after", "inf"], "not a finite number"),
             (&["--bind", "localhost"], "invalid"),
             (&["--client-queue", "1"], "1"),
         ] {
