@@ -1,17 +1,21 @@
 //! A test publisher for the Foxglove server's end-to-end tests and
-//! measurements (`ci/foxglove-test.sh`): frames of a type that uses every
-//! kind of schema node the JSON mapping has to get right (enums of every
-//! variant kind, Option, char, NaN and infinities, u64 beyond 2^53, bounded
-//! strings and lists, tuples, unit), or a bare `u32` (wrapped as
-//! `{"value": n}` for Foxglove).
+//! measurements (`ci/foxglove-test.sh`). Kinds of frame:
+//! - `rich`: every kind of schema node the JSON mapping has to get right
+//!   (enums of every variant kind, Option, char, NaN and infinities, u64
+//!   beyond 2^53, bounded strings and lists, tuples, unit);
+//! - `plain`: a sensor-like struct whose values all fit the viewer schema
+//!   (`docs/JSON.md` §2: finite floats, no `null`, unit-only enums);
+//! - `u32`: a bare number (wrapped as `{"value": n}` for Foxglove).
 //!
 //! ```text
-//! fox-test-pub --topic fox/rich --rate 200 --count 400 [--slots 64] [--kind rich|u32]
+//! fox-test-pub --topic fox/rich --rate 200 --count 400 [--slots 64] [--kind rich|plain|u32]
 //!              [--wait-go] [--linger SECS] [--remove]
+//! fox-test-pub --topic fox/rich --kind rich --print-schema
 //! ```
 //! Prints `ready <key>` once the topic exists; with `--wait-go` it then
 //! waits for a line on stdin before the first frame. Prints `done <n>` at
-//! the end.
+//! the end. `--print-schema` prints the kind's exact message JSON Schema
+//! (the codec's, from the Rust type) and exits.
 
 use std::io::BufRead;
 use std::time::{Duration, Instant};
@@ -55,6 +59,33 @@ struct Rich {
     nothing: (),
 }
 
+/// A sensor-like frame whose every value the viewer schema describes.
+#[derive(Serialize, Deserialize, MaxSize, postcard_schema::Schema, Debug, Clone)]
+struct Plain {
+    seq: u64,
+    t: f64,
+    acc: [f32; 3],
+    name: heapless::String<16>,
+    mode: Mode,
+    list: heapless::Vec<i16, 8>,
+    flag: bool,
+}
+
+impl Plain {
+    fn new(i: u64) -> Plain {
+        let r = Rich::new(i);
+        Plain {
+            seq: r.seq,
+            t: r.t,
+            acc: r.acc,
+            name: r.name,
+            mode: r.mode,
+            list: r.list,
+            flag: r.flag,
+        }
+    }
+}
+
 impl Rich {
     fn new(i: u64) -> Rich {
         let x = i as f32 * 0.01;
@@ -93,7 +124,7 @@ struct Args {
     /// Topic name (key derived on the default bus).
     #[arg(long)]
     topic: String,
-    /// rich or u32.
+    /// rich, plain or u32.
     #[arg(long, default_value = "rich")]
     kind: String,
     /// Frames per second.
@@ -114,6 +145,9 @@ struct Args {
     /// Remove the topic at the end.
     #[arg(long)]
     remove: bool,
+    /// Print the kind's exact message JSON Schema and exit.
+    #[arg(long)]
+    print_schema: bool,
 }
 
 trait Sink {
@@ -125,6 +159,20 @@ trait Sink {
 impl Sink for Publisher<Rich> {
     fn publish(&mut self, i: u64) -> Result<(), String> {
         Publisher::publish(self, &Rich::new(i))
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+    fn key(&self) -> i32 {
+        self.raw().key()
+    }
+    fn remove(self: Box<Self>) -> Result<(), String> {
+        Publisher::remove(*self).map_err(|e| e.to_string())
+    }
+}
+
+impl Sink for Publisher<Plain> {
+    fn publish(&mut self, i: u64) -> Result<(), String> {
+        Publisher::publish(self, &Plain::new(i))
             .map(drop)
             .map_err(|e| e.to_string())
     }
@@ -155,11 +203,23 @@ fn main() -> Result<(), String> {
     if !(a.rate > 0.0 && a.rate <= 1e6) {
         return Err(format!("--rate {}: use 0 < rate <= 1000000", a.rate));
     }
+    if a.print_schema {
+        let codec = match a.kind.as_str() {
+            "rich" => shmbus_codec::Codec::of::<Rich>(),
+            "plain" => shmbus_codec::Codec::of::<Plain>(),
+            "u32" => shmbus_codec::Codec::of::<u32>(),
+            other => return Err(format!("--kind {other}: use rich, plain or u32")),
+        }
+        .map_err(|e| e.to_string())?;
+        println!("{}", codec.message_schema());
+        return Ok(());
+    }
     let topic = Topic::new(&a.topic).slots(a.slots);
     let mut sink: Box<dyn Sink> = match a.kind.as_str() {
         "rich" => Box::new(Publisher::<Rich>::open(&topic).map_err(|e| e.to_string())?),
+        "plain" => Box::new(Publisher::<Plain>::open(&topic).map_err(|e| e.to_string())?),
         "u32" => Box::new(Publisher::<u32>::open(&topic).map_err(|e| e.to_string())?),
-        other => return Err(format!("--kind {other}: use rich or u32")),
+        other => return Err(format!("--kind {other}: use rich, plain or u32")),
     };
     println!("ready {:#010x}", sink.key());
     if a.wait_go {

@@ -7,6 +7,11 @@
 //! attached again. A topic goes when its segment is removed (`shmbus rm`,
 //! the demo's cleanup) or disappears from the list.
 //!
+//! Each channel's schema is the codec's viewer schema (`docs/JSON.md` §2),
+//! the one the recorder's JSON channels carry: the exact JSON Schema uses
+//! `anyOf` (a float is a number or `"NaN"`), which Lichtblick's reader
+//! refuses.
+//!
 //! Frames are read only for topics some client subscribed to
 //! ([`Topics::poll`]): in publish order, each decoded once by the shared
 //! codec into the same JSON as `shmbus echo --json`'s `value` (wrapped as
@@ -142,7 +147,9 @@ impl Topic {
             topic: info.name.clone(),
             encoding: "json",
             schema_name: codec.schema().name.to_string(),
-            schema: codec.message_schema().to_string(),
+            // The form Foxglove's and Lichtblick's readers accept (the
+            // recorder's JSON channels carry the same).
+            schema: codec.viewer_schema().to_string(),
             schema_encoding: "jsonschema",
         };
         let (key, shmid) = (seg.key(), seg.shmid());

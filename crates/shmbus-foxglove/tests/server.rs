@@ -223,7 +223,7 @@ fn frames_reach_a_subscriber_as_the_codecs_json_with_their_publish_time() {
     assert_eq!(ch["schemaName"], "Sample");
     let codec = Codec::of::<Sample>().unwrap();
     let schema: serde_json::Value = serde_json::from_str(ch["schema"].as_str().unwrap()).unwrap();
-    assert_eq!(schema, codec.message_schema());
+    assert_eq!(schema, codec.viewer_schema());
     assert_eq!(schema["type"], "object");
     let id = ch["id"].as_u64().unwrap();
     subscribe(&mut ws, 7, id);

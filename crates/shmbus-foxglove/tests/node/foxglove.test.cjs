@@ -23,51 +23,72 @@ const RICH_FIELDS = [
   "seq", "t", "acc", "name", "mode", "command", "maybe", "list", "big", "weird", "letter", "flag", "pair", "nothing",
 ];
 
-tagged("core", "every topic is advertised with a JSON Schema of type object, and frames validate and equal `shmbus echo --json`", async () => {
+tagged("core", "every topic is advertised with a viewer JSON Schema of type object, and frames validate and equal `shmbus echo --json`", async () => {
   const server = await L.startServer();
   const c = L.connect(server.url);
+  const TOPICS = ["fox/rich", "fox/plain", "fox/count"];
   try {
     await L.waitFor("serverInfo", () => c.info);
     assert.equal(c.info.name, "shmbus");
     assert.equal(c.ws.protocol, "foxglove.websocket.v1");
     // Topics that appear after the client connected are advertised too.
     await L.startBeat();
-    const rich = await L.startPub(["--topic", "fox/rich", "--rate", "200", "--count", "300", "--slots", "64", "--wait-go"]);
-    const count = await L.startPub(["--topic", "fox/count", "--kind", "u32", "--rate", "100", "--count", "150", "--slots", "64", "--wait-go"]);
-    await L.waitFor("both topics advertised", () => c.topics.has("fox/rich") && c.topics.has("fox/count"));
+    const pubs = [
+      await L.startPub(["--topic", "fox/rich", "--rate", "200", "--count", "300", "--slots", "64", "--wait-go"]),
+      await L.startPub(["--topic", "fox/plain", "--kind", "plain", "--rate", "200", "--count", "300", "--slots", "64", "--wait-go"]),
+      await L.startPub(["--topic", "fox/count", "--kind", "u32", "--rate", "100", "--count", "150", "--slots", "64", "--wait-go"]),
+    ];
+    await L.waitFor("the topics advertised", () => TOPICS.every((t) => c.topics.has(t)));
 
     const ajv = new Ajv2020({ strict: true, allErrors: true });
-    const validators = new Map();
-    for (const topic of ["fox/rich", "fox/count"]) {
+    // The advertised schema: a valid JSON Schema (ajv compiles it), an object
+    // at the top, and in the form Foxglove's and Lichtblick's readers take.
+    const viewer = new Map();
+    for (const topic of TOPICS) {
       const ch = c.topics.get(topic);
       assert.equal(ch.encoding, "json");
       assert.equal(ch.schemaEncoding, "jsonschema");
       const schema = JSON.parse(ch.schema);
       assert.equal(schema.type, "object", `${topic}: Foxglove needs an object at the top`);
-      validators.set(ch.id, ajv.compile(schema)); // throws if it is not a valid JSON Schema
+      assert.deepEqual(L.viewerProblems(schema), [], `${topic}: a viewer could not read its schema`);
+      viewer.set(topic, ajv.compile(schema)); // throws if it is not a valid JSON Schema
     }
-    assert.equal(c.topics.get("fox/rich").schemaName, "Rich");
-    assert.deepEqual(Object.keys(JSON.parse(c.topics.get("fox/rich").schema).properties), RICH_FIELDS);
+    // The exact schema of each type (the codec's, from the Rust type), which
+    // every frame validates against; Lichtblick could not read it (anyOf).
+    const exact = new Map();
+    for (const [topic, kind] of [["fox/rich", "rich"], ["fox/plain", "plain"], ["fox/count", "u32"]]) {
+      const schema = JSON.parse(L.printSchema(kind));
+      exact.set(topic, ajv.compile(schema));
+      if (kind !== "u32") assert.notDeepEqual(L.viewerProblems(schema), [], `${kind}: floats are anyOf in the exact schema`);
+    }
+    const rich = c.topics.get("fox/rich");
+    assert.equal(rich.schemaName, "Rich");
+    assert.deepEqual(Object.keys(JSON.parse(L.printSchema("rich")).properties), RICH_FIELDS);
+    // What a viewer schema cannot say (unit, a tuple of two types) is left out.
+    assert.deepEqual(Object.keys(JSON.parse(rich.schema).properties), RICH_FIELDS.filter((f) => f !== "nothing" && f !== "pair"));
 
-    c.subscribe("fox/rich");
-    c.subscribe("fox/count");
+    for (const t of TOPICS) c.subscribe(t);
     await L.subscriptionsLive(c);
-    rich.go();
-    count.go();
-    assert.equal(await rich.exited, 0);
-    assert.equal(await count.exited, 0);
+    for (const p of pubs) p.go();
+    for (const p of pubs) assert.equal(await p.exited, 0);
     // The last frames stay in the ring: the server delivers them whatever it missed before.
     await L.waitFor("the last rich frame", () => c.of("fox/rich").some((m) => JSON.parse(m.json).seq === 299));
+    await L.waitFor("the last plain frame", () => c.of("fox/plain").some((m) => JSON.parse(m.json).seq === 299));
     await L.waitFor("the last count frame", () => c.of("fox/count").some((m) => JSON.parse(m.json).value === 149));
 
-    for (const topic of ["fox/rich", "fox/count"]) {
+    for (const topic of TOPICS) {
       const got = c.of(topic);
       assert.ok(got.length > 0);
-      const validate = validators.get(c.topics.get(topic).id);
       let last = 0n;
       for (const m of got) {
         const v = JSON.parse(m.json);
+        const validate = exact.get(topic);
         assert.ok(validate(v), `${topic}: ${m.json} does not validate: ${ajv.errorsText(validate.errors)}`);
+        // Values inside the viewer subset validate against what was advertised.
+        if (topic !== "fox/rich") {
+          const adv = viewer.get(topic);
+          assert.ok(adv(v), `${topic}: ${m.json} does not fit the advertised schema: ${ajv.errorsText(adv.errors)}`);
+        }
         assert.ok(m.timestamp >= last, "log times never go back");
         last = m.timestamp;
       }
@@ -94,7 +115,7 @@ tagged("core", "every topic is advertised with a JSON Schema of type object, and
   } finally {
     c.close();
     await server.stop();
-    L.shmbus(["rm", "--force", "fox/rich", "fox/count", "fox/beat"]);
+    L.shmbus(["rm", "--force", "fox/rich", "fox/plain", "fox/count", "fox/beat"]);
   }
   assert.equal(server.code, 0, server.stderr.join("\n"));
 });

@@ -229,6 +229,39 @@ function echoJson(topic, count, latest = false) {
     .map((l) => ({ realNs: BigInt(l.match(/"real_ns":(\d+)/)[1]), value: JSON.parse(l).value }));
 }
 
+// The exact message JSON Schema of a test publisher kind (`--print-schema`).
+function printSchema(kind) {
+  return execFileSync(FOX_PUB, ["--topic", "x", "--kind", kind, "--print-schema"], { encoding: "utf8" });
+}
+
+// What keeps Foxglove's and Lichtblick's JSON Schema readers from turning
+// `schema` into message definitions (docs/JSON.md §2): every property needs
+// exactly one type of boolean, string, number, integer, object (with
+// properties) or array (whose items have one of the others); anyOf, oneOf,
+// allOf and null are refused. [] when it reads.
+function viewerProblems(schema) {
+  const problems = [];
+  const TYPES = ["boolean", "string", "number", "integer", "object", "array"];
+  const walk = (s, at) => {
+    for (const k of ["anyOf", "oneOf", "allOf"]) if (k in s) problems.push(`${at}: ${k}`);
+    if (typeof s.type !== "string" || !TYPES.includes(s.type)) {
+      problems.push(`${at}: type ${JSON.stringify(s.type)}`);
+      return;
+    }
+    if (s.type === "object") {
+      if (typeof s.properties !== "object") problems.push(`${at}: an object without properties`);
+      else for (const [k, v] of Object.entries(s.properties)) walk(v, `${at}.${k}`);
+    }
+    if (s.type === "array") {
+      if (typeof s.items !== "object") problems.push(`${at}: an array without items`);
+      else if (s.items.type === "array") problems.push(`${at}: an array of arrays`);
+      else walk(s.items, `${at}[]`);
+    }
+  };
+  walk(schema, "message");
+  return problems;
+}
+
 function shmbus(args) {
   return execFileSync(SHMBUS, args, { encoding: "utf8", timeout: ms(30000) });
 }
@@ -335,6 +368,8 @@ module.exports = {
   subscriptionsLive,
   connect,
   echoJson,
+  printSchema,
+  viewerProblems,
   shmbus,
   rssKib,
   fdCount,
