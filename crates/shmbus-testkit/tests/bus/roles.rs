@@ -2,17 +2,21 @@
 
 use super::*;
 
-/// Open the topic, say so, wait until `subs` subscribers are attached, then
-/// publish `n` self-checking frames as fast as possible.
+/// Open the topic, say so, wait until the parent creates the go file (every
+/// subscriber has attached and set its cursor), then publish `n`
+/// self-checking frames as fast as possible.
+///
+/// Waiting for the segment's attach count is not enough: a subscriber is
+/// attached before it reads the generation its cursor starts from, and a
+/// frame published in between would be neither delivered nor missed.
 pub(super) fn stress_publisher(args: &[String]) {
     let topic = topic_from(args);
     let n: u64 = args[4].parse().unwrap();
-    let subs: u64 = args[5].parse().unwrap();
+    let go = PathBuf::from(&args[5]);
     let mut p = Publisher::<Check>::open(&topic).unwrap();
     say!("ready");
-    let shmid = p.raw().shmid();
     let end = Instant::now() + Duration::from_secs(120);
-    while sys::shm_stat(shmid).unwrap().nattch < 1 + subs {
+    while !go.exists() {
         assert!(Instant::now() < end, "subscribers never attached");
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -30,6 +34,9 @@ pub(super) fn stress_subscriber(args: &[String]) {
     let kind = args[4].as_str();
     let n: u64 = args[5].parse().unwrap();
     let mut sub = Subscriber::<Check>::attach(&topic).unwrap();
+    // The cursor is set: the parent lets the publisher start once every
+    // subscriber has said this.
+    say!("attached cursor={}", sub.raw().cursor());
     let (mut accepted, mut torn, mut missed, mut disorder) = (0u64, 0u64, 0u64, 0u64);
     let mut stuck = 0u64;
     let mut last = 0u64;

@@ -10,9 +10,12 @@ fn stress_one_publisher_four_subscriber_processes() {
     let topic = topic.slots(16);
     let kinds = ["next", "wait_next", "latest", "wait_latest"];
     let t = Instant::now();
+    let go = std::env::temp_dir().join(format!("shmbus-stress-{:x}.go", topic.key));
+    let _ = std::fs::remove_file(&go);
+    let _go_guard = RemoveOnDrop(go.clone());
     let mut publisher = KillOnDrop(spawn(
         "stress-pub",
-        &args_with(&topic, &[&n.to_string(), "4"]),
+        &args_with(&topic, &[&n.to_string(), go.to_str().unwrap()]),
     ));
     let mut pout = BufReader::new(publisher.0.stdout.take().unwrap());
     assert_eq!(line(&mut pout), "ready");
@@ -25,6 +28,17 @@ fn stress_one_publisher_four_subscriber_processes() {
             ))
         })
         .collect();
+    // Start publishing only once every subscriber has attached and set its
+    // cursor (generation 1 comes next for each): nothing races an attach.
+    let mut souts: Vec<_> = subs
+        .iter_mut()
+        .map(|s| BufReader::new(s.0.stdout.take().unwrap()))
+        .collect();
+    for (k, out) in kinds.iter().zip(souts.iter_mut()) {
+        let l = line(out);
+        assert_eq!(l, "attached cursor=1", "subscriber {k}");
+    }
+    std::fs::write(&go, b"go").unwrap();
     let limit = Duration::from_secs(100 + n / 2_000);
     let published = line(&mut pout);
     assert!(wait_exit(&mut publisher.0, limit, "stress publisher").success());
@@ -37,9 +51,9 @@ fn stress_one_publisher_four_subscriber_processes() {
         kinds.len()
     );
     println!("  publisher: {published}");
-    for (k, s) in kinds.iter().zip(subs.iter_mut()) {
+    for ((k, s), sout) in kinds.iter().zip(subs.iter_mut()).zip(souts.iter_mut()) {
         let mut out = String::new();
-        s.0.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        sout.read_to_string(&mut out).unwrap();
         let st = wait_exit(&mut s.0, limit, "stress subscriber");
         assert!(st.success(), "subscriber {k}: {st:?}");
         let r = result_line(&out, "RESULT");
@@ -163,6 +177,7 @@ fn publishers_killed_mid_publish_never_tear_a_frame() {
     assert!(mid_write > 0, "no kill landed mid-write in {kills} tries");
 }
 
+/// Removes a file when dropped, also when the test panics.
 struct RemoveOnDrop(PathBuf);
 
 impl Drop for RemoveOnDrop {
