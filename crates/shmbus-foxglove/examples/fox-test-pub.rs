@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! fox-test-pub --topic fox/rich --rate 200 --count 400 [--slots 64] [--kind rich|plain|u32]
-//!              [--wait-go] [--linger SECS] [--remove]
+//!              [--key 0x7a000001] [--wait-go] [--linger SECS] [--remove]
 //! fox-test-pub --topic fox/rich --kind rich --print-schema
 //! ```
 //! Prints `ready <key>` once the topic exists; with `--wait-go` it then
@@ -136,6 +136,9 @@ struct Args {
     /// Ring slots.
     #[arg(long, default_value_t = 64)]
     slots: u32,
+    /// System V key (default: derived from the name on the default bus).
+    #[arg(long, value_parser = shmbus_toolbox::parse::key)]
+    key: Option<i32>,
     /// Wait for a line on stdin before the first frame.
     #[arg(long)]
     wait_go: bool,
@@ -214,7 +217,10 @@ fn main() -> Result<(), String> {
         println!("{}", codec.message_schema());
         return Ok(());
     }
-    let topic = Topic::new(&a.topic).slots(a.slots);
+    let mut topic = Topic::new(&a.topic).slots(a.slots);
+    if let Some(k) = a.key {
+        topic = topic.key(k);
+    }
     let mut sink: Box<dyn Sink> = match a.kind.as_str() {
         "rich" => Box::new(Publisher::<Rich>::open(&topic).map_err(|e| e.to_string())?),
         "plain" => Box::new(Publisher::<Plain>::open(&topic).map_err(|e| e.to_string())?),

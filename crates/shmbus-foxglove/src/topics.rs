@@ -7,6 +7,17 @@
 //! attached again. A topic goes when its segment is removed (`shmbus rm`,
 //! the demo's cleanup) or disappears from the list.
 //!
+//! ## Names
+//! Any user can create a segment that carries any topic name, so a name is
+//! given to the segment `shmbus_config::names` resolves it to, as every
+//! shmbus tool does: the one at the key the name derives from, else a
+//! trusted one (the caller's own or root's). Another segment that carries
+//! the name (another user's, a stale copy) is served as `NAME@0xKEY`, never
+//! under the name; a TOPIC argument given as a name serves only the
+//! resolved segment (ask for the others by key). Names are resolved again
+//! whenever segments come or go; a channel whose name changes is
+//! unadvertised and advertised again under the new one.
+//!
 //! Each channel's schema is the codec's viewer schema (`docs/JSON.md` §2),
 //! the one the recorder's JSON channels carry: the exact JSON Schema uses
 //! `anyOf` (a float is a number or `"NaN"`), which Lichtblick's reader
@@ -389,6 +400,10 @@ pub struct Topics {
     skipped: HashSet<i32>,
     /// Topics by channel id.
     pub by_id: HashMap<u32, Topic>,
+    /// Topic name to the shmid it resolves to, until segments change.
+    names: HashMap<String, Option<i32>>,
+    /// Effective uid (whose segments are trusted under a name).
+    me: u32,
     next_id: u32,
     /// JSON of the frames of the last poll.
     pub json: Vec<u8>,
@@ -421,6 +436,8 @@ impl Topics {
             topic_rates,
             skipped: HashSet::new(),
             by_id: HashMap::new(),
+            names: HashMap::new(),
+            me: nix::unistd::geteuid().as_raw(),
             next_id: 1,
             json: Vec::new(),
             frames: Vec::new(),
@@ -428,20 +445,42 @@ impl Topics {
         }
     }
 
-    fn wanted(&self, key: i32, name: &str) -> bool {
+    /// The shmid a topic name resolves to (`shmbus_config::names`), cached
+    /// until segments come or go.
+    fn resolved(&mut self, name: &str) -> Option<i32> {
+        if let Some(r) = self.names.get(name) {
+            return *r;
+        }
+        let (rule, _) = shmbus_config::names::NameRule::for_name(name, self.bus_keys.as_deref());
+        let r = shmbus_config::names::resolve(&rule, self.me)
+            .ok()
+            .map(|f| f.shmid);
+        self.names.insert(name.to_string(), r);
+        r
+    }
+
+    /// The channel name of segment `shmid` (key `key`) carrying `name`.
+    fn display_name(&mut self, name: &str, key: i32, shmid: i32) -> String {
+        if self.resolved(name) == Some(shmid) {
+            name.to_string()
+        } else {
+            format!("{name}@{key:#010x}")
+        }
+    }
+
+    fn wanted(&mut self, key: i32, shmid: i32, name: &str) -> bool {
         if self.selectors.is_empty() {
             return true;
         }
-        self.selectors.iter().any(|s| match s {
-            Selector::Key(k) => *k == key,
-            Selector::Name(n) => {
-                n == name
-                    && self
-                        .bus_keys
-                        .as_deref()
-                        .is_none_or(|b| shmbus_core::topic::derive_key(b, n) == key)
-            }
-        })
+        let by_key = self
+            .selectors
+            .iter()
+            .any(|s| matches!(s, Selector::Key(k) if *k == key));
+        let by_name = self
+            .selectors
+            .iter()
+            .any(|s| matches!(s, Selector::Name(n) if n == name));
+        by_key || (by_name && self.resolved(name) == Some(shmid))
     }
 
     fn interval_ns(&self, name: &str) -> Option<u64> {
@@ -498,8 +537,15 @@ impl Topics {
                 }
             };
             let name = seg.info().name.clone();
-            if !self.wanted(key, &name) {
-                self.skipped.insert(shmid);
+            if !self.wanted(key, shmid, &name) {
+                // A name's resolution can change: look again after changes.
+                if !self
+                    .selectors
+                    .iter()
+                    .any(|s| matches!(s, Selector::Name(n) if *n == name))
+                {
+                    self.skipped.insert(shmid);
+                }
                 continue;
             }
             let codec = match Codec::from_schema_bytes(&seg.info().schema) {
@@ -515,11 +561,48 @@ impl Topics {
             let id = self.next_id;
             self.next_id += 1;
             let interval = self.interval_ns(&name);
-            self.by_id.insert(id, Topic::new(id, seg, codec, interval));
+            let mut t = Topic::new(id, seg, codec, interval);
+            t.channel.topic = self.display_name(&name, key, shmid);
+            self.by_id.insert(id, t);
             r.added.push(id);
+        }
+        if !r.added.is_empty() || !r.removed.is_empty() {
+            self.rename(&mut r);
         }
         r.added.sort_unstable();
         r
+    }
+
+    /// Segments came or went: resolve every served name again, and move a
+    /// topic whose channel name changed to a new channel.
+    fn rename(&mut self, r: &mut ScanResult) {
+        self.names.clear();
+        let ids: Vec<u32> = self.by_id.keys().copied().collect();
+        for id in ids {
+            let (name, key, shmid) = {
+                let t = &self.by_id[&id];
+                (t.sub.info().name.clone(), t.key, t.shmid)
+            };
+            let shown = self.display_name(&name, key, shmid);
+            if shown == self.by_id[&id].channel.topic {
+                continue;
+            }
+            let Some(mut t) = self.by_id.remove(&id) else {
+                continue;
+            };
+            if r.added.contains(&id) {
+                r.added.retain(|a| *a != id);
+            } else {
+                r.removed.push(id);
+            }
+            let new = self.next_id;
+            self.next_id += 1;
+            t.channel.id = new;
+            t.channel.topic = shown;
+            t.subscribers = 0;
+            self.by_id.insert(new, t);
+            r.added.push(new);
+        }
     }
 
     /// A client subscribed to channel `id`.
@@ -568,16 +651,10 @@ impl Topics {
         v
     }
 
-    /// The topic named `name`, preferring one whose publisher is alive.
+    /// The topic served under channel name `name` (names are unique: see
+    /// the module doc).
     pub fn by_name(&self, name: &str) -> Option<&Topic> {
-        let mut it = self.by_id.values().filter(|t| t.name() == name);
-        let first = it.next()?;
-        Some(
-            std::iter::once(first)
-                .chain(it)
-                .find(|t| t.health != Health::NoPublisher)
-                .unwrap_or(first),
-        )
+        self.by_id.values().find(|t| t.name() == name)
     }
 
     /// The channels, in id order.
@@ -611,29 +688,29 @@ mod tests {
     }
 
     #[test]
-    fn filters_and_rates() {
-        let t = Topics::new(
+    fn filters_names_and_rates() {
+        let mut t = Topics::new(
             vec![Selector::Name("imu".into()), Selector::Key(5)],
             None,
             Some(50.0),
             vec![("imu".into(), 10.0), ("net".into(), 0.0)],
         );
-        assert!(t.wanted(1, "imu"));
-        assert!(t.wanted(5, "other"));
-        assert!(!t.wanted(6, "other"));
+        // "imu" resolves to shmid 42 (names::resolve, cached).
+        t.names.insert("imu".into(), Some(42));
+        t.names.insert("other".into(), None);
+        assert!(t.wanted(1, 42, "imu"));
+        assert!(
+            !t.wanted(2, 43, "imu"),
+            "another segment with the name is not it"
+        );
+        assert!(t.wanted(5, 7, "other"), "asked for by key");
+        assert!(!t.wanted(6, 8, "other"));
+        assert_eq!(t.display_name("imu", 1, 42), "imu");
+        assert_eq!(t.display_name("imu", 0x7a00_0002, 43), "imu@0x7a000002");
+        assert_eq!(t.display_name("other", 5, 7), "other@0x00000005");
         assert_eq!(t.interval_ns("imu"), Some(100_000_000));
         assert_eq!(t.interval_ns("thermal"), Some(20_000_000));
         // 0: no limit for that topic.
         assert_eq!(t.interval_ns("net"), None);
-        let on_bus = Topics::new(
-            vec![Selector::Name("imu".into())],
-            Some("lab".into()),
-            None,
-            vec![],
-        );
-        let k = shmbus_core::topic::derive_key("lab", "imu");
-        assert!(on_bus.wanted(k, "imu"));
-        assert!(!on_bus.wanted(k ^ 1, "imu"));
-        assert_eq!(on_bus.interval_ns("imu"), None);
     }
 }

@@ -193,6 +193,46 @@ tagged("core", "topics that appear or go are advertised and unadvertised; livene
   }
 });
 
+tagged("core", "another user's segment that carries a topic's name is never served under that name", async () => {
+  // Ours at the name's own key; another user's (uid 65534) with the same name at another key.
+  const mine = await L.startPub(["--topic", "fox/imu", "--kind", "plain", "--rate", "50", "--count", "0"]);
+  const theirs = await L.startPub(["--topic", "fox/imu", "--key", "0x7a0000ee", "--kind", "u32", "--rate", "50", "--count", "0"], { uid: 65534 });
+  const every = await L.startServer();
+  const named = await L.startServer(["fox/imu"]);
+  const c = L.connect(every.url);
+  const d = L.connect(named.url);
+  try {
+    await L.waitFor("both segments advertised", () => c.topics.has("fox/imu") && c.topics.has("fox/imu@0x7a0000ee"));
+    assert.equal(c.topics.get("fox/imu").schemaName, "Plain", "the name is ours");
+    assert.equal(c.topics.get("fox/imu@0x7a0000ee").schemaName, "u32", "theirs only under its key");
+    c.subscribe("fox/imu");
+    await L.waitFor("our frames", () => c.of("fox/imu").length > 0);
+    assert.ok("seq" in JSON.parse(c.of("fox/imu")[0].json));
+    // Asked for by name: only ours.
+    await L.waitFor("the named server's channel", () => d.topics.has("fox/imu"));
+    await L.sleep(L.ms(2500)); // two more scans
+    assert.deepEqual([...d.topics.keys()], ["fox/imu"]);
+    assert.equal(d.topics.get("fox/imu").schemaName, "Plain");
+    // Ours goes: theirs never takes the name.
+    const ours = c.topics.get("fox/imu").id;
+    mine.proc.kill("SIGTERM");
+    await mine.exited;
+    L.shmbus(["rm", "--force", "fox/imu"]);
+    await L.waitFor("ours unadvertised", () => c.unadvertised.includes(ours), 15000);
+    await L.sleep(L.ms(2500));
+    assert.ok(!c.topics.has("fox/imu"));
+    assert.ok(c.topics.has("fox/imu@0x7a0000ee"));
+  } finally {
+    c.close();
+    d.close();
+    await every.stop();
+    await named.stop();
+    theirs.proc.kill("SIGTERM");
+    await theirs.exited;
+    L.shmbus(["rm", "--force", "0x7a0000ee"]);
+  }
+});
+
 tagged("load", "clients connecting and disconnecting in a loop leave no descriptor or memory behind", async () => {
   const pub = await L.startPub(["--topic", "fox/loop", "--rate", "1000", "--count", "0", "--slots", "256"]);
   const server = await L.startServer(["fox/loop"]);

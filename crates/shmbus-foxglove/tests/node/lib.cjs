@@ -110,9 +110,25 @@ async function startServer(args = []) {
   return s;
 }
 
-// Start the test publisher; resolves on its `ready` line.
-async function startPub(args) {
-  const p = run([FOX_PUB, ...args]);
+// The test publisher in a directory every user may enter, for runs as
+// another user (the repository may sit under a private home).
+let sharedPub;
+function publisherFor(uid) {
+  if (uid === undefined) return [FOX_PUB];
+  if (!sharedPub) {
+    const dir = fs.mkdtempSync("/tmp/fox-pub-");
+    fs.chmodSync(dir, 0o755);
+    sharedPub = `${dir}/fox-test-pub`;
+    fs.copyFileSync(FOX_PUB, sharedPub);
+    fs.chmodSync(sharedPub, 0o755);
+    process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
+  }
+  return ["setpriv", `--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", sharedPub];
+}
+
+// Start the test publisher (as user `uid` if given); resolves on its `ready` line.
+async function startPub(args, { uid } = {}) {
+  const p = run([...publisherFor(uid), ...args], { cwd: "/" });
   await waitFor(
     `publisher ${args.join(" ")} ready`,
     () => {
