@@ -260,7 +260,7 @@ fn run_opts(opts: &Opts, args: &[String], keys: &mut Keys) -> Result<(), String>
 
     progress(opts, "in-process costs");
     let mut items = if opts.runs("micro") {
-        micro::items(keys)?
+        micro::items(keys, clock_ns)?
     } else {
         Vec::new()
     };

@@ -195,6 +195,32 @@ impl Segment {
         read_slot(&self.att, &self.info, self.key, generation, stuck_after, f)
     }
 
+    /// One attempt at [`Self::read_slot`]: `None` if the slot is mid-write
+    /// or was written during the read, or holds a length above the frame
+    /// capacity or an impossible generation (the caller then takes the
+    /// path that reports those). No retry, no back-off, no system call:
+    /// for a reader that can fall back to another path, such as
+    /// `RawSubscriber::next_with` trying the cursor's slot before it reads
+    /// the header.
+    #[inline]
+    pub fn try_read_slot<R>(
+        &self,
+        generation: u64,
+        f: impl FnOnce(&SlotMeta, ReadWords<'_>) -> R,
+    ) -> Option<(SlotMeta, R)> {
+        let w = slot_words(&self.att, &self.info, generation);
+        let seq = seq_word(w);
+        let cap = self.info.geometry.frame_capacity;
+        let data = w.range(DATA, DATA + self.info.geometry.frame_words())?;
+        let s1 = seqlock::read_begin(seq)?;
+        let (meta, raw_len) = meta_of(w, cap);
+        let value = f(&meta, data);
+        (seqlock::read_end(seq, s1)
+            && raw_len as usize <= cap
+            && meta.generation <= MAX_SANE_GENERATION)
+            .then_some((meta, value))
+    }
+
     /// The sequence word of slot `index` (taken modulo the slot count), one
     /// Acquire load. Odd while the publisher writes that slot, or forever if
     /// a publisher died mid-write and no new one has repaired it yet. For
@@ -294,6 +320,7 @@ fn backoff(tries: u32) {
     }
 }
 
+#[inline]
 fn meta_of(w: ReadWords<'_>, cap: usize) -> (SlotMeta, u32) {
     let raw_len = w.load(LEN);
     let word64 = |lo: usize, hi: usize| u64::from(w.load(lo)) | (u64::from(w.load(hi)) << 32);
