@@ -842,6 +842,43 @@ mod writer {
                     return Err(e);
                 }
             }
+            self.finish_publish(g, mono_ns, real_ns);
+            Ok(g)
+        }
+
+        /// Publish one encoded frame: its length is checked first (a frame
+        /// over the capacity touches nothing), then the slot's write copies
+        /// it a word at a time ([`crate::codec::store_bytes`]). The fast
+        /// path of both publishers; otherwise as [`Self::publish_with`].
+        #[inline(always)]
+        pub fn publish_bytes(
+            &mut self,
+            frame: &[u8],
+            mono_ns: u64,
+            real_ns: u64,
+        ) -> Result<u64, PublishError> {
+            let cap = self.info.geometry.frame_capacity;
+            if frame.len() > cap {
+                return Err(PublishError::TooLarge {
+                    len: frame.len(),
+                    capacity: cap,
+                });
+            }
+            let g = self.next;
+            let slot = SlotWrite::begin(
+                slot_atomics(&self.att, &self.info, g),
+                frame.len().div_ceil(4),
+            );
+            crate::codec::store_bytes(slot.data, frame);
+            slot.commit(frame.len() as u32, g, mono_ns, real_ns);
+            self.finish_publish(g, mono_ns, real_ns);
+            Ok(g)
+        }
+
+        /// After frame `g`'s slot is complete: the header's live fields,
+        /// then the wake-up decision.
+        #[inline(always)]
+        fn finish_publish(&mut self, g: u64, mono_ns: u64, real_ns: u64) {
             let h = raw_header_of(&self.att);
             h.last_publish_mono_ns.store(mono_ns, Ordering::Relaxed);
             h.last_publish_real_ns.store(real_ns, Ordering::Relaxed);
@@ -865,7 +902,6 @@ mod writer {
                 }
             }
             self.next = g.saturating_add(1);
-            Ok(g)
         }
 
         /// A read-only view of the same mapping, for reading back.

@@ -72,7 +72,6 @@ use postcard::experimental::max_size::MaxSize;
 use postcard_schema::Schema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use shmbus_core::codec::store_bytes;
 use shmbus_core::segment::WriteSegment;
 use shmbus_core::sys;
 
@@ -228,19 +227,9 @@ impl RawPublisher {
         mono_ns: u64,
         real_ns: u64,
     ) -> Result<u64, PublishError> {
-        // Checked before the slot's write begins: a frame that does not fit
-        // touches nothing.
-        let cap = self.frame_capacity();
-        if frame.len() > cap {
-            return Err(PublishError::TooLarge {
-                len: frame.len(),
-                capacity: cap,
-            });
-        }
-        self.seg.publish_with(mono_ns, real_ns, |words, _| {
-            store_bytes(words, frame);
-            Ok(frame.len())
-        })
+        // A frame that does not fit is refused before the slot's write
+        // begins: it touches nothing.
+        self.seg.publish_bytes(frame, mono_ns, real_ns)
     }
 
     /// The System V key.
