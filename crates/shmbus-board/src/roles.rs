@@ -27,8 +27,13 @@ pub fn topic_from(a: &Args) -> Result<Topic, String> {
         "off" => LockPolicy::Off,
         other => return Err(format!("--lock {other}: use required, try or off")),
     };
+    let slots: u32 = a.get("slots", 16)?;
+    if !slots.is_power_of_two() {
+        return Err(format!("--slots {slots}: use a power of two"));
+    }
     let mut t = Topic::new(&a.str("name", "board/beat"))
         .key(key)
+        .slots(slots)
         .mode(mode)
         .lock(lock)
         .notify(a.get("notify", true)?);
