@@ -34,7 +34,14 @@ pub fn unique_key(test: &str) -> i32 {
 /// A topic with a unique key and a Guard that removes it.
 pub fn unique_topic(test: &str) -> (Topic, Guard) {
     let key = unique_key(test);
-    let name = format!("test/{}", test.chars().take(40).collect::<String>());
+    // The key in the name too: tools resolve names, and two runs of one test
+    // at the same time (two checkouts, CI beside a developer) must not see
+    // each other's topic under one name.
+    let name = format!(
+        "test/{}-{:08x}",
+        test.chars().take(40).collect::<String>(),
+        key as u32
+    );
     (Topic::new(&name).key(key), Guard(key))
 }
 
