@@ -31,6 +31,21 @@ pub fn unique_key(test: &str) -> i32 {
     (0x7e00_0000 | (h & 0x00ff_ffff)) as i32
 }
 
+/// Move the calling thread, and every process it starts from now on, into a
+/// private System V IPC namespace (`unshare(CLONE_NEWIPC)`), when allowed
+/// (root, as in CI). Returns false, changing nothing, when not allowed.
+///
+/// For tests that count attachments or list every object: a tool another
+/// user or another test run has open at the same time (`shmbus top`, a
+/// recorder or a Foxglove server attach every readable topic) would change
+/// the count. Unique keys keep tests apart; only a namespace keeps them apart
+/// from everything else. Objects left in it vanish with the namespace.
+pub fn private_ipc() -> bool {
+    // SAFETY: unshare takes a flag word and touches no memory of ours; the
+    // IPC namespace is per thread, so other test threads are unaffected.
+    unsafe { libc::unshare(libc::CLONE_NEWIPC) == 0 }
+}
+
 /// A topic with a unique key and a Guard that removes it.
 pub fn unique_topic(test: &str) -> (Topic, Guard) {
     let key = unique_key(test);

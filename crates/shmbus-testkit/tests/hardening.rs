@@ -1165,6 +1165,8 @@ fn removed_segment_lives_until_the_last_detach() {
         "removed_segment_lives_until_the_last_detach",
         Duration::from_secs(120),
     );
+    // Exact attach counts: nothing outside this test may attach.
+    shmbus_testkit::private_ipc();
     let (topic, _g) = unique_topic("removed");
     let topic = topic.slots(8);
     let mut publisher = Publisher::<Check>::open(&topic).unwrap();
@@ -1239,6 +1241,8 @@ fn removed_segment_lives_until_the_last_detach() {
 #[test]
 fn killed_subscribers_affect_no_one() {
     watchdog("killed_subscribers_affect_no_one", Duration::from_secs(600));
+    // Exact attach counts: nothing outside this test may attach.
+    shmbus_testkit::private_ipc();
     let (topic, _g) = unique_topic("kill-subscriber");
     let topic = topic.slots(64);
     let mut publisher = Publisher::<Check>::open(&topic).unwrap();
