@@ -25,7 +25,10 @@ pub enum Command {
 const RECORD_AFTER: &str = "\
 Records the named topics (all shmbus topics on the machine when none are
 named, including topics that appear while recording) until Ctrl-C, SIGTERM
-or --duration. Each topic is stored twice:
+or --duration. A name is looked up as every shmbus tool looks it up: at
+the key it derives from, else among this user's own and root's segments;
+another user's segment that carries the name elsewhere is recorded only
+when its key is given (--key). Each topic is stored twice:
 lossless postcard frames (for replay) and JSON with a JSON Schema (for
 Foxglove and other viewers). Frames lost because the recorder fell more
 than a ring behind are logged on the /shmbus/missed channel.

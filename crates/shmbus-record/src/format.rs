@@ -131,14 +131,38 @@ pub fn parse_key(s: &str) -> Option<i32> {
 pub fn open_messages(
     path: &std::path::Path,
 ) -> Result<mcap::io::MessageReader<std::io::BufReader<std::fs::File>>, crate::Exit> {
-    let file = std::fs::File::open(path).map_err(|e| {
-        let msg = format!("cannot open {}: {e}", path.display());
+    use std::io::Read;
+    let shown = path.display();
+    let mut file = std::fs::File::open(path).map_err(|e| {
+        let msg = format!("cannot open {shown}: {e}");
         if e.kind() == std::io::ErrorKind::NotFound {
             crate::Exit::not_found(format!("{msg}; check the path"))
         } else {
             crate::Exit::error(msg)
         }
     })?;
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(crate::Exit::error(format!(
+            "{shown} is a directory; give a .mcap file written by `shmbus record`"
+        )));
+    }
+    // The magic first: anything else is named as such, never "cut short".
+    let mut magic = [0u8; 8];
+    let n = file
+        .read(&mut magic)
+        .map_err(|e| crate::Exit::error(format!("cannot read {shown}: {e}")))?;
+    if n < magic.len() || magic[..] != mcap::MAGIC[..] {
+        return Err(crate::Exit::error(format!(
+            "{shown} is not an MCAP file ({}); give a file written by `shmbus record`",
+            if n == 0 {
+                "it is empty".to_string()
+            } else {
+                "it does not start with the MCAP magic".to_string()
+            }
+        )));
+    }
+    let file = std::fs::File::open(path)
+        .map_err(|e| crate::Exit::error(format!("cannot open {shown}: {e}")))?;
     let options = mcap::sans_io::LinearReaderOptions::default()
         .with_skip_end_magic(true)
         .with_prevalidate_chunk_crcs(true)
@@ -181,6 +205,10 @@ pub fn classify(path: &std::path::Path, e: mcap::McapError) -> Result<End, crate
         mcap::McapError::UnexpectedEof | mcap::McapError::UnexpectedEoc => Ok(End::CutShort),
         mcap::McapError::BadMagic => Err(crate::Exit::error(format!(
             "{} is not an MCAP file (bad magic); give a file written by `shmbus record`",
+            path.display()
+        ))),
+        mcap::McapError::Io(io) => Err(crate::Exit::error(format!(
+            "cannot read {}: {io}",
             path.display()
         ))),
         e => Err(crate::Exit::error(format!(

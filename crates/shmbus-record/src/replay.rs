@@ -33,6 +33,9 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
     let mut seen_topics: HashSet<String> = HashSet::new();
     let mut published: u64 = 0;
     let start = Instant::now();
+    // Open once first: a missing, empty or non-MCAP file is an error that
+    // says so, not a recording "cut short".
+    drop(format::open_messages(&a.file)?);
     if !format::finished(&a.file) {
         eprintln!(
             "shmbus: warning: {} was cut short (recorder killed?); replaying up to its last complete chunk",

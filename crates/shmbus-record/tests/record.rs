@@ -922,3 +922,44 @@ fn recorder_memory_is_bounded_when_a_segment_floods_missed_reports() {
         "a finished file"
     );
 }
+
+/// A directory, a missing file, an empty file and a file that is not MCAP
+/// are each named for what they are by `cat` and `replay`, never as a
+/// recording "cut short" or an "I/O error from writing".
+#[test]
+fn cat_and_replay_say_what_a_bad_path_is() {
+    let dir = std::env::temp_dir().join(format!("shmbus-record-badpath-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let empty = dir.join("empty.mcap");
+    std::fs::write(&empty, b"").unwrap();
+    let text = dir.join("notes.mcap");
+    std::fs::write(&text, b"these are notes, not a recording\n").unwrap();
+    let missing = dir.join("missing.mcap");
+    let cases: [(&std::path::Path, i32, &str); 4] = [
+        (&dir, 2, "is a directory"),
+        (&missing, 1, "cannot open"),
+        (&empty, 2, "is not an MCAP file (it is empty)"),
+        (
+            &text,
+            2,
+            "is not an MCAP file (it does not start with the MCAP magic)",
+        ),
+    ];
+    for (path, want, says) in cases {
+        for cmd in ["cat", "replay"] {
+            let (code, out, err) = run(&[cmd, path.to_str().unwrap()]);
+            assert_eq!(code, want, "{cmd} {}: {err}", path.display());
+            assert!(out.is_empty(), "{out}");
+            assert!(
+                err.starts_with("shmbus: ") && err.contains(says),
+                "{cmd} {}: {err}",
+                path.display()
+            );
+            assert!(
+                !err.contains("cut short") && !err.contains("writing"),
+                "{cmd}: {err}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
