@@ -42,13 +42,13 @@ pub struct BenchArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Interleaved rounds (1 to 1000; default 10, quick 3).
-    #[arg(long, value_name = "N", value_parser = rounds, allow_negative_numbers = true)]
+    #[arg(long, value_name = "N", value_parser = rounds, allow_hyphen_values = true)]
     pub rounds: Option<usize>,
     /// Round trips per mechanism per round (1 to 10000000; default 4000, quick 400).
-    #[arg(long, value_name = "N", value_parser = iters, allow_negative_numbers = true)]
+    #[arg(long, value_name = "N", value_parser = iters, allow_hyphen_values = true)]
     pub iters: Option<usize>,
     /// Subscriber counts, e.g. 1,4,16,64 (each 1 to 256).
-    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = fanout, allow_negative_numbers = true)]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = fanout, allow_hyphen_values = true)]
     pub fanout: Vec<usize>,
     /// Run the iceoryx2 peer binary (bench/iceoryx2-peer) each round.
     #[arg(long, value_name = "PATH")]

@@ -143,10 +143,10 @@ pub struct ListArgs {
     #[arg(long)]
     pub json: bool,
     /// Milliseconds between the two generation samples for RATE (0: skip; at most 60000).
-    #[arg(long, default_value_t = 200, value_name = "MS", value_parser = parse::millis, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 200, value_name = "MS", value_parser = parse::millis, allow_hyphen_values = true)]
     pub window: u64,
     /// Only these keys (repeatable; 0x... or decimal).
-    #[arg(long = "key", value_name = "KEY", value_parser = parse::key, allow_negative_numbers = true)]
+    #[arg(long = "key", value_name = "KEY", value_parser = parse::key, allow_hyphen_values = true)]
     pub keys: Vec<i32>,
 }
 
@@ -173,7 +173,7 @@ pub struct EchoArgs {
     #[arg(long)]
     pub json: bool,
     /// Stop after N frames (a frame that cannot be shown counts, and is reported).
-    #[arg(long, short = 'n', value_name = "N", value_parser = parse::count, allow_negative_numbers = true)]
+    #[arg(long, short = 'n', value_name = "N", value_parser = parse::count, allow_hyphen_values = true)]
     pub count: Option<u64>,
     /// Every frame in publish order (with missed-frame notices), not only the newest.
     #[arg(long)]
@@ -182,7 +182,7 @@ pub struct EchoArgs {
     #[arg(long, requires = "all")]
     pub from_oldest: bool,
     /// Give up (exit 1) if no frame arrives for this many seconds.
-    #[arg(long, value_name = "SECS", value_parser = parse::seconds, allow_negative_numbers = true)]
+    #[arg(long, value_name = "SECS", value_parser = parse::seconds, allow_hyphen_values = true)]
     pub timeout: Option<Duration>,
 }
 
@@ -196,10 +196,10 @@ pub struct PubArgs {
     /// The value as JSON, or - to read one JSON value per line from stdin.
     pub json: String,
     /// Publish the value N times (0: until interrupted).
-    #[arg(long, short = 'n', default_value_t = 1, value_name = "N", value_parser = parse::count_or_zero, allow_negative_numbers = true)]
+    #[arg(long, short = 'n', default_value_t = 1, value_name = "N", value_parser = parse::count_or_zero, allow_hyphen_values = true)]
     pub count: u64,
     /// Frames per second when publishing more than one (0.001 to 1000000).
-    #[arg(long, default_value_t = 10.0, value_name = "HZ", value_parser = parse::rate, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 10.0, value_name = "HZ", value_parser = parse::rate, allow_hyphen_values = true)]
     pub rate: f64,
 }
 
@@ -211,13 +211,13 @@ pub struct HzArgs {
     #[arg(help = TOPIC_HELP)]
     pub topic: String,
     /// Seconds per report.
-    #[arg(long, default_value = "1", value_name = "SECS", value_parser = parse::seconds, allow_negative_numbers = true)]
+    #[arg(long, default_value = "1", value_name = "SECS", value_parser = parse::seconds, allow_hyphen_values = true)]
     pub interval: Duration,
     /// Stop after N reports.
-    #[arg(long, short = 'n', value_name = "N", value_parser = parse::count, allow_negative_numbers = true)]
+    #[arg(long, short = 'n', value_name = "N", value_parser = parse::count, allow_hyphen_values = true)]
     pub count: Option<u64>,
     /// Stop after this many seconds.
-    #[arg(long, value_name = "SECS", value_parser = parse::seconds, allow_negative_numbers = true)]
+    #[arg(long, value_name = "SECS", value_parser = parse::seconds, allow_hyphen_values = true)]
     pub duration: Option<Duration>,
 }
 
@@ -225,16 +225,16 @@ pub struct HzArgs {
 #[derive(Debug, Args)]
 pub struct TopArgs {
     /// Seconds between refreshes.
-    #[arg(long, default_value = "1", value_name = "SECS", value_parser = parse::seconds, allow_negative_numbers = true)]
+    #[arg(long, default_value = "1", value_name = "SECS", value_parser = parse::seconds, allow_hyphen_values = true)]
     pub interval: Duration,
     /// Stop after N refreshes.
-    #[arg(long, short = 'n', value_name = "N", value_parser = parse::count, allow_negative_numbers = true)]
+    #[arg(long, short = 'n', value_name = "N", value_parser = parse::count, allow_hyphen_values = true)]
     pub count: Option<u64>,
     /// Stop after this many seconds.
-    #[arg(long, value_name = "SECS", value_parser = parse::seconds, allow_negative_numbers = true)]
+    #[arg(long, value_name = "SECS", value_parser = parse::seconds, allow_hyphen_values = true)]
     pub duration: Option<Duration>,
     /// Only these keys (repeatable).
-    #[arg(long = "key", value_name = "KEY", value_parser = parse::key, allow_negative_numbers = true)]
+    #[arg(long = "key", value_name = "KEY", value_parser = parse::key, allow_hyphen_values = true)]
     pub keys: Vec<i32>,
 }
 
@@ -258,7 +258,7 @@ pub struct DoctorArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Only look at these keys for stale topics (repeatable).
-    #[arg(long = "key", value_name = "KEY", value_parser = parse::key, allow_negative_numbers = true)]
+    #[arg(long = "key", value_name = "KEY", value_parser = parse::key, allow_hyphen_values = true)]
     pub keys: Vec<i32>,
     /// Print only the sysctl.d lines that raise the System V limits the
     /// config needs (nothing when they suffice), for /etc/sysctl.d/.
@@ -271,7 +271,7 @@ pub struct DoctorArgs {
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Stop after this many seconds (default: until interrupted).
-    #[arg(long, value_name = "SECS", value_parser = parse::seconds, allow_negative_numbers = true)]
+    #[arg(long, value_name = "SECS", value_parser = parse::seconds, allow_hyphen_values = true)]
     pub duration: Option<Duration>,
     /// Topic config (default: the built-in demo topics).
     #[arg(long, value_name = "FILE")]

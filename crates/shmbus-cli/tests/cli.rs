@@ -1595,3 +1595,109 @@ fn rm_removes_a_held_lock_only_squat() {
     let r = run(&["rm", &k]);
     assert_eq!(r.code, 1, "{}", r.stderr);
 }
+
+/// Every numeric option of every command, with the values that broke
+/// tools before (0, negative, NaN, infinities, 1e-300, the smallest
+/// double, 1e300, 2^64): each is a clear error naming the option (exit 2)
+/// or an accepted value the command documents (then it runs to its usual
+/// end: here a missing topic or file, exit 0 or 1). Never a panic, never a
+/// hang.
+#[test]
+fn every_numeric_option_takes_extreme_values_without_a_panic() {
+    watchdog("numeric_options", Duration::from_secs(600));
+    const V: &str = "{V}";
+    let missing = format!("no/such/topic-{}", std::process::id());
+    let m = missing.as_str();
+    let nofile = "/nonexistent/shmbus.mcap";
+    // (words with V for the value, option, the extreme values it accepts)
+    let table: Vec<(Vec<&str>, &str, &[&str])> = vec![
+        (vec!["list", "--window", V], "--window", &["0"]),
+        (vec!["list", "--key", V], "--key", &["-1"]),
+        (vec!["echo", m, "--count", V], "--count", &[]),
+        (vec!["echo", m, "--timeout", V], "--timeout", &[]),
+        (vec!["pub", m, "{}", "--count", V], "--count", &["0"]),
+        (
+            vec!["pub", m, "{}", "--rate", V, "--count", "1"],
+            "--rate",
+            &[],
+        ),
+        (vec!["hz", m, "--interval", V], "--interval", &[]),
+        (vec!["hz", m, "--count", V], "--count", &[]),
+        (vec!["hz", m, "--duration", V], "--duration", &[]),
+        (
+            vec!["top", "--interval", V, "--count", "1"],
+            "--interval",
+            &[],
+        ),
+        (
+            vec!["top", "--count", V, "--interval", "0.1"],
+            "--count",
+            &[],
+        ),
+        (
+            vec!["top", "--duration", V, "--count", "1", "--interval", "0.1"],
+            "--duration",
+            &[],
+        ),
+        (
+            vec!["top", "--key", V, "--count", "1", "--interval", "0.1"],
+            "--key",
+            &["-1"],
+        ),
+        (vec!["doctor", "--key", V], "--key", &["-1"]),
+        (vec!["demo", "--duration", V], "--duration", &[]),
+        (
+            vec!["record", "-o", nofile, "--duration", V],
+            "--duration",
+            &[],
+        ),
+        (vec!["record", "-o", nofile, "--key", V], "--key", &["-1"]),
+        (vec!["replay", nofile, "--rate", V], "--rate", &["0", "-0"]),
+        (vec!["bench", "--rounds", V], "--rounds", &[]),
+        (vec!["bench", "--iters", V], "--iters", &[]),
+        (vec!["bench", "--fanout", V], "--fanout", &[]),
+        (vec!["__sensor", "imu", "--rate", V], "--rate", &[]),
+        (vec!["__sensor", "imu", "--duration", V], "--duration", &[]),
+        (vec!["__sensor", "imu", "--count", V], "--count", &[]),
+        (vec!["__sensor", "imu", "--parent", V], "--parent", &[]),
+    ];
+    let extremes = [
+        "0",
+        "-1",
+        "-0",
+        "NaN",
+        "inf",
+        "-inf",
+        "1e-300",
+        "5e-324",
+        "1e300",
+        "18446744073709551616",
+        "",
+    ];
+    let mut checked = 0;
+    for (words, option, accepted) in &table {
+        for x in extremes {
+            let args: Vec<&str> = words.iter().map(|w| if *w == V { x } else { w }).collect();
+            let (code, _, err, _) = run_limited(&args, Duration::from_secs(60));
+            let code = code.unwrap_or_else(|| panic!("{args:?} did not end by itself"));
+            if accepted.contains(&x) {
+                assert!(
+                    code == 0 || code == 1,
+                    "{args:?} (an accepted value): exit {code}: {err}"
+                );
+            } else {
+                assert_eq!(code, 2, "{args:?}: {err}");
+                assert!(
+                    err.contains(option),
+                    "{args:?}: the error names {option}: {err}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    eprintln!(
+        "FIGURE numeric options: {} options x {} values = {checked} runs, 0 panics",
+        table.len(),
+        extremes.len()
+    );
+}

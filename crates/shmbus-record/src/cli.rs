@@ -66,10 +66,10 @@ pub struct RecordArgs {
     #[arg(short = 'o', long = "output", value_name = "FILE.mcap")]
     pub output: PathBuf,
     /// Stop after this many seconds (decimals allowed).
-    #[arg(long, value_name = "SECS", value_parser = parse::seconds, allow_negative_numbers = true)]
+    #[arg(long, value_name = "SECS", value_parser = parse::seconds, allow_hyphen_values = true)]
     pub duration: Option<Duration>,
     /// Also record the topic at System V key KEY (0x... or decimal); repeatable.
-    #[arg(long = "key", value_name = "KEY", value_parser = parse::key, allow_negative_numbers = true)]
+    #[arg(long = "key", value_name = "KEY", value_parser = parse::key, allow_hyphen_values = true)]
     pub keys: Vec<i32>,
     /// Start with the frames still in each ring, not only frames published from now on.
     #[arg(long)]
@@ -87,7 +87,7 @@ pub struct ReplayArgs {
     #[arg(value_name = "FILE.mcap")]
     pub file: PathBuf,
     /// Speed factor: 2 = twice as fast, 0 = as fast as possible (0.001 to 1000000, or 0).
-    #[arg(long, default_value_t = 1.0, value_name = "X", value_parser = parse::speed, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1.0, value_name = "X", value_parser = parse::speed, allow_hyphen_values = true)]
     pub rate: f64,
     /// Start over at the end, until Ctrl-C.
     #[arg(long = "loop")]

@@ -25,16 +25,16 @@ pub struct Args {
     pub topic: Option<String>,
     /// Publish rate, frames per second (0.001 to 1000000; default: the
     /// topic's rate_hz, else the sensor's own).
-    #[arg(long = "rate", value_name = "HZ", value_parser = parse::rate, allow_negative_numbers = true)]
+    #[arg(long = "rate", value_name = "HZ", value_parser = parse::rate, allow_hyphen_values = true)]
     pub rate_hz: Option<f64>,
     /// Stop after SECS seconds (decimals allowed).
-    #[arg(long, value_name = "SECS", value_parser = parse::seconds, allow_negative_numbers = true)]
+    #[arg(long, value_name = "SECS", value_parser = parse::seconds, allow_hyphen_values = true)]
     pub duration: Option<Duration>,
     /// Stop after N frames.
-    #[arg(long, value_name = "N", value_parser = parse::count, allow_negative_numbers = true)]
+    #[arg(long, value_name = "N", value_parser = parse::count, allow_hyphen_values = true)]
     pub count: Option<u64>,
     /// Stop when process PID is no longer this process's parent.
-    #[arg(long, value_name = "PID", value_parser = clap::value_parser!(i32).range(1..), allow_negative_numbers = true)]
+    #[arg(long, value_name = "PID", value_parser = clap::value_parser!(i32).range(1..), allow_hyphen_values = true)]
     pub parent: Option<i32>,
     /// Read /proc and /sys under DIR instead of / (tests, chroots).
     #[arg(long, value_name = "DIR", default_value = "/")]
