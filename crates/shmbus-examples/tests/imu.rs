@@ -9,16 +9,7 @@ use shmbus_testkit::{Guard, KillOnDrop, unique_key, watchdog};
 
 /// The binary, behind `SHMBUS_TEST_RUNNER` (e.g. qemu-arm) if set.
 fn command(exe: &str) -> Command {
-    let runner = std::env::var("SHMBUS_TEST_RUNNER").unwrap_or_default();
-    let mut parts = runner.split_whitespace();
-    match parts.next() {
-        Some(r) => {
-            let mut c = Command::new(r);
-            c.args(parts).arg(exe);
-            c
-        }
-        None => Command::new(exe),
-    }
+    shmbus_testkit::command(exe)
 }
 
 fn field<'a>(line: &'a str, key: &str) -> &'a str {

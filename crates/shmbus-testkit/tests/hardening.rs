@@ -21,7 +21,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
-use std::process::{ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{ChildStdout, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -127,18 +127,8 @@ fn spawn_kid(role: &str, args: &[String], ids: Ids) -> Kid {
         Some(c) => c.exe.clone(),
         None => std::env::current_exe().expect("current_exe"),
     };
-    // Same convention as `shmbus_testkit::child`: SHMBUS_TEST_RUNNER (qemu-arm)
-    // goes in front of the binary.
-    let runner = std::env::var("SHMBUS_TEST_RUNNER").unwrap_or_default();
-    let mut parts = runner.split_whitespace();
-    let mut cmd = match parts.next() {
-        Some(r) => {
-            let mut c = Command::new(r);
-            c.args(parts).arg(&exe);
-            c
-        }
-        None => Command::new(&exe),
-    };
+    // SHMBUS_TEST_RUNNER (qemu-arm) goes in front of the binary.
+    let mut cmd = shmbus_testkit::command(&exe);
     cmd.args([
         "--exact",
         "child_role_entry",
