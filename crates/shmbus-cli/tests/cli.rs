@@ -1022,6 +1022,12 @@ fn bounds_hold_and_errors_print_once_on_a_ring_of_corrupt_frames() {
         let mut args = vec!["echo", k.as_str(), "--timeout", "1.5"];
         args.extend_from_slice(mode);
         let (code, out, err, secs) = run_limited(&args, limit);
+        eprintln!(
+            "FIGURE corrupt ring, echo {}: exit {code:?} after {secs:.1} s, {} stderr lines, {} bytes",
+            mode.join(" "),
+            err.lines().count(),
+            err.len()
+        );
         assert_eq!(code, Some(1), "{args:?} must end by --timeout: {err}");
         assert!(out.is_empty(), "{out}");
         assert_eq!(count_lines(&err, "is corrupt"), 1, "{args:?}: {err}");
@@ -1065,6 +1071,10 @@ fn a_stuck_writer_is_reported_once_and_timeout_holds() {
     let (code, _, err, secs) = run_limited(
         &["echo", &k, "--all", "--from-oldest", "--timeout", "2.5"],
         Duration::from_secs(60),
+    );
+    eprintln!(
+        "FIGURE stuck writer, echo --all --from-oldest --timeout 2.5: exit {code:?} after {secs:.1} s, {} stderr lines",
+        err.lines().count()
     );
     assert_eq!(code, Some(1), "--timeout ends it: {err}");
     assert_eq!(count_lines(&err, "has been mid-write for"), 1, "{err}");

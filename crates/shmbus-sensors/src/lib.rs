@@ -108,27 +108,42 @@ impl SensorKind {
         }
     }
 
+    /// Length of the schema its publisher embeds in the segment
+    /// (`shmbus_core::schema::schema_bytes` of the message type). A constant,
+    /// so a program can size a sensor's topic without linking the schema
+    /// code (`shmbus doctor` in the board's thin `shmbus`); a test checks
+    /// each against the real schema.
+    pub const fn schema_len(self) -> usize {
+        match self {
+            SensorKind::System => 226,
+            SensorKind::Thermal => 95,
+            SensorKind::Power => 271,
+            SensorKind::Net => 241,
+            SensorKind::Iio => 86,
+            SensorKind::Imu => 94,
+        }
+    }
+
+    /// The largest frame of its message type, bytes (`POSTCARD_MAX_SIZE`).
+    pub const fn frame_capacity(self) -> usize {
+        use postcard::experimental::max_size::MaxSize;
+        match self {
+            SensorKind::System => msg::System::POSTCARD_MAX_SIZE,
+            SensorKind::Thermal => msg::Thermal::POSTCARD_MAX_SIZE,
+            SensorKind::Power => msg::Power::POSTCARD_MAX_SIZE,
+            SensorKind::Net => msg::Net::POSTCARD_MAX_SIZE,
+            SensorKind::Iio => msg::Accel::POSTCARD_MAX_SIZE,
+            SensorKind::Imu => msg::Imu::POSTCARD_MAX_SIZE,
+        }
+    }
+
     /// The segment size of a topic this sensor publishes with `slots`
-    /// slots, exactly as its publisher will create it (the header with the
+    /// slots, exactly as its publisher creates it (the header with the
     /// message's schema, and slots that hold its largest frame); `None` for
     /// a slot count the layout refuses.
     pub fn segment_size(self, slots: u32) -> Option<u64> {
-        use postcard::experimental::max_size::MaxSize;
-        fn size<T: MaxSize + postcard_schema::Schema + serde::de::DeserializeOwned>(
-            slots: u32,
-        ) -> Option<u64> {
-            let schema = shmbus_core::schema::schema_bytes::<T>().ok()?;
-            shmbus_core::layout::Geometry::new(schema.len(), slots, T::POSTCARD_MAX_SIZE.max(1))
-                .map(|g| g.segment_size as u64)
-        }
-        match self {
-            SensorKind::System => size::<msg::System>(slots),
-            SensorKind::Thermal => size::<msg::Thermal>(slots),
-            SensorKind::Power => size::<msg::Power>(slots),
-            SensorKind::Net => size::<msg::Net>(slots),
-            SensorKind::Iio => size::<msg::Accel>(slots),
-            SensorKind::Imu => size::<msg::Imu>(slots),
-        }
+        shmbus_core::layout::Geometry::new(self.schema_len(), slots, self.frame_capacity().max(1))
+            .map(|g| g.segment_size as u64)
     }
 
     fn what(self) -> &'static str {
@@ -168,5 +183,35 @@ pub fn run_sensor(name: &str, args: &[String]) -> ExitCode {
         SensorKind::Iio => run_source(kind, &args, |_| iio::IioSource::new(&args)),
         // The simulation's clock is the sample index, so it needs the rate.
         SensorKind::Imu => run_source(kind, &args, imu::ImuSource::new),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_lengths_and_sizes_are_the_publishers() {
+        use shmbus_core::schema::schema_bytes;
+        let real = |k: SensorKind| match k {
+            SensorKind::System => schema_bytes::<msg::System>(),
+            SensorKind::Thermal => schema_bytes::<msg::Thermal>(),
+            SensorKind::Power => schema_bytes::<msg::Power>(),
+            SensorKind::Net => schema_bytes::<msg::Net>(),
+            SensorKind::Iio => schema_bytes::<msg::Accel>(),
+            SensorKind::Imu => schema_bytes::<msg::Imu>(),
+        };
+        for k in SensorKind::ALL {
+            let len = real(k).unwrap().len();
+            assert_eq!(
+                k.schema_len(),
+                len,
+                "{}: the schema is {len} bytes now: update SensorKind::schema_len",
+                k.name()
+            );
+        }
+        // The demo's imu topic (64 slots) as `shmbus list` shows it: 8.4 KiB.
+        assert_eq!(SensorKind::Imu.segment_size(64), Some(8576));
+        assert_eq!(SensorKind::Imu.segment_size(3), None);
     }
 }
