@@ -561,12 +561,14 @@ impl Recorder {
             if now - last_scan >= RESCAN_EVERY {
                 last_scan = now;
                 for seg in scan.next() {
-                    eprintln!(
-                        "{}recording new topic '{}'",
-                        if tty { "\r\x1b[K" } else { "" },
-                        seg.info().name
-                    );
+                    let name = seg.info().name.clone();
+                    // Said once its reader has its cursor: every frame
+                    // published after this line is recorded.
                     self.add(seg, tx).map_err(|e| mcap_err(a, e))?;
+                    eprintln!(
+                        "{}recording new topic '{name}'",
+                        if tty { "\r\x1b[K" } else { "" },
+                    );
                 }
             }
             if now - last_progress >= progress_every {

@@ -115,6 +115,23 @@ impl Recorder {
         }
     }
 
+    /// Read stderr until a line contains `needle` (the recorder's ready
+    /// signals: "recording ...", "recording new topic ...").
+    fn wait_line(&mut self, needle: &str) {
+        loop {
+            let mut line = String::new();
+            let n = self
+                .stderr
+                .read_line(&mut line)
+                .expect("read recorder stderr");
+            self.seen.push_str(&line);
+            assert!(n > 0, "recorder exited before '{needle}':\n{}", self.seen);
+            if line.contains(needle) {
+                return;
+            }
+        }
+    }
+
     /// Wait for exit: (exit code or None if killed by a signal, stderr).
     fn wait(mut self) -> (Option<i32>, String) {
         let mut rest = String::new();
@@ -496,11 +513,12 @@ fn recording_everything_picks_up_topics_that_appear_later() {
     let (later, _g2) = unique_topic("everything-later");
     let mut p1 = Publisher::<Check>::open(&first).unwrap();
     let file = TempFile::new("everything");
-    let rec = Recorder::start(&["record", "-o", file.path(), "--duration", "3"]);
+    let mut rec = Recorder::start(&["record", "-o", file.path(), "--duration", "6"]);
     publish_range(&mut p1, 1..=5, Duration::from_millis(5));
     let mut p2 = Publisher::<Check>::open(&later).unwrap();
-    // Published once the recorder has had time to find the new topic.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Published once the recorder says it found the new topic (its reader
+    // then has its cursor), not after a guessed sleep.
+    rec.wait_line(&format!("recording new topic '{}'", later.name));
     publish_range(&mut p2, 1..=5, Duration::from_millis(5));
     let (code, err) = rec.wait();
     assert_eq!(code, Some(0), "{err}");
