@@ -165,4 +165,8 @@ pub struct Summary {
     /// Per topic still served at the end: name, frames read, frames the
     /// server missed, frames that did not decode.
     pub topics: Vec<(String, u64, u64, u64)>,
+    /// Turns of the server loop (one `poll` each): about 1 per second
+    /// idle, 100 per second while a topic is subscribed, plus one per
+    /// burst of client activity.
+    pub turns: u64,
 }

@@ -39,6 +39,9 @@ pub const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshakes in progress at once; more connections are closed at once.
 const MAX_PENDING: usize = 16;
+/// After `accept` fails (no descriptors left), wait this long before the
+/// next try.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// A slow client is told about dropped frames at most this often.
 const SLOW_NOTICE_EVERY: Duration = Duration::from_secs(5);
 /// The status id of the slow-client notice.
@@ -117,6 +120,8 @@ pub struct Server {
     /// Topics that cannot be shown, told to every client as warnings.
     notes: Vec<(String, String)>,
     summary: Summary,
+    /// `CLOCK_MONOTONIC` before which the listener is not watched.
+    accept_paused_until: u64,
 }
 
 impl std::fmt::Debug for Server {
@@ -176,6 +181,7 @@ impl Server {
             metadata,
             notes: Vec::new(),
             summary: Summary::default(),
+            accept_paused_until: 0,
         };
         s.scan();
         Ok(s)
@@ -228,11 +234,14 @@ impl Server {
                 .div_ceil(1_000_000)
                 .min(1000) as u16;
             let ready = self.wait(wait_ms);
+            self.summary.turns += 1;
             let now = sys::monotonic_ns();
             if ready.listener {
                 self.accept(now);
             }
-            self.advance_handshakes(&ready.pending, now);
+            // Every pending handshake is tried each turn (a non-blocking
+            // read that finds nothing costs one system call).
+            self.advance_handshakes(now);
             for (i, (readable, writable)) in ready.clients.iter().enumerate() {
                 if *readable {
                     incoming.clear();
@@ -262,11 +271,22 @@ impl Server {
 
     fn wait(&self, timeout_ms: u16) -> Ready {
         let mut fds = Vec::with_capacity(1 + self.pending.len() + self.clients.len());
-        fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
+        // While accepting fails (no descriptors left), the listener is not
+        // watched: it would be ready at once, every time.
+        let listen = if sys::monotonic_ns() >= self.accept_paused_until {
+            PollFlags::POLLIN
+        } else {
+            PollFlags::empty()
+        };
+        fds.push(PollFd::new(self.listener.as_fd(), listen));
+        // Only POLLIN: a socket is writable almost always, and a handshake
+        // waiting for its request would make poll return at once. The
+        // short response goes out right after the request is read; if the
+        // kernel ever refuses it, the next turn (10 ms to 1 s) retries.
         for p in &self.pending {
             fds.push(PollFd::new(
                 p.hs.get_ref().get_ref().as_fd(),
-                PollFlags::POLLIN | PollFlags::POLLOUT,
+                PollFlags::POLLIN,
             ));
         }
         for c in &self.clients {
@@ -283,7 +303,6 @@ impl Server {
         let np = self.pending.len();
         Ready {
             listener: got(0).intersects(PollFlags::POLLIN),
-            pending: (0..np).map(|i| !got(1 + i).is_empty()).collect(),
             clients: (0..self.clients.len())
                 .map(|i| {
                     let r = got(1 + np + i);
@@ -301,8 +320,13 @@ impl Server {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // EMFILE and the like: the connection waits in the
-                    // backlog; try again next turn.
-                    eprintln!("shmbus foxglove: cannot accept a connection: {e}");
+                    // backlog; try again in a while, and say so once.
+                    if now >= self.accept_paused_until + ns(ACCEPT_PAUSE) * 100 {
+                        eprintln!(
+                            "shmbus foxglove: cannot accept a connection: {e} (new connections wait until this clears; raise `ulimit -n` or --max-clients less)"
+                        );
+                    }
+                    self.accept_paused_until = now + ns(ACCEPT_PAUSE);
                     return;
                 }
             };
@@ -369,16 +393,8 @@ impl Server {
         }
     }
 
-    fn advance_handshakes(&mut self, ready: &[bool], now: u64) {
-        let pending = std::mem::take(&mut self.pending);
-        for (p, r) in pending
-            .into_iter()
-            .zip(ready.iter().copied().chain(std::iter::repeat(false)))
-        {
-            if !r {
-                self.pending.push(p);
-                continue;
-            }
+    fn advance_handshakes(&mut self, now: u64) {
+        for p in std::mem::take(&mut self.pending) {
             let Pending {
                 peer,
                 since_ns,
@@ -682,7 +698,6 @@ impl Server {
 
 struct Ready {
     listener: bool,
-    pending: Vec<bool>,
     /// (readable or hung up, writable) per client.
     clients: Vec<(bool, bool)>,
 }

@@ -495,3 +495,36 @@ Sec-WebSocket-Protocol: foxglove.websocket.v1\r\n\r\n",
         "the stuck client's frames were dropped, not kept"
     );
 }
+
+#[test]
+fn the_loop_sleeps_between_ticks_even_with_a_silent_connection() {
+    watchdog("the_loop_sleeps", Duration::from_secs(60));
+    let (topic, _g) = key_for("sleeps");
+    let _publisher = Publisher::<Sample>::open(&topic).unwrap();
+    let server = Running::start(&[topic.key], |_| {});
+    let (mut ws, _) = connect(server.addr, "foxglove.websocket.v1");
+    let mut seen = Seen::default();
+    read_until(
+        &mut ws,
+        &mut seen,
+        "advertise",
+        Duration::from_secs(30),
+        |s| !s.channels.is_empty(),
+    );
+    // Subscribed (10 ms ticks), nothing published, and a connection that
+    // never sends its handshake.
+    subscribe(&mut ws, 1, seen.channels[0]["id"].as_u64().unwrap());
+    let _silent = TcpStream::connect(server.addr).unwrap();
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    let summary = server.stop();
+    let secs = start.elapsed().as_secs_f64() + 1.0;
+    // 100 ticks a second, a turn or two per scan, health check and client
+    // message; a loop that spun (a writable socket polled, a 0 ms wait
+    // before a tick) would turn thousands of times a second.
+    assert!(
+        (summary.turns as f64) < secs * 150.0 + 50.0,
+        "{} turns in about {secs:.1} s",
+        summary.turns
+    );
+}
