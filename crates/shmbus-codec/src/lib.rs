@@ -145,6 +145,15 @@ impl Codec {
         })
     }
 
+    /// The most bytes a frame of this schema can take, as postcard's
+    /// `MaxSize` computes it for the equivalent Rust type: the frame
+    /// capacity to create a topic of a declared type with (the one a Rust
+    /// `Publisher` of that type would give it). `None` if a string, list or
+    /// map declares no capacity (`String`, `Vec<T>`).
+    pub fn max_size(&self) -> Option<usize> {
+        self.node.max_size()
+    }
+
     /// The schema.
     pub fn schema(&self) -> &OwnedNamedType {
         &self.schema

@@ -102,6 +102,58 @@ impl Node {
     }
 }
 
+impl Node {
+    /// The most bytes a value of this node takes in a frame, as postcard's
+    /// `MaxSize` computes it for the equivalent Rust type; `None` if a
+    /// string, list or map declares no capacity, or the sum overflows.
+    pub fn max_size(&self) -> Option<usize> {
+        // postcard's length prefix for at most `n` elements.
+        fn prefix(n: usize) -> usize {
+            let bits = (usize::BITS - n.leading_zeros()) as usize;
+            bits.div_ceil(7).max(1)
+        }
+        fn sum<'a>(nodes: impl Iterator<Item = &'a Node>) -> Option<usize> {
+            nodes
+                .map(Node::max_size)
+                .try_fold(0usize, |a, n| a.checked_add(n?))
+        }
+        fn bounded(cap: Option<usize>, each: usize) -> Option<usize> {
+            let cap = cap?;
+            each.checked_mul(cap)?.checked_add(prefix(cap))
+        }
+        match self {
+            Node::Bool | Node::U8 | Node::I8 => Some(1),
+            Node::Int { bits, .. } => Some((*bits as usize).div_ceil(7)),
+            Node::F32 => Some(4),
+            Node::F64 => Some(8),
+            Node::Char => Some(5),
+            Node::Str(b) | Node::Bytes(b) => bounded(b.cap, 1),
+            Node::Option(n) => n.max_size()?.checked_add(1),
+            Node::Unit => Some(0),
+            Node::Newtype(n) => n.max_size(),
+            Node::Seq(n, b) => bounded(b.cap, n.max_size()?),
+            Node::Tuple(v) => sum(v.iter()),
+            Node::Map(k, v, b) => bounded(b.cap, k.max_size()?.checked_add(v.max_size()?)?),
+            Node::Struct(f) => sum(f.iter().map(|f| &f.node)),
+            Node::Enum(vs) => {
+                // The derive's discriminant: a varint of the variant count.
+                let bits = (u32::BITS - (vs.len() as u32).leading_zeros()) as usize;
+                let mut most = 0usize;
+                for v in vs {
+                    let n = match &v.kind {
+                        VariantKind::Unit => 0,
+                        VariantKind::Newtype(n) => n.max_size()?,
+                        VariantKind::Tuple(t) => sum(t.iter())?,
+                        VariantKind::Struct(f) => sum(f.iter().map(|f| &f.node))?,
+                    };
+                    most = most.max(n);
+                }
+                most.checked_add(bits.div_ceil(7))
+            }
+        }
+    }
+}
+
 /// Compile `t`, refusing what the codec cannot map to JSON and back.
 pub(crate) fn compile(t: &OwnedNamedType) -> Result<Node, SchemaError> {
     node(t, 0, &mut String::new())

@@ -3,6 +3,7 @@
 
 mod bus;
 mod mapping;
+mod max_size;
 mod schema;
 mod text;
 mod types;

@@ -1,0 +1,305 @@
+//! Broker to board: each `[[bridge.in]]` republishes one broker topic as a
+//! local topic of a declared schema.
+//!
+//! ## A message's way in
+//! 1. The payload is read as the route's `format`: `json` (the value),
+//!    `envelope` (an object whose `value` is the value, as a bridge sends
+//!    it) or `postcard` (a frame).
+//! 2. The shared codec checks it against the declared schema: every field
+//!    present, integers in range, strings and lists within their declared
+//!    capacities, the frame within the topic's frame capacity. A payload
+//!    that fails is **bad**: counted, reported (the first one on stderr,
+//!    the latest reason in `<prefix>/<board>/$in/<topic>`), never published.
+//! 3. The frame is published on the local topic, which the bridge opens as
+//!    its publisher on the first valid message.
+//!
+//! ## Never fighting a local publisher
+//! A topic has one live publisher. If another local process publishes the
+//! topic (a sensor, `shmbus pub`), opening fails with its pid: the bridge
+//! does not publish, counts the message as **refused**, reports who holds
+//! the topic, and tries again at most once a second, so it takes over only
+//! after that process has stopped. A segment of another schema at the key
+//! is refused the same way (remove it, or fix the declaration).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use shmbus_codec::Codec;
+use shmbus_config::bridge::InFormat;
+use shmbus_core::OpenError;
+use shmbus_pub::RawPublisher;
+
+use crate::names::Names;
+use crate::outbox::{Message, Outbox, Qos};
+use crate::settings::InTopic;
+use crate::stats::Stats;
+
+/// How often a refused or failed open is tried again.
+const REOPEN: Duration = Duration::from_secs(1);
+
+/// One `[[bridge.in]]` at run time.
+struct Route {
+    t: InTopic,
+    codec: Codec,
+    schema: Vec<u8>,
+    capacity: usize,
+    publisher: Option<RawPublisher>,
+    next_open: Option<Instant>,
+    state: &'static str,
+    holder: Option<i32>,
+    last_error: Option<String>,
+    received: u64,
+    published: u64,
+    bad: u64,
+    refused: u64,
+    warned_bad: bool,
+    warned_open: Option<String>,
+}
+
+/// Every `[[bridge.in]]`.
+pub struct Inbound {
+    routes: Vec<Route>,
+    names: Names,
+    outbox: Arc<Outbox>,
+    stats: Arc<Stats>,
+}
+
+impl Inbound {
+    /// Check every declared schema (errors at the schema's `path:line:col`).
+    pub fn new(
+        list: &[InTopic],
+        names: Names,
+        outbox: Arc<Outbox>,
+        stats: Arc<Stats>,
+    ) -> Result<Inbound, String> {
+        let mut routes = Vec::new();
+        let mut errs = Vec::new();
+        for t in list {
+            let codec = match Codec::parse(&t.schema) {
+                Ok(c) => c,
+                Err(e) => {
+                    errs.push(format!("{}: schema: {e}", t.schema_at));
+                    continue;
+                }
+            };
+            let capacity = match codec.max_size() {
+                Some(n) => n.max(1),
+                None => {
+                    errs.push(format!(
+                        "{}: schema: a frame of this type has no largest size (an unbounded String or Vec): use heapless::String<N> / heapless::Vec<T, N>",
+                        t.schema_at
+                    ));
+                    continue;
+                }
+            };
+            routes.push(Route {
+                schema: codec.schema_bytes(),
+                codec,
+                capacity,
+                t: t.clone(),
+                publisher: None,
+                next_open: None,
+                state: "waiting",
+                holder: None,
+                last_error: None,
+                received: 0,
+                published: 0,
+                bad: 0,
+                refused: 0,
+                warned_bad: false,
+                warned_open: None,
+            });
+        }
+        if !errs.is_empty() {
+            return Err(errs.join("\n"));
+        }
+        let inbound = Inbound {
+            routes,
+            names,
+            outbox,
+            stats,
+        };
+        for i in 0..inbound.routes.len() {
+            inbound.report(i);
+        }
+        Ok(inbound)
+    }
+
+    /// The broker topics to subscribe to.
+    pub fn subscriptions(&self) -> Vec<(String, Qos)> {
+        self.routes
+            .iter()
+            .map(|r| (r.t.remote.clone(), r.t.qos))
+            .collect()
+    }
+
+    /// Take one broker message.
+    pub fn handle(&mut self, topic: &str, payload: &[u8]) {
+        let Some(i) = self.routes.iter().position(|r| r.t.remote == topic) else {
+            return;
+        };
+        self.stats.in_received.fetch_add(1, Ordering::Relaxed);
+        let before = self.summary(i);
+        let r = &mut self.routes[i];
+        r.received += 1;
+        match frame_of(r, payload) {
+            Err(why) => {
+                r.bad += 1;
+                self.stats.in_bad.fetch_add(1, Ordering::Relaxed);
+                if !r.warned_bad {
+                    r.warned_bad = true;
+                    eprintln!(
+                        "shmbus-bridge: {} -> topic '{}': bad payload, not published: {why} (counted in $stats and {}; further ones are not printed)",
+                        r.t.remote,
+                        r.t.cfg.name,
+                        self.names.inbound(&r.t.cfg.name)
+                    );
+                }
+                r.last_error = Some(why);
+                // The message changes with every bad payload only in its
+                // counters: send it when the state changes, else on the
+                // statistics tick.
+                if before.0 != "bad" {
+                    r.state = "bad";
+                }
+            }
+            Ok(frame) => {
+                if r.publisher.is_none() {
+                    open(r);
+                }
+                match r.publisher.as_mut() {
+                    None => {
+                        r.refused += 1;
+                        self.stats.in_refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some(p) => match p.publish_bytes(&frame) {
+                        Ok(_) => {
+                            r.published += 1;
+                            r.state = "publishing";
+                            self.stats.in_published.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            r.refused += 1;
+                            self.stats.in_refused.fetch_add(1, Ordering::Relaxed);
+                            r.state = "error";
+                            r.last_error = Some(format!("publish: {e}"));
+                        }
+                    },
+                }
+            }
+        }
+        if self.summary(i) != before {
+            self.report(i);
+        }
+    }
+
+    fn summary(&self, i: usize) -> (&'static str, Option<i32>, Option<String>) {
+        let r = &self.routes[i];
+        (r.state, r.holder, r.last_error.clone())
+    }
+
+    /// Send every route's state and counters (the statistics tick).
+    pub fn report_all(&self) {
+        for i in 0..self.routes.len() {
+            self.report(i);
+        }
+    }
+
+    fn report(&self, i: usize) {
+        let r = &self.routes[i];
+        let mut v = json!({
+            "from": r.t.remote,
+            "topic": r.t.cfg.name,
+            "state": r.state,
+            "received": r.received,
+            "published": r.published,
+            "bad": r.bad,
+            "refused": r.refused,
+        });
+        if let Some(pid) = r.holder {
+            v["holder_pid"] = json!(pid);
+        }
+        if let Some(e) = &r.last_error {
+            v["last_error"] = json!(e);
+        }
+        self.outbox.set_state(Message {
+            topic: self.names.inbound(&r.t.cfg.name),
+            payload: serde_json::to_vec(&v).unwrap_or_default(),
+            qos: Qos::AtLeastOnce,
+            retain: true,
+        });
+    }
+}
+
+/// The payload as a frame of the route's schema, or why not.
+fn frame_of(r: &Route, payload: &[u8]) -> Result<Vec<u8>, String> {
+    let json = |payload: &[u8]| -> Result<Value, String> {
+        serde_json::from_slice(payload).map_err(|e| format!("not JSON: {e}"))
+    };
+    match r.t.format {
+        InFormat::Json => {
+            let v = json(payload)?;
+            r.codec
+                .encode_within(&v, r.capacity)
+                .map_err(|e| e.to_string())
+        }
+        InFormat::Envelope => {
+            let v = json(payload)?;
+            let value = v
+                .get("value")
+                .ok_or("not an envelope: a JSON object with a \"value\" member is expected")?;
+            r.codec
+                .encode_within(value, r.capacity)
+                .map_err(|e| format!("in `value`: {e}"))
+        }
+        InFormat::Postcard => {
+            if payload.len() > r.capacity {
+                return Err(format!(
+                    "{} bytes exceed the topic's frame capacity of {} bytes",
+                    payload.len(),
+                    r.capacity
+                ));
+            }
+            r.codec
+                .decode(payload)
+                .map(|_| payload.to_vec())
+                .map_err(|e| format!("not a frame of the declared schema: {e}"))
+        }
+    }
+}
+
+/// Try to become the local topic's publisher (at most once per second).
+fn open(r: &mut Route) {
+    let now = Instant::now();
+    if r.next_open.is_some_and(|t| now < t) {
+        return;
+    }
+    r.next_open = Some(now + REOPEN);
+    let name = r.t.cfg.name.clone();
+    let (state, holder, err) = match RawPublisher::open(&r.t.topic, &r.schema, r.capacity) {
+        Ok(p) => {
+            r.publisher = Some(p);
+            r.state = "publishing";
+            r.holder = None;
+            r.warned_open = None;
+            return;
+        }
+        Err(OpenError::PublisherActive { pid, .. }) => (
+            "refused",
+            Some(pid),
+            format!(
+                "topic '{name}' has a live local publisher (pid {pid}); the bridge does not fight it: stop that process, or take the broker topic into another topic"
+            ),
+        ),
+        Err(e) => ("error", None, format!("cannot open topic '{name}': {e}")),
+    };
+    r.state = state;
+    r.holder = holder;
+    if r.warned_open.as_deref() != Some(err.as_str()) {
+        eprintln!("shmbus-bridge: {} -> {err}", r.t.remote);
+        r.warned_open = Some(err.clone());
+    }
+    r.last_error = Some(err);
+}

@@ -1,0 +1,682 @@
+//! The MQTT engine: everything that knows about MQTT is in this module.
+//!
+//! Built on `rumqttc`'s synchronous `Client`/`Connection` (it runs its own
+//! small tokio runtime on the connection thread; nothing else here is
+//! async). Two threads:
+//!
+//! - the **connection thread** drives `Connection::recv`: it connects,
+//!   subscribes the `[[bridge.in]]` topics and sends the birth message on
+//!   every `CONNACK`, hands incoming messages to the inbound side, and on a
+//!   broken link takes back every message rumqttc had not delivered
+//!   (rumqttc would drop them on a clean session) into the outbox, then
+//!   waits (backoff: `reconnect_min_ms`, doubling up to `reconnect_max_ms`)
+//!   and reconnects;
+//! - the **pump** moves messages from the outbox into rumqttc's small
+//!   request channel while connected (blocking there when the socket is
+//!   slow, so the backlog stays in the bounded outbox).
+//!
+//! The session is clean (`clean_session = true`); the last will is
+//! `offline` on `<prefix>/<board>/$state`, retained, QoS 1, and the birth
+//! `online` replaces it on every connect. A broker that refuses the
+//! credentials, a client id, or the TLS handshake on the first attempt is
+//! a fatal error (exit code 2 with the reason); after the bridge was
+//! connected once, every error is retried.
+//!
+//! ## TLS
+//! `mqtts://` uses rustls with the `ring` provider (no OpenSSL, no C
+//! library beyond ring's own assembly). The broker's certificate must be
+//! signed by a CA from `ca` (PEM), or from the system's store
+//! (`/etc/ssl/certs`) when `ca` is not given, and name the host as written
+//! in the broker address (an IP address needs an IP SAN). `client_cert` and
+//! `client_key` (PEM) authenticate the board to brokers that require it.
+
+use std::path::PathBuf;
+#[cfg(feature = "tls")]
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rumqttc::{
+    Client, ConnectReturnCode, ConnectionError, Event, Incoming, LastWill, MqttOptions, Outgoing,
+    QoS, Request,
+};
+use shmbus_config::bridge::MqttConfig;
+
+use crate::Core;
+use crate::names::{OFFLINE, ONLINE};
+use crate::outbox::{Message, Qos};
+use crate::secrets::{Credentials, read_credentials};
+
+/// Default port of `mqtt://`.
+pub const PORT: u16 = 1883;
+/// Default port of `mqtts://`.
+pub const TLS_PORT: u16 = 8883;
+/// Largest message accepted from the broker (bigger ones break the
+/// connection in rumqttc, so the bound is generous; the codec then
+/// refuses anything that does not fit the topic).
+const MAX_INCOMING: usize = 1 << 20;
+/// Largest message sent.
+const MAX_OUTGOING: usize = 1 << 20;
+/// Requests rumqttc buffers between the pump and the socket.
+const CHANNEL: usize = 64;
+/// QoS 1/2 messages in flight before rumqttc waits for acknowledgements.
+const INFLIGHT: u16 = 100;
+
+/// What the command line can set in `[bridge.mqtt]`.
+#[derive(Debug, Clone, Default)]
+pub struct MqttOverrides {
+    /// The broker address (`host:port` or a URL).
+    pub broker: Option<String>,
+    /// `--credentials FILE`.
+    pub credentials: Option<PathBuf>,
+    /// `--ca FILE`.
+    pub ca: Option<PathBuf>,
+    /// `--client-cert FILE`.
+    pub client_cert: Option<PathBuf>,
+    /// `--client-key FILE`.
+    pub client_key: Option<PathBuf>,
+    /// `--client-id`.
+    pub client_id: Option<String>,
+}
+
+/// A parsed broker address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broker {
+    /// Host name or address (the TLS server name).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// `mqtts://`.
+    pub tls: bool,
+}
+
+impl std::fmt::Display for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Parse `host`, `host:port`, `[v6]:port`, `mqtt://host[:port]`,
+/// `mqtts://host[:port]` (also `tcp://`, `ssl://`, `tls://`).
+pub fn parse_broker(s: &str) -> Result<Broker, String> {
+    let bad = |why: &str| {
+        format!(
+            "broker \"{s}\": {why} (write e.g. 127.0.0.1:1883, mqtt://host:1883 or mqtts://host:8883)"
+        )
+    };
+    let (tls, rest) = match s.split_once("://") {
+        None => (false, s),
+        Some(("mqtt" | "tcp", r)) => (false, r),
+        Some(("mqtts" | "ssl" | "tls", r)) => (true, r),
+        Some((scheme, _)) => return Err(bad(&format!("unknown scheme {scheme}://"))),
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains('/') || rest.contains('@') {
+        return Err(bad("no path or user@ here (credentials go in a file)"));
+    }
+    let default = if tls { TLS_PORT } else { PORT };
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or_else(|| bad("missing ]"))?;
+        match after.strip_prefix(':') {
+            Some(p) => (h, Some(p)),
+            None if after.is_empty() => (h, None),
+            None => return Err(bad("junk after ]")),
+        }
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h, Some(p)),
+            Some(_) => return Err(bad("write an IPv6 address in brackets, [::1]:1883")),
+            None => (rest, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    let port = match port {
+        None => default,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                return Err(bad(&format!(
+                    "port \"{p}\" is not a number from 1 to 65535"
+                )));
+            }
+        },
+    };
+    Ok(Broker {
+        host: host.to_string(),
+        port,
+        tls,
+    })
+}
+
+/// Everything the engine needs to connect.
+pub struct MqttSettings {
+    /// Where.
+    pub broker: Broker,
+    /// As whom.
+    pub client_id: String,
+    /// Keep-alive interval.
+    pub keepalive: Duration,
+    /// Username and password, from a file.
+    pub credentials: Option<Credentials>,
+    /// The credentials file, for messages.
+    pub credentials_file: Option<PathBuf>,
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl std::fmt::Debug for MqttSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttSettings")
+            .field("broker", &self.broker)
+            .field("client_id", &self.client_id)
+            .field("keepalive", &self.keepalive)
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MqttSettings {
+    /// `[bridge.mqtt]` with the command line on top. Reads the credentials
+    /// and certificate files now, so a problem shows before anything runs.
+    pub fn resolve(
+        table: &MqttConfig,
+        over: &MqttOverrides,
+        config_path: &str,
+        board_id: &str,
+    ) -> Result<MqttSettings, String> {
+        let pick = |o: &Option<PathBuf>, t: &Option<shmbus_config::bridge::PathSetting>| {
+            o.clone()
+                .or_else(|| t.as_ref().map(|p| p.resolve(config_path)))
+        };
+        let broker = match (&over.broker, &table.broker) {
+            (Some(b), _) => parse_broker(b)?,
+            (None, Some(b)) => parse_broker(&b.value).map_err(|e| format!("{}: {e}", b.at))?,
+            (None, None) => {
+                return Err(format!(
+                    "no broker: give one on the command line (shmbus bridge 127.0.0.1:1883) or as broker = \"...\" in [bridge.mqtt] of {config_path}"
+                ));
+            }
+        };
+        let credentials_file = pick(&over.credentials, &table.credentials);
+        let credentials = credentials_file
+            .as_deref()
+            .map(read_credentials)
+            .transpose()?;
+        let ca = pick(&over.ca, &table.ca);
+        let cert = pick(&over.client_cert, &table.client_cert);
+        let key = pick(&over.client_key, &table.client_key);
+        match (&cert, &key) {
+            (Some(_), None) => return Err("a client certificate needs its key: give --client-key FILE (or client_key in [bridge.mqtt])".into()),
+            (None, Some(_)) => return Err("a client key needs its certificate: give --client-cert FILE (or client_cert in [bridge.mqtt])".into()),
+            _ => {}
+        }
+        if !broker.tls && (ca.is_some() || cert.is_some()) {
+            return Err(format!(
+                "TLS files are given but the broker address {broker} is not TLS: write mqtts://{}:{TLS_PORT} (or the broker's TLS port)",
+                broker.host
+            ));
+        }
+        let client_id = over
+            .client_id
+            .clone()
+            .or_else(|| table.client_id.clone())
+            .unwrap_or_else(|| format!("shmbus-{board_id}"));
+        #[cfg(feature = "tls")]
+        let tls = if broker.tls {
+            Some(tls::client_config(
+                ca.as_deref(),
+                cert.as_deref().zip(key.as_deref()),
+            )?)
+        } else {
+            None
+        };
+        #[cfg(not(feature = "tls"))]
+        if broker.tls {
+            return Err(format!(
+                "{broker} needs TLS, and this shmbus-bridge was built without it: rebuild with --features tls"
+            ));
+        }
+        Ok(MqttSettings {
+            broker,
+            client_id,
+            keepalive: Duration::from_secs(
+                table
+                    .keepalive_s
+                    .unwrap_or(shmbus_config::bridge::DEFAULT_KEEPALIVE_S),
+            ),
+            credentials,
+            credentials_file,
+            #[cfg(feature = "tls")]
+            tls,
+        })
+    }
+
+    fn options(&self, core: &Core) -> MqttOptions {
+        let mut o = MqttOptions::new(&self.client_id, &self.broker.host, self.broker.port);
+        o.set_keep_alive(self.keepalive)
+            .set_clean_session(true)
+            .set_last_will(LastWill::new(
+                core.names.state(),
+                OFFLINE,
+                QoS::AtLeastOnce,
+                true,
+            ))
+            .set_max_packet_size(MAX_INCOMING, MAX_OUTGOING)
+            .set_inflight(INFLIGHT);
+        if let Some(c) = &self.credentials {
+            o.set_credentials(&c.username, &c.password);
+        }
+        #[cfg(feature = "tls")]
+        if let Some(t) = &self.tls {
+            o.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(t.clone()),
+            ));
+        }
+        o
+    }
+}
+
+fn qos(q: Qos) -> QoS {
+    match q {
+        Qos::AtMostOnce => QoS::AtMostOnce,
+        Qos::AtLeastOnce => QoS::AtLeastOnce,
+        Qos::ExactlyOnce => QoS::ExactlyOnce,
+    }
+}
+
+fn from_qos(q: QoS) -> Qos {
+    match q {
+        QoS::AtMostOnce => Qos::AtMostOnce,
+        QoS::AtLeastOnce => Qos::AtLeastOnce,
+        QoS::ExactlyOnce => Qos::ExactlyOnce,
+    }
+}
+
+/// Run the engine until `core.stop` is set (then say goodbye and
+/// disconnect), or a fatal error on the first connection.
+pub fn run(core: &Core, s: &MqttSettings) -> Result<(), String> {
+    let (client, mut conn) = Client::new(s.options(core), CHANNEL);
+    let pump = {
+        let client = client.clone();
+        let outbox = core.outbox.clone();
+        let stats = core.stats.clone();
+        let stop = core.stop.clone();
+        std::thread::Builder::new()
+            .name("mqtt-pump".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let Some(m) = outbox.next(Duration::from_millis(200)) else {
+                        continue;
+                    };
+                    if client
+                        .publish(m.topic, qos(m.qos), m.retain, m.payload)
+                        .is_err()
+                    {
+                        return; // the connection is gone for good
+                    }
+                    stats.delivered.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .map_err(|e| format!("cannot start a thread: {e}"))?
+    };
+    // The goodbye: when asked to stop, an explicit `offline` (the last will
+    // only fires on an unclean end), then DISCONNECT.
+    let goodbye = {
+        let client = client.clone();
+        let stop = core.stop.clone();
+        let state = core.names.state();
+        let stats = core.stats.clone();
+        std::thread::Builder::new()
+            .name("mqtt-goodbye".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                if stats.connected.load(Ordering::Relaxed) {
+                    let _ = client.try_publish(state, QoS::AtLeastOnce, true, OFFLINE);
+                }
+                let _ = client.try_disconnect();
+            })
+            .map_err(|e| format!("cannot start a thread: {e}"))?
+    };
+    let result = connection_loop(core, s, &client, &mut conn);
+    core.stop.store(true, Ordering::Relaxed);
+    core.outbox.close();
+    drop(client);
+    let _ = pump.join();
+    let _ = goodbye.join();
+    result
+}
+
+fn connection_loop(
+    core: &Core,
+    s: &MqttSettings,
+    client: &Client,
+    conn: &mut rumqttc::Connection,
+) -> Result<(), String> {
+    let (min, max) = core.reconnect;
+    let mut backoff = min;
+    let mut ever = false;
+    let mut down_since: Option<Instant> = None;
+    let subscriptions: Vec<rumqttc::SubscribeFilter> = core
+        .inbound
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .subscriptions()
+        .into_iter()
+        .map(|(t, q)| rumqttc::SubscribeFilter::new(t, qos(q)))
+        .collect();
+    loop {
+        let event = match conn.recv() {
+            Ok(e) => e,
+            Err(_) => return Ok(()), // every client handle is gone
+        };
+        match event {
+            Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                core.stats.connections.fetch_add(1, Ordering::Relaxed);
+                core.stats.connected.store(true, Ordering::Relaxed);
+                backoff = min;
+                if !subscriptions.is_empty() {
+                    let _ = client.try_subscribe_many(subscriptions.clone());
+                }
+                // Asked to stop while connecting: the DISCONNECT queued by
+                // the goodbye follows; leave `offline` behind, not `online`.
+                let birth = if core.stop.load(Ordering::Relaxed) {
+                    OFFLINE
+                } else {
+                    ONLINE
+                };
+                let _ = client.try_publish(core.names.state(), QoS::AtLeastOnce, true, birth);
+                core.outbox.set_connected(true);
+                let (n, _) = core.outbox.len();
+                match down_since.take() {
+                    None => eprintln!(
+                        "shmbus-bridge: connected to {} as {}",
+                        s.broker, s.client_id
+                    ),
+                    Some(t) => eprintln!(
+                        "shmbus-bridge: reconnected to {} after {:.1} s; {n} queued messages follow",
+                        s.broker,
+                        t.elapsed().as_secs_f64()
+                    ),
+                }
+                ever = true;
+            }
+            Ok(Event::Incoming(Incoming::Publish(p))) => {
+                core.inbound
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .handle(&p.topic, &p.payload);
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                core.stats.connected.store(false, Ordering::Relaxed);
+                return Ok(());
+            }
+            Ok(_) => {}
+            Err(e) => {
+                core.outbox.set_connected(false);
+                core.stats.connected.store(false, Ordering::Relaxed);
+                core.stats.link_errors.fetch_add(1, Ordering::Relaxed);
+                take_back(core, conn);
+                if core.stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                let (why, fatal) = explain(&e, s);
+                if fatal && !ever {
+                    return Err(why);
+                }
+                if down_since.is_none() {
+                    down_since = Some(Instant::now());
+                }
+                eprintln!(
+                    "shmbus-bridge: {}: {why}; retrying in {:.1} s",
+                    s.broker,
+                    backoff.as_secs_f64()
+                );
+                let end = Instant::now() + backoff;
+                while Instant::now() < end {
+                    if core.stop.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    std::thread::sleep(Duration::from_millis(50).min(end - Instant::now()));
+                }
+                backoff = (backoff * 2).min(max);
+            }
+        }
+    }
+}
+
+/// Move the messages rumqttc holds for the next session (unacknowledged
+/// QoS 1/2 messages and requests not yet written) back into the outbox:
+/// with a clean session rumqttc would drop them. State messages are not
+/// taken back: all of them are sent again after the connect anyway.
+fn take_back(core: &Core, conn: &mut rumqttc::Connection) {
+    let pending = std::mem::take(&mut conn.eventloop.pending);
+    let state = core.names.state();
+    let msgs: Vec<Message> = pending
+        .into_iter()
+        .filter_map(|r| match r {
+            Request::Publish(p) if p.topic != state && core.outbox.state_of(&p.topic).is_none() => {
+                Some(Message {
+                    topic: p.topic,
+                    payload: p.payload.to_vec(),
+                    qos: from_qos(p.qos),
+                    retain: p.retain,
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    core.outbox.requeue(msgs);
+}
+
+/// A short reason for a connection error, and whether it is one that
+/// retrying cannot fix (credentials, identity, TLS).
+fn explain(e: &ConnectionError, s: &MqttSettings) -> (String, bool) {
+    let cred = match &s.credentials_file {
+        Some(f) => format!("the credentials in {}", f.display()),
+        None => "no credentials (give --credentials FILE)".to_string(),
+    };
+    match e {
+        ConnectionError::ConnectionRefused(code) => match code {
+            ConnectReturnCode::BadUserNamePassword => (
+                format!("the broker refused the username or password: check {cred}"),
+                true,
+            ),
+            ConnectReturnCode::NotAuthorized => (
+                format!(
+                    "the broker says this client is not authorized: check {cred} and the broker's access rules for client id {}",
+                    s.client_id
+                ),
+                true,
+            ),
+            ConnectReturnCode::BadClientId => (
+                format!(
+                    "the broker refused the client id {}: set another one (client_id in [bridge.mqtt])",
+                    s.client_id
+                ),
+                true,
+            ),
+            ConnectReturnCode::RefusedProtocolVersion => {
+                ("the broker does not speak MQTT 3.1.1".to_string(), true)
+            }
+            other => (
+                format!("the broker refused the connection ({other:?})"),
+                false,
+            ),
+        },
+        ConnectionError::Io(io) => match tls_problem(io) {
+            Some(t) => (t, true),
+            None => (format!("cannot connect: {io}"), false),
+        },
+        #[cfg(feature = "tls")]
+        ConnectionError::Tls(t) => {
+            let why = match t {
+                rumqttc::TlsError::Io(io) => {
+                    tls_problem(io).unwrap_or_else(|| format!("TLS: {io}"))
+                }
+                other => format!("TLS: {other}"),
+            };
+            (why, true)
+        }
+        ConnectionError::NetworkTimeout => {
+            ("no answer from the broker (timeout)".to_string(), false)
+        }
+        other => (other.to_string(), false),
+    }
+}
+
+/// The TLS reason inside an I/O error, said plainly.
+fn tls_problem(io: &std::io::Error) -> Option<String> {
+    #[cfg(feature = "tls")]
+    {
+        let inner = io.get_ref()?.downcast_ref::<rustls::Error>()?;
+        Some(tls::explain(inner))
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = io;
+        None
+    }
+}
+
+#[cfg(feature = "tls")]
+mod tls {
+    //! The rustls client configuration (ring provider).
+
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use rustls::{ClientConfig, RootCertStore};
+
+    use crate::secrets::read_private;
+
+    fn certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+        let shown = path.display();
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("cannot read the {what} {shown}: {e}"))?;
+        let certs: Vec<_> = CertificateDer::pem_slice_iter(&bytes)
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("the {what} {shown} is not PEM: {e}"))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "the {what} {shown} has no certificate (-----BEGIN CERTIFICATE-----)"
+            ));
+        }
+        Ok(certs)
+    }
+
+    /// A client configuration trusting `ca` (or the system's CAs), with a
+    /// client certificate if given.
+    pub(super) fn client_config(
+        ca: Option<&Path>,
+        client: Option<(&Path, &Path)>,
+    ) -> Result<Arc<ClientConfig>, String> {
+        let mut roots = RootCertStore::empty();
+        match ca {
+            Some(ca) => {
+                for c in certs(ca, "CA file")? {
+                    roots.add(c).map_err(|e| {
+                        format!(
+                            "the CA file {} has a certificate rustls refuses: {e}",
+                            ca.display()
+                        )
+                    })?;
+                }
+            }
+            None => {
+                let found = rustls_native_certs::load_native_certs();
+                for c in found.certs {
+                    let _ = roots.add(c);
+                }
+                if roots.is_empty() {
+                    return Err("no CA certificate in the system store (/etc/ssl/certs): install ca-certificates, or give --ca FILE".into());
+                }
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS setup: {e}"))?
+            .with_root_certificates(roots);
+        let config = match client {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let chain = certs(cert, "client certificate")?;
+                let key_bytes = read_private(key, "client key")?;
+                let key_der = PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|e| {
+                    format!(
+                        "the client key {} has no private key in PEM: {e}",
+                        key.display()
+                    )
+                })?;
+                builder.with_client_auth_cert(chain, key_der).map_err(|e| {
+                    format!("the client certificate and key do not go together: {e}")
+                })?
+            }
+        };
+        Ok(Arc::new(config))
+    }
+
+    /// A rustls error, as a reason with what to check.
+    pub(super) fn explain(e: &rustls::Error) -> String {
+        use rustls::{AlertDescription as A, CertificateError as C, Error as E};
+        match e {
+            E::InvalidCertificate(C::UnknownIssuer) => "TLS: the broker's certificate is not signed by a trusted CA (check --ca / ca in [bridge.mqtt])".into(),
+            E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => "TLS: the broker's certificate is not valid for this host name or address (connect by a name the certificate lists)".into(),
+            E::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => "TLS: the broker's certificate has expired (or this board's clock is wrong)".into(),
+            E::InvalidCertificate(c) => format!("TLS: the broker's certificate is refused: {c:?}"),
+            E::AlertReceived(A::CertificateRequired | A::HandshakeFailure | A::BadCertificate | A::UnknownCA) => format!(
+                "TLS: the broker refused the handshake ({e}): it may require a client certificate signed by a CA it trusts (client_cert, client_key)"
+            ),
+            E::InvalidMessage(_) | E::InappropriateMessage { .. } => format!(
+                "TLS: the broker did not answer in TLS ({e}): is this its TLS port? (mqtts:// is usually 8883; plain mqtt:// 1883)"
+            ),
+            other => format!("TLS: {other}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_addresses() {
+        let b = |s: &str| parse_broker(s).map(|b| b.to_string());
+        assert_eq!(b("127.0.0.1:1883").unwrap(), "mqtt://127.0.0.1:1883");
+        assert_eq!(b("localhost").unwrap(), "mqtt://localhost:1883");
+        assert_eq!(
+            b("mqtts://broker.example").unwrap(),
+            "mqtts://broker.example:8883"
+        );
+        assert_eq!(b("ssl://h:1").unwrap(), "mqtts://h:1");
+        assert_eq!(b("tcp://h:2/").unwrap(), "mqtt://h:2");
+        assert_eq!(b("[::1]:1884").unwrap(), "mqtt://[::1]:1884");
+        assert_eq!(b("mqtts://[::1]").unwrap(), "mqtts://[::1]:8883");
+        for (bad, words) in [
+            ("http://h", "unknown scheme http://"),
+            ("h:0", "port \"0\""),
+            ("h:x", "port \"x\""),
+            ("::1", "IPv6 address in brackets"),
+            ("mqtt://user:pw@h", "credentials go in a file"),
+            ("mqtt://:1883", "no host"),
+            ("[::1", "missing ]"),
+        ] {
+            let e = parse_broker(bad).unwrap_err();
+            assert!(
+                e.contains(words) && e.contains("127.0.0.1:1883"),
+                "{bad}: {e}"
+            );
+        }
+    }
+}

@@ -1,0 +1,457 @@
+//! Board to broker: one reader thread per sent topic.
+//!
+//! A reader is an ordinary subscriber (`RawSubscriber`, read-only
+//! attachment): it never blocks or slows the topic's publisher. It sleeps
+//! in the kernel between frames (the topic's futex), turns each frame it
+//! sends into messages (JSON through the shared codec, and/or the postcard
+//! bytes) and pushes them into the [`Outbox`], which never blocks either.
+//!
+//! ## Which frames
+//! - `Pace::Every(1)`: every frame, in publish order. A reader that falls a
+//!   whole ring behind counts the frames it lost (`missed`).
+//! - `Pace::Every(n)`: frames whose generation is a multiple of `n`.
+//! - `Pace::Rate(p)`: the latest frame, at most once per `p`, as soon as
+//!   one is newer than the last sent.
+//!
+//! When a reader attaches it sends the newest frame at once, so the
+//! retained value on the broker is there even for a topic that publishes
+//! rarely.
+//!
+//! ## Status
+//! Each topic has a retained `$status` message, sent when something
+//! changes: `absent` (no segment at the key), `alive` (with the publisher's
+//! pid), `stopped` (the publisher is gone; its last frames stay), `removed`,
+//! `error` (e.g. permission denied), plus `stale` (the newest frame is older
+//! than the topic's `max_age_ms`, or three periods of its `rate_hz`). A
+//! removed topic is looked for again every 500 ms and followed again when
+//! it is recreated, schema included.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use shmbus_codec::Codec;
+use shmbus_core::{OpenError, PublisherStatus, SlotMeta, WaitError};
+use shmbus_sub::{RawNext, RawSubscriber};
+
+use crate::names::Names;
+use crate::outbox::{Message, Outbox, Qos};
+use crate::settings::{OutTopic, Pace};
+use crate::stats::{Stats, TopicStats};
+
+/// Longest sleep between checks of the stop flag and of staleness.
+const SLICE: Duration = Duration::from_millis(200);
+/// How often an absent topic is looked for.
+const ABSENT_POLL: Duration = Duration::from_millis(500);
+/// How often a topic that could not be attached is tried again.
+const ERROR_POLL: Duration = Duration::from_secs(2);
+/// How often a stopped publisher is checked for a successor.
+const STOPPED_POLL: Duration = Duration::from_millis(250);
+
+/// What a reader says about its topic on `$status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Status {
+    pub state: &'static str,
+    pub pid: Option<i32>,
+    pub stale: bool,
+    pub error: Option<String>,
+}
+
+impl Status {
+    fn new(state: &'static str) -> Status {
+        Status {
+            state,
+            pid: None,
+            stale: false,
+            error: None,
+        }
+    }
+}
+
+/// How a followed segment ended.
+enum Ended {
+    Stop,
+    Removed,
+}
+
+/// One frame (or a notice) read from the ring.
+enum Got {
+    Frame(SlotMeta),
+    Missed(u64),
+}
+
+/// The reader of one sent topic.
+pub(crate) struct Reader {
+    t: OutTopic,
+    names: Names,
+    outbox: Arc<Outbox>,
+    stats: Arc<Stats>,
+    ts: Arc<TopicStats>,
+    stop: Arc<AtomicBool>,
+    status: Option<Status>,
+    codec: Option<Codec>,
+    /// The start of every JSON message: `{"topic":"imu",`.
+    json_head: Vec<u8>,
+    frame: Vec<u8>,
+    /// Generation of the newest frame sent (or skipped) on this segment.
+    last_gen: u64,
+    last_emit: Option<Instant>,
+    warned_bad: bool,
+}
+
+impl Reader {
+    pub(crate) fn new(
+        t: OutTopic,
+        names: Names,
+        outbox: Arc<Outbox>,
+        stats: Arc<Stats>,
+        stop: Arc<AtomicBool>,
+    ) -> Reader {
+        let ts = stats.topic(&t.cfg.name);
+        let mut json_head = b"{\"topic\":".to_vec();
+        json_head.extend(serde_json::to_vec(&t.cfg.name).unwrap_or_default());
+        json_head.push(b',');
+        Reader {
+            t,
+            names,
+            outbox,
+            stats,
+            ts,
+            stop,
+            status: None,
+            codec: None,
+            json_head,
+            frame: Vec::new(),
+            last_gen: 0,
+            last_emit: None,
+            warned_bad: false,
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Sleep `d` in short steps; false if asked to stop meanwhile.
+    fn nap(&self, d: Duration) -> bool {
+        let end = Instant::now() + d;
+        loop {
+            if self.stopped() {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= end {
+                return true;
+            }
+            std::thread::sleep((end - now).min(SLICE));
+        }
+    }
+
+    /// Run until the stop flag is set.
+    pub(crate) fn run(mut self) {
+        while !self.stopped() {
+            let mut sub = match RawSubscriber::attach(&self.t.topic) {
+                Ok(s) => s,
+                Err(OpenError::NotFound { .. } | OpenError::NotReady { .. }) => {
+                    self.set_status(Status::new("absent"), None);
+                    self.nap(ABSENT_POLL);
+                    continue;
+                }
+                Err(e) => {
+                    let mut s = Status::new("error");
+                    s.error = Some(e.to_string());
+                    self.set_status(s, None);
+                    self.nap(ERROR_POLL);
+                    continue;
+                }
+            };
+            self.attached(&mut sub);
+            match self.follow(&mut sub) {
+                Ended::Stop => return,
+                Ended::Removed => {
+                    let mut s = Status::new("removed");
+                    s.stale = true;
+                    self.set_status(s, Some(&sub));
+                }
+            }
+        }
+    }
+
+    /// A segment was attached: its schema messages, its newest frame.
+    fn attached(&mut self, sub: &mut RawSubscriber) {
+        let info = sub.info();
+        let schema = info.schema.clone();
+        self.last_gen = 0;
+        self.last_emit = None;
+        self.codec = match Codec::from_schema_bytes(&schema) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                if self.t.format.json() {
+                    eprintln!(
+                        "shmbus-bridge: topic '{}': its schema cannot be turned into JSON ({e}); only format = \"postcard\" can send it",
+                        self.t.cfg.name
+                    );
+                }
+                None
+            }
+        };
+        let name = self.t.cfg.name.clone();
+        let retained = |topic: String, payload: Vec<u8>| Message {
+            topic,
+            payload,
+            qos: Qos::AtLeastOnce,
+            retain: true,
+        };
+        self.outbox
+            .set_state(retained(self.names.meta(&name, "schema"), schema));
+        if let Some(c) = &self.codec {
+            let js = serde_json::to_vec(&c.json_schema()).unwrap_or_default();
+            self.outbox
+                .set_state(retained(self.names.meta(&name, "jsonschema"), js));
+            self.outbox.set_state(retained(
+                self.names.meta(&name, "schematext"),
+                c.text().into_bytes(),
+            ));
+        }
+        self.refresh_status(sub);
+        let mut frame = std::mem::take(&mut self.frame);
+        if let Ok(Some(meta)) = sub.latest_bytes(&mut frame) {
+            self.frame = frame;
+            self.emit(meta);
+        } else {
+            self.frame = frame;
+        }
+    }
+
+    /// Follow an attached segment until it is removed or the bridge stops.
+    fn follow(&mut self, sub: &mut RawSubscriber) -> Ended {
+        loop {
+            if self.stopped() {
+                return Ended::Stop;
+            }
+            if let (Pace::Rate(p), Some(last)) = (self.t.pace, self.last_emit) {
+                let due = last + p;
+                let now = Instant::now();
+                if due > now && !self.nap(due - now) {
+                    return Ended::Stop;
+                }
+            }
+            let pace = self.t.pace;
+            let mut frame = std::mem::take(&mut self.frame);
+            let r = sub.wait_until(SLICE, |raw| match pace {
+                Pace::Every(_) => Ok(match raw.next_bytes(&mut frame)? {
+                    RawNext::Frame(m, ()) => Some(Got::Frame(m)),
+                    RawNext::Missed(n) => Some(Got::Missed(n)),
+                    RawNext::Empty => None,
+                }),
+                Pace::Rate(_) => {
+                    if !raw.has_new() {
+                        return Ok(None);
+                    }
+                    Ok(raw.latest_bytes(&mut frame)?.map(Got::Frame))
+                }
+            });
+            self.frame = frame;
+            match r {
+                Ok(Got::Frame(meta)) => {
+                    self.emit(meta);
+                    self.refresh_stale(sub);
+                }
+                Ok(Got::Missed(n)) => {
+                    self.ts.missed.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(WaitError::Timeout) => self.refresh_status(sub),
+                Err(WaitError::PublisherGone) => {
+                    self.refresh_status(sub);
+                    match self.wait_revival(sub) {
+                        Some(e) => return e,
+                        None => self.refresh_status(sub),
+                    }
+                }
+                Err(WaitError::Removed) => return Ended::Removed,
+                Err(WaitError::Read(e)) => {
+                    // A slot left mid-write by a dead publisher, or a frame
+                    // that is not what the header says: count, go on.
+                    self.ts.bad.fetch_add(1, Ordering::Relaxed);
+                    if !self.warned_bad {
+                        self.warned_bad = true;
+                        eprintln!(
+                            "shmbus-bridge: topic '{}': {e} (counted as bad in $stats; further ones are not printed)",
+                            self.t.cfg.name
+                        );
+                    }
+                    if !self.nap(Duration::from_millis(100)) {
+                        return Ended::Stop;
+                    }
+                }
+                Err(e @ WaitError::Sys(_)) => {
+                    let mut s = Status::new("error");
+                    s.error = Some(e.to_string());
+                    self.set_status(s, Some(sub));
+                    if !self.nap(ERROR_POLL) {
+                        return Ended::Stop;
+                    }
+                }
+                Err(e) => {
+                    let mut s = Status::new("error");
+                    s.error = Some(e.to_string());
+                    self.set_status(s, Some(sub));
+                    if !self.nap(ERROR_POLL) {
+                        return Ended::Stop;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The publisher is gone: wait for a successor (the same segment
+    /// reopened), for the topic's removal, or for the stop flag. `None`
+    /// when frames may come again.
+    fn wait_revival(&mut self, sub: &mut RawSubscriber) -> Option<Ended> {
+        let g = sub.generation();
+        loop {
+            if !self.nap(STOPPED_POLL) {
+                return Some(Ended::Stop);
+            }
+            if sub.is_removed() {
+                return Some(Ended::Removed);
+            }
+            if sub.publisher().is_alive() || sub.generation() != g {
+                return None;
+            }
+            self.refresh_stale(sub);
+        }
+    }
+
+    /// Turn one frame (in `self.frame`) into messages.
+    fn emit(&mut self, meta: SlotMeta) {
+        self.stats.read.fetch_add(1, Ordering::Relaxed);
+        self.ts.read.fetch_add(1, Ordering::Relaxed);
+        if meta.generation <= self.last_gen {
+            return; // sent already (the newest frame, sent at attach)
+        }
+        let gap = meta.generation - self.last_gen - 1;
+        let first = self.last_gen == 0;
+        self.last_gen = meta.generation;
+        match self.t.pace {
+            Pace::Rate(_) if !first => {
+                self.ts.skipped.fetch_add(gap, Ordering::Relaxed);
+            }
+            Pace::Every(n) if n > 1 && !first && meta.generation % u64::from(n) != 0 => {
+                self.ts.skipped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            _ => {}
+        }
+        self.last_emit = Some(Instant::now());
+        let name = &self.t.cfg.name;
+        if self.t.format.json() {
+            if let Some(c) = &self.codec {
+                let mut out = Vec::with_capacity(self.json_head.len() + 96 + 4 * self.frame.len());
+                out.extend_from_slice(&self.json_head);
+                out.extend_from_slice(
+                    format!(
+                        "\"generation\":{},\"real_ns\":{},\"mono_ns\":{},\"value\":",
+                        meta.generation, meta.real_ns, meta.mono_ns
+                    )
+                    .as_bytes(),
+                );
+                match c.write_json(&self.frame, &mut out) {
+                    Ok(()) => {
+                        out.push(b'}');
+                        self.outbox.push(Message {
+                            topic: self.names.data(name),
+                            payload: out,
+                            qos: self.t.qos,
+                            retain: self.t.retain,
+                        });
+                    }
+                    Err(e) => {
+                        self.ts.bad.fetch_add(1, Ordering::Relaxed);
+                        if !self.warned_bad {
+                            self.warned_bad = true;
+                            eprintln!(
+                                "shmbus-bridge: topic '{name}': frame {} does not decode with the topic's schema ({e}); not sent (counted as bad in $stats; further ones are not printed)",
+                                meta.generation
+                            );
+                        }
+                        return;
+                    }
+                }
+            }
+        }
+        if self.t.format.postcard() {
+            self.outbox.push(Message {
+                topic: self.names.meta(name, "raw"),
+                payload: self.frame.clone(),
+                qos: self.t.qos,
+                retain: self.t.retain,
+            });
+        }
+        self.ts.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Publisher liveness and staleness, as they are now.
+    fn refresh_status(&mut self, sub: &RawSubscriber) {
+        let mut s = match sub.publisher() {
+            PublisherStatus::Alive { pid } => Status {
+                pid: Some(pid),
+                ..Status::new("alive")
+            },
+            PublisherStatus::Unknown => Status::new("alive"),
+            PublisherStatus::NotRunning | PublisherStatus::NoLock => Status::new("stopped"),
+        };
+        s.stale = self.is_stale(sub);
+        self.set_status(s, Some(sub));
+    }
+
+    fn refresh_stale(&mut self, sub: &RawSubscriber) {
+        if let Some(cur) = &self.status {
+            let stale = self.is_stale(sub);
+            if stale != cur.stale {
+                let mut s = cur.clone();
+                s.stale = stale;
+                self.set_status(s, Some(sub));
+            }
+        }
+    }
+
+    fn is_stale(&self, sub: &RawSubscriber) -> bool {
+        match sub.age() {
+            Some(age) => self.t.cfg.is_stale(age),
+            None => false,
+        }
+    }
+
+    /// Send `$status` if it changed.
+    fn set_status(&mut self, s: Status, sub: Option<&RawSubscriber>) {
+        if self.status.as_ref() == Some(&s) {
+            return;
+        }
+        let mut v = json!({
+            "state": s.state,
+            "stale": s.stale,
+            "changed_ns": shmbus_core::sys::realtime_ns(),
+        });
+        if let Some(pid) = s.pid {
+            v["pid"] = json!(pid);
+        }
+        if let Some(sub) = sub {
+            v["generation"] = json!(sub.generation());
+            if let Some(age) = sub.age() {
+                v["age_ms"] = json!(age.as_millis() as u64);
+            }
+        }
+        if let Some(e) = &s.error {
+            v["error"] = json!(e);
+        }
+        self.outbox.set_state(Message {
+            topic: self.names.meta(&self.t.cfg.name, "status"),
+            payload: serde_json::to_vec(&v).unwrap_or_default(),
+            qos: Qos::AtLeastOnce,
+            retain: true,
+        });
+        self.status = Some(s);
+    }
+}

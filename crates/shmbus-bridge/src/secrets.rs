@@ -1,0 +1,186 @@
+//! Credentials and private keys: read from files only, never from the
+//! command line (where `ps` and shell history would show them), and only
+//! from files other users cannot read.
+//!
+//! A credentials file is TOML:
+//!
+//! ```toml
+//! username = "board-17"
+//! password = "…"
+//! ```
+
+use std::fmt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use toml::de::{DeTable, DeValue};
+
+/// A username and password for the broker.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The username.
+    pub username: String,
+    /// The password (never printed: `Debug` hides it).
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"…")
+            .finish()
+    }
+}
+
+/// Read a secret file: refuse it if other users may read or write it.
+pub fn read_private(path: &Path, what: &str) -> Result<Vec<u8>, String> {
+    let shown = path.display();
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read the {what} {shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("the {what} {shown} is not a file"));
+    }
+    let mode = meta.mode() & 0o777;
+    if mode & 0o007 != 0 {
+        return Err(format!(
+            "the {what} {shown} is accessible to other users (mode {mode:04o}): run `chmod 600 {shown}`"
+        ));
+    }
+    std::fs::read(path).map_err(|e| format!("cannot read the {what} {shown}: {e}"))
+}
+
+/// Read a credentials file (`username` and `password`, TOML).
+pub fn read_credentials(path: &Path) -> Result<Credentials, String> {
+    let bytes = read_private(path, "credentials file")?;
+    parse_credentials(&bytes, path)
+}
+
+fn parse_credentials(bytes: &[u8], path: &Path) -> Result<Credentials, String> {
+    let shown = path.display();
+    let example = "write two lines: username = \"NAME\" and password = \"SECRET\"";
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| format!("the credentials file {shown} is not UTF-8 text: {example}"))?;
+    let doc = DeTable::parse(text).map_err(|e| {
+        // The message can quote the line: never show a password.
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        match line {
+            Some(l) => {
+                format!("the credentials file {shown} is not valid TOML (line {l}): {example}")
+            }
+            None => format!("the credentials file {shown} is not valid TOML: {example}"),
+        }
+    })?;
+    let mut username = None;
+    let mut password = None;
+    for (k, v) in doc.get_ref().iter() {
+        let slot = match k.get_ref().as_ref() {
+            "username" => &mut username,
+            "password" => &mut password,
+            other => {
+                return Err(format!(
+                    "the credentials file {shown} has an unknown key `{other}`: {example}"
+                ));
+            }
+        };
+        match v.get_ref() {
+            DeValue::String(s) => *slot = Some(s.to_string()),
+            _ => {
+                return Err(format!(
+                    "`{}` in the credentials file {shown} must be a string in quotes",
+                    k.get_ref()
+                ));
+            }
+        }
+    }
+    match (username, password) {
+        (Some(username), Some(password)) if !username.is_empty() => {
+            Ok(Credentials { username, password })
+        }
+        (Some(_), Some(_)) => Err(format!(
+            "the username in the credentials file {shown} is empty"
+        )),
+        _ => Err(format!(
+            "the credentials file {shown} needs both keys: {example}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
+
+    fn file(name: &str, text: &str, mode: u32) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("shmbus-bridge-secrets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    }
+
+    #[test]
+    fn credentials_are_read_from_a_private_file() {
+        let p = file(
+            "ok.cred",
+            "username = \"b17\"\npassword = \"s3:cr#t\"\n",
+            0o600,
+        );
+        let c = read_credentials(&p).unwrap();
+        assert_eq!(
+            (c.username.as_str(), c.password.as_str()),
+            ("b17", "s3:cr#t")
+        );
+        assert!(!format!("{c:?}").contains("s3:cr#t"));
+        // Group-readable is allowed (a service group).
+        let p = file("grp.cred", "username = \"b\"\npassword = \"p\"\n", 0o640);
+        assert!(read_credentials(&p).is_ok());
+    }
+
+    #[test]
+    fn a_file_others_can_read_is_refused_with_the_fix() {
+        let p = file("open.cred", "username = \"b\"\npassword = \"p\"\n", 0o644);
+        let e = read_credentials(&p).unwrap_err();
+        assert!(e.contains("accessible to other users (mode 0644)"), "{e}");
+        assert!(
+            e.ends_with(&format!("run `chmod 600 {}`", p.display())),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_credentials_files_say_what_to_write_and_never_echo_the_password() {
+        for (text, words) in [
+            ("username = \"b\"\n", "needs both keys"),
+            ("user = \"b\"\npassword = \"p\"\n", "unknown key `user`"),
+            (
+                "username = \"b\"\npassword = 5\n",
+                "`password` in the credentials file",
+            ),
+            (
+                "username = \"\"\npassword = \"p\"\n",
+                "username in the credentials file",
+            ),
+            (
+                "username = b\npassword = \"hunter2\"\n",
+                "is not valid TOML (line 1)",
+            ),
+            ("password = \"hunter2\n", "is not valid TOML"),
+        ] {
+            let p = file("bad.cred", text, 0o600);
+            let e = read_credentials(&p).unwrap_err();
+            assert!(e.contains(words), "{text:?}: {e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+        let e = read_credentials(Path::new("/nonexistent/x.cred")).unwrap_err();
+        assert!(
+            e.starts_with("cannot read the credentials file /nonexistent/x.cred"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,143 @@
+//! The bridge's counters: what it read, sent, dropped and refused.
+//!
+//! Published as JSON on `<prefix>/<board>/$stats` every
+//! `stats_interval_s`, and printed when the bridge stops. Every loss has a
+//! counter: `missed` (frames overwritten in the ring before the bridge read
+//! them), `dropped` (messages pushed out of the full outbox while the broker
+//! was away), `in.bad` and `in.refused` (broker messages not published on
+//! the bus).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+/// Counters of one sent topic.
+#[derive(Debug, Default)]
+pub struct TopicStats {
+    /// Frames read from the bus.
+    pub read: AtomicU64,
+    /// Messages queued for the broker.
+    pub sent: AtomicU64,
+    /// Frames overwritten in the ring before they were read.
+    pub missed: AtomicU64,
+    /// Frames read but not sent (`rate_hz` / `every`).
+    pub skipped: AtomicU64,
+    /// Frames that did not decode with the topic's schema.
+    pub bad: AtomicU64,
+}
+
+/// Counters of the whole bridge.
+#[derive(Debug)]
+pub struct Stats {
+    started: Instant,
+    /// Frames read from the bus, all topics.
+    pub read: AtomicU64,
+    /// Messages handed to the engine while connected.
+    pub delivered: AtomicU64,
+    /// Messages pushed out of the full outbox (oldest first).
+    pub dropped: AtomicU64,
+    /// Messages taken back from a broken connection and queued again.
+    pub requeued: AtomicU64,
+    /// Successful connections (the first one included).
+    pub connections: AtomicU64,
+    /// Connection attempts that failed or connections that broke.
+    pub link_errors: AtomicU64,
+    /// True while connected.
+    pub connected: AtomicBool,
+    /// Broker messages received for the `[[bridge.in]]` topics.
+    pub in_received: AtomicU64,
+    /// Of those, published on the bus.
+    pub in_published: AtomicU64,
+    /// Of those, not valid for the declared schema (never published).
+    pub in_bad: AtomicU64,
+    /// Of those, not published because another local process publishes the
+    /// topic (or the topic could not be opened).
+    pub in_refused: AtomicU64,
+    topics: Mutex<Vec<(String, std::sync::Arc<TopicStats>)>>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            started: Instant::now(),
+            read: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            requeued: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            link_errors: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
+            in_received: AtomicU64::new(0),
+            in_published: AtomicU64::new(0),
+            in_bad: AtomicU64::new(0),
+            in_refused: AtomicU64::new(0),
+            topics: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+fn get(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+impl Stats {
+    /// The counters of a sent topic (created on first use).
+    pub fn topic(&self, name: &str) -> std::sync::Arc<TopicStats> {
+        let mut t = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, s)) = t.iter().find(|(n, _)| n == name) {
+            return s.clone();
+        }
+        let s = std::sync::Arc::new(TopicStats::default());
+        t.push((name.to_string(), s.clone()));
+        s
+    }
+
+    /// Sum of `missed` over every topic.
+    pub fn missed(&self) -> u64 {
+        let t = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+        t.iter().map(|(_, s)| get(&s.missed)).sum()
+    }
+
+    /// Everything as a JSON object; `queue` is the outbox's
+    /// `(len, bytes, max_len, max_bytes)`.
+    pub fn to_json(&self, queue: (usize, usize, usize, usize)) -> Value {
+        let topics: serde_json::Map<String, Value> = self
+            .topics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(n, s)| {
+                (
+                    n.clone(),
+                    json!({
+                        "read": get(&s.read), "sent": get(&s.sent), "missed": get(&s.missed),
+                        "skipped": get(&s.skipped), "bad": get(&s.bad),
+                    }),
+                )
+            })
+            .collect();
+        json!({
+            "uptime_s": (self.started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+            "connected": self.connected.load(Ordering::Relaxed),
+            "connections": get(&self.connections),
+            "link_errors": get(&self.link_errors),
+            "out": {
+                "read": get(&self.read),
+                "delivered": get(&self.delivered),
+                "missed": self.missed(),
+                "dropped": get(&self.dropped),
+                "requeued": get(&self.requeued),
+            },
+            "queue": { "len": queue.0, "bytes": queue.1, "max_len": queue.2, "max_bytes": queue.3 },
+            "in": {
+                "received": get(&self.in_received),
+                "published": get(&self.in_published),
+                "bad": get(&self.in_bad),
+                "refused": get(&self.in_refused),
+            },
+            "topics": topics,
+        })
+    }
+}
