@@ -66,7 +66,7 @@ pub struct BridgeArgs {
     #[arg(long = "topic", value_name = "NAME")]
     pub topics: Vec<String>,
     /// Send each topic's latest value at most this often (default: every frame).
-    #[arg(long, value_name = "HZ")]
+    #[arg(long, value_name = "HZ", allow_negative_numbers = true)]
     pub rate_hz: Option<f64>,
     /// Payload format of the sent topics.
     #[arg(long, value_enum)]
@@ -90,7 +90,7 @@ pub struct BridgeArgs {
     #[arg(long, value_name = "ID")]
     pub client_id: Option<String>,
     /// Stop after this many seconds (default: until SIGINT/SIGTERM).
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
     pub duration: Option<f64>,
     /// On exit, print the final counters as one JSON line on stdout.
     #[arg(long)]
@@ -116,7 +116,7 @@ pub fn run(a: &BridgeArgs) -> ExitCode {
 fn positive(v: Option<f64>, flag: &str, max: f64) -> Result<Option<f64>, String> {
     match v {
         Some(x) if !(x.is_finite() && x > 0.0 && x <= max) => Err(format!(
-            "{flag} {x}: give a number above 0 and at most {max}"
+            "{flag} {x:?}: give a number above 0 and at most {max}"
         )),
         other => Ok(other),
     }

@@ -127,6 +127,17 @@ impl Inbound {
         Ok(inbound)
     }
 
+    /// Open every local topic now (a failure is reported and tried again
+    /// when messages come), so local subscribers can attach before the
+    /// first message arrives.
+    pub fn open_all(&mut self) {
+        for i in 0..self.routes.len() {
+            open(&mut self.routes[i]);
+            self.routes[i].next_open = None;
+            self.report(i);
+        }
+    }
+
     /// The broker topics to subscribe to.
     pub fn subscriptions(&self) -> Vec<(String, Qos)> {
         self.routes

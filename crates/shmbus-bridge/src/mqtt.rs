@@ -415,6 +415,27 @@ fn connection_loop(
                     .unwrap_or_else(|p| p.into_inner())
                     .handle(&p.topic, &p.payload);
             }
+            Ok(Event::Incoming(Incoming::SubAck(ack))) => {
+                let refused: Vec<&str> = ack
+                    .return_codes
+                    .iter()
+                    .zip(&subscriptions)
+                    .filter(|(c, _)| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                    .map(|(_, f)| f.path.as_str())
+                    .collect();
+                if refused.is_empty() {
+                    eprintln!(
+                        "shmbus-bridge: subscribed to {} broker topic(s)",
+                        subscriptions.len()
+                    );
+                } else {
+                    eprintln!(
+                        "shmbus-bridge: the broker refused the subscription to {} (check its access rules for client id {})",
+                        refused.join(", "),
+                        s.client_id
+                    );
+                }
+            }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => {
                 core.stats.connected.store(false, Ordering::Relaxed);
                 return Ok(());
@@ -480,21 +501,18 @@ fn take_back(core: &Core, conn: &mut rumqttc::Connection) {
 /// A short reason for a connection error, and whether it is one that
 /// retrying cannot fix (credentials, identity, TLS).
 fn explain(e: &ConnectionError, s: &MqttSettings) -> (String, bool) {
-    let cred = match &s.credentials_file {
-        Some(f) => format!("the credentials in {}", f.display()),
-        None => "no credentials (give --credentials FILE)".to_string(),
-    };
     match e {
         ConnectionError::ConnectionRefused(code) => match code {
-            ConnectReturnCode::BadUserNamePassword => (
-                format!("the broker refused the username or password: check {cred}"),
-                true,
-            ),
-            ConnectReturnCode::NotAuthorized => (
-                format!(
-                    "the broker says this client is not authorized: check {cred} and the broker's access rules for client id {}",
-                    s.client_id
-                ),
+            // Mosquitto answers a wrong password with "not authorized".
+            ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized => (
+                match &s.credentials_file {
+                    Some(f) => format!(
+                        "the broker refused the connection as not authorized: check the username and password in {} (and the broker's access rules for client id {})",
+                        f.display(),
+                        s.client_id
+                    ),
+                    None => "the broker refused the connection as not authorized: it wants a username and password; give --credentials FILE (or credentials in [bridge.mqtt])".to_string(),
+                },
                 true,
             ),
             ConnectReturnCode::BadClientId => (
@@ -512,41 +530,52 @@ fn explain(e: &ConnectionError, s: &MqttSettings) -> (String, bool) {
                 false,
             ),
         },
-        ConnectionError::Io(io) => match tls_problem(io) {
-            Some(t) => (t, true),
-            None => (format!("cannot connect: {io}"), false),
-        },
         #[cfg(feature = "tls")]
-        ConnectionError::Tls(t) => {
-            let why = match t {
-                rumqttc::TlsError::Io(io) => {
-                    tls_problem(io).unwrap_or_else(|| format!("TLS: {io}"))
-                }
-                other => format!("TLS: {other}"),
-            };
-            (why, true)
-        }
-        ConnectionError::NetworkTimeout => {
-            ("no answer from the broker (timeout)".to_string(), false)
-        }
-        other => (other.to_string(), false),
+        ConnectionError::Tls(t) => (
+            tls_problem(t).unwrap_or_else(|| {
+                format!("TLS handshake failed ({t}): is this the broker's TLS port? (mqtts:// is usually 8883, plain mqtt:// 1883)")
+            }),
+            true,
+        ),
+        // A TLS alert can also arrive after the handshake, while the
+        // CONNECT is read (TLS 1.3): then it is inside an I/O or state error.
+        other => match tls_problem(other) {
+            Some(t) => (t, true),
+            None => match other {
+                ConnectionError::NetworkTimeout => ("no answer from the broker (timeout)".to_string(), false),
+                ConnectionError::Io(io) => (format!("cannot connect: {io}"), false),
+                _ => (other.to_string(), false),
+            },
+        },
     }
 }
 
-/// The TLS reason inside an I/O error, said plainly.
-fn tls_problem(io: &std::io::Error) -> Option<String> {
+/// The TLS reason somewhere in an error's source chain, said plainly.
+fn tls_problem(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     #[cfg(feature = "tls")]
     {
-        let inner = io.get_ref()?.downcast_ref::<rustls::Error>()?;
-        Some(tls::explain(inner))
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(err) = cur {
+            if let Some(r) = err.downcast_ref::<rustls::Error>() {
+                return Some(tls::explain(r));
+            }
+            if let Some(r) = err
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            {
+                return Some(tls::explain(r));
+            }
+            cur = err.source();
+        }
+        None
     }
     #[cfg(not(feature = "tls"))]
     {
-        let _ = io;
+        let _ = e;
         None
     }
 }
-
 #[cfg(feature = "tls")]
 mod tls {
     //! The rustls client configuration (ring provider).
@@ -639,7 +668,7 @@ mod tls {
                 "TLS: the broker refused the handshake ({e}): it may require a client certificate signed by a CA it trusts (client_cert, client_key)"
             ),
             E::InvalidMessage(_) | E::InappropriateMessage { .. } => format!(
-                "TLS: the broker did not answer in TLS ({e}): is this its TLS port? (mqtts:// is usually 8883; plain mqtt:// 1883)"
+                "TLS: the broker did not answer in TLS ({e}): is this the broker's TLS port? (mqtts:// is usually 8883, plain mqtt:// 1883)"
             ),
             other => format!("TLS: {other}"),
         }

@@ -33,12 +33,13 @@ pub fn run(
         stats.clone(),
     ));
     let names = Names::new(&settings.prefix, &settings.board_id);
-    let inbound = Inbound::new(
+    let mut inbound = Inbound::new(
         &settings.inbound,
         names.clone(),
         outbox.clone(),
         stats.clone(),
     )?;
+    inbound.open_all();
     let core = Core {
         names: names.clone(),
         outbox: outbox.clone(),
