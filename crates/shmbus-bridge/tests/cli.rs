@@ -1,0 +1,214 @@
+//! The `shmbus-bridge` command line, without a broker: help, `--check`,
+//! and every bad input as a clear error with exit code 2 (never a panic,
+//! never a hang); stopping while the broker is unreachable.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bridge(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shmbus-bridge"))
+        .args(args)
+        .env_remove("SHMBUS_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Watchdog: nothing here may run for long.
+    let end = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("shmbus-bridge {args:?} did not exit within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+struct Tmp(PathBuf);
+impl Tmp {
+    fn new(name: &str) -> Tmp {
+        let p =
+            std::env::temp_dir().join(format!("shmbus-bridge-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Tmp(p)
+    }
+    fn write(&self, f: &str, text: &str, mode: u32) -> String {
+        let p = self.0.join(f);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p.display().to_string()
+    }
+}
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const CONFIG: &str = "bus = \"lab\"\n[[topic]]\nname = \"imu\"\nkey = 0x7b000101\n[[topic]]\nname = \"setpoint\"\nkey = 0x7b000102\n\n[bridge]\nboard_id = \"lab-1\"\n[[bridge.out]]\ntopic = \"imu\"\nrate_hz = 10\n[[bridge.in]]\nfrom = \"ground/lab-1/setpoint\"\ntopic = \"setpoint\"\nschema = \"struct Setpoint { speed: f32, label: heapless::String<8> }\"\n";
+
+#[test]
+fn help_has_examples() {
+    let o = bridge(&["--help"]);
+    let (out, _) = text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        out.contains("Examples:") && out.contains("shmbus bridge 127.0.0.1:1883"),
+        "{out}"
+    );
+    assert!(out.contains("--credentials"), "{out}");
+    assert!(!out.contains("--password"), "{out}");
+}
+
+#[test]
+fn check_shows_what_would_run_and_connects_to_nothing() {
+    let t = Tmp::new("check");
+    let cfg = t.write("lab.toml", CONFIG, 0o644);
+    let o = bridge(&["127.0.0.1:1", "--config", &cfg, "--check"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        out.contains("broker: mqtt://127.0.0.1:1 as shmbus-lab-1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("out: imu")
+            && out.contains("-> shmbus/lab-1/imu")
+            && out.contains("Rate(100ms)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("in:  setpoint") && out.contains("<- ground/lab-1/setpoint"),
+        "{out}"
+    );
+    assert!(out.ends_with("ok\n"), "{out}");
+}
+
+/// Each bad input: exit 2, and these words on stderr.
+#[test]
+fn bad_inputs_are_clear_errors_with_exit_code_2() {
+    let t = Tmp::new("bad");
+    let cfg = t.write("lab.toml", CONFIG, 0o644);
+    let bad_cfg = t.write(
+        "bad.toml",
+        "[[topic]]\nname = \"imu\"\n[bridge]\nqos = 5\n[[bridge.out]]\ntopic = \"gnss\"\n",
+        0o644,
+    );
+    let bad_schema = t.write(
+        "schema.toml",
+        "[[topic]]\nname = \"sp\"\n[bridge]\n[[bridge.in]]\nfrom = \"g/sp\"\ntopic = \"sp\"\nschema = \"struct S { x: f33 }\"\n",
+        0o644,
+    );
+    let unbounded = t.write(
+        "unbounded.toml",
+        "[[topic]]\nname = \"sp\"\n[bridge]\n[[bridge.in]]\nfrom = \"g/sp\"\ntopic = \"sp\"\nschema = \"struct S { name: String }\"\n",
+        0o644,
+    );
+    let open_cred = t.write("open.cred", "username = \"u\"\npassword = \"p\"\n", 0o644);
+    let key = t.write("k.pem", "x", 0o600);
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (vec!["--config", &cfg], "no broker: give one on the command line (shmbus bridge 127.0.0.1:1883)".into()),
+        (vec!["h:x", "--config", &cfg], "port \"x\" is not a number".into()),
+        (vec!["http://h", "--config", &cfg], "unknown scheme http://".into()),
+        (vec!["h", "--config", &cfg, "--rate-hz", "0"], "--rate-hz 0.0: give a number above 0".into()),
+        (vec!["h", "--config", &cfg, "--rate-hz", "NaN"], "--rate-hz NaN".into()),
+        (vec!["h", "--config", &cfg, "--rate-hz", "-1"], "--rate-hz -1".into()),
+        (vec!["h", "--config", &cfg, "--rate-hz", "inf"], "--rate-hz inf".into()),
+        (vec!["h", "--config", &cfg, "--duration", "0"], "--duration 0.0: give".into()),
+        (vec!["h", "--config", &cfg, "--duration", "1e300"], "--duration 1e300".into()),
+        (vec!["h", "--config", &cfg, "--qos", "3"], "3 is not in 0..=2".into()),
+        (vec!["h", "--config", &cfg, "--board-id", "a/b"], "board id \"a/b\" contains '/'".into()),
+        (vec!["h", "--config", &cfg, "--topic", "gnss"], "no topic `gnss`; the topics are: imu, setpoint".into()),
+        (vec!["h", "--config", &cfg, "--topic", "setpoint"], "`setpoint` is taken in by a [[bridge.in]]".into()),
+        (vec!["h", "--config", &bad_cfg], format!("{bad_cfg}:4:7: qos = 5 is not an MQTT QoS")),
+        (vec!["h", "--config", &bad_cfg], format!("{bad_cfg}:6:9: no [[topic]] named `gnss`")),
+        (vec!["h", "--config", &bad_schema, "--check"], format!("{bad_schema}:7:10: schema:")),
+        (vec!["h", "--config", &unbounded, "--check"], format!("{unbounded}:7:10: schema: a frame of this type has no largest size")),
+        (vec!["h", "--config", "/nonexistent/x.toml"], "cannot read the config".into()),
+        (vec!["h", "--config", &cfg, "--credentials", &open_cred], format!("run `chmod 600 {open_cred}`")),
+        (vec!["h", "--config", &cfg, "--credentials", "/nonexistent/c"], "cannot read the credentials file /nonexistent/c".into()),
+        (vec!["h", "--config", &cfg, "--ca", &key], "TLS files are given but the broker address mqtt://h:1883 is not TLS: write mqtts://h:8883".into()),
+        (vec!["mqtts://h", "--config", &cfg, "--ca", &key], format!("the CA file {key} has no certificate")),
+        (vec!["mqtts://h", "--config", &cfg, "--ca", "/nonexistent/ca.pem"], "cannot read the CA file /nonexistent/ca.pem".into()),
+        (vec!["h", "--config", &cfg, "--client-cert", &key], "--client-key".into()),
+    ];
+    for (args, words) in &cases {
+        let o = bridge(args);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(words.as_str()),
+            "{args:?}: expected '{words}' in:\n{err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn an_unreachable_broker_is_retried_and_the_bridge_still_stops_on_time() {
+    let t = Tmp::new("unreachable");
+    let cfg = t.write("lab.toml", CONFIG, 0o644);
+    // Nothing listens on port 1 of loopback: connection refused, retried.
+    let start = Instant::now();
+    let o = bridge(&[
+        "127.0.0.1:1",
+        "--config",
+        &cfg,
+        "--duration",
+        "1.5",
+        "--json",
+    ]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("mqtt://127.0.0.1:1: cannot connect") && err.contains("retrying in"),
+        "{err}"
+    );
+    let stats: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (stats["connections"].as_u64(), stats["connected"].as_bool()),
+        (Some(0), Some(false)),
+        "{stats}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn sigterm_stops_a_bridge_that_waits_for_its_broker() {
+    let t = Tmp::new("sigterm");
+    let cfg = t.write("lab.toml", CONFIG, 0o644);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shmbus-bridge"))
+        .args(["127.0.0.1:1", "--config", &cfg])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let end = Instant::now() + Duration::from_secs(30);
+    let st = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < end, "no exit within 30 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(st.code(), Some(0));
+}

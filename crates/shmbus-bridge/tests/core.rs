@@ -1,0 +1,470 @@
+//! The engine-neutral core on a real bus, without a broker: what a reader
+//! puts in the outbox (JSON, pacing, schema, status, staleness) and what
+//! the inbound side publishes or refuses. Keys: 0x7b top byte (the bridge
+//! tests' range) plus a hash of the pid and a counter; every segment is
+//! removed by a Guard, even when a test fails.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use postcard::experimental::max_size::MaxSize;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use shmbus_bridge::inbound::Inbound;
+use shmbus_bridge::names::Names;
+use shmbus_bridge::outbound::Reader;
+use shmbus_bridge::outbox::{Message, Outbox, Qos};
+use shmbus_bridge::settings::{InTopic, OutTopic, Pace};
+use shmbus_bridge::stats::Stats;
+use shmbus_config::Location;
+use shmbus_config::bridge::{InFormat, OutFormat};
+use shmbus_core::Topic;
+use shmbus_pub::Publisher;
+use shmbus_sub::{Next, RawNext, RawSubscriber};
+use shmbus_testkit::Guard;
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, MaxSize, postcard_schema::Schema)]
+struct Sample {
+    seq: u32,
+    level: f32,
+    ok: bool,
+}
+
+const SAMPLE_TEXT: &str = "struct Sample { seq: u32, level: f32, ok: bool }";
+
+fn key() -> i32 {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let mut h: u32 = 0x811c_9dc5;
+    for b in std::process::id()
+        .to_le_bytes()
+        .into_iter()
+        .chain(N.fetch_add(1, Ordering::Relaxed).to_le_bytes())
+    {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    (0x7b00_0000 | (h & 0x00ff_ffff)) as i32
+}
+
+fn topic_config(name: &str, key: i32, extra: &str) -> shmbus_config::TopicConfig {
+    let text = format!(
+        "[[topic]]\nname = \"{name}\"\nkey = 0x{:08x}\nslots = 64\n{extra}",
+        key as u32
+    );
+    shmbus_config::Config::parse(&text, "t.toml")
+        .unwrap()
+        .topics
+        .remove(0)
+}
+
+struct Run {
+    outbox: Arc<Outbox>,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Run {
+    /// A reader of `name` at `key` with `pace`, pushing into a connected outbox.
+    fn reader(name: &str, key: i32, pace: Pace, extra: &str) -> Run {
+        let cfg = topic_config(name, key, extra);
+        let t = OutTopic {
+            topic: cfg.to_topic().unwrap(),
+            cfg,
+            pace,
+            qos: Qos::AtMostOnce,
+            retain: true,
+            format: OutFormat::Both,
+        };
+        let stats = Arc::new(Stats::default());
+        let outbox = Arc::new(Outbox::new(100_000, 1 << 30, stats.clone()));
+        outbox.set_connected(true);
+        let stop = Arc::new(AtomicBool::new(false));
+        let r = Reader::new(
+            t,
+            Names::new("p", "b"),
+            outbox.clone(),
+            stats.clone(),
+            stop.clone(),
+        );
+        Run {
+            outbox,
+            stats,
+            stop,
+            thread: Some(std::thread::spawn(move || r.run())),
+        }
+    }
+
+    fn take(&self, wait: Duration) -> Vec<Message> {
+        let mut v = Vec::new();
+        while let Some(m) = self.outbox.next(wait) {
+            v.push(m);
+        }
+        v
+    }
+
+    /// Stop the reader (it sends what the ring holds) and take everything.
+    fn finish(mut self) -> Vec<Message> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap();
+        self.take(Duration::ZERO)
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn json_of(m: &Message) -> Value {
+    serde_json::from_slice(&m.payload).unwrap()
+}
+
+fn data(ms: &[Message], topic: &str) -> Vec<Value> {
+    ms.iter()
+        .filter(|m| m.topic == topic)
+        .map(json_of)
+        .collect()
+}
+
+/// Wait (bounded) until the reader is attached: 2 attachments.
+fn wait_attached(p: &Publisher<Sample>) {
+    let end = Instant::now() + Duration::from_secs(30);
+    while shmbus_core::sys::shm_stat(p.raw().shmid()).unwrap().nattch < 2 {
+        assert!(Instant::now() < end, "the reader did not attach");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn sample(seq: u32) -> Sample {
+    Sample {
+        seq,
+        level: seq as f32 / 4.0,
+        ok: seq % 2 == 0,
+    }
+}
+
+#[test]
+fn every_frame_goes_out_in_order_as_json_and_postcard_with_its_schema() {
+    let k = key();
+    let _g = Guard(k);
+    let mut p = Publisher::<Sample>::open(&Topic::new("core/every").key(k).slots(64)).unwrap();
+    p.publish(&sample(0)).unwrap(); // before the reader: sent as the latest
+    let run = Run::reader("core/every", k, Pace::Every(1), "");
+    wait_attached(&p);
+    for seq in 1..200 {
+        p.publish(&sample(seq)).unwrap();
+        if seq % 50 == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let ms = run.finish();
+    let frames = data(&ms, "p/b/core/every");
+    let seqs: Vec<u64> = frames
+        .iter()
+        .map(|f| f["value"]["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (0..200).collect::<Vec<u64>>());
+    assert_eq!(frames[7]["generation"], 8);
+    assert_eq!(frames[7]["topic"], "core/every");
+    assert_eq!(
+        frames[7]["value"],
+        json!({"seq": 7, "level": 1.75, "ok": false})
+    );
+    // The raw frames are the postcard bytes.
+    let raw: Vec<&Message> = ms
+        .iter()
+        .filter(|m| m.topic == "p/b/core/every/$raw")
+        .collect();
+    assert_eq!(raw.len(), 200);
+    assert_eq!(raw[7].payload, postcard::to_allocvec(&sample(7)).unwrap());
+    // The schema, retained.
+    let schema = ms
+        .iter()
+        .find(|m| m.topic == "p/b/core/every/$schema")
+        .unwrap();
+    assert!(schema.retain && schema.qos == Qos::AtLeastOnce);
+    assert_eq!(
+        schema.payload,
+        shmbus_core::schema::schema_bytes::<Sample>().unwrap()
+    );
+    let text = ms
+        .iter()
+        .find(|m| m.topic == "p/b/core/every/$schematext")
+        .unwrap();
+    assert_eq!(
+        shmbus_codec::Codec::parse(std::str::from_utf8(&text.payload).unwrap())
+            .unwrap()
+            .schema_bytes(),
+        schema.payload
+    );
+    let status = data(&ms, "p/b/core/every/$status");
+    assert_eq!(status[0]["state"], "alive");
+    assert_eq!(status[0]["pid"], std::process::id());
+}
+
+#[test]
+fn decimation_and_rate_limits_choose_frames() {
+    let k = key();
+    let _g = Guard(k);
+    let mut p = Publisher::<Sample>::open(&Topic::new("core/every5").key(k).slots(64)).unwrap();
+    let run = Run::reader("core/every5", k, Pace::Every(5), "");
+    wait_attached(&p);
+    for seq in 0..40 {
+        p.publish(&sample(seq)).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = run.stats.clone();
+    let ms = run.finish();
+    let gens: Vec<u64> = data(&ms, "p/b/core/every5")
+        .iter()
+        .map(|f| f["generation"].as_u64().unwrap())
+        .collect();
+    assert_eq!(gens, [5, 10, 15, 20, 25, 30, 35, 40]);
+    let ts = &stats.to_json((0, 0, 0, 0))["topics"]["core/every5"];
+    assert_eq!(
+        (
+            ts["read"].as_u64(),
+            ts["sent"].as_u64(),
+            ts["skipped"].as_u64()
+        ),
+        (Some(40), Some(8), Some(32))
+    );
+    drop(p);
+
+    // The latest value at most 10 times a second: 2 s of 200 Hz frames
+    // give about 20 messages, each newer than the one before, the last one
+    // the newest frame.
+    let k = key();
+    let _g = Guard(k);
+    let mut p = Publisher::<Sample>::open(&Topic::new("core/rate").key(k).slots(64)).unwrap();
+    let run = Run::reader("core/rate", k, Pace::Rate(Duration::from_millis(100)), "");
+    wait_attached(&p);
+    let start = Instant::now();
+    let mut seq = 0;
+    while start.elapsed() < Duration::from_secs(2) {
+        p.publish(&sample(seq)).unwrap();
+        seq += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let ms = run.finish();
+    let gens: Vec<u64> = data(&ms, "p/b/core/rate")
+        .iter()
+        .map(|f| f["generation"].as_u64().unwrap())
+        .collect();
+    assert!((5..=25).contains(&gens.len()), "{gens:?}");
+    assert!(gens.windows(2).all(|w| w[1] > w[0] + 1), "{gens:?}");
+    assert_eq!(*gens.last().unwrap(), u64::from(seq));
+}
+
+#[test]
+fn status_follows_the_publisher_stale_stopped_and_removed() {
+    let k = key();
+    let _g = Guard(k);
+    let topic = Topic::new("core/status").key(k).slots(64);
+    let run = Run::reader("core/status", k, Pace::Every(1), "max_age_ms = 200\n");
+    let states = |run: &Run| -> Vec<Value> {
+        run.take(Duration::from_millis(50))
+            .iter()
+            .filter(|m| m.topic == "p/b/core/status/$status")
+            .map(json_of)
+            .collect()
+    };
+    let wait_state = |run: &Run, f: &dyn Fn(&Value) -> bool| {
+        let end = Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
+        loop {
+            let now = states(run);
+            if now.iter().any(f) {
+                return;
+            }
+            seen.extend(now);
+            assert!(Instant::now() < end, "status never came; seen: {seen:?}");
+        }
+    };
+    wait_state(&run, &|s| s["state"] == "absent");
+    let mut p = Publisher::<Sample>::open(&topic).unwrap();
+    wait_attached(&p);
+    p.publish(&sample(1)).unwrap();
+    wait_state(&run, &|s| s["state"] == "alive" && s["stale"] == false);
+    // No frame for longer than max_age_ms: stale, publisher still alive.
+    wait_state(&run, &|s| s["state"] == "alive" && s["stale"] == true);
+    p.publish(&sample(2)).unwrap();
+    wait_state(&run, &|s| s["stale"] == false);
+    drop(p);
+    wait_state(&run, &|s| s["state"] == "stopped" && s["generation"] == 2);
+    // Removed, then created again by another publisher: followed again.
+    shmbus_testkit::remove_key(k);
+    wait_state(&run, &|s| s["state"] == "absent");
+    let mut p = Publisher::<Sample>::open(&topic).unwrap();
+    p.publish(&sample(3)).unwrap();
+    wait_state(&run, &|s| s["state"] == "alive");
+    p.publish(&sample(4)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let ms = run.finish();
+    let last = data(&ms, "p/b/core/status")
+        .pop()
+        .expect("frames of the new segment");
+    assert_eq!(
+        (last["generation"].as_u64(), last["value"]["seq"].as_u64()),
+        (Some(2), Some(4))
+    );
+}
+
+fn inbound(
+    name: &str,
+    key: i32,
+    schema: &str,
+    format: InFormat,
+) -> (Inbound, Arc<Outbox>, Arc<Stats>) {
+    let cfg = topic_config(name, key, "");
+    let t = InTopic {
+        remote: format!("g/{name}"),
+        topic: cfg.to_topic().unwrap(),
+        cfg,
+        schema: schema.to_string(),
+        schema_at: Location::file("t.toml"),
+        format,
+        qos: Qos::AtLeastOnce,
+    };
+    let stats = Arc::new(Stats::default());
+    let outbox = Arc::new(Outbox::new(100, 1 << 20, stats.clone()));
+    outbox.set_connected(true);
+    let i = Inbound::new(&[t], Names::new("p", "b"), outbox.clone(), stats.clone()).unwrap();
+    (i, outbox, stats)
+}
+
+fn report(outbox: &Outbox, name: &str) -> Value {
+    serde_json::from_slice(&outbox.state_of(&format!("p/b/$in/{name}")).unwrap().payload).unwrap()
+}
+
+#[test]
+fn inbound_payloads_are_checked_by_the_codec_and_only_good_ones_published() {
+    let k = key();
+    let _g = Guard(k);
+    let (mut i, outbox, stats) = inbound(
+        "core/in",
+        k,
+        "struct Set { speed: f32, label: heapless::String<4> }",
+        InFormat::Json,
+    );
+    i.open_all();
+    let mut sub = RawSubscriber::attach(&Topic::new("core/in").key(k)).unwrap();
+    for bad in [
+        &b"{"[..],
+        br#"{"speed":1}"#,
+        br#"{"speed":1,"label":"toolong"}"#,
+        br#"{"speed":"x","label":""}"#,
+        br#"[1,"a"]"#,
+    ] {
+        i.handle("g/core/in", bad);
+    }
+    i.handle("g/other", br#"{"speed":1,"label":"a"}"#); // not ours: ignored
+    i.handle("g/core/in", br#"{"speed":2.5,"label":"ok"}"#);
+    let mut buf = Vec::new();
+    let RawNext::Frame(m, ()) = sub.next_bytes(&mut buf).unwrap() else {
+        panic!("no frame")
+    };
+    assert_eq!(m.generation, 1);
+    let codec = shmbus_codec::Codec::from_schema_bytes(&sub.info().schema).unwrap();
+    assert_eq!(
+        codec.to_json(&buf).unwrap(),
+        r#"{"speed":2.5,"label":"ok"}"#
+    );
+    assert!(matches!(sub.next_bytes(&mut buf).unwrap(), RawNext::Empty));
+    let r = report(&outbox, "core/in");
+    assert_eq!(
+        (
+            r["received"].as_u64(),
+            r["bad"].as_u64(),
+            r["published"].as_u64()
+        ),
+        (Some(6), Some(5), Some(1)),
+        "{r}"
+    );
+    assert_eq!(stats.in_bad.load(Ordering::Relaxed), 5);
+    // The frame capacity is the declared type's largest frame: f32 + String<4>.
+    assert_eq!(sub.info().geometry.frame_capacity, 4 + 5);
+
+    // Envelopes and postcard frames.
+    let k = key();
+    let _g2 = Guard(k);
+    let (mut i, outbox, _) = inbound("core/env", k, SAMPLE_TEXT, InFormat::Envelope);
+    i.open_all();
+    i.handle(
+        "g/core/env",
+        br#"{"generation":9,"value":{"seq":3,"level":0.5,"ok":true}}"#,
+    );
+    i.handle("g/core/env", br#"{"seq":3,"level":0.5,"ok":true}"#);
+    let r = report(&outbox, "core/env");
+    assert_eq!(
+        (r["published"].as_u64(), r["bad"].as_u64()),
+        (Some(1), Some(1)),
+        "{r}"
+    );
+    assert!(
+        r["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("not an envelope"),
+        "{r}"
+    );
+    let k = key();
+    let _g3 = Guard(k);
+    let (mut i, outbox, _) = inbound("core/pc", k, SAMPLE_TEXT, InFormat::Postcard);
+    i.open_all();
+    i.handle("g/core/pc", &postcard::to_allocvec(&sample(5)).unwrap());
+    i.handle("g/core/pc", &[1, 2]);
+    i.handle("g/core/pc", &[0; 64]);
+    let r = report(&outbox, "core/pc");
+    assert_eq!(
+        (r["published"].as_u64(), r["bad"].as_u64()),
+        (Some(1), Some(2)),
+        "{r}"
+    );
+    let mut s = shmbus_sub::Subscriber::<Sample>::attach(&Topic::new("core/pc").key(k)).unwrap();
+    s.raw().seek_oldest();
+    let Next::Frame(f) = s.next().unwrap() else {
+        panic!()
+    };
+    assert_eq!(f.value, sample(5));
+}
+
+#[test]
+fn inbound_never_publishes_over_a_live_local_publisher() {
+    let k = key();
+    let _g = Guard(k);
+    let local = Publisher::<Sample>::open(&Topic::new("core/held").key(k).slots(64)).unwrap();
+    let (mut i, outbox, stats) = inbound("core/held", k, SAMPLE_TEXT, InFormat::Json);
+    i.open_all();
+    let r = report(&outbox, "core/held");
+    assert_eq!(
+        (r["state"].as_str(), r["holder_pid"].as_u64()),
+        (Some("refused"), Some(u64::from(std::process::id()))),
+        "{r}"
+    );
+    i.handle("g/core/held", br#"{"seq":1,"level":0,"ok":true}"#);
+    assert_eq!(stats.in_refused.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        local.raw().next_generation(),
+        1,
+        "the bridge published over the local publisher"
+    );
+    // Once the local publisher is gone, the next try (a second later) opens.
+    drop(local);
+    std::thread::sleep(Duration::from_millis(1100));
+    i.handle("g/core/held", br#"{"seq":2,"level":0,"ok":true}"#);
+    let r = report(&outbox, "core/held");
+    assert_eq!(
+        (r["state"].as_str(), r["published"].as_u64()),
+        (Some("publishing"), Some(1)),
+        "{r}"
+    );
+}
