@@ -16,6 +16,9 @@
 #             armv7 under qemu-arm, against the Rust examples both ways
 #   foxglove  ci/foxglove-test.sh: `shmbus foxglove` against Foxglove's own
 #             client library (npm), x86_64 and the armv7 server under qemu-arm
+#   bridge    ci/bridge-test.sh: the MQTT bridge against Debian's Mosquitto
+#             (boards as IPC namespaces, faults, TLS, the armv7 bridge under
+#             qemu-arm, a 50-board fleet)
 #   extras    ci/fuzz.sh and the quick benchmark, when present
 # Every stage runs even if an earlier one failed (unless it needs that one's
 # output); the exit status is non-zero if any stage failed.
@@ -89,7 +92,7 @@ BOARD_DIR=target/armv7-static/armv7-unknown-linux-gnueabihf/board
 # The `shmbus` CLI's cargo feature sets whose armv7 size the summary shows, as
 # NAME=FEATURES (crates/shmbus-cli/Cargo.toml). The first is what the board
 # image takes; `full` is the default build (every command family).
-CLI_FEATURE_SETS=("board=record" "core=" "board+foxglove=record,foxglove" "full=default")
+CLI_FEATURE_SETS=("board=record" "core=" "board+foxglove=record,foxglove" "board+bridge=record,bridge" "full=default")
 board_build() {
     source ci/arm-env.sh
     rm -rf target/board-stripped target/board-console.log target/cli-sizes # nothing stale from an earlier run
@@ -176,6 +179,7 @@ else
     stage ffi ci/ffi-test.sh host
     stage foxglove ci/foxglove-test.sh host
 fi
+if [[ -x ci/bridge-test.sh ]]; then stage bridge ci/bridge-test.sh; fi
 if [[ -x ci/fuzz.sh ]]; then stage fuzz extras_fuzz; fi
 if [[ -x bench/run.sh ]] || grep -q 'Bench' crates/shmbus-cli/src/args.rs 2>/dev/null; then stage bench-quick extras_bench; fi
 

@@ -112,6 +112,10 @@ With --sysctl: 0, and the lines (empty if the limits suffice); 2 if the config h
     /// Serve topics live to Foxglove or Lichtblick (Foxglove WebSocket protocol).
     #[cfg(feature = "foxglove")]
     Foxglove(shmbus_foxglove::cli::FoxgloveArgs),
+    /// Bridge topics to an MQTT broker and broker topics back (feature `bridge`).
+    #[cfg(feature = "bridge")]
+    #[command(after_help = shmbus_bridge::cli::AFTER_HELP)]
+    Bridge(Box<shmbus_bridge::cli::BridgeArgs>),
 }
 
 /// `--bus`, for commands that take a TOPIC.

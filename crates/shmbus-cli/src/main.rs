@@ -64,6 +64,8 @@ fn main() -> ExitCode {
         Cmd::Recording(c) => return shmbus_record::run(c),
         #[cfg(feature = "foxglove")]
         Cmd::Foxglove(a) => return shmbus_foxglove::cli::run(&a),
+        #[cfg(feature = "bridge")]
+        Cmd::Bridge(a) => return shmbus_bridge::cli::run(&a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
