@@ -34,6 +34,7 @@ fn n(v: &Value, p: &str) -> u64 {
 #[derive(Default)]
 struct Seen {
     messages: u64,
+    bytes: u64,
     last_gen: u64,
     gaps: u64,
 }
@@ -96,6 +97,7 @@ impl Ground {
                 }
                 e.last_gen = e.last_gen.max(g);
                 e.messages += 1;
+                e.bytes += p.payload.len() as u64;
             }
         });
         Ground {
@@ -108,6 +110,10 @@ impl Ground {
 
     fn total(&self) -> u64 {
         self.seen.lock().unwrap().values().map(|s| s.messages).sum()
+    }
+
+    fn bytes(&self) -> u64 {
+        self.seen.lock().unwrap().values().map(|s| s.bytes).sum()
     }
 }
 
@@ -186,6 +192,7 @@ fn a_fleet_of_boards_into_one_broker() {
     let pub0: Vec<Duration> = probes.iter().map(|p| cpu_time(p.pid())).collect();
     let broker0 = cpu_time(broker.pid());
     let msgs0 = ground.total();
+    let bytes0 = ground.bytes();
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(secs));
     let wall = t0.elapsed().as_secs_f64();
@@ -201,6 +208,7 @@ fn a_fleet_of_boards_into_one_broker() {
         .collect();
     let broker_cpu = (cpu_time(broker.pid()) - broker0).as_secs_f64() / wall * 100.0;
     let rate = (ground.total() - msgs0) as f64 / wall;
+    let byte_rate = (ground.bytes() - bytes0) as f64 / wall;
     let rss: Vec<u64> = pids.iter().map(|p| memory_kib(*p).0).collect();
     let broker_rss = memory_kib(broker.pid()).0;
     for p in &mut probes {
@@ -229,8 +237,10 @@ fn a_fleet_of_boards_into_one_broker() {
         setup.as_secs_f64()
     );
     println!(
-        "FLEET broker_in_msgs_per_s={rate:.0} per_board_msgs_per_s={:.1}",
-        rate / boards as f64
+        "FLEET broker_in_msgs_per_s={rate:.0} per_board_msgs_per_s={:.1} per_board_payload_bytes_per_s={:.0} mean_payload_bytes={:.0}",
+        rate / boards as f64,
+        byte_rate / boards as f64,
+        byte_rate / rate
     );
     println!(
         "FLEET bridge_cpu_pct mean={:.2} max={:.2} rss_kib mean={} max={}",
