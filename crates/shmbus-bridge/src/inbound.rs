@@ -19,7 +19,9 @@
 //! does not publish, counts the message as **refused**, reports who holds
 //! the topic, and tries again at most once a second, so it takes over only
 //! after that process has stopped. A segment of another schema at the key
-//! is refused the same way (remove it, or fix the declaration).
+//! is refused the same way (remove it, or fix the declaration). A local
+//! topic removed under the bridge (`shmbus rm`) is noticed within a second
+//! and created again with the next message.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -47,6 +49,8 @@ struct Route {
     capacity: usize,
     publisher: Option<RawPublisher>,
     next_open: Option<Instant>,
+    /// When the local segment was last checked for removal.
+    checked: Instant,
     state: &'static str,
     holder: Option<i32>,
     last_error: Option<String>,
@@ -101,6 +105,7 @@ impl Inbound {
                 t: t.clone(),
                 publisher: None,
                 next_open: None,
+                checked: Instant::now(),
                 state: "waiting",
                 holder: None,
                 last_error: None,
@@ -177,6 +182,7 @@ impl Inbound {
                 }
             }
             Ok(frame) => {
+                drop_if_removed(r);
                 if r.publisher.is_none() {
                     open(r);
                 }
@@ -278,6 +284,29 @@ fn frame_of(r: &Route, payload: &[u8]) -> Result<Vec<u8>, String> {
                 .map(|_| payload.to_vec())
                 .map_err(|e| format!("not a frame of the declared schema: {e}"))
         }
+    }
+}
+
+/// If someone removed the local topic (`shmbus rm`), let go of it, so the
+/// next open creates it again. Checked at most once per second (one
+/// `IPC_STAT`).
+fn drop_if_removed(r: &mut Route) {
+    let Some(p) = &r.publisher else { return };
+    if r.checked.elapsed() < REOPEN {
+        return;
+    }
+    r.checked = Instant::now();
+    let removed = match shmbus_core::sys::shm_stat(p.shmid()) {
+        Ok(st) => st.removed(),
+        Err(_) => true,
+    };
+    if removed {
+        eprintln!(
+            "shmbus-bridge: {} -> topic '{}' was removed; creating it again",
+            r.t.remote, r.t.cfg.name
+        );
+        r.publisher = None;
+        r.next_open = None;
     }
 }
 

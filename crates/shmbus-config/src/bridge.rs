@@ -271,7 +271,8 @@ pub struct MqttConfig {
     pub broker: Option<StrSetting>,
     /// The MQTT client id (default `shmbus-<board-id>`).
     pub client_id: Option<String>,
-    /// Keep-alive, seconds (default 10): a dead link is noticed after 1.5 times this.
+    /// Keep-alive, seconds (default 10): the broker sends the last will of a
+    /// board it has not heard from for 1.5 times this.
     pub keepalive_s: Option<u64>,
     /// A file with `username` and `password` (never on the command line).
     pub credentials: Option<PathSetting>,
