@@ -4,11 +4,12 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn bridge(args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shmbus-bridge"))
+    // Behind $SHMBUS_TEST_RUNNER (qemu-arm) when set: see shmbus_testkit::command.
+    let mut child = shmbus_testkit::command(env!("CARGO_BIN_EXE_shmbus-bridge"))
         .args(args)
         .env_remove("SHMBUS_CONFIG")
         .stdin(Stdio::null())
@@ -189,14 +190,32 @@ fn an_unreachable_broker_is_retried_and_the_bridge_still_stops_on_time() {
 fn sigterm_stops_a_bridge_that_waits_for_its_broker() {
     let t = Tmp::new("sigterm");
     let cfg = t.write("lab.toml", CONFIG, 0o644);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shmbus-bridge"))
+    let mut child = shmbus_testkit::command(env!("CARGO_BIN_EXE_shmbus-bridge"))
         .args(["127.0.0.1:1", "--config", &cfg])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // Wait until it runs (the handler is installed before the first
+    // connection attempt, which it reports), not for a fixed time.
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let ready = Instant::now() + Duration::from_secs(60);
+    loop {
+        let l = rx.recv_timeout(ready.saturating_duration_since(Instant::now()));
+        match l {
+            Ok(l) if l.contains("retrying in") => break,
+            Ok(_) => {}
+            Err(_) => panic!("the bridge never reported its first connection attempt"),
+        }
+    }
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
