@@ -31,7 +31,7 @@ with retained $status, $schema, $jsonschema and $schematext beside each, and
 <prefix>/<board-id>/$state = online | offline (birth and last will).
 Settings come from the [bridge] table of the config (docs/BRIDGE.md); these options override it.
 Passwords only come from a file (--credentials or credentials in [bridge.mqtt]).
-Exit codes: 0 stopped by a signal or --duration, 2 bad config, or a broker that refuses
+Exit codes: 0 stopped by SIGINT, SIGTERM, SIGHUP or --duration, 2 bad config, or a broker that refuses
 the credentials or the TLS handshake at the first connection.";
 
 /// Payload format for `--format`.
@@ -66,7 +66,7 @@ pub struct BridgeArgs {
     #[arg(long = "topic", value_name = "NAME")]
     pub topics: Vec<String>,
     /// Send each topic's latest value at most this often (default: every frame).
-    #[arg(long, value_name = "HZ", allow_negative_numbers = true)]
+    #[arg(long, value_name = "HZ", allow_negative_numbers = true, value_parser = shmbus_toolbox::parse::rate)]
     pub rate_hz: Option<f64>,
     /// Payload format of the sent topics.
     #[arg(long, value_enum)]
@@ -90,8 +90,8 @@ pub struct BridgeArgs {
     #[arg(long, value_name = "ID")]
     pub client_id: Option<String>,
     /// Stop after this many seconds (default: until SIGINT/SIGTERM).
-    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
-    pub duration: Option<f64>,
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true, value_parser = shmbus_toolbox::parse::seconds)]
+    pub duration: Option<Duration>,
     /// On exit, print the final counters as one JSON line on stdout.
     #[arg(long)]
     pub json: bool,
@@ -113,18 +113,8 @@ pub fn run(a: &BridgeArgs) -> ExitCode {
     }
 }
 
-fn positive(v: Option<f64>, flag: &str, max: f64) -> Result<Option<f64>, String> {
-    match v {
-        Some(x) if !(x.is_finite() && x > 0.0 && x <= max) => Err(format!(
-            "{flag} {x:?}: give a number above 0 and at most {max}"
-        )),
-        other => Ok(other),
-    }
-}
-
 fn run_inner(a: &BridgeArgs) -> Result<(), String> {
-    let rate_hz = positive(a.rate_hz, "--rate-hz", 1_000_000.0)?;
-    let duration = positive(a.duration, "--duration", 1e9)?.map(Duration::from_secs_f64);
+    let (rate_hz, duration) = (a.rate_hz, a.duration);
     let (mut config, source) = Config::find(a.config.as_deref()).map_err(|e| e.to_string())?;
     if let Some(bus) = &a.bus {
         config.rebus(bus).map_err(|e| e.to_string())?;

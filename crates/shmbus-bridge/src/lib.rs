@@ -45,7 +45,6 @@ pub mod outbox;
 mod run;
 pub mod secrets;
 pub mod settings;
-mod signal;
 pub mod stats;
 
 use std::sync::atomic::AtomicBool;

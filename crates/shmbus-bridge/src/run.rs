@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::Core;
 use crate::inbound::Inbound;
 use crate::mqtt::{self, MqttSettings};
 use crate::names::Names;
@@ -13,7 +14,7 @@ use crate::outbound::Reader;
 use crate::outbox::{Message, Outbox, Qos};
 use crate::settings::Settings;
 use crate::stats::Stats;
-use crate::{Core, signal};
+use shmbus_toolbox::stop;
 
 /// How long a stopping bridge keeps sending what is queued.
 const DRAIN: Duration = Duration::from_secs(2);
@@ -25,7 +26,7 @@ pub fn run(
     mqtt: MqttSettings,
     duration: Option<Duration>,
 ) -> Result<Value, String> {
-    signal::install()?;
+    stop::install()?;
     let stats = Arc::new(Stats::default());
     let outbox = Arc::new(Outbox::new(
         settings.queue.0,
@@ -102,7 +103,7 @@ pub fn run(
                     std::thread::sleep(Duration::from_millis(50));
                     let now = Instant::now();
                     if draining.is_none()
-                        && (signal::requested() || duration.is_some_and(|d| now - start >= d))
+                        && (stop::requested() || duration.is_some_and(|d| now - start >= d))
                     {
                         reading.store(true, Ordering::Relaxed);
                         draining = Some(now);
