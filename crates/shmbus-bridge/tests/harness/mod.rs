@@ -102,7 +102,16 @@ impl Broker {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new("mosquitto")
+        let mut cmd = Command::new("mosquitto");
+        // Started as root, Mosquitto would switch to its own user itself,
+        // and a change of user clears the parent-death signal: start it as
+        // that user (so it never switches) and then set the signal.
+        if let Ok(Some(u)) = nix::unistd::User::from_name("mosquitto") {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(u.uid.as_raw()).gid(u.gid.as_raw());
+        }
+        die_with_test(&mut cmd);
+        let child = cmd
             .arg("-c")
             .arg(&self.conf)
             .stdin(Stdio::null())
@@ -154,6 +163,32 @@ impl Drop for Broker {
     }
 }
 
+/// Make `cmd`'s process die with the test thread that starts it, even if
+/// the test process is killed (SIGKILL, a panic=abort): brokers and boards
+/// never outlive their test.
+pub fn die_with_test(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // calls prctl(2), which is async-signal-safe; it touches no memory of
+    // the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) == 0
+            {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
+
 /// A child process whose stdout and stderr lines are collected.
 pub struct Proc {
     pub name: String,
@@ -164,6 +199,7 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, mut cmd: Command) -> Proc {
+        die_with_test(&mut cmd);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
