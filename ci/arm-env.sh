@@ -22,6 +22,14 @@ export CC_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-gcc
 export AR_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-ar
 export QEMU_LD_PREFIX=/usr/arm-linux-gnueabihf
 
+# aarch64 (arm64), for the Debian packages (needs `ci/install-arm.sh --arm64`). Run its
+# binaries with `qemu-aarch64 -L /usr/aarch64-linux-gnu` (QEMU_LD_PREFIX above is armhf's).
+export SHMBUS_ARM64_TARGET=aarch64-unknown-linux-gnu
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
+export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+
 # Target dir for the ARM builds: $SHMBUS_ARM_TARGET_DIR_BASE (if set), else target/ of
 # the cargo workspace around the current directory, else ./target.
 _shmbus_arm_target_base() {
@@ -90,9 +98,22 @@ arm_cargo_static() {
     env -u RUSTFLAGS "${extra[@]}" cargo "$@"
 }
 
+# Like arm_cargo, for aarch64: Debian's rustc with the aarch64 std, dynamic glibc,
+# target dir target/aarch64, default target aarch64-unknown-linux-gnu.
+arm64_cargo() {
+    local base
+    base=$(_shmbus_arm_target_base)
+    local -a extra=(RUSTC=/usr/bin/rustc "CARGO_TARGET_DIR=$base/aarch64"
+        "CARGO_BUILD_TARGET=$SHMBUS_ARM64_TARGET")
+    local rd
+    rd=$(_shmbus_arm_rustdoc)
+    if [[ -n "$rd" ]]; then extra+=("$rd"); fi
+    env "${extra[@]}" cargo "$@"
+}
+
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
     if [[ $# -eq 0 ]]; then
-        echo "usage: source ci/arm-env.sh | ci/arm-env.sh COMMAND [ARGS...]   (e.g. arm_cargo test)" >&2
+        echo "usage: source ci/arm-env.sh | ci/arm-env.sh COMMAND [ARGS...]   (e.g. arm_cargo test, arm64_cargo build)" >&2
         exit 2
     fi
     "$@"

@@ -8,8 +8,27 @@ cd "$(dirname "$0")/.."
 #   2. Debian's rustc-web (/usr/bin/rustc) with the armv7 standard library copied from
 #      libstd-rust-web-dev:armhf of the SAME version (see ci/README.md for why)
 #   3. Debian's armmp kernel + the i.MX6ULL EVK device tree, for ci/board/boot.sh
+# With --arm64 (the Debian packages of ci/deb.sh), also:
+#   4. arm64 multiarch + aarch64 cross linker/libc + dpkg-dev, and the aarch64 standard library
+#      copied from libstd-rust-web-dev:arm64 of the same version as rustc-web
+#      (the version chosen in step 2 must then exist for arm64 too)
 # Idempotent: every step checks first and is skipped when already done.
 # Only Debian package mirrors are used. See /work/shared/notes/arm-toolchain.md.
+
+ARM64=0
+for a in "$@"; do
+    case $a in
+    --arm64) ARM64=1 ;;
+    -h | --help)
+        echo "usage: ci/install-arm.sh [--arm64]   (root; armhf always, arm64 with --arm64)"
+        exit 0
+        ;;
+    *)
+        echo "ci/install-arm.sh: unknown argument '$a' (known: --arm64)" >&2
+        exit 2
+        ;;
+    esac
+done
 
 CACHE="${SHMBUS_CI_CACHE:-/var/cache/shmbus-ci}"
 TARGET=armv7-unknown-linux-gnueabihf
@@ -21,6 +40,14 @@ APT_PACKAGES=(
     gcc-arm-linux-gnueabihf libc6-dev-armhf-cross binutils-arm-linux-gnueabihf
     qemu-user qemu-system-arm cpio gzip procps
 )
+# dpkg-dev: dpkg-shlibdeps, with which ci/deb-test.sh cross-checks the packages' Depends.
+APT_PACKAGES_ARM64=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu dpkg-dev)
+TARGET64=aarch64-unknown-linux-gnu
+FOREIGN_ARCHES=(armhf)
+if [ "$ARM64" -eq 1 ]; then
+    APT_PACKAGES+=("${APT_PACKAGES_ARM64[@]}")
+    FOREIGN_ARCHES+=(arm64)
+fi
 
 log() { printf '[install-arm] %s\n' "$*"; }
 die() { printf '[install-arm] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -49,11 +76,14 @@ APT_UPDATED=0
 apt_update() {
     [ "$APT_UPDATED" -eq 1 ] && return 0
     APT_UPDATED=1
-    if ! dpkg --print-foreign-architectures | grep -qx armhf; then
-        log "dpkg --add-architecture armhf"
-        dpkg --add-architecture armhf
-    fi
-    log "apt-get update (a failing armhf index, e.g. bookworm-security 'File has unexpected size', is tolerated)"
+    local arch
+    for arch in "${FOREIGN_ARCHES[@]}"; do
+        if ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+            log "dpkg --add-architecture $arch"
+            dpkg --add-architecture "$arch"
+        fi
+    done
+    log "apt-get update (a failing foreign index, e.g. bookworm-security 'File has unexpected size', is tolerated)"
     if ! apt-get -q -o DPkg::Lock::Timeout=600 update; then
         log "WARNING: apt-get update reported errors; continuing, needed packages are verified below"
     fi
@@ -79,8 +109,11 @@ is_installed() { # is_installed PKG[:ARCH] [VERSION]
 step_begin "apt packages: ${APT_PACKAGES[*]}"
 missing=()
 for p in "${APT_PACKAGES[@]}"; do is_installed "$p" || missing+=("$p"); done
-if ! dpkg --print-foreign-architectures | grep -qx armhf; then armhf_missing=1; else armhf_missing=0; fi
-if [ "${#missing[@]}" -eq 0 ] && [ "$armhf_missing" -eq 0 ]; then
+arch_missing=0
+for arch in "${FOREIGN_ARCHES[@]}"; do
+    dpkg --print-foreign-architectures | grep -qx "$arch" || arch_missing=1
+done
+if [ "${#missing[@]}" -eq 0 ] && [ "$arch_missing" -eq 0 ]; then
     step_end apt-packages skipped
 else
     apt_update
@@ -97,6 +130,12 @@ for c in arm-linux-gnueabihf-gcc arm-linux-gnueabihf-readelf qemu-arm qemu-syste
     command -v "$c" >/dev/null || die "'$c' missing after installing packages"
 done
 [ -d /usr/arm-linux-gnueabihf/lib ] || die "/usr/arm-linux-gnueabihf/lib missing (libc6-dev-armhf-cross)"
+if [ "$ARM64" -eq 1 ]; then
+    for c in aarch64-linux-gnu-gcc aarch64-linux-gnu-readelf qemu-aarch64; do
+        command -v "$c" >/dev/null || die "'$c' missing after installing packages"
+    done
+    [ -d /usr/aarch64-linux-gnu/lib ] || die "/usr/aarch64-linux-gnu/lib missing (libc6-dev-arm64-cross)"
+fi
 
 # =====================================================================================
 # 2. Debian rustc-web (amd64) + its armv7 std, same version
@@ -129,10 +168,13 @@ else
         for p in rustc-web libstd-rust-web-dev "libstd-rust-web-$xy"; do
             apt-cache madison "$p:amd64" | awk -F'|' '{ gsub(/ /, "", $2); print $2 }' | grep -qxF "$v" || { ok=0; break; }
         done
+        if [ "$ok" -eq 1 ] && [ "$ARM64" -eq 1 ]; then
+            apt-cache madison libstd-rust-web-dev:arm64 | awk -F'|' '{ gsub(/ /, "", $2); print $2 }' | grep -qxF "$v" || ok=0
+        fi
         if [ "$ok" -eq 1 ]; then V=$v; XY=$xy; break; fi
-        log "   $v: not available for amd64, skipping"
+        log "   $v: not available for amd64$([ "$ARM64" -eq 1 ] && echo ' or arm64'), skipping"
     done
-    [ -n "$V" ] || die "no libstd-rust-web-dev:armhf version is also available for amd64 rustc-web"
+    [ -n "$V" ] || die "no libstd-rust-web-dev:armhf version is also available for amd64 rustc-web$([ "$ARM64" -eq 1 ] && echo ' and libstd-rust-web-dev:arm64')"
     log "   chosen version V=$V (libstd-rust-web-$XY)"
 
     pkgs=(rustc-web="$V" libstd-rust-web-dev="$V" "libstd-rust-web-$XY=$V")
@@ -205,8 +247,48 @@ else
     step_end kernel "installed $kpkg"
 fi
 
+# =====================================================================================
+# 4. (--arm64) the aarch64 std of the installed rustc-web's exact version
+# =====================================================================================
+RUST_STAMP64="$RUSTLIB/$TARGET64/.shmbus-ci-version"
+rust64_ok() {
+    compgen -G "$RUSTLIB/$TARGET64/lib/libstd-*.rlib" >/dev/null || return 1
+    [ -f "$RUST_STAMP64" ] || return 1
+    is_installed rustc-web "$(cat "$RUST_STAMP64")"
+}
+if [ "$ARM64" -eq 1 ]; then
+    step_begin "aarch64 std for Debian rustc-web"
+    if rust64_ok; then
+        log "   aarch64 std from $(cat "$RUST_STAMP64")"
+        step_end rust-arm64 skipped
+    else
+        # The compiler is already pinned (step 2): the arm64 std must be that version.
+        V=$(cat "$RUST_STAMP")
+        deb="$CACHE/debs/libstd-rust-web-dev_${V//:/%3a}_arm64.deb"
+        if [ ! -s "$deb" ]; then
+            apt_update
+            apt-cache madison libstd-rust-web-dev:arm64 | awk -F'|' '{ gsub(/ /, "", $2); print $2 }' | grep -qxF "$V" ||
+                die "libstd-rust-web-dev:arm64 has no version $V (the installed rustc-web); apt-cache madison libstd-rust-web-dev:arm64 lists what there is"
+            log "   apt-get download libstd-rust-web-dev:arm64=$V -> $CACHE/debs"
+            rm -f "$CACHE"/debs/libstd-rust-web-dev_*_arm64.deb
+            (cd "$CACHE/debs" && apt-get download -q "libstd-rust-web-dev:arm64=$V")
+        fi
+        [ -s "$deb" ] || die "download did not produce $deb"
+        x=$(mktemp -d /tmp/shmbus-ci-rustlib64.XXXXXX)
+        dpkg -x "$deb" "$x"
+        [ -d "$x/usr/lib/rustlib/$TARGET64/lib" ] || { rm -rf "$x"; die "$deb has no usr/lib/rustlib/$TARGET64"; }
+        rm -rf "${RUSTLIB:?}/$TARGET64"
+        cp -a "$x/usr/lib/rustlib/$TARGET64" "$RUSTLIB/"
+        rm -rf "$x"
+        printf '%s\n' "$V" >"$RUST_STAMP64"
+        rust64_ok || die "aarch64 std install did not verify"
+        step_end rust-arm64 "installed $V"
+    fi
+fi
+
 total=$(awk -v a="$T_START" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
 log "== summary"
 for s in "${SUMMARY[@]}"; do log "   $s"; done
 log "   $(printf '%-13s %7ss' total "$total")"
 log "   cache: $CACHE   armv7 std: $RUSTLIB/$TARGET   rustc: $(/usr/bin/rustc --version)"
+[ "$ARM64" -eq 0 ] || log "   aarch64 std: $RUSTLIB/$TARGET64"

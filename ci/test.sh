@@ -19,6 +19,9 @@
 #   bridge    ci/bridge-test.sh: the MQTT bridge against Debian's Mosquitto
 #             (boards as IPC namespaces, faults, TLS, the armv7 bridge under
 #             qemu-arm, a 50-board fleet)
+#   deb       ci/install-arm.sh --arm64, then ci/deb.sh: shmbus_VERSION_{amd64,armhf,arm64}.deb;
+#             ci/deb-test.sh: contents (dpkg-deb -I/-c), armhf/arm64 binaries under
+#             qemu, amd64 install/run/upgrade/purge on this machine (private IPC namespace)
 #   extras    ci/fuzz.sh and the quick benchmark, when present
 # Every stage runs even if an earlier one failed (unless it needs that one's
 # output); the exit status is non-zero if any stage failed.
@@ -147,6 +150,13 @@ board_boot() {
     SHMBUS_BOARD_LOG=target/board-console.log ci/board/boot.sh target/board.cpio.gz "${SHMBUS_BOARD_TIMEOUT:-600}"
 }
 
+# ---------------------------------------------------------------- Debian packages
+deb_build() {
+    rm -rf target/deb # no package or size table from an earlier run
+    ci/install-arm.sh --arm64
+    ci/deb.sh
+}
+
 # ---------------------------------------------------------------- extras
 extras_fuzz() { ci/fuzz.sh; }
 extras_bench() {
@@ -180,6 +190,8 @@ else
     stage foxglove ci/foxglove-test.sh host
 fi
 if [[ -x ci/bridge-test.sh ]]; then stage bridge ci/bridge-test.sh; fi
+stage deb-build deb_build
+if passed deb-build || ! wanted deb-build; then stage deb-test ci/deb-test.sh; else skip deb-test "no packages built"; fi
 if [[ -x ci/fuzz.sh ]]; then stage fuzz extras_fuzz; fi
 if [[ -x bench/run.sh ]] || grep -q 'Bench' crates/shmbus-cli/src/args.rs 2>/dev/null; then stage bench-quick extras_bench; fi
 
@@ -196,6 +208,11 @@ printf '%-14s %8s\n' total "$total"
 if compgen -G 'target/board-stripped/*' >/dev/null; then
     echo
     board_sizes
+fi
+if [[ -f target/deb/SIZES.txt ]]; then
+    echo
+    echo "Debian packages (ci/deb.sh, target/deb):"
+    sed 's/^/  /' target/deb/SIZES.txt
 fi
 if [[ -f target/board-console.log ]]; then
     echo
