@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
-# ci/deb-install-test.sh DEB [NPASS] — part 3 of ci/deb-test.sh (which runs it as
-# `unshare --ipc ci/deb-install-test.sh ...`): install, run, upgrade, remove and purge
-# the amd64 package on this machine, inside a private IPC namespace, and check that
-# purge leaves the machine as it found it. A trap purges whatever happens.
+# ci/deb-install-test.sh DIR VERSION HAVE_FFI [NPASS] — part 3 of ci/deb-test.sh (which
+# runs it as `unshare --ipc ci/deb-install-test.sh ...`): install, run, upgrade, remove
+# and purge the amd64 packages of DIR on this machine, inside a private IPC namespace,
+# and check that purge leaves the machine as it found it. A trap purges whatever
+# happens. HAVE_FFI=1: also libshmbus0, libshmbus-dev and python3-shmbus.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEB=$1
-NPASS=${2:-0}
+DIR=$1
+V=$2
+HAVE_FFI=$3
+NPASS=${4:-0}
+DEB=$DIR/shmbus_${V}_amd64.deb
+PKGS=(shmbus)
+DEBS=("$DEB")
+if [[ $HAVE_FFI == 1 ]]; then
+    PKGS+=(libshmbus0 libshmbus-dev python3-shmbus)
+    DEBS+=("$DIR/libshmbus0_${V}_amd64.deb" "$DIR/libshmbus-dev_${V}_amd64.deb" "$DIR/python3-shmbus_${V}_all.deb")
+fi
 CONF=/etc/shmbus/shmbus.toml
 DROPIN=/etc/sysctl.d/60-shmbus.conf
 UNIT=/usr/lib/systemd/system/shmbus-sensor@.service
@@ -23,13 +33,21 @@ step() { printf '\n== %s\n' "$*"; }
 
 WORK=$(mktemp -d /tmp/shmbus-deb-test.XXXXXX)
 SENSORS=()
+# A file of "the administrator's" in /etc/shmbus, which purge must leave alone.
+MARK=/etc/shmbus/deb-test-$$.txt
+HAD_ETC=0
+[[ -d /etc/shmbus ]] && HAD_ETC=1
+installed() { dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null | grep -qv '^not-installed$'; }
 cleanup() {
-    local rc=$? p
+    local rc=$? p left=()
     for p in "${SENSORS[@]}"; do kill "$p" 2>/dev/null || true; done
-    if dpkg-query -W -f='${db:Status-Status}' shmbus 2>/dev/null | grep -qv '^not-installed$'; then
-        echo "cleanup: purging the shmbus package this test installed"
-        apt_purge >/dev/null 2>&1 || dpkg --purge shmbus || true
+    for p in "${PKGS[@]}"; do installed "$p" && left+=("$p"); done
+    if [[ ${#left[@]} -gt 0 ]]; then
+        echo "cleanup: purging what this test installed: ${left[*]}"
+        "${APT[@]}" purge "${left[@]}" >/dev/null 2>&1 || dpkg --purge "${left[@]}" || true
     fi
+    rm -f "$MARK"
+    [[ $HAD_ETC == 1 ]] || rmdir /etc/shmbus 2>/dev/null || true
     rm -rf "$WORK"
     exit "$rc"
 }
@@ -38,20 +56,20 @@ trap cleanup EXIT
 export DEBIAN_FRONTEND=noninteractive
 APT=(apt-get -y -q -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold)
 apt_install() { "${APT[@]}" install --no-install-recommends "$@"; }
-apt_purge() { "${APT[@]}" purge shmbus; }
 
 # Everything a purge must put back as it was.
-PATHS=$(dpkg-deb -c "$DEB" | awk '$1 !~ /^d/ { sub(/^\./, "", $6); print $6 }')
+PATHS=$(for d in "${DEBS[@]}"; do dpkg-deb -c "$d" | awk '$1 !~ /^d/ { sub(/^\./, "", $6); print $6 }'; done)
 snapshot() {
     getent passwd shmbus-sensors || echo "no user shmbus-sensors"
     getent group shmbus || echo "no group shmbus"
     local p
-    for p in /etc/shmbus /var/lib/shmbus "$DROPIN" $PATHS; do
+    for p in /etc/shmbus /var/lib/shmbus "$DROPIN" /usr/include/shmbus /usr/lib/python3/dist-packages/shmbus \
+        /usr/share/doc/{shmbus,libshmbus0,libshmbus-dev,python3-shmbus} $PATHS; do
         [[ -e "$p" || -L "$p" ]] && echo "exists $p"
     done
     find /etc/systemd/system -lname '*shmbus-sensor*' 2>/dev/null || true
     ls /etc/sysctl.d
-    echo "dpkg: $(dpkg-query -W -f='${db:Status-Status}' shmbus 2>/dev/null | sed 's/^$/not-installed/' || echo not-installed)"
+    for p in "${PKGS[@]}"; do echo "dpkg $p: $(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | sed 's/^$/not-installed/' || echo not-installed)"; done
     echo "segments: $(($(wc -l </proc/sysvipc/shm) - 1)), semaphore sets: $(($(wc -l </proc/sysvipc/sem) - 1))"
 }
 
@@ -67,13 +85,14 @@ repack() {
 }
 
 # =====================================================================================
-step "install $(basename "$DEB") (apt-get install ./...)"
+step "install ${PKGS[*]} (apt-get install ./...)"
 BEFORE=$(snapshot)
-out=$(apt_install "$DEB" 2>&1) || { echo "$out"; die "apt-get install failed"; }
+out=$(apt_install "${DEBS[@]}" 2>&1) || { echo "$out"; die "apt-get install failed"; }
 echo "$out" | grep '^shmbus:' | sed 's/^/    /'
-[[ "$(dpkg-query -W -f='${db:Status-Status} ${Version}' shmbus)" == "installed $(dpkg-deb -f "$DEB" Version)" ]] ||
-    die "shmbus is not installed after apt-get install"
-pass "installed $(dpkg-deb -f "$DEB" Version)"
+for p in "${PKGS[@]}"; do
+    [[ "$(dpkg-query -W -f='${db:Status-Status} ${Version}' "$p")" == "installed $V" ]] || die "$p is not installed after apt-get install"
+done
+pass "installed ${PKGS[*]} $V"
 IFS=: read -r _ _ uid gid _ home shell < <(getent passwd shmbus-sensors) || die "no user shmbus-sensors"
 [[ $uid -lt 1000 && "$shell" == /usr/sbin/nologin && "$home" == /nonexistent ]] ||
     die "shmbus-sensors is not a system user with no login (uid $uid, $home, $shell)"
@@ -183,6 +202,38 @@ pass "each sensor runs as shmbus-sensors:shmbus, NoNewPrivs, nice $(unit_get "$U
 n=$(setpriv --reuid=nobody --regid=nogroup --clear-groups -- "$SHMBUS" echo imu --all --count 5 --json --timeout 10 | grep -c '"generation"')
 [[ $n == 5 ]] || die "user nobody read $n imu frames, expected 5"
 pass "user nobody reads imu with /usr/bin/shmbus echo (5 frames)"
+if [[ $HAVE_FFI == 1 ]]; then
+    # Python: Debian's python3 (the one dist-packages belongs to) and the installed
+    # module over the system's libshmbus.so.0 (found through ldconfig's cache).
+    py=$(cd "$WORK" && timeout 60 /usr/bin/python3 - <<'PY'
+import shmbus
+assert shmbus.library_path() == "libshmbus.so.0", shmbus.library_path()
+sub = shmbus.Subscriber("imu", bus="demo", wait=10.0)
+frames = [sub.wait(timeout=10.0) for _ in range(5)]
+assert all(f is not None and len(f["value"]["acc"]) == 3 for f in frames), frames
+gens = [f["generation"] for f in frames]
+assert gens == sorted(gens) and len(set(gens)) == 5, gens
+sub.close()
+print("python3-shmbus %s: 5 imu frames, generations %d..%d, via %s" % (shmbus.version(), gens[0], gens[-1], shmbus.library_path()))
+PY
+    ) || die "import shmbus did not read imu"
+    echo "    $py"
+    pass "python3: import shmbus reads imu through the system libshmbus.so.0"
+    # C: built with pkg-config against libshmbus-dev, linked dynamically, then statically.
+    # shellcheck disable=SC2046 # pkg-config prints words
+    cc -std=c99 -Wall -Werror -o "$WORK/read-dyn" packaging/debian/tests/read-topic.c $(pkg-config --cflags --libs shmbus)
+    readelf -d "$WORK/read-dyn" | grep -q 'NEEDED.*\[libshmbus\.so\.0\]' || die "read-topic is not linked to libshmbus.so.0"
+    n=$(timeout 60 "$WORK/read-dyn" imu demo 5 | grep -c '^{')
+    [[ $n == 5 ]] || die "the C program (dynamic) read $n imu frames, expected 5"
+    pass "C: cc \$(pkg-config --cflags --libs shmbus): linked to libshmbus.so.0, read 5 imu frames"
+    # shellcheck disable=SC2046 # pkg-config prints words
+    cc -std=c99 -Wall -Werror -o "$WORK/read-static" packaging/debian/tests/read-topic.c $(pkg-config --cflags shmbus) \
+        /usr/lib/x86_64-linux-gnu/libshmbus.a $(pkg-config --static --libs-only-l shmbus | sed 's/-lshmbus //')
+    ! readelf -d "$WORK/read-static" | grep -q 'libshmbus' || die "read-topic (static) still needs libshmbus.so"
+    n=$(timeout 60 "$WORK/read-static" imu demo 5 | grep -c '^{')
+    [[ $n == 5 ]] || die "the C program (static libshmbus.a) read $n imu frames, expected 5"
+    pass "C: libshmbus.a with shmbus.pc's Libs.private: read 5 imu frames"
+fi
 doc=$("$SHMBUS" doctor) || { echo "$doc"; die "shmbus doctor reports a FAIL with the sensors running"; }
 grep -q "6 topics with a live publisher" <<<"$doc" || { echo "$doc"; die "doctor does not see 6 live topics"; }
 pass "shmbus doctor: 6 topics with a live publisher"
@@ -196,7 +247,6 @@ pass "every sensor stopped on SIGTERM"
 
 # =====================================================================================
 step "upgrade with an unedited conffile: the new default config replaces it"
-V=$(dpkg-deb -f "$DEB" Version)
 repack "$DEB" "$V+debtest1" "# upgrade test 1" "$WORK/shmbus_up1.deb"
 apt_install "$WORK/shmbus_up1.deb" >"$WORK/up1.log" 2>&1 || { cat "$WORK/up1.log"; die "upgrade 1 failed"; }
 [[ "$(dpkg-query -W -f='${Version}' shmbus)" == "$V+debtest1" ]] || die "upgrade 1 did not install $V+debtest1"
@@ -227,22 +277,27 @@ sed 's/^/    /' "$DROPIN"
 
 # =====================================================================================
 step "remove: programs go, configuration and user stay"
-"${APT[@]}" remove shmbus >"$WORK/rm.log" 2>&1 || { cat "$WORK/rm.log"; die "apt-get remove failed"; }
+"${APT[@]}" remove "${PKGS[@]}" >"$WORK/rm.log" 2>&1 || { cat "$WORK/rm.log"; die "apt-get remove failed"; }
 [[ "$(dpkg-query -W -f='${db:Status-Status}' shmbus)" == config-files ]] || die "not in state config-files after remove"
+[[ ! -e /usr/lib/python3/dist-packages/shmbus ]] || die "python3-shmbus left $(find /usr/lib/python3/dist-packages/shmbus)"
 [[ ! -e "$SHMBUS" && -e "$CONF" && -e "$DROPIN" ]] || die "remove took the wrong things"
 getent passwd shmbus-sensors >/dev/null || die "remove deleted the user (only purge may)"
-pass "removed: /usr/bin/shmbus gone; $CONF, $DROPIN and shmbus-sensors kept"
+pass "removed ${PKGS[*]}: programs and module gone (no __pycache__ left); $CONF, $DROPIN and shmbus-sensors kept"
 
 # =====================================================================================
 step "purge: everything the package made goes, and nothing else"
 mkdir -p /etc/shmbus
-echo "not the package's" >/etc/shmbus/admin-notes.txt
-apt_purge >"$WORK/purge.log" 2>&1 || { cat "$WORK/purge.log"; die "apt-get purge failed"; }
+echo "not the package's" >"$MARK"
+# Packages without conffiles are gone entirely after remove; purge what dpkg still knows.
+left=()
+for p in "${PKGS[@]}"; do installed "$p" && left+=("$p"); done
+[[ "${left[*]}" == shmbus ]] || die "after remove, dpkg still knows '${left[*]}' (expected shmbus, with its conffile)"
+"${APT[@]}" purge "${left[@]}" >"$WORK/purge.log" 2>&1 || { cat "$WORK/purge.log"; die "apt-get purge failed"; }
 grep '^shmbus:' "$WORK/purge.log" | sed 's/^/    /'
-[[ "$(cat /etc/shmbus/admin-notes.txt)" == "not the package's" ]] || die "purge removed a file the package did not make"
-rm /etc/shmbus/admin-notes.txt
-rmdir /etc/shmbus
-pass "purge left a file it did not make (/etc/shmbus/admin-notes.txt)"
+[[ "$(cat "$MARK")" == "not the package's" ]] || die "purge removed a file the package did not make"
+rm "$MARK"
+[[ $HAD_ETC == 1 ]] || rmdir /etc/shmbus
+pass "purge left a file it did not make ($MARK)"
 [[ "$(cat /proc/sys/kernel/shmmni)" == 4 ]] || die "purge did not restore kernel.shmmni to 4 (it is $(cat /proc/sys/kernel/shmmni))"
 grep -q "restored kernel.shmmni to 4" "$WORK/purge.log" || die "postrm did not say it restored kernel.shmmni"
 grep -q "removed 12 System V objects" "$WORK/purge.log" || die "postrm did not remove the 6 topics and their 6 locks"

@@ -8,18 +8,21 @@
 #    machine of every binary, the units' ExecStart in /usr/bin.
 # 2. foreign: the armhf package's binaries under qemu-arm (and arm64's under
 #    qemu-aarch64), linked against Debian's cross glibc: a sensor publishes the
-#    shipped config's topic and the package's own `shmbus` reads it back.
+#    shipped config's topic and the package's own `shmbus` reads it back, and so
+#    does a C program built against that architecture's libshmbus-dev.
 # 3. install, in a private IPC namespace (it has its own System V limits and
-#    topics; nothing of another test is seen or touched): the amd64 package with
-#    `apt-get install ./shmbus_V_amd64.deb`; `shmbus doctor` from /usr/bin; every
+#    topics; nothing of another test is seen or touched): the amd64 packages with
+#    `apt-get install ./shmbus_V_amd64.deb ...`; `shmbus doctor` from /usr/bin; every
 #    topic of the installed config published for a few seconds by its sensor, run the
 #    way its systemd unit runs it (the unit file's ExecStart, User, Group,
-#    LimitMEMLOCK, Nice, NoNewPrivileges: systemd itself does not run in CI); two
+#    LimitMEMLOCK, Nice, NoNewPrivileges: systemd itself does not run in CI), read by
+#    `import shmbus` (python3-shmbus over libshmbus0) and by a C program built with
+#    pkg-config against libshmbus-dev, dynamically and statically; two
 #    upgrades (a pristine conffile is replaced, an edited one is kept), the second with
 #    kernel.shmmni too small (postinst must raise it and say so); remove; purge; then
 #    the machine must be exactly as before (files, user, group, sysctl, topics).
 #
-# Refuses (exit 1) if a shmbus package is already installed here: the test would
+# Refuses (exit 1) if one of the packages is already installed here: the test would
 # replace it. Every step that installs is undone by a trap, whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,61 +40,61 @@ step() { printf '\n== %s\n' "$*"; }
 # =====================================================================================
 # 1. contents
 # =====================================================================================
-# The exact file list of the shmbus package (directories left out): a file that
-# appears or goes must show up here.
-expected_files() {
-    local b
-    for b in shmbus shmbus-sensor-iio shmbus-sensor-imu shmbus-sensor-net shmbus-sensor-power \
-        shmbus-sensor-system shmbus-sensor-thermal; do
-        echo "./usr/bin/$b"
-    done
-    for b in configs/systemd/*.service; do echo "./usr/lib/systemd/system/$(basename "$b")"; done
-    echo ./usr/lib/sysusers.d/shmbus.conf
-    echo ./etc/shmbus/shmbus.toml
-    for b in examples/demo.toml examples/imx6ull-board.toml configs/README.md INSTALL.md README.md copyright; do
-        echo "./usr/share/doc/shmbus/$b"
-    done
-}
-# Executables shipped beyond those (bridge, foxglove...) are accepted when the build
-# had them: they are listed by ci/deb.sh's artifacts.
-extra_bins() {
-    local arch=$1 f
-    for f in target/deb-work/"$arch"/artifacts/bin/*; do
-        case $(basename "$f") in shmbus | shmbus-sensor-*) ;; *) echo "./usr/bin/$(basename "$f")" ;; esac
-    done
+multiarch() { case $1 in amd64) echo x86_64-linux-gnu ;; armhf) echo arm-linux-gnueabihf ;; arm64) echo aarch64-linux-gnu ;; esac; }
+machine() { case $1 in amd64) echo 'Advanced Micro Devices X86-64' ;; armhf) echo ARM ;; arm64) echo AArch64 ;; esac; }
+GLIBC_DEPS='libc6 \(>= 2\.[0-9]+\), libgcc-s1 \(>= [0-9.]+\)'
+# Packages that this tree must produce: the C library and Python module with shmbus-ffi.
+HAVE_FFI=0
+[[ -f crates/shmbus-ffi/Cargo.toml ]] && HAVE_FFI=1
+
+# The exact file list of each package (directories left out; a link as "PATH -> TARGET"):
+# a file that appears or goes must show up here.
+expected_files() { # expected_files PKG ARCH
+    local pkg=$1 arch=$2 ma b f
+    ma=$(multiarch "$arch")
+    case $pkg in
+    shmbus)
+        for b in shmbus shmbus-sensor-iio shmbus-sensor-imu shmbus-sensor-net shmbus-sensor-power \
+            shmbus-sensor-system shmbus-sensor-thermal; do
+            echo "./usr/bin/$b"
+        done
+        # Executables beyond those (bridge, foxglove...) when the build had them.
+        for f in target/deb-work/"$arch"/artifacts/bin/*; do
+            case $(basename "$f") in shmbus | shmbus-sensor-*) ;; *) echo "./usr/bin/$(basename "$f")" ;; esac
+        done
+        for b in configs/systemd/*.service; do echo "./usr/lib/systemd/system/$(basename "$b")"; done
+        echo ./usr/lib/sysusers.d/shmbus.conf
+        echo ./etc/shmbus/shmbus.toml
+        for b in examples/demo.toml examples/imx6ull-board.toml configs/README.md INSTALL.md README.md copyright; do
+            echo "./usr/share/doc/shmbus/$b"
+        done
+        ;;
+    libshmbus0)
+        echo "./usr/lib/$ma/libshmbus.so.$CARGO_VERSION"
+        echo "./usr/lib/$ma/libshmbus.so.0 -> libshmbus.so.$CARGO_VERSION"
+        echo ./usr/share/doc/libshmbus0/copyright
+        ;;
+    libshmbus-dev)
+        echo ./usr/include/shmbus/shmbus.h
+        echo "./usr/lib/$ma/libshmbus.a"
+        echo "./usr/lib/$ma/libshmbus.so -> libshmbus.so.0"
+        echo "./usr/lib/$ma/pkgconfig/shmbus.pc"
+        echo ./usr/share/doc/libshmbus-dev/copyright
+        ;;
+    python3-shmbus)
+        echo ./usr/lib/python3/dist-packages/shmbus/__init__.py
+        echo ./usr/share/doc/python3-shmbus/copyright
+        ;;
+    esac
 }
 
-check_contents() {
-    local arch=$1 deb=$DIR/shmbus_${VERSION}_$1.deb machine x
-    [[ -f "$deb" ]] || die "$deb is missing: run ci/deb.sh first"
-    step "contents of $(basename "$deb")"
-    dpkg-deb -I "$deb" | sed 's/^/    /'
-    [[ "$(dpkg-deb -f "$deb" Package)" == shmbus ]] || die "Package is not shmbus"
-    [[ "$(dpkg-deb -f "$deb" Version)" == "$VERSION" ]] || die "Version is not $VERSION"
-    [[ "$(dpkg-deb -f "$deb" Architecture)" == "$arch" ]] || die "Architecture is not $arch"
-    local dep
-    dep=$(dpkg-deb -f "$deb" Depends)
-    [[ "$dep" =~ ^libc6\ \(\>=\ 2\.[0-9]+\),\ libgcc-s1\ \(\>=\ [0-9.]+\),\ passwd$ ]] ||
-        die "Depends is '$dep', expected libc6 (>= 2.x), libgcc-s1 (>= x), passwd"
-    # The newest glibc symbol version must be one Debian 12 (glibc 2.36) has.
-    local gv=${dep#libc6 (>= }
-    gv=${gv%%)*}
-    [[ "$(printf '%s\n2.36\n' "$gv" | sort -V | tail -n1)" == 2.36 ]] || die "needs glibc $gv, newer than Debian 12's 2.36"
-    pass "control: shmbus $VERSION $arch, Depends: $dep"
-    [[ "$(dpkg-deb -f "$deb" Installed-Size)" =~ ^[0-9]+$ ]] || die "no Installed-Size"
-    x=$(mktemp -d)
-    dpkg-deb -e "$deb" "$x/DEBIAN"
-    [[ "$(cat "$x/DEBIAN/conffiles")" == /etc/shmbus/shmbus.toml ]] || die "conffiles: $(cat "$x/DEBIAN/conffiles")"
-    for s in postinst prerm postrm; do [[ -x "$x/DEBIAN/$s" ]] || die "no executable $s"; done
-    (cd "$x/DEBIAN" && sh -n postinst && sh -n prerm && sh -n postrm) || die "a maintainer script is not valid sh"
-    pass "conffiles: /etc/shmbus/shmbus.toml; postinst, prerm, postrm present"
-    rm -rf "$x"
-
-    # File list: exact, every entry root:root, binaries 0755, the rest 0644.
-    local listing got want
+# check_listing DEB PKG ARCH: dpkg-deb -c against the expected list; root/root;
+# programs 0755, other files 0644.
+check_listing() {
+    local deb=$1 pkg=$2 arch=$3 listing got want
     listing=$(dpkg-deb -c "$deb")
-    got=$(awk '$1 !~ /^d/ { print $6 }' <<<"$listing" | sort)
-    want=$( (expected_files; extra_bins "$arch") | sort)
+    got=$(awk '$1 !~ /^d/ { $1 = $2 = $3 = $4 = $5 = ""; sub(/^ +/, ""); print }' <<<"$listing" | sort)
+    want=$(expected_files "$pkg" "$arch" | sort)
     if [[ "$got" != "$want" ]]; then
         diff <(echo "$want") <(echo "$got") | sed 's/^/    /' >&2
         die "file list of $(basename "$deb") differs from the expected one (< expected, > in the package)"
@@ -100,31 +103,73 @@ check_contents() {
     awk '$1 ~ /^-/ && $6 ~ /^\.\/usr\/bin\// && $1 != "-rwxr-xr-x" { bad = 1; print "    " $0 }
          $1 ~ /^-/ && $6 !~ /^\.\/usr\/bin\// && $1 != "-rw-r--r--" { bad = 1; print "    " $0 } END { exit bad }' <<<"$listing" ||
         die "unexpected file modes"
-    pass "file list: $(wc -l <<<"$got") files as expected, root/root, 0755 binaries, 0644 others"
+    pass "$(basename "$deb"): file list as expected ($(wc -l <<<"$got") entries), root/root, 0755 programs, 0644 others"
+}
 
-    # What is inside: ELF machine, dynamic glibc, unit paths, the conffile's content.
+# check_control DEB PKG ARCH DEPENDS-REGEX: the control fields.
+check_control() {
+    local deb=$1 pkg=$2 arch=$3 re=$4 dep
+    [[ -f "$deb" ]] || die "$deb is missing: run ci/deb.sh first"
+    step "contents of $(basename "$deb")"
+    dpkg-deb -I "$deb" | sed 's/^/    /'
+    [[ "$(dpkg-deb -f "$deb" Package)" == "$pkg" ]] || die "Package is not $pkg"
+    [[ "$(dpkg-deb -f "$deb" Version)" == "$VERSION" ]] || die "Version is not $VERSION"
+    [[ "$(dpkg-deb -f "$deb" Architecture)" == "$arch" ]] || die "Architecture is not $arch"
+    [[ "$(dpkg-deb -f "$deb" Installed-Size)" =~ ^[0-9]+$ ]] || die "no Installed-Size"
+    dep=$(dpkg-deb -f "$deb" Depends)
+    [[ "$dep" =~ ^$re$ ]] || die "Depends is '$dep', expected /$re/"
+    if [[ "$dep" == *libc6* ]]; then
+        # The newest glibc symbol version must be one Debian 12 (glibc 2.36) has.
+        local gv=${dep#*libc6 (>= }
+        gv=${gv%%)*}
+        [[ "$(printf '%s\n2.36\n' "$gv" | sort -V | tail -n1)" == 2.36 ]] || die "needs glibc $gv, newer than Debian 12's 2.36"
+    fi
+    pass "control: $pkg $VERSION $arch, Depends: $dep"
+}
+
+# ELF files of an extracted tree: the architecture's machine, dynamic glibc, stripped.
+check_elves() {
+    local root=$1 arch=$2 f n=0
+    while IFS= read -r -d '' f; do
+        head -c4 "$f" | grep -q ELF || continue
+        readelf -h "$f" | grep -q "Machine: *$(machine "$arch")\$" || die "$f is not a $(machine "$arch") binary"
+        readelf -d "$f" | grep -q 'NEEDED.*libc\.so\.6' || die "$f is not linked against glibc dynamically"
+        ! readelf -S "$f" | grep -q '\.debug_info' || die "$f has debug info"
+        n=$((n + 1))
+    done < <(find "$root" -type f -print0)
+    [[ $n -gt 0 ]] || die "no ELF file in $root"
+    pass "$n ELF files: $(machine "$arch"), dynamic glibc, no debug info"
+}
+
+# Native: dpkg-shlibdeps reads this machine's libc6/libgcc-s1 symbols files and must
+# agree with the Depends that ci/deb.sh computed from the ELF files.
+check_shlibdeps() { # check_shlibdeps ROOT FILE-GLOB DEPENDS
+    local root=$1 glob=$2 dep=$3 sd
+    mkdir -p "$root/debian"
+    printf 'Source: shmbus\n\nPackage: shmbus\nArchitecture: any\n' >"$root/debian/control"
+    # shellcheck disable=SC2086 # the glob is meant to expand here
+    sd=$(cd "$root" && dpkg-shlibdeps -O $glob 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
+    rm -rf "$root/debian"
+    [[ -n "$sd" && "$dep" == "$sd"* ]] || die "dpkg-shlibdeps says '$sd', the package says '$dep'"
+    pass "Depends agrees with dpkg-shlibdeps ($sd)"
+}
+
+check_shmbus() {
+    local arch=$1 deb=$DIR/shmbus_${VERSION}_$1.deb x dep
+    check_control "$deb" shmbus "$arch" "$GLIBC_DEPS, passwd"
+    x=$(mktemp -d)
+    dpkg-deb -e "$deb" "$x/DEBIAN"
+    [[ "$(cat "$x/DEBIAN/conffiles")" == /etc/shmbus/shmbus.toml ]] || die "conffiles: $(cat "$x/DEBIAN/conffiles")"
+    for s in postinst prerm postrm; do [[ -x "$x/DEBIAN/$s" ]] || die "no executable $s"; done
+    (cd "$x/DEBIAN" && sh -n postinst && sh -n prerm && sh -n postrm) || die "a maintainer script is not valid sh"
+    pass "conffiles: /etc/shmbus/shmbus.toml; postinst, prerm, postrm present"
+    rm -rf "$x"
+    check_listing "$deb" shmbus "$arch"
     x=$(mktemp -d)
     dpkg-deb -x "$deb" "$x"
-    case $arch in amd64) machine='Advanced Micro Devices X86-64' ;; armhf) machine=ARM ;; arm64) machine=AArch64 ;; esac
-    for f in "$x"/usr/bin/*; do
-        readelf -h "$f" | grep -q "Machine: *$machine\$" || die "$f is not a $machine binary"
-        readelf -d "$f" | grep -q 'NEEDED.*libc\.so\.6' || die "$f is not linked against glibc dynamically"
-        readelf -S "$f" | grep -q '\.debug_info' && die "$f is not stripped"
-    done
-    pass "binaries: $machine ELF, dynamic glibc, stripped"
-    if [[ $arch == "$(dpkg --print-architecture)" ]]; then
-        # Native: dpkg-shlibdeps can read this machine's libc6/libgcc-s1 symbols files,
-        # and must agree with the Depends that ci/deb.sh computed from the ELF files.
-        local sd
-        sd=$(cd "$x" && mkdir -p debian && printf 'Source: shmbus
-
-Package: shmbus
-Architecture: any
-' >debian/control &&
-            dpkg-shlibdeps -O usr/bin/* 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
-        [[ "$sd, passwd" == "$dep" ]] || die "dpkg-shlibdeps says '$sd', the package says '$dep'"
-        pass "Depends agrees with dpkg-shlibdeps ($sd)"
-    fi
+    check_elves "$x/usr/bin" "$arch"
+    dep=$(dpkg-deb -f "$deb" Depends)
+    [[ $arch != "$(dpkg --print-architecture)" ]] || check_shlibdeps "$x" 'usr/bin/*' "$dep"
     for u in "$x"/usr/lib/systemd/system/*.service; do
         grep -q '^ExecStart=/usr/bin/shmbus' "$u" || die "$(basename "$u"): ExecStart not in /usr/bin"
         [[ -x "$x$(sed -n 's/^ExecStart=\([^ ]*\).*/\1/p' "$u" | sed 's/%i/imu/')" ]] || die "$(basename "$u"): its ExecStart program is not in the package"
@@ -136,27 +181,77 @@ Architecture: any
     rm -rf "$x"
 }
 
+check_libs() {
+    local arch=$1 lib=$DIR/libshmbus0_${VERSION}_$1.deb dev=$DIR/libshmbus-dev_${VERSION}_$1.deb x ma
+    ma=$(multiarch "$arch")
+    check_control "$lib" libshmbus0 "$arch" "$GLIBC_DEPS"
+    [[ "$(dpkg-deb -f "$lib" Multi-Arch)" == same ]] || die "libshmbus0 is not Multi-Arch: same"
+    x=$(mktemp -d)
+    dpkg-deb -e "$lib" "$x/DEBIAN"
+    grep -qx 'activate-noawait ldconfig' "$x/DEBIAN/triggers" || die "libshmbus0 does not trigger ldconfig"
+    grep -qx "libshmbus 0 libshmbus0 (>= $VERSION)" "$x/DEBIAN/shlibs" || die "libshmbus0 has no shlibs entry"
+    rm -rf "$x"
+    pass "libshmbus0: Multi-Arch: same, ldconfig trigger, shlibs"
+    check_listing "$lib" libshmbus0 "$arch"
+    x=$(mktemp -d)
+    dpkg-deb -x "$lib" "$x"
+    check_elves "$x/usr/lib" "$arch"
+    readelf -d "$x/usr/lib/$ma/libshmbus.so.$CARGO_VERSION" | grep -q 'SONAME.*\[libshmbus\.so\.0\]' || die "libshmbus.so has no SONAME libshmbus.so.0"
+    pass "SONAME libshmbus.so.0"
+    [[ $arch != "$(dpkg --print-architecture)" ]] || check_shlibdeps "$x" "usr/lib/$ma/libshmbus.so.$CARGO_VERSION" "$(dpkg-deb -f "$lib" Depends)"
+    rm -rf "$x"
+    check_control "$dev" libshmbus-dev "$arch" "libshmbus0 \(= ${VERSION//+/\\+}\)"
+    check_listing "$dev" libshmbus-dev "$arch"
+    x=$(mktemp -d)
+    dpkg-deb -x "$dev" "$x"
+    ! readelf -S "$x/usr/lib/$ma/libshmbus.a" 2>/dev/null | grep -q '\.debug_info' || die "libshmbus.a has debug info"
+    cmp -s "$x/usr/include/shmbus/shmbus.h" crates/shmbus-ffi/include/shmbus.h || die "the packaged shmbus.h is not the crate's"
+    grep -qx "libdir=\${prefix}/lib/$ma" "$x/usr/lib/$ma/pkgconfig/shmbus.pc" || die "shmbus.pc: wrong libdir"
+    grep -q '^Libs.private: .*-lc' "$x/usr/lib/$ma/pkgconfig/shmbus.pc" || die "shmbus.pc: no Libs.private"
+    pass "libshmbus.a without debug info; header is the crate's; shmbus.pc with libdir /usr/lib/$ma and Libs.private"
+    rm -rf "$x"
+}
+
+check_python() {
+    local deb=$DIR/python3-shmbus_${VERSION}_all.deb x
+    check_control "$deb" python3-shmbus all "python3 \(>= 3\.7\), libshmbus0 \(>= ${VERSION//+/\\+}\)"
+    check_listing "$deb" python3-shmbus all
+    x=$(mktemp -d)
+    dpkg-deb -x "$deb" "$x"
+    cmp -s "$x/usr/lib/python3/dist-packages/shmbus/__init__.py" python/shmbus/__init__.py || die "the packaged module is not python/shmbus"
+    rm -rf "$x"
+    pass "the module is python/shmbus/__init__.py"
+}
+
 # =====================================================================================
 # 2. foreign binaries under qemu-user
 # =====================================================================================
 run_foreign() {
-    local arch=$1 deb=$DIR/shmbus_${VERSION}_$1.deb qemu x
+    local arch=$1 deb=$DIR/shmbus_${VERSION}_$1.deb qemu cc x ma
+    ma=$(multiarch "$arch")
     case $arch in
-    armhf) qemu="qemu-arm -L /usr/arm-linux-gnueabihf" ;;
-    arm64) qemu="qemu-aarch64 -L /usr/aarch64-linux-gnu" ;;
+    armhf) qemu="qemu-arm -L /usr/arm-linux-gnueabihf" cc=arm-linux-gnueabihf-gcc ;;
+    arm64) qemu="qemu-aarch64 -L /usr/aarch64-linux-gnu" cc=aarch64-linux-gnu-gcc ;;
     esac
-    step "$(basename "$deb") binaries under ${qemu%% *}"
+    step "$arch packages under ${qemu%% *}"
     x=$(mktemp -d)
     dpkg-deb -x "$deb" "$x"
+    if [[ $HAVE_FFI == 1 ]]; then
+        # A C program built against the -dev package, linked with its libshmbus.so.
+        dpkg-deb -x "$DIR/libshmbus0_${VERSION}_$arch.deb" "$x"
+        dpkg-deb -x "$DIR/libshmbus-dev_${VERSION}_$arch.deb" "$x"
+        $cc -std=c99 -Wall -Werror -o "$x/read-topic" packaging/debian/tests/read-topic.c \
+            -I"$x/usr/include/shmbus" -L"$x/usr/lib/$ma" -lshmbus
+    fi
     # Run in a private IPC namespace: the topic and its key are this test's alone.
     unshare --ipc bash -euo pipefail -c '
-        x=$1 qemu=$2 arch=$3
+        x=$1 qemu=$2 arch=$3 ma=$4
         $qemu "$x/usr/bin/shmbus" --version
         for b in "$x"/usr/bin/shmbus-sensor-*; do
             $qemu "$b" --help >/dev/null || { echo "$b --help failed" >&2; exit 1; }
         done
         echo "  ok   every sensor answers --help"
-        $qemu "$x/usr/bin/shmbus-sensor-system" --config "$x/etc/shmbus/shmbus.toml" --rate 20 --duration 60 &
+        $qemu "$x/usr/bin/shmbus-sensor-system" --config "$x/etc/shmbus/shmbus.toml" --rate 20 --duration 120 &
         pub=$!
         trap "kill $pub 2>/dev/null || true" EXIT
         # Wait (bounded) until the topic has frames, then read three in order.
@@ -168,28 +263,41 @@ run_foreign() {
         [[ $n == 3 ]] || { echo "read $n frames, expected 3" >&2; exit 1; }
         echo "  ok   $arch shmbus-sensor-system published, $arch shmbus echo read 3 frames"
         $qemu "$x/usr/bin/shmbus" doctor --config "$x/etc/shmbus/shmbus.toml" | sed "s/^/    /"
+        if [[ -x $x/read-topic ]]; then
+            out=$(timeout 120 $qemu -E "LD_LIBRARY_PATH=$x/usr/lib/$ma" "$x/read-topic" system demo 3)
+            [[ $(grep -c "^{" <<<"$out") == 3 ]] || { echo "$out" >&2; echo "read-topic did not print 3 frames" >&2; exit 1; }
+            tail -n1 <<<"$out" | sed "s/^/    /"
+            echo "  ok   a C program built with the $arch libshmbus-dev read 3 frames through the packaged libshmbus.so.0"
+        fi
         kill $pub
         wait $pub 2>/dev/null || true
-    ' _ "$x" "$qemu" "$arch" || die "$arch binaries under qemu"
-    NPASS=$((NPASS + 2))
+    ' _ "$x" "$qemu" "$arch" "$ma" || die "$arch binaries under qemu"
+    NPASS=$((NPASS + 2 + HAVE_FFI))
     rm -rf "$x"
 }
 
-CONTENTS_ARCHES=()
+CARGO_VERSION=$VERSION
+ARCHES=()
 for a in amd64 armhf arm64; do
-    [[ -f "$DIR/shmbus_${VERSION}_$a.deb" ]] && CONTENTS_ARCHES+=("$a")
+    [[ -f "$DIR/shmbus_${VERSION}_$a.deb" ]] && ARCHES+=("$a")
 done
-[[ ${#CONTENTS_ARCHES[@]} -gt 0 ]] || die "no shmbus_${VERSION}_*.deb in $DIR: run ci/deb.sh"
-for a in "${CONTENTS_ARCHES[@]}"; do check_contents "$a"; done
-for a in "${CONTENTS_ARCHES[@]}"; do [[ $a == amd64 ]] || run_foreign "$a"; done
+[[ ${#ARCHES[@]} -gt 0 ]] || die "no shmbus_${VERSION}_*.deb in $DIR: run ci/deb.sh"
+for a in "${ARCHES[@]}"; do
+    check_shmbus "$a"
+    [[ $HAVE_FFI == 0 ]] || check_libs "$a"
+done
+[[ $HAVE_FFI == 0 ]] || check_python
+for a in "${ARCHES[@]}"; do [[ $a == amd64 ]] || run_foreign "$a"; done
 
 # =====================================================================================
 # 3. install, upgrade, remove, purge on this machine (amd64 only)
 # =====================================================================================
-[[ " ${CONTENTS_ARCHES[*]} " == *" amd64 "* ]] || die "no amd64 package to install"
+[[ " ${ARCHES[*]} " == *" amd64 "* ]] || die "no amd64 package to install"
 [[ "$(dpkg --print-architecture)" == amd64 ]] || die "the install test needs an amd64 host"
 [[ "$(id -u)" == 0 ]] || die "the install test needs root (it installs the package): sudo ci/deb-test.sh"
-if st=$(dpkg-query -W -f='${db:Status-Status} ${Version}' shmbus 2>/dev/null) && [[ "${st%% *}" != not-installed ]]; then
-    die "a shmbus package is on this machine already ($st): the test would replace and purge it. Remove it first (apt-get purge shmbus) or run the test on a throwaway machine"
-fi
-exec unshare --ipc ci/deb-install-test.sh "$DIR/shmbus_${VERSION}_amd64.deb" "$NPASS"
+for p in shmbus libshmbus0 libshmbus-dev python3-shmbus; do
+    if st=$(dpkg-query -W -f='${db:Status-Status} ${Version}' "$p" 2>/dev/null) && [[ "${st%% *}" != not-installed ]]; then
+        die "package $p is on this machine already ($st): the test would replace and purge it. Remove it first (apt-get purge $p) or run the test on a throwaway machine"
+    fi
+done
+exec unshare --ipc ci/deb-install-test.sh "$DIR" "$VERSION" "$HAVE_FFI" "$NPASS"

@@ -2,25 +2,26 @@
 # ci/deb.sh — build the Debian packages (shmbus_VERSION_ARCH.deb, and every other
 # package packaging/debian/ declares) for amd64, armhf and arm64, with dpkg-deb.
 #
-#   ci/deb.sh [--arch amd64,armhf,arm64] [--out DIR] [--version V] [--profile P]
+#   ci/deb.sh [--arch amd64,armhf,arm64] [--out DIR] [--version V]
 #
-# 1. One cargo build per architecture (Debian's rustc 1.85, profile `board`, glibc
-#    linked dynamically) of the crates listed in packaging/debian/build that exist.
+# 1. Per architecture, cargo builds (Debian's rustc 1.85, glibc linked dynamically)
+#    of the crates listed in packaging/debian/build that exist, each in its profile
+#    (`board` for programs, `release` for the C library: see that file).
 # 2. For each packaging/debian/PKG/ with a control.in: a staging tree from PKG/install,
-#    the maintainer scripts, conffiles (every file under etc/), md5sums, Depends from
-#    the ELF files' needed libraries and symbol versions, Installed-Size.
+#    the maintainer scripts and other DEBIAN files of PKG/, conffiles (every file under
+#    etc/), md5sums, Depends from the ELF files' needed libraries and symbol versions,
+#    Installed-Size. A package whose `needs` path is missing is skipped with a note.
 # 3. dpkg-deb --root-owner-group -b into DIR (default target/deb), then a size table,
 #    also written to DIR/SIZES.txt.
 #
-# Needs: dpkg-deb, readelf, and for armhf/arm64 the toolchain of
-# `ci/install-arm.sh --arm64` (which also installs Debian's rustc-web used for amd64).
+# Needs: dpkg-deb, readelf, and the toolchain of `sudo ci/install-arm.sh --arm64`
+# (Debian's rustc-web with the x86_64, armv7 and aarch64 standard libraries).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 ARCHES=amd64,armhf,arm64
 OUT=target/deb
-PROFILE=${SHMBUS_DEB_PROFILE:-board}
 VERSION=
 
 die() { printf 'ci/deb.sh: %s\n' "$*" >&2; exit 1; }
@@ -31,20 +32,19 @@ while [[ $# -gt 0 ]]; do
     --arch) ARCHES=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --version) VERSION=$2; shift 2 ;;
-    --profile) PROFILE=$2; shift 2 ;;
-    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
     esac
 done
 
-# The workspace version ([workspace.package] version = "X").
-if [[ -z "$VERSION" ]]; then
-    VERSION=$(awk '/^\[workspace\.package\]/ { p = 1; next } /^\[/ { p = 0 }
-        p && $1 == "version" { gsub(/[" ]/, "", $3); print $3; exit }' Cargo.toml)
-fi
+ws_field() { # ws_field NAME: a string of [workspace.package]
+    awk -v k="$1" '/^\[workspace\.package\]/ { p = 1; next } /^\[/ { p = 0 }
+        p && $1 == k { gsub(/"/, "", $3); print $3; exit }' Cargo.toml
+}
+CARGO_VERSION=$(ws_field version) # in file names (libshmbus.so.0.1.0)
+VERSION=${VERSION:-$CARGO_VERSION} # the packages' Version
 [[ "$VERSION" =~ ^[0-9][A-Za-z0-9.+~-]*$ ]] || die "bad version '$VERSION' (Debian versions start with a digit)"
-HOMEPAGE=$(awk '/^\[workspace\.package\]/ { p = 1; next } /^\[/ { p = 0 }
-    p && $1 == "repository" { gsub(/"/, "", $3); print $3; exit }' Cargo.toml)
+HOMEPAGE=$(ws_field repository)
 
 for c in dpkg-deb readelf md5sum; do command -v "$c" >/dev/null || die "'$c' is missing (apt-get install dpkg binutils coreutils)"; done
 
@@ -59,65 +59,114 @@ triple() {
 multiarch() {
     case $1 in amd64) echo x86_64-linux-gnu ;; armhf) echo arm-linux-gnueabihf ;; arm64) echo aarch64-linux-gnu ;; esac
 }
-# The ELF machine readelf must report for each architecture's files.
-elf_machine() {
+elf_machine() { # what readelf -h says for each architecture
     case $1 in amd64) echo 'Advanced Micro Devices X86-64' ;; armhf) echo ARM ;; arm64) echo AArch64 ;; esac
 }
 
 # ---------------------------------------------------------------- what to build
-# packaging/debian/build: "CRATE [FEATURE...]"; keep crates that exist and features
+# packaging/debian/build: "CRATE PROFILE [FEATURE...]": crates that exist, features
 # they declare.
-crate_features() { # crate_features CRATE: the names in its [features] table
+crate_features() { # the names in crates/CRATE/Cargo.toml's [features] table
     awk '/^\[features\]/ { p = 1; next } /^\[/ { p = 0 } p && /^[A-Za-z0-9_-]+ *=/ { sub(/ *=.*/, ""); print }' \
         "crates/$1/Cargo.toml"
 }
-CARGO_PKGS=() CARGO_FEATURES=()
-while read -r crate feats; do
+is_staticlib() { grep -q '^crate-type *=.*"staticlib"' "crates/$1/Cargo.toml"; }
+CRATES=() PROFILES=() FEATURES=()
+while read -r crate profile feats; do
     [[ -z "$crate" || "$crate" == \#* ]] && continue
+    [[ -n "$profile" ]] || die "packaging/debian/build: $crate has no profile"
     if [[ ! -f "crates/$crate/Cargo.toml" ]]; then
         log "crate $crate: not in this tree, skipped"
         continue
     fi
-    CARGO_PKGS+=(-p "$crate")
-    have=$(crate_features "$crate")
+    have=$(crate_features "$crate") use=()
     for f in $feats; do
-        if grep -qx "$f" <<<"$have"; then CARGO_FEATURES+=("$crate/$f"); else log "crate $crate: no feature '$f' yet, skipped"; fi
+        if grep -qx "$f" <<<"$have"; then use+=("$crate/$f"); else log "crate $crate: no feature '$f' yet, skipped"; fi
     done
+    CRATES+=("$crate") PROFILES+=("$profile") FEATURES+=("$(IFS=,; echo "${use[*]}")")
 done <packaging/debian/build
-[[ ${#CARGO_PKGS[@]} -gt 0 ]] || die "packaging/debian/build names no crate of this tree"
+[[ ${#CRATES[@]} -gt 0 ]] || die "packaging/debian/build names no crate of this tree"
 
 # shellcheck source=ci/arm-env.sh
 source ci/arm-env.sh
 
-# build ARCH DIR: build and copy the executables and libraries cargo reports into DIR.
+arch_cargo() { # arch_cargo ARCH ARGS...: cargo for ARCH with Debian's rustc
+    local arch=$1
+    shift
+    case $arch in
+    amd64) RUSTC=/usr/bin/rustc CARGO_TARGET_DIR="${SHMBUS_ARM_TARGET_DIR_BASE:-$ROOT/target}/x86_64" \
+        cargo "$@" --target x86_64-unknown-linux-gnu ;;
+    armhf) arm_cargo "$@" ;;
+    arm64) arm64_cargo "$@" ;;
+    esac
+}
+
+# build ARCH DIR: build, then copy the executables (DIR/bin) and C libraries (DIR/lib,
+# with LIB.native-static-libs: what linking the static library needs) cargo reports.
 build() {
-    local arch=$1 dir=$2 t json
+    local arch=$1 dir=$2 t json err i p f
     t=$(triple "$arch")
     [[ -x /usr/bin/rustc ]] || die "no Debian rustc (/usr/bin/rustc): run sudo ci/install-arm.sh --arm64"
     compgen -G "/usr/lib/rustlib/$t/lib/libstd-*.rlib" >/dev/null ||
         die "no $t standard library for /usr/bin/rustc: run sudo ci/install-arm.sh --arm64"
-    local -a args=(build --profile "$PROFILE" "${CARGO_PKGS[@]}" --message-format json-render-diagnostics)
-    if [[ ${#CARGO_FEATURES[@]} -gt 0 ]]; then args+=(--features "$(IFS=,; echo "${CARGO_FEATURES[*]}")"); fi
-    log "$arch: cargo ${args[*]} (target $t, rustc $(/usr/bin/rustc --version | cut -d' ' -f2))"
-    json=$(mktemp)
-    case $arch in
-    amd64) RUSTC=/usr/bin/rustc CARGO_TARGET_DIR="${SHMBUS_ARM_TARGET_DIR_BASE:-$ROOT/target}/x86_64" \
-        cargo "${args[@]}" --target "$t" >"$json" ;;
-    armhf) arm_cargo "${args[@]}" >"$json" ;;
-    arm64) arm64_cargo "${args[@]}" >"$json" ;;
-    esac
     rm -rf "$dir"
     mkdir -p "$dir/bin" "$dir/lib"
-    # Executables: "executable":"/path"; libraries: .so/.a in "filenames" outside deps/.
-    local f
+    json=$(mktemp) err=$(mktemp)
+    for p in $(printf '%s\n' "${PROFILES[@]}" | sort -u); do
+        # Programs of one profile in one cargo run; each static library alone, with
+        # `cargo rustc` so that rustc prints the native libraries it needs.
+        local -a pkgs=() feats=()
+        for i in "${!CRATES[@]}"; do
+            [[ "${PROFILES[$i]}" == "$p" ]] || continue
+            if is_staticlib "${CRATES[$i]}"; then
+                local -a a=(rustc --profile "$p" -p "${CRATES[$i]}" --lib --message-format json-render-diagnostics)
+                [[ -z "${FEATURES[$i]}" ]] || a+=(--features "${FEATURES[$i]}")
+                log "$arch: cargo ${a[*]} -- --print native-static-libs"
+                local one
+                one=$(mktemp)
+                if ! arch_cargo "$arch" "${a[@]}" -- --print native-static-libs >"$one" 2>"$err"; then
+                    cat "$err" >&2
+                    die "$arch: cargo failed"
+                fi
+                cat "$err" >&2
+                cat "$one" >>"$json"
+                # LIB.native-static-libs beside the library: what linking LIB.a needs.
+                for f in $(grep -o '"filenames":\[[^]]*\]' "$one" | grep -o '"[^"]*\.a"' | tr -d '"'); do
+                    [[ "$f" == */deps/* ]] || sed -n 's/.*native-static-libs: //p' "$err" | tail -n1 >"$dir/lib/$(basename "${f%.a}").native-static-libs"
+                done
+                rm -f "$one"
+            else
+                pkgs+=(-p "${CRATES[$i]}")
+                [[ -z "${FEATURES[$i]}" ]] || feats+=("${FEATURES[$i]}")
+            fi
+        done
+        if [[ ${#pkgs[@]} -gt 0 ]]; then
+            local -a a=(build --profile "$p" "${pkgs[@]}" --message-format json-render-diagnostics)
+            [[ ${#feats[@]} -eq 0 ]] || a+=(--features "$(IFS=,; echo "${feats[*]}")")
+            log "$arch: cargo ${a[*]}"
+            arch_cargo "$arch" "${a[@]}" >>"$json"
+        fi
+    done
     for f in $(grep -o '"executable":"[^"]*"' "$json" | cut -d'"' -f4 | sort -u); do
         cp -p "$f" "$dir/bin/"
     done
     for f in $(grep -o '"filenames":\[[^]]*\]' "$json" | grep -o '"[^"]*\.\(so\|a\)"' | tr -d '"' | sort -u); do
         [[ "$f" == */deps/* ]] || cp -p "$f" "$dir/lib/"
     done
-    rm -f "$json"
+    rm -f "$json" "$err"
     [[ -n "$(ls "$dir/bin")" ]] || die "$arch: the build produced no executable"
+    # Libraries as Debian ships them (dh_strip): the shared one without symbols it does
+    # not export, the static one without debug info (Rust's std brings tens of MB of it).
+    # The programs are stripped by their profile already.
+    local strip
+    case $arch in amd64) strip="strip" ;; armhf) strip=arm-linux-gnueabihf-strip ;; arm64) strip=aarch64-linux-gnu-strip ;; esac
+    for f in "$dir"/lib/*.so; do
+        [[ -e "$f" ]] && "$strip" --strip-unneeded --remove-section=.comment --remove-section=.note "$f"
+    done
+    for f in "$dir"/lib/*.a; do
+        [[ -e "$f" ]] && "$strip" --strip-debug --enable-deterministic-archives --remove-section=.comment "$f"
+    done
+    return 0
 }
 
 # ---------------------------------------------------------------- dependencies
@@ -147,8 +196,8 @@ shlibs_depends() { # shlibs_depends STAGE ARCH
         case $l in
         libc.so.6 | libm.so.6 | libpthread.so.0 | libdl.so.2 | librt.so.1 | ld-linux*) ;;
         libgcc_s.so.1) ;;
-        *) [[ -n "$(find "$stage" -name "$l" -print -quit)" ]] ||
-            die "$l (needed by a file of $(basename "$stage")) has no Debian package in ci/deb.sh's map: add it there" ;;
+        libshmbus.so.0) deps+=("libshmbus0 (= $VERSION)") ;;
+        *) die "$l (needed by a file of $(basename "$stage")) has no Debian package in ci/deb.sh's map: add it there" ;;
         esac
     done
     if printf '%s\n' "${libs[@]}" | grep -qE '^(libc\.so\.6|libm\.so\.6|libpthread|libdl|librt|ld-linux)'; then
@@ -160,14 +209,24 @@ shlibs_depends() { # shlibs_depends STAGE ARCH
         gcc=$(echo "${gcc:-3.0}" | cut -d. -f1-2)
         deps+=("libgcc-s1 (>= $gcc)")
     fi
-    (IFS=,; echo "${deps[*]}" | sed 's/,/, /g')
+    local IFS=,
+    echo "${deps[*]}" | sed 's/,/, /g'
 }
 
 # ---------------------------------------------------------------- staging
+# subst ARCH ART: the placeholders of control.in, install destinations and *.in files.
+subst() {
+    local arch=$1 art=$2 libs_private=
+    if compgen -G "$art/lib/*.native-static-libs" >/dev/null; then libs_private=$(cat "$art"/lib/*.native-static-libs | head -n1); fi
+    sed -e "s/@VERSION@/$VERSION/g" -e "s/@CARGO_VERSION@/$CARGO_VERSION/g" \
+        -e "s/@MULTIARCH@/$(multiarch "$arch")/g" -e "s#@HOMEPAGE@#$HOMEPAGE#g" \
+        -e "s#@LIBS_PRIVATE@#$libs_private#g"
+}
+
 # stage_pkg PKGDIR ARCH ARTIFACTS STAGE: fill STAGE from PKGDIR/install. Returns 3 if
 # a `needs PATH` line names something this tree does not have.
 stage_pkg() {
-    local pkgdir=$1 arch=$2 art=$3 stage=$4 src dest opt matches m
+    local pkgdir=$1 arch=$2 art=$3 stage=$4 src dest opt matches m to
     rm -rf "$stage"
     mkdir -p "$stage/DEBIAN"
     while read -r src dest _; do
@@ -178,7 +237,13 @@ stage_pkg() {
         fi
         opt=0
         if [[ "$src" == \?* ]]; then opt=1; src=${src#\?}; fi
-        dest=${dest//@MULTIARCH@/$(multiarch "$arch")}
+        dest=$(subst "$arch" "$art" <<<"$dest")
+        if [[ "$src" == link:* ]]; then # a symbolic link DEST -> TARGET
+            src=$(subst "$arch" "$art" <<<"${src#link:}")
+            mkdir -p "$(dirname "$stage/$dest")"
+            ln -s "$src" "$stage/$dest"
+            continue
+        fi
         case $src in
         bin:*) matches=$(compgen -G "$art/bin/${src#bin:}" || true) ;;
         lib:*) matches=$(compgen -G "$art/lib/${src#lib:}" || true) ;;
@@ -189,10 +254,17 @@ stage_pkg() {
             die "$(basename "$pkgdir")/install: nothing matches '$src'"
         fi
         while read -r m; do
-            local to=$stage/$dest
-            if [[ "$dest" == */ ]]; then to=$stage/$dest$(basename "$m"); fi
+            to=$stage/$dest
+            if [[ "$dest" == */ ]]; then to=$stage/$dest$(basename "${m%.in}"); fi
             mkdir -p "$(dirname "$to")"
-            if [[ -x "$m" && "$src" != *.service ]]; then install -m 0755 "$m" "$to"; else install -m 0644 "$m" "$to"; fi
+            if [[ "$m" == *.in ]]; then
+                subst "$arch" "$art" <"$m" >"$to"
+                chmod 0644 "$to"
+            elif [[ -x "$m" && "$src" != *.so* ]]; then
+                install -m 0755 "$m" "$to"
+            else
+                install -m 0644 "$m" "$to"
+            fi
             case $to in
             *.service)
                 # The units of configs/systemd name /usr/local/bin (a hand install);
@@ -208,6 +280,9 @@ stage_pkg() {
     local s
     for s in preinst postinst prerm postrm; do
         if [[ -f "$pkgdir/$s" ]]; then install -m 0755 "$pkgdir/$s" "$stage/DEBIAN/$s"; fi
+    done
+    for s in triggers shlibs; do
+        if [[ -f "$pkgdir/$s.in" ]]; then subst "$arch" "$art" <"$pkgdir/$s.in" >"$stage/DEBIAN/$s"; fi
     done
     if [[ -d "$stage/etc" ]]; then
         (cd "$stage" && find etc -type f | sort | sed 's#^#/#') >"$stage/DEBIAN/conffiles"
@@ -240,17 +315,15 @@ for arch in "${arch_list[@]}"; do
     art=$WORK/$arch/artifacts
     t0=$(date +%s)
     build "$arch" "$art"
-    log "$arch: built in $(($(date +%s) - t0)) s: $(ls "$art/bin" | tr '\n' ' ')$(ls "$art/lib" | tr '\n' ' ')"
+    log "$arch: built in $(($(date +%s) - t0)) s: $(cd "$art" && echo bin/* lib/*)"
     for pkgdir in packaging/debian/*/; do
         pkgdir=${pkgdir%/}
         [[ -f "$pkgdir/control.in" ]] || continue
         pkg=$(basename "$pkgdir")
         pkg_arch=$(sed -n 's/^Architecture: *//p' "$pkgdir/control.in")
         [[ "$pkg_arch" == @ARCH@ ]] && pkg_arch=$arch
-        if [[ "$pkg_arch" == all ]]; then
-            # An Architecture: all package is built once, with the first architecture.
-            [[ " ${built_all[*]} " == *" $pkg "* ]] && continue
-        fi
+        # An Architecture: all package is built once, with the first architecture.
+        if [[ "$pkg_arch" == all && " ${built_all[*]} " == *" $pkg "* ]]; then continue; fi
         stage=$WORK/$arch/$pkg
         rc=0
         stage_pkg "$pkgdir" "$arch" "$art" "$stage" || rc=$?
@@ -259,19 +332,19 @@ for arch in "${arch_list[@]}"; do
         [[ "$pkg_arch" == all ]] && built_all+=("$pkg")
         depends=$(shlibs_depends "$stage" "$arch")
         size=$(installed_size "$stage")
-        sed -e "s/@VERSION@/$VERSION/" -e "s/@ARCH@/$pkg_arch/" -e "s/@INSTALLED_SIZE@/$size/" \
-            -e "s#@HOMEPAGE@#$HOMEPAGE#" -e "s/@SHLIBS_DEPENDS@/$depends/" \
-            "$pkgdir/control.in" | sed -e 's/^Depends: , */Depends: /' -e '/^Depends: *$/d' >"$stage/DEBIAN/control"
+        subst "$arch" "$art" <"$pkgdir/control.in" | sed -e "s/@ARCH@/$pkg_arch/" -e "s/@INSTALLED_SIZE@/$size/" \
+            -e "s/@SHLIBS_DEPENDS@/$depends/" -e 's/^Depends: , */Depends: /' -e '/^Depends:/s/, *$//' -e '/^Depends: *$/d' \
+            >"$stage/DEBIAN/control"
         ! grep -n '@[A-Z_]*@' "$stage/DEBIAN/control" || die "$pkg: unreplaced placeholder in control"
         find "$stage" -exec touch -h -d "@$EPOCH" {} +
         deb=$OUT/${pkg}_${VERSION}_${pkg_arch}.deb
         dpkg-deb --root-owner-group -Zxz --build "$stage" "$deb" >/dev/null
-        SIZES+=("$(printf '%-34s %10d %14d' "$(basename "$deb")" "$(stat -c %s "$deb")" "$size")")
+        SIZES+=("$(printf '%-40s %10d %14d' "$(basename "$deb")" "$(stat -c %s "$deb")" "$size")")
         log "$(basename "$deb"): $(stat -c %s "$deb") bytes, Installed-Size $size KiB, Depends: $(dpkg-deb -f "$deb" Depends)"
     done
 done
 
 {
-    printf '%-34s %10s %14s\n' package bytes installed-KiB
+    printf '%-40s %10s %14s\n' package bytes installed-KiB
     printf '%s\n' "${SIZES[@]}"
 } | tee "$OUT/SIZES.txt"
