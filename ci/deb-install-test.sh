@@ -256,23 +256,33 @@ apt_install "$WORK/shmbus_up1.deb" >"$WORK/up1.log" 2>&1 || { cat "$WORK/up1.log
 pass "upgrade $V -> $V+debtest1: unedited $CONF replaced, user kept"
 
 # =====================================================================================
-step "upgrade with an edited conffile and too small a kernel.shmmni"
+step "upgrade with an edited conffile and too small kernel.shmmni and kernel.sem"
 echo "# local edit" >>"$CONF"
 cp "$CONF" "$WORK/edited.toml"
-# In this namespace only: 6 topics exist, so a limit of 4 is too small (doctor FAILs).
+# In this namespace only: the topics' segments and 6 publisher locks exist, so 4
+# segments (kernel.shmmni) and 4 semaphore sets (SEMMNI, kernel.sem's 4th field) are
+# too few: doctor FAILs both.
+sysv() { tr -s ' \t' '  ' <"/proc/sys/kernel/$1"; }
 echo 4 >/proc/sys/kernel/shmmni
+read -r msl mns opm _ < <(sysv sem)
+LOW_SEM="$msl $mns $opm 4"
+echo "$LOW_SEM" >/proc/sys/kernel/sem
 repack "$DEB" "$V+debtest2" "# upgrade test 2" "$WORK/shmbus_up2.deb"
 apt_install "$WORK/shmbus_up2.deb" >"$WORK/up2.log" 2>&1 || { cat "$WORK/up2.log"; die "upgrade 2 failed"; }
 grep '^shmbus:' "$WORK/up2.log" | sed 's/^/    /'
 cmp -s "$CONF" "$WORK/edited.toml" || die "the upgrade changed the edited $CONF"
 [[ "$(tail -n1 "$CONF.dpkg-dist")" == "# upgrade test 2" ]] || die "no $CONF.dpkg-dist with the new default"
 pass "upgrade -> $V+debtest2: edited $CONF kept, new default in $CONF.dpkg-dist"
-raised=$(cat /proc/sys/kernel/shmmni)
+raised=$(sysv shmmni) raised_sem=$(sysv sem)
 [[ $raised -gt 4 ]] || die "kernel.shmmni is still $raised"
+[[ ${raised_sem##* } -gt 4 ]] || die "kernel.sem is still $raised_sem"
 grep -qx "kernel.shmmni = $raised" "$DROPIN" || die "$DROPIN does not set kernel.shmmni = $raised: $(cat "$DROPIN")"
+grep -qx "kernel.sem = $raised_sem" "$DROPIN" || die "$DROPIN does not set kernel.sem = $raised_sem: $(cat "$DROPIN")"
 grep -q "raised kernel.shmmni from 4 to $raised" "$WORK/up2.log" || die "postinst did not say what it changed"
-"$SHMBUS" doctor --config "$CONF" | grep -q '^OK    shmmni' || die "doctor still FAILs shmmni after postinst"
-pass "postinst raised kernel.shmmni 4 -> $raised, kept it in $DROPIN and said so"
+grep -q "raised kernel.sem from $LOW_SEM to $raised_sem" "$WORK/up2.log" || die "postinst did not say what it changed"
+doc=$("$SHMBUS" doctor --config "$CONF") || true
+grep -q '^OK    shmmni' <<<"$doc" && grep -q '^OK    sem' <<<"$doc" || { echo "$doc"; die "doctor still FAILs after postinst"; }
+pass "postinst raised kernel.shmmni 4 -> $raised and kernel.sem '$LOW_SEM' -> '$raised_sem', kept them in $DROPIN and said so"
 sed 's/^/    /' "$DROPIN"
 
 # =====================================================================================
@@ -286,6 +296,10 @@ pass "removed ${PKGS[*]}: programs and module gone (no __pycache__ left); $CONF,
 
 # =====================================================================================
 step "purge: everything the package made goes, and nothing else"
+# The sensors' topics: segments (with their notification segments) and publisher locks.
+OBJECTS=$(awk -v u="$uid" 'FNR > 1 && ((FILENAME ~ /shm$/ && $10 == u) || (FILENAME ~ /sem$/ && $7 == u))' \
+    /proc/sysvipc/shm /proc/sysvipc/sem | wc -l)
+[[ $OBJECTS -ge 12 ]] || die "only $OBJECTS System V objects of shmbus-sensors before purge (6 topics and 6 locks expected at least)"
 mkdir -p /etc/shmbus
 echo "not the package's" >"$MARK"
 # Packages without conffiles are gone entirely after remove; purge what dpkg still knows.
@@ -298,10 +312,12 @@ grep '^shmbus:' "$WORK/purge.log" | sed 's/^/    /'
 rm "$MARK"
 [[ $HAD_ETC == 1 ]] || rmdir /etc/shmbus
 pass "purge left a file it did not make ($MARK)"
-[[ "$(cat /proc/sys/kernel/shmmni)" == 4 ]] || die "purge did not restore kernel.shmmni to 4 (it is $(cat /proc/sys/kernel/shmmni))"
+[[ "$(sysv shmmni)" == 4 ]] || die "purge did not restore kernel.shmmni to 4 (it is $(sysv shmmni))"
+[[ "$(sysv sem)" == "$LOW_SEM" ]] || die "purge did not restore kernel.sem to $LOW_SEM (it is $(sysv sem))"
 grep -q "restored kernel.shmmni to 4" "$WORK/purge.log" || die "postrm did not say it restored kernel.shmmni"
-grep -q "removed 12 System V objects" "$WORK/purge.log" || die "postrm did not remove the 6 topics and their 6 locks"
-pass "purge restored kernel.shmmni to 4 and removed the sensors' 6 topics and 6 publisher locks"
+grep -q "restored kernel.sem to $LOW_SEM" "$WORK/purge.log" || die "postrm did not say it restored kernel.sem"
+grep -q "removed $OBJECTS System V objects" "$WORK/purge.log" || die "postrm did not remove the sensors' $OBJECTS System V objects"
+pass "purge restored kernel.shmmni and kernel.sem and removed the sensors' $OBJECTS System V objects (6 topics with their locks)"
 AFTER=$(snapshot)
 if [[ "$AFTER" != "$BEFORE" ]]; then
     diff <(echo "$BEFORE") <(echo "$AFTER") | sed 's/^/    /' >&2
