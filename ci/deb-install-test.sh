@@ -103,6 +103,16 @@ pass "postinst created system user shmbus-sensors (uid $uid) in system group shm
 grep -q 'limits suffice.*no sysctl change' <<<"$out" || die "postinst did not report the limit check"
 pass "default System V limits suffice: no sysctl drop-in"
 
+if command -v systemd-analyze >/dev/null; then
+    # Offline check of the installed units: syntax, directives, ExecStart programs.
+    units=(shmbus-sensor-imu.service)
+    for i in $(sed -n 's/^publisher *= *"shmbus-sensor-\([a-z0-9]*\)".*/\1/p' "$CONF"); do units+=("shmbus-sensor@$i.service"); done
+    systemd-analyze verify --man=no "${units[@]}" || die "systemd-analyze verify found problems in the installed units"
+    pass "systemd-analyze verify: ${units[*]}"
+else
+    echo "    note: no systemd-analyze on this machine (systemd not installed): the units' syntax is not verified here"
+fi
+
 # =====================================================================================
 step "$SHMBUS from /usr/bin"
 "$SHMBUS" --version

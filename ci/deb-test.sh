@@ -65,7 +65,7 @@ expected_files() { # expected_files PKG ARCH
         for b in configs/systemd/*.service; do echo "./usr/lib/systemd/system/$(basename "$b")"; done
         echo ./usr/lib/sysusers.d/shmbus.conf
         echo ./etc/shmbus/shmbus.toml
-        for b in examples/demo.toml examples/imx6ull-board.toml configs/README.md INSTALL.md README.md copyright; do
+        for b in examples/demo.toml examples/imx6ull-board.toml configs/README.md INSTALL.md README.md copyright changelog.gz; do
             echo "./usr/share/doc/shmbus/$b"
         done
         ;;
@@ -73,6 +73,7 @@ expected_files() { # expected_files PKG ARCH
         echo "./usr/lib/$ma/libshmbus.so.$CARGO_VERSION"
         echo "./usr/lib/$ma/libshmbus.so.0 -> libshmbus.so.$CARGO_VERSION"
         echo ./usr/share/doc/libshmbus0/copyright
+        echo ./usr/share/doc/libshmbus0/changelog.gz
         ;;
     libshmbus-dev)
         echo ./usr/include/shmbus/shmbus.h
@@ -80,10 +81,12 @@ expected_files() { # expected_files PKG ARCH
         echo "./usr/lib/$ma/libshmbus.so -> libshmbus.so.0"
         echo "./usr/lib/$ma/pkgconfig/shmbus.pc"
         echo ./usr/share/doc/libshmbus-dev/copyright
+        echo ./usr/share/doc/libshmbus-dev/changelog.gz
         ;;
     python3-shmbus)
         echo ./usr/lib/python3/dist-packages/shmbus/__init__.py
         echo ./usr/share/doc/python3-shmbus/copyright
+        echo ./usr/share/doc/python3-shmbus/changelog.gz
         ;;
     esac
 }

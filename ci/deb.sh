@@ -287,6 +287,17 @@ stage_pkg() {
     if [[ -d "$stage/etc" ]]; then
         (cd "$stage" && find etc -type f | sort | sed 's#^#/#') >"$stage/DEBIAN/conffiles"
     fi
+    # Debian's changelog of a native package: which commit this build is.
+    local pkg doc
+    pkg=$(basename "$pkgdir")
+    doc=$stage/usr/share/doc/$pkg
+    mkdir -p "$doc"
+    {
+        printf '%s (%s) unstable; urgency=medium\n\n' "$pkg" "$VERSION"
+        printf '  * Built by ci/deb.sh from commit %s.\n\n' "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+        printf ' -- shmbus developers <shmbus@example.invalid>  %s\n' "$(LC_ALL=C date -u -R -d "@$EPOCH")"
+    } | gzip -9n >"$doc/changelog.gz"
+    chmod 0644 "$doc/changelog.gz"
     # md5sums of everything but conffiles (dpkg keeps those in its status instead).
     (cd "$stage" && find . -path ./DEBIAN -prune -o -path ./etc -prune -o -type f -print |
         sed 's#^\./##' | LC_ALL=C sort | xargs -r md5sum) >"$stage/DEBIAN/md5sums"
