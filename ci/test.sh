@@ -3,7 +3,8 @@
 #
 # Runs on a fresh Debian 12 machine as root, with only package registries
 # reachable, in these stages (each timed; a table at the end):
-#   host      cargo fmt --check, clippy -D warnings, cargo test --workspace, loom model
+#   host      cargo fmt --check, clippy -D warnings, cargo doc -D warnings,
+#             cargo test --workspace, loom model
 #   arm       ci/install-arm.sh, then the whole workspace test suite for armv7
 #             under qemu-arm (Debian's rustc 1.85 + armhf std)
 #   mixed     ci/mixed-arch.sh: x86_64 and armv7 processes sharing one segment
@@ -79,6 +80,8 @@ ensure_host_tools() {
 # ---------------------------------------------------------------- host
 host_fmt() { ensure_host_tools && cargo fmt --all -- --check; }
 host_clippy() { cargo clippy --workspace --all-targets -- -D warnings; }
+# The API docs build without a broken link or a stray HTML tag.
+host_doc() { RUSTDOCFLAGS='-D warnings' cargo doc --workspace --no-deps; }
 host_test() { cargo test --workspace --no-fail-fast; }
 host_loom() { bash crates/shmbus-core/loom.sh; }
 
@@ -171,6 +174,7 @@ echo "shmbus CI: $(uname -srm), $(nproc) cores, $(cargo --version)"
 
 stage host-fmt host_fmt
 stage host-clippy host_clippy
+stage host-doc host_doc
 stage host-test host_test
 if [[ -f crates/shmbus-core/loom.sh ]]; then stage host-loom host_loom; fi
 stage arm-install arm_install

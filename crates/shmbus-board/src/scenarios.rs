@@ -267,7 +267,7 @@ struct Phase {
 }
 
 /// Publisher at `rate` Hz for `secs`, with subscribers `hows`; CPU of every
-/// process over the same window (from /proc/<pid>/stat).
+/// process over the same window (from `/proc/<pid>/stat`).
 fn phase(t: &BoardTopic, rate: u32, secs: f64, hows: &[&str]) -> Result<Phase, String> {
     let sensor = spawn::sensor();
     let count = (f64::from(rate) * (secs + 1.0)) as u32;
@@ -328,7 +328,7 @@ fn phase(t: &BoardTopic, rate: u32, secs: f64, hows: &[&str]) -> Result<Phase, S
 /// On one core: a publisher at a fixed rate with four subscribers blocked
 /// in wait_next/wait_latest, against the same publisher alone and with one
 /// busy-polling subscriber (the baseline from this very boot). Every figure
-/// is CPU time over the same window, from /proc/<pid>/stat. Under emulation
+/// is CPU time over the same window, from `/proc/<pid>/stat`. Under emulation
 /// a wake-up costs far more than on silicon, so the rate is modest (50 Hz),
 /// and an idle phase (5 Hz) shows what waiting costs when little happens.
 fn one_core_cpu() -> Result<String, String> {

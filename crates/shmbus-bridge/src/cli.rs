@@ -1,5 +1,9 @@
 //! The command line of `shmbus bridge` and `shmbus-bridge` (one set of
 //! arguments for both).
+//!
+//! The field docs below are clap's help text, written for a terminal, not
+//! rustdoc: `[bridge]` names a TOML table and `<topic>` a placeholder.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;

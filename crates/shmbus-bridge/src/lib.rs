@@ -25,7 +25,7 @@
 //! - The engine: [`mqtt`] is the only module that knows MQTT (rumqttc).
 //!   A second engine (Zenoh) is one more module with the same shape: a
 //!   `run(&Core, &Settings)` that takes messages from [`Core::outbox`] while
-//!   connected, calls [`Core::set_connected`]-style outbox updates on link
+//!   connected, tells the outbox (`Outbox::set_connected`) about link
 //!   changes, and hands incoming messages to [`Core::inbound`].
 //!
 //! ## Never slowing a publisher

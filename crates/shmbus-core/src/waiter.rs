@@ -3,7 +3,7 @@
 //!
 //! Subscribers attach the topic read-only, so they cannot announce
 //! themselves in the topic segment. Each publisher session has a second,
-//! tiny segment, the **waiter segment** ([`RawWaiter`], 128 bytes, no key:
+//! tiny segment, the **waiter segment** ([`RawWaiter`](crate::layout::RawWaiter), 128 bytes, no key:
 //! `docs/LAYOUT.md` section 7.4), that every process allowed to read the
 //! topic may write. Its one live word is a ticket counter, the **waiter
 //! word** `W`:

@@ -1,7 +1,7 @@
 //! Typed frames: a C program sets and gets fields by path; the frame
 //! encodes itself as postcard for a publish and decodes a received frame.
 //!
-//! A frame owns a value store sized from its schema's [`Layout`] when it is
+//! A frame owns a value store sized from its schema's [`Layout`](crate::layout::Layout) when it is
 //! made: numbers in one array, strings and byte lists in buffers reserved
 //! to their capacity, list lengths in another array, and an encode buffer of
 //! the schema's maximum frame size. Setting fields, publishing and reading
