@@ -212,6 +212,33 @@ impl Inbound {
         }
     }
 
+    /// The broker sent a message too big to read on one of these topics
+    /// (which one cannot be known): every route is `paused` for a while,
+    /// with the reason.
+    pub fn pause(&mut self, why: &str) {
+        for i in 0..self.routes.len() {
+            let r = &mut self.routes[i];
+            r.state = "paused";
+            r.last_error = Some(why.to_string());
+            self.report(i);
+        }
+    }
+
+    /// The subscriptions are made again after a pause.
+    pub fn resume(&mut self) {
+        for i in 0..self.routes.len() {
+            let r = &mut self.routes[i];
+            if r.state == "paused" {
+                r.state = if r.publisher.is_some() {
+                    "publishing"
+                } else {
+                    "waiting"
+                };
+                self.report(i);
+            }
+        }
+    }
+
     fn summary(&self, i: usize) -> (&'static str, Option<i32>, Option<String>) {
         let r = &self.routes[i];
         (r.state, r.holder, r.last_error.clone())

@@ -59,6 +59,10 @@ const MAX_INCOMING: usize = 1 << 20;
 const MAX_OUTGOING: usize = 1 << 20;
 /// Requests rumqttc buffers between the pump and the socket.
 const CHANNEL: usize = 64;
+/// How long the `[[bridge.in]]` subscriptions are left out after the broker
+/// sent a message over `MAX_INCOMING` (doubling, up to `PAUSE_MAX`).
+const PAUSE_MIN: Duration = Duration::from_secs(60);
+const PAUSE_MAX: Duration = Duration::from_secs(900);
 /// QoS 1/2 messages in flight before rumqttc waits for acknowledgements.
 const INFLIGHT: u16 = 100;
 
@@ -373,17 +377,34 @@ fn connection_loop(
         .into_iter()
         .map(|(t, q)| rumqttc::SubscribeFilter::new(t, qos(q)))
         .collect();
+    // A message over MAX_INCOMING breaks the connection inside rumqttc (it
+    // cannot skip one), and a retained one comes back on every connect: the
+    // inbound subscriptions are then left out for a while, so the board's
+    // outbound link stays up, and tried again later.
+    let mut pause = PAUSE_MIN;
+    let mut paused_until: Option<Instant> = None;
+    let mut connected = false;
     loop {
         let event = match conn.recv() {
             Ok(e) => e,
             Err(_) => return Ok(()), // every client handle is gone
         };
+        if connected && paused_until.is_some_and(|t| Instant::now() >= t) {
+            paused_until = None;
+            core.inbound
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .resume();
+            eprintln!("shmbus-bridge: subscribing to the [[bridge.in]] topics again");
+            let _ = client.try_subscribe_many(subscriptions.clone());
+        }
         match event {
             Ok(Event::Incoming(Incoming::ConnAck(_))) => {
                 core.stats.connections.fetch_add(1, Ordering::Relaxed);
                 core.stats.connected.store(true, Ordering::Relaxed);
+                connected = true;
                 backoff = min;
-                if !subscriptions.is_empty() {
+                if !subscriptions.is_empty() && paused_until.is_none() {
                     let _ = client.try_subscribe_many(subscriptions.clone());
                 }
                 // Asked to stop while connecting: the DISCONNECT queued by
@@ -442,6 +463,21 @@ fn connection_loop(
             }
             Ok(_) => {}
             Err(e) => {
+                connected = false;
+                if let Some(n) = oversized(&e) {
+                    let why = format!(
+                        "the broker sent a message of {n} bytes, over the bridge's limit of {MAX_INCOMING} bytes, on a [[bridge.in]] topic; the [[bridge.in]] subscriptions are left out for {} s so the rest of the link stays up (clear or shrink that message on the broker, e.g. mosquitto_pub -r -n -t TOPIC for a retained one, and cap message_size_limit)",
+                        pause.as_secs()
+                    );
+                    eprintln!("shmbus-bridge: {why}");
+                    core.stats.in_oversized.fetch_add(1, Ordering::Relaxed);
+                    core.inbound
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .pause(&why);
+                    paused_until = Some(Instant::now() + pause);
+                    pause = (pause * 2).min(PAUSE_MAX);
+                }
                 core.outbox.set_connected(false);
                 core.stats.connected.store(false, Ordering::Relaxed);
                 core.stats.link_errors.fetch_add(1, Ordering::Relaxed);
@@ -471,6 +507,16 @@ fn connection_loop(
                 backoff = (backoff * 2).min(max);
             }
         }
+    }
+}
+
+/// The size of an incoming message that was over `MAX_INCOMING`.
+fn oversized(e: &ConnectionError) -> Option<usize> {
+    match e {
+        ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+            rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(n),
+        )) => Some(*n),
+        _ => None,
     }
 }
 

@@ -55,6 +55,9 @@ pub struct Stats {
     /// Of those, not published because another local process publishes the
     /// topic (or the topic could not be opened).
     pub in_refused: AtomicU64,
+    /// Broker messages over the bridge's size limit (each one broke the
+    /// connection; the `[[bridge.in]]` subscriptions were then paused).
+    pub in_oversized: AtomicU64,
     topics: Mutex<Vec<(String, std::sync::Arc<TopicStats>)>>,
 }
 
@@ -73,6 +76,7 @@ impl Default for Stats {
             in_published: AtomicU64::new(0),
             in_bad: AtomicU64::new(0),
             in_refused: AtomicU64::new(0),
+            in_oversized: AtomicU64::new(0),
             topics: Mutex::new(Vec::new()),
         }
     }
@@ -136,6 +140,7 @@ impl Stats {
                 "published": get(&self.in_published),
                 "bad": get(&self.in_bad),
                 "refused": get(&self.in_refused),
+                "oversized": get(&self.in_oversized),
             },
             "topics": topics,
         })

@@ -169,3 +169,49 @@ fn a_topic_with_a_live_local_publisher_is_not_fought() {
     );
     let _ = retained;
 }
+
+/// A retained message over the bridge's 1 MiB limit on a `[[bridge.in]]`
+/// topic breaks the connection inside rumqttc and comes back on every
+/// connect: the bridge pauses its inbound subscriptions instead of flapping
+/// the whole link, and says why.
+#[test]
+fn an_oversized_retained_inbound_message_does_not_take_the_link_down() {
+    let dir = Dir::new("inbound-huge");
+    let broker = Broker::start(&dir, "broker", "");
+    let t = "ground/b/setpoint";
+    mqtt_pub(broker.port, t, &vec![b'x'; 2 << 20], true);
+    let cfg = dir.write(
+        "b.toml",
+        &format!(
+            "[[topic]]\nname = \"setpoint\"\nkey = {KEY}\n\n[bridge]\nboard_id = \"b\"\nstats_interval_s = 1\nreconnect_min_ms = 100\nreconnect_max_ms = 200\n\n[[bridge.in]]\nfrom = \"{t}\"\ntopic = \"setpoint\"\nschema = \"{SETPOINT}\"\n"
+        ),
+        0o644,
+    );
+    let mut b = Board::new("b");
+    b.start_bridge(&broker.url(), &cfg, &[])
+        .wait_line("over the bridge's limit", LONG);
+    let ok = |s: &str| json(s)["connected"] == true && json(s)["in"]["oversized"] == 1;
+    wait_retained(broker.port, "shmbus/b/$stats", ok, SHORT);
+    // Unpaused, the bridge reconnected every ~0.3 s for as long as the
+    // message stayed retained.
+    std::thread::sleep(Duration::from_secs(3));
+    let stats = json(&wait_retained(broker.port, "shmbus/b/$stats", ok, SHORT));
+    assert_eq!(
+        (stats["connections"].as_u64(), stats["link_errors"].as_u64()),
+        (Some(2), Some(1)),
+        "{stats}"
+    );
+    assert_eq!(
+        retained(broker.port, "shmbus/b/$state").as_deref(),
+        Some("online")
+    );
+    let report = json(&retained(broker.port, "shmbus/b/$in/setpoint").unwrap());
+    assert_eq!(report["state"], "paused", "{report}");
+    let why = report["last_error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("2097") && why.contains("mosquitto_pub -r -n"),
+        "{report}"
+    );
+    let (st, _) = b.bridge().stop(SHORT);
+    assert!(st.success());
+}
