@@ -273,21 +273,46 @@ def version():
     return _lib.shmbus_version().decode()
 
 
+def _text(value, what, optional=False):
+    """A str argument as the C library's NUL-terminated UTF-8: a NUL inside
+    would end the string early (another topic or schema), so it is refused,
+    like anything that is not a str."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise InvalidArgument(-4, "%s must be a str, not %s" % (what, type(value).__name__))
+    if "\0" in value:
+        raise InvalidArgument(-4, "%s contains a NUL character (at index %d)" % (what, value.index("\0")))
+    return value.encode()
+
+
+def _uint32(value, what):
+    """An optional unsigned 32-bit argument (None or 0: the default); a
+    value ctypes would silently cut to 32 bits is refused."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(-4, "%s must be an int, not %s" % (what, type(value).__name__))
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise InvalidArgument(-4, "%s = %d is out of range: give 0 to 0xffffffff" % (what, value))
+    return value
+
+
 def key(name, bus=None):
     """The System V key of topic ``name`` on ``bus`` (default "shmbus")."""
     out = ctypes.c_uint32()
-    _check(_key(bus.encode() if bus else None, name.encode(), ctypes.byref(out)))
+    _check(_key(_text(bus, "bus", True) or None, _text(name, "topic name"), ctypes.byref(out)))
     return out.value
 
 
 def _topic(name, key, bus, slots, mode):
     t = _Topic()
-    t._keep = [name.encode(), bus.encode() if bus else None]
+    t._keep = [_text(name, "topic name"), _text(bus, "bus", True) or None]
     t.name = t._keep[0]
     t.bus = t._keep[1]
-    t.key = key or 0
-    t.slots = slots or 0
-    t.mode = mode or 0
+    t.key = _uint32(key, "key")
+    t.slots = _uint32(slots, "slots")
+    t.mode = _uint32(mode, "mode")
     return t
 
 
@@ -336,7 +361,7 @@ class Subscriber:
         t = _topic(name, key, bus, 0, 0)
         expected = _Handle(0)
         if schema is not None:
-            _check(_schema_parse(schema.encode(), ctypes.byref(expected)))
+            _check(_schema_parse(_text(schema, "schema"), ctypes.byref(expected)))
         h = _Handle()
         try:
             _check(_sub_open(ctypes.byref(t), expected, _ms(wait), ctypes.byref(h)))
@@ -470,7 +495,7 @@ class Publisher:
         self._h = None
         t = _topic(name, key, bus, slots, mode)
         s = _Handle()
-        _check(_schema_parse(schema.encode(), ctypes.byref(s)))
+        _check(_schema_parse(_text(schema, "schema"), ctypes.byref(s)))
         h = _Handle()
         try:
             _check(_pub_open(ctypes.byref(t), s, ctypes.byref(h)))
@@ -486,7 +511,10 @@ class Publisher:
         if self._h is None:
             raise Closed(-3, "the publisher of '%s' is closed" % self.topic)
         g = ctypes.c_uint64()
-        text = json.dumps(_nonfinite(value), allow_nan=False, separators=(",", ":"))
+        try:
+            text = json.dumps(_nonfinite(value), allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError) as e:
+            raise JsonError(-18, "value for topic '%s' is not JSON: %s" % (self.topic, e)) from None
         _check(_pub_json(self._h, text.encode(), ctypes.byref(g)))
         return g.value
 
@@ -536,6 +564,8 @@ def _nonfinite(v):
 
 
 def _ms(seconds):
-    if seconds is None or seconds < 0:
-        raise InvalidArgument(-4, "timeout must be a number of seconds >= 0")
-    return min(int(seconds * 1000 + 0.5), 2**32 - 1)
+    """Seconds as the C library's milliseconds: at most 2**32 - 1 (49 days;
+    also what an infinite timeout becomes)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
+        raise InvalidArgument(-4, "timeout must be a number of seconds >= 0, not %r" % (seconds,))
+    return min(int(min(seconds, 2**32) * 1000 + 0.5), 2**32 - 1)

@@ -156,3 +156,40 @@ def test_python_publisher_to_rust_subscriber(key):
         assert r.returncode == 0, r.stdout
         assert "received 20 frames" in r.stdout, r.stdout
         assert "frame_id=py" in r.stdout and "temp_c=21.50" in r.stdout, r.stdout
+
+
+def test_arguments_ctypes_would_cut_short_are_refused(key):
+    """A NUL inside a str ends the C string early, and ctypes cuts ints to
+    32 bits: either would silently address another topic or schema."""
+    schema = "struct A { x: u8 }"
+    pub = shmbus.Publisher("adv_a", schema, key=key)
+    try:
+        for make in (
+            lambda: shmbus.Publisher("adv_a\0other", schema, key=key),
+            lambda: shmbus.Subscriber("adv_a\0other", key=key, wait=0),
+            lambda: shmbus.Subscriber("adv_a", key=key, wait=0, schema=schema + "\0x"),
+            lambda: shmbus.Subscriber("adv_a", bus="b\0c", wait=0),
+            lambda: shmbus.key("adv_a\0other"),
+        ):
+            with pytest.raises(shmbus.InvalidArgument, match="NUL character"):
+                make()
+        # 2**32 + key would have become `key`; 2**32 the name's own key.
+        for bad in (2**32 + key, 2**32, -1):
+            with pytest.raises(shmbus.InvalidArgument, match="out of range"):
+                shmbus.Subscriber("adv_a", key=bad, wait=0)
+        with pytest.raises(shmbus.InvalidArgument, match="out of range"):
+            shmbus.Publisher("adv_b", schema, key=key + 1, slots=2**32 + 16)
+        with pytest.raises(shmbus.InvalidArgument, match="must be a str"):
+            shmbus.Subscriber(5, key=key, wait=0)
+        with pytest.raises(shmbus.InvalidArgument, match="timeout"):
+            shmbus.Subscriber("adv_a", key=key, wait=float("nan"))
+        sub = shmbus.Subscriber("adv_a", key=key, wait=float("inf"))
+        with pytest.raises(shmbus.JsonError, match="not JSON"):
+            pub.publish({"x": {1, 2}})
+        with pytest.raises(shmbus.JsonError, match="does not fit in u8"):
+            pub.publish({"x": 2**100})
+        assert pub.publish({"x": 7}) == 1
+        assert sub.latest()["value"] == {"x": 7}
+        sub.close()
+    finally:
+        pub.remove()
