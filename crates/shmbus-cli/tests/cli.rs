@@ -1711,3 +1711,91 @@ fn every_numeric_option_takes_extreme_values_without_a_panic() {
         extremes.len()
     );
 }
+
+/// A frame type whose schema is well over 128 bytes, as real topics' are.
+#[derive(
+    Serialize,
+    Deserialize,
+    Debug,
+    Clone,
+    PartialEq,
+    postcard::experimental::max_size::MaxSize,
+    postcard_schema::Schema,
+)]
+struct WideReport {
+    board_temperature_celsius: f32,
+    supply_voltage_millivolts: u32,
+    uptime_seconds_since_boot: u64,
+    firmware_identifier: heapless::String<16>,
+    sensor_readings_in_order: heapless::Vec<i16, 8>,
+}
+
+/// Schemas are decoded under a tight address-space limit (`ulimit -v`, or
+/// a small board with strict overcommit): the depth check of a hostile
+/// schema needs no helper thread and no large stack. It once spawned a
+/// thread with a 64 MiB stack for every schema over 128 bytes, so under
+/// such a limit every real topic showed "<undecodable>" and `echo` called
+/// it corrupt. Under qemu-user an address-space limit cannot be applied to
+/// the guest (the emulator reserves 4 GiB first), so this runs natively.
+#[test]
+fn schemas_decode_under_a_tight_address_space_limit() {
+    watchdog("schema_as_limit", Duration::from_secs(120));
+    if std::env::var("SHMBUS_TEST_RUNNER").is_ok_and(|r| !r.trim().is_empty()) {
+        eprintln!("skipped under SHMBUS_TEST_RUNNER: an address-space limit binds the emulator");
+        return;
+    }
+    let (topic, _g) = topic("schema_as_limit");
+    let mut p = Publisher::<WideReport>::open(&topic).unwrap();
+    let schema = shmbus_core::schema::schema_bytes::<WideReport>().unwrap();
+    assert!(schema.len() > 128, "schema is {} bytes", schema.len());
+    p.publish(&WideReport {
+        board_temperature_celsius: 41.5,
+        supply_voltage_millivolts: 3300,
+        uptime_seconds_since_boot: 7,
+        firmware_identifier: heapless::String::from("fw-1.2"),
+        sensor_readings_in_order: heapless::Vec::from_slice(&[1, -2, 3]).unwrap(),
+    })
+    .unwrap();
+    let k = hex(topic.key);
+    let limited = |args: &[&str]| {
+        let exe = env!("CARGO_BIN_EXE_shmbus");
+        let o = Command::new("prlimit")
+            .arg(format!("--as={}", 32 * 1024 * 1024))
+            .arg("--")
+            .arg(exe)
+            .args(args)
+            .env("MALLOC_ARENA_MAX", "2")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run prlimit");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = limited(&["info", &k]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("WideReport") && !out.contains("cannot decode"),
+        "{out}"
+    );
+    let (code, out, err) = limited(&["list", "--key", &k]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("WideReport") && !out.contains("<undecodable>"),
+        "{out}"
+    );
+    let (code, out, err) = limited(&[
+        "echo",
+        &k,
+        "--count",
+        "1",
+        "--timeout",
+        "10",
+        "--all",
+        "--from-oldest",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("fw-1.2"), "{out}{err}");
+}

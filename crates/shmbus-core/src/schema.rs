@@ -103,10 +103,12 @@ pub const MAX_SCHEMA_DEPTH: usize = 64;
 ///
 /// The bytes are untrusted: they are size-limited and, before postcard
 /// (which recurses once per nesting level) sees them, their nesting depth is
-/// bounded by a non-recursive scan, so a hostile schema cannot overflow the
-/// stack.
+/// measured by a scan that does not recurse ([`encoded_depth`]), so a
+/// hostile schema cannot overflow the stack. No thread, no allocation
+/// beyond the decoded tree: it works the same under a tight address-space
+/// limit (`ulimit -v`, strict overcommit on a small board).
 pub fn decode_schema(bytes: &[u8]) -> Result<OwnedNamedType, postcard::Error> {
-    if bytes.len() > MAX_SCHEMA_LEN || !depth_within(bytes, MAX_SCHEMA_DEPTH) {
+    if bytes.len() > MAX_SCHEMA_LEN || encoded_depth(bytes, MAX_SCHEMA_DEPTH).is_none() {
         return Err(postcard::Error::DeserializeBadEncoding);
     }
     exact(bytes)
@@ -121,33 +123,142 @@ fn exact(bytes: &[u8]) -> Result<OwnedNamedType, postcard::Error> {
     }
 }
 
-/// A conservative bound: every level of nesting in an encoded
-/// `OwnedNamedType` needs at least one byte, and real schemas are shallow.
-/// Count the longest run of "container" variant tags that could each open a
-/// level; refuse when the input could nest deeper than `max`.
-fn depth_within(bytes: &[u8], max: usize) -> bool {
-    // Each nested named type starts with a length-prefixed name; a level
-    // costs at least 2 bytes (name length, variant tag). Inputs short enough
-    // that they cannot nest past `max` are accepted outright; longer ones
-    // are decoded on a thread with a stack sized for the worst case.
-    bytes.len() / 2 <= max || stack_probe(bytes)
+/// One pending item of [`encoded_depth`]'s walk; `level` is the number of
+/// container types above it.
+#[derive(Clone, Copy)]
+enum Pending {
+    /// An `OwnedNamedType`: name, then an `OwnedDataModelType`.
+    Type { level: usize },
+    /// `n` more `OwnedNamedType`s (a tuple's elements).
+    Types { n: u64, level: usize },
+    /// `n` more `OwnedNamedValue`s: name, then an `OwnedNamedType`.
+    Values { n: u64, level: usize },
+    /// `n` more `OwnedNamedVariant`s: name, then an `OwnedDataModelVariant`.
+    Variants { n: u64, level: usize },
 }
 
-fn stack_probe(bytes: &[u8]) -> bool {
-    // Decode once on a thread whose stack is large enough for the deepest
-    // possible nesting of this input (bounded by MAX_SCHEMA_LEN); a schema
-    // that decodes there and nests at most `MAX_SCHEMA_DEPTH` is accepted.
-    let owned = bytes.to_vec();
-    let handle = std::thread::Builder::new()
-        .stack_size(64 * 1024 * 1024)
-        .spawn(move || {
-            exact(&owned)
-                .map(|t| depth_of(&t) <= MAX_SCHEMA_DEPTH)
-                .unwrap_or(false)
-        });
-    match handle {
-        Ok(h) => h.join().unwrap_or(false),
-        Err(_) => false,
+/// The nesting depth (as [`depth_of`] counts it) of a postcard-encoded
+/// `OwnedNamedType`, found by walking the encoding with an explicit stack
+/// instead of recursion; `None` if it is deeper than `max` or is not a
+/// well-formed encoding of the tree's shape (names are skipped, not checked
+/// as UTF-8: postcard checks them afterwards).
+///
+/// The walk visits the bytes in the order postcard's decoder does, so
+/// postcard never recurses deeper than this walk has allowed. Every pending
+/// item consumes at least one byte, so the walk ends after at most
+/// `bytes.len()` steps; the stack holds at most two items per level.
+pub fn encoded_depth(bytes: &[u8], max: usize) -> Option<usize> {
+    let mut r = Reader { bytes, at: 0 };
+    let mut stack = vec![Pending::Type { level: 0 }];
+    let mut deepest = 0;
+    while let Some(item) = stack.pop() {
+        match item {
+            Pending::Type { level } => {
+                r.skip_str()?;
+                let inner = level + 1;
+                // Tag order of `OwnedDataModelType`: 0..=17 the primitives
+                // (Bool .. ByteArray), 18 Option, 19 Unit, 20 UnitStruct,
+                // 21 NewtypeStruct, 22 Seq, 23 Tuple, 24 TupleStruct,
+                // 25 Map, 26 Struct, 27 Enum, 28 Schema.
+                let tag = r.varint()?;
+                if matches!(tag, 18 | 21..=27) {
+                    if inner > max {
+                        return None;
+                    }
+                    deepest = deepest.max(inner);
+                }
+                match tag {
+                    0..=17 | 19 | 20 | 28 => {}
+                    18 | 21 | 22 => stack.push(Pending::Type { level: inner }),
+                    23 | 24 => stack.push(Pending::Types {
+                        n: r.varint()?,
+                        level: inner,
+                    }),
+                    25 => {
+                        stack.push(Pending::Type { level: inner });
+                        stack.push(Pending::Type { level: inner });
+                    }
+                    26 => stack.push(Pending::Values {
+                        n: r.varint()?,
+                        level: inner,
+                    }),
+                    27 => stack.push(Pending::Variants {
+                        n: r.varint()?,
+                        level: inner,
+                    }),
+                    _ => return None,
+                }
+            }
+            Pending::Types { n, level } if n > 0 => {
+                stack.push(Pending::Types { n: n - 1, level });
+                stack.push(Pending::Type { level });
+            }
+            Pending::Values { n, level } if n > 0 => {
+                stack.push(Pending::Values { n: n - 1, level });
+                r.skip_str()?;
+                stack.push(Pending::Type { level });
+            }
+            Pending::Variants { n, level } if n > 0 => {
+                stack.push(Pending::Variants { n: n - 1, level });
+                r.skip_str()?;
+                // `OwnedDataModelVariant`: 0 Unit, 1 Newtype, 2 Tuple,
+                // 3 Struct. A variant adds no level of its own.
+                match r.varint()? {
+                    0 => {}
+                    1 => stack.push(Pending::Type { level }),
+                    2 => stack.push(Pending::Types {
+                        n: r.varint()?,
+                        level,
+                    }),
+                    3 => stack.push(Pending::Values {
+                        n: r.varint()?,
+                        level,
+                    }),
+                    _ => return None,
+                }
+            }
+            Pending::Types { .. } | Pending::Values { .. } | Pending::Variants { .. } => {}
+        }
+    }
+    Some(deepest)
+}
+
+/// A cursor over schema bytes for [`encoded_depth`].
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        let b = *self.bytes.get(self.at)?;
+        self.at += 1;
+        Some(b)
+    }
+
+    /// A postcard varint of up to 64 bits (lengths are `usize`, tags
+    /// `u32`); the value only steers the walk, postcard checks it again.
+    fn varint(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    /// A length-prefixed string, skipped.
+    fn skip_str(&mut self) -> Option<()> {
+        let len = usize::try_from(self.varint()?).ok()?;
+        let end = self.at.checked_add(len)?;
+        if end > self.bytes.len() {
+            return None;
+        }
+        self.at = end;
+        Some(())
     }
 }
 
@@ -364,6 +475,78 @@ mod tests {
             assert_eq!(got, want);
             assert_eq!(capacity_of(&got), Some(16));
         }
+    }
+
+    /// `levels` nested containers of kind `tag` around a `bool`, encoded as
+    /// postcard encodes an `OwnedNamedType` (every name empty).
+    fn nested(tag: u8, levels: usize) -> Vec<u8> {
+        let open: &[u8] = match tag {
+            18 | 21 | 22 => &[0, tag],
+            // A tuple of one element, a struct of one (unnamed) field, an
+            // enum of one newtype variant.
+            23 | 24 => &[0, tag, 1],
+            26 => &[0, 26, 1, 0],
+            27 => &[0, 27, 1, 0, 1],
+            // A map whose key is a bool and whose value nests.
+            25 => &[0, 25, 0, 0],
+            _ => unreachable!(),
+        };
+        let mut b = open.repeat(levels);
+        b.extend_from_slice(&[0, 0]);
+        b
+    }
+
+    #[test]
+    fn the_depth_scan_agrees_with_the_decoded_tree() {
+        for bytes in [
+            schema_bytes::<Imu>().unwrap(),
+            schema_bytes::<probe_types::All>().unwrap(),
+            schema_bytes::<probe_types::WithPicky>().unwrap(),
+        ] {
+            let t = decode_schema(&bytes).unwrap();
+            assert_eq!(encoded_depth(&bytes, 64), Some(depth_of(&t)));
+        }
+        for tag in [18, 21, 22, 23, 24, 25, 26, 27] {
+            let b = nested(tag, MAX_SCHEMA_DEPTH);
+            let t = decode_schema(&b).unwrap_or_else(|e| panic!("tag {tag}: {e}"));
+            assert_eq!(depth_of(&t), MAX_SCHEMA_DEPTH, "tag {tag}");
+            assert_eq!(encoded_depth(&b, 64), Some(MAX_SCHEMA_DEPTH), "tag {tag}");
+            assert!(decode_schema(&nested(tag, MAX_SCHEMA_DEPTH + 1)).is_err());
+        }
+    }
+
+    #[test]
+    fn deep_schemas_are_refused_on_the_callers_stack() {
+        // As deep as 32 KiB allows, for every container kind: refused by
+        // the scan, on this thread, without a thread of its own (a 64 MiB
+        // helper stack failed under `ulimit -v` and strict overcommit and
+        // turned every schema over 128 bytes into "undecodable").
+        for tag in [18, 21, 22, 23, 24, 25, 26, 27] {
+            let levels = (MAX_SCHEMA_LEN - 2) / nested(tag, 1).len().saturating_sub(2);
+            let b = nested(tag, levels);
+            assert!(b.len() <= MAX_SCHEMA_LEN);
+            assert_eq!(encoded_depth(&b, MAX_SCHEMA_DEPTH), None, "tag {tag}");
+            assert!(decode_schema(&b).is_err());
+        }
+        // Truncated, and lengths that claim more than there is.
+        let good = schema_bytes::<probe_types::All>().unwrap();
+        for n in 0..good.len() {
+            assert!(decode_schema(&good[..n]).is_err(), "prefix {n}");
+        }
+        let huge = [
+            0u8, 23, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+        ];
+        assert_eq!(encoded_depth(&huge, 64), None);
+        assert_eq!(encoded_depth(&[0, 23, 0x80, 0x80], 64), None);
+        assert_eq!(
+            encoded_depth(
+                &[
+                    0x85, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80
+                ],
+                64
+            ),
+            None
+        );
     }
 
     #[test]
