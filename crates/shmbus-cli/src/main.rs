@@ -30,12 +30,12 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                eprint!("{e}");
+                eprint!("{}", out::printable(&e.to_string()));
                 return ExitCode::from(out::ERROR);
             }
             let text = e.to_string();
             let text = text.strip_prefix("error: ").unwrap_or(&text);
-            eprint!("shmbus: {text}");
+            eprint!("shmbus: {}", out::printable(text));
             return ExitCode::from(out::ERROR);
         }
     };

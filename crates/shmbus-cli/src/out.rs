@@ -6,6 +6,8 @@
 
 use std::io::{self, Write};
 
+pub use shmbus_toolbox::printable::printable;
+
 /// Success.
 pub const OK: u8 = 0;
 /// The topic was not found, or there was nothing to show.
@@ -62,18 +64,31 @@ pub type CmdResult = Result<u8, Fail>;
 
 /// Print one line on standard output and flush it (so `| head` and
 /// `| grep --line-buffered` see it at once).
+///
+/// Every printing function here passes the text through
+/// [`printable`]: names, schema text and values come from segments that
+/// any local user may have planted, and their control characters must not
+/// reach the terminal.
 pub fn line(s: &str) -> Result<(), Fail> {
     let mut o = io::stdout().lock();
-    o.write_all(s.as_bytes())?;
+    o.write_all(printable(s).as_bytes())?;
     o.write_all(b"\n")?;
     o.flush()?;
     Ok(())
 }
 
-/// Print text as it is (no newline added) and flush.
+/// Print text (no newline added) and flush.
 pub fn raw(s: &str) -> Result<(), Fail> {
+    raw_after("", s)
+}
+
+/// Print the tool's own terminal `control` sequence as it is, then `s`
+/// made [`printable`], and flush (`top` clears the screen, `hz` rewrites
+/// its line).
+pub fn raw_after(control: &'static str, s: &str) -> Result<(), Fail> {
     let mut o = io::stdout().lock();
-    o.write_all(s.as_bytes())?;
+    o.write_all(control.as_bytes())?;
+    o.write_all(printable(s).as_bytes())?;
     o.flush()?;
     Ok(())
 }
@@ -81,7 +96,7 @@ pub fn raw(s: &str) -> Result<(), Fail> {
 /// A notice on standard error, prefixed `shmbus: `. Errors writing it are
 /// ignored (nobody is listening).
 pub fn notice(s: &str) {
-    let _ = writeln!(io::stderr().lock(), "shmbus: {s}");
+    let _ = writeln!(io::stderr().lock(), "shmbus: {}", printable(s));
 }
 
 /// True when standard output is a terminal.

@@ -1799,3 +1799,147 @@ fn schemas_decode_under_a_tight_address_space_limit() {
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("fw-1.2"), "{out}{err}");
 }
+
+/// A frame type whose schema names carry terminal control sequences, as a
+/// planted segment's schema can (a hand-written `Schema`: any string is a
+/// valid name in a schema).
+#[derive(
+    Serialize, Deserialize, Debug, Clone, PartialEq, postcard::experimental::max_size::MaxSize,
+)]
+struct Escapes {
+    text: heapless::String<32>,
+}
+
+/// Window title, colour, clear screen, a C1 CSI, DEL, a carriage return and
+/// a right-to-left override: each would drive a terminal if printed raw.
+const HOSTILE_TEXT: &str = "\u{1b}]0;pwned\u{7}\u{1b}[31m\u{1b}[2J\u{9b}1m\u{7f}\r\u{202e}";
+
+impl postcard_schema::Schema for Escapes {
+    const SCHEMA: &'static postcard_schema::schema::NamedType =
+        &postcard_schema::schema::NamedType {
+            name: "Esc\u{1b}]0;type\u{7}\u{9b}2J",
+            ty: &postcard_schema::schema::DataModelType::Struct(&[
+                &postcard_schema::schema::NamedValue {
+                    name: "field\u{1b}[2J\r\u{202e}",
+                    ty: <heapless::String<32> as postcard_schema::Schema>::SCHEMA,
+                },
+            ]),
+        };
+}
+
+/// Bytes that must never reach a terminal from text a segment carries.
+fn terminal_controls(text: &str) -> Vec<char> {
+    text.chars()
+        .filter(|c| {
+            (c.is_control() && *c != '\n' && *c != '\t') || ('\u{202a}'..='\u{202e}').contains(c)
+        })
+        .collect()
+}
+
+/// Names, schema text and string values come from segments any local user
+/// can plant: no tool prints their control characters raw. A schema whose
+/// type and field names and a frame whose string hold escape sequences are
+/// shown with `\uXXXX` escapes by list, info, echo (text and JSON), hz,
+/// top and pub's errors, and the JSON still parses to the same string; a
+/// topic name with control characters is refused as corrupt (no publisher
+/// can create one).
+#[test]
+fn terminal_control_characters_from_segments_are_never_printed_raw() {
+    watchdog("terminal_controls", Duration::from_secs(120));
+    let (topic, _g) = topic("terminal_controls");
+    let mut p = Publisher::<Escapes>::open(&topic).unwrap();
+    p.publish(&Escapes {
+        text: heapless::String::from(HOSTILE_TEXT),
+    })
+    .unwrap();
+    let k = hex(topic.key);
+    let mut runs = 0;
+    let check = |args: &[&str], runs: &mut u32| {
+        let r = run(args);
+        let bad = terminal_controls(&format!("{}{}", r.stdout, r.stderr));
+        assert!(
+            bad.is_empty(),
+            "{args:?} printed {bad:?}:\n{}{}",
+            r.stdout,
+            r.stderr
+        );
+        *runs += 1;
+        r
+    };
+    let r = check(&["list", "--key", &k], &mut runs);
+    assert!(
+        r.stdout.contains("Esc\\u001b]0;type\\u0007"),
+        "{}",
+        r.stdout
+    );
+    let r = check(&["info", &k], &mut runs);
+    assert!(r.stdout.contains("field\\u001b[2J"), "{}", r.stdout);
+    let r = check(
+        &[
+            "echo",
+            &k,
+            "--count",
+            "1",
+            "--all",
+            "--from-oldest",
+            "--timeout",
+            "10",
+        ],
+        &mut runs,
+    );
+    assert!(r.stdout.contains("pwned"), "{}{}", r.stdout, r.stderr);
+    let r = check(
+        &[
+            "echo",
+            &k,
+            "--count",
+            "1",
+            "--json",
+            "--all",
+            "--from-oldest",
+            "--timeout",
+            "10",
+        ],
+        &mut runs,
+    );
+    let v: Value = serde_json::from_str(r.stdout.lines().next().unwrap()).unwrap();
+    let text = v["value"].as_object().unwrap().values().next().unwrap();
+    assert_eq!(text.as_str(), Some(HOSTILE_TEXT), "{}", r.stdout);
+    check(&["hz", &k, "--duration", "0.3"], &mut runs);
+    check(
+        &["top", "--key", &k, "--count", "1", "--interval", "0.1"],
+        &mut runs,
+    );
+    drop(p);
+    let r = check(&["pub", &k, "{\"nope\": 1}"], &mut runs);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+
+    // A name with control characters: refused before anything prints it.
+    let (att, _, _, _) = damage(topic.key);
+    let evil = b"a\x1b[2Jb\x07";
+    att.atomic_word(56)
+        .unwrap()
+        .store(evil.len() as u32, std::sync::atomic::Ordering::Relaxed);
+    let mut name = [0u8; 8];
+    name[..evil.len()].copy_from_slice(evil);
+    shmbus_core::codec::store_bytes(att.atomic_words(64, 2).unwrap(), &name);
+    for args in [
+        vec!["list", "--key", &k],
+        vec!["info", &k],
+        vec!["echo", &k, "--count", "1", "--timeout", "1"],
+        vec!["top", "--key", &k, "--count", "1", "--interval", "0.1"],
+        vec!["rm", &k],
+    ] {
+        let r = check(&args, &mut runs);
+        if args[0] == "info" {
+            assert_eq!(r.code, 2, "{}", r.stderr);
+            assert!(
+                r.stderr
+                    .contains("name has characters a topic name cannot have"),
+                "{}",
+                r.stderr
+            );
+        }
+    }
+    assert_eq!(runs, 12);
+}

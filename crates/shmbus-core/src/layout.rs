@@ -414,6 +414,12 @@ impl HeaderInfo {
         let mut name = Vec::with_capacity(64);
         copy_from_words(h.name(), name_len, &mut name);
         let name = String::from_utf8(name).map_err(|_| corrupt("name is not UTF-8"))?;
+        // Only names a publisher can create (`Topic::validate`): a planted
+        // name with terminal escapes or look-alike characters is refused
+        // before any tool prints it.
+        if crate::topic::validate_name(&name).is_err() {
+            return Err(corrupt("name has characters a topic name cannot have"));
+        }
         let words = seg
             .words(schema_offset, schema_len.div_ceil(4))
             .ok_or(corrupt("schema outside the segment"))?;

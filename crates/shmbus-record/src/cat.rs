@@ -9,6 +9,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use shmbus_codec::Codec;
+use shmbus_toolbox::printable::{PrintableWriter, printable};
 use shmbus_toolbox::units::{self, iso8601};
 
 use crate::Exit;
@@ -29,7 +30,9 @@ struct Tally {
 pub fn run(a: CatArgs) -> Result<(), Exit> {
     let reader = format::open_messages(&a.file)?;
     let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    // Everything printed comes from the file: names, metadata and values
+    // with their terminal control characters escaped.
+    let mut out = PrintableWriter(std::io::BufWriter::new(stdout.lock()));
     let mut tallies: BTreeMap<u16, Tally> = BTreeMap::new();
     let mut schemas: HashMap<u16, Option<Codec>> = HashMap::new();
     let mut missed: BTreeMap<String, u64> = BTreeMap::new();
@@ -108,7 +111,8 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
         if !ok {
             eprintln!(
                 "shmbus: warning: a message on '{}' (log time {}) does not decode; skipped",
-                m.channel.topic, m.log_time
+                printable(&m.channel.topic),
+                m.log_time
             );
             continue;
         }

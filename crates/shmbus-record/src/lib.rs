@@ -66,7 +66,10 @@ pub fn run(command: cli::Command) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if !e.message.is_empty() {
-                eprintln!("shmbus: {}", e.message);
+                eprintln!(
+                    "shmbus: {}",
+                    shmbus_toolbox::printable::printable(&e.message)
+                );
             }
             ExitCode::from(e.code)
         }

@@ -161,7 +161,7 @@ fn open_target(
     else {
         eprintln!(
             "shmbus: warning: channel '{}' has no {} schema; skipped",
-            ch.topic,
+            shmbus_toolbox::printable::printable(&ch.topic),
             format::SCHEMA_POSTCARD
         );
         return Ok(Target::Skip);

@@ -10,12 +10,15 @@
 //!   09:31:51`, `0x5312abcd`.
 //! - [`parse`]: numeric command-line values with their bounds, as clap value
 //!   parsers: a value out of range is a clear error (exit 2), never a panic.
+//! - [`printable`]: text from segments and recordings with its terminal
+//!   control characters escaped, for every line a tool prints.
 //! - [`repeats`]: a repeated error printed once, then a count at most once a
 //!   second.
 //! - [`stop`]: the SIGINT/SIGTERM flag that long-running commands check.
 #![warn(missing_docs)]
 
 pub mod parse;
+pub mod printable;
 pub mod repeats;
 pub mod stop;
 pub mod units;

@@ -96,7 +96,11 @@ impl Repeats {
 
 fn line(prefix: &str, text: &str) {
     // Errors writing stderr are ignored: nobody is listening.
-    let _ = writeln!(std::io::stderr().lock(), "{prefix}{text}");
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "{prefix}{}",
+        crate::printable::printable(text)
+    );
 }
 
 #[cfg(test)]

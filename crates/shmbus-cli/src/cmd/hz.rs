@@ -185,7 +185,7 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
             w.lost
         );
         if tty {
-            out::raw(&format!("\r\x1b[K{text}"))?;
+            out::raw_after("\r\x1b[K", &text)?;
         } else {
             out::line(&text)?;
         }

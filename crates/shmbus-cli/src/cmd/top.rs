@@ -174,7 +174,7 @@ pub fn run(a: &TopArgs) -> CmdResult {
         );
         let body = table(&t);
         if tty {
-            out::raw(&format!("\x1b[H\x1b[2J{head}\n\n{body}"))?;
+            out::raw_after("\x1b[H\x1b[2J", &format!("{head}\n\n{body}"))?;
         } else {
             out::raw(&format!("{head}\n{body}\n"))?;
         }
