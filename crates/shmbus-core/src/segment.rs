@@ -234,6 +234,27 @@ impl Segment {
         sys::shm_stat(self.att.shmid())
     }
 
+    /// The [`Topic`] that opens this segment again as its publisher made it:
+    /// its key, name, slot count, permissions, notify flag and RAM lock
+    /// (`LockPolicy::Try` if it is locked now, else `Off`). For a tool that
+    /// publishes on an existing topic (`shmbus pub`, a Foxglove client, a
+    /// bridge) without changing the topic's shape. One system call
+    /// (`IPC_STAT`).
+    pub fn reopen_topic(&self) -> Result<Topic, SysError> {
+        use crate::topic::{DEFAULT_BUS, LockPolicy};
+        let st = self.stat()?;
+        Ok(Topic::on_bus(DEFAULT_BUS, &self.info.name)
+            .key(self.key)
+            .slots(self.info.geometry.slot_count)
+            .mode(st.perms())
+            .notify(self.info.notify())
+            .lock(if st.locked() {
+                LockPolicy::Try
+            } else {
+                LockPolicy::Off
+            }))
+    }
+
     /// True if the segment was removed (`IPC_RMID`) since we attached: no
     /// publisher will ever write to it again. One system call.
     pub fn is_removed(&self) -> bool {

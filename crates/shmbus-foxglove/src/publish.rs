@@ -12,7 +12,6 @@
 
 use std::collections::HashMap;
 
-use shmbus_core::LockPolicy;
 use shmbus_pub::RawPublisher;
 use shmbus_sub::OpenError;
 
@@ -106,19 +105,9 @@ impl Publish {
         }
         let seg = t.segment();
         let info = seg.info();
-        let st = seg
-            .stat()
+        let topic = seg
+            .reopen_topic()
             .map_err(|e| format!("cannot publish on '{name}': {e}"))?;
-        let topic = shmbus_core::Topic::on_bus(shmbus_core::topic::DEFAULT_BUS, &info.name)
-            .key(t.key)
-            .slots(info.geometry.slot_count)
-            .mode(st.perms())
-            .notify(info.notify())
-            .lock(if st.locked() {
-                LockPolicy::Try
-            } else {
-                LockPolicy::Off
-            });
         let mut publisher = RawPublisher::open(&topic, &info.schema, cap).map_err(|e| match e {
             OpenError::PublisherActive { pid, .. } => format!(
                 "cannot publish on '{name}': it has a live publisher (pid {pid}), and a topic has one publisher at a time; stop that publisher to publish from here"

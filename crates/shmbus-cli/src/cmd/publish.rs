@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use shmbus_codec::{Codec, EncodeProblem};
+use shmbus_core::OpenError;
 use shmbus_core::sys::monotonic_ns;
-use shmbus_core::{LockPolicy, OpenError, Topic};
 use shmbus_pub::RawPublisher;
 
 use crate::args::PubArgs;
@@ -22,8 +22,8 @@ use crate::out::{self, CmdResult, Fail, key_hex};
 pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
     let (entry, seg) = discover::attach("pub", &a.topic, bus)?;
     let info = seg.info().clone();
-    let st = seg
-        .stat()
+    let topic = seg
+        .reopen_topic()
         .map_err(|e| Fail::error(format!("cannot stat the segment: {e}")))?;
     drop(seg);
     let codec = Codec::from_schema_bytes(&info.schema).map_err(|e| {
@@ -60,16 +60,6 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
         Some(encode(&a.json)?)
     };
 
-    let topic = Topic::on_bus("shmbus", &info.name)
-        .key(entry.key)
-        .slots(info.geometry.slot_count)
-        .mode(st.perms())
-        .notify(info.notify())
-        .lock(if st.locked() {
-            LockPolicy::Try
-        } else {
-            LockPolicy::Off
-        });
     let mut publisher = RawPublisher::open(&topic, &info.schema, info.geometry.frame_capacity).map_err(|e| match e {
         OpenError::PublisherActive { pid, .. } => Fail::error(format!(
             "topic '{}' ({}) already has a live publisher, pid {pid}; a topic has one publisher at a time: stop it first (kill {pid}), then run `shmbus pub` again",
