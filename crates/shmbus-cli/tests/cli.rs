@@ -1943,3 +1943,70 @@ fn terminal_control_characters_from_segments_are_never_printed_raw() {
     }
     assert_eq!(runs, 12);
 }
+
+/// Root. Another user's live topic, as seen by a user who may read it but
+/// not own it: `pub` says whose topic it is and to publish as that user
+/// (it once called the owner's own lock "possibly spoofed" and told root
+/// to `ipcrm -S` it, which would leave the live publisher without its lock
+/// and let a second publisher write the same segment); `rm` says "not
+/// allowed" at once (it once suggested `--force`, which then failed too).
+/// The removal that the `pub` message offers works when root types it.
+#[test]
+fn another_users_topic_is_named_as_theirs_with_fixes_that_work() {
+    use std::os::unix::process::CommandExt;
+    if !root_or_skip("another_users_topic_is_named_as_theirs_with_fixes_that_work") {
+        return;
+    }
+    watchdog("another_users_topic", Duration::from_secs(120));
+    let (topic, _g) = topic("another_users_topic");
+    let _p = publisher(&topic.name, topic.key, 8, 200.0);
+    let k = hex(topic.key);
+    let as_stranger = |args: &[&str]| {
+        let o = shmbus(args).uid(STRANGER).gid(STRANGER).output().unwrap();
+        let r = Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        };
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+        r
+    };
+    let value = serde_json::to_string(&imu(1)).unwrap();
+    let r = as_stranger(&["pub", &k, &value]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("belongs to uid 0")
+            && r.stderr.contains(&format!("publish it as uid 0"))
+            && !r.stderr.contains("ipcrm -S")
+            && !r.stderr.contains("spoofed"),
+        "{}",
+        r.stderr
+    );
+    for args in [vec!["rm", k.as_str()], vec!["rm", k.as_str(), "--force"]] {
+        let r = as_stranger(&args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("not allowed") && !r.stderr.contains("--force"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    // Nothing was changed: the publisher and its lock are still there.
+    assert!(shmbus_core::lock::publisher_status(topic.key).is_alive());
+    // The removal the message names, typed by root, works.
+    let fix = r
+        .stderr
+        .split('`')
+        .nth(1)
+        .expect("a command in backquotes")
+        .to_string();
+    let words: Vec<&str> = fix.split_whitespace().collect();
+    assert_eq!(words[..3], ["shmbus", "rm", "--force"], "{fix}");
+    let r = run(&words[1..]);
+    assert_eq!(r.code, 0, "{fix}: {}", r.stderr);
+    assert!(
+        sys::shmget(topic.key, 0, 0).is_err(),
+        "{fix} left the segment"
+    );
+    assert!(shmbus_core::sysvipc::semaphore_by_key(topic.key).is_none());
+}

@@ -16,6 +16,9 @@ pub enum ObjectKind {
     Segment,
     /// The publisher lock: a semaphore set at the same key.
     Lock,
+    /// The whole topic: its segment and its publisher lock, both created
+    /// by the same other user (that user's topic, or a complete squat).
+    Topic,
 }
 
 impl fmt::Display for ObjectKind {
@@ -23,6 +26,7 @@ impl fmt::Display for ObjectKind {
         f.write_str(match self {
             ObjectKind::Segment => "segment",
             ObjectKind::Lock => "publisher lock (semaphore set)",
+            ObjectKind::Topic => "topic (segment and publisher lock)",
         })
     }
 }
@@ -347,6 +351,18 @@ impl fmt::Display for OpenError {
                 creator_uid,
                 owner_uid,
                 expected_uid,
+            } if *object == ObjectKind::Topic => write!(
+                f,
+                "topic at key {} belongs to uid {creator_uid} (its segment and publisher lock were created by uid {creator_uid}, owner uid {owner_uid}), not to uid {expected_uid}: publish it as uid {creator_uid}; if that user should not have this key, remove the topic as root (`shmbus rm --force {}`)",
+                Key(*key),
+                Key(*key),
+            ),
+            OpenError::NotOwner {
+                key,
+                object,
+                creator_uid,
+                owner_uid,
+                expected_uid,
             } => {
                 write!(
                     f,
@@ -354,8 +370,8 @@ impl fmt::Display for OpenError {
                     Key(*key),
                 )?;
                 match object {
-                    ObjectKind::Segment => write!(f, "`shmbus rm {}`)", Key(*key)),
                     ObjectKind::Lock => write!(f, "`ipcrm -S {}`)", Key(*key)),
+                    _ => write!(f, "`shmbus rm {}`)", Key(*key)),
                 }
             }
             OpenError::WritableByOthers { key, mode } => write!(

@@ -104,6 +104,35 @@ pub fn remove_lock(key: i32) -> Result<bool, sys::SysError> {
     }
 }
 
+/// Another user's lock next to a segment that the same user created is
+/// that user's topic (or a squat of both objects): [`ObjectKind::Topic`],
+/// whose message says to publish as that user, or to remove the whole
+/// topic. Removing only its lock (`ipcrm -S`) would leave a live publisher
+/// without one, and let a second publisher write the same segment.
+#[cfg(feature = "writer")]
+fn whole_topic(e: OpenError) -> OpenError {
+    match e {
+        OpenError::NotOwner {
+            key,
+            object: ObjectKind::Lock,
+            creator_uid,
+            owner_uid,
+            expected_uid,
+        } if crate::sysvipc::segment_by_key(key)
+            .is_some_and(|s| s.creator_uid() == creator_uid) =>
+        {
+            OpenError::NotOwner {
+                key,
+                object: ObjectKind::Topic,
+                creator_uid,
+                owner_uid,
+                expected_uid,
+            }
+        }
+        e => e,
+    }
+}
+
 /// A held publisher lock. Dropping it releases the lock; so does the death
 /// of the process.
 #[cfg(feature = "writer")]
@@ -151,18 +180,18 @@ impl PublisherLock {
                     },
                     _ => OpenError::from_sys(key, 0, e),
                 };
-                let id = sys::sem_lookup(key).map_err(squatter)?;
-                let st = sys::sem_stat(id).map_err(squatter)?;
+                let id = sys::sem_lookup(key).map_err(|e| whole_topic(squatter(e)))?;
+                let st = sys::sem_stat(id).map_err(|e| whole_topic(squatter(e)))?;
                 // Also for root: a lock someone else created at our key is
                 // a squatter's, whatever our privileges.
                 if st.cuid != euid {
-                    return Err(OpenError::NotOwner {
+                    return Err(whole_topic(OpenError::NotOwner {
                         key,
                         object: ObjectKind::Lock,
                         creator_uid: st.cuid,
                         owner_uid: st.uid,
                         expected_uid: euid,
-                    });
+                    }));
                 }
                 // Our lock from an earlier run: give it the topic's current
                 // mode and group, as the segment gets them, so whoever may

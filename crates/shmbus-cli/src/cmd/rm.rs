@@ -78,6 +78,14 @@ fn remove_one(arg: &str, force: bool, bus: Option<&str>) -> Result<String, Fail>
     } else {
         lock::publisher_status(e.key)
     };
+    // Say "not allowed" before "stop it first, or use --force": --force
+    // cannot help a user who may not remove the segment at all. (The kernel
+    // lets its owner, its creator and CAP_SYS_ADMIN remove it; root stands
+    // for the last, and the kernel has the final word below.)
+    let euid = nix::unistd::geteuid().as_raw();
+    if euid != 0 && euid != e.uid && euid != e.cuid {
+        return Err(not_allowed(&name, &e));
+    }
     if let PublisherStatus::Alive { pid } = status {
         if !force {
             return Err(Fail::error(format!(
@@ -88,13 +96,12 @@ fn remove_one(arg: &str, force: bool, bus: Option<&str>) -> Result<String, Fail>
     }
     sys::shm_remove(e.shmid).map_err(|err| {
         if err.errno == sys::Errno::EPERM {
-            Fail::error(format!(
-                "not allowed to remove topic {name} ({}): only its owner (uid {}), its creator or root may; run as that user",
-                key_hex(e.key),
-                e.uid
-            ))
+            not_allowed(&name, &e)
         } else {
-            Fail::error(format!("cannot remove topic {name} ({}): {err}", key_hex(e.key)))
+            Fail::error(format!(
+                "cannot remove topic {name} ({}): {err}",
+                key_hex(e.key)
+            ))
         }
     })?;
     let lock_note = if e.key == 0 {
@@ -126,6 +133,19 @@ fn remove_one(arg: &str, force: bool, bus: Option<&str>) -> Result<String, Fail>
         "removed topic {name} (key {}, shmid {}): {attached}{publisher}{lock_note}",
         key_hex(e.key),
         e.shmid
+    ))
+}
+
+/// The kernel lets a segment's owner, its creator and root remove it.
+fn not_allowed(name: &str, e: &discover::Entry) -> Fail {
+    let who = match (e.uid, e.cuid) {
+        (0, 0) => "root may; run it as root".to_string(),
+        (u, c) if u == c => format!("uid {u} or root may; run it as one of them"),
+        (u, c) => format!("uid {u} (owner), uid {c} (creator) or root may; run it as one of them"),
+    };
+    Fail::error(format!(
+        "not allowed to remove topic {name} ({}): only {who}",
+        key_hex(e.key)
     ))
 }
 
