@@ -1976,7 +1976,7 @@ fn another_users_topic_is_named_as_theirs_with_fixes_that_work() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr.contains("belongs to uid 0")
-            && r.stderr.contains(&format!("publish it as uid 0"))
+            && r.stderr.contains("publish it as uid 0")
             && !r.stderr.contains("ipcrm -S")
             && !r.stderr.contains("spoofed"),
         "{}",
