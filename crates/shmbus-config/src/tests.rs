@@ -392,3 +392,58 @@ fn the_format_example_in_the_readme_is_a_valid_config() {
         (0x5300_0001, 64, 0o640, LockPolicy::Required)
     );
 }
+
+/// `Config::load(path)` on a thread, or `None` if it has not returned
+/// within `limit` (then the thread is left behind: the test fails anyway).
+fn load_within(path: &std::path::Path, limit: Duration) -> Option<Result<Config, String>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = path.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(Config::load(&p).map_err(|e| e.to_string()));
+    });
+    rx.recv_timeout(limit).ok()
+}
+
+/// A config path that is a device, a FIFO nobody writes, a directory, a
+/// huge file or not UTF-8 gets an error at once; it never blocks and
+/// never reads without bound (`--config /dev/zero` read until memory ran
+/// out). A pipe with a writer (`--config <(...)`) still works.
+#[test]
+fn loading_is_bounded_and_never_blocks() {
+    let limit = Duration::from_secs(60);
+    let dir = std::env::temp_dir().join(format!("shmbus-config-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let huge = dir.join("huge.toml");
+    std::fs::write(&huge, "#".repeat(crate::MAX_CONFIG_BYTES as usize + 1)).unwrap();
+    let latin1 = dir.join("latin1.toml");
+    std::fs::write(&latin1, b"bus = \"caf\xe9\"\n").unwrap();
+    let fifo = dir.join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    for (path, want) in [
+        (std::path::PathBuf::from("/dev/zero"), "device"),
+        (huge, "larger than 1024 KiB"),
+        (latin1, "not UTF-8"),
+        (dir.clone(), "directory"),
+        (fifo.clone(), "no topics"),
+    ] {
+        let got = load_within(&path, limit)
+            .unwrap_or_else(|| panic!("loading {} did not return", path.display()));
+        let err = got
+            .err()
+            .unwrap_or_else(|| panic!("{} loaded", path.display()));
+        assert!(err.contains(want), "{}: {err}", path.display());
+    }
+    // A pipe is read to its end (`--config <(...)` is /dev/fd/N of one).
+    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    let mut w = std::fs::File::from(write_end);
+    std::io::Write::write_all(&mut w, BUILTIN_DEMO.as_bytes()).unwrap();
+    drop(w);
+    let piped = std::path::PathBuf::from(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&read_end)
+    ));
+    let c = load_within(&piped, limit).expect("loading a pipe returns");
+    assert_eq!(c.expect("the piped config loads").topics.len(), 6);
+    drop(read_end);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
