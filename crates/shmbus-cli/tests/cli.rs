@@ -2010,3 +2010,53 @@ fn another_users_topic_is_named_as_theirs_with_fixes_that_work() {
     );
     assert!(shmbus_core::sysvipc::semaphore_by_key(topic.key).is_none());
 }
+
+/// `pub -` reads each line with a bound: a stream with no newline (here
+/// 17 MiB of spaces) is refused once the line passes 16 MiB, naming the
+/// line, instead of being read into memory to its end (a 200 MB line once
+/// took 208 MB of resident memory, a longer one the OOM killer); a line
+/// that is not UTF-8 is named by number, and the frames before it are
+/// published.
+#[test]
+fn pub_from_stdin_reads_bounded_lines() {
+    use std::io::Write;
+    watchdog("pub-stdin-bounded", Duration::from_secs(300));
+    let (topic, _g) = self::topic("pub-stdin-bounded");
+    drop(Publisher::<Imu>::open(&topic).unwrap());
+    let k = hex(topic.key);
+    let feed = |input: Vec<u8>| {
+        let mut c = shmbus(&["pub", &k, "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut i = c.stdin.take().unwrap();
+        // The tool stops reading at the bound and exits: a broken pipe
+        // here is the expected end of the feed.
+        let writer = std::thread::spawn(move || {
+            let _ = i.write_all(&input);
+        });
+        let o = c.wait_with_output().unwrap();
+        writer.join().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, err) = feed(vec![b' '; 17 << 20]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("line 1 of stdin is longer than 16777216 bytes"),
+        "{err}"
+    );
+    let good = br#"{"t_us": 7, "acc": [0,0,0], "frame": "s", "ok": false}"#;
+    let mut input = good.to_vec();
+    input.extend_from_slice(b"\n\xff\xfe\n");
+    input.extend_from_slice(good);
+    let (code, err) = feed(input);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("line 2 of stdin is not UTF-8"), "{err}");
+    let mut sub = Subscriber::<Imu>::attach(&topic).unwrap();
+    assert_eq!(sub.latest().unwrap().unwrap().value.t_us, 7);
+}

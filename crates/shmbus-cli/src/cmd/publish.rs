@@ -5,7 +5,7 @@
 //! as its own publisher would. The single-publisher rule applies: while a
 //! publisher holds the topic's lock, `pub` refuses and names its pid.
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -97,12 +97,38 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
             }
         }
         None => {
-            for line in std::io::stdin().lock().lines() {
-                let line = line.map_err(|e| Fail::error(format!("cannot read stdin: {e}")))?;
+            // One JSON value per line, each read with a bound: a stream
+            // without newlines must not grow memory until the OOM killer.
+            let limit = max_line_len(info.geometry.frame_capacity);
+            let mut stdin = std::io::stdin().lock();
+            let mut buf = Vec::new();
+            let mut number: u64 = 0;
+            loop {
+                buf.clear();
+                let got = (&mut stdin)
+                    .take(limit as u64 + 1)
+                    .read_until(b'\n', &mut buf)
+                    .map_err(|e| Fail::error(format!("cannot read stdin: {e}")))?;
+                if got == 0 {
+                    break;
+                }
+                number += 1;
+                if buf.len() > limit && buf.last() != Some(&b'\n') {
+                    return Err(Fail::error(format!(
+                        "line {number} of stdin is longer than {limit} bytes, more than any value of '{}' needs; give one JSON value per line",
+                        info.name
+                    )));
+                }
+                let line = std::str::from_utf8(&buf).map_err(|e| {
+                    Fail::error(format!(
+                        "line {number} of stdin is not UTF-8 text (byte {} of the line); give one JSON value per line",
+                        e.valid_up_to()
+                    ))
+                })?;
                 if line.trim().is_empty() {
                     continue;
                 }
-                let bytes = encode(&line)?;
+                let bytes = encode(line)?;
                 publish(&bytes, false)?;
             }
         }
@@ -115,4 +141,11 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
         publisher.next_generation().saturating_sub(1)
     ))?;
     Ok(out::OK)
+}
+
+/// The longest line `pub -` reads: 16 MiB, or 64 bytes of JSON per byte of
+/// the frame capacity if that is more (field names and number text make
+/// JSON longer than the frame, but not without bound).
+fn max_line_len(frame_capacity: usize) -> usize {
+    (16 << 20).max(frame_capacity.saturating_mul(64))
 }
