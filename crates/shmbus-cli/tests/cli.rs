@@ -2060,3 +2060,57 @@ fn pub_from_stdin_reads_bounded_lines() {
     let mut sub = Subscriber::<Imu>::attach(&topic).unwrap();
     assert_eq!(sub.latest().unwrap().unwrap().value.t_us, 7);
 }
+
+/// A demo killed with SIGKILL (no cleanup of its own) leaves nothing: each
+/// sensor sees that its parent is gone, removes its own segment and
+/// publisher lock and exits. They used to stay, locked in RAM, under a bus
+/// name (`demo-<pid>`) that no later demo reuses: every `kill -9` of a
+/// demo leaked six segments and six semaphore sets until reboot.
+#[test]
+fn a_killed_demo_leaves_nothing_behind() {
+    watchdog("killed_demo", Duration::from_secs(240));
+    let child = shmbus(&["demo", "--duration", "120"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn shmbus demo");
+    let pid = child.id();
+    let mut config = shmbus_config::Config::builtin_demo();
+    config.rebus(&format!("demo-{pid}")).expect("rebus");
+    let keys: Vec<i32> = config.topics.iter().map(|t| t.key).collect();
+    let _guards: Vec<Guard> = keys.iter().map(|&k| Guard(k)).collect();
+    let mut child = KillOnDrop(child);
+    for &k in &keys {
+        wait_topic(k);
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    child.0.wait().unwrap();
+    let left = || -> Vec<String> {
+        let mut v = Vec::new();
+        for name in ["shm", "sem"] {
+            let text = std::fs::read_to_string(format!("/proc/sysvipc/{name}")).unwrap();
+            for e in shmbus_core::sysvipc::parse(&text) {
+                if keys.contains(&e.key()) {
+                    v.push(format!("{name} 0x{:08x}", e.key()));
+                }
+            }
+        }
+        v
+    };
+    let t = Instant::now();
+    loop {
+        let v = left();
+        if v.is_empty() {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "60 s after the demo's SIGKILL, still there: {v:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -33,7 +33,9 @@ pub struct Args {
     /// Stop after N frames.
     #[arg(long, value_name = "N", value_parser = parse::count, allow_hyphen_values = true)]
     pub count: Option<u64>,
-    /// Stop when process PID is no longer this process's parent.
+    /// Stop when process PID is no longer this process's parent, and then
+    /// remove the topic (segment and lock): the parent (the demo) died
+    /// without removing it.
     #[arg(long, value_name = "PID", value_parser = clap::value_parser!(i32).range(1..), allow_hyphen_values = true)]
     pub parent: Option<i32>,
     /// Read /proc and /sys under DIR instead of / (tests, chroots).

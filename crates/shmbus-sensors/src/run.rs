@@ -145,6 +145,7 @@ pub fn run_source<S: Source>(
     let mut next = start;
     let mut published = 0u64;
     let mut last_parent_check = start;
+    let mut orphaned = false;
     loop {
         if args.count.is_some_and(|c| published >= c) {
             break;
@@ -157,6 +158,7 @@ pub fn run_source<S: Source>(
             if now - last_parent_check >= 100_000_000 {
                 last_parent_check = now;
                 if nix::unistd::getppid().as_raw() != ppid {
+                    orphaned = true;
                     break;
                 }
             }
@@ -178,6 +180,18 @@ pub fn run_source<S: Source>(
         // the missed ticks instead of publishing a burst.
         if t > next + period_ns {
             next = t + period_ns;
+        }
+    }
+    if orphaned {
+        // The process that started us (the demo) died without its cleanup
+        // (`kill -9`): nobody else will remove this topic, and its segment
+        // stays locked in RAM until reboot. Remove it, as the demo would.
+        if let Err(e) = publisher.remove() {
+            eprintln!(
+                "{program}: parent {} is gone; cannot remove topic `{}`: {e}",
+                args.parent.unwrap_or(0),
+                topic.name
+            );
         }
     }
     ExitCode::SUCCESS
