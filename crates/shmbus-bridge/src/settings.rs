@@ -20,6 +20,18 @@ pub enum Pace {
     Rate(Duration),
 }
 
+/// The longest `rate_hz` period: a slower rate (the config takes any
+/// positive number, e.g. 1e-300) sends the latest value once a year.
+pub const MAX_PERIOD: Duration = Duration::from_secs(365 * 86_400);
+
+/// The period of a rate, at most [`MAX_PERIOD`] (never a panic, whatever
+/// the float).
+pub fn period(hz: f64) -> Duration {
+    Duration::try_from_secs_f64(1.0 / hz)
+        .unwrap_or(MAX_PERIOD)
+        .min(MAX_PERIOD)
+}
+
 /// One topic sent to the broker.
 #[derive(Debug, Clone)]
 pub struct OutTopic {
@@ -166,7 +178,7 @@ impl Settings {
                 s.qos = over.qos;
             }
             let pace = match (s.rate_hz, s.every) {
-                (Some(hz), _) => Pace::Rate(Duration::from_secs_f64(1.0 / hz)),
+                (Some(hz), _) => Pace::Rate(period(hz)),
                 (None, Some(n)) => Pace::Every(n.max(1)),
                 (None, None) => Pace::Every(1),
             };
@@ -265,6 +277,23 @@ mod tests {
         assert_eq!(s.inbound[0].topic.key, c.topic("setpoint").unwrap().key);
         assert_eq!(s.inbound[0].qos, Qos::AtLeastOnce);
         assert_eq!((s.board_id.as_str(), s.prefix.as_str()), ("b1", "shmbus"));
+    }
+
+    #[test]
+    fn a_tiny_rate_is_a_long_period_not_a_panic() {
+        for (hz, want) in [
+            ("1e-300", MAX_PERIOD),
+            ("0.5", Duration::from_secs(2)),
+            ("1e-9", MAX_PERIOD),
+        ] {
+            let c = config(&format!(
+                "{TOPICS}[bridge]\nboard_id = \"b1\"\nrate_hz = {hz}\n[[bridge.out]]\ntopic = \"power\"\nrate_hz = {hz}\n"
+            ));
+            let s = Settings::resolve(&c, &Overrides::default()).unwrap();
+            assert!(s.out.iter().all(|t| t.pace == Pace::Rate(want)), "{hz}");
+        }
+        assert_eq!(period(f64::MIN_POSITIVE), MAX_PERIOD);
+        assert_eq!(period(1000.0), Duration::from_millis(1));
     }
 
     #[test]
