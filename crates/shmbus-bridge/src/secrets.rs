@@ -33,6 +33,11 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// The largest secret file read (a credentials file is two lines; a PEM
+/// key or certificate chain a few KiB): a bigger one is a wrong path, not
+/// something to load into the board's memory.
+pub const MAX_SECRET_FILE: u64 = 1 << 20;
+
 /// Read a secret file: refuse it if other users may read or write it.
 pub fn read_private(path: &Path, what: &str) -> Result<Vec<u8>, String> {
     let shown = path.display();
@@ -40,6 +45,12 @@ pub fn read_private(path: &Path, what: &str) -> Result<Vec<u8>, String> {
         std::fs::metadata(path).map_err(|e| format!("cannot read the {what} {shown}: {e}"))?;
     if !meta.is_file() {
         return Err(format!("the {what} {shown} is not a file"));
+    }
+    if meta.len() > MAX_SECRET_FILE {
+        return Err(format!(
+            "the {what} {shown} has {} bytes, more than a {what} can ({MAX_SECRET_FILE}): is this the right file?",
+            meta.len()
+        ));
     }
     let mode = meta.mode() & 0o777;
     if mode & 0o007 != 0 {
@@ -122,6 +133,19 @@ mod tests {
         std::fs::write(&p, text).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
         p
+    }
+
+    #[test]
+    fn a_huge_secret_file_is_refused_before_it_is_read() {
+        let p = file("huge.cred", "", 0o600);
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(MAX_SECRET_FILE + 1)
+            .unwrap();
+        let e = read_credentials(&p).unwrap_err();
+        assert!(e.contains("is this the right file?"), "{e}");
     }
 
     #[test]
