@@ -57,6 +57,10 @@ pub const TLS_PORT: u16 = 8883;
 const MAX_INCOMING: usize = 1 << 20;
 /// Largest message sent.
 const MAX_OUTGOING: usize = 1 << 20;
+/// Largest topic plus payload of a message sent: MAX_OUTGOING less a
+/// PUBLISH packet's own bytes (fixed header up to 5, topic length 2,
+/// packet id 2). A larger one would break the connection in rumqttc.
+pub const MAX_MESSAGE: usize = MAX_OUTGOING - 9;
 /// Requests rumqttc buffers between the pump and the socket.
 const CHANNEL: usize = 64;
 /// How long the `[[bridge.in]]` subscriptions are left out after the broker

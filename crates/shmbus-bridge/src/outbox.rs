@@ -11,11 +11,16 @@
 //!   dropped and counted ([`crate::stats::Stats::dropped`]): while the
 //!   broker is away the queue keeps the newest frames.
 //!
+//! A message larger than the engine can send (`max_message`: topic and
+//! payload bytes) is never queued: it would break the link, or push every
+//! other queued frame out. It is counted (`out.too_large` in `$stats`) and
+//! named on stderr once per broker topic.
+//!
 //! Producers (the topic readers) never block: a push is a short mutex hold.
 //! The engine takes messages with [`Outbox::next`] only while it is
 //! connected; state goes before data.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -67,6 +72,8 @@ struct Inner {
     data_bytes: usize,
     connected: bool,
     closed: bool,
+    /// Broker topics already named on stderr for a too-large message.
+    warned_large: BTreeSet<String>,
 }
 
 /// The bounded queue between the bus side and the engine.
@@ -76,6 +83,7 @@ pub struct Outbox {
     ready: Condvar,
     max_len: usize,
     max_bytes: usize,
+    max_message: usize,
     stats: Arc<Stats>,
 }
 
@@ -88,8 +96,34 @@ impl Outbox {
             ready: Condvar::new(),
             max_len: max_len.max(1),
             max_bytes,
+            max_message: usize::MAX,
             stats,
         }
+    }
+
+    /// Refuse messages whose topic and payload together exceed `n` bytes
+    /// (the engine's largest packet, less its headers).
+    pub fn with_max_message(mut self, n: usize) -> Outbox {
+        self.max_message = n;
+        self
+    }
+
+    /// True (and counted, and said once per topic) if `m` is too large to
+    /// send.
+    fn too_large(&self, g: &mut Inner, m: &Message) -> bool {
+        let n = m.topic.len() + m.payload.len();
+        if n <= self.max_message {
+            return false;
+        }
+        self.stats.too_large.fetch_add(1, Ordering::Relaxed);
+        if !g.warned_large.contains(&m.topic) {
+            g.warned_large.insert(m.topic.clone());
+            eprintln!(
+                "shmbus-bridge: a message of {n} bytes for {} is over the broker link's limit of {} bytes: not sent (counted in $stats out.too_large; further ones are not printed); send the topic as format = \"postcard\" (its raw frame is smaller than its JSON), or make its frames smaller",
+                m.topic, self.max_message
+            );
+        }
+        true
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -101,6 +135,9 @@ impl Outbox {
     /// Queue a frame. Drops the oldest frames if a bound is exceeded.
     pub fn push(&self, m: Message) {
         let mut g = self.lock();
+        if self.too_large(&mut g, &m) {
+            return;
+        }
         self.push_locked(&mut g, m, false);
         drop(g);
         self.ready.notify_one();
@@ -141,7 +178,7 @@ impl Outbox {
     /// Set a retained state message (replaces the previous one of its topic).
     pub fn set_state(&self, m: Message) {
         let mut g = self.lock();
-        if g.state.get(&m.topic) == Some(&m) {
+        if g.state.get(&m.topic) == Some(&m) || self.too_large(&mut g, &m) {
             return;
         }
         if !g.dirty.contains(&m.topic) {
@@ -272,6 +309,21 @@ mod tests {
         o.push(msg("huge", 50));
         assert_eq!(o.len(), (1, 50));
         assert_eq!(stats.dropped.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn a_message_over_the_engine_limit_is_never_queued_nor_pushes_others_out() {
+        let stats = Arc::new(Stats::default());
+        let o = Outbox::new(100, 1000, stats.clone()).with_max_message(100);
+        o.push(msg("a", 10));
+        o.push(msg("b", 99)); // topic + payload = 100: fits
+        o.push(msg("big", 5000));
+        o.set_state(msg("s", 500));
+        assert_eq!(o.len(), (2, 109));
+        assert_eq!(stats.too_large.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 0);
+        o.set_connected(true);
+        assert_eq!(drain(&o), ["a", "b"]);
     }
 
     #[test]

@@ -28,11 +28,10 @@ pub fn run(
 ) -> Result<Value, String> {
     stop::install()?;
     let stats = Arc::new(Stats::default());
-    let outbox = Arc::new(Outbox::new(
-        settings.queue.0,
-        settings.queue.1,
-        stats.clone(),
-    ));
+    let outbox = Arc::new(
+        Outbox::new(settings.queue.0, settings.queue.1, stats.clone())
+            .with_max_message(crate::mqtt::MAX_MESSAGE),
+    );
     let names = Names::new(&settings.prefix, &settings.board_id);
     let mut inbound = Inbound::new(
         &settings.inbound,

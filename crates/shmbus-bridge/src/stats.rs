@@ -38,6 +38,8 @@ pub struct Stats {
     pub delivered: AtomicU64,
     /// Messages pushed out of the full outbox (oldest first).
     pub dropped: AtomicU64,
+    /// Messages never queued: larger than the engine can send.
+    pub too_large: AtomicU64,
     /// Messages taken back from a broken connection and queued again.
     pub requeued: AtomicU64,
     /// Successful connections (the first one included).
@@ -69,6 +71,7 @@ impl Default for Stats {
             delivered: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             requeued: AtomicU64::new(0),
+            too_large: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             link_errors: AtomicU64::new(0),
             connected: AtomicBool::new(false),
@@ -133,6 +136,7 @@ impl Stats {
                 "missed": self.missed(),
                 "dropped": get(&self.dropped),
                 "requeued": get(&self.requeued),
+                "too_large": get(&self.too_large),
             },
             "queue": { "len": queue.0, "bytes": queue.1, "max_len": queue.2, "max_bytes": queue.3 },
             "in": {

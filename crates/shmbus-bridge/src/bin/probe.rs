@@ -9,6 +9,9 @@
 //!   check every value, measure the latency from the publish on the first
 //!   board (`t_ns`, `CLOCK_MONOTONIC`) to this read (`--key --name --count
 //!   --timeout-s --idle-s`).
+//! - `big`: publish `--count` frames of `Big` (declared below), whose JSON
+//!   is about 1.2 MB: over the bridge's broker link limit, once a reader
+//!   has attached (`--key --name --count`).
 //! - `board`: publish the demo-like topics `imu`, `system`, `thermal`, `net`
 //!   of a config at fixed rates for `--duration-s` (a fleet board).
 
@@ -110,6 +113,7 @@ fn main() -> ExitCode {
         "sub" => subscriber(&a),
         "board" => board(&a),
         "echo" => echo(&a),
+        "big" => big(&a),
         other => Err(format!("unknown mode {other}")),
     });
     match r {
@@ -171,6 +175,39 @@ fn publisher(a: &Args) -> Result<(), String> {
     std::thread::sleep(linger);
     if a.0.contains_key("remove") {
         p.remove().map_err(|e| format!("remove: {e}"))?;
+    }
+    println!("RESULT {{\"published\":{count}}}");
+    Ok(())
+}
+
+/// The declaration of `big`'s frames.
+const BIG: &str = "struct Big { seq: u32, data: heapless::Vec<u8, 300000> }";
+
+fn big(a: &Args) -> Result<(), String> {
+    let count: u32 = a.get("count", 1)?;
+    let codec = shmbus_codec::Codec::parse(BIG).map_err(|e| e.to_string())?;
+    let cap = codec.max_size().ok_or("Big has no largest size")?;
+    let mut p = shmbus_pub::RawPublisher::open(&a.topic()?.slots(4), &codec.schema_bytes(), cap)
+        .map_err(|e| format!("open: {e}"))?;
+    println!("OPEN pid={}", std::process::id());
+    // The bridge attached first, so it reads every frame.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while shmbus_core::sys::shm_stat(p.shmid())
+        .map_err(|e| e.to_string())?
+        .nattch
+        < 2
+    {
+        if Instant::now() > deadline {
+            return Err("no reader attached within 60 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for seq in 0..count {
+        let v = serde_json::json!({ "seq": seq, "data": vec![255u8; 300_000] });
+        let frame = codec.encode_within(&v, cap).map_err(|e| e.to_string())?;
+        p.publish_bytes(&frame)
+            .map_err(|e| format!("publish: {e}"))?;
+        std::thread::sleep(Duration::from_millis(100));
     }
     println!("RESULT {{\"published\":{count}}}");
     Ok(())

@@ -111,3 +111,48 @@ fn a_broker_killed_mid_stream_is_reconnected_and_the_gap_is_counted() {
     );
     assert_eq!(n(&got, "/unique") + n(&got, "/lost"), frames);
 }
+
+/// A frame whose message is over the broker link's 1 MiB limit is not
+/// sent (rumqttc would break the connection on it): counted and named
+/// once, and the link stays up.
+#[test]
+fn a_frame_over_the_link_limit_is_counted_not_sent_and_the_link_stays_up() {
+    let dir = Dir::new("out-huge");
+    let broker = Broker::start(&dir, "broker", "");
+    let cfg = dir.write(
+        "a.toml",
+        &format!(
+            "[[topic]]\nname = \"big\"\nkey = {KEY}\n\n[bridge]\nboard_id = \"a\"\nstats_interval_s = 1\nreconnect_min_ms = 100\nreconnect_max_ms = 200\n"
+        ),
+        0o644,
+    );
+    let mut a = Board::new("a");
+    let mut big = a.probe(
+        "big",
+        &["big", "--key", KEY, "--name", "big", "--count", "5"],
+    );
+    big.wait_line("OPEN pid=", LONG);
+    a.start_bridge(&broker.url(), &cfg, &[])
+        .wait_line("over the broker link's limit", LONG);
+    big.finish(LONG);
+    let stats: Value = serde_json::from_str(&wait_retained(
+        broker.port,
+        "shmbus/a/$stats",
+        |s| {
+            serde_json::from_str::<Value>(s)
+                .is_ok_and(|v| v["out"]["too_large"].as_u64() >= Some(3))
+        },
+        SHORT,
+    ))
+    .unwrap();
+    assert_eq!(
+        (stats["connections"].as_u64(), stats["link_errors"].as_u64()),
+        (Some(1), Some(0)),
+        "{stats}"
+    );
+    assert_eq!(a.bridge().count_lines("over the broker link's limit"), 1);
+    // The topic's schema and status still went out.
+    assert!(retained(broker.port, "shmbus/a/big/$schematext").is_some_and(|t| t.contains("Big")));
+    let (st, _) = a.bridge().stop(SHORT);
+    assert!(st.success());
+}
