@@ -14,6 +14,7 @@ use crate::handles::{self, Held, Kind, Object};
 use crate::layout::{Cursor, LeafKind, Node, Prim, Target, put_varint, zigzag};
 use crate::schema::{self, SchemaHandle, shmbus_schema};
 use crate::status::*;
+use shmbus_core::layout::MAX_FRAME_CAPACITY;
 
 /// A frame handle (from `shmbus_frame_new`). Zero is never a valid handle.
 #[repr(C)]
@@ -36,6 +37,19 @@ pub struct Frame {
     pub encoded: Vec<u8>,
 }
 
+/// An empty buffer with room for `n` bytes, or `SHMBUS_ERR_SYSTEM_LIMIT`
+/// when memory is short (never an abort).
+fn reserved(n: usize) -> Result<Vec<u8>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        Error::new(
+            SHMBUS_ERR_SYSTEM_LIMIT,
+            format!("out of memory for a frame buffer of {n} bytes"),
+        )
+    })?;
+    Ok(v)
+}
+
 impl Frame {
     /// A frame with every number 0, every string and list empty.
     pub fn new(schema: SchemaHandle) -> Result<Frame> {
@@ -43,17 +57,29 @@ impl Frame {
             Ok(l) => l,
             Err(e) => return Err(e.clone()),
         };
+        // A frame larger than any topic holds would only cost memory (and
+        // a capacity such as heapless::Vec<u8, 4000000000000> cannot be
+        // allocated at all: Rust would abort the process).
+        let max = l.max_size.unwrap_or(256);
+        if max > MAX_FRAME_CAPACITY {
+            return fail(
+                SHMBUS_ERR_TOO_LARGE,
+                format!(
+                    "a frame of this schema can be {max} bytes, more than a topic's frames hold ({MAX_FRAME_CAPACITY} bytes): declare smaller capacities (heapless::String<N>, heapless::Vec<T, N>)"
+                ),
+            );
+        }
         let mut bufs = Vec::with_capacity(l.bufs);
         for leaf in &l.leaves {
             if let LeafKind::Str(cap) | LeafKind::Bytes(cap) = leaf.kind {
-                bufs.push(Vec::with_capacity(cap.unwrap_or(64)));
+                bufs.push(reserved(cap.unwrap_or(64))?);
             }
         }
         Ok(Frame {
             nums: vec![0; l.nums],
             bufs,
             lens: vec![0; l.lists.len()],
-            encoded: Vec::with_capacity(l.max_size.unwrap_or(256)),
+            encoded: reserved(max)?,
             schema,
         })
     }

@@ -224,7 +224,10 @@ impl Builder {
             }
             LeafKind::Str(cap) | LeafKind::Bytes(cap) => {
                 self.bufs += 1;
-                (self.bufs - 1, cap.map(|n| varint_len(n as u64) + n))
+                (
+                    self.bufs - 1,
+                    cap.map(|n| varint_len(n as u64).saturating_add(n)),
+                )
             }
         };
         self.leaves.push(Leaf {

@@ -279,3 +279,53 @@ fn a_declared_schema_is_the_rust_types_schema() {
     );
     f.set_buf("frame_id", &[b'x'; 16], true).unwrap();
 }
+
+/// A declared capacity no topic can hold (or no memory can) is refused
+/// with a code when the frame is made: allocating it would abort the
+/// process, and a capacity near usize::MAX overflowed the size sum.
+#[test]
+fn huge_declared_capacities_are_refused_with_a_code_not_an_abort() {
+    use shmbus::frame::{shmbus_frame, shmbus_frame_new};
+    use shmbus::json::shmbus_schema_parse;
+    use shmbus::schema::{shmbus_schema, shmbus_schema_close};
+    let last = || {
+        // SAFETY: the library's message is a NUL-terminated string.
+        unsafe { std::ffi::CStr::from_ptr(shmbus::shmbus_last_error()) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    for decl in [
+        c"struct A { v: heapless::Vec<u8, 4000000000000> }",
+        c"struct A { v: heapless::String<18446744073709551615> }",
+        c"struct A { a: heapless::String<9000000>, b: heapless::Vec<u8, 9000000> }",
+    ] {
+        let mut s = shmbus_schema { id: 0 };
+        // SAFETY: a NUL-terminated string and a writable handle.
+        let rc = unsafe { shmbus_schema_parse(decl.as_ptr(), &mut s) };
+        assert_eq!(rc, SHMBUS_OK, "{decl:?}: {}", last());
+        let mut f = shmbus_frame { id: 0 };
+        // SAFETY: a writable handle.
+        let rc = unsafe { shmbus_frame_new(s, &mut f) };
+        assert_eq!(rc, SHMBUS_ERR_TOO_LARGE, "{decl:?}: {}", last());
+        assert!(last().contains("declare smaller capacities"), "{}", last());
+        assert_eq!(shmbus_schema_close(s), SHMBUS_OK);
+    }
+    // Just within a topic's frames: made.
+    let mut s = shmbus_schema { id: 0 };
+    let decl = c"struct A { v: heapless::Vec<u8, 16000000> }";
+    // SAFETY: as above.
+    assert_eq!(
+        unsafe { shmbus_schema_parse(decl.as_ptr(), &mut s) },
+        SHMBUS_OK
+    );
+    let mut f = shmbus_frame { id: 0 };
+    // SAFETY: as above.
+    assert_eq!(
+        unsafe { shmbus_frame_new(s, &mut f) },
+        SHMBUS_OK,
+        "{}",
+        last()
+    );
+    assert_eq!(shmbus::frame::shmbus_frame_close(f), SHMBUS_OK);
+    assert_eq!(shmbus_schema_close(s), SHMBUS_OK);
+}
