@@ -18,12 +18,19 @@ use shmbus_sub::OpenError;
 use crate::protocol::ClientChannel;
 use crate::topics::Topics;
 
+/// Client channels one client may have advertised at once: each costs
+/// the server memory, so a client advertising without end is refused past
+/// this (one per topic it publishes is what the Publish panel needs).
+pub const MAX_ADVERTS_PER_CLIENT: usize = 256;
+
 /// The client channels advertised for publishing.
 #[derive(Debug)]
 pub struct Publish {
     enabled: bool,
     /// (client id, client channel id) to topic name.
     adverts: HashMap<(u64, u32), String>,
+    /// Client id to how many channels it has advertised.
+    per_client: HashMap<u64, usize>,
 }
 
 impl Publish {
@@ -32,6 +39,7 @@ impl Publish {
         Publish {
             enabled,
             adverts: HashMap::new(),
+            per_client: HashMap::new(),
         }
     }
 
@@ -60,18 +68,33 @@ impl Publish {
                 ch.topic
             ));
         }
+        if !self.adverts.contains_key(&(client, ch.id)) {
+            let n = self.per_client.entry(client).or_insert(0);
+            if *n >= MAX_ADVERTS_PER_CLIENT {
+                return Err(format!(
+                    "cannot advertise channel {} on '{}': this connection already has {MAX_ADVERTS_PER_CLIENT} client channels advertised; unadvertise some first",
+                    ch.id, ch.topic
+                ));
+            }
+            *n += 1;
+        }
         self.adverts.insert((client, ch.id), ch.topic.clone());
         Ok(())
     }
 
     /// A client unadvertised its channel `id`.
     pub fn unadvertise(&mut self, client: u64, id: u32) {
-        self.adverts.remove(&(client, id));
+        if self.adverts.remove(&(client, id)).is_some() {
+            if let Some(n) = self.per_client.get_mut(&client) {
+                *n = n.saturating_sub(1);
+            }
+        }
     }
 
     /// A client disconnected.
     pub fn client_gone(&mut self, client: u64) {
         self.adverts.retain(|(c, _), _| *c != client);
+        self.per_client.remove(&client);
     }
 
     /// A message on client channel `channel`: encode and publish it.

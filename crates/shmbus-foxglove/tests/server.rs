@@ -528,3 +528,74 @@ fn the_loop_sleeps_between_ticks_even_with_a_silent_connection() {
         summary.turns
     );
 }
+
+#[test]
+fn a_client_cannot_advertise_client_channels_without_end() {
+    watchdog("advertise_without_end", Duration::from_secs(120));
+    let (topic, _g) = key_for("adverts");
+    let _publisher = Publisher::<Sample>::open(&topic).unwrap();
+    let server = Running::start(&[topic.key], |c| c.allow_publish = true);
+    let (mut ws, _) = connect(server.addr, "foxglove.websocket.v1");
+    let mut seen = Seen::default();
+    read_until(
+        &mut ws,
+        &mut seen,
+        "the advertise",
+        Duration::from_secs(30),
+        |s| !s.channels.is_empty(),
+    );
+    let advertise = |ids: std::ops::Range<u32>| {
+        let chans: Vec<serde_json::Value> = ids
+            .map(|id| {
+                serde_json::json!({"id": id, "topic": topic.name, "encoding": "json", "schemaName": "Sample"})
+            })
+            .collect();
+        Message::text(serde_json::json!({"op": "advertise", "channels": chans}).to_string())
+    };
+    let limit = shmbus_foxglove::publish::MAX_ADVERTS_PER_CLIENT as u32;
+    ws.send(advertise(0..limit + 40)).unwrap();
+    let refused = |s: &Seen| {
+        s.statuses
+            .iter()
+            .filter(|v| {
+                v["message"].as_str().is_some_and(|m| {
+                    m.contains("client channels advertised; unadvertise some first")
+                })
+            })
+            .count()
+    };
+    read_until(
+        &mut ws,
+        &mut seen,
+        "the refusals",
+        Duration::from_secs(30),
+        |s| refused(s) == 40,
+    );
+    // Advertising an id again is no new channel; after an unadvertise there
+    // is room for one more.
+    ws.send(advertise(0..1)).unwrap();
+    ws.send(Message::text(r#"{"op":"unadvertise","channelIds":[5]}"#))
+        .unwrap();
+    ws.send(advertise(limit + 100..limit + 102)).unwrap();
+    read_until(
+        &mut ws,
+        &mut seen,
+        "one more refusal",
+        Duration::from_secs(30),
+        |s| refused(s) == 41,
+    );
+    let last = seen
+        .statuses
+        .iter()
+        .filter_map(|v| v["message"].as_str())
+        .filter(|m| m.contains("unadvertise some first"))
+        .last()
+        .unwrap()
+        .to_string();
+    assert!(
+        last.contains(&format!("channel {} ", limit + 101)),
+        "{last}"
+    );
+    drop(ws);
+    server.stop();
+}
