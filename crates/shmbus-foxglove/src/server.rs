@@ -331,8 +331,12 @@ impl Server {
                 }
             };
             if self.pending.len() >= MAX_PENDING {
-                // Too many handshakes at once (a scan or a flood): drop it.
-                continue;
+                // Too many handshakes at once (a scan, a flood, or sockets
+                // that never speak): the oldest makes room. Refusing the
+                // new one instead let MAX_PENDING idle sockets lock every
+                // real client out for the handshake timeout, again and
+                // again.
+                drop(self.pending.remove(0));
             }
             if stream.set_nonblocking(true).is_err() {
                 continue;

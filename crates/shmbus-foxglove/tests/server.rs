@@ -599,3 +599,36 @@ fn a_client_cannot_advertise_client_channels_without_end() {
     drop(ws);
     server.stop();
 }
+
+#[test]
+fn sockets_that_never_speak_do_not_lock_real_clients_out() {
+    watchdog("never_speak", Duration::from_secs(120));
+    let (topic, _g) = key_for("never-speak");
+    let _publisher = Publisher::<Sample>::open(&topic).unwrap();
+    let server = Running::start(&[topic.key], |_| {});
+    // More silent connections than handshakes are kept at once (16).
+    let silent: Vec<TcpStream> = (0..24)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // Well within the 10 s handshake timeout, a real client gets in.
+    let start = Instant::now();
+    let (mut ws, proto) = connect(server.addr, "foxglove.websocket.v1");
+    assert_eq!(proto.as_deref(), Some("foxglove.websocket.v1"));
+    let mut seen = Seen::default();
+    read_until(
+        &mut ws,
+        &mut seen,
+        "the advertise",
+        Duration::from_secs(30),
+        |s| !s.channels.is_empty(),
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    drop(silent);
+    drop(ws);
+    server.stop();
+}
