@@ -10,7 +10,7 @@
 //! checks publisher liveness and staleness.
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
@@ -46,6 +46,8 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 const SLOW_NOTICE_EVERY: Duration = Duration::from_secs(5);
 /// The status id of the slow-client notice.
 const SLOW_STATUS_ID: &str = "shmbus/slow-client";
+/// Refused-topic notes kept for clients that connect later (the newest).
+pub const MAX_NOTES: usize = 32;
 /// Largest message a client may send (a Publish panel message is small).
 pub const MAX_CLIENT_MESSAGE: usize = 256 * 1024;
 /// Bytes the kernel buffers per client socket (`SO_SNDBUF`). Fixed, so a
@@ -118,7 +120,9 @@ pub struct Server {
     session: String,
     metadata: BTreeMap<String, String>,
     /// Topics that cannot be shown, told to every client as warnings.
-    notes: Vec<(String, String)>,
+    notes: VecDeque<(String, String)>,
+    /// Notes made so far (their ids stay unique when old ones go).
+    notes_made: u64,
     summary: Summary,
     /// `CLOCK_MONOTONIC` before which the listener is not watched.
     accept_paused_until: u64,
@@ -179,7 +183,8 @@ impl Server {
             next_client: 1,
             session: sys::realtime_ns().to_string(),
             metadata,
-            notes: Vec::new(),
+            notes: VecDeque::new(),
+            notes_made: 0,
             summary: Summary::default(),
             accept_paused_until: 0,
         };
@@ -458,11 +463,24 @@ impl Server {
         let r = self.topics.scan();
         for msg in r.refused {
             eprintln!("shmbus foxglove: {msg}");
-            let id = format!("shmbus/refused/{}", self.notes.len());
+            let id = format!("shmbus/refused/{}", self.notes_made);
+            self.notes_made += 1;
+            // The newest MAX_NOTES stay: a publisher that keeps coming back
+            // with an unusable schema (a new segment each time) must not
+            // grow the list every new client is sent without end.
+            let old = (self.notes.len() >= MAX_NOTES).then(|| self.notes.pop_front());
             for c in &mut self.clients {
+                if let Some(Some((old_id, _))) = &old {
+                    c.send_text(
+                        ServerMessage::RemoveStatus {
+                            status_ids: vec![old_id.clone()],
+                        }
+                        .to_text(),
+                    );
+                }
                 c.send_text(status(level::WARNING, msg.clone(), Some(id.clone())));
             }
-            self.notes.push((id, msg));
+            self.notes.push_back((id, msg));
         }
         if !r.removed.is_empty() {
             for c in &mut self.clients {

@@ -632,3 +632,57 @@ fn sockets_that_never_speak_do_not_lock_real_clients_out() {
     drop(ws);
     server.stop();
 }
+
+#[test]
+fn notes_about_refused_topics_are_bounded() {
+    watchdog("notes_bounded", Duration::from_secs(240));
+    let (topic, _g) = key_for("refused-notes");
+    let server = Running::start(&[topic.key], |_| {});
+    let (mut first, _) = connect(server.addr, "foxglove.websocket.v1");
+    let mut seen = Seen::default();
+    let refusals = |s: &Seen| {
+        s.statuses
+            .iter()
+            .filter(|v| {
+                v["op"] == "status"
+                    && v["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("cannot be shown"))
+            })
+            .count()
+    };
+    // A publisher that keeps coming back with an unusable schema: a new
+    // segment (a new shmid) each time, each refused with a note.
+    let rounds = shmbus_foxglove::server::MAX_NOTES + 8;
+    for i in 0..rounds {
+        let p = shmbus_pub::RawPublisher::open(&topic, b"\xff\xfe not a schema", 16).unwrap();
+        read_until(
+            &mut first,
+            &mut seen,
+            "a refusal",
+            Duration::from_secs(30),
+            |s| refusals(s) == i + 1,
+        );
+        p.remove().unwrap();
+    }
+    let removed = seen
+        .statuses
+        .iter()
+        .filter(|v| v["op"] == "removeStatus")
+        .count();
+    assert_eq!(removed, 8);
+    // A client that connects now is sent the newest MAX_NOTES only.
+    let (mut late, _) = connect(server.addr, "foxglove.websocket.v1");
+    let mut seen_late = Seen::default();
+    let end = Instant::now() + Duration::from_secs(2);
+    read_until(
+        &mut late,
+        &mut seen_late,
+        "the notes",
+        Duration::from_secs(30),
+        |s| refusals(s) >= shmbus_foxglove::server::MAX_NOTES && Instant::now() > end,
+    );
+    assert_eq!(refusals(&seen_late), shmbus_foxglove::server::MAX_NOTES);
+    drop((first, late));
+    server.stop();
+}
