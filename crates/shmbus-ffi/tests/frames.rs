@@ -314,18 +314,12 @@ fn huge_declared_capacities_are_refused_with_a_code_not_an_abort() {
     let mut s = shmbus_schema { id: 0 };
     let decl = c"struct A { v: heapless::Vec<u8, 16000000> }";
     // SAFETY: as above.
-    assert_eq!(
-        unsafe { shmbus_schema_parse(decl.as_ptr(), &mut s) },
-        SHMBUS_OK
-    );
+    let rc = unsafe { shmbus_schema_parse(decl.as_ptr(), &mut s) };
+    assert_eq!(rc, SHMBUS_OK);
     let mut f = shmbus_frame { id: 0 };
     // SAFETY: as above.
-    assert_eq!(
-        unsafe { shmbus_frame_new(s, &mut f) },
-        SHMBUS_OK,
-        "{}",
-        last()
-    );
+    let rc = unsafe { shmbus_frame_new(s, &mut f) };
+    assert_eq!(rc, SHMBUS_OK, "{}", last());
     assert_eq!(shmbus::frame::shmbus_frame_close(f), SHMBUS_OK);
     assert_eq!(shmbus_schema_close(s), SHMBUS_OK);
 }
