@@ -588,8 +588,7 @@ fn a_client_cannot_advertise_client_channels_without_end() {
         .statuses
         .iter()
         .filter_map(|v| v["message"].as_str())
-        .filter(|m| m.contains("unadvertise some first"))
-        .last()
+        .rfind(|m| m.contains("unadvertise some first"))
         .unwrap()
         .to_string();
     assert!(
