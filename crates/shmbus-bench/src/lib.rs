@@ -55,6 +55,7 @@ pub fn run(args: &BenchArgs, command: &[String]) -> ExitCode {
     }
     let opts = args.opts();
     let mut keys = Keys::new();
+    remove_on_stop(&keys);
     let result = run_opts(&opts, command, &mut keys);
     drop(keys);
     match result {
@@ -108,6 +109,30 @@ impl Default for Keys {
     fn default() -> Self {
         Keys::new()
     }
+}
+
+/// Ctrl-C or `kill` (SIGINT, SIGTERM, SIGHUP) used to end the bench
+/// before `Keys` was dropped, leaving six segments and six semaphore sets
+/// per interrupted run. The measurement loops do not look at a flag, so a
+/// watcher thread does what the drop would: it removes every key of this
+/// run's range, then exits (130); the peers follow by `PDEATHSIG`.
+fn remove_on_stop(keys: &Keys) {
+    if shmbus_toolbox::stop::install().is_err() {
+        return;
+    }
+    let range = keys.range();
+    std::thread::spawn(move || {
+        loop {
+            if shmbus_toolbox::stop::requested() {
+                for k in range.clone() {
+                    remove_key(k);
+                }
+                eprintln!("shmbus bench: interrupted; the run's topics were removed");
+                std::process::exit(130);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
 }
 
 fn remove_key(key: i32) {

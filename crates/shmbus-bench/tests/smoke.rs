@@ -183,3 +183,53 @@ fn table_and_plot_are_written_and_bad_arguments_are_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--rounds wants a whole number"));
 }
+
+/// Ctrl-C (SIGINT) and `kill` (SIGTERM) in the middle of a measurement:
+/// the bench exits 130 and leaves no segment or semaphore set behind (it
+/// used to die at once and leak six of each per interrupted run).
+#[test]
+fn an_interrupted_bench_leaves_nothing_behind() {
+    shmbus_testkit::watchdog("interrupted_bench", Duration::from_secs(300));
+    for sig in [
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGTERM,
+    ] {
+        let child = bench(&["--rounds", "50", "--iters", "200000"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn shmbus-bench");
+        let pid = child.id();
+        // Whatever happens, the run's keys are removed at the end.
+        let _guards: Vec<shmbus_testkit::Guard> = Keys::for_pid(pid)
+            .range()
+            .map(shmbus_testkit::Guard)
+            .collect();
+        // Wait until the run has topics (a measurement is under way).
+        let start = Instant::now();
+        while leftovers(pid).is_empty() {
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "the bench made no topic"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(130), "{sig}: {err}");
+        // Children exit by PDEATHSIG; their last detach frees the memory.
+        let start = Instant::now();
+        loop {
+            let left = leftovers(pid);
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "after {sig}: {left:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
