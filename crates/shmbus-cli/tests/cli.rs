@@ -2114,3 +2114,55 @@ fn a_killed_demo_leaves_nothing_behind() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A segment too large for the reader's address space (any local user can
+/// create one of gigabytes; on a 32-bit board the whole user address space
+/// is 3 GiB): the tools say they cannot map it, with its size and a
+/// removal command that works, instead of "out of memory creating a 0-byte
+/// segment". Runs natively (an address-space limit binds qemu-user).
+#[test]
+fn a_segment_too_large_to_map_is_named_as_such() {
+    watchdog("cannot_map", Duration::from_secs(120));
+    if std::env::var("SHMBUS_TEST_RUNNER").is_ok_and(|r| !r.trim().is_empty()) {
+        eprintln!("skipped under SHMBUS_TEST_RUNNER: an address-space limit binds the emulator");
+        return;
+    }
+    let size = 1usize << 30;
+    let g = foreign_segment("cannot_map", size, &[0x89]);
+    let k = hex(g.key());
+    let limited = |args: &[&str]| {
+        let o = Command::new("prlimit")
+            .arg(format!("--as={}", 256 * 1024 * 1024))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_shmbus"))
+            .args(args)
+            .env("MALLOC_ARENA_MAX", "2")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run prlimit");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = limited(&["info", &k]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    let want = format!("cannot map the segment at key {k} ({size} bytes)");
+    assert!(err.contains(&want) && !err.contains("creating"), "{err}");
+    let (code, out, err) = limited(&["list", "--key", &k]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains(&want), "{out}{err}");
+    // The removal the message names works as typed.
+    let fix = err_fix(&out);
+    assert_eq!(fix[..2], ["ipcrm", "-M"], "{fix:?}");
+    let st = Command::new(&fix[0]).args(&fix[1..]).status().unwrap();
+    assert!(st.success(), "{fix:?}: {st:?}");
+    assert!(sys::shmget(g.key(), 0, 0).is_err(), "{fix:?} left it");
+}
+
+/// The last command in backquotes in `text`, as words.
+fn err_fix(text: &str) -> Vec<String> {
+    let fix = text.rsplit('`').nth(1).expect("a command in backquotes");
+    fix.split_whitespace().map(str::to_string).collect()
+}

@@ -208,6 +208,16 @@ pub enum OpenError {
         /// Bytes requested.
         size: u64,
     },
+    /// The segment could not be mapped (`ENOMEM` from `shmat`): this
+    /// process has no room for a segment of `size` bytes (an address-space
+    /// limit, or a 32-bit process and a segment of gigabytes, which any
+    /// local user can create). Only this segment is affected.
+    CannotMap {
+        /// The System V key.
+        key: i32,
+        /// The segment's size in bytes (from `IPC_STAT`; 0 if unknown).
+        size: u64,
+    },
     /// `SHM_LOCK` was refused under the lock policy "required".
     LockDenied {
         /// The System V key.
@@ -419,6 +429,12 @@ impl fmt::Display for OpenError {
             OpenError::OutOfMemory { key, size } => write!(
                 f,
                 "out of memory creating a {size}-byte segment for key {}",
+                Key(*key)
+            ),
+            OpenError::CannotMap { key, size } => write!(
+                f,
+                "cannot map the segment at key {} ({size} bytes): this process has no address space for it (an address-space limit such as `ulimit -v`, or a 32-bit process); raise the limit, or if you do not need that segment (`shmbus list` shows its owner), remove it as its owner or root (`ipcrm -M {}`)",
+                Key(*key),
                 Key(*key)
             ),
             OpenError::LockDenied {

@@ -101,7 +101,15 @@ impl Segment {
     /// Besides the header checks of [`HeaderInfo::read`], a generation
     /// above [`MAX_SANE_GENERATION`] is refused as [`OpenError::Corrupt`].
     pub fn attach_shmid(shmid: i32, key: i32) -> Result<Segment, OpenError> {
-        let att = Attachment::read_only(shmid).map_err(|e| map_attach_err(key, e))?;
+        let att = Attachment::read_only(shmid).map_err(|e| {
+            if e.errno == Errno::ENOMEM && e.call == Call::Shmat {
+                // Not "out of memory creating a segment": the mapping of
+                // an existing one (of any size another user chose) failed.
+                let size = sys::shm_stat(shmid).map_or(0, |s| s.size);
+                return OpenError::CannotMap { key, size };
+            }
+            map_attach_err(key, e)
+        })?;
         let info = HeaderInfo::read(&att, key)?;
         let seg = Segment { att, info, key };
         if seg.generation() > MAX_SANE_GENERATION {
