@@ -513,7 +513,7 @@ class Publisher:
         g = ctypes.c_uint64()
         try:
             text = json.dumps(_nonfinite(value), allow_nan=False, separators=(",", ":"))
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, RecursionError) as e:
             raise JsonError(-18, "value for topic '%s' is not JSON: %s" % (self.topic, e)) from None
         _check(_pub_json(self._h, text.encode(), ctypes.byref(g)))
         return g.value

@@ -186,6 +186,11 @@ def test_arguments_ctypes_would_cut_short_are_refused(key):
         sub = shmbus.Subscriber("adv_a", key=key, wait=float("inf"))
         with pytest.raises(shmbus.JsonError, match="not JSON"):
             pub.publish({"x": {1, 2}})
+        deep = []
+        for _ in range(100000):
+            deep = [deep]
+        with pytest.raises(shmbus.JsonError, match="not JSON"):
+            pub.publish({"x": deep})
         with pytest.raises(shmbus.JsonError, match="does not fit in u8"):
             pub.publish({"x": 2**100})
         assert pub.publish({"x": 7}) == 1
