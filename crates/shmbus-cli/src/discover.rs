@@ -367,31 +367,103 @@ fn resolve_name(cmd: &str, name: &str, bus: Option<&str>, all: &[Entry]) -> Resu
                 })
                 .collect();
             Err(Fail::error(format!(
-                "no topic '{name}' at its key {keys} ({}){squat}; {} segment{} named '{name}' belong{} to other users and {} not taken under the name: {}; if you trust it, give its key: `shmbus {cmd} {}`",
+                "no topic '{name}' at its key {keys} ({}){squat}; {} segment{} named '{name}' belong{} to other users and {} not taken under the name: {}; if you trust it, give its key: `{}`",
                 rule.source,
                 others.len(),
                 if others.len() == 1 { "" } else { "s" },
                 if others.len() == 1 { "s" } else { "" },
                 if others.len() == 1 { "is" } else { "are" },
                 list.join(", "),
-                key_hex(others[0].key),
+                retyped(cmd, name, &key_hex(others[0].key)),
             )))
         }
         Err(NameError::Ambiguous { keys }) => {
             let keys: Vec<String> = keys.iter().map(|k| key_hex(*k)).collect();
             Err(Fail::error(format!(
-                "{} topics are named '{name}' (keys {}) and none is the only one with a live publisher; give the key instead of the name: `shmbus {cmd} {}`",
+                "{} topics are named '{name}' (keys {}) and none is the only one with a live publisher; give the key instead of the name: `{}`",
                 keys.len(),
                 keys.join(", "),
-                keys[0]
+                retyped(cmd, name, &keys[0])
             )))
         }
+    }
+}
+
+/// The command line as typed, with the topic argument `name` replaced by
+/// `key`, quoted for a POSIX shell: a fix that works when pasted, options
+/// and the JSON of `pub` included (`shmbus {cmd} KEY` alone lacked them).
+fn retyped(cmd: &str, name: &str, key: &str) -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    retyped_from(&args, cmd, name, key)
+}
+
+fn retyped_from(args: &[String], cmd: &str, name: &str, key: &str) -> String {
+    let mut words = vec!["shmbus".to_string()];
+    let mut replaced = false;
+    let mut after_cmd = false;
+    for a in args {
+        if after_cmd && !replaced && a == name {
+            words.push(key.to_string());
+            replaced = true;
+        } else {
+            words.push(shell_word(a));
+        }
+        after_cmd |= a == cmd;
+    }
+    if !replaced {
+        // Not found as typed (an alias, or called from a test): the short form.
+        return format!("shmbus {cmd} {key}");
+    }
+    words.join(" ")
+}
+
+/// `w` quoted for a POSIX shell if it needs it.
+fn shell_word(w: &str) -> String {
+    let plain = !w.is_empty()
+        && w.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_./:=,@%+-".contains(&b));
+    if plain {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fixes_repeat_the_command_line_with_the_key() {
+        let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            retyped_from(
+                &a(&["pub", "imu", r#"{"a": 1, "s": "it's"}"#]),
+                "pub",
+                "imu",
+                "0x53000001"
+            ),
+            r#"shmbus pub 0x53000001 '{"a": 1, "s": "it'\''s"}'"#
+        );
+        assert_eq!(
+            retyped_from(
+                &a(&["echo", "--count", "1", "imu", "--json"]),
+                "echo",
+                "imu",
+                "0x5300000a"
+            ),
+            "shmbus echo --count 1 0x5300000a --json"
+        );
+        // The command's own name is not the topic.
+        assert_eq!(
+            retyped_from(&a(&["echo", "echo"]), "echo", "echo", "0x1"),
+            "shmbus echo 0x1"
+        );
+        assert_eq!(
+            retyped_from(&a(&[]), "info", "imu", "0x1"),
+            "shmbus info 0x1"
+        );
+    }
 
     #[test]
     fn selectors_parse() {

@@ -1243,7 +1243,12 @@ fn a_name_never_resolves_to_another_users_segment() {
             "{args:?} showed the forgery: {}",
             r.stdout
         );
-        let fix = format!("`shmbus {} {}`", args[0], hex(k_evil));
+        // The command as typed, with the key in place of the name.
+        let typed: Vec<String> = args
+            .iter()
+            .map(|a| if *a == name { hex(k_evil) } else { a.to_string() })
+            .collect();
+        let fix = format!("`shmbus {}`", typed.join(" "));
         assert!(
             r.stderr.contains(&hex(k_evil))
                 && r.stderr.contains("uid 64102")
@@ -2165,4 +2170,49 @@ fn a_segment_too_large_to_map_is_named_as_such() {
 fn err_fix(text: &str) -> Vec<String> {
     let fix = text.rsplit('`').nth(1).expect("a command in backquotes");
     fix.split_whitespace().map(str::to_string).collect()
+}
+
+/// Two of the user's topics share a name and neither has a live publisher:
+/// `pub NAME JSON` is ambiguous, and the command it suggests, typed as
+/// printed, publishes (it used to be `shmbus pub KEY` without the JSON,
+/// which clap refuses).
+#[test]
+fn an_ambiguous_name_suggests_the_whole_command_with_the_key() {
+    watchdog("ambiguous_fix", Duration::from_secs(120));
+    let (a, _ga) = topic("ambiguous_fix_a");
+    let (b, _gb) = topic("ambiguous_fix_b");
+    let b = shmbus_core::Topic {
+        name: a.name.clone(),
+        ..b
+    };
+    drop(Publisher::<Imu>::open(&a).unwrap());
+    drop(Publisher::<Imu>::open(&b).unwrap());
+    let value = r#"{"t_us": 41, "acc": [0,0,0], "frame": "it's", "ok": true}"#;
+    let r = run(&["pub", &a.name, value]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("topics are named"), "{}", r.stderr);
+    let fix = r
+        .stderr
+        .rsplit('`')
+        .nth(1)
+        .expect("a command in backquotes");
+    // Typed into a shell, as printed (behind the emulator if there is one).
+    let runner = std::env::var("SHMBUS_TEST_RUNNER").unwrap_or_default();
+    let exe = format!("{runner} {}", env!("CARGO_BIN_EXE_shmbus"));
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(fix.replacen("shmbus", exe.trim(), 1))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{fix}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let published = [&a, &b]
+        .iter()
+        .filter_map(|t| Subscriber::<Imu>::attach(t).ok()?.latest().ok()?)
+        .filter(|s| s.value.t_us == 41 && s.value.frame == "it's")
+        .count();
+    assert_eq!(published, 1, "{fix}");
 }
