@@ -1246,7 +1246,13 @@ fn a_name_never_resolves_to_another_users_segment() {
         // The command as typed, with the key in place of the name.
         let typed: Vec<String> = args
             .iter()
-            .map(|a| if *a == name { hex(k_evil) } else { a.to_string() })
+            .map(|a| {
+                if *a == name {
+                    hex(k_evil)
+                } else {
+                    a.to_string()
+                }
+            })
             .collect();
         let fix = format!("`shmbus {}`", typed.join(" "));
         assert!(
