@@ -160,7 +160,7 @@ impl Inbound {
         let before = self.summary(i);
         let r = &mut self.routes[i];
         r.received += 1;
-        match frame_of(r, payload) {
+        match frame_of(r, payload).map_err(shorten) {
             Err(why) => {
                 r.bad += 1;
                 self.stats.in_bad.fetch_add(1, Ordering::Relaxed);
@@ -275,6 +275,22 @@ impl Inbound {
             retain: true,
         });
     }
+}
+
+/// The longest reason kept for a bad payload: the codec's message can
+/// quote the payload (an unknown field's name), which the sender chooses.
+const MAX_REASON: usize = 300;
+
+/// `why`, cut to [`MAX_REASON`] bytes (at a character boundary).
+fn shorten(why: String) -> String {
+    if why.len() <= MAX_REASON {
+        return why;
+    }
+    let mut end = MAX_REASON;
+    while !why.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &why[..end], why.len())
 }
 
 /// The payload as a frame of the route's schema, or why not.

@@ -495,3 +495,21 @@ fn inbound_never_publishes_over_a_live_local_publisher() {
         "{r}"
     );
 }
+
+/// The reason for a bad payload can quote the payload (an unknown field's
+/// name): it is cut short, so a sender cannot make the bridge repeat a
+/// large text in its retained `$in` message and on stderr.
+#[test]
+fn a_bad_payloads_reason_is_short_whatever_it_quotes() {
+    let k = key();
+    let _g = Guard(k);
+    let (mut i, outbox, _) = inbound("core/long", k, SAMPLE_TEXT, InFormat::Json);
+    let name = "é".repeat(100_000);
+    i.handle("g/core/long", format!("{{\"{name}\":1}}").as_bytes());
+    let r = report(&outbox, "core/long");
+    let why = r["last_error"].as_str().unwrap();
+    assert!(why.starts_with("unknown field"), "{why}");
+    assert!(why.len() < 400, "{} bytes", why.len());
+    assert!(why.ends_with(" bytes in all)"), "{why}");
+    assert!(outbox.state_of("p/b/$in/core/long").unwrap().payload.len() < 600);
+}
