@@ -98,6 +98,7 @@ impl Keys {
 
     /// The next unused key.
     pub fn take(&mut self) -> i32 {
+        park_if_stopping();
         let k = self.base + self.used.len() as i32 + 1;
         remove_key(k);
         self.used.push(k);
@@ -111,28 +112,83 @@ impl Default for Keys {
     }
 }
 
+/// Set once a stop signal arrived: no new topic or peer is started after
+/// it ([`Keys::take`] and peer spawns park), so the cleanup is final.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Park the calling thread for good if the run is being stopped (the
+/// process exits from the watcher thread).
+pub(crate) fn park_if_stopping() {
+    while STOPPING.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::park();
+    }
+}
+
 /// Ctrl-C or `kill` (SIGINT, SIGTERM, SIGHUP) used to end the bench
 /// before `Keys` was dropped, leaving six segments and six semaphore sets
 /// per interrupted run. The measurement loops do not look at a flag, so a
-/// watcher thread does what the drop would: it removes every key of this
-/// run's range, then exits (130); the peers follow by `PDEATHSIG`.
+/// watcher thread does what the drop would, in an order that leaves
+/// nothing: it stops new topics and peers, kills the peers (a peer can
+/// create a topic at one of the run's keys) and waits until they are dead,
+/// removes every key of the run's range twice around a pause (the main
+/// thread may be inside an open when the flag is set), then exits (130).
 fn remove_on_stop(keys: &Keys) {
     if shmbus_toolbox::stop::install().is_err() {
         return;
     }
     let range = keys.range();
     std::thread::spawn(move || {
-        loop {
-            if shmbus_toolbox::stop::requested() {
-                for k in range.clone() {
-                    remove_key(k);
-                }
-                eprintln!("shmbus bench: interrupted; the run's topics were removed");
-                std::process::exit(130);
-            }
+        while !shmbus_toolbox::stop::requested() {
             std::thread::sleep(Duration::from_millis(20));
         }
+        STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
+        kill_children(Duration::from_secs(10));
+        for _ in 0..2 {
+            for k in range.clone() {
+                remove_key(k);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("shmbus bench: interrupted; the run's topics were removed");
+        std::process::exit(130);
     });
+}
+
+/// SIGKILL every live child of this process (the peers) until none is
+/// left alive, for at most `limit`. Only our own unreaped children are
+/// found (`/proc/*/stat` with our pid as parent), so no pid can have been
+/// reused by another process.
+fn kill_children(limit: Duration) {
+    let me = std::process::id();
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        let mut alive = 0;
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // "pid (comm) state ppid ...": comm may hold spaces and ')'.
+            let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+                continue;
+            };
+            let mut f = rest.split_whitespace();
+            let (state, ppid) = (f.next(), f.next().and_then(|p| p.parse::<u32>().ok()));
+            if ppid == Some(me) && state != Some("Z") && state != Some("X") {
+                alive += 1;
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        if alive == 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 fn remove_key(key: i32) {

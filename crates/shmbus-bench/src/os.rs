@@ -194,6 +194,7 @@ impl Peer {
 
     /// Spawn `cmd` (stdout piped) and wait for its `ready` line.
     pub fn spawn_cmd(mut cmd: Command, pass: &[BorrowedFd<'_>]) -> Result<Peer, String> {
+        crate::park_if_stopping();
         for fd in pass {
             set_inheritable(*fd, true)?;
         }

@@ -190,10 +190,10 @@ fn table_and_plot_are_written_and_bad_arguments_are_refused() {
 #[test]
 fn an_interrupted_bench_leaves_nothing_behind() {
     shmbus_testkit::watchdog("interrupted_bench", Duration::from_secs(300));
-    for sig in [
-        nix::sys::signal::Signal::SIGINT,
-        nix::sys::signal::Signal::SIGTERM,
-    ] {
+    use nix::sys::signal::Signal::{SIGINT, SIGTERM};
+    // At different points of the run: as its first topic appears, and
+    // later, in the middle of measurements with peers starting and ending.
+    for (sig, delay_ms) in [(SIGINT, 0), (SIGTERM, 0), (SIGINT, 300), (SIGTERM, 700)] {
         let child = bench(&["--rounds", "50", "--iters", "200000"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -214,6 +214,7 @@ fn an_interrupted_bench_leaves_nothing_behind() {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+        std::thread::sleep(Duration::from_millis(delay_ms));
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).unwrap();
         let out = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
