@@ -72,6 +72,15 @@ fn child_role_entry() {
             std::thread::sleep(Duration::from_secs(300));
             drop(p);
         }
+        // make-lock KEY: create a semaphore set of one at KEY and exit (it
+        // stays: a lock squat when run as another user).
+        "make-lock" => {
+            let key: i32 = args[0].parse().unwrap();
+            // SAFETY: semget takes plain integers and touches no memory.
+            let id = unsafe { libc::semget(key, 1, libc::IPC_CREAT | libc::IPC_EXCL | 0o644) };
+            assert!(id >= 0, "semget: {}", std::io::Error::last_os_error());
+            println!("ready");
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -2221,4 +2230,79 @@ fn an_ambiguous_name_suggests_the_whole_command_with_the_key() {
         .filter(|s| s.value.t_us == 41 && s.value.frame == "it's")
         .count();
     assert_eq!(published, 1, "{fix}");
+}
+
+/// Root. Another user creates the publisher lock of a topic whose
+/// publisher is not running (its own lock removed): the topic's publisher
+/// can no longer start, and `list`, `info` and `doctor` say so, naming the
+/// lock's creator (they showed the publisher as merely "stopped"). The
+/// fix they print, typed, lets the publisher start again.
+#[test]
+fn a_squatted_lock_beside_a_segment_is_shown() {
+    use std::os::unix::process::CommandExt;
+    if !root_or_skip("a_squatted_lock_beside_a_segment_is_shown") {
+        return;
+    }
+    watchdog("lock_beside_segment", Duration::from_secs(120));
+    let (topic, _g) = topic("lock_beside_segment");
+    let mut p = Publisher::<Imu>::open(&topic).unwrap();
+    p.publish(&imu(1)).unwrap();
+    drop(p);
+    let k = hex(topic.key);
+    sys::sem_remove(sys::sem_lookup(topic.key).unwrap()).unwrap();
+    let o = child("make-lock", &[topic.key.to_string()])
+        .uid(STRANGER)
+        .gid(STRANGER)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = run(&["list", "--key", &k]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let want = format!(
+        "was created by {} (uid {STRANGER})",
+        shmbus_testkit_user(STRANGER)
+    );
+    assert!(
+        r.stdout.contains(&format!("lock of uid {STRANGER}!")) && r.stdout.contains(&want),
+        "{}",
+        r.stdout
+    );
+    let r = run(&["info", &k]);
+    assert!(
+        r.stdout.contains("SQUATTED?") && r.stdout.contains(&want),
+        "{}",
+        r.stdout
+    );
+    let r = run(&["doctor", "--key", &k]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("FAIL  squat"), "{}", r.stdout);
+    // The first fix, typed: the publisher can start again.
+    let fix = r
+        .stdout
+        .split('`')
+        .nth(1)
+        .expect("a command in backquotes")
+        .to_string();
+    let words: Vec<&str> = fix.split_whitespace().collect();
+    assert_eq!(words[..2], ["ipcrm", "-S"], "{fix}");
+    assert!(
+        Command::new(words[0])
+            .args(&words[1..])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let value = serde_json::to_string(&imu(2)).unwrap();
+    let r = run(&["pub", &k, &value]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run(&["list", "--key", &k]);
+    assert!(!r.stdout.contains("lock of uid"), "{}", r.stdout);
+}
+
+/// A user's name as the tools print it, or the number.
+fn shmbus_testkit_user(uid: u32) -> String {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map_or(uid.to_string(), |u| u.name)
 }

@@ -604,6 +604,11 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
                         continue;
                     }
                 }
+                if let Some(uid) = super::lock_squatter(&s.entry) {
+                    let (what, fix) = super::lock_squat_text(&s.entry, uid);
+                    f.push(fail("squat", format!("'{}': {what}", s.name), fix));
+                    continue;
+                }
                 if !alive && s.entry.nattch == 0 {
                     f.push(warn(
                         "topics",

@@ -163,6 +163,10 @@ pub fn run(a: &InfoArgs, bus: Option<&str>) -> CmdResult {
             }
         },
     );
+    if let Some(uid) = super::lock_squatter(&entry) {
+        let (what, fix) = super::lock_squat_text(&entry, uid);
+        kv("publisher lock", format!("SQUATTED? {what}; {fix}"));
+    }
     if let Some(st) = st {
         kv(
             "owner",

@@ -133,6 +133,7 @@ fn row_json(r: &Row, now: u64) -> Value {
                 "generation": s.generation,
                 "publisher_pid": s.header_pid,
                 "publisher": publisher_json(&s.publisher),
+                "lock_squatter_uid": super::lock_squatter(&s.entry),
                 "publisher_alive": s.publisher.is_alive(),
                 "nattch": s.entry.nattch,
                 "mode": mode,
@@ -239,7 +240,14 @@ pub fn render(rows: &[Row], now: u64, window_ms: u64) -> (Vec<Vec<String>>, Vec<
                     format!("{} B", s.capacity),
                     s.schema_name.clone(),
                     s.generation.to_string(),
-                    publisher_text(&s.publisher),
+                    match super::lock_squatter(&s.entry) {
+                        Some(uid) => {
+                            let (what, fix) = super::lock_squat_text(&s.entry, uid);
+                            notes.push(format!("{}: {what}; {fix}", key_hex(s.entry.key)));
+                            format!("lock of uid {uid}!")
+                        }
+                        None => publisher_text(&s.publisher),
+                    },
                     s.entry.nattch.to_string(),
                     mode,
                     owner,

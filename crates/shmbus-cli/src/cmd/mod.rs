@@ -86,6 +86,35 @@ pub fn publisher_of(entry: &Entry, seg: &Segment) -> PublisherStatus {
     }
 }
 
+/// The creator uid of the publisher lock at the topic's key when another
+/// user than the segment's creator made it: a squat (of the lock or of the
+/// segment) that keeps the topic's publisher from starting, since a
+/// publisher refuses a lock or segment it did not create. `None` for a
+/// removed segment (key 0 has no lock) or a lock of the same creator.
+pub fn lock_squatter(entry: &Entry) -> Option<u32> {
+    if entry.removed() || entry.key == 0 {
+        return None;
+    }
+    let lock = shmbus_core::sysvipc::semaphore_by_key(entry.key)?;
+    (lock.creator_uid() != entry.cuid).then(|| lock.creator_uid())
+}
+
+/// The sentence and the fixes for a [`lock_squatter`] finding.
+pub fn lock_squat_text(entry: &Entry, lock_uid: u32) -> (String, String) {
+    let k = key_hex(entry.key);
+    (
+        format!(
+            "the publisher lock at {k} was created by {} (uid {lock_uid}), the segment by {} (uid {}): one of them is not the topic's, and its publisher cannot start (it refuses a lock or segment it did not create)",
+            user_name(lock_uid),
+            user_name(entry.cuid),
+            entry.cuid
+        ),
+        format!(
+            "find out which one is the topic's; as root, remove the lock with `ipcrm -S {k}` or the segment and lock with `shmbus rm --force {k}`"
+        ),
+    )
+}
+
 /// The publisher lock state as a short word and an optional pid.
 pub fn publisher_text(p: &PublisherStatus) -> String {
     match p {
