@@ -641,8 +641,7 @@ mod tls {
 
     fn certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
         let shown = path.display();
-        let bytes =
-            std::fs::read(path).map_err(|e| format!("cannot read the {what} {shown}: {e}"))?;
+        let bytes = crate::secrets::read_bounded(path, what)?;
         let certs: Vec<_> = CertificateDer::pem_slice_iter(&bytes)
             .collect::<Result<_, _>>()
             .map_err(|e| format!("the {what} {shown} is not PEM: {e}"))?;

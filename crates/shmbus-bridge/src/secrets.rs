@@ -10,6 +10,7 @@
 //! ```
 
 use std::fmt;
+use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -33,32 +34,52 @@ impl fmt::Debug for Credentials {
     }
 }
 
-/// The largest secret file read (a credentials file is two lines; a PEM
-/// key or certificate chain a few KiB): a bigger one is a wrong path, not
-/// something to load into the board's memory.
+/// The largest credentials, key or certificate file read (a credentials
+/// file is two lines; a PEM key or a CA bundle at most a few hundred KiB):
+/// a bigger one is a wrong path, not something to load into the board's
+/// memory.
 pub const MAX_SECRET_FILE: u64 = 1 << 20;
 
-/// Read a secret file: refuse it if other users may read or write it.
-pub fn read_private(path: &Path, what: &str) -> Result<Vec<u8>, String> {
+/// Read a regular file of at most [`MAX_SECRET_FILE`] bytes. Anything else
+/// (a FIFO, which would block the open; `/dev/zero`, which never ends; a
+/// directory) is refused before it is opened.
+pub fn read_bounded(path: &Path, what: &str) -> Result<Vec<u8>, String> {
     let shown = path.display();
     let meta =
         std::fs::metadata(path).map_err(|e| format!("cannot read the {what} {shown}: {e}"))?;
     if !meta.is_file() {
         return Err(format!("the {what} {shown} is not a file"));
     }
+    let too_big = |n: u64| {
+        format!(
+            "the {what} {shown} has {n} bytes, more than a {what} can ({MAX_SECRET_FILE}): is this the right file?"
+        )
+    };
     if meta.len() > MAX_SECRET_FILE {
-        return Err(format!(
-            "the {what} {shown} has {} bytes, more than a {what} can ({MAX_SECRET_FILE}): is this the right file?",
-            meta.len()
-        ));
+        return Err(too_big(meta.len()));
     }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SECRET_FILE + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read the {what} {shown}: {e}"))?;
+    if bytes.len() as u64 > MAX_SECRET_FILE {
+        return Err(too_big(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// Read a secret file: refuse it if other users may read or write it.
+pub fn read_private(path: &Path, what: &str) -> Result<Vec<u8>, String> {
+    let shown = path.display();
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read the {what} {shown}: {e}"))?;
     let mode = meta.mode() & 0o777;
-    if mode & 0o007 != 0 {
+    if meta.is_file() && mode & 0o007 != 0 {
         return Err(format!(
             "the {what} {shown} is accessible to other users (mode {mode:04o}): run `chmod 600 {shown}`"
         ));
     }
-    std::fs::read(path).map_err(|e| format!("cannot read the {what} {shown}: {e}"))
+    read_bounded(path, what)
 }
 
 /// Read a credentials file (`username` and `password`, TOML).
@@ -133,6 +154,22 @@ mod tests {
         std::fs::write(&p, text).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
         p
+    }
+
+    #[test]
+    fn a_fifo_or_a_device_is_refused_before_it_is_opened() {
+        let dir =
+            std::env::temp_dir().join(format!("shmbus-bridge-secrets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        let _ = std::fs::remove_file(&fifo);
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        // Opening a FIFO nobody writes blocks: the check must come first.
+        for p in [fifo.as_path(), Path::new("/dev/zero")] {
+            let e = read_bounded(p, "CA file").unwrap_err();
+            assert!(e.ends_with("is not a file"), "{e}");
+        }
+        let _ = std::fs::remove_file(&fifo);
     }
 
     #[test]

@@ -231,3 +231,76 @@ fn sigterm_stops_a_bridge_that_waits_for_its_broker() {
     };
     assert_eq!(st.code(), Some(0));
 }
+
+/// Files the bridge reads for TLS and credentials are regular files of at
+/// most 1 MiB: a FIFO (whose open blocks) or /dev/zero (which never ends)
+/// is refused at once, not read until memory runs out or forever.
+#[test]
+fn tls_and_credential_paths_that_are_not_files_are_refused_at_once() {
+    let t = Tmp::new("notfile");
+    let cfg = t.write("lab.toml", CONFIG, 0o644);
+    let key = t.write("k.pem", "x", 0o600);
+    let fifo = t.0.join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let fifo = fifo.display().to_string();
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (
+            vec!["mqtts://h", "--config", &cfg, "--ca", &fifo, "--check"],
+            format!("the CA file {fifo} is not a file"),
+        ),
+        (
+            vec![
+                "mqtts://h",
+                "--config",
+                &cfg,
+                "--ca",
+                "/dev/zero",
+                "--check",
+            ],
+            "the CA file /dev/zero is not a file".into(),
+        ),
+        (
+            vec![
+                "mqtts://h",
+                "--config",
+                &cfg,
+                "--client-cert",
+                &fifo,
+                "--client-key",
+                &key,
+                "--check",
+            ],
+            format!("the client certificate {fifo} is not a file"),
+        ),
+        (
+            vec!["h", "--config", &cfg, "--credentials", &fifo, "--check"],
+            format!("the credentials file {fifo} is not a file"),
+        ),
+    ];
+    for (args, words) in &cases {
+        let start = Instant::now();
+        let o = bridge(args);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(words.as_str()),
+            "{args:?}: expected '{words}' in:\n{err}"
+        );
+        assert!(start.elapsed() < Duration::from_secs(30), "{args:?}");
+    }
+}
+
+/// Any positive rate_hz is taken (down to 1e-300): a period, never a panic.
+#[test]
+fn a_tiny_rate_passes_the_check() {
+    let t = Tmp::new("tiny");
+    let cfg = t.write(
+        "tiny.toml",
+        "[[topic]]\nname = \"imu\"\n[bridge]\nrate_hz = 1e-300\n[[bridge.out]]\ntopic = \"imu\"\nrate_hz = 1e-300\n",
+        0o644,
+    );
+    let o = bridge(&["h", "--config", &cfg, "--check"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
