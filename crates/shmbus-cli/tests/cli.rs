@@ -934,6 +934,20 @@ fn locked_and_removed_segments_are_shown_as_such() {
         "{}",
         r.stdout
     );
+    // By shmid: `pub` says it was removed (it said "key 0 is IPC_PRIVATE
+    // and cannot name a topic"), `rm` that it already was (it claimed to
+    // remove it).
+    let sel = format!("shmid:{id}");
+    let r = run(&["pub", &sel, &serde_json::to_string(&imu(9)).unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("was removed") && !r.stderr.contains("IPC_PRIVATE"),
+        "{}",
+        r.stderr
+    );
+    let r = run(&["rm", &sel]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("was already removed"), "{}", r.stdout);
     drop(p);
 }
 

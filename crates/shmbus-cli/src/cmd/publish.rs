@@ -21,6 +21,16 @@ use crate::out::{self, CmdResult, Fail, key_hex};
 /// Run `shmbus pub`.
 pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
     let (entry, seg) = discover::attach("pub", &a.topic, bus)?;
+    if entry.removed() || entry.key == 0 {
+        // Found by shmid after `shmbus rm`/`ipcrm`: its key is gone, so no
+        // publisher can open it again.
+        return Err(Fail::not_found(format!(
+            "topic '{}' (shmid {}) was removed; it only lives on for the {} process(es) still attached: start its publisher again to create it anew, then publish to its name or key",
+            seg.info().name,
+            entry.shmid,
+            entry.nattch
+        )));
+    }
     let info = seg.info().clone();
     let topic = seg
         .reopen_topic()

@@ -72,6 +72,15 @@ fn remove_one(arg: &str, force: bool, bus: Option<&str>) -> Result<String, Fail>
         Probe::Broken(OpenError::NotReady { .. }) => "(being created)".to_string(),
         Probe::Broken(_) => "(broken)".to_string(),
     };
+    if e.removed() {
+        // Already removed (found by shmid): IPC_RMID again would change
+        // nothing, and "removed topic" would claim a removal that did not
+        // happen now.
+        return Ok(format!(
+            "topic {name} (shmid {}) was already removed; the {} process(es) still attached keep it until they detach or exit, and the memory is freed then",
+            e.shmid, e.nattch
+        ));
+    }
     // A removed segment's key is 0 (IPC_PRIVATE): no lock to look up there.
     let status = if e.removed() || e.key == 0 {
         PublisherStatus::Unknown
