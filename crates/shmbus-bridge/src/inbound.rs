@@ -31,6 +31,7 @@ use serde_json::{Value, json};
 use shmbus_codec::Codec;
 use shmbus_config::bridge::InFormat;
 use shmbus_core::OpenError;
+use shmbus_core::layout::MAX_FRAME_CAPACITY;
 use shmbus_pub::RawPublisher;
 
 use crate::names::Names;
@@ -89,6 +90,13 @@ impl Inbound {
                 }
             };
             let capacity = match codec.max_size() {
+                Some(n) if n > MAX_FRAME_CAPACITY => {
+                    errs.push(format!(
+                        "{}: schema: a frame of this type can be {n} bytes, more than a topic's frames hold ({MAX_FRAME_CAPACITY}): declare smaller capacities (heapless::String<N>, heapless::Vec<T, N>)",
+                        t.schema_at
+                    ));
+                    continue;
+                }
                 Some(n) => n.max(1),
                 None => {
                     errs.push(format!(
