@@ -2320,3 +2320,60 @@ fn shmbus_testkit_user(uid: u32) -> String {
         .flatten()
         .map_or(uid.to_string(), |u| u.name)
 }
+
+/// Root (to record as another uid, whose process limit applies; root is
+/// exempt from RLIMIT_NPROC). `record` starts one reader thread per topic:
+/// when the process limit stops some, the problem is printed once, then
+/// counted, and the run ends with exit 2 saying how many topics were not
+/// recorded (it used to say "recording N topics", print one warning per
+/// topic, and exit 0).
+#[test]
+fn record_says_how_many_topics_it_could_not_record() {
+    use std::os::unix::process::CommandExt;
+    if !root_or_skip("record_says_how_many_topics_it_could_not_record") {
+        return;
+    }
+    watchdog("record_no_thread", Duration::from_secs(180));
+    let mut guards = Vec::new();
+    let mut keys = Vec::new();
+    for i in 0..24 {
+        let (t, g) = topic(&format!("record_no_thread_{i}"));
+        drop(Publisher::<Imu>::open(&t).unwrap());
+        keys.push(hex(t.key));
+        guards.push(g);
+    }
+    let dir = std::env::temp_dir().join(format!("shmbus-no-thread-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let file = dir.join("out.mcap");
+    let mut args = vec![
+        "record".to_string(),
+        "-o".into(),
+        file.display().to_string(),
+    ];
+    args.extend(["--duration".into(), "1".into()]);
+    for k in &keys {
+        args.extend(["--key".into(), k.clone()]);
+    }
+    let runner = std::env::var("SHMBUS_TEST_RUNNER").unwrap_or_default();
+    let mut cmd = Command::new("prlimit");
+    cmd.arg("--nproc=8").arg("--");
+    cmd.args(runner.split_whitespace());
+    cmd.arg(env!("CARGO_BIN_EXE_shmbus")).args(&args);
+    let o = cmd
+        .uid(STRANGER)
+        .gid(STRANGER)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        count_lines(&err, "cannot start a thread for topic"),
+        1,
+        "{err}"
+    );
+    assert!(err.contains("of 24 topics were not recorded"), "{err}");
+}

@@ -195,7 +195,12 @@ pub fn run(a: RecordArgs) -> Result<(), Exit> {
     for seg in found {
         rec.add(seg, &tx).map_err(|e| mcap_err(&a, e))?;
     }
-    let names: Vec<&str> = rec.topics.iter().map(|t| t.meta.name.as_str()).collect();
+    let names: Vec<&str> = rec
+        .topics
+        .iter()
+        .filter(|t| t.thread.is_some())
+        .map(|t| t.meta.name.as_str())
+        .collect();
     eprintln!(
         "recording {} topic{} ({}) to {}; Ctrl-C stops",
         names.len(),
@@ -214,9 +219,13 @@ pub fn run(a: RecordArgs) -> Result<(), Exit> {
             result = rec.write_batch(b).map_err(|e| mcap_err(&a, e));
         }
     }
+    let mut unrecorded = 0;
     for t in &mut rec.topics {
-        if let Some(h) = t.thread.take() {
-            let _ = h.join();
+        match t.thread.take() {
+            Some(h) => {
+                let _ = h.join();
+            }
+            None => unrecorded += 1,
         }
     }
     let finished = rec.w.finish().map_err(|e| mcap_err(&a, e));
@@ -224,6 +233,12 @@ pub fn run(a: RecordArgs) -> Result<(), Exit> {
     finished?;
     rec.notes.flush();
     rec.summary(&a, clock);
+    if unrecorded > 0 {
+        return Err(Exit::error(format!(
+            "{unrecorded} of {} topics were not recorded (no reader thread could be started; see above); the file holds the others",
+            rec.topics.len()
+        )));
+    }
     Ok(())
 }
 
@@ -505,16 +520,25 @@ impl Recorder {
         }
         let tx = tx.clone();
         let quit = self.quit.clone();
-        let thread = std::thread::Builder::new()
+        let thread = match std::thread::Builder::new()
             .name(format!("rec-{}", meta.name))
             .spawn(move || read_topic(idx, sub, &tx, &quit))
-            .ok();
-        if thread.is_none() {
-            eprintln!(
-                "shmbus: warning: cannot start a thread for topic '{}'; not recorded",
-                meta.name
-            );
-        }
+        {
+            Ok(t) => Some(t),
+            Err(e) => {
+                // One thread per topic: RLIMIT_NPROC (`ulimit -u`) or the
+                // address space (a 32-bit board) bounds how many. Printed
+                // once, then counted; the end says how many were lost.
+                let name = meta.name.clone();
+                self.notes
+                    .note("no-thread", "topics without a reader thread", || {
+                        format!(
+                            "cannot start a thread for topic '{name}' ({e}); it is not recorded: raise the process limit (`ulimit -u`) or name fewer topics"
+                        )
+                    });
+                None
+            }
+        };
         self.topics.push(Recorded {
             meta,
             codec,
