@@ -394,13 +394,18 @@ fn connection_loop(
             Err(_) => return Ok(()), // every client handle is gone
         };
         if connected && paused_until.is_some_and(|t| Instant::now() >= t) {
-            paused_until = None;
-            core.inbound
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .resume();
-            eprintln!("shmbus-bridge: subscribing to the [[bridge.in]] topics again");
-            let _ = client.try_subscribe_many(subscriptions.clone());
+            // The request channel may be full of frames: then try again
+            // a second later rather than lose the subscriptions.
+            if client.try_subscribe_many(subscriptions.clone()).is_ok() {
+                paused_until = None;
+                core.inbound
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .resume();
+                eprintln!("shmbus-bridge: subscribing to the [[bridge.in]] topics again");
+            } else {
+                paused_until = Some(Instant::now() + Duration::from_secs(1));
+            }
         }
         match event {
             Ok(Event::Incoming(Incoming::ConnAck(_))) => {
