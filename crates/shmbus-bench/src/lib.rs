@@ -133,11 +133,8 @@ pub(crate) fn park_if_stopping() {
 /// removes every key of the run's range twice around a pause (the main
 /// thread may be inside an open when the flag is set), then exits (130).
 fn remove_on_stop(keys: &Keys) {
-    if shmbus_toolbox::stop::install().is_err() {
-        return;
-    }
     let range = keys.range();
-    std::thread::spawn(move || {
+    let watcher = std::thread::Builder::new().spawn(move || {
         while !shmbus_toolbox::stop::requested() {
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -152,6 +149,12 @@ fn remove_on_stop(keys: &Keys) {
         eprintln!("shmbus bench: interrupted; the run's topics were removed");
         std::process::exit(130);
     });
+    // Catch the signals only if the watcher runs: without it (a process
+    // limit) they keep their default action, and Ctrl-C still ends the
+    // bench (leaving its topics, as a SIGKILL does).
+    if watcher.is_ok() {
+        let _ = shmbus_toolbox::stop::install();
+    }
 }
 
 /// SIGKILL every live child of this process (the peers) until none is

@@ -2377,3 +2377,65 @@ fn record_says_how_many_topics_it_could_not_record() {
     );
     assert!(err.contains("of 24 topics were not recorded"), "{err}");
 }
+
+/// Root (a process limit binds only another uid). `demo` and `bench` under
+/// a tight process limit (`prlimit --nproc`): what cannot start is named,
+/// nothing panics (the demo's watcher threads and the bench's stop watcher
+/// were `thread::spawn`, which panics: exit 101, and the demo then left
+/// its topics behind), and the demo removes every topic it made.
+#[test]
+fn demo_and_bench_under_a_process_limit_neither_panic_nor_leak() {
+    use std::os::unix::process::CommandExt;
+    if !root_or_skip("demo_and_bench_under_a_process_limit_neither_panic_nor_leak") {
+        return;
+    }
+    watchdog("nproc_limit", Duration::from_secs(240));
+    let runner = std::env::var("SHMBUS_TEST_RUNNER").unwrap_or_default();
+    let limited = |nproc: u32, args: &[&str]| {
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--nproc={nproc}")).arg("--");
+        cmd.args(runner.split_whitespace());
+        cmd.arg(env!("CARGO_BIN_EXE_shmbus")).args(args);
+        cmd.uid(STRANGER)
+            .gid(STRANGER)
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = cmd.spawn().unwrap();
+        // prlimit execs the tool: the demo's bus is demo-<this pid>.
+        let pid = child.id();
+        let o = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (pid, o.status.code(), text)
+    };
+    for nproc in [4] {
+        let (pid, code, text) = limited(nproc, &["demo", "--duration", "1"]);
+        let mut config = shmbus_config::Config::builtin_demo();
+        config.rebus(&format!("demo-{pid}")).expect("rebus");
+        let keys: Vec<i32> = config.topics.iter().map(|t| t.key).collect();
+        let _guards: Vec<Guard> = keys.iter().map(|&k| Guard(k)).collect();
+        assert!(!text.contains("panicked"), "nproc {nproc}: {text}");
+        assert!(
+            matches!(code, Some(0 | 1)),
+            "nproc {nproc}: exit {code:?}: {text}"
+        );
+        for name in ["shm", "sem"] {
+            let t = std::fs::read_to_string(format!("/proc/sysvipc/{name}")).unwrap();
+            for e in shmbus_core::sysvipc::parse(&t) {
+                assert!(
+                    !keys.contains(&e.key()),
+                    "nproc {nproc}: demo left {name} {:#x}: {text}",
+                    e.key()
+                );
+            }
+        }
+    }
+    let (_, code, text) = limited(2, &["bench", "--rounds", "1", "--iters", "100"]);
+    assert!(!text.contains("panicked"), "{text}");
+    assert!(matches!(code, Some(0 | 1)), "bench exit {code:?}: {text}");
+}

@@ -254,20 +254,33 @@ fn watch<T: DeserializeOwned + Schema + Summary>(topic: Topic, row: Shared, quit
     }
 }
 
+/// The thread that watches one topic, or `None` (with the reason in the
+/// row) if no thread can be started (a process limit, `ulimit -u`): the
+/// demo then goes on without that row's frames instead of panicking.
 fn spawn_watcher(
     kind: SensorKind,
     topic: Topic,
     row: Shared,
     quit: Arc<AtomicBool>,
-) -> JoinHandle<()> {
-    std::thread::spawn(move || match kind {
-        SensorKind::System => watch::<System>(topic, row, quit),
-        SensorKind::Thermal => watch::<Thermal>(topic, row, quit),
-        SensorKind::Power => watch::<Power>(topic, row, quit),
-        SensorKind::Net => watch::<Net>(topic, row, quit),
-        SensorKind::Iio => watch::<Accel>(topic, row, quit),
-        SensorKind::Imu => watch::<Imu>(topic, row, quit),
-    })
+) -> Option<JoinHandle<()>> {
+    let r = row.clone();
+    let spawned = std::thread::Builder::new().spawn(move || match kind {
+        SensorKind::System => watch::<System>(topic, r, quit),
+        SensorKind::Thermal => watch::<Thermal>(topic, r, quit),
+        SensorKind::Power => watch::<Power>(topic, r, quit),
+        SensorKind::Net => watch::<Net>(topic, r, quit),
+        SensorKind::Iio => watch::<Accel>(topic, r, quit),
+        SensorKind::Imu => watch::<Imu>(topic, r, quit),
+    });
+    match spawned {
+        Ok(h) => Some(h),
+        Err(e) => {
+            lock(&row).problem = Some(format!(
+                "cannot start a thread to watch it ({e}): raise the process limit (`ulimit -u`)"
+            ));
+            None
+        }
+    }
 }
 
 /// One topic of the running demo.
@@ -390,6 +403,8 @@ pub fn run(
     let quit = Arc::new(AtomicBool::new(false));
     let mut entries = Vec::new();
     let mut threads = Vec::new();
+    // Sensors' stderr pipes that no thread reads (see below), kept open.
+    let mut unread = Vec::new();
     for tc in &config.topics {
         let kind = tc.publisher.as_deref().and_then(SensorKind::from_name);
         let row: Shared = Arc::default();
@@ -421,18 +436,33 @@ pub fn run(
             match cmd.spawn() {
                 Ok(mut c) => {
                     if let Some(err) = c.stderr.take() {
-                        let notes = notes.clone();
-                        threads.push(std::thread::spawn(move || {
+                        let notes2 = notes.clone();
+                        // The pipe stays open either way: a sensor whose
+                        // messages nobody reads blocks only after 64 KiB,
+                        // one whose pipe is closed dies writing to it.
+                        let fd = std::os::fd::OwnedFd::from(err);
+                        let held = fd.try_clone().ok();
+                        let err = std::fs::File::from(fd);
+                        match std::thread::Builder::new().spawn(move || {
                             for line in BufReader::new(err).lines().map_while(Result::ok) {
-                                lock_notes(&notes).push(line);
+                                lock_notes(&notes2).push(line);
                             }
-                        }));
+                        }) {
+                            Ok(h) => threads.push(h),
+                            Err(e) => {
+                                lock_notes(&notes).push(format!(
+                                    "cannot read the messages of {} ({e})",
+                                    kind.program()
+                                ));
+                                unread.extend(held);
+                            }
+                        }
                     }
                     child = Some(c);
                 }
                 Err(e) => lock_notes(&notes).push(format!("cannot start {}: {e}", kind.program())),
             }
-            threads.push(spawn_watcher(kind, topic, row.clone(), quit.clone()));
+            threads.extend(spawn_watcher(kind, topic, row.clone(), quit.clone()));
         }
         entries.push(Entry {
             tc: tc.clone(),
