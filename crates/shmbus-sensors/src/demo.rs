@@ -410,6 +410,7 @@ pub fn run(
         let row: Shared = Arc::default();
         let topic = tc.to_topic().map_err(|e| e.to_string())?;
         let mut child = None;
+        let mut exit = None;
         if let Some(kind) = kind {
             let mut args = config_args.clone();
             args.extend([
@@ -460,7 +461,12 @@ pub fn run(
                     }
                     child = Some(c);
                 }
-                Err(e) => lock_notes(&notes).push(format!("cannot start {}: {e}", kind.program())),
+                Err(e) => {
+                    lock_notes(&notes).push(format!("cannot start {}: {e}", kind.program()));
+                    // Nothing to wait for: the run's clock need not wait
+                    // STARTUP_LIMIT for this topic's first frame.
+                    exit = Some("not started".to_string());
+                }
             }
             threads.extend(spawn_watcher(kind, topic, row.clone(), quit.clone()));
         }
@@ -469,7 +475,7 @@ pub fn run(
             kind,
             row,
             child,
-            exit: None,
+            exit,
         });
     }
 
