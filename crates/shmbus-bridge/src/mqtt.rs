@@ -9,8 +9,9 @@
 //!   every `CONNACK`, hands incoming messages to the inbound side, and on a
 //!   broken link takes back every message rumqttc had not delivered
 //!   (rumqttc would drop them on a clean session) into the outbox, then
-//!   waits (backoff: `reconnect_min_ms`, doubling up to `reconnect_max_ms`)
-//!   and reconnects;
+//!   waits (backoff: `reconnect_min_ms`, doubling up to `reconnect_max_ms`,
+//!   back to the minimum only after a link that stayed up 10 s) and
+//!   reconnects;
 //! - the **pump** moves messages from the outbox into rumqttc's small
 //!   request channel while connected (blocking there when the socket is
 //!   slow, so the backlog stays in the bounded outbox).
@@ -371,6 +372,11 @@ fn connection_loop(
 ) -> Result<(), String> {
     let (min, max) = core.reconnect;
     let mut backoff = min;
+    // When the link last came up. The backoff starts again from `min` only
+    // after a link that stayed up for STABLE_LINK: a broker that accepts and
+    // then drops every connection (overloaded, or refusing this client after
+    // CONNACK) is retried at a doubling interval, not every `min`.
+    let mut up_since: Option<Instant> = None;
     let mut ever = false;
     let mut down_since: Option<Instant> = None;
     let subscriptions: Vec<rumqttc::SubscribeFilter> = core
@@ -412,7 +418,7 @@ fn connection_loop(
                 core.stats.connections.fetch_add(1, Ordering::Relaxed);
                 core.stats.connected.store(true, Ordering::Relaxed);
                 connected = true;
-                backoff = min;
+                up_since = Some(Instant::now());
                 if !subscriptions.is_empty() && paused_until.is_none() {
                     let _ = client.try_subscribe_many(subscriptions.clone());
                 }
@@ -473,6 +479,9 @@ fn connection_loop(
             Ok(_) => {}
             Err(e) => {
                 connected = false;
+                if up_since.take().is_some_and(|t| t.elapsed() >= STABLE_LINK) {
+                    backoff = min;
+                }
                 if let Some(n) = oversized(&e) {
                     let why = format!(
                         "the broker sent a message of {n} bytes, over the bridge's limit of {MAX_INCOMING} bytes, on a [[bridge.in]] topic; the [[bridge.in]] subscriptions are left out for {} s so the rest of the link stays up (clear or shrink that message on the broker, e.g. mosquitto_pub -r -n -t TOPIC for a retained one, and cap message_size_limit)",
@@ -518,6 +527,10 @@ fn connection_loop(
         }
     }
 }
+
+/// How long a link must stay up before a drop is retried after
+/// `reconnect_min_ms` again (rather than the doubled interval).
+const STABLE_LINK: Duration = Duration::from_secs(10);
 
 /// The size of an incoming message that was over `MAX_INCOMING`.
 fn oversized(e: &ConnectionError) -> Option<usize> {

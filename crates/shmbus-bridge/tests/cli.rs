@@ -310,3 +310,66 @@ fn a_tiny_rate_passes_the_check() {
     assert_eq!(o.status.code(), Some(0), "{out}{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// A broker that answers every CONNECT with CONNACK and then drops the
+/// connection is retried at the doubling interval, not every
+/// `reconnect_min_ms`: the backoff starts again only after a link that
+/// stayed up.
+#[test]
+fn a_broker_that_drops_every_connection_is_retried_with_a_growing_interval() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server = {
+        let (accepted, stop) = (accepted.clone(), stop.clone());
+        std::thread::spawn(move || {
+            // Bounded: ends when the test says so, or after 120 s.
+            let end = Instant::now() + Duration::from_secs(120);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < end {
+                match listener.accept() {
+                    Ok((mut sock, _)) => {
+                        accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        sock.set_nonblocking(false).unwrap();
+                        sock.set_read_timeout(Some(Duration::from_secs(10)))
+                            .unwrap();
+                        let mut buf = [0u8; 512];
+                        let _ = sock.read(&mut buf); // the CONNECT
+                        let _ = sock.write_all(&[0x20, 0x02, 0x00, 0x00]); // CONNACK, accepted
+                        drop(sock); // and gone
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        })
+    };
+    let t = Tmp::new("flapping");
+    let cfg = t.write(
+        "lab.toml",
+        &CONFIG.replace(
+            "[bridge]\n",
+            "[bridge]\nreconnect_min_ms = 200\nreconnect_max_ms = 60000\n",
+        ),
+        0o644,
+    );
+    let o = bridge(&[
+        &format!("127.0.0.1:{port}"),
+        "--config",
+        &cfg,
+        "--duration",
+        "4",
+        "--json",
+    ]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    server.join().unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let n = accepted.load(std::sync::atomic::Ordering::Relaxed);
+    // Retries after 0.2, 0.4, 0.8, 1.6 s: 5 connections in 4 s at most
+    // (a slow machine makes fewer); every 0.2 s would be about 20.
+    assert!((2..=7).contains(&n), "{n} connections in 4 s:\n{err}");
+    let stats: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(stats["connections"].as_u64().unwrap() >= 2, "{stats}");
+}
