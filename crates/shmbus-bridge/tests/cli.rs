@@ -348,7 +348,9 @@ fn a_broker_that_drops_every_connection_is_retried_with_a_growing_interval() {
     let t = Tmp::new("flapping");
     let cfg = t.write(
         "lab.toml",
-        &CONFIG.replace(
+        // Outbound only: on a CONNACK the bridge would create the
+        // [[bridge.in]] topic's segment, and this test makes nothing.
+        &CONFIG[..CONFIG.find("[[bridge.in]]").unwrap()].replace(
             "[bridge]\n",
             "[bridge]\nreconnect_min_ms = 200\nreconnect_max_ms = 60000\n",
         ),
