@@ -7,6 +7,23 @@ use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// A running bridge creates its `[[bridge.in]]` topics' segments (CONFIG's
+/// `setpoint`, a fixed key): every bridge of these tests runs in a private
+/// IPC namespace where allowed (root, as in CI), so nothing it makes
+/// outlives the test or meets another run's objects; elsewhere the guards
+/// remove CONFIG's keys when the test ends.
+#[must_use]
+fn isolate() -> Option<[shmbus_testkit::Guard; 2]> {
+    if shmbus_testkit::private_ipc() {
+        None
+    } else {
+        Some([
+            shmbus_testkit::Guard(0x7b000101),
+            shmbus_testkit::Guard(0x7b000102),
+        ])
+    }
+}
+
 fn bridge(args: &[&str]) -> Output {
     // Behind $SHMBUS_TEST_RUNNER (qemu-arm) when set: see shmbus_testkit::command.
     let mut child = shmbus_testkit::command(env!("CARGO_BIN_EXE_shmbus-bridge"))
@@ -165,6 +182,7 @@ fn bad_inputs_are_clear_errors_with_exit_code_2() {
 
 #[test]
 fn an_unreachable_broker_is_retried_and_the_bridge_still_stops_on_time() {
+    let _isolated = isolate();
     let t = Tmp::new("unreachable");
     let cfg = t.write("lab.toml", CONFIG, 0o644);
     // Nothing listens on port 1 of loopback: connection refused, retried.
@@ -194,6 +212,7 @@ fn an_unreachable_broker_is_retried_and_the_bridge_still_stops_on_time() {
 
 #[test]
 fn sigterm_stops_a_bridge_that_waits_for_its_broker() {
+    let _isolated = isolate();
     let t = Tmp::new("sigterm");
     let cfg = t.write("lab.toml", CONFIG, 0o644);
     let mut child = shmbus_testkit::command(env!("CARGO_BIN_EXE_shmbus-bridge"))
@@ -317,6 +336,7 @@ fn a_tiny_rate_passes_the_check() {
 /// stayed up.
 #[test]
 fn a_broker_that_drops_every_connection_is_retried_with_a_growing_interval() {
+    let _isolated = isolate();
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
