@@ -92,8 +92,13 @@ impl Inbound {
             let capacity = match codec.max_size() {
                 Some(n) if n > MAX_FRAME_CAPACITY => {
                     errs.push(format!(
-                        "{}: schema: a frame of this type can be {n} bytes, more than a topic's frames hold ({MAX_FRAME_CAPACITY}): declare smaller capacities (heapless::String<N>, heapless::Vec<T, N>)",
-                        t.schema_at
+                        "{}: schema: a frame of this type can be {} bytes, more than a topic's frames hold ({MAX_FRAME_CAPACITY}): declare smaller capacities (heapless::String<N>, heapless::Vec<T, N>)",
+                        t.schema_at,
+                        if n == usize::MAX {
+                            format!("more than {n}")
+                        } else {
+                            n.to_string()
+                        }
                     ));
                     continue;
                 }

@@ -149,7 +149,9 @@ impl Codec {
     /// `MaxSize` computes it for the equivalent Rust type: the frame
     /// capacity to create a topic of a declared type with (the one a Rust
     /// `Publisher` of that type would give it). `None` if a string, list or
-    /// map declares no capacity (`String`, `Vec<T>`).
+    /// map declares no capacity (`String`, `Vec<T>`); `usize::MAX` when the
+    /// declared capacities add up beyond this machine's `usize` (no topic can
+    /// hold such a frame: refuse it as too large).
     pub fn max_size(&self) -> Option<usize> {
         self.node.max_size()
     }

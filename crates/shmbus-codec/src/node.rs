@@ -105,7 +105,9 @@ impl Node {
 impl Node {
     /// The most bytes a value of this node takes in a frame, as postcard's
     /// `MaxSize` computes it for the equivalent Rust type; `None` if a
-    /// string, list or map declares no capacity, or the sum overflows.
+    /// string, list or map declares no capacity. A sum beyond `usize`
+    /// saturates to `usize::MAX`: a frame no topic can hold, on a 32-bit
+    /// board as on a 64-bit one.
     pub fn max_size(&self) -> Option<usize> {
         // postcard's length prefix for at most `n` elements.
         fn prefix(n: usize) -> usize {
@@ -115,11 +117,11 @@ impl Node {
         fn sum<'a>(nodes: impl Iterator<Item = &'a Node>) -> Option<usize> {
             nodes
                 .map(Node::max_size)
-                .try_fold(0usize, |a, n| a.checked_add(n?))
+                .try_fold(0usize, |a, n| Some(a.saturating_add(n?)))
         }
         fn bounded(cap: Option<usize>, each: usize) -> Option<usize> {
             let cap = cap?;
-            each.checked_mul(cap)?.checked_add(prefix(cap))
+            Some(each.saturating_mul(cap).saturating_add(prefix(cap)))
         }
         match self {
             Node::Bool | Node::U8 | Node::I8 => Some(1),
@@ -128,12 +130,12 @@ impl Node {
             Node::F64 => Some(8),
             Node::Char => Some(5),
             Node::Str(b) | Node::Bytes(b) => bounded(b.cap, 1),
-            Node::Option(n) => n.max_size()?.checked_add(1),
+            Node::Option(n) => Some(n.max_size()?.saturating_add(1)),
             Node::Unit => Some(0),
             Node::Newtype(n) => n.max_size(),
             Node::Seq(n, b) => bounded(b.cap, n.max_size()?),
             Node::Tuple(v) => sum(v.iter()),
-            Node::Map(k, v, b) => bounded(b.cap, k.max_size()?.checked_add(v.max_size()?)?),
+            Node::Map(k, v, b) => bounded(b.cap, k.max_size()?.saturating_add(v.max_size()?)),
             Node::Struct(f) => sum(f.iter().map(|f| &f.node)),
             Node::Enum(vs) => {
                 // The derive's discriminant: a varint of the variant count.
@@ -148,7 +150,7 @@ impl Node {
                     };
                     most = most.max(n);
                 }
-                most.checked_add(bits.div_ceil(7))
+                Some(most.saturating_add(bits.div_ceil(7)))
             }
         }
     }

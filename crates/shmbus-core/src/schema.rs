@@ -49,13 +49,17 @@ pub fn fingerprint_of<T: Schema + DeserializeOwned>() -> Result<u64, postcard::E
 /// most 16 elements. A name without such an argument (`String`, `Vec<T>`,
 /// or postcard-schema's own `heapless::String<N>`) declares no capacity: the
 /// value is bounded only by the frame capacity. See `docs/LAYOUT.md` §8.
+///
+/// A declared number too large for this machine's `usize` (any number over
+/// 2^32 - 1 on a 32-bit board) reads as `usize::MAX`: a capacity no frame
+/// can hold, so it is refused as too large, never taken for "no capacity".
 pub fn capacity_of(name: &str) -> Option<usize> {
     let (_, args) = split_generics(name)?;
     let last = args.rsplit(',').next()?.trim();
     if last.is_empty() || !last.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    last.parse().ok()
+    Some(last.parse().unwrap_or(usize::MAX))
 }
 
 /// `name` with its capacity written in: the last generic argument `N` (or

@@ -83,11 +83,30 @@ fn unbounded_strings_and_lists_have_no_max_size() {
     ] {
         assert_eq!(Codec::parse(text).unwrap().max_size(), None, "{text}");
     }
-    // A capacity whose frame would not fit in memory is no size either.
+}
+
+/// Capacities whose frame would not fit in memory saturate: the size says
+/// "too large", never "no capacity", on a 32-bit board as on a 64-bit one.
+#[test]
+fn capacities_beyond_memory_saturate_to_usize_max() {
     let huge = format!(
         "heapless::Vec<heapless::Vec<u64, {}>, {}>",
         usize::MAX / 4,
         usize::MAX / 4
     );
-    assert_eq!(Codec::parse(&huge).unwrap().max_size(), None);
+    assert_eq!(Codec::parse(&huge).unwrap().max_size(), Some(usize::MAX));
+    for text in [
+        "heapless::String<18446744073709551615>",
+        "struct S { v: heapless::Vec<u8, 99999999999999999999999> }",
+    ] {
+        assert_eq!(
+            Codec::parse(text).unwrap().max_size(),
+            Some(usize::MAX),
+            "{text}"
+        );
+    }
+    // Within u64 but beyond a 32-bit usize: exact on 64-bit, saturated on 32.
+    let big = Codec::parse("struct S { v: heapless::Vec<u8, 4000000000000> }").unwrap();
+    let want = usize::try_from(4_000_000_000_006u64).unwrap_or(usize::MAX);
+    assert_eq!(big.max_size(), Some(want));
 }
