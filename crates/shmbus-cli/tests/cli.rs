@@ -2378,7 +2378,7 @@ fn record_says_how_many_topics_it_could_not_record() {
     assert!(err.contains("of 24 topics were not recorded"), "{err}");
 }
 
-/// Root (a process limit binds only another uid). `demo` and `bench` under
+/// Root (a process limit binds only another uid). `demo`, `bench` and `foxglove` under
 /// a tight process limit (`prlimit --nproc`): what cannot start is named,
 /// nothing panics (the demo's watcher threads and the bench's stop watcher
 /// were `thread::spawn`, which panics: exit 101, and the demo then left
@@ -2441,4 +2441,10 @@ fn demo_and_bench_under_a_process_limit_neither_panic_nor_leak() {
     let (_, code, text) = limited(2, &["bench", "--rounds", "1", "--iters", "100"]);
     assert!(!text.contains("panicked"), "{text}");
     assert!(matches!(code, Some(0 | 1)), "bench exit {code:?}: {text}");
+    // foxglove's one extra thread is its --duration timer: with no room for
+    // it, a clear error (exit 2), never a panic.
+    let (_, code, text) = limited(1, &["foxglove", "--bind", "127.0.0.1:0", "--duration", "1"]);
+    assert!(!text.contains("panicked"), "{text}");
+    assert_eq!(code, Some(2), "foxglove: {text}");
+    assert!(text.contains("process limit"), "{text}");
 }

@@ -126,10 +126,20 @@ pub fn run(args: &FoxgloveArgs) -> ExitCode {
         server.topic_count()
     );
     if let Some(d) = args.duration {
-        std::thread::spawn(move || {
-            std::thread::sleep(d);
-            stop::flag().store(true, std::sync::atomic::Ordering::Relaxed);
-        });
+        // A thread that cannot start (a process limit) is an error to
+        // report, not a panic.
+        let timer = std::thread::Builder::new()
+            .name("duration".into())
+            .spawn(move || {
+                std::thread::sleep(d);
+                stop::flag().store(true, std::sync::atomic::Ordering::Relaxed);
+            });
+        if let Err(e) = timer {
+            eprintln!(
+                "shmbus foxglove: cannot start the --duration timer ({e}): the user's process limit (ulimit -u) is reached; stop other processes or raise it"
+            );
+            return ExitCode::from(2);
+        }
     }
     let summary = server.run(stop::flag());
     if !args.quiet {
