@@ -306,11 +306,11 @@ impl Proc {
         }
     }
 
+    /// Our own child, not yet reaped (we hold its `Child`), so the pid is
+    /// not reused.
     pub fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child's pid, which has not been reaped
-        // (we hold its Child), so the pid is not reused.
-        unsafe {
-            libc::kill(self.pid() as i32, sig);
+        if let Ok(sig) = nix::sys::signal::Signal::try_from(sig) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), sig);
         }
     }
 
@@ -550,8 +550,11 @@ pub fn cpu_time(pid: u32) -> Duration {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
     // utime and stime are fields 14 and 15; `rest` starts at field 3.
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|&t| t > 0)
+        .map_or(100, |t| t as u64);
     Duration::from_millis((ticks(11) + ticks(12)) * 1000 / hz)
 }
 
