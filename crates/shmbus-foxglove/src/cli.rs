@@ -125,23 +125,7 @@ pub fn run(args: &FoxgloveArgs) -> ExitCode {
         "shmbus foxglove: ws://{addr} serving {} topic(s); in Foxglove: Open connection > Foxglove WebSocket > ws://{addr}",
         server.topic_count()
     );
-    if let Some(d) = args.duration {
-        // A thread that cannot start (a process limit) is an error to
-        // report, not a panic.
-        let timer = std::thread::Builder::new()
-            .name("duration".into())
-            .spawn(move || {
-                std::thread::sleep(d);
-                stop::flag().store(true, std::sync::atomic::Ordering::Relaxed);
-            });
-        if let Err(e) = timer {
-            eprintln!(
-                "shmbus foxglove: cannot start the --duration timer ({e}): the user's process limit (ulimit -u) is reached; stop other processes or raise it"
-            );
-            return ExitCode::from(2);
-        }
-    }
-    let summary = server.run(stop::flag());
+    let summary = server.run_for(stop::flag(), args.duration);
     if !args.quiet {
         eprintln!(
             "shmbus foxglove: stopped; {} client(s) served, {} frame(s) dropped for slow clients, {} message(s) published",

@@ -203,14 +203,25 @@ impl Server {
     }
 
     /// Serve until `stop` is set.
-    pub fn run(mut self, stop: &AtomicBool) -> Summary {
+    pub fn run(self, stop: &AtomicBool) -> Summary {
+        self.run_for(stop, None)
+    }
+
+    /// [`Self::run`], ending by itself after `duration` if it is given
+    /// (`--duration`: no timer thread, so nothing to fail under a process
+    /// limit).
+    pub fn run_for(mut self, stop: &AtomicBool, duration: Option<Duration>) -> Summary {
         let now = sys::monotonic_ns();
+        let end = duration.map(|d| now.saturating_add(ns(d)));
         let mut next_scan = now + ns(self.cfg.scan_interval);
         let mut next_health = now;
         let mut next_tick = now;
         let mut incoming = Vec::new();
         while !stop.load(Ordering::Relaxed) {
             let now = sys::monotonic_ns();
+            if end.is_some_and(|e| now >= e) {
+                break;
+            }
             if now >= next_scan {
                 self.scan();
                 next_scan = now + ns(self.cfg.scan_interval);
@@ -228,7 +239,7 @@ impl Server {
             }
             self.housekeeping(now);
 
-            let mut deadline = next_scan.min(next_health);
+            let mut deadline = next_scan.min(next_health).min(end.unwrap_or(u64::MAX));
             if subscribed {
                 deadline = deadline.min(next_tick);
             }
