@@ -1184,6 +1184,13 @@ fn wait_topic(key: i32) {
 /// The uid that plays another local user.
 const STRANGER: u32 = 64102;
 
+/// Uids that each process-limit test has to itself. RLIMIT_NPROC counts
+/// every process and thread of the uid on the machine: under a limit shared
+/// with STRANGER, another test's STRANGER process running at the same moment
+/// took the room, and qemu-user could not start its own thread.
+const NPROC_RECORD_UID: u32 = 64120;
+const NPROC_TOOLS_UID: u32 = 64121;
+
 /// Another user publishes a segment with the name of a topic at another
 /// key, and squats the key of a second topic: a name never shows the
 /// forgery (echo, info, hz, record), the error names its key and owner and
@@ -2377,8 +2384,8 @@ fn record_says_how_many_topics_it_could_not_record() {
     cmd.args(runner.split_whitespace());
     cmd.arg(env!("CARGO_BIN_EXE_shmbus")).args(&args);
     let o = cmd
-        .uid(STRANGER)
-        .gid(STRANGER)
+        .uid(NPROC_RECORD_UID)
+        .gid(NPROC_RECORD_UID)
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -2415,8 +2422,8 @@ fn demo_and_bench_under_a_process_limit_neither_panic_nor_leak() {
         cmd.arg(format!("--nproc={}", nproc + qemu)).arg("--");
         cmd.args(runner.split_whitespace());
         cmd.arg(env!("CARGO_BIN_EXE_shmbus")).args(args);
-        cmd.uid(STRANGER)
-            .gid(STRANGER)
+        cmd.uid(NPROC_TOOLS_UID)
+            .gid(NPROC_TOOLS_UID)
             .current_dir("/")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
