@@ -229,6 +229,47 @@ impl Segment {
             .then_some((meta, value))
     }
 
+    /// Whether frame `generation` is complete in its slot, from the slot's
+    /// generation words and sequence ([`seqlock::peek`]): one load when the
+    /// slot still holds an older frame, no header read, no retry. A reader
+    /// that keeps up polls the slot the next frame goes to, which is the
+    /// line the publisher writes anyway, instead of the header's line
+    /// (`docs/LAYOUT.md`, section 7.2).
+    #[inline]
+    pub fn peek(&self, generation: u64) -> seqlock::Peek {
+        self.peek_at(self.peek_offset(generation), generation)
+    }
+
+    /// Where [`Self::peek`] looks first for frame `generation`: the byte
+    /// offset of its slot's low generation word. A poller that asks about
+    /// the same frame many times computes it once ([`Self::peek_at`]).
+    #[inline]
+    pub fn peek_offset(&self, generation: u64) -> usize {
+        self.info.geometry.slot_offset(generation) + GEN_LO * 4
+    }
+
+    /// [`Self::peek`] given `offset`, which must be
+    /// [`Self::peek_offset`]`(generation)`; any other offset gives an
+    /// answer about the wrong word, [`seqlock::Peek::Unsure`] if it is not
+    /// in the segment.
+    #[inline]
+    pub fn peek_at(&self, offset: usize, generation: u64) -> seqlock::Peek {
+        // The common answer ("older": nothing new) from one word behind
+        // one bounds check: this is a busy-poll loop's whole cost.
+        let Some(lo) = self.att.word(offset) else {
+            return seqlock::Peek::Unsure;
+        };
+        let lo = lo.load();
+        if seqlock::is_older(lo, generation) {
+            return seqlock::Peek::Older;
+        }
+        let w = slot_words(&self.att, &self.info, generation);
+        match w.get(GEN_HI) {
+            Some(hi) => seqlock::peek_rest(seq_word(w), hi, lo, generation),
+            None => unreachable!("a slot has at least 8 words"),
+        }
+    }
+
     /// The sequence word of slot `index` (taken modulo the slot count), one
     /// Acquire load. Odd while the publisher writes that slot, or forever if
     /// a publisher died mid-write and no new one has repaired it yet. For

@@ -109,6 +109,7 @@ use serde::de::DeserializeOwned;
 use shmbus_core::codec::load_bytes;
 use shmbus_core::layout::{HeaderInfo, copy_from_words};
 use shmbus_core::segment::{DEFAULT_STUCK_AFTER, MAX_SANE_GENERATION};
+use shmbus_core::seqlock::Peek;
 use shmbus_core::sys::{self, FutexWait};
 use shmbus_core::waiter::WaiterWord;
 
@@ -183,6 +184,8 @@ pub struct RawSubscriber {
     newest: u64,
     /// `newest as u32`: compared with the `notify` word by `has_new`.
     seen: u32,
+    /// `seg.peek_offset(newest + 1)`: where `has_new` looks.
+    peek_off: usize,
     stuck_after: Duration,
     last_liveness_check: u64,
     /// The waiter segment this subscriber registers in (attached at its
@@ -206,11 +209,13 @@ impl RawSubscriber {
     /// frame (only frames published from now on); see [`Self::seek_oldest`].
     pub fn from_segment(seg: Segment) -> Self {
         let g = seg.generation();
+        let peek_off = seg.peek_offset(g.saturating_add(1));
         RawSubscriber {
             seg,
             next: g.saturating_add(1),
             newest: g,
             seen: g as u32,
+            peek_off,
             stuck_after: DEFAULT_STUCK_AFTER,
             last_liveness_check: 0,
             waiter: None,
@@ -265,18 +270,37 @@ impl RawSubscriber {
     }
 
     /// True if a frame newer than the newest one this subscriber returned
-    /// has been published. One atomic load; no system call.
+    /// has been published. No system call; when nothing is new, one atomic
+    /// load.
     ///
-    /// The comparison is wrap-safe on the 32-bit word: a read can return a
-    /// frame whose slot is complete before the publisher's `notify` store
+    /// It looks first at the slot the next frame goes to
+    /// ([`Segment::peek`]): still an older frame there means nothing new;
+    /// the next frame complete there means something new. The header is
+    /// not read in either case, so on a handoff its cache line stays with
+    /// the publisher (`docs/LAYOUT.md`, section 7.2). Only when the slot
+    /// cannot tell (mid-write, or this subscriber fell a lap behind) does
+    /// it compare the header's `notify` word, wrap-safely: a read can return
+    /// a frame whose slot is complete before the publisher's `notify` store
     /// for it lands, so `notify` may trail the newest frame returned by one
     /// or more; that is "nothing new", not "something new".
+    ///
+    /// A `true` means the next [`Self::latest_with`] returns a newer frame
+    /// (unless the topic was removed or damaged meanwhile).
     #[inline]
     pub fn has_new(&self) -> bool {
-        // Acquire (load and fence) pairs with the publisher's Release store
-        // of `notify`.
-        let n = self.seg.notify_word().load_acquire();
-        (n.wrapping_sub(self.seen) as i32) > 0
+        match self
+            .seg
+            .peek_at(self.peek_off, self.newest.saturating_add(1))
+        {
+            Peek::Older => false,
+            Peek::Complete => true,
+            Peek::Unsure => {
+                // Acquire (load and fence) pairs with the publisher's
+                // Release store of `notify`.
+                let n = self.seg.notify_word().load_acquire();
+                (n.wrapping_sub(self.seen) as i32) > 0
+            }
+        }
     }
 
     /// Record that a frame of generation `g` was returned.
@@ -284,6 +308,7 @@ impl RawSubscriber {
         if g > self.newest {
             self.newest = g;
             self.seen = g as u32;
+            self.peek_off = self.seg.peek_offset(g.saturating_add(1));
         }
     }
 
@@ -392,7 +417,43 @@ impl RawSubscriber {
         &mut self,
         mut f: impl FnMut(&SlotMeta, ReadWords<'_>) -> R,
     ) -> Result<Option<(SlotMeta, R)>, ReadError> {
-        let g = self.seg.checked_generation()?.max(self.newest);
+        // Slot-first, as `has_new`, when the frame after the newest returned
+        // is complete in its slot: one seqlock attempt on that slot, then
+        // one load of the slot after it; still an older frame there means
+        // nothing newer was complete, so this frame is the newest. The
+        // header is not read (on a handoff its line stays with the
+        // publisher). Any other outcome, and "nothing new", take the header
+        // path.
+        let want = self.newest.saturating_add(1);
+        let peeked = self.seg.peek(want);
+        if peeked == Peek::Complete {
+            if let Some((meta, Some(v))) = self
+                .seg
+                .try_read_slot(want, |m, w| (m.generation == want).then(|| f(m, w)))
+            {
+                if self.seg.peek(want.saturating_add(1)) == Peek::Older {
+                    self.mark_returned(want);
+                    return Ok(Some((meta, v)));
+                }
+            }
+        }
+        let h = self.seg.checked_generation()?;
+        if h <= self.newest && peeked != Peek::Older {
+            // The header says nothing new, but the next frame's slot did not
+            // look older: the publisher is between completing that slot and
+            // storing the header's generation (or this read is a lap behind
+            // and saw the header late). `has_new` may have answered from
+            // that slot, so read it: a frame there is newer. Retried while
+            // mid-write; this state lasts a few stores. An error here (a
+            // publisher that died in those stores) falls back to the header.
+            if let Ok((meta, Some(v))) = self.seg.read_slot(want, self.stuck_after, |m, w| {
+                (m.generation >= want).then(|| f(m, w))
+            }) {
+                self.mark_returned(meta.generation);
+                return Ok(Some((meta, v)));
+            }
+        }
+        let g = h.max(self.newest);
         if g == 0 {
             return Ok(None);
         }

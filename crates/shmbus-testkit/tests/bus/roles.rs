@@ -39,6 +39,7 @@ pub(super) fn stress_subscriber(args: &[String]) {
     say!("attached cursor={}", sub.raw().cursor());
     let (mut accepted, mut torn, mut missed, mut disorder) = (0u64, 0u64, 0u64, 0u64);
     let mut stuck = 0u64;
+    let mut none_after_new = 0u64;
     let mut last = 0u64;
     let t = Instant::now();
     let wait = Duration::from_secs(30);
@@ -85,7 +86,8 @@ pub(super) fn stress_subscriber(args: &[String]) {
                 if sub.has_new() {
                     match sub.latest() {
                         Ok(Some(s)) => accept(&s, false, 0, &mut last),
-                        Ok(None) => {}
+                        // `has_new` said a frame was there.
+                        Ok(None) => none_after_new += 1,
                         Err(ReadError::WriterStuck { .. }) => stuck += 1,
                         Err(e) => panic!("{kind}: {e}"),
                     }
@@ -108,7 +110,8 @@ pub(super) fn stress_subscriber(args: &[String]) {
         _ => panic!("unknown reader kind {kind}"),
     }
     say!(
-        "RESULT kind={kind} accepted={accepted} torn={torn} missed={missed} disorder={disorder} stuck={stuck} last={last} us={}",
+        "RESULT kind={kind} accepted={accepted} torn={torn} missed={missed} disorder={} stuck={stuck} last={last} us={}",
+        disorder + none_after_new,
         t.elapsed().as_micros()
     );
 }

@@ -4,11 +4,42 @@ use super::*;
 
 #[test]
 fn stress_one_publisher_four_subscriber_processes() {
-    let n = scaled(1_000_000, 2_000);
-    watchdog("stress", Duration::from_secs(120 + n / 2_000));
-    let (topic, _guard) = unique_topic("stress");
-    let topic = topic.slots(16);
-    let kinds = ["next", "wait_next", "latest", "wait_latest"];
+    stress(
+        "stress",
+        16,
+        &["next", "wait_next", "latest", "wait_latest"],
+        scaled(1_000_000, 2_000),
+    );
+}
+
+/// The slot-first reads on the smallest rings, where the slot a reader
+/// polls for the next frame is the one the publisher overwrites next (one
+/// slot) or the one after (two): `has_new` true is always followed by a
+/// newer frame from `latest` (never the same one, never none), never torn,
+/// never older; `wait_latest` likewise.
+#[test]
+fn latest_readers_on_one_and_two_slot_rings() {
+    for slots in [1, 2] {
+        stress(
+            if slots == 1 {
+                "stress-1slot"
+            } else {
+                "stress-2slot"
+            },
+            slots,
+            &["latest", "wait_latest", "latest"],
+            scaled(200_000, 2_000),
+        );
+    }
+}
+
+/// One publisher process publishing `n` frames as fast as it can into a
+/// ring of `slots`, one subscriber process per entry of `kinds` (a
+/// `stress_subscriber` read mode) reading until the last frame.
+fn stress(name: &'static str, slots: u32, kinds: &[&str], n: u64) {
+    watchdog(name, Duration::from_secs(120 + n / 2_000));
+    let (topic, _guard) = unique_topic(name);
+    let topic = topic.slots(slots);
     let t = Instant::now();
     let go = std::env::temp_dir().join(format!("shmbus-stress-{:x}.go", topic.key));
     let _ = std::fs::remove_file(&go);
