@@ -561,8 +561,12 @@ impl RawSubscriber {
         timeout: Duration,
         mut ready: impl FnMut(&mut Self) -> Result<Option<R>, ReadError>,
     ) -> Result<R, WaitError> {
-        let start = sys::monotonic_ns();
-        let deadline = start.saturating_add(timeout.as_nanos().min(u64::MAX as u128) as u64);
+        // The deadline is taken from the first clock read, after the first
+        // check: a wait whose frame is already there reads no clock, and one
+        // that sleeps once reads it once (a clock read is a vDSO call on the
+        // board, about 37 us under emulation).
+        let timeout_ns = timeout.as_nanos().min(u64::MAX as u128) as u64;
+        let mut deadline: Option<u64> = None;
         let mut poll_step = Duration::from_micros(500);
         loop {
             // Read the word before checking (S0): a publish after this load
@@ -575,6 +579,7 @@ impl RawSubscriber {
                 return Ok(r);
             }
             let now = sys::monotonic_ns();
+            let deadline = *deadline.get_or_insert(now.saturating_add(timeout_ns));
             if now >= deadline {
                 return Err(WaitError::Timeout);
             }
