@@ -425,7 +425,7 @@ impl RawSubscriber {
         // publisher). Any other outcome, and "nothing new", take the header
         // path.
         let want = self.newest.saturating_add(1);
-        let peeked = self.seg.peek(want);
+        let peeked = self.seg.peek_at(self.peek_off, want);
         if peeked == Peek::Complete {
             if let Some((meta, Some(v))) = self
                 .seg
