@@ -237,26 +237,27 @@ impl Segment {
     /// (`docs/LAYOUT.md`, section 7.2).
     #[inline]
     pub fn peek(&self, generation: u64) -> seqlock::Peek {
-        self.peek_at(self.peek_offset(generation), generation)
+        self.peek_at(self.peek_index(generation), generation)
     }
 
-    /// Where [`Self::peek`] looks first for frame `generation`: the byte
-    /// offset of its slot's low generation word. A poller that asks about
-    /// the same frame many times computes it once ([`Self::peek_at`]).
+    /// Where [`Self::peek`] looks first for frame `generation`: the index
+    /// of its slot's low generation word among the segment's 32-bit words.
+    /// A poller that asks about the same frame many times computes it once
+    /// ([`Self::peek_at`]).
     #[inline]
-    pub fn peek_offset(&self, generation: u64) -> usize {
-        self.info.geometry.slot_offset(generation) + GEN_LO * 4
+    pub fn peek_index(&self, generation: u64) -> usize {
+        self.info.geometry.slot_offset(generation) / 4 + GEN_LO
     }
 
-    /// [`Self::peek`] given `offset`, which must be
-    /// [`Self::peek_offset`]`(generation)`; any other offset gives an
+    /// [`Self::peek`] given `index`, which must be
+    /// [`Self::peek_index`]`(generation)`; any other index gives an
     /// answer about the wrong word, [`seqlock::Peek::Unsure`] if it is not
     /// in the segment.
     #[inline]
-    pub fn peek_at(&self, offset: usize, generation: u64) -> seqlock::Peek {
+    pub fn peek_at(&self, index: usize, generation: u64) -> seqlock::Peek {
         // The common answer ("older": nothing new) from one word behind
         // one bounds check: this is a busy-poll loop's whole cost.
-        let Some(lo) = self.att.word(offset) else {
+        let Some(lo) = self.att.all_words().get(index) else {
             return seqlock::Peek::Unsure;
         };
         let lo = lo.load();

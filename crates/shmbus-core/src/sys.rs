@@ -398,6 +398,16 @@ impl Attachment {
         self.atomics(offset, 1).map(|w| ReadWord32::from(&w[0]))
     }
 
+    /// Every whole 32-bit word of the segment, load-only: index it with
+    /// [`ReadWords::get`] (one bounds check).
+    #[inline]
+    pub fn all_words(&self) -> ReadWords<'_> {
+        match self.atomics(0, self.len / 4) {
+            Some(w) => ReadWords::from(w),
+            None => unreachable!("len / 4 words from offset 0 fit in len bytes"),
+        }
+    }
+
     /// `count` consecutive 32-bit words from byte `offset`, load-only, or
     /// `None` if any of them is outside the segment or `offset` is not
     /// 4-byte aligned.

@@ -184,8 +184,10 @@ pub struct RawSubscriber {
     newest: u64,
     /// `newest as u32`: compared with the `notify` word by `has_new`.
     seen: u32,
-    /// `seg.peek_offset(newest + 1)`: where `has_new` looks.
-    peek_off: usize,
+    /// `newest + 1`, and `seg.peek_index(newest + 1)`: what `has_new`
+    /// looks for, and where.
+    want: u64,
+    peek_idx: usize,
     stuck_after: Duration,
     last_liveness_check: u64,
     /// The waiter segment this subscriber registers in (attached at its
@@ -209,13 +211,15 @@ impl RawSubscriber {
     /// frame (only frames published from now on); see [`Self::seek_oldest`].
     pub fn from_segment(seg: Segment) -> Self {
         let g = seg.generation();
-        let peek_off = seg.peek_offset(g.saturating_add(1));
+        let want = g.saturating_add(1);
+        let peek_idx = seg.peek_index(want);
         RawSubscriber {
             seg,
             next: g.saturating_add(1),
             newest: g,
             seen: g as u32,
-            peek_off,
+            want,
+            peek_idx,
             stuck_after: DEFAULT_STUCK_AFTER,
             last_liveness_check: 0,
             waiter: None,
@@ -288,10 +292,7 @@ impl RawSubscriber {
     /// (unless the topic was removed or damaged meanwhile).
     #[inline]
     pub fn has_new(&self) -> bool {
-        match self
-            .seg
-            .peek_at(self.peek_off, self.newest.saturating_add(1))
-        {
+        match self.seg.peek_at(self.peek_idx, self.want) {
             Peek::Older => false,
             Peek::Complete => true,
             Peek::Unsure => {
@@ -308,7 +309,8 @@ impl RawSubscriber {
         if g > self.newest {
             self.newest = g;
             self.seen = g as u32;
-            self.peek_off = self.seg.peek_offset(g.saturating_add(1));
+            self.want = g.saturating_add(1);
+            self.peek_idx = self.seg.peek_index(self.want);
         }
     }
 
@@ -425,7 +427,7 @@ impl RawSubscriber {
         // publisher). Any other outcome, and "nothing new", take the header
         // path.
         let want = self.newest.saturating_add(1);
-        let peeked = self.seg.peek_at(self.peek_off, want);
+        let peeked = self.seg.peek_at(self.peek_idx, want);
         if peeked == Peek::Complete {
             if let Some((meta, Some(v))) = self
                 .seg
