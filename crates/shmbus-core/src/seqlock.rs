@@ -358,6 +358,15 @@ mod loom_tests {
             self.notify.store(g, Ordering::Release);
         }
 
+        /// A writer thread that publishes frames 1 and 2.
+        fn publish_1_and_2(ring: &Arc<Self>) -> thread::JoinHandle<()> {
+            let w = ring.clone();
+            thread::spawn(move || {
+                w.publish(1);
+                w.publish(2);
+            })
+        }
+
         fn peek(&self, want: u64) -> Peek {
             let i = want as usize % N;
             peek(rd(&self.seq[i]), rd(&self.lo[i]), rd(&self.hi[i]), want)
@@ -455,11 +464,7 @@ mod loom_tests {
     fn slot_first_reads_agree_with_the_header() {
         bounded().check(|| {
             let ring = Arc::new(Ring::<2>::new());
-            let w = ring.clone();
-            let writer = thread::spawn(move || {
-                w.publish(1);
-                w.publish(2);
-            });
+            let writer = Ring::publish_1_and_2(&ring);
             let said_new = ring.has_new(0);
             if ring.peek(1) == Peek::Complete {
                 // Slot 1 is written once: complete means readable, whole.
@@ -493,11 +498,7 @@ mod loom_tests {
     fn slot_first_reads_on_a_one_slot_ring() {
         bounded().check(|| {
             let ring = Arc::new(Ring::<1>::new());
-            let w = ring.clone();
-            let writer = thread::spawn(move || {
-                w.publish(1);
-                w.publish(2);
-            });
+            let writer = Ring::publish_1_and_2(&ring);
             let said_new = ring.has_new(0);
             let got = ring.latest(0);
             if let Some((sg, d)) = got {
