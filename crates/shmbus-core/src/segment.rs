@@ -249,6 +249,20 @@ impl Segment {
         self.info.geometry.slot_offset(generation) / 4 + GEN_LO
     }
 
+    /// [`Self::peek`]'s first step alone: true if the word at `index`
+    /// (which must be [`Self::peek_index`]`(generation)`) still holds a
+    /// frame older than `generation`, so nothing is new. One load and one
+    /// compare, inlined into a caller's poll loop even where the compiler
+    /// optimises for size (the board profile); the caller takes its slow
+    /// path, [`Self::peek_at`], otherwise.
+    #[inline(always)]
+    pub fn is_older_at(&self, index: usize, generation: u64) -> bool {
+        match self.att.all_words().get(index) {
+            Some(lo) => seqlock::is_older(lo.load(), generation),
+            None => false,
+        }
+    }
+
     /// [`Self::peek`] given `index`, which must be
     /// [`Self::peek_index`]`(generation)`; any other index gives an
     /// answer about the wrong word, [`seqlock::Peek::Unsure`] if it is not

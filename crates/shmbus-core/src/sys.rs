@@ -400,7 +400,7 @@ impl Attachment {
 
     /// Every whole 32-bit word of the segment, load-only: index it with
     /// [`ReadWords::get`] (one bounds check).
-    #[inline]
+    #[inline(always)]
     pub fn all_words(&self) -> ReadWords<'_> {
         match self.atomics(0, self.len / 4) {
             Some(w) => ReadWords::from(w),

@@ -290,8 +290,19 @@ impl RawSubscriber {
     ///
     /// A `true` means the next [`Self::latest_with`] returns a newer frame
     /// (unless the topic was removed or damaged meanwhile).
-    #[inline]
+    #[inline(always)]
     pub fn has_new(&self) -> bool {
+        // The poll loop's whole cost when nothing is new, inlined; the
+        // rest (something new, or the slot cannot tell) out of line.
+        if self.seg.is_older_at(self.peek_idx, self.want) {
+            return false;
+        }
+        self.has_new_slow()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn has_new_slow(&self) -> bool {
         match self.seg.peek_at(self.peek_idx, self.want) {
             Peek::Older => false,
             Peek::Complete => true,
