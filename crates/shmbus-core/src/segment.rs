@@ -257,10 +257,15 @@ impl Segment {
     /// path, [`Self::peek_at`], otherwise.
     #[inline(always)]
     pub fn is_older_at(&self, index: usize, generation: u64) -> bool {
-        match self.att.all_words().get(index) {
-            Some(lo) => seqlock::is_older(lo.load(), generation),
-            None => false,
-        }
+        self.word_at(index)
+            .is_some_and(|lo| seqlock::is_older(lo, generation))
+    }
+
+    /// The segment's 32-bit word at `index` (one Relaxed load behind one
+    /// bounds check), `None` past the end.
+    #[inline(always)]
+    fn word_at(&self, index: usize) -> Option<u32> {
+        self.att.all_words().get(index).map(|w| w.load())
     }
 
     /// [`Self::peek`] given `index`, which must be
@@ -269,12 +274,10 @@ impl Segment {
     /// in the segment.
     #[inline]
     pub fn peek_at(&self, index: usize, generation: u64) -> seqlock::Peek {
-        // The common answer ("older": nothing new) from one word behind
-        // one bounds check: this is a busy-poll loop's whole cost.
-        let Some(lo) = self.att.all_words().get(index) else {
+        // The common answer ("older": nothing new) from one word.
+        let Some(lo) = self.word_at(index) else {
             return seqlock::Peek::Unsure;
         };
-        let lo = lo.load();
         if seqlock::is_older(lo, generation) {
             return seqlock::Peek::Older;
         }

@@ -367,6 +367,21 @@ mod loom_tests {
             })
         }
 
+        /// A reader that has returned nothing yet: `has_new`, then `between`
+        /// (more checks), then `latest`, which must give a whole frame, and
+        /// one if `has_new` said so. Returns what `latest` gave.
+        fn first_look(&self, between: impl FnOnce(&Self)) -> Option<(u64, u32)> {
+            let said_new = self.has_new(0);
+            between(self);
+            let got = self.latest(0);
+            if let Some((sg, d)) = got {
+                assert_eq!(u64::from(d), sg, "torn frame");
+            } else {
+                assert!(!said_new, "has_new said new, latest gave nothing");
+            }
+            got
+        }
+
         fn peek(&self, want: u64) -> Peek {
             let i = want as usize % N;
             peek(rd(&self.seq[i]), rd(&self.lo[i]), rd(&self.hi[i]), want)
@@ -465,17 +480,12 @@ mod loom_tests {
         bounded().check(|| {
             let ring = Arc::new(Ring::<2>::new());
             let writer = Ring::publish_1_and_2(&ring);
-            let said_new = ring.has_new(0);
-            if ring.peek(1) == Peek::Complete {
-                // Slot 1 is written once: complete means readable, whole.
-                assert_eq!(ring.try_read(1), Some((1, 1)), "peek said complete");
-            }
-            let got = ring.latest(0);
-            if let Some((sg, d)) = got {
-                assert_eq!(u64::from(d), sg, "torn frame");
-            } else {
-                assert!(!said_new, "has_new said new, latest gave nothing");
-            }
+            let got = ring.first_look(|ring| {
+                if ring.peek(1) == Peek::Complete {
+                    // Slot 1 is written once: complete means readable, whole.
+                    assert_eq!(ring.try_read(1), Some((1, 1)), "peek said complete");
+                }
+            });
             let newest = got.map_or(0, |(sg, _)| sg);
             writer.join().unwrap();
             if newest < 2 {
@@ -499,14 +509,7 @@ mod loom_tests {
         bounded().check(|| {
             let ring = Arc::new(Ring::<1>::new());
             let writer = Ring::publish_1_and_2(&ring);
-            let said_new = ring.has_new(0);
-            let got = ring.latest(0);
-            if let Some((sg, d)) = got {
-                assert_eq!(u64::from(d), sg, "torn frame");
-            }
-            if said_new {
-                assert!(got.is_some(), "has_new said new, latest gave nothing");
-            }
+            let got = ring.first_look(|_| {});
             writer.join().unwrap();
             let newest = got.map_or(0, |(g, _)| g);
             assert_eq!(ring.latest(newest), Some((2, 2)));

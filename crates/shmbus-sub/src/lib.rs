@@ -437,7 +437,7 @@ impl RawSubscriber {
         // header is not read (on a handoff its line stays with the
         // publisher). Any other outcome, and "nothing new", take the header
         // path.
-        let want = self.newest.saturating_add(1);
+        let want = self.want;
         let peeked = self.seg.peek_at(self.peek_idx, want);
         if peeked == Peek::Complete {
             if let Some((meta, Some(v))) = self
