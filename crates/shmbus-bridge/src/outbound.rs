@@ -13,9 +13,20 @@
 //! - `Pace::Rate(p)`: the latest frame, at most once per `p`, as soon as
 //!   one is newer than the last sent.
 //!
-//! When a reader attaches it sends the newest frame at once, so the
-//! retained value on the broker is there even for a topic that publishes
-//! rarely.
+//! Where a reader starts depends on whether the segment is new to it:
+//! - A topic that is already there when the bridge starts: its newest frame
+//!   is sent at once (so the retained value on the broker is there even for
+//!   a topic that publishes rarely), then every frame after it.
+//! - A topic that **appears while the bridge watches** (first published
+//!   after the bridge looked and found nothing, or created again after a
+//!   removal): with `Pace::Every` it is read from its oldest frame still in
+//!   the ring, so a sensor's first frames go out too. A publisher that
+//!   lapped its ring before the reader attached (the reader looks every
+//!   500 ms) lost the frames before the oldest for the bridge: they are
+//!   counted as `missed`, never dropped silently. The moment the reader
+//!   attaches is not the moment it fixes where it reads from (attaching,
+//!   checking the header and the schema come between), so a start "from
+//!   now" would silently lose the frames published in that gap.
 //!
 //! ## Status
 //! Each topic has a retained `$status` message, sent when something
@@ -156,10 +167,14 @@ impl Reader {
     /// Follow the topic (attach, read, report, attach again after a
     /// removal) until the stop flag is set; then send what the ring holds.
     pub fn run(mut self) {
+        // True once the key was seen empty (or its segment removed): a
+        // segment found after that is new, and read from its first frame.
+        let mut watched = false;
         while !self.stopped() {
             let mut sub = match RawSubscriber::attach(&self.t.topic) {
                 Ok(s) => s,
                 Err(OpenError::NotFound { .. } | OpenError::NotReady { .. }) => {
+                    watched = true;
                     self.set_status(Status::new("absent"), None);
                     self.nap(ABSENT_POLL);
                     continue;
@@ -172,10 +187,11 @@ impl Reader {
                     continue;
                 }
             };
-            self.attached(&mut sub);
+            self.attached(&mut sub, watched);
             match self.follow(&mut sub) {
                 Ended::Stop => return,
                 Ended::Removed => {
+                    watched = true;
                     let mut s = Status::new("removed");
                     s.stale = true;
                     self.set_status(s, Some(&sub));
@@ -184,8 +200,9 @@ impl Reader {
         }
     }
 
-    /// A segment was attached: its schema messages, its newest frame.
-    fn attached(&mut self, sub: &mut RawSubscriber) {
+    /// A segment was attached: its schema messages, then where to read
+    /// from (`new`: it appeared while this reader watched; module docs).
+    fn attached(&mut self, sub: &mut RawSubscriber, new: bool) {
         let info = sub.info();
         let schema = info.schema.clone();
         self.last_gen = 0;
@@ -221,6 +238,14 @@ impl Reader {
             ));
         }
         self.refresh_status(sub);
+        if let (true, Pace::Every(n)) = (new, self.t.pace) {
+            // Every frame of a new segment, from the oldest the ring holds;
+            // the ones before it were overwritten before we could attach.
+            sub.seek_oldest();
+            let lost = sub.cursor().saturating_sub(1) / u64::from(n.max(1));
+            self.ts.missed.fetch_add(lost, Ordering::Relaxed);
+            return;
+        }
         // The newest frame at once (the broker's retained value). Read in
         // order, a frame published since the attach comes with the others:
         // sending it now would skip the ones before it.
@@ -236,6 +261,8 @@ impl Reader {
     }
 
     /// Follow an attached segment until it is removed or the bridge stops.
+    /// Every way out on a stop goes through the top of the loop, which
+    /// sends what the ring holds first.
     fn follow(&mut self, sub: &mut RawSubscriber) -> Ended {
         loop {
             if self.stopped() {
@@ -246,7 +273,7 @@ impl Reader {
                 let due = last + p;
                 let now = Instant::now();
                 if due > now && !self.nap(due - now) {
-                    return Ended::Stop;
+                    continue; // stopped: the top of the loop drains
                 }
             }
             let pace = self.t.pace;
@@ -275,8 +302,7 @@ impl Reader {
                         let batch = self.read_available(sub);
                         let slots = sub.info().geometry.slot_count as usize;
                         if batch * 4 <= slots && !self.nap(BATCH_WINDOW) {
-                            self.drain(sub);
-                            return Ended::Stop;
+                            continue;
                         }
                     }
                     self.refresh_stale(sub);
@@ -287,10 +313,10 @@ impl Reader {
                 Err(WaitError::Timeout) => self.refresh_status(sub),
                 Err(WaitError::PublisherGone) => {
                     self.refresh_status(sub);
-                    match self.wait_revival(sub) {
-                        Some(e) => return e,
-                        None => self.refresh_status(sub),
+                    if self.wait_revival(sub) {
+                        return Ended::Removed;
                     }
+                    self.refresh_status(sub);
                 }
                 Err(WaitError::Removed) => return Ended::Removed,
                 Err(WaitError::Read(e)) => {
@@ -304,25 +330,19 @@ impl Reader {
                             self.t.cfg.name
                         );
                     }
-                    if !self.nap(Duration::from_millis(100)) {
-                        return Ended::Stop;
-                    }
+                    self.nap(Duration::from_millis(100)); // stopped: the top of the loop drains
                 }
                 Err(e @ WaitError::Sys(_)) => {
                     let mut s = Status::new("error");
                     s.error = Some(e.to_string());
                     self.set_status(s, Some(sub));
-                    if !self.nap(ERROR_POLL) {
-                        return Ended::Stop;
-                    }
+                    self.nap(ERROR_POLL); // stopped: the top of the loop drains
                 }
                 Err(e) => {
                     let mut s = Status::new("error");
                     s.error = Some(e.to_string());
                     self.set_status(s, Some(sub));
-                    if !self.nap(ERROR_POLL) {
-                        return Ended::Stop;
-                    }
+                    self.nap(ERROR_POLL); // stopped: the top of the loop drains
                 }
             }
         }
@@ -375,19 +395,20 @@ impl Reader {
     }
 
     /// The publisher is gone: wait for a successor (the same segment
-    /// reopened), for the topic's removal, or for the stop flag. `None`
-    /// when frames may come again.
-    fn wait_revival(&mut self, sub: &mut RawSubscriber) -> Option<Ended> {
+    /// reopened), for the topic's removal, or for the stop flag. True when
+    /// the topic was removed; false when frames may come again or the
+    /// bridge stops (the caller drains).
+    fn wait_revival(&mut self, sub: &mut RawSubscriber) -> bool {
         let g = sub.generation();
         loop {
             if !self.nap(STOPPED_POLL) {
-                return Some(Ended::Stop);
+                return false;
             }
             if sub.is_removed() {
-                return Some(Ended::Removed);
+                return true;
             }
             if sub.publisher().is_alive() || sub.generation() != g {
-                return None;
+                return false;
             }
             self.refresh_stale(sub);
         }

@@ -291,6 +291,108 @@ fn decimation_and_rate_limits_choose_frames() {
     assert_eq!(*gens.last().unwrap(), u64::from(seq));
 }
 
+/// Wait (bounded) until the reader has reported the topic absent: from
+/// then on, a segment at its key is new to it.
+fn wait_absent(run: &Run) {
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = run.take(Duration::from_millis(50));
+        if got
+            .iter()
+            .any(|m| m.topic.ends_with("/$status") && json_of(m)["state"] == "absent")
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "the reader never reported the topic absent"
+        );
+    }
+}
+
+fn seqs_of(ms: &[Message], topic: &str) -> Vec<u64> {
+    data(ms, topic)
+        .iter()
+        .map(|f| f["value"]["seq"].as_u64().unwrap())
+        .collect()
+}
+
+/// A topic that appears while the bridge watches goes out from its first
+/// frame: the frames its publisher wrote before the reader attached (the
+/// reader looks every 500 ms) are sent, in order, none twice. Before, the
+/// reader started from the frame newest at attach and lost the ones before
+/// it without counting them.
+#[test]
+fn a_topic_that_appears_while_watched_goes_out_from_its_first_frame() {
+    let k = key();
+    let _g = Guard(k);
+    let run = Run::reader("core/new", k, Pace::Every(1), "");
+    wait_absent(&run);
+    let mut p = Publisher::<Sample>::open(&Topic::new("core/new").key(k).slots(64)).unwrap();
+    for seq in 1..=30 {
+        p.publish(&sample(seq)).unwrap();
+    }
+    run.wait_alive();
+    for seq in 31..=60 {
+        p.publish(&sample(seq)).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = run.stats.clone();
+    let ms = run.finish();
+    assert_eq!(seqs_of(&ms, "p/b/core/new"), (1..=60).collect::<Vec<u64>>());
+    assert_eq!(stats.missed(), 0);
+}
+
+/// The same, for a publisher that ran a lap of its ring before the reader
+/// attached: what the ring still holds goes out, and the frames before it
+/// are counted as missed. Sent plus missed is every frame published.
+#[test]
+fn a_new_topic_that_lapped_its_ring_counts_what_the_bridge_missed() {
+    let k = key();
+    let _g = Guard(k);
+    let run = Run::reader("core/lap", k, Pace::Every(1), "");
+    wait_absent(&run);
+    let mut p = Publisher::<Sample>::open(&Topic::new("core/lap").key(k).slots(8)).unwrap();
+    for seq in 1..=30 {
+        p.publish(&sample(seq)).unwrap();
+    }
+    run.wait_alive();
+    for seq in 31..=36 {
+        p.publish(&sample(seq)).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = run.stats.clone();
+    let ms = run.finish();
+    let seqs = seqs_of(&ms, "p/b/core/lap");
+    let first = *seqs.first().expect("frames");
+    // Contiguous from the first frame sent to the last published.
+    assert_eq!(seqs, (first..=36).collect::<Vec<u64>>());
+    // (Usually 23: the reader rests 500 ms between looks, and the 30
+    // frames take microseconds; a reader that looked in between sends more.)
+    assert_eq!(stats.missed(), first - 1, "{seqs:?}");
+}
+
+/// A stop while a rate-limited reader rests still sends the newest frame
+/// (every way out of the reader goes through its drain).
+#[test]
+fn a_stop_during_a_rate_limit_rest_still_sends_the_newest_frame() {
+    let k = key();
+    let _g = Guard(k);
+    let mut p = Publisher::<Sample>::open(&Topic::new("core/rest").key(k).slots(8)).unwrap();
+    p.publish(&sample(1)).unwrap();
+    // One message a minute: after the first the reader rests.
+    let run = Run::reader("core/rest", k, Pace::Rate(Duration::from_secs(60)), "");
+    run.wait_alive();
+    let end = Instant::now() + Duration::from_secs(60);
+    while seqs_of(&run.seen.lock().unwrap(), "p/b/core/rest").is_empty() {
+        assert!(Instant::now() < end, "the first frame never went out");
+        run.take(Duration::from_millis(50));
+    }
+    p.publish(&sample(2)).unwrap();
+    let ms = run.finish();
+    assert_eq!(seqs_of(&ms, "p/b/core/rest"), [1, 2]);
+}
+
 #[test]
 fn status_follows_the_publisher_stale_stopped_and_removed() {
     let k = key();
