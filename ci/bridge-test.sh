@@ -27,6 +27,10 @@ cd "$(dirname "$0")/.."
 
 t() { date +%s; }
 T0=$(t)
+# The lines of a test run worth seeing (regex $1), plus, after a panic, the
+# assertion's message and the values behind it (the next 20 lines): a
+# failure in CI must say why without the full log.
+show() { awk -v pat="$1" '/panicked/ { n = 21 } n > 0 { print; n--; next } $0 ~ pat { print }'; }
 [[ $(id -u) == 0 ]] || { echo "bridge-test: needs root (unshare --ipc, apt-get)" >&2; exit 2; }
 
 if ! command -v mosquitto >/dev/null || ! command -v mosquitto_sub >/dev/null || ! command -v mosquitto_passwd >/dev/null; then
@@ -49,7 +53,7 @@ T_BUILD=$(($(t) - T0))
 
 echo
 echo "==== broker tests (x86_64 bridge)"
-cargo test --release "${FEAT[@]}" --test broker -- --nocapture 2>&1 | grep -v 'retrying in' | tee target/bridge-broker.log | grep -E '^(test |test result|two boards:|broker restart:|status sequence)|panicked'
+cargo test --release "${FEAT[@]}" --test broker -- --nocapture 2>&1 | grep -v 'retrying in' | tee target/bridge-broker.log | show '^(test |test result|two boards:|broker restart:|status sequence)'
 T_BROKER=$(($(t) - T0))
 
 echo
@@ -66,15 +70,15 @@ ARM="qemu-arm $PWD/target/shmbus-bridge.armv7"
 SHMBUS_BRIDGE_UNDER_TEST=$ARM SHMBUS_BRIDGE_FRAMES=${SHMBUS_BRIDGE_ARM_FRAMES:-5000} \
     cargo test --release "${FEAT[@]}" --test broker -- --nocapture --test-threads=1 \
     two_boards liveness::retained_schema 2>&1 | grep -v 'retrying in' | tee target/bridge-arm.log |
-    grep -E '^(test |test result|two boards:)|panicked'
+    show '^(test |test result|two boards:)'
 SHMBUS_BRIDGE_UNDER_TEST=$ARM cargo test --release "${FEAT[@]}" --test fleet -- --nocapture --test-threads=1 \
-    bridge_cpu memory_while 2>&1 | tee -a target/bridge-arm.log | grep -E '^(test |test result|CPU|AWAY)|panicked'
+    bridge_cpu memory_while 2>&1 | tee -a target/bridge-arm.log | show '^(test |test result|CPU|AWAY)'
 T_ARM=$(($(t) - T0))
 
 echo
 echo "==== figures (x86_64): CPU, memory, fleet of ${SHMBUS_FLEET_BOARDS:-50} boards"
 cargo test --release "${FEAT[@]}" --test fleet -- --nocapture --test-threads=1 2>&1 |
-    tee target/bridge-fleet.log | grep -E '^(test |test result|CPU|AWAY|FLEET)|panicked'
+    tee target/bridge-fleet.log | show '^(test |test result|CPU|AWAY|FLEET)'
 T_END=$(($(t) - T0))
 echo
 echo "bridge-test: build ${T_BUILD} s, broker tests $((T_BROKER - T_BUILD)) s, armv7 $((T_ARM - T_BROKER)) s, figures $((T_END - T_ARM)) s; total ${T_END} s"

@@ -881,6 +881,16 @@ mod writer {
         pub fn waiter_shmid(&self) -> Option<i32> {
             self.waiters.as_ref().map(WaiterSegment::shmid)
         }
+        /// The waiter word now: how many times subscribers registered to
+        /// sleep since this session opened (wrapping). Anyone who may read
+        /// the topic may write it, so it is a hint (e.g. "a subscriber has
+        /// attached and is waiting"), never a count to trust. `None`
+        /// without a waiter segment.
+        pub fn sleep_registrations(&self) -> Option<u32> {
+            self.waiters
+                .as_ref()
+                .map(|w| w.word().load(core::sync::atomic::Ordering::Relaxed))
+        }
         /// Why this session has no waiter segment although the topic
         /// registers waiters (it then wakes on every publish).
         pub fn waiter_error(&self) -> Option<&SysError> {

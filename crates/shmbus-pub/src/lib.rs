@@ -276,6 +276,15 @@ impl RawPublisher {
     pub fn waiter_shmid(&self) -> Option<i32> {
         self.seg.waiter_shmid()
     }
+    /// How many times subscribers registered to sleep on this topic since
+    /// this session opened (wrapping): a subscriber registers each time it
+    /// blocks in a wait, after it attached and fixed where it reads from.
+    /// Any process that may read the topic can write the word, so use it as
+    /// a hint ("a subscriber is waiting"), never as a count to trust.
+    /// `None` without a waiter segment ([`Self::waiter_shmid`]).
+    pub fn sleep_registrations(&self) -> Option<u32> {
+        self.seg.sleep_registrations()
+    }
     /// Why this session has no waiter segment although the topic wants one
     /// (e.g. `kernel.shmmni` reached): every publish then calls
     /// `FUTEX_WAKE`, as before waiter registration.

@@ -148,19 +148,7 @@ fn publisher(a: &Args) -> Result<(), String> {
     }
     let mut p = Publisher::<Tick>::open(&topic).map_err(|e| format!("open: {e}"))?;
     println!("OPEN pid={}", std::process::id());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let st = shmbus_core::sys::shm_stat(p.raw().shmid()).map_err(|e| e.to_string())?;
-        if st.nattch > wait_subs {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "fewer than {wait_subs} readers attached within 60 s"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_readers(p.raw(), wait_subs)?;
     println!("WAITING");
     wait_go(a)?;
     println!("START");
@@ -190,18 +178,8 @@ fn big(a: &Args) -> Result<(), String> {
     let mut p = shmbus_pub::RawPublisher::open(&a.topic()?.slots(4), &codec.schema_bytes(), cap)
         .map_err(|e| format!("open: {e}"))?;
     println!("OPEN pid={}", std::process::id());
-    // The bridge attached first, so it reads every frame.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while shmbus_core::sys::shm_stat(p.shmid())
-        .map_err(|e| e.to_string())?
-        .nattch
-        < 2
-    {
-        if Instant::now() > deadline {
-            return Err("no reader attached within 60 s".into());
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    // The bridge is waiting first, so it reads every frame.
+    wait_readers(&p, 1)?;
     for seq in 0..count {
         let v = serde_json::json!({ "seq": seq, "data": vec![255u8; 300_000] });
         let frame = codec.encode_within(&v, cap).map_err(|e| e.to_string())?;
@@ -211,6 +189,32 @@ fn big(a: &Args) -> Result<(), String> {
     }
     println!("RESULT {{\"published\":{count}}}");
     Ok(())
+}
+
+/// Wait (at most 60 s) until `n` readers are attached and, if `n > 0`,
+/// one of them has gone to sleep waiting for a frame. Attaching alone is
+/// not enough: a reader is counted in `nattch` from its `shmat`, before it
+/// fixes where it reads from, and a frame published in between would be
+/// before its cursor. A reader registers to sleep only after that (and
+/// again every time it sleeps), so a change of the waiter word says it is
+/// ready. A topic without a waiter segment falls back to `nattch`.
+fn wait_readers(p: &shmbus_pub::RawPublisher, n: u64) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let first = p.sleep_registrations();
+    loop {
+        let st = shmbus_core::sys::shm_stat(p.shmid()).map_err(|e| e.to_string())?;
+        let asleep = n == 0 || first.is_none() || p.sleep_registrations() != first;
+        if st.nattch > n && asleep {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "fewer than {n} readers attached and waiting within 60 s (nattch {}, a reader asleep: {asleep})",
+                st.nattch
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// `--go FILE`: wait (at most 120 s) until FILE exists.
