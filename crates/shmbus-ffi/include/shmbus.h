@@ -828,7 +828,9 @@ int32_t shmbus_schema_name(struct shmbus_schema schema, char *buf, size_t cap, s
  *
  * The in-order cursor starts after the newest frame (only frames
  * published from now on); `shmbus_subscriber_seek_oldest` moves it back to
- * the oldest frame still in the ring.
+ * the oldest frame still in the ring. A topic that appeared while this
+ * call waited for it starts at its oldest frame still in the ring, so its
+ * first frames are not lost.
  *
  * Errors: `SHMBUS_ERR_NOT_FOUND` (no publisher yet), the schema mismatch,
  * `SHMBUS_ERR_PERMISSION`, `SHMBUS_ERR_OPEN` (garbage or foreign segment,

@@ -280,27 +280,12 @@ impl Sub {
     }
 }
 
-/// Attach `topic`, retrying "not there yet" until the deadline.
+/// Attach `topic`, retrying "not there yet" until the deadline
+/// (`RawSubscriber::wait_for_topic`: a topic that appeared while waiting is
+/// read from its first frame still in the ring).
 fn attach(topic: &shmbus_core::Topic, timeout_ms: u32) -> Result<RawSubscriber> {
-    let deadline = std::time::Instant::now() + Duration::from_millis(timeout_ms.into());
-    let mut step = Duration::from_millis(5);
-    loop {
-        match RawSubscriber::attach(topic) {
-            Ok(s) => return Ok(s),
-            Err(
-                e @ (shmbus_core::OpenError::NotFound { .. }
-                | shmbus_core::OpenError::NotReady { .. }),
-            ) => {
-                let now = std::time::Instant::now();
-                if now >= deadline {
-                    return Err(topic::open_error(e));
-                }
-                std::thread::sleep(step.min(deadline - now));
-                step = (step * 2).min(Duration::from_millis(100));
-            }
-            Err(e) => return Err(topic::open_error(e)),
-        }
-    }
+    RawSubscriber::wait_for_topic(topic, Duration::from_millis(timeout_ms.into()))
+        .map_err(topic::open_error)
 }
 
 /// Attach `topic` read-only, waiting up to `timeout_ms` for its publisher
@@ -311,7 +296,9 @@ fn attach(topic: &shmbus_core::Topic, timeout_ms: u32) -> Result<RawSubscriber> 
 ///
 /// The in-order cursor starts after the newest frame (only frames
 /// published from now on); `shmbus_subscriber_seek_oldest` moves it back to
-/// the oldest frame still in the ring.
+/// the oldest frame still in the ring. A topic that appeared while this
+/// call waited for it starts at its oldest frame still in the ring, so its
+/// first frames are not lost.
 ///
 /// Errors: `SHMBUS_ERR_NOT_FOUND` (no publisher yet), the schema mismatch,
 /// `SHMBUS_ERR_PERMISSION`, `SHMBUS_ERR_OPEN` (garbage or foreign segment,

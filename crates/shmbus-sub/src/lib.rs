@@ -207,6 +207,47 @@ impl RawSubscriber {
         Ok(Self::from_segment(Segment::attach(topic)?))
     }
 
+    /// Attach `topic`, waiting up to `timeout` for a publisher to create it
+    /// (polling, 5 ms growing to 100 ms). Returns the last error (e.g.
+    /// [`OpenError::NotFound`]) on timeout; errors other than "not there
+    /// yet" return at once.
+    ///
+    /// Where [`Self::next_with`] starts:
+    /// - the topic was there at the first look: after its newest frame, as
+    ///   [`Self::attach`] (only frames published from now on);
+    /// - the topic **appeared while this call waited**: at its oldest frame
+    ///   still in the ring. Every frame of such a topic came after the
+    ///   caller started waiting; its publisher may have published several
+    ///   before the next poll found it, and starting "from now" would lose
+    ///   them without a [`RawNext::Missed`]. Frames a publisher overwrote
+    ///   before the attach (a lap of its ring within one poll) are not
+    ///   counted: the subscriber never had a cursor before them.
+    pub fn wait_for_topic(topic: &Topic, timeout: Duration) -> Result<Self, OpenError> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut step = Duration::from_millis(5);
+        let mut waited = false;
+        loop {
+            match Self::attach(topic) {
+                Ok(mut s) => {
+                    if waited {
+                        s.seek_oldest();
+                    }
+                    return Ok(s);
+                }
+                Err(e @ (OpenError::NotFound { .. } | OpenError::NotReady { .. })) => {
+                    let now = std::time::Instant::now();
+                    if now >= deadline {
+                        return Err(e);
+                    }
+                    waited = true;
+                    std::thread::sleep(step.min(deadline - now));
+                    step = (step * 2).min(Duration::from_millis(100));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Wrap an attached segment. The in-order cursor starts after the newest
     /// frame (only frames published from now on); see [`Self::seek_oldest`].
     pub fn from_segment(seg: Segment) -> Self {
@@ -697,7 +738,11 @@ impl<T: DeserializeOwned + Schema> Subscriber<T> {
     /// uid), and the garbage-segment errors ([`OpenError::NotShmbus`],
     /// [`OpenError::Corrupt`], [`OpenError::UnsupportedLayout`]).
     pub fn attach(topic: &Topic) -> Result<Self, OpenError> {
-        let raw = RawSubscriber::attach(topic)?;
+        Self::of_type(RawSubscriber::attach(topic)?, topic)
+    }
+
+    /// Check that an attached topic carries frames of type `T`.
+    fn of_type(raw: RawSubscriber, topic: &Topic) -> Result<Self, OpenError> {
         let expected =
             shmbus_core::schema::fingerprint_of::<T>().map_err(|e| OpenError::InvalidTopic {
                 reason: format!("cannot encode the schema of the message type: {e}"),
@@ -720,25 +765,12 @@ impl<T: DeserializeOwned + Schema> Subscriber<T> {
         })
     }
 
-    /// Attach `topic`, waiting up to `timeout` for a publisher to create it.
-    /// Returns the last error (e.g. [`OpenError::NotFound`]) on timeout;
-    /// errors other than "not there yet" return at once.
+    /// Attach `topic`, waiting up to `timeout` for a publisher to create it,
+    /// and check its type. Where the in-order cursor starts is
+    /// [`RawSubscriber::wait_for_topic`]'s rule: a topic that appeared while
+    /// this call waited is read from its first frame still in the ring.
     pub fn wait_for_topic(topic: &Topic, timeout: Duration) -> Result<Self, OpenError> {
-        let deadline = std::time::Instant::now() + timeout;
-        let mut step = Duration::from_millis(5);
-        loop {
-            match Self::attach(topic) {
-                Err(e @ (OpenError::NotFound { .. } | OpenError::NotReady { .. })) => {
-                    let now = std::time::Instant::now();
-                    if now >= deadline {
-                        return Err(e);
-                    }
-                    std::thread::sleep(step.min(deadline - now));
-                    step = (step * 2).min(Duration::from_millis(100));
-                }
-                other => return other,
-            }
-        }
+        Self::of_type(RawSubscriber::wait_for_topic(topic, timeout)?, topic)
     }
 
     /// Inside the seqlock window: copy the frame, a word at a time.

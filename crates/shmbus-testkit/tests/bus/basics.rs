@@ -104,6 +104,47 @@ fn missing_topic_is_not_found_and_wait_times_out() {
     assert!(t.elapsed() >= Duration::from_millis(200));
 }
 
+/// A subscriber that waited for its topic reads it from its first frame:
+/// frames the publisher wrote before the poll found the topic are not lost
+/// (they were, without a `Missed`, when the cursor started "from now").
+/// One that found the topic at once starts after its newest frame.
+#[test]
+fn waiting_for_a_topic_reads_it_from_its_first_frame() {
+    watchdog(
+        "waiting_for_a_topic_reads_it_from_its_first_frame",
+        Duration::from_secs(120),
+    );
+    let (topic, _guard) = unique_topic("appears");
+    let topic = topic.slots(8);
+    let t = topic.clone();
+    let publisher = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        let mut p = Publisher::<Check>::open(&t).unwrap();
+        for g in 1..=3 {
+            p.publish(&Check::new(g)).unwrap();
+        }
+        p
+    });
+    let mut sub = Subscriber::<Check>::wait_for_topic(&topic, Duration::from_secs(60)).unwrap();
+    let mut p = publisher.join().unwrap();
+    p.publish(&Check::new(4)).unwrap();
+    for g in 1..=4 {
+        match sub.wait_next(Duration::from_secs(30)).unwrap() {
+            Next::Frame(s) => assert_eq!((s.generation, s.value.seq), (g, g)),
+            other => panic!("expected frame {g}, got {other:?}"),
+        }
+    }
+    assert_eq!(sub.next().unwrap(), Next::Empty);
+    // The topic is there now: a second wait attaches at once, from now.
+    let mut late = Subscriber::<Check>::wait_for_topic(&topic, Duration::from_secs(60)).unwrap();
+    assert_eq!(late.next().unwrap(), Next::Empty);
+    p.publish(&Check::new(5)).unwrap();
+    match late.next().unwrap() {
+        Next::Frame(s) => assert_eq!(s.generation, 5),
+        other => panic!("expected frame 5, got {other:?}"),
+    }
+}
+
 /// A `u32` whose `Serialize` panics on [`Boom::PANIC`]: a caller's type that
 /// fails in the middle of a publish, after the slot's sequence went odd.
 #[derive(
