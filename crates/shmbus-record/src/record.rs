@@ -193,7 +193,8 @@ pub fn run(a: RecordArgs) -> Result<(), Exit> {
     let (tx, rx) = mpsc::sync_channel(QUEUE);
     rec.missed_channel = rec.add_missed_channel().map_err(|e| mcap_err(&a, e))?;
     for seg in found {
-        rec.add(seg, &tx).map_err(|e| mcap_err(&a, e))?;
+        let backlog = rec.backlog;
+        rec.add(seg, &tx, backlog).map_err(|e| mcap_err(&a, e))?;
     }
     let names: Vec<&str> = rec
         .topics
@@ -450,7 +451,15 @@ impl Recorder {
     }
 
     /// Add the channels of a newly found topic and start its reader.
-    fn add(&mut self, seg: Segment, tx: &SyncSender<Batch>) -> Result<(), mcap::McapError> {
+    /// `from_oldest`: read from the oldest frame still in its ring (a topic
+    /// that appeared while recording, or `--backlog`); else from the next
+    /// frame published.
+    fn add(
+        &mut self,
+        seg: Segment,
+        tx: &SyncSender<Batch>,
+        from_oldest: bool,
+    ) -> Result<(), mcap::McapError> {
         let info = seg.info().clone();
         let schema = match shmbus_core::schema::decode_schema(&info.schema) {
             Ok(s) => s,
@@ -515,7 +524,7 @@ impl Recorder {
         };
         let idx = self.topics.len();
         let mut sub = RawSubscriber::from_segment(seg);
-        if self.backlog {
+        if from_oldest {
             sub.seek_oldest();
         }
         let tx = tx.clone();
@@ -586,9 +595,11 @@ impl Recorder {
                 last_scan = now;
                 for seg in scan.next() {
                     let name = seg.info().name.clone();
-                    // Said once its reader has its cursor: every frame
-                    // published after this line is recorded.
-                    self.add(seg, tx).map_err(|e| mcap_err(a, e))?;
+                    // A topic that appeared while recording: from its
+                    // first frame still in the ring (found up to a second
+                    // after it appeared; "from now" would lose the frames
+                    // of that second without a word).
+                    self.add(seg, tx, true).map_err(|e| mcap_err(a, e))?;
                     eprintln!(
                         "{}recording new topic '{name}'",
                         if tty { "\r\x1b[K" } else { "" },
