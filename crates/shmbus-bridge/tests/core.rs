@@ -113,18 +113,23 @@ impl Run {
     /// attached and fixed where it reads from, so every frame published
     /// from now on goes out (a wait on a timer would race a slow reader).
     fn wait_alive(&self) {
+        self.wait_state("alive");
+    }
+
+    /// Wait (bounded) until the reader reports `state` on `$status`.
+    fn wait_state(&self, state: &str) {
         let end = Instant::now() + Duration::from_secs(60);
         loop {
             let got = self.take(Duration::from_millis(50));
             if got
                 .iter()
-                .any(|m| m.topic.ends_with("/$status") && json_of(m)["state"] == "alive")
+                .any(|m| m.topic.ends_with("/$status") && json_of(m)["state"] == state)
             {
                 return;
             }
             assert!(
                 Instant::now() < end,
-                "the reader never reported its publisher alive"
+                "the reader never reported the state {state}"
             );
         }
     }
@@ -291,25 +296,6 @@ fn decimation_and_rate_limits_choose_frames() {
     assert_eq!(*gens.last().unwrap(), u64::from(seq));
 }
 
-/// Wait (bounded) until the reader has reported the topic absent: from
-/// then on, a segment at its key is new to it.
-fn wait_absent(run: &Run) {
-    let end = Instant::now() + Duration::from_secs(60);
-    loop {
-        let got = run.take(Duration::from_millis(50));
-        if got
-            .iter()
-            .any(|m| m.topic.ends_with("/$status") && json_of(m)["state"] == "absent")
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < end,
-            "the reader never reported the topic absent"
-        );
-    }
-}
-
 fn seqs_of(ms: &[Message], topic: &str) -> Vec<u64> {
     data(ms, topic)
         .iter()
@@ -317,30 +303,38 @@ fn seqs_of(ms: &[Message], topic: &str) -> Vec<u64> {
         .collect()
 }
 
-/// A topic that appears while the bridge watches goes out from its first
-/// frame: the frames its publisher wrote before the reader attached (the
-/// reader looks every 500 ms) are sent, in order, none twice. Before, the
-/// reader started from the frame newest at attach and lost the ones before
-/// it without counting them.
-#[test]
-fn a_topic_that_appears_while_watched_goes_out_from_its_first_frame() {
+/// A reader watching an absent topic; then a publisher with `slots`
+/// slots publishes frames 1..=30 at once (the reader looks every 500 ms,
+/// so usually before it attaches), and 31..=`last` once the reader is
+/// attached. The sequence numbers sent, and the frames counted as missed.
+fn appearing(name: &str, slots: u32, last: u32) -> (Vec<u64>, u64) {
     let k = key();
     let _g = Guard(k);
-    let run = Run::reader("core/new", k, Pace::Every(1), "");
-    wait_absent(&run);
-    let mut p = Publisher::<Sample>::open(&Topic::new("core/new").key(k).slots(64)).unwrap();
+    let run = Run::reader(name, k, Pace::Every(1), "");
+    run.wait_state("absent");
+    let mut p = Publisher::<Sample>::open(&Topic::new(name).key(k).slots(slots)).unwrap();
     for seq in 1..=30 {
         p.publish(&sample(seq)).unwrap();
     }
     run.wait_alive();
-    for seq in 31..=60 {
+    for seq in 31..=last {
         p.publish(&sample(seq)).unwrap();
     }
     std::thread::sleep(Duration::from_millis(300));
     let stats = run.stats.clone();
     let ms = run.finish();
-    assert_eq!(seqs_of(&ms, "p/b/core/new"), (1..=60).collect::<Vec<u64>>());
-    assert_eq!(stats.missed(), 0);
+    (seqs_of(&ms, &format!("p/b/{name}")), stats.missed())
+}
+
+/// A topic that appears while the bridge watches goes out from its first
+/// frame: the frames its publisher wrote before the reader attached are
+/// sent, in order, none twice. Before, the reader started from the frame
+/// newest at attach and lost the ones before it without counting them.
+#[test]
+fn a_topic_that_appears_while_watched_goes_out_from_its_first_frame() {
+    let (seqs, missed) = appearing("core/new", 64, 60);
+    assert_eq!(seqs, (1..=60).collect::<Vec<u64>>());
+    assert_eq!(missed, 0);
 }
 
 /// The same, for a publisher that ran a lap of its ring before the reader
@@ -348,28 +342,13 @@ fn a_topic_that_appears_while_watched_goes_out_from_its_first_frame() {
 /// are counted as missed. Sent plus missed is every frame published.
 #[test]
 fn a_new_topic_that_lapped_its_ring_counts_what_the_bridge_missed() {
-    let k = key();
-    let _g = Guard(k);
-    let run = Run::reader("core/lap", k, Pace::Every(1), "");
-    wait_absent(&run);
-    let mut p = Publisher::<Sample>::open(&Topic::new("core/lap").key(k).slots(8)).unwrap();
-    for seq in 1..=30 {
-        p.publish(&sample(seq)).unwrap();
-    }
-    run.wait_alive();
-    for seq in 31..=36 {
-        p.publish(&sample(seq)).unwrap();
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    let stats = run.stats.clone();
-    let ms = run.finish();
-    let seqs = seqs_of(&ms, "p/b/core/lap");
+    let (seqs, missed) = appearing("core/lap", 8, 36);
     let first = *seqs.first().expect("frames");
     // Contiguous from the first frame sent to the last published.
     assert_eq!(seqs, (first..=36).collect::<Vec<u64>>());
-    // (Usually 23: the reader rests 500 ms between looks, and the 30
-    // frames take microseconds; a reader that looked in between sends more.)
-    assert_eq!(stats.missed(), first - 1, "{seqs:?}");
+    // (Usually 23: the 30 frames take microseconds; a reader that looked
+    // in between sends more.)
+    assert_eq!(missed, first - 1, "{seqs:?}");
 }
 
 /// A stop while a rate-limited reader rests still sends the newest frame
