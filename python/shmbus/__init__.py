@@ -349,7 +349,9 @@ class Subscriber:
     ``Subscriber(name)`` attaches topic ``name`` (key derived from ``bus``
     and the name, or ``key``), waiting up to ``wait`` seconds for its
     publisher to create it. With ``schema`` (declaration text), a topic of
-    another type is refused with :class:`SchemaMismatch`.
+    another type is refused with :class:`SchemaMismatch`. In-order reads
+    start after the newest frame, or, for a topic that appeared while the
+    constructor waited, at its first frame still in the ring.
 
     Reads return a dict ``{"topic", "generation", "mono_ns", "real_ns",
     "age_ns", "missed", "value"}`` (``missed``: frames lost just before
