@@ -57,6 +57,14 @@ pub fn run(args: &BenchArgs, command: &[String]) -> ExitCode {
     let mut keys = Keys::new();
     remove_on_stop(&keys);
     let result = run_opts(&opts, command, &mut keys);
+    if result.is_err() && shmbus_toolbox::stop::requested() {
+        // The error is the interrupt's doing (the watcher removes the run's
+        // topics, so a measurement finds its topic gone): the watcher
+        // reports the interrupt and exits 130 once its cleanup is done.
+        loop {
+            std::thread::park();
+        }
+    }
     drop(keys);
     match result {
         Ok(()) => ExitCode::SUCCESS,
