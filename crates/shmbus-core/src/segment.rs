@@ -249,6 +249,23 @@ impl Segment {
         self.info.geometry.slot_offset(generation) / 4 + GEN_LO
     }
 
+    /// [`Self::peek_index`]`(generation + 1)` given `index` =
+    /// [`Self::peek_index`]`(generation)`: one slot further, wrapping at the
+    /// end of the ring. An add and a compare, where [`Self::peek_index`]
+    /// multiplies: an in-order reader moves its index this way after every
+    /// frame.
+    #[inline]
+    pub fn next_peek_index(&self, index: usize) -> usize {
+        let g = &self.info.geometry;
+        let stride = g.slot_stride / 4;
+        let next = index + stride;
+        if next >= g.segment_size / 4 {
+            next - stride * g.slot_count as usize
+        } else {
+            next
+        }
+    }
+
     /// [`Self::peek`]'s first step alone: true if the word at `index`
     /// (which must be [`Self::peek_index`]`(generation)`) still holds a
     /// frame older than `generation`, so nothing is new. One load and one

@@ -357,12 +357,20 @@ impl RawSubscriber {
     }
 
     /// Record that a frame of generation `g` was returned.
+    #[inline]
     fn mark_returned(&mut self, g: u64) {
         if g > self.newest {
+            // The frame after the newest (every in-order read that keeps
+            // up): the next slot's index follows from this one's.
+            self.peek_idx = if g == self.want {
+                self.seg.next_peek_index(self.peek_idx)
+            } else {
+                self.seg.peek_index(g.saturating_add(1))
+            };
             self.newest = g;
             self.seen = g as u32;
             self.want = g.saturating_add(1);
-            self.peek_idx = self.seg.peek_index(self.want);
+            debug_assert_eq!(self.peek_idx, self.seg.peek_index(self.want));
         }
     }
 
@@ -779,10 +787,11 @@ impl<T: DeserializeOwned + Schema> Subscriber<T> {
         load_bytes(w, m.len as usize, scratch)
     }
 
-    /// After the read validated: decode the private copy (postcard on a
-    /// slice; strings and byte arrays are plain copies out of it).
+    /// After the read validated: decode the private copy with
+    /// `shmbus_core::decode` (postcard's wire format, element reads inlined;
+    /// strings and byte buffers are plain copies out of it).
     fn finish(m: SlotMeta, bytes: &[u8]) -> Result<Sample<T>, ReadError> {
-        match postcard::from_bytes::<T>(bytes) {
+        match shmbus_core::decode::from_bytes::<T>(bytes) {
             Ok(value) => Ok(Sample {
                 value,
                 generation: m.generation,
