@@ -23,6 +23,9 @@ use crate::{Keys, floors};
 /// Operations per batch.
 const OPS: u32 = 1000;
 
+/// Subscribers that read each new frame in the `next()`/`latest()` rows.
+const READERS: usize = 64;
+
 /// One in-process measurement: produces one batch-mean sample per call.
 pub struct Item {
     /// Stable key.
@@ -252,6 +255,40 @@ pub fn items(keys: &mut Keys, clock_ns: f64) -> Result<Vec<Item>, String> {
             })
         },
     ));
+    let bytes64 = postcard::to_allocvec(&Frame64::new(7)).map_err(|e| e.to_string())?;
+    v.push(item(
+        "decode_64_shmbus",
+        "shmbus decode Frame64 from a slice",
+        move || {
+            per_op(OPS, |_| {
+                let _ = black_box(shmbus_core::decode::from_bytes::<Frame64>(black_box(
+                    &bytes64,
+                )));
+            })
+        },
+    ));
+    let bytes_imu = postcard::to_allocvec(&imu).map_err(|e| e.to_string())?;
+    let bytes_imu2 = bytes_imu.clone();
+    v.push(item(
+        "decode_imu",
+        "postcard decode Imu from a slice",
+        move || {
+            per_op(OPS, |_| {
+                let _ = black_box(postcard::from_bytes::<Imu>(black_box(&bytes_imu)));
+            })
+        },
+    ));
+    v.push(item(
+        "decode_imu_shmbus",
+        "shmbus decode Imu from a slice",
+        move || {
+            per_op(OPS, |_| {
+                let _ = black_box(shmbus_core::decode::from_bytes::<Imu>(black_box(
+                    &bytes_imu2,
+                )));
+            })
+        },
+    ));
 
     // Read cost per new frame: bare seqlock read, then shmbus next/latest.
     let s = scratch.clone();
@@ -297,6 +334,51 @@ pub fn items(keys: &mut Keys, clock_ns: f64) -> Result<Vec<Item>, String> {
             total as f64 / n as f64
         },
     ));
+    // The same new frame read by `next()` and by `latest()`: one publish
+    // (not timed), then READERS subscribers each read it, timed as one
+    // batch. Every reader finds the frame new, in the same slot, in the
+    // same cache state, so the two rows differ only in the call.
+    for (key, label, in_order) in [
+        (
+            "read_next_new_64",
+            "shmbus next() of a new 64 B frame (64 readers)",
+            true,
+        ),
+        (
+            "read_latest_new_64",
+            "shmbus latest() of a new 64 B frame (64 readers)",
+            false,
+        ),
+    ] {
+        let t = topic(keys.take(), "bench/read-new", false);
+        let mut publisher = Publisher::<Frame64>::open(&t).map_err(|e| e.to_string())?;
+        let mut readers = (0..READERS)
+            .map(|_| Subscriber::<Frame64>::attach(&t))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let mut g = 0u64;
+        v.push(item(key, label, move || {
+            let mut total = 0u64;
+            let mut n = 0u64;
+            while n < u64::from(OPS) {
+                g += 1;
+                let _ = publisher.publish_at(&Frame64::new(g), g, 7);
+                let t0 = monotonic_ns();
+                for r in readers.iter_mut() {
+                    if in_order {
+                        if let Ok(Next::Frame(s)) = r.next() {
+                            black_box(s);
+                        }
+                    } else if let Ok(Some(s)) = r.latest() {
+                        black_box(s);
+                    }
+                }
+                total += (monotonic_ns().saturating_sub(t0) as f64 - clock_ns).max(0.0) as u64;
+                n += READERS as u64;
+            }
+            total as f64 / n as f64
+        }));
+    }
     let t = topic(keys.take(), "bench/read-latest", false);
     let mut latest_pub = Publisher::<Frame64>::open(&t).map_err(|e| e.to_string())?;
     latest_pub

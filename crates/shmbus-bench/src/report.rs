@@ -224,6 +224,7 @@ impl Report {
             "publish_1k_notify" => Some("publish_1k"),
             "read_latest_bytes_64" => Some("seqlock_read_64"),
             "read_next_64" => Some("read_latest_64"),
+            "read_next_new_64" => Some("read_latest_new_64"),
             "read_latest_64" => Some("seqlock_read_64"),
             "publish_64_typed" => Some("publish_64"),
             "store_bytes_64" => Some("seqlock_publish_64"),
@@ -375,6 +376,7 @@ impl Report {
         );
         let p64n = m("publish_64_notify");
         let (clock, next64, latest64) = (m("clock_read"), m("read_next_64"), m("read_latest_64"));
+        let (next_new, latest_new) = (m("read_next_new_64"), m("read_latest_new_64"));
         self.ratio(
             "poll nothing new / bare acquire load".into(),
             poll,
@@ -406,10 +408,16 @@ impl Report {
             Some(1.5),
         );
         self.ratio(
-            "next() / latest() of the same 64 B frame".into(),
+            "next() / latest() of the same new 64 B frame".into(),
+            next_new,
+            latest_new,
+            Some(1.0),
+        );
+        self.ratio(
+            "next() of a new frame / latest() of an unchanged one".into(),
             next64,
             latest64,
-            Some(1.0),
+            None,
         );
         for (notify, waiting) in [(false, false), (true, false), (true, true)] {
             let pts: Vec<&Point> = self
