@@ -1,16 +1,21 @@
 //! Differential tests: `shmbus_core::decode::from_bytes` against
-//! `postcard::from_bytes` (postcard 1.1).
+//! `postcard::from_bytes`, and `shmbus_core::encode::to_slice` against
+//! `postcard::to_slice` (postcard 1.1).
 //!
 //! The contract under test: for every type and every input, our decoder gives
 //! exactly what postcard gives: `Ok` with an equal value, or `Err` with the
 //! same `postcard::Error` variant. Trailing bytes after a complete value are
-//! ignored, as postcard ignores them.
+//! ignored, as postcard ignores them. Likewise for every value and every
+//! buffer length, our encoder gives `Ok` with exactly postcard's bytes, or
+//! `Err` with the same variant (the buffer's contents after an error are not
+//! compared).
 //!
-//! Each type in the serde data model gets three generated tests (random round
+//! Each type in the serde data model gets four generated tests (random round
 //! trips; every prefix, random mutations and trailing garbage of valid
-//! encodings; biased random byte strings), and hand-written vectors pin the
-//! edge cases of postcard's wire format. A tiny seeded PRNG keeps every run
-//! identical; set `POSTCARD_COMPAT_SEED` to explore other inputs.
+//! encodings; biased random byte strings; random values encoded into buffers
+//! of every length), and hand-written vectors pin the edge cases of
+//! postcard's wire format, for both directions. A tiny seeded PRNG keeps
+//! every run identical; set `POSTCARD_COMPAT_SEED` to explore other inputs.
 //!
 //! Floats are wrapped in `F32`/`F64`, `#[serde(transparent)]` wrappers that
 //! make the same serde calls as bare floats but compare by bits (so NaN equals
@@ -29,7 +34,7 @@ use std::time::Duration;
 use postcard::Error as E;
 use serde::de::{DeserializeOwned, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use shmbus_core::decode;
+use shmbus_core::{decode, encode};
 
 /// Random values per type for the round-trip test.
 const ROUND_TRIPS: usize = 2_000;
@@ -43,6 +48,11 @@ const TRAILERS: usize = 2;
 const RANDOM_INPUTS: usize = 4_000;
 /// Longest random byte string.
 const MAX_RANDOM_LEN: usize = 40;
+/// Random values per type encoded into buffers of every length.
+const ENCODED_VALUES: usize = 500;
+/// Buffer for the whole encoding of a random value (the largest, a
+/// `Vec<String>` of long strings, is under 19 KiB).
+const ENCODE_BUF: usize = 1 << 16;
 
 // ---------------------------------------------------------------------------
 // PRNG
@@ -274,6 +284,161 @@ fn roundtrip<T: Serialize + DeserializeOwned + PartialEq + Debug>(v: &T) -> Vec<
     let bytes = encode(v);
     expect_decodes_to::<T, T>(&bytes, v);
     bytes
+}
+
+/// Encodes `ours_v` with `encode::to_slice` into `ours` and `theirs_v` with
+/// `postcard::to_slice` into `theirs` (buffers of the same length) and
+/// compares the results: they agree if both are `Ok` with equal bytes at the
+/// start of the buffer, or both `Err` with the same variant. Returns
+/// postcard's result (the length it wrote) if they agree, else a description
+/// of the disagreement. The two values are separate so a `Serialize` with
+/// state can get a fresh one per encoder; `what` describes them. A panic in
+/// our encoder is reported with the type, value and buffer length before it
+/// propagates.
+fn compare_encoders<A, B>(
+    ours_v: &A,
+    theirs_v: &B,
+    what: &dyn Debug,
+    ours: &mut [u8],
+    theirs: &mut [u8],
+) -> Result<postcard::Result<usize>, String>
+where
+    A: Serialize + ?Sized,
+    B: Serialize + ?Sized,
+{
+    // A closure that returns the buffer it was given must be `FnOnce`.
+    fn once<R, F: FnOnce() -> R>(f: F) -> F {
+        f
+    }
+    assert_eq!(ours.len(), theirs.len(), "compare_encoders: buffer lengths");
+    let buf_len = ours.len();
+    let start = ours.as_ptr();
+    let ours_r = match catch_unwind(AssertUnwindSafe(once(move || {
+        encode::to_slice(ours_v, ours)
+    }))) {
+        Ok(r) => r.map(|s| (s.as_ptr(), &*s)),
+        Err(panic) => {
+            eprintln!(
+                "encode::to_slice::<{}> panicked on {what:?} with a buffer of {buf_len} bytes",
+                type_name::<A>(),
+            );
+            resume_unwind(panic)
+        }
+    };
+    let theirs_r = postcard::to_slice(theirs_v, theirs).map(|s| &*s);
+    let same = match (&ours_r, &theirs_r) {
+        (Ok((ptr, a)), Ok(b)) => *ptr == start && a == b,
+        (Err(a), Err(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        return Ok(theirs_r.map(<[u8]>::len));
+    }
+    let show = |r: Result<&[u8], &E>| match r {
+        Ok(bytes) => format!("Ok({})", hex(bytes)),
+        Err(e) => format!("Err({e:?})"),
+    };
+    let at_start = match &ours_r {
+        Ok((ptr, _)) if *ptr != start => " (not at the start of the buffer)",
+        _ => "",
+    };
+    Err(format!(
+        "encode::to_slice::<{}> disagrees with postcard on {what:?} with a buffer of \
+         {buf_len} bytes\n  ours:     {}{at_start}\n  postcard: {}",
+        type_name::<A>(),
+        show(ours_r.as_ref().map(|(_, s)| *s)),
+        show(theirs_r.as_ref().copied()),
+    ))
+}
+
+/// [`compare_encoders`], asserting that the encoders agree; returns the
+/// length postcard wrote, or its error.
+#[track_caller]
+fn encode_agree_with<A, B>(
+    ours_v: &A,
+    theirs_v: &B,
+    what: &dyn Debug,
+    ours: &mut [u8],
+    theirs: &mut [u8],
+) -> postcard::Result<usize>
+where
+    A: Serialize + ?Sized,
+    B: Serialize + ?Sized,
+{
+    match compare_encoders(ours_v, theirs_v, what, ours, theirs) {
+        Ok(r) => r,
+        Err(disagreement) => panic!("{disagreement}"),
+    }
+}
+
+/// [`encode_agree_with`] for one stateless value.
+#[track_caller]
+fn encode_agree<T: Serialize + Debug + ?Sized>(
+    v: &T,
+    ours: &mut [u8],
+    theirs: &mut [u8],
+) -> postcard::Result<usize> {
+    encode_agree_with(v, v, &v, ours, theirs)
+}
+
+/// Buffer lengths tried, from 0 up, for a value that does not encode even
+/// into the whole buffer.
+const FAILING_LENGTHS: usize = 24;
+
+/// Encodes `v` with both encoders into the whole of `ours` and `theirs`,
+/// then into every prefix of them from empty to the encoded length, and
+/// asserts that they agree each time; returns postcard's result for the whole
+/// buffers (the encoded length). The exact-length encoding runs twice, over
+/// 0x00 and over 0xff, so a byte our encoder leaves unwritten cannot pass for
+/// one it wrote. If the value does not encode at all, the prefixes tried are
+/// those up to `FAILING_LENGTHS` bytes.
+#[track_caller]
+fn encode_agree_at_every_length<T: Serialize + Debug + ?Sized>(
+    v: &T,
+    ours: &mut [u8],
+    theirs: &mut [u8],
+) -> postcard::Result<usize> {
+    let whole = encode_agree(v, ours, theirs);
+    let last = match whole {
+        Ok(len) => len,
+        Err(_) => FAILING_LENGTHS.min(ours.len()),
+    };
+    for n in 0..=last {
+        ours[..n].fill(0xff);
+        let _ = encode_agree(v, &mut ours[..n], &mut theirs[..n]);
+    }
+    if let Ok(len) = whole {
+        ours[..len].fill(0x00);
+        let _ = encode_agree(v, &mut ours[..len], &mut theirs[..len]);
+    }
+    whole
+}
+
+/// Buffer size for the hand-written encoder checks.
+const HAND_BUF: usize = 1024;
+
+/// [`encode_agree_at_every_length`] with fresh buffers of `HAND_BUF` bytes;
+/// returns postcard's encoding (or error).
+#[track_caller]
+fn encode_everywhere<T: Serialize + Debug + ?Sized>(v: &T) -> postcard::Result<Vec<u8>> {
+    let mut ours = vec![0; HAND_BUF];
+    let mut theirs = vec![0; HAND_BUF];
+    encode_agree_at_every_length(v, &mut ours, &mut theirs).map(|len| theirs[..len].to_vec())
+}
+
+/// Asserts that both encoders agree on `v` at every buffer length and that
+/// the result for a large buffer is `want` (which documents what postcard
+/// itself does).
+#[track_caller]
+fn expect_encoding<T: Serialize + Debug + ?Sized>(v: &T, want: postcard::Result<&[u8]>) {
+    let got = encode_everywhere(v);
+    assert!(
+        got.as_deref().map_err(Clone::clone) == want,
+        "postcard encodes {} {v:?} as {:?}, this test expected {:?}",
+        type_name::<T>(),
+        got.as_deref().map(hex),
+        want.map(hex),
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -838,6 +1003,26 @@ macro_rules! suite {
                         }
                         expect_decodes_to::<$de, $owned>(&t, &v);
                     }
+                }
+            }
+
+            #[doc = concat!(
+                "Random `", stringify!($owned), "` values encode with `encode::to_slice` to ",
+                "postcard's bytes in a large buffer and in a buffer of every length from 0 to ",
+                "the encoded length (shorter ones fail with postcard's error), and our ",
+                "encoding decodes as `", stringify!($de), "` to the same value through both ",
+                "decoders."
+            )]
+            #[test]
+            fn random_values_encode_to_postcards_bytes_for_every_buffer_length() {
+                let mut rng = Rng::for_test(concat!(stringify!($module), "/encode"));
+                let mut ours = vec![0u8; ENCODE_BUF];
+                let mut theirs = vec![0u8; ENCODE_BUF];
+                for _ in 0..ENCODED_VALUES {
+                    let v = <$owned as Arb>::arb(&mut rng);
+                    let len = encode_agree_at_every_length(&v, &mut ours, &mut theirs)
+                        .unwrap_or_else(|e| panic!("postcard cannot encode {v:?}: {e:?}"));
+                    expect_decodes_to::<$de, $owned>(&ours[..len], &v);
                 }
             }
 
@@ -1461,4 +1646,595 @@ fn std_types_with_validating_impls_fail_like_postcard() {
     expect::<Duration>(&overflow, Err(E::SerdeDeCustom));
     expect::<IpAddr>(&[0, 127, 0, 0, 1], Ok(IpAddr::V4(Ipv4Addr::LOCALHOST)));
     expect::<IpAddr>(&[2], Err(E::SerdeDeCustom));
+}
+
+// ---------------------------------------------------------------------------
+// Hand-written encoder vectors
+
+/// Serializes its items as a sequence (or a map from index to item) through
+/// `serialize_seq(None)` / `serialize_map(None)`: no length up front.
+#[derive(Debug)]
+struct UnknownLength {
+    map: bool,
+    items: Vec<u8>,
+}
+
+impl Serialize for UnknownLength {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        if self.map {
+            let mut m = s.serialize_map(None)?;
+            for (i, b) in self.items.iter().enumerate() {
+                m.serialize_entry(&i, b)?;
+            }
+            m.end()
+        } else {
+            let mut q = s.serialize_seq(None)?;
+            for b in &self.items {
+                q.serialize_element(b)?;
+            }
+            q.end()
+        }
+    }
+}
+
+/// Serializes the non-zero items through serde's `collect_seq` or
+/// `collect_map`, whose iterator (a `Filter`) has no exact size hint.
+#[derive(Debug)]
+struct Filtered {
+    map: bool,
+    items: Vec<u8>,
+}
+
+impl Serialize for Filtered {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let nonzero = self.items.iter().filter(|b| **b != 0);
+        if self.map {
+            s.collect_map(nonzero.map(|b| (b, b)))
+        } else {
+            s.collect_seq(nonzero)
+        }
+    }
+}
+
+/// A sequence or map whose `Serialize` gives no length is
+/// `SerializeSeqLengthUnknown` at every buffer length (even an empty buffer:
+/// the length is needed before anything is written), unless bytes before it
+/// already ran out of room; serde's `collect_seq` and `collect_map` over a
+/// filtered iterator of some items fail the same way.
+#[test]
+fn sequences_and_maps_of_unknown_length_fail_with_seq_length_unknown() {
+    for map in [false, true] {
+        for items in [vec![], vec![1], vec![1, 0, 2, 3]] {
+            let unknown = UnknownLength {
+                map,
+                items: items.clone(),
+            };
+            expect_encoding(&unknown, Err(E::SerializeSeqLengthUnknown));
+            expect_encoding(&(7u8, &unknown), Err(E::SerializeSeqLengthUnknown));
+            expect_encoding(&Some(&unknown), Err(E::SerializeSeqLengthUnknown));
+            expect_encoding(&vec![&unknown], Err(E::SerializeSeqLengthUnknown));
+            // A filter over no items knows its length: (0, Some(0)).
+            let want = if items.is_empty() {
+                Ok(&[0][..])
+            } else {
+                Err(E::SerializeSeqLengthUnknown)
+            };
+            expect_encoding(&Filtered { map, items }, want);
+        }
+    }
+    let unknown = UnknownLength {
+        map: false,
+        items: vec![1],
+    };
+    let mut ours = [0; 4];
+    let mut theirs = [0; 4];
+    assert_eq!(
+        encode_agree(&(7u8, &unknown), &mut ours[..0], &mut theirs[..0]),
+        Err(E::SerializeBufferFull),
+        "the u8 before the sequence does not fit an empty buffer",
+    );
+    assert_eq!(
+        encode_agree(&unknown, &mut ours[..0], &mut theirs[..0]),
+        Err(E::SerializeSeqLengthUnknown),
+    );
+}
+
+/// A `Serialize` that fails with a serde custom error.
+#[derive(Debug)]
+struct Fails;
+
+impl Serialize for Fails {
+    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("x"))
+    }
+}
+
+/// A custom error from a `Serialize` impl is `SerdeSerCustom`, at any depth
+/// and at every buffer length long enough for the bytes before it.
+#[test]
+fn custom_serialize_errors_are_serde_ser_custom() {
+    #[derive(Serialize, Debug)]
+    struct Holder {
+        a: u16,
+        f: Fails,
+        b: u8,
+    }
+    expect_encoding(&Fails, Err(E::SerdeSerCustom));
+    expect_encoding(&(300u16, Fails), Err(E::SerdeSerCustom));
+    expect_encoding(&Some(Fails), Err(E::SerdeSerCustom));
+    expect_encoding(&vec![Fails], Err(E::SerdeSerCustom));
+    expect_encoding(&[(); 0].map(|()| Fails), Ok(&[]));
+    expect_encoding(
+        &Holder {
+            a: 300,
+            f: Fails,
+            b: 1,
+        },
+        Err(E::SerdeSerCustom),
+    );
+    let mut ours = [0; 4];
+    let mut theirs = [0; 4];
+    for n in 0..2 {
+        assert_eq!(
+            encode_agree(&(300u16, Fails), &mut ours[..n], &mut theirs[..n]),
+            Err(E::SerializeBufferFull),
+            "the u16 before the failing value does not fit {n} bytes",
+        );
+    }
+    assert_eq!(
+        encode_agree(&(300u16, Fails), &mut ours[..2], &mut theirs[..2]),
+        Err(E::SerdeSerCustom),
+    );
+}
+
+/// `Debug` and `Display`, so a `&dyn` of it can be serialized and printed.
+trait DebugDisplay: Debug + fmt::Display {}
+impl<T: Debug + fmt::Display + ?Sized> DebugDisplay for T {}
+
+/// Serializes its `Display` through `Serializer::collect_str`.
+#[derive(Debug)]
+struct Collect<D: ?Sized>(D);
+
+impl<D: fmt::Display + ?Sized> Serialize for Collect<D> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&&self.0)
+    }
+}
+
+/// Displays as its pieces, written one `write_str` call each.
+#[derive(Debug)]
+struct Pieces(&'static [&'static str]);
+
+impl fmt::Display for Pieces {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        self.0.iter().try_for_each(|p| f.write_str(p))
+    }
+}
+
+/// Writes its pieces, then fails with `fmt::Error`.
+#[derive(Debug)]
+struct FailsAfter(&'static [&'static str]);
+
+impl fmt::Display for FailsAfter {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        fmt::Display::fmt(&Pieces(self.0), f)?;
+        Err(fmt::Error)
+    }
+}
+
+/// Displays through `write!` with padding and hex: many pieces of text.
+#[derive(Debug)]
+struct Formatted;
+
+impl fmt::Display for Formatted {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{:>8}|{:<4}|{:x}", "r", 'é', u128::MAX)
+    }
+}
+
+/// `collect_str` writes the same bytes as postcard, which are the bytes of
+/// `serialize_str` of the displayed text: whole strings, text written in
+/// several pieces (empty ones and multi-byte chars included), std `Display`
+/// impls that pad and write in pieces, empty text, and text of 128 bytes and
+/// more (a two-byte length). A length that does not fit is
+/// `SerializeBufferFull`, but text that does not fit after its length is
+/// `CollectStrError` in postcard, and in ours.
+#[test]
+fn collect_str_writes_the_bytes_postcard_writes() {
+    const LONG: [&str; 13] = ["0123456789"; 13];
+    let cases: [&dyn DebugDisplay; 13] = [
+        &"",
+        &"hello",
+        &"é😀",
+        &Pieces(&[]),
+        &Pieces(&["", ""]),
+        &Pieces(&["ab", "", "é", "😀", "z"]),
+        &Pieces(&LONG),
+        &Pieces(&LONG[..12]),
+        &12345u64,
+        &-1.5f64,
+        &Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0xff00, 0x42, 0x8329),
+        &Formatted,
+        &Duration::from_millis(1500).as_secs_f32(),
+    ];
+    for d in cases {
+        let want = encode(&d.to_string());
+        expect_encoding(&Collect(d), Ok(&want));
+        let mut nested = vec![0xaa];
+        nested.extend_from_slice(&want);
+        nested.push(7);
+        expect_encoding(&(0xaau8, Collect(d), 7u8), Ok(&nested));
+    }
+    expect_encoding(&Collect(Pieces(&LONG)), Ok(&encode(&LONG.concat())));
+    assert_eq!(encode(&LONG.concat())[..2], [0x82, 0x01]);
+
+    // [0xaa, 3, 'h', 0xc3, 0xa9, 7]: which error each short buffer gives.
+    let v = (0xaau8, Collect("hé"), 7u8);
+    let mut ours = [0; 8];
+    let mut theirs = [0; 8];
+    let want = [
+        Err(E::SerializeBufferFull),
+        Err(E::SerializeBufferFull),
+        Err(E::CollectStrError),
+        Err(E::CollectStrError),
+        Err(E::CollectStrError),
+        Err(E::SerializeBufferFull),
+        Ok(6),
+        Ok(6),
+    ];
+    for (n, want) in want.into_iter().enumerate() {
+        assert_eq!(
+            encode_agree(&v, &mut ours[..n], &mut theirs[..n]),
+            want,
+            "{v:?} in a buffer of {n} bytes",
+        );
+    }
+}
+
+/// A `Display` that writes a different text on each call, or fails on one
+/// call; the state lives in a `Cell`, so each encoder gets a fresh one.
+#[derive(Debug)]
+struct PerCall {
+    calls: std::cell::Cell<usize>,
+    /// The text of each call; a call past the end fails.
+    texts: &'static [&'static str],
+}
+
+impl PerCall {
+    fn new(texts: &'static [&'static str]) -> Self {
+        PerCall {
+            calls: std::cell::Cell::new(0),
+            texts,
+        }
+    }
+}
+
+impl fmt::Display for PerCall {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let call = self.calls.get();
+        self.calls.set(call + 1);
+        match self.texts.get(call) {
+            Some(t) => f.write_str(t),
+            None => Err(fmt::Error),
+        }
+    }
+}
+
+/// A `Display` whose `fmt` returns `fmt::Error` makes `collect_str` fail
+/// with `CollectStrError` at every buffer length (it is measured before
+/// anything is written), after bytes before it unless they did not fit, and
+/// also when it fails only after writing some pieces, or only on the second
+/// (writing) pass. A `Display` whose text changes between the two passes
+/// gets the first pass's length and the second pass's text, in both.
+#[test]
+fn collect_str_with_a_failing_or_inconsistent_display_fails_like_postcard() {
+    expect_encoding(&Collect(FailsAfter(&[])), Err(E::CollectStrError));
+    expect_encoding(
+        &Collect(FailsAfter(&["abc", "", "d"])),
+        Err(E::CollectStrError),
+    );
+    expect_encoding(&(1u8, Collect(FailsAfter(&["x"]))), Err(E::CollectStrError));
+    expect_encoding(&vec![Collect(FailsAfter(&[]))], Err(E::CollectStrError));
+    let mut ours = [0; 4];
+    let mut theirs = [0; 4];
+    assert_eq!(
+        encode_agree(
+            &(1u8, Collect(FailsAfter(&[]))),
+            &mut ours[..0],
+            &mut theirs[..0]
+        ),
+        Err(E::SerializeBufferFull),
+    );
+    assert_eq!(
+        encode_agree(&Collect(FailsAfter(&[])), &mut ours[..0], &mut theirs[..0]),
+        Err(E::CollectStrError),
+    );
+
+    // (texts per call, postcard's result in a large buffer)
+    let stateful: [(&'static [&'static str], postcard::Result<&[u8]>); 4] = [
+        (&["abc"], Err(E::CollectStrError)),
+        (&["ab", "abcd"], Ok(b"\x02abcd")),
+        (&["abcd", "ab"], Ok(b"\x04ab")),
+        (&["", "😀"], Ok(b"\x00\xf0\x9f\x98\x80")),
+    ];
+    let mut ours = vec![0; HAND_BUF];
+    let mut theirs = vec![0; HAND_BUF];
+    for (texts, want) in stateful {
+        let fresh = || Collect(PerCall::new(texts));
+        let whole = encode_agree_with(&fresh(), &fresh(), &fresh(), &mut ours, &mut theirs);
+        assert_eq!(
+            whole
+                .as_ref()
+                .map(|&len| &theirs[..len])
+                .map_err(Clone::clone),
+            want,
+            "postcard's collect_str of a Display writing {texts:?}",
+        );
+        for n in 0..=FAILING_LENGTHS {
+            let _ = encode_agree_with(
+                &fresh(),
+                &fresh(),
+                &fresh(),
+                &mut ours[..n],
+                &mut theirs[..n],
+            );
+        }
+    }
+}
+
+/// Chars of one to four UTF-8 bytes, at the edges of each width, encode as
+/// their UTF-8 bytes after a length, and decode back through both decoders.
+#[test]
+fn chars_of_one_to_four_utf8_bytes_encode_as_length_prefixed_utf8() {
+    let chars = [
+        '\0',
+        'a',
+        '\u{7f}',
+        '\u{80}',
+        'é',
+        '\u{7ff}',
+        '\u{800}',
+        '€',
+        '\u{d7ff}',
+        '\u{e000}',
+        '\u{ffff}',
+        '\u{10000}',
+        '😀',
+        '\u{10ffff}',
+    ];
+    let mut widths = [false; 4];
+    for c in chars {
+        let mut utf8 = [0; 4];
+        let utf8 = c.encode_utf8(&mut utf8).as_bytes();
+        widths[utf8.len() - 1] = true;
+        let mut want = vec![utf8.len() as u8];
+        want.extend_from_slice(utf8);
+        expect_encoding(&c, Ok(&want));
+        expect_decodes_to::<char, char>(&want, &c);
+        let mut nested = want.clone();
+        nested.insert(0, 9);
+        nested.push(9);
+        expect_encoding(&(9u8, c, 9u8), Ok(&nested));
+    }
+    assert_eq!(widths, [true; 4]);
+}
+
+/// i128 and u128 at their extremes and at varint byte boundaries encode like
+/// postcard (19 bytes at most) and decode back through both decoders.
+#[test]
+fn i128_and_u128_extremes_encode_like_postcard() {
+    let ff = |first: u8, n: usize, last: u8| {
+        let mut v = vec![first];
+        v.extend(std::iter::repeat_n(0xff, n));
+        v.push(last);
+        v
+    };
+    expect_encoding(&u128::MAX, Ok(&ff(0xff, 17, 0x03)));
+    expect_encoding(&(u128::MAX - 1), Ok(&ff(0xfe, 17, 0x03)));
+    expect_encoding(&i128::MIN, Ok(&ff(0xff, 17, 0x03)));
+    expect_encoding(&i128::MAX, Ok(&ff(0xfe, 17, 0x03)));
+    expect_encoding(&0u128, Ok(&[0]));
+    expect_encoding(&0i128, Ok(&[0]));
+    expect_encoding(&-1i128, Ok(&[1]));
+    let mut top = vec![0x80; 18];
+    top.push(0x02);
+    expect_encoding(&(1u128 << 127), Ok(&top));
+    for k in 1..=19u32 {
+        let p = 1u128.checked_shl(7 * k).unwrap_or(0);
+        for u in [p.wrapping_sub(1), p, p.wrapping_add(1)] {
+            let i = u as i128;
+            for v in [i, i.wrapping_neg(), !i] {
+                let bytes = encode_everywhere(&v).unwrap();
+                assert!(bytes.len() <= 19, "{v} is {}", hex(&bytes));
+                expect_decodes_to::<i128, i128>(&bytes, &v);
+            }
+            let bytes = encode_everywhere(&u).unwrap();
+            assert!(bytes.len() <= 19, "{u} is {}", hex(&bytes));
+            expect_decodes_to::<u128, u128>(&bytes, &u);
+        }
+    }
+}
+
+/// Empty strings, byte strings, sequences and maps are a zero length byte
+/// (unsized `str` and `[u8]` included); zero-sized values are no bytes at
+/// all and encode into an empty buffer.
+#[test]
+fn empty_strings_bytes_and_sequences_are_a_zero_length() {
+    expect_encoding("", Ok(&[0]));
+    expect_encoding(&String::new(), Ok(&[0]));
+    expect_encoding(&OwnedBytes(vec![]), Ok(&[0]));
+    expect_encoding::<[u8]>(&[], Ok(&[0]));
+    expect_encoding(&Vec::<u8>::new(), Ok(&[0]));
+    expect_encoding(&Vec::<String>::new(), Ok(&[0]));
+    expect_encoding(&Vec::<()>::new(), Ok(&[0]));
+    expect_encoding(&BTreeMap::<u8, u8>::new(), Ok(&[0]));
+    expect_encoding(&HashMap::<String, u32>::new(), Ok(&[0]));
+    expect_encoding(&heapless::Vec::<u8, 16>::new(), Ok(&[0]));
+    expect_encoding(&heapless::String::<8>::new(), Ok(&[0]));
+    expect_encoding(&Some(String::new()), Ok(&[1, 0]));
+    expect_encoding(&(String::new(), Vec::<u8>::new()), Ok(&[0, 0]));
+    expect_encoding(&vec![(); 3], Ok(&[3]));
+    expect_encoding(&[0u8; 0], Ok(&[]));
+    expect_encoding(&(), Ok(&[]));
+    expect_encoding(&UnitStruct, Ok(&[]));
+    expect_encoding(&((), UnitStruct, [(); 4]), Ok(&[]));
+    expect_decodes_to::<&str, &str>(&[0], &"");
+    expect_decodes_to::<BorrowedBytes, OwnedBytes>(&[0], &OwnedBytes(vec![]));
+    expect_decodes_to::<Vec<String>, Vec<String>>(&[0], &vec![]);
+}
+
+/// `Option<()>` is its tag alone: `None` is 0 and `Some(())` is 1, at any
+/// nesting, and decodes back through both decoders.
+#[test]
+fn options_of_unit_are_their_tag_alone() {
+    let cases: [(Option<Option<()>>, &[u8]); 3] = [
+        (None, &[0]),
+        (Some(None), &[1, 0]),
+        (Some(Some(())), &[1, 1]),
+    ];
+    for (v, want) in cases {
+        expect_encoding(&v, Ok(want));
+        expect_decodes_to::<Option<Option<()>>, _>(want, &v);
+    }
+    expect_encoding(&None::<()>, Ok(&[0]));
+    expect_encoding(&Some(()), Ok(&[1]));
+    expect_encoding(&Some(UnitStruct), Ok(&[1]));
+    expect_encoding(&vec![Some(()), None, Some(())], Ok(&[3, 1, 0, 1]));
+    expect_decodes_to::<Option<()>, _>(&[1], &Some(()));
+}
+
+/// The kind of variant a [`Variant`] serializes as.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum VariantKind {
+    Unit,
+    Newtype,
+    Tuple,
+    Struct,
+}
+
+/// A variant of enum `E` with any index, serialized by hand (a derived enum
+/// numbers its variants from 0): unit; newtype of `0x42u8`; tuple of
+/// `(-1i16, 300i16)`; struct of `{ x: 1i16, y: -2i16, z: 300i16 }`.
+#[derive(Debug)]
+struct Variant {
+    kind: VariantKind,
+    index: u32,
+}
+
+impl Variant {
+    /// What postcard writes after the variant index.
+    fn payload(&self) -> Vec<u8> {
+        match self.kind {
+            VariantKind::Unit => vec![],
+            VariantKind::Newtype => encode(&0x42u8),
+            VariantKind::Tuple => encode(&(-1i16, 300i16)),
+            VariantKind::Struct => encode(&(1i16, -2i16, 300i16)),
+        }
+    }
+}
+
+impl Serialize for Variant {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeStructVariant, SerializeTupleVariant};
+        let i = self.index;
+        match self.kind {
+            VariantKind::Unit => s.serialize_unit_variant("E", i, "V"),
+            VariantKind::Newtype => s.serialize_newtype_variant("E", i, "V", &0x42u8),
+            VariantKind::Tuple => {
+                let mut t = s.serialize_tuple_variant("E", i, "V", 2)?;
+                t.serialize_field(&-1i16)?;
+                t.serialize_field(&300i16)?;
+                t.end()
+            }
+            VariantKind::Struct => {
+                let mut t = s.serialize_struct_variant("E", i, "V", 3)?;
+                t.serialize_field("x", &1i16)?;
+                t.serialize_field("y", &-2i16)?;
+                t.serialize_field("z", &300i16)?;
+                t.end()
+            }
+        }
+    }
+}
+
+/// Unit, newtype, tuple and struct variants with indices up to 2^32 - 1
+/// write the index as a u32 varint (300 is `ac 02`, 2^32 - 1 is
+/// `ff ff ff ff 0f`) and then their fields, as postcard does; both decoders
+/// read two of them back the same.
+#[test]
+fn variants_with_large_indices_write_the_index_as_a_u32_varint() {
+    let kinds = [
+        VariantKind::Unit,
+        VariantKind::Newtype,
+        VariantKind::Tuple,
+        VariantKind::Struct,
+    ];
+    let indices = [
+        0,
+        1,
+        127,
+        128,
+        300,
+        16_383,
+        16_384,
+        1 << 21,
+        1 << 28,
+        u32::MAX - 1,
+        u32::MAX,
+    ];
+    for kind in kinds {
+        for index in indices {
+            let v = Variant { kind, index };
+            let mut want = encode(&index);
+            want.extend(v.payload());
+            expect_encoding(&v, Ok(&want));
+            expect_encoding(
+                &(0xaau8, &v, Some(&v)),
+                Ok(&encode(&(0xaau8, &v, Some(&v)))),
+            );
+        }
+    }
+    let unit = Variant {
+        kind: VariantKind::Unit,
+        index: 300,
+    };
+    expect_encoding(&unit, Ok(&[0xac, 0x02]));
+    let bytes = encode_everywhere(&unit).unwrap();
+    expect(&bytes, Ok(ProbeEnum("variant 300: unit".into())));
+    let strukt = Variant {
+        kind: VariantKind::Struct,
+        index: u32::MAX,
+    };
+    let bytes = encode_everywhere(&strukt).unwrap();
+    assert_eq!(
+        bytes,
+        [0xff, 0xff, 0xff, 0xff, 0x0f, 0x02, 0x03, 0xd8, 0x04]
+    );
+    expect(
+        &bytes,
+        Ok(ProbeEnum(
+            "variant 4294967295: seq hint=Some(3) [1, -2, 300]".into(),
+        )),
+    );
+}
+
+/// The encoder comparison itself is not vacuous: different bytes, different
+/// error variants, and `Ok` against `Err` (including a value that fits the
+/// 8-byte buffer against one that does not) are disagreements; equal bytes
+/// from different types, and equal errors, are not.
+#[test]
+fn the_encoder_comparison_rejects_different_bytes_and_different_errors() {
+    fn agrees<A: Serialize + Debug, B: Serialize + Debug>(a: &A, b: &B) -> bool {
+        compare_encoders(a, b, &(a, b), &mut [0; 8], &mut [0; 8]).is_ok()
+    }
+    assert!(!agrees(&1u8, &2u8));
+    assert!(!agrees(&200u8, &200u16));
+    assert!(!agrees(&Fails, &Collect(FailsAfter(&[]))));
+    assert!(!agrees(&1u8, &Fails));
+    assert!(!agrees(&Fails, &1u8));
+    assert!(!agrees(&[1u8; 9], &[1u8; 8]));
+    assert!(agrees(&1u8, &1u16));
+    assert!(agrees(&Fails, &Fails));
+    assert!(agrees(&[1u8; 9], &[2u8; 9]));
 }

@@ -132,7 +132,9 @@ impl<T: Serialize + DeserializeOwned + MaxSize + Schema> Publisher<T> {
     /// no clock.
     ///
     /// If `value` does not encode (or its `Serialize` panics), nothing is
-    /// written: the encoding happens before the slot's write begins.
+    /// written: the encoding happens before the slot's write begins. The
+    /// bytes are postcard's, written by `shmbus_core::encode` (the same
+    /// bytes as `postcard::to_slice`, with the element writes inlined).
     #[inline]
     pub fn publish_at(
         &mut self,
@@ -140,7 +142,7 @@ impl<T: Serialize + DeserializeOwned + MaxSize + Schema> Publisher<T> {
         mono_ns: u64,
         real_ns: u64,
     ) -> Result<u64, PublishError> {
-        let len = postcard::to_slice(value, &mut self.buf)
+        let len = shmbus_core::encode::to_slice(value, &mut self.buf)
             .map_err(PublishError::Encode)?
             .len();
         self.raw
