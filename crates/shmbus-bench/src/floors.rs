@@ -7,7 +7,7 @@
 //! All three run in a private scratch segment ([`crate::os::Scratch`]); the
 //! parent times round trips and the peer echoes.
 
-use std::sync::atomic::{AtomicU32, Ordering, fence};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use std::time::Duration;
 
 use shmbus_core::sys::{self, FutexWait};
@@ -188,6 +188,50 @@ pub fn futex_stop(s: &Scratch) {
     let w = &s.words(FUTEX_WORD, 1)[0];
     w.store(STOP, Ordering::Release);
     let _ = sys::futex_wake_all(w);
+}
+
+/// The stores a 64-byte publish makes in shmbus's layout (version 1,
+/// `docs/LAYOUT.md` sections 3-4) and nothing else: the slot's sequence
+/// odd, 16 data words copied from `frame`, the 7 metadata words (length,
+/// generation, both stamps), the sequence even, then the header's live
+/// block (both stamps, the generation, `notify`). No bounds checks, no
+/// slot arithmetic, no wake-up decision: what any publisher of this layout
+/// must do, so the pre-encoded publish is compared with it as well as with
+/// the bare seqlock (which stores 16 constants and no metadata).
+#[inline]
+pub fn layout_publish(
+    slot: &[AtomicU32; 24],
+    live: &[AtomicU64; 3],
+    notify: &AtomicU32,
+    frame: &[u8; 64],
+    g: u64,
+) {
+    let s = slot[0].load(Ordering::Relaxed);
+    slot[0].store(s.wrapping_add(1), Ordering::Relaxed);
+    fence(Ordering::Release);
+    for (w, c) in slot[8..].iter().zip(frame.chunks_exact(4)) {
+        w.store(
+            u32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+            Ordering::Relaxed,
+        );
+    }
+    let (mono, real) = (g, 7u64);
+    for (w, v) in slot[1..8].iter().zip([
+        64,
+        g as u32,
+        (g >> 32) as u32,
+        mono as u32,
+        (mono >> 32) as u32,
+        real as u32,
+        (real >> 32) as u32,
+    ]) {
+        w.store(v, Ordering::Relaxed);
+    }
+    slot[0].store(s.wrapping_add(2), Ordering::Release);
+    live[0].store(mono, Ordering::Relaxed);
+    live[1].store(real, Ordering::Relaxed);
+    live[2].store(g, Ordering::Release);
+    notify.store(g as u32, Ordering::Release);
 }
 
 #[cfg(test)]

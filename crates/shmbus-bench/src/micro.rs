@@ -4,7 +4,7 @@
 //! batches of all items are interleaved in rounds like the handoffs.
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use postcard::experimental::max_size::MaxSize;
 use postcard_schema::Schema;
@@ -93,6 +93,21 @@ fn encode_item<T: Serialize + 'static>(key: &'static str, label: &'static str, v
     })
 }
 
+/// The same, with `shmbus_core::encode` (what the typed publisher uses).
+fn shmbus_encode_item<T: Serialize + 'static>(
+    key: &'static str,
+    label: &'static str,
+    v: T,
+) -> Item {
+    let mut buf = [0u8; 256];
+    item(key, label, move || {
+        per_op(OPS, |_| {
+            let _ =
+                black_box(shmbus_core::encode::to_slice(black_box(&v), &mut buf).map(|s| s.len()));
+        })
+    })
+}
+
 /// Build every in-process item. The topics get keys from `keys` (removed
 /// at the end of the run by the caller's guard).
 pub fn items(keys: &mut Keys, clock_ns: f64) -> Result<Vec<Item>, String> {
@@ -140,6 +155,30 @@ pub fn items(keys: &mut Keys, clock_ns: f64) -> Result<Vec<Item>, String> {
             let slot = s.words(floors::PING_SLOT, 17);
             per_op(OPS, |i| {
                 floors::seqlock_write(black_box(slot), u64::from(i))
+            })
+        },
+    ));
+    // The same publish's stores alone, in shmbus's layout.
+    let s = scratch.clone();
+    let frame64 = [0x5a_u8; 64];
+    let live: Box<[AtomicU64; 3]> = Box::default();
+    v.push(item(
+        "layout_publish_64",
+        "floor: the layout's stores for a 64 B publish",
+        move || {
+            let w = s.words(2048, 25);
+            let (slot, notify) = match (w[..24].try_into(), w.get(24)) {
+                (Ok(slot), Some(n)) => (slot, n),
+                _ => unreachable!("25 words were asked for"),
+            };
+            per_op(OPS, |i| {
+                floors::layout_publish(
+                    black_box(slot),
+                    black_box(&live),
+                    notify,
+                    black_box(&frame64),
+                    u64::from(i),
+                )
             })
         },
     ));
@@ -245,6 +284,21 @@ pub fn items(keys: &mut Keys, clock_ns: f64) -> Result<Vec<Item>, String> {
     v.push(encode_item("encode_imu", "postcard encode Imu (41 B)", imu));
     v.push(encode_item("encode_gnss", "postcard encode Gnss", gnss));
     v.push(encode_item("encode_power", "postcard encode Power", power));
+    v.push(shmbus_encode_item(
+        "encode_imu_shmbus",
+        "shmbus encode Imu (41 B)",
+        imu,
+    ));
+    v.push(encode_item(
+        "encode_64",
+        "postcard encode Frame64",
+        Frame64::new(7),
+    ));
+    v.push(shmbus_encode_item(
+        "encode_64_shmbus",
+        "shmbus encode Frame64",
+        Frame64::new(7),
+    ));
     let bytes64 = postcard::to_allocvec(&Frame64::new(7)).map_err(|e| e.to_string())?;
     v.push(item(
         "decode_64",

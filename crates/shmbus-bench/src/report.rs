@@ -228,6 +228,7 @@ impl Report {
             "read_latest_64" => Some("seqlock_read_64"),
             "publish_64_typed" => Some("publish_64"),
             "store_bytes_64" => Some("seqlock_publish_64"),
+            "layout_publish_64" => Some("seqlock_publish_64"),
             _ => None,
         };
         self.micro.push(MicroRow {
@@ -377,6 +378,7 @@ impl Report {
         let p64n = m("publish_64_notify");
         let (clock, next64, latest64) = (m("clock_read"), m("read_next_64"), m("read_latest_64"));
         let (next_new, latest_new) = (m("read_next_new_64"), m("read_latest_new_64"));
+        let layout64 = m("layout_publish_64");
         self.ratio(
             "poll nothing new / bare acquire load".into(),
             poll,
@@ -388,6 +390,18 @@ impl Report {
             p64,
             s64,
             Some(2.0),
+        );
+        self.ratio(
+            "publish 64 B pre-encoded / the layout's stores alone".into(),
+            p64,
+            layout64,
+            None,
+        );
+        self.ratio(
+            "the layout's stores alone / bare seqlock publish".into(),
+            layout64,
+            s64,
+            None,
         );
         self.ratio(
             "publish 64 B incl. clock read / bare seqlock publish".into(),
