@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 total=${SHMBUS_FUZZ_SECONDS:-60}
-targets=(schema frame dyn_frame segment)
+targets=(schema frame dyn_frame segment typed)
 per=$(( total / ${#targets[@]} ))
 (( per >= 1 )) || per=1
 
