@@ -24,16 +24,16 @@ type Result<T> = core::result::Result<T, Error>;
 /// an unspecified part of the encoding).
 #[inline]
 pub fn to_slice<'b, T: Serialize + ?Sized>(value: &T, buf: &'b mut [u8]) -> Result<&'b mut [u8]> {
-    let mut e = Encoder { buf, pos: 0 };
+    let total = buf.len();
+    let mut e = Encoder { out: &mut *buf };
     value.serialize(&mut e)?;
-    let Encoder { buf, pos } = e;
-    Ok(&mut buf[..pos])
+    let used = total - e.out.len();
+    Ok(&mut buf[..used])
 }
 
-/// The output buffer and how much of it is written.
+/// The output not written yet: each write takes bytes off its front.
 struct Encoder<'b> {
-    buf: &'b mut [u8],
-    pos: usize,
+    out: &'b mut [u8],
 }
 
 /// Writes one unsigned LEB128 varint of type `$t`: seven bits per byte,
@@ -55,10 +55,10 @@ impl Encoder<'_> {
     /// One byte, or `SerializeBufferFull`.
     #[inline(always)]
     fn push(&mut self, b: u8) -> Result<()> {
-        match self.buf.get_mut(self.pos) {
-            Some(slot) => {
-                *slot = b;
-                self.pos += 1;
+        match core::mem::take(&mut self.out).split_first_mut() {
+            Some((first, rest)) => {
+                *first = b;
+                self.out = rest;
                 Ok(())
             }
             None => Err(Error::SerializeBufferFull),
@@ -68,18 +68,13 @@ impl Encoder<'_> {
     /// Some bytes, all or nothing, or `SerializeBufferFull`.
     #[inline(always)]
     fn extend(&mut self, bytes: &[u8]) -> Result<()> {
-        let end = self
-            .pos
-            .checked_add(bytes.len())
-            .ok_or(Error::SerializeBufferFull)?;
-        match self.buf.get_mut(self.pos..end) {
-            Some(dst) => {
-                dst.copy_from_slice(bytes);
-                self.pos = end;
-                Ok(())
-            }
-            None => Err(Error::SerializeBufferFull),
+        if bytes.len() > self.out.len() {
+            return Err(Error::SerializeBufferFull);
         }
+        let (head, rest) = core::mem::take(&mut self.out).split_at_mut(bytes.len());
+        head.copy_from_slice(bytes);
+        self.out = rest;
+        Ok(())
     }
 
     varint!(varint_u16, u16);
