@@ -5,8 +5,12 @@
 //! The twin of [`crate::decode`], for the same reason: serde serializes a
 //! `[u8; 32]` as 32 calls to `SerializeTuple::serialize_element`, and each
 //! byte went through postcard's flavor `try_push`. Here the element, byte
-//! and varint writes are inlined into the caller's loop, so an array of
-//! bytes encodes as a loop of compares and stores.
+//! and varint writes are inlined into the caller's loop, and each write
+//! takes its bytes off the front of the part of the buffer not written
+//! yet (an index into the whole buffer, stored back after every byte, was
+//! 1.8x slower than postcard on the board's armv7 build). Two `[u8; 32]`:
+//! 36 to 16 ns on x86_64, 83 to 59 ns under qemu-arm; the bench's `Imu`:
+//! 12.7 to 6.5 ns on x86_64, even with postcard under qemu-arm.
 //!
 //! Compatibility is checked, not assumed: `tests/postcard_compat.rs`
 //! compares the bytes both encoders write for every type of the serde data
