@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use shmbus_core::Segment;
-use shmbus_core::codec::decode_in_place;
 use shmbus_core::layout::copy_from_words;
 use shmbus_codec::Codec;
 use shmbus_fuzz::{Check, FuzzSegment, Imu, fix_fingerprint};
@@ -34,15 +33,15 @@ fuzz_target!(|data: &[u8]| {
     let info = s.info().clone();
     assert!(info.geometry.segment_size <= s.size());
     let codec = Codec::from_schema_bytes(&info.schema).ok();
-    let mut scratch = vec![0u8; info.geometry.frame_capacity.min(1 << 16)];
     let mut buf = Vec::new();
     let slots = u64::from(info.geometry.slot_count.min(8));
     for g in 0..slots {
         let _ = s.read_slot(g, Duration::from_millis(1), |m, w| {
             copy_from_words(w, m.len as usize, &mut buf);
-            let _ = decode_in_place::<Imu>(w, m.len as usize, &mut scratch);
-            let _ = decode_in_place::<Check>(w, m.len as usize, &mut scratch);
         });
+        // The typed decoder and the typeless codec, on the copy.
+        let _ = shmbus_core::decode::from_bytes::<Imu>(&buf);
+        let _ = shmbus_core::decode::from_bytes::<Check>(&buf);
         if let Some(c) = &codec {
             let _ = c.decode(&buf);
         }

@@ -2,9 +2,9 @@
 //!
 //! The shared foundation of shmbus, a telemetry bus over System V shared
 //! memory: the segment layout ([`layout`], specified in `docs/LAYOUT.md`),
-//! the seqlock protocol ([`seqlock`]), the in-place postcard codec
-//! ([`codec`]), the typed paths' postcard decoder and encoder ([`decode`],
-//! [`encode`]), the System V and futex wrappers ([`sys`]), the publisher lock
+//! the seqlock protocol ([`seqlock`]), the frame copies in and out of a
+//! slot ([`codec`]), the typed paths' postcard decoder and encoder
+//! ([`decode`], [`encode`]), the System V and futex wrappers ([`sys`]), the publisher lock
 //! ([`lock`]), topic descriptions ([`topic`]), errors ([`error`]), the
 //! load-only views a reader gets of shared memory ([`view`]) and the
 //! waiter registration that lets a publish skip `FUTEX_WAKE` when nobody
