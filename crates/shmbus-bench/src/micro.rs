@@ -84,28 +84,46 @@ fn publish_item(
     }))
 }
 
-fn encode_item<T: Serialize + 'static>(key: &'static str, label: &'static str, v: T) -> Item {
-    let mut buf = [0u8; 256];
-    item(key, label, move || {
-        per_op(OPS, |_| {
-            let _ = black_box(postcard::to_slice(black_box(&v), &mut buf).map(|s| s.len()));
-        })
-    })
+/// postcard's own encoder, as [`encode_item`] calls it.
+fn pc_encode<T: Serialize>(v: &T, buf: &mut [u8]) -> postcard::Result<usize> {
+    postcard::to_slice(v, buf).map(|s| s.len())
 }
 
-/// The same, with `shmbus_core::encode` (what the typed publisher uses).
-fn shmbus_encode_item<T: Serialize + 'static>(
+/// shmbus's encoder (the typed publisher's), as [`encode_item`] calls it.
+fn sb_encode<T: Serialize>(v: &T, buf: &mut [u8]) -> postcard::Result<usize> {
+    shmbus_core::encode::to_slice(v, buf).map(|s| s.len())
+}
+
+/// `encode` (postcard's own, or shmbus's: what the typed publisher uses)
+/// of `v` into a stack buffer; it returns the encoded length.
+fn encode_item<T: 'static>(
     key: &'static str,
     label: &'static str,
     v: T,
+    encode: impl Fn(&T, &mut [u8]) -> postcard::Result<usize> + 'static,
 ) -> Item {
     let mut buf = [0u8; 256];
     item(key, label, move || {
         per_op(OPS, |_| {
-            let _ =
-                black_box(shmbus_core::encode::to_slice(black_box(&v), &mut buf).map(|s| s.len()));
+            let _ = black_box(encode(black_box(&v), &mut buf));
         })
     })
+}
+
+/// `decode` (postcard's own, or shmbus's: what the typed subscriber uses)
+/// of `v`'s postcard bytes, from a slice.
+fn decode_item<T: Serialize + 'static>(
+    key: &'static str,
+    label: &'static str,
+    v: &T,
+    decode: impl Fn(&[u8]) -> postcard::Result<T> + 'static,
+) -> Result<Item, String> {
+    let bytes = postcard::to_allocvec(v).map_err(|e| e.to_string())?;
+    Ok(item(key, label, move || {
+        per_op(OPS, |_| {
+            let _ = black_box(decode(black_box(&bytes)));
+        })
+    }))
 }
 
 /// Build every in-process item. The topics get keys from `keys` (removed
@@ -281,68 +299,69 @@ pub fn items(keys: &mut Keys, clock_ns: f64) -> Result<Vec<Item>, String> {
     ));
 
     // Encoding cost of typical messages (postcard into a stack buffer).
-    v.push(encode_item("encode_imu", "postcard encode Imu (41 B)", imu));
-    v.push(encode_item("encode_gnss", "postcard encode Gnss", gnss));
-    v.push(encode_item("encode_power", "postcard encode Power", power));
-    v.push(shmbus_encode_item(
+    // Encoding and decoding cost: postcard's own, then what the typed
+    // publisher and subscriber use (`shmbus_core::encode`/`decode`).
+    v.push(encode_item(
+        "encode_imu",
+        "postcard encode Imu (41 B)",
+        imu,
+        pc_encode,
+    ));
+    v.push(encode_item(
+        "encode_gnss",
+        "postcard encode Gnss",
+        gnss,
+        pc_encode,
+    ));
+    v.push(encode_item(
+        "encode_power",
+        "postcard encode Power",
+        power,
+        pc_encode,
+    ));
+    v.push(encode_item(
         "encode_imu_shmbus",
         "shmbus encode Imu (41 B)",
         imu,
+        sb_encode,
     ));
+    let f64 = Frame64::new(7);
     v.push(encode_item(
         "encode_64",
         "postcard encode Frame64",
-        Frame64::new(7),
+        f64,
+        pc_encode,
     ));
-    v.push(shmbus_encode_item(
+    v.push(encode_item(
         "encode_64_shmbus",
         "shmbus encode Frame64",
-        Frame64::new(7),
+        f64,
+        sb_encode,
     ));
-    let bytes64 = postcard::to_allocvec(&Frame64::new(7)).map_err(|e| e.to_string())?;
-    v.push(item(
+    v.push(decode_item(
         "decode_64",
         "postcard decode Frame64 from a slice",
-        move || {
-            per_op(OPS, |_| {
-                let _ = black_box(postcard::from_bytes::<Frame64>(black_box(&bytes64)));
-            })
-        },
-    ));
-    let bytes64 = postcard::to_allocvec(&Frame64::new(7)).map_err(|e| e.to_string())?;
-    v.push(item(
+        &f64,
+        |b| postcard::from_bytes(b),
+    )?);
+    v.push(decode_item(
         "decode_64_shmbus",
         "shmbus decode Frame64 from a slice",
-        move || {
-            per_op(OPS, |_| {
-                let _ = black_box(shmbus_core::decode::from_bytes::<Frame64>(black_box(
-                    &bytes64,
-                )));
-            })
-        },
-    ));
-    let bytes_imu = postcard::to_allocvec(&imu).map_err(|e| e.to_string())?;
-    let bytes_imu2 = bytes_imu.clone();
-    v.push(item(
+        &f64,
+        |b| shmbus_core::decode::from_bytes(b),
+    )?);
+    v.push(decode_item(
         "decode_imu",
         "postcard decode Imu from a slice",
-        move || {
-            per_op(OPS, |_| {
-                let _ = black_box(postcard::from_bytes::<Imu>(black_box(&bytes_imu)));
-            })
-        },
-    ));
-    v.push(item(
+        &imu,
+        |b| postcard::from_bytes(b),
+    )?);
+    v.push(decode_item(
         "decode_imu_shmbus",
         "shmbus decode Imu from a slice",
-        move || {
-            per_op(OPS, |_| {
-                let _ = black_box(shmbus_core::decode::from_bytes::<Imu>(black_box(
-                    &bytes_imu2,
-                )));
-            })
-        },
-    ));
+        &imu,
+        |b| shmbus_core::decode::from_bytes(b),
+    )?);
 
     // Read cost per new frame: bare seqlock read, then shmbus next/latest.
     let s = scratch.clone();
