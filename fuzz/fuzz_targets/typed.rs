@@ -1,5 +1,5 @@
 //! The typed paths' codec against postcard: arbitrary bytes decoded as
-//! realistic frame types by `shmbus_core::decode` (what `Subscriber` uses)
+//! realistic frame types (byte arrays as `shmbus_core::Bytes` among them) by `shmbus_core::decode` (what `Subscriber` uses)
 //! and by `postcard::from_bytes` must give the same value or the same
 //! error; whatever decodes is encoded again by `shmbus_core::encode` (what
 //! `Publisher` uses) and `postcard::to_slice`, which must write the same
@@ -10,7 +10,7 @@ use core::fmt::Debug;
 use libfuzzer_sys::fuzz_target;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use shmbus_fuzz::{Check, Gnss, Imu, Power};
+use shmbus_fuzz::{Blob, Check, Gnss, Imu, Power};
 
 fn agree<T: DeserializeOwned + Serialize + Debug>(data: &[u8]) {
     let ours = shmbus_core::decode::from_bytes::<T>(data);
@@ -35,4 +35,5 @@ fuzz_target!(|data: &[u8]| {
     agree::<Gnss>(data);
     agree::<Power>(data);
     agree::<Check>(data);
+    agree::<Blob>(data);
 });

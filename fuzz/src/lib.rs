@@ -54,6 +54,17 @@ pub struct Check {
     pub tag: heapless::String<8>,
 }
 
+/// A frame with byte arrays as `shmbus_core::Bytes` (decoded in one copy
+/// by the typed decoder), among other fields and inside an option.
+#[derive(Serialize, Deserialize, MaxSize, Schema, Debug, PartialEq)]
+pub struct Blob {
+    pub id: u16,
+    pub mac: shmbus_core::Bytes<6>,
+    pub key: Option<shmbus_core::Bytes<16>>,
+    pub raw: [u8; 3],
+    pub tail: shmbus_core::Bytes<1>,
+}
+
 /// Little-endian 32-bit words holding `bytes` (zero-padded).
 pub fn words_of(bytes: &[u8]) -> Vec<AtomicU32> {
     bytes

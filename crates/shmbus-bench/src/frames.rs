@@ -3,7 +3,9 @@
 
 use postcard::experimental::max_size::MaxSize;
 use postcard_schema::Schema;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use shmbus_core::Bytes;
 
 /// 64 bytes on the wire (a `u8` is one postcard byte); the first eight
 /// carry a sequence number so a peer can echo it back.
@@ -25,6 +27,52 @@ impl Frame64 {
 
     /// The sequence number it carries.
     pub fn seq(&self) -> u64 {
+        let mut s = [0; 8];
+        s.copy_from_slice(&self.a[..8]);
+        u64::from_le_bytes(s)
+    }
+}
+
+/// [`Frame64`] with its arrays as [`Bytes`]: the same 64 bytes on the
+/// wire and the same schema, but the typed subscriber decodes each field
+/// in one copy instead of 32 byte-sized elements.
+#[derive(Serialize, Deserialize, MaxSize, Schema, Debug, Clone, Copy, PartialEq)]
+pub struct Frame64Bytes {
+    /// Bytes 0..32 (0..8: the sequence number, little-endian).
+    pub a: Bytes<32>,
+    /// Bytes 32..64.
+    pub b: Bytes<32>,
+}
+
+/// A 64-byte frame the handoff can echo: built from and carrying a
+/// sequence number.
+pub trait SeqFrame:
+    Serialize + DeserializeOwned + Schema + MaxSize + Copy + core::fmt::Debug + 'static
+{
+    /// A frame carrying `seq`.
+    fn with_seq(seq: u64) -> Self;
+    /// The sequence number it carries.
+    fn seq_of(&self) -> u64;
+}
+
+impl SeqFrame for Frame64 {
+    fn with_seq(seq: u64) -> Self {
+        Frame64::new(seq)
+    }
+    fn seq_of(&self) -> u64 {
+        self.seq()
+    }
+}
+
+impl SeqFrame for Frame64Bytes {
+    fn with_seq(seq: u64) -> Self {
+        let f = Frame64::new(seq);
+        Frame64Bytes {
+            a: Bytes(f.a),
+            b: Bytes(f.b),
+        }
+    }
+    fn seq_of(&self) -> u64 {
         let mut s = [0; 8];
         s.copy_from_slice(&self.a[..8]);
         u64::from_le_bytes(s)
@@ -114,6 +162,22 @@ pub fn typical() -> (Imu, Gnss, Power) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frame64_bytes_is_frame64_on_the_wire() {
+        let (a, b) = (Frame64::with_seq(42), Frame64Bytes::with_seq(42));
+        assert_eq!(
+            postcard::to_allocvec(&a).unwrap(),
+            postcard::to_allocvec(&b).unwrap()
+        );
+        // The fields' schemas are the same (the structs' names differ).
+        assert_eq!(
+            shmbus_core::schema::schema_bytes::<[u8; 32]>().unwrap(),
+            shmbus_core::schema::schema_bytes::<Bytes<32>>().unwrap()
+        );
+        assert_eq!(b.seq_of(), 42);
+        assert_eq!(Frame64Bytes::POSTCARD_MAX_SIZE, 64);
+    }
 
     #[test]
     fn frame64_is_64_bytes_and_carries_its_sequence() {

@@ -12,7 +12,7 @@ use shmbus_core::{LockPolicy, Topic};
 use shmbus_pub::{Publisher, RawPublisher};
 use shmbus_sub::{RawSubscriber, Subscriber};
 
-use crate::frames::Frame64;
+use crate::frames::{Frame64, Frame64Bytes, SeqFrame};
 use crate::os::{Peer, Scratch, spin_until};
 use crate::{alts, floors};
 
@@ -39,6 +39,9 @@ pub enum Mech {
     Futex,
     /// shmbus busy-poll (`has_new` + `latest`), topic notify off.
     ShmbusPoll,
+    /// As [`Mech::ShmbusPoll`] with the frame's arrays as `Bytes<32>`
+    /// (the same wire; one-copy decode).
+    ShmbusPollBytes,
     /// shmbus busy-poll with pre-encoded bytes (`RawPublisher::publish_bytes`,
     /// `RawSubscriber::latest_bytes`): the transport without postcard.
     ShmbusRaw,
@@ -58,11 +61,12 @@ pub enum Mech {
 
 impl Mech {
     /// Every mechanism, in the order of a round.
-    pub const ALL: [Mech; 11] = [
+    pub const ALL: [Mech; 12] = [
         Mech::Atomic,
         Mech::Seqlock,
         Mech::ShmbusRaw,
         Mech::ShmbusPoll,
+        Mech::ShmbusPollBytes,
         Mech::ShmbusPollNotify,
         Mech::Iceoryx2,
         Mech::Futex,
@@ -79,6 +83,7 @@ impl Mech {
             Mech::Seqlock => "seqlock",
             Mech::Futex => "futex",
             Mech::ShmbusPoll => "shmbus_poll",
+            Mech::ShmbusPollBytes => "shmbus_poll_bytes",
             Mech::ShmbusRaw => "shmbus_poll_raw",
             Mech::ShmbusPollNotify => "shmbus_poll_notify",
             Mech::ShmbusWait => "shmbus_wait",
@@ -96,6 +101,7 @@ impl Mech {
             Mech::Seqlock => "floor: bare seqlock 64 B",
             Mech::Futex => "floor: raw futex wait/wake",
             Mech::ShmbusPoll => "shmbus busy-poll (notify off)",
+            Mech::ShmbusPollBytes => "shmbus busy-poll, Bytes<32> fields",
             Mech::ShmbusRaw => "shmbus busy-poll, raw bytes",
             Mech::ShmbusPollNotify => "shmbus busy-poll (notify on)",
             Mech::ShmbusWait => "shmbus wait_latest (blocking)",
@@ -110,9 +116,11 @@ impl Mech {
     pub fn kind(self) -> Kind {
         match self {
             Mech::Atomic | Mech::Seqlock | Mech::Futex => Kind::Floor,
-            Mech::ShmbusPoll | Mech::ShmbusRaw | Mech::ShmbusPollNotify | Mech::ShmbusWait => {
-                Kind::Shmbus
-            }
+            Mech::ShmbusPoll
+            | Mech::ShmbusPollBytes
+            | Mech::ShmbusRaw
+            | Mech::ShmbusPollNotify
+            | Mech::ShmbusWait => Kind::Shmbus,
             _ => Kind::Alternative,
         }
     }
@@ -126,12 +134,12 @@ impl Mech {
     }
 }
 
-/// A topic pair for the shmbus ping-pong.
-struct Pair {
+/// A topic pair for the shmbus ping-pong of frames `F`.
+struct Pair<F: SeqFrame> {
     ping: Topic,
     pong: Topic,
-    publisher: Publisher<Frame64>,
-    sub: Subscriber<Frame64>,
+    publisher: Publisher<F>,
+    sub: Subscriber<F>,
 }
 
 /// Topic on the bench's private key range.
@@ -159,15 +167,14 @@ pub fn parse_topic(s: &str) -> Result<Topic, String> {
     Ok(topic(key, name, notify))
 }
 
-impl Pair {
-    fn open(keys: &mut crate::Keys, notify: bool) -> Result<Pair, String> {
-        let suffix = if notify { "wake" } else { "poll" };
+impl<F: SeqFrame> Pair<F> {
+    fn open(keys: &mut crate::Keys, suffix: &str, notify: bool) -> Result<Pair<F>, String> {
         let ping = topic(keys.take(), &format!("bench/{suffix}-ping"), notify);
         let pong = topic(keys.take(), &format!("bench/{suffix}-pong"), notify);
-        let publisher = Publisher::<Frame64>::open(&ping).map_err(|e| e.to_string())?;
+        let publisher = Publisher::<F>::open(&ping).map_err(|e| e.to_string())?;
         // Create the pong topic so we can attach now; each peer reopens it.
-        drop(Publisher::<Frame64>::open(&pong).map_err(|e| e.to_string())?);
-        let sub = Subscriber::<Frame64>::attach(&pong).map_err(|e| e.to_string())?;
+        drop(Publisher::<F>::open(&pong).map_err(|e| e.to_string())?);
+        let sub = Subscriber::<F>::attach(&pong).map_err(|e| e.to_string())?;
         Ok(Pair {
             ping,
             pong,
@@ -262,8 +269,9 @@ pub fn raw_peer(ping: &Topic, pong: &Topic) -> Result<(), String> {
 pub struct Handoff {
     scratch: Scratch,
     raw: RawPair,
-    poll: Pair,
-    wake: Pair,
+    poll: Pair<Frame64>,
+    poll_bytes: Pair<Frame64Bytes>,
+    wake: Pair<Frame64>,
     iceoryx2: Option<PathBuf>,
     budget_ns: u64,
 }
@@ -282,8 +290,9 @@ impl Handoff {
         Ok(Handoff {
             scratch,
             raw: RawPair::open(keys)?,
-            poll: Pair::open(keys, false)?,
-            wake: Pair::open(keys, true)?,
+            poll: Pair::open(keys, "poll", false)?,
+            poll_bytes: Pair::open(keys, "bytes", false)?,
+            wake: Pair::open(keys, "wake", true)?,
             iceoryx2,
             budget_ns: budget.as_nanos() as u64,
         })
@@ -364,6 +373,16 @@ impl Handoff {
                 peer.finish()?;
                 r
             }
+            Mech::ShmbusPollBytes => {
+                let pair = &mut self.poll_bytes;
+                let mut args = pair.args();
+                args.extend(extra);
+                let peer = Peer::spawn("shmbus_poll_bytes", &args, &[])?;
+                let r = measure(iters, budget, |seq| shmbus_rt(pair, seq, false));
+                let _ = pair.publisher.publish(&Frame64Bytes::with_seq(u64::MAX));
+                peer.finish()?;
+                r
+            }
             Mech::Unix | Mech::Pipe | Mech::Mqueue => {
                 let (mut link, peer) = match m {
                     Mech::Unix => alts::unix(&extra)?,
@@ -409,9 +428,9 @@ fn measure(
     Ok(out)
 }
 
-fn shmbus_rt(pair: &mut Pair, seq: u64, blocking: bool) -> Result<(), String> {
+fn shmbus_rt<F: SeqFrame>(pair: &mut Pair<F>, seq: u64, blocking: bool) -> Result<(), String> {
     pair.publisher
-        .publish(&Frame64::new(seq))
+        .publish(&F::with_seq(seq))
         .map_err(|e| e.to_string())?;
     loop {
         let s = if blocking {
@@ -425,18 +444,18 @@ fn shmbus_rt(pair: &mut Pair, seq: u64, blocking: bool) -> Result<(), String> {
                 None => continue,
             }
         };
-        if s.value.seq() == seq {
+        if s.value.seq_of() == seq {
             return Ok(());
         }
     }
 }
 
-/// Peer side of the shmbus ping-pong: echo every ping's sequence number on
-/// the pong topic, busy-polling or blocking.
-pub fn shmbus_peer(blocking: bool, ping: &Topic, pong: &Topic) -> Result<(), String> {
-    let mut sub = Subscriber::<Frame64>::wait_for_topic(ping, Duration::from_secs(10))
+/// Peer side of the shmbus ping-pong of frames `F`: echo every ping's
+/// sequence number on the pong topic, busy-polling or blocking.
+pub fn shmbus_peer<F: SeqFrame>(blocking: bool, ping: &Topic, pong: &Topic) -> Result<(), String> {
+    let mut sub = Subscriber::<F>::wait_for_topic(ping, Duration::from_secs(10))
         .map_err(|e| e.to_string())?;
-    let mut publisher = Publisher::<Frame64>::open(pong).map_err(|e| e.to_string())?;
+    let mut publisher = Publisher::<F>::open(pong).map_err(|e| e.to_string())?;
     println!("ready");
     loop {
         let s = if blocking {
@@ -449,12 +468,12 @@ pub fn shmbus_peer(blocking: bool, ping: &Topic, pong: &Topic) -> Result<(), Str
                 None => continue,
             }
         };
-        let seq = s.value.seq();
+        let seq = s.value.seq_of();
         if seq == u64::MAX {
             return Ok(());
         }
         publisher
-            .publish(&Frame64::new(seq))
+            .publish(&F::with_seq(seq))
             .map_err(|e| e.to_string())?;
     }
 }

@@ -255,7 +255,12 @@ fn peer(args: &[String]) -> Result<(), String> {
         "shmbus_poll" | "shmbus_wait" => {
             let ping = handoff::parse_topic(&arg("ping")?)?;
             let pong = handoff::parse_topic(&arg("pong")?)?;
-            handoff::shmbus_peer(role == "shmbus_wait", &ping, &pong)?;
+            handoff::shmbus_peer::<frames::Frame64>(role == "shmbus_wait", &ping, &pong)?;
+        }
+        "shmbus_poll_bytes" => {
+            let ping = handoff::parse_topic(&arg("ping")?)?;
+            let pong = handoff::parse_topic(&arg("pong")?)?;
+            handoff::shmbus_peer::<frames::Frame64Bytes>(false, &ping, &pong)?;
         }
         "shmbus_raw" => {
             let ping = handoff::parse_topic(&arg("ping")?)?;

@@ -14,7 +14,7 @@ use shmbus_core::sys::monotonic_ns;
 use shmbus_pub::{Publisher, RawPublisher};
 use shmbus_sub::{Next, RawSubscriber, Subscriber};
 
-use crate::frames::{Frame64, Imu, typical};
+use crate::frames::{Frame64, Frame64Bytes, Imu, SeqFrame, typical};
 use crate::handoff::topic;
 use crate::os::Scratch;
 use crate::stats::per_op;
@@ -350,6 +350,13 @@ pub fn items(keys: &mut Keys, clock_ns: f64) -> Result<Vec<Item>, String> {
         &f64,
         |b| shmbus_core::decode::from_bytes(b),
     )?);
+    let f64b = Frame64Bytes::with_seq(7);
+    v.push(decode_item(
+        "decode_64_bytes",
+        "shmbus decode Frame64Bytes from a slice",
+        &f64b,
+        |b| shmbus_core::decode::from_bytes(b),
+    )?);
     v.push(decode_item(
         "decode_imu",
         "postcard decode Imu from a slice",
@@ -465,6 +472,22 @@ pub fn items(keys: &mut Keys, clock_ns: f64) -> Result<Vec<Item>, String> {
             let _keep = &latest_pub;
             per_op(OPS, |_| {
                 let _ = black_box(latest_sub.latest());
+            })
+        },
+    ));
+    let t = topic(keys.take(), "bench/read-latest-bytes", false);
+    let mut bytes_pub = Publisher::<Frame64Bytes>::open(&t).map_err(|e| e.to_string())?;
+    bytes_pub
+        .publish(&Frame64Bytes::with_seq(1))
+        .map_err(|e| e.to_string())?;
+    let mut bytes_sub = Subscriber::<Frame64Bytes>::attach(&t).map_err(|e| e.to_string())?;
+    v.push(item(
+        "read_latest_64_bytes",
+        "shmbus latest() Frame64Bytes (copy + decode)",
+        move || {
+            let _keep = &bytes_pub;
+            per_op(OPS, |_| {
+                let _ = black_box(bytes_sub.latest());
             })
         },
     ));

@@ -226,6 +226,8 @@ impl Report {
             "read_next_64" => Some("read_latest_64"),
             "read_next_new_64" => Some("read_latest_new_64"),
             "read_latest_64" => Some("seqlock_read_64"),
+            "read_latest_64_bytes" => Some("read_latest_bytes_64"),
+            "decode_64_bytes" => Some("decode_64_shmbus"),
             "publish_64_typed" => Some("publish_64"),
             "store_bytes_64" => Some("seqlock_publish_64"),
             "layout_publish_64" => Some("seqlock_publish_64"),
@@ -275,7 +277,9 @@ impl Report {
         for r in &mut self.handoff {
             let same = |k: &str| rows.iter().find(|x| x.key == k && x.pinned == r.pinned);
             let floor = match r.key {
-                "shmbus_poll" | "shmbus_poll_raw" | "shmbus_poll_notify" => Some("seqlock"),
+                "shmbus_poll" | "shmbus_poll_bytes" | "shmbus_poll_raw" | "shmbus_poll_notify" => {
+                    Some("seqlock")
+                }
                 "shmbus_wait" => Some("futex"),
                 "seqlock" | "futex" => Some("atomic"),
                 _ => None,
@@ -313,6 +317,7 @@ impl Report {
             let (poll, seq, ice) = (h("shmbus_poll"), h("seqlock"), h("iceoryx2"));
             let (wait, futex, unix) = (h("shmbus_wait"), h("futex"), h("unix_dgram"));
             let (poll_n, raw) = (h("shmbus_poll_notify"), h("shmbus_poll_raw"));
+            let poll_b = h("shmbus_poll_bytes");
             self.ratio(
                 format!("handoff busy-poll, raw bytes / bare seqlock floor ({p})"),
                 raw,
@@ -322,6 +327,12 @@ impl Report {
             self.ratio(
                 format!("handoff busy-poll, typed / raw bytes ({p})"),
                 poll,
+                raw,
+                Some(1.3),
+            );
+            self.ratio(
+                format!("handoff busy-poll, typed with Bytes<32> fields / raw bytes ({p})"),
+                poll_b,
                 raw,
                 Some(1.3),
             );

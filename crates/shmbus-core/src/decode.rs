@@ -14,7 +14,8 @@
 //! faster (20 to 4.4 ns on x86_64; 230 to 81 ns under qemu-arm). A
 //! `[u8; N]` does not get faster: serde's visitor asks for its N bytes one
 //! at a time and builds the array from N separate results whatever the
-//! decoder does (two `[u8; 32]`: 52 ns either way).
+//! decoder does (two `[u8; 32]`: 52 ns either way). A
+//! [`Bytes<N>`](crate::bytes::Bytes), wire-identical, decodes in one copy.
 //! `docs/BENCHMARKS.md` has the figures.
 //!
 //! The wire format is postcard 1's (its specification, and
@@ -446,13 +447,21 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         visitor.visit_seq(Seq::<false>::new(self, len))
     }
 
+    /// A [`Bytes<N>`](crate::bytes::Bytes) (a tuple struct named
+    /// [`BYTES_NAME`](crate::bytes::BYTES_NAME)) is N raw bytes on the wire,
+    /// exactly as its N `u8` elements would be read one by one: its visitor
+    /// gets them as one slice. The name comparison folds away at compile
+    /// time for every other tuple struct.
     #[inline]
     fn deserialize_tuple_struct<V: Visitor<'de>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         len: usize,
         visitor: V,
     ) -> Result<V::Value> {
+        if name == crate::bytes::BYTES_NAME {
+            return visitor.visit_borrowed_bytes(self.take(len)?);
+        }
         visitor.visit_seq(Seq::<false>::new(self, len))
     }
 

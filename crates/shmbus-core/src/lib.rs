@@ -21,6 +21,8 @@
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
 #[cfg(not(loom))]
+pub mod bytes;
+#[cfg(not(loom))]
 pub mod codec;
 #[cfg(not(loom))]
 pub mod decode;
@@ -46,6 +48,8 @@ pub mod topic;
 pub mod view;
 pub mod waiter;
 
+#[cfg(not(loom))]
+pub use bytes::Bytes;
 #[cfg(not(loom))]
 pub use error::{OpenError, ReadError, WaitError};
 #[cfg(not(loom))]

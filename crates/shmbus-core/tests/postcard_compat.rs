@@ -34,7 +34,7 @@ use std::time::Duration;
 use postcard::Error as E;
 use serde::de::{DeserializeOwned, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use shmbus_core::{decode, encode};
+use shmbus_core::{Bytes, decode, encode};
 
 /// Random values per type for the round-trip test.
 const ROUND_TRIPS: usize = 2_000;
@@ -920,6 +920,55 @@ impl Arb for Frame64 {
     }
 }
 
+/// `Frame64` with its arrays as [`Bytes`]: the same wire, decoded in one
+/// copy per field by our decoder.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+struct Frame64Bytes {
+    a: Bytes<32>,
+    b: Bytes<32>,
+}
+
+impl Arb for Frame64Bytes {
+    fn arb(rng: &mut Rng) -> Self {
+        Frame64Bytes {
+            a: Arb::arb(rng),
+            b: Arb::arb(rng),
+        }
+    }
+}
+
+/// `Bytes` among other fields, inside an option and a sequence.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+struct WithBytes {
+    id: u16,
+    empty: Bytes<0>,
+    one: Bytes<1>,
+    tag: Bytes<3>,
+    maybe: Option<Bytes<2>>,
+    list: Vec<Bytes<4>>,
+    end: bool,
+}
+
+impl Arb for WithBytes {
+    fn arb(rng: &mut Rng) -> Self {
+        WithBytes {
+            id: Arb::arb(rng),
+            empty: Arb::arb(rng),
+            one: Arb::arb(rng),
+            tag: Arb::arb(rng),
+            maybe: Arb::arb(rng),
+            list: (0..rng.below(5)).map(|_| Arb::arb(rng)).collect(),
+            end: Arb::arb(rng),
+        }
+    }
+}
+
+impl<const N: usize> Arb for Bytes<N> {
+    fn arb(rng: &mut Rng) -> Self {
+        Bytes(Arb::arb(rng))
+    }
+}
+
 #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
 struct Imu {
     t: u64,
@@ -1087,6 +1136,10 @@ suite!(heapless_vec_values: heapless::Vec<u8, 16>);
 suite!(heapless_string_values: heapless::String<8>);
 suite!(frame64_values: Frame64);
 suite!(imu_values: Imu);
+suite!(bytes32_values: Bytes<32>);
+suite!(bytes0_values: Bytes<0>);
+suite!(frame64_bytes_values: Frame64Bytes);
+suite!(with_bytes_values: WithBytes);
 suite!(duration_values: Duration);
 suite!(ip_addr_values: IpAddr);
 suite!(non_zero_values: NonZeroU32);
@@ -2237,4 +2290,38 @@ fn the_encoder_comparison_rejects_different_bytes_and_different_errors() {
     assert!(agrees(&1u8, &1u16));
     assert!(agrees(&Fails, &Fails));
     assert!(agrees(&[1u8; 9], &[2u8; 9]));
+}
+
+// ---------------------------------------------------------------------------
+// `Bytes<N>` is a `[u8; N]` on the wire
+
+/// A `Frame64` of arrays and a `Frame64Bytes` of the same bytes encode to
+/// the same frame with both encoders, and each type decodes the other's
+/// frames (and every prefix of them, to the same error) with both decoders.
+#[test]
+fn bytes_and_arrays_share_one_wire_format() {
+    let mut rng = Rng::for_test("bytes_and_arrays_share_one_wire_format");
+    for _ in 0..500 {
+        let arrays = Frame64::arb(&mut rng);
+        let bytes = Frame64Bytes {
+            a: Bytes(arrays.a),
+            b: Bytes(arrays.b),
+        };
+        let wire = postcard::to_allocvec(&arrays).unwrap();
+        assert_eq!(postcard::to_allocvec(&bytes).unwrap(), wire);
+        let mut buf = [0u8; 64];
+        assert_eq!(encode::to_slice(&bytes, &mut buf).unwrap(), &wire[..]);
+        for n in 0..=wire.len() {
+            let input = &wire[..n];
+            let ours = decode::from_bytes::<Frame64Bytes>(input);
+            let theirs = postcard::from_bytes::<Frame64Bytes>(input);
+            let as_arrays = postcard::from_bytes::<Frame64>(input);
+            assert_eq!(ours, theirs, "prefix {n}");
+            match (ours, as_arrays) {
+                (Ok(b), Ok(a)) => assert_eq!((b.a.0, b.b.0), (a.a, a.b)),
+                (Err(e1), Err(e2)) => assert_eq!(e1, e2, "prefix {n}"),
+                (b, a) => panic!("prefix {n}: {b:?} against {a:?}"),
+            }
+        }
+    }
 }

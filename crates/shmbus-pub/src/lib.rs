@@ -76,7 +76,7 @@ use shmbus_core::segment::WriteSegment;
 use shmbus_core::sys;
 
 pub use shmbus_core::segment::{LockOutcome, PublishError};
-pub use shmbus_core::{LockPolicy, OpenError, Topic};
+pub use shmbus_core::{Bytes, LockPolicy, OpenError, Topic};
 
 /// The publisher of one topic, for frames of type `T`.
 ///
