@@ -250,7 +250,8 @@ mod tests {
         struct Other;
         impl<'de> Deserialize<'de> for Other {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                d.deserialize_tuple_struct("Other", 3, OnlyBytes).map(|_| Other)
+                d.deserialize_tuple_struct("Other", 3, OnlyBytes)
+                    .map(|_| Other)
             }
         }
         let wire = [1u8, 2, 3, 4];
