@@ -4,7 +4,9 @@
 //! watchdog so no test can hang.
 #![warn(missing_docs)]
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -12,6 +14,10 @@ use serde::{Deserialize, Serialize};
 use shmbus_core::Topic;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Every key [`unique_key`] handed out in this process: what the
+/// [`watchdog`] removes before it aborts, when no guard can run.
+static HANDED_OUT: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 
 /// A key for a test: `0x7e` in the top byte, then 24 bits hashed from the
 /// test name, this process's pid and a per-process counter. Two tests (or
@@ -28,7 +34,12 @@ pub fn unique_key(test: &str) -> i32 {
         h ^= u32::from(b);
         h = h.wrapping_mul(0x0100_0193);
     }
-    (0x7e00_0000 | (h & 0x00ff_ffff)) as i32
+    let key = (0x7e00_0000 | (h & 0x00ff_ffff)) as i32;
+    HANDED_OUT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(key);
+    key
 }
 
 /// Move the calling thread, and every process it starts from now on, into a
@@ -118,7 +129,37 @@ pub fn child(role: &str, args: &[String]) -> Command {
     .env("SHMBUS_ROLE", role)
     .env("SHMBUS_ROLE_ARGS", args.join("\u{1f}"))
     .stdin(Stdio::null());
+    dies_with_parent(&mut cmd);
     cmd
+}
+
+/// Make the process `cmd` starts die (SIGKILL) when the thread that
+/// spawns it exits, and so when this process dies: also by SIGKILL or by
+/// the [`watchdog`]'s abort, where no guard runs. A child role left behind
+/// would keep its topics attached (and a stopped one would keep them
+/// forever). [`child`] and [`spawn`] do this already; a test that builds
+/// its own role command calls it.
+///
+/// The signal is tied to the spawning *thread* (Linux's rule), so spawn a
+/// child from the thread that outlives it: the test's own thread.
+pub fn dies_with_parent(cmd: &mut Command) -> &mut Command {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child between fork and exec,
+    // where only async-signal-safe calls are allowed: it calls prctl,
+    // getppid and _exit, allocates nothing and takes no lock. std runs it
+    // after any uid/gid change, which would otherwise clear the setting.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent died between fork and prctl: no signal will come.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        })
+    }
 }
 
 /// Spawn a child role with piped stdout.
@@ -151,14 +192,25 @@ thread_local! {
 /// Abort the whole process (and so fail the test) if the calling thread is
 /// still running after `limit`. The watchdog is disarmed when the calling
 /// thread exits (libtest runs every test on a thread of its own), so a test
-/// that finished cannot abort the tests that run after it. Children are
-/// killed by their parents' guards.
+/// that finished cannot abort the tests that run after it.
+///
+/// An abort runs no destructor, so no guard: before it, the watchdog
+/// removes the objects at every key [`unique_key`] handed out in this
+/// process, and children started by [`child`] (or after
+/// [`dies_with_parent`]) get SIGKILL from the kernel when the process dies.
 pub fn watchdog(what: &'static str, limit: Duration) {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     ARMED.with(|a| a.borrow_mut().push(tx));
     std::thread::spawn(move || {
         if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
             eprintln!("WATCHDOG: '{what}' still running after {limit:?}: aborting");
+            let keys = HANDED_OUT
+                .lock()
+                .map(|k| k.clone())
+                .unwrap_or_else(|e| e.into_inner().clone());
+            for key in keys {
+                remove_key(key);
+            }
             std::process::abort();
         }
     });

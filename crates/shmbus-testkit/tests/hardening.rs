@@ -140,6 +140,7 @@ fn spawn_kid(role: &str, args: &[String], ids: Ids) -> Kid {
     .current_dir("/")
     .stdin(Stdio::piped())
     .stdout(Stdio::piped());
+    shmbus_testkit::dies_with_parent(&mut cmd);
     if let Some((uid, gid)) = ids {
         // std's child calls setgroups(0), setgid, then setuid after fork and
         // before exec: a real process of another user.

@@ -1,0 +1,156 @@
+//! The test kit's own cleanup, where no guard can run: a test process that
+//! dies by SIGKILL takes its child roles with it, and one the watchdog
+//! aborts removes the objects at its keys first.
+
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+use shmbus_core::sys;
+use shmbus_testkit::{Guard, KillOnDrop, child, remove_key, role, unique_key, watchdog};
+
+/// Generous: a loaded machine, or every process under qemu-arm.
+const LONG: Duration = Duration::from_secs(60);
+
+/// What follows `prefix` on the first line of the child's output that holds
+/// it (libtest prints its own text first, on the same line too); empty if
+/// the child printed none.
+fn line_with(c: &mut std::process::Child, prefix: &str) -> String {
+    let out = c.stdout.take().expect("piped stdout");
+    BufReader::new(out)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.split_once(prefix).map(|(_, rest)| rest.to_string()))
+        .unwrap_or_default()
+}
+
+/// True once `pid` is gone or a zombie (reparented to an init that has not
+/// reaped it yet).
+fn dead(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state follows the command name's closing parenthesis.
+        Ok(s) => s
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_none_or(|st| st == 'Z' || st == 'X'),
+    }
+}
+
+/// Kills a process that is not our child (a grandchild) on drop, so a
+/// failing test leaves nothing running.
+struct KillPid(i32);
+
+impl Drop for KillPid {
+    fn drop(&mut self) {
+        if !dead(self.0) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.0),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+#[test]
+fn a_child_role_dies_when_its_test_process_is_killed() {
+    if role().is_some() {
+        return;
+    }
+    watchdog("pdeathsig test", Duration::from_secs(300));
+    // The "middle" process plays a test process: it starts a child role
+    // and reports the child's pid, then we SIGKILL it (no guard runs).
+    let mut middle = KillOnDrop(
+        child("middle", &[])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn the middle process"),
+    );
+    let line = line_with(&mut middle.0, "sleeper ");
+    let pid: i32 = line
+        .parse()
+        .ok()
+        .unwrap_or_else(|| panic!("middle printed {line:?}"));
+    let _sleeper = KillPid(pid);
+    assert!(!dead(pid), "the sleeper runs before its parent is killed");
+    middle.0.kill().expect("SIGKILL the middle process");
+    middle.0.wait().expect("reap the middle process");
+    let t0 = Instant::now();
+    while !dead(pid) {
+        assert!(
+            t0.elapsed() < LONG,
+            "the child role {pid} still runs {LONG:?} after its parent died"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_watchdogs_abort_removes_the_segments_at_its_keys() {
+    if role().is_some() {
+        return;
+    }
+    watchdog("watchdog cleanup test", Duration::from_secs(300));
+    let mut c = KillOnDrop(
+        child("abort-holding", &[])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn the aborting child"),
+    );
+    let line = line_with(&mut c.0, "key ");
+    let key: i32 = line
+        .parse()
+        .ok()
+        .unwrap_or_else(|| panic!("child printed {line:?}"));
+    // Removes the segment if the watchdog did not.
+    let _guard = Guard(key);
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = c.0.try_wait().expect("wait for the child") {
+            break s;
+        }
+        assert!(t0.elapsed() < LONG, "the child was not aborted");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success(), "the watchdog aborts: {status:?}");
+    assert_eq!(
+        sys::shmget(key, 0, 0).err().map(|e| e.errno),
+        Some(sys::Errno::ENOENT),
+        "the aborted child's segment at {key:#x} is gone"
+    );
+}
+
+/// Entry point of the children (see `shmbus_testkit::child`).
+#[test]
+fn child_role_entry() {
+    let Some((role, _args)) = role() else { return };
+    match role.as_str() {
+        "middle" => {
+            watchdog("middle", LONG * 2);
+            let mut sleeper = child("sleeper", &[])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn the sleeper");
+            println!("sleeper {}", line_with(&mut sleeper, "pid "));
+            std::thread::sleep(LONG * 2);
+        }
+        "sleeper" => {
+            watchdog("sleeper", LONG * 2);
+            println!("pid {}", std::process::id());
+            std::thread::sleep(LONG * 2);
+        }
+        "abort-holding" => {
+            let key = unique_key("abort-holding");
+            match sys::shmget(key, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) {
+                Ok(_) => println!("key {key}"),
+                Err(e) => {
+                    remove_key(key);
+                    panic!("create a segment at {key:#x}: {e}");
+                }
+            }
+            // Nothing removes it but the watchdog.
+            watchdog("abort-holding", Duration::from_millis(200));
+            std::thread::sleep(LONG);
+        }
+        _ => panic!("unknown role {role}"),
+    }
+}
