@@ -45,6 +45,9 @@ pub enum Mech {
     /// shmbus busy-poll with pre-encoded bytes (`RawPublisher::publish_bytes`,
     /// `RawSubscriber::latest_bytes`): the transport without postcard.
     ShmbusRaw,
+    /// As [`Mech::ShmbusRaw`] with the caller's timestamps
+    /// (`publish_bytes_at`): the transport without the clock read.
+    ShmbusRawAt,
     /// shmbus busy-poll on a topic with notify on (publish pays FUTEX_WAKE).
     ShmbusPollNotify,
     /// shmbus blocking (`wait_latest`), notify on.
@@ -61,10 +64,11 @@ pub enum Mech {
 
 impl Mech {
     /// Every mechanism, in the order of a round.
-    pub const ALL: [Mech; 12] = [
+    pub const ALL: [Mech; 13] = [
         Mech::Atomic,
         Mech::Seqlock,
         Mech::ShmbusRaw,
+        Mech::ShmbusRawAt,
         Mech::ShmbusPoll,
         Mech::ShmbusPollBytes,
         Mech::ShmbusPollNotify,
@@ -85,6 +89,7 @@ impl Mech {
             Mech::ShmbusPoll => "shmbus_poll",
             Mech::ShmbusPollBytes => "shmbus_poll_bytes",
             Mech::ShmbusRaw => "shmbus_poll_raw",
+            Mech::ShmbusRawAt => "shmbus_poll_raw_at",
             Mech::ShmbusPollNotify => "shmbus_poll_notify",
             Mech::ShmbusWait => "shmbus_wait",
             Mech::Unix => "unix_dgram",
@@ -103,6 +108,7 @@ impl Mech {
             Mech::ShmbusPoll => "shmbus busy-poll (notify off)",
             Mech::ShmbusPollBytes => "shmbus busy-poll, Bytes<32> fields",
             Mech::ShmbusRaw => "shmbus busy-poll, raw bytes",
+            Mech::ShmbusRawAt => "shmbus busy-poll, raw, caller's stamp",
             Mech::ShmbusPollNotify => "shmbus busy-poll (notify on)",
             Mech::ShmbusWait => "shmbus wait_latest (blocking)",
             Mech::Unix => "Unix datagram socketpair",
@@ -119,6 +125,7 @@ impl Mech {
             Mech::ShmbusPoll
             | Mech::ShmbusPollBytes
             | Mech::ShmbusRaw
+            | Mech::ShmbusRawAt
             | Mech::ShmbusPollNotify
             | Mech::ShmbusWait => Kind::Shmbus,
             _ => Kind::Alternative,
@@ -220,14 +227,18 @@ impl RawPair {
         })
     }
 
-    fn rt(&mut self, seq: u64, buf: &mut Vec<u8>) -> Result<(), String> {
+    /// One round trip; `stamped`: the caller's timestamps, no clock read.
+    fn rt(&mut self, seq: u64, buf: &mut Vec<u8>, stamped: bool) -> Result<(), String> {
         let frame = Frame64::new(seq);
         let mut bytes = [0u8; 64];
         bytes[..32].copy_from_slice(&frame.a);
         bytes[32..].copy_from_slice(&frame.b);
-        self.publisher
-            .publish_bytes(&bytes)
-            .map_err(|e| e.to_string())?;
+        if stamped {
+            self.publisher.publish_bytes_at(&bytes, seq, seq)
+        } else {
+            self.publisher.publish_bytes(&bytes)
+        }
+        .map_err(|e| e.to_string())?;
         loop {
             spin_until(|| self.sub.has_new())?;
             if self
@@ -243,25 +254,27 @@ impl RawPair {
     }
 }
 
-/// Peer side of the raw-bytes ping-pong: echo the frame's bytes.
-pub fn raw_peer(ping: &Topic, pong: &Topic) -> Result<(), String> {
+/// Peer side of the raw-bytes ping-pong: echo the frame's bytes (with the
+/// ping's own timestamps when `stamped`, reading no clock).
+pub fn raw_peer(ping: &Topic, pong: &Topic, stamped: bool) -> Result<(), String> {
     let mut sub = RawSubscriber::attach(ping).map_err(|e| e.to_string())?;
     let mut publisher = RawPublisher::open(pong, &raw_schema()?, 64).map_err(|e| e.to_string())?;
     println!("ready");
     let mut buf = Vec::with_capacity(64);
     loop {
         spin_until(|| sub.has_new())?;
-        if sub
-            .latest_bytes(&mut buf)
-            .map_err(|e| e.to_string())?
-            .is_none()
-        {
+        let Some(meta) = sub.latest_bytes(&mut buf).map_err(|e| e.to_string())? else {
             continue;
-        }
+        };
         if buf.get(..8) == Some(&u64::MAX.to_le_bytes()[..]) {
             return Ok(());
         }
-        publisher.publish_bytes(&buf).map_err(|e| e.to_string())?;
+        if stamped {
+            publisher.publish_bytes_at(&buf, meta.mono_ns, meta.real_ns)
+        } else {
+            publisher.publish_bytes(&buf)
+        }
+        .map_err(|e| e.to_string())?;
     }
 }
 
@@ -336,16 +349,22 @@ impl Handoff {
                 peer.finish()?;
                 r
             }
-            Mech::ShmbusRaw => {
+            Mech::ShmbusRaw | Mech::ShmbusRawAt => {
+                let stamped = m == Mech::ShmbusRawAt;
                 let raw = &mut self.raw;
                 let mut args = vec![
                     format!("ping={}", topic_arg(&raw.ping)),
                     format!("pong={}", topic_arg(&raw.pong)),
                 ];
                 args.extend(extra);
-                let peer = Peer::spawn("shmbus_raw", &args, &[])?;
+                let role = if stamped {
+                    "shmbus_raw_at"
+                } else {
+                    "shmbus_raw"
+                };
+                let peer = Peer::spawn(role, &args, &[])?;
                 let mut buf = Vec::with_capacity(64);
-                let r = measure(iters, budget, |seq| raw.rt(seq, &mut buf));
+                let r = measure(iters, budget, |seq| raw.rt(seq, &mut buf, stamped));
                 let mut stop = [0u8; 64];
                 stop[..8].copy_from_slice(&u64::MAX.to_le_bytes());
                 let _ = raw.publisher.publish_bytes(&stop);

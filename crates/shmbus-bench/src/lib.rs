@@ -262,10 +262,10 @@ fn peer(args: &[String]) -> Result<(), String> {
             let pong = handoff::parse_topic(&arg("pong")?)?;
             handoff::shmbus_peer::<frames::Frame64Bytes>(false, &ping, &pong)?;
         }
-        "shmbus_raw" => {
+        "shmbus_raw" | "shmbus_raw_at" => {
             let ping = handoff::parse_topic(&arg("ping")?)?;
             let pong = handoff::parse_topic(&arg("pong")?)?;
-            handoff::raw_peer(&ping, &pong)?;
+            handoff::raw_peer(&ping, &pong, role == "shmbus_raw_at")?;
         }
         "unix" | "pipe" | "mq" => alts::peer(role, arg)?,
         "fanout_sub" => fanout::subscriber(&arg("topic")?, arg("mode")? == "wait")?,

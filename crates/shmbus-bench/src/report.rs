@@ -277,9 +277,8 @@ impl Report {
         for r in &mut self.handoff {
             let same = |k: &str| rows.iter().find(|x| x.key == k && x.pinned == r.pinned);
             let floor = match r.key {
-                "shmbus_poll" | "shmbus_poll_bytes" | "shmbus_poll_raw" | "shmbus_poll_notify" => {
-                    Some("seqlock")
-                }
+                "shmbus_poll" | "shmbus_poll_bytes" | "shmbus_poll_raw" | "shmbus_poll_raw_at"
+                | "shmbus_poll_notify" => Some("seqlock"),
                 "shmbus_wait" => Some("futex"),
                 "seqlock" | "futex" => Some("atomic"),
                 _ => None,
@@ -317,12 +316,18 @@ impl Report {
             let (poll, seq, ice) = (h("shmbus_poll"), h("seqlock"), h("iceoryx2"));
             let (wait, futex, unix) = (h("shmbus_wait"), h("futex"), h("unix_dgram"));
             let (poll_n, raw) = (h("shmbus_poll_notify"), h("shmbus_poll_raw"));
-            let poll_b = h("shmbus_poll_bytes");
+            let (poll_b, raw_at) = (h("shmbus_poll_bytes"), h("shmbus_poll_raw_at"));
             self.ratio(
                 format!("handoff busy-poll, raw bytes / bare seqlock floor ({p})"),
                 raw,
                 seq,
                 Some(1.3),
+            );
+            self.ratio(
+                format!("handoff busy-poll, raw, caller's stamp / bare seqlock floor ({p})"),
+                raw_at,
+                seq,
+                None,
             );
             self.ratio(
                 format!("handoff busy-poll, typed / raw bytes ({p})"),
