@@ -12,6 +12,7 @@ use shmbus_bench::handoff::Mech;
 fn bench(args: &[&str]) -> Command {
     let mut cmd = shmbus_testkit::command(env!("CARGO_BIN_EXE_shmbus-bench"));
     cmd.args(args);
+    shmbus_testkit::dies_with_parent(&mut cmd);
     cmd
 }
 

@@ -24,9 +24,16 @@ fn isolate() -> Option<[shmbus_testkit::Guard; 2]> {
     }
 }
 
+/// The bridge binary (behind $SHMBUS_TEST_RUNNER, qemu-arm, when set: see
+/// shmbus_testkit::command), killed with this test process.
+fn bridge_cmd() -> std::process::Command {
+    let mut cmd = shmbus_testkit::command(env!("CARGO_BIN_EXE_shmbus-bridge"));
+    shmbus_testkit::dies_with_parent(&mut cmd);
+    cmd
+}
+
 fn bridge(args: &[&str]) -> Output {
-    // Behind $SHMBUS_TEST_RUNNER (qemu-arm) when set: see shmbus_testkit::command.
-    let mut child = shmbus_testkit::command(env!("CARGO_BIN_EXE_shmbus-bridge"))
+    let mut child = bridge_cmd()
         .args(args)
         .env_remove("SHMBUS_CONFIG")
         .stdin(Stdio::null())
@@ -215,7 +222,7 @@ fn sigterm_stops_a_bridge_that_waits_for_its_broker() {
     let _isolated = isolate();
     let t = Tmp::new("sigterm");
     let cfg = t.write("lab.toml", CONFIG, 0o644);
-    let mut child = shmbus_testkit::command(env!("CARGO_BIN_EXE_shmbus-bridge"))
+    let mut child = bridge_cmd()
         .args(["127.0.0.1:1", "--config", &cfg])
         .stdin(Stdio::null())
         .stdout(Stdio::null())

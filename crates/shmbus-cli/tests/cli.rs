@@ -117,6 +117,7 @@ fn shmbus(args: &[&str]) -> Command {
     let exe = env!("CARGO_BIN_EXE_shmbus");
     let mut cmd = shmbus_testkit::command(exe);
     cmd.args(args).stdin(Stdio::null());
+    shmbus_testkit::dies_with_parent(&mut cmd);
     cmd
 }
 

@@ -9,7 +9,9 @@ use shmbus_testkit::{Guard, KillOnDrop, unique_key, watchdog};
 
 /// The binary, behind `SHMBUS_TEST_RUNNER` (e.g. qemu-arm) if set.
 fn command(exe: &str) -> Command {
-    shmbus_testkit::command(exe)
+    let mut cmd = shmbus_testkit::command(exe);
+    shmbus_testkit::dies_with_parent(&mut cmd);
+    cmd
 }
 
 fn field<'a>(line: &'a str, key: &str) -> &'a str {

@@ -38,6 +38,7 @@ fn tool(args: &[&str]) -> Command {
     let exe = env!("CARGO_BIN_EXE_shmbus-record");
     let mut cmd = shmbus_testkit::command(exe);
     cmd.args(args).stdin(Stdio::null());
+    shmbus_testkit::dies_with_parent(&mut cmd);
     cmd
 }
 

@@ -29,7 +29,9 @@ fn exe(kind: SensorKind) -> &'static str {
 
 /// The command for a sensor program (behind `SHMBUS_TEST_RUNNER` if set).
 fn sensor_cmd(kind: SensorKind, args: &[String]) -> Command {
-    demo::command(Path::new(exe(kind)), args)
+    let mut cmd = demo::command(Path::new(exe(kind)), args);
+    shmbus_testkit::dies_with_parent(&mut cmd);
+    cmd
 }
 
 struct TempFile(PathBuf);

@@ -167,26 +167,7 @@ impl Drop for Broker {
 /// the test process is killed (SIGKILL, a panic=abort): brokers and boards
 /// never outlive their test.
 pub fn die_with_test(cmd: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the child between fork and exec and only
-    // calls prctl(2), which is async-signal-safe; it touches no memory of
-    // the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) == 0
-            {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
+    shmbus_testkit::dies_with_parent(cmd);
 }
 
 /// A child process whose stdout and stderr lines are collected.
