@@ -11,6 +11,11 @@
 //! (read cost) and reports the delivery latency from the publish timestamp
 //! to its read (`CLOCK_MONOTONIC` in both processes, so this one is a real
 //! one-way figure, wake-up included).
+//!
+//! The polling ways run twice when there are two CPUs: unpinned, and with
+//! this process alone on one CPU and every subscriber on the other. With
+//! 64 polling processes sharing the publisher's CPU, a publish mostly
+//! measures what they left in its caches; pinned, it measures the publish.
 
 use std::time::Duration;
 
@@ -37,6 +42,10 @@ pub struct Point {
     pub notify: bool,
     /// Subscribers sleep on the futex (else they poll every 200 µs).
     pub waiting: bool,
+    /// The publisher ran alone on one CPU and every subscriber on another
+    /// (else wherever the scheduler put them, the publisher sharing its
+    /// CPU and caches with subscribers).
+    pub pinned: bool,
     /// Publisher cost per frame.
     pub publish: Summary,
     /// Subscriber `latest()` cost per new frame (all subscribers).
@@ -61,21 +70,26 @@ pub fn point(
     frames: usize,
     period: Duration,
     clock_ns: f64,
+    subscriber_cpu: Option<usize>,
 ) -> Result<Point, String> {
     let t = topic(
         keys.take(),
         &format!(
-            "bench/fanout-{subscribers}-{}{}",
+            "bench/fanout-{subscribers}-{}{}{}",
             u8::from(notify),
-            u8::from(waiting)
+            u8::from(waiting),
+            u8::from(subscriber_cpu.is_some())
         ),
         notify,
     );
     let mut publisher = Publisher::<Frame64>::open(&t).map_err(|e| e.to_string())?;
-    let args = [
+    let mut args = vec![
         format!("topic={}:{}:{}", t.key, u8::from(notify), t.name),
         format!("mode={}", if waiting { "wait" } else { "poll" }),
     ];
+    if let Some(cpu) = subscriber_cpu {
+        args.push(format!("cpu={cpu}"));
+    }
     let mut peers = Vec::with_capacity(subscribers);
     for _ in 0..subscribers {
         peers.push(Peer::spawn("fanout_sub", &args, &[])?);
@@ -120,6 +134,7 @@ pub fn point(
         subscribers,
         notify,
         waiting,
+        pinned: subscriber_cpu.is_some(),
         publish: Summary::of(&mut publish),
         read: Summary::of(&mut read),
         latency: Summary::of(&mut latency),

@@ -386,16 +386,29 @@ fn run_opts(opts: &Opts, args: &[String], keys: &mut Keys) -> Result<(), String>
     } else {
         &[]
     };
+    // (notify, subscribers asleep, pinned): the polling ways also pinned
+    // (publisher and subscribers on two different CPUs) when possible.
+    let mut fanout_modes = vec![
+        (true, true, false),
+        (true, false, false),
+        (false, false, false),
+    ];
+    if pair.is_some() {
+        fanout_modes.extend([(true, false, true), (false, false, true)]);
+    }
     for &n in fanout_counts {
-        for (notify, waiting) in [(true, true), (true, false), (false, false)] {
+        for &(notify, waiting, pinned) in &fanout_modes {
             progress(
                 opts,
                 &format!(
-                    "fan-out: {n} subscribers, notify {}, {}",
+                    "fan-out: {n} subscribers, notify {}, {}{}",
                     if notify { "on" } else { "off" },
-                    if waiting { "sleeping" } else { "polling" }
+                    if waiting { "sleeping" } else { "polling" },
+                    if pinned { ", pinned" } else { "" }
                 ),
             );
+            let cpu_pair = pair.filter(|_| pinned);
+            cpus.pin(cpu_pair.map(|(a, _)| a));
             let floor = if waiting { 200_000.0 } else { 1_000_000.0 };
             let period = Duration::from_nanos((futex_rtt * n as f64).max(floor) as u64);
             match fanout::point(
@@ -406,10 +419,12 @@ fn run_opts(opts: &Opts, args: &[String], keys: &mut Keys) -> Result<(), String>
                 opts.fanout_frames,
                 period,
                 clock_ns,
+                cpu_pair.map(|(_, b)| b),
             ) {
                 Ok(p) => rep.fanout.push(p),
                 Err(e) => rep.skipped.push(format!("fan-out {n} subscribers: {e}")),
             }
+            cpus.pin(None);
         }
     }
     rep.finish();

@@ -218,7 +218,7 @@ fn fanout(o: &mut String, rep: &Report, top: f64, h: f64) {
         let pts: Vec<(f64, f64)> = rep
             .fanout
             .iter()
-            .filter(|p| p.notify == *notify && p.waiting == *waiting)
+            .filter(|p| p.notify == *notify && p.waiting == *waiting && !p.pinned)
             .map(|p| {
                 let v = if *publish {
                     p.publish.median_ns

@@ -449,11 +449,17 @@ impl Report {
             latest64,
             None,
         );
-        for (notify, waiting) in [(false, false), (true, false), (true, true)] {
+        for (notify, waiting, pinned) in [
+            (false, false, false),
+            (true, false, false),
+            (true, true, false),
+            (false, false, true),
+            (true, false, true),
+        ] {
             let pts: Vec<&Point> = self
                 .fanout
                 .iter()
-                .filter(|p| p.notify == notify && p.waiting == waiting)
+                .filter(|p| p.notify == notify && p.waiting == waiting && p.pinned == pinned)
                 .collect();
             if let (Some(first), Some(last)) = (pts.first(), pts.last()) {
                 if last.subscribers > first.subscribers {
@@ -461,7 +467,7 @@ impl Report {
                         "publish cost {} / {} subscribers ({})",
                         last.subscribers,
                         first.subscribers,
-                        fanout_mode(notify, waiting)
+                        fanout_mode(notify, waiting, pinned)
                     );
                     let (a, b) = (last.publish.median_ns, first.publish.median_ns);
                     // Sleeping subscribers are all woken inside the one
@@ -555,15 +561,15 @@ impl Report {
             );
             let _ = writeln!(
                 t,
-                "  {:>4} {:<14} {:>19} {:>19} {:>21}",
+                "  {:>4} {:<22} {:>19} {:>19} {:>21}",
                 "N", "notify", "publish", "read (latest)", "publish->read"
             );
             for p in &self.fanout {
                 let _ = writeln!(
                     t,
-                    "  {:>4} {:<14} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10}",
+                    "  {:>4} {:<22} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10}",
                     p.subscribers,
-                    fanout_mode(p.notify, p.waiting),
+                    fanout_mode(p.notify, p.waiting, p.pinned),
                     ns(p.publish.median_ns),
                     ns(p.publish.p99_ns),
                     ns(p.read.median_ns),
@@ -593,12 +599,15 @@ impl Report {
     }
 }
 
-/// How a fan-out point's subscribers read.
-pub fn fanout_mode(notify: bool, waiting: bool) -> &'static str {
-    match (notify, waiting) {
-        (true, true) => "on, asleep",
-        (true, false) => "on, polling",
-        _ => "off, polling",
+/// How a fan-out point's subscribers read, and whether the publisher had
+/// a CPU to itself.
+pub fn fanout_mode(notify: bool, waiting: bool, pinned: bool) -> &'static str {
+    match (notify, waiting, pinned) {
+        (true, true, _) => "on, asleep",
+        (true, false, false) => "on, polling",
+        (true, false, true) => "on, polling, pinned",
+        (false, _, false) => "off, polling",
+        (false, _, true) => "off, polling, pinned",
     }
 }
 

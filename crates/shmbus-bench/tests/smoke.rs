@@ -132,10 +132,23 @@ fn quick_json_run_measures_everything_and_cleans_up() {
         );
     }
     let fanout = v["fanout"].as_array().expect("fan-out points");
+    let pinned = |p: &serde_json::Value| p["pinned"].as_bool().expect("pinned flag");
     assert_eq!(
-        fanout.len(),
+        fanout.iter().filter(|p| !pinned(p)).count(),
         6,
         "1 and 2 subscribers: notify on asleep, on polling, off polling"
+    );
+    // The polling ways again, pinned, exactly when the handoff ran pinned
+    // (two CPUs available).
+    let handoff_pinned = v["handoff"]
+        .as_array()
+        .expect("handoff rows")
+        .iter()
+        .any(|h| h["pinned"].as_bool() == Some(true));
+    assert_eq!(
+        fanout.iter().filter(|p| pinned(p)).count(),
+        if handoff_pinned { 4 } else { 0 },
+        "1 and 2 subscribers, pinned: on polling, off polling"
     );
     for p in fanout {
         assert!(
