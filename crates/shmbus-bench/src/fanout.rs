@@ -13,9 +13,10 @@
 //! one-way figure, wake-up included).
 //!
 //! The polling ways run twice when there are two CPUs: unpinned, and with
-//! this process alone on one CPU and every subscriber on the other. With
-//! 64 polling processes sharing the publisher's CPU, a publish mostly
-//! measures what they left in its caches; pinned, it measures the publish.
+//! this process alone on one CPU and every subscriber on the other, which
+//! takes the sharing of the publisher's CPU and caches with 64 subscriber
+//! processes out of the figure. (On the development VM that did not make
+//! it flat: `docs/BENCHMARKS.md`, issue 14's fourth pass.)
 
 use std::time::Duration;
 
