@@ -126,6 +126,30 @@ fn decode_item<T: Serialize + 'static>(
     }))
 }
 
+/// `latest()` of an unchanged frame `v` on a topic of its own (the
+/// publisher stays open for the run).
+fn latest_item<T>(
+    keys: &mut Keys,
+    name: &str,
+    key: &'static str,
+    label: &'static str,
+    v: T,
+) -> Result<Item, String>
+where
+    T: Serialize + serde::de::DeserializeOwned + Schema + MaxSize + 'static,
+{
+    let t = topic(keys.take(), name, false);
+    let mut publisher = Publisher::<T>::open(&t).map_err(|e| e.to_string())?;
+    publisher.publish(&v).map_err(|e| e.to_string())?;
+    let mut sub = Subscriber::<T>::attach(&t).map_err(|e| e.to_string())?;
+    Ok(item(key, label, move || {
+        let _keep = &publisher;
+        per_op(OPS, |_| {
+            let _ = black_box(sub.latest());
+        })
+    }))
+}
+
 /// Build every in-process item. The topics get keys from `keys` (removed
 /// at the end of the run by the caller's guard).
 pub fn items(keys: &mut Keys, clock_ns: f64) -> Result<Vec<Item>, String> {
@@ -459,38 +483,20 @@ pub fn items(keys: &mut Keys, clock_ns: f64) -> Result<Vec<Item>, String> {
             total as f64 / n as f64
         }));
     }
-    let t = topic(keys.take(), "bench/read-latest", false);
-    let mut latest_pub = Publisher::<Frame64>::open(&t).map_err(|e| e.to_string())?;
-    latest_pub
-        .publish(&Frame64::new(1))
-        .map_err(|e| e.to_string())?;
-    let mut latest_sub = Subscriber::<Frame64>::attach(&t).map_err(|e| e.to_string())?;
-    v.push(item(
+    v.push(latest_item(
+        keys,
+        "bench/read-latest",
         "read_latest_64",
         "shmbus latest() 64 B frame (copy + decode)",
-        move || {
-            let _keep = &latest_pub;
-            per_op(OPS, |_| {
-                let _ = black_box(latest_sub.latest());
-            })
-        },
-    ));
-    let t = topic(keys.take(), "bench/read-latest-bytes", false);
-    let mut bytes_pub = Publisher::<Frame64Bytes>::open(&t).map_err(|e| e.to_string())?;
-    bytes_pub
-        .publish(&Frame64Bytes::with_seq(1))
-        .map_err(|e| e.to_string())?;
-    let mut bytes_sub = Subscriber::<Frame64Bytes>::attach(&t).map_err(|e| e.to_string())?;
-    v.push(item(
+        Frame64::new(1),
+    )?);
+    v.push(latest_item(
+        keys,
+        "bench/read-latest-bytes",
         "read_latest_64_bytes",
         "shmbus latest() Frame64Bytes (copy + decode)",
-        move || {
-            let _keep = &bytes_pub;
-            per_op(OPS, |_| {
-                let _ = black_box(bytes_sub.latest());
-            })
-        },
-    ));
+        Frame64Bytes::with_seq(1),
+    )?);
     let mut raw_pub = raw_publisher::<Frame64>(keys, "bench/read-raw", false)?;
     raw_pub
         .publish_bytes(&[0x5a; 64])
@@ -508,19 +514,12 @@ pub fn items(keys: &mut Keys, clock_ns: f64) -> Result<Vec<Item>, String> {
             })
         },
     ));
-    let t = topic(keys.take(), "bench/read-imu", false);
-    let mut imu_pub = Publisher::<Imu>::open(&t).map_err(|e| e.to_string())?;
-    imu_pub.publish(&imu).map_err(|e| e.to_string())?;
-    let mut imu_sub = Subscriber::<Imu>::attach(&t).map_err(|e| e.to_string())?;
-    v.push(item(
+    v.push(latest_item(
+        keys,
+        "bench/read-imu",
         "read_latest_imu",
         "shmbus latest() Imu (copy + decode)",
-        move || {
-            let _keep = &imu_pub;
-            per_op(OPS, |_| {
-                let _ = black_box(imu_sub.latest());
-            })
-        },
-    ));
+        imu,
+    )?);
     Ok(v)
 }

@@ -23,6 +23,21 @@ fn line_with(c: &mut std::process::Child, prefix: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Start child role `role` and read the number it prints after `prefix`.
+fn spawn_reporting(role: &str, prefix: &str) -> (KillOnDrop, i32) {
+    let mut c = KillOnDrop(
+        child(role, &[])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {role}: {e}")),
+    );
+    let line = line_with(&mut c.0, prefix);
+    let n = line
+        .parse()
+        .unwrap_or_else(|_| panic!("{role} printed {line:?} after {prefix:?}"));
+    (c, n)
+}
+
 /// True once `pid` is gone or a zombie (reparented to an init that has not
 /// reaped it yet).
 fn dead(pid: i32) -> bool {
@@ -59,17 +74,7 @@ fn a_child_role_dies_when_its_test_process_is_killed() {
     watchdog("pdeathsig test", Duration::from_secs(300));
     // The "middle" process plays a test process: it starts a child role
     // and reports the child's pid, then we SIGKILL it (no guard runs).
-    let mut middle = KillOnDrop(
-        child("middle", &[])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn the middle process"),
-    );
-    let line = line_with(&mut middle.0, "sleeper ");
-    let pid: i32 = line
-        .parse()
-        .ok()
-        .unwrap_or_else(|| panic!("middle printed {line:?}"));
+    let (mut middle, pid) = spawn_reporting("middle", "sleeper ");
     let _sleeper = KillPid(pid);
     assert!(!dead(pid), "the sleeper runs before its parent is killed");
     middle.0.kill().expect("SIGKILL the middle process");
@@ -90,17 +95,7 @@ fn the_watchdogs_abort_removes_the_segments_at_its_keys() {
         return;
     }
     watchdog("watchdog cleanup test", Duration::from_secs(300));
-    let mut c = KillOnDrop(
-        child("abort-holding", &[])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn the aborting child"),
-    );
-    let line = line_with(&mut c.0, "key ");
-    let key: i32 = line
-        .parse()
-        .ok()
-        .unwrap_or_else(|| panic!("child printed {line:?}"));
+    let (mut c, key) = spawn_reporting("abort-holding", "key ");
     // Removes the segment if the watchdog did not.
     let _guard = Guard(key);
     let t0 = Instant::now();
