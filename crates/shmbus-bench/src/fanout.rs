@@ -17,12 +17,22 @@
 //! takes the sharing of the publisher's CPU and caches with 64 subscriber
 //! processes out of the figure. (On the development VM that did not make
 //! it flat: `docs/BENCHMARKS.md`, issue 14's fourth pass.)
+//!
+//! The notify-on polling way also runs as a *control* (unpinned, and
+//! pinned when the polling ways are): the same N processes, polling and
+//! reading every frame exactly as the subscribers do, but of a second
+//! topic, which this process publishes each frame to right after the timed
+//! publish. The timed publish goes to a topic nobody reads. Everything
+//! else is the same (processes, wake-ups, reads, the second publish), so
+//! "publish with N subscribers / publish with N pollers elsewhere" is what
+//! the subscribers' reading of the publisher's own segment costs it, the
+//! machine's load divided out.
 
 use std::time::Duration;
 
 use serde::Serialize;
 use shmbus_core::sys::monotonic_ns;
-use shmbus_pub::Publisher;
+use shmbus_pub::{Publisher, Topic};
 use shmbus_sub::Subscriber;
 
 use crate::Keys;
@@ -33,6 +43,59 @@ use crate::stats::Summary;
 
 /// How often a subscriber of a notify-off topic polls.
 pub const POLL_PERIOD: Duration = Duration::from_micros(200);
+
+/// How a fan-out point's processes read, and where they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Way {
+    /// Topic notify flag.
+    pub notify: bool,
+    /// Subscribers sleep on the futex (else they poll every 200 µs).
+    pub waiting: bool,
+    /// The publisher runs alone on one CPU and every subscriber on another.
+    pub pinned: bool,
+    /// The control: the N processes read a second topic, not the timed one.
+    pub control: bool,
+}
+
+impl Way {
+    /// The ways of one fan-out count, in the order they run; the pinned
+    /// ones only when there are two CPUs to pin to.
+    pub fn all(pin: bool) -> Vec<Way> {
+        let w = |notify, waiting, pinned, control| Way {
+            notify,
+            waiting,
+            pinned,
+            control,
+        };
+        let mut v = vec![
+            w(true, true, false, false),
+            w(true, false, false, false),
+            w(false, false, false, false),
+            w(true, false, false, true),
+        ];
+        if pin {
+            v.extend([
+                w(true, false, true, false),
+                w(false, false, true, false),
+                w(true, false, true, true),
+            ]);
+        }
+        v
+    }
+
+    /// The way's name in tables and ratios.
+    pub fn label(self) -> &'static str {
+        match (self.notify, self.waiting, self.pinned, self.control) {
+            (true, true, _, _) => "on, asleep",
+            (true, false, false, false) => "on, polling",
+            (true, false, true, false) => "on, polling, pinned",
+            (true, false, false, true) => "on, control",
+            (true, false, true, true) => "on, control, pinned",
+            (false, _, false, _) => "off, polling",
+            (false, _, true, _) => "off, polling, pinned",
+        }
+    }
+}
 
 /// One fan-out point.
 #[derive(Debug, Clone, Serialize)]
@@ -47,6 +110,9 @@ pub struct Point {
     /// (else wherever the scheduler put them, the publisher sharing its
     /// CPU and caches with subscribers).
     pub pinned: bool,
+    /// The control ([`Way::control`]): the N processes polled and read a
+    /// second topic; the timed publish went to a topic nobody read.
+    pub control: bool,
     /// Publisher cost per frame.
     pub publish: Summary,
     /// Subscriber `latest()` cost per new frame (all subscribers).
@@ -57,35 +123,64 @@ pub struct Point {
     pub frames: usize,
 }
 
+impl Point {
+    /// The way this point was measured.
+    pub fn way(&self) -> Way {
+        Way {
+            notify: self.notify,
+            waiting: self.waiting,
+            pinned: self.pinned,
+            control: self.control,
+        }
+    }
+}
+
 /// Measure one point. `period` spaces the publishes so that woken
-/// subscribers can go back to sleep.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one call site, every value named there"
-)]
+/// subscribers can go back to sleep; `subscriber_cpu`: where the
+/// subscribers run when `way.pinned` (the caller pins this process).
 pub fn point(
     keys: &mut Keys,
     subscribers: usize,
-    notify: bool,
-    waiting: bool,
+    way: Way,
     frames: usize,
     period: Duration,
     clock_ns: f64,
     subscriber_cpu: Option<usize>,
 ) -> Result<Point, String> {
-    let t = topic(
-        keys.take(),
-        &format!(
-            "bench/fanout-{subscribers}-{}{}{}",
+    let Way {
+        notify, waiting, ..
+    } = way;
+    let name = |what: &str| {
+        format!(
+            "bench/fanout-{subscribers}-{}{}{}{}{what}",
             u8::from(notify),
             u8::from(waiting),
-            u8::from(subscriber_cpu.is_some())
-        ),
-        notify,
-    );
+            u8::from(way.pinned),
+            u8::from(way.control)
+        )
+    };
+    let t = topic(keys.take(), &name(""), notify);
     let mut publisher = Publisher::<Frame64>::open(&t).map_err(|e| e.to_string())?;
+    // The control's second topic: the one its N processes read, published
+    // to (untimed) after every timed publish.
+    let mut read_elsewhere = match way.control {
+        true => {
+            let t2 = topic(keys.take(), &name("-read"), notify);
+            Some((
+                Publisher::<Frame64>::open(&t2).map_err(|e| e.to_string())?,
+                t2,
+            ))
+        }
+        false => None,
+    };
+    let read_topic = read_elsewhere.as_ref().map_or(&t, |(_, t2)| t2);
     let mut args = vec![
-        format!("topic={}:{}:{}", t.key, u8::from(notify), t.name),
+        format!(
+            "topic={}:{}:{}",
+            read_topic.key,
+            u8::from(notify),
+            read_topic.name
+        ),
         format!("mode={}", if waiting { "wait" } else { "poll" }),
     ];
     if let Some(cpu) = subscriber_cpu {
@@ -95,6 +190,14 @@ pub fn point(
     for _ in 0..subscribers {
         peers.push(Peer::spawn("fanout_sub", &args, &[])?);
     }
+    // The control's untimed publish to the topic its processes read.
+    let publish_other = |other: &mut Option<(Publisher<Frame64>, Topic)>, seq: u64| match other {
+        Some((p, _)) => p
+            .publish(&Frame64::new(seq))
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        None => Ok(()),
+    };
     // Let every subscriber reach its wait.
     std::thread::sleep(Duration::from_millis(30) + period * 4);
     let mut publish = Vec::with_capacity(frames);
@@ -110,11 +213,13 @@ pub fn point(
             .map_err(|e| e.to_string())?;
         let t1 = monotonic_ns();
         publish.push((t1.saturating_sub(t0) as f64 - clock_ns).max(0.0));
+        publish_other(&mut read_elsewhere, seq)?;
         next = t1 + period_ns;
     }
     publisher
         .publish(&Frame64::new(u64::MAX))
         .map_err(|e| e.to_string())?;
+    publish_other(&mut read_elsewhere, u64::MAX)?;
     let (mut read, mut latency) = (Vec::new(), Vec::new());
     for mut p in peers {
         let line = p.line()?;
@@ -131,11 +236,13 @@ pub fn point(
         p.finish()?;
     }
     drop(publisher);
+    drop(read_elsewhere);
     Ok(Point {
         subscribers,
         notify,
         waiting,
-        pinned: subscriber_cpu.is_some(),
+        pinned: way.pinned,
+        control: way.control,
         publish: Summary::of(&mut publish),
         read: Summary::of(&mut read),
         latency: Summary::of(&mut latency),

@@ -386,36 +386,23 @@ fn run_opts(opts: &Opts, args: &[String], keys: &mut Keys) -> Result<(), String>
     } else {
         &[]
     };
-    // (notify, subscribers asleep, pinned): the polling ways also pinned
-    // (publisher and subscribers on two different CPUs) when possible.
-    let mut fanout_modes = vec![
-        (true, true, false),
-        (true, false, false),
-        (false, false, false),
-    ];
-    if pair.is_some() {
-        fanout_modes.extend([(true, false, true), (false, false, true)]);
-    }
+    // The polling ways also pinned (publisher and subscribers on two
+    // different CPUs) when possible; see `fanout::Way::all`.
+    let fanout_ways = fanout::Way::all(pair.is_some());
     for &n in fanout_counts {
-        for &(notify, waiting, pinned) in &fanout_modes {
+        for &way in &fanout_ways {
             progress(
                 opts,
-                &format!(
-                    "fan-out: {n} subscribers, notify {}, {}{}",
-                    if notify { "on" } else { "off" },
-                    if waiting { "sleeping" } else { "polling" },
-                    if pinned { ", pinned" } else { "" }
-                ),
+                &format!("fan-out: {n} subscribers, notify {}", way.label()),
             );
-            let cpu_pair = pair.filter(|_| pinned);
+            let cpu_pair = pair.filter(|_| way.pinned);
             cpus.pin(cpu_pair.map(|(a, _)| a));
-            let floor = if waiting { 200_000.0 } else { 1_000_000.0 };
+            let floor = if way.waiting { 200_000.0 } else { 1_000_000.0 };
             let period = Duration::from_nanos((futex_rtt * n as f64).max(floor) as u64);
             match fanout::point(
                 keys,
                 n,
-                notify,
-                waiting,
+                way,
                 opts.fanout_frames,
                 period,
                 clock_ns,

@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 
+use crate::fanout::Way;
 use crate::report::{Dist, Report, ns};
 use crate::stats::quantile;
 
@@ -206,19 +207,38 @@ fn fanout(o: &mut String, rep: &Report, top: f64, h: f64) {
         (x0 + x1) / 2.0,
         top + h + 34.0
     );
-    // (label, notify, subscribers asleep, publish cost (else read cost))
-    let series: [(&str, bool, bool, bool); 5] = [
-        ("publish, notify on, subscribers asleep", true, true, true),
-        ("publish, notify on, polling", true, false, true),
-        ("publish, notify off, polling", false, false, true),
-        ("read latest(), asleep", true, true, false),
-        ("read latest(), polling", true, false, false),
+    // (label, the way, publish cost (else read cost)); unpinned ways only.
+    let way = |notify, waiting, control| Way {
+        notify,
+        waiting,
+        pinned: false,
+        control,
+    };
+    let series: [(&str, Way, bool); 6] = [
+        (
+            "publish, notify on, subscribers asleep",
+            way(true, true, false),
+            true,
+        ),
+        ("publish, notify on, polling", way(true, false, false), true),
+        (
+            "publish, notify off, polling",
+            way(false, false, false),
+            true,
+        ),
+        (
+            "publish, control (N pollers elsewhere)",
+            way(true, false, true),
+            true,
+        ),
+        ("read latest(), asleep", way(true, true, false), false),
+        ("read latest(), polling", way(true, false, false), false),
     ];
-    for (i, (name, notify, waiting, publish)) in series.iter().enumerate() {
+    for (i, (name, way, publish)) in series.iter().enumerate() {
         let pts: Vec<(f64, f64)> = rep
             .fanout
             .iter()
-            .filter(|p| p.notify == *notify && p.waiting == *waiting && !p.pinned)
+            .filter(|p| p.way() == *way)
             .map(|p| {
                 let v = if *publish {
                     p.publish.median_ns

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::fanout::Point;
+use crate::fanout::{Point, Way};
 use crate::handoff::{Kind, Mech};
 use crate::opts::Opts;
 use crate::stats::Summary;
@@ -449,31 +449,54 @@ impl Report {
             latest64,
             None,
         );
-        for (notify, waiting, pinned) in [
-            (false, false, false),
-            (true, false, false),
-            (true, true, false),
-            (false, false, true),
-            (true, false, true),
-        ] {
-            let pts: Vec<&Point> = self
-                .fanout
-                .iter()
-                .filter(|p| p.notify == notify && p.waiting == waiting && p.pinned == pinned)
-                .collect();
+        for way in Way::all(true) {
+            let pts: Vec<&Point> = self.fanout.iter().filter(|p| p.way() == way).collect();
             if let (Some(first), Some(last)) = (pts.first(), pts.last()) {
                 if last.subscribers > first.subscribers {
                     let name = format!(
                         "publish cost {} / {} subscribers ({})",
                         last.subscribers,
                         first.subscribers,
-                        fanout_mode(notify, waiting, pinned)
+                        way.label()
                     );
                     let (a, b) = (last.publish.median_ns, first.publish.median_ns);
                     // Sleeping subscribers are all woken inside the one
-                    // FUTEX_WAKE: that cost grows with N by design.
-                    let target = (!waiting).then_some(1.25);
+                    // FUTEX_WAKE: that cost grows with N by design. The
+                    // control's growth is the machine's, not the bus's.
+                    let target = (!way.waiting && !way.control).then_some(1.25);
                     self.ratio(name, Some(a), Some(b), target);
+                }
+            }
+        }
+        // The subscribers' effect on the publisher with the machine's load
+        // divided out: each polling way against its control, at the largest
+        // N (same processes, same reads, but of another topic).
+        for pinned in [false, true] {
+            let at = |control: bool| {
+                let way = Way {
+                    notify: true,
+                    waiting: false,
+                    pinned,
+                    control,
+                };
+                self.fanout
+                    .iter()
+                    .filter(|p| p.way() == way)
+                    .max_by_key(|p| p.subscribers)
+            };
+            if let (Some(real), Some(ctl)) = (at(false), at(true)) {
+                if real.subscribers == ctl.subscribers {
+                    self.ratio(
+                        format!(
+                            "publish, {} subscribers / {} pollers of another topic{}",
+                            real.subscribers,
+                            ctl.subscribers,
+                            if pinned { " (pinned)" } else { "" }
+                        ),
+                        Some(real.publish.median_ns),
+                        Some(ctl.publish.median_ns),
+                        Some(1.25),
+                    );
                 }
             }
         }
@@ -569,13 +592,19 @@ impl Report {
                     t,
                     "  {:>4} {:<22} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10}",
                     p.subscribers,
-                    fanout_mode(p.notify, p.waiting, p.pinned),
+                    p.way().label(),
                     ns(p.publish.median_ns),
                     ns(p.publish.p99_ns),
                     ns(p.read.median_ns),
                     ns(p.read.p99_ns),
                     ns(p.latency.median_ns),
                     ns(p.latency.p99_ns)
+                );
+            }
+            if self.fanout.iter().any(|p| p.control) {
+                let _ = writeln!(
+                    t,
+                    "  (control: the same N processes poll and read another topic; the timed publish goes to one nobody reads)"
                 );
             }
             let _ = writeln!(t);
@@ -596,18 +625,6 @@ impl Report {
             let _ = writeln!(t, "skipped: {s}");
         }
         t
-    }
-}
-
-/// How a fan-out point's subscribers read, and whether the publisher had
-/// a CPU to itself.
-pub fn fanout_mode(notify: bool, waiting: bool, pinned: bool) -> &'static str {
-    match (notify, waiting, pinned) {
-        (true, true, _) => "on, asleep",
-        (true, false, false) => "on, polling",
-        (true, false, true) => "on, polling, pinned",
-        (false, _, false) => "off, polling",
-        (false, _, true) => "off, polling, pinned",
     }
 }
 

@@ -135,9 +135,10 @@ fn quick_json_run_measures_everything_and_cleans_up() {
     let pinned = |p: &serde_json::Value| p["pinned"].as_bool().expect("pinned flag");
     assert_eq!(
         fanout.iter().filter(|p| !pinned(p)).count(),
-        6,
-        "1 and 2 subscribers: notify on asleep, on polling, off polling"
+        8,
+        "1 and 2 subscribers: notify on asleep, on polling, off polling, on control"
     );
+    let control = |p: &serde_json::Value| p["control"].as_bool().expect("control flag");
     // The polling ways again, pinned, exactly when the handoff ran pinned
     // (two CPUs available).
     let handoff_pinned = v["handoff"]
@@ -147,8 +148,21 @@ fn quick_json_run_measures_everything_and_cleans_up() {
         .any(|h| h["pinned"].as_bool() == Some(true));
     assert_eq!(
         fanout.iter().filter(|p| pinned(p)).count(),
-        if handoff_pinned { 4 } else { 0 },
-        "1 and 2 subscribers, pinned: on polling, off polling"
+        if handoff_pinned { 6 } else { 0 },
+        "1 and 2 subscribers, pinned: on polling, off polling, on control"
+    );
+    // The control's processes read the second topic's frames (their read
+    // samples below), and it is reported against the real way.
+    assert_eq!(
+        fanout.iter().filter(|p| control(p)).count(),
+        if handoff_pinned { 4 } else { 2 }
+    );
+    let ratios = v["ratios"].as_array().expect("ratios");
+    assert!(
+        ratios.iter().any(|r| r["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("publish, 2 subscribers / 2 pollers of another topic"))),
+        "no control ratio in {ratios:?}"
     );
     for p in fanout {
         assert!(
