@@ -23,8 +23,21 @@ pub const PONG_SLOT: usize = 256;
 pub const ATOMIC_WORD: usize = 512;
 /// The futex ping-pong word.
 pub const FUTEX_WORD: usize = 640;
+/// The layout floor's two rings ([`layout_rt`]), each one page.
+pub const LAYOUT_PING: usize = 4096;
+/// The layout floor's pong ring.
+pub const LAYOUT_PONG: usize = 8192;
 /// Size of the scratch segment.
-pub const SCRATCH_SIZE: usize = 4096;
+pub const SCRATCH_SIZE: usize = 12288;
+
+/// A layout-floor ring, as a topic of 64-byte frames lays itself out
+/// (`docs/LAYOUT.md` sections 3-4): the header's live line at 192 (here
+/// `generation` and both stamps as 32-bit halves, then `notify`), slot 0 at
+/// 256, 16 slots of 128 bytes (8 head words, 16 data words, padding).
+const RING_LIVE: usize = 192;
+const RING_SLOT0: usize = 256;
+const RING_STRIDE: usize = 128;
+const RING_SLOTS: u64 = 16;
 
 /// Words in a seqlock slot: the sequence word and 16 payload words (64 B).
 const SLOT_WORDS: usize = 17;
@@ -206,6 +219,16 @@ pub fn layout_publish(
     frame: &[u8; 64],
     g: u64,
 ) {
+    let (mono, real) = layout_slot_write(slot, frame, g);
+    live[0].store(mono, Ordering::Relaxed);
+    live[1].store(real, Ordering::Relaxed);
+    live[2].store(g, Ordering::Release);
+    notify.store(g as u32, Ordering::Release);
+}
+
+/// [`layout_publish`]'s slot part; returns the stamps it stored.
+#[inline]
+fn layout_slot_write(slot: &[AtomicU32; 24], frame: &[u8; 64], g: u64) -> (u64, u64) {
     let s = slot[0].load(Ordering::Relaxed);
     slot[0].store(s.wrapping_add(1), Ordering::Relaxed);
     fence(Ordering::Release);
@@ -228,10 +251,129 @@ pub fn layout_publish(
         w.store(v, Ordering::Relaxed);
     }
     slot[0].store(s.wrapping_add(2), Ordering::Release);
-    live[0].store(mono, Ordering::Relaxed);
-    live[1].store(real, Ordering::Relaxed);
-    live[2].store(g, Ordering::Release);
-    notify.store(g as u32, Ordering::Release);
+    (mono, real)
+}
+
+/// One ring of the layout floor, at `base` in the scratch segment.
+struct Ring<'a> {
+    s: &'a Scratch,
+    base: usize,
+}
+
+impl<'a> Ring<'a> {
+    fn slot(&self, g: u64) -> &'a [AtomicU32; 24] {
+        let off = self.base + RING_SLOT0 + (g % RING_SLOTS) as usize * RING_STRIDE;
+        match self.s.words(off, 24).try_into() {
+            Ok(w) => w,
+            Err(_) => unreachable!("24 words were asked for"),
+        }
+    }
+
+    /// Publish frame `g` (its first 8 bytes are `seq`), as
+    /// [`layout_publish`] with the live block's u64 fields as 32-bit halves.
+    fn publish(&self, g: u64, seq: u64) {
+        let mut frame = [0x5a_u8; 64];
+        frame[..8].copy_from_slice(&seq.to_le_bytes());
+        let (mono, real) = layout_slot_write(self.slot(g), &frame, g);
+        let live = self.s.words(self.base + RING_LIVE, 7);
+        for (w, v) in live[..4].iter().zip([
+            mono as u32,
+            (mono >> 32) as u32,
+            real as u32,
+            (real >> 32) as u32,
+        ]) {
+            w.store(v, Ordering::Relaxed);
+        }
+        live[4].store(g as u32, Ordering::Relaxed);
+        live[5].store((g >> 32) as u32, Ordering::Release);
+        live[6].store(g as u32, Ordering::Release);
+    }
+
+    /// Frame `want` if it is complete and the newest, as shmbus's reader
+    /// takes it on its fast path: its slot's generation word (the poll),
+    /// the seqlock read of the head and the 16 data words, then one load of
+    /// the next slot's generation word (nothing newer). Returns the frame's
+    /// first 8 bytes.
+    fn read(&self, want: u64) -> Option<u64> {
+        let slot = self.slot(want);
+        if slot[2].load(Ordering::Relaxed) != want as u32 {
+            return None;
+        }
+        let s1 = slot[0].load(Ordering::Acquire);
+        if s1 & 1 == 1 {
+            return None;
+        }
+        let mut words = [0u32; 23];
+        for (d, w) in words.iter_mut().zip(&slot[1..]) {
+            *d = w.load(Ordering::Relaxed);
+        }
+        fence(Ordering::Acquire);
+        if slot[0].load(Ordering::Relaxed) != s1
+            || u64::from(words[1]) | (u64::from(words[2]) << 32) != want
+        {
+            return None;
+        }
+        let next = self.slot(want + 1)[2].load(Ordering::Relaxed);
+        if (next.wrapping_sub(want as u32 + 1) as i32) >= 0 {
+            return None;
+        }
+        Some(u64::from(words[7]) | (u64::from(words[8]) << 32))
+    }
+}
+
+/// Parent side of the layout floor: the bare seqlock ping-pong again, but
+/// in shmbus's layout (rings of 16 slots with their metadata, the header's
+/// live line, the reader's look at the next slot), hand-written, with no
+/// clock read and no checks beyond the seqlock's. What is left between
+/// this and the raw-bytes handoff is shmbus's code; what is between this
+/// and the bare seqlock is the layout's.
+pub fn layout_rt(s: &Scratch, seq: u64) -> Result<(), String> {
+    Ring {
+        s,
+        base: LAYOUT_PING,
+    }
+    .publish(seq, seq);
+    let pong = Ring {
+        s,
+        base: LAYOUT_PONG,
+    };
+    spin_until(|| pong.read(seq) == Some(seq))
+}
+
+/// Peer side of the layout floor: echo frame `g` of the ping ring as frame
+/// `g` of the pong ring.
+pub fn layout_peer(s: &Scratch) -> Result<(), String> {
+    let (ping, pong) = (
+        Ring {
+            s,
+            base: LAYOUT_PING,
+        },
+        Ring {
+            s,
+            base: LAYOUT_PONG,
+        },
+    );
+    for g in 1.. {
+        let mut v = None;
+        spin_until(|| {
+            v = ping.read(g);
+            v.is_some()
+        })?;
+        match v {
+            Some(u64::MAX) | None => return Ok(()),
+            Some(seq) => pong.publish(g, seq),
+        }
+    }
+    Ok(())
+}
+
+/// Tell the layout peer (waiting for frame `g`) to exit.
+pub fn layout_stop(s: &Scratch, g: u64) {
+    Ring {
+        s,
+        base: LAYOUT_PING,
+    }
+    .publish(g, u64::MAX);
 }
 
 #[cfg(test)]
@@ -246,6 +388,34 @@ mod tests {
         seqlock_write(&slot, 0x1_0000_0002);
         assert_eq!(seqlock_read_new(&slot, &mut last), Some(0x1_0000_0002));
         assert_eq!(seqlock_read_new(&slot, &mut last), None, "same write twice");
+    }
+
+    #[test]
+    fn layout_floor_reads_only_the_newest_complete_frame() {
+        let s = Scratch::create(SCRATCH_SIZE).expect("scratch segment");
+        reset(&s);
+        let ring = Ring {
+            s: &s,
+            base: LAYOUT_PING,
+        };
+        assert_eq!(ring.read(1), None, "empty ring");
+        ring.publish(1, 41);
+        assert_eq!(ring.read(1), Some(41));
+        assert_eq!(ring.read(2), None, "not published yet");
+        ring.publish(2, 42);
+        assert_eq!(ring.read(1), None, "frame 2 is newer");
+        assert_eq!(ring.read(2), Some(42));
+        // A write in progress (odd sequence) is not accepted.
+        let slot = ring.slot(2);
+        slot[0].fetch_add(1, Ordering::Relaxed);
+        assert_eq!(ring.read(2), None, "mid-write");
+        slot[0].fetch_add(1, Ordering::Relaxed);
+        // A lap later the slot holds frame 18, and frame 2 is gone.
+        for g in 3..=18 {
+            ring.publish(g, g);
+        }
+        assert_eq!(ring.read(2), None);
+        assert_eq!(ring.read(18), Some(18));
     }
 
     #[test]

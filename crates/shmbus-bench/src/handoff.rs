@@ -48,6 +48,9 @@ pub enum Mech {
     /// As [`Mech::ShmbusRaw`] with the caller's timestamps
     /// (`publish_bytes_at`): the transport without the clock read.
     ShmbusRawAt,
+    /// The bare seqlock in shmbus's layout, hand-written
+    /// ([`floors::layout_rt`]): between the seqlock floor and the raw hop.
+    Layout,
     /// shmbus busy-poll on a topic with notify on (publish pays FUTEX_WAKE).
     ShmbusPollNotify,
     /// shmbus blocking (`wait_latest`), notify on.
@@ -64,9 +67,10 @@ pub enum Mech {
 
 impl Mech {
     /// Every mechanism, in the order of a round.
-    pub const ALL: [Mech; 13] = [
+    pub const ALL: [Mech; 14] = [
         Mech::Atomic,
         Mech::Seqlock,
+        Mech::Layout,
         Mech::ShmbusRaw,
         Mech::ShmbusRawAt,
         Mech::ShmbusPoll,
@@ -85,6 +89,7 @@ impl Mech {
         match self {
             Mech::Atomic => "atomic",
             Mech::Seqlock => "seqlock",
+            Mech::Layout => "layout",
             Mech::Futex => "futex",
             Mech::ShmbusPoll => "shmbus_poll",
             Mech::ShmbusPollBytes => "shmbus_poll_bytes",
@@ -104,6 +109,7 @@ impl Mech {
         match self {
             Mech::Atomic => "floor: atomic word ping-pong",
             Mech::Seqlock => "floor: bare seqlock 64 B",
+            Mech::Layout => "floor: seqlock in shmbus's layout",
             Mech::Futex => "floor: raw futex wait/wake",
             Mech::ShmbusPoll => "shmbus busy-poll (notify off)",
             Mech::ShmbusPollBytes => "shmbus busy-poll, Bytes<32> fields",
@@ -121,7 +127,7 @@ impl Mech {
     /// Floor, shmbus or alternative.
     pub fn kind(self) -> Kind {
         match self {
-            Mech::Atomic | Mech::Seqlock | Mech::Futex => Kind::Floor,
+            Mech::Atomic | Mech::Seqlock | Mech::Layout | Mech::Futex => Kind::Floor,
             Mech::ShmbusPoll
             | Mech::ShmbusPollBytes
             | Mech::ShmbusRaw
@@ -329,21 +335,26 @@ impl Handoff {
             .unwrap_or_default();
         let budget = self.budget_ns;
         match m {
-            Mech::Atomic | Mech::Seqlock | Mech::Futex => {
+            Mech::Atomic | Mech::Seqlock | Mech::Layout | Mech::Futex => {
                 floors::reset(&self.scratch);
                 let mut args = vec![format!("shmid={}", self.scratch.shmid())];
                 args.extend(extra);
                 let peer = Peer::spawn(m.key(), &args, &[])?;
                 let s = &self.scratch;
-                let mut last = 0;
-                let r = measure(iters, budget, |seq| match m {
-                    Mech::Atomic => floors::atomic_rt(s, seq),
-                    Mech::Seqlock => floors::seqlock_rt(s, seq, &mut last),
-                    _ => floors::futex_rt(s, seq),
+                let (mut last, mut sent) = (0, 0);
+                let r = measure(iters, budget, |seq| {
+                    sent = seq;
+                    match m {
+                        Mech::Atomic => floors::atomic_rt(s, seq),
+                        Mech::Seqlock => floors::seqlock_rt(s, seq, &mut last),
+                        Mech::Layout => floors::layout_rt(s, seq),
+                        _ => floors::futex_rt(s, seq),
+                    }
                 });
                 match m {
                     Mech::Atomic => floors::atomic_stop(s),
                     Mech::Seqlock => floors::seqlock_stop(s),
+                    Mech::Layout => floors::layout_stop(s, sent + 1),
                     _ => floors::futex_stop(s),
                 }
                 peer.finish()?;

@@ -247,6 +247,11 @@ fn peer(args: &[String]) -> Result<(), String> {
             ready();
             floors::seqlock_peer(&s)?;
         }
+        "layout" => {
+            let s = scratch()?;
+            ready();
+            floors::layout_peer(&s)?;
+        }
         "futex" => {
             let s = scratch()?;
             ready();

@@ -280,7 +280,7 @@ impl Report {
                 "shmbus_poll" | "shmbus_poll_bytes" | "shmbus_poll_raw" | "shmbus_poll_raw_at"
                 | "shmbus_poll_notify" => Some("seqlock"),
                 "shmbus_wait" => Some("futex"),
-                "seqlock" | "futex" => Some("atomic"),
+                "seqlock" | "futex" | "layout" => Some("atomic"),
                 _ => None,
             };
             if let Some(f) = floor.and_then(same) {
@@ -317,6 +317,7 @@ impl Report {
             let (wait, futex, unix) = (h("shmbus_wait"), h("futex"), h("unix_dgram"));
             let (poll_n, raw) = (h("shmbus_poll_notify"), h("shmbus_poll_raw"));
             let (poll_b, raw_at) = (h("shmbus_poll_bytes"), h("shmbus_poll_raw_at"));
+            let layout = h("layout");
             self.ratio(
                 format!("handoff busy-poll, raw bytes / bare seqlock floor ({p})"),
                 raw,
@@ -326,6 +327,18 @@ impl Report {
             self.ratio(
                 format!("handoff busy-poll, raw, caller's stamp / bare seqlock floor ({p})"),
                 raw_at,
+                seq,
+                None,
+            );
+            self.ratio(
+                format!("handoff busy-poll, raw, caller's stamp / layout floor ({p})"),
+                raw_at,
+                layout,
+                None,
+            );
+            self.ratio(
+                format!("layout floor / bare seqlock floor ({p})"),
+                layout,
                 seq,
                 None,
             );
