@@ -103,10 +103,14 @@ fn a_broker_killed_mid_stream_is_reconnected_and_the_gap_is_counted() {
     assert_eq!(got["last_seq"].as_i64(), Some(frames as i64 - 1), "{got}");
     assert_eq!(n(&got, "/bad") + n(&got, "/dup"), 0, "{got}");
     // The outage (about 1250 frames) overflowed A's outbox of 200: the
-    // oldest were dropped and counted, and B's gap covers at least those.
+    // oldest were dropped and counted, and B's gap covers those, except
+    // the few that were in flight when the link broke: taken back into
+    // the outbox unacknowledged (`requeued`), then dropped as the oldest,
+    // they may have reached the broker before it died (docs/BRIDGE.md).
+    // A CI run saw B lose 1556 of A's 1559 dropped, with 8 requeued.
     assert!(n(&a_stats, "/out/dropped") > 0, "{a_stats}");
     assert!(
-        n(&got, "/lost") >= n(&a_stats, "/out/dropped"),
+        n(&got, "/lost") + n(&a_stats, "/out/requeued") >= n(&a_stats, "/out/dropped"),
         "{got} {a_stats}"
     );
     assert_eq!(n(&got, "/unique") + n(&got, "/lost"), frames);
