@@ -19,20 +19,18 @@
 //! it flat: `docs/BENCHMARKS.md`, issue 14's fourth pass.)
 //!
 //! The notify-on polling way also runs as a *control* (unpinned, and
-//! pinned when the polling ways are): the same N processes, polling and
-//! reading every frame exactly as the subscribers do, but of a second
-//! topic, which this process publishes each frame to right after the timed
-//! publish. The timed publish goes to a topic nobody reads. Everything
-//! else is the same (processes, wake-ups, reads, the second publish), so
-//! "publish with N subscribers / publish with N pollers elsewhere" is what
-//! the subscribers' reading of the publisher's own segment costs it, the
-//! machine's load divided out.
+//! pinned when the polling ways are): the timed publishes alternate
+//! between the topic the N subscribers read and a second topic nobody
+//! reads. Both sets of samples share every condition (the same N processes
+//! waking 5000 times a second, the same moment of the run), so "publish to
+//! the read topic / to the unread one" is what being read costs the
+//! publisher, the machine's load divided out pair by pair.
 
 use std::time::Duration;
 
 use serde::Serialize;
 use shmbus_core::sys::monotonic_ns;
-use shmbus_pub::{Publisher, Topic};
+use shmbus_pub::Publisher;
 use shmbus_sub::Subscriber;
 
 use crate::Keys;
@@ -53,7 +51,8 @@ pub struct Way {
     pub waiting: bool,
     /// The publisher runs alone on one CPU and every subscriber on another.
     pub pinned: bool,
-    /// The control: the N processes read a second topic, not the timed one.
+    /// The control: the timed publishes alternate between the topic the N
+    /// subscribers read and one nobody reads.
     pub control: bool,
 }
 
@@ -110,11 +109,14 @@ pub struct Point {
     /// (else wherever the scheduler put them, the publisher sharing its
     /// CPU and caches with subscribers).
     pub pinned: bool,
-    /// The control ([`Way::control`]): the N processes polled and read a
-    /// second topic; the timed publish went to a topic nobody read.
+    /// The control ([`Way::control`]): every other timed publish went to a
+    /// second topic, which nobody reads ([`Point::unread`]).
     pub control: bool,
-    /// Publisher cost per frame.
+    /// Publisher cost per frame (to the topic the subscribers read).
     pub publish: Summary,
+    /// The control only: publisher cost per frame to the second topic,
+    /// which nobody reads, timed between the publishes of `publish`.
+    pub unread: Option<Summary>,
     /// Subscriber `latest()` cost per new frame (all subscribers).
     pub read: Summary,
     /// Publish-to-read latency (all subscribers).
@@ -161,26 +163,17 @@ pub fn point(
     };
     let t = topic(keys.take(), &name(""), notify);
     let mut publisher = Publisher::<Frame64>::open(&t).map_err(|e| e.to_string())?;
-    // The control's second topic: the one its N processes read, published
-    // to (untimed) after every timed publish.
-    let mut read_elsewhere = match way.control {
-        true => {
-            let t2 = topic(keys.take(), &name("-read"), notify);
-            Some((
-                Publisher::<Frame64>::open(&t2).map_err(|e| e.to_string())?,
-                t2,
-            ))
-        }
+    // The control's second topic, which nobody reads: every other timed
+    // publish goes there, interleaved with those to `t`.
+    let mut unread_pub = match way.control {
+        true => Some(
+            Publisher::<Frame64>::open(&topic(keys.take(), &name("-unread"), notify))
+                .map_err(|e| e.to_string())?,
+        ),
         false => None,
     };
-    let read_topic = read_elsewhere.as_ref().map_or(&t, |(_, t2)| t2);
     let mut args = vec![
-        format!(
-            "topic={}:{}:{}",
-            read_topic.key,
-            u8::from(notify),
-            read_topic.name
-        ),
+        format!("topic={}:{}:{}", t.key, u8::from(notify), t.name),
         format!("mode={}", if waiting { "wait" } else { "poll" }),
     ];
     if let Some(cpu) = subscriber_cpu {
@@ -190,36 +183,30 @@ pub fn point(
     for _ in 0..subscribers {
         peers.push(Peer::spawn("fanout_sub", &args, &[])?);
     }
-    // The control's untimed publish to the topic its processes read.
-    let publish_other = |other: &mut Option<(Publisher<Frame64>, Topic)>, seq: u64| match other {
-        Some((p, _)) => p
-            .publish(&Frame64::new(seq))
-            .map(drop)
-            .map_err(|e| e.to_string()),
-        None => Ok(()),
-    };
     // Let every subscriber reach its wait.
     std::thread::sleep(Duration::from_millis(30) + period * 4);
-    let mut publish = Vec::with_capacity(frames);
+    let (mut publish, mut unread) = (Vec::with_capacity(frames), Vec::new());
     let period_ns = period.as_nanos() as u64;
     let mut next = monotonic_ns();
     for seq in 1..=frames as u64 {
         while monotonic_ns() < next {
             std::thread::yield_now();
         }
+        // The control times every even frame on the unread topic.
+        let (p, samples) = match &mut unread_pub {
+            Some(u) if seq % 2 == 0 => (u, &mut unread),
+            _ => (&mut publisher, &mut publish),
+        };
         let t0 = monotonic_ns();
-        publisher
-            .publish_at(&Frame64::new(seq), t0, 0)
+        p.publish_at(&Frame64::new(seq), t0, 0)
             .map_err(|e| e.to_string())?;
         let t1 = monotonic_ns();
-        publish.push((t1.saturating_sub(t0) as f64 - clock_ns).max(0.0));
-        publish_other(&mut read_elsewhere, seq)?;
+        samples.push((t1.saturating_sub(t0) as f64 - clock_ns).max(0.0));
         next = t1 + period_ns;
     }
     publisher
         .publish(&Frame64::new(u64::MAX))
         .map_err(|e| e.to_string())?;
-    publish_other(&mut read_elsewhere, u64::MAX)?;
     let (mut read, mut latency) = (Vec::new(), Vec::new());
     for mut p in peers {
         let line = p.line()?;
@@ -236,7 +223,7 @@ pub fn point(
         p.finish()?;
     }
     drop(publisher);
-    drop(read_elsewhere);
+    drop(unread_pub);
     Ok(Point {
         subscribers,
         notify,
@@ -244,6 +231,7 @@ pub fn point(
         pinned: way.pinned,
         control: way.control,
         publish: Summary::of(&mut publish),
+        unread: way.control.then(|| Summary::of(&mut unread)),
         read: Summary::of(&mut read),
         latency: Summary::of(&mut latency),
         frames,

@@ -151,17 +151,24 @@ fn quick_json_run_measures_everything_and_cleans_up() {
         if handoff_pinned { 6 } else { 0 },
         "1 and 2 subscribers, pinned: on polling, off polling, on control"
     );
-    // The control's processes read the second topic's frames (their read
-    // samples below), and it is reported against the real way.
+    // The control times publishes to a topic nobody reads between those
+    // to the subscribers' topic, and each is reported against the other.
     assert_eq!(
         fanout.iter().filter(|p| control(p)).count(),
         if handoff_pinned { 4 } else { 2 }
     );
+    for p in fanout {
+        let unread = p["unread"]["samples"].as_u64();
+        match control(p) {
+            true => assert!(unread > Some(0), "a control without unread samples: {p}"),
+            false => assert!(p["unread"].is_null(), "{p}"),
+        }
+    }
     let ratios = v["ratios"].as_array().expect("ratios");
     assert!(
         ratios.iter().any(|r| r["name"]
             .as_str()
-            .is_some_and(|n| n.starts_with("publish, 2 subscribers / 2 pollers of another topic"))),
+            .is_some_and(|n| n.starts_with("publish, 2 subscribers / a topic nobody reads"))),
         "no control ratio in {ratios:?}"
     );
     for p in fanout {
