@@ -50,7 +50,13 @@ _shmbus_arm_target_base() {
 # ci/tools/rustdoc-compat.sh, which maps it to 1.85's unstable `--runtool`.
 _shmbus_arm_rustdoc() {
     [[ -x /usr/bin/rustdoc ]] || return 0
-    if /usr/bin/rustdoc --help 2>/dev/null | grep -q -- '--test-runtool'; then
+    # The help is read whole before it is searched: `rustdoc --help | grep -q`
+    # under pipefail fails at random (grep exits at the first match, rustdoc
+    # dies of SIGPIPE writing the rest, exit 141), which picked the wrapper
+    # for a rustdoc that has no `--runtool` any more.
+    local help
+    help=$(/usr/bin/rustdoc --help 2>/dev/null || true)
+    if [[ $help == *--test-runtool* ]]; then
         echo RUSTDOC=/usr/bin/rustdoc
     else
         echo "RUSTDOC=$_SHMBUS_CI_DIR/tools/rustdoc-compat.sh"

@@ -37,7 +37,7 @@ SENSORS=()
 MARK=/etc/shmbus/deb-test-$$.txt
 HAD_ETC=0
 [[ -d /etc/shmbus ]] && HAD_ETC=1
-installed() { dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null | grep -qv '^not-installed$'; }
+installed() { grep -qv '^not-installed$' <<<"$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)"; }
 cleanup() {
     local rc=$? p left=()
     for p in "${SENSORS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -232,14 +232,14 @@ PY
     # C: built with pkg-config against libshmbus-dev, linked dynamically, then statically.
     # shellcheck disable=SC2046 # pkg-config prints words
     cc -std=c99 -Wall -Werror -o "$WORK/read-dyn" packaging/debian/tests/read-topic.c $(pkg-config --cflags --libs shmbus)
-    readelf -d "$WORK/read-dyn" | grep -q 'NEEDED.*\[libshmbus\.so\.0\]' || die "read-topic is not linked to libshmbus.so.0"
+    grep -q 'NEEDED.*\[libshmbus\.so\.0\]' <<<"$(readelf -d "$WORK/read-dyn")" || die "read-topic is not linked to libshmbus.so.0"
     n=$(timeout 60 "$WORK/read-dyn" imu demo 5 | grep -c '^{')
     [[ $n == 5 ]] || die "the C program (dynamic) read $n imu frames, expected 5"
     pass "C: cc \$(pkg-config --cflags --libs shmbus): linked to libshmbus.so.0, read 5 imu frames"
     # shellcheck disable=SC2046 # pkg-config prints words
     cc -std=c99 -Wall -Werror -o "$WORK/read-static" packaging/debian/tests/read-topic.c $(pkg-config --cflags shmbus) \
         /usr/lib/x86_64-linux-gnu/libshmbus.a $(pkg-config --static --libs-only-l shmbus | sed 's/-lshmbus //')
-    ! readelf -d "$WORK/read-static" | grep -q 'libshmbus' || die "read-topic (static) still needs libshmbus.so"
+    ! grep -q 'libshmbus' <<<"$(readelf -d "$WORK/read-static")" || die "read-topic (static) still needs libshmbus.so"
     n=$(timeout 60 "$WORK/read-static" imu demo 5 | grep -c '^{')
     [[ $n == 5 ]] || die "the C program (static libshmbus.a) read $n imu frames, expected 5"
     pass "C: libshmbus.a with shmbus.pc's Libs.private: read 5 imu frames"

@@ -135,9 +135,9 @@ check_elves() {
     local root=$1 arch=$2 f n=0
     while IFS= read -r -d '' f; do
         head -c4 "$f" | grep -q ELF || continue
-        readelf -h "$f" | grep -q "Machine: *$(machine "$arch")\$" || die "$f is not a $(machine "$arch") binary"
-        readelf -d "$f" | grep -q 'NEEDED.*libc\.so\.6' || die "$f is not linked against glibc dynamically"
-        ! readelf -S "$f" | grep -q '\.debug_info' || die "$f has debug info"
+        grep -q "Machine: *$(machine "$arch")\$" <<<"$(readelf -h "$f")" || die "$f is not a $(machine "$arch") binary"
+        grep -q 'NEEDED.*libc\.so\.6' <<<"$(readelf -d "$f")" || die "$f is not linked against glibc dynamically"
+        ! grep -q '\.debug_info' <<<"$(readelf -S "$f")" || die "$f has debug info"
         n=$((n + 1))
     done < <(find "$root" -type f -print0)
     [[ $n -gt 0 ]] || die "no ELF file in $root"
@@ -199,7 +199,7 @@ check_libs() {
     x=$(mktemp -d)
     dpkg-deb -x "$lib" "$x"
     check_elves "$x/usr/lib" "$arch"
-    readelf -d "$x/usr/lib/$ma/libshmbus.so.$CARGO_VERSION" | grep -q 'SONAME.*\[libshmbus\.so\.0\]' || die "libshmbus.so has no SONAME libshmbus.so.0"
+    grep -q 'SONAME.*\[libshmbus\.so\.0\]' <<<"$(readelf -d "$x/usr/lib/$ma/libshmbus.so.$CARGO_VERSION")" || die "libshmbus.so has no SONAME libshmbus.so.0"
     pass "SONAME libshmbus.so.0"
     [[ $arch != "$(dpkg --print-architecture)" ]] || check_shlibdeps "$x" "usr/lib/$ma/libshmbus.so.$CARGO_VERSION" "$(dpkg-deb -f "$lib" Depends)"
     rm -rf "$x"
@@ -207,7 +207,7 @@ check_libs() {
     check_listing "$dev" libshmbus-dev "$arch"
     x=$(mktemp -d)
     dpkg-deb -x "$dev" "$x"
-    ! readelf -S "$x/usr/lib/$ma/libshmbus.a" 2>/dev/null | grep -q '\.debug_info' || die "libshmbus.a has debug info"
+    ! grep -q '\.debug_info' <<<"$(readelf -S "$x/usr/lib/$ma/libshmbus.a" 2>/dev/null)" || die "libshmbus.a has debug info"
     cmp -s "$x/usr/include/shmbus/shmbus.h" crates/shmbus-ffi/include/shmbus.h || die "the packaged shmbus.h is not the crate's"
     grep -qx "libdir=\${prefix}/lib/$ma" "$x/usr/lib/$ma/pkgconfig/shmbus.pc" || die "shmbus.pc: wrong libdir"
     grep -q '^Libs.private: .*-lc' "$x/usr/lib/$ma/pkgconfig/shmbus.pc" || die "shmbus.pc: no Libs.private"

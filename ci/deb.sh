@@ -178,7 +178,7 @@ shlibs_depends() { # shlibs_depends STAGE ARCH
     machine=$(elf_machine "$arch")
     while IFS= read -r -d '' f; do
         head -c4 "$f" | grep -q ELF || continue
-        readelf -h "$f" | grep -q "Machine: *$machine\$" || die "$f is not an $arch ELF file ($(readelf -h "$f" | sed -n 's/ *Machine: *//p'))"
+        grep -q "Machine: *$machine\$" <<<"$(readelf -h "$f")" || die "$f is not an $arch ELF file ($(readelf -h "$f" | sed -n 's/ *Machine: *//p'))"
         while read -r lib; do libs+=("$lib"); done < <(readelf -d "$f" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
         while read -r file ver; do
             case $file:$ver in
@@ -200,11 +200,11 @@ shlibs_depends() { # shlibs_depends STAGE ARCH
         *) die "$l (needed by a file of $(basename "$stage")) has no Debian package in ci/deb.sh's map: add it there" ;;
         esac
     done
-    if printf '%s\n' "${libs[@]}" | grep -qE '^(libc\.so\.6|libm\.so\.6|libpthread|libdl|librt|ld-linux)'; then
+    if grep -qE '^(libc\.so\.6|libm\.so\.6|libpthread|libdl|librt|ld-linux)' < <(printf '%s\n' "${libs[@]}"); then
         [[ "$glibc" != 0 ]] || glibc=2.4
         deps+=("libc6 (>= $glibc)")
     fi
-    if printf '%s\n' "${libs[@]}" | grep -qx libgcc_s.so.1; then
+    if grep -qx libgcc_s.so.1 < <(printf '%s\n' "${libs[@]}"); then
         # libgcc-s1's symbols file names GCC_4.3.0 as 4.3, GCC_3.0 as 3.0.
         gcc=$(echo "${gcc:-3.0}" | cut -d. -f1-2)
         deps+=("libgcc-s1 (>= $gcc)")

@@ -81,7 +81,7 @@ apt_update() {
     APT_UPDATED=1
     local arch
     for arch in "${FOREIGN_ARCHES[@]}"; do
-        if ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+        if ! grep -qx "$arch" <<<"$(dpkg --print-foreign-architectures)"; then
             log "dpkg --add-architecture $arch"
             dpkg --add-architecture "$arch"
         fi
@@ -114,7 +114,7 @@ missing=()
 for p in "${APT_PACKAGES[@]}"; do is_installed "$p" || missing+=("$p"); done
 arch_missing=0
 for arch in "${FOREIGN_ARCHES[@]}"; do
-    dpkg --print-foreign-architectures | grep -qx "$arch" || arch_missing=1
+    grep -qx "$arch" <<<"$(dpkg --print-foreign-architectures)" || arch_missing=1
 done
 if [ "${#missing[@]}" -eq 0 ] && [ "$arch_missing" -eq 0 ]; then
     step_end apt-packages skipped

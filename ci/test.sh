@@ -72,7 +72,7 @@ ensure_host_tools() {
     # rustfmt and clippy come with rustup's default profile; install them if not.
     if command -v rustup >/dev/null; then
         for c in rustfmt clippy; do
-            rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+            grep -q "^$c" <<<"$(rustup component list --installed 2>/dev/null)" || rustup component add "$c"
         done
     fi
 }

@@ -36,7 +36,7 @@ check_static_arm() {
     local hdr
     hdr=$("$READELF" -h "$1" 2>/dev/null) || die "$1: not an ELF file"
     grep -qE 'Machine:[[:space:]]+ARM$' <<<"$hdr" || die "$1: not a 32-bit ARM executable"
-    if "$READELF" -l "$1" 2>/dev/null | grep -q 'Requesting program interpreter'; then
+    if grep -q 'Requesting program interpreter' <<<"$("$READELF" -l "$1" 2>/dev/null)"; then
         die "$1: dynamically linked; build it with arm_cargo_static (+crt-static)"
     fi
 }
