@@ -37,7 +37,14 @@ SENSORS=()
 MARK=/etc/shmbus/deb-test-$$.txt
 HAD_ETC=0
 [[ -d /etc/shmbus ]] && HAD_ETC=1
-installed() { grep -qv '^not-installed$' <<<"$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)"; }
+# Known to dpkg in any state but not-installed (config-files counts). The status is
+# read whole first (no `dpkg-query | grep` under pipefail); an unknown package makes
+# dpkg-query fail and print nothing, which is "not installed".
+installed() {
+    local st
+    st=$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null) || return 1
+    [[ -n $st && $st != not-installed ]]
+}
 cleanup() {
     local rc=$? p left=()
     for p in "${SENSORS[@]}"; do kill "$p" 2>/dev/null || true; done
