@@ -42,8 +42,9 @@ use crate::stats::Summary;
 /// How often a subscriber of a notify-off topic polls.
 pub const POLL_PERIOD: Duration = Duration::from_micros(200);
 
-/// How a fan-out point's processes read, and where they run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a fan-out point's processes read, and where they run (in the JSON,
+/// its fields are the point's own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Way {
     /// Topic notify flag.
     pub notify: bool,
@@ -101,17 +102,10 @@ impl Way {
 pub struct Point {
     /// Subscriber processes.
     pub subscribers: usize,
-    /// Topic notify flag.
-    pub notify: bool,
-    /// Subscribers sleep on the futex (else they poll every 200 µs).
-    pub waiting: bool,
-    /// The publisher ran alone on one CPU and every subscriber on another
-    /// (else wherever the scheduler put them, the publisher sharing its
-    /// CPU and caches with subscribers).
-    pub pinned: bool,
-    /// The control ([`Way::control`]): every other timed publish went to a
-    /// second topic, which nobody reads ([`Point::unread`]).
-    pub control: bool,
+    /// How they read and where they ran; with `control`, every other timed
+    /// publish went to a second topic, which nobody reads ([`Point::unread`]).
+    #[serde(flatten)]
+    pub way: Way,
     /// Publisher cost per frame (to the topic the subscribers read).
     pub publish: Summary,
     /// The control only: publisher cost per frame to the second topic,
@@ -123,18 +117,6 @@ pub struct Point {
     pub latency: Summary,
     /// Frames published.
     pub frames: usize,
-}
-
-impl Point {
-    /// The way this point was measured.
-    pub fn way(&self) -> Way {
-        Way {
-            notify: self.notify,
-            waiting: self.waiting,
-            pinned: self.pinned,
-            control: self.control,
-        }
-    }
 }
 
 /// Measure one point. `period` spaces the publishes so that woken
@@ -226,10 +208,7 @@ pub fn point(
     drop(unread_pub);
     Ok(Point {
         subscribers,
-        notify,
-        waiting,
-        pinned: way.pinned,
-        control: way.control,
+        way,
         publish: Summary::of(&mut publish),
         unread: way.control.then(|| Summary::of(&mut unread)),
         read: Summary::of(&mut read),

@@ -238,7 +238,7 @@ fn fanout(o: &mut String, rep: &Report, top: f64, h: f64) {
         let pts: Vec<(f64, f64)> = rep
             .fanout
             .iter()
-            .filter(|p| p.way() == *way)
+            .filter(|p| p.way == *way)
             .map(|p| {
                 let v = if *publish {
                     // The control's line is its unread topic's publishes.

@@ -463,7 +463,7 @@ impl Report {
             None,
         );
         for way in Way::all(true) {
-            let pts: Vec<&Point> = self.fanout.iter().filter(|p| p.way() == way).collect();
+            let pts: Vec<&Point> = self.fanout.iter().filter(|p| p.way == way).collect();
             if let (Some(first), Some(last)) = (pts.first(), pts.last()) {
                 if last.subscribers > first.subscribers {
                     let name = format!(
@@ -488,13 +488,13 @@ impl Report {
         let controls: Vec<(String, Option<f64>, Option<f64>)> = self
             .fanout
             .iter()
-            .filter(|p| p.control)
+            .filter(|p| p.way.control)
             .map(|p| {
                 (
                     format!(
                         "publish, {} subscribers / a topic nobody reads, interleaved{}",
                         p.subscribers,
-                        if p.pinned { " (pinned)" } else { "" }
+                        if p.way.pinned { " (pinned)" } else { "" }
                     ),
                     Some(p.publish.median_ns),
                     p.unread.as_ref().map(|u| u.median_ns),
@@ -596,7 +596,7 @@ impl Report {
                     t,
                     "  {:>4} {:<22} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10}",
                     p.subscribers,
-                    p.way().label(),
+                    p.way.label(),
                     ns(p.publish.median_ns),
                     ns(p.publish.p99_ns),
                     ns(p.read.median_ns),
@@ -615,7 +615,7 @@ impl Report {
                     );
                 }
             }
-            if self.fanout.iter().any(|p| p.control) {
+            if self.fanout.iter().any(|p| p.way.control) {
                 let _ = writeln!(
                     t,
                     "  (control: the timed publishes alternate between the topic the N subscribers read and one nobody reads)"
