@@ -24,12 +24,17 @@ use crate::view::ReadWords;
 pub fn load_bytes(words: ReadWords<'_>, len: usize, out: &mut [u8]) -> usize {
     let n = len.min(words.len() * 4).min(out.len());
     let (head, tail) = out[..n].split_at_mut(n & !3);
-    let mut it = words.iter();
-    for (c, w) in head.chunks_exact_mut(4).zip(&mut it) {
-        c.copy_from_slice(&w.load().to_le_bytes());
+    // Source and destination cut to the same number of whole words first,
+    // so the loop tests one bound, not two (n <= 4 * words.len(), so the
+    // range is inside).
+    let whole = n / 4;
+    if let Some(src) = words.range(0, whole) {
+        for (c, w) in head.chunks_exact_mut(4).zip(src.iter()) {
+            c.copy_from_slice(&w.load().to_le_bytes());
+        }
     }
     if !tail.is_empty() {
-        if let Some(w) = it.next() {
+        if let Some(w) = words.get(whole) {
             tail.copy_from_slice(&w.load().to_le_bytes()[..tail.len()]);
         }
     }
@@ -152,6 +157,24 @@ mod tests {
         let mut small = [0u8; 5];
         assert_eq!(load_bytes((&words).into(), 13, &mut small), 5);
         assert_eq!(small, [1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn copy_from_words_overwrites_a_reused_buffer_of_any_old_length() {
+        // A poller reuses one Vec: whatever it held before (longer,
+        // shorter, the same length), it ends up holding exactly the frame.
+        let bytes: Vec<u8> = (1..=13u8).collect();
+        let words = words_of(&bytes);
+        for old_len in [0usize, 3, 8, 13, 16, 40] {
+            for len in 0..=16usize {
+                let mut out = vec![0xee_u8; old_len];
+                crate::layout::copy_from_words((&words).into(), len, &mut out);
+                let mut expect: Vec<u8> = bytes.clone();
+                expect.resize(16, 0);
+                expect.truncate(len.min(16));
+                assert_eq!(out, expect, "old length {old_len}, len {len}");
+            }
+        }
     }
 
     #[cfg(feature = "writer")]

@@ -324,11 +324,16 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 /// Copy `len` bytes out of 32-bit words (little-endian), with relaxed loads
 /// ([`crate::codec::load_bytes`]); `out` ends up `min(len, 4 * words)`
 /// bytes long.
+///
+/// `out`'s old bytes are overwritten, not cleared first: a poller reuses
+/// one buffer for frames of one size, and zero-filling it on every read
+/// cost about as much as the copy. Only bytes beyond its old length are
+/// zeroed (by `resize`) before the copy overwrites them too.
 pub fn copy_from_words(words: ReadWords<'_>, len: usize, out: &mut Vec<u8>) {
     let n = len.min(words.len() * 4);
-    out.clear();
     out.resize(n, 0);
-    crate::codec::load_bytes(words, n, out);
+    let copied = crate::codec::load_bytes(words, n, out);
+    debug_assert_eq!(copied, n, "every byte of out is overwritten");
 }
 
 impl HeaderInfo {

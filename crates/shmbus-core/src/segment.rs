@@ -216,8 +216,33 @@ impl Segment {
         generation: u64,
         f: impl FnOnce(&SlotMeta, ReadWords<'_>) -> R,
     ) -> Option<(SlotMeta, R)> {
-        let w = slot_words(&self.att, &self.info, generation);
-        let seq = seq_word(w);
+        self.try_read_in(slot_words(&self.att, &self.info, generation), f)
+    }
+
+    /// [`Self::try_read_slot`] of frame `generation`'s slot, given `index`
+    /// = [`Self::peek_index`]`(generation)`: a poller that keeps that index
+    /// finds the slot with a subtraction instead of a multiplication. Any
+    /// other index reads another slot, or gives `None` outside the ring; the
+    /// caller's check of the generation in the metadata tells.
+    #[inline]
+    pub fn try_read_slot_at<R>(
+        &self,
+        index: usize,
+        f: impl FnOnce(&SlotMeta, ReadWords<'_>) -> R,
+    ) -> Option<(SlotMeta, R)> {
+        let first = index.checked_sub(GEN_LO)?;
+        let end = first.checked_add(self.info.geometry.slot_stride / 4)?;
+        let w = self.att.all_words().range(first, end)?;
+        self.try_read_in(w, f)
+    }
+
+    #[inline]
+    fn try_read_in<R>(
+        &self,
+        w: ReadWords<'_>,
+        f: impl FnOnce(&SlotMeta, ReadWords<'_>) -> R,
+    ) -> Option<(SlotMeta, R)> {
+        let seq = w.get(SEQ)?;
         let cap = self.info.geometry.frame_capacity;
         let data = w.range(DATA, DATA + self.info.geometry.frame_words())?;
         let s1 = seqlock::read_begin(seq)?;
@@ -298,10 +323,32 @@ impl Segment {
         if seqlock::is_older(lo, generation) {
             return seqlock::Peek::Older;
         }
-        let w = slot_words(&self.att, &self.info, generation);
-        match w.get(GEN_HI) {
-            Some(hi) => seqlock::peek_rest(seq_word(w), hi, lo, generation),
-            None => unreachable!("a slot has at least 8 words"),
+        self.peek_rest_at(index, lo, generation)
+    }
+
+    /// The low generation word at `index` (one Relaxed load), `None` past
+    /// the end: a poller that tests it with [`seqlock::is_older`] inline
+    /// and finishes with [`Self::peek_rest_at`] out of line loads it once.
+    #[inline(always)]
+    pub fn gen_lo_at(&self, index: usize) -> Option<u32> {
+        self.word_at(index)
+    }
+
+    /// [`Self::peek_at`] after its first load: `lo` was loaded from
+    /// `index` (= [`Self::peek_index`]`(generation)`) and was not older.
+    #[inline]
+    pub fn peek_rest_at(&self, index: usize, lo: u32, generation: u64) -> seqlock::Peek {
+        // The slot's words relative to its low generation word.
+        let words = self.att.all_words();
+        let at = |k: usize| {
+            index
+                .checked_sub(GEN_LO)
+                .and_then(|first| first.checked_add(k))
+                .and_then(|i| words.get(i))
+        };
+        match (at(SEQ), at(GEN_HI)) {
+            (Some(seq), Some(hi)) => seqlock::peek_rest(seq, hi, lo, generation),
+            _ => seqlock::Peek::Unsure,
         }
     }
 

@@ -123,7 +123,7 @@ use serde::de::DeserializeOwned;
 use shmbus_core::codec::load_bytes;
 use shmbus_core::layout::{HeaderInfo, copy_from_words};
 use shmbus_core::segment::{DEFAULT_STUCK_AFTER, MAX_SANE_GENERATION};
-use shmbus_core::seqlock::Peek;
+use shmbus_core::seqlock::{Peek, is_older};
 use shmbus_core::sys::{self, FutexWait};
 use shmbus_core::waiter::WaiterWord;
 
@@ -348,17 +348,22 @@ impl RawSubscriber {
     #[inline(always)]
     pub fn has_new(&self) -> bool {
         // The poll loop's whole cost when nothing is new, inlined; the
-        // rest (something new, or the slot cannot tell) out of line.
-        if self.seg.is_older_at(self.peek_idx, self.want) {
-            return false;
+        // rest (something new, or the slot cannot tell) out of line, given
+        // the word already loaded.
+        match self.seg.gen_lo_at(self.peek_idx) {
+            Some(lo) if is_older(lo, self.want) => false,
+            lo => self.has_new_slow(lo),
         }
-        self.has_new_slow()
     }
 
     #[cold]
     #[inline(never)]
-    fn has_new_slow(&self) -> bool {
-        match self.seg.peek_at(self.peek_idx, self.want) {
+    fn has_new_slow(&self, lo: Option<u32>) -> bool {
+        let peeked = match lo {
+            Some(lo) => self.seg.peek_rest_at(self.peek_idx, lo, self.want),
+            None => Peek::Unsure,
+        };
+        match peeked {
             Peek::Older => false,
             Peek::Complete => true,
             Peek::Unsure => {
@@ -500,21 +505,28 @@ impl RawSubscriber {
         // header is not read (on a handoff its line stays with the
         // publisher). Any other outcome, and "nothing new", take the header
         // path.
+        //
+        // Each word is looked at once: the slot's low generation word as a
+        // filter (older: skip the attempt), then the seqlock read, which
+        // itself accepts only a complete frame `want`, then the next slot's
+        // low generation word, found from this slot's index by an add.
         let want = self.want;
-        let peeked = self.seg.peek_at(self.peek_idx, want);
-        if peeked == Peek::Complete {
+        let idx = self.peek_idx;
+        let older = self.seg.gen_lo_at(idx).is_some_and(|lo| is_older(lo, want));
+        if !older {
             if let Some((meta, Some(v))) = self
                 .seg
-                .try_read_slot(want, |m, w| (m.generation == want).then(|| f(m, w)))
+                .try_read_slot_at(idx, |m, w| (m.generation == want).then(|| f(m, w)))
             {
-                if self.seg.peek(want.saturating_add(1)) == Peek::Older {
+                let next = self.seg.next_peek_index(idx);
+                if self.seg.is_older_at(next, want.saturating_add(1)) {
                     self.mark_returned(want);
                     return Ok(Some((meta, v)));
                 }
             }
         }
         let h = self.seg.checked_generation()?;
-        if h <= self.newest && peeked != Peek::Older {
+        if h <= self.newest && !older {
             // The header says nothing new, but the next frame's slot did not
             // look older: the publisher is between completing that slot and
             // storing the header's generation (or this read is a lap behind

@@ -195,3 +195,50 @@ mod roles;
 mod stress;
 #[path = "bus/waits.rs"]
 mod waits;
+
+/// The index-based reads a poller uses (`gen_lo_at`, `peek_rest_at`,
+/// `try_read_slot_at`, `next_peek_index`) give the same answers as the
+/// generation-based ones for every frame in the ring, and an index that is
+/// not a slot's (before the first slot, past the end) gives "cannot tell",
+/// never a panic or a read outside the segment.
+#[test]
+fn index_based_slot_reads_agree_with_generation_based_ones() {
+    use shmbus_core::seqlock::Peek;
+    let (topic, _guard) = unique_topic("index-reads");
+    let topic = topic.slots(4);
+    let mut p = Publisher::<Check>::open(&topic).unwrap();
+    for g in 1..=6 {
+        p.publish(&Check::new(g)).unwrap();
+    }
+    let seg = Segment::attach(&topic).unwrap();
+    for g in 3..=6u64 {
+        let idx = seg.peek_index(g);
+        assert_eq!(seg.gen_lo_at(idx), Some(g as u32), "frame {g}");
+        assert_eq!(seg.peek_at(idx, g), Peek::Complete, "frame {g}");
+        assert_eq!(seg.peek_rest_at(idx, g as u32, g), Peek::Complete);
+        let by_index = seg.try_read_slot_at(idx, |m, _| m.generation);
+        let by_generation = seg.try_read_slot(g, |m, _| m.generation);
+        assert_eq!(by_index.map(|(m, v)| (m.generation, v)), Some((g, g)));
+        assert_eq!(by_generation.map(|(m, v)| (m.generation, v)), Some((g, g)));
+        assert_eq!(seg.next_peek_index(idx), seg.peek_index(g + 1), "frame {g}");
+        // The frame a lap later is not there yet: its slot holds g.
+        assert!(seg.is_older_at(idx, g + 4));
+        assert_eq!(seg.peek_at(seg.peek_index(g + 4), g + 4), Peek::Older);
+    }
+    // Frame 7 is not published: its slot holds frame 3.
+    assert_eq!(seg.peek(7), Peek::Older);
+    let words = seg.stat().unwrap().size as usize / 4;
+    for bad in [0, 1, words, words + 100, usize::MAX] {
+        assert!(
+            seg.try_read_slot_at(bad, |m, _| m.generation).is_none(),
+            "index {bad}"
+        );
+    }
+    for bad in [words, usize::MAX] {
+        assert_eq!(seg.gen_lo_at(bad), None);
+        assert_eq!(seg.peek_at(bad, 1), Peek::Unsure);
+        assert_eq!(seg.peek_rest_at(bad, 1, 1), Peek::Unsure);
+    }
+    drop(seg);
+    p.remove().unwrap();
+}
