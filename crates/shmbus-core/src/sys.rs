@@ -376,19 +376,27 @@ impl Attachment {
     /// 4-aligned. Crate-private: readers get [`Self::words`].
     #[inline]
     fn atomics(&self, offset: usize, count: usize) -> Option<&[AtomicU32]> {
-        let end = count.checked_mul(4)?.checked_add(offset)?;
-        if offset % 4 != 0 || end > self.len {
+        if offset % 4 != 0 {
             return None;
         }
-        // SAFETY: the range [offset, end) is inside the mapping (checked
-        // above) and 4-aligned (the mapping is page-aligned). AtomicU32 may
-        // alias memory that other processes access atomically, and a
+        let first = offset / 4;
+        // [offset, offset + 4 * count) is inside `len` bytes exactly when
+        // these words are among the mapping's whole words.
+        self.all_atomics().get(first..first.checked_add(count)?)
+    }
+
+    /// Every whole 32-bit word of the mapping. Built on each call from the
+    /// pointer and the length, with no check to make: a poller's every
+    /// access starts here.
+    #[inline(always)]
+    fn all_atomics(&self) -> &[AtomicU32] {
+        // SAFETY: `len / 4` words from the start are inside the mapping of
+        // `len` bytes and 4-aligned (the mapping is page-aligned). AtomicU32
+        // may alias memory that other processes access atomically, and a
         // reference to it into read-only memory is allowed as long as only
         // Relaxed loads are made through it, which is all the views do. The
         // slice lives no longer than `self`, which keeps the mapping attached.
-        Some(unsafe {
-            core::slice::from_raw_parts(self.ptr.as_ptr().add(offset).cast::<AtomicU32>(), count)
-        })
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr().cast::<AtomicU32>(), self.len / 4) }
     }
 
     /// The 32-bit word at byte `offset`, load-only, or `None` if it is not
@@ -402,10 +410,7 @@ impl Attachment {
     /// [`ReadWords::get`] (one bounds check).
     #[inline(always)]
     pub fn all_words(&self) -> ReadWords<'_> {
-        match self.atomics(0, self.len / 4) {
-            Some(w) => ReadWords::from(w),
-            None => unreachable!("len / 4 words from offset 0 fit in len bytes"),
-        }
+        ReadWords::from(self.all_atomics())
     }
 
     /// `count` consecutive 32-bit words from byte `offset`, load-only, or

@@ -242,3 +242,36 @@ fn index_based_slot_reads_agree_with_generation_based_ones() {
     drop(seg);
     p.remove().unwrap();
 }
+
+/// The mapping's word views stay inside the segment the kernel reports and
+/// refuse unaligned offsets, for a size that is not a whole number of
+/// words: the last, partial word is not a word.
+#[test]
+fn word_views_are_bounded_by_the_real_size_and_aligned() {
+    let key = unique_key("word-views");
+    let _guard = Guard(key);
+    let size = 4096 + 6;
+    let w = raw_segment(key, size);
+    let r = Attachment::read_only(w.shmid()).unwrap();
+    assert_eq!(r.len(), size);
+    let whole = size / 4; // 1025 words: bytes 0..4100
+    assert_eq!(r.all_words().len(), whole);
+    assert_eq!(r.words(0, whole).map(|v| v.len()), Some(whole));
+    assert!(r.words(0, whole + 1).is_none(), "the partial last word");
+    assert!(r.words(4100, 1).is_none(), "bytes 4100..4104 pass the end");
+    assert!(r.words(4096, 1).is_some());
+    assert!(r.words(4100, 0).is_some(), "an empty range at the end");
+    assert!(r.words(4104, 0).is_none(), "an empty range past the end");
+    assert!(r.words(2, 1).is_none(), "unaligned");
+    assert!(r.words(usize::MAX - 3, 1).is_none());
+    assert!(r.words(4, usize::MAX).is_none());
+    assert!(r.word(4096).is_some());
+    assert!(r.word(4100).is_none());
+    assert!(r.word(4097).is_none());
+    assert!(w.atomic_words(4100, 1).is_none());
+    assert_eq!(w.atomic_words(8, 2).map(<[AtomicU32]>::len), Some(2));
+    // What is stored through the writer's view is what the reader's sees.
+    w.atomic_words(4096, 1).unwrap()[0].store(0x5eed, Ordering::Relaxed);
+    assert_eq!(r.word(4096).unwrap().load(), 0x5eed);
+    assert_eq!(r.all_words().get(1024).map(|x| x.load()), Some(0x5eed));
+}
