@@ -145,11 +145,30 @@ fi
 # =====================================================================================
 # The stamp records which Debian version the armv7 std was copied from; the compiler
 # and the std must match exactly (otherwise rustc fails with E0514/E0460).
+#
+# Which version: the workspace's `rust-version` (the floor every armv7 crate must
+# compile with, ci/README.md) when Debian still offers it, else the newest. Debian's
+# security archive moves rustc-web forward (1.96 joined 1.85 in 2026), and taking the
+# newest would leave the declared floor compiled nowhere. SHMBUS_ARM_RUST=newest takes
+# the newest on purpose.
 RUST_STAMP="$RUSTLIB/$TARGET/.shmbus-ci-version"
+FLOOR=$(awk -F'"' '/^rust-version *= *"[0-9]+\.[0-9]+"/ { print $2; exit }' Cargo.toml)
+[ -n "$FLOOR" ] || die "no rust-version = \"X.Y\" in Cargo.toml"
+PREFER=${SHMBUS_ARM_RUST:-floor}
+case $PREFER in
+floor | newest) ;;
+*) die "SHMBUS_ARM_RUST='$PREFER' (known: floor, newest)" ;;
+esac
+xy_of() { sed -E 's/^([0-9]+:)?([0-9]+\.[0-9]+)\..*/\2/' <<<"$1"; }
 rust_ok() {
     /usr/bin/rustc --version >/dev/null 2>&1 || return 1
     compgen -G "$RUSTLIB/$TARGET/lib/libstd-*.rlib" >/dev/null || return 1
     [ -f "$RUST_STAMP" ] || return 1
+    # A std of another version than the one preferred is chosen again (the choice
+    # below falls back to it if the preferred one is not offered).
+    if [ "$PREFER" = floor ] && [ "$(xy_of "$(cat "$RUST_STAMP")")" != "$FLOOR" ]; then
+        return 1
+    fi
     is_installed rustc-web "$(cat "$RUST_STAMP")"
 }
 
@@ -164,9 +183,17 @@ else
     armhf_versions=$(apt-cache madison libstd-rust-web-dev:armhf | awk -F'|' '{ gsub(/ /, "", $2); print $2 }' | awk '!seen[$0]++')
     [ -n "$armhf_versions" ] || die "apt-cache madison libstd-rust-web-dev:armhf lists nothing (armhf index missing?)"
     log "   libstd-rust-web-dev:armhf versions: $(tr '\n' ' ' <<<"$armhf_versions")"
+    if [ "$PREFER" = floor ]; then
+        # The floor's versions first (newest first among them), then the rest.
+        armhf_versions=$(
+            for v in $armhf_versions; do [ "$(xy_of "$v")" = "$FLOOR" ] && echo "$v"; done
+            for v in $armhf_versions; do [ "$(xy_of "$v")" = "$FLOOR" ] || echo "$v"; done
+        )
+        log "   preferring the workspace's rust-version $FLOOR (SHMBUS_ARM_RUST=newest for the newest)"
+    fi
     V=
     for v in $armhf_versions; do
-        xy=$(printf '%s\n' "$v" | sed -E 's/^([0-9]+:)?([0-9]+\.[0-9]+)\..*/\2/')
+        xy=$(xy_of "$v")
         ok=1
         for p in rustc-web libstd-rust-web-dev "libstd-rust-web-$xy"; do
             apt-cache madison "$p:amd64" | awk -F'|' '{ gsub(/ /, "", $2); print $2 }' | grep -qxF "$v" || { ok=0; break; }
@@ -179,6 +206,10 @@ else
     done
     [ -n "$V" ] || die "no libstd-rust-web-dev:armhf version is also available for amd64 rustc-web$([ "$ARM64" -eq 1 ] && echo ' and libstd-rust-web-dev:arm64')"
     log "   chosen version V=$V (libstd-rust-web-$XY)"
+    if [ "$PREFER" = floor ] && [ "$XY" != "$FLOOR" ]; then
+        log "   WARNING: Debian no longer offers Rust $FLOOR (the workspace's rust-version);"
+        log "   building with $XY, so the declared floor is not compiled by this run"
+    fi
 
     pkgs=(rustc-web="$V" libstd-rust-web-dev="$V" "libstd-rust-web-$XY=$V")
     if is_installed rustc-web "$V" && is_installed libstd-rust-web-dev "$V"; then
