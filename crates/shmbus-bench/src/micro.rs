@@ -514,6 +514,37 @@ pub fn items(keys: &mut Keys, clock_ns: f64) -> Result<Vec<Item>, String> {
             })
         },
     ));
+    // One whole hop in one process, shmbus's and the layout floor's: the
+    // same publish, poll and read as a handoff without the second CPU, so
+    // the cache lines stay put and the cost is instructions alone.
+    let s = scratch.clone();
+    v.push(item(
+        "layout_hop_64",
+        "floor: a hop in shmbus's layout, one process",
+        move || {
+            floors::reset(&s);
+            per_op(OPS, |i| {
+                black_box(floors::layout_hop(&s, u64::from(i) + 1));
+            })
+        },
+    ));
+    let mut hop_pub = raw_publisher::<Frame64>(keys, "bench/hop", false)?;
+    let mut hop_sub = RawSubscriber::attach(&topic(hop_pub.key(), "bench/hop", false))
+        .map_err(|e| e.to_string())?;
+    let mut hop_out = Vec::with_capacity(64);
+    let hop_frame = [0x5a_u8; 64];
+    v.push(item(
+        "raw_hop_64",
+        "shmbus raw hop, one process",
+        move || {
+            per_op(OPS, |i| {
+                let t = u64::from(i);
+                let _ = black_box(hop_pub.publish_bytes_at(black_box(&hop_frame), t, t));
+                black_box(hop_sub.has_new());
+                let _ = black_box(hop_sub.latest_bytes(&mut hop_out));
+            })
+        },
+    ));
     v.push(latest_item(
         keys,
         "bench/read-imu",

@@ -231,6 +231,7 @@ impl Report {
             "publish_64_typed" => Some("publish_64"),
             "store_bytes_64" => Some("seqlock_publish_64"),
             "layout_publish_64" => Some("seqlock_publish_64"),
+            "raw_hop_64" => Some("layout_hop_64"),
             _ => None,
         };
         self.micro.push(MicroRow {
@@ -408,6 +409,7 @@ impl Report {
         let (clock, next64, latest64) = (m("clock_read"), m("read_next_64"), m("read_latest_64"));
         let (next_new, latest_new) = (m("read_next_new_64"), m("read_latest_new_64"));
         let layout64 = m("layout_publish_64");
+        let (hop, layout_hop) = (m("raw_hop_64"), m("layout_hop_64"));
         self.ratio(
             "poll nothing new / bare acquire load".into(),
             poll,
@@ -430,6 +432,12 @@ impl Report {
             "the layout's stores alone / bare seqlock publish".into(),
             layout64,
             s64,
+            None,
+        );
+        self.ratio(
+            "raw hop / layout floor hop, both in one process".into(),
+            hop,
+            layout_hop,
             None,
         );
         self.ratio(

@@ -121,6 +121,8 @@ fn quick_json_run_measures_everything_and_cleans_up() {
         "clock_read",
         "decode_64",
         "encode_imu",
+        "layout_hop_64",
+        "raw_hop_64",
     ] {
         let row = micro
             .iter()
