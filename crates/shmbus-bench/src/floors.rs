@@ -323,7 +323,7 @@ impl<'a> Ring<'a> {
 
 /// One hop of the layout floor inside one process: publish frame `g` into
 /// the ring at [`LAYOUT_PING`] and read it back the way the reader's fast
-/// path does ([`Ring::read`]). With no second process there is no cache
+/// path does (`Ring::read`). With no second process there is no cache
 /// line to move between CPUs, so what this costs is instructions alone:
 /// the baseline for shmbus's own hop in one process (the micro row "raw hop
 /// in one process"), whose ratio to this is the code's share of a hop
