@@ -230,10 +230,17 @@ impl Segment {
         index: usize,
         f: impl FnOnce(&SlotMeta, ReadWords<'_>) -> R,
     ) -> Option<(SlotMeta, R)> {
+        self.try_read_in(self.slot_at(index)?, f)
+    }
+
+    /// The words of the slot whose low generation word is at `index`
+    /// ([`Self::peek_index`]), `None` if they are not all in the segment.
+    /// The index-based reads' one way from a poller's index to its slot.
+    #[inline]
+    fn slot_at(&self, index: usize) -> Option<ReadWords<'_>> {
         let first = index.checked_sub(GEN_LO)?;
         let end = first.checked_add(self.info.geometry.slot_stride / 4)?;
-        let w = self.att.all_words().range(first, end)?;
-        self.try_read_in(w, f)
+        self.att.all_words().range(first, end)
     }
 
     #[inline]
@@ -338,17 +345,10 @@ impl Segment {
     /// `index` (= [`Self::peek_index`]`(generation)`) and was not older.
     #[inline]
     pub fn peek_rest_at(&self, index: usize, lo: u32, generation: u64) -> seqlock::Peek {
-        // The slot's words relative to its low generation word.
-        let words = self.att.all_words();
-        let at = |k: usize| {
-            index
-                .checked_sub(GEN_LO)
-                .and_then(|first| first.checked_add(k))
-                .and_then(|i| words.get(i))
-        };
-        match (at(SEQ), at(GEN_HI)) {
-            (Some(seq), Some(hi)) => seqlock::peek_rest(seq, hi, lo, generation),
-            _ => seqlock::Peek::Unsure,
+        let slot = self.slot_at(index);
+        match slot.and_then(|w| Some((w.get(SEQ)?, w.get(GEN_HI)?))) {
+            Some((seq, hi)) => seqlock::peek_rest(seq, hi, lo, generation),
+            None => seqlock::Peek::Unsure,
         }
     }
 

@@ -512,7 +512,7 @@ impl RawSubscriber {
         // low generation word, found from this slot's index by an add.
         let want = self.want;
         let idx = self.peek_idx;
-        let older = self.seg.gen_lo_at(idx).is_some_and(|lo| is_older(lo, want));
+        let older = self.seg.is_older_at(idx, want);
         if !older {
             if let Some((meta, Some(v))) = self
                 .seg
