@@ -223,6 +223,59 @@ fn list_finds_the_topic_and_skips_foreign_segments() {
     assert!(sys::shmget(foreign.key(), 0, 0).is_ok());
 }
 
+/// Another program's memory that starts with zeros (fresh System V memory
+/// is all zeros) is not a topic "being created": no publisher lock is at
+/// its key. rm leaves it alone, even with a process attached, and info
+/// says what it is. A topic a killed publisher left half-created (its lock
+/// behind, the magic still 0) is what rm removes.
+#[test]
+fn rm_tells_another_programs_zeros_from_a_half_created_topic() {
+    watchdog("rm-zeros", Duration::from_secs(120));
+    let mut bytes = vec![0u8; 8];
+    bytes.extend([0xaa; 56]);
+    let foreign = foreign_segment("rm-zeros", 4096, &bytes);
+    let f = hex(foreign.key());
+    let id = sys::shmget(foreign.key(), 0, 0).unwrap();
+    let att = sys::Attachment::read_only(id).unwrap();
+    let before: Vec<u32> = att.words(0, 16).unwrap().iter().map(|w| w.load()).collect();
+    for args in [vec!["rm", f.as_str()], vec!["rm", "--force", f.as_str()]] {
+        let r = run(&args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stdout);
+        assert!(r.stderr.contains("not a shmbus topic"), "{}", r.stderr);
+    }
+    let r = run(&["info", &f]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("not a shmbus topic") && !r.stderr.contains("being created"),
+        "{}",
+        r.stderr
+    );
+    let after: Vec<u32> = att.words(0, 16).unwrap().iter().map(|w| w.load()).collect();
+    assert_eq!(before, after);
+    assert_eq!(
+        sys::shm_stat(id).unwrap().nattch,
+        1,
+        "the segment is still there"
+    );
+    drop(att);
+
+    // A half-created topic: the killed creator's lock, then its zeros.
+    let half = Guard(unique_key("rm-half"));
+    let mut lock = shmbus_core::lock::PublisherLock::acquire(half.key(), 0o600, None).unwrap();
+    lock.keep();
+    drop(lock);
+    sys::shmget(half.key(), 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600).unwrap();
+    let h = hex(half.key());
+    let r = run(&["rm", &h]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("being created"), "{}", r.stdout);
+    assert!(sys::shmget(half.key(), 0, 0).is_err());
+    assert_eq!(
+        shmbus_core::lock::publisher_status(half.key()),
+        shmbus_core::PublisherStatus::NoLock
+    );
+}
+
 #[test]
 fn info_shows_the_schema_and_shmid_ds() {
     watchdog("info", Duration::from_secs(120));

@@ -54,12 +54,16 @@ pub enum OpenError {
         key: i32,
     },
     /// The segment exists but its creator has not finished writing the
-    /// header (the magic is still zero). Retry shortly.
+    /// header: the magic is still zero, and the topic's publisher lock
+    /// exists at the key (a publisher takes it before creating the
+    /// segment). Retry shortly.
     NotReady {
         /// The System V key.
         key: i32,
     },
-    /// The segment at the key is not a shmbus topic (foreign magic number).
+    /// The segment at the key is not a shmbus topic: a foreign magic
+    /// number, or a zero one with no publisher lock at the key (see
+    /// [`OpenError::NotReady`]).
     NotShmbus {
         /// The System V key.
         key: i32,
@@ -282,6 +286,11 @@ impl fmt::Display for OpenError {
             OpenError::NotReady { key } => write!(
                 f,
                 "topic at key {} is still being created by its publisher; retry in a moment",
+                Key(*key)
+            ),
+            OpenError::NotShmbus { key, magic: 0 } => write!(
+                f,
+                "segment at key {} is not a shmbus topic: its first 8 bytes are zero and there is no shmbus publisher lock at the key (a shmbus publisher creates that lock before its segment), so another program's memory sits there: choose another key for the topic",
                 Key(*key)
             ),
             OpenError::NotShmbus { key, magic } => write!(

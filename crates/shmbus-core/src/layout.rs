@@ -342,12 +342,32 @@ pub fn copy_from_words(words: ReadWords<'_>, len: usize, out: &mut Vec<u8>) {
     debug_assert_eq!(copied, n, "every byte of out is overwritten");
 }
 
+/// What a segment whose magic is still 0 is. A shmbus publisher takes the
+/// topic's lock (a semaphore at the topic's key) *before* it creates the
+/// segment, and a crash leaves that semaphore behind, so a topic being
+/// created, or left half-created, always has one. Zeros without it are
+/// another program's memory (fresh System V memory is all zeros), never to
+/// be waited for, adopted or removed as a topic. Key 0 (a removed segment,
+/// or `IPC_PRIVATE`) has no lock. Only called on this rare path: two
+/// system calls.
+fn zero_magic(key: i32) -> OpenError {
+    if key != 0 && crate::lock::publisher_status(key) != crate::lock::PublisherStatus::NoLock {
+        OpenError::NotReady { key }
+    } else {
+        OpenError::NotShmbus { key, magic: 0 }
+    }
+}
+
 impl HeaderInfo {
     /// Read and validate the header of an attached segment.
     ///
-    /// `key` is only used in error messages. Errors: [`OpenError::NotReady`]
-    /// while the magic is still zero (a publisher is initialising, or the
-    /// segment is all zeros), [`OpenError::NotShmbus`] for a foreign magic,
+    /// `key` names the segment in errors, and tells a topic being created
+    /// from another program's zeros. Errors: [`OpenError::NotReady`] while
+    /// the magic is still zero and the topic's publisher lock exists at
+    /// `key` (a publisher is initialising, or died doing so: it takes the
+    /// lock before it creates the segment); [`OpenError::NotShmbus`] for a
+    /// zero magic without that lock (another program's memory that starts
+    /// with zeros) and for a foreign magic,
     /// [`OpenError::UnsupportedLayout`], and [`OpenError::Corrupt`] naming the
     /// first field that does not fit the real segment size.
     pub fn read(seg: &Attachment, key: i32) -> Result<HeaderInfo, OpenError> {
@@ -364,7 +384,7 @@ impl HeaderInfo {
         // makes after writing every immutable field below.
         let magic = h.magic().load_acquire();
         if magic == 0 {
-            return Err(OpenError::NotReady { key });
+            return Err(zero_magic(key));
         }
         if magic != MAGIC_U64 {
             return Err(OpenError::NotShmbus { key, magic });

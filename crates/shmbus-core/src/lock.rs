@@ -143,6 +143,9 @@ pub struct PublisherLock {
     /// This open created the semaphore and the topic is not open yet: if
     /// the open fails, remove the semaphore instead of leaving it behind.
     discard_on_drop: bool,
+    /// This open created the semaphore: no shmbus publisher had opened
+    /// the topic at this key before (or its topic was removed since).
+    created: bool,
 }
 
 #[cfg(feature = "writer")]
@@ -221,6 +224,7 @@ impl PublisherLock {
                 semid,
                 key,
                 discard_on_drop: created,
+                created,
             }),
             Err(e) if e.errno == Errno::EAGAIN => Err(OpenError::PublisherActive {
                 key,
@@ -235,6 +239,14 @@ impl PublisherLock {
     /// a failed open leaves nothing behind).
     pub fn keep(&mut self) {
         self.discard_on_drop = false;
+    }
+
+    /// True if this open created the semaphore, so no publisher had
+    /// opened the topic at this key before (or it was removed since): a
+    /// segment already at the key cannot be a half-created topic, whose
+    /// creator would have left its lock behind.
+    pub fn created(&self) -> bool {
+        self.created
     }
 
     /// The semaphore id.

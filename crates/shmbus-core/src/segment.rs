@@ -786,10 +786,28 @@ mod writer {
                 init_header(&att, &topic.name, schema, &geometry, flags)
             } else {
                 match HeaderInfo::read(&att, key) {
+                    // A zero magic, and the lock did not exist before this
+                    // open: no shmbus publisher ever began creating a topic
+                    // here (one takes the lock first, and a crash leaves
+                    // it). Another program's zeros: refused, untouched.
+                    Err(OpenError::NotReady { .. }) if lock.created() => {
+                        return Err(OpenError::NotShmbus { key, magic: 0 });
+                    }
                     // Our own segment, left half-initialised by a creator
-                    // that died before storing the magic: initialise it.
+                    // that died before storing the magic (behind the lock
+                    // it left): initialise it.
                     Err(OpenError::NotReady { .. }) if st.size == size as u64 => {
                         init_header(&att, &topic.name, schema, &geometry, flags)
+                    }
+                    // Half-created for another geometry (or another
+                    // program's zeros behind a leftover lock): never
+                    // resized or adopted; `shmbus rm` removes it.
+                    Err(OpenError::NotReady { .. }) => {
+                        return Err(OpenError::SizeMismatch {
+                            key,
+                            expected: size as u64,
+                            found: st.size,
+                        });
                     }
                     Err(e) => return Err(e),
                     Ok(info) => {

@@ -40,9 +40,11 @@
 //! [`OpenError::NameMismatch`], [`OpenError::SchemaMismatch`] or
 //! [`OpenError::GeometryMismatch`]. Each refusal happens before the first
 //! store. The one exception: a segment of exactly the right size, created by
-//! the same user, whose magic is still zero is this publisher's own creation
-//! interrupted before it finished, and is initialised (`docs/LAYOUT.md`,
-//! section 6.2).
+//! the same user, whose magic is still zero, behind a publisher lock that
+//! existed before this open, is a creation of this topic interrupted before
+//! it finished (a killed creator leaves its lock), and is initialised
+//! (`docs/LAYOUT.md`, section 6.2). Zeros at a key that had no lock are
+//! another program's memory: [`OpenError::NotShmbus`], untouched.
 //!
 //! ## Cost
 //! [`Publisher::publish`] encodes the value with postcard into the

@@ -190,20 +190,73 @@ fn unknown_layout_version_is_refused() {
     }
 }
 
+/// Zeros with no publisher lock at the key are another program's memory
+/// (fresh System V memory is all zeros): not a topic being created, so
+/// neither waited for nor retried.
 #[test]
-fn all_zero_segment_is_not_ready() {
+fn all_zero_segment_without_a_lock_is_not_a_topic() {
     let key = unique_key("zero");
     let _g = Guard(key);
     let _att = raw_segment(key, 4096);
     let topic = Topic::new("zero").key(key);
-    assert!(matches!(
-        Subscriber::<Check>::attach(&topic),
-        Err(OpenError::NotReady { .. })
-    ));
-    let t = Instant::now();
-    let r = Subscriber::<Check>::wait_for_topic(&topic, Duration::from_millis(100));
-    assert!(matches!(r, Err(OpenError::NotReady { .. })));
-    assert!(t.elapsed() >= Duration::from_millis(100));
+    match Subscriber::<Check>::attach(&topic) {
+        Err(e @ OpenError::NotShmbus { magic: 0, .. }) => {
+            assert!(e.to_string().contains("no shmbus publisher lock"), "{e}");
+        }
+        other => panic!("expected NotShmbus, got {other:?}"),
+    }
+    // Not retried: a wait for the topic ends with the refusal.
+    let r = Subscriber::<Check>::wait_for_topic(&topic, Duration::from_secs(600));
+    assert!(
+        matches!(r, Err(OpenError::NotShmbus { magic: 0, .. })),
+        "{r:?}"
+    );
+}
+
+/// What a publisher killed between `shmget` and storing the magic leaves:
+/// its lock (the semaphore it created first) and a segment of zeros.
+/// Readers wait for it; the next publisher of the topic finishes it; one
+/// of another geometry is refused and left alone.
+#[test]
+fn a_half_created_topic_is_not_ready_until_its_next_publisher_finishes_it() {
+    let (src, _g0) = unique_topic("half-src");
+    let exact = valid_image(&src).len() * 4;
+    for (size, adopt) in [(exact, true), (exact + 4096, false)] {
+        let key = unique_key("half");
+        let _g = Guard(key);
+        let topic = src.clone().key(key);
+        // The dead creator's lock: created, then released (as SEM_UNDO
+        // releases it when the process dies), and left behind.
+        let mut lock = shmbus_core::lock::PublisherLock::acquire(key, 0o600, None).unwrap();
+        lock.keep();
+        drop(lock);
+        let att = raw_segment(key, size);
+        assert!(matches!(
+            Subscriber::<Check>::attach(&topic),
+            Err(OpenError::NotReady { .. })
+        ));
+        let t = Instant::now();
+        let r = Subscriber::<Check>::wait_for_topic(&topic, Duration::from_millis(100));
+        assert!(matches!(r, Err(OpenError::NotReady { .. })), "{r:?}");
+        assert!(t.elapsed() >= Duration::from_millis(100));
+        let before = snapshot(&att);
+        match Publisher::<Check>::open(&topic) {
+            Ok(mut p) if adopt => {
+                p.publish(&Check::new(1)).unwrap();
+                let mut s = Subscriber::<Check>::attach(&topic).unwrap();
+                let got = s.latest().unwrap().unwrap();
+                assert_eq!(got.generation, 1);
+                assert!(!is_torn(&got));
+            }
+            Err(OpenError::SizeMismatch {
+                expected, found, ..
+            }) if !adopt => {
+                assert_eq!((expected, found), (exact as u64, size as u64));
+                assert_eq!(snapshot(&att), before, "a refused segment was written");
+            }
+            other => panic!("size {size}: unexpected {other:?}"),
+        }
+    }
 }
 
 /// A publisher never adopts or overwrites a segment at its key that it did
@@ -223,6 +276,13 @@ fn publisher_leaves_foreign_segments_untouched() {
         ("random bytes, too small", random[..64].to_vec(), 256),
         ("other layout version", other_version, image.len() * 4),
         ("other topic", other_name, image.len() * 4),
+        // Another program's memory of exactly the topic's size that starts
+        // with zeros: no lock was at the key, so no publisher began it.
+        (
+            "zeros first, exact size",
+            [0, 0].into_iter().chain([0xaaaa_aaaa; 4]).collect(),
+            image.len() * 4,
+        ),
     ];
     for (what, words, size) in cases {
         let key = unique_key("foreign");
@@ -236,12 +296,19 @@ fn publisher_leaves_foreign_segments_untouched() {
             (Err(OpenError::SizeMismatch { .. }), "random bytes, too small") => {}
             (Err(OpenError::UnsupportedLayout { found: 7, .. }), "other layout version") => {}
             (Err(OpenError::NameMismatch { .. }), "other topic") => {}
+            (Err(OpenError::NotShmbus { magic: 0, .. }), "zeros first, exact size") => {}
             _ => panic!("{what}: unexpected {r:?}"),
         }
         assert_eq!(
             snapshot(&att),
             before,
             "{what}: the publisher wrote to a foreign segment"
+        );
+        // The lock this refused open created is not left behind either.
+        assert_eq!(
+            shmbus_core::lock::publisher_status(key),
+            shmbus_core::PublisherStatus::NoLock,
+            "{what}"
         );
     }
     // Created by (or given to) another user: NotOwner, untouched.
