@@ -28,7 +28,8 @@ struct Tally {
 
 /// Run `shmbus cat`.
 pub fn run(a: CatArgs) -> Result<(), Exit> {
-    let reader = format::open_messages(&a.file)?;
+    // One open, one pass: a pipe or FIFO works as well as a file.
+    let (mut reader, tail) = format::open_messages(&a.file)?;
     let stdout = std::io::stdout();
     // Everything printed comes from the file: names, metadata and values
     // with their terminal control characters escaped.
@@ -38,7 +39,7 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
     let mut missed: BTreeMap<String, u64> = BTreeMap::new();
     let mut line = Vec::new();
     let mut end = End::Complete;
-    for m in reader {
+    for m in reader.by_ref() {
         let m = match m {
             Ok(m) => m,
             Err(e) => {
@@ -121,7 +122,7 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
             return Ok(());
         }
     }
-    if end == End::Complete && !format::finished(&a.file) {
+    if end == End::Complete && !format::finished_after(reader, &tail) {
         end = End::CutShort;
     }
     if a.json {

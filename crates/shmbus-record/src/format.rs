@@ -125,12 +125,68 @@ pub fn parse_key(s: &str) -> Option<i32> {
     shmbus_toolbox::parse::key(s).ok()
 }
 
+/// The recording's bytes as one front-to-back read of one open file: the
+/// magic bytes already checked, then the rest. It remembers the last bytes
+/// it read, so a reader of a pipe or FIFO (read once, never reopened)
+/// still learns at the end whether the file ended with the MCAP magic.
+pub struct Source {
+    inner: std::io::Chain<std::io::Cursor<Vec<u8>>, std::fs::File>,
+    tail: Tail,
+}
+
+impl std::io::Read for Source {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.tail.push(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// The last bytes a [`Source`] read, and how many it read (a shared
+/// handle: the source itself moves into the MCAP reader).
+#[derive(Clone, Default)]
+pub struct Tail(std::rc::Rc<std::cell::RefCell<(Vec<u8>, u64)>>);
+
+impl Tail {
+    fn push(&self, bytes: &[u8]) {
+        let n = mcap::MAGIC.len();
+        let mut t = self.0.borrow_mut();
+        t.0.extend_from_slice(&bytes[bytes.len().saturating_sub(n)..]);
+        let extra = t.0.len().saturating_sub(n);
+        t.0.drain(..extra);
+        t.1 += bytes.len() as u64;
+    }
+
+    /// True if the bytes read so far end with the MCAP magic, after more
+    /// than the leading one: read to the end, the file's writer finished
+    /// it (footer and summary written). A file of the leading magic alone
+    /// is not a finished recording.
+    pub fn ends_with_magic(&self) -> bool {
+        let t = self.0.borrow();
+        t.1 > mcap::MAGIC.len() as u64 && t.0.as_slice() == mcap::MAGIC
+    }
+}
+
+/// After a streaming read that ended without an error (the MCAP reader
+/// stops at the data end record): read the rest, the summary and footer,
+/// and tell whether the file ended with the MCAP magic, i.e. was finished.
+/// Blocks like `cat(1)` on a pipe whose writer has not closed it.
+pub fn finished_after(
+    reader: mcap::io::MessageReader<std::io::BufReader<Source>>,
+    tail: &Tail,
+) -> bool {
+    let mut rest = reader.into_inner();
+    std::io::copy(&mut rest, &mut std::io::sink()).is_ok() && tail.ends_with_magic()
+}
+
 /// A streaming reader over a recording that needs no summary and no end
 /// magic (a file cut short by a crash reads up to its last complete
 /// chunk); chunk CRCs are checked before a chunk's messages are yielded.
+/// The file is opened and read once, so a pipe or FIFO works too; the
+/// [`Tail`] says at the end whether the file was finished.
 pub fn open_messages(
     path: &std::path::Path,
-) -> Result<mcap::io::MessageReader<std::io::BufReader<std::fs::File>>, crate::Exit> {
+) -> Result<(mcap::io::MessageReader<std::io::BufReader<Source>>, Tail), crate::Exit> {
     use std::io::Read;
     let shown = path.display();
     let mut file = std::fs::File::open(path).map_err(|e| {
@@ -147,30 +203,56 @@ pub fn open_messages(
         )));
     }
     // The magic first: anything else is named as such, never "cut short".
-    let mut magic = [0u8; 8];
-    let n = file
-        .read(&mut magic)
+    // Up to 8 bytes however the reads split them (a pipe may give fewer
+    // per read); they are handed on to the MCAP reader, not read again.
+    let mut magic = Vec::with_capacity(mcap::MAGIC.len());
+    (&mut file)
+        .take(mcap::MAGIC.len() as u64)
+        .read_to_end(&mut magic)
         .map_err(|e| crate::Exit::error(format!("cannot read {shown}: {e}")))?;
-    if n < magic.len() || magic[..] != mcap::MAGIC[..] {
+    if magic[..] != mcap::MAGIC[..] {
         return Err(crate::Exit::error(format!(
             "{shown} is not an MCAP file ({}); give a file written by `shmbus record`",
-            if n == 0 {
+            if magic.is_empty() {
                 "it is empty".to_string()
             } else {
                 "it does not start with the MCAP magic".to_string()
             }
         )));
     }
-    let file = std::fs::File::open(path)
-        .map_err(|e| crate::Exit::error(format!("cannot open {shown}: {e}")))?;
+    // The source counts the magic when the MCAP reader reads it from the
+    // cursor.
+    let tail = Tail::default();
+    let source = Source {
+        inner: std::io::Cursor::new(magic).chain(file),
+        tail: tail.clone(),
+    };
     let options = mcap::sans_io::LinearReaderOptions::default()
         .with_skip_end_magic(true)
         .with_prevalidate_chunk_crcs(true)
         .with_record_length_limit(256 * 1024 * 1024);
-    Ok(mcap::io::MessageReader::new_with_options(
-        std::io::BufReader::with_capacity(256 * 1024, file),
-        options,
+    Ok((
+        mcap::io::MessageReader::new_with_options(
+            std::io::BufReader::with_capacity(256 * 1024, source),
+            options,
+        ),
+        tail,
     ))
+}
+
+/// Refuse what cannot be read more than once (a pipe, a FIFO, a
+/// terminal): `replay` reads a recording's start, then the whole of it on
+/// each pass. `cat` reads once and takes any of them.
+pub fn require_regular_file(path: &std::path::Path) -> Result<(), crate::Exit> {
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() && !m.is_dir() => Err(crate::Exit::error(format!(
+            "{} is not a regular file (a pipe or a device?): replay reads a recording more than once; save it to a file first (`cat > rec.mcap`)",
+            path.display()
+        ))),
+        // Missing files, directories and unreadable ones get
+        // `open_messages`'s own messages.
+        _ => Ok(()),
+    }
 }
 
 /// How a streaming read of a recording ended.
@@ -185,12 +267,18 @@ pub enum End {
 /// True if the file ends with the MCAP magic, i.e. its writer finished it
 /// (footer and summary written). A streaming read that ends without an
 /// error on a file without it means the file was cut at a chunk boundary.
+/// Opens the file again: for regular files only ([`require_regular_file`];
+/// a one-pass reader asks its [`Tail`]).
 pub fn finished(path: &std::path::Path) -> bool {
     use std::io::{Read, Seek, SeekFrom};
     let n = mcap::MAGIC.len();
     let mut tail = vec![0u8; n];
     std::fs::File::open(path)
         .and_then(|mut f| {
+            // The leading magic alone is not a finished recording.
+            if f.metadata()?.len() <= n as u64 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
             f.seek(SeekFrom::End(-(n as i64)))?;
             f.read_exact(&mut tail)
         })

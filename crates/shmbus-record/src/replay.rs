@@ -35,6 +35,7 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
     let start = Instant::now();
     // Open once first: a missing, empty or non-MCAP file is an error that
     // says so, not a recording "cut short".
+    format::require_regular_file(&a.file)?;
     drop(format::open_messages(&a.file)?);
     if !format::finished(&a.file) {
         eprintln!(
@@ -45,7 +46,7 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
     'passes: loop {
         let mut pass_frames = 0u64;
         let mut t0: Option<(u64, Instant)> = None;
-        for m in format::open_messages(&a.file)? {
+        for m in format::open_messages(&a.file)?.0 {
             if stop::requested() {
                 break 'passes;
             }

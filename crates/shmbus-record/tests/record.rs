@@ -52,6 +52,29 @@ fn run(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Run the tool with `input` on a pipe as its standard input (written from
+/// a thread, so a tool that stops reading early cannot block the test).
+fn run_piped(args: &[&str], input: Vec<u8>) -> (i32, String, String) {
+    let mut cmd = tool(args);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run shmbus-record");
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        // A tool that refuses the pipe closes it: not an error here.
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("wait for shmbus-record");
+    writer.join().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A recorder running in the background, started once it says it records.
 struct Recorder {
     child: KillOnDrop,
@@ -329,6 +352,30 @@ fn mcap_reader_sees_lossless_and_json_channels() {
         out.contains("Check (postcard-schema)") && out.contains("Check (jsonschema)"),
         "{out}"
     );
+
+    // The same recording through a pipe: `cat` opens it once and reads it
+    // once, so it shows the same frames and still knows the file was
+    // finished. `replay`, which reads a recording more than once, refuses
+    // a pipe with the reason instead of misreading it.
+    let bytes = read_file(file.path());
+    let (code, piped, err) = run_piped(&["cat", "/dev/stdin", "--json"], bytes.clone());
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(piped, run(&["cat", file.path(), "--json"]).1);
+    let (code, piped, err) = run_piped(&["cat", "/dev/stdin"], bytes.clone());
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        piped.contains("complete") && !piped.contains("CUT SHORT"),
+        "{piped}"
+    );
+    let (code, out, err) = run_piped(&["replay", "/dev/stdin"], bytes);
+    assert_eq!(code, 2, "{out}");
+    assert!(err.contains("not a regular file"), "{err}");
+    // The leading magic alone is not a finished recording.
+    let magic_only = TempFile::new("magic-only");
+    std::fs::write(magic_only.path(), mcap::MAGIC).unwrap();
+    let (code, out, err) = run(&["cat", magic_only.path()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("8 B, CUT SHORT"), "{out}");
 }
 
 /// SIGKILL the recorder mid-run: the file has no summary, but every
