@@ -303,9 +303,20 @@ impl fmt::Display for OpenError {
                 key,
                 found,
                 supported,
+            } if found > supported => write!(
+                f,
+                "topic at key {} has layout version {found}, made by a newer shmbus; this build reads version {supported}: upgrade this program (or, if no newer shmbus runs here, the segment is damaged: remove it with `shmbus rm {}`)",
+                Key(*key),
+                Key(*key)
+            ),
+            OpenError::UnsupportedLayout {
+                key,
+                found,
+                supported,
             } => write!(
                 f,
-                "topic at key {} has layout version {found}, this build reads version {supported}: upgrade the older side",
+                "topic at key {} has layout version {found}, made by an older shmbus; this build reads version {supported}: upgrade the publisher, or remove the old topic with `shmbus rm {}`",
+                Key(*key),
                 Key(*key)
             ),
             OpenError::Corrupt { key, what } => write!(

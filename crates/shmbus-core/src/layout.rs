@@ -390,6 +390,11 @@ impl HeaderInfo {
             return Err(OpenError::NotShmbus { key, magic });
         }
         let version = h.layout_version().load();
+        if version == 0 {
+            // Versions start at 1: no shmbus build ever wrote 0 under a
+            // valid magic, so this is damage, not a version to upgrade to.
+            return Err(corrupt("layout_version 0 (versions start at 1)"));
+        }
         if version != LAYOUT_VERSION {
             return Err(OpenError::UnsupportedLayout {
                 key,

@@ -188,6 +188,19 @@ fn unknown_layout_version_is_refused() {
         }) => {}
         other => panic!("expected UnsupportedLayout, got {other:?}"),
     }
+    // Version 0 under a valid magic was never written by any build: the
+    // segment is damaged, not of a version to upgrade to.
+    let mut zero = image.clone();
+    zero[2] = 0;
+    let key = unique_key("version0");
+    let _g = Guard(key);
+    store_words(&raw_segment(key, zero.len() * 4), &zero);
+    match Subscriber::<Check>::attach(&src.clone().key(key)) {
+        Err(e @ OpenError::Corrupt { .. }) => {
+            assert!(e.to_string().contains("layout_version 0"), "{e}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
 }
 
 /// Zeros with no publisher lock at the key are another program's memory
