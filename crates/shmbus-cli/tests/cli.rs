@@ -2158,7 +2158,8 @@ fn pub_from_stdin_reads_bounded_lines() {
     let (code, err) = feed(vec![b' '; 17 << 20]);
     assert_eq!(code, Some(2), "{err}");
     assert!(
-        err.contains("line 1 of stdin is longer than 16777216 bytes"),
+        err.contains("line 1 of stdin: longer than 16777216 bytes")
+            && err.contains("the 0 frames before it were published"),
         "{err}"
     );
     let good = br#"{"t_us": 7, "acc": [0,0,0], "frame": "s", "ok": false}"#;
@@ -2167,9 +2168,34 @@ fn pub_from_stdin_reads_bounded_lines() {
     input.extend_from_slice(good);
     let (code, err) = feed(input);
     assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("line 2 of stdin is not UTF-8"), "{err}");
+    assert!(
+        err.contains("line 2 of stdin: not UTF-8")
+            && err.contains("the 1 frame before it was published"),
+        "{err}"
+    );
     let mut sub = Subscriber::<Imu>::attach(&topic).unwrap();
     assert_eq!(sub.latest().unwrap().unwrap().value.t_us, 7);
+    // A line that is not JSON, or not this topic's shape, after blank
+    // lines: named by its number in the input, blank lines counted.
+    for (bad, says) in [
+        (&b"{\"t_us\": 9,"[..], "not valid JSON"),
+        (&b"{\"t_us\": \"nine\"}"[..], "does not fit the schema"),
+    ] {
+        let mut input = good.to_vec();
+        input.extend_from_slice(b"\n\n");
+        input.extend_from_slice(good);
+        input.push(b'\n');
+        input.extend_from_slice(bad);
+        input.push(b'\n');
+        let (code, err) = feed(input);
+        assert_eq!(code, Some(2), "{err}");
+        assert!(
+            err.contains("line 4 of stdin: ")
+                && err.contains(says)
+                && err.contains("the 2 frames before it were published"),
+            "{err}"
+        );
+    }
 }
 
 /// A demo killed with SIGKILL (no cleanup of its own) leaves nothing: each

@@ -113,6 +113,18 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
             let mut stdin = std::io::stdin().lock();
             let mut buf = Vec::new();
             let mut number: u64 = 0;
+            let mut published: u64 = 0;
+            // A bad line ends the feed: say which line, and that the frames
+            // of the lines before it are on the topic.
+            let at_line = |f: Fail, number: u64, published: u64| Fail {
+                msg: format!(
+                    "line {number} of stdin: {}; the {published} frame{} before it {} published",
+                    f.msg,
+                    if published == 1 { "" } else { "s" },
+                    if published == 1 { "was" } else { "were" }
+                ),
+                ..f
+            };
             loop {
                 buf.clear();
                 let got = (&mut stdin)
@@ -124,22 +136,31 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
                 }
                 number += 1;
                 if buf.len() > limit && buf.last() != Some(&b'\n') {
-                    return Err(Fail::error(format!(
-                        "line {number} of stdin is longer than {limit} bytes, more than any value of '{}' needs; give one JSON value per line",
-                        info.name
-                    )));
+                    return Err(at_line(
+                        Fail::error(format!(
+                            "longer than {limit} bytes, more than any value of '{}' needs; give one JSON value per line",
+                            info.name
+                        )),
+                        number,
+                        published,
+                    ));
                 }
                 let line = std::str::from_utf8(&buf).map_err(|e| {
-                    Fail::error(format!(
-                        "line {number} of stdin is not UTF-8 text (byte {} of the line); give one JSON value per line",
-                        e.valid_up_to()
-                    ))
+                    at_line(
+                        Fail::error(format!(
+                            "not UTF-8 text (byte {} of the line); give one JSON value per line",
+                            e.valid_up_to()
+                        )),
+                        number,
+                        published,
+                    )
                 })?;
                 if line.trim().is_empty() {
                     continue;
                 }
-                let bytes = encode(line)?;
+                let bytes = encode(line).map_err(|f| at_line(f, number, published))?;
                 publish(&bytes, false)?;
+                published += 1;
             }
         }
     }
