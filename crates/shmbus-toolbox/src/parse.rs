@@ -111,13 +111,13 @@ pub fn count_or_zero(s: &str) -> Result<u64, String> {
 
 /// Whole milliseconds from 0 to [`MAX_MILLIS`].
 pub fn millis(s: &str) -> Result<u64, String> {
-    let v = whole(s)?;
-    if v > MAX_MILLIS {
-        return Err(format!(
-            "{s} is out of range: give milliseconds from 0 to {MAX_MILLIS}, e.g. 200"
-        ));
+    // Every refusal names the real range, not u64's.
+    let range = format!("give whole milliseconds from 0 to {MAX_MILLIS}, e.g. 200");
+    match s.trim().parse::<u64>() {
+        Ok(v) if v <= MAX_MILLIS => Ok(v),
+        Ok(_) => Err(format!("{s} is out of range: {range}")),
+        Err(_) => Err(format!("'{s}' is not a whole number: {range}")),
     }
-    Ok(v)
 }
 
 /// A System V key: `0x5312abcd` (hex, as `ipcs` shows it) or decimal
@@ -200,6 +200,10 @@ mod tests {
         assert_eq!(count_or_zero("0"), Ok(0));
         assert_eq!(millis("60000"), Ok(60_000));
         assert!(millis("60001").is_err());
+        for bad in ["-1", "1.5", "x", "99999999999999999999999"] {
+            let e = millis(bad).unwrap_err();
+            assert!(e.contains("from 0 to 60000"), "{bad}: {e}");
+        }
     }
 
     #[test]
