@@ -180,48 +180,12 @@ pub fn probe(e: &Entry) -> Probe {
     }
 }
 
-/// How a TOPIC argument was written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Selector {
-    /// `0x...` or `key:N`.
-    Key(i32),
-    /// `shmid:N`.
-    Shmid(i32),
-    /// A plain decimal: a key or a shmid.
-    Number(i64),
-    /// A topic name.
-    Name(String),
-}
+pub use shmbus_toolbox::topic::Selector;
 
-/// Parse a TOPIC argument.
+/// Parse a TOPIC argument (`shmbus_toolbox::topic`, shared with `record`
+/// and `foxglove`).
 pub fn parse_selector(s: &str) -> Selector {
-    let t = s.trim();
-    if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        if let Ok(k) = u32::from_str_radix(h, 16) {
-            return Selector::Key(k as i32);
-        }
-    }
-    if let Some(n) = t.strip_prefix("key:") {
-        if let Some(k) = parse_int(n) {
-            return Selector::Key(k as i32);
-        }
-    }
-    if let Some(n) = t.strip_prefix("shmid:") {
-        if let Ok(k) = n.parse::<i32>() {
-            return Selector::Shmid(k);
-        }
-    }
-    match t.parse::<i64>() {
-        Ok(n) => Selector::Number(n),
-        Err(_) => Selector::Name(t.to_string()),
-    }
-}
-
-fn parse_int(s: &str) -> Option<i64> {
-    match s.strip_prefix("0x") {
-        Some(h) => u32::from_str_radix(h, 16).ok().map(|k| i64::from(k as i32)),
-        None => s.parse().ok(),
-    }
+    Selector::parse(s)
 }
 
 /// Find the segment a TOPIC argument names (`cmd` is the command, for the
@@ -247,24 +211,13 @@ pub fn resolve(cmd: &str, arg: &str, bus: Option<&str>) -> Result<Entry, Fail> {
             .cloned()
             .ok_or_else(|| Fail::not_found(format!("no segment with shmid {id}; {hint}"))),
         Selector::Number(n) => {
-            let by_key = i32::try_from(n)
-                .ok()
-                .or_else(|| u32::try_from(n).ok().map(|u| u as i32))
-                .and_then(|k| live().find(|e| e.key == k && k != 0));
-            let by_id = i32::try_from(n)
-                .ok()
-                .and_then(|id| all.iter().find(|e| e.shmid == id));
-            match (by_key, by_id) {
-                (Some(a), Some(b)) if a != b => Err(Fail::error(format!(
-                    "'{n}' is both the key of shmid {} and a shmid; write `key:{n}` or `shmid:{n}`",
-                    a.shmid
-                ))),
-                (Some(a), _) => Ok(a.clone()),
-                (None, Some(b)) => Ok(b.clone()),
-                (None, None) => Err(Fail::not_found(format!(
-                    "no segment with key or shmid {n}; {hint}"
-                ))),
+            let segs = all.iter().map(|e| (e.key, e.shmid, e.removed()));
+            match shmbus_toolbox::topic::number(n, segs).map_err(Fail::error)? {
+                Some(Selector::Key(k)) => live().find(|e| e.key == k).cloned(),
+                Some(Selector::Shmid(id)) => all.iter().find(|e| e.shmid == id).cloned(),
+                _ => None,
             }
+            .ok_or_else(|| Fail::not_found(format!("no segment with key or shmid {n}; {hint}")))
         }
         Selector::Name(name) => resolve_name(cmd, &name, bus, &all),
     }
@@ -463,17 +416,5 @@ mod tests {
             retyped_from(&a(&[]), "info", "imu", "0x1"),
             "shmbus info 0x1"
         );
-    }
-
-    #[test]
-    fn selectors_parse() {
-        assert_eq!(parse_selector("0x7e00ABCD"), Selector::Key(0x7e00_abcd));
-        assert_eq!(parse_selector("0xffffffff"), Selector::Key(-1));
-        assert_eq!(parse_selector("key:12"), Selector::Key(12));
-        assert_eq!(parse_selector("key:0x10"), Selector::Key(16));
-        assert_eq!(parse_selector("shmid:5"), Selector::Shmid(5));
-        assert_eq!(parse_selector("42"), Selector::Number(42));
-        assert_eq!(parse_selector("imu"), Selector::Name("imu".into()));
-        assert_eq!(parse_selector("0xzz"), Selector::Name("0xzz".into()));
     }
 }

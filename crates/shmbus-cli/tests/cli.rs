@@ -2552,3 +2552,91 @@ fn demo_and_bench_under_a_process_limit_neither_panic_nor_leak() {
     assert_eq!(code, Some(0), "foxglove: {text}");
     assert!(text.contains("shmbus foxglove: stopped"), "{text}");
 }
+
+/// `record` and `foxglove` take a TOPIC as every other command does (a key,
+/// `shmid:N`); a named topic they cannot use gets one warning with why, and
+/// with none usable they fail (1: nothing there, 2: there but unusable)
+/// instead of running with no topic.
+#[test]
+fn record_and_foxglove_take_every_topic_form_and_fail_with_no_usable_topic() {
+    watchdog("forms", Duration::from_secs(120));
+    let (t, _g) = topic("forms");
+    let _p = publisher(&t.name, t.key, 8, 200.0);
+    let shmid = sys::shmget(t.key, 0, 0).unwrap();
+    let foreign = foreign_segment("forms-foreign", 4096, b"NOT A SHMBUS SEGMENT AT ALL");
+    let missing_key = unique_key("forms-missing");
+    let _gm = Guard(missing_key);
+    let missing = hex(missing_key);
+    let dir = std::env::temp_dir().join(format!("shmbus-forms-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("forms.mcap");
+    let f = file.to_str().unwrap();
+    let warnings = |err: &str| err.matches("shmbus: warning: ").count();
+    for form in [hex(t.key), format!("shmid:{shmid}")] {
+        let r = run(&["record", "-o", f, "--backlog", "--duration", "0.5", &form]);
+        assert_eq!(r.code, 0, "{form}: {}", r.stderr);
+        assert!(
+            r.stderr
+                .contains(&format!("recording 1 topic ({})", t.name)),
+            "{}",
+            r.stderr
+        );
+        let c = run(&["cat", f]);
+        assert_eq!(c.code, 0, "{}", c.stderr);
+        assert!(c.stdout.contains(&t.name), "{}", c.stdout);
+    }
+    let fk = hex(foreign.key());
+    let r = run(&[
+        "record",
+        "-o",
+        f,
+        "--duration",
+        "0.3",
+        &fk,
+        "--key",
+        &missing,
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(warnings(&r.stderr), 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("key {fk}: not a shmbus topic")),
+        "{}",
+        r.stderr
+    );
+
+    let fox = |topics: &[&str]| {
+        let mut a = vec![
+            "foxglove",
+            "--bind",
+            "127.0.0.1:0",
+            "--duration",
+            "0.5",
+            "-q",
+        ];
+        a.extend_from_slice(topics);
+        run(&a)
+    };
+    let r = fox(&[&missing, "no-such-topic-forms"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(warnings(&r.stderr), 2, "{}", r.stderr);
+    assert!(!r.stdout.contains("serving"), "{}", r.stdout);
+    let r = fox(&[&fk, &missing]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("key {fk}: not a shmbus topic")),
+        "{}",
+        r.stderr
+    );
+    let by_shmid = format!("shmid:{shmid}");
+    let r = fox(&[&by_shmid, &missing]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("serving 1 topic(s)"), "{}", r.stdout);
+    assert_eq!(warnings(&r.stderr), 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("key {missing}: not found"))
+            && r.stderr.contains("served once it appears"),
+        "{}",
+        r.stderr
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

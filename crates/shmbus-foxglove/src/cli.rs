@@ -23,7 +23,8 @@ The protocol has no authentication: the server listens on 127.0.0.1 unless --bin
 says otherwise; reach a board through an SSH tunnel (docs/FOXGLOVE.md)."
 )]
 pub struct FoxgloveArgs {
-    /// Topics to serve (names, or keys as 0x5312abcd); default: every topic.
+    /// Topics to serve: names, keys (0x5312abcd or decimal) or shmids
+    /// (shmid:N); default: every topic.
     #[arg(value_name = "TOPIC")]
     pub topics: Vec<String>,
     /// Address and port to listen on.
@@ -95,17 +96,44 @@ fn topic_rate(s: &str) -> Result<(String, f64), String> {
     Ok((name.to_string(), rate(hz)?))
 }
 
-/// Run the server until SIGINT, SIGTERM or SIGHUP (or `--duration`). Exit 0, or 2
-/// with the reason on stderr.
+/// Run the server until SIGINT, SIGTERM or SIGHUP (or `--duration`). Exit 0;
+/// 1 when none of the named topics is there; 2 on an error, or when none
+/// of the named topics can be served; the reason on stderr.
 pub fn run(args: &FoxgloveArgs) -> ExitCode {
-    let cfg = args.config();
-    let server = match Server::bind(cfg) {
+    let mut cfg = args.config();
+    cfg.topics = match crate::settle(&cfg.topics) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("shmbus: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let named = cfg.topics.len();
+    let mut server = match Server::bind(cfg) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("shmbus: {e}");
             return ExitCode::from(2);
         }
     };
+    // Named topics, none of them usable: fail rather than serve nothing
+    // (each was warned about, with why). Some usable: the others are
+    // served if they appear.
+    if named > 0 && server.topic_count() == 0 && server.unserved().len() == named {
+        server.warn_unserved(false);
+        let labels: Vec<&str> = server.unserved().iter().map(|u| u.label.as_str()).collect();
+        let labels = shmbus_toolbox::printable::printable(&labels.join(", ")).into_owned();
+        if server.unserved().iter().all(|u| u.not_found) {
+            eprintln!(
+                "shmbus: no {labels} on this machine; check the name with `shmbus list`, or start its publisher first"
+            );
+            return ExitCode::from(1);
+        }
+        eprintln!(
+            "shmbus: none of the named topics can be served ({labels}; see the warnings above)"
+        );
+        return ExitCode::from(2);
+    }
     if let Err(e) = stop::install() {
         eprintln!("shmbus: {e}");
         return ExitCode::from(2);

@@ -58,7 +58,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 pub use server::Server;
-pub use topics::Selector;
+pub use topics::{Selector, Unserved, settle};
 
 /// The default address: loopback only, Foxglove's usual port.
 pub const DEFAULT_BIND: SocketAddr =

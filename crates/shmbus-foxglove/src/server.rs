@@ -10,7 +10,7 @@
 //! checks publisher liveness and staleness.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
@@ -28,7 +28,7 @@ use tungstenite::{ServerHandshake, http};
 use crate::client::{Client, Incoming};
 use crate::protocol::{self, ClientMessage, ServerMessage, level};
 use crate::publish::Publish;
-use crate::topics::{HealthChange, Topics};
+use crate::topics::{HealthChange, Topics, Unserved};
 use crate::{Config, Summary};
 
 /// How often subscribed topics are read.
@@ -126,6 +126,12 @@ pub struct Server {
     summary: Summary,
     /// `CLOCK_MONOTONIC` before which the listener is not watched.
     accept_paused_until: u64,
+    /// The named topics not served at the last scan, with why.
+    unserved: Vec<Unserved>,
+    /// Named topics (selector indexes) already warned about: once each.
+    warned: HashSet<usize>,
+    /// Serving (`run` started): a named topic not there yet is waited for.
+    running: bool,
 }
 
 impl std::fmt::Debug for Server {
@@ -187,6 +193,9 @@ impl Server {
             notes_made: 0,
             summary: Summary::default(),
             accept_paused_until: 0,
+            unserved: Vec::new(),
+            warned: HashSet::new(),
+            running: false,
         };
         s.scan();
         Ok(s)
@@ -202,6 +211,34 @@ impl Server {
         self.topics.by_id.len()
     }
 
+    /// The topics named in [`Config::topics`] that were not served at the
+    /// last scan, each with why.
+    pub fn unserved(&self) -> &[Unserved] {
+        &self.unserved
+    }
+
+    /// One `shmbus: warning:` line on stderr for each topic of
+    /// [`Self::unserved`] not warned about before, saying why; `waiting`:
+    /// the server runs, so one not there yet is served once it appears.
+    /// Serving warns by itself (at the start and at each scan).
+    pub fn warn_unserved(&mut self, waiting: bool) {
+        for u in &self.unserved {
+            if self.warned.insert(u.index) {
+                let then = match (waiting, u.not_found) {
+                    (false, _) => "",
+                    (true, true) => "; it is served once it appears",
+                    (true, false) => "; not served",
+                };
+                let what = if u.not_found { "not found: " } else { "" };
+                eprintln!(
+                    "shmbus: warning: {}: {what}{}{then}",
+                    shmbus_toolbox::printable::printable(&u.label),
+                    u.why
+                );
+            }
+        }
+    }
+
     /// Serve until `stop` is set.
     pub fn run(self, stop: &AtomicBool) -> Summary {
         self.run_for(stop, None)
@@ -211,6 +248,8 @@ impl Server {
     /// (`--duration`: no timer thread, so nothing to fail under a process
     /// limit).
     pub fn run_for(mut self, stop: &AtomicBool, duration: Option<Duration>) -> Summary {
+        self.running = true;
+        self.warn_unserved(true);
         let now = sys::monotonic_ns();
         let end = duration.map(|d| now.saturating_add(ns(d)));
         let mut next_scan = now + ns(self.cfg.scan_interval);
@@ -472,6 +511,10 @@ impl Server {
 
     fn scan(&mut self) {
         let r = self.topics.scan();
+        self.unserved = self.topics.unserved();
+        if self.running {
+            self.warn_unserved(true);
+        }
         for msg in r.refused {
             eprintln!("shmbus foxglove: {msg}");
             let id = format!("shmbus/refused/{}", self.notes_made);

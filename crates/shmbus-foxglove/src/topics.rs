@@ -37,40 +37,51 @@ use shmbus_codec::Codec;
 use shmbus_core::sys;
 use shmbus_core::sysvipc;
 use shmbus_sub::{OpenError, PublisherStatus, RawNext, RawSubscriber, ReadError, Segment};
+use shmbus_toolbox::topic;
 
 use crate::protocol::Channel;
 
-/// Which topics to serve: a name or a key.
+/// Which topics to serve: a name, a key (`0x5312abcd`, `key:N`), a shmid
+/// (`shmid:N`) or a plain decimal (a key or a shmid), parsed as every
+/// `shmbus` command parses a TOPIC (`shmbus_toolbox::topic`).
+pub use shmbus_toolbox::topic::Selector;
+
+/// Why a topic named on the command line is not served.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Selector {
-    /// A topic name, as in the segment header.
-    Name(String),
-    /// A System V key.
-    Key(i32),
+pub struct Unserved {
+    /// Index of its selector in [`crate::Config::topics`].
+    pub index: usize,
+    /// How messages call it: `topic 'imu'`, `key 0x5312abcd`, `shmid 7`.
+    pub label: String,
+    /// Nothing is there (yet): served once it appears. Else it is there
+    /// and unusable (not a shmbus topic, corrupt, permission, schema).
+    pub not_found: bool,
+    /// Why, for people.
+    pub why: String,
 }
 
-impl Selector {
-    /// `0x5312abcd` or `key:N` is a key; anything else a name.
-    pub fn parse(s: &str) -> Selector {
-        let t = s.trim();
-        let hex = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X"));
-        if let Some(k) = hex.and_then(|h| u32::from_str_radix(h, 16).ok()) {
-            return Selector::Key(k as i32);
-        }
-        if let Some(n) = t.strip_prefix("key:") {
-            let k = match n.strip_prefix("0x") {
-                Some(h) => u32::from_str_radix(h, 16).ok().map(|k| k as i32),
-                None => n
-                    .parse::<i32>()
-                    .ok()
-                    .or_else(|| n.parse::<u32>().ok().map(|u| u as i32)),
-            };
-            if let Some(k) = k {
-                return Selector::Key(k);
+/// The shmids a selector picks now, or (not found?, why) none is usable.
+type Picked = Result<Vec<i32>, (bool, String)>;
+
+/// Settle each plain decimal of `selectors` to a key or a shmid, as the
+/// other commands read it (a live segment's key first, else a shmid); one
+/// that is neither yet stays as it is (served when either appears).
+/// Errors when a decimal is both the key of one segment and another's
+/// shmid.
+pub fn settle(selectors: &[Selector]) -> Result<Vec<Selector>, String> {
+    let list = sysvipc::segments().unwrap_or_default();
+    selectors
+        .iter()
+        .map(|s| match s {
+            Selector::Number(n) => {
+                let segs = list
+                    .iter()
+                    .map(|e| (e.key(), e.id(), e.mode() & sys::SHM_DEST != 0));
+                Ok(topic::number(*n, segs)?.unwrap_or_else(|| s.clone()))
             }
-        }
-        Selector::Name(t.to_string())
-    }
+            _ => Ok(s.clone()),
+        })
+        .collect()
 }
 
 /// How a topic is doing, as clients are told in status messages.
@@ -398,6 +409,8 @@ pub struct Topics {
     topic_rates: Vec<(String, f64)>,
     /// shmids looked at that are not served (foreign, denied, refused, filtered).
     skipped: HashSet<i32>,
+    /// Why a skipped shmid cannot be served (not for filtered ones).
+    reasons: HashMap<i32, String>,
     /// Topics by channel id.
     pub by_id: HashMap<u32, Topic>,
     /// Topic name to the shmid it resolves to, until segments change.
@@ -435,6 +448,7 @@ impl Topics {
             max_rate,
             topic_rates,
             skipped: HashSet::new(),
+            reasons: HashMap::new(),
             by_id: HashMap::new(),
             names: HashMap::new(),
             me: nix::unistd::geteuid().as_raw(),
@@ -472,10 +486,12 @@ impl Topics {
         if self.selectors.is_empty() {
             return true;
         }
-        let by_key = self
-            .selectors
-            .iter()
-            .any(|s| matches!(s, Selector::Key(k) if *k == key));
+        let by_key = self.selectors.iter().any(|s| match s {
+            Selector::Key(k) => *k == key,
+            Selector::Shmid(id) => *id == shmid,
+            Selector::Number(n) => topic::number_as_key(*n) == Some(key) || i64::from(shmid) == *n,
+            Selector::Name(_) => false,
+        });
         let by_name = self
             .selectors
             .iter()
@@ -517,6 +533,7 @@ impl Topics {
             r.removed.push(id);
         }
         self.skipped.retain(|s| live.contains(s));
+        self.reasons.retain(|s, _| live.contains(s));
         let served: HashSet<i32> = self.by_id.values().map(|t| t.shmid).collect();
         for e in &list {
             let (key, shmid) = (e.key(), e.id());
@@ -527,12 +544,20 @@ impl Topics {
                 Ok(s) => s,
                 // Being created: look again at the next scan.
                 Err(OpenError::NotReady { .. }) => continue,
-                Err(OpenError::PermissionDenied { .. }) => {
+                Err(e) => {
+                    let why = match e {
+                        OpenError::PermissionDenied { .. } => {
+                            "permission denied: run as the topic's user or group".to_string()
+                        }
+                        OpenError::NotShmbus { .. }
+                        | OpenError::Corrupt {
+                            what: "segment smaller than the 256-byte header",
+                            ..
+                        } => "not a shmbus topic (another program's segment)".to_string(),
+                        e => format!("corrupt or unusable: {e}"),
+                    };
                     self.skipped.insert(shmid);
-                    continue;
-                }
-                Err(_) => {
-                    self.skipped.insert(shmid);
+                    self.reasons.insert(shmid, why);
                     continue;
                 }
             };
@@ -552,6 +577,8 @@ impl Topics {
                 Ok(c) => c,
                 Err(e) => {
                     self.skipped.insert(shmid);
+                    self.reasons
+                        .insert(shmid, format!("its schema is not usable ({e})"));
                     r.refused.push(format!(
                         "topic '{name}' (key {key:#010x}) cannot be shown: its schema is not usable ({e})"
                     ));
@@ -571,6 +598,110 @@ impl Topics {
         }
         r.added.sort_unstable();
         r
+    }
+
+    /// The topics named on the command line (the selectors) that are not
+    /// served now, each with why. Empty when serving every topic.
+    pub fn unserved(&mut self) -> Vec<Unserved> {
+        let mut out = Vec::new();
+        if self.selectors.is_empty() {
+            return out;
+        }
+        let list = sysvipc::segments().unwrap_or_default();
+        let live: Vec<(i32, i32)> = list
+            .iter()
+            .filter(|e| e.key() != 0 && e.mode() & sys::SHM_DEST == 0)
+            .map(|e| (e.key(), e.id()))
+            .collect();
+        let selectors = self.selectors.clone();
+        for (index, sel) in selectors.iter().enumerate() {
+            let served = self.by_id.values().any(|t| match sel {
+                Selector::Key(k) => t.key == *k,
+                Selector::Shmid(id) => t.shmid == *id,
+                Selector::Number(n) => {
+                    topic::number_as_key(*n) == Some(t.key) || i64::from(t.shmid) == *n
+                }
+                Selector::Name(n) => t.channel.topic == *n,
+            });
+            if served {
+                continue;
+            }
+            // The segments the selector picks, or why there are none.
+            let (label, none, there): (String, &str, Picked) = match sel {
+                Selector::Key(k) => (
+                    format!("key {k:#010x}"),
+                    "no segment at that key",
+                    Ok(live.iter().filter(|e| e.0 == *k).map(|e| e.1).collect()),
+                ),
+                Selector::Shmid(id) => (
+                    format!("shmid {id}"),
+                    "no segment with that shmid",
+                    Ok(live.iter().filter(|e| e.1 == *id).map(|e| e.1).collect()),
+                ),
+                Selector::Number(n) => (
+                    format!("key or shmid {n}"),
+                    "no segment with that key or shmid",
+                    Ok(live
+                        .iter()
+                        .filter(|e| topic::number_as_key(*n) == Some(e.0) || i64::from(e.1) == *n)
+                        .map(|e| e.1)
+                        .collect()),
+                ),
+                Selector::Name(n) => {
+                    let (rule, _) =
+                        shmbus_config::names::NameRule::for_name(n, self.bus_keys.as_deref());
+                    use shmbus_config::names::NameError;
+                    let r = match shmbus_config::names::resolve(&rule, self.me) {
+                        Ok(f) => Ok(vec![f.shmid]),
+                        Err(NameError::NotFound { others, .. }) if others.is_empty() => {
+                            Ok(Vec::new())
+                        }
+                        // No trusted segment of that name (yet).
+                        Err(NameError::NotFound { others, .. }) => Err((
+                            true,
+                            format!(
+                                "only another user's segment carries the name (key {:#010x}), away from the name's key; serve it by key if you trust it",
+                                others[0].key
+                            ),
+                        )),
+                        Err(NameError::Squatted { key, .. }) => Err((
+                            false,
+                            format!(
+                                "the segment at its key {key:#010x} was created by another user than the configured publisher (a squatter?)"
+                            ),
+                        )),
+                        Err(NameError::Ambiguous { keys }) => Err((
+                            false,
+                            format!(
+                                "{} topics carry the name; serve the one you mean by key",
+                                keys.len()
+                            ),
+                        )),
+                    };
+                    (
+                        format!("topic '{n}'"),
+                        "no segment carries the name at its key",
+                        r,
+                    )
+                }
+            };
+            let (not_found, why) = match there {
+                Ok(ids) if ids.is_empty() => (true, none.to_string()),
+                Ok(ids) => match ids.iter().find_map(|id| self.reasons.get(id)) {
+                    Some(why) => (false, why.clone()),
+                    // There but not attached yet (being created).
+                    None => (true, "it is still being created".to_string()),
+                },
+                Err(e) => e,
+            };
+            out.push(Unserved {
+                index,
+                label,
+                not_found,
+                why,
+            });
+        }
+        out
     }
 
     /// Segments came or went: resolve every served name again, and move a

@@ -685,3 +685,43 @@ fn notes_about_refused_topics_are_bounded() {
     drop((first, late));
     server.stop();
 }
+
+/// Topics named as every command names them (a key, `shmid:N`, a name):
+/// the server serves the usable ones and says, for each named topic it
+/// cannot serve, which and why (another program's segment; nothing there).
+#[test]
+fn named_topics_that_cannot_be_served_are_reported_with_why() {
+    watchdog("fox-unserved", Duration::from_secs(60));
+    let (topic, _g) = key_for("unserved");
+    let mut p = Publisher::<Sample>::open(&topic).unwrap();
+    p.publish(&sample(1)).unwrap();
+    let shmid = shmbus_core::sys::shmget(topic.key, 0, 0).unwrap();
+    let foreign_key = (unique_key("unserved-foreign") & 0x00ff_ffff) | 0x7a00_0000;
+    let _fg = Guard(foreign_key);
+    // Another program's segment: zeros, no publisher lock (IPC_CREAT | IPC_EXCL | 0600).
+    shmbus_core::sys::shmget(foreign_key, 4096, 0o1000 | 0o2000 | 0o600).unwrap();
+    let missing = format!(
+        "fox-test/missing-{:08x}",
+        unique_key("unserved-missing") as u32
+    );
+    let cfg = Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        topics: vec![
+            Selector::parse(&format!("shmid:{shmid}")),
+            Selector::parse(&format!("{:#010x}", foreign_key)),
+            Selector::parse(&missing),
+        ],
+        quiet: true,
+        ..Config::default()
+    };
+    let server = Server::bind(cfg).expect("bind");
+    assert_eq!(server.topic_count(), 1, "served by shmid");
+    let u = server.unserved();
+    assert_eq!(u.len(), 2, "{u:?}");
+    assert_eq!(u[0].index, 1);
+    assert!(!u[0].not_found, "{u:?}");
+    assert!(u[0].why.contains("not a shmbus topic"), "{u:?}");
+    assert_eq!(u[1].index, 2);
+    assert!(u[1].not_found, "{u:?}");
+    assert_eq!(u[1].label, format!("topic '{missing}'"));
+}

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use shmbus_toolbox::parse;
+use shmbus_toolbox::topic::Selector;
 
 /// `record`, `replay` and `cat`.
 #[derive(Debug, Clone, Subcommand)]
@@ -25,17 +26,23 @@ pub enum Command {
 const RECORD_AFTER: &str = "\
 Records the named topics (all shmbus topics on the machine when none are
 named, including topics that appear while recording) until Ctrl-C, SIGTERM
-or --duration. A name is looked up as every shmbus tool looks it up: at
-the key it derives from, else among this user's own and root's segments;
-another user's segment that carries the name elsewhere is recorded only
-when its key is given (--key). Each topic is stored twice:
+or --duration. TOPIC is a topic name, a key (0x5312abcd or decimal) or a
+shmid (shmid:N), as for every shmbus command. A name is looked up as every
+shmbus tool looks it up: at the key it derives from, else among this
+user's own and root's segments; another user's segment that carries the
+name elsewhere is recorded only when its key is given. A named topic that
+cannot be recorded gets one warning saying why (not found, not a shmbus
+topic, corrupt, permission); one not there yet is recorded once it
+appears. When none of the named topics can be recorded, record fails:
+exit 1 if none is there, else 2. Each topic is stored twice:
 lossless postcard frames (for replay) and JSON with a JSON Schema (for
 Foxglove and other viewers). Frames lost because the recorder fell more
 than a ring behind are logged on the /shmbus/missed channel.
 
 Examples:
   shmbus record -o run.mcap                    # everything, until Ctrl-C
-  shmbus record imu gnss -o run.mcap --duration 60";
+  shmbus record imu gnss -o run.mcap --duration 60
+  shmbus record 0x5312abcd shmid:7 -o run.mcap";
 
 const REPLAY_AFTER: &str = "\
 Creates each recorded topic (same name, key, slots and frame capacity) if
@@ -59,8 +66,9 @@ Examples:
 /// `record` arguments.
 #[derive(Debug, Clone, PartialEq, Args)]
 pub struct RecordArgs {
-    /// Topics to record (all topics when none are named).
-    #[arg(value_name = "TOPIC", value_parser = topic_name)]
+    /// Topics to record: names, keys (0x5312abcd or decimal) or shmids
+    /// (shmid:N); all topics when none are named.
+    #[arg(value_name = "TOPIC", value_parser = topic_arg)]
     pub topics: Vec<String>,
     /// MCAP file to write (replaced if it exists).
     #[arg(short = 'o', long = "output", value_name = "FILE.mcap")]
@@ -111,6 +119,16 @@ pub struct CatArgs {
     pub json: bool,
 }
 
+/// A TOPIC as every `shmbus` command takes it (`shmbus_toolbox::topic`):
+/// a key, a shmid, a decimal, or else a valid topic name.
+fn topic_arg(s: &str) -> Result<String, String> {
+    match Selector::parse(s) {
+        Selector::Name(n) => topic_name(&n),
+        Selector::Key(0) => Err("key 0 is IPC_PRIVATE and never names a topic".into()),
+        _ => Ok(s.trim().to_string()),
+    }
+}
+
 fn topic_name(s: &str) -> Result<String, String> {
     shmbus_core::topic::validate_name(s)?;
     Ok(s.to_string())
@@ -159,6 +177,13 @@ mod tests {
         let e = parse("record -o x --frob").unwrap_err();
         assert!(e.contains("--frob"), "{e}");
         assert!(parse("record bad#name -o x").is_err());
+        // Every TOPIC form of the other commands.
+        let Ok(Command::Record(r)) = parse("record 0x5312bdaa shmid:7 42 key:9 imu -o x") else {
+            panic!("should parse")
+        };
+        assert_eq!(r.topics, ["0x5312bdaa", "shmid:7", "42", "key:9", "imu"]);
+        assert!(parse("record key:0 -o x").is_err());
+        assert!(parse("record shmid:x -o x").is_err(), "not a name either");
     }
 
     #[test]

@@ -52,6 +52,7 @@ use shmbus_sub::{RawNext, RawSubscriber};
 use crate::cli::RecordArgs;
 use crate::format::{self, TopicMeta, role};
 use shmbus_toolbox::repeats::Repeats;
+use shmbus_toolbox::topic::{self, Selector};
 use shmbus_toolbox::units::bytes as human_bytes;
 
 use crate::{Exit, stop};
@@ -151,18 +152,12 @@ struct Totals {
 pub fn run(a: RecordArgs) -> Result<(), Exit> {
     stop::install().map_err(Exit::error)?;
     let clock = CpuClock::start();
-    let mut scan = Scan::new(&a);
+    let mut scan = Scan::new(&a)?;
     let found = scan.next();
     if found.is_empty() {
-        return Err(Exit::not_found(scan.nothing_found(&a)));
+        return Err(scan.nothing_found());
     }
-    for name in &a.topics {
-        if !found.iter().any(|s| &s.info().name == name) {
-            eprintln!(
-                "shmbus: warning: topic '{name}' not found yet; it is recorded once it appears"
-            );
-        }
-    }
+    scan.warn();
     let file = File::create(&a.output).map_err(|e| {
         Exit::error(format!(
             "cannot create {}: {e}; check that the directory exists and is writable",
@@ -260,156 +255,331 @@ fn mcap_err(a: &RecordArgs, e: mcap::McapError) -> Exit {
     }
 }
 
-/// Finds the segments to record: every shmbus segment, or those with the
-/// chosen names or keys. Each shmid is looked at once (a foreign segment
-/// is attached once, not every scan).
+/// Finds the segments to record: every shmbus segment, or the topics the
+/// user named (names, keys, shmids: `shmbus_toolbox::topic`, as every
+/// `shmbus` command takes them). Each shmid is looked at once (a foreign
+/// segment is attached once, not every scan).
 struct Scan {
-    seen: HashSet<i32>,
-    /// Each named topic and the rule its name resolves by.
-    names: Vec<NameRule>,
-    keys: Vec<i32>,
+    /// shmids recorded.
+    taken: HashSet<i32>,
+    /// shmids that cannot be recorded, and why.
+    failed: std::collections::HashMap<i32, Why>,
+    /// The topics named on the command line (none: everything).
+    named: Vec<Named>,
     denied: usize,
-    /// Keys of other users' same-name segments already warned about.
-    warned: HashSet<i32>,
     me: u32,
+    /// Named topics (indexes) to warn about: each once, by [`Scan::warn`].
+    unwarned: Vec<usize>,
+}
+
+/// One topic named on the command line (a TOPIC or a `--key`).
+struct Named {
+    /// How messages call it: `topic 'imu'`, `key 0x5312abcd`, `shmid 7`.
+    label: String,
+    want: Want,
+    /// Its one warning was printed.
+    warned: bool,
+    /// Found and recorded (or being recorded).
+    used: bool,
+    /// Why it could not be used at the last scan.
+    why: Option<Why>,
+}
+
+enum Want {
+    Name(NameRule),
+    Key(i32),
+    Shmid(i32),
+}
+
+/// Why a named topic is not recorded.
+#[derive(Debug, Clone)]
+enum Why {
+    /// Not there (yet): a name or key is recorded once it appears.
+    NotFound(String),
+    /// There, but not a topic this recorder can read.
+    Unusable(String),
 }
 
 impl Scan {
-    fn new(a: &RecordArgs) -> Scan {
-        let names = a
-            .topics
-            .iter()
-            .map(|t| {
-                let (rule, note) = NameRule::for_name(t, None);
-                if let Some(n) = note {
-                    eprintln!("shmbus: warning: {n}");
+    fn new(a: &RecordArgs) -> Result<Scan, Exit> {
+        let mut named = Vec::new();
+        let segments = sysvipc::segments().unwrap_or_default();
+        for t in &a.topics {
+            let (label, want) = match Selector::parse(t) {
+                Selector::Name(n) => {
+                    let (rule, note) = NameRule::for_name(&n, None);
+                    if let Some(n) = note {
+                        eprintln!("shmbus: warning: {n}");
+                    }
+                    (format!("topic '{n}'"), Want::Name(rule))
                 }
-                rule
-            })
-            .collect();
-        Scan {
-            seen: HashSet::new(),
-            names,
-            keys: a.keys.clone(),
-            denied: 0,
-            warned: HashSet::new(),
-            me: nix::unistd::geteuid().as_raw(),
+                Selector::Key(k) => (format!("key 0x{:08x}", k as u32), Want::Key(k)),
+                Selector::Shmid(id) => (format!("shmid {id}"), Want::Shmid(id)),
+                Selector::Number(n) => {
+                    let segs = segments
+                        .iter()
+                        .map(|e| (e.key(), e.id(), e.mode() & sys::SHM_DEST != 0));
+                    match topic::number(n, segs).map_err(Exit::error)? {
+                        Some(Selector::Shmid(id)) => (format!("shmid {id}"), Want::Shmid(id)),
+                        Some(Selector::Key(k)) => (format!("key {n}"), Want::Key(k)),
+                        // Neither yet: a key, recorded if it appears.
+                        _ => match topic::number_as_key(n) {
+                            Some(k) => (format!("key or shmid {n}"), Want::Key(k)),
+                            None => (format!("shmid {n}"), Want::Shmid(-1)),
+                        },
+                    }
+                }
+            };
+            named.push(Named::new(label, want));
         }
+        for k in &a.keys {
+            named.push(Named::new(
+                format!("key 0x{:08x}", *k as u32),
+                Want::Key(*k),
+            ));
+        }
+        Ok(Scan {
+            taken: HashSet::new(),
+            failed: Default::default(),
+            named,
+            denied: 0,
+            me: nix::unistd::geteuid().as_raw(),
+            unwarned: Vec::new(),
+        })
     }
 
     fn all(&self) -> bool {
-        self.names.is_empty() && self.keys.is_empty()
+        self.named.is_empty()
     }
 
-    /// Attach `shmid` once: `Some` the first time it is a readable topic.
-    fn take(&mut self, shmid: i32, key: i32) -> Option<Segment> {
-        if self.seen.contains(&shmid) {
-            return None;
+    /// Attach `shmid`: `Ok(Some)` the first time it is a readable topic,
+    /// `Ok(None)` when it is recorded already, else why not (remembered,
+    /// so a segment is attached once).
+    fn take(&mut self, shmid: i32, key: i32) -> Result<Option<Segment>, Why> {
+        if self.taken.contains(&shmid) {
+            return Ok(None);
         }
-        match Segment::attach_shmid(shmid, key) {
+        if let Some(why) = self.failed.get(&shmid) {
+            return Err(why.clone());
+        }
+        let why = match Segment::attach_shmid(shmid, key) {
             Ok(seg) => {
-                self.seen.insert(shmid);
-                Some(seg)
+                self.taken.insert(shmid);
+                return Ok(Some(seg));
             }
             // Being created: look again next time.
-            Err(OpenError::NotReady { .. }) => None,
+            Err(OpenError::NotReady { .. }) => {
+                return Err(Why::NotFound("it is still being created".into()));
+            }
+            Err(OpenError::Removed { .. } | OpenError::NotFound { .. }) => {
+                return Err(Why::NotFound("it was removed".into()));
+            }
             Err(OpenError::PermissionDenied { .. }) => {
-                self.seen.insert(shmid);
                 self.denied += 1;
-                None
+                Why::Unusable("permission denied: run as the topic's user or group".into())
             }
-            Err(_) => {
-                self.seen.insert(shmid);
-                None
-            }
-        }
+            Err(
+                OpenError::NotShmbus { .. }
+                | OpenError::Corrupt {
+                    what: "segment smaller than the 256-byte header",
+                    ..
+                },
+            ) => Why::Unusable("not a shmbus topic (another program's segment)".into()),
+            Err(e) => Why::Unusable(format!("corrupt or unusable: {e}")),
+        };
+        self.failed.insert(shmid, why.clone());
+        Err(why)
     }
 
-    /// Segments not seen before that are to be recorded: each name's topic
-    /// (resolved as every shmbus tool resolves names: never another user's
-    /// segment at another key), the `--key` topics, or with neither every
-    /// readable topic.
+    /// Segments not seen before that are to be recorded: each named
+    /// topic's (a name resolved as every shmbus tool resolves names: never
+    /// another user's segment at another key), or with none named every
+    /// readable topic (the others skipped quietly). A named topic that
+    /// cannot be recorded is warned about once, with why.
     fn next(&mut self) -> Vec<Segment> {
         let mut out = Vec::new();
-        for i in 0..self.names.len() {
-            let rule = self.names[i].clone();
-            match names::resolve(&rule, self.me) {
-                Ok(f) => out.extend(self.take(f.shmid, f.key)),
-                Err(NameError::NotFound { others, .. }) => {
-                    for o in others {
-                        if self.warned.insert(o.key) {
-                            eprintln!(
-                                "shmbus: warning: not recording the segment at key 0x{:08x} named '{}': it was created by uid {} and belongs to uid {}, another user, away from the name's key ({}); record it by key if you trust it: --key 0x{:08x}",
-                                o.key as u32, rule.name, o.cuid, o.uid, rule.source, o.key as u32
-                            );
+        let segments = sysvipc::segments().unwrap_or_default();
+        if self.all() {
+            for e in &segments {
+                let (key, shmid) = (e.key(), e.id());
+                // Key 0: IPC_PRIVATE or already removed; never a topic.
+                if key != 0 {
+                    out.extend(self.take(shmid, key).ok().flatten());
+                }
+            }
+            return out;
+        }
+        for i in 0..self.named.len() {
+            let result = match &self.named[i].want {
+                Want::Name(rule) => {
+                    let rule = rule.clone();
+                    match names::resolve(&rule, self.me) {
+                        Ok(f) => self.take(f.shmid, f.key).map(|s| vec![s]),
+                        Err(e) => Err(name_error(&rule, e)),
+                    }
+                }
+                Want::Key(k) => {
+                    let k = *k;
+                    let at: Vec<i32> = segments
+                        .iter()
+                        .filter(|e| k != 0 && e.key() == k)
+                        .map(|e| e.id())
+                        .collect();
+                    if at.is_empty() {
+                        Err(Why::NotFound("no segment at that key".into()))
+                    } else {
+                        // Usable if any segment at the key is.
+                        let mut got = Vec::new();
+                        let mut why = None;
+                        for id in at {
+                            match self.take(id, k) {
+                                Ok(s) => got.push(s),
+                                Err(w) => why = Some(w),
+                            }
+                        }
+                        match why {
+                            Some(w) if got.is_empty() => Err(w),
+                            _ => Ok(got),
                         }
                     }
                 }
-                Err(NameError::Squatted {
-                    key,
-                    uid,
-                    cuid,
-                    expected,
-                }) => {
-                    if self.warned.insert(key) {
-                        eprintln!(
-                            "shmbus: warning: not recording '{}': the segment at its key 0x{key:08x} was created by uid {cuid} and belongs to uid {uid}, not the configured publisher uid {expected} (a squatter?); remove it as root with `shmbus rm 0x{key:08x}`",
-                            rule.name,
-                            key = key as u32
-                        );
+                Want::Shmid(id) => {
+                    let id = *id;
+                    match segments.iter().find(|e| e.id() == id) {
+                        Some(e) => self.take(id, e.key()).map(|s| vec![s]),
+                        None => Err(Why::NotFound("no segment with that shmid".into())),
                     }
                 }
-                Err(NameError::Ambiguous { keys }) => {
-                    if self.warned.insert(keys[0]) {
-                        let keys: Vec<String> = keys
-                            .iter()
-                            .map(|k| format!("0x{:08x}", *k as u32))
-                            .collect();
-                        eprintln!(
-                            "shmbus: warning: {} topics are named '{}' (keys {}); record the one you mean with --key",
-                            keys.len(),
-                            rule.name,
-                            keys.join(", ")
-                        );
+            };
+            let n = &mut self.named[i];
+            match result {
+                Ok(segs) => {
+                    n.used = true;
+                    n.why = None;
+                    out.extend(segs.into_iter().flatten());
+                }
+                Err(why) => {
+                    if !n.used && !n.warned {
+                        n.warned = true;
+                        self.unwarned.push(i);
                     }
+                    n.why = Some(why);
                 }
             }
-        }
-        if !self.all() && self.keys.is_empty() {
-            return out;
-        }
-        for e in sysvipc::segments().unwrap_or_default() {
-            let (key, shmid) = (e.key(), e.id());
-            // Key 0: IPC_PRIVATE or already removed; never a topic.
-            if key == 0 || !(self.all() || self.keys.contains(&key)) {
-                continue;
-            }
-            out.extend(self.take(shmid, key));
         }
         out
     }
 
-    fn nothing_found(&self, a: &RecordArgs) -> String {
-        let mut m = if self.all() {
-            "no shmbus topics on this machine; start a publisher first (`shmbus list` shows topics)"
-                .to_string()
-        } else {
-            let mut what: Vec<String> =
-                self.names.iter().map(|r| format!("'{}'", r.name)).collect();
-            what.extend(a.keys.iter().map(|k| format!("key 0x{:08x}", *k as u32)));
-            format!(
-                "no topic {} on this machine; check the name with `shmbus list`, or start its publisher first",
-                what.join(", ")
-            )
-        };
-        if self.denied > 0 {
-            m.push_str(&format!(
-                " ({} segment{} could not be read: permission denied; run as the topics' user or group)",
-                self.denied,
-                if self.denied == 1 { "" } else { "s" }
-            ));
+    /// One warning for each named topic the last scans could not use, with
+    /// why; `waiting`: the recording runs, so a name or key not there yet is
+    /// recorded once it appears.
+    fn warn(&mut self) {
+        self.warn_as(true);
+    }
+
+    fn warn_as(&mut self, waiting: bool) {
+        for i in std::mem::take(&mut self.unwarned) {
+            let n = &self.named[i];
+            let Some(why) = &n.why else { continue };
+            let (Why::NotFound(w) | Why::Unusable(w)) = why;
+            let not_found = if matches!(why, Why::NotFound(_)) {
+                "not found: "
+            } else {
+                ""
+            };
+            let then = match (why, &n.want, waiting) {
+                (_, _, false) => "",
+                (Why::NotFound(_), Want::Name(_) | Want::Key(_), true) => {
+                    "; it is recorded once it appears"
+                }
+                _ => "; not recorded",
+            };
+            eprintln!("shmbus: warning: {}: {not_found}{w}{then}", n.label);
         }
-        m
+    }
+
+    /// Why nothing can be recorded: exit 1 if no topic was there at all,
+    /// else 2 (each named topic was warned about, with why).
+    fn nothing_found(&mut self) -> Exit {
+        self.warn_as(false);
+        if self.all() {
+            let mut m = "no shmbus topics on this machine; start a publisher first (`shmbus list` shows topics)"
+                .to_string();
+            if self.denied > 0 {
+                m.push_str(&format!(
+                    " ({} segment{} could not be read: permission denied; run as the topics' user or group)",
+                    self.denied,
+                    if self.denied == 1 { "" } else { "s" }
+                ));
+            }
+            return Exit::not_found(m);
+        }
+        let what: Vec<&str> = self.named.iter().map(|n| n.label.as_str()).collect();
+        let what = what.join(", ");
+        if self
+            .named
+            .iter()
+            .all(|n| matches!(n.why, Some(Why::NotFound(_))))
+        {
+            Exit::not_found(format!(
+                "no {what} on this machine; check the name with `shmbus list`, or start its publisher first"
+            ))
+        } else {
+            Exit::error(format!(
+                "none of the named topics can be recorded ({what}; see the warnings above)"
+            ))
+        }
+    }
+}
+
+impl Named {
+    fn new(label: String, want: Want) -> Named {
+        Named {
+            label,
+            want,
+            warned: false,
+            used: false,
+            why: None,
+        }
+    }
+}
+
+/// Why a name resolves to no segment this recorder takes.
+fn name_error(rule: &NameRule, e: NameError) -> Why {
+    match e {
+        NameError::NotFound { others, .. } if others.is_empty() => Why::NotFound(format!(
+            "no segment carries the name at its key ({})",
+            rule.source
+        )),
+        NameError::NotFound { others, .. } => {
+            let o = &others[0];
+            // No trusted segment of that name (yet): not found, as for
+            // every shmbus tool; the other user's is named.
+            Why::NotFound(format!(
+                "not recording the segment at key 0x{:08x} named '{}': it was created by uid {} and belongs to uid {}, another user, away from the name's key ({}); record it by key if you trust it: --key 0x{:08x}",
+                o.key as u32, rule.name, o.cuid, o.uid, rule.source, o.key as u32
+            ))
+        }
+        NameError::Squatted {
+            key,
+            uid,
+            cuid,
+            expected,
+        } => Why::Unusable(format!(
+            "the segment at its key 0x{key:08x} was created by uid {cuid} and belongs to uid {uid}, not the configured publisher uid {expected} (a squatter?); remove it as root with `shmbus rm 0x{key:08x}`",
+            key = key as u32
+        )),
+        NameError::Ambiguous { keys } => {
+            let keys: Vec<String> = keys
+                .iter()
+                .map(|k| format!("0x{:08x}", *k as u32))
+                .collect();
+            Why::Unusable(format!(
+                "{} topics carry the name (keys {}); record the one you mean by key",
+                keys.len(),
+                keys.join(", ")
+            ))
+        }
     }
 }
 
@@ -605,6 +775,7 @@ impl Recorder {
                         if tty { "\r\x1b[K" } else { "" },
                     );
                 }
+                scan.warn();
             }
             if now - last_progress >= progress_every {
                 let dt = (now - last_progress).as_secs_f64();

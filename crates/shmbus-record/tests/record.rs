@@ -1030,3 +1030,158 @@ fn cat_and_replay_say_what_a_bad_path_is() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Another program's segment (zeros, no publisher lock) at a unique key:
+/// (its guard, its shmid).
+fn foreign_segment(test: &str) -> (Guard, i32) {
+    let key = unique_key(test);
+    let guard = Guard(key);
+    // IPC_CREAT | IPC_EXCL | 0600
+    let id = shmbus_core::sys::shmget(key, 4096, 0o1000 | 0o2000 | 0o600).unwrap();
+    (guard, id)
+}
+
+/// The `shmbus: warning:` lines of `err` that mention `what`.
+fn warnings_about(err: &str, what: &str) -> usize {
+    err.lines()
+        .filter(|l| l.starts_with("shmbus: warning: ") && l.contains(what))
+        .count()
+}
+
+/// A TOPIC is written as for every other command: a key (hex or decimal)
+/// or `shmid:N` records that topic. A named topic that cannot be recorded
+/// (another program's segment, nothing there) gets one warning saying
+/// which and why, and the others are recorded.
+#[test]
+fn record_takes_keys_and_shmids_and_warns_about_named_topics_it_cannot_use() {
+    watchdog("forms", Duration::from_secs(120));
+    let (topic, _guard) = unique_topic("forms");
+    let mut publisher = Publisher::<Check>::open(&topic).unwrap();
+    publish_range(&mut publisher, 1..=4, Duration::ZERO);
+    let shmid = shmbus_core::sys::shmget(topic.key, 0, 0).unwrap();
+    let (foreign, foreign_id) = foreign_segment("forms-foreign");
+    let missing = format!(
+        "test/forms-missing-{:08x}",
+        unique_key("forms-missing") as u32
+    );
+    let file = TempFile::new("forms");
+    let count = |path: &str| {
+        let bytes = read_file(path);
+        let summary = mcap::Summary::read(&bytes).unwrap().expect("finished file");
+        let stats = summary.stats.expect("statistics");
+        let (id, _) = summary
+            .channels
+            .iter()
+            .find(|(_, c)| role(c) == "lossless" && c.metadata["shmbus.topic"] == topic.name)
+            .expect("the topic's channel");
+        stats.channel_message_counts.get(id).copied()
+    };
+    let hex = format!("0x{:08x}", topic.key as u32);
+    let by_shmid = format!("shmid:{shmid}");
+    let foreign_shmid = format!("shmid:{foreign_id}");
+    for form in [hex.as_str(), by_shmid.as_str()] {
+        let (code, _, err) = run(&[
+            "record",
+            "-o",
+            file.path(),
+            "--backlog",
+            "--duration",
+            "0.5",
+            form,
+            &foreign_shmid,
+            &missing,
+        ]);
+        assert_eq!(code, 0, "{form}: {err}");
+        assert_eq!(count(file.path()), Some(4), "{form}: {err}");
+        assert_eq!(
+            warnings_about(&err, &format!("shmid {foreign_id}: not a shmbus topic")),
+            1,
+            "{err}"
+        );
+        assert_eq!(
+            warnings_about(&err, &format!("topic '{missing}': not found")),
+            1,
+            "{err}"
+        );
+        assert!(err.contains("recorded once it appears"), "{err}");
+        assert_eq!(err.matches("shmbus: warning:").count(), 2, "{err}");
+    }
+    // Decimal: the key (no segment has it as its shmid).
+    let (code, _, err) = run(&[
+        "record",
+        "-o",
+        file.path(),
+        "--backlog",
+        "--duration",
+        "0.3",
+        &topic.key.to_string(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(count(file.path()), Some(4), "{err}");
+    drop(foreign);
+}
+
+/// Named topics none of which can be recorded: exit 1 when none is there,
+/// 2 when some is there but unusable, one warning each, and no file.
+#[test]
+fn record_fails_when_no_named_topic_can_be_recorded() {
+    watchdog("unusable", Duration::from_secs(120));
+    let (_g1, id1) = foreign_segment("unusable-1");
+    let (g2, _) = foreign_segment("unusable-2");
+    let nothing = unique_key("unusable-none");
+    let _g3 = Guard(nothing);
+    let file = TempFile::new("unusable");
+    let k2 = format!("{}", g2.key());
+    let (code, _, err) = run(&[
+        "record",
+        "-o",
+        file.path(),
+        "--duration",
+        "0.3",
+        &format!("shmid:{id1}"),
+        "--key",
+        &k2,
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(warnings_about(&err, "not a shmbus topic"), 2, "{err}");
+    assert!(
+        err.contains("none of the named topics can be recorded"),
+        "{err}"
+    );
+    assert!(!std::path::Path::new(file.path()).exists());
+
+    let none = format!("0x{:08x}", nothing as u32);
+    let (code, _, err) = run(&[
+        "record",
+        "-o",
+        file.path(),
+        "--duration",
+        "0.3",
+        &none,
+        "shmid:2147483647",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        warnings_about(&err, &format!("key {none}: not found")),
+        1,
+        "{err}"
+    );
+    assert_eq!(
+        warnings_about(&err, "shmid 2147483647: not found"),
+        1,
+        "{err}"
+    );
+    assert!(!err.contains("once it appears"), "it does not wait: {err}");
+    // One unusable, one not there: 2.
+    let (code, _, err) = run(&[
+        "record",
+        "-o",
+        file.path(),
+        "--duration",
+        "0.3",
+        &none,
+        "--key",
+        &k2,
+    ]);
+    assert_eq!(code, 2, "{err}");
+}

@@ -15,10 +15,13 @@
 //! - [`repeats`]: a repeated error printed once, then a count at most once a
 //!   second.
 //! - [`stop`]: the SIGINT/SIGTERM flag that long-running commands check.
+//! - [`topic`]: TOPIC arguments (a name, a key, a shmid), parsed the same
+//!   way by every command that takes one.
 #![warn(missing_docs)]
 
 pub mod parse;
 pub mod printable;
 pub mod repeats;
 pub mod stop;
+pub mod topic;
 pub mod units;
