@@ -97,8 +97,10 @@ fn topic_rate(s: &str) -> Result<(String, f64), String> {
 }
 
 /// Run the server until SIGINT, SIGTERM or SIGHUP (or `--duration`). Exit 0;
-/// 1 when none of the named topics is there; 2 on an error, or when none
-/// of the named topics can be served; the reason on stderr.
+/// 1 when none of the named topics is there and none can appear (shmids);
+/// 2 on an error, or when none of the named topics can be served or
+/// appear; the reason on stderr. A named topic or key not there yet is
+/// waited for (served once it appears), with a warning.
 pub fn run(args: &FoxgloveArgs) -> ExitCode {
     let mut cfg = args.config();
     cfg.topics = match crate::settle(&cfg.topics) {
@@ -109,6 +111,13 @@ pub fn run(args: &FoxgloveArgs) -> ExitCode {
         }
     };
     let named = cfg.topics.len();
+    // A name or a key may appear later (its publisher starts); a shmid
+    // that is not there never will.
+    let can_appear: Vec<bool> = cfg
+        .topics
+        .iter()
+        .map(|s| !matches!(s, Selector::Shmid(_)))
+        .collect();
     let mut server = match Server::bind(cfg) {
         Ok(s) => s,
         Err(e) => {
@@ -116,10 +125,15 @@ pub fn run(args: &FoxgloveArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Named topics, none of them usable: fail rather than serve nothing
-    // (each was warned about, with why). Some usable: the others are
-    // served if they appear.
-    if named > 0 && server.topic_count() == 0 && server.unserved().len() == named {
+    // Named topics, none of them usable now or later: fail rather than
+    // serve nothing (each was warned about, with why). Some usable, or
+    // some that may still appear: serve, and serve those once they appear
+    // (the server documents topics that come and go).
+    let may_appear = server
+        .unserved()
+        .iter()
+        .any(|u| u.not_found && can_appear.get(u.index).copied().unwrap_or(false));
+    if named > 0 && server.topic_count() == 0 && server.unserved().len() == named && !may_appear {
         server.warn_unserved(false);
         let labels: Vec<&str> = server.unserved().iter().map(|u| u.label.as_str()).collect();
         let labels = shmbus_toolbox::printable::printable(&labels.join(", ")).into_owned();
