@@ -179,6 +179,21 @@ fn read_file(path: &str) -> Vec<u8> {
     std::fs::read(path).expect("read recording")
 }
 
+/// How many frames a finished recording at `path` holds on `topic`'s
+/// lossless channel (its summary's statistics); `None` if it has no such
+/// channel count.
+fn lossless_count(path: &str, topic: &str) -> Option<u64> {
+    let bytes = read_file(path);
+    let summary = mcap::Summary::read(&bytes).unwrap().expect("finished file");
+    let stats = summary.stats.expect("statistics");
+    let (id, _) = summary
+        .channels
+        .iter()
+        .find(|(_, c)| role(c) == "lossless" && c.metadata["shmbus.topic"] == topic)
+        .unwrap_or_else(|| panic!("no lossless channel for {topic}"));
+    stats.channel_message_counts.get(id).copied()
+}
+
 fn role<'a>(ch: &'a mcap::Channel<'_>) -> &'a str {
     ch.metadata.get("shmbus.role").map_or("", String::as_str)
 }
@@ -576,16 +591,8 @@ fn recording_everything_picks_up_topics_that_appear_later() {
         "{err}"
     );
 
-    let bytes = read_file(file.path());
-    let summary = mcap::Summary::read(&bytes).unwrap().expect("finished file");
-    let stats = summary.stats.expect("statistics");
     for t in [&first, &later] {
-        let (id, _) = summary
-            .channels
-            .iter()
-            .find(|(_, c)| role(c) == "lossless" && c.metadata["shmbus.topic"] == t.name)
-            .unwrap_or_else(|| panic!("no channel for {}", t.name));
-        assert_eq!(stats.channel_message_counts.get(id), Some(&5), "{}", t.name);
+        assert_eq!(lossless_count(file.path(), &t.name), Some(5), "{}", t.name);
     }
 }
 
@@ -900,15 +907,11 @@ fn a_forged_generation_stops_only_that_topic_and_memory_stays_bounded() {
         "{err}"
     );
     assert!(err.lines().count() < 10, "{err}");
-    let bytes = read_file(file.path());
-    let summary = mcap::Summary::read(&bytes).unwrap().expect("finished file");
-    let stats = summary.stats.expect("statistics");
-    let (id, _) = summary
-        .channels
-        .iter()
-        .find(|(_, c)| role(c) == "lossless" && c.metadata["shmbus.topic"] == healthy.name)
-        .expect("the healthy topic's channel");
-    assert_eq!(stats.channel_message_counts.get(id), Some(&100), "{err}");
+    assert_eq!(
+        lossless_count(file.path(), &healthy.name),
+        Some(100),
+        "{err}"
+    );
 }
 
 /// A segment whose owner keeps moving its header generation ahead of the
@@ -1065,17 +1068,7 @@ fn record_takes_keys_and_shmids_and_warns_about_named_topics_it_cannot_use() {
         unique_key("forms-missing") as u32
     );
     let file = TempFile::new("forms");
-    let count = |path: &str| {
-        let bytes = read_file(path);
-        let summary = mcap::Summary::read(&bytes).unwrap().expect("finished file");
-        let stats = summary.stats.expect("statistics");
-        let (id, _) = summary
-            .channels
-            .iter()
-            .find(|(_, c)| role(c) == "lossless" && c.metadata["shmbus.topic"] == topic.name)
-            .expect("the topic's channel");
-        stats.channel_message_counts.get(id).copied()
-    };
+    let count = |path: &str| lossless_count(path, &topic.name);
     let hex = format!("0x{:08x}", topic.key as u32);
     let by_shmid = format!("shmid:{shmid}");
     let foreign_shmid = format!("shmid:{foreign_id}");
