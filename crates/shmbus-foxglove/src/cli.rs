@@ -111,13 +111,6 @@ pub fn run(args: &FoxgloveArgs) -> ExitCode {
         }
     };
     let named = cfg.topics.len();
-    // A name or a key may appear later (its publisher starts); a shmid
-    // that is not there never will.
-    let can_appear: Vec<bool> = cfg
-        .topics
-        .iter()
-        .map(|s| !matches!(s, Selector::Shmid(_)))
-        .collect();
     let mut server = match Server::bind(cfg) {
         Ok(s) => s,
         Err(e) => {
@@ -129,10 +122,7 @@ pub fn run(args: &FoxgloveArgs) -> ExitCode {
     // serve nothing (each was warned about, with why). Some usable, or
     // some that may still appear: serve, and serve those once they appear
     // (the server documents topics that come and go).
-    let may_appear = server
-        .unserved()
-        .iter()
-        .any(|u| u.not_found && can_appear.get(u.index).copied().unwrap_or(false));
+    let may_appear = server.unserved().iter().any(|u| u.may_appear);
     if named > 0 && server.topic_count() == 0 && server.unserved().len() == named && !may_appear {
         server.warn_unserved(false);
         let labels: Vec<&str> = server.unserved().iter().map(|u| u.label.as_str()).collect();

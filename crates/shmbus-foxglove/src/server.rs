@@ -224,7 +224,7 @@ impl Server {
     pub fn warn_unserved(&mut self, waiting: bool) {
         for u in &self.unserved {
             if self.warned.insert(u.index) {
-                let then = match (waiting, u.not_found) {
+                let then = match (waiting, u.may_appear) {
                     (false, _) => "",
                     (true, true) => "; it is served once it appears",
                     (true, false) => "; not served",

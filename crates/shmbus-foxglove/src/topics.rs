@@ -53,9 +53,13 @@ pub struct Unserved {
     pub index: usize,
     /// How messages call it: `topic 'imu'`, `key 0x5312abcd`, `shmid 7`.
     pub label: String,
-    /// Nothing is there (yet): served once it appears. Else it is there
-    /// and unusable (not a shmbus topic, corrupt, permission, schema).
+    /// Nothing is there (yet). Else it is there and unusable (not a
+    /// shmbus topic, corrupt, permission, schema).
     pub not_found: bool,
+    /// Not there yet, and named so that it can still appear (a name or a
+    /// key, whose publisher may start later): served once it does. A shmid
+    /// that is not there never will be.
+    pub may_appear: bool,
     /// Why, for people.
     pub why: String,
 }
@@ -698,6 +702,7 @@ impl Topics {
                 index,
                 label,
                 not_found,
+                may_appear: not_found && !matches!(sel, Selector::Shmid(_)),
                 why,
             });
         }

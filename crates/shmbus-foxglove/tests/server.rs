@@ -704,12 +704,18 @@ fn named_topics_that_cannot_be_served_are_reported_with_why() {
         "fox-test/missing-{:08x}",
         unique_key("unserved-missing") as u32
     );
+    // A shmid no segment has (checked now): it can never appear.
+    let gone = (0..1000)
+        .map(|i| i32::MAX - i)
+        .find(|id| shmbus_core::sys::shm_stat(*id).is_err())
+        .unwrap();
     let cfg = Config {
         bind: "127.0.0.1:0".parse().unwrap(),
         topics: vec![
             Selector::parse(&format!("shmid:{shmid}")),
             Selector::parse(&format!("{:#010x}", foreign_key)),
             Selector::parse(&missing),
+            Selector::parse(&format!("shmid:{gone}")),
         ],
         quiet: true,
         ..Config::default()
@@ -717,11 +723,14 @@ fn named_topics_that_cannot_be_served_are_reported_with_why() {
     let server = Server::bind(cfg).expect("bind");
     assert_eq!(server.topic_count(), 1, "served by shmid");
     let u = server.unserved();
-    assert_eq!(u.len(), 2, "{u:?}");
+    assert_eq!(u.len(), 3, "{u:?}");
     assert_eq!(u[0].index, 1);
-    assert!(!u[0].not_found, "{u:?}");
+    assert!(!u[0].not_found && !u[0].may_appear, "{u:?}");
     assert!(u[0].why.contains("not a shmbus topic"), "{u:?}");
     assert_eq!(u[1].index, 2);
-    assert!(u[1].not_found, "{u:?}");
+    assert!(u[1].not_found && u[1].may_appear, "{u:?}");
     assert_eq!(u[1].label, format!("topic '{missing}'"));
+    // Missing, but a shmid: never served, and not said to be waited for.
+    assert_eq!(u[2].index, 3);
+    assert!(u[2].not_found && !u[2].may_appear, "{u:?}");
 }
