@@ -331,7 +331,7 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 /// zeroed (by `resize`) before the copy overwrites them too; a buffer that
 /// already has the frame's length is not resized at all. Inlined into the
 /// read's closure, which then calls the word copy directly (a 64 B hop:
-/// 462 to 451 instructions, callgrind).
+/// 446 to 435 instructions, callgrind, counted as in docs/BENCHMARKS.md).
 #[inline(always)]
 pub fn copy_from_words(words: ReadWords<'_>, len: usize, out: &mut Vec<u8>) {
     let n = len.min(words.len() * 4);

@@ -29,7 +29,7 @@ struct Tally {
 /// Run `shmbus cat`.
 pub fn run(a: CatArgs) -> Result<(), Exit> {
     // One open, one pass: a pipe or FIFO works as well as a file.
-    let (mut reader, tail) = format::open_messages(&a.file)?;
+    let mut reader = format::open_messages(&a.file)?;
     let stdout = std::io::stdout();
     // Everything printed comes from the file: names, metadata and values
     // with their terminal control characters escaped.
@@ -122,7 +122,7 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
             return Ok(());
         }
     }
-    if end == End::Complete && !format::finished_after(reader, &tail) {
+    if end == End::Complete && !format::finished_after(reader) {
         end = End::CutShort;
     }
     if a.json {

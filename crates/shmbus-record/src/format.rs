@@ -131,62 +131,47 @@ pub fn parse_key(s: &str) -> Option<i32> {
 /// still learns at the end whether the file ended with the MCAP magic.
 pub struct Source {
     inner: std::io::Chain<std::io::Cursor<Vec<u8>>, std::fs::File>,
-    tail: Tail,
+    /// The last 8 bytes read (the start is zeros until 8 were read).
+    last: [u8; 8],
+    /// Bytes read in all.
+    read: u64,
 }
 
 impl std::io::Read for Source {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.tail.push(&buf[..n]);
-        Ok(n)
-    }
-}
-
-/// The last bytes a [`Source`] read, and how many it read (a shared
-/// handle: the source itself moves into the MCAP reader).
-#[derive(Clone, Default)]
-pub struct Tail(std::rc::Rc<std::cell::RefCell<(Vec<u8>, u64)>>);
-
-impl Tail {
-    fn push(&self, bytes: &[u8]) {
-        let n = mcap::MAGIC.len();
-        let mut t = self.0.borrow_mut();
-        t.0.extend_from_slice(&bytes[bytes.len().saturating_sub(n)..]);
-        let extra = t.0.len().saturating_sub(n);
-        t.0.drain(..extra);
-        t.1 += bytes.len() as u64;
-    }
-
-    /// True if the bytes read so far end with the MCAP magic, after more
-    /// than the leading one: read to the end, the file's writer finished
-    /// it (footer and summary written). A file of the leading magic alone
-    /// is not a finished recording.
-    pub fn ends_with_magic(&self) -> bool {
-        let t = self.0.borrow();
-        t.1 > mcap::MAGIC.len() as u64 && t.0.as_slice() == mcap::MAGIC
+        let got = self.inner.read(buf)?;
+        let n = got.min(self.last.len());
+        self.last.copy_within(n.., 0);
+        let keep = self.last.len() - n;
+        self.last[keep..].copy_from_slice(&buf[got - n..got]);
+        self.read += got as u64;
+        Ok(got)
     }
 }
 
 /// After a streaming read that ended without an error (the MCAP reader
 /// stops at the data end record): read the rest, the summary and footer,
-/// and tell whether the file ended with the MCAP magic, i.e. was finished.
-/// Blocks like `cat(1)` on a pipe whose writer has not closed it.
-pub fn finished_after(
-    reader: mcap::io::MessageReader<std::io::BufReader<Source>>,
-    tail: &Tail,
-) -> bool {
+/// and tell whether the file ended with the MCAP magic after more than the
+/// leading one, i.e. its writer finished it. Blocks like `cat(1)` on a
+/// pipe whose writer has not closed it.
+pub fn finished_after(reader: mcap::io::MessageReader<std::io::BufReader<Source>>) -> bool {
     let mut rest = reader.into_inner();
-    std::io::copy(&mut rest, &mut std::io::sink()).is_ok() && tail.ends_with_magic()
+    if std::io::copy(&mut rest, &mut std::io::sink()).is_err() {
+        return false;
+    }
+    // Read to the end: the buffer is empty and the source saw every byte.
+    let source = rest.into_inner();
+    source.read > mcap::MAGIC.len() as u64 && source.last[..] == mcap::MAGIC[..]
 }
 
 /// A streaming reader over a recording that needs no summary and no end
 /// magic (a file cut short by a crash reads up to its last complete
 /// chunk); chunk CRCs are checked before a chunk's messages are yielded.
-/// The file is opened and read once, so a pipe or FIFO works too; the
-/// [`Tail`] says at the end whether the file was finished.
+/// The file is opened and read once, so a pipe or FIFO works too;
+/// [`finished_after`] says at the end whether the file was finished.
 pub fn open_messages(
     path: &std::path::Path,
-) -> Result<(mcap::io::MessageReader<std::io::BufReader<Source>>, Tail), crate::Exit> {
+) -> Result<mcap::io::MessageReader<std::io::BufReader<Source>>, crate::Exit> {
     use std::io::Read;
     let shown = path.display();
     let mut file = std::fs::File::open(path).map_err(|e| {
@@ -222,21 +207,18 @@ pub fn open_messages(
     }
     // The source counts the magic when the MCAP reader reads it from the
     // cursor.
-    let tail = Tail::default();
     let source = Source {
         inner: std::io::Cursor::new(magic).chain(file),
-        tail: tail.clone(),
+        last: [0; 8],
+        read: 0,
     };
     let options = mcap::sans_io::LinearReaderOptions::default()
         .with_skip_end_magic(true)
         .with_prevalidate_chunk_crcs(true)
         .with_record_length_limit(256 * 1024 * 1024);
-    Ok((
-        mcap::io::MessageReader::new_with_options(
-            std::io::BufReader::with_capacity(256 * 1024, source),
-            options,
-        ),
-        tail,
+    Ok(mcap::io::MessageReader::new_with_options(
+        std::io::BufReader::with_capacity(256 * 1024, source),
+        options,
     ))
 }
 
@@ -268,7 +250,7 @@ pub enum End {
 /// (footer and summary written). A streaming read that ends without an
 /// error on a file without it means the file was cut at a chunk boundary.
 /// Opens the file again: for regular files only ([`require_regular_file`];
-/// a one-pass reader asks its [`Tail`]).
+/// a one-pass reader asks [`finished_after`]).
 pub fn finished(path: &std::path::Path) -> bool {
     use std::io::{Read, Seek, SeekFrom};
     let n = mcap::MAGIC.len();
@@ -309,6 +291,35 @@ pub fn classify(path: &std::path::Path, e: mcap::McapError) -> Result<End, crate
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_remembers_the_last_eight_bytes_however_reads_split_them() {
+        use std::io::Read;
+        let path = std::env::temp_dir().join(format!("shmbus-source-{}", std::process::id()));
+        let body: Vec<u8> = (0..100u8).chain(mcap::MAGIC.iter().copied()).collect();
+        std::fs::write(&path, &body).unwrap();
+        for chunk in [1usize, 3, 7, 8, 9, 64, 4096] {
+            let mut src = Source {
+                inner: std::io::Cursor::new(mcap::MAGIC.to_vec())
+                    .chain(std::fs::File::open(&path).unwrap()),
+                last: [0; 8],
+                read: 0,
+            };
+            let mut buf = vec![0u8; chunk];
+            let mut seen = Vec::new();
+            loop {
+                let n = src.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                seen.extend_from_slice(&buf[..n]);
+                assert_eq!(src.last[8 - n.min(8)..], seen[seen.len() - n.min(8)..]);
+            }
+            assert_eq!(src.read, 8 + body.len() as u64, "chunk {chunk}");
+            assert_eq!(&src.last[..], mcap::MAGIC, "chunk {chunk}");
+        }
+        let _ = std::fs::remove_file(&path);
+    }
 
     #[test]
     fn keys_parse_in_both_notations() {

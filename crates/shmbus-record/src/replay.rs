@@ -46,7 +46,7 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
     'passes: loop {
         let mut pass_frames = 0u64;
         let mut t0: Option<(u64, Instant)> = None;
-        for m in format::open_messages(&a.file)?.0 {
+        for m in format::open_messages(&a.file)? {
             if stop::requested() {
                 break 'passes;
             }
