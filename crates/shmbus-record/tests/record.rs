@@ -460,12 +460,8 @@ fn falling_behind_is_logged_as_missed_frames() {
     let file = TempFile::new("missed");
     let rec = Recorder::start(&["record", &topic.name, "--no-json", "-o", file.path()]);
     let settle = Duration::from_millis(400);
-    // Wait until the recorder has attached (publisher + recorder).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while shmbus_core::sys::shm_stat(publisher.raw().shmid()).map_or(0, |s| s.nattch) < 2 {
-        assert!(Instant::now() < deadline, "the recorder never attached");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    // The recorder has attached (it says "recording" after it attached).
+    shmbus_testkit::wait_mapped(rec.child.0.id(), topic.key).unwrap();
     publish_range(&mut publisher, 1..=1, Duration::ZERO);
     std::thread::sleep(settle);
     rec.stop();

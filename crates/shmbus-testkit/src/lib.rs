@@ -51,10 +51,58 @@ pub fn unique_key(test: &str) -> i32 {
 /// recorder or a Foxglove server attach every readable topic) would change
 /// the count. Unique keys keep tests apart; only a namespace keeps them apart
 /// from everything else. Objects left in it vanish with the namespace.
+/// Forks of this process still add attachments for a moment: see [`settled`].
 pub fn private_ipc() -> bool {
     // SAFETY: unshare takes a flag word and touches no memory of ours; the
     // IPC namespace is per thread, so other test threads are unaffected.
     unsafe { libc::unshare(libc::CLONE_NEWIPC) == 0 }
+}
+
+/// How long [`settled`] and [`wait_mapped`] wait.
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// Read a value until `done` holds for it, or for 30 s; return the last read.
+///
+/// For exact attachment counts (`shm_nattch`). A private namespace
+/// ([`private_ipc`]) keeps other processes out, but not this process: a fork
+/// by any thread copies every mapping of the process and adds one attachment
+/// to each mapped segment until the child execs, and test threads fork all
+/// the time (a child with a `pre_exec` hook, as [`dies_with_parent`] sets up,
+/// is started by fork, not by `posix_spawn`). Read once, a count can be one
+/// too high; polled, the real count shows between forks. Assert on what this
+/// returns, so a count that never settles still fails with its value.
+pub fn settled<T>(mut read: impl FnMut() -> T, done: impl Fn(&T) -> bool) -> T {
+    let deadline = std::time::Instant::now() + SETTLE;
+    loop {
+        let v = read();
+        if done(&v) || std::time::Instant::now() >= deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Wait (at most 30 s) until process `pid` has the segment at `key` mapped,
+/// as `/proc/PID/maps` shows it (`/SYSV<key>`).
+///
+/// Use this, not "`shm_nattch` went up", to know that a child has attached:
+/// a fork by a sibling test thread raises the count too (see [`settled`]).
+/// A child returned by `spawn` has exec'd already, so nothing in its maps was
+/// copied from this process.
+pub fn wait_mapped(pid: u32, key: i32) -> Result<(), String> {
+    let name = format!("/SYSV{:08x}", key as u32);
+    let maps = format!("/proc/{pid}/maps");
+    let mapped = settled(
+        || std::fs::read_to_string(&maps).map(|m| m.lines().any(|l| l.contains(&name))),
+        |r| !matches!(r, Ok(false)),
+    );
+    match mapped {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!(
+            "process {pid} did not attach {name} within {SETTLE:?}"
+        )),
+        Err(e) => Err(format!("{maps}: {e} (did process {pid} exit?)")),
+    }
 }
 
 /// A topic with a unique key and a Guard that removes it.

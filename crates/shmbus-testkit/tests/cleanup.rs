@@ -1,12 +1,15 @@
 //! The test kit's own cleanup, where no guard can run: a test process that
 //! dies by SIGKILL takes its child roles with it, and one the watchdog
-//! aborts removes the objects at its keys first.
+//! aborts removes the objects at its keys first. And its ways to tell that
+//! a process attached, which a sibling thread's fork must not fool.
 
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
 use shmbus_core::sys;
-use shmbus_testkit::{Guard, KillOnDrop, child, remove_key, role, unique_key, watchdog};
+use shmbus_testkit::{
+    Guard, KillOnDrop, child, remove_key, role, settled, unique_key, wait_mapped, watchdog,
+};
 
 /// Generous: a loaded machine, or every process under qemu-arm.
 const LONG: Duration = Duration::from_secs(60);
@@ -114,10 +117,64 @@ fn the_watchdogs_abort_removes_the_segments_at_its_keys() {
     );
 }
 
+/// A fork adds an attachment to every segment the process has mapped, until
+/// the child execs or exits: why exact counts are polled with `settled` and
+/// "a child attached" is read from the child's own maps with `wait_mapped`.
+#[test]
+fn forks_count_as_attachments_and_wait_mapped_sees_real_ones() {
+    if role().is_some() {
+        return;
+    }
+    watchdog("attachment counts test", Duration::from_secs(300));
+    let key = unique_key("fork-counts");
+    let _guard = Guard(key);
+    let id = sys::shmget(key, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600).expect("create");
+    let _ours = sys::Attachment::read_only(id).expect("attach");
+    let nattch = || sys::shm_stat(id).map(|s| s.nattch).map_err(|e| e.errno);
+    assert_eq!(settled(nattch, |n| *n == Ok(1)), Ok(1));
+
+    // SAFETY: the child only calls pause and _exit, both async-signal-safe,
+    // as a child of a multi-threaded process must; the parent kills it.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        loop {
+            // SAFETY: async-signal-safe; the parent's SIGKILL ends it.
+            unsafe { libc::pause() };
+        }
+    }
+    assert!(pid > 0, "fork: {}", std::io::Error::last_os_error());
+    let forked = KillPid(pid);
+    assert_eq!(
+        settled(nattch, |n| *n == Ok(2)),
+        Ok(2),
+        "the fork copied our mapping"
+    );
+    drop(forked);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    assert_eq!(
+        settled(nattch, |n| *n == Ok(1)),
+        Ok(1),
+        "back to ours alone"
+    );
+    let gone = wait_mapped(pid as u32, key).expect_err("a reaped process maps nothing");
+    assert!(gone.contains(&pid.to_string()), "{gone}");
+
+    // A child that attaches by itself, after its exec: seen in its maps.
+    let mut c = KillOnDrop(
+        child("attach-key", &[key.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn attach-key"),
+    );
+    wait_mapped(c.0.id(), key).expect("the child attached");
+    assert_eq!(line_with(&mut c.0, "attached "), id.to_string());
+    assert_eq!(settled(nattch, |n| *n == Ok(2)), Ok(2));
+}
+
 /// Entry point of the children (see `shmbus_testkit::child`).
 #[test]
 fn child_role_entry() {
-    let Some((role, _args)) = role() else { return };
+    let Some((role, args)) = role() else { return };
     match role.as_str() {
         "middle" => {
             watchdog("middle", LONG * 2);
@@ -145,6 +202,14 @@ fn child_role_entry() {
             // Nothing removes it but the watchdog.
             watchdog("abort-holding", Duration::from_millis(200));
             std::thread::sleep(LONG);
+        }
+        "attach-key" => {
+            watchdog("attach-key", LONG * 2);
+            let key: i32 = args[0].parse().expect("a key");
+            let id = sys::shmget(key, 0, 0).expect("the segment exists");
+            let _att = sys::Attachment::read_only(id).expect("attach");
+            println!("attached {id}");
+            std::thread::sleep(LONG * 2);
         }
         _ => panic!("unknown role {role}"),
     }
