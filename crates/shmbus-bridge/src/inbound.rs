@@ -309,7 +309,7 @@ fn shorten(why: String) -> String {
 /// The payload as a frame of the route's schema, or why not.
 fn frame_of(r: &Route, payload: &[u8]) -> Result<Vec<u8>, String> {
     let json = |payload: &[u8]| -> Result<Value, String> {
-        serde_json::from_slice(payload).map_err(|e| format!("not JSON: {e}"))
+        shmbus_codec::parse_json(payload).map_err(|e| format!("not JSON: {e}"))
     };
     match r.t.format {
         InFormat::Json => {
@@ -398,4 +398,26 @@ fn open(r: &mut Route) {
         r.warned_open = Some(err.clone());
     }
     r.last_error = Some(err);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_over_the_limit_are_cut_at_a_character_boundary() {
+        let short = "x".repeat(MAX_REASON);
+        assert_eq!(shorten(short.clone()), short);
+        // 'é' is two bytes: byte 300 falls inside one after an odd prefix.
+        let long = format!("a{}", "é".repeat(400));
+        let cut = shorten(long.clone());
+        assert!(
+            cut.ends_with(&format!("… ({} bytes in all)", long.len())),
+            "{cut}"
+        );
+        assert!(
+            cut.starts_with("aé") && cut.len() < MAX_REASON + 40,
+            "{cut}"
+        );
+    }
 }

@@ -25,7 +25,7 @@ pub(crate) fn path_string(path: &[Seg<'_>]) -> String {
             }
             Seg::Key(k) => {
                 s.push('[');
-                s.push_str(&quote(k));
+                s.push_str(&quote_short(k));
                 s.push(']');
             }
             Seg::Index(i) => {
@@ -35,7 +35,7 @@ pub(crate) fn path_string(path: &[Seg<'_>]) -> String {
             }
             Seg::MapKey(k) => {
                 s.push('[');
-                s.push_str(&quote(k));
+                s.push_str(&quote_short(k));
                 s.push(']');
             }
         }
@@ -48,6 +48,36 @@ pub(crate) fn is_ident(s: &str) -> bool {
     let mut b = s.bytes();
     matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
         && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+/// [`quote`] for an error message: a string of more than 64 characters
+/// (a field name or map key from the input, which may be megabytes) is
+/// cut to its first 40, with its length in bytes after the literal, so an
+/// error stays one short line.
+pub(crate) fn quote_short(s: &str) -> String {
+    match long_head(s) {
+        None => quote(s),
+        Some(head) => {
+            let q = quote(head);
+            format!("{}...\" ({} bytes)", &q[..q.len() - 1], s.len())
+        }
+    }
+}
+
+/// An identifier from the input as an error message shows it: cut as
+/// [`quote_short`] cuts (identifiers hold no control characters).
+pub(crate) fn clip(s: &str) -> String {
+    match long_head(s) {
+        None => s.to_string(),
+        Some(head) => format!("{head}... ({} bytes)", s.len()),
+    }
+}
+
+/// The first 40 characters of `s` if it has more than 64.
+fn long_head(s: &str) -> Option<&str> {
+    s.chars().nth(64)?;
+    let end = s.char_indices().nth(40).map_or(s.len(), |(i, _)| i);
+    Some(&s[..end])
 }
 
 /// `s` as a JSON string literal (control characters escaped).
@@ -122,7 +152,7 @@ impl fmt::Display for DecodeProblem {
                 f,
                 "{len} {unit} exceed {type_name} (at most {capacity} {unit})"
             ),
-            DecodeProblem::DuplicateKey(k) => write!(f, "map key {} appears twice", quote(k)),
+            DecodeProblem::DuplicateKey(k) => write!(f, "map key {} appears twice", quote_short(k)),
             DecodeProblem::TrailingBytes(n) => {
                 write!(f, "{n} bytes left over after the value")
             }
@@ -256,17 +286,17 @@ impl fmt::Display for EncodeProblem {
             EncodeProblem::WrongLength { expected, found } => {
                 write!(f, "expected {expected} elements, found {found}")
             }
-            EncodeProblem::MissingField(name) => write!(f, "missing field {}", quote(name)),
+            EncodeProblem::MissingField(name) => write!(f, "missing field {}", quote_short(name)),
             EncodeProblem::UnknownField { name, fields } => write!(
                 f,
                 "unknown field {}; the fields are {}",
-                quote(name),
+                quote_short(name),
                 list(fields)
             ),
             EncodeProblem::UnknownVariant { name, variants } => write!(
                 f,
                 "no variant {}; the variants are {}",
-                quote(name),
+                quote_short(name),
                 list(variants)
             ),
             EncodeProblem::BadMapKey(why) => write!(f, "bad map key: {why}"),
@@ -330,7 +360,7 @@ impl fmt::Display for SchemaError {
                 write!(
                     f,
                     "the schema has two entries named {} at {path}",
-                    quote(name)
+                    quote_short(name)
                 )
             }
             SchemaError::Unsupported { path, what } => {

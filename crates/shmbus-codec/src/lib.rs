@@ -84,6 +84,7 @@ mod encode;
 mod error;
 mod jsonschema;
 mod node;
+mod strict;
 pub mod text;
 
 use postcard_schema::schema::owned::OwnedDataModelType;
@@ -93,6 +94,7 @@ use serde_json::Value;
 pub use error::{DecodeError, DecodeProblem, EncodeError, EncodeProblem, SchemaError};
 pub use jsonschema::DRAFT as JSON_SCHEMA_DRAFT;
 pub use postcard_schema::schema::owned::OwnedNamedType;
+pub use strict::parse_json;
 pub use text::ParseError;
 
 /// The most JSON values (scalars, arrays, objects; each byte of a byte

@@ -49,7 +49,7 @@ use postcard_schema::schema::owned::{
 use shmbus_core::layout::MAX_SCHEMA_LEN;
 use shmbus_core::schema::MAX_SCHEMA_DEPTH;
 
-use crate::error::{is_ident, quote};
+use crate::error::{clip, is_ident, quote, quote_short};
 
 const PRIMS: &[(&str, D)] = &[
     ("bool", D::Bool),
@@ -490,7 +490,7 @@ impl<'a> Parser<'a> {
             Tok::Num(n) => n
                 .parse()
                 .map(|v| (n, v))
-                .map_err(|_| self.err(format!("{n} is too large"))),
+                .map_err(|_| self.err(format!("{} is too large", clip(n)))),
             t => Err(self.err(format!("expected a number, found {}", describe(&t)))),
         }
     }
@@ -605,7 +605,8 @@ impl<'a> Parser<'a> {
                             return Err(self.err_at(
                                 at,
                                 format!(
-                                    "unknown type '{id}'; a struct or enum is declared in place: struct {id} {{ field: u8 }}"
+                                    "unknown type '{0}'; a struct or enum is declared in place: struct {0} {{ field: u8 }}",
+                                    clip(id)
                                 ),
                             ));
                         }
@@ -744,10 +745,12 @@ impl<'a> Parser<'a> {
 
 fn describe(t: &Tok<'_>) -> String {
     match t {
-        Tok::Ident(s) => format!("'{s}'"),
-        Tok::Str(s) => quote(s),
-        Tok::Num(n) => n.to_string(),
-        Tok::Punct(c) => format!("'{c}'"),
+        Tok::Ident(s) => format!("'{}'", clip(s)),
+        Tok::Str(s) => quote_short(s),
+        Tok::Num(n) => clip(n),
+        // Any character that starts no token: ESC, DEL or U+009B raw would
+        // reach the terminal.
+        Tok::Punct(c) => format!("'{}'", c.escape_debug()),
         Tok::End => "the end of the text".to_string(),
     }
 }

@@ -118,7 +118,7 @@ pub unsafe extern "C" fn shmbus_publish_json(
     guard(|| {
         // SAFETY: the caller's contract.
         let text = unsafe { cabi::text(json, "json") }?;
-        let value: serde_json::Value = serde_json::from_str(text)
+        let value: serde_json::Value = shmbus_codec::parse_json(text.as_bytes())
             .map_err(|e| Error::new(SHMBUS_ERR_JSON, format!("not JSON: {e}")))?;
         let mut held = handles::get(publisher.id, Kind::Publisher)?;
         let p: &mut Pub = pub_of(&mut held);

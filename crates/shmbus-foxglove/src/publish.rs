@@ -113,7 +113,7 @@ impl Publish {
         let t = topics
             .by_name(name)
             .ok_or_else(|| format!("cannot publish on '{name}': the topic has gone"))?;
-        let value: serde_json::Value = serde_json::from_slice(payload)
+        let value: serde_json::Value = shmbus_codec::parse_json(payload)
             .map_err(|e| format!("cannot publish on '{name}': the message is not JSON ({e})"))?;
         let frame = t
             .codec()

@@ -45,7 +45,7 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
     })?;
     let example = codec.example();
     let encode = |text: &str| -> Result<Vec<u8>, Fail> {
-        let v: Value = serde_json::from_str(text).map_err(|e| {
+        let v: Value = shmbus_codec::parse_json(text.as_bytes()).map_err(|e| {
             Fail::error(format!(
                 "the value is not valid JSON ({e}); a value of this topic looks like: {example}"
             ))

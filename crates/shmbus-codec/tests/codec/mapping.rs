@@ -416,6 +416,36 @@ fn structure_errors_name_the_field_and_the_fix() {
             .2
             .starts_with(".map[\"k\"]: expected an integer")
     );
+    // A name or key from the input is cut in the message, however long:
+    // the error stays one short line, and its start says which it was.
+    let long = format!("typo{}", "é".repeat(50_000));
+    let mut v = good.clone();
+    v[long.as_str()] = json!(1);
+    let msg = problem(&c, v).2;
+    assert!(
+        msg.starts_with(&format!(
+            "unknown field \"typo{}...\" (100004 bytes); the fields are b,",
+            "é".repeat(36)
+        )),
+        "{}",
+        &msg[..msg.len().min(300)]
+    );
+    let mut v = good.clone();
+    v["modes"][1] = json!(long);
+    let msg = problem(&c, v).2;
+    assert!(
+        msg.len() < 300 && msg.contains("(100004 bytes)"),
+        "{}",
+        &msg[..msg.len().min(300)]
+    );
+    let mut v = good.clone();
+    v["map"] = json!({long.as_str(): "v"});
+    let msg = problem(&c, v).2;
+    assert!(
+        msg.starts_with(".map[\"typo") && msg.contains("(100004 bytes)]: expected an integer"),
+        "{}",
+        &msg[..msg.len().min(300)]
+    );
     // A missing Option field is None.
     let mut v = good;
     v.as_object_mut().unwrap().remove("opt");

@@ -323,6 +323,32 @@ fn parse_errors_say_where_and_what() {
 }
 
 #[test]
+fn parse_errors_show_the_text_cut_short_and_escaped() {
+    let long = "x".repeat(20_000);
+    let digits = "9".repeat(20_000);
+    for text in [
+        "struct A { x: \u{1b} }".to_string(),
+        "struct A { x: u8, \u{1b}[2J: u8 }".to_string(),
+        "struct A { x: u8 \u{7f} }".to_string(),
+        "struct A { x: \u{9b}2J }".to_string(),
+        format!("struct A {{ x: {long} }}"),
+        format!("struct A {{ x: u8 as {long} }}"),
+        format!("struct A {{ x: [u8; {digits}] }}"),
+        format!("struct A {{ x: [u8; {digits}x] }}"),
+        format!("struct A {{ x: heapless::String<{long}> }}"),
+    ] {
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(
+            e.len() < 200,
+            "{} bytes: {:?}",
+            e.len(),
+            e.chars().take(200).collect::<String>()
+        );
+        assert!(!e.chars().any(char::is_control), "{e:?}");
+    }
+}
+
+#[test]
 fn a_declaration_written_by_hand_is_the_rust_types_schema() {
     // What a bridge or C program would send to create a topic of the
     // sensors' Power type: same bytes, so same fingerprint, so the typed

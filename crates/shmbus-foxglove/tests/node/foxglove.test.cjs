@@ -389,6 +389,10 @@ tagged("core", "the Publish panel writes to a topic through the codec, refuses b
     // Not JSON: refused.
     c.client.sendMessage(ch, new TextEncoder().encode("{nope"));
     await L.waitFor("not-JSON error", () => c.statuses.find((s) => /not JSON/.test(s.message)));
+    // A key twice: refused, naming it (JSON.parse would keep the last value).
+    c.client.sendMessage(ch, new TextEncoder().encode(`{"seq": 1, ${JSON.stringify(value).slice(1)}`));
+    await L.waitFor("duplicate-key error", () => c.statuses.find((s) => /key "seq" appears twice/.test(s.message)));
+    assert.ok(!L.echoJson("fox/cmd", 64).some((e) => e.value.seq === 1), "nothing written for the duplicate key");
 
     // A live publisher owns the topic: refused, with its pid.
     pub = await L.startPub(["--topic", "fox/cmd", "--rate", "10", "--count", "0"]);
