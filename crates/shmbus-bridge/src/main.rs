@@ -17,13 +17,17 @@ struct Cli {
 fn main() -> ExitCode {
     match Cli::try_parse() {
         Ok(c) => run(&c.args),
+        Err(e) if e.use_stderr() => {
+            // clap quotes what was typed: a huge argument gives a short
+            // line, and no control character reaches the terminal.
+            let text = e.to_string();
+            let text = shmbus_toolbox::printable::clipped(&text);
+            eprint!("{}", shmbus_toolbox::printable::printable(&text));
+            ExitCode::from(ERROR)
+        }
         Err(e) => {
             let _ = e.print();
-            if e.use_stderr() {
-                ExitCode::from(ERROR)
-            } else {
-                ExitCode::SUCCESS
-            }
+            ExitCode::SUCCESS
         }
     }
 }

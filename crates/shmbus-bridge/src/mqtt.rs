@@ -115,14 +115,20 @@ impl std::fmt::Display for Broker {
 pub fn parse_broker(s: &str) -> Result<Broker, String> {
     let bad = |why: &str| {
         format!(
-            "broker \"{s}\": {why} (write e.g. 127.0.0.1:1883, mqtt://host:1883 or mqtts://host:8883)"
+            "broker \"{}\": {why} (write e.g. 127.0.0.1:1883, mqtt://host:1883 or mqtts://host:8883)",
+            shmbus_core::topic::shown(s)
         )
     };
     let (tls, rest) = match s.split_once("://") {
         None => (false, s),
         Some(("mqtt" | "tcp", r)) => (false, r),
         Some(("mqtts" | "ssl" | "tls", r)) => (true, r),
-        Some((scheme, _)) => return Err(bad(&format!("unknown scheme {scheme}://"))),
+        Some((scheme, _)) => {
+            return Err(bad(&format!(
+                "unknown scheme {}://",
+                shmbus_core::topic::shown(scheme)
+            )));
+        }
     };
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.contains('/') || rest.contains('@') {
@@ -131,6 +137,9 @@ pub fn parse_broker(s: &str) -> Result<Broker, String> {
     let default = if tls { TLS_PORT } else { PORT };
     let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
         let (h, after) = v6.split_once(']').ok_or_else(|| bad("missing ]"))?;
+        if h.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(bad("no IPv6 address between [ and ]"));
+        }
         match after.strip_prefix(':') {
             Some(p) => (h, Some(p)),
             None if after.is_empty() => (h, None),
@@ -146,13 +155,30 @@ pub fn parse_broker(s: &str) -> Result<Broker, String> {
     if host.is_empty() {
         return Err(bad("no host"));
     }
+    // A DNS name is at most 253 bytes of letters, digits, '-' and '.';
+    // anything else would only fail later, in the resolver, once per retry.
+    if host.len() > 253 {
+        return Err(bad("host name longer than 253 bytes"));
+    }
+    if !rest.starts_with('[') {
+        if let Some(c) = host
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')))
+        {
+            return Err(bad(&format!(
+                "'{}' cannot be in a host name",
+                c.escape_debug()
+            )));
+        }
+    }
     let port = match port {
         None => default,
         Some(p) => match p.parse::<u16>() {
             Ok(n) if n > 0 => n,
             _ => {
                 return Err(bad(&format!(
-                    "port \"{p}\" is not a number from 1 to 65535"
+                    "port \"{}\" is not a number from 1 to 65535",
+                    shmbus_core::topic::shown(p)
                 )));
             }
         },
@@ -767,12 +793,28 @@ mod tests {
             ("mqtt://user:pw@h", "credentials go in a file"),
             ("mqtt://:1883", "no host"),
             ("[::1", "missing ]"),
+            ("[nope]:1883", "no IPv6 address"),
+            ("bad host:1883", "' ' cannot be in a host name"),
+            ("h\u{1b}[2J", "'\\u{1b}' cannot be in a host name"),
+            ("mqtt\u{1b}://h", "unknown scheme mqtt\\u{1b}://"),
+            ("h:1\u{7}", "port \"1\\u{7}\""),
         ] {
             let e = parse_broker(bad).unwrap_err();
             assert!(
                 e.contains(words) && e.contains("127.0.0.1:1883"),
                 "{bad}: {e}"
             );
+            assert!(!e.chars().any(char::is_control), "{e:?}");
         }
+        let long = "a".repeat(10_000);
+        let e = parse_broker(&long).unwrap_err();
+        assert!(
+            e.contains("longer than 253 bytes") && e.len() < 250,
+            "{}",
+            &e[..e.len().min(300)]
+        );
+        let longest = format!("{}.example", "a".repeat(245));
+        assert_eq!(longest.len(), 253);
+        assert!(parse_broker(&longest).is_ok(), "253 bytes is a valid name");
     }
 }

@@ -24,7 +24,8 @@ const TOPIC_HELP: &str = "Topic name, key (0x5312abcd or decimal) or shmid (shmi
     after_help = "TOPIC is a topic name, a key (0x5312abcd or decimal) or a shmid (shmid:N).\n\
 A name is looked up at the key it derives from (as configs derive it), else among your own\n\
 and root's topics: another user's segment is never taken under a name, only by its key.\n\
-Exit codes: 0 ok, 1 not found or nothing to show, 2 error. A closed pipe is not an error.\n\n\
+Exit codes: 0 ok, 1 not found or nothing to show, 2 error (a TOPIC that can name no topic,\n\
+such as `shmid:x` or a name with a space, is an error). A closed pipe is not an error.\n\n\
 Examples:\n  shmbus list\n  shmbus echo imu --count 3\n  shmbus hz imu\n  shmbus doctor"
 )]
 pub struct Cli {

@@ -183,9 +183,9 @@ pub fn probe(e: &Entry) -> Probe {
 pub use shmbus_toolbox::topic::Selector;
 
 /// Parse a TOPIC argument (`shmbus_toolbox::topic`, shared with `record`
-/// and `foxglove`).
-pub fn parse_selector(s: &str) -> Selector {
-    Selector::parse(s)
+/// and `foxglove`). One that can name no topic fails with exit 2.
+pub fn parse_selector(s: &str) -> Result<Selector, Fail> {
+    Selector::parse(s).map_err(Fail::error)
 }
 
 /// Find the segment a TOPIC argument names (`cmd` is the command, for the
@@ -200,7 +200,7 @@ pub fn resolve(cmd: &str, arg: &str, bus: Option<&str>) -> Result<Entry, Fail> {
     let all = entries()?;
     let live = || all.iter().filter(|e| !e.removed());
     let hint = "see `shmbus list` for the topics on this machine";
-    match parse_selector(arg) {
+    match parse_selector(arg)? {
         Selector::Key(k) => live()
             .find(|e| e.key == k)
             .cloned()

@@ -35,7 +35,9 @@ fn main() -> ExitCode {
             }
             let text = e.to_string();
             let text = text.strip_prefix("error: ").unwrap_or(&text);
-            eprint!("shmbus: {}", out::printable(text));
+            // clap quotes what was typed: a huge argument gives a short line.
+            let text = shmbus_toolbox::printable::clipped(text);
+            eprint!("shmbus: {}", out::printable(&text));
             return ExitCode::from(out::ERROR);
         }
     };

@@ -154,21 +154,6 @@ fn hex(key: i32) -> String {
     format!("0x{:08x}", key as u32)
 }
 
-/// Wait (test side, polling is fine here) until the segment at `key` has
-/// `n` attachments.
-fn wait_nattch(key: i32, n: u64) {
-    let id = sys::shmget(key, 0, 0).unwrap();
-    let t = Instant::now();
-    while sys::shm_stat(id).unwrap().nattch < n {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "nobody attached to {}",
-            hex(key)
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// A segment of another program at a unique key, filled with `bytes`.
 fn foreign_segment(test: &str, size: usize, bytes: &[u8]) -> Guard {
     let key = unique_key(test);
@@ -252,10 +237,13 @@ fn rm_tells_another_programs_zeros_from_a_half_created_topic() {
     );
     let after: Vec<u32> = att.words(0, 16).unwrap().iter().map(|w| w.load()).collect();
     assert_eq!(before, after);
+    // Still there, and nobody but `att` attached (polled: a sibling test
+    // thread's fork adds attachments until its child execs).
+    let left = shmbus_testkit::settled(|| sys::shm_stat(id).map(|s| s.nattch), |n| *n == Ok(1));
     assert_eq!(
-        sys::shm_stat(id).unwrap().nattch,
-        1,
-        "the segment is still there"
+        left,
+        Ok(1),
+        "the segment is still there, attached by us alone"
     );
     drop(att);
 
@@ -383,7 +371,7 @@ fn echo_all_reports_missed_frames() {
         .spawn()
         .unwrap(),
     );
-    wait_nattch(topic.key, 2);
+    shmbus_testkit::wait_mapped(echo.0.id(), topic.key).unwrap();
     p.publish(&imu(1)).unwrap();
     let mut out = BufReader::new(echo.0.stdout.take().unwrap());
     let mut first = String::new();
@@ -621,6 +609,72 @@ fn unknown_topics_exit_1() {
     let r = run(&["frobnicate"]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.starts_with("shmbus: "), "{}", r.stderr);
+}
+
+#[test]
+fn topic_arguments_that_can_name_no_topic_are_usage_errors() {
+    // Each can name no topic on any machine: a malformed `key:`/`shmid:`,
+    // key 0, a negative shmid, a name topics cannot have, a 10 kB name.
+    // Every command that takes a TOPIC says why in one short line and
+    // exits 2 (usage), not 1 ("not there, is its publisher running?").
+    let long = "n".repeat(10_000);
+    let bad = [
+        "shmid:x",
+        "key:zz",
+        "shmid:-3",
+        "key:0",
+        "0x123456789",
+        "bad name!",
+        "imu\u{1b}]0;owned\u{7}",
+        long.as_str(),
+    ];
+    let dir = std::env::temp_dir().join(format!("shmbus-bad-topic-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("never.mcap");
+    let out = out.to_str().unwrap();
+    for arg in bad {
+        for cmd in [
+            vec!["info", arg],
+            vec!["echo", arg],
+            vec!["hz", arg],
+            vec!["rm", arg],
+            vec!["record", "-o", out, arg],
+            vec!["foxglove", "--duration", "1", arg],
+        ] {
+            let r = run(&cmd);
+            let shown = format!("{:?} {:.60}", cmd[0], arg);
+            assert_eq!(r.code, 2, "{shown}: {}", r.stderr);
+            assert!(r.stderr.starts_with("shmbus: "), "{shown}: {}", r.stderr);
+            assert!(
+                !r.stderr.contains("no topic named"),
+                "{shown}: {}",
+                r.stderr
+            );
+            let first = r.stderr.lines().next().unwrap_or_default();
+            assert!(first.len() < 300, "{shown}: a short line: {first}");
+            assert!(
+                !r.stderr.chars().any(|c| c.is_control() && c != '\n'),
+                "{shown}: no control character reaches the terminal: {:?}",
+                r.stderr
+            );
+        }
+    }
+    assert!(
+        !std::path::Path::new(out).exists(),
+        "a refused record creates no file"
+    );
+    // clap's own messages quote what was typed: cut too.
+    let r = run(&["top", &long]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.len() < 400 && r.stderr.contains("(10002 bytes)"),
+        "{}",
+        r.stderr
+    );
+    // A name that could be a topic but is not there stays "not found".
+    let r = run(&["info", "0xzz"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -921,6 +975,11 @@ fn pub_refuses_values_a_typed_subscriber_could_not_decode() {
         (
             r#"{"t_us": 1, "acc": [0,0,1e39], "frame": "", "ok": true}"#.to_string(),
             ".acc[2]: 1e+39 does not fit in f32",
+        ),
+        (
+            // serde_json alone would keep the last value and drop the 1.
+            r#"{"t_us": 1, "acc": [0,0,0], "frame": "", "ok": true, "t_us": 2}"#.to_string(),
+            "key \"t_us\" appears twice in one object at line 1 column",
         ),
     ] {
         let r = run(&["pub", &k, &value]);

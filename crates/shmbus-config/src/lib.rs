@@ -33,7 +33,7 @@ mod tests;
 #[cfg(test)]
 mod tests_bridge;
 
-use shmbus_core::topic::derive_key;
+use shmbus_core::topic::{derive_key, shown};
 use shmbus_core::{LockPolicy, Topic};
 
 pub use error::{ConfigError, ConfigErrors, Location};
@@ -279,9 +279,11 @@ fn resolve_group(g: &str) -> Result<u32, String> {
     match nix::unistd::Group::from_name(g) {
         Ok(Some(grp)) => Ok(grp.gid.as_raw()),
         Ok(None) => Err(format!(
-            "group `{g}` does not exist on this machine: create it (groupadd --system {g}) or change `group`"
+            "group `{}` does not exist on this machine: create it (groupadd --system {}) or change `group`",
+            shown(g),
+            shown(g)
         )),
-        Err(e) => Err(format!("cannot look up group `{g}`: {e}")),
+        Err(e) => Err(format!("cannot look up group `{}`: {e}", shown(g))),
     }
 }
 
@@ -292,8 +294,10 @@ fn resolve_user(u: &str) -> Result<u32, String> {
     match nix::unistd::User::from_name(u) {
         Ok(Some(user)) => Ok(user.uid.as_raw()),
         Ok(None) => Err(format!(
-            "user `{u}` does not exist on this machine: create it (useradd --system {u}) or change `publisher_user`"
+            "user `{}` does not exist on this machine: create it (useradd --system {}) or change `publisher_user`",
+            shown(u),
+            shown(u)
         )),
-        Err(e) => Err(format!("cannot look up user `{u}`: {e}")),
+        Err(e) => Err(format!("cannot look up user `{}`: {e}", shown(u))),
     }
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use shmbus_core::LockPolicy;
 use shmbus_core::layout::MAX_SLOTS;
-use shmbus_core::topic::{DEFAULT_BUS, derive_key, validate_name};
+use shmbus_core::topic::{DEFAULT_BUS, derive_key, shown, validate_name};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
@@ -115,7 +115,8 @@ impl<'a> Parser<'a> {
             _ => String::new(),
         };
         let msg = format!(
-            "unknown field `{k}` in {table}; {hint}known fields: {}",
+            "unknown field `{}` in {table}; {hint}known fields: {}",
+            shown(k),
             known.join(", ")
         );
         self.err::<()>(key.span(), msg);
@@ -356,7 +357,10 @@ impl<'a> Parser<'a> {
         match v.get_ref() {
             DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
                 Ok(n) => Some((n, i.radix())),
-                Err(_) => self.err(v.span(), format!("`{field}` = {i} is out of range")),
+                Err(_) => self.err(
+                    v.span(),
+                    format!("`{field}` = {} is out of range", shown(&i.to_string())),
+                ),
             },
             _ => self.wrong_type(v, field, "an integer"),
         }
@@ -373,7 +377,7 @@ impl<'a> Parser<'a> {
         if let DeValue::String(s) = v.get_ref() {
             return self.err(
                 v.span(),
-                format!("`key` must be an integer: write key = {s} without quotes (TOML reads 0x... as hex)"),
+                format!("`key` must be an integer: write key = {} without quotes (TOML reads 0x... as hex)", shown(s)),
             );
         }
         let (n, _) = self.int(v, "key")?;
@@ -424,7 +428,7 @@ impl<'a> Parser<'a> {
                     _ => {
                         return self.err(
                             v.span(),
-                            format!("mode = \"{s}\" is not an octal number: write mode = 0o644 or mode = \"0644\""),
+                            format!("mode = \"{}\" is not an octal number: write mode = 0o644 or mode = \"0644\"", shown(s)),
                         );
                     }
                 }
@@ -481,7 +485,7 @@ impl<'a> Parser<'a> {
                 "off" => Some(LockPolicy::Off),
                 _ => self.err(
                     v.span(),
-                    format!("lock = \"{s}\" is not a lock policy: use \"required\" (fail if SHM_LOCK is refused), \"try\" (default) or \"off\""),
+                    format!("lock = \"{}\" is not a lock policy: use \"required\" (fail if SHM_LOCK is refused), \"try\" (default) or \"off\"", shown(s)),
                 ),
             },
             _ => self.wrong_type(v, "lock", "\"required\", \"try\" or \"off\""),

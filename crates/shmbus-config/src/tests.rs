@@ -447,3 +447,84 @@ fn loading_is_bounded_and_never_blocks() {
     drop(read_end);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Every message line is short and has no control character, whatever the
+/// file holds (a 10 kB value with terminal escapes in any field, as a key,
+/// or as a number).
+fn assert_short_and_printable(what: &str, message: &str) {
+    for line in message.lines() {
+        assert!(
+            line.len() < 400,
+            "{what}: a {}-byte line: {:?}",
+            line.len(),
+            line.chars().take(300).collect::<String>()
+        );
+        assert!(
+            !line.chars().any(char::is_control),
+            "{what}: a control character in: {line:?}"
+        );
+    }
+}
+
+#[test]
+fn values_from_the_file_are_shown_cut_short_and_escaped() {
+    let bad = format!("\\u001b]0;pwn\\u0007\\u001b[2J\\r{}", "x".repeat(10_000));
+    let digits = "9".repeat(10_000);
+    let topic = "[[topic]]\nname = \"a\"\n";
+    let mut files = Vec::new();
+    for (table, fields) in [
+        ("", &["bus"][..]),
+        (
+            "[defaults]\n",
+            &["mode", "lock", "group", "publisher_user"][..],
+        ),
+        (
+            "[[topic]]\nname = \"b\"\n",
+            &["key", "mode", "lock", "group", "publisher_user", "name"][..],
+        ),
+        (
+            "[bridge]\n",
+            &["board_id", "prefix", "format", "topics"][..],
+        ),
+        ("[[bridge.out]]\n", &["topic", "format"][..]),
+        (
+            "[[bridge.in]]\ntopic = \"a\"\nschema = \"s.json\"\n",
+            &["from", "format"][..],
+        ),
+    ] {
+        for field in fields {
+            let value = if *field == "topics" {
+                format!("[\"{bad}\"]")
+            } else {
+                format!("\"{bad}\"")
+            };
+            files.push(format!("{topic}{table}{field} = {value}\n"));
+        }
+        files.push(format!("{topic}{table}\"{bad}\" = 1\n"));
+        files.push(format!("{topic}{table}slots = {digits}\n"));
+    }
+    // The remote topic of an earlier [[bridge.in]], named by a later one.
+    files.push(format!(
+        "{topic}[[topic]]\nname = \"b\"\n[[bridge.in]]\nfrom = \"{bad}\"\ntopic = \"a\"\nschema = \"s.json\"\n[[bridge.in]]\nfrom = \"c\"\ntopic = \"a\"\nschema = \"s.json\"\n"
+    ));
+    let mut accepted = Vec::new();
+    for text in &files {
+        match Config::parse(text, "t.toml") {
+            Err(e) => assert_short_and_printable(&text[..60], &e.to_string()),
+            Ok(c) => {
+                let errors: Vec<String> = c
+                    .topics
+                    .iter()
+                    .filter_map(|t| t.to_topic().err().map(|e| e.to_string()))
+                    .collect();
+                if errors.is_empty() {
+                    accepted.push(text.chars().take(120).collect::<String>());
+                }
+                for e in errors {
+                    assert_short_and_printable(&text[..60], &e);
+                }
+            }
+        }
+    }
+    assert!(accepted.is_empty(), "accepted: {accepted:#?}");
+}

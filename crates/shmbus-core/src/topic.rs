@@ -132,10 +132,12 @@ impl Topic {
 }
 
 /// Check a topic name: 1 to 63 bytes of ASCII letters, digits and `_.-/`.
+/// The error shows the name as [`shown`] does.
 pub fn validate_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
         return Err(format!(
-            "topic name '{name}' must be 1 to {MAX_NAME_LEN} bytes long"
+            "topic name '{}' must be 1 to {MAX_NAME_LEN} bytes long",
+            shown(name)
         ));
     }
     if let Some(c) = name
@@ -143,10 +145,25 @@ pub fn validate_name(name: &str) -> Result<(), String> {
         .find(|c| !(c.is_ascii_alphanumeric() || "_.-/".contains(*c)))
     {
         return Err(format!(
-            "topic name '{name}' contains '{c}'; use letters, digits and _ . - /"
+            "topic name '{}' contains '{}'; use letters, digits and _ . - /",
+            shown(name),
+            c.escape_debug()
         ));
     }
     Ok(())
+}
+
+/// A string from outside (an argument, a config file) as an error message
+/// shows it: control characters escaped, so none reaches the terminal, and
+/// cut after 40 characters with its length in bytes said, so a 10 kB
+/// argument gives a one-line message.
+pub fn shown(s: &str) -> String {
+    const KEEP: usize = 40;
+    let mut out: String = s.chars().take(KEEP).flat_map(char::escape_debug).collect();
+    if s.chars().nth(KEEP).is_some() {
+        out.push_str(&format!("... ({} bytes)", s.len()));
+    }
+    out
 }
 
 /// The key of topic `name` on bus `bus`: `0x53` ('S') in the top byte and
@@ -166,6 +183,27 @@ pub fn derive_key(bus: &str, name: &str) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_in_errors_are_escaped_and_cut() {
+        assert_eq!(shown("imu"), "imu");
+        assert_eq!(shown("a\u{1b}[2J\n"), "a\\u{1b}[2J\\n");
+        let long = "é".repeat(5000);
+        let s = shown(&long);
+        assert!(
+            s.starts_with(&"é".repeat(40)) && s.ends_with("... (10000 bytes)"),
+            "{s}"
+        );
+        assert_eq!(
+            shown(&"b".repeat(40)),
+            "b".repeat(40),
+            "40 characters are shown whole"
+        );
+        let e = validate_name(&"x".repeat(10_000)).unwrap_err();
+        assert!(e.len() < 120 && e.contains("(10000 bytes)"), "{e}");
+        let e = validate_name("a\tb").unwrap_err();
+        assert!(e.contains("'a\\tb' contains '\\t'"), "{e}");
+    }
 
     #[test]
     fn derived_keys_are_stable_and_tagged() {

@@ -25,8 +25,8 @@ says otherwise; reach a board through an SSH tunnel (docs/FOXGLOVE.md)."
 pub struct FoxgloveArgs {
     /// Topics to serve: names, keys (0x5312abcd or decimal) or shmids
     /// (shmid:N); default: every topic.
-    #[arg(value_name = "TOPIC")]
-    pub topics: Vec<String>,
+    #[arg(value_name = "TOPIC", value_parser = Selector::parse)]
+    pub topics: Vec<Selector>,
     /// Address and port to listen on.
     #[arg(long, value_name = "ADDR:PORT", default_value_t = crate::DEFAULT_BIND)]
     pub bind: SocketAddr,
@@ -67,7 +67,7 @@ impl FoxgloveArgs {
     pub fn config(&self) -> Config {
         Config {
             bind: self.bind,
-            topics: self.topics.iter().map(|t| Selector::parse(t)).collect(),
+            topics: self.topics.clone(),
             bus: self.bus.clone(),
             max_rate: self.max_rate,
             topic_rates: self.rates.clone(),

@@ -806,16 +806,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn selectors() {
-        assert_eq!(Selector::parse("0x7a00ABCD"), Selector::Key(0x7a00_abcd));
-        assert_eq!(Selector::parse("0xffffffff"), Selector::Key(-1));
-        assert_eq!(Selector::parse("key:12"), Selector::Key(12));
-        assert_eq!(Selector::parse("key:0x10"), Selector::Key(16));
-        assert_eq!(Selector::parse("imu"), Selector::Name("imu".into()));
-        assert_eq!(Selector::parse("0xzz"), Selector::Name("0xzz".into()));
-    }
-
-    #[test]
     fn durations_for_people() {
         assert_eq!(human(Duration::from_millis(850)), "850 ms");
         assert_eq!(human(Duration::from_millis(3240)), "3.2 s");

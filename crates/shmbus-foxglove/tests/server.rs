@@ -712,10 +712,10 @@ fn named_topics_that_cannot_be_served_are_reported_with_why() {
     let cfg = Config {
         bind: "127.0.0.1:0".parse().unwrap(),
         topics: vec![
-            Selector::parse(&format!("shmid:{shmid}")),
-            Selector::parse(&format!("{:#010x}", foreign_key)),
-            Selector::parse(&missing),
-            Selector::parse(&format!("shmid:{gone}")),
+            Selector::Shmid(shmid),
+            Selector::Key(foreign_key),
+            Selector::parse(&missing).unwrap(),
+            Selector::Shmid(gone),
         ],
         quiet: true,
         ..Config::default()

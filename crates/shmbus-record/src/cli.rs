@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use shmbus_toolbox::parse;
-use shmbus_toolbox::topic::Selector;
 
 /// `record`, `replay` and `cat`.
 #[derive(Debug, Clone, Subcommand)]
@@ -68,7 +67,7 @@ Examples:
 pub struct RecordArgs {
     /// Topics to record: names, keys (0x5312abcd or decimal) or shmids
     /// (shmid:N); all topics when none are named.
-    #[arg(value_name = "TOPIC", value_parser = topic_arg)]
+    #[arg(value_name = "TOPIC", value_parser = shmbus_toolbox::topic::arg)]
     pub topics: Vec<String>,
     /// MCAP file to write (replaced if it exists).
     #[arg(short = 'o', long = "output", value_name = "FILE.mcap")]
@@ -117,16 +116,6 @@ pub struct CatArgs {
     /// Dump messages as JSON lines.
     #[arg(long)]
     pub json: bool,
-}
-
-/// A TOPIC as every `shmbus` command takes it (`shmbus_toolbox::topic`):
-/// a key, a shmid, a decimal, or else a valid topic name.
-fn topic_arg(s: &str) -> Result<String, String> {
-    match Selector::parse(s) {
-        Selector::Name(n) => topic_name(&n),
-        Selector::Key(0) => Err("key 0 is IPC_PRIVATE and never names a topic".into()),
-        _ => Ok(s.trim().to_string()),
-    }
 }
 
 fn topic_name(s: &str) -> Result<String, String> {

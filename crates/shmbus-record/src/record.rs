@@ -305,7 +305,7 @@ impl Scan {
         let mut named = Vec::new();
         let segments = sysvipc::segments().unwrap_or_default();
         for t in &a.topics {
-            let (label, want) = match Selector::parse(t) {
+            let (label, want) = match Selector::parse(t).map_err(Exit::error)? {
                 Selector::Name(n) => {
                     let (rule, note) = NameRule::for_name(&n, None);
                     if let Some(n) = note {

@@ -41,6 +41,38 @@ pub fn printable(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `s` with each run of more than 80 non-space characters cut to its
+/// first 40 and its length in bytes, e.g. `aaaa... (10000 bytes)`. For
+/// messages that quote what the user typed (clap's "invalid value" and
+/// "unexpected argument"): a 10 kB argument gives a short line, and the
+/// start shows which argument it was.
+pub fn clipped(s: &str) -> Cow<'_, str> {
+    const LONG: usize = 80;
+    const KEEP: usize = 40;
+    if !s
+        .split(char::is_whitespace)
+        .any(|w| w.chars().nth(LONG).is_some())
+    {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(2 * LONG);
+    let mut rest = s;
+    while !rest.is_empty() {
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let (word, after) = rest.split_at(end);
+        if word.chars().nth(LONG).is_some() {
+            out.extend(word.chars().take(KEEP));
+            let _ = write!(out, "... ({} bytes)", word.len());
+        } else {
+            out.push_str(word);
+        }
+        let space = after.len() - after.trim_start().len();
+        out.push_str(&after[..space]);
+        rest = &after[space..];
+    }
+    Cow::Owned(out)
+}
+
 /// A writer that passes text through [`printable`]. Each `write` is taken
 /// as whole UTF-8 text (as `write!` and `write_all` of a `str` or of a
 /// whole JSON line produce); bytes that are not UTF-8 are written as
@@ -83,6 +115,25 @@ mod tests {
             printable("a\u{1b}]0;pwned\u{7}\u{1b}[2J\r\u{7f}\u{9b}b\u{202e}c"),
             "a\\u001b]0;pwned\\u0007\\u001b[2J\\u000d\\u007f\\u009bb\\u202ec"
         );
+    }
+
+    #[test]
+    fn long_words_are_clipped_and_the_rest_kept() {
+        assert!(matches!(clipped("a short\nline"), Cow::Borrowed(_)));
+        let long = "x".repeat(10_000);
+        let msg = format!("error: invalid value '{long}' for '[TOPIC]...'\n\n  tip: ok\n");
+        let c = clipped(&msg);
+        assert_eq!(
+            c,
+            format!(
+                "error: invalid value '{}... (10002 bytes) for '[TOPIC]...'\n\n  tip: ok\n",
+                "x".repeat(39)
+            )
+        );
+        let eighty = "y".repeat(80);
+        assert_eq!(clipped(&eighty), eighty, "80 characters are kept whole");
+        let wide = "é".repeat(100);
+        assert_eq!(clipped(&wide), format!("{}... (200 bytes)", "é".repeat(40)));
     }
 
     #[test]

@@ -22,36 +22,86 @@ pub enum Selector {
 }
 
 impl Selector {
-    /// Parse a TOPIC argument. Anything that is not a key, shmid or number
-    /// is a name (which the command then checks).
-    pub fn parse(s: &str) -> Selector {
+    /// Parse a TOPIC argument. A string that is not a key, shmid or number
+    /// is a name.
+    ///
+    /// Errors, for an argument that can name no topic (the command then
+    /// exits 2, a usage error, instead of looking for it): `key:` or
+    /// `shmid:` without a number after it (a name never holds `:`), a
+    /// `0x` key of more than 32 bits, key 0 (`IPC_PRIVATE`), a negative
+    /// shmid, and a name that is no valid topic name
+    /// ([`shmbus_core::topic::validate_name`]).
+    pub fn parse(s: &str) -> Result<Selector, String> {
         let t = s.trim();
-        if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-            if let Ok(k) = u32::from_str_radix(h, 16) {
-                return Selector::Key(k as i32);
+        let sel = if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+            match u32::from_str_radix(h, 16) {
+                Ok(k) => Selector::Key(k as i32),
+                Err(_) if !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                    return Err(format!(
+                        "key {} is more than 32 bits; a System V key is 0x1 to 0xffffffff",
+                        shown(t)
+                    ));
+                }
+                // `0xzz` is a valid topic name.
+                Err(_) => Selector::Name(t.to_string()),
             }
-        }
-        if let Some(n) = t.strip_prefix("key:") {
-            if let Some(k) = parse_int(n) {
-                return Selector::Key(k as i32);
+        } else if let Some(n) = t.strip_prefix("key:") {
+            Selector::Key(parse_int(n).ok_or_else(|| {
+                format!(
+                    "'{}' is no key: write key:N with N a 32-bit decimal or 0x hex number",
+                    shown(t)
+                )
+            })? as i32)
+        } else if let Some(n) = t.strip_prefix("shmid:") {
+            match n.parse::<i32>() {
+                Ok(id) if id >= 0 => Selector::Shmid(id),
+                _ => {
+                    return Err(format!(
+                        "'{}' is no shmid: write shmid:N with N a decimal from 0 to {} (`ipcs -m` lists them)",
+                        shown(t),
+                        i32::MAX
+                    ));
+                }
             }
-        }
-        if let Some(n) = t.strip_prefix("shmid:") {
-            if let Ok(k) = n.parse::<i32>() {
-                return Selector::Shmid(k);
+        } else {
+            match t.parse::<i64>() {
+                Ok(n) => Selector::Number(n),
+                Err(_) => Selector::Name(t.to_string()),
             }
-        }
-        match t.parse::<i64>() {
-            Ok(n) => Selector::Number(n),
-            Err(_) => Selector::Name(t.to_string()),
+        };
+        match &sel {
+            Selector::Key(0) => Err("key 0 is IPC_PRIVATE and never names a topic".into()),
+            Selector::Name(n) => match shmbus_core::topic::validate_name(n) {
+                Ok(()) => Ok(sel),
+                Err(e) => Err(format!("{e} (a TOPIC is a name, a key or a shmid)")),
+            },
+            _ => Ok(sel),
         }
     }
+}
+
+/// A TOPIC argument for clap: the argument, trimmed, if [`Selector::parse`]
+/// takes it; its error otherwise.
+pub fn arg(s: &str) -> Result<String, String> {
+    Selector::parse(s).map(|_| s.trim().to_string())
+}
+
+/// `s` as an error message shows it: control characters escaped, and cut
+/// after 40 characters with its length said.
+fn shown(s: &str) -> String {
+    shmbus_core::topic::shown(s)
 }
 
 fn parse_int(s: &str) -> Option<i64> {
     match s.strip_prefix("0x") {
         Some(h) => u32::from_str_radix(h, 16).ok().map(|k| i64::from(k as i32)),
-        None => s.parse().ok(),
+        None => {
+            let n: i64 = s.parse().ok()?;
+            let k = i32::try_from(n)
+                .ok()
+                .or_else(|| u32::try_from(n).ok().map(|u| u as i32))?;
+            Some(i64::from(k))
+        }
     }
 }
 
@@ -101,16 +151,56 @@ mod tests {
 
     #[test]
     fn selectors_parse() {
-        let p = Selector::parse;
+        let p = |s| Selector::parse(s).unwrap();
         assert_eq!(p("0x7e00ABCD"), Selector::Key(0x7e00_abcd));
         assert_eq!(p("0xffffffff"), Selector::Key(-1));
         assert_eq!(p("key:12"), Selector::Key(12));
         assert_eq!(p("key:0x10"), Selector::Key(16));
+        assert_eq!(p("key:4294967295"), Selector::Key(-1));
+        assert_eq!(p("key:-2"), Selector::Key(-2));
         assert_eq!(p("shmid:5"), Selector::Shmid(5));
+        assert_eq!(p("shmid:0"), Selector::Shmid(0));
         assert_eq!(p("42"), Selector::Number(42));
-        assert_eq!(p("imu"), Selector::Name("imu".into()));
+        assert_eq!(p(" imu "), Selector::Name("imu".into()));
+        assert_eq!(
+            p("sensors/imu-1.raw_2"),
+            Selector::Name("sensors/imu-1.raw_2".into())
+        );
         assert_eq!(p("0xzz"), Selector::Name("0xzz".into()));
-        assert_eq!(p("shmid:x"), Selector::Name("shmid:x".into()));
+    }
+
+    #[test]
+    fn arguments_that_can_name_no_topic_are_refused_with_the_reason() {
+        let long = "a".repeat(10_000);
+        let cases: &[(&str, &str)] = &[
+            ("shmid:x", "shmid:N"),
+            ("shmid:", "shmid:N"),
+            ("shmid:-3", "shmid:N"),
+            ("shmid:99999999999", "shmid:N"),
+            ("key:zz", "key:N"),
+            ("key:", "key:N"),
+            ("key:0x1ffffffff", "key:N"),
+            ("key:99999999999", "key:N"),
+            ("0x123456789", "more than 32 bits"),
+            ("0x0", "IPC_PRIVATE"),
+            ("key:0", "IPC_PRIVATE"),
+            ("bad name!", "contains ' '"),
+            ("", "1 to 63 bytes"),
+            ("   ", "1 to 63 bytes"),
+            ("imu\u{1b}[2J", "contains"),
+            (&long, "1 to 63 bytes"),
+        ];
+        for (arg, says) in cases {
+            let e = Selector::parse(arg).expect_err(arg);
+            assert!(e.contains(says), "{arg:?}: {e}");
+            assert!(e.len() < 200, "{arg:?}: the message stays short: {e}");
+            assert!(
+                !e.chars().any(char::is_control),
+                "{arg:?}: no control character reaches the terminal: {e:?}"
+            );
+            assert_eq!(super::arg(arg).unwrap_err(), e);
+        }
+        assert_eq!(super::arg(" 0x10 ").as_deref(), Ok("0x10"));
     }
 
     #[test]

@@ -36,10 +36,8 @@ fn remove_one(arg: &str, force: bool, bus: Option<&str>) -> Result<String, Fail>
         // left behind, or a squat that keeps the publisher from starting).
         Err(f) if f.code == out::NOTHING => {
             let key = match discover::parse_selector(arg) {
-                Selector::Key(k) => Some(k),
-                Selector::Number(n) => i32::try_from(n)
-                    .ok()
-                    .or_else(|| u32::try_from(n).ok().map(|u| u as i32)),
+                Ok(Selector::Key(k)) => Some(k),
+                Ok(Selector::Number(n)) => shmbus_toolbox::topic::number_as_key(n),
                 _ => None,
             };
             return match key.and_then(discover::lock_only_at) {

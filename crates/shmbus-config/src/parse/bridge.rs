@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use toml::de::{DeTable, DeValue};
 
-use super::{Parser, Value};
+use super::{Parser, Value, shown};
 use crate::TopicConfig;
 use crate::bridge::{
     BridgeConfig, BridgeIn, BridgeOut, InFormat, MqttConfig, OutFormat, OutSettings, PathSetting,
@@ -239,7 +239,7 @@ impl Parser<'_> {
                         "both" => Some(OutFormat::Both),
                         _ => self.err(
                             v.span(),
-                            format!("format = \"{f}\" is not a format: use \"json\" (default), \"postcard\" (the raw frame) or \"both\""),
+                            format!("format = \"{}\" is not a format: use \"json\" (default), \"postcard\" (the raw frame) or \"both\"", shown(f)),
                         ),
                     },
                     _ => self.wrong_type(v, "format", "\"json\", \"postcard\" or \"both\""),
@@ -351,7 +351,7 @@ impl Parser<'_> {
                             _ => {
                                 self.err::<()>(
                                     v.span(),
-                                    format!("format = \"{f}\" is not an inbound format: use \"json\" (the value, default), \"envelope\" (an object with a `value`, as a bridge sends) or \"postcard\""),
+                                    format!("format = \"{}\" is not an inbound format: use \"json\" (the value, default), \"envelope\" (an object with a `value`, as a bridge sends) or \"postcard\"", shown(f)),
                                 );
                                 format
                             }
@@ -405,7 +405,7 @@ impl Parser<'_> {
                     i.at.clone(),
                     format!(
                         "topic `{}` is already taken in from `{}` (line {}): a local topic has one publisher; use another topic",
-                        i.topic, first.remote, first.at.line
+                        i.topic, shown(&first.remote), first.at.line
                     ),
                 );
                 continue;
@@ -536,7 +536,8 @@ impl Parser<'_> {
         self.err(
             v.span(),
             format!(
-                "no [[topic]] named `{name}` in this file: declare it (its key, slots, mode), or use one of: {}",
+                "no [[topic]] named `{}` in this file: declare it (its key, slots, mode), or use one of: {}",
+                shown(&name),
                 names.join(", ")
             ),
         )
@@ -576,7 +577,7 @@ impl Parser<'_> {
         match level_problem(s) {
             None => true,
             Some(p) => {
-                self.err::<()>(v.span(), format!("{field} = \"{s}\" {p}"));
+                self.err::<()>(v.span(), format!("{field} = \"{}\" {p}", shown(s)));
                 false
             }
         }
@@ -588,7 +589,9 @@ impl Parser<'_> {
                 self.err::<()>(
                     v.span(),
                     format!(
-                        "prefix = \"{p}\": level \"{level}\" {problem} (levels are separated by /)"
+                        "prefix = \"{}\": level \"{}\" {problem} (levels are separated by /)",
+                        shown(p),
+                        shown(level)
                     ),
                 );
                 return false;
@@ -608,6 +611,13 @@ impl Parser<'_> {
             Some("has a wildcard (+ or #): a [[bridge.in]] takes one broker topic into one local topic; write the full topic name".to_string())
         } else if s.contains('\0') {
             Some("contains NUL".to_string())
+        } else if let Some(c) = s.chars().find(|c| c.is_control()) {
+            // MQTT 5 (1.5.4): a topic SHOULD NOT hold control characters; a
+            // broker may drop the connection over one, and logs print it.
+            Some(format!(
+                "contains the control character '{}': write the broker topic in printable characters",
+                c.escape_debug()
+            ))
         } else if s.len() > 65_535 {
             Some("is longer than 65535 bytes".to_string())
         } else {
@@ -616,7 +626,7 @@ impl Parser<'_> {
         match problem {
             None => true,
             Some(p) => {
-                self.err::<()>(v.span(), format!("from = \"{s}\" {p}"));
+                self.err::<()>(v.span(), format!("from = \"{}\" {p}", shown(s)));
                 false
             }
         }
