@@ -283,7 +283,24 @@ def _text(value, what, optional=False):
         raise InvalidArgument(-4, "%s must be a str, not %s" % (what, type(value).__name__))
     if "\0" in value:
         raise InvalidArgument(-4, "%s contains a NUL character (at index %d)" % (what, value.index("\0")))
-    return value.encode()
+    try:
+        return value.encode()
+    except UnicodeEncodeError as e:
+        # A lone surrogate (os.fsdecode of bytes that are not UTF-8) has no
+        # UTF-8 form.
+        raise InvalidArgument(-4, "%s is not valid Unicode: %s at index %d" % (what, _shown(value[e.start]), e.start)) from None
+
+
+def _shown(value, limit=40):
+    """An argument as an error message shows it: repr, cut to ``limit``
+    characters (a 10 kB argument is not echoed whole), and a huge int by its
+    size (str() of an int over 4300 digits raises ValueError)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**limit:
+        return "%san int of %d bits" % ("-" if value < 0 else "", value.bit_length())
+    text = repr(value)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text
 
 
 def _uint32(value, what):
@@ -294,20 +311,20 @@ def _uint32(value, what):
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidArgument(-4, "%s must be an int, not %s" % (what, type(value).__name__))
     if not 0 <= value <= 0xFFFFFFFF:
-        raise InvalidArgument(-4, "%s = %d is out of range: give 0 to 0xffffffff" % (what, value))
+        raise InvalidArgument(-4, "%s = %s is out of range: give 0 to 0xffffffff" % (what, _shown(value)))
     return value
 
 
 def key(name, bus=None):
     """The System V key of topic ``name`` on ``bus`` (default "shmbus")."""
     out = ctypes.c_uint32()
-    _check(_key(_text(bus, "bus", True) or None, _text(name, "topic name"), ctypes.byref(out)))
+    _check(_key(_text(bus, "bus", True), _text(name, "topic name"), ctypes.byref(out)))
     return out.value
 
 
 def _topic(name, key, bus, slots, mode):
     t = _Topic()
-    t._keep = [_text(name, "topic name"), _text(bus, "bus", True) or None]
+    t._keep = [_text(name, "topic name"), _text(bus, "bus", True)]
     t.name = t._keep[0]
     t.bus = t._keep[1]
     t.key = _uint32(key, "key")
@@ -569,5 +586,5 @@ def _ms(seconds):
     """Seconds as the C library's milliseconds: at most 2**32 - 1 (49 days;
     also what an infinite timeout becomes)."""
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
-        raise InvalidArgument(-4, "timeout must be a number of seconds >= 0, not %r" % (seconds,))
+        raise InvalidArgument(-4, "timeout must be a number of seconds >= 0, not %s" % _shown(seconds))
     return min(int(min(seconds, 2**32) * 1000 + 0.5), 2**32 - 1)

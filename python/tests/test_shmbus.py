@@ -198,3 +198,38 @@ def test_arguments_ctypes_would_cut_short_are_refused(key):
         sub.close()
     finally:
         pub.remove()
+
+
+def test_bad_arguments_get_short_errors_that_name_them(key):
+    """An error about an argument shows it cut short: a huge int is not
+    str()-ed (over 4300 digits that raises ValueError about the conversion,
+    not about the argument), a 10 kB timeout is not echoed whole, and a str
+    with no UTF-8 form (a lone surrogate from os.fsdecode) is InvalidArgument."""
+    for bad in (10**5000, -(10**5000), 2**200):
+        with pytest.raises(shmbus.InvalidArgument, match="key = -?an int of [0-9]+ bits is out of range") as e:
+            shmbus.Subscriber("adv_c", key=bad, wait=0)
+        assert len(str(e.value)) < 200
+    for bad in ("x" * 10000, [1] * 5000, -(10**5000)):
+        with pytest.raises(shmbus.InvalidArgument, match="timeout must be") as e:
+            shmbus.Subscriber("adv_c", key=key, wait=bad)
+        assert len(str(e.value)) < 200, str(e.value)[:300]
+    for make in (
+        lambda: shmbus.key("adv\udcffc"),
+        lambda: shmbus.Subscriber("adv\udcffc", key=key, wait=0),
+        lambda: shmbus.Publisher("adv_c", "struct A { x: u8 }", bus="b\udcff", key=key),
+        lambda: shmbus.Publisher("adv_c", "struct A\udcff { x: u8 }", key=key),
+    ):
+        with pytest.raises(shmbus.InvalidArgument, match=r"is not valid Unicode: '\\udcff' at index"):
+            make()
+
+
+def test_a_bus_no_tool_could_name_is_refused(key):
+    """bus="" was the default bus in Python and a bus of its own in C; any
+    bus is now checked as the config and --bus check it."""
+    for bad in ("", "lab bench", "a\x07"):
+        with pytest.raises(shmbus.InvalidArgument, match="invalid bus"):
+            shmbus.key("imu", bus=bad)
+        with pytest.raises(shmbus.InvalidArgument, match="invalid bus"):
+            shmbus.Subscriber("imu", bus=bad, wait=0)
+    assert shmbus.key("imu", bus=None) == shmbus.key("imu", bus="shmbus")
+    assert shmbus.key("imu", bus="lab") != shmbus.key("imu")

@@ -71,7 +71,8 @@
 #define SHMBUS_ERR_WRONG_TYPE -6
 
 /**
- * The schema has no field at this path.
+ * The schema has no field at this path (also: an index past the end of a
+ * list's capacity; the message says which).
  */
 #define SHMBUS_ERR_NO_FIELD -7
 

@@ -99,19 +99,31 @@ impl Frame {
     }
 
     fn target(&self, path: &str) -> Result<Target> {
-        self.layout().find(path).ok_or_else(|| {
+        let layout = self.layout();
+        layout.find(path).ok_or_else(|| {
+            let why = match layout.past_capacity(path) {
+                Some((list, 0, _)) => format!("list '{list}' holds no elements"),
+                Some((list, cap, index)) => format!(
+                    "index {index} is past the end of list '{list}', which holds {cap} ({list}[0] to {list}[{}])",
+                    cap - 1
+                ),
+                None => "fields look like name, outer.inner, array[2]".to_string(),
+            };
             Error::new(
                 SHMBUS_ERR_NO_FIELD,
                 format!(
-                    "schema '{}' has no field '{path}' (fields look like name, outer.inner, array[2])",
-                    self.schema.owned.name
+                    "schema '{}' has no field '{}': {why}",
+                    self.schema.owned.name,
+                    shmbus_core::topic::shown(path)
                 ),
             )
         })
     }
 
     /// The leaf at `path`, checked to be live (inside each enclosing list's
-    /// length) for a get, or made live (lists extended) for a set.
+    /// length) for a get. For a set it is not made live here: the setter
+    /// checks the value first and then calls [`Frame::make_live`], so a
+    /// refused set leaves every list as it was.
     fn leaf(&mut self, path: &str, for_set: bool) -> Result<(usize, LeafKind, usize)> {
         let i = match self.target(path)? {
             Target::Leaf(i) => i,
@@ -126,18 +138,23 @@ impl Frame {
         };
         let layout = self.schema.layout.as_ref().expect("checked at new");
         let leaf = &layout.leaves[i];
-        if !leaf.within.is_empty() {
-            live(
-                layout,
-                &mut self.nums,
-                &mut self.bufs,
-                &mut self.lens,
-                path,
-                &leaf.within,
-                for_set,
-            )?;
+        if !for_set {
+            live(layout, &self.lens, path, &leaf.within)?;
         }
         Ok((i, leaf.kind, leaf.slot))
+    }
+
+    /// Make leaf `i` live ([`make_live`]): called by a setter once the
+    /// value is known to fit.
+    fn make_live(&mut self, i: usize) {
+        let layout = self.schema.layout.as_ref().expect("checked at new");
+        make_live(
+            layout,
+            &mut self.nums,
+            &mut self.bufs,
+            &mut self.lens,
+            &layout.leaves[i].within,
+        );
     }
 
     fn wrong(&self, path: &str, kind: LeafKind, wanted: &str) -> Error {
@@ -149,7 +166,7 @@ impl Frame {
 
     /// Set an integer field from a signed or unsigned value, range-checked.
     pub fn set_int(&mut self, path: &str, v: i128) -> Result<()> {
-        let (_, kind, slot) = self.leaf(path, true)?;
+        let (i, kind, slot) = self.leaf(path, true)?;
         let LeafKind::Prim(p) = kind else {
             return Err(self.wrong(path, kind, "an integer"));
         };
@@ -165,6 +182,7 @@ impl Frame {
                 ),
             );
         }
+        self.make_live(i);
         // Two's complement bits: signed fields are read back as i64.
         self.nums[slot] = v as u64;
         Ok(())
@@ -186,24 +204,27 @@ impl Frame {
     /// Set a float field (`f32` fields refuse finite values beyond f32's
     /// range; NaN and infinities are kept).
     pub fn set_float(&mut self, path: &str, v: f64) -> Result<()> {
-        let (_, kind, slot) = self.leaf(path, true)?;
-        match kind {
-            LeafKind::Prim(Prim::F64) => self.nums[slot] = v.to_bits(),
+        let (i, kind, slot) = self.leaf(path, true)?;
+        let bits = match kind {
+            LeafKind::Prim(Prim::F64) => v.to_bits(),
             LeafKind::Prim(Prim::F32) => {
                 let f = v as f32;
                 if v.is_finite() && f.is_infinite() {
+                    // `{:e}`: `{}` writes 1e300 as 301 digits.
                     return fail(
                         SHMBUS_ERR_RANGE,
                         format!(
-                            "{v} does not fit field '{path}' (f32: at most {:e} in magnitude)",
+                            "{v:e} does not fit field '{path}' (f32: at most {:e} in magnitude)",
                             f32::MAX
                         ),
                     );
                 }
-                self.nums[slot] = u64::from(f.to_bits());
+                u64::from(f.to_bits())
             }
             _ => return Err(self.wrong(path, kind, "a float")),
-        }
+        };
+        self.make_live(i);
+        self.nums[slot] = bits;
         Ok(())
     }
 
@@ -219,10 +240,11 @@ impl Frame {
 
     /// Set a bool field.
     pub fn set_bool(&mut self, path: &str, v: bool) -> Result<()> {
-        let (_, kind, slot) = self.leaf(path, true)?;
+        let (i, kind, slot) = self.leaf(path, true)?;
         if kind != LeafKind::Prim(Prim::Bool) {
             return Err(self.wrong(path, kind, "a bool"));
         }
+        self.make_live(i);
         self.nums[slot] = u64::from(v);
         Ok(())
     }
@@ -238,7 +260,7 @@ impl Frame {
 
     /// Set a string (`str`) or byte-list (`!str`) field, capacity-checked.
     pub fn set_buf(&mut self, path: &str, v: &[u8], str: bool) -> Result<()> {
-        let (_, kind, slot) = self.leaf(path, true)?;
+        let (i, kind, slot) = self.leaf(path, true)?;
         let cap = match (kind, str) {
             (LeafKind::Str(cap), true) => {
                 if core::str::from_utf8(v).is_err() {
@@ -260,6 +282,7 @@ impl Frame {
                 );
             }
         }
+        self.make_live(i);
         let b = &mut self.bufs[slot];
         b.clear();
         b.extend_from_slice(v);
@@ -280,16 +303,7 @@ impl Frame {
         match self.target(path)? {
             Target::List(list) => {
                 let l = self.schema.layout.as_ref().expect("checked at new");
-                let within = &l.lists[list].within;
-                live(
-                    l,
-                    &mut self.nums,
-                    &mut self.bufs,
-                    &mut self.lens,
-                    path,
-                    within,
-                    false,
-                )?;
+                live(l, &self.lens, path, &l.lists[list].within)?;
                 Ok(self.lens[list])
             }
             Target::Leaf(_) => {
@@ -323,16 +337,13 @@ impl Frame {
             );
         }
         // A list inside another list's element: that element becomes live.
-        let within = &l.lists[list].within;
-        live(
+        make_live(
             l,
             &mut self.nums,
             &mut self.bufs,
             &mut self.lens,
-            path,
-            within,
-            true,
-        )?;
+            &l.lists[list].within,
+        );
         if n > self.lens[list] {
             grow(l, &mut self.nums, &mut self.bufs, &mut self.lens, list, n);
         } else {
@@ -373,31 +384,41 @@ impl Frame {
 }
 
 /// Check that every enclosing list element is within its list's length
-/// (for a get), or extend the lists so it is (for a set).
+/// (a get: an element past a list's end is an error, nothing changes).
 fn live(
+    l: &crate::layout::Layout,
+    lens: &[usize],
+    path: &str,
+    within: &[(usize, usize)],
+) -> Result<()> {
+    for &(list, index) in within {
+        if index >= lens[list] {
+            return fail(
+                SHMBUS_ERR_RANGE,
+                format!(
+                    "'{path}' is past the end of list '{}' (length {})",
+                    l.lists[list].path, lens[list]
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Extend the enclosing lists so every element in `within` is live (a set,
+/// once its value is known to fit); new elements start at zero.
+fn make_live(
     l: &crate::layout::Layout,
     nums: &mut [u64],
     bufs: &mut [Vec<u8>],
     lens: &mut [usize],
-    path: &str,
     within: &[(usize, usize)],
-    for_set: bool,
-) -> Result<()> {
+) {
     for &(list, index) in within {
         if index >= lens[list] {
-            if !for_set {
-                return fail(
-                    SHMBUS_ERR_RANGE,
-                    format!(
-                        "'{path}' is past the end of list '{}' (length {})",
-                        l.lists[list].path, lens[list]
-                    ),
-                );
-            }
             grow(l, nums, bufs, lens, list, index + 1);
         }
     }
-    Ok(())
 }
 
 /// Extend list `list` to `n` elements, zeroing the new elements (their

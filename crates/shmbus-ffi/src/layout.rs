@@ -352,6 +352,28 @@ impl Layout {
             .map(|i| self.paths[i].1)
     }
 
+    /// Why `path`, which [`Layout::find`] did not find, names nothing when
+    /// it is only an index past a list's capacity (`points[3]` of a list of
+    /// 3): that list's path, its capacity and the index. `None` for any
+    /// other miss.
+    pub fn past_capacity<'p>(&self, path: &'p str) -> Option<(&'p str, usize, usize)> {
+        let mut from = 0;
+        while let Some(open) = path[from..].find('[').map(|i| from + i) {
+            let close = open + path[open..].find(']')?;
+            let list = &path[..open];
+            let Target::List(l) = self.find(list)? else {
+                return None;
+            };
+            let index: usize = path[open + 1..close].parse().ok()?;
+            let cap = self.lists[l].cap;
+            if index >= cap {
+                return Some((list, cap, index));
+            }
+            from = close + 1;
+        }
+        None
+    }
+
     /// Flatten `t`. Fails with [`SHMBUS_ERR_UNSUPPORTED`] naming the first
     /// field the typed accessors cannot cover.
     pub fn new(t: &OwnedNamedType) -> Result<Layout> {

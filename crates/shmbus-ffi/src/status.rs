@@ -35,7 +35,8 @@ pub const SHMBUS_ERR_BUFFER_TOO_SMALL: i32 = -5;
 /// The field is of another type than the accessor (e.g. `set_str` on a
 /// `u32`), or the frame belongs to another schema than the topic.
 pub const SHMBUS_ERR_WRONG_TYPE: i32 = -6;
-/// The schema has no field at this path.
+/// The schema has no field at this path (also: an index past the end of a
+/// list's capacity; the message says which).
 pub const SHMBUS_ERR_NO_FIELD: i32 = -7;
 /// The value does not fit the field (integer range, string or list
 /// capacity, float overflow) or an index is past the end.

@@ -52,6 +52,22 @@ pub struct shmbus_topic {
     pub group: u32,
 }
 
+/// The bus a key is derived from: NULL is the default bus; any other name
+/// must be one a config or `--bus` accepts (an empty or odd bus would
+/// silently derive a key no other tool can name).
+fn valid_bus(bus: Option<&str>) -> Result<&str> {
+    let Some(bus) = bus else {
+        return Ok(shmbus_core::topic::DEFAULT_BUS);
+    };
+    shmbus_core::topic::validate_name(bus).map_err(|r| {
+        Error::new(
+            SHMBUS_ERR_INVALID,
+            format!("invalid bus: {}", r.replace("topic name", "bus name")),
+        )
+    })?;
+    Ok(bus)
+}
+
 /// Turn a C topic description into the Rust one, validated.
 ///
 /// # Safety
@@ -64,7 +80,7 @@ pub(crate) unsafe fn topic_from(t: *const shmbus_topic) -> Result<Topic> {
     let name = unsafe { cabi::text(t.name, "topic->name") }?;
     // SAFETY: the caller's contract.
     let bus = unsafe { cabi::opt_text(t.bus, "topic->bus") }?;
-    let mut topic = Topic::on_bus(bus.unwrap_or(shmbus_core::topic::DEFAULT_BUS), name);
+    let mut topic = Topic::on_bus(valid_bus(bus)?, name);
     if t.key != 0 {
         topic = topic.key(t.key as i32);
     }
@@ -160,8 +176,7 @@ pub unsafe extern "C" fn shmbus_key(bus: *const c_char, name: *const c_char, out
         let bus = unsafe { cabi::opt_text(bus, "bus") }?;
         shmbus_core::topic::validate_name(name)
             .map_err(|r| Error::new(SHMBUS_ERR_INVALID, format!("invalid topic: {r}")))?;
-        *out = shmbus_core::topic::derive_key(bus.unwrap_or(shmbus_core::topic::DEFAULT_BUS), name)
-            as u32;
+        *out = shmbus_core::topic::derive_key(valid_bus(bus)?, name) as u32;
         Ok(SHMBUS_OK)
     })
 }

@@ -198,6 +198,21 @@ fn lists_with_a_capacity_grow_check_and_match_postcard() {
         SHMBUS_ERR_RANGE
     );
     assert_eq!(f.set_len("points", 4).unwrap_err().code, SHMBUS_ERR_RANGE);
+    // An index past the capacity names no field, and says that is why.
+    for (path, why) in [
+        (
+            "points[3].x",
+            "index 3 is past the end of list 'points', which holds 3 (points[0] to points[2])",
+        ),
+        ("points[99999999999999999999].tag", "fields look like"),
+        ("points[1].y", "fields look like"),
+        ("raw[0]", "fields look like"),
+    ] {
+        let e = f.set_int(path, 1).unwrap_err();
+        assert_eq!(e.code, SHMBUS_ERR_NO_FIELD, "{path}");
+        assert!(e.message.contains(why), "{path}: {}", e.message);
+        assert_eq!(f.get_int(path).unwrap_err().message, e.message);
+    }
 
     let mut points = heapless::Vec::new();
     points
@@ -322,4 +337,57 @@ fn huge_declared_capacities_are_refused_with_a_code_not_an_abort() {
     assert_eq!(rc, SHMBUS_OK, "{}", last());
     assert_eq!(shmbus::frame::shmbus_frame_close(f), SHMBUS_OK);
     assert_eq!(shmbus_schema_close(s), SHMBUS_OK);
+}
+
+#[test]
+fn a_refused_set_leaves_the_frame_as_it_was() {
+    let def = SchemaDef::new(list_schema()).unwrap();
+    let mut f = Frame::new(Arc::new(def)).unwrap();
+    f.set_int("points[0].x", 5).unwrap();
+    let before = f.encode().to_vec();
+    // Each set below names points[2], past the list's length of 1, and is
+    // refused: the list must not have grown by the two zero elements the
+    // path would have made live.
+    let refused = [
+        ("u16 out of range", f.set_int("points[2].x", 70_000)),
+        ("negative u16", f.set_int("points[2].x", -1)),
+        ("float into u16", f.set_float("points[2].x", 1.0)),
+        ("bool into u16", f.set_bool("points[2].x", true)),
+        (
+            "string too long",
+            f.set_buf("points[2].tag", b"abcde", true),
+        ),
+        (
+            "string not UTF-8",
+            f.set_buf("points[2].tag", &[0xff], true),
+        ),
+        (
+            "bytes into a string",
+            f.set_buf("points[2].tag", b"ab", false),
+        ),
+    ];
+    for (what, r) in refused {
+        assert!(r.is_err(), "{what} was accepted");
+    }
+    assert_eq!(f.len("points").unwrap(), 1);
+    assert_eq!(f.encode(), &before[..]);
+    // A set that fits still makes its element live.
+    f.set_int("points[2].x", 7).unwrap();
+    assert_eq!(f.len("points").unwrap(), 3);
+    assert_eq!(f.get_int("points[1].x").unwrap(), 0);
+    assert_eq!(f.get_int("points[2].x").unwrap(), 7);
+}
+
+#[test]
+fn messages_about_a_bad_path_or_value_are_short_and_printable() {
+    let mut f = frame_for::<Imu>();
+    let path = format!("\u{1b}]0;x\u{7}\u{1b}[2J{}", "x".repeat(10_000));
+    let e = f.set_int(&path, 1).unwrap_err();
+    assert_eq!(e.code, SHMBUS_ERR_NO_FIELD);
+    let e2 = f.set_float("acc[0]", 1e300).unwrap_err();
+    assert_eq!(e2.code, SHMBUS_ERR_RANGE);
+    for m in [&e.message, &e2.message] {
+        assert!(m.len() < 200, "{} bytes: {m:?}", m.len());
+        assert!(!m.chars().any(char::is_control), "{m:?}");
+    }
 }

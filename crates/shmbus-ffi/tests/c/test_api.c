@@ -47,6 +47,13 @@ static void test_no_topic(uint32_t free_key) {
     EXPECT_RC("key: NULL out", shmbus_key(NULL, "imu", NULL), SHMBUS_ERR_NULL);
     EXPECT_RC("key: bad name", shmbus_key(NULL, "bad name", &key), SHMBUS_ERR_INVALID);
     expect_msg("key: bad name says why", "contains ' '");
+    EXPECT_RC("key: empty bus", shmbus_key("", "imu", &key), SHMBUS_ERR_INVALID);
+    expect_msg("key: empty bus says why", "invalid bus");
+    t.name = "imu";
+    t.bus = "lab bench";
+    EXPECT_RC("open: invalid bus", shmbus_subscriber_open(&t, (shmbus_schema){0}, 0, &sub), SHMBUS_ERR_INVALID);
+    t.name = NULL;
+    t.bus = NULL;
 
     EXPECT_RC("open: NULL topic", shmbus_subscriber_open(NULL, (shmbus_schema){0}, 0, &sub), SHMBUS_ERR_NULL);
     EXPECT_RC("open: NULL name", shmbus_subscriber_open(&t, (shmbus_schema){0}, 0, &sub), SHMBUS_ERR_NULL);
@@ -86,6 +93,17 @@ static void test_no_topic(uint32_t free_key) {
     static const uint8_t garbage[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
     EXPECT_RC("schema: NULL bytes", shmbus_schema_from_bytes(NULL, 4, &s), SHMBUS_ERR_NULL);
     EXPECT_RC("schema: garbage bytes", shmbus_schema_from_bytes(garbage, sizeof garbage, &s), SHMBUS_ERR_SCHEMA);
+
+    /* A refused set changes nothing: v[3] would make four elements live. */
+    shmbus_frame lf = {0};
+    size_t n = 99;
+    EXPECT_RC("list schema", shmbus_schema_parse("struct L { v: heapless::Vec<u16, 4> }", &s), SHMBUS_OK);
+    EXPECT_RC("list frame", shmbus_frame_new(s, &lf), SHMBUS_OK);
+    EXPECT_RC("set beyond u16, past the list's end", shmbus_frame_set_u64(lf, "v[3]", 70000), SHMBUS_ERR_RANGE);
+    EXPECT_RC("list length", shmbus_frame_get_len(lf, "v", &n), SHMBUS_OK);
+    CHECK("a refused set leaves the list as it was", n == 0);
+    EXPECT_RC("list frame close", shmbus_frame_close(lf), SHMBUS_OK);
+    EXPECT_RC("list schema close", shmbus_schema_close(s), SHMBUS_OK);
 }
 
 /* The Rust examples' Imu, declared in the codec's language. */
@@ -355,6 +373,11 @@ static void test_c_publisher(uint32_t key) {
               SHMBUS_ERR_JSON);
     expect_msg("JSON error names the path", ".frame_id");
     EXPECT_RC("JSON: not JSON", shmbus_publish_json(pub, "{nope", &gen), SHMBUS_ERR_JSON);
+    EXPECT_RC("JSON: a key twice",
+              shmbus_publish_json(pub, "{\"seq\":1,\"t_us\":7,\"frame_id\":\"\",\"acc\":[0,0,0],"
+                                       "\"gyro\":[0,0,0],\"temp_c\":0,\"seq\":2}", &gen),
+              SHMBUS_ERR_JSON);
+    expect_msg("JSON error names the repeated key", "key \"seq\" appears twice");
     EXPECT_RC("JSON: u32 out of range",
               shmbus_publish_json(pub, "{\"seq\":-1,\"t_us\":7,\"frame_id\":\"\",\"acc\":[0,0,0],"
                                        "\"gyro\":[0,0,0],\"temp_c\":0}", &gen),
