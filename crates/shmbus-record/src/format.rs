@@ -161,7 +161,14 @@ pub fn finished_after(reader: mcap::io::MessageReader<std::io::BufReader<Source>
     }
     // Read to the end: the buffer is empty and the source saw every byte.
     let source = rest.into_inner();
-    source.read > mcap::MAGIC.len() as u64 && source.last[..] == mcap::MAGIC[..]
+    ends_finished(source.read, &source.last)
+}
+
+/// The one rule for "its writer finished it", given the file's length and
+/// its last bytes: it ends with the MCAP magic, and is longer than the
+/// leading magic alone (an 8-byte file is a recording cut at its start).
+fn ends_finished(len: u64, tail: &[u8]) -> bool {
+    len > mcap::MAGIC.len() as u64 && tail == mcap::MAGIC
 }
 
 /// A streaming reader over a recording that needs no summary and no end
@@ -257,15 +264,15 @@ pub fn finished(path: &std::path::Path) -> bool {
     let mut tail = vec![0u8; n];
     std::fs::File::open(path)
         .and_then(|mut f| {
-            // The leading magic alone is not a finished recording.
-            if f.metadata()?.len() <= n as u64 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            let len = f.metadata()?.len();
+            if len < n as u64 {
+                return Ok(false);
             }
             f.seek(SeekFrom::End(-(n as i64)))?;
-            f.read_exact(&mut tail)
+            f.read_exact(&mut tail)?;
+            Ok(ends_finished(len, &tail))
         })
-        .is_ok()
-        && tail == mcap::MAGIC
+        .unwrap_or(false)
 }
 
 /// Classify a read error: a truncated file is [`End::CutShort`] (its
