@@ -165,6 +165,18 @@ pub fn point(
     for _ in 0..subscribers {
         peers.push(Peer::spawn("fanout_sub", &args, &[])?);
     }
+    // Each peer said "ready" (attached). Sleeping subscribers also register
+    // in the waiter segment just before they sleep: wait for all of them,
+    // so "asleep" means asleep however slowly the machine starts them.
+    if waiting && notify {
+        wait_for(Duration::from_secs(60), || {
+            publisher
+                .raw()
+                .sleep_registrations()
+                .is_none_or(|n| n as usize >= subscribers)
+        })
+        .map_err(|()| "the fan-out subscribers did not go to sleep in 60 s".to_string())?;
+    }
     // Let every subscriber reach its wait.
     std::thread::sleep(Duration::from_millis(30) + period * 4);
     let (mut publish, mut unread) = (Vec::with_capacity(frames), Vec::new());
@@ -185,6 +197,30 @@ pub fn point(
         let t1 = monotonic_ns();
         samples.push((t1.saturating_sub(t0) as f64 - clock_ns).max(0.0));
         next = t1 + period_ns;
+    }
+    // Before the stop frame, every subscriber has read a frame: one that
+    // the timed frames all passed by (descheduled on a loaded machine, or
+    // slow to start under emulation) is given more, untimed, until it
+    // says so. Otherwise it would see only the stop frame and report no
+    // sample at all.
+    let mut extra = frames as u64;
+    for p in &mut peers {
+        let give_up = monotonic_ns() + 60_000_000_000;
+        loop {
+            match p.line_within(period.max(Duration::from_millis(5)))? {
+                Some(l) if l == "read" => break,
+                Some(l) => return Err(format!("fan-out subscriber said '{l}'")),
+                None if monotonic_ns() > give_up => {
+                    return Err("a fan-out subscriber read no frame in 60 s".into());
+                }
+                None => {
+                    extra += 1;
+                    publisher
+                        .publish(&Frame64::new(extra))
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+        }
     }
     publisher
         .publish(&Frame64::new(u64::MAX))
@@ -218,8 +254,8 @@ pub fn point(
 }
 
 /// Subscriber process: wait (sleeping, or polling every [`POLL_PERIOD`])
-/// for frames until the stop frame, timing each `latest()`, then print the
-/// samples as one JSON line.
+/// for frames until the stop frame, timing each `latest()`; say `read`
+/// after the first, and print the samples as one JSON line at the end.
 pub fn subscriber(topic_arg: &str, waiting: bool) -> Result<(), String> {
     let t = parse_topic(topic_arg)?;
     let mut sub = Subscriber::<Frame64>::wait_for_topic(&t, Duration::from_secs(10))
@@ -249,10 +285,26 @@ pub fn subscriber(topic_arg: &str, waiting: bool) -> Result<(), String> {
         if s.value.seq() == u64::MAX {
             break;
         }
+        if read.is_empty() {
+            // The publisher waits for this before its stop frame.
+            println!("read");
+        }
         read.push(t1.saturating_sub(t0));
         lat.push(t0.saturating_sub(s.mono_ns));
     }
     let out = serde_json::json!({ "read_ns": read, "lat_ns": lat });
     println!("{out}");
+    Ok(())
+}
+
+/// Wait until `done()`, checking every millisecond, for at most `limit`.
+fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> Result<(), ()> {
+    let give_up = monotonic_ns() + limit.as_nanos() as u64;
+    while !done() {
+        if monotonic_ns() > give_up {
+            return Err(());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
     Ok(())
 }

@@ -103,6 +103,29 @@ pub fn seqlock_write(slot: &[AtomicU32], seq: u64) {
     slot[0].store(s.wrapping_add(2), Ordering::Release);
 }
 
+/// [`seqlock_write`] of a real frame: the 16 payload words copied from
+/// `frame` instead of made up. The floor of any 64-byte publish, whatever
+/// its layout: the copy, the sequence word twice, nothing else.
+#[inline]
+pub fn seqlock_copy_write(slot: &[AtomicU32], frame: &[u8; 64]) {
+    let s = slot[0].load(Ordering::Relaxed);
+    slot[0].store(s.wrapping_add(1), Ordering::Relaxed);
+    fence(Ordering::Release);
+    copy_words(&slot[1..SLOT_WORDS], frame);
+    slot[0].store(s.wrapping_add(2), Ordering::Release);
+}
+
+/// Store `frame` into `words`, 4 bytes (little-endian) per word.
+#[inline]
+fn copy_words(words: &[AtomicU32], frame: &[u8; 64]) {
+    for (w, c) in words.iter().zip(frame.chunks_exact(4)) {
+        w.store(
+            u32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+            Ordering::Relaxed,
+        );
+    }
+}
+
 /// Bare seqlock read: the 64-bit number in the payload if the slot holds a
 /// complete write with a sequence other than `*last` (which is updated).
 #[inline]
@@ -226,18 +249,26 @@ pub fn layout_publish(
     notify.store(g as u32, Ordering::Release);
 }
 
+/// The stores of the same publish in a layout v2 candidate: the slot as in
+/// [`layout_publish`], and a live block of one word. The header's two
+/// stamps go (a reader takes them from the newest slot, which it reads
+/// anyway), and the futex word is the low half of the generation, so one
+/// 64-bit store replaces the generation store and the `notify` store. Not a
+/// layout anyone writes: a floor to decide whether such a version would
+/// bring a publish within reach of 2x the bare seqlock.
+#[inline]
+pub fn layout_v2_publish(slot: &[AtomicU32; 24], generation: &AtomicU64, frame: &[u8; 64], g: u64) {
+    layout_slot_write(slot, frame, g);
+    generation.store(g, Ordering::Release);
+}
+
 /// [`layout_publish`]'s slot part; returns the stamps it stored.
 #[inline]
 fn layout_slot_write(slot: &[AtomicU32; 24], frame: &[u8; 64], g: u64) -> (u64, u64) {
     let s = slot[0].load(Ordering::Relaxed);
     slot[0].store(s.wrapping_add(1), Ordering::Relaxed);
     fence(Ordering::Release);
-    for (w, c) in slot[8..].iter().zip(frame.chunks_exact(4)) {
-        w.store(
-            u32::from_le_bytes([c[0], c[1], c[2], c[3]]),
-            Ordering::Relaxed,
-        );
-    }
+    copy_words(&slot[8..], frame);
     let (mono, real) = (g, 7u64);
     for (w, v) in slot[1..8].iter().zip([
         64,
@@ -448,6 +479,38 @@ mod tests {
         }
         assert_eq!(ring.read(2), None);
         assert_eq!(ring.read(18), Some(18));
+    }
+
+    #[test]
+    fn the_v2_candidate_and_the_copy_floor_store_the_same_data() {
+        let words = || -> [AtomicU32; 24] { std::array::from_fn(|_| AtomicU32::new(0)) };
+        let (v1, v2) = (words(), words());
+        let (live, notify, generation) = (
+            [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
+            AtomicU32::new(0),
+            AtomicU64::new(0),
+        );
+        let mut frame = [0u8; 64];
+        frame.iter_mut().enumerate().for_each(|(i, b)| *b = i as u8);
+        let g = (5 << 32) + 9;
+        layout_publish(&v1, &live, &notify, &frame, g);
+        layout_v2_publish(&v2, &generation, &frame, g);
+        let load = |w: &[AtomicU32; 24]| {
+            w.iter()
+                .map(|w| w.load(Ordering::Relaxed))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(load(&v1), load(&v2));
+        assert_eq!(load(&v2)[0], 2, "sequence even after one write");
+        assert_eq!(generation.load(Ordering::Relaxed), g);
+        assert_eq!(live[2].load(Ordering::Relaxed), g);
+        // The futex word the candidate drops is the generation's low half.
+        assert_eq!(notify.load(Ordering::Relaxed), g as u32);
+        // The copy floor stores the same data words behind its sequence.
+        let bare = words();
+        seqlock_copy_write(&bare[..SLOT_WORDS], &frame);
+        assert_eq!(load(&bare)[0], 2);
+        assert_eq!(load(&bare)[1..SLOT_WORDS], load(&v1)[8..]);
     }
 
     #[test]

@@ -200,9 +200,21 @@ pub fn items(keys: &mut Keys, clock_ns: f64) -> Result<Vec<Item>, String> {
             })
         },
     ));
-    // The same publish's stores alone, in shmbus's layout.
+    // The same with a real frame copied in: the floor of any layout.
     let s = scratch.clone();
     let frame64 = [0x5a_u8; 64];
+    v.push(item(
+        "seqlock_copy_publish_64",
+        "floor: bare seqlock publish, 64 B frame copied",
+        move || {
+            let slot = s.words(floors::PING_SLOT, 17);
+            per_op(OPS, |_| {
+                floors::seqlock_copy_write(black_box(slot), black_box(&frame64))
+            })
+        },
+    ));
+    // The same publish's stores alone, in shmbus's layout.
+    let s = scratch.clone();
     let live: Box<[AtomicU64; 3]> = Box::default();
     v.push(item(
         "layout_publish_64",
@@ -218,6 +230,28 @@ pub fn items(keys: &mut Keys, clock_ns: f64) -> Result<Vec<Item>, String> {
                     black_box(slot),
                     black_box(&live),
                     notify,
+                    black_box(&frame64),
+                    u64::from(i),
+                )
+            })
+        },
+    ));
+    // The same publish in a layout v2 candidate (no header stamps, one
+    // live word): what a new layout version would save.
+    let s = scratch.clone();
+    let generation: Box<AtomicU64> = Box::default();
+    v.push(item(
+        "layout_v2_publish_64",
+        "floor: a layout v2 candidate's stores, 64 B",
+        move || {
+            let slot = match s.words(2048, 24).try_into() {
+                Ok(slot) => slot,
+                Err(_) => unreachable!("24 words were asked for"),
+            };
+            per_op(OPS, |i| {
+                floors::layout_v2_publish(
+                    black_box(slot),
+                    black_box(&generation),
                     black_box(&frame64),
                     u64::from(i),
                 )

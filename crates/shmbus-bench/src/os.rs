@@ -222,6 +222,23 @@ impl Peer {
         }
     }
 
+    /// The next line the peer prints, if it prints one within `timeout`
+    /// (`None` otherwise). A line is written whole by one `println!`.
+    pub fn line_within(&mut self, timeout: std::time::Duration) -> Result<Option<String>, String> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        if !self.out.buffer().contains(&b'\n') {
+            let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+            let mut fds = [PollFd::new(self.out.get_ref().as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(0) => return Ok(None),
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => return Ok(None),
+                Err(e) => return Err(format!("poll on a peer's output: {e}")),
+            }
+        }
+        self.line().map(Some)
+    }
+
     /// Wait for the peer to exit; an error if it failed.
     pub fn finish(mut self) -> Result<(), String> {
         let st = self

@@ -231,6 +231,8 @@ impl Report {
             "publish_64_typed" => Some("publish_64"),
             "store_bytes_64" => Some("seqlock_publish_64"),
             "layout_publish_64" => Some("seqlock_publish_64"),
+            "layout_v2_publish_64" => Some("seqlock_publish_64"),
+            "seqlock_copy_publish_64" => Some("seqlock_publish_64"),
             "raw_hop_64" => Some("layout_hop_64"),
             _ => None,
         };
@@ -408,7 +410,8 @@ impl Report {
         let p64n = m("publish_64_notify");
         let (clock, next64, latest64) = (m("clock_read"), m("read_next_64"), m("read_latest_64"));
         let (next_new, latest_new) = (m("read_next_new_64"), m("read_latest_new_64"));
-        let layout64 = m("layout_publish_64");
+        let (layout64, v2_64) = (m("layout_publish_64"), m("layout_v2_publish_64"));
+        let copy64 = m("seqlock_copy_publish_64");
         let (hop, layout_hop) = (m("raw_hop_64"), m("layout_hop_64"));
         self.ratio(
             "poll nothing new / bare acquire load".into(),
@@ -432,6 +435,30 @@ impl Report {
             "the layout's stores alone / bare seqlock publish".into(),
             layout64,
             s64,
+            None,
+        );
+        self.ratio(
+            "bare seqlock publish, frame copied / bare seqlock publish".into(),
+            copy64,
+            s64,
+            None,
+        );
+        self.ratio(
+            "publish 64 B pre-encoded / bare seqlock publish, frame copied".into(),
+            p64,
+            copy64,
+            None,
+        );
+        self.ratio(
+            "a layout v2 candidate's stores / bare seqlock publish".into(),
+            v2_64,
+            s64,
+            None,
+        );
+        self.ratio(
+            "the layout's stores alone / a layout v2 candidate's stores".into(),
+            layout64,
+            v2_64,
             None,
         );
         self.ratio(

@@ -123,6 +123,9 @@ fn quick_json_run_measures_everything_and_cleans_up() {
         "encode_imu",
         "layout_hop_64",
         "raw_hop_64",
+        "layout_publish_64",
+        "layout_v2_publish_64",
+        "seqlock_copy_publish_64",
     ] {
         let row = micro
             .iter()
