@@ -83,7 +83,8 @@ pub fn settled<T>(mut read: impl FnMut() -> T, done: impl Fn(&T) -> bool) -> T {
 }
 
 /// Wait (at most 30 s) until process `pid` has the segment at `key` mapped,
-/// as `/proc/PID/maps` shows it (`/SYSV<key>`).
+/// as `/proc/PID/maps` shows it (`/SYSV<key>`). Fails at once, not after
+/// the watchdog, if the process exits first (a zombie's maps read empty).
 ///
 /// Use this, not "`shm_nattch` went up", to know that a child has attached:
 /// a fork by a sibling test thread raises the count too (see [`settled`]).
@@ -92,16 +93,34 @@ pub fn settled<T>(mut read: impl FnMut() -> T, done: impl Fn(&T) -> bool) -> T {
 pub fn wait_mapped(pid: u32, key: i32) -> Result<(), String> {
     let name = format!("/SYSV{:08x}", key as u32);
     let maps = format!("/proc/{pid}/maps");
-    let mapped = settled(
-        || std::fs::read_to_string(&maps).map(|m| m.lines().any(|l| l.contains(&name))),
-        |r| !matches!(r, Ok(false)),
-    );
-    match mapped {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(format!(
+    let look = || -> Result<bool, String> {
+        let mapped = std::fs::read_to_string(&maps)
+            .map(|m| m.lines().any(|l| l.contains(&name)))
+            .map_err(|e| format!("{maps}: {e} (did process {pid} exit?)"))?;
+        if !mapped && process_gone(pid) {
+            return Err(format!("process {pid} exited before it attached {name}"));
+        }
+        Ok(mapped)
+    };
+    match settled(look, |r| !matches!(r, Ok(false)))? {
+        true => Ok(()),
+        false => Err(format!(
             "process {pid} did not attach {name} within {SETTLE:?}"
         )),
-        Err(e) => Err(format!("{maps}: {e} (did process {pid} exit?)")),
+    }
+}
+
+/// True once process `pid` is gone or a zombie (exited, not reaped yet:
+/// its parent has not waited, or it was reparented to an init that has not
+/// reaped it).
+pub fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state follows the command name's closing parenthesis.
+        Ok(s) => s
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_none_or(|st| st == 'Z' || st == 'X'),
     }
 }
 

@@ -41,17 +41,9 @@ fn spawn_reporting(role: &str, prefix: &str) -> (KillOnDrop, i32) {
     (c, n)
 }
 
-/// True once `pid` is gone or a zombie (reparented to an init that has not
-/// reaped it yet).
+/// True once `pid` is gone or a zombie ([`shmbus_testkit::process_gone`]).
 fn dead(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        // The state follows the command name's closing parenthesis.
-        Ok(s) => s
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.trim_start().chars().next())
-            .is_none_or(|st| st == 'Z' || st == 'X'),
-    }
+    shmbus_testkit::process_gone(pid as u32)
 }
 
 /// Kills a process that is not our child (a grandchild) on drop, so a
@@ -158,6 +150,22 @@ fn forks_count_as_attachments_and_wait_mapped_sees_real_ones() {
     );
     let gone = wait_mapped(pid as u32, key).expect_err("a reaped process maps nothing");
     assert!(gone.contains(&pid.to_string()), "{gone}");
+
+    // A child that exits without attaching and is not reaped yet (a
+    // zombie, whose maps read empty): said at once, not after the
+    // watchdog, and not as "did not attach within 30s".
+    // SAFETY: the child calls only _exit, async-signal-safe.
+    let zombie = unsafe { libc::fork() };
+    if zombie == 0 {
+        // SAFETY: async-signal-safe; ends the child at once.
+        unsafe { libc::_exit(0) };
+    }
+    assert!(zombie > 0, "fork: {}", std::io::Error::last_os_error());
+    // Another key than ours: the fork copied our mapping of `key`.
+    let never = unique_key("fork-counts-zombie");
+    let why = wait_mapped(zombie as u32, never).expect_err("a zombie maps nothing");
+    assert!(why.contains("exited before it attached"), "{why}");
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(zombie), None);
 
     // A child that attaches by itself, after its exec: seen in its maps.
     let mut c = KillOnDrop(
