@@ -291,15 +291,23 @@ def _text(value, what, optional=False):
         raise InvalidArgument(-4, "%s is not valid Unicode: %s at index %d" % (what, _shown(value[e.start]), e.start)) from None
 
 
-def _shown(value, limit=40):
-    """An argument as an error message shows it: repr, cut to ``limit``
-    characters (a 10 kB argument is not echoed whole), and a huge int by its
-    size (str() of an int over 4300 digits raises ValueError)."""
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**limit:
+# The rule every shmbus message follows when it quotes a value from outside
+# (shmbus_core::topic::long_head): over 64 characters, the first 40 and the
+# length.
+_CUT_OVER = 64
+_CUT_KEEP = 40
+
+
+def _shown(value):
+    """An argument as an error message shows it: its repr, cut as every
+    shmbus message cuts a quoted value (over 64 characters: the first 40 and
+    the length, so a 10 kB argument is not echoed whole), and a huge int by
+    its size (str() of an int over 4300 digits raises ValueError)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**_CUT_OVER:
         return "%san int of %d bits" % ("-" if value < 0 else "", value.bit_length())
     text = repr(value)
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
+    if len(text) > _CUT_OVER:
+        text = "%s... (%d characters)" % (text[:_CUT_KEEP], len(text))
     return text
 
 

@@ -213,6 +213,9 @@ def test_bad_arguments_get_short_errors_that_name_them(key):
         with pytest.raises(shmbus.InvalidArgument, match="timeout must be") as e:
             shmbus.Subscriber("adv_c", key=key, wait=bad)
         assert len(str(e.value)) < 200, str(e.value)[:300]
+        if isinstance(bad, str):
+            # The rule of every shmbus message: the first 40, and the length.
+            assert "'%s... (10002 characters)" % ("x" * 39) in str(e.value), str(e.value)
     for make in (
         lambda: shmbus.key("adv\udcffc"),
         lambda: shmbus.Subscriber("adv\udcffc", key=key, wait=0),

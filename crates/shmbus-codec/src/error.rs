@@ -5,6 +5,7 @@
 //! field whose name is not an identifier. The top level is the empty path.
 
 use core::fmt;
+use shmbus_core::topic::long_head;
 
 /// One step of a path into a value.
 #[derive(Debug, Clone)]
@@ -53,7 +54,8 @@ pub(crate) fn is_ident(s: &str) -> bool {
 /// [`quote`] for an error message: a string of more than 64 characters
 /// (a field name or map key from the input, which may be megabytes) is
 /// cut to its first 40, with its length in bytes after the literal, so an
-/// error stays one short line.
+/// error stays one short line (the bus-wide rule,
+/// [`shmbus_core::topic::long_head`]).
 pub(crate) fn quote_short(s: &str) -> String {
     match long_head(s) {
         None => quote(s),
@@ -71,13 +73,6 @@ pub(crate) fn clip(s: &str) -> String {
         None => s.to_string(),
         Some(head) => format!("{head}... ({} bytes)", s.len()),
     }
-}
-
-/// The first 40 characters of `s` if it has more than 64.
-fn long_head(s: &str) -> Option<&str> {
-    s.chars().nth(64)?;
-    let end = s.char_indices().nth(40).map_or(s.len(), |(i, _)| i);
-    Some(&s[..end])
 }
 
 /// `s` as a JSON string literal (control characters escaped).

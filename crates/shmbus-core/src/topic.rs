@@ -153,17 +153,36 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A string from outside (an argument, a config file, a payload) longer
+/// than this many characters is cut where a message quotes it: the one
+/// rule every shmbus tool and library follows ([`long_head`]).
+pub const CUT_OVER: usize = 64;
+/// How many leading characters of a cut string a message keeps; its
+/// length in bytes follows: `abcd... (10000 bytes)`.
+pub const CUT_KEEP: usize = 40;
+
+/// The head a message shows of `s` when `s` is too long to quote whole
+/// (more than [`CUT_OVER`] characters): its first [`CUT_KEEP`]
+/// characters. `None` when `s` is quoted whole.
+pub fn long_head(s: &str) -> Option<&str> {
+    s.chars().nth(CUT_OVER)?;
+    let end = s.char_indices().nth(CUT_KEEP).map_or(s.len(), |(i, _)| i);
+    Some(&s[..end])
+}
+
 /// A string from outside (an argument, a config file) as an error message
 /// shows it: control characters escaped, so none reaches the terminal, and
-/// cut after 40 characters with its length in bytes said, so a 10 kB
+/// cut as [`long_head`] says with its length in bytes after it, so a 10 kB
 /// argument gives a one-line message.
 pub fn shown(s: &str) -> String {
-    const KEEP: usize = 40;
-    let mut out: String = s.chars().take(KEEP).flat_map(char::escape_debug).collect();
-    if s.chars().nth(KEEP).is_some() {
-        out.push_str(&format!("... ({} bytes)", s.len()));
+    match long_head(s) {
+        None => s.chars().flat_map(char::escape_debug).collect(),
+        Some(head) => {
+            let mut out: String = head.chars().flat_map(char::escape_debug).collect();
+            out.push_str(&format!("... ({} bytes)", s.len()));
+            out
+        }
     }
-    out
 }
 
 /// The key of topic `name` on bus `bus`: `0x53` ('S') in the top byte and
@@ -195,9 +214,14 @@ mod tests {
             "{s}"
         );
         assert_eq!(
-            shown(&"b".repeat(40)),
-            "b".repeat(40),
-            "40 characters are shown whole"
+            shown(&"b".repeat(CUT_OVER)),
+            "b".repeat(CUT_OVER),
+            "64 characters are shown whole"
+        );
+        assert_eq!(
+            shown(&"b".repeat(CUT_OVER + 1)),
+            format!("{}... (65 bytes)", "b".repeat(CUT_KEEP)),
+            "one more is cut to 40"
         );
         let e = validate_name(&"x".repeat(10_000)).unwrap_err();
         assert!(e.len() < 120 && e.contains("(10000 bytes)"), "{e}");

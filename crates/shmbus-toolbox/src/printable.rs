@@ -41,30 +41,29 @@ pub fn printable(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// `s` with each run of more than 80 non-space characters cut to its
-/// first 40 and its length in bytes, e.g. `aaaa... (10000 bytes)`. For
-/// messages that quote what the user typed (clap's "invalid value" and
-/// "unexpected argument"): a 10 kB argument gives a short line, and the
-/// start shows which argument it was.
+/// `s` with each run of non-space characters that is too long to quote
+/// whole cut as every shmbus message cuts one
+/// ([`shmbus_core::topic::long_head`]: over 64 characters, its first 40 and
+/// its length in bytes, e.g. `aaaa... (10000 bytes)`). For messages that
+/// quote what the user typed (clap's "invalid value" and "unexpected
+/// argument"): a 10 kB argument gives a short line, and the start shows
+/// which argument it was.
 pub fn clipped(s: &str) -> Cow<'_, str> {
-    const LONG: usize = 80;
-    const KEEP: usize = 40;
-    if !s
-        .split(char::is_whitespace)
-        .any(|w| w.chars().nth(LONG).is_some())
-    {
+    use shmbus_core::topic::long_head;
+    if !s.split(char::is_whitespace).any(|w| long_head(w).is_some()) {
         return Cow::Borrowed(s);
     }
-    let mut out = String::with_capacity(2 * LONG);
+    let mut out = String::with_capacity(s.len().min(1024));
     let mut rest = s;
     while !rest.is_empty() {
         let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
         let (word, after) = rest.split_at(end);
-        if word.chars().nth(LONG).is_some() {
-            out.extend(word.chars().take(KEEP));
-            let _ = write!(out, "... ({} bytes)", word.len());
-        } else {
-            out.push_str(word);
+        match long_head(word) {
+            Some(head) => {
+                out.push_str(head);
+                let _ = write!(out, "... ({} bytes)", word.len());
+            }
+            None => out.push_str(word),
         }
         let space = after.len() - after.trim_start().len();
         out.push_str(&after[..space]);
@@ -130,8 +129,12 @@ mod tests {
                 "x".repeat(39)
             )
         );
-        let eighty = "y".repeat(80);
-        assert_eq!(clipped(&eighty), eighty, "80 characters are kept whole");
+        let whole = "y".repeat(64);
+        assert_eq!(clipped(&whole), whole, "64 characters are kept whole");
+        assert_eq!(
+            clipped(&format!("{whole}y")),
+            format!("{}... (65 bytes)", "y".repeat(40))
+        );
         let wide = "é".repeat(100);
         assert_eq!(clipped(&wide), format!("{}... (200 bytes)", "é".repeat(40)));
     }

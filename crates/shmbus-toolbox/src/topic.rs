@@ -8,6 +8,8 @@
 //! Looking the selector up is the command's business (it needs the
 //! segments); parsing it is done here, once.
 
+use shmbus_core::topic::shown;
+
 /// How a TOPIC argument was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selector {
@@ -84,12 +86,6 @@ impl Selector {
 /// takes it; its error otherwise.
 pub fn arg(s: &str) -> Result<String, String> {
     Selector::parse(s).map(|_| s.trim().to_string())
-}
-
-/// `s` as an error message shows it: control characters escaped, and cut
-/// after 40 characters with its length said.
-fn shown(s: &str) -> String {
-    shmbus_core::topic::shown(s)
 }
 
 fn parse_int(s: &str) -> Option<i64> {
