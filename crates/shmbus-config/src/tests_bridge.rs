@@ -248,6 +248,27 @@ fn inbound_mistakes() {
     );
 }
 
+/// The bridge hands a broker message to one route only, so a second
+/// [[bridge.in]] from the same broker topic would never receive anything:
+/// refused at the second `from`, naming the first one's line.
+#[test]
+fn two_inbound_routes_from_one_broker_topic_are_refused() {
+    assert_errors(
+        "[[bridge.in]]\nfrom = \"ground/b1/sp\"\ntopic = \"setpoint\"\nschema = \"u8\"\n[[bridge.in]]\nfrom = \"ground/b1/sp\"\ntopic = \"power\"\nschema = \"u8\"\n",
+        &[(
+            6,
+            8,
+            "`ground/b1/sp` is already taken in at line 8 (into topic `setpoint`): a broker topic feeds one local topic; remove this [[bridge.in]]",
+        )],
+    );
+    // Different broker topics into different local topics stay fine.
+    let c = parse(
+        "[[bridge.in]]\nfrom = \"ground/b1/sp\"\ntopic = \"setpoint\"\nschema = \"u8\"\n[[bridge.in]]\nfrom = \"ground/b1/pw\"\ntopic = \"power\"\nschema = \"u8\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.bridge.unwrap().inbound.len(), 2);
+}
+
 #[test]
 fn mqtt_table_mistakes() {
     assert_errors(

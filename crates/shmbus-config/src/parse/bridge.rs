@@ -396,8 +396,27 @@ impl Parser<'_> {
         })
     }
 
-    /// Two [[bridge.in]] into one topic, or a topic both sent and taken in.
+    /// Two [[bridge.in]] from one broker topic or into one topic, or a topic
+    /// both sent and taken in.
     fn check_inbound(&mut self, b: &BridgeConfig) {
+        // A broker message goes to one route (the bridge subscribes once per
+        // broker topic): a second route from the same topic would never
+        // receive anything, so it is refused rather than left silent.
+        let mut from: HashMap<&str, &BridgeIn> = HashMap::new();
+        for i in &b.inbound {
+            match from.get(i.remote.as_str()) {
+                Some(first) => self.errs.push(
+                    i.at.clone(),
+                    format!(
+                        "`{}` is already taken in at line {} (into topic `{}`): a broker topic feeds one local topic; remove this [[bridge.in]], or have the sender publish to another broker topic",
+                        shown(&i.remote), first.at.line, first.topic
+                    ),
+                ),
+                None => {
+                    from.insert(&i.remote, i);
+                }
+            }
+        }
         let mut seen: HashMap<&str, &BridgeIn> = HashMap::new();
         for i in &b.inbound {
             if let Some(first) = seen.get(i.topic.as_str()) {
