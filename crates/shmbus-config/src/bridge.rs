@@ -16,6 +16,10 @@ pub const DEFAULT_PREFIX: &str = "shmbus";
 pub const DEFAULT_QUEUE: usize = 1000;
 /// Default bound on the bytes kept while the broker is away.
 pub const DEFAULT_QUEUE_BYTES: usize = 1 << 20;
+/// The most `queue_bytes` may be: 1 GiB, the same on every target, so a
+/// config checked on a 64-bit host means the same on a 32-bit board (where
+/// `usize` is 32 bits and 4 GiB or more would not fit).
+pub const MAX_QUEUE_BYTES: usize = 1 << 30;
 /// Default interval of the bridge's statistics message, seconds.
 pub const DEFAULT_STATS_INTERVAL_S: u64 = 10;
 /// Default first reconnection delay, ms (doubles after each failure).

@@ -195,6 +195,41 @@ fn bad_bridge_fields_are_all_reported_where_they_are_written() {
     );
 }
 
+/// `queue_bytes` has one limit on every target: 4 GiB, which wrapped to 0
+/// in a 32-bit `usize`, is refused on the host that checks the config too.
+#[test]
+fn queue_bytes_fits_a_32_bit_board() {
+    for (n, ok) in [
+        (1023_u64, false),
+        (1024, true),
+        (1 << 30, true),
+        ((1 << 30) + 1, false),
+        (u64::from(u32::MAX), false),
+        (1 << 32, false),
+        (1 << 40, false),
+    ] {
+        let got = parse(&format!("[bridge]\nqueue_bytes = {n}\n"));
+        if ok {
+            assert_eq!(got.unwrap().bridge.unwrap().queue_bytes as u64, n);
+        } else {
+            assert_errors(
+                &format!("[bridge]\nqueue_bytes = {n}\n"),
+                &[(
+                    2,
+                    15,
+                    &format!(
+                        "queue_bytes = {n} must be from 1024 to 1073741824 (1 GiB, the most on every board, 32-bit ones too)"
+                    ),
+                )],
+            );
+        }
+    }
+    assert_errors(
+        "[bridge]\nqueue_bytes = -1\n",
+        &[(2, 15, "queue_bytes = -1 must be from 1024 to 1073741824")],
+    );
+}
+
 #[test]
 fn bridge_topics_must_be_declared_topics() {
     assert_errors(

@@ -9,8 +9,8 @@ use toml::de::{DeTable, DeValue};
 use super::{Parser, Value, shown};
 use crate::TopicConfig;
 use crate::bridge::{
-    BridgeConfig, BridgeIn, BridgeOut, InFormat, MqttConfig, OutFormat, OutSettings, PathSetting,
-    StrSetting, level_problem,
+    BridgeConfig, BridgeIn, BridgeOut, InFormat, MAX_QUEUE_BYTES, MqttConfig, OutFormat,
+    OutSettings, PathSetting, StrSetting, level_problem,
 };
 
 const BRIDGE_FIELDS: &[&str] = &[
@@ -82,11 +82,7 @@ impl Parser<'_> {
                         .bounded(v, "queue", 1, 10_000_000)
                         .map_or(b.queue, |n| n as usize)
                 }
-                "queue_bytes" => {
-                    b.queue_bytes = self
-                        .bounded(v, "queue_bytes", 1024, 1 << 40)
-                        .map_or(b.queue_bytes, |n| n as usize)
-                }
+                "queue_bytes" => b.queue_bytes = self.queue_bytes(v).unwrap_or(b.queue_bytes),
                 "stats_interval_s" => {
                     b.stats_interval_s = self
                         .bounded(v, "stats_interval_s", 0, 86_400)
@@ -531,6 +527,21 @@ impl Parser<'_> {
             (n, _) => self.err(
                 v.span(),
                 format!("qos = {n} is not an MQTT QoS: use 0 (at most once), 1 (at least once) or 2 (exactly once)"),
+            ),
+        }
+    }
+
+    /// `queue_bytes`: from 1 KiB to [`MAX_QUEUE_BYTES`], which fits a
+    /// 32-bit `usize`, so no board reads a different size than was checked.
+    fn queue_bytes(&mut self, v: &Value<'_>) -> Option<usize> {
+        let (n, _) = self.int(v, "queue_bytes")?;
+        match usize::try_from(n) {
+            Ok(n) if (1024..=MAX_QUEUE_BYTES).contains(&n) => Some(n),
+            _ => self.err(
+                v.span(),
+                format!(
+                    "queue_bytes = {n} must be from 1024 to {MAX_QUEUE_BYTES} (1 GiB, the most on every board, 32-bit ones too): the outbox is kept in memory; give a smaller size"
+                ),
             ),
         }
     }
