@@ -509,15 +509,30 @@ impl<'a> Parser<'a> {
     }
 
     fn rate(&mut self, v: &Value<'_>) -> Option<f64> {
-        let r = match v.get_ref() {
-            DeValue::Float(f) => f.as_str().replace('_', "").parse::<f64>().ok(),
-            DeValue::Integer(_) => self.int(v, "rate_hz").map(|(n, _)| n as f64),
+        // The value as written (`1e300`, not its 301 digits), quoted by the
+        // one rule for outside text.
+        let (r, written) = match v.get_ref() {
+            DeValue::Float(f) => (
+                f.as_str().replace('_', "").parse::<f64>().ok(),
+                f.as_str().to_string(),
+            ),
+            DeValue::Integer(_) => {
+                let n = self.int(v, "rate_hz").map(|(n, _)| n);
+                (
+                    n.map(|n| n as f64),
+                    n.map_or_else(String::new, |n| n.to_string()),
+                )
+            }
             _ => return self.wrong_type(v, "rate_hz", "a number (frames per second)"),
-        }?;
+        };
+        let r = r?;
         if !(r.is_finite() && r > 0.0 && r <= 1_000_000.0) {
             return self.err(
                 v.span(),
-                format!("rate_hz = {r} must be between 0 and 1000000 (frames per second)"),
+                format!(
+                    "rate_hz = {} must be more than 0 and at most 1000000 (frames per second)",
+                    shown(&written)
+                ),
             );
         }
         Some(r)

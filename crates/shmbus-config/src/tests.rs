@@ -181,11 +181,46 @@ fn bad_lock_policy_and_types() {
                 "lock = \"yes\" is not a lock policy: use \"required\"",
             ),
             ("4:10", "`notify` must be true or false, found string"),
-            ("5:11", "rate_hz = -1 must be between 0"),
+            (
+                "5:11",
+                "rate_hz = -1 must be more than 0 and at most 1000000",
+            ),
             ("6:14", "must be greater than 0"),
             ("7:13", "`publisher` is empty"),
         ],
     );
+}
+
+/// `rate_hz` out of range: the message says 0 itself is refused, and quotes
+/// the value as written, cut by the one rule for outside text (whole up to
+/// 64 characters, else the first 40 and the length), never as the 301
+/// digits of `1e300`.
+#[test]
+fn rate_hz_out_of_range_says_so_and_quotes_the_value_as_written() {
+    let long = format!("{}.5", "1".repeat(80));
+    let text = format!(
+        "[[topic]]\nname = \"a\"\nrate_hz = 0\n[[topic]]\nname = \"b\"\nrate_hz = 1e300\n[[topic]]\nname = \"c\"\nrate_hz = 0.0\n[[topic]]\nname = \"d\"\nrate_hz = {long}\n[[topic]]\nname = \"e\"\nrate_hz = nan\n"
+    );
+    let cut = format!("rate_hz = {}... (82 bytes) must be", &long[..40]);
+    assert_errors(
+        &text,
+        &[
+            (
+                "3:11",
+                "rate_hz = 0 must be more than 0 and at most 1000000 (frames per second)",
+            ),
+            (
+                "6:11",
+                "rate_hz = 1e300 must be more than 0 and at most 1000000",
+            ),
+            ("9:11", "rate_hz = 0.0 must be more than 0"),
+            ("12:11", &cut),
+            ("15:11", "rate_hz = nan must be more than 0"),
+        ],
+    );
+    for e in errors(&text) {
+        assert!(e.len() < 200, "a long value is cut: {e}");
+    }
 }
 
 #[test]
