@@ -188,8 +188,12 @@ pub fn run(a: RecordArgs) -> Result<(), Exit> {
     let (tx, rx) = mpsc::sync_channel(QUEUE);
     rec.missed_channel = rec.add_missed_channel().map_err(|e| mcap_err(&a, e))?;
     for seg in found {
-        let backlog = rec.backlog;
-        rec.add(seg, &tx, backlog).map_err(|e| mcap_err(&a, e))?;
+        let start = if rec.backlog {
+            Start::Backlog
+        } else {
+            Start::Now
+        };
+        rec.add(seg, &tx, start).map_err(|e| mcap_err(&a, e))?;
     }
     let names: Vec<&str> = rec
         .topics
@@ -620,15 +624,13 @@ impl Recorder {
             .add_channel(sid, format::MISSED_TOPIC, format::MESSAGE_JSON, &m)
     }
 
-    /// Add the channels of a newly found topic and start its reader.
-    /// `from_oldest`: read from the oldest frame still in its ring (a topic
-    /// that appeared while recording, or `--backlog`); else from the next
-    /// frame published.
+    /// Add the channels of a newly found topic and start its reader, from
+    /// where `start` says.
     fn add(
         &mut self,
         seg: Segment,
         tx: &SyncSender<Batch>,
-        from_oldest: bool,
+        start: Start,
     ) -> Result<(), mcap::McapError> {
         let info = seg.info().clone();
         let schema = match shmbus_core::schema::decode_schema(&info.schema) {
@@ -694,14 +696,28 @@ impl Recorder {
         };
         let idx = self.topics.len();
         let mut sub = RawSubscriber::from_segment(seg);
-        if from_oldest {
-            sub.seek_oldest();
+        let mut overwritten = None;
+        match start {
+            Start::Now => {}
+            Start::Backlog => sub.seek_oldest(),
+            Start::Found => {
+                sub.seek_oldest();
+                // Generations 1 .. cursor-1 were published and are no
+                // longer in the ring: overwritten before the rescan found
+                // the topic. Reported as missed, so frames recorded +
+                // missed = frames published. (A forged generation above
+                // 2^62 is not a count of frames: its reader ends the topic.)
+                let first = sub.cursor();
+                if first > 1 && sub.generation() <= MAX_SANE_GENERATION {
+                    overwritten = Some(Item::Missed(first - 1, first));
+                }
+            }
         }
         let tx = tx.clone();
         let quit = self.quit.clone();
         let thread = match std::thread::Builder::new()
             .name(format!("rec-{}", meta.name))
-            .spawn(move || read_topic(idx, sub, &tx, &quit))
+            .spawn(move || read_topic(idx, sub, overwritten, &tx, &quit))
         {
             Ok(t) => Some(t),
             Err(e) => {
@@ -765,11 +781,14 @@ impl Recorder {
                 last_scan = now;
                 for seg in scan.next() {
                     let name = seg.info().name.clone();
-                    // A topic that appeared while recording: from its
-                    // first frame still in the ring (found up to a second
-                    // after it appeared; "from now" would lose the frames
-                    // of that second without a word).
-                    self.add(seg, tx, true).map_err(|e| mcap_err(a, e))?;
+                    // A topic that appeared (or was recreated) while
+                    // recording: from its first frame still in the ring
+                    // (found up to a second after it appeared; "from now"
+                    // would lose the frames of that second without a
+                    // word), the ones overwritten before it reported as
+                    // missed.
+                    self.add(seg, tx, Start::Found)
+                        .map_err(|e| mcap_err(a, e))?;
                     eprintln!(
                         "{}recording new topic '{name}'",
                         if tty { "\r\x1b[K" } else { "" },
@@ -900,8 +919,32 @@ impl Recorder {
     }
 }
 
-/// The reader thread of one topic.
-fn read_topic(idx: usize, mut sub: RawSubscriber, tx: &SyncSender<Batch>, quit: &AtomicBool) {
+/// Where a newly added topic's reader starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// At the next frame published (a topic there when the recording
+    /// started).
+    Now,
+    /// At the oldest frame still in the ring (`--backlog`, at the start).
+    Backlog,
+    /// At the oldest frame still in the ring, the frames before it
+    /// reported as missed (a topic that appeared or was recreated while
+    /// recording: all of its frames were published during the recording).
+    Found,
+}
+
+/// The reader thread of one topic. `overwritten`: a missed report to
+/// write before anything else (the frames a topic found while recording
+/// lost before it was found); it starts the first batch, so a loss right
+/// after it merges into it, and it does not count as the reader falling
+/// behind ([`Pace`]).
+fn read_topic(
+    idx: usize,
+    mut sub: RawSubscriber,
+    mut overwritten: Option<Item>,
+    tx: &SyncSender<Batch>,
+    quit: &AtomicBool,
+) {
     let mut frame = Vec::new();
     let mut pace = Pace::new(sub.info().geometry.slot_count);
     loop {
@@ -913,6 +956,8 @@ fn read_topic(idx: usize, mut sub: RawSubscriber, tx: &SyncSender<Batch>, quit: 
             ended: None,
             corrupt: None,
         };
+        let seeded = usize::from(overwritten.is_some());
+        batch.items.extend(overwritten.take());
         let r = if stopping {
             // One last look, so frames published just before the stop are kept.
             drain(&mut sub, &mut batch, &mut frame).map_err(WaitError::Read)
@@ -956,7 +1001,7 @@ fn read_topic(idx: usize, mut sub: RawSubscriber, tx: &SyncSender<Batch>, quit: 
         let ended = batch.ended.take().or(ended);
         let done = ended.is_some();
         let full = batch.items.len() >= MAX_BATCH || batch.bytes.len() >= MAX_BATCH_BYTES;
-        pace.observe(&batch.items);
+        pace.observe(batch.items.get(seeded..).unwrap_or_default());
         batch.ended = ended;
         if (!batch.items.is_empty() || done) && tx.send(batch).is_err() {
             return;

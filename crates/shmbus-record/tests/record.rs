@@ -1174,3 +1174,87 @@ fn record_fails_when_no_named_topic_can_be_recorded() {
     ]);
     assert_eq!(code, 2, "{err}");
 }
+
+/// Frames of `name` in the recording at `path`: the generations on its
+/// lossless channels (every segment that carried the name), and the sum of
+/// its missed events.
+fn frames_and_missed(path: &str, name: &str) -> (Vec<u64>, u64) {
+    let bytes = read_file(path);
+    let mut frames = Vec::new();
+    let mut missed = 0;
+    for m in mcap::MessageStream::new(&bytes).unwrap() {
+        let m = m.unwrap();
+        match role(&m.channel) {
+            "lossless" if m.channel.metadata["shmbus.topic"] == name => {
+                frames.push(u64::from(m.sequence))
+            }
+            "missed" => {
+                let v: serde_json::Value = serde_json::from_slice(&m.data).unwrap();
+                if v["topic"] == name {
+                    missed += v["missed"].as_u64().unwrap();
+                }
+            }
+            _ => {}
+        }
+    }
+    (frames, missed)
+}
+
+/// A topic that appears while recording, and the same topic recreated
+/// (a new segment at its key) while recording, each run a lap and more
+/// through a 16-slot ring before the once-a-second rescan finds them: the
+/// frames still in the ring are recorded, the ones overwritten before are
+/// reported missed, and recorded + missed = published, by a recorder of
+/// named topics and by one recording everything.
+#[test]
+fn topics_found_while_recording_report_the_frames_they_lost_first() {
+    watchdog("found_later", Duration::from_secs(180));
+    let (anchor, _g1) = unique_topic("found-anchor");
+    let (later, _g2) = unique_topic("found-later");
+    let later = later.slots(16);
+    let _anchor_publisher = Publisher::<Check>::open(&anchor).unwrap();
+    let named_file = TempFile::new("found-named");
+    let all_file = TempFile::new("found-all");
+    let mut named = Recorder::start(&[
+        "record",
+        &anchor.name,
+        &later.name,
+        "--no-json",
+        "-o",
+        named_file.path(),
+    ]);
+    let mut all = Recorder::start(&["record", "--no-json", "-o", all_file.path()]);
+    let found = format!("recording new topic '{}'", later.name);
+    for _pass in 0..2 {
+        let mut p = Publisher::<Check>::open(&later).unwrap();
+        // A burst: 184 or more frames overwritten before either recorder
+        // can find the topic.
+        publish_range(&mut p, 1..=200, Duration::ZERO);
+        named.wait_line(&found);
+        all.wait_line(&found);
+        publish_range(&mut p, 201..=210, Duration::from_millis(2));
+        drop(p);
+        // Recreated: a new segment at the same key.
+        shmbus_testkit::remove_key(later.key);
+    }
+    for (rec, path) in [(named, named_file.path()), (all, all_file.path())] {
+        rec.signal(Signal::SIGINT);
+        let (code, err) = rec.wait();
+        assert_eq!(code, Some(0), "{err}");
+        let (frames, missed) = frames_and_missed(path, &later.name);
+        assert!(
+            missed >= 2 * 184,
+            "missed {missed}, frames {frames:?}\n{err}"
+        );
+        assert_eq!(
+            frames.len() as u64 + missed,
+            2 * 210,
+            "frames {frames:?} + missed {missed}\n{err}"
+        );
+        assert_eq!(
+            frames.iter().filter(|&&g| g == 210).count(),
+            2,
+            "{frames:?}"
+        );
+    }
+}
