@@ -65,7 +65,9 @@ reports frames it missed on stderr. With --json each line is\n\
 shmbus pub imu \"$(shmbus info imu --json | jq -c .example)\" --count 100 --rate 50\n  \
 shmbus echo imu --all --json | jq -c .value | shmbus pub other -   # JSON lines from stdin\n\n\
 The topic must exist (its schema and sizes come from the segment) and have no live\n\
-publisher: a topic has one publisher at a time. `shmbus info TOPIC` shows an example value."
+publisher: a topic has one publisher at a time. `shmbus info TOPIC` shows an example value.\n\
+With -, each line is published once, as it arrives: the feed sets the pace and the\n\
+end, so --count and --rate are refused there."
     )]
     Pub(PubArgs),
     /// Measure a topic's rate, intervals, lost frames, staleness and liveness.
@@ -200,14 +202,15 @@ pub struct PubArgs {
     pub bus: BusArg,
     #[arg(help = TOPIC_HELP)]
     pub topic: String,
-    /// The value as JSON, or - to read one JSON value per line from stdin.
+    /// The value as JSON, or - to read one JSON value per line from stdin
+    /// (each published once, as it arrives; not with --count or --rate).
     pub json: String,
-    /// Publish the value N times (0: until interrupted).
-    #[arg(long, short = 'n', default_value_t = 1, value_name = "N", value_parser = parse::count_or_zero, allow_hyphen_values = true)]
-    pub count: u64,
-    /// Frames per second when publishing more than one (0.001 to 1000000).
-    #[arg(long, default_value_t = 10.0, value_name = "HZ", value_parser = parse::rate, allow_hyphen_values = true)]
-    pub rate: f64,
+    /// Publish the value N times (default 1; 0: until interrupted). Not with -.
+    #[arg(long, short = 'n', value_name = "N", value_parser = parse::count_or_zero, allow_hyphen_values = true)]
+    pub count: Option<u64>,
+    /// Frames per second when publishing more than one (0.001 to 1000000; default 10). Not with -.
+    #[arg(long, value_name = "HZ", value_parser = parse::rate, allow_hyphen_values = true)]
+    pub rate: Option<f64>,
 }
 
 /// `shmbus hz`.

@@ -484,6 +484,62 @@ fn pub_reads_json_lines_from_stdin() {
     assert_eq!(seen, [1, 2, 3]);
 }
 
+/// `pub TOPIC -` publishes each line of stdin once, as it arrives: a
+/// `--count` or `--rate` there was silently ignored, and is now a usage
+/// error (exit 2) that says why, before the topic is touched.
+#[test]
+fn pub_from_stdin_refuses_count_and_rate() {
+    watchdog("pub-stdin-flags", Duration::from_secs(120));
+    let (topic, _g) = self::topic("pub-stdin-flags");
+    drop(Publisher::<Imu>::open(&topic).unwrap());
+    let k = hex(topic.key);
+    for (flags, named) in [
+        (&["--count", "3"][..], "--count cannot be used with -"),
+        (&["--count", "0"][..], "--count cannot be used with -"),
+        (&["--rate", "5"][..], "--rate cannot be used with -"),
+        (
+            &["-n", "2", "--rate", "5"][..],
+            "--count and --rate cannot be used with -",
+        ),
+    ] {
+        let mut args = vec!["pub", k.as_str(), "-"];
+        args.extend_from_slice(flags);
+        let mut c = shmbus(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            let mut i = c.stdin.take().unwrap();
+            // The child may exit before reading: a broken pipe is fine.
+            let _ = writeln!(
+                i,
+                r#"{{"t_us": 1, "acc": [0,0,0], "frame": "s", "ok": false}}"#
+            );
+        }
+        let o = c.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flags:?}: {err}");
+        assert!(
+            err.contains(named) && err.contains("published once, as it arrives"),
+            "{flags:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // Nothing was published.
+    let mut sub = Subscriber::<Imu>::attach(&topic).unwrap();
+    assert!(sub.latest().unwrap().is_none());
+    // The help says so.
+    let r = run(&["pub", "--help"]);
+    assert!(
+        r.stdout.contains("--count and --rate are refused there"),
+        "{}",
+        r.stdout
+    );
+}
+
 #[test]
 fn rm_removes_and_says_what_happens_to_attached_processes() {
     watchdog("rm", Duration::from_secs(120));

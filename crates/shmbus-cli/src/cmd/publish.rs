@@ -20,6 +20,22 @@ use crate::out::{self, CmdResult, Fail, key_hex};
 
 /// Run `shmbus pub`.
 pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
+    // From stdin every line is published once, when it arrives: a rate or a
+    // count there would be silently ignored, so they are refused up front.
+    if a.json == "-" {
+        let given: Vec<&str> = [(a.count.is_some(), "--count"), (a.rate.is_some(), "--rate")]
+            .into_iter()
+            .filter_map(|(set, name)| set.then_some(name))
+            .collect();
+        if !given.is_empty() {
+            return Err(Fail::error(format!(
+                "{} cannot be used with - (values from stdin): each line of stdin is published once, as it arrives, so the feed sets the pace and the end; pace or cut the feed itself (e.g. `head -n 100 | shmbus pub TOPIC -`), or give the value as an argument to repeat it",
+                given.join(" and ")
+            )));
+        }
+    }
+    let count = a.count.unwrap_or(1);
+    let rate = a.rate.unwrap_or(10.0);
     let (entry, seg) = discover::attach("pub", &a.topic, bus)?;
     if entry.removed() || entry.key == 0 {
         // Found by shmid after `shmbus rm`/`ipcrm`: its key is gone, so no
@@ -79,7 +95,7 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
         other => discover::open_fail(&other),
     })?;
 
-    let period = shmbus_toolbox::parse::period(a.rate);
+    let period = shmbus_toolbox::parse::period(rate);
     let mut next = monotonic_ns();
     let mut sent: u64 = 0;
     let mut publish = |bytes: &[u8], pace: bool| -> Result<(), Fail> {
@@ -101,7 +117,7 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
     match first {
         Some(bytes) => {
             let mut i = 0;
-            while a.count == 0 || i < a.count {
+            while count == 0 || i < count {
                 publish(&bytes, true)?;
                 i += 1;
             }
