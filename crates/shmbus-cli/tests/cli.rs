@@ -164,6 +164,37 @@ fn foreign_segment(test: &str, size: usize, bytes: &[u8]) -> Guard {
     guard
 }
 
+/// `list --key` that matches nothing says the filter matched nothing, not
+/// that the machine has no topics: this test's own topic is there.
+#[test]
+fn list_with_a_key_that_matches_nothing_says_the_filter_did() {
+    watchdog("list-nomatch", Duration::from_secs(120));
+    let (topic, _g) = self::topic("list-nomatch");
+    drop(Publisher::<Imu>::open(&topic).unwrap());
+    let none = unique_key("list-nomatch-none");
+    let _none = Guard(none);
+    let none_hex = hex(none);
+    for json in [false, true] {
+        let mut args = vec!["list", "--window", "0", "--key", &none_hex];
+        args.extend(json.then_some("--json"));
+        let r = run(&args);
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!(
+                "no shmbus topic at --key {}: the filter matched nothing",
+                hex(none)
+            )) && r.stderr.contains("without --key"),
+            "{}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains("on this machine"), "{}", r.stderr);
+    }
+    // The topic is there, and found by its own key.
+    let r = run(&["list", "--window", "0", "--key", &hex(topic.key)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains(&topic.name), "{}", r.stdout);
+}
+
 #[test]
 fn list_finds_the_topic_and_skips_foreign_segments() {
     watchdog("list", Duration::from_secs(120));

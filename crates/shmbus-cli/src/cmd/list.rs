@@ -335,7 +335,16 @@ pub fn run(a: &ListArgs) -> CmdResult {
         }
     }
     if rows.is_empty() {
-        out::notice("no shmbus topics on this machine: start a publisher (try `shmbus demo`)");
+        if a.keys.is_empty() {
+            out::notice("no shmbus topics on this machine: start a publisher (try `shmbus demo`)");
+        } else {
+            // Only the filter matched nothing: other topics may well exist.
+            let keys: Vec<String> = a.keys.iter().map(|k| key_hex(*k)).collect();
+            out::notice(&format!(
+                "no shmbus topic at --key {}: the filter matched nothing; `shmbus list` without --key shows every topic",
+                keys.join(", ")
+            ));
+        }
         return Ok(out::NOTHING);
     }
     Ok(out::OK)
