@@ -196,11 +196,12 @@ fn run_inner(a: &BridgeArgs) -> Result<(), String> {
             .unwrap_or(0)
     };
     eprintln!(
-        "shmbus-bridge: stopped: {} frames read, {} messages delivered, {} missed, {} dropped while the broker was away; in: {} received, {} published, {} bad, {} refused",
+        "shmbus-bridge: stopped: {} frames read, {} messages delivered, {} missed, {} dropped while the broker was away, {} still queued at the stop (never delivered); in: {} received, {} published, {} bad, {} refused",
         n("/out/read"),
         n("/out/delivered"),
         n("/out/missed"),
         n("/out/dropped"),
+        n("/queue/len"),
         n("/in/received"),
         n("/in/published"),
         n("/in/bad"),

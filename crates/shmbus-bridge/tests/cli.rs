@@ -217,6 +217,37 @@ fn an_unreachable_broker_is_retried_and_the_bridge_still_stops_on_time() {
     assert!(start.elapsed() < Duration::from_secs(30));
 }
 
+/// The human stop line carries the frames still queued at the stop (never
+/// delivered), the same number as `--json`'s `queue.len`, not only the JSON.
+#[test]
+fn the_stop_line_says_how_many_frames_were_never_delivered() {
+    let _isolated = isolate();
+    let t = Tmp::new("stop-line");
+    let cfg = t.write("lab.toml", CONFIG, 0o644);
+    let o = bridge(&[
+        "127.0.0.1:1",
+        "--config",
+        &cfg,
+        "--duration",
+        "0.5",
+        "--json",
+    ]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let stats: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let queued = stats["queue"]["len"].as_u64().unwrap();
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("shmbus-bridge: stopped: "))
+        .unwrap_or_else(|| panic!("no stop line: {err}"));
+    assert!(
+        line.contains(&format!(
+            ", {queued} still queued at the stop (never delivered); in: "
+        )),
+        "{line}"
+    );
+}
+
 #[test]
 fn sigterm_stops_a_bridge_that_waits_for_its_broker() {
     let _isolated = isolate();
