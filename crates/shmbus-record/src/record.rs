@@ -36,7 +36,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -71,8 +71,129 @@ pub const MAX_BATCH: usize = 256;
 pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// Batches in flight between the readers and the writer.
 pub const QUEUE: usize = 16;
+/// How long a write to the output may stay blocked once the recording is
+/// to end (Ctrl-C, SIGTERM, `--duration`) before the recorder gives up on
+/// it: a FIFO or pipe whose reader stopped reading.
+pub const STALL_LIMIT: Duration = Duration::from_secs(5);
 
-type McapWriter = mcap::Writer<Position<BufWriter<File>>>;
+type McapWriter = mcap::Writer<Position<BufWriter<Watched>>>;
+
+/// The output file, with when the write in progress started (monotonic
+/// ns; 0 while none is), for the stall watchdog ([`watch_stalls`]).
+struct Watched {
+    file: File,
+    busy_since: Arc<AtomicU64>,
+}
+
+impl std::io::Write for Watched {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.busy_since
+            .store(sys::monotonic_ns().max(1), Ordering::Relaxed);
+        let r = self.file.write(buf);
+        self.busy_since.store(0, Ordering::Relaxed);
+        r
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Open the output for writing without blocking: a FIFO with no reader
+/// yet is waited for (saying so once) while checking for a stop and the
+/// end of `--duration`, so `record -o FIFO` never hangs in `open()`.
+/// Once open, the file is blocking again (the writer waits for a slow
+/// reader; [`watch_stalls`] bounds that wait after the end). Returns the
+/// file and whether it had to wait.
+fn open_output(path: &std::path::Path, deadline: Option<Instant>) -> Result<(File, bool), Exit> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let shown = path.display();
+    let mut waited = false;
+    loop {
+        let opened = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(OFlag::O_NONBLOCK.bits())
+            .open(path);
+        let e = match opened {
+            Ok(file) => {
+                let blocking = fcntl(&file, FcntlArg::F_GETFL)
+                    .map(|fl| OFlag::from_bits_truncate(fl) & !OFlag::O_NONBLOCK)
+                    .and_then(|fl| fcntl(&file, FcntlArg::F_SETFL(fl)));
+                if let Err(e) = blocking {
+                    return Err(Exit::error(format!(
+                        "cannot make {shown} blocking for writing: {e}"
+                    )));
+                }
+                return Ok((file, waited));
+            }
+            Err(e) => e,
+        };
+        let fifo = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
+        if e.raw_os_error() != Some(nix::libc::ENXIO) || !fifo {
+            return Err(Exit::error(format!(
+                "cannot create {shown}: {e}; check that the directory exists and is writable"
+            )));
+        }
+        // ENXIO on a FIFO: nobody has it open for reading yet.
+        if !waited {
+            waited = true;
+            eprintln!(
+                "waiting for a reader on FIFO {shown} (start the program that reads it); Ctrl-C stops"
+            );
+        }
+        if stop::requested() || deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(Exit::error(format!(
+                "nothing recorded: no program opened the FIFO {shown} for reading before the recording was to end; start its reader first (e.g. `cat {shown} > run.mcap`)"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Watch the writer from a thread of its own: once the recording is to
+/// end (a stop signal, or `deadline`), a write to the output that has not
+/// returned for [`STALL_LIMIT`] (a FIFO or pipe whose reader stopped
+/// reading: `write()` blocks, and no signal ends it) ends the command,
+/// exit 2, "output stalled". Without its thread (a process limit) the
+/// recorder runs unwatched, as before.
+fn watch_stalls(busy_since: Arc<AtomicU64>, deadline: Option<Instant>, output: String) {
+    let watch = move || {
+        let mut ended: Option<u64> = None;
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = sys::monotonic_ns();
+            if ended.is_none()
+                && (stop::requested() || deadline.is_some_and(|d| Instant::now() >= d))
+            {
+                ended = Some(now);
+            }
+            let (Some(end), since) = (ended, busy_since.load(Ordering::Relaxed)) else {
+                continue;
+            };
+            if since == 0 {
+                continue;
+            }
+            let blocked = now.saturating_sub(since.max(end));
+            if blocked >= STALL_LIMIT.as_nanos() as u64 {
+                eprintln!(
+                    "shmbus: output stalled: a write to {output} has not returned for {} s after the recording was to end (the program reading it stopped reading?); giving up, the recording is incomplete",
+                    STALL_LIMIT.as_secs()
+                );
+                std::process::exit(2);
+            }
+        }
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("rec-stall".into())
+        .spawn(watch)
+    {
+        eprintln!(
+            "shmbus: warning: cannot start the output watchdog ({e}); a stalled output is not noticed"
+        );
+    }
+}
 
 /// The output with its write position counted here: the MCAP writer asks
 /// for the position (never seeks elsewhere with `disable_seeking`), so a
@@ -152,18 +273,23 @@ struct Totals {
 pub fn run(a: RecordArgs) -> Result<(), Exit> {
     stop::install().map_err(Exit::error)?;
     let clock = CpuClock::start();
+    let deadline = a.duration.map(|d| Instant::now() + d);
     let mut scan = Scan::new(&a)?;
-    let found = scan.next();
+    let mut found = scan.next();
     if found.is_empty() {
         return Err(scan.nothing_found());
     }
     scan.warn();
-    let file = File::create(&a.output).map_err(|e| {
-        Exit::error(format!(
-            "cannot create {}: {e}; check that the directory exists and is writable",
-            a.output.display()
-        ))
-    })?;
+    let (file, waited) = open_output(&a.output, deadline)?;
+    if waited {
+        // Topics that appeared while waiting for a reader: recorded from
+        // now on, as the ones found before.
+        found.extend(scan.next());
+        scan.warn();
+    }
+    let busy_since = Arc::new(AtomicU64::new(0));
+    watch_stalls(busy_since.clone(), deadline, a.output.display().to_string());
+    let file = Watched { file, busy_since };
     let options = mcap::WriteOptions::new()
         .compression(None)
         .chunk_size(Some(CHUNK_SIZE))
@@ -208,7 +334,7 @@ pub fn run(a: RecordArgs) -> Result<(), Exit> {
         names.join(", "),
         a.output.display()
     );
-    let mut result = rec.run(&a, &mut scan, &tx, &rx);
+    let mut result = rec.run(&a, deadline, &mut scan, &tx, &rx);
     rec.quit.store(true, Ordering::Relaxed);
     drop(tx);
     // Keep taking batches until every reader has stopped (each stops within
@@ -750,6 +876,7 @@ impl Recorder {
     fn run(
         &mut self,
         a: &RecordArgs,
+        deadline: Option<Instant>,
         scan: &mut Scan,
         tx: &SyncSender<Batch>,
         rx: &Receiver<Batch>,
@@ -764,7 +891,7 @@ impl Recorder {
         let (mut last_flush, mut last_scan, mut last_progress) = (start, start, start);
         let mut last_frames = 0;
         loop {
-            if stop::requested() || a.duration.is_some_and(|d| start.elapsed() >= d) {
+            if stop::requested() || deadline.is_some_and(|d| Instant::now() >= d) {
                 break;
             }
             match rx.recv_timeout(Duration::from_millis(100)) {

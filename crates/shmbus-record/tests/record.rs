@@ -1258,3 +1258,188 @@ fn topics_found_while_recording_report_the_frames_they_lost_first() {
         );
     }
 }
+
+/// A FIFO in a temp dir of its own, removed (with the dir) on drop.
+struct Fifo(PathBuf);
+
+impl Fifo {
+    fn new(name: &str) -> Fifo {
+        let dir = std::env::temp_dir().join(format!("shmbus-record-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("out.mcap");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        Fifo(path)
+    }
+    fn path(&self) -> &str {
+        self.0.to_str().expect("utf-8 temp path")
+    }
+}
+
+impl Drop for Fifo {
+    fn drop(&mut self) {
+        // A writer still waiting to open it (a failed test) is released.
+        let _ = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc_nonblock())
+            .open(&self.0);
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// `tool(args)` with its stderr lines sent on a channel by a thread (the
+/// channel closes when the tool's stderr does).
+fn spawn_lines(args: &[&str]) -> (KillOnDrop, std::sync::mpsc::Receiver<String>) {
+    let mut child = tool(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn recorder");
+    let err = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in err.lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (KillOnDrop(child), rx)
+}
+
+/// Lines from `rx` up to and including one that contains `needle`; fails
+/// if the stream ends first or nothing comes for `limit`.
+fn lines_until(rx: &std::sync::mpsc::Receiver<String>, needle: &str, limit: Duration) -> String {
+    let mut seen = String::new();
+    loop {
+        match rx.recv_timeout(limit) {
+            Ok(line) => {
+                seen.push_str(&line);
+                seen.push('\n');
+                if line.contains(needle) {
+                    return seen;
+                }
+            }
+            Err(e) => panic!("no line with '{needle}' ({e:?}); stderr so far:\n{seen}"),
+        }
+    }
+}
+
+/// `record -o FIFO` with nobody reading the FIFO: it says once that it
+/// waits for a reader, and still ends at `--duration`, on SIGINT and on
+/// SIGTERM (exit 2, "nothing recorded") instead of hanging in `open()`;
+/// a reader that comes while it waits gets a whole recording.
+#[test]
+fn a_fifo_output_without_a_reader_is_waited_for_and_never_hangs() {
+    watchdog("fifo_no_reader", Duration::from_secs(240));
+    let (topic, _guard) = unique_topic("fifo-no-reader");
+    let mut publisher = Publisher::<Check>::open(&topic).unwrap();
+    publish_range(&mut publisher, 1..=3, Duration::ZERO);
+    let key = format!("0x{:08x}", topic.key as u32);
+    let fifo = Fifo::new("fifo-no-reader");
+    let waiting = format!("waiting for a reader on FIFO {}", fifo.path());
+    let limit = Duration::from_secs(60);
+
+    let (mut child, rx) = spawn_lines(&["record", &key, "-o", fifo.path(), "--duration", "1"]);
+    let (code, _) = wait_exit(&mut child, limit, "record -o FIFO --duration 1");
+    let err: String = rx.iter().map(|l| l + "\n").collect();
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(err.matches(&waiting).count(), 1, "{err}");
+    assert!(err.contains("nothing recorded"), "{err}");
+
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        let (mut child, rx) = spawn_lines(&["record", &key, "-o", fifo.path()]);
+        let mut err = lines_until(&rx, &waiting, limit);
+        kill(Pid::from_raw(child.0.id() as i32), sig).unwrap();
+        let (code, _) = wait_exit(&mut child, limit, "record -o FIFO after a signal");
+        err.extend(rx.iter().map(|l| l + "\n"));
+        assert_eq!(code, Some(2), "{sig}: {err}");
+        assert!(err.contains("nothing recorded"), "{sig}: {err}");
+    }
+
+    // A reader that comes while the recorder waits: a finished recording.
+    let (mut child, rx) = spawn_lines(&[
+        "record",
+        &key,
+        "--backlog",
+        "-o",
+        fifo.path(),
+        "--duration",
+        "2",
+    ]);
+    let mut err = lines_until(&rx, &waiting, limit);
+    let reader = {
+        let path = fifo.0.clone();
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            std::fs::File::open(path)
+                .and_then(|mut f| f.read_to_end(&mut bytes))
+                .expect("read the FIFO");
+            bytes
+        })
+    };
+    let (code, _) = wait_exit(&mut child, limit, "record -o FIFO with a late reader");
+    err.extend(rx.iter().map(|l| l + "\n"));
+    assert_eq!(code, Some(0), "{err}");
+    let bytes = reader.join().unwrap();
+    let summary = mcap::Summary::read(&bytes)
+        .unwrap()
+        .expect("a finished file");
+    let counts = summary.stats.expect("statistics").channel_message_counts;
+    let lossless = summary
+        .channels
+        .iter()
+        .find(|(_, c)| role(c) == "lossless")
+        .map(|(id, _)| *id)
+        .expect("a lossless channel");
+    assert_eq!(counts.get(&lossless), Some(&3), "{err}");
+}
+
+/// A FIFO whose reader opened it and then stopped reading: the recorder's
+/// writes block (the pipe is full), and once `--duration` is over it gives
+/// up 5 s later (`STALL_LIMIT`) with exit 2 and "output stalled" instead of
+/// blocking forever.
+#[test]
+fn a_fifo_reader_that_stops_reading_ends_the_recording_as_output_stalled() {
+    watchdog("fifo_stalled", Duration::from_secs(240));
+    type Blob = heapless::Vec<u8, 4096>;
+    let (topic, _g) = unique_topic("fifo-stalled");
+    let topic = topic.slots(64);
+    let schema = shmbus_core::schema::schema_bytes::<Blob>().unwrap();
+    let mut p = shmbus_pub::RawPublisher::open(&topic, &schema, 4100).unwrap();
+    let frame = postcard::to_allocvec(&Blob::from_slice(&[7u8; 4000]).unwrap()).unwrap();
+    // 256 KB in the ring, recorded with --backlog: far more than a pipe holds.
+    for _ in 0..64 {
+        p.publish_bytes(&frame).unwrap();
+    }
+    let fifo = Fifo::new("fifo-stalled");
+    // Opened for reading, never read.
+    let stuck_reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_nonblock())
+        .open(&fifo.0)
+        .unwrap();
+    let key = format!("0x{:08x}", topic.key as u32);
+    let (mut child, rx) = spawn_lines(&[
+        "record",
+        "--key",
+        &key,
+        "--backlog",
+        "-o",
+        fifo.path(),
+        "--duration",
+        "1",
+    ]);
+    let (code, _) = wait_exit(
+        &mut child,
+        Duration::from_secs(60),
+        "record into a stuck FIFO",
+    );
+    let err: String = rx.iter().map(|l| l + "\n").collect();
+    drop(stuck_reader);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("output stalled"), "{err}");
+}
