@@ -23,6 +23,12 @@ use crate::status::*;
 /// such as a list of a million elements).
 pub(crate) const MAX_LEAVES: usize = 1 << 16;
 
+/// Most nodes (fields, list elements, empty values) a layout may flatten
+/// to. Leaves alone do not bound the work: `heapless::Vec<heapless::Vec<(),
+/// 4096>, 4096>` has no leaf and 16 million elements (seconds of CPU and a
+/// gigabyte, then an abort when memory runs out, at every subscriber open).
+pub(crate) const MAX_NODES: usize = 4 * MAX_LEAVES;
+
 /// A scalar's wire type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Prim {
@@ -205,6 +211,8 @@ struct Builder {
     nums: usize,
     bufs: usize,
     within: Vec<(usize, usize)>,
+    /// Nodes made so far (bounded by [`MAX_NODES`]).
+    nodes: usize,
 }
 
 impl Builder {
@@ -251,6 +259,15 @@ impl Builder {
     }
 
     fn node(&mut self, path: &str, t: &OwnedNamedType) -> Result<(Node, Option<usize>)> {
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return fail(
+                SHMBUS_ERR_UNSUPPORTED,
+                format!(
+                    "the schema flattens to more than {MAX_NODES} fields and list elements; use the JSON or bytes functions"
+                ),
+            );
+        }
         let unsupported = |what: &str| {
             fail(
                 SHMBUS_ERR_UNSUPPORTED,
@@ -383,6 +400,7 @@ impl Layout {
             nums: 0,
             bufs: 0,
             within: Vec::new(),
+            nodes: 0,
         };
         let (root, max_size) = b.node("", t)?;
         let mut paths = Vec::with_capacity(b.leaves.len() + b.lists.len());

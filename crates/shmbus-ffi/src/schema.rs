@@ -68,22 +68,24 @@ impl SchemaDef {
     }
 
     /// The largest encoded frame, or an error naming the unbounded field.
+    /// From the layout when the typed field functions cover the schema,
+    /// else from the codec: a schema with an enum, an `Option`, a map... is
+    /// published with the JSON or bytes functions, and its topic gets the
+    /// frame capacity a Rust publisher of the type would give it.
     pub fn max_size(&self) -> Result<usize> {
-        match &self.layout {
-            Ok(l) => l.max_size.ok_or_else(|| {
-                Error::new(
-                    SHMBUS_ERR_SCHEMA,
-                    format!(
-                        "schema '{}' has a string or list without a capacity, so its frames have no maximum size: declare it as heapless::String<N> or heapless::Vec<T, N>",
-                        self.owned.name
-                    ),
-                )
-            }),
-            Err(e) => Err(Error::new(
+        let max = match &self.layout {
+            Ok(l) => l.max_size,
+            Err(_) => crate::json::codec(self)?.max_size(),
+        };
+        max.ok_or_else(|| {
+            Error::new(
                 SHMBUS_ERR_SCHEMA,
-                format!("cannot compute the maximum frame size: {}", e.message),
-            )),
-        }
+                format!(
+                    "schema '{}' has a string or list without a capacity, so its frames have no maximum size: declare it as heapless::String<N> or heapless::Vec<T, N>",
+                    self.owned.name
+                ),
+            )
+        })
     }
 }
 
