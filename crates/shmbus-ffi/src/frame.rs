@@ -35,6 +35,17 @@ pub struct Frame {
     lens: Vec<usize>,
     /// The last encoding.
     pub encoded: Vec<u8>,
+    /// Where a received frame is decoded before it replaces the values
+    /// (all or nothing), sized as they are so a read allocates nothing.
+    scratch: Box<Scratch>,
+}
+
+/// A second value store, for decoding.
+#[derive(Debug)]
+struct Scratch {
+    nums: Vec<u64>,
+    bufs: Vec<Vec<u8>>,
+    lens: Vec<usize>,
 }
 
 /// An empty buffer with room for `n` bytes, or `SHMBUS_ERR_SYSTEM_LIMIT`
@@ -69,17 +80,25 @@ impl Frame {
                 ),
             );
         }
-        let mut bufs = Vec::with_capacity(l.bufs);
-        for leaf in &l.leaves {
-            if let LeafKind::Str(cap) | LeafKind::Bytes(cap) = leaf.kind {
-                bufs.push(reserved(cap.unwrap_or(64))?);
+        let buffers = || -> Result<Vec<Vec<u8>>> {
+            let mut bufs = Vec::with_capacity(l.bufs);
+            for leaf in &l.leaves {
+                if let LeafKind::Str(cap) | LeafKind::Bytes(cap) = leaf.kind {
+                    bufs.push(reserved(cap.unwrap_or(64))?);
+                }
             }
-        }
+            Ok(bufs)
+        };
         Ok(Frame {
             nums: vec![0; l.nums],
-            bufs,
+            bufs: buffers()?,
             lens: vec![0; l.lists.len()],
             encoded: reserved(max)?,
+            scratch: Box::new(Scratch {
+                nums: vec![0; l.nums],
+                bufs: buffers()?,
+                lens: vec![0; l.lists.len()],
+            }),
             schema,
         })
     }
@@ -367,19 +386,26 @@ impl Frame {
         &self.encoded
     }
 
-    /// Decode `bytes` into the frame. On failure the frame's values are
-    /// unspecified (partly decoded).
+    /// Decode `bytes` into the frame, all or nothing: the values change
+    /// only if the whole frame decodes (it is decoded into a second store,
+    /// then the two are swapped).
     pub fn decode(&mut self, bytes: &[u8]) -> core::result::Result<(), &'static str> {
         let l = self.schema.layout.as_ref().expect("checked at new");
+        let s = &mut *self.scratch;
+        // Elements past a list's decoded length keep the values they had,
+        // as they would decoding in place.
+        s.nums.copy_from_slice(&self.nums);
+        s.lens.copy_from_slice(&self.lens);
+        for (to, from) in s.bufs.iter_mut().zip(&self.bufs) {
+            to.clear();
+            to.extend_from_slice(from);
+        }
         let mut c = Cursor { bytes, pos: 0 };
-        decode_node(
-            l,
-            &l.root,
-            &mut self.nums,
-            &mut self.bufs,
-            &mut self.lens,
-            &mut c,
-        )
+        decode_node(l, &l.root, &mut s.nums, &mut s.bufs, &mut s.lens, &mut c)?;
+        core::mem::swap(&mut self.nums, &mut s.nums);
+        core::mem::swap(&mut self.bufs, &mut s.bufs);
+        core::mem::swap(&mut self.lens, &mut s.lens);
+        Ok(())
     }
 }
 

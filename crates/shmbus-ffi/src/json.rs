@@ -118,9 +118,11 @@ pub unsafe extern "C" fn shmbus_publish_json(
     guard(|| {
         // SAFETY: the caller's contract.
         let text = unsafe { cabi::text(json, "json") }?;
+        // The handle first: a closed publisher is SHMBUS_ERR_CLOSED
+        // whatever the text.
+        let mut held = handles::get(publisher.id, Kind::Publisher)?;
         let value: serde_json::Value = shmbus_codec::parse_json(text.as_bytes())
             .map_err(|e| Error::new(SHMBUS_ERR_JSON, format!("not JSON: {e}")))?;
-        let mut held = handles::get(publisher.id, Kind::Publisher)?;
         let p: &mut Pub = pub_of(&mut held);
         let frame = codec(&p.schema)?
             .encode_within(&value, p.raw.frame_capacity())

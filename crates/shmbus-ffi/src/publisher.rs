@@ -92,11 +92,20 @@ pub unsafe extern "C" fn shmbus_publisher_open(
         let schema = schema::get(schema)?;
         let capacity = schema.max_size()?.max(1);
         let raw = RawPublisher::open(&topic, &schema.bytes, capacity).map_err(topic::open_error)?;
+        let (created, shmid) = (raw.created(), raw.shmid());
+        // If no handle can be made (the table is full), a topic this call
+        // created is removed again: a failed open leaves nothing behind.
         let id = handles::insert(Object::Publisher(Box::new(Pub {
             raw,
             schema,
             slots: topic.slots,
-        })))?;
+        })))
+        .inspect_err(|_| {
+            if created {
+                let _ = shmbus_core::sys::shm_remove(shmid);
+                let _ = shmbus_core::lock::remove_lock(topic.key);
+            }
+        })?;
         *out = shmbus_publisher { id };
         Ok(SHMBUS_OK)
     })

@@ -93,6 +93,11 @@ pub struct Sub {
     pub pending: Option<SlotMeta>,
     /// Bytes of the last latest-value read.
     pub lbuf: Vec<u8>,
+    /// The newest frame in `lbuf`, read but not yet delivered (a buffer
+    /// that was too small): a wait for the latest frame returns at once
+    /// while it is there, so a retry with a larger buffer is not left
+    /// waiting for a publish that already came.
+    pub pending_latest: Option<SlotMeta>,
     /// Metadata of the frame read last (latest or in order), reported with
     /// `SHMBUS_ERR_BUFFER_TOO_SMALL`.
     pub last: Option<SlotMeta>,
@@ -150,19 +155,13 @@ impl Sub {
         self.schema.as_ref().map_err(|e| e.clone())
     }
 
-    /// Deliver the frame in buffer `which` (metadata `m`) into `dest`.
-    fn deliver(&mut self, which: Buf, m: &SlotMeta, dest: &mut Dest<'_>) -> Result<()> {
-        let bytes = match which {
-            Buf::Next => &self.buf,
-            Buf::Latest => &self.lbuf,
-        };
+    /// Check, before anything is read, that `dest` can take a frame of
+    /// this topic: a typed frame of the topic's schema, JSON only if the
+    /// schema decodes. A read refused here consumes nothing.
+    fn check_dest(&self, dest: &Dest<'_>) -> Result<()> {
         match dest {
-            Dest::Json(out, len) => {
-                let schema = self.schema.as_ref().map_err(|e| e.clone())?;
-                crate::json::render(schema, bytes, &mut self.text, out, len)
-            }
-            Dest::None => Ok(()),
-            Dest::Bytes(out) => cabi::copy_out(bytes, out, "the frame"),
+            Dest::None | Dest::Bytes(_) => Ok(()),
+            Dest::Json(..) => self.schema().map(|_| ()),
             Dest::Frame(f) => {
                 let schema = self.schema()?;
                 if f.schema.fingerprint != schema.fingerprint {
@@ -177,6 +176,29 @@ impl Sub {
                         ),
                     );
                 }
+                Ok(())
+            }
+        }
+    }
+
+    /// Deliver the frame in buffer `which` (metadata `m`) into `dest`
+    /// (checked by [`Sub::check_dest`]).
+    fn deliver(&mut self, which: Buf, m: &SlotMeta, dest: &mut Dest<'_>) -> Result<()> {
+        let bytes = match which {
+            Buf::Next => &self.buf,
+            Buf::Latest => &self.lbuf,
+        };
+        match dest {
+            Dest::Json(out, len) => {
+                let schema = self.schema.as_ref().map_err(|e| e.clone())?;
+                crate::json::render(schema, bytes, &mut self.text, out, len)
+            }
+            Dest::None => Ok(()),
+            Dest::Bytes(out) => cabi::copy_out(bytes, out, "the frame"),
+            Dest::Frame(f) => {
+                let schema = self.schema()?;
+                // All or nothing: a frame that does not decode leaves the
+                // caller's values as they were.
                 f.decode(bytes).map_err(|what| {
                     Error::new(
                         SHMBUS_ERR_READ,
@@ -190,94 +212,119 @@ impl Sub {
         }
     }
 
-    /// Read the newest frame into `dest`.
-    pub(crate) fn latest(&mut self, dest: &mut Dest<'_>) -> Result<Got> {
+    /// Read (`how`, a `SHMBUS_READ_*` kind) into the subscriber's own
+    /// buffers, delivering nothing yet: a wait holds only the subscriber,
+    /// never the caller's frame.
+    fn fetch(&mut self, how: i32, timeout_ms: u32) -> Result<Fetched> {
+        let timeout = Duration::from_millis(timeout_ms.into());
+        match how {
+            SHMBUS_READ_LATEST => self.fetch_latest(),
+            SHMBUS_READ_WAIT_LATEST if self.pending_latest.is_some() => self.fetch_latest(),
+            SHMBUS_READ_WAIT_LATEST => {
+                let buf = &mut self.lbuf;
+                let m = self
+                    .raw
+                    .wait_until(timeout, |raw| {
+                        if !raw.has_new() {
+                            return Ok(None);
+                        }
+                        raw.latest_bytes(buf)
+                    })
+                    .map_err(topic::wait_error)?;
+                self.pending_latest = Some(m);
+                Ok(Fetched::Frame(Buf::Latest, m))
+            }
+            SHMBUS_READ_NEXT | SHMBUS_READ_WAIT_NEXT if self.pending.is_some() => Ok(self
+                .pending
+                .map_or(Fetched::Nothing, |m| Fetched::Frame(Buf::Next, m))),
+            SHMBUS_READ_NEXT => {
+                match self
+                    .raw
+                    .next_bytes(&mut self.buf)
+                    .map_err(topic::read_error)?
+                {
+                    RawNext::Frame(m, ()) => {
+                        self.pending = Some(m);
+                        Ok(Fetched::Frame(Buf::Next, m))
+                    }
+                    RawNext::Missed(n) => Ok(Fetched::Missed(n)),
+                    RawNext::Empty => Ok(Fetched::Nothing),
+                }
+            }
+            SHMBUS_READ_WAIT_NEXT => {
+                let buf = &mut self.buf;
+                let got = self
+                    .raw
+                    .wait_until(timeout, |raw| {
+                        Ok(match raw.next_bytes(buf)? {
+                            RawNext::Frame(m, ()) => Some(Fetched::Frame(Buf::Next, m)),
+                            RawNext::Missed(n) => Some(Fetched::Missed(n)),
+                            RawNext::Empty => None,
+                        })
+                    })
+                    .map_err(topic::wait_error)?;
+                if let Fetched::Frame(_, m) = got {
+                    self.pending = Some(m);
+                }
+                Ok(got)
+            }
+            other => fail(
+                SHMBUS_ERR_INVALID,
+                format!("read {other}: use SHMBUS_READ_LATEST, _NEXT, _WAIT_NEXT or _WAIT_LATEST"),
+            ),
+        }
+    }
+
+    /// The newest frame into `lbuf`, pending until delivered.
+    fn fetch_latest(&mut self) -> Result<Fetched> {
         match self
             .raw
             .latest_bytes(&mut self.lbuf)
             .map_err(topic::read_error)?
         {
-            None => Ok(Got::Nothing),
+            None => Ok(Fetched::Nothing),
             Some(m) => {
-                self.last = Some(m);
-                self.deliver(Buf::Latest, &m, dest)?;
-                Ok(Got::Frame(m))
+                self.pending_latest = Some(m);
+                Ok(Fetched::Frame(Buf::Latest, m))
             }
         }
     }
 
-    /// Deliver the pending in-order frame, if any.
-    fn deliver_pending(&mut self, dest: &mut Dest<'_>) -> Result<Got> {
-        let Some(m) = self.pending else {
-            return Ok(Got::Nothing);
+    /// Deliver what [`Sub::fetch`] read into `dest`. A frame is consumed
+    /// once delivered, or once it proves undeliverable whatever the buffer
+    /// (it does not decode); with `SHMBUS_ERR_BUFFER_TOO_SMALL` it stays
+    /// pending, so the next call with a larger buffer gets it.
+    fn deliver_fetched(&mut self, fetched: Fetched, dest: &mut Dest<'_>) -> Result<Got> {
+        let (which, m) = match fetched {
+            Fetched::Frame(which, m) => (which, m),
+            Fetched::Missed(n) => return Ok(Got::Missed(n)),
+            Fetched::Nothing => return Ok(Got::Nothing),
         };
         self.last = Some(m);
-        match self.deliver(Buf::Next, &m, dest) {
-            Err(e) if e.code == SHMBUS_ERR_BUFFER_TOO_SMALL => Err(e),
-            r => {
-                // Delivered, or undeliverable whatever the buffer (wrong
-                // frame type, undecodable): either way it is consumed.
-                self.pending = None;
-                r.map(|()| Got::Frame(m))
+        let r = self.deliver(which, &m, dest);
+        if !matches!(&r, Err(e) if e.code == SHMBUS_ERR_BUFFER_TOO_SMALL) {
+            match which {
+                Buf::Next => self.pending = None,
+                Buf::Latest => self.pending_latest = None,
             }
         }
+        r.map(|()| Got::Frame(m))
     }
 
-    /// The pending in-order frame, or the next one.
-    pub(crate) fn next(&mut self, dest: &mut Dest<'_>) -> Result<Got> {
-        if self.pending.is_none() {
-            match self
-                .raw
-                .next_bytes(&mut self.buf)
-                .map_err(topic::read_error)?
-            {
-                RawNext::Frame(m, ()) => self.pending = Some(m),
-                RawNext::Missed(n) => return Ok(Got::Missed(n)),
-                RawNext::Empty => return Ok(Got::Nothing),
-            }
-        }
-        self.deliver_pending(dest)
+    /// Read `how` into `dest`, checked first (see [`Sub::check_dest`]).
+    pub(crate) fn read(&mut self, how: i32, timeout_ms: u32, dest: &mut Dest<'_>) -> Result<Got> {
+        self.check_dest(dest)?;
+        let fetched = self.fetch(how, timeout_ms)?;
+        self.deliver_fetched(fetched, dest)
     }
+}
 
-    /// Block up to `timeout_ms` for the next in-order frame.
-    pub(crate) fn wait_next(&mut self, timeout_ms: u32, dest: &mut Dest<'_>) -> Result<Got> {
-        if self.pending.is_none() {
-            let buf = &mut self.buf;
-            let got = self
-                .raw
-                .wait_until(Duration::from_millis(timeout_ms.into()), |raw| {
-                    Ok(match raw.next_bytes(buf)? {
-                        RawNext::Frame(m, ()) => Some(Got::Frame(m)),
-                        RawNext::Missed(n) => Some(Got::Missed(n)),
-                        RawNext::Empty => None,
-                    })
-                })
-                .map_err(topic::wait_error)?;
-            match got {
-                Got::Frame(m) => self.pending = Some(m),
-                other => return Ok(other),
-            }
-        }
-        self.deliver_pending(dest)
-    }
-
-    /// Block up to `timeout_ms` for a frame newer than the last one read,
-    /// then read the newest.
-    pub(crate) fn wait_latest(&mut self, timeout_ms: u32, dest: &mut Dest<'_>) -> Result<Got> {
-        let buf = &mut self.lbuf;
-        let m = self
-            .raw
-            .wait_until(Duration::from_millis(timeout_ms.into()), |raw| {
-                if !raw.has_new() {
-                    return Ok(None);
-                }
-                raw.latest_bytes(buf)
-            })
-            .map_err(topic::wait_error)?;
-        self.last = Some(m);
-        self.deliver(Buf::Latest, &m, dest)?;
-        Ok(Got::Frame(m))
-    }
+/// What [`Sub::fetch`] read: a frame in one of the buffers, not yet
+/// delivered.
+enum Fetched {
+    Frame(Buf, SlotMeta),
+    Missed(u64),
+    Nothing,
 }
 
 /// Attach `topic`, retrying "not there yet" until the deadline
@@ -344,6 +391,7 @@ pub unsafe extern "C" fn shmbus_subscriber_open(
             buf: Vec::with_capacity(cap + 4),
             pending: None,
             lbuf: Vec::with_capacity(cap + 4),
+            pending_latest: None,
             last: None,
             text: Vec::new(),
         };
@@ -385,25 +433,32 @@ pub unsafe extern "C" fn shmbus_subscriber_schema(
     })
 }
 
-/// Run a read on the subscriber `subscriber`, delivering into `frame`
-/// (id 0: no typed delivery) and filling `sample`.
+/// Run read `how` on the subscriber `subscriber`, delivering into `frame`
+/// (id 0: no typed delivery) and filling `sample`. The frame is locked to
+/// check its schema, released for the read (a wait may take long; another
+/// thread may publish with that frame meanwhile), and locked again to
+/// deliver.
 fn read(
     subscriber: shmbus_subscriber,
     frame: shmbus_frame,
+    how: i32,
+    timeout_ms: u32,
     sample: *mut shmbus_sample,
-    op: impl FnOnce(&mut Sub, &mut Dest<'_>) -> Result<Got>,
 ) -> Result<i32> {
     let mut held = handles::get(subscriber.id, Kind::Subscriber)?;
-    let mut fheld = if frame.id == 0 {
-        None
-    } else {
-        Some(frame::held_second(frame, &held)?)
-    };
-    let mut dest = match &mut fheld {
-        Some(h) => Dest::Frame(frame::in_held(h)),
-        None => Dest::None,
-    };
-    let got = op(sub_of(&mut held), &mut dest)?;
+    if frame.id == 0 {
+        let got = sub_of(&mut held).read(how, timeout_ms, &mut Dest::None)?;
+        return Ok(report(got, sample));
+    }
+    {
+        let mut fheld = frame::held_second(frame, &held)?;
+        sub_of(&mut held).check_dest(&Dest::Frame(frame::in_held(&mut fheld)))?;
+    }
+    let fetched = sub_of(&mut held).fetch(how, timeout_ms)?;
+    // A frame closed during the wait: the read frame stays pending.
+    let mut fheld = frame::held_second(frame, &held)?;
+    let mut dest = Dest::Frame(frame::in_held(&mut fheld));
+    let got = sub_of(&mut held).deliver_fetched(fetched, &mut dest)?;
     Ok(report(got, sample))
 }
 
@@ -445,7 +500,7 @@ pub unsafe extern "C" fn shmbus_subscriber_latest(
     frame: shmbus_frame,
     sample: *mut shmbus_sample,
 ) -> i32 {
-    guard(|| read(subscriber, frame, sample, |s, d| s.latest(d)))
+    guard(|| read(subscriber, frame, SHMBUS_READ_LATEST, 0, sample))
 }
 
 /// Read the next frame in publish order into `frame`. Returns `SHMBUS_OK`
@@ -461,7 +516,7 @@ pub unsafe extern "C" fn shmbus_subscriber_next(
     frame: shmbus_frame,
     sample: *mut shmbus_sample,
 ) -> i32 {
-    guard(|| read(subscriber, frame, sample, |s, d| s.next(d)))
+    guard(|| read(subscriber, frame, SHMBUS_READ_NEXT, 0, sample))
 }
 
 /// Block up to `timeout_ms` for the next frame in publish order (sleeping
@@ -478,7 +533,7 @@ pub unsafe extern "C" fn shmbus_subscriber_wait_next(
     timeout_ms: u32,
     sample: *mut shmbus_sample,
 ) -> i32 {
-    guard(|| read(subscriber, frame, sample, |s, d| s.wait_next(timeout_ms, d)))
+    guard(|| read(subscriber, frame, SHMBUS_READ_WAIT_NEXT, timeout_ms, sample))
 }
 
 /// Block up to `timeout_ms` until a frame newer than the last one read is
@@ -494,9 +549,13 @@ pub unsafe extern "C" fn shmbus_subscriber_wait_latest(
     sample: *mut shmbus_sample,
 ) -> i32 {
     guard(|| {
-        read(subscriber, frame, sample, |s, d| {
-            s.wait_latest(timeout_ms, d)
-        })
+        read(
+            subscriber,
+            frame,
+            SHMBUS_READ_WAIT_LATEST,
+            timeout_ms,
+            sample,
+        )
     })
 }
 
@@ -508,20 +567,6 @@ pub const SHMBUS_READ_NEXT: i32 = 1;
 pub const SHMBUS_READ_WAIT_NEXT: i32 = 2;
 /// Read kind: as `shmbus_subscriber_wait_latest`.
 pub const SHMBUS_READ_WAIT_LATEST: i32 = 3;
-
-/// Run read `how` with destination `dest`.
-pub(crate) fn read_how(s: &mut Sub, how: i32, timeout_ms: u32, dest: &mut Dest<'_>) -> Result<Got> {
-    match how {
-        SHMBUS_READ_LATEST => s.latest(dest),
-        SHMBUS_READ_NEXT => s.next(dest),
-        SHMBUS_READ_WAIT_NEXT => s.wait_next(timeout_ms, dest),
-        SHMBUS_READ_WAIT_LATEST => s.wait_latest(timeout_ms, dest),
-        other => fail(
-            SHMBUS_ERR_INVALID,
-            format!("read {other}: use SHMBUS_READ_LATEST, _NEXT, _WAIT_NEXT or _WAIT_LATEST"),
-        ),
-    }
-}
 
 /// A read (`how`: a `SHMBUS_READ_*` kind; `timeout_ms` for the waits) that copies
 /// the encoded frame into `buf` (`cap` bytes). `sample->len` is the frame's
@@ -560,7 +605,7 @@ pub(crate) fn read_into(
 ) -> Result<i32> {
     let mut held = handles::get(subscriber.id, Kind::Subscriber)?;
     let s = sub_of(&mut held);
-    let got = read_how(s, how, timeout_ms, &mut dest);
+    let got = s.read(how, timeout_ms, &mut dest);
     if let Err(e) = &got {
         if e.code == SHMBUS_ERR_BUFFER_TOO_SMALL {
             // SAFETY: `sample` is NULL or writable, by the exported
