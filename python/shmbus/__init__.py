@@ -22,6 +22,7 @@ the library's, with what to do. The library is found in this order: the
 import ctypes
 import json
 import os
+import threading
 
 __all__ = [
     "Publisher",
@@ -398,15 +399,25 @@ class Subscriber:
         self._h = h
         self.topic = name
         self._buf = ctypes.create_string_buffer(4096)
+        # Held from the C call through the JSON decode: the C library
+        # serialises its calls on one handle, but the text lands in this
+        # object's buffer, which another thread's read would overwrite
+        # before this one decoded it.
+        self._read_lock = threading.Lock()
 
     def _read(self, how, timeout=0.0):
-        if self._h is None:
+        with self._read_lock:
+            return self._read_locked(how, timeout)
+
+    def _read_locked(self, how, timeout):
+        h = self._h
+        if h is None:
             raise Closed(-3, "the subscriber of '%s' is closed" % self.topic)
         smp = _Sample()
         n = _sz()
         missed = 0
         for _ in range(1000):
-            rc = _sub_json(self._h, how, _ms(timeout), self._buf, len(self._buf), ctypes.byref(n), ctypes.byref(smp))
+            rc = _sub_json(h, how, _ms(timeout), self._buf, len(self._buf), ctypes.byref(n), ctypes.byref(smp))
             if rc == _ERR_BUFFER_TOO_SMALL:
                 self._buf = ctypes.create_string_buffer(max(n.value + 1, 2 * len(self._buf)))
                 continue
