@@ -38,6 +38,7 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
     let mut schemas: HashMap<u16, Option<Codec>> = HashMap::new();
     let mut missed: BTreeMap<String, u64> = BTreeMap::new();
     let mut line = Vec::new();
+    let mut generations = format::Generations::default();
     let mut end = End::Complete;
     for m in reader.by_ref() {
         let m = match m {
@@ -63,6 +64,9 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
         if role == Some(role::MISSED) {
             if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&m.data) {
                 let topic = v["topic"].as_str().unwrap_or("?").to_string();
+                if let Some(at) = v["at_generation"].as_u64() {
+                    generations.missed(&topic, at);
+                }
                 *missed.entry(topic).or_default() += v["missed"].as_u64().unwrap_or(0);
             }
         }
@@ -85,9 +89,10 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
                     .get(format::key::TOPIC)
                     .cloned()
                     .unwrap_or_default();
+                let generation = generations.frame(&m.channel, m.sequence);
                 match schema {
                     Some(schema) => {
-                        envelope(&mut line, &name, m.log_time, Some(m.sequence));
+                        envelope(&mut line, &name, m.log_time, Some(generation));
                         let r = schema.write_json(&m.data, &mut line);
                         line.extend_from_slice(b"}\n");
                         r.is_ok()
@@ -140,7 +145,7 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
     Ok(())
 }
 
-fn envelope(line: &mut Vec<u8>, topic: &str, log_time: u64, generation: Option<u32>) {
+fn envelope(line: &mut Vec<u8>, topic: &str, log_time: u64, generation: Option<u64>) {
     line.extend_from_slice(b"{\"topic\":");
     let _ = serde_json::to_writer(&mut *line, topic);
     let _ = write!(line, ",\"log_time_ns\":{log_time}");

@@ -45,6 +45,59 @@ pub mod key {
     pub const OWNER_UID: &str = "shmbus.owner_uid";
     /// The uid that created the segment (decimal; nobody can change it).
     pub const CREATOR_UID: &str = "shmbus.creator_uid";
+    /// The full 64-bit generation the recording of the channel starts at
+    /// (decimal): every frame on it has this generation or a later one.
+    /// With the low 32 bits in each message's `sequence` it gives the
+    /// full generation ([`Generations`](super::Generations)).
+    pub const START_GENERATION: &str = "shmbus.start_generation";
+}
+
+/// Recovers the full 64-bit generation of each recorded frame, read in
+/// file order: MCAP's `sequence` holds only its low 32 bits. On a channel
+/// the generations only go up; a frame's generation is the first one at
+/// or after the previous frame's + 1 (the channel's
+/// `shmbus.start_generation` for its first frame; 1 in recordings made
+/// before that key existed) whose low 32 bits are the `sequence`. Exact
+/// unless 2^32 or more frames were lost between two recorded ones, which
+/// the recorder always reports as missed: a missed event's
+/// `at_generation` (a full value) is the generation of the topic's next
+/// recorded frame, and is taken as such when its low bits match.
+#[derive(Debug, Default)]
+pub struct Generations {
+    /// Per channel: the full generation of its last frame.
+    last: std::collections::HashMap<u16, u64>,
+    /// Per topic name: the `at_generation` of its last missed event, not
+    /// yet matched by a frame.
+    missed_at: std::collections::HashMap<String, u64>,
+}
+
+impl Generations {
+    /// A missed event of `topic` whose next recorded frame is `at`.
+    pub fn missed(&mut self, topic: &str, at: u64) {
+        self.missed_at.insert(topic.to_string(), at);
+    }
+
+    /// The full generation of a frame on lossless channel `ch`.
+    pub fn frame(&mut self, ch: &mcap::Channel<'_>, sequence: u32) -> u64 {
+        let topic = ch.metadata.get(key::TOPIC).map_or("", String::as_str);
+        let after = match self.last.get(&ch.id) {
+            Some(&g) => g.saturating_add(1),
+            None => ch
+                .metadata
+                .get(key::START_GENERATION)
+                .and_then(|g| g.parse::<u64>().ok())
+                .unwrap_or(1),
+        };
+        let g = match self.missed_at.get(topic) {
+            Some(&at) if at as u32 == sequence && at >= after => {
+                self.missed_at.remove(topic);
+                at
+            }
+            _ => after.saturating_add(u64::from(sequence.wrapping_sub(after as u32))),
+        };
+        self.last.insert(ch.id, g);
+        g
+    }
 }
 
 /// Channel roles.
@@ -326,6 +379,46 @@ mod tests {
             assert_eq!(&src.last[..], mcap::MAGIC, "chunk {chunk}");
         }
         let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn full_generations_come_back_from_their_low_bits() {
+        let channel = |id: u16, start: Option<u64>| {
+            let mut metadata = BTreeMap::new();
+            metadata.insert(key::TOPIC.to_string(), "imu".to_string());
+            if let Some(s) = start {
+                metadata.insert(key::START_GENERATION.to_string(), s.to_string());
+            }
+            mcap::Channel {
+                id,
+                topic: "imu#postcard".into(),
+                schema: None,
+                message_encoding: MESSAGE_POSTCARD.into(),
+                metadata,
+            }
+        };
+        let big = (5u64 << 32) + 7;
+        let mut g = Generations::default();
+        let a = channel(1, Some(big));
+        for want in [big, big + 1, big + 5] {
+            assert_eq!(g.frame(&a, want as u32), want);
+        }
+        // Across a 2^32 boundary.
+        let top = (6u64 << 32) - 1;
+        assert_eq!(g.frame(&a, top as u32), top);
+        assert_eq!(g.frame(&a, (top + 1) as u32), top + 1);
+        // A loss of more than 2^32 frames, reported as missed.
+        let far = top + 1 + (3u64 << 32) + 9;
+        g.missed("imu", far);
+        assert_eq!(g.frame(&a, far as u32), far);
+        // Another channel of the topic (recreated): its own start.
+        let b = channel(2, Some(1));
+        assert_eq!(g.frame(&b, 1), 1);
+        assert_eq!(g.frame(&b, 2), 2);
+        // A recording made before the key: as before below 2^32.
+        let old = channel(3, None);
+        assert_eq!(g.frame(&old, 40), 40);
+        assert_eq!(g.frame(&old, 41), 41);
     }
 
     #[test]

@@ -774,12 +774,38 @@ impl Recorder {
         // Who owns the segment: two topics of one name (another user's
         // segment at another key) are told apart in the file.
         let owner = seg.stat().ok().map(|st| (st.uid, st.cuid));
+        let mut sub = RawSubscriber::from_segment(seg);
+        let mut overwritten = None;
+        match start {
+            Start::Now => {}
+            Start::Backlog => sub.seek_oldest(),
+            Start::Found => {
+                sub.seek_oldest();
+                // Generations 1 .. cursor-1 were published and are no
+                // longer in the ring: overwritten before the rescan found
+                // the topic. Reported as missed, so frames recorded +
+                // missed = frames published. (A forged generation above
+                // 2^62 is not a count of frames: its reader ends the topic.)
+                let first = sub.cursor();
+                if first > 1 && sub.generation() <= MAX_SANE_GENERATION {
+                    overwritten = Some(Item::Missed(first - 1, first));
+                }
+            }
+        }
+        // Every frame of these channels has a generation at or above the
+        // cursor: with the low 32 bits in each message's `sequence`, a
+        // reader recovers the full 64-bit generation (docs/RECORDING.md).
+        let start_generation = sub.cursor();
         let metadata = |role: &str| {
             let mut m = meta.to_metadata(role, fp);
             if let Some((uid, cuid)) = owner {
                 m.insert(format::key::OWNER_UID.into(), uid.to_string());
                 m.insert(format::key::CREATOR_UID.into(), cuid.to_string());
             }
+            m.insert(
+                format::key::START_GENERATION.into(),
+                start_generation.to_string(),
+            );
             m
         };
         let sid = self
@@ -821,24 +847,6 @@ impl Recorder {
             None => None,
         };
         let idx = self.topics.len();
-        let mut sub = RawSubscriber::from_segment(seg);
-        let mut overwritten = None;
-        match start {
-            Start::Now => {}
-            Start::Backlog => sub.seek_oldest(),
-            Start::Found => {
-                sub.seek_oldest();
-                // Generations 1 .. cursor-1 were published and are no
-                // longer in the ring: overwritten before the rescan found
-                // the topic. Reported as missed, so frames recorded +
-                // missed = frames published. (A forged generation above
-                // 2^62 is not a count of frames: its reader ends the topic.)
-                let first = sub.cursor();
-                if first > 1 && sub.generation() <= MAX_SANE_GENERATION {
-                    overwritten = Some(Item::Missed(first - 1, first));
-                }
-            }
-        }
         let tx = tx.clone();
         let quit = self.quit.clone();
         let thread = match std::thread::Builder::new()
@@ -960,7 +968,9 @@ impl Recorder {
                     let data = &b.bytes[s..e];
                     let header = MessageHeader {
                         channel_id: t.lossless,
-                        // MCAP sequences are 32-bit: the generation's low bits.
+                        // MCAP sequences are 32-bit: the generation's low
+                        // bits; readers recover the rest from the channel's
+                        // `shmbus.start_generation` (format::Generations).
                         sequence: meta.generation as u32,
                         log_time: meta.real_ns,
                         publish_time: meta.real_ns,

@@ -1443,3 +1443,45 @@ fn a_fifo_reader_that_stops_reading_ends_the_recording_as_output_stalled() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("output stalled"), "{err}");
 }
+
+/// A topic past generation 2^32 (its header moved there while no publisher
+/// ran; a reopened publisher carries on from it): `cat --json` prints each
+/// frame's full 64-bit generation, though MCAP's `sequence` holds only
+/// the low 32 bits, from the lossless channel's `shmbus.start_generation`.
+#[test]
+fn cat_prints_generations_past_2_to_the_32_in_full() {
+    watchdog("gen64", Duration::from_secs(120));
+    let (topic, _guard) = unique_topic("gen64");
+    let mut publisher = Publisher::<Check>::open(&topic).unwrap();
+    publish_range(&mut publisher, 1..=1, Duration::ZERO);
+    drop(publisher);
+    let base = (5u64 << 32) + 10;
+    let id = shmbus_core::sys::shmget(topic.key, 0, 0).unwrap();
+    let att = shmbus_core::sys::WriteAttachment::read_write(id).unwrap();
+    let (lo, hi) = (att.atomic_word(192).unwrap(), att.atomic_word(196).unwrap());
+    hi.store((base >> 32) as u32, std::sync::atomic::Ordering::Relaxed);
+    lo.store(base as u32, std::sync::atomic::Ordering::Release);
+    drop(att);
+    let mut publisher = Publisher::<Check>::open(&topic).unwrap();
+    assert_eq!(publisher.raw().next_generation(), base + 1);
+    let file = TempFile::new("gen64");
+    let rec = Recorder::start(&["record", &topic.name, "-o", file.path()]);
+    shmbus_testkit::wait_mapped(rec.child.0.id(), topic.key).unwrap();
+    for i in 1..=5 {
+        assert_eq!(publisher.publish(&Check::new(i)).unwrap(), base + i);
+    }
+    // Ctrl-C: the recorder reads what is in the ring before it stops.
+    rec.signal(Signal::SIGINT);
+    let (code, err) = rec.wait();
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = run(&["cat", file.path(), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let generations: Vec<u64> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["topic"] == topic.name.as_str())
+        .map(|v| v["generation"].as_u64().unwrap())
+        .collect();
+    let want: Vec<u64> = (1..=5).map(|i| base + i).collect();
+    assert_eq!(generations, want, "{out}");
+}
