@@ -423,13 +423,35 @@ fn sigkilled_recording_is_readable_up_to_the_last_chunk() {
     );
     let options = mcap::sans_io::LinearReaderOptions::default().with_skip_end_magic(true);
     let mut frames = Vec::new();
+    // The next generation the file must account for: recorded, or
+    // reported missed. A recorder descheduled for a quarter of a second on
+    // a loaded machine falls a 256-slot ring behind at 1 kHz: then the
+    // file says so, which is what this checks (not that nothing was lost).
+    let mut next = 1;
+    let (mut missed, mut events) = (0, 0);
     for m in mcap::io::MessageReader::new_with_options(&bytes[..], options) {
         let Ok(m) = m else { break };
-        if role(&m.channel) == "lossless" {
-            let c: Check = postcard::from_bytes(&m.data).unwrap();
-            assert!(c.is_whole(), "torn frame in the file");
-            assert_eq!(u64::from(m.sequence), c.seq);
-            frames.push(c.seq);
+        match role(&m.channel) {
+            "lossless" => {
+                let c: Check = postcard::from_bytes(&m.data).unwrap();
+                assert!(c.is_whole(), "torn frame in the file");
+                assert_eq!(u64::from(m.sequence), c.seq);
+                assert_eq!(c.seq, next, "frame {} unaccounted for", next);
+                frames.push(c.seq);
+                next += 1;
+            }
+            "missed" => {
+                let v: serde_json::Value = serde_json::from_slice(&m.data).unwrap();
+                let (n, at) = (
+                    v["missed"].as_u64().unwrap(),
+                    v["at_generation"].as_u64().unwrap(),
+                );
+                assert_eq!(at, next + n, "missed event {v} after frame {}", next - 1);
+                missed += n;
+                events += 1;
+                next = at;
+            }
+            _ => {}
         }
     }
     assert!(
@@ -437,16 +459,18 @@ fn sigkilled_recording_is_readable_up_to_the_last_chunk() {
         "nothing readable in a {} byte file",
         bytes.len()
     );
-    // Recorded from frame 1 on, in order, none lost (256-slot ring).
-    let expected: Vec<u64> = (1..=frames.len() as u64).collect();
-    assert_eq!(frames, expected);
+    assert!(
+        frames.len() as u64 > missed,
+        "{} frames recorded, {missed} missed: the recorder kept up less than half the time",
+        frames.len()
+    );
 
     let (code, out, err) = run(&["cat", file.path()]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("CUT SHORT"), "{out}");
     let (code, out, _) = run(&["cat", file.path(), "--json"]);
     assert_eq!(code, 0);
-    assert_eq!(out.lines().count(), frames.len());
+    assert_eq!(out.lines().count(), frames.len() + events);
 }
 
 /// A recorder stopped (SIGSTOP) while its topic runs a lap ahead logs the
