@@ -9,6 +9,14 @@
 //! another boot). The recorder writes frames of different topics in
 //! batches, so a frame can be a few milliseconds out of global order in the
 //! file; it is then published at once.
+//!
+//! A topic that was removed and recreated while it was recorded has two
+//! lossless channels with one name and key. Of the same shape, both are
+//! published through one publisher, as one topic whose generations go on
+//! counting. Of different shapes (another slot count, frame capacity,
+//! notify flag or schema), one segment cannot take both: replay refuses
+//! before it publishes anything, with the channels and their shapes (a
+//! first pass over the file finds them).
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -20,23 +28,138 @@ use crate::cli::ReplayArgs;
 use crate::format::{self, TopicMeta, role};
 use crate::{Exit, stop};
 
-/// What a channel became: a publisher, or skipped.
+/// What a channel became: the publisher (in `Publishers`) of its key, or
+/// skipped.
 enum Target {
-    Publish(Box<RawPublisher>),
+    Publish(i32),
     Skip,
+}
+
+/// One publisher per key: channels of one topic recreated with the same
+/// shape share it (a second open would find this replay's own lock).
+type Publishers = HashMap<i32, Box<RawPublisher>>;
+
+/// What a segment must be to take a channel's frames.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Shape {
+    slots: u32,
+    frame_capacity: usize,
+    notify: bool,
+    schema: Vec<u8>,
+}
+
+impl Shape {
+    fn describe(&self) -> String {
+        format!(
+            "{} slots, frames up to {} bytes, notify {}, schema fingerprint {:016x}",
+            self.slots,
+            self.frame_capacity,
+            self.notify,
+            shmbus_core::layout::fnv1a64(&self.schema)
+        )
+    }
+}
+
+/// The lossless channels to replay (after `--topics`), with the key each
+/// is published at (after `--key`) and the shape it needs; `None` for a
+/// channel that is skipped. Errors as [`open_target`] would report them.
+fn plan(a: &ReplayArgs, ch: &mcap::Channel<'_>) -> Result<Option<(TopicMeta, Shape)>, Exit> {
+    if ch.metadata.get(format::key::ROLE).map(String::as_str) != Some(role::LOSSLESS) {
+        return Ok(None);
+    }
+    let mut meta = TopicMeta::from_metadata(&ch.metadata).map_err(|e| {
+        Exit::error(format!(
+            "channel '{}': {e}; was the file written by `shmbus record`?",
+            ch.topic
+        ))
+    })?;
+    if !a.topics.is_empty() && !a.topics.contains(&meta.name) {
+        return Ok(None);
+    }
+    let Some(schema) = ch
+        .schema
+        .as_ref()
+        .filter(|s| s.encoding == format::SCHEMA_POSTCARD)
+    else {
+        return Ok(None);
+    };
+    if let Some((_, k)) = a.keys.iter().find(|(t, _)| *t == meta.name) {
+        meta.key = *k;
+    }
+    let shape = Shape {
+        slots: meta.slots,
+        frame_capacity: meta.frame_capacity,
+        notify: meta.notify,
+        schema: schema.data.to_vec(),
+    };
+    Ok(Some((meta, shape)))
+}
+
+/// A first pass over the file: refuse, before anything is published, two
+/// channels to be published at one key with different shapes (a topic
+/// recreated with another shape while it was recorded, or two topics
+/// sent to one key with `--key`). A read error ends the pass quietly:
+/// the replay itself reports it after the frames before it.
+fn check_shapes(a: &ReplayArgs) -> Result<(), Exit> {
+    let mut at_key: HashMap<i32, (u16, TopicMeta, Shape)> = HashMap::new();
+    let mut seen: HashSet<u16> = HashSet::new();
+    for m in format::open_messages(&a.file)? {
+        let Ok(m) = m else { break };
+        if !seen.insert(m.channel.id) {
+            continue;
+        }
+        let Some((meta, shape)) = plan(a, &m.channel)? else {
+            continue;
+        };
+        match at_key.get(&meta.key) {
+            None => {
+                at_key.insert(meta.key, (m.channel.id, meta, shape));
+            }
+            Some((id, first, first_shape)) if *first_shape != shape || first.name != meta.name => {
+                let what = if first.name == meta.name {
+                    format!(
+                        "topic '{}' was recreated with another shape while it was recorded",
+                        meta.name
+                    )
+                } else {
+                    format!(
+                        "topics '{}' and '{}' would share one key",
+                        first.name, meta.name
+                    )
+                };
+                let fix = if first.name == meta.name {
+                    "split the recording where it changed (e.g. `mcap filter` by time), or leave it out with --topics".to_string()
+                } else {
+                    "give each its own key with --key TOPIC=KEY".to_string()
+                };
+                return Err(Exit::error(format!(
+                    "{what}: channel {id} ('{}': {}) and channel {} ('{}': {}) cannot both be published at key 0x{:08x}; nothing was replayed; {fix}",
+                    first.name,
+                    first_shape.describe(),
+                    m.channel.id,
+                    meta.name,
+                    shape.describe(),
+                    meta.key as u32
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Run `shmbus replay`.
 pub fn run(a: ReplayArgs) -> Result<(), Exit> {
     stop::install().map_err(Exit::error)?;
     let mut targets: HashMap<u16, Target> = HashMap::new();
+    let mut publishers: Publishers = HashMap::new();
     let mut seen_topics: HashSet<String> = HashSet::new();
     let mut published: u64 = 0;
     let start = Instant::now();
     // Open once first: a missing, empty or non-MCAP file is an error that
     // says so, not a recording "cut short".
     format::require_regular_file(&a.file)?;
-    drop(format::open_messages(&a.file)?);
+    check_shapes(&a)?;
     if !format::finished(&a.file) {
         eprintln!(
             "shmbus: warning: {} was cut short (recorder killed?); replaying up to its last complete chunk",
@@ -57,14 +180,17 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
                     break;
                 }
             };
-            let target = match targets.get_mut(&m.channel.id) {
+            let target = match targets.get(&m.channel.id) {
                 Some(t) => t,
                 None => {
-                    let t = open_target(&a, &m.channel, &mut seen_topics)?;
+                    let t = open_target(&a, &m.channel, &mut seen_topics, &mut publishers)?;
                     targets.entry(m.channel.id).or_insert(t)
                 }
             };
-            let Target::Publish(publisher) = target else {
+            let Target::Publish(key) = target else {
+                continue;
+            };
+            let Some(publisher) = publishers.get_mut(key) else {
                 continue;
             };
             let (first, wall0) = *t0.get_or_insert((m.log_time, Instant::now()));
@@ -109,10 +235,7 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
             )
         }));
     }
-    let n = targets
-        .values()
-        .filter(|t| matches!(t, Target::Publish(_)))
-        .count();
+    let n = publishers.len();
     eprintln!(
         "replayed {published} frames of {n} topic{} in {:.1} s",
         if n == 1 { "" } else { "s" },
@@ -141,6 +264,7 @@ fn open_target(
     a: &ReplayArgs,
     ch: &mcap::Channel<'_>,
     seen: &mut HashSet<String>,
+    publishers: &mut Publishers,
 ) -> Result<Target, Exit> {
     if ch.metadata.get(format::key::ROLE).map(String::as_str) != Some(role::LOSSLESS) {
         return Ok(Target::Skip);
@@ -170,12 +294,20 @@ fn open_target(
     if let Some((_, k)) = a.keys.iter().find(|(t, _)| *t == meta.name) {
         meta.key = *k;
     }
+    if publishers.contains_key(&meta.key) {
+        // The same topic recreated with the same shape while it was
+        // recorded (`check_shapes` refused any other): one publisher.
+        return Ok(Target::Publish(meta.key));
+    }
     let topic = Topic::new(&meta.name)
         .key(meta.key)
         .slots(meta.slots)
         .notify(meta.notify);
     match RawPublisher::open(&topic, &schema.data, meta.frame_capacity) {
-        Ok(p) => Ok(Target::Publish(Box::new(p))),
+        Ok(p) => {
+            publishers.insert(meta.key, Box::new(p));
+            Ok(Target::Publish(meta.key))
+        }
         Err(OpenError::PublisherActive { pid, .. }) => Err(Exit::error(format!(
             "topic '{}' (key 0x{:08x}) has a live publisher (pid {pid}); stop it first, or replay to another key with --key {}=KEY",
             meta.name, meta.key as u32, meta.name

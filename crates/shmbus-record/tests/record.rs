@@ -1509,3 +1509,57 @@ fn cat_prints_generations_past_2_to_the_32_in_full() {
     let want: Vec<u64> = (1..=5).map(|i| base + i).collect();
     assert_eq!(generations, want, "{out}");
 }
+
+/// A topic removed and recreated while it was recorded (two lossless
+/// channels, one name and key): with the same shape, replay publishes both
+/// through one publisher; with another slot count, it refuses before it
+/// publishes anything, naming both shapes, and never names its own pid as
+/// a rival publisher.
+#[test]
+fn replay_of_a_topic_recreated_while_recorded() {
+    watchdog("recreated", Duration::from_secs(180));
+    for (second_slots, same) in [(16, true), (32, false)] {
+        let (topic, _guard) = unique_topic("recreated");
+        let file = TempFile::new(&format!("recreated-{second_slots}"));
+        let mut p = Publisher::<Check>::open(&topic.clone().slots(16)).unwrap();
+        let mut rec = Recorder::start(&["record", &topic.name, "--no-json", "-o", file.path()]);
+        shmbus_testkit::wait_mapped(rec.child.0.id(), topic.key).unwrap();
+        publish_range(&mut p, 1..=5, Duration::ZERO);
+        drop(p);
+        shmbus_testkit::remove_key(topic.key);
+        let mut p = Publisher::<Check>::open(&topic.clone().slots(second_slots)).unwrap();
+        rec.wait_line(&format!("recording new topic '{}'", topic.name));
+        publish_range(&mut p, 1..=5, Duration::ZERO);
+        drop(p);
+        rec.signal(Signal::SIGINT);
+        let (code, err) = rec.wait();
+        assert_eq!(code, Some(0), "{err}");
+        let (frames, missed) = frames_and_missed(file.path(), &topic.name);
+        assert_eq!((frames.len(), missed), (10, 0), "{frames:?}\n{err}");
+
+        let target = unique_key("recreated-replay");
+        let _target_guard = Guard(target);
+        let map = format!("{}={}", topic.name, target);
+        let (code, _, err) = run(&["replay", file.path(), "--rate", "0", "--key", &map]);
+        assert!(!err.contains("live publisher"), "{err}");
+        if same {
+            assert_eq!(code, 0, "{err}");
+            assert!(err.contains("replayed 10 frames of 1 topic"), "{err}");
+            let sub = shmbus_sub::RawSubscriber::attach(&topic.clone().key(target)).unwrap();
+            assert_eq!(sub.generation(), 10);
+        } else {
+            assert_eq!(code, 2, "{err}");
+            assert!(
+                err.contains("recreated with another shape")
+                    && err.contains("16 slots")
+                    && err.contains("32 slots")
+                    && err.contains("nothing was replayed"),
+                "{err}"
+            );
+            assert!(
+                shmbus_core::sys::shmget(target, 0, 0).is_err(),
+                "nothing was created at the target key"
+            );
+        }
+    }
+}
