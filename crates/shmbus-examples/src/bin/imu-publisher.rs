@@ -30,7 +30,10 @@ fn run() -> Result<(), String> {
     o.only(&["rate", "count", "duration", "remove"])?;
     let rate: f64 = o.get("rate", 100.0)?;
     if !(rate > 0.0 && rate <= 1e6) {
-        return Err(format!("--rate {rate}: must be between 0 and 1000000 Hz"));
+        // `{:?}`: 1e300 as `1e300`, not 301 digits.
+        return Err(format!(
+            "--rate {rate:?}: must be more than 0 and at most 1000000 Hz"
+        ));
     }
     let count: u64 = o.get("count", 0)?;
     let duration: f64 = o.get("duration", 0.0)?;
