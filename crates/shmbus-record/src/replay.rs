@@ -4,7 +4,9 @@
 //! slot count, frame capacity and schema bytes as recorded; the key can be
 //! overridden), which creates the topic or reopens a segment with the same
 //! shape, and refuses one whose publisher is alive. Frames are published
-//! in file order, each at `start + (log_time - first_log_time) / rate`,
+//! in file order, each at `start + (log_time - first_log_time) / rate`
+//! (`log_time` is the frame's `CLOCK_REALTIME` stamp, so a clock step while
+//! recording is a pause here: a wait over 10 s is announced first),
 //! with fresh publish timestamps (the recorded monotonic times belong to
 //! another boot). The recorder writes frames of different topics in
 //! batches, so a frame can be a few milliseconds out of global order in the
@@ -197,6 +199,17 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
             if a.rate > 0.0 && m.log_time > first {
                 let due =
                     wall0 + Duration::from_secs_f64((m.log_time - first) as f64 / 1e9 / a.rate);
+                let wait = due.saturating_duration_since(Instant::now());
+                if wait > LONG_PAUSE {
+                    // Frames are spaced by their CLOCK_REALTIME stamps: a
+                    // clock step while recording (NTP on a board without an
+                    // RTC) is a gap here. Say what replay is waiting for.
+                    eprintln!(
+                        "shmbus: replay: waiting {} for the next frame of '{}': the recording has a gap there, a clock step while recording or a silent topic; Ctrl-C stops, --rate 0 replays without pauses",
+                        for_people(wait),
+                        publisher.name()
+                    );
+                }
                 if !sleep_until(due) {
                     break 'passes;
                 }
@@ -242,6 +255,21 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
         start.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// A wait for the next frame longer than this is announced first.
+const LONG_PAUSE: Duration = Duration::from_secs(10);
+
+/// `d` as a person reads it: `12.0 s`, `5.5 min`, `1.0 h`.
+fn for_people(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 3600.0 {
+        format!("{:.1} h", s / 3600.0)
+    } else if s >= 60.0 {
+        format!("{:.1} min", s / 60.0)
+    } else {
+        format!("{s:.1} s")
+    }
 }
 
 /// Sleep until `due` in steps short enough to notice Ctrl-C; false if

@@ -1563,3 +1563,69 @@ fn replay_of_a_topic_recreated_while_recorded() {
         }
     }
 }
+
+/// A recording whose wall clock stepped an hour forward between two frames
+/// (NTP on a board without an RTC): replay says what it waits for, instead
+/// of going silent for an hour, and Ctrl-C ends the wait.
+#[test]
+fn replay_announces_a_long_gap_and_ctrl_c_ends_it() {
+    watchdog("replay gap", Duration::from_secs(120));
+    let (topic, _guard) = unique_topic("replay-gap");
+    let mut publisher = Publisher::<Check>::open(&topic).unwrap();
+    let (mono, real) = (
+        shmbus_core::sys::monotonic_ns(),
+        shmbus_core::sys::realtime_ns(),
+    );
+    publisher.publish_at(&Check::new(1), mono, real).unwrap();
+    let hour = 3_600_000_000_000;
+    publisher
+        .publish_at(&Check::new(2), mono + 1_000_000, real + hour)
+        .unwrap();
+    let file = TempFile::new("replay-gap");
+    let key = format!("{}", topic.key);
+    let (code, _, err) = run(&[
+        "record",
+        "--key",
+        &key,
+        "--backlog",
+        "--duration",
+        "0.3",
+        "-o",
+        file.path(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+
+    let target = unique_key("replay-gap-target");
+    let _target = Guard(target);
+    let to = format!("{}={target}", topic.name);
+    let mut child = KillOnDrop(
+        tool(&["replay", file.path(), "--key", &to])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn replay"),
+    );
+    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let n = stderr.read_line(&mut line).expect("read replay stderr");
+        seen.push_str(&line);
+        assert!(n > 0, "replay exited without announcing the gap:\n{seen}");
+        if line.contains("waiting") {
+            assert!(
+                (line.contains("waiting 1.0 h for the next frame of")
+                    || line.contains("waiting 60.0 min for the next frame of"))
+                    && line.contains("--rate 0 replays without pauses"),
+                "{line}"
+            );
+            break;
+        }
+    }
+    kill(Pid::from_raw(child.0.id() as i32), Signal::SIGINT).unwrap();
+    let mut rest = String::new();
+    let _ = stderr.read_to_string(&mut rest);
+    let status = child.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{seen}{rest}");
+    assert!(rest.contains("replayed 1 frames"), "{rest}");
+}
