@@ -2,8 +2,6 @@
 //! topic behind. Its own test binary: it fills the process-wide table, which
 //! would fail any test running beside it.
 
-use core::ffi::CStr;
-
 use shmbus::handles::SHMBUS_MAX_HANDLES;
 use shmbus::json::shmbus_schema_parse;
 use shmbus::publisher::shmbus_publisher_open;
@@ -12,13 +10,8 @@ use shmbus::*;
 use shmbus_core::sys;
 use shmbus_testkit::{Guard, unique_key};
 
-fn last_error() -> String {
-    // SAFETY: shmbus_last_error returns a NUL-terminated string that stays
-    // valid until the next call on this thread.
-    unsafe { CStr::from_ptr(shmbus_last_error()) }
-        .to_string_lossy()
-        .into_owned()
-}
+mod common;
+use common::{last_error, topic};
 
 #[test]
 fn a_failed_open_leaves_no_segment_and_no_lock() {
@@ -36,17 +29,7 @@ fn a_failed_open_leaves_no_segment_and_no_lock() {
         schemas.push(s);
         assert!(schemas.len() <= SHMBUS_MAX_HANDLES, "the table never fills");
     }
-    let t = shmbus_topic {
-        name: c"test/ffi-handles-full".as_ptr(),
-        bus: core::ptr::null(),
-        key: key as u32,
-        slots: 8,
-        mode: 0o600,
-        lock: 0,
-        flags: 0,
-        publisher_uid: 0,
-        group: 0,
-    };
+    let t = topic(c"test/ffi-handles-full", key);
     let mut p = shmbus_publisher { id: 0 };
     // SAFETY: a valid topic description and out-parameter.
     let rc = unsafe { shmbus_publisher_open(&t, schemas[0], &mut p) };

@@ -15,13 +15,8 @@ use shmbus::subscriber::*;
 use shmbus::*;
 use shmbus_testkit::{Guard, unique_key, watchdog};
 
-fn last_error() -> String {
-    // SAFETY: shmbus_last_error returns a NUL-terminated string that stays
-    // valid until the next call on this thread.
-    unsafe { CStr::from_ptr(shmbus_last_error()) }
-        .to_string_lossy()
-        .into_owned()
-}
+mod common;
+use common::{last_error, topic};
 
 fn cstring(s: &str) -> std::ffi::CString {
     std::ffi::CString::new(s).unwrap()
@@ -34,20 +29,6 @@ fn schema(decl: &str) -> shmbus_schema {
     let rc = unsafe { shmbus_schema_parse(d.as_ptr(), &mut s) };
     assert_eq!(rc, SHMBUS_OK, "{decl}: {}", last_error());
     s
-}
-
-fn topic(name: &CStr, key: i32) -> shmbus_topic {
-    shmbus_topic {
-        name: name.as_ptr(),
-        bus: core::ptr::null(),
-        key: key as u32,
-        slots: 8,
-        mode: 0o600,
-        lock: 0,
-        flags: 0,
-        publisher_uid: 0,
-        group: 0,
-    }
 }
 
 fn open_pub(t: &shmbus_topic, s: shmbus_schema) -> shmbus_publisher {

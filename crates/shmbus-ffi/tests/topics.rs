@@ -4,18 +4,12 @@
 use core::ffi::CStr;
 
 use shmbus::schema::shmbus_schema;
-use shmbus::shmbus_last_error;
 use shmbus::status::*;
 use shmbus::subscriber::{shmbus_subscriber, shmbus_subscriber_open};
 use shmbus::topic::{shmbus_key, shmbus_topic};
 
-fn last_error() -> String {
-    // SAFETY: shmbus_last_error returns a NUL-terminated string that stays
-    // valid until the next call on this thread.
-    unsafe { CStr::from_ptr(shmbus_last_error()) }
-        .to_string_lossy()
-        .into_owned()
-}
+mod common;
+use common::{last_error, topic};
 
 #[test]
 fn a_bus_no_tool_could_name_is_refused() {
@@ -36,15 +30,8 @@ fn a_bus_no_tool_could_name_is_refused() {
         );
 
         let t = shmbus_topic {
-            name: name.as_ptr(),
             bus: bus.as_ptr(),
-            key: 0,
-            slots: 0,
-            mode: 0,
-            lock: 0,
-            flags: 0,
-            publisher_uid: 0,
-            group: 0,
+            ..topic(name, 0)
         };
         let mut sub = shmbus_subscriber { id: 0 };
         // SAFETY: a valid topic description and out-pointer; no wait.

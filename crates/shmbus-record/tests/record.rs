@@ -175,6 +175,22 @@ fn publish_range(p: &mut Publisher<Check>, range: std::ops::RangeInclusive<u64>,
     }
 }
 
+/// Record what the ring of the topic at `key` holds now (`--backlog`, for
+/// 0.3 s) into `path`; the recording must succeed.
+fn record_backlog(key: &str, path: &str) {
+    let (code, _, err) = run(&[
+        "record",
+        "--key",
+        key,
+        "--backlog",
+        "--duration",
+        "0.3",
+        "-o",
+        path,
+    ]);
+    assert_eq!(code, 0, "{err}");
+}
+
 fn read_file(path: &str) -> Vec<u8> {
     std::fs::read(path).expect("read recording")
 }
@@ -539,17 +555,7 @@ fn replay_refuses_a_live_publisher_and_errors_say_the_fix() {
     publish_range(&mut publisher, 1..=3, Duration::ZERO);
     let file = TempFile::new("refuse");
     let key = format!("{}", topic.key);
-    let (code, _, err) = run(&[
-        "record",
-        "--key",
-        &key,
-        "--backlog",
-        "--duration",
-        "0.3",
-        "-o",
-        file.path(),
-    ]);
-    assert_eq!(code, 0, "{err}");
+    record_backlog(&key, file.path());
 
     let (code, _, err) = run(&["replay", file.path(), "--rate", "0"]);
     assert_eq!(code, 2, "{err}");
@@ -629,17 +635,7 @@ fn replay_keeps_timing_and_loops() {
     drop(publisher);
     let file = TempFile::new("timing");
     let key = format!("0x{:08x}", topic.key as u32);
-    let (code, _, err) = run(&[
-        "record",
-        "--key",
-        &key,
-        "--backlog",
-        "--duration",
-        "0.3",
-        "-o",
-        file.path(),
-    ]);
-    assert_eq!(code, 0, "{err}");
+    record_backlog(&key, file.path());
     let bytes = read_file(file.path());
     let times: Vec<u64> = mcap::MessageStream::new(&bytes)
         .unwrap()
@@ -1583,17 +1579,7 @@ fn replay_announces_a_long_gap_and_ctrl_c_ends_it() {
         .unwrap();
     let file = TempFile::new("replay-gap");
     let key = format!("{}", topic.key);
-    let (code, _, err) = run(&[
-        "record",
-        "--key",
-        &key,
-        "--backlog",
-        "--duration",
-        "0.3",
-        "-o",
-        file.path(),
-    ]);
-    assert_eq!(code, 0, "{err}");
+    record_backlog(&key, file.path());
 
     let target = unique_key("replay-gap-target");
     let _target = Guard(target);
