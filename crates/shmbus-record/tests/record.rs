@@ -1381,6 +1381,9 @@ fn a_fifo_output_without_a_reader_is_waited_for_and_never_hangs() {
     }
 
     // A reader that comes while the recorder waits: a finished recording.
+    // `--duration` counts from the command's start, the wait included: 10 s
+    // leaves the reader (opened as soon as the wait is announced) ample
+    // time on a loaded machine or under qemu-arm, where 2 s was tight.
     let (mut child, rx) = spawn_lines(&[
         "record",
         &key,
@@ -1388,7 +1391,7 @@ fn a_fifo_output_without_a_reader_is_waited_for_and_never_hangs() {
         "-o",
         fifo.path(),
         "--duration",
-        "2",
+        "10",
     ]);
     let mut err = lines_until(&rx, &waiting, limit);
     let reader = {
