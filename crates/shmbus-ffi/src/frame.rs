@@ -391,15 +391,12 @@ impl Frame {
     /// then the two are swapped).
     pub fn decode(&mut self, bytes: &[u8]) -> core::result::Result<(), &'static str> {
         let l = self.schema.layout.as_ref().expect("checked at new");
+        // Decoding writes every live value (each field, each list's length,
+        // each element up to it); what it leaves in the store are elements
+        // past a list's length, which no get can see and which a set that
+        // makes them live zeroes first (`grow`). So the second store needs
+        // no copy of the first.
         let s = &mut *self.scratch;
-        // Elements past a list's decoded length keep the values they had,
-        // as they would decoding in place.
-        s.nums.copy_from_slice(&self.nums);
-        s.lens.copy_from_slice(&self.lens);
-        for (to, from) in s.bufs.iter_mut().zip(&self.bufs) {
-            to.clear();
-            to.extend_from_slice(from);
-        }
         let mut c = Cursor { bytes, pos: 0 };
         decode_node(l, &l.root, &mut s.nums, &mut s.bufs, &mut s.lens, &mut c)?;
         core::mem::swap(&mut self.nums, &mut s.nums);

@@ -434,10 +434,10 @@ pub unsafe extern "C" fn shmbus_subscriber_schema(
 }
 
 /// Run read `how` on the subscriber `subscriber`, delivering into `frame`
-/// (id 0: no typed delivery) and filling `sample`. The frame is locked to
-/// check its schema, released for the read (a wait may take long; another
-/// thread may publish with that frame meanwhile), and locked again to
-/// deliver.
+/// (id 0: no typed delivery) and filling `sample`. For a wait, the frame
+/// is locked to check its schema, released for the wait (it may take long;
+/// another thread may publish with that frame meanwhile), and locked again
+/// to deliver; any other read holds it once, throughout.
 fn read(
     subscriber: shmbus_subscriber,
     frame: shmbus_frame,
@@ -448,6 +448,13 @@ fn read(
     let mut held = handles::get(subscriber.id, Kind::Subscriber)?;
     if frame.id == 0 {
         let got = sub_of(&mut held).read(how, timeout_ms, &mut Dest::None)?;
+        return Ok(report(got, sample));
+    }
+    if !matches!(how, SHMBUS_READ_WAIT_NEXT | SHMBUS_READ_WAIT_LATEST) {
+        // A read that does not block holds the frame once, throughout.
+        let mut fheld = frame::held_second(frame, &held)?;
+        let mut dest = Dest::Frame(frame::in_held(&mut fheld));
+        let got = sub_of(&mut held).read(how, timeout_ms, &mut dest)?;
         return Ok(report(got, sample));
     }
     {

@@ -250,6 +250,31 @@ fn lists_with_a_capacity_grow_check_and_match_postcard() {
     for cut in 0..bytes.len() {
         assert!(f.decode(&bytes[..cut]).is_err(), "cut at {cut}");
     }
+    // Decoding goes into a second store, swapped in on success: after a
+    // two-point frame, then a one-point frame (decoded into the other
+    // store), then another one-point frame (back into the first, whose
+    // point 1 was x = 700), growing the list still starts point 1 at zero.
+    let mut one = Track {
+        points: heapless::Vec::new(),
+        raw: heapless::Vec::new(),
+    };
+    one.points
+        .push(Point {
+            x: 5,
+            tag: "z".into(),
+        })
+        .unwrap();
+    let one = postcard::to_allocvec(&one).unwrap();
+    f.decode(&bytes).unwrap();
+    f.decode(&one).unwrap();
+    f.decode(&one).unwrap();
+    assert_eq!(
+        (f.len("points").unwrap(), f.get_int("points[0].x").unwrap()),
+        (1, 5)
+    );
+    f.set_len("points", 2).unwrap();
+    assert_eq!(f.get_int("points[1].x").unwrap(), 0);
+    assert_eq!(f.get_buf("points[1].tag", true).unwrap(), b"");
 }
 
 #[test]
