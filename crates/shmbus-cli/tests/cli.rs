@@ -142,6 +142,36 @@ fn run(args: &[&str]) -> Run {
     r
 }
 
+/// Run `shmbus` with `input` written to its standard input from a thread
+/// (the tool may stop reading early and exit: a broken pipe is the end of
+/// the feed, never a blocked test).
+fn run_input(args: &[&str], input: Vec<u8>) -> Run {
+    use std::io::Write;
+    let mut c = shmbus(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run shmbus");
+    let mut i = c.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = i.write_all(&input);
+    });
+    let o = c.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let r = Run {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    };
+    assert!(
+        !r.stderr.contains("panicked"),
+        "shmbus panicked: {}",
+        r.stderr
+    );
+    r
+}
+
 /// A topic with a unique key and a name unique to this process too (tests
 /// look topics up by name; another test run may use the same test name).
 fn topic(test: &str) -> (shmbus_core::Topic, Guard) {
@@ -489,23 +519,11 @@ fn pub_reads_json_lines_from_stdin() {
     watchdog("pub-stdin", Duration::from_secs(120));
     let (topic, _g) = self::topic("pub-stdin");
     drop(Publisher::<Imu>::open(&topic).unwrap());
-    let mut c = shmbus(&["pub", &hex(topic.key), "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut i = c.stdin.take().unwrap();
-        for t in 1..=3 {
-            writeln!(
-                i,
-                r#"{{"t_us": {t}, "acc": [0,0,0], "frame": "s", "ok": false}}"#
-            )
-            .unwrap();
-        }
-    }
-    assert!(c.wait().unwrap().success());
+    let input: String = (1..=3)
+        .map(|t| format!("{{\"t_us\": {t}, \"acc\": [0,0,0], \"frame\": \"s\", \"ok\": false}}\n"))
+        .collect();
+    let r = run_input(&["pub", &hex(topic.key), "-"], input.into_bytes());
+    assert_eq!(r.code, 0, "{}", r.stderr);
     let mut sub = Subscriber::<Imu>::attach(&topic).unwrap();
     sub.raw().seek_oldest();
     let mut seen = Vec::new();
@@ -535,24 +553,10 @@ fn pub_from_stdin_refuses_count_and_rate() {
     ] {
         let mut args = vec!["pub", k.as_str(), "-"];
         args.extend_from_slice(flags);
-        let mut c = shmbus(&args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        {
-            use std::io::Write;
-            let mut i = c.stdin.take().unwrap();
-            // The child may exit before reading: a broken pipe is fine.
-            let _ = writeln!(
-                i,
-                r#"{{"t_us": 1, "acc": [0,0,0], "frame": "s", "ok": false}}"#
-            );
-        }
-        let o = c.wait_with_output().unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{flags:?}: {err}");
+        let line = br#"{"t_us": 1, "acc": [0,0,0], "frame": "s", "ok": false}"#;
+        let r = run_input(&args, [&line[..], b"\n"].concat());
+        let err = &r.stderr;
+        assert_eq!(r.code, 2, "{flags:?}: {err}");
         assert!(
             err.contains(named) && err.contains("published once, as it arrives"),
             "{flags:?}: {err}"
@@ -2276,30 +2280,15 @@ fn another_users_topic_is_named_as_theirs_with_fixes_that_work() {
 /// published.
 #[test]
 fn pub_from_stdin_reads_bounded_lines() {
-    use std::io::Write;
     watchdog("pub-stdin-bounded", Duration::from_secs(300));
     let (topic, _g) = self::topic("pub-stdin-bounded");
     drop(Publisher::<Imu>::open(&topic).unwrap());
     let k = hex(topic.key);
+    // The tool stops reading at the bound and exits: a broken pipe is the
+    // expected end of the feed (run_input).
     let feed = |input: Vec<u8>| {
-        let mut c = shmbus(&["pub", &k, "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut i = c.stdin.take().unwrap();
-        // The tool stops reading at the bound and exits: a broken pipe
-        // here is the expected end of the feed.
-        let writer = std::thread::spawn(move || {
-            let _ = i.write_all(&input);
-        });
-        let o = c.wait_with_output().unwrap();
-        writer.join().unwrap();
-        (
-            o.status.code(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
+        let r = run_input(&["pub", &k, "-"], input);
+        (Some(r.code), r.stderr)
     };
     let (code, err) = feed(vec![b' '; 17 << 20]);
     assert_eq!(code, Some(2), "{err}");
