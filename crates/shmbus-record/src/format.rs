@@ -50,6 +50,23 @@ pub mod key {
     /// With the low 32 bits in each message's `sequence` it gives the
     /// full generation ([`Generations`](super::Generations)).
     pub const START_GENERATION: &str = "shmbus.start_generation";
+    /// The clock of the messages' `publish_time`: [`MONOTONIC`](super::MONOTONIC)
+    /// (the frame's `CLOCK_MONOTONIC` publish time, ns since boot). Absent
+    /// in recordings made before it existed: there `publish_time` equals
+    /// `log_time`, the `CLOCK_REALTIME` publish time.
+    pub const PUBLISH_TIME: &str = "shmbus.publish_time";
+}
+
+/// Value of [`key::PUBLISH_TIME`]: `publish_time` is `CLOCK_MONOTONIC`
+/// (ns since boot; MCAP allows any epoch the reader knows). One recording
+/// is one boot, so these stamps space its frames correctly across a step
+/// of the wall clock, which `log_time` cannot.
+pub const MONOTONIC: &str = "monotonic";
+
+/// Whether a channel's `publish_time` is `CLOCK_MONOTONIC`
+/// ([`key::PUBLISH_TIME`]).
+pub fn publish_time_is_monotonic(metadata: &BTreeMap<String, String>) -> bool {
+    metadata.get(key::PUBLISH_TIME).map(String::as_str) == Some(MONOTONIC)
 }
 
 /// Recovers the full 64-bit generation of each recorded frame, read in

@@ -746,6 +746,7 @@ impl Recorder {
         )?;
         let mut m = BTreeMap::new();
         m.insert(format::key::ROLE.to_string(), role::MISSED.to_string());
+        m.insert(format::key::PUBLISH_TIME.into(), format::MONOTONIC.into());
         self.w
             .add_channel(sid, format::MISSED_TOPIC, format::MESSAGE_JSON, &m)
     }
@@ -806,6 +807,7 @@ impl Recorder {
                 format::key::START_GENERATION.into(),
                 start_generation.to_string(),
             );
+            m.insert(format::key::PUBLISH_TIME.into(), format::MONOTONIC.into());
             m
         };
         let sid = self
@@ -973,7 +975,10 @@ impl Recorder {
                         // `shmbus.start_generation` (format::Generations).
                         sequence: meta.generation as u32,
                         log_time: meta.real_ns,
-                        publish_time: meta.real_ns,
+                        // CLOCK_MONOTONIC (the channel's
+                        // `shmbus.publish_time`): replay spaces frames by
+                        // it, so a wall-clock step is no pause there.
+                        publish_time: meta.mono_ns,
                     };
                     self.w.write_to_known_channel(&header, data)?;
                     t.frames += 1;
@@ -1002,13 +1007,12 @@ impl Recorder {
                 Item::Missed(n, at) => {
                     t.missed += n;
                     self.totals.missed += n;
-                    let now = sys::realtime_ns();
                     let event = json!({ "topic": t.meta.name, "missed": n, "at_generation": at });
                     let header = MessageHeader {
                         channel_id: self.missed_channel,
                         sequence: at as u32,
-                        log_time: now,
-                        publish_time: now,
+                        log_time: sys::realtime_ns(),
+                        publish_time: sys::monotonic_ns(),
                     };
                     self.w
                         .write_to_known_channel(&header, event.to_string().as_bytes())?;

@@ -4,11 +4,14 @@
 //! slot count, frame capacity and schema bytes as recorded; the key can be
 //! overridden), which creates the topic or reopens a segment with the same
 //! shape, and refuses one whose publisher is alive. Frames are published
-//! in file order, each at `start + (log_time - first_log_time) / rate`
-//! (`log_time` is the frame's `CLOCK_REALTIME` stamp, so a clock step while
-//! recording is a pause here: a wait over 10 s is announced first),
-//! with fresh publish timestamps (the recorded monotonic times belong to
-//! another boot). The recorder writes frames of different topics in
+//! in file order, each at `start + (t - first_t) / rate`, where `t` is the
+//! frame's `CLOCK_MONOTONIC` publish time (the message's `publish_time`,
+//! on channels whose `shmbus.publish_time` says `monotonic`), so a step of
+//! the wall clock while recording (NTP setting a board without an RTC) is
+//! no pause here. Recordings made before that key existed have only the
+//! `CLOCK_REALTIME` stamp (`log_time`): there a clock step is a pause, and
+//! a wait over 10 s is announced first. Frames get fresh publish
+//! timestamps (the recorded ones belong to another boot). The recorder writes frames of different topics in
 //! batches, so a frame can be a few milliseconds out of global order in the
 //! file; it is then published at once.
 //!
@@ -30,11 +33,48 @@ use crate::cli::ReplayArgs;
 use crate::format::{self, TopicMeta, role};
 use crate::{Exit, stop};
 
-/// What a channel became: the publisher (in `Publishers`) of its key, or
-/// skipped.
+/// What a channel became: the publisher (in `Publishers`) of its key and
+/// the clock its frames are spaced by, or skipped.
 enum Target {
-    Publish(i32),
+    Publish(i32, Spacing),
     Skip,
+}
+
+/// The stamp a channel's frames are spaced by in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spacing {
+    /// `publish_time`, `CLOCK_MONOTONIC` (`shmbus.publish_time` =
+    /// `monotonic`).
+    Monotonic,
+    /// `log_time`, `CLOCK_REALTIME`: recordings made before the monotonic
+    /// stamp was stored.
+    Realtime,
+}
+
+impl Spacing {
+    fn of(ch: &mcap::Channel<'_>) -> Spacing {
+        if format::publish_time_is_monotonic(&ch.metadata) {
+            Spacing::Monotonic
+        } else {
+            Spacing::Realtime
+        }
+    }
+
+    /// The message's stamp on this clock, ns.
+    fn stamp(self, m: &mcap::Message<'_>) -> u64 {
+        match self {
+            Spacing::Monotonic => m.publish_time,
+            Spacing::Realtime => m.log_time,
+        }
+    }
+
+    /// Index of this clock's anchor (each clock has its own first frame).
+    fn index(self) -> usize {
+        match self {
+            Spacing::Monotonic => 0,
+            Spacing::Realtime => 1,
+        }
+    }
 }
 
 /// One publisher per key: channels of one topic recreated with the same
@@ -170,7 +210,8 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
     }
     'passes: loop {
         let mut pass_frames = 0u64;
-        let mut t0: Option<(u64, Instant)> = None;
+        // Per clock: the first frame's stamp and when it was published.
+        let mut t0: [Option<(u64, Instant)>; 2] = [None, None];
         for m in format::open_messages(&a.file)? {
             if stop::requested() {
                 break 'passes;
@@ -189,23 +230,30 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
                     targets.entry(m.channel.id).or_insert(t)
                 }
             };
-            let Target::Publish(key) = target else {
+            let &Target::Publish(key, spacing) = target else {
                 continue;
             };
-            let Some(publisher) = publishers.get_mut(key) else {
+            let Some(publisher) = publishers.get_mut(&key) else {
                 continue;
             };
-            let (first, wall0) = *t0.get_or_insert((m.log_time, Instant::now()));
-            if a.rate > 0.0 && m.log_time > first {
-                let due =
-                    wall0 + Duration::from_secs_f64((m.log_time - first) as f64 / 1e9 / a.rate);
+            let t = spacing.stamp(&m);
+            let (first, wall0) = *t0[spacing.index()].get_or_insert((t, Instant::now()));
+            if a.rate > 0.0 && t > first {
+                let due = wall0 + Duration::from_secs_f64((t - first) as f64 / 1e9 / a.rate);
                 let wait = due.saturating_duration_since(Instant::now());
                 if wait > LONG_PAUSE {
-                    // Frames are spaced by their CLOCK_REALTIME stamps: a
-                    // clock step while recording (NTP on a board without an
-                    // RTC) is a gap here. Say what replay is waiting for.
+                    // Say what replay is waiting for. On the monotonic
+                    // clock that is a silent topic; on the wall clock of an
+                    // old recording it may also be a clock step (NTP on a
+                    // board without an RTC).
+                    let why = match spacing {
+                        Spacing::Monotonic => "nothing was published in between",
+                        Spacing::Realtime => {
+                            "a clock step while recording or a silent topic (this recording has wall-clock stamps only)"
+                        }
+                    };
                     eprintln!(
-                        "shmbus: replay: waiting {} for the next frame of '{}': the recording has a gap there, a clock step while recording or a silent topic; Ctrl-C stops, --rate 0 replays without pauses",
+                        "shmbus: replay: waiting {} for the next frame of '{}': the recording has a gap there, {why}; Ctrl-C stops, --rate 0 replays without pauses",
                         for_people(wait),
                         publisher.name()
                     );
@@ -325,7 +373,7 @@ fn open_target(
     if publishers.contains_key(&meta.key) {
         // The same topic recreated with the same shape while it was
         // recorded (`check_shapes` refused any other): one publisher.
-        return Ok(Target::Publish(meta.key));
+        return Ok(Target::Publish(meta.key, Spacing::of(ch)));
     }
     let topic = Topic::new(&meta.name)
         .key(meta.key)
@@ -334,7 +382,7 @@ fn open_target(
     match RawPublisher::open(&topic, &schema.data, meta.frame_capacity) {
         Ok(p) => {
             publishers.insert(meta.key, Box::new(p));
-            Ok(Target::Publish(meta.key))
+            Ok(Target::Publish(meta.key, Spacing::of(ch)))
         }
         Err(OpenError::PublisherActive { pid, .. }) => Err(Exit::error(format!(
             "topic '{}' (key 0x{:08x}) has a live publisher (pid {pid}); stop it first, or replay to another key with --key {}=KEY",
@@ -344,5 +392,41 @@ fn open_target(
             "cannot open topic '{}' for replay: {e}",
             meta.name
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn channel(metadata: BTreeMap<String, String>) -> mcap::Channel<'static> {
+        mcap::Channel {
+            id: 1,
+            topic: "imu#postcard".into(),
+            schema: None,
+            message_encoding: format::MESSAGE_POSTCARD.into(),
+            metadata,
+        }
+    }
+
+    #[test]
+    fn frames_are_spaced_by_the_monotonic_stamp_only_where_the_channel_says_so() {
+        let mut m = BTreeMap::new();
+        assert_eq!(Spacing::of(&channel(m.clone())), Spacing::Realtime);
+        m.insert(format::key::PUBLISH_TIME.into(), "realtime".into());
+        assert_eq!(Spacing::of(&channel(m.clone())), Spacing::Realtime);
+        m.insert(format::key::PUBLISH_TIME.into(), format::MONOTONIC.into());
+        let ch = channel(m);
+        assert_eq!(Spacing::of(&ch), Spacing::Monotonic);
+        let msg = mcap::Message {
+            channel: std::sync::Arc::new(ch),
+            sequence: 1,
+            log_time: 10,
+            publish_time: 20,
+            data: std::borrow::Cow::Borrowed(&[]),
+        };
+        assert_eq!(Spacing::Monotonic.stamp(&msg), 20);
+        assert_eq!(Spacing::Realtime.stamp(&msg), 10);
     }
 }

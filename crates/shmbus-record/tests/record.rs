@@ -265,9 +265,11 @@ fn mcap_reader_sees_lossless_and_json_channels() {
     let (topic, _guard) = unique_topic("mcap-reader");
     let topic = topic.slots(32);
     let before = shmbus_core::sys::realtime_ns();
+    let mono_before = shmbus_core::sys::monotonic_ns();
     let mut publisher = Publisher::<Check>::open(&topic).unwrap();
     publish_range(&mut publisher, 1..=20, Duration::ZERO);
     let after = shmbus_core::sys::realtime_ns();
+    let mono_after = shmbus_core::sys::monotonic_ns();
     let file = TempFile::new("mcap-reader");
     let (code, _, err) = run(&[
         "record",
@@ -340,7 +342,22 @@ fn mcap_reader_sees_lossless_and_json_channels() {
             "log_time {} is not the publish time",
             m.log_time
         );
-        assert_eq!(m.publish_time, m.log_time);
+        // publish_time is the frame's CLOCK_MONOTONIC stamp, and the
+        // channel says so.
+        assert!(
+            (mono_before..=mono_after).contains(&m.publish_time),
+            "publish_time {} is not the monotonic publish time ({mono_before}..={mono_after})",
+            m.publish_time
+        );
+        assert_eq!(
+            m.channel
+                .metadata
+                .get("shmbus.publish_time")
+                .map(String::as_str),
+            Some("monotonic"),
+            "{:?}",
+            m.channel.metadata
+        );
         let g = u64::from(m.sequence);
         match role(&m.channel) {
             "lossless" => {
@@ -1576,9 +1593,10 @@ fn replay_announces_a_long_gap_and_ctrl_c_ends_it() {
         shmbus_core::sys::realtime_ns(),
     );
     publisher.publish_at(&Check::new(1), mono, real).unwrap();
+    // An hour of silence on both clocks.
     let hour = 3_600_000_000_000;
     publisher
-        .publish_at(&Check::new(2), mono + 1_000_000, real + hour)
+        .publish_at(&Check::new(2), mono + hour, real + hour)
         .unwrap();
     let file = TempFile::new("replay-gap");
     let key = format!("{}", topic.key);
@@ -1617,4 +1635,60 @@ fn replay_announces_a_long_gap_and_ctrl_c_ends_it() {
     let status = child.0.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{seen}{rest}");
     assert!(rest.contains("replayed 1 frames"), "{rest}");
+}
+
+/// A step of the wall clock while recording (NTP setting a board without
+/// an RTC: an hour forward, then an hour back) is no pause in the replay:
+/// frames are spaced by their monotonic publish times, 200 ms apart.
+#[test]
+fn replay_spaces_frames_by_the_monotonic_clock_across_a_wall_clock_step() {
+    watchdog("replay clock step", Duration::from_secs(120));
+    let (topic, _guard) = unique_topic("replay-step");
+    let mut publisher = Publisher::<Check>::open(&topic).unwrap();
+    let (mono, real) = (
+        shmbus_core::sys::monotonic_ns(),
+        shmbus_core::sys::realtime_ns(),
+    );
+    let (ms, hour) = (1_000_000, 3_600_000_000_000);
+    for (g, m, r) in [
+        (1, mono, real),
+        (2, mono + 200 * ms, real + hour),
+        (3, mono + 400 * ms, real - hour),
+    ] {
+        publisher.publish_at(&Check::new(g), m, r).unwrap();
+    }
+    let file = TempFile::new("replay-step");
+    record_backlog(&format!("{}", topic.key), file.path());
+
+    let target = unique_key("replay-step-target");
+    let _target = Guard(target);
+    let to = format!("{}={target}", topic.name);
+    let (code, _, err) = run(&["replay", file.path(), "--key", &to]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !err.contains("waiting"),
+        "a clock step made a pause:\n{err}"
+    );
+    assert!(err.contains("replayed 3 frames"), "{err}");
+
+    // The replayed frames keep their spacing (fresh stamps, at least the
+    // recorded 400 ms from first to last, less the start-up of the first
+    // publish): the monotonic stamps were used, not dropped.
+    let mut sub = Subscriber::<Check>::attach(&topic.clone().key(target)).unwrap();
+    sub.raw().seek_oldest();
+    let mut stamps = Vec::new();
+    for g in 1..=3 {
+        match sub.next().unwrap() {
+            Next::Frame(s) => {
+                assert_eq!(s.value, Check::new(g));
+                stamps.push(s.mono_ns);
+            }
+            other => panic!("expected replayed frame {g}, got {other:?}"),
+        }
+    }
+    let spread = stamps[2] - stamps[0];
+    assert!(
+        spread >= 300 * ms,
+        "frames 1 and 3 replayed {spread} ns apart, recorded 400 ms apart"
+    );
 }
