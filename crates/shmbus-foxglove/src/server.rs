@@ -555,6 +555,15 @@ impl Server {
                 eprintln!("shmbus foxglove: {} topic(s) went away", r.removed.len());
             }
         }
+        if !r.statuses_gone.is_empty() {
+            let text = ServerMessage::RemoveStatus {
+                status_ids: r.statuses_gone,
+            }
+            .to_text();
+            for c in &mut self.clients {
+                c.send_text(text.clone());
+            }
+        }
         if !r.added.is_empty() {
             let channels: Vec<_> = r
                 .added

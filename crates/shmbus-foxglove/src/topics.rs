@@ -403,6 +403,10 @@ pub struct ScanResult {
     pub removed: Vec<u32>,
     /// Topics that cannot be served, with why (reported once each).
     pub refused: Vec<String>,
+    /// Health status ids that no longer hold: their topic went, or its
+    /// channel name changed (the new name's status follows at the next
+    /// health check). Clients are told to remove them.
+    pub statuses_gone: Vec<String>,
 }
 
 /// Every topic being served, by channel id.
@@ -533,7 +537,11 @@ impl Topics {
             .map(|t| t.channel.id)
             .collect();
         for id in gone {
-            self.by_id.remove(&id);
+            if let Some(t) = self.by_id.remove(&id) {
+                if t.status.is_some() {
+                    r.statuses_gone.push(status_id(t.name()));
+                }
+            }
             r.removed.push(id);
         }
         self.skipped.retain(|s| live.contains(s));
@@ -733,6 +741,11 @@ impl Topics {
             }
             let new = self.next_id;
             self.next_id += 1;
+            if t.status.take().is_some() {
+                r.statuses_gone.push(status_id(t.name()));
+            }
+            // Judged again under the new name at the next health check.
+            t.health = Health::Ok;
             t.channel.id = new;
             t.channel.topic = shown;
             t.subscribers = 0;

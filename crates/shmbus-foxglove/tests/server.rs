@@ -370,6 +370,43 @@ fn topics_that_appear_and_go_are_advertised_and_unadvertised() {
 }
 
 #[test]
+fn a_topic_that_goes_takes_its_health_status_with_it() {
+    watchdog("status_goes_with_topic", Duration::from_secs(120));
+    let (topic, _g) = key_for("status-goes");
+    let server = Running::start(&[topic.key], |c| c.stale_after = Duration::from_millis(500));
+    let (mut ws, _) = connect(server.addr, "foxglove.websocket.v1");
+    let mut seen = Seen::default();
+    let publisher = Publisher::<Sample>::open(&topic).unwrap();
+    let sid = format!("shmbus/{}", topic.name);
+    read_until(
+        &mut ws,
+        &mut seen,
+        "a staleness warning",
+        Duration::from_secs(30),
+        |s| s.statuses.iter().any(|v| v["id"] == sid.as_str()),
+    );
+    let id = seen.channels[0]["id"].as_u64().unwrap();
+    // The topic goes while its warning stands: the warning must go too,
+    // or the problems panel shows it for a topic that is not there.
+    publisher.remove().unwrap();
+    read_until(
+        &mut ws,
+        &mut seen,
+        "the unadvertise and the status removed",
+        Duration::from_secs(30),
+        |s| {
+            s.unadvertised.contains(&id)
+                && s.statuses.iter().any(|v| {
+                    v["op"] == "removeStatus"
+                        && v["statusIds"]
+                            .as_array()
+                            .is_some_and(|a| a.iter().any(|i| i == sid.as_str()))
+                })
+        },
+    );
+}
+
+#[test]
 fn a_client_that_never_reads_is_dropped_and_the_others_get_every_frame() {
     watchdog("a_client_that_never_reads", Duration::from_secs(180));
     let (topic, _g) = key_for("stuck");
