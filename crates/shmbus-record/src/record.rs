@@ -400,6 +400,12 @@ struct Scan {
     me: u32,
     /// Named topics (indexes) to warn about: each once, by [`Scan::warn`].
     unwarned: Vec<usize>,
+    /// With topics named: the generation of every readable segment there
+    /// when the recording started, by shmid. A segment that could not be
+    /// recorded then (an ambiguous name, say) and is found later was
+    /// published up to this generation before the recording: those frames
+    /// are not missed.
+    at_start: std::collections::HashMap<i32, u64>,
 }
 
 /// One topic named on the command line (a TOPIC or a `--key`).
@@ -468,6 +474,16 @@ impl Scan {
                 Want::Key(*k),
             ));
         }
+        // Without names every readable topic is recorded from the start, so
+        // only named recordings need to know where the others stood.
+        let mut at_start = std::collections::HashMap::new();
+        if !named.is_empty() {
+            for e in segments.iter().filter(|e| e.key() != 0) {
+                if let Ok(seg) = Segment::attach_shmid(e.id(), e.key()) {
+                    at_start.insert(e.id(), seg.generation().min(MAX_SANE_GENERATION));
+                }
+            }
+        }
         Ok(Scan {
             taken: HashSet::new(),
             failed: Default::default(),
@@ -475,7 +491,14 @@ impl Scan {
             denied: 0,
             me: nix::unistd::geteuid().as_raw(),
             unwarned: Vec::new(),
+            at_start,
         })
+    }
+
+    /// How many frames segment `shmid` had when the recording started (0 if
+    /// it was not there, or not readable then).
+    fn published_at_start(&self, shmid: i32) -> u64 {
+        self.at_start.get(&shmid).copied().unwrap_or(0)
     }
 
     fn all(&self) -> bool {
@@ -780,16 +803,24 @@ impl Recorder {
         match start {
             Start::Now => {}
             Start::Backlog => sub.seek_oldest(),
-            Start::Found => {
+            Start::Found { before } => {
+                // Generations `before`+1 .. first-1 were published while
+                // recording and are no longer in the ring: overwritten
+                // before the rescan found the topic. Reported as missed, so
+                // frames recorded + missed = frames published since the
+                // start. (A forged generation above 2^62 is not a count of
+                // frames: its reader ends the topic.)
                 sub.seek_oldest();
-                // Generations 1 .. cursor-1 were published and are no
-                // longer in the ring: overwritten before the rescan found
-                // the topic. Reported as missed, so frames recorded +
-                // missed = frames published. (A forged generation above
-                // 2^62 is not a count of frames: its reader ends the topic.)
                 let first = sub.cursor();
-                if first > 1 && sub.generation() <= MAX_SANE_GENERATION {
-                    overwritten = Some(Item::Missed(first - 1, first));
+                let lost = (first - 1).saturating_sub(before);
+                if lost > 0 && sub.generation() <= MAX_SANE_GENERATION {
+                    overwritten = Some(Item::Missed(lost, first));
+                }
+                // Frames 1 ..= `before` were published before the
+                // recording started: recorded if still in the ring with
+                // --backlog, else left out; never missed.
+                if !self.backlog {
+                    sub.seek_after(before);
                 }
             }
         }
@@ -918,13 +949,14 @@ impl Recorder {
                 last_scan = now;
                 for seg in scan.next() {
                     let name = seg.info().name.clone();
+                    let before = scan.published_at_start(seg.shmid());
                     // A topic that appeared (or was recreated) while
                     // recording: from its first frame still in the ring
                     // (found up to a second after it appeared; "from now"
                     // would lose the frames of that second without a
                     // word), the ones overwritten before it reported as
                     // missed.
-                    self.add(seg, tx, Start::Found)
+                    self.add(seg, tx, Start::Found { before })
                         .map_err(|e| mcap_err(a, e))?;
                     eprintln!(
                         "{}recording new topic '{name}'",
@@ -1068,10 +1100,16 @@ enum Start {
     Now,
     /// At the oldest frame still in the ring (`--backlog`, at the start).
     Backlog,
-    /// At the oldest frame still in the ring, the frames before it
-    /// reported as missed (a topic that appeared or was recreated while
-    /// recording: all of its frames were published during the recording).
-    Found,
+    /// A topic found by a rescan while recording (it appeared, was
+    /// recreated, or its name became unambiguous): at the oldest frame
+    /// still in the ring published after the start (any with --backlog),
+    /// the overwritten frames published after the start reported as missed.
+    /// `before`: the segment's generation when the recording started (0
+    /// if it was not there).
+    Found {
+        /// Frames the segment had when the recording started.
+        before: u64,
+    },
 }
 
 /// The reader thread of one topic. `overwritten`: a missed report to

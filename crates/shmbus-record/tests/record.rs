@@ -1692,3 +1692,59 @@ fn replay_spaces_frames_by_the_monotonic_clock_across_a_wall_clock_step() {
         "frames 1 and 3 replayed {spread} ns apart, recorded 400 ms apart"
     );
 }
+
+/// A named topic that is there when the recording starts but cannot be
+/// recorded yet (two topics carry the name, both publishers gone: which
+/// one is meant?) and is found once the other is removed. The 20 frames it
+/// had at the start were published before the recording: neither recorded
+/// nor reported missed (they were counted as 16 missed frames). The frames
+/// published after the start are recorded.
+#[test]
+fn a_topic_found_later_does_not_count_frames_from_before_the_start_as_missed() {
+    watchdog("found later", Duration::from_secs(120));
+    let (a, _ga) = unique_topic("found-later-a");
+    let (b, gb) = unique_topic("found-later-b");
+    let (c, _gc) = unique_topic("found-later-c");
+    let a = a.slots(4);
+    let b = shmbus_core::Topic {
+        name: a.name.clone(),
+        ..b
+    };
+    let mut pa = Publisher::<Check>::open(&a).unwrap();
+    publish_range(&mut pa, 1..=20, Duration::ZERO);
+    drop(pa);
+    drop(Publisher::<Check>::open(&b).unwrap());
+    // A topic that can be recorded at once, so that the recording starts.
+    let _pc = Publisher::<Check>::open(&c).unwrap();
+
+    let file = TempFile::new("found-later");
+    let mut rec = Recorder::start(&["record", &a.name, &c.name, "-o", file.path()]);
+    assert!(
+        rec.seen.contains("topics carry the name"),
+        "expected the ambiguous name warned about:\n{}",
+        rec.seen
+    );
+    drop(gb); // removes b: the name now means a
+    rec.wait_line("recording new topic");
+    let mut pa = Publisher::<Check>::open(&a).unwrap();
+    publish_range(&mut pa, 21..=23, Duration::ZERO);
+    std::thread::sleep(Duration::from_millis(500));
+    rec.signal(Signal::SIGINT);
+    let (code, err) = rec.wait();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("0 missed"), "{err}");
+
+    let bytes = read_file(file.path());
+    let mut generations = Vec::new();
+    let mut missed = Vec::new();
+    for m in mcap::MessageStream::new(&bytes).unwrap() {
+        let m = m.unwrap();
+        match role(&m.channel) {
+            "lossless" => generations.push(u64::from(m.sequence)),
+            "missed" => missed.push(String::from_utf8_lossy(&m.data).into_owned()),
+            _ => {}
+        }
+    }
+    assert_eq!(generations, [21, 22, 23], "{err}");
+    assert!(missed.is_empty(), "missed events: {missed:?}");
+}

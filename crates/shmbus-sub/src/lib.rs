@@ -307,6 +307,16 @@ impl RawSubscriber {
         self.next = g.saturating_sub(n - 1).max(1);
     }
 
+    /// Move the in-order cursor to the first frame after generation `g`
+    /// that is still in the ring: the oldest frame if `g` was overwritten,
+    /// past the newest if `g` is the newest or newer (a generation seen
+    /// earlier, e.g. when a recording started).
+    pub fn seek_after(&mut self, g: u64) {
+        self.seek_oldest();
+        let past_newest = self.seg.generation().min(MAX_SANE_GENERATION) + 1;
+        self.next = self.next.max(g.saturating_add(1)).min(past_newest);
+    }
+
     /// Move the in-order cursor past the newest frame.
     pub fn seek_latest(&mut self) {
         self.next = self.seg.generation().min(MAX_SANE_GENERATION) + 1;

@@ -286,3 +286,43 @@ fn a_dead_writers_slot_fails_reads_until_skipped() {
         other => panic!("{other:?}"),
     }
 }
+
+/// `seek_after(g)`: the next in-order frame is `g + 1` while it is in the
+/// ring, the oldest one when `g + 1` was overwritten, and nothing when `g`
+/// is the newest or beyond it (never a cursor past the newest + 1).
+#[test]
+fn seek_after_clamps_to_what_the_ring_holds() {
+    watchdog("seek_after_clamps", Duration::from_secs(60));
+    let (topic, _guard) = unique_topic("seek-after");
+    let topic = topic.slots(4);
+    let mut publisher = Publisher::<Check>::open(&topic).unwrap();
+    let mut sub = Subscriber::<Check>::attach(&topic).unwrap();
+    for g in 1..=10 {
+        publisher.publish(&Check::new(g)).unwrap();
+    }
+    // The ring holds 7..=10.
+    for (after, cursor) in [
+        (0, 7),
+        (3, 7),
+        (6, 7),
+        (8, 9),
+        (10, 11),
+        (99, 11),
+        (u64::MAX, 11),
+    ] {
+        sub.raw().seek_after(after);
+        assert_eq!(sub.raw().cursor(), cursor, "seek_after({after})");
+    }
+    sub.raw().seek_after(8);
+    match sub.next().unwrap() {
+        Next::Frame(s) => assert_eq!(s.generation, 9),
+        other => panic!("expected frame 9, got {other:?}"),
+    }
+    sub.raw().seek_after(10);
+    assert_eq!(sub.next().unwrap(), Next::Empty);
+    publisher.publish(&Check::new(11)).unwrap();
+    match sub.next().unwrap() {
+        Next::Frame(s) => assert_eq!(s.generation, 11),
+        other => panic!("expected frame 11, got {other:?}"),
+    }
+}
