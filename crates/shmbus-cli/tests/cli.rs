@@ -1051,6 +1051,44 @@ fn demo_runs_every_sensor_and_leaves_nothing_behind() {
     }
 }
 
+/// `shmbus demo --duration 1 | true`: nobody reads the summary. The demo
+/// still cleans up and ends with its own exit code, without a panic
+/// (`print!` on the closed pipe panicked: exit 101 and a backtrace).
+#[test]
+fn demo_with_a_closed_stdout_cleans_up_without_a_panic() {
+    watchdog("demo_closed_stdout", Duration::from_secs(240));
+    let child = shmbus(&["demo", "--duration", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shmbus demo");
+    let pid = child.id();
+    let mut config = shmbus_config::Config::builtin_demo();
+    config.rebus(&format!("demo-{pid}")).expect("rebus");
+    let keys: Vec<i32> = config.topics.iter().map(|t| t.key).collect();
+    let _guards: Vec<Guard> = keys.iter().map(|&k| Guard(k)).collect();
+    let mut child = KillOnDrop(child);
+    // The reader is gone before the demo writes anything: like `| true`.
+    drop(child.0.stdout.take());
+    let mut err = String::new();
+    if let Some(mut s) = child.0.stderr.take() {
+        s.read_to_string(&mut err).unwrap();
+    }
+    let status = child.0.wait().unwrap();
+    assert!(!err.contains("panicked"), "demo panicked: {err}");
+    assert_eq!(status.code(), Some(0), "{err}");
+    for name in ["shm", "sem"] {
+        let text = std::fs::read_to_string(format!("/proc/sysvipc/{name}")).unwrap();
+        for e in shmbus_core::sysvipc::parse(&text) {
+            assert!(
+                !keys.contains(&e.key()),
+                "demo left {name} key 0x{:08x} behind",
+                e.key()
+            );
+        }
+    }
+}
+
 #[test]
 fn pub_refuses_values_a_typed_subscriber_could_not_decode() {
     watchdog("pub-capacity", Duration::from_secs(120));

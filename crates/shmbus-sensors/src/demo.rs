@@ -39,6 +39,7 @@ use shmbus_core::sys::{self, monotonic_ns};
 use shmbus_core::sysvipc;
 use shmbus_core::{OpenError, PublisherStatus, Topic, WaitError};
 use shmbus_sub::{Next, Subscriber};
+use shmbus_toolbox::printable::printable;
 
 use crate::SensorKind;
 use crate::msg::{Accel, Imu, Net, Power, System, Thermal};
@@ -154,7 +155,10 @@ impl Report {
         } else {
             "result: FAILED (see above)\n"
         };
-        s
+        // Names and values from the sensors (interface, supply, zone and
+        // device names), their messages and the topics' errors come from
+        // outside: their control characters must not drive the terminal.
+        printable(&s).into_owned()
     }
 }
 
@@ -374,7 +378,8 @@ fn table(bus: &str, entries: &[Entry], notes: &[String], elapsed: Duration, unti
             s.push('\n');
         }
     }
-    s
+    // As in the summary: what the sensors send is escaped.
+    printable(&s).into_owned()
 }
 
 /// Run the demo until `stop` is set or the duration passes, writing the
@@ -422,9 +427,7 @@ pub fn run(
                 pid.to_string(),
             ]);
             if let Some(d) = opts.duration {
-                // A safety net: the sensor stops by itself shortly after.
-                let limit = d + STARTUP_LIMIT + Duration::from_secs(10);
-                args.extend(["--duration".into(), format!("{}", limit.as_secs_f64())]);
+                args.extend(["--duration".into(), safety_net(d)]);
             }
             let mut cmd = launch(kind, &args);
             // Own process group: a terminal's Ctrl-C reaches the demo only,
@@ -587,6 +590,16 @@ pub fn run(
     })
 }
 
+/// The `--duration` a sensor gets when the demo runs for `d`: a safety
+/// net, so that it stops by itself shortly after the demo would have. At
+/// most what a sensor accepts ([`shmbus_toolbox::parse::MAX_SECS`]): the
+/// longest `shmbus demo --duration` plus the margin was refused by every
+/// sensor, and the demo ran with none of them.
+fn safety_net(d: Duration) -> String {
+    let limit = d.as_secs_f64() + (STARTUP_LIMIT + Duration::from_secs(10)).as_secs_f64();
+    format!("{}", limit.min(shmbus_toolbox::parse::MAX_SECS))
+}
+
 fn lock_notes(n: &Mutex<Vec<String>>) -> std::sync::MutexGuard<'_, Vec<String>> {
     n.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -712,19 +725,94 @@ pub fn main(duration: Option<Duration>, config: Option<PathBuf>, launch: Launche
     };
     match run(&opts, launch, shmbus_toolbox::stop::flag(), &mut stdout) {
         Ok(report) => {
-            if opts.live {
-                let _ = writeln!(stdout);
-            }
-            print!("{}", report.summary());
-            if report.ok() {
+            let code = if report.ok() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
+            };
+            let text = format!("{}{}", if opts.live { "\n" } else { "" }, report.summary());
+            let mut o = stdout.lock();
+            match o.write_all(text.as_bytes()).and_then(|()| o.flush()) {
+                Ok(()) => code,
+                // Nobody reads the summary (`| head -1`, `| true`): the
+                // cleanup is done, so end quietly with the run's own code
+                // (`print!` panicked here: exit 101 and a backtrace).
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => code,
+                Err(e) => {
+                    eprintln!("shmbus demo: cannot write the summary: {e}");
+                    ExitCode::from(2)
+                }
             }
         }
         Err(e) => {
             eprintln!("shmbus demo: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::Args;
+
+    #[test]
+    fn every_demo_duration_gives_the_sensors_a_duration_they_accept() {
+        for secs in [0.001, 3.0, 1e6, shmbus_toolbox::parse::MAX_SECS] {
+            let d = Duration::from_secs_f64(secs);
+            let arg = safety_net(d);
+            let a = Args::parse(&["--duration".to_string(), arg.clone()])
+                .unwrap_or_else(|e| panic!("--duration {secs}: the sensor refuses {arg}: {e}"));
+            assert!(a.duration.unwrap() >= d, "{secs}: {arg}");
+        }
+    }
+
+    /// A frame's names (a USB battery's `hid-<serial>-battery`, an
+    /// interface, an IIO device) and a sensor's messages reach the screen
+    /// escaped: an `ESC ] 0 ;` in one retitled the terminal, an `ESC [ 2 J`
+    /// cleared it.
+    #[test]
+    fn names_and_messages_from_sensors_are_escaped_on_screen() {
+        let evil = "bat\x1b]0;owned\x07\x1b[2J\u{202e}";
+        let report = Report {
+            bus: "demo-1".into(),
+            topics: vec![TopicReport {
+                topic: "power".into(),
+                key: 1,
+                sensor: Some(SensorKind::Power),
+                frames: 1,
+                lost: 0,
+                rate_hz: 1.0,
+                latest: evil.into(),
+                status: evil.into(),
+            }],
+            leftover_keys: vec![],
+            not_ours: vec![],
+            notes: vec![evil.into()],
+            elapsed: Duration::from_secs(1),
+        };
+        let text = report.summary();
+        assert!(
+            !text.contains('\x1b') && !text.contains('\u{202e}'),
+            "{text:?}"
+        );
+        assert!(text.contains("bat\\u001b]0;owned\\u0007"), "{text}");
+        let tc = Config::builtin_demo().topics[0].clone();
+        let row: Shared = Arc::default();
+        {
+            let mut r = lock(&row);
+            r.frames = 1;
+            r.latest = evil.into();
+        }
+        let entries = [Entry {
+            tc,
+            kind: Some(SensorKind::Power),
+            row,
+            child: None,
+            exit: Some(evil.into()),
+        }];
+        let screen = table("demo-1", &entries, &[evil.into()], Duration::ZERO, "x");
+        assert!(!screen.contains('\x1b'), "{screen:?}");
+        assert!(screen.contains("bat\\u001b]0;owned"), "{screen}");
     }
 }
