@@ -127,6 +127,13 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
             return Ok(());
         }
     }
+    // Channels without a message (a topic recorded while it was silent)
+    // are listed too: the reader knows every channel record it passed.
+    for id in 0..=u16::MAX {
+        if let Some(ch) = reader.get_channel(id) {
+            tallies.entry(id).or_default().channel.get_or_insert(ch);
+        }
+    }
     if end == End::Complete && !format::finished_after(reader) {
         end = End::CutShort;
     }

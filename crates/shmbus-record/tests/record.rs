@@ -1748,3 +1748,43 @@ fn a_topic_found_later_does_not_count_frames_from_before_the_start_as_missed() {
     assert_eq!(generations, [21, 22, 23], "{err}");
     assert!(missed.is_empty(), "missed events: {missed:?}");
 }
+
+/// A topic recorded while it published nothing is still listed by `cat`:
+/// its channels with 0 messages, and the topic with its key (they used to
+/// be left out, as if the topic had not been recorded at all).
+#[test]
+fn cat_lists_a_topic_that_published_nothing_while_recorded() {
+    watchdog("cat silent topic", Duration::from_secs(120));
+    let (topic, _guard) = unique_topic("cat-silent");
+    let _publisher = Publisher::<Check>::open(&topic).unwrap();
+    let file = TempFile::new("cat-silent");
+    let (code, _, err) = run(&[
+        "record",
+        &topic.name,
+        "--duration",
+        "0.3",
+        "-o",
+        file.path(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run(&["cat", file.path()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("messages: 0"), "{out}");
+    assert!(out.contains("(no messages)"), "{out}");
+    let lossless = format!("{}#postcard", topic.name);
+    let row = out
+        .lines()
+        .find(|l| l.contains(&lossless))
+        .unwrap_or_else(|| panic!("no channel row for {lossless}:\n{out}"));
+    assert_eq!(
+        row.split_whitespace().nth(5),
+        Some("0"),
+        "messages column: {row}"
+    );
+    let key = format!("0x{:08x}", topic.key as u32);
+    assert!(
+        out.lines()
+            .any(|l| l.contains(&format!("{}: key {key}", topic.name))),
+        "the topic is not listed:\n{out}"
+    );
+}
