@@ -170,6 +170,10 @@ pub struct Client {
     pub gone: Option<String>,
     /// It is disconnected for not reading: reset the connection.
     pub stuck: bool,
+    /// The last [`Self::read`] stopped at its per-turn bound: more
+    /// messages may wait in the WebSocket's buffer, already taken from the
+    /// socket, where poll(2) cannot see them.
+    pub more_to_read: bool,
 }
 
 impl Client {
@@ -198,6 +202,7 @@ impl Client {
             slow_notice_ns: 0,
             gone: None,
             stuck: false,
+            more_to_read: false,
         }
     }
 
@@ -233,8 +238,10 @@ impl Client {
     }
 
     /// Read what the client sent, up to a bound per turn. Sets
-    /// [`Self::gone`] when the connection ends or breaks.
+    /// [`Self::gone`] when the connection ends or breaks, and
+    /// [`Self::more_to_read`] when it stopped at the bound.
     pub fn read(&mut self, out: &mut Vec<Incoming>) {
+        self.more_to_read = false;
         for _ in 0..READS_PER_TURN {
             match self.ws.read() {
                 Ok(Message::Text(t)) => out.push(Incoming::Text(t.as_str().to_string())),
@@ -260,6 +267,7 @@ impl Client {
                 }
             }
         }
+        self.more_to_read = true;
     }
 
     /// Hand queued messages to the socket without blocking.

@@ -351,6 +351,13 @@ impl Server {
             }
             fds.push(PollFd::new(c.socket().as_fd(), ev));
         }
+        // A client whose messages wait in its WebSocket's buffer is read
+        // again at once: poll(2) sees only the socket, already drained.
+        let timeout_ms = if self.clients.iter().any(|c| c.more_to_read) {
+            0
+        } else {
+            timeout_ms
+        };
         // EINTR (a signal) only ends the wait early; the loop checks `stop`.
         let _ = poll(&mut fds, PollTimeout::from(timeout_ms));
         let got = |i: usize| fds[i].revents().unwrap_or(PollFlags::empty());
@@ -361,7 +368,10 @@ impl Server {
             clients: (0..self.clients.len())
                 .map(|i| {
                     let r = got(1 + np + i);
-                    (r.intersects(any_in), r.intersects(PollFlags::POLLOUT))
+                    (
+                        r.intersects(any_in) || self.clients[i].more_to_read,
+                        r.intersects(PollFlags::POLLOUT),
+                    )
                 })
                 .collect(),
         }

@@ -407,6 +407,38 @@ fn a_topic_that_goes_takes_its_health_status_with_it() {
 }
 
 #[test]
+fn a_burst_of_client_messages_is_answered_in_full() {
+    watchdog("burst_answered", Duration::from_secs(120));
+    let (topic, _g) = key_for("burst");
+    let server = Running::start(&[topic.key], |_| {});
+    let (mut ws, _) = connect(server.addr, "foxglove.websocket.v1");
+    let mut seen = Seen::default();
+    // 200 messages of 16 bytes in one write: one read of the socket takes
+    // them all, more than the server handles per client and turn (64).
+    // Each gets an error status.
+    const N: usize = 200;
+    for _ in 0..N {
+        ws.write(Message::text(r#"{"op":"x"}"#)).unwrap();
+    }
+    ws.flush().unwrap();
+    read_until(
+        &mut ws,
+        &mut seen,
+        "an answer to every message",
+        Duration::from_secs(60),
+        |s| s.statuses.len() >= N,
+    );
+    assert!(
+        seen.statuses.iter().all(|v| v["message"]
+            .as_str()
+            .unwrap()
+            .contains("'x' is not supported")),
+        "{:?}",
+        seen.statuses.first()
+    );
+}
+
+#[test]
 fn a_client_that_never_reads_is_dropped_and_the_others_get_every_frame() {
     watchdog("a_client_that_never_reads", Duration::from_secs(180));
     let (topic, _g) = key_for("stuck");
