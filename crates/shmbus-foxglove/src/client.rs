@@ -58,12 +58,16 @@ impl OutQueue {
         }
     }
 
-    /// Queue a control message. `false` if control messages now exceed
-    /// [`CONTROL_BUDGET`] (the client must be dropped).
+    /// Queue a control message. `false` if the control messages already
+    /// waiting reached [`CONTROL_BUDGET`] (the client must be dropped).
+    /// The budget is judged before the message: one larger than the whole
+    /// budget (the channels of a big bus) still goes to a client that
+    /// keeps up.
     pub fn push_control(&mut self, m: Message) -> bool {
+        let room = self.control_bytes < CONTROL_BUDGET;
         self.control_bytes += m.len();
         self.control.push_back(m);
-        self.control_bytes <= CONTROL_BUDGET
+        room
     }
 
     /// Queue a frame of `channel`, dropping the oldest frames if it does
@@ -391,6 +395,10 @@ mod tests {
         let big = "x".repeat(CONTROL_BUDGET / 2);
         assert!(q.push_control(Message::text(big.clone())));
         assert!(q.push_control(Message::text(big)));
+        assert!(!q.push_control(Message::text("one more")));
+        // One message larger than the budget goes when little waits.
+        let mut q = OutQueue::new(10);
+        assert!(q.push_control(Message::text("x".repeat(2 * CONTROL_BUDGET))));
         assert!(!q.push_control(Message::text("one more")));
     }
 

@@ -500,6 +500,9 @@ impl Server {
             }
             .to_text(),
         );
+        // Into the WebSocket's buffer before the statuses: the channels of
+        // a big bus can exceed the control budget by themselves.
+        c.pump(now);
         for ch in &channels {
             if let Some((lvl, msg)) = self.topics.by_id.get(&ch.id).and_then(|t| t.status.clone()) {
                 c.send_text(status(lvl, msg, Some(crate::topics::status_id(&ch.topic))));

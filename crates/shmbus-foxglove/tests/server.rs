@@ -439,6 +439,63 @@ fn a_burst_of_client_messages_is_answered_in_full() {
 }
 
 #[test]
+fn a_welcome_larger_than_the_control_budget_is_sent_whole() {
+    use postcard_schema::Schema as _;
+    use postcard_schema::schema::owned::{OwnedDataModelType, OwnedNamedType, OwnedNamedValue};
+    watchdog("big_welcome", Duration::from_secs(180));
+    // 250 one-byte fields with 120-character names: a schema of about
+    // 31 KiB (the header holds 32), advertised as about 50 KB of JSON.
+    let fields = (0..250)
+        .map(|i| OwnedNamedValue {
+            name: format!("field_{i:03}_{}", "x".repeat(110)),
+            ty: OwnedNamedType::from(u8::SCHEMA),
+        })
+        .collect();
+    let schema = postcard::to_allocvec(&OwnedNamedType {
+        name: "Wide".into(),
+        ty: OwnedDataModelType::Struct(fields),
+    })
+    .unwrap();
+    assert!(schema.len() <= 32 * 1024, "{}", schema.len());
+    // 32 such topics: their channels alone are more than the 1 MiB of
+    // control messages a client may have waiting.
+    let mut keys = Vec::new();
+    let mut guards = Vec::new();
+    for i in 0..32 {
+        let (topic, g) = key_for(&format!("big-welcome-{i}"));
+        drop(shmbus_pub::RawPublisher::open(&topic, &schema, 256).unwrap());
+        keys.push(topic.key);
+        guards.push(g);
+    }
+    let server = Running::start(&keys, |_| {});
+    let (mut ws, _) = connect(server.addr, "foxglove.websocket.v1");
+    let mut seen = Seen::default();
+    read_until(
+        &mut ws,
+        &mut seen,
+        "every channel advertised",
+        Duration::from_secs(60),
+        |s| s.channels.len() >= keys.len(),
+    );
+    let bytes: usize = seen.channels.iter().map(|c| c.to_string().len()).sum();
+    assert!(bytes > 1024 * 1024, "the welcome was only {bytes} bytes");
+    // The connection still works: a subscribe is answered (no publisher
+    // runs, so an unknown channel's error is the answer to wait for).
+    subscribe(&mut ws, 1, 999_999);
+    read_until(
+        &mut ws,
+        &mut seen,
+        "the error status",
+        Duration::from_secs(30),
+        |s| {
+            s.statuses
+                .iter()
+                .any(|v| v["message"].as_str().unwrap_or("").contains("999999"))
+        },
+    );
+}
+
+#[test]
 fn a_client_that_never_reads_is_dropped_and_the_others_get_every_frame() {
     watchdog("a_client_that_never_reads", Duration::from_secs(180));
     let (topic, _g) = key_for("stuck");
