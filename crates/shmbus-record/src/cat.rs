@@ -92,7 +92,7 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
                 let generation = generations.frame(&m.channel, m.sequence);
                 match schema {
                     Some(schema) => {
-                        envelope(&mut line, &name, m.log_time, Some(generation));
+                        envelope(&mut line, &name, &m, Some(generation));
                         let r = schema.write_json(&m.data, &mut line);
                         line.extend_from_slice(b"}\n");
                         r.is_ok()
@@ -104,7 +104,7 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
             Some(role::MISSED) | None if m.channel.message_encoding == format::MESSAGE_JSON => {
                 match serde_json::from_slice::<serde_json::Value>(&m.data) {
                     Ok(v) => {
-                        envelope(&mut line, &m.channel.topic, m.log_time, None);
+                        envelope(&mut line, &m.channel.topic, &m, None);
                         let _ = serde_json::to_writer(&mut line, &v);
                         line.extend_from_slice(b"}\n");
                         true
@@ -152,10 +152,16 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
     Ok(())
 }
 
-fn envelope(line: &mut Vec<u8>, topic: &str, log_time: u64, generation: Option<u64>) {
+/// The start of a `--json` line: topic, times, generation. `mono_ns` is
+/// the message's `publish_time` on channels where it is `CLOCK_MONOTONIC`
+/// (named as in `shmbus echo --json`); absent in older recordings.
+fn envelope(line: &mut Vec<u8>, topic: &str, m: &mcap::Message<'_>, generation: Option<u64>) {
     line.extend_from_slice(b"{\"topic\":");
     let _ = serde_json::to_writer(&mut *line, topic);
-    let _ = write!(line, ",\"log_time_ns\":{log_time}");
+    let _ = write!(line, ",\"log_time_ns\":{}", m.log_time);
+    if format::publish_time_is_monotonic(&m.channel.metadata) {
+        let _ = write!(line, ",\"mono_ns\":{}", m.publish_time);
+    }
     if let Some(g) = generation {
         let _ = write!(line, ",\"generation\":{g}");
     }

@@ -56,7 +56,8 @@ const CAT_AFTER: &str = "\
 Without --json: channels, message counts, time range, schemas, the key and
 owner of each topic, missed frames, and whether the file is complete. With
 --json: every recorded frame as one JSON line {\"topic\", \"log_time_ns\",
-\"generation\", \"value\"}, plus missed-frame events, in file order.
+\"mono_ns\", \"generation\", \"value\"}, plus missed-frame events, in file
+order. mono_ns (CLOCK_MONOTONIC) spaces frames truly across a wall-clock step.
 
 Examples:
   shmbus cat run.mcap

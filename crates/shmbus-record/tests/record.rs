@@ -388,6 +388,10 @@ fn mcap_reader_sees_lossless_and_json_channels() {
     for (i, l) in lines.iter().enumerate() {
         assert_eq!(l["topic"], topic.name.as_str());
         assert_eq!(l["generation"], i as u64 + 1);
+        let mono = l["mono_ns"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no mono_ns: {l}"));
+        assert!((mono_before..=mono_after).contains(&mono), "{l}");
         assert_eq!(
             l["value"],
             serde_json::to_value(Check::new(i as u64 + 1)).unwrap()
