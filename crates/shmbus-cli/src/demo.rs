@@ -11,8 +11,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// Run the demo. Exit code 0 if every topic received frames and nothing was
-/// left behind, 1 if not, 2 if the config could not be loaded.
+/// Run the demo. Exit code 0 if every topic received frames, no sensor
+/// ended before the demo stopped it and nothing was left behind, 1 if not,
+/// 2 if the config could not be loaded.
 pub fn run(duration: Option<Duration>, config: Option<PathBuf>) -> ExitCode {
     shmbus_sensors::demo::main_self(duration, config)
 }

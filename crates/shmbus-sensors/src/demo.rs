@@ -13,7 +13,9 @@
 //! 3. Subscribes to every topic (typed [`shmbus_sub::Subscriber`]s, one
 //!    thread each, blocking in `wait_next`: no sleep-polling for frames) and
 //!    counts frames, lost frames and the publish rate.
-//! 4. On a terminal, redraws a table in place four times a second until
+//! 4. On a terminal, redraws a table in place four times a second (with
+//!    the terminal's autowrap off, so a line wider than the terminal is
+//!    clipped instead of taking two rows) until
 //!    Ctrl-C or `--duration`; otherwise prints a summary at the end. The
 //!    duration counts from the moment every topic has its first frame
 //!    (start-up under an emulator can take seconds), or from
@@ -49,6 +51,10 @@ use crate::summary::Summary;
 /// `duration` starts counting anyway.
 pub const STARTUP_LIMIT: Duration = Duration::from_secs(15);
 
+/// Terminal control: automatic wrap off (DECAWM reset) and on again.
+const AUTOWRAP_OFF: &str = "\x1b[?7l";
+const AUTOWRAP_ON: &str = "\x1b[?7h";
+
 /// Builds the command that runs sensor `kind` with `args`.
 pub type Launcher<'a> = &'a dyn Fn(SensorKind, &[String]) -> Command;
 
@@ -83,6 +89,9 @@ pub struct TopicReport {
     pub latest: String,
     /// How the publisher ended, or a problem attaching the topic.
     pub status: String,
+    /// Its sensor ended before the demo stopped it (crashed, killed,
+    /// failed to publish): the run failed.
+    pub ended_early: bool,
 }
 
 /// The outcome of a demo run.
@@ -105,14 +114,14 @@ pub struct Report {
 }
 
 impl Report {
-    /// True if every started sensor's topic received frames and nothing
-    /// was left behind.
+    /// True if every started sensor's topic received frames, no sensor
+    /// ended before the demo stopped it, and nothing was left behind.
     pub fn ok(&self) -> bool {
         self.leftover_keys.is_empty()
             && self
                 .topics
                 .iter()
-                .all(|t| t.sensor.is_none() || t.frames > 0)
+                .all(|t| t.sensor.is_none() || (t.frames > 0 && !t.ended_early))
     }
 
     /// The plain-text summary (for logs and CI).
@@ -150,11 +159,23 @@ impl Report {
                 keys.join(" ")
             );
         }
-        s += if self.ok() {
-            "result: every topic received frames\n"
+        if self.ok() {
+            s += "result: every topic received frames\n";
         } else {
-            "result: FAILED (see above)\n"
-        };
+            let mut why: Vec<String> = Vec::new();
+            for t in self.topics.iter().filter(|t| t.sensor.is_some()) {
+                if t.frames == 0 {
+                    why.push(format!("no frames on {}", t.topic));
+                }
+                if t.ended_early {
+                    why.push(format!("the sensor of {} ended during the run", t.topic));
+                }
+            }
+            if !self.leftover_keys.is_empty() {
+                why.push("objects left behind".into());
+            }
+            s += &format!("result: FAILED: {}\n", why.join("; "));
+        }
         // Names and values from the sensors (interface, supply, zone and
         // device names), their messages and the topics' errors come from
         // outside: their control characters must not drive the terminal.
@@ -173,12 +194,44 @@ struct Row {
     problem: Option<String>,
 }
 
+/// The rate is over the frames of the last 2 s (at least the last two, at
+/// most 1024).
+const RATE_WINDOW_NS: u64 = 2_000_000_000;
+
 impl Row {
-    fn rate(&self) -> f64 {
-        match (self.stamps.front(), self.stamps.back()) {
-            (Some(a), Some(b)) if b > a => (self.stamps.len() - 1) as f64 * 1e9 / (b - a) as f64,
-            _ => 0.0,
+    /// Count a frame published at `mono` into the rate window. The two
+    /// newest stamps always stay: a topic slower than one frame per window
+    /// (`rate_hz = 0.2`) had one stamp left after each frame, so no rate.
+    fn stamp(&mut self, mono: u64) {
+        while self.stamps.len() >= 1024
+            || (self.stamps.len() >= 2
+                && self
+                    .stamps
+                    .front()
+                    .is_some_and(|t| mono.saturating_sub(*t) > RATE_WINDOW_NS))
+        {
+            self.stamps.pop_front();
         }
+        self.stamps.push_back(mono);
+    }
+
+    /// Frames per second over the window, as of `now`: 0 once the newest
+    /// frame is older than the window and than three of its intervals (the
+    /// publisher stopped; a dead sensor kept its last rate, 1000 Hz, for
+    /// good).
+    fn rate(&self, now: u64) -> f64 {
+        let (Some(&a), Some(&b)) = (self.stamps.front(), self.stamps.back()) else {
+            return 0.0;
+        };
+        if b <= a {
+            return 0.0;
+        }
+        let n = (self.stamps.len() - 1) as f64;
+        let span = (b - a) as f64;
+        if now.saturating_sub(b) as f64 > (RATE_WINDOW_NS as f64).max(3.0 * span / n) {
+            return 0.0;
+        }
+        n * 1e9 / span
     }
 }
 
@@ -214,15 +267,7 @@ fn watch<T: DeserializeOwned + Schema + Summary>(topic: Topic, row: Shared, quit
             Next::Frame(s) => {
                 r.frames += 1;
                 r.last_mono = s.mono_ns;
-                // The rate is over the last 2 s (at most 1024 frames).
-                while r.stamps.len() >= 1024
-                    || r.stamps
-                        .front()
-                        .is_some_and(|t| s.mono_ns - t > 2_000_000_000)
-                {
-                    r.stamps.pop_front();
-                }
-                r.stamps.push_back(s.mono_ns);
+                r.stamp(s.mono_ns);
                 // Formatting every frame of a 1 kHz topic is waste: ten a second.
                 if s.mono_ns.saturating_sub(summarized) >= 100_000_000 {
                     summarized = s.mono_ns;
@@ -294,6 +339,8 @@ struct Entry {
     row: Shared,
     child: Option<Child>,
     exit: Option<String>,
+    /// The child ended before the demo stopped it.
+    ended_early: bool,
 }
 
 fn publisher_text(e: &Entry) -> String {
@@ -354,7 +401,7 @@ fn table(bus: &str, entries: &[Entry], notes: &[String], elapsed: Duration, unti
         let rate = if r.stamps.len() < 2 {
             "-".to_string()
         } else {
-            format!("{:.1}", r.rate())
+            format!("{:.1}", r.rate(now))
         };
         let line = format!(
             "{:<10} 0x{:08x} {:>8} {:>8} {:>6} {:>8} {:<13} {}{}",
@@ -479,6 +526,7 @@ pub fn run(
             row,
             child,
             exit,
+            ended_early: false,
         });
     }
 
@@ -504,13 +552,17 @@ pub fn run(
             if let (Some(c), None) = (&mut e.child, &e.exit) {
                 if let Ok(Some(st)) = c.try_wait() {
                     e.exit = Some(format!("exited ({st})").replace("exit status: ", "code "));
+                    e.ended_early = true;
                 }
             }
         }
         if opts.live {
             let until = match (opts.duration, clock) {
                 (Some(d), Some(_)) => {
-                    format!("stops at {:.0} s", (d + elapsed - ran).as_secs_f64())
+                    format!(
+                        "stops at {:.0} s",
+                        (elapsed + d.saturating_sub(ran)).as_secs_f64()
+                    )
                 }
                 (Some(_), None) => "starting the sensors".to_string(),
                 (None, _) => "Ctrl-C stops".to_string(),
@@ -520,6 +572,15 @@ pub fn run(
             if drawn_lines > 0 {
                 // Back to the top of the previous table, and clear below.
                 frame += &format!("\x1b[{drawn_lines}A\x1b[J");
+            } else {
+                // Autowrap off while the table is redrawn (DECAWM, restored
+                // below): a line wider than the terminal is clipped, so
+                // each line of the table takes one row and the cursor-up
+                // above lands on its first. Wrapped, a narrower terminal
+                // than the table (80 columns, a serial console that does
+                // not know its width) got a new copy of the table's top at
+                // every redraw.
+                frame += AUTOWRAP_OFF;
             }
             frame += &text;
             drawn_lines = text.lines().count();
@@ -527,6 +588,10 @@ pub fn run(
             let _ = out.flush();
         }
         if done {
+            if drawn_lines > 0 {
+                let _ = out.write_all(AUTOWRAP_ON.as_bytes());
+                let _ = out.flush();
+            }
             break;
         }
         // The display's tick (the watcher threads block on the topics).
@@ -560,6 +625,7 @@ pub fn run(
     let leftover_keys = cleaned.left;
     let not_ours = cleaned.not_ours;
     let notes = lock_notes(&notes).clone();
+    let now = monotonic_ns();
     let topics = entries
         .iter()
         .map(|e| {
@@ -570,13 +636,14 @@ pub fn run(
                 sensor: e.kind,
                 frames: r.frames,
                 lost: r.lost,
-                rate_hz: r.rate(),
+                rate_hz: r.rate(now),
                 latest: r.latest.clone(),
                 status: r
                     .problem
                     .clone()
                     .or_else(|| e.exit.clone())
                     .unwrap_or_else(|| "not started".into()),
+                ended_early: e.ended_early,
             }
         })
         .collect();
@@ -710,8 +777,9 @@ pub fn main_self(duration: Option<Duration>, config: Option<PathBuf>) -> ExitCod
 pub const SENSOR_SUBCOMMAND: &str = "__sensor";
 
 /// The whole `shmbus demo` command: signals, live table on a terminal,
-/// summary, exit code (0: every topic received frames and nothing was left
-/// behind; 1: not; 2: the config could not be loaded).
+/// summary, exit code (0: every topic received frames, no sensor ended
+/// before the demo stopped it and nothing was left behind; 1: not; 2: the
+/// config could not be loaded).
 pub fn main(duration: Option<Duration>, config: Option<PathBuf>, launch: Launcher<'_>) -> ExitCode {
     if let Err(e) = shmbus_toolbox::stop::install() {
         eprintln!("shmbus demo: {e}");
@@ -767,6 +835,34 @@ mod tests {
         }
     }
 
+    #[test]
+    fn rates_of_slow_topics_and_of_stopped_publishers() {
+        let s = 1_000_000_000u64;
+        // One frame every 5 s: a rate, not "-".
+        let mut slow = Row::default();
+        for i in 1..=4 {
+            slow.stamp(i * 5 * s);
+        }
+        assert_eq!(slow.stamps.len(), 2);
+        assert!((slow.rate(20 * s) - 0.2).abs() < 1e-9);
+        assert!(
+            (slow.rate(30 * s) - 0.2).abs() < 1e-9,
+            "a late frame is not a stop"
+        );
+        assert_eq!(slow.rate(36 * s), 0.0, "three periods without a frame");
+        // 1 kHz for a second, then nothing: 0 Hz after 2 s of silence.
+        let mut fast = Row::default();
+        for i in 1..=1000 {
+            fast.stamp(i * 1_000_000);
+        }
+        assert!((fast.rate(s) - 1000.0).abs() < 1e-6);
+        assert!((fast.rate(2 * s) - 1000.0).abs() < 1e-6);
+        assert_eq!(fast.rate(4 * s), 0.0);
+        // A stamp older than the newest (a squatter's frame) is no panic.
+        fast.stamp(5);
+        assert_eq!(fast.stamps.len(), 1001);
+    }
+
     /// A frame's names (a USB battery's `hid-<serial>-battery`, an
     /// interface, an IIO device) and a sensor's messages reach the screen
     /// escaped: an `ESC ] 0 ;` in one retitled the terminal, an `ESC [ 2 J`
@@ -785,6 +881,7 @@ mod tests {
                 rate_hz: 1.0,
                 latest: evil.into(),
                 status: evil.into(),
+                ended_early: false,
             }],
             leftover_keys: vec![],
             not_ours: vec![],
@@ -810,6 +907,7 @@ mod tests {
             row,
             child: None,
             exit: Some(evil.into()),
+            ended_early: false,
         }];
         let screen = table("demo-1", &entries, &[evil.into()], Duration::ZERO, "x");
         assert!(!screen.contains('\x1b'), "{screen:?}");

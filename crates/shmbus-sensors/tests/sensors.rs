@@ -458,3 +458,163 @@ fn demo_cleanup_removes_only_what_this_run_created() {
     );
     drop(squatter);
 }
+
+/// A sensor that ends during the demo (here: `--count 20`, as a crash or a
+/// `kill -9` would) fails the run, and its rate drops to 0: the demo said
+/// "every topic received frames", exit 0, and kept showing 1000 Hz for a
+/// dead publisher.
+#[test]
+fn a_sensor_that_ends_during_the_demo_fails_the_run() {
+    watchdog(
+        "a_sensor_that_ends_during_the_demo_fails_the_run",
+        Duration::from_secs(180),
+    );
+    let (cfg, _guards) = unique_config("ends-early");
+    let opts = Options {
+        duration: Some(Duration::from_secs(3)),
+        config: Some(cfg.0.clone()),
+        live: false,
+    };
+    let launch = |kind: SensorKind, args: &[String]| {
+        let mut args = args.to_vec();
+        if kind == SensorKind::Imu {
+            args.extend(["--count".to_string(), "20".to_string()]);
+        }
+        sensor_cmd(kind, &args)
+    };
+    let stop = AtomicBool::new(false);
+    let report = demo::run(&opts, &launch, &stop, &mut std::io::sink()).unwrap();
+    let text = report.summary();
+    let imu = report.topics.iter().find(|t| t.topic == "imu").unwrap();
+    assert!(imu.frames > 0, "{text}");
+    assert!(imu.ended_early && imu.status.contains("exited"), "{text}");
+    assert_eq!(imu.rate_hz, 0.0, "{text}");
+    assert!(!report.ok(), "{text}");
+    assert!(
+        text.contains("result: FAILED: the sensor of imu ended during the run"),
+        "{text}"
+    );
+    for t in report.topics.iter().filter(|t| t.topic != "imu") {
+        assert!(t.frames > 0 && !t.ended_early, "{text}");
+    }
+    assert!(report.leftover_keys.is_empty(), "{text}");
+}
+
+/// Replays terminal output on an 80-column terminal (autowrap, DECAWM,
+/// cursor up, erase below) and returns its rows.
+fn screen_80(out: &str) -> (Vec<String>, bool) {
+    const W: usize = 80;
+    let mut rows: Vec<Vec<char>> = vec![Vec::new()];
+    let (mut r, mut c, mut wrap) = (0usize, 0usize, true);
+    let mut it = out.chars();
+    while let Some(ch) = it.next() {
+        match ch {
+            '\x1b' => {
+                assert_eq!(it.next(), Some('['), "{out:?}");
+                let mut p = String::new();
+                let fin = loop {
+                    let x = it.next().expect("an escape sequence is cut");
+                    if x.is_ascii_alphabetic() {
+                        break x;
+                    }
+                    p.push(x);
+                };
+                match (p.as_str(), fin) {
+                    ("?7", 'l') => wrap = false,
+                    ("?7", 'h') => wrap = true,
+                    (n, 'A') => r = r.saturating_sub(n.parse().unwrap_or(1)),
+                    ("", 'J') => {
+                        rows[r].truncate(c);
+                        rows.truncate(r + 1);
+                    }
+                    other => panic!("unexpected escape {other:?}"),
+                }
+            }
+            '\n' => {
+                r += 1;
+                c = 0;
+            }
+            ch => {
+                if c == W {
+                    if wrap {
+                        r += 1;
+                        c = 0;
+                    } else {
+                        c = W - 1;
+                    }
+                }
+                while rows.len() <= r {
+                    rows.push(Vec::new());
+                }
+                let row = &mut rows[r];
+                while row.len() < c {
+                    row.push(' ');
+                }
+                if c < row.len() {
+                    row[c] = ch;
+                } else {
+                    row.push(ch);
+                }
+                c += 1;
+            }
+        }
+        while rows.len() <= r {
+            rows.push(Vec::new());
+        }
+    }
+    (
+        rows.into_iter().map(|v| v.into_iter().collect()).collect(),
+        wrap,
+    )
+}
+
+/// On an 80-column terminal the live table is redrawn in place: one
+/// header, one copy of each row. Its lines are wider than 80 (120 when
+/// `COLUMNS` is not exported, as shells do not; the header is not cut at
+/// all), and wrapped lines took more rows than the cursor-up went back:
+/// every redraw left another copy of the table's top on the screen.
+#[test]
+fn the_live_table_redraws_in_place_on_a_narrow_terminal() {
+    watchdog(
+        "the_live_table_redraws_in_place_on_a_narrow_terminal",
+        Duration::from_secs(180),
+    );
+    let (cfg, _guards) = unique_config("live-80");
+    let opts = Options {
+        duration: Some(Duration::from_millis(1500)),
+        config: Some(cfg.0.clone()),
+        live: true,
+    };
+    let stop = AtomicBool::new(false);
+    let mut out = Vec::new();
+    let report = demo::run(&opts, &sensor_cmd, &stop, &mut out).unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.matches("shmbus demo ·").count() >= 3,
+        "few redraws: {out}"
+    );
+    let (rows, wrap) = screen_80(&out);
+    let screen = rows.join("\n");
+    assert!(wrap, "autowrap is left off: {out:?}");
+    assert_eq!(
+        rows.iter()
+            .filter(|l| l.starts_with("shmbus demo ·"))
+            .count(),
+        1,
+        "{screen}"
+    );
+    assert_eq!(
+        rows.iter().filter(|l| l.starts_with("TOPIC")).count(),
+        1,
+        "{screen}"
+    );
+    for t in &report.topics {
+        assert_eq!(
+            rows.iter()
+                .filter(|l| l.starts_with(&format!("{:<10} 0x", t.topic)))
+                .count(),
+            1,
+            "{screen}"
+        );
+    }
+}
