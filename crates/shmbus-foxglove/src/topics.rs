@@ -37,6 +37,7 @@ use shmbus_codec::Codec;
 use shmbus_core::sys;
 use shmbus_core::sysvipc;
 use shmbus_sub::{OpenError, PublisherStatus, RawNext, RawSubscriber, ReadError, Segment};
+use shmbus_toolbox::printable::printable;
 use shmbus_toolbox::topic;
 
 use crate::protocol::Channel;
@@ -566,7 +567,7 @@ impl Topics {
                             what: "segment smaller than the 256-byte header",
                             ..
                         } => "not a shmbus topic (another program's segment)".to_string(),
-                        e => format!("corrupt or unusable: {e}"),
+                        e => printable(&format!("corrupt or unusable: {e}")).into_owned(),
                     };
                     self.skipped.insert(shmid);
                     self.reasons.insert(shmid, why);
@@ -588,6 +589,11 @@ impl Topics {
             let codec = match Codec::from_schema_bytes(&seg.info().schema) {
                 Ok(c) => c,
                 Err(e) => {
+                    // The codec quotes a name from the schema, but not the
+                    // path of field names to it: any local user's segment
+                    // can put control characters there, and this text is
+                    // printed on the server's terminal.
+                    let e = printable(&e.to_string()).into_owned();
                     self.skipped.insert(shmid);
                     self.reasons
                         .insert(shmid, format!("its schema is not usable ({e})"));

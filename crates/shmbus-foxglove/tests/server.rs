@@ -496,6 +496,44 @@ fn a_welcome_larger_than_the_control_budget_is_sent_whole() {
 }
 
 #[test]
+fn a_refused_schema_reaches_the_terminal_without_control_characters() {
+    use postcard_schema::schema::owned::{OwnedDataModelType, OwnedNamedType, OwnedNamedValue};
+    watchdog("refused_schema_printable", Duration::from_secs(60));
+    let (topic, _g) = key_for("evil-schema");
+    // A field whose name retitles the terminal, holding a type the codec
+    // refuses: the refusal names the path to it.
+    let schema = postcard::to_allocvec(&OwnedNamedType {
+        name: "Evil".into(),
+        ty: OwnedDataModelType::Struct(vec![OwnedNamedValue {
+            name: "a\u{1b}]0;owned\u{7}\u{9b}2J".into(),
+            ty: OwnedNamedType {
+                name: "x".into(),
+                ty: OwnedDataModelType::Schema,
+            },
+        }]),
+    })
+    .unwrap();
+    drop(shmbus_pub::RawPublisher::open(&topic, &schema, 16).unwrap());
+    let server = Server::bind(Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        topics: vec![Selector::Key(topic.key)],
+        quiet: true,
+        ..Config::default()
+    })
+    .unwrap();
+    let u = server.unserved();
+    assert_eq!(u.len(), 1, "{u:?}");
+    // This text is what `shmbus: warning:` and the refusal line print.
+    assert!(u[0].why.contains("embedded schema"), "{}", u[0].why);
+    assert!(
+        !u[0].why.chars().any(shmbus_toolbox::printable::is_unsafe),
+        "{:?}",
+        u[0].why
+    );
+    assert!(u[0].why.contains("\\u001b]0;owned"), "{}", u[0].why);
+}
+
+#[test]
 fn a_client_that_never_reads_is_dropped_and_the_others_get_every_frame() {
     watchdog("a_client_that_never_reads", Duration::from_secs(180));
     let (topic, _g) = key_for("stuck");
