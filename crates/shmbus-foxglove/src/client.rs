@@ -31,6 +31,9 @@ pub const BATCH: usize = 32 * 1024;
 pub const CONTROL_BUDGET: usize = 1024 * 1024;
 /// Incoming messages handled per client per loop turn (fairness).
 const READS_PER_TURN: usize = 64;
+/// Subscriptions ended by the server remembered per client (see
+/// [`Client::ended`]); past this many the oldest are forgotten.
+const MAX_ENDED: usize = 4096;
 
 /// A client's bounded queue of outgoing messages: control first, then
 /// frames in order.
@@ -157,6 +160,10 @@ pub struct Client {
     pub by_channel: HashMap<u32, u32>,
     /// Channels the client advertised for publishing, by its ids.
     pub adverts: HashMap<u32, ClientChannel>,
+    /// Subscription ids the server ended because their channel went
+    /// (oldest first): Foxglove and Lichtblick unsubscribe each one when
+    /// they see the unadvertise, which is then no error.
+    ended: VecDeque<u32>,
     /// Outgoing messages.
     pub queue: OutQueue,
     /// The WebSocket holds bytes the kernel has not taken yet.
@@ -198,6 +205,7 @@ impl Client {
             subs: HashMap::new(),
             by_channel: HashMap::new(),
             adverts: HashMap::new(),
+            ended: VecDeque::new(),
             queue: OutQueue::new(data_budget),
             blocked: false,
             last_progress_ns: now_ns,
@@ -223,6 +231,25 @@ impl Client {
     /// True if output is waiting (queued or in the WebSocket's buffer).
     pub fn has_output(&self) -> bool {
         self.blocked || !self.queue.is_empty()
+    }
+
+    /// The server ended subscription `id` (its channel went).
+    pub fn end_subscription(&mut self, id: u32) {
+        if self.ended.len() >= MAX_ENDED {
+            self.ended.pop_front();
+        }
+        self.ended.push_back(id);
+    }
+
+    /// Forget that the server ended subscription `id`; true if it had.
+    pub fn take_ended(&mut self, id: u32) -> bool {
+        match self.ended.iter().position(|e| *e == id) {
+            Some(i) => {
+                self.ended.remove(i);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Queue a JSON message.

@@ -554,6 +554,7 @@ impl Server {
                 for ch in &r.removed {
                     if let Some(sub) = c.by_channel.remove(ch) {
                         c.subs.remove(&sub);
+                        c.end_subscription(sub);
                     }
                     c.queue.purge_channel(*ch);
                 }
@@ -743,6 +744,7 @@ impl Server {
                                     None,
                                 ));
                             } else {
+                                c.take_ended(s.id);
                                 c.subs.insert(s.id, s.channel_id);
                                 c.by_channel.insert(s.channel_id, s.id);
                                 self.topics.subscribe(s.channel_id);
@@ -757,6 +759,9 @@ impl Server {
                                     c.queue.purge_channel(ch);
                                     self.topics.unsubscribe(ch);
                                 }
+                                // Its channel went: Foxglove unsubscribes
+                                // it when it sees the unadvertise.
+                                None if c.take_ended(id) => {}
                                 None => c.send_text(status(
                                     level::WARNING,
                                     format!("no subscription with id {id} to unsubscribe"),

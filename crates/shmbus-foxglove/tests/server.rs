@@ -534,6 +534,82 @@ fn a_refused_schema_reaches_the_terminal_without_control_characters() {
 }
 
 #[test]
+fn unsubscribing_a_channel_that_went_is_no_error() {
+    watchdog("unsubscribe_gone", Duration::from_secs(120));
+    let (topic, _g) = key_for("unsub-gone");
+    let publisher = Publisher::<Sample>::open(&topic).unwrap();
+    let server = Running::start(&[topic.key], |_| {});
+    let (mut ws, _) = connect(server.addr, "foxglove.websocket.v1");
+    let mut seen = Seen::default();
+    read_until(
+        &mut ws,
+        &mut seen,
+        "the channel",
+        Duration::from_secs(30),
+        |s| !s.channels.is_empty(),
+    );
+    let id = seen.channels[0]["id"].as_u64().unwrap();
+    subscribe(&mut ws, 7, id);
+    publisher.remove().unwrap();
+    read_until(
+        &mut ws,
+        &mut seen,
+        "the unadvertise",
+        Duration::from_secs(30),
+        |s| s.unadvertised.contains(&id),
+    );
+    // What Foxglove and Lichtblick do on an unadvertise: unsubscribe each
+    // subscription of the channel. Then a message that gets an error, to
+    // know the unsubscribe was handled.
+    ws.send(Message::text(
+        r#"{"op":"unsubscribe","subscriptionIds":[7]}"#,
+    ))
+    .unwrap();
+    ws.send(Message::text(r#"{"op":"marker"}"#)).unwrap();
+    read_until(
+        &mut ws,
+        &mut seen,
+        "the marker's error",
+        Duration::from_secs(30),
+        |s| {
+            s.statuses
+                .iter()
+                .any(|v| v["message"].as_str().unwrap_or("").contains("'marker'"))
+        },
+    );
+    let complaints: Vec<_> = seen
+        .statuses
+        .iter()
+        .filter(|v| {
+            v["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("no subscription")
+        })
+        .collect();
+    assert!(complaints.is_empty(), "{complaints:?}");
+    // A subscription id the client never had is still an error.
+    ws.send(Message::text(
+        r#"{"op":"unsubscribe","subscriptionIds":[7]}"#,
+    ))
+    .unwrap();
+    read_until(
+        &mut ws,
+        &mut seen,
+        "the warning",
+        Duration::from_secs(30),
+        |s| {
+            s.statuses.iter().any(|v| {
+                v["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("no subscription with id 7")
+            })
+        },
+    );
+}
+
+#[test]
 fn a_client_that_never_reads_is_dropped_and_the_others_get_every_frame() {
     watchdog("a_client_that_never_reads", Duration::from_secs(180));
     let (topic, _g) = key_for("stuck");
