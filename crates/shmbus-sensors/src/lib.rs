@@ -164,7 +164,10 @@ impl SensorKind {
 pub fn run_sensor(name: &str, args: &[String]) -> ExitCode {
     let Some(kind) = SensorKind::from_name(name) else {
         let names: Vec<&str> = SensorKind::ALL.iter().map(|k| k.name()).collect();
-        eprintln!("unknown sensor '{name}': use one of {}", names.join(", "));
+        run::say(format_args!(
+            "unknown sensor '{name}': use one of {}",
+            names.join(", ")
+        ));
         return ExitCode::from(2);
     };
     let cmd = args::command(kind.program(), kind.what(), kind.default_rate_hz());

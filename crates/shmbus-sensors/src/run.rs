@@ -23,6 +23,17 @@ pub trait Source {
     fn sample(&mut self, t_ns: u64, warn: &mut Warn) -> Self::Msg;
 }
 
+/// Print `msg` and a newline on stderr, ignoring a failed write.
+///
+/// `eprintln!` panics when stderr is a pipe nobody reads any more: the
+/// demo's, after a `kill -9` of the demo. A sensor's warning then killed
+/// it (exit 101) before it could remove its topic, which stayed locked in
+/// RAM until reboot.
+pub fn say(msg: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{msg}");
+}
+
 /// Prints each distinct warning once on stderr, prefixed with the program.
 #[derive(Debug)]
 pub struct Warn {
@@ -45,7 +56,7 @@ impl Warn {
         if self.seen.contains(&msg) {
             return false;
         }
-        eprintln!("{}: {msg}", self.program);
+        say(format_args!("{}: {msg}", self.program));
         self.seen.insert(msg);
         true
     }
@@ -106,7 +117,7 @@ pub fn run_source<S: Source>(
 ) -> ExitCode {
     let program = kind.program();
     let fail = |msg: String| {
-        eprintln!("{program}: {msg}");
+        say(format_args!("{program}: {msg}"));
         ExitCode::from(2)
     };
     let config = match load_config(args) {
@@ -130,10 +141,10 @@ pub fn run_source<S: Source>(
         Err(e) => return fail(format!("cannot open topic `{}`: {e}", topic.name)),
     };
     if let LockOutcome::Refused(e) = publisher.raw().lock_outcome() {
-        eprintln!(
+        say(format_args!(
             "{program}: note: topic `{}` is not locked in RAM: {e}",
             topic.name
-        );
+        ));
     }
     let mut source = make(rate);
     let mut warn = Warn::new(program);
@@ -171,7 +182,10 @@ pub fn run_source<S: Source>(
         let t = monotonic_ns();
         let msg = source.sample(t, &mut warn);
         if let Err(e) = publisher.publish_at(&msg, t, realtime_ns()) {
-            eprintln!("{program}: publish on `{}` failed: {e}", topic.name);
+            say(format_args!(
+                "{program}: publish on `{}` failed: {e}",
+                topic.name
+            ));
             return ExitCode::FAILURE;
         }
         published += 1;
@@ -187,11 +201,11 @@ pub fn run_source<S: Source>(
         // (`kill -9`): nobody else will remove this topic, and its segment
         // stays locked in RAM until reboot. Remove it, as the demo would.
         if let Err(e) = publisher.remove() {
-            eprintln!(
+            say(format_args!(
                 "{program}: parent {} is gone; cannot remove topic `{}`: {e}",
                 args.parent.unwrap_or(0),
                 topic.name
-            );
+            ));
         }
     }
     ExitCode::SUCCESS

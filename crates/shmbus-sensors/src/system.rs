@@ -37,9 +37,11 @@ pub fn parse_stat(text: &str) -> Result<(CpuTimes, u16), String> {
                     ));
                 }
                 // guest and guest_nice are already counted in user and nice.
-                let idle = v[3] + v.get(4).copied().unwrap_or(0);
+                // Saturating: a counter near 2^64 (a fake /proc under
+                // --root, a corrupted file) is no overflow panic.
+                let idle = v[3].saturating_add(v.get(4).copied().unwrap_or(0));
                 times = Some(CpuTimes {
-                    total: v.iter().sum(),
+                    total: v.iter().fold(0u64, |a, x| a.saturating_add(*x)),
                     idle,
                 });
             }
@@ -98,11 +100,10 @@ pub fn parse_meminfo(text: &str) -> Result<Memory, String> {
     let total = get("MemTotal").ok_or("no MemTotal line")?;
     let available = match get("MemAvailable") {
         Some(a) => a,
-        None => {
-            get("MemFree").ok_or("no MemAvailable or MemFree line")?
-                + get("Buffers").unwrap_or(0)
-                + get("Cached").unwrap_or(0)
-        }
+        None => get("MemFree")
+            .ok_or("no MemAvailable or MemFree line")?
+            .saturating_add(get("Buffers").unwrap_or(0))
+            .saturating_add(get("Cached").unwrap_or(0)),
     };
     Ok(Memory {
         total_kib: total,
@@ -241,6 +242,14 @@ procs_running 3
                 .unwrap_err()
                 .contains("bad number 'x'")
         );
+        // Counters near 2^64 saturate instead of overflowing.
+        let max = u64::MAX;
+        let (t, _) = parse_stat(&format!("cpu {max} 1 1 {max} {max}\n")).unwrap();
+        assert_eq!((t.total, t.idle), (max, max));
+        let m = parse_meminfo(&format!(
+            "MemTotal: 1 kB\nMemFree: {max} kB\nCached: 5 kB\n"
+        ));
+        assert_eq!(m.unwrap().available_kib, max);
         // Old kernels have only 4 fields.
         assert_eq!(
             parse_stat("cpu 1 2 3 4\ncpu0 1 2 3 4\n").unwrap().0.total,

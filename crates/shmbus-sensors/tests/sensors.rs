@@ -618,3 +618,56 @@ fn the_live_table_redraws_in_place_on_a_narrow_terminal() {
         );
     }
 }
+
+/// A sensor whose stderr nobody reads any more (the demo's pipe after a
+/// `kill -9` of the demo) goes on, and ends as asked: its first warning
+/// ("no temperature found") panicked in `eprintln!` (exit 101) before it
+/// could remove its topic, which then stayed locked in RAM.
+#[test]
+fn a_sensor_with_a_closed_stderr_keeps_publishing() {
+    watchdog(
+        "a_sensor_with_a_closed_stderr_keeps_publishing",
+        Duration::from_secs(120),
+    );
+    let (cfg, _guards) = unique_config("closed-stderr");
+    let root = std::env::temp_dir().join(format!(
+        "shmbus-sensors-closed-stderr-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&root).unwrap();
+    let (r, w) = nix::unistd::pipe().unwrap();
+    drop(r);
+    let args: Vec<String> = [
+        "--config",
+        cfg.0.to_str().unwrap(),
+        "--root",
+        root.to_str().unwrap(),
+        "--rate",
+        "50",
+        "--count",
+        "3",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let status = sensor_cmd(SensorKind::Thermal, &args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::from(w))
+        .status()
+        .unwrap();
+    std::fs::remove_dir_all(&root).unwrap();
+    assert_eq!(status.code(), Some(0), "{status}");
+    let topic = Config::load(&cfg.0)
+        .unwrap()
+        .topic("thermal")
+        .unwrap()
+        .to_topic()
+        .unwrap();
+    let mut sub = Subscriber::<Thermal>::attach(&topic).unwrap();
+    sub.raw().seek_oldest();
+    let mut n = 0;
+    while let Ok(Next::Frame(_)) = sub.next() {
+        n += 1;
+    }
+    assert_eq!(n, 3, "frames published");
+}
