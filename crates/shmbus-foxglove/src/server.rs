@@ -44,8 +44,10 @@ const MAX_PENDING: usize = 16;
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// A slow client is told about dropped frames at most this often.
 const SLOW_NOTICE_EVERY: Duration = Duration::from_secs(5);
-/// The status id of the slow-client notice.
-const SLOW_STATUS_ID: &str = "shmbus/slow-client";
+/// The status id of the slow-client notice. The server's own status ids
+/// use `shmbus:`, which no topic name holds: a topic's are `shmbus/NAME`
+/// ([`crate::topics::status_id`]), and a topic may be named `slow-client`.
+const SLOW_STATUS_ID: &str = "shmbus:slow-client";
 /// Refused-topic notes kept for clients that connect later (the newest).
 pub const MAX_NOTES: usize = 32;
 /// Largest message a client may send (a Publish panel message is small).
@@ -530,7 +532,7 @@ impl Server {
         }
         for msg in r.refused {
             eprintln!("shmbus foxglove: {msg}");
-            let id = format!("shmbus/refused/{}", self.notes_made);
+            let id = format!("shmbus:refused/{}", self.notes_made);
             self.notes_made += 1;
             // The newest MAX_NOTES stay: a publisher that keeps coming back
             // with an unusable schema (a new segment each time) must not

@@ -610,6 +610,57 @@ fn unsubscribing_a_channel_that_went_is_no_error() {
 }
 
 #[test]
+fn a_topic_named_like_a_server_status_keeps_its_own_status_id() {
+    watchdog("status_id_clash", Duration::from_secs(120));
+    // `refused/0` is a valid topic name; served under its own name (at
+    // the key it derives from on this test's bus), its health status id
+    // is `shmbus/refused/0`.
+    let bus = format!("fox-clash-{}", std::process::id());
+    let name = "refused/0";
+    let key = shmbus_core::topic::derive_key(&bus, name);
+    let _g = Guard(key);
+    drop(Publisher::<Sample>::open(&Topic::new(name).key(key).slots(8)).unwrap());
+    // And the server's first refused-topic note.
+    let (bad, _gb) = key_for("status-clash-bad");
+    drop(shmbus_pub::RawPublisher::open(&bad, b"\xff\xfe not a schema", 16).unwrap());
+    let b = bus.clone();
+    let server = Running::start(&[key, bad.key], move |c| c.bus = Some(b));
+    let (mut ws, _) = connect(server.addr, "foxglove.websocket.v1");
+    let mut seen = Seen::default();
+    let health = |s: &Seen| {
+        s.statuses
+            .iter()
+            .find(|v| {
+                v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("refused/0: no publisher"))
+            })
+            .cloned()
+    };
+    let note = |s: &Seen| {
+        s.statuses
+            .iter()
+            .find(|v| {
+                v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("cannot be shown"))
+            })
+            .cloned()
+    };
+    read_until(
+        &mut ws,
+        &mut seen,
+        "the health status and the note",
+        Duration::from_secs(30),
+        |s| health(s).is_some() && note(s).is_some(),
+    );
+    let (h, n) = (health(&seen).unwrap(), note(&seen).unwrap());
+    assert_eq!(h["id"], "shmbus/refused/0", "{h}");
+    // Same id: the one sent later would replace the other in the panel.
+    assert_ne!(h["id"], n["id"], "{h} {n}");
+}
+
+#[test]
 fn a_client_that_never_reads_is_dropped_and_the_others_get_every_frame() {
     watchdog("a_client_that_never_reads", Duration::from_secs(180));
     let (topic, _g) = key_for("stuck");
