@@ -448,7 +448,7 @@ pub fn run(
         ),
         None => (Config::builtin_demo(), vec!["--demo-config".to_string()]),
     };
-    let bus = format!("{}-{pid}", config.bus);
+    let bus = demo_bus(&config.bus, pid);
     config.rebus(&bus).map_err(|e| e.to_string())?;
 
     let notes = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -657,6 +657,18 @@ pub fn run(
     })
 }
 
+/// The bus of the demo with pid `pid`: `<bus>-<pid>`, the config's bus
+/// cut so that the whole is still a valid name (at most
+/// `shmbus_core::layout::MAX_NAME_LEN` bytes; names are ASCII). A config
+/// whose bus was valid but long (58 to 63 bytes) made the demo refuse to
+/// start, blaming a "topic name" 66 bytes long that the user never wrote.
+fn demo_bus(bus: &str, pid: u32) -> String {
+    let suffix = format!("-{pid}");
+    let keep = shmbus_core::layout::MAX_NAME_LEN.saturating_sub(suffix.len());
+    let stem = bus.get(..keep.min(bus.len())).unwrap_or(bus);
+    format!("{stem}{suffix}")
+}
+
 /// The `--duration` a sensor gets when the demo runs for `d`: a safety
 /// net, so that it stops by itself shortly after the demo would have. At
 /// most what a sensor accepts ([`shmbus_toolbox::parse::MAX_SECS`]): the
@@ -861,6 +873,22 @@ mod tests {
         // A stamp older than the newest (a squatter's frame) is no panic.
         fast.stamp(5);
         assert_eq!(fast.stamps.len(), 1001);
+    }
+
+    #[test]
+    fn a_long_bus_name_still_gives_a_valid_demo_bus() {
+        use shmbus_core::layout::MAX_NAME_LEN;
+        use shmbus_core::topic::validate_name;
+        assert_eq!(demo_bus("demo", 42), "demo-42");
+        let long = "b".repeat(MAX_NAME_LEN);
+        let mut config = Config::builtin_demo();
+        for pid in [1, 4_194_304] {
+            let bus = demo_bus(&long, pid);
+            validate_name(&bus).unwrap();
+            assert!(bus.ends_with(&format!("-{pid}")), "{bus}");
+            config.rebus(&bus).unwrap();
+        }
+        assert_ne!(demo_bus(&long, 1), demo_bus(&long, 2));
     }
 
     /// A frame's names (a USB battery's `hid-<serial>-battery`, an
