@@ -11,9 +11,10 @@
 //! no pause here. Recordings made before that key existed have only the
 //! `CLOCK_REALTIME` stamp (`log_time`): there a clock step is a pause, and
 //! a wait over 10 s is announced first. Frames get fresh publish
-//! timestamps (the recorded ones belong to another boot). The recorder writes frames of different topics in
-//! batches, so a frame can be a few milliseconds out of global order in the
-//! file; it is then published at once.
+//! timestamps (the recorded ones belong to another boot). The recorder
+//! writes frames of different topics in batches, so a frame can be a few
+//! milliseconds out of global order in the file; it is then published at
+//! once.
 //!
 //! A topic that was removed and recreated while it was recorded has two
 //! lossless channels with one name and key. Of the same shape, both are
