@@ -9,6 +9,7 @@
 //! client lists that it knows.
 
 use serde::{Deserialize, Serialize};
+use shmbus_core::topic::shown;
 
 /// The subprotocol of Lichtblick and the `@foxglove/ws-protocol` client.
 pub const WEBSOCKET_V1: &str = "foxglove.websocket.v1";
@@ -241,7 +242,8 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, String> {
         ),
         other => {
             return Err(format!(
-                "operation '{other}' is not supported by shmbus foxglove (it handles {CLIENT_OPS})"
+                "operation '{}' is not supported by shmbus foxglove (it handles {CLIENT_OPS})",
+                shown(other)
             ));
         }
     })
@@ -380,6 +382,11 @@ mod tests {
         let e =
             parse_client_message(r#"{"op":"subscribe","subscriptions":[{"id":-1}]}"#).unwrap_err();
         assert!(e.starts_with("malformed 'subscribe' message"), "{e}");
+        // The client's text is quoted as every shmbus message quotes
+        // text from outside: cut, with its length.
+        let long = format!(r#"{{"op":"{}"}}"#, "x".repeat(100_000));
+        let e = parse_client_message(&long).unwrap_err();
+        assert!(e.len() < 200 && e.contains("... (100000 bytes)"), "{e}");
         assert!(parse_client_message("[1,2]").is_err());
         assert!(parse_client_message("").is_err());
     }

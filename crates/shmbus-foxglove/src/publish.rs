@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 
+use shmbus_core::topic::shown;
 use shmbus_pub::RawPublisher;
 use shmbus_sub::OpenError;
 
@@ -53,19 +54,20 @@ impl Publish {
         if !self.enabled {
             return Err(format!(
                 "cannot publish on '{}': publishing is off; restart the server with --allow-publish",
-                ch.topic
+                shown(&ch.topic)
             ));
         }
         if ch.encoding != "json" {
             return Err(format!(
                 "cannot publish on '{}': encoding '{}' is not supported; publish JSON (encoding \"json\")",
-                ch.topic, ch.encoding
+                shown(&ch.topic),
+                shown(&ch.encoding)
             ));
         }
         if topics.by_name(&ch.topic).is_none() {
             return Err(format!(
                 "cannot publish on '{}': no such topic here; shmbus foxglove publishes only on existing topics (see `shmbus list`)",
-                ch.topic
+                shown(&ch.topic)
             ));
         }
         if !self.adverts.contains_key(&(client, ch.id)) {
@@ -141,5 +143,29 @@ impl Publish {
             .publish_bytes(&frame)
             .map_err(|e| format!("cannot publish on '{name}': {e}"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_from_the_client_are_quoted_cut() {
+        let topics = Topics::new(Vec::new(), None, None, Vec::new());
+        let mut ch = ClientChannel {
+            id: 1,
+            topic: "t".repeat(100_000),
+            encoding: "e".repeat(100_000),
+            schema_name: String::new(),
+            schema: None,
+        };
+        let short = |e: String| {
+            assert!(e.len() < 400 && e.contains("... (100000 bytes)"), "{e}");
+        };
+        short(Publish::new(false).advertise(1, &ch, &topics).unwrap_err());
+        short(Publish::new(true).advertise(1, &ch, &topics).unwrap_err());
+        ch.encoding = "json".into();
+        short(Publish::new(true).advertise(1, &ch, &topics).unwrap_err());
     }
 }
