@@ -175,7 +175,13 @@ pub fn run_source<S: Source>(
             }
         }
         if next > now {
-            let wake = end.map_or(next, |e| next.min(e));
+            let mut wake = end.map_or(next, |e| next.min(e));
+            if args.parent.is_some() {
+                // Look at the parent every 100 ms, also between the frames
+                // of a slow topic: at `rate_hz = 0.01` a sensor whose demo
+                // was killed kept its topic for up to 100 s more.
+                wake = wake.min(now.saturating_add(100_000_000));
+            }
             std::thread::sleep(Duration::from_nanos(wake - now));
             continue;
         }

@@ -117,6 +117,37 @@ fn child_role_entry() {
             std::thread::sleep(Duration::from_secs(300));
             drop(p);
         }
+        // orphan CONFIG: start the thermal sensor at 0.01 Hz with
+        // `--parent <this process>`, wait for its topic, then exit.
+        "orphan" => {
+            let cfg = Config::load(Path::new(&args[0])).unwrap();
+            let topic = cfg.topic("thermal").unwrap().to_topic().unwrap();
+            let a: Vec<String> = [
+                "--config",
+                &args[0],
+                "--rate",
+                "0.01",
+                "--duration",
+                "120",
+                "--parent",
+                &std::process::id().to_string(),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            // Not `sensor_cmd`: its death signal would kill the sensor
+            // with this process, and the sensor must see it go. Never
+            // waited for: this process exits and the sensor is orphaned.
+            #[allow(clippy::zombie_processes)]
+            let _sensor = demo::command(Path::new(exe(SensorKind::Thermal)), &a)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            Subscriber::<Thermal>::wait_for_topic(&topic, Duration::from_secs(60)).unwrap();
+            println!("ready");
+        }
         "demo" => {
             let code = demo::main(None, None, &sensor_cmd);
             std::process::exit(if code == std::process::ExitCode::SUCCESS {
@@ -670,4 +701,41 @@ fn a_sensor_with_a_closed_stderr_keeps_publishing() {
         n += 1;
     }
     assert_eq!(n, 3, "frames published");
+}
+
+/// A sensor started with `--parent` removes its topic soon after the
+/// parent is gone, however slow its topic: between two frames it slept a
+/// whole period without looking (100 s at 0.01 Hz), so a `kill -9` of the
+/// demo left that topic, locked in RAM, for as long.
+#[test]
+fn a_slow_sensor_notices_its_parent_is_gone() {
+    watchdog(
+        "a_slow_sensor_notices_its_parent_is_gone",
+        Duration::from_secs(180),
+    );
+    let (cfg, _guards) = unique_config("orphan");
+    let topic = Config::load(&cfg.0)
+        .unwrap()
+        .topic("thermal")
+        .unwrap()
+        .to_topic()
+        .unwrap();
+    let out = shmbus_testkit::child("orphan", &[cfg.0.display().to_string()])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ready"),
+        "{out:?}"
+    );
+    // The parent is gone: the topic goes within about 100 ms (30 s here,
+    // for a loaded machine or qemu), not at the next frame in 100 s.
+    let start = std::time::Instant::now();
+    while shmbus_core::sys::shmget(topic.key, 0, 0).is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the orphaned sensor kept its topic for 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
