@@ -14,7 +14,7 @@
 //!   [`CONTROL_BUDGET`] bytes of them waiting means the client is not
 //!   reading at all, and it is disconnected.
 //! - A client that has had output waiting without the kernel taking a
-//!   single batch for the stall timeout is disconnected (by the server).
+//!   single byte for the stall timeout is disconnected (by the server).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::ErrorKind;
@@ -34,6 +34,45 @@ const READS_PER_TURN: usize = 64;
 /// Subscriptions ended by the server remembered per client (see
 /// [`Client::ended`]); past this many the oldest are forgotten.
 const MAX_ENDED: usize = 4096;
+
+/// A client's socket, counting the bytes the kernel took from it: a
+/// client that reads slowly but steadily makes progress even while one
+/// message larger than the socket buffers is still going out.
+#[derive(Debug)]
+pub struct Socket {
+    stream: TcpStream,
+    written: u64,
+}
+
+impl Socket {
+    /// Wrap an accepted connection.
+    pub fn new(stream: TcpStream) -> Socket {
+        Socket { stream, written: 0 }
+    }
+
+    /// The connection.
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+}
+
+impl std::io::Read for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        std::io::Read::read(&mut self.stream, buf)
+    }
+}
+
+impl std::io::Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = std::io::Write::write(&mut self.stream, buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::Write::flush(&mut self.stream)
+    }
+}
 
 /// A client's bounded queue of outgoing messages: control first, then
 /// frames in order.
@@ -153,7 +192,9 @@ pub struct Client {
     pub peer: SocketAddr,
     /// The subprotocol agreed.
     pub protocol: &'static str,
-    ws: WebSocket<TcpStream>,
+    ws: WebSocket<Socket>,
+    /// [`Socket`]'s count at the last progress.
+    written_seen: u64,
     /// Subscription id to channel id.
     pub subs: HashMap<u32, u32>,
     /// Channel id to subscription id (one subscription per channel).
@@ -169,7 +210,7 @@ pub struct Client {
     /// The WebSocket holds bytes the kernel has not taken yet.
     blocked: bool,
     /// `CLOCK_MONOTONIC` when the client last had nothing waiting or the
-    /// kernel last took a whole batch.
+    /// kernel last took bytes from it.
     pub last_progress_ns: u64,
     /// Frames handed to the socket.
     pub frames_sent: u64,
@@ -193,7 +234,7 @@ impl Client {
         id: u64,
         peer: SocketAddr,
         protocol: &'static str,
-        ws: WebSocket<TcpStream>,
+        ws: WebSocket<Socket>,
         data_budget: usize,
         now_ns: u64,
     ) -> Client {
@@ -202,6 +243,7 @@ impl Client {
             peer,
             protocol,
             ws,
+            written_seen: 0,
             subs: HashMap::new(),
             by_channel: HashMap::new(),
             adverts: HashMap::new(),
@@ -220,7 +262,7 @@ impl Client {
 
     /// The socket, for poll(2).
     pub fn socket(&self) -> &TcpStream {
-        self.ws.get_ref()
+        self.ws.get_ref().stream()
     }
 
     /// True while bytes wait for the socket to become writable.
@@ -316,6 +358,12 @@ impl Client {
                     Err(tungstenite::Error::Io(e))
                         if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) =>
                     {
+                        // Part of it went: the client reads.
+                        let w = self.ws.get_ref().written;
+                        if w != self.written_seen {
+                            self.written_seen = w;
+                            self.last_progress_ns = now_ns;
+                        }
                         return;
                     }
                     Err(e) => {
@@ -356,7 +404,7 @@ impl Client {
     /// once, instead of lingering with the closed socket, and the client
     /// sees the reset on its next read or write.
     pub fn shutdown(&self, abort: bool) {
-        let s = self.ws.get_ref();
+        let s = self.ws.get_ref().stream();
         if abort {
             let reset = nix::libc::linger {
                 l_onoff: 1,

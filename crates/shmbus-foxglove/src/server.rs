@@ -12,7 +12,7 @@
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::io::ErrorKind;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,7 +25,7 @@ use tungstenite::handshake::{HandshakeError, MidHandshake};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{ServerHandshake, http};
 
-use crate::client::{Client, Incoming};
+use crate::client::{Client, Incoming, Socket};
 use crate::protocol::{self, ClientMessage, ServerMessage, level};
 use crate::publish::Publish;
 use crate::topics::{HealthChange, Topics, Unserved};
@@ -107,7 +107,7 @@ struct Pending {
     peer: SocketAddr,
     since_ns: u64,
     chosen: Rc<Cell<Option<&'static str>>>,
-    hs: MidHandshake<ServerHandshake<TcpStream, Negotiate>>,
+    hs: MidHandshake<ServerHandshake<Socket, Negotiate>>,
 }
 
 /// The server's state.
@@ -342,7 +342,7 @@ impl Server {
         // kernel ever refuses it, the next turn (10 ms to 1 s) retries.
         for p in &self.pending {
             fds.push(PollFd::new(
-                p.hs.get_ref().get_ref().as_fd(),
+                p.hs.get_ref().get_ref().stream().as_fd(),
                 PollFlags::POLLIN,
             ));
         }
@@ -426,7 +426,8 @@ impl Server {
                 chosen: chosen.clone(),
                 refuse,
             };
-            let result = tungstenite::accept_hdr_with_config(stream, cb, Some(ws_config()));
+            let result =
+                tungstenite::accept_hdr_with_config(Socket::new(stream), cb, Some(ws_config()));
             self.handshake_result(result, peer, chosen, now, now);
         }
     }
@@ -434,8 +435,8 @@ impl Server {
     fn handshake_result(
         &mut self,
         result: Result<
-            tungstenite::WebSocket<TcpStream>,
-            HandshakeError<ServerHandshake<TcpStream, Negotiate>>,
+            tungstenite::WebSocket<Socket>,
+            HandshakeError<ServerHandshake<Socket, Negotiate>>,
         >,
         peer: SocketAddr,
         chosen: Rc<Cell<Option<&'static str>>>,

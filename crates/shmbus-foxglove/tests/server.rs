@@ -438,13 +438,12 @@ fn a_burst_of_client_messages_is_answered_in_full() {
     );
 }
 
-#[test]
-fn a_welcome_larger_than_the_control_budget_is_sent_whole() {
+/// 32 topics whose channels together are more than 1 MiB of JSON: each
+/// has 250 one-byte fields with 120-character names, a schema of about
+/// 31 KiB (the header holds 32), advertised as about 50 KB of JSON.
+fn wide_topics(test: &str) -> (Vec<i32>, Vec<Guard>) {
     use postcard_schema::Schema as _;
     use postcard_schema::schema::owned::{OwnedDataModelType, OwnedNamedType, OwnedNamedValue};
-    watchdog("big_welcome", Duration::from_secs(180));
-    // 250 one-byte fields with 120-character names: a schema of about
-    // 31 KiB (the header holds 32), advertised as about 50 KB of JSON.
     let fields = (0..250)
         .map(|i| OwnedNamedValue {
             name: format!("field_{i:03}_{}", "x".repeat(110)),
@@ -457,16 +456,23 @@ fn a_welcome_larger_than_the_control_budget_is_sent_whole() {
     })
     .unwrap();
     assert!(schema.len() <= 32 * 1024, "{}", schema.len());
-    // 32 such topics: their channels alone are more than the 1 MiB of
-    // control messages a client may have waiting.
     let mut keys = Vec::new();
     let mut guards = Vec::new();
     for i in 0..32 {
-        let (topic, g) = key_for(&format!("big-welcome-{i}"));
+        let (topic, g) = key_for(&format!("{test}-{i}"));
         drop(shmbus_pub::RawPublisher::open(&topic, &schema, 256).unwrap());
         keys.push(topic.key);
         guards.push(g);
     }
+    (keys, guards)
+}
+
+#[test]
+fn a_welcome_larger_than_the_control_budget_is_sent_whole() {
+    watchdog("big_welcome", Duration::from_secs(180));
+    // Their channels alone are more than the 1 MiB of control messages a
+    // client may have waiting.
+    let (keys, _guards) = wide_topics("big-welcome");
     let server = Running::start(&keys, |_| {});
     let (mut ws, _) = connect(server.addr, "foxglove.websocket.v1");
     let mut seen = Seen::default();
@@ -658,6 +664,38 @@ fn a_topic_named_like_a_server_status_keeps_its_own_status_id() {
     assert_eq!(h["id"], "shmbus/refused/0", "{h}");
     // Same id: the one sent later would replace the other in the panel.
     assert_ne!(h["id"], n["id"], "{h} {n}");
+}
+
+#[test]
+fn a_client_reading_a_big_welcome_slowly_is_not_taken_for_stuck() {
+    watchdog("slow_big_welcome", Duration::from_secs(180));
+    let (keys, _guards) = wide_topics("slow-welcome");
+    let server = Running::start(&keys, |c| c.stall_timeout = Duration::from_secs(3));
+    // A small receive buffer, read 4 KiB every 25 ms (160 KB/s): the
+    // welcome's one message of over 1 MiB takes several stall timeouts to
+    // go out, while the client takes bytes all along.
+    let stream = TcpStream::connect(server.addr).unwrap();
+    nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::RcvBuf, &4096).unwrap();
+    let mut req = format!("ws://{}/", server.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static("foxglove.websocket.v1"),
+    );
+    let (mut ws, _) = tungstenite::client::client(req, stream).expect("handshake");
+    let raw = ws.get_mut();
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut total = 0usize;
+    let mut buf = [0u8; 4096];
+    while total < 1024 * 1024 {
+        match raw.read(&mut buf) {
+            Ok(0) => panic!("the server closed the connection after {total} bytes"),
+            Ok(n) => total += n,
+            Err(e) => panic!("after {total} bytes: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
 }
 
 #[test]
