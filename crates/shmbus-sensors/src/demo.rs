@@ -607,6 +607,9 @@ pub fn run(
         std::thread::sleep(left.max(Duration::from_millis(1)));
     }
 
+    // The rates are as of now, not after the stopping below (up to 2 s a
+    // sensor that ignores SIGTERM), which would make live topics look dead.
+    let stopped_at = monotonic_ns();
     // Stop: children first (their frames stay readable), then watchers.
     let children: Vec<i32> = entries
         .iter()
@@ -625,7 +628,6 @@ pub fn run(
     let leftover_keys = cleaned.left;
     let not_ours = cleaned.not_ours;
     let notes = lock_notes(&notes).clone();
-    let now = monotonic_ns();
     let topics = entries
         .iter()
         .map(|e| {
@@ -636,7 +638,7 @@ pub fn run(
                 sensor: e.kind,
                 frames: r.frames,
                 lost: r.lost,
-                rate_hz: r.rate(now),
+                rate_hz: r.rate(stopped_at),
                 latest: r.latest.clone(),
                 status: r
                     .problem
