@@ -44,6 +44,18 @@ pub(crate) fn path_string(path: &[Seg<'_>]) -> String {
     s
 }
 
+/// One step of a schema path to a field or variant named `name`: `.name`
+/// for an identifier, else `["name"]` quoted and cut as [`quote_short`]
+/// does (a name from a segment's schema may hold control characters or be
+/// megabytes long, and the path ends up in error messages).
+pub(crate) fn name_seg(name: &str) -> String {
+    if is_ident(name) {
+        format!(".{name}")
+    } else {
+        format!("[{}]", quote_short(name))
+    }
+}
+
 /// `[A-Za-z_][A-Za-z0-9_]*`
 pub(crate) fn is_ident(s: &str) -> bool {
     let mut b = s.bytes();

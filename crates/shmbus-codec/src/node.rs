@@ -6,7 +6,7 @@ use postcard_schema::schema::owned::{
 };
 use shmbus_core::schema::{MAX_SCHEMA_DEPTH, capacity_of};
 
-use crate::error::SchemaError;
+use crate::error::{SchemaError, clip, name_seg};
 
 /// One node of a compiled schema.
 #[derive(Debug, Clone, PartialEq)]
@@ -230,7 +230,7 @@ fn node(t: &OwnedNamedType, depth: usize, path: &mut String) -> Result<Node, Sch
                         name: v.name.clone(),
                     });
                 }
-                let seg = format!(".{}", v.name);
+                let seg = name_seg(&v.name);
                 let len = path.len();
                 path.push_str(&seg);
                 let kind = match &v.ty {
@@ -282,7 +282,7 @@ fn fields(
                 name: f.name.clone(),
             });
         }
-        let node = child(&f.ty, depth, path, &format!(".{}", f.name))?;
+        let node = child(&f.ty, depth, path, &name_seg(&f.name))?;
         out.push(Field {
             name: f.name.clone(),
             node,
@@ -291,10 +291,13 @@ fn fields(
     Ok(out)
 }
 
+/// A schema path for an error message: its names are quoted and cut
+/// ([`name_seg`]), and the whole path is cut as [`clip`] cuts (up to
+/// `MAX_SCHEMA_DEPTH` steps of 40 characters would not be one short line).
 fn display_path(path: &str) -> String {
     if path.is_empty() {
         "the top level".to_string()
     } else {
-        path.to_string()
+        clip(path)
     }
 }

@@ -407,3 +407,52 @@ fn codec_of_a_type_matches_its_segment_schema() {
     );
     let _ = owned::<Everything>();
 }
+
+/// Field and variant names come from a segment's schema, which any local
+/// user can write: on the path of a refused schema they are quoted (no
+/// control character reaches a terminal) and cut (a 10 kB name stays one
+/// short line), as the paths of decode and encode errors are.
+#[test]
+fn names_on_a_refused_schemas_path_are_quoted_and_cut() {
+    use postcard_schema::schema::owned::{
+        OwnedDataModelType as D, OwnedNamedType, OwnedNamedValue,
+    };
+    let field = |name: &str, ty: OwnedNamedType| OwnedNamedType {
+        name: "T".into(),
+        ty: D::Struct(vec![OwnedNamedValue {
+            name: name.into(),
+            ty,
+        }]),
+    };
+    let embedded = OwnedNamedType {
+        name: "Schema".into(),
+        ty: D::Schema,
+    };
+    let e = Codec::new(field("\u{1b}[31mred", embedded.clone()))
+        .unwrap_err()
+        .to_string();
+    assert!(!e.contains('\u{1b}'), "{e:?}");
+    assert!(e.contains(r#"at ["\u001b[31mred"], which"#), "{e}");
+
+    let long = "x".repeat(10_000);
+    let e = Codec::new(field(&long, embedded.clone()))
+        .unwrap_err()
+        .to_string();
+    assert!(e.len() < 200, "{} bytes: {}", e.len(), &e[..200]);
+    assert!(e.contains("... (10001 bytes), which"), "{e}");
+
+    // Deep: 60 levels of 30-character names cut as one path.
+    let mut t = embedded;
+    for i in 0..60 {
+        t = field(&format!("field_with_a_long_name_{i:07}"), t);
+    }
+    let e = Codec::new(t).unwrap_err().to_string();
+    assert!(e.len() < 200, "{} bytes: {e}", e.len());
+
+    // Identifiers keep the jq form.
+    let dup = shmbus_codec::text::parse("struct T { ok_name: struct U { a: u8, a: u8 } }").unwrap();
+    assert_eq!(
+        Codec::new(dup).unwrap_err().to_string(),
+        "the schema has two entries named \"a\" at .ok_name"
+    );
+}
