@@ -83,8 +83,13 @@ pub struct OutQueue {
     data: VecDeque<(u32, Message)>,
     data_bytes: usize,
     data_budget: usize,
-    /// Frames dropped since the queue was made.
+    /// Frames dropped since the queue was made (all causes).
     pub dropped: u64,
+    /// Of those, frames larger than the whole budget: no reading speed
+    /// would have let them through.
+    pub oversize: u64,
+    /// The largest of those, bytes.
+    pub largest_oversize: usize,
 }
 
 impl OutQueue {
@@ -97,7 +102,14 @@ impl OutQueue {
             data_bytes: 0,
             data_budget,
             dropped: 0,
+            oversize: 0,
+            largest_oversize: 0,
         }
+    }
+
+    /// The frame budget, bytes.
+    pub fn data_budget(&self) -> usize {
+        self.data_budget
     }
 
     /// Queue a control message. `false` if the control messages already
@@ -120,6 +132,8 @@ impl OutQueue {
         let mut dropped = 0;
         if len > self.data_budget {
             self.dropped += 1;
+            self.oversize += 1;
+            self.largest_oversize = self.largest_oversize.max(len);
             return 1;
         }
         while self.data_bytes + len > self.data_budget {
@@ -214,8 +228,13 @@ pub struct Client {
     pub last_progress_ns: u64,
     /// Frames handed to the socket.
     pub frames_sent: u64,
-    /// `dropped` at the last slow-client notice.
+    /// Frames dropped for slowness (`dropped - oversize`) at the last
+    /// slow-client notice.
     pub dropped_noticed: u64,
+    /// `oversize` at the last frame-too-large notice.
+    pub oversize_noticed: u64,
+    /// When the last frame-too-large notice was sent.
+    pub oversize_notice_ns: u64,
     /// When the last slow-client notice was sent (0: none standing).
     pub slow_notice_ns: u64,
     /// Why the client is to be disconnected, once it is.
@@ -253,6 +272,8 @@ impl Client {
             last_progress_ns: now_ns,
             frames_sent: 0,
             dropped_noticed: 0,
+            oversize_noticed: 0,
+            oversize_notice_ns: 0,
             slow_notice_ns: 0,
             gone: None,
             stuck: false,

@@ -48,6 +48,8 @@ const SLOW_NOTICE_EVERY: Duration = Duration::from_secs(5);
 /// use `shmbus:`, which no topic name holds: a topic's are `shmbus/NAME`
 /// ([`crate::topics::status_id`]), and a topic may be named `slow-client`.
 const SLOW_STATUS_ID: &str = "shmbus:slow-client";
+/// Status id of the notice that frames are larger than a client's queue.
+const OVERSIZE_STATUS_ID: &str = "shmbus:frame-too-large";
 /// Refused-topic notes kept for clients that connect later (the newest).
 pub const MAX_NOTES: usize = 32;
 /// Largest message a client may send (a Publish panel message is small).
@@ -658,10 +660,31 @@ impl Server {
                 continue;
             }
             let every = ns(SLOW_NOTICE_EVERY);
-            if c.queue.dropped > c.dropped_noticed && now.saturating_sub(c.slow_notice_ns) >= every
+            // A frame larger than the whole queue is dropped however fast
+            // the client reads: say so, and what to raise, not "too slow".
+            if c.queue.oversize > c.oversize_noticed
+                && (c.oversize_notice_ns == 0 || now.saturating_sub(c.oversize_notice_ns) >= every)
             {
-                let n = c.queue.dropped - c.dropped_noticed;
-                c.dropped_noticed = c.queue.dropped;
+                let n = c.queue.oversize - c.oversize_noticed;
+                c.oversize_noticed = c.queue.oversize;
+                c.oversize_notice_ns = now;
+                let largest_kib = c.queue.largest_oversize.div_ceil(1024);
+                c.send_text(status(
+                    level::ERROR,
+                    format!(
+                        "{n} frame{} dropped: larger than this connection's whole queue ({} KiB; the largest frame was {largest_kib} KiB as JSON); restart the server with --client-queue {} or more",
+                        if n == 1 { "" } else { "s" },
+                        c.queue.data_budget() / 1024,
+                        largest_kib.max(16)
+                    ),
+                    Some(OVERSIZE_STATUS_ID.into()),
+                ));
+                c.pump(now);
+            }
+            let slow = c.queue.dropped - c.queue.oversize;
+            if slow > c.dropped_noticed && now.saturating_sub(c.slow_notice_ns) >= every {
+                let n = slow - c.dropped_noticed;
+                c.dropped_noticed = slow;
                 c.slow_notice_ns = now;
                 c.send_text(status(
                     level::WARNING,
@@ -672,7 +695,7 @@ impl Server {
                 ));
                 c.pump(now);
             } else if c.slow_notice_ns != 0
-                && c.queue.dropped == c.dropped_noticed
+                && c.queue.dropped - c.queue.oversize == c.dropped_noticed
                 && now.saturating_sub(c.slow_notice_ns) >= 2 * every
             {
                 c.slow_notice_ns = 0;

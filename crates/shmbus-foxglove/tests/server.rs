@@ -1063,3 +1063,61 @@ fn named_topics_that_cannot_be_served_are_reported_with_why() {
     assert_eq!(u[2].index, 3);
     assert!(u[2].not_found && !u[2].may_appear, "{u:?}");
 }
+
+/// A frame larger than a client's whole queue is dropped however fast the
+/// client reads: the client is told that, and which option to raise, not
+/// that its connection is too slow (which pointed at the wrong cause).
+#[test]
+fn frames_larger_than_the_client_queue_are_named_as_such() {
+    watchdog("frames_larger_than_the_queue", Duration::from_secs(120));
+    let (topic, _g) = key_for("oversize");
+    let mut publisher = Publisher::<Sample>::open(&topic).unwrap();
+    // 8 bytes: every frame's JSON is larger.
+    let server = Running::start(&[topic.key], |c| c.client_queue = 8);
+    let (mut ws, _) = connect(server.addr, "foxglove.websocket.v1");
+    let mut seen = Seen::default();
+    read_until(
+        &mut ws,
+        &mut seen,
+        "advertise",
+        Duration::from_secs(30),
+        |s| !s.channels.is_empty(),
+    );
+    let id = seen.channels[0]["id"].as_u64().unwrap();
+    subscribe(&mut ws, 1, id);
+    let mut seq = 0;
+    read_until(
+        &mut ws,
+        &mut seen,
+        "the frame-too-large notice",
+        Duration::from_secs(60),
+        |s| {
+            publisher.publish(&sample(seq)).unwrap();
+            seq += 1;
+            s.statuses
+                .iter()
+                .any(|v| v["id"] == "shmbus:frame-too-large")
+        },
+    );
+    let notice = seen
+        .statuses
+        .iter()
+        .find(|v| v["id"] == "shmbus:frame-too-large")
+        .unwrap();
+    let text = notice["message"].as_str().unwrap();
+    assert!(
+        text.contains("larger than this connection's whole queue")
+            && text.contains("--client-queue"),
+        "{text}"
+    );
+    assert_eq!(notice["level"], 2, "{notice}");
+    assert!(seen.frames.is_empty(), "no frame fits the queue");
+    assert!(
+        !seen
+            .statuses
+            .iter()
+            .any(|v| v["id"] == "shmbus:slow-client"),
+        "told it was too slow: {:?}",
+        seen.statuses
+    );
+}
