@@ -451,7 +451,7 @@ pub fn run(
     let bus = demo_bus(&config.bus, pid);
     config.rebus(&bus).map_err(|e| e.to_string())?;
 
-    let notes = Arc::new(Mutex::new(Vec::<String>::new()));
+    let notes = Arc::new(Mutex::new(Notes::default()));
     let quit = Arc::new(AtomicBool::new(false));
     let mut entries = Vec::new();
     let mut threads = Vec::new();
@@ -567,7 +567,8 @@ pub fn run(
                 (Some(_), None) => "starting the sensors".to_string(),
                 (None, _) => "Ctrl-C stops".to_string(),
             };
-            let text = table(&bus, &entries, &lock_notes(&notes), elapsed, &until);
+            let shown = lock_notes(&notes).shown();
+            let text = table(&bus, &entries, &shown, elapsed, &until);
             let mut frame = String::new();
             if drawn_lines > 0 {
                 // Back to the top of the previous table, and clear below.
@@ -627,7 +628,7 @@ pub fn run(
     let cleaned = cleanup(&entries, &children, started_s);
     let leftover_keys = cleaned.left;
     let not_ours = cleaned.not_ours;
-    let notes = lock_notes(&notes).clone();
+    let notes = lock_notes(&notes).shown();
     let topics = entries
         .iter()
         .map(|e| {
@@ -681,8 +682,67 @@ fn safety_net(d: Duration) -> String {
     format!("{}", limit.min(shmbus_toolbox::parse::MAX_SECS))
 }
 
-fn lock_notes(n: &Mutex<Vec<String>>) -> std::sync::MutexGuard<'_, Vec<String>> {
+fn lock_notes(n: &Mutex<Notes>) -> std::sync::MutexGuard<'_, Notes> {
     n.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Distinct messages the demo keeps (the summary lists them all).
+const MAX_NOTES: usize = 64;
+/// Bytes of one message kept.
+const MAX_NOTE_LEN: usize = 512;
+
+/// The sensors' messages as the demo keeps them: each distinct line once,
+/// with how many times it came, at most [`MAX_NOTES`] of them (in the
+/// order they first came), and a count of the lines past that. A sensor
+/// that repeats a warning, or quotes a file whose content keeps changing,
+/// for as long as the demo runs costs a counter, not memory: the demo kept
+/// every line, and printed every one in its summary.
+#[derive(Debug, Default)]
+struct Notes {
+    lines: Vec<(String, u64)>,
+    not_kept: u64,
+}
+
+impl Notes {
+    fn push(&mut self, mut line: String) {
+        if line.len() > MAX_NOTE_LEN {
+            let mut cut = MAX_NOTE_LEN;
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            line.truncate(cut);
+            line.push_str("...");
+        }
+        if let Some((_, n)) = self.lines.iter_mut().find(|(l, _)| *l == line) {
+            *n += 1;
+        } else if self.lines.len() < MAX_NOTES {
+            self.lines.push((line, 1));
+        } else {
+            self.not_kept += 1;
+        }
+    }
+
+    /// The messages as the table and the summary show them.
+    fn shown(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .lines
+            .iter()
+            .map(|(l, n)| {
+                if *n > 1 {
+                    format!("{l} ({n} times)")
+                } else {
+                    l.clone()
+                }
+            })
+            .collect();
+        if self.not_kept > 0 {
+            v.push(format!(
+                "{} more messages not kept (the demo keeps the first {MAX_NOTES} different ones)",
+                self.not_kept
+            ));
+        }
+        v
+    }
 }
 
 /// SIGTERM, wait up to 2 s, then SIGKILL.
@@ -942,5 +1002,38 @@ mod tests {
         let screen = table("demo-1", &entries, &[evil.into()], Duration::ZERO, "x");
         assert!(!screen.contains('\x1b'), "{screen:?}");
         assert!(screen.contains("bat\\u001b]0;owned"), "{screen}");
+    }
+
+    /// A sensor that warns for as long as the demo runs (the same line
+    /// again, or a new line at every change of a file) costs the demo a
+    /// counter: it kept and printed every line.
+    #[test]
+    fn the_notes_of_a_chatty_sensor_stay_bounded() {
+        let mut n = Notes::default();
+        for _ in 0..10_000 {
+            n.push("thermal: zone0 reads 'garbage'".into());
+        }
+        for i in 0..10_000 {
+            n.push(format!("power: BAT0 status changed to '{i}'"));
+        }
+        n.push("x".repeat(100_000));
+        assert_eq!(n.lines.len(), MAX_NOTES);
+        assert_eq!(n.not_kept, 10_000 - (MAX_NOTES as u64 - 1) + 1);
+        let shown = n.shown();
+        assert_eq!(shown.len(), MAX_NOTES + 1);
+        assert_eq!(shown[0], "thermal: zone0 reads 'garbage' (10000 times)");
+        assert_eq!(shown[1], "power: BAT0 status changed to '0'");
+        assert!(
+            shown[MAX_NOTES].starts_with("9938 more messages not kept"),
+            "{}",
+            shown[MAX_NOTES]
+        );
+        let total: usize = shown.iter().map(String::len).sum();
+        assert!(total < 64 * 1024, "{total} bytes kept");
+
+        let mut n = Notes::default();
+        n.push("é".repeat(1000));
+        assert!(n.lines[0].0.len() <= MAX_NOTE_LEN + 3);
+        assert!(n.lines[0].0.ends_with("..."));
     }
 }
