@@ -165,7 +165,8 @@ pub fn run_sensor(name: &str, args: &[String]) -> ExitCode {
     let Some(kind) = SensorKind::from_name(name) else {
         let names: Vec<&str> = SensorKind::ALL.iter().map(|k| k.name()).collect();
         run::say(format_args!(
-            "unknown sensor '{name}': use one of {}",
+            "unknown sensor '{}': use one of {}",
+            shmbus_core::topic::shown(name),
             names.join(", ")
         ));
         return ExitCode::from(2);

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use shmbus_core::topic::shown;
+
 use crate::args::Args;
 use crate::msg::{Iface, MAX_IFACES, Net, name};
 use crate::run::{Source, Warn};
@@ -22,7 +24,7 @@ pub fn parse_net_dev(text: &str) -> Result<Vec<Iface>, String> {
             .split_whitespace()
             .map(|x| {
                 x.parse::<u64>()
-                    .map_err(|_| format!("line {}: bad counter '{x}'", i + 1))
+                    .map_err(|_| format!("line {}: bad counter '{}'", i + 1, shown(x)))
             })
             .collect::<Result<_, _>>()?;
         if v.len() < 12 {

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use shmbus_core::topic::shown;
+
 /// The trimmed contents of a sysfs attribute.
 pub fn read_str(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path)
@@ -12,15 +14,19 @@ pub fn read_str(path: &Path) -> Result<String, String> {
 /// A sysfs attribute holding one integer.
 pub fn read_int(path: &Path) -> Result<i64, String> {
     let s = read_str(path)?;
-    s.parse()
-        .map_err(|_| format!("{}: '{s}' is not an integer", path.display()))
+    s.parse().map_err(|_| {
+        let p = path.display().to_string();
+        format!("{}: '{}' is not an integer", shown(&p), shown(&s))
+    })
 }
 
 /// A sysfs attribute holding one decimal number (IIO scales: `0.009576806`).
 pub fn read_f64(path: &Path) -> Result<f64, String> {
     let s = read_str(path)?;
-    s.parse()
-        .map_err(|_| format!("{}: '{s}' is not a number", path.display()))
+    s.parse().map_err(|_| {
+        let p = path.display().to_string();
+        format!("{}: '{}' is not a number", shown(&p), shown(&s))
+    })
 }
 
 /// Entries of `dir` whose names start with `prefix`, in natural order
@@ -128,5 +134,22 @@ mod tests {
         );
         assert!((read_f64(&d.path().join("c")).unwrap() - 0.0095768).abs() < 1e-12);
         assert!(read_str(&d.path().join("missing")).is_err());
+    }
+
+    /// An attribute of a fake tree (`--root`) may hold anything: the
+    /// message escapes it and cuts it to one short line.
+    #[test]
+    fn garbage_in_an_attribute_is_escaped_and_cut_in_the_message() {
+        let d = TempDir::new("garbage");
+        let garbage = format!("\u{1b}]0;owned\u{7}{}", "x".repeat(10_000));
+        d.file("t", &garbage);
+        for e in [
+            read_int(&d.path().join("t")).unwrap_err(),
+            read_f64(&d.path().join("t")).unwrap_err(),
+        ] {
+            assert!(!e.contains('\u{1b}') && !e.contains('\u{7}'), "{e:?}");
+            assert!(e.contains("\\u{1b}]0;owned"), "{e}");
+            assert!(e.len() < 300, "{} bytes", e.len());
+        }
     }
 }

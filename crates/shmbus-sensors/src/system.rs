@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use shmbus_core::topic::shown;
+
 use crate::args::Args;
 use crate::msg::{Memory, System};
 use crate::run::{Source, Warn};
@@ -27,7 +29,7 @@ pub fn parse_stat(text: &str) -> Result<(CpuTimes, u16), String> {
                     .take(8)
                     .map(|x| {
                         x.parse::<u64>()
-                            .map_err(|_| format!("bad number '{x}' in the cpu line"))
+                            .map_err(|_| format!("bad number '{}' in the cpu line", shown(x)))
                     })
                     .collect::<Result<_, _>>()?;
                 if v.len() < 4 {
@@ -70,21 +72,26 @@ pub fn cpu_pct(prev: CpuTimes, cur: CpuTimes) -> Option<f32> {
 pub fn parse_loadavg(text: &str) -> Result<([f32; 3], [u32; 2]), String> {
     let f: Vec<&str> = text.split_whitespace().collect();
     if f.len() < 4 {
-        return Err(format!("expected 5 fields, found {}", f.len()));
+        return Err(format!(
+            "expected at least 4 fields (three load averages, running/total tasks), found {}",
+            f.len()
+        ));
     }
     let mut load = [0f32; 3];
     for (l, s) in load.iter_mut().zip(&f) {
-        *l = s.parse().map_err(|_| format!("bad load average '{s}'"))?;
+        *l = s
+            .parse()
+            .map_err(|_| format!("bad load average '{}'", shown(s)))?;
     }
     let (run, total) = f[3]
         .split_once('/')
-        .ok_or_else(|| format!("bad task count '{}'", f[3]))?;
+        .ok_or_else(|| format!("bad task count '{}'", shown(f[3])))?;
     let tasks = [
         run.parse()
-            .map_err(|_| format!("bad task count '{}'", f[3]))?,
+            .map_err(|_| format!("bad task count '{}'", shown(f[3])))?,
         total
             .parse()
-            .map_err(|_| format!("bad task count '{}'", f[3]))?,
+            .map_err(|_| format!("bad task count '{}'", shown(f[3])))?,
     ];
     Ok((load, tasks))
 }
@@ -262,7 +269,14 @@ procs_running 3
         let (l, t) = parse_loadavg("5.81 3.03 1.38 17/177 22712\n").unwrap();
         assert_eq!(l, [5.81, 3.03, 1.38]);
         assert_eq!(t, [17, 177]);
-        assert!(parse_loadavg("1 2").is_err());
+        assert!(
+            parse_loadavg("1 2")
+                .unwrap_err()
+                .contains("expected at least 4 fields")
+        );
+        // Garbage from the file is escaped and cut to one short line.
+        let e = parse_loadavg(&format!("\u{1b}]0;x{} 2 3 1/2", "9".repeat(10_000))).unwrap_err();
+        assert!(!e.contains('\u{1b}') && e.len() < 120, "{e}");
         assert!(
             parse_loadavg("a 2 3 1/2 5")
                 .unwrap_err()
