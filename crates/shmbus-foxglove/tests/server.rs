@@ -195,6 +195,15 @@ fn read_until(
     }
 }
 
+/// Read until the server has advertised a channel (30 s at most); the
+/// first channel's id.
+fn advertised(ws: &mut Ws, seen: &mut Seen) -> u64 {
+    read_until(ws, seen, "the advertise", Duration::from_secs(30), |s| {
+        !s.channels.is_empty()
+    });
+    seen.channels[0]["id"].as_u64().unwrap()
+}
+
 fn subscribe(ws: &mut Ws, sub: u32, channel: u64) {
     ws.send(Message::text(format!(
         r#"{{"op":"subscribe","subscriptions":[{{"id":{sub},"channelId":{channel}}}]}}"#
@@ -211,13 +220,7 @@ fn frames_reach_a_subscriber_as_the_codecs_json_with_their_publish_time() {
     let (mut ws, proto) = connect(server.addr, "foxglove.websocket.v1");
     assert_eq!(proto.as_deref(), Some("foxglove.websocket.v1"));
     let mut seen = Seen::default();
-    read_until(
-        &mut ws,
-        &mut seen,
-        "the advertise",
-        Duration::from_secs(30),
-        |s| !s.channels.is_empty(),
-    );
+    advertised(&mut ws, &mut seen);
     let ch = &seen.channels[0];
     assert_eq!(ch["topic"], topic.name.as_str());
     assert_eq!(ch["encoding"], "json");
@@ -549,14 +552,7 @@ fn unsubscribing_a_channel_that_went_is_no_error() {
     let server = Running::start(&[topic.key], |_| {});
     let (mut ws, _) = connect(server.addr, "foxglove.websocket.v1");
     let mut seen = Seen::default();
-    read_until(
-        &mut ws,
-        &mut seen,
-        "the channel",
-        Duration::from_secs(30),
-        |s| !s.channels.is_empty(),
-    );
-    let id = seen.channels[0]["id"].as_u64().unwrap();
+    let id = advertised(&mut ws, &mut seen);
     subscribe(&mut ws, 7, id);
     publisher.remove().unwrap();
     read_until(
@@ -718,14 +714,7 @@ fn a_client_that_never_reads_is_dropped_and_the_others_get_every_frame() {
     });
     let (mut good, _) = connect(server.addr, "foxglove.websocket.v1");
     let mut seen = Seen::default();
-    read_until(
-        &mut good,
-        &mut seen,
-        "advertise",
-        Duration::from_secs(30),
-        |s| !s.channels.is_empty(),
-    );
-    let id = seen.channels[0]["id"].as_u64().unwrap();
+    let id = advertised(&mut good, &mut seen);
     subscribe(&mut good, 1, id);
     // The subscription is live once a frame published now arrives.
     let mut seq = 0u32;
@@ -841,13 +830,7 @@ fn the_loop_sleeps_between_ticks_even_with_a_silent_connection() {
     let server = Running::start(&[topic.key], |_| {});
     let (mut ws, _) = connect(server.addr, "foxglove.websocket.v1");
     let mut seen = Seen::default();
-    read_until(
-        &mut ws,
-        &mut seen,
-        "advertise",
-        Duration::from_secs(30),
-        |s| !s.channels.is_empty(),
-    );
+    advertised(&mut ws, &mut seen);
     // Subscribed (10 ms ticks), nothing published, and a connection that
     // never sends its handshake.
     subscribe(&mut ws, 1, seen.channels[0]["id"].as_u64().unwrap());
@@ -874,13 +857,7 @@ fn a_client_cannot_advertise_client_channels_without_end() {
     let server = Running::start(&[topic.key], |c| c.allow_publish = true);
     let (mut ws, _) = connect(server.addr, "foxglove.websocket.v1");
     let mut seen = Seen::default();
-    read_until(
-        &mut ws,
-        &mut seen,
-        "the advertise",
-        Duration::from_secs(30),
-        |s| !s.channels.is_empty(),
-    );
+    advertised(&mut ws, &mut seen);
     let advertise = |ids: std::ops::Range<u32>| {
         let chans: Vec<serde_json::Value> = ids
             .map(|id| {
@@ -952,13 +929,7 @@ fn sockets_that_never_speak_do_not_lock_real_clients_out() {
     let (mut ws, proto) = connect(server.addr, "foxglove.websocket.v1");
     assert_eq!(proto.as_deref(), Some("foxglove.websocket.v1"));
     let mut seen = Seen::default();
-    read_until(
-        &mut ws,
-        &mut seen,
-        "the advertise",
-        Duration::from_secs(30),
-        |s| !s.channels.is_empty(),
-    );
+    advertised(&mut ws, &mut seen);
     assert!(
         start.elapsed() < Duration::from_secs(5),
         "{:?}",
@@ -1084,14 +1055,7 @@ fn frames_larger_than_the_client_queue_are_named_as_such() {
     let server = Running::start(&[topic.key], |c| c.client_queue = 8);
     let (mut ws, _) = connect(server.addr, "foxglove.websocket.v1");
     let mut seen = Seen::default();
-    read_until(
-        &mut ws,
-        &mut seen,
-        "advertise",
-        Duration::from_secs(30),
-        |s| !s.channels.is_empty(),
-    );
-    let id = seen.channels[0]["id"].as_u64().unwrap();
+    let id = advertised(&mut ws, &mut seen);
     subscribe(&mut ws, 1, id);
     let mut seq = 0;
     read_until(
