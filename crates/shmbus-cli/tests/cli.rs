@@ -1005,6 +1005,16 @@ fn unreadable_topics_are_listed_as_permission_denied() {
     );
 }
 
+/// The keys of the demo whose pid is `pid` (its bus is `demo-<pid>`), and
+/// guards that remove them if the demo fails to.
+fn demo_keys(pid: u32) -> (Vec<i32>, Vec<Guard>) {
+    let mut config = shmbus_config::Config::builtin_demo();
+    config.rebus(&format!("demo-{pid}")).expect("rebus");
+    let keys: Vec<i32> = config.topics.iter().map(|t| t.key).collect();
+    let guards = keys.iter().map(|&k| Guard(k)).collect();
+    (keys, guards)
+}
+
 /// The README's first command: `shmbus demo` runs the sensor publishers as
 /// processes, every topic receives frames, and nothing is left behind.
 #[test]
@@ -1018,10 +1028,7 @@ fn demo_runs_every_sensor_and_leaves_nothing_behind() {
     let pid = child.id();
     // The demo's keys, derived from its bus name `demo-<pid>`; guards remove
     // them if the demo fails to.
-    let mut config = shmbus_config::Config::builtin_demo();
-    config.rebus(&format!("demo-{pid}")).expect("rebus");
-    let keys: Vec<i32> = config.topics.iter().map(|t| t.key).collect();
-    let _guards: Vec<Guard> = keys.iter().map(|&k| Guard(k)).collect();
+    let (keys, _guards) = demo_keys(pid);
     let mut child = KillOnDrop(child);
     let mut out = String::new();
     let mut err = String::new();
@@ -1063,10 +1070,7 @@ fn demo_with_a_closed_stdout_cleans_up_without_a_panic() {
         .spawn()
         .expect("spawn shmbus demo");
     let pid = child.id();
-    let mut config = shmbus_config::Config::builtin_demo();
-    config.rebus(&format!("demo-{pid}")).expect("rebus");
-    let keys: Vec<i32> = config.topics.iter().map(|t| t.key).collect();
-    let _guards: Vec<Guard> = keys.iter().map(|&k| Guard(k)).collect();
+    let (keys, _guards) = demo_keys(pid);
     let mut child = KillOnDrop(child);
     // The reader is gone before the demo writes anything: like `| true`.
     drop(child.0.stdout.take());
@@ -2385,10 +2389,7 @@ fn a_killed_demo_leaves_nothing_behind() {
         .spawn()
         .expect("spawn shmbus demo");
     let pid = child.id();
-    let mut config = shmbus_config::Config::builtin_demo();
-    config.rebus(&format!("demo-{pid}")).expect("rebus");
-    let keys: Vec<i32> = config.topics.iter().map(|t| t.key).collect();
-    let _guards: Vec<Guard> = keys.iter().map(|&k| Guard(k)).collect();
+    let (keys, _guards) = demo_keys(pid);
     let mut child = KillOnDrop(child);
     for &k in &keys {
         wait_topic(k);
@@ -2694,10 +2695,7 @@ fn demo_and_bench_under_a_process_limit_neither_panic_nor_leak() {
     };
     for nproc in [4] {
         let (pid, code, text) = limited(nproc, &["demo", "--duration", "1"]);
-        let mut config = shmbus_config::Config::builtin_demo();
-        config.rebus(&format!("demo-{pid}")).expect("rebus");
-        let keys: Vec<i32> = config.topics.iter().map(|t| t.key).collect();
-        let _guards: Vec<Guard> = keys.iter().map(|&k| Guard(k)).collect();
+        let (keys, _guards) = demo_keys(pid);
         assert!(!text.contains("panicked"), "nproc {nproc}: {text}");
         assert!(
             matches!(code, Some(0 | 1)),
