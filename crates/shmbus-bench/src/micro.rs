@@ -298,6 +298,18 @@ pub fn items(keys: &mut Keys, clock_ns: f64) -> Result<Vec<Item>, String> {
     ] {
         v.push(publish_item(keys, key, label, size, notify)?);
     }
+    // The same 64 B frame through the fixed-length entry (`[u8; 64]`).
+    let mut fixed = raw_publisher::<Frame64>(keys, "bench/publish_64_array", false)?;
+    let array64 = [0x5a_u8; 64];
+    v.push(item(
+        "publish_64_array",
+        "shmbus publish_array 64 B (fixed length, notify off)",
+        move || {
+            per_op(OPS, |i| {
+                let _ = black_box(fixed.publish_array_at(black_box(&array64), u64::from(i), 7));
+            })
+        },
+    ));
     // The frame copy inside every publish, alone (core's `store_bytes`).
     let s = scratch.clone();
     let bytes64 = [0x5a_u8; 64];

@@ -229,6 +229,7 @@ impl Report {
             "read_latest_64_bytes" => Some("read_latest_bytes_64"),
             "decode_64_bytes" => Some("decode_64_shmbus"),
             "publish_64_typed" => Some("publish_64"),
+            "publish_64_array" => Some("layout_publish_64"),
             "store_bytes_64" => Some("seqlock_publish_64"),
             "layout_publish_64" => Some("seqlock_publish_64"),
             "layout_v2_publish_64" => Some("seqlock_publish_64"),
@@ -408,6 +409,7 @@ impl Report {
             m("publish_64_clocks"),
         );
         let p64n = m("publish_64_notify");
+        let p64a = m("publish_64_array");
         let (clock, next64, latest64) = (m("clock_read"), m("read_next_64"), m("read_latest_64"));
         let (next_new, latest_new) = (m("read_next_new_64"), m("read_latest_new_64"));
         let (layout64, v2_64) = (m("layout_publish_64"), m("layout_v2_publish_64"));
@@ -429,6 +431,24 @@ impl Report {
             "publish 64 B pre-encoded / the layout's stores alone".into(),
             p64,
             layout64,
+            None,
+        );
+        self.ratio(
+            "publish 64 B fixed length / bare seqlock publish".into(),
+            p64a,
+            s64,
+            Some(2.0),
+        );
+        self.ratio(
+            "publish 64 B fixed length / the layout's stores alone".into(),
+            p64a,
+            layout64,
+            None,
+        );
+        self.ratio(
+            "publish 64 B fixed length / pre-encoded (publish_bytes)".into(),
+            p64a,
+            p64,
             None,
         );
         self.ratio(

@@ -65,6 +65,38 @@ pub fn store_bytes(words: &[AtomicU32], bytes: &[u8]) {
     }
 }
 
+/// Copy a frame of exactly `N` bytes into `words` (little-endian), with
+/// relaxed atomic stores: [`store_bytes`] for a length known when the
+/// program is compiled. The whole words go through a slice of exactly
+/// `N / 4` words, so the copy has no loop bounds to test and unrolls into
+/// `N / 4` stores (64 bytes: 16); a last partial word (`N % 4` bytes) is
+/// zero-padded as `store_bytes` pads it. The slot's bytes afterwards are
+/// the same as `store_bytes(words, bytes)` leaves. `words` must hold
+/// `N.div_ceil(4)` words; with fewer it stores nothing.
+#[cfg(feature = "writer")]
+#[inline(always)]
+pub fn store_array<const N: usize>(words: &[AtomicU32], bytes: &[u8; N]) {
+    let whole = N / 4;
+    let Some(dst) = words.get(..N.div_ceil(4)) else {
+        return;
+    };
+    let (head, last) = dst.split_at(whole);
+    for (i, w) in head.iter().enumerate() {
+        let b = [
+            bytes[4 * i],
+            bytes[4 * i + 1],
+            bytes[4 * i + 2],
+            bytes[4 * i + 3],
+        ];
+        w.store(u32::from_le_bytes(b), Ordering::Relaxed);
+    }
+    if let Some(w) = last.first() {
+        let mut b = [0u8; 4];
+        b[..N % 4].copy_from_slice(&bytes[whole * 4..]);
+        w.store(u32::from_le_bytes(b), Ordering::Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +222,60 @@ mod tests {
             crate::layout::copy_from_words((&words).into(), len, &mut out);
             assert_eq!(out, bytes, "len {len}");
         }
+    }
+
+    /// Every length from 0 to 13 bytes (whole words and each tail), and
+    /// 64: the words hold what `store_bytes` leaves, the padding included,
+    /// and the words past the frame are untouched.
+    #[cfg(feature = "writer")]
+    #[test]
+    fn store_array_leaves_the_words_store_bytes_leaves() {
+        fn check<const N: usize>() {
+            let mut bytes = [0u8; N];
+            for (i, b) in bytes.iter_mut().enumerate() {
+                *b = (i as u8).wrapping_mul(37).wrapping_add(1);
+            }
+            let fresh =
+                || -> Vec<AtomicU32> { (0..20).map(|_| AtomicU32::new(0xa5a5_a5a5)).collect() };
+            let (a, b) = (fresh(), fresh());
+            store_array(&a, &bytes);
+            store_bytes(&b, &bytes);
+            let load = |w: &[AtomicU32]| -> Vec<u32> {
+                w.iter().map(|w| w.load(Ordering::Relaxed)).collect()
+            };
+            assert_eq!(load(&a), load(&b), "N = {N}");
+            assert!(
+                load(&a)[N.div_ceil(4)..].iter().all(|&w| w == 0xa5a5_a5a5),
+                "N = {N}"
+            );
+            let mut out = Vec::new();
+            crate::layout::copy_from_words((&a).into(), N, &mut out);
+            assert_eq!(out, bytes, "N = {N}");
+        }
+        check::<0>();
+        check::<1>();
+        check::<2>();
+        check::<3>();
+        check::<4>();
+        check::<5>();
+        check::<6>();
+        check::<7>();
+        check::<8>();
+        check::<9>();
+        check::<10>();
+        check::<11>();
+        check::<12>();
+        check::<13>();
+        check::<64>();
+    }
+
+    /// Too few words for the frame: nothing is stored, nothing panics.
+    #[cfg(feature = "writer")]
+    #[test]
+    fn store_array_into_too_few_words_stores_nothing() {
+        let words: Vec<AtomicU32> = (0..3).map(|_| AtomicU32::new(7)).collect();
+        store_array(&words, &[0xff_u8; 13]);
+        assert!(words.iter().all(|w| w.load(Ordering::Relaxed) == 7));
     }
 
     #[cfg(feature = "writer")]

@@ -1055,6 +1055,35 @@ mod writer {
             Ok(g)
         }
 
+        /// Publish one encoded frame of exactly `N` bytes, `N` known when
+        /// the program is compiled: [`Self::publish_bytes`] without its
+        /// variable-length copy. The capacity check compares a constant,
+        /// and the copy is `N / 4` word stores with no loop
+        /// ([`crate::codec::store_array`]). The slot ends up byte for byte
+        /// as `publish_bytes` leaves it. A frame over the capacity touches
+        /// nothing.
+        #[inline(always)]
+        pub fn publish_array<const N: usize>(
+            &mut self,
+            frame: &[u8; N],
+            mono_ns: u64,
+            real_ns: u64,
+        ) -> Result<u64, PublishError> {
+            let cap = self.info.geometry.frame_capacity;
+            if N > cap {
+                return Err(PublishError::TooLarge {
+                    len: N,
+                    capacity: cap,
+                });
+            }
+            let g = self.next;
+            let slot = SlotWrite::begin(slot_atomics(&self.att, &self.info, g), N.div_ceil(4));
+            crate::codec::store_array(slot.data, frame);
+            slot.commit(N as u32, g, mono_ns, real_ns);
+            self.finish_publish(g, mono_ns, real_ns);
+            Ok(g)
+        }
+
         /// After frame `g`'s slot is complete: the header's live fields,
         /// then the wake-up decision.
         #[inline(always)]

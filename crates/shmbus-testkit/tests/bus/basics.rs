@@ -326,3 +326,73 @@ fn seek_after_clamps_to_what_the_ring_holds() {
         other => panic!("expected frame 11, got {other:?}"),
     }
 }
+
+/// `publish_array`, the fixed-length publish, leaves a slot word for word
+/// as `publish_bytes` leaves it, zero padding of a 13-byte frame's last
+/// word included, over slots that held longer frames before; and a frame
+/// over the capacity is refused and touches nothing.
+#[test]
+fn publish_array_writes_what_publish_bytes_writes_and_refuses_what_does_not_fit() {
+    use shmbus_pub::RawPublisher;
+    watchdog("publish_array_writes", Duration::from_secs(60));
+    let (topic, _guard) = unique_topic("publish-array");
+    let topic = topic.slots(4);
+    let (schema, cap) = {
+        let p = Publisher::<Check>::open(&topic).unwrap();
+        (p.raw().schema().to_vec(), p.raw().frame_capacity())
+    };
+    let mut raw = RawPublisher::open(&topic, &schema, cap).unwrap();
+    let seg = Segment::attach(&topic).unwrap();
+    // Every slot first holds a longer frame of 0xff bytes.
+    for _ in 0..4 {
+        raw.publish_bytes_at(&[0xff; 16], 1, 2).unwrap();
+    }
+    let mut frame = [0u8; 13];
+    for (i, b) in frame.iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(29).wrapping_add(3);
+    }
+    let g1 = raw.publish_bytes_at(&frame, 100, 200).unwrap();
+    let g2 = raw.publish_array_at(&frame, 100, 200).unwrap();
+    assert_eq!((g1, g2), (5, 6));
+    let slot = |g: u64| {
+        seg.read_slot(g, Duration::from_secs(10), |m, w| {
+            let words: Vec<u32> = (0..4).map(|i| w.load(i)).collect();
+            (m.len, m.mono_ns, m.real_ns, words)
+        })
+        .unwrap()
+    };
+    let ((m1, a), (m2, b)) = (slot(g1), slot(g2));
+    assert_eq!((m1.generation, m2.generation), (g1, g2));
+    assert_eq!(a, b);
+    assert_eq!(a.0, 13);
+    assert_eq!((a.1, a.2), (100, 200));
+    // The last word holds byte 12 and three zero bytes, not the 0xff of
+    // the frame that was in the slot before.
+    assert_eq!(a.3[3], u32::from(frame[12]));
+
+    // With the clock read: stamped now, read back whole.
+    let before = sys::monotonic_ns();
+    let g3 = raw.publish_array(&frame).unwrap();
+    let (m3, (len, mono, _, _)) = slot(g3);
+    assert_eq!((m3.generation, len), (7, 13));
+    assert!(mono >= before && mono <= sys::monotonic_ns(), "{mono}");
+
+    // Over the capacity: refused, the generation and every slot unchanged.
+    let seqs = |seg: &Segment| -> Vec<u32> { (0..4).map(|i| seg.slot_sequence(i)).collect() };
+    let seq_before = seqs(&seg);
+    let big = [0x5a_u8; 4096];
+    assert!(cap < big.len(), "capacity {cap}");
+    match raw.publish_array_at(&big, 300, 400) {
+        Err(shmbus_pub::PublishError::TooLarge { len, capacity }) => {
+            assert_eq!((len, capacity), (4096, cap))
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert_eq!(raw.next_generation(), 8);
+    assert_eq!(seg.generation(), 7);
+    assert_eq!(seqs(&seg), seq_before);
+    let (_, kept) = slot(7);
+    assert_eq!((kept.0, kept.1, &kept.3), (13, mono, &a.3));
+    // The handle stays usable.
+    assert_eq!(raw.publish_array_at(&frame, 5, 6).unwrap(), 8);
+}
