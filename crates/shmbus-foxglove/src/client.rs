@@ -19,6 +19,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 
 use tungstenite::{Message, WebSocket};
 
@@ -54,7 +55,36 @@ impl Socket {
     pub fn stream(&self) -> &TcpStream {
         &self.stream
     }
+
+    /// Bytes the kernel still holds for this connection, sent and not yet
+    /// acknowledged or not sent yet (`SIOCOUTQ`); `None` if it cannot
+    /// tell. It falls as the client reads, in steps of a TCP window
+    /// update, so it shows a slow reader's progress long before the socket
+    /// is writable again (poll(2) reports that only once about a third of
+    /// the send buffer, some 98 KB, has drained).
+    pub fn unsent(&self) -> Option<u32> {
+        let mut n: nix::libc::c_int = 0;
+        // SAFETY: SIOCOUTQ on a TCP socket writes one `int` through the
+        // pointer, which points to `n`, alive for the whole call; the
+        // descriptor belongs to `self.stream`, open for as long as `self`.
+        let r = unsafe { siocoutq(self.stream.as_raw_fd(), &mut n) };
+        r.ok().and_then(|_| u32::try_from(n).ok())
+    }
 }
+
+mod ioctl {
+    nix::ioctl_read_bad!(
+        /// `ioctl(fd, SIOCOUTQ, &mut int)`: `SIOCOUTQ` is `TIOCOUTQ` on
+        /// Linux (`man 7 tcp`).
+        ///
+        /// # Safety
+        /// `data` must point to a writable `c_int`.
+        siocoutq,
+        nix::libc::TIOCOUTQ,
+        nix::libc::c_int
+    );
+}
+use ioctl::siocoutq;
 
 impl std::io::Read for Socket {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -223,9 +253,12 @@ pub struct Client {
     pub queue: OutQueue,
     /// The WebSocket holds bytes the kernel has not taken yet.
     blocked: bool,
-    /// `CLOCK_MONOTONIC` when the client last had nothing waiting or the
-    /// kernel last took bytes from it.
+    /// `CLOCK_MONOTONIC` when the client last had nothing waiting, the
+    /// kernel last took bytes from it, or the bytes the kernel holds for
+    /// it last fell.
     pub last_progress_ns: u64,
+    /// [`Socket::unsent`] at the last check while blocked.
+    unsent_seen: Option<u32>,
     /// Frames handed to the socket.
     pub frames_sent: u64,
     /// Frames dropped for slowness (`dropped - oversize`) at the last
@@ -270,6 +303,7 @@ impl Client {
             queue: OutQueue::new(data_budget),
             blocked: false,
             last_progress_ns: now_ns,
+            unsent_seen: None,
             frames_sent: 0,
             dropped_noticed: 0,
             oversize_noticed: 0,
@@ -289,6 +323,24 @@ impl Client {
     /// True while bytes wait for the socket to become writable.
     pub fn blocked(&self) -> bool {
         self.blocked
+    }
+
+    /// While the socket is not writable: if the bytes the kernel holds
+    /// for this client fell since the last look, the client is reading,
+    /// so that is progress for the stall timeout. A client that reads
+    /// nothing closes its TCP window and the count stays put.
+    pub fn note_drain(&mut self, now_ns: u64) {
+        if !self.blocked {
+            self.unsent_seen = None;
+            return;
+        }
+        let now = self.ws.get_ref().unsent();
+        if let (Some(was), Some(is)) = (self.unsent_seen, now) {
+            if is < was {
+                self.last_progress_ns = now_ns;
+            }
+        }
+        self.unsent_seen = now;
     }
 
     /// True if output is waiting (queued or in the WebSocket's buffer).

@@ -647,6 +647,7 @@ impl Server {
             if !c.blocked() && c.has_output() {
                 c.pump(now);
             }
+            c.note_drain(now);
             if c.gone.is_none() && c.has_output() && now.saturating_sub(c.last_progress_ns) > stall
             {
                 c.stuck = true;

@@ -674,10 +674,11 @@ fn a_client_reading_a_big_welcome_slowly_is_not_taken_for_stuck() {
     // holds the transfer to about 40 KB/s (20 KB/s under a busy qemu-arm),
     // so the welcome's one message of over 1 MiB takes 30 s or more, three
     // stall timeouts, to go out, while the client takes bytes all along.
-    // The server sees that progress when the kernel reports the socket
-    // writable again, after about 98 KB have drained (every 2.5 s here,
-    // 5 s under a busy qemu-arm): the stall timeout must leave a margin
-    // over that (3 s did not, under qemu-arm).
+    // (The server sees that progress in the bytes the kernel holds for the
+    // client; `a_client_reading_at_10_kb_per_second_is_not_taken_for_stuck`
+    // tests that with a short timeout. Before, it saw progress only when
+    // the socket turned writable, after about 98 KB had drained: every
+    // 2.5 s here, 5 s under a busy qemu-arm.)
     let stream = TcpStream::connect(server.addr).unwrap();
     nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::RcvBuf, &4096).unwrap();
     let mut req = format!("ws://{}/", server.addr)
@@ -699,6 +700,58 @@ fn a_client_reading_a_big_welcome_slowly_is_not_taken_for_stuck() {
             Err(e) => panic!("after {total} bytes: {e}"),
         }
         std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// A client on a slow link: about 10 KB/s, with a 3 s stall timeout.
+/// The socket turns writable again only after some 98 KB have drained,
+/// 10 s at this rate, so the server must see the reads in the bytes the
+/// kernel still holds for the client (`SIOCOUTQ`), which fall at every
+/// TCP window update. Before it looked there, this client was reset as
+/// stuck 3 s into the welcome.
+#[test]
+fn a_client_reading_at_10_kb_per_second_is_not_taken_for_stuck() {
+    watchdog("slow_reader_10kbs", Duration::from_secs(400));
+    let (keys, _guards) = wide_topics("slow-reader");
+    let server = Running::start(&keys, |c| {
+        c.stall_timeout = Duration::from_secs(3);
+    });
+    // The receive buffer is set before connecting, so the connection's
+    // window is small from its first segment on, as behind a slow link.
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, socket, sockopt};
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )
+    .unwrap();
+    nix::sys::socket::setsockopt(&fd, sockopt::RcvBuf, &4096).unwrap();
+    let SocketAddr::V4(v4) = server.addr else {
+        panic!("the server listens on {}", server.addr)
+    };
+    nix::sys::socket::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(v4)).unwrap();
+    let stream = TcpStream::from(fd);
+    let mut req = format!("ws://{}/", server.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static("foxglove.websocket.v1"),
+    );
+    let (mut ws, _) = tungstenite::client::client(req, stream).expect("handshake");
+    let raw = ws.get_mut();
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut total = 0usize;
+    let mut buf = [0u8; 1024];
+    // 160 KB: past the first 98 KB step, 16 s at this rate.
+    while total < 160 * 1024 {
+        match raw.read(&mut buf) {
+            Ok(0) => panic!("the server closed the connection after {total} bytes"),
+            Ok(n) => total += n,
+            Err(e) => panic!("after {total} bytes: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
