@@ -49,6 +49,51 @@ impl fmt::Display for Location {
     }
 }
 
+/// Byte offsets of one text to lines and columns, each in O(log n): the
+/// parser asks for a location per topic, per field it keeps and per
+/// problem, and a 1 MiB file holds hundreds of thousands of them
+/// ([`Location::of_offset`] scans the text from its start each time).
+pub(crate) struct LineIndex<'a> {
+    path: &'a str,
+    len: usize,
+    /// Offset of every `\n`.
+    newlines: Vec<usize>,
+    /// Offset of every UTF-8 continuation byte (columns count characters).
+    continuation: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    pub(crate) fn new(path: &'a str, text: &str) -> LineIndex<'a> {
+        let bytes = text.as_bytes();
+        LineIndex {
+            path,
+            len: text.len(),
+            newlines: (0..bytes.len()).filter(|&i| bytes[i] == b'\n').collect(),
+            continuation: (0..bytes.len())
+                .filter(|&i| bytes[i] & 0xc0 == 0x80)
+                .collect(),
+        }
+    }
+
+    /// The same location as [`Location::of_offset`] gives.
+    pub(crate) fn at(&self, offset: usize) -> Location {
+        let offset = offset.min(self.len);
+        let line = self.newlines.partition_point(|&n| n < offset);
+        let line_start = if line == 0 {
+            0
+        } else {
+            self.newlines[line - 1] + 1
+        };
+        let cont = self.continuation.partition_point(|&c| c < offset)
+            - self.continuation.partition_point(|&c| c < line_start);
+        Location {
+            path: self.path.to_string(),
+            line: line + 1,
+            col: offset - line_start - cont + 1,
+        }
+    }
+}
+
 /// One problem in a config: where, and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -64,12 +109,22 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// The most problems a [`ConfigErrors`] keeps; the rest are counted
+/// ([`ConfigErrors::omitted`]). A hand-edited file has a few; a file that
+/// is not a config at all (a log, a binary saved as UTF-8) has one per
+/// line, and hundreds of thousands of lines help nobody on a serial
+/// console.
+pub const MAX_ERRORS: usize = 50;
+
 /// Every problem found in a config, in file order. Displayed one
-/// `path:line:col: message` per line.
+/// `path:line:col: message` per line: the first [`MAX_ERRORS`] found, then
+/// how many more there are.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ConfigErrors {
-    /// The problems, sorted by position.
+    /// The problems, sorted by position (at most [`MAX_ERRORS`]).
     pub errors: Vec<ConfigError>,
+    /// How many more problems were found and not kept.
+    pub omitted: usize,
 }
 
 impl ConfigErrors {
@@ -80,11 +135,16 @@ impl ConfigErrors {
                 at,
                 message: message.into(),
             }],
+            omitted: 0,
         }
     }
 
-    /// Add a problem.
+    /// Add a problem (counted only, once [`MAX_ERRORS`] are kept).
     pub fn push(&mut self, at: Location, message: impl Into<String>) {
+        if self.errors.len() >= MAX_ERRORS {
+            self.omitted += 1;
+            return;
+        }
         self.errors.push(ConfigError {
             at,
             message: message.into(),
@@ -96,9 +156,9 @@ impl ConfigErrors {
         self.errors.is_empty()
     }
 
-    /// Number of problems.
+    /// Number of problems found, kept or not.
     pub fn len(&self) -> usize {
-        self.errors.len()
+        self.errors.len() + self.omitted
     }
 
     /// Iterate over the problems.
@@ -130,6 +190,14 @@ impl fmt::Display for ConfigErrors {
             }
             write!(f, "{e}")?;
         }
+        if self.omitted > 0 {
+            let path = self.errors.last().map_or("", |e| e.at.path.as_str());
+            write!(
+                f,
+                "\n{path}: {} more problems not shown: is this the right file? fix the ones above first",
+                self.omitted
+            )?;
+        }
         Ok(())
     }
 }
@@ -149,5 +217,18 @@ mod tests {
         let eq = text.rfind('=').unwrap();
         assert_eq!(Location::of_offset("f", text, eq).to_string(), "f:2:4");
         assert_eq!(Location::file("f").to_string(), "f");
+    }
+
+    #[test]
+    fn the_line_index_gives_the_locations_a_scan_gives() {
+        let text = "\u{feff}a = 1\r\nbé = \"日本\"\n\n  x\u{1F600}y = 2\nlast";
+        let index = LineIndex::new("f", text);
+        for offset in (0..=text.len() + 2).filter(|&o| o > text.len() || text.is_char_boundary(o)) {
+            assert_eq!(
+                index.at(offset),
+                Location::of_offset("f", text, offset),
+                "offset {offset}"
+            );
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! A TOML file declares a bus and its topics (name, key, slots, mode, group,
 //! lock policy, notification, expected publisher, rate and staleness), and
 //! optionally what `shmbus bridge` sends to a broker and takes back (the
-//! `[bridge]` table, module [`bridge`]). Loading checks everything and reports **every** problem, one
+//! `[bridge]` table, module [`bridge`]). Loading checks everything and reports **every** problem (the first [`MAX_ERRORS`] in full), one
 //! `path:line:col: message` per line, each message saying the fix.
 //! The format and the search order are documented in `configs/README.md`.
 //! Module [`names`] says which segment a topic name means to the tools.
@@ -36,7 +36,7 @@ mod tests_bridge;
 use shmbus_core::topic::{derive_key, shown};
 use shmbus_core::{LockPolicy, Topic};
 
-pub use error::{ConfigError, ConfigErrors, Location};
+pub use error::{ConfigError, ConfigErrors, Location, MAX_ERRORS};
 pub use find::{BUILTIN_DEMO, BUILTIN_PATH, ConfigSource, ENV_VAR, SYSTEM_PATH};
 
 /// A loaded, validated configuration: a bus and its topics.

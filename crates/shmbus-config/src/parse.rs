@@ -8,7 +8,7 @@ use shmbus_core::topic::{DEFAULT_BUS, derive_key, shown, validate_name};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use crate::error::{ConfigErrors, Location};
+use crate::error::{ConfigErrors, LineIndex, Location};
 use crate::{Config, TopicConfig};
 
 mod bridge;
@@ -68,7 +68,7 @@ impl Default for Defaults {
 
 struct Parser<'a> {
     path: &'a str,
-    text: &'a str,
+    lines: LineIndex<'a>,
     errs: ConfigErrors,
 }
 
@@ -76,7 +76,7 @@ struct Parser<'a> {
 pub(crate) fn parse(text: &str, path: &str) -> Result<Config, ConfigErrors> {
     let mut p = Parser {
         path,
-        text,
+        lines: LineIndex::new(path, text),
         errs: ConfigErrors::default(),
     };
     let (doc, syntax) = DeTable::parse_recoverable(text);
@@ -99,7 +99,7 @@ pub(crate) fn parse(text: &str, path: &str) -> Result<Config, ConfigErrors> {
 
 impl<'a> Parser<'a> {
     fn at(&self, offset: usize) -> Location {
-        Location::of_offset(self.path, self.text, offset)
+        self.lines.at(offset)
     }
 
     fn err<T>(&mut self, span: std::ops::Range<usize>, msg: impl Into<String>) -> Option<T> {
@@ -198,7 +198,7 @@ impl<'a> Parser<'a> {
             }
             None => {
                 self.errs.push(
-                    Location::of_offset(self.path, self.text, 0),
+                    self.at(0),
                     "no topics: add at least one [[topic]] table with a `name`",
                 );
             }

@@ -563,3 +563,78 @@ fn values_from_the_file_are_shown_cut_short_and_escaped() {
     }
     assert!(accepted.is_empty(), "accepted: {accepted:#?}");
 }
+
+/// `Config::parse` on a thread, or `None` if it has not returned within
+/// `limit` (then the thread is left behind: the test fails anyway).
+fn parse_within(text: String, limit: Duration) -> Option<Result<Config, crate::ConfigErrors>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(Config::parse(&text, "big.toml"));
+    });
+    rx.recv_timeout(limit).ok()
+}
+
+/// A file of the largest size `load` takes with a problem on every line
+/// (a log or a script given as `--config`, 1 MiB of `=`) is answered with
+/// the first `MAX_ERRORS` problems and a count of the rest, not one line
+/// per problem; and a position costs no scan of the file, so neither
+/// such a file nor one whose topics are all on one line takes time
+/// quadratic in its size (each took minutes before: 262,144 unknown
+/// fields, 15 s per 20,000 lines and growing with the square).
+#[test]
+fn a_file_full_of_problems_is_answered_in_a_few_lines() {
+    let limit = Duration::from_secs(300);
+    let size = crate::MAX_CONFIG_BYTES as usize;
+    let unknown: String = (0..size / 10).map(|i| format!("k{i:06}=1\n")).collect();
+    for (what, text, first, problems) in [
+        (
+            "duplicate keys",
+            "a=1\n".repeat(size / 4),
+            "2:1",
+            size / 4 - 1,
+        ),
+        ("unknown fields", unknown, "1:1", size / 10 + 1),
+        ("syntax errors", "=\n".repeat(size / 2), "1:1", 0),
+    ] {
+        let e = parse_within(text, limit)
+            .unwrap_or_else(|| panic!("{what}: parse did not return"))
+            .expect_err(what);
+        let shown = e.to_string();
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(lines.len(), crate::MAX_ERRORS + 1, "{what}: {shown}");
+        assert!(
+            lines[0].starts_with(&format!("big.toml:{first}: ")),
+            "{what}: {}",
+            lines[0]
+        );
+        let last = lines.last().unwrap();
+        assert!(
+            last.starts_with("big.toml: ") && last.contains("more problems not shown"),
+            "{what}: {last}"
+        );
+        if problems > 0 {
+            assert_eq!(e.len(), problems, "{what}");
+            assert!(
+                last.contains(&format!("{} more", problems - crate::MAX_ERRORS)),
+                "{what}: {last}"
+            );
+        }
+    }
+    // 30,000 topics on one line: a position per topic, each counted in
+    // characters from the start of that line. Explicit keys, so that no
+    // two collide.
+    let items: Vec<String> = (0..30_000)
+        .map(|i| format!("{{description=\"é\",name=\"t{i}\",key={}}}", i + 1))
+        .collect();
+    let text = format!("topic = [{}]\n", items.join(","));
+    let c = parse_within(text.clone(), limit)
+        .expect("parse returns")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.topics.len(), 30_000);
+    let last = c.topics.last().unwrap();
+    let offset = text.rfind("name=").unwrap() + "name=".len();
+    assert_eq!(
+        (last.at.line, last.at.col),
+        (1, text[..offset].chars().count() + 1)
+    );
+}
