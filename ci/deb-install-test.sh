@@ -342,5 +342,38 @@ if [[ "$AFTER" != "$BEFORE" ]]; then
 fi
 pass "after purge the machine is as before: no files, user, group, drop-in, links or System V objects"
 echo "$AFTER" | sed 's/^/    /'
+
+# =====================================================================================
+step "purge after the user shmbus-sensors was deleted by hand: its topics still go"
+# System V objects keep the creator's uid, not the name: once `userdel shmbus-sensors`
+# has run, purge must still find the sensors' topics (locked in RAM until reboot
+# otherwise) through the uid postinst recorded, and touch nobody else's.
+out=$(apt_install "$DEB" 2>&1) || { echo "$out"; die "apt-get install (second round) failed"; }
+uid2=$(id -u shmbus-sensors) || die "postinst did not create shmbus-sensors again"
+run_unit system
+ok=0
+for _ in $(seq 1 300); do
+    j=$(topic_json system)
+    if [[ -n "$j" && "$(field "$j" publisher_alive)" == true ]]; then ok=1; break; fi
+    sleep 0.1
+done
+[[ $ok == 1 ]] || { cat "$WORK"/*.log; die "topic system has no live publisher after 30 s"; }
+kill -TERM "${SENSORS[0]}"
+wait "${SENSORS[0]}" 2>/dev/null || true
+SENSORS=()
+mine() { awk -v u="$uid2" 'FNR > 1 && ((FILENAME ~ /shm$/ && $10 == u) || (FILENAME ~ /sem$/ && $7 == u))' /proc/sysvipc/shm /proc/sysvipc/sem | wc -l; }
+n=$(mine)
+[[ $n -ge 2 ]] || die "only $n System V objects of uid $uid2 (the system topic and its lock expected)"
+userdel shmbus-sensors
+"${APT[@]}" purge shmbus >"$WORK/purge2.log" 2>&1 || { cat "$WORK/purge2.log"; die "apt-get purge after userdel failed"; }
+grep '^shmbus:' "$WORK/purge2.log" | sed 's/^/    /'
+[[ $(mine) == 0 ]] || die "purge left $(mine) System V objects of the deleted user's uid $uid2"
+grep -q "removed $n System V objects .*(uid $uid2)" "$WORK/purge2.log" || die "postrm did not say it removed the $n objects of uid $uid2"
+AFTER=$(snapshot)
+if [[ "$AFTER" != "$BEFORE" ]]; then
+    diff <(echo "$BEFORE") <(echo "$AFTER") | sed 's/^/    /' >&2
+    die "the machine differs after the second purge (< before install, > after purge)"
+fi
+pass "userdel shmbus-sensors, then purge: the $n System V objects of uid $uid2 removed, the machine as before"
 echo
 echo "ci/deb-test.sh: all $NPASS checks passed"
