@@ -179,6 +179,15 @@ check_shmbus() {
         grep -q '^LimitMEMLOCK=' "$u" || die "$(basename "$u"): no LimitMEMLOCK="
         grep -q '^User=shmbus-sensors' "$u" || die "$(basename "$u"): not User=shmbus-sensors"
     done
+    # Both units publish topic imu, which takes one publisher: they must conflict, or
+    # enabling the SCHED_FIFO one beside shmbus-sensor@imu fails five times and gives up.
+    local imu=$x/usr/lib/systemd/system/shmbus-sensor-imu.service tpl=$x/usr/lib/systemd/system/shmbus-sensor@.service l
+    grep -qx 'Conflicts=shmbus-sensor@imu.service' "$imu" || die "shmbus-sensor-imu.service does not conflict with shmbus-sensor@imu.service"
+    # The SCHED_FIFO unit is sandboxed at least as the template is.
+    for l in $(grep -E '^(NoNewPrivileges|Protect[A-Za-z]+|Private[A-Za-z]+|Restrict[A-Za-z]+)=' "$tpl"); do
+        grep -qx "$l" "$imu" || die "shmbus-sensor-imu.service lacks the template's $l"
+    done
+    pass "shmbus-sensor-imu.service conflicts with shmbus-sensor@imu.service and has the template's sandboxing"
     cmp -s "$x/etc/shmbus/shmbus.toml" configs/demo.toml || die "/etc/shmbus/shmbus.toml is not configs/demo.toml"
     pass "units run /usr/bin programs as shmbus-sensors with LimitMEMLOCK=; conffile is configs/demo.toml"
     rm -rf "$x"
