@@ -785,8 +785,14 @@ impl Topics {
     /// Read new frames of every subscribed topic into [`Self::frames`] and
     /// [`Self::json`] (cleared first).
     pub fn poll(&mut self) {
+        let used = (self.json.len(), self.frames.len());
         self.json.clear();
         self.frames.clear();
+        // One tick may read a whole ring per topic (a subscriber arriving
+        // on a busy topic, a stall): memory for that burst is given back
+        // once ticks are small again, not kept at its peak for good.
+        give_back(&mut self.json, used.0, KEEP_JSON_BYTES);
+        give_back(&mut self.frames, used.1, KEEP_JSON_BYTES / 64);
         let now = sys::monotonic_ns();
         for t in self.by_id.values_mut() {
             if t.subscribers > 0 {
@@ -820,9 +826,56 @@ impl Topics {
     }
 }
 
+/// The JSON buffer of one tick keeps at least this much capacity between
+/// ticks (frames' entries: a 64th of it in count).
+const KEEP_JSON_BYTES: usize = 256 * 1024;
+
+/// A cleared buffer whose capacity is more than twice what it should keep
+/// (twice the last tick's use, at least `keep`) shrinks to that: a burst's
+/// memory goes back, while a steady load keeps its buffer and never
+/// reallocates.
+fn give_back<T>(v: &mut Vec<T>, used: usize, keep: usize) {
+    let want = used.saturating_mul(2).max(keep);
+    if v.capacity() > want.saturating_mul(2) {
+        v.shrink_to(want);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A 16 MiB burst is given back after the next, small tick; a steady
+    /// load near the peak keeps its buffer.
+    #[test]
+    fn a_bursts_buffer_is_given_back_and_a_steady_ones_kept() {
+        let mut v: Vec<u8> = Vec::new();
+        v.resize(16 << 20, 1);
+        let used = v.len();
+        v.clear();
+        give_back(&mut v, used, KEEP_JSON_BYTES);
+        assert!(v.capacity() >= 16 << 20, "kept right after the burst tick");
+        v.resize(1000, 1);
+        let used = v.len();
+        v.clear();
+        give_back(&mut v, used, KEEP_JSON_BYTES);
+        assert!(
+            v.capacity() <= 2 * KEEP_JSON_BYTES,
+            "capacity {} after a 1000-byte tick",
+            v.capacity()
+        );
+        assert!(v.capacity() >= KEEP_JSON_BYTES);
+        // Steady 3 MiB ticks: the buffer stays, no reallocation.
+        v.resize(3 << 20, 1);
+        let cap = v.capacity();
+        for _ in 0..3 {
+            let used = v.len();
+            v.clear();
+            give_back(&mut v, used, KEEP_JSON_BYTES);
+            assert_eq!(v.capacity(), cap);
+            v.resize(3 << 20, 1);
+        }
+    }
 
     #[test]
     fn durations_for_people() {
