@@ -162,9 +162,12 @@ fn median_of(table: &str, labels: &[&str]) -> String {
 pub fn bench_figures(table: &str) -> String {
     let m = |labels: &[&str]| median_of(table, labels);
     format!(
-        "publish 64 B: notify off {}, notify on with nobody asleep {}, with the clock read(s) {}; \
+        "publish 64 B: notify off {}, fixed length {} (the layout's stores alone {}), \
+         notify on with nobody asleep {}, with the clock read(s) {}; \
          wait_latest handoff {} (raw futex floor {}); has_new {}",
         m(&["shmbus publish 64 B (pre-encoded, notify off)"]),
+        m(&["shmbus publish_array 64 B (fixed length, notify off)"]),
+        m(&["floor: the layout's stores for a 64 B publish"]),
         m(&["shmbus publish 64 B (notify on, no waiter)"]),
         m(&[
             "shmbus publish_bytes() 64 B, clock read incl.",
@@ -191,10 +194,19 @@ mod tests {
         let f = bench_figures(old);
         assert_eq!(
             f,
-            "publish 64 B: notify off 308 ns, notify on with nobody asleep 147.3 us, \
+            "publish 64 B: notify off 308 ns, fixed length ? (the layout's stores alone ?), \
+             notify on with nobody asleep 147.3 us, \
              with the clock read(s) 115.5 us; wait_latest handoff 235.2 us (raw futex floor 132.8 us); has_new ?"
         );
-        let new = "  shmbus publish_bytes() 64 B, clock read incl.      40 us   50 us\n";
-        assert!(bench_figures(new).contains("with the clock read(s) 40 us"));
+        let new = "  shmbus publish_bytes() 64 B, clock read incl.      40 us   50 us
+  floor: the layout's stores for a 64 B publish      211 ns    240 ns
+  shmbus publish_array 64 B (fixed length, notify off)    250 ns    300 ns
+";
+        let f = bench_figures(new);
+        assert!(f.contains("with the clock read(s) 40 us"), "{f}");
+        assert!(
+            f.contains("fixed length 250 ns (the layout's stores alone 211 ns)"),
+            "{f}"
+        );
     }
 }
