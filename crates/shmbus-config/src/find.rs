@@ -6,7 +6,8 @@
 //! 4. the built-in demo config (`configs/demo.toml`, compiled in).
 //!
 //! A path named by 1 or 2 that cannot be read is an error, never a silent
-//! fall-through to the next place.
+//! fall-through to the next place; so is a system config that is there
+//! (or that this user cannot tell is there) but cannot be read.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -73,8 +74,18 @@ pub(crate) fn find_in(
     if let Some(p) = env {
         return Config::load(&p).map(|c| (c, ConfigSource::Env(p)));
     }
-    if system.exists() {
-        return Config::load(system).map(|c| (c, ConfigSource::System(system.to_path_buf())));
+    // Only a system config that is not there gives the built-in one. One
+    // this user cannot even look at (a directory it may not search), or a
+    // symbolic link to nothing, is an error: the demo's keys in its place
+    // would make every tool look at the wrong segments without a word.
+    match std::fs::symlink_metadata(system) {
+        Ok(_) => Config::load(system).map(|c| (c, ConfigSource::System(system.to_path_buf()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok((Config::builtin_demo(), ConfigSource::Builtin))
+        }
+        Err(e) => Err(ConfigErrors::one(
+            crate::Location::file(&system.display().to_string()),
+            format!("cannot read the config: {e}"),
+        )),
     }
-    Ok((Config::builtin_demo(), ConfigSource::Builtin))
 }

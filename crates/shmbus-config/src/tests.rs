@@ -638,3 +638,33 @@ fn a_file_full_of_problems_is_answered_in_a_few_lines() {
         (1, text[..offset].chars().count() + 1)
     );
 }
+
+/// The built-in demo config stands in only for a system config that is not
+/// there. One that cannot be read, a symbolic link to a file that is gone
+/// (a board image that moved it), or a path this user cannot look at
+/// (`/etc/shmbus` not searchable by this user: `ENOTDIR` here, as root
+/// passes every permission check) is an error naming the path; all three
+/// gave the demo's topics and keys before, without a word.
+#[test]
+fn a_system_config_that_cannot_be_read_is_an_error_not_the_demo() {
+    let dir = std::env::temp_dir().join(format!("shmbus-config-system-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dangling = dir.join("dangling.toml");
+    std::os::unix::fs::symlink(dir.join("gone.toml"), &dangling).unwrap();
+    let file = dir.join("file");
+    std::fs::write(&file, "").unwrap();
+    let under_a_file = file.join("shmbus.toml");
+    let (c, s) = find_in(None, None, &dir.join("missing.toml")).unwrap();
+    assert_eq!((c.bus.as_str(), s), ("demo", ConfigSource::Builtin));
+    for path in [&dangling, &under_a_file, &dir] {
+        let e = match find_in(None, None, path) {
+            Ok((c, s)) => panic!("{}: loaded bus {} from {s}", path.display(), c.bus),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            e.starts_with(&format!("{}: cannot read the config", path.display())),
+            "{e}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
