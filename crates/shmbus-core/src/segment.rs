@@ -1037,22 +1037,9 @@ mod writer {
             mono_ns: u64,
             real_ns: u64,
         ) -> Result<u64, PublishError> {
-            let cap = self.info.geometry.frame_capacity;
-            if frame.len() > cap {
-                return Err(PublishError::TooLarge {
-                    len: frame.len(),
-                    capacity: cap,
-                });
-            }
-            let g = self.next;
-            let slot = SlotWrite::begin(
-                slot_atomics(&self.att, &self.info, g),
-                frame.len().div_ceil(4),
-            );
-            crate::codec::store_bytes(slot.data, frame);
-            slot.commit(frame.len() as u32, g, mono_ns, real_ns);
-            self.finish_publish(g, mono_ns, real_ns);
-            Ok(g)
+            self.publish_copied(frame.len(), mono_ns, real_ns, |words| {
+                crate::codec::store_bytes(words, frame)
+            })
         }
 
         /// Publish one encoded frame of exactly `N` bytes, `N` known when
@@ -1069,17 +1056,32 @@ mod writer {
             mono_ns: u64,
             real_ns: u64,
         ) -> Result<u64, PublishError> {
+            self.publish_copied(N, mono_ns, real_ns, |words| {
+                crate::codec::store_array(words, frame)
+            })
+        }
+
+        /// The two publishes of encoded bytes: a frame of `len` bytes over
+        /// the capacity is refused before the slot's write begins (it
+        /// touches nothing); otherwise `copy` stores it into the slot's
+        /// first `len.div_ceil(4)` data words, then the slot is committed
+        /// and the header updated. Inlined, so a constant `len` folds.
+        #[inline(always)]
+        fn publish_copied(
+            &mut self,
+            len: usize,
+            mono_ns: u64,
+            real_ns: u64,
+            copy: impl FnOnce(&[AtomicU32]),
+        ) -> Result<u64, PublishError> {
             let cap = self.info.geometry.frame_capacity;
-            if N > cap {
-                return Err(PublishError::TooLarge {
-                    len: N,
-                    capacity: cap,
-                });
+            if len > cap {
+                return Err(PublishError::TooLarge { len, capacity: cap });
             }
             let g = self.next;
-            let slot = SlotWrite::begin(slot_atomics(&self.att, &self.info, g), N.div_ceil(4));
-            crate::codec::store_array(slot.data, frame);
-            slot.commit(N as u32, g, mono_ns, real_ns);
+            let slot = SlotWrite::begin(slot_atomics(&self.att, &self.info, g), len.div_ceil(4));
+            copy(slot.data);
+            slot.commit(len as u32, g, mono_ns, real_ns);
             self.finish_publish(g, mono_ns, real_ns);
             Ok(g)
         }

@@ -681,9 +681,20 @@ fn a_client_reading_a_big_welcome_slowly_is_not_taken_for_stuck() {
     // 2.5 s here, 5 s under a busy qemu-arm.)
     let stream = TcpStream::connect(server.addr).unwrap();
     nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::RcvBuf, &4096).unwrap();
-    let mut req = format!("ws://{}/", server.addr)
-        .into_client_request()
-        .unwrap();
+    read_paced(
+        server.addr,
+        stream,
+        4096,
+        Duration::from_millis(25),
+        1024 * 1024,
+    );
+}
+
+/// A Foxglove handshake on `stream`, then `total` bytes read `chunk` at a
+/// time with `pause` after each read, as a slow client takes a big
+/// welcome; panics if the server closes or resets the connection first.
+fn read_paced(addr: SocketAddr, stream: TcpStream, chunk: usize, pause: Duration, total: usize) {
+    let mut req = format!("ws://{addr}/").into_client_request().unwrap();
     req.headers_mut().insert(
         "Sec-WebSocket-Protocol",
         HeaderValue::from_static("foxglove.websocket.v1"),
@@ -691,15 +702,15 @@ fn a_client_reading_a_big_welcome_slowly_is_not_taken_for_stuck() {
     let (mut ws, _) = tungstenite::client::client(req, stream).expect("handshake");
     let raw = ws.get_mut();
     raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut total = 0usize;
-    let mut buf = [0u8; 4096];
-    while total < 1024 * 1024 {
+    let mut got = 0usize;
+    let mut buf = vec![0u8; chunk];
+    while got < total {
         match raw.read(&mut buf) {
-            Ok(0) => panic!("the server closed the connection after {total} bytes"),
-            Ok(n) => total += n,
-            Err(e) => panic!("after {total} bytes: {e}"),
+            Ok(0) => panic!("the server closed the connection after {got} bytes"),
+            Ok(n) => got += n,
+            Err(e) => panic!("after {got} bytes: {e}"),
         }
-        std::thread::sleep(Duration::from_millis(25));
+        std::thread::sleep(pause);
     }
 }
 
@@ -732,27 +743,14 @@ fn a_client_reading_at_10_kb_per_second_is_not_taken_for_stuck() {
     };
     nix::sys::socket::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(v4)).unwrap();
     let stream = TcpStream::from(fd);
-    let mut req = format!("ws://{}/", server.addr)
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        HeaderValue::from_static("foxglove.websocket.v1"),
-    );
-    let (mut ws, _) = tungstenite::client::client(req, stream).expect("handshake");
-    let raw = ws.get_mut();
-    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut total = 0usize;
-    let mut buf = [0u8; 1024];
     // 160 KB: past the first 98 KB step, 16 s at this rate.
-    while total < 160 * 1024 {
-        match raw.read(&mut buf) {
-            Ok(0) => panic!("the server closed the connection after {total} bytes"),
-            Ok(n) => total += n,
-            Err(e) => panic!("after {total} bytes: {e}"),
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    read_paced(
+        server.addr,
+        stream,
+        1024,
+        Duration::from_millis(100),
+        160 * 1024,
+    );
 }
 
 #[test]
