@@ -19,6 +19,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# The staging trees' directories are made with mkdir, under the caller's umask: with a
+# Debian user's 002 the packages would create group-writable /etc/shmbus and module
+# directories (lintian: non-standard-dir-perm), with 027 dpkg-deb refuses DEBIAN/.
+umask 022
 
 ARCHES=amd64,armhf,arm64
 OUT=target/deb
