@@ -1124,6 +1124,74 @@ fn pub_refuses_values_a_typed_subscriber_could_not_decode() {
     assert!(sub.latest().unwrap().is_none());
 }
 
+/// A segment at a configured topic's key that is another topic, or the
+/// topic with another slot count than the config says (a config edited
+/// while its publisher ran), is a FAIL naming both and the fix: a
+/// publisher started with this config cannot open it
+/// (`NameMismatch`/`GeometryMismatch`). Doctor counted both as "topics
+/// with a live publisher", OK.
+#[test]
+fn doctor_fails_a_segment_that_does_not_match_its_configured_topic() {
+    watchdog("doctor_mismatch", Duration::from_secs(120));
+    let (a, _ga) = self::topic("doctor-mismatch-name");
+    let (b, _gb) = self::topic("doctor-mismatch-slots");
+    let (a, b) = (a.slots(8), b.slots(8));
+    let mut pa = Publisher::<Imu>::open(&a).unwrap();
+    let mut pb = Publisher::<Imu>::open(&b).unwrap();
+    pa.publish(&imu(1)).unwrap();
+    pb.publish(&imu(1)).unwrap();
+    let dir = std::env::temp_dir().join(format!("shmbus-cli-mismatch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("edited.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "bus = \"mismatch\"\n[[topic]]\nname = \"renamed\"\nkey = {}\nslots = 8\n[[topic]]\nname = \"{}\"\nkey = {}\nslots = 16\n",
+            a.key, b.name, b.key
+        ),
+    )
+    .unwrap();
+    let (ka, kb) = (hex(a.key), hex(b.key));
+    let r = run(&[
+        "doctor",
+        "--config",
+        config.to_str().unwrap(),
+        "--key",
+        &ka,
+        "--key",
+        &kb,
+    ]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    let fail_line = |key: &str| {
+        r.stdout
+            .lines()
+            .find(|l| l.starts_with("FAIL") && l.contains(&format!("({key})")))
+            .unwrap_or_else(|| panic!("no FAIL for {key}:\n{}", r.stdout))
+            .to_string()
+    };
+    let la = fail_line(&ka);
+    assert!(
+        la.contains(&format!("it holds topic '{}', not 'renamed'", a.name)),
+        "{la}"
+    );
+    let lb = fail_line(&kb);
+    assert!(
+        lb.contains("it has 8 slots, the config says slots = 16"),
+        "{lb}"
+    );
+    assert!(
+        r.stdout.contains(&format!("`shmbus rm --force {kb}`")),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("0 topics with a live publisher"),
+        "{}",
+        r.stdout
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// The kernel's flags in `/proc/sysvipc/shm` (`SHM_LOCKED`, `SHM_DEST`)
 /// reach the tools: LOCK says "yes" for a locked topic; a topic removed
 /// while attached is listed "(removed)" with JSON `removed: true`, top says

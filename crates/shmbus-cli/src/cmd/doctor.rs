@@ -4,7 +4,8 @@
 //! Checks: System V IPC in the kernel, `kernel.shmmax/shmall/shmmni`
 //! against the configured and existing topics, `RLIMIT_MEMLOCK` and
 //! `CAP_IPC_LOCK` against the lock policies, what this user may read,
-//! systemd-logind's `RemoveIPC=`, and stale, orphaned or broken topics.
+//! systemd-logind's `RemoveIPC=`, stale, orphaned or broken topics, and
+//! segments at a configured key that are not that topic as configured.
 
 use std::path::Path;
 
@@ -608,6 +609,45 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
                     let (what, fix) = super::lock_squat_text(&s.entry, uid);
                     f.push(fail("squat", format!("'{}': {what}", s.name), fix));
                     continue;
+                }
+                // The segment at a configured topic's key must be that
+                // topic, in the config's shape: a publisher started with
+                // this config opens it only then.
+                if let Some(t) = configured.iter().find(|t| t.key == s.entry.key) {
+                    let force = if alive { "--force " } else { "" };
+                    let differs = if s.name != t.name {
+                        Some((
+                            format!("it holds topic '{}', not '{}'", s.name, t.name),
+                            format!(
+                                "two topics share key {k}: give '{}' its own `key` in the config; if '{}' is left over, remove it: `shmbus rm {force}{k}`",
+                                t.name, s.name
+                            ),
+                        ))
+                    } else if s.slots != t.slots {
+                        Some((
+                            format!(
+                                "it has {} slots, the config says slots = {}",
+                                s.slots, t.slots
+                            ),
+                            format!(
+                                "the config changed after the segment was made: remove it (`shmbus rm {force}{k}`) and start the publisher again, or set slots = {} again",
+                                s.slots
+                            ),
+                        ))
+                    } else {
+                        None
+                    };
+                    if let Some((what, fix)) = differs {
+                        f.push(fail(
+                            "config",
+                            format!(
+                                "the segment at the key of topic '{}' ({k}) does not match the config: {what}; a publisher started with this config cannot open it",
+                                t.name
+                            ),
+                            fix,
+                        ));
+                        continue;
+                    }
                 }
                 if !alive && s.entry.nattch == 0 {
                     f.push(warn(
