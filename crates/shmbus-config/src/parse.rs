@@ -40,6 +40,11 @@ const TOPIC_FIELDS: &[&str] = &[
     "description",
 ];
 
+/// The slowest `rate_hz` of a topic: the publishers' own floor
+/// (`shmbus_toolbox::parse::MIN_RATE`, which `--rate` refuses below and
+/// the sensors clamp a config's rate to; a test keeps the two equal).
+pub(crate) const MIN_TOPIC_RATE_HZ: f64 = 0.001;
+
 /// Topic settings that `[defaults]` can give.
 #[derive(Clone)]
 struct Defaults {
@@ -285,7 +290,23 @@ impl<'a> Parser<'a> {
                         .principal(v, "publisher_user")
                         .map(|u| (u, self.at(v.span().start)))
                 }
-                "rate_hz" => rate_hz = self.rate(v),
+                "rate_hz" => {
+                    rate_hz = self.rate(v).and_then(|r| {
+                        if r >= MIN_TOPIC_RATE_HZ {
+                            return Some(r);
+                        }
+                        // 1e-300 as 1e-300, not as its 300 zeros.
+                        let shown_r = Some(r.to_string())
+                            .filter(|t| t.len() <= 12)
+                            .unwrap_or_else(|| format!("{r:e}"));
+                        self.err(
+                            v.span(),
+                            format!(
+                                "rate_hz = {shown_r} is below {MIN_TOPIC_RATE_HZ} (one frame per 1000 s), the slowest a publisher runs (it would publish at {MIN_TOPIC_RATE_HZ}, while staleness went by {r}): use rate_hz = {MIN_TOPIC_RATE_HZ} or more, and `max_age_ms` for staleness"
+                            ),
+                        )
+                    })
+                }
                 "max_age_ms" => max_age_ms = self.positive_int(v, "max_age_ms"),
                 "publisher" => publisher = self.nonempty(v, "publisher"),
                 "description" => description = self.string(v, "description"),

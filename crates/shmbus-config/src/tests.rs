@@ -668,3 +668,28 @@ fn a_system_config_that_cannot_be_read_is_an_error_not_the_demo() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A topic's rate below the publishers' floor was taken and then run at
+/// the floor (the sensors clamp to 0.001 Hz) while staleness went by the
+/// rate as written (`rate_hz = 1e-9`: a topic "stale" only after 95
+/// years). It is refused, with the floor the tools use.
+#[test]
+fn a_topic_rate_below_what_publishers_run_is_refused() {
+    assert_eq!(
+        crate::parse::MIN_TOPIC_RATE_HZ,
+        shmbus_toolbox::parse::MIN_RATE
+    );
+    assert_errors(
+        "[[topic]]\nname = \"a\"\nrate_hz = 1e-9\n[[topic]]\nname = \"b\"\nrate_hz = 0.0009\n[[topic]]\nname = \"c\"\nrate_hz = 1e-300\n",
+        &[
+            (
+                "3:11",
+                "rate_hz = 0.000000001 is below 0.001 (one frame per 1000 s)",
+            ),
+            ("6:11", "rate_hz = 0.0009 is below 0.001"),
+            ("9:11", "rate_hz = 1e-300 is below 0.001"),
+        ],
+    );
+    let c = Config::parse("[[topic]]\nname = \"a\"\nrate_hz = 0.001\n", "t.toml").unwrap();
+    assert_eq!(c.topics[0].rate_hz, Some(0.001));
+}
