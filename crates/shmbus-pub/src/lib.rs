@@ -56,6 +56,14 @@
 //! (`shmbus_core::waiter`); with nobody asleep, only a session's first two
 //! publishes wake.
 //!
+//! Frames encoded elsewhere (a C struct's bytes, a bridge, a replay) go
+//! through [`RawPublisher::publish_bytes`]. When every frame of a topic has
+//! one length, known when the program is compiled,
+//! [`RawPublisher::publish_array`] (`&[u8; N]`) publishes the same slot
+//! without the variable-length copy: 99 instructions against 129 for a
+//! 64-byte frame, about what the layout's own stores cost
+//! (`docs/BENCHMARKS.md`, issue 14's tenth pass).
+//!
 //! ## Clocks
 //! A frame carries two stamps: `CLOCK_MONOTONIC` (ages, staleness) and
 //! `CLOCK_REALTIME` (recordings). [`Publisher::publish`] reads **one**
