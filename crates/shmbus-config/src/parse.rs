@@ -456,19 +456,29 @@ impl<'a> Parser<'a> {
             }
             DeValue::Integer(_) => {
                 let (n, radix) = self.int(v, "mode")?;
-                if radix != 8 {
+                // Hex (0x1a4) and binary name their bits exactly; a decimal
+                // integer is almost always octal digits written without 0o.
+                if radix == 10 && n >= 0 {
+                    let hint = if n.to_string().bytes().all(|b| b <= b'7') {
+                        format!("write mode = 0o{n} or mode = \"0{n}\"")
+                    } else {
+                        "8 and 9 are not octal digits: write the mode in octal, e.g. mode = 0o644"
+                            .into()
+                    };
                     return self.err(
                         v.span(),
-                        format!("mode = {n} is not octal (TOML integers are decimal unless written 0o...): write mode = 0o{n} or mode = \"0{n}\""),
+                        format!("mode = {n} is not octal (TOML integers are decimal unless written 0o...): {hint}"),
                     );
                 }
-                if !(0..=0o7777).contains(&n) {
-                    return self.err(
-                        v.span(),
-                        format!("mode = 0o{n:o} has bits outside 0o777: use e.g. 0o644"),
-                    );
+                match u32::try_from(n) {
+                    Ok(m) => m,
+                    Err(_) => {
+                        return self.err(
+                            v.span(),
+                            format!("mode = {n} is not a file mode: use e.g. 0o644"),
+                        );
+                    }
                 }
-                n as u32
             }
             _ => {
                 return self.wrong_type(v, "mode", "an octal integer (0o644) or string (\"0644\")");

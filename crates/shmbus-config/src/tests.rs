@@ -156,6 +156,36 @@ fn bad_modes_say_how_to_write_them() {
     );
 }
 
+/// The hint suits what was written: decimal digits that are all octal
+/// get "0o" in front; 8s and 9s get no impossible "0o999"; hex and binary
+/// are taken for the bits they name; a negative or huge value is named as
+/// written, never as a two's-complement octal.
+#[test]
+fn mode_hints_suit_every_way_of_writing_an_integer() {
+    assert_errors(
+        "[[topic]]\nname = \"a\"\nmode = 999\n[[topic]]\nname = \"b\"\nmode = -644\n[[topic]]\nname = \"c\"\nmode = 0o7777777777777\n[[topic]]\nname = \"d\"\nmode = 0x1b6\n",
+        &[
+            (
+                "3:8",
+                "8 and 9 are not octal digits: write the mode in octal, e.g. mode = 0o644",
+            ),
+            ("6:8", "mode = -644 is not a file mode: use e.g. 0o644"),
+            ("9:8", "mode = 549755813887 is not a file mode"),
+            (
+                "12:8",
+                "mode = 0o666 lets group or others write the segment",
+            ),
+        ],
+    );
+    for ok in ["0x1a4", "0b110100100", "0o644"] {
+        let text = format!("[[topic]]\nname = \"a\"\nmode = {ok}\n");
+        let c = crate::Config::parse(&text, "f").unwrap_or_else(|e| panic!("{ok}: {e}"));
+        assert_eq!(c.topics[0].mode, 0o644, "{ok}");
+    }
+    let e = crate::Config::parse("[[topic]]\nname = \"a\"\nmode = 999\n", "f").unwrap_err();
+    assert!(!e.to_string().contains("0o999"), "{e}");
+}
+
 #[test]
 fn slots_must_be_a_power_of_two() {
     assert_errors(
