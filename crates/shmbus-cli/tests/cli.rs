@@ -1135,23 +1135,26 @@ fn doctor_fails_a_segment_that_does_not_match_its_configured_topic() {
     watchdog("doctor_mismatch", Duration::from_secs(120));
     let (a, _ga) = self::topic("doctor-mismatch-name");
     let (b, _gb) = self::topic("doctor-mismatch-slots");
-    let (a, b) = (a.slots(8), b.slots(8));
+    let (c, _gc) = self::topic("doctor-mismatch-notify");
+    let (a, b, c) = (a.slots(8), b.slots(8), c.slots(8).notify(false));
     let mut pa = Publisher::<Imu>::open(&a).unwrap();
     let mut pb = Publisher::<Imu>::open(&b).unwrap();
+    let mut pc = Publisher::<Imu>::open(&c).unwrap();
     pa.publish(&imu(1)).unwrap();
     pb.publish(&imu(1)).unwrap();
+    pc.publish(&imu(1)).unwrap();
     let dir = std::env::temp_dir().join(format!("shmbus-cli-mismatch-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("edited.toml");
     std::fs::write(
         &config,
         format!(
-            "bus = \"mismatch\"\n[[topic]]\nname = \"renamed\"\nkey = {}\nslots = 8\n[[topic]]\nname = \"{}\"\nkey = {}\nslots = 16\n",
-            a.key, b.name, b.key
+            "bus = \"mismatch\"\n[[topic]]\nname = \"renamed\"\nkey = {}\nslots = 8\n[[topic]]\nname = \"{}\"\nkey = {}\nslots = 16\n[[topic]]\nname = \"{}\"\nkey = {}\nslots = 8\nnotify = true\n",
+            a.key, b.name, b.key, c.name, c.key
         ),
     )
     .unwrap();
-    let (ka, kb) = (hex(a.key), hex(b.key));
+    let (ka, kb, kc) = (hex(a.key), hex(b.key), hex(c.key));
     let r = run(&[
         "doctor",
         "--config",
@@ -1160,6 +1163,8 @@ fn doctor_fails_a_segment_that_does_not_match_its_configured_topic() {
         &ka,
         "--key",
         &kb,
+        "--key",
+        &kc,
     ]);
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
     let fail_line = |key: &str| {
@@ -1178,6 +1183,11 @@ fn doctor_fails_a_segment_that_does_not_match_its_configured_topic() {
     assert!(
         lb.contains("it has 8 slots, the config says slots = 16"),
         "{lb}"
+    );
+    let lc = fail_line(&kc);
+    assert!(
+        lc.contains("it has notify off, the config says notify = true"),
+        "{lc}"
     );
     assert!(
         r.stdout.contains(&format!("`shmbus rm --force {kb}`")),

@@ -634,6 +634,19 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
                                 s.slots
                             ),
                         ))
+                    } else if s.notify != t.notify {
+                        let on_off = |b: bool| if b { "on" } else { "off" };
+                        Some((
+                            format!(
+                                "it has notify {}, the config says notify = {}",
+                                on_off(s.notify),
+                                t.notify
+                            ),
+                            format!(
+                                "the config changed after the segment was made: remove it (`shmbus rm {force}{k}`) and start the publisher again, or set notify = {} again",
+                                s.notify
+                            ),
+                        ))
                     } else {
                         None
                     };

@@ -26,6 +26,8 @@ pub struct Summary {
     pub schema_name: String,
     /// Slots in the ring.
     pub slots: u32,
+    /// The header's notify flag (publishes wake sleeping subscribers).
+    pub notify: bool,
     /// Frame capacity in bytes.
     pub capacity: usize,
     /// Generation of the newest frame.
@@ -50,6 +52,7 @@ impl Summary {
             name: seg.info().name.clone(),
             schema_name,
             slots: seg.info().geometry.slot_count,
+            notify: seg.info().notify(),
             capacity: seg.info().geometry.frame_capacity,
             generation: seg.generation(),
             last_mono_ns: h.last_publish_mono_ns().load(),
