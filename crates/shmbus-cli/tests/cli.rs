@@ -1181,12 +1181,12 @@ fn doctor_fails_a_segment_that_does_not_match_its_configured_topic() {
     );
     let lb = fail_line(&kb);
     assert!(
-        lb.contains("it has 8 slots, the config says slots = 16"),
+        lb.contains("it has slots = 8, the config says slots = 16"),
         "{lb}"
     );
     let lc = fail_line(&kc);
     assert!(
-        lc.contains("it has notify off, the config says notify = true"),
+        lc.contains("it has notify = false, the config says notify = true"),
         "{lc}"
     );
     assert!(

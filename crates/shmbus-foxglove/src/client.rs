@@ -61,7 +61,7 @@ impl Socket {
     /// tell. It falls as the client reads, in steps of a TCP window
     /// update, so it shows a slow reader's progress long before the socket
     /// is writable again (poll(2) reports that only once about a third of
-    /// the send buffer, some 98 KB, has drained).
+    /// the send buffer, some 64-98 KB, has drained).
     pub fn unsent(&self) -> Option<u32> {
         let mut n: nix::libc::c_int = 0;
         // SAFETY: SIOCOUTQ on a TCP socket writes one `int` through the

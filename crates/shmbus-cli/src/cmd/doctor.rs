@@ -623,28 +623,17 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
                                 t.name, s.name
                             ),
                         ))
-                    } else if s.slots != t.slots {
+                    } else if let Some((field, made, wanted)) = [
+                        ("slots", s.slots.to_string(), t.slots.to_string()),
+                        ("notify", s.notify.to_string(), t.notify.to_string()),
+                    ]
+                    .into_iter()
+                    .find(|(_, made, wanted)| made != wanted)
+                    {
                         Some((
+                            format!("it has {field} = {made}, the config says {field} = {wanted}"),
                             format!(
-                                "it has {} slots, the config says slots = {}",
-                                s.slots, t.slots
-                            ),
-                            format!(
-                                "the config changed after the segment was made: remove it (`shmbus rm {force}{k}`) and start the publisher again, or set slots = {} again",
-                                s.slots
-                            ),
-                        ))
-                    } else if s.notify != t.notify {
-                        let on_off = |b: bool| if b { "on" } else { "off" };
-                        Some((
-                            format!(
-                                "it has notify {}, the config says notify = {}",
-                                on_off(s.notify),
-                                t.notify
-                            ),
-                            format!(
-                                "the config changed after the segment was made: remove it (`shmbus rm {force}{k}`) and start the publisher again, or set notify = {} again",
-                                s.notify
+                                "the config changed after the segment was made: remove it (`shmbus rm {force}{k}`) and start the publisher again, or set {field} = {made} again"
                             ),
                         ))
                     } else {
