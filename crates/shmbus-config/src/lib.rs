@@ -4,7 +4,9 @@
 //! lock policy, notification, expected publisher, rate and staleness), and
 //! optionally what `shmbus bridge` sends to a broker and takes back (the
 //! `[bridge]` table, module [`bridge`]). Loading checks everything and reports **every** problem (the first [`MAX_ERRORS`] in full), one
-//! `path:line:col: message` per line, each message saying the fix.
+//! `path:line:col: message` per line, each message saying the fix; of a
+//! file over [`RECOVER_BYTES`] whose TOML syntax is broken, the first
+//! syntax error.
 //! The format and the search order are documented in `configs/README.md`.
 //! Module [`names`] says which segment a topic name means to the tools.
 //!
@@ -93,6 +95,18 @@ pub struct TopicConfig {
 /// The largest config file [`Config::load`] reads: 1 MiB (the demo
 /// config is about 3 KiB; a hundred topics fit in 30 KiB).
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// The largest text whose TOML syntax errors are all collected (and the
+/// first [`MAX_ERRORS`] listed); of a larger text only the first one is.
+/// The TOML parser keeps every error it recovers from, and a file that is
+/// not a config at all (a log, a script, a line of garbage repeated) has
+/// one or more on every line: 1 MiB of `=` lines, the largest file
+/// [`Config::load`] takes, cost 426 MB of heap, enough to get `doctor`
+/// killed on a 256 MiB board. Stopping at the first error leaves the
+/// parser's own tokens and events (108 MB for that file, 25 MB for a
+/// 1 MiB kernel log, as for a valid file of the same lines;
+/// `tests/memory.rs`). A hand-written config is a few KiB.
+pub const RECOVER_BYTES: usize = 64 * 1024;
 
 fn read_bounded(path: &std::path::Path) -> Result<String, String> {
     use std::io::Read;

@@ -84,14 +84,24 @@ pub(crate) fn parse(text: &str, path: &str) -> Result<Config, ConfigErrors> {
         lines: LineIndex::new(path, text),
         errs: ConfigErrors::default(),
     };
-    let (doc, syntax) = DeTable::parse_recoverable(text);
+    let (doc, syntax) = parse_toml(text);
     for e in syntax {
         let at = match e.span() {
             Some(s) => p.at(s.start),
             None => Location::file(path),
         };
         let msg = e.message().trim().replace('\n', " ");
-        p.errs.push(at, format!("TOML syntax: {msg}"));
+        let more = if text.len() > crate::RECOVER_BYTES {
+            // parse_toml stopped collecting at the first error.
+            format!(
+                " (the file is over {} KiB: only its first syntax error is listed; \
+                 fix it and check again)",
+                crate::RECOVER_BYTES / 1024
+            )
+        } else {
+            String::new()
+        };
+        p.errs.push(at, format!("TOML syntax: {msg}{more}"));
     }
     if !p.errs.is_empty() {
         // A broken document gives half-parsed tables: checking them would
@@ -100,6 +110,18 @@ pub(crate) fn parse(text: &str, path: &str) -> Result<Config, ConfigErrors> {
     }
     let config = p.document(doc.get_ref());
     p.errs.into_result(config)
+}
+
+/// The document and its syntax errors: all of them up to
+/// [`RECOVER_BYTES`](crate::RECOVER_BYTES), the first one past it.
+fn parse_toml(text: &str) -> (Spanned<DeTable<'_>>, Vec<toml::de::Error>) {
+    if text.len() <= crate::RECOVER_BYTES {
+        return DeTable::parse_recoverable(text);
+    }
+    match DeTable::parse(text) {
+        Ok(doc) => (doc, Vec::new()),
+        Err(e) => (Spanned::new(0..0, DeTable::new()), vec![e]),
+    }
 }
 
 impl<'a> Parser<'a> {

@@ -605,9 +605,11 @@ fn parse_within(text: String, limit: Duration) -> Option<Result<Config, crate::C
 }
 
 /// A file of the largest size `load` takes with a problem on every line
-/// (a log or a script given as `--config`, 1 MiB of `=`) is answered with
-/// the first `MAX_ERRORS` problems and a count of the rest, not one line
-/// per problem; and a position costs no scan of the file, so neither
+/// (a log or a script given as `--config`) is answered with the first
+/// `MAX_ERRORS` problems and a count of the rest, not one line per
+/// problem (a syntax error on every line: so is a file up to
+/// `RECOVER_BYTES`; a larger one gets its first, see
+/// `tests/memory.rs`); and a position costs no scan of the file, so neither
 /// such a file nor one whose topics are all on one line takes time
 /// quadratic in its size (each took minutes before: 262,144 unknown
 /// fields, 15 s per 20,000 lines and growing with the square).
@@ -619,12 +621,17 @@ fn a_file_full_of_problems_is_answered_in_a_few_lines() {
     for (what, text, first, problems) in [
         (
             "duplicate keys",
-            "a=1\n".repeat(size / 4),
+            "a=1\n".repeat(crate::RECOVER_BYTES / 4),
             "2:1",
-            size / 4 - 1,
+            crate::RECOVER_BYTES / 4 - 1,
         ),
         ("unknown fields", unknown, "1:1", size / 10 + 1),
-        ("syntax errors", "=\n".repeat(size / 2), "1:1", 0),
+        (
+            "syntax errors",
+            "=\n".repeat(crate::RECOVER_BYTES / 2),
+            "1:1",
+            0,
+        ),
     ] {
         let e = parse_within(text, limit)
             .unwrap_or_else(|| panic!("{what}: parse did not return"))
@@ -649,6 +656,23 @@ fn a_file_full_of_problems_is_answered_in_a_few_lines() {
                 "{what}: {last}"
             );
         }
+    }
+    // Past RECOVER_BYTES the first syntax error alone, saying so (keeping
+    // every one cost 426 MB of heap for the `=` lines before).
+    for (what, text, first) in [
+        ("duplicate keys", "a=1\n".repeat(size / 4), "2:1"),
+        ("syntax errors", "=\n".repeat(size / 2), "1:1"),
+    ] {
+        let e = parse_within(text, limit)
+            .unwrap_or_else(|| panic!("{what}: parse did not return"))
+            .expect_err(what);
+        let shown = e.to_string();
+        assert_eq!(shown.lines().count(), 1, "{what}: {shown}");
+        assert!(
+            shown.starts_with(&format!("big.toml:{first}: TOML syntax: "))
+                && shown.contains("only its first syntax error is listed"),
+            "{what}: {shown}"
+        );
     }
     // 30,000 topics on one line: a position per topic, each counted in
     // characters from the start of that line. Explicit keys, so that no

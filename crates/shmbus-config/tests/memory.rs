@@ -1,0 +1,96 @@
+//! How much heap a parse takes, whatever the file holds: a file that is
+//! not a config (a log, a script, a line of garbage repeated) given as
+//! `--config` must not cost a board more memory than a real config of the
+//! same size. This binary counts every allocation, so it holds one test.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use shmbus_config::{Config, MAX_CONFIG_BYTES, RECOVER_BYTES};
+
+/// The system allocator, counting live bytes and their peak.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is passed on to the system allocator unchanged; the
+// counters are only added to and read.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract is System's.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract is System's.
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// The heap `Config::parse` of `text` took at its peak, beyond what was
+/// live before (the text itself included in neither).
+fn peak_of_parse(text: &str) -> usize {
+    let before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+    let result = Config::parse(text, "x.toml");
+    let peak = PEAK.load(Ordering::Relaxed) - before;
+    assert!(result.is_err(), "garbage was taken for a config");
+    peak
+}
+
+/// Files of the largest size `load` takes, each with a syntax error on
+/// every line, take heap in proportion to their length like any parse,
+/// not a few hundred bytes per error: 1 MiB of `=` lines (three errors on
+/// each line) took 406 bytes of heap per byte of text before, 426 MB.
+/// And a file up to `RECOVER_BYTES` still gets every error collected.
+#[test]
+fn a_file_of_syntax_errors_costs_memory_in_proportion_to_its_size() {
+    let size = MAX_CONFIG_BYTES as usize;
+    let log: String = (0..)
+        .map(|i| {
+            format!(
+                "Dec  2 14:44:{:02} board kernel: [{i}] eth0 link up\n",
+                i % 60
+            )
+        })
+        .take_while({
+            let mut n = 0;
+            move |l: &String| {
+                n += l.len();
+                n <= size
+            }
+        })
+        .collect();
+    for (what, text) in [("`=` lines", "=\n".repeat(size / 2)), ("a kernel log", log)] {
+        let peak = peak_of_parse(&text);
+        println!(
+            "{what}: {} bytes of text, {} bytes of heap at the peak ({:.0} per byte)",
+            text.len(),
+            peak,
+            peak as f64 / text.len() as f64
+        );
+        // The parser's tokens and events alone: 103 bytes of heap per
+        // byte of `=` lines on x86_64, 24 for the log. 160 leaves room
+        // for another word size, and is far below the 406 per byte that
+        // keeping every error took.
+        assert!(
+            peak < 160 * text.len(),
+            "{what}: {peak} bytes of heap for {} bytes of text",
+            text.len()
+        );
+    }
+    // Up to RECOVER_BYTES every error is still collected (and counted).
+    let text = "=\n".repeat(RECOVER_BYTES / 2);
+    let e = Config::parse(&text, "x.toml").expect_err("garbage");
+    assert!(e.len() >= RECOVER_BYTES / 2, "{} problems", e.len());
+}
