@@ -2905,3 +2905,169 @@ fn record_and_foxglove_take_every_topic_form_and_fail_with_no_usable_topic() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A half-created topic as a creator leaves it, deterministically: its
+/// publisher lock first (taken and kept; `hold` keeps it held, as by a
+/// creator still at work, else it is released, as by one that died), then
+/// a segment of `size` bytes that is all zeros (no header yet).
+fn half_created(key: i32, size: usize, hold: bool) -> Option<shmbus_core::lock::PublisherLock> {
+    let mut lock = shmbus_core::lock::PublisherLock::acquire(key, 0o600, None).unwrap();
+    lock.keep();
+    sys::shmget(key, size, libc::IPC_CREAT | libc::IPC_EXCL | 0o600).unwrap();
+    hold.then_some(lock)
+}
+
+/// `list` shows a half-created segment (its creator died after shmget,
+/// before the header) with its fix, and one whose creator still holds the
+/// lock as being created, in the table and in JSON.
+#[test]
+fn list_shows_half_created_segments_and_whether_their_creator_is_at_work() {
+    watchdog("list-half", Duration::from_secs(120));
+    let left = Guard(unique_key("list-half-left"));
+    let busy = Guard(unique_key("list-half-busy"));
+    half_created(left.key(), 4096, false);
+    let _held = half_created(busy.key(), 4096, true);
+    let (kl, kb) = (hex(left.key()), hex(busy.key()));
+    let id_left = sys::shmget(left.key(), 0, 0).unwrap();
+    let id_busy = sys::shmget(busy.key(), 0, 0).unwrap();
+    let r = run(&["list", "--window", "0", "--key", &kl, "--key", &kb]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let line = |k: &str| {
+        r.stdout
+            .lines()
+            .find(|l| l.contains(k) && !l.starts_with(k))
+            .unwrap_or_else(|| panic!("no row for {k}:\n{}", r.stdout))
+            .to_string()
+    };
+    let l = line(&kl);
+    assert!(
+        l.starts_with("(half-created: see below)") && l.contains(&id_left.to_string()),
+        "{l}"
+    );
+    let b = line(&kb);
+    assert!(
+        b.starts_with("(being created)")
+            && b.contains(&id_busy.to_string())
+            && b.contains(&format!("creating {}", std::process::id())),
+        "{b}"
+    );
+    let note = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{kl}: ")))
+        .unwrap_or_else(|| panic!("no note for {kl}:\n{}", r.stdout));
+    assert!(
+        note.contains("half-created")
+            && note.contains("nobody holds its publisher lock")
+            && note.contains(&format!("`shmbus rm {kl}`")),
+        "{note}"
+    );
+    assert!(
+        !r.stdout.lines().any(|l| l.starts_with(&format!("{kb}: "))),
+        "nothing to fix while its creator is at work:\n{}",
+        r.stdout
+    );
+
+    let r = run(&[
+        "list", "--json", "--window", "0", "--key", &kl, "--key", &kb,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{v}");
+    let row = |k: &str| rows.iter().find(|r| r["key"]["hex"] == k).unwrap();
+    assert_eq!(row(&kl)["status"], "half-created", "{v}");
+    assert_eq!(row(&kl)["creator"], "gone", "{v}");
+    assert_eq!(row(&kl)["shmid"], id_left, "{v}");
+    assert_eq!(row(&kl)["size"], 4096, "{v}");
+    assert_eq!(row(&kb)["status"], "half-created", "{v}");
+    assert_eq!(row(&kb)["creator"], "at work", "{v}");
+    assert_eq!(row(&kb)["publisher"]["pid"], std::process::id(), "{v}");
+}
+
+/// doctor FAILs a leftover half-created segment at a configured topic's
+/// key and WARNs of one elsewhere, each with a fix that works: starting the
+/// publisher again finishes it, `shmbus rm` removes it. One whose creator
+/// still holds the lock is only an OK line.
+#[test]
+fn doctor_reports_leftover_half_created_segments_with_fixes_that_work() {
+    watchdog("doctor-half", Duration::from_secs(120));
+    // The size a publisher of this topic creates.
+    let size = {
+        let (t, _g) = self::topic("doctor-half-size");
+        let t = t.slots(8);
+        drop(Publisher::<Imu>::open(&t).unwrap());
+        sys::shm_stat(sys::shmget(t.key, 0, 0).unwrap())
+            .unwrap()
+            .size as usize
+    };
+    let (topic, _gt) = self::topic("doctor-half-left");
+    let topic = topic.slots(8);
+    let other = Guard(unique_key("doctor-half-other"));
+    let busy = Guard(unique_key("doctor-half-busy"));
+    half_created(topic.key, size, false);
+    half_created(other.key(), 4096, false);
+    let _held = half_created(busy.key(), 4096, true);
+    let (kt, ko, kb) = (hex(topic.key), hex(other.key()), hex(busy.key()));
+    let dir = std::env::temp_dir().join(format!("shmbus-cli-half-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("half.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "bus = \"half\"\n[[topic]]\nname = \"{}\"\nkey = {}\nslots = 8\n[[topic]]\nname = \"busy\"\nkey = {}\nslots = 8\n",
+            topic.name,
+            topic.key,
+            busy.key()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let r = run(&[
+        "doctor", "--config", cfg, "--key", &kt, "--key", &ko, "--key", &kb,
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    let finding = |tag: &str, k: &str| {
+        r.stdout
+            .lines()
+            .find(|l| l.starts_with(tag) && l.contains(&format!("segment {k} ")))
+            .unwrap_or_else(|| panic!("no {tag} for {k}:\n{}", r.stdout))
+            .to_string()
+    };
+    let ft = finding("FAIL", &kt);
+    assert!(
+        ft.contains("half-created") && ft.contains(&format!("topic '{}'", topic.name)),
+        "{ft}"
+    );
+    let fo = finding("WARN", &ko);
+    assert!(fo.contains("nobody holds its publisher lock"), "{fo}");
+    let fb = finding("OK", &kb);
+    assert!(fb.contains("being created by pid"), "{fb}");
+    assert!(
+        !r.stdout
+            .lines()
+            .any(|l| (l.starts_with("WARN") || l.starts_with("FAIL")) && l.contains(&kb)),
+        "{}",
+        r.stdout
+    );
+    let fixes = doctor_fixes(&r.stdout, &["topics"]);
+    assert!(fixes.contains(&format!("shmbus rm {kt}")), "{}", r.stdout);
+    assert!(fixes.contains(&format!("shmbus rm {ko}")), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("start its publisher again"),
+        "{}",
+        r.stdout
+    );
+
+    // Each fix works: the publisher finishes its own half-created topic...
+    let mut p = Publisher::<Imu>::open(&topic).unwrap();
+    p.publish(&imu(1)).unwrap();
+    let mut s = Subscriber::<Imu>::attach(&topic).unwrap();
+    assert_eq!(s.latest().unwrap().map(|f| f.value.t_us), Some(1));
+    drop((p, s));
+    // ...and `shmbus rm`, typed as printed, removes one.
+    let r = run(&["rm", &ko]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(sys::shmget(other.key(), 0, 0).is_err());
+}

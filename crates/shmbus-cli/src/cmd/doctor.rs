@@ -12,7 +12,7 @@ use std::path::Path;
 use shmbus_config::{Config, ConfigSource};
 use shmbus_core::layout::Geometry;
 use shmbus_core::sysvipc;
-use shmbus_core::{LockPolicy, OpenError, PublisherStatus};
+use shmbus_core::{LockPolicy, PublisherStatus};
 
 use super::list::{Row, rows};
 use crate::args::DoctorArgs;
@@ -683,12 +683,60 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
                 }
             }
             Row::Broken(e, err) => {
-                if !matches!(err, OpenError::NotReady { .. }) {
-                    f.push(fail(
+                f.push(fail(
+                    "topics",
+                    format!("segment {} is a broken shmbus topic: {err}", key_hex(e.key)),
+                    format!("shmbus rm {}", key_hex(e.key)),
+                ));
+            }
+            Row::HalfMade(e, lock) => {
+                let topic = configured.iter().find(|t| t.key == e.key);
+                match super::list::half_made_text(e, lock) {
+                    // Its creator holds the lock: being created right now.
+                    None => f.push(ok(
                         "topics",
-                        format!("segment {} is a broken shmbus topic: {err}", key_hex(e.key)),
-                        format!("shmbus rm {}", key_hex(e.key)),
-                    ));
+                        format!(
+                            "segment {} (shmid {}) is being created by pid {}{}",
+                            key_hex(e.key),
+                            e.shmid,
+                            match lock {
+                                PublisherStatus::Alive { pid } => *pid,
+                                _ => 0,
+                            },
+                            topic
+                                .map(|t| format!(" (topic '{}')", t.name))
+                                .unwrap_or_default()
+                        ),
+                    )),
+                    Some((what, fix)) => {
+                        // A configured topic whose publisher cannot finish
+                        // it (this build knows the segment size of its
+                        // sensor program, and it differs): only removal.
+                        let wanted = topic.and_then(|t| {
+                            t.publisher
+                                .as_deref()
+                                .and_then(shmbus_sensors::SensorKind::from_name)?
+                                .segment_size(t.slots)
+                        });
+                        let fix = match wanted {
+                            Some(w) if w != e.size && *lock == PublisherStatus::NotRunning => {
+                                format!(
+                                    "its publisher cannot finish it (the topic needs {w} bytes, the segment has {}): remove it, then start the publisher: `shmbus rm {}`",
+                                    e.size,
+                                    key_hex(e.key)
+                                )
+                            }
+                            _ => fix,
+                        };
+                        match topic {
+                            Some(t) => f.push(fail(
+                                "topics",
+                                format!("{what}; topic '{}' cannot be read", t.name),
+                                fix,
+                            )),
+                            None => f.push(warn("topics", what, fix)),
+                        }
+                    }
                 }
             }
             Row::Foreign(e) => {

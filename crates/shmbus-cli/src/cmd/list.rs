@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use shmbus_core::OpenError;
+use shmbus_core::{OpenError, PublisherStatus};
 
 use super::{Summary, key_json, mode_owner, publisher_json, publisher_text};
 use crate::args::ListArgs;
@@ -18,6 +18,12 @@ pub enum Row {
     Denied(Entry),
     /// A shmbus segment that cannot be used.
     Broken(Entry, OpenError),
+    /// A half-created topic: its magic is still 0 and its publisher lock
+    /// is at its key (`OpenError::NotReady`). The lock's state read just
+    /// after: held, its creator is at work (or hung); free, the creator
+    /// died before it wrote the header, and the segment stays unreadable
+    /// until its publisher runs again or it is removed.
+    HalfMade(Entry, PublisherStatus),
     /// A segment that is not a shmbus topic, at a key where a topic belongs
     /// (the config's, the derived range, or asked for): a possible squat.
     Foreign(Entry),
@@ -26,9 +32,8 @@ pub enum Row {
     LockOnly(LockOnly),
 }
 
-/// Probe every segment (optionally only `keys`) into rows; half-created
-/// segments are left out, and other programs' segments unless they sit at a
-/// key where a topic belongs ([`discover::topic_keys`] of `keys` and
+/// Probe every segment (optionally only `keys`) into rows; other programs'
+/// segments are left out unless they sit at a key where a topic belongs ([`discover::topic_keys`] of `keys` and
 /// `topic_keys`). Lone semaphores at such keys are rows too.
 pub fn rows(keys: &[i32], topic_keys: &[i32]) -> Result<Vec<Row>, Fail> {
     let mut rows = Vec::new();
@@ -53,7 +58,11 @@ pub fn rows(keys: &[i32], topic_keys: &[i32]) -> Result<Vec<Row>, Fail> {
             {
                 rows.push(Row::Foreign(e))
             }
-            Probe::Broken(OpenError::NotReady { .. }) | Probe::Foreign | Probe::Gone => {}
+            Probe::Broken(OpenError::NotReady { .. }) => {
+                let lock = shmbus_core::lock::publisher_status(e.key);
+                rows.push(Row::HalfMade(e, lock))
+            }
+            Probe::Foreign | Probe::Gone => {}
             Probe::Broken(err) => rows.push(Row::Broken(e, err)),
         }
     }
@@ -71,6 +80,55 @@ pub fn lock_state(l: &LockOnly) -> String {
         shmbus_core::PublisherStatus::Alive { pid } => format!("held by {pid}"),
         shmbus_core::PublisherStatus::NotRunning => "free".into(),
         _ => "unreadable".into(),
+    }
+}
+
+/// The word for a half-created segment's creator, from its lock: "at work"
+/// (the lock is held), "gone" (free: a crash left the segment), or
+/// "unknown" (the lock is unreadable, or was removed since).
+pub fn creator_word(lock: &PublisherStatus) -> &'static str {
+    match lock {
+        PublisherStatus::Alive { .. } => "at work",
+        PublisherStatus::NotRunning => "gone",
+        _ => "unknown",
+    }
+}
+
+/// What a half-created segment is, and what to do about it; `None` for one
+/// whose creator is still at work (nothing to do but wait).
+pub fn half_made_text(e: &Entry, lock: &PublisherStatus) -> Option<(String, String)> {
+    let k = key_hex(e.key);
+    let made = format!(
+        "segment {k} (shmid {}, {}, created by {} (uid {}), pid {}) is half-created: its magic is still 0",
+        e.shmid,
+        human_bytes(e.size),
+        user_name(e.cuid),
+        e.cuid,
+        e.cpid
+    );
+    match lock {
+        PublisherStatus::Alive { .. } => None,
+        PublisherStatus::NotRunning => Some((
+            format!(
+                "{made} and nobody holds its publisher lock: its creator died before it wrote the header, and subscribers cannot read the topic"
+            ),
+            format!(
+                "start its publisher again as {} (a publisher finishes a half-created segment it created, if the topic's sizes are unchanged), or remove it: `shmbus rm {k}`",
+                user_name(e.cuid)
+            ),
+        )),
+        PublisherStatus::Unknown => Some((
+            format!(
+                "{made} and its publisher lock cannot be read: whether its creator is still at work is unknown"
+            ),
+            format!(
+                "its owner or root sees more with `shmbus list --key {k}`; if its creator is gone, remove it: `shmbus rm {k}`"
+            ),
+        )),
+        PublisherStatus::NoLock => Some((
+            format!("{made} and its publisher lock was removed since: no publisher can finish it"),
+            format!("remove it as its owner or root: `ipcrm -m {}`", e.shmid),
+        )),
     }
 }
 
@@ -154,6 +212,14 @@ fn row_json(r: &Row, now: u64) -> Value {
             let (mode, owner) = mode_owner(e);
             json!({"status": "broken", "error": err.to_string(), "key": key_json(e.key),
                    "shmid": e.shmid, "size": e.size, "nattch": e.nattch, "mode": mode, "owner": owner})
+        }
+        Row::HalfMade(e, lock) => {
+            let (mode, owner) = mode_owner(e);
+            json!({"status": "half-created", "creator": creator_word(lock),
+                   "publisher": publisher_json(lock), "key": key_json(e.key), "shmid": e.shmid,
+                   "size": e.size, "nattch": e.nattch, "mode": mode, "owner": owner,
+                   "uid": e.uid, "creator_uid": e.cuid, "cpid": e.cpid,
+                   "locked": e.locked(), "removed": e.removed()})
         }
         Row::Foreign(e) => {
             let (mode, owner) = mode_owner(e);
@@ -274,6 +340,35 @@ pub fn render(rows: &[Row], now: u64, window_ms: u64) -> (Vec<Vec<String>>, Vec<
                 row.push("-".into());
                 row.extend([format!("{:04o}", l.mode), user_name(l.uid)]);
                 row.extend(["-", "-", "-"].map(String::from));
+                t.push(row);
+            }
+            Row::HalfMade(e, lock) => {
+                let (mode, owner) = mode_owner(e);
+                let what = match half_made_text(e, lock) {
+                    None => "(being created)",
+                    Some((what, fix)) => {
+                        notes.push(format!("{}: {what}; {fix}", key_hex(e.key)));
+                        "(half-created: see below)"
+                    }
+                };
+                let mut row = vec![
+                    what.to_string(),
+                    key_hex(e.key),
+                    e.shmid.to_string(),
+                    human_bytes(e.size),
+                ];
+                row.extend(["-", "-", "-", "-"].map(String::from));
+                row.extend([
+                    match lock {
+                        PublisherStatus::Alive { pid } => format!("creating {pid}"),
+                        other => publisher_text(other),
+                    },
+                    e.nattch.to_string(),
+                    mode,
+                    owner,
+                    if e.locked() { "yes" } else { "no" }.into(),
+                ]);
+                row.extend(["-", "-"].map(String::from));
                 t.push(row);
             }
             Row::Denied(e) | Row::Broken(e, _) | Row::Foreign(e) => {

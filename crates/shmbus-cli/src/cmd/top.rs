@@ -150,6 +150,23 @@ pub fn run(a: &TopArgs) -> CmdResult {
                     "-".into(),
                     "LOCK ONLY: see shmbus list".into(),
                 ]),
+                Row::HalfMade(e, lock) => t.push(vec![
+                    "(half-created)".into(),
+                    key_hex(e.key),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    publisher_text(lock),
+                    e.nattch.to_string(),
+                    "-".into(),
+                    if lock.is_alive() {
+                        "BEING CREATED"
+                    } else {
+                        "HALF-CREATED: see shmbus list"
+                    }
+                    .into(),
+                ]),
                 Row::Broken(e, _) => t.push(vec![
                     "(broken)".into(),
                     key_hex(e.key),
