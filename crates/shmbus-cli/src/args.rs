@@ -43,7 +43,9 @@ RATE is measured over --window milliseconds (0: not measured, shown as -).\n\
 Segments of other programs are skipped, except at keys where a topic belongs (the config's,\n\
 the derived range 0x53......, or --key): there a non-shmbus segment is '(not shmbus)' and a\n\
 semaphore with no segment '(lock only)', both possible squats. Segments this user may not\n\
-read are shown as 'permission denied'."
+read are shown as 'permission denied'. A topic whose header is not written yet is\n\
+'(being created)' while its creator holds the publisher lock, and '(half-created)' when\n\
+nobody does (its creator died): start its publisher again, or `shmbus rm KEY`."
     )]
     List(ListArgs),
     /// Show everything about one topic: header, schema, shmid_ds, latest frame.
@@ -93,6 +95,8 @@ A topic with a live publisher is only removed with --force."
     #[command(
         after_help = "Examples:\n  shmbus doctor\n  shmbus doctor --config configs/board.toml\n  \
 shmbus doctor --config /etc/shmbus/shmbus.toml --sysctl > /etc/sysctl.d/60-shmbus.conf\n\n\
+A half-created topic left by a crashed publisher (no header, nobody holds its lock) FAILs\n\
+at a configured topic's key and WARNs elsewhere; one being created is OK.\n\
 Exit code: 0 when nothing FAILs (warnings allowed), 1 when a check FAILs.\n\
 With --sysctl: 0, and the lines (empty if the limits suffice); 2 if the config has errors."
     )]

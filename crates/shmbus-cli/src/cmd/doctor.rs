@@ -4,7 +4,8 @@
 //! Checks: System V IPC in the kernel, `kernel.shmmax/shmall/shmmni`
 //! against the configured and existing topics, `RLIMIT_MEMLOCK` and
 //! `CAP_IPC_LOCK` against the lock policies, what this user may read,
-//! systemd-logind's `RemoveIPC=`, stale, orphaned or broken topics, and
+//! systemd-logind's `RemoveIPC=`, stale, orphaned, half-created or broken
+//! topics, and
 //! segments at a configured key that are not that topic as configured.
 
 use std::path::Path;
