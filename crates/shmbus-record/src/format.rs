@@ -224,14 +224,72 @@ impl std::io::Read for Source {
 /// and tell whether the file ended with the MCAP magic after more than the
 /// leading one, i.e. its writer finished it. Blocks like `cat(1)` on a
 /// pipe whose writer has not closed it.
-pub fn finished_after(reader: mcap::io::MessageReader<std::io::BufReader<Source>>) -> bool {
-    let mut rest = reader.into_inner();
+pub fn finished_after(reader: Messages) -> bool {
+    let mut rest = reader.source;
     if std::io::copy(&mut rest, &mut std::io::sink()).is_err() {
         return false;
     }
     // Read to the end: the buffer is empty and the source saw every byte.
     let source = rest.into_inner();
     ends_finished(source.read, &source.last)
+}
+
+/// Most bytes handed to the MCAP reader per read. The reader asks for a
+/// whole record at once, and makes room for what it asks before a byte
+/// arrives: a length field that lies (a 60-byte file whose first record
+/// says 250 MiB) would allocate that much. Handing it at most this much
+/// per read, its buffer grows only with the bytes the file really has.
+const READ_STEP: usize = 64 * 1024;
+
+/// The linked messages of a recording in file order ([`open_messages`]):
+/// `mcap::io::MessageReader` with its reads bounded to 64 KiB each.
+pub struct Messages {
+    source: std::io::BufReader<Source>,
+    reader: mcap::sans_io::MessageReader,
+    done: bool,
+}
+
+impl Messages {
+    /// A channel the reader has passed, by id.
+    pub fn get_channel(&self, id: u16) -> Option<std::sync::Arc<mcap::Channel<'static>>> {
+        self.reader.get_channel(id)
+    }
+}
+
+impl Iterator for Messages {
+    type Item = mcap::McapResult<mcap::Message<'static>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use std::io::Read;
+        if self.done {
+            return None;
+        }
+        while let Some(event) = self.reader.next_event() {
+            match event {
+                Ok(mcap::sans_io::MessageReadEvent::ReadRequest(need)) => {
+                    let buf = self.reader.insert(need.clamp(1, READ_STEP));
+                    let read = loop {
+                        match self.source.read(buf) {
+                            Ok(n) => break n,
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                            Err(e) => {
+                                self.done = true;
+                                return Some(Err(e.into()));
+                            }
+                        }
+                    };
+                    self.reader.notify_read(read);
+                }
+                Ok(mcap::sans_io::MessageReadEvent::Message(m)) => return Some(Ok(m)),
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        self.done = true;
+        None
+    }
 }
 
 /// The one rule for "its writer finished it", given the file's length and
@@ -246,9 +304,7 @@ fn ends_finished(len: u64, tail: &[u8]) -> bool {
 /// chunk); chunk CRCs are checked before a chunk's messages are yielded.
 /// The file is opened and read once, so a pipe or FIFO works too;
 /// [`finished_after`] says at the end whether the file was finished.
-pub fn open_messages(
-    path: &std::path::Path,
-) -> Result<mcap::io::MessageReader<std::io::BufReader<Source>>, crate::Exit> {
+pub fn open_messages(path: &std::path::Path) -> Result<Messages, crate::Exit> {
     use std::io::Read;
     let shown = path.display();
     let mut file = std::fs::File::open(path).map_err(|e| {
@@ -293,10 +349,11 @@ pub fn open_messages(
         .with_skip_end_magic(true)
         .with_prevalidate_chunk_crcs(true)
         .with_record_length_limit(256 * 1024 * 1024);
-    Ok(mcap::io::MessageReader::new_with_options(
-        std::io::BufReader::with_capacity(256 * 1024, source),
-        options,
-    ))
+    Ok(Messages {
+        source: std::io::BufReader::with_capacity(256 * 1024, source),
+        reader: mcap::sans_io::MessageReader::new_with_options(options),
+        done: false,
+    })
 }
 
 /// Refuse what cannot be read more than once (a pipe, a FIFO, a
