@@ -374,10 +374,24 @@ pub fn run(core: &Core, s: &MqttSettings) -> Result<(), String> {
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(50));
                 }
+                // On a slow link the request channel is full of frames (the
+                // pump blocks there by design): keep trying for GOODBYE, a
+                // single try would lose the DISCONNECT and leave the link up
+                // for good.
+                let end = Instant::now() + GOODBYE;
+                let retry = |f: &dyn Fn() -> bool| {
+                    while !f() && Instant::now() < end {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                };
                 if stats.connected.load(Ordering::Relaxed) {
-                    let _ = client.try_publish(state, QoS::AtLeastOnce, true, OFFLINE);
+                    retry(&|| {
+                        client
+                            .try_publish(state.clone(), QoS::AtLeastOnce, true, OFFLINE)
+                            .is_ok()
+                    });
                 }
-                let _ = client.try_disconnect();
+                retry(&|| client.try_disconnect().is_ok());
             })
             .map_err(|e| format!("cannot start a thread: {e}"))?
     };
@@ -385,6 +399,9 @@ pub fn run(core: &Core, s: &MqttSettings) -> Result<(), String> {
     core.stop.store(true, Ordering::Relaxed);
     core.outbox.close();
     drop(client);
+    // The pump may be blocked on a full request channel: closing the
+    // channel's receiving end lets it go.
+    drop(conn);
     let _ = pump.join();
     let _ = goodbye.join();
     result
@@ -420,10 +437,36 @@ fn connection_loop(
     let mut pause = PAUSE_MIN;
     let mut paused_until: Option<Instant> = None;
     let mut connected = false;
+    // When the stop was first seen here: from then on the link gets GOODBYE
+    // to take the goodbye and the DISCONNECT, then it is closed anyway (a
+    // link too slow to take them would otherwise keep the bridge running).
+    let mut stopping: Option<Instant> = None;
     loop {
-        let event = match conn.recv() {
+        let polled = if stopping.is_some() {
+            // Giving up on the link now: a poll cut short loses nothing
+            // that is not lost anyway.
+            conn.recv_timeout(Duration::from_millis(200))
+        } else {
+            conn.recv()
+                .map_err(|_| rumqttc::RecvTimeoutError::Disconnected)
+        };
+        if core.stop.load(Ordering::Relaxed) {
+            let since = *stopping.get_or_insert_with(Instant::now);
+            if since.elapsed() >= GOODBYE {
+                eprintln!(
+                    "shmbus-bridge: {}: the link did not take the goodbye within {} s; closing it",
+                    s.broker,
+                    GOODBYE.as_secs()
+                );
+                core.outbox.set_connected(false);
+                core.stats.connected.store(false, Ordering::Relaxed);
+                return Ok(());
+            }
+        }
+        let event = match polled {
             Ok(e) => e,
-            Err(_) => return Ok(()), // every client handle is gone
+            Err(rumqttc::RecvTimeoutError::Timeout) => continue,
+            Err(rumqttc::RecvTimeoutError::Disconnected) => return Ok(()), // every client handle is gone
         };
         if connected && paused_until.is_some_and(|t| Instant::now() >= t) {
             // The request channel may be full of frames: then try again
@@ -553,6 +596,10 @@ fn connection_loop(
         }
     }
 }
+
+/// How long a stopping bridge waits for the link to take its goodbye
+/// (`offline` and DISCONNECT) before it closes the link anyway.
+const GOODBYE: Duration = Duration::from_secs(5);
 
 /// How long a link must stay up before a drop is retried after
 /// `reconnect_min_ms` again (rather than the doubled interval).
@@ -771,6 +818,133 @@ mod tls {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicBool;
+
+    /// A broker on a slow link: it answers CONNECT and PINGREQ, and reads
+    /// at most `rate` bytes a second. Sets `disconnected` on a DISCONNECT.
+    fn slow_broker(
+        listener: std::net::TcpListener,
+        rate: usize,
+        done: Arc<AtomicBool>,
+        disconnected: Arc<AtomicBool>,
+    ) {
+        let Ok((mut sock, _)) = listener.accept() else {
+            return;
+        };
+        let _ = sock.set_read_timeout(Some(Duration::from_millis(50)));
+        let mut buf: Vec<u8> = Vec::new();
+        let mut chunk = vec![0; rate / 20];
+        while !done.load(Ordering::Relaxed) {
+            match sock.read(&mut chunk) {
+                Ok(0) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(_) => {}
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            // Whole packets: type byte, remaining length (varint), body.
+            loop {
+                let (mut len, mut mult, mut i) = (0usize, 1usize, 1);
+                while i < buf.len() && i < 5 {
+                    len += usize::from(buf[i] & 0x7f) * mult;
+                    mult *= 128;
+                    i += 1;
+                    if buf[i - 1] & 0x80 == 0 {
+                        break;
+                    }
+                }
+                if i > buf.len() || buf.len() < 2 || buf.len() < i + len {
+                    break;
+                }
+                let reply: &[u8] = match buf[0] >> 4 {
+                    1 => &[0x20, 2, 0, 0],
+                    12 => &[0xd0, 0],
+                    14 => {
+                        disconnected.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                    _ => &[],
+                };
+                if sock.write_all(reply).is_err() {
+                    return;
+                }
+                buf.drain(..i + len);
+            }
+        }
+    }
+
+    /// A bridge stopped while its link is slow (the request channel full of
+    /// frames, so a single try to queue the goodbye fails) must still stop:
+    /// it used to keep the link up, and run, for good.
+    #[test]
+    fn a_stop_on_a_slow_link_ends_the_engine() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (done, disconnected) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let broker = {
+            let (d, x) = (done.clone(), disconnected.clone());
+            std::thread::spawn(move || slow_broker(listener, 1 << 20, d, x))
+        };
+        let stats = Arc::new(crate::stats::Stats::default());
+        let outbox = Arc::new(crate::outbox::Outbox::new(1000, 1 << 30, stats.clone()));
+        let names = crate::names::Names::new("p", "b");
+        for i in 0..300 {
+            outbox.push(Message {
+                topic: format!("p/b/t{i}"),
+                payload: vec![b'x'; 100_000],
+                qos: Qos::AtMostOnce,
+                retain: false,
+            });
+        }
+        let inbound =
+            crate::inbound::Inbound::new(&[], names.clone(), outbox.clone(), stats.clone())
+                .unwrap();
+        let core = Core {
+            names,
+            outbox,
+            stats: stats.clone(),
+            inbound: Arc::new(Mutex::new(inbound)),
+            stop: Arc::new(AtomicBool::new(false)),
+            reconnect: (Duration::from_millis(100), Duration::from_millis(100)),
+        };
+        let settings = MqttSettings {
+            broker: parse_broker(&format!("127.0.0.1:{port}")).unwrap(),
+            client_id: "slow".into(),
+            keepalive: Duration::from_secs(10),
+            credentials: None,
+            credentials_file: None,
+            #[cfg(feature = "tls")]
+            tls: None,
+        };
+        let stop = core.stop.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(run(&core, &settings));
+        });
+        // Wait until the link is busy: far more handed to rumqttc than the
+        // socket buffers hold, so its request channel is full.
+        let watchdog = Instant::now() + Duration::from_secs(120);
+        while stats.delivered.load(Ordering::Relaxed) < 150 {
+            assert!(
+                Instant::now() < watchdog,
+                "the bridge never filled the link"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let r = rx.recv_timeout(Duration::from_secs(90));
+        done.store(true, Ordering::Relaxed);
+        let _ = broker.join();
+        assert!(
+            matches!(r, Ok(Ok(()))),
+            "the engine did not end within 90 s of the stop: {r:?}"
+        );
+        assert!(!stats.connected.load(Ordering::Relaxed));
+    }
 
     #[test]
     fn broker_addresses() {
