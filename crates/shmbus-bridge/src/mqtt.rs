@@ -263,6 +263,19 @@ impl MqttSettings {
             .clone()
             .or_else(|| table.client_id.clone())
             .unwrap_or_else(|| format!("shmbus-{board_id}"));
+        // As the config file checks it: MQTT sends it with a 2-byte length
+        // (a longer one went out cut, a CONNECT the broker drops, retried
+        // for good), and an empty one names nobody on the broker.
+        if client_id.is_empty()
+            || client_id.len() > crate::secrets::MAX_FIELD
+            || client_id.contains('\0')
+        {
+            return Err(format!(
+                "client id \"{}\": give 1 to {} bytes with no NUL (the default is shmbus-<board-id>)",
+                shmbus_core::topic::shown(&client_id),
+                crate::secrets::MAX_FIELD
+            ));
+        }
         #[cfg(feature = "tls")]
         let tls = if broker.tls {
             Some(tls::client_config(

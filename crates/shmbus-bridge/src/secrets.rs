@@ -82,6 +82,10 @@ pub fn read_private(path: &Path, what: &str) -> Result<Vec<u8>, String> {
     read_bounded(path, what)
 }
 
+/// The longest username, password or client id MQTT can carry (a 2-byte
+/// length).
+pub const MAX_FIELD: usize = 65_535;
+
 /// Read a credentials file (`username` and `password`, TOML).
 pub fn read_credentials(path: &Path) -> Result<Credentials, String> {
     let bytes = read_private(path, "credentials file")?;
@@ -126,6 +130,24 @@ fn parse_credentials(bytes: &[u8], path: &Path) -> Result<Credentials, String> {
                 ));
             }
         }
+    }
+    // MQTT sends each with a 2-byte length: a longer one went out with its
+    // length cut, a CONNECT the broker could only drop, retried for good.
+    let too_long = |s: &Option<String>| s.as_ref().is_some_and(|s| s.len() > MAX_FIELD);
+    if too_long(&username) || too_long(&password) {
+        return Err(format!(
+            "the {} in the credentials file {shown} is longer than MQTT allows ({MAX_FIELD} bytes)",
+            if too_long(&username) {
+                "username"
+            } else {
+                "password"
+            }
+        ));
+    }
+    if username.as_ref().is_some_and(|u| u.contains('\0')) {
+        return Err(format!(
+            "the username in the credentials file {shown} has a NUL character, which MQTT does not allow"
+        ));
     }
     match (username, password) {
         (Some(username), Some(password)) if !username.is_empty() => {
@@ -243,5 +265,47 @@ mod tests {
             e.starts_with("cannot read the credentials file /nonexistent/x.cred"),
             "{e}"
         );
+    }
+
+    /// MQTT gives a username and a password 2 bytes of length: a longer one
+    /// used to go out with its length cut (a CONNECT the broker drops,
+    /// retried for good as "connection closed by peer").
+    #[test]
+    fn credentials_longer_than_mqtt_carries_are_refused_and_the_longest_pass() {
+        let long = "p".repeat(MAX_FIELD + 1);
+        for (text, words) in [
+            (
+                format!("username = \"{long}\"\npassword = \"p\"\n"),
+                "the username in the credentials file",
+            ),
+            (
+                format!("username = \"b\"\npassword = \"{long}\"\n"),
+                "the password in the credentials file",
+            ),
+            (
+                "username = \"b\\u0000c\"\npassword = \"p\"\n".to_string(),
+                "has a NUL character",
+            ),
+        ] {
+            let p = file("long.cred", &text, 0o600);
+            let e = read_credentials(&p).unwrap_err();
+            assert!(e.contains(words), "{e}");
+            assert!(e.len() < 300, "{e}");
+        }
+        let max = "p".repeat(MAX_FIELD);
+        let p = file(
+            "max.cred",
+            &format!("username = \"{max}\"\npassword = \"{max}\"\n"),
+            0o600,
+        );
+        let c = read_credentials(&p).unwrap();
+        assert_eq!((c.username.len(), c.password.len()), (MAX_FIELD, MAX_FIELD));
+        // A NUL in the password is fine: MQTT's password is binary data.
+        let p = file(
+            "nul.cred",
+            "username = \"b\"\npassword = \"a\\u0000b\"\n",
+            0o600,
+        );
+        assert_eq!(read_credentials(&p).unwrap().password, "a\0b");
     }
 }

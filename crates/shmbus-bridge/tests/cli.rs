@@ -187,6 +187,46 @@ fn bad_inputs_are_clear_errors_with_exit_code_2() {
     }
 }
 
+/// MQTT carries a client id, a username and a password with a 2-byte
+/// length: `--client-id` (the config file already checked its own) and a
+/// credentials file with more used to pass `--check` and then send a
+/// CONNECT cut short, which the broker drops, retried for good.
+#[test]
+fn a_client_id_or_credentials_longer_than_mqtt_carries_are_refused() {
+    let t = Tmp::new("long");
+    let cfg = t.write("lab.toml", CONFIG, 0o644);
+    let long = "a".repeat(65_536);
+    let cred = t.write(
+        "long.cred",
+        &format!("username = \"u\"\npassword = \"{long}\"\n"),
+        0o600,
+    );
+    for (args, words) in [
+        (
+            vec!["h", "--config", &cfg, "--check", "--credentials", &cred],
+            "the password in the credentials file",
+        ),
+        (
+            vec!["h", "--config", &cfg, "--check", "--client-id", ""],
+            "client id \"\": give 1 to 65535 bytes",
+        ),
+        (
+            vec!["h", "--config", &cfg, "--check", "--client-id", &long],
+            "client id \"aaa",
+        ),
+    ] {
+        let o = bridge(&args);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{words}: {out}{err}");
+        assert!(err.contains(words), "{words}: {err}");
+        assert!(err.len() < 500, "{}", &err[..500]);
+    }
+    // (--check prints the id: a long one would fill the stdout pipe here.)
+    let ok = "a".repeat(1000);
+    let o = bridge(&["h", "--config", &cfg, "--check", "--client-id", &ok]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+}
+
 #[test]
 fn an_unreachable_broker_is_retried_and_the_bridge_still_stops_on_time() {
     let _isolated = isolate();
