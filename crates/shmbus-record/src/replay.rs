@@ -28,7 +28,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use shmbus_core::{OpenError, Topic};
-use shmbus_pub::RawPublisher;
+use shmbus_pub::{PublishError, RawPublisher};
 
 use crate::cli::ReplayArgs;
 use crate::format::{self, TopicMeta, role};
@@ -263,12 +263,20 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
                     break 'passes;
                 }
             }
-            publisher.publish_bytes(&m.data).map_err(|e| {
-                Exit::error(format!(
-                    "cannot publish a recorded frame of '{}': {e}; the topic at key 0x{:08x} has another shape, remove it with `shmbus rm` first",
+            // The segment has the shape the channel records (the open
+            // refuses any other), so a frame that does not fit is the
+            // file's fault, not the segment's: never tell to remove it.
+            publisher.publish_bytes(&m.data).map_err(|e| match e {
+                PublishError::TooLarge { len, capacity } => Exit::error(format!(
+                    "{} is damaged: a frame of '{}' (log time {}) is {len} bytes, more than the frame capacity of {capacity} bytes its channel records; {published} frames before it were replayed",
+                    a.file.display(),
                     publisher.name(),
-                    publisher.key() as u32
-                ))
+                    m.log_time
+                )),
+                e => Exit::error(format!(
+                    "cannot publish a recorded frame of '{}': {e}",
+                    publisher.name()
+                )),
             })?;
             published += 1;
             pass_frames += 1;

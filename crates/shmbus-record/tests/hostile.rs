@@ -7,7 +7,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use shmbus_record::format::{self, End};
+use shmbus_record::format::{self, End, TopicMeta, role};
+use shmbus_testkit::{Check, Guard, unique_key, watchdog};
 
 /// `System` that keeps the current and the highest number of bytes
 /// allocated.
@@ -38,7 +39,7 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-/// Tests that measure take this, so their allocations are their own.
+/// Every test takes this, so the allocations a test measures are its own, so their allocations are their own.
 static MEASURING: Mutex<()> = Mutex::new(());
 
 const MAGIC: &[u8] = b"\x89MCAP0\r\n";
@@ -143,4 +144,98 @@ fn a_length_field_that_lies_costs_no_memory() {
             bytes.len()
         );
     }
+}
+
+/// A recording written with the `mcap` crate: one lossless channel of
+/// [`Check`] frames for the topic at `key`, whose metadata says frames are
+/// at most `capacity` bytes, holding `frames` in order.
+fn recording(path: &std::path::Path, name: &str, key: i32, capacity: usize, frames: &[Vec<u8>]) {
+    let schema = shmbus_core::schema::schema_bytes::<Check>().unwrap();
+    let meta = TopicMeta {
+        name: name.into(),
+        key,
+        slots: 8,
+        frame_capacity: capacity,
+        notify: false,
+    };
+    let mut metadata = meta.to_metadata(role::LOSSLESS, shmbus_core::layout::fnv1a64(&schema));
+    metadata.insert(format::key::PUBLISH_TIME.into(), format::MONOTONIC.into());
+    let mut w = mcap::WriteOptions::new()
+        .compression(None)
+        .create(std::io::BufWriter::new(
+            std::fs::File::create(path).unwrap(),
+        ))
+        .unwrap();
+    let schema_id = w
+        .add_schema("Check", format::SCHEMA_POSTCARD, &schema)
+        .unwrap();
+    let channel = w
+        .add_channel(
+            schema_id,
+            &format!("{name}{}", format::LOSSLESS_SUFFIX),
+            format::MESSAGE_POSTCARD,
+            &metadata,
+        )
+        .unwrap();
+    for (i, f) in frames.iter().enumerate() {
+        let header = mcap::records::MessageHeader {
+            channel_id: channel,
+            sequence: i as u32 + 1,
+            log_time: 1_000 + i as u64,
+            publish_time: 1_000 + i as u64,
+        };
+        w.write_to_known_channel(&header, f).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+/// Run the `shmbus-record` binary (behind `SHMBUS_TEST_RUNNER`):
+/// (exit code, stderr).
+fn run(args: &[&str]) -> (i32, String) {
+    let mut cmd = shmbus_testkit::command(env!("CARGO_BIN_EXE_shmbus-record"));
+    cmd.args(args).stdin(std::process::Stdio::null());
+    shmbus_testkit::dies_with_parent(&mut cmd);
+    let out = cmd.output().expect("run shmbus-record");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A frame longer than the frame capacity its own channel records (a
+/// damaged or forged file): `replay` says the file is damaged and how many
+/// frames it replayed before. Was: "the topic at key ... has another
+/// shape, remove it with `shmbus rm` first", about the segment replay had
+/// itself just created with the recorded shape.
+#[test]
+fn replay_of_a_frame_over_its_channels_capacity_blames_the_file() {
+    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    watchdog("frame over capacity", std::time::Duration::from_secs(120));
+    let dir = TempDir::new("over-capacity");
+    let key = unique_key("over-capacity");
+    let _guard = Guard(key);
+    let name = format!("test/over-capacity-{:08x}", key as u32);
+    let good = postcard::to_stdvec(&Check::new(1)).unwrap();
+    let mut long = postcard::to_stdvec(&Check::new(2)).unwrap();
+    long.extend_from_slice(&[0; 60]);
+    let path = dir.0.join("over.mcap");
+    recording(
+        &path,
+        &name,
+        key,
+        good.len(),
+        &[good.clone(), long.clone(), good],
+    );
+    let (code, err) = run(&["replay", "--rate", "0", path.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("over.mcap is damaged")
+            && err.contains(&format!("is {} bytes", long.len()))
+            && err.contains("1 frames before it were replayed"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("shmbus rm") && !err.contains("another shape"),
+        "{err}"
+    );
 }
