@@ -1,6 +1,6 @@
 //! Start everything, wait for the stop, stop everything in order.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,15 @@ use shmbus_toolbox::stop;
 
 /// How long a stopping bridge keeps sending what is queued.
 const DRAIN: Duration = Duration::from_secs(2);
+
+/// One running reader: counted down when its thread ends, even by a panic.
+struct Live(Arc<AtomicUsize>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// Run the bridge until SIGINT/SIGTERM or `duration`. Returns the final
 /// counters (the `$stats` JSON), or the reason it could not run.
@@ -49,6 +58,9 @@ pub fn run(
         reconnect: settings.reconnect,
     };
     let reading = Arc::new(AtomicBool::new(false)); // true: readers stop
+    // Readers still running: a stopping reader puts what its ring still
+    // holds in the outbox first, so the queue is not done before they are.
+    let readers_live = Arc::new(AtomicUsize::new(0));
     let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
         std::thread::Builder::new()
             .name(name)
@@ -64,9 +76,14 @@ pub fn run(
             stats.clone(),
             reading.clone(),
         );
+        readers_live.fetch_add(1, Ordering::Relaxed);
+        let live = Live(readers_live.clone());
         readers.push(spawn(
             format!("out:{}", t.cfg.name),
-            Box::new(move || r.run()),
+            Box::new(move || {
+                let _live = live;
+                r.run();
+            }),
         )?);
     }
     eprintln!(
@@ -90,6 +107,7 @@ pub fn run(
             core.inbound.clone(),
         );
         let reading = reading.clone();
+        let readers_live = readers_live.clone();
         let interval = settings.stats_interval;
         let stats_topic = names.stats();
         spawn(
@@ -109,7 +127,8 @@ pub fn run(
                     }
                     if let Some(t) = draining {
                         let connected = stats.connected.load(Ordering::Relaxed);
-                        if outbox.is_empty() || !connected || now - t >= DRAIN {
+                        let read = readers_live.load(Ordering::Relaxed) == 0;
+                        if (read && outbox.is_empty()) || !connected || now - t >= DRAIN {
                             stop.store(true, Ordering::Relaxed);
                         }
                     }
