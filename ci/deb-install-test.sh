@@ -45,8 +45,19 @@ installed() {
     st=$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null) || return 1
     [[ -n $st && $st != not-installed ]]
 }
+# The policy-rc.d a step put in place goes, and the machine's own comes back.
+POLICY_PUT=0
+restore_policy() {
+    [[ $POLICY_PUT == 1 ]] || return 0
+    rm -f /usr/sbin/policy-rc.d
+    if [[ -e "$WORK/policy-rc.d.orig" || -L "$WORK/policy-rc.d.orig" ]]; then
+        mv "$WORK/policy-rc.d.orig" /usr/sbin/policy-rc.d
+    fi
+    POLICY_PUT=0
+}
 cleanup() {
     local rc=$? p left=()
+    restore_policy
     for p in "${SENSORS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${PKGS[@]}"; do installed "$p" && left+=("$p"); done
     if [[ ${#left[@]} -gt 0 ]]; then
@@ -301,6 +312,36 @@ doc=$("$SHMBUS" doctor --config "$CONF") || true
 grep -q '^OK    shmmni' <<<"$doc" && grep -q '^OK    sem' <<<"$doc" || { echo "$doc"; die "doctor still FAILs after postinst"; }
 pass "postinst raised kernel.shmmni 4 -> $raised and kernel.sem '$LOW_SEM' -> '$raised_sem', kept them in $DROPIN and said so"
 sed 's/^/    /' "$DROPIN"
+
+# =====================================================================================
+step "upgrade in a chroot image build, under a policy-rc.d that forbids restarts"
+# An image build runs postinst in a chroot, where /proc/sys is the build host's kernel:
+# postinst must leave it and the drop-in alone, however small its limits. ischroot
+# (debianutils) answers through a stand-in on PATH, as it does in a real chroot; a
+# policy-rc.d that exits 101, as image builders and containers install, must stop the
+# restart of the sensors.
+echo 4 >/proc/sys/kernel/shmmni
+cp "$DROPIN" "$WORK/dropin.before"
+mkdir -p "$WORK/chroot-bin"
+printf '#!/bin/sh\nexit 0\n' >"$WORK/chroot-bin/ischroot"
+chmod 755 "$WORK/chroot-bin/ischroot"
+if [[ -e /usr/sbin/policy-rc.d || -L /usr/sbin/policy-rc.d ]]; then
+    mv /usr/sbin/policy-rc.d "$WORK/policy-rc.d.orig"
+fi
+POLICY_PUT=1
+printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+chmod 755 /usr/sbin/policy-rc.d
+repack "$DEB" "$V+debtest3" "# upgrade test 3" "$WORK/shmbus_up3.deb"
+PATH="$WORK/chroot-bin:$PATH" apt_install "$WORK/shmbus_up3.deb" >"$WORK/up3.log" 2>&1 ||
+    { cat "$WORK/up3.log"; die "upgrade 3 failed"; }
+grep '^shmbus:' "$WORK/up3.log" | sed 's/^/    /'
+restore_policy
+[[ "$(sysv shmmni)" == 4 ]] || die "postinst in a chroot changed the running kernel's kernel.shmmni to $(sysv shmmni)"
+cmp -s "$DROPIN" "$WORK/dropin.before" || die "postinst in a chroot changed $DROPIN: $(cat "$DROPIN")"
+grep -q 'in a chroot.*neither checked nor changed' "$WORK/up3.log" || die "postinst did not say it left the limits alone in a chroot"
+grep -q 'policy-rc.d does not allow restarts (exit 101)' "$WORK/up3.log" || die "postinst did not honour policy-rc.d"
+pass "upgrade -> $V+debtest3 in a chroot: kernel.shmmni left at 4 and $DROPIN unchanged; policy-rc.d's 101 stopped the restart, and postinst said both"
+echo "$raised" >/proc/sys/kernel/shmmni
 
 # =====================================================================================
 step "remove: programs go, configuration and user stay"
