@@ -317,7 +317,7 @@ sed 's/^/    /' "$DROPIN"
 step "upgrade in a chroot image build, under a policy-rc.d that forbids restarts"
 # An image build runs postinst in a chroot, where /proc/sys is the build host's kernel:
 # postinst must leave it and the drop-in alone, however small its limits. ischroot
-# (debianutils) answers through a stand-in on PATH, as it does in a real chroot; a
+# (debianutils) answers through a stand-in on dpkg's PATH, as it does in a real chroot; a
 # policy-rc.d that exits 101, as image builders and containers install, must stop the
 # restart of the sensors.
 echo 4 >/proc/sys/kernel/shmmni
@@ -332,7 +332,9 @@ POLICY_PUT=1
 printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
 chmod 755 /usr/sbin/policy-rc.d
 repack "$DEB" "$V+debtest3" "# upgrade test 3" "$WORK/shmbus_up3.deb"
-PATH="$WORK/chroot-bin:$PATH" apt_install "$WORK/shmbus_up3.deb" >"$WORK/up3.log" 2>&1 ||
+# apt runs dpkg, and so the maintainer scripts, with its own PATH: DPkg::Path.
+apt_install -o DPkg::Path="$WORK/chroot-bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+    "$WORK/shmbus_up3.deb" >"$WORK/up3.log" 2>&1 ||
     { cat "$WORK/up3.log"; die "upgrade 3 failed"; }
 grep '^shmbus:' "$WORK/up3.log" | sed 's/^/    /'
 restore_policy

@@ -19,7 +19,9 @@
 #    `import shmbus` (python3-shmbus over libshmbus0) and by a C program built with
 #    pkg-config against libshmbus-dev, dynamically and statically; two
 #    upgrades (a pristine conffile is replaced, an edited one is kept), the second with
-#    kernel.shmmni too small (postinst must raise it and say so); remove; purge; then
+#    kernel.shmmni too small (postinst must raise it and say so), a third as in a
+#    chroot image build under a policy-rc.d that exits 101 (postinst must leave the
+#    kernel's limits alone and restart nothing); remove; purge; then
 #    the machine must be exactly as before (files, user, group, sysctl, topics).
 #
 # Refuses (exit 1) if one of the packages is already installed here: the test would
