@@ -69,8 +69,11 @@
 //! `CLOCK_REALTIME` (recordings). [`Publisher::publish`] reads **one**
 //! clock, `CLOCK_MONOTONIC` (a vDSO call on the board's kernel, about 37 µs
 //! under full-system emulation); the wall-clock stamp is that reading plus
-//! the offset between the two clocks, which the publisher reads again
-//! (one more `CLOCK_REALTIME` read) at most once a second. So a step of the
+//! the offset between the two clocks, which the publisher reads again at
+//! most once a second (a `CLOCK_REALTIME` read between two
+//! `CLOCK_MONOTONIC` reads, up to three times if a preemption or a slow
+//! clock widens the bracket; the error is at most half the tightest
+//! bracket). So a step of the
 //! wall clock (`date -s`, NTP's first sync) shows in the real stamps within
 //! a second; slewing moves both clocks alike. [`Publisher::publish_at`]
 //! takes the caller's stamps and reads no clock at all.
@@ -206,11 +209,52 @@ impl Clock {
     fn now(&mut self) -> (u64, u64) {
         let mono = sys::monotonic_ns();
         if mono >= self.refresh_at {
-            self.offset = sys::realtime_ns().wrapping_sub(mono);
-            self.refresh_at = mono.saturating_add(WALL_CLOCK_REFRESH.as_nanos() as u64);
+            self.refresh(mono);
         }
         (mono, mono.wrapping_add(self.offset))
     }
+
+    /// Read the offset again; `mono` is the reading that found it due.
+    #[cold]
+    #[inline(never)]
+    fn refresh(&mut self, mono: u64) {
+        self.offset = wall_offset(sys::monotonic_ns, sys::realtime_ns);
+        self.refresh_at = mono.saturating_add(WALL_CLOCK_REFRESH.as_nanos() as u64);
+    }
+}
+
+/// A pair of `CLOCK_MONOTONIC` reads around a `CLOCK_REALTIME` read this
+/// close (ns) is taken at once; a wider one (the thread was preempted in
+/// between, or the clock is slow to read, as under emulation) is tried
+/// again, [`OFFSET_TRIES`] times in all.
+const OFFSET_TIGHT_NS: u64 = 10_000;
+/// How many bracketed reads [`wall_offset`] makes at most.
+const OFFSET_TRIES: usize = 3;
+
+/// `CLOCK_REALTIME - CLOCK_MONOTONIC` (wrapping), from `real()` read
+/// between two `mono()` reads, against their midpoint: the error is at
+/// most half the time between the two, and of up to [`OFFSET_TRIES`]
+/// tries the tightest is kept. One realtime read after one monotonic read
+/// took the whole of a preemption between them into the offset, and every
+/// wall-clock stamp of the next second was that much late (milliseconds
+/// on a loaded machine).
+fn wall_offset(mut mono: impl FnMut() -> u64, mut real: impl FnMut() -> u64) -> u64 {
+    let mut best: Option<(u64, u64)> = None; // (gap, offset)
+    for _ in 0..OFFSET_TRIES {
+        let m0 = mono();
+        let r = real();
+        let m1 = mono();
+        let gap = m1.saturating_sub(m0);
+        let mid = m0.wrapping_add(gap / 2);
+        let offset = r.wrapping_sub(mid);
+        if best.is_none_or(|(g, _)| gap < g) {
+            best = Some((gap, offset));
+        }
+        if gap <= OFFSET_TIGHT_NS {
+            break;
+        }
+    }
+    best.map_or(0, |(_, offset)| offset)
 }
 
 impl RawPublisher {
@@ -360,5 +404,38 @@ mod tests {
             );
         }
         assert!(c.refresh_at > 0);
+    }
+
+    /// Clock reads from a script: each call returns the next value.
+    fn script(v: &[u64]) -> impl FnMut() -> u64 + '_ {
+        let mut it = v.iter();
+        move || *it.next().expect("more clock reads than scripted")
+    }
+
+    /// A preemption between the reads does not go into the offset: the
+    /// tightest bracket is kept, against its midpoint. The wall clock here
+    /// is the monotonic one plus 1,000,000,000,000. Before, the offset was
+    /// `real - mono` of one monotonic read and the realtime read after it:
+    /// 5 ms too large after the first try's preemption.
+    #[test]
+    fn the_wall_clock_offset_leaves_out_a_preemption_between_the_reads() {
+        let t = 1_000_000_000_000u64;
+        // Try 1: preempted 5 ms after the first monotonic read. Try 2:
+        // 60 us wide (emulation). Try 3: 40 us wide, the tightest.
+        let mono = [1_000, 5_002_000, 5_003_000, 5_063_000, 5_064_000, 5_104_000];
+        let real = [t + 5_001_000, t + 5_033_000, t + 5_084_000];
+        let offset = wall_offset(script(&mono), script(&real));
+        assert_eq!(offset, t, "the midpoint of the tightest bracket");
+        // A tight first bracket ends it: one try, three reads.
+        let mono = [2_000, 2_100];
+        let real = [t + 2_060];
+        let offset = wall_offset(script(&mono), script(&real));
+        assert!(offset.abs_diff(t) <= 50, "{offset}");
+        // Every try preempted: the least wrong one, never worse than half
+        // its gap.
+        let mono = [0, 9_000_000, 9_000_000, 12_000_000, 12_000_000, 20_000_000];
+        let real = [t + 1_000_000, t + 11_000_000, t + 13_000_000];
+        let offset = wall_offset(script(&mono), script(&real));
+        assert!(offset.abs_diff(t) <= 1_500_000, "{offset}");
     }
 }
