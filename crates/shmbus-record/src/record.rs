@@ -113,7 +113,9 @@ fn open_output(path: &std::path::Path, deadline: Option<Instant>) -> Result<(Fil
         let opened = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
-            .truncate(true)
+            // Emptied below, once it is known that no other recorder is
+            // writing it.
+            .truncate(false)
             .custom_flags(OFlag::O_NONBLOCK.bits())
             .open(path);
         let e = match opened {
@@ -126,7 +128,7 @@ fn open_output(path: &std::path::Path, deadline: Option<Instant>) -> Result<(Fil
                         "cannot make {shown} blocking for writing: {e}"
                     )));
                 }
-                return Ok((file, waited));
+                return Ok((claim_output(file, path)?, waited));
             }
             Err(e) => e,
         };
@@ -150,6 +152,34 @@ fn open_output(path: &std::path::Path, deadline: Option<Instant>) -> Result<(Fil
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A regular file: take its lock (`flock`, exclusive) for as long as the
+/// file is open, then empty it. A file another recorder holds is left as
+/// it is, with an error: emptying it under that recorder (as `O_TRUNC`
+/// did) destroyed its recording, and both then wrote into one file. A
+/// file system without `flock` is written unlocked, as before. FIFOs and
+/// devices are neither locked nor emptied.
+fn claim_output(file: File, path: &std::path::Path) -> Result<File, Exit> {
+    use nix::errno::Errno;
+    use nix::fcntl::FlockArg;
+    use std::os::fd::AsRawFd;
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Ok(file);
+    }
+    // `flock` on the descriptor, not nix's `Flock` guard: the lock is to
+    // last as long as the file stays open (the guard would own the file).
+    #[allow(deprecated)]
+    let locked = nix::fcntl::flock(file.as_raw_fd(), FlockArg::LockExclusiveNonblock);
+    if locked == Err(Errno::EWOULDBLOCK) {
+        return Err(Exit::error(format!(
+            "{} is being written by another `shmbus record` (it was left as it is); give this recording another -o FILE",
+            path.display()
+        )));
+    }
+    file.set_len(0)
+        .map_err(|e| Exit::error(format!("cannot empty {} for writing: {e}", path.display())))?;
+    Ok(file)
 }
 
 /// Watch the writer from a thread of its own: once the recording is to

@@ -1792,3 +1792,51 @@ fn cat_lists_a_topic_that_published_nothing_while_recorded() {
         "the topic is not listed:\n{out}"
     );
 }
+
+/// A second `record -o FILE` while a recorder writes FILE: refused with
+/// exit 2 before it touches the file, and the first recording is whole.
+/// Was: the second emptied the file (`O_TRUNC`) and both wrote into it;
+/// the first said "wrote 803 frames", the file held 203.
+#[test]
+fn a_second_recorder_into_the_same_file_is_refused() {
+    watchdog("second recorder", Duration::from_secs(180));
+    let (topic, _g) = unique_topic("second-recorder");
+    let file = TempFile::new("second-recorder");
+    let mut p = Publisher::<Check>::open(&topic).unwrap();
+    let rec = Recorder::start(&["record", &topic.name, "--no-json", "-o", file.path()]);
+    shmbus_testkit::wait_mapped(rec.child.0.id(), topic.key).unwrap();
+    publish_range(&mut p, 1..=5, Duration::ZERO);
+    let (code, _, err) = run(&[
+        "record",
+        &topic.name,
+        "--no-json",
+        "--duration",
+        "0.3",
+        "-o",
+        file.path(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("is being written by another `shmbus record`"),
+        "{err}"
+    );
+    publish_range(&mut p, 6..=10, Duration::ZERO);
+    rec.signal(Signal::SIGINT);
+    let (code, err) = rec.wait();
+    assert_eq!(code, Some(0), "{err}");
+    let (frames, missed) = frames_and_missed(file.path(), &topic.name);
+    assert_eq!(frames, (1..=10).collect::<Vec<u64>>(), "{err}");
+    assert_eq!(missed, 0);
+    // Once the first is done, the file is the next recording's to replace.
+    let (code, _, err) = run(&[
+        "record",
+        &topic.name,
+        "--no-json",
+        "--duration",
+        "0.3",
+        "-o",
+        file.path(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(frames_and_missed(file.path(), &topic.name), (vec![], 0));
+}
