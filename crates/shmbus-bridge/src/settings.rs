@@ -20,6 +20,12 @@ pub enum Pace {
     Rate(Duration),
 }
 
+/// The longest prefix. MQTT carries a topic name with a 2-byte length: a
+/// prefix that made the last will's topic longer than 65535 bytes went out
+/// in a CONNECT cut short, which the broker drops, retried for good (and
+/// Mosquitto refuses a topic of more than 200 levels anyway).
+pub const MAX_PREFIX: usize = 1024;
+
 /// The longest `rate_hz` period: a slower rate (the config takes any
 /// positive number, e.g. 1e-300) sends the latest value once a year.
 pub const MAX_PERIOD: Duration = Duration::from_secs(365 * 86_400);
@@ -128,7 +134,13 @@ impl Settings {
             errs.push(format!("board id \"{board_id}\" {p}"));
         }
         let prefix = over.prefix.clone().unwrap_or_else(|| table.prefix.clone());
-        for level in prefix.split('/') {
+        if prefix.len() > MAX_PREFIX {
+            errs.push(format!(
+                "prefix \"{}\" is longer than {MAX_PREFIX} bytes: shorten it (every broker topic of the board starts with it)",
+                shmbus_core::topic::shown(&prefix)
+            ));
+        }
+        for level in prefix.split('/').filter(|_| prefix.len() <= MAX_PREFIX) {
             if let Some(p) = level_problem(level) {
                 errs.push(format!(
                     "prefix \"{prefix}\": level \"{level}\" {p} (levels are separated by /)"
@@ -315,6 +327,26 @@ mod tests {
             (s.out[0].format, s.out[0].qos),
             (OutFormat::Both, Qos::AtLeastOnce)
         );
+    }
+
+    #[test]
+    fn a_prefix_too_long_for_a_broker_topic_is_refused_in_one_short_line() {
+        let c = config(&format!("{TOPICS}[bridge]\nboard_id = \"b1\"\n"));
+        let long = ["abcdefgh"; 8000].join("/");
+        let over = Overrides {
+            prefix: Some(long),
+            ..Overrides::default()
+        };
+        let e = Settings::resolve(&c, &over).unwrap_err();
+        assert!(e.contains("is longer than 1024 bytes: shorten it"), "{e}");
+        assert!(e.len() < 400 && e.lines().count() == 1, "{e}");
+        let longest = ["abcdefgh"; 113].join("/") + "/abcdefg";
+        assert_eq!(longest.len(), MAX_PREFIX);
+        let over = Overrides {
+            prefix: Some(longest.clone()),
+            ..Overrides::default()
+        };
+        assert_eq!(Settings::resolve(&c, &over).unwrap().prefix, longest);
     }
 
     #[test]
