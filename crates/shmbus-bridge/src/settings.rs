@@ -162,7 +162,14 @@ impl Settings {
                     ));
                 }
             }
-            over.topics.clone()
+            // Once each: a topic given twice had two readers, and every
+            // frame went to the broker twice.
+            let mut seen = std::collections::BTreeSet::new();
+            over.topics
+                .iter()
+                .filter(|t| seen.insert(t.as_str()))
+                .cloned()
+                .collect()
         } else if let Some(list) = &table.topics {
             list.iter().map(|(n, _)| n.clone()).collect()
         } else {
@@ -347,6 +354,18 @@ mod tests {
             ..Overrides::default()
         };
         assert_eq!(Settings::resolve(&c, &over).unwrap().prefix, longest);
+    }
+
+    #[test]
+    fn a_topic_given_twice_is_sent_once() {
+        let c = config(&format!("{TOPICS}[bridge]\nboard_id = \"b1\"\n"));
+        let over = Overrides {
+            topics: vec!["power".into(), "imu".into(), "power".into()],
+            ..Overrides::default()
+        };
+        let s = Settings::resolve(&c, &over).unwrap();
+        let names: Vec<&str> = s.out.iter().map(|t| t.cfg.name.as_str()).collect();
+        assert_eq!(names, ["power", "imu"]);
     }
 
     #[test]
