@@ -276,11 +276,22 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
             Vec::new()
         }
     };
+    // The size of the segment at `key`, in whatever state: a half-created,
+    // unreadable, damaged or foreign one is not "still to be created" (it
+    // was counted twice against kernel.shmmni and shmall); the checks
+    // below say what is wrong with it.
     let size_at = |key: i32| {
-        existing.iter().find_map(|r| match r {
-            Row::Topic(s, _, _) if s.entry.key == key => Some(s.entry.size),
-            _ => None,
-        })
+        existing
+            .iter()
+            .filter_map(Row::segment)
+            .find(|e| e.key == key)
+            .map(|e| e.size)
+    };
+    // A live topic, whose waiter segment exists if it has notify on.
+    let live_at = |key: i32| {
+        existing
+            .iter()
+            .any(|r| matches!(r, Row::Topic(s, _, _) if s.entry.key == key))
     };
 
     // 3. Kernel limits.
@@ -350,7 +361,7 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
     // works, but every publish then calls FUTEX_WAKE.
     let waiters_to_create = configured
         .iter()
-        .filter(|t| t.notify && size_at(t.key).is_none())
+        .filter(|t| t.notify && !live_at(t.key))
         .count() as u64;
     let missing = need.iter().filter(|n| !n.3).count() as u64 + waiters_to_create;
     let in_use = segments.len() as u64;

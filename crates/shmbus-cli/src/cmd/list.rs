@@ -32,6 +32,18 @@ pub enum Row {
     LockOnly(LockOnly),
 }
 
+impl Row {
+    /// The segment of this row, whatever state it is in; `None` for a
+    /// lone lock (no segment).
+    pub fn segment(&self) -> Option<&Entry> {
+        match self {
+            Row::Topic(s, _, _) => Some(&s.entry),
+            Row::Denied(e) | Row::Broken(e, _) | Row::HalfMade(e, _) | Row::Foreign(e) => Some(e),
+            Row::LockOnly(_) => None,
+        }
+    }
+}
+
 /// Probe every segment (optionally only `keys`) into rows; other programs'
 /// segments are left out unless they sit at a key where a topic belongs ([`discover::topic_keys`] of `keys` and
 /// `topic_keys`). Lone semaphores at such keys are rows too.
