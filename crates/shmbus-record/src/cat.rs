@@ -140,10 +140,16 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
     if a.json {
         let _ = out.flush();
         if end == End::CutShort {
-            eprintln!(
-                "shmbus: warning: {} was cut short (recorder killed?): shown up to its last complete chunk",
-                a.file.display()
-            );
+            match format::recorder_writing(&a.file) {
+                Some(pid) => eprintln!(
+                    "shmbus: note: {} is being recorded now (recorder pid {pid}): shown up to its last complete chunk",
+                    a.file.display()
+                ),
+                None => eprintln!(
+                    "shmbus: warning: {} was cut short (recorder killed?): shown up to its last complete chunk",
+                    a.file.display()
+                ),
+            }
         }
         return Ok(());
     }
@@ -176,9 +182,14 @@ fn write_info(
     end: &End,
 ) -> std::io::Result<()> {
     let size = std::fs::metadata(&a.file).map(|m| m.len()).unwrap_or(0);
-    let state = match end {
-        End::Complete => "complete",
-        End::CutShort => "CUT SHORT (recorder killed?): readable up to its last complete chunk",
+    let state = match (end, format::recorder_writing(&a.file)) {
+        (End::Complete, _) => "complete".to_string(),
+        (End::CutShort, Some(pid)) => {
+            format!("BEING RECORDED now by pid {pid}: shown up to its last complete chunk")
+        }
+        (End::CutShort, None) => {
+            "CUT SHORT (recorder killed?): readable up to its last complete chunk".to_string()
+        }
     };
     writeln!(
         out,

@@ -329,6 +329,11 @@ pub fn open_messages(path: &std::path::Path) -> Result<Messages, crate::Exit> {
         .read_to_end(&mut magic)
         .map_err(|e| crate::Exit::error(format!("cannot read {shown}: {e}")))?;
     if magic[..] != mcap::MAGIC[..] {
+        if let Some(pid) = recorder_writing(path) {
+            return Err(crate::Exit::not_found(format!(
+                "{shown} is being recorded now (recorder pid {pid}) and holds nothing yet: the recorder writes it a chunk at a time, at least once a second"
+            )));
+        }
         return Err(crate::Exit::error(format!(
             "{shown} is not an MCAP file ({}); give a file written by `shmbus record`",
             if magic.is_empty() {
@@ -400,6 +405,35 @@ pub fn finished(path: &std::path::Path) -> bool {
             Ok(ends_finished(len, &tail))
         })
         .unwrap_or(false)
+}
+
+/// The pid of a recorder writing `path` now: a process holding an
+/// exclusive `flock` on it (the recorder holds one on its output while it
+/// writes), found in `/proc/locks` without taking a lock (a test lock
+/// could make a recorder starting at that moment refuse its file).
+/// `None` for anything else, and where `/proc/locks` cannot be read.
+pub fn recorder_writing(path: &std::path::Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
+    let (major, minor) = (
+        nix::sys::stat::major(m.dev()),
+        nix::sys::stat::minor(m.dev()),
+    );
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    locks.lines().find_map(|l| {
+        // `1: FLOCK  ADVISORY  WRITE 5195 fe:00:9830430 0 EOF`
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.get(1) != Some(&"FLOCK") || f.get(3) != Some(&"WRITE") {
+            return None;
+        }
+        let mut id = f.get(5)?.split(':');
+        let ma = u64::from_str_radix(id.next()?, 16).ok()?;
+        let mi = u64::from_str_radix(id.next()?, 16).ok()?;
+        let ino: u64 = id.next()?.parse().ok()?;
+        (ma == major && mi == minor && ino == m.ino())
+            .then(|| f[4].parse().ok())
+            .flatten()
+    })
 }
 
 /// Classify a read error: a truncated file is [`End::CutShort`] (its

@@ -1840,3 +1840,51 @@ fn a_second_recorder_into_the_same_file_is_refused() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(frames_and_missed(file.path(), &topic.name), (vec![], 0));
 }
+
+/// `cat` of a file a recorder is still writing says so, with the
+/// recorder's pid, instead of "cut short (recorder killed?)"; once the
+/// recorder is done the file is complete.
+#[test]
+fn cat_of_a_file_being_recorded_says_so() {
+    watchdog("cat while recording", Duration::from_secs(180));
+    let (topic, _g) = unique_topic("cat-live");
+    let file = TempFile::new("cat-live");
+    let mut p = Publisher::<Check>::open(&topic).unwrap();
+    let rec = Recorder::start(&["record", &topic.name, "--no-json", "-o", file.path()]);
+    shmbus_testkit::wait_mapped(rec.child.0.id(), topic.key).unwrap();
+    publish_range(&mut p, 1..=5, Duration::ZERO);
+    let pid = rec.child.0.id();
+    // Until its first chunk the file may be empty: that is said too.
+    let (code, out, err) = run(&["cat", file.path()]);
+    if std::fs::metadata(file.path()).unwrap().len() == 0 || code == 1 {
+        assert!(
+            code == 1
+                && err.contains(&format!(
+                    "is being recorded now (recorder pid {pid}) and holds nothing yet"
+                )),
+            "{code} {out} {err}"
+        );
+    }
+    while std::fs::metadata(file.path()).unwrap().len() == 0 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (code, out, err) = run(&["cat", file.path()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("BEING RECORDED now by pid {pid}")) && !out.contains("killed"),
+        "{out}"
+    );
+    let (code, _, err) = run(&["cat", "--json", file.path()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!("is being recorded now (recorder pid {pid})"))
+            && !err.contains("killed"),
+        "{err}"
+    );
+    rec.signal(Signal::SIGINT);
+    let (code, err) = rec.wait();
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = run(&["cat", file.path()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(", complete)"), "{out}");
+}
