@@ -305,7 +305,20 @@ pub fn run(a: RecordArgs) -> Result<(), Exit> {
     let clock = CpuClock::start();
     let deadline = a.duration.map(|d| Instant::now() + d);
     let mut scan = Scan::new(&a)?;
-    let mut found = scan.next();
+    // Each topic is recorded from where it stood when it was found, not
+    // from when its reader starts: opening the output comes in between (a
+    // FIFO waits for its reader, a file is locked), and a frame published
+    // meanwhile was neither recorded nor counted as missed. Now it is
+    // recorded if still in the ring, counted as missed if overwritten.
+    let stood = |segs: Vec<Segment>| -> Vec<(Segment, u64)> {
+        segs.into_iter()
+            .map(|s| {
+                let g = s.generation().min(MAX_SANE_GENERATION);
+                (s, g)
+            })
+            .collect()
+    };
+    let mut found = stood(scan.next());
     if found.is_empty() {
         return Err(scan.nothing_found());
     }
@@ -313,8 +326,8 @@ pub fn run(a: RecordArgs) -> Result<(), Exit> {
     let (file, waited) = open_output(&a.output, deadline)?;
     if waited {
         // Topics that appeared while waiting for a reader: recorded from
-        // now on, as the ones found before.
-        found.extend(scan.next());
+        // when they were found, as the ones found before.
+        found.extend(stood(scan.next()));
         scan.warn();
     }
     let busy_since = Arc::new(AtomicU64::new(0));
@@ -343,11 +356,11 @@ pub fn run(a: RecordArgs) -> Result<(), Exit> {
     };
     let (tx, rx) = mpsc::sync_channel(QUEUE);
     rec.missed_channel = rec.add_missed_channel().map_err(|e| mcap_err(&a, e))?;
-    for seg in found {
+    for (seg, before) in found {
         let start = if rec.backlog {
             Start::Backlog
         } else {
-            Start::Now
+            Start::Found { before }
         };
         rec.add(seg, &tx, start).map_err(|e| mcap_err(&a, e))?;
     }
@@ -831,7 +844,6 @@ impl Recorder {
         let mut sub = RawSubscriber::from_segment(seg);
         let mut overwritten = None;
         match start {
-            Start::Now => {}
             Start::Backlog => sub.seek_oldest(),
             Start::Found { before } => {
                 // Generations `before`+1 .. first-1 were published while
@@ -1125,17 +1137,15 @@ impl Recorder {
 /// Where a newly added topic's reader starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Start {
-    /// At the next frame published (a topic there when the recording
-    /// started).
-    Now,
     /// At the oldest frame still in the ring (`--backlog`, at the start).
     Backlog,
-    /// A topic found by a rescan while recording (it appeared, was
-    /// recreated, or its name became unambiguous): at the oldest frame
-    /// still in the ring published after the start (any with --backlog),
-    /// the overwritten frames published after the start reported as missed.
-    /// `before`: the segment's generation when the recording started (0
-    /// if it was not there).
+    /// A topic found at the start (without --backlog), or by a rescan
+    /// while recording (it appeared, was recreated, or its name became
+    /// unambiguous): at the oldest frame still in the ring published after
+    /// the start (any with --backlog), the overwritten frames published
+    /// after the start reported as missed. `before`: the segment's
+    /// generation when the recording started, that is when it was found
+    /// for a topic there then (0 if it was not there).
     Found {
         /// Frames the segment had when the recording started.
         before: u64,
