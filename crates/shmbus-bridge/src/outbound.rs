@@ -404,11 +404,13 @@ impl Reader {
             if !self.nap(STOPPED_POLL) {
                 return false;
             }
-            if sub.is_removed() {
-                return true;
-            }
+            // New frames first: ones published just before a removal are
+            // still in the mapping, and the caller drains them.
             if sub.publisher().is_alive() || sub.generation() != g {
                 return false;
+            }
+            if sub.is_removed() {
+                return true;
             }
             self.refresh_stale(sub);
         }

@@ -684,6 +684,13 @@ impl RawSubscriber {
             if now.saturating_sub(self.last_liveness_check) >= LIVENESS_INTERVAL.as_nanos() as u64 {
                 self.last_liveness_check = now;
                 if self.seg.is_removed() {
+                    // Frames published just before the removal are still
+                    // in the mapping: give them to `ready` before saying
+                    // so (a publish and a removal between the check above
+                    // and this one lost them).
+                    if let Some(r) = ready(self)? {
+                        return Ok(r);
+                    }
                     return Err(WaitError::Removed);
                 }
                 match self.seg.publisher_status() {

@@ -89,11 +89,13 @@ fn hex(b: &[u8]) -> String {
 fn wait_for_publisher(sub: &RawSubscriber, deadline: Option<u64>) -> Result<(), WaitError> {
     let start_gen = sub.generation();
     loop {
-        if sub.is_removed() {
-            return Err(WaitError::Removed);
-        }
+        // New frames first: ones published just before a removal are
+        // still in the mapping, and the caller prints them.
         if sub.publisher().is_alive() || sub.generation() != start_gen {
             return Ok(());
+        }
+        if sub.is_removed() {
+            return Err(WaitError::Removed);
         }
         let now = monotonic_ns();
         let mut step = Duration::from_millis(500);

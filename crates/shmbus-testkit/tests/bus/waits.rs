@@ -103,6 +103,39 @@ fn publisher_killed_while_subscribers_wait_is_publisher_gone() {
     }
 }
 
+/// A frame published just before the topic is removed, between a wait's
+/// check for frames and its check for removal, is still returned: the
+/// wait looks for frames once more before it says `Removed`. It said
+/// `Removed` at once, and `shmbus record` lost the last frames of a
+/// recreated topic on a loaded machine. The publish and the removal are
+/// made from inside the wait's own check, which is exactly that window.
+#[test]
+fn a_frame_published_just_before_removal_is_returned_by_the_wait() {
+    watchdog("removed_after_publish", Duration::from_secs(60));
+    let (topic, _guard) = unique_topic("wait-removed-late-frame");
+    let mut publisher = Some(Publisher::<Check>::open(&topic).unwrap());
+    let mut sub = shmbus_sub::RawSubscriber::attach(&topic).unwrap();
+    let shmid = sub.segment().shmid();
+    let mut frame = Vec::new();
+    let mut checks = 0;
+    let r = sub.wait_until(Duration::from_secs(30), |s| {
+        checks += 1;
+        match s.next_bytes(&mut frame)? {
+            shmbus_sub::RawNext::Frame(meta, ()) => Ok(Some(meta.generation)),
+            _ => {
+                if let Some(mut p) = publisher.take() {
+                    p.publish(&Check::new(1)).unwrap();
+                    drop(p);
+                    sys::shm_remove(shmid).unwrap();
+                }
+                Ok(None)
+            }
+        }
+    });
+    assert_eq!(r, Ok(1), "after {checks} checks");
+    assert!(sub.is_removed());
+}
+
 #[test]
 fn segment_removed_while_waiting_is_removed() {
     watchdog("segment_removed_while_waiting", Duration::from_secs(120));
