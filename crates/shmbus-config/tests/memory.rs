@@ -3,47 +3,16 @@
 //! `--config` must not cost a board more memory than a real config of the
 //! same size. This binary counts every allocation, so it holds one test.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use shmbus_config::{Config, MAX_CONFIG_BYTES, RECOVER_BYTES};
-
-/// The system allocator, counting live bytes and their peak.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is passed on to the system allocator unchanged; the
-// counters are only added to and read.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's contract is System's.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's contract is System's.
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-}
+use shmbus_testkit::CountingAlloc;
 
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: CountingAlloc = CountingAlloc;
 
 /// The heap `Config::parse` of `text` took at its peak, beyond what was
 /// live before (the text itself included in neither).
 fn peak_of_parse(text: &str) -> usize {
-    let before = LIVE.load(Ordering::Relaxed);
-    PEAK.store(before, Ordering::Relaxed);
-    let result = Config::parse(text, "x.toml");
-    let peak = PEAK.load(Ordering::Relaxed) - before;
+    let (result, peak) = CountingAlloc::peak_during(|| Config::parse(text, "x.toml"));
     assert!(result.is_err(), "garbage was taken for a config");
     peak
 }

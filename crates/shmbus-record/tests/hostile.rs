@@ -3,41 +3,13 @@
 //! test binary (one test per process state, so no other test allocates
 //! at the same time).
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use shmbus_record::format::{self, End, TopicMeta, role};
-use shmbus_testkit::{Check, Guard, unique_key, watchdog};
-
-/// `System` that keeps the current and the highest number of bytes
-/// allocated.
-struct Counting;
-
-static NOW: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded unchanged to `System`; the counters do
-// not allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded unchanged to the system allocator.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let now = NOW.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(ptr, layout) };
-        NOW.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-}
+use shmbus_testkit::{Check, CountingAlloc, Guard, unique_key, watchdog};
 
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: CountingAlloc = CountingAlloc;
 
 /// Every test takes this, so the allocations a test measures are its own, so their allocations are their own.
 static MEASURING: Mutex<()> = Mutex::new(());
@@ -122,20 +94,20 @@ fn a_length_field_that_lies_costs_no_memory() {
     ] {
         let path = dir.0.join(format!("{name}.mcap"));
         std::fs::write(&path, &bytes).unwrap();
-        let before = NOW.load(Ordering::Relaxed);
-        PEAK.store(before, Ordering::Relaxed);
-        let mut messages = 0;
-        let mut end = End::Complete;
-        for m in format::open_messages(&path).unwrap() {
-            match m {
-                Ok(_) => messages += 1,
-                Err(e) => {
-                    end = format::classify(&path, e).unwrap();
-                    break;
+        let ((messages, end), peak) = CountingAlloc::peak_during(|| {
+            let mut messages = 0;
+            let mut end = End::Complete;
+            for m in format::open_messages(&path).unwrap() {
+                match m {
+                    Ok(_) => messages += 1,
+                    Err(e) => {
+                        end = format::classify(&path, e).unwrap();
+                        break;
+                    }
                 }
             }
-        }
-        let peak = PEAK.load(Ordering::Relaxed) - before;
+            (messages, end)
+        });
         assert_eq!(messages, 0, "{name}");
         assert_eq!(end, End::CutShort, "{name}");
         assert!(

@@ -337,3 +337,47 @@ impl Check {
         *self == Check::new(self.seq)
     }
 }
+
+/// A global allocator for a test binary that measures heap: `System`,
+/// counting the bytes live and their peak. Declare it in the binary
+/// (`#[global_allocator] static ALLOC: CountingAlloc = CountingAlloc;`)
+/// and measure with [`CountingAlloc::peak_during`]. Every thread's
+/// allocations count: keep one measuring test per binary, or serialise
+/// them.
+pub struct CountingAlloc;
+
+static ALLOC_LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static ALLOC_PEAK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to `System`; the counters are
+// atomics that do not allocate.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: the caller's contract is System's.
+        let p = unsafe { std::alloc::System.alloc(layout) };
+        if !p.is_null() {
+            let now = ALLOC_LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            ALLOC_PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: the caller's contract is System's.
+        unsafe { std::alloc::System.dealloc(ptr, layout) };
+        ALLOC_LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+}
+
+impl CountingAlloc {
+    /// `f`'s result, and the heap it took at its peak beyond what was live
+    /// when it started (0 unless the binary's global allocator is a
+    /// `CountingAlloc`).
+    pub fn peak_during<R>(f: impl FnOnce() -> R) -> (R, usize) {
+        let before = ALLOC_LIVE.load(Ordering::Relaxed);
+        ALLOC_PEAK.store(before, Ordering::Relaxed);
+        let r = f();
+        let peak = ALLOC_PEAK.load(Ordering::Relaxed).saturating_sub(before);
+        (r, peak)
+    }
+}
