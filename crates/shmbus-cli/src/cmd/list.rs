@@ -44,6 +44,29 @@ impl Row {
     }
 }
 
+/// The table row of a segment that is not a readable topic: what it is,
+/// its key, shmid and size, the publisher cell, and its attachments, mode,
+/// owner and lock; the topic-only cells dashed.
+fn segment_row(what: &str, e: &Entry, publisher: String) -> Vec<String> {
+    let (mode, owner) = mode_owner(e);
+    let mut row = vec![
+        what.to_string(),
+        key_hex(e.key),
+        e.shmid.to_string(),
+        human_bytes(e.size),
+    ];
+    row.extend(["-", "-", "-", "-"].map(String::from));
+    row.extend([
+        publisher,
+        e.nattch.to_string(),
+        mode,
+        owner,
+        if e.locked() { "yes" } else { "no" }.into(),
+    ]);
+    row.extend(["-", "-"].map(String::from));
+    row
+}
+
 /// Probe every segment (optionally only `keys`) into rows; other programs'
 /// segments are left out unless they sit at a key where a topic belongs ([`discover::topic_keys`] of `keys` and
 /// `topic_keys`). Lone semaphores at such keys are rows too.
@@ -355,7 +378,6 @@ pub fn render(rows: &[Row], now: u64, window_ms: u64) -> (Vec<Vec<String>>, Vec<
                 t.push(row);
             }
             Row::HalfMade(e, lock) => {
-                let (mode, owner) = mode_owner(e);
                 let what = match half_made_text(e, lock) {
                     None => "(being created)",
                     Some((what, fix)) => {
@@ -363,28 +385,13 @@ pub fn render(rows: &[Row], now: u64, window_ms: u64) -> (Vec<Vec<String>>, Vec<
                         "(half-created: see below)"
                     }
                 };
-                let mut row = vec![
-                    what.to_string(),
-                    key_hex(e.key),
-                    e.shmid.to_string(),
-                    human_bytes(e.size),
-                ];
-                row.extend(["-", "-", "-", "-"].map(String::from));
-                row.extend([
-                    match lock {
-                        PublisherStatus::Alive { pid } => format!("creating {pid}"),
-                        other => publisher_text(other),
-                    },
-                    e.nattch.to_string(),
-                    mode,
-                    owner,
-                    if e.locked() { "yes" } else { "no" }.into(),
-                ]);
-                row.extend(["-", "-"].map(String::from));
-                t.push(row);
+                let publisher = match lock {
+                    PublisherStatus::Alive { pid } => format!("creating {pid}"),
+                    other => publisher_text(other),
+                };
+                t.push(segment_row(what, e, publisher));
             }
             Row::Denied(e) | Row::Broken(e, _) | Row::Foreign(e) => {
-                let (mode, owner) = mode_owner(e);
                 let what = match r {
                     Row::Broken(_, err) => {
                         notes.push(format!("{}: {err}", key_hex(e.key)));
@@ -403,21 +410,7 @@ pub fn render(rows: &[Row], now: u64, window_ms: u64) -> (Vec<Vec<String>>, Vec<
                     }
                     _ => "(permission denied)",
                 };
-                let mut row = vec![
-                    what.to_string(),
-                    key_hex(e.key),
-                    e.shmid.to_string(),
-                    human_bytes(e.size),
-                ];
-                row.extend(["-", "-", "-", "-", "-"].map(String::from));
-                row.extend([
-                    e.nattch.to_string(),
-                    mode,
-                    owner,
-                    if e.locked() { "yes" } else { "no" }.into(),
-                ]);
-                row.extend(["-", "-"].map(String::from));
-                t.push(row);
+                t.push(segment_row(what, e, "-".into()));
             }
         }
     }
