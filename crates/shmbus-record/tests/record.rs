@@ -1855,15 +1855,18 @@ fn a_second_recorder_into_the_same_file_is_refused() {
     let rec = Recorder::start(&["record", &topic.name, "--no-json", "-o", file.path()]);
     shmbus_testkit::wait_mapped(rec.child.0.id(), topic.key).unwrap();
     publish_range(&mut p, 1..=5, Duration::ZERO);
-    let (code, _, err) = run(&[
-        "record",
-        &topic.name,
-        "--no-json",
-        "--duration",
-        "0.3",
-        "-o",
-        file.path(),
-    ]);
+    let another = || {
+        run(&[
+            "record",
+            &topic.name,
+            "--no-json",
+            "--duration",
+            "0.3",
+            "-o",
+            file.path(),
+        ])
+    };
+    let (code, _, err) = another();
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("is being written by another `shmbus record`"),
@@ -1877,15 +1880,7 @@ fn a_second_recorder_into_the_same_file_is_refused() {
     assert_eq!(frames, (1..=10).collect::<Vec<u64>>(), "{err}");
     assert_eq!(missed, 0);
     // Once the first is done, the file is the next recording's to replace.
-    let (code, _, err) = run(&[
-        "record",
-        &topic.name,
-        "--no-json",
-        "--duration",
-        "0.3",
-        "-o",
-        file.path(),
-    ]);
+    let (code, _, err) = another();
     assert_eq!(code, 0, "{err}");
     assert_eq!(frames_and_missed(file.path(), &topic.name), (vec![], 0));
 }
