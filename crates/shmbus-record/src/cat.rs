@@ -140,16 +140,7 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
     if a.json {
         let _ = out.flush();
         if end == End::CutShort {
-            match format::recorder_writing(&a.file) {
-                Some(pid) => eprintln!(
-                    "shmbus: note: {} is being recorded now (recorder pid {pid}): shown up to its last complete chunk",
-                    a.file.display()
-                ),
-                None => eprintln!(
-                    "shmbus: warning: {} was cut short (recorder killed?): shown up to its last complete chunk",
-                    a.file.display()
-                ),
-            }
+            eprintln!("{}", format::unfinished_line(&a.file, "shown"));
         }
         return Ok(());
     }

@@ -407,6 +407,23 @@ pub fn finished(path: &std::path::Path) -> bool {
         .unwrap_or(false)
 }
 
+/// The line `cat` and `replay` print for a file with no end (its last
+/// chunk complete, no footer): a note when a recorder is writing it now,
+/// a warning that it was cut short otherwise; `doing` says what the tool
+/// does with it ("shown", "replaying").
+pub fn unfinished_line(path: &std::path::Path, doing: &str) -> String {
+    match recorder_writing(path) {
+        Some(pid) => format!(
+            "shmbus: note: {} is being recorded now (recorder pid {pid}); {doing} up to its last complete chunk",
+            path.display()
+        ),
+        None => format!(
+            "shmbus: warning: {} was cut short (recorder killed?); {doing} up to its last complete chunk",
+            path.display()
+        ),
+    }
+}
+
 /// The pid of a recorder writing `path` now: a process holding an
 /// exclusive `flock` on it (the recorder holds one on its output while it
 /// writes), found in `/proc/locks` without taking a lock (a test lock

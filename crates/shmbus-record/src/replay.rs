@@ -204,16 +204,7 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
     format::require_regular_file(&a.file)?;
     check_shapes(&a)?;
     if !format::finished(&a.file) {
-        match format::recorder_writing(&a.file) {
-            Some(pid) => eprintln!(
-                "shmbus: note: {} is being recorded now (recorder pid {pid}); replaying up to its last complete chunk",
-                a.file.display()
-            ),
-            None => eprintln!(
-                "shmbus: warning: {} was cut short (recorder killed?); replaying up to its last complete chunk",
-                a.file.display()
-            ),
-        }
+        eprintln!("{}", format::unfinished_line(&a.file, "replaying"));
     }
     'passes: loop {
         let mut pass_frames = 0u64;
