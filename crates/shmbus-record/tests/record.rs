@@ -83,6 +83,14 @@ struct Recorder {
 }
 
 impl Recorder {
+    /// `record TOPIC --no-json -o FILE`, once it has attached the topic's
+    /// segment (what it records from).
+    fn attached(topic: &shmbus_pub::Topic, file: &TempFile) -> Recorder {
+        let rec = Recorder::start(&["record", &topic.name, "--no-json", "-o", file.path()]);
+        shmbus_testkit::wait_mapped(rec.child.0.id(), topic.key).unwrap();
+        rec
+    }
+
     fn start(args: &[&str]) -> Recorder {
         let mut child = tool(args)
             .stdout(Stdio::null())
@@ -1591,8 +1599,7 @@ fn replay_of_a_topic_recreated_while_recorded() {
         let (topic, _guard) = unique_topic("recreated");
         let file = TempFile::new(&format!("recreated-{second_slots}"));
         let mut p = Publisher::<Check>::open(&topic.clone().slots(16)).unwrap();
-        let mut rec = Recorder::start(&["record", &topic.name, "--no-json", "-o", file.path()]);
-        shmbus_testkit::wait_mapped(rec.child.0.id(), topic.key).unwrap();
+        let mut rec = Recorder::attached(&topic, &file);
         publish_range(&mut p, 1..=5, Duration::ZERO);
         drop(p);
         shmbus_testkit::remove_key(topic.key);
@@ -1852,8 +1859,7 @@ fn a_second_recorder_into_the_same_file_is_refused() {
     let (topic, _g) = unique_topic("second-recorder");
     let file = TempFile::new("second-recorder");
     let mut p = Publisher::<Check>::open(&topic).unwrap();
-    let rec = Recorder::start(&["record", &topic.name, "--no-json", "-o", file.path()]);
-    shmbus_testkit::wait_mapped(rec.child.0.id(), topic.key).unwrap();
+    let rec = Recorder::attached(&topic, &file);
     publish_range(&mut p, 1..=5, Duration::ZERO);
     let another = || {
         run(&[
@@ -1894,8 +1900,7 @@ fn cat_of_a_file_being_recorded_says_so() {
     let (topic, _g) = unique_topic("cat-live");
     let file = TempFile::new("cat-live");
     let mut p = Publisher::<Check>::open(&topic).unwrap();
-    let rec = Recorder::start(&["record", &topic.name, "--no-json", "-o", file.path()]);
-    shmbus_testkit::wait_mapped(rec.child.0.id(), topic.key).unwrap();
+    let rec = Recorder::attached(&topic, &file);
     publish_range(&mut p, 1..=5, Duration::ZERO);
     let pid = rec.child.0.id();
     // Until its first chunk the file may be empty: that is said too.
