@@ -353,7 +353,9 @@ static ALLOC_PEAK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsi
 // atomics that do not allocate.
 unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        // SAFETY: the caller's contract is System's.
+        // SAFETY: `layout` comes from our caller, who upholds
+        // `GlobalAlloc::alloc`'s contract (non-zero size); it is passed to
+        // System unchanged.
         let p = unsafe { std::alloc::System.alloc(layout) };
         if !p.is_null() {
             let now = ALLOC_LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
@@ -363,7 +365,8 @@ unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
-        // SAFETY: the caller's contract is System's.
+        // SAFETY: `ptr` was returned by `alloc` above with this `layout`,
+        // that is by System, which is given both back unchanged.
         unsafe { std::alloc::System.dealloc(ptr, layout) };
         ALLOC_LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
     }
