@@ -196,9 +196,10 @@ fn run_inner(a: &BridgeArgs) -> Result<(), String> {
             .unwrap_or(0)
     };
     eprintln!(
-        "shmbus-bridge: stopped: {} frames read, {} messages delivered, {} missed, {} dropped while the broker was away, {} still queued at the stop (never delivered); in: {} received, {} published, {} bad, {} refused",
+        "shmbus-bridge: stopped: {} frames read, {} messages delivered ({} of QoS 1/2 acknowledged by the broker, the rest QoS 0 written to the link), {} missed, {} dropped while the broker was away, {} still queued at the stop (never delivered); in: {} received, {} published, {} bad, {} refused",
         n("/out/read"),
         n("/out/delivered"),
+        n("/out/acknowledged"),
         n("/out/missed"),
         n("/out/dropped"),
         n("/queue/len"),

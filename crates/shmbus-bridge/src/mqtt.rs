@@ -369,7 +369,7 @@ pub fn run(core: &Core, s: &MqttSettings) -> Result<(), String> {
                     {
                         return; // the connection is gone for good
                     }
-                    stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    stats.handed.fetch_add(1, Ordering::Relaxed);
                 }
             })
             .map_err(|e| format!("cannot start a thread: {e}"))?
@@ -553,6 +553,18 @@ fn connection_loop(
                         s.client_id
                     );
                 }
+            }
+            // What the broker has, as far as MQTT tells: a QoS 0 PUBLISH
+            // (packet id 0) once written, a QoS 1/2 one once acknowledged.
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                core.stats.written.fetch_add(1, Ordering::Relaxed);
+                if pkid == 0 {
+                    core.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok(Event::Incoming(Incoming::PubAck(_) | Incoming::PubComp(_))) => {
+                core.stats.acknowledged.fetch_add(1, Ordering::Relaxed);
+                core.stats.delivered.fetch_add(1, Ordering::Relaxed);
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => {
                 core.stats.connected.store(false, Ordering::Relaxed);
@@ -941,7 +953,7 @@ mod tests {
         // Wait until the link is busy: far more handed to rumqttc than the
         // socket buffers hold, so its request channel is full.
         let watchdog = Instant::now() + Duration::from_secs(120);
-        while stats.delivered.load(Ordering::Relaxed) < 150 {
+        while stats.handed.load(Ordering::Relaxed) < 150 {
             assert!(
                 Instant::now() < watchdog,
                 "the bridge never filled the link"
@@ -957,6 +969,178 @@ mod tests {
             "the engine did not end within 90 s of the stop: {r:?}"
         );
         assert!(!stats.connected.load(Ordering::Relaxed));
+    }
+
+    /// A broker of our own on 127.0.0.1 for one connection: it answers
+    /// CONNECT and PINGREQ, and every other whole packet (type, flags and
+    /// body) as `answer` says, until a DISCONNECT or `done`.
+    fn scripted_broker(
+        listener: std::net::TcpListener,
+        done: Arc<AtomicBool>,
+        mut answer: impl FnMut(u8, &[u8]) -> Vec<u8>,
+    ) {
+        let Ok((mut sock, _)) = listener.accept() else {
+            return;
+        };
+        let _ = sock.set_read_timeout(Some(Duration::from_millis(50)));
+        let mut buf: Vec<u8> = Vec::new();
+        let mut chunk = vec![0; 1 << 16];
+        while !done.load(Ordering::Relaxed) {
+            match sock.read(&mut chunk) {
+                Ok(0) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(_) => {}
+            }
+            loop {
+                let (mut len, mut mult, mut i) = (0usize, 1usize, 1);
+                while i < buf.len() && i < 5 {
+                    len += usize::from(buf[i] & 0x7f) * mult;
+                    mult *= 128;
+                    i += 1;
+                    if buf[i - 1] & 0x80 == 0 {
+                        break;
+                    }
+                }
+                if i > buf.len() || buf.len() < 2 || buf.len() < i + len {
+                    break;
+                }
+                let reply = match buf[0] >> 4 {
+                    1 => vec![0x20, 2, 0, 0],
+                    12 => vec![0xd0, 0],
+                    14 => return,
+                    _ => answer(buf[0], &buf[i..i + len]),
+                };
+                if sock.write_all(&reply).is_err() {
+                    return;
+                }
+                buf.drain(..i + len);
+            }
+        }
+    }
+
+    /// The engine against `broker` (started on a listener of 127.0.0.1),
+    /// with `inbound` routes and `outbox` filled by the caller. Returns the
+    /// core's stop flag and the engine's result channel.
+    #[allow(clippy::type_complexity, reason = "a test helper's tuple")]
+    fn engine_on(
+        port: u16,
+        outbox: Arc<crate::outbox::Outbox>,
+        stats: Arc<crate::stats::Stats>,
+        inbound: &[crate::settings::InTopic],
+    ) -> (
+        Arc<AtomicBool>,
+        Arc<Mutex<crate::inbound::Inbound>>,
+        std::sync::mpsc::Receiver<Result<(), String>>,
+    ) {
+        let names = crate::names::Names::new("p", "b");
+        let inbound = Arc::new(Mutex::new(
+            crate::inbound::Inbound::new(inbound, names.clone(), outbox.clone(), stats.clone())
+                .unwrap(),
+        ));
+        let core = Core {
+            names,
+            outbox,
+            stats,
+            inbound: inbound.clone(),
+            stop: Arc::new(AtomicBool::new(false)),
+            reconnect: (Duration::from_millis(100), Duration::from_millis(100)),
+        };
+        let settings = MqttSettings {
+            broker: parse_broker(&format!("127.0.0.1:{port}")).unwrap(),
+            client_id: "scripted".into(),
+            keepalive: Duration::from_secs(10),
+            credentials: None,
+            credentials_file: None,
+            #[cfg(feature = "tls")]
+            tls: None,
+        };
+        let stop = core.stop.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(run(&core, &settings));
+        });
+        (stop, inbound, rx)
+    }
+
+    /// Wait (bounded) until `f` holds.
+    fn wait_for(what: &str, f: impl Fn() -> bool) {
+        let end = Instant::now() + Duration::from_secs(60);
+        while !f() {
+            assert!(Instant::now() < end, "never happened: {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// `out.delivered` is what the broker has as far as MQTT tells: QoS 1
+    /// messages once acknowledged (PUBACK), QoS 0 ones once written. It
+    /// used to count every message handed to rumqttc, so a broker that
+    /// acknowledged nothing still showed all of them delivered.
+    #[test]
+    fn delivered_counts_what_the_broker_acknowledged_not_what_was_handed_over() {
+        for ack in [false, true] {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let done = Arc::new(AtomicBool::new(false));
+            let publishes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let broker = {
+                let (d, n) = (done.clone(), publishes.clone());
+                std::thread::spawn(move || {
+                    scripted_broker(listener, d, |first, body| {
+                        if first >> 4 != 3 {
+                            return Vec::new();
+                        }
+                        n.fetch_add(1, Ordering::Relaxed);
+                        let qos = (first >> 1) & 3;
+                        let topic_len = usize::from(u16::from_be_bytes([body[0], body[1]]));
+                        if !ack || qos == 0 {
+                            return Vec::new();
+                        }
+                        let id = &body[2 + topic_len..4 + topic_len];
+                        vec![0x40, 2, id[0], id[1]] // PUBACK
+                    })
+                })
+            };
+            let stats = Arc::new(crate::stats::Stats::default());
+            let outbox = Arc::new(crate::outbox::Outbox::new(1000, 1 << 20, stats.clone()));
+            for (i, q) in (0..25).map(|i| {
+                (
+                    i,
+                    if i < 20 {
+                        Qos::AtLeastOnce
+                    } else {
+                        Qos::AtMostOnce
+                    },
+                )
+            }) {
+                outbox.push(Message {
+                    topic: format!("p/b/t{i}"),
+                    payload: vec![b'x'; 10],
+                    qos: q,
+                    retain: false,
+                });
+            }
+            let (stop, _, rx) = engine_on(port, outbox, stats.clone(), &[]);
+            let out = |k: &str| stats.to_json((0, 0, 0, 0))["out"][k].as_u64();
+            // The 25 messages and the birth (`online`, QoS 1) reach the broker.
+            wait_for("26 PUBLISH at the broker", || {
+                publishes.load(Ordering::Relaxed) == 26
+            });
+            wait_for("26 PUBLISH written", || out("written") == Some(26));
+            if ack {
+                wait_for("21 acknowledged", || out("acknowledged") == Some(21));
+                assert_eq!(out("delivered"), Some(26), "{ack}");
+            } else {
+                // Only the QoS 0 ones are delivered as far as anyone knows.
+                assert_eq!(out("delivered"), Some(5), "{ack}");
+                assert_eq!(out("acknowledged"), Some(0), "{ack}");
+            }
+            assert_eq!(out("handed"), Some(25), "{ack}");
+            stop.store(true, Ordering::Relaxed);
+            let r = rx.recv_timeout(Duration::from_secs(90));
+            done.store(true, Ordering::Relaxed);
+            let _ = broker.join();
+            assert!(matches!(r, Ok(Ok(()))), "{r:?}");
+        }
     }
 
     #[test]

@@ -1,7 +1,12 @@
 //! The bridge's counters: what it read, sent, dropped and refused.
 //!
 //! Published as JSON on `<prefix>/<board>/$stats` every
-//! `stats_interval_s`, and printed when the bridge stops. Every loss has a
+//! `stats_interval_s`, and printed when the bridge stops. A message on its
+//! way out is counted at each step: `handed` (taken from the outbox by the
+//! engine), `written` (a PUBLISH written to the link), `acknowledged`
+//! (QoS 1/2: PUBACK or PUBCOMP from the broker) and `delivered` (what the
+//! broker has as far as the bridge can know: QoS 1/2 acknowledged, QoS 0
+//! written; `docs/BRIDGE.md` has every counter). Every loss has a
 //! counter: `missed` (frames overwritten in the ring before the bridge read
 //! them), `dropped` (messages pushed out of the full outbox while the broker
 //! was away), `in.bad` and `in.refused` (broker messages not published on
@@ -34,7 +39,17 @@ pub struct Stats {
     started: Instant,
     /// Frames read from the bus, all topics.
     pub read: AtomicU64,
-    /// Messages handed to the engine while connected.
+    /// Messages taken from the outbox and handed to the engine (for MQTT,
+    /// rumqttc's request channel): not yet on the link.
+    pub handed: AtomicU64,
+    /// PUBLISH packets written to the link (every QoS, the bridge's own
+    /// `$state` included; a message sent again after a reconnect counts
+    /// again).
+    pub written: AtomicU64,
+    /// QoS 1/2 messages the broker acknowledged (PUBACK, PUBCOMP).
+    pub acknowledged: AtomicU64,
+    /// As far as the bridge can know, messages the broker has: QoS 1/2
+    /// acknowledged, plus QoS 0 written to the link (TCP gives no receipt).
     pub delivered: AtomicU64,
     /// Messages pushed out of the full outbox (oldest first).
     pub dropped: AtomicU64,
@@ -68,6 +83,9 @@ impl Default for Stats {
         Stats {
             started: Instant::now(),
             read: AtomicU64::new(0),
+            handed: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            acknowledged: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             requeued: AtomicU64::new(0),
@@ -132,6 +150,9 @@ impl Stats {
             "link_errors": get(&self.link_errors),
             "out": {
                 "read": get(&self.read),
+                "handed": get(&self.handed),
+                "written": get(&self.written),
+                "acknowledged": get(&self.acknowledged),
                 "delivered": get(&self.delivered),
                 "missed": self.missed(),
                 "dropped": get(&self.dropped),
