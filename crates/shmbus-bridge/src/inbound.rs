@@ -252,6 +252,32 @@ impl Inbound {
         }
     }
 
+    /// The broker's answer to the subscriptions, one result per route in
+    /// [`Inbound::subscriptions`] order: a route the broker did not
+    /// subscribe is `unsubscribed` with the reason (none of its messages
+    /// can arrive); an accepted one that was `unsubscribed` is back to
+    /// `publishing` or `waiting`.
+    pub fn subscribed(&mut self, results: &[Result<(), String>]) {
+        for (i, res) in results.iter().enumerate().take(self.routes.len()) {
+            let r = &mut self.routes[i];
+            match res {
+                Err(why) => {
+                    r.state = "unsubscribed";
+                    r.last_error = Some(format!("not subscribed: {why}"));
+                }
+                Ok(()) if r.state == "unsubscribed" => {
+                    r.state = if r.publisher.is_some() {
+                        "publishing"
+                    } else {
+                        "waiting"
+                    };
+                }
+                Ok(()) => continue,
+            }
+            self.report(i);
+        }
+    }
+
     fn summary(&self, i: usize) -> (&'static str, Option<i32>, Option<String>) {
         let r = &self.routes[i];
         (r.state, r.holder, r.last_error.clone())

@@ -501,8 +501,13 @@ fn connection_loop(
                 core.stats.connected.store(true, Ordering::Relaxed);
                 connected = true;
                 up_since = Some(Instant::now());
-                if !subscriptions.is_empty() && paused_until.is_none() {
-                    let _ = client.try_subscribe_many(subscriptions.clone());
+                if !subscriptions.is_empty()
+                    && paused_until.is_none()
+                    && client.try_subscribe_many(subscriptions.clone()).is_err()
+                {
+                    // The request channel is full: try again a second
+                    // later (as after a pause) rather than go unsubscribed.
+                    paused_until = Some(Instant::now() + Duration::from_secs(1));
                 }
                 // Asked to stop while connecting: the DISCONNECT queued by
                 // the goodbye follows; leave `offline` behind, not `online`.
@@ -534,12 +539,11 @@ fn connection_loop(
                     .handle(&p.topic, &p.payload);
             }
             Ok(Event::Incoming(Incoming::SubAck(ack))) => {
-                let refused: Vec<&str> = ack
-                    .return_codes
+                let results = suback_results(&ack.return_codes, subscriptions.len());
+                let refused: Vec<String> = results
                     .iter()
                     .zip(&subscriptions)
-                    .filter(|(c, _)| matches!(c, rumqttc::SubscribeReasonCode::Failure))
-                    .map(|(_, f)| f.path.as_str())
+                    .filter_map(|(r, f)| r.as_ref().err().map(|why| format!("{} ({why})", f.path)))
                     .collect();
                 if refused.is_empty() {
                     eprintln!(
@@ -548,11 +552,15 @@ fn connection_loop(
                     );
                 } else {
                     eprintln!(
-                        "shmbus-bridge: the broker refused the subscription to {} (check its access rules for client id {})",
+                        "shmbus-bridge: the broker did not take the subscription to {}: no message of it can arrive (check the broker's access rules for client id {})",
                         refused.join(", "),
                         s.client_id
                     );
                 }
+                core.inbound
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .subscribed(&results);
             }
             // What the broker has, as far as MQTT tells: a QoS 0 PUBLISH
             // (packet id 0) once written, a QoS 1/2 one once acknowledged.
@@ -629,6 +637,24 @@ const GOODBYE: Duration = Duration::from_secs(5);
 /// How long a link must stay up before a drop is retried after
 /// `reconnect_min_ms` again (rather than the doubled interval).
 const STABLE_LINK: Duration = Duration::from_secs(10);
+
+/// The broker's answer to a SUBSCRIBE of `n` topic filters, one result per
+/// filter in order: a filter the SUBACK refused (0x80), or for which it has
+/// no return code at all (a short SUBACK), is not subscribed.
+fn suback_results(codes: &[rumqttc::SubscribeReasonCode], n: usize) -> Vec<Result<(), String>> {
+    (0..n)
+        .map(|i| match codes.get(i) {
+            Some(rumqttc::SubscribeReasonCode::Success(_)) => Ok(()),
+            Some(rumqttc::SubscribeReasonCode::Failure) => {
+                Err("the broker refused it (SUBACK 0x80)".to_string())
+            }
+            None => Err(format!(
+                "the broker's SUBACK has {} return code(s) for {n} topic filters, none for this one: taken as refused",
+                codes.len()
+            )),
+        })
+        .collect()
+}
 
 /// The size of an incoming message that was over `MAX_INCOMING`.
 fn oversized(e: &ConnectionError) -> Option<usize> {
@@ -1141,6 +1167,92 @@ mod tests {
             let _ = broker.join();
             assert!(matches!(r, Ok(Ok(()))), "{r:?}");
         }
+    }
+
+    /// A SUBACK with fewer return codes than topic filters leaves the
+    /// filters it says nothing about unsubscribed: the route says so in
+    /// `$in/<topic>`. It used to read as "all subscribed".
+    #[test]
+    fn a_short_suback_leaves_the_routes_it_omits_unsubscribed() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let done = Arc::new(AtomicBool::new(false));
+        let broker = {
+            let d = done.clone();
+            std::thread::spawn(move || {
+                scripted_broker(listener, d, |first, body| match first >> 4 {
+                    // SUBSCRIBE: a SUBACK with one return code (QoS 1)
+                    // whatever the number of filters; then a message on
+                    // the first filter, which the bridge reads after it.
+                    8 => {
+                        let mut v = vec![0x90, 3, body[0], body[1], 0x01];
+                        let topic = b"g/one";
+                        v.extend_from_slice(&[
+                            0x30,
+                            (2 + topic.len() + 1) as u8,
+                            0,
+                            topic.len() as u8,
+                        ]);
+                        v.extend_from_slice(topic);
+                        v.push(b'x');
+                        v
+                    }
+                    _ => Vec::new(),
+                })
+            })
+        };
+        // Nothing is published on the bus here; the guards remove the
+        // topics anyway if a change ever makes the bridge open them.
+        let mut guards = Vec::new();
+        let routes: Vec<crate::settings::InTopic> = ["one", "two"]
+            .iter()
+            .map(|name| {
+                let key = shmbus_testkit::unique_key(&format!("short-suback-{name}"));
+                guards.push(shmbus_testkit::Guard(key));
+                let text = format!(
+                    "[[topic]]\nname = \"{name}\"\nkey = 0x{:08x}\nslots = 4\n",
+                    key as u32
+                );
+                let cfg = shmbus_config::Config::parse(&text, "t.toml")
+                    .unwrap()
+                    .topics
+                    .remove(0);
+                crate::settings::InTopic {
+                    remote: format!("g/{name}"),
+                    topic: cfg.to_topic().unwrap(),
+                    cfg,
+                    schema: "struct S { a: u8 }".into(),
+                    schema_at: shmbus_config::Location::file("t.toml"),
+                    format: shmbus_config::bridge::InFormat::Json,
+                    qos: Qos::AtLeastOnce,
+                }
+            })
+            .collect();
+        let stats = Arc::new(crate::stats::Stats::default());
+        let outbox = Arc::new(crate::outbox::Outbox::new(1000, 1 << 20, stats.clone()));
+        let (stop, _, rx) = engine_on(port, outbox.clone(), stats.clone(), &routes);
+        // The message on g/one ("x": not JSON, so nothing is published on
+        // the bus) came after the SUBACK on the same link.
+        wait_for("the message after the SUBACK", || {
+            stats.in_received.load(Ordering::Relaxed) == 1
+        });
+        let report = |name: &str| -> serde_json::Value {
+            serde_json::from_slice(&outbox.state_of(&format!("p/b/$in/{name}")).unwrap().payload)
+                .unwrap()
+        };
+        let two = report("two");
+        assert_eq!(two["state"], "unsubscribed", "{two}");
+        let why = two["last_error"].as_str().unwrap_or_default();
+        assert!(
+            why.contains("1 return code(s) for 2 topic filters"),
+            "{why}"
+        );
+        assert_eq!(report("one")["state"], "bad");
+        stop.store(true, Ordering::Relaxed);
+        let r = rx.recv_timeout(Duration::from_secs(90));
+        done.store(true, Ordering::Relaxed);
+        let _ = broker.join();
+        assert!(matches!(r, Ok(Ok(()))), "{r:?}");
     }
 
     #[test]
