@@ -20,8 +20,9 @@
 //! the topic, and tries again at most once a second, so it takes over only
 //! after that process has stopped. A segment of another schema at the key
 //! is refused the same way (remove it, or fix the declaration). A local
-//! topic removed under the bridge (`shmbus rm`) is noticed within a second
-//! and created again with the next message.
+//! topic removed under the bridge (`shmbus rm`) is noticed at the next
+//! message (checked before and after each publish) and created again for
+//! it; each time is counted (`recreated`, `in.recreated`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -50,8 +51,6 @@ struct Route {
     capacity: usize,
     publisher: Option<RawPublisher>,
     next_open: Option<Instant>,
-    /// When the local segment was last checked for removal.
-    checked: Instant,
     state: &'static str,
     holder: Option<i32>,
     last_error: Option<String>,
@@ -59,6 +58,7 @@ struct Route {
     published: u64,
     bad: u64,
     refused: u64,
+    recreated: u64,
     warned_bad: bool,
     warned_open: Option<String>,
 }
@@ -118,7 +118,6 @@ impl Inbound {
                 t: t.clone(),
                 publisher: None,
                 next_open: None,
-                checked: Instant::now(),
                 state: "waiting",
                 holder: None,
                 last_error: None,
@@ -126,6 +125,7 @@ impl Inbound {
                 published: 0,
                 bad: 0,
                 refused: 0,
+                recreated: 0,
                 warned_bad: false,
                 warned_open: None,
             });
@@ -195,28 +195,44 @@ impl Inbound {
                 }
             }
             Ok(frame) => {
-                drop_if_removed(r);
-                if r.publisher.is_none() {
-                    open(r);
-                }
-                match r.publisher.as_mut() {
-                    None => {
-                        r.refused += 1;
-                        self.stats.in_refused.fetch_add(1, Ordering::Relaxed);
+                // A local topic removed under the bridge (`shmbus rm`) is
+                // noticed before every publish (one IPC_STAT), and once
+                // more after it: a removal in between put the frame on a
+                // segment no new subscriber sees, so it is published again
+                // on the new one. Each removal is counted (`in.recreated`).
+                let mut again = true;
+                loop {
+                    if drop_if_removed(r) {
+                        r.recreated += 1;
+                        self.stats.in_recreated.fetch_add(1, Ordering::Relaxed);
                     }
-                    Some(p) => match p.publish_bytes(&frame) {
-                        Ok(_) => {
-                            r.published += 1;
-                            r.state = "publishing";
-                            self.stats.in_published.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(e) => {
+                    if r.publisher.is_none() {
+                        open(r);
+                    }
+                    match r.publisher.as_mut() {
+                        None => {
                             r.refused += 1;
                             self.stats.in_refused.fetch_add(1, Ordering::Relaxed);
-                            r.state = "error";
-                            r.last_error = Some(format!("publish: {e}"));
                         }
-                    },
+                        Some(p) => match p.publish_bytes(&frame) {
+                            Ok(_) if again && removed(p) => {
+                                again = false;
+                                continue;
+                            }
+                            Ok(_) => {
+                                r.published += 1;
+                                r.state = "publishing";
+                                self.stats.in_published.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => {
+                                r.refused += 1;
+                                self.stats.in_refused.fetch_add(1, Ordering::Relaxed);
+                                r.state = "error";
+                                r.last_error = Some(format!("publish: {e}"));
+                            }
+                        },
+                    }
+                    break;
                 }
             }
         }
@@ -278,9 +294,11 @@ impl Inbound {
         }
     }
 
-    fn summary(&self, i: usize) -> (&'static str, Option<i32>, Option<String>) {
+    /// What changes a route's report at once (its other counters go out on
+    /// the statistics tick).
+    fn summary(&self, i: usize) -> (&'static str, Option<i32>, Option<String>, u64) {
         let r = &self.routes[i];
-        (r.state, r.holder, r.last_error.clone())
+        (r.state, r.holder, r.last_error.clone(), r.recreated)
     }
 
     /// Send every route's state and counters (the statistics tick).
@@ -300,6 +318,7 @@ impl Inbound {
             "published": r.published,
             "bad": r.bad,
             "refused": r.refused,
+            "recreated": r.recreated,
         });
         if let Some(pid) = r.holder {
             v["holder_pid"] = json!(pid);
@@ -369,27 +388,28 @@ fn frame_of(r: &Route, payload: &[u8]) -> Result<Vec<u8>, String> {
     }
 }
 
-/// If someone removed the local topic (`shmbus rm`), let go of it, so the
-/// next open creates it again. Checked at most once per second (one
-/// `IPC_STAT`).
-fn drop_if_removed(r: &mut Route) {
-    let Some(p) = &r.publisher else { return };
-    if r.checked.elapsed() < REOPEN {
-        return;
-    }
-    r.checked = Instant::now();
-    let removed = match shmbus_core::sys::shm_stat(p.shmid()) {
+/// True if the segment `p` publishes on was removed (`shmbus rm`,
+/// `ipcrm`): the key no longer leads to it.
+fn removed(p: &RawPublisher) -> bool {
+    match shmbus_core::sys::shm_stat(p.shmid()) {
         Ok(st) => st.removed(),
         Err(_) => true,
-    };
-    if removed {
-        eprintln!(
-            "shmbus-bridge: {} -> topic '{}' was removed; creating it again",
-            r.t.remote, r.t.cfg.name
-        );
-        r.publisher = None;
-        r.next_open = None;
     }
+}
+
+/// If someone removed the local topic (`shmbus rm`), let go of it, so the
+/// next open creates it again; true if so.
+fn drop_if_removed(r: &mut Route) -> bool {
+    if !r.publisher.as_ref().is_some_and(removed) {
+        return false;
+    }
+    eprintln!(
+        "shmbus-bridge: {} -> topic '{}' was removed; creating it again (counted in $stats in.recreated)",
+        r.t.remote, r.t.cfg.name
+    );
+    r.publisher = None;
+    r.next_open = None;
+    true
 }
 
 /// Try to become the local topic's publisher (at most once per second).

@@ -72,6 +72,9 @@ pub struct Stats {
     /// Of those, not published because another local process publishes the
     /// topic (or the topic could not be opened).
     pub in_refused: AtomicU64,
+    /// Times a `[[bridge.in]]` local topic was found removed (`shmbus rm`)
+    /// and created again for the message at hand.
+    pub in_recreated: AtomicU64,
     /// Broker messages over the bridge's size limit (each one broke the
     /// connection; the `[[bridge.in]]` subscriptions were then paused).
     pub in_oversized: AtomicU64,
@@ -97,6 +100,7 @@ impl Default for Stats {
             in_published: AtomicU64::new(0),
             in_bad: AtomicU64::new(0),
             in_refused: AtomicU64::new(0),
+            in_recreated: AtomicU64::new(0),
             in_oversized: AtomicU64::new(0),
             topics: Mutex::new(Vec::new()),
         }
@@ -165,6 +169,7 @@ impl Stats {
                 "published": get(&self.in_published),
                 "bad": get(&self.in_bad),
                 "refused": get(&self.in_refused),
+                "recreated": get(&self.in_recreated),
                 "oversized": get(&self.in_oversized),
             },
             "topics": topics,

@@ -613,3 +613,36 @@ fn a_payload_with_a_key_twice_is_refused_not_half_kept() {
     let r = report(&outbox, "core/twice");
     assert_eq!(r["published"].as_u64(), Some(1), "{r}");
 }
+
+/// A broker message right after the local topic was removed (`shmbus rm`)
+/// goes to a new segment at the key, where subscribers find it, and the
+/// removal is counted. It used to go to the removed segment (the removal
+/// was looked for at most once a second), which no new subscriber sees.
+#[test]
+fn an_inbound_message_right_after_a_removal_goes_to_a_new_segment() {
+    let k = key();
+    let _g = Guard(k);
+    let (mut i, outbox, stats) = inbound("core/rm", k, SAMPLE_TEXT, InFormat::Json);
+    i.open_all();
+    i.handle("g/core/rm", br#"{"seq":1,"level":0,"ok":true}"#);
+    shmbus_testkit::remove_key(k);
+    i.handle("g/core/rm", br#"{"seq":2,"level":0,"ok":true}"#);
+    let mut s = shmbus_sub::Subscriber::<Sample>::attach(&Topic::new("core/rm").key(k))
+        .expect("no topic at the key: the frame went to the removed segment");
+    s.raw().seek_oldest();
+    let Next::Frame(f) = s.next().unwrap() else {
+        panic!("the new segment holds no frame")
+    };
+    assert_eq!(f.value.seq, 2);
+    let st = stats.to_json((0, 0, 0, 0));
+    assert_eq!(
+        (
+            st["in"]["published"].as_u64(),
+            st["in"]["recreated"].as_u64()
+        ),
+        (Some(2), Some(1)),
+        "{st}"
+    );
+    let r = report(&outbox, "core/rm");
+    assert_eq!(r["recreated"].as_u64(), Some(1), "{r}");
+}
