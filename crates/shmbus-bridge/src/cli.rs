@@ -160,7 +160,7 @@ fn run_inner(a: &BridgeArgs) -> Result<(), String> {
         println!(
             "broker: {} as {}{}",
             mqtt.broker,
-            mqtt.client_id,
+            mqtt.shown_client_id(),
             if mqtt.credentials.is_some() {
                 " (with credentials)"
             } else {

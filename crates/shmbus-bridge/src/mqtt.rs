@@ -218,6 +218,12 @@ impl std::fmt::Debug for MqttSettings {
 }
 
 impl MqttSettings {
+    /// The client id as messages print it: escaped as every untrusted text
+    /// is (`--client-id` may hold control characters), long ones cut.
+    pub fn shown_client_id(&self) -> String {
+        shmbus_core::topic::shown(&self.client_id)
+    }
+
     /// `[bridge.mqtt]` with the command line on top. Reads the credentials
     /// and certificate files now, so a problem shows before anything runs.
     pub fn resolve(
@@ -522,7 +528,8 @@ fn connection_loop(
                 match down_since.take() {
                     None => eprintln!(
                         "shmbus-bridge: connected to {} as {}",
-                        s.broker, s.client_id
+                        s.broker,
+                        s.shown_client_id()
                     ),
                     Some(t) => eprintln!(
                         "shmbus-bridge: reconnected to {} after {:.1} s; {n} queued messages follow",
@@ -554,7 +561,7 @@ fn connection_loop(
                     eprintln!(
                         "shmbus-bridge: the broker did not take the subscription to {}: no message of it can arrive (check the broker's access rules for client id {})",
                         refused.join(", "),
-                        s.client_id
+                        s.shown_client_id()
                     );
                 }
                 core.inbound
@@ -701,7 +708,7 @@ fn explain(e: &ConnectionError, s: &MqttSettings) -> (String, bool) {
                     Some(f) => format!(
                         "the broker refused the connection as not authorized: check the username and password in {} (and the broker's access rules for client id {})",
                         f.display(),
-                        s.client_id
+                        s.shown_client_id()
                     ),
                     None => "the broker refused the connection as not authorized: it wants a username and password; give --credentials FILE (or credentials in [bridge.mqtt])".to_string(),
                 },
@@ -710,7 +717,7 @@ fn explain(e: &ConnectionError, s: &MqttSettings) -> (String, bool) {
             ConnectReturnCode::BadClientId => (
                 format!(
                     "the broker refused the client id {}: set another one (client_id in [bridge.mqtt])",
-                    s.client_id
+                    s.shown_client_id()
                 ),
                 true,
             ),

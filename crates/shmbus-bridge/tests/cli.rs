@@ -473,3 +473,64 @@ fn a_broker_that_drops_every_connection_is_retried_with_a_growing_interval() {
     let stats: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert!(stats["connections"].as_u64().unwrap() >= 2, "{stats}");
 }
+
+/// A client id from `--client-id` is printed escaped, as every other
+/// untrusted text (`shmbus_core::topic::shown`): by `--check` and in the
+/// "connected ... as" line (here from a broker of the test's own on
+/// 127.0.0.1 that answers CONNECT). Both printed it raw, so an escape
+/// sequence in it reached the terminal.
+#[test]
+fn a_client_id_with_control_characters_is_printed_escaped() {
+    let _isolated = isolate();
+    let t = Tmp::new("client-id-escaped");
+    let cfg = t.write("lab.toml", CONFIG, 0o644);
+    let id = "id\u{1b}[2J\u{7}x";
+    let shown = "id\\u{1b}[2J\\u{7}x";
+    let raw = |s: &str| s.chars().any(|c| c == '\u{1b}' || c == '\u{7}');
+
+    let o = bridge(&["h", "--config", &cfg, "--check", "--client-id", id]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(out.contains(&format!(" as {shown}")), "{out:?}");
+    assert!(!raw(&out) && !raw(&err), "{out:?} {err:?}");
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let Ok((mut sock, _)) = listener.accept() else {
+            return;
+        };
+        let _ = sock.set_read_timeout(Some(Duration::from_millis(100)));
+        let end = Instant::now() + Duration::from_secs(60);
+        let mut buf = [0; 4096];
+        let mut answered = false;
+        while Instant::now() < end {
+            match sock.read(&mut buf) {
+                Ok(0) => return,
+                Ok(_) if !answered => {
+                    answered = true;
+                    let _ = sock.write_all(&[0x20, 2, 0, 0]); // CONNACK
+                }
+                _ => {}
+            }
+        }
+    });
+    let broker = format!("127.0.0.1:{port}");
+    let o = bridge(&[
+        &broker,
+        "--config",
+        &cfg,
+        "--client-id",
+        id,
+        "--duration",
+        "1",
+    ]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!("connected to mqtt://{broker} as {shown}")),
+        "{err:?}"
+    );
+    assert!(!raw(&out) && !raw(&err), "{out:?} {err:?}");
+}
