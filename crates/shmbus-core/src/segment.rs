@@ -463,12 +463,29 @@ fn seq_word(w: ReadWords<'_>) -> ReadWord32<'_> {
     }
 }
 
+/// Retries of a slot that spin before they yield ([`backoff`]).
+const SPIN_TRIES: u32 = 4;
+/// Retries (spins included) before they sleep, and between two looks at
+/// the publisher lock in [`read_slot`].
+const YIELD_TRIES: u32 = 8;
+
+/// Wait before retry `tries` of a slot found mid-write: spin a few times,
+/// then yield, then sleep (50 us, doubling to 800 us).
+///
+/// One core: the writer can only finish if we give the CPU away, and a
+/// `sched_yield` gives it only to tasks of the reader's own priority. A
+/// real-time reader (`SCHED_FIFO`, as control loops run) with a
+/// normal-priority publisher yielded to nobody: it spun for the whole
+/// stuck bound, starving the write it waited for, and then reported the
+/// healthy publisher as stuck. A sleep lets any task run.
 fn backoff(tries: u32) {
-    if tries < 4 {
+    if tries < SPIN_TRIES {
         core::hint::spin_loop();
-    } else {
-        // One core: the writer can only finish if we give the CPU away.
+    } else if tries < YIELD_TRIES {
         sys::yield_now();
+    } else {
+        let shift = (tries - YIELD_TRIES).min(4);
+        std::thread::sleep(Duration::from_micros(50 << shift));
     }
 }
 
@@ -523,8 +540,7 @@ fn read_slot<R>(
             }
         }
         tries = tries.wrapping_add(1);
-        backoff(tries);
-        if tries % 32 == 0 {
+        if tries % YIELD_TRIES == 0 {
             let now = sys::monotonic_ns();
             let start = *since.get_or_insert(now);
             match lock::publisher_status(key) {
@@ -534,14 +550,16 @@ fn read_slot<R>(
                         return Err(ReadError::WriterStuck { pid, waited });
                     }
                 }
-                // Odd for 32 tries and nobody holds the lock: the writer died
-                // mid-write. A torn slot stays odd until a new publisher.
+                // Odd after several tries and nobody holds the lock: the
+                // writer died mid-write. A torn slot stays odd until a new
+                // publisher.
                 _ if seqlock::read_begin(seq).is_none() => {
                     return Err(ReadError::PublisherDied);
                 }
                 _ => {}
             }
         }
+        backoff(tries);
     }
 }
 

@@ -181,6 +181,8 @@ fn child_role_entry() {
         "hold-pub" => roles::hold_publisher(&args),
         "ro-writer" => roles::read_only_writer(&args),
         "pong" => roles::pong(&args),
+        "steady-pub" => roles::steady_publisher(&args),
+        "periodic-latest" => roles::periodic_latest_reader(&args),
         _ => panic!("unknown role {role}"),
     }
 }

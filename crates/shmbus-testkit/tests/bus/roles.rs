@@ -258,3 +258,63 @@ pub(super) fn pong(args: &[String]) {
         p.publish(&Check::new(i)).unwrap();
     }
 }
+
+/// A sensor-like publisher of big frames on a one-slot ring: a frame of
+/// `cap` bytes (every 8-byte word its generation), then 1 ms of sleep,
+/// until killed. A big frame keeps the slot mid-write long enough for a
+/// reader to land inside the write often.
+pub(super) fn steady_publisher(args: &[String]) {
+    let topic = topic_from(args);
+    let cap: usize = args[4].parse().unwrap();
+    let schema = shmbus_core::schema::schema_bytes::<Check>().unwrap();
+    let mut p = shmbus_pub::RawPublisher::open(&topic, &schema, cap).unwrap();
+    say!("ready pid={}", std::process::id());
+    let mut frame = vec![0u8; cap];
+    loop {
+        let g = p.next_generation();
+        for w in frame.chunks_exact_mut(8) {
+            w.copy_from_slice(&g.to_le_bytes());
+        }
+        assert_eq!(p.publish_bytes(&frame).unwrap(), g);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A control-loop-like reader: after the go file appears, `n` times: sleep
+/// 1 ms, then `latest`. Counts what the reads returned, and how many of
+/// them began with the slot mid-write (`midwrite`).
+pub(super) fn periodic_latest_reader(args: &[String]) {
+    let topic = topic_from(args);
+    let n: u64 = args[4].parse().unwrap();
+    let go = PathBuf::from(&args[5]);
+    let mut sub = shmbus_sub::RawSubscriber::attach(&topic).unwrap();
+    say!("ready");
+    let end = Instant::now() + Duration::from_secs(120);
+    while !go.exists() {
+        assert!(Instant::now() < end, "never told to go");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (mut ok, mut torn, mut stuck, mut died, mut other, mut midwrite) = (0, 0, 0, 0, 0, 0);
+    let mut buf = Vec::new();
+    for _ in 0..n {
+        std::thread::sleep(Duration::from_millis(1));
+        midwrite += u64::from(sub.segment().slot_sequence(0) & 1 == 1);
+        match sub.latest_bytes(&mut buf) {
+            Ok(Some(m)) => {
+                ok += 1;
+                let whole = buf.len() >= 8
+                    && buf
+                        .chunks_exact(8)
+                        .all(|w| w == m.generation.to_le_bytes().as_slice());
+                torn += u64::from(!whole);
+            }
+            Err(ReadError::WriterStuck { .. }) => stuck += 1,
+            Err(ReadError::PublisherDied) => died += 1,
+            r => {
+                eprintln!("periodic-latest: unexpected {r:?}");
+                other += 1;
+            }
+        }
+    }
+    say!("RESULT ok={ok} torn={torn} stuck={stuck} died={died} other={other} midwrite={midwrite}");
+}

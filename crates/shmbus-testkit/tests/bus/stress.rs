@@ -216,3 +216,78 @@ impl Drop for RemoveOnDrop {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+/// A real-time reader (`SCHED_FIFO`, as a control loop runs) and a
+/// normal-priority publisher on one CPU, the board's case. A read that
+/// finds the slot mid-write must let the publisher finish: a
+/// `sched_yield` does not (it yields only to tasks of the reader's own
+/// priority), so the reader spun for the whole stuck bound (200 ms),
+/// starving the very write it waited for, and reported a healthy
+/// publisher as `WriterStuck`. Needs `chrt` to be allowed (root, or
+/// `RLIMIT_RTPRIO`); skipped with a message otherwise.
+#[test]
+fn a_real_time_reader_lets_a_normal_publisher_finish_its_write() {
+    watchdog("rt reader", Duration::from_secs(300));
+    let (topic, _guard) = unique_topic("rt-reader");
+    let topic = topic.slots(1).notify(false);
+    let go = std::env::temp_dir().join(format!("shmbus-rt-{:x}.go", topic.key));
+    let _ = std::fs::remove_file(&go);
+    let _go_guard = RemoveOnDrop(go.clone());
+    let cap = 1 << 20;
+    let mut publisher = KillOnDrop(spawn("steady-pub", &args_with(&topic, &[&cap.to_string()])));
+    let mut pout = BufReader::new(publisher.0.stdout.take().unwrap());
+    assert!(line(&mut pout).starts_with("ready"));
+    // Frames are there before the reader starts: a `latest` before the
+    // first frame would rightly be `None`.
+    let seg = Segment::attach(&topic).unwrap();
+    let end = Instant::now() + Duration::from_secs(120);
+    while seg.generation() < 2 {
+        assert!(Instant::now() < end, "the publisher never published");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let n = scaled(200, 100);
+    let mut reader = KillOnDrop(spawn(
+        "periodic-latest",
+        &args_with(&topic, &[&n.to_string(), go.to_str().unwrap()]),
+    ));
+    let mut rout = BufReader::new(reader.0.stdout.take().unwrap());
+    assert_eq!(line(&mut rout), "ready");
+    let run = |args: &[&str]| {
+        std::process::Command::new(args[0])
+            .args(&args[1..])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let (p, r) = (publisher.0.id().to_string(), reader.0.id().to_string());
+    for pid in [&p, &r] {
+        assert!(
+            run(&["taskset", "-a", "-p", "-c", "0", pid]),
+            "taskset {pid}"
+        );
+    }
+    if !run(&["chrt", "-f", "-a", "-p", "10", &r]) {
+        eprintln!(
+            "SKIPPED a_real_time_reader_lets_a_normal_publisher_finish_its_write: chrt -f not allowed"
+        );
+        return;
+    }
+    std::fs::write(&go, b"go").unwrap();
+    let mut out = String::new();
+    rout.read_to_string(&mut out).unwrap();
+    let st = wait_exit(&mut reader.0, Duration::from_secs(240), "rt reader");
+    assert!(st.success(), "{st:?}: {out}");
+    let l = result_line(&out, "RESULT");
+    println!("rt reader: {l}");
+    assert_eq!(field(l, "torn"), 0, "{l}");
+    assert_eq!(
+        field(l, "stuck"),
+        0,
+        "a healthy publisher reported stuck: {l}"
+    );
+    assert_eq!(field(l, "ok"), n, "{l}");
+    assert!(
+        field(l, "midwrite") > 0,
+        "no read found the slot mid-write: {l}"
+    );
+}
