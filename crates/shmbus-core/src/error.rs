@@ -571,6 +571,21 @@ pub enum WaitError {
         /// Its permission bits, from `/proc/sysvipc/sem`.
         mode: Option<u32>,
     },
+    /// The topic's own publisher lock (created by the creator of the
+    /// segment this subscriber reads) can no longer be read by this
+    /// process: the topic's mode or group changed since it attached (a
+    /// publisher reopened it with other permissions). Frames already in
+    /// the mapping stay readable, but whether a publisher runs cannot be
+    /// told, so the wait ends. Attach again as a user the new mode and
+    /// group admit. Never a squatter's lock: that is
+    /// [`WaitError::LockUnreadable`].
+    AccessLost {
+        /// The System V key.
+        key: i32,
+        /// The lock's owner uid, group and permission bits now, from
+        /// `/proc/sysvipc/sem`.
+        owner: Option<(u32, u32, u32)>,
+    },
     /// Reading the frame failed.
     Read(ReadError),
     /// The wait itself failed.
@@ -599,6 +614,20 @@ impl fmt::Display for WaitError {
                     f,
                     ": no publisher can run while it is there; find out who created it, then remove it as root (`ipcrm -S {}`)",
                     Key(*key)
+                )
+            }
+            WaitError::AccessLost { key, owner } => {
+                write!(
+                    f,
+                    "this process may no longer read the topic at key {}",
+                    Key(*key)
+                )?;
+                if let Some((uid, gid, mode)) = owner {
+                    write!(f, " (now owner uid {uid}, group {gid}, mode {mode:03o})")?;
+                }
+                write!(
+                    f,
+                    ": its permissions changed since this subscriber attached, so whether its publisher runs cannot be read; run the subscriber as a user that mode and group admit (or give the topic a mode or group that admits this one), then attach again"
                 )
             }
             WaitError::Read(e) => e.fmt(f),

@@ -105,7 +105,10 @@
 //! ([`PublisherStatus::Unknown`]: another user's mode 0600 semaphore), no
 //! publisher can be running (a publisher never takes a lock it did not
 //! create), so blocking waits end with [`WaitError::LockUnreadable`], which
-//! names the semaphore's creator. A subscriber whose topic names its
+//! names the semaphore's creator. If it is the topic's own lock (its
+//! creator created the segment) and only this process may no longer read
+//! it, because the topic's mode or group changed since it attached, waits
+//! end with [`WaitError::AccessLost`] instead. A subscriber whose topic names its
 //! publisher's uid refuses such a topic at attach with
 //! [`OpenError::NotOwner`].
 //!
@@ -706,6 +709,19 @@ impl RawSubscriber {
                             return Ok(r);
                         }
                         let p = shmbus_core::sysvipc::semaphore_by_key(self.seg.key());
+                        // The lock of the user who created this segment
+                        // is the topic's own: this process lost read
+                        // access (a narrower mode or another group since
+                        // it attached), not a squatter's lock to remove.
+                        let own = p.as_ref().is_some_and(|p| {
+                            segment_creator(self.seg.shmid()) == Some(p.creator_uid())
+                        });
+                        if own {
+                            return Err(WaitError::AccessLost {
+                                key: self.seg.key(),
+                                owner: p.as_ref().map(|p| p.owner()),
+                            });
+                        }
                         return Err(WaitError::LockUnreadable {
                             key: self.seg.key(),
                             creator_uid: p.as_ref().map(|p| p.creator_uid()),
@@ -755,6 +771,16 @@ impl RawSubscriber {
             }
         }
     }
+}
+
+/// The creator uid of segment `shmid`, from `/proc/sysvipc/shm` (readable
+/// by anyone, also when `IPC_STAT` is refused).
+fn segment_creator(shmid: i32) -> Option<u32> {
+    shmbus_core::sysvipc::segments()
+        .ok()?
+        .into_iter()
+        .find(|e| e.id() == shmid)
+        .map(|e| e.creator_uid())
 }
 
 /// The result of an untyped in-order read ([`RawSubscriber::next_with`]).

@@ -479,6 +479,25 @@ fn child_role_entry() {
                 shmbus_testkit::remove_key(topic.key);
             }
         }
+        // Attach a subscriber, say so, wait for a line on stdin, then read
+        // frames with blocking waits until one fails; report that error.
+        "attach-then-wait" => match Subscriber::<Check>::attach(&topic_from(&a)) {
+            Ok(mut s) => {
+                say("ATTACHED");
+                let mut go = String::new();
+                let _ = std::io::stdin().read_line(&mut go);
+                loop {
+                    match s.wait_next(Duration::from_secs(20)) {
+                        Ok(n) => say(&format!("FRAME {n:?}")),
+                        Err(e) => {
+                            report_err(&e, &e);
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => report_err(&e, &e),
+        },
         // Attach a subscriber (publisher_uid as given), then block for the
         // next frame; report the attach or wait error, or the frame.
         "attach-wait" => match Subscriber::<Check>::attach(&topic_from(&a)) {
@@ -1432,4 +1451,61 @@ fn guard_removes_what_a_test_left() {
         shmbus_core::lock::publisher_status(key),
         shmbus_core::PublisherStatus::NoLock
     );
+}
+
+/// Root. A publisher restarted with a narrower mode (0644 -> 0640, group
+/// the sensor's) while a subscriber of another uid is attached: the
+/// subscriber keeps its mapping and reads the frame already published, but
+/// can no longer read the publisher lock. Its wait said `LockUnreadable`,
+/// "no publisher can run while it is there; ... remove it as root
+/// (`ipcrm -S`)": the topic's own lock of a live publisher, whose removal
+/// would let a second publisher write the topic. Now `AccessLost`, naming
+/// the new owner, group and mode, and no removal.
+#[test]
+fn a_subscriber_shut_out_by_a_mode_change_is_told_so() {
+    if !root_or_skip("a_subscriber_shut_out_by_a_mode_change_is_told_so") {
+        return;
+    }
+    watchdog(
+        "a_subscriber_shut_out_by_a_mode_change_is_told_so",
+        Duration::from_secs(120),
+    );
+    let (topic, _g) = unique_topic("mode-narrowed");
+    let topic = topic.mode(0o644);
+    let mut first = spawn_kid(
+        "publish",
+        &topic_args(&topic),
+        Some((SENSOR_UID, SENSOR_GID)),
+    );
+    assert!(first.line().starts_with("OK"));
+    let mut reader = spawn_kid(
+        "attach-then-wait",
+        &topic_args(&topic),
+        Some((READER_UID, READER_UID)),
+    );
+    assert_eq!(reader.line(), "ATTACHED");
+    let (st, _) = first.finish();
+    assert!(st.success(), "{st:?}");
+    let narrowed = topic.clone().mode(0o640).group(SENSOR_GID);
+    let mut second = spawn_kid(
+        "publish",
+        &topic_args(&narrowed),
+        Some((SENSOR_UID, SENSOR_GID)),
+    );
+    assert!(second.line().starts_with("OK"));
+    writeln!(reader.child.0.stdin.as_mut().unwrap(), "go").unwrap();
+    // The frame the second publisher published is still delivered.
+    assert!(reader.line().starts_with("FRAME Frame"), "no frame first");
+    let (_, lines) = reader.finish();
+    let (err, msg) = expect_err(&lines);
+    eprintln!("mode narrowed under a subscriber, wait -> {msg}");
+    assert!(err.starts_with("AccessLost"), "{err}");
+    assert!(!msg.contains("ipcrm"), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "owner uid {SENSOR_UID}, group {SENSOR_GID}, mode 640"
+        )),
+        "{msg}"
+    );
+    drop(second);
 }
