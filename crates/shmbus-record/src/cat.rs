@@ -179,7 +179,10 @@ fn write_info(
             format!("BEING RECORDED now by pid {pid}: shown up to its last complete chunk")
         }
         (End::CutShort, None) => {
-            "CUT SHORT (recorder killed?): readable up to its last complete chunk".to_string()
+            format!(
+                "CUT SHORT ({}): readable up to its last complete chunk",
+                format::CUT_SHORT_WHY
+            )
         }
     };
     writeln!(

@@ -407,6 +407,12 @@ pub fn finished(path: &std::path::Path) -> bool {
         .unwrap_or(false)
 }
 
+/// Why a file that no recorder is writing has no end, as `cat` and
+/// `replay` say it: they cannot tell a killed recorder from one whose
+/// disk filled (the recorder reports a full disk itself, and cuts the
+/// file back to its last complete record).
+pub const CUT_SHORT_WHY: &str = "its recorder did not finish it: killed, or out of disk space?";
+
 /// The line `cat` and `replay` print for a file with no end (its last
 /// chunk complete, no footer): a note when a recorder is writing it now,
 /// a warning that it was cut short otherwise; `doing` says what the tool
@@ -418,7 +424,7 @@ pub fn unfinished_line(path: &std::path::Path, doing: &str) -> String {
             path.display()
         ),
         None => format!(
-            "shmbus: warning: {} was cut short (recorder killed?); {doing} up to its last complete chunk",
+            "shmbus: warning: {} was cut short ({CUT_SHORT_WHY}); {doing} up to its last complete chunk",
             path.display()
         ),
     }
