@@ -20,6 +20,7 @@
 pub mod cat;
 pub mod cli;
 pub mod format;
+mod framing;
 pub mod record;
 pub mod replay;
 

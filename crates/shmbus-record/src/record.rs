@@ -31,6 +31,14 @@
 //! ([`FLUSH_EVERY`]). A recorder killed by SIGKILL leaves every complete
 //! chunk readable by a streaming reader; at most the last second is lost.
 //! Ctrl-C / SIGTERM / `--duration` finish the file with its summary.
+//!
+//! ## A full disk
+//! The output's writers follow the MCAP record framing of the bytes they
+//! pass on (`framing`), so the recorder knows where the last complete
+//! record in the file ends and how many frames the chunks before it hold.
+//! A write that fails (ENOSPC, EDQUOT, EFBIG: SIGXFSZ is ignored) ends the
+//! recording at once: a regular file is cut back to that record, nothing
+//! more is written, and the error says what the file keeps.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
@@ -51,6 +59,7 @@ use shmbus_sub::{RawNext, RawSubscriber};
 
 use crate::cli::RecordArgs;
 use crate::format::{self, TopicMeta, role};
+use crate::framing::{Framing, Ledger};
 use shmbus_toolbox::repeats::Repeats;
 use shmbus_toolbox::topic::{self, Selector};
 use shmbus_toolbox::units::bytes as human_bytes;
@@ -79,10 +88,14 @@ pub const STALL_LIMIT: Duration = Duration::from_secs(5);
 type McapWriter = mcap::Writer<Position<BufWriter<Watched>>>;
 
 /// The output file, with when the write in progress started (monotonic
-/// ns; 0 while none is), for the stall watchdog ([`watch_stalls`]).
+/// ns; 0 while none is), for the stall watchdog ([`watch_stalls`]), and
+/// where the last complete record written to it ends (`framing`): a
+/// write that fails (a full disk) leaves the file cut back there.
 struct Watched {
     file: File,
     busy_since: Arc<AtomicU64>,
+    framing: Framing,
+    ledger: Arc<Ledger>,
 }
 
 impl std::io::Write for Watched {
@@ -91,6 +104,12 @@ impl std::io::Write for Watched {
             .store(sys::monotonic_ns().max(1), Ordering::Relaxed);
         let r = self.file.write(buf);
         self.busy_since.store(0, Ordering::Relaxed);
+        if let Ok(n) = r {
+            let chunks = self.framing.feed(&buf[..n.min(buf.len())]);
+            if chunks > 0 {
+                self.ledger.chunks_written(chunks);
+            }
+        }
         r
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -227,16 +246,24 @@ fn watch_stalls(busy_since: Arc<AtomicU64>, deadline: Option<Instant>, output: S
 
 /// The output with its write position counted here: the MCAP writer asks
 /// for the position (never seeks elsewhere with `disable_seeking`), so a
-/// pipe or FIFO works as an output too (`-o /dev/stdout`).
+/// pipe or FIFO works as an output too (`-o /dev/stdout`). It also
+/// follows the records handed on (`framing`), so the [`Ledger`] learns
+/// how many frames each chunk holds.
 struct Position<W> {
     inner: W,
     pos: u64,
+    framing: Framing,
+    ledger: Arc<Ledger>,
 }
 
 impl<W: std::io::Write> std::io::Write for Position<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.pos += n as u64;
+        let chunks = self.framing.feed(&buf[..n.min(buf.len())]);
+        if chunks > 0 {
+            self.ledger.chunks_handed(chunks);
+        }
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -302,6 +329,7 @@ struct Totals {
 /// Run `shmbus record`.
 pub fn run(a: RecordArgs) -> Result<(), Exit> {
     stop::install().map_err(Exit::error)?;
+    ignore_file_size_signal();
     let clock = CpuClock::start();
     let deadline = a.duration.map(|d| Instant::now() + d);
     let mut scan = Scan::new(&a)?;
@@ -332,7 +360,13 @@ pub fn run(a: RecordArgs) -> Result<(), Exit> {
     }
     let busy_since = Arc::new(AtomicU64::new(0));
     watch_stalls(busy_since.clone(), deadline, a.output.display().to_string());
-    let file = Watched { file, busy_since };
+    let ledger = Arc::new(Ledger::default());
+    let file = Watched {
+        file,
+        busy_since,
+        framing: Framing::default(),
+        ledger: ledger.clone(),
+    };
     let options = mcap::WriteOptions::new()
         .compression(None)
         .chunk_size(Some(CHUNK_SIZE))
@@ -343,6 +377,8 @@ pub fn run(a: RecordArgs) -> Result<(), Exit> {
             .create(Position {
                 inner: BufWriter::with_capacity(64 * 1024, file),
                 pos: 0,
+                framing: Framing::default(),
+                ledger: ledger.clone(),
             })
             .map_err(|e| mcap_err(&a, e))?,
         topics: Vec::new(),
@@ -353,6 +389,7 @@ pub fn run(a: RecordArgs) -> Result<(), Exit> {
         totals: Totals::default(),
         scratch: Vec::new(),
         notes: Repeats::new("shmbus: warning: "),
+        ledger,
     };
     let (tx, rx) = mpsc::sync_channel(QUEUE);
     rec.missed_channel = rec.add_missed_channel().map_err(|e| mcap_err(&a, e))?;
@@ -377,7 +414,7 @@ pub fn run(a: RecordArgs) -> Result<(), Exit> {
         names.join(", "),
         a.output.display()
     );
-    let mut result = rec.run(&a, deadline, &mut scan, &tx, &rx);
+    let mut result = rec.run(deadline, &mut scan, &tx, &rx);
     rec.quit.store(true, Ordering::Relaxed);
     drop(tx);
     // Keep taking batches until every reader has stopped (each stops within
@@ -385,7 +422,7 @@ pub fn run(a: RecordArgs) -> Result<(), Exit> {
     // and the frames published just before the stop are kept.
     for b in rx.iter() {
         if result.is_ok() {
-            result = rec.write_batch(b).map_err(|e| mcap_err(&a, e));
+            result = rec.write_batch(b);
         }
     }
     let mut unrecorded = 0;
@@ -397,11 +434,26 @@ pub fn run(a: RecordArgs) -> Result<(), Exit> {
             None => unrecorded += 1,
         }
     }
-    let finished = rec.w.finish().map_err(|e| mcap_err(&a, e));
-    result?;
-    finished?;
+    let mut w = rec.w;
+    if result.is_ok() {
+        result = w.finish().map(drop);
+    }
+    // The summary and footer are still in the buffer: written now, so a
+    // disk that fills at the very end is an error too (the buffer's drop
+    // would ignore it). After a failed write nothing more is written: the
+    // buffer's rest is dropped and the file cut back to its last complete
+    // record.
+    let mut buffered = w.into_inner().inner;
+    if result.is_ok() {
+        result = std::io::Write::flush(&mut buffered).map_err(mcap::McapError::from);
+    }
+    let (out, _unwritten) = buffered.into_parts();
+    if let Err(e) = result {
+        return Err(write_failed(&a, e, out, rec.totals.frames));
+    }
+    drop(out);
     rec.notes.flush();
-    rec.summary(&a, clock);
+    summary(&a, clock, &rec.totals, &rec.topics);
     if unrecorded > 0 {
         return Err(Exit::error(format!(
             "{unrecorded} of {} topics were not recorded (no reader thread could be started; see above); the file holds the others",
@@ -409,6 +461,85 @@ pub fn run(a: RecordArgs) -> Result<(), Exit> {
         )));
     }
     Ok(())
+}
+
+/// A write to the output failed (`e`): cut a regular file back to the end
+/// of its last complete record, so every MCAP reader reads it to its end
+/// cleanly, and say what it keeps. A full disk, an exceeded quota and the
+/// file size limit (`ulimit -f`, 4 GiB on FAT32) are named as such, with
+/// their fix. `recorded`: the frames read from the topics in all.
+fn write_failed(a: &RecordArgs, e: mcap::McapError, out: Watched, recorded: u64) -> Exit {
+    use nix::libc::{EDQUOT, EFBIG, ENOSPC};
+    let shown = a.output.display();
+    let mcap::McapError::Io(io) = e else {
+        return mcap_err(a, e);
+    };
+    let (what, fix) = match io.raw_os_error() {
+        Some(ENOSPC) => (
+            "the disk is full",
+            "free space on its file system (`df -h`), or record to another one with -o",
+        ),
+        Some(EDQUOT) => (
+            "the disk quota is exceeded",
+            "free space within the quota (`quota -s`), or record to another file system with -o",
+        ),
+        Some(EFBIG) => (
+            "the file reached the largest size allowed",
+            "the limit is `ulimit -f` or the file system's (4 GiB on FAT32): record shorter files (--duration), or to another file system with -o",
+        ),
+        _ => return mcap_err(a, mcap::McapError::Io(io)),
+    };
+    let regular = out.file.metadata().is_ok_and(|m| m.is_file());
+    let clean = out.framing.clean();
+    let cut = if regular {
+        out.file.set_len(clean).map(|()| clean)
+    } else {
+        Ok(out.framing.seen())
+    };
+    let kept = out.ledger.frames_written();
+    let until = out
+        .framing
+        .last_time()
+        .filter(|_| kept > 0)
+        .map(|t| format!(" up to {}", shmbus_toolbox::units::iso8601(t)))
+        .unwrap_or_default();
+    let holds = match (regular, cut) {
+        (true, Ok(0)) => format!("nothing was recorded in {shown} (it is empty)"),
+        (true, Ok(len)) if kept == 0 => format!(
+            "{shown} holds no frame ({}, cut back to its last complete record)",
+            human_bytes(len)
+        ),
+        (true, Ok(len)) => format!(
+            "{shown} keeps {kept} of the {recorded} frames recorded{until} ({}), readable up to there: it was cut back to its last complete record (`shmbus cat {shown}`)",
+            human_bytes(len)
+        ),
+        (true, Err(e)) => format!(
+            "{shown} keeps {kept} of the {recorded} frames recorded{until}, readable up to its last complete chunk (it could not be cut back to its last complete record: {e})"
+        ),
+        (false, Ok(0)) | (false, Err(_)) => format!("nothing of the recording reached {shown}"),
+        (false, Ok(len)) => format!(
+            "{} reached {shown}, with {kept} of the {recorded} frames recorded{until} in whole chunks (a reader reads up to there)",
+            human_bytes(len)
+        ),
+    };
+    Exit::error(format!(
+        "recording stopped: {what} ({io}) writing {shown}; {holds}; {fix}"
+    ))
+}
+
+/// Ignore SIGXFSZ: a write past the file size limit (`ulimit -f`) then
+/// fails with EFBIG, which the recorder reports with what the file keeps
+/// ([`write_failed`]), instead of killing it mid-record. Without it the
+/// signal's default is to die (and dump core).
+fn ignore_file_size_signal() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: SIG_IGN runs no code in the process; nothing else in the
+    // recorder handles SIGXFSZ.
+    if let Err(e) = unsafe { signal(Signal::SIGXFSZ, SigHandler::SigIgn) } {
+        eprintln!(
+            "shmbus: warning: cannot ignore SIGXFSZ ({e}): the file size limit (`ulimit -f`) kills the recorder"
+        );
+    }
 }
 
 fn mcap_err(a: &RecordArgs, e: mcap::McapError) -> Exit {
@@ -790,6 +921,8 @@ struct Recorder {
     scratch: Vec<u8>,
     /// Problems that repeat (corrupt frames), printed once then counted.
     notes: Repeats,
+    /// How many frames the chunks written to the output hold.
+    ledger: Arc<Ledger>,
 }
 
 impl Recorder {
@@ -958,12 +1091,11 @@ impl Recorder {
 
     fn run(
         &mut self,
-        a: &RecordArgs,
         deadline: Option<Instant>,
         scan: &mut Scan,
         tx: &SyncSender<Batch>,
         rx: &Receiver<Batch>,
-    ) -> Result<(), Exit> {
+    ) -> Result<(), mcap::McapError> {
         let start = Instant::now();
         let tty = std::io::stderr().is_terminal();
         let progress_every = if tty {
@@ -978,13 +1110,13 @@ impl Recorder {
                 break;
             }
             match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(b) => self.write_batch(b).map_err(|e| mcap_err(a, e))?,
+                Ok(b) => self.write_batch(b)?,
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             let now = Instant::now();
             if now - last_flush >= FLUSH_EVERY {
-                self.w.flush().map_err(|e| mcap_err(a, e))?;
+                self.w.flush()?;
                 last_flush = now;
             }
             if now - last_scan >= RESCAN_EVERY {
@@ -998,8 +1130,7 @@ impl Recorder {
                     // would lose the frames of that second without a
                     // word), the ones overwritten before it reported as
                     // missed.
-                    self.add(seg, tx, Start::Found { before })
-                        .map_err(|e| mcap_err(a, e))?;
+                    self.add(seg, tx, Start::Found { before })?;
                     eprintln!(
                         "{}recording new topic '{name}'",
                         if tty { "\r\x1b[K" } else { "" },
@@ -1057,6 +1188,7 @@ impl Recorder {
                     self.w.write_to_known_channel(&header, data)?;
                     t.frames += 1;
                     self.totals.frames += 1;
+                    self.ledger.handed(self.totals.frames);
                     self.totals.bytes += data.len() as u64;
                     if let (Some(view), Some(codec)) = (t.view, &t.codec) {
                         self.scratch.clear();
@@ -1108,28 +1240,30 @@ impl Recorder {
         }
         Ok(())
     }
+}
 
-    fn summary(&self, a: &RecordArgs, clock: CpuClock) {
-        let size = std::fs::metadata(&a.output).map(|m| m.len()).unwrap_or(0);
-        let (cpu, wall) = clock.elapsed();
-        eprintln!(
-            "wrote {}: {} frames of {} topic{} ({} missed), {}; cpu {:.3} s in {:.1} s",
-            a.output.display(),
-            self.totals.frames,
-            self.topics.len(),
-            if self.topics.len() == 1 { "" } else { "s" },
-            self.totals.missed,
-            human_bytes(size),
-            cpu,
-            wall
-        );
-        for t in &self.topics {
-            if t.undecodable > 0 {
-                eprintln!(
-                    "shmbus: warning: {} frames of '{}' did not match the topic's schema (lossless copies kept)",
-                    t.undecodable, t.meta.name
-                );
-            }
+/// The summary line of a finished recording, and the topics that had
+/// frames not matching their schema.
+fn summary(a: &RecordArgs, clock: CpuClock, totals: &Totals, topics: &[Recorded]) {
+    let size = std::fs::metadata(&a.output).map(|m| m.len()).unwrap_or(0);
+    let (cpu, wall) = clock.elapsed();
+    eprintln!(
+        "wrote {}: {} frames of {} topic{} ({} missed), {}; cpu {:.3} s in {:.1} s",
+        a.output.display(),
+        totals.frames,
+        topics.len(),
+        if topics.len() == 1 { "" } else { "s" },
+        totals.missed,
+        human_bytes(size),
+        cpu,
+        wall
+    );
+    for t in topics {
+        if t.undecodable > 0 {
+            eprintln!(
+                "shmbus: warning: {} frames of '{}' did not match the topic's schema (lossless copies kept)",
+                t.undecodable, t.meta.name
+            );
         }
     }
 }

@@ -92,7 +92,12 @@ impl Recorder {
     }
 
     fn start(args: &[&str]) -> Recorder {
-        let mut child = tool(args)
+        Recorder::spawned(tool(args))
+    }
+
+    /// The recorder `cmd` runs (a `tool` command), once it says it records.
+    fn spawned(mut cmd: Command) -> Recorder {
+        let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -1936,4 +1941,159 @@ fn cat_of_a_file_being_recorded_says_so() {
     let (code, out, err) = run(&["cat", file.path()]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(", complete)"), "{out}");
+}
+
+/// The messages a streaming reader reads from `bytes` (a file cut short
+/// reads up to its last complete chunk): the generations of `name`'s
+/// lossless frames, and whether the read ended without an error (the
+/// bytes end at a record boundary).
+fn readable_frames(bytes: &[u8], name: &str) -> (Vec<u64>, bool) {
+    let options = mcap::sans_io::LinearReaderOptions::default().with_skip_end_magic(true);
+    let mut frames = Vec::new();
+    for m in mcap::io::MessageReader::new_with_options(bytes, options) {
+        match m {
+            Ok(m)
+                if role(&m.channel) == "lossless" && m.channel.metadata["shmbus.topic"] == name =>
+            {
+                frames.push(u64::from(m.sequence))
+            }
+            Ok(_) => {}
+            Err(_) => return (frames, false),
+        }
+    }
+    (frames, true)
+}
+
+/// True if `bytes` is the MCAP magic and whole records up to its last
+/// byte (opcode, 64-bit length, body): a file cut at a record boundary.
+fn whole_records(bytes: &[u8]) -> bool {
+    let mut at = 8;
+    while at + 9 <= bytes.len() {
+        let len = u64::from_le_bytes(bytes[at + 1..at + 9].try_into().unwrap());
+        at = match (at as u64 + 9).checked_add(len) {
+            Some(end) if end <= bytes.len() as u64 => end as usize,
+            _ => return false,
+        };
+    }
+    bytes.starts_with(b"\x89MCAP0\r\n") && at == bytes.len()
+}
+
+/// The number after `before` in `text` (`keeps 123 of`).
+fn number_after(text: &str, before: &str) -> Option<u64> {
+    let rest = &text[text.find(before)? + before.len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// The file fills while recording (RLIMIT_FSIZE in the recorder's
+/// process, SIGXFSZ ignored: each write past it fails with EFBIG, as a
+/// full disk fails with ENOSPC): the recorder says so at once, exit 2,
+/// with the file, the frames it keeps and that they stay readable; the
+/// file is cut back to its last complete record and holds exactly those
+/// frames; `cat` does not blame a kill. Was: `writing FILE failed: File
+/// too large (os error 27)`, the file left at the limit inside a chunk,
+/// and `cat` said `CUT SHORT (recorder killed?)`.
+#[test]
+fn a_file_that_fills_while_recording_is_cut_back_to_its_last_record() {
+    use std::os::unix::process::CommandExt;
+    watchdog("file fills", Duration::from_secs(240));
+    // Room for two chunks at least (a chunk is cut at 256 KiB).
+    const LIMIT: u64 = 640 * 1024;
+    let (topic, _g) = unique_topic("fills");
+    let topic = topic.slots(256);
+    let file = TempFile::new("fills");
+    let mut p = Publisher::<Check>::open(&topic).unwrap();
+    let mut cmd = tool(&["record", &topic.name, "--no-json", "-o", file.path()]);
+    // SAFETY: between fork and exec only setrlimit and signal, both
+    // async-signal-safe; nothing is allocated.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = nix::libc::rlimit {
+                rlim_cur: LIMIT as nix::libc::rlim_t,
+                rlim_max: LIMIT as nix::libc::rlim_t,
+            };
+            if nix::libc::setrlimit(nix::libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            nix::libc::signal(nix::libc::SIGXFSZ, nix::libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut rec = Recorder::spawned(cmd);
+    shmbus_testkit::wait_mapped(rec.child.0.id(), topic.key).unwrap();
+    // Publish until the recorder ends by itself (the file is full).
+    let mut g = 0;
+    while rec.child.0.try_wait().unwrap().is_none() {
+        g += 1;
+        p.publish(&Check::new(g)).unwrap();
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let (code, err) = rec.wait();
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("recording stopped: the file reached the largest size allowed")
+            && err.contains(file.path())
+            && err.contains("readable up to there"),
+        "{err}"
+    );
+    let kept = number_after(&err, " keeps ").unwrap_or_else(|| panic!("{err}"));
+    let recorded = number_after(&err, &format!(" keeps {kept} of the ")).expect("recorded");
+    assert!(kept > 0 && kept <= recorded, "{err}");
+    let bytes = read_file(file.path());
+    assert!((bytes.len() as u64) < LIMIT, "{} bytes", bytes.len());
+    assert!(
+        whole_records(&bytes),
+        "the file ends inside a record ({} bytes)",
+        bytes.len()
+    );
+    let (frames, clean) = readable_frames(&bytes, &topic.name);
+    assert!(clean, "the file does not read to its end");
+    assert_eq!(frames.len() as u64, kept, "{err}");
+    let (code, out, err) = run(&["cat", file.path()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("CUT SHORT") && out.contains("disk") && !out.contains("recorder killed?"),
+        "{out}"
+    );
+}
+
+/// An output device that is full from the start (`/dev/full`: ENOSPC on
+/// every write), as the file and as standard output: exit 2, "the disk
+/// is full", and that nothing reached it. Was: `writing /dev/full
+/// failed: No space left on device (os error 28); free space on its file
+/// system`, saying nothing of what it holds.
+#[test]
+fn a_full_device_as_the_output_says_the_disk_is_full_and_nothing_reached_it() {
+    watchdog("dev full", Duration::from_secs(180));
+    let (topic, _g) = unique_topic("dev-full");
+    let mut p = Publisher::<Check>::open(&topic).unwrap();
+    publish_range(&mut p, 1..=5, Duration::ZERO);
+    for (output, stdout) in [("/dev/full", false), ("/dev/stdout", true)] {
+        let mut cmd = tool(&[
+            "record",
+            &topic.name,
+            "--backlog",
+            "--no-json",
+            "-o",
+            output,
+        ]);
+        if stdout {
+            let full = std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap();
+            cmd.stdout(full);
+        } else {
+            cmd.stdout(Stdio::null());
+        }
+        let out = cmd.stderr(Stdio::piped()).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{output}: {err}");
+        assert!(
+            err.contains(&format!(
+                "recording stopped: the disk is full (No space left on device (os error 28)) writing {output}; nothing of the recording reached {output}"
+            )),
+            "{err}"
+        );
+    }
 }
