@@ -113,7 +113,7 @@ fn plan(a: &ReplayArgs, ch: &mcap::Channel<'_>) -> Result<Option<(TopicMeta, Sha
     let mut meta = TopicMeta::from_metadata(&ch.metadata).map_err(|e| {
         Exit::error(format!(
             "channel '{}': {e}; was the file written by `shmbus record`?",
-            ch.topic
+            shown(&ch.topic)
         ))
     })?;
     if !a.topics.is_empty() && !a.topics.contains(&meta.name) {
@@ -162,12 +162,13 @@ fn check_shapes(a: &ReplayArgs) -> Result<(), Exit> {
                 let what = if first.name == meta.name {
                     format!(
                         "topic '{}' was recreated with another shape while it was recorded",
-                        meta.name
+                        shown(&meta.name)
                     )
                 } else {
                     format!(
                         "topics '{}' and '{}' would share one key",
-                        first.name, meta.name
+                        shown(&first.name),
+                        shown(&meta.name)
                     )
                 };
                 let fix = if first.name == meta.name {
@@ -177,10 +178,10 @@ fn check_shapes(a: &ReplayArgs) -> Result<(), Exit> {
                 };
                 return Err(Exit::error(format!(
                     "{what}: channel {id} ('{}': {}) and channel {} ('{}': {}) cannot both be published at key 0x{:08x}; nothing was replayed; {fix}",
-                    first.name,
+                    shown(&first.name),
                     first_shape.describe(),
                     m.channel.id,
-                    meta.name,
+                    shown(&meta.name),
                     shape.describe(),
                     meta.key as u32
                 )));
@@ -297,7 +298,11 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
             format!(
                 "{} holds no frames of {}; `shmbus cat {}` lists its topics",
                 a.file.display(),
-                a.topics.join(", "),
+                a.topics
+                    .iter()
+                    .map(|t| shown(t))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 a.file.display()
             )
         }));
@@ -309,6 +314,12 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
         start.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// A name from the file as a message quotes it: escaped and cut as every
+/// shmbus message cuts one (`shmbus_core::topic::shown`).
+fn shown(name: &str) -> String {
+    shmbus_core::topic::shown(name)
 }
 
 /// A wait for the next frame longer than this is announced first.
@@ -354,7 +365,7 @@ fn open_target(
     let mut meta = TopicMeta::from_metadata(&ch.metadata).map_err(|e| {
         Exit::error(format!(
             "channel '{}': {e}; was the file written by `shmbus record`?",
-            ch.topic
+            shown(&ch.topic)
         ))
     })?;
     seen.insert(meta.name.clone());
@@ -368,7 +379,7 @@ fn open_target(
     else {
         eprintln!(
             "shmbus: warning: channel '{}' has no {} schema; skipped",
-            shmbus_toolbox::printable::printable(&ch.topic),
+            shown(&ch.topic),
             format::SCHEMA_POSTCARD
         );
         return Ok(Target::Skip);
@@ -381,6 +392,15 @@ fn open_target(
         // recorded (`check_shapes` refused any other): one publisher.
         return Ok(Target::Publish(meta.key, Spacing::of(ch)));
     }
+    // A name no topic can have (the recorder never writes one): said
+    // once, cut as every message cuts a long string.
+    if let Err(reason) = shmbus_core::topic::validate_name(&meta.name) {
+        return Err(Exit::error(format!(
+            "cannot replay channel {} of {}: {reason}",
+            ch.id,
+            a.file.display()
+        )));
+    }
     let topic = Topic::new(&meta.name)
         .key(meta.key)
         .slots(meta.slots)
@@ -391,12 +411,13 @@ fn open_target(
             Ok(Target::Publish(meta.key, Spacing::of(ch)))
         }
         Err(OpenError::PublisherActive { pid, .. }) => Err(Exit::error(format!(
-            "topic '{}' (key 0x{:08x}) has a live publisher (pid {pid}); stop it first, or replay to another key with --key {}=KEY",
-            meta.name, meta.key as u32, meta.name
+            "topic '{name}' (key 0x{:08x}) has a live publisher (pid {pid}); stop it first, or replay to another key with --key {name}=KEY",
+            meta.key as u32,
+            name = shown(&meta.name),
         ))),
         Err(e) => Err(Exit::error(format!(
             "cannot open topic '{}' for replay: {e}",
-            meta.name
+            shown(&meta.name)
         ))),
     }
 }

@@ -211,3 +211,25 @@ fn replay_of_a_frame_over_its_channels_capacity_blames_the_file() {
         "{err}"
     );
 }
+
+/// A topic name of 5,000 bytes in a file's metadata: replay's refusal
+/// quotes it cut, as every shmbus message quotes a long string (its
+/// first 40 characters and its length), once. Was: echoed whole, twice
+/// (5,153 bytes of stderr).
+#[test]
+fn replay_quotes_a_long_topic_name_cut_and_once() {
+    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    watchdog("long name", std::time::Duration::from_secs(120));
+    let dir = TempDir::new("long-name");
+    let key = unique_key("long-name");
+    let _guard = Guard(key);
+    let name = "n".repeat(5000);
+    let frame = postcard::to_stdvec(&Check::new(1)).unwrap();
+    let path = dir.0.join("long.mcap");
+    recording(&path, &name, key, frame.len(), &[frame]);
+    let (code, err) = run(&["replay", "--rate", "0", path.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.len() < 1000, "{} bytes of stderr: {err}", err.len());
+    assert!(err.matches("(5000 bytes)").count() >= 1, "{err}");
+    assert!(!err.contains(&"n".repeat(100)), "{err}");
+}
