@@ -23,22 +23,52 @@
 //! notify flag or schema), one segment cannot take both: replay refuses
 //! before it publishes anything, with the channels and their shapes (a
 //! first pass over the file finds them).
+//!
+//! Every frame is checked against its channel's schema with the codec
+//! every typeless shmbus tool decodes with (`shmbus_codec`), before it is
+//! published: a frame that does not decode (a damaged or forged file, or
+//! a frame that did not match its schema when it was recorded, which the
+//! recorder keeps lossless) would make the topic's subscribers fail, so
+//! it is left out, named once (then counted, at most a line a second),
+//! and the frames left out are listed at the end. There is no flag to
+//! publish them anyway: no subscriber could read them, and the file
+//! keeps them (`shmbus cat --json` warns about each).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use shmbus_codec::{Codec, SchemaError};
 use shmbus_core::{OpenError, Topic};
 use shmbus_pub::{PublishError, RawPublisher};
+use shmbus_toolbox::repeats::Repeats;
 
 use crate::cli::ReplayArgs;
 use crate::format::{self, TopicMeta, role};
 use crate::{Exit, stop};
 
-/// What a channel became: the publisher (in `Publishers`) of its key and
-/// the clock its frames are spaced by, or skipped.
+/// What a channel became: the publisher (in `Publishers`) of its key,
+/// the clock its frames are spaced by and the codec of its schema (each
+/// frame is checked against it before it is published; `None` for a
+/// schema the codec cannot take), or skipped.
 enum Target {
-    Publish(i32, Spacing),
+    Publish {
+        key: i32,
+        spacing: Spacing,
+        codec: Option<Box<Codec>>,
+        /// The frame capacity the channel records: a longer frame is
+        /// the file's damage, reported as such (not a schema mismatch).
+        capacity: usize,
+    },
     Skip,
+}
+
+/// Frames of a channel left out because they do not decode with its
+/// schema: shown at the end of the replay.
+struct Mismatched {
+    /// The channel's topic name.
+    name: String,
+    /// Frames left out (in the first pass).
+    frames: u64,
 }
 
 /// The stamp a channel's frames are spaced by in time.
@@ -207,8 +237,15 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
     if !format::finished(&a.file) {
         eprintln!("{}", format::unfinished_line(&a.file, "replaying"));
     }
+    // Frames that do not decode with their channel's schema, by channel:
+    // never published (a subscriber of the topic could not decode them).
+    let mut mismatched: BTreeMap<u16, Mismatched> = BTreeMap::new();
+    let mut notes = Repeats::new("shmbus: warning: ");
+    let mut scratch = Vec::new();
+    let mut first_pass = true;
     'passes: loop {
         let mut pass_frames = 0u64;
+        let mut generations = format::Generations::default();
         // Per clock: the first frame's stamp and when it was published.
         let mut t0: [Option<(u64, Instant)>; 2] = [None, None];
         for m in format::open_messages(&a.file)? {
@@ -229,12 +266,48 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
                     targets.entry(m.channel.id).or_insert(t)
                 }
             };
-            let &Target::Publish(key, spacing) = target else {
+            let Target::Publish {
+                key,
+                spacing,
+                codec,
+                capacity,
+            } = target
+            else {
+                if let Some(at) = missed_at(&m) {
+                    generations.missed(&at.0, at.1);
+                }
                 continue;
             };
+            let (key, spacing) = (*key, *spacing);
             let Some(publisher) = publishers.get_mut(&key) else {
                 continue;
             };
+            let generation = generations.frame(&m.channel, m.sequence);
+            if let Some(codec) = codec.as_ref().filter(|_| m.data.len() <= *capacity) {
+                scratch.clear();
+                if let Err(e) = codec.write_json(&m.data, &mut scratch) {
+                    if first_pass {
+                        let name = publisher.name();
+                        mismatched
+                            .entry(m.channel.id)
+                            .or_insert_with(|| Mismatched {
+                                name: name.to_string(),
+                                frames: 0,
+                            })
+                            .frames += 1;
+                        notes.note("mismatch", "frames not published (schema mismatch)", || {
+                            format!(
+                                "{}: frame {generation} of '{}' (channel {}, log time {}) does not match its channel's schema ({e}); not published: a subscriber of the topic could not decode it",
+                                a.file.display(),
+                                shown(name),
+                                m.channel.id,
+                                m.log_time
+                            )
+                        });
+                    }
+                    continue;
+                }
+            }
             let t = spacing.stamp(&m);
             let (first, wall0) = *t0[spacing.index()].get_or_insert((t, Instant::now()));
             if a.rate > 0.0 && t > first {
@@ -279,6 +352,7 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
             published += 1;
             pass_frames += 1;
         }
+        first_pass = false;
         if pass_frames == 0 {
             break;
         }
@@ -286,10 +360,20 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
             break;
         }
     }
+    notes.flush();
+    let left_out: u64 = mismatched.values().map(|m| m.frames).sum();
     for (t, _) in &a.keys {
         if !seen_topics.contains(t) {
             eprintln!("shmbus: warning: --key {t}=...: no topic '{t}' in the recording");
         }
+    }
+    if published == 0 && left_out > 0 {
+        return Err(Exit::error(format!(
+            "nothing replayed: {}; {} is damaged (`shmbus cat --json {}` shows what decodes)",
+            mismatch_list(&mismatched),
+            a.file.display(),
+            a.file.display()
+        )));
     }
     if published == 0 {
         return Err(Exit::not_found(if a.topics.is_empty() {
@@ -313,13 +397,65 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
         if n == 1 { "" } else { "s" },
         start.elapsed().as_secs_f64()
     );
+    if left_out > 0 {
+        eprintln!(
+            "shmbus: warning: not replayed{}: {}",
+            if a.looped { " (in each pass)" } else { "" },
+            mismatch_list(&mismatched)
+        );
+    }
     Ok(())
+}
+
+/// `3 frames of 'imu' (channel 2) and 1 frame of 'gnss' (channel 4) did
+/// not match their channel's schema`.
+fn mismatch_list(mismatched: &BTreeMap<u16, Mismatched>) -> String {
+    let each: Vec<String> = mismatched
+        .iter()
+        .map(|(id, m)| {
+            format!(
+                "{} frame{} of '{}' (channel {id})",
+                m.frames,
+                if m.frames == 1 { "" } else { "s" },
+                shown(&m.name)
+            )
+        })
+        .collect();
+    let total: u64 = mismatched.values().map(|m| m.frames).sum();
+    format!(
+        "{} {} not match {} channel's schema",
+        each.join(", "),
+        if total == 1 { "does" } else { "do" },
+        if mismatched.len() == 1 {
+            "its"
+        } else {
+            "their"
+        }
+    )
 }
 
 /// A name from the file as a message quotes it: escaped and cut as every
 /// shmbus message cuts one (`shmbus_core::topic::shown`).
 fn shown(name: &str) -> String {
     shmbus_core::topic::shown(name)
+}
+
+/// A missed event's topic and `at_generation` (the generation of the
+/// topic's next recorded frame).
+fn missed_at(m: &mcap::Message<'_>) -> Option<(String, u64)> {
+    if m.channel
+        .metadata
+        .get(format::key::ROLE)
+        .map(String::as_str)
+        != Some(role::MISSED)
+    {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&m.data).ok()?;
+    Some((
+        v["topic"].as_str()?.to_string(),
+        v["at_generation"].as_u64()?,
+    ))
 }
 
 /// A wait for the next frame longer than this is announced first.
@@ -387,10 +523,38 @@ fn open_target(
     if let Some((_, k)) = a.keys.iter().find(|(t, _)| *t == meta.name) {
         meta.key = *k;
     }
+    // Each frame is checked against the channel's schema before it is
+    // published. A schema that is not one at all is what the recorder
+    // never writes (it does not record such a topic): the channel is left
+    // out. One the codec cannot take (no JSON form) leaves its frames
+    // unchecked, as before.
+    let codec = match Codec::from_schema_bytes(&schema.data) {
+        Ok(c) => Some(Box::new(c)),
+        Err(SchemaError::Malformed) => {
+            eprintln!(
+                "shmbus: warning: channel {} ('{}') carries a schema this build cannot decode; not replayed (a damaged file, or one from a newer shmbus: upgrade shmbus)",
+                ch.id,
+                shown(&meta.name)
+            );
+            return Ok(Target::Skip);
+        }
+        Err(e) => {
+            eprintln!(
+                "shmbus: warning: the frames of '{}' cannot be checked against its schema ({e}); replayed unchecked",
+                shown(&meta.name)
+            );
+            None
+        }
+    };
     if publishers.contains_key(&meta.key) {
         // The same topic recreated with the same shape while it was
         // recorded (`check_shapes` refused any other): one publisher.
-        return Ok(Target::Publish(meta.key, Spacing::of(ch)));
+        return Ok(Target::Publish {
+            key: meta.key,
+            spacing: Spacing::of(ch),
+            codec,
+            capacity: meta.frame_capacity,
+        });
     }
     // A name no topic can have (the recorder never writes one): said
     // once, cut as every message cuts a long string.
@@ -408,7 +572,12 @@ fn open_target(
     match RawPublisher::open(&topic, &schema.data, meta.frame_capacity) {
         Ok(p) => {
             publishers.insert(meta.key, Box::new(p));
-            Ok(Target::Publish(meta.key, Spacing::of(ch)))
+            Ok(Target::Publish {
+                key: meta.key,
+                spacing: Spacing::of(ch),
+                codec,
+                capacity: meta.frame_capacity,
+            })
         }
         Err(OpenError::PublisherActive { pid, .. }) => Err(Exit::error(format!(
             "topic '{name}' (key 0x{:08x}) has a live publisher (pid {pid}); stop it first, or replay to another key with --key {name}=KEY",

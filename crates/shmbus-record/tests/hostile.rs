@@ -212,6 +212,84 @@ fn replay_of_a_frame_over_its_channels_capacity_blames_the_file() {
     );
 }
 
+/// A [`Check`] as postcard bytes, its tag 12 bytes long: more than the
+/// `heapless::String<8>` its schema declares, so neither the codec nor a
+/// typed subscriber decodes it.
+fn over_capacity_check(seq: u64) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Wide {
+        seq: u64,
+        words: [u64; 7],
+        tag: heapless::String<16>,
+    }
+    let c = Check::new(seq);
+    let mut tag = heapless::String::new();
+    tag.push_str("twelve-bytes").unwrap();
+    postcard::to_stdvec(&Wide {
+        seq,
+        words: c.words,
+        tag,
+    })
+    .unwrap()
+}
+
+/// Frames that do not decode with their channel's schema (a damaged or
+/// forged file) are left out of the replay, each named (frame, topic,
+/// channel) and counted at the end; the others are published, and a
+/// typed subscriber reads every frame in the topic. A file of nothing
+/// but such frames replays nothing, exit 2. Was: published as they were
+/// ("replayed 3 frames"), and the subscriber failed on the second.
+#[test]
+fn replay_leaves_out_frames_that_do_not_match_their_schema() {
+    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    watchdog("schema mismatch", std::time::Duration::from_secs(120));
+    let dir = TempDir::new("mismatch");
+    let key = unique_key("mismatch");
+    let _guard = Guard(key);
+    let name = format!("test/mismatch-{:08x}", key as u32);
+    let good = |g| postcard::to_stdvec(&Check::new(g)).unwrap();
+    let bad = over_capacity_check(2);
+    let capacity = bad.len().max(good(1).len());
+    let path = dir.0.join("mismatch.mcap");
+    recording(&path, &name, key, capacity, &[good(1), bad, good(3)]);
+    let (code, err) = run(&["replay", "--rate", "0", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!(
+            "frame 2 of '{name}' (channel 1, log time 1001) does not match its channel's schema"
+        )) && err.contains("replayed 2 frames of 1 topic")
+            && err.contains(&format!(
+                "not replayed: 1 frame of '{name}' (channel 1) does not match its channel's schema"
+            )),
+        "{err}"
+    );
+    let topic = shmbus_core::Topic::new(&name).key(key);
+    let mut sub = shmbus_sub::Subscriber::<Check>::attach(&topic).unwrap();
+    sub.raw().seek_oldest();
+    let mut seen = Vec::new();
+    while let shmbus_sub::Next::Frame(s) = sub.next().unwrap() {
+        seen.push(s.value.seq);
+    }
+    assert_eq!(seen, [1, 3]);
+
+    let only_bad = dir.0.join("only-bad.mcap");
+    recording(
+        &only_bad,
+        &name,
+        key,
+        capacity,
+        &[over_capacity_check(1), over_capacity_check(2)],
+    );
+    let (code, err) = run(&["replay", "--rate", "0", only_bad.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "nothing replayed: 2 frames of '{name}' (channel 1) do not match its channel's schema"
+        )),
+        "{err}"
+    );
+}
+
 /// A topic name of 5,000 bytes in a file's metadata: replay's refusal
 /// quotes it cut, as every shmbus message quotes a long string (its
 /// first 40 characters and its length), once. Was: echoed whole, twice
