@@ -26,7 +26,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use shmbus_codec::Codec;
@@ -53,7 +53,10 @@ struct Route {
     next_open: Option<Instant>,
     state: &'static str,
     holder: Option<i32>,
+    /// The latest problem's reason: history, kept after the route recovers
+    /// (`state` says what is now), with when it last happened.
     last_error: Option<String>,
+    last_error_at: Option<(SystemTime, Instant)>,
     received: u64,
     published: u64,
     bad: u64,
@@ -61,6 +64,14 @@ struct Route {
     recreated: u64,
     warned_bad: bool,
     warned_open: Option<String>,
+}
+
+impl Route {
+    /// A problem now: its reason and time replace the previous ones.
+    fn set_error(&mut self, why: String) {
+        self.last_error = Some(why);
+        self.last_error_at = Some((SystemTime::now(), Instant::now()));
+    }
 }
 
 /// Every `[[bridge.in]]`.
@@ -121,6 +132,7 @@ impl Inbound {
                 state: "waiting",
                 holder: None,
                 last_error: None,
+                last_error_at: None,
                 received: 0,
                 published: 0,
                 bad: 0,
@@ -186,7 +198,7 @@ impl Inbound {
                         self.names.inbound(&r.t.cfg.name)
                     );
                 }
-                r.last_error = Some(why);
+                r.set_error(why);
                 // The message changes with every bad payload only in its
                 // counters: send it when the state changes, else on the
                 // statistics tick.
@@ -228,7 +240,7 @@ impl Inbound {
                                 r.refused += 1;
                                 self.stats.in_refused.fetch_add(1, Ordering::Relaxed);
                                 r.state = "error";
-                                r.last_error = Some(format!("publish: {e}"));
+                                r.set_error(format!("publish: {e}"));
                             }
                         },
                     }
@@ -248,7 +260,7 @@ impl Inbound {
         for i in 0..self.routes.len() {
             let r = &mut self.routes[i];
             r.state = "paused";
-            r.last_error = Some(why.to_string());
+            r.set_error(why.to_string());
             self.report(i);
         }
     }
@@ -279,7 +291,7 @@ impl Inbound {
             match res {
                 Err(why) => {
                     r.state = "unsubscribed";
-                    r.last_error = Some(format!("not subscribed: {why}"));
+                    r.set_error(format!("not subscribed: {why}"));
                 }
                 Ok(()) if r.state == "unsubscribed" => {
                     r.state = if r.publisher.is_some() {
@@ -325,6 +337,15 @@ impl Inbound {
         }
         if let Some(e) = &r.last_error {
             v["last_error"] = json!(e);
+        }
+        // When, so a `last_error` of hours ago is not read as the present:
+        // wall-clock ns (as a frame's `real_ns`) and the seconds between it
+        // and this report (sent on every change and statistics tick).
+        if let Some((wall, mono)) = r.last_error_at {
+            if let Ok(d) = wall.duration_since(UNIX_EPOCH) {
+                v["last_error_ns"] = json!(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+            }
+            v["last_error_age_s"] = json!(mono.elapsed().as_secs());
         }
         self.outbox.set_state(Message {
             topic: self.names.inbound(&r.t.cfg.name),
@@ -443,7 +464,7 @@ fn open(r: &mut Route) {
         eprintln!("shmbus-bridge: {} -> {err}", r.t.remote);
         r.warned_open = Some(err.clone());
     }
-    r.last_error = Some(err);
+    r.set_error(err);
 }
 
 #[cfg(test)]

@@ -646,3 +646,37 @@ fn an_inbound_message_right_after_a_removal_goes_to_a_new_segment() {
     let r = report(&outbox, "core/rm");
     assert_eq!(r["recreated"].as_u64(), Some(1), "{r}");
 }
+
+/// After good payloads resume, `$in/<topic>` says the bad one is history:
+/// `state` is `publishing`, and `last_error` comes with when it happened
+/// (`last_error_ns`, wall clock as a frame's `real_ns`) and its age at the
+/// report (`last_error_age_s`). It used to stand alone, as if current.
+#[test]
+fn last_error_says_when_it_happened_after_good_payloads_resume() {
+    let k = key();
+    let _g = Guard(k);
+    let (mut i, outbox, _) = inbound("core/when", k, SAMPLE_TEXT, InFormat::Json);
+    i.open_all();
+    let now_ns = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+    };
+    let before = now_ns();
+    i.handle("g/core/when", b"not json");
+    let after = now_ns();
+    i.handle("g/core/when", br#"{"seq":1,"level":0,"ok":true}"#);
+    let r = report(&outbox, "core/when");
+    assert_eq!(r["state"], "publishing", "{r}");
+    assert!(
+        r["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not JSON"),
+        "{r}"
+    );
+    let at = r["last_error_ns"].as_u64();
+    assert!(at.is_some_and(|t| (before..=after).contains(&t)), "{r}");
+    assert!(r["last_error_age_s"].is_u64(), "{r}");
+}
