@@ -799,6 +799,19 @@ mod writer {
                 0
             };
             let fingerprint = fnv1a64(schema);
+            // A segment reopened as this topic gets the topic's mode and
+            // group if they drifted, before anything is stored: an old
+            // session's, and a half-created one's, whose creator was killed
+            // between `shmget` and setting the group (its adopter kept the
+            // creator's group, and readers of the topic's group were
+            // refused for the life of the segment).
+            let restore_owner = || {
+                if st.perms() != topic.mode || topic.group.is_some_and(|g| g != st.gid) {
+                    sys::shm_set_owner(shmid, topic.group, topic.mode)
+                        .map_err(|e| OpenError::from_sys(key, size as u64, e))?;
+                }
+                Ok::<(), OpenError>(())
+            };
             let mut repaired = 0;
             let info = if created {
                 init_header(&att, &topic.name, schema, &geometry, flags)
@@ -815,6 +828,7 @@ mod writer {
                     // that died before storing the magic (behind the lock
                     // it left): initialise it.
                     Err(OpenError::NotReady { .. }) if st.size == size as u64 => {
+                        restore_owner()?;
                         init_header(&att, &topic.name, schema, &geometry, flags)
                     }
                     // Half-created for another geometry (or another
@@ -861,10 +875,7 @@ mod writer {
                                 ),
                             });
                         }
-                        if st.perms() != topic.mode || topic.group.is_some_and(|g| g != st.gid) {
-                            sys::shm_set_owner(shmid, topic.group, topic.mode)
-                                .map_err(|e| OpenError::from_sys(key, size as u64, e))?;
-                        }
+                        restore_owner()?;
                         repaired = repair(&att, &info);
                         info
                     }

@@ -272,6 +272,35 @@ fn a_half_created_topic_is_not_ready_until_its_next_publisher_finishes_it() {
     }
 }
 
+/// A creator killed between `shmget` and giving the segment the topic's
+/// group leaves a half-created segment with its creation mode and the
+/// creator's group. The next publisher adopted it (initialised it) without
+/// giving it the topic's mode and group, as it does on every other reopen:
+/// readers of the topic's group were refused for the life of the segment.
+#[test]
+fn an_adopted_half_created_segment_gets_the_topics_mode_and_group() {
+    let (src, _g0) = unique_topic("half-mode-src");
+    let exact = valid_image(&src).len() * 4;
+    let key = unique_key("half-mode");
+    let _g = Guard(key);
+    // Root may give any group; another user one of its own.
+    let group = if nix::unistd::geteuid().is_root() {
+        64100
+    } else {
+        nix::unistd::getegid().as_raw()
+    };
+    let topic = src.clone().key(key).mode(0o640).group(group);
+    let mut lock = shmbus_core::lock::PublisherLock::acquire(key, 0o600, None).unwrap();
+    lock.keep();
+    drop(lock);
+    // What the killed creator left: zeros, mode 0600, its own group.
+    let att = raw_segment(key, exact);
+    let mut p = Publisher::<Check>::open(&topic).unwrap();
+    p.publish(&Check::new(1)).unwrap();
+    let st = sys::shm_stat(att.shmid()).unwrap();
+    assert_eq!((st.perms(), st.gid), (0o640, group), "{st:?}");
+}
+
 /// A publisher never adopts or overwrites a segment at its key that it did
 /// not create as this topic: it fails with the reason, leaving every byte.
 #[test]
