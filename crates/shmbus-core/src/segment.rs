@@ -396,9 +396,12 @@ impl Segment {
     }
 
     /// Whether the topic's publisher is alive (its lock is held). Two system
-    /// calls.
+    /// calls, three while the lock is held. A segment removed since attach
+    /// is credited only with the publisher that opened it: after `shmbus
+    /// rm`, the lock at the key belongs to the next topic there
+    /// ([`PublisherStatus::NoLock`] then).
     pub fn publisher_status(&self) -> PublisherStatus {
-        lock::publisher_status(self.key)
+        status_for(&self.att, self.key)
     }
 }
 
@@ -434,6 +437,29 @@ pub(crate) fn require_owner(
         });
     }
     Ok(())
+}
+
+/// What the publisher lock at `key` says about the segment attached as
+/// `att`. The lock belongs to the key, not to a segment: once the segment
+/// is removed (`SHM_DEST`, or gone), `shmbus rm` and a new publisher at the
+/// key give the key a new lock whose holder never writes this segment. So
+/// a removed segment is credited with the holder only if that is the
+/// process that opened it (the header's `publisher_pid`: a segment removed
+/// under its live publisher is still `Alive`), else
+/// [`PublisherStatus::NoLock`]. One more system call, only while the lock
+/// is held.
+fn status_for(att: &Attachment, key: i32) -> PublisherStatus {
+    let status = lock::publisher_status(key);
+    if let PublisherStatus::Alive { pid } = status {
+        let removed = match sys::shm_stat(att.shmid()) {
+            Ok(st) => st.removed(),
+            Err(e) => matches!(e.errno, Errno::EIDRM | Errno::EINVAL),
+        };
+        if removed && header_of(att).publisher_pid().load() != pid as u32 {
+            return PublisherStatus::NoLock;
+        }
+    }
+    status
 }
 
 #[inline]
@@ -543,7 +569,7 @@ fn read_slot<R>(
         if tries % YIELD_TRIES == 0 {
             let now = sys::monotonic_ns();
             let start = *since.get_or_insert(now);
-            match lock::publisher_status(key) {
+            match status_for(att, key) {
                 PublisherStatus::Alive { pid } => {
                     let waited = Duration::from_nanos(now.saturating_sub(start));
                     if waited >= stuck_after {

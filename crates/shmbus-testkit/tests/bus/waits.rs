@@ -191,3 +191,37 @@ fn ping_pong_across_processes_loses_no_wake_up() {
         elapsed / rounds as u32
     );
 }
+
+/// `shmbus rm` of a topic, then a new publisher at its key (the type
+/// changed, say): a subscriber still attached to the removed segment asked
+/// `publisher()` and got `Alive` with the new publisher's pid, a process
+/// that never writes its segment. The lock at the key speaks for a removed
+/// segment only if its holder is the pid that opened that segment (the
+/// header's `publisher_pid`); otherwise `NoLock`. A segment removed
+/// (`ipcrm -m`) under its live publisher is still `Alive`.
+#[test]
+fn a_removed_segment_is_not_credited_with_the_next_publisher_at_its_key() {
+    use shmbus_core::PublisherStatus;
+    watchdog("removed_segment_new_publisher", Duration::from_secs(120));
+    let (topic, _guard) = unique_topic("removed-new-pub");
+    let mut p = Publisher::<Check>::open(&topic).unwrap();
+    p.publish(&Check::new(1)).unwrap();
+    let mut sub = Subscriber::<Check>::attach(&topic).unwrap();
+    sys::shm_remove(p.raw().shmid()).unwrap();
+    assert!(sub.is_removed());
+    let me = std::process::id() as i32;
+    assert_eq!(sub.publisher(), PublisherStatus::Alive { pid: me });
+    // The topic is gone (segment and lock), a new publisher at the key.
+    drop(p);
+    shmbus_core::lock::remove_lock(topic.key).unwrap();
+    let mut child = KillOnDrop(spawn("hold-pub", &topic_args(&topic)));
+    let mut out = BufReader::new(child.0.stdout.take().unwrap());
+    assert!(line(&mut out).starts_with("open"));
+    assert!(shmbus_core::lock::publisher_status(topic.key).is_alive());
+    assert_eq!(sub.publisher(), PublisherStatus::NoLock);
+    assert_eq!(sub.latest().unwrap().unwrap().generation, 1);
+    assert_eq!(
+        sub.wait_next(Duration::from_secs(30)),
+        Err(WaitError::Removed)
+    );
+}
