@@ -56,10 +56,15 @@ pub enum OpenError {
     /// The segment exists but its creator has not finished writing the
     /// header: the magic is still zero, and the topic's publisher lock
     /// exists at the key (a publisher takes it before creating the
-    /// segment). Retry shortly.
+    /// segment). Retry shortly if its publisher is alive; if not, it died
+    /// creating the topic, and only starting it again finishes the topic.
     NotReady {
         /// The System V key.
         key: i32,
+        /// The publisher lock is held: its creator is still at work. False:
+        /// the lock is free (or unreadable), so the creator died before it
+        /// finished; starting the topic's publisher again finishes it.
+        publisher_alive: bool,
     },
     /// The segment at the key is not a shmbus topic: a foreign magic
     /// number, or a zero one with no publisher lock at the key (see
@@ -283,9 +288,21 @@ impl fmt::Display for OpenError {
                 "no topic at key {}: start its publisher first (or wait for it)",
                 Key(*key)
             ),
-            OpenError::NotReady { key } => write!(
+            OpenError::NotReady {
+                key,
+                publisher_alive: true,
+            } => write!(
                 f,
                 "topic at key {} is still being created by its publisher; retry in a moment",
+                Key(*key)
+            ),
+            OpenError::NotReady {
+                key,
+                publisher_alive: false,
+            } => write!(
+                f,
+                "topic at key {} was left half-created: its publisher died creating it (its lock is free); start its publisher again, which finishes it (or remove it with `shmbus rm {}`)",
+                Key(*key),
                 Key(*key)
             ),
             OpenError::NotShmbus { key, magic: 0 } => write!(

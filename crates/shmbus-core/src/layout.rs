@@ -351,10 +351,16 @@ pub fn copy_from_words(words: ReadWords<'_>, len: usize, out: &mut Vec<u8>) {
 /// or `IPC_PRIVATE`) has no lock. Only called on this rare path: two
 /// system calls.
 fn zero_magic(key: i32) -> OpenError {
-    if key != 0 && crate::lock::publisher_status(key) != crate::lock::PublisherStatus::NoLock {
-        OpenError::NotReady { key }
-    } else {
-        OpenError::NotShmbus { key, magic: 0 }
+    use crate::lock::PublisherStatus;
+    match key {
+        0 => OpenError::NotShmbus { key, magic: 0 },
+        _ => match crate::lock::publisher_status(key) {
+            PublisherStatus::NoLock => OpenError::NotShmbus { key, magic: 0 },
+            status => OpenError::NotReady {
+                key,
+                publisher_alive: status.is_alive(),
+            },
+        },
     }
 }
 

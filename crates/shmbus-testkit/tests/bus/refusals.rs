@@ -242,8 +242,16 @@ fn a_half_created_topic_is_not_ready_until_its_next_publisher_finishes_it() {
         // releases it when the process dies), and left behind.
         let mut lock = shmbus_core::lock::PublisherLock::acquire(key, 0o600, None).unwrap();
         lock.keep();
-        drop(lock);
         let att = raw_segment(key, size);
+        // While the lock is held its creator is at work.
+        assert!(matches!(
+            Subscriber::<Check>::attach(&topic),
+            Err(OpenError::NotReady {
+                publisher_alive: true,
+                ..
+            })
+        ));
+        drop(lock);
         assert!(matches!(
             Subscriber::<Check>::attach(&topic),
             Err(OpenError::NotReady { .. })
@@ -252,6 +260,14 @@ fn a_half_created_topic_is_not_ready_until_its_next_publisher_finishes_it() {
         let r = Subscriber::<Check>::wait_for_topic(&topic, Duration::from_millis(100));
         assert!(matches!(r, Err(OpenError::NotReady { .. })), "{r:?}");
         assert!(t.elapsed() >= Duration::from_millis(100));
+        // Its creator is dead (the lock is free): the error says so and
+        // what finishes the topic, not "retry in a moment", which never
+        // helps.
+        let msg = r.err().unwrap().to_string();
+        assert!(
+            msg.contains("died") && msg.contains("start its publisher again"),
+            "{msg}"
+        );
         let before = snapshot(&att);
         match Publisher::<Check>::open(&topic) {
             Ok(mut p) if adopt => {
