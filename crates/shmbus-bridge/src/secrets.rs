@@ -165,13 +165,12 @@ fn parse_credentials(bytes: &[u8], path: &Path) -> Result<Credentials, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shmbus_testkit::TempDir;
     use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
 
-    fn file(name: &str, text: &str, mode: u32) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("shmbus-bridge-secrets-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+    /// `name` in `dir` with `text` and `mode`.
+    fn file(dir: &TempDir, name: &str, text: &str, mode: u32) -> PathBuf {
         let p = dir.join(name);
         std::fs::write(&p, text).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
@@ -180,23 +179,20 @@ mod tests {
 
     #[test]
     fn a_fifo_or_a_device_is_refused_before_it_is_opened() {
-        let dir =
-            std::env::temp_dir().join(format!("shmbus-bridge-secrets-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new("bridge-secrets");
         let fifo = dir.join("fifo");
-        let _ = std::fs::remove_file(&fifo);
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         // Opening a FIFO nobody writes blocks: the check must come first.
         for p in [fifo.as_path(), Path::new("/dev/zero")] {
             let e = read_bounded(p, "CA file").unwrap_err();
             assert!(e.ends_with("is not a file"), "{e}");
         }
-        let _ = std::fs::remove_file(&fifo);
     }
 
     #[test]
     fn a_huge_secret_file_is_refused_before_it_is_read() {
-        let p = file("huge.cred", "", 0o600);
+        let dir = TempDir::new("bridge-secrets");
+        let p = file(&dir, "huge.cred", "", 0o600);
         std::fs::File::options()
             .write(true)
             .open(&p)
@@ -209,7 +205,9 @@ mod tests {
 
     #[test]
     fn credentials_are_read_from_a_private_file() {
+        let dir = TempDir::new("bridge-secrets");
         let p = file(
+            &dir,
             "ok.cred",
             "username = \"b17\"\npassword = \"s3:cr#t\"\n",
             0o600,
@@ -221,13 +219,24 @@ mod tests {
         );
         assert!(!format!("{c:?}").contains("s3:cr#t"));
         // Group-readable is allowed (a service group).
-        let p = file("grp.cred", "username = \"b\"\npassword = \"p\"\n", 0o640);
+        let p = file(
+            &dir,
+            "grp.cred",
+            "username = \"b\"\npassword = \"p\"\n",
+            0o640,
+        );
         assert!(read_credentials(&p).is_ok());
     }
 
     #[test]
     fn a_file_others_can_read_is_refused_with_the_fix() {
-        let p = file("open.cred", "username = \"b\"\npassword = \"p\"\n", 0o644);
+        let dir = TempDir::new("bridge-secrets");
+        let p = file(
+            &dir,
+            "open.cred",
+            "username = \"b\"\npassword = \"p\"\n",
+            0o644,
+        );
         let e = read_credentials(&p).unwrap_err();
         assert!(e.contains("accessible to other users (mode 0644)"), "{e}");
         assert!(
@@ -238,6 +247,7 @@ mod tests {
 
     #[test]
     fn bad_credentials_files_say_what_to_write_and_never_echo_the_password() {
+        let dir = TempDir::new("bridge-secrets");
         for (text, words) in [
             ("username = \"b\"\n", "needs both keys"),
             ("user = \"b\"\npassword = \"p\"\n", "unknown key `user`"),
@@ -255,7 +265,7 @@ mod tests {
             ),
             ("password = \"hunter2\n", "is not valid TOML"),
         ] {
-            let p = file("bad.cred", text, 0o600);
+            let p = file(&dir, "bad.cred", text, 0o600);
             let e = read_credentials(&p).unwrap_err();
             assert!(e.contains(words), "{text:?}: {e}");
             assert!(!e.contains("hunter2"), "{e}");
@@ -272,6 +282,7 @@ mod tests {
     /// retried for good as "connection closed by peer").
     #[test]
     fn credentials_longer_than_mqtt_carries_are_refused_and_the_longest_pass() {
+        let dir = TempDir::new("bridge-secrets");
         let long = "p".repeat(MAX_FIELD + 1);
         for (text, words) in [
             (
@@ -287,13 +298,14 @@ mod tests {
                 "has a NUL character",
             ),
         ] {
-            let p = file("long.cred", &text, 0o600);
+            let p = file(&dir, "long.cred", &text, 0o600);
             let e = read_credentials(&p).unwrap_err();
             assert!(e.contains(words), "{e}");
             assert!(e.len() < 300, "{e}");
         }
         let max = "p".repeat(MAX_FIELD);
         let p = file(
+            &dir,
             "max.cred",
             &format!("username = \"{max}\"\npassword = \"{max}\"\n"),
             0o600,
@@ -302,6 +314,7 @@ mod tests {
         assert_eq!((c.username.len(), c.password.len()), (MAX_FIELD, MAX_FIELD));
         // A NUL in the password is fine: MQTT's password is binary data.
         let p = file(
+            &dir,
             "nul.cred",
             "username = \"b\"\npassword = \"a\\u0000b\"\n",
             0o600,

@@ -384,3 +384,37 @@ impl CountingAlloc {
         (r, peak)
     }
 }
+
+/// A directory of the test's own under the temporary directory
+/// (`$TMPDIR`, else `/tmp`), removed with everything in it when dropped: a
+/// failing test's too, since drop runs while its panic unwinds. The name
+/// holds the process id and a counter, so tests running at the same time in
+/// one process or in several never share one.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    /// Create `shmbus-WHAT-PID-N`, empty.
+    pub fn new(what: &str) -> TempDir {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("shmbus-{what}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create a test directory under the temp dir");
+        TempDir(dir)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    /// `name` in the directory.
+    pub fn join(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
