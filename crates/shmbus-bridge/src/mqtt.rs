@@ -880,58 +880,6 @@ mod tests {
     use std::sync::Mutex;
     use std::sync::atomic::AtomicBool;
 
-    /// A broker on a slow link: it answers CONNECT and PINGREQ, and reads
-    /// at most `rate` bytes a second. Sets `disconnected` on a DISCONNECT.
-    fn slow_broker(
-        listener: std::net::TcpListener,
-        rate: usize,
-        done: Arc<AtomicBool>,
-        disconnected: Arc<AtomicBool>,
-    ) {
-        let Ok((mut sock, _)) = listener.accept() else {
-            return;
-        };
-        let _ = sock.set_read_timeout(Some(Duration::from_millis(50)));
-        let mut buf: Vec<u8> = Vec::new();
-        let mut chunk = vec![0; rate / 20];
-        while !done.load(Ordering::Relaxed) {
-            match sock.read(&mut chunk) {
-                Ok(0) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(_) => {}
-            }
-            std::thread::sleep(Duration::from_millis(50));
-            // Whole packets: type byte, remaining length (varint), body.
-            loop {
-                let (mut len, mut mult, mut i) = (0usize, 1usize, 1);
-                while i < buf.len() && i < 5 {
-                    len += usize::from(buf[i] & 0x7f) * mult;
-                    mult *= 128;
-                    i += 1;
-                    if buf[i - 1] & 0x80 == 0 {
-                        break;
-                    }
-                }
-                if i > buf.len() || buf.len() < 2 || buf.len() < i + len {
-                    break;
-                }
-                let reply: &[u8] = match buf[0] >> 4 {
-                    1 => &[0x20, 2, 0, 0],
-                    12 => &[0xd0, 0],
-                    14 => {
-                        disconnected.store(true, Ordering::Relaxed);
-                        return;
-                    }
-                    _ => &[],
-                };
-                if sock.write_all(reply).is_err() {
-                    return;
-                }
-                buf.drain(..i + len);
-            }
-        }
-    }
-
     /// A bridge stopped while its link is slow (the request channel full of
     /// frames, so a single try to queue the goodbye fails) must still stop:
     /// it used to keep the link up, and run, for good.
@@ -939,17 +887,14 @@ mod tests {
     fn a_stop_on_a_slow_link_ends_the_engine() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let (done, disconnected) = (
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(AtomicBool::new(false)),
-        );
+        let done = Arc::new(AtomicBool::new(false));
         let broker = {
-            let (d, x) = (done.clone(), disconnected.clone());
-            std::thread::spawn(move || slow_broker(listener, 1 << 20, d, x))
+            let d = done.clone();
+            // A slow link: 1 MiB a second.
+            std::thread::spawn(move || fake_broker(listener, d, Some(1 << 20), |_, _| Vec::new()))
         };
         let stats = Arc::new(crate::stats::Stats::default());
         let outbox = Arc::new(crate::outbox::Outbox::new(1000, 1 << 30, stats.clone()));
-        let names = crate::names::Names::new("p", "b");
         for i in 0..300 {
             outbox.push(Message {
                 topic: format!("p/b/t{i}"),
@@ -958,31 +903,7 @@ mod tests {
                 retain: false,
             });
         }
-        let inbound =
-            crate::inbound::Inbound::new(&[], names.clone(), outbox.clone(), stats.clone())
-                .unwrap();
-        let core = Core {
-            names,
-            outbox,
-            stats: stats.clone(),
-            inbound: Arc::new(Mutex::new(inbound)),
-            stop: Arc::new(AtomicBool::new(false)),
-            reconnect: (Duration::from_millis(100), Duration::from_millis(100)),
-        };
-        let settings = MqttSettings {
-            broker: parse_broker(&format!("127.0.0.1:{port}")).unwrap(),
-            client_id: "slow".into(),
-            keepalive: Duration::from_secs(10),
-            credentials: None,
-            credentials_file: None,
-            #[cfg(feature = "tls")]
-            tls: None,
-        };
-        let stop = core.stop.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(run(&core, &settings));
-        });
+        let (stop, _inbound, rx) = engine_on(port, outbox, stats.clone(), &[]);
         // Wait until the link is busy: far more handed to rumqttc than the
         // socket buffers hold, so its request channel is full.
         let watchdog = Instant::now() + Duration::from_secs(120);
@@ -1006,10 +927,12 @@ mod tests {
 
     /// A broker of our own on 127.0.0.1 for one connection: it answers
     /// CONNECT and PINGREQ, and every other whole packet (type, flags and
-    /// body) as `answer` says, until a DISCONNECT or `done`.
-    fn scripted_broker(
+    /// body) as `answer` says, until a DISCONNECT or `done`. With
+    /// `rate`, it reads at most that many bytes a second (a slow link).
+    fn fake_broker(
         listener: std::net::TcpListener,
         done: Arc<AtomicBool>,
+        rate: Option<usize>,
         mut answer: impl FnMut(u8, &[u8]) -> Vec<u8>,
     ) {
         let Ok((mut sock, _)) = listener.accept() else {
@@ -1017,12 +940,16 @@ mod tests {
         };
         let _ = sock.set_read_timeout(Some(Duration::from_millis(50)));
         let mut buf: Vec<u8> = Vec::new();
-        let mut chunk = vec![0; 1 << 16];
+        // A slow link reads a twentieth of its rate, then waits 50 ms.
+        let mut chunk = vec![0; rate.map_or(1 << 16, |r| (r / 20).max(1))];
         while !done.load(Ordering::Relaxed) {
             match sock.read(&mut chunk) {
                 Ok(0) => return,
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
                 Err(_) => {}
+            }
+            if rate.is_some() {
+                std::thread::sleep(Duration::from_millis(50));
             }
             loop {
                 let (mut len, mut mult, mut i) = (0usize, 1usize, 1);
@@ -1118,7 +1045,7 @@ mod tests {
             let broker = {
                 let (d, n) = (done.clone(), publishes.clone());
                 std::thread::spawn(move || {
-                    scripted_broker(listener, d, |first, body| {
+                    fake_broker(listener, d, None, |first, body| {
                         if first >> 4 != 3 {
                             return Vec::new();
                         }
@@ -1187,7 +1114,7 @@ mod tests {
         let broker = {
             let d = done.clone();
             std::thread::spawn(move || {
-                scripted_broker(listener, d, |first, body| match first >> 4 {
+                fake_broker(listener, d, None, |first, body| match first >> 4 {
                     // SUBSCRIBE: a SUBACK with one return code (QoS 1)
                     // whatever the number of filters; then a message on
                     // the first filter, which the bridge reads after it.

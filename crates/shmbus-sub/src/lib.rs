@@ -886,11 +886,7 @@ impl<T: DeserializeOwned + Schema> Subscriber<T> {
     /// The next frame in publish order (non-blocking).
     #[allow(
         clippy::should_implement_trait,
-        reason = "fallible, with a Missed/Empty answer: not an Iterator; `next` is the word users look for"
-    )]
-    #[allow(
-        clippy::should_implement_trait,
-        reason = "not an Iterator: a read can fail and 'nothing new' is not the end"
+        reason = "not an Iterator: a read can fail and 'nothing new' (Empty) is not the end; `next` is the word users look for"
     )]
     pub fn next(&mut self) -> Result<Next<T>, ReadError> {
         let scratch = &mut self.scratch;
