@@ -194,7 +194,8 @@ fn quick_json_run_measures_everything_and_cleans_up() {
 
 #[test]
 fn table_and_plot_are_written_and_bad_arguments_are_refused() {
-    let dir = std::env::temp_dir().join(format!("shmbus-bench-smoke-{}", std::process::id()));
+    let tmp_dir = shmbus_testkit::TempDir::new("bench-smoke");
+    let dir = tmp_dir.path().to_path_buf();
     let args = [
         "--quick", "--rounds", "1", "--iters", "10", "--fanout", "1", "--no-pin", "--out",
     ];
@@ -216,7 +217,6 @@ fn table_and_plot_are_written_and_bad_arguments_are_refused() {
     assert!(svg.contains("<svg") && svg.contains("shmbus busy-poll"));
     let json = std::fs::read_to_string(dir.join("bench.json")).expect("bench.json");
     assert!(serde_json::from_str::<serde_json::Value>(&json).is_ok());
-    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(leftovers(pid), Vec::<String>::new());
 
     let (_, out) = run(bench(&["--rounds", "zero"]), Duration::from_secs(60));

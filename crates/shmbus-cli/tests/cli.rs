@@ -719,8 +719,8 @@ fn topic_arguments_that_can_name_no_topic_are_usage_errors() {
         "imu\u{1b}]0;owned\u{7}",
         long.as_str(),
     ];
-    let dir = std::env::temp_dir().join(format!("shmbus-bad-topic-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp_dir = shmbus_testkit::TempDir::new("bad-topic");
+    let dir = tmp_dir.path().to_path_buf();
     let out = dir.join("never.mcap");
     let out = out.to_str().unwrap();
     for arg in bad {
@@ -765,7 +765,6 @@ fn topic_arguments_that_can_name_no_topic_are_usage_errors() {
     // A name that could be a topic but is not there stays "not found".
     let r = run(&["info", "0xzz"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -853,8 +852,8 @@ fn hz_and_top_report_rates_and_liveness() {
 
 #[test]
 fn doctor_checks_the_machine_and_the_config() {
-    let dir = std::env::temp_dir().join(format!("shmbus-cli-doctor-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp_dir = shmbus_testkit::TempDir::new("cli-doctor");
+    let dir = tmp_dir.path().to_path_buf();
     let good = dir.join("good.toml");
     std::fs::write(
         &good,
@@ -894,7 +893,6 @@ fn doctor_checks_the_machine_and_the_config() {
         "{}",
         r.stdout
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -1143,8 +1141,8 @@ fn doctor_fails_a_segment_that_does_not_match_its_configured_topic() {
     pa.publish(&imu(1)).unwrap();
     pb.publish(&imu(1)).unwrap();
     pc.publish(&imu(1)).unwrap();
-    let dir = std::env::temp_dir().join(format!("shmbus-cli-mismatch-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp_dir = shmbus_testkit::TempDir::new("cli-mismatch");
+    let dir = tmp_dir.path().to_path_buf();
     let config = dir.join("edited.toml");
     std::fs::write(
         &config,
@@ -1199,7 +1197,6 @@ fn doctor_fails_a_segment_that_does_not_match_its_configured_topic() {
         "{}",
         r.stdout
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The kernel's flags in `/proc/sysvipc/shm` (`SHM_LOCKED`, `SHM_DEST`)
@@ -1540,8 +1537,8 @@ fn a_name_never_resolves_to_another_users_segment() {
         derive(&mine, &squat),
     );
     let _guards = [Guard(k_real), Guard(k_evil), Guard(k_squat)];
-    let dir = std::env::temp_dir().join(format!("shmbus-names-{pid}"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp_dir = shmbus_testkit::TempDir::new("names");
+    let dir = tmp_dir.path().to_path_buf();
     let write = |file: &str, text: String| {
         let p = dir.join(file);
         std::fs::write(&p, text).unwrap();
@@ -1689,7 +1686,6 @@ fn a_name_never_resolves_to_another_users_segment() {
     let r = with_config(&words[1..]);
     assert_eq!(r.code, 0, "`{fix}` works when typed: {}", r.stderr);
     assert!(sys::shmget(k_squat, 0, 0).is_err(), "the squat is gone");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The commands in backticks on the `fix:` lines of doctor's output for the
@@ -1801,8 +1797,8 @@ fn doctor_names_limits_and_squats_and_every_fix_works_when_typed() {
         return;
     }
     watchdog("doctor_limits", Duration::from_secs(240));
-    let dir = std::env::temp_dir().join(format!("shmbus-doctor-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp_dir = shmbus_testkit::TempDir::new("doctor");
+    let dir = tmp_dir.path().to_path_buf();
     let (k_lock, k_foreign) = (unique_key("doctor-lock"), unique_key("doctor-foreign"));
     std::fs::write(
         dir.join("doctor.toml"),
@@ -1832,7 +1828,6 @@ fn doctor_names_limits_and_squats_and_every_fix_works_when_typed() {
         read("fixes.txt"),
         read("doctor2.txt"),
     );
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("done"),
         "{}\n{}",
@@ -2697,8 +2692,8 @@ fn record_says_how_many_topics_it_could_not_record() {
         keys.push(hex(t.key));
         guards.push(g);
     }
-    let dir = std::env::temp_dir().join(format!("shmbus-no-thread-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp_dir = shmbus_testkit::TempDir::new("no-thread");
+    let dir = tmp_dir.path().to_path_buf();
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let file = dir.join("out.mcap");
     let mut args = vec![
@@ -2722,7 +2717,6 @@ fn record_says_how_many_topics_it_could_not_record() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(
@@ -2818,8 +2812,8 @@ fn record_and_foxglove_take_every_topic_form_and_fail_with_no_usable_topic() {
     let missing_key = unique_key("forms-missing");
     let _gm = Guard(missing_key);
     let missing = hex(missing_key);
-    let dir = std::env::temp_dir().join(format!("shmbus-forms-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp_dir = shmbus_testkit::TempDir::new("forms");
+    let dir = tmp_dir.path().to_path_buf();
     let file = dir.join("forms.mcap");
     let f = file.to_str().unwrap();
     let warnings = |err: &str| err.matches("shmbus: warning: ").count();
@@ -2903,7 +2897,6 @@ fn record_and_foxglove_take_every_topic_form_and_fail_with_no_usable_topic() {
         "{}",
         r.stderr
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A half-created topic as a creator leaves it, deterministically: its
@@ -3009,8 +3002,8 @@ fn doctor_reports_leftover_half_created_segments_with_fixes_that_work() {
     half_created(other.key(), 4096, false);
     let _held = half_created(busy.key(), 4096, true);
     let (kt, ko, kb) = (hex(topic.key), hex(other.key()), hex(busy.key()));
-    let dir = std::env::temp_dir().join(format!("shmbus-cli-half-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp_dir = shmbus_testkit::TempDir::new("cli-half");
+    let dir = tmp_dir.path().to_path_buf();
     let config = dir.join("half.toml");
     std::fs::write(
         &config,
@@ -3026,7 +3019,6 @@ fn doctor_reports_leftover_half_created_segments_with_fixes_that_work() {
     let r = run(&[
         "doctor", "--config", cfg, "--key", &kt, "--key", &ko, "--key", &kb,
     ]);
-    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
     let finding = |tag: &str, k: &str| {
         r.stdout

@@ -174,7 +174,8 @@ fn echo_record_cat_and_the_codec_agree_on_every_schema_type() {
     }
 
     // shmbus record: the JSON channel's messages, byte for byte.
-    let file = std::env::temp_dir().join(format!("shmbus-json-{}.mcap", std::process::id()));
+    let tmp = shmbus_testkit::TempDir::new("json");
+    let file = tmp.join("out.mcap");
     let path = file.to_str().unwrap();
     let o = shmbus(&[
         "record",
@@ -202,7 +203,6 @@ fn echo_record_cat_and_the_codec_agree_on_every_schema_type() {
 
     // shmbus cat --json decodes the lossless channel.
     let cat = lines(&shmbus(&["cat", path, "--json"]));
-    let _ = std::fs::remove_file(&file);
     let values: Vec<String> = cat.iter().map(|l| l["value"].to_string()).collect();
     assert_eq!(values, want, "cat and the codec differ");
 

@@ -409,8 +409,8 @@ fn the_shipped_configs_are_valid() {
 
 #[test]
 fn search_order_explicit_then_env_then_system_then_builtin() {
-    let dir = std::env::temp_dir().join(format!("shmbus-config-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp_dir = shmbus_testkit::TempDir::new("config-test");
+    let dir = tmp_dir.path().to_path_buf();
     let a = dir.join("a.toml");
     let b = dir.join("b.toml");
     let sys = dir.join("system.toml");
@@ -442,7 +442,6 @@ fn search_order_explicit_then_env_then_system_then_builtin() {
         "{e}"
     );
     assert!(find_in(Some(&missing), None, &sys).is_err());
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -476,8 +475,8 @@ fn load_within(path: &std::path::Path, limit: Duration) -> Option<Result<Config,
 #[test]
 fn loading_is_bounded_and_never_blocks() {
     let limit = Duration::from_secs(60);
-    let dir = std::env::temp_dir().join(format!("shmbus-config-load-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp_dir = shmbus_testkit::TempDir::new("config-load");
+    let dir = tmp_dir.path().to_path_buf();
     let huge = dir.join("huge.toml");
     std::fs::write(&huge, "#".repeat(crate::MAX_CONFIG_BYTES as usize + 1)).unwrap();
     let latin1 = dir.join("latin1.toml");
@@ -510,7 +509,6 @@ fn loading_is_bounded_and_never_blocks() {
     let c = load_within(&piped, limit).expect("loading a pipe returns");
     assert_eq!(c.expect("the piped config loads").topics.len(), 6);
     drop(read_end);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Every message line is short and has no control character, whatever the
@@ -701,8 +699,8 @@ fn a_file_full_of_problems_is_answered_in_a_few_lines() {
 /// gave the demo's topics and keys before, without a word.
 #[test]
 fn a_system_config_that_cannot_be_read_is_an_error_not_the_demo() {
-    let dir = std::env::temp_dir().join(format!("shmbus-config-system-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp_dir = shmbus_testkit::TempDir::new("config-system");
+    let dir = tmp_dir.path().to_path_buf();
     let dangling = dir.join("dangling.toml");
     std::os::unix::fs::symlink(dir.join("gone.toml"), &dangling).unwrap();
     let file = dir.join("file");
@@ -720,7 +718,6 @@ fn a_system_config_that_cannot_be_read_is_an_error_not_the_demo() {
             "{e}"
         );
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A topic's rate below the publishers' floor was taken and then run at

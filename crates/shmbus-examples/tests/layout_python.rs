@@ -49,8 +49,8 @@ fn layout_python_sketch_reads_a_live_topic() {
         .expect("run imu-publisher");
     assert!(out.status.success(), "imu-publisher: {out:?}");
 
-    let dir = std::env::temp_dir().join(format!("shmbus-layout-py-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp_dir = shmbus_testkit::TempDir::new("layout-py");
+    let dir = tmp_dir.path().to_path_buf();
     let script = dir.join("reader.py");
     std::fs::write(&script, sketch()).unwrap();
     let run = Command::new("python3")
@@ -58,7 +58,6 @@ fn layout_python_sketch_reads_a_live_topic() {
         .arg(&key_arg)
         .output()
         .expect("python3 is part of this machine kind (CPython 3.11); install python3");
-    let _ = std::fs::remove_dir_all(&dir);
     let stdout = String::from_utf8_lossy(&run.stdout).to_string();
     assert!(
         run.status.success(),

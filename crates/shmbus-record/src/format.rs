@@ -486,7 +486,8 @@ mod tests {
     #[test]
     fn a_source_remembers_the_last_eight_bytes_however_reads_split_them() {
         use std::io::Read;
-        let path = std::env::temp_dir().join(format!("shmbus-source-{}", std::process::id()));
+        let tmp = shmbus_testkit::TempDir::new("source");
+        let path = tmp.join("body");
         let body: Vec<u8> = (0..100u8).chain(mcap::MAGIC.iter().copied()).collect();
         std::fs::write(&path, &body).unwrap();
         for chunk in [1usize, 3, 7, 8, 9, 64, 4096] {
@@ -509,7 +510,6 @@ mod tests {
             assert_eq!(src.read, 8 + body.len() as u64, "chunk {chunk}");
             assert_eq!(&src.last[..], mcap::MAGIC, "chunk {chunk}");
         }
-        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

@@ -812,9 +812,8 @@ fn recorder_memory_is_bounded_when_its_output_is_slow() {
     let schema = shmbus_core::schema::schema_bytes::<Blob>().unwrap();
     let mut p = shmbus_pub::RawPublisher::open(&topic, &schema, 4100).unwrap();
     let frame = postcard::to_allocvec(&Blob::from_slice(&[7u8; 4000]).unwrap()).unwrap();
-    let dir = std::env::temp_dir().join(format!("shmbus-record-fifo-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp_dir = shmbus_testkit::TempDir::new("record-fifo");
+    let dir = tmp_dir.path().to_path_buf();
     let fifo = dir.join("out.mcap");
     let st = Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(st.success(), "mkfifo");
@@ -873,7 +872,6 @@ fn recorder_memory_is_bounded_when_its_output_is_slow() {
         .open(&fifo);
     let err = err_text.join().unwrap();
     let bytes = reader.join().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(code, Some(0), "under prlimit --as={AS_LIMIT}: {err}");
     assert!(hwm < RSS_LIMIT_KIB, "resident set {hwm} KiB");
     assert!(err.contains("missed"), "{err}");
@@ -1048,8 +1046,8 @@ fn recorder_memory_is_bounded_when_a_segment_floods_missed_reports() {
 /// recording "cut short" or an "I/O error from writing".
 #[test]
 fn cat_and_replay_say_what_a_bad_path_is() {
-    let dir = std::env::temp_dir().join(format!("shmbus-record-badpath-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp_dir = shmbus_testkit::TempDir::new("record-badpath");
+    let dir = tmp_dir.path().to_path_buf();
     let empty = dir.join("empty.mcap");
     std::fs::write(&empty, b"").unwrap();
     let text = dir.join("notes.mcap");
@@ -1081,7 +1079,6 @@ fn cat_and_replay_say_what_a_bad_path_is() {
             );
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Another program's segment (zeros, no publisher lock) at a unique key:

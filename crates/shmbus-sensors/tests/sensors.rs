@@ -211,7 +211,8 @@ fn sysfs_sensors_publish_what_the_files_say() {
         Duration::from_secs(120),
     );
     let (cfg, _guards) = unique_config("sysfs");
-    let root = std::env::temp_dir().join(format!("shmbus-sensors-root-{}", std::process::id()));
+    let tmp_root = shmbus_testkit::TempDir::new("sensors-root");
+    let root = tmp_root.path().to_path_buf();
     let write = |rel: &str, text: &str| {
         let p = root.join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -244,7 +245,6 @@ fn sysfs_sensors_publish_what_the_files_say() {
         "{:?}",
         acc[1]
     );
-    std::fs::remove_dir_all(&root).unwrap();
 }
 
 #[test]
@@ -661,11 +661,8 @@ fn a_sensor_with_a_closed_stderr_keeps_publishing() {
         Duration::from_secs(120),
     );
     let (cfg, _guards) = unique_config("closed-stderr");
-    let root = std::env::temp_dir().join(format!(
-        "shmbus-sensors-closed-stderr-{}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&root).unwrap();
+    let tmp_root = shmbus_testkit::TempDir::new("sensors-closed-stderr");
+    let root = tmp_root.path().to_path_buf();
     let (r, w) = nix::unistd::pipe().unwrap();
     drop(r);
     let args: Vec<String> = [
@@ -686,7 +683,6 @@ fn a_sensor_with_a_closed_stderr_keeps_publishing() {
         .stderr(Stdio::from(w))
         .status()
         .unwrap();
-    std::fs::remove_dir_all(&root).unwrap();
     assert_eq!(status.code(), Some(0), "{status}");
     let topic = Config::load(&cfg.0)
         .unwrap()
