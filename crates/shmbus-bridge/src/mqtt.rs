@@ -914,10 +914,7 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        stop.store(true, Ordering::Relaxed);
-        let r = rx.recv_timeout(Duration::from_secs(90));
-        done.store(true, Ordering::Relaxed);
-        let _ = broker.join();
+        let r = stop_both(&stop, &rx, &done, broker);
         assert!(
             matches!(r, Ok(Ok(()))),
             "the engine did not end within 90 s of the stop: {r:?}"
@@ -1022,6 +1019,21 @@ mod tests {
         (stop, inbound, rx)
     }
 
+    /// Stop the engine, then the fake broker; the engine's result, given
+    /// 90 s to end.
+    fn stop_both(
+        stop: &AtomicBool,
+        rx: &std::sync::mpsc::Receiver<Result<(), String>>,
+        done: &AtomicBool,
+        broker: std::thread::JoinHandle<()>,
+    ) -> Result<Result<(), String>, std::sync::mpsc::RecvTimeoutError> {
+        stop.store(true, Ordering::Relaxed);
+        let r = rx.recv_timeout(Duration::from_secs(90));
+        done.store(true, Ordering::Relaxed);
+        let _ = broker.join();
+        r
+    }
+
     /// Wait (bounded) until `f` holds.
     fn wait_for(what: &str, f: impl Fn() -> bool) {
         let end = Instant::now() + Duration::from_secs(60);
@@ -1095,10 +1107,7 @@ mod tests {
                 assert_eq!(out("acknowledged"), Some(0), "{ack}");
             }
             assert_eq!(out("handed"), Some(25), "{ack}");
-            stop.store(true, Ordering::Relaxed);
-            let r = rx.recv_timeout(Duration::from_secs(90));
-            done.store(true, Ordering::Relaxed);
-            let _ = broker.join();
+            let r = stop_both(&stop, &rx, &done, broker);
             assert!(matches!(r, Ok(Ok(()))), "{r:?}");
         }
     }
@@ -1182,10 +1191,7 @@ mod tests {
             "{why}"
         );
         assert_eq!(report("one")["state"], "bad");
-        stop.store(true, Ordering::Relaxed);
-        let r = rx.recv_timeout(Duration::from_secs(90));
-        done.store(true, Ordering::Relaxed);
-        let _ = broker.join();
+        let r = stop_both(&stop, &rx, &done, broker);
         assert!(matches!(r, Ok(Ok(()))), "{r:?}");
     }
 
