@@ -20,9 +20,10 @@
 //! the topic, and tries again at most once a second, so it takes over only
 //! after that process has stopped. A segment of another schema at the key
 //! is refused the same way (remove it, or fix the declaration). A local
-//! topic removed under the bridge (`shmbus rm`) is noticed at the next
-//! message (checked before and after each publish) and created again for
-//! it; each time is counted (`recreated`, `in.recreated`).
+//! topic removed under the bridge (`shmbus rm`) is noticed by the publish
+//! it affects (one check after each publish), created again, and the
+//! message published on it; each time is counted (`recreated`,
+//! `in.recreated`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -207,42 +208,40 @@ impl Inbound {
                 }
             }
             Ok(frame) => {
-                // A local topic removed under the bridge (`shmbus rm`) is
-                // noticed before every publish (one IPC_STAT), and once
-                // more after it: a removal in between put the frame on a
-                // segment no new subscriber sees, so it is published again
-                // on the new one. Each removal is counted (`in.recreated`).
-                let mut again = true;
+                // A local topic removed under the bridge (`shmbus rm`),
+                // before or during this publish, has the frame on a segment
+                // no new subscriber sees: one IPC_STAT after each publish
+                // notices it, and the frame goes again on the segment
+                // created anew. Each removal is counted (`in.recreated`).
+                let mut retried = false;
                 loop {
-                    if drop_if_removed(r) {
-                        r.recreated += 1;
-                        self.stats.in_recreated.fetch_add(1, Ordering::Relaxed);
-                    }
                     if r.publisher.is_none() {
                         open(r);
                     }
-                    match r.publisher.as_mut() {
+                    match r.publisher.as_mut().map(|p| p.publish_bytes(&frame)) {
                         None => {
                             r.refused += 1;
                             self.stats.in_refused.fetch_add(1, Ordering::Relaxed);
                         }
-                        Some(p) => match p.publish_bytes(&frame) {
-                            Ok(_) if again && removed(p) => {
-                                again = false;
-                                continue;
+                        Some(Ok(_)) => {
+                            if drop_if_removed(r) {
+                                r.recreated += 1;
+                                self.stats.in_recreated.fetch_add(1, Ordering::Relaxed);
+                                if !retried {
+                                    retried = true;
+                                    continue;
+                                }
                             }
-                            Ok(_) => {
-                                r.published += 1;
-                                r.state = "publishing";
-                                self.stats.in_published.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(e) => {
-                                r.refused += 1;
-                                self.stats.in_refused.fetch_add(1, Ordering::Relaxed);
-                                r.state = "error";
-                                r.set_error(format!("publish: {e}"));
-                            }
-                        },
+                            r.published += 1;
+                            r.state = "publishing";
+                            self.stats.in_published.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Some(Err(e)) => {
+                            r.refused += 1;
+                            self.stats.in_refused.fetch_add(1, Ordering::Relaxed);
+                            r.state = "error";
+                            r.last_error = Some(format!("publish: {e}"));
+                        }
                     }
                     break;
                 }
