@@ -367,9 +367,13 @@ impl Client {
         }
     }
 
-    /// Queue a JSON message.
+    /// Queue a JSON message (nothing, once the client is being
+    /// disconnected: it would never be sent, only held).
     pub fn send_text(&mut self, text: String) {
-        if !self.queue.push_control(Message::text(text)) && self.gone.is_none() {
+        if self.gone.is_some() {
+            return;
+        }
+        if !self.queue.push_control(Message::text(text)) {
             self.stuck = true;
             self.gone = Some(format!(
                 "not reading: more than {} KiB of control messages waiting",
@@ -380,6 +384,9 @@ impl Client {
 
     /// Queue a frame of `channel`.
     pub fn send_frame(&mut self, channel: u32, message: Vec<u8>) {
+        if self.gone.is_some() {
+            return;
+        }
         self.queue.push_data(channel, Message::binary(message));
     }
 

@@ -738,91 +738,134 @@ impl Server {
             .retain(|p| now.saturating_sub(p.since_ns) < limit);
     }
 
-    /// One message from client `i`.
+    /// One message from client `i`. Whatever it holds (a subscribe of
+    /// thousands of entries, an unsubscribe of 100,000 ids), it gets at
+    /// most one status back: its first error, and how many more there
+    /// were. One status per entry let a 256 KiB message queue megabytes
+    /// of answers (64 such messages per turn), and a client that asked
+    /// too much at once was dropped as "not reading".
     fn handle(&mut self, i: usize, m: Incoming) {
         let c = &mut self.clients[i];
+        // Nothing more is sent to a client that is being disconnected.
+        if c.gone.is_some() {
+            return;
+        }
+        let mut answer = Answer::default();
         match m {
-            Incoming::Text(text) => {
-                match protocol::parse_client_message(&text) {
-                    Ok(ClientMessage::Subscribe(subs)) => {
-                        for s in subs {
-                            if c.subs.contains_key(&s.id) {
-                                c.send_text(status(
+            Incoming::Text(text) => match protocol::parse_client_message(&text) {
+                Ok(ClientMessage::Subscribe(subs)) => {
+                    answer.op = "subscribe";
+                    for s in subs {
+                        if c.subs.contains_key(&s.id) {
+                            answer.error(
                                 level::ERROR,
-                                format!("subscription id {} is already in use: unsubscribe it first", s.id),
-                                None,
-                            ));
-                            } else if !self.topics.by_id.contains_key(&s.channel_id) {
-                                c.send_text(status(
-                                    level::ERROR,
-                                    format!(
-                                        "channel {} is not advertised (the topic may have gone)",
-                                        s.channel_id
-                                    ),
-                                    None,
-                                ));
-                            } else if c.by_channel.contains_key(&s.channel_id) {
-                                c.send_text(status(
-                                    level::ERROR,
-                                    format!(
-                                        "channel {} is already subscribed by this client",
-                                        s.channel_id
-                                    ),
-                                    None,
-                                ));
-                            } else {
-                                c.take_ended(s.id);
-                                c.subs.insert(s.id, s.channel_id);
-                                c.by_channel.insert(s.channel_id, s.id);
-                                self.topics.subscribe(s.channel_id);
-                            }
+                                || format!("subscription id {} is already in use: unsubscribe it first", s.id),
+                            );
+                        } else if !self.topics.by_id.contains_key(&s.channel_id) {
+                            answer.error(level::ERROR, || {
+                                format!(
+                                    "channel {} is not advertised (the topic may have gone)",
+                                    s.channel_id
+                                )
+                            });
+                        } else if c.by_channel.contains_key(&s.channel_id) {
+                            answer.error(level::ERROR, || {
+                                format!(
+                                    "channel {} is already subscribed by this client",
+                                    s.channel_id
+                                )
+                            });
+                        } else {
+                            c.take_ended(s.id);
+                            c.subs.insert(s.id, s.channel_id);
+                            c.by_channel.insert(s.channel_id, s.id);
+                            self.topics.subscribe(s.channel_id);
                         }
                     }
-                    Ok(ClientMessage::Unsubscribe(ids)) => {
-                        for id in ids {
-                            match c.subs.remove(&id) {
-                                Some(ch) => {
-                                    c.by_channel.remove(&ch);
-                                    c.queue.purge_channel(ch);
-                                    self.topics.unsubscribe(ch);
-                                }
-                                // Its channel went: Foxglove unsubscribes
-                                // it when it sees the unadvertise.
-                                None if c.take_ended(id) => {}
-                                None => c.send_text(status(
-                                    level::WARNING,
-                                    format!("no subscription with id {id} to unsubscribe"),
-                                    None,
-                                )),
-                            }
-                        }
-                    }
-                    Ok(ClientMessage::Advertise(channels)) => {
-                        for ch in channels {
-                            if let Err(e) = self.publish.advertise(c.id, &ch, &self.topics) {
-                                c.send_text(status(level::ERROR, e, None));
-                            }
-                        }
-                    }
-                    Ok(ClientMessage::Unadvertise(ids)) => {
-                        for id in ids {
-                            self.publish.unadvertise(c.id, id);
-                        }
-                    }
-                    Err(e) => c.send_text(status(level::ERROR, e, None)),
                 }
-            }
+                Ok(ClientMessage::Unsubscribe(ids)) => {
+                    answer.op = "unsubscribe";
+                    for id in ids {
+                        match c.subs.remove(&id) {
+                            Some(ch) => {
+                                c.by_channel.remove(&ch);
+                                c.queue.purge_channel(ch);
+                                self.topics.unsubscribe(ch);
+                            }
+                            // Its channel went: Foxglove unsubscribes it
+                            // when it sees the unadvertise.
+                            None if c.take_ended(id) => {}
+                            None => answer.error(level::WARNING, || {
+                                format!("no subscription with id {id} to unsubscribe")
+                            }),
+                        }
+                    }
+                }
+                Ok(ClientMessage::Advertise(channels)) => {
+                    answer.op = "advertise";
+                    for ch in channels {
+                        if let Err(e) = self.publish.advertise(c.id, &ch, &self.topics) {
+                            answer.error(level::ERROR, || e);
+                        }
+                    }
+                }
+                Ok(ClientMessage::Unadvertise(ids)) => {
+                    for id in ids {
+                        self.publish.unadvertise(c.id, id);
+                    }
+                }
+                Err(e) => answer.error(level::ERROR, || e),
+            },
             Incoming::Binary(b) => match protocol::parse_client_message_data(&b) {
                 Ok((channel, payload)) => {
                     if let Err(e) = self.publish.message(c.id, channel, payload, &self.topics) {
-                        c.send_text(status(level::ERROR, e, None));
+                        answer.error(level::ERROR, || e);
                     } else {
                         self.summary.published += 1;
                     }
                 }
-                Err(e) => c.send_text(status(level::ERROR, e, None)),
+                Err(e) => answer.error(level::ERROR, || e),
             },
         }
+        if let Some(text) = answer.status() {
+            c.send_text(text);
+        }
+    }
+}
+
+/// The answer to one client message: its first error, the highest level,
+/// and how many errors there were.
+#[derive(Default)]
+struct Answer {
+    op: &'static str,
+    first: Option<String>,
+    level: u8,
+    count: u64,
+}
+
+impl Answer {
+    /// One more error; its text is made only for the first.
+    fn error(&mut self, lvl: u8, text: impl FnOnce() -> String) {
+        if self.first.is_none() {
+            self.first = Some(text());
+        }
+        self.level = self.level.max(lvl);
+        self.count += 1;
+    }
+
+    /// The one status to send, if any error.
+    fn status(self) -> Option<String> {
+        let first = self.first?;
+        let message = match self.count {
+            1 => first,
+            n => format!(
+                "{first} (and {} more error{} in the same '{}' message)",
+                n - 1,
+                if n == 2 { "" } else { "s" },
+                self.op
+            ),
+        };
+        Some(status(self.level, message, None))
     }
 }
 

@@ -919,22 +919,27 @@ fn a_client_cannot_advertise_client_channels_without_end() {
     };
     let limit = shmbus_foxglove::publish::MAX_ADVERTS_PER_CLIENT as u32;
     ws.send(advertise(0..limit + 40)).unwrap();
-    let refused = |s: &Seen| {
+    // One answer for the message: the first refusal and how many more.
+    let refusals = |s: &Seen| -> Vec<String> {
         s.statuses
             .iter()
-            .filter(|v| {
-                v["message"].as_str().is_some_and(|m| {
-                    m.contains("client channels advertised; unadvertise some first")
-                })
-            })
-            .count()
+            .filter_map(|v| v["message"].as_str())
+            .filter(|m| m.contains("client channels advertised; unadvertise some first"))
+            .map(str::to_string)
+            .collect()
     };
     read_until(
         &mut ws,
         &mut seen,
         "the refusals",
         Duration::from_secs(30),
-        |s| refused(s) == 40,
+        |s| refusals(s).len() == 1,
+    );
+    let first = &refusals(&seen)[0];
+    assert!(
+        first.starts_with(&format!("cannot advertise channel {limit} "))
+            && first.ends_with("(and 39 more errors in the same 'advertise' message)"),
+        "{first}"
     );
     // Advertising an id again is no new channel; after an unadvertise there
     // is room for one more.
@@ -947,17 +952,11 @@ fn a_client_cannot_advertise_client_channels_without_end() {
         &mut seen,
         "one more refusal",
         Duration::from_secs(30),
-        |s| refused(s) == 41,
+        |s| refusals(s).len() == 2,
     );
-    let last = seen
-        .statuses
-        .iter()
-        .filter_map(|v| v["message"].as_str())
-        .rfind(|m| m.contains("unadvertise some first"))
-        .unwrap()
-        .to_string();
+    let last = refusals(&seen)[1].clone();
     assert!(
-        last.contains(&format!("channel {} ", limit + 101)),
+        last.contains(&format!("channel {} ", limit + 101)) && !last.contains("more error"),
         "{last}"
     );
     drop(ws);
@@ -1143,4 +1142,92 @@ fn frames_larger_than_the_client_queue_are_named_as_such() {
         "told it was too slow: {:?}",
         seen.statuses
     );
+}
+
+/// A client message of many entries (an unsubscribe of 40,000 ids, a
+/// subscribe of 8,000 unknown channels, an advertise of 3,000 channels
+/// with publishing off) gets one status back, the first error and how
+/// many more: one per entry was megabytes of answers per message, and the
+/// client was dropped as "not reading" for what it had asked.
+#[test]
+fn one_client_message_gets_one_answer_however_many_entries_it_holds() {
+    watchdog("one_answer_per_message", Duration::from_secs(120));
+    let (topic, _g) = key_for("one-answer");
+    let mut publisher = Publisher::<Sample>::open(&topic).unwrap();
+    let server = Running::start(&[topic.key], |_| {});
+    let (mut ws, _) = connect(server.addr, "foxglove.websocket.v1");
+    let mut seen = Seen::default();
+    let id = advertised(&mut ws, &mut seen);
+    let ids: Vec<String> = (0..40_000).map(|i| i.to_string()).collect();
+    let unsubscribe = format!(
+        r#"{{"op":"unsubscribe","subscriptionIds":[{}]}}"#,
+        ids.join(",")
+    );
+    assert!(unsubscribe.len() < shmbus_foxglove::server::MAX_CLIENT_MESSAGE);
+    ws.send(Message::text(unsubscribe)).unwrap();
+    let subs: Vec<String> = (0..8_000)
+        .map(|i| format!(r#"{{"id":{i},"channelId":999999}}"#))
+        .collect();
+    let subscribe_many = format!(
+        r#"{{"op":"subscribe","subscriptions":[{}]}}"#,
+        subs.join(",")
+    );
+    assert!(subscribe_many.len() < shmbus_foxglove::server::MAX_CLIENT_MESSAGE);
+    ws.send(Message::text(subscribe_many)).unwrap();
+    let chans: Vec<serde_json::Value> = (0..3_000)
+        .map(|i| serde_json::json!({"id": i, "topic": "nope", "encoding": "json"}))
+        .collect();
+    ws.send(Message::text(
+        serde_json::json!({"op": "advertise", "channels": chans}).to_string(),
+    ))
+    .unwrap();
+    // Still served: a subscription made now streams.
+    subscribe(&mut ws, 1, id);
+    let mut n = 0;
+    read_until(
+        &mut ws,
+        &mut seen,
+        "a frame after the big messages",
+        Duration::from_secs(60),
+        |s| {
+            if s.frames.is_empty() {
+                publisher.publish(&sample(n)).unwrap();
+                n += 1;
+            }
+            !s.frames.is_empty()
+        },
+    );
+    ws.send(Message::text(r#"{"op":"marker"}"#)).unwrap();
+    let answers = |s: &Seen| -> Vec<String> {
+        s.statuses
+            .iter()
+            .filter(|v| v["op"] == "status" && v["id"].is_null())
+            .map(|v| v["message"].as_str().unwrap().to_string())
+            .collect()
+    };
+    read_until(
+        &mut ws,
+        &mut seen,
+        "the marker's error",
+        Duration::from_secs(30),
+        |s| answers(s).iter().any(|m| m.contains("'marker'")),
+    );
+    let got = answers(&seen);
+    assert_eq!(got.len(), 4, "one answer per message: {got:?}");
+    assert_eq!(
+        got[0],
+        "no subscription with id 0 to unsubscribe (and 39999 more errors in the same 'unsubscribe' message)"
+    );
+    assert_eq!(
+        got[1],
+        "channel 999999 is not advertised (the topic may have gone) (and 7999 more errors in the same 'subscribe' message)"
+    );
+    assert!(
+        got[2].starts_with("cannot publish on 'nope': publishing is off")
+            && got[2].ends_with("(and 2999 more errors in the same 'advertise' message)"),
+        "{}",
+        got[2]
+    );
+    drop(ws);
+    server.stop();
 }
