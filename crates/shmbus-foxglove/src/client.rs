@@ -21,6 +21,8 @@ use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 
+use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
 
 use crate::protocol::ClientChannel;
@@ -272,6 +274,11 @@ pub struct Client {
     pub slow_notice_ns: u64,
     /// Why the client is to be disconnected, once it is.
     pub gone: Option<String>,
+    /// The close frame to send it first, when the server ends a
+    /// connection that still works (the server stops, the client broke
+    /// the protocol or sent too much): the code and the reason, so the
+    /// client can tell this from a network failure.
+    pub farewell: Option<CloseCode>,
     /// It is disconnected for not reading: reset the connection.
     pub stuck: bool,
     /// The last [`Self::read`] stopped at its per-turn bound: more
@@ -310,6 +317,7 @@ impl Client {
             oversize_notice_ns: 0,
             slow_notice_ns: 0,
             gone: None,
+            farewell: None,
             stuck: false,
             more_to_read: false,
         }
@@ -415,7 +423,10 @@ impl Client {
                     return;
                 }
                 Err(e) => {
-                    self.gone.get_or_insert_with(|| connection_error(&e));
+                    if self.gone.is_none() {
+                        self.gone = Some(connection_error(&e));
+                        self.farewell = close_code(&e);
+                    }
                     return;
                 }
             }
@@ -478,6 +489,28 @@ impl Client {
         }
     }
 
+    /// The server ends a connection that still works: hand what is queued
+    /// to the socket, then a close frame with `code` and [`Self::gone`] as
+    /// its reason (cut to the 123 bytes a close frame holds). Never waits:
+    /// what the kernel does not take now is lost with the connection.
+    pub fn say_goodbye(&mut self, code: CloseCode, now_ns: u64) {
+        let why = self.gone.take().unwrap_or_default();
+        self.pump(now_ns);
+        let mut cut = why.len().min(123);
+        while !why.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let frame = CloseFrame {
+            code,
+            reason: why[..cut].into(),
+        };
+        // WouldBlock: the frame waits in the WebSocket's buffer, behind
+        // what the kernel has not taken; one more try below.
+        let _ = self.ws.close(Some(frame));
+        let _ = self.ws.flush();
+        self.gone = Some(why);
+    }
+
     /// Close the TCP connection now (no close handshake: the client may
     /// not be reading). With `abort`, reset it (`SO_LINGER` 0): what the
     /// kernel still holds for a client that stopped reading is freed at
@@ -494,6 +527,18 @@ impl Client {
         } else {
             let _ = s.shutdown(std::net::Shutdown::Both);
         }
+    }
+}
+
+/// The close code that tells a client why the server ends its connection
+/// after error `e` (`None`: the connection itself failed, nothing can be
+/// sent).
+fn close_code(e: &tungstenite::Error) -> Option<CloseCode> {
+    match e {
+        tungstenite::Error::Capacity(_) => Some(CloseCode::Size),
+        tungstenite::Error::Protocol(_) => Some(CloseCode::Protocol),
+        tungstenite::Error::Utf8(_) => Some(CloseCode::Invalid),
+        _ => None,
     }
 }
 

@@ -23,6 +23,7 @@ use shmbus_core::sys;
 use tungstenite::handshake::server::{Callback, ErrorResponse, Request, Response};
 use tungstenite::handshake::{HandshakeError, MidHandshake};
 use tungstenite::protocol::WebSocketConfig;
+use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{ServerHandshake, http};
 
 use crate::client::{Client, Incoming, Socket};
@@ -315,7 +316,10 @@ impl Server {
             }
         }
         for c in &mut self.clients {
-            c.gone.get_or_insert_with(|| "server stopped".into());
+            if c.gone.is_none() {
+                c.gone = Some("shmbus foxglove stopped".into());
+                c.farewell = Some(CloseCode::Away);
+            }
         }
         self.housekeeping(sys::monotonic_ns());
         self.summary.topics = self
@@ -715,7 +719,12 @@ impl Server {
                 i += 1;
                 continue;
             }
-            let c = self.clients.swap_remove(i);
+            let mut c = self.clients.swap_remove(i);
+            // A client dropped for not reading gets no goodbye: it would
+            // only wait behind what the client does not read.
+            if let (false, Some(code)) = (c.stuck, c.farewell) {
+                c.say_goodbye(code, now);
+            }
             for ch in c.subs.values() {
                 self.topics.unsubscribe(*ch);
             }
@@ -752,70 +761,72 @@ impl Server {
         }
         let mut answer = Answer::default();
         match m {
-            Incoming::Text(text) => match protocol::parse_client_message(&text) {
-                Ok(ClientMessage::Subscribe(subs)) => {
-                    answer.op = "subscribe";
-                    for s in subs {
-                        if c.subs.contains_key(&s.id) {
-                            answer.error(
+            Incoming::Text(text) => {
+                match protocol::parse_client_message(&text) {
+                    Ok(ClientMessage::Subscribe(subs)) => {
+                        answer.op = "subscribe";
+                        for s in subs {
+                            if c.subs.contains_key(&s.id) {
+                                answer.error(
                                 level::ERROR,
                                 || format!("subscription id {} is already in use: unsubscribe it first", s.id),
                             );
-                        } else if !self.topics.by_id.contains_key(&s.channel_id) {
-                            answer.error(level::ERROR, || {
-                                format!(
-                                    "channel {} is not advertised (the topic may have gone)",
-                                    s.channel_id
-                                )
-                            });
-                        } else if c.by_channel.contains_key(&s.channel_id) {
-                            answer.error(level::ERROR, || {
-                                format!(
-                                    "channel {} is already subscribed by this client",
-                                    s.channel_id
-                                )
-                            });
-                        } else {
-                            c.take_ended(s.id);
-                            c.subs.insert(s.id, s.channel_id);
-                            c.by_channel.insert(s.channel_id, s.id);
-                            self.topics.subscribe(s.channel_id);
-                        }
-                    }
-                }
-                Ok(ClientMessage::Unsubscribe(ids)) => {
-                    answer.op = "unsubscribe";
-                    for id in ids {
-                        match c.subs.remove(&id) {
-                            Some(ch) => {
-                                c.by_channel.remove(&ch);
-                                c.queue.purge_channel(ch);
-                                self.topics.unsubscribe(ch);
+                            } else if !self.topics.by_id.contains_key(&s.channel_id) {
+                                answer.error(level::ERROR, || {
+                                    format!(
+                                        "channel {} is not advertised (the topic may have gone)",
+                                        s.channel_id
+                                    )
+                                });
+                            } else if c.by_channel.contains_key(&s.channel_id) {
+                                answer.error(level::ERROR, || {
+                                    format!(
+                                        "channel {} is already subscribed by this client",
+                                        s.channel_id
+                                    )
+                                });
+                            } else {
+                                c.take_ended(s.id);
+                                c.subs.insert(s.id, s.channel_id);
+                                c.by_channel.insert(s.channel_id, s.id);
+                                self.topics.subscribe(s.channel_id);
                             }
-                            // Its channel went: Foxglove unsubscribes it
-                            // when it sees the unadvertise.
-                            None if c.take_ended(id) => {}
-                            None => answer.error(level::WARNING, || {
-                                format!("no subscription with id {id} to unsubscribe")
-                            }),
                         }
                     }
-                }
-                Ok(ClientMessage::Advertise(channels)) => {
-                    answer.op = "advertise";
-                    for ch in channels {
-                        if let Err(e) = self.publish.advertise(c.id, &ch, &self.topics) {
-                            answer.error(level::ERROR, || e);
+                    Ok(ClientMessage::Unsubscribe(ids)) => {
+                        answer.op = "unsubscribe";
+                        for id in ids {
+                            match c.subs.remove(&id) {
+                                Some(ch) => {
+                                    c.by_channel.remove(&ch);
+                                    c.queue.purge_channel(ch);
+                                    self.topics.unsubscribe(ch);
+                                }
+                                // Its channel went: Foxglove unsubscribes it
+                                // when it sees the unadvertise.
+                                None if c.take_ended(id) => {}
+                                None => answer.error(level::WARNING, || {
+                                    format!("no subscription with id {id} to unsubscribe")
+                                }),
+                            }
                         }
                     }
-                }
-                Ok(ClientMessage::Unadvertise(ids)) => {
-                    for id in ids {
-                        self.publish.unadvertise(c.id, id);
+                    Ok(ClientMessage::Advertise(channels)) => {
+                        answer.op = "advertise";
+                        for ch in channels {
+                            if let Err(e) = self.publish.advertise(c.id, &ch, &self.topics) {
+                                answer.error(level::ERROR, || e);
+                            }
+                        }
                     }
+                    Ok(ClientMessage::Unadvertise(ids)) => {
+                        for id in ids {
+                            self.publish.unadvertise(c.id, id);
+                        }
+                    }
+                    Err(e) => answer.error(level::ERROR, || e),
                 }
-                Err(e) => answer.error(level::ERROR, || e),
-            },
+            }
             Incoming::Binary(b) => match protocol::parse_client_message_data(&b) {
                 Ok((channel, payload)) => {
                     if let Err(e) = self.publish.message(c.id, channel, payload, &self.topics) {

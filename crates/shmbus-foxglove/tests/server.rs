@@ -1231,3 +1231,99 @@ fn one_client_message_gets_one_answer_however_many_entries_it_holds() {
     drop(ws);
     server.stop();
 }
+
+/// Read until the server's close frame; its code and reason. Panics on a
+/// connection that ends without one (an abnormal closure, 1006, to a
+/// browser).
+fn close_frame(ws: &mut Ws, what: &str) -> (u16, String) {
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < end, "{what}: no close frame in 30 s");
+        match ws.read() {
+            Ok(Message::Close(Some(f))) => return (f.code.into(), f.reason.to_string()),
+            Ok(Message::Close(None)) => panic!("{what}: a close frame without a code"),
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("{what}: the connection ended without a close frame: {e}"),
+        }
+    }
+}
+
+/// A server that stops (Ctrl-C, SIGTERM, `--duration`) closes each
+/// connection with a close frame, 1001 "going away" and why: the TCP
+/// connection was just shut, which a browser reports as an abnormal
+/// closure (1006), the same as a network failure.
+#[test]
+fn a_server_that_stops_says_so_in_a_close_frame() {
+    watchdog("stop_close_frame", Duration::from_secs(120));
+    let (topic, _g) = key_for("stop-close");
+    let mut publisher = Publisher::<Sample>::open(&topic).unwrap();
+    let server = Running::start(&[topic.key], |_| {});
+    let (mut idle, _) = connect(server.addr, "foxglove.sdk.v1");
+    let (mut ws, _) = connect(server.addr, "foxglove.websocket.v1");
+    let mut seen = Seen::default();
+    let id = advertised(&mut ws, &mut seen);
+    subscribe(&mut ws, 1, id);
+    let mut n = 0;
+    read_until(
+        &mut ws,
+        &mut seen,
+        "a frame",
+        Duration::from_secs(30),
+        |s| {
+            if s.frames.is_empty() {
+                publisher.publish(&sample(n)).unwrap();
+                n += 1;
+            }
+            !s.frames.is_empty()
+        },
+    );
+    let summary = server.stop();
+    assert_eq!(summary.clients, 2);
+    for (ws, what) in [(&mut ws, "subscribed client"), (&mut idle, "idle client")] {
+        let (code, reason) = close_frame(ws, what);
+        assert_eq!(code, 1001, "{what}: going away");
+        assert_eq!(reason, "shmbus foxglove stopped", "{what}");
+    }
+}
+
+/// A client that breaks the protocol or sends a message over the limit is
+/// told why in the close frame (1009 message too big, 1007 not UTF-8),
+/// not just disconnected.
+#[test]
+fn a_client_dropped_for_what_it_sent_is_told_why_in_the_close_frame() {
+    watchdog("bad_client_close_frame", Duration::from_secs(120));
+    // A key where nothing is: no topic of the machine is served.
+    let (topic, _g) = key_for("bad-client-close");
+    let server = Running::start(&[topic.key], |_| {});
+    let (mut ws, _) = connect(server.addr, "foxglove.websocket.v1");
+    let big = "x".repeat(shmbus_foxglove::server::MAX_CLIENT_MESSAGE + 1);
+    // The server may close while the rest is still being written.
+    let _ = ws.send(Message::text(big));
+    let (code, reason) = close_frame(&mut ws, "a message over the limit");
+    assert_eq!(code, 1009, "{reason}");
+    assert!(reason.starts_with("message too large"), "{reason}");
+    // Text that is not UTF-8: a raw text frame, masked as a client's must be.
+    let (mut ws, _) = connect(server.addr, "foxglove.websocket.v1");
+    let payload = [0xffu8, 0xfe, b'{'];
+    let mut frame = vec![0x81, 0x80 | payload.len() as u8, 1, 2, 3, 4];
+    frame.extend(
+        payload
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ [1, 2, 3, 4][i % 4]),
+    );
+    match ws.get_mut() {
+        MaybeTlsStream::Plain(s) => s.write_all(&frame).unwrap(),
+        _ => unreachable!(),
+    }
+    let (code, reason) = close_frame(&mut ws, "text that is not UTF-8");
+    assert_eq!(code, 1007, "{reason}");
+    assert_eq!(reason, "text message is not UTF-8");
+    drop(ws);
+    server.stop();
+}
