@@ -110,8 +110,13 @@ impl std::io::Write for Socket {
 /// frames in order.
 #[derive(Debug)]
 pub struct OutQueue {
-    control: VecDeque<Message>,
+    /// Control messages, and frames of a channel that went (`true`), which
+    /// must reach the client before the channel's unadvertise.
+    control: VecDeque<(bool, Message)>,
     control_bytes: usize,
+    /// Bytes of the frames among `control` (not judged against
+    /// [`CONTROL_BUDGET`]: they were within the frame budget).
+    promoted_bytes: usize,
     data: VecDeque<(u32, Message)>,
     data_bytes: usize,
     data_budget: usize,
@@ -130,6 +135,7 @@ impl OutQueue {
         OutQueue {
             control: VecDeque::new(),
             control_bytes: 0,
+            promoted_bytes: 0,
             data: VecDeque::new(),
             data_bytes: 0,
             data_budget,
@@ -152,8 +158,25 @@ impl OutQueue {
     pub fn push_control(&mut self, m: Message) -> bool {
         let room = self.control_bytes < CONTROL_BUDGET;
         self.control_bytes += m.len();
-        self.control.push_back(m);
+        self.control.push_back((false, m));
         room
+    }
+
+    /// Move the queued frames of `channel` (it went) among the control
+    /// messages, in order, so that they go out before the control message
+    /// queued next (its unadvertise) instead of being overtaken by it.
+    pub fn promote_channel(&mut self, channel: u32) {
+        let mut keep = VecDeque::with_capacity(self.data.len());
+        for (c, m) in self.data.drain(..) {
+            if c == channel {
+                self.data_bytes -= m.len();
+                self.promoted_bytes += m.len();
+                self.control.push_back((true, m));
+            } else {
+                keep.push_back((c, m));
+            }
+        }
+        self.data = keep;
     }
 
     /// Queue a frame of `channel`, dropping the oldest frames if it does
@@ -200,8 +223,12 @@ impl OutQueue {
 
     /// The next message to send: control messages first.
     pub fn pop(&mut self) -> Option<Message> {
-        if let Some(m) = self.control.pop_front() {
-            self.control_bytes -= m.len();
+        if let Some((frame, m)) = self.control.pop_front() {
+            if frame {
+                self.promoted_bytes -= m.len();
+            } else {
+                self.control_bytes -= m.len();
+            }
             return Some(m);
         }
         let (_, m) = self.data.pop_front()?;
@@ -216,7 +243,7 @@ impl OutQueue {
 
     /// Bytes queued (control and frames).
     pub fn bytes(&self) -> usize {
-        self.control_bytes + self.data_bytes
+        self.control_bytes + self.promoted_bytes + self.data_bytes
     }
 }
 
@@ -600,6 +627,25 @@ mod tests {
         let mut q = OutQueue::new(10);
         assert!(q.push_control(Message::text("x".repeat(2 * CONTROL_BUDGET))));
         assert!(!q.push_control(Message::text("one more")));
+    }
+
+    #[test]
+    fn frames_of_a_channel_that_went_go_before_its_unadvertise() {
+        let mut q = OutQueue::new(1000);
+        q.push_data(1, frame(10));
+        q.push_data(2, frame(20));
+        q.push_data(1, frame(30));
+        q.promote_channel(1);
+        assert!(q.push_control(Message::text("unadvertise")));
+        assert_eq!(q.bytes(), 60 + "unadvertise".len());
+        let order: Vec<usize> = std::iter::from_fn(|| q.pop()).map(|m| m.len()).collect();
+        assert_eq!(order, [10, 30, "unadvertise".len(), 20]);
+        assert_eq!(q.bytes(), 0);
+        // Promoted frames do not count against the control budget.
+        let mut q = OutQueue::new(CONTROL_BUDGET * 2);
+        q.push_data(1, frame(CONTROL_BUDGET + 1));
+        q.promote_channel(1);
+        assert!(q.push_control(Message::text("unadvertise")));
     }
 
     #[test]

@@ -560,12 +560,22 @@ impl Server {
         }
         if !r.removed.is_empty() {
             for c in &mut self.clients {
+                // The last frames of a subscribed channel that went, read
+                // by the scan, then every queued frame of it ahead of the
+                // unadvertise: a subscriber gets what was published before
+                // the topic went, and nothing of it after.
+                for f in &self.topics.frames {
+                    if let Some(&sub) = c.by_channel.get(&f.channel) {
+                        let payload = &self.topics.json[f.start..f.end];
+                        c.send_frame(f.channel, protocol::message_data(sub, f.real_ns, payload));
+                    }
+                }
                 for ch in &r.removed {
                     if let Some(sub) = c.by_channel.remove(ch) {
                         c.subs.remove(&sub);
                         c.end_subscription(sub);
                     }
-                    c.queue.purge_channel(*ch);
+                    c.queue.promote_channel(*ch);
                 }
                 c.send_text(
                     ServerMessage::Unadvertise {

@@ -236,6 +236,17 @@ impl Topic {
         self.next_allowed_ns = 0;
     }
 
+    /// The last read of a topic that goes (removed, or moved to a new
+    /// channel): the frames published since the last tick, which no later
+    /// tick would read under this channel; a rate-limited topic's newest.
+    fn last_read(&mut self, json: &mut Vec<u8>, out: &mut Vec<Frame>, frame: &mut Vec<u8>) {
+        if self.subscribers == 0 {
+            return;
+        }
+        self.next_allowed_ns = 0;
+        self.poll(sys::monotonic_ns(), json, out, frame);
+    }
+
     /// Append new frames to `out`/`json`.
     fn poll(&mut self, now_ns: u64, json: &mut Vec<u8>, out: &mut Vec<Frame>, frame: &mut Vec<u8>) {
         if !self.sub.has_new() {
@@ -519,9 +530,14 @@ impl Topics {
         (rate > 0.0 && rate.is_finite()).then(|| (1e9 / rate) as u64)
     }
 
-    /// Look for topics that appeared or went.
+    /// Look for topics that appeared or went. The last frames of a
+    /// subscribed topic that went (published after the last tick) are in
+    /// [`Self::frames`] under its old channel id, to send before the
+    /// unadvertise.
     pub fn scan(&mut self) -> ScanResult {
         let mut r = ScanResult::default();
+        self.json.clear();
+        self.frames.clear();
         let Ok(list) = sysvipc::segments() else {
             return r;
         };
@@ -538,7 +554,9 @@ impl Topics {
             .map(|t| t.channel.id)
             .collect();
         for id in gone {
-            if let Some(t) = self.by_id.remove(&id) {
+            if let Some(mut t) = self.by_id.remove(&id) {
+                // Still attached, so still readable after its removal.
+                t.last_read(&mut self.json, &mut self.frames, &mut self.scratch);
                 if t.status.is_some() {
                     r.statuses_gone.push(status_id(t.name()));
                 }
@@ -750,6 +768,9 @@ impl Topics {
             if t.status.take().is_some() {
                 r.statuses_gone.push(status_id(t.name()));
             }
+            // Its subscriptions end with the old channel (one just added
+            // has none): their last frames go under it.
+            t.last_read(&mut self.json, &mut self.frames, &mut self.scratch);
             // Judged again under the new name at the next health check.
             t.health = Health::Ok;
             t.channel.id = new;

@@ -1327,3 +1327,115 @@ fn a_client_dropped_for_what_it_sent_is_told_why_in_the_close_frame() {
     drop(ws);
     server.stop();
 }
+
+/// A subscriber gets every frame published before its topic went, all
+/// before the unadvertise, none after; the topic coming back at the same
+/// key is a new channel that streams again. The scan runs every
+/// millisecond, so it often sees the removal before the next tick reads
+/// the last frames: they were dropped with the topic, and frames already
+/// queued were purged rather than sent.
+#[test]
+fn a_subscriber_gets_the_last_frames_before_its_topic_goes() {
+    watchdog("last_frames_before_rm", Duration::from_secs(240));
+    let (topic, _g) = key_for("last-frames");
+    let server = Running::start(&[topic.key], |c| {
+        c.scan_interval = Duration::from_millis(1);
+    });
+    let (mut ws, _) = connect(server.addr, "foxglove.websocket.v1");
+    let mut seen = Seen::default();
+    for round in 0..5u32 {
+        let mut publisher = Publisher::<Sample>::open(&topic).unwrap();
+        let name = topic.name.clone();
+        read_until(
+            &mut ws,
+            &mut seen,
+            "the topic advertised again",
+            Duration::from_secs(30),
+            |s| {
+                s.channels.iter().any(|c| {
+                    c["topic"] == name.as_str()
+                        && !s.unadvertised.contains(&c["id"].as_u64().unwrap())
+                })
+            },
+        );
+        let id = seen
+            .channels
+            .iter()
+            .map(|c| c["id"].as_u64().unwrap())
+            .filter(|i| !seen.unadvertised.contains(i))
+            .max()
+            .unwrap();
+        let sub = round + 1;
+        subscribe(&mut ws, sub, id);
+        let mut n = 0;
+        read_until(
+            &mut ws,
+            &mut seen,
+            "a first frame",
+            Duration::from_secs(30),
+            |s| {
+                if !s.frames.iter().any(|f| f.0 == sub) {
+                    publisher.publish(&sample(n)).unwrap();
+                    n += 1;
+                }
+                s.frames.iter().any(|f| f.0 == sub)
+            },
+        );
+        let last: Vec<u32> = (1..=20).map(|i| 1_000_000 * sub + i).collect();
+        for seq in &last {
+            publisher.publish(&sample(*seq)).unwrap();
+        }
+        publisher.remove().unwrap();
+        let mut at_unadvertise = None;
+        read_until(
+            &mut ws,
+            &mut seen,
+            "the unadvertise",
+            Duration::from_secs(30),
+            |s| {
+                if s.unadvertised.contains(&id) {
+                    at_unadvertise.get_or_insert(s.frames.len());
+                }
+                at_unadvertise.is_some()
+            },
+        );
+        ws.send(Message::text(format!(r#"{{"op":"marker{round}"}}"#)))
+            .unwrap();
+        let marker = format!("'marker{round}'");
+        read_until(
+            &mut ws,
+            &mut seen,
+            "the marker's error",
+            Duration::from_secs(30),
+            |s| {
+                s.statuses
+                    .iter()
+                    .any(|v| v["message"].as_str().unwrap_or("").contains(&marker))
+            },
+        );
+        let seqs = |frames: &[(u32, u64, String)]| -> Vec<u32> {
+            frames
+                .iter()
+                .filter(|f| f.0 == sub)
+                .map(|f| {
+                    serde_json::from_str::<serde_json::Value>(&f.2).unwrap()["seq"]
+                        .as_u64()
+                        .unwrap() as u32
+                })
+                .filter(|s| *s >= 1_000_000)
+                .collect()
+        };
+        let cut = at_unadvertise.unwrap();
+        assert_eq!(
+            seqs(&seen.frames[..cut]),
+            last,
+            "round {round}: every frame published before the removal, in order, before the unadvertise"
+        );
+        assert!(
+            seen.frames[cut..].iter().all(|f| f.0 != sub),
+            "round {round}: a frame of the ended subscription after the unadvertise"
+        );
+    }
+    drop(ws);
+    server.stop();
+}
