@@ -56,7 +56,9 @@
 //! (S1) hides that sleeper, which then sleeps until its slice ends (100 ms
 //! in `shmbus-sub`). Only a process that may read the topic can write `W`
 //! ([`crate::layout::waiter_mode`]); the sleeper notices a lost wake-up when
-//! its slice ends with `notify` changed and then sleeps in short slices
+//! its slice ends with `notify` changed and the word rewound behind its
+//! ticket or the frame published well before the slice ended, and then
+//! sleeps in short slices
 //! (`shmbus-sub`, `docs/LAYOUT.md` section 7.4, `SECURITY.md`).
 //!
 //! The two halves are model-checked with `loom` (`loom.sh`): the tests at

@@ -149,9 +149,9 @@ pub const SUSPECT_FOR: Duration = Duration::from_secs(10);
 
 /// How a wait sleeps until the next frame.
 enum Sleep {
-    /// On the futex. `registered`: a ticket was taken in the waiter
-    /// segment (false: the publisher wakes on every publish).
-    Futex { registered: bool },
+    /// On the futex. `ticket`: the ticket taken in the waiter segment
+    /// (`None`: the publisher wakes on every publish).
+    Futex { ticket: Option<u32> },
     /// In short steps: the topic registers waiters but this subscriber
     /// cannot (see [`RawSubscriber::waiter_error`]), so no wake-up is due.
     Poll,
@@ -433,7 +433,11 @@ impl RawSubscriber {
 
     /// How many of this subscriber's sleeps on a topic that registers
     /// waiters ended at their time slice although a frame had been
-    /// published meanwhile: wake-ups that did not come. Honest publishers
+    /// published meanwhile, and its wake-up was lost: the waiter word had
+    /// been rewound behind this sleep's ticket, or the frame was published
+    /// at least 10 ms before the slice ended (a frame published as the
+    /// slice ended may have its wake-up still on its way; it is not
+    /// counted). Honest publishers
     /// and subscribers never cause one (`docs/LAYOUT.md` section 7.4); a
     /// process that may read the topic can, by writing the waiter word
     /// (`SECURITY.md`). After each, sleeps last at most [`SUSPECT_SLICE`]
@@ -461,19 +465,20 @@ impl RawSubscriber {
     /// (the order `docs/LAYOUT.md` section 7.4 requires).
     fn prepare_sleep(&mut self) -> Sleep {
         if !self.seg.info().waiters() {
-            return Sleep::Futex { registered: false };
+            return Sleep::Futex { ticket: None };
         }
         let r = self.seg.header().waiter_ref().load();
         if r == 0 {
             // This publisher session has no waiter segment: it wakes on
             // every publish.
             self.waiter = None;
-            return Sleep::Futex { registered: false };
+            return Sleep::Futex { ticket: None };
         }
         if let Some(w) = &self.waiter {
             if w.reference() == r {
-                w.register();
-                return Sleep::Futex { registered: true };
+                return Sleep::Futex {
+                    ticket: Some(w.register()),
+                };
             }
         }
         if matches!(&self.waiter_failed, Some((f, _)) if *f == r) {
@@ -481,10 +486,12 @@ impl RawSubscriber {
         }
         match WaiterWord::attach(r, &self.seg) {
             Ok(w) => {
-                w.register();
+                let ticket = w.register();
                 self.waiter = Some(w);
                 self.waiter_failed = None;
-                Sleep::Futex { registered: true }
+                Sleep::Futex {
+                    ticket: Some(ticket),
+                }
             }
             Err(e) => {
                 self.waiter = None;
@@ -738,28 +745,34 @@ impl RawSubscriber {
                 Sleep::Poll
             };
             match sleep {
-                Sleep::Futex { registered } => {
+                Sleep::Futex { ticket } => {
                     if now < self.suspect_until {
                         slice = slice.min(SUSPECT_SLICE);
                     }
-                    match sys::futex_wait(self.seg.notify_word(), word, slice) {
-                        Ok(FutexWait::TimedOut)
-                            if registered && self.seg.notify_word().load() != word =>
-                        {
-                            // A frame came and its wake-up did not: someone
-                            // rewound the waiter word. Sleep briefly for a
-                            // while, so it cannot happen for long.
-                            self.lost_wakeups += 1;
-                            self.suspect_until =
-                                sys::monotonic_ns().saturating_add(SUSPECT_FOR.as_nanos() as u64);
-                        }
-                        Ok(
-                            FutexWait::Woken
-                            | FutexWait::Changed
-                            | FutexWait::Interrupted
-                            | FutexWait::TimedOut,
-                        ) => {}
+                    let timed_out = match sys::futex_wait(self.seg.notify_word(), word, slice) {
+                        Ok(w) => w == FutexWait::TimedOut,
                         Err(e) => return Err(WaitError::Sys(e)),
+                    };
+                    if let Some(ticket) = ticket.filter(|_| timed_out) {
+                        if self.seg.notify_word().load() != word {
+                            // A frame came and its wake-up did not, or not
+                            // yet: a frame published as the slice ended is
+                            // seen here while its wake-up is still on its
+                            // way. Count only a wake-up that was lost.
+                            let lost = wake_was_lost(WakeEvidence {
+                                ticket,
+                                waiter_word: self.waiter.as_ref().map(WaiterWord::load),
+                                newest_publish_ns: self.seg.header().last_publish_mono_ns().load(),
+                                slice_end_ns: now.saturating_add(slice.as_nanos() as u64),
+                            });
+                            if lost {
+                                // Sleep briefly for a while, so it cannot
+                                // happen for long.
+                                self.lost_wakeups += 1;
+                                self.suspect_until = sys::monotonic_ns()
+                                    .saturating_add(SUSPECT_FOR.as_nanos() as u64);
+                            }
+                        }
                     }
                 }
                 Sleep::Poll => {
@@ -771,6 +784,48 @@ impl RawSubscriber {
             }
         }
     }
+}
+
+/// What a subscriber knows when a registered sleep ended at its time slice
+/// although `notify` changed during it.
+#[derive(Debug, Clone, Copy)]
+struct WakeEvidence {
+    /// The ticket the sleep took (the waiter word's value before it).
+    ticket: u32,
+    /// The waiter word now (`None`: no longer attached).
+    waiter_word: Option<u32>,
+    /// The header's `last_publish_mono_ns`: when the newest frame was
+    /// published (the publisher's clock, or its caller's timestamp).
+    newest_publish_ns: u64,
+    /// When the slice was due to end (`CLOCK_MONOTONIC`, ns).
+    slice_end_ns: u64,
+}
+
+/// How long before the end of a slice a frame must have been published for
+/// the missing wake-up to count as lost: an honest publisher wakes a few
+/// microseconds after its clock read, so a frame this old had its wake-up
+/// due long before the slice ended. A frame newer than that may have been
+/// published as the slice ended, its wake-up still on its way (the
+/// publisher stores `notify`, then wakes): that is not a lost wake-up.
+const LOST_WAKEUP_MARGIN_NS: u64 = 10_000_000;
+
+/// Whether a registered sleep that ended at its slice with `notify` changed
+/// lost its wake-up (`docs/LAYOUT.md` section 7.4):
+/// - the waiter word is behind the sleep's ticket: it was rewound, which no
+///   honest writer does (they only add 1), so the publisher may have
+///   skipped the wake: lost, whenever the frame came;
+/// - otherwise, lost if the newest frame was published at least
+///   [`LOST_WAKEUP_MARGIN_NS`] before the slice ended (a rewind undone
+///   before the slice ended leaves only this trace). A newer frame may
+///   have raced the end of the slice (a publisher at a rate that divides
+///   the slice, 10 Hz or 1 Hz, does that about once in a hundred frames)
+///   and is not counted.
+fn wake_was_lost(e: WakeEvidence) -> bool {
+    let after_ticket = e.ticket.wrapping_add(1);
+    let rewound = e
+        .waiter_word
+        .is_some_and(|w| (w.wrapping_sub(after_ticket) as i32) < 0);
+    rewound || e.newest_publish_ns.saturating_add(LOST_WAKEUP_MARGIN_NS) <= e.slice_end_ns
 }
 
 /// The creator uid of segment `shmid`, from `/proc/sysvipc/shm` (readable
@@ -950,5 +1005,53 @@ impl<T: DeserializeOwned + Schema> Subscriber<T> {
     /// The untyped subscriber underneath (cursor control, header, segment).
     pub fn raw(&mut self) -> &mut RawSubscriber {
         &mut self.raw
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    fn evidence(ticket: u32, waiter_word: Option<u32>, published: u64) -> WakeEvidence {
+        WakeEvidence {
+            ticket,
+            waiter_word,
+            newest_publish_ns: published,
+            slice_end_ns: 1_000 * MS,
+        }
+    }
+
+    #[test]
+    fn a_frame_that_raced_the_end_of_the_slice_is_not_a_lost_wake_up() {
+        // Published 1 ms before the slice ended, or after it (seen on the
+        // way out), the waiter word honest: its wake-up was on its way.
+        for published in [999 * MS, 1_000 * MS, 1_001 * MS, 991 * MS] {
+            assert!(!wake_was_lost(evidence(7, Some(8), published)));
+            assert!(!wake_was_lost(evidence(7, Some(9), published)));
+        }
+        // No longer attached: no word to check, the time alone decides.
+        assert!(!wake_was_lost(evidence(7, None, 995 * MS)));
+    }
+
+    #[test]
+    fn an_old_frame_without_its_wake_up_is_a_lost_wake_up() {
+        assert!(wake_was_lost(evidence(7, Some(8), 990 * MS)));
+        assert!(wake_was_lost(evidence(7, Some(8), 900 * MS)));
+        assert!(wake_was_lost(evidence(7, None, 0)));
+    }
+
+    #[test]
+    fn a_rewound_waiter_word_is_a_lost_wake_up_whenever_the_frame_came() {
+        // Behind the ticket: only a writer that is not honest does that.
+        for published in [0, 999 * MS, 2_000 * MS] {
+            assert!(wake_was_lost(evidence(7, Some(7), published)));
+            assert!(wake_was_lost(evidence(7, Some(3), published)));
+        }
+        // Across the wrap of the 32-bit word: ahead is ahead.
+        assert!(!wake_was_lost(evidence(u32::MAX, Some(0), 999 * MS)));
+        assert!(!wake_was_lost(evidence(u32::MAX - 1, Some(2), 999 * MS)));
+        assert!(wake_was_lost(evidence(1, Some(u32::MAX), 999 * MS)));
     }
 }
