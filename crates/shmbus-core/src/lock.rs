@@ -27,10 +27,15 @@ pub enum PublisherStatus {
     /// The topic has no lock (it was removed, or never had a publisher).
     NoLock,
     /// The lock could not be read (permission): another user's semaphore
-    /// sits at the key. A publisher never takes a lock it did not create,
-    /// so none can be running while it is there; blocking waits end with
-    /// `WaitError::LockUnreadable`, and a subscriber that names its
-    /// publisher's uid refuses such a topic at attach.
+    /// sits at the key, or this process lost read access to the topic's
+    /// own lock (a publisher restarted with a narrower mode or another
+    /// group). A publisher never takes a lock it did not create, so in the
+    /// first case none can be running while it is there; in the second one
+    /// may be. Blocking waits end with `WaitError::LockUnreadable` or
+    /// `WaitError::AccessLost`; a read of a slot that stays mid-write waits
+    /// as long as for a live publisher before it says anything; a
+    /// subscriber that names its publisher's uid refuses such a topic at
+    /// attach.
     Unknown,
 }
 

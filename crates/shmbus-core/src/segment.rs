@@ -190,7 +190,10 @@ impl Segment {
     /// Retries on an odd sequence back off to the scheduler. If the
     /// sequence stays odd: [`ReadError::PublisherDied`] once the publisher
     /// lock shows no publisher, [`ReadError::WriterStuck`] after
-    /// `stuck_after` while it is held.
+    /// `stuck_after` while it is held. A lock this process cannot read
+    /// ([`PublisherStatus::Unknown`]) gives the slot `stuck_after` too,
+    /// then [`ReadError::WriterStuck`] if the header's publisher pid is a
+    /// process that exists, [`ReadError::PublisherDied`] if not.
     ///
     /// A slot whose generation is above [`MAX_SANE_GENERATION`] is
     /// [`ReadError::Corrupt`].
@@ -462,6 +465,27 @@ fn status_for(att: &Attachment, key: i32) -> PublisherStatus {
     status
 }
 
+/// A slot mid-write for `waited` under a lock this process cannot read:
+/// [`ReadError::WriterStuck`] if the header's publisher pid is a process
+/// that exists, else [`ReadError::PublisherDied`].
+fn stuck_or_died(att: &Attachment, waited: Duration) -> ReadError {
+    match i32::try_from(header_of(att).publisher_pid().load()) {
+        Ok(pid) if pid > 0 && process_exists(pid) => ReadError::WriterStuck { pid, waited },
+        _ => ReadError::PublisherDied,
+    }
+}
+
+/// Whether a process with this pid exists (in this pid namespace):
+/// `kill(pid, 0)` succeeds or is refused (`EPERM`: it exists, another
+/// user's).
+fn process_exists(pid: i32) -> bool {
+    use nix::errno::Errno as E;
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(e) => e == E::EPERM,
+    }
+}
+
 #[inline]
 fn header_of(att: &Attachment) -> ReadHeader<'_> {
     // `HeaderInfo::read` checked at attach that the segment is at least 256
@@ -569,13 +593,25 @@ fn read_slot<R>(
         if tries % YIELD_TRIES == 0 {
             let now = sys::monotonic_ns();
             let start = *since.get_or_insert(now);
+            let waited = Duration::from_nanos(now.saturating_sub(start));
             match status_for(att, key) {
-                PublisherStatus::Alive { pid } => {
-                    let waited = Duration::from_nanos(now.saturating_sub(start));
-                    if waited >= stuck_after {
-                        return Err(ReadError::WriterStuck { pid, waited });
-                    }
+                PublisherStatus::Alive { pid } if waited >= stuck_after => {
+                    return Err(ReadError::WriterStuck { pid, waited });
                 }
+                PublisherStatus::Alive { .. } => {}
+                // This process cannot read the lock (it lost read access
+                // to the topic's objects after a mode change, or another
+                // user's semaphore sits at the key): whether a publisher
+                // lives is not known, so the slot gets as long as a live
+                // publisher's, then the header's publisher pid decides.
+                // Not "died" at the first odd look: a live publisher in
+                // the middle of a publish is what this reader sees most.
+                PublisherStatus::Unknown
+                    if waited >= stuck_after && seqlock::read_begin(seq).is_none() =>
+                {
+                    return Err(stuck_or_died(att, waited));
+                }
+                PublisherStatus::Unknown => {}
                 // Odd after several tries and nobody holds the lock: the
                 // writer died mid-write. A torn slot stays odd until a new
                 // publisher.

@@ -498,6 +498,23 @@ fn child_role_entry() {
             }
             Err(e) => report_err(&e, &e),
         },
+        // Attach a subscriber (reads give a slot mid-write 300 ms), say so,
+        // then read the newest frame at each line on stdin; report each.
+        "attach-then-read" => match Subscriber::<Check>::attach(&topic_from(&a)) {
+            Ok(mut s) => {
+                s.raw().set_stuck_after(Duration::from_millis(300));
+                say("ATTACHED");
+                let mut go = String::new();
+                while std::io::stdin().read_line(&mut go).is_ok_and(|n| n > 0) {
+                    match s.latest() {
+                        Ok(v) => say(&format!("OK latest={:?}", v.map(|s| s.value.seq))),
+                        Err(e) => report_err(&e, &e),
+                    }
+                    go.clear();
+                }
+            }
+            Err(e) => report_err(&e, &e),
+        },
         // Attach a subscriber (publisher_uid as given), then block for the
         // next frame; report the attach or wait error, or the frame.
         "attach-wait" => match Subscriber::<Check>::attach(&topic_from(&a)) {
@@ -1508,4 +1525,77 @@ fn a_subscriber_shut_out_by_a_mode_change_is_told_so() {
         "{msg}"
     );
     drop(second);
+}
+
+/// Root. A subscriber shut out of the publisher lock by a mode change (as
+/// above) finds the newest slot mid-write: it said `PublisherDied` at its
+/// first few odd looks (microseconds), of a publisher that was alive and,
+/// as far as it could know, in the middle of a publish. Now it gives the
+/// slot as long as it gives a live publisher (`set_stuck_after`), then says
+/// `WriterStuck` naming the header's publisher pid while that process
+/// exists, and `PublisherDied` once it is gone.
+#[test]
+fn a_slot_mid_write_under_an_unreadable_lock_is_not_a_dead_publisher() {
+    let name = "a_slot_mid_write_under_an_unreadable_lock_is_not_a_dead_publisher";
+    if !root_or_skip(name) {
+        return;
+    }
+    watchdog(name, Duration::from_secs(120));
+    let (topic, _g) = unique_topic("mode-narrowed-odd");
+    let topic = topic.mode(0o644);
+    let mut first = spawn_kid(
+        "publish",
+        &topic_args(&topic),
+        Some((SENSOR_UID, SENSOR_GID)),
+    );
+    assert!(first.line().starts_with("OK"));
+    let mut reader = spawn_kid(
+        "attach-then-read",
+        &topic_args(&topic),
+        Some((READER_UID, READER_UID)),
+    );
+    assert_eq!(reader.line(), "ATTACHED");
+    let (st, _) = first.finish();
+    assert!(st.success(), "{st:?}");
+    let narrowed = topic.clone().mode(0o640).group(SENSOR_GID);
+    let mut second = spawn_kid(
+        "publish",
+        &topic_args(&narrowed),
+        Some((SENSOR_UID, SENSOR_GID)),
+    );
+    assert!(second.line().starts_with("OK"));
+    let pid = i32::try_from(second.child.0.id()).expect("pid");
+    // The newest slot mid-write, as in the middle of a publish over it.
+    let seg = Segment::attach(&topic).expect("root attaches");
+    let g = seg.generation();
+    assert_eq!(g, 2, "each publisher published one frame");
+    let att = WriteAttachment::read_write(seg.shmid()).expect("attach read-write");
+    let off = seg.info().geometry.slot_offset(g);
+    let seq = &att.atomic_words(off, 1).expect("the slot's sequence word")[0];
+    seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    // The reader's answer: `OK ...`, or `ERR <Debug>` (its `MSG` line
+    // read too).
+    let ask = |reader: &mut Kid| {
+        writeln!(reader.child.0.stdin.as_mut().unwrap(), "go").unwrap();
+        let l = reader.line();
+        if l.starts_with("ERR") {
+            let msg = reader.line();
+            eprintln!("  {msg}");
+        }
+        l
+    };
+    let alive = ask(&mut reader);
+    eprintln!("mid-write, publisher alive, lock unreadable -> {alive}");
+    assert!(
+        alive.starts_with(&format!("ERR WriterStuck {{ pid: {pid},")),
+        "{alive}"
+    );
+    drop(second); // SIGKILL, reaped
+    let gone = ask(&mut reader);
+    eprintln!("mid-write, publisher killed, lock unreadable -> {gone}");
+    assert_eq!(gone, "ERR PublisherDied");
+    // The slot complete again: the frame is read.
+    seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    // (Each publisher published `Check::new(1)`.)
+    assert_eq!(ask(&mut reader), "OK latest=Some(1)");
 }
