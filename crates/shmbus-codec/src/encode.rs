@@ -3,17 +3,23 @@
 
 use serde_json::{Map, Value};
 
-use crate::error::{EncodeError, EncodeProblem, Seg, path_string};
+use crate::MAX_VALUES;
+use crate::error::{EncodeError, EncodeProblem, Seg, path_string, value_short};
 use crate::node::{Bounded, Field, Node, Variant, VariantKind};
 
-/// 2^53: every integer up to it is exact as an f64. A JSON number with a
-/// fraction or exponent (`5.0`, `1e3`) is parsed as an f64, so beyond this
-/// it may already have been rounded.
+/// 2^53: every integer below it is exact as an f64. A JSON number with a
+/// fraction or exponent (`5.0`, `1e3`) is parsed as an f64, so from this
+/// on it may already have been rounded (2^53 + 1 reads as 2^53).
 const EXACT_F64_INTEGER: f64 = 9007199254740992.0;
 
 pub(crate) struct Encoder<'n> {
     pub out: Vec<u8>,
     path: Vec<Seg<'n>>,
+    /// JSON values the frame may still produce when decoded: counted as
+    /// the decoder counts them (one per value, one more per byte of a byte
+    /// array, one per left-out `Option` field), so the codec never
+    /// publishes a frame that its own readers refuse as too large.
+    budget: usize,
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -32,7 +38,16 @@ impl<'n> Encoder<'n> {
         Encoder {
             out: Vec::new(),
             path: Vec::new(),
+            budget: MAX_VALUES,
         }
+    }
+
+    fn spend(&mut self) -> Result<(), EncodeError> {
+        if self.budget == 0 {
+            return Err(self.err(EncodeProblem::TooManyValues));
+        }
+        self.budget -= 1;
+        Ok(())
     }
 
     fn err(&self, problem: EncodeProblem) -> EncodeError {
@@ -61,22 +76,27 @@ impl<'n> Encoder<'n> {
         }
     }
 
-    /// An integer as sign and magnitude: a JSON number that is an exact
-    /// integer, or a decimal string (`-?[0-9]+`, the form used beyond 64
-    /// bits).
-    fn integer(&self, v: &Value, type_name: &'static str) -> Result<(bool, u128), EncodeError> {
+    /// An integer as sign, magnitude and whether it is exact: a JSON
+    /// number that is an integer, or a decimal string (`-?[0-9]+`, the form
+    /// used beyond 64 bits). A number beyond 2^53 written with a point or
+    /// an exponent was read as an f64 and may have been rounded: not exact.
+    fn integer(
+        &self,
+        v: &Value,
+        type_name: &'static str,
+    ) -> Result<(bool, u128, bool), EncodeError> {
         let out_of_range = || {
             self.err(EncodeProblem::IntOutOfRange {
-                value: v.to_string(),
+                value: value_short(v),
                 type_name,
             })
         };
         match v {
             Value::Number(n) => {
                 if let Some(u) = n.as_u64() {
-                    Ok((false, u128::from(u)))
+                    Ok((false, u128::from(u), true))
                 } else if let Some(i) = n.as_i64() {
-                    Ok((i < 0, u128::from(i.unsigned_abs())))
+                    Ok((i < 0, u128::from(i.unsigned_abs()), true))
                 } else {
                     let f = n.as_f64().unwrap_or(f64::NAN);
                     if f.fract() != 0.0 || !f.is_finite() {
@@ -84,10 +104,11 @@ impl<'n> Encoder<'n> {
                             expected: format!("an integer ({type_name})"),
                             found: "a number with a fraction",
                         }))
-                    } else if f.abs() > EXACT_F64_INTEGER {
-                        Err(out_of_range())
                     } else {
-                        Ok((f < 0.0, f.abs() as u128))
+                        // `as` saturates: beyond u128 stays out of every range.
+                        // 2^53 itself is where 2^53 + 1 rounds to.
+                        let exact = f.abs() < EXACT_F64_INTEGER;
+                        Ok((f < 0.0, f.abs() as u128, exact))
                     }
                 }
             }
@@ -103,37 +124,52 @@ impl<'n> Encoder<'n> {
                     }));
                 }
                 let m = digits.parse::<u128>().map_err(|_| out_of_range())?;
-                Ok((neg && m != 0, m))
+                Ok((neg && m != 0, m, true))
             }
             other => Err(self.expected(&format!("an integer ({type_name})"), other)),
         }
     }
 
+    /// Out of range first (a rounded number beyond the range is beyond it
+    /// whatever the rounding), then exact.
+    fn in_range(
+        &self,
+        v: &Value,
+        fits: bool,
+        exact: bool,
+        type_name: &'static str,
+    ) -> Result<(), EncodeError> {
+        if !fits {
+            return Err(self.err(EncodeProblem::IntOutOfRange {
+                value: value_short(v),
+                type_name,
+            }));
+        }
+        if !exact {
+            return Err(self.err(EncodeProblem::InexactInteger {
+                value: value_short(v),
+                type_name,
+            }));
+        }
+        Ok(())
+    }
+
     fn unsigned(&self, v: &Value, bits: u32, type_name: &'static str) -> Result<u128, EncodeError> {
-        let (neg, m) = self.integer(v, type_name)?;
+        let (neg, m, exact) = self.integer(v, type_name)?;
         let max = if bits >= 128 {
             u128::MAX
         } else {
             (1u128 << bits) - 1
         };
-        if neg || m > max {
-            return Err(self.err(EncodeProblem::IntOutOfRange {
-                value: v.to_string(),
-                type_name,
-            }));
-        }
+        self.in_range(v, !neg && m <= max, exact, type_name)?;
         Ok(m)
     }
 
     fn signed(&self, v: &Value, bits: u32, type_name: &'static str) -> Result<i128, EncodeError> {
-        let (neg, m) = self.integer(v, type_name)?;
+        let (neg, m, exact) = self.integer(v, type_name)?;
         let limit = 1u128 << (bits - 1);
-        if (neg && m > limit) || (!neg && m >= limit) {
-            return Err(self.err(EncodeProblem::IntOutOfRange {
-                value: v.to_string(),
-                type_name,
-            }));
-        }
+        let fits = !((neg && m > limit) || (!neg && m >= limit));
+        self.in_range(v, fits, exact, type_name)?;
         Ok(if neg {
             (m as i128).wrapping_neg()
         } else {
@@ -172,6 +208,7 @@ impl<'n> Encoder<'n> {
     }
 
     pub(crate) fn value(&mut self, node: &'n Node, v: &Value) -> Result<(), EncodeError> {
+        self.spend()?;
         match node {
             Node::Bool => {
                 let b = v
@@ -343,7 +380,12 @@ impl<'n> Encoder<'n> {
                     self.path.pop();
                 }
                 // A missing Option field is None.
-                None if matches!(f.node, Node::Option(_)) => self.out.push(0),
+                None if matches!(f.node, Node::Option(_)) => {
+                    self.path.push(Seg::Key(&f.name));
+                    self.spend()?;
+                    self.path.pop();
+                    self.out.push(0);
+                }
                 None => return Err(self.err(EncodeProblem::MissingField(f.name.clone()))),
             }
         }

@@ -5,7 +5,7 @@
 //! field whose name is not an identifier. The top level is the empty path.
 
 use core::fmt;
-use shmbus_core::topic::long_head;
+use shmbus_core::topic::{long_head, shown};
 
 /// One step of a path into a value.
 #[derive(Debug, Clone)]
@@ -157,7 +157,8 @@ impl fmt::Display for DecodeProblem {
                 type_name,
             } => write!(
                 f,
-                "{len} {unit} exceed {type_name} (at most {capacity} {unit})"
+                "{len} {unit} exceed {} (at most {capacity} {unit})",
+                shown(type_name)
             ),
             DecodeProblem::DuplicateKey(k) => write!(f, "map key {} appears twice", quote_short(k)),
             DecodeProblem::TrailingBytes(n) => {
@@ -205,13 +206,27 @@ pub enum EncodeProblem {
         /// What the JSON has (`"a string"`).
         found: &'static str,
     },
-    /// An integer outside its type's range, or not exact.
+    /// An integer outside its type's range.
     IntOutOfRange {
-        /// The value as given.
+        /// The value as given; a decimal string over 64 characters is
+        /// cut to its first 40 and its length, as every name is.
         value: String,
         /// The Rust type (`u8`, `i64`...).
         type_name: &'static str,
     },
+    /// An integer within its type's range but beyond 2^53 written with a
+    /// point or an exponent (`1e16`, `9007199254740993.0`): JSON parsers
+    /// read such a number as a double, which may already have rounded it.
+    InexactInteger {
+        /// The value as read.
+        value: String,
+        /// The Rust type (`u64`, `i64`...).
+        type_name: &'static str,
+    },
+    /// The value has more JSON values than a frame may produce
+    /// ([`crate::MAX_VALUES`], counted as decoding counts them): its frame
+    /// could be published but no codec reader could show it.
+    TooManyValues,
     /// A finite number too large for an f32 (it would become infinite).
     FloatOutOfRange {
         /// The value as given.
@@ -263,8 +278,39 @@ pub enum EncodeProblem {
     },
 }
 
+/// How long the list of a struct's fields or an enum's variants in an
+/// error may grow before the rest are only counted.
+const LIST_BYTES: usize = 160;
+
+/// The names of a schema's fields or variants as a message lists them:
+/// each escaped and cut as [`shown`] does, as many as fit in about
+/// [`LIST_BYTES`] (at least one), then the count of the rest. The names
+/// come from the schema, which a segment's creator chose (up to
+/// `MAX_SCHEMA_LEN` bytes of them).
 fn list(names: &[String]) -> String {
-    names.join(", ")
+    let mut s = String::new();
+    for (i, n) in names.iter().enumerate() {
+        let n = shown(n);
+        if i > 0 && s.len() + n.len() > LIST_BYTES {
+            s.push_str(&format!(" and {} more", names.len() - i));
+            break;
+        }
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push_str(&n);
+    }
+    s
+}
+
+/// A JSON value from the input as a message quotes it: a string quoted
+/// and cut as [`quote_short`] cuts it, anything else as its JSON text (a
+/// number, the only other kind quoted, is short).
+pub(crate) fn value_short(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => quote_short(s),
+        other => other.to_string(),
+    }
 }
 
 impl fmt::Display for EncodeProblem {
@@ -276,6 +322,15 @@ impl fmt::Display for EncodeProblem {
             EncodeProblem::IntOutOfRange { value, type_name } => {
                 write!(f, "{value} does not fit in {type_name}")
             }
+            EncodeProblem::InexactInteger { value, type_name } => write!(
+                f,
+                "{value} may have been rounded (beyond 2^53, written with a point or an exponent); write this {type_name} with all its digits, or as a decimal string"
+            ),
+            EncodeProblem::TooManyValues => write!(
+                f,
+                "the value holds more than {} JSON values (each element, field and byte counts), more than a frame may hold",
+                crate::MAX_VALUES
+            ),
             EncodeProblem::FloatOutOfRange { value } => write!(
                 f,
                 "{value} does not fit in f32 (largest {:e}); write \"inf\" for infinity",
@@ -288,7 +343,8 @@ impl fmt::Display for EncodeProblem {
                 type_name,
             } => write!(
                 f,
-                "{len} {unit} exceed {type_name} (at most {capacity} {unit})"
+                "{len} {unit} exceed {} (at most {capacity} {unit})",
+                shown(type_name)
             ),
             EncodeProblem::WrongLength { expected, found } => {
                 write!(f, "expected {expected} elements, found {found}")

@@ -65,7 +65,9 @@
 //! bounds-checked, varints follow postcard's limits, a length is checked
 //! against the bytes left before anything is allocated, and a frame may
 //! produce at most [`MAX_VALUES`] JSON values (a sequence of a billion
-//! zero-size elements costs no bytes, and is refused). Leftover bytes after
+//! zero-size elements costs no bytes, and is refused); encoding counts the
+//! same way and refuses a value its frame would exceed this with, so the
+//! codec publishes nothing its own readers refuse. Leftover bytes after
 //! the value are an error. A schema nests at most
 //! `shmbus_core::schema::MAX_SCHEMA_DEPTH` levels, so recursion is
 //! bounded; encoding recurses along the schema too.

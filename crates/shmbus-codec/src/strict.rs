@@ -79,9 +79,11 @@ impl<'de> Visitor<'de> for Strict {
         let mut m = Map::new();
         while let Some(k) = map.next_key::<String>()? {
             if m.contains_key(&k) {
+                // The key is the input's: quoted and cut, so a key of
+                // megabytes gives one short line.
                 return Err(de::Error::custom(format_args!(
-                    "key \"{}\" appears twice in one object",
-                    k.escape_debug()
+                    "key {} appears twice in one object",
+                    crate::error::quote_short(&k)
                 )));
             }
             let v = map.next_value_seed(Strict)?;

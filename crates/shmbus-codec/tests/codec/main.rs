@@ -2,6 +2,7 @@
 //! JSON Schema, declaration text, hostile input.
 
 mod bus;
+mod limits;
 mod mapping;
 mod max_size;
 mod schema;

@@ -1,0 +1,193 @@
+//! Limits the codec keeps whatever the input or the schema (eighth
+//! adversarial pass): messages stay one short line, encode refuses what
+//! decode would refuse as too large, and a rounded integer is not called
+//! out of range.
+
+use postcard_schema::schema::owned::{
+    OwnedDataModelType as D, OwnedDataModelVariant as V, OwnedNamedType, OwnedNamedValue,
+    OwnedNamedVariant,
+};
+use serde_json::{Value, json};
+use shmbus_codec::{Codec, DecodeProblem, EncodeProblem, MAX_VALUES, parse_json};
+
+fn ty(name: &str, ty: D) -> OwnedNamedType {
+    OwnedNamedType {
+        name: name.to_string(),
+        ty,
+    }
+}
+
+/// No message is longer than this, nor holds a control character.
+fn short(what: &str, msg: &str) {
+    assert!(
+        msg.len() < 400,
+        "{what}: {} bytes: {}",
+        msg.len(),
+        &msg[..msg.len().min(400)]
+    );
+    assert!(
+        !msg.chars().any(char::is_control),
+        "{what}: a control character in {msg:?}"
+    );
+}
+
+#[test]
+fn messages_stay_one_short_line_whatever_the_input_or_the_schema() {
+    // From the input: a 100,000-digit decimal string, a key given twice.
+    let c = Codec::parse("struct A { x: u64 }").unwrap();
+    let digits = "9".repeat(100_000);
+    let e = c.encode(&json!({ "x": digits })).unwrap_err();
+    assert!(matches!(e.problem, EncodeProblem::IntOutOfRange { .. }));
+    let msg = e.to_string();
+    short("decimal string", &msg);
+    assert!(msg.contains("(100000 bytes) does not fit in u64"), "{msg}");
+    let key = format!("\u{1b}[2J{}", "k".repeat(100_000));
+    let text = format!(
+        r#"{{"{0}": 1, "{0}": 2}}"#,
+        key.replace('\u{1b}', "\\u001b")
+    );
+    let msg = parse_json(text.as_bytes()).unwrap_err().to_string();
+    short("duplicate key", &msg);
+    assert!(msg.contains("(100004 bytes) appears twice"), "{msg}");
+
+    // From the schema (a segment's creator chose it): 3,000 fields and
+    // variants, a type name of 10 kB with terminal escapes.
+    let fields: Vec<OwnedNamedValue> = (0..3000)
+        .map(|i| OwnedNamedValue {
+            name: format!("field_{i}\u{1b}]0;"),
+            ty: ty("u8", D::U8),
+        })
+        .collect();
+    let c = Codec::new(ty("Many", D::Struct(fields))).unwrap();
+    let msg = c.encode(&json!({"nope": 1})).unwrap_err().to_string();
+    short("fields", &msg);
+    assert!(msg.contains("field_0\\u{1b}]0;, field_1"), "{msg}");
+    assert!(msg.ends_with(" more"), "{msg}");
+    let variants: Vec<OwnedNamedVariant> = (0..3000)
+        .map(|i| OwnedNamedVariant {
+            name: format!("V{i}{}", "v".repeat(100)),
+            ty: V::UnitVariant,
+        })
+        .collect();
+    let c = Codec::new(ty("E", D::Enum(variants))).unwrap();
+    let msg = c.encode(&json!("nope")).unwrap_err().to_string();
+    short("variants", &msg);
+    assert!(msg.ends_with(" more"), "{msg}");
+    let name = format!("\u{1b}[2J\u{9b}{}<2>", "n".repeat(10_000));
+    let c = Codec::new(ty(
+        "S",
+        D::Struct(vec![OwnedNamedValue {
+            name: "s".into(),
+            ty: ty(&name, D::String),
+        }]),
+    ))
+    .unwrap();
+    let msg = c.encode(&json!({"s": "abc"})).unwrap_err().to_string();
+    short("encode capacity", &msg);
+    assert!(msg.starts_with(".s: 3 bytes exceed \\u{1b}[2J"), "{msg}");
+    let e = c.decode(&[3, b'a', b'b', b'c']).unwrap_err();
+    assert!(matches!(e.problem, DecodeProblem::OverCapacity { .. }));
+    short("decode capacity", &e.to_string());
+}
+
+/// The decoder refuses a frame that would produce more than `MAX_VALUES`
+/// JSON values; the encoder made such frames from JSON (a `Vec<()>` of
+/// 1.1 million `null`s is 4 bytes), which `shmbus pub` published and
+/// `shmbus echo` then could not show. Both count the same way now: what
+/// encodes decodes, one more value is refused by both.
+#[test]
+fn encode_refuses_exactly_what_decode_refuses_as_too_large() {
+    // (schema, the value with n elements, values outside the list, values
+    // one element costs)
+    type Case = (&'static str, fn(usize) -> Value, usize, usize);
+    let cases: [Case; 4] = [
+        (
+            "struct A { v: Vec<()> }",
+            |n| json!({ "v": vec![Value::Null; n] }),
+            2,
+            1,
+        ),
+        (
+            "struct A { v: Vec<u8> }",
+            |n| json!({ "v": vec![7; n] }),
+            2,
+            1,
+        ),
+        // A left-out Option field decodes as one value (null).
+        (
+            "struct A { v: Vec<struct S { a: Option<u8> }> }",
+            |n| json!({ "v": vec![json!({}); n] }),
+            2,
+            2,
+        ),
+        (
+            "(u8, Vec<Option<()>>)",
+            |n| json!([1, vec![Value::Null; n]]),
+            3,
+            1,
+        ),
+    ];
+    for (schema, value, outside, each) in cases {
+        let c = Codec::parse(schema).unwrap();
+        let most = (MAX_VALUES - outside) / each;
+        let frame = c
+            .encode(&value(most))
+            .unwrap_or_else(|e| panic!("{schema}: {e}"));
+        if let Err(e) = c.decode(&frame) {
+            panic!("{schema}: {most} elements encode but do not decode: {e}");
+        }
+        let Err(e) = c.encode(&value(most + 1)) else {
+            panic!("{schema}: {} elements encode", most + 1);
+        };
+        assert_eq!(e.problem, EncodeProblem::TooManyValues, "{schema}");
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with(".v[") || msg.starts_with("[1]["),
+            "{schema}: {msg}"
+        );
+        assert!(msg.contains("more than 1048576 JSON values"), "{msg}");
+    }
+}
+
+#[test]
+fn a_rounded_integer_is_called_rounded_not_out_of_range() {
+    let c = Codec::parse("struct T { u: u64, i: i64, s: u16 }").unwrap();
+    let enc = |u: &str, i: &str, s: &str| {
+        let v = parse_json(format!(r#"{{"u": {u}, "i": {i}, "s": {s}}}"#).as_bytes()).unwrap();
+        c.encode(&v)
+    };
+    // Within range, exact: taken.
+    enc("9007199254740991.0", "-9007199254740991.0", "5e3").unwrap();
+    enc("18446744073709551615", "-9223372036854775808", "0").unwrap();
+    // Within range, beyond 2^53 with an exponent or a point: may be rounded.
+    for (u, i, what) in [
+        ("1e16", "0", ".u: 1e+16 may have been rounded"),
+        ("0", "-9.2e18", ".i: -9.2e+18 may have been rounded"),
+        (
+            "9007199254740993.0",
+            "0",
+            ".u: 9007199254740992.0 may have been rounded",
+        ),
+    ] {
+        let e = enc(u, i, "0").unwrap_err();
+        assert!(
+            matches!(e.problem, EncodeProblem::InexactInteger { .. }),
+            "{u} {i}: {e}"
+        );
+        let msg = e.to_string();
+        assert!(msg.starts_with(what), "{msg}");
+        assert!(
+            msg.contains("with all its digits, or as a decimal string"),
+            "{msg}"
+        );
+    }
+    // Beyond the range: out of range, rounded or not.
+    for (u, i, s, what) in [
+        ("1e20", "0", "0", ".u: 1e+20 does not fit in u64"),
+        ("0", "-1e19", "0", ".i: -1e+19 does not fit in i64"),
+        ("0", "0", "1e5", ".s: 100000.0 does not fit in u16"),
+        ("-1e16", "0", "0", ".u: -1e+16 does not fit in u64"),
+    ] {
+        assert_eq!(enc(u, i, s).unwrap_err().to_string(), what);
+    }
+}
