@@ -8,74 +8,115 @@
 //! that publishes JSON (`shmbus pub`, the C API, the MQTT bridge's inbound
 //! routes, the Foxglove server's client publish) parses through
 //! [`parse_json`] and says which key, where.
+//!
+//! It also refuses text of more than [`MAX_JSON_VALUES`] values, as soon as
+//! it has read that many: no value with more can be encoded (the encoder
+//! refuses a value of more than [`crate::MAX_VALUES`], and each of those
+//! stands for at most two JSON values), and a `serde_json::Value` takes
+//! about 80 bytes, so the 16 MiB line `shmbus pub -` accepts, written as
+//! `[0,0,0,...]`, took 611 MB before it was refused.
 
+use std::cell::Cell;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+/// The most values (scalars, arrays, objects) [`parse_json`] reads: twice
+/// [`crate::MAX_VALUES`], as a unit variant written `{"Name": null}` is
+/// two JSON values for one decoded value. Text with more could never be
+/// encoded as a frame.
+pub const MAX_JSON_VALUES: usize = 2 * crate::MAX_VALUES;
+
 /// Parse one JSON value, as `serde_json::from_slice` does, but an object
-/// that holds a key twice is an error naming the key and its position.
+/// that holds a key twice is an error naming the key and its position,
+/// and so is the value after the first [`MAX_JSON_VALUES`].
 pub fn parse_json(text: &[u8]) -> Result<Value, serde_json::Error> {
+    let budget = Cell::new(MAX_JSON_VALUES);
     let mut de = serde_json::Deserializer::from_slice(text);
-    let v = Strict.deserialize(&mut de)?;
+    let v = Strict(&budget).deserialize(&mut de)?;
     de.end()?;
     Ok(v)
 }
 
-/// A [`Value`] built with duplicate keys refused, at every depth.
+/// A [`Value`] built with duplicate keys refused, at every depth, and
+/// with at most as many values as the budget it counts down.
 #[derive(Clone, Copy)]
-struct Strict;
+struct Strict<'b>(&'b Cell<usize>);
 
-impl<'de> DeserializeSeed<'de> for Strict {
+impl Strict<'_> {
+    fn spend<E: de::Error>(self) -> Result<(), E> {
+        match self.0.get() {
+            0 => Err(E::custom(format_args!(
+                "more than {MAX_JSON_VALUES} JSON values, more than any frame holds"
+            ))),
+            n => {
+                self.0.set(n - 1);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Strict<'_> {
     type Value = Value;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Strict {
+impl<'de> Visitor<'de> for Strict<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
-    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Value, E> {
+        self.spend()?;
         Ok(Value::Bool(b))
     }
-    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Value, E> {
+        self.spend()?;
         Ok(Value::from(n))
     }
-    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Value, E> {
+        self.spend()?;
         Ok(Value::from(n))
     }
-    fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Value, E> {
+        self.spend()?;
         // JSON text has no NaN or infinity; `from` maps them to null.
         Ok(Value::from(n))
     }
-    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Value, E> {
+        self.spend()?;
         Ok(Value::String(s.to_owned()))
     }
-    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+    fn visit_string<E: de::Error>(self, s: String) -> Result<Value, E> {
+        self.spend()?;
         Ok(Value::String(s))
     }
-    fn visit_unit<E>(self) -> Result<Value, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        self.spend()?;
         Ok(Value::Null)
     }
-    fn visit_none<E>(self) -> Result<Value, E> {
+    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        self.spend()?;
         Ok(Value::Null)
     }
     fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         d.deserialize_any(self)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        self.spend()?;
         let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-        while let Some(x) = seq.next_element_seed(Strict)? {
+        while let Some(x) = seq.next_element_seed(self)? {
             v.push(x);
         }
         Ok(Value::Array(v))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        self.spend()?;
         let mut m = Map::new();
         while let Some(k) = map.next_key::<String>()? {
             if m.contains_key(&k) {
@@ -86,7 +127,7 @@ impl<'de> Visitor<'de> for Strict {
                     crate::error::quote_short(&k)
                 )));
             }
-            let v = map.next_value_seed(Strict)?;
+            let v = map.next_value_seed(self)?;
             m.insert(k, v);
         }
         Ok(Value::Object(m))

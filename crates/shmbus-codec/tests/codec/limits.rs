@@ -191,3 +191,60 @@ fn a_rounded_integer_is_called_rounded_not_out_of_range() {
         assert_eq!(enc(u, i, s).unwrap_err().to_string(), what);
     }
 }
+
+/// `parse_json` built a `serde_json::Value` of whatever the text held:
+/// `shmbus pub -` reads lines of up to 16 MiB, and such a line written as
+/// `[0,0,0,...]` took 611 MB (8 million values of about 80 bytes each)
+/// before the encoder refused it. It now stops at `MAX_JSON_VALUES`, which
+/// no encodable value exceeds.
+#[test]
+fn parse_json_stops_at_the_values_no_frame_can_hold() {
+    use shmbus_codec::MAX_JSON_VALUES;
+    let list = |n: usize| {
+        let mut t = String::with_capacity(2 * n + 2);
+        t.push('[');
+        for i in 0..n {
+            t.push_str(if i == 0 { "0" } else { ",0" });
+        }
+        t.push(']');
+        t
+    };
+    // The array itself and its elements.
+    let v = parse_json(list(MAX_JSON_VALUES - 1).as_bytes()).unwrap();
+    assert_eq!(v.as_array().map(Vec::len), Some(MAX_JSON_VALUES - 1));
+    drop(v);
+    let e = parse_json(list(MAX_JSON_VALUES).as_bytes()).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("more than 2097152 JSON values, more than any frame holds at line 1"),
+        "{msg}"
+    );
+    // The same in objects, strings and nulls, at any depth.
+    let mut t = String::from(r#"{"a": [{"b": null}, "#);
+    for _ in 0..MAX_JSON_VALUES {
+        t.push_str(r#""s","#);
+    }
+    t.push_str("1]}");
+    assert!(
+        parse_json(t.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .starts_with("more than 2097152 JSON values")
+    );
+    // The most values an encodable value can have: every unit variant
+    // written as {"Name": null}, two JSON values for one decoded value.
+    let c = Codec::parse("struct A { v: Vec<enum E { On, Off }> }").unwrap();
+    let n = MAX_VALUES - 2;
+    let mut t = String::from(r#"{"v": ["#);
+    for i in 0..n {
+        t.push_str(if i == 0 {
+            r#"{"On":null}"#
+        } else {
+            r#",{"On":null}"#
+        });
+    }
+    t.push_str("]}");
+    let v = parse_json(t.as_bytes()).unwrap();
+    let frame = c.encode(&v).unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.decode(&frame).is_ok());
+}
