@@ -9,6 +9,15 @@
 //!   Gps:
 //!     sats: 9
 //! ```
+//!
+//! A field name or map key is written bare when it reads as one word (no
+//! white space, no `:` or `"`, no control character), and as a JSON string
+//! otherwise (`"a b": 1`, `"cpu\nalarm: FIRE": 20.5`), as the schema text
+//! quotes such names: names come from the schema and keys from the frame,
+//! both chosen by whoever publishes, and a newline in one must not make a
+//! line that looks like another field.
+
+use std::borrow::Cow;
 
 use serde_json::Value;
 
@@ -49,12 +58,29 @@ fn inline(v: &Value) -> String {
     }
 }
 
+/// A field name or map key as a line shows it: bare when it is one plain
+/// word, else quoted and escaped as a JSON string.
+fn key(k: &str) -> Cow<'_, str> {
+    let plain = !k.is_empty()
+        && !k.chars().any(|c| {
+            c.is_whitespace()
+                || c.is_control()
+                || matches!(c, ':' | '"')
+                || shmbus_toolbox::printable::is_unsafe(c)
+        });
+    if plain {
+        Cow::Borrowed(k)
+    } else {
+        Cow::Owned(Value::from(k).to_string())
+    }
+}
+
 fn fields(m: &serde_json::Map<String, Value>, depth: usize, s: &mut String) {
     for (k, v) in m {
         for _ in 0..depth {
             s.push_str("  ");
         }
-        s.push_str(k);
+        s.push_str(&key(k));
         s.push(':');
         block(v, depth, s);
     }
@@ -106,5 +132,23 @@ mod tests {
             "t: 1\nacc: [0.0, 9.81]\nfix:\n  Gps:\n    sats: 9\nname: \"imu0\"\npts:\n  -\n    x: 1\n  -\n    x: 2"
         );
         assert_eq!(render(&json!(5)), "5");
+    }
+
+    /// A newline in a map key (from the frame) or a field name (from the
+    /// schema) made a line that read as another field: `alarm: FIRE: 20.5`
+    /// at the top level. Keys that are not one plain word are quoted.
+    #[test]
+    fn keys_that_are_not_one_word_are_quoted() {
+        let v = json!({"temps": {"cpu\nalarm: FIRE": 20.5, "": 1.0, "gpu-0": 3.0, "é": 1},
+                       "a b": 1, "x\ny": 2, "t:": 3, "q\"": 4, "-5": 5, "bidi\u{202e}": 6,
+                       "tab\t": 7});
+        let text = render(&v);
+        assert_eq!(
+            text,
+            "temps:\n  \"cpu\\nalarm: FIRE\": 20.5\n  \"\": 1.0\n  gpu-0: 3.0\n  é: 1\n\
+             \"a b\": 1\n\"x\\ny\": 2\n\"t:\": 3\n\"q\\\"\": 4\n-5: 5\n\"bidi\u{202e}\": 6\n\"tab\\t\": 7"
+        );
+        // Every line is a field of the value: as many lines as fields.
+        assert_eq!(text.lines().count(), 12);
     }
 }
