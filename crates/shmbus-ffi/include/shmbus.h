@@ -755,13 +755,17 @@ int32_t shmbus_publisher_info(struct shmbus_publisher publisher, struct shmbus_t
 
 /**
  * Stop publishing: release the topic (its last frames stay readable; a
- * new publisher reopens it). A second close is `SHMBUS_ERR_CLOSED`.
+ * new publisher reopens it). A second close is `SHMBUS_ERR_CLOSED`. In a
+ * `fork()` child of the process that opened it, closing only ends the
+ * child's copy of the handle: the topic and its lock stay the opener's.
  */
 int32_t shmbus_publisher_close(struct shmbus_publisher publisher);
 
 /**
  * Close the publisher and remove the topic (segment and lock). Attached
- * subscribers see it as removed.
+ * subscribers see it as removed. `SHMBUS_ERR_PUBLISHER_ACTIVE`, with
+ * nothing closed or removed, in a `fork()` child of the process that
+ * opened it (that process is the topic's publisher).
  */
 int32_t shmbus_publisher_remove(struct shmbus_publisher publisher);
 

@@ -11,8 +11,17 @@
 //! and one out). A handle may be used from several threads; calls on the
 //! same handle are serialised, and a blocking wait holds its subscriber's
 //! slot for the length of the wait.
+//!
+//! `fork()`: a child gets a copy of the table. A slot another thread of the
+//! parent had locked at the fork stays locked in the child for ever (that
+//! thread does not exist there), so a `pthread_atfork` handler marks such
+//! slots in the child, and a call on one is refused with
+//! `SHMBUS_ERR_BAD_HANDLE` instead of blocking the child for ever. The
+//! handler also keeps [`process_id`] right in the child, which publishers
+//! use to refuse publishing from a process that did not open them.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard, Once, TryLockError};
 
 use crate::frame::Frame;
 use crate::publisher::Pub;
@@ -71,6 +80,45 @@ static TABLE: [Mutex<Slot>; SHMBUS_MAX_HANDLES] = [const {
     })
 }; SHMBUS_MAX_HANDLES];
 
+/// Slots locked by a thread of the parent when this process was forked
+/// (set in the child by [`after_fork_in_child`]): nobody here will unlock
+/// them.
+static ORPHANED: [AtomicBool; SHMBUS_MAX_HANDLES] =
+    [const { AtomicBool::new(false) }; SHMBUS_MAX_HANDLES];
+
+/// This process's pid, kept right across `fork()` by the handler.
+static PID: AtomicU32 = AtomicU32::new(0);
+
+static AT_FORK: Once = Once::new();
+
+/// In the child of a `fork()`, before it returns: note the pid, and every
+/// slot a thread of the parent held (only the forking thread exists here,
+/// and it holds none: no export forks). Atomics and `getpid` only, as a
+/// handler in the child of a multi-threaded process must.
+extern "C" fn after_fork_in_child() {
+    PID.store(std::process::id(), Ordering::Relaxed);
+    for (index, entry) in TABLE.iter().enumerate() {
+        if let Err(TryLockError::WouldBlock) = entry.try_lock() {
+            ORPHANED[index].store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The calling process's pid: one atomic load (after the first call, which
+/// installs the fork handler). Right in a child of `fork()` too.
+pub(crate) fn process_id() -> u32 {
+    AT_FORK.call_once(|| {
+        PID.store(std::process::id(), Ordering::Relaxed);
+        // SAFETY: registers a plain function with no captured state; it
+        // only touches statics that live as long as the library.
+        let rc = unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+        // ENOMEM: without the handler a child could block on a slot, as
+        // before it existed; nothing else depends on it.
+        let _ = rc;
+    });
+    PID.load(Ordering::Relaxed)
+}
+
 fn lock(index: usize) -> MutexGuard<'static, Slot> {
     // A panic while a slot was locked is caught at the boundary; the slot's
     // object may be half-updated, but it is still a whole Rust value, and
@@ -103,6 +151,8 @@ fn decode(id: u64, kind: Kind) -> Result<(usize, u32)> {
 
 /// Store `object` in a free slot and return its handle.
 pub(crate) fn insert(object: Object) -> Result<u64> {
+    // Before the first handle exists: a fork after it runs the handler.
+    process_id();
     let kind = Kind::of(&object);
     let mut object = Some(object);
     for (index, entry) in TABLE.iter().enumerate() {
@@ -145,6 +195,15 @@ impl Held {
 /// Lock the slot of handle `id` of `kind`, after checking it is live.
 pub(crate) fn get(id: u64, kind: Kind) -> Result<Held> {
     let (index, generation) = decode(id, kind)?;
+    if ORPHANED[index].load(Ordering::Relaxed) {
+        return fail(
+            SHMBUS_ERR_BAD_HANDLE,
+            format!(
+                "the {} handle {id:#x} was in use by another thread of the parent process when this process was forked from it: its state is the parent's, mid-call, and it cannot be used or closed here (open what you need again in this process)",
+                kind.name()
+            ),
+        );
+    }
     let slot = lock(index);
     match &slot.object {
         Some(o) if slot.generation == generation && Kind::of(o) == kind => Ok(Held { slot, index }),
@@ -227,6 +286,74 @@ mod tests {
             get(forged, Kind::Schema).err().unwrap().code,
             SHMBUS_ERR_BAD_HANDLE
         );
+    }
+
+    /// A slot another thread holds when the process forks (a blocking wait
+    /// holds its subscriber's for the whole wait) is refused in the child
+    /// with a code: before, the child's first call on it (a close at exit,
+    /// Python's `__del__`) blocked for ever on a lock whose holder does not
+    /// exist in the child.
+    #[test]
+    fn a_slot_held_by_another_thread_at_fork_is_refused_in_the_child() {
+        let id = insert(schema()).unwrap();
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let held = get(id, Kind::Schema).unwrap();
+            held_tx.send(()).unwrap();
+            // Held until the parent has seen the child end.
+            let _ = done_rx.recv_timeout(std::time::Duration::from_secs(120));
+            drop(held);
+        });
+        held_rx.recv().unwrap();
+        // SAFETY: the child only calls `get`/`remove` (atomics, a mutex, and
+        // malloc for the message: glibc's malloc is usable in a fork child)
+        // and _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let code = match (get(id, Kind::Schema), remove(id, Kind::Schema)) {
+                (Err(a), Err(b))
+                    if a.code == SHMBUS_ERR_BAD_HANDLE
+                        && b.code == SHMBUS_ERR_BAD_HANDLE
+                        && a.message.contains("forked") =>
+                {
+                    0
+                }
+                _ => 1,
+            };
+            // SAFETY: ends the child without returning into the harness.
+            unsafe { libc::_exit(code) };
+        }
+        let start = std::time::Instant::now();
+        let mut status = 0;
+        let ended = loop {
+            // SAFETY: our own child; `status` is writable.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if r == pid {
+                break true;
+            }
+            if start.elapsed() > std::time::Duration::from_secs(60) {
+                // SAFETY: our own child, still running (hung).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                // SAFETY: as above.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+                break false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        done_tx.send(()).unwrap();
+        holder.join().unwrap();
+        assert!(
+            ended,
+            "the child blocked on the slot its parent's thread held"
+        );
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "the child's calls were not refused with SHMBUS_ERR_BAD_HANDLE: {status:#x}"
+        );
+        // The parent's slot is untouched.
+        assert!(remove(id, Kind::Schema).is_ok());
     }
 
     #[test]

@@ -121,6 +121,9 @@ pub unsafe extern "C" fn shmbus_publish_json(
         // The handle first: a closed publisher is SHMBUS_ERR_CLOSED
         // whatever the text.
         let mut held = handles::get(publisher.id, Kind::Publisher)?;
+        // And the process: a fork child's copy of the handle never
+        // publishes, whatever the text.
+        pub_of(&mut held).check_process()?;
         let value: serde_json::Value = shmbus_codec::parse_json(text.as_bytes())
             .map_err(|e| Error::new(SHMBUS_ERR_JSON, format!("not JSON: {e}")))?;
         let p: &mut Pub = pub_of(&mut held);

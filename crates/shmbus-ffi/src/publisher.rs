@@ -29,6 +29,44 @@ pub struct Pub {
     pub schema: SchemaHandle,
     /// Slots in the ring.
     pub slots: u32,
+    /// The process that opened it: it holds the topic's lock (with
+    /// `SEM_UNDO`, which a `fork()` child does not inherit).
+    pub pid: u32,
+}
+
+impl Pub {
+    /// Refuse a publish or a removal from a process that did not open the
+    /// publisher: a `fork()` child has a copy of the handle, but not the
+    /// topic's lock, and a second writer would break the seqlock and the
+    /// generation count (two frames numbered 2).
+    pub(crate) fn check_process(&self) -> Result<()> {
+        let here = handles::process_id();
+        if self.pid == here {
+            return Ok(());
+        }
+        fail(
+            SHMBUS_ERR_PUBLISHER_ACTIVE,
+            format!(
+                "topic '{}' is published by process {}, which opened this publisher handle; this process ({here}) is a fork of it and holds a copy of the handle, not the topic's lock: close the handle here, and open the topic in this process once {} has closed it",
+                self.raw.name(),
+                self.pid,
+                self.pid
+            ),
+        )
+    }
+}
+
+/// Drop a publisher taken out of its slot. In a process that did not open
+/// it (a `fork()` child), the publisher is forgotten instead: dropping it
+/// would release the topic's lock, which is the opener's (the child's
+/// release would let a second publisher in while the opener still
+/// publishes). Its mapping stays until this process exits or execs.
+fn dispose(p: Box<Pub>) {
+    if p.pid == handles::process_id() {
+        drop(p);
+    } else {
+        std::mem::forget(p);
+    }
 }
 
 pub(crate) fn pub_of(held: &mut Held) -> &mut Pub {
@@ -45,6 +83,7 @@ pub(crate) fn publish_frame(
     mono_ns: u64,
     real_ns: u64,
 ) -> Result<u64> {
+    p.check_process()?;
     if f.schema.fingerprint != p.schema.fingerprint {
         return fail(
             SHMBUS_ERR_WRONG_TYPE,
@@ -99,6 +138,7 @@ pub unsafe extern "C" fn shmbus_publisher_open(
             raw,
             schema,
             slots: topic.slots,
+            pid: handles::process_id(),
         })))
         .inspect_err(|_| {
             if created {
@@ -178,7 +218,9 @@ pub unsafe extern "C" fn shmbus_publish_bytes(
         // SAFETY: the caller's contract.
         let b = unsafe { cabi::bytes(bytes, len, "bytes") }?;
         let mut held = handles::get(publisher.id, Kind::Publisher)?;
-        let g = pub_of(&mut held)
+        let p = pub_of(&mut held);
+        p.check_process()?;
+        let g = p
             .raw
             .publish_bytes(b)
             .map_err(|e| Error::new(SHMBUS_ERR_TOO_LARGE, e.to_string()))?;
@@ -223,20 +265,29 @@ pub unsafe extern "C" fn shmbus_publisher_info(
 }
 
 /// Stop publishing: release the topic (its last frames stay readable; a
-/// new publisher reopens it). A second close is `SHMBUS_ERR_CLOSED`.
+/// new publisher reopens it). A second close is `SHMBUS_ERR_CLOSED`. In a
+/// `fork()` child of the process that opened it, closing only ends the
+/// child's copy of the handle: the topic and its lock stay the opener's.
 #[unsafe(no_mangle)]
 pub extern "C" fn shmbus_publisher_close(publisher: shmbus_publisher) -> i32 {
     guard(|| {
-        drop(handles::remove(publisher.id, Kind::Publisher)?);
+        let Object::Publisher(p) = handles::remove(publisher.id, Kind::Publisher)? else {
+            unreachable!("handles::remove checked the kind")
+        };
+        dispose(p);
         Ok(SHMBUS_OK)
     })
 }
 
 /// Close the publisher and remove the topic (segment and lock). Attached
-/// subscribers see it as removed.
+/// subscribers see it as removed. `SHMBUS_ERR_PUBLISHER_ACTIVE`, with
+/// nothing closed or removed, in a `fork()` child of the process that
+/// opened it (that process is the topic's publisher).
 #[unsafe(no_mangle)]
 pub extern "C" fn shmbus_publisher_remove(publisher: shmbus_publisher) -> i32 {
     guard(|| {
+        handles::get(publisher.id, Kind::Publisher)
+            .and_then(|mut h| pub_of(&mut h).check_process())?;
         let Object::Publisher(p) = handles::remove(publisher.id, Kind::Publisher)? else {
             unreachable!("handles::remove checked the kind")
         };
