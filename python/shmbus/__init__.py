@@ -21,8 +21,11 @@ the library's, with what to do. The library is found in this order: the
 
 import ctypes
 import json
+import math
 import os
 import threading
+import time
+import weakref
 
 __all__ = [
     "Publisher",
@@ -175,6 +178,11 @@ _sub_has_new = _sig("shmbus_subscriber_has_new", _Handle)
 OK, NO_FRAME, MISSED = 0, 1, 2
 _READ_LATEST, _READ_NEXT, _READ_WAIT_NEXT, _READ_WAIT_LATEST = 0, 1, 2, 3
 _ERR_BUFFER_TOO_SMALL = -5
+_ERR_NOT_FOUND = -9
+_ERR_TIMEOUT = -14
+# The longest a wait sleeps in one C call (seconds): how late Ctrl-C, or
+# another thread's close(), interrupts a wait at most.
+_WAIT_SLICE = 0.1
 _PUBLISHER = {1: "alive", 2: "not running", 3: "no lock", 0: "unknown"}
 
 # ------------------------------------------------------------------ errors
@@ -392,7 +400,27 @@ class Subscriber:
             _check(_schema_parse(_text(schema, "schema"), ctypes.byref(expected)))
         h = _Handle()
         try:
-            _check(_sub_open(ctypes.byref(t), expected, _ms(wait), ctypes.byref(h)))
+            # In slices, as the reads' waits (Ctrl-C is not held up for the
+            # whole wait); a topic found after a slice that did not find it
+            # appeared while this waited, and is read from its oldest frame,
+            # as the C library does within one call.
+            deadline = time.monotonic() + _seconds(wait)
+            waited = False
+            while True:
+                ms = _ms(min(max(deadline - time.monotonic(), 0.0), _WAIT_SLICE))
+                rc = _sub_open(ctypes.byref(t), expected, ms, ctypes.byref(h))
+                if rc == _ERR_NOT_FOUND and time.monotonic() < deadline:
+                    waited = True
+                    continue
+                _check(rc)
+                break
+            if waited:
+                _check(_sub_seek_oldest(h))
+        except BaseException:
+            # Ctrl-C just after the open: no handle left behind.
+            if h.id:
+                _sub_close(h)
+            raise
         finally:
             if expected.id:
                 _schema_close(expected)
@@ -402,22 +430,41 @@ class Subscriber:
         # Held from the C call through the JSON decode: the C library
         # serialises its calls on one handle, but the text lands in this
         # object's buffer, which another thread's read would overwrite
-        # before this one decoded it.
+        # before this one decoded it. A fork() child gets a fresh one
+        # (_after_fork_in_child): a thread of the parent that held it does
+        # not exist there to release it.
         self._read_lock = threading.Lock()
+        _subscribers.add(self)
 
     def _read(self, how, timeout=0.0):
         with self._read_lock:
             return self._read_locked(how, timeout)
 
     def _read_locked(self, how, timeout):
-        h = self._h
-        if h is None:
+        if self._h is None:
             raise Closed(-3, "the subscriber of '%s' is closed" % self.topic)
         smp = _Sample()
         n = _sz()
         missed = 0
-        for _ in range(1000):
-            rc = _sub_json(h, how, _ms(timeout), self._buf, len(self._buf), ctypes.byref(n), ctypes.byref(smp))
+        # A wait sleeps in the C library in slices of at most _WAIT_SLICE:
+        # between two, Python runs its signal handlers (Ctrl-C raises
+        # KeyboardInterrupt at once, not when the timeout ends) and another
+        # thread's close() gets the handle (this wait then raises Closed).
+        waiting = how in (_READ_WAIT_NEXT, _READ_WAIT_LATEST)
+        deadline = time.monotonic() + _seconds(timeout) if waiting else 0.0
+        tries = 0
+        while tries < 1000:
+            tries += 1
+            h = self._h
+            if h is None:
+                raise Closed(-3, "the subscriber of '%s' was closed during the read" % self.topic)
+            ms = 0
+            if waiting:
+                ms = _ms(min(max(deadline - time.monotonic(), 0.0), _WAIT_SLICE))
+            rc = _sub_json(h, how, ms, self._buf, len(self._buf), ctypes.byref(n), ctypes.byref(smp))
+            if rc == _ERR_TIMEOUT and waiting and time.monotonic() < deadline:
+                tries -= 1
+                continue
             if rc == _ERR_BUFFER_TOO_SMALL:
                 self._buf = ctypes.create_string_buffer(max(n.value + 1, 2 * len(self._buf)))
                 continue
@@ -500,7 +547,8 @@ class Subscriber:
         return self._h
 
     def close(self):
-        """Detach. Further reads raise :class:`Closed`."""
+        """Detach. Further reads raise :class:`Closed`; a wait in another
+        thread raises :class:`Closed` within about 0.1 s."""
         if self._h is not None:
             h, self._h = self._h, None
             _check(_sub_close(h))
@@ -601,9 +649,33 @@ def _nonfinite(v):
     return v
 
 
+def _seconds(seconds):
+    """A timeout in seconds, checked: a number >= 0 (infinity: for ever)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
+        raise InvalidArgument(-4, "timeout must be a number of seconds >= 0, not %s" % _shown(seconds))
+    return float(seconds) if not isinstance(seconds, int) or seconds < 2**53 else math.inf
+
+
 def _ms(seconds):
     """Seconds as the C library's milliseconds: at most 2**32 - 1 (49 days;
     also what an infinite timeout becomes)."""
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
-        raise InvalidArgument(-4, "timeout must be a number of seconds >= 0, not %s" % _shown(seconds))
+    seconds = _seconds(seconds)
     return min(int(min(seconds, 2**32) * 1000 + 0.5), 2**32 - 1)
+
+
+# Live subscribers, for the fork handler.
+_subscribers = weakref.WeakSet()
+
+
+def _after_fork_in_child():
+    """In a fork() child: every subscriber gets a fresh read lock. One a
+    thread of the parent held (a wait) would never be released here, and
+    the child's first read, or its close at exit, would block for ever. A
+    handle the parent's thread had inside the C library is refused by it
+    with a code (the C library marks those at the fork)."""
+    for s in list(_subscribers):
+        s._read_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

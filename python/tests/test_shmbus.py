@@ -2,7 +2,9 @@
 
 import math
 import os
+import sys
 import threading
+import time
 
 import pytest
 
@@ -296,3 +298,170 @@ def test_one_subscriber_read_from_two_threads_pairs_each_value_with_its_frame(ke
         assert not problems, problems[:5]
         assert min(reads) > 0
         sub.close()
+
+
+def _inside(thread_ident, function, timeout=30.0):
+    """True once thread `thread_ident` runs `function` (a frame of that name
+    is on its stack): a wait is then in the C library, or about to be."""
+
+    def found():
+        f = sys._current_frames().get(thread_ident)
+        while f is not None:
+            if f.f_code.co_name == function:
+                return True
+            f = f.f_back
+        return False
+
+    return wait_until(found, timeout)
+
+
+# A child that waits for an hour in a read and in an open; a helper thread
+# sends it SIGINT once each wait is under way. Each wait must end in
+# KeyboardInterrupt long before its hour.
+_CTRL_C_CHILD = r"""
+import signal, sys, threading, time
+sys.path[:0] = [%(tests)r]
+import shmbus
+from test_shmbus import _inside
+
+main = threading.main_thread().ident
+
+def interrupt(function):
+    def run():
+        assert _inside(main, function)
+        time.sleep(0.3)   # into the C call (an early signal passes anyway)
+        signal.pthread_kill(main, signal.SIGINT)
+    threading.Thread(target=run, daemon=True).start()
+
+with shmbus.Publisher("ctrl-c", "struct C { v: u32 }", key=%(key)d) as pub:
+    sub = shmbus.Subscriber("ctrl-c", key=%(key)d, wait=0)
+    for what in ("wait", "wait_latest"):
+        interrupt("_read_locked")
+        try:
+            getattr(sub, what)(timeout=3600)
+            print(what, "returned")
+        except KeyboardInterrupt:
+            print(what, "interrupted")
+    sub.close()
+    pub.remove()
+interrupt("__init__")
+try:
+    shmbus.Subscriber("ctrl-c-absent", key=%(key)d + 1, wait=3600)
+    print("open returned")
+except KeyboardInterrupt:
+    print("open interrupted")
+"""
+
+
+def test_ctrl_c_interrupts_a_wait_at_once(key):
+    """Ctrl-C during `wait()`, `wait_latest()` or a Subscriber's wait for
+    its topic raises KeyboardInterrupt then, not when the timeout ends:
+    before, the C call slept through the signal (its waits retry on EINTR)
+    and Python could raise only once it returned, an hour later here."""
+    import subprocess
+
+    code = _CTRL_C_CHILD % {"tests": os.path.dirname(os.path.abspath(__file__)), "key": key}
+    try:
+        r = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail("a wait did not end on SIGINT: %s" % e.stdout)
+    finally:
+        from conftest import remove_key
+
+        remove_key(key + 1)
+    assert r.stdout.split("\n")[:3] == ["wait interrupted", "wait_latest interrupted", "open interrupted"], r.stdout
+    assert r.returncode == 0, r.stdout
+
+
+def test_close_from_another_thread_ends_a_wait_promptly(key):
+    """`close()` while another thread waits returns, and the wait raises
+    `Closed`, without waiting for the wait's timeout: before, close()
+    blocked until the wait ended (an hour here)."""
+    with shmbus.Publisher("close-wait", "struct C { v: u32 }", key=key) as pub:
+        sub = shmbus.Subscriber("close-wait", key=key, wait=0)
+        got = []
+
+        def wait():
+            try:
+                got.append(sub.wait(timeout=3600))
+            except Exception as e:
+                got.append(e)
+
+        waiter = threading.Thread(target=wait, daemon=True)
+        waiter.start()
+        assert _inside(waiter.ident, "_read_locked")
+        closer = threading.Thread(target=sub.close, daemon=True)
+        closer.start()
+        closer.join(60)
+        waiter.join(60)
+        assert not closer.is_alive(), "close() still blocked after 60 s"
+        assert not waiter.is_alive(), "the wait still running after 60 s"
+        assert len(got) == 1 and isinstance(got[0], shmbus.Closed), got
+        with pytest.raises(shmbus.Closed):
+            sub.latest()
+        pub.remove()
+
+
+def test_a_fork_child_neither_hangs_on_a_waiting_thread_nor_publishes(key):
+    """A process forked while another thread waits: the child's calls on
+    that subscriber return (a frame, or an error saying the handle was busy
+    at the fork) instead of blocking for ever on a lock held by a thread
+    the child does not have; its copy of the publisher does not publish
+    (`PublisherActive`, naming the parent); its close at exit leaves the
+    parent's topic alone."""
+    pub = shmbus.Publisher("fork-wait", "struct C { v: u32 }", key=key)
+    sub = shmbus.Subscriber("fork-wait", key=key, wait=0)
+    got = []
+
+    def wait():
+        try:
+            got.append(sub.wait(timeout=20))
+        except Exception as e:
+            got.append(e)
+
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
+    assert _inside(waiter.ident, "_read_locked")
+    time.sleep(0.2)  # into the C wait (if not, the child reads: passes too)
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            try:
+                sub.latest()
+            except shmbus.ShmbusError as e:
+                if "forked" not in str(e):
+                    code = 10
+            try:
+                pub.publish({"v": 7})
+                code = code or 11
+            except shmbus.PublisherActive as e:
+                if str(os.getppid()) not in str(e):
+                    code = code or 12
+            try:
+                sub.close()
+            except shmbus.ShmbusError:
+                pass
+            pub.close()
+        except BaseException:
+            code = code or 13
+        os._exit(code)
+    end = time.monotonic() + 60
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done or time.monotonic() > end:
+            break
+        time.sleep(0.02)
+    if not done:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    assert done, "the fork child blocked"
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    # The parent still publishes, and its waiting thread gets the frame.
+    assert pub.publish({"v": 1}) == 1
+    waiter.join(60)
+    assert len(got) == 1 and not isinstance(got[0], Exception), got
+    assert got[0]["value"] == {"v": 1}
+    assert sub.status()["publisher_pid"] == os.getpid()
+    sub.close()
+    pub.remove()
