@@ -17,7 +17,7 @@
 //! thread does not exist there), so a `pthread_atfork` handler marks such
 //! slots in the child, and a call on one is refused with
 //! `SHMBUS_ERR_BAD_HANDLE` instead of blocking the child for ever. The
-//! handler also keeps [`process_id`] right in the child, which publishers
+//! handler also keeps `process_id` right in the child, which publishers
 //! use to refuse publishing from a process that did not open them.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
