@@ -278,6 +278,10 @@ pub struct Client {
     /// (oldest first): Foxglove and Lichtblick unsubscribe each one when
     /// they see the unadvertise, which is then no error.
     ended: VecDeque<u32>,
+    /// The lowest channel id this client was ever advertised (its
+    /// welcome's first, else the next new one): a channel from here up
+    /// that is no longer served went while it was connected.
+    pub first_channel: u32,
     /// Outgoing messages.
     pub queue: OutQueue,
     /// The WebSocket holds bytes the kernel has not taken yet.
@@ -334,6 +338,7 @@ impl Client {
             by_channel: HashMap::new(),
             adverts: HashMap::new(),
             ended: VecDeque::new(),
+            first_channel: u32::MAX,
             queue: OutQueue::new(data_budget),
             blocked: false,
             last_progress_ns: now_ns,

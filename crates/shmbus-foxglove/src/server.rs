@@ -503,6 +503,9 @@ impl Server {
             .to_text(),
         );
         let channels = self.topics.channels();
+        c.first_channel = channels
+            .first()
+            .map_or(self.topics.next_channel_id(), |ch| ch.id);
         c.send_text(
             ServerMessage::Advertise {
                 channels: &channels,
@@ -781,10 +784,20 @@ impl Server {
                                 level::ERROR,
                                 || format!("subscription id {} is already in use: unsubscribe it first", s.id),
                             );
+                            } else if !self.topics.by_id.contains_key(&s.channel_id)
+                                && (c.first_channel..self.topics.next_channel_id())
+                                    .contains(&s.channel_id)
+                            {
+                                // Advertised to this client, and gone: the
+                                // subscribe crossed the unadvertise on the
+                                // way, which says it all. The unsubscribe
+                                // that follows is taken quietly, as for a
+                                // subscription that ended.
+                                c.end_subscription(s.id);
                             } else if !self.topics.by_id.contains_key(&s.channel_id) {
                                 answer.error(level::ERROR, || {
                                     format!(
-                                        "channel {} is not advertised (the topic may have gone)",
+                                        "channel {} was never advertised on this connection",
                                         s.channel_id
                                     )
                                 });

@@ -781,6 +781,12 @@ impl Topics {
         }
     }
 
+    /// The id the next new channel gets: every id below it was
+    /// advertised once (ids are never reused).
+    pub fn next_channel_id(&self) -> u32 {
+        self.next_id
+    }
+
     /// A client subscribed to channel `id`.
     pub fn subscribe(&mut self, id: u32) {
         if let Some(t) = self.by_id.get_mut(&id) {

@@ -1220,7 +1220,7 @@ fn one_client_message_gets_one_answer_however_many_entries_it_holds() {
     );
     assert_eq!(
         got[1],
-        "channel 999999 is not advertised (the topic may have gone) (and 7999 more errors in the same 'subscribe' message)"
+        "channel 999999 was never advertised on this connection (and 7999 more errors in the same 'subscribe' message)"
     );
     assert!(
         got[2].starts_with("cannot publish on 'nope': publishing is off")
@@ -1436,6 +1436,65 @@ fn a_subscriber_gets_the_last_frames_before_its_topic_goes() {
             "round {round}: a frame of the ended subscription after the unadvertise"
         );
     }
+    drop(ws);
+    server.stop();
+}
+
+/// A subscribe sent just before the client saw its channel's unadvertise
+/// (the two cross on the wire: a panel opened as the topic restarts) is
+/// no error, nor is the unsubscribe that follows: each was a status
+/// without an id, in the problems panel until the connection ends. A
+/// channel that was never advertised to the client is still an error.
+#[test]
+fn a_subscribe_that_crosses_the_unadvertise_is_no_error() {
+    watchdog("subscribe_crosses_unadvertise", Duration::from_secs(120));
+    let (topic, _g) = key_for("crossing");
+    let publisher = Publisher::<Sample>::open(&topic).unwrap();
+    let server = Running::start(&[topic.key], |_| {});
+    let (mut ws, _) = connect(server.addr, "foxglove.websocket.v1");
+    let mut seen = Seen::default();
+    let id = advertised(&mut ws, &mut seen);
+    publisher.remove().unwrap();
+    read_until(
+        &mut ws,
+        &mut seen,
+        "the unadvertise",
+        Duration::from_secs(30),
+        |s| s.unadvertised.contains(&id),
+    );
+    // What the client sent before the unadvertise reached it, then its
+    // unsubscribe on seeing it.
+    subscribe(&mut ws, 3, id);
+    ws.send(Message::text(
+        r#"{"op":"unsubscribe","subscriptionIds":[3]}"#,
+    ))
+    .unwrap();
+    // Channel 0 is never advertised (ids start at 1).
+    subscribe(&mut ws, 4, 0);
+    ws.send(Message::text(r#"{"op":"marker"}"#)).unwrap();
+    read_until(
+        &mut ws,
+        &mut seen,
+        "the marker's error",
+        Duration::from_secs(30),
+        |s| {
+            s.statuses
+                .iter()
+                .any(|v| v["message"].as_str().unwrap_or("").contains("'marker'"))
+        },
+    );
+    let answers: Vec<&str> = seen
+        .statuses
+        .iter()
+        .filter(|v| v["op"] == "status" && v["id"].is_null())
+        .filter_map(|v| v["message"].as_str())
+        .collect();
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    assert_eq!(
+        answers[0],
+        "channel 0 was never advertised on this connection"
+    );
+    assert!(answers[1].contains("'marker'"), "{answers:?}");
     drop(ws);
     server.stop();
 }
