@@ -767,11 +767,10 @@ impl Server {
     /// of answers (64 such messages per turn), and a client that asked
     /// too much at once was dropped as "not reading".
     fn handle(&mut self, i: usize, m: Incoming) {
+        // Handled even when the client is being disconnected: a message
+        // read with the client's close (a publish, then the close) still
+        // counts; nothing more is sent to it ([`Client::send_text`]).
         let c = &mut self.clients[i];
-        // Nothing more is sent to a client that is being disconnected.
-        if c.gone.is_some() {
-            return;
-        }
         let mut answer = Answer::default();
         match m {
             Incoming::Text(text) => {

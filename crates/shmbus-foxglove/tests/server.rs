@@ -1498,3 +1498,56 @@ fn a_subscribe_that_crosses_the_unadvertise_is_no_error() {
     drop(ws);
     server.stop();
 }
+
+/// A message the client sends right before its close, read in the same
+/// turn, is still handled: a script that publishes one message and
+/// closes gets it published.
+#[test]
+fn a_message_sent_with_the_close_is_still_handled() {
+    watchdog("message_with_close", Duration::from_secs(120));
+    let (topic, _g) = key_for("with-close");
+    // The topic exists, with no live publisher: the server may write it.
+    drop(Publisher::<Sample>::open(&topic).unwrap());
+    let server = Running::start(&[topic.key], |c| c.allow_publish = true);
+    let (mut ws, _) = connect(server.addr, "foxglove.websocket.v1");
+    let mut seen = Seen::default();
+    advertised(&mut ws, &mut seen);
+    ws.send(Message::text(format!(
+        r#"{{"op":"advertise","channels":[{{"id":5,"topic":"{}","encoding":"json"}}]}}"#,
+        topic.name
+    )))
+    .unwrap();
+    // An error answered after the advertise: it was handled.
+    ws.send(Message::text(r#"{"op":"marker"}"#)).unwrap();
+    read_until(
+        &mut ws,
+        &mut seen,
+        "the marker's error",
+        Duration::from_secs(30),
+        |s| {
+            s.statuses
+                .iter()
+                .any(|v| v["message"].as_str().unwrap_or("").contains("'marker'"))
+        },
+    );
+    let mut m = vec![1u8, 5, 0, 0, 0];
+    m.extend_from_slice(br#"{"seq":42,"value":1.5,"label":"x"}"#);
+    // One write: the publish and the close reach the server together.
+    ws.write(Message::binary(m)).unwrap();
+    ws.close(None).unwrap();
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        match ws.read() {
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+        assert!(Instant::now() < end, "the close was not answered");
+    }
+    let summary = server.stop();
+    assert_eq!(summary.published, 1, "the message sent with the close");
+}
