@@ -19,6 +19,21 @@ function tagged(tag, name, fn, timeout = 120000) {
 // Whatever a test started is gone before the next one starts, pass or fail.
 afterEach(() => L.killAll());
 
+tagged("core", "a server stopped by SIGTERM closes each connection with a close frame, 1001 and why", async () => {
+  const server = await L.startServer();
+  const a = L.connect(server.url);
+  const b = L.connect(server.url, ["foxglove.sdk.v1"]);
+  await L.waitFor("both connected", () => a.info && b.info);
+  await server.stop();
+  assert.equal(server.code, 0);
+  for (const c of [a, b]) {
+    await L.waitFor("the close", () => c.closed);
+    // Was 1006 (abnormal closure, no close frame), as for a network failure.
+    assert.equal(c.closeEvent.code, 1001);
+    assert.equal(c.closeEvent.reason, "shmbus foxglove stopped");
+  }
+});
+
 const RICH_FIELDS = [
   "seq", "t", "acc", "name", "mode", "command", "maybe", "list", "big", "weird", "letter", "flag", "pair", "nothing",
 ];

@@ -175,7 +175,10 @@ function connect(url, protocols = [FoxgloveClient.SUPPORTED_SUBPROTOCOL]) {
     closed: false,
   };
   client.on("open", () => (c.open = true));
-  client.on("close", () => (c.closed = true));
+  client.on("close", (e) => {
+    c.closed = true;
+    c.closeEvent = e; // {code, reason}
+  });
   client.on("error", (e) => c.errors.push(e));
   client.on("serverInfo", (i) => (c.info = i));
   client.on("advertise", (chs) => {
