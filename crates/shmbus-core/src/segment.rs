@@ -66,6 +66,26 @@ fn map_attach_err(key: i32, e: SysError) -> OpenError {
     }
 }
 
+/// How many times [`Segment::attach_key`] looks a key up when the segment
+/// it found is removed before it can attach it.
+pub const ATTACH_LOOKUPS: u32 = 8;
+
+/// [`Segment::attach_key`] with the lookup given (`shmget` of the key; a
+/// test gives a stale shmid first).
+fn attach_key_via(
+    key: i32,
+    mut lookup: impl FnMut() -> Result<i32, SysError>,
+) -> Result<Segment, OpenError> {
+    let mut lookups = 1;
+    loop {
+        let shmid = lookup().map_err(|e| map_attach_err(key, e))?;
+        match Segment::attach_shmid(shmid, key) {
+            Err(OpenError::Removed { .. }) if lookups < ATTACH_LOOKUPS => lookups += 1,
+            r => return r,
+        }
+    }
+}
+
 impl Segment {
     /// Attach the topic's segment read-only (`SHM_RDONLY`) and validate its
     /// header. If `topic.publisher_uid` is set, also require that the
@@ -91,9 +111,15 @@ impl Segment {
     }
 
     /// Attach whatever shmbus segment is at `key`, read-only.
+    ///
+    /// A segment removed between the key's lookup and the attach (a
+    /// publisher replacing it, `shmbus rm`) is not reported as
+    /// [`OpenError::Removed`]: nothing was attached, so the key is looked up
+    /// again and now names the new segment, or nothing
+    /// ([`OpenError::NotFound`]). `Removed` only after
+    /// [`ATTACH_LOOKUPS`] such races in a row.
     pub fn attach_key(key: i32) -> Result<Segment, OpenError> {
-        let shmid = sys::shmget(key, 0, 0).map_err(|e| map_attach_err(key, e))?;
-        Segment::attach_shmid(shmid, key)
+        attach_key_via(key, || sys::shmget(key, 0, 0))
     }
 
     /// Attach segment `shmid` read-only; `key` is used in messages.
@@ -390,10 +416,16 @@ impl Segment {
     }
 
     /// True if the segment was removed (`IPC_RMID`) since we attached: no
-    /// publisher will ever write to it again. One system call.
+    /// publisher will ever write to it again. One system call; when this
+    /// process may no longer stat the segment (`EACCES`: a publisher
+    /// restarted it with a narrower mode or another group), the answer
+    /// comes from `/proc/sysvipc/shm`, which anyone may read.
     pub fn is_removed(&self) -> bool {
         match self.stat() {
             Ok(st) => st.removed(),
+            Err(e) if matches!(e.errno, Errno::EACCES | Errno::EPERM) => {
+                removed_per_proc(self.shmid())
+            }
             Err(e) => matches!(e.errno, Errno::EIDRM | Errno::EINVAL),
         }
     }
@@ -405,6 +437,19 @@ impl Segment {
     /// ([`PublisherStatus::NoLock`] then).
     pub fn publisher_status(&self) -> PublisherStatus {
         status_for(&self.att, self.key)
+    }
+}
+
+/// Whether `/proc/sysvipc/shm` shows segment `shmid` removed: marked
+/// `SHM_DEST` (still attached somewhere), or gone. `false` if the file
+/// cannot be read (the question stays open; not "removed").
+fn removed_per_proc(shmid: i32) -> bool {
+    match crate::sysvipc::segments() {
+        Ok(all) => all
+            .iter()
+            .find(|e| e.id() == shmid)
+            .is_none_or(|e| e.mode() & 0o1000 != 0),
+        Err(_) => false,
     }
 }
 
@@ -1305,5 +1350,74 @@ mod writer {
         h.generation.store(g, Ordering::Release);
         h.notify.store(g as u32, Ordering::Release);
         repaired
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A shmid that named a segment and no longer does.
+    fn stale_shmid() -> i32 {
+        let id = sys::shmget(libc::IPC_PRIVATE, 4096, libc::IPC_CREAT | 0o600)
+            .expect("create a private segment");
+        sys::shm_remove(id).expect("remove it");
+        id
+    }
+
+    /// The key's lookups answer `ids` in turn, then "no segment".
+    fn lookups(ids: Vec<i32>) -> impl FnMut() -> Result<i32, SysError> {
+        let mut ids = ids.into_iter();
+        move || {
+            ids.next().ok_or(SysError {
+                call: Call::Shmget,
+                errno: Errno::ENOENT,
+            })
+        }
+    }
+
+    const KEY: i32 = 0x7e5b_0001;
+
+    #[test]
+    fn a_segment_removed_between_lookup_and_attach_is_looked_up_again() {
+        // Gone, and nothing at the key now: "not found", not "removed;
+        // restart its publisher".
+        let r = attach_key_via(KEY, lookups(vec![stale_shmid()]));
+        assert!(matches!(r, Err(OpenError::NotFound { key: KEY })), "{r:?}");
+        // Gone twice (a publisher replacing it as we look), then nothing.
+        let r = attach_key_via(KEY, lookups(vec![stale_shmid(), stale_shmid()]));
+        assert!(matches!(r, Err(OpenError::NotFound { key: KEY })), "{r:?}");
+    }
+
+    #[test]
+    fn removed_only_after_every_lookup_raced_a_removal() {
+        let ids = (0..ATTACH_LOOKUPS).map(|_| stale_shmid()).collect();
+        let r = attach_key_via(KEY, lookups(ids));
+        assert!(matches!(r, Err(OpenError::Removed { key: KEY })), "{r:?}");
+    }
+
+    /// The new segment a replacing publisher created is attached.
+    #[cfg(feature = "writer")]
+    #[test]
+    fn the_segment_that_replaced_a_removed_one_is_attached() {
+        let key = 0x7e5b_0000 | (std::process::id() as i32 & 0xffff);
+        let topic = Topic::new("test/core-lookup-race")
+            .key(key)
+            .lock(crate::LockPolicy::Off);
+        let w = WriteSegment::open(&topic, b"schema", 64).expect("create the topic");
+        struct Remove(Option<WriteSegment>);
+        impl Drop for Remove {
+            fn drop(&mut self) {
+                if let Some(w) = self.0.take() {
+                    let _ = w.remove();
+                }
+            }
+        }
+        let live = w.shmid();
+        let _cleanup = Remove(Some(w));
+        let r = attach_key_via(key, lookups(vec![stale_shmid(), live]));
+        let seg = r.expect("the new segment is attached");
+        assert_eq!(seg.shmid(), live);
+        assert_eq!(seg.info().name, "test/core-lookup-race");
     }
 }

@@ -499,16 +499,25 @@ fn child_role_entry() {
             Err(e) => report_err(&e, &e),
         },
         // Attach a subscriber (reads give a slot mid-write 300 ms), say so,
-        // then read the newest frame at each line on stdin; report each.
+        // then at each line on stdin: `removed?` reports `is_removed()`,
+        // `wait` the outcome of a 20 s wait for the next frame, anything
+        // else the newest frame.
         "attach-then-read" => match Subscriber::<Check>::attach(&topic_from(&a)) {
             Ok(mut s) => {
                 s.raw().set_stuck_after(Duration::from_millis(300));
                 say("ATTACHED");
                 let mut go = String::new();
                 while std::io::stdin().read_line(&mut go).is_ok_and(|n| n > 0) {
-                    match s.latest() {
-                        Ok(v) => say(&format!("OK latest={:?}", v.map(|s| s.value.seq))),
-                        Err(e) => report_err(&e, &e),
+                    match go.trim() {
+                        "removed?" => say(&format!("REMOVED {}", s.raw().is_removed())),
+                        "wait" => match s.wait_next(Duration::from_secs(20)) {
+                            Ok(n) => say(&format!("OK {n:?}")),
+                            Err(e) => report_err(&e, &e),
+                        },
+                        _ => match s.latest() {
+                            Ok(v) => say(&format!("OK latest={:?}", v.map(|s| s.value.seq))),
+                            Err(e) => report_err(&e, &e),
+                        },
                     }
                     go.clear();
                 }
@@ -1575,15 +1584,7 @@ fn a_slot_mid_write_under_an_unreadable_lock_is_not_a_dead_publisher() {
     seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     // The reader's answer: `OK ...`, or `ERR <Debug>` (its `MSG` line
     // read too).
-    let ask = |reader: &mut Kid| {
-        writeln!(reader.child.0.stdin.as_mut().unwrap(), "go").unwrap();
-        let l = reader.line();
-        if l.starts_with("ERR") {
-            let msg = reader.line();
-            eprintln!("  {msg}");
-        }
-        l
-    };
+    let ask = |reader: &mut Kid| ask_kid(reader, "go");
     let alive = ask(&mut reader);
     eprintln!("mid-write, publisher alive, lock unreadable -> {alive}");
     assert!(
@@ -1598,4 +1599,60 @@ fn a_slot_mid_write_under_an_unreadable_lock_is_not_a_dead_publisher() {
     seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     // (Each publisher published `Check::new(1)`.)
     assert_eq!(ask(&mut reader), "OK latest=Some(1)");
+}
+
+/// Send `line` to a child; its answer: `OK ...`, `REMOVED ...`, or
+/// `ERR <Debug>` (its `MSG` line read too and shown).
+fn ask_kid(kid: &mut Kid, line: &str) -> String {
+    writeln!(kid.child.0.stdin.as_mut().unwrap(), "{line}").unwrap();
+    let l = kid.line();
+    if l.starts_with("ERR") {
+        let msg = kid.line();
+        eprintln!("  {msg}");
+    }
+    l
+}
+
+/// Root. A subscriber shut out by a mode change (as above) cannot stat the
+/// segment any more: `is_removed()` answered false for a segment removed
+/// under it (its `IPC_STAT` fails with `EACCES`), and its wait ended with
+/// `AccessLost` instead of `Removed`. It now reads `/proc/sysvipc/shm`.
+#[test]
+fn a_subscriber_shut_out_by_a_mode_change_still_sees_a_removal() {
+    let name = "a_subscriber_shut_out_by_a_mode_change_still_sees_a_removal";
+    if !root_or_skip(name) {
+        return;
+    }
+    watchdog(name, Duration::from_secs(120));
+    let (topic, _g) = unique_topic("mode-narrowed-rm");
+    let topic = topic.mode(0o644);
+    let mut first = spawn_kid(
+        "publish",
+        &topic_args(&topic),
+        Some((SENSOR_UID, SENSOR_GID)),
+    );
+    assert!(first.line().starts_with("OK"));
+    let mut reader = spawn_kid(
+        "attach-then-read",
+        &topic_args(&topic),
+        Some((READER_UID, READER_UID)),
+    );
+    assert_eq!(reader.line(), "ATTACHED");
+    let (st, _) = first.finish();
+    assert!(st.success(), "{st:?}");
+    let narrowed = topic.clone().mode(0o640).group(SENSOR_GID);
+    let mut second = spawn_kid(
+        "publish",
+        &topic_args(&narrowed),
+        Some((SENSOR_UID, SENSOR_GID)),
+    );
+    assert!(second.line().starts_with("OK"));
+    assert_eq!(ask_kid(&mut reader, "removed?"), "REMOVED false");
+    let shmid = Segment::attach(&topic).expect("root attaches").shmid();
+    sys::shm_remove(shmid).expect("IPC_RMID");
+    assert_eq!(ask_kid(&mut reader, "removed?"), "REMOVED true");
+    // The frame the second publisher published first, then the removal.
+    assert!(ask_kid(&mut reader, "wait").starts_with("OK Frame"));
+    assert_eq!(ask_kid(&mut reader, "wait"), "ERR Removed");
+    drop(second);
 }
