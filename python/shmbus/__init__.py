@@ -579,6 +579,7 @@ class Publisher:
 
     def __init__(self, name, schema, key=None, bus=None, slots=None, mode=None):
         self._h = None
+        self._removed = False
         t = _topic(name, key, bus, slots, mode)
         s = _Handle()
         _check(_schema_parse(_text(schema, "schema"), ctypes.byref(s)))
@@ -589,6 +590,7 @@ class Publisher:
             _schema_close(s)
         self._h = h
         self.topic = name
+        self._key = _info(_pub_info, h)["key"]
 
     def publish(self, value):
         """Publish ``value`` (a dict or any JSON-able value of the schema).
@@ -617,10 +619,22 @@ class Publisher:
             _check(_pub_close(h))
 
     def remove(self):
-        """Stop publishing and remove the topic."""
-        if self._h is not None:
-            h, self._h = self._h, None
-            _check(_pub_remove(h))
+        """Stop publishing and remove the topic. After ``close()`` (also the
+        end of a ``with`` block) the handle that could remove it is gone:
+        :class:`Closed`, rather than returning as if the topic were
+        removed. A second ``remove()`` does nothing."""
+        if self._h is None:
+            if self._removed:
+                return
+            raise Closed(
+                -3,
+                "the publisher of '%s' is closed, so remove() cannot remove the topic: "
+                "call remove() instead of close() (or inside the with block), or "
+                "run 'shmbus rm %#010x'" % (self.topic, self._key),
+            )
+        h, self._h = self._h, None
+        _check(_pub_remove(h))
+        self._removed = True
 
     def __enter__(self):
         return self

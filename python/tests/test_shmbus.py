@@ -465,3 +465,22 @@ def test_a_fork_child_neither_hangs_on_a_waiting_thread_nor_publishes(key):
     assert sub.status()["publisher_pid"] == os.getpid()
     sub.close()
     pub.remove()
+
+
+def test_remove_after_close_says_the_topic_was_not_removed(key):
+    """`remove()` after `close()` (or after the `with` block closed the
+    publisher) raises `Closed` naming the key to remove: before, it returned
+    as if the topic were removed, and the segment stayed."""
+    with shmbus.Publisher("rm-after-close", "struct C { v: u32 }", key=key) as pub:
+        pub.publish({"v": 1})
+    with pytest.raises(shmbus.Closed, match="0x%08x" % key):
+        pub.remove()
+    # The topic is still there, its frame readable.
+    with shmbus.Subscriber("rm-after-close", key=key, wait=0) as sub:
+        assert sub.latest()["value"] == {"v": 1}
+    # A publisher that removed its topic: a second remove() does nothing.
+    pub = shmbus.Publisher("rm-after-close", "struct C { v: u32 }", key=key)
+    pub.remove()
+    pub.remove()
+    with pytest.raises(shmbus.NotFound):
+        shmbus.Subscriber("rm-after-close", key=key, wait=0)

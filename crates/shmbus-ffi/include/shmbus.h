@@ -895,7 +895,10 @@ int32_t shmbus_subscriber_next(struct shmbus_subscriber subscriber,
  * Block up to `timeout_ms` for the next frame in publish order (sleeping
  * in the kernel); as `shmbus_subscriber_next`, but never
  * `SHMBUS_NO_FRAME`: `SHMBUS_ERR_TIMEOUT`, `SHMBUS_ERR_PUBLISHER_GONE`
- * (checked every 100 ms) or `SHMBUS_ERR_REMOVED` instead.
+ * (checked every 100 ms) or `SHMBUS_ERR_REMOVED` instead, and
+ * `SHMBUS_ERR_CLOSED` when another thread closes the subscriber meanwhile
+ * (the wait lets other calls on it in every 100 ms). A signal does not end
+ * the wait.
  *
  * # Safety
  * `sample` is NULL or points to a writable `shmbus_sample`.
@@ -907,7 +910,8 @@ int32_t shmbus_subscriber_wait_next(struct shmbus_subscriber subscriber,
 
 /**
  * Block up to `timeout_ms` until a frame newer than the last one read is
- * published, then read the newest frame.
+ * published, then read the newest frame. Ends as
+ * `shmbus_subscriber_wait_next` does.
  *
  * # Safety
  * `sample` is NULL or points to a writable `shmbus_sample`.

@@ -10,7 +10,8 @@
 //! Each call locks only the slots it uses (uncontended: one atomic swap in
 //! and one out). A handle may be used from several threads; calls on the
 //! same handle are serialised, and a blocking wait holds its subscriber's
-//! slot for the length of the wait.
+//! slot a slice of at most 100 ms at a time (so a close from another
+//! thread gets in, and the wait then returns `SHMBUS_ERR_CLOSED`).
 //!
 //! `fork()`: a child gets a copy of the table. A slot another thread of the
 //! parent had locked at the fork stays locked in the child for ever (that
@@ -289,7 +290,7 @@ mod tests {
     }
 
     /// A slot another thread holds when the process forks (a blocking wait
-    /// holds its subscriber's for the whole wait) is refused in the child
+    /// holds its subscriber's slot 100 ms at a time) is refused in the child
     /// with a code: before, the child's first call on it (a close at exit,
     /// Python's `__del__`) blocked for ever on a lock whose holder does not
     /// exist in the child.

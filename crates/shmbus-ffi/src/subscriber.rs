@@ -433,11 +433,40 @@ pub unsafe extern "C" fn shmbus_subscriber_schema(
     })
 }
 
+/// The longest a blocking wait holds its subscriber's handle in one go, ms.
+/// A longer wait sleeps in slices of this, letting other calls on the
+/// handle in between: a `shmbus_subscriber_close` from another thread
+/// returns at once instead of after the wait's timeout (up to 49 days), and
+/// the wait then returns `SHMBUS_ERR_CLOSED`.
+pub(crate) const WAIT_SLICE_MS: u32 = 100;
+
+/// Run `slice(ms)` until it returns anything but a timeout or `timeout_ms`
+/// has passed; each call gets at most [`WAIT_SLICE_MS`] of what is left.
+/// A read that does not wait (`how` not a wait kind) runs once.
+fn sliced<T>(how: i32, timeout_ms: u32, mut slice: impl FnMut(u32) -> Result<T>) -> Result<T> {
+    if !matches!(how, SHMBUS_READ_WAIT_NEXT | SHMBUS_READ_WAIT_LATEST)
+        || timeout_ms <= WAIT_SLICE_MS
+    {
+        return slice(timeout_ms);
+    }
+    let now = shmbus_core::sys::monotonic_ns;
+    let deadline = now().saturating_add(u64::from(timeout_ms) * 1_000_000);
+    loop {
+        let left_ms = deadline.saturating_sub(now()).div_ceil(1_000_000);
+        let ms = left_ms.min(u64::from(WAIT_SLICE_MS)) as u32;
+        match slice(ms) {
+            Err(e) if e.code == SHMBUS_ERR_TIMEOUT && now() < deadline => continue,
+            r => return r,
+        }
+    }
+}
+
 /// Run read `how` on the subscriber `subscriber`, delivering into `frame`
 /// (id 0: no typed delivery) and filling `sample`. For a wait, the frame
 /// is locked to check its schema, released for the wait (it may take long;
 /// another thread may publish with that frame meanwhile), and locked again
-/// to deliver; any other read holds it once, throughout.
+/// to deliver; any other read holds it once, throughout. A wait holds the
+/// subscriber a slice at a time ([`WAIT_SLICE_MS`]).
 fn read(
     subscriber: shmbus_subscriber,
     frame: shmbus_frame,
@@ -445,23 +474,30 @@ fn read(
     timeout_ms: u32,
     sample: *mut shmbus_sample,
 ) -> Result<i32> {
-    let mut held = handles::get(subscriber.id, Kind::Subscriber)?;
     if frame.id == 0 {
-        let got = sub_of(&mut held).read(how, timeout_ms, &mut Dest::None)?;
+        let got = sliced(how, timeout_ms, |ms| {
+            let mut held = handles::get(subscriber.id, Kind::Subscriber)?;
+            sub_of(&mut held).read(how, ms, &mut Dest::None)
+        })?;
         return Ok(report(got, sample));
     }
     if !matches!(how, SHMBUS_READ_WAIT_NEXT | SHMBUS_READ_WAIT_LATEST) {
         // A read that does not block holds the frame once, throughout.
+        let mut held = handles::get(subscriber.id, Kind::Subscriber)?;
         let mut fheld = frame::held_second(frame, &held)?;
         let mut dest = Dest::Frame(frame::in_held(&mut fheld));
         let got = sub_of(&mut held).read(how, timeout_ms, &mut dest)?;
         return Ok(report(got, sample));
     }
-    {
-        let mut fheld = frame::held_second(frame, &held)?;
-        sub_of(&mut held).check_dest(&Dest::Frame(frame::in_held(&mut fheld)))?;
-    }
-    let fetched = sub_of(&mut held).fetch(how, timeout_ms)?;
+    let (mut held, fetched) = sliced(how, timeout_ms, |ms| {
+        let mut held = handles::get(subscriber.id, Kind::Subscriber)?;
+        {
+            let mut fheld = frame::held_second(frame, &held)?;
+            sub_of(&mut held).check_dest(&Dest::Frame(frame::in_held(&mut fheld)))?;
+        }
+        let fetched = sub_of(&mut held).fetch(how, ms)?;
+        Ok((held, fetched))
+    })?;
     // A frame closed during the wait: the read frame stays pending.
     let mut fheld = frame::held_second(frame, &held)?;
     let mut dest = Dest::Frame(frame::in_held(&mut fheld));
@@ -529,7 +565,10 @@ pub unsafe extern "C" fn shmbus_subscriber_next(
 /// Block up to `timeout_ms` for the next frame in publish order (sleeping
 /// in the kernel); as `shmbus_subscriber_next`, but never
 /// `SHMBUS_NO_FRAME`: `SHMBUS_ERR_TIMEOUT`, `SHMBUS_ERR_PUBLISHER_GONE`
-/// (checked every 100 ms) or `SHMBUS_ERR_REMOVED` instead.
+/// (checked every 100 ms) or `SHMBUS_ERR_REMOVED` instead, and
+/// `SHMBUS_ERR_CLOSED` when another thread closes the subscriber meanwhile
+/// (the wait lets other calls on it in every 100 ms). A signal does not end
+/// the wait.
 ///
 /// # Safety
 /// `sample` is NULL or points to a writable `shmbus_sample`.
@@ -544,7 +583,8 @@ pub unsafe extern "C" fn shmbus_subscriber_wait_next(
 }
 
 /// Block up to `timeout_ms` until a frame newer than the last one read is
-/// published, then read the newest frame.
+/// published, then read the newest frame. Ends as
+/// `shmbus_subscriber_wait_next` does.
 ///
 /// # Safety
 /// `sample` is NULL or points to a writable `shmbus_sample`.
@@ -610,19 +650,22 @@ pub(crate) fn read_into(
     mut dest: Dest<'_>,
     sample: *mut shmbus_sample,
 ) -> Result<i32> {
-    let mut held = handles::get(subscriber.id, Kind::Subscriber)?;
-    let s = sub_of(&mut held);
-    let got = s.read(how, timeout_ms, &mut dest);
-    if let Err(e) = &got {
-        if e.code == SHMBUS_ERR_BUFFER_TOO_SMALL {
-            // SAFETY: `sample` is NULL or writable, by the exported
-            // function's contract.
-            if let (Some(o), Some(m)) = (unsafe { cabi::opt_out(sample) }, s.last) {
-                *o = sample_of(&m);
+    let got = sliced(how, timeout_ms, |ms| {
+        let mut held = handles::get(subscriber.id, Kind::Subscriber)?;
+        let s = sub_of(&mut held);
+        let got = s.read(how, ms, &mut dest);
+        if let Err(e) = &got {
+            if e.code == SHMBUS_ERR_BUFFER_TOO_SMALL {
+                // SAFETY: `sample` is NULL or writable, by the exported
+                // function's contract.
+                if let (Some(o), Some(m)) = (unsafe { cabi::opt_out(sample) }, s.last) {
+                    *o = sample_of(&m);
+                }
             }
         }
-    }
-    Ok(report(got?, sample))
+        got
+    })?;
+    Ok(report(got, sample))
 }
 
 /// Whether a frame newer than the last one read was published: one atomic

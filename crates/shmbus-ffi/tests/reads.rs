@@ -328,3 +328,68 @@ fn a_closed_publisher_is_closed_whatever_the_json() {
     );
     shmbus_schema_close(s);
 }
+
+/// A close from another thread ends a long wait on the same subscriber, on
+/// each of the three wait paths (sample only, into a typed frame, as JSON):
+/// the close returns and the wait returns `SHMBUS_ERR_CLOSED`. Before, the
+/// wait held the subscriber for its whole timeout, so the close blocked
+/// until then (ten minutes here; 49 days with `UINT32_MAX`).
+#[test]
+fn a_close_from_another_thread_ends_a_long_wait() {
+    watchdog("close during a wait", Duration::from_secs(300));
+    let key = unique_key("ffi-close-wait");
+    let _g = Guard(key);
+    let s = schema("struct M { seq: u32 }");
+    let t = topic(c"test/ffi-close-wait", key);
+    let p = open_pub(&t, s);
+    let f = new_frame(s);
+    const TEN_MINUTES: u32 = 600_000;
+    for path in ["sample", "frame", "json"] {
+        let sub = open_sub(&t);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let rc = match path {
+                // SAFETY: no frame, no sample.
+                "sample" => unsafe {
+                    shmbus_subscriber_wait_next(
+                        sub,
+                        shmbus_frame { id: 0 },
+                        TEN_MINUTES,
+                        core::ptr::null_mut(),
+                    )
+                },
+                // SAFETY: no sample.
+                "frame" => unsafe {
+                    shmbus_subscriber_wait_latest(sub, f, TEN_MINUTES, core::ptr::null_mut())
+                },
+                _ => read_json(sub, SHMBUS_READ_WAIT_NEXT, TEN_MINUTES, 64).0,
+            };
+            let _ = tx.send(rc);
+        });
+        // Let the wait start (had it not, the close comes first and the
+        // wait is refused as closed: the test passes either way after the
+        // fix, and before it failed only when the wait had started).
+        std::thread::sleep(Duration::from_millis(300));
+        let (ctx, crx) = std::sync::mpsc::channel();
+        let closer = std::thread::spawn(move || {
+            let _ = ctx.send(shmbus_subscriber_close(sub));
+        });
+        let closed = crx.recv_timeout(Duration::from_secs(60));
+        assert_eq!(
+            closed,
+            Ok(SHMBUS_OK),
+            "{path}: the close blocked behind the wait"
+        );
+        let waited = rx.recv_timeout(Duration::from_secs(60));
+        assert_eq!(
+            waited,
+            Ok(SHMBUS_ERR_CLOSED),
+            "{path}: the wait did not end as closed"
+        );
+        closer.join().unwrap();
+        waiter.join().unwrap();
+    }
+    shmbus_frame_close(f);
+    shmbus_publisher_remove(p);
+    shmbus_schema_close(s);
+}
