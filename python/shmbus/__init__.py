@@ -179,6 +179,7 @@ OK, NO_FRAME, MISSED = 0, 1, 2
 _READ_LATEST, _READ_NEXT, _READ_WAIT_NEXT, _READ_WAIT_LATEST = 0, 1, 2, 3
 _ERR_BUFFER_TOO_SMALL = -5
 _ERR_NOT_FOUND = -9
+_ERR_PUBLISHER_ACTIVE = -11
 _ERR_TIMEOUT = -14
 # The longest a wait sleeps in one C call (seconds): how late Ctrl-C, or
 # another thread's close(), interrupts a wait at most.
@@ -633,7 +634,11 @@ class Publisher:
                 "run 'shmbus rm %#010x'" % (self.topic, self._key),
             )
         h, self._h = self._h, None
-        _check(_pub_remove(h))
+        rc = _pub_remove(h)
+        if rc == _ERR_PUBLISHER_ACTIVE:
+            # A fork child's copy: nothing was closed or removed.
+            self._h = h
+        _check(rc)
         self._removed = True
 
     def __enter__(self):
