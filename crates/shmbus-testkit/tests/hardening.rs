@@ -1479,6 +1479,55 @@ fn guard_removes_what_a_test_left() {
     );
 }
 
+/// A topic whose publisher restarted with a narrower mode under an
+/// attached reader of another uid: see [`shut_out`].
+struct ShutOut {
+    topic: Topic,
+    _guard: Guard,
+    /// The reader (uid `READER_UID`), attached while the mode was 0644.
+    reader: Kid,
+    /// The second publisher (mode 0640, the sensor's group), alive; it
+    /// published `Check::new(1)` as generation 2.
+    second: Kid,
+}
+
+/// Root. A publisher (uid `SENSOR_UID`, mode 0644) publishes one frame; a
+/// reader child in `reader_role` attaches as `READER_UID`; the publisher
+/// exits and a second one opens the topic with mode 0640 and the sensor's
+/// group, which shuts the reader out of the publisher lock and of
+/// `IPC_STAT` (its mapping stays).
+fn shut_out(test: &str, reader_role: &str) -> ShutOut {
+    let (topic, guard) = unique_topic(test);
+    let topic = topic.mode(0o644);
+    let mut first = spawn_kid(
+        "publish",
+        &topic_args(&topic),
+        Some((SENSOR_UID, SENSOR_GID)),
+    );
+    assert!(first.line().starts_with("OK"));
+    let mut reader = spawn_kid(
+        reader_role,
+        &topic_args(&topic),
+        Some((READER_UID, READER_UID)),
+    );
+    assert_eq!(reader.line(), "ATTACHED");
+    let (st, _) = first.finish();
+    assert!(st.success(), "{st:?}");
+    let narrowed = topic.clone().mode(0o640).group(SENSOR_GID);
+    let mut second = spawn_kid(
+        "publish",
+        &topic_args(&narrowed),
+        Some((SENSOR_UID, SENSOR_GID)),
+    );
+    assert!(second.line().starts_with("OK"));
+    ShutOut {
+        topic,
+        _guard: guard,
+        reader,
+        second,
+    }
+}
+
 /// Root. A publisher restarted with a narrower mode (0644 -> 0640, group
 /// the sensor's) while a subscriber of another uid is attached: the
 /// subscriber keeps its mapping and reads the frame already published, but
@@ -1496,29 +1545,12 @@ fn a_subscriber_shut_out_by_a_mode_change_is_told_so() {
         "a_subscriber_shut_out_by_a_mode_change_is_told_so",
         Duration::from_secs(120),
     );
-    let (topic, _g) = unique_topic("mode-narrowed");
-    let topic = topic.mode(0o644);
-    let mut first = spawn_kid(
-        "publish",
-        &topic_args(&topic),
-        Some((SENSOR_UID, SENSOR_GID)),
-    );
-    assert!(first.line().starts_with("OK"));
-    let mut reader = spawn_kid(
-        "attach-then-wait",
-        &topic_args(&topic),
-        Some((READER_UID, READER_UID)),
-    );
-    assert_eq!(reader.line(), "ATTACHED");
-    let (st, _) = first.finish();
-    assert!(st.success(), "{st:?}");
-    let narrowed = topic.clone().mode(0o640).group(SENSOR_GID);
-    let mut second = spawn_kid(
-        "publish",
-        &topic_args(&narrowed),
-        Some((SENSOR_UID, SENSOR_GID)),
-    );
-    assert!(second.line().starts_with("OK"));
+    let ShutOut {
+        topic: _topic,
+        _guard,
+        mut reader,
+        second,
+    } = shut_out("mode-narrowed", "attach-then-wait");
     writeln!(reader.child.0.stdin.as_mut().unwrap(), "go").unwrap();
     // The frame the second publisher published is still delivered.
     assert!(reader.line().starts_with("FRAME Frame"), "no frame first");
@@ -1550,29 +1582,12 @@ fn a_slot_mid_write_under_an_unreadable_lock_is_not_a_dead_publisher() {
         return;
     }
     watchdog(name, Duration::from_secs(120));
-    let (topic, _g) = unique_topic("mode-narrowed-odd");
-    let topic = topic.mode(0o644);
-    let mut first = spawn_kid(
-        "publish",
-        &topic_args(&topic),
-        Some((SENSOR_UID, SENSOR_GID)),
-    );
-    assert!(first.line().starts_with("OK"));
-    let mut reader = spawn_kid(
-        "attach-then-read",
-        &topic_args(&topic),
-        Some((READER_UID, READER_UID)),
-    );
-    assert_eq!(reader.line(), "ATTACHED");
-    let (st, _) = first.finish();
-    assert!(st.success(), "{st:?}");
-    let narrowed = topic.clone().mode(0o640).group(SENSOR_GID);
-    let mut second = spawn_kid(
-        "publish",
-        &topic_args(&narrowed),
-        Some((SENSOR_UID, SENSOR_GID)),
-    );
-    assert!(second.line().starts_with("OK"));
+    let ShutOut {
+        topic,
+        _guard,
+        mut reader,
+        second,
+    } = shut_out("mode-narrowed-odd", "attach-then-read");
     let pid = i32::try_from(second.child.0.id()).expect("pid");
     // The newest slot mid-write, as in the middle of a publish over it.
     let seg = Segment::attach(&topic).expect("root attaches");
@@ -1624,29 +1639,12 @@ fn a_subscriber_shut_out_by_a_mode_change_still_sees_a_removal() {
         return;
     }
     watchdog(name, Duration::from_secs(120));
-    let (topic, _g) = unique_topic("mode-narrowed-rm");
-    let topic = topic.mode(0o644);
-    let mut first = spawn_kid(
-        "publish",
-        &topic_args(&topic),
-        Some((SENSOR_UID, SENSOR_GID)),
-    );
-    assert!(first.line().starts_with("OK"));
-    let mut reader = spawn_kid(
-        "attach-then-read",
-        &topic_args(&topic),
-        Some((READER_UID, READER_UID)),
-    );
-    assert_eq!(reader.line(), "ATTACHED");
-    let (st, _) = first.finish();
-    assert!(st.success(), "{st:?}");
-    let narrowed = topic.clone().mode(0o640).group(SENSOR_GID);
-    let mut second = spawn_kid(
-        "publish",
-        &topic_args(&narrowed),
-        Some((SENSOR_UID, SENSOR_GID)),
-    );
-    assert!(second.line().starts_with("OK"));
+    let ShutOut {
+        topic,
+        _guard,
+        mut reader,
+        second,
+    } = shut_out("mode-narrowed-rm", "attach-then-read");
     assert_eq!(ask_kid(&mut reader, "removed?"), "REMOVED false");
     let shmid = Segment::attach(&topic).expect("root attaches").shmid();
     sys::shm_remove(shmid).expect("IPC_RMID");
