@@ -1,10 +1,12 @@
 //! JSON to frame bytes, with every check a typed subscriber would make:
 //! integer ranges, f32 range, capacities, lengths of fixed arrays.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value};
 
 use crate::MAX_VALUES;
-use crate::error::{EncodeError, EncodeProblem, Seg, path_string, value_short};
+use crate::error::{EncodeError, EncodeProblem, Seg, path_string, quote_short, value_short};
 use crate::node::{Bounded, Field, Node, Variant, VariantKind};
 
 /// 2^53: every integer below it is exact as an f64. A JSON number with a
@@ -321,6 +323,11 @@ impl<'n> Encoder<'n> {
                 let m = self.object(v)?;
                 self.check_cap(m.len(), b, "entries")?;
                 self.varint(m.len() as u128);
+                // Two JSON keys can be one key of the type (`"7"` and
+                // `"007"` for an integer, `"[1,2]"` and `"[1, 2]"`): a frame
+                // holding it twice has no JSON form, and the decoder refuses
+                // it. Compare the keys' encodings.
+                let mut seen: HashMap<Vec<u8>, &String> = HashMap::with_capacity(m.len());
                 for (k, x) in m {
                     self.path.push(Seg::MapKey(k.clone()));
                     let kv = if key.textual_key() {
@@ -332,7 +339,14 @@ impl<'n> Encoder<'n> {
                             ))
                         })?
                     };
+                    let start = self.out.len();
                     self.value(key, &kv)?;
+                    if let Some(first) = seen.insert(self.out[start..].to_vec(), k) {
+                        return Err(self.err(EncodeProblem::BadMapKey(format!(
+                            "the same key as {}",
+                            quote_short(first)
+                        ))));
+                    }
                     self.value(val, x)?;
                     self.path.pop();
                 }

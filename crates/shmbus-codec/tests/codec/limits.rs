@@ -248,3 +248,68 @@ fn parse_json_stops_at_the_values_no_frame_can_hold() {
     let frame = c.encode(&v).unwrap_or_else(|e| panic!("{e}"));
     assert!(c.decode(&frame).is_ok());
 }
+
+/// Two JSON keys that are one key of the map's key type (`"7"` and `"007"`
+/// for a `u8`) were encoded as that key twice: the frame was published,
+/// and the decoder (so `echo`, the recorder, the bridges) refused it as
+/// `map key "7" appears twice`. The encoder now refuses the second, naming
+/// the first.
+#[test]
+fn encode_refuses_two_spellings_of_one_map_key() {
+    for (schema, json, path, first) in [
+        (
+            "BTreeMap<u8, u8>",
+            r#"{"7": 1, "007": 2}"#,
+            r#"["007"]"#,
+            r#""7""#,
+        ),
+        (
+            "BTreeMap<i32, u8>",
+            r#"{"0": 1, "-0": 2}"#,
+            r#"["-0"]"#,
+            r#""0""#,
+        ),
+        (
+            "BTreeMap<(u8, u8), u8>",
+            r#"{"[1,2]": 1, "[1, 2]": 2}"#,
+            r#"["[1, 2]"]"#,
+            r#""[1,2]""#,
+        ),
+        (
+            "BTreeMap<f64, u8>",
+            r#"{"1.0": 1, "1": 2}"#,
+            r#"["1"]"#,
+            r#""1.0""#,
+        ),
+        (
+            "BTreeMap<bool, u8>",
+            r#"{"true": 1, " true ": 2}"#,
+            r#"[" true "]"#,
+            r#""true""#,
+        ),
+    ] {
+        let c = Codec::parse(schema).unwrap();
+        let v = parse_json(json.as_bytes()).unwrap();
+        let e = match c.encode(&v) {
+            Ok(frame) => panic!(
+                "{schema} {json}: encoded; decoding says {:?}",
+                c.decode(&frame).map(|_| ())
+            ),
+            Err(e) => e,
+        };
+        assert!(
+            matches!(e.problem, EncodeProblem::BadMapKey(_)),
+            "{schema}: {e}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!("{path}: bad map key: the same key as {first}"),
+            "{schema}"
+        );
+    }
+    // Different keys stay different, whatever they look like.
+    let c = Codec::parse("BTreeMap<String, u8>").unwrap();
+    let v = parse_json(r#"{"7": 1, "007": 2, " 7": 3}"#.as_bytes()).unwrap();
+    let frame = c.encode(&v).unwrap();
+    assert_eq!(c.decode(&frame).unwrap(), v);
+}
