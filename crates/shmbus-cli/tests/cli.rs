@@ -3072,3 +3072,55 @@ fn doctor_reports_leftover_half_created_segments_with_fixes_that_work() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(sys::shmget(other.key(), 0, 0).is_err());
 }
+
+/// Any local user writes the schema of a segment they create. A type name
+/// holding a newline and 3 kB made `list` and `top` print a line of its
+/// own that read as another topic's row (`forged-topic  0x53000001 ...`)
+/// and widened every row to over 3,000 columns. The name is now one cell,
+/// escaped and cut.
+#[test]
+fn a_planted_type_name_forges_no_row_in_list_or_top() {
+    use postcard_schema::schema::owned::{OwnedDataModelType, OwnedNamedType};
+    watchdog("planted-type-name", Duration::from_secs(120));
+    let (topic, _g) = self::topic("planted-type-name");
+    let name = format!(
+        "Imu\nforged-topic  0x53000001  4.0 KiB  16  64 B  Imu  1  alive  \u{1b}[2J{}",
+        "W".repeat(3000)
+    );
+    let schema = OwnedNamedType {
+        name,
+        ty: OwnedDataModelType::U8,
+    };
+    let mut raw = RawPublisher::open(&topic, &postcard::to_allocvec(&schema).unwrap(), 16).unwrap();
+    raw.publish_bytes(&[7]).unwrap();
+    let k = hex(topic.key);
+    for (args, lines) in [
+        (vec!["list", "--key", &k, "--window", "0"], 2),
+        (
+            vec!["top", "--key", &k, "--count", "1", "--interval", "0.01"],
+            3,
+        ),
+    ] {
+        let r = run(&args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        let out: Vec<&str> = r.stdout.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(out.len(), lines, "{args:?}:\n{}", r.stdout);
+        assert!(
+            out.iter()
+                .all(|l| l.len() < 300 && !l.starts_with("forged")),
+            "{args:?}:\n{}",
+            r.stdout
+        );
+        let row = out[lines - 1];
+        assert!(
+            row.starts_with(&topic.name)
+                && row.contains("Imu\\nforged-topic")
+                && row.contains("... (3068 bytes)"),
+            "{args:?}: {row}"
+        );
+    }
+    // The machine-readable listing keeps the name whole.
+    let r = run(&["list", "--key", &k, "--window", "0", "--json"]);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v[0]["schema"].as_str().map(str::len), Some(3068));
+}

@@ -270,17 +270,43 @@ fn row_json(r: &Row, now: u64) -> Value {
     }
 }
 
-/// Print rows as an aligned table.
+/// A schema's type name as a table cell (`list`, `top`): escaped and cut
+/// by the bus-wide rule ([`shmbus_core::topic::shown`]). Any local user
+/// writes the schema of a segment they create, and its name, up to 32 KiB,
+/// with a newline in it, made a line of its own that read as another
+/// topic's row, and widened every row of the table to its length.
+pub fn schema_cell(name: &str) -> String {
+    shmbus_core::topic::shown(name)
+}
+
+/// Print rows as an aligned table. A cell never breaks its row: a line
+/// break or tab in one is written escaped (`\n`, `\t`).
 pub fn table(rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|c| {
+                    if c.contains(['\n', '\r', '\t']) {
+                        c.replace('\n', "\\n")
+                            .replace('\r', "\\r")
+                            .replace('\t', "\\t")
+                    } else {
+                        c.clone()
+                    }
+                })
+                .collect()
+        })
+        .collect();
     let n = rows.iter().map(Vec::len).max().unwrap_or(0);
     let mut w = vec![0; n];
-    for r in rows {
+    for r in &rows {
         for (i, c) in r.iter().enumerate() {
             w[i] = w[i].max(c.chars().count());
         }
     }
     let mut s = String::new();
-    for r in rows {
+    for r in &rows {
         let mut line = String::new();
         for (i, c) in r.iter().enumerate() {
             if i + 1 == r.len() {
@@ -339,7 +365,7 @@ pub fn render(rows: &[Row], now: u64, window_ms: u64) -> (Vec<Vec<String>>, Vec<
                     human_bytes(s.entry.size),
                     s.slots.to_string(),
                     format!("{} B", s.capacity),
-                    s.schema_name.clone(),
+                    schema_cell(&s.schema_name),
                     s.generation.to_string(),
                     match super::lock_squatter(&s.entry) {
                         Some(uid) => {
@@ -466,5 +492,25 @@ mod tests {
         // First frames ever: no earlier publish time to compare with.
         let r = rate_between((0, 0), (4, 9_000_000_000), 200_000_000).unwrap();
         assert!((r - 20.0).abs() < 1e-9, "{r}");
+    }
+
+    #[test]
+    fn a_cell_never_breaks_its_row() {
+        let t = table(&[
+            vec!["A".into(), "B".into(), "C".into()],
+            vec!["x\ny".into(), "a\tb".into(), "c\r".into()],
+        ]);
+        assert_eq!(t, "A     B     C\nx\\ny  a\\tb  c\\r\n");
+        assert_eq!(schema_cell("Imu"), "Imu");
+        assert_eq!(
+            schema_cell("heapless::Vec<u8, 16>"),
+            "heapless::Vec<u8, 16>"
+        );
+        let long = format!("Imu\nforged{}", "W".repeat(3000));
+        let c = schema_cell(&long);
+        assert!(
+            c.starts_with("Imu\\nforged") && c.ends_with("... (3010 bytes)"),
+            "{c}"
+        );
     }
 }

@@ -96,7 +96,7 @@ pub fn run(a: &TopArgs) -> CmdResult {
                             s.name.clone()
                         },
                         key_hex(s.entry.key),
-                        s.schema_name.clone(),
+                        super::list::schema_cell(&s.schema_name),
                         rate_text(rate),
                         age.map_or("-".into(), human_ns),
                         s.generation.to_string(),
