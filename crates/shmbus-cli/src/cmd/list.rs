@@ -270,13 +270,18 @@ fn row_json(r: &Row, now: u64) -> Value {
     }
 }
 
-/// A schema's type name as a table cell (`list`, `top`): escaped and cut
-/// by the bus-wide rule ([`shmbus_core::topic::shown`]). Any local user
-/// writes the schema of a segment they create, and its name, up to 32 KiB,
-/// with a newline in it, made a line of its own that read as another
-/// topic's row, and widened every row of the table to its length.
+/// A schema's type name as a table cell (`list`, `top`): cut by the
+/// bus-wide rule ([`shmbus_core::topic::long_head`]: over 64 characters,
+/// its first 40 and its length). Any local user writes the schema of a
+/// segment they create, and its name, up to 32 KiB, widened every row of
+/// the table to its length; a newline in it made a line of its own that
+/// read as another topic's row ([`table`] escapes it; [`out::line`]
+/// escapes the terminal's control characters as everywhere).
 pub fn schema_cell(name: &str) -> String {
-    shmbus_core::topic::shown(name)
+    match shmbus_core::topic::long_head(name) {
+        None => name.to_string(),
+        Some(head) => format!("{head}... ({} bytes)", name.len()),
+    }
 }
 
 /// Print rows as an aligned table. A cell never breaks its row: a line
@@ -509,8 +514,12 @@ mod tests {
         let long = format!("Imu\nforged{}", "W".repeat(3000));
         let c = schema_cell(&long);
         assert!(
-            c.starts_with("Imu\\nforged") && c.ends_with("... (3010 bytes)"),
+            c.starts_with("Imu\nforged") && c.ends_with("... (3010 bytes)"),
             "{c}"
         );
+        assert_eq!(c.chars().count(), 40 + "... (3010 bytes)".len());
+        let t = table(&[vec!["A".into(), c]]);
+        assert_eq!(t.lines().count(), 1, "{t}");
+        assert!(t.starts_with("A  Imu\\nforged"), "{t}");
     }
 }
