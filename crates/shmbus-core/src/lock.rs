@@ -151,6 +151,9 @@ pub struct PublisherLock {
     /// This open created the semaphore: no shmbus publisher had opened
     /// the topic at this key before (or its topic was removed since).
     created: bool,
+    /// The pid that took the lock. A `fork()` child's copy of the handle
+    /// neither releases nor removes the lock: it is the parent's.
+    holder_pid: u32,
 }
 
 #[cfg(feature = "writer")]
@@ -230,6 +233,7 @@ impl PublisherLock {
                 key,
                 discard_on_drop: created,
                 created,
+                holder_pid: std::process::id(),
             }),
             Err(e) if e.errno == Errno::EAGAIN => Err(OpenError::PublisherActive {
                 key,
@@ -263,11 +267,22 @@ impl PublisherLock {
     pub fn key(&self) -> i32 {
         self.key
     }
+
+    /// The pid of the process that took the lock.
+    pub fn holder_pid(&self) -> u32 {
+        self.holder_pid
+    }
 }
 
 #[cfg(feature = "writer")]
 impl Drop for PublisherLock {
     fn drop(&mut self) {
+        if std::process::id() != self.holder_pid {
+            // A fork() child's copy: the lock is the parent's (its
+            // SEM_UNDO stays with the parent, so a release here would free
+            // the topic for a second publisher while the parent publishes).
+            return;
+        }
         if self.discard_on_drop {
             let _ = sys::sem_remove(self.semid);
             return;

@@ -791,6 +791,14 @@ mod writer {
         },
         /// The value could not be encoded.
         Encode(postcard::Error),
+        /// This process is a `fork()` child of the one that opened the
+        /// publisher: its copy of the handle must not write (the topic has
+        /// one writer, the parent). Open the topic in this process once
+        /// the parent has closed it, or publish from the parent.
+        ForkedChild {
+            /// The pid that opened the publisher.
+            opener_pid: u32,
+        },
     }
 
     impl core::fmt::Display for PublishError {
@@ -801,6 +809,10 @@ mod writer {
                     "frame of {len} bytes exceeds the topic's frame capacity of {capacity} bytes"
                 ),
                 PublishError::Encode(e) => write!(f, "cannot encode the frame: {e}"),
+                PublishError::ForkedChild { opener_pid } => write!(
+                    f,
+                    "this publisher was opened by process {opener_pid} and this process is a fork() child of it: a topic has one writer, so the child may not publish on the parent's handle (publish from the parent, or open the topic here after the parent closed it)"
+                ),
             }
         }
     }
@@ -829,7 +841,10 @@ mod writer {
         lock_outcome: LockOutcome,
         created: bool,
         repaired: u32,
-        _lock: PublisherLock,
+        /// [`sys::fork_count`] when opened: a different count at a publish
+        /// means this is a `fork()` child's copy of the handle.
+        forks: u32,
+        lock: PublisherLock,
     }
 
     fn memlock_limit() -> u64 {
@@ -854,6 +869,7 @@ mod writer {
             frame_capacity: usize,
         ) -> Result<WriteSegment, OpenError> {
             topic.validate()?;
+            let forks = sys::fork_count();
             let key = topic.key;
             let geometry = Geometry::new(schema.len(), topic.slots, frame_capacity).ok_or_else(|| {
                 OpenError::InvalidTopic {
@@ -1062,7 +1078,8 @@ mod writer {
                 lock_outcome,
                 created,
                 repaired,
-                _lock: lock,
+                forks,
+                lock,
             })
         }
 
@@ -1136,6 +1153,7 @@ mod writer {
             real_ns: u64,
             encode: impl FnOnce(&[AtomicU32], usize) -> Result<usize, PublishError>,
         ) -> Result<u64, PublishError> {
+            self.check_not_forked()?;
             let g = self.next;
             let cap = self.info.geometry.frame_capacity;
             let slot = SlotWrite::begin(
@@ -1214,12 +1232,26 @@ mod writer {
             if len > cap {
                 return Err(PublishError::TooLarge { len, capacity: cap });
             }
+            self.check_not_forked()?;
             let g = self.next;
             let slot = SlotWrite::begin(slot_atomics(&self.att, &self.info, g), len.div_ceil(4));
             copy(slot.data);
             slot.commit(len as u32, g, mono_ns, real_ns);
             self.finish_publish(g, mono_ns, real_ns);
             Ok(g)
+        }
+
+        /// Refuse to write from a `fork()` child's copy of this handle: one
+        /// load and a compare.
+        #[inline(always)]
+        fn check_not_forked(&self) -> Result<(), PublishError> {
+            if sys::forks_now() == self.forks {
+                Ok(())
+            } else {
+                Err(PublishError::ForkedChild {
+                    opener_pid: self.lock.holder_pid(),
+                })
+            }
         }
 
         /// After frame `g`'s slot is complete: the header's live fields,
@@ -1270,7 +1302,16 @@ mod writer {
         /// Remove the segment and the publisher lock (`IPC_RMID`). Attached
         /// subscribers keep their mapping until they detach; they see the
         /// topic as removed.
+        ///
+        /// From a `fork()` child's copy of the handle: `EPERM`, and nothing
+        /// is removed (the topic is the parent's, which still publishes).
         pub fn remove(self) -> Result<(), SysError> {
+            if std::process::id() != self.lock.holder_pid() {
+                return Err(SysError {
+                    call: Call::ShmRemove,
+                    errno: Errno::EPERM,
+                });
+            }
             sys::shm_remove(self.att.shmid())?;
             let _ = lock::remove_lock(self.key);
             Ok(())

@@ -733,6 +733,44 @@ pub fn futex_wait(
     }
 }
 
+/// `fork()`s counted in this process: each child of a `fork()` adds 1 to
+/// its own copy (a `pthread_atfork` child handler, installed by the first
+/// [`fork_count`]).
+#[cfg(feature = "writer")]
+static FORKS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+#[cfg(feature = "writer")]
+extern "C" fn count_fork_in_child() {
+    FORKS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// The number of `fork()`s between the process that first called this and
+/// the calling process (0 in that process): a publisher keeps the value it
+/// was opened with and compares it at each publish with [`forks_now`], one
+/// load, to refuse to publish from a `fork()` child (a second writer on
+/// the topic). The first call installs the counting handler.
+#[cfg(feature = "writer")]
+pub fn fork_count() -> u32 {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        // SAFETY: registers a child handler that makes one atomic add to a
+        // static (async-signal-safe, as a handler run after fork() must
+        // be). A failure (ENOMEM) leaves forks uncounted: a publisher then
+        // still never releases or removes its parent's objects from a
+        // child (that check compares pids), it only cannot refuse a publish
+        // there.
+        let _ = unsafe { libc::pthread_atfork(None, None, Some(count_fork_in_child)) };
+    });
+    forks_now()
+}
+
+/// [`fork_count`] without installing the handler: one relaxed load.
+#[cfg(feature = "writer")]
+#[inline(always)]
+pub fn forks_now() -> u32 {
+    FORKS.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 /// `syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX)`: wake every waiter.
 /// Returns how many were woken.
 #[cfg(feature = "writer")]

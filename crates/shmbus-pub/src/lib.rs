@@ -24,6 +24,16 @@
 //! kernel releases when the process dies, however it dies. A second
 //! publisher gets [`OpenError::PublisherActive`] with the live one's pid.
 //!
+//! ## `fork()`
+//! A child of `fork()` gets a copy of the handle, not the topic: the topic
+//! has one writer, the process that opened it. In the child,
+//! [`Publisher::publish`] returns [`PublishError::ForkedChild`] naming the
+//! opener (one load per publish tells), [`Publisher::remove`] returns
+//! `EPERM` and removes nothing, and dropping the copy leaves the lock
+//! held by the parent (the child's release would have freed the topic for
+//! a second publisher while the parent published). A process that
+//! daemonizes opens its topics after the fork.
+//!
 //! ## Crashes
 //! A publisher killed in the middle of a publish leaves that slot's sequence
 //! odd: readers never accept it, and report [`shmbus_core::ReadError::PublisherDied`]

@@ -516,3 +516,89 @@ fn extreme_generations_never_overflow() {
         }
     }
 }
+
+/// A publisher handle copied by `fork()` (a sensor that opens its topic,
+/// then forks a worker or daemonizes): the child's copy published a second
+/// frame with the parent's next generation (two writers on one seqlock),
+/// and its drop released the parent's lock (`semop(-1, SEM_UNDO)`), so a
+/// second publisher could open the topic while the parent still published;
+/// its `remove()` removed the parent's topic. Now the child's publish is
+/// refused with `ForkedChild` naming the opener, its drop leaves the lock
+/// to the parent, and its `remove()` is `EPERM` and removes nothing.
+#[test]
+fn a_publisher_copied_by_fork_writes_nothing_and_keeps_the_lock_in_the_parent() {
+    watchdog(
+        "a_publisher_copied_by_fork_writes_nothing_and_keeps_the_lock_in_the_parent",
+        Duration::from_secs(60),
+    );
+    let (topic, _guard) = unique_topic("fork-publisher");
+    let mut p = Publisher::<Check>::open(&topic).unwrap();
+    assert_eq!(p.publish(&Check::new(1)).unwrap(), 1);
+    let me = std::process::id();
+    let parent_still_owns_it = |p: &mut Publisher<Check>, g: u64| {
+        match Publisher::<Check>::open(&topic) {
+            Err(OpenError::PublisherActive { pid, .. }) => assert_eq!(pid as u32, me),
+            other => panic!("a second publisher opened after the child's drop: {other:?}"),
+        }
+        assert_eq!(p.publish(&Check::new(g)).unwrap(), g);
+        let mut s = Subscriber::<Check>::attach(&topic).unwrap();
+        let got = s.latest().unwrap().expect("a frame");
+        assert_eq!((got.generation, got.value.seq), (g, g));
+        assert!(!s.is_removed());
+    };
+    // A child that publishes, then drops its copy.
+    let child = fork();
+    if child == 0 {
+        let refused = matches!(
+            p.publish(&Check::new(99)),
+            Err(shmbus_pub::PublishError::ForkedChild { opener_pid }) if opener_pid == me
+        );
+        drop(p);
+        exit_child(if refused { 0 } else { 1 });
+    }
+    assert_eq!(
+        exit_code(child),
+        0,
+        "the child published on the parent's handle"
+    );
+    parent_still_owns_it(&mut p, 2);
+    // A child that removes the topic through its copy.
+    let child = fork();
+    if child == 0 {
+        let eperm = matches!(p.remove(), Err(e) if e.errno == sys::Errno::EPERM);
+        exit_child(if eperm { 0 } else { 1 });
+    }
+    assert_eq!(
+        exit_code(child),
+        0,
+        "the child's remove() did not say EPERM"
+    );
+    parent_still_owns_it(&mut p, 3);
+}
+
+/// `fork()`: 0 in the child, the child's pid in the parent.
+///
+/// The child of a test process that has other threads: it must only make
+/// system calls and use atomics (a publish, a drop, a remove), then leave
+/// with [`exit_child`].
+fn fork() -> i32 {
+    // SAFETY: fork() has no memory-safety preconditions; the child keeps
+    // to what is safe after a fork of a threaded process (above).
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", nix::errno::Errno::last());
+    pid
+}
+
+/// End a `fork()` child with `code`, without the test harness's exit path.
+fn exit_child(code: i32) -> ! {
+    // SAFETY: _exit ends the process at once; nothing runs after it.
+    unsafe { libc::_exit(code) }
+}
+
+/// Wait for child `pid`; its exit status (panics if it was killed).
+fn exit_code(pid: i32) -> i32 {
+    match nix::sys::wait::waitpid(Pid::from_raw(pid), None).expect("waitpid") {
+        nix::sys::wait::WaitStatus::Exited(_, code) => code,
+        other => panic!("the fork child ended as {other:?}"),
+    }
+}
