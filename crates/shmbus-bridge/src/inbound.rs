@@ -374,7 +374,14 @@ fn shorten(why: String) -> String {
 /// The payload as a frame of the route's schema, or why not.
 fn frame_of(r: &Route, payload: &[u8]) -> Result<Vec<u8>, String> {
     let json = |payload: &[u8]| -> Result<Value, String> {
-        shmbus_codec::parse_json(payload).map_err(|e| format!("not JSON: {e}"))
+        shmbus_codec::parse_json(payload).map_err(|e| {
+            let what = if shmbus_codec::json_refused(&e) {
+                "JSON refused"
+            } else {
+                "not JSON"
+            };
+            format!("{what}: {e}")
+        })
     };
     match r.t.format {
         InFormat::Json => {

@@ -2425,10 +2425,15 @@ fn pub_from_stdin_reads_bounded_lines() {
     );
     let mut sub = Subscriber::<Imu>::attach(&topic).unwrap();
     assert_eq!(sub.latest().unwrap().unwrap().value.t_us, 7);
-    // A line that is not JSON, or not this topic's shape, after blank
-    // lines: named by its number in the input, blank lines counted.
+    // A line that is not JSON, JSON refused (a key twice: "not valid
+    // JSON" was false), or not this topic's shape, after blank lines:
+    // named by its number in the input, blank lines counted.
     for (bad, says) in [
         (&b"{\"t_us\": 9,"[..], "not valid JSON"),
+        (
+            &b"{\"t_us\": 9, \"t_us\": 10}"[..],
+            "the value is refused (key \"t_us\" appears twice",
+        ),
         (&b"{\"t_us\": \"nine\"}"[..], "does not fit the schema"),
     ] {
         let mut input = good.to_vec();

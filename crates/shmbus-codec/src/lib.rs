@@ -96,7 +96,7 @@ use serde_json::Value;
 pub use error::{DecodeError, DecodeProblem, EncodeError, EncodeProblem, SchemaError};
 pub use jsonschema::DRAFT as JSON_SCHEMA_DRAFT;
 pub use postcard_schema::schema::owned::OwnedNamedType;
-pub use strict::{MAX_JSON_VALUES, parse_json};
+pub use strict::{MAX_JSON_VALUES, json_refused, parse_json};
 pub use text::ParseError;
 
 /// The most JSON values (scalars, arrays, objects; each byte of a byte

@@ -39,6 +39,14 @@ pub fn parse_json(text: &[u8]) -> Result<Value, serde_json::Error> {
     Ok(v)
 }
 
+/// Whether a [`parse_json`] error refuses JSON (a key given twice, more
+/// than [`MAX_JSON_VALUES`] values) rather than text that is not JSON (a
+/// syntax error, text cut short, nesting too deep). Messages say "not
+/// JSON" only for the second.
+pub fn json_refused(e: &serde_json::Error) -> bool {
+    e.classify() == serde_json::error::Category::Data
+}
+
 /// A [`Value`] built with duplicate keys refused, at every depth, and
 /// with at most as many values as the budget it counts down.
 #[derive(Clone, Copy)]
@@ -136,6 +144,18 @@ impl<'de> Visitor<'de> for Strict<'_> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn refused_json_is_told_from_text_that_is_not_json() {
+        for refused in [&b"{\"a\": 1, \"a\": 2}"[..], b"[{\"k\": [], \"k\": 0}]"] {
+            let e = parse_json(refused).expect_err("a key given twice");
+            assert!(json_refused(&e), "{e}");
+        }
+        for not_json in [&b"{nope"[..], b"[1, 2", b"", b"{\"a\": 1} x"] {
+            let e = parse_json(not_json).expect_err("not JSON");
+            assert!(!json_refused(&e), "{e}");
+        }
+    }
     use super::*;
 
     #[test]

@@ -125,7 +125,7 @@ pub unsafe extern "C" fn shmbus_publish_json(
         // publishes, whatever the text.
         pub_of(&mut held).check_process()?;
         let value: serde_json::Value = shmbus_codec::parse_json(text.as_bytes())
-            .map_err(|e| Error::new(SHMBUS_ERR_JSON, format!("not JSON: {e}")))?;
+            .map_err(|e| Error::new(SHMBUS_ERR_JSON, format!("{}: {e}", json_fault(&e))))?;
         let p: &mut Pub = pub_of(&mut held);
         let frame = codec(&p.schema)?
             .encode_within(&value, p.raw.frame_capacity())
@@ -176,4 +176,14 @@ pub unsafe extern "C" fn shmbus_subscriber_read_json(
         *len = 0;
         subscriber::read_into(subscriber, how, timeout_ms, Dest::Json(buf, len), sample)
     })
+}
+
+/// How a message names a `parse_json` error: JSON that no frame takes, or
+/// text that is not JSON.
+fn json_fault(e: &serde_json::Error) -> &'static str {
+    if shmbus_codec::json_refused(e) {
+        "JSON refused"
+    } else {
+        "not JSON"
+    }
 }

@@ -115,8 +115,14 @@ impl Publish {
         let t = topics
             .by_name(name)
             .ok_or_else(|| format!("cannot publish on '{name}': the topic has gone"))?;
-        let value: serde_json::Value = shmbus_codec::parse_json(payload)
-            .map_err(|e| format!("cannot publish on '{name}': the message is not JSON ({e})"))?;
+        let value: serde_json::Value = shmbus_codec::parse_json(payload).map_err(|e| {
+            let what = if shmbus_codec::json_refused(&e) {
+                "refused"
+            } else {
+                "not JSON"
+            };
+            format!("cannot publish on '{name}': the message is {what} ({e})")
+        })?;
         let frame = t
             .codec()
             .encode_message(&value)

@@ -62,8 +62,13 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
     let example = codec.example();
     let encode = |text: &str| -> Result<Vec<u8>, Fail> {
         let v: Value = shmbus_codec::parse_json(text.as_bytes()).map_err(|e| {
+            let what = if shmbus_codec::json_refused(&e) {
+                "refused"
+            } else {
+                "not valid JSON"
+            };
             Fail::error(format!(
-                "the value is not valid JSON ({e}); a value of this topic looks like: {example}"
+                "the value is {what} ({e}); a value of this topic looks like: {example}"
             ))
         })?;
         codec
