@@ -107,6 +107,13 @@ impl Publish {
         payload: &[u8],
         topics: &Topics,
     ) -> Result<(), String> {
+        if !self.enabled {
+            // Nothing is ever advertised then: "advertise it first" would
+            // send the client round in a circle.
+            return Err(format!(
+                "cannot publish on client channel {channel}: publishing is off; restart the server with --allow-publish"
+            ));
+        }
         let name = self.adverts.get(&(client, channel)).ok_or_else(|| {
             format!(
                 "client channel {channel} was not advertised (or was refused): advertise it first"
@@ -173,5 +180,24 @@ mod tests {
         short(Publish::new(true).advertise(1, &ch, &topics).unwrap_err());
         ch.encoding = "json".into();
         short(Publish::new(true).advertise(1, &ch, &topics).unwrap_err());
+    }
+
+    /// With publishing off nothing can be advertised, so a message on a
+    /// client channel is told that publishing is off, not sent back to
+    /// advertise first (which it cannot).
+    #[test]
+    fn a_message_while_publishing_is_off_says_so() {
+        let topics = Topics::new(Vec::new(), None, None, Vec::new());
+        let e = Publish::new(false)
+            .message(1, 7, b"{}", &topics)
+            .unwrap_err();
+        assert!(
+            e.contains("publishing is off") && e.contains("--allow-publish"),
+            "{e}"
+        );
+        let e = Publish::new(true)
+            .message(1, 7, b"{}", &topics)
+            .unwrap_err();
+        assert!(e.contains("was not advertised"), "{e}");
     }
 }
