@@ -69,7 +69,8 @@ shmbus echo imu --all --json | jq -c .value | shmbus pub other -   # JSON lines 
 The topic must exist (its schema and sizes come from the segment) and have no live\n\
 publisher: a topic has one publisher at a time. `shmbus info TOPIC` shows an example value.\n\
 With -, each line is published once, as it arrives: the feed sets the pace and the\n\
-end, so --count and --rate are refused there."
+end, so --count and --rate are refused there. A value (or line) with more numbers than the\n\
+topic's frames have bytes, or longer than any value of the topic needs, is refused unparsed."
     )]
     Pub(PubArgs),
     /// Measure a topic's rate, intervals, lost frames, staleness and liveness.

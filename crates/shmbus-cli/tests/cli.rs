@@ -2405,10 +2405,12 @@ fn pub_from_stdin_reads_bounded_lines() {
         let r = run_input(&["pub", &k, "-"], input);
         (Some(r.code), r.stderr)
     };
+    // The bound comes from the topic's frames (see
+    // pub_from_stdin_bounds_each_line_by_the_topics_frame): 64 KiB here.
     let (code, err) = feed(vec![b' '; 17 << 20]);
     assert_eq!(code, Some(2), "{err}");
     assert!(
-        err.contains("line 1 of stdin: longer than 16777216 bytes")
+        err.contains("line 1 of stdin: longer than 65536 bytes")
             && err.contains("the 0 frames before it were published"),
         "{err}"
     );
@@ -2451,6 +2453,72 @@ fn pub_from_stdin_reads_bounded_lines() {
             "{err}"
         );
     }
+}
+
+/// `pub -` bounds each line by what the topic's frames can hold, not by
+/// 16 MiB whatever the topic: a line of `Imu` (32-byte frames) longer than
+/// any value of it, with more numbers than the frame has bytes, or with
+/// more values than any value of its schema has, is refused before a
+/// `serde_json::Value` of it is built (a 16 MiB line took 175 MB to be
+/// refused, now 13 MB: the process's own). The line before is published;
+/// a value spelled with white space everywhere is not refused.
+#[test]
+fn pub_from_stdin_bounds_each_line_by_the_topics_frame() {
+    watchdog("pub-stdin-frame-bound", Duration::from_secs(300));
+    let (topic, _g) = self::topic("pub-stdin-frame-bound");
+    drop(Publisher::<Imu>::open(&topic).unwrap());
+    let k = hex(topic.key);
+    let good = br#"{"t_us": 7, "acc": [0,0,0], "frame": "s", "ok": false}"#;
+    let zeros = |n: usize| vec!["0"; n].join(",");
+    let nulls = |n: usize| vec!["null"; n].join(",");
+    for (bad, says) in [
+        (
+            format!(
+                r#"{{"t_us": 8, "acc": [{}], "frame": "", "ok": true}}"#,
+                zeros(1 << 19)
+            ),
+            "longer than 65536 bytes, more than any value of",
+        ),
+        (
+            format!(
+                r#"{{"t_us": 8, "acc": [{}], "frame": "", "ok": true}}"#,
+                zeros(1000)
+            ),
+            "the value is refused: it holds more than 32 numbers, strings and booleans, and each takes at least one byte of a frame",
+        ),
+        (
+            format!(
+                r#"{{"t_us": 8, "acc": [{}], "frame": "", "ok": true}}"#,
+                nulls(1000)
+            ),
+            "the value is refused: it holds more than 160 JSON values, more than any value of",
+        ),
+    ] {
+        let mut input = good.to_vec();
+        input.push(b'\n');
+        input.extend_from_slice(bad.as_bytes());
+        input.push(b'\n');
+        let r = run_input(&["pub", &k, "-"], input);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(
+            r.stderr.contains("line 2 of stdin: ")
+                && r.stderr.contains(says)
+                && r.stderr.contains("the 1 frame before it was published")
+                && r.stderr.lines().count() == 1
+                && r.stderr.len() < 400,
+            "{}",
+            r.stderr
+        );
+    }
+    // The largest value, spelled long: published.
+    let wide = format!(
+        "{{ \"t_us\" {sp}: {sp}18446744073709551615 , \"acc\": [ -3.4028234663852886e38 {sp}, 1.00000000000000000000000000000000000000000 , 0 ] , \"frame\" : \"\\u0001\\u0001\\u0001\\u0001\\u0001\\u0001\\u0001\\u0001\" , \"ok\" :{sp}true }}\n",
+        sp = " ".repeat(1000)
+    );
+    let r = run_input(&["pub", &k, "-"], wide.into_bytes());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut sub = Subscriber::<Imu>::attach(&topic).unwrap();
+    assert_eq!(sub.latest().unwrap().unwrap().value.t_us, u64::MAX);
 }
 
 /// A demo killed with SIGKILL (no cleanup of its own) leaves nothing: each
