@@ -62,6 +62,7 @@ fn child_role_entry() {
             }
         }
         "doctor-limits" => doctor_limits_role(std::path::Path::new(&args[0])),
+        "doctor-sem-unreadable" => doctor_sem_unreadable_role(std::path::Path::new(&args[0])),
         // hold-lock KEY: take the publisher lock at KEY and remove the
         // segment, leaving a held lock with no segment (a lock-only squat).
         "hold-lock" => {
@@ -1883,6 +1884,127 @@ fn doctor_names_limits_and_squats_and_every_fix_works_when_typed() {
     assert!(line(&second, "sem").starts_with("OK"), "{second}");
     assert!(
         !second.contains("squat") && !second.contains("semaphore set with no segment"),
+        "{second}"
+    );
+}
+
+/// In a private IPC and mount namespace (started by the test below):
+/// SEMOPM lowered to 1, doctor's output, its sem fix typed as printed, a
+/// publisher opened; then the kernel limits hidden behind /dev/null and
+/// doctor's output again; all into `dir`.
+fn doctor_sem_unreadable_role(dir: &std::path::Path) {
+    let config = dir.join("doctor.toml");
+    let doctor = || {
+        let o = shmbus(&["doctor", "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        format!(
+            "{}{}exit {:?}\n",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+            o.status.code()
+        )
+    };
+    std::fs::write("/proc/sys/kernel/sem", "250 32000 1 128").unwrap();
+    let first = doctor();
+    std::fs::write(dir.join("doctor1.txt"), &first).unwrap();
+    let mut log = String::new();
+    for fix in doctor_fixes(&first, &["sem"]) {
+        let o = Command::new("sh").arg("-c").arg(&fix).output().unwrap();
+        log += &format!("$ {fix}\nexit {:?}\n", o.status.code());
+    }
+    let topic = shmbus_core::Topic::new("semopm").key(unique_key("doctor-semopm"));
+    log += &match Publisher::<Imu>::open(&topic) {
+        Ok(p) => {
+            p.remove().unwrap();
+            "publisher opened\n".to_string()
+        }
+        Err(e) => format!("publisher failed: {e}\n"),
+    };
+    std::fs::write(dir.join("fixes.txt"), log).unwrap();
+    for name in ["shmmax", "shmmni", "shmall", "sem"] {
+        let o = Command::new("mount")
+            .args(["--bind", "/dev/null", &format!("/proc/sys/kernel/{name}")])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    std::fs::write(dir.join("doctor2.txt"), doctor()).unwrap();
+    println!("done");
+}
+
+/// doctor checks every field of kernel.sem a publisher's lock needs:
+/// with SEMOPM (field 3) 1, every publisher failed to open ("semop:
+/// Argument list too long") while doctor said `OK sem`, and a fix for
+/// another field kept SEMOPM as it was. And a limit doctor cannot read is
+/// not checked, and says so: an unreadable kernel.shmmax was "unlimited",
+/// shmmni "limit 18446744073709551615", all OK, and kernel.sem left out.
+/// Root, in private IPC and mount namespaces: the machine is untouched.
+#[test]
+fn doctor_checks_semopm_and_says_which_limits_it_could_not_read() {
+    if !root_or_skip("doctor_checks_semopm_and_says_which_limits_it_could_not_read") {
+        return;
+    }
+    watchdog("doctor_semopm", Duration::from_secs(240));
+    let tmp_dir = shmbus_testkit::TempDir::new("doctor-semopm");
+    let dir = tmp_dir.path().to_path_buf();
+    std::fs::write(
+        dir.join("doctor.toml"),
+        format!(
+            "bus = \"doc\"\n[[topic]]\nname = \"plain\"\nkey = {}\n",
+            unique_key("doctor-semopm-config")
+        ),
+    )
+    .unwrap();
+    let inner = child(
+        "doctor-sem-unreadable",
+        &[dir.to_str().unwrap().to_string()],
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--ipc", "--mount", "--"])
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let o = cmd.stdin(Stdio::null()).output().unwrap();
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+    let (first, fixes, second) = (read("doctor1.txt"), read("fixes.txt"), read("doctor2.txt"));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("done"),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let line = |text: &str, check: &str| -> String {
+        text.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(check))
+            .unwrap_or_else(|| panic!("no {check} line in:\n{text}"))
+            .to_string()
+    };
+    let sem = line(&first, "sem");
+    assert!(
+        sem.starts_with("FAIL") && sem.contains("SEMOPM (field 3) 1"),
+        "{first}"
+    );
+    assert!(first.ends_with("exit Some(1)\n"), "{first}");
+    assert_eq!(
+        fixes,
+        "$ sysctl -w kernel.sem=\"250 32000 2 128\"\nexit Some(0)\npublisher opened\n"
+    );
+    for check in ["shmmax", "shmmni", "shmall", "sem"] {
+        let l = line(&second, check);
+        assert!(
+            l.starts_with("WARN")
+                && (l.contains("is not checked") || l.contains("are not checked")),
+            "{check}: {second}"
+        );
+        assert_eq!(second.matches(&format!(" {check} ")).count(), 1, "{second}");
+    }
+    assert!(
+        !second.contains("unlimited") && !second.contains("18446744073709551615"),
         "{second}"
     );
 }

@@ -192,14 +192,39 @@ fn memlock() -> (u64, u64) {
     }
 }
 
-/// `kernel.sem`: SEMMSL, SEMMNS, SEMOPM, SEMMNI.
-fn kernel_sem() -> Option<[u64; 4]> {
-    let text = std::fs::read_to_string("/proc/sys/kernel/sem").ok()?;
-    let v: Vec<u64> = text
-        .split_whitespace()
-        .map(|w| w.parse().ok())
-        .collect::<Option<_>>()?;
-    v.try_into().ok()
+/// `kernel.sem`: SEMMSL, SEMMNS, SEMOPM, SEMMNI; or why they cannot be
+/// read.
+fn kernel_sem() -> Result<[u64; 4], String> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/sem").map_err(|e| e.to_string())?;
+    let v: Option<Vec<u64>> = text.split_whitespace().map(|w| w.parse().ok()).collect();
+    v.and_then(|v| <[u64; 4]>::try_from(v).ok()).ok_or_else(|| {
+        format!(
+            "not four numbers: {:?}",
+            shmbus_toolbox::printable::clipped(text.trim())
+        )
+    })
+}
+
+/// `kernel.NAME` from /proc/sys; `None`, with a warning in `f`, if it
+/// cannot be read.
+fn kernel_limit(f: &mut Vec<Finding>, name: &'static str) -> Option<u64> {
+    let path = format!("/proc/sys/kernel/{name}");
+    let why = match std::fs::read_to_string(&path) {
+        Ok(text) => match text.trim().parse() {
+            Ok(n) => return Some(n),
+            Err(_) => format!(
+                "not a number: {:?}",
+                shmbus_toolbox::printable::clipped(text.trim())
+            ),
+        },
+        Err(e) => e.to_string(),
+    };
+    f.push(warn(
+        name,
+        format!("cannot read {path} ({why}): kernel.{name} is not checked"),
+        format!("see it with `sysctl kernel.{name}`; run `shmbus doctor` where /proc/sys is readable (a container may mask it)"),
+    ));
+    None
 }
 
 fn limit_text(n: u64) -> String {
@@ -295,10 +320,24 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
     };
 
     // 3. Kernel limits.
-    let shmmax = sysvipc::kernel_limit("shmmax").unwrap_or(u64::MAX);
-    let shmall = sysvipc::kernel_limit("shmall").unwrap_or(u64::MAX);
-    let shmmni = sysvipc::kernel_limit("shmmni").unwrap_or(u64::MAX);
-    let segments = sysvipc::segments().unwrap_or_default();
+    // A limit that cannot be read is not checked, and says so: it used
+    // to be taken as unlimited, and the check said OK.
+    let shmmax = kernel_limit(&mut f, "shmmax");
+    let shmmni = kernel_limit(&mut f, "shmmni");
+    let shmall = kernel_limit(&mut f, "shmall");
+    let segments = match sysvipc::segments() {
+        Ok(s) => s,
+        Err(e) => {
+            f.push(warn(
+                "sysvipc",
+                format!(
+                    "cannot read /proc/sysvipc/shm ({e}): the segments that exist are not counted against kernel.shmmni and kernel.shmall below"
+                ),
+                "run `shmbus doctor` where /proc is mounted and readable (a container may mask it)".into(),
+            ));
+            Vec::new()
+        }
+    };
     let page = page_size();
     // Configured topics not created yet: exact for the sensor programs this
     // build knows (their message types are compiled in), else a lower
@@ -325,7 +364,7 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
         })
         .collect();
     need.sort_by_key(|n| std::cmp::Reverse(n.1));
-    if let Some((name, biggest, exact, _)) = need.first() {
+    if let (Some((name, biggest, exact, _)), Some(shmmax)) = (need.first(), shmmax) {
         let q = if *exact { "" } else { "at least " };
         if *biggest > shmmax {
             f.push(fail(
@@ -365,17 +404,19 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
         .count() as u64;
     let missing = need.iter().filter(|n| !n.3).count() as u64 + waiters_to_create;
     let in_use = segments.len() as u64;
-    if in_use + missing > shmmni {
-        f.push(fail(
+    if let Some(shmmni) = shmmni {
+        if in_use + missing > shmmni {
+            f.push(fail(
             "shmmni",
             format!("{in_use} segments exist and {missing} are still to be created for the configured topics (a topic with notify on has 2), but kernel.shmmni is {shmmni}"),
             format!("`sysctl -w kernel.shmmni={n}` (to keep it: `kernel.shmmni = {n}` in /etc/sysctl.d/60-shmbus.conf), or remove stale segments (`shmbus list`, `shmbus rm`)", n = in_use + missing + 16),
         ).with_sysctl("kernel.shmmni", in_use + missing + 16));
-    } else {
-        f.push(ok(
-            "shmmni",
-            format!("{in_use} segments in use + {missing} to create, limit {shmmni}"),
-        ));
+        } else {
+            f.push(ok(
+                "shmmni",
+                format!("{in_use} segments in use + {missing} to create, limit {shmmni}"),
+            ));
+        }
     }
     let used_pages: u64 = segments
         .iter()
@@ -387,8 +428,9 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
             .map(|n| n.1.div_ceil(page))
             .sum::<u64>()
         + waiters_to_create;
-    if used_pages > shmall {
-        f.push(
+    if let Some(shmall) = shmall {
+        if used_pages > shmall {
+            f.push(
             fail(
                 "shmall",
                 format!("segments need {used_pages} pages but kernel.shmall is {shmall} pages"),
@@ -400,24 +442,31 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
             )
             .with_sysctl("kernel.shmall", used_pages * 2),
         );
-    } else {
-        f.push(ok(
-            "shmall",
-            format!(
-                "{used_pages} pages of {page} B used or needed, limit {}",
-                if shmall > 1 << 50 {
-                    "unlimited".into()
-                } else {
-                    shmall.to_string()
-                }
-            ),
-        ));
+        } else {
+            f.push(ok(
+                "shmall",
+                format!(
+                    "{used_pages} pages of {page} B used or needed, limit {}",
+                    if shmall > 1 << 50 {
+                        "unlimited".into()
+                    } else {
+                        shmall.to_string()
+                    }
+                ),
+            ));
+        }
     }
 
     // Semaphores: each topic's publisher holds a lock, one set of one
     // semaphore at the topic's key. kernel.sem is "SEMMSL SEMMNS SEMOPM
     // SEMMNI"; a fix rewrites all four fields.
-    if let Some([msl, mns, opm, mni]) = kernel_sem() {
+    match kernel_sem() {
+        Err(why) => f.push(warn(
+            "sem",
+            format!("cannot read /proc/sys/kernel/sem ({why}): the semaphore limits are not checked"),
+            "see them with `sysctl kernel.sem` (SEMMSL SEMMNS SEMOPM SEMMNI): each publisher's lock is one set of 1 semaphore, taken with 2 operations in one semop".into(),
+        )),
+        Ok([msl, mns, opm, mni]) => {
         let sems = sysvipc::semaphores().unwrap_or_default();
         let sets = sems.len() as u64;
         let in_sets: u64 = sems
@@ -428,20 +477,29 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
             .iter()
             .filter(|t| !sems.iter().any(|s| s.key() == t.key))
             .count() as u64;
-        let what = format!(
+        let mut what = format!(
             "{sets} semaphore sets in use + {to_lock} publisher locks to create, SEMMNI (kernel.sem field 4) {mni}; {in_sets} semaphores + {to_lock}, SEMMNS (field 2) {mns}"
         );
-        if sets + to_lock > mni || in_sets + to_lock > mns || msl < 1 {
+        // A lock is a set of one semaphore (SEMMSL at least 1), taken with
+        // two operations in one semop (SEMOPM at least 2: with 1, every
+        // publisher's open fails with E2BIG, "Argument list too long").
+        if msl < 1 || opm < 2 {
+            what += &format!(
+                "; SEMMSL (field 1) {msl} and SEMOPM (field 3) {opm}, but a lock is a set of 1 semaphore taken with 2 operations at once"
+            );
+        }
+        if sets + to_lock > mni || in_sets + to_lock > mns || msl < 1 || opm < 2 {
             let value = format!(
-                "{} {} {opm} {}",
+                "{} {} {} {}",
                 msl.max(1),
                 mns.max(in_sets + to_lock + 32),
+                opm.max(2),
                 mni.max(sets + to_lock + 16)
             );
             f.push(
                 fail(
                     "sem",
-                    format!("{what}: publishers will fail to create their locks"),
+                    format!("{what}: publishers will fail to create or take their locks"),
                     format!(
                         "`sysctl -w kernel.sem=\"{value}\"` (to keep it: `kernel.sem = {value}` in /etc/sysctl.d/60-shmbus.conf), or remove stale topics (`shmbus list`, `shmbus rm`)"
                     ),
@@ -450,6 +508,7 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
             );
         } else {
             f.push(ok("sem", what));
+        }
         }
     }
 
