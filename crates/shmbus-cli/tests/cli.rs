@@ -2643,6 +2643,55 @@ fn pub_from_stdin_bounds_each_line_by_the_topics_frame() {
     assert_eq!(sub.latest().unwrap().unwrap().value.t_us, u64::MAX);
 }
 
+/// What editors and shells make of JSON files is taken: a UTF-8 byte
+/// order mark at the start of a file (Windows Notepad writes one; `cat
+/// a.json b.json` puts the second mid-stream) and CRLF line ends, from
+/// stdin and as the argument; "not valid JSON (expected value at line 1
+/// column 1)" before. A stdin that cannot be read says, like a bad line,
+/// how many frames were published.
+#[test]
+fn pub_takes_a_byte_order_mark_and_crlf_line_ends() {
+    watchdog("pub-bom", Duration::from_secs(120));
+    let (topic, _g) = self::topic("pub-bom");
+    drop(Publisher::<Imu>::open(&topic).unwrap());
+    let k = hex(topic.key);
+    let value = |t: u64| format!(r#"{{"t_us": {t}, "acc": [0,0,0], "frame": "s", "ok": true}}"#);
+    let mut sub = Subscriber::<Imu>::attach(&topic).unwrap();
+    let mut seen = Vec::new();
+    let input = format!(
+        "\u{feff}{}\r\n\r\n{}\r\n\u{feff}{}\n",
+        value(1),
+        value(2),
+        value(3)
+    );
+    let r = run_input(&["pub", &k, "-"], input.into_bytes());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("published 3 frames"), "{}", r.stdout);
+    let arg = format!("\u{feff}{}", value(4));
+    let r = run(&["pub", &k, &arg]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    while let shmbus_sub::Next::Frame(m) = sub.next().unwrap() {
+        seen.push(m.value.t_us);
+    }
+    assert_eq!(seen, [1, 2, 3, 4]);
+    // A directory for stdin.
+    let dir = shmbus_testkit::TempDir::new("pub-bom-dir");
+    let o = shmbus(&["pub", &k, "-"])
+        .stdin(std::fs::File::open(dir.path()).unwrap())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.starts_with("shmbus: line 1 of stdin: cannot read stdin: ")
+            && err
+                .trim_end()
+                .ends_with("the 0 frames before it were published")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
 /// A demo killed with SIGKILL (no cleanup of its own) leaves nothing: each
 /// sensor sees that its parent is gone, removes its own segment and
 /// publisher lock and exits. They used to stay, locked in RAM, under a bus

@@ -106,7 +106,7 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
     let first = if a.json == "-" {
         None
     } else {
-        Some(encode(&a.json)?)
+        Some(encode(without_bom(&a.json))?)
     };
 
     let mut publisher = RawPublisher::open(&topic, &info.schema, info.geometry.frame_capacity).map_err(|e| match e {
@@ -169,7 +169,13 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
                 let got = (&mut stdin)
                     .take(limit as u64 + 1)
                     .read_until(b'\n', &mut buf)
-                    .map_err(|e| Fail::error(format!("cannot read stdin: {e}")))?;
+                    .map_err(|e| {
+                        at_line(
+                            Fail::error(format!("cannot read stdin: {e}")),
+                            number + 1,
+                            published,
+                        )
+                    })?;
                 if got == 0 {
                     break;
                 }
@@ -194,11 +200,16 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
                         published,
                     )
                 })?;
+                // A file saved by a Windows editor starts with a byte order
+                // mark (RFC 8259 lets a parser ignore it), and so does each
+                // file of `cat a.json b.json |`; no JSON value starts with
+                // U+FEFF. CRLF line ends are JSON white space already.
+                let line = without_bom(line);
                 if line.trim().is_empty() {
                     continue;
                 }
                 let bytes = encode(line).map_err(|f| at_line(f, number, published))?;
-                publish(&bytes, false)?;
+                publish(&bytes, false).map_err(|f| at_line(f, number, published))?;
                 published += 1;
             }
         }
@@ -211,6 +222,11 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
         publisher.next_generation().saturating_sub(1)
     ))?;
     Ok(out::OK)
+}
+
+/// `text` without a UTF-8 byte order mark at its start.
+fn without_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
 }
 
 /// How much JSON a value of one topic can take, from its frame capacity
