@@ -54,6 +54,7 @@ use std::time::Duration;
 pub use run::run;
 
 /// What an engine shares with the engine-neutral core.
+#[derive(Clone)]
 pub struct Core {
     /// Broker topic names of this board.
     pub names: names::Names,

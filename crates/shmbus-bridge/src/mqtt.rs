@@ -191,6 +191,7 @@ pub fn parse_broker(s: &str) -> Result<Broker, String> {
 }
 
 /// Everything the engine needs to connect.
+#[derive(Clone)]
 pub struct MqttSettings {
     /// Where.
     pub broker: Broker,
@@ -356,7 +357,7 @@ fn from_qos(q: QoS) -> Qos {
 /// Run the engine until `core.stop` is set (then say goodbye and
 /// disconnect), or a fatal error on the first connection.
 pub fn run(core: &Core, s: &MqttSettings) -> Result<(), String> {
-    let (client, mut conn) = Client::new(s.options(core), CHANNEL);
+    let (client, conn) = Client::new(s.options(core), CHANNEL);
     let pump = {
         let client = client.clone();
         let outbox = core.outbox.clone();
@@ -414,16 +415,65 @@ pub fn run(core: &Core, s: &MqttSettings) -> Result<(), String> {
             })
             .map_err(|e| format!("cannot start a thread: {e}"))?
     };
-    let result = connection_loop(core, s, &client, &mut conn);
-    core.stop.store(true, Ordering::Relaxed);
-    core.outbox.close();
+    // The connection loop on a thread of its own: a poll of rumqttc cannot
+    // be cut short safely (a request taken but not yet written would be
+    // lost), so a link that gives no event at all (a stalled broker, every
+    // QoS 1/2 slot in flight) blocks it until the keep-alive's ping goes
+    // unanswered. A stop must not wait for that.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let link = {
+        let (core, s, client) = (core.clone(), s.clone(), client.clone());
+        std::thread::Builder::new()
+            .name("mqtt-link".into())
+            .spawn(move || {
+                let mut conn = conn;
+                let result = connection_loop(&core, &s, &client, &mut conn);
+                core.stop.store(true, Ordering::Relaxed);
+                core.outbox.close();
+                drop(client);
+                // The pump may be blocked on a full request channel:
+                // closing the channel's receiving end lets it go.
+                drop(conn);
+                let _ = done_tx.send(result);
+            })
+            .map_err(|e| format!("cannot start a thread: {e}"))?
+    };
     drop(client);
-    // The pump may be blocked on a full request channel: closing the
-    // channel's receiving end lets it go.
-    drop(conn);
-    let _ = pump.join();
-    let _ = goodbye.join();
-    result
+    let mut stop_seen: Option<Instant> = None;
+    loop {
+        match done_rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(result) => {
+                let _ = link.join();
+                let _ = pump.join();
+                let _ = goodbye.join();
+                return result;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let _ = link.join();
+                return Err("the MQTT connection thread failed".into());
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if !core.stop.load(Ordering::Relaxed) {
+            continue;
+        }
+        let since = *stop_seen.get_or_insert_with(Instant::now);
+        if since.elapsed() >= GOODBYE + STALLED_GRACE {
+            // The link thread, and the pump blocked behind it, are left
+            // behind: they hold only the socket, closed when the process
+            // exits (the broker then publishes the last will).
+            eprintln!(
+                "shmbus-bridge: {}: the broker answered nothing for {} s after the stop (stalled, or the network is down); leaving without the goodbye: the broker publishes the last will (offline) once it notices",
+                s.broker,
+                (GOODBYE + STALLED_GRACE).as_secs()
+            );
+            core.outbox.close();
+            core.outbox.set_connected(false);
+            core.stats.connected.store(false, Ordering::Relaxed);
+            let _ = goodbye.join();
+            return Ok(());
+        }
+    }
 }
 
 fn connection_loop(
@@ -640,6 +690,10 @@ fn connection_loop(
 /// How long a stopping bridge waits for the link to take its goodbye
 /// (`offline` and DISCONNECT) before it closes the link anyway.
 const GOODBYE: Duration = Duration::from_secs(5);
+
+/// How much longer than [`GOODBYE`] a stop waits for a link that gives no
+/// event at all (a stalled broker) before leaving it behind.
+const STALLED_GRACE: Duration = Duration::from_secs(2);
 
 /// How long a link must stay up before a drop is retried after
 /// `reconnect_min_ms` again (rather than the doubled interval).
@@ -922,6 +976,49 @@ mod tests {
         assert!(!stats.connected.load(Ordering::Relaxed));
     }
 
+    /// A bridge stopped while its broker is stalled (SIGSTOP, a hung
+    /// host: it takes the connection and then answers nothing) must still
+    /// stop within seconds. With every QoS 1 slot in flight rumqttc takes
+    /// no request and the link gives no event until the keep-alive's ping
+    /// goes unanswered: the stop used to wait for that, up to twice
+    /// `keepalive_s` (here 600 s; up to 36 hours at 65535).
+    #[test]
+    fn a_stop_with_a_stalled_broker_ends_the_engine_within_seconds() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let done = Arc::new(AtomicBool::new(false));
+        let broker = {
+            let d = done.clone();
+            // CONNACK, then nothing: no PUBACK ever.
+            std::thread::spawn(move || fake_broker(listener, d, None, |_, _| Vec::new()))
+        };
+        let stats = Arc::new(crate::stats::Stats::default());
+        let outbox = Arc::new(crate::outbox::Outbox::new(1000, 1 << 20, stats.clone()));
+        for i in 0..300 {
+            outbox.push(Message {
+                topic: format!("p/b/t{i}"),
+                payload: vec![b'x'; 10],
+                qos: Qos::AtLeastOnce,
+                retain: false,
+            });
+        }
+        let (stop, _, rx) =
+            engine_with_keepalive(port, outbox, stats.clone(), &[], Duration::from_secs(600));
+        // Every in-flight slot taken (the birth and INFLIGHT - 1 messages
+        // written, none acknowledged), and the request channel full.
+        wait_for("the in-flight window full", || {
+            stats.written.load(Ordering::Relaxed) >= u64::from(INFLIGHT)
+                && stats.handed.load(Ordering::Relaxed) >= u64::from(INFLIGHT) - 1 + CHANNEL as u64
+        });
+        let r = stop_both(&stop, &rx, &done, broker);
+        assert!(
+            matches!(r, Ok(Ok(()))),
+            "the engine did not end within 90 s of the stop: {r:?}"
+        );
+        assert!(!stats.connected.load(Ordering::Relaxed));
+        assert_eq!(stats.acknowledged.load(Ordering::Relaxed), 0);
+    }
+
     /// A broker of our own on 127.0.0.1 for one connection: it answers
     /// CONNECT and PINGREQ, and every other whole packet (type, flags and
     /// body) as `answer` says, until a DISCONNECT or `done`. With
@@ -989,6 +1086,22 @@ mod tests {
         Arc<Mutex<crate::inbound::Inbound>>,
         std::sync::mpsc::Receiver<Result<(), String>>,
     ) {
+        engine_with_keepalive(port, outbox, stats, inbound, Duration::from_secs(10))
+    }
+
+    /// [`engine_on`] with another keep-alive interval.
+    #[allow(clippy::type_complexity, reason = "a test helper's tuple")]
+    fn engine_with_keepalive(
+        port: u16,
+        outbox: Arc<crate::outbox::Outbox>,
+        stats: Arc<crate::stats::Stats>,
+        inbound: &[crate::settings::InTopic],
+        keepalive: Duration,
+    ) -> (
+        Arc<AtomicBool>,
+        Arc<Mutex<crate::inbound::Inbound>>,
+        std::sync::mpsc::Receiver<Result<(), String>>,
+    ) {
         let names = crate::names::Names::new("p", "b");
         let inbound = Arc::new(Mutex::new(
             crate::inbound::Inbound::new(inbound, names.clone(), outbox.clone(), stats.clone())
@@ -1005,7 +1118,7 @@ mod tests {
         let settings = MqttSettings {
             broker: parse_broker(&format!("127.0.0.1:{port}")).unwrap(),
             client_id: "scripted".into(),
-            keepalive: Duration::from_secs(10),
+            keepalive,
             credentials: None,
             credentials_file: None,
             #[cfg(feature = "tls")]
