@@ -81,6 +81,8 @@ pub struct Inbound {
     names: Names,
     outbox: Arc<Outbox>,
     stats: Arc<Stats>,
+    /// A message on a topic no route takes was named on stderr.
+    warned_unmatched: bool,
 }
 
 impl Inbound {
@@ -151,6 +153,7 @@ impl Inbound {
             names,
             outbox,
             stats,
+            warned_unmatched: false,
         };
         for i in 0..inbound.routes.len() {
             inbound.report(i);
@@ -180,6 +183,16 @@ impl Inbound {
     /// Take one broker message.
     pub fn handle(&mut self, topic: &str, payload: &[u8]) {
         let Some(i) = self.routes.iter().position(|r| r.t.remote == topic) else {
+            // Never asked for (the subscriptions are exact topics): a
+            // broker that delivers under another name. Counted, said once.
+            self.stats.in_unmatched.fetch_add(1, Ordering::Relaxed);
+            if !self.warned_unmatched {
+                self.warned_unmatched = true;
+                eprintln!(
+                    "shmbus-bridge: a message on broker topic \"{}\", which no [[bridge.in]] takes: dropped (counted in $stats in.unmatched; further ones are not printed)",
+                    shmbus_core::topic::shown(topic)
+                );
+            }
             return;
         };
         self.stats.in_received.fetch_add(1, Ordering::Relaxed);
@@ -476,6 +489,22 @@ fn open(r: &mut Route) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A message on a broker topic no route takes (a broker that delivers
+    /// a shared subscription under another name, or one that misbehaves)
+    /// is counted in `in.unmatched`: it used to vanish without a trace.
+    #[test]
+    fn a_message_no_route_takes_is_counted() {
+        let stats = Arc::new(Stats::default());
+        let outbox = Arc::new(Outbox::new(10, 1 << 20, stats.clone()));
+        let mut inbound = Inbound::new(&[], Names::new("p", "b"), outbox, stats.clone()).unwrap();
+        inbound.handle("ground/sp", b"{}");
+        inbound.handle("ground/sp", b"{}");
+        inbound.handle("other\u{1b}[2J", b"");
+        let v = stats.to_json((0, 0, 0, 0));
+        assert_eq!(v["in"]["unmatched"], 3, "{v}");
+        assert_eq!(v["in"]["received"], 0, "{v}");
+    }
 
     #[test]
     fn reasons_over_the_limit_are_cut_at_a_character_boundary() {

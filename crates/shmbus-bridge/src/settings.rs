@@ -231,6 +231,18 @@ impl Settings {
                 Err(e) => errs.push(e.to_string()),
             }
         }
+        // A `from` whose messages could never reach its route, or that
+        // would bring this bridge's own messages back in.
+        let own = crate::names::Names::new(&prefix, &board_id);
+        for i in &table.inbound {
+            if let Some(p) = from_problem(&i.remote, &own, &out, &table) {
+                errs.push(format!(
+                    "{}: from = \"{}\" {p}",
+                    i.at,
+                    shmbus_core::topic::shown(&i.remote)
+                ));
+            }
+        }
         if out.is_empty() && inbound.is_empty() && errs.is_empty() {
             errs.push(format!(
                 "{}: nothing to bridge: the config has no topic to send and no [[bridge.in]]",
@@ -254,6 +266,56 @@ impl Settings {
             table,
         })
     }
+}
+
+/// Why the broker topic `from` cannot be taken in, if it cannot: a shared
+/// subscription (`$share/<group>/<topic>`, EMQX's `$queue/<topic>`), whose
+/// messages the broker delivers under `<topic>`, so no message would match
+/// the route; or a topic this bridge publishes itself (a loop).
+fn from_problem(
+    from: &str,
+    own: &crate::names::Names,
+    out: &[OutTopic],
+    table: &BridgeConfig,
+) -> Option<String> {
+    let shared = if let Some(rest) = from.strip_prefix("$share/") {
+        Some(rest.split_once('/').map(|(_, t)| t))
+    } else {
+        from.strip_prefix("$queue/").map(Some)
+    };
+    if let Some(topic) = shared {
+        return Some(format!(
+            "is a shared subscription: the broker delivers its messages under the topic without the $share/<group>/ (or $queue/) part, so none would reach this route; write from = \"{}\" (shared subscriptions are not supported)",
+            topic
+                .filter(|t| !t.is_empty())
+                .map_or("TOPIC".to_string(), shmbus_core::topic::shown)
+        ));
+    }
+    let rest = from.strip_prefix(own.base())?.strip_prefix('/')?;
+    let meta = |m: &str| {
+        matches!(
+            m,
+            "$raw" | "$status" | "$schema" | "$jsonschema" | "$schematext"
+        )
+    };
+    let ours = matches!(rest, "$state" | "$stats")
+        || rest
+            .strip_prefix("$in/")
+            .is_some_and(|t| table.is_inbound_target(t))
+        || out.iter().any(|o| {
+            let name = o.cfg.name.as_str();
+            rest == name
+                || rest
+                    .strip_prefix(name)
+                    .and_then(|m| m.strip_prefix('/'))
+                    .is_some_and(meta)
+        });
+    ours.then(|| {
+        format!(
+            "is a topic this bridge publishes itself (under {}/): its own messages would come back in, a loop; take in a topic of another board or of the ground station",
+            own.base()
+        )
+    })
 }
 
 /// The host name, as a board id.
@@ -354,6 +416,53 @@ mod tests {
             ..Overrides::default()
         };
         assert_eq!(Settings::resolve(&c, &over).unwrap().prefix, longest);
+    }
+
+    /// A shared subscription (`$share/<group>/<topic>`, EMQX's
+    /// `$queue/<topic>`) is delivered under the topic without that part:
+    /// the route never matched, and every message was dropped without a
+    /// count. A `from` that this bridge itself publishes would take its own
+    /// messages back in (a loop). Both are refused, at their line.
+    #[test]
+    fn a_from_whose_messages_could_never_arrive_as_named_or_are_our_own_is_refused() {
+        let with_from = |from: &str| {
+            config(&format!(
+                "{TOPICS}[bridge]\nboard_id = \"b1\"\n[[bridge.in]]\nfrom = \"{from}\"\ntopic = \"setpoint\"\nschema = \"u8\"\n"
+            ))
+        };
+        for (from, words) in [
+            ("$share/ground/g/sp", "from = \"g/sp\""),
+            ("$share/ground", "from = \"TOPIC\""),
+            ("$queue/g/sp", "from = \"g/sp\""),
+            ("shmbus/b1/imu", "this bridge publishes it"),
+            ("shmbus/b1/imu/$raw", "this bridge publishes it"),
+            ("shmbus/b1/$stats", "this bridge publishes it"),
+            ("shmbus/b1/$state", "this bridge publishes it"),
+            ("shmbus/b1/$in/setpoint", "this bridge publishes it"),
+        ] {
+            let e = Settings::resolve(&with_from(from), &Overrides::default())
+                .err()
+                .unwrap_or_else(|| panic!("{from}: taken"));
+            assert!(e.contains(words) && e.starts_with("t.toml:"), "{from}: {e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
+        // The resolved prefix and board id count, command line included.
+        let over = Overrides {
+            prefix: Some("fleet".into()),
+            ..Overrides::default()
+        };
+        assert!(Settings::resolve(&with_from("fleet/b1/power"), &over).is_err());
+        assert!(Settings::resolve(&with_from("shmbus/b1/power"), &over).is_ok());
+        // Another board's topics, and topics this bridge does not send, are fine.
+        for from in [
+            "shmbus/b2/imu",
+            "shmbus/b1/other",
+            "$SYS/broker/uptime",
+            "share/x",
+        ] {
+            let r = Settings::resolve(&with_from(from), &Overrides::default());
+            assert!(r.is_ok(), "{from}: {r:?}");
+        }
     }
 
     #[test]

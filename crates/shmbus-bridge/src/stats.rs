@@ -78,6 +78,9 @@ pub struct Stats {
     /// Broker messages over the bridge's size limit (each one broke the
     /// connection; the `[[bridge.in]]` subscriptions were then paused).
     pub in_oversized: AtomicU64,
+    /// Broker messages on a topic no `[[bridge.in]]` takes (never asked
+    /// for: dropped).
+    pub in_unmatched: AtomicU64,
     topics: Mutex<Vec<(String, std::sync::Arc<TopicStats>)>>,
 }
 
@@ -102,6 +105,7 @@ impl Default for Stats {
             in_refused: AtomicU64::new(0),
             in_recreated: AtomicU64::new(0),
             in_oversized: AtomicU64::new(0),
+            in_unmatched: AtomicU64::new(0),
             topics: Mutex::new(Vec::new()),
         }
     }
@@ -171,6 +175,7 @@ impl Stats {
                 "refused": get(&self.in_refused),
                 "recreated": get(&self.in_recreated),
                 "oversized": get(&self.in_oversized),
+                "unmatched": get(&self.in_unmatched),
             },
             "topics": topics,
         })
