@@ -794,12 +794,54 @@ fn explain(e: &ConnectionError, s: &MqttSettings) -> (String, bool) {
         // CONNECT is read (TLS 1.3): then it is inside an I/O or state error.
         other => match tls_problem(other) {
             Some(t) => (t, true),
-            None => match other {
-                ConnectionError::NetworkTimeout => ("no answer from the broker (timeout)".to_string(), false),
-                ConnectionError::Io(io) => (format!("cannot connect: {io}"), false),
-                _ => (other.to_string(), false),
-            },
+            None => (link_problem(other, s), false),
         },
+    }
+}
+
+/// A broken link or a failed connection that retrying may fix, said
+/// plainly: rumqttc's own text ("Mqtt state: Last pingreq isn't acked",
+/// "Io error: Os { code: 104, .. }") says nothing a user can act on.
+fn link_problem(e: &ConnectionError, s: &MqttSettings) -> String {
+    use rumqttc::StateError as S;
+    use rumqttc::mqttbytes::Error as B;
+    let io = |io: &std::io::Error| {
+        match io.kind() {
+        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
+            "the broker reset the connection (restarting, or it dropped this client: its log says why)".to_string()
+        }
+        std::io::ErrorKind::UnexpectedEof => {
+            "the broker closed the connection (restarting, or it dropped this client: its log says why)".to_string()
+        }
+        // tokio's framing: the peer closed in the middle of a packet.
+        _ if io.to_string().contains("bytes remaining on stream") => {
+            "the peer closed the connection in the middle of an MQTT packet (it may not be an MQTT broker: is this the broker's port?)".to_string()
+        }
+        _ => format!("the link broke: {io}"),
+    }
+    };
+    match e {
+        ConnectionError::NetworkTimeout => "no answer from the broker (timeout)".to_string(),
+        ConnectionError::FlushTimeout => "the link took nothing for several seconds (the broker is stalled, or the network is too slow)".to_string(),
+        ConnectionError::Io(e) => format!("cannot connect: {e}"),
+        ConnectionError::NotConnAck(p) => format!(
+            "the peer answered the CONNECT with {p:?}, not CONNACK (is this the broker's port?)"
+        ),
+        ConnectionError::MqttState(st) => match st {
+            S::AwaitPingResp => format!(
+                "the broker did not answer a ping within keepalive_s = {} s: it is stalled, or the network is down",
+                s.keepalive.as_secs()
+            ),
+            S::ConnectionAborted => {
+                "the broker closed the connection (restarting, or it dropped this client: its log says why)".to_string()
+            }
+            S::Io(e) | S::Deserialization(B::Io(e)) => io(e),
+            S::Deserialization(d) => format!(
+                "the broker sent something that is not MQTT 3.1.1 ({d}): is this the broker's port?"
+            ),
+            other => format!("MQTT protocol error: {other}"),
+        },
+        other => other.to_string(),
     }
 }
 
@@ -1306,6 +1348,66 @@ mod tests {
         assert_eq!(report("one")["state"], "bad");
         let r = stop_both(&stop, &rx, &done, broker);
         assert!(matches!(r, Ok(Ok(()))), "{r:?}");
+    }
+
+    /// Link errors are said in words a user can act on, not rumqttc's
+    /// ("Mqtt state: Last pingreq isn't acked", "Io error: Os { .. }").
+    #[test]
+    fn link_errors_are_said_plainly() {
+        use rumqttc::StateError as S;
+        use rumqttc::mqttbytes::Error as B;
+        let settings = MqttSettings {
+            broker: parse_broker("127.0.0.1:1883").unwrap(),
+            client_id: "c".into(),
+            keepalive: Duration::from_secs(7),
+            credentials: None,
+            credentials_file: None,
+            #[cfg(feature = "tls")]
+            tls: None,
+        };
+        let reset = || std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let cases = [
+            (
+                ConnectionError::MqttState(S::AwaitPingResp),
+                "did not answer a ping within keepalive_s = 7 s",
+            ),
+            (
+                ConnectionError::MqttState(S::ConnectionAborted),
+                "the broker closed the connection",
+            ),
+            (
+                ConnectionError::MqttState(S::Io(reset())),
+                "the broker reset the connection",
+            ),
+            (
+                ConnectionError::MqttState(S::Deserialization(B::Io(reset()))),
+                "the broker reset the connection",
+            ),
+            (
+                // What an HTTP server on the port gives.
+                ConnectionError::MqttState(S::Deserialization(B::Io(std::io::Error::other(
+                    "bytes remaining on stream",
+                )))),
+                "is this the broker's port?",
+            ),
+            (
+                ConnectionError::MqttState(S::Deserialization(B::MalformedPacket)),
+                "not MQTT 3.1.1 (Malformed packet): is this the broker's port?",
+            ),
+            (
+                ConnectionError::NotConnAck(rumqttc::Packet::PingResp),
+                "not CONNACK (is this the broker's port?)",
+            ),
+            (ConnectionError::FlushTimeout, "the link took nothing"),
+        ];
+        for (e, words) in cases {
+            let (why, fatal) = explain(&e, &settings);
+            assert!(!fatal, "{why}");
+            assert!(why.contains(words), "{e:?}: {why}");
+            for raw in ["Mqtt state", "Io error", "Os {", "IO:", "pingreq"] {
+                assert!(!why.contains(raw), "{e:?}: {why}");
+            }
+        }
     }
 
     #[test]
