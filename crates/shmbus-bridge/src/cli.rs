@@ -109,8 +109,13 @@ pub fn run(a: &BridgeArgs) -> ExitCode {
     match run_inner(a) {
         Ok(()) => ExitCode::from(OK),
         Err(e) => {
+            // Messages quote what was typed (a board id, a topic, a file
+            // name): no control character of it reaches the terminal.
             for line in e.lines() {
-                eprintln!("shmbus-bridge: {line}");
+                eprintln!(
+                    "shmbus-bridge: {}",
+                    shmbus_toolbox::printable::printable(line)
+                );
             }
             ExitCode::from(ERROR)
         }
@@ -156,7 +161,10 @@ fn run_inner(a: &BridgeArgs) -> Result<(), String> {
         let outbox = std::sync::Arc::new(crate::outbox::Outbox::new(1, 1, stats.clone()));
         let names = crate::names::Names::new(&settings.prefix, &settings.board_id);
         crate::inbound::Inbound::new(&settings.inbound, names.clone(), outbox, stats)?;
-        println!("config: {source}");
+        println!(
+            "config: {}",
+            shmbus_toolbox::printable::printable(&source.to_string())
+        );
         println!(
             "broker: {} as {}{}",
             mqtt.broker,

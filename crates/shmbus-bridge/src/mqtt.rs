@@ -761,7 +761,7 @@ fn explain(e: &ConnectionError, s: &MqttSettings) -> (String, bool) {
                 match &s.credentials_file {
                     Some(f) => format!(
                         "the broker refused the connection as not authorized: check the username and password in {} (and the broker's access rules for client id {})",
-                        f.display(),
+                        shmbus_toolbox::printable::printable(&f.display().to_string()),
                         s.shown_client_id()
                     ),
                     None => "the broker refused the connection as not authorized: it wants a username and password; give --credentials FILE (or credentials in [bridge.mqtt])".to_string(),

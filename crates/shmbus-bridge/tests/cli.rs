@@ -534,3 +534,43 @@ fn a_client_id_with_control_characters_is_printed_escaped() {
     );
     assert!(!raw(&out) && !raw(&err), "{out:?} {err:?}");
 }
+
+/// Every message that quotes what was typed (a board id, a prefix, a
+/// topic, a file name) shows control characters escaped: `--board-id`,
+/// `--prefix` and `--topic` with ESC and BEL, and the credentials, CA and
+/// config paths, reached the terminal raw (the client id was escaped, its
+/// siblings were not).
+#[test]
+fn every_argument_echoed_in_a_message_is_printed_escaped() {
+    let _isolated = isolate();
+    let t = Tmp::new("args-escaped");
+    let cfg = t.write("lab.toml", CONFIG, 0o644);
+    let odd = "x\u{1b}[2J\u{7}y";
+    let raw = |s: &str| s.chars().any(|c| c == '\u{1b}' || c == '\u{7}');
+    let odd_cfg = t.write(&format!("lab{odd}.toml"), CONFIG, 0o644);
+    let missing = format!("{}/{odd}", t.0.display());
+    for (args, code) in [
+        (vec!["h", "--config", &cfg, "--check", "--board-id", odd], 2),
+        (vec!["h", "--config", &cfg, "--check", "--prefix", odd], 2),
+        (vec!["h", "--config", &cfg, "--check", "--topic", odd], 2),
+        (
+            vec!["h", "--config", &cfg, "--check", "--credentials", &missing],
+            2,
+        ),
+        (
+            vec!["mqtts://h", "--config", &cfg, "--check", "--ca", &missing],
+            2,
+        ),
+        (vec!["h", "--config", &missing, "--check"], 2),
+        (vec!["h", "--config", &odd_cfg, "--check"], 0),
+    ] {
+        let o = bridge(&args);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {out} {err}");
+        assert!(!raw(&out) && !raw(&err), "{args:?}: {out:?} {err:?}");
+        assert!(
+            out.contains("\\u001b[2J\\u0007y") || err.contains("\\u001b[2J\\u0007y"),
+            "{args:?}: {out:?} {err:?}"
+        );
+    }
+}
