@@ -63,6 +63,10 @@ struct Route {
     bad: u64,
     refused: u64,
     recreated: u64,
+    /// Retained copies of the frame the topic already holds, not published.
+    replayed: u64,
+    /// The frame last published, while the topic still holds it.
+    last_frame: Option<Vec<u8>>,
     warned_bad: bool,
     warned_open: Option<String>,
 }
@@ -141,6 +145,8 @@ impl Inbound {
                 bad: 0,
                 refused: 0,
                 recreated: 0,
+                replayed: 0,
+                last_frame: None,
                 warned_bad: false,
                 warned_open: None,
             });
@@ -180,8 +186,18 @@ impl Inbound {
             .collect()
     }
 
-    /// Take one broker message.
+    /// Take one broker message, sent live.
     pub fn handle(&mut self, topic: &str, payload: &[u8]) {
+        self.handle_message(topic, payload, false);
+    }
+
+    /// Take one broker message; `retained`: the broker sends it because it
+    /// keeps it (MQTT's RETAIN flag on delivery: after every connect and
+    /// new subscription), not because someone just published it. A
+    /// retained copy of the frame this route last published, which the
+    /// local topic still holds, is not published again (`replayed`): a
+    /// link drop would otherwise turn one setpoint into two frames.
+    pub fn handle_message(&mut self, topic: &str, payload: &[u8], retained: bool) {
         let Some(i) = self.routes.iter().position(|r| r.t.remote == topic) else {
             // Never asked for (the subscriptions are exact topics): a
             // broker that delivers under another name. Counted, said once.
@@ -220,6 +236,14 @@ impl Inbound {
                     r.state = "bad";
                 }
             }
+            Ok(frame)
+                if retained
+                    && r.last_frame.as_deref() == Some(frame.as_slice())
+                    && r.publisher.as_ref().is_some_and(|p| !removed(p)) =>
+            {
+                r.replayed += 1;
+                self.stats.in_replayed.fetch_add(1, Ordering::Relaxed);
+            }
             Ok(frame) => {
                 // A local topic removed under the bridge (`shmbus rm`),
                 // before or during this publish, has the frame on a segment
@@ -247,6 +271,7 @@ impl Inbound {
                             }
                             r.published += 1;
                             r.state = "publishing";
+                            r.last_frame = Some(frame.clone());
                             self.stats.in_published.fetch_add(1, Ordering::Relaxed);
                         }
                         Some(Err(e)) => {
@@ -343,6 +368,7 @@ impl Inbound {
             "bad": r.bad,
             "refused": r.refused,
             "recreated": r.recreated,
+            "replayed": r.replayed,
         });
         if let Some(pid) = r.holder {
             v["holder_pid"] = json!(pid);

@@ -593,7 +593,7 @@ fn connection_loop(
                 core.inbound
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .handle(&p.topic, &p.payload);
+                    .handle_message(&p.topic, &p.payload, p.retain);
             }
             Ok(Event::Incoming(Incoming::SubAck(ack))) => {
                 let results = suback_results(&ack.return_codes, subscriptions.len());
@@ -1408,6 +1408,83 @@ mod tests {
                 assert!(!why.contains(raw), "{e:?}: {why}");
             }
         }
+    }
+
+    /// A retained message the broker sends again (on every reconnect, and
+    /// on every new SUBSCRIBE) was published on the bus again: one
+    /// setpoint from the ground station became a new frame after each link
+    /// drop. A retained copy of the frame the topic already holds is now
+    /// counted as `replayed`, not published; a live message with the same
+    /// value (the ground station sending it again) still is.
+    #[test]
+    fn a_retained_message_sent_again_is_not_published_again() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let done = Arc::new(AtomicBool::new(false));
+        let publish = |retain: bool, payload: &[u8]| {
+            let topic = b"g/ret";
+            let mut v = vec![
+                0x30 | u8::from(retain),
+                (2 + topic.len() + payload.len()) as u8,
+                0,
+                topic.len() as u8,
+            ];
+            v.extend_from_slice(topic);
+            v.extend_from_slice(payload);
+            v
+        };
+        let broker = {
+            let d = done.clone();
+            std::thread::spawn(move || {
+                fake_broker(listener, d, None, |first, body| match first >> 4 {
+                    // SUBSCRIBE: SUBACK, the retained message twice (as after
+                    // two subscriptions), another retained value, then the
+                    // last value again, live.
+                    8 => {
+                        let mut v = vec![0x90, 3, body[0], body[1], 0x01];
+                        v.extend(publish(true, br#"{"a":1}"#));
+                        v.extend(publish(true, br#"{ "a": 1 }"#));
+                        v.extend(publish(true, br#"{"a":2}"#));
+                        v.extend(publish(false, br#"{"a":2}"#));
+                        v
+                    }
+                    _ => Vec::new(),
+                })
+            })
+        };
+        let key = shmbus_testkit::unique_key("retained-replay");
+        let _guard = shmbus_testkit::Guard(key);
+        let text = format!(
+            "[[topic]]\nname = \"ret\"\nkey = 0x{:08x}\nslots = 8\n",
+            key as u32
+        );
+        let cfg = shmbus_config::Config::parse(&text, "t.toml")
+            .unwrap()
+            .topics
+            .remove(0);
+        let route = crate::settings::InTopic {
+            remote: "g/ret".into(),
+            topic: cfg.to_topic().unwrap(),
+            cfg,
+            schema: "struct S { a: u8 }".into(),
+            schema_at: shmbus_config::Location::file("t.toml"),
+            format: shmbus_config::bridge::InFormat::Json,
+            qos: Qos::AtLeastOnce,
+        };
+        let stats = Arc::new(crate::stats::Stats::default());
+        let outbox = Arc::new(crate::outbox::Outbox::new(1000, 1 << 20, stats.clone()));
+        let (stop, _, rx) = engine_on(port, outbox, stats.clone(), &[route.clone()]);
+        wait_for("four messages", || {
+            stats.in_received.load(Ordering::Relaxed) == 4
+        });
+        let v = stats.to_json((0, 0, 0, 0));
+        assert_eq!(v["in"]["published"], 3, "{v}");
+        assert_eq!(v["in"]["replayed"], 1, "{v}");
+        // On the bus: 1, 2, 2 (the live one), the newest generation 3.
+        let sub = shmbus_sub::RawSubscriber::attach(&route.topic).unwrap();
+        assert_eq!(sub.generation(), 3);
+        let r = stop_both(&stop, &rx, &done, broker);
+        assert!(matches!(r, Ok(Ok(()))), "{r:?}");
     }
 
     #[test]

@@ -81,6 +81,10 @@ pub struct Stats {
     /// Broker messages on a topic no `[[bridge.in]]` takes (never asked
     /// for: dropped).
     pub in_unmatched: AtomicU64,
+    /// Retained broker messages sent again (after a reconnect, a new
+    /// subscription) whose frame the local topic already held: not
+    /// published again.
+    pub in_replayed: AtomicU64,
     topics: Mutex<Vec<(String, std::sync::Arc<TopicStats>)>>,
 }
 
@@ -106,6 +110,7 @@ impl Default for Stats {
             in_recreated: AtomicU64::new(0),
             in_oversized: AtomicU64::new(0),
             in_unmatched: AtomicU64::new(0),
+            in_replayed: AtomicU64::new(0),
             topics: Mutex::new(Vec::new()),
         }
     }
@@ -176,6 +181,7 @@ impl Stats {
                 "recreated": get(&self.in_recreated),
                 "oversized": get(&self.in_oversized),
                 "unmatched": get(&self.in_unmatched),
+                "replayed": get(&self.in_replayed),
             },
             "topics": topics,
         })
