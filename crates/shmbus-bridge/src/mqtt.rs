@@ -1473,7 +1473,7 @@ mod tests {
         };
         let stats = Arc::new(crate::stats::Stats::default());
         let outbox = Arc::new(crate::outbox::Outbox::new(1000, 1 << 20, stats.clone()));
-        let (stop, _, rx) = engine_on(port, outbox, stats.clone(), &[route.clone()]);
+        let (stop, _, rx) = engine_on(port, outbox, stats.clone(), std::slice::from_ref(&route));
         wait_for("four messages", || {
             stats.in_received.load(Ordering::Relaxed) == 4
         });
