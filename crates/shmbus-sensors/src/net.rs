@@ -7,6 +7,7 @@ use shmbus_core::topic::shown;
 use crate::args::Args;
 use crate::msg::{Iface, MAX_IFACES, Net, name};
 use crate::run::{Source, Warn};
+use crate::sysfs::{MAX_PROC_BYTES, read_text};
 
 /// Parse `/proc/net/dev`: two header lines, then
 /// `name: rx_bytes rx_packets rx_errs rx_drop fifo frame compressed multicast
@@ -89,8 +90,8 @@ impl Source for NetSource {
     type Msg = Net;
 
     fn sample(&mut self, t_ns: u64, warn: &mut Warn) -> Net {
-        let parsed = std::fs::read_to_string(&self.path)
-            .map_err(|e| format!("cannot read {}: {e}", self.path.display()))
+        let parsed = read_text(&self.path, MAX_PROC_BYTES)
+            .map_err(|e| format!("cannot read {e}"))
             .and_then(|t| parse_net_dev(&t).map_err(|e| format!("{}: {e}", self.path.display())));
         let mut ifaces = match parsed {
             Ok(v) => v,

@@ -4,11 +4,61 @@ use std::path::{Path, PathBuf};
 
 use shmbus_core::topic::shown;
 
+/// The most a sysfs attribute may hold (the kernel's is one page).
+pub const MAX_ATTR_BYTES: u64 = 64 * 1024;
+
+/// The most a `/proc` file the sensors read may hold (`/proc/stat` of a
+/// many-core machine, `/proc/net/dev` with thousands of interfaces).
+pub const MAX_PROC_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The text of the regular file `path`, at most `max` bytes.
+///
+/// Opened without blocking, and refused unless it is a regular file (every
+/// `/proc` and sysfs file is): a FIFO or a device where a file was
+/// expected (a fake tree under `--root`, a wrong bind mount) hung the
+/// sensor in `open` or `read` for good, past its `--duration` and its
+/// `--parent` check, and `/dev/zero` grew its memory without end. The
+/// error is one line that names the file and what it is.
+pub fn read_text(path: &Path, max: u64) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let p = || shown(&path.display().to_string());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", p()))?;
+    let ft = file
+        .metadata()
+        .map_err(|e| format!("{}: {e}", p()))?
+        .file_type();
+    if !ft.is_file() {
+        let what = if ft.is_dir() {
+            "a directory"
+        } else if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_socket() {
+            "a socket"
+        } else if ft.is_char_device() || ft.is_block_device() {
+            "a device"
+        } else {
+            "not a regular file"
+        };
+        return Err(format!("{}: is {what}, not a file with a value", p()));
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{}: {e}", p()))?;
+    if bytes.len() as u64 > max {
+        return Err(format!("{}: larger than {max} bytes", p()));
+    }
+    String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8 text", p()))
+}
+
 /// The trimmed contents of a sysfs attribute.
 pub fn read_str(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_string())
-        .map_err(|e| format!("{}: {e}", path.display()))
+    read_text(path, MAX_ATTR_BYTES).map(|s| s.trim().to_string())
 }
 
 /// A sysfs attribute holding one integer.
@@ -151,5 +201,49 @@ mod tests {
             assert!(e.contains("\\u{1b}]0;owned"), "{e}");
             assert!(e.len() < 300, "{} bytes", e.len());
         }
+    }
+
+    /// A FIFO, a device, a directory, a huge or a non-UTF-8 file where an
+    /// attribute was expected: each read returns at once with one line that
+    /// names the file and what is wrong. A FIFO hung the sensor for good
+    /// (past `--duration` and `--parent`), `/dev/zero` ate memory.
+    #[test]
+    fn fifos_devices_and_huge_files_are_errors_not_hangs() {
+        use std::sync::mpsc;
+        use std::time::Duration;
+        let d = TempDir::new("odd");
+        let fifo = d.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success(), "mkfifo {}", fifo.display());
+        std::os::unix::fs::symlink("/dev/zero", d.path().join("zero")).unwrap();
+        std::fs::create_dir(d.path().join("dir")).unwrap();
+        d.file("big", &"1".repeat(MAX_ATTR_BYTES as usize + 1));
+        std::fs::write(d.path().join("latin1"), b"4\xb00\n").unwrap();
+        let dir = d.path().to_path_buf();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let errs: Vec<String> = ["fifo", "zero", "dir", "big", "latin1"]
+                .iter()
+                .map(|n| read_int(&dir.join(n)).unwrap_err())
+                .collect();
+            let _ = tx.send(errs);
+        });
+        let errs = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("reading a FIFO or /dev/zero as an attribute hung");
+        let want = [
+            "is a FIFO",
+            "is a device",
+            "is a directory",
+            "larger than 65536 bytes",
+            "not UTF-8",
+        ];
+        for (e, w) in errs.iter().zip(want) {
+            assert!(e.contains(w), "{e:?} should say {w:?}");
+            assert!(!e.contains('\n') && e.len() < 300, "{e:?}");
+        }
+        // A regular file still reads.
+        d.file("ok", "7\n");
+        assert_eq!(read_int(&d.path().join("ok")), Ok(7));
     }
 }

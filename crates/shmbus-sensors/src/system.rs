@@ -7,6 +7,7 @@ use shmbus_core::topic::shown;
 use crate::args::Args;
 use crate::msg::{Memory, System};
 use crate::run::{Source, Warn};
+use crate::sysfs::{MAX_PROC_BYTES, read_text};
 
 /// Aggregate CPU time from the `cpu` line of `/proc/stat`, in ticks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -142,13 +143,10 @@ impl SystemSource {
 }
 
 fn read(path: &PathBuf, warn: &mut Warn) -> Option<String> {
-    match std::fs::read_to_string(path) {
+    match read_text(path, MAX_PROC_BYTES) {
         Ok(t) => Some(t),
         Err(e) => {
-            warn.once(format!(
-                "cannot read {}: {e}; publishing without it",
-                path.display()
-            ));
+            warn.once(format!("cannot read {e}; publishing without it"));
             None
         }
     }
@@ -328,5 +326,37 @@ procs_running 3
                 .total_kib
                 > 0
         );
+    }
+
+    /// A FIFO where `/proc/loadavg` should be (a fake tree under `--root`)
+    /// hung the system sensor in its first sample, for good. Now that field
+    /// is left out with one warning, and the rest is published.
+    #[test]
+    fn a_fifo_in_proc_is_skipped_not_a_hang() {
+        use crate::sysfs::testdir::TempDir;
+        use std::sync::mpsc;
+        use std::time::Duration;
+        let d = TempDir::new("proc-fifo");
+        d.file("proc/stat", STAT)
+            .file("proc/meminfo", "MemTotal: 1000 kB\nMemAvailable: 500 kB\n");
+        let made = std::process::Command::new("mkfifo")
+            .arg(d.path().join("proc/loadavg"))
+            .status();
+        assert!(made.unwrap().success());
+        let args = Args::parse(&["--root".into(), d.path().display().to_string()]).unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut src = SystemSource::new(&args);
+            let mut w = Warn::new("test");
+            let m = src.sample(1, &mut w);
+            let _ = tx.send((m, w.count()));
+        });
+        let (m, warnings) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the system sensor hung on a FIFO at proc/loadavg");
+        assert_eq!((m.load, m.tasks), (None, None));
+        assert_eq!(m.mem.map(|m| m.available_kib), Some(500));
+        assert_eq!(m.cpus, 2);
+        assert_eq!(warnings, 1);
     }
 }
