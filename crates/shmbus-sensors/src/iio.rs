@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use shmbus_core::topic::shown;
+
 use crate::args::Args;
 use crate::msg::{Accel, Name, name};
 use crate::run::{Source, Warn};
@@ -18,7 +20,6 @@ pub fn find_accel(root: &Path) -> Option<PathBuf> {
 
 /// Read one accelerometer sample, m/s².
 pub fn read_accel(dev: &Path) -> Result<[f32; 3], String> {
-    let shared_scale = read_f64(&dev.join("in_accel_scale")).ok();
     let mut out = [0f32; 3];
     for (v, axis) in out.iter_mut().zip(["x", "y", "z"]) {
         let raw = read_int(&dev.join(format!("in_accel_{axis}_raw")))?;
@@ -29,16 +30,32 @@ pub fn read_accel(dev: &Path) -> Result<[f32; 3], String> {
                 _ => 0.0,
             },
         };
-        let scale = match read_f64(&dev.join(format!("in_accel_{axis}_scale"))) {
-            Ok(s) => s,
-            Err(_) => shared_scale.ok_or_else(|| {
-                format!(
-                    "{}: no in_accel_scale or in_accel_{axis}_scale",
-                    dev.display()
-                )
-            })?,
+        // The axis's own scale, else the shared one. A scale file that is
+        // there but unreadable is that error: it was taken for a missing
+        // file ("no in_accel_scale"), and a garbage per-axis scale fell
+        // back to the shared one unsaid.
+        let scale = match dev.join(format!("in_accel_{axis}_scale")) {
+            p if p.exists() => read_f64(&p)?,
+            _ => match dev.join("in_accel_scale") {
+                p if p.exists() => read_f64(&p)?,
+                _ => {
+                    return Err(format!(
+                        "{}: no in_accel_scale or in_accel_{axis}_scale",
+                        shown(&dev.display().to_string())
+                    ));
+                }
+            },
         };
-        *v = ((raw as f64 + offset) * scale) as f32;
+        let g = (raw as f64 + offset) * scale;
+        // Huge raw, offset and scale values overflow f32 (or f64): an
+        // infinite acceleration is no reading.
+        if !(g as f32).is_finite() {
+            return Err(format!(
+                "{}: in_accel_{axis} gives {g:e}, out of range",
+                shown(&dev.display().to_string())
+            ));
+        }
+        *v = g as f32;
     }
     Ok(out)
 }
@@ -164,5 +181,45 @@ mod tests {
                 .unwrap_err()
                 .contains("no in_accel_scale")
         );
+    }
+
+    /// `nan`, `inf` or `1e999` in a scale or offset, or values whose
+    /// product overflows: an error (the frame says `acc = None`), never a
+    /// NaN or an infinite acceleration in the frame.
+    #[test]
+    fn non_finite_scales_and_overflows_are_errors_not_nan_frames() {
+        let d = TempDir::new("iio-nan");
+        let dev = "sys/bus/iio/devices/iio:device0";
+        d.file(&format!("{dev}/in_accel_x_raw"), "1\n")
+            .file(&format!("{dev}/in_accel_y_raw"), "1\n")
+            .file(&format!("{dev}/in_accel_z_raw"), "1\n");
+        let path = d.path().join(dev);
+        for (file, value, says) in [
+            ("in_accel_scale", "nan", "'nan' is not a finite number"),
+            ("in_accel_scale", "inf", "'inf' is not a finite number"),
+            ("in_accel_scale", "1e999", "'1e999' is not a finite number"),
+            ("in_accel_offset", "NaN", "'NaN' is not a finite number"),
+            ("in_accel_scale", "1e300", "out of range"),
+        ] {
+            d.file(&format!("{dev}/in_accel_scale"), "1\n")
+                .file(&format!("{dev}/in_accel_offset"), "0\n")
+                .file(&format!("{dev}/{file}"), value);
+            let e = read_accel(&path).unwrap_err();
+            assert!(e.contains(says), "{file} = {value}: {e}");
+            let mut src = IioSource {
+                root: d.path().to_path_buf(),
+                dev: None,
+                looked: false,
+            };
+            assert_eq!(src.sample(1, &mut Warn::new("test")).acc, None);
+        }
+        // A garbage per-axis scale is that error, not the shared scale.
+        d.file(&format!("{dev}/in_accel_scale"), "0.5\n")
+            .file(&format!("{dev}/in_accel_offset"), "0\n")
+            .file(&format!("{dev}/in_accel_y_scale"), "junk\n");
+        let e = read_accel(&path).unwrap_err();
+        assert!(e.contains("'junk' is not a finite number"), "{e}");
+        std::fs::remove_file(path.join("in_accel_y_scale")).unwrap();
+        assert_eq!(read_accel(&path), Ok([0.5, 0.5, 0.5]));
     }
 }

@@ -70,13 +70,23 @@ pub fn read_int(path: &Path) -> Result<i64, String> {
     })
 }
 
-/// A sysfs attribute holding one decimal number (IIO scales: `0.009576806`).
+/// A sysfs attribute holding one finite decimal number (IIO scales:
+/// `0.009576806`). `nan`, `inf` and `1e999` (which parse as floats) are
+/// refused like any other garbage: they went into the frames as NaN and
+/// infinite accelerations.
 pub fn read_f64(path: &Path) -> Result<f64, String> {
     let s = read_str(path)?;
-    s.parse().map_err(|_| {
-        let p = path.display().to_string();
-        format!("{}: '{}' is not a number", shown(&p), shown(&s))
-    })
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => {
+            let p = path.display().to_string();
+            Err(format!(
+                "{}: '{}' is not a finite number",
+                shown(&p),
+                shown(&s)
+            ))
+        }
+    }
 }
 
 /// Entries of `dir` whose names start with `prefix`, in natural order

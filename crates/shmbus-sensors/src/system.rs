@@ -80,9 +80,13 @@ pub fn parse_loadavg(text: &str) -> Result<([f32; 3], [u32; 2]), String> {
     }
     let mut load = [0f32; 3];
     for (l, s) in load.iter_mut().zip(&f) {
+        // `nan`, `inf`, `-1` and `1e99` parse as f32 but are no load
+        // average: they were published as such.
         *l = s
-            .parse()
-            .map_err(|_| format!("bad load average '{}'", shown(s)))?;
+            .parse::<f32>()
+            .ok()
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .ok_or_else(|| format!("bad load average '{}'", shown(s)))?;
     }
     let (run, total) = f[3]
         .split_once('/')
@@ -280,6 +284,11 @@ procs_running 3
                 .unwrap_err()
                 .contains("bad load average 'a'")
         );
+        // Floats that are no load average.
+        for bad in ["nan", "inf", "-1", "1e99", "-0.5"] {
+            let e = parse_loadavg(&format!("0.5 {bad} 0.5 1/2 3")).unwrap_err();
+            assert!(e.contains(&format!("bad load average '{bad}'")), "{e}");
+        }
         assert!(
             parse_loadavg("1 2 3 12 5")
                 .unwrap_err()
