@@ -4,12 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use shmbus_core::topic::shown;
-
 use crate::args::Args;
 use crate::msg::{Accel, Name, name};
 use crate::run::{Source, Warn};
-use crate::sysfs::{entries, read_f64, read_int, read_str};
+use crate::sysfs::{entries, read_f64, read_int, read_str, shown_path};
 
 /// The first IIO device under `root` that has an accelerometer.
 pub fn find_accel(root: &Path) -> Option<PathBuf> {
@@ -41,7 +39,7 @@ pub fn read_accel(dev: &Path) -> Result<[f32; 3], String> {
                 _ => {
                     return Err(format!(
                         "{}: no in_accel_scale or in_accel_{axis}_scale",
-                        shown(&dev.display().to_string())
+                        shown_path(dev)
                     ));
                 }
             },
@@ -52,7 +50,7 @@ pub fn read_accel(dev: &Path) -> Result<[f32; 3], String> {
         if !(g as f32).is_finite() {
             return Err(format!(
                 "{}: in_accel_{axis} gives {g:e}, out of range",
-                shown(&dev.display().to_string())
+                shown_path(dev)
             ));
         }
         *v = g as f32;

@@ -7,7 +7,7 @@ use shmbus_core::topic::shown;
 use crate::args::Args;
 use crate::msg::{Iface, MAX_IFACES, Net, name};
 use crate::run::{Source, Warn};
-use crate::sysfs::{MAX_PROC_BYTES, read_text};
+use crate::sysfs::{MAX_PROC_BYTES, read_text, shown_path};
 
 /// Parse `/proc/net/dev`: two header lines, then
 /// `name: rx_bytes rx_packets rx_errs rx_drop fifo frame compressed multicast
@@ -92,7 +92,9 @@ impl Source for NetSource {
     fn sample(&mut self, t_ns: u64, warn: &mut Warn) -> Net {
         let parsed = read_text(&self.path, MAX_PROC_BYTES)
             .map_err(|e| format!("cannot read {e}"))
-            .and_then(|t| parse_net_dev(&t).map_err(|e| format!("{}: {e}", self.path.display())));
+            .and_then(|t| {
+                parse_net_dev(&t).map_err(|e| format!("{}: {e}", shown_path(&self.path)))
+            });
         let mut ifaces = match parsed {
             Ok(v) => v,
             Err(e) => {

@@ -4,6 +4,36 @@ use std::path::{Path, PathBuf};
 
 use shmbus_core::topic::shown;
 
+/// Characters of a path a message shows whole; a longer one keeps its
+/// first [`PATH_HEAD`] and its last [`PATH_TAIL`].
+const PATH_WHOLE: usize = 200;
+const PATH_HEAD: usize = 60;
+const PATH_TAIL: usize = 120;
+
+/// A path as a sensor's message shows it: control characters escaped
+/// (directory names come from drivers: a USB battery's carries the
+/// device's serial), and the end always kept, so the message names the
+/// file. Paths went through the rule for quoted values, which keeps the
+/// first 40 characters of anything over 64:
+/// `/sys/class/power_supply/hid-0018:046D:4069.0007-battery/capacity`
+/// (66) was shown as `/sys/class/power_supply/hid-0018:046D:406... (66
+/// bytes)`, without the supply's full name or the file.
+pub fn shown_path(path: &Path) -> String {
+    let s: String = path
+        .display()
+        .to_string()
+        .chars()
+        .flat_map(char::escape_debug)
+        .collect();
+    let n = s.chars().count();
+    if n <= PATH_WHOLE {
+        return s;
+    }
+    let head: String = s.chars().take(PATH_HEAD).collect();
+    let tail: String = s.chars().skip(n - PATH_TAIL).collect();
+    format!("{head}...{tail}")
+}
+
 /// The most a sysfs attribute may hold (the kernel's is one page).
 pub const MAX_ATTR_BYTES: u64 = 64 * 1024;
 
@@ -22,7 +52,7 @@ pub const MAX_PROC_BYTES: u64 = 4 * 1024 * 1024;
 pub fn read_text(path: &Path, max: u64) -> Result<String, String> {
     use std::io::Read;
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-    let p = || shown(&path.display().to_string());
+    let p = || shown_path(path);
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NONBLOCK)
@@ -64,10 +94,8 @@ pub fn read_str(path: &Path) -> Result<String, String> {
 /// A sysfs attribute holding one integer.
 pub fn read_int(path: &Path) -> Result<i64, String> {
     let s = read_str(path)?;
-    s.parse().map_err(|_| {
-        let p = path.display().to_string();
-        format!("{}: '{}' is not an integer", shown(&p), shown(&s))
-    })
+    s.parse()
+        .map_err(|_| format!("{}: '{}' is not an integer", shown_path(path), shown(&s)))
 }
 
 /// A sysfs attribute holding one finite decimal number (IIO scales:
@@ -78,14 +106,11 @@ pub fn read_f64(path: &Path) -> Result<f64, String> {
     let s = read_str(path)?;
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(v),
-        _ => {
-            let p = path.display().to_string();
-            Err(format!(
-                "{}: '{}' is not a finite number",
-                shown(&p),
-                shown(&s)
-            ))
-        }
+        _ => Err(format!(
+            "{}: '{}' is not a finite number",
+            shown_path(path),
+            shown(&s)
+        )),
     }
 }
 
@@ -255,5 +280,39 @@ mod tests {
         // A regular file still reads.
         d.file("ok", "7\n");
         assert_eq!(read_int(&d.path().join("ok")), Ok(7));
+    }
+
+    /// A message names the file whatever the length of its path: a USB
+    /// battery's supply directory made the path longer than the 64
+    /// characters a quoted value keeps, and the message lost the supply's
+    /// name and the attribute.
+    #[test]
+    fn messages_name_the_file_of_a_long_path() {
+        let d = TempDir::new("long-path");
+        let supply = "sys/class/power_supply/hid-0018:046D:4069.0007-battery";
+        d.file(&format!("{supply}/capacity"), "full\n");
+        let e = read_int(&d.path().join(supply).join("capacity")).unwrap_err();
+        assert!(
+            e.contains("hid-0018:046D:4069.0007-battery/capacity: 'full' is not an integer"),
+            "{e}"
+        );
+        // Very long: the head and the tail, one short line; control
+        // characters escaped.
+        let deep = format!("{}/x\u{1b}[2Jy/value", vec!["d".repeat(100); 3].join("/"));
+        d.file(&deep, "nan\n");
+        let e = read_f64(&d.path().join(&deep)).unwrap_err();
+        assert!(
+            e.contains("x\\u{1b}[2Jy/value: 'nan' is not a finite number"),
+            "{e}"
+        );
+        assert!(
+            !e.contains('\u{1b}') && e.len() < 300,
+            "{} bytes: {e}",
+            e.len()
+        );
+        assert!(
+            e.starts_with(&std::env::temp_dir().display().to_string()),
+            "{e}"
+        );
     }
 }

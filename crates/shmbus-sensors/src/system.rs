@@ -7,7 +7,7 @@ use shmbus_core::topic::shown;
 use crate::args::Args;
 use crate::msg::{Memory, System};
 use crate::run::{Source, Warn};
-use crate::sysfs::{MAX_PROC_BYTES, read_text};
+use crate::sysfs::{MAX_PROC_BYTES, read_text, shown_path};
 
 /// Aggregate CPU time from the `cpu` line of `/proc/stat`, in ticks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -176,7 +176,7 @@ impl Source for SystemSource {
                     self.prev = times;
                 }
                 Err(e) => {
-                    warn.once(format!("{}: {e}", self.stat.display()));
+                    warn.once(format!("{}: {e}", shown_path(&self.stat)));
                 }
             }
         }
@@ -187,7 +187,7 @@ impl Source for SystemSource {
                     msg.tasks = Some(tasks);
                 }
                 Err(e) => {
-                    warn.once(format!("{}: {e}", self.loadavg.display()));
+                    warn.once(format!("{}: {e}", shown_path(&self.loadavg)));
                 }
             }
         }
@@ -195,7 +195,7 @@ impl Source for SystemSource {
             match parse_meminfo(&text) {
                 Ok(m) => msg.mem = Some(m),
                 Err(e) => {
-                    warn.once(format!("{}: {e}", self.meminfo.display()));
+                    warn.once(format!("{}: {e}", shown_path(&self.meminfo)));
                 }
             }
         }
