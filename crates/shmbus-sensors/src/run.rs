@@ -34,11 +34,23 @@ pub fn say(msg: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr().lock(), "{msg}");
 }
 
-/// Prints each distinct warning once on stderr, prefixed with the program.
+/// Distinct warnings a sensor prints; past these it says once that it
+/// prints no more.
+pub const MAX_WARNINGS: usize = 32;
+
+/// Prints each distinct warning once on stderr, prefixed with the program,
+/// up to [`MAX_WARNINGS`] of them.
+///
+/// A warning that quotes a value (`'x7f3' is not an integer`) is new each
+/// time the value changes: a flaky attribute that returns different
+/// garbage at every read printed a line per frame, for as long as the
+/// sensor ran, and kept each one in memory to recognise it.
 #[derive(Debug)]
 pub struct Warn {
     program: &'static str,
     seen: HashSet<String>,
+    /// Distinct warnings not printed (past [`MAX_WARNINGS`]).
+    dropped: u64,
 }
 
 impl Warn {
@@ -47,6 +59,7 @@ impl Warn {
         Warn {
             program,
             seen: HashSet::new(),
+            dropped: 0,
         }
     }
 
@@ -54,6 +67,16 @@ impl Warn {
     pub fn once(&mut self, msg: impl Into<String>) -> bool {
         let msg = msg.into();
         if self.seen.contains(&msg) {
+            return false;
+        }
+        if self.seen.len() >= MAX_WARNINGS {
+            if self.dropped == 0 {
+                say(format_args!(
+                    "{}: {MAX_WARNINGS} different warnings printed; further new ones are not",
+                    self.program
+                ));
+            }
+            self.dropped = self.dropped.saturating_add(1);
             return false;
         }
         say(format_args!("{}: {msg}", self.program));
@@ -64,6 +87,12 @@ impl Warn {
     /// Number of distinct warnings printed.
     pub fn count(&self) -> usize {
         self.seen.len()
+    }
+
+    /// Number of warnings not printed because [`MAX_WARNINGS`] were
+    /// (each time a new one came).
+    pub fn dropped(&self) -> u64 {
+        self.dropped
     }
 }
 
@@ -215,4 +244,25 @@ pub fn run_source<S: Source>(
         }
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sensor whose attribute returns different garbage at every read
+    /// printed (and kept) a new warning per frame; it stops at
+    /// MAX_WARNINGS and counts the rest.
+    #[test]
+    fn warnings_that_quote_changing_values_stay_bounded() {
+        let mut w = Warn::new("test");
+        for i in 0..10_000 {
+            w.once(format!("'{i}x' is not an integer"));
+            w.once("the same problem");
+        }
+        assert_eq!(w.count(), MAX_WARNINGS);
+        assert_eq!(w.dropped(), 10_000 - (MAX_WARNINGS as u64 - 1));
+        // What was printed before the limit is still recognised.
+        assert!(!w.once("the same problem"));
+    }
 }
