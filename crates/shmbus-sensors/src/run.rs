@@ -96,6 +96,21 @@ impl Warn {
     }
 }
 
+/// How often a sensor looks whether its topic was removed under it.
+const REMOVED_CHECK_NS: u64 = 500_000_000;
+
+/// True if segment `shmid` was removed (`IPC_RMID`: marked `SHM_DEST`, or
+/// gone). A stat this process may not make answers "not removed".
+fn removed(shmid: i32) -> bool {
+    match shmbus_core::sys::shm_stat(shmid) {
+        Ok(st) => st.removed(),
+        Err(e) => matches!(
+            e.errno,
+            nix::errno::Errno::EIDRM | nix::errno::Errno::EINVAL
+        ),
+    }
+}
+
 /// Load the config the arguments name, on the bus they name.
 pub fn load_config(args: &Args) -> Result<Config, String> {
     let mut config = if args.demo_config {
@@ -185,6 +200,7 @@ pub fn run_source<S: Source>(
     let mut next = start;
     let mut published = 0u64;
     let mut last_parent_check = start;
+    let mut last_removed_check = start;
     let mut orphaned = false;
     loop {
         if args.count.is_some_and(|c| published >= c) {
@@ -224,6 +240,31 @@ pub fn run_source<S: Source>(
             return ExitCode::FAILURE;
         }
         published += 1;
+        if t.saturating_sub(last_removed_check) >= REMOVED_CHECK_NS {
+            last_removed_check = t;
+            if removed(publisher.raw().shmid()) {
+                // `shmbus rm --force` or `ipcrm` under a live sensor: its
+                // frames went into a segment that no subscriber can find
+                // any more, for as long as it ran, and the topic never came
+                // back. Open the topic again (a new segment and lock), as a
+                // restart of the sensor would.
+                say(format_args!(
+                    "{program}: topic `{}` was removed while publishing (shmbus rm --force, ipcrm): creating it again",
+                    topic.name
+                ));
+                drop(publisher);
+                publisher = match Publisher::<S::Msg>::open(&topic) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        say(format_args!(
+                            "{program}: cannot create topic `{}` again: {e}",
+                            topic.name
+                        ));
+                        return ExitCode::FAILURE;
+                    }
+                };
+            }
+        }
         next += period_ns;
         // Fell more than a period behind (suspended, overloaded core): skip
         // the missed ticks instead of publishing a burst.

@@ -735,3 +735,78 @@ fn a_slow_sensor_notices_its_parent_is_gone() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `shmbus rm --force` (or `ipcrm`) of a topic under its live sensor: the
+/// sensor went on publishing into the removed segment, which no subscriber
+/// can find, and the topic never came back while it ran. It now opens the
+/// topic again, and says so in one line.
+#[test]
+fn a_topic_removed_under_its_sensor_comes_back() {
+    watchdog(
+        "a_topic_removed_under_its_sensor_comes_back",
+        Duration::from_secs(180),
+    );
+    let (cfg, _guards) = unique_config("removed");
+    let topic = Config::load(&cfg.0)
+        .unwrap()
+        .topic("imu")
+        .unwrap()
+        .to_topic()
+        .unwrap();
+    let args: Vec<String> = [
+        "--config",
+        cfg.0.to_str().unwrap(),
+        "--rate",
+        "50",
+        "--duration",
+        "120",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut child = KillOnDrop(
+        sensor_cmd(SensorKind::Imu, &args)
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut sub = Subscriber::<Imu>::wait_for_topic(&topic, Duration::from_secs(30)).unwrap();
+    assert!(matches!(
+        sub.wait_next(Duration::from_secs(30)),
+        Ok(Next::Frame(_))
+    ));
+    let first = shmbus_core::sys::shmget(topic.key, 0, 0).unwrap();
+    // What `shmbus rm --force imu` does: the segment and the lock go.
+    shmbus_testkit::remove_key(topic.key);
+    let start = std::time::Instant::now();
+    // A new segment at the key: the sensor created the topic again.
+    while !matches!(shmbus_core::sys::shmget(topic.key, 0, 0), Ok(id) if id != first) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the topic did not come back within 30 s of its removal"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut sub = Subscriber::<Imu>::wait_for_topic(&topic, Duration::from_secs(30)).unwrap();
+    assert!(matches!(
+        sub.wait_next(Duration::from_secs(30)),
+        Ok(Next::Frame(_))
+    ));
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        err.contains("topic `imu` was removed while publishing")
+            && err.contains("creating it again"),
+        "{err}"
+    );
+}
