@@ -11,41 +11,65 @@ use crate::sysfs::{MAX_PROC_BYTES, read_text, shown_path};
 
 /// Parse `/proc/net/dev`: two header lines, then
 /// `name: rx_bytes rx_packets rx_errs rx_drop fifo frame compressed multicast
-/// tx_bytes tx_packets tx_errs tx_drop ...`. Rates are left at 0.
+/// tx_bytes tx_packets tx_errs tx_drop ...`. Rates are left at 0. The
+/// first bad line is the error.
 pub fn parse_net_dev(text: &str) -> Result<Vec<Iface>, String> {
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().skip(2) {
-        let Some((ifname, rest)) = line.split_once(':') else {
-            if line.trim().is_empty() {
-                continue;
-            }
-            return Err(format!("line {}: no ':' after the interface name", i + 1));
-        };
-        let v: Vec<u64> = rest
-            .split_whitespace()
-            .map(|x| {
-                x.parse::<u64>()
-                    .map_err(|_| format!("line {}: bad counter '{}'", i + 1, shown(x)))
-            })
-            .collect::<Result<_, _>>()?;
-        if v.len() < 12 {
-            return Err(format!("line {}: {} counters, expected 16", i + 1, v.len()));
-        }
-        out.push(Iface {
-            name: name(ifname),
-            rx_bytes: v[0],
-            rx_packets: v[1],
-            rx_errors: v[2],
-            rx_dropped: v[3],
-            tx_bytes: v[8],
-            tx_packets: v[9],
-            tx_errors: v[10],
-            tx_dropped: v[11],
-            rx_bytes_per_s: 0.0,
-            tx_bytes_per_s: 0.0,
-        });
+    let (ifaces, mut bad) = parse_net_dev_lines(text);
+    if bad.is_empty() {
+        Ok(ifaces)
+    } else {
+        Err(bad.swap_remove(0))
     }
-    Ok(out)
+}
+
+/// Parse `/proc/net/dev` line by line: the interfaces of the good lines,
+/// and an error for each bad one. One bad line (a truncated last line, a
+/// garbage counter in a fake tree) cost every interface of the file: the
+/// sensor published empty frames.
+pub fn parse_net_dev_lines(text: &str) -> (Vec<Iface>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut bad = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(2) {
+        match parse_line(line, i + 1) {
+            Ok(Some(iface)) => out.push(iface),
+            Ok(None) => {}
+            Err(e) => bad.push(e),
+        }
+    }
+    (out, bad)
+}
+
+/// One interface line (number `n`), `None` for a blank one.
+fn parse_line(line: &str, n: usize) -> Result<Option<Iface>, String> {
+    let Some((ifname, rest)) = line.split_once(':') else {
+        if line.trim().is_empty() {
+            return Ok(None);
+        }
+        return Err(format!("line {n}: no ':' after the interface name"));
+    };
+    let v: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| {
+            x.parse::<u64>()
+                .map_err(|_| format!("line {n}: bad counter '{}'", shown(x)))
+        })
+        .collect::<Result<_, _>>()?;
+    if v.len() < 12 {
+        return Err(format!("line {n}: {} counters, expected 16", v.len()));
+    }
+    Ok(Some(Iface {
+        name: name(ifname),
+        rx_bytes: v[0],
+        rx_packets: v[1],
+        rx_errors: v[2],
+        rx_dropped: v[3],
+        tx_bytes: v[8],
+        tx_packets: v[9],
+        tx_errors: v[10],
+        tx_dropped: v[11],
+        rx_bytes_per_s: 0.0,
+        tx_bytes_per_s: 0.0,
+    }))
 }
 
 /// Fill in the rates of `cur` from `prev` (same interface name), `dt_s`
@@ -90,15 +114,19 @@ impl Source for NetSource {
     type Msg = Net;
 
     fn sample(&mut self, t_ns: u64, warn: &mut Warn) -> Net {
-        let parsed = read_text(&self.path, MAX_PROC_BYTES)
-            .map_err(|e| format!("cannot read {e}"))
-            .and_then(|t| {
-                parse_net_dev(&t).map_err(|e| format!("{}: {e}", shown_path(&self.path)))
-            });
-        let mut ifaces = match parsed {
-            Ok(v) => v,
+        let mut ifaces = match read_text(&self.path, MAX_PROC_BYTES) {
+            Ok(text) => {
+                let (ifaces, bad) = parse_net_dev_lines(&text);
+                for e in bad {
+                    warn.once(format!(
+                        "{}: {e}; publishing the other interfaces",
+                        shown_path(&self.path)
+                    ));
+                }
+                ifaces
+            }
             Err(e) => {
-                warn.once(format!("{e}; publishing empty frames"));
+                warn.once(format!("cannot read {e}; publishing empty frames"));
                 Vec::new()
             }
         };
@@ -185,5 +213,35 @@ mod tests {
         );
         assert!(parse_net_dev(h).unwrap().is_empty());
         assert!(parse_net_dev("").unwrap().is_empty());
+    }
+
+    /// A truncated last line or a garbage counter costs that interface,
+    /// not the file's: the sensor published empty frames for one bad line.
+    #[test]
+    fn one_bad_line_costs_only_its_interface() {
+        use crate::sysfs::testdir::TempDir;
+        let d = TempDir::new("net-bad-line");
+        d.file(
+            "proc/net/dev",
+            &format!("{DEV}  wlan0: 1 2 x 4 5 6 7 8 9 10 11 12 13 14 15 16\n  eth1: 12 3"),
+        );
+        let mut src = NetSource {
+            path: d.path().join("proc/net/dev"),
+            prev: Vec::new(),
+            prev_t: 0,
+        };
+        let mut w = Warn::new("test");
+        let m = src.sample(1, &mut w);
+        let names: Vec<&str> = m.ifaces.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["lo", "eth0"]);
+        assert_eq!(m.ifaces[1].rx_bytes, 357488514);
+        assert_eq!(w.count(), 2, "one warning per bad line");
+        // The strict parser still names the first bad line.
+        let text = std::fs::read_to_string(&src.path).unwrap();
+        assert!(
+            parse_net_dev(&text)
+                .unwrap_err()
+                .contains("line 5: bad counter 'x'")
+        );
     }
 }
