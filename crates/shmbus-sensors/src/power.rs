@@ -145,4 +145,26 @@ mod tests {
         assert!(none.sample(2, &mut w).supplies.is_empty());
         assert_eq!(w.count(), 2, "the missing directory is reported once");
     }
+
+    /// A supply whose directory name is not UTF-8 is published (its name
+    /// shown lossily), not skipped without a word.
+    #[test]
+    fn a_supply_with_a_non_utf8_name_is_published() {
+        use std::os::unix::ffi::OsStrExt;
+        let d = TempDir::new("power-latin1");
+        let dir = d
+            .path()
+            .join("sys/class/power_supply")
+            .join(std::ffi::OsStr::from_bytes(b"bat\xff"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("capacity"), "50\n").unwrap();
+        let mut src = PowerSource {
+            dir: d.path().join("sys/class/power_supply"),
+        };
+        let mut w = Warn::new("test");
+        let m = src.sample(1, &mut w);
+        assert_eq!(m.supplies.len(), 1, "{m:?}");
+        assert_eq!(m.supplies[0].name.as_str(), "bat\u{fffd}");
+        assert_eq!(m.supplies[0].capacity_pct, Some(50));
+    }
 }

@@ -121,15 +121,17 @@ pub fn entries(dir: &Path, prefix: &str) -> Vec<PathBuf> {
         Ok(rd) => rd
             .filter_map(|e| e.ok())
             .map(|e| e.path())
+            // A name that is not UTF-8 is matched (and shown) lossily: it
+            // was skipped without a word (a power supply whose driver puts
+            // a device's raw serial in its name vanished from the frames).
             .filter(|p| {
                 p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(prefix))
+                    .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
             })
             .collect(),
         Err(_) => Vec::new(),
     };
-    v.sort_by_key(|p| natural_key(p.file_name().and_then(|n| n.to_str()).unwrap_or("")));
+    v.sort_by_key(|p| natural_key(&file_name(p)));
     v
 }
 
