@@ -242,59 +242,64 @@ fn lock(row: &Shared) -> std::sync::MutexGuard<'_, Row> {
     row.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Read `topic` in order until `quit`, counting into `row`.
+/// Read `topic` in order until `quit`, counting into `row`. A topic
+/// removed under its live sensor (`shmbus rm --force`, `ipcrm`) is
+/// attached again when the sensor creates it anew: the demo stopped
+/// watching it, and showed a live sensor's topic at 0 Hz with its last
+/// value for the rest of the run.
 fn watch<T: DeserializeOwned + Schema + Summary>(topic: Topic, row: Shared, quit: Arc<AtomicBool>) {
-    let mut sub = loop {
-        if quit.load(Ordering::Relaxed) {
-            return;
-        }
-        match Subscriber::<T>::wait_for_topic(&topic, Duration::from_millis(200)) {
-            Ok(s) => break s,
-            Err(OpenError::NotFound { .. } | OpenError::NotReady { .. }) => {}
-            Err(e) => {
-                lock(&row).problem = Some(e.to_string());
-                return;
-            }
-        }
-    };
-    // Count what was published before we attached, too.
-    sub.raw().seek_oldest();
     let mut newest: Option<T> = None;
     let mut summarized = 0u64;
-    let mut record = |next: Next<T>, newest: &mut Option<T>| {
-        let mut r = lock(&row);
-        match next {
-            Next::Frame(s) => {
-                r.frames += 1;
-                r.last_mono = s.mono_ns;
-                r.stamp(s.mono_ns);
-                // Formatting every frame of a 1 kHz topic is waste: ten a second.
-                if s.mono_ns.saturating_sub(summarized) >= 100_000_000 {
-                    summarized = s.mono_ns;
-                    r.latest = s.value.summary();
-                    *newest = None;
-                } else {
-                    *newest = Some(s.value);
-                }
-            }
-            Next::Missed(n) => r.lost += n,
-            Next::Empty => {}
-        }
-    };
-    while !quit.load(Ordering::Relaxed) {
-        match sub.wait_next(Duration::from_millis(200)) {
-            Ok(n) => record(n, &mut newest),
-            Err(WaitError::Timeout) => {}
-            Err(WaitError::PublisherGone | WaitError::Removed) => {
-                // Take the frames it left, then stop watching.
-                while let Ok(n @ (Next::Frame(_) | Next::Missed(_))) = sub.next() {
-                    record(n, &mut newest);
-                }
-                break;
-            }
+    'attach: while !quit.load(Ordering::Relaxed) {
+        let mut sub = match Subscriber::<T>::wait_for_topic(&topic, Duration::from_millis(200)) {
+            Ok(s) => s,
+            Err(OpenError::NotFound { .. } | OpenError::NotReady { .. }) => continue,
             Err(e) => {
                 lock(&row).problem = Some(e.to_string());
                 break;
+            }
+        };
+        // Count what was published before we attached, too.
+        sub.raw().seek_oldest();
+        let mut record = |next: Next<T>, newest: &mut Option<T>| {
+            let mut r = lock(&row);
+            match next {
+                Next::Frame(s) => {
+                    r.frames += 1;
+                    r.last_mono = s.mono_ns;
+                    r.stamp(s.mono_ns);
+                    // Formatting every frame of a 1 kHz topic is waste: ten a second.
+                    if s.mono_ns.saturating_sub(summarized) >= 100_000_000 {
+                        summarized = s.mono_ns;
+                        r.latest = s.value.summary();
+                        *newest = None;
+                    } else {
+                        *newest = Some(s.value);
+                    }
+                }
+                Next::Missed(n) => r.lost += n,
+                Next::Empty => {}
+            }
+        };
+        while !quit.load(Ordering::Relaxed) {
+            match sub.wait_next(Duration::from_millis(200)) {
+                Ok(n) => record(n, &mut newest),
+                Err(WaitError::Timeout) => {}
+                Err(e @ (WaitError::PublisherGone | WaitError::Removed)) => {
+                    // Take the frames it left.
+                    while let Ok(n @ (Next::Frame(_) | Next::Missed(_))) = sub.next() {
+                        record(n, &mut newest);
+                    }
+                    if matches!(e, WaitError::Removed) {
+                        // Its sensor creates it again (or the demo ends).
+                        continue 'attach;
+                    }
+                    break 'attach;
+                }
+                Err(e) => {
+                    lock(&row).problem = Some(e.to_string());
+                    break 'attach;
+                }
             }
         }
     }

@@ -810,3 +810,99 @@ fn a_topic_removed_under_its_sensor_comes_back() {
         "{err}"
     );
 }
+
+/// `shmbus rm --force` of a topic during the demo: its sensor creates the
+/// topic again, and the demo goes on counting its frames. The demo's
+/// watcher stopped at the removal, so a live topic showed 0 Hz and its
+/// old frames for the rest of the run.
+#[test]
+fn the_demo_follows_a_topic_removed_and_created_again() {
+    watchdog(
+        "the_demo_follows_a_topic_removed_and_created_again",
+        Duration::from_secs(180),
+    );
+    let key = unique_key("demo-removed-imu");
+    let _guard = Guard(key);
+    let path = std::env::temp_dir().join(format!(
+        "shmbus-sensors-demo-removed-{}.toml",
+        std::process::id()
+    ));
+    std::fs::write(
+        &path,
+        format!(
+            "bus = \"test\"\n[[topic]]\nname = \"imu\"\nkey = 0x{:08x}\npublisher = \"shmbus-sensor-imu\"\nrate_hz = 50\n",
+            key as u32
+        ),
+    )
+    .unwrap();
+    let _file = TempFile(path.clone());
+    let topic = Config::load(&path)
+        .unwrap()
+        .topic("imu")
+        .unwrap()
+        .to_topic()
+        .unwrap();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let demo = std::thread::spawn(move || {
+        let opts = Options {
+            duration: None,
+            config: Some(path),
+            live: false,
+        };
+        demo::run(&opts, &sensor_cmd, &stop2, &mut std::io::sink())
+    });
+    // Stops the demo if an assertion below fails.
+    struct Stop(std::sync::Arc<AtomicBool>);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let stopper = Stop(stop);
+    let mut sub = Subscriber::<Imu>::wait_for_topic(&topic, Duration::from_secs(60)).unwrap();
+    assert!(matches!(
+        sub.wait_next(Duration::from_secs(30)),
+        Ok(Next::Frame(_))
+    ));
+    let first = shmbus_core::sys::shmget(key, 0, 0).unwrap();
+    shmbus_testkit::remove_key(key);
+    let start = std::time::Instant::now();
+    while !matches!(shmbus_core::sys::shmget(key, 0, 0), Ok(id) if id != first) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the sensor did not create its topic again within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // 150 frames (3 s at 50 Hz) of the topic created again, then stop.
+    let mut sub = Subscriber::<Imu>::wait_for_topic(&topic, Duration::from_secs(30)).unwrap();
+    sub.raw().seek_oldest();
+    let mut n = 0;
+    while n < 150 {
+        match sub.wait_next(Duration::from_secs(30)) {
+            Ok(Next::Frame(_)) => n += 1,
+            Ok(_) => {}
+            Err(e) => panic!("the topic created again: {e}"),
+        }
+    }
+    drop(stopper);
+    let report = demo.join().unwrap().unwrap();
+    let text = report.summary();
+    let imu = &report.topics[0];
+    assert!(
+        imu.frames > 150,
+        "the demo counted {} frames: not those after the removal\n{text}",
+        imu.frames
+    );
+    assert!(imu.rate_hz > 0.0, "{text}");
+    assert!(report.ok(), "{text}");
+    assert!(report.leftover_keys.is_empty(), "{text}");
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("was removed while publishing")),
+        "{text}"
+    );
+}
