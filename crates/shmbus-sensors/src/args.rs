@@ -1,6 +1,7 @@
 //! The command line every sensor publisher shares (clap derive, the same
 //! style as every `shmbus` command).
 
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -63,10 +64,13 @@ pub fn command(program: &'static str, what: &'static str, default_rate: f64) -> 
 
 impl Args {
     /// Parse `args` (without the program name) as `program` does; the error
-    /// is clap's message (or its help text).
-    pub fn parse_as(cmd: clap::Command, args: &[String]) -> Result<Args, clap::Error> {
-        let name = cmd.get_name().to_string();
-        let m = cmd.try_get_matches_from(std::iter::once(name).chain(args.iter().cloned()))?;
+    /// is clap's message (or its help text). Arguments need not be UTF-8:
+    /// a path (`--config`, `--root`) is taken as the system gives it.
+    pub fn parse_as<A: AsRef<OsStr>>(cmd: clap::Command, args: &[A]) -> Result<Args, clap::Error> {
+        let name = OsString::from(cmd.get_name());
+        let m = cmd.try_get_matches_from(
+            std::iter::once(name).chain(args.iter().map(|a| a.as_ref().to_os_string())),
+        )?;
         Cli::from_arg_matches(&m).map(|c| c.args)
     }
 
@@ -124,7 +128,7 @@ mod tests {
     #[test]
     fn help_names_the_program() {
         let cmd = command("shmbus-sensor-imu", "publish a simulated IMU", 1000.0);
-        let e = Args::parse_as(cmd, &["--help".into()]).unwrap_err();
+        let e = Args::parse_as(cmd, &["--help"]).unwrap_err();
         let text = e.to_string();
         assert!(text.contains("Usage: shmbus-sensor-imu"), "{text}");
         assert!(text.contains("default 1000 Hz"), "{text}");

@@ -26,6 +26,7 @@
 //!    not create (a squatter's, as root too) are left alone and reported.
 
 use std::collections::VecDeque;
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -56,7 +57,8 @@ const AUTOWRAP_OFF: &str = "\x1b[?7l";
 const AUTOWRAP_ON: &str = "\x1b[?7h";
 
 /// Builds the command that runs sensor `kind` with `args`.
-pub type Launcher<'a> = &'a dyn Fn(SensorKind, &[String]) -> Command;
+/// Arguments are `OsString`s: a `--config` path need not be UTF-8.
+pub type Launcher<'a> = &'a dyn Fn(SensorKind, &[OsString]) -> Command;
 
 /// What the demo is asked to do.
 #[derive(Debug, Clone, Default)]
@@ -449,9 +451,14 @@ pub fn run(
     let (mut config, config_args) = match &opts.config {
         Some(p) => (
             Config::load(p).map_err(|e| e.to_string())?,
-            vec!["--config".to_string(), p.display().to_string()],
+            // The path as given: `display()` made a path that is not
+            // UTF-8 another, missing file for every sensor.
+            vec![OsString::from("--config"), p.as_os_str().to_os_string()],
         ),
-        None => (Config::builtin_demo(), vec!["--demo-config".to_string()]),
+        None => (
+            Config::builtin_demo(),
+            vec![OsString::from("--demo-config")],
+        ),
     };
     let bus = demo_bus(&config.bus, pid);
     config.rebus(&bus).map_err(|e| e.to_string())?;
@@ -470,16 +477,19 @@ pub fn run(
         let mut exit = None;
         if let Some(kind) = kind {
             let mut args = config_args.clone();
-            args.extend([
-                "--bus".into(),
-                bus.clone(),
-                "--topic".into(),
-                tc.name.clone(),
-                "--parent".into(),
-                pid.to_string(),
-            ]);
+            args.extend(
+                [
+                    "--bus".to_string(),
+                    bus.clone(),
+                    "--topic".into(),
+                    tc.name.clone(),
+                    "--parent".into(),
+                    pid.to_string(),
+                ]
+                .map(OsString::from),
+            );
             if let Some(d) = opts.duration {
-                args.extend(["--duration".into(), safety_net(d)]);
+                args.extend(["--duration".to_string(), safety_net(d)].map(OsString::from));
             }
             let mut cmd = launch(kind, &args);
             // Own process group: a terminal's Ctrl-C reaches the demo only,
@@ -825,7 +835,7 @@ fn cleanup(entries: &[Entry], children: &[i32], started_s: i64) -> Cleanup {
 
 /// A command that runs `program` with `args`, behind `SHMBUS_TEST_RUNNER`
 /// when that is set (a qemu-user process cannot exec a foreign binary).
-pub fn command(program: &std::path::Path, args: &[String]) -> Command {
+pub fn command<A: AsRef<std::ffi::OsStr>>(program: &std::path::Path, args: &[A]) -> Command {
     let mut c = shmbus_testkit::command(program);
     c.args(args);
     c
@@ -843,8 +853,8 @@ pub fn main_self(duration: Option<Duration>, config: Option<PathBuf>) -> ExitCod
             return ExitCode::from(2);
         }
     };
-    let launch = |kind: SensorKind, args: &[String]| {
-        let mut all = vec![SENSOR_SUBCOMMAND.to_string(), kind.name().to_string()];
+    let launch = |kind: SensorKind, args: &[OsString]| {
+        let mut all = vec![OsString::from(SENSOR_SUBCOMMAND), kind.name().into()];
         all.extend_from_slice(args);
         command(&exe, &all)
     };

@@ -159,9 +159,18 @@ impl SensorKind {
 }
 
 /// Run sensor `name` (`imu` or `shmbus-sensor-imu`...) with command-line
-/// `args` (without the program name). Used by the `shmbus-sensor-*`
-/// programs and by `shmbus __sensor NAME ARGS...`.
+/// `args` (without the program name). Used by `shmbus __sensor NAME
+/// ARGS...`; see [`run_sensor_os`] for arguments that need not be UTF-8.
 pub fn run_sensor(name: &str, args: &[String]) -> ExitCode {
+    run_sensor_os(name, args)
+}
+
+/// [`run_sensor`] with arguments as the system gives them (the
+/// `shmbus-sensor-*` programs: `std::env::args_os`). They collected
+/// `std::env::args()`, which panics on an argument that is not UTF-8: a
+/// `--config` or `--root` path with a Latin-1 name ended the sensor with
+/// exit 101 and a backtrace.
+pub fn run_sensor_os<A: AsRef<std::ffi::OsStr>>(name: &str, args: &[A]) -> ExitCode {
     let Some(kind) = SensorKind::from_name(name) else {
         let names: Vec<&str> = SensorKind::ALL.iter().map(|k| k.name()).collect();
         run::say(format_args!(

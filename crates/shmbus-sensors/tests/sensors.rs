@@ -2,6 +2,7 @@
 //! config with unique keys; the demo runs the whole bus and cleans up,
 //! whether it stops on its duration, on its stop flag or on SIGINT.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
@@ -28,7 +29,7 @@ fn exe(kind: SensorKind) -> &'static str {
 }
 
 /// The command for a sensor program (behind `SHMBUS_TEST_RUNNER` if set).
-fn sensor_cmd(kind: SensorKind, args: &[String]) -> Command {
+fn sensor_cmd<A: AsRef<std::ffi::OsStr>>(kind: SensorKind, args: &[A]) -> Command {
     let mut cmd = demo::command(Path::new(exe(kind)), args);
     shmbus_testkit::dies_with_parent(&mut cmd);
     cmd
@@ -506,10 +507,10 @@ fn a_sensor_that_ends_during_the_demo_fails_the_run() {
         config: Some(cfg.0.clone()),
         live: false,
     };
-    let launch = |kind: SensorKind, args: &[String]| {
+    let launch = |kind: SensorKind, args: &[OsString]| {
         let mut args = args.to_vec();
         if kind == SensorKind::Imu {
-            args.extend(["--count".to_string(), "20".to_string()]);
+            args.extend(["--count".into(), "20".into()]);
         }
         sensor_cmd(kind, &args)
     };
@@ -905,4 +906,75 @@ fn the_demo_follows_a_topic_removed_and_created_again() {
             .any(|n| n.contains("was removed while publishing")),
         "{text}"
     );
+}
+
+/// A config whose path is not UTF-8 (a Latin-1 file name): the sensor
+/// programs collected `std::env::args()`, which panicked (exit 101 and a
+/// backtrace), and the demo passed the path through `display()`, a lossy
+/// copy that names another, missing file, so every sensor failed.
+#[test]
+fn a_config_path_that_is_not_utf8_reaches_the_sensors() {
+    use std::os::unix::ffi::OsStringExt;
+    watchdog(
+        "a_config_path_that_is_not_utf8_reaches_the_sensors",
+        Duration::from_secs(180),
+    );
+    let key = unique_key("latin1-imu");
+    let _guard = Guard(key);
+    let mut name = format!("shmbus-sensors-caf-{}-", std::process::id()).into_bytes();
+    name.extend_from_slice(b"\xe9.toml");
+    let path = std::env::temp_dir().join(OsString::from_vec(name));
+    assert!(path.to_str().is_none());
+    std::fs::write(
+        &path,
+        format!(
+            "bus = \"test\"\n[[topic]]\nname = \"imu\"\nkey = 0x{:08x}\npublisher = \"shmbus-sensor-imu\"\nrate_hz = 50\n",
+            key as u32
+        ),
+    )
+    .unwrap();
+    let _file = TempFile(path.clone());
+    // The sensor program.
+    let args = [
+        OsString::from("--config"),
+        path.clone().into_os_string(),
+        "--count".into(),
+        "3".into(),
+    ];
+    let out = sensor_cmd(SensorKind::Imu, &args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let topic = Config::load(&path)
+        .unwrap()
+        .topic("imu")
+        .unwrap()
+        .to_topic()
+        .unwrap();
+    let mut sub = Subscriber::<Imu>::attach(&topic).unwrap();
+    sub.raw().seek_oldest();
+    let mut n = 0;
+    while let Ok(Next::Frame(_)) = sub.next() {
+        n += 1;
+    }
+    assert_eq!(n, 3, "frames published");
+    drop(sub);
+    shmbus_testkit::remove_key(key);
+    // The demo, with the same config.
+    let opts = Options {
+        duration: Some(Duration::from_secs(1)),
+        config: Some(path.clone()),
+        live: false,
+    };
+    let stop = AtomicBool::new(false);
+    let report = demo::run(&opts, &sensor_cmd, &stop, &mut std::io::sink()).unwrap();
+    let text = report.summary();
+    assert!(report.ok(), "{text}");
+    assert!(report.topics[0].frames > 0, "{text}");
 }
