@@ -17,6 +17,29 @@
 //! reported once on stderr and published as empty or `None` frames: the
 //! publisher never stops for it.
 //!
+//! ## Odd files, removed topics
+//!
+//! - Every `/proc` and sysfs file is opened without blocking and read only
+//!   if it is a regular file, at most 64 KiB (an attribute) or 4 MiB (a
+//!   `/proc` file): a FIFO, a device, a directory, a huge or a non-UTF-8
+//!   file where a value was expected is a one-line warning naming the
+//!   file, and that value is left out (a tree under `--root` may hold
+//!   anything).
+//! - Numbers must be finite: `nan`, `inf` or `1e999` in an IIO scale or
+//!   offset, or a load average that is not a finite number from 0 up, is
+//!   garbage like any other; an acceleration that overflows is an error
+//!   (`acc = None`), never a NaN in a frame.
+//! - A bad line of `/proc/net/dev` costs its interface only; the others are
+//!   published.
+//! - Each distinct warning is printed once, and at most 32 different ones;
+//!   past that one line says no more new ones are printed.
+//! - If the topic is removed under a running sensor (`shmbus rm --force`,
+//!   `ipcrm`), the sensor notices within about half a second, says so, and
+//!   creates the topic again, as a restart would. If it cannot (another
+//!   publisher took the key), it exits with status 1.
+//! - Arguments need not be UTF-8: a `--config` or `--root` path is taken
+//!   as the system gives it.
+//!
 //! The same publishers run in-process through [`run_sensor`], which is how
 //! `shmbus __sensor NAME ARGS...` (used by `shmbus demo`) starts them, and
 //! the demo itself lives in [`demo`].

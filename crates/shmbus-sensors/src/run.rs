@@ -230,24 +230,16 @@ pub fn run_source<S: Source>(
             std::thread::sleep(Duration::from_nanos(wake - now));
             continue;
         }
-        let t = monotonic_ns();
-        let msg = source.sample(t, &mut warn);
-        if let Err(e) = publisher.publish_at(&msg, t, realtime_ns()) {
-            say(format_args!(
-                "{program}: publish on `{}` failed: {e}",
-                topic.name
-            ));
-            return ExitCode::FAILURE;
-        }
-        published += 1;
-        if t.saturating_sub(last_removed_check) >= REMOVED_CHECK_NS {
-            last_removed_check = t;
+        if now.saturating_sub(last_removed_check) >= REMOVED_CHECK_NS {
+            last_removed_check = now;
             if removed(publisher.raw().shmid()) {
                 // `shmbus rm --force` or `ipcrm` under a live sensor: its
                 // frames went into a segment that no subscriber can find
                 // any more, for as long as it ran, and the topic never came
-                // back. Open the topic again (a new segment and lock), as a
-                // restart of the sensor would.
+                // back. Open the topic again (a new segment and lock), as
+                // a restart of the sensor would. Looked at before a frame,
+                // so that the next frame of a slow topic goes into the new
+                // segment.
                 say(format_args!(
                     "{program}: topic `{}` was removed while publishing (shmbus rm --force, ipcrm): creating it again",
                     topic.name
@@ -265,6 +257,16 @@ pub fn run_source<S: Source>(
                 };
             }
         }
+        let t = monotonic_ns();
+        let msg = source.sample(t, &mut warn);
+        if let Err(e) = publisher.publish_at(&msg, t, realtime_ns()) {
+            say(format_args!(
+                "{program}: publish on `{}` failed: {e}",
+                topic.name
+            ));
+            return ExitCode::FAILURE;
+        }
+        published += 1;
         next += period_ns;
         // Fell more than a period behind (suspended, overloaded core): skip
         // the missed ticks instead of publishing a burst.
