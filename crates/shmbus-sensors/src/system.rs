@@ -1,6 +1,6 @@
 //! CPU, load and memory from `/proc/stat`, `/proc/loadavg`, `/proc/meminfo`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use shmbus_core::topic::shown;
 
@@ -146,7 +146,7 @@ impl SystemSource {
     }
 }
 
-fn read(path: &PathBuf, warn: &mut Warn) -> Option<String> {
+fn read(path: &Path, warn: &mut Warn) -> Option<String> {
     match read_text(path, MAX_PROC_BYTES) {
         Ok(t) => Some(t),
         Err(e) => {
