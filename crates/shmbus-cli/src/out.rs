@@ -2,7 +2,9 @@
 //!
 //! Exit codes: 0 success, 1 not found or nothing to show, 2 error.
 //! A closed standard output (`shmbus echo imu | head -3`) ends the command
-//! quietly with 0.
+//! quietly with 0; a command that acts finishes what it was asked first
+//! (`rm` removes every topic named), and `doctor` keeps its verdict (1 when
+//! a check FAILs).
 
 use std::io::{self, Write};
 

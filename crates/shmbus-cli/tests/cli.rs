@@ -2692,6 +2692,88 @@ fn pub_takes_a_byte_order_mark_and_crlf_line_ends() {
     );
 }
 
+/// Standard output whose reader has gone (`| head -0`): a pipe whose read
+/// end is closed before the command starts.
+fn closed_pipe() -> Stdio {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: pipe() writes two new descriptors into the array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both are new, open and owned by nobody else; the read end is
+    // closed here, before the command starts.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read);
+    Stdio::from(write)
+}
+
+/// `rm` removes every topic it is given whatever becomes of its output:
+/// with standard output a closed pipe (`shmbus rm a b c | head -0`, a
+/// reader that went) it removed the first, met the broken pipe while
+/// saying so and stopped, exit 0, the others left in place. A full disk
+/// (`/dev/full`) is said once, exit 2, and everything is removed too.
+/// `doctor`'s verdict is its exit code whatever becomes of its output: a
+/// FAIL was exit 0 once the pipe closed (`shmbus doctor | head -3`).
+#[test]
+fn a_closed_output_stops_only_the_printing() {
+    watchdog("rm-closed-output", Duration::from_secs(120));
+    let tmp = shmbus_testkit::TempDir::new("doctor-closed-output");
+    let config = tmp.path().join("bad.toml");
+    std::fs::write(&config, "bus = 3\n").unwrap();
+    let o = shmbus(&["doctor", "--config", config.to_str().unwrap()])
+        .stdout(closed_pipe())
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for output in ["closed pipe", "/dev/full"] {
+        let topics: Vec<_> = (0..3)
+            .map(|i| self::topic(&format!("rm-closed-{i}")))
+            .collect();
+        for (t, _) in &topics {
+            drop(Publisher::<Imu>::open(t).unwrap());
+        }
+        let keys: Vec<String> = topics.iter().map(|(t, _)| hex(t.key)).collect();
+        let mut args = vec!["rm"];
+        args.extend(keys.iter().map(String::as_str));
+        let stdout = if output == "/dev/full" {
+            Stdio::from(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open("/dev/full")
+                    .unwrap(),
+            )
+        } else {
+            closed_pipe()
+        };
+        let o = shmbus(&args).stdout(stdout).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("panicked"), "{err}");
+        let left: Vec<&String> = topics
+            .iter()
+            .zip(&keys)
+            .filter(|((t, _), _)| sys::shmget(t.key, 0, 0).is_ok())
+            .map(|(_, k)| k)
+            .collect();
+        assert!(left.is_empty(), "{output}: {left:?} left in place; {err}");
+        if output == "/dev/full" {
+            assert_eq!(o.status.code(), Some(2), "{err}");
+            assert!(
+                err.lines().count() == 1
+                    && err.contains("cannot write the output")
+                    && err.contains("the topics named after it are still removed"),
+                "{err}"
+            );
+        } else {
+            assert_eq!(o.status.code(), Some(0), "{err}");
+            assert!(err.is_empty(), "{err}");
+        }
+    }
+}
+
 /// A demo killed with SIGKILL (no cleanup of its own) leaves nothing: each
 /// sensor sees that its parent is gone, removes its own segment and
 /// publisher lock and exits. They used to stay, locked in RAM, under a bus

@@ -932,7 +932,25 @@ pub fn run(a: &DoctorArgs) -> CmdResult {
         return run_sysctl(a);
     }
     let all = findings(a);
-    for x in &all {
+    // The verdict is the exit code whatever becomes of the output:
+    // `shmbus doctor | head -3` with a FAIL further down exited 0 when
+    // the pipe closed.
+    let worst = all.iter().map(|x| x.level).max().unwrap_or(Level::Ok);
+    let verdict = if worst == Level::Fail {
+        out::NOTHING
+    } else {
+        out::OK
+    };
+    match print(&all) {
+        Err(f) if f.msg.is_empty() => Ok(verdict),
+        Err(f) => Err(f),
+        Ok(()) => Ok(verdict),
+    }
+}
+
+/// Print the findings, each with its fix.
+fn print(all: &[Finding]) -> Result<(), out::Fail> {
+    for x in all {
         let tag = match x.level {
             Level::Ok => "OK  ",
             Level::Warn => "WARN",
@@ -949,12 +967,7 @@ pub fn run(a: &DoctorArgs) -> CmdResult {
             }
         }
     }
-    let worst = all.iter().map(|x| x.level).max().unwrap_or(Level::Ok);
-    Ok(if worst == Level::Fail {
-        out::NOTHING
-    } else {
-        out::OK
-    })
+    Ok(())
 }
 
 #[cfg(test)]

@@ -15,11 +15,31 @@ use crate::discover::{self, LockOnly, Probe, Selector};
 use crate::out::{self, CmdResult, Fail, key_hex};
 
 /// Run `shmbus rm`.
+///
+/// Every topic named is removed (or refused) whatever happens to the
+/// output: `shmbus rm a b c | head -1` used to stop at the first closed
+/// pipe, leaving `b` and `c` in place and exiting 0.
 pub fn run(a: &RmArgs, bus: Option<&str>) -> CmdResult {
     let mut worst = out::OK;
+    let mut printing = true;
     for t in &a.topics {
         match remove_one(t, a.force, bus) {
-            Ok(msg) => out::line(&msg)?,
+            Ok(msg) if printing => {
+                if let Err(f) = out::line(&msg) {
+                    // A closed pipe is no error (its message is empty);
+                    // any other write error is said once. Either way the
+                    // rest is removed, unprinted.
+                    printing = false;
+                    if !f.msg.is_empty() {
+                        out::notice(&format!(
+                            "{}; the topics named after it are still removed, without a line each",
+                            f.msg
+                        ));
+                        worst = worst.max(f.code);
+                    }
+                }
+            }
+            Ok(_) => {}
             Err(f) => {
                 out::notice(&f.msg);
                 worst = worst.max(f.code);
