@@ -2774,6 +2774,85 @@ fn a_closed_output_stops_only_the_printing() {
     }
 }
 
+/// `pub` stops when its topic is removed under it (`shmbus rm --force`),
+/// as `echo` does: with `--count 0` it published into a segment no one
+/// could find, for ever, and `pub -` took every later line the same way.
+/// Now exit 1, saying so and how many frames were published.
+#[test]
+fn pub_stops_when_its_topic_is_removed() {
+    use std::io::Write;
+    watchdog("pub-removed", Duration::from_secs(240));
+    let (topic, _g) = self::topic("pub-removed");
+    let k = hex(topic.key);
+    let value = r#"{"t_us": 5, "acc": [0,0,0], "frame": "s", "ok": true}"#;
+    // Wait (bounded) until the topic has `n` frames, then remove it.
+    let published_then_removed = |n: u64| {
+        let mut sub = Subscriber::<Imu>::attach(&topic).unwrap();
+        let until = Instant::now() + Duration::from_secs(60);
+        while sub.raw().generation() < n {
+            assert!(Instant::now() < until, "nothing published");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let r = run(&["rm", "--force", &k]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    };
+    let ended = |mut c: KillOnDrop| {
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = c.0.try_wait().unwrap() {
+                let mut err = String::new();
+                c.0.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                return (status.code(), err);
+            }
+            assert!(
+                Instant::now() < until,
+                "pub went on after its topic was removed"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    for stdin in [false, true] {
+        drop(Publisher::<Imu>::open(&topic).unwrap());
+        let args: Vec<&str> = if stdin {
+            vec!["pub", &k, "-"]
+        } else {
+            vec!["pub", &k, value, "--count", "0", "--rate", "100"]
+        };
+        let mut c = KillOnDrop(
+            shmbus(&args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let mut input = c.0.stdin.take().unwrap();
+        if stdin {
+            writeln!(input, "{value}").unwrap();
+        }
+        published_then_removed(1);
+        if stdin {
+            writeln!(input, "{value}").unwrap();
+        }
+        let (code, err) = ended(c);
+        drop(input);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(
+            err.contains("was removed (`shmbus rm`) while this published"),
+            "{err}"
+        );
+        if stdin {
+            assert!(
+                err.starts_with("shmbus: line 2 of stdin: ")
+                    && err.contains("the 1 frame before it was published"),
+                "{err}"
+            );
+        } else {
+            assert!(err.contains("frames were published before"), "{err}");
+        }
+    }
+}
+
 /// A demo killed with SIGKILL (no cleanup of its own) leaves nothing: each
 /// sensor sees that its parent is gone, removes its own segment and
 /// publisher lock and exits. They used to stay, locked in RAM, under a bus

@@ -121,7 +121,11 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
     let period = shmbus_toolbox::parse::period(rate);
     let mut next = monotonic_ns();
     let mut sent: u64 = 0;
-    let mut publish = |bytes: &[u8], pace: bool| -> Result<(), Fail> {
+    let shmid = publisher.shmid();
+    let mut checked = next;
+    // `every`: look for a removal before this publish, not only once in
+    // REMOVAL_CHECK_NS (a line of stdin may come at any time).
+    let mut publish = |bytes: &[u8], pace: bool, every: bool| -> Result<(), Fail> {
         if pace && sent > 0 {
             next += period.as_nanos() as u64;
             let now = monotonic_ns();
@@ -129,6 +133,20 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
                 std::thread::sleep(Duration::from_nanos(next - now));
             } else {
                 next = now;
+            }
+        }
+        // A topic removed while this runs (`shmbus rm --force`) is found
+        // by no one: its frames would go nowhere, for ever with --count 0.
+        // Stop, as `echo` does when its topic goes.
+        let now = monotonic_ns();
+        if every || now.saturating_sub(checked) >= REMOVAL_CHECK_NS {
+            checked = now;
+            if removed(shmid) {
+                return Err(Fail::not_found(format!(
+                    "topic '{}' ({}) was removed (`shmbus rm`) while this published: no one can find it now, so the rest is not published; start its publisher again to create it anew",
+                    info.name,
+                    key_hex(entry.key)
+                )));
             }
         }
         publisher
@@ -141,7 +159,14 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
         Some(bytes) => {
             let mut i = 0;
             while count == 0 || i < count {
-                publish(&bytes, true)?;
+                publish(&bytes, true, false).map_err(|f| Fail {
+                    msg: format!(
+                        "{}; {i} frame{} published before",
+                        f.msg,
+                        if i == 1 { " was" } else { "s were" }
+                    ),
+                    ..f
+                })?;
                 i += 1;
             }
         }
@@ -209,7 +234,7 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
                     continue;
                 }
                 let bytes = encode(line).map_err(|f| at_line(f, number, published))?;
-                publish(&bytes, false).map_err(|f| at_line(f, number, published))?;
+                publish(&bytes, false, true).map_err(|f| at_line(f, number, published))?;
                 published += 1;
             }
         }
@@ -222,6 +247,22 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
         publisher.next_generation().saturating_sub(1)
     ))?;
     Ok(out::OK)
+}
+
+/// How often `pub --count N` looks whether its topic was removed.
+const REMOVAL_CHECK_NS: u64 = 100_000_000;
+
+/// Whether segment `shmid` was removed (`IPC_RMID`: marked to go when the
+/// last process detaches, or gone). A stat this user may not make says
+/// no: the publish goes on as before.
+fn removed(shmid: i32) -> bool {
+    match shmbus_core::sys::shm_stat(shmid) {
+        Ok(st) => st.removed(),
+        Err(e) => matches!(
+            e.errno,
+            shmbus_core::sys::Errno::EIDRM | shmbus_core::sys::Errno::EINVAL
+        ),
+    }
 }
 
 /// `text` without a UTF-8 byte order mark at its start.
