@@ -97,7 +97,8 @@ A topic with a live publisher is only removed with --force."
         after_help = "Examples:\n  shmbus doctor\n  shmbus doctor --config configs/board.toml\n  \
 shmbus doctor --config /etc/shmbus/shmbus.toml --sysctl > /etc/sysctl.d/60-shmbus.conf\n\n\
 A half-created topic left by a crashed publisher (no header, nobody holds its lock) FAILs\n\
-at a configured topic's key and WARNs elsewhere; one being created is OK.\n\
+at a configured topic's key and WARNs elsewhere; one being created is OK. At most 20\n\
+findings of one check and level are shown, then how many more (`shmbus list` shows all).\n\
 Exit code: 0 when nothing FAILs (warnings allowed), 1 when a check FAILs.\n\
 With --sysctl: 0, and the lines (empty if the limits suffice); 2 if the config has errors."
     )]

@@ -63,6 +63,27 @@ fn child_role_entry() {
         }
         "doctor-limits" => doctor_limits_role(std::path::Path::new(&args[0])),
         "doctor-sem-unreadable" => doctor_sem_unreadable_role(std::path::Path::new(&args[0])),
+        // doctor-many DIR: in a private IPC namespace, 200 segments of
+        // another program in the derived key range; doctor's output into DIR.
+        "doctor-many" => {
+            for i in 0..200 {
+                sys::shmget(
+                    0x53f0_0000 + i,
+                    4096,
+                    libc::IPC_CREAT | libc::IPC_EXCL | 0o600,
+                )
+                .unwrap();
+            }
+            let o = shmbus(&["doctor"]).output().unwrap();
+            let text = format!(
+                "{}{}exit {:?}\n",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr),
+                o.status.code()
+            );
+            std::fs::write(std::path::Path::new(&args[0]).join("doctor.txt"), text).unwrap();
+            println!("done");
+        }
         // hold-lock KEY: take the publisher lock at KEY and remove the
         // segment, leaving a held lock with no segment (a lock-only squat).
         "hold-lock" => {
@@ -2007,6 +2028,51 @@ fn doctor_checks_semopm_and_says_which_limits_it_could_not_read() {
         !second.contains("unlimited") && !second.contains("18446744073709551615"),
         "{second}"
     );
+}
+
+/// doctor prints at most 20 findings of one check and level, then one
+/// line with how many more and where to see them all: 200 foreign
+/// segments in the derived key range printed 200 `WARN squat` findings,
+/// 400 lines (4,000 of them, 8,000 lines). Root, in a private IPC
+/// namespace.
+#[test]
+fn doctor_says_many_findings_of_one_kind_in_a_few_lines() {
+    if !root_or_skip("doctor_says_many_findings_of_one_kind_in_a_few_lines") {
+        return;
+    }
+    watchdog("doctor_many", Duration::from_secs(240));
+    let tmp_dir = shmbus_testkit::TempDir::new("doctor-many");
+    let dir = tmp_dir.path().to_path_buf();
+    let inner = child("doctor-many", &[dir.to_str().unwrap().to_string()]);
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--ipc", "--"])
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let o = cmd.stdin(Stdio::null()).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("done"),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = std::fs::read_to_string(dir.join("doctor.txt")).unwrap();
+    let squats = text
+        .lines()
+        .filter(|l| l.starts_with("WARN  squat        key 0x53f0"))
+        .count();
+    assert_eq!(squats, 20, "{text}");
+    assert!(
+        text.contains("WARN  squat        and 180 more squat findings like those above, not shown (200 in all)")
+            && text.contains("`shmbus list` shows every topic and squat"),
+        "{text}"
+    );
+    assert!(text.lines().count() < 80, "{text}");
+    assert!(text.ends_with("exit Some(0)\n"), "{text}");
 }
 
 /// Another user holds the publisher lock at a topic's key with no segment

@@ -948,23 +948,67 @@ pub fn run(a: &DoctorArgs) -> CmdResult {
     }
 }
 
-/// Print the findings, each with its fix.
+/// The most findings of one check at one level that are printed; the
+/// rest are counted in one line. A squat or stale topic is a finding per
+/// segment, and 4,000 foreign segments in the derived key range printed
+/// 8,000 lines (on a serial console, minutes).
+const MAX_SAME: usize = 20;
+
+/// Print the findings, each with its fix, at most [`MAX_SAME`] of one
+/// check and level, and for each such group cut a line with how many more
+/// there are.
 fn print(all: &[Finding]) -> Result<(), out::Fail> {
+    let mut counts: Vec<(&str, Level, usize)> = Vec::new();
     for x in all {
-        let tag = match x.level {
-            Level::Ok => "OK  ",
-            Level::Warn => "WARN",
-            Level::Fail => "FAIL",
-        };
-        out::line(&format!("{tag}  {:<12} {}", x.check, x.what))?;
-        if let Some(fix) = &x.fix {
-            for (i, l) in fix.lines().enumerate() {
-                out::line(&format!(
-                    "      {:<12} {}{l}",
-                    "",
-                    if i == 0 { "fix: " } else { "     " }
-                ))?;
+        let n = match counts
+            .iter_mut()
+            .find(|(c, l, _)| *c == x.check && *l == x.level)
+        {
+            Some((_, _, n)) => {
+                *n += 1;
+                *n
             }
+            None => {
+                counts.push((x.check, x.level, 1));
+                1
+            }
+        };
+        if n <= MAX_SAME {
+            print_one(x.level, x.check, &x.what, x.fix.as_deref())?;
+        }
+    }
+    for (check, level, n) in counts {
+        if n > MAX_SAME {
+            print_one(
+                level,
+                check,
+                &format!(
+                    "and {} more {check} findings like those above, not shown ({n} in all)",
+                    n - MAX_SAME
+                ),
+                Some(
+                    "`shmbus list` shows every topic and squat, `ipcs -m -s -p` every segment and semaphore set with its creator; `shmbus doctor --key KEY` checks one key",
+                ),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn print_one(level: Level, check: &str, what: &str, fix: Option<&str>) -> Result<(), out::Fail> {
+    let tag = match level {
+        Level::Ok => "OK  ",
+        Level::Warn => "WARN",
+        Level::Fail => "FAIL",
+    };
+    out::line(&format!("{tag}  {check:<12} {what}"))?;
+    if let Some(fix) = fix {
+        for (i, l) in fix.lines().enumerate() {
+            out::line(&format!(
+                "      {:<12} {}{l}",
+                "",
+                if i == 0 { "fix: " } else { "     " }
+            ))?;
         }
     }
     Ok(())
