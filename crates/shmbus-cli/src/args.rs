@@ -214,7 +214,7 @@ pub struct PubArgs {
     /// Publish the value N times (default 1; 0: until interrupted). Not with -.
     #[arg(long, short = 'n', value_name = "N", value_parser = parse::count_or_zero, allow_hyphen_values = true)]
     pub count: Option<u64>,
-    /// Frames per second when publishing more than one (0.001 to 1000000; default 10). Not with -.
+    /// Frames per second when publishing more than one (0.001 to 1000000; default 10). Only with --count; not with -.
     #[arg(long, value_name = "HZ", value_parser = parse::rate, allow_hyphen_values = true)]
     pub rate: Option<f64>,
 }

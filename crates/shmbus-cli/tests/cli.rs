@@ -555,6 +555,33 @@ fn pub_reads_json_lines_from_stdin() {
     assert_eq!(seen, [1, 2, 3]);
 }
 
+/// `pub TOPIC VALUE --rate 50` with no `--count` published the value once
+/// and exited 0: the rate of a stream that never was. It is a usage error
+/// (exit 2) saying to add `--count`, before the topic is touched; with a
+/// count the rate paces it as before.
+#[test]
+fn pub_refuses_a_rate_without_a_count() {
+    watchdog("pub-rate-alone", Duration::from_secs(120));
+    let (topic, _g) = self::topic("pub-rate-alone");
+    drop(Publisher::<Imu>::open(&topic).unwrap());
+    let k = hex(topic.key);
+    let value = r#"{"t_us": 1, "acc": [0,0,0], "frame": "s", "ok": false}"#;
+    let r = run(&["pub", &k, value, "--rate", "50"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("--rate paces repeated frames, but without --count")
+            && r.stderr.contains("add --count N"),
+        "{}",
+        r.stderr
+    );
+    let mut sub = Subscriber::<Imu>::attach(&topic).unwrap();
+    assert!(sub.latest().unwrap().is_none());
+    let r = run(&["pub", &k, value, "--rate", "1000", "--count", "2"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("published 2 frames"), "{}", r.stdout);
+}
+
 /// `pub TOPIC -` publishes each line of stdin once, as it arrives: a
 /// `--count` or `--rate` there was silently ignored, and is now a usage
 /// error (exit 2) that says why, before the topic is touched.

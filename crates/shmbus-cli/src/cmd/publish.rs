@@ -34,6 +34,13 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
             )));
         }
     }
+    // A rate with no count paced one frame: `pub imu V --rate 50` meant a
+    // stream at 50 Hz and published once, exit 0.
+    if a.json != "-" && a.rate.is_some() && a.count.is_none() {
+        return Err(Fail::error(
+            "--rate paces repeated frames, but without --count the value is published once: add --count N (--count 0: until interrupted)",
+        ));
+    }
     let count = a.count.unwrap_or(1);
     let rate = a.rate.unwrap_or(10.0);
     let (entry, seg) = discover::attach("pub", &a.topic, bus)?;
