@@ -65,6 +65,8 @@ struct Route {
     recreated: u64,
     /// Retained copies of the frame the topic already holds, not published.
     replayed: u64,
+    /// Empty messages (a retained message cleared on the broker).
+    cleared: u64,
     /// The frame last published, while the topic still holds it.
     last_frame: Option<Vec<u8>>,
     warned_bad: bool,
@@ -146,6 +148,7 @@ impl Inbound {
                 refused: 0,
                 recreated: 0,
                 replayed: 0,
+                cleared: 0,
                 last_frame: None,
                 warned_bad: false,
                 warned_open: None,
@@ -216,6 +219,13 @@ impl Inbound {
         let r = &mut self.routes[i];
         r.received += 1;
         match frame_of(r, payload).map_err(shorten) {
+            // How a broker's retained message is cleared (`mosquitto_pub
+            // -r -n`), sent to subscribers too: nothing to publish, and not
+            // a bad payload (an empty frame of a zero-size type is taken).
+            Err(_) if payload.is_empty() => {
+                r.cleared += 1;
+                self.stats.in_cleared.fetch_add(1, Ordering::Relaxed);
+            }
             Err(why) => {
                 r.bad += 1;
                 self.stats.in_bad.fetch_add(1, Ordering::Relaxed);
@@ -345,9 +355,15 @@ impl Inbound {
 
     /// What changes a route's report at once (its other counters go out on
     /// the statistics tick).
-    fn summary(&self, i: usize) -> (&'static str, Option<i32>, Option<String>, u64) {
+    fn summary(&self, i: usize) -> (&'static str, Option<i32>, Option<String>, u64, u64) {
         let r = &self.routes[i];
-        (r.state, r.holder, r.last_error.clone(), r.recreated)
+        (
+            r.state,
+            r.holder,
+            r.last_error.clone(),
+            r.recreated,
+            r.cleared,
+        )
     }
 
     /// Send every route's state and counters (the statistics tick).
@@ -369,6 +385,7 @@ impl Inbound {
             "refused": r.refused,
             "recreated": r.recreated,
             "replayed": r.replayed,
+            "cleared": r.cleared,
         });
         if let Some(pid) = r.holder {
             v["holder_pid"] = json!(pid);

@@ -85,6 +85,9 @@ pub struct Stats {
     /// subscription) whose frame the local topic already held: not
     /// published again.
     pub in_replayed: AtomicU64,
+    /// Empty broker messages (a retained message cleared): not published,
+    /// not bad.
+    pub in_cleared: AtomicU64,
     topics: Mutex<Vec<(String, std::sync::Arc<TopicStats>)>>,
 }
 
@@ -111,6 +114,7 @@ impl Default for Stats {
             in_oversized: AtomicU64::new(0),
             in_unmatched: AtomicU64::new(0),
             in_replayed: AtomicU64::new(0),
+            in_cleared: AtomicU64::new(0),
             topics: Mutex::new(Vec::new()),
         }
     }
@@ -182,6 +186,7 @@ impl Stats {
                 "oversized": get(&self.in_oversized),
                 "unmatched": get(&self.in_unmatched),
                 "replayed": get(&self.in_replayed),
+                "cleared": get(&self.in_cleared),
             },
             "topics": topics,
         })

@@ -680,3 +680,45 @@ fn last_error_says_when_it_happened_after_good_payloads_resume() {
     assert!(at.is_some_and(|t| (before..=after).contains(&t)), "{r}");
     assert!(r["last_error_age_s"].is_u64(), "{r}");
 }
+
+/// An empty message is how a broker's retained message is cleared
+/// (`mosquitto_pub -r -n -t TOPIC`, what the bridge itself advises for an
+/// oversized one), and subscribers get it: it turned the route `bad` with
+/// "not JSON: EOF while parsing". It is now counted as `cleared`, nothing
+/// is published, and the route's state and `last_error` stay as they were.
+#[test]
+fn an_empty_message_clears_the_retained_value_and_is_not_a_bad_payload() {
+    for (n, format) in [InFormat::Json, InFormat::Envelope, InFormat::Postcard]
+        .into_iter()
+        .enumerate()
+    {
+        let k = key();
+        let _g = Guard(k);
+        let name = format!("core/clear{n}");
+        let (mut i, outbox, stats) = inbound(&name, k, SAMPLE_TEXT, format);
+        i.open_all();
+        let good = match format {
+            InFormat::Json => br#"{"seq":1,"level":0,"ok":true}"#.to_vec(),
+            InFormat::Envelope => br#"{"value":{"seq":1,"level":0,"ok":true}}"#.to_vec(),
+            InFormat::Postcard => postcard::to_allocvec(&sample(1)).unwrap(),
+        };
+        let from = format!("g/{name}");
+        i.handle(&from, &good);
+        i.handle(&from, b"");
+        let r = report(&outbox, &name);
+        assert_eq!(r["state"], "publishing", "{format:?}: {r}");
+        assert_eq!(r["bad"], 0, "{format:?}: {r}");
+        assert_eq!(r["cleared"], 1, "{format:?}: {r}");
+        assert!(r.get("last_error").is_none(), "{format:?}: {r}");
+        let st = stats.to_json((0, 0, 0, 0));
+        assert_eq!(
+            (
+                &st["in"]["published"],
+                &st["in"]["bad"],
+                &st["in"]["cleared"]
+            ),
+            (&Value::from(1), &Value::from(0), &Value::from(1)),
+            "{format:?}: {st}"
+        );
+    }
+}
