@@ -506,6 +506,8 @@ fn connection_loop(
     let mut pause = PAUSE_MIN;
     let mut paused_until: Option<Instant> = None;
     let mut connected = false;
+    // Links in a row that the broker closed within STABLE_LINK.
+    let mut short_links = 0u32;
     // When the stop was first seen here: from then on the link gets GOODBYE
     // to take the goodbye and the DISCONNECT, then it is closed anyway (a
     // link too slow to take them would otherwise keep the bridge running).
@@ -638,8 +640,27 @@ fn connection_loop(
             Ok(_) => {}
             Err(e) => {
                 connected = false;
-                if up_since.take().is_some_and(|t| t.elapsed() >= STABLE_LINK) {
+                let was_up = up_since.take();
+                if was_up.is_some_and(|t| t.elapsed() >= STABLE_LINK) {
                     backoff = min;
+                }
+                // Links the broker closes soon after accepting them, again
+                // and again: what two clients with one client id do to each
+                // other (two boards with one board id). Said once a streak.
+                if let Some(t) = was_up {
+                    if closed_by_broker(&e) && t.elapsed() < STABLE_LINK {
+                        short_links += 1;
+                        if short_links == TAKEOVER_HINT {
+                            eprintln!(
+                                "shmbus-bridge: {}: the broker closed {TAKEOVER_HINT} connections in a row soon after accepting them: another client may be connecting with the same client id {} (two boards with one board id, e.g. the same host name?); each connection then takes the other's over, and both boards' messages land under {}/. Give each board its own board_id (or client_id in [bridge.mqtt])",
+                                s.broker,
+                                s.shown_client_id(),
+                                core.names.base()
+                            );
+                        }
+                    } else {
+                        short_links = 0;
+                    }
                 }
                 if let Some(n) = oversized(&e) {
                     let why = format!(
@@ -694,6 +715,31 @@ const GOODBYE: Duration = Duration::from_secs(5);
 /// How much longer than [`GOODBYE`] a stop waits for a link that gives no
 /// event at all (a stalled broker) before leaving it behind.
 const STALLED_GRACE: Duration = Duration::from_secs(2);
+
+/// Links in a row closed by the broker soon after its CONNACK before the
+/// bridge suggests that another client uses its client id.
+const TAKEOVER_HINT: u32 = 3;
+
+/// True if the broker (or the network) closed or reset a link that was up.
+fn closed_by_broker(e: &ConnectionError) -> bool {
+    use rumqttc::StateError as S;
+    use rumqttc::mqttbytes::Error as B;
+    let io = |io: &std::io::Error| {
+        matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::ConnectionAborted
+        )
+    };
+    match e {
+        ConnectionError::MqttState(S::ConnectionAborted) => true,
+        ConnectionError::MqttState(S::Io(e) | S::Deserialization(B::Io(e))) => io(e),
+        ConnectionError::Io(e) => io(e),
+        _ => false,
+    }
+}
 
 /// How long a link must stay up before a drop is retried after
 /// `reconnect_min_ms` again (rather than the doubled interval).

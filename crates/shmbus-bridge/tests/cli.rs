@@ -574,3 +574,55 @@ fn every_argument_echoed_in_a_message_is_printed_escaped() {
         );
     }
 }
+
+/// Two boards with one board id (the same host name) connect with the same
+/// client id, and the broker closes the older connection at each connect:
+/// both flapped for good, each drop said as "the broker closed the
+/// connection", nothing pointing at the cause. After three links in a row
+/// closed by the broker soon after its CONNACK, the bridge now says once
+/// that another client may use its client id. The broker here is the
+/// test's own on 127.0.0.1: it accepts each connection, answers CONNACK
+/// and closes it, as Mosquitto does to the older of two.
+#[test]
+fn links_closed_right_after_connack_point_at_a_client_id_in_use_twice() {
+    let _isolated = isolate();
+    let t = Tmp::new("takeover");
+    let cfg = t.write(
+        "lab.toml",
+        &CONFIG.replace(
+            "[bridge]\n",
+            "[bridge]\nreconnect_min_ms = 50\nreconnect_max_ms = 200\n",
+        ),
+        0o644,
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        // Bounded: at most 100 connections, each for at most 10 s.
+        for _ in 0..100 {
+            let Ok((mut sock, _)) = listener.accept() else {
+                return;
+            };
+            let _ = sock.set_read_timeout(Some(Duration::from_secs(10)));
+            let mut buf = [0; 4096];
+            if matches!(sock.read(&mut buf), Ok(n) if n > 0) {
+                let _ = sock.write_all(&[0x20, 2, 0, 0]); // CONNACK
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            // Dropped: closed, as a broker closes a session taken over.
+        }
+    });
+    let broker = format!("127.0.0.1:{port}");
+    let o = bridge(&[&broker, "--config", &cfg, "--duration", "4"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let hints: Vec<&str> = err
+        .lines()
+        .filter(|l| {
+            l.contains("another client may be connecting with the same client id shmbus-lab-1")
+        })
+        .collect();
+    assert_eq!(hints.len(), 1, "{err}");
+    assert!(hints[0].contains("board_id"), "{}", hints[0]);
+}
