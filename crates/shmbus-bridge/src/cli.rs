@@ -204,7 +204,7 @@ fn run_inner(a: &BridgeArgs) -> Result<(), String> {
             .unwrap_or(0)
     };
     eprintln!(
-        "shmbus-bridge: stopped: {} frames read, {} messages delivered ({} of QoS 1/2 acknowledged by the broker, the rest QoS 0 written to the link), {} missed, {} dropped while the broker was away, {} still queued at the stop (never delivered); in: {} received, {} published, {} bad, {} refused",
+        "shmbus-bridge: stopped: {} frames read, {} messages delivered ({} of QoS 1/2 acknowledged by the broker, the rest QoS 0 written to the link), {} missed, {} dropped while the broker was away, {} still queued at the stop (never delivered); in: {} received, {} published, {} bad, {} refused, {} replayed, {} cleared; {} on no route's topic",
         n("/out/read"),
         n("/out/delivered"),
         n("/out/acknowledged"),
@@ -214,7 +214,10 @@ fn run_inner(a: &BridgeArgs) -> Result<(), String> {
         n("/in/received"),
         n("/in/published"),
         n("/in/bad"),
-        n("/in/refused")
+        n("/in/refused"),
+        n("/in/replayed"),
+        n("/in/cleared"),
+        n("/in/unmatched")
     );
     if a.json {
         println!("{summary}");

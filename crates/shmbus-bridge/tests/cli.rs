@@ -626,3 +626,94 @@ fn links_closed_right_after_connack_point_at_a_client_id_in_use_twice() {
     assert_eq!(hints.len(), 1, "{err}");
     assert!(hints[0].contains("board_id"), "{}", hints[0]);
 }
+
+/// The stop line accounts for every broker message received: a retained
+/// value sent again (`replayed`), an empty message (`cleared`) and one on
+/// a topic no route takes (`unmatched`) are said beside `published`, `bad`
+/// and `refused`, so the numbers add up. The broker is the test's own on
+/// 127.0.0.1: it answers the SUBSCRIBE with an empty message on the route's
+/// topic and a message on another one.
+#[test]
+fn the_stop_line_accounts_for_every_broker_message() {
+    let _isolated = isolate();
+    let t = Tmp::new("stop-line-in");
+    let cfg = t.write("lab.toml", CONFIG, 0o644);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let Ok((mut sock, _)) = listener.accept() else {
+            return;
+        };
+        let _ = sock.set_read_timeout(Some(Duration::from_millis(100)));
+        let end = Instant::now() + Duration::from_secs(60);
+        let mut buf: Vec<u8> = Vec::new();
+        let mut chunk = [0; 4096];
+        let publish = |topic: &[u8], payload: &[u8]| {
+            let mut v = vec![0x30, (2 + topic.len() + payload.len()) as u8, 0];
+            v.push(topic.len() as u8);
+            v.extend_from_slice(topic);
+            v.extend_from_slice(payload);
+            v
+        };
+        while Instant::now() < end {
+            match sock.read(&mut chunk) {
+                Ok(0) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(_) => {}
+            }
+            // Whole packets: type, remaining length (varint), body.
+            loop {
+                let (mut len, mut mult, mut i) = (0usize, 1usize, 1);
+                while i < buf.len() && i < 5 {
+                    len += usize::from(buf[i] & 0x7f) * mult;
+                    mult *= 128;
+                    i += 1;
+                    if buf[i - 1] & 0x80 == 0 {
+                        break;
+                    }
+                }
+                if buf.len() < 2 || buf.len() < i + len {
+                    break;
+                }
+                let reply = match buf[0] >> 4 {
+                    1 => vec![0x20, 2, 0, 0],
+                    3 if (buf[0] >> 1) & 3 == 1 => {
+                        // PUBACK for a QoS 1 PUBLISH.
+                        let tl = usize::from(u16::from_be_bytes([buf[i], buf[i + 1]]));
+                        vec![0x40, 2, buf[i + 2 + tl], buf[i + 3 + tl]]
+                    }
+                    8 => {
+                        let mut v = vec![0x90, 3, buf[i], buf[i + 1], 0x01];
+                        v.extend(publish(b"ground/lab-1/setpoint", b""));
+                        v.extend(publish(b"ground/other", b"{}"));
+                        v
+                    }
+                    12 => vec![0xd0, 0],
+                    _ => Vec::new(),
+                };
+                if sock.write_all(&reply).is_err() {
+                    return;
+                }
+                buf.drain(..i + len);
+            }
+        }
+    });
+    let broker = format!("127.0.0.1:{port}");
+    let o = bridge(&[&broker, "--config", &cfg, "--duration", "3", "--json"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let summary: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(summary["in"]["cleared"], 1, "{summary}");
+    assert_eq!(summary["in"]["unmatched"], 1, "{summary}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("shmbus-bridge: stopped: "))
+        .unwrap_or_default();
+    assert!(
+        line.contains(
+            "in: 1 received, 0 published, 0 bad, 0 refused, 0 replayed, 1 cleared; 1 on no route's topic"
+        ),
+        "{line}"
+    );
+}
