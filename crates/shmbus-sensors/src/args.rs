@@ -36,7 +36,7 @@ pub struct Args {
     pub count: Option<u64>,
     /// Stop when process PID is no longer this process's parent, and then
     /// remove the topic (segment and lock): the parent (the demo) died
-    /// without removing it.
+    /// without removing it. Refused if PID is not the parent at the start.
     #[arg(long, value_name = "PID", value_parser = clap::value_parser!(i32).range(1..), allow_hyphen_values = true)]
     pub parent: Option<i32>,
     /// Read /proc and /sys under DIR instead of / (tests, chroots).

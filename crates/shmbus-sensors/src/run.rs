@@ -164,6 +164,18 @@ pub fn run_source<S: Source>(
         say(format_args!("{program}: {msg}"));
         ExitCode::from(2)
     };
+    if let Some(ppid) = args.parent {
+        // A `--parent` that is not the parent already (a typo, a pid from
+        // another shell, the demo dead before the sensor started) made the
+        // sensor create its topic, remove it 100 ms later and exit 0
+        // without a word.
+        let actual = nix::unistd::getppid().as_raw();
+        if actual != ppid {
+            return fail(format!(
+                "--parent {ppid} is not this process's parent ({actual}): the sensor would remove its topic at once; --parent is for the program that starts the sensor (the demo passes its own pid)"
+            ));
+        }
+    }
     let config = match load_config(args) {
         Ok(c) => c,
         Err(e) => return fail(e),
@@ -278,12 +290,16 @@ pub fn run_source<S: Source>(
         // The process that started us (the demo) died without its cleanup
         // (`kill -9`): nobody else will remove this topic, and its segment
         // stays locked in RAM until reboot. Remove it, as the demo would.
-        if let Err(e) = publisher.remove() {
-            say(format_args!(
-                "{program}: parent {} is gone; cannot remove topic `{}`: {e}",
-                args.parent.unwrap_or(0),
+        let parent = args.parent.unwrap_or(0);
+        match publisher.remove() {
+            Ok(()) => say(format_args!(
+                "{program}: parent {parent} is gone: removed topic `{}` and stopped",
                 topic.name
-            ));
+            )),
+            Err(e) => say(format_args!(
+                "{program}: parent {parent} is gone; cannot remove topic `{}`: {e}",
+                topic.name
+            )),
         }
     }
     ExitCode::SUCCESS

@@ -978,3 +978,38 @@ fn a_config_path_that_is_not_utf8_reaches_the_sensors() {
     assert!(report.ok(), "{text}");
     assert!(report.topics[0].frames > 0, "{text}");
 }
+
+/// `--parent PID` that is not the sensor's parent: the sensor created its
+/// topic, removed it 100 ms later (it took its parent for gone) and exited
+/// 0 without a word. It now refuses to start, in one line, exit 2.
+#[test]
+fn a_parent_that_is_not_the_parent_is_refused() {
+    watchdog(
+        "a_parent_that_is_not_the_parent_is_refused",
+        Duration::from_secs(120),
+    );
+    let (cfg, _guards) = unique_config("wrong-parent");
+    // This test's own parent: alive, and not the sensor's parent.
+    let not_parent = std::os::unix::process::parent_id().to_string();
+    let args = [
+        "--config",
+        cfg.0.to_str().unwrap(),
+        "--parent",
+        &not_parent,
+        "--duration",
+        "60",
+    ];
+    let out = sensor_cmd(SensorKind::Imu, &args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "--parent {not_parent} is not this process's parent"
+        )),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
