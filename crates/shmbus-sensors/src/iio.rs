@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use crate::args::Args;
 use crate::msg::{Accel, Name, name};
 use crate::run::{Source, Warn};
+use shmbus_core::topic::shown;
+
 use crate::sysfs::{entries, read_f64, read_int, read_str, shown_path};
 
 /// The first IIO device under `root` that has an accelerometer.
@@ -58,12 +60,24 @@ pub fn read_accel(dev: &Path) -> Result<[f32; 3], String> {
     Ok(out)
 }
 
+/// How often the sensor looks for an accelerometer while it has none.
+const LOOK_AGAIN_NS: u64 = 1_000_000_000;
+
 /// The IIO accelerometer sensor.
+///
+/// It looks for a device while it has none, once a second: it looked once,
+/// at its first frame, so a sensor started before its driver had probed
+/// (a deferred I2C probe at boot, a module loaded later, a USB device
+/// plugged in) published `acc = None` until restarted. A device whose
+/// directory is gone (unbound, renumbered) is looked for again too.
 #[derive(Debug)]
 pub struct IioSource {
     root: PathBuf,
     dev: Option<(PathBuf, Name)>,
-    looked: bool,
+    /// When it last looked for a device (`None`: never).
+    looked_at: Option<u64>,
+    /// A look found no device, or the device went away.
+    missed: bool,
 }
 
 impl IioSource {
@@ -72,7 +86,41 @@ impl IioSource {
         IioSource {
             root: args.root.clone(),
             dev: None,
-            looked: false,
+            looked_at: None,
+            missed: false,
+        }
+    }
+
+    fn look(&mut self, t_ns: u64, warn: &mut Warn) {
+        if self
+            .looked_at
+            .is_some_and(|t| t_ns.saturating_sub(t) < LOOK_AGAIN_NS)
+        {
+            return;
+        }
+        let missed = self.looked_at.is_some();
+        self.looked_at = Some(t_ns);
+        self.dev = find_accel(&self.root).map(|d| {
+            let n = read_str(&d.join("name")).unwrap_or_default();
+            (d, name(&n))
+        });
+        self.missed |= missed;
+        match &self.dev {
+            None => {
+                warn.once(format!(
+                    "no IIO accelerometer in {}: publishing frames with acc = None until one appears",
+                    shown_path(&self.root.join("sys/bus/iio/devices"))
+                ));
+            }
+            // Said only when it came after a look that found none.
+            Some((dir, device)) if self.missed => {
+                warn.once(format!(
+                    "IIO accelerometer '{}' found at {}: publishing its values",
+                    shown(device),
+                    shown_path(dir)
+                ));
+            }
+            Some(_) => {}
         }
     }
 }
@@ -81,18 +129,13 @@ impl Source for IioSource {
     type Msg = Accel;
 
     fn sample(&mut self, t_ns: u64, warn: &mut Warn) -> Accel {
-        if !self.looked {
-            self.looked = true;
-            self.dev = find_accel(&self.root).map(|d| {
-                let n = read_str(&d.join("name")).unwrap_or_default();
-                (d, name(&n))
-            });
-            if self.dev.is_none() {
-                warn.once(format!(
-                    "no IIO accelerometer in {}: publishing frames with acc = None",
-                    self.root.join("sys/bus/iio/devices").display()
-                ));
-            }
+        if self.dev.as_ref().is_some_and(|(dir, _)| !dir.exists()) {
+            self.dev = None;
+            self.looked_at = None;
+            self.missed = true;
+        }
+        if self.dev.is_none() {
+            self.look(t_ns, warn);
         }
         match &self.dev {
             Some((dir, device)) => Accel {
@@ -141,7 +184,8 @@ mod tests {
         let mut src = IioSource {
             root: d.path().to_path_buf(),
             dev: None,
-            looked: false,
+            looked_at: None,
+            missed: false,
         };
         let mut w = Warn::new("test");
         let m = src.sample(3, &mut w);
@@ -155,7 +199,8 @@ mod tests {
         let mut src = IioSource {
             root: d.path().to_path_buf(),
             dev: None,
-            looked: false,
+            looked_at: None,
+            missed: false,
         };
         let mut w = Warn::new("test");
         for t in 0..3 {
@@ -207,7 +252,8 @@ mod tests {
             let mut src = IioSource {
                 root: d.path().to_path_buf(),
                 dev: None,
-                looked: false,
+                looked_at: None,
+                missed: false,
             };
             assert_eq!(src.sample(1, &mut Warn::new("test")).acc, None);
         }
@@ -219,5 +265,44 @@ mod tests {
         assert!(e.contains("'junk' is not a finite number"), "{e}");
         std::fs::remove_file(path.join("in_accel_y_scale")).unwrap();
         assert_eq!(read_accel(&path), Ok([0.5, 0.5, 0.5]));
+    }
+
+    /// An accelerometer that appears after the sensor started (a driver
+    /// that probes late at boot, a module loaded later) is found within a
+    /// second, and one that goes away and comes back under another number
+    /// is found again: the sensor looked once, at its first frame, and
+    /// published `acc = None` until restarted.
+    #[test]
+    fn an_accelerometer_that_appears_later_is_found() {
+        let d = TempDir::new("iio-late");
+        let mut src = IioSource {
+            root: d.path().to_path_buf(),
+            dev: None,
+            looked_at: None,
+            missed: false,
+        };
+        let mut w = Warn::new("test");
+        let s = 1_000_000_000u64;
+        assert_eq!(src.sample(5 * s, &mut w).acc, None);
+        let add = |n: u32| {
+            let dev = format!("sys/bus/iio/devices/iio:device{n}");
+            d.file(&format!("{dev}/name"), "mma8451\n")
+                .file(&format!("{dev}/in_accel_x_raw"), &format!("{n}\n"))
+                .file(&format!("{dev}/in_accel_y_raw"), "0\n")
+                .file(&format!("{dev}/in_accel_z_raw"), "0\n")
+                .file(&format!("{dev}/in_accel_scale"), "1\n");
+            d.path().join(dev)
+        };
+        let first = add(0);
+        // Within the second after the last look: not yet looked again.
+        assert_eq!(src.sample(5 * s + s / 2, &mut w).acc, None);
+        let m = src.sample(6 * s, &mut w);
+        assert_eq!(m.acc, Some([0.0, 0.0, 0.0]));
+        assert_eq!(m.device.as_str(), "mma8451");
+        // Unbound, then back as iio:device3.
+        std::fs::remove_dir_all(&first).unwrap();
+        assert_eq!(src.sample(7 * s, &mut w).acc, None);
+        add(3);
+        assert_eq!(src.sample(8 * s, &mut w).acc, Some([3.0, 0.0, 0.0]));
     }
 }

@@ -31,6 +31,9 @@
 //!   (`acc = None`), never a NaN in a frame.
 //! - A bad line of `/proc/net/dev` costs its interface only; the others are
 //!   published.
+//! - The IIO sensor looks for an accelerometer once a second while it has
+//!   none (a driver that probes late, a device unbound or renumbered); the
+//!   others read their directories at every frame.
 //! - Each distinct warning is printed once, and at most 32 different ones;
 //!   past that one line says no more new ones are printed.
 //! - If the topic is removed under a running sensor (`shmbus rm --force`,
