@@ -509,11 +509,7 @@ pub fn run(
                         let fd = std::os::fd::OwnedFd::from(err);
                         let held = fd.try_clone().ok();
                         let err = std::fs::File::from(fd);
-                        match std::thread::Builder::new().spawn(move || {
-                            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                                lock_notes(&notes2).push(line);
-                            }
-                        }) {
+                        match std::thread::Builder::new().spawn(move || read_notes(err, &notes2)) {
                             Ok(h) => threads.push(h),
                             Err(e) => {
                                 lock_notes(&notes).push(format!(
@@ -757,6 +753,45 @@ impl Notes {
             ));
         }
         v
+    }
+}
+
+/// The most of one line of a sensor's stderr the demo reads at a time;
+/// the rest of a longer line is skipped ([`Notes`] keeps 512 bytes).
+const MAX_LINE_READ: u64 = 4096;
+
+/// Read a sensor's stderr into `notes`, line by line, until it closes.
+///
+/// A line that is not UTF-8 is kept lossily, and a line longer than
+/// [`MAX_LINE_READ`] is cut. `BufRead::lines` stopped at the first line
+/// that was not UTF-8, so every later message of that sensor was lost
+/// (and its pipe closed under it), and it held a line of any length in
+/// memory.
+fn read_notes(err: impl std::io::Read, notes: &Mutex<Notes>) {
+    let mut r = BufReader::new(err);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = match std::io::Read::take(&mut r, MAX_LINE_READ).read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let whole = line.last() == Some(&b'\n');
+        if whole {
+            line.pop();
+        }
+        lock_notes(notes).push(String::from_utf8_lossy(&line).into_owned());
+        if !whole && n as u64 == MAX_LINE_READ {
+            // Skip the rest of the long line.
+            loop {
+                line.clear();
+                match std::io::Read::take(&mut r, MAX_LINE_READ).read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) if line.last() == Some(&b'\n') => break,
+                    Ok(_) => {}
+                }
+            }
+        }
     }
 }
 

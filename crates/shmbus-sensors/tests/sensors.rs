@@ -1013,3 +1013,53 @@ fn a_parent_that_is_not_the_parent_is_refused() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// What a sensor writes on stderr reaches the demo's notes whole, line by
+/// line: a line that is not UTF-8 ended the demo's reading of that
+/// sensor's messages (`BufRead::lines`), so every later one was lost, and
+/// a line of any length was held in memory.
+#[test]
+fn every_line_a_sensor_writes_reaches_the_notes() {
+    watchdog(
+        "every_line_a_sensor_writes_reaches_the_notes",
+        Duration::from_secs(120),
+    );
+    let key = unique_key("demo-notes-imu");
+    let _guard = Guard(key);
+    let path = std::env::temp_dir().join(format!(
+        "shmbus-sensors-demo-notes-{}.toml",
+        std::process::id()
+    ));
+    std::fs::write(
+        &path,
+        format!(
+            "bus = \"test\"\n[[topic]]\nname = \"imu\"\nkey = 0x{:08x}\npublisher = \"shmbus-sensor-imu\"\n",
+            key as u32
+        ),
+    )
+    .unwrap();
+    let _file = TempFile(path.clone());
+    // A "sensor" that writes a Latin-1 line, a 100 kB line, then one more.
+    let launch = |_: SensorKind, _: &[OsString]| {
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(
+            "printf 'bad \\351 line\\n' >&2; \
+             head -c 100000 /dev/zero | tr '\\0' x >&2; printf '\\n' >&2; \
+             echo after >&2",
+        );
+        c
+    };
+    let opts = Options {
+        duration: Some(Duration::from_secs(1)),
+        config: Some(path),
+        live: false,
+    };
+    let stop = AtomicBool::new(false);
+    let report = demo::run(&opts, &launch, &stop, &mut std::io::sink()).unwrap();
+    let text = report.summary();
+    assert_eq!(report.notes.len(), 3, "{text}");
+    assert_eq!(report.notes[0], "bad \u{fffd} line", "{text}");
+    assert!(report.notes[1].starts_with("xxxx"), "{text}");
+    assert!(report.notes[1].len() < 600, "{text}");
+    assert_eq!(report.notes[2], "after", "{text}");
+}
