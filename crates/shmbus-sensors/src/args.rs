@@ -21,7 +21,8 @@ pub struct Args {
     /// Move the config to bus NAME (keys derived from the names change).
     #[arg(long, value_name = "NAME")]
     pub bus: Option<String>,
-    /// Topic to publish (default: the topic whose `publisher` is this program).
+    /// Topic to publish (default: the topic whose `publisher` is this
+    /// program). A topic whose `publisher` is another sensor is refused.
     #[arg(long, value_name = "NAME")]
     pub topic: Option<String>,
     /// Publish rate, frames per second (0.001 to 1000000; default: the

@@ -135,7 +135,21 @@ pub fn pick_topic<'c>(
 ) -> Result<&'c TopicConfig, String> {
     let program = kind.program();
     match &args.topic {
-        Some(name) => config.require_topic(name),
+        Some(name) => {
+            let tc = config.require_topic(name)?;
+            // The topic of another sensor: its frames are another type,
+            // so this sensor created (or failed to open) a segment the
+            // topic's own sensor and its readers then refused.
+            match tc.publisher.as_deref().and_then(SensorKind::from_name) {
+                Some(other) if other != kind => Err(format!(
+                    "{}: topic `{}` is published by {} (its `publisher`), not by {program}: pass the topic of this sensor, or none",
+                    config.path,
+                    tc.name,
+                    other.program()
+                )),
+                _ => Ok(tc),
+            }
+        }
         None => config
             .topics
             .iter()

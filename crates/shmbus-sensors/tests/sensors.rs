@@ -1063,3 +1063,40 @@ fn every_line_a_sensor_writes_reaches_the_notes() {
     assert!(report.notes[1].len() < 600, "{text}");
     assert_eq!(report.notes[2], "after", "{text}");
 }
+
+/// `shmbus-sensor-system --topic imu` (a typo, a copied unit file): the
+/// system sensor created the IMU's topic with its own frame type, and
+/// the IMU sensor, and every reader of `imu`, then refused the segment.
+/// A topic whose `publisher` is another sensor is refused in one line.
+#[test]
+fn a_sensor_refuses_the_topic_of_another_sensor() {
+    watchdog(
+        "a_sensor_refuses_the_topic_of_another_sensor",
+        Duration::from_secs(120),
+    );
+    let (cfg, _guards) = unique_config("other-topic");
+    let imu_key = Config::load(&cfg.0).unwrap().topic("imu").unwrap().key;
+    let args = [
+        "--config",
+        cfg.0.to_str().unwrap(),
+        "--topic",
+        "imu",
+        "--count",
+        "1",
+    ];
+    let out = sensor_cmd(SensorKind::System, &args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("topic `imu` is published by shmbus-sensor-imu"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        shmbus_core::sys::shmget(imu_key, 0, 0).is_err(),
+        "a segment was created at the IMU's key"
+    );
+}
