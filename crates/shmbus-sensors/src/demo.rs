@@ -135,9 +135,15 @@ impl Report {
             self.elapsed.as_secs_f64()
         );
         for t in &self.topics {
+            // A topic without a frame said `latest: ` and nothing.
+            let latest = if t.latest.is_empty() {
+                "none"
+            } else {
+                &t.latest
+            };
             s += &format!(
-                "  {:<10} key 0x{:08x}  {:>7} frames  {:>5} lost  {:>8.1} Hz  {}  latest: {}\n",
-                t.topic, t.key as u32, t.frames, t.lost, t.rate_hz, t.status, t.latest
+                "  {:<10} key 0x{:08x}  {:>7} frames  {:>5} lost  {:>8.1} Hz  {}  latest: {latest}\n",
+                t.topic, t.key as u32, t.frames, t.lost, t.rate_hz, t.status
             );
         }
         for n in &self.notes {
@@ -165,12 +171,21 @@ impl Report {
             s += "result: every topic received frames\n";
         } else {
             let mut why: Vec<String> = Vec::new();
+            // One reason per topic, with how its sensor ended: a sensor
+            // that failed at its start gave two ("no frames on imu; the
+            // sensor of imu ended during the run") and neither said how.
             for t in self.topics.iter().filter(|t| t.sensor.is_some()) {
-                if t.frames == 0 {
-                    why.push(format!("no frames on {}", t.topic));
-                }
-                if t.ended_early {
-                    why.push(format!("the sensor of {} ended during the run", t.topic));
+                match (t.frames, t.ended_early) {
+                    (0, true) => why.push(format!(
+                        "the sensor of {} ended before its first frame ({})",
+                        t.topic, t.status
+                    )),
+                    (_, true) => why.push(format!(
+                        "the sensor of {} ended during the run ({})",
+                        t.topic, t.status
+                    )),
+                    (0, false) => why.push(format!("no frames on {}", t.topic)),
+                    _ => {}
                 }
             }
             if !self.leftover_keys.is_empty() {
@@ -1018,6 +1033,57 @@ mod tests {
     /// interface, an IIO device) and a sensor's messages reach the screen
     /// escaped: an `ESC ] 0 ;` in one retitled the terminal, an `ESC [ 2 J`
     /// cleared it.
+    /// What the summary says of a sensor that failed: one reason per
+    /// topic, with how the sensor ended, and `latest: none` for a topic
+    /// without a frame. A sensor that failed at its start gave two
+    /// reasons that did not say how it ended, and `latest: ` with nothing.
+    #[test]
+    fn the_summary_says_how_a_failed_sensor_ended() {
+        let topic = |name: &str, frames: u64, status: &str, ended_early: bool| TopicReport {
+            topic: name.into(),
+            key: 1,
+            sensor: Some(SensorKind::Imu),
+            frames,
+            lost: 0,
+            rate_hz: 0.0,
+            latest: if frames > 0 {
+                "acc [0 0 0]".into()
+            } else {
+                String::new()
+            },
+            status: status.into(),
+            ended_early,
+        };
+        let report = Report {
+            bus: "demo-1".into(),
+            topics: vec![
+                topic("imu", 0, "exited (code 2)", true),
+                topic("net", 5, "exited (signal: 9 (SIGKILL))", true),
+                topic("power", 0, "stopped by the demo", false),
+                topic("system", 5, "stopped by the demo", false),
+            ],
+            leftover_keys: vec![],
+            not_ours: vec![],
+            notes: vec![],
+            elapsed: Duration::from_secs(1),
+        };
+        let text = report.summary();
+        assert!(
+            text.contains(
+                "result: FAILED: the sensor of imu ended before its first frame (exited (code 2)); \
+                 the sensor of net ended during the run (exited (signal: 9 (SIGKILL))); \
+                 no frames on power\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("no frames on imu"), "{text}");
+        let imu_row = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("imu"))
+            .unwrap();
+        assert!(imu_row.ends_with("exited (code 2)  latest: none"), "{text}");
+    }
+
     #[test]
     fn names_and_messages_from_sensors_are_escaped_on_screen() {
         let evil = "bat\x1b]0;owned\x07\x1b[2J\u{202e}";
