@@ -42,6 +42,9 @@
 //!   publisher took the key), it exits with status 1.
 //! - Arguments need not be UTF-8: a `--config` or `--root` path is taken
 //!   as the system gives it.
+//! - `--topic` naming a topic whose `publisher` is another sensor, and
+//!   `--parent PID` when PID is not the sensor's parent, are refused at the
+//!   start (exit 2), before anything is created.
 //!
 //! The same publishers run in-process through [`run_sensor`], which is how
 //! `shmbus __sensor NAME ARGS...` (used by `shmbus demo`) starts them, and
