@@ -205,7 +205,9 @@ pub enum OpenError {
         key: i32,
         /// Which field of `kernel.sem` (`"SEMMSL SEMMNS SEMOPM SEMMNI"`), as
         /// far as `/proc` tells: `"SEMMNI (4th field: number of semaphore
-        /// sets)"`, `"SEMMNS (2nd field: total semaphores)"`, or both.
+        /// sets)"`, `"SEMMNS (2nd field: total semaphores)"`, or both; or
+        /// [`crate::sysvipc::SEMOPM_FIELD`] when the lock's `semop` was
+        /// refused with `E2BIG` (SEMOPM below the lock's 2 operations).
         field: &'static str,
         /// The four values of `/proc/sys/kernel/sem`, if readable.
         current: Option<[u64; 4]>,
@@ -264,6 +266,12 @@ impl OpenError {
             },
             Errno::EIDRM => OpenError::Removed { key },
             Errno::EINVAL if e.call == Call::Shmget => OpenError::TooLarge { key, size },
+            // A publisher lock takes two operations in one `semop`.
+            Errno::E2BIG if e.call == Call::Semop => OpenError::SemaphoreLimit {
+                key,
+                field: crate::sysvipc::SEMOPM_FIELD,
+                current: crate::sysvipc::sem_limits(),
+            },
             Errno::ENOSPC if e.call == Call::Semget => OpenError::SemaphoreLimit {
                 key,
                 field: crate::sysvipc::which_sem_limit(),
@@ -446,19 +454,30 @@ impl fmt::Display for OpenError {
                 field,
                 current,
             } => {
-                write!(
-                    f,
-                    "cannot create the publisher lock (a semaphore set) for key {}: the system limit kernel.sem {field} is reached; see `shmbus doctor`, remove stale topics (`shmbus list`, `shmbus rm`) or raise it",
-                    Key(*key)
-                )?;
+                let opm_low = *field == crate::sysvipc::SEMOPM_FIELD;
+                if opm_low {
+                    write!(
+                        f,
+                        "cannot take the publisher lock (a semaphore set) for key {}: the system limit kernel.sem {field} is below the 2 operations the lock takes in one call; see `shmbus doctor` and raise it",
+                        Key(*key)
+                    )?;
+                } else {
+                    write!(
+                        f,
+                        "cannot create the publisher lock (a semaphore set) for key {}: the system limit kernel.sem {field} is reached; see `shmbus doctor`, remove stale topics (`shmbus list`, `shmbus rm`) or raise it",
+                        Key(*key)
+                    )?;
+                }
                 match current {
                     Some([msl, mns, opm, mni]) => {
-                        let (mns2, mni2) = if field.starts_with("SEMMNS") {
-                            (mns.saturating_mul(2).max(mns + 1), *mni)
+                        let (mns2, opm2, mni2) = if opm_low {
+                            (*mns, (*opm).max(2), *mni)
+                        } else if field.starts_with("SEMMNS") {
+                            (mns.saturating_mul(2).max(mns + 1), *opm, *mni)
                         } else {
-                            (*mns, mni.saturating_mul(2).max(mni + 1))
+                            (*mns, *opm, mni.saturating_mul(2).max(mni + 1))
                         };
-                        write!(f, ": sysctl -w kernel.sem=\"{msl} {mns2} {opm} {mni2}\"")
+                        write!(f, ": sysctl -w kernel.sem=\"{msl} {mns2} {opm2} {mni2}\"")
                     }
                     None => write!(f, " with sysctl -w kernel.sem=..."),
                 }

@@ -100,6 +100,114 @@ pub fn check_owner(key: i32, uid: u32) -> Result<(), OpenError> {
     }
 }
 
+#[cfg(feature = "writer")]
+/// What [`hold_for_removal`] found at a topic's key.
+#[derive(Debug)]
+pub enum RemovalHold {
+    /// The lock is held by this process: no publisher can open the topic
+    /// until [`HeldLock::remove`] removes the lock or the hold is dropped.
+    Held(HeldLock),
+    /// A publisher holds the lock (`pid`, 0 if unknown).
+    Alive {
+        /// The holder's pid.
+        pid: i32,
+    },
+    /// No lock at the key.
+    NoLock,
+    /// The lock could not be taken (`EACCES` for a user the lock's mode
+    /// shuts out, or another error): removing the topic cannot be made
+    /// safe from a publisher starting meanwhile.
+    Unavailable(sys::SysError),
+}
+
+#[cfg(feature = "writer")]
+/// A topic's publisher lock taken by a tool that removes the topic (see
+/// [`hold_for_removal`]). Dropped without [`Self::remove`], it is released.
+#[derive(Debug)]
+pub struct HeldLock {
+    semid: i32,
+    removed: bool,
+}
+
+#[cfg(feature = "writer")]
+impl HeldLock {
+    /// The lock's semid.
+    pub fn semid(&self) -> i32 {
+        self.semid
+    }
+
+    /// Remove the held lock: this set, by its semid, never whatever set the
+    /// key names by then.
+    pub fn remove(mut self) -> Result<(), sys::SysError> {
+        self.removed = true;
+        sys::sem_remove(self.semid)
+    }
+}
+
+#[cfg(feature = "writer")]
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        if !self.removed {
+            let mut ops = [libc::sembuf {
+                sem_num: 0,
+                sem_op: -1,
+                sem_flg: (libc::SEM_UNDO | libc::IPC_NOWAIT) as i16,
+            }];
+            let _ = sys::semop(self.semid, &mut ops);
+        }
+    }
+}
+
+/// Take the publisher lock of the topic at `key` as a publisher takes it,
+/// for a tool about to remove the topic: while it is held no publisher can
+/// open the topic, so none can start between the tool's check that no
+/// publisher runs and the removal, adopt the segment about to go, or
+/// create a new segment whose lock the tool then removes from under it
+/// (leaving a live publisher without a lock, and the topic open to a
+/// second writer). Root takes any lock; it needs no ownership check, as
+/// only a removal follows.
+#[cfg(feature = "writer")]
+pub fn hold_for_removal(key: i32) -> RemovalHold {
+    let semid = match sys::sem_lookup(key) {
+        Ok(id) => id,
+        Err(e) if e.errno == Errno::ENOENT => return RemovalHold::NoLock,
+        Err(e) => return RemovalHold::Unavailable(e),
+    };
+    match take(semid) {
+        Ok(()) => RemovalHold::Held(HeldLock {
+            semid,
+            removed: false,
+        }),
+        Err(e) if e.errno == Errno::EAGAIN => RemovalHold::Alive {
+            pid: sys::sem_getpid(semid).unwrap_or(0),
+        },
+        // Removed between the lookup and the semop: as if never there.
+        Err(e) if matches!(e.errno, Errno::EIDRM | Errno::EINVAL) => RemovalHold::NoLock,
+        Err(e) => RemovalHold::Unavailable(e),
+    }
+}
+
+/// Take the lock of set `semid` as its holder: if its value is 0, make it
+/// 1, undone by the kernel when this process exits (`SEM_UNDO`); never
+/// waits (`EAGAIN` if it is held). One `semop` of two operations, so two
+/// takers cannot both see 0.
+#[cfg(feature = "writer")]
+fn take(semid: i32) -> Result<(), sys::SysError> {
+    let mut ops = [
+        libc::sembuf {
+            sem_num: 0,
+            sem_op: 0,
+            sem_flg: libc::IPC_NOWAIT as i16,
+        },
+        libc::sembuf {
+            sem_num: 0,
+            sem_op: 1,
+            sem_flg: (libc::SEM_UNDO | libc::IPC_NOWAIT) as i16,
+        },
+    ];
+    sys::semop(semid, &mut ops)
+}
+
 /// Remove the publisher lock of the topic at `key`, if it exists.
 pub fn remove_lock(key: i32) -> Result<bool, sys::SysError> {
     match sys::sem_lookup(key) {
@@ -215,19 +323,7 @@ impl PublisherLock {
             }
             Err(e) => return Err(OpenError::from_sys(key, 0, e)),
         };
-        let mut ops = [
-            libc::sembuf {
-                sem_num: 0,
-                sem_op: 0,
-                sem_flg: libc::IPC_NOWAIT as i16,
-            },
-            libc::sembuf {
-                sem_num: 0,
-                sem_op: 1,
-                sem_flg: (libc::SEM_UNDO | libc::IPC_NOWAIT) as i16,
-            },
-        ];
-        match sys::semop(semid, &mut ops) {
+        match take(semid) {
             Ok(()) => Ok(PublisherLock {
                 semid,
                 key,
@@ -239,7 +335,17 @@ impl PublisherLock {
                 key,
                 pid: sys::sem_getpid(semid).unwrap_or(0),
             }),
-            Err(e) => Err(OpenError::from_sys(key, 0, e)),
+            Err(e) => {
+                // Nobody holds a lock this call could not take (`EAGAIN`,
+                // another publisher that took a set we had just created,
+                // is the arm above): a set this call created goes with
+                // the failure, as a failed segment creation removes its
+                // segment, instead of staying behind in `ipcs -s`.
+                if created {
+                    let _ = sys::sem_remove(semid);
+                }
+                Err(OpenError::from_sys(key, 0, e))
+            }
         }
     }
 

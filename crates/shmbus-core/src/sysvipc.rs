@@ -133,6 +133,10 @@ pub fn sem_limits() -> Option<[u64; 4]> {
     v.try_into().ok()
 }
 
+/// The `kernel.sem` field a publisher lock's `semop` needs at least 2 of
+/// (`E2BIG` below that): [`crate::OpenError::SemaphoreLimit`]'s `field`.
+pub const SEMOPM_FIELD: &str = "SEMOPM (3rd field: operations per semop call)";
+
 /// Which field of `kernel.sem` a failed `semget` creation (`ENOSPC`) hit,
 /// judged from `/proc` (this IPC namespace's sets and limits). The lock
 /// is one set of one semaphore.

@@ -133,7 +133,9 @@ pub(crate) fn open_error(e: OpenError) -> Error {
         OpenError::Removed { .. } => SHMBUS_ERR_REMOVED,
         OpenError::TooLarge { .. }
         | OpenError::SystemLimit { .. }
+        | OpenError::SemaphoreLimit { .. }
         | OpenError::OutOfMemory { .. }
+        | OpenError::CannotMap { .. }
         | OpenError::LockDenied { .. } => SHMBUS_ERR_SYSTEM_LIMIT,
         OpenError::InvalidTopic { .. } => SHMBUS_ERR_INVALID,
         OpenError::Sys { .. } => SHMBUS_ERR_SYS,
@@ -221,6 +223,47 @@ impl shmbus_topic_info {
             fingerprint: 0,
             created: 0,
             locked: -1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every open error a system limit causes gets the limit code, so a C
+    /// caller tells "raise a limit" from "this topic is wrong": a full
+    /// `kernel.sem` and a segment this process cannot map got the generic
+    /// `SHMBUS_ERR_OPEN`.
+    #[test]
+    fn every_system_limit_has_the_limit_code() {
+        let key = 0x7e00_0042;
+        let limits = [
+            OpenError::TooLarge { key, size: 1 },
+            OpenError::SystemLimit {
+                key,
+                size: 1,
+                limit: "kernel.shmmni (number of segments)",
+            },
+            OpenError::SemaphoreLimit {
+                key,
+                field: shmbus_core::sysvipc::SEMOPM_FIELD,
+                current: Some([250, 32000, 1, 128]),
+            },
+            OpenError::OutOfMemory { key, size: 1 },
+            OpenError::CannotMap { key, size: 1 << 40 },
+            OpenError::LockDenied {
+                key,
+                size: 1,
+                memlock_limit: 0,
+                errno: shmbus_core::sys::Errno::EPERM,
+            },
+        ];
+        for e in limits {
+            let text = e.to_string();
+            let got = open_error(e);
+            assert_eq!(got.code, SHMBUS_ERR_SYSTEM_LIMIT, "{text}");
+            assert_eq!(got.message, text);
         }
     }
 }

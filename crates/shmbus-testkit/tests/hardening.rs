@@ -590,6 +590,7 @@ fn child_role_entry() {
             for (name, limits) in [
                 ("SEMMNI", [v[0], v[1], v[2], 0]),
                 ("SEMMNS", [v[0], 0, v[2], v[3]]),
+                ("SEMOPM", [v[0], v[1], 1, v[3]]),
             ] {
                 let text = limits.map(|x| x.to_string()).join(" ");
                 std::fs::write(path, &text).expect("write kernel.sem");
@@ -597,6 +598,13 @@ fn child_role_entry() {
                     Ok(_) => say(&format!("{name} OPENED")),
                     Err(e) => {
                         say(&format!("{name} {e:?} | {e}"));
+                        // What the failed open left at the topic's key.
+                        let lock = shmbus_core::sysvipc::semaphore_by_key(topic.key).is_some();
+                        let seg = shmbus_core::sysvipc::segments()
+                            .expect("read /proc/sysvipc/shm")
+                            .iter()
+                            .any(|s| s.key() == topic.key);
+                        say(&format!("{name} left lock={lock} segment={seg}"));
                         // Apply the suggested `sysctl -w kernel.sem="..."`.
                         let msg = e.to_string();
                         let suggested = msg
@@ -1052,9 +1060,11 @@ fn lookups_at_key_zero_create_no_semaphores() {
 }
 
 /// Root (a private IPC namespace). With kernel.sem's SEMMNI or SEMMNS
-/// exhausted, opening a topic names `kernel.sem` and the field, not a
-/// shared-memory limit, and the `sysctl -w kernel.sem="..."` it suggests
-/// makes the open work.
+/// exhausted, or SEMOPM below the lock's 2 operations per `semop`, opening
+/// a topic names `kernel.sem` and the field, not a shared-memory limit (for
+/// SEMOPM it was "semop: Argument list too long"), the `sysctl -w
+/// kernel.sem="..."` it suggests makes the open work, and the failed open
+/// leaves no lock or segment behind.
 #[test]
 fn semaphore_limits_name_kernel_sem() {
     if !root_or_skip("semaphore_limits_name_kernel_sem") {
@@ -1063,7 +1073,7 @@ fn semaphore_limits_name_kernel_sem() {
     watchdog("semaphore_limits_name_kernel_sem", Duration::from_secs(120));
     let (status, lines) = run_kid("sem-limits", &[], None);
     assert!(status.success(), "{status:?}: {lines:?}");
-    for field in ["SEMMNI", "SEMMNS"] {
+    for field in ["SEMMNI", "SEMMNS", "SEMOPM"] {
         let line = lines
             .iter()
             .find(|l| l.starts_with(&format!("{field} SemaphoreLimit")))
@@ -1075,6 +1085,13 @@ fn semaphore_limits_name_kernel_sem() {
         );
         assert!(
             lines.contains(&format!("{field} suggested open_ok=true")),
+            "{lines:?}"
+        );
+        // A failed open leaves nothing behind: with SEMOPM 1 the lock's
+        // set was created, its `semop` refused (`E2BIG`), and the set
+        // stayed in `ipcs -s`.
+        assert!(
+            lines.contains(&format!("{field} left lock=false segment=false")),
             "{lines:?}"
         );
     }

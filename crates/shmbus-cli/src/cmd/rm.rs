@@ -6,7 +6,7 @@
 //! new can find, so such topics are only removed with `--force`.
 //! Segments that are not shmbus topics are never removed.
 
-use shmbus_core::lock;
+use shmbus_core::lock::{self, RemovalHold};
 use shmbus_core::sys;
 use shmbus_core::{OpenError, PublisherStatus};
 
@@ -99,12 +99,6 @@ fn remove_one(arg: &str, force: bool, bus: Option<&str>) -> Result<String, Fail>
             e.shmid, e.nattch
         ));
     }
-    // A removed segment's key is 0 (IPC_PRIVATE): no lock to look up there.
-    let status = if e.removed() || e.key == 0 {
-        PublisherStatus::Unknown
-    } else {
-        lock::publisher_status(e.key)
-    };
     // Say "not allowed" before "stop it first, or use --force": --force
     // cannot help a user who may not remove the segment at all. (The kernel
     // lets its owner, its creator and CAP_SYS_ADMIN remove it; root stands
@@ -113,7 +107,17 @@ fn remove_one(arg: &str, force: bool, bus: Option<&str>) -> Result<String, Fail>
     if euid != 0 && euid != e.uid && euid != e.cuid {
         return Err(not_allowed(&name, &e));
     }
-    if let PublisherStatus::Alive { pid } = status {
+    // The publisher lock is taken for the removal, as a publisher takes
+    // it: a publisher that started after a mere look at the lock would
+    // have adopted the segment removed next, or created a new one whose
+    // lock this removal then took from under it. A removed segment's key
+    // is 0 (IPC_PRIVATE): no lock to take there.
+    let hold = if e.key == 0 {
+        RemovalHold::NoLock
+    } else {
+        lock::hold_for_removal(e.key)
+    };
+    if let RemovalHold::Alive { pid } = hold {
         if !force {
             return Err(Fail::error(format!(
                 "topic {name} ({}) has a live publisher, pid {pid}: it would go on publishing into a removed segment that no new subscriber can find; stop it first, or use --force",
@@ -131,16 +135,23 @@ fn remove_one(arg: &str, force: bool, bus: Option<&str>) -> Result<String, Fail>
             ))
         }
     })?;
-    let lock_note = if e.key == 0 {
-        String::new()
-    } else {
-        match lock::remove_lock(e.key) {
-            Ok(_) => String::new(),
-            Err(_) => format!(
-                " (its publisher lock could not be removed: remove it as its owner or root with `shmbus rm {}`)",
-                key_hex(e.key)
-            ),
-        }
+    let hold_pid = match hold {
+        RemovalHold::Alive { pid } => Some(pid),
+        _ => None,
+    };
+    let removed_lock = match hold {
+        // The lock this removal holds, by its semid.
+        RemovalHold::Held(h) => h.remove().map(|()| true),
+        RemovalHold::NoLock => Ok(false),
+        // A live publisher's (--force), or one this user could not take.
+        RemovalHold::Alive { .. } | RemovalHold::Unavailable(_) => lock::remove_lock(e.key),
+    };
+    let lock_note = match removed_lock {
+        Ok(_) => String::new(),
+        Err(_) => format!(
+            " (its publisher lock could not be removed: remove it as its owner or root with `shmbus rm {}`)",
+            key_hex(e.key)
+        ),
     };
     let others = e.nattch;
     let attached = if others == 0 {
@@ -152,9 +163,9 @@ fn remove_one(arg: &str, force: bool, bus: Option<&str>) -> Result<String, Fail>
             if others == 1 { "s" } else { "" }
         )
     };
-    let publisher = match status {
-        PublisherStatus::Alive { pid } => format!("; publisher pid {pid} is still running"),
-        _ => String::new(),
+    let publisher = match hold_pid {
+        Some(pid) => format!("; publisher pid {pid} is still running"),
+        None => String::new(),
     };
     Ok(format!(
         "removed topic {name} (key {}, shmid {}): {attached}{publisher}{lock_note}",

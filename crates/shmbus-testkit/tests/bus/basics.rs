@@ -62,6 +62,56 @@ fn second_publisher_is_refused_with_the_live_pid() {
     }
 }
 
+/// A tool that removes a topic (`shmbus rm`) takes the publisher lock as
+/// a publisher does: while it holds it no publisher opens the topic (before,
+/// `rm` only looked at the lock, so a publisher starting between the look
+/// and the removal adopted the segment about to go, or created a new one
+/// whose lock `rm` then removed from under it). The removal removes the set
+/// it holds, by semid; a hold dropped without removal releases the lock;
+/// a live publisher's lock is not taken.
+#[test]
+fn a_lock_held_for_removal_keeps_publishers_out_until_the_topic_is_gone() {
+    use shmbus_core::lock::{RemovalHold, hold_for_removal};
+    let (topic, _guard) = unique_topic("held-for-removal");
+    let me = std::process::id() as i32;
+    // A live publisher: its lock is not taken, and it keeps it.
+    let mut live = Publisher::<Check>::open(&topic).unwrap();
+    assert!(matches!(hold_for_removal(topic.key), RemovalHold::Alive { pid } if pid == me));
+    live.publish(&Check::new(1)).unwrap();
+    drop(live);
+    assert!(matches!(
+        Publisher::<Check>::open(&topic),
+        Ok(p) if !p.raw().created()
+    ));
+    // A hold dropped unused releases the lock.
+    let RemovalHold::Held(held) = hold_for_removal(topic.key) else {
+        panic!("the lock of a topic without a publisher is taken");
+    };
+    drop(held);
+    drop(Publisher::<Check>::open(&topic).expect("the lock was released"));
+    // Held: no publisher opens the topic, the segment goes, then the lock.
+    let RemovalHold::Held(held) = hold_for_removal(topic.key) else {
+        panic!("the lock of a topic without a publisher is taken");
+    };
+    let semid = held.semid();
+    match Publisher::<Check>::open(&topic) {
+        Err(OpenError::PublisherActive { pid, .. }) => assert_eq!(pid, me),
+        other => panic!("a publisher opened a topic held for removal: {other:?}"),
+    }
+    let shmid = Segment::attach(&topic).unwrap().shmid();
+    sys::shm_remove(shmid).unwrap();
+    held.remove().unwrap();
+    assert_eq!(
+        sys::sem_stat(semid).map_err(|e| e.errno),
+        Err(sys::Errno::EINVAL),
+        "the held set is removed"
+    );
+    // Gone: the next publisher creates the topic afresh.
+    let p = Publisher::<Check>::open(&topic).unwrap();
+    assert!(p.raw().created());
+    assert!(matches!(hold_for_removal(topic.key), RemovalHold::Alive { pid } if pid == me));
+}
+
 #[test]
 fn second_publisher_in_another_process_names_the_live_child() {
     watchdog(
