@@ -268,29 +268,18 @@ impl Settings {
     }
 }
 
-/// Why the broker topic `from` cannot be taken in, if it cannot: a shared
-/// subscription (`$share/<group>/<topic>`, EMQX's `$queue/<topic>`), whose
-/// messages the broker delivers under `<topic>`, so no message would match
-/// the route; or a topic this bridge publishes itself (a loop).
+/// Why the broker topic `from` cannot be taken in, if it cannot: a topic
+/// this bridge publishes itself (a loop). It depends on the prefix and
+/// board id, which the command line may override, so it is checked here
+/// rather than by the config's parser.
 fn from_problem(
     from: &str,
     own: &crate::names::Names,
     out: &[OutTopic],
     table: &BridgeConfig,
 ) -> Option<String> {
-    let shared = if let Some(rest) = from.strip_prefix("$share/") {
-        Some(rest.split_once('/').map(|(_, t)| t))
-    } else {
-        from.strip_prefix("$queue/").map(Some)
-    };
-    if let Some(topic) = shared {
-        return Some(format!(
-            "is a shared subscription: the broker delivers its messages under the topic without the $share/<group>/ (or $queue/) part, so none would reach this route; write from = \"{}\" (shared subscriptions are not supported)",
-            topic
-                .filter(|t| !t.is_empty())
-                .map_or("TOPIC".to_string(), shmbus_core::topic::shown)
-        ));
-    }
+    // (A shared subscription, `$share/...` or `$queue/...`, is refused by
+    // the config's parser, so `shmbus config check` says it too.)
     let rest = from.strip_prefix(own.base())?.strip_prefix('/')?;
     let meta = |m: &str| {
         matches!(
@@ -425,15 +414,30 @@ mod tests {
     /// messages back in (a loop). Both are refused, at their line.
     #[test]
     fn a_from_whose_messages_could_never_arrive_as_named_or_are_our_own_is_refused() {
-        let with_from = |from: &str| {
-            config(&format!(
+        let text = |from: &str| {
+            format!(
                 "{TOPICS}[bridge]\nboard_id = \"b1\"\n[[bridge.in]]\nfrom = \"{from}\"\ntopic = \"setpoint\"\nschema = \"u8\"\n"
-            ))
+            )
         };
+        let with_from = |from: &str| config(&text(from));
+        // Shared subscriptions: refused by the config's parser (so
+        // `shmbus config check` says it too), at their line.
         for (from, words) in [
             ("$share/ground/g/sp", "from = \"g/sp\""),
             ("$share/ground", "from = \"TOPIC\""),
             ("$queue/g/sp", "from = \"g/sp\""),
+        ] {
+            let e = Config::parse(&text(from), "t.toml")
+                .err()
+                .unwrap_or_else(|| panic!("{from}: taken"))
+                .to_string();
+            assert!(
+                e.contains(words) && e.starts_with("t.toml:11:"),
+                "{from}: {e}"
+            );
+            assert!(e.contains("shared subscription"), "{e}");
+        }
+        for (from, words) in [
             ("shmbus/b1/imu", "this bridge publishes it"),
             ("shmbus/b1/imu/$raw", "this bridge publishes it"),
             ("shmbus/b1/$stats", "this bridge publishes it"),

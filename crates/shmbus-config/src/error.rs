@@ -41,12 +41,34 @@ impl Location {
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = path_shown(&self.path);
         if self.line == 0 {
-            write!(f, "{}", self.path)
+            write!(f, "{path}")
         } else {
-            write!(f, "{}:{}:{}", self.path, self.line, self.col)
+            write!(f, "{path}:{}:{}", self.line, self.col)
         }
     }
+}
+
+/// A path as a message shows it: whole (the file name is what a reader
+/// needs), with control characters escaped (`\u001b`, `\u000a`, as the
+/// tools' `printable` writes them), so a path
+/// given on the command line or in `$SHMBUS_CONFIG` cannot move the cursor
+/// or forge a second line of output.
+pub(crate) fn path_shown(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len() + 8);
+    for c in path.chars() {
+        if c.is_control() {
+            // As the tools' `printable` writes it: one style per line.
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Byte offsets of one text to lines and columns, each in O(log n): the

@@ -37,12 +37,17 @@ pub enum ConfigSource {
     Builtin,
 }
 
+/// A path for a message: lossy UTF-8, control characters escaped.
+fn shown(p: &std::path::Path) -> String {
+    crate::error::path_shown(&p.to_string_lossy()).into_owned()
+}
+
 impl fmt::Display for ConfigSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigSource::Explicit(p) => write!(f, "{} (--config)", p.display()),
-            ConfigSource::Env(p) => write!(f, "{} (${ENV_VAR})", p.display()),
-            ConfigSource::System(p) => write!(f, "{}", p.display()),
+            ConfigSource::Explicit(p) => write!(f, "{} (--config)", shown(p)),
+            ConfigSource::Env(p) => write!(f, "{} (${ENV_VAR})", shown(p)),
+            ConfigSource::System(p) => write!(f, "{}", shown(p)),
             ConfigSource::Builtin => write!(
                 f,
                 "the built-in demo config (no --config, no ${ENV_VAR}, no {SYSTEM_PATH})"

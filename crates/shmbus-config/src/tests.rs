@@ -744,3 +744,34 @@ fn a_topic_rate_below_what_publishers_run_is_refused() {
     let c = Config::parse("[[topic]]\nname = \"a\"\nrate_hz = 0.001\n", "t.toml").unwrap();
     assert_eq!(c.topics[0].rate_hz, Some(0.001));
 }
+
+/// A config path with control characters (given with `--config` or in
+/// `$SHMBUS_CONFIG`) reaches no terminal raw: every message and the
+/// source line show it escaped and whole. Before, `ESC[2J` cleared the
+/// screen and a line break forged a second line of output.
+#[test]
+fn a_config_path_with_control_characters_is_shown_escaped() {
+    let dir = shmbus_testkit::TempDir::new("config-path-escaped");
+    let bad = dir.path().join("a\u{1b}[2Jb\nforged: ok.toml");
+    // Missing: the "cannot read" message.
+    let e = Config::load(&bad).unwrap_err().to_string();
+    assert!(e.contains("a\\u001b[2Jb\\u000aforged: ok.toml"), "{e}");
+    assert!(!e.contains('\u{1b}') && !e.contains('\n'), "{e:?}");
+    // Present but invalid: a located message.
+    std::fs::write(&bad, "bus = 7\n").unwrap();
+    let e = Config::load(&bad).unwrap_err().to_string();
+    assert!(e.contains("a\\u001b[2Jb\\u000aforged: ok.toml:1:"), "{e}");
+    assert!(!e.contains('\u{1b}'), "{e:?}");
+    // Where the config came from.
+    let s = ConfigSource::Explicit(bad.clone()).to_string();
+    assert!(
+        s.ends_with("a\\u001b[2Jb\\u000aforged: ok.toml (--config)"),
+        "{s}"
+    );
+    // A plain path is shown as it is.
+    let plain = dir.path().join("plain.toml");
+    assert_eq!(
+        ConfigSource::System(plain.clone()).to_string(),
+        plain.display().to_string()
+    );
+}

@@ -87,26 +87,28 @@ pub fn speed(s: &str) -> Result<f64, String> {
     within(v, s, MIN_SPEED, MAX_SPEED, WHAT, "2")
 }
 
-fn whole(s: &str) -> Result<u64, String> {
-    s.trim().parse::<u64>().map_err(|_| {
-        format!(
-            "'{s}' is not a whole number from 0 to {}, e.g. 100",
+/// A whole number from `min` to `u64::MAX`; a refusal names that range.
+fn whole(s: &str, min: u64) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if n >= min => Ok(n),
+        Ok(n) => Err(format!(
+            "{n} is not allowed: give a whole number of at least {min}, e.g. 100"
+        )),
+        Err(_) => Err(format!(
+            "'{s}' is not a whole number from {min} to {}, e.g. 100",
             u64::MAX
-        )
-    })
+        )),
+    }
 }
 
 /// A whole number, at least 1.
 pub fn count(s: &str) -> Result<u64, String> {
-    match whole(s)? {
-        0 => Err("0 is not allowed: give a whole number of at least 1, e.g. 100".into()),
-        n => Ok(n),
-    }
+    whole(s, 1)
 }
 
 /// A whole number, 0 allowed (the option says what 0 means).
 pub fn count_or_zero(s: &str) -> Result<u64, String> {
-    whole(s)
+    whole(s, 0)
 }
 
 /// Whole milliseconds from 0 to [`MAX_MILLIS`].
@@ -197,6 +199,14 @@ mod tests {
         assert_eq!(count("7"), Ok(7));
         assert_eq!(count(&u64::MAX.to_string()), Ok(u64::MAX));
         assert!(count("0").unwrap_err().contains("at least 1"));
+        // A refusal of text names the range of the option, not u64's
+        // from 0: "--count -1" was told "from 0 to ...", and 0 is refused.
+        for bad in ["-1", "x", "1.5", ""] {
+            let e = count(bad).unwrap_err();
+            assert!(e.contains("from 1 to"), "{bad}: {e}");
+            assert!(!e.contains("from 0"), "{bad}: {e}");
+        }
+        assert!(count_or_zero("-1").unwrap_err().contains("from 0 to"));
         assert_eq!(count_or_zero("0"), Ok(0));
         assert_eq!(millis("60000"), Ok(60_000));
         assert!(millis("60001").is_err());

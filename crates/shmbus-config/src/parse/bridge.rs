@@ -651,7 +651,15 @@ impl Parser<'_> {
         } else if s.len() > 65_535 {
             Some("is longer than 65535 bytes".to_string())
         } else {
-            None
+            // The broker delivers a shared subscription's messages under
+            // the topic without the `$share/<group>/` (or `$queue/`) part:
+            // none would match this route, and each would be dropped.
+            shared_subscription(s).map(|topic| {
+                format!(
+                    "is a shared subscription: the broker delivers its messages under the topic without the $share/<group>/ (or $queue/) part, so none would reach this route; write from = \"{}\" (shared subscriptions are not supported)",
+                    topic.filter(|t| !t.is_empty()).map_or("TOPIC".to_string(), shown)
+                )
+            })
         };
         match problem {
             None => true,
@@ -660,5 +668,16 @@ impl Parser<'_> {
                 false
             }
         }
+    }
+}
+
+/// `Some(topic)` if `from` is a shared subscription: MQTT 5's
+/// `$share/<group>/<topic>` (`None` inside for `$share/<group>` with no
+/// topic) or EMQX's `$queue/<topic>`.
+fn shared_subscription(from: &str) -> Option<Option<&str>> {
+    if let Some(rest) = from.strip_prefix("$share/") {
+        Some(rest.split_once('/').map(|(_, t)| t))
+    } else {
+        from.strip_prefix("$queue/").map(Some)
     }
 }
