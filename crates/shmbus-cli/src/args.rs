@@ -146,9 +146,10 @@ impl BusArg {
 /// Arguments handed unchanged to another crate's command.
 #[derive(Debug, Args)]
 pub struct Passthrough {
-    /// Arguments of the command.
+    /// Arguments of the command, as the system gives them: a path that is
+    /// not UTF-8 (a Latin-1 file name) reaches the sensor unchanged.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
-    pub args: Vec<String>,
+    pub args: Vec<std::ffi::OsString>,
 }
 
 /// `shmbus list`.

@@ -54,8 +54,12 @@ fn main() -> ExitCode {
         Cmd::Demo(a) => return demo::run(a.duration, a.config),
         #[cfg(feature = "demo")]
         Cmd::Sensor(p) => {
-            let name = p.args.first().cloned().unwrap_or_default();
-            return shmbus_sensors::run_sensor(&name, p.args.get(1..).unwrap_or(&[]));
+            let name = p
+                .args
+                .first()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            return shmbus_sensors::run_sensor_os(&name, p.args.get(1..).unwrap_or(&[]));
         }
         #[cfg(feature = "bench")]
         Cmd::Bench(a) => {

@@ -896,17 +896,10 @@ pub fn command<A: AsRef<std::ffi::OsStr>>(program: &std::path::Path, args: &[A])
 /// must call [`crate::run_sensor`]. One `cargo run -p shmbus-cli -- demo`
 /// thus builds everything the demo starts.
 ///
-/// A `--config` path that is not UTF-8 is refused before anything starts:
-/// `shmbus __sensor` takes its arguments as UTF-8 text, so every sensor
-/// would fail on it, six failures for one cause.
+/// `shmbus __sensor` takes its arguments as the system gives them
+/// ([`crate::run_sensor_os`]), so a `--config` path that is not UTF-8
+/// reaches every sensor unchanged.
 pub fn main_self(duration: Option<Duration>, config: Option<PathBuf>) -> ExitCode {
-    if let Some(p) = config.as_deref().filter(|p| p.to_str().is_none()) {
-        eprintln!(
-            "shmbus demo: the config path {} is not UTF-8, which `shmbus {SENSOR_SUBCOMMAND}` cannot pass to the sensors: rename the file or give a link to it (`ln -s`)",
-            printable(&format!("{:?}", p.as_os_str()))
-        );
-        return ExitCode::from(2);
-    }
     let exe = match std::env::current_exe() {
         Ok(p) => p,
         Err(e) => {
