@@ -1834,6 +1834,40 @@ fn doctor_limits_role(dir: &std::path::Path) {
     println!("done");
 }
 
+/// Run `inner` (a child role of this test binary) under `unshare` with
+/// `flags` (`--ipc`, `--mount`): its own namespaces, so the machine's
+/// limits and mounts are untouched. Its environment goes with it; it
+/// must say "done" on stdout.
+fn in_namespaces(flags: &[&str], inner: Command) {
+    let mut cmd = Command::new("unshare");
+    cmd.args(flags)
+        .arg("--")
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let o = cmd.stdin(Stdio::null()).output().unwrap();
+    // Each role says "done" last: a role that panicked or never ran shows
+    // its output here, not as a missing file further on.
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("done"),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The line of `doctor`'s output for check `check` (its second word).
+fn doctor_line(text: &str, check: &str) -> String {
+    text.lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(check))
+        .unwrap_or_else(|| panic!("no {check} line in:\n{text}"))
+        .to_string()
+}
+
 /// doctor checks kernel.shmmax against the real size of a configured
 /// sensor topic (not a lower bound), the semaphore limits (kernel.sem:
 /// SEMMNI and SEMMNS) and usage, and names a lock-only squat and a
@@ -1858,18 +1892,10 @@ fn doctor_names_limits_and_squats_and_every_fix_works_when_typed() {
         ),
     )
     .unwrap();
-    let inner = child("doctor-limits", &[dir.to_str().unwrap().to_string()]);
-    let mut cmd = Command::new("unshare");
-    cmd.arg("--ipc")
-        .arg("--")
-        .arg(inner.get_program())
-        .args(inner.get_args());
-    for (k, v) in inner.get_envs() {
-        if let Some(v) = v {
-            cmd.env(k, v);
-        }
-    }
-    let o = cmd.stdin(Stdio::null()).output().unwrap();
+    in_namespaces(
+        &["--ipc"],
+        child("doctor-limits", &[dir.to_str().unwrap().to_string()]),
+    );
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
     let (first, list, fixes, second) = (
         read("doctor1.txt"),
@@ -1877,18 +1903,7 @@ fn doctor_names_limits_and_squats_and_every_fix_works_when_typed() {
         read("fixes.txt"),
         read("doctor2.txt"),
     );
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("done"),
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let line = |text: &str, check: &str| -> String {
-        text.lines()
-            .find(|l| l.split_whitespace().nth(1) == Some(check))
-            .unwrap_or_else(|| panic!("no {check} line in:\n{text}"))
-            .to_string()
-    };
+    let line = doctor_line;
     let shmmax = line(&first, "shmmax");
     assert!(
         shmmax.starts_with("FAIL")
@@ -2004,34 +2019,16 @@ fn doctor_checks_semopm_and_says_which_limits_it_could_not_read() {
         ),
     )
     .unwrap();
-    let inner = child(
-        "doctor-sem-unreadable",
-        &[dir.to_str().unwrap().to_string()],
+    in_namespaces(
+        &["--ipc", "--mount"],
+        child(
+            "doctor-sem-unreadable",
+            &[dir.to_str().unwrap().to_string()],
+        ),
     );
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--ipc", "--mount", "--"])
-        .arg(inner.get_program())
-        .args(inner.get_args());
-    for (k, v) in inner.get_envs() {
-        if let Some(v) = v {
-            cmd.env(k, v);
-        }
-    }
-    let o = cmd.stdin(Stdio::null()).output().unwrap();
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
     let (first, fixes, second) = (read("doctor1.txt"), read("fixes.txt"), read("doctor2.txt"));
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("done"),
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let line = |text: &str, check: &str| -> String {
-        text.lines()
-            .find(|l| l.split_whitespace().nth(1) == Some(check))
-            .unwrap_or_else(|| panic!("no {check} line in:\n{text}"))
-            .to_string()
-    };
+    let line = doctor_line;
     let sem = line(&first, "sem");
     assert!(
         sem.starts_with("FAIL") && sem.contains("SEMOPM (field 3) 1"),
@@ -2070,22 +2067,9 @@ fn doctor_says_many_findings_of_one_kind_in_a_few_lines() {
     watchdog("doctor_many", Duration::from_secs(240));
     let tmp_dir = shmbus_testkit::TempDir::new("doctor-many");
     let dir = tmp_dir.path().to_path_buf();
-    let inner = child("doctor-many", &[dir.to_str().unwrap().to_string()]);
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--ipc", "--"])
-        .arg(inner.get_program())
-        .args(inner.get_args());
-    for (k, v) in inner.get_envs() {
-        if let Some(v) = v {
-            cmd.env(k, v);
-        }
-    }
-    let o = cmd.stdin(Stdio::null()).output().unwrap();
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("done"),
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+    in_namespaces(
+        &["--ipc"],
+        child("doctor-many", &[dir.to_str().unwrap().to_string()]),
     );
     let text = std::fs::read_to_string(dir.join("doctor.txt")).unwrap();
     let squats = text

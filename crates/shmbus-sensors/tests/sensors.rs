@@ -42,6 +42,23 @@ impl Drop for TempFile {
     }
 }
 
+/// A config of one topic, `imu` at `key`, published by the IMU sensor
+/// (`extra`: more lines of that topic), in a file of this test's own
+/// (`tag` and the pid), removed when the `TempFile` drops.
+fn imu_config(tag: &str, key: i32, extra: &str) -> (std::path::PathBuf, TempFile) {
+    let path =
+        std::env::temp_dir().join(format!("shmbus-sensors-{tag}-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        format!(
+            "bus = \"test\"\n[[topic]]\nname = \"imu\"\nkey = 0x{:08x}\npublisher = \"shmbus-sensor-imu\"\n{extra}",
+            key as u32
+        ),
+    )
+    .unwrap();
+    (path.clone(), TempFile(path))
+}
+
 /// A config with one topic per sensor, each at a unique key.
 fn unique_config(test: &str) -> (TempFile, Vec<Guard>) {
     let mut text = String::from("bus = \"test\"\n");
@@ -824,19 +841,7 @@ fn the_demo_follows_a_topic_removed_and_created_again() {
     );
     let key = unique_key("demo-removed-imu");
     let _guard = Guard(key);
-    let path = std::env::temp_dir().join(format!(
-        "shmbus-sensors-demo-removed-{}.toml",
-        std::process::id()
-    ));
-    std::fs::write(
-        &path,
-        format!(
-            "bus = \"test\"\n[[topic]]\nname = \"imu\"\nkey = 0x{:08x}\npublisher = \"shmbus-sensor-imu\"\nrate_hz = 50\n",
-            key as u32
-        ),
-    )
-    .unwrap();
-    let _file = TempFile(path.clone());
+    let (path, _file) = imu_config("demo-removed", key, "rate_hz = 50\n");
     let topic = Config::load(&path)
         .unwrap()
         .topic("imu")
@@ -1026,19 +1031,7 @@ fn every_line_a_sensor_writes_reaches_the_notes() {
     );
     let key = unique_key("demo-notes-imu");
     let _guard = Guard(key);
-    let path = std::env::temp_dir().join(format!(
-        "shmbus-sensors-demo-notes-{}.toml",
-        std::process::id()
-    ));
-    std::fs::write(
-        &path,
-        format!(
-            "bus = \"test\"\n[[topic]]\nname = \"imu\"\nkey = 0x{:08x}\npublisher = \"shmbus-sensor-imu\"\n",
-            key as u32
-        ),
-    )
-    .unwrap();
-    let _file = TempFile(path.clone());
+    let (path, _file) = imu_config("demo-notes", key, "");
     // A "sensor" that writes a Latin-1 line, a 100 kB line, then one more.
     let launch = |_: SensorKind, _: &[OsString]| {
         let mut c = Command::new("sh");
