@@ -2872,6 +2872,13 @@ fn pub_stops_when_its_topic_is_removed() {
         }
         let r = run(&["rm", "--force", &k]);
         assert_eq!(r.code, 0, "{}", r.stderr);
+        // A forced removal says what the live publisher may do next.
+        assert!(
+            r.stdout
+                .contains("is still running and may create the topic again"),
+            "{}",
+            r.stdout
+        );
     };
     let ended = |mut c: KillOnDrop| {
         let until = Instant::now() + Duration::from_secs(60);

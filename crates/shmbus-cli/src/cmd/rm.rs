@@ -164,7 +164,9 @@ fn remove_one(arg: &str, force: bool, bus: Option<&str>) -> Result<String, Fail>
         )
     };
     let publisher = match hold_pid {
-        Some(pid) => format!("; publisher pid {pid} is still running"),
+        Some(pid) => format!(
+            "; publisher pid {pid} is still running and may create the topic again (shmbus's sensors do): stop it to keep the topic removed"
+        ),
         None => String::new(),
     };
     Ok(format!(
