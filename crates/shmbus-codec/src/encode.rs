@@ -148,9 +148,16 @@ impl<'n> Encoder<'n> {
             }));
         }
         if !exact {
+            // Past 64 bits even a number written with all its digits was
+            // read as a double: serde_json's `Value` has no wider integer.
+            // (-2^63 itself as digits is an `i64`, never on this path.)
+            let beyond_64_bits = v.as_f64().is_some_and(|f| {
+                f >= 18_446_744_073_709_551_616.0 || f <= -9_223_372_036_854_775_808.0
+            });
             return Err(self.err(EncodeProblem::InexactInteger {
                 value: value_short(v),
                 type_name,
+                beyond_64_bits,
             }));
         }
         Ok(())

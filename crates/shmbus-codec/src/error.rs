@@ -222,6 +222,10 @@ pub enum EncodeProblem {
         value: String,
         /// The Rust type (`u64`, `i64`...).
         type_name: &'static str,
+        /// Outside the 64-bit range (a `u128`/`i128`): a JSON number there
+        /// is read as a double however it is written, so only a decimal
+        /// string is exact.
+        beyond_64_bits: bool,
     },
     /// The value has more JSON values than a frame may produce
     /// ([`crate::MAX_VALUES`], counted as decoding counts them): its frame
@@ -322,9 +326,21 @@ impl fmt::Display for EncodeProblem {
             EncodeProblem::IntOutOfRange { value, type_name } => {
                 write!(f, "{value} does not fit in {type_name}")
             }
-            EncodeProblem::InexactInteger { value, type_name } => write!(
+            EncodeProblem::InexactInteger {
+                value,
+                type_name,
+                beyond_64_bits: false,
+            } => write!(
                 f,
                 "{value} may have been rounded (beyond 2^53, written with a point or an exponent); write this {type_name} with all its digits, or as a decimal string"
+            ),
+            EncodeProblem::InexactInteger {
+                value,
+                type_name,
+                beyond_64_bits: true,
+            } => write!(
+                f,
+                "{value} may have been rounded (a JSON number beyond 64 bits is read as a double, whatever its digits); write this {type_name} as a decimal string, e.g. \"18446744073709551616\""
             ),
             EncodeProblem::TooManyValues => write!(
                 f,

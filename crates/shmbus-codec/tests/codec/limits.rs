@@ -149,6 +149,51 @@ fn encode_refuses_exactly_what_decode_refuses_as_too_large() {
     }
 }
 
+/// A `u128`/`i128` beyond 64 bits written as a JSON number, with all its
+/// digits: serde_json reads it as a double, so it may be rounded however
+/// it is written. The message said "written with a point or an exponent;
+/// write it with all its digits", which the user had done; it now says to
+/// write a decimal string, and that string is taken, exactly.
+#[test]
+fn a_128_bit_number_beyond_64_bits_is_told_to_be_a_string() {
+    let c = Codec::parse("struct T { u: u128, i: i128 }").unwrap();
+    let enc = |u: &str, i: &str| {
+        let v = parse_json(format!(r#"{{"u": {u}, "i": {i}}}"#).as_bytes()).unwrap();
+        c.encode(&v)
+    };
+    for (u, i, field) in [
+        ("18446744073709551616", "0", ".u"),
+        ("0", "-9223372036854775809", ".i"),
+        ("340282366920938463463374607431768211455", "0", ".u"),
+    ] {
+        let e = enc(u, i).unwrap_err();
+        assert!(
+            matches!(
+                e.problem,
+                EncodeProblem::InexactInteger {
+                    beyond_64_bits: true,
+                    ..
+                }
+            ),
+            "{u} {i}: {e}"
+        );
+        let msg = e.to_string();
+        assert!(msg.starts_with(field), "{msg}");
+        assert!(
+            msg.contains("beyond 64 bits") && msg.contains("as a decimal string"),
+            "{msg}"
+        );
+        assert!(!msg.contains("with all its digits"), "{msg}");
+    }
+    // Within 64 bits a number is exact; beyond, the string form is.
+    enc("18446744073709551615", "-9223372036854775808").unwrap();
+    let exact = enc(r#""18446744073709551616""#, r#""-9223372036854775809""#).unwrap();
+    assert_eq!(
+        c.to_json(&exact).unwrap(),
+        r#"{"u":"18446744073709551616","i":"-9223372036854775809"}"#
+    );
+}
+
 #[test]
 fn a_rounded_integer_is_called_rounded_not_out_of_range() {
     let c = Codec::parse("struct T { u: u64, i: i64, s: u16 }").unwrap();
