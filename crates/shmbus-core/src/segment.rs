@@ -421,13 +421,7 @@ impl Segment {
     /// restarted it with a narrower mode or another group), the answer
     /// comes from `/proc/sysvipc/shm`, which anyone may read.
     pub fn is_removed(&self) -> bool {
-        match self.stat() {
-            Ok(st) => st.removed(),
-            Err(e) if matches!(e.errno, Errno::EACCES | Errno::EPERM) => {
-                removed_per_proc(self.shmid())
-            }
-            Err(e) => matches!(e.errno, Errno::EIDRM | Errno::EINVAL),
-        }
+        shm_removed(self.shmid())
     }
 
     /// Whether the topic's publisher is alive (its lock is held). Two system
@@ -437,6 +431,18 @@ impl Segment {
     /// ([`PublisherStatus::NoLock`] then).
     pub fn publisher_status(&self) -> PublisherStatus {
         status_for(&self.att, self.key)
+    }
+}
+
+/// Whether segment `shmid` was removed (`IPC_RMID`: marked `SHM_DEST`, or
+/// gone): `IPC_STAT`, or `/proc/sysvipc/shm` when the stat is refused.
+/// The one answer for readers ([`Segment::is_removed`]) and the publisher
+/// (`WriteSegment::is_removed`).
+fn shm_removed(shmid: i32) -> bool {
+    match sys::shm_stat(shmid) {
+        Ok(st) => st.removed(),
+        Err(e) if matches!(e.errno, Errno::EACCES | Errno::EPERM) => removed_per_proc(shmid),
+        Err(e) => matches!(e.errno, Errno::EIDRM | Errno::EINVAL),
     }
 }
 
@@ -1094,6 +1100,13 @@ mod writer {
         /// The shmid.
         pub fn shmid(&self) -> i32 {
             self.att.shmid()
+        }
+        /// True if the segment was removed (`IPC_RMID`, e.g. `shmbus rm
+        /// --force` or `ipcrm`) while this publisher writes it: no new
+        /// subscriber can find it, so its frames reach no one new. One
+        /// system call; not for every publish.
+        pub fn is_removed(&self) -> bool {
+            super::shm_removed(self.att.shmid())
         }
         /// What became of `SHM_LOCK`.
         pub fn lock_outcome(&self) -> &LockOutcome {

@@ -331,6 +331,13 @@ impl RawPublisher {
     pub fn shmid(&self) -> i32 {
         self.seg.shmid()
     }
+    /// True if the topic's segment was removed (`shmbus rm --force`,
+    /// `ipcrm`) under this publisher: its frames reach no new subscriber.
+    /// One system call: a long-running publisher looks now and then (the
+    /// sensors every 0.5 s), not at every publish.
+    pub fn is_removed(&self) -> bool {
+        self.seg.is_removed()
+    }
     /// The topic name.
     pub fn name(&self) -> &str {
         &self.seg.info().name

@@ -99,18 +99,6 @@ impl Warn {
 /// How often a sensor looks whether its topic was removed under it.
 const REMOVED_CHECK_NS: u64 = 500_000_000;
 
-/// True if segment `shmid` was removed (`IPC_RMID`: marked `SHM_DEST`, or
-/// gone). A stat this process may not make answers "not removed".
-fn removed(shmid: i32) -> bool {
-    match shmbus_core::sys::shm_stat(shmid) {
-        Ok(st) => st.removed(),
-        Err(e) => matches!(
-            e.errno,
-            nix::errno::Errno::EIDRM | nix::errno::Errno::EINVAL
-        ),
-    }
-}
-
 /// Load the config the arguments name, on the bus they name.
 pub fn load_config(args: &Args) -> Result<Config, String> {
     let mut config = if args.demo_config {
@@ -258,7 +246,7 @@ pub fn run_source<S: Source>(
         }
         if now.saturating_sub(last_removed_check) >= REMOVED_CHECK_NS {
             last_removed_check = now;
-            if removed(publisher.raw().shmid()) {
+            if publisher.raw().is_removed() {
                 // `shmbus rm --force` or `ipcrm` under a live sensor: its
                 // frames went into a segment that no subscriber can find
                 // any more, for as long as it ran, and the topic never came

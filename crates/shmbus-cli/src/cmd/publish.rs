@@ -128,7 +128,6 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
     let period = shmbus_toolbox::parse::period(rate);
     let mut next = monotonic_ns();
     let mut sent: u64 = 0;
-    let shmid = publisher.shmid();
     let mut checked = next;
     // `every`: look for a removal before this publish, not only once in
     // REMOVAL_CHECK_NS (a line of stdin may come at any time).
@@ -148,7 +147,7 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
         let now = monotonic_ns();
         if every || now.saturating_sub(checked) >= REMOVAL_CHECK_NS {
             checked = now;
-            if removed(shmid) {
+            if publisher.is_removed() {
                 return Err(Fail::not_found(format!(
                     "topic '{}' ({}) was removed (`shmbus rm`) while this published: no one can find it now, so the rest is not published; start its publisher again to create it anew",
                     info.name,
@@ -258,19 +257,6 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
 
 /// How often `pub --count N` looks whether its topic was removed.
 const REMOVAL_CHECK_NS: u64 = 100_000_000;
-
-/// Whether segment `shmid` was removed (`IPC_RMID`: marked to go when the
-/// last process detaches, or gone). A stat this user may not make says
-/// no: the publish goes on as before.
-fn removed(shmid: i32) -> bool {
-    match shmbus_core::sys::shm_stat(shmid) {
-        Ok(st) => st.removed(),
-        Err(e) => matches!(
-            e.errno,
-            shmbus_core::sys::Errno::EIDRM | shmbus_core::sys::Errno::EINVAL
-        ),
-    }
-}
 
 /// `text` without a UTF-8 byte order mark at its start.
 fn without_bom(text: &str) -> &str {
