@@ -163,6 +163,16 @@ mod tests {
     use super::*;
     use crate::sysfs::testdir::TempDir;
 
+    /// A source that has not looked for a device yet, under `d`.
+    fn source_at(d: &TempDir) -> IioSource {
+        IioSource {
+            root: d.path().to_path_buf(),
+            dev: None,
+            looked_at: None,
+            missed: false,
+        }
+    }
+
     #[test]
     fn raw_values_are_offset_and_scaled() {
         let d = TempDir::new("iio");
@@ -181,12 +191,7 @@ mod tests {
         for (g, w) in a.iter().zip(want) {
             assert!((g - w).abs() < 1e-4, "{a:?}");
         }
-        let mut src = IioSource {
-            root: d.path().to_path_buf(),
-            dev: None,
-            looked_at: None,
-            missed: false,
-        };
+        let mut src = source_at(&d);
         let mut w = Warn::new("test");
         let m = src.sample(3, &mut w);
         assert_eq!(m.device.as_str(), "mma8451");
@@ -196,12 +201,7 @@ mod tests {
     #[test]
     fn missing_device_or_garbage_is_none_not_a_crash() {
         let d = TempDir::new("iio-bad");
-        let mut src = IioSource {
-            root: d.path().to_path_buf(),
-            dev: None,
-            looked_at: None,
-            missed: false,
-        };
+        let mut src = source_at(&d);
         let mut w = Warn::new("test");
         for t in 0..3 {
             assert_eq!(src.sample(t, &mut w).acc, None);
@@ -249,12 +249,7 @@ mod tests {
                 .file(&format!("{dev}/{file}"), value);
             let e = read_accel(&path).unwrap_err();
             assert!(e.contains(says), "{file} = {value}: {e}");
-            let mut src = IioSource {
-                root: d.path().to_path_buf(),
-                dev: None,
-                looked_at: None,
-                missed: false,
-            };
+            let mut src = source_at(&d);
             assert_eq!(src.sample(1, &mut Warn::new("test")).acc, None);
         }
         // A garbage per-axis scale is that error, not the shared scale.
@@ -275,12 +270,7 @@ mod tests {
     #[test]
     fn an_accelerometer_that_appears_later_is_found() {
         let d = TempDir::new("iio-late");
-        let mut src = IioSource {
-            root: d.path().to_path_buf(),
-            dev: None,
-            looked_at: None,
-            missed: false,
-        };
+        let mut src = source_at(&d);
         let mut w = Warn::new("test");
         let s = 1_000_000_000u64;
         assert_eq!(src.sample(5 * s, &mut w).acc, None);

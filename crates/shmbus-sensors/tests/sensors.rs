@@ -42,6 +42,16 @@ impl Drop for TempFile {
     }
 }
 
+/// Topic `name` of the config file at `path`.
+fn config_topic(path: &std::path::Path, name: &str) -> shmbus_core::Topic {
+    Config::load(path)
+        .unwrap()
+        .topic(name)
+        .unwrap_or_else(|| panic!("no topic {name} in {}", path.display()))
+        .to_topic()
+        .unwrap()
+}
+
 /// A config of one topic, `imu` at `key`, published by the IMU sensor
 /// (`extra`: more lines of that topic), in a file of this test's own
 /// (`tag` and the pid), removed when the `TempFile` drops.
@@ -702,12 +712,7 @@ fn a_sensor_with_a_closed_stderr_keeps_publishing() {
         .status()
         .unwrap();
     assert_eq!(status.code(), Some(0), "{status}");
-    let topic = Config::load(&cfg.0)
-        .unwrap()
-        .topic("thermal")
-        .unwrap()
-        .to_topic()
-        .unwrap();
+    let topic = config_topic(&cfg.0, "thermal");
     let mut sub = Subscriber::<Thermal>::attach(&topic).unwrap();
     sub.raw().seek_oldest();
     let mut n = 0;
@@ -728,12 +733,7 @@ fn a_slow_sensor_notices_its_parent_is_gone() {
         Duration::from_secs(180),
     );
     let (cfg, _guards) = unique_config("orphan");
-    let topic = Config::load(&cfg.0)
-        .unwrap()
-        .topic("thermal")
-        .unwrap()
-        .to_topic()
-        .unwrap();
+    let topic = config_topic(&cfg.0, "thermal");
     let out = shmbus_testkit::child("orphan", &[cfg.0.display().to_string()])
         .stderr(Stdio::null())
         .output()
@@ -765,12 +765,7 @@ fn a_topic_removed_under_its_sensor_comes_back() {
         Duration::from_secs(180),
     );
     let (cfg, _guards) = unique_config("removed");
-    let topic = Config::load(&cfg.0)
-        .unwrap()
-        .topic("imu")
-        .unwrap()
-        .to_topic()
-        .unwrap();
+    let topic = config_topic(&cfg.0, "imu");
     let args: Vec<String> = [
         "--config",
         cfg.0.to_str().unwrap(),
@@ -842,12 +837,7 @@ fn the_demo_follows_a_topic_removed_and_created_again() {
     let key = unique_key("demo-removed-imu");
     let _guard = Guard(key);
     let (path, _file) = imu_config("demo-removed", key, "rate_hz = 50\n");
-    let topic = Config::load(&path)
-        .unwrap()
-        .topic("imu")
-        .unwrap()
-        .to_topic()
-        .unwrap();
+    let topic = config_topic(&path, "imu");
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let demo = std::thread::spawn(move || {
@@ -956,12 +946,7 @@ fn a_config_path_that_is_not_utf8_reaches_the_sensors() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let topic = Config::load(&path)
-        .unwrap()
-        .topic("imu")
-        .unwrap()
-        .to_topic()
-        .unwrap();
+    let topic = config_topic(&path, "imu");
     let mut sub = Subscriber::<Imu>::attach(&topic).unwrap();
     sub.raw().seek_oldest();
     let mut n = 0;
