@@ -1298,13 +1298,17 @@ mod tests {
             wait_for("26 PUBLISH at the broker", || {
                 publishes.load(Ordering::Relaxed) == 26
             });
+            // Each counter is its own atomic, counted one after the other
+            // (written, then delivered; acknowledged, then delivered): wait
+            // for the last one of each pair.
             wait_for("26 PUBLISH written", || out("written") == Some(26));
             if ack {
-                wait_for("21 acknowledged", || out("acknowledged") == Some(21));
-                assert_eq!(out("delivered"), Some(26), "{ack}");
+                wait_for("21 acknowledged and 26 delivered", || {
+                    out("acknowledged") == Some(21) && out("delivered") == Some(26)
+                });
             } else {
                 // Only the QoS 0 ones are delivered as far as anyone knows.
-                assert_eq!(out("delivered"), Some(5), "{ack}");
+                wait_for("5 delivered", || out("delivered") == Some(5));
                 assert_eq!(out("acknowledged"), Some(0), "{ack}");
             }
             assert_eq!(out("handed"), Some(25), "{ack}");
@@ -1376,14 +1380,19 @@ mod tests {
         let outbox = Arc::new(crate::outbox::Outbox::new(1000, 1 << 20, stats.clone()));
         let (stop, _, rx) = engine_on(port, outbox.clone(), stats.clone(), &routes);
         // The message on g/one ("x": not JSON, so nothing is published on
-        // the bus) came after the SUBACK on the same link.
-        wait_for("the message after the SUBACK", || {
-            stats.in_received.load(Ordering::Relaxed) == 1
-        });
+        // the bus) came after the SUBACK on the same link. The bridge
+        // counts a message before it handles it: wait for the route's
+        // report, which comes after.
         let report = |name: &str| -> serde_json::Value {
-            serde_json::from_slice(&outbox.state_of(&format!("p/b/$in/{name}")).unwrap().payload)
-                .unwrap()
+            outbox
+                .state_of(&format!("p/b/$in/{name}"))
+                .map(|m| serde_json::from_slice(&m.payload).unwrap())
+                .unwrap_or_default()
         };
+        wait_for("the message after the SUBACK, reported", || {
+            report("one")["received"] == 1
+        });
+        assert_eq!(stats.in_received.load(Ordering::Relaxed), 1);
         let two = report("two");
         assert_eq!(two["state"], "unsubscribed", "{two}");
         let why = two["last_error"].as_str().unwrap_or_default();
@@ -1520,8 +1529,16 @@ mod tests {
         let stats = Arc::new(crate::stats::Stats::default());
         let outbox = Arc::new(crate::outbox::Outbox::new(1000, 1 << 20, stats.clone()));
         let (stop, _, rx) = engine_on(port, outbox, stats.clone(), std::slice::from_ref(&route));
-        wait_for("four messages", || {
-            stats.in_received.load(Ordering::Relaxed) == 4
+        // The bridge counts a message as received before it handles it:
+        // wait until all four are accounted for.
+        wait_for("four messages, handled", || {
+            let v = stats.to_json((0, 0, 0, 0));
+            v["in"]["received"] == 4
+                && v["in"]["published"].as_u64().unwrap_or(0)
+                    + v["in"]["replayed"].as_u64().unwrap_or(0)
+                    + v["in"]["bad"].as_u64().unwrap_or(0)
+                    + v["in"]["refused"].as_u64().unwrap_or(0)
+                    >= 4
         });
         let v = stats.to_json((0, 0, 0, 0));
         assert_eq!(v["in"]["published"], 3, "{v}");

@@ -1196,11 +1196,35 @@ fn sigstop_mid_write_reports_a_stuck_writer() {
         kill(pid, Signal::SIGCONT).unwrap();
         std::thread::sleep(Duration::from_micros(200 + u64::from(stops % 7) * 150));
     }
-    // Running again: reads succeed.
-    let s = sub.latest().unwrap().expect("a frame");
-    assert!(s.value.is_whole());
+    // Running again: reads succeed. The last stop caught a write half
+    // done, and SIGCONT only makes the publisher runnable: on a loaded
+    // machine it may not run for longer than the reader's stuck bound, and
+    // a reader then rightly says `WriterStuck`. So: the write finishes (the
+    // slot's sequence moves), then a read gives a whole frame, with only
+    // `WriterStuck` (a publisher still waiting for the CPU) in between.
+    let stuck_at = peek.seq();
+    let end = Instant::now() + Duration::from_secs(120);
+    while peek.seq() == stuck_at {
+        assert!(
+            Instant::now() < end,
+            "the publisher never finished its write after SIGCONT"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut stuck_again = 0u32;
+    let s = loop {
+        match sub.latest() {
+            Ok(Some(s)) => break s,
+            Err(ReadError::WriterStuck { pid: p, .. }) if Instant::now() < end => {
+                assert_eq!(p, pid.as_raw());
+                stuck_again += 1;
+            }
+            other => panic!("running again: expected a whole frame, got {other:?}"),
+        }
+    };
+    assert!(s.value.is_whole(), "torn frame accepted: {:?}", s.value);
     println!(
-        "FIGURE sigstop: {stops} SIGSTOPs, {caught} caught mid-write -> WriterStuck (slowest report {worst:?}), {whole} between writes -> whole frame, 0 torn, 0 hangs"
+        "FIGURE sigstop: {stops} SIGSTOPs, {caught} caught mid-write -> WriterStuck (slowest report {worst:?}), {whole} between writes -> whole frame, 0 torn, 0 hangs; resumed: {stuck_again} stuck report(s) before the first whole frame"
     );
 }
 
