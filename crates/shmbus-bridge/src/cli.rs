@@ -204,13 +204,14 @@ fn run_inner(a: &BridgeArgs) -> Result<(), String> {
             .unwrap_or(0)
     };
     eprintln!(
-        "shmbus-bridge: stopped: {} frames read, {} messages delivered ({} of QoS 1/2 acknowledged by the broker, the rest QoS 0 written to the link), {} missed, {} dropped while the broker was away, {} still queued at the stop (never delivered); in: {} received, {} published, {} bad, {} refused, {} replayed, {} cleared; {} on no route's topic",
+        "shmbus-bridge: stopped: {} frames read, {} messages delivered ({} of QoS 1/2 acknowledged by the broker, the rest QoS 0 written to the link), {} missed, {} dropped while the broker was away, {} still queued at the stop (never delivered), {} handed to the MQTT link but never confirmed (lost with it, or taken by a broker that did not acknowledge); in: {} received, {} published, {} bad, {} refused, {} replayed, {} cleared; {} on no route's topic",
         n("/out/read"),
         n("/out/delivered"),
         n("/out/acknowledged"),
         n("/out/missed"),
         n("/out/dropped"),
         n("/queue/len"),
+        n("/out/unconfirmed"),
         n("/in/received"),
         n("/in/published"),
         n("/in/bad"),

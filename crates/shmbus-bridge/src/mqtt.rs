@@ -370,13 +370,16 @@ pub fn run(core: &Core, s: &MqttSettings) -> Result<(), String> {
                     let Some(m) = outbox.next(Duration::from_millis(200)) else {
                         continue;
                     };
+                    // Counted as taken: a message the client refuses here
+                    // (the connection gone for good, at a stop) is lost
+                    // and must show in `out.unconfirmed`.
+                    stats.handed.fetch_add(1, Ordering::Relaxed);
                     if client
                         .publish(m.topic, qos(m.qos), m.retain, m.payload)
                         .is_err()
                     {
                         return; // the connection is gone for good
                     }
-                    stats.handed.fetch_add(1, Ordering::Relaxed);
                 }
             })
             .map_err(|e| format!("cannot start a thread: {e}"))?
@@ -406,9 +409,13 @@ pub fn run(core: &Core, s: &MqttSettings) -> Result<(), String> {
                 };
                 if stats.connected.load(Ordering::Relaxed) {
                     retry(&|| {
-                        client
+                        let ok = client
                             .try_publish(state.clone(), QoS::AtLeastOnce, true, OFFLINE)
-                            .is_ok()
+                            .is_ok();
+                        if ok {
+                            stats.own.fetch_add(1, Ordering::Relaxed);
+                        }
+                        ok
                     });
                 }
                 retry(&|| client.try_disconnect().is_ok());
@@ -574,7 +581,12 @@ fn connection_loop(
                 } else {
                     ONLINE
                 };
-                let _ = client.try_publish(core.names.state(), QoS::AtLeastOnce, true, birth);
+                if client
+                    .try_publish(core.names.state(), QoS::AtLeastOnce, true, birth)
+                    .is_ok()
+                {
+                    core.stats.own.fetch_add(1, Ordering::Relaxed);
+                }
                 core.outbox.set_connected(true);
                 let (n, _) = core.outbox.len();
                 match down_since.take() {
@@ -780,6 +792,7 @@ fn oversized(e: &ConnectionError) -> Option<usize> {
 fn take_back(core: &Core, conn: &mut rumqttc::Connection) {
     let pending = std::mem::take(&mut conn.eventloop.pending);
     let state = core.names.state();
+    let mut superseded = 0u64;
     let msgs: Vec<Message> = pending
         .into_iter()
         .filter_map(|r| match r {
@@ -791,9 +804,16 @@ fn take_back(core: &Core, conn: &mut rumqttc::Connection) {
                     retain: p.retain,
                 })
             }
+            Request::Publish(_) => {
+                superseded += 1;
+                None
+            }
             _ => None,
         })
         .collect();
+    core.stats
+        .superseded
+        .fetch_add(superseded, Ordering::Relaxed);
     core.outbox.requeue(msgs);
 }
 
@@ -1045,7 +1065,7 @@ mod tests {
                 retain: false,
             });
         }
-        let (stop, _inbound, rx) = engine_on(port, outbox, stats.clone(), &[]);
+        let (stop, _inbound, rx) = engine_on(port, outbox.clone(), stats.clone(), &[]);
         // Wait until the link is busy: far more handed to rumqttc than the
         // socket buffers hold, so its request channel is full.
         let watchdog = Instant::now() + Duration::from_secs(120);
@@ -1062,6 +1082,27 @@ mod tests {
             "the engine did not end within 90 s of the stop: {r:?}"
         );
         assert!(!stats.connected.load(Ordering::Relaxed));
+        assert_accounted(&stats, &outbox, 300);
+    }
+
+    /// Every message that entered the outbox (`pushed`), and every one the
+    /// bridge sent of its own, is in exactly one place after the stop:
+    /// delivered, still queued, dropped, too large, or handed to the link
+    /// and never confirmed (`out.unconfirmed`, which the stop line says).
+    /// What rumqttc held when a stalled or slow link was given up used to
+    /// be in none of them.
+    fn assert_accounted(stats: &crate::stats::Stats, outbox: &crate::outbox::Outbox, pushed: u64) {
+        let v = stats.to_json((outbox.len().0, 0, 0, 0));
+        let n = |k: &str| v["out"][k].as_u64().unwrap();
+        let queued = v["queue"]["len"].as_u64().unwrap();
+        assert_eq!(
+            pushed + n("own"),
+            n("delivered") + queued + n("dropped") + n("too_large") + n("unconfirmed"),
+            "{v}"
+        );
+        // The stop was abandoned with messages in rumqttc: some of them
+        // are said to be unconfirmed, not silently gone.
+        assert!(n("unconfirmed") > 0, "{v}");
     }
 
     /// A bridge stopped while its broker is stalled (SIGSTOP, a hung
@@ -1090,21 +1131,41 @@ mod tests {
                 retain: false,
             });
         }
-        let (stop, _, rx) =
-            engine_with_keepalive(port, outbox, stats.clone(), &[], Duration::from_secs(600));
+        let (stop, _, rx) = engine_with_keepalive(
+            port,
+            outbox.clone(),
+            stats.clone(),
+            &[],
+            Duration::from_secs(600),
+        );
         // Every in-flight slot taken (the birth and INFLIGHT - 1 messages
         // written, none acknowledged), and the request channel full.
         wait_for("the in-flight window full", || {
             stats.written.load(Ordering::Relaxed) >= u64::from(INFLIGHT)
                 && stats.handed.load(Ordering::Relaxed) >= u64::from(INFLIGHT) - 1 + CHANNEL as u64
         });
-        let r = stop_both(&stop, &rx, &done, broker);
+        // Stopped as `stop_both` does, but the count is taken while the
+        // broker still holds the link, as when a bridge exits: the engine
+        // left its link thread behind, which takes the messages back into
+        // the outbox if the broker closes the link later.
+        stop.store(true, Ordering::Relaxed);
+        let r = rx.recv_timeout(Duration::from_secs(90));
         assert!(
             matches!(r, Ok(Ok(()))),
             "the engine did not end within 90 s of the stop: {r:?}"
         );
         assert!(!stats.connected.load(Ordering::Relaxed));
         assert_eq!(stats.acknowledged.load(Ordering::Relaxed), 0);
+        // Nothing was acknowledged: every message taken from the outbox,
+        // and the birth, is unconfirmed, the one the pump held in a
+        // blocked hand-over included.
+        assert_eq!(
+            stats.unconfirmed(),
+            stats.handed.load(Ordering::Relaxed) + stats.own.load(Ordering::Relaxed)
+        );
+        assert_accounted(&stats, &outbox, 300);
+        done.store(true, Ordering::Relaxed);
+        let _ = broker.join();
     }
 
     /// A broker of our own on 127.0.0.1 for one connection: it answers
@@ -1306,12 +1367,16 @@ mod tests {
                 wait_for("21 acknowledged and 26 delivered", || {
                     out("acknowledged") == Some(21) && out("delivered") == Some(26)
                 });
+                assert_eq!(out("unconfirmed"), Some(0), "{ack}");
             } else {
                 // Only the QoS 0 ones are delivered as far as anyone knows.
                 wait_for("5 delivered", || out("delivered") == Some(5));
                 assert_eq!(out("acknowledged"), Some(0), "{ack}");
+                // The 20 QoS 1 messages and the birth wait for a PUBACK.
+                assert_eq!(out("unconfirmed"), Some(21), "{ack}");
             }
             assert_eq!(out("handed"), Some(25), "{ack}");
+            assert_eq!(out("own"), Some(1), "{ack}: the birth");
             let r = stop_both(&stop, &rx, &done, broker);
             assert!(matches!(r, Ok(Ok(()))), "{r:?}");
         }

@@ -40,8 +40,17 @@ pub struct Stats {
     /// Frames read from the bus, all topics.
     pub read: AtomicU64,
     /// Messages taken from the outbox and handed to the engine (for MQTT,
-    /// rumqttc's request channel): not yet on the link.
+    /// rumqttc's request channel): not yet on the link. Counted when taken,
+    /// so a message the engine could no longer take at a stop is counted
+    /// too (and is in [`Stats::unconfirmed`]).
     pub handed: AtomicU64,
+    /// The bridge's own `$state` messages handed to the engine: the birth
+    /// (`online`) at each connect and the goodbye (`offline`) at the stop.
+    pub own: AtomicU64,
+    /// State messages (`$state`, `$in/...`, the latest-value topics) the
+    /// engine still held at a link break: not taken back, as the newest
+    /// of each is sent again after the next connect.
+    pub superseded: AtomicU64,
     /// PUBLISH packets written to the link (every QoS, the bridge's own
     /// `$state` included; a message sent again after a reconnect counts
     /// again).
@@ -97,6 +106,8 @@ impl Default for Stats {
             started: Instant::now(),
             read: AtomicU64::new(0),
             handed: AtomicU64::new(0),
+            own: AtomicU64::new(0),
+            superseded: AtomicU64::new(0),
             written: AtomicU64::new(0),
             acknowledged: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
@@ -142,6 +153,19 @@ impl Stats {
         t.iter().map(|(_, s)| get(&s.missed)).sum()
     }
 
+    /// Messages handed to the engine (the bridge's own included) that are
+    /// neither delivered, nor taken back into the outbox, nor superseded:
+    /// while the bridge runs, those in the MQTT client (its request channel,
+    /// or written and awaiting the broker's acknowledgement); after the
+    /// stop, those lost with the link (or taken by a broker that never
+    /// acknowledged them). Every message that entered the outbox is then in
+    /// exactly one of `delivered`, `queue.len`, `dropped`, `too_large` and
+    /// this (`docs/BRIDGE.md`).
+    pub fn unconfirmed(&self) -> u64 {
+        (get(&self.handed) + get(&self.own))
+            .saturating_sub(get(&self.delivered) + get(&self.requeued) + get(&self.superseded))
+    }
+
     /// Everything as a JSON object; `queue` is the outbox's
     /// `(len, bytes, max_len, max_bytes)`.
     pub fn to_json(&self, queue: (usize, usize, usize, usize)) -> Value {
@@ -168,12 +192,15 @@ impl Stats {
             "out": {
                 "read": get(&self.read),
                 "handed": get(&self.handed),
+                "own": get(&self.own),
                 "written": get(&self.written),
                 "acknowledged": get(&self.acknowledged),
                 "delivered": get(&self.delivered),
                 "missed": self.missed(),
                 "dropped": get(&self.dropped),
                 "requeued": get(&self.requeued),
+                "superseded": get(&self.superseded),
+                "unconfirmed": self.unconfirmed(),
                 "too_large": get(&self.too_large),
             },
             "queue": { "len": queue.0, "bytes": queue.1, "max_len": queue.2, "max_bytes": queue.3 },

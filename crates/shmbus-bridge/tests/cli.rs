@@ -276,13 +276,14 @@ fn the_stop_line_says_how_many_frames_were_never_delivered() {
     assert_eq!(o.status.code(), Some(0), "{err}");
     let stats: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     let queued = stats["queue"]["len"].as_u64().unwrap();
+    let unconfirmed = stats["out"]["unconfirmed"].as_u64().unwrap();
     let line = err
         .lines()
         .find(|l| l.starts_with("shmbus-bridge: stopped: "))
         .unwrap_or_else(|| panic!("no stop line: {err}"));
     assert!(
         line.contains(&format!(
-            ", {queued} still queued at the stop (never delivered); in: "
+            ", {queued} still queued at the stop (never delivered), {unconfirmed} handed to the MQTT link but never confirmed (lost with it, or taken by a broker that did not acknowledge); in: "
         )),
         "{line}"
     );
