@@ -472,6 +472,16 @@ pub fn classify(path: &std::path::Path, e: mcap::McapError) -> Result<End, crate
             "cannot read {}: {io}",
             path.display()
         ))),
+        // Not damage: a chunk compressed by another tool (`mcap compress`
+        // uses zstd, other writers lz4). shmbus reads uncompressed chunks
+        // only (no decompressor is built for the board), and `mcap recover`
+        // would not help; `mcap decompress` does.
+        mcap::McapError::UnsupportedCompression(how) => Err(crate::Exit::error(format!(
+            "{} holds chunks compressed with '{}', which shmbus does not read (it reads the uncompressed chunks it writes); decompress it first, e.g. `mcap decompress {} -o plain.mcap` with Foxglove's mcap CLI, and give plain.mcap; the messages before the first compressed chunk were read",
+            path.display(),
+            shmbus_core::topic::shown(&how),
+            path.display()
+        ))),
         e => Err(crate::Exit::error(format!(
             "{} is damaged: {e}; messages before the damage were read (recover the rest with `mcap recover`)",
             path.display()

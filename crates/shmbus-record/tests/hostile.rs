@@ -311,3 +311,83 @@ fn replay_quotes_a_long_topic_name_cut_and_once() {
     assert!(err.matches("(5000 bytes)").count() >= 1, "{err}");
     assert!(!err.contains(&"n".repeat(100)), "{err}");
 }
+
+/// `bytes` (a recording) with every chunk marked as compressed with
+/// `how`, as `mcap compress` (zstd) or another writer (lz4) leaves it:
+/// the chunk's compression string set, its records left as they are (a
+/// reader without that decompressor stops at the string).
+fn marked_compressed(bytes: &[u8], how: &str) -> Vec<u8> {
+    let mut out = bytes[..MAGIC.len()].to_vec();
+    let mut at = MAGIC.len();
+    while at + 9 <= bytes.len() {
+        let op = bytes[at];
+        let len = u64::from_le_bytes(bytes[at + 1..at + 9].try_into().unwrap()) as usize;
+        let body = &bytes[at + 9..at + 9 + len];
+        if op == 0x06 {
+            // start, end, uncompressed size, CRC (28 bytes), then the
+            // compression string (u32 length + bytes): empty here.
+            assert_eq!(&body[28..32], &[0; 4], "an uncompressed chunk");
+            let mut b = body[..28].to_vec();
+            b.extend_from_slice(&(how.len() as u32).to_le_bytes());
+            b.extend_from_slice(how.as_bytes());
+            b.extend_from_slice(&body[32..]);
+            out.extend(record(0x06, &b));
+        } else {
+            out.extend_from_slice(&bytes[at..at + 9 + len]);
+        }
+        at += 9 + len;
+    }
+    out.extend_from_slice(&bytes[at..]);
+    out
+}
+
+/// A recording whose chunks another tool compressed (`mcap compress`,
+/// which docs/RECORDING.md suggests for shrinking a file on a laptop,
+/// writes zstd; other writers lz4). shmbus reads uncompressed chunks
+/// only: `cat`, `cat --json` and `replay` say so, with `mcap decompress`
+/// as the fix. Was: `FILE is damaged: Unsupported compression format
+/// `zstd`; ... (recover the rest with `mcap recover`)`, which blames an
+/// intact file and names a fix that does not help.
+#[test]
+fn a_recording_with_compressed_chunks_is_named_as_such_not_damaged() {
+    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    watchdog("compressed chunks", std::time::Duration::from_secs(120));
+    let dir = TempDir::new("compressed");
+    let key = unique_key("compressed");
+    let _guard = Guard(key);
+    let name = format!("test/compressed-{:08x}", key as u32);
+    let frames: Vec<Vec<u8>> = (1..=3)
+        .map(|g| postcard::to_stdvec(&Check::new(g)).unwrap())
+        .collect();
+    let plain = dir.0.join("plain.mcap");
+    recording(&plain, &name, key, frames[0].len(), &frames);
+    let bytes = std::fs::read(&plain).unwrap();
+    for how in ["zstd", "lz4"] {
+        let path = dir.0.join(format!("{how}.mcap"));
+        std::fs::write(&path, marked_compressed(&bytes, how)).unwrap();
+        let p = path.to_str().unwrap();
+        for args in [
+            vec!["cat", p],
+            vec!["cat", "--json", p],
+            vec!["replay", "--rate", "0", p],
+        ] {
+            let (code, err) = run(&args);
+            assert_eq!(code, 2, "{args:?}: {err}");
+            assert!(
+                err.contains(&format!("{p} holds chunks compressed with '{how}'"))
+                    && err.contains(&format!("mcap decompress {p}")),
+                "{args:?}: {err}"
+            );
+            assert!(
+                !err.contains("damaged") && !err.contains("mcap recover"),
+                "{args:?}: {err}"
+            );
+            assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        }
+    }
+    // Nothing was published from the compressed files; the plain file
+    // still replays all three frames (the test reads what it made).
+    let (code, err) = run(&["replay", "--rate", "0", plain.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("replayed 3 frames of 1 topic"), "{err}");
+}
