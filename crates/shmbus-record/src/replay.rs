@@ -243,11 +243,22 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
     let mut notes = Repeats::new("shmbus: warning: ");
     let mut scratch = Vec::new();
     let mut first_pass = true;
+    // Topics removed (`shmbus rm`) under this replay: their frames would
+    // reach no subscriber, so they are no longer published (as `shmbus
+    // pub` stops). By key: the topic's name and the frames it got.
+    let mut removed: BTreeMap<i32, (String, u64)> = BTreeMap::new();
+    let mut checked: HashMap<i32, Instant> = HashMap::new();
+    let mut per_key: HashMap<i32, u64> = HashMap::new();
+    // Why `--loop` could not repeat the file (its frames span no time).
+    let mut unloopable: Option<String> = None;
     'passes: loop {
         let mut pass_frames = 0u64;
         let mut generations = format::Generations::default();
         // Per clock: the first frame's stamp and when it was published.
         let mut t0: [Option<(u64, Instant)>; 2] = [None, None];
+        // Per clock: the latest stamp published and the frames on it, for
+        // the length of a pass (`--loop`).
+        let mut last: [(u64, u64); 2] = [(0, 0); 2];
         for m in format::open_messages(&a.file)? {
             if stop::requested() {
                 break 'passes;
@@ -279,6 +290,9 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
                 continue;
             };
             let (key, spacing) = (*key, *spacing);
+            if removed.contains_key(&key) {
+                continue;
+            }
             let Some(publisher) = publishers.get_mut(&key) else {
                 continue;
             };
@@ -310,6 +324,8 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
             }
             let t = spacing.stamp(&m);
             let (first, wall0) = *t0[spacing.index()].get_or_insert((t, Instant::now()));
+            let seen = &mut last[spacing.index()];
+            *seen = (seen.0.max(t), seen.1 + 1);
             if a.rate > 0.0 && t > first {
                 let due = wall0 + Duration::from_secs_f64((t - first) as f64 / 1e9 / a.rate);
                 let wait = due.saturating_duration_since(Instant::now());
@@ -334,6 +350,28 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
                     break 'passes;
                 }
             }
+            // Removed under this replay (`shmbus rm`, `ipcrm`): no new
+            // subscriber can find the segment, and with --loop the replay
+            // would publish into it for ever. One system call, at most
+            // twice a second per topic.
+            let now = Instant::now();
+            let due_check = checked
+                .get(&key)
+                .is_none_or(|c| now.duration_since(*c) >= REMOVAL_CHECK);
+            if due_check {
+                checked.insert(key, now);
+                if publisher.is_removed() {
+                    let name = publisher.name().to_string();
+                    let before = per_key.get(&key).copied().unwrap_or(0);
+                    eprintln!(
+                        "shmbus: warning: topic '{}' (key 0x{:08x}) was removed (`shmbus rm`) while it was replayed: no one can find it now, so the rest of its frames are not published ({before} were)",
+                        shown(&name),
+                        key as u32
+                    );
+                    removed.insert(key, (name, before));
+                    continue;
+                }
+            }
             // The segment has the shape the channel records (the open
             // refuses any other), so a frame that does not fit is the
             // file's fault, not the segment's: never tell to remove it.
@@ -351,6 +389,7 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
             })?;
             published += 1;
             pass_frames += 1;
+            *per_key.entry(key).or_insert(0) += 1;
         }
         first_pass = false;
         if pass_frames == 0 {
@@ -358,6 +397,32 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
         }
         if !a.looped {
             break;
+        }
+        if a.rate > 0.0 {
+            // The next pass starts one frame interval after this pass's
+            // last frame, as if the recording went on: a pass lasts its
+            // span plus that interval. Was: at once, so the last frame
+            // and the next pass's first went out together, and a file of
+            // one frame (or frames of one instant) was republished as
+            // fast as the CPU allowed, for ever.
+            let Some(next) = next_pass(&t0, &last, a.rate) else {
+                unloopable = Some(format!(
+                    "--loop: the frames of {} span no time ({pass_frames} frame{} at one instant), so a pass has no length to repeat it at; it was replayed once. Replay it without --loop, or with --rate 0 --loop to republish it as fast as possible",
+                    a.file.display(),
+                    if pass_frames == 1 { "" } else { "s" }
+                ));
+                break;
+            };
+            let wait = next.saturating_duration_since(Instant::now());
+            if wait > LONG_PAUSE {
+                eprintln!(
+                    "shmbus: replay: waiting {} before the next pass (one frame interval after the last frame); Ctrl-C stops",
+                    for_people(wait)
+                );
+            }
+            if !sleep_until(next) {
+                break 'passes;
+            }
         }
     }
     notes.flush();
@@ -367,7 +432,7 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
             eprintln!("shmbus: warning: --key {t}=...: no topic '{t}' in the recording");
         }
     }
-    if published == 0 && left_out > 0 {
+    if published == 0 && left_out > 0 && removed.is_empty() {
         return Err(Exit::error(format!(
             "nothing replayed: {}; {} is damaged (`shmbus cat --json {}` shows what decodes)",
             mismatch_list(&mismatched),
@@ -404,7 +469,58 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
             mismatch_list(&mismatched)
         );
     }
+    if !removed.is_empty() {
+        let each: Vec<String> = removed
+            .iter()
+            .map(|(key, (name, before))| {
+                format!(
+                    "'{}' (key 0x{:08x}) after {before} frame{}",
+                    shown(name),
+                    *key as u32,
+                    if *before == 1 { "" } else { "s" }
+                )
+            })
+            .collect();
+        return Err(Exit::not_found(format!(
+            "replay stopped publishing {} when {} removed (`shmbus rm`) under it; replay again to create {} anew",
+            each.join(", "),
+            if removed.len() == 1 {
+                "it was"
+            } else {
+                "they were"
+            },
+            if removed.len() == 1 { "it" } else { "them" }
+        )));
+    }
+    if let Some(why) = unloopable {
+        return Err(Exit::error(why));
+    }
     Ok(())
+}
+
+/// How often a replayed topic is checked for removal (one `IPC_STAT`).
+const REMOVAL_CHECK: Duration = Duration::from_millis(500);
+
+/// When the next `--loop` pass starts: on each clock with frames at two
+/// or more instants, one mean frame interval (at `rate`) after its last
+/// frame's due time; the latest of those. `None` when no clock has a
+/// span (one frame, or frames of one instant): a pass has no length.
+fn next_pass(
+    t0: &[Option<(u64, Instant)>; 2],
+    last: &[(u64, u64); 2],
+    rate: f64,
+) -> Option<Instant> {
+    t0.iter()
+        .zip(last)
+        .filter_map(|(anchor, &(latest, frames))| {
+            let (first, wall0) = (*anchor)?;
+            let span = latest
+                .checked_sub(first)
+                .filter(|s| *s > 0 && frames >= 2)?;
+            let length = span as f64 + span as f64 / (frames - 1) as f64;
+            Some(wall0 + Duration::from_secs_f64(length / 1e9 / rate))
+        })
+        .max()
 }
 
 /// `3 frames of 'imu' (channel 2) and 1 frame of 'gnss' (channel 4) did

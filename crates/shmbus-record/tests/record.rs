@@ -2094,3 +2094,179 @@ fn a_full_device_as_the_output_says_the_disk_is_full_and_nothing_reached_it() {
         );
     }
 }
+
+/// A recording of `frames` of `Check` with the given monotonic publish
+/// stamps (ns after now), taken from the ring (`--backlog`) into `file`.
+fn recording_at(test: &str, offsets_ns: &[u64], file: &TempFile) -> (shmbus_pub::Topic, Guard) {
+    let (topic, guard) = unique_topic(test);
+    let mut publisher = Publisher::<Check>::open(&topic).unwrap();
+    let (mono, real) = (
+        shmbus_core::sys::monotonic_ns(),
+        shmbus_core::sys::realtime_ns(),
+    );
+    for (i, off) in offsets_ns.iter().enumerate() {
+        publisher
+            .publish_at(&Check::new(i as u64 + 1), mono + off, real + off)
+            .unwrap();
+    }
+    drop(publisher);
+    record_backlog(&format!("{}", topic.key), file.path());
+    (topic, guard)
+}
+
+/// `replay --loop` starts each pass one frame interval after the last
+/// frame of the one before, as if the recording went on; a file whose
+/// frames span no time (one frame) has no pass length: it is replayed
+/// once and `--loop` says why (exit 2). Was: the next pass started at
+/// once (the last frame and the next pass's first went out together),
+/// and a one-frame recording was republished as fast as the CPU went,
+/// for ever (10,910 frames in 3 s of a recorded 20 Hz topic).
+#[test]
+fn replay_loop_spaces_its_passes_and_refuses_a_file_of_one_instant() {
+    watchdog("loop passes", Duration::from_secs(180));
+    let ms = 1_000_000;
+    let file = TempFile::new("loop-passes");
+    let (topic, _guard) = recording_at("loop-passes", &[0, 100 * ms, 200 * ms], &file);
+    let target = unique_key("loop-passes-target");
+    let _target = Guard(target);
+    let to = format!("{}={target}", topic.name);
+    let mut child = KillOnDrop(
+        tool(&["replay", file.path(), "--loop", "--key", &to])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let replayed = topic.clone().key(target);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut sub = loop {
+        if let Ok(s) = Subscriber::<Check>::attach(&replayed) {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "replay created no topic");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    while sub.raw().generation() < 6 {
+        assert!(Instant::now() < deadline, "--loop did not republish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill(Pid::from_raw(child.0.id() as i32), Signal::SIGINT).unwrap();
+    let (code, _) = wait_exit(&mut child, Duration::from_secs(60), "replay --loop");
+    assert_eq!(code, Some(0));
+    sub.raw().seek_oldest();
+    let mut stamps = Vec::new();
+    while let Next::Frame(s) = sub.next().unwrap() {
+        stamps.push((s.value.seq, s.mono_ns));
+    }
+    assert!(stamps.len() >= 6, "{stamps:?}");
+    assert_eq!(
+        stamps[..6].iter().map(|s| s.0).collect::<Vec<_>>(),
+        [1, 2, 3, 1, 2, 3]
+    );
+    // Frames 100 ms apart: the first pass's last frame and the second
+    // pass's first are at least one interval apart (a lower bound, which
+    // no load on the machine can break: replay never publishes early).
+    let seam = stamps[3].1 - stamps[2].1;
+    assert!(
+        seam >= 90 * ms,
+        "the second pass started {seam} ns after the first pass's last frame"
+    );
+
+    // One frame: nothing to repeat at; replayed once, then said so.
+    let one = TempFile::new("loop-one");
+    let (topic, _guard) = recording_at("loop-one", &[0], &one);
+    let target = unique_key("loop-one-target");
+    let _target = Guard(target);
+    let to = format!("{}={target}", topic.name);
+    let mut child = KillOnDrop(
+        tool(&["replay", one.path(), "--loop", "--key", &to])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (code, _) = wait_exit(
+        &mut child,
+        Duration::from_secs(60),
+        "replay --loop of one frame",
+    );
+    let mut err = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("replayed 1 frames of 1 topic")
+            && err.contains("span no time (1 frame at one instant)")
+            && err.contains("--rate 0 --loop"),
+        "{err}"
+    );
+    let mut sub = Subscriber::<Check>::attach(&topic.clone().key(target)).unwrap();
+    assert_eq!(sub.raw().generation(), 1);
+}
+
+/// A topic removed (`shmbus rm`, `ipcrm`) while `replay --loop` publishes
+/// it: replay stops publishing it, says so, and ends (exit 1) once it has
+/// nothing left to publish, as `shmbus pub` does. Was: it went on
+/// publishing into the removed segment, which no subscriber can find, for
+/// ever.
+#[test]
+fn a_topic_removed_while_replayed_is_no_longer_published() {
+    watchdog("removed while replayed", Duration::from_secs(180));
+    let ms = 1_000_000;
+    let file = TempFile::new("replay-removed");
+    let (topic, _guard) = recording_at("replay-removed", &[0, 20 * ms, 40 * ms], &file);
+    let target = unique_key("replay-removed-target");
+    let _target = Guard(target);
+    let to = format!("{}={target}", topic.name);
+    let mut child = KillOnDrop(
+        tool(&["replay", file.path(), "--loop", "--key", &to])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let replayed = topic.clone().key(target);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut sub = loop {
+        if let Ok(s) = Subscriber::<Check>::attach(&replayed) {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "replay created no topic");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    while sub.raw().generation() < 4 {
+        assert!(Instant::now() < deadline, "--loop did not republish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let id = shmbus_core::sys::shmget(target, 0, 0).expect("the replayed segment");
+    shmbus_core::sys::shm_remove(id).expect("remove the replayed segment");
+    let (code, _) = wait_exit(
+        &mut child,
+        Duration::from_secs(60),
+        "replay of a removed topic",
+    );
+    let mut err = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "topic '{}' (key 0x{:08x}) was removed (`shmbus rm`) while it was replayed",
+            topic.name, target as u32
+        )) && err.contains("replay stopped publishing"),
+        "{err}"
+    );
+    // What it published before is all the removed segment got.
+    let g = sub.raw().generation();
+    assert!(
+        err.contains(&format!("({g} were)")),
+        "generation {g}: {err}"
+    );
+}
