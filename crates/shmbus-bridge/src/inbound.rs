@@ -247,9 +247,16 @@ impl Inbound {
                 }
             }
             Ok(frame)
-                if retained
-                    && r.last_frame.as_deref() == Some(frame.as_slice())
-                    && r.publisher.as_ref().is_some_and(|p| !removed(p)) =>
+                if retained && {
+                    // The first message after a start: the topic may
+                    // still hold what a bridge before this one published
+                    // (the segment outlives it), which the open reads.
+                    if r.publisher.is_none() {
+                        open(r);
+                    }
+                    r.last_frame.as_deref() == Some(frame.as_slice())
+                        && r.publisher.as_ref().is_some_and(|p| !p.is_removed())
+                } =>
             {
                 r.replayed += 1;
                 self.stats.in_replayed.fetch_add(1, Ordering::Relaxed);
@@ -473,17 +480,10 @@ fn frame_of(r: &Route, payload: &[u8]) -> Result<Vec<u8>, String> {
 
 /// True if the segment `p` publishes on was removed (`shmbus rm`,
 /// `ipcrm`): the key no longer leads to it.
-fn removed(p: &RawPublisher) -> bool {
-    match shmbus_core::sys::shm_stat(p.shmid()) {
-        Ok(st) => st.removed(),
-        Err(_) => true,
-    }
-}
-
 /// If someone removed the local topic (`shmbus rm`), let go of it, so the
 /// next open creates it again; true if so.
 fn drop_if_removed(r: &mut Route) -> bool {
-    if !r.publisher.as_ref().is_some_and(removed) {
+    if !r.publisher.as_ref().is_some_and(RawPublisher::is_removed) {
         return false;
     }
     eprintln!(
@@ -493,6 +493,15 @@ fn drop_if_removed(r: &mut Route) -> bool {
     r.publisher = None;
     r.next_open = None;
     true
+}
+
+/// The newest frame a topic holds, if it can be read now (a read-only
+/// attach; any error is "not known").
+fn newest_frame(topic: &shmbus_core::topic::Topic) -> Option<Vec<u8>> {
+    let mut sub = shmbus_sub::RawSubscriber::attach(topic).ok()?;
+    let mut buf = Vec::new();
+    sub.latest_bytes(&mut buf).ok()??;
+    Some(buf)
 }
 
 /// Try to become the local topic's publisher (at most once per second).
@@ -505,6 +514,13 @@ fn open(r: &mut Route) {
     let name = r.t.cfg.name.clone();
     let (state, holder, err) = match RawPublisher::open(&r.t.topic, &r.schema, r.capacity) {
         Ok(p) => {
+            // A topic that was there before the open (a bridge before this
+            // one published it; the segment outlives it): its newest frame
+            // is what the topic holds, so a retained copy of it from the
+            // broker is a replay, not news.
+            if !p.created() && r.last_frame.is_none() {
+                r.last_frame = newest_frame(&r.t.topic);
+            }
             r.publisher = Some(p);
             r.state = "publishing";
             r.holder = None;
@@ -547,6 +563,61 @@ mod tests {
         let v = stats.to_json((0, 0, 0, 0));
         assert_eq!(v["in"]["unmatched"], 3, "{v}");
         assert_eq!(v["in"]["received"], 0, "{v}");
+    }
+
+    /// A bridge restarted (a crash, an upgrade) found the broker's
+    /// retained setpoint new: the bridge before it had published it, and
+    /// the local topic, which outlives the bridge, still held it, but the
+    /// new bridge's memory of what it published was empty, so the frame
+    /// went out again as a new generation. The open now reads what the
+    /// topic holds: a retained copy of it is `replayed`. A retained
+    /// message into an empty topic, or a retained value that differs, is
+    /// still published.
+    #[test]
+    fn a_restarted_bridge_does_not_publish_the_retained_frame_the_topic_holds() {
+        let key = shmbus_testkit::unique_key("restart-replay");
+        let _guard = shmbus_testkit::Guard(key);
+        let route = InTopic::for_test("sp", "g/sp", key);
+        let start = || {
+            let stats = Arc::new(Stats::default());
+            let outbox = Arc::new(Outbox::new(10, 1 << 20, stats.clone()));
+            let inbound = Inbound::new(
+                std::slice::from_ref(&route),
+                Names::new("p", "b"),
+                outbox,
+                stats.clone(),
+            )
+            .unwrap();
+            (inbound, stats)
+        };
+        let count = |s: &Stats, k: &str| s.to_json((0, 0, 0, 0))["in"][k].as_u64().unwrap();
+        let generation = || {
+            shmbus_sub::RawSubscriber::attach(&route.topic)
+                .unwrap()
+                .generation()
+        };
+        // The first bridge: the retained setpoint into an empty topic.
+        let (mut first, stats) = start();
+        first.handle_message("g/sp", br#"{"a":7}"#, true);
+        assert_eq!(count(&stats, "published"), 1);
+        assert_eq!(generation(), 1);
+        drop(first);
+        // The next bridge gets the same retained message at its subscribe.
+        let (mut next, stats) = start();
+        next.handle_message("g/sp", br#"{ "a": 7 }"#, true);
+        assert_eq!(
+            count(&stats, "replayed"),
+            1,
+            "{}",
+            stats.to_json((0, 0, 0, 0))
+        );
+        assert_eq!(count(&stats, "published"), 0);
+        assert_eq!(generation(), 1, "the setpoint was published again");
+        // A retained value the topic does not hold is news.
+        next.handle_message("g/sp", br#"{"a":8}"#, true);
+        assert_eq!(count(&stats, "published"), 1);
+        assert_eq!(generation(), 2);
+        drop(next);
     }
 
     #[test]

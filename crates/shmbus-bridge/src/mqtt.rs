@@ -1422,23 +1422,7 @@ mod tests {
             .map(|name| {
                 let key = shmbus_testkit::unique_key(&format!("short-suback-{name}"));
                 guards.push(shmbus_testkit::Guard(key));
-                let text = format!(
-                    "[[topic]]\nname = \"{name}\"\nkey = 0x{:08x}\nslots = 4\n",
-                    key as u32
-                );
-                let cfg = shmbus_config::Config::parse(&text, "t.toml")
-                    .unwrap()
-                    .topics
-                    .remove(0);
-                crate::settings::InTopic {
-                    remote: format!("g/{name}"),
-                    topic: cfg.to_topic().unwrap(),
-                    cfg,
-                    schema: "struct S { a: u8 }".into(),
-                    schema_at: shmbus_config::Location::file("t.toml"),
-                    format: shmbus_config::bridge::InFormat::Json,
-                    qos: Qos::AtLeastOnce,
-                }
+                crate::settings::InTopic::for_test(name, &format!("g/{name}"), key)
             })
             .collect();
         let stats = Arc::new(crate::stats::Stats::default());
@@ -1574,23 +1558,7 @@ mod tests {
         };
         let key = shmbus_testkit::unique_key("retained-replay");
         let _guard = shmbus_testkit::Guard(key);
-        let text = format!(
-            "[[topic]]\nname = \"ret\"\nkey = 0x{:08x}\nslots = 8\n",
-            key as u32
-        );
-        let cfg = shmbus_config::Config::parse(&text, "t.toml")
-            .unwrap()
-            .topics
-            .remove(0);
-        let route = crate::settings::InTopic {
-            remote: "g/ret".into(),
-            topic: cfg.to_topic().unwrap(),
-            cfg,
-            schema: "struct S { a: u8 }".into(),
-            schema_at: shmbus_config::Location::file("t.toml"),
-            format: shmbus_config::bridge::InFormat::Json,
-            qos: Qos::AtLeastOnce,
-        };
+        let route = crate::settings::InTopic::for_test("ret", "g/ret", key);
         let stats = Arc::new(crate::stats::Stats::default());
         let outbox = Arc::new(crate::outbox::Outbox::new(1000, 1 << 20, stats.clone()));
         let (stop, _, rx) = engine_on(port, outbox, stats.clone(), std::slice::from_ref(&route));

@@ -74,6 +74,31 @@ pub struct InTopic {
     pub qos: Qos,
 }
 
+impl InTopic {
+    /// A test route: broker topic `remote` into local topic `name` at
+    /// `key` (4 slots), of type `struct S { a: u8 }`, JSON, QoS 1.
+    #[cfg(test)]
+    pub(crate) fn for_test(name: &str, remote: &str, key: i32) -> InTopic {
+        let text = format!(
+            "[[topic]]\nname = \"{name}\"\nkey = 0x{:08x}\nslots = 4\n",
+            key as u32
+        );
+        let cfg = shmbus_config::Config::parse(&text, "t.toml")
+            .unwrap()
+            .topics
+            .remove(0);
+        InTopic {
+            remote: remote.into(),
+            topic: cfg.to_topic().unwrap(),
+            cfg,
+            schema: "struct S { a: u8 }".into(),
+            schema_at: Location::file("t.toml"),
+            format: InFormat::Json,
+            qos: Qos::AtLeastOnce,
+        }
+    }
+}
+
 /// Everything the engine-neutral core needs.
 #[derive(Debug, Clone)]
 pub struct Settings {
