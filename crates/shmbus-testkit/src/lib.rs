@@ -124,6 +124,76 @@ pub fn process_gone(pid: u32) -> bool {
     }
 }
 
+/// The scheduler state in a `/proc/.../stat` file: `R` running, `S`
+/// asleep in the kernel, `T` stopped, `Z` zombie, ...; `None` if it
+/// cannot be read (the process is gone).
+fn stat_state(path: &str) -> Option<char> {
+    let s = std::fs::read_to_string(path).ok()?;
+    // The state follows the command name's closing parenthesis.
+    s.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// Wait (at most 30 s) until process `pid` is stopped (`T`), as it is some
+/// time after a `SIGSTOP`: `kill` returns once the signal is sent, and a
+/// process running on another CPU goes on for a moment before it stops.
+/// Fails at once if the process exits first.
+pub fn wait_stopped(pid: u32) -> Result<(), String> {
+    let path = format!("/proc/{pid}/stat");
+    let look = || match stat_state(&path) {
+        Some('T') => Ok(true),
+        Some('Z' | 'X') | None => Err(format!("process {pid} exited before it stopped")),
+        Some(_) => Ok(false),
+    };
+    match settled(look, |r| !matches!(r, Ok(false)))? {
+        true => Ok(()),
+        false => Err(format!("process {pid} did not stop within {SETTLE:?}")),
+    }
+}
+
+/// Wait (at most 30 s) until thread `tid` of this process sleeps in the
+/// kernel (`S`): for a test thread whose only blocking call from some
+/// point on is the wait under test (a futex wait), the sign that it is
+/// waiting, where a fixed sleep only hoped that it would be by then.
+pub fn wait_thread_asleep(tid: i32) -> Result<(), String> {
+    let path = format!("/proc/self/task/{tid}/stat");
+    let look = || match stat_state(&path) {
+        Some('S') => Ok(true),
+        None => Err(format!("thread {tid} ended before it slept")),
+        Some(_) => Ok(false),
+    };
+    match settled(look, |r| !matches!(r, Ok(false)))? {
+        true => Ok(()),
+        false => Err(format!("thread {tid} did not sleep within {SETTLE:?}")),
+    }
+}
+
+/// Wait (at most 30 s) until the one subscriber that sleeps on `topic`
+/// (in `wait_until`, as `wait_next`, `shmbus record` and the tools wait)
+/// has looked for frames after everything published before this call,
+/// and so has read them.
+///
+/// Before each sleep a subscriber checks for frames, then takes a ticket
+/// from the topic's waiter word (`shmbus_core::waiter`); it sleeps in
+/// slices, so it takes one at least every 100 ms while it waits. A first
+/// ticket after this call may come from a check made just before it; the
+/// check before a second one was made after the first ticket, so after
+/// this call. Needs a topic with notify on, and only one subscriber
+/// sleeping on it (another's tickets would count too).
+pub fn wait_subscriber_caught_up(topic: &Topic) -> Result<(), String> {
+    let seg = shmbus_core::Segment::attach(topic).map_err(|e| format!("attach: {e}"))?;
+    let r = seg.header().waiter_ref().load();
+    let w = shmbus_core::waiter::WaiterWord::attach(r, &seg)
+        .map_err(|e| format!("the waiter word of '{}': {e:?}", topic.name))?;
+    let before = w.load();
+    match settled(|| w.load().wrapping_sub(before), |n| *n >= 2) {
+        n if n >= 2 => Ok(()),
+        n => Err(format!(
+            "no subscriber of '{}' went back to sleep twice within {SETTLE:?} ({n} tickets)",
+            topic.name
+        )),
+    }
+}
+
 /// A topic with a unique key and a Guard that removes it.
 pub fn unique_topic(test: &str) -> (Topic, Guard) {
     let key = unique_key(test);

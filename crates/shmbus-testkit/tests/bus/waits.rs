@@ -57,17 +57,29 @@ fn signals_do_not_end_a_wait_early() {
             std::thread::sleep(Duration::from_millis(10));
         }
     });
-    let before = SIGNALS.load(Ordering::Relaxed);
+    // Waits until at least 5 signals arrived during them: how many arrive
+    // in one wait depends on how often the pinger gets the CPU (a loaded
+    // machine gave it none for the whole 400 ms), so the test counts what
+    // arrived and waits again, each wait held to its full timeout.
     let timeout = Duration::from_millis(400);
-    let t = Instant::now();
-    let r = sub.wait_next(timeout);
-    let elapsed = t.elapsed();
+    let end = Instant::now() + Duration::from_secs(40);
+    let (mut got, mut waits) = (0, 0);
+    while got < 5 {
+        assert!(
+            Instant::now() < end,
+            "only {got} signals arrived during {waits} waits"
+        );
+        let before = SIGNALS.load(Ordering::Relaxed);
+        let t = Instant::now();
+        let r = sub.wait_next(timeout);
+        let elapsed = t.elapsed();
+        got += SIGNALS.load(Ordering::Relaxed) - before;
+        waits += 1;
+        assert_eq!(r, Err(WaitError::Timeout), "wait {waits}");
+        assert!(elapsed >= timeout, "wait {waits}: {elapsed:?}");
+    }
     done.store(true, Ordering::Relaxed);
     pinger.join().unwrap();
-    let got = SIGNALS.load(Ordering::Relaxed) - before;
-    assert_eq!(r, Err(WaitError::Timeout));
-    assert!(elapsed >= timeout, "{elapsed:?}");
-    assert!(got >= 5, "only {got} signals arrived during the wait");
 }
 
 #[test]
@@ -77,11 +89,16 @@ fn publisher_killed_while_subscribers_wait_is_publisher_gone() {
     let mut child = KillOnDrop(spawn("hold-pub", &topic_args(&topic)));
     let mut out = BufReader::new(child.0.stdout.take().unwrap());
     line(&mut out);
+    // Attached here, before the kill: a waiter thread that attached only
+    // after it (a loaded machine ran none of them in the 300 ms the test
+    // used to sleep) met a dead publisher at attach time instead.
+    let (tids, tid_rx) = std::sync::mpsc::channel();
     let waiters: Vec<_> = (0..3)
         .map(|i| {
-            let topic = topic.clone();
+            let mut sub = Subscriber::<Check>::attach(&topic).unwrap();
+            let tids = tids.clone();
             std::thread::spawn(move || {
-                let mut sub = Subscriber::<Check>::attach(&topic).unwrap();
+                tids.send(nix::unistd::gettid().as_raw()).unwrap();
                 let t = Instant::now();
                 let r = if i % 2 == 0 {
                     sub.wait_next(Duration::from_secs(30)).map(|_| ())
@@ -92,7 +109,12 @@ fn publisher_killed_while_subscribers_wait_is_publisher_gone() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // Killed once every waiter sleeps in its wait (a fixed 300 ms was no
+    // promise that any had started on a loaded machine).
+    for _ in 0..3 {
+        let tid = tid_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        shmbus_testkit::wait_thread_asleep(tid).unwrap();
+    }
     signal::kill(Pid::from_raw(child.0.id() as i32), Signal::SIGKILL).unwrap();
     child.0.wait().unwrap();
     for w in waiters {
@@ -145,8 +167,11 @@ fn segment_removed_while_waiting_is_removed() {
     line(&mut out);
     let mut sub = Subscriber::<Check>::attach(&topic).unwrap();
     let shmid = sub.raw().segment().shmid();
+    // Removed once this thread sleeps in its wait, not after a fixed
+    // 200 ms that a loaded machine may spend before the wait begins.
+    let me = nix::unistd::gettid().as_raw();
     let remover = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(200));
+        shmbus_testkit::wait_thread_asleep(me).unwrap();
         sys::shm_remove(shmid).unwrap(); // what `ipcrm -m` does
     });
     let t = Instant::now();
