@@ -537,7 +537,9 @@ fn falling_behind_is_logged_as_missed_frames() {
     // The recorder has attached (it says "recording" after it attached).
     shmbus_testkit::wait_mapped(rec.child.0.id(), topic.key).unwrap();
     publish_range(&mut publisher, 1..=1, Duration::ZERO);
-    std::thread::sleep(settle);
+    // Frame 1 read before the stop: a fixed 400 ms was not always enough
+    // on a loaded machine, and frame 1 was lost with the lap.
+    shmbus_testkit::wait_subscriber_caught_up(&topic).unwrap();
     rec.stop();
     publish_range(&mut publisher, 2..=21, Duration::ZERO);
     rec.signal(Signal::SIGCONT);
