@@ -464,6 +464,8 @@ fn echo_all_reports_missed_frames() {
     // Stop the reader, overrun the 4-slot ring with 20 frames, resume it.
     let pid = Pid::from_raw(echo.0.id() as i32);
     kill(pid, Signal::SIGSTOP).unwrap();
+    // `kill` returns before a reader running on another CPU has stopped.
+    shmbus_testkit::wait_stopped(echo.0.id()).unwrap();
     for n in 2..=21 {
         p.publish(&imu(n)).unwrap();
     }
@@ -858,12 +860,19 @@ fn echo_survives_a_dead_publisher_and_a_removed_topic() {
     out.read_line(&mut line).unwrap();
     p.0.kill().unwrap();
     p.0.wait().unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // The topic is removed once echo has said that its publisher is not
+    // running (a fixed 500 ms was not always enough on a loaded machine:
+    // echo then saw the removal first and never said it).
+    let mut errs = BufReader::new(c.0.stderr.take().unwrap());
+    let mut err = String::new();
+    while !err.contains("not running") {
+        let n = errs.read_line(&mut err).unwrap();
+        assert!(n > 0, "echo ended before it saw its publisher gone: {err}");
+    }
     let r = run(&["rm", &hex(topic.key)]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let status = c.0.wait().unwrap();
-    let mut err = String::new();
-    c.0.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    errs.read_to_string(&mut err).unwrap();
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     assert!(
