@@ -334,6 +334,13 @@ fn demo_keys(pid: u32) -> Vec<i32> {
     c.topics.iter().map(|t| t.key).collect()
 }
 
+/// The demo's topics (names and keys) for the demo run by process `pid`.
+fn demo_topics(pid: u32) -> Vec<shmbus_core::Topic> {
+    let mut c = Config::builtin_demo();
+    c.rebus(&format!("demo-{pid}")).unwrap();
+    c.topics.iter().map(|t| t.to_topic().unwrap()).collect()
+}
+
 /// Guards for the demo's keys, in case the demo's own cleanup fails.
 fn demo_guards(pid: u32) -> Vec<Guard> {
     demo_keys(pid).into_iter().map(Guard).collect()
@@ -403,7 +410,23 @@ fn demo_stops_on_sigint_and_cleans_up() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_millis(1500));
+    // Interrupted once every topic has a frame and the demo's watcher of
+    // each has read it (it went back to sleep on the topic since). A fixed
+    // 1.5 s after the topics appeared was no promise that a sensor had
+    // published, or a watcher run, on a loaded machine; the report then
+    // said "no frames on ...".
+    for t in demo_topics(pid) {
+        let start = std::time::Instant::now();
+        while !shmbus_core::Segment::attach(&t).is_ok_and(|s| s.generation() > 0) {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no frame on {} within 60 s",
+                t.name
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        shmbus_testkit::wait_subscriber_caught_up(&t).unwrap();
+    }
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGINT,
