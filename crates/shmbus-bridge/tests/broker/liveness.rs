@@ -2,8 +2,6 @@
 //! latest value, publisher status and staleness, birth and last will; and
 //! a topic removed and created again.
 
-use std::time::Duration;
-
 use serde_json::Value;
 
 use crate::harness::{Board, Broker, Dir, LONG, Proc, SHORT, retained, retained_bytes};
@@ -51,14 +49,14 @@ fn retained_schema_latest_value_status_and_last_will() {
     p.wait_line("DONE", LONG);
     // The schema, three ways. The postcard-schema bytes are those of the
     // declared type (the same bytes a ground station can decode with).
-    let schema = retained_bytes(broker.port, "shmbus/a/tick/$schema", 5).expect("$schema");
+    let schema = retained_bytes(broker.port, "shmbus/a/tick/$schema", 30).expect("$schema");
     let declared = shmbus_codec::Codec::parse(TICK_TEXT).unwrap();
     assert_eq!(schema, declared.schema_bytes());
     let js = json(&retained(broker.port, "shmbus/a/tick/$jsonschema").expect("$jsonschema"));
     assert_eq!(js["type"], "object", "{js}");
     assert!(js["properties"]["epoch"].is_object(), "{js}");
     let text =
-        String::from_utf8(retained_bytes(broker.port, "shmbus/a/tick/$schematext", 5).unwrap())
+        String::from_utf8(retained_bytes(broker.port, "shmbus/a/tick/$schematext", 30).unwrap())
             .unwrap();
     assert_eq!(text, TICK_TEXT);
     // The retained latest value is the last frame; live and fresh.
@@ -138,7 +136,11 @@ fn a_topic_removed_and_created_again_is_followed_with_its_new_schema() {
         ]);
         c
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // Subscribed once it prints the topic's retained status ("absent": no
+    // publisher yet). A fixed 500 ms was no promise on a loaded machine:
+    // a watcher that subscribed later missed the first "alive", got a
+    // later state as the retained one, and the sequence below fell apart.
+    watch.wait_line("out: shmbus/a/tick/$status ", LONG);
     let mut p1 = a.probe(
         "pub1",
         &[

@@ -53,7 +53,7 @@ fn frames_from_board_a_are_read_on_board_b_with_the_same_schema() {
         |s| s.starts_with("struct"),
         SHORT,
     );
-    let schema = retained_bytes(broker.port, "shmbus/a/tick/$schematext", 5).expect("schema text");
+    let schema = retained_bytes(broker.port, "shmbus/a/tick/$schematext", 30).expect("schema text");
     let schema = String::from_utf8(schema).unwrap();
     assert_eq!(schema, TICK_TEXT);
     let mut b = Board::new("b");

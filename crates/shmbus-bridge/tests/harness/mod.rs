@@ -483,9 +483,12 @@ pub fn mqtt_sub(
         .collect()
 }
 
-/// The retained message of `topic` (None if there is none within 5 s).
+/// The retained message of `topic` (None if there is none within 30 s).
+/// A retained message comes at once after the subscription, so the wait
+/// costs nothing when there is one; 5 s was a bound on starting
+/// `mosquitto_sub` and its connection, which a loaded machine can break.
 pub fn retained(port: u16, topic: &str) -> Option<String> {
-    retained_bytes(port, topic, 5).map(|b| String::from_utf8_lossy(&b).into_owned())
+    retained_bytes(port, topic, 30).map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
 /// The retained payload of `topic`, bytes exactly (`mosquitto_sub -N`),
