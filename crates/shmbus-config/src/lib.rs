@@ -287,7 +287,33 @@ impl TopicConfig {
     }
 }
 
+/// Why `s`, the `field` (`group` or `publisher_user`) of a topic, can
+/// name no id, if it is a number: a negative one, one over 32 bits, or
+/// 4294967295, which is `(gid_t)-1` / `(uid_t)-1`, the kernel's "no id"
+/// (`shmctl(IPC_SET)` refuses it with EINVAL, so no publisher could give
+/// the segment that group, and no segment can belong to that user).
+pub(crate) fn id_problem(s: &str, field: &str) -> Option<String> {
+    let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let what = if field == "group" { "gid" } else { "uid" };
+    match s.parse::<u32>() {
+        Ok(u32::MAX) => Some(format!(
+            "`{field}` = {s} is ({what}_t)-1, which the kernel reserves for \"no {what}\" (a publisher would fail with EINVAL): give the real {what} or a name"
+        )),
+        Ok(_) => None,
+        Err(_) => Some(format!(
+            "`{field}` = {} is not a valid {what}: ids are from 0 to 4294967294; give the real {what} or a name",
+            shown(s)
+        )),
+    }
+}
+
 fn resolve_group(g: &str) -> Result<u32, String> {
+    if let Some(p) = id_problem(g, "group") {
+        return Err(p);
+    }
     if let Ok(gid) = g.parse::<u32>() {
         return Ok(gid);
     }
@@ -303,6 +329,9 @@ fn resolve_group(g: &str) -> Result<u32, String> {
 }
 
 fn resolve_user(u: &str) -> Result<u32, String> {
+    if let Some(p) = id_problem(u, "publisher_user") {
+        return Err(p);
+    }
     if let Ok(uid) = u.parse::<u32>() {
         return Ok(uid);
     }

@@ -547,17 +547,26 @@ impl<'a> Parser<'a> {
 
     /// A user or group: a name, or a numeric id.
     fn principal(&mut self, v: &Value<'_>, field: &str) -> Option<String> {
-        match v.get_ref() {
-            DeValue::String(s) if !s.is_empty() => Some(s.to_string()),
-            DeValue::String(_) => self.err(
-                v.span(),
-                format!("`{field}` is empty: remove it or give a name"),
-            ),
-            DeValue::Integer(_) => match self.int(v, field)? {
-                (n, _) if (0..=i64::from(u32::MAX)).contains(&n) => Some(n.to_string()),
-                (n, _) => self.err(v.span(), format!("`{field}` = {n} is not a valid id")),
-            },
-            _ => self.wrong_type(v, field, "a name or a numeric id"),
+        let id = match v.get_ref() {
+            DeValue::String(s) if !s.is_empty() => return self.numeric_id(v, field, s),
+            DeValue::String(_) => {
+                return self.err(
+                    v.span(),
+                    format!("`{field}` is empty: remove it or give a name"),
+                );
+            }
+            DeValue::Integer(_) => self.int(v, field)?.0,
+            _ => return self.wrong_type(v, field, "a name or a numeric id"),
+        };
+        self.numeric_id(v, field, &id.to_string())
+    }
+
+    /// A group or user as written, refused if it is a number no id can be
+    /// (`crate::id_problem`).
+    fn numeric_id(&mut self, v: &Value<'_>, field: &str, s: &str) -> Option<String> {
+        match crate::id_problem(s, field) {
+            Some(p) => self.err(v.span(), p),
+            None => Some(s.to_string()),
         }
     }
 

@@ -775,3 +775,47 @@ fn a_config_path_with_control_characters_is_shown_escaped() {
         plain.display().to_string()
     );
 }
+
+/// `group` or `publisher_user` = 4294967295 is `(gid_t)-1` / `(uid_t)-1`,
+/// the kernel's "no id": the check said OK, then the publisher failed with
+/// `semctl(IPC_SET): Invalid argument`, and every reader refused the topic
+/// as a squat (no segment can belong to uid 4294967295). It is refused
+/// where it is written, as an integer or a string, in a topic or in
+/// `[defaults]`, and so is a numeric id that fits no id; a
+/// `TopicConfig` made by hand gets the same answer from `to_topic`.
+#[test]
+fn an_id_the_kernel_reserves_or_that_fits_no_id_is_refused() {
+    assert_errors(
+        "[defaults]\npublisher_user = 4294967295\n[[topic]]\nname = \"a\"\ngroup = 4294967295\n[[topic]]\nname = \"b\"\ngroup = \"4294967295\"\npublisher_user = \"-1\"\n[[topic]]\nname = \"c\"\ngroup = \"99999999999\"\npublisher_user = 4294967296\n",
+        &[
+            (
+                "2:18",
+                "`publisher_user` = 4294967295 is (uid_t)-1, which the kernel reserves for \"no uid\" (a publisher would fail with EINVAL): give the real uid or a name",
+            ),
+            ("5:9", "`group` = 4294967295 is (gid_t)-1"),
+            ("8:9", "`group` = 4294967295 is (gid_t)-1"),
+            (
+                "9:18",
+                "`publisher_user` = -1 is not a valid uid: ids are from 0 to 4294967294",
+            ),
+            ("12:9", "`group` = 99999999999 is not a valid gid"),
+            ("13:18", "`publisher_user` = 4294967296 is not a valid uid"),
+        ],
+    );
+    // The largest real ids, and names, are taken as before.
+    let c = Config::parse(
+        "[[topic]]\nname = \"a\"\ngroup = 4294967294\npublisher_user = \"0\"\n[[topic]]\nname = \"b\"\ngroup = \"shmbus\"\npublisher_user = \"+7\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.topics[0].group.as_deref(), Some("4294967294"));
+    assert_eq!(c.topics[0].to_topic().unwrap().group, Some(4_294_967_294));
+    let mut t = c.topics[0].clone();
+    t.group = Some("4294967295".into());
+    let e = t.to_topic().unwrap_err().to_string();
+    assert!(e.contains("is (gid_t)-1"), "{e}");
+    t.group = None;
+    t.publisher_user = Some("4294967295".into());
+    let e = t.to_topic().unwrap_err().to_string();
+    assert!(e.contains("is (uid_t)-1"), "{e}");
+}
