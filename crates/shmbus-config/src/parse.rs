@@ -137,9 +137,9 @@ impl<'a> Parser<'a> {
 
     fn unknown(&mut self, key: &Spanned<std::borrow::Cow<'_, str>>, table: &str, known: &[&str]) {
         let k = key.get_ref();
-        let hint = match known.iter().min_by_key(|f| edit_distance(k, f)) {
-            Some(best) if edit_distance(k, best) <= 2 => format!("did you mean `{best}`? "),
-            _ => String::new(),
+        let hint = match suggestion(k, known) {
+            Some(best) => format!("did you mean `{best}`? "),
+            None => String::new(),
         };
         let msg = format!(
             "unknown field `{}` in {table}; {hint}known fields: {}",
@@ -642,17 +642,62 @@ pub(crate) fn check_unique(config: &Config, errs: &mut ConfigErrors) {
     }
 }
 
-/// Levenshtein distance, for "did you mean" hints.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
+/// The known field an unknown one most likely means, if any: the same
+/// name in another case or with `-` for `_` (`Slots`, `rate-hz`); a field
+/// it begins or is part of (`rate`, `max_age`, `hz`, `desc`); else one
+/// within a typo or two of it (`slot`, `mdoe`), where two typos count only
+/// in a name of five characters or more, so that `rate` is not taken for
+/// `name` (two letters of four differ).
+pub(crate) fn suggestion<'k>(field: &str, known: &[&'k str]) -> Option<&'k str> {
+    let k = field.to_ascii_lowercase().replace('-', "_");
+    if let Some(f) = known.iter().find(|f| **f == k) {
+        return Some(f);
     }
-    prev[b.len()]
+    let len = k.chars().count();
+    if len >= 2 {
+        // The shortest field that holds it: `pub` is `publisher` rather
+        // than `publisher_user`.
+        let part = known
+            .iter()
+            .filter(|f| f.contains(k.as_str()) || (k.starts_with(**f) && f.len() >= 2))
+            .min_by_key(|f| f.len());
+        if let Some(f) = part {
+            return Some(f);
+        }
+    }
+    let most = if len >= 5 { 2 } else { 1 };
+    known
+        .iter()
+        .map(|f| (edit_distance(&k, f), *f))
+        .filter(|(d, _)| *d <= most)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, f)| f)
+}
+
+/// Edit distance with adjacent transpositions (`mdoe` is one from
+/// `mode`), for "did you mean" hints.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    // d[i][j]: distance of a[..i] and b[..j].
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
 }

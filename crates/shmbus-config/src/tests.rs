@@ -819,3 +819,55 @@ fn an_id_the_kernel_reserves_or_that_fits_no_id_is_refused() {
     let e = t.to_topic().unwrap_err().to_string();
     assert!(e.contains("is (uid_t)-1"), "{e}");
 }
+
+/// The hint names the field a misspelling means. Before, `rate` got "did
+/// you mean `name`?" (two letters of four differ), `name` in `[defaults]`
+/// got `mode`, and `max_age`, `hz`, `NAME`, `rate-hz` and `desc` got no
+/// hint at all; every table's unknown fields go through the same rule.
+#[test]
+fn a_misspelt_field_gets_the_field_it_means() {
+    let hint = |table: &str, field: &str| -> String {
+        let text = match table {
+            "topic" => format!("[[topic]]\nname = \"a\"\n{field} = 1\n"),
+            "defaults" => format!("[defaults]\n{field} = 1\n[[topic]]\nname = \"a\"\n"),
+            "top" => format!("{field} = 1\n[[topic]]\nname = \"a\"\n"),
+            "bridge" => format!("[[topic]]\nname = \"a\"\n[bridge]\n{field} = 1\n"),
+            "mqtt" => format!("[[topic]]\nname = \"a\"\n[bridge.mqtt]\n{field} = 1\n"),
+            _ => unreachable!(),
+        };
+        let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(e.contains(&format!("unknown field `{field}`")), "{e}");
+        e.split_once("did you mean `")
+            .map_or(String::new(), |(_, rest)| {
+                rest.split('`').next().unwrap().to_string()
+            })
+    };
+    for (table, field, want) in [
+        ("topic", "rate", "rate_hz"),
+        ("topic", "max_age", "max_age_ms"),
+        ("topic", "hz", "rate_hz"),
+        ("topic", "NAME", "name"),
+        ("topic", "Rate-Hz", "rate_hz"),
+        ("topic", "desc", "description"),
+        ("topic", "mdoe", "mode"),
+        ("topic", "slot", "slots"),
+        ("topic", "ky", "key"),
+        ("topic", "user", "publisher_user"),
+        ("topic", "pub", "publisher"),
+        ("topic", "max_age_s", "max_age_ms"),
+        ("topic", "colour", ""),
+        ("topic", "x", ""),
+        ("defaults", "name", ""),
+        ("defaults", "slot", "slots"),
+        ("top", "buss", "bus"),
+        ("top", "topics", "topic"),
+        ("top", "default", "defaults"),
+        ("bridge", "board", "board_id"),
+        ("bridge", "outs", "out"),
+        ("bridge", "queue_size", "queue"),
+        ("mqtt", "broker_url", "broker"),
+        ("mqtt", "keepalive", "keepalive_s"),
+    ] {
+        assert_eq!(hint(table, field), want, "`{field}` in {table}");
+    }
+}
