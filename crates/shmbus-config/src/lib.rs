@@ -109,7 +109,7 @@ pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// KiB.
 pub const RECOVER_BYTES: usize = 64 * 1024;
 
-fn read_bounded(path: &std::path::Path) -> Result<String, String> {
+fn read_bounded(path: &std::path::Path) -> Result<Vec<u8>, String> {
     use std::io::Read;
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     let file = std::fs::OpenOptions::new()
@@ -148,12 +148,33 @@ fn read_bounded(path: &std::path::Path) -> Result<String, String> {
             MAX_CONFIG_BYTES / 1024
         ));
     }
-    String::from_utf8(bytes).map_err(|e| {
+    Ok(bytes)
+}
+
+/// Where the first byte that is not UTF-8 is, and the one line that says
+/// what to do: a config is edited by line, and a Latin-1 `é` in a
+/// description was otherwise a hunt by byte offset.
+fn not_utf8(bytes: &[u8]) -> (Option<(usize, usize)>, String) {
+    if bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]) {
+        return (
+            None,
+            "cannot read the config: it is UTF-16 text (it starts with a UTF-16 byte order mark): save it as UTF-8".into(),
+        );
+    }
+    let bad = match std::str::from_utf8(bytes) {
+        Ok(_) => bytes.len(),
+        Err(e) => e.valid_up_to(),
+    };
+    // The text before the bad byte is UTF-8 by definition.
+    let before = std::str::from_utf8(&bytes[..bad]).unwrap_or("");
+    let at = Location::of_offset("", before, bad);
+    (
+        Some((at.line, at.col)),
         format!(
-            "cannot read the config: it is not UTF-8 text (byte {} is invalid)",
-            e.utf8_error().valid_up_to()
-        )
-    })
+            "cannot read the config: it is not UTF-8 text: byte {bad} is 0x{:02x}, which UTF-8 does not allow here (Latin-1 or another 8-bit encoding?): save the file as UTF-8",
+            bytes.get(bad).copied().unwrap_or(0)
+        ),
+    )
 }
 
 impl Config {
@@ -171,9 +192,22 @@ impl Config {
     /// input is an error naming the limit.
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigErrors> {
         let shown = path.display().to_string();
-        match read_bounded(path) {
+        let bytes = read_bounded(path)
+            .map_err(|msg| ConfigErrors::one(Location::file(&shown), msg))?;
+        match String::from_utf8(bytes) {
             Ok(text) => Config::parse(&text, &shown),
-            Err(msg) => Err(ConfigErrors::one(Location::file(&shown), msg)),
+            Err(e) => {
+                let (at, msg) = not_utf8(e.as_bytes());
+                let at = match at {
+                    Some((line, col)) => Location {
+                        path: shown,
+                        line,
+                        col,
+                    },
+                    None => Location::file(&shown),
+                };
+                Err(ConfigErrors::one(at, msg))
+            }
         }
     }
 

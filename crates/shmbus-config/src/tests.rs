@@ -871,3 +871,40 @@ fn a_misspelt_field_gets_the_field_it_means() {
         assert_eq!(hint(table, field), want, "`{field}` in {table}");
     }
 }
+
+/// A file that is not UTF-8 is pointed at where it stops being UTF-8, by
+/// `line:col` as every other problem is; before, a Latin-1 `é` in a
+/// description was "byte 49 is invalid" for the whole file. A UTF-16 file
+/// (an editor's "Unicode") is named as such.
+#[test]
+fn a_file_that_is_not_utf8_is_pointed_at_by_line_and_column() {
+    let dir = shmbus_testkit::TempDir::new("config-not-utf8");
+    let latin1 = dir.path().join("latin1.toml");
+    std::fs::write(
+        &latin1,
+        b"bus = \"lab\"\n[[topic]]\nname = \"imu\"\ndescription = \"b\xc3\xa9 caf\xe9\"\n",
+    )
+    .unwrap();
+    let e = Config::load(&latin1).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "{}:4:22: cannot read the config: it is not UTF-8 text: byte 57 is 0xe9, which UTF-8 does not allow here (Latin-1 or another 8-bit encoding?): save the file as UTF-8",
+            latin1.display()
+        )
+    );
+    let utf16 = dir.path().join("utf16.toml");
+    let mut bytes = vec![0xff, 0xfe];
+    for b in b"bus = \"lab\"\n" {
+        bytes.extend([*b, 0]);
+    }
+    std::fs::write(&utf16, bytes).unwrap();
+    let e = Config::load(&utf16).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "{}: cannot read the config: it is UTF-16 text (it starts with a UTF-16 byte order mark): save it as UTF-8",
+            utf16.display()
+        )
+    );
+}
