@@ -225,10 +225,14 @@ impl Config {
     /// The topic called `name`, or an error listing the topics there are.
     pub fn require_topic(&self, name: &str) -> Result<&TopicConfig, String> {
         self.topic(name).ok_or_else(|| {
+            // The name comes from a command line (`--topic`) and the path
+            // from `--config` or `$SHMBUS_CONFIG`: both escaped and cut,
+            // as every message quotes outside text.
             let names: Vec<&str> = self.topics.iter().map(|t| t.name.as_str()).collect();
             format!(
-                "{}: no topic `{name}`; the topics are: {}",
-                self.path,
+                "{}: no topic `{}`; the topics are: {}",
+                error::path_shown(&self.path),
+                shown(name),
                 names.join(", ")
             )
         })

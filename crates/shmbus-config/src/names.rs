@@ -78,7 +78,7 @@ impl NameRule {
             name: name.to_string(),
             keys: vec![derive_key(bus, name)],
             publisher_uid: None,
-            source: format!("bus '{bus}'"),
+            source: format!("bus '{}'", shmbus_core::topic::shown(bus)),
             only_keys: false,
         }
     }
@@ -94,7 +94,10 @@ impl NameRule {
                     .publisher_user
                     .as_ref()
                     .map(|u| crate::resolve_user(u).unwrap_or(u32::MAX)),
-                source: format!("topic '{name}' of {}", config.path),
+                source: format!(
+                    "topic '{name}' of {}",
+                    crate::error::path_shown(&config.path)
+                ),
                 only_keys: false,
             };
         }
@@ -109,7 +112,8 @@ impl NameRule {
             publisher_uid: None,
             source: format!(
                 "bus '{}' of {}, or bus '{DEFAULT_BUS}'",
-                config.bus, config.path
+                config.bus,
+                crate::error::path_shown(&config.path)
             ),
             only_keys: false,
         }

@@ -908,3 +908,30 @@ fn a_file_that_is_not_utf8_is_pointed_at_by_line_and_column() {
         )
     );
 }
+
+/// A topic name given on a command line (`--topic`) that the config does
+/// not have is quoted escaped and cut, with the config's path escaped, as
+/// every message quotes outside text; before, `--topic $'\e[2J'` cleared
+/// the screen through `require_topic`. The same for the source a name
+/// rule names in its messages (`--bus`, the config's path).
+#[test]
+fn a_missing_topic_and_a_name_rule_quote_outside_text_escaped() {
+    let c = Config::parse("[[topic]]\nname = \"imu\"\n", "t.toml")
+        .unwrap()
+        .with_path("a\u{1b}[2Jb.toml");
+    let long = "x".repeat(10_000);
+    for name in ["\u{1b}[2J\nforged", long.as_str()] {
+        let e = c.require_topic(name).unwrap_err();
+        assert!(!e.chars().any(char::is_control), "{e:?}");
+        assert!(e.len() < 200, "{e}");
+        assert!(e.starts_with("a\\u001b[2Jb.toml: no topic `"), "{e}");
+        assert!(e.ends_with("; the topics are: imu"), "{e}");
+    }
+    for rule in [
+        crate::names::NameRule::from_config(&c, "imu"),
+        crate::names::NameRule::from_config(&c, "gnss"),
+        crate::names::NameRule::on_bus("imu", "\u{1b}[2J"),
+    ] {
+        assert!(!rule.source.chars().any(char::is_control), "{:?}", rule.source);
+    }
+}
