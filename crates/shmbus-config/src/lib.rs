@@ -110,7 +110,6 @@ pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 pub const RECOVER_BYTES: usize = 64 * 1024;
 
 fn read_bounded(path: &std::path::Path) -> Result<Vec<u8>, String> {
-    use std::io::Read;
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -131,13 +130,53 @@ fn read_bounded(path: &std::path::Path) -> Result<Vec<u8>, String> {
         );
     }
     if kind.is_fifo() {
-        // Back to blocking reads: a pipe with a writer is read to its end.
-        let flags = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFL)
+        // A pipe can be read once: what this process read of it first is
+        // what every later load of it gets (see `PIPES`).
+        use std::os::unix::fs::MetadataExt;
+        let meta = file
+            .metadata()
             .map_err(|e| format!("cannot read the config: {e}"))?;
-        let flags = nix::fcntl::OFlag::from_bits_truncate(flags) & !nix::fcntl::OFlag::O_NONBLOCK;
-        nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(flags))
-            .map_err(|e| format!("cannot read the config: {e}"))?;
+        let id = (meta.dev(), meta.ino());
+        let pipes = PIPES.get_or_init(Default::default);
+        if let Some(first) = pipes.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
+            return first.clone();
+        }
+        let got = read_pipe(file);
+        if !matches!(&got, Ok(b) if b.is_empty()) {
+            pipes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id, got.clone());
+        }
+        return got;
     }
+    read_to_limit(file)
+}
+
+/// What this process read of each pipe it loaded a config from (by device
+/// and inode), and of each that was too long. A pipe (`--config <(...)`,
+/// `SHMBUS_CONFIG=/dev/fd/N`, a FIFO) gives its text once: a tool that
+/// loads the config twice (`doctor --sysctl` checks it, then computes the
+/// limits; a name is resolved by loading it again) got "no topics" the
+/// second time, or the rest of an over-long input, and went on with the
+/// built-in bus or no topics at all. Nothing is kept of an empty read
+/// (no writer yet): a later load may still find one.
+type PipeReads = std::collections::HashMap<(u64, u64), Result<Vec<u8>, String>>;
+static PIPES: std::sync::OnceLock<std::sync::Mutex<PipeReads>> = std::sync::OnceLock::new();
+
+fn read_pipe(file: std::fs::File) -> Result<Vec<u8>, String> {
+    // Back to blocking reads: a pipe with a writer is read to its end.
+    let flags = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFL)
+        .map_err(|e| format!("cannot read the config: {e}"))?;
+    let flags = nix::fcntl::OFlag::from_bits_truncate(flags) & !nix::fcntl::OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(flags))
+        .map_err(|e| format!("cannot read the config: {e}"))?;
+    read_to_limit(file)
+}
+
+/// Read `file` up to [`MAX_CONFIG_BYTES`]; more is an error.
+fn read_to_limit(file: std::fs::File) -> Result<Vec<u8>, String> {
+    use std::io::Read;
     let mut bytes = Vec::new();
     file.take(MAX_CONFIG_BYTES + 1)
         .read_to_end(&mut bytes)

@@ -935,3 +935,54 @@ fn a_missing_topic_and_a_name_rule_quote_outside_text_escaped() {
         assert!(!rule.source.chars().any(char::is_control), "{:?}", rule.source);
     }
 }
+
+/// A pipe gives its text once, so a second load of it in the same process
+/// got "no topics" (`shmbus doctor --sysctl --config <(...)` checks the
+/// config, then loads it again to compute the limits: it printed nothing
+/// and exited 0, "the limits suffice", whatever they were), or read on
+/// past an over-long input and took its tail for the config. Every load of
+/// a pipe now gets what the first read of it got, error included.
+#[test]
+fn a_pipe_is_read_once_and_every_load_of_it_gets_that_text() {
+    let limit = Duration::from_secs(60);
+    let path_of = |fd: &std::os::fd::OwnedFd| {
+        std::path::PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(fd)
+        ))
+    };
+    // A config written whole, then read twice.
+    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    let mut w = std::fs::File::from(write_end);
+    std::io::Write::write_all(&mut w, BUILTIN_DEMO.as_bytes()).unwrap();
+    drop(w);
+    let piped = path_of(&read_end);
+    for load in 1..=3 {
+        let c = load_within(&piped, limit)
+            .expect("loading a pipe returns")
+            .unwrap_or_else(|e| panic!("load {load} of the pipe: {e}"));
+        assert_eq!(c.topics.len(), 6, "load {load}");
+    }
+    drop(read_end);
+    // An over-long input whose tail would parse as a config on its own:
+    // the second load is refused as the first was.
+    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    let writer = std::thread::spawn(move || {
+        let mut w = std::fs::File::from(write_end);
+        let mut text = "#".repeat(crate::MAX_CONFIG_BYTES as usize);
+        text.push('\n');
+        text.push_str("[[topic]]\nname = \"tail\"\n");
+        // The reader stops at the limit; the rest stays in the pipe.
+        let _ = std::io::Write::write_all(&mut w, text.as_bytes());
+    });
+    let piped = path_of(&read_end);
+    for load in 1..=2 {
+        let e = load_within(&piped, limit)
+            .expect("loading a pipe returns")
+            .map(|c| format!("loaded {:?}", c.topics))
+            .unwrap_or_else(|e| e);
+        assert!(e.contains("larger than 1024 KiB"), "load {load}: {e}");
+    }
+    writer.join().unwrap();
+    drop(read_end);
+}
