@@ -231,8 +231,8 @@ impl Config {
     /// input is an error naming the limit.
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigErrors> {
         let shown = path.display().to_string();
-        let bytes = read_bounded(path)
-            .map_err(|msg| ConfigErrors::one(Location::file(&shown), msg))?;
+        let bytes =
+            read_bounded(path).map_err(|msg| ConfigErrors::one(Location::file(&shown), msg))?;
         match String::from_utf8(bytes) {
             Ok(text) => Config::parse(&text, &shown),
             Err(e) => {

@@ -932,7 +932,11 @@ fn a_missing_topic_and_a_name_rule_quote_outside_text_escaped() {
         crate::names::NameRule::from_config(&c, "gnss"),
         crate::names::NameRule::on_bus("imu", "\u{1b}[2J"),
     ] {
-        assert!(!rule.source.chars().any(char::is_control), "{:?}", rule.source);
+        assert!(
+            !rule.source.chars().any(char::is_control),
+            "{:?}",
+            rule.source
+        );
     }
 }
 

@@ -337,3 +337,29 @@ fn levels_refuse_wildcards_and_separators() {
         assert!(level_problem(bad).is_some(), "{bad:?} accepted");
     }
 }
+
+/// A prefix over 1024 bytes (300 levels of `abc`) passed the file's check
+/// (`doctor --config` said OK) and was then refused by `shmbus bridge`
+/// with no position. The check refuses it at its `line:col`, cut short;
+/// the longest one the bridge takes still passes.
+#[test]
+fn a_prefix_the_bridge_refuses_is_refused_by_the_check() {
+    let long = vec!["abc"; 300].join("/");
+    assert_errors(
+        &format!("[bridge]\nprefix = \"{long}\"\n"),
+        &[(
+            2,
+            10,
+            "prefix = \"abc/abc/abc/abc/abc/abc/abc/abc/abc/abc/... (1199 bytes)\" is longer than 1024 bytes: shorten it",
+        )],
+    );
+    let longest = format!("{}/{}", vec!["a".repeat(64); 15].join("/"), "b".repeat(49));
+    assert_eq!(longest.len(), crate::bridge::MAX_PREFIX);
+    let c = parse(&format!("[bridge]\nprefix = \"{longest}\"\n")).unwrap();
+    assert_eq!(c.bridge.unwrap().prefix, longest);
+    let e = parse(&format!("[bridge]\nprefix = \"{longest}b\"\n")).unwrap_err();
+    assert!(
+        e[0].contains("(1025 bytes)\" is longer than 1024 bytes"),
+        "{e:?}"
+    );
+}

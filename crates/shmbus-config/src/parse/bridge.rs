@@ -9,8 +9,8 @@ use toml::de::{DeTable, DeValue};
 use super::{Parser, Value, shown};
 use crate::TopicConfig;
 use crate::bridge::{
-    BridgeConfig, BridgeIn, BridgeOut, InFormat, MAX_QUEUE_BYTES, MqttConfig, OutFormat,
-    OutSettings, PathSetting, StrSetting, level_problem,
+    BridgeConfig, BridgeIn, BridgeOut, InFormat, MAX_PREFIX, MAX_QUEUE_BYTES, MqttConfig,
+    OutFormat, OutSettings, PathSetting, StrSetting, level_problem,
 };
 
 const BRIDGE_FIELDS: &[&str] = &[
@@ -614,6 +614,16 @@ impl Parser<'_> {
     }
 
     fn prefix(&mut self, v: &Value<'_>, p: &str) -> bool {
+        if p.len() > MAX_PREFIX {
+            self.err::<()>(
+                v.span(),
+                format!(
+                    "prefix = \"{}\" is longer than {MAX_PREFIX} bytes: shorten it (every broker topic of the board starts with it)",
+                    shown(p)
+                ),
+            );
+            return false;
+        }
         for level in p.split('/') {
             if let Some(problem) = level_problem(level) {
                 self.err::<()>(
