@@ -228,7 +228,10 @@ impl Config {
     /// Never blocks on a FIFO that nobody writes (it is opened with
     /// `O_NONBLOCK`: no writer reads as empty) and never reads without
     /// bound (`/dev/zero`, a growing file): a device is refused, a longer
-    /// input is an error naming the limit.
+    /// input is an error naming the limit. A pipe is read once per
+    /// process: every later load of it gets what the first one got, the
+    /// text or the error. A file that is not UTF-8 is refused at the
+    /// `line:col` of its first byte that is not.
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigErrors> {
         let shown = path.display().to_string();
         let bytes =
