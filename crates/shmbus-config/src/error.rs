@@ -71,6 +71,19 @@ pub(crate) fn path_shown(path: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// A string from a command line (a `--topic`, a `--bus`) as a message
+/// quotes it: cut by the one rule for outside text
+/// (`shmbus_core::topic::long_head`: its head and its length in bytes)
+/// and escaped in the same style as [`path_shown`], so that a line that
+/// quotes a path and an argument has one style, and a tool that escapes
+/// its output again finds nothing left to escape.
+pub(crate) fn arg_shown(s: &str) -> String {
+    match shmbus_core::topic::long_head(s) {
+        None => path_shown(s).into_owned(),
+        Some(head) => format!("{}... ({} bytes)", path_shown(head), s.len()),
+    }
+}
+
 /// Byte offsets of one text to lines and columns, each in O(log n): the
 /// parser asks for a location per topic, per field it keeps and per
 /// problem, and a 1 MiB file holds hundreds of thousands of them

@@ -274,7 +274,7 @@ impl Config {
             format!(
                 "{}: no topic `{}`; the topics are: {}",
                 error::path_shown(&self.path),
-                shown(name),
+                error::arg_shown(name),
                 names.join(", ")
             )
         })

@@ -78,7 +78,7 @@ impl NameRule {
             name: name.to_string(),
             keys: vec![derive_key(bus, name)],
             publisher_uid: None,
-            source: format!("bus '{}'", shmbus_core::topic::shown(bus)),
+            source: format!("bus '{}'", crate::error::arg_shown(bus)),
             only_keys: false,
         }
     }

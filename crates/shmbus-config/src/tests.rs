@@ -925,6 +925,10 @@ fn a_missing_topic_and_a_name_rule_quote_outside_text_escaped() {
         assert!(!e.chars().any(char::is_control), "{e:?}");
         assert!(e.len() < 200, "{e}");
         assert!(e.starts_with("a\\u001b[2Jb.toml: no topic `"), "{e}");
+        assert!(
+            e.contains("`\\u001b[2J\\u000aforged`") || e.contains("`xxxx"),
+            "in the tools' one style: {e}"
+        );
         assert!(e.ends_with("; the topics are: imu"), "{e}");
     }
     for rule in [
