@@ -668,6 +668,9 @@ pub(crate) fn suggestion<'k>(field: &str, known: &[&'k str]) -> Option<&'k str> 
     let most = if len >= 5 { 2 } else { 1 };
     known
         .iter()
+        // Lengths further apart than `most` are further apart than that
+        // (and a 1 MiB unknown field is not compared at all).
+        .filter(|f| len.abs_diff(f.chars().count()) <= most)
         .map(|f| (edit_distance(&k, f), *f))
         .filter(|(d, _)| *d <= most)
         .min_by_key(|(d, _)| *d)
@@ -675,29 +678,27 @@ pub(crate) fn suggestion<'k>(field: &str, known: &[&'k str]) -> Option<&'k str> 
 }
 
 /// Edit distance with adjacent transpositions (`mdoe` is one from
-/// `mode`), for "did you mean" hints.
+/// `mode`), for "did you mean" hints. Three rows of `b`'s length: a 1 MiB
+/// unknown field costs no more memory than a short one.
 fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    // d[i][j]: distance of a[..i] and b[..j].
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
+    // Rows i-2, i-1 and i of the table of distances of a[..i] and b[..j].
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur: Vec<usize> = vec![0; b.len() + 1];
     for i in 1..=a.len() {
+        cur[0] = i;
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
+            let mut best = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(d[i - 2][j - 2] + 1);
+                best = best.min(before[j - 2] + 1);
             }
-            d[i][j] = best;
+            cur[j] = best;
         }
+        std::mem::swap(&mut before, &mut prev);
+        std::mem::swap(&mut prev, &mut cur);
     }
-    d[a.len()][b.len()]
+    prev[b.len()]
 }
