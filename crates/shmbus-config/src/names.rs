@@ -31,6 +31,23 @@ use shmbus_core::{OpenError, Segment};
 
 use crate::Config;
 
+/// The note a name lookup gives when the config does not load: one line,
+/// its first problem and how many more (a tool prints it as one line, and
+/// the list of up to 50 made a line that broke in the middle of the
+/// parenthesis).
+pub(crate) fn not_loaded(e: &crate::ConfigErrors) -> String {
+    let first = e
+        .iter()
+        .next()
+        .map_or_else(String::new, ToString::to_string);
+    let more = match e.len() {
+        0 | 1 => String::new(),
+        2 => "; and 1 more problem: `shmbus doctor` lists them".to_string(),
+        n => format!("; and {} more problems: `shmbus doctor` lists them", n - 1),
+    };
+    format!("the config does not load ({first}{more}); names are looked up on bus '{DEFAULT_BUS}'")
+}
+
 /// The SHM_DEST flag in `/proc/sysvipc/shm`'s `perms`: removed, still attached.
 const SHM_DEST: u32 = 0o1000;
 
@@ -63,12 +80,7 @@ impl NameRule {
         }
         match Config::find(None) {
             Ok((c, _)) => (NameRule::from_config(&c, name), None),
-            Err(e) => (
-                NameRule::on_bus(name, DEFAULT_BUS),
-                Some(format!(
-                    "the config does not load ({e}); names are looked up on bus '{DEFAULT_BUS}'"
-                )),
-            ),
+            Err(e) => (NameRule::on_bus(name, DEFAULT_BUS), Some(not_loaded(&e))),
         }
     }
 
@@ -316,6 +328,32 @@ mod tests {
         );
         assert_eq!(r.publisher_uid, None);
         assert_eq!(NameRule::on_bus("imu", "x").keys, [derive_key("x", "imu")]);
+    }
+
+    /// A config that does not load is one line in a name lookup's note,
+    /// whatever its number of problems; before, every problem was a line of
+    /// its own inside the note's parenthesis.
+    #[test]
+    fn a_config_that_does_not_load_is_one_line_in_a_lookup_note() {
+        let one = Config::parse("bus = \"lab\"\n", "a.toml").unwrap_err();
+        assert_eq!(
+            not_loaded(&one),
+            "the config does not load (a.toml:1:1: no topics: add at least one [[topic]] table with a `name`); names are looked up on bus 'shmbus'"
+        );
+        let two = Config::parse("bus = 7\n", "b.toml").unwrap_err();
+        let n = not_loaded(&two);
+        assert!(!n.contains('\n'), "{n}");
+        assert!(
+            n.starts_with("the config does not load (b.toml:1:1: no topics")
+                && n.ends_with("; and 1 more problem: `shmbus doctor` lists them); names are looked up on bus 'shmbus'"),
+            "{n}"
+        );
+        // 80 unknown fields and no topics: 81 problems, 50 of them kept.
+        let text: String = (0..80).map(|i| format!("x{i} = 1\n")).collect();
+        let many = Config::parse(&text, "c.toml").unwrap_err();
+        let n = not_loaded(&many);
+        assert!(!n.contains('\n'), "{n}");
+        assert!(n.contains("; and 80 more problems"), "{n}");
     }
 
     #[test]
