@@ -63,6 +63,8 @@ cleanup() {
     if [[ ${#left[@]} -gt 0 ]]; then
         echo "cleanup: purging what this test installed: ${left[*]}"
         "${APT[@]}" purge "${left[@]}" >/dev/null 2>&1 || dpkg --purge "${left[@]}" || true
+        # dpkg alone leaves the ldconfig trigger of libshmbus0 pending.
+        dpkg --triggers-only --pending || true
     fi
     rm -f "$MARK"
     [[ $HAD_ETC == 1 ]] || rmdir /etc/shmbus 2>/dev/null || true
@@ -72,7 +74,26 @@ cleanup() {
 trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive
-APT=(apt-get -y -q -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold)
+# The maintainer scripts run with only the commands a Debian system is sure to have
+# on PATH: those of the Essential packages, and of the packages' own Depends
+# (passwd's useradd and userdel). A script calling anything else (awk: mawk is
+# Priority: required but not Essential, and gone from some minimal images) fails
+# here, as it would there. apt gives dpkg, and so the scripts, DPkg::Path.
+ESSENTIAL_BIN=$WORK/essential-bin
+mkdir -p "$ESSENTIAL_BIN"
+# (Unpacked in any state: libc-bin may be "triggers-pending" after an earlier run.)
+essential_pkgs=$(dpkg-query -W -f='${Package} ${Essential} ${db:Status-Status}\n' |
+    awk '$2 == "yes" && $3 != "not-installed" && $3 != "config-files" { print $1 }')
+# shellcheck disable=SC2086 # one argument per package
+essential_files=$(dpkg-query -L $essential_pkgs passwd)
+while read -r f; do
+    if [[ -f "$f" && -x "$f" && ! -e "$ESSENTIAL_BIN/${f##*/}" ]]; then ln -s "$f" "$ESSENTIAL_BIN/${f##*/}"; fi
+done < <(grep -E '^(/usr)?/s?bin/[^/]+$' <<<"$essential_files")
+for c in sh ldconfig start-stop-daemon dpkg-deb tar diff rm useradd getent ipcrm ischroot; do
+    [[ -x "$ESSENTIAL_BIN/$c" ]] || die "$c is not a command of an Essential package or of passwd here: the PATH of the maintainer scripts is wrong"
+done
+[[ ! -e "$ESSENTIAL_BIN/awk" ]] || die "awk counts as Essential here: the PATH of the maintainer scripts is wrong"
+APT=(apt-get -y -q -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold -o DPkg::Path="$ESSENTIAL_BIN")
 apt_install() { "${APT[@]}" install --no-install-recommends "$@"; }
 
 # Everything a purge must put back as it was.
@@ -343,7 +364,7 @@ printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
 chmod 755 /usr/sbin/policy-rc.d
 repack "$DEB" "$V+debtest3" "# upgrade test 3" "$WORK/shmbus_up3.deb"
 # apt runs dpkg, and so the maintainer scripts, with its own PATH: DPkg::Path.
-apt_install -o DPkg::Path="$WORK/chroot-bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+apt_install -o DPkg::Path="$WORK/chroot-bin:$ESSENTIAL_BIN" \
     "$WORK/shmbus_up3.deb" >"$WORK/up3.log" 2>&1 ||
     { cat "$WORK/up3.log"; die "upgrade 3 failed"; }
 grep '^shmbus:' "$WORK/up3.log" | sed 's/^/    /'
