@@ -55,9 +55,18 @@ restore_policy() {
     fi
     POLICY_PUT=0
 }
+# /etc/sysctl.d, moved aside to play a minimal system (no procps, no systemd).
+SYSCTLD_ASIDE=
+restore_sysctld() {
+    [[ -n $SYSCTLD_ASIDE && -d $SYSCTLD_ASIDE ]] || return 0
+    rm -rf /etc/sysctl.d # what postinst made meanwhile
+    mv "$SYSCTLD_ASIDE" /etc/sysctl.d
+    SYSCTLD_ASIDE=
+}
 cleanup() {
     local rc=$? p left=()
     restore_policy
+    restore_sysctld
     for p in "${SENSORS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${PKGS[@]}"; do installed "$p" && left+=("$p"); done
     if [[ ${#left[@]} -gt 0 ]]; then
@@ -436,11 +445,23 @@ pass "after purge the machine is as before: no files, user, group, drop-in, link
 echo "$AFTER" | sed 's/^/    /'
 
 # =====================================================================================
-step "purge after the user shmbus-sensors was deleted by hand: its topics still go"
+step "on a minimal system (no /etc/sysctl.d), purge after the user shmbus-sensors was deleted by hand"
+# A minimal image (debootstrap minbase, a container) has neither procps nor systemd,
+# which ship /etc/sysctl.d. The kernel's limits are still too small here (purge put
+# back kernel.shmmni 4): postinst must make the directory for its drop-in, say that
+# nothing on the system applies it at boot, and purge remove both.
+if [[ -e /etc/sysctl.d ]]; then
+    SYSCTLD_ASIDE=/etc/.sysctl.d.deb-test-$$
+    mv /etc/sysctl.d "$SYSCTLD_ASIDE"
+fi
+out=$(apt_install "$DEB" 2>&1) || { echo "$out"; die "apt-get install (second round, no /etc/sysctl.d) failed"; }
+echo "$out" | grep '^shmbus:' | sed 's/^/    /'
+grep -qx "kernel.shmmni = $(sysv shmmni)" "$DROPIN" || die "postinst did not write $DROPIN on a system without /etc/sysctl.d"
+grep -q "no /etc/sysctl.d here .*nothing applies it at boot" <<<"$out" || die "postinst did not say that nothing applies $DROPIN at boot"
+pass "no /etc/sysctl.d: postinst made it, raised kernel.shmmni to $(sysv shmmni), wrote $DROPIN and said that nothing applies it at boot"
 # System V objects keep the creator's uid, not the name: once `userdel shmbus-sensors`
 # has run, purge must still find the sensors' topics (locked in RAM until reboot
 # otherwise) through the uid postinst recorded, and touch nobody else's.
-out=$(apt_install "$DEB" 2>&1) || { echo "$out"; die "apt-get install (second round) failed"; }
 uid2=$(id -u shmbus-sensors) || die "postinst did not create shmbus-sensors again"
 run_unit system
 wait_live system
@@ -454,11 +475,14 @@ userdel shmbus-sensors
 grep '^shmbus:' "$WORK/purge2.log" | sed 's/^/    /'
 [[ $(mine "$uid2") == 0 ]] || die "purge left $(mine "$uid2") System V objects of the deleted user's uid $uid2"
 grep -q "removed $n System V objects .*(uid $uid2)" "$WORK/purge2.log" || die "postrm did not say it removed the $n objects of uid $uid2"
+[[ ! -e /etc/sysctl.d ]] || die "purge left the /etc/sysctl.d that postinst made: $(ls -A /etc/sysctl.d)"
+restore_sysctld
 AFTER=$(snapshot)
 if [[ "$AFTER" != "$BEFORE" ]]; then
     diff <(echo "$BEFORE") <(echo "$AFTER") | sed 's/^/    /' >&2
     die "the machine differs after the second purge (< before install, > after purge)"
 fi
-pass "userdel shmbus-sensors, then purge: the $n System V objects of uid $uid2 removed, the machine as before"
+pass "userdel shmbus-sensors, then purge: the $n System V objects of uid $uid2 removed, /etc/sysctl.d that postinst made removed, the machine as before"
+
 echo
 echo "ci/deb-test.sh: all $NPASS checks passed"
