@@ -63,6 +63,17 @@ restore_sysctld() {
     mv "$SYSCTLD_ASIDE" /etc/sysctl.d
     SYSCTLD_ASIDE=
 }
+# Files and directories (deepest last) a step made to play an administrator, and the
+# user shmbus-sensors (ADMIN_USER=1).
+ADMIN_MADE=()
+ADMIN_USER=0
+remove_admin_made() {
+    local i
+    for ((i = ${#ADMIN_MADE[@]} - 1; i >= 0; i--)); do
+        if [[ -d ${ADMIN_MADE[$i]} && ! -L ${ADMIN_MADE[$i]} ]]; then rmdir "${ADMIN_MADE[$i]}" 2>/dev/null || true; else rm -f "${ADMIN_MADE[$i]}"; fi
+    done
+    ADMIN_MADE=()
+}
 cleanup() {
     local rc=$? p left=()
     restore_policy
@@ -76,6 +87,8 @@ cleanup() {
         dpkg --triggers-only --pending || true
     fi
     rm -f "$MARK"
+    remove_admin_made
+    if [[ $ADMIN_USER == 1 ]]; then userdel shmbus-sensors 2>/dev/null || true; fi
     [[ $HAD_ETC == 1 ]] || rmdir /etc/shmbus 2>/dev/null || true
     rm -rf "$WORK"
     exit "$rc"
@@ -484,5 +497,61 @@ if [[ "$AFTER" != "$BEFORE" ]]; then
 fi
 pass "userdel shmbus-sensors, then purge: the $n System V objects of uid $uid2 removed, /etc/sysctl.d that postinst made removed, the machine as before"
 
+# =====================================================================================
+step "over an install by hand (units in /etc/systemd/system, a regular user shmbus-sensors)"
+# configs/README.md's install by hand copies the units to /etc/systemd/system, where
+# they take precedence over the package's in /usr/lib/systemd/system: after
+# `apt install` systemd would go on running /usr/local/bin's programs. postinst must
+# say so. The copy's enable link (pointing at /etc/systemd/system) is the
+# administrator's: purge removes only the links to the package's unit files.
+# The administrator also made shmbus-sensors a regular user, whose topics
+# systemd-logind deletes when a session of that user ends: postinst must say that too,
+# and purge keep the user.
+getent passwd shmbus-sensors >/dev/null && die "user shmbus-sensors exists before the third round"
+ADMIN_USER=1
+useradd --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin shmbus-sensors
+admin_uid=$(id -u shmbus-sensors)
+[[ $admin_uid -ge 1000 ]] || die "useradd without --system gave uid $admin_uid"
+mkadmin_dir() { [[ -d $1 ]] || { mkadmin_dir "$(dirname "$1")"; mkdir "$1"; ADMIN_MADE+=("$1"); }; }
+WANTS=/etc/systemd/system/multi-user.target.wants
+mkadmin_dir "$WANTS"
+HAND=/etc/systemd/system/shmbus-sensor@.service
+for f in "$HAND" "$WANTS"/shmbus-sensor{@power,@thermal,-imu}.service; do
+    [[ ! -e $f && ! -L $f ]] || die "$f exists on this machine already"
+done
+ADMIN_MADE+=("$HAND" "$WANTS/shmbus-sensor@power.service")
+cp configs/systemd/shmbus-sensor@.service "$HAND"
+ln -s "$HAND" "$WANTS/shmbus-sensor@power.service"
+out=$(apt_install "$DEB" 2>&1) || { echo "$out"; die "apt-get install (third round, units by hand) failed"; }
+echo "$out" | grep '^shmbus:' | sed 's/^/    /'
+grep -q "^shmbus: $HAND overrides the unit of this package .*/usr/local/bin/shmbus-sensor-%i" <<<"$out" ||
+    die "postinst did not say that $HAND overrides the package's unit"
+pass "postinst says that $HAND (a copy by hand, /usr/local/bin) overrides the package's unit, and how to switch"
+grep -q "^shmbus: user shmbus-sensors exists already (uid $admin_uid) and is not a system user .*RemoveIPC=" <<<"$out" ||
+    die "postinst did not say that the existing shmbus-sensors (uid $admin_uid) is a regular user, whose topics logind removes"
+! grep -q 'created system user' <<<"$out" || die "postinst created shmbus-sensors although it existed"
+pass "postinst says that the existing shmbus-sensors (uid $admin_uid) is not a system user, and what logind's RemoveIPC= does to its topics"
+# Enable links of the package's units, as `systemctl enable` makes them (through
+# /usr/lib or, on a merged /usr, /lib): purge's.
+ADMIN_MADE+=("$WANTS/shmbus-sensor@thermal.service" "$WANTS/shmbus-sensor-imu.service")
+ln -s /usr/lib/systemd/system/shmbus-sensor@.service "$WANTS/shmbus-sensor@thermal.service"
+ln -s /lib/systemd/system/shmbus-sensor-imu.service "$WANTS/shmbus-sensor-imu.service"
+"${APT[@]}" purge shmbus >"$WORK/purge3.log" 2>&1 || { cat "$WORK/purge3.log"; die "apt-get purge (third round) failed"; }
+[[ "$(readlink "$WANTS/shmbus-sensor@power.service")" == "$HAND" && -f $HAND ]] ||
+    die "purge removed the unit installed by hand or its enable link"
+[[ ! -L $WANTS/shmbus-sensor@thermal.service && ! -L $WANTS/shmbus-sensor-imu.service ]] ||
+    die "purge left the enable links of the package's units"
+pass "purge removed the enable links of the package's units and kept the one of the unit installed by hand"
+[[ "$(id -u shmbus-sensors 2>/dev/null)" == "$admin_uid" ]] || die "purge removed the user shmbus-sensors that the administrator made"
+pass "purge kept the administrator's user shmbus-sensors"
+remove_admin_made
+userdel shmbus-sensors
+ADMIN_USER=0
+AFTER=$(snapshot)
+if [[ "$AFTER" != "$BEFORE" ]]; then
+    diff <(echo "$BEFORE") <(echo "$AFTER") | sed 's/^/    /' >&2
+    die "the machine differs after the third purge (< before install, > after purge)"
+fi
+pass "the machine as before"
 echo
 echo "ci/deb-test.sh: all $NPASS checks passed"
