@@ -176,7 +176,7 @@ fi
 
 # =====================================================================================
 step "$SHMBUS from /usr/bin"
-"$SHMBUS" --version
+[[ "$("$SHMBUS" --version)" == "shmbus $V" ]] || die "$SHMBUS --version says '$("$SHMBUS" --version)', the package is $V"
 doc=$("$SHMBUS" doctor) || { echo "$doc"; die "shmbus doctor reports a FAIL"; }
 echo "$doc" | sed 's/^/    /'
 grep -q "6 topics on bus 'demo' from $CONF" <<<"$doc" || die "doctor did not find $CONF"

@@ -263,12 +263,17 @@ run_foreign() {
     fi
     # Run in a private IPC namespace: the topic and its key are this test's alone.
     unshare --ipc bash -euo pipefail -c '
-        x=$1 qemu=$2 arch=$3 ma=$4
-        $qemu "$x/usr/bin/shmbus" --version
-        for b in "$x"/usr/bin/shmbus-sensor-*; do
-            $qemu "$b" --help >/dev/null || { echo "$b --help failed" >&2; exit 1; }
+        x=$1 qemu=$2 arch=$3 ma=$4 v=$5
+        for b in "$x"/usr/bin/*; do
+            h=$($qemu "$b" --help) || { echo "$b --help failed" >&2; exit 1; }
+            # A program that has --version must say the version of its package.
+            if grep -q -- "--version" <<<"$h"; then
+                got=$($qemu "$b" --version)
+                [[ $got == "${b##*/} $v" ]] || { echo "${b##*/} --version says \"$got\", the package is $v" >&2; exit 1; }
+                echo "    $got"
+            fi
         done
-        echo "  ok   every sensor answers --help"
+        echo "  ok   every program answers --help; those with --version say $v"
         $qemu "$x/usr/bin/shmbus-sensor-system" --config "$x/etc/shmbus/shmbus.toml" --rate 20 --duration 120 &
         pub=$!
         trap "kill $pub 2>/dev/null || true" EXIT
@@ -285,11 +290,12 @@ run_foreign() {
             out=$(timeout 120 $qemu -E "LD_LIBRARY_PATH=$x/usr/lib/$ma" "$x/read-topic" system demo 3)
             [[ $(grep -c "^{" <<<"$out") == 3 ]] || { echo "$out" >&2; echo "read-topic did not print 3 frames" >&2; exit 1; }
             tail -n1 <<<"$out" | sed "s/^/    /"
+            [[ $(tail -n1 <<<"$out") == "libshmbus $v" ]] || { echo "shmbus_version() is not the package version $v" >&2; exit 1; }
             echo "  ok   a C program built with the $arch libshmbus-dev read 3 frames through the packaged libshmbus.so.0"
         fi
         kill $pub
         wait $pub 2>/dev/null || true
-    ' _ "$x" "$qemu" "$arch" "$ma" || die "$arch binaries under qemu"
+    ' _ "$x" "$qemu" "$arch" "$ma" "$VERSION" || die "$arch binaries under qemu"
     NPASS=$((NPASS + 2 + HAVE_FFI))
     rm -rf "$x"
 }
@@ -300,6 +306,15 @@ for a in amd64 armhf arm64; do
     [[ -f "$DIR/shmbus_${VERSION}_$a.deb" ]] && ARCHES+=("$a")
 done
 [[ ${#ARCHES[@]} -gt 0 ]] || die "no shmbus_${VERSION}_*.deb in $DIR: run ci/deb.sh"
+step "ci/deb.sh --version: only the workspace version, with a revision or suffix"
+# The programs report the Cargo version: a package named for another would contradict
+# `shmbus --version`. Refused before anything is built.
+t=$(mktemp -d)
+if out=$(ci/deb.sh --arch amd64 --out "$t/out" --version 9.9.9 2>&1); then rm -rf "$t"; die "ci/deb.sh built packages of version 9.9.9 from a $VERSION workspace"; fi
+[[ ! -e "$t/out" ]] || { rm -rf "$t"; die "ci/deb.sh --version 9.9.9 made $t/out before refusing"; }
+rm -rf "$t"
+grep -q "version '9.9.9' is not the workspace's $VERSION" <<<"$out" || die "ci/deb.sh --version 9.9.9 failed without saying why: $out"
+pass "ci/deb.sh --version 9.9.9 refused: the programs say $VERSION"
 for a in "${ARCHES[@]}"; do
     check_shmbus "$a"
     [[ $HAVE_FFI == 0 ]] || check_libs "$a"

@@ -48,6 +48,12 @@ ws_field() { # ws_field NAME: a string of [workspace.package]
 CARGO_VERSION=$(ws_field version) # in file names (libshmbus.so.0.1.0)
 VERSION=${VERSION:-$CARGO_VERSION} # the packages' Version
 [[ "$VERSION" =~ ^[0-9][A-Za-z0-9.+~-]*$ ]] || die "bad version '$VERSION' (Debian versions start with a digit)"
+# The programs and the library report the Cargo version (`shmbus --version`,
+# shmbus_version(), shmbus.pc): the package may add a Debian revision or a suffix
+# (0.1.0-2, 0.1.0+git1, 0.1.0~rc1), never name another upstream version.
+if [[ "$VERSION" != "$CARGO_VERSION" && ! "$VERSION" =~ ^${CARGO_VERSION//./\.}[-+~] ]]; then
+    die "version '$VERSION' is not the workspace's $CARGO_VERSION (with a -REVISION, +SUFFIX or ~PRERELEASE at most): the programs would say $CARGO_VERSION; change [workspace.package] version in Cargo.toml instead"
+fi
 HOMEPAGE=$(ws_field repository)
 
 for c in dpkg-deb readelf md5sum; do command -v "$c" >/dev/null || die "'$c' is missing (apt-get install dpkg binutils coreutils)"; done
