@@ -184,6 +184,13 @@ check_shmbus() {
         [[ -x "$x$(sed -n 's/^ExecStart=\([^ ]*\).*/\1/p' "$u" | sed 's/%i/imu/')" ]] || die "$(basename "$u"): its ExecStart program is not in the package"
         grep -q '^LimitMEMLOCK=' "$u" || die "$(basename "$u"): no LimitMEMLOCK="
         grep -q '^User=shmbus-sensors' "$u" || die "$(basename "$u"): not User=shmbus-sensors"
+        # `systemctl help UNIT` opens its Documentation=: a file the package installs.
+        local docs d
+        docs=$(sed -n 's/^Documentation=//p' "$u")
+        [[ -n $docs ]] || die "$(basename "$u"): no Documentation= (systemctl help has nothing to show)"
+        for d in $docs; do
+            [[ $d == file://* && -f "$x${d#file://}" ]] || die "$(basename "$u"): Documentation=$d is not a file of the package"
+        done
     done
     # Both units publish topic imu, which takes one publisher: they must conflict, or
     # enabling the SCHED_FIFO one beside shmbus-sensor@imu fails five times and gives up.
