@@ -153,9 +153,7 @@ fn open_output(path: &std::path::Path, deadline: Option<Instant>) -> Result<(Fil
         };
         let fifo = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
         if e.raw_os_error() != Some(nix::libc::ENXIO) || !fifo {
-            return Err(Exit::error(format!(
-                "cannot create {shown}: {e}; check that the directory exists and is writable"
-            )));
+            return Err(Exit::error(cannot_create(path, &e)));
         }
         // ENXIO on a FIFO: nobody has it open for reading yet.
         if !waited {
@@ -171,6 +169,38 @@ fn open_output(path: &std::path::Path, deadline: Option<Instant>) -> Result<(Fil
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Why the output could not be opened, with the fix for that cause: a
+/// directory, a directory that does not exist, a read-only file system,
+/// no permission. Was one fix for all ("check that the directory exists
+/// and is writable"), wrong for `-o DIR`.
+fn cannot_create(path: &std::path::Path, e: &std::io::Error) -> String {
+    use nix::libc::{EACCES, EISDIR, ENOENT, ENOTDIR, EPERM, EROFS};
+    let shown = path.display();
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.display().to_string(),
+        _ => ".".to_string(),
+    };
+    let fix = match e.raw_os_error() {
+        Some(EISDIR) => format!(
+            "it is a directory; name a file in it, e.g. -o {}",
+            path.join("run.mcap").display()
+        ),
+        Some(ENOENT) | Some(ENOTDIR) => {
+            format!(
+                "the directory {dir} does not exist; create it first (`mkdir -p {dir}`), or give another -o"
+            )
+        }
+        Some(EROFS) => {
+            "its file system is mounted read-only; record to another one with -o".to_string()
+        }
+        Some(EACCES) | Some(EPERM) => format!(
+            "this user may not write it, or create files in {dir}; give a file in a directory you may write with -o"
+        ),
+        _ => "check that the directory exists and is writable".to_string(),
+    };
+    format!("cannot create {shown}: {e}; {fix}")
 }
 
 /// A regular file: take its lock (`flock`, exclusive) for as long as the
@@ -358,6 +388,13 @@ pub fn run(a: RecordArgs) -> Result<(), Exit> {
         found.extend(stood(scan.next()));
         scan.warn();
     }
+    // A second descriptor of a regular output, to notice it deleted while
+    // recording (its link count drops to 0).
+    let watched = file
+        .metadata()
+        .is_ok_and(|m| m.is_file())
+        .then(|| file.try_clone().ok())
+        .flatten();
     let busy_since = Arc::new(AtomicU64::new(0));
     watch_stalls(busy_since.clone(), deadline, a.output.display().to_string());
     let ledger = Arc::new(Ledger::default());
@@ -390,6 +427,8 @@ pub fn run(a: RecordArgs) -> Result<(), Exit> {
         scratch: Vec::new(),
         notes: Repeats::new("shmbus: warning: "),
         ledger,
+        output: watched,
+        deleted: false,
     };
     let (tx, rx) = mpsc::sync_channel(QUEUE);
     rec.missed_channel = rec.add_missed_channel().map_err(|e| mcap_err(&a, e))?;
@@ -451,9 +490,23 @@ pub fn run(a: RecordArgs) -> Result<(), Exit> {
     if let Err(e) = result {
         return Err(write_failed(&a, e, out, rec.totals.frames));
     }
-    drop(out);
     rec.notes.flush();
-    summary(&a, clock, &rec.totals, &rec.topics);
+    if rec.deleted || unlinked(&out.file) {
+        return Err(Exit::error(format!(
+            "{} was deleted while it was being recorded (`rm`, a cleaner of its directory, or another file moved over it): the {} frames recorded went with it, nothing of this recording is kept; the recording {}; record again to a file nothing removes",
+            a.output.display(),
+            rec.totals.frames,
+            if rec.deleted {
+                "stopped when that was noticed"
+            } else {
+                "had ended"
+            }
+        )));
+    }
+    let now_at = moved_to(&out.file, &a.output);
+    let size = out.file.metadata().map(|m| m.len()).unwrap_or(0);
+    drop(out);
+    summary(&a, clock, &rec.totals, &rec.topics, size, now_at);
     if unrecorded > 0 {
         return Err(Exit::error(format!(
             "{unrecorded} of {} topics were not recorded (no reader thread could be started; see above); the file holds the others",
@@ -923,6 +976,33 @@ struct Recorder {
     notes: Repeats,
     /// How many frames the chunks written to the output hold.
     ledger: Arc<Ledger>,
+    /// The output, if a regular file: checked at each flush for having
+    /// been deleted.
+    output: Option<File>,
+    /// The output was deleted while recording: the recording stopped.
+    deleted: bool,
+}
+
+/// True if `file` (a regular file) has no name left: deleted, or another
+/// file renamed over it. Whatever is written to it is lost when it is
+/// closed.
+fn unlinked(file: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    file.metadata().is_ok_and(|m| m.is_file() && m.nlink() == 0)
+}
+
+/// Where a regular output is now, if `path` no longer names it but it
+/// still has a name (renamed while recording: `mv run.mcap old.mcap`, a
+/// log rotation); `None` if it is still at `path`, or for a FIFO or device.
+fn moved_to(file: &File, path: &std::path::Path) -> Option<std::path::PathBuf> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let m = file.metadata().ok().filter(|m| m.is_file())?;
+    let here = std::fs::metadata(path).is_ok_and(|p| p.dev() == m.dev() && p.ino() == m.ino());
+    if here {
+        return None;
+    }
+    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()
 }
 
 impl Recorder {
@@ -1118,6 +1198,12 @@ impl Recorder {
             if now - last_flush >= FLUSH_EVERY {
                 self.w.flush()?;
                 last_flush = now;
+                // Deleted under the recorder: every frame from now on (and
+                // every one before) goes with it. Stop, and say so.
+                if self.output.as_ref().is_some_and(unlinked) {
+                    self.deleted = true;
+                    break;
+                }
             }
             if now - last_scan >= RESCAN_EVERY {
                 last_scan = now;
@@ -1244,12 +1330,27 @@ impl Recorder {
 
 /// The summary line of a finished recording, and the topics that had
 /// frames not matching their schema.
-fn summary(a: &RecordArgs, clock: CpuClock, totals: &Totals, topics: &[Recorded]) {
-    let size = std::fs::metadata(&a.output).map(|m| m.len()).unwrap_or(0);
+/// `size`: the output's size; `moved`: where a regular output is now if it
+/// was moved (renamed) while it was recorded.
+fn summary(
+    a: &RecordArgs,
+    clock: CpuClock,
+    totals: &Totals,
+    topics: &[Recorded],
+    size: u64,
+    moved: Option<std::path::PathBuf>,
+) {
     let (cpu, wall) = clock.elapsed();
+    let output = match moved {
+        Some(now) => format!(
+            "{} (moved from {} while it was recorded)",
+            now.display(),
+            a.output.display()
+        ),
+        None => a.output.display().to_string(),
+    };
     eprintln!(
-        "wrote {}: {} frames of {} topic{} ({} missed), {}; cpu {:.3} s in {:.1} s",
-        a.output.display(),
+        "wrote {output}: {} frames of {} topic{} ({} missed), {}; cpu {:.3} s in {:.1} s",
         totals.frames,
         topics.len(),
         if topics.len() == 1 { "" } else { "s" },

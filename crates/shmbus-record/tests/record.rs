@@ -2272,3 +2272,103 @@ fn a_topic_removed_while_replayed_is_no_longer_published() {
         "generation {g}: {err}"
     );
 }
+
+/// The output deleted while it is recorded (`rm`, a cleaner of `/tmp`,
+/// another file moved over it): the recorder notices at its next flush
+/// (at least once a second), stops, and says the recording is lost (exit
+/// 2). Moved (renamed) instead, the recording goes on into it, and the
+/// last line names where it is now. Was: the recorder went on writing
+/// into the deleted file until the end, then said `wrote FILE: 61
+/// frames ..., 0 B` (exit 0) about a file that was not there; a moved
+/// file was reported at its old name.
+#[test]
+fn an_output_deleted_or_moved_while_recorded_is_said() {
+    watchdog("output deleted", Duration::from_secs(180));
+    let (topic, _guard) = unique_topic("out-deleted");
+    let mut publisher = Publisher::<Check>::open(&topic).unwrap();
+    let file = TempFile::new("out-deleted");
+    let mut rec = Recorder::attached(&topic, &file);
+    publish_range(&mut publisher, 1..=5, Duration::ZERO);
+    std::fs::remove_file(&file.0).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rec.child.0.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the recorder went on recording into a deleted file:\n{}",
+            rec.seen
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, err) = rec.wait();
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{} was deleted while it was being recorded",
+            file.path()
+        )) && err.contains("went with it, nothing of this recording is kept"),
+        "{err}"
+    );
+    assert!(!err.contains("wrote "), "{err}");
+    assert!(!file.0.exists());
+
+    // Moved: recorded to its end, and named where it is.
+    let file = TempFile::new("out-moved");
+    let moved = TempFile::new("out-moved-away");
+    let rec = Recorder::start(&[
+        "record",
+        &topic.name,
+        "--no-json",
+        "--duration",
+        "2",
+        "-o",
+        file.path(),
+    ]);
+    shmbus_testkit::wait_mapped(rec.child.0.id(), topic.key).unwrap();
+    std::fs::rename(&file.0, &moved.0).unwrap();
+    publish_range(&mut publisher, 6..=8, Duration::ZERO);
+    let (code, err) = rec.wait();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains(&format!(
+            "wrote {} (moved from {} while it was recorded): 3 frames",
+            moved.path(),
+            file.path()
+        )),
+        "{err}"
+    );
+    assert_eq!(lossless_count(moved.path(), &topic.name), Some(3));
+}
+
+/// `-o` naming a directory, or a file in a directory that does not exist:
+/// the error names the cause and its fix, and nothing is created. Was:
+/// `cannot create DIR: Is a directory (os error 21); check that the
+/// directory exists and is writable` (it exists, and is writable).
+#[test]
+fn an_output_that_cannot_be_created_says_why_with_its_own_fix() {
+    watchdog("output errors", Duration::from_secs(120));
+    let (topic, _guard) = unique_topic("out-errors");
+    let _publisher = Publisher::<Check>::open(&topic).unwrap();
+    let dir = shmbus_testkit::TempDir::new("out-errors");
+    let d = dir.join("d");
+    std::fs::create_dir(&d).unwrap();
+    let d = d.to_str().unwrap().to_string();
+    let (code, _, err) = run(&["record", &topic.name, "-o", &d, "--duration", "1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot create {d}: Is a directory (os error 21); it is a directory; name a file in it, e.g. -o {d}/run.mcap"
+        )),
+        "{err}"
+    );
+    let missing = format!("{d}/no/such/dir");
+    let out = format!("{missing}/run.mcap");
+    let (code, _, err) = run(&["record", &topic.name, "-o", &out, "--duration", "1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "the directory {missing} does not exist; create it first (`mkdir -p {missing}`)"
+        )),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0, "nothing created");
+}
