@@ -40,11 +40,18 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
     let mut line = Vec::new();
     let mut generations = format::Generations::default();
     let mut end = End::Complete;
+    let mut lines: u64 = 0;
+    // Damage found part way (a chunk whose CRC fails, a record that does
+    // not parse): what was read before it is still shown, then the error.
+    let mut damaged: Option<Exit> = None;
     for m in reader.by_ref() {
         let m = match m {
             Ok(m) => m,
             Err(e) => {
-                end = format::classify(&a.file, e)?;
+                match format::classify(&a.file, e) {
+                    Ok(e) => end = e,
+                    Err(x) => damaged = Some(x),
+                }
                 break;
             }
         };
@@ -122,10 +129,10 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
             );
             continue;
         }
-        if out.write_all(&line).is_err() {
-            // Reader went away (`| head`): not an error.
-            return Ok(());
+        if let Err(e) = out.write_all(&line) {
+            return output_failed(e, Some(lines));
         }
+        lines += 1;
     }
     // Channels without a message (a topic recorded while it was silent)
     // are listed too: the reader knows every channel record it passed.
@@ -134,19 +141,46 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
             tallies.entry(id).or_default().channel.get_or_insert(ch);
         }
     }
-    if end == End::Complete && !format::finished_after(reader) {
+    if damaged.is_none() && end == End::Complete && !format::finished_after(reader) {
         end = End::CutShort;
     }
     if a.json {
-        let _ = out.flush();
+        if let Err(e) = out.flush() {
+            return output_failed(e, Some(lines));
+        }
+        if let Some(x) = damaged {
+            return Err(x);
+        }
         if end == End::CutShort {
             eprintln!("{}", format::unfinished_line(&a.file, "shown"));
         }
         return Ok(());
     }
-    let _ = write_info(&mut out, &a, &tallies, &missed, &end);
-    let _ = out.flush();
-    Ok(())
+    let info = write_info(&mut out, &a, &tallies, &missed, &end, damaged.is_some());
+    if let Err(e) = info.and_then(|()| out.flush()) {
+        return output_failed(e, None);
+    }
+    damaged.map_or(Ok(()), Err)
+}
+
+/// Writing standard output failed. A reader that went away (`| head`) is
+/// no error: exit 0, quietly, as every shmbus command. Anything else (a
+/// full disk under `> out.jsonl`, `/dev/full`, an I/O error) is: the
+/// output is incomplete, and exit 0 would pass it on as whole. `lines`:
+/// the JSON lines written before (`--json`; some may still have been in
+/// the buffer that failed).
+fn output_failed(e: std::io::Error, lines: Option<u64>) -> Result<(), Exit> {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        return Ok(());
+    }
+    let before = match lines {
+        Some(n) => format!(
+            "; the output is incomplete: at most {n} JSON line{} reached it",
+            if n == 1 { "" } else { "s" }
+        ),
+        None => "; the output is incomplete".to_string(),
+    };
+    Err(Exit::error(format!("cannot write the output: {e}{before}")))
 }
 
 /// The start of a `--json` line: topic, times, generation. `mono_ns` is
@@ -171,9 +205,13 @@ fn write_info(
     tallies: &BTreeMap<u16, Tally>,
     missed: &BTreeMap<String, u64>,
     end: &End,
+    damaged: bool,
 ) -> std::io::Result<()> {
     let size = std::fs::metadata(&a.file).map(|m| m.len()).unwrap_or(0);
     let state = match (end, format::recorder_writing(&a.file)) {
+        _ if damaged => {
+            "DAMAGED: shown up to the damage, which is named on standard error".to_string()
+        }
         (End::Complete, _) => "complete".to_string(),
         (End::CutShort, Some(pid)) => {
             format!("BEING RECORDED now by pid {pid}: shown up to its last complete chunk")

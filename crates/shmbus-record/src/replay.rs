@@ -172,15 +172,20 @@ fn plan(a: &ReplayArgs, ch: &mcap::Channel<'_>) -> Result<Option<(TopicMeta, Sha
 /// channels to be published at one key with different shapes (a topic
 /// recreated with another shape while it was recorded, or two topics
 /// sent to one key with `--key`). A read error ends the pass quietly:
-/// the replay itself reports it after the frames before it.
-fn check_shapes(a: &ReplayArgs) -> Result<(), Exit> {
+/// the replay itself reports it after the frames before it. Returns the
+/// channels with messages, in the order of their first message, so that
+/// every topic is opened (and a live publisher refused) before the first
+/// frame is published.
+fn check_shapes(a: &ReplayArgs) -> Result<Vec<std::sync::Arc<mcap::Channel<'static>>>, Exit> {
     let mut at_key: HashMap<i32, (u16, TopicMeta, Shape)> = HashMap::new();
     let mut seen: HashSet<u16> = HashSet::new();
+    let mut channels = Vec::new();
     for m in format::open_messages(&a.file)? {
         let Ok(m) = m else { break };
         if !seen.insert(m.channel.id) {
             continue;
         }
+        channels.push(m.channel.clone());
         let Some((meta, shape)) = plan(a, &m.channel)? else {
             continue;
         };
@@ -219,7 +224,7 @@ fn check_shapes(a: &ReplayArgs) -> Result<(), Exit> {
             Some(_) => {}
         }
     }
-    Ok(())
+    Ok(channels)
 }
 
 /// Run `shmbus replay`.
@@ -233,7 +238,17 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
     // Open once first: a missing, empty or non-MCAP file is an error that
     // says so, not a recording "cut short".
     format::require_regular_file(&a.file)?;
-    check_shapes(&a)?;
+    // Every topic is opened before the first frame is published: a topic
+    // whose first frame comes late in the file (one that appeared while
+    // recording) and has a live publisher is refused now, not after the
+    // other topics were replayed up to it.
+    for ch in check_shapes(&a)? {
+        let t = open_target(&a, &ch, &mut seen_topics, &mut publishers).map_err(|mut x| {
+            x.message.push_str("; nothing was replayed");
+            x
+        })?;
+        targets.insert(ch.id, t);
+    }
     if !format::finished(&a.file) {
         eprintln!("{}", format::unfinished_line(&a.file, "replaying"));
     }
@@ -266,7 +281,14 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
             let m = match m {
                 Ok(m) => m,
                 Err(e) => {
-                    format::classify(&a.file, e)?;
+                    // Damage part way: say what was replayed before it.
+                    format::classify(&a.file, e).map_err(|mut x| {
+                        x.message.push_str(&format!(
+                            "; {published} frame{} replayed before it",
+                            if published == 1 { " was" } else { "s were" }
+                        ));
+                        x
+                    })?;
                     break;
                 }
             };

@@ -122,6 +122,19 @@ fn a_length_field_that_lies_costs_no_memory() {
 /// [`Check`] frames for the topic at `key`, whose metadata says frames are
 /// at most `capacity` bytes, holding `frames` in order.
 fn recording(path: &std::path::Path, name: &str, key: i32, capacity: usize, frames: &[Vec<u8>]) {
+    recording_in_chunks(path, name, key, capacity, frames, None);
+}
+
+/// [`recording`], its chunks cut at `chunk_size` bytes (`Some(1)`: one
+/// frame per chunk).
+fn recording_in_chunks(
+    path: &std::path::Path,
+    name: &str,
+    key: i32,
+    capacity: usize,
+    frames: &[Vec<u8>],
+    chunk_size: Option<u64>,
+) {
     let schema = shmbus_core::schema::schema_bytes::<Check>().unwrap();
     let meta = TopicMeta {
         name: name.into(),
@@ -132,8 +145,11 @@ fn recording(path: &std::path::Path, name: &str, key: i32, capacity: usize, fram
     };
     let mut metadata = meta.to_metadata(role::LOSSLESS, shmbus_core::layout::fnv1a64(&schema));
     metadata.insert(format::key::PUBLISH_TIME.into(), format::MONOTONIC.into());
-    let mut w = mcap::WriteOptions::new()
-        .compression(None)
+    let mut options = mcap::WriteOptions::new().compression(None);
+    if let Some(size) = chunk_size {
+        options = options.chunk_size(Some(size));
+    }
+    let mut w = options
         .create(std::io::BufWriter::new(
             std::fs::File::create(path).unwrap(),
         ))
@@ -390,4 +406,244 @@ fn a_recording_with_compressed_chunks_is_named_as_such_not_damaged() {
     let (code, err) = run(&["replay", "--rate", "0", plain.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("replayed 3 frames of 1 topic"), "{err}");
+}
+
+/// `cat` and `cat --json` whose standard output cannot be written (a full
+/// disk under `> frames.jsonl`; here `/dev/full`) fail, exit 2, with one
+/// line saying so, as every other shmbus command does; a reader that went
+/// away (`| head`) is still no error. Was: exit 0 and not a word, an empty
+/// or partial output passed on as whole.
+#[test]
+fn cat_says_when_its_output_cannot_be_written() {
+    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    watchdog("cat output", std::time::Duration::from_secs(120));
+    let dir = TempDir::new("cat-output");
+    let frames: Vec<Vec<u8>> = (1..=3)
+        .map(|g| postcard::to_stdvec(&Check::new(g)).unwrap())
+        .collect();
+    let path = dir.0.join("three.mcap");
+    recording(
+        &path,
+        "test/cat-output",
+        0x7e00_0c01,
+        frames[0].len(),
+        &frames,
+    );
+    let p = path.to_str().unwrap();
+    let cat = |args: &[&str], stdout: std::process::Stdio| {
+        let mut cmd = shmbus_testkit::command(env!("CARGO_BIN_EXE_shmbus-record"));
+        cmd.args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(stdout)
+            .stderr(std::process::Stdio::piped());
+        shmbus_testkit::dies_with_parent(&mut cmd);
+        cmd.spawn().expect("run shmbus-record")
+    };
+    for args in [vec!["cat", p], vec!["cat", "--json", p]] {
+        let full = std::fs::File::create("/dev/full").unwrap();
+        let out = cat(&args, full.into()).wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("cannot write the output: No space left on device")
+                && err.contains("the output is incomplete"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        // A reader that closed the pipe before reading: quiet, exit 0.
+        let mut child = cat(&args, std::process::Stdio::piped());
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+}
+
+/// A recording damaged part way (a bit flipped in the chunk of its third
+/// frame, whose CRC then fails): `cat` still shows what it read before the damage
+/// (channels, counts, time range, marked DAMAGED), then names the damage;
+/// `replay` says how many frames it replayed before it. Was: `cat` printed
+/// only the error (`... messages before the damage were read`) and none of
+/// them, and `replay` did not say how far it got.
+#[test]
+fn a_file_damaged_part_way_shows_and_replays_what_comes_before_the_damage() {
+    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    watchdog("damaged part way", std::time::Duration::from_secs(120));
+    let dir = TempDir::new("damaged-part-way");
+    let key = unique_key("damaged-part-way");
+    let _guard = Guard(key);
+    let name = format!("test/damaged-{:08x}", key as u32);
+    let frames: Vec<Vec<u8>> = (1..=5)
+        .map(|g| postcard::to_stdvec(&Check::new(g)).unwrap())
+        .collect();
+    let path = dir.0.join("flipped.mcap");
+    recording_in_chunks(&path, &name, key, frames[0].len(), &frames, Some(1));
+    let mut bytes = std::fs::read(&path).unwrap();
+    // The chunk that holds frame 3: flip a bit in its last byte (the
+    // frame's data), so its CRC fails. Frames 1 and 2 are before it.
+    let mut at = MAGIC.len();
+    let mut messages = 0;
+    loop {
+        let op = bytes[at];
+        let len = u64::from_le_bytes(bytes[at + 1..at + 9].try_into().unwrap()) as usize;
+        if op == 0x06 {
+            let body = &bytes[at + 9..at + 9 + len];
+            let compression = u32::from_le_bytes(body[28..32].try_into().unwrap()) as usize;
+            let mut inner = 32 + compression + 8;
+            while inner < body.len() {
+                let inner_len =
+                    u64::from_le_bytes(body[inner + 1..inner + 9].try_into().unwrap()) as usize;
+                messages += usize::from(body[inner] == 0x05);
+                inner += 9 + inner_len;
+            }
+            if messages >= 3 {
+                assert_eq!(messages, 3, "one frame per chunk");
+                bytes[at + 9 + len - 1] ^= 0x10;
+                break;
+            }
+        }
+        at += 9 + len;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let p = path.to_str().unwrap();
+
+    let out = shmbus_testkit::command(env!("CARGO_BIN_EXE_shmbus-record"))
+        .args(["cat", p])
+        .output()
+        .unwrap();
+    let (stdout, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("{p} is damaged: Chunk CRC failed")),
+        "{err}"
+    );
+    assert!(
+        stdout.contains("DAMAGED: shown up to the damage") && stdout.contains("messages: 2"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("{name}: key 0x{:08x}", key as u32)),
+        "{stdout}"
+    );
+
+    let out = shmbus_testkit::command(env!("CARGO_BIN_EXE_shmbus-record"))
+        .args(["cat", "--json", p])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+
+    let (code, err) = run(&["replay", "--rate", "0", p]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("is damaged: Chunk CRC failed")
+            && err.contains("; 2 frames were replayed before it"),
+        "{err}"
+    );
+    let topic = shmbus_core::Topic::new(&name).key(key);
+    let mut sub = shmbus_sub::Subscriber::<Check>::attach(&topic).unwrap();
+    assert_eq!(sub.raw().generation(), 2);
+}
+
+/// A recording of two topics, each a lossless channel of [`Check`] frames
+/// with the shape given (name, key, frame capacity, notify; 8 slots):
+/// `frames` are (topic 0 or 1, generation), in file order, 1 ms apart.
+fn two_topic_recording(
+    path: &std::path::Path,
+    topics: [(&str, i32, usize, bool); 2],
+    frames: &[(usize, u64)],
+) {
+    let schema = shmbus_core::schema::schema_bytes::<Check>().unwrap();
+    let mut w = mcap::WriteOptions::new()
+        .compression(None)
+        .create(std::io::BufWriter::new(
+            std::fs::File::create(path).unwrap(),
+        ))
+        .unwrap();
+    let schema_id = w
+        .add_schema("Check", format::SCHEMA_POSTCARD, &schema)
+        .unwrap();
+    let channels: Vec<u16> = topics
+        .iter()
+        .map(|&(name, key, capacity, notify)| {
+            let meta = TopicMeta {
+                name: name.into(),
+                key,
+                slots: 8,
+                frame_capacity: capacity,
+                notify,
+            };
+            let mut metadata =
+                meta.to_metadata(role::LOSSLESS, shmbus_core::layout::fnv1a64(&schema));
+            metadata.insert(format::key::PUBLISH_TIME.into(), format::MONOTONIC.into());
+            w.add_channel(
+                schema_id,
+                &format!("{name}{}", format::LOSSLESS_SUFFIX),
+                format::MESSAGE_POSTCARD,
+                &metadata,
+            )
+            .unwrap()
+        })
+        .collect();
+    for (i, &(t, g)) in frames.iter().enumerate() {
+        let header = mcap::records::MessageHeader {
+            channel_id: channels[t],
+            sequence: g as u32,
+            log_time: 1_000_000 * (i as u64 + 1),
+            publish_time: 1_000_000 * (i as u64 + 1),
+        };
+        w.write_to_known_channel(&header, &postcard::to_stdvec(&Check::new(g)).unwrap())
+            .unwrap();
+    }
+    w.finish().unwrap();
+}
+
+/// A topic whose first frame comes late in the file (it appeared while
+/// recording) and whose publisher is alive now: replay refuses before it
+/// publishes anything. Was: the other topic was replayed up to that
+/// frame (here 3 frames; in a real file, minutes of it), then replay
+/// stopped with "has a live publisher", a partial replay left behind.
+#[test]
+fn replay_refuses_a_live_publisher_before_publishing_anything() {
+    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    watchdog("live publisher late", std::time::Duration::from_secs(120));
+    let dir = TempDir::new("live-late");
+    let (ka, kb) = (unique_key("live-late-a"), unique_key("live-late-b"));
+    let (_ga, _gb) = (Guard(ka), Guard(kb));
+    let (a, b) = (
+        format!("test/live-a-{:08x}", ka as u32),
+        format!("test/live-b-{:08x}", kb as u32),
+    );
+    // B's live publisher, with the shape B was recorded with.
+    let live = shmbus_pub::Publisher::<Check>::open(&shmbus_core::Topic::new(&b).key(kb).slots(8))
+        .unwrap();
+    let (capacity, notify) = (
+        live.raw().frame_capacity(),
+        shmbus_core::Topic::new(&b).notify,
+    );
+    let path = dir.0.join("late.mcap");
+    two_topic_recording(
+        &path,
+        [(&a, ka, capacity, notify), (&b, kb, capacity, notify)],
+        &[(0, 1), (0, 2), (0, 3), (1, 1), (0, 4)],
+    );
+    let (code, err) = run(&["replay", "--rate", "0", path.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "topic '{b}' (key 0x{:08x}) has a live publisher",
+            kb as u32
+        )) && err.contains("nothing was replayed"),
+        "{err}"
+    );
+    // Not a frame of A was published.
+    let published = shmbus_sub::Subscriber::<Check>::attach(&shmbus_core::Topic::new(&a).key(ka))
+        .map(|mut s| s.raw().generation())
+        .unwrap_or(0);
+    assert_eq!(published, 0, "{err}");
+    drop(live);
 }
