@@ -389,10 +389,11 @@ pub fn run(a: RecordArgs) -> Result<(), Exit> {
         scan.warn();
     }
     // A second descriptor of a regular output, to notice it deleted while
-    // recording (its link count drops to 0).
+    // recording (its link count drops to 0). Not on a file system that
+    // shows no links to begin with: it could not tell.
     let watched = file
         .metadata()
-        .is_ok_and(|m| m.is_file())
+        .is_ok_and(|m| m.is_file() && std::os::unix::fs::MetadataExt::nlink(&m) > 0)
         .then(|| file.try_clone().ok())
         .flatten();
     let busy_since = Arc::new(AtomicU64::new(0));
@@ -491,7 +492,7 @@ pub fn run(a: RecordArgs) -> Result<(), Exit> {
         return Err(write_failed(&a, e, out, rec.totals.frames));
     }
     rec.notes.flush();
-    if rec.deleted || unlinked(&out.file) {
+    if rec.deleted || rec.output.as_ref().is_some_and(unlinked) {
         return Err(Exit::error(format!(
             "{} was deleted while it was being recorded (`rm`, a cleaner of its directory, or another file moved over it): the {} frames recorded went with it, nothing of this recording is kept; the recording {}; record again to a file nothing removes",
             a.output.display(),
