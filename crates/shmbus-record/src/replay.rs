@@ -181,6 +181,11 @@ fn check_shapes(a: &ReplayArgs) -> Result<Vec<std::sync::Arc<mcap::Channel<'stat
     let mut seen: HashSet<u16> = HashSet::new();
     let mut channels = Vec::new();
     for m in format::open_messages(&a.file)? {
+        // A read through the whole file: on a board's SD card, seconds to
+        // minutes. Ctrl-C ends it (was: ignored until its end).
+        if stop::requested() {
+            return Err(stopped_before_a_frame(a));
+        }
         let Ok(m) = m else { break };
         if !seen.insert(m.channel.id) {
             continue;
@@ -454,6 +459,9 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
             eprintln!("shmbus: warning: --key {t}=...: no topic '{t}' in the recording");
         }
     }
+    if published == 0 && stop::requested() {
+        return Err(stopped_before_a_frame(&a));
+    }
     if published == 0 && left_out > 0 && removed.is_empty() {
         return Err(Exit::error(format!(
             "nothing replayed: {}; {} is damaged (`shmbus cat --json {}` shows what decodes)",
@@ -518,6 +526,15 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
         return Err(Exit::error(why));
     }
     Ok(())
+}
+
+/// Ctrl-C (or SIGTERM, SIGHUP) before the first frame was published:
+/// said as such (was: `FILE holds no shmbus frames to replay`, exit 1).
+fn stopped_before_a_frame(a: &ReplayArgs) -> Exit {
+    Exit::error(format!(
+        "stopped (Ctrl-C, SIGTERM or SIGHUP) before a frame of {} was replayed; nothing was replayed",
+        a.file.display()
+    ))
 }
 
 /// How often a replayed topic is checked for removal (one `IPC_STAT`).

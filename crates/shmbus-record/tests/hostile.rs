@@ -647,3 +647,108 @@ fn replay_refuses_a_live_publisher_before_publishing_anything() {
     assert_eq!(published, 0, "{err}");
     drop(live);
 }
+
+/// Ctrl-C while replay reads the file through once (its first pass, which
+/// checks the topics' shapes before anything is published: on a board's
+/// SD card, seconds to minutes for a large recording) ends it there, and
+/// says so. Was: ignored until the pass ended, then `FILE holds no shmbus
+/// frames to replay` (exit 1). The replay is caught in that pass with
+/// SIGSTOP (reading the file, no topic created yet), then given SIGINT.
+#[test]
+fn ctrl_c_during_replays_first_pass_stops_it_and_says_so() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    watchdog("ctrl-c first pass", std::time::Duration::from_secs(300));
+    let dir = TempDir::new("first-pass");
+    let key = unique_key("first-pass");
+    let _guard = Guard(key);
+    let name = format!("test/first-pass-{:08x}", key as u32);
+    let frames: Vec<Vec<u8>> = (1..=200_000u64)
+        .map(|g| postcard::to_stdvec(&Check::new(g)).unwrap())
+        .collect();
+    let path = dir.0.join("big.mcap");
+    recording(&path, &name, key, frames[0].len(), &frames);
+    drop(frames);
+    let mut cmd = shmbus_testkit::command(env!("CARGO_BIN_EXE_shmbus-record"));
+    cmd.args(["replay", "--rate", "0", path.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    shmbus_testkit::dies_with_parent(&mut cmd);
+    let mut child = shmbus_testkit::KillOnDrop(cmd.spawn().unwrap());
+    let pid = child.0.id();
+    let stopped = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|st| {
+                st.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().starts_with(['T', 't']))
+            })
+            .unwrap_or(false)
+    };
+    // How far the process has read the recording, on any descriptor.
+    let read_so_far = || -> u64 {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            return 0;
+        };
+        fds.flatten()
+            .filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == path))
+            .filter_map(|fd| {
+                std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_str()?))
+                    .ok()?
+                    .lines()
+                    .find_map(|l| l.strip_prefix("pos:"))?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        kill(Pid::from_raw(pid as i32), Signal::SIGSTOP).unwrap();
+        while !stopped() {
+            assert!(std::time::Instant::now() < deadline, "replay did not stop");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let no_topic = shmbus_core::sys::shmget(key, 0, 0).is_err();
+        assert!(
+            no_topic,
+            "replay created the topic before the test caught its first pass"
+        );
+        let caught = read_so_far() > 0;
+        if caught {
+            kill(Pid::from_raw(pid as i32), Signal::SIGINT).unwrap();
+        }
+        kill(Pid::from_raw(pid as i32), Signal::SIGCONT).unwrap();
+        if caught {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replay never read the file"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replay went on after Ctrl-C"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("stopped (Ctrl-C, SIGTERM or SIGHUP) before a frame of")
+            && err.contains("nothing was replayed"),
+        "{err}"
+    );
+    assert!(!err.contains("holds no shmbus frames"), "{err}");
+}
