@@ -101,12 +101,6 @@ pub fn notice(s: &str) {
     let _ = writeln!(io::stderr().lock(), "shmbus: {}", printable(s));
 }
 
-/// True when standard output is a terminal.
-pub fn stdout_is_tty() -> bool {
-    use std::io::IsTerminal;
-    io::stdout().is_terminal()
-}
-
 // Sizes, durations, dates and keys are formatted in one place for every
 // shmbus command: shmbus-toolbox's `units`.
 pub use shmbus_toolbox::units::{bytes as human_bytes, duration_ns as human_ns, key_hex, utc};

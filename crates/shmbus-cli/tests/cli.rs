@@ -3622,3 +3622,97 @@ fn a_planted_type_name_forges_no_row_in_list_or_top() {
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v[0]["schema"].as_str().map(str::len), Some(3068));
 }
+
+/// `shmbus ARGS` with its standard output on a pseudo-terminal, `TERM` set
+/// to `term`: its exit code and what the terminal received.
+fn on_a_terminal(args: &[&str], term: &str) -> (Option<i32>, Vec<u8>) {
+    use std::os::fd::FromRawFd;
+    // SAFETY: posix_openpt takes flags only and returns a new descriptor
+    // or -1; the descriptor is owned by `master` from here on.
+    let fd = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY) };
+    assert!(fd >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
+    // SAFETY: `fd` is a fresh descriptor nothing else owns.
+    let mut master = unsafe { std::fs::File::from_raw_fd(fd) };
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: `fd` is a pseudo-terminal master; `name` is writable for its
+    // whole length, which is passed.
+    let ok = unsafe {
+        libc::grantpt(fd) == 0
+            && libc::unlockpt(fd) == 0
+            && libc::ptsname_r(fd, name.as_mut_ptr(), name.len()) == 0
+    };
+    assert!(ok, "pty set-up: {}", std::io::Error::last_os_error());
+    // SAFETY: ptsname_r wrote a NUL-terminated path into `name`.
+    let path = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }
+        .to_str()
+        .unwrap()
+        .to_string();
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let mut cmd = shmbus(args);
+    cmd.env("TERM", term)
+        .stdout(slave.try_clone().unwrap())
+        .stderr(Stdio::null());
+    let child = KillOnDrop(cmd.spawn().unwrap());
+    // Only the child holds the terminal now: reading the master ends (EIO)
+    // when it exits.
+    drop(cmd);
+    drop(slave);
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    });
+    let mut child = child;
+    let end = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < end, "shmbus {args:?} never ended");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status.code(), reader.join().unwrap())
+}
+
+/// `shmbus top` and `shmbus hz` redraw in place on a terminal; on one
+/// that says it cannot move its cursor (`TERM=dumb`: an Emacs shell, some
+/// serial consoles) the escape sequences were printed as they are before
+/// every refresh. They now print line by line there, as into a pipe (the
+/// demo decides the same way, `shmbus_toolbox::term`).
+#[test]
+fn a_dumb_terminal_gets_no_cursor_movements() {
+    watchdog("dumb terminal", Duration::from_secs(240));
+    let (topic, _g) = self::topic("dumb-term");
+    let _p = publisher(&topic.name, topic.key, 4, 20.0);
+    let k = hex(topic.key);
+    for args in [
+        &["top", "--count", "2", "--interval", "0.1", "--key", &k][..],
+        &["hz", &k, "--duration", "0.5", "--interval", "0.2"][..],
+    ] {
+        let (code, smart) = on_a_terminal(args, "xterm");
+        assert_eq!(code, Some(0), "{args:?}");
+        assert!(
+            smart.contains(&0x1b),
+            "{args:?} on xterm: no redraw? {}",
+            String::from_utf8_lossy(&smart)
+        );
+        let (code, dumb) = on_a_terminal(args, "dumb");
+        assert_eq!(code, Some(0), "{args:?}");
+        assert!(
+            !dumb.contains(&0x1b),
+            "{args:?} on TERM=dumb: {:?}",
+            String::from_utf8_lossy(&dumb)
+        );
+        assert!(!dumb.is_empty(), "{args:?} printed nothing");
+    }
+}

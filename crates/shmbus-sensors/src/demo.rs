@@ -27,7 +27,7 @@
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -932,7 +932,7 @@ pub fn main(duration: Option<Duration>, config: Option<PathBuf>, launch: Launche
     let opts = Options {
         duration,
         config,
-        live: stdout.is_terminal(),
+        live: shmbus_toolbox::term::stdout_can_redraw(),
     };
     match run(&opts, launch, shmbus_toolbox::stop::flag(), &mut stdout) {
         Ok(report) => {

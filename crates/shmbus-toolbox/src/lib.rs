@@ -23,5 +23,6 @@ pub mod parse;
 pub mod printable;
 pub mod repeats;
 pub mod stop;
+pub mod term;
 pub mod topic;
 pub mod units;

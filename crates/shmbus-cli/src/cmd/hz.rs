@@ -114,7 +114,8 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
     let (_, seg) = discover::attach("hz", &a.topic, bus)?;
     let name = seg.info().name.clone();
     let mut sub = RawSubscriber::from_segment(seg);
-    let tty = out::stdout_is_tty();
+    // Redrawn in place only on a terminal that can move its cursor.
+    let tty = shmbus_toolbox::term::stdout_can_redraw();
     let mut w = Window::default();
     let mut reports: u64 = 0;
     let mut total_lost: u64 = 0;

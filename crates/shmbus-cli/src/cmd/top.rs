@@ -42,7 +42,8 @@ pub fn state(
 pub fn run(a: &TopArgs) -> CmdResult {
     let interval = a.interval;
     let stop_at = a.duration.map(|d| monotonic_ns() + d.as_nanos() as u64);
-    let tty = out::stdout_is_tty();
+    // Redrawn in place only on a terminal that can move its cursor.
+    let tty = shmbus_toolbox::term::stdout_can_redraw();
     // shmid -> (generation, newest publish time, sample time)
     let mut prev: HashMap<i32, (u64, u64, u64)> = HashMap::new();
     for r in rows(&a.keys, &[])? {
