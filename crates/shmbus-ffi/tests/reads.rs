@@ -222,8 +222,12 @@ fn a_wait_does_not_hold_the_frame_it_delivers_into() {
     // Another thread publishes with the same frame while this one waits
     // into it. Before, the wait held the frame: the publish blocked until
     // the wait timed out (30 s), and the wait saw nothing.
+    // The publish comes once this thread sleeps in its wait (after a fixed
+    // 200 ms, a loaded machine could publish first, and the test then
+    // passed without testing a wait).
+    let me = shmbus_testkit::thread_id();
     let publisher = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(200));
+        shmbus_testkit::wait_thread_asleep(me).unwrap();
         // SAFETY: a NUL-terminated path.
         let rc = unsafe { shmbus_frame_set_u64(f, c"seq".as_ptr(), 99) };
         assert_eq!(rc, SHMBUS_OK);
@@ -347,7 +351,9 @@ fn a_close_from_another_thread_ends_a_long_wait() {
     for path in ["sample", "frame", "json"] {
         let sub = open_sub(&t);
         let (tx, rx) = std::sync::mpsc::channel();
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
         let waiter = std::thread::spawn(move || {
+            tid_tx.send(shmbus_testkit::thread_id()).unwrap();
             let rc = match path {
                 // SAFETY: no frame, no sample.
                 "sample" => unsafe {
@@ -366,10 +372,12 @@ fn a_close_from_another_thread_ends_a_long_wait() {
             };
             let _ = tx.send(rc);
         });
-        // Let the wait start (had it not, the close comes first and the
-        // wait is refused as closed: the test passes either way after the
-        // fix, and before it failed only when the wait had started).
-        std::thread::sleep(Duration::from_millis(300));
+        // Closed once the wait sleeps (had it not started, the close came
+        // first and the wait was refused as closed: the test passed either
+        // way after the fix, and before it failed only when the wait had
+        // started, which a fixed 300 ms did not promise).
+        let tid = tid_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        shmbus_testkit::wait_thread_asleep(tid).unwrap();
         let (ctx, crx) = std::sync::mpsc::channel();
         let closer = std::thread::spawn(move || {
             let _ = ctx.send(shmbus_subscriber_close(sub));

@@ -150,6 +150,11 @@ pub fn wait_stopped(pid: u32) -> Result<(), String> {
     }
 }
 
+/// The id of the calling thread (what [`wait_thread_asleep`] takes).
+pub fn thread_id() -> i32 {
+    nix::unistd::gettid().as_raw()
+}
+
 /// Wait (at most 30 s) until thread `tid` of this process sleeps in the
 /// kernel (`S`): for a test thread whose only blocking call from some
 /// point on is the wait under test (a futex wait), the sign that it is
