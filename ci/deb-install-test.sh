@@ -522,11 +522,21 @@ done
 ADMIN_MADE+=("$HAND" "$WANTS/shmbus-sensor@power.service")
 cp configs/systemd/shmbus-sensor@.service "$HAND"
 ln -s "$HAND" "$WANTS/shmbus-sensor@power.service"
+# And a full copy of the package's IMU unit (ExecStart in /usr/bin), edited by hand
+# instead of with a drop-in: it runs the package's program, so postinst must not
+# claim otherwise, only that the package's changes to the unit do not reach it.
+COPY=/etc/systemd/system/shmbus-sensor-imu.service
+[[ ! -e $COPY && ! -L $COPY ]] || die "$COPY exists on this machine already"
+ADMIN_MADE+=("$COPY")
+sed 's#/usr/local/bin/#/usr/bin/#' configs/systemd/shmbus-sensor-imu.service >"$COPY"
 out=$(apt_install "$DEB" 2>&1) || { echo "$out"; die "apt-get install (third round, units by hand) failed"; }
 echo "$out" | grep '^shmbus:' | sed 's/^/    /'
 grep -q "^shmbus: $HAND overrides the unit of this package .*/usr/local/bin/shmbus-sensor-%i" <<<"$out" ||
     die "postinst did not say that $HAND overrides the package's unit"
-pass "postinst says that $HAND (a copy by hand, /usr/local/bin) overrides the package's unit, and how to switch"
+grep -q "^shmbus: $COPY overrides the unit of this package (a full copy): .*systemctl edit shmbus-sensor-imu.service" <<<"$out" ||
+    die "postinst did not say that $COPY, a full copy running /usr/bin's program, keeps the package's changes out"
+! grep -q "^shmbus: $COPY .*not the programs of /usr/bin" <<<"$out" || die "postinst says that $COPY does not run /usr/bin's program"
+pass "postinst says that $HAND (a copy by hand, /usr/local/bin) overrides the package's unit, and how to switch; and that $COPY (a full copy, /usr/bin) misses the package's changes"
 grep -q "^shmbus: user shmbus-sensors exists already (uid $admin_uid) and is not a system user .*RemoveIPC=" <<<"$out" ||
     die "postinst did not say that the existing shmbus-sensors (uid $admin_uid) is a regular user, whose topics logind removes"
 ! grep -q 'created system user' <<<"$out" || die "postinst created shmbus-sensors although it existed"
@@ -537,8 +547,8 @@ ADMIN_MADE+=("$WANTS/shmbus-sensor@thermal.service" "$WANTS/shmbus-sensor-imu.se
 ln -s /usr/lib/systemd/system/shmbus-sensor@.service "$WANTS/shmbus-sensor@thermal.service"
 ln -s /lib/systemd/system/shmbus-sensor-imu.service "$WANTS/shmbus-sensor-imu.service"
 "${APT[@]}" purge shmbus >"$WORK/purge3.log" 2>&1 || { cat "$WORK/purge3.log"; die "apt-get purge (third round) failed"; }
-[[ "$(readlink "$WANTS/shmbus-sensor@power.service")" == "$HAND" && -f $HAND ]] ||
-    die "purge removed the unit installed by hand or its enable link"
+[[ "$(readlink "$WANTS/shmbus-sensor@power.service")" == "$HAND" && -f $HAND && -f $COPY ]] ||
+    die "purge removed a unit installed by hand or its enable link"
 [[ ! -L $WANTS/shmbus-sensor@thermal.service && ! -L $WANTS/shmbus-sensor-imu.service ]] ||
     die "purge left the enable links of the package's units"
 pass "purge removed the enable links of the package's units and kept the one of the unit installed by hand"
