@@ -33,7 +33,6 @@ use serde_json::{Value, json};
 use shmbus_codec::Codec;
 use shmbus_config::bridge::InFormat;
 use shmbus_core::OpenError;
-use shmbus_core::layout::MAX_FRAME_CAPACITY;
 use shmbus_pub::RawPublisher;
 
 use crate::names::Names;
@@ -109,25 +108,10 @@ impl Inbound {
                     continue;
                 }
             };
-            let capacity = match codec.max_size() {
-                Some(n) if n > MAX_FRAME_CAPACITY => {
-                    errs.push(format!(
-                        "{}: schema: a frame of this type can be {} bytes, more than a topic's frames hold ({MAX_FRAME_CAPACITY}): declare smaller capacities (heapless::String<N>, heapless::Vec<T, N>)",
-                        t.schema_at,
-                        if n == usize::MAX {
-                            format!("more than {n}")
-                        } else {
-                            n.to_string()
-                        }
-                    ));
-                    continue;
-                }
-                Some(n) => n.max(1),
-                None => {
-                    errs.push(format!(
-                        "{}: schema: a frame of this type has no largest size (an unbounded String or Vec): use heapless::String<N> / heapless::Vec<T, N>",
-                        t.schema_at
-                    ));
+            let capacity = match codec.frame_capacity() {
+                Ok(n) => n,
+                Err(why) => {
+                    errs.push(format!("{}: schema: {why}", t.schema_at));
                     continue;
                 }
             };

@@ -23,8 +23,10 @@ pub enum Pace {
 /// The longest prefix. MQTT carries a topic name with a 2-byte length: a
 /// prefix that made the last will's topic longer than 65535 bytes went out
 /// in a CONNECT cut short, which the broker drops, retried for good (and
-/// Mosquitto refuses a topic of more than 200 levels anyway).
-pub const MAX_PREFIX: usize = 1024;
+/// Mosquitto refuses a topic of more than 200 levels anyway). The config's
+/// own constant: the file's check (`shmbus doctor --config`) and the
+/// bridge refuse the same prefixes, `--prefix` included.
+pub use shmbus_config::bridge::MAX_PREFIX;
 
 /// The longest `rate_hz` period: a slower rate (the config takes any
 /// positive number, e.g. 1e-300) sends the latest value once a year.
@@ -304,7 +306,8 @@ fn from_problem(
     table: &BridgeConfig,
 ) -> Option<String> {
     // (A shared subscription, `$share/...` or `$queue/...`, is refused by
-    // the config's parser, so `shmbus config check` says it too.)
+    // the config's parser, so `shmbus doctor --config` and `shmbus bridge
+    // --check` say it too.)
     let rest = from.strip_prefix(own.base())?.strip_prefix('/')?;
     let meta = |m: &str| {
         matches!(
@@ -446,7 +449,7 @@ mod tests {
         };
         let with_from = |from: &str| config(&text(from));
         // Shared subscriptions: refused by the config's parser (so
-        // `shmbus config check` says it too), at their line.
+        // `shmbus doctor --config` says it too), at their line.
         for (from, words) in [
             ("$share/ground/g/sp", "from = \"g/sp\""),
             ("$share/ground", "from = \"TOPIC\""),

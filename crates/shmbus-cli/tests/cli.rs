@@ -953,6 +953,49 @@ fn doctor_checks_the_machine_and_the_config() {
     );
 }
 
+/// `doctor` said OK of a config whose `[[bridge.in]]` schema the bridge
+/// refuses when it starts (a type that does not exist, an unbounded
+/// string): the config's parser keeps the schema as text. It now fails it
+/// with the bridge's own words at the schema's position.
+#[test]
+fn doctor_judges_a_bridge_in_schema_as_the_bridge_does() {
+    let tmp_dir = shmbus_testkit::TempDir::new("cli-doctor-in");
+    let with = |schema: &str| {
+        let path = tmp_dir.path().join("in.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "bus = \"doctor-in\"\n[[topic]]\nname = \"sp\"\nslots = 4\nlock = \"try\"\n\
+                 [bridge]\n[[bridge.in]]\nfrom = \"g/sp\"\ntopic = \"sp\"\nschema = \"{schema}\"\n"
+            ),
+        )
+        .unwrap();
+        run(&["doctor", "--config", path.to_str().unwrap(), "--key", "1"]).stdout
+    };
+    let judged = |out: &str| out.contains("cannot be taken in from the broker");
+    let good = with("struct S { x: f32, name: heapless::String<8> }");
+    assert!(!judged(&good), "{good}");
+    for (schema, words) in [
+        ("struct S { x: f33 }", "f33"),
+        ("struct S { name: String }", "no largest size"),
+        (
+            "heapless::Vec<u8, 100000000>",
+            "more than a topic's frames hold",
+        ),
+    ] {
+        let out = with(schema);
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("FAIL  config") && judged(l)),
+            "{schema}: {out}"
+        );
+        assert!(
+            out.contains("in.toml:10:10: schema: ") && out.contains(words),
+            "{schema}: {out}"
+        );
+    }
+}
+
 #[test]
 fn help_has_an_example_for_every_command() {
     let r = run(&["--help"]);

@@ -160,6 +160,28 @@ impl Codec {
         self.node.max_size()
     }
 
+    /// The frame capacity of a topic of this type ([`Self::max_size`], at
+    /// least 1), or why no topic can hold its frames: no largest size, or
+    /// one over the layout's `MAX_FRAME_CAPACITY`. The one verdict for every
+    /// place that creates a topic from declared text (the bridge's
+    /// `[[bridge.in]]`) and for the checks that look at such text first
+    /// (`shmbus doctor`).
+    pub fn frame_capacity(&self) -> Result<usize, String> {
+        use shmbus_core::layout::MAX_FRAME_CAPACITY;
+        match self.max_size() {
+            Some(n) if n > MAX_FRAME_CAPACITY => Err(format!(
+                "a frame of this type can be {} bytes, more than a topic's frames hold ({MAX_FRAME_CAPACITY}): declare smaller capacities (heapless::String<N>, heapless::Vec<T, N>)",
+                if n == usize::MAX {
+                    format!("more than {n}")
+                } else {
+                    n.to_string()
+                }
+            )),
+            Some(n) => Ok(n.max(1)),
+            None => Err("a frame of this type has no largest size (an unbounded String or Vec): use heapless::String<N> / heapless::Vec<T, N>".into()),
+        }
+    }
+
     /// The schema.
     pub fn schema(&self) -> &OwnedNamedType {
         &self.schema

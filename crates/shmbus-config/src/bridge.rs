@@ -29,9 +29,9 @@ pub const DEFAULT_RECONNECT_MAX_MS: u64 = 10_000;
 /// Default MQTT keep-alive, seconds.
 pub const DEFAULT_KEEPALIVE_S: u64 = 10;
 
-/// The longest `prefix`, in bytes: the bridge refuses a longer one (its
-/// `settings::MAX_PREFIX`, also for `--prefix`), so the file's check does
-/// too, at the prefix's `line:col`.
+/// The longest `prefix`, in bytes: the file's check refuses a longer one at
+/// the prefix's `line:col`, and the bridge (its `settings::MAX_PREFIX` is
+/// this constant) refuses it in `--prefix` too.
 pub const MAX_PREFIX: usize = 1024;
 
 /// Longest board id and prefix level: topic names stay short on the wire.

@@ -264,6 +264,13 @@ impl Config {
         self.topics.iter().find(|t| t.name == name)
     }
 
+    /// Where the config came from, as a message shows it: whole, with
+    /// control characters escaped (`\u001b`), so a path from a command line
+    /// or `$SHMBUS_CONFIG` cannot drive the terminal.
+    pub fn path_shown(&self) -> std::borrow::Cow<'_, str> {
+        error::path_shown(&self.path)
+    }
+
     /// The topic called `name`, or an error listing the topics there are.
     pub fn require_topic(&self, name: &str) -> Result<&TopicConfig, String> {
         self.topic(name).ok_or_else(|| {

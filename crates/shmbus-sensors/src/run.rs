@@ -131,7 +131,7 @@ pub fn pick_topic<'c>(
             match tc.publisher.as_deref().and_then(SensorKind::from_name) {
                 Some(other) if other != kind => Err(format!(
                     "{}: topic `{}` is published by {} (its `publisher`), not by {program}: pass the topic of this sensor, or none",
-                    config.path,
+                    config.path_shown(),
                     tc.name,
                     other.program()
                 )),
@@ -146,7 +146,7 @@ pub fn pick_topic<'c>(
             .ok_or_else(|| {
                 format!(
                     "{}: no topic has publisher = \"{program}\" or is named `{}`: pass --topic NAME",
-                    config.path,
+                    config.path_shown(),
                     kind.name()
                 )
             }),
@@ -310,6 +310,25 @@ pub fn run_source<S: Source>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A config path with control characters reached the terminal raw in
+    /// the two messages of `pick_topic` (`ESC[31m` coloured the line); it
+    /// is shown escaped, as every config message shows it.
+    #[test]
+    fn a_config_path_in_a_topic_message_is_shown_escaped() {
+        let path = "a\u{1b}[31mx\nforged.toml";
+        let config = Config::parse(
+            "[[topic]]\nname = \"other\"\n[[topic]]\nname = \"imu\"\npublisher = \"shmbus-sensor-imu\"\n",
+            path,
+        )
+        .unwrap();
+        for args in [vec![], vec!["--topic".to_string(), "imu".to_string()]] {
+            let args = Args::parse(&args).unwrap();
+            let e = pick_topic(&config, SensorKind::System, &args).unwrap_err();
+            assert!(e.starts_with("a\\u001b[31mx\\u000aforged.toml: "), "{e}");
+            assert!(!e.contains('\u{1b}') && !e.contains('\n'), "{e:?}");
+        }
+    }
 
     /// A sensor whose attribute returns different garbage at every read
     /// printed (and kept) a new warning per frame; it stops at

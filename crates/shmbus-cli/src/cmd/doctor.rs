@@ -276,6 +276,24 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
                     ));
                 }
             }
+            // A `[[bridge.in]]` type is declared as text, which the config's
+            // parser keeps as a string: the codec judges it, with the words
+            // and the position `shmbus bridge` gives when it starts.
+            for i in c.bridge.iter().flat_map(|b| &b.inbound) {
+                let verdict = shmbus_codec::Codec::parse(&i.schema)
+                    .map_err(|e| e.to_string())
+                    .and_then(|codec| codec.frame_capacity());
+                if let Err(why) = verdict {
+                    f.push(fail(
+                        "config",
+                        format!(
+                            "topic '{}' cannot be taken in from the broker: its [[bridge.in]] schema",
+                            i.topic
+                        ),
+                        format!("{}: schema: {why}", i.schema_at),
+                    ));
+                }
+            }
             Some(c)
         }
         Err(e) => {
