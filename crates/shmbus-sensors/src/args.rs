@@ -56,6 +56,7 @@ pub fn command(program: &'static str, what: &'static str, default_rate: f64) -> 
     Cli::command()
         .name(program)
         .bin_name(program)
+        .version(env!("CARGO_PKG_VERSION"))
         .about(what)
         .after_help(format!(
             "Publishes on one topic of a shmbus config, at the topic's rate_hz (default {default_rate} Hz).\n\n\

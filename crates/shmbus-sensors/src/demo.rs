@@ -267,6 +267,46 @@ fn lock(row: &Shared) -> std::sync::MutexGuard<'_, Row> {
 fn watch<T: DeserializeOwned + Schema + Summary>(topic: Topic, row: Shared, quit: Arc<AtomicBool>) {
     let mut newest: Option<T> = None;
     let mut summarized = 0u64;
+    let mut record = |next: Next<T>, newest: &mut Option<T>| {
+        let mut r = lock(&row);
+        match next {
+            Next::Frame(s) => {
+                r.frames += 1;
+                r.last_mono = s.mono_ns;
+                r.stamp(s.mono_ns);
+                // Formatting every frame of a 1 kHz topic is waste: ten a second.
+                if s.mono_ns.saturating_sub(summarized) >= 100_000_000 {
+                    summarized = s.mono_ns;
+                    r.latest = s.value.summary();
+                    *newest = None;
+                } else {
+                    *newest = Some(s.value);
+                }
+            }
+            Next::Missed(n) => r.lost += n,
+            Next::Empty => {}
+        }
+    };
+    // The frames a subscriber has not read yet, up to a lap and a bit
+    // (its publisher has stopped, or is being stopped).
+    let drain = |sub: &mut Subscriber<T>,
+                 record: &mut dyn FnMut(Next<T>, &mut Option<T>),
+                 newest: &mut Option<T>| {
+        for _ in 0..=sub
+            .raw()
+            .segment()
+            .info()
+            .geometry
+            .slot_count
+            .saturating_mul(2)
+        {
+            match sub.next() {
+                Ok(n @ (Next::Frame(_) | Next::Missed(_))) => record(n, newest),
+                _ => break,
+            }
+        }
+    };
+    let mut attached = false;
     'attach: while !quit.load(Ordering::Relaxed) {
         let mut sub = match Subscriber::<T>::wait_for_topic(&topic, Duration::from_millis(200)) {
             Ok(s) => s,
@@ -276,37 +316,16 @@ fn watch<T: DeserializeOwned + Schema + Summary>(topic: Topic, row: Shared, quit
                 break;
             }
         };
+        attached = true;
         // Count what was published before we attached, too.
         sub.raw().seek_oldest();
-        let mut record = |next: Next<T>, newest: &mut Option<T>| {
-            let mut r = lock(&row);
-            match next {
-                Next::Frame(s) => {
-                    r.frames += 1;
-                    r.last_mono = s.mono_ns;
-                    r.stamp(s.mono_ns);
-                    // Formatting every frame of a 1 kHz topic is waste: ten a second.
-                    if s.mono_ns.saturating_sub(summarized) >= 100_000_000 {
-                        summarized = s.mono_ns;
-                        r.latest = s.value.summary();
-                        *newest = None;
-                    } else {
-                        *newest = Some(s.value);
-                    }
-                }
-                Next::Missed(n) => r.lost += n,
-                Next::Empty => {}
-            }
-        };
         while !quit.load(Ordering::Relaxed) {
             match sub.wait_next(Duration::from_millis(200)) {
                 Ok(n) => record(n, &mut newest),
                 Err(WaitError::Timeout) => {}
                 Err(e @ (WaitError::PublisherGone | WaitError::Removed)) => {
                     // Take the frames it left.
-                    while let Ok(n @ (Next::Frame(_) | Next::Missed(_))) = sub.next() {
-                        record(n, &mut newest);
-                    }
+                    drain(&mut sub, &mut record, &mut newest);
                     if matches!(e, WaitError::Removed) {
                         // Its sensor creates it again (or the demo ends).
                         continue 'attach;
@@ -319,15 +338,23 @@ fn watch<T: DeserializeOwned + Schema + Summary>(topic: Topic, row: Shared, quit
                 }
             }
         }
+        // Stopped: the demo stops the sensors first, so what they published
+        // since this thread last ran is still in the ring. Count it.
+        drain(&mut sub, &mut record, &mut newest);
+    }
+    if !attached {
+        // Stopped before this thread ever got its topic (a loaded machine
+        // that did not run it in time): the frames are there all the same.
+        if let Ok(mut sub) = Subscriber::<T>::attach(&topic) {
+            sub.raw().seek_oldest();
+            drain(&mut sub, &mut record, &mut newest);
+        }
     }
     if let Some(v) = newest {
         lock(&row).latest = v.summary();
     }
 }
 
-/// The thread that watches one topic, or `None` (with the reason in the
-/// row) if no thread can be started (a process limit, `ulimit -u`): the
-/// demo then goes on without that row's frames instead of panicking.
 fn spawn_watcher(
     kind: SensorKind,
     topic: Topic,
@@ -966,6 +993,54 @@ pub fn main(duration: Option<Duration>, config: Option<PathBuf>, launch: Launche
 mod tests {
     use super::*;
     use crate::args::Args;
+
+    /// A watcher stopped before it read its topic's newest frames (or
+    /// before it ever ran: a loaded machine) left them uncounted, and the
+    /// summary said "no frames" of a topic that had them. The demo stops
+    /// the sensors first, so those frames are still in the ring: a
+    /// stopped watcher now reads them.
+    #[test]
+    fn a_watcher_stopped_before_it_read_counts_the_frames_left() {
+        let (topic, _g) = shmbus_testkit::unique_topic("demo-watch-left");
+        let topic = topic.slots(8);
+        let mut p = shmbus_pub::Publisher::<System>::open(&topic).unwrap();
+        let frame = |t_ns| System {
+            t_ns,
+            cpu_pct: Some(1.0),
+            cpus: 1,
+            load: None,
+            tasks: None,
+            mem: None,
+        };
+        for t in 1..=5 {
+            p.publish(&frame(t)).unwrap();
+        }
+        // Never ran before the stop: it attaches only to count.
+        let row: Shared = Arc::default();
+        watch::<System>(topic.clone(), row.clone(), Arc::new(AtomicBool::new(true)));
+        assert_eq!(lock(&row).frames, 5);
+        // Ran, read, then more frames came just before the stop.
+        let row: Shared = Arc::default();
+        let quit = Arc::new(AtomicBool::new(false));
+        let w = {
+            let (topic, row, quit) = (topic.clone(), row.clone(), quit.clone());
+            std::thread::spawn(move || watch::<System>(topic, row, quit))
+        };
+        let end = std::time::Instant::now() + Duration::from_secs(60);
+        while lock(&row).frames < 5 {
+            assert!(std::time::Instant::now() < end, "the watcher never read");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The demo stops the sensor, then the watcher: whether the watcher
+        // read these before it saw the stop or after, each counts once.
+        for t in 6..=12 {
+            p.publish(&frame(t)).unwrap();
+        }
+        quit.store(true, Ordering::Relaxed);
+        w.join().unwrap();
+        let r = lock(&row);
+        assert_eq!((r.frames, r.lost), (12, 0), "{:?}", *r);
+    }
 
     #[test]
     fn every_demo_duration_gives_the_sensors_a_duration_they_accept() {

@@ -188,6 +188,25 @@ fn child_role_entry() {
     }
 }
 
+/// Every sensor program says its version (`--version`), the package's: a
+/// packaged board's programs can be told apart by release (they had no
+/// `--version` at all; `shmbus` and the bridge had).
+#[test]
+fn every_sensor_program_says_its_version() {
+    for kind in SensorKind::ALL {
+        let o = demo::command(Path::new(exe(kind)), &["--version"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{kind:?}: {o:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout),
+            format!("{} {}\n", kind.program(), env!("CARGO_PKG_VERSION")),
+            "{kind:?}"
+        );
+    }
+}
+
 #[test]
 fn every_sensor_program_publishes_frames() {
     watchdog(
