@@ -179,6 +179,32 @@ fn recording_in_chunks(
 
 /// Run the `shmbus-record` binary (behind `SHMBUS_TEST_RUNNER`):
 /// (exit code, stderr).
+/// A test's own directory, key (its segment removed when the guard
+/// drops) and topic name `test/<label>-<key>`.
+struct Case {
+    dir: TempDir,
+    key: i32,
+    name: String,
+    _guard: Guard,
+}
+
+fn case(label: &str) -> Case {
+    let key = unique_key(label);
+    Case {
+        dir: TempDir::new(label),
+        key,
+        name: format!("test/{label}-{:08x}", key as u32),
+        _guard: Guard(key),
+    }
+}
+
+/// `n` frames of [`Check`], generations 1 to `n`, encoded.
+fn check_frames(n: u64) -> Vec<Vec<u8>> {
+    (1..=n)
+        .map(|g| postcard::to_stdvec(&Check::new(g)).unwrap())
+        .collect()
+}
+
 fn run(args: &[&str]) -> (i32, String) {
     let mut cmd = shmbus_testkit::command(env!("CARGO_BIN_EXE_shmbus-record"));
     cmd.args(args).stdin(std::process::Stdio::null());
@@ -199,10 +225,12 @@ fn run(args: &[&str]) -> (i32, String) {
 fn replay_of_a_frame_over_its_channels_capacity_blames_the_file() {
     let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     watchdog("frame over capacity", std::time::Duration::from_secs(120));
-    let dir = TempDir::new("over-capacity");
-    let key = unique_key("over-capacity");
-    let _guard = Guard(key);
-    let name = format!("test/over-capacity-{:08x}", key as u32);
+    let Case {
+        dir,
+        key,
+        name,
+        _guard,
+    } = case("over-capacity");
     let good = postcard::to_stdvec(&Check::new(1)).unwrap();
     let mut long = postcard::to_stdvec(&Check::new(2)).unwrap();
     long.extend_from_slice(&[0; 60]);
@@ -259,10 +287,12 @@ fn over_capacity_check(seq: u64) -> Vec<u8> {
 fn replay_leaves_out_frames_that_do_not_match_their_schema() {
     let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     watchdog("schema mismatch", std::time::Duration::from_secs(120));
-    let dir = TempDir::new("mismatch");
-    let key = unique_key("mismatch");
-    let _guard = Guard(key);
-    let name = format!("test/mismatch-{:08x}", key as u32);
+    let Case {
+        dir,
+        key,
+        name,
+        _guard,
+    } = case("mismatch");
     let good = |g| postcard::to_stdvec(&Check::new(g)).unwrap();
     let bad = over_capacity_check(2);
     let capacity = bad.len().max(good(1).len());
@@ -368,13 +398,13 @@ fn marked_compressed(bytes: &[u8], how: &str) -> Vec<u8> {
 fn a_recording_with_compressed_chunks_is_named_as_such_not_damaged() {
     let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     watchdog("compressed chunks", std::time::Duration::from_secs(120));
-    let dir = TempDir::new("compressed");
-    let key = unique_key("compressed");
-    let _guard = Guard(key);
-    let name = format!("test/compressed-{:08x}", key as u32);
-    let frames: Vec<Vec<u8>> = (1..=3)
-        .map(|g| postcard::to_stdvec(&Check::new(g)).unwrap())
-        .collect();
+    let Case {
+        dir,
+        key,
+        name,
+        _guard,
+    } = case("compressed");
+    let frames = check_frames(3);
     let plain = dir.0.join("plain.mcap");
     recording(&plain, &name, key, frames[0].len(), &frames);
     let bytes = std::fs::read(&plain).unwrap();
@@ -418,9 +448,7 @@ fn cat_says_when_its_output_cannot_be_written() {
     let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     watchdog("cat output", std::time::Duration::from_secs(120));
     let dir = TempDir::new("cat-output");
-    let frames: Vec<Vec<u8>> = (1..=3)
-        .map(|g| postcard::to_stdvec(&Check::new(g)).unwrap())
-        .collect();
+    let frames = check_frames(3);
     let path = dir.0.join("three.mcap");
     recording(
         &path,
@@ -470,13 +498,13 @@ fn cat_says_when_its_output_cannot_be_written() {
 fn a_file_damaged_part_way_shows_and_replays_what_comes_before_the_damage() {
     let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     watchdog("damaged part way", std::time::Duration::from_secs(120));
-    let dir = TempDir::new("damaged-part-way");
-    let key = unique_key("damaged-part-way");
-    let _guard = Guard(key);
-    let name = format!("test/damaged-{:08x}", key as u32);
-    let frames: Vec<Vec<u8>> = (1..=5)
-        .map(|g| postcard::to_stdvec(&Check::new(g)).unwrap())
-        .collect();
+    let Case {
+        dir,
+        key,
+        name,
+        _guard,
+    } = case("damaged-part-way");
+    let frames = check_frames(5);
     let path = dir.0.join("flipped.mcap");
     recording_in_chunks(&path, &name, key, frames[0].len(), &frames, Some(1));
     let mut bytes = std::fs::read(&path).unwrap();
@@ -660,13 +688,13 @@ fn ctrl_c_during_replays_first_pass_stops_it_and_says_so() {
     use nix::unistd::Pid;
     let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     watchdog("ctrl-c first pass", std::time::Duration::from_secs(300));
-    let dir = TempDir::new("first-pass");
-    let key = unique_key("first-pass");
-    let _guard = Guard(key);
-    let name = format!("test/first-pass-{:08x}", key as u32);
-    let frames: Vec<Vec<u8>> = (1..=200_000u64)
-        .map(|g| postcard::to_stdvec(&Check::new(g)).unwrap())
-        .collect();
+    let Case {
+        dir,
+        key,
+        name,
+        _guard,
+    } = case("first-pass");
+    let frames = check_frames(200_000);
     let path = dir.0.join("big.mcap");
     recording(&path, &name, key, frames[0].len(), &frames);
     drop(frames);

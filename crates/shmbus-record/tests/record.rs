@@ -2097,6 +2097,38 @@ fn a_full_device_as_the_output_says_the_disk_is_full_and_nothing_reached_it() {
     }
 }
 
+/// `replay FILE --loop` of `topic` into key `target`, running, and a
+/// subscriber of the replayed topic once it holds generation `n` (60 s
+/// watchdog).
+fn replay_loop_until(
+    file: &TempFile,
+    topic: &shmbus_pub::Topic,
+    target: i32,
+    n: u64,
+) -> (KillOnDrop, Subscriber<Check>) {
+    let to = format!("{}={target}", topic.name);
+    let child = KillOnDrop(
+        tool(&["replay", file.path(), "--loop", "--key", &to])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let replayed = topic.clone().key(target);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut sub = loop {
+        if let Ok(s) = Subscriber::<Check>::attach(&replayed) {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "replay created no topic");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    while sub.raw().generation() < n {
+        assert!(Instant::now() < deadline, "--loop did not republish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, sub)
+}
+
 /// A recording of `frames` of `Check` with the given monotonic publish
 /// stamps (ns after now), taken from the ring (`--backlog`) into `file`.
 fn recording_at(test: &str, offsets_ns: &[u64], file: &TempFile) -> (shmbus_pub::Topic, Guard) {
@@ -2131,26 +2163,7 @@ fn replay_loop_spaces_its_passes_and_refuses_a_file_of_one_instant() {
     let (topic, _guard) = recording_at("loop-passes", &[0, 100 * ms, 200 * ms], &file);
     let target = unique_key("loop-passes-target");
     let _target = Guard(target);
-    let to = format!("{}={target}", topic.name);
-    let mut child = KillOnDrop(
-        tool(&["replay", file.path(), "--loop", "--key", &to])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let replayed = topic.clone().key(target);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut sub = loop {
-        if let Ok(s) = Subscriber::<Check>::attach(&replayed) {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "replay created no topic");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    while sub.raw().generation() < 6 {
-        assert!(Instant::now() < deadline, "--loop did not republish");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (mut child, mut sub) = replay_loop_until(&file, &topic, target, 6);
     kill(Pid::from_raw(child.0.id() as i32), Signal::SIGINT).unwrap();
     let (code, _) = wait_exit(&mut child, Duration::from_secs(60), "replay --loop");
     assert_eq!(code, Some(0));
@@ -2222,26 +2235,7 @@ fn a_topic_removed_while_replayed_is_no_longer_published() {
     let (topic, _guard) = recording_at("replay-removed", &[0, 20 * ms, 40 * ms], &file);
     let target = unique_key("replay-removed-target");
     let _target = Guard(target);
-    let to = format!("{}={target}", topic.name);
-    let mut child = KillOnDrop(
-        tool(&["replay", file.path(), "--loop", "--key", &to])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let replayed = topic.clone().key(target);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut sub = loop {
-        if let Ok(s) = Subscriber::<Check>::attach(&replayed) {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "replay created no topic");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    while sub.raw().generation() < 4 {
-        assert!(Instant::now() < deadline, "--loop did not republish");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (mut child, mut sub) = replay_loop_until(&file, &topic, target, 4);
     let id = shmbus_core::sys::shmget(target, 0, 0).expect("the replayed segment");
     shmbus_core::sys::shm_remove(id).expect("remove the replayed segment");
     let (code, _) = wait_exit(
