@@ -40,6 +40,7 @@
 //! recording at once: a regular file is cut back to that record, nothing
 //! more is written, and the error says what the file keeps.
 
+use shmbus_toolbox::printable::printable;
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal};
@@ -397,7 +398,11 @@ pub fn run(a: RecordArgs) -> Result<(), Exit> {
         .then(|| file.try_clone().ok())
         .flatten();
     let busy_since = Arc::new(AtomicU64::new(0));
-    watch_stalls(busy_since.clone(), deadline, a.output.display().to_string());
+    watch_stalls(
+        busy_since.clone(),
+        deadline,
+        printable(&a.output.display().to_string()).into_owned(),
+    );
     let ledger = Arc::new(Ledger::default());
     let file = Watched {
         file,
@@ -452,7 +457,7 @@ pub fn run(a: RecordArgs) -> Result<(), Exit> {
         names.len(),
         if names.len() == 1 { "" } else { "s" },
         names.join(", "),
-        a.output.display()
+        printable(&a.output.display().to_string())
     );
     let mut result = rec.run(deadline, &mut scan, &tx, &rx);
     rec.quit.store(true, Ordering::Relaxed);
@@ -1350,6 +1355,8 @@ fn summary(
         ),
         None => a.output.display().to_string(),
     };
+    // The path as given (`-o`), which may hold anything: escaped.
+    let output = printable(&output);
     eprintln!(
         "wrote {output}: {} frames of {} topic{} ({} missed), {}; cpu {:.3} s in {:.1} s",
         totals.frames,

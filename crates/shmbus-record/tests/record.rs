@@ -204,6 +204,40 @@ fn record_backlog(key: &str, path: &str) {
     assert_eq!(code, 0, "{err}");
 }
 
+/// An output path with control characters (`-o` is taken as given)
+/// reached the terminal raw in the "recording ... to PATH" and "wrote
+/// PATH" lines (`ESC[2J` cleared the screen); every error line was already
+/// escaped. They are escaped now too, in the tools' style.
+#[test]
+fn an_output_path_with_control_characters_is_shown_escaped() {
+    watchdog("output escaped", Duration::from_secs(120));
+    let (topic, _guard) = unique_topic("out-escaped");
+    let mut publisher = Publisher::<Check>::open(&topic).unwrap();
+    publisher.publish(&Check::new(1)).unwrap();
+    let file = TempFile(std::env::temp_dir().join(format!(
+        "shmbus-record-{}-a\u{1b}[2Jb.mcap",
+        std::process::id()
+    )));
+    let key = format!("0x{:08x}", topic.key as u32);
+    let (code, _, err) = run(&[
+        "record",
+        "--key",
+        &key,
+        "--backlog",
+        "--duration",
+        "0.3",
+        "-o",
+        file.path(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+    assert!(err.contains("a\\u001b[2Jb.mcap; Ctrl-C stops"), "{err:?}");
+    assert!(
+        err.contains("wrote ") && err.contains("a\\u001b[2Jb.mcap: 1 frames"),
+        "{err:?}"
+    );
+}
+
 fn read_file(path: &str) -> Vec<u8> {
     std::fs::read(path).expect("read recording")
 }
