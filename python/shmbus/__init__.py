@@ -158,11 +158,18 @@ _schema_parse = _sig("shmbus_schema_parse", ctypes.c_char_p, _P(_Handle))
 _schema_close = _sig("shmbus_schema_close", _Handle)
 _schema_text = _sig("shmbus_schema_text", _Handle, ctypes.c_char_p, _sz, _P(_sz))
 _pub_open = _sig("shmbus_publisher_open", _P(_Topic), _Handle, _P(_Handle))
+_pub_open_config = _sig(
+    "shmbus_publisher_open_config", ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, _Handle, _P(_Handle),
+)
 _pub_json = _sig("shmbus_publish_json", _Handle, ctypes.c_char_p, _P(ctypes.c_uint64))
 _pub_info = _sig("shmbus_publisher_info", _Handle, _P(_Info))
 _pub_close = _sig("shmbus_publisher_close", _Handle)
 _pub_remove = _sig("shmbus_publisher_remove", _Handle)
 _sub_open = _sig("shmbus_subscriber_open", _P(_Topic), _Handle, ctypes.c_uint32, _P(_Handle))
+_sub_open_config = _sig(
+    "shmbus_subscriber_open_config",
+    ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, _Handle, ctypes.c_uint32, _P(_Handle),
+)
 _sub_close = _sig("shmbus_subscriber_close", _Handle)
 _sub_schema = _sig("shmbus_subscriber_schema", _Handle, _P(_Handle))
 _sub_json = _sig(
@@ -247,6 +254,11 @@ class JsonError(ShmbusError, ValueError):
     """A value does not fit the topic's schema (the message names the field)."""
 
 
+class ConfigError(ShmbusError):
+    """The config file cannot be read, has errors (``path:line:col:
+    message``), or declares no topic of that name (SHMBUS_ERR_CONFIG)."""
+
+
 _ERRORS = {
     -4: InvalidArgument,
     -3: Closed,
@@ -261,6 +273,7 @@ _ERRORS = {
     -18: JsonError,
     -19: SchemaError,
     -20: JsonError,
+    -26: ConfigError,
 }
 
 
@@ -319,6 +332,22 @@ def _shown(value):
     if len(text) > _CUT_OVER:
         text = "%s... (%d characters)" % (text[:_CUT_KEEP], len(text))
     return text
+
+
+def _path(value):
+    """A config path (str, bytes or os.PathLike) as the C library's
+    NUL-terminated bytes; None: the tools' search order."""
+    if value is None:
+        return None
+    try:
+        p = os.fsencode(value)
+    except TypeError:
+        raise InvalidArgument(
+            -4, "config must be a path (str, bytes or os.PathLike) or None, not %s" % type(value).__name__
+        ) from None
+    if b"\0" in p:
+        raise InvalidArgument(-4, "config path contains a NUL character (at index %d)" % p.index(b"\0"))
+    return p
 
 
 def _uint32(value, what):
@@ -396,6 +425,29 @@ class Subscriber:
     def __init__(self, name, key=None, bus=None, schema=None, wait=5.0):
         self._h = None
         t = _topic(name, key, bus, 0, 0)
+        self._open(name, schema, wait, lambda expected, ms, h: _sub_open(ctypes.byref(t), expected, ms, h))
+
+    @classmethod
+    def from_config(cls, name, config=None, bus=None, schema=None, wait=5.0):
+        """Attach topic ``name`` as the board's config declares it (its key
+        and publisher user): the topic ``shmbus echo NAME`` shows.
+
+        ``config`` is the config file's path; None finds it as the
+        ``shmbus`` tools do (``$SHMBUS_CONFIG``, else
+        ``/etc/shmbus/shmbus.toml``, else the built-in demo config). ``bus``
+        moves the config's derived keys to another bus (as ``--bus``).
+        :class:`ConfigError` if the file cannot be read, has errors, or
+        declares no topic ``name``; ``schema`` and ``wait`` as for
+        ``Subscriber(...)``."""
+        self = cls.__new__(cls)
+        self._h = None
+        n = _text(name, "topic name")
+        b = _text(bus, "bus", True)
+        c = _path(config)
+        self._open(name, schema, wait, lambda expected, ms, h: _sub_open_config(c, b, n, expected, ms, h))
+        return self
+
+    def _open(self, name, schema, wait, opener):
         expected = _Handle(0)
         if schema is not None:
             _check(_schema_parse(_text(schema, "schema"), ctypes.byref(expected)))
@@ -409,7 +461,7 @@ class Subscriber:
             waited = False
             while True:
                 ms = _ms(min(max(deadline - time.monotonic(), 0.0), _WAIT_SLICE))
-                rc = _sub_open(ctypes.byref(t), expected, ms, ctypes.byref(h))
+                rc = opener(expected, ms, ctypes.byref(h))
                 if rc == _ERR_NOT_FOUND and time.monotonic() < deadline:
                     waited = True
                     continue
@@ -582,11 +634,35 @@ class Publisher:
         self._h = None
         self._removed = False
         t = _topic(name, key, bus, slots, mode)
+        self._open(name, schema, lambda s, h: _pub_open(ctypes.byref(t), s, h))
+
+    @classmethod
+    def from_config(cls, name, schema, config=None, bus=None):
+        """Open topic ``name`` as the board's config declares it (key,
+        slots, mode, group, lock policy, notification): the topic a Rust
+        sensor of that name publishes.
+
+        ``config`` is the config file's path; None finds it as the
+        ``shmbus`` tools do (``$SHMBUS_CONFIG``, else
+        ``/etc/shmbus/shmbus.toml``, else the built-in demo config). ``bus``
+        moves the config's derived keys to another bus (as ``--bus``).
+        :class:`ConfigError` if the file cannot be read, has errors, or
+        declares no topic ``name``."""
+        self = cls.__new__(cls)
+        self._h = None
+        self._removed = False
+        n = _text(name, "topic name")
+        b = _text(bus, "bus", True)
+        c = _path(config)
+        self._open(name, schema, lambda s, h: _pub_open_config(c, b, n, s, h))
+        return self
+
+    def _open(self, name, schema, opener):
         s = _Handle()
         _check(_schema_parse(_text(schema, "schema"), ctypes.byref(s)))
         h = _Handle()
         try:
-            _check(_pub_open(ctypes.byref(t), s, ctypes.byref(h)))
+            _check(opener(s, ctypes.byref(h)))
         finally:
             _schema_close(s)
         self._h = h

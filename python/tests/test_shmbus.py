@@ -9,7 +9,8 @@ import time
 import pytest
 
 import shmbus
-from conftest import run_rust_subscriber, wait_until
+from conftest import _keys as conftest_keys
+from conftest import remove_key, run_rust_subscriber, wait_until
 
 # The Rust example's message type (crates/shmbus-examples), declared once.
 IMU = (
@@ -489,3 +490,71 @@ def test_remove_after_close_says_the_topic_was_not_removed(key):
     pub.remove()
     with pytest.raises(shmbus.NotFound):
         shmbus.Subscriber("rm-after-close", key=key, wait=0)
+
+
+def _board_config(tmp_path, imu_key, cmd_key):
+    path = tmp_path / "board.toml"
+    path.write_text(
+        'bus = "pytest"\n\n'
+        '[[topic]]\nname = "imu"\nkey = 0x%08x\n\n'
+        '[[topic]]\nname = "cmd"\nkey = 0x%08x\nslots = 8\nmode = "0600"\nlock = "off"\n' % (imu_key, cmd_key)
+    )
+    return path
+
+
+def test_topics_open_by_their_name_in_the_board_config(rust_publisher, key, tmp_path, monkeypatch):
+    cmd_key = next(conftest_keys)
+    path = _board_config(tmp_path, key, cmd_key)
+    try:
+        # The Rust publisher's topic, by its config name (a pathlib.Path).
+        rust_publisher("--rate", "1000", "--duration", "600")
+        with shmbus.Subscriber.from_config("imu", config=path, schema=IMU, wait=30) as sub:
+            assert sub.info()["key"] == key
+            assert "seq" in sub.wait_latest(timeout=30)["value"]
+        with pytest.raises(shmbus.SchemaMismatch) as e:
+            shmbus.Subscriber.from_config("imu", config=str(path), schema="struct Other { v: u32 }")
+        assert "carries frames of another type" in str(e.value)
+
+        # A Python publisher and subscriber by name: the config's key and slots.
+        decl = "struct Cmd { speed: f32 }"
+        with shmbus.Publisher.from_config("cmd", decl, config=path) as pub:
+            info = pub.info()
+            assert (info["key"], info["slots"]) == (cmd_key, 8)
+            sub = shmbus.Subscriber.from_config("cmd", config=os.fsencode(str(path)), schema=decl)
+            assert pub.publish({"speed": 1.5}) == 1
+            assert sub.wait(timeout=30)["value"] == {"speed": 1.5}
+            with pytest.raises(shmbus.PublisherActive):
+                shmbus.Publisher.from_config("cmd", decl, config=path)
+            sub.close()
+        # None: the tools' search order, $SHMBUS_CONFIG first.
+        monkeypatch.setenv("SHMBUS_CONFIG", str(path))
+        pub = shmbus.Publisher.from_config("cmd", decl)
+        assert pub.info()["key"] == cmd_key
+        pub.remove()
+    finally:
+        remove_key(cmd_key)
+
+
+def test_a_bad_config_or_name_is_a_config_error_with_the_tools_message(key, tmp_path):
+    path = _board_config(tmp_path, key, key + 1)
+    with pytest.raises(shmbus.ConfigError) as e:
+        shmbus.Subscriber.from_config("imu", config=tmp_path / "nope.toml")
+    assert "nope.toml: cannot read the config" in str(e.value)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[topic]]\nname = "imu"\nslots = 3\n')
+    with pytest.raises(shmbus.ConfigError) as e:
+        shmbus.Publisher.from_config("imu", IMU, config=bad)
+    assert str(e.value).endswith("bad.toml:3:9: slots = 3 must be a power of two from 1 to 65536: use slots = 4")
+    with pytest.raises(shmbus.ConfigError) as e:
+        shmbus.Subscriber.from_config("imu0", config=path, wait=0)
+    assert str(e.value).endswith("no topic `imu0`; the topics are: imu, cmd; did you mean `imu`?")
+    with pytest.raises(shmbus.ConfigError):
+        shmbus.Publisher.from_config("imu", IMU, config=path, bus="lab bench")
+    with pytest.raises(shmbus.InvalidArgument):
+        shmbus.Subscriber.from_config("imu", config=42)
+    with pytest.raises(shmbus.InvalidArgument):
+        shmbus.Subscriber.from_config("imu", config="a\0b")
+    # A config error is not "not there yet": the wait does not retry it.
+    # (a retry would run into the ffi-test watchdog, not pass).
+    with pytest.raises(shmbus.ConfigError):
+        shmbus.Subscriber.from_config("gnss", config=path, wait=3600)

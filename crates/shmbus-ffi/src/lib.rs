@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod cabi;
+pub mod config;
 pub mod frame;
 pub mod handles;
 pub mod json;

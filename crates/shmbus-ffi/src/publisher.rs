@@ -1,6 +1,8 @@
 //! Publishers from C: open a topic with a schema, publish typed frames,
 //! raw bytes or JSON.
 
+use core::ffi::c_char;
+
 use shmbus_pub::{LockOutcome, RawPublisher};
 
 use crate::cabi;
@@ -128,27 +130,69 @@ pub unsafe extern "C" fn shmbus_publisher_open(
         let out = unsafe { cabi::out(out, "out") }?;
         // SAFETY: the caller's contract.
         let topic = unsafe { topic::topic_from(topic) }?;
-        let schema = schema::get(schema)?;
-        let capacity = schema.max_size()?.max(1);
-        let raw = RawPublisher::open(&topic, &schema.bytes, capacity).map_err(topic::open_error)?;
-        let (created, shmid) = (raw.created(), raw.shmid());
-        // If no handle can be made (the table is full), a topic this call
-        // created is removed again: a failed open leaves nothing behind.
-        let id = handles::insert(Object::Publisher(Box::new(Pub {
-            raw,
-            schema,
-            slots: topic.slots,
-            pid: handles::process_id(),
-        })))
-        .inspect_err(|_| {
-            if created {
-                let _ = shmbus_core::sys::shm_remove(shmid);
-                let _ = shmbus_core::lock::remove_lock(topic.key);
-            }
-        })?;
-        *out = shmbus_publisher { id };
+        *out = open(&topic, schema)?;
         Ok(SHMBUS_OK)
     })
+}
+
+/// Open the topic `name` as the board's config declares it (key, slots,
+/// mode, group, lock policy, notification) and become its one publisher of
+/// frames of `schema`: the same topic a Rust sensor or `shmbus` opens under
+/// that name.
+///
+/// `config` is the path of the config file; NULL finds it as the `shmbus`
+/// tools do (`$SHMBUS_CONFIG`, else `/etc/shmbus/shmbus.toml`, else the
+/// built-in demo config). `bus` moves the config's derived keys to another
+/// bus (as `--bus`); NULL keeps the config's own.
+///
+/// Errors: `SHMBUS_ERR_CONFIG` (the file cannot be read, has errors, each
+/// `path:line:col: message`, or declares no topic `name`: the message lists
+/// those it does and suggests the closest), then those of
+/// `shmbus_publisher_open` (`SHMBUS_ERR_OPEN` if the topic's segment
+/// carries frames of another schema).
+///
+/// # Safety
+/// `config` and `bus` are NULL or NUL-terminated; `name` is NUL-terminated;
+/// `out` points to a writable `shmbus_publisher`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmbus_publisher_open_config(
+    config: *const c_char,
+    bus: *const c_char,
+    name: *const c_char,
+    schema: shmbus_schema,
+    out: *mut shmbus_publisher,
+) -> i32 {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let out = unsafe { cabi::out(out, "out") }?;
+        // SAFETY: the caller's contract.
+        let topic = unsafe { crate::config::topic_of(config, bus, name) }?;
+        *out = open(&topic, schema)?;
+        Ok(SHMBUS_OK)
+    })
+}
+
+/// Open `topic` for frames of `schema` (both entry points).
+fn open(topic: &shmbus_core::Topic, schema: shmbus_schema) -> Result<shmbus_publisher> {
+    let schema = schema::get(schema)?;
+    let capacity = schema.max_size()?.max(1);
+    let raw = RawPublisher::open(topic, &schema.bytes, capacity).map_err(topic::open_error)?;
+    let (created, shmid) = (raw.created(), raw.shmid());
+    // If no handle can be made (the table is full), a topic this call
+    // created is removed again: a failed open leaves nothing behind.
+    let id = handles::insert(Object::Publisher(Box::new(Pub {
+        raw,
+        schema,
+        slots: topic.slots,
+        pid: handles::process_id(),
+    })))
+    .inspect_err(|_| {
+        if created {
+            let _ = shmbus_core::sys::shm_remove(shmid);
+            let _ = shmbus_core::lock::remove_lock(topic.key);
+        }
+    })?;
+    Ok(shmbus_publisher { id })
 }
 
 /// Publish `frame` now. `*generation` (if not NULL) gets the frame's

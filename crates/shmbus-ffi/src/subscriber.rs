@@ -6,6 +6,7 @@
 //! delivered: a buffer that is too small loses nothing (the next call with a
 //! larger buffer gets the same frame).
 
+use core::ffi::c_char;
 use core::time::Duration;
 use std::sync::Arc;
 
@@ -366,39 +367,85 @@ pub unsafe extern "C" fn shmbus_subscriber_open(
         let out = unsafe { cabi::out(out, "out") }?;
         // SAFETY: the caller's contract.
         let t = unsafe { topic::topic_from(topic) }?;
-        let expected = if expected.id == 0 {
-            None
-        } else {
-            Some(schema::get(expected)?)
-        };
-        let raw = attach(&t, timeout_ms)?;
-        let info = raw.info();
-        if let Some(want) = &expected {
-            if want.fingerprint != info.schema_fingerprint {
-                return Err(topic::open_error(shmbus_core::OpenError::SchemaMismatch {
-                    key: t.key,
-                    topic: info.name.clone(),
-                    expected: want.fingerprint,
-                    found: info.schema_fingerprint,
-                }));
-            }
-        }
-        let schema = SchemaDef::from_bytes(&info.schema).map(Arc::new);
-        let cap = info.geometry.frame_capacity;
-        let sub = Sub {
-            raw,
-            schema,
-            buf: Vec::with_capacity(cap + 4),
-            pending: None,
-            lbuf: Vec::with_capacity(cap + 4),
-            pending_latest: None,
-            last: None,
-            text: Vec::new(),
-        };
-        *out = shmbus_subscriber {
-            id: handles::insert(Object::Subscriber(Box::new(sub)))?,
-        };
+        *out = open(&t, expected, timeout_ms)?;
         Ok(SHMBUS_OK)
+    })
+}
+
+/// Attach the topic `name` as the board's config declares it (its key and
+/// publisher user), as `shmbus_subscriber_open` does otherwise: the same
+/// topic a Rust reader or `shmbus echo` finds under that name.
+///
+/// `config` is the path of the config file; NULL finds it as the `shmbus`
+/// tools do (`$SHMBUS_CONFIG`, else `/etc/shmbus/shmbus.toml`, else the
+/// built-in demo config). `bus` moves the config's derived keys to another
+/// bus (as `--bus`); NULL keeps the config's own.
+///
+/// Errors: `SHMBUS_ERR_CONFIG` (the file cannot be read, has errors, each
+/// `path:line:col: message`, or declares no topic `name`: the message lists
+/// those it does and suggests the closest), then those of
+/// `shmbus_subscriber_open` (`SHMBUS_ERR_SCHEMA_MISMATCH` if `expected` is
+/// not the schema the running publisher publishes).
+///
+/// # Safety
+/// `config` and `bus` are NULL or NUL-terminated; `name` is NUL-terminated;
+/// `out` points to a writable `shmbus_subscriber`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmbus_subscriber_open_config(
+    config: *const c_char,
+    bus: *const c_char,
+    name: *const c_char,
+    expected: shmbus_schema,
+    timeout_ms: u32,
+    out: *mut shmbus_subscriber,
+) -> i32 {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let out = unsafe { cabi::out(out, "out") }?;
+        // SAFETY: the caller's contract.
+        let t = unsafe { crate::config::topic_of(config, bus, name) }?;
+        *out = open(&t, expected, timeout_ms)?;
+        Ok(SHMBUS_OK)
+    })
+}
+
+/// Attach `t` (both entry points).
+fn open(
+    t: &shmbus_core::Topic,
+    expected: shmbus_schema,
+    timeout_ms: u32,
+) -> Result<shmbus_subscriber> {
+    let expected = if expected.id == 0 {
+        None
+    } else {
+        Some(schema::get(expected)?)
+    };
+    let raw = attach(t, timeout_ms)?;
+    let info = raw.info();
+    if let Some(want) = &expected {
+        if want.fingerprint != info.schema_fingerprint {
+            return Err(topic::open_error(shmbus_core::OpenError::SchemaMismatch {
+                key: t.key,
+                topic: info.name.clone(),
+                expected: want.fingerprint,
+                found: info.schema_fingerprint,
+            }));
+        }
+    }
+    let schema = SchemaDef::from_bytes(&info.schema).map(Arc::new);
+    let cap = info.geometry.frame_capacity;
+    let sub = Sub {
+        raw,
+        schema,
+        buf: Vec::with_capacity(cap + 4),
+        pending: None,
+        lbuf: Vec::with_capacity(cap + 4),
+        pending_latest: None,
+        last: None,
+        text: Vec::new(),
+    };
+    Ok(shmbus_subscriber {
+        id: handles::insert(Object::Subscriber(Box::new(sub)))?,
     })
 }
 

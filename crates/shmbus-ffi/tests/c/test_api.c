@@ -3,6 +3,9 @@
  * in-order and latest reads, and every kind of bad input, each refused
  * with its code.
  *
+ * Then topics opened by their name in a config file (written to a
+ * temporary file): the Rust publisher's topic and a C publisher's.
+ *
  * usage: test_api RUST_KEY FREE_KEY
  *   RUST_KEY  key of the topic "imu" that imu-publisher publishes
  *   FREE_KEY  a key with no segment ("not found"; then the C publisher's
@@ -12,6 +15,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "check.h"
 
@@ -425,6 +429,115 @@ static void test_c_publisher(uint32_t key) {
     shmbus_schema_close(other);
 }
 
+/* Write `text` to a new temporary file; its path goes to `path`. */
+static int write_temp(char *path, size_t cap, const char *name, const char *text) {
+    snprintf(path, cap, "/tmp/shmbus-c-%ld-%s", (long)getpid(), name);
+    FILE *f = fopen(path, "w");
+    if (!f) return 0;
+    fputs(text, f);
+    return fclose(f) == 0;
+}
+
+/* Topics by their name in the board's config: the key, slots and mode come
+ * from the file; a missing file, a broken one and an unknown name are each
+ * SHMBUS_ERR_CONFIG with the tools' message. */
+static void test_config(uint32_t rust_key, uint32_t free_key) {
+    char path[256], bad[256], text[1024];
+    shmbus_schema s = {0}, u = {0};
+    shmbus_publisher pub = {0};
+    shmbus_subscriber sub = {0}, rsub = {0};
+    shmbus_topic_info info;
+    shmbus_sample smp;
+    shmbus_frame f = {0};
+    uint64_t gen = 0;
+    uint32_t key = 0;
+
+    snprintf(text, sizeof text,
+             "bus = \"ctest\"\n\n[[topic]]\nname = \"imu\"\nkey = 0x%08x\n\n"
+             "[[topic]]\nname = \"cimu\"\nkey = 0x%08x\nslots = 8\nmode = \"0600\"\nlock = \"off\"\n\n"
+             "[[topic]]\nname = \"derived\"\nlock = \"off\"\n",
+             (unsigned)rust_key, (unsigned)free_key);
+    CHECK("config: write a board config", write_temp(path, sizeof path, "board.toml", text));
+    CHECK("config: write a broken config",
+          write_temp(bad, sizeof bad, "bad.toml", "[[topic]]\nname = \"imu\"\nslots = 3\n"));
+    EXPECT_RC("config: parse the Imu", shmbus_schema_parse(IMU_DECL, &s), SHMBUS_OK);
+    EXPECT_RC("config: a u32 schema", shmbus_schema_from_bytes(U32_SCHEMA, sizeof U32_SCHEMA, &u), SHMBUS_OK);
+
+    /* The Rust publisher's topic by its config name. */
+    EXPECT_RC("config: subscribe to the Rust imu by name", shmbus_subscriber_open_config(path, NULL, "imu", s, 5000, &rsub),
+              SHMBUS_OK);
+    EXPECT_RC("config: its info", shmbus_subscriber_info(rsub, &info), SHMBUS_OK);
+    CHECK("config: at the config's key", info.key == rust_key);
+    EXPECT_RC("config: a frame of the Rust imu", shmbus_subscriber_wait_latest(rsub, (shmbus_frame){0}, 10000, &smp),
+              SHMBUS_OK);
+    EXPECT_RC("config: another schema than the running publisher's",
+              shmbus_subscriber_open_config(path, NULL, "imu", u, 0, &sub), SHMBUS_ERR_SCHEMA_MISMATCH);
+    expect_msg("config: the mismatch says so", "carries frames of another type");
+    EXPECT_RC("config: a second publisher of the Rust imu", shmbus_publisher_open_config(path, NULL, "imu", s, &pub),
+              SHMBUS_ERR_PUBLISHER_ACTIVE);
+    shmbus_subscriber_close(rsub);
+
+    /* A C publisher and subscriber by name: the config's key, slots, mode. */
+    EXPECT_RC("config: publish cimu by name", shmbus_publisher_open_config(path, NULL, "cimu", s, &pub), SHMBUS_OK);
+    EXPECT_RC("config: cimu info", shmbus_publisher_info(pub, &info), SHMBUS_OK);
+    CHECK("config: cimu has the config's key, 8 slots, no RAM lock",
+          info.key == free_key && info.slots == 8 && info.locked == -1);
+    EXPECT_RC("config: subscribe to cimu by name", shmbus_subscriber_open_config(path, NULL, "cimu", s, 1000, &sub),
+              SHMBUS_OK);
+    EXPECT_RC("config: a frame", shmbus_frame_new(s, &f), SHMBUS_OK);
+    EXPECT_RC("config: set seq", shmbus_frame_set_u64(f, "seq", 7), SHMBUS_OK);
+    EXPECT_RC("config: publish", shmbus_publish(pub, f, &gen), SHMBUS_OK);
+    EXPECT_RC("config: read it", shmbus_subscriber_wait_next(sub, f, 5000, &smp), SHMBUS_OK);
+    CHECK("config: generation 1", smp.generation == gen);
+    shmbus_subscriber_close(sub);
+    EXPECT_RC("config: remove cimu", shmbus_publisher_remove(pub), SHMBUS_OK);
+
+    /* The search order: NULL is $SHMBUS_CONFIG, as for the tools. */
+    setenv("SHMBUS_CONFIG", path, 1);
+    EXPECT_RC("config: NULL path is $SHMBUS_CONFIG", shmbus_publisher_open_config(NULL, NULL, "cimu", s, &pub), SHMBUS_OK);
+    EXPECT_RC("config: and its topic", shmbus_publisher_info(pub, &info), SHMBUS_OK);
+    CHECK("config: at the config's key", info.key == free_key);
+    EXPECT_RC("config: remove", shmbus_publisher_remove(pub), SHMBUS_OK);
+    unsetenv("SHMBUS_CONFIG");
+
+    /* A derived key: the config's bus, or the bus given (as --bus). */
+    EXPECT_RC("config: derived key on the config's bus",
+              shmbus_publisher_open_config(path, NULL, "derived", s, &pub), SHMBUS_OK);
+    shmbus_publisher_info(pub, &info);
+    shmbus_key("ctest", "derived", &key);
+    CHECK("config: key of bus ctest", info.key == key);
+    EXPECT_RC("config: remove derived", shmbus_publisher_remove(pub), SHMBUS_OK);
+    EXPECT_RC("config: derived key on another bus",
+              shmbus_publisher_open_config(path, "lab", "derived", s, &pub), SHMBUS_OK);
+    shmbus_publisher_info(pub, &info);
+    shmbus_key("lab", "derived", &key);
+    CHECK("config: key of bus lab", info.key == key);
+    EXPECT_RC("config: remove derived on lab", shmbus_publisher_remove(pub), SHMBUS_OK);
+
+    /* Every way the config is wrong. */
+    EXPECT_RC("config: a missing file", shmbus_subscriber_open_config("/nonexistent/board.toml", NULL, "imu", s, 0, &sub),
+              SHMBUS_ERR_CONFIG);
+    expect_msg("config: missing says the path", "/nonexistent/board.toml: cannot read the config");
+    EXPECT_RC("config: a broken file", shmbus_publisher_open_config(bad, NULL, "imu", s, &pub), SHMBUS_ERR_CONFIG);
+    expect_msg("config: broken says line:col and the fix", "bad.toml:3:9: slots = 3 must be a power of two");
+    EXPECT_RC("config: a topic it does not declare", shmbus_subscriber_open_config(path, NULL, "cimuu", s, 0, &sub),
+              SHMBUS_ERR_CONFIG);
+    expect_msg("config: lists the topics", "the topics are: imu, cimu, derived");
+    expect_msg("config: suggests the closest", "did you mean `cimu`?");
+    EXPECT_RC("config: an empty path", shmbus_subscriber_open_config("", NULL, "imu", s, 0, &sub), SHMBUS_ERR_CONFIG);
+    EXPECT_RC("config: NULL name", shmbus_subscriber_open_config(path, NULL, NULL, s, 0, &sub), SHMBUS_ERR_NULL);
+    EXPECT_RC("config: NULL out", shmbus_publisher_open_config(path, NULL, "cimu", s, NULL), SHMBUS_ERR_NULL);
+    EXPECT_RC("config: a bus no tool could name", shmbus_publisher_open_config(path, "lab bench", "cimu", s, &pub),
+              SHMBUS_ERR_CONFIG);
+    CHECK("config: strerror names the code", strstr(shmbus_strerror(SHMBUS_ERR_CONFIG), "config") != NULL);
+
+    shmbus_frame_close(f);
+    shmbus_schema_close(s);
+    shmbus_schema_close(u);
+    unlink(path);
+    unlink(bad);
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: %s RUST_KEY FREE_KEY\n", argv[0]);
@@ -435,5 +548,6 @@ int main(int argc, char **argv) {
     test_no_topic(free_key);
     test_rust_publisher(rust_key);
     test_c_publisher(free_key);
+    test_config(rust_key, free_key);
     return finish();
 }
