@@ -173,6 +173,21 @@
 #define SHMBUS_ERR_INTERNAL -25
 
 /**
+ * The config named to open a topic by name cannot be read, has errors
+ * (`path:line:col: message`), or declares no topic of that name (the
+ * message lists those it has and suggests the closest).
+ */
+#define SHMBUS_ERR_CONFIG -26
+
+/**
+ * Called from a signal handler that interrupted another libshmbus call on
+ * the same thread: the call would wait for ever for the handle the
+ * interrupted call holds, so it is refused (nothing done, no message set).
+ * Set a flag in the handler and act on it outside.
+ */
+#define SHMBUS_ERR_REENTRANT -27
+
+/**
  * The publisher holds the topic's lock: it is running.
  */
 #define SHMBUS_PUBLISHER_ALIVE 1
@@ -707,6 +722,33 @@ int32_t shmbus_publisher_open(const struct shmbus_topic *topic,
                               struct shmbus_publisher *out);
 
 /**
+ * Open the topic `name` as the board's config declares it (key, slots,
+ * mode, group, lock policy, notification) and become its one publisher of
+ * frames of `schema`: the same topic a Rust sensor or `shmbus` opens under
+ * that name.
+ *
+ * `config` is the path of the config file; NULL finds it as the `shmbus`
+ * tools do (`$SHMBUS_CONFIG`, else `/etc/shmbus/shmbus.toml`, else the
+ * built-in demo config). `bus` moves the config's derived keys to another
+ * bus (as `--bus`); NULL keeps the config's own.
+ *
+ * Errors: `SHMBUS_ERR_CONFIG` (the file cannot be read, has errors, each
+ * `path:line:col: message`, or declares no topic `name`: the message lists
+ * those it does and suggests the closest), then those of
+ * `shmbus_publisher_open` (`SHMBUS_ERR_OPEN` if the topic's segment
+ * carries frames of another schema).
+ *
+ * # Safety
+ * `config` and `bus` are NULL or NUL-terminated; `name` is NUL-terminated;
+ * `out` points to a writable `shmbus_publisher`.
+ */
+int32_t shmbus_publisher_open_config(const char *config,
+                                     const char *bus,
+                                     const char *name,
+                                     struct shmbus_schema schema,
+                                     struct shmbus_publisher *out);
+
+/**
  * Publish `frame` now. `*generation` (if not NULL) gets the frame's
  * generation (1 for the first frame ever published on the topic).
  * `SHMBUS_ERR_WRONG_TYPE` if the frame was made from another schema.
@@ -849,6 +891,33 @@ int32_t shmbus_subscriber_open(const struct shmbus_topic *topic,
                                struct shmbus_schema expected,
                                uint32_t timeout_ms,
                                struct shmbus_subscriber *out);
+
+/**
+ * Attach the topic `name` as the board's config declares it (its key and
+ * publisher user), as `shmbus_subscriber_open` does otherwise: the same
+ * topic a Rust reader or `shmbus echo` finds under that name.
+ *
+ * `config` is the path of the config file; NULL finds it as the `shmbus`
+ * tools do (`$SHMBUS_CONFIG`, else `/etc/shmbus/shmbus.toml`, else the
+ * built-in demo config). `bus` moves the config's derived keys to another
+ * bus (as `--bus`); NULL keeps the config's own.
+ *
+ * Errors: `SHMBUS_ERR_CONFIG` (the file cannot be read, has errors, each
+ * `path:line:col: message`, or declares no topic `name`: the message lists
+ * those it does and suggests the closest), then those of
+ * `shmbus_subscriber_open` (`SHMBUS_ERR_SCHEMA_MISMATCH` if `expected` is
+ * not the schema the running publisher publishes).
+ *
+ * # Safety
+ * `config` and `bus` are NULL or NUL-terminated; `name` is NUL-terminated;
+ * `out` points to a writable `shmbus_subscriber`.
+ */
+int32_t shmbus_subscriber_open_config(const char *config,
+                                      const char *bus,
+                                      const char *name,
+                                      struct shmbus_schema expected,
+                                      uint32_t timeout_ms,
+                                      struct shmbus_subscriber *out);
 
 /**
  * Close a subscriber (detach). A second close is `SHMBUS_ERR_CLOSED`.

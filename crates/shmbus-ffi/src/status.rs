@@ -8,7 +8,7 @@
 //! same text the Rust API's error prints, with the key, sizes and the fix).
 
 use core::ffi::c_char;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::CString;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -80,6 +80,15 @@ pub const SHMBUS_ERR_SYS: i32 = -24;
 /// An internal error (a bug in libshmbus) was caught at the boundary. The
 /// handle involved may be unusable; close it.
 pub const SHMBUS_ERR_INTERNAL: i32 = -25;
+/// The config named to open a topic by name cannot be read, has errors
+/// (`path:line:col: message`), or declares no topic of that name (the
+/// message lists those it has and suggests the closest).
+pub const SHMBUS_ERR_CONFIG: i32 = -26;
+/// Called from a signal handler that interrupted another libshmbus call on
+/// the same thread: the call would wait for ever for the handle the
+/// interrupted call holds, so it is refused (nothing done, no message set).
+/// Set a flag in the handler and act on it outside.
+pub const SHMBUS_ERR_REENTRANT: i32 = -27;
 
 /// Short name and meaning of a status code (static string).
 pub(crate) fn describe(code: i32) -> &'static core::ffi::CStr {
@@ -112,6 +121,8 @@ pub(crate) fn describe(code: i32) -> &'static core::ffi::CStr {
         SHMBUS_ERR_SYSTEM_LIMIT => c"system limit reached",
         SHMBUS_ERR_SYS => c"system call failed",
         SHMBUS_ERR_INTERNAL => c"internal error in libshmbus",
+        SHMBUS_ERR_CONFIG => c"bad config, or no such topic in it",
+        SHMBUS_ERR_REENTRANT => c"called from a signal handler during another libshmbus call on this thread; set a flag in the handler instead",
         _ => c"unknown status code",
     }
 }
@@ -141,6 +152,14 @@ pub type Result<T> = core::result::Result<T, Error>;
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    /// Whether this thread is inside an exported function now. Set at the
+    /// entry of [`guard`]: a second entry on the same thread can only be a
+    /// signal handler that interrupted the first (no export calls another
+    /// through `guard`), and it would block for ever on the handle slot the
+    /// interrupted call holds (a wait holds its subscriber's slot nearly all
+    /// the time). Const-initialised and without a destructor: reading it
+    /// in a signal handler is a plain thread-local load.
+    static IN_CALL: Cell<bool> = const { Cell::new(false) };
 }
 
 fn set_last_error(message: &str) {
@@ -148,6 +167,15 @@ fn set_last_error(message: &str) {
     let bytes: Vec<u8> = message.bytes().take_while(|&b| b != 0).collect();
     let c = CString::new(bytes).unwrap_or_default();
     LAST_ERROR.with(|l| *l.borrow_mut() = c);
+}
+
+/// Leaves the call: clears [`IN_CALL`] also when the body panicked.
+struct InCall;
+
+impl Drop for InCall {
+    fn drop(&mut self) {
+        IN_CALL.with(|c| c.set(false));
+    }
 }
 
 /// The calling thread's last error message; valid until the next failing
@@ -165,7 +193,15 @@ pub(crate) fn last_error_ptr() -> *const c_char {
 /// profile of the executables) cannot catch: a panic would end the process
 /// with Rust's message instead of returning this code. The library is
 /// therefore never built with `panic = "abort"` by this project's scripts.
+///
+/// A call from a signal handler that interrupted another call on this
+/// thread returns [`SHMBUS_ERR_REENTRANT`] at once, touching nothing (not
+/// even the last error, which the interrupted call may be writing).
 pub(crate) fn guard(body: impl FnOnce() -> Result<i32>) -> i32 {
+    if IN_CALL.with(|c| c.replace(true)) {
+        return SHMBUS_ERR_REENTRANT;
+    }
+    let _in_call = InCall;
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(code)) => code,
         Ok(Err(e)) => {
@@ -228,7 +264,7 @@ mod tests {
 
     #[test]
     fn every_code_has_a_description() {
-        for code in -25..=2 {
+        for code in -27..=2 {
             assert_ne!(describe(code).to_bytes(), b"unknown status code", "{code}");
         }
         assert_eq!(describe(-99).to_bytes(), b"unknown status code");
