@@ -132,7 +132,7 @@ With --sysctl: 0, and the lines (empty if the limits suffice); 2 if the config h
 pub struct BusArg {
     /// Only match topic names whose key derives from this bus name (as
     /// configs do); by default names are looked up in every segment.
-    #[arg(long, value_name = "BUS")]
+    #[arg(long, value_name = "BUS", value_parser = parse::bus)]
     pub bus: Option<String>,
 }
 

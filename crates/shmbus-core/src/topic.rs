@@ -104,9 +104,10 @@ impl Topic {
         self
     }
 
-    /// Check the description: name, key, slots and mode.
+    /// Check the description: name ([`validate_topic_name`]), key, slots
+    /// and mode.
     pub fn validate(&self) -> Result<(), OpenError> {
-        validate_name(&self.name).map_err(|reason| OpenError::InvalidTopic { reason })?;
+        validate_topic_name(&self.name).map_err(|reason| OpenError::InvalidTopic { reason })?;
         let bad = |reason: String| Err(OpenError::InvalidTopic { reason });
         if self.key == 0 {
             return bad("key 0 is IPC_PRIVATE and cannot name a topic".into());
@@ -131,7 +132,11 @@ impl Topic {
     }
 }
 
-/// Check a topic name: 1 to 63 bytes of ASCII letters, digits and `_.-/`.
+/// Check what a topic name is made of: 1 to 63 bytes of ASCII letters,
+/// digits and `_.-/`. This is what a reader accepts in a segment's header
+/// and a tool in a TOPIC argument, so that a topic made before the level
+/// rule of [`validate_topic_name`] can still be read and removed by name.
+/// A topic that is declared or created must pass [`validate_topic_name`].
 /// The error shows the name as [`shown`] does.
 pub fn validate_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
@@ -147,6 +152,74 @@ pub fn validate_name(name: &str) -> Result<(), String> {
         return Err(format!(
             "topic name '{}' contains '{}'; use letters, digits and _ . - /",
             shown(name),
+            c.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// Check the name of a topic that is declared (a config, `Topic::validate`
+/// before a publisher creates it): [`validate_name`], and its levels. `/`
+/// separates levels (`power/battery`), so no level is empty (no `/` at
+/// either end, no `//`) and none is `.` or `..`: the MQTT bridge makes
+/// each level a topic level, and `imu`, `/imu` and `imu/` would be three
+/// topics with three keys that every tool shows alike (`docs/LAYOUT.md`
+/// 1.1). The error names the fix.
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    validate_name(name)?;
+    let problem = if name.starts_with('/') {
+        "begins with '/'"
+    } else if name.ends_with('/') {
+        "ends with '/'"
+    } else if name.contains("//") {
+        "has an empty level ('//')"
+    } else if name.split('/').any(|l| l == "." || l == "..") {
+        return Err(format!(
+            "topic name '{}' has a level '.' or '..': a topic name is not a path; give the level a letter, digit, '_' or '-'",
+            shown(name)
+        ));
+    } else {
+        return Ok(());
+    };
+    let fixed: Vec<&str> = name.split('/').filter(|l| !l.is_empty()).collect();
+    let fixed = fixed.join("/");
+    let fix = if !fixed.is_empty() && validate_topic_name(&fixed).is_ok() {
+        format!("write '{fixed}'")
+    } else {
+        "write levels of letters, digits and _ . - between single '/'".into()
+    };
+    Err(format!(
+        "topic name '{}' {problem}: '/' separates the levels of a name and no level may be empty; {fix}",
+        shown(name)
+    ))
+}
+
+/// Check a bus name: 1 to 63 bytes of ASCII letters, digits and `_.-`,
+/// without the `/` a topic name may have. A derived key hashes
+/// `BUS/NAME`, so a bus with a `/` would give two topics one key: bus
+/// `a/b` with topic `c` and bus `a` with topic `b/c` (`docs/LAYOUT.md`
+/// 1.1). The error names the fix.
+pub fn validate_bus(bus: &str) -> Result<(), String> {
+    if bus.is_empty() || bus.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "bus name '{}' must be 1 to {MAX_NAME_LEN} bytes long",
+            shown(bus)
+        ));
+    }
+    if bus.contains('/') {
+        return Err(format!(
+            "bus name '{}' contains '/': keys are derived from BUS/NAME, so bus 'a/b' with topic 'c' would have the key of bus 'a' with topic 'b/c'; use letters, digits and _ . - (e.g. '{}')",
+            shown(bus),
+            shown(&bus.replace('/', "-"))
+        ));
+    }
+    if let Some(c) = bus
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "_.-".contains(*c)))
+    {
+        return Err(format!(
+            "bus name '{}' contains '{}'; use letters, digits and _ . -",
+            shown(bus),
             c.escape_debug()
         ));
     }
@@ -245,6 +318,60 @@ mod tests {
         assert_eq!(derive_key("shmbus", "gnss") as u32, 0x53f6_c3fd);
         assert_eq!(derive_key("shmbus", "power") as u32, 0x53b4_32b7);
         assert_eq!(Topic::new("imu").key, derive_key(DEFAULT_BUS, "imu"));
+    }
+
+    /// A bus with a `/` gave two topics one key (bus `a/b` topic `c`, bus
+    /// `a` topic `b/c`); names with empty or dot levels were three topics
+    /// for one (`imu`, `/imu`, `imu/`). Declared names and buses follow the
+    /// level rule; a header's name and a TOPIC argument still only need
+    /// the characters, so a topic made before the rule is read and removed.
+    #[test]
+    fn buses_have_no_slash_and_declared_names_no_empty_or_dot_level() {
+        assert_eq!(derive_key("a/b", "c"), derive_key("a", "b/c"));
+        let e = validate_bus("a/b").unwrap_err();
+        assert!(
+            e.contains("bus name 'a/b' contains '/'") && e.contains("(e.g. 'a-b')"),
+            "{e}"
+        );
+        assert!(validate_bus("a").is_ok() && validate_bus("demo-1.x_2").is_ok());
+        let e = validate_bus("").unwrap_err();
+        assert!(e.contains("must be 1 to 63 bytes"), "{e}");
+        let e = validate_bus("a\u{1b}b").unwrap_err();
+        assert!(e.contains("'a\\u{1b}b' contains '\\u{1b}'"), "{e}");
+        let e = validate_bus(&"é".repeat(70)).unwrap_err();
+        assert!(e.contains("... (140 bytes)"), "{e}");
+        for (name, fix) in [
+            (
+                "/imu",
+                "begins with '/': '/' separates the levels of a name and no level may be empty; write 'imu'",
+            ),
+            ("imu/", "ends with '/'"),
+            ("a//b", "has an empty level ('//')"),
+            (
+                "/",
+                "write levels of letters, digits and _ . - between single '/'",
+            ),
+            ("..", "has a level '.' or '..'"),
+            ("a/./b", "has a level '.' or '..'"),
+        ] {
+            let e = validate_topic_name(name).unwrap_err();
+            assert!(e.contains(fix), "{name}: {e}");
+            assert!(validate_name(name).is_ok(), "{name}: readers take it");
+            let e = Topic::new(name).validate().unwrap_err().to_string();
+            assert!(e.contains(fix), "{name}: {e}");
+        }
+        for name in [
+            "imu",
+            "power/battery",
+            "examples/imu-py",
+            ".x",
+            "...",
+            "a..b/c",
+        ] {
+            assert_eq!(validate_topic_name(name), Ok(()), "{name}");
+        }
+        let e = validate_topic_name("a b").unwrap_err();
+        assert!(e.contains("contains ' '"), "{e}");
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! | [`count_or_zero`] | a whole number from 0 to 2^64 - 1 (the command says what 0 means) |
 //! | [`millis`] | whole milliseconds from 0 to [`MAX_MILLIS`] (one minute) |
 //! | [`key`] | a System V key: `0x5312abcd`, or decimal (negative allowed, as `/proc` shows keys); never 0 |
+//! | [`bus`] | a bus name (`--bus`): 1 to 63 letters, digits and `_.-`, no `/` ([`shmbus_core::topic::validate_bus`]) |
 
 use std::time::Duration;
 
@@ -142,6 +143,15 @@ pub fn key(s: &str) -> Result<i32, String> {
             "'{s}' is not a System V key: write 0x5312abcd or a decimal number"
         )),
     }
+}
+
+/// A bus name (`--bus`): what a config's `bus` may be
+/// ([`shmbus_core::topic::validate_bus`]). Without this check `--bus a/b`
+/// looked for `c` at the key of topic `b/c` on bus `a`, and `--bus ""` at
+/// a key no config can give; the error quotes the name escaped.
+pub fn bus(s: &str) -> Result<String, String> {
+    shmbus_core::topic::validate_bus(s)?;
+    Ok(s.to_string())
 }
 
 #[cfg(test)]
