@@ -34,6 +34,8 @@ mod parse;
 mod tests;
 #[cfg(test)]
 mod tests_bridge;
+#[cfg(test)]
+mod tests_names;
 
 use shmbus_core::topic::{derive_key, shown};
 use shmbus_core::{LockPolicy, Topic};
@@ -90,6 +92,8 @@ pub struct TopicConfig {
     pub group_at: Option<Location>,
     /// Where `publisher_user` is written.
     pub user_at: Option<Location>,
+    /// Where `max_age_ms` is written (in the topic or in `[defaults]`).
+    pub max_age_at: Option<Location>,
 }
 
 /// The largest config file [`Config::load`] reads: 1 MiB (the demo
@@ -290,7 +294,7 @@ impl Config {
     /// Move the config to another bus: derived keys are derived again from
     /// `bus` (explicit keys stay). Fails if the new keys collide.
     pub fn rebus(&mut self, bus: &str) -> Result<(), ConfigErrors> {
-        shmbus_core::topic::validate_name(bus)
+        shmbus_core::topic::validate_bus(bus)
             .map_err(|e| ConfigErrors::one(Location::file(&self.path), format!("bus: {e}")))?;
         self.bus = bus.to_string();
         for t in &mut self.topics {
@@ -303,13 +307,46 @@ impl Config {
         errs.into_result(())
     }
 
+    /// What in the config works but is most likely not meant, one
+    /// `path:line:col: message` each (`shmbus doctor --config` prints them
+    /// as warnings; loading never fails for them): a `max_age_ms` of at
+    /// most one period of the topic's `rate_hz`, which makes the topic
+    /// stale between every two frames of a publisher that keeps its rate.
+    pub fn warnings(&self) -> Vec<ConfigError> {
+        let mut out = Vec::new();
+        for t in &self.topics {
+            let (Some(ms), Some(hz)) = (t.max_age_ms, t.rate_hz) else {
+                continue;
+            };
+            let period_ms = 1000.0 / hz;
+            if ms as f64 > period_ms {
+                continue;
+            }
+            let three = (3.0 * period_ms).ceil() as u64;
+            out.push(ConfigError {
+                at: t.max_age_at.clone().unwrap_or_else(|| t.at.clone()),
+                message: format!(
+                    "topic `{}`: max_age_ms = {ms} is not more than one period of its rate_hz = {hz} ({} ms): a frame is stale before the next one is due, so the topic is reported stale between frames while its publisher keeps its rate; use max_age_ms = {three} (three periods, the staleness without max_age_ms) or more",
+                    shown(&t.name),
+                    shown_ms(period_ms),
+                ),
+            });
+        }
+        out
+    }
+
     /// The same config, named `path` in messages.
     pub fn with_path(mut self, path: &str) -> Config {
         self.path = path.to_string();
         for t in &mut self.topics {
-            for at in [Some(&mut t.at), t.group_at.as_mut(), t.user_at.as_mut()]
-                .into_iter()
-                .flatten()
+            for at in [
+                Some(&mut t.at),
+                t.group_at.as_mut(),
+                t.user_at.as_mut(),
+                t.max_age_at.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
             {
                 at.path = path.to_string();
             }
@@ -372,6 +409,12 @@ impl TopicConfig {
             (None, None) => false,
         }
     }
+}
+
+/// Milliseconds as a message shows them: `10`, `333.3`, `0.001`.
+fn shown_ms(ms: f64) -> String {
+    let s = format!("{ms:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// Why `s`, the `field` (`group` or `publisher_user`) of a topic, can

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use shmbus_core::LockPolicy;
 use shmbus_core::layout::MAX_SLOTS;
-use shmbus_core::topic::{DEFAULT_BUS, derive_key, shown, validate_name};
+use shmbus_core::topic::{DEFAULT_BUS, derive_key, shown, validate_bus, validate_topic_name};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
@@ -40,6 +40,14 @@ const TOPIC_FIELDS: &[&str] = &[
     "description",
 ];
 
+/// What `key` takes, for a refusal.
+const KEY_TAKES: &str =
+    "give a 32-bit System V key, from -2147483648 to 4294967295 (0xffffffff), e.g. 0x53000001";
+/// What `group` and `publisher_user` take, for a refusal.
+const ID_TAKES: &str = "give a name, or a numeric id from 0 to 4294967294";
+/// What a topic's `rate_hz` takes, for a refusal.
+const RATE_TAKES: &str = "give more than 0 and at most 1000000 (frames per second)";
+
 /// The slowest `rate_hz` of a topic: the publishers' own floor
 /// (`shmbus_toolbox::parse::MIN_RATE`, which `--rate` refuses below and
 /// the sensors clamp a config's rate to; a test keeps the two equal).
@@ -54,7 +62,7 @@ struct Defaults {
     lock: LockPolicy,
     notify: bool,
     publisher_user: Option<(String, Location)>,
-    max_age_ms: Option<u64>,
+    max_age_ms: Option<(u64, Location)>,
 }
 
 impl Default for Defaults {
@@ -158,13 +166,10 @@ impl<'a> Parser<'a> {
             match k.get_ref().as_ref() {
                 "bus" => {
                     if let Some(b) = self.string(v, "bus") {
-                        match validate_name(&b) {
+                        match validate_bus(&b) {
                             Ok(()) => bus = b,
                             Err(e) => {
-                                self.err::<()>(
-                                    v.span(),
-                                    format!("bus: {}", e.replace("topic name", "bus name")),
-                                );
+                                self.err::<()>(v.span(), format!("bus: {e}"));
                             }
                         }
                     }
@@ -259,7 +264,11 @@ impl<'a> Parser<'a> {
                         .principal(v, "publisher_user")
                         .map(|u| (u, self.at(v.span().start)))
                 }
-                "max_age_ms" => d.max_age_ms = self.positive_int(v, "max_age_ms"),
+                "max_age_ms" => {
+                    d.max_age_ms = self
+                        .positive_int(v, "max_age_ms")
+                        .map(|ms| (ms, self.at(v.span().start)))
+                }
                 _ => self.unknown(k, "[defaults]", DEFAULT_FIELDS),
             }
         }
@@ -283,7 +292,7 @@ impl<'a> Parser<'a> {
         let mut notify = d.notify;
         let mut user = d.publisher_user.clone();
         let mut rate_hz = None;
-        let mut max_age_ms = d.max_age_ms;
+        let mut max_age_ms = d.max_age_ms.clone();
         let mut publisher = None;
         let mut description = None;
         for (k, v) in t.iter() {
@@ -292,7 +301,7 @@ impl<'a> Parser<'a> {
                     name_at = Some(self.at(v.span().start));
                     name = self
                         .string(v, "name")
-                        .and_then(|n| match validate_name(&n) {
+                        .and_then(|n| match validate_topic_name(&n) {
                             Ok(()) => Some(n),
                             Err(e) => self.err(v.span(), e),
                         });
@@ -329,7 +338,11 @@ impl<'a> Parser<'a> {
                         )
                     })
                 }
-                "max_age_ms" => max_age_ms = self.positive_int(v, "max_age_ms"),
+                "max_age_ms" => {
+                    max_age_ms = self
+                        .positive_int(v, "max_age_ms")
+                        .map(|ms| (ms, self.at(v.span().start)))
+                }
                 "publisher" => publisher = self.nonempty(v, "publisher"),
                 "description" => description = self.string(v, "description"),
                 _ => self.unknown(k, "[[topic]]", TOPIC_FIELDS),
@@ -358,12 +371,13 @@ impl<'a> Parser<'a> {
             notify,
             publisher_user: user.as_ref().map(|u| u.0.clone()),
             rate_hz,
-            max_age_ms,
+            max_age_ms: max_age_ms.as_ref().map(|m| m.0),
             publisher,
             description,
             at: name_at.unwrap_or_else(|| self.at(span.start)),
             group_at: group.map(|g| g.1),
             user_at: user.map(|u| u.1),
+            max_age_at: max_age_ms.map(|m| m.1),
         })
     }
 
@@ -396,13 +410,19 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn int(&mut self, v: &Value<'_>, field: &str) -> Option<(i64, u32)> {
+    /// An integer; `takes` says what the field takes ("give ..."), for an
+    /// integer beyond 64 bits, which no field takes (it was "out of range"
+    /// without the range).
+    fn int(&mut self, v: &Value<'_>, field: &str, takes: &str) -> Option<(i64, u32)> {
         match v.get_ref() {
             DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
                 Ok(n) => Some((n, i.radix())),
                 Err(_) => self.err(
                     v.span(),
-                    format!("`{field}` = {} is out of range", shown(&i.to_string())),
+                    format!(
+                        "`{field}` = {} is out of range (beyond 64 bits): {takes}",
+                        shown(&i.to_string())
+                    ),
                 ),
             },
             _ => self.wrong_type(v, field, "an integer"),
@@ -410,7 +430,8 @@ impl<'a> Parser<'a> {
     }
 
     fn positive_int(&mut self, v: &Value<'_>, field: &str) -> Option<u64> {
-        match self.int(v, field)? {
+        let takes = format!("give a whole number from 1 to {}", i64::MAX);
+        match self.int(v, field, &takes)? {
             (n, _) if n > 0 => Some(n as u64),
             (n, _) => self.err(v.span(), format!("`{field}` = {n} must be greater than 0")),
         }
@@ -423,7 +444,7 @@ impl<'a> Parser<'a> {
                 format!("`key` must be an integer: write key = {} without quotes (TOML reads 0x... as hex)", shown(s)),
             );
         }
-        let (n, _) = self.int(v, "key")?;
+        let (n, _) = self.int(v, "key", KEY_TAKES)?;
         if n == 0 {
             return self.err(
                 v.span(),
@@ -442,7 +463,11 @@ impl<'a> Parser<'a> {
     }
 
     fn slots(&mut self, v: &Value<'_>) -> Option<u32> {
-        let (n, _) = self.int(v, "slots")?;
+        let (n, _) = self.int(
+            v,
+            "slots",
+            &format!("give a power of two from 1 to {MAX_SLOTS}"),
+        )?;
         if n < 1 || n > i64::from(MAX_SLOTS) || !(n as u64).is_power_of_two() {
             let fix = if n < 1 {
                 1
@@ -477,7 +502,7 @@ impl<'a> Parser<'a> {
                 }
             }
             DeValue::Integer(_) => {
-                let (n, radix) = self.int(v, "mode")?;
+                let (n, radix) = self.int(v, "mode", "give a file mode in octal, e.g. 0o644")?;
                 // Hex (0x1a4) and binary name their bits exactly; a decimal
                 // integer is almost always octal digits written without 0o.
                 if radix == 10 && n >= 0 {
@@ -555,7 +580,7 @@ impl<'a> Parser<'a> {
                     format!("`{field}` is empty: remove it or give a name"),
                 );
             }
-            DeValue::Integer(_) => self.int(v, field)?.0,
+            DeValue::Integer(_) => self.int(v, field, ID_TAKES)?.0,
             _ => return self.wrong_type(v, field, "a name or a numeric id"),
         };
         self.numeric_id(v, field, &id.to_string())
@@ -579,7 +604,7 @@ impl<'a> Parser<'a> {
                 f.as_str().to_string(),
             ),
             DeValue::Integer(_) => {
-                let n = self.int(v, "rate_hz").map(|(n, _)| n);
+                let n = self.int(v, "rate_hz", RATE_TAKES).map(|(n, _)| n);
                 (
                     n.map(|n| n as f64),
                     n.map_or_else(String::new, |n| n.to_string()),

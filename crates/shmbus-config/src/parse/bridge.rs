@@ -522,7 +522,7 @@ impl Parser<'_> {
     }
 
     fn qos(&mut self, v: &Value<'_>) -> Option<u8> {
-        match self.int(v, "qos")? {
+        match self.int(v, "qos", "give 0, 1 or 2")? {
             (n @ 0..=2, _) => Some(n as u8),
             (n, _) => self.err(
                 v.span(),
@@ -534,7 +534,11 @@ impl Parser<'_> {
     /// `queue_bytes`: from 1 KiB to [`MAX_QUEUE_BYTES`], which fits a
     /// 32-bit `usize`, so no board reads a different size than was checked.
     fn queue_bytes(&mut self, v: &Value<'_>) -> Option<usize> {
-        let (n, _) = self.int(v, "queue_bytes")?;
+        let (n, _) = self.int(
+            v,
+            "queue_bytes",
+            &format!("give from 1024 to {MAX_QUEUE_BYTES}"),
+        )?;
         match usize::try_from(n) {
             Ok(n) if (1024..=MAX_QUEUE_BYTES).contains(&n) => Some(n),
             _ => self.err(
@@ -547,7 +551,7 @@ impl Parser<'_> {
     }
 
     fn bounded(&mut self, v: &Value<'_>, field: &str, min: u64, max: u64) -> Option<u64> {
-        match self.int(v, field)? {
+        match self.int(v, field, &format!("give from {min} to {max}"))? {
             (n, _) if n >= 0 && (min..=max).contains(&(n as u64)) => Some(n as u64),
             (n, _) => self.err(
                 v.span(),
