@@ -236,8 +236,18 @@ fn limit_text(n: u64) -> String {
     }
 }
 
-/// Run every check.
+/// The config as doctor loads it: once per run (`--sysctl` loaded it a
+/// second time for the limits, and a file edited in between, or a pipe,
+/// could give the two answers from two texts).
+type Loaded = Result<(Config, ConfigSource), shmbus_config::ConfigErrors>;
+
+/// Run every check, on the config found by the search order.
 pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
+    findings_of(a, Config::find(a.config.as_deref()))
+}
+
+/// Run every check on `loaded`, the config found by the search order.
+fn findings_of(a: &DoctorArgs, loaded: Loaded) -> Vec<Finding> {
     let mut f = Vec::new();
 
     // 1. System V IPC.
@@ -255,7 +265,7 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
     ));
 
     // 2. The config.
-    let config = match Config::find(a.config.as_deref()) {
+    let config = match loaded {
         Ok((c, src)) => {
             let what = format!("{} topics on bus '{}' from {src}", c.topics.len(), c.bus);
             if src == ConfigSource::Builtin {
@@ -266,6 +276,14 @@ pub fn findings(a: &DoctorArgs) -> Vec<Finding> {
                 ));
             } else {
                 f.push(ok("config", what));
+            }
+            // Works, but most likely not what was meant.
+            for w in c.warnings() {
+                f.push(warn(
+                    "config",
+                    format!("{}: {}", w.at, w.message),
+                    format!("edit {} as the line above says (the config loads as it is: this is a warning, not a failure)", w.at),
+                ));
             }
             for t in &c.topics {
                 if let Err(e) = t.to_topic() {
@@ -925,8 +943,8 @@ pub fn sysctl_dropin(findings: &[Finding]) -> String {
 /// config that does not load, or a kernel without System V IPC, is an error
 /// (exit 2): then no limit can be judged.
 fn run_sysctl(a: &DoctorArgs) -> CmdResult {
-    Config::find(a.config.as_deref()).map_err(|e| Fail::error(e.to_string()))?;
-    let all = findings(a);
+    let loaded = Config::find(a.config.as_deref()).map_err(|e| Fail::error(e.to_string()))?;
+    let all = findings_of(a, Ok(loaded));
     if let Some(x) = all
         .iter()
         .find(|x| x.check == "sysvipc" && x.level == Level::Fail)
