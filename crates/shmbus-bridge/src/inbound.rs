@@ -202,7 +202,21 @@ impl Inbound {
         let before = self.summary(i);
         let r = &mut self.routes[i];
         r.received += 1;
-        match frame_of(r, payload).map_err(shorten) {
+        let frame = frame_of(r, payload).map_err(shorten);
+        // A good frame needs the topic open (the start opened it unless it
+        // failed then, e.g. a live local publisher since gone). The open
+        // comes first so that it reads what the topic already holds (a
+        // bridge before this one published it; the segment outlives it):
+        // a retained copy of that frame is a replay, not news.
+        if frame.is_ok() && r.publisher.is_none() {
+            open(r);
+        }
+        let replay = retained
+            && frame
+                .as_ref()
+                .is_ok_and(|f| r.last_frame.as_deref() == Some(f.as_slice()))
+            && r.publisher.as_ref().is_some_and(|p| !p.is_removed());
+        match frame {
             // How a broker's retained message is cleared (`mosquitto_pub
             // -r -n`), sent to subscribers too: nothing to publish, and not
             // a bad payload (an empty frame of a zero-size type is taken).
@@ -230,18 +244,7 @@ impl Inbound {
                     r.state = "bad";
                 }
             }
-            Ok(frame)
-                if retained && {
-                    // The first message after a start: the topic may
-                    // still hold what a bridge before this one published
-                    // (the segment outlives it), which the open reads.
-                    if r.publisher.is_none() {
-                        open(r);
-                    }
-                    r.last_frame.as_deref() == Some(frame.as_slice())
-                        && r.publisher.as_ref().is_some_and(|p| !p.is_removed())
-                } =>
-            {
+            Ok(_) if replay => {
                 r.replayed += 1;
                 self.stats.in_replayed.fetch_add(1, Ordering::Relaxed);
             }
