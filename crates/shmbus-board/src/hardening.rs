@@ -404,15 +404,21 @@ fn clock_jump() -> Result<String, String> {
     let hour = 3_600_000_000_000i64;
     let mut worst = Duration::ZERO;
     for (i, delta) in [-hour, 24 * hour].into_iter().enumerate() {
+        let before = Instant::now();
         p.publish(&Check::new(i as u64 + 1))
             .map_err(|e| e.to_string())?;
         let step = ClockStep::by(delta)?;
         let sample = s.latest().map_err(|e| e.to_string())?.ok_or("no frame")?;
         let age = sample.age().max(s.age().unwrap_or_default());
+        // At most the monotonic time since the publish, read after the age:
+        // exact whatever the scheduling (a fixed 5 s was a bound on how soon
+        // this thread ran again), and an age that followed the step (an
+        // hour, a day) still fails.
+        let bound = before.elapsed();
         worst = worst.max(age);
-        if age > Duration::from_secs(5) {
+        if age > bound {
             return Err(format!(
-                "after a {}s wall-clock step the age is {age:?}",
+                "after a {}s wall-clock step the age is {age:?}, more than the {bound:?} since the publish",
                 delta / 1_000_000_000
             ));
         }
@@ -430,7 +436,8 @@ fn clock_jump() -> Result<String, String> {
     let r = s.wait_latest(Duration::from_millis(300));
     let waited = t0.elapsed();
     stepper.join().map_err(|_| "clock thread panicked")??;
-    if r != Err(WaitError::Timeout) || waited > Duration::from_secs(5) {
+    // A watchdog, not a timing: only a wait that hung exceeds it.
+    if r != Err(WaitError::Timeout) || waited > Duration::from_secs(60) {
         return Err(format!("wait across a clock step: {r:?} after {waited:?}"));
     }
     Ok(format!(

@@ -170,11 +170,13 @@ struct Tally {
 }
 
 impl Tally {
-    fn frame(&mut self, b: &Beat) {
+    /// Count frame `b`; true if it is the first whole frame of its epoch
+    /// (the caller reports it: the scenario waits for it).
+    fn frame(&mut self, b: &Beat) -> bool {
         self.frames += 1;
         if !b.is_whole() {
             self.torn += 1;
-            return;
+            return false;
         }
         if let Some(prev) = self.last_seen {
             if (b.epoch, b.seq) <= prev {
@@ -182,8 +184,8 @@ impl Tally {
             }
         }
         self.last_seen = Some((b.epoch, b.seq));
-        self.epochs.insert(b.epoch);
         self.done |= b.last;
+        self.epochs.insert(b.epoch)
     }
 
     fn read_error(&mut self, e: &ReadError) {
@@ -198,6 +200,7 @@ impl Tally {
 /// `sub`: attach (waiting up to 10 s for the topic), print `READY`, read
 /// from the oldest frame in the ring
 /// until a frame flagged last or `--timeout-ms`, then print `RESULT ...`.
+/// Prints `EPOCH n` at the first frame of each publisher instance.
 /// `--how next` (wait_next: every frame in order), `latest` (wait_latest),
 /// or `busy` (spin on the non-blocking `next`, never sleeping: the
 /// one-core anti-pattern, as a baseline).
@@ -215,20 +218,27 @@ fn subscriber(a: &Args) -> Result<(), String> {
     let deadline = Instant::now() + limit;
     let mut t = Tally::default();
     let step = Duration::from_millis(500);
+    // `EPOCH n` once per publisher instance, at its first frame read here:
+    // a scenario that replaces publishers waits for it (kill-and-replace).
+    let frame = |t: &mut Tally, b: &Beat| {
+        if t.frame(b) {
+            println!("EPOCH {}", b.epoch);
+        }
+    };
     while !t.done && Instant::now() < deadline {
         match how.as_str() {
             "next" => match sub.wait_next(step) {
-                Ok(Next::Frame(s)) => t.frame(&s.value),
+                Ok(Next::Frame(s)) => frame(&mut t, &s.value),
                 Ok(Next::Missed(n)) => t.missed += n,
                 Ok(Next::Empty) => {}
                 Err(e) => wait_error(&mut t, &e)?,
             },
             "latest" => match sub.wait_latest(step) {
-                Ok(s) => t.frame(&s.value),
+                Ok(s) => frame(&mut t, &s.value),
                 Err(e) => wait_error(&mut t, &e)?,
             },
             "busy" => match sub.next() {
-                Ok(Next::Frame(s)) => t.frame(&s.value),
+                Ok(Next::Frame(s)) => frame(&mut t, &s.value),
                 Ok(Next::Missed(n)) => t.missed += n,
                 Ok(Next::Empty) => std::hint::spin_loop(),
                 Err(e) => t.read_error(&e),
@@ -311,13 +321,14 @@ mod tests {
     #[test]
     fn a_tally_catches_torn_and_reordered_frames() {
         let mut t = Tally::default();
-        t.frame(&Beat::new(1, 0, false));
-        t.frame(&Beat::new(1, 1, false));
-        t.frame(&Beat::new(1, 1, false));
-        let mut torn = Beat::new(1, 2, false);
+        // True at the first whole frame of each epoch only.
+        assert!(t.frame(&Beat::new(1, 0, false)));
+        assert!(!t.frame(&Beat::new(1, 1, false)));
+        assert!(!t.frame(&Beat::new(1, 1, false)));
+        let mut torn = Beat::new(3, 2, false);
         torn.words[0] ^= 1;
-        t.frame(&torn);
-        t.frame(&Beat::new(2, 0, true));
+        assert!(!t.frame(&torn));
+        assert!(t.frame(&Beat::new(2, 0, true)));
         assert_eq!((t.frames, t.torn, t.out_of_order), (5, 1, 1));
         assert!(t.done);
         assert_eq!(t.epochs.len(), 2);

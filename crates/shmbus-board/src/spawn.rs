@@ -77,28 +77,6 @@ impl BoardTopic {
         args(&v)
     }
 
-    /// Wait (at most `limit`) until the topic's generation reaches `g`: a
-    /// publisher started has published, whatever the scheduling.
-    pub fn wait_generation(&self, g: u64, limit: Duration) -> Result<(), String> {
-        let end = Instant::now() + limit;
-        loop {
-            let now = shmbus_core::sys::shmget(self.key, 0, 0)
-                .ok()
-                .and_then(|id| shmbus_core::Segment::attach_shmid(id, self.key).ok())
-                .map_or(0, |seg| seg.generation());
-            if now >= g {
-                return Ok(());
-            }
-            if Instant::now() > end {
-                return Err(format!(
-                    "{}: generation {now}, not {g}, after {limit:?}",
-                    self.name
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
     pub fn stat(&self) -> Result<shmbus_core::sys::ShmStat, String> {
         let id = shmbus_core::sys::shmget(self.key, 0, 0).map_err(|e| format!("shmget: {e}"))?;
         shmbus_core::sys::shm_stat(id).map_err(|e| format!("IPC_STAT: {e}"))
