@@ -41,8 +41,9 @@ function sleep(t) {
   return new Promise((r) => setTimeout(r, t));
 }
 
-// Resolve when `pred()` is true (checked every 10 ms); reject after `timeout` ms.
-async function waitFor(what, pred, timeout = 10000) {
+// Resolve when `pred()` is true (checked every 10 ms); reject after `timeout`
+// ms, a watchdog: only a hang exceeds it, on a machine other jobs share.
+async function waitFor(what, pred, timeout = 60000) {
   const end = Date.now() + ms(timeout);
   for (;;) {
     const v = pred();
@@ -98,7 +99,7 @@ async function startServer(args = []) {
       if (l) return l;
       if (s.code !== undefined) throw new Error(`server exited ${s.code}: ${s.error || ""}${s.stderr.join("\n")}`);
     },
-    30000,
+    60000,
   );
   s.url = line.match(/ws:\/\/(\S+)/)[0];
   s.port = Number(s.url.split(":").pop());
@@ -135,7 +136,7 @@ async function startPub(args, { uid } = {}) {
       if (p.stdout.some((l) => l.startsWith("ready "))) return true;
       if (p.code !== undefined) throw new Error(`publisher exited ${p.code}: ${p.error || ""}${p.stderr.join("\n")}`);
     },
-    20000,
+    60000,
   );
   p.go = () => p.proc.stdin.write("go\n");
   return p;
@@ -168,7 +169,7 @@ function connect(url, protocols = [FoxgloveClient.SUPPORTED_SUBPROTOCOL]) {
     unadvertised: [],
     statuses: [],
     removed: [],
-    messages: [], // {sub, channel, timestamp, json}
+    messages: [], // {sub, channel, timestamp, received, json}
     subs: new Map(), // subscription id -> channel id
     errors: [],
     open: false,
@@ -203,6 +204,8 @@ function connect(url, protocols = [FoxgloveClient.SUPPORTED_SUBPROTOCOL]) {
       sub: m.subscriptionId,
       channel: c.subs.get(m.subscriptionId),
       timestamp: m.timestamp,
+      // Date.now() when this client handled it: never before the server sent it.
+      received: Date.now(),
       json: decoder.decode(m.data),
     });
   });
@@ -288,6 +291,14 @@ function shmbus(args) {
 // VmRSS of a process in KiB.
 function rssKib(pid) {
   const m = fs.readFileSync(`/proc/${pid}/status`, "utf8").match(/VmRSS:\s+(\d+)/);
+  return m ? Number(m[1]) : NaN;
+}
+
+// RssAnon of a process in KiB: its private memory (heap, stacks), where a
+// server's queues are. VmRSS also counts the pages of the shared-memory rings
+// it has read, which grow with the ring, not with what it keeps.
+function anonKib(pid) {
+  const m = fs.readFileSync(`/proc/${pid}/status`, "utf8").match(/RssAnon:\s+(\d+)/);
   return m ? Number(m[1]) : NaN;
 }
 
@@ -391,6 +402,7 @@ module.exports = {
   viewerProblems,
   shmbus,
   rssKib,
+  anonKib,
   fdCount,
   cpuSeconds,
   stuckClient,
