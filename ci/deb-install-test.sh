@@ -74,8 +74,13 @@ remove_admin_made() {
     done
     ADMIN_MADE=()
 }
+# mkadmin_dir DIR: make DIR and the parents it lacks, each recorded in ADMIN_MADE.
+mkadmin_dir() { [[ -d $1 ]] || { mkadmin_dir "$(dirname "$1")"; mkdir "$1"; ADMIN_MADE+=("$1"); }; }
+# /usr/bin/shmbus, moved aside for a stand-in (SHMBUS_ASIDE=1).
+SHMBUS_ASIDE=0
 cleanup() {
     local rc=$? p left=()
+    if [[ $SHMBUS_ASIDE == 1 && -e $WORK/shmbus.real ]]; then mv -f "$WORK/shmbus.real" /usr/bin/shmbus; fi
     restore_policy
     restore_sysctld
     for p in "${SENSORS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -149,6 +154,7 @@ repack() {
 step "install ${PKGS[*]} (apt-get install ./...)"
 BEFORE=$(snapshot)
 out=$(apt_install "${DEBS[@]}" 2>&1) || { echo "$out"; die "apt-get install failed"; }
+FIRST_INSTALL_OUT=$out
 echo "$out" | grep '^shmbus:' | sed 's/^/    /'
 for p in "${PKGS[@]}"; do
     [[ "$(dpkg-query -W -f='${db:Status-Status} ${Version}' "$p")" == "installed $V" ]] || die "$p is not installed after apt-get install"
@@ -399,6 +405,92 @@ pass "upgrade -> $V+debtest3 in a chroot: kernel.shmmni left at 4 and $DROPIN un
 echo "$raised" >/proc/sys/kernel/shmmni
 
 # =====================================================================================
+step "postinst run again (as dpkg --configure does): doctor warning on stderr, printing garbage, failing; no CAP_SYS_NICE"
+# postinst reads `shmbus doctor --sysctl` to write the drop-in. Only doctor's standard
+# output may reach the file, and only lines that are System V limit settings: a notice
+# on standard error (a later version's), a garbled output or a failure must leave a
+# drop-in that `sysctl --system` takes, say what happened, and not fail the configure.
+# /usr/bin/shmbus is replaced by a stand-in for each run (put back by the trap).
+POSTINST=/var/lib/dpkg/info/shmbus.postinst
+[[ -x $POSTINST ]] || die "no $POSTINST"
+mv "$SHMBUS" "$WORK/shmbus.real"
+SHMBUS_ASIDE=1
+fake_doctor() { # fake_doctor SH-BODY: /usr/bin/shmbus runs SH-BODY for `doctor`, the real one otherwise
+    printf '#!/bin/sh\nif [ "$1" = doctor ]; then\n%s\nfi\nexec %s "$@"\n' "$1" "$WORK/shmbus.real" >"$SHMBUS"
+    chmod 755 "$SHMBUS"
+}
+configure_again() { # configure_again LOG [WRAPPER...]: postinst configure, as after an upgrade
+    local log=$1 rc=0
+    shift
+    "$@" env -i PATH="$ESSENTIAL_BIN" DPKG_MAINTSCRIPT_PACKAGE=shmbus DPKG_MAINTSCRIPT_NAME=postinst \
+        "$POSTINST" configure "$(dpkg-query -W -f='${Version}' shmbus)" >"$log" 2>&1 || rc=$?
+    [[ $rc == 0 ]] || { cat "$log"; die "postinst configure failed (exit $rc)"; }
+    grep '^shmbus:' "$log" | sed 's/^/    /'
+}
+# Every line of the drop-in a comment or `kernel.NAME = NUMBERS`, as sysctl reads it.
+dropin_valid() { ! grep -v -E '^(#.*|kernel\.(shmmax|shmall|shmmni|sem) = [0-9]+( [0-9]+){0,3}|)$' "$DROPIN"; }
+
+# 1. A notice on stderr (with " = " in it, as a config message may have), then the
+#    real output, while kernel.shmmni is too small again.
+echo 4 >/proc/sys/kernel/shmmni
+fake_doctor "echo 'shmbus: warning: [topic.imu] slots = 3 is deprecated, write ring = 3' >&2"
+configure_again "$WORK/conf1.log"
+grep -q '^shmbus: warning: \[topic.imu\] slots = 3 is deprecated' "$WORK/conf1.log" || die "doctor's notice on stderr was not shown"
+bad=$(dropin_valid) || die "postinst wrote doctor's standard error into $DROPIN: $bad"
+[[ "$(sysv shmmni)" -gt 4 ]] || die "postinst did not raise kernel.shmmni from 4 (it is $(sysv shmmni))"
+grep -qx "kernel.shmmni = $(sysv shmmni)" "$DROPIN" || die "$DROPIN does not set kernel.shmmni = $(sysv shmmni)"
+pass "doctor's notice on stderr shown, not written: $DROPIN holds only settings (kernel.shmmni 4 -> $(sysv shmmni))"
+
+# 2. Garbage on standard output, exit 0: nothing may be written or set.
+cp "$DROPIN" "$WORK/dropin.good"
+before=$(sysv shmmni)
+# (Only names of this IPC namespace: a postinst that wrote them anyway changes nothing
+# outside it.)
+fake_doctor "printf '# kernel.shmmni: too small\nkernel.shmmni = 64\nkernel.shmmni = 12ab\\033[31m\nkernel.msgmni = 64\n'; exit 0"
+configure_again "$WORK/conf2.log"
+cmp -s "$DROPIN" "$WORK/dropin.good" || die "postinst wrote doctor's garbage into $DROPIN: $(diff "$WORK/dropin.good" "$DROPIN")"
+[[ "$(sysv shmmni)" == "$before" ]] || die "postinst set kernel.shmmni to $(sysv shmmni) from a garbled doctor output"
+[[ ! -e $DROPIN.new && ! -e $DROPIN.tmp ]] || die "postinst left $DROPIN.new or .tmp"
+grep -q "^shmbus: WARNING: 'shmbus doctor .*--sysctl' printed a line that is not a System V limit setting: 'kernel.shmmni = 12ab?\[31m'. Nothing was written" "$WORK/conf2.log" ||
+    die "postinst did not say (escaped) which line of doctor's output it refused"
+pass "a garbled doctor output: $DROPIN and kernel.shmmni unchanged, the line refused shown escaped, configure succeeds"
+
+# 3. doctor fails (a config error): its message, and that nothing changed.
+fake_doctor "echo 'shmbus: error: /etc/shmbus/shmbus.toml: topic imu: slots must be at least 1' >&2; exit 2"
+configure_again "$WORK/conf3.log"
+grep -q '^shmbus: error: /etc/shmbus/shmbus.toml: topic imu: slots must be at least 1' "$WORK/conf3.log" || die "doctor's error was not shown"
+grep -q "^shmbus: WARNING: the System V limits for $CONF were not checked: .*failed (exit 2" "$WORK/conf3.log" ||
+    die "postinst did not say that the limits were not checked"
+cmp -s "$DROPIN" "$WORK/dropin.good" || die "postinst changed $DROPIN after doctor failed"
+pass "doctor failing: its message and postinst's WARNING shown, $DROPIN unchanged, configure succeeds"
+mv "$WORK/shmbus.real" "$SHMBUS"
+SHMBUS_ASIDE=0
+
+# 4. Without CAP_SYS_NICE (a container): SCHED_FIFO cannot be set, so
+#    shmbus-sensor-imu.service cannot start. postinst says so, naming the capability
+#    and the unit to use instead; a WARNING when that unit is enabled. (With the
+#    capability, as in the first install above, it says nothing.)
+if chrt -f 50 true 2>/dev/null; then
+    ! grep -q 'SCHED_FIFO' <<<"$FIRST_INSTALL_OUT" || die "postinst spoke of SCHED_FIFO on a machine that allows it"
+fi
+# setpriv (util-linux): root without CAP_SYS_NICE from here on, as in a container.
+NO_NICE=(setpriv --bounding-set -sys_nice --)
+! "${NO_NICE[@]}" chrt -f 50 true 2>/dev/null || die "${NO_NICE[*]} did not take SCHED_FIFO away"
+configure_again "$WORK/conf4.log" "${NO_NICE[@]}"
+grep -q "^shmbus: this system does not allow SCHED_FIFO ('chrt -f 50': .*Operation not permitted.*CAP_SYS_NICE .*shmbus-sensor-imu.service would fail to start here .*use shmbus-sensor@imu.service" "$WORK/conf4.log" ||
+    die "postinst did not say that shmbus-sensor-imu.service cannot start without CAP_SYS_NICE"
+IMU_LINK=/etc/systemd/system/multi-user.target.wants/shmbus-sensor-imu.service
+[[ ! -e $IMU_LINK && ! -L $IMU_LINK ]] || die "$IMU_LINK exists on this machine already"
+mkadmin_dir "${IMU_LINK%/*}"
+ADMIN_MADE+=("$IMU_LINK")
+ln -s /usr/lib/systemd/system/shmbus-sensor-imu.service "$IMU_LINK"
+configure_again "$WORK/conf5.log" "${NO_NICE[@]}"
+grep -q "^shmbus: WARNING: this system does not allow SCHED_FIFO .*shmbus-sensor-imu.service is enabled but cannot start here .*systemctl disable shmbus-sensor-imu && systemctl enable --now shmbus-sensor@imu.*CAP_SYS_NICE" "$WORK/conf5.log" ||
+    die "postinst did not warn that the enabled shmbus-sensor-imu.service cannot start without CAP_SYS_NICE"
+remove_admin_made
+pass "without CAP_SYS_NICE postinst says shmbus-sensor-imu.service cannot start, names the capability and shmbus-sensor@imu (a WARNING when it is enabled)"
+
+# =====================================================================================
 step "remove: programs and the stopped sensors' topics go, configuration and user stay"
 # The sensors stopped above left their 6 topics (locked in RAM until reboot otherwise);
 # one more runs as shmbus-sensors outside any unit, as an administrator may start one:
@@ -512,7 +604,6 @@ ADMIN_USER=1
 useradd --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin shmbus-sensors
 admin_uid=$(id -u shmbus-sensors)
 [[ $admin_uid -ge 1000 ]] || die "useradd without --system gave uid $admin_uid"
-mkadmin_dir() { [[ -d $1 ]] || { mkadmin_dir "$(dirname "$1")"; mkdir "$1"; ADMIN_MADE+=("$1"); }; }
 WANTS=/etc/systemd/system/multi-user.target.wants
 mkadmin_dir "$WANTS"
 HAND=/etc/systemd/system/shmbus-sensor@.service
