@@ -64,6 +64,14 @@ expected_files() { # expected_files PKG ARCH
         for f in target/deb-work/"$arch"/artifacts/bin/*; do
             case $(basename "$f") in shmbus | shmbus-sensor-*) ;; *) echo "./usr/bin/$(basename "$f")" ;; esac
         done
+        # A manual page per program (lintian: binary-without-manpage).
+        for b in shmbus shmbus-sensor-iio shmbus-sensor-imu shmbus-sensor-net shmbus-sensor-power \
+            shmbus-sensor-system shmbus-sensor-thermal; do
+            echo "./usr/share/man/man1/$b.1.gz"
+        done
+        for f in target/deb-work/"$arch"/artifacts/bin/*; do
+            case $(basename "$f") in shmbus | shmbus-sensor-*) ;; *) echo "./usr/share/man/man1/$(basename "$f").1.gz" ;; esac
+        done
         for b in configs/systemd/*.service; do echo "./usr/lib/systemd/system/$(basename "$b")"; done
         echo ./usr/lib/sysusers.d/shmbus.conf
         echo ./etc/shmbus/shmbus.toml
@@ -136,18 +144,74 @@ check_control() {
     pass "control: $pkg $VERSION $arch, Depends: $dep"
 }
 
-# ELF files of an extracted tree: the architecture's machine, dynamic glibc, stripped.
+# Paths of the build machine that must not be in a shipped file: this checkout, the
+# cargo home (the dependencies' sources) and any user's cargo or rustup directory.
+# ci/deb.sh remaps them (--remap-path-prefix); without that, panic locations carry them.
+CARGO_HOME_DIR=$(cd "${CARGO_HOME:-$HOME/.cargo}" 2>/dev/null && pwd -P || echo "${CARGO_HOME:-$HOME/.cargo}")
+BUILD_PATHS=("$PWD/" "$(pwd -P)/" "$CARGO_HOME_DIR/" /.cargo/ /.rustup/)
+build_paths() { # build_paths FILE: the build machine's paths in FILE, with a count each
+    local f=$1 p n
+    for p in "${BUILD_PATHS[@]}"; do
+        n=$(grep -a -c -F -- "$p" "$f" || true)
+        [[ $n == 0 ]] || echo "$n x '$p' (e.g. $(LC_ALL=C grep -a -o -- "$(sed 's/[].[*^$\\]/\\&/g' <<<"$p")[[:print:]]*" "$f" | head -n1 | cut -c1-120))"
+    done
+}
+
+# ELF files of an extracted tree: the architecture's machine, dynamic glibc, stripped,
+# no path of the build machine.
 check_elves() {
-    local root=$1 arch=$2 f n=0
+    local root=$1 arch=$2 f n=0 paths
     while IFS= read -r -d '' f; do
         head -c4 "$f" | grep -q ELF || continue
         grep -q "Machine: *$(machine "$arch")\$" <<<"$(readelf -h "$f")" || die "$f is not a $(machine "$arch") binary"
         grep -q 'NEEDED.*libc\.so\.6' <<<"$(readelf -d "$f")" || die "$f is not linked against glibc dynamically"
         ! grep -q '\.debug_info' <<<"$(readelf -S "$f")" || die "$f has debug info"
+        paths=$(build_paths "$f")
+        [[ -z $paths ]] || die "${f#"$root"} holds paths of the build machine (not remapped): $paths"
         n=$((n + 1))
     done < <(find "$root" -type f -print0)
     [[ $n -gt 0 ]] || die "no ELF file in $root"
-    pass "$n ELF files: $(machine "$arch"), dynamic glibc, no debug info"
+    pass "$n ELF files: $(machine "$arch"), dynamic glibc, no debug info, no path of the build machine"
+}
+
+# check_manpages ROOT [RUNNER...]: every program of ROOT/usr/bin has its manual page,
+# and the page names every subcommand and every long option that the program's --help
+# (and each subcommand's, recursively) lists: an option added to a program and not to
+# its page fails here. groff must render each page without a warning (lintian's check).
+check_manpages() {
+    local root=$1 b name page words w nwords=0 npages=0
+    shift
+    local -a run=("$@")
+    help_words() { # help_words PROGRAM WORDS...: subcommands and --options, recursively
+        local prog=$1 text c
+        shift
+        text=$(env -i PATH=/usr/bin:/bin LC_ALL=C.UTF-8 "${run[@]}" "$prog" "$@" --help </dev/null 2>&1) ||
+            die "${prog##*/} $* --help failed"
+        grep -o -- '--[a-z][a-z0-9-]*' <<<"$text" | sort -u || true
+        for c in $(sed -n '/^Commands:$/,/^$/p' <<<"$text" | sed -n 's/^  \([a-z][a-z0-9-]*\)\( .*\)\{0,1\}$/\1/p' | grep -vx help || true); do
+            echo "$c"
+            help_words "$prog" "$@" "$c"
+        done
+    }
+    for b in "$root"/usr/bin/*; do
+        name=${b##*/}
+        [[ -f "$root/usr/share/man/man1/$name.1.gz" ]] || die "$name has no manual page (usr/share/man/man1/$name.1.gz)"
+        # The page as text, with roff's escaped hyphens as typed.
+        page=$(zcat "$root/usr/share/man/man1/$name.1.gz" | sed -e 's/\\-/-/g' -e 's/\\e/\\/g')
+        grep -q "^\.TH ${name^^} 1 " <<<"$page" || die "$name.1.gz: no .TH ${name^^} 1 line"
+        grep -q "^$name - ." <<<"$page" || die "$name.1.gz: no NAME line '$name - ...' (whatis)"
+        words=$(help_words "$b" | sort -u)
+        for w in $words; do
+            grep -q -F -e "$w" <<<"$page" || die "the manual page of $name does not mention '$w', which '$name --help' (or a subcommand's) lists: the page is not the program's"
+            nwords=$((nwords + 1))
+        done
+        if command -v man >/dev/null; then
+            w=$(LC_ALL=C.UTF-8 MANROFFSEQ='' MANWIDTH=80 man --warnings -E UTF-8 -l -Tutf8 -Z "$root/usr/share/man/man1/$name.1.gz" 2>&1 >/dev/null) || true
+            [[ -z $w ]] || die "groff warns about $name.1.gz: $w"
+        fi
+        npages=$((npages + 1))
+    done
+    pass "$npages manual pages, one per program; they name all $nwords subcommands and options of the programs' --help"
 }
 
 # Native: dpkg-shlibdeps reads this machine's libc6/libgcc-s1 symbols files and must
@@ -177,6 +241,7 @@ check_shmbus() {
     x=$(mktemp -d)
     dpkg-deb -x "$deb" "$x"
     check_elves "$x/usr/bin" "$arch"
+    if [[ $arch == "$(dpkg --print-architecture)" ]]; then check_manpages "$x"; fi
     dep=$(dpkg-deb -f "$deb" Depends)
     [[ $arch != "$(dpkg --print-architecture)" ]] || check_shlibdeps "$x" 'usr/bin/*' "$dep"
     for u in "$x"/usr/lib/systemd/system/*.service; do
@@ -207,7 +272,7 @@ check_shmbus() {
 }
 
 check_libs() {
-    local arch=$1 lib=$DIR/libshmbus0_${VERSION}_$1.deb dev=$DIR/libshmbus-dev_${VERSION}_$1.deb x ma
+    local arch=$1 lib=$DIR/libshmbus0_${VERSION}_$1.deb dev=$DIR/libshmbus-dev_${VERSION}_$1.deb x ma paths
     ma=$(multiarch "$arch")
     check_control "$lib" libshmbus0 "$arch" "$GLIBC_DEPS"
     [[ "$(dpkg-deb -f "$lib" Multi-Arch)" == same ]] || die "libshmbus0 is not Multi-Arch: same"
@@ -230,10 +295,12 @@ check_libs() {
     x=$(mktemp -d)
     dpkg-deb -x "$dev" "$x"
     ! grep -q '\.debug_info' <<<"$(readelf -S "$x/usr/lib/$ma/libshmbus.a" 2>/dev/null)" || die "libshmbus.a has debug info"
+    paths=$(build_paths "$x/usr/lib/$ma/libshmbus.a")
+    [[ -z $paths ]] || die "libshmbus.a holds paths of the build machine (not remapped): $paths"
     cmp -s "$x/usr/include/shmbus/shmbus.h" crates/shmbus-ffi/include/shmbus.h || die "the packaged shmbus.h is not the crate's"
     grep -qx "libdir=\${prefix}/lib/$ma" "$x/usr/lib/$ma/pkgconfig/shmbus.pc" || die "shmbus.pc: wrong libdir"
     grep -q '^Libs.private: .*-lc' "$x/usr/lib/$ma/pkgconfig/shmbus.pc" || die "shmbus.pc: no Libs.private"
-    pass "libshmbus.a without debug info; header is the crate's; shmbus.pc with libdir /usr/lib/$ma and Libs.private"
+    pass "libshmbus.a without debug info or build paths; header is the crate's; shmbus.pc with libdir /usr/lib/$ma and Libs.private"
     rm -rf "$x"
 }
 
@@ -268,6 +335,8 @@ run_foreign() {
         $cc -std=c99 -Wall -Werror -o "$x/read-topic" packaging/debian/tests/read-topic.c \
             -I"$x/usr/include/shmbus" -L"$x/usr/lib/$ma" -lshmbus
     fi
+    # shellcheck disable=SC2086 # the runner is words
+    check_manpages "$x" $qemu
     # Run in a private IPC namespace: the topic and its key are this test's alone.
     unshare --ipc bash -euo pipefail -c '
         x=$1 qemu=$2 arch=$3 ma=$4 v=$5

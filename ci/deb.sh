@@ -100,9 +100,28 @@ done <packaging/debian/build
 # shellcheck source=ci/arm-env.sh
 source ci/arm-env.sh
 
+# The build machine's paths, which rustc writes into the programs (panic locations of
+# the dependencies: $CARGO_HOME/registry/src/...; files generated under the target
+# directory), replaced by fixed ones: the packages do not show where, or by whom, they
+# were built, and two builds of one commit in two directories give the same programs.
+# The last matching prefix wins, so the more specific ones come last. Passed as
+# CARGO_ENCODED_RUSTFLAGS (a path may hold spaces), after the caller's RUSTFLAGS.
+CARGO_HOME_DIR=$(cd "${CARGO_HOME:-$HOME/.cargo}" 2>/dev/null && pwd -P || echo "${CARGO_HOME:-$HOME/.cargo}")
+TARGET_BASE=${SHMBUS_ARM_TARGET_DIR_BASE:-$ROOT/target}
+REMAP=("--remap-path-prefix=$(cd "$ROOT" && pwd -P)=/usr/src/shmbus" "--remap-path-prefix=$ROOT=/usr/src/shmbus"
+    "--remap-path-prefix=$TARGET_BASE=/usr/src/shmbus/target" "--remap-path-prefix=$CARGO_HOME_DIR=/usr/src/cargo")
+[[ -z "${CARGO_ENCODED_RUSTFLAGS:-}" ]] || die "CARGO_ENCODED_RUSTFLAGS is set: it would replace the path remapping of the packages; use RUSTFLAGS"
+ENCODED_RUSTFLAGS=$(
+    read -r -a flags <<<"${RUSTFLAGS:-}"
+    flags+=("${REMAP[@]}")
+    IFS=$'\x1f'
+    printf '%s' "${flags[*]}"
+)
+
 arch_cargo() { # arch_cargo ARCH ARGS...: cargo for ARCH with Debian's rustc
     local arch=$1
     shift
+    local -x CARGO_ENCODED_RUSTFLAGS=$ENCODED_RUSTFLAGS
     case $arch in
     amd64) RUSTC=/usr/bin/rustc CARGO_TARGET_DIR="${SHMBUS_ARM_TARGET_DIR_BASE:-$ROOT/target}/x86_64" \
         cargo "$@" --target x86_64-unknown-linux-gnu ;;
@@ -177,6 +196,24 @@ build() {
         [[ -e "$f" ]] && "$strip" --strip-debug --enable-deterministic-archives --remove-section=.comment "$f"
     done
     return 0
+}
+
+# manpages ARCH DIR: DIR/man/PROGRAM.1.gz for each program of DIR/bin, made from its own
+# --help by packaging/debian/mkman (foreign programs run under qemu-user).
+manpages() {
+    local arch=$1 dir=$2 b
+    local -a run=()
+    case $arch in
+    amd64) ;;
+    armhf) run=(qemu-arm -L /usr/arm-linux-gnueabihf) ;;
+    arm64) run=(qemu-aarch64 -L /usr/aarch64-linux-gnu) ;;
+    esac
+    [[ ${#run[@]} == 0 ]] || command -v "${run[0]}" >/dev/null || die "${run[0]} is missing (sudo ci/install-arm.sh --arm64): the manual pages are made from the $arch programs' --help"
+    rm -rf "$dir/man"
+    for b in "$dir"/bin/*; do
+        packaging/debian/mkman "$dir/man/${b##*/}.1.gz" "$CARGO_VERSION" "$EPOCH" "${b##*/}" "${run[@]}" "$b" ||
+            die "$arch: no manual page for ${b##*/}"
+    done
 }
 
 # ---------------------------------------------------------------- dependencies
@@ -257,6 +294,7 @@ stage_pkg() {
         case $src in
         bin:*) matches=$(compgen -G "$art/bin/${src#bin:}" || true) ;;
         lib:*) matches=$(compgen -G "$art/lib/${src#lib:}" || true) ;;
+        man:*) matches=$(compgen -G "$art/man/${src#man:}" || true) ;;
         *) matches=$(compgen -G "$src" || true) ;;
         esac
         if [[ -z "$matches" ]]; then
@@ -336,6 +374,7 @@ for arch in "${arch_list[@]}"; do
     art=$WORK/$arch/artifacts
     t0=$(date +%s)
     build "$arch" "$art"
+    manpages "$arch" "$art"
     log "$arch: built in $(($(date +%s) - t0)) s: $(cd "$art" && echo bin/* lib/*)"
     for pkgdir in packaging/debian/*/; do
         pkgdir=${pkgdir%/}
