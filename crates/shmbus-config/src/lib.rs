@@ -311,9 +311,27 @@ impl Config {
     /// `path:line:col: message` each (`shmbus doctor --config` prints them
     /// as warnings; loading never fails for them): a `max_age_ms` of at
     /// most one period of the topic's `rate_hz`, which makes the topic
-    /// stale between every two frames of a publisher that keeps its rate.
+    /// stale between every two frames of a publisher that keeps its rate;
+    /// two topic names that differ only in case (`IMU`, `imu`: two topics
+    /// with two keys, that a user types one for the other).
     pub fn warnings(&self) -> Vec<ConfigError> {
         let mut out = Vec::new();
+        for (i, t) in self.topics.iter().enumerate() {
+            if let Some(first) = self.topics[..i]
+                .iter()
+                .find(|f| f.name != t.name && f.name.eq_ignore_ascii_case(&t.name))
+            {
+                out.push(ConfigError {
+                    at: t.at.clone(),
+                    message: format!(
+                        "topic `{}` differs from topic `{}` (line {}) only in case: they are two topics with two keys; rename one if they are meant to be one",
+                        shown(&t.name),
+                        shown(&first.name),
+                        first.at.line
+                    ),
+                });
+            }
+        }
         for t in &self.topics {
             let (Some(ms), Some(hz)) = (t.max_age_ms, t.rate_hz) else {
                 continue;

@@ -145,9 +145,10 @@ impl<'a> Parser<'a> {
 
     fn unknown(&mut self, key: &Spanned<std::borrow::Cow<'_, str>>, table: &str, known: &[&str]) {
         let k = key.get_ref();
-        let hint = match suggestion(k, known) {
-            Some(best) => format!("did you mean `{best}`? "),
-            None => String::new(),
+        let hint = match (elsewhere(k, table), suggestion(k, known)) {
+            (Some(there), _) => format!("{there}; "),
+            (None, Some(best)) => format!("did you mean `{best}`? "),
+            (None, None) => String::new(),
         };
         let msg = format!(
             "unknown field `{}` in {table}; {hint}known fields: {}",
@@ -664,6 +665,29 @@ pub(crate) fn check_unique(config: &Config, errs: &mut ConfigErrors) {
             continue;
         }
         keys.insert(t.key, t);
+    }
+}
+
+/// Where a field that is not one of `table`'s belongs, when it is a field
+/// of another table of the file: TOML puts every line after a table header
+/// into that table, so `bus` written after a `[[topic]]` is that topic's,
+/// and `slots` written before the first header is top-level. Each was
+/// "unknown field" with a "known fields" list that did not name it.
+fn elsewhere(field: &str, table: &str) -> Option<&'static str> {
+    match table {
+        "[[topic]]" | "[defaults]" if TOP_FIELDS.contains(&field) => Some(
+            "it is a top-level field: move it above the first table header (in TOML every line after `[[topic]]` or `[defaults]` belongs to that table)",
+        ),
+        "the top level" if DEFAULT_FIELDS.contains(&field) => Some(
+            "it is a field of a [[topic]] or of [defaults]: a line before the first table header is top-level; move it under one",
+        ),
+        "the top level" if TOPIC_FIELDS.contains(&field) => Some(
+            "it is a field of a [[topic]]: a line before the first table header is top-level; move it under the topic's [[topic]]",
+        ),
+        "[defaults]" if TOPIC_FIELDS.contains(&field) => {
+            Some("it is set per topic, not in [defaults]: write it in each [[topic]]")
+        }
+        _ => None,
     }
 }
 

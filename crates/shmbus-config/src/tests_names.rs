@@ -251,3 +251,59 @@ fn a_max_age_within_one_period_is_a_warning_with_the_numbers() {
         "the demo config has none"
     );
 }
+
+/// A field of another table said only "unknown field", with a list of
+/// known fields that did not name it: `bus` written after a `[[topic]]`
+/// (TOML makes it the topic's), `slots` before the first header, `rate_hz`
+/// in `[defaults]`. The message says where the field belongs.
+#[test]
+fn a_field_in_the_wrong_table_is_told_where_it_belongs() {
+    one_error(
+        "[[topic]]\nname = \"imu\"\nbus = \"board\"\n",
+        "3:1",
+        &[
+            "unknown field `bus` in [[topic]]; it is a top-level field: move it above the first table header",
+        ],
+    );
+    one_error(
+        "[defaults]\nbus = \"board\"\n[[topic]]\nname = \"imu\"\n",
+        "2:1",
+        &["unknown field `bus` in [defaults]; it is a top-level field"],
+    );
+    one_error(
+        "slots = 8\n[[topic]]\nname = \"imu\"\n",
+        "1:1",
+        &["unknown field `slots` in the top level; it is a field of a [[topic]] or of [defaults]"],
+    );
+    one_error(
+        "rate_hz = 8\n[[topic]]\nname = \"imu\"\n",
+        "1:1",
+        &["unknown field `rate_hz` in the top level; it is a field of a [[topic]]: a line before"],
+    );
+    one_error(
+        "[defaults]\nrate_hz = 100\n[[topic]]\nname = \"imu\"\n",
+        "2:1",
+        &[
+            "unknown field `rate_hz` in [defaults]; it is set per topic, not in [defaults]: write it in each [[topic]]",
+        ],
+    );
+}
+
+/// `IMU` and `imu` are two topics with two keys, and a user types one for
+/// the other; the config took both without a word. It still does (both
+/// may be meant), and [`Config::warnings`] names the second.
+#[test]
+fn names_that_differ_only_in_case_are_a_warning() {
+    let c = Config::parse(
+        "[[topic]]\nname = \"imu\"\n[[topic]]\nname = \"gnss\"\n[[topic]]\nname = \"IMU\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    let w: Vec<String> = c.warnings().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        w,
+        [
+            "t.toml:6:8: topic `IMU` differs from topic `imu` (line 2) only in case: they are two topics with two keys; rename one if they are meant to be one"
+        ]
+    );
+}
