@@ -4,7 +4,8 @@
 //! A stop found docs naming a `shmbus config check` command that never
 //! existed: a user typing it at 3 a.m. gets clap's "unrecognized
 //! subcommand" instead of the check. This test reads every `shmbus ...`
-//! command line in the README, SECURITY.md and `docs/*.md` (inline code
+//! command line in the README, SECURITY.md, configs/README.md and
+//! `docs/*.md` (inline code
 //! spans, and the lines of fenced blocks) and runs the real binary's
 //! `--help` for it: the subcommand must be one `shmbus --help` lists, and
 //! every long option on the line must be one that subcommand's `--help`
@@ -27,7 +28,11 @@ fn root() -> PathBuf {
 /// The Markdown files a user reads.
 fn doc_files() -> Vec<PathBuf> {
     let root = root();
-    let mut files = vec![root.join("README.md"), root.join("SECURITY.md")];
+    let mut files = vec![
+        root.join("README.md"),
+        root.join("SECURITY.md"),
+        root.join("configs/README.md"),
+    ];
     let mut docs: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
         .expect("docs/ exists")
         .map(|e| e.expect("a readable docs/ entry").path())
@@ -318,4 +323,109 @@ fn the_reader_of_the_docs_finds_what_is_there_and_what_is_not() {
             (9, "shmbus echo imu    --count 3", true),
         ]
     );
+}
+
+/// The ```toml blocks of the docs that are shmbus configs (or a part of
+/// one: `[[topic]]`, `[defaults]`, `[bridge...]`), with where they start.
+fn config_blocks(path: &Path) -> Vec<(usize, String)> {
+    let text = std::fs::read_to_string(path).expect("a readable doc");
+    let mut out = Vec::new();
+    let mut block: Option<(usize, String)> = None;
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim_start();
+        match (&mut block, t.strip_prefix("```")) {
+            (None, Some(lang)) if lang.trim() == "toml" => block = Some((i + 1, String::new())),
+            (Some(_), Some(_)) => {
+                let (at, body) = block.take().unwrap();
+                let is_config = body.lines().any(|l| {
+                    let l = l.trim_start();
+                    l.starts_with("[[topic]]")
+                        || l.starts_with("[defaults]")
+                        || l.starts_with("[bridge")
+                        || l.starts_with("[[bridge")
+                });
+                if is_config {
+                    out.push((at, body));
+                }
+            }
+            (Some((_, body)), None) => {
+                body.push_str(t);
+                body.push('\n');
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The topic names a config part refers to (`topic = "x"`, `topics =
+/// ["x", "y"]`) without declaring them.
+fn referred_topics(body: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut in_topic = false;
+    let mut declared = BTreeSet::new();
+    for l in body.lines() {
+        let l = l.split('#').next().unwrap_or("").trim();
+        if l.starts_with('[') {
+            in_topic = l == "[[topic]]";
+            continue;
+        }
+        let Some((k, v)) = l.split_once('=') else {
+            continue;
+        };
+        let k = k.trim();
+        let quoted = v.split('"').skip(1).step_by(2).map(str::to_string);
+        match k {
+            "name" if in_topic => declared.extend(quoted),
+            "topic" | "topics" => names.extend(quoted),
+            _ => {}
+        }
+    }
+    &names - &declared
+}
+
+#[test]
+fn every_config_the_docs_show_loads_without_warnings() {
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    for f in doc_files() {
+        let file = f.file_name().unwrap().to_string_lossy().into_owned();
+        for (line, body) in config_blocks(&f) {
+            // A part of a config (the bridge's sections) is checked with
+            // the topics it names declared with every default.
+            let mut text = body.clone();
+            if !body
+                .lines()
+                .any(|l| l.trim_start().starts_with("[[topic]]"))
+            {
+                for name in referred_topics(&body) {
+                    text.push_str(&format!("\n[[topic]]\nname = \"{name}\"\n"));
+                }
+            }
+            let at = format!("{file}:{line}");
+            checked += 1;
+            match shmbus_config::Config::parse(&text, &at) {
+                Ok(c) => {
+                    for w in c.warnings() {
+                        problems.push(format!("{at}: a warning: {w}"));
+                    }
+                }
+                Err(e) => problems.push(format!("{at}: does not load:\n{e}")),
+            }
+        }
+    }
+    assert!(checked >= 1, "no config block found in the docs");
+    assert!(
+        problems.is_empty(),
+        "configs in the docs that do not load as shown:\n{}",
+        problems.join("\n")
+    );
+    eprintln!("FIGURE docs: {checked} config block(s) loaded");
+}
+
+#[test]
+fn a_config_part_is_completed_with_the_topics_it_names() {
+    let body = "[bridge]\ntopics = [\"imu\", \"power\"]\n[[bridge.in]]\ntopic = \"sp\" # x\n[[topic]]\nname = \"imu\"\n";
+    let want: BTreeSet<String> = ["power", "sp"].iter().map(|s| s.to_string()).collect();
+    assert_eq!(referred_topics(body), want);
 }
