@@ -1,15 +1,15 @@
-//! The commands the documentation tells a user to type exist, and take the
-//! options it gives them.
+//! The commands and configs the documentation gives a user work as written.
 //!
 //! A stop found docs naming a `shmbus config check` command that never
 //! existed: a user typing it at 3 a.m. gets clap's "unrecognized
 //! subcommand" instead of the check. This test reads every `shmbus ...`
 //! command line in the README, SECURITY.md, configs/README.md and
-//! `docs/*.md` (inline code
-//! spans, and the lines of fenced blocks) and runs the real binary's
-//! `--help` for it: the subcommand must be one `shmbus --help` lists, and
-//! every long option on the line must be one that subcommand's `--help`
-//! names. A renamed or removed option fails here until the docs follow.
+//! `docs/*.md` (inline code spans, and the lines of fenced blocks) and runs
+//! the real binary's `--help` for it: the subcommand must be one `shmbus
+//! --help` lists, and every long option on the line must be one that
+//! subcommand's `--help` names. A renamed or removed option fails here
+//! until the docs follow. Every ```toml block that is a shmbus config (or
+//! a part of one) must load without an error or a warning.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
