@@ -58,7 +58,7 @@ pub struct BridgeArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Move the config's derived keys to this bus (as `shmbus demo` prints it).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = shmbus_toolbox::parse::bus)]
     pub bus: Option<String>,
     /// This board's name in topic names (default: board_id in [bridge], else the host name).
     #[arg(long, value_name = "ID")]

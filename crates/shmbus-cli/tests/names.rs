@@ -52,7 +52,7 @@ fn a_bus_a_config_cannot_have_is_a_usage_error() {
         "a_bus_a_config_cannot_have_is_a_usage_error",
         Duration::from_secs(120),
     );
-    for cmd in ["info", "echo", "hz", "rm", "pub"] {
+    for cmd in ["info", "echo", "hz", "rm", "pub", "foxglove", "bridge"] {
         let r = run(&[cmd, "c", "--bus", "a/b"]);
         assert_eq!(r.code, 2, "{cmd}: {}", r.stderr);
         assert!(

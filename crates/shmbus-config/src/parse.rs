@@ -693,7 +693,7 @@ fn elsewhere(field: &str, table: &str) -> Option<&'static str> {
 
 /// The known field an unknown one most likely means, if any: the same
 /// name in another case or with `-` for `_` (`Slots`, `rate-hz`); a field
-/// it begins or is part of (`rate`, `max_age`, `hz`, `desc`); else one
+/// one typo away (`queue_byte`); a field it begins or is part of (`rate`, `max_age`, `hz`, `desc`); else one
 /// within a typo or two of it (`slot`, `mdoe`), where two typos count only
 /// in a name of five characters or more, so that `rate` is not taken for
 /// `name` (two letters of four differ).
@@ -703,6 +703,15 @@ pub(crate) fn suggestion<'k>(field: &str, known: &[&'k str]) -> Option<&'k str> 
         return Some(f);
     }
     let len = k.chars().count();
+    // One typo from a field is that field, before any field that merely
+    // begins with it: `queue_byte` is `queue_bytes`, not `queue`.
+    let one_typo = known
+        .iter()
+        .filter(|f| len.abs_diff(f.chars().count()) <= 1)
+        .find(|f| edit_distance(&k, f) == 1);
+    if let Some(f) = one_typo {
+        return Some(f);
+    }
     if len >= 2 {
         // The shortest field that holds it: `pub` is `publisher` rather
         // than `publisher_user`.

@@ -865,6 +865,9 @@ fn a_misspelt_field_gets_the_field_it_means() {
         ("bridge", "board", "board_id"),
         ("bridge", "outs", "out"),
         ("bridge", "queue_size", "queue"),
+        // One typo from `queue_bytes`, which begins with `queue`.
+        ("bridge", "queue_byte", "queue_bytes"),
+        ("bridge", "retian", "retain"),
         ("mqtt", "broker_url", "broker"),
         ("mqtt", "keepalive", "keepalive_s"),
     ] {

@@ -31,7 +31,7 @@ pub struct FoxgloveArgs {
     #[arg(long, value_name = "ADDR:PORT", default_value_t = crate::DEFAULT_BIND)]
     pub bind: SocketAddr,
     /// Only match topic names whose key derives from this bus name.
-    #[arg(long, value_name = "BUS")]
+    #[arg(long, value_name = "BUS", value_parser = shmbus_toolbox::parse::bus)]
     pub bus: Option<String>,
     /// At most HZ frames per second of each topic (the newest per interval).
     #[arg(long, value_name = "HZ", value_parser = rate)]

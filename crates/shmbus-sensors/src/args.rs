@@ -12,14 +12,15 @@ use shmbus_toolbox::parse;
 #[derive(Debug, Clone, PartialEq, ClapArgs)]
 pub struct Args {
     /// Config file (default: $SHMBUS_CONFIG, /etc/shmbus/shmbus.toml, then the
-    /// built-in demo config; see configs/README.md).
+    /// built-in demo config; see /usr/share/doc/shmbus/configs/README.md,
+    /// configs/README.md in the source).
     #[arg(long, value_name = "FILE", conflicts_with = "demo_config")]
     pub config: Option<PathBuf>,
     /// Use the built-in demo config.
     #[arg(long = "demo-config")]
     pub demo_config: bool,
     /// Move the config to bus NAME (keys derived from the names change).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = shmbus_toolbox::parse::bus)]
     pub bus: Option<String>,
     /// Topic to publish (default: the topic whose `publisher` is this
     /// program). A topic whose `publisher` is another sensor is refused.
@@ -120,6 +121,12 @@ mod tests {
         assert!(parse("--parent 0").unwrap_err().contains("--parent"));
         assert!(parse("--topic").unwrap_err().contains("--topic"));
         assert!(parse("--frobnicate").unwrap_err().contains("--frobnicate"));
+        // A bus no config can have: `a/b` would share keys with bus `a`.
+        assert!(
+            parse("--bus a/b")
+                .unwrap_err()
+                .contains("bus name 'a/b' contains '/'")
+        );
         assert!(
             parse("--config a --demo-config")
                 .unwrap_err()
