@@ -662,12 +662,21 @@ class Publisher:
         _check(_schema_parse(_text(schema, "schema"), ctypes.byref(s)))
         h = _Handle()
         try:
-            _check(opener(s, ctypes.byref(h)))
-        finally:
-            _schema_close(s)
+            try:
+                _check(opener(s, ctypes.byref(h)))
+            finally:
+                _schema_close(s)
+            self._key = _info(_pub_info, h)["key"]
+        except BaseException:
+            # Ctrl-C just after the open (or a failure after it): the
+            # handle, which holds the topic's publisher lock, is closed, not
+            # left open where nothing can reach it (every later Publisher of
+            # the topic in this process was PublisherActive).
+            if h.id:
+                _pub_close(h)
+            raise
         self._h = h
         self.topic = name
-        self._key = _info(_pub_info, h)["key"]
 
     def publish(self, value):
         """Publish ``value`` (a dict or any JSON-able value of the schema).

@@ -558,3 +558,31 @@ def test_a_bad_config_or_name_is_a_config_error_with_the_tools_message(key, tmp_
     # (a retry would run into the ffi-test watchdog, not pass).
     with pytest.raises(shmbus.ConfigError):
         shmbus.Subscriber.from_config("gnss", config=path, wait=3600)
+
+
+@pytest.mark.parametrize("how", ["name", "config"])
+def test_ctrl_c_right_after_a_publisher_opened_leaves_no_publisher_behind(key, tmp_path, monkeypatch, how):
+    # Ctrl-C lands where Python next checks for signals after the C open
+    # returned: the call that frees the schema. Simulated there, at once.
+    decl = "struct Cmd { speed: f32 }"
+    path = _board_config(tmp_path, key + 1, key)
+    real_close = shmbus._schema_close
+
+    def interrupted(h):
+        real_close(h)
+        raise KeyboardInterrupt
+
+    def open_it():
+        if how == "config":
+            return shmbus.Publisher.from_config("cmd", decl, config=path)
+        return shmbus.Publisher("cmd", schema=decl, key=key)
+
+    monkeypatch.setattr(shmbus, "_schema_close", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        open_it()
+    monkeypatch.setattr(shmbus, "_schema_close", real_close)
+    # Before, the opened handle was lost and still held the topic's lock:
+    # every later publisher of the topic in this process was refused.
+    pub = open_it()
+    assert pub.publish({"speed": 1.0}) == 1
+    pub.remove()

@@ -169,11 +169,42 @@ fn set_last_error(message: &str) {
     LAST_ERROR.with(|l| *l.borrow_mut() = c);
 }
 
-/// Leaves the call: clears [`IN_CALL`] also when the body panicked.
-struct InCall;
+unsafe extern "C" {
+    // POSIX; not in the libc crate. glibc and musl both number the states
+    // ENABLE 0, DISABLE 1.
+    fn pthread_setcancelstate(
+        state: core::ffi::c_int,
+        old: *mut core::ffi::c_int,
+    ) -> core::ffi::c_int;
+}
+const PTHREAD_CANCEL_DISABLE: core::ffi::c_int = 1;
+
+/// Inside an exported function: [`IN_CALL`] set, and thread cancellation
+/// disabled. A `pthread_cancel` that acted inside (a wait sleeps in
+/// `nanosleep`, a cancellation point) would unwind glibc's forced-unwind
+/// exception through Rust frames, which abort the process on it; disabled,
+/// it acts at the thread's next cancellation point after the call
+/// returns. Dropping restores the caller's state and clears the flag, also
+/// when the body panicked.
+struct InCall {
+    cancel: core::ffi::c_int,
+}
+
+impl InCall {
+    fn enter() -> InCall {
+        let mut cancel = 0;
+        // SAFETY: sets the calling thread's own cancel state; `cancel` is
+        // a writable int.
+        unsafe { pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &mut cancel) };
+        InCall { cancel }
+    }
+}
 
 impl Drop for InCall {
     fn drop(&mut self) {
+        let mut ignored = 0;
+        // SAFETY: restores the state `enter` saved, on the same thread.
+        unsafe { pthread_setcancelstate(self.cancel, &mut ignored) };
         IN_CALL.with(|c| c.set(false));
     }
 }
@@ -201,7 +232,7 @@ pub(crate) fn guard(body: impl FnOnce() -> Result<i32>) -> i32 {
     if IN_CALL.with(|c| c.replace(true)) {
         return SHMBUS_ERR_REENTRANT;
     }
-    let _in_call = InCall;
+    let _in_call = InCall::enter();
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(code)) => code,
         Ok(Err(e)) => {
