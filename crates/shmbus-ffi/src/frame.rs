@@ -660,7 +660,7 @@ unsafe fn access(
     path: *const c_char,
     f: impl FnOnce(&mut Frame, &str) -> Result<()>,
 ) -> i32 {
-    guard(|| {
+    guard_local(|| {
         // SAFETY: the caller's contract.
         let path = unsafe { cabi::text(path, "path") }?;
         with(frame, |fr| f(fr, path))?;

@@ -187,24 +187,32 @@ const PTHREAD_CANCEL_DISABLE: core::ffi::c_int = 1;
 /// returns. Dropping restores the caller's state and clears the flag, also
 /// when the body panicked.
 struct InCall {
-    cancel: core::ffi::c_int,
+    /// The caller's cancel state, if this call disabled cancellation.
+    cancel: Option<core::ffi::c_int>,
 }
 
 impl InCall {
-    fn enter() -> InCall {
+    fn enter(may_block: bool) -> InCall {
+        if !may_block {
+            return InCall { cancel: None };
+        }
         let mut cancel = 0;
         // SAFETY: sets the calling thread's own cancel state; `cancel` is
         // a writable int.
         unsafe { pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &mut cancel) };
-        InCall { cancel }
+        InCall {
+            cancel: Some(cancel),
+        }
     }
 }
 
 impl Drop for InCall {
     fn drop(&mut self) {
-        let mut ignored = 0;
-        // SAFETY: restores the state `enter` saved, on the same thread.
-        unsafe { pthread_setcancelstate(self.cancel, &mut ignored) };
+        if let Some(cancel) = self.cancel {
+            let mut ignored = 0;
+            // SAFETY: restores the state `enter` saved, on the same thread.
+            unsafe { pthread_setcancelstate(cancel, &mut ignored) };
+        }
         IN_CALL.with(|c| c.set(false));
     }
 }
@@ -229,10 +237,23 @@ pub(crate) fn last_error_ptr() -> *const c_char {
 /// thread returns [`SHMBUS_ERR_REENTRANT`] at once, touching nothing (not
 /// even the last error, which the interrupted call may be writing).
 pub(crate) fn guard(body: impl FnOnce() -> Result<i32>) -> i32 {
+    run(body, true)
+}
+
+/// [`guard`] for a call that makes no system call and cannot sleep (a
+/// frame's field set or get: memory only): the same re-entrancy check and
+/// panic catching, without the two calls that disable and restore thread
+/// cancellation (about 10 ns of the 100 a field access costs), since no
+/// cancellation point can be reached.
+pub(crate) fn guard_local(body: impl FnOnce() -> Result<i32>) -> i32 {
+    run(body, false)
+}
+
+fn run(body: impl FnOnce() -> Result<i32>, may_block: bool) -> i32 {
     if IN_CALL.with(|c| c.replace(true)) {
         return SHMBUS_ERR_REENTRANT;
     }
-    let _in_call = InCall::enter();
+    let _in_call = InCall::enter(may_block);
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(code)) => code,
         Ok(Err(e)) => {
