@@ -13,6 +13,8 @@ APIs. Values are dicts in the JSON mapping of ``docs/JSON.md``.
     >>> pub = shmbus.Publisher("cmd", schema="struct Cmd { speed: f32, mode: u8 }")
     >>> pub.publish({"speed": 0.5, "mode": 2})     # returns the generation
 
+    >>> sub = shmbus.Subscriber.from_config("imu", config="/etc/shmbus/board.toml")
+
 Errors are exceptions (subclasses of :class:`ShmbusError`) whose message is
 the library's, with what to do. The library is found in this order: the
 ``SHMBUS_LIB`` environment variable, the copy bundled in the wheel
@@ -41,6 +43,7 @@ __all__ = [
     "InvalidArgument",
     "SchemaError",
     "JsonError",
+    "ConfigError",
     "ReadError",
     "Closed",
     "key",

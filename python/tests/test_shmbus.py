@@ -586,3 +586,8 @@ def test_ctrl_c_right_after_a_publisher_opened_leaves_no_publisher_behind(key, t
     pub = open_it()
     assert pub.publish({"speed": 1.0}) == 1
     pub.remove()
+
+
+def test_config_error_is_exported():
+    assert "ConfigError" in shmbus.__all__
+    assert issubclass(shmbus.ConfigError, shmbus.ShmbusError)
