@@ -206,21 +206,23 @@ pub fn validate_bus(bus: &str) -> Result<(), String> {
             shown(bus)
         ));
     }
-    if bus.contains('/') {
-        return Err(format!(
-            "bus name '{}' contains '/': keys are derived from BUS/NAME, so bus 'a/b' with topic 'c' would have the key of bus 'a' with topic 'b/c'; use letters, digits and _ . - (e.g. '{}')",
-            shown(bus),
-            shown(&bus.replace('/', "-"))
-        ));
-    }
+    // Any other character first: the advice for a `/` below is then a
+    // name that passes.
     if let Some(c) = bus
         .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || "_.-".contains(*c)))
+        .find(|c| !(c.is_ascii_alphanumeric() || "_.-/".contains(*c)))
     {
         return Err(format!(
             "bus name '{}' contains '{}'; use letters, digits and _ . -",
             shown(bus),
             c.escape_debug()
+        ));
+    }
+    if bus.contains('/') {
+        return Err(format!(
+            "bus name '{}' contains '/': keys are derived from BUS/NAME, so bus 'a/b' with topic 'c' would have the key of bus 'a' with topic 'b/c'; use letters, digits and _ . - (e.g. '{}')",
+            shown(bus),
+            shown(&bus.replace('/', "-"))
         ));
     }
     Ok(())

@@ -54,17 +54,14 @@ pub struct shmbus_topic {
 
 /// The bus a key is derived from: NULL is the default bus; any other name
 /// must be one a config or `--bus` accepts (an empty or odd bus would
-/// silently derive a key no other tool can name).
+/// silently derive a key no other tool can name, and `a/b` the keys of
+/// bus `a`: [`shmbus_core::topic::validate_bus`]).
 fn valid_bus(bus: Option<&str>) -> Result<&str> {
     let Some(bus) = bus else {
         return Ok(shmbus_core::topic::DEFAULT_BUS);
     };
-    shmbus_core::topic::validate_name(bus).map_err(|r| {
-        Error::new(
-            SHMBUS_ERR_INVALID,
-            format!("invalid bus: {}", r.replace("topic name", "bus name")),
-        )
-    })?;
+    shmbus_core::topic::validate_bus(bus)
+        .map_err(|r| Error::new(SHMBUS_ERR_INVALID, format!("invalid bus: {r}")))?;
     Ok(bus)
 }
 

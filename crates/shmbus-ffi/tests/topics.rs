@@ -14,7 +14,15 @@ use common::{last_error, topic};
 #[test]
 fn a_bus_no_tool_could_name_is_refused() {
     let long = format!("\u{1b}[2J{}\0", "b".repeat(10_000));
-    let bad: [&[u8]; 4] = [b"\0", b"lab bench\0", b"a/../b\x07\0", long.as_bytes()];
+    // `a/b`: keys hash BUS/NAME, so bus `a/b` with topic `imu` would have
+    // the key of bus `a` with topic `b/imu`.
+    let bad: [&[u8]; 5] = [
+        b"\0",
+        b"lab bench\0",
+        b"a/../b\x07\0",
+        long.as_bytes(),
+        b"a/b\0",
+    ];
     let name = c"imu";
     for bus in bad {
         let bus = CStr::from_bytes_with_nul(bus).unwrap();
