@@ -13,6 +13,9 @@ use shmbus_pub::{Publisher, RawPublisher};
 use shmbus_sub::Subscriber;
 use shmbus_testkit::{Guard, KillOnDrop, child, role, unique_key, unique_topic, watchdog};
 
+mod common;
+use common::{Run, run_cmd, shmbus};
+
 /// The frame type of the test topics.
 #[derive(
     Serialize,
@@ -134,34 +137,8 @@ fn publisher(name: &str, key: i32, slots: u32, hz: f64) -> KillOnDrop {
     c
 }
 
-/// The shmbus binary, behind `SHMBUS_TEST_RUNNER` when emulated.
-fn shmbus(args: &[&str]) -> Command {
-    let exe = env!("CARGO_BIN_EXE_shmbus");
-    let mut cmd = shmbus_testkit::command(exe);
-    cmd.args(args).stdin(Stdio::null());
-    shmbus_testkit::dies_with_parent(&mut cmd);
-    cmd
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 fn run(args: &[&str]) -> Run {
-    let o = shmbus(args).output().expect("run shmbus");
-    let r = Run {
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    };
-    assert!(
-        !r.stderr.contains("panicked"),
-        "shmbus panicked: {}",
-        r.stderr
-    );
-    r
+    run_cmd(shmbus(args))
 }
 
 /// Run `shmbus` with `input` written to its standard input from a thread

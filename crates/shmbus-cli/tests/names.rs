@@ -4,41 +4,23 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use shmbus_testkit::{TempDir, watchdog};
 
+mod common;
+use common::{Run, run_cmd};
+
+/// `shmbus` with the config a test gives, never the caller's.
 fn shmbus(args: &[&str]) -> Command {
-    let exe = env!("CARGO_BIN_EXE_shmbus");
-    let mut cmd = shmbus_testkit::command(exe);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        // The config is the one a test gives, never the caller's.
-        .env_remove("SHMBUS_CONFIG");
-    shmbus_testkit::dies_with_parent(&mut cmd);
+    let mut cmd = common::shmbus(args);
+    cmd.env_remove("SHMBUS_CONFIG");
     cmd
 }
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 fn run(args: &[&str]) -> Run {
-    let o = shmbus(args).output().expect("run shmbus");
-    let r = Run {
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    };
-    assert!(
-        !r.stderr.contains("panicked"),
-        "shmbus panicked: {}",
-        r.stderr
-    );
-    r
+    run_cmd(shmbus(args))
 }
 
 /// `--bus a/b` looked for topic `c` at the key of topic `b/c` on bus `a`
