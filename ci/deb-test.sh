@@ -36,6 +36,11 @@ VERSION=$(awk '/^\[workspace\.package\]/ { p = 1; next } /^\[/ { p = 0 }
 NPASS=0
 
 die() { printf 'ci/deb-test.sh: FAIL: %s\n' "$*" >&2; exit 1; }
+# Every scratch directory lives in one, removed on exit however the script
+# ends (a failed check exits from the middle of a step).
+SCRATCH=$(mktemp -d /tmp/shmbus-deb-check.XXXXXX)
+trap 'rm -rf "$SCRATCH"' EXIT
+scratch() { mktemp -d "$SCRATCH/d.XXXXXX"; }
 pass() { NPASS=$((NPASS + 1)); printf '  ok   %s\n' "$*"; }
 step() { printf '\n== %s\n' "$*"; }
 
@@ -230,7 +235,7 @@ check_shlibdeps() { # check_shlibdeps ROOT FILE-GLOB DEPENDS
 check_shmbus() {
     local arch=$1 deb=$DIR/shmbus_${VERSION}_$1.deb x dep
     check_control "$deb" shmbus "$arch" "$GLIBC_DEPS, passwd"
-    x=$(mktemp -d)
+    x=$(scratch)
     dpkg-deb -e "$deb" "$x/DEBIAN"
     [[ "$(cat "$x/DEBIAN/conffiles")" == /etc/shmbus/shmbus.toml ]] || die "conffiles: $(cat "$x/DEBIAN/conffiles")"
     for s in postinst prerm postrm; do [[ -x "$x/DEBIAN/$s" ]] || die "no executable $s"; done
@@ -238,7 +243,7 @@ check_shmbus() {
     pass "conffiles: /etc/shmbus/shmbus.toml; postinst, prerm, postrm present"
     rm -rf "$x"
     check_listing "$deb" shmbus "$arch"
-    x=$(mktemp -d)
+    x=$(scratch)
     dpkg-deb -x "$deb" "$x"
     check_elves "$x/usr/bin" "$arch"
     if [[ $arch == "$(dpkg --print-architecture)" ]]; then check_manpages "$x"; fi
@@ -276,14 +281,14 @@ check_libs() {
     ma=$(multiarch "$arch")
     check_control "$lib" libshmbus0 "$arch" "$GLIBC_DEPS"
     [[ "$(dpkg-deb -f "$lib" Multi-Arch)" == same ]] || die "libshmbus0 is not Multi-Arch: same"
-    x=$(mktemp -d)
+    x=$(scratch)
     dpkg-deb -e "$lib" "$x/DEBIAN"
     grep -qx 'activate-noawait ldconfig' "$x/DEBIAN/triggers" || die "libshmbus0 does not trigger ldconfig"
     grep -qx "libshmbus 0 libshmbus0 (>= $VERSION)" "$x/DEBIAN/shlibs" || die "libshmbus0 has no shlibs entry"
     rm -rf "$x"
     pass "libshmbus0: Multi-Arch: same, ldconfig trigger, shlibs"
     check_listing "$lib" libshmbus0 "$arch"
-    x=$(mktemp -d)
+    x=$(scratch)
     dpkg-deb -x "$lib" "$x"
     check_elves "$x/usr/lib" "$arch"
     grep -q 'SONAME.*\[libshmbus\.so\.0\]' <<<"$(readelf -d "$x/usr/lib/$ma/libshmbus.so.$CARGO_VERSION")" || die "libshmbus.so has no SONAME libshmbus.so.0"
@@ -292,7 +297,7 @@ check_libs() {
     rm -rf "$x"
     check_control "$dev" libshmbus-dev "$arch" "libshmbus0 \(= ${VERSION//+/\\+}\)"
     check_listing "$dev" libshmbus-dev "$arch"
-    x=$(mktemp -d)
+    x=$(scratch)
     dpkg-deb -x "$dev" "$x"
     ! grep -q '\.debug_info' <<<"$(readelf -S "$x/usr/lib/$ma/libshmbus.a" 2>/dev/null)" || die "libshmbus.a has debug info"
     paths=$(build_paths "$x/usr/lib/$ma/libshmbus.a")
@@ -308,7 +313,7 @@ check_python() {
     local deb=$DIR/python3-shmbus_${VERSION}_all.deb x
     check_control "$deb" python3-shmbus all "python3 \(>= 3\.7\), libshmbus0 \(>= ${VERSION//+/\\+}\)"
     check_listing "$deb" python3-shmbus all
-    x=$(mktemp -d)
+    x=$(scratch)
     dpkg-deb -x "$deb" "$x"
     cmp -s "$x/usr/lib/python3/dist-packages/shmbus/__init__.py" python/shmbus/__init__.py || die "the packaged module is not python/shmbus"
     rm -rf "$x"
@@ -326,7 +331,7 @@ run_foreign() {
     arm64) qemu="qemu-aarch64 -L /usr/aarch64-linux-gnu" cc=aarch64-linux-gnu-gcc ;;
     esac
     step "$arch packages under ${qemu%% *}"
-    x=$(mktemp -d)
+    x=$(scratch)
     dpkg-deb -x "$deb" "$x"
     if [[ $HAVE_FFI == 1 ]]; then
         # A C program built against the -dev package, linked with its libshmbus.so.
@@ -385,7 +390,7 @@ done
 step "ci/deb.sh --version: only the workspace version, with a revision or suffix"
 # The programs report the Cargo version: a package named for another would contradict
 # `shmbus --version`. Refused before anything is built.
-t=$(mktemp -d)
+t=$(scratch)
 if out=$(ci/deb.sh --arch amd64 --out "$t/out" --version 9.9.9 2>&1); then rm -rf "$t"; die "ci/deb.sh built packages of version 9.9.9 from a $VERSION workspace"; fi
 [[ ! -e "$t/out" ]] || { rm -rf "$t"; die "ci/deb.sh --version 9.9.9 made $t/out before refusing"; }
 rm -rf "$t"

@@ -141,6 +141,9 @@ build() {
     rm -rf "$dir"
     mkdir -p "$dir/bin" "$dir/lib"
     json=$(mktemp) err=$(mktemp)
+    # Removed however the build ends (`die` exits from the middle of it).
+    # shellcheck disable=SC2064 # the names are fixed now
+    trap "rm -f '$json' '$err'" EXIT
     for p in $(printf '%s\n' "${PROFILES[@]}" | sort -u); do
         # Programs of one profile in one cargo run; each static library alone, with
         # `cargo rustc` so that rustc prints the native libraries it needs.
@@ -153,6 +156,8 @@ build() {
                 log "$arch: cargo ${a[*]} -- --print native-static-libs"
                 local one
                 one=$(mktemp)
+                # shellcheck disable=SC2064 # the names are fixed now
+                trap "rm -f '$json' '$err' '$one'" EXIT
                 if ! arch_cargo "$arch" "${a[@]}" -- --print native-static-libs >"$one" 2>"$err"; then
                     cat "$err" >&2
                     die "$arch: cargo failed"
