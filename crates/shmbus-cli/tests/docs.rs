@@ -13,7 +13,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Options a program accepts but keeps out of its `--help`, because they
 /// are for the program itself (the docs explain them as such):
@@ -194,7 +193,8 @@ fn long_options(help: &str) -> BTreeSet<String> {
 }
 
 fn help_of(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_shmbus"))
+    // Behind `SHMBUS_TEST_RUNNER` (qemu-arm) when the suite is emulated.
+    let out = shmbus_testkit::command(env!("CARGO_BIN_EXE_shmbus"))
         .args(args)
         .arg("--help")
         .output()
