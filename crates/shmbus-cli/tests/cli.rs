@@ -158,17 +158,7 @@ fn run_input(args: &[&str], input: Vec<u8>) -> Run {
     });
     let o = c.wait_with_output().unwrap();
     writer.join().unwrap();
-    let r = Run {
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    };
-    assert!(
-        !r.stderr.contains("panicked"),
-        "shmbus panicked: {}",
-        r.stderr
-    );
-    r
+    Run::of(o)
 }
 
 /// A topic with a unique key and a name unique to this process too (tests

@@ -20,19 +20,25 @@ pub struct Run {
     pub stderr: String,
 }
 
-/// Run `cmd` to its end; a panic in it fails the test whatever the test
-/// expected of it.
+/// Run `cmd` to its end ([`Run::of`]).
 pub fn run_cmd(mut cmd: Command) -> Run {
-    let o = cmd.output().expect("run shmbus");
-    let r = Run {
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    };
-    assert!(
-        !r.stderr.contains("panicked"),
-        "shmbus panicked: {}",
-        r.stderr
-    );
-    r
+    Run::of(cmd.output().expect("run shmbus"))
+}
+
+impl Run {
+    /// What `o` says; a panic in it fails the test whatever the test
+    /// expected of it.
+    pub fn of(o: std::process::Output) -> Run {
+        let r = Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        };
+        assert!(
+            !r.stderr.contains("panicked"),
+            "shmbus panicked: {}",
+            r.stderr
+        );
+        r
+    }
 }
