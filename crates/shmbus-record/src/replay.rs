@@ -720,6 +720,18 @@ fn open_target(
             a.file.display()
         )));
     }
+    // A name a topic had before the level rule (`a//b`, `/imu`): it can
+    // be read (`cat`) but no publisher may create it any more, and the
+    // rule's own advice ("write 'a/b'") is not something a replay can
+    // do. Said before anything is published, with what does work.
+    if let Err(reason) = shmbus_core::topic::validate_topic_name(&meta.name) {
+        let reason = reason.split(':').next().unwrap_or(&reason);
+        return Err(Exit::error(format!(
+            "cannot replay channel {} of {}: {reason}, a name an older shmbus took and no topic can be created with now (docs/LAYOUT.md 1.1); `shmbus cat` still reads its frames; replay the other topics with --topics A,B",
+            ch.id,
+            a.file.display()
+        )));
+    }
     let topic = Topic::new(&meta.name)
         .key(meta.key)
         .slots(meta.slots)

@@ -780,3 +780,32 @@ fn ctrl_c_during_replays_first_pass_stops_it_and_says_so() {
     );
     assert!(!err.contains("holds no shmbus frames"), "{err}");
 }
+
+/// A recording of a topic whose name an older shmbus took and no topic
+/// can be created with now (an empty level: `a//b`). `replay` refuses it
+/// before anything is published, says why in the replay's terms and what
+/// still works (`cat`, `--topics`), and creates no segment. Was: the
+/// publisher's own advice, "write 'a/b'", which a replay cannot do.
+#[test]
+fn replay_of_a_topic_named_before_the_level_rule_says_what_still_works() {
+    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    watchdog("old name", std::time::Duration::from_secs(120));
+    for (i, name) in ["a//b", "/imu", "imu/..", "x/"].into_iter().enumerate() {
+        let dir = TempDir::new(&format!("old-name-{i}"));
+        let key = unique_key(&format!("old-name-{i}"));
+        let _guard = Guard(key);
+        let frame = postcard::to_stdvec(&Check::new(1)).unwrap();
+        let path = dir.0.join("old.mcap");
+        recording(&path, name, key, frame.len(), &[frame]);
+        let (code, err) = run(&["replay", "--rate", "0", path.to_str().unwrap()]);
+        assert_eq!(code, 2, "{name}: {err}");
+        assert!(err.contains(&format!("'{name}'")), "{name}: {err}");
+        assert!(err.contains("shmbus cat") && err.contains("--topics"), "{name}: {err}");
+        assert!(err.contains("nothing was replayed"), "{name}: {err}");
+        assert!(!err.contains("write '"), "{name}: advice a replay cannot follow: {err}");
+        assert!(
+            shmbus_core::sysvipc::segment_by_key(key).is_none(),
+            "{name}: replay created the topic's segment"
+        );
+    }
+}
