@@ -73,18 +73,17 @@ pub fn entries() -> Result<Vec<Entry>, Fail> {
     Ok(v.iter().map(Entry::from_proc).collect())
 }
 
-/// The keys where a shmbus topic may belong: every key of the config (by
-/// the search order), the `extra` keys a command was given, and every key
-/// of the derived-key range (`0x53` in the top byte, see
-/// `shmbus_core::topic::derive_key`). A non-shmbus segment or a lone
-/// semaphore at one of them is shown (a possible squat); elsewhere it is
-/// another program's business.
-pub fn topic_keys(extra: &[i32]) -> std::collections::HashSet<i32> {
-    let mut keys: std::collections::HashSet<i32> = extra.iter().copied().collect();
-    if let Ok((c, _)) = shmbus_config::Config::find(None) {
-        keys.extend(c.topics.iter().map(|t| t.key));
-    }
-    keys
+/// The keys of the config found by the search order (none if no config
+/// loads): where a shmbus topic may belong besides the derived-key range
+/// ([`derived_range`]). A non-shmbus segment or a lone semaphore at such a
+/// key is shown (a possible squat); elsewhere it is another program's
+/// business. Read once per command: a caller that has loaded a config
+/// already passes its keys instead (`doctor`), and `top` reads it once,
+/// not once per refresh.
+pub fn config_keys() -> Vec<i32> {
+    shmbus_config::Config::find(None)
+        .map(|(c, _)| c.topics.iter().map(|t| t.key).collect())
+        .unwrap_or_default()
 }
 
 /// True for a key in the derived-key range (`0x53......`).

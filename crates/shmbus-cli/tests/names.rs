@@ -166,7 +166,8 @@ impl Opens {
 
 /// `shmbus doctor --sysctl --config F` read F twice: once to check it,
 /// once more for the limits, so a file saved between the two reads was
-/// judged by one text and sized by another. It is read once now.
+/// judged by one text and sized by another; plain `doctor` with
+/// `$SHMBUS_CONFIG` read it twice as well. It is read once now.
 #[test]
 fn doctor_sysctl_reads_the_config_once() {
     watchdog(
@@ -181,12 +182,35 @@ fn doctor_sysctl_reads_the_config_once() {
     )
     .unwrap();
     let p = path.to_str().unwrap();
-    for (args, what) in [
-        (vec!["doctor", "--sysctl", "--config", p], "doctor --sysctl"),
-        (vec!["doctor", "--config", p], "doctor"),
+    // With $SHMBUS_CONFIG, plain `doctor` read it twice too: once to
+    // check it, once more for the keys a squat may sit at (`list`'s).
+    for (args, env, what) in [
+        (
+            vec!["doctor", "--sysctl", "--config", p],
+            false,
+            "doctor --sysctl",
+        ),
+        (vec!["doctor", "--config", p], false, "doctor"),
+        (vec!["doctor"], true, "doctor with $SHMBUS_CONFIG"),
+        (
+            vec!["doctor", "--sysctl"],
+            true,
+            "doctor --sysctl with $SHMBUS_CONFIG",
+        ),
+        (vec!["list"], true, "list with $SHMBUS_CONFIG"),
+        // `top` read it on every refresh.
+        (
+            vec!["top", "--count", "3", "--interval", "0.05"],
+            true,
+            "top with $SHMBUS_CONFIG",
+        ),
     ] {
         let mut opens = Opens::watch(&path);
-        let r = run(&args);
+        let mut cmd = shmbus(&args);
+        if env {
+            cmd.env("SHMBUS_CONFIG", p);
+        }
+        let r = run_cmd(cmd);
         assert!(
             r.code == 0 || r.code == 1,
             "{what}: {}{}",

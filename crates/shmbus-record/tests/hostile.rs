@@ -800,9 +800,15 @@ fn replay_of_a_topic_named_before_the_level_rule_says_what_still_works() {
         let (code, err) = run(&["replay", "--rate", "0", path.to_str().unwrap()]);
         assert_eq!(code, 2, "{name}: {err}");
         assert!(err.contains(&format!("'{name}'")), "{name}: {err}");
-        assert!(err.contains("shmbus cat") && err.contains("--topics"), "{name}: {err}");
+        assert!(
+            err.contains("shmbus cat") && err.contains("--topics"),
+            "{name}: {err}"
+        );
         assert!(err.contains("nothing was replayed"), "{name}: {err}");
-        assert!(!err.contains("write '"), "{name}: advice a replay cannot follow: {err}");
+        assert!(
+            !err.contains("write '"),
+            "{name}: advice a replay cannot follow: {err}"
+        );
         assert!(
             shmbus_core::sysvipc::segment_by_key(key).is_none(),
             "{name}: replay created the topic's segment"

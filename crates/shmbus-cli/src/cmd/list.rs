@@ -68,14 +68,14 @@ fn segment_row(what: &str, e: &Entry, publisher: String) -> Vec<String> {
 }
 
 /// Probe every segment (optionally only `keys`) into rows; other programs'
-/// segments are left out unless they sit at a key where a topic belongs ([`discover::topic_keys`] of `keys` and
-/// `topic_keys`). Lone semaphores at such keys are rows too.
+/// segments are left out unless they sit at a key where a topic belongs:
+/// one of `keys`, of `topic_keys` (a config's: [`discover::config_keys`]),
+/// or of the derived-key range. Lone semaphores at such keys are rows too.
 pub fn rows(keys: &[i32], topic_keys: &[i32]) -> Result<Vec<Row>, Fail> {
     let mut rows = Vec::new();
     let all = discover::entries()?;
-    let mut extra = keys.to_vec();
-    extra.extend_from_slice(topic_keys);
-    let topic_keys = discover::topic_keys(&extra);
+    let topic_keys: std::collections::HashSet<i32> =
+        keys.iter().chain(topic_keys).copied().collect();
     for e in &all {
         if !keys.is_empty() && !keys.contains(&e.key) {
             continue;
@@ -450,7 +450,7 @@ pub fn render(rows: &[Row], now: u64, window_ms: u64) -> (Vec<Vec<String>>, Vec<
 
 /// Run `shmbus list`.
 pub fn run(a: &ListArgs) -> CmdResult {
-    let mut rows = rows(&a.keys, &[])?;
+    let mut rows = rows(&a.keys, &discover::config_keys())?;
     if a.window > 0 {
         measure_rates(&mut rows, Duration::from_millis(a.window));
     }

@@ -46,7 +46,9 @@ pub fn run(a: &TopArgs) -> CmdResult {
     let tty = shmbus_toolbox::term::stdout_can_redraw();
     // shmid -> (generation, newest publish time, sample time)
     let mut prev: HashMap<i32, (u64, u64, u64)> = HashMap::new();
-    for r in rows(&a.keys, &[])? {
+    // The config's keys, read once (was: on every refresh).
+    let config_keys = crate::discover::config_keys();
+    for r in rows(&a.keys, &config_keys)? {
         if let Row::Topic(s, t, _) = r {
             prev.insert(s.entry.shmid, (s.generation, s.last_mono_ns, t));
         }
@@ -60,7 +62,7 @@ pub fn run(a: &TopArgs) -> CmdResult {
         if wake > now {
             std::thread::sleep(Duration::from_nanos(wake - now));
         }
-        let list = rows(&a.keys, &[])?;
+        let list = rows(&a.keys, &config_keys)?;
         let now = monotonic_ns();
         let mut t = vec![
             [
