@@ -274,3 +274,17 @@ fn an_interrupted_bench_leaves_nothing_behind() {
         }
     }
 }
+
+/// Every `shmbus-bench` command line in the docs exists with the options
+/// it gives (`shmbus_testkit::docs`, as `shmbus`'s in `shmbus-cli`).
+/// `--peer ROLE` is the bench re-executing itself for a peer process.
+#[test]
+fn every_bench_command_the_docs_show_has_the_options_they_give() {
+    shmbus_testkit::docs::assert_programs(
+        env!("CARGO_MANIFEST_DIR"),
+        "shmbus-bench",
+        &[("shmbus-bench", env!("CARGO_BIN_EXE_shmbus-bench"), true)],
+        &[("", "--peer")],
+        1,
+    );
+}

@@ -773,3 +773,16 @@ fn the_stop_line_accounts_for_every_broker_message() {
         "{line}"
     );
 }
+
+/// Every `shmbus-bridge` command line in the docs exists with the options
+/// it gives (`shmbus_testkit::docs`, as `shmbus`'s in `shmbus-cli`).
+#[test]
+fn every_bridge_command_the_docs_show_has_the_options_they_give() {
+    shmbus_testkit::docs::assert_programs(
+        env!("CARGO_MANIFEST_DIR"),
+        "shmbus-bridge",
+        &[("shmbus-bridge", env!("CARGO_BIN_EXE_shmbus-bridge"), false)],
+        &[],
+        1,
+    );
+}

@@ -231,3 +231,23 @@ fn subscriber_skips_a_frame_it_cannot_decode() {
     assert!(lines[3].starts_with("frame gen=4 seq=3 "), "{rest}");
     assert_eq!(lines[4], "received 3 frames, missed 0, skipped 1");
 }
+
+/// Every command line of the examples in the docs exists with the options
+/// it gives (`shmbus_testkit::docs`, as `shmbus`'s in `shmbus-cli`).
+#[test]
+fn every_example_command_the_docs_show_has_the_options_they_give() {
+    shmbus_testkit::docs::assert_programs(
+        env!("CARGO_MANIFEST_DIR"),
+        "shmbus-examples",
+        &[
+            ("imu-publisher", env!("CARGO_BIN_EXE_imu-publisher"), false),
+            (
+                "imu-subscriber",
+                env!("CARGO_BIN_EXE_imu-subscriber"),
+                false,
+            ),
+        ],
+        &[],
+        1,
+    );
+}

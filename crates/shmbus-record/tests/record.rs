@@ -2400,3 +2400,16 @@ fn an_output_that_cannot_be_created_says_why_with_its_own_fix() {
     );
     assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0, "nothing created");
 }
+
+/// Every `shmbus-record` command line in the docs exists with the options
+/// it gives (`shmbus_testkit::docs`, as `shmbus`'s in `shmbus-cli`).
+#[test]
+fn every_recorder_command_the_docs_show_has_the_options_they_give() {
+    shmbus_testkit::docs::assert_programs(
+        env!("CARGO_MANIFEST_DIR"),
+        "shmbus-record",
+        &[("shmbus-record", env!("CARGO_BIN_EXE_shmbus-record"), true)],
+        &[],
+        1,
+    );
+}

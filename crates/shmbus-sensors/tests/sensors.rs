@@ -1120,3 +1120,47 @@ fn a_sensor_refuses_the_topic_of_another_sensor() {
         "a segment was created at the IMU's key"
     );
 }
+
+/// Every sensor program's command line in the docs exists with the
+/// options it gives (`shmbus_testkit::docs`, as `shmbus`'s in `shmbus-cli`).
+#[test]
+fn every_sensor_command_the_docs_show_has_the_options_they_give() {
+    shmbus_testkit::docs::assert_programs(
+        env!("CARGO_MANIFEST_DIR"),
+        "shmbus-sensors",
+        &[
+            (
+                "shmbus-sensor-imu",
+                env!("CARGO_BIN_EXE_shmbus-sensor-imu"),
+                false,
+            ),
+            (
+                "shmbus-sensor-iio",
+                env!("CARGO_BIN_EXE_shmbus-sensor-iio"),
+                false,
+            ),
+            (
+                "shmbus-sensor-net",
+                env!("CARGO_BIN_EXE_shmbus-sensor-net"),
+                false,
+            ),
+            (
+                "shmbus-sensor-power",
+                env!("CARGO_BIN_EXE_shmbus-sensor-power"),
+                false,
+            ),
+            (
+                "shmbus-sensor-system",
+                env!("CARGO_BIN_EXE_shmbus-sensor-system"),
+                false,
+            ),
+            (
+                "shmbus-sensor-thermal",
+                env!("CARGO_BIN_EXE_shmbus-sensor-thermal"),
+                false,
+            ),
+        ],
+        &[],
+        1,
+    );
+}

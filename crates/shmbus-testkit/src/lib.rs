@@ -4,6 +4,8 @@
 //! watchdog so no test can hang.
 #![warn(missing_docs)]
 
+pub mod docs;
+
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
