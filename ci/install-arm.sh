@@ -54,6 +54,14 @@ fi
 
 log() { printf '[install-arm] %s\n' "$*"; }
 die() { printf '[install-arm] ERROR: %s\n' "$*" >&2; exit 1; }
+# Scratch directories (a .deb unpacked): removed however the script ends, a
+# failed `dpkg -x` or `cp` under `set -e` included.
+SCRATCH=()
+scratch() { # scratch NAME: a new directory under /tmp, in $x
+    x=$(mktemp -d "/tmp/$1.XXXXXX")
+    SCRATCH+=("$x")
+}
+trap 'rm -rf "${SCRATCH[@]}"' EXIT
 now() { date +%s.%N; }
 
 T_START=$(now)
@@ -231,7 +239,7 @@ else
         (cd "$CACHE/debs" && apt-get download -q "libstd-rust-web-dev:armhf=$V")
     fi
     [ -s "$deb" ] || die "download did not produce $deb"
-    x=$(mktemp -d /tmp/shmbus-ci-rustlib.XXXXXX)
+    scratch shmbus-ci-rustlib
     dpkg -x "$deb" "$x"
     [ -d "$x/usr/lib/rustlib/$TARGET/lib" ] || { rm -rf "$x"; die "$deb has no usr/lib/rustlib/$TARGET"; }
     rm -rf "${RUSTLIB:?}/$TARGET"
@@ -264,7 +272,7 @@ else
         (cd "$CACHE/debs" && apt-get download -q "$kpkg:armhf")
     fi
     deb=$(ls "$CACHE/debs/${kpkg}_"*_armhf.deb | head -n1)
-    x=$(mktemp -d /tmp/shmbus-ci-kernel.XXXXXX)
+    scratch shmbus-ci-kernel
     dpkg -x "$deb" "$x"
     vmlinuz=$(ls "$x"/boot/vmlinuz-* | head -n1)
     dtb=$(ls "$x"/usr/lib/linux-image-*/imx6ull-14x14-evk.dtb | head -n1)
@@ -308,7 +316,7 @@ if [ "$ARM64" -eq 1 ]; then
             (cd "$CACHE/debs" && apt-get download -q "libstd-rust-web-dev:arm64=$V")
         fi
         [ -s "$deb" ] || die "download did not produce $deb"
-        x=$(mktemp -d /tmp/shmbus-ci-rustlib64.XXXXXX)
+        scratch shmbus-ci-rustlib64
         dpkg -x "$deb" "$x"
         [ -d "$x/usr/lib/rustlib/$TARGET64/lib" ] || { rm -rf "$x"; die "$deb has no usr/lib/rustlib/$TARGET64"; }
         rm -rf "${RUSTLIB:?}/$TARGET64"
