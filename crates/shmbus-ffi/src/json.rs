@@ -115,7 +115,7 @@ pub unsafe extern "C" fn shmbus_publish_json(
     json: *const c_char,
     generation: *mut u64,
 ) -> i32 {
-    guard(|| {
+    guard_local(|| {
         // SAFETY: the caller's contract.
         let text = unsafe { cabi::text(json, "json") }?;
         // The handle first: a closed publisher is SHMBUS_ERR_CLOSED

@@ -228,7 +228,7 @@ pub unsafe extern "C" fn shmbus_publish_at(
     real_ns: u64,
     generation: *mut u64,
 ) -> i32 {
-    guard(|| {
+    guard_local(|| {
         let mut held = handles::get(publisher.id, Kind::Publisher)?;
         let mut fheld = frame::held_second(frame, &held)?;
         let g = publish_frame(
@@ -258,7 +258,7 @@ pub unsafe extern "C" fn shmbus_publish_bytes(
     len: usize,
     generation: *mut u64,
 ) -> i32 {
-    guard(|| {
+    guard_local(|| {
         // SAFETY: the caller's contract.
         let b = unsafe { cabi::bytes(bytes, len, "bytes") }?;
         let mut held = handles::get(publisher.id, Kind::Publisher)?;
