@@ -41,10 +41,13 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
     let mut generations = format::Generations::default();
     let mut end = End::Complete;
     let mut lines: u64 = 0;
-    // Damage found part way (a chunk whose CRC fails, a record that does
-    // not parse): what was read before it is still shown, then the error.
+    // Damage that ends the read (a record length that is garbage): what
+    // was read before it is still shown, then the error. A damaged record
+    // whose length is sane (a chunk whose CRC fails) is skipped, named
+    // once on stderr, and the read goes on after it.
     let mut damaged: Option<Exit> = None;
-    for m in reader.by_ref() {
+    while let Some(m) = reader.next() {
+        say_skips(&mut reader, &a.file);
         let m = match m {
             Ok(m) => m,
             Err(e) => {
@@ -134,6 +137,13 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
         }
         lines += 1;
     }
+    say_skips(&mut reader, &a.file);
+    // Skipped damage: said at the end, once, with what it cost.
+    let skipped = reader.damage(&a.file);
+    let skipped_what = reader.skipped_summary();
+    for l in reader.unknown_lines(&a.file) {
+        eprintln!("{l}");
+    }
     // Channels without a message (a topic recorded while it was silent)
     // are listed too: the reader knows every channel record it passed.
     for id in 0..=u16::MAX {
@@ -144,23 +154,52 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
     if damaged.is_none() && end == End::Complete && !format::finished_after(reader) {
         end = End::CutShort;
     }
+    // The exit: a stop names its own damage (and the skips before it);
+    // skips alone make the damage error after everything was shown.
+    let state = match (&damaged, skipped_what) {
+        (Some(_), _) => {
+            Some("shown up to the damage, which is named on standard error".to_string())
+        }
+        (None, Some(what)) => Some(format!(
+            "{what}, named on standard error; everything else shown{}",
+            if end == End::CutShort {
+                format!("; also cut short ({})", format::CUT_SHORT_WHY)
+            } else {
+                String::new()
+            }
+        )),
+        (None, None) => None,
+    };
+    let damaged = match (damaged, skipped) {
+        (Some(mut x), Some(s)) => {
+            x.message.push_str(&format!("; before it, {s}"));
+            Some(x)
+        }
+        (Some(x), None) => Some(x),
+        (None, Some(s)) => Some(Exit::error(s)),
+        (None, None) => None,
+    };
     if a.json {
         if let Err(e) = out.flush() {
             return output_failed(e, Some(lines));
         }
-        if let Some(x) = damaged {
-            return Err(x);
-        }
         if end == End::CutShort {
             eprintln!("{}", format::unfinished_line(&a.file, "shown"));
         }
-        return Ok(());
+        return damaged.map_or(Ok(()), Err);
     }
-    let info = write_info(&mut out, &a, &tallies, &missed, &end, damaged.is_some());
+    let info = write_info(&mut out, &a, &tallies, &missed, &end, state.as_deref());
     if let Err(e) = info.and_then(|()| out.flush()) {
         return output_failed(e, None);
     }
     damaged.map_or(Ok(()), Err)
+}
+
+/// Name each damaged record the reader skipped since the last call, once.
+fn say_skips(reader: &mut format::Messages, file: &std::path::Path) {
+    while let Some(s) = reader.next_skip() {
+        eprintln!("{}", s.line(file));
+    }
 }
 
 /// Writing standard output failed. A reader that went away (`| head`) is
@@ -205,13 +244,11 @@ fn write_info(
     tallies: &BTreeMap<u16, Tally>,
     missed: &BTreeMap<String, u64>,
     end: &End,
-    damaged: bool,
+    damaged: Option<&str>,
 ) -> std::io::Result<()> {
     let size = std::fs::metadata(&a.file).map(|m| m.len()).unwrap_or(0);
     let state = match (end, format::recorder_writing(&a.file)) {
-        _ if damaged => {
-            "DAMAGED: shown up to the damage, which is named on standard error".to_string()
-        }
+        _ if damaged.is_some() => format!("DAMAGED: {}", damaged.unwrap_or_default()),
         (End::Complete, _) => "complete".to_string(),
         (End::CutShort, Some(pid)) => {
             format!("BEING RECORDED now by pid {pid}: shown up to its last complete chunk")

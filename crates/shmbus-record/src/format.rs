@@ -234,25 +234,531 @@ pub fn finished_after(reader: Messages) -> bool {
     ends_finished(source.read, &source.last)
 }
 
-/// Most bytes handed to the MCAP reader per read. The reader asks for a
-/// whole record at once, and makes room for what it asks before a byte
-/// arrives: a length field that lies (a 60-byte file whose first record
-/// says 250 MiB) would allocate that much. Handing it at most this much
-/// per read, its buffer grows only with the bytes the file really has.
-const READ_STEP: usize = 64 * 1024;
+/// Longest record the reader takes (a chunk of the recorder's is at most a
+/// few MiB): a longer length field is garbage, and the read stops there.
+const RECORD_LENGTH_LIMIT: u64 = 256 * 1024 * 1024;
 
-/// The linked messages of a recording in file order ([`open_messages`]):
-/// `mcap::io::MessageReader` with its reads bounded to 64 KiB each.
+/// Opcodes the reader looks at (MCAP spec).
+mod op {
+    pub const SCHEMA: u8 = 0x03;
+    pub const CHANNEL: u8 = 0x04;
+    pub const MESSAGE: u8 = 0x05;
+    pub const CHUNK: u8 = 0x06;
+    pub const FOOTER: u8 = 0x02;
+    pub const DATA_END: u8 = 0x0F;
+}
+
+/// CRC-32 (IEEE, reflected), as MCAP's chunk CRCs.
+fn crc32(data: &[u8]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut t = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut c = i as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+                k += 1;
+            }
+            t[i] = c;
+            i += 1;
+        }
+        t
+    };
+    let mut c = !0u32;
+    for &b in data {
+        c = TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
+    }
+    !c
+}
+
+/// A damaged record the reader skipped, then read on after: its length
+/// field was sane, so the next record is known, but its body was not
+/// (a chunk whose CRC fails, a record that does not parse).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Byte offset of the record (its opcode) in the file.
+    pub offset: u64,
+    /// Its size in bytes, opcode and length field included.
+    pub size: u64,
+    /// `chunk` or `record`.
+    pub kind: &'static str,
+    /// Messages it claimed (counted in its damaged body), when its record
+    /// framing still holds; `None` when it does not.
+    pub messages: Option<u64>,
+    /// Messages of it already read before its damage showed (a chunk
+    /// without a CRC whose records stop parsing part way).
+    pub read_before: u64,
+    /// What is wrong with it.
+    pub why: String,
+}
+
+impl Skipped {
+    /// The one line `cat` and `replay` print for it on standard error.
+    pub fn line(&self, path: &std::path::Path) -> String {
+        let claimed = match self.messages {
+            Some(n) => format!("{n} message{}", if n == 1 { "" } else { "s" }),
+            None => "messages unknown".to_string(),
+        };
+        let before = if self.read_before > 0 {
+            format!(", {} read before the damage", self.read_before)
+        } else {
+            String::new()
+        };
+        format!(
+            "shmbus: warning: {} is damaged: skipped the {} at byte {} ({} bytes, {claimed}{before}): {}; reading on after it",
+            path.display(),
+            self.kind,
+            self.offset,
+            self.size,
+            self.why
+        )
+    }
+}
+
+/// The messages the records of a chunk body claim: counted by walking its
+/// record framing; `None` if the framing does not end exactly at its end.
+fn messages_claimed(records: &[u8]) -> Option<u64> {
+    let mut at = 0usize;
+    let mut n = 0u64;
+    while at < records.len() {
+        let head = records.get(at..at.checked_add(9)?)?;
+        let len = usize::try_from(u64::from_le_bytes(head[1..9].try_into().ok()?)).ok()?;
+        n += u64::from(head[0] == op::MESSAGE);
+        at = at.checked_add(9)?.checked_add(len)?;
+    }
+    (at == records.len()).then_some(n)
+}
+
+/// The linked messages of a recording in file order ([`open_messages`]).
+///
+/// It walks the top-level records itself (opcode, 64-bit length, body),
+/// so that one damaged record whose length is sane (a chunk whose CRC
+/// fails: a bit flipped on an SD card) is skipped and named
+/// ([`Messages::next_skip`]) and the records after it are read. A length
+/// over 256 MiB or past the end of the file cannot be skipped: the read
+/// ends there with an error ([`classify`]). Memory: one record at a time,
+/// allocated as its bytes arrive, never as its length field claims.
 pub struct Messages {
     source: std::io::BufReader<Source>,
-    reader: mcap::sans_io::MessageReader,
+    /// Offset of the next top-level record.
+    pos: u64,
+    channels: mcap::read::ChannelAccumulator<'static>,
+    /// The records of the chunk being read, and where the next one starts.
+    chunk: Vec<u8>,
+    chunk_at: usize,
+    /// Offset and size of that chunk, and the messages it gave so far.
+    chunk_record: (u64, u64),
+    chunk_given: u64,
+    skips: Vec<Skipped>,
+    reported: usize,
+    /// Messages of channels never defined (their definition was in a
+    /// skipped record), by channel id.
+    unknown: std::collections::BTreeMap<u16, u64>,
+    /// The file, when it can be read again: its summary section repeats
+    /// every schema and channel, for those a skipped chunk defined.
+    again: Option<std::path::PathBuf>,
+    summary_read: bool,
     done: bool,
 }
 
 impl Messages {
     /// A channel the reader has passed, by id.
     pub fn get_channel(&self, id: u16) -> Option<std::sync::Arc<mcap::Channel<'static>>> {
-        self.reader.get_channel(id)
+        self.channels.get(id)
+    }
+
+    /// The next damaged record skipped and not yet handed out: call after
+    /// each [`Iterator::next`] (the skip came before the message it
+    /// returned) and once more after the last.
+    pub fn next_skip(&mut self) -> Option<Skipped> {
+        let s = self.skips.get(self.reported).cloned();
+        if s.is_some() {
+            self.reported += 1;
+        }
+        s
+    }
+
+    /// Every damaged record skipped so far.
+    pub fn skipped(&self) -> &[Skipped] {
+        &self.skips
+    }
+
+    /// Messages left out because their channel was never defined (its
+    /// definition was in a skipped record, and the file has no summary
+    /// that repeats it), by channel id.
+    pub fn unknown_channels(&self) -> &std::collections::BTreeMap<u16, u64> {
+        &self.unknown
+    }
+
+    /// What the skips cost, for a final error: `None` if nothing was
+    /// skipped.
+    pub fn damage(&self, path: &std::path::Path) -> Option<String> {
+        let what = self.skipped_summary()?;
+        Some(format!(
+            "{} is damaged: {what}; everything else was read",
+            path.display()
+        ))
+    }
+
+    /// How much was skipped: `N damaged records skipped (B bytes, M
+    /// messages)`, and the messages of channels they defined; `None` if
+    /// nothing was.
+    pub fn skipped_summary(&self) -> Option<String> {
+        if self.skips.is_empty() && self.unknown.is_empty() {
+            return None;
+        }
+        let bytes: u64 = self.skips.iter().map(|s| s.size).sum();
+        let known: u64 = self.skips.iter().filter_map(|s| s.messages).sum();
+        let unknown = self.skips.iter().filter(|s| s.messages.is_none()).count();
+        let n = self.skips.len();
+        let mut what = format!(
+            "{n} damaged record{} skipped ({bytes} bytes, holding {known} message{}{})",
+            if n == 1 { "" } else { "s" },
+            if known == 1 { "" } else { "s" },
+            if unknown > 0 {
+                format!(" and the messages of {unknown} whose count is unknown")
+            } else {
+                String::new()
+            }
+        );
+        let lost: u64 = self.unknown.values().sum();
+        if lost > 0 {
+            what.push_str(&format!(
+                ", and {lost} message{} of channels they defined",
+                if lost == 1 { "" } else { "s" }
+            ));
+        }
+        Some(what)
+    }
+
+    /// The lines naming the messages of undefined channels, one per
+    /// channel id.
+    pub fn unknown_lines(&self, path: &std::path::Path) -> Vec<String> {
+        self.unknown
+            .iter()
+            .map(|(id, n)| {
+                format!(
+                    "shmbus: warning: {}: {n} message{} of channel {id} left out: the channel's definition was in a damaged record{}",
+                    path.display(),
+                    if *n == 1 { "" } else { "s" },
+                    if self.again.is_some() {
+                        " and the file has no summary that repeats it"
+                    } else {
+                        " (read from a pipe, the summary at its end that repeats it cannot be read first)"
+                    }
+                )
+            })
+            .collect()
+    }
+
+    fn skip(&mut self, s: Skipped) {
+        self.skips.push(s);
+    }
+
+    /// `len` bytes of the source, allocated as they arrive.
+    fn body(&mut self, len: u64) -> mcap::McapResult<Vec<u8>> {
+        use std::io::Read;
+        let mut body = Vec::new();
+        let got = (&mut self.source).take(len).read_to_end(&mut body)?;
+        if (got as u64) < len {
+            return Err(mcap::McapError::UnexpectedEof);
+        }
+        Ok(body)
+    }
+
+    /// The next message out of the chunk being read; `None` at its end
+    /// (or when the rest of it is damaged: skipped and named).
+    fn next_in_chunk(&mut self) -> Option<mcap::Message<'static>> {
+        while self.chunk_at < self.chunk.len() {
+            let rest = &self.chunk[self.chunk_at..];
+            let parsed = if rest.len() < 9 {
+                Err("it ends in the middle of a record".to_string())
+            } else {
+                let len = u64::from_le_bytes(rest[1..9].try_into().unwrap_or([0; 8]));
+                match usize::try_from(len).ok().filter(|&l| l <= rest.len() - 9) {
+                    None => Err("a record in it runs past its end".to_string()),
+                    Some(l) => Ok((rest[0], 9 + l)),
+                }
+            };
+            let (opcode, size) = match parsed {
+                Ok(x) => x,
+                Err(why) => {
+                    self.chunk_failed(why);
+                    return None;
+                }
+            };
+            let body = std::mem::take(&mut self.chunk);
+            let record = &body[self.chunk_at + 9..self.chunk_at + size];
+            let got = self.record(opcode, record);
+            self.chunk = body;
+            self.chunk_at += size;
+            match got {
+                Ok(Some(m)) => {
+                    self.chunk_given += 1;
+                    return Some(m);
+                }
+                Ok(None) => {}
+                Err(why) => {
+                    self.chunk_failed(why);
+                    return None;
+                }
+            }
+        }
+        self.chunk = Vec::new();
+        None
+    }
+
+    /// The rest of the chunk being read is damaged: skip it, named.
+    fn chunk_failed(&mut self, why: String) {
+        let (offset, size) = self.chunk_record;
+        self.skip(Skipped {
+            offset,
+            size,
+            kind: "chunk",
+            messages: None,
+            read_before: self.chunk_given,
+            why,
+        });
+        self.chunk = Vec::new();
+        self.chunk_at = 0;
+    }
+
+    /// A schema, channel or message record (top-level or in a chunk):
+    /// the message it is, if any; `Err` says why it is damaged.
+    fn record(
+        &mut self,
+        opcode: u8,
+        body: &[u8],
+    ) -> Result<Option<mcap::Message<'static>>, String> {
+        if !matches!(opcode, op::SCHEMA | op::CHANNEL | op::MESSAGE) {
+            return Ok(None);
+        }
+        let record = mcap::parse_record(opcode, body).map_err(|e| e.to_string())?;
+        match record {
+            mcap::records::Record::Schema { header, data } => self
+                .channels
+                .add_schema_from_slice(header, &data)
+                .map_err(|e| e.to_string())?,
+            mcap::records::Record::Channel(c) => {
+                self.channels.add_channel(c).map_err(|e| e.to_string())?
+            }
+            mcap::records::Record::Message { header, data } => {
+                let mut channel = self.channels.get(header.channel_id);
+                if channel.is_none() && !self.skips.is_empty() && !self.summary_read {
+                    self.summary_read = true;
+                    if let Some(path) = self.again.clone() {
+                        read_summary_channels(&path, &mut self.channels);
+                    }
+                    channel = self.channels.get(header.channel_id);
+                }
+                let Some(channel) = channel else {
+                    *self.unknown.entry(header.channel_id).or_default() += 1;
+                    return Ok(None);
+                };
+                return Ok(Some(mcap::Message {
+                    channel,
+                    sequence: header.sequence,
+                    log_time: header.log_time,
+                    publish_time: header.publish_time,
+                    data: std::borrow::Cow::Owned(data.into_owned()),
+                }));
+            }
+            _ => {}
+        }
+        Ok(None)
+    }
+
+    /// A chunk record read whole: its records to be read, or skipped.
+    fn load_chunk(&mut self, offset: u64, body: Vec<u8>) -> mcap::McapResult<()> {
+        let size = 9 + body.len() as u64;
+        let damaged = |why: String, messages: Option<u64>| Skipped {
+            offset,
+            size,
+            kind: "chunk",
+            messages,
+            read_before: 0,
+            why,
+        };
+        let (header, data_at) = match mcap::parse_record(op::CHUNK, &body) {
+            Ok(mcap::records::Record::Chunk { header, data }) => {
+                let at = data.as_ptr() as usize - body.as_ptr() as usize;
+                (header, at..at + data.len())
+            }
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                self.skip(damaged(format!("its header does not parse ({e})"), None));
+                return Ok(());
+            }
+        };
+        if !header.compression.is_empty() {
+            return Err(mcap::McapError::UnsupportedCompression(header.compression));
+        }
+        let data = &body[data_at.clone()];
+        let claimed = messages_claimed(data);
+        if header.uncompressed_size != data.len() as u64 {
+            self.skip(damaged(
+                format!(
+                    "its header says {} bytes of records, it holds {}",
+                    header.uncompressed_size,
+                    data.len()
+                ),
+                claimed,
+            ));
+            return Ok(());
+        }
+        if header.uncompressed_crc != 0 {
+            let calculated = crc32(data);
+            if calculated != header.uncompressed_crc {
+                self.skip(damaged(
+                    format!(
+                        "its CRC fails (saved {:08X}, computed {calculated:08X})",
+                        header.uncompressed_crc
+                    ),
+                    claimed,
+                ));
+                return Ok(());
+            }
+        }
+        let mut body = body;
+        body.truncate(data_at.end);
+        self.chunk = body;
+        self.chunk_at = data_at.start;
+        self.chunk_record = (offset, size);
+        self.chunk_given = 0;
+        Ok(())
+    }
+
+    fn next_inner(&mut self) -> mcap::McapResult<Option<mcap::Message<'static>>> {
+        use std::io::Read;
+        loop {
+            if let Some(m) = self.next_in_chunk() {
+                return Ok(Some(m));
+            }
+            let offset = self.pos;
+            let mut head = [0u8; 9];
+            let mut got = 0;
+            while got < head.len() {
+                match self.source.read(&mut head[got..]) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if got == 0 {
+                // The end, at a record boundary.
+                return Ok(None);
+            }
+            if got < head.len() {
+                return Err(mcap::McapError::UnexpectedEof);
+            }
+            let opcode = head[0];
+            let len = u64::from_le_bytes(head[1..].try_into().unwrap_or([0; 8]));
+            if matches!(opcode, op::DATA_END | op::FOOTER) {
+                // The summary after it repeats what was read.
+                return Ok(None);
+            }
+            if len > RECORD_LENGTH_LIMIT {
+                return Err(mcap::McapError::RecordTooLarge { opcode, len });
+            }
+            self.pos = offset + 9 + len;
+            match opcode {
+                op::CHUNK => {
+                    let body = self.body(len)?;
+                    self.load_chunk(offset, body)?;
+                }
+                op::SCHEMA | op::CHANNEL | op::MESSAGE => {
+                    let body = self.body(len)?;
+                    match self.record(opcode, &body) {
+                        Ok(Some(m)) => return Ok(Some(m)),
+                        Ok(None) => {}
+                        Err(why) => self.skip(Skipped {
+                            offset,
+                            size: 9 + len,
+                            kind: "record",
+                            messages: Some(u64::from(opcode == op::MESSAGE)),
+                            read_before: 0,
+                            why,
+                        }),
+                    }
+                }
+                _ => {
+                    // Indexes, attachments, metadata: not needed here.
+                    let n = std::io::copy(&mut (&mut self.source).take(len), &mut std::io::sink())?;
+                    if n < len {
+                        return Err(mcap::McapError::UnexpectedEof);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The schemas and channels a finished file's summary section repeats,
+/// added to `channels` (what a skipped chunk defined). Reads the footer at
+/// the end, then the summary's records one at a time; anything that does
+/// not parse ends it quietly (the messages stay "of unknown channels").
+fn read_summary_channels(
+    path: &std::path::Path,
+    channels: &mut mcap::read::ChannelAccumulator<'static>,
+) {
+    use std::io::{Read, Seek, SeekFrom};
+    let tail_len = 9 + 20 + mcap::MAGIC.len() as u64;
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return;
+    };
+    let Ok(len) = f.metadata().map(|m| m.len()) else {
+        return;
+    };
+    if len < mcap::MAGIC.len() as u64 + tail_len {
+        return;
+    }
+    let footer_at = len - tail_len;
+    let mut tail = [0u8; 37];
+    if f.seek(SeekFrom::Start(footer_at)).is_err() || f.read_exact(&mut tail).is_err() {
+        return;
+    }
+    if tail[0] != op::FOOTER || tail[1..9] != 20u64.to_le_bytes() || tail[29..] != mcap::MAGIC[..] {
+        return;
+    }
+    let start = u64::from_le_bytes(tail[9..17].try_into().unwrap_or([0; 8]));
+    if start == 0 || start >= footer_at || f.seek(SeekFrom::Start(start)).is_err() {
+        return;
+    }
+    let mut r = std::io::BufReader::new(f);
+    let mut at = start;
+    while at + 9 <= footer_at {
+        let mut head = [0u8; 9];
+        if r.read_exact(&mut head).is_err() {
+            return;
+        }
+        let len = u64::from_le_bytes(head[1..].try_into().unwrap_or([0; 8]));
+        if len > RECORD_LENGTH_LIMIT || at + 9 + len > footer_at {
+            return;
+        }
+        at += 9 + len;
+        if matches!(head[0], op::SCHEMA | op::CHANNEL) {
+            let mut body = Vec::new();
+            if (&mut r).take(len).read_to_end(&mut body).ok() != Some(len as usize) {
+                return;
+            }
+            match mcap::parse_record(head[0], &body) {
+                Ok(mcap::records::Record::Schema { header, data }) => {
+                    let _ = channels.add_schema_from_slice(header, &data);
+                }
+                Ok(mcap::records::Record::Channel(c)) => {
+                    let _ = channels.add_channel(c);
+                }
+                _ => return,
+            }
+        } else if r.seek_relative(len as i64).is_err() {
+            return;
+        }
     }
 }
 
@@ -260,35 +766,20 @@ impl Iterator for Messages {
     type Item = mcap::McapResult<mcap::Message<'static>>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        use std::io::Read;
         if self.done {
             return None;
         }
-        while let Some(event) = self.reader.next_event() {
-            match event {
-                Ok(mcap::sans_io::MessageReadEvent::ReadRequest(need)) => {
-                    let buf = self.reader.insert(need.clamp(1, READ_STEP));
-                    let read = loop {
-                        match self.source.read(buf) {
-                            Ok(n) => break n,
-                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                            Err(e) => {
-                                self.done = true;
-                                return Some(Err(e.into()));
-                            }
-                        }
-                    };
-                    self.reader.notify_read(read);
-                }
-                Ok(mcap::sans_io::MessageReadEvent::Message(m)) => return Some(Ok(m)),
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(e));
-                }
+        match self.next_inner() {
+            Ok(Some(m)) => Some(Ok(m)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
             }
         }
-        self.done = true;
-        None
     }
 }
 
@@ -350,13 +841,30 @@ pub fn open_messages(path: &std::path::Path) -> Result<Messages, crate::Exit> {
         last: [0; 8],
         read: 0,
     };
-    let options = mcap::sans_io::LinearReaderOptions::default()
-        .with_skip_end_magic(true)
-        .with_prevalidate_chunk_crcs(true)
-        .with_record_length_limit(256 * 1024 * 1024);
+    // A regular file can be read again for its summary (the channels a
+    // damaged chunk defined); a pipe cannot.
+    let again = std::fs::metadata(path)
+        .is_ok_and(|m| m.is_file())
+        .then(|| path.to_path_buf());
+    let mut source = std::io::BufReader::with_capacity(256 * 1024, source);
+    // The magic, checked above: the records start after it.
+    let mut skip_magic = [0u8; 8];
+    source
+        .read_exact(&mut skip_magic)
+        .map_err(|e| crate::Exit::error(format!("cannot read {shown}: {e}")))?;
     Ok(Messages {
-        source: std::io::BufReader::with_capacity(256 * 1024, source),
-        reader: mcap::sans_io::MessageReader::new_with_options(options),
+        source,
+        pos: mcap::MAGIC.len() as u64,
+        channels: mcap::read::ChannelAccumulator::default(),
+        chunk: Vec::new(),
+        chunk_at: 0,
+        chunk_record: (0, 0),
+        chunk_given: 0,
+        skips: Vec::new(),
+        reported: 0,
+        unknown: std::collections::BTreeMap::new(),
+        again,
+        summary_read: false,
         done: false,
     })
 }

@@ -271,6 +271,9 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
     let mut per_key: HashMap<i32, u64> = HashMap::new();
     // Why `--loop` could not repeat the file (its frames span no time).
     let mut unloopable: Option<String> = None;
+    // Damaged records skipped (first pass): the replay ends with the
+    // damage error, after everything else was replayed.
+    let mut damage: Option<String> = None;
     'passes: loop {
         let mut pass_frames = 0u64;
         let mut generations = format::Generations::default();
@@ -279,7 +282,12 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
         // Per clock: the latest stamp published and the frames on it, for
         // the length of a pass (`--loop`).
         let mut last: [(u64, u64); 2] = [(0, 0); 2];
-        for m in format::open_messages(&a.file)? {
+        let mut reader = format::open_messages(&a.file)?;
+        while let Some(m) = reader.next() {
+            // A damaged record whose length is sane (a chunk whose CRC
+            // fails) is skipped, named once (first pass), and the replay
+            // goes on after it.
+            say_skips(&mut reader, &a.file, first_pass);
             if stop::requested() {
                 break 'passes;
             }
@@ -418,6 +426,13 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
             pass_frames += 1;
             *per_key.entry(key).or_insert(0) += 1;
         }
+        say_skips(&mut reader, &a.file, first_pass);
+        if first_pass {
+            damage = reader.damage(&a.file);
+            for l in reader.unknown_lines(&a.file) {
+                eprintln!("{l}");
+            }
+        }
         first_pass = false;
         if pass_frames == 0 {
             break;
@@ -462,6 +477,9 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
     if published == 0 && stop::requested() {
         return Err(stopped_before_a_frame(&a));
     }
+    if let Some(d) = damage.as_ref().filter(|_| published == 0) {
+        return Err(Exit::error(format!("{d}; nothing was replayed")));
+    }
     if published == 0 && left_out > 0 && removed.is_empty() {
         return Err(Exit::error(format!(
             "nothing replayed: {}; {} is damaged (`shmbus cat --json {}` shows what decodes)",
@@ -499,6 +517,21 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
             mismatch_list(&mismatched)
         );
     }
+    if let Some(d) = damage {
+        // The damage code wins: said last, with what was replayed.
+        if let Some(why) = &unloopable {
+            eprintln!("shmbus: warning: {why}");
+        }
+        return Err(Exit::error(format!(
+            "{d}; {published} frame{} replayed{}",
+            if published == 1 { " was" } else { "s were" },
+            if removed.is_empty() {
+                ""
+            } else {
+                " (some topics were removed under the replay, see above)"
+            }
+        )));
+    }
     if !removed.is_empty() {
         let each: Vec<String> = removed
             .iter()
@@ -526,6 +559,16 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
         return Err(Exit::error(why));
     }
     Ok(())
+}
+
+/// Name each damaged record the reader skipped since the last call, once
+/// (on the first pass only: `--loop` reads the same damage again).
+fn say_skips(reader: &mut format::Messages, file: &std::path::Path, first_pass: bool) {
+    while let Some(s) = reader.next_skip() {
+        if first_pass {
+            eprintln!("{}", s.line(file));
+        }
+    }
 }
 
 /// Ctrl-C (or SIGTERM, SIGHUP) before the first frame was published:

@@ -536,6 +536,8 @@ fn a_file_damaged_part_way_shows_and_replays_what_comes_before_the_damage() {
     std::fs::write(&path, &bytes).unwrap();
     let p = path.to_str().unwrap();
 
+    // Since the twelfth pass the damaged chunk is skipped, named, and
+    // the frames after it are read too (was: the read ended there).
     let out = shmbus_testkit::command(env!("CARGO_BIN_EXE_shmbus-record"))
         .args(["cat", p])
         .output()
@@ -546,11 +548,12 @@ fn a_file_damaged_part_way_shows_and_replays_what_comes_before_the_damage() {
     );
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains(&format!("{p} is damaged: Chunk CRC failed")),
+        err.contains(&format!("{p} is damaged: skipped the chunk at byte"))
+            && err.contains("its CRC fails"),
         "{err}"
     );
     assert!(
-        stdout.contains("DAMAGED: shown up to the damage") && stdout.contains("messages: 2"),
+        stdout.contains("DAMAGED: 1 damaged record skipped") && stdout.contains("messages: 4"),
         "{stdout}"
     );
     assert!(
@@ -563,18 +566,18 @@ fn a_file_damaged_part_way_shows_and_replays_what_comes_before_the_damage() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 4);
 
     let (code, err) = run(&["replay", "--rate", "0", p]);
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("is damaged: Chunk CRC failed")
-            && err.contains("; 2 frames were replayed before it"),
+        err.contains("is damaged: 1 damaged record skipped")
+            && err.contains("; 4 frames were replayed"),
         "{err}"
     );
     let topic = shmbus_core::Topic::new(&name).key(key);
     let mut sub = shmbus_sub::Subscriber::<Check>::attach(&topic).unwrap();
-    assert_eq!(sub.raw().generation(), 2);
+    assert_eq!(sub.raw().generation(), 4);
 }
 
 /// A recording of two topics, each a lossless channel of [`Check`] frames
@@ -814,4 +817,240 @@ fn replay_of_a_topic_named_before_the_level_rule_says_what_still_works() {
             "{name}: replay created the topic's segment"
         );
     }
+}
+
+/// In a recording written one frame per chunk, flip a bit in the last
+/// byte (frame data) of the chunk holding message `nth` (1-based), so
+/// that its CRC fails. Returns the chunk's byte offset.
+fn break_chunk_of(bytes: &mut [u8], nth: usize) -> usize {
+    let mut at = MAGIC.len();
+    let mut messages = 0;
+    loop {
+        let op = bytes[at];
+        let len = u64::from_le_bytes(bytes[at + 1..at + 9].try_into().unwrap()) as usize;
+        if op == 0x06 {
+            let body = &bytes[at + 9..at + 9 + len];
+            let compression = u32::from_le_bytes(body[28..32].try_into().unwrap()) as usize;
+            let mut inner = 32 + compression + 8;
+            while inner < body.len() {
+                let inner_len =
+                    u64::from_le_bytes(body[inner + 1..inner + 9].try_into().unwrap()) as usize;
+                messages += usize::from(body[inner] == 0x05);
+                inner += 9 + inner_len;
+            }
+            if messages >= nth {
+                assert_eq!(messages, nth, "one frame per chunk");
+                bytes[at + 9 + len - 1] ^= 0x10;
+                return at;
+            }
+        }
+        at += 9 + len;
+    }
+}
+
+/// `shmbus-record ARGS` with `stdin` fed through a pipe (when given):
+/// (exit code, stdout, stderr).
+fn run_with_stdin(args: &[&str], stdin: Option<Vec<u8>>) -> (i32, String, String) {
+    use std::io::Write;
+    let mut cmd = shmbus_testkit::command(env!("CARGO_BIN_EXE_shmbus-record"));
+    cmd.args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .stdin(if stdin.is_some() {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        });
+    shmbus_testkit::dies_with_parent(&mut cmd);
+    let mut child = cmd.spawn().expect("run shmbus-record");
+    let feeder = stdin.map(|bytes| {
+        let mut pipe = child.stdin.take().unwrap();
+        std::thread::spawn(move || {
+            // A reader that stops early closes the pipe: not an error here.
+            let _ = pipe.write_all(&bytes);
+        })
+    });
+    let out = child.wait_with_output().unwrap();
+    if let Some(f) = feeder {
+        f.join().unwrap();
+    }
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The generations of the `--json` lines of `cat`, in order.
+fn json_generations(stdout: &str) -> Vec<u64> {
+    stdout
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["generation"].as_u64().unwrap()
+        })
+        .collect()
+}
+
+/// Two chunks whose CRCs fail (frames 2 and 4 of 6): `cat`, `cat --json`
+/// and `replay` name each once (offset, size, the message it claimed),
+/// read every other frame, and exit 2 with what was skipped. Was: the
+/// read ended at the first, so frames 3, 5 and 6 were lost.
+#[test]
+fn two_damaged_chunks_are_skipped_and_everything_else_is_read() {
+    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    watchdog("two damaged chunks", std::time::Duration::from_secs(120));
+    let Case {
+        dir,
+        key,
+        name,
+        _guard,
+    } = case("two-damaged");
+    let frames = check_frames(6);
+    let path = dir.0.join("two.mcap");
+    recording_in_chunks(&path, &name, key, frames[0].len(), &frames, Some(1));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let first = break_chunk_of(&mut bytes, 2);
+    let second = break_chunk_of(&mut bytes, 4);
+    std::fs::write(&path, &bytes).unwrap();
+    let p = path.to_str().unwrap();
+
+    let (code, stdout, err) = run_with_stdin(&["cat", "--json", p], None);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(json_generations(&stdout), [1, 3, 5, 6], "{stdout}\n{err}");
+    for at in [first, second] {
+        let said = format!("skipped the chunk at byte {at} (");
+        assert_eq!(err.matches(&said).count(), 1, "{at}: {err}");
+    }
+    assert!(err.contains("1 message)"), "{err}");
+    assert!(
+        err.contains(&format!("{p} is damaged: 2 damaged records skipped ("))
+            && err.contains("holding 2 messages)"),
+        "{err}"
+    );
+
+    let (code, stdout, err) = run_with_stdin(&["cat", p], None);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        stdout.contains("messages: 4") && stdout.contains("DAMAGED: 2 damaged records skipped"),
+        "{stdout}"
+    );
+
+    let (code, _, err) = run_with_stdin(&["replay", "--rate", "0", p], None);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.matches("skipped the chunk at byte").count(), 2, "{err}");
+    assert!(err.contains("; 4 frames were replayed"), "{err}");
+    let topic = shmbus_core::Topic::new(&name).key(key);
+    let mut sub = shmbus_sub::Subscriber::<Check>::attach(&topic).unwrap();
+    assert_eq!(sub.raw().generation(), 4);
+}
+
+/// A damaged middle chunk in a recording read from a pipe (`cat
+/// /dev/stdin < rec.mcap | ...`, or a FIFO): read once, no seeking, the
+/// frames after it all there, exit 2. Was: the read ended at it.
+#[test]
+fn a_damaged_chunk_read_from_a_pipe_is_skipped() {
+    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    watchdog(
+        "damaged chunk in a pipe",
+        std::time::Duration::from_secs(120),
+    );
+    let dir = TempDir::new("damaged-pipe");
+    let frames = check_frames(5);
+    let path = dir.0.join("piped.mcap");
+    recording_in_chunks(
+        &path,
+        "test/piped",
+        0x7e00_0001,
+        frames[0].len(),
+        &frames,
+        Some(1),
+    );
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = break_chunk_of(&mut bytes, 3);
+    let (code, stdout, err) = run_with_stdin(&["cat", "--json", "/dev/stdin"], Some(bytes));
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(json_generations(&stdout), [1, 2, 4, 5], "{stdout}\n{err}");
+    assert_eq!(
+        err.matches(&format!("skipped the chunk at byte {at} ("))
+            .count(),
+        1,
+        "{err}"
+    );
+    // The pipe was read to its end: a finished file, not "cut short".
+    assert!(!err.contains("cut short"), "{err}");
+}
+
+/// The damaged chunk is the one that defined the channel (and its
+/// schema): in a finished file, whose summary repeats every channel, the
+/// frames after it are still decoded and replayed; read from a pipe (no
+/// second read), they are left out and counted by channel id, once. Was:
+/// the read ended at the damaged chunk, everything after it lost.
+#[test]
+fn a_damaged_chunk_that_defined_the_channel_is_skipped() {
+    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    watchdog("damaged channel chunk", std::time::Duration::from_secs(120));
+    let Case {
+        dir,
+        key,
+        name,
+        _guard,
+    } = case("damaged-def");
+    let frames = check_frames(5);
+    let path = dir.0.join("def.mcap");
+    recording_in_chunks(&path, &name, key, frames[0].len(), &frames, Some(1));
+    let mut bytes = std::fs::read(&path).unwrap();
+    // The writer puts the schema and channel records in a chunk of their
+    // own, the first: flip the last byte of its channel record.
+    let header_len =
+        u64::from_le_bytes(bytes[MAGIC.len() + 1..MAGIC.len() + 9].try_into().unwrap());
+    let at = MAGIC.len() + 9 + header_len as usize;
+    assert_eq!(bytes[at], 0x06, "a chunk after the header");
+    let len = u64::from_le_bytes(bytes[at + 1..at + 9].try_into().unwrap()) as usize;
+    let channel_record = bytes
+        .windows(b"#postcard".len())
+        .position(|w| w == b"#postcard")
+        .unwrap();
+    assert!(
+        channel_record > at && channel_record < at + 9 + len,
+        "the channel is defined in the first chunk"
+    );
+    bytes[at + 9 + len - 1] ^= 0x10;
+    std::fs::write(&path, &bytes).unwrap();
+    let p = path.to_str().unwrap();
+
+    let (code, stdout, err) = run_with_stdin(&["cat", "--json", p], None);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(
+        json_generations(&stdout),
+        [1, 2, 3, 4, 5],
+        "{stdout}\n{err}"
+    );
+    assert!(!err.contains("left out"), "{err}");
+    assert_eq!(
+        err.matches(&format!("skipped the chunk at byte {at} ("))
+            .count(),
+        1,
+        "{err}"
+    );
+
+    let (code, _, err) = run_with_stdin(&["replay", "--rate", "0", p], None);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("; 5 frames were replayed"), "{err}");
+    let topic = shmbus_core::Topic::new(&name).key(key);
+    let mut sub = shmbus_sub::Subscriber::<Check>::attach(&topic).unwrap();
+    assert_eq!(sub.raw().generation(), 5);
+
+    let (code, stdout, err) = run_with_stdin(&["cat", "/dev/stdin"], Some(bytes));
+    assert_eq!(code, 2, "{err}");
+    assert!(stdout.contains("messages: 0"), "{stdout}");
+    assert_eq!(
+        err.matches("5 messages of channel 1 left out").count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        err.contains("and 5 messages of channels they defined"),
+        "{err}"
+    );
 }
