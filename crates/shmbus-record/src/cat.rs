@@ -156,7 +156,7 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
     }
     // The exit: a stop names its own damage (and the skips before it);
     // skips alone make the damage error after everything was shown.
-    let state = match (&damaged, skipped_what) {
+    let state = match (&damaged, skipped_what.clone()) {
         (Some(_), _) => {
             Some("shown up to the damage, which is named on standard error".to_string())
         }
@@ -171,8 +171,9 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
         (None, None) => None,
     };
     let damaged = match (damaged, skipped) {
-        (Some(mut x), Some(s)) => {
-            x.message.push_str(&format!("; before it, {s}"));
+        (Some(mut x), Some(_)) => {
+            let what = skipped_what.unwrap_or_default();
+            x.message.push_str(&format!("; before it, {what}"));
             Some(x)
         }
         (Some(x), None) => Some(x),

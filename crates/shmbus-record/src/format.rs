@@ -990,8 +990,15 @@ pub fn classify(path: &std::path::Path, e: mcap::McapError) -> Result<End, crate
             shmbus_core::topic::shown(&how),
             path.display()
         ))),
+        // A length field that is garbage: the next record cannot be
+        // found, so the read ends here (a damaged record with a sane
+        // length is skipped by the reader instead, [`Messages::next_skip`]).
+        mcap::McapError::RecordTooLarge { opcode, len } => Err(crate::Exit::error(format!(
+            "{} is damaged: a record (opcode 0x{opcode:02x}) says it is {len} bytes long, more than any recording holds, so the records after it cannot be found; the messages before it were read",
+            path.display()
+        ))),
         e => Err(crate::Exit::error(format!(
-            "{} is damaged: {e}; messages before the damage were read (recover the rest with `mcap recover`)",
+            "{} is damaged: {e}; messages before the damage were read",
             path.display()
         ))),
     }

@@ -1054,3 +1054,43 @@ fn a_damaged_chunk_that_defined_the_channel_is_skipped() {
         "{err}"
     );
 }
+
+/// A chunk whose length field is garbage (over the 256 MiB any record
+/// may be): the next record cannot be found, so the read ends there,
+/// the frames before it kept, named for what it is (exit 2). Was:
+/// `record with opcode 06 length exceeds limit: ...; messages before the
+/// damage were read (recover the rest with `mcap recover`)`.
+#[test]
+fn a_length_field_that_is_garbage_ends_the_read_named_as_such() {
+    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    watchdog("garbage length", std::time::Duration::from_secs(120));
+    let dir = TempDir::new("garbage-length");
+    let frames = check_frames(5);
+    let path = dir.0.join("garbage.mcap");
+    recording_in_chunks(
+        &path,
+        "test/garbage",
+        0x7e00_0002,
+        frames[0].len(),
+        &frames,
+        Some(1),
+    );
+    let mut bytes = std::fs::read(&path).unwrap();
+    // Un-flip: only the length of the chunk of frame 3 is damaged.
+    let at = break_chunk_of(&mut bytes, 3);
+    let len = u64::from_le_bytes(bytes[at + 1..at + 9].try_into().unwrap()) as usize;
+    bytes[at + 9 + len - 1] ^= 0x10;
+    bytes[at + 8] = 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    let p = path.to_str().unwrap();
+    let (code, stdout, err) = run_with_stdin(&["cat", "--json", p], None);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(json_generations(&stdout), [1, 2], "{stdout}\n{err}");
+    assert!(
+        err.contains(&format!(
+            "{p} is damaged: a record (opcode 0x06) says it is "
+        )) && err.contains("so the records after it cannot be found")
+            && !err.contains("mcap recover"),
+        "{err}"
+    );
+}
