@@ -288,6 +288,13 @@ pub(super) fn periodic_latest_reader(args: &[String]) {
     let n: u64 = args[4].parse().unwrap();
     let go = PathBuf::from(&args[5]);
     let mut sub = shmbus_sub::RawSubscriber::attach(&topic).unwrap();
+    // A bound far beyond any write's length, also on a loaded machine (the
+    // armv7 suite under qemu-arm, the machine busy with builds, once saw a
+    // 1 MiB write outlast the default 200 ms). A reader that spins at a
+    // higher real-time priority starves the publisher for however long
+    // the bound is, so it still reports stuck; one that sleeps lets the
+    // write finish.
+    sub.set_stuck_after(Duration::from_secs(5));
     say!("ready");
     let end = Instant::now() + Duration::from_secs(120);
     while !go.exists() {
@@ -308,7 +315,12 @@ pub(super) fn periodic_latest_reader(args: &[String]) {
                         .all(|w| w == m.generation.to_le_bytes().as_slice());
                 torn += u64::from(!whole);
             }
-            Err(ReadError::WriterStuck { .. }) => stuck += 1,
+            Err(ReadError::WriterStuck { .. }) => {
+                // The verdict: a starving reader would find the next
+                // write stuck too, 5 s each.
+                stuck += 1;
+                break;
+            }
             Err(ReadError::PublisherDied) => died += 1,
             r => {
                 eprintln!("periodic-latest: unexpected {r:?}");

@@ -232,7 +232,12 @@ impl Drop for RemoveOnDrop {
 /// publisher shares the CPU with every other normal task, and on a loaded
 /// CI machine it waited longer than the stuck bound for its turn: the
 /// reader then said `WriterStuck` rightly, and the test failed for the
-/// machine's load, not for the reader.
+/// machine's load, not for the reader. For the same reason the reader's
+/// stuck bound here is 5 s, not the default 200 ms (the armv7 suite under
+/// qemu-arm on a machine busy with builds once saw a write outlast 200 ms):
+/// a reader that spins starves the publisher for the whole bound, however
+/// long, and still fails (checked: a reader that yields instead of
+/// sleeping reports stuck at its first mid-write read, in 6 s).
 #[test]
 fn a_real_time_reader_lets_a_normal_publisher_finish_its_write() {
     watchdog("rt reader", Duration::from_secs(300));
