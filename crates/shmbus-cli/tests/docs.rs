@@ -264,3 +264,47 @@ fn cited_identifiers_are_the_long_snake_case_names() {
     assert!(cited_identifiers("max_age_ms").is_empty());
     assert!(cited_identifiers("SHMBUS_TEST_RUNNER_X_Y").is_empty());
 }
+
+/// docs/CROSS.md carried a size table whose cells were still the
+/// placeholders `SIZE_CORE`, `SIZE_BOARD`, `SIZE_FULL` for stops. No
+/// table cell of the docs is a bare upper-case placeholder (an
+/// environment variable is written in backticks), and no doc says TODO,
+/// TBD or FIXME.
+#[test]
+fn no_doc_shows_a_placeholder_for_a_figure() {
+    let mut problems = Vec::new();
+    let mut cells = 0;
+    for f in doc_files() {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let file = f.file_name().unwrap().to_string_lossy().into_owned();
+        for (i, l) in text.lines().enumerate() {
+            for w in ["TODO", "TBD", "FIXME"] {
+                if l.split(|c: char| !c.is_ascii_alphanumeric())
+                    .any(|x| x == w)
+                {
+                    problems.push(format!("{file}:{}: says {w}", i + 1));
+                }
+            }
+            if !l.trim_start().starts_with('|') {
+                continue;
+            }
+            for cell in l.split('|').map(str::trim) {
+                cells += 1;
+                let placeholder = cell.len() > 2
+                    && cell.contains('_')
+                    && cell
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+                if placeholder {
+                    problems.push(format!("{file}:{}: a table cell is `{cell}`", i + 1));
+                }
+            }
+        }
+    }
+    assert!(cells > 100, "only {cells} table cells read");
+    assert!(
+        problems.is_empty(),
+        "placeholders in the docs:\n{}",
+        problems.join("\n")
+    );
+}
