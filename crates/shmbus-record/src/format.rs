@@ -586,8 +586,17 @@ impl Messages {
         };
         let (header, data_at) = match mcap::parse_record(op::CHUNK, &body) {
             Ok(mcap::records::Record::Chunk { header, data }) => {
-                let at = data.as_ptr() as usize - body.as_ptr() as usize;
-                (header, at..at + data.len())
+                // Where the records lie in `body`: `parse_record` borrows
+                // them from it. Checked, so that a reader that ever handed
+                // back a copy names the chunk instead of slicing wrong.
+                let at = (data.as_ptr() as usize).checked_sub(body.as_ptr() as usize);
+                match at.filter(|at| at + data.len() <= body.len()) {
+                    Some(at) => (header, at..at + data.len()),
+                    None => {
+                        self.skip(damaged("its records could not be located".into(), None));
+                        return Ok(());
+                    }
+                }
             }
             Ok(_) => return Ok(()),
             Err(e) => {
