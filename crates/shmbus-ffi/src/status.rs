@@ -246,7 +246,7 @@ pub(crate) fn guard(body: impl FnOnce() -> Result<i32>) -> i32 {
 /// which glibc does not make a cancellation point, and the handle table's
 /// `std::sync::Mutex`, which waits with a raw futex call too). The same
 /// re-entrancy check and panic catching, without the two calls that
-/// disable and restore thread cancellation (about 6 ns of the 50 a publish
+/// disable and restore thread cancellation (about 3 ns of the 55 a publish
 /// costs, 10 of the 100 of a field access). Test:
 /// `a_thread_cancelled_while_publishing_is_never_cancelled_inside_a_publish`.
 pub(crate) fn guard_local(body: impl FnOnce() -> Result<i32>) -> i32 {
