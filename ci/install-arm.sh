@@ -9,8 +9,7 @@ cd "$(dirname "$0")/.."
 #      libstd-rust-web-dev:armhf of the SAME version (see ci/README.md for why)
 #   3. Debian's armmp kernel + the i.MX6ULL EVK device tree, for ci/board/boot.sh
 # With --arm64 (the Debian packages of ci/deb.sh), also:
-#   4. arm64 multiarch + aarch64 cross linker/libc (+ dpkg-dev, pkg-config, python3 for
-#      ci/deb-test.sh), and the aarch64 standard library
+#   4. arm64 multiarch + aarch64 cross linker/libc, and the aarch64 standard library
 #      copied from libstd-rust-web-dev:arm64 of the same version as rustc-web
 #      (the version chosen in step 2 must then exist for arm64 too)
 # Idempotent: every step checks first and is skipped when already done.
@@ -37,14 +36,15 @@ RUSTLIB=/usr/lib/rustlib
 export DEBIAN_FRONTEND=noninteractive
 APT_OPTS=(-y -q --no-install-recommends -o DPkg::Lock::Timeout=600)
 
+# With them, for the packages' test (ci/deb-test.sh, whichever architectures are
+# built): dpkg-dev (dpkg-shlibdeps cross-checks the computed Depends), pkg-config
+# (libshmbus-dev's shmbus.pc), python3 (python3-shmbus).
 APT_PACKAGES=(
     gcc-arm-linux-gnueabihf libc6-dev-armhf-cross binutils-arm-linux-gnueabihf
     qemu-user qemu-system-arm cpio gzip procps
+    dpkg-dev pkg-config python3
 )
-# For the packages' test (ci/deb-test.sh): dpkg-dev (dpkg-shlibdeps cross-checks the
-# computed Depends), pkg-config (libshmbus-dev's shmbus.pc), python3 (python3-shmbus).
-APT_PACKAGES_ARM64=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu
-    dpkg-dev pkg-config python3)
+APT_PACKAGES_ARM64=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu)
 TARGET64=aarch64-unknown-linux-gnu
 FOREIGN_ARCHES=(armhf)
 if [ "$ARM64" -eq 1 ]; then
