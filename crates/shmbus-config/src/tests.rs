@@ -621,11 +621,7 @@ fn parse_within(text: String, limit: Duration) -> Option<Result<Config, crate::C
 #[test]
 fn a_file_full_of_problems_is_answered_in_a_few_lines() {
     let limit = Duration::from_secs(300);
-    let scale = std::env::var("SHMBUS_STRESS_SCALE")
-        .ok()
-        .and_then(|v| v.parse::<f64>().ok())
-        .filter(|s| *s > 0.0 && *s < 1.0)
-        .unwrap_or(1.0);
+    let scale = shmbus_testkit::stress_scale().min(1.0);
     let scaled = |n: usize, at_least: usize| ((n as f64 * scale) as usize).max(at_least);
     let size = scaled(crate::MAX_CONFIG_BYTES as usize, 2 * crate::RECOVER_BYTES);
     let unknown: String = (0..size / 10).map(|i| format!("k{i:06}=1\n")).collect();

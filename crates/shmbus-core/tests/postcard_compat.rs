@@ -40,6 +40,8 @@ use shmbus_core::{Bytes, decode, encode};
 /// below 1 (the armv7 suite under qemu-arm, where this binary spent 130 s
 /// of debug code on cases whose outcome does not depend on the CPU) keeps
 /// that share of them, at least 50. The host runs every case.
+/// (`shmbus_testkit::stress_scale`'s rule, read here because shmbus-core's
+/// tests do not depend on the testkit, which depends on shmbus-core.)
 fn cases(n: usize) -> usize {
     let scale = std::env::var("SHMBUS_STRESS_SCALE")
         .ok()

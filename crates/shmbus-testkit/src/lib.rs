@@ -21,6 +21,17 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 /// [`watchdog`] removes before it aborts, when no guard can run.
 static HANDED_OUT: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 
+/// `SHMBUS_STRESS_SCALE`: how much of a stress or random-case test to run.
+/// 1 unless set; the armv7 suite under qemu-arm sets 0.05, a stress run
+/// more than 1. A value that is not a positive number counts as 1.
+pub fn stress_scale() -> f64 {
+    std::env::var("SHMBUS_STRESS_SCALE")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .unwrap_or(1.0)
+}
+
 /// A key for a test: `0x7e` in the top byte, then 24 bits hashed from the
 /// test name, this process's pid and a per-process counter. Two tests (or
 /// two concurrent test runs) get different keys; [`Guard`] removes

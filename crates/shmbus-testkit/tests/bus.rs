@@ -30,11 +30,7 @@ use shmbus_testkit::{Check, Guard, KillOnDrop, role, spawn, unique_key, unique_t
 
 /// `SHMBUS_STRESS_SCALE` times `n`, at least `min`.
 fn scaled(n: u64, min: u64) -> u64 {
-    let f: f64 = std::env::var("SHMBUS_STRESS_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
-    ((n as f64 * f) as u64).max(min)
+    ((n as f64 * shmbus_testkit::stress_scale()) as u64).max(min)
 }
 
 /// The arguments that let a child rebuild `topic`.

@@ -50,11 +50,7 @@ const TELEMETRY_GID: u32 = 64100;
 // ---------------------------------------------------------------- helpers
 
 fn scaled(n: u32) -> u32 {
-    let scale: f64 = std::env::var("SHMBUS_STRESS_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
-    ((f64::from(n) * scale).round() as u32).max(1)
+    ((f64::from(n) * shmbus_testkit::stress_scale()).round() as u32).max(1)
 }
 
 /// True if this test may run its root-only part; false if the developer
