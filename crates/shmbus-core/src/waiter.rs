@@ -57,8 +57,8 @@
 //! in `shmbus-sub`). Only a process that may read the topic can write `W`
 //! ([`crate::layout::waiter_mode`]); the sleeper notices a lost wake-up when
 //! its slice ends with `notify` changed and the word rewound behind its
-//! ticket or the frame published well before the slice ended, and then
-//! sleeps in short slices
+//! ticket, or twice in a row (no wake-up between) with the frame's time
+//! well before the slice ended, and then sleeps in short slices
 //! (`shmbus-sub`, `docs/LAYOUT.md` section 7.4, `SECURITY.md`).
 //!
 //! The two halves are model-checked with `loom` (`loom.sh`): the tests at

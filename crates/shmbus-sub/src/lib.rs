@@ -216,6 +216,8 @@ pub struct RawSubscriber {
     /// Until this `CLOCK_MONOTONIC` time, sleeps last at most
     /// [`SUSPECT_SLICE`].
     suspect_until: u64,
+    /// What this subscriber's earlier sleeps say about wake-ups.
+    misses: MissRecord,
 }
 
 impl RawSubscriber {
@@ -284,6 +286,7 @@ impl RawSubscriber {
             waiter_failed: None,
             lost_wakeups: 0,
             suspect_until: 0,
+            misses: MissRecord::default(),
         }
     }
 
@@ -434,10 +437,12 @@ impl RawSubscriber {
     /// How many of this subscriber's sleeps on a topic that registers
     /// waiters ended at their time slice although a frame had been
     /// published meanwhile, and its wake-up was lost: the waiter word had
-    /// been rewound behind this sleep's ticket, or the frame was published
-    /// at least 10 ms before the slice ended (a frame published as the
-    /// slice ended may have its wake-up still on its way; it is not
-    /// counted). Honest publishers
+    /// been rewound behind this sleep's ticket, or the frame's time was at
+    /// least 10 ms before the slice ended and so was the previous such
+    /// frame's, with no wake-up between the two. A frame published as the
+    /// slice ended may have its wake-up still on its way, and a frame's
+    /// time may be its caller's (`publish_at`), as old as it likes: one
+    /// such frame is not counted. Honest publishers
     /// and subscribers never cause one (`docs/LAYOUT.md` section 7.4); a
     /// process that may read the topic can, by writing the waiter word
     /// (`SECURITY.md`). After each, sleeps last at most [`SUSPECT_SLICE`]
@@ -749,23 +754,27 @@ impl RawSubscriber {
                     if now < self.suspect_until {
                         slice = slice.min(SUSPECT_SLICE);
                     }
-                    let timed_out = match sys::futex_wait(self.seg.notify_word(), word, slice) {
-                        Ok(w) => w == FutexWait::TimedOut,
+                    let ended = match sys::futex_wait(self.seg.notify_word(), word, slice) {
+                        Ok(w) => w,
                         Err(e) => return Err(WaitError::Sys(e)),
                     };
+                    if ended == FutexWait::Woken {
+                        self.misses.woken();
+                    }
+                    let timed_out = ended == FutexWait::TimedOut;
                     if let Some(ticket) = ticket.filter(|_| timed_out) {
                         if self.seg.notify_word().load() != word {
                             // A frame came and its wake-up did not, or not
                             // yet: a frame published as the slice ended is
                             // seen here while its wake-up is still on its
                             // way. Count only a wake-up that was lost.
-                            let lost = wake_was_lost(WakeEvidence {
+                            let verdict = judge_missing_wake(WakeEvidence {
                                 ticket,
                                 waiter_word: self.waiter.as_ref().map(WaiterWord::load),
                                 newest_publish_ns: self.seg.header().last_publish_mono_ns().load(),
                                 slice_end_ns: now.saturating_add(slice.as_nanos() as u64),
                             });
-                            if lost {
+                            if self.misses.unwoken(verdict) {
                                 // Sleep briefly for a while, so it cannot
                                 // happen for long.
                                 self.lost_wakeups += 1;
@@ -809,23 +818,77 @@ struct WakeEvidence {
 /// publisher stores `notify`, then wakes): that is not a lost wake-up.
 const LOST_WAKEUP_MARGIN_NS: u64 = 10_000_000;
 
-/// Whether a registered sleep that ended at its slice with `notify` changed
-/// lost its wake-up (`docs/LAYOUT.md` section 7.4):
-/// - the waiter word is behind the sleep's ticket: it was rewound, which no
-///   honest writer does (they only add 1), so the publisher may have
-///   skipped the wake: lost, whenever the frame came;
-/// - otherwise, lost if the newest frame was published at least
-///   [`LOST_WAKEUP_MARGIN_NS`] before the slice ended (a rewind undone
-///   before the slice ended leaves only this trace). A newer frame may
-///   have raced the end of the slice (a publisher at a rate that divides
-///   the slice, 10 Hz or 1 Hz, does that about once in a hundred frames)
-///   and is not counted.
-fn wake_was_lost(e: WakeEvidence) -> bool {
+/// What a registered sleep that ended at its slice with `notify` changed
+/// says about the frame's wake-up (`docs/LAYOUT.md` section 7.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MissingWake {
+    /// The waiter word is behind the sleep's ticket: it was rewound, which
+    /// no honest writer does (they only add 1), so the publisher may have
+    /// skipped the wake: lost, whenever the frame came.
+    Rewound,
+    /// The newest frame's `mono_ns` is at least [`LOST_WAKEUP_MARGIN_NS`]
+    /// before the slice ended: its wake-up was due long before, unless the
+    /// time is not the publish's own. A caller's timestamp
+    /// (`publish_at`) may be as old as it likes (a sensor stamps its
+    /// sample before a slow read), so this alone proves nothing: see
+    /// [`MissRecord`].
+    Overdue,
+    /// A newer frame: it may have raced the end of the slice, its wake-up
+    /// still on its way (a publisher at a rate that divides the slice,
+    /// 10 Hz or 1 Hz, does that about once in a few hundred frames).
+    Raced,
+}
+
+/// Judge one sleep that ended at its slice although `notify` changed.
+fn judge_missing_wake(e: WakeEvidence) -> MissingWake {
     let after_ticket = e.ticket.wrapping_add(1);
     let rewound = e
         .waiter_word
         .is_some_and(|w| (w.wrapping_sub(after_ticket) as i32) < 0);
-    rewound || e.newest_publish_ns.saturating_add(LOST_WAKEUP_MARGIN_NS) <= e.slice_end_ns
+    if rewound {
+        MissingWake::Rewound
+    } else if e.newest_publish_ns.saturating_add(LOST_WAKEUP_MARGIN_NS) <= e.slice_end_ns {
+        MissingWake::Overdue
+    } else {
+        MissingWake::Raced
+    }
+}
+
+/// Which missing wake-ups a subscriber counts as lost. A rewound waiter
+/// word is lost at once. An overdue frame is lost only when the previous
+/// frame that ended a sleep without its wake-up was overdue too, with no
+/// wake-up in between: an honest publisher whose frames carry old
+/// timestamps misses a slice's end only by racing it (a few microseconds
+/// in a slice of up to 100 ms), and twice in a row with nothing woken
+/// between is a coincidence a rewind undone every time is not.
+#[derive(Debug, Clone, Copy, Default)]
+struct MissRecord {
+    /// The last sleep that ended at its slice with a frame and without its
+    /// wake-up was overdue, and no sleep was woken since.
+    overdue: bool,
+}
+
+impl MissRecord {
+    /// A sleep was woken by `FUTEX_WAKE`: the publisher's wake-ups arrive.
+    fn woken(&mut self) {
+        self.overdue = false;
+    }
+
+    /// A sleep ended at its slice with `notify` changed; true if its
+    /// wake-up counts as lost.
+    fn unwoken(&mut self, verdict: MissingWake) -> bool {
+        let lost = match verdict {
+            MissingWake::Rewound => true,
+            // Lost if the one before was overdue too; else wait for it.
+            MissingWake::Overdue => core::mem::replace(&mut self.overdue, true),
+            MissingWake::Raced => false,
+        };
+        if lost {
+            // Counted: the next loss needs its own evidence.
+            self.overdue = false;
+        }
+        lost
+    }
 }
 
 /// The creator uid of segment `shmid`, from `/proc/sysvipc/shm` (readable
@@ -1023,35 +1086,97 @@ mod tests {
         }
     }
 
+    use MissingWake::{Overdue, Raced, Rewound};
+
     #[test]
-    fn a_frame_that_raced_the_end_of_the_slice_is_not_a_lost_wake_up() {
+    fn a_frame_that_raced_the_end_of_the_slice_is_not_overdue() {
         // Published 1 ms before the slice ended, or after it (seen on the
         // way out), the waiter word honest: its wake-up was on its way.
         for published in [999 * MS, 1_000 * MS, 1_001 * MS, 991 * MS] {
-            assert!(!wake_was_lost(evidence(7, Some(8), published)));
-            assert!(!wake_was_lost(evidence(7, Some(9), published)));
+            assert_eq!(judge_missing_wake(evidence(7, Some(8), published)), Raced);
+            assert_eq!(judge_missing_wake(evidence(7, Some(9), published)), Raced);
         }
         // No longer attached: no word to check, the time alone decides.
-        assert!(!wake_was_lost(evidence(7, None, 995 * MS)));
+        assert_eq!(judge_missing_wake(evidence(7, None, 995 * MS)), Raced);
     }
 
     #[test]
-    fn an_old_frame_without_its_wake_up_is_a_lost_wake_up() {
-        assert!(wake_was_lost(evidence(7, Some(8), 990 * MS)));
-        assert!(wake_was_lost(evidence(7, Some(8), 900 * MS)));
-        assert!(wake_was_lost(evidence(7, None, 0)));
+    fn an_old_frame_without_its_wake_up_is_overdue() {
+        assert_eq!(judge_missing_wake(evidence(7, Some(8), 990 * MS)), Overdue);
+        assert_eq!(judge_missing_wake(evidence(7, Some(8), 900 * MS)), Overdue);
+        assert_eq!(judge_missing_wake(evidence(7, None, 0)), Overdue);
     }
 
     #[test]
-    fn a_rewound_waiter_word_is_a_lost_wake_up_whenever_the_frame_came() {
+    fn a_rewound_waiter_word_is_rewound_whenever_the_frame_came() {
         // Behind the ticket: only a writer that is not honest does that.
         for published in [0, 999 * MS, 2_000 * MS] {
-            assert!(wake_was_lost(evidence(7, Some(7), published)));
-            assert!(wake_was_lost(evidence(7, Some(3), published)));
+            assert_eq!(judge_missing_wake(evidence(7, Some(7), published)), Rewound);
+            assert_eq!(judge_missing_wake(evidence(7, Some(3), published)), Rewound);
         }
         // Across the wrap of the 32-bit word: ahead is ahead.
-        assert!(!wake_was_lost(evidence(u32::MAX, Some(0), 999 * MS)));
-        assert!(!wake_was_lost(evidence(u32::MAX - 1, Some(2), 999 * MS)));
-        assert!(wake_was_lost(evidence(1, Some(u32::MAX), 999 * MS)));
+        assert_eq!(
+            judge_missing_wake(evidence(u32::MAX, Some(0), 999 * MS)),
+            Raced
+        );
+        assert_eq!(
+            judge_missing_wake(evidence(u32::MAX - 1, Some(2), 999 * MS)),
+            Raced
+        );
+        assert_eq!(
+            judge_missing_wake(evidence(1, Some(u32::MAX), 999 * MS)),
+            Rewound
+        );
+    }
+
+    /// The verdicts of a run of sleeps, `None` for a sleep that was woken;
+    /// returns which ones counted a lost wake-up.
+    fn counted(sleeps: &[Option<MissingWake>]) -> Vec<bool> {
+        let mut r = MissRecord::default();
+        sleeps
+            .iter()
+            .map(|s| match *s {
+                Some(v) => r.unwoken(v),
+                None => {
+                    r.woken();
+                    false
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_overdue_frame_is_not_a_lost_wake_up_and_two_in_a_row_are() {
+        // A frame stamped by its caller long before it was published
+        // (`publish_at` after a slow sensor read) that races the end of a
+        // slice: one alone is not counted.
+        assert_eq!(counted(&[Some(Overdue)]), [false]);
+        // Two without a wake-up between them: a rewind undone each time.
+        assert_eq!(counted(&[Some(Overdue), Some(Overdue)]), [false, true]);
+        // And then it starts again.
+        assert_eq!(
+            counted(&[Some(Overdue), Some(Overdue), Some(Overdue), Some(Overdue)]),
+            [false, true, false, true]
+        );
+        // A race between two changes nothing; a rewind counts at once and
+        // starts the record again.
+        assert_eq!(
+            counted(&[Some(Overdue), Some(Raced), Some(Overdue)]),
+            [false, false, true]
+        );
+        assert_eq!(
+            counted(&[Some(Overdue), Some(Rewound), Some(Overdue)]),
+            [false, true, false]
+        );
+    }
+
+    #[test]
+    fn a_wake_up_between_two_overdue_frames_clears_the_first() {
+        // The publisher's wake-ups arrive: each overdue frame was a race.
+        assert_eq!(
+            counted(&[Some(Overdue), None, Some(Overdue), None, Some(Overdue)]),
+            [false, false, false, false, false]
+        );
+        assert_eq!(counted(&[None, Some(Rewound), None]), [false, true, false]);
     }
 }

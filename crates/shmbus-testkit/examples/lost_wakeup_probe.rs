@@ -3,10 +3,13 @@
 //! period close to the subscriber's 100 ms sleep slice (so frames keep
 //! landing at the end of a slice), one subscriber thread.
 //!
-//! `cargo run --release -p shmbus-testkit --example lost_wakeup_probe -- SECS PERIOD_US`
-//! (defaults 20 s, 100100 us). Prints the frames read, the lost wake-ups
-//! counted and the publisher's `FUTEX_WAKE` calls: with nobody rewinding the
-//! waiter word, every count is a false one. A measurement, not a test.
+//! `cargo run --release -p shmbus-testkit --example lost_wakeup_probe -- SECS PERIOD_US [STAMP_AGE_US]`
+//! (defaults 20 s, 100100 us, 0). With a stamp age, every frame is
+//! published with `publish_at` and a time that much before the publish, as
+//! a sensor that reads its clock before a slow device does. Prints the
+//! frames read, the lost wake-ups counted and the publisher's `FUTEX_WAKE`
+//! calls: with nobody rewinding the waiter word, every count is a false
+//! one. A measurement, not a test.
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +26,11 @@ fn run() -> i32 {
     let mut args = std::env::args().skip(1);
     let secs: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(20);
     let period_us: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(100_100);
+    let stamp_age_ns: u64 = args
+        .next()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0)
+        .saturating_mul(1_000);
     let (t, _guard) = unique_topic("lost-wakeup-probe");
     let mut p = match Publisher::<Check>::open(&t) {
         Ok(p) => p,
@@ -58,7 +66,13 @@ fn run() -> i32 {
         if let Some(d) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(d);
         }
-        if let Err(e) = p.publish(&Check::new(seq)) {
+        let published = if stamp_age_ns == 0 {
+            p.publish(&Check::new(seq))
+        } else {
+            let sampled = shmbus_core::sys::monotonic_ns().saturating_sub(stamp_age_ns);
+            p.publish_at(&Check::new(seq), sampled, shmbus_core::sys::realtime_ns())
+        };
+        if let Err(e) = published {
             eprintln!("lost_wakeup_probe: publish: {e}");
             return 1;
         }
@@ -68,7 +82,8 @@ fn run() -> i32 {
     match reader.join() {
         Ok(Ok((frames, lost))) => {
             println!(
-                "period {period_us} us, {secs} s: {frames} frames, {lost} lost wake-ups counted, {} FUTEX_WAKE calls",
+                "period {period_us} us, stamps {} us old, {secs} s: {frames} frames, {lost} lost wake-ups counted, {} FUTEX_WAKE calls",
+                stamp_age_ns / 1_000,
                 p.raw().wakes()
             );
             0

@@ -340,28 +340,79 @@ fn a_frame_that_races_the_end_of_a_slice_is_not_a_lost_wake_up() {
     panic!("three attempts in a row were preempted for 100 ms between two lines");
 }
 
-/// A rewind undone before the sleeper looks leaves the waiter word honest;
-/// the frame's time still shows the wake-up was due long before the slice
-/// ended: counted.
+/// A frame whose caller stamped it long before it was published
+/// (`publish_at`: a sensor reads its clock, then a slow device) and that
+/// races the end of a sleeper's slice looks overdue: its time is well
+/// before the slice ended. One such frame is not a lost wake-up (a caller's
+/// time proves nothing); before, it counted, and the reader slept in 2 ms
+/// slices for 10 s, where more such frames kept it.
 #[test]
-fn a_rewind_undone_in_time_is_still_detected() {
-    watchdog("a_rewind_undone_in_time_is_still_detected", LONG * 2);
-    let (t, _g, mut p) = primed("waiters-rewind-undone");
+fn a_frame_stamped_long_before_its_publish_that_races_a_slice_is_not_a_lost_wake_up() {
+    watchdog(
+        "a_frame_stamped_long_before_its_publish_that_races_a_slice_is_not_a_lost_wake_up",
+        LONG * 2,
+    );
+    let (t, _g, mut p) = primed("waiters-race-old");
     let w = spectator(&t);
     let sub = SubThread::start(&t);
     let mut seq = 2;
-    let mut lost = 0;
     for _ in 0..3 {
         seq += 1;
         let publish = |p: &mut Publisher<Check>, seq| {
-            p.publish(&Check::new(seq)).unwrap();
-            sys::monotonic_ns()
+            let sampled = sys::monotonic_ns().saturating_sub(1_000_000_000);
+            p.publish_at(&Check::new(seq), sampled, sys::realtime_ns())
+                .unwrap();
+            sampled
         };
         if let Some(got) = rewind_undone(&sub, &w, &mut p, seq, publish) {
-            assert_eq!(got.lost_wakeups, lost + 1, "the lost wake-up was not seen");
+            assert_eq!(got.lost_wakeups, 0, "one overdue frame was counted lost");
             return;
         }
-        lost = settle(&sub, &mut p, &mut seq);
+        settle(&sub, &mut p, &mut seq);
+    }
+    panic!("three attempts in a row were preempted for 100 ms between two lines");
+}
+
+/// A rewind undone before the sleeper looks leaves the waiter word honest;
+/// the frame's time still shows the wake-up was due long before the slice
+/// ended. One such frame could be a caller's old timestamp racing the end
+/// of the slice (above); two in a row, with no wake-up between, are
+/// counted.
+#[test]
+fn a_rewind_undone_in_time_twice_in_a_row_is_detected() {
+    watchdog(
+        "a_rewind_undone_in_time_twice_in_a_row_is_detected",
+        LONG * 4,
+    );
+    let (t, _g, mut p) = primed("waiters-rewind-undone");
+    let w = spectator(&t);
+    let mut seq = 2;
+    let publish = |p: &mut Publisher<Check>, seq| {
+        p.publish(&Check::new(seq)).unwrap();
+        sys::monotonic_ns()
+    };
+    for _ in 0..3 {
+        // A new subscriber for each attempt: nothing it saw before counts.
+        let sub = SubThread::start(&t);
+        seq += 1;
+        let Some(first) = rewind_undone(&sub, &w, &mut p, seq, publish) else {
+            settle(&sub, &mut p, &mut seq);
+            continue;
+        };
+        assert_eq!(first.lost_wakeups, 0, "the first overdue frame was counted");
+        // Two frames read without sleeping: the publisher's last two loads
+        // of the waiter word agree again, and no wake-up came between.
+        settle(&sub, &mut p, &mut seq);
+        seq += 1;
+        let Some(second) = rewind_undone(&sub, &w, &mut p, seq, publish) else {
+            settle(&sub, &mut p, &mut seq);
+            continue;
+        };
+        assert_eq!(
+            second.lost_wakeups, 1,
+            "the second overdue frame was not counted"
+        );
+        return;
     }
     panic!("three attempts in a row were preempted for 100 ms between two lines");
 }
