@@ -20,6 +20,16 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 /// Every key [`unique_key`] handed out in this process: what the
 /// [`watchdog`] removes before it aborts, when no guard can run.
 static HANDED_OUT: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+/// The [`TempDir`]s of this process not dropped yet: the watchdog removes
+/// them before it aborts (an abort runs no destructor).
+static LIVE_TEMP_DIRS: Mutex<Vec<std::path::PathBuf>> = Mutex::new(Vec::new());
+
+/// The values in `m`, also after a thread panicked while holding it.
+fn locked<T: Clone>(m: &Mutex<Vec<T>>) -> Vec<T> {
+    m.lock()
+        .map(|v| v.clone())
+        .unwrap_or_else(|e| e.into_inner().clone())
+}
 
 /// `SHMBUS_STRESS_SCALE`: how much of a stress or random-case test to run.
 /// 1 unless set; the armv7 suite under qemu-arm sets 0.05, a stress run
@@ -359,12 +369,11 @@ pub fn watchdog(what: &'static str, limit: Duration) {
     std::thread::spawn(move || {
         if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
             eprintln!("WATCHDOG: '{what}' still running after {limit:?}: aborting");
-            let keys = HANDED_OUT
-                .lock()
-                .map(|k| k.clone())
-                .unwrap_or_else(|e| e.into_inner().clone());
-            for key in keys {
+            for key in locked(&HANDED_OUT) {
                 remove_key(key);
+            }
+            for dir in locked(&LIVE_TEMP_DIRS) {
+                let _ = std::fs::remove_dir_all(dir);
             }
             std::process::abort();
         }
@@ -475,7 +484,8 @@ impl CountingAlloc {
 
 /// A directory of the test's own under the temporary directory
 /// (`$TMPDIR`, else `/tmp`), removed with everything in it when dropped: a
-/// failing test's too, since drop runs while its panic unwinds. The name
+/// failing test's too, since drop runs while its panic unwinds, and by the
+/// [`watchdog`] before it aborts a test that ran too long. The name
 /// holds the process id and a counter, so tests running at the same time in
 /// one process or in several never share one.
 pub struct TempDir(std::path::PathBuf);
@@ -487,6 +497,10 @@ impl TempDir {
         let dir = std::env::temp_dir().join(format!("shmbus-{what}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create a test directory under the temp dir");
+        LIVE_TEMP_DIRS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(dir.clone());
         TempDir(dir)
     }
 
@@ -504,5 +518,9 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+        LIVE_TEMP_DIRS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|d| d != &self.0);
     }
 }

@@ -24,7 +24,9 @@ use shmbus_core::sys::{self, Attachment, WriteAttachment};
 use shmbus_core::{OpenError, ReadError, Segment, Topic, WaitError};
 use shmbus_pub::Publisher;
 use shmbus_sub::{Next, Subscriber};
-use shmbus_testkit::{Check, Guard, KillOnDrop, role, spawn, unique_key, unique_topic, watchdog};
+use shmbus_testkit::{
+    Check, Guard, KillOnDrop, TempDir, role, spawn, unique_key, unique_topic, watchdog,
+};
 
 // Helpers shared by the modules below.
 

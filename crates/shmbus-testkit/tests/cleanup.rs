@@ -84,15 +84,37 @@ fn a_child_role_dies_when_its_test_process_is_killed() {
     }
 }
 
+/// Removes a directory when dropped (the one the aborted child left, if
+/// the watchdog did not).
+struct RemoveDir(std::path::PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[test]
-fn the_watchdogs_abort_removes_the_segments_at_its_keys() {
+fn the_watchdogs_abort_removes_the_segments_at_its_keys_and_its_temp_dirs() {
     if role().is_some() {
         return;
     }
     watchdog("watchdog cleanup test", Duration::from_secs(300));
-    let (mut c, key) = spawn_reporting("abort-holding", "key ");
-    // Removes the segment if the watchdog did not.
+    let mut c = KillOnDrop(
+        child("abort-holding", &[])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn abort-holding"),
+    );
+    let line = line_with(&mut c.0, "dir ");
+    let (dir, key) = line
+        .split_once(" key ")
+        .unwrap_or_else(|| panic!("abort-holding printed {line:?}"));
+    let key: i32 = key.parse().expect("a key");
+    // Remove the segment and the directory if the watchdog did not.
     let _guard = Guard(key);
+    let dir = RemoveDir(dir.into());
+    assert!(dir.0.join("data").exists(), "the child made {:?}", dir.0);
     let t0 = Instant::now();
     let status = loop {
         if let Some(s) = c.0.try_wait().expect("wait for the child") {
@@ -107,6 +129,7 @@ fn the_watchdogs_abort_removes_the_segments_at_its_keys() {
         Some(sys::Errno::ENOENT),
         "the aborted child's segment at {key:#x} is gone"
     );
+    assert!(!dir.0.exists(), "the aborted child's {:?} is gone", dir.0);
 }
 
 /// A fork adds an attachment to every segment the process has mapped, until
@@ -200,8 +223,10 @@ fn child_role_entry() {
         }
         "abort-holding" => {
             let key = unique_key("abort-holding");
+            let dir = shmbus_testkit::TempDir::new("abort-holding");
+            std::fs::write(dir.join("data"), b"left by a test").expect("write in the temp dir");
             match sys::shmget(key, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) {
-                Ok(_) => println!("key {key}"),
+                Ok(_) => println!("dir {} key {key}", dir.path().display()),
                 Err(e) => {
                     remove_key(key);
                     panic!("create a segment at {key:#x}: {e}");

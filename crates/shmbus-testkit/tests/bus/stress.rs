@@ -41,9 +41,8 @@ fn stress(name: &'static str, slots: u32, kinds: &[&str], n: u64) {
     let (topic, _guard) = unique_topic(name);
     let topic = topic.slots(slots);
     let t = Instant::now();
-    let go = std::env::temp_dir().join(format!("shmbus-stress-{:x}.go", topic.key));
-    let _ = std::fs::remove_file(&go);
-    let _go_guard = RemoveOnDrop(go.clone());
+    let dir = TempDir::new("stress");
+    let go = dir.join("go");
     let mut publisher = KillOnDrop(spawn(
         "stress-pub",
         &args_with(&topic, &[&n.to_string(), go.to_str().unwrap()]),
@@ -117,8 +116,8 @@ fn publishers_killed_mid_publish_never_tear_a_frame() {
     // No futex wake: a publish is then pure user-space work, most of it
     // inside the seqlock's write section, so kills land mid-write often.
     let topic = topic.slots(4).notify(false);
-    let stop = std::env::temp_dir().join(format!("shmbus-kill-loop-{:x}.stop", topic.key));
-    let _ = std::fs::remove_file(&stop);
+    let dir = TempDir::new("kill-loop");
+    let stop = dir.join("stop");
     let mut rng = Rng::seeded(4);
 
     let start_publisher = || {
@@ -179,7 +178,6 @@ fn publishers_killed_mid_publish_never_tear_a_frame() {
     let final_gen = last.raw().next_generation() - 1;
     let loop_time = t.elapsed();
     std::fs::write(&stop, b"stop").unwrap();
-    let _rm = RemoveOnDrop(stop.clone());
     println!(
         "kill loop: {kills} SIGKILLs in {loop_time:?}, {mid_write} landed mid-write (slot left odd), {repaired_total} slots repaired, {final_gen} frames published"
     );
@@ -208,15 +206,6 @@ fn publishers_killed_mid_publish_never_tear_a_frame() {
     assert!(mid_write > 0, "no kill landed mid-write in {kills} tries");
 }
 
-/// Removes a file when dropped, also when the test panics.
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// A real-time reader (`SCHED_FIFO`, as a control loop runs) and a
 /// publisher of lower priority on one CPU, the board's case. A read that
 /// finds the slot mid-write must let the publisher finish: a
@@ -243,9 +232,8 @@ fn a_real_time_reader_lets_a_normal_publisher_finish_its_write() {
     watchdog("rt reader", Duration::from_secs(300));
     let (topic, _guard) = unique_topic("rt-reader");
     let topic = topic.slots(1).notify(false);
-    let go = std::env::temp_dir().join(format!("shmbus-rt-{:x}.go", topic.key));
-    let _ = std::fs::remove_file(&go);
-    let _go_guard = RemoveOnDrop(go.clone());
+    let dir = TempDir::new("rt-reader");
+    let go = dir.join("go");
     let cap = 1 << 20;
     let mut publisher = KillOnDrop(spawn("steady-pub", &args_with(&topic, &[&cap.to_string()])));
     let mut pout = BufReader::new(publisher.0.stdout.take().unwrap());
