@@ -63,8 +63,8 @@
 //! [`Subscriber::wait_next`] and [`Subscriber::wait_latest`] sleep in the
 //! kernel on a futex on the `notify` word (when the topic has `notify` on;
 //! otherwise they sleep in short steps) until a frame is published, the
-//! timeout passes, or the topic turns out to be dead: every 100 ms of sleep
-//! they check whether the publisher is alive ([`WaitError::PublisherGone`])
+//! timeout passes, or the topic turns out to be dead: every 80 to 100 ms of
+//! sleep they check whether the publisher is alive ([`WaitError::PublisherGone`])
 //! and whether the segment was removed ([`WaitError::Removed`]). Signals
 //! (EINTR) and spurious wake-ups neither end a wait early nor extend it: the
 //! remaining time is recomputed from `CLOCK_MONOTONIC` on every return, and
@@ -696,7 +696,10 @@ impl RawSubscriber {
             if now >= deadline {
                 return Err(WaitError::Timeout);
             }
-            if now.saturating_sub(self.last_liveness_check) >= LIVENESS_INTERVAL.as_nanos() as u64 {
+            // A full slice ends at most SLICE_JITTER early, and the check
+            // is due by then.
+            let check_due = LIVENESS_INTERVAL.saturating_sub(SLICE_JITTER);
+            if now.saturating_sub(self.last_liveness_check) >= check_due.as_nanos() as u64 {
                 self.last_liveness_check = now;
                 if self.seg.is_removed() {
                     // Frames published just before the removal are still
@@ -753,6 +756,8 @@ impl RawSubscriber {
                 Sleep::Futex { ticket } => {
                     if now < self.suspect_until {
                         slice = slice.min(SUSPECT_SLICE);
+                    } else if let Some(t) = ticket.filter(|_| slice == LIVENESS_INTERVAL) {
+                        slice = jittered(slice, t);
                     }
                     let ended = match sys::futex_wait(self.seg.notify_word(), word, slice) {
                         Ok(w) => w,
@@ -889,6 +894,26 @@ impl MissRecord {
         }
         lost
     }
+}
+
+/// How much earlier than [`LIVENESS_INTERVAL`] a full registered sleep may
+/// end, chosen per sleep.
+const SLICE_JITTER: Duration = Duration::from_millis(20);
+
+/// A full slice shortened by a pseudo-random part of [`SLICE_JITTER`],
+/// drawn from the sleep's ticket (a new value for every sleep of any
+/// reader). Without it a publisher whose period is the slice plus this
+/// reader's time from wake-up to its next sleep (100.1 ms against a 100 ms
+/// slice, to within microseconds: a sensor with its own clock) lands every
+/// frame at the end of a slice: each one raced it, and two such races in a
+/// row look like a rewind undone ([`MissRecord`]). With the end moved at
+/// random over 20 ms, a race is a chance of microseconds in each slice,
+/// independent of the last one.
+fn jittered(slice: Duration, ticket: u32) -> Duration {
+    // Fibonacci hashing spreads consecutive tickets over the u32 range.
+    let r = u64::from(ticket.wrapping_mul(0x9E37_79B9));
+    let jitter_ns = (r * SLICE_JITTER.as_nanos() as u64) >> 32;
+    slice.saturating_sub(Duration::from_nanos(jitter_ns))
 }
 
 /// The creator uid of segment `shmid`, from `/proc/sysvipc/shm` (readable
@@ -1168,6 +1193,34 @@ mod tests {
             counted(&[Some(Overdue), Some(Rewound), Some(Overdue)]),
             [false, true, false]
         );
+    }
+
+    #[test]
+    fn a_full_slice_ends_up_to_20_ms_early_spread_over_consecutive_tickets() {
+        let mut buckets = std::collections::BTreeSet::new();
+        for t in (0..200u32).chain(u32::MAX - 100..=u32::MAX) {
+            let s = jittered(LIVENESS_INTERVAL, t);
+            assert!(
+                s <= LIVENESS_INTERVAL && s > LIVENESS_INTERVAL - SLICE_JITTER,
+                "{s:?}"
+            );
+            buckets.insert(s.as_millis());
+        }
+        // Consecutive tickets (one reader sleeping again and again) land
+        // all over the 20 ms, not on one end.
+        assert!(buckets.len() >= 18, "{buckets:?}");
+        // Two consecutive tickets never end within a millisecond of each
+        // other, so a frame cannot race both.
+        for t in 0..1000u32 {
+            let (a, b) = (
+                jittered(LIVENESS_INTERVAL, t),
+                jittered(LIVENESS_INTERVAL, t + 1),
+            );
+            assert!(
+                a.abs_diff(b) >= Duration::from_millis(1),
+                "{t}: {a:?} {b:?}"
+            );
+        }
     }
 
     #[test]
