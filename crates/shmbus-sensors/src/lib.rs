@@ -1,7 +1,12 @@
 //! # shmbus-sensors: sensor publishers and the demo
 //!
 //! One publisher per sensor, each a real process that uses only the public
-//! [`shmbus_pub::Publisher`] API, as a board runs them:
+//! [`shmbus_pub::Publisher`] API, as a board runs them. The six are one
+//! program, `shmbus-sensor` ([`multicall`], as BusyBox does it): `shmbus-sensor
+//! imu ARGS` runs the IMU, and so does a link to it named `shmbus-sensor-imu`
+//! (the Debian package and the board image install the six links), so every
+//! unit, config and script that runs `shmbus-sensor-imu ARGS` works as before.
+//! `shmbus-sensor --help` lists them.
 //!
 //! | program | topic type | reads |
 //! |---|---|---|
@@ -56,6 +61,7 @@ pub mod demo;
 pub mod iio;
 pub mod imu;
 pub mod msg;
+pub mod multicall;
 pub mod net;
 pub mod power;
 pub mod run;
@@ -195,7 +201,8 @@ pub fn run_sensor(name: &str, args: &[String]) -> ExitCode {
 }
 
 /// [`run_sensor`] with arguments as the system gives them (the
-/// `shmbus-sensor-*` programs: `std::env::args_os`). They collected
+/// `shmbus-sensor` program, [`multicall`]: `std::env::args_os`). The
+/// sensor programs once collected
 /// `std::env::args()`, which panics on an argument that is not UTF-8: a
 /// `--config` or `--root` path with a Latin-1 name ended the sensor with
 /// exit 101 and a backtrace.

@@ -17,22 +17,51 @@ use shmbus_sensors::msg::{Accel, Imu, Net, Power, System, Thermal};
 use shmbus_sub::{Next, Subscriber};
 use shmbus_testkit::{Guard, KillOnDrop, role, unique_key, watchdog};
 
-fn exe(kind: SensorKind) -> &'static str {
-    match kind {
-        SensorKind::System => env!("CARGO_BIN_EXE_shmbus-sensor-system"),
-        SensorKind::Thermal => env!("CARGO_BIN_EXE_shmbus-sensor-thermal"),
-        SensorKind::Power => env!("CARGO_BIN_EXE_shmbus-sensor-power"),
-        SensorKind::Net => env!("CARGO_BIN_EXE_shmbus-sensor-net"),
-        SensorKind::Iio => env!("CARGO_BIN_EXE_shmbus-sensor-iio"),
-        SensorKind::Imu => env!("CARGO_BIN_EXE_shmbus-sensor-imu"),
-    }
+/// The multi-call program that runs every sensor.
+const EXE: &str = env!("CARGO_BIN_EXE_shmbus-sensor");
+
+/// `shmbus-sensor NAME ARGS...`: `args` after the sensor's name.
+fn with_name<A: AsRef<std::ffi::OsStr>>(kind: SensorKind, args: &[A]) -> Vec<OsString> {
+    let mut all = vec![OsString::from(kind.name())];
+    all.extend(args.iter().map(|a| a.as_ref().to_os_string()));
+    all
 }
 
-/// The command for a sensor program (behind `SHMBUS_TEST_RUNNER` if set).
+/// The command for a sensor (`shmbus-sensor NAME ARGS`, behind
+/// `SHMBUS_TEST_RUNNER` if set).
 fn sensor_cmd<A: AsRef<std::ffi::OsStr>>(kind: SensorKind, args: &[A]) -> Command {
-    let mut cmd = demo::command(Path::new(exe(kind)), args);
+    let mut cmd = demo::command(Path::new(EXE), &with_name(kind, args));
     shmbus_testkit::dies_with_parent(&mut cmd);
     cmd
+}
+
+/// A directory of this test's own with links `shmbus-sensor-NAME` to the
+/// multi-call program, for each `NAME` in `names` (a sensor or not),
+/// removed when it drops.
+struct Links(PathBuf);
+impl Links {
+    fn new(test: &str, names: &[&str]) -> Links {
+        let dir = std::env::temp_dir().join(format!(
+            "shmbus-sensors-links-{test}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let links = Links(dir);
+        for n in names {
+            std::os::unix::fs::symlink(EXE, links.path(n)).unwrap();
+        }
+        links
+    }
+    /// The link `shmbus-sensor-NAME`.
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(format!("shmbus-sensor-{name}"))
+    }
+}
+impl Drop for Links {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 struct TempFile(PathBuf);
@@ -167,7 +196,7 @@ fn child_role_entry() {
             // with this process, and the sensor must see it go. Never
             // waited for: this process exits and the sensor is orphaned.
             #[allow(clippy::zombie_processes)]
-            let _sensor = demo::command(Path::new(exe(SensorKind::Thermal)), &a)
+            let _sensor = demo::command(Path::new(EXE), &with_name(SensorKind::Thermal, &a))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -194,7 +223,7 @@ fn child_role_entry() {
 #[test]
 fn every_sensor_program_says_its_version() {
     for kind in SensorKind::ALL {
-        let o = demo::command(Path::new(exe(kind)), &["--version"])
+        let o = demo::command(Path::new(EXE), &with_name(kind, &["--version"]))
             .stdin(Stdio::null())
             .output()
             .unwrap();
@@ -1122,45 +1151,199 @@ fn a_sensor_refuses_the_topic_of_another_sensor() {
 }
 
 /// Every sensor program's command line in the docs exists with the
-/// options it gives (`shmbus_testkit::docs`, as `shmbus`'s in `shmbus-cli`).
+/// options it gives (`shmbus_testkit::docs`, as `shmbus`'s in `shmbus-cli`):
+/// `shmbus-sensor NAME ...`, and each `shmbus-sensor-NAME ...` through a
+/// real link, as a board runs it.
 #[test]
 fn every_sensor_command_the_docs_show_has_the_options_they_give() {
+    let names: Vec<&str> = SensorKind::ALL.iter().map(|k| k.name()).collect();
+    let links = Links::new("docs", &names);
+    let paths: Vec<(&str, String)> = SensorKind::ALL
+        .iter()
+        .map(|k| (k.program(), links.path(k.name()).display().to_string()))
+        .collect();
+    let mut programs = vec![("shmbus-sensor", EXE, false)];
+    programs.extend(paths.iter().map(|(n, p)| (*n, p.as_str(), false)));
     shmbus_testkit::docs::assert_programs(
         env!("CARGO_MANIFEST_DIR"),
         "shmbus-sensors",
-        &[
-            (
-                "shmbus-sensor-imu",
-                env!("CARGO_BIN_EXE_shmbus-sensor-imu"),
-                false,
-            ),
-            (
-                "shmbus-sensor-iio",
-                env!("CARGO_BIN_EXE_shmbus-sensor-iio"),
-                false,
-            ),
-            (
-                "shmbus-sensor-net",
-                env!("CARGO_BIN_EXE_shmbus-sensor-net"),
-                false,
-            ),
-            (
-                "shmbus-sensor-power",
-                env!("CARGO_BIN_EXE_shmbus-sensor-power"),
-                false,
-            ),
-            (
-                "shmbus-sensor-system",
-                env!("CARGO_BIN_EXE_shmbus-sensor-system"),
-                false,
-            ),
-            (
-                "shmbus-sensor-thermal",
-                env!("CARGO_BIN_EXE_shmbus-sensor-thermal"),
-                false,
-            ),
-        ],
+        &programs,
         &[],
         1,
+    );
+    // cargo builds `shmbus-sensor` only: `target/release/shmbus-sensor-imu`
+    // or `cargo run --bin shmbus-sensor-imu` in the docs is a file or a
+    // target that does not exist.
+    let root = shmbus_testkit::docs::root(env!("CARGO_MANIFEST_DIR"));
+    let mut problems = Vec::new();
+    for f in shmbus_testkit::docs::doc_files(&root) {
+        for shown in shmbus_testkit::docs::shown_commands(&f) {
+            let words: Vec<&str> = shown.text.split_whitespace().collect();
+            for (i, w) in words.iter().enumerate() {
+                let built = w.contains("target/") && w.contains("/shmbus-sensor-");
+                let bin = *w == "--bin"
+                    && words
+                        .get(i + 1)
+                        .is_some_and(|b| b.starts_with("shmbus-sensor-"));
+                if built || bin {
+                    problems.push(format!(
+                        "{}:{}: `{}`: cargo builds `shmbus-sensor` (run `shmbus-sensor NAME`)",
+                        shown.file,
+                        shown.line,
+                        shown.text.trim()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// What `exe args...` prints and its exit code.
+fn run_out<A: AsRef<std::ffi::OsStr>>(exe: &Path, args: &[A]) -> (Option<i32>, String, String) {
+    let o = demo::command(exe, args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A link named `shmbus-sensor-imu` (a symlink in any directory, as the
+/// package and the board install them) runs the IMU with all its
+/// arguments: it publishes, and its help, version and messages are the
+/// IMU's. Under qemu-arm the runner runs the link's path, so the program
+/// sees the link's name there too.
+#[test]
+fn a_link_named_after_a_sensor_runs_that_sensor() {
+    watchdog(
+        "a_link_named_after_a_sensor_runs_that_sensor",
+        Duration::from_secs(120),
+    );
+    let links = Links::new("dispatch", &["imu", "thermal"]);
+    let imu = links.path("imu");
+    let (code, out, _) = run_out(&imu, &["--version"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        out,
+        format!("shmbus-sensor-imu {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    // The help through the link is the help of `shmbus-sensor imu`.
+    let (code, link_help, _) = run_out(&imu, &["--help"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        link_help.starts_with("publish a simulated 6-axis IMU"),
+        "{link_help}"
+    );
+    assert!(
+        link_help.contains("Usage: shmbus-sensor-imu [OPTIONS]"),
+        "{link_help}"
+    );
+    assert!(link_help.contains("default 1000 Hz"), "{link_help}");
+    let (code, named_help, _) = run_out(Path::new(EXE), &["imu", "--help"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(link_help, named_help);
+    // Its messages name the sensor's program.
+    let (code, _, err) = run_out(&imu, &["--demo-config", "--topic", "nope"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.starts_with("shmbus-sensor-imu: "), "{err}");
+    // `imu` after the link's name is an argument, not a sensor's name.
+    let (code, _, err) = run_out(&links.path("thermal"), &["imu"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("unexpected argument 'imu'"), "{err}");
+    // And it publishes: frames of the IMU's type on the config's topic.
+    let key = unique_key("multicall-link");
+    let _guard = Guard(key);
+    let (cfg, _file) = imu_config("link", key, "rate_hz = 200.0\n");
+    let topic = config_topic(&cfg, "imu");
+    let _child = KillOnDrop(
+        demo::command(
+            &imu,
+            &["--config", cfg.to_str().unwrap(), "--duration", "60"],
+        )
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    let mut sub = Subscriber::<Imu>::wait_for_topic(&topic, Duration::from_secs(60)).unwrap();
+    sub.raw().seek_oldest();
+    let mut n = 0;
+    while n < 3 {
+        if let Next::Frame(_) = sub.wait_next(Duration::from_secs(60)).unwrap() {
+            n += 1;
+        }
+    }
+}
+
+/// A sensor runs as `shmbus-sensor-imu` in `ps` and `top` (its
+/// `/proc/PID/comm`, which the kernel cuts at 15 bytes) whether it was
+/// started through its link or as `shmbus-sensor imu`.
+#[test]
+fn a_sensor_shows_as_its_program_in_ps() {
+    watchdog(
+        "a_sensor_shows_as_its_program_in_ps",
+        Duration::from_secs(120),
+    );
+    let links = Links::new("comm", &["imu"]);
+    let key = unique_key("multicall-comm");
+    let _guard = Guard(key);
+    let (cfg, _file) = imu_config("comm", key, "rate_hz = 50.0\n");
+    let topic = config_topic(&cfg, "imu");
+    let args = ["--config", cfg.to_str().unwrap(), "--duration", "60"];
+    for how in ["link", "name"] {
+        let mut cmd = match how {
+            "link" => demo::command(&links.path("imu"), &args),
+            _ => sensor_cmd(SensorKind::Imu, &args),
+        };
+        let child = KillOnDrop(cmd.stdin(Stdio::null()).spawn().unwrap());
+        // Its topic up: the sensor is past its start and named itself.
+        let _sub = Subscriber::<Imu>::wait_for_topic(&topic, Duration::from_secs(60)).unwrap();
+        let comm = std::fs::read_to_string(format!("/proc/{}/comm", child.0.id())).unwrap();
+        assert_eq!(comm.trim_end(), "shmbus-sensor-i", "{how}");
+        drop(child);
+        shmbus_testkit::remove_key(key);
+    }
+}
+
+/// A name that is no sensor, as the first argument or as the name of a
+/// link, is one line that lists the six, exit 2 (never a panic); the
+/// multi-call program's own `--help` lists the six, `--version` says it.
+#[test]
+fn an_unknown_sensor_name_lists_the_six() {
+    let links = Links::new("unknown", &["foo"]);
+    let six = "the sensors are system, thermal, power, net, iio, imu";
+    for (exe, args) in [
+        (links.path("foo"), vec!["--rate", "5"]),
+        (PathBuf::from(EXE), vec!["foo", "--rate", "5"]),
+        (PathBuf::from(EXE), vec![]),
+    ] {
+        let (code, out, err) = run_out(&exe, &args);
+        assert_eq!(code, Some(2), "{exe:?} {args:?}: {err}");
+        assert!(out.is_empty(), "{out}");
+        assert!(err.contains(six), "{exe:?} {args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    let (code, help, _) = run_out(Path::new(EXE), &["--help"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        help.contains("Usage: shmbus-sensor <SENSOR> [OPTIONS]"),
+        "{help}"
+    );
+    for k in SensorKind::ALL {
+        assert!(
+            help.lines().any(|l| l.trim_start().starts_with(k.name())),
+            "{}: {help}",
+            k.name()
+        );
+    }
+    let (code, out, _) = run_out(Path::new(EXE), &["--version"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        out,
+        format!("shmbus-sensor {}\n", env!("CARGO_PKG_VERSION"))
     );
 }
