@@ -54,6 +54,9 @@ GLIBC_DEPS='libc6 \(>= 2\.[0-9]+\), libgcc-s1 \(>= [0-9.]+\)'
 HAVE_FFI=0
 [[ -f crates/shmbus-ffi/Cargo.toml ]] && HAVE_FFI=1
 
+# The sensors of the multi-call program shmbus-sensor, each also a link shmbus-sensor-NAME.
+SENSORS="iio imu net power system thermal"
+
 # The exact file list of each package (directories left out; a link as "PATH -> TARGET"):
 # a file that appears or goes must show up here.
 expected_files() { # expected_files PKG ARCH
@@ -61,21 +64,19 @@ expected_files() { # expected_files PKG ARCH
     ma=$(multiarch "$arch")
     case $pkg in
     shmbus)
-        for b in shmbus shmbus-sensor-iio shmbus-sensor-imu shmbus-sensor-net shmbus-sensor-power \
-            shmbus-sensor-system shmbus-sensor-thermal; do
-            echo "./usr/bin/$b"
-        done
+        # The sensors are one multi-call program and six relative links to it.
+        echo ./usr/bin/shmbus
+        echo ./usr/bin/shmbus-sensor
+        for b in $SENSORS; do echo "./usr/bin/shmbus-sensor-$b -> shmbus-sensor"; done
         # Executables beyond those (bridge, foxglove...) when the build had them.
         for f in target/deb-work/"$arch"/artifacts/bin/*; do
-            case $(basename "$f") in shmbus | shmbus-sensor-*) ;; *) echo "./usr/bin/$(basename "$f")" ;; esac
+            case $(basename "$f") in shmbus | shmbus-sensor) ;; *) echo "./usr/bin/$(basename "$f")" ;; esac
         done
-        # A manual page per program (lintian: binary-without-manpage).
-        for b in shmbus shmbus-sensor-iio shmbus-sensor-imu shmbus-sensor-net shmbus-sensor-power \
-            shmbus-sensor-system shmbus-sensor-thermal; do
-            echo "./usr/share/man/man1/$b.1.gz"
-        done
+        # A manual page per name a user can type (lintian: binary-without-manpage).
+        for b in shmbus shmbus-sensor; do echo "./usr/share/man/man1/$b.1.gz"; done
+        for b in $SENSORS; do echo "./usr/share/man/man1/shmbus-sensor-$b.1.gz"; done
         for f in target/deb-work/"$arch"/artifacts/bin/*; do
-            case $(basename "$f") in shmbus | shmbus-sensor-*) ;; *) echo "./usr/share/man/man1/$(basename "$f").1.gz" ;; esac
+            case $(basename "$f") in shmbus | shmbus-sensor) ;; *) echo "./usr/share/man/man1/$(basename "$f").1.gz" ;; esac
         done
         for b in configs/systemd/*.service; do echo "./usr/lib/systemd/system/$(basename "$b")"; done
         echo ./usr/lib/sysusers.d/shmbus.conf
@@ -414,4 +415,7 @@ for p in shmbus libshmbus0 libshmbus-dev python3-shmbus; do
         die "package $p is on this machine already ($st): the test would replace and purge it. Remove it first (apt-get purge $p) or run the test on a throwaway machine"
     fi
 done
-exec unshare --ipc ci/deb-install-test.sh "$DIR" "$VERSION" "$HAVE_FFI" "$NPASS"
+# Not `exec`: that replaced this shell, and with it the EXIT trap that removes
+# $SCRATCH, so every passing run left an empty /tmp/shmbus-deb-check.* behind.
+# ci/test.sh's deb-test stage counts the /tmp/shmbus-deb-check.* before and after.
+unshare --ipc ci/deb-install-test.sh "$DIR" "$VERSION" "$HAVE_FFI" "$NPASS"

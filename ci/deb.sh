@@ -204,7 +204,9 @@ build() {
 }
 
 # manpages ARCH DIR: DIR/man/PROGRAM.1.gz for each program of DIR/bin, made from its own
-# --help by packaging/debian/mkman (foreign programs run under qemu-user).
+# --help by packaging/debian/mkman (foreign programs run under qemu-user), and NAME.1.gz
+# for each `link:PROGRAM usr/bin/NAME` of an install file: the program run as NAME
+# (through a link of that name: the multi-call shmbus-sensor is the sensor NAME says).
 manpages() {
     local arch=$1 dir=$2 b
     local -a run=()
@@ -219,6 +221,18 @@ manpages() {
         packaging/debian/mkman "$dir/man/${b##*/}.1.gz" "$CARGO_VERSION" "$EPOCH" "${b##*/}" "${run[@]}" "$b" ||
             die "$arch: no manual page for ${b##*/}"
     done
+    local target dest links=$dir/links
+    rm -rf "$links"
+    mkdir -p "$links"
+    while read -r target dest _; do
+        [[ $target == link:* && $dest == usr/bin/?* ]] || continue
+        target=${target#link:}
+        [[ -f "$dir/bin/$target" ]] || die "$arch: an install file links usr/bin/${dest##*/} to $target, which the build did not make"
+        ln -sfn "../bin/$target" "$links/${dest##*/}"
+        packaging/debian/mkman "$dir/man/${dest##*/}.1.gz" "$CARGO_VERSION" "$EPOCH" "${dest##*/}" "${run[@]}" "$links/${dest##*/}" ||
+            die "$arch: no manual page for ${dest##*/} (a link to $target)"
+    done < <(cat packaging/debian/*/install)
+    rm -rf "$links"
 }
 
 # ---------------------------------------------------------------- dependencies
