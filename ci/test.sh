@@ -173,6 +173,20 @@ deb_build() {
     if [[ ",$DEB_ARCHES," == *,arm64,* ]]; then ci/install-arm.sh --arm64; else ci/install-arm.sh; fi
     ci/deb.sh --arch "$DEB_ARCHES"
 }
+# ci/deb-test.sh, and nothing of it left in /tmp: its scratch directory is removed by
+# its EXIT trap, which an `exec` at its end once skipped (an empty
+# /tmp/shmbus-deb-check.* after every passing run).
+deb_test() {
+    local before after
+    before=$(compgen -G '/tmp/shmbus-deb-check.*' | sort || true)
+    ci/deb-test.sh || return $?
+    after=$(compgen -G '/tmp/shmbus-deb-check.*' | sort || true)
+    if [[ "$after" != "$before" ]]; then
+        echo "ci/deb-test.sh left scratch directories behind: $(comm -13 <(echo "$before") <(echo "$after") | tr '\n' ' ')" >&2
+        return 1
+    fi
+    echo "ci/deb-test.sh left nothing in /tmp"
+}
 
 # ---------------------------------------------------------------- extras
 extras_fuzz() { ci/fuzz.sh; }
@@ -209,7 +223,7 @@ else
 fi
 if [[ -x ci/bridge-test.sh ]]; then stage bridge ci/bridge-test.sh; fi
 stage deb-build deb_build
-if passed deb-build || ! wanted deb-build; then stage deb-test ci/deb-test.sh; else skip deb-test "no packages built"; fi
+if passed deb-build || ! wanted deb-build; then stage deb-test deb_test; else skip deb-test "no packages built"; fi
 if [[ -x ci/fuzz.sh ]]; then stage fuzz extras_fuzz; fi
 if [[ -x bench/run.sh ]] || grep -q 'Bench' crates/shmbus-cli/src/args.rs 2>/dev/null; then stage bench-quick extras_bench; fi
 
