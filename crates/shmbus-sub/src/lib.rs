@@ -746,7 +746,8 @@ impl RawSubscriber {
                     PublisherStatus::Alive { .. } => {}
                 }
             }
-            let mut slice = Duration::from_nanos(deadline - now).min(LIVENESS_INTERVAL);
+            let remaining = Duration::from_nanos(deadline - now);
+            let mut slice = remaining.min(LIVENESS_INTERVAL);
             let sleep = if self.seg.info().notify() {
                 self.prepare_sleep()
             } else {
@@ -756,7 +757,10 @@ impl RawSubscriber {
                 Sleep::Futex { ticket } => {
                     if now < self.suspect_until {
                         slice = slice.min(SUSPECT_SLICE);
-                    } else if let Some(t) = ticket.filter(|_| slice == LIVENESS_INTERVAL) {
+                    }
+                    // The caller's deadline is an end no jitter moves (and
+                    // its sleep is not judged by time); every other end is.
+                    if let Some(t) = ticket.filter(|_| slice < remaining) {
                         slice = jittered(slice, t);
                     }
                     let ended = match sys::futex_wait(self.seg.notify_word(), word, slice) {
@@ -778,6 +782,7 @@ impl RawSubscriber {
                                 waiter_word: self.waiter.as_ref().map(WaiterWord::load),
                                 newest_publish_ns: self.seg.header().last_publish_mono_ns().load(),
                                 slice_end_ns: now.saturating_add(slice.as_nanos() as u64),
+                                at_deadline: slice == remaining,
                             });
                             if self.misses.unwoken(verdict) {
                                 // Sleep briefly for a while, so it cannot
@@ -813,6 +818,9 @@ struct WakeEvidence {
     newest_publish_ns: u64,
     /// When the slice was due to end (`CLOCK_MONOTONIC`, ns).
     slice_end_ns: u64,
+    /// The slice ended at the caller's deadline, the one end [`jittered`]
+    /// cannot move.
+    at_deadline: bool,
 }
 
 /// How long before the end of a slice a frame must have been published for
@@ -840,7 +848,10 @@ enum MissingWake {
     Overdue,
     /// A newer frame: it may have raced the end of the slice, its wake-up
     /// still on its way (a publisher at a rate that divides the slice,
-    /// 10 Hz or 1 Hz, does that about once in a few hundred frames).
+    /// 10 Hz or 1 Hz, does that about once in a few hundred frames). Also
+    /// any frame at the end of a slice that ended at the caller's deadline:
+    /// that end is not jittered, so a caller whose timeouts keep step with
+    /// a publisher could race it every time.
     Raced,
 }
 
@@ -852,7 +863,9 @@ fn judge_missing_wake(e: WakeEvidence) -> MissingWake {
         .is_some_and(|w| (w.wrapping_sub(after_ticket) as i32) < 0);
     if rewound {
         MissingWake::Rewound
-    } else if e.newest_publish_ns.saturating_add(LOST_WAKEUP_MARGIN_NS) <= e.slice_end_ns {
+    } else if !e.at_deadline
+        && e.newest_publish_ns.saturating_add(LOST_WAKEUP_MARGIN_NS) <= e.slice_end_ns
+    {
         MissingWake::Overdue
     } else {
         MissingWake::Raced
@@ -896,24 +909,26 @@ impl MissRecord {
     }
 }
 
-/// How much earlier than [`LIVENESS_INTERVAL`] a full registered sleep may
-/// end, chosen per sleep.
+/// The most a registered sleep may end early: a fifth of its slice, at
+/// most this (so a full 100 ms slice ends 80 to 100 ms after it began).
 const SLICE_JITTER: Duration = Duration::from_millis(20);
 
-/// A full slice shortened by a pseudo-random part of [`SLICE_JITTER`],
-/// drawn from the sleep's ticket (a new value for every sleep of any
-/// reader). Without it a publisher whose period is the slice plus this
-/// reader's time from wake-up to its next sleep (100.1 ms against a 100 ms
-/// slice, to within microseconds: a sensor with its own clock) lands every
-/// frame at the end of a slice: each one raced it, and two such races in a
-/// row look like a rewind undone ([`MissRecord`]). With the end moved at
-/// random over 20 ms, a race is a chance of microseconds in each slice,
-/// independent of the last one.
+/// A registered sleep's slice, shortened by a pseudo-random part of a fifth
+/// of it (at most [`SLICE_JITTER`]), drawn from the sleep's ticket (a new
+/// value for every sleep of any reader). Without it a publisher whose
+/// period is the slice plus this reader's time from wake-up to its next
+/// sleep (100.1 ms against a 100 ms slice, to within microseconds: a sensor
+/// with its own clock) lands every frame at the end of a slice: each one
+/// raced it, and two such races in a row look like a rewind undone
+/// ([`MissRecord`]). With the end moved at random, a race is a chance of
+/// microseconds in each slice, independent of the last one. A slice that
+/// ends at the caller's deadline is not moved (the wait must end there);
+/// its races are never judged by time ([`WakeEvidence::at_deadline`]).
 fn jittered(slice: Duration, ticket: u32) -> Duration {
+    let most = (slice / 5).min(SLICE_JITTER).as_nanos() as u64;
     // Fibonacci hashing spreads consecutive tickets over the u32 range.
     let r = u64::from(ticket.wrapping_mul(0x9E37_79B9));
-    let jitter_ns = (r * SLICE_JITTER.as_nanos() as u64) >> 32;
-    slice.saturating_sub(Duration::from_nanos(jitter_ns))
+    slice.saturating_sub(Duration::from_nanos((r * most) >> 32))
 }
 
 /// The creator uid of segment `shmid`, from `/proc/sysvipc/shm` (readable
@@ -1108,6 +1123,7 @@ mod tests {
             waiter_word,
             newest_publish_ns: published,
             slice_end_ns: 1_000 * MS,
+            at_deadline: false,
         }
     }
 
@@ -1130,6 +1146,23 @@ mod tests {
         assert_eq!(judge_missing_wake(evidence(7, Some(8), 990 * MS)), Overdue);
         assert_eq!(judge_missing_wake(evidence(7, Some(8), 900 * MS)), Overdue);
         assert_eq!(judge_missing_wake(evidence(7, None, 0)), Overdue);
+    }
+
+    #[test]
+    fn a_sleep_that_ended_at_the_callers_deadline_is_not_judged_by_time() {
+        // Its end is not jittered: a caller whose timeouts keep step with a
+        // publisher could race it every time.
+        let at_deadline = |e: WakeEvidence| WakeEvidence {
+            at_deadline: true,
+            ..e
+        };
+        for published in [0, 900 * MS, 990 * MS, 999 * MS] {
+            let e = at_deadline(evidence(7, Some(8), published));
+            assert_eq!(judge_missing_wake(e), Raced);
+        }
+        // A rewound word is evidence wherever the sleep ended.
+        let e = at_deadline(evidence(7, Some(7), 900 * MS));
+        assert_eq!(judge_missing_wake(e), Rewound);
     }
 
     #[test]
@@ -1205,6 +1238,13 @@ mod tests {
                 "{s:?}"
             );
             buckets.insert(s.as_millis());
+            // A shorter slice (the 2 ms ones after a lost wake-up) ends
+            // at most a fifth early.
+            let short = jittered(SUSPECT_SLICE, t);
+            assert!(
+                short <= SUSPECT_SLICE && short > SUSPECT_SLICE * 4 / 5,
+                "{short:?}"
+            );
         }
         // Consecutive tickets (one reader sleeping again and again) land
         // all over the 20 ms, not on one end.

@@ -93,6 +93,11 @@ struct SubThread {
 
 impl SubThread {
     fn start(t: &Topic) -> SubThread {
+        SubThread::waiting(t, LONG)
+    }
+
+    /// A subscriber whose every wait has `timeout`.
+    fn waiting(t: &Topic, timeout: Duration) -> SubThread {
         let (tid_tx, tid_rx) = mpsc::channel();
         let (go, go_rx) = mpsc::channel::<()>();
         let (got_tx, got) = mpsc::channel();
@@ -101,7 +106,7 @@ impl SubThread {
             let mut s = Subscriber::<Check>::attach(&t).expect("subscriber attaches");
             tid_tx.send(nix::unistd::gettid().as_raw()).unwrap();
             while go_rx.recv().is_ok() {
-                let r = match s.wait_next(LONG) {
+                let r = match s.wait_next(timeout) {
                     Ok(Next::Frame(f)) => Ok(Got {
                         seq: f.value.seq,
                         lost_wakeups: s.raw().lost_wakeups(),
@@ -417,6 +422,48 @@ fn a_rewind_undone_in_time_twice_in_a_row_is_detected() {
         return;
     }
     panic!("three attempts in a row were preempted for 100 ms between two lines");
+}
+
+/// A sleep that ends at the caller's own deadline (a wait with a timeout
+/// under the 100 ms slice) is the one end the jitter cannot move, so a
+/// caller whose timeouts keep step with a publisher could race it every
+/// time: an overdue frame seen there is never counted, also twice in a
+/// row. Before, the second counted and put the reader in 2 ms sleeps.
+#[test]
+fn overdue_frames_at_the_callers_deadline_are_not_counted_even_in_a_row() {
+    watchdog(
+        "overdue_frames_at_the_callers_deadline_are_not_counted_even_in_a_row",
+        LONG * 4,
+    );
+    let (t, _g, mut p) = primed("waiters-deadline");
+    let w = spectator(&t);
+    let mut seq = 2;
+    let publish = |p: &mut Publisher<Check>, seq| {
+        p.publish(&Check::new(seq)).unwrap();
+        sys::monotonic_ns()
+    };
+    for _ in 0..3 {
+        // Each wait ends at its 90 ms deadline at the latest.
+        let sub = SubThread::waiting(&t, Duration::from_millis(90));
+        let mut judged = 0;
+        while judged < 2 {
+            seq += 1;
+            let Some(got) = rewind_undone(&sub, &w, &mut p, seq, publish) else {
+                break;
+            };
+            assert_eq!(
+                got.lost_wakeups, 0,
+                "a frame at the caller's deadline was counted"
+            );
+            judged += 1;
+            settle(&sub, &mut p, &mut seq);
+        }
+        if judged == 2 {
+            return;
+        }
+        settle(&sub, &mut p, &mut seq);
+    }
+    panic!("three attempts in a row were preempted for 70 ms between two lines");
 }
 
 /// After an attempt whose setup did not hold: two publishes with nobody
