@@ -380,6 +380,40 @@ fn a_frame_stamped_long_before_its_publish_that_races_a_slice_is_not_a_lost_wake
     panic!("three attempts in a row were preempted for 100 ms between two lines");
 }
 
+/// Two rewinds undone in a row ([`rewind_undone`], frames with the
+/// publisher's own time), each against a sleep of a new subscriber whose
+/// waits have `timeout`, with no wake-up between them (the two frames
+/// between are read without sleeping; they also make the publisher's last
+/// two loads of the waiter word agree again). Returns the subscriber's
+/// reports of the two frames; an attempt whose setup did not hold is tried
+/// again with a new subscriber, at most three times.
+fn two_undone_rewinds_in_a_row(test: &str, timeout: Duration) -> (Got, Got) {
+    let (t, _g, mut p) = primed(test);
+    let w = spectator(&t);
+    let mut seq = 2;
+    let publish = |p: &mut Publisher<Check>, seq| {
+        p.publish(&Check::new(seq)).unwrap();
+        sys::monotonic_ns()
+    };
+    for _ in 0..3 {
+        // A new subscriber for each attempt: nothing it saw before counts.
+        let sub = SubThread::waiting(&t, timeout);
+        seq += 1;
+        let Some(first) = rewind_undone(&sub, &w, &mut p, seq, publish) else {
+            settle(&sub, &mut p, &mut seq);
+            continue;
+        };
+        settle(&sub, &mut p, &mut seq);
+        seq += 1;
+        let Some(second) = rewind_undone(&sub, &w, &mut p, seq, publish) else {
+            settle(&sub, &mut p, &mut seq);
+            continue;
+        };
+        return (first, second);
+    }
+    panic!("three attempts in a row were preempted for 70 ms between two lines");
+}
+
 /// A rewind undone before the sleeper looks leaves the waiter word honest;
 /// the frame's time still shows the wake-up was due long before the slice
 /// ended. One such frame could be a caller's old timestamp racing the end
@@ -391,37 +425,12 @@ fn a_rewind_undone_in_time_twice_in_a_row_is_detected() {
         "a_rewind_undone_in_time_twice_in_a_row_is_detected",
         LONG * 4,
     );
-    let (t, _g, mut p) = primed("waiters-rewind-undone");
-    let w = spectator(&t);
-    let mut seq = 2;
-    let publish = |p: &mut Publisher<Check>, seq| {
-        p.publish(&Check::new(seq)).unwrap();
-        sys::monotonic_ns()
-    };
-    for _ in 0..3 {
-        // A new subscriber for each attempt: nothing it saw before counts.
-        let sub = SubThread::start(&t);
-        seq += 1;
-        let Some(first) = rewind_undone(&sub, &w, &mut p, seq, publish) else {
-            settle(&sub, &mut p, &mut seq);
-            continue;
-        };
-        assert_eq!(first.lost_wakeups, 0, "the first overdue frame was counted");
-        // Two frames read without sleeping: the publisher's last two loads
-        // of the waiter word agree again, and no wake-up came between.
-        settle(&sub, &mut p, &mut seq);
-        seq += 1;
-        let Some(second) = rewind_undone(&sub, &w, &mut p, seq, publish) else {
-            settle(&sub, &mut p, &mut seq);
-            continue;
-        };
-        assert_eq!(
-            second.lost_wakeups, 1,
-            "the second overdue frame was not counted"
-        );
-        return;
-    }
-    panic!("three attempts in a row were preempted for 100 ms between two lines");
+    let (first, second) = two_undone_rewinds_in_a_row("waiters-rewind-undone", LONG);
+    assert_eq!(first.lost_wakeups, 0, "the first overdue frame was counted");
+    assert_eq!(
+        second.lost_wakeups, 1,
+        "the second overdue frame was not counted"
+    );
 }
 
 /// A sleep that ends at the caller's own deadline (a wait with a timeout
@@ -435,35 +444,15 @@ fn overdue_frames_at_the_callers_deadline_are_not_counted_even_in_a_row() {
         "overdue_frames_at_the_callers_deadline_are_not_counted_even_in_a_row",
         LONG * 4,
     );
-    let (t, _g, mut p) = primed("waiters-deadline");
-    let w = spectator(&t);
-    let mut seq = 2;
-    let publish = |p: &mut Publisher<Check>, seq| {
-        p.publish(&Check::new(seq)).unwrap();
-        sys::monotonic_ns()
-    };
-    for _ in 0..3 {
-        // Each wait ends at its 90 ms deadline at the latest.
-        let sub = SubThread::waiting(&t, Duration::from_millis(90));
-        let mut judged = 0;
-        while judged < 2 {
-            seq += 1;
-            let Some(got) = rewind_undone(&sub, &w, &mut p, seq, publish) else {
-                break;
-            };
-            assert_eq!(
-                got.lost_wakeups, 0,
-                "a frame at the caller's deadline was counted"
-            );
-            judged += 1;
-            settle(&sub, &mut p, &mut seq);
-        }
-        if judged == 2 {
-            return;
-        }
-        settle(&sub, &mut p, &mut seq);
+    // Each wait ends at its 90 ms deadline at the latest.
+    let (first, second) =
+        two_undone_rewinds_in_a_row("waiters-deadline", Duration::from_millis(90));
+    for got in [first, second] {
+        assert_eq!(
+            got.lost_wakeups, 0,
+            "a frame at the caller's deadline was counted"
+        );
     }
-    panic!("three attempts in a row were preempted for 70 ms between two lines");
 }
 
 /// After an attempt whose setup did not hold: two publishes with nobody
