@@ -513,6 +513,12 @@ fn connection_loop(
     let mut pause = PAUSE_MIN;
     let mut paused_until: Option<Instant> = None;
     let mut connected = false;
+    // A SUBSCRIBE of the [[bridge.in]] topics went out on this link: only
+    // then can the broker send a message (PUBLISH) at all. A packet over
+    // MAX_INCOMING before that (before CONNACK, or with nothing
+    // subscribed) is not a [[bridge.in]] message: the peer is not speaking
+    // MQTT, and pausing the inbound topics for it would be wrong.
+    let mut subscribed = false;
     // Links in a row that the broker closed within STABLE_LINK.
     let mut short_links = 0u32;
     // When the stop was first seen here: from then on the link gets GOODBYE
@@ -550,6 +556,7 @@ fn connection_loop(
             // The request channel may be full of frames: then try again
             // a second later rather than lose the subscriptions.
             if client.try_subscribe_many(subscriptions.clone()).is_ok() {
+                subscribed = true;
                 paused_until = None;
                 core.inbound
                     .lock()
@@ -566,13 +573,15 @@ fn connection_loop(
                 core.stats.connected.store(true, Ordering::Relaxed);
                 connected = true;
                 up_since = Some(Instant::now());
-                if !subscriptions.is_empty()
-                    && paused_until.is_none()
-                    && client.try_subscribe_many(subscriptions.clone()).is_err()
-                {
-                    // The request channel is full: try again a second
-                    // later (as after a pause) rather than go unsubscribed.
-                    paused_until = Some(Instant::now() + Duration::from_secs(1));
+                if !subscriptions.is_empty() && paused_until.is_none() {
+                    if client.try_subscribe_many(subscriptions.clone()).is_ok() {
+                        subscribed = true;
+                    } else {
+                        // The request channel is full: try again a second
+                        // later (as after a pause) rather than go
+                        // unsubscribed.
+                        paused_until = Some(Instant::now() + Duration::from_secs(1));
+                    }
                 }
                 // Asked to stop while connecting: the DISCONNECT queued by
                 // the goodbye follows; leave `offline` behind, not `online`.
@@ -651,7 +660,10 @@ fn connection_loop(
             }
             Ok(_) => {}
             Err(e) => {
+                // Too large for a message, on a link where one could come.
+                let inbound_oversized = oversized(&e).filter(|_| connected && subscribed);
                 connected = false;
+                subscribed = false;
                 let was_up = up_since.take();
                 if was_up.is_some_and(|t| t.elapsed() >= STABLE_LINK) {
                     backoff = min;
@@ -674,7 +686,7 @@ fn connection_loop(
                         short_links = 0;
                     }
                 }
-                if let Some(n) = oversized(&e) {
+                if let Some(n) = inbound_oversized {
                     let why = format!(
                         "the broker sent a message of {n} bytes, over the bridge's limit of {MAX_INCOMING} bytes, on a [[bridge.in]] topic; the [[bridge.in]] subscriptions are left out for {} s so the rest of the link stays up (clear or shrink that message on the broker, e.g. mosquitto_pub -r -n -t TOPIC for a retained one, and cap message_size_limit)",
                         pause.as_secs()
@@ -695,7 +707,15 @@ fn connection_loop(
                 if core.stop.load(Ordering::Relaxed) {
                     return Ok(());
                 }
-                let (why, fatal) = explain(&e, s);
+                let (why, fatal) = match inbound_oversized {
+                    // Said above; the link itself is fine.
+                    Some(_) => (
+                        "the link broke on that message (the MQTT client cannot skip one)"
+                            .to_string(),
+                        false,
+                    ),
+                    None => explain(&e, s),
+                };
                 if fatal && !ever {
                     return Err(why);
                 }
@@ -902,6 +922,12 @@ fn link_problem(e: &ConnectionError, s: &MqttSettings) -> String {
                 "the broker closed the connection (restarting, or it dropped this client: its log says why)".to_string()
             }
             S::Io(e) | S::Deserialization(B::Io(e)) => io(e),
+            // Not a message of a [[bridge.in]] topic (the engine says so
+            // itself when it can be one): a peer that is not an MQTT
+            // broker, whose bytes read as a huge length.
+            S::Deserialization(B::PayloadSizeLimitExceeded(n)) => format!(
+                "the broker announced a packet of {n} bytes, over the bridge's limit of {MAX_INCOMING} bytes, where no message can come (before CONNACK or with nothing subscribed): it may not be an MQTT broker; is this the broker's port?"
+            ),
             S::Deserialization(d) => format!(
                 "the broker sent something that is not MQTT 3.1.1 ({d}): is this the broker's port?"
             ),
@@ -1454,6 +1480,73 @@ mod tests {
         assert!(matches!(r, Ok(Ok(()))), "{r:?}");
     }
 
+    /// A peer that is not an MQTT broker sends bytes that read as a packet
+    /// of hundreds of megabytes (random data, another protocol): before
+    /// CONNACK, or with nothing subscribed, that cannot be a message of a
+    /// `[[bridge.in]]` topic. It used to be reported as one ("the broker
+    /// sent a message of 268435457 bytes ... on a [[bridge.in]] topic"),
+    /// counted in `in.oversized`, and the inbound routes were paused for
+    /// 60 s, doubling up to 15 min at each such link.
+    #[test]
+    fn a_huge_packet_where_no_message_can_come_is_not_blamed_on_the_inbound_topics() {
+        // (CONNACK first, then the bytes, routes): before CONNACK with a
+        // route; after CONNACK with no route (nothing subscribed).
+        for (connack_first, with_route) in [(false, true), (true, false)] {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let done = Arc::new(AtomicBool::new(false));
+            let broker = {
+                let d = done.clone();
+                std::thread::spawn(move || {
+                    let mut socks = Vec::new();
+                    while !d.load(Ordering::Relaxed) {
+                        if let Ok((mut sock, _)) = listener.accept() {
+                            let _ = sock.set_nonblocking(false);
+                            let _ = sock.set_read_timeout(Some(Duration::from_secs(5)));
+                            // The CONNECT (or what of it came), then a
+                            // fixed header announcing 268,435,455 bytes.
+                            let _ = sock.read(&mut [0; 4096]);
+                            let mut v = Vec::new();
+                            if connack_first {
+                                v.extend_from_slice(&[0x20, 2, 0, 0]);
+                            }
+                            v.extend_from_slice(&[0x20, 0xff, 0xff, 0xff, 0x7f, 1, 2, 3]);
+                            let _ = sock.write_all(&v);
+                            socks.push(sock);
+                        }
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                })
+            };
+            let mut guards = Vec::new();
+            let routes: Vec<crate::settings::InTopic> = if with_route {
+                let key = shmbus_testkit::unique_key("huge-packet-in");
+                guards.push(shmbus_testkit::Guard(key));
+                vec![crate::settings::InTopic::for_test("sp", "g/sp", key)]
+            } else {
+                Vec::new()
+            };
+            let stats = Arc::new(crate::stats::Stats::default());
+            let outbox = Arc::new(crate::outbox::Outbox::new(1000, 1 << 20, stats.clone()));
+            let (stop, _, rx) = engine_on(port, outbox.clone(), stats.clone(), &routes);
+            wait_for("three broken links", || {
+                stats.link_errors.load(Ordering::Relaxed) >= 3
+            });
+            let case = format!("CONNACK first: {connack_first}, route: {with_route}");
+            assert_eq!(stats.in_oversized.load(Ordering::Relaxed), 0, "{case}");
+            if with_route {
+                let report: serde_json::Value = outbox
+                    .state_of("p/b/$in/sp")
+                    .map(|m| serde_json::from_slice(&m.payload).unwrap())
+                    .unwrap_or_default();
+                assert_ne!(report["state"], "paused", "{case}: {report}");
+            }
+            let r = stop_both(&stop, &rx, &done, broker);
+            assert!(matches!(r, Ok(Ok(()))), "{case}: {r:?}");
+        }
+    }
+
     /// Link errors are said in words a user can act on, not rumqttc's
     /// ("Mqtt state: Last pingreq isn't acked", "Io error: Os { .. }").
     #[test]
@@ -1503,6 +1596,12 @@ mod tests {
                 "not CONNACK (is this the broker's port?)",
             ),
             (ConnectionError::FlushTimeout, "the link took nothing"),
+            (
+                ConnectionError::MqttState(S::Deserialization(B::PayloadSizeLimitExceeded(
+                    268_435_457,
+                ))),
+                "a packet of 268435457 bytes, over the bridge's limit of 1048576 bytes, where no message can come",
+            ),
         ];
         for (e, words) in cases {
             let (why, fatal) = explain(&e, &settings);
