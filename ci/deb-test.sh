@@ -81,7 +81,7 @@ expected_files() { # expected_files PKG ARCH
         for b in configs/systemd/*.service; do echo "./usr/lib/systemd/system/$(basename "$b")"; done
         echo ./usr/lib/sysusers.d/shmbus.conf
         echo ./etc/shmbus/shmbus.toml
-        for b in examples/demo.toml examples/imx6ull-board.toml configs/README.md INSTALL.md README.md copyright changelog.gz; do
+        for b in examples/demo.toml examples/imx6ull-board.toml configs/README.md INSTALL.md TROUBLESHOOTING.md README.md copyright changelog.gz; do
             echo "./usr/share/doc/shmbus/$b"
         done
         ;;
