@@ -254,7 +254,7 @@ fn a_stuck_publisher_is_shown_as_the_page_shows_it() {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
     watchdog("troubleshooting-stale", Duration::from_secs(180));
-    let (p, name, _guard) = publisher("ts-stale");
+    let (p, name, guard) = publisher("ts-stale");
     let pid = Pid::from_raw(p.0.id() as i32);
     kill(pid, Signal::SIGSTOP).unwrap();
     // A stopped process is killed by KillOnDrop all the same; continued
@@ -277,6 +277,37 @@ fn a_stuck_publisher_is_shown_as_the_page_shows_it() {
             assert_shown("stale", &r.stdout, &name);
             break;
         }
+    }
+    // `top` says it in its STATE column once the topic is STALE (no frame
+    // for two intervals), in the words the page gives.
+    let key = format!("0x{:08x}", guard.key() as u32);
+    let page: String = page().split_whitespace().collect::<Vec<_>>().join(" ");
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = run(&["top", "--count", "1", "--interval", "0.5", "--key", &key]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let row = r
+            .stdout
+            .lines()
+            .find(|l| l.contains(&name))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{}", r.stdout));
+        if let Some(at) = row.find("STALE") {
+            let state = row[at..].trim_end();
+            assert!(
+                state.starts_with("STALE: publisher stopped"),
+                "top does not say the publisher is stopped: {row}"
+            );
+            assert!(
+                page.contains(&format!("`{state}`")),
+                "docs/TROUBLESHOOTING.md does not show top's `{state}`"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "top never said STALE of a stopped publisher in 60 s:\n{}",
+            r.stdout
+        );
     }
 }
 

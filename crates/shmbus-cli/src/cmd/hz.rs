@@ -197,7 +197,14 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
             format!("age {}", human_ns(a.as_nanos() as u64))
         });
         let publisher = match sub.publisher() {
-            PublisherStatus::Alive { pid } => format!("publisher alive (pid {pid})"),
+            // Nothing this interval from a live publisher: say if it is
+            // stopped or stuck in the kernel.
+            PublisherStatus::Alive { pid } => {
+                match (rate == 0.0).then(|| super::held_up(pid)).flatten() {
+                    Some(why) => format!("publisher alive (pid {pid}) but {why}"),
+                    None => format!("publisher alive (pid {pid})"),
+                }
+            }
             PublisherStatus::NotRunning | PublisherStatus::NoLock => "publisher NOT RUNNING".into(),
             PublisherStatus::Unknown => "publisher unknown".into(),
         };

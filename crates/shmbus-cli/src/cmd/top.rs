@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use shmbus_core::PublisherStatus;
 use shmbus_core::sys::{monotonic_ns, realtime_ns};
 
 use super::list::{Row, rate_between, rate_text, rows, table};
@@ -35,6 +36,19 @@ pub fn state(
         "STALE"
     } else {
         "ok"
+    }
+}
+
+/// The STATE cell: [`state`], and for a topic whose live publisher sends
+/// nothing, why, when its process says (stopped, or blocked in the kernel:
+/// [`super::held_up`]).
+fn state_text(state: &'static str, publisher: &PublisherStatus) -> String {
+    match (state, publisher) {
+        ("STALE" | "waiting", PublisherStatus::Alive { pid }) => match super::held_up(*pid) {
+            Some(why) => format!("{state}: publisher {why}"),
+            None => state.into(),
+        },
+        _ => state.into(),
     }
 }
 
@@ -106,15 +120,17 @@ pub fn run(a: &TopArgs) -> CmdResult {
                         publisher_text(&s.publisher),
                         s.entry.nattch.to_string(),
                         if s.entry.locked() { "yes" } else { "no" }.into(),
-                        state(
-                            removed,
-                            s.publisher.is_alive(),
-                            s.generation,
-                            rate,
-                            age,
-                            interval,
-                        )
-                        .into(),
+                        state_text(
+                            state(
+                                removed,
+                                s.publisher.is_alive(),
+                                s.generation,
+                                rate,
+                                age,
+                                interval,
+                            ),
+                            &s.publisher,
+                        ),
                     ]);
                 }
                 Row::Denied(e) => t.push(vec![
