@@ -172,7 +172,7 @@ pub fn probe(e: &Entry) -> Probe {
         Err(OpenError::PermissionDenied { .. }) => Probe::Denied,
         Err(OpenError::Removed { .. } | OpenError::NotFound { .. }) => Probe::Gone,
         Err(OpenError::Corrupt {
-            what: "segment smaller than the 256-byte header",
+            what: shmbus_core::layout::SMALLER_THAN_HEADER,
             ..
         }) => Probe::Foreign,
         Err(other) => Probe::Broken(other),

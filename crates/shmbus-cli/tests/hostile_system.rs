@@ -46,11 +46,12 @@ fn segment_bytes(key: i32) -> Vec<u8> {
     out
 }
 
-/// A new segment of `size` bytes at `key`, holding `bytes`.
+/// A new segment of `size` bytes at `key`, holding `bytes` (as many whole
+/// 4-byte words of them as fit; a 1-byte segment stays zero).
 fn segment_with(key: i32, size: usize, bytes: &[u8]) {
     let id = sys::shmget(key, size, libc::IPC_CREAT | libc::IPC_EXCL | 0o600).unwrap();
     let att = sys::WriteAttachment::read_write(id).unwrap();
-    let n = bytes.len().min(size);
+    let n = bytes.len().min(size) & !3;
     shmbus_core::codec::store_bytes(att.atomic_words(0, n.div_ceil(4)).unwrap(), &bytes[..n]);
 }
 
@@ -152,5 +153,159 @@ fn an_unreadable_segment_at_a_names_key_is_named_not_called_missing() {
         let r = run_cmd(shmbus(config.as_path(), &["rm", &k]));
         assert_eq!(r.code, 0, "{}", r.stderr);
         assert!(sys::shmget(*key, 0, 0).is_err(), "{k} still there");
+    }
+}
+
+/// A config with one imu sensor topic `name` at `key`.
+fn sensor_config(dir: &TempDir, name: &str, key: i32) -> std::path::PathBuf {
+    let p = dir.join(&format!("{name}-sensor.toml"));
+    std::fs::write(
+        &p,
+        format!(
+            "bus = \"hostile\"\n[[topic]]\nname = \"{name}\"\nkey = {key}\nslots = 4\n\
+             publisher = \"shmbus-sensor-imu\"\nrate_hz = 50.0\n"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// The imu sensor publishing topic `name` of `config` for `secs` seconds.
+fn sensor(config: &std::path::Path, name: &str, secs: &str) -> Run {
+    run_cmd(shmbus(
+        config,
+        &[
+            "__sensor",
+            "imu",
+            "--config",
+            config.to_str().unwrap(),
+            "--topic",
+            name,
+            "--duration",
+            secs,
+        ],
+    ))
+}
+
+/// Root runs this in a private IPC namespace (`kernel.sem` set to a
+/// SEMMSL of 0 there only). A publisher lock is a set of one semaphore:
+/// with SEMMSL (the first field of `kernel.sem`) at 0, `semget` refuses
+/// to create it with `EINVAL`, and a sensor said `cannot open topic: semget:
+/// Invalid argument (key ...)`, the raw errno, where SEMMNI, SEMMNS and
+/// SEMOPM name their field and the `sysctl` that fixes them. Now the
+/// message names SEMMSL and a `sysctl -w kernel.sem="1 ..."`, which typed
+/// as printed lets the sensor publish; the failed open leaves nothing.
+/// Without root the mapping itself is checked.
+#[test]
+fn a_semaphore_set_limit_of_zero_is_named_with_a_fix_that_works() {
+    watchdog(
+        "a_semaphore_set_limit_of_zero_is_named_with_a_fix_that_works",
+        Duration::from_secs(180),
+    );
+    let key = unique_key("hostile-semmsl");
+    let _guard = Guard(key);
+    // What any user's open gets from this errno: the named limit.
+    let e = shmbus_core::OpenError::from_sys(
+        key,
+        0,
+        sys::SysError {
+            call: sys::Call::Semget,
+            errno: sys::Errno::EINVAL,
+        },
+    );
+    let text = e.to_string();
+    assert!(
+        matches!(e, shmbus_core::OpenError::SemaphoreLimit { .. })
+            && text.contains("kernel.sem SEMMSL")
+            && text.contains("sysctl"),
+        "{e:?}: {text}"
+    );
+    if !shmbus_testkit::private_ipc() {
+        eprintln!("not root: the sensor under SEMMSL 0 is not run (CI runs it as root)");
+        return;
+    }
+    let path = "/proc/sys/kernel/sem";
+    let old = std::fs::read_to_string(path).expect("read kernel.sem");
+    let v: Vec<&str> = old.split_whitespace().collect();
+    std::fs::write(path, format!("0 {} {} {}", v[1], v[2], v[3])).expect("write kernel.sem");
+    let dir = TempDir::new("hostile-semmsl");
+    let name = format!("semmsl-{}", std::process::id());
+    let config = sensor_config(&dir, &name, key);
+    let r = sensor(&config, &name, "1");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("kernel.sem SEMMSL (1st field") && !r.stderr.contains("Invalid argument"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        shmbus_core::sysvipc::semaphore_by_key(key).is_none() && sys::shmget(key, 0, 0).is_err(),
+        "the failed open left its lock or segment"
+    );
+    let suggested = r
+        .stderr
+        .split("sysctl -w kernel.sem=\"")
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .unwrap_or_else(|| panic!("no kernel.sem value in: {}", r.stderr));
+    assert!(suggested.starts_with("1 "), "{suggested}");
+    std::fs::write(path, suggested).expect("write the suggested kernel.sem");
+    let r = sensor(&config, &name, "1");
+    std::fs::write(path, old.trim()).expect("restore kernel.sem");
+    assert_eq!(r.code, 0, "with the suggested kernel.sem: {}", r.stderr);
+    let r = run_cmd(shmbus(&config, &["info", &hex(key)]));
+    assert!(r.stdout.contains(&name), "{}{}", r.stdout, r.stderr);
+}
+
+/// Another program's segment at a topic's key, by the same user, smaller
+/// than the topic: the publisher said `segment at key K is 1 bytes, the
+/// topic needs N; remove it with shmbus rm K`, and readers given the key
+/// `corrupt ...; remove it with shmbus rm K`, but `shmbus rm K` refuses it
+/// as another program's memory (rightly: it is not a topic). The publisher
+/// now says it is not a shmbus topic, and no message about it suggests the
+/// `shmbus rm` that refuses it.
+#[test]
+fn another_programs_segment_is_never_called_a_topic_to_shmbus_rm() {
+    watchdog(
+        "another_programs_segment_is_never_called_a_topic_to_shmbus_rm",
+        Duration::from_secs(180),
+    );
+    let dir = TempDir::new("hostile-foreign");
+    let pid = std::process::id();
+    // One byte; 200 bytes of 0xFF (the 256-byte header would not fit); 1 KiB
+    // of another magic (the imu topic needs more).
+    for (i, (size, fill)) in [(1usize, 0x89u8), (200, 0xff), (1024, 0x42)]
+        .into_iter()
+        .enumerate()
+    {
+        let key = unique_key("hostile-foreign");
+        let _guard = Guard(key);
+        segment_with(key, size, &vec![fill; size]);
+        let name = format!("foreign{i}-{pid}");
+        let config = sensor_config(&dir, &name, key);
+        let k = hex(key);
+        let before = segment_bytes(key);
+        let r = sensor(&config, &name, "1");
+        assert_eq!(r.code, 2, "{size} bytes: {}", r.stderr);
+        assert!(
+            r.stderr
+                .contains(&format!("segment at key {k} is not a shmbus topic"))
+                && !r.stderr.contains("shmbus rm"),
+            "{size} bytes: {}",
+            r.stderr
+        );
+        for args in [
+            vec!["info", k.as_str()],
+            vec!["hz", k.as_str(), "--count", "1"],
+        ] {
+            let r = run_cmd(shmbus(&config, &args));
+            assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+            assert!(!r.stderr.contains("shmbus rm"), "{args:?}: {}", r.stderr);
+        }
+        // What the old messages suggested: refused, the segment untouched.
+        let r = run_cmd(shmbus(&config, &["rm", &k]));
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(r.stderr.contains("not a shmbus topic"), "{}", r.stderr);
+        assert_eq!(segment_bytes(key), before, "{size} bytes: changed");
     }
 }

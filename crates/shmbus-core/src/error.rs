@@ -272,6 +272,15 @@ impl OpenError {
                 field: crate::sysvipc::SEMOPM_FIELD,
                 current: crate::sysvipc::sem_limits(),
             },
+            // A lock is a set of one semaphore: `semget` refuses to create
+            // it with `EINVAL` when SEMMSL is below 1 (a lookup asks for 0
+            // semaphores and cannot get `EINVAL`; key 0 is refused before
+            // any call, with the same errno, but a topic never has key 0).
+            Errno::EINVAL if e.call == Call::Semget && key != 0 => OpenError::SemaphoreLimit {
+                key,
+                field: crate::sysvipc::SEMMSL_FIELD,
+                current: crate::sysvipc::sem_limits(),
+            },
             Errno::ENOSPC if e.call == Call::Semget => OpenError::SemaphoreLimit {
                 key,
                 field: crate::sysvipc::which_sem_limit(),
@@ -341,6 +350,17 @@ impl fmt::Display for OpenError {
             } => write!(
                 f,
                 "topic at key {} has layout version {found}, made by an older shmbus; this build reads version {supported}: upgrade the publisher, or remove the old topic with `shmbus rm {}`",
+                Key(*key),
+                Key(*key)
+            ),
+            // No shmbus publisher makes a segment this small: `shmbus rm`
+            // refuses it as another program's, so the fix is `ipcrm`.
+            OpenError::Corrupt {
+                key,
+                what: crate::layout::SMALLER_THAN_HEADER,
+            } => write!(
+                f,
+                "segment at key {} is not a shmbus topic: it is smaller than the 256-byte header, which no shmbus publisher makes (another program's memory); choose another key for the topic, or if nothing needs that segment (`ipcs -m -p` shows its creator), its owner or root removes it with `ipcrm -M {}`",
                 Key(*key),
                 Key(*key)
             ),
@@ -455,7 +475,14 @@ impl fmt::Display for OpenError {
                 current,
             } => {
                 let opm_low = *field == crate::sysvipc::SEMOPM_FIELD;
-                if opm_low {
+                let msl_low = *field == crate::sysvipc::SEMMSL_FIELD;
+                if msl_low {
+                    write!(
+                        f,
+                        "cannot create the publisher lock (a semaphore set) for key {}: the system limit kernel.sem {field} is below the 1 semaphore a lock holds; see `shmbus doctor` and raise it",
+                        Key(*key)
+                    )?;
+                } else if opm_low {
                     write!(
                         f,
                         "cannot take the publisher lock (a semaphore set) for key {}: the system limit kernel.sem {field} is below the 2 operations the lock takes in one call; see `shmbus doctor` and raise it",
@@ -470,7 +497,10 @@ impl fmt::Display for OpenError {
                 }
                 match current {
                     Some([msl, mns, opm, mni]) => {
-                        let (mns2, opm2, mni2) = if opm_low {
+                        let msl = if msl_low { (*msl).max(1) } else { *msl };
+                        let (mns2, opm2, mni2) = if msl_low {
+                            (*mns, *opm, *mni)
+                        } else if opm_low {
                             (*mns, (*opm).max(2), *mni)
                         } else if field.starts_with("SEMMNS") {
                             (mns.saturating_mul(2).max(mns + 1), *opm, *mni)

@@ -364,6 +364,12 @@ fn zero_magic(key: i32) -> OpenError {
     }
 }
 
+/// [`OpenError::Corrupt`]'s `what` for a segment smaller than the 256-byte
+/// header. No shmbus publisher creates one (section 2 of LAYOUT.md), so
+/// tools treat it as another program's memory (`shmbus rm` refuses it) and
+/// its message suggests `ipcrm`, never `shmbus rm`.
+pub const SMALLER_THAN_HEADER: &str = "segment smaller than the 256-byte header";
+
 impl HeaderInfo {
     /// Read and validate the header of an attached segment.
     ///
@@ -382,7 +388,7 @@ impl HeaderInfo {
         if real < HEADER_FIXED_SIZE {
             return Err(OpenError::Corrupt {
                 key,
-                what: "segment smaller than the 256-byte header",
+                what: SMALLER_THAN_HEADER,
             });
         }
         let h = seg.header().ok_or(corrupt("header"))?;

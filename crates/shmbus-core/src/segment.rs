@@ -691,6 +691,43 @@ mod writer {
     use crate::waiter::{WaiterSegment, WakeHistory};
     use core::sync::atomic::{AtomicU32, Ordering};
 
+    /// What a segment at the topic's key that is smaller than the topic
+    /// needs is: an older geometry of the topic (`SizeMismatch`, whose fix
+    /// `shmbus rm` removes it), or another program's memory, named as such
+    /// (`NotShmbus`, or `Corrupt` below the 256-byte header): `shmbus rm`
+    /// refuses to remove that, so the error must not suggest it. Nothing
+    /// is written; `lock_created` says this open made the topic's lock, so
+    /// zeros there are no shmbus creator's.
+    fn short_segment(
+        shmid: i32,
+        key: i32,
+        expected: u64,
+        found: u64,
+        lock_created: bool,
+    ) -> OpenError {
+        let mismatch = OpenError::SizeMismatch {
+            key,
+            expected,
+            found,
+        };
+        let Ok(att) = Attachment::read_only(shmid) else {
+            return mismatch;
+        };
+        match HeaderInfo::read(&att, key) {
+            Err(
+                e @ (OpenError::NotShmbus { .. }
+                | OpenError::Corrupt {
+                    what: crate::layout::SMALLER_THAN_HEADER,
+                    ..
+                }),
+            ) => e,
+            Err(OpenError::NotReady { .. }) if lock_created => {
+                OpenError::NotShmbus { key, magic: 0 }
+            }
+            _ => mismatch,
+        }
+    }
+
     #[inline]
     fn raw_header_of(att: &WriteAttachment) -> &RawHeader {
         // `HeaderInfo::read` or `init_header`'s caller checked the size.
@@ -913,11 +950,13 @@ mod writer {
                 // Never adopt a segment someone else created at our key.
                 require_owner(ObjectKind::Segment, key, st.cuid, st.uid, euid)?;
                 if st.size < size as u64 {
-                    return Err(OpenError::SizeMismatch {
+                    return Err(short_segment(
+                        shmid,
                         key,
-                        expected: size as u64,
-                        found: st.size,
-                    });
+                        size as u64,
+                        st.size,
+                        lock.created(),
+                    ));
                 }
             }
             let att =

@@ -137,6 +137,11 @@ pub fn sem_limits() -> Option<[u64; 4]> {
 /// (`E2BIG` below that): [`crate::OpenError::SemaphoreLimit`]'s `field`.
 pub const SEMOPM_FIELD: &str = "SEMOPM (3rd field: operations per semop call)";
 
+/// The `kernel.sem` field a publisher lock's set of one semaphore needs at
+/// least 1 of (its `semget` creation fails with `EINVAL` below that):
+/// [`crate::OpenError::SemaphoreLimit`]'s `field`.
+pub const SEMMSL_FIELD: &str = "SEMMSL (1st field: semaphores per set)";
+
 /// Which field of `kernel.sem` a failed `semget` creation (`ENOSPC`) hit,
 /// judged from `/proc` (this IPC namespace's sets and limits). The lock
 /// is one set of one semaphore.
