@@ -309,3 +309,90 @@ fn another_programs_segment_is_never_called_a_topic_to_shmbus_rm() {
         assert_eq!(segment_bytes(key), before, "{size} bytes: changed");
     }
 }
+
+/// `cmd` run where `/proc/sysvipc/shm` reads as empty: in a private mount
+/// namespace with `/dev/null` bound over it, as a container runtime masks
+/// a path. The machine's own `/proc` is untouched.
+fn with_masked_sysvipc(cmd: Command) -> Run {
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg("mount --bind /dev/null /proc/sysvipc/shm && exec \"$0\" \"$@\"")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    run_cmd(c)
+}
+
+/// Root (a mount namespace). With `/proc/sysvipc/shm` masked (it reads as
+/// empty), the tools took "no segments" for the truth: `list` showed a
+/// live publisher's lock as `(lock only)` with "remove it with `shmbus rm
+/// KEY`", doctor FAILed it as a squat with that fix, and `shmbus rm KEY`,
+/// typed as suggested, removed the lock of the running publisher without
+/// `--force` (a second publisher could then start), while `info KEY` said
+/// "no segment". A file without the kernel's column header is now an
+/// error: every command says it cannot read `/proc/sysvipc/shm` and why,
+/// and nothing is removed. Without root the parsing is checked by
+/// `shmbus-core`'s `a_file_without_the_kernels_header_is_an_error`.
+#[test]
+fn a_masked_proc_sysvipc_is_an_error_never_an_empty_bus() {
+    watchdog(
+        "a_masked_proc_sysvipc_is_an_error_never_an_empty_bus",
+        Duration::from_secs(180),
+    );
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "not root: no mount namespace to mask /proc/sysvipc/shm in (CI runs this as root)"
+        );
+        return;
+    }
+    let dir = TempDir::new("hostile-masked");
+    let name = format!("masked-{}", std::process::id());
+    let key = unique_key("hostile-masked");
+    let _guard = Guard(key);
+    let config = config_for(&dir, &name, key);
+    let topic = shmbus_core::Topic::new(&name)
+        .key(key)
+        .slots(4)
+        .lock(shmbus_core::LockPolicy::Off);
+    let mut p = Publisher::<u32>::open(&topic).unwrap();
+    p.publish(&1).unwrap();
+    let semid = sys::sem_lookup(key).expect("the publisher's lock");
+    let k = hex(key);
+    for (args, code) in [
+        (vec!["rm", k.as_str()], 2),
+        (vec!["list"], 2),
+        (vec!["top", "--count", "1"], 2),
+        (vec!["info", k.as_str()], 2),
+        (vec!["info", name.as_str()], 2),
+        (vec!["doctor", "--key", k.as_str()], 1),
+    ] {
+        let r = with_masked_sysvipc(shmbus(&config, &args));
+        assert_eq!(r.code, code, "{args:?}: {}{}", r.stdout, r.stderr);
+        let all = format!("{}{}", r.stdout, r.stderr);
+        assert!(
+            all.contains("cannot read /proc/sysvipc/shm") && all.contains("masked"),
+            "{args:?}: {all}"
+        );
+        assert!(
+            !all.contains("lock only") && !all.contains("removed"),
+            "{args:?}: {all}"
+        );
+        assert_eq!(
+            sys::sem_lookup(key).ok(),
+            Some(semid),
+            "{args:?} removed the live publisher's lock"
+        );
+    }
+    // The publisher still owns its topic.
+    p.publish(&2).unwrap();
+    assert!(
+        shmbus_core::lock::publisher_status(key).is_alive(),
+        "the lock is no longer held"
+    );
+    let r = run_cmd(shmbus(&config, &["info", &k]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}

@@ -80,13 +80,42 @@ pub fn parse(text: &str) -> Vec<ProcEntry> {
 }
 
 /// Every System V shared memory segment on the machine.
+///
+/// An error, not an empty list, when the file has no column header with
+/// `key` and `shmid`: the kernel always writes one, so such a file is
+/// masked (a container's runtime may bind `/dev/null` over it) or not the
+/// kernel's, and "no segments" would be a lie that tools act on (a live
+/// publisher's lock taken for one left behind, a topic for missing).
 pub fn segments() -> std::io::Result<Vec<ProcEntry>> {
-    Ok(parse(&std::fs::read_to_string("/proc/sysvipc/shm")?))
+    table("/proc/sysvipc/shm", "shmid")
 }
 
-/// Every System V semaphore set on the machine.
+/// Every System V semaphore set on the machine; an error for a file with
+/// no `key`/`semid` header, as [`segments`].
 pub fn semaphores() -> std::io::Result<Vec<ProcEntry>> {
-    Ok(parse(&std::fs::read_to_string("/proc/sysvipc/sem")?))
+    table("/proc/sysvipc/sem", "semid")
+}
+
+/// The rows of the `/proc/sysvipc` file at `path`, whose header must name
+/// `key` and `id`.
+fn table(path: &str, id: &str) -> std::io::Result<Vec<ProcEntry>> {
+    parse_table(&std::fs::read_to_string(path)?, id)
+}
+
+/// [`parse`] for a whole file, whose header must name `key` and `id`.
+fn parse_table(text: &str, id: &str) -> std::io::Result<Vec<ProcEntry>> {
+    let head = text.lines().next().unwrap_or("");
+    let mut cols = head.split_whitespace();
+    if !(cols.clone().any(|c| c == "key") && cols.any(|c| c == id)) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "no column header naming key and {id} ({} bytes read): the file is masked (a container may bind /dev/null over it) or not the kernel's",
+                text.len()
+            ),
+        ));
+    }
+    Ok(parse(text))
 }
 
 /// The semaphore set at `key`, if any.
@@ -194,5 +223,25 @@ mod tests {
         assert_eq!(v[0].creator_uid(), 1000);
         assert_eq!(v[0].get("nattch"), Some(2));
         assert!(parse("").is_empty());
+    }
+
+    /// A file with no header (masked by `/dev/null`, or garbage) is an
+    /// error, never "no segments"; the kernel's header with no rows is an
+    /// empty list.
+    #[test]
+    fn a_file_without_the_kernels_header_is_an_error() {
+        for text in ["", "\n", "1392508928 5 1644 960\n", "garbage\n"] {
+            let e = parse_table(text, "shmid").expect_err(text);
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+            assert!(e.to_string().contains("masked"), "{e}");
+        }
+        let head = "       key      shmid perms                  size  cpid  lpid nattch   uid   gid  cuid  cgid      atime      dtime      ctime                   rss                  swap\n";
+        assert_eq!(parse_table(head, "shmid").unwrap(), Vec::new());
+        assert!(
+            parse_table(head, "semid").is_err(),
+            "a shm header is no sem header"
+        );
+        let sem = "       key      semid perms      nsems   uid   gid  cuid  cgid      otime      ctime\n         0          3   600          1     0     0     0     0          0 1700000000\n";
+        assert_eq!(parse_table(sem, "semid").unwrap().len(), 1);
     }
 }
