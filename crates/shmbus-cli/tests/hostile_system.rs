@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use shmbus_core::sys;
 use shmbus_pub::Publisher;
-use shmbus_testkit::{Guard, TempDir, unique_key, watchdog};
+use shmbus_testkit::{Guard, KillOnDrop, TempDir, unique_key, watchdog};
 
 mod common;
 use common::{Run, run_cmd};
@@ -395,4 +395,141 @@ fn a_masked_proc_sysvipc_is_an_error_never_an_empty_bus() {
     );
     let r = run_cmd(shmbus(&config, &["info", &k]));
     assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+/// The publisher lock of a running sensor removed alone (`ipcrm -s`, as an
+/// admin clearing "stale" semaphores does): the sensor went on publishing
+/// without a lock, readers called it `NOT RUNNING` at 1 kHz, doctor said
+/// "start its publisher", and a second sensor started on the same topic
+/// and published into the same segment (two writers on one seqlock ring).
+/// The sensor now notices within its 0.5 s check, says so, and takes a new
+/// lock: a second sensor is refused, naming the first.
+#[test]
+fn a_sensor_whose_lock_is_removed_takes_it_again() {
+    watchdog(
+        "a_sensor_whose_lock_is_removed_takes_it_again",
+        Duration::from_secs(180),
+    );
+    let dir = TempDir::new("hostile-lock-removed");
+    let name = format!("lockgone-{}", std::process::id());
+    let key = unique_key("hostile-lock-removed");
+    let _guard = Guard(key);
+    let config = sensor_config(&dir, &name, key);
+    let args = |secs: &str| {
+        [
+            "__sensor".to_string(),
+            "imu".into(),
+            "--config".into(),
+            config.to_str().unwrap().into(),
+            "--topic".into(),
+            name.clone(),
+            "--duration".into(),
+            secs.into(),
+        ]
+    };
+    let first_args = args("150");
+    let first_args: Vec<&str> = first_args.iter().map(String::as_str).collect();
+    let mut first = KillOnDrop(
+        shmbus(&config, &first_args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let first_pid = first.0.id();
+    let held_by_first = || {
+        sys::sem_lookup(key)
+            .ok()
+            .and_then(|id| sys::sem_getpid(id).ok().map(|pid| (id, pid)))
+            .filter(|_| shmbus_core::lock::publisher_status(key).is_alive())
+    };
+    // The watchdog bounds these waits.
+    let old = loop {
+        match held_by_first() {
+            Some((id, pid)) if pid as u32 == first_pid => break id,
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    sys::sem_remove(old).unwrap();
+    loop {
+        match held_by_first() {
+            Some((id, pid)) if id != old && pid as u32 == first_pid => break,
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    let second_args = args("1");
+    let second_args: Vec<&str> = second_args.iter().map(String::as_str).collect();
+    let r = run_cmd(shmbus(&config, &second_args));
+    assert_ne!(r.code, 0, "a second sensor published: {}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("already has a live publisher (pid {first_pid})")),
+        "{}",
+        r.stderr
+    );
+    // The first sensor still publishes, and said what happened.
+    let g = shmbus_core::Segment::attach_shmid(sys::shmget(key, 0, 0).unwrap(), key)
+        .unwrap()
+        .generation();
+    while shmbus_core::Segment::attach_shmid(sys::shmget(key, 0, 0).unwrap(), key)
+        .unwrap()
+        .generation()
+        == g
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    first.0.kill().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(first.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains(&format!(
+            "the publisher lock of topic `{name}` was removed while publishing"
+        )),
+        "{err}"
+    );
+}
+
+/// `shmbus pub KEY V --count 0` (until stopped) whose publisher lock is
+/// removed alone (`ipcrm -s`): it published on, without a lock, for ever.
+/// It now stops (exit 2) saying the lock was removed, as it stops when its
+/// topic is removed.
+#[test]
+fn pub_stops_when_its_lock_is_removed() {
+    watchdog(
+        "pub_stops_when_its_lock_is_removed",
+        Duration::from_secs(180),
+    );
+    let dir = TempDir::new("hostile-pub-lock");
+    let name = format!("publock-{}", std::process::id());
+    let key = unique_key("hostile-pub-lock");
+    let _guard = Guard(key);
+    let config = config_for(&dir, &name, key);
+    real_topic(&name, key);
+    let k = hex(key);
+    let mut pubr = KillOnDrop(
+        shmbus(&config, &["pub", &k, "9", "--count", "0", "--rate", "200"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = pubr.0.id();
+    // The watchdog bounds the waits.
+    let semid = loop {
+        match sys::sem_lookup(key) {
+            Ok(id) if sys::sem_getpid(id).ok() == Some(pid as i32) => break id,
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    sys::sem_remove(semid).unwrap();
+    let status = pubr.0.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(pubr.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the publisher lock of topic '{name}' ({k}) was removed"
+        )) && err.contains("published before"),
+        "{err}"
+    );
 }

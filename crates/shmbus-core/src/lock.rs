@@ -369,6 +369,14 @@ impl PublisherLock {
         self.semid
     }
 
+    /// True if this lock's semaphore set was removed (`ipcrm -s`, `shmbus
+    /// rm` of a lock it took for one left behind) while held: the topic
+    /// then has no lock, so a second publisher can take a new one and
+    /// write the same segment. One system call; for a periodic check.
+    pub fn is_removed(&self) -> bool {
+        matches!(sys::sem_stat(self.semid), Err(e) if matches!(e.errno, Errno::EIDRM | Errno::EINVAL))
+    }
+
     /// The key.
     pub fn key(&self) -> i32 {
         self.key

@@ -1147,6 +1147,14 @@ mod writer {
         pub fn is_removed(&self) -> bool {
             super::shm_removed(self.att.shmid())
         }
+        /// True if the topic's publisher lock, held by this publisher, was
+        /// removed (`ipcrm -s`) while it writes: nothing keeps a second
+        /// publisher out any more, and readers call this one gone. Reopen
+        /// the topic (a new lock), as for [`WriteSegment::is_removed`]. One
+        /// system call; not for every publish.
+        pub fn lock_removed(&self) -> bool {
+            self.lock.is_removed()
+        }
         /// What became of `SHM_LOCK`.
         pub fn lock_outcome(&self) -> &LockOutcome {
             &self.lock_outcome

@@ -338,6 +338,13 @@ impl RawPublisher {
     pub fn is_removed(&self) -> bool {
         self.seg.is_removed()
     }
+    /// True if the topic's publisher lock was removed (`ipcrm -s`) under
+    /// this publisher: a second publisher can then start on the topic, and
+    /// readers see none. Reopen the topic to take a lock again (the sensors
+    /// look every 0.5 s, with [`RawPublisher::is_removed`]).
+    pub fn lock_removed(&self) -> bool {
+        self.seg.lock_removed()
+    }
     /// The topic name.
     pub fn name(&self) -> &str {
         &self.seg.info().name

@@ -246,7 +246,8 @@ pub fn run_source<S: Source>(
         }
         if now.saturating_sub(last_removed_check) >= REMOVED_CHECK_NS {
             last_removed_check = now;
-            if publisher.raw().is_removed() {
+            let removed = publisher.raw().is_removed();
+            if removed || publisher.raw().lock_removed() {
                 // `shmbus rm --force` or `ipcrm` under a live sensor: its
                 // frames went into a segment that no subscriber can find
                 // any more, for as long as it ran, and the topic never came
@@ -254,10 +255,21 @@ pub fn run_source<S: Source>(
                 // a restart of the sensor would. Looked at before a frame,
                 // so that the next frame of a slow topic goes into the new
                 // segment.
-                say(format_args!(
-                    "{program}: topic `{}` was removed while publishing (shmbus rm --force, ipcrm): creating it again",
-                    topic.name
-                ));
+                // The same for its lock alone (`ipcrm -s`): nothing kept
+                // a second publisher out, and readers called this one gone.
+                // Reopening takes a new lock, or fails (exit 1) naming the
+                // publisher that took it first.
+                if removed {
+                    say(format_args!(
+                        "{program}: topic `{}` was removed while publishing (shmbus rm --force, ipcrm): creating it again",
+                        topic.name
+                    ));
+                } else {
+                    say(format_args!(
+                        "{program}: the publisher lock of topic `{}` was removed while publishing (ipcrm -s): taking it again",
+                        topic.name
+                    ));
+                }
                 drop(publisher);
                 publisher = match Publisher::<S::Msg>::open(&topic) {
                     Ok(p) => p,

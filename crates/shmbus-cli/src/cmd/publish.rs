@@ -154,6 +154,15 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
                     key_hex(entry.key)
                 )));
             }
+            // Its lock removed alone (`ipcrm -s`): nothing keeps a second
+            // publisher out, and readers call this one gone. Stop.
+            if publisher.lock_removed() {
+                return Err(Fail::error(format!(
+                    "the publisher lock of topic '{}' ({}) was removed (`ipcrm -s`) while this published: another publisher could start on the topic, so the rest is not published; run the command again to take a new lock",
+                    info.name,
+                    key_hex(entry.key)
+                )));
+            }
         }
         publisher
             .publish_bytes(bytes)
@@ -255,7 +264,8 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
     Ok(out::OK)
 }
 
-/// How often `pub --count N` looks whether its topic was removed.
+/// How often `pub --count N` looks whether its topic, or its lock, was
+/// removed.
 const REMOVAL_CHECK_NS: u64 = 100_000_000;
 
 /// `text` without a UTF-8 byte order mark at its start.
