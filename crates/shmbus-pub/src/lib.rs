@@ -44,8 +44,9 @@
 //! A publisher never adopts or writes to a segment it did not create as
 //! this topic. Another user's segment is refused with
 //! [`OpenError::NotOwner`]; one that is not a shmbus topic with
-//! [`OpenError::NotShmbus`], [`OpenError::Corrupt`] or
-//! [`OpenError::SizeMismatch`]; another layout version with
+//! [`OpenError::NotShmbus`] or [`OpenError::Corrupt`], also when it is
+//! smaller than the topic ([`OpenError::SizeMismatch`] is only said of a
+//! shmbus segment, which `shmbus rm` removes); another layout version with
 //! [`OpenError::UnsupportedLayout`]; another topic, type or shape with
 //! [`OpenError::NameMismatch`], [`OpenError::SchemaMismatch`] or
 //! [`OpenError::GeometryMismatch`]. Each refusal happens before the first
