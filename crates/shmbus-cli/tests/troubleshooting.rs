@@ -294,8 +294,8 @@ fn a_stuck_publisher_is_shown_as_the_page_shows_it() {
         if let Some(at) = row.find("STALE") {
             let state = row[at..].trim_end();
             assert!(
-                state.starts_with("STALE: publisher stopped"),
-                "top does not say the publisher is stopped: {row}"
+                state.starts_with("STALE: publisher suspended"),
+                "top does not say the publisher is suspended: {row}"
             );
             assert!(
                 page.contains(&format!("`{state}`")),

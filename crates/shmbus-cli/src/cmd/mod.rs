@@ -171,8 +171,8 @@ fn held_up_in(stat: &str, wchan: impl FnOnce() -> Option<String>) -> Option<Stri
     // state is the first field after the last ')'.
     let state = stat[stat.rfind(')')? + 1..].split_whitespace().next()?;
     match state {
-        "T" => Some("stopped (SIGSTOP; SIGCONT resumes it)".into()),
-        "t" => Some("stopped by a debugger".into()),
+        "T" => Some("suspended (SIGSTOP; SIGCONT resumes it)".into()),
+        "t" => Some("suspended by a debugger".into()),
         "D" => Some(match wchan() {
             Some(w) => format!("blocked in the kernel (uninterruptible, in {})", w.trim()),
             None => "blocked in the kernel (uninterruptible)".into(),
@@ -192,11 +192,11 @@ mod tests {
         assert_eq!(held_up_in("42 (imu) R 1 42 42", none), None);
         assert_eq!(
             held_up_in("42 (a (T) b) T 1 42", none).as_deref(),
-            Some("stopped (SIGSTOP; SIGCONT resumes it)")
+            Some("suspended (SIGSTOP; SIGCONT resumes it)")
         );
         assert_eq!(
             held_up_in("42 (imu) t 1", none).as_deref(),
-            Some("stopped by a debugger")
+            Some("suspended by a debugger")
         );
         assert_eq!(
             held_up_in("42 (imu) D 1", || Some("i2c_imx_xfer\n".into())).as_deref(),
