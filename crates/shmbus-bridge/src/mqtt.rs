@@ -34,7 +34,7 @@
 use std::path::PathBuf;
 #[cfg(feature = "tls")]
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rumqttc::{
@@ -357,7 +357,16 @@ fn from_qos(q: QoS) -> Qos {
 /// Run the engine until `core.stop` is set (then say goodbye and
 /// disconnect), or a fatal error on the first connection.
 pub fn run(core: &Core, s: &MqttSettings) -> Result<(), String> {
+    run_with_goodbye(core, s, GOODBYE)
+}
+
+/// [`run`], giving the goodbye `goodbye` to go out at a stop (tests use a
+/// long one: a stop that waits for it then shows).
+fn run_with_goodbye(core: &Core, s: &MqttSettings, goodbye: Duration) -> Result<(), String> {
     let (client, conn) = Client::new(s.options(core), CHANNEL);
+    // The connection loop has returned: nothing will take a request from
+    // the channel any more, so the goodbye cannot go out.
+    let link_done = Arc::new(AtomicBool::new(false));
     let pump = {
         let client = client.clone();
         let outbox = core.outbox.clone();
@@ -386,9 +395,10 @@ pub fn run(core: &Core, s: &MqttSettings) -> Result<(), String> {
     };
     // The goodbye: when asked to stop, an explicit `offline` (the last will
     // only fires on an unclean end), then DISCONNECT.
-    let goodbye = {
+    let goodbye_thread = {
         let client = client.clone();
         let stop = core.stop.clone();
+        let link_done = link_done.clone();
         let state = core.names.state();
         let stats = core.stats.clone();
         std::thread::Builder::new()
@@ -398,12 +408,14 @@ pub fn run(core: &Core, s: &MqttSettings) -> Result<(), String> {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 // On a slow link the request channel is full of frames (the
-                // pump blocks there by design): keep trying for GOODBYE, a
+                // pump blocks there by design): keep trying for `goodbye`, a
                 // single try would lose the DISCONNECT and leave the link up
-                // for good.
-                let end = Instant::now() + GOODBYE;
+                // for good. Not once the connection loop has returned (the
+                // link was down at the stop): the channel then only refuses,
+                // and the stop waited the whole `goodbye` for nothing.
+                let end = Instant::now() + goodbye;
                 let retry = |f: &dyn Fn() -> bool| {
-                    while !f() && Instant::now() < end {
+                    while !f() && Instant::now() < end && !link_done.load(Ordering::Relaxed) {
                         std::thread::sleep(Duration::from_millis(50));
                     }
                 };
@@ -430,11 +442,13 @@ pub fn run(core: &Core, s: &MqttSettings) -> Result<(), String> {
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let link = {
         let (core, s, client) = (core.clone(), s.clone(), client.clone());
+        let link_done = link_done.clone();
         std::thread::Builder::new()
             .name("mqtt-link".into())
             .spawn(move || {
                 let mut conn = conn;
-                let result = connection_loop(&core, &s, &client, &mut conn);
+                let result = connection_loop(&core, &s, &client, &mut conn, goodbye);
+                link_done.store(true, Ordering::Relaxed);
                 core.stop.store(true, Ordering::Relaxed);
                 core.outbox.close();
                 drop(client);
@@ -452,7 +466,7 @@ pub fn run(core: &Core, s: &MqttSettings) -> Result<(), String> {
             Ok(result) => {
                 let _ = link.join();
                 let _ = pump.join();
-                let _ = goodbye.join();
+                let _ = goodbye_thread.join();
                 return result;
             }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
@@ -465,19 +479,19 @@ pub fn run(core: &Core, s: &MqttSettings) -> Result<(), String> {
             continue;
         }
         let since = *stop_seen.get_or_insert_with(Instant::now);
-        if since.elapsed() >= GOODBYE + STALLED_GRACE {
+        if since.elapsed() >= goodbye + STALLED_GRACE {
             // The link thread, and the pump blocked behind it, are left
             // behind: they hold only the socket, closed when the process
             // exits (the broker then publishes the last will).
             eprintln!(
                 "shmbus-bridge: {}: the broker answered nothing for {} s after the stop (stalled, or the network is down); leaving without the goodbye: the broker publishes the last will (offline) once it notices",
                 s.broker,
-                (GOODBYE + STALLED_GRACE).as_secs()
+                (goodbye + STALLED_GRACE).as_secs()
             );
             core.outbox.close();
             core.outbox.set_connected(false);
             core.stats.connected.store(false, Ordering::Relaxed);
-            let _ = goodbye.join();
+            let _ = goodbye_thread.join();
             return Ok(());
         }
     }
@@ -488,6 +502,7 @@ fn connection_loop(
     s: &MqttSettings,
     client: &Client,
     conn: &mut rumqttc::Connection,
+    goodbye: Duration,
 ) -> Result<(), String> {
     let (min, max) = core.reconnect;
     let mut backoff = min;
@@ -521,7 +536,7 @@ fn connection_loop(
     let mut subscribed = false;
     // Links in a row that the broker closed within STABLE_LINK.
     let mut short_links = 0u32;
-    // When the stop was first seen here: from then on the link gets GOODBYE
+    // When the stop was first seen here: from then on the link gets `goodbye`
     // to take the goodbye and the DISCONNECT, then it is closed anyway (a
     // link too slow to take them would otherwise keep the bridge running).
     let mut stopping: Option<Instant> = None;
@@ -536,11 +551,11 @@ fn connection_loop(
         };
         if core.stop.load(Ordering::Relaxed) {
             let since = *stopping.get_or_insert_with(Instant::now);
-            if since.elapsed() >= GOODBYE {
+            if since.elapsed() >= goodbye {
                 eprintln!(
                     "shmbus-bridge: {}: the link did not take the goodbye within {} s; closing it",
                     s.broker,
-                    GOODBYE.as_secs()
+                    goodbye.as_secs()
                 );
                 core.outbox.set_connected(false);
                 core.stats.connected.store(false, Ordering::Relaxed);
@@ -1194,6 +1209,52 @@ mod tests {
         let _ = broker.join();
     }
 
+    /// When the connection loop has returned (a refusal at the first
+    /// connection, or a stop while the link was down), no link can carry
+    /// the goodbye and the request channel refuses it. The engine used to
+    /// retry it for the whole goodbye window all the same: `shmbus bridge`
+    /// told "not authorized" exited 5.2 s after the broker's answer, and a
+    /// stop while the broker was away took 5 s more about one time in
+    /// four. With a window of 600 s here, it did not end within 90 s.
+    #[test]
+    fn an_engine_whose_link_ended_does_not_wait_for_the_goodbye() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let done = Arc::new(AtomicBool::new(false));
+        let broker = {
+            let d = done.clone();
+            std::thread::spawn(move || {
+                let Ok((mut sock, _)) = listener.accept() else {
+                    return;
+                };
+                let _ = sock.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = sock.read(&mut [0; 4096]);
+                // CONNACK: not authorized (5); then hold the connection.
+                let _ = sock.write_all(&[0x20, 2, 0, 5]);
+                while !d.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            })
+        };
+        let stats = Arc::new(crate::stats::Stats::default());
+        let outbox = Arc::new(crate::outbox::Outbox::new(1000, 1 << 20, stats.clone()));
+        let (_stop, _, rx) = engine_with_goodbye(
+            port,
+            outbox,
+            stats,
+            &[],
+            Duration::from_secs(10),
+            Duration::from_secs(600),
+        );
+        let r = rx.recv_timeout(Duration::from_secs(90));
+        done.store(true, Ordering::Relaxed);
+        let _ = broker.join();
+        match r {
+            Ok(Err(why)) => assert!(why.contains("not authorized"), "{why}"),
+            other => panic!("the engine did not end with the refusal within 90 s: {other:?}"),
+        }
+    }
+
     /// A broker of our own on 127.0.0.1 for one connection: it answers
     /// CONNECT and PINGREQ, and every other whole packet (type, flags and
     /// body) as `answer` says, until a DISCONNECT or `done`. With
@@ -1277,6 +1338,23 @@ mod tests {
         Arc<Mutex<crate::inbound::Inbound>>,
         std::sync::mpsc::Receiver<Result<(), String>>,
     ) {
+        engine_with_goodbye(port, outbox, stats, inbound, keepalive, GOODBYE)
+    }
+
+    /// [`engine_with_keepalive`] with another goodbye window.
+    #[allow(clippy::type_complexity, reason = "a test helper's tuple")]
+    fn engine_with_goodbye(
+        port: u16,
+        outbox: Arc<crate::outbox::Outbox>,
+        stats: Arc<crate::stats::Stats>,
+        inbound: &[crate::settings::InTopic],
+        keepalive: Duration,
+        goodbye: Duration,
+    ) -> (
+        Arc<AtomicBool>,
+        Arc<Mutex<crate::inbound::Inbound>>,
+        std::sync::mpsc::Receiver<Result<(), String>>,
+    ) {
         let names = crate::names::Names::new("p", "b");
         let inbound = Arc::new(Mutex::new(
             crate::inbound::Inbound::new(inbound, names.clone(), outbox.clone(), stats.clone())
@@ -1302,7 +1380,7 @@ mod tests {
         let stop = core.stop.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let _ = tx.send(run(&core, &settings));
+            let _ = tx.send(run_with_goodbye(&core, &settings, goodbye));
         });
         (stop, inbound, rx)
     }
