@@ -312,6 +312,11 @@ pub struct Client {
     pub farewell: Option<CloseCode>,
     /// It is disconnected for not reading: reset the connection.
     pub stuck: bool,
+    /// Bytes of pongs owed to the client's pings since its WebSocket last
+    /// handed everything to the kernel (an upper bound: tungstenite answers
+    /// each ping it reads, and while the socket is full it keeps every
+    /// answer in its write buffer, which has no bound of its own).
+    pong_bytes: usize,
     /// The last [`Self::read`] stopped at its per-turn bound: more
     /// messages may wait in the WebSocket's buffer, already taken from the
     /// socket, where poll(2) cannot see them.
@@ -351,6 +356,7 @@ impl Client {
             gone: None,
             farewell: None,
             stuck: false,
+            pong_bytes: 0,
             more_to_read: false,
         }
     }
@@ -446,8 +452,30 @@ impl Client {
                         .get_or_insert_with(|| "closed by the client".into());
                     return;
                 }
-                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
-                Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => return,
+                Ok(Message::Ping(p)) => {
+                    // Its pong: the payload and a 2-byte header.
+                    self.pong_bytes += p.len() + 2;
+                    if self.pong_bytes > CONTROL_BUDGET {
+                        // Pings it does not read the answers to: they
+                        // would grow the server's memory as fast as the
+                        // client can send (1.2 GB in 16 s on loopback).
+                        self.stuck = true;
+                        self.gone = Some(format!(
+                            "not reading: more than {} KiB of answers to its pings waiting",
+                            CONTROL_BUDGET / 1024
+                        ));
+                        return;
+                    }
+                }
+                Ok(Message::Pong(_) | Message::Frame(_)) => {}
+                Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => {
+                    // Hand the pongs to the kernel now; if it takes them
+                    // all, none is owed any more.
+                    if self.pong_bytes > 0 && self.ws.flush().is_ok() {
+                        self.pong_bytes = 0;
+                    }
+                    return;
+                }
                 Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::Interrupted => {}
                 Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
                     self.gone
@@ -463,6 +491,10 @@ impl Client {
                 }
             }
         }
+        // Stopped at the bound: the same for the pongs of what was read.
+        if self.pong_bytes > 0 && self.ws.flush().is_ok() {
+            self.pong_bytes = 0;
+        }
         self.more_to_read = true;
     }
 
@@ -476,6 +508,7 @@ impl Client {
                 match self.ws.flush() {
                     Ok(()) => {
                         self.blocked = false;
+                        self.pong_bytes = 0;
                         self.last_progress_ns = now_ns;
                     }
                     Err(tungstenite::Error::Io(e))

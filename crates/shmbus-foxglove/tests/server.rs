@@ -939,6 +939,90 @@ Sec-WebSocket-Protocol: foxglove.websocket.v1\r\n\r\n",
     );
 }
 
+/// A client that floods pings and reads nothing: tungstenite answers each
+/// ping it reads, and while the client's socket is full it keeps every
+/// pong in its write buffer, which has no bound. With no subscription the
+/// server had nothing queued for it, so neither the stall timeout nor the
+/// control budget applied: it read on, and grew by what the client sent
+/// (1.2 GB in 16 s over loopback, `shmbus foxglove` in release). The
+/// pongs owed now count against the control budget.
+#[test]
+fn a_client_that_floods_pings_and_never_reads_is_dropped() {
+    watchdog("ping_flood", Duration::from_secs(300));
+    // A key where nothing is: the server has nothing to send but pongs.
+    let (topic, _g) = key_for("ping-flood");
+    let server = Running::start(&[topic.key], |_| {});
+    // The default receive buffer: with a tiny one the kernel itself soon
+    // stops the flow both ways, and the server is never sent the flood.
+    let mut flood = TcpStream::connect(server.addr).unwrap();
+    flood
+        .write_all(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+Sec-WebSocket-Protocol: foxglove.websocket.v1\r\n\r\n",
+        )
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        flood.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    // Pings of 125 bytes (the most a control frame holds), masked with
+    // zeros, 512 to a write.
+    let mut ping = vec![0x89u8, 0x80 | 125, 0, 0, 0, 0];
+    ping.extend_from_slice(&[b'p'; 125]);
+    let batch = ping.repeat(512);
+    // A watchdog: a server that stops reading shows as a timeout.
+    flood
+        .set_write_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    // Far more than the budget and every kernel buffer on the way.
+    let limit = 64usize << 20;
+    let mut sent = 0usize;
+    let ended = loop {
+        if sent >= limit {
+            break None;
+        }
+        match flood.write_all(&batch) {
+            Ok(()) => sent += batch.len(),
+            Err(e) => break Some(e),
+        }
+    };
+    let e = ended.unwrap_or_else(|| {
+        panic!(
+            "the server read {sent} bytes of pings from a client that reads no pong, and kept it"
+        )
+    });
+    assert!(
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+        ),
+        "not dropped by the server ({e}) after {sent} bytes"
+    );
+    // The server still serves others.
+    let (mut ws, _) = connect(server.addr, "foxglove.websocket.v1");
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < end, "no serverInfo for the next client");
+        match ws.read() {
+            Ok(Message::Text(t)) if t.as_str().contains("\"serverInfo\"") => break,
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("the next client: {e}"),
+        }
+    }
+    drop(ws);
+    let summary = server.stop();
+    assert_eq!(summary.clients, 2);
+}
+
 #[test]
 fn the_loop_sleeps_between_ticks_even_with_a_silent_connection() {
     watchdog("the_loop_sleeps", Duration::from_secs(60));
