@@ -12,6 +12,8 @@
 //!   parsers: a value out of range is a clear error (exit 2), never a panic.
 //! - [`printable`]: text from segments and recordings with its terminal
 //!   control characters escaped, for every line a tool prints.
+//! - [`process`]: why a live publisher sends nothing (suspended, or
+//!   blocked in the kernel), from `/proc/PID/stat`.
 //! - [`repeats`]: a repeated error printed once, then a count at most once a
 //!   second.
 //! - [`stop`]: the SIGINT/SIGTERM flag that long-running commands check.
@@ -21,6 +23,7 @@
 
 pub mod parse;
 pub mod printable;
+pub mod process;
 pub mod repeats;
 pub mod stop;
 pub mod term;

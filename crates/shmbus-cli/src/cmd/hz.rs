@@ -200,7 +200,10 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
             // Nothing this interval from a live publisher: say if it is
             // stopped or stuck in the kernel.
             PublisherStatus::Alive { pid } => {
-                match (rate == 0.0).then(|| super::held_up(pid)).flatten() {
+                match (rate == 0.0)
+                    .then(|| shmbus_toolbox::process::held_up(pid))
+                    .flatten()
+                {
                     Some(why) => format!("publisher alive (pid {pid}) but {why}"),
                     None => format!("publisher alive (pid {pid})"),
                 }

@@ -41,13 +41,15 @@ pub fn state(
 
 /// The STATE cell: [`state`], and for a topic whose live publisher sends
 /// nothing, why, when its process says (stopped, or blocked in the kernel:
-/// [`super::held_up`]).
+/// [`shmbus_toolbox::process::held_up`]).
 fn state_text(state: &'static str, publisher: &PublisherStatus) -> String {
     match (state, publisher) {
-        ("STALE" | "waiting", PublisherStatus::Alive { pid }) => match super::held_up(*pid) {
-            Some(why) => format!("{state}: publisher {why}"),
-            None => state.into(),
-        },
+        ("STALE" | "waiting", PublisherStatus::Alive { pid }) => {
+            match shmbus_toolbox::process::held_up(*pid) {
+                Some(why) => format!("{state}: publisher {why}"),
+                None => state.into(),
+            }
+        }
         _ => state.into(),
     }
 }
