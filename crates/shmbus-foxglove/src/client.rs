@@ -34,6 +34,9 @@ pub const BATCH: usize = 32 * 1024;
 pub const CONTROL_BUDGET: usize = 1024 * 1024;
 /// Incoming messages handled per client per loop turn (fairness).
 const READS_PER_TURN: usize = 64;
+/// Why a client whose TCP connection ended without a WebSocket close
+/// frame is gone.
+pub const ENDED_WITHOUT_CLOSE: &str = "the connection ended without a WebSocket close (the viewer quit or crashed, or the network or SSH tunnel dropped)";
 /// Subscriptions ended by the server remembered per client (see
 /// [`Client::ended`]); past this many the oldest are forgotten.
 const MAX_ENDED: usize = 4096;
@@ -482,6 +485,17 @@ impl Client {
                         .get_or_insert_with(|| "closed by the client".into());
                     return;
                 }
+                // The TCP connection ended without a close frame: the
+                // viewer was killed or crashed, or the network or an SSH
+                // tunnel went. Not a protocol error of the client's (it
+                // used to be said so, and answered with a close frame
+                // 1002 that nobody could read).
+                Err(tungstenite::Error::Protocol(
+                    tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+                )) => {
+                    self.gone.get_or_insert_with(|| ENDED_WITHOUT_CLOSE.into());
+                    return;
+                }
                 Err(e) => {
                     if self.gone.is_none() {
                         self.gone = Some(connection_error(&e));
@@ -684,6 +698,40 @@ mod tests {
         q.push_data(1, frame(CONTROL_BUDGET + 1));
         q.promote_channel(1);
         assert!(q.push_control(Message::text("unadvertise")));
+    }
+
+    /// A viewer that goes without a close frame (killed, or its network
+    /// or SSH tunnel dropped) is said to be gone as such, and nothing is
+    /// sent to it. It was "WebSocket protocol error: Connection reset
+    /// without closing handshake", answered with a close frame 1002.
+    #[test]
+    fn a_connection_that_ends_without_a_close_frame_is_not_a_protocol_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer = std::thread::spawn(move || {
+            let stream = TcpStream::connect(addr).unwrap();
+            let (ws, _) = tungstenite::client(format!("ws://{addr}/"), stream).unwrap();
+            // Gone without a close frame: only the TCP connection ends.
+            drop(ws);
+        });
+        let (stream, peer_addr) = listener.accept().unwrap();
+        let ws = tungstenite::accept(Socket::new(stream)).unwrap();
+        peer.join().unwrap();
+        ws.get_ref().stream().set_nonblocking(true).unwrap();
+        let mut c = Client::new(1, peer_addr, "foxglove.websocket.v1", ws, 1 << 20, 0);
+        let mut out = Vec::new();
+        // Bounded: the end of the connection is there already; a few
+        // turns at most even on a busy machine.
+        for _ in 0..6000 {
+            c.read(&mut out);
+            if c.gone.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(out.is_empty());
+        assert_eq!(c.gone.as_deref(), Some(ENDED_WITHOUT_CLOSE));
+        assert!(c.farewell.is_none(), "{:?}", c.farewell);
     }
 
     #[test]
