@@ -43,7 +43,18 @@ impl Repeats {
         label: &'static str,
         msg: impl FnOnce() -> String,
     ) -> bool {
-        let now = Instant::now();
+        self.note_at(Instant::now(), key, label, msg)
+    }
+
+    /// [`Repeats::note`] at time `now` (the tests give the time; a timed
+    /// test flaked when the machine descheduled it for a second).
+    fn note_at(
+        &mut self,
+        now: Instant,
+        key: &'static str,
+        label: &'static str,
+        msg: impl FnOnce() -> String,
+    ) -> bool {
         let prefix = self.prefix;
         let Some(k) = self.kinds.iter_mut().find(|k| k.key == key) else {
             self.kinds.push(Kind {
@@ -107,24 +118,36 @@ fn line(prefix: &str, text: &str) {
 mod tests {
     use super::*;
 
+    /// Driven by a made-up clock: the count is printed once [`EVERY`] has
+    /// passed since the last line, never before, and only then is the
+    /// message formatted. (It was timed by the wall clock, and failed on a
+    /// loaded machine that descheduled it for a second at the wrong moment.)
     #[test]
     fn the_first_is_printed_then_counts_at_most_once_a_second() {
         let mut r = Repeats::new("test: ");
-        assert!(r.note("corrupt", "corrupt frames", || "frame 1 is corrupt".into()));
-        let start = Instant::now();
-        let mut printed = 0;
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
         let mut formatted = 0;
-        while start.elapsed() < Duration::from_millis(1300) {
-            if r.note("corrupt", "corrupt frames", || {
-                formatted += 1;
-                "frame n is corrupt".into()
-            }) {
-                printed += 1;
-            }
-        }
-        assert_eq!(printed, 1, "one count line in 1.3 s");
-        assert_eq!(formatted, 1, "messages are only formatted when printed");
-        assert!(r.total("corrupt") > 2);
+        let printed: Vec<u64> = {
+            let mut note = |r: &mut Repeats, ms: u64| {
+                r.note_at(at(ms), "corrupt", "corrupt frames", || {
+                    formatted += 1;
+                    "frame n is corrupt".into()
+                })
+            };
+            assert!(note(&mut r, 0), "the first is printed");
+            [1, 500, 999, 1000, 1001, 1500, 1999, 2000, 2500, 2999]
+                .into_iter()
+                .filter(|&ms| note(&mut r, ms))
+                .collect()
+        };
+        assert_eq!(
+            printed,
+            [1000, 2000],
+            "a count once a second, at the second"
+        );
+        assert_eq!(formatted, 3, "messages are only formatted when printed");
+        assert_eq!(r.total("corrupt"), 11);
         assert!(r.note("stuck", "stuck reads", || "another kind".into()));
         assert_eq!(r.total("stuck"), 1);
         r.flush();
