@@ -70,7 +70,8 @@ pub struct RecordArgs {
     /// (shmid:N); all topics when none are named.
     #[arg(value_name = "TOPIC", value_parser = shmbus_toolbox::topic::arg)]
     pub topics: Vec<String>,
-    /// MCAP file to write (replaced if it exists).
+    /// MCAP file to write (replaced if it exists); `-` is standard output,
+    /// which must then be a pipe or a file, not a terminal.
     #[arg(short = 'o', long = "output", value_name = "FILE.mcap")]
     pub output: PathBuf,
     /// Stop after this many seconds (decimals allowed).

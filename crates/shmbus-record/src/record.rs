@@ -332,6 +332,11 @@ struct Batch {
     ended: Option<String>,
     /// A frame of this generation could not be read (corrupt slot).
     corrupt: Option<u64>,
+    /// The topic's publisher was found not running (`Some(false)`, once
+    /// until it runs again) or running again (`Some(true)`): said on
+    /// stderr, so that a recording whose sensor crashed does not only
+    /// read as a rate that went to zero.
+    publisher: Option<bool>,
 }
 
 /// The writer's view of one recorded topic.
@@ -358,7 +363,17 @@ struct Totals {
 }
 
 /// Run `shmbus record`.
-pub fn run(a: RecordArgs) -> Result<(), Exit> {
+pub fn run(mut a: RecordArgs) -> Result<(), Exit> {
+    // `-o -`, as most tools take it: standard output. It was a file named
+    // "-". Never a terminal: a recording is binary.
+    if a.output.as_os_str() == "-" {
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            return Err(Exit::error(
+                "-o -: standard output is a terminal, and a recording is binary: give a file (`-o run.mcap`) or pipe it (`-o - | ssh host 'cat > run.mcap'`)",
+            ));
+        }
+        a.output = std::path::PathBuf::from("/dev/stdout");
+    }
     stop::install().map_err(Exit::error)?;
     ignore_file_size_signal();
     let clock = CpuClock::start();
@@ -1325,6 +1340,17 @@ impl Recorder {
                 )
             });
         }
+        match b.publisher {
+            Some(false) => eprintln!(
+                "shmbus: the publisher of '{}' is not running: no frames from it until it starts again (the recording goes on)",
+                t.meta.name
+            ),
+            Some(true) => eprintln!(
+                "shmbus: the publisher of '{}' is running again: recording its frames",
+                t.meta.name
+            ),
+            None => {}
+        }
         if let Some(why) = b.ended {
             // A publisher that recreates the topic makes a new segment (new
             // shmid), which the next scan finds if it is to be recorded.
@@ -1409,6 +1435,9 @@ fn read_topic(
 ) {
     let mut frame = Vec::new();
     let mut pace = Pace::new(sub.info().geometry.slot_count);
+    // Said once when the publisher is found gone, and again when frames
+    // come after that (a restarted publisher reopens the same segment).
+    let mut gone = false;
     loop {
         let stopping = quit.load(Ordering::Relaxed) || stop::requested();
         let mut batch = Batch {
@@ -1417,6 +1446,7 @@ fn read_topic(
             bytes: Vec::new(),
             ended: None,
             corrupt: None,
+            publisher: None,
         };
         let seeded = usize::from(overwritten.is_some());
         batch.items.extend(overwritten.take());
@@ -1429,6 +1459,17 @@ fn read_topic(
                 Ok((!batch.items.is_empty() || batch.ended.is_some()).then_some(()))
             })
         };
+        let frames = batch.items[seeded..]
+            .iter()
+            .any(|i| matches!(i, Item::Frame(..)));
+        if gone && frames {
+            gone = false;
+            batch.publisher = Some(true);
+        }
+        if !gone && matches!(r, Err(WaitError::PublisherGone)) {
+            gone = true;
+            batch.publisher = Some(false);
+        }
         let ended = match r {
             Ok(()) | Err(WaitError::Timeout) | Err(WaitError::PublisherGone) => None,
             Err(WaitError::Removed) => Some("the topic was removed".to_string()),
@@ -1465,7 +1506,8 @@ fn read_topic(
         let full = batch.items.len() >= MAX_BATCH || batch.bytes.len() >= MAX_BATCH_BYTES;
         pace.observe(batch.items.get(seeded..).unwrap_or_default());
         batch.ended = ended;
-        if (!batch.items.is_empty() || done) && tx.send(batch).is_err() {
+        if (!batch.items.is_empty() || done || batch.publisher.is_some()) && tx.send(batch).is_err()
+        {
             return;
         }
         if done || (stopping && !full) {

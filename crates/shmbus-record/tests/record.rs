@@ -2413,3 +2413,82 @@ fn every_recorder_command_the_docs_show_has_the_options_they_give() {
         1,
     );
 }
+
+/// A publisher that goes while its topic is recorded (here: dropped, as a
+/// crash releases its lock) is said on stderr once, and its return once;
+/// the recording goes on and holds the frames of both runs. Before, the
+/// recorder said nothing: a sensor crash read as a rate gone to zero.
+#[test]
+fn a_publisher_that_goes_and_comes_back_is_said_and_both_runs_are_recorded() {
+    watchdog("record-publisher-gone", Duration::from_secs(180));
+    let (topic, _guard) = unique_topic("pubgone");
+    let topic = topic.slots(64);
+    let mut p = Publisher::<Check>::open(&topic).unwrap();
+    let file = TempFile::new("pubgone");
+    let mut rec = Recorder::attached(&topic, &file);
+    publish_range(&mut p, 1..=5, Duration::from_millis(1));
+    drop(p);
+    rec.wait_line("is not running");
+    let mut p = Publisher::<Check>::open(&topic).unwrap();
+    publish_range(&mut p, 6..=10, Duration::from_millis(1));
+    rec.wait_line("is running again");
+    rec.signal(Signal::SIGINT);
+    let (code, err) = rec.wait();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        err.matches("is not running").count(),
+        1,
+        "said once, not at every look: {err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "the publisher of '{}' is not running: no frames from it until it starts again (the recording goes on)",
+            topic.name
+        )),
+        "{err}"
+    );
+    assert_eq!(lossless_count(file.path(), &topic.name), Some(10), "{err}");
+}
+
+/// `-o -` is standard output (it was a file named "-" in the current
+/// directory): the recording arrives on the pipe, whole, and no file is
+/// made.
+#[test]
+fn dash_as_the_output_is_standard_output() {
+    watchdog("record-dash", Duration::from_secs(180));
+    let (topic, _guard) = unique_topic("dash");
+    let mut p = Publisher::<Check>::open(&topic).unwrap();
+    publish_range(&mut p, 1..=3, Duration::ZERO);
+    let dir = shmbus_testkit::TempDir::new("record-dash");
+    let out = tool(&[
+        "record",
+        &topic.name,
+        "--backlog",
+        "--no-json",
+        "--duration",
+        "0.5",
+        "-o",
+        "-",
+    ])
+    .current_dir(dir.path())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .output()
+    .expect("run shmbus-record");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        !dir.path().join("-").exists(),
+        "a file named '-' was made: {err}"
+    );
+    let summary = mcap::Summary::read(&out.stdout)
+        .expect("an MCAP file on standard output")
+        .expect("a finished one, with its summary");
+    let (id, _) = summary
+        .channels
+        .iter()
+        .find(|(_, c)| role(c) == "lossless" && c.metadata["shmbus.topic"] == topic.name)
+        .expect("the topic's channel");
+    let counts = summary.stats.expect("statistics").channel_message_counts;
+    assert_eq!(counts.get(id), Some(&3), "{err}");
+}
