@@ -348,9 +348,13 @@ impl Topic {
                     Health::Stale,
                     Some((
                         crate::protocol::level::WARNING,
+                        // Why, when its process says: suspended, or
+                        // blocked in the kernel (a hung device read).
                         format!(
-                            "{name}: no frame for {} (publisher pid {pid} is alive but silent)",
-                            human(a)
+                            "{name}: no frame for {} (publisher pid {pid} is alive but {})",
+                            human(a),
+                            shmbus_toolbox::process::held_up(pid)
+                                .unwrap_or_else(|| "silent".into())
                         ),
                     )),
                 ),

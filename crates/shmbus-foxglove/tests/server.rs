@@ -3,7 +3,8 @@
 //! appear and go, a client that never reads. Topics use keys with the top
 //! byte 0x7a and the server is told to serve only those keys, so other
 //! tests and programs on the machine are never seen. Runs natively and
-//! under qemu-arm (no child processes).
+//! under qemu-arm (the one child process, a publisher to suspend, runs
+//! behind `SHMBUS_TEST_RUNNER` as the others crates' children do).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use shmbus_codec::Codec;
 use shmbus_foxglove::{Config, Selector, Server, Summary};
 use shmbus_pub::{Publisher, Topic};
-use shmbus_testkit::{Guard, unique_key, watchdog};
+use shmbus_testkit::{Guard, KillOnDrop, child, role, unique_key, watchdog};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::http::HeaderValue;
 use tungstenite::{Message, WebSocket, stream::MaybeTlsStream};
@@ -1707,4 +1708,78 @@ fn a_message_sent_with_the_close_is_still_handled() {
     }
     let summary = server.stop();
     assert_eq!(summary.published, 1, "the message sent with the close");
+}
+
+/// Child roles. `publish NAME KEY`: publish a `Sample` every 10 ms until
+/// killed, printing "ready" after the first.
+#[test]
+fn child_role_entry() {
+    let Some((role, args)) = role() else { return };
+    assert_eq!(role, "publish", "unknown role {role}");
+    let topic = Topic::new(&args[0]).key(args[1].parse().unwrap()).slots(64);
+    let mut p = Publisher::<Sample>::open(&topic).unwrap();
+    p.publish(&sample(0)).unwrap();
+    println!("\nready");
+    for seq in 1.. {
+        std::thread::sleep(Duration::from_millis(10));
+        p.publish(&sample(seq)).unwrap();
+    }
+}
+
+/// A stale topic whose publisher is suspended (SIGSTOP) is reported with
+/// that reason, not only "alive but silent": the viewer's problems panel
+/// says what to do.
+#[test]
+fn a_suspended_publisher_is_reported_as_suspended() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    use std::io::BufRead;
+    watchdog("suspended_publisher", Duration::from_secs(180));
+    let (topic, _g) = key_for("suspended");
+    let mut c = KillOnDrop(
+        child("publish", &[topic.name.clone(), topic.key.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn the publisher"),
+    );
+    let mut out = std::io::BufReader::new(c.0.stdout.take().unwrap());
+    let mut line = String::new();
+    while line.trim() != "ready" {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the publisher exited before it was ready"
+        );
+    }
+    let server = Running::start(&[topic.key], |c| c.stale_after = Duration::from_millis(500));
+    let (mut ws, _) = connect(server.addr, "foxglove.sdk.v1");
+    let mut seen = Seen::default();
+    read_until(
+        &mut ws,
+        &mut seen,
+        "the topic advertised",
+        Duration::from_secs(30),
+        |s| s.channels.iter().any(|c| c["topic"] == topic.name.as_str()),
+    );
+    let pid = Pid::from_raw(c.0.id() as i32);
+    kill(pid, Signal::SIGSTOP).unwrap();
+    struct Cont(Pid);
+    impl Drop for Cont {
+        fn drop(&mut self) {
+            let _ = kill(self.0, Signal::SIGCONT);
+        }
+    }
+    let _cont = Cont(pid);
+    let want = "is alive but suspended (SIGSTOP; SIGCONT resumes it))";
+    read_until(
+        &mut ws,
+        &mut seen,
+        "a warning that says suspended",
+        Duration::from_secs(60),
+        |s| {
+            s.statuses.iter().any(|v| {
+                v["level"] == 1 && v["message"].as_str().is_some_and(|m| m.ends_with(want))
+            })
+        },
+    );
 }
