@@ -320,6 +320,11 @@ pub struct Client {
     /// each ping it reads, and while the socket is full it keeps every
     /// answer in its write buffer, which has no bound of its own).
     pong_bytes: usize,
+    /// `CLOCK_MONOTONIC` when the client last sent anything (a message, a
+    /// ping, a pong), or connected.
+    pub last_heard_ns: u64,
+    /// When the keepalive ping went, while its answer is awaited.
+    ping_sent_ns: Option<u64>,
     /// The last [`Self::read`] stopped at its per-turn bound: more
     /// messages may wait in the WebSocket's buffer, already taken from the
     /// socket, where poll(2) cannot see them.
@@ -360,6 +365,8 @@ impl Client {
             farewell: None,
             stuck: false,
             pong_bytes: 0,
+            last_heard_ns: now_ns,
+            ping_sent_ns: None,
             more_to_read: false,
         }
     }
@@ -431,6 +438,39 @@ impl Client {
         }
     }
 
+    /// The keepalive: a ping to a client heard nothing from for `idle_ns`,
+    /// and a disconnect if nothing answers it within `answer_ns`. Every
+    /// WebSocket client answers a ping by itself (browsers, Foxglove's
+    /// libraries, tungstenite), so only a connection that went without
+    /// closing, whose client slot would otherwise stay taken for good, or a
+    /// client that reads nothing at all, is dropped.
+    pub fn keepalive(&mut self, now_ns: u64, idle_ns: u64, answer_ns: u64) {
+        if self.gone.is_some() {
+            return;
+        }
+        match self.ping_sent_ns {
+            None if now_ns.saturating_sub(self.last_heard_ns) >= idle_ns => {
+                self.ping_sent_ns = Some(now_ns);
+                if !self.queue.push_control(Message::Ping(Vec::new().into())) {
+                    self.stuck = true;
+                    self.gone = Some(format!(
+                        "not reading: more than {} KiB of control messages waiting",
+                        CONTROL_BUDGET / 1024
+                    ));
+                }
+            }
+            Some(sent) if now_ns.saturating_sub(sent) >= answer_ns => {
+                self.stuck = true;
+                self.gone = Some(format!(
+                    "no answer to a keepalive ping in {:.0} s, after {:.0} s without a word (the viewer's machine slept, or the network or SSH tunnel dropped without closing)",
+                    answer_ns as f64 / 1e9,
+                    idle_ns as f64 / 1e9
+                ));
+            }
+            _ => {}
+        }
+    }
+
     /// Queue a frame of `channel`.
     pub fn send_frame(&mut self, channel: u32, message: Vec<u8>) {
         if self.gone.is_some() {
@@ -442,10 +482,16 @@ impl Client {
     /// Read what the client sent, up to a bound per turn. Sets
     /// [`Self::gone`] when the connection ends or breaks, and
     /// [`Self::more_to_read`] when it stopped at the bound.
-    pub fn read(&mut self, out: &mut Vec<Incoming>) {
+    pub fn read(&mut self, out: &mut Vec<Incoming>, now_ns: u64) {
         self.more_to_read = false;
         for _ in 0..READS_PER_TURN {
-            match self.ws.read() {
+            let m = self.ws.read();
+            if m.is_ok() {
+                // Anything at all answers the keepalive.
+                self.last_heard_ns = now_ns;
+                self.ping_sent_ns = None;
+            }
+            match m {
                 Ok(Message::Text(t)) => out.push(Incoming::Text(t.as_str().to_string())),
                 Ok(Message::Binary(b)) => out.push(Incoming::Binary(b.to_vec())),
                 Ok(Message::Close(_)) => {
@@ -723,7 +769,7 @@ mod tests {
         // Bounded: the end of the connection is there already; a few
         // turns at most even on a busy machine.
         for _ in 0..6000 {
-            c.read(&mut out);
+            c.read(&mut out, 0);
             if c.gone.is_some() {
                 break;
             }

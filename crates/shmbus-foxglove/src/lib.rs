@@ -86,6 +86,13 @@ pub struct Config {
     /// A client that takes no data for this long while some waits is
     /// disconnected. Default 10 s.
     pub stall_timeout: Duration,
+    /// A client heard nothing from for this long is sent a WebSocket ping;
+    /// one that answers nothing (not even the pong every WebSocket
+    /// library sends by itself) within [`Config::stall_timeout`] after it
+    /// is disconnected: a connection that went without closing (the
+    /// viewer's machine slept, a network or SSH tunnel dropped) frees its
+    /// client slot. Default 30 s.
+    pub keepalive: Duration,
     /// A topic whose newest frame is older than this (publisher alive) is
     /// reported stale. Default 2 s.
     pub stale_after: Duration,
@@ -110,6 +117,7 @@ impl Default for Config {
             client_queue: 1024 * 1024,
             max_clients: 16,
             stall_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(30),
             stale_after: Duration::from_secs(2),
             scan_interval: Duration::from_secs(1),
             allow_publish: false,

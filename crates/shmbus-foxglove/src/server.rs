@@ -305,7 +305,7 @@ impl Server {
             for (i, (readable, writable)) in ready.clients.iter().enumerate() {
                 if *readable {
                     incoming.clear();
-                    self.clients[i].read(&mut incoming);
+                    self.clients[i].read(&mut incoming, now);
                     for m in incoming.drain(..) {
                         self.handle(i, m);
                     }
@@ -665,6 +665,7 @@ impl Server {
                 c.pump(now);
             }
             c.note_drain(now);
+            c.keepalive(now, ns(self.cfg.keepalive), stall);
             if c.gone.is_none() && c.has_output() && now.saturating_sub(c.last_progress_ns) > stall
             {
                 c.stuck = true;

@@ -1783,3 +1783,97 @@ fn a_suspended_publisher_is_reported_as_suspended() {
         },
     );
 }
+
+/// A connection that answers nothing (a viewer's laptop asleep, a network
+/// or tunnel dropped without closing: here a socket that never reads) is
+/// pinged once it has been silent for `keepalive` and dropped when nothing
+/// answers within the stall timeout, which frees its client slot. A client
+/// that reads (tungstenite answers pings by itself, as browsers and
+/// Foxglove's libraries do) keeps its connection through several pings.
+/// Before, such a connection held its slot for the life of the server, and
+/// `max_clients` of them locked every viewer out.
+#[test]
+fn a_connection_that_answers_no_ping_frees_its_slot() {
+    watchdog("keepalive", Duration::from_secs(300));
+    let (topic, _g) = key_for("keepalive");
+    let server = Running::start(&[topic.key], |c| {
+        c.keepalive = Duration::from_millis(500);
+        c.stall_timeout = Duration::from_secs(1);
+        c.max_clients = 1;
+    });
+    // The one slot, taken by a client that completes its handshake and
+    // then never reads or writes again.
+    let mut silent = TcpStream::connect(server.addr).unwrap();
+    silent
+        .write_all(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+Sec-WebSocket-Protocol: foxglove.websocket.v1\r\n\r\n",
+        )
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        silent.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // A viewer is refused while the silent one holds the slot, and gets
+    // in once the keepalive has dropped it (60 s: a loaded machine).
+    let end = Instant::now() + Duration::from_secs(60);
+    let mut refused = 0;
+    let mut ws = loop {
+        let mut req = format!("ws://{}/", server.addr)
+            .into_client_request()
+            .unwrap();
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static("foxglove.websocket.v1"),
+        );
+        match tungstenite::connect(req) {
+            Ok((ws, _)) => break ws,
+            Err(tungstenite::Error::Http(r)) if r.status().as_u16() == 503 => refused += 1,
+            Err(e) => panic!("connect: {e}"),
+        }
+        assert!(
+            Instant::now() < end,
+            "the silent connection still holds the only slot after 60 s ({refused} refusals)"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        refused > 0,
+        "the slot was never taken: the test shows nothing"
+    );
+    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+    }
+    // The reading client stays through at least three keepalive rounds
+    // (0.5 s of silence each, then its pong).
+    let stay = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < stay {
+        match ws.read() {
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("a client that answers pings was dropped: {e}"),
+        }
+    }
+    // And the silent one was really disconnected, not just outnumbered.
+    silent
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut rest = Vec::new();
+    match silent.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+}
