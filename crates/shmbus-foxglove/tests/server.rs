@@ -133,6 +133,30 @@ fn connect(addr: SocketAddr, protocols: &str) -> (Ws, Option<String>) {
     (ws, p)
 }
 
+/// A WebSocket handshake written by hand on `stream` (subprotocol
+/// foxglove.websocket.v1), for clients that then misbehave below the
+/// WebSocket library: it must be accepted (101).
+fn raw_handshake(stream: &mut TcpStream) {
+    stream
+        .write_all(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+Sec-WebSocket-Protocol: foxglove.websocket.v1\r\n\r\n",
+        )
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+}
+
 /// What a client saw.
 #[derive(Default)]
 struct Seen {
@@ -868,20 +892,7 @@ fn a_client_that_never_reads_is_dropped_and_the_others_get_every_frame() {
     let mut stuck = TcpStream::connect(server.addr).unwrap();
     // A small receive buffer, so the kernel stops taking data for it soon.
     nix::sys::socket::setsockopt(&stuck, nix::sys::socket::sockopt::RcvBuf, &4096).unwrap();
-    stuck
-        .write_all(
-            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-Sec-WebSocket-Protocol: foxglove.websocket.v1\r\n\r\n",
-        )
-        .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        stuck.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
+    raw_handshake(&mut stuck);
     let text = format!(r#"{{"op":"subscribe","subscriptions":[{{"id":1,"channelId":{id}}}]}}"#);
     let mut frame = vec![0x81, 0x80 | text.len() as u8, 0, 0, 0, 0];
     frame.extend_from_slice(text.as_bytes()); // mask of zeros: payload as is
@@ -956,20 +967,7 @@ fn a_client_that_floods_pings_and_never_reads_is_dropped() {
     // The default receive buffer: with a tiny one the kernel itself soon
     // stops the flow both ways, and the server is never sent the flood.
     let mut flood = TcpStream::connect(server.addr).unwrap();
-    flood
-        .write_all(
-            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-Sec-WebSocket-Protocol: foxglove.websocket.v1\r\n\r\n",
-        )
-        .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        flood.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
+    raw_handshake(&mut flood);
     // Pings of 125 bytes (the most a control frame holds), masked with
     // zeros, 512 to a write.
     let mut ping = vec![0x89u8, 0x80 | 125, 0, 0, 0, 0];
@@ -1804,24 +1802,7 @@ fn a_connection_that_answers_no_ping_frees_its_slot() {
     // The one slot, taken by a client that completes its handshake and
     // then never reads or writes again.
     let mut silent = TcpStream::connect(server.addr).unwrap();
-    silent
-        .write_all(
-            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-Sec-WebSocket-Protocol: foxglove.websocket.v1\r\n\r\n",
-        )
-        .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        silent.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
+    raw_handshake(&mut silent);
     // A viewer is refused while the silent one holds the slot, and gets
     // in once the keepalive has dropped it (60 s: a loaded machine).
     let end = Instant::now() + Duration::from_secs(60);
