@@ -173,7 +173,16 @@ impl Reader {
         while !self.stopped() {
             let mut sub = match RawSubscriber::attach(&self.t.topic) {
                 Ok(s) => s,
-                Err(OpenError::NotFound { .. } | OpenError::NotReady { .. }) => {
+                // Not there, or being created by a live publisher. One
+                // whose creator died before the header is an error with its
+                // fix (tried again: a publisher started again finishes it).
+                Err(
+                    OpenError::NotFound { .. }
+                    | OpenError::NotReady {
+                        publisher_alive: true,
+                        ..
+                    },
+                ) => {
                     watched = true;
                     self.set_status(Status::new("absent"), None);
                     self.nap(ABSENT_POLL);

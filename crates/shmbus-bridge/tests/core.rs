@@ -372,6 +372,50 @@ fn a_stop_during_a_rate_limit_rest_still_sends_the_newest_frame() {
     assert_eq!(seqs_of(&ms, "p/b/core/rest"), [1, 2]);
 }
 
+/// A segment at the key whose creator died before writing its header (its
+/// publisher lock free, the segment all zeros) was reported "absent" for
+/// as long as it stayed, as if no publisher had made the topic: the
+/// status now says "error" with what it is and its fix, and the reader
+/// follows the topic once the fix is made.
+#[test]
+fn a_half_created_segment_is_an_error_with_its_fix_not_absent() {
+    let k = key();
+    let _g = Guard(k);
+    let mut lock = shmbus_core::lock::PublisherLock::acquire(k, 0o600, None).unwrap();
+    lock.keep();
+    drop(lock);
+    shmbus_core::sys::shmget(k, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600).unwrap();
+    let run = Run::reader("core/half", k, Pace::Every(1), "");
+    let end = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    let status = loop {
+        let now: Vec<Value> = run
+            .take(Duration::from_millis(50))
+            .iter()
+            .filter(|m| m.topic == "p/b/core/half/$status")
+            .map(json_of)
+            .collect();
+        if let Some(s) = now.iter().find(|s| s["state"] != "absent") {
+            break s.clone();
+        }
+        seen.extend(now);
+        assert!(Instant::now() < end, "no status but absent; seen: {seen:?}");
+    };
+    let error = status["error"].as_str().unwrap_or_default().to_string();
+    assert_eq!(status["state"], "error", "{status}");
+    assert!(
+        error.contains("half-created") && error.contains(&format!("shmbus rm {:#010x}", k)),
+        "{status}"
+    );
+    // The fix as the message gives it (remove it), then a publisher.
+    shmbus_testkit::remove_key(k);
+    let mut p = Publisher::<Sample>::open(&Topic::new("core/half").key(k).slots(8)).unwrap();
+    run.wait_alive();
+    p.publish(&sample(1)).unwrap();
+    let ms = run.finish();
+    assert_eq!(seqs_of(&ms, "p/b/core/half"), [1]);
+}
+
 #[test]
 fn status_follows_the_publisher_stale_stopped_and_removed() {
     let k = key();

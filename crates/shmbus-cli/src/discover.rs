@@ -290,10 +290,17 @@ fn resolve_name(cmd: &str, name: &str, bus: Option<&str>, all: &[Entry]) -> Resu
                 k = key_hex(key),
             )))
         }
+        Err(NameError::Unusable { error, .. }) => {
+            let msg = format!("no readable topic named '{name}': {error}");
+            Err(match error {
+                OpenError::NotReady {
+                    publisher_alive: true,
+                    ..
+                } => Fail::not_found(msg),
+                _ => Fail::error(msg),
+            })
+        }
         Err(NameError::NotFound { others, foreign }) => {
-            if let Some(fail) = unusable_at(name, &rule.keys, all) {
-                return Err(fail);
-            }
             let squat = foreign
                 .map(|f| {
                     format!(
@@ -342,30 +349,6 @@ fn resolve_name(cmd: &str, name: &str, bus: Option<&str>, all: &[Entry]) -> Resu
             )))
         }
     }
-}
-
-/// A shmbus segment at one of `name`'s own keys that cannot be read as a
-/// topic: a size that does not match its header, a newer layout, a
-/// half-created header, too large to map. The name lookup passes over it
-/// (it cannot read the name in it), yet that key is where the name
-/// belongs: the error says what the segment is and its fix, where "no
-/// topic named ..., is its publisher running?" hid it (`list` showed it).
-/// A creator still at work exits 1 (not there yet); the rest exit 2.
-fn unusable_at(name: &str, keys: &[i32], all: &[Entry]) -> Option<Fail> {
-    keys.iter().find_map(|&k| {
-        let e = all.iter().find(|e| e.key == k && !e.removed())?;
-        let Probe::Broken(err) = probe(e) else {
-            return None;
-        };
-        let msg = format!("no readable topic named '{name}': {err}");
-        Some(match err {
-            OpenError::NotReady {
-                publisher_alive: true,
-                ..
-            } => Fail::not_found(msg),
-            _ => Fail::error(msg),
-        })
-    })
 }
 
 /// The command line as typed, with the topic argument `name` replaced by

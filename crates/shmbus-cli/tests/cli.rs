@@ -306,7 +306,8 @@ fn rm_tells_another_programs_zeros_from_a_half_created_topic() {
     let h = hex(half.key());
     let r = run(&["rm", &h]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stdout.contains("being created"), "{}", r.stdout);
+    // Its creator is dead (the lock is free): not "being created".
+    assert!(r.stdout.contains("(left half-created)"), "{}", r.stdout);
     assert!(sys::shmget(half.key(), 0, 0).is_err());
     assert_eq!(
         shmbus_core::lock::publisher_status(half.key()),
@@ -3449,6 +3450,81 @@ fn half_created(key: i32, size: usize, hold: bool) -> Option<shmbus_core::lock::
     lock.keep();
     sys::shmget(key, size, libc::IPC_CREAT | libc::IPC_EXCL | 0o600).unwrap();
     hold.then_some(lock)
+}
+
+/// `record` and `foxglove` given the key of a half-created segment: one
+/// whose creator still holds its lock is being created and is waited for;
+/// one whose creator died was "still being created" too, for as long as it
+/// stayed (nothing was creating it). Now that one gets its reason and fix.
+#[test]
+fn record_and_foxglove_tell_a_dead_creators_half_created_segment_from_one_being_created() {
+    watchdog("rf-half", Duration::from_secs(120));
+    let left = Guard(unique_key("rf-half-left"));
+    let busy = Guard(unique_key("rf-half-busy"));
+    half_created(left.key(), 4096, false);
+    let _held = half_created(busy.key(), 4096, true);
+    let (kl, kb) = (hex(left.key()), hex(busy.key()));
+    let dir = shmbus_testkit::TempDir::new("rf-half");
+    let file = dir.join("half.mcap");
+    let f = file.to_str().unwrap();
+    let dead = format!("key {kl}: topic at key {kl} was left half-created");
+    let fix = format!("shmbus rm {kl}");
+
+    let r = run(&["record", "-o", f, "--duration", "0.3", &kl]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&dead) && r.stderr.contains(&fix),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("being created"), "{}", r.stderr);
+    let r = run(&["record", "-o", f, "--duration", "0.3", &kb]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("key {kb}: not found: it is still being created")),
+        "{}",
+        r.stderr
+    );
+
+    let r = run(&[
+        "foxglove",
+        "--bind",
+        "127.0.0.1:0",
+        "--duration",
+        "0.5",
+        "-q",
+        &kl,
+        &kb,
+    ]);
+    // The one being created may still appear: the server runs.
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&dead) && r.stderr.contains(&fix),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains(&format!("key {kb}: not found: it is still being created")),
+        "{}",
+        r.stderr
+    );
+    let r = run(&[
+        "foxglove",
+        "--bind",
+        "127.0.0.1:0",
+        "--duration",
+        "0.5",
+        "-q",
+        &kl,
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&dead) && r.stderr.contains(&fix),
+        "{}",
+        r.stderr
+    );
 }
 
 /// `list` shows a half-created segment (its creator died after shmget,

@@ -70,8 +70,9 @@ fn real_topic(name: &str, key: i32) {
 /// header never written, its creator dead) was "no topic named 'X' (its
 /// key: K): is its publisher running?" (exit 1) from `info`, `echo`, `hz`,
 /// `pub` and `rm` by name, while `list` and the same commands by key said
-/// what it is and how to fix it. Now the name gives the same reason and
-/// fix as the key, and nothing is removed or written.
+/// what it is and how to fix it; `record` and `foxglove` said "not found".
+/// Now the name gives the same reason and fix as the key in every command
+/// (`shmbus_config::names` returns it), and nothing is removed or written.
 #[test]
 fn an_unreadable_segment_at_a_names_key_is_named_not_called_missing() {
     watchdog(
@@ -147,6 +148,34 @@ fn an_unreadable_segment_at_a_names_key_is_named_not_called_missing() {
             // The same reason as by key.
             let by_key: Run = run_cmd(shmbus(config.as_path(), &["info", &k]));
             assert!(by_key.stderr.contains(says.as_str()), "{}", by_key.stderr);
+            assert_eq!(segment_bytes(*key), before, "{args:?} changed the segment");
+        }
+        // `record` and `foxglove` take the name the same way: they said
+        // "not found: no segment carries the name at its key".
+        let mcap = dir.join(&format!("{name}.mcap"));
+        let mcap = mcap.to_str().unwrap();
+        for args in [
+            vec!["record", name.as_str(), "-o", mcap, "--duration", "1"],
+            vec![
+                "foxglove",
+                name.as_str(),
+                "--bind",
+                "127.0.0.1:0",
+                "--duration",
+                "1",
+            ],
+        ] {
+            let r: Run = run_cmd(shmbus(config.as_path(), &args));
+            assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+            assert!(
+                r.stderr.contains(&format!("topic '{name}': "))
+                    && r.stderr.contains(&k)
+                    && r.stderr.contains(says.as_str())
+                    && r.stderr.contains(&format!("shmbus rm {k}")),
+                "{args:?} must name the segment at {k}, say '{says}' and the fix: {}",
+                r.stderr
+            );
+            assert!(!r.stderr.contains("not found"), "{args:?}: {}", r.stderr);
             assert_eq!(segment_bytes(*key), before, "{args:?} changed the segment");
         }
         // The fix, typed as printed, removes it.

@@ -13,7 +13,11 @@
 //!    key `Topic::new(name)` uses). A segment there that carries the name is
 //!    the topic; if the config names a publisher user, it must also have
 //!    been created by and belong to that uid, or it is refused as a squat
-//!    ([`NameError::Squatted`]).
+//!    ([`NameError::Squatted`]). A shmbus segment there that cannot be read
+//!    (a newer layout, a size its header does not fit, left half-created)
+//!    is where the name belongs: if nothing readable carries the name
+//!    elsewhere, the lookup returns it with the attach's own reason and fix
+//!    ([`NameError::Unusable`]), never "not found".
 //! 2. **Elsewhere** (not with `--bus`): a segment that carries the name at another key (a demo
 //!    on its own bus, a topic with an explicit key) is taken only if it was
 //!    created by and belongs to a trusted uid ([`NameRule::trusts`]): the
@@ -193,6 +197,20 @@ pub enum NameError {
         /// owner uid, creator uid): possibly a squat.
         foreign: Option<Other>,
     },
+    /// No readable segment carries the name, and a shmbus segment at one of
+    /// its keys cannot be read (a newer layout, a header that asks for more
+    /// than the segment has, left half-created, being created): the name
+    /// belongs there, and `error` says why it cannot be read and what fixes
+    /// it. Every tool reports this, never "not found" (which sends the user
+    /// looking for a publisher that is not the problem).
+    Unusable {
+        /// The key.
+        key: i32,
+        /// Its shmid.
+        shmid: i32,
+        /// Why it cannot be read (the attach's own error).
+        error: OpenError,
+    },
     /// Several trusted segments carry the name and none is the only one
     /// with a live publisher.
     Ambiguous {
@@ -212,6 +230,7 @@ pub fn resolve(rule: &NameRule, me: u32) -> Result<Found, NameError> {
         .filter(|e| e.mode() & SHM_DEST == 0 && e.key() != 0)
         .collect();
     let mut foreign = None;
+    let mut unusable = None;
     for &k in &rule.keys {
         let Some(e) = all.iter().find(|e| e.key() == k) else {
             continue;
@@ -254,7 +273,15 @@ pub fn resolve(rule: &NameRule, me: u32) -> Result<Found, NameError> {
                     at_own_key: true,
                 });
             }
-            Err(_) => {}
+            // Gone since the listing.
+            Err(OpenError::NotFound { .. } | OpenError::Removed { .. }) => {}
+            // A shmbus segment this build cannot read: named if nothing
+            // readable carries the name elsewhere.
+            Err(error) => {
+                if unusable.is_none() {
+                    unusable = Some((e, error));
+                }
+            }
         }
     }
     let mut trusted = Vec::new();
@@ -282,7 +309,22 @@ pub fn resolve(rule: &NameRule, me: u32) -> Result<Found, NameError> {
         }
     }
     match trusted.len() {
-        0 => Err(NameError::NotFound { others, foreign }),
+        0 => match unusable {
+            Some((e, _)) if !rule.owns_key(e.owner().0, e.creator_uid()) => {
+                Err(NameError::Squatted {
+                    key: e.key(),
+                    uid: e.owner().0,
+                    cuid: e.creator_uid(),
+                    expected: rule.publisher_uid.unwrap_or(u32::MAX),
+                })
+            }
+            Some((e, error)) => Err(NameError::Unusable {
+                key: e.key(),
+                shmid: e.id(),
+                error,
+            }),
+            None => Err(NameError::NotFound { others, foreign }),
+        },
         1 => Ok(Found {
             key: trusted[0].key(),
             shmid: trusted[0].id(),

@@ -578,7 +578,18 @@ impl Topics {
             let seg = match Segment::attach_shmid(shmid, key) {
                 Ok(s) => s,
                 // Being created: look again at the next scan.
-                Err(OpenError::NotReady { .. }) => continue,
+                Err(OpenError::NotReady {
+                    publisher_alive: true,
+                    ..
+                }) => continue,
+                // Its creator died before the header: say so and how to fix
+                // it, and look again (a publisher started again finishes it
+                // in place, under the same shmid).
+                Err(e @ OpenError::NotReady { .. }) => {
+                    self.reasons
+                        .insert(shmid, printable(&e.to_string()).into_owned());
+                    continue;
+                }
                 Err(e) => {
                     let why = match e {
                         OpenError::PermissionDenied { .. } => {
@@ -710,6 +721,18 @@ impl Topics {
                                 "the segment at its key {key:#010x} was created by another user than the configured publisher (a squatter?)"
                             ),
                         )),
+                        // Being created by a live publisher: served once it is.
+                        Err(NameError::Unusable {
+                            error:
+                                shmbus_core::OpenError::NotReady {
+                                    publisher_alive: true,
+                                    ..
+                                },
+                            ..
+                        }) => Err((true, "it is still being created".to_string())),
+                        // A shmbus segment at its key that cannot be read:
+                        // its own reason and fix, not "not found".
+                        Err(NameError::Unusable { error, .. }) => Err((false, error.to_string())),
                         Err(NameError::Ambiguous { keys }) => Err((
                             false,
                             format!(

@@ -769,9 +769,16 @@ impl Scan {
                 return Ok(Some(seg));
             }
             // Being created: look again next time.
-            Err(OpenError::NotReady { .. }) => {
+            Err(OpenError::NotReady {
+                publisher_alive: true,
+                ..
+            }) => {
                 return Err(Why::NotFound("it is still being created".into()));
             }
+            // Its creator died before the header: nothing is being created
+            // (say so, and how to fix it), but a publisher started again
+            // finishes it in place, so it is not remembered as failed.
+            Err(e @ OpenError::NotReady { .. }) => return Err(Why::Unusable(e.to_string())),
             Err(OpenError::Removed { .. } | OpenError::NotFound { .. }) => {
                 return Err(Why::NotFound("it was removed".into()));
             }
@@ -970,6 +977,17 @@ fn name_error(rule: &NameRule, e: NameError) -> Why {
             "the segment at its key 0x{key:08x} was created by uid {cuid} and belongs to uid {uid}, not the configured publisher uid {expected} (a squatter?); remove it as root with `shmbus rm 0x{key:08x}`",
             key = key as u32
         )),
+        // The name's key holds a shmbus segment that cannot be read: its
+        // own reason and fix, not "not found".
+        NameError::Unusable {
+            error:
+                OpenError::NotReady {
+                    publisher_alive: true,
+                    ..
+                },
+            ..
+        } => Why::NotFound("it is still being created".into()),
+        NameError::Unusable { error, .. } => Why::Unusable(error.to_string()),
         NameError::Ambiguous { keys } => {
             let keys: Vec<String> = keys
                 .iter()
