@@ -70,6 +70,10 @@ const PAUSE_MIN: Duration = Duration::from_secs(60);
 const PAUSE_MAX: Duration = Duration::from_secs(900);
 /// QoS 1/2 messages in flight before rumqttc waits for acknowledgements.
 const INFLIGHT: u16 = 100;
+/// How long a connection attempt may take, TCP connect and MQTT CONNECT to
+/// CONNACK together (rumqttc's connection timeout, set here so that the
+/// message that names it says the number the engine uses).
+const CONNECT_TIMEOUT_S: u64 = 5;
 
 /// What the command line can set in `[bridge.mqtt]`.
 #[derive(Debug, Clone, Default)]
@@ -363,7 +367,10 @@ pub fn run(core: &Core, s: &MqttSettings) -> Result<(), String> {
 /// [`run`], giving the goodbye `goodbye` to go out at a stop (tests use a
 /// long one: a stop that waits for it then shows).
 fn run_with_goodbye(core: &Core, s: &MqttSettings, goodbye: Duration) -> Result<(), String> {
-    let (client, conn) = Client::new(s.options(core), CHANNEL);
+    let (client, mut conn) = Client::new(s.options(core), CHANNEL);
+    conn.eventloop
+        .network_options
+        .set_connection_timeout(CONNECT_TIMEOUT_S);
     // The connection loop has returned: nothing will take a request from
     // the channel any more, so the goodbye cannot go out.
     let link_done = Arc::new(AtomicBool::new(false));
@@ -922,7 +929,10 @@ fn link_problem(e: &ConnectionError, s: &MqttSettings) -> String {
     }
     };
     match e {
-        ConnectionError::NetworkTimeout => "no answer from the broker (timeout)".to_string(),
+        // The whole attempt (TCP connect, CONNECT, CONNACK) timed out.
+        ConnectionError::NetworkTimeout => format!(
+            "no answer to CONNECT within {CONNECT_TIMEOUT_S} s of connecting (the broker is stalled or overloaded, a firewall drops the packets, or this port is not an MQTT broker's)"
+        ),
         ConnectionError::FlushTimeout => "the link took nothing for several seconds (the broker is stalled, or the network is too slow)".to_string(),
         ConnectionError::Io(e) => format!("cannot connect: {e}"),
         ConnectionError::NotConnAck(p) => format!(

@@ -475,6 +475,59 @@ fn a_broker_that_drops_every_connection_is_retried_with_a_growing_interval() {
     assert!(stats["connections"].as_u64().unwrap() >= 2, "{stats}");
 }
 
+/// A peer that accepts the TCP connection and never answers CONNECT: the
+/// bridge said "no answer from the broker (timeout)", which did not say how
+/// long it waited or for what. It now names the CONNECT, the 5 s and the
+/// usual causes, and keeps retrying.
+#[test]
+fn a_broker_that_never_answers_connect_is_named_with_the_wait() {
+    let _isolated = isolate();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            // Holds every connection open and answers nothing. Bounded:
+            // ends when the test says so, or after 120 s.
+            let mut held = Vec::new();
+            let end = Instant::now() + Duration::from_secs(120);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < end {
+                match listener.accept() {
+                    Ok((sock, _)) => held.push(sock),
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        })
+    };
+    let t = Tmp::new("silent");
+    let cfg = t.write(
+        "lab.toml",
+        // Outbound only: this test makes no segment.
+        &CONFIG[..CONFIG.find("[[bridge.in]]").unwrap()],
+        0o644,
+    );
+    // Long enough for one 5 s connection timeout, whatever the load.
+    let o = bridge(&[
+        &format!("127.0.0.1:{port}"),
+        "--config",
+        &cfg,
+        "--duration",
+        "8",
+    ]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    server.join().unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}"))
+            && err.contains("no answer to CONNECT within 5 s of connecting")
+            && err.contains("retrying in"),
+        "{err}"
+    );
+}
+
 /// A client id from `--client-id` is printed escaped, as every other
 /// untrusted text (`shmbus_core::topic::shown`): by `--check` and in the
 /// "connected ... as" line (here from a broker of the test's own on
