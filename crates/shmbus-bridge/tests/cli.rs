@@ -53,6 +53,82 @@ fn bridge(args: &[&str]) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// The bridge with `args`, stopped by SIGTERM once a line it writes to
+/// stderr contains `event` (60 s at most): for a test of what the bridge
+/// took in, which a `--duration` window would count only if it all fitted
+/// in it (a loaded machine, or qemu-arm, gave the bridge less of it).
+fn bridge_until(args: &[&str], event: &str) -> Output {
+    use std::io::{BufRead, Read};
+    let mut child = bridge_cmd()
+        .args(args)
+        .env_remove("SHMBUS_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stdout.read_to_end(&mut v);
+        v
+    });
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(l);
+        }
+    });
+    let mut err = String::new();
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        match rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
+            Ok(l) => {
+                err.push_str(&l);
+                err.push('\n');
+                if l.contains(event) {
+                    break;
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("shmbus-bridge {args:?} did not say {event:?} within 60 s:\n{err}");
+            }
+        }
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let end = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("shmbus-bridge {args:?} did not exit within 60 s of SIGTERM:\n{err}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // The rest of what it said, up to its exit (the reader ends at EOF).
+    while let Ok(l) = rx.recv_timeout(Duration::from_secs(30)) {
+        err.push_str(&l);
+        err.push('\n');
+    }
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.into_bytes(),
+    }
+}
+
 fn text(o: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -809,7 +885,14 @@ fn the_stop_line_accounts_for_every_broker_message() {
         }
     });
     let broker = format!("127.0.0.1:{port}");
-    let o = bridge(&[&broker, "--config", &cfg, "--duration", "3", "--json"]);
+    // Stopped once it has taken both messages in, not after a fixed
+    // `--duration 3`: under load that window could end before the bridge
+    // had connected and subscribed. The broker sends the empty message
+    // first, and the one on no route's topic, said once on stderr, last.
+    let o = bridge_until(
+        &[&broker, "--config", &cfg, "--json"],
+        "which no [[bridge.in]] takes",
+    );
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
     let summary: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
