@@ -397,8 +397,6 @@ fn echo_json_prints_n_decodable_lines() {
 
 #[test]
 fn echo_all_reports_missed_frames() {
-    use nix::sys::signal::{Signal, kill};
-    use nix::unistd::Pid;
     watchdog("echo-all", Duration::from_secs(120));
     let (topic, _g) = self::topic("echo-all");
     let topic = topic.slots(4);
@@ -430,14 +428,13 @@ fn echo_all_reports_missed_frames() {
     let v: Value = serde_json::from_str(&first).unwrap();
     assert_eq!(v["generation"], 1);
     // Stop the reader, overrun the 4-slot ring with 20 frames, resume it.
-    let pid = Pid::from_raw(echo.0.id() as i32);
-    kill(pid, Signal::SIGSTOP).unwrap();
-    // `kill` returns before a reader running on another CPU has stopped.
-    shmbus_testkit::wait_stopped(echo.0.id()).unwrap();
+    // `kill` returns before a reader running on another CPU has stopped:
+    // this returns once it has.
+    let stopped = shmbus_testkit::Suspended::stop(echo.0.id()).unwrap();
     for n in 2..=21 {
         p.publish(&imu(n)).unwrap();
     }
-    kill(pid, Signal::SIGCONT).unwrap();
+    drop(stopped);
     let mut rest = String::new();
     out.read_to_string(&mut rest).unwrap();
     let status = echo.0.wait().unwrap();

@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use shmbus_pub::Publisher;
-use shmbus_testkit::{Check, Guard, KillOnDrop, child, role, unique_topic, watchdog};
+use shmbus_testkit::{Check, Guard, KillOnDrop, Suspended, child, role, unique_topic, watchdog};
 
 mod common;
 use common::{Run, run_cmd, shmbus};
@@ -251,21 +251,11 @@ fn a_crashed_publisher_is_shown_as_the_page_shows_it() {
 
 #[test]
 fn a_stuck_publisher_is_shown_as_the_page_shows_it() {
-    use nix::sys::signal::{Signal, kill};
-    use nix::unistd::Pid;
     watchdog("troubleshooting-stale", Duration::from_secs(180));
     let (p, name, guard) = publisher("ts-stale");
-    let pid = Pid::from_raw(p.0.id() as i32);
-    kill(pid, Signal::SIGSTOP).unwrap();
-    // A stopped process is killed by KillOnDrop all the same; continued
-    // first so that nothing depends on that.
-    struct Cont(Pid);
-    impl Drop for Cont {
-        fn drop(&mut self) {
-            let _ = kill(self.0, Signal::SIGCONT);
-        }
-    }
-    let _cont = Cont(pid);
+    // Stopped before `hz` looks (a process goes on for a moment after
+    // `kill`), and continued when the test ends, also if it fails.
+    let _stopped = Suspended::stop(p.0.id()).unwrap();
     // A frame written just before the stop can still fall inside the
     // report's interval on a loaded machine: the page shows a report with
     // none, so reports are taken until one has none (60 s).

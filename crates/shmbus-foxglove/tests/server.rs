@@ -1729,8 +1729,6 @@ fn child_role_entry() {
 /// says what to do.
 #[test]
 fn a_suspended_publisher_is_reported_as_suspended() {
-    use nix::sys::signal::{Signal, kill};
-    use nix::unistd::Pid;
     use std::io::BufRead;
     watchdog("suspended_publisher", Duration::from_secs(180));
     let (topic, _g) = key_for("suspended");
@@ -1759,15 +1757,8 @@ fn a_suspended_publisher_is_reported_as_suspended() {
         Duration::from_secs(30),
         |s| s.channels.iter().any(|c| c["topic"] == topic.name.as_str()),
     );
-    let pid = Pid::from_raw(c.0.id() as i32);
-    kill(pid, Signal::SIGSTOP).unwrap();
-    struct Cont(Pid);
-    impl Drop for Cont {
-        fn drop(&mut self) {
-            let _ = kill(self.0, Signal::SIGCONT);
-        }
-    }
-    let _cont = Cont(pid);
+    // Continued when the test ends, also if it fails.
+    let _stopped = shmbus_testkit::Suspended::stop(c.0.id()).unwrap();
     let want = "is alive but suspended (SIGSTOP; SIGCONT resumes it))";
     read_until(
         &mut ws,

@@ -173,6 +173,75 @@ pub fn wait_stopped(pid: u32) -> Result<(), String> {
     }
 }
 
+/// True if every thread of process `pid` is stopped (`T`, or `t` under a
+/// tracer); false if one still runs or the process is gone.
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    let mut any = false;
+    for t in tasks.flatten() {
+        any = true;
+        let stat = t.path().join("stat");
+        match stat_state(stat.to_str().unwrap_or_default()) {
+            Some('T' | 't') => {}
+            // A thread that exited between the listing and the read.
+            None => {}
+            Some(_) => return false,
+        }
+    }
+    any
+}
+
+/// A process stopped by `SIGSTOP`, continued (`SIGCONT`) when this is
+/// dropped: also when the test fails, so nothing else (a guard that kills
+/// it, the next test) depends on it being continued. [`Suspended::stop`]
+/// returns only once every thread of the process is stopped: `kill`
+/// returns once the signal is sent, and a process running on another CPU
+/// (or a thread of it) goes on for a moment, publishing or reading what a
+/// test means it to miss.
+#[derive(Debug)]
+pub struct Suspended(u32);
+
+impl Suspended {
+    /// Send `SIGSTOP` to process `pid` and wait (at most 30 s) until every
+    /// thread of it is stopped. Fails, continuing it, if it exits first or
+    /// does not stop in time.
+    pub fn stop(pid: u32) -> Result<Suspended, String> {
+        use nix::sys::signal::{Signal, kill};
+        let raw = i32::try_from(pid).map_err(|_| format!("pid {pid} out of range"))?;
+        kill(nix::unistd::Pid::from_raw(raw), Signal::SIGSTOP)
+            .map_err(|e| format!("SIGSTOP to {pid}: {e}"))?;
+        // From here on, a failure continues it (drop).
+        let s = Suspended(pid);
+        let look = || {
+            if process_gone(pid) {
+                Err(format!("process {pid} exited before it stopped"))
+            } else {
+                Ok(all_threads_stopped(pid))
+            }
+        };
+        match settled(look, |r| !matches!(r, Ok(false)))? {
+            true => Ok(s),
+            false => Err(format!("process {pid} did not stop within {SETTLE:?}")),
+        }
+    }
+
+    /// The stopped process.
+    pub fn pid(&self) -> u32 {
+        self.0
+    }
+}
+
+impl Drop for Suspended {
+    fn drop(&mut self) {
+        use nix::sys::signal::{Signal, kill};
+        if let Ok(raw) = i32::try_from(self.0) {
+            let _ = kill(nix::unistd::Pid::from_raw(raw), Signal::SIGCONT);
+        }
+    }
+}
+
 /// The id of the calling thread (what [`wait_thread_asleep`] takes).
 pub fn thread_id() -> i32 {
     nix::unistd::gettid().as_raw()
