@@ -52,7 +52,7 @@ fn sample(seq: u32) -> Sample {
 
 /// A key of this test family (top byte 0x7a) and a guard that removes it.
 fn key_for(test: &str) -> (Topic, Guard) {
-    let key = (unique_key(test) & 0x00ff_ffff) | 0x7a00_0000;
+    let key = shmbus_testkit::unique_key_family(0x7a, test);
     (
         Topic::new(&format!("fox-test/{test}")).key(key).slots(64),
         Guard(key),
@@ -1210,7 +1210,7 @@ fn named_topics_that_cannot_be_served_are_reported_with_why() {
     let mut p = Publisher::<Sample>::open(&topic).unwrap();
     p.publish(&sample(1)).unwrap();
     let shmid = shmbus_core::sys::shmget(topic.key, 0, 0).unwrap();
-    let foreign_key = (unique_key("unserved-foreign") & 0x00ff_ffff) | 0x7a00_0000;
+    let foreign_key = shmbus_testkit::unique_key_family(0x7a, "unserved-foreign");
     let _fg = Guard(foreign_key);
     // Another program's segment: zeros, no publisher lock (IPC_CREAT | IPC_EXCL | 0600).
     shmbus_core::sys::shmget(foreign_key, 4096, 0o1000 | 0o2000 | 0o600).unwrap();

@@ -57,12 +57,29 @@ pub fn unique_key(test: &str) -> i32 {
         h ^= u32::from(b);
         h = h.wrapping_mul(0x0100_0193);
     }
-    let key = (0x7e00_0000 | (h & 0x00ff_ffff)) as i32;
+    unique_key_in(0x7e, h)
+}
+
+/// The key with top byte `top` and the low 24 bits of `h`, recorded for
+/// the [`watchdog`] to remove.
+fn unique_key_in(top: u8, h: u32) -> i32 {
+    let key = ((u32::from(top) << 24) | (h & 0x00ff_ffff)) as i32;
     HANDED_OUT
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push(key);
     key
+}
+
+/// A key as [`unique_key`] gives, with `top` as its top byte instead of
+/// `0x7e`: for tests whose program is told to serve one family of keys
+/// only (the Foxglove server's tests use `0x7a`). The [`watchdog`] removes
+/// what was created at it before it aborts, as for [`unique_key`]'s keys:
+/// a key derived from one by hand is unknown to it, and an aborted run
+/// left every topic made at such keys behind.
+pub fn unique_key_family(top: u8, test: &str) -> i32 {
+    let low = unique_key(test) as u32 & 0x00ff_ffff;
+    unique_key_in(top, low)
 }
 
 /// Move the calling thread, and every process it starts from now on, into a
@@ -437,7 +454,14 @@ pub fn watchdog(what: &'static str, limit: Duration) {
     ARMED.with(|a| a.borrow_mut().push(tx));
     std::thread::spawn(move || {
         if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
-            eprintln!("WATCHDOG: '{what}' still running after {limit:?}: aborting");
+            // Written to the stderr descriptor itself: `eprintln!` in a
+            // thread spawned by a test goes to libtest's capture of that
+            // test's output, which the abort throws away (a run then
+            // ended in SIGABRT without a word of why).
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!("WATCHDOG: '{what}' still running after {limit:?}: aborting\n").as_bytes(),
+            );
             for key in locked(&HANDED_OUT) {
                 remove_key(key);
             }

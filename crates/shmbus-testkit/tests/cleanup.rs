@@ -100,19 +100,36 @@ fn the_watchdogs_abort_removes_the_segments_at_its_keys_and_its_temp_dirs() {
         return;
     }
     watchdog("watchdog cleanup test", Duration::from_secs(300));
-    let mut c = KillOnDrop(
-        child("abort-holding", &[])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn abort-holding"),
-    );
+    // Run as libtest runs a test by default, with its output captured
+    // (`child` passes --nocapture): the watchdog's word must get out all
+    // the same.
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = shmbus_testkit::command(exe);
+    cmd.args(["--exact", "child_role_entry", "--test-threads=1"])
+        .env("SHMBUS_ROLE", "abort-holding")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    shmbus_testkit::dies_with_parent(&mut cmd);
+    let mut c = KillOnDrop(cmd.spawn().expect("spawn abort-holding"));
+    let mut stderr = c.0.stderr.take().expect("piped stderr");
+    let said = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+        s
+    });
     let line = line_with(&mut c.0, "dir ");
-    let (dir, key) = line
+    let (dir, keys) = line
         .split_once(" key ")
         .unwrap_or_else(|| panic!("abort-holding printed {line:?}"));
+    let (key, family_key) = keys
+        .split_once(" family ")
+        .unwrap_or_else(|| panic!("abort-holding printed {line:?}"));
     let key: i32 = key.parse().expect("a key");
-    // Remove the segment and the directory if the watchdog did not.
+    let family_key: i32 = family_key.parse().expect("a key");
+    // Remove the segments and the directory if the watchdog did not.
     let _guard = Guard(key);
+    let _family_guard = Guard(family_key);
     let dir = RemoveDir(dir.into());
     assert!(dir.0.join("data").exists(), "the child made {:?}", dir.0);
     let t0 = Instant::now();
@@ -124,11 +141,18 @@ fn the_watchdogs_abort_removes_the_segments_at_its_keys_and_its_temp_dirs() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(!status.success(), "the watchdog aborts: {status:?}");
-    assert_eq!(
-        sys::shmget(key, 0, 0).err().map(|e| e.errno),
-        Some(sys::Errno::ENOENT),
-        "the aborted child's segment at {key:#x} is gone"
+    let said = said.join().expect("stderr reader");
+    assert!(
+        said.contains("WATCHDOG: 'abort-holding' still running after"),
+        "the watchdog says why it aborts, also under libtest's capture: {said:?}"
     );
+    for k in [key, family_key] {
+        assert_eq!(
+            sys::shmget(k, 0, 0).err().map(|e| e.errno),
+            Some(sys::Errno::ENOENT),
+            "the aborted child's segment at {k:#x} is gone"
+        );
+    }
     assert!(!dir.0.exists(), "the aborted child's {:?} is gone", dir.0);
 }
 
@@ -223,15 +247,27 @@ fn child_role_entry() {
         }
         "abort-holding" => {
             let key = unique_key("abort-holding");
+            // A key of another family, as the Foxglove tests use.
+            let family_key = shmbus_testkit::unique_key_family(0x7a, "abort-holding");
             let dir = shmbus_testkit::TempDir::new("abort-holding");
             std::fs::write(dir.join("data"), b"left by a test").expect("write in the temp dir");
-            match sys::shmget(key, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) {
-                Ok(_) => println!("dir {} key {key}", dir.path().display()),
-                Err(e) => {
+            for k in [key, family_key] {
+                if let Err(e) = sys::shmget(k, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) {
                     remove_key(key);
-                    panic!("create a segment at {key:#x}: {e}");
+                    remove_key(family_key);
+                    panic!("create a segment at {k:#x}: {e}");
                 }
             }
+            // Past libtest's capture (this role runs without --nocapture).
+            std::io::Write::write_all(
+                &mut std::io::stdout(),
+                format!(
+                    "dir {} key {key} family {family_key}\n",
+                    dir.path().display()
+                )
+                .as_bytes(),
+            )
+            .expect("write to stdout");
             // Nothing removes it but the watchdog.
             watchdog("abort-holding", Duration::from_millis(200));
             std::thread::sleep(LONG);
