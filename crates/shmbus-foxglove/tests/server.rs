@@ -1785,17 +1785,40 @@ fn a_suspended_publisher_is_reported_as_suspended() {
 fn a_connection_that_answers_no_ping_frees_its_slot() {
     watchdog("keepalive", Duration::from_secs(300));
     let (topic, _g) = key_for("keepalive");
+    // The stall timeout is how long a ping may go unanswered: 5 s, not
+    // 1 s, so that the reading client below is not dropped when its
+    // thread does not run for a second on a loaded machine.
     let server = Running::start(&[topic.key], |c| {
         c.keepalive = Duration::from_millis(500);
-        c.stall_timeout = Duration::from_secs(1);
+        c.stall_timeout = Duration::from_secs(5);
         c.max_clients = 1;
     });
     // The one slot, taken by a client that completes its handshake and
-    // then never reads or writes again.
+    // then never reads. Until a viewer has been refused it sends an
+    // unsolicited pong (masked, empty) every 100 ms from a thread of its
+    // own, which the server takes as a word from it: otherwise the first
+    // viewer had to be refused within the 0.5 s + 1 s the keepalive
+    // leaves the silent one, and a test thread that did not run for that
+    // long saw the slot free at once ("the slot was never taken").
     let mut silent = TcpStream::connect(server.addr).unwrap();
     raw_handshake(&mut silent);
+    let speaking = Arc::new(AtomicBool::new(true));
+    let heartbeat = {
+        let mut s = silent.try_clone().unwrap();
+        let speaking = speaking.clone();
+        std::thread::spawn(move || {
+            // Bounded by the watchdog: the test clears `speaking`, or fails.
+            while speaking.load(Ordering::Relaxed) {
+                if s.write_all(&[0x8a, 0x80, 0, 0, 0, 0]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
     // A viewer is refused while the silent one holds the slot, and gets
-    // in once the keepalive has dropped it (60 s: a loaded machine).
+    // in once the keepalive has dropped it, after it fell silent (60 s: a
+    // loaded machine).
     let end = Instant::now() + Duration::from_secs(60);
     let mut refused = 0;
     let mut ws = loop {
@@ -1808,7 +1831,11 @@ fn a_connection_that_answers_no_ping_frees_its_slot() {
         );
         match tungstenite::connect(req) {
             Ok((ws, _)) => break ws,
-            Err(tungstenite::Error::Http(r)) if r.status().as_u16() == 503 => refused += 1,
+            Err(tungstenite::Error::Http(r)) if r.status().as_u16() == 503 => {
+                refused += 1;
+                // From now on it says nothing.
+                speaking.store(false, Ordering::Relaxed);
+            }
             Err(e) => panic!("connect: {e}"),
         }
         assert!(
@@ -1817,6 +1844,8 @@ fn a_connection_that_answers_no_ping_frees_its_slot() {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
+    speaking.store(false, Ordering::Relaxed);
+    heartbeat.join().unwrap();
     assert!(
         refused > 0,
         "the slot was never taken: the test shows nothing"
