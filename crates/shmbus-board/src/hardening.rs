@@ -83,9 +83,10 @@ impl Drop for Sysctl {
     fn drop(&mut self) {
         let path = format!("/proc/sys/kernel/{}", self.name);
         if let Err(e) = std::fs::write(&path, &self.old) {
-            println!(
+            console!(
                 "hardening: could not restore kernel.{} = {}: {e}",
-                self.name, self.old
+                self.name,
+                self.old
             );
         }
     }
@@ -386,7 +387,7 @@ impl Drop for ClockStep {
     fn drop(&mut self) {
         let now = self.real0 + (sys::monotonic_ns() - self.mono0);
         if let Err(e) = set_realtime(now) {
-            println!("hardening: could not restore the clock: {e}");
+            console!("hardening: could not restore the clock: {e}");
         }
     }
 }

@@ -12,7 +12,7 @@ static CURRENT: Mutex<Option<(&'static str, Instant)>> = Mutex::new(None);
 
 /// Print a console line the host (ci/board/boot.sh) picks up.
 fn say(line: &str) {
-    println!("SHMBUS-BOARD: {line}");
+    console!("SHMBUS-BOARD: {line}");
 }
 
 /// The hard end of a run: on the board, flush the console, sync and power
@@ -145,6 +145,20 @@ pub fn run(on_board: bool) -> ! {
     all.extend(crate::tools::scenarios());
     all.extend(crate::hardening::scenarios());
     let only = std::env::var("SHMBUS_BOARD_ONLY").unwrap_or_default();
+    // A name that is no scenario ran nothing and said only "0 scenarios".
+    let unknown: Vec<&str> = only
+        .split(',')
+        .filter(|o| !o.is_empty() && !all.iter().any(|(name, _)| name == o))
+        .collect();
+    if !unknown.is_empty() {
+        let names: Vec<&str> = all.iter().map(|(name, _)| *name).collect();
+        say(&format!(
+            "SHMBUS_BOARD_ONLY names no scenario {:?}; the scenarios: {} ... FAIL",
+            unknown,
+            names.join(",")
+        ));
+        finish(on_board, false);
+    }
     let mut failed = 0;
     let mut ran = 0;
     for (name, f) in all {

@@ -388,7 +388,7 @@ fn one_core_cpu() -> Result<String, String> {
     let waiters: u64 = wait.subs_ms.iter().sum();
     let idlers: u64 = idle.subs_ms.iter().sum();
     let spinner = busy.subs_ms[0];
-    println!(
+    console!(
         "SHMBUS-BOARD: one-core-cpu: {cores} core(s); CPU ms over a {} ms window; publisher at {rate} Hz: alone {} (late frames {}), with 4 waiting subscribers {} (late {}) + waiters {:?}, with 1 busy-polling subscriber {} (late {}) + spinner {}; publisher at 5 Hz with 4 waiters: {} + waiters {:?}",
         wait.window_ms,
         alone.pub_ms,

@@ -63,7 +63,7 @@ fn run_tool(exe: &PathBuf, args: &[&str], limit: Duration) -> Result<(i32, Strin
 
 fn show(cmd: &str, text: &str) {
     for line in text.lines().take(12) {
-        println!("SHMBUS-BOARD:   {cmd} | {line}");
+        console!("SHMBUS-BOARD:   {cmd} | {line}");
     }
 }
 
@@ -126,7 +126,7 @@ pub fn bench() -> Result<String, String> {
     let started = Instant::now();
     let (code, text) = run_tool(&bench, &["--quick"], Duration::from_secs(240))?;
     for line in text.lines() {
-        println!("SHMBUS-BOARD:   bench | {line}");
+        console!("SHMBUS-BOARD:   bench | {line}");
     }
     if code != 0 {
         return Err(format!("`shmbus-bench --quick` exited {code}"));
