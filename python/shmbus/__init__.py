@@ -168,6 +168,7 @@ _pub_json = _sig("shmbus_publish_json", _Handle, ctypes.c_char_p, _P(ctypes.c_ui
 _pub_info = _sig("shmbus_publisher_info", _Handle, _P(_Info))
 _pub_close = _sig("shmbus_publisher_close", _Handle)
 _pub_remove = _sig("shmbus_publisher_remove", _Handle)
+_pub_check = _sig("shmbus_publisher_check", _Handle)
 _sub_open = _sig("shmbus_subscriber_open", _P(_Topic), _Handle, ctypes.c_uint32, _P(_Handle))
 _sub_open_config = _sig(
     "shmbus_subscriber_open_config",
@@ -700,6 +701,18 @@ class Publisher:
         if self._h is None:
             raise Closed(-3, "the publisher of '%s' is closed" % self.topic)
         return _info(_pub_info, self._h)
+
+    def check(self):
+        """Raise :class:`Removed` if the topic was removed under this
+        publisher (``shmbus rm --force``, ``ipcrm``, systemd-logind's
+        RemoveIPC at the user's logout: its frames reach no reader) or its
+        publisher lock was (``ipcrm -s``: readers see no publisher, and a
+        second one could start). Then close it and open the topic again.
+        Two system calls: call it now and then (every second or so), not at
+        every publish."""
+        if self._h is None:
+            raise Closed(-3, "the publisher of '%s' is closed" % self.topic)
+        _check(_pub_check(self._h))
 
     def close(self):
         """Stop publishing; the last frames stay readable."""

@@ -2,6 +2,7 @@
 
 import math
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -491,6 +492,34 @@ def test_remove_after_close_says_the_topic_was_not_removed(key):
     pub.remove()
     with pytest.raises(shmbus.NotFound):
         shmbus.Subscriber("rm-after-close", key=key, wait=0)
+
+
+def test_a_publisher_learns_that_its_topic_or_its_lock_was_removed(key):
+    """`check()` raises `Removed` once the topic's segment or its publisher
+    lock was removed under the publisher: before, a Python publisher had no
+    way to know, and published into a segment no reader could reach."""
+    decl = "struct C { v: u32 }"
+    pub = shmbus.Publisher("check", decl, key=key)
+    pub.check()
+    # Its lock removed (`ipcrm -s`), then the fix: close and open again.
+    subprocess.run(["ipcrm", "-S", hex(key)], check=True)
+    with pytest.raises(shmbus.Removed, match="publisher lock"):
+        pub.check()
+    pub.close()
+    pub = shmbus.Publisher("check", decl, key=key)
+    pub.check()
+    # Its segment removed (`shmbus rm --force`, `ipcrm -M`, RemoveIPC).
+    subprocess.run(["ipcrm", "-M", hex(key)], check=True)
+    with pytest.raises(shmbus.Removed, match="was removed under this publisher"):
+        pub.check()
+    pub.close()
+    with shmbus.Publisher("check", decl, key=key) as pub:
+        pub.check()
+        pub.publish({"v": 2})
+        with shmbus.Subscriber("check", key=key, wait=0) as sub:
+            assert sub.latest()["value"] == {"v": 2}
+    with pytest.raises(shmbus.Closed):
+        pub.check()
 
 
 def _board_config(tmp_path, imu_key, cmd_key):

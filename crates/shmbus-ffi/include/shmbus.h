@@ -796,6 +796,21 @@ int32_t shmbus_publish_bytes(struct shmbus_publisher publisher,
 int32_t shmbus_publisher_info(struct shmbus_publisher publisher, struct shmbus_topic_info *out);
 
 /**
+ * Whether the topic is still this publisher's: `SHMBUS_OK`, or
+ * `SHMBUS_ERR_REMOVED` if its segment was removed under it (`shmbus rm
+ * --force`, `ipcrm`, systemd-logind's `RemoveIPC` at the publishing user's
+ * logout: its frames reach no reader any more) or its publisher lock was
+ * (`ipcrm -s`: readers call it gone, and a second publisher can start on
+ * the topic). `shmbus_last_error()` says which. Either way, close it and
+ * open the topic again, which creates it anew (or takes a new lock).
+ *
+ * Two system calls: call it now and then (the Rust sensors look every
+ * 0.5 s), not at every publish. In a `fork()` child of the process that
+ * opened it, the lock is the opener's: the answer is the opener's too.
+ */
+int32_t shmbus_publisher_check(struct shmbus_publisher publisher);
+
+/**
  * Stop publishing: release the topic (its last frames stay readable; a
  * new publisher reopens it). A second close is `SHMBUS_ERR_CLOSED`. In a
  * `fork()` child of the process that opened it, closing only ends the

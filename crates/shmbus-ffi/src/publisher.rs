@@ -308,6 +308,47 @@ pub unsafe extern "C" fn shmbus_publisher_info(
     })
 }
 
+/// Whether the topic is still this publisher's: `SHMBUS_OK`, or
+/// `SHMBUS_ERR_REMOVED` if its segment was removed under it (`shmbus rm
+/// --force`, `ipcrm`, systemd-logind's `RemoveIPC` at the publishing user's
+/// logout: its frames reach no reader any more) or its publisher lock was
+/// (`ipcrm -s`: readers call it gone, and a second publisher can start on
+/// the topic). `shmbus_last_error()` says which. Either way, close it and
+/// open the topic again, which creates it anew (or takes a new lock).
+///
+/// Two system calls: call it now and then (the Rust sensors look every
+/// 0.5 s), not at every publish. In a `fork()` child of the process that
+/// opened it, the lock is the opener's: the answer is the opener's too.
+#[unsafe(no_mangle)]
+pub extern "C" fn shmbus_publisher_check(publisher: shmbus_publisher) -> i32 {
+    guard(|| {
+        let mut held = handles::get(publisher.id, Kind::Publisher)?;
+        let p = pub_of(&mut held);
+        let at = format!(
+            "topic '{}' (key 0x{:08x})",
+            p.raw.name(),
+            p.raw.key() as u32
+        );
+        if p.raw.is_removed() {
+            return Err(Error::new(
+                SHMBUS_ERR_REMOVED,
+                format!(
+                    "{at} was removed under this publisher (`shmbus rm`, `ipcrm`, or systemd-logind's RemoveIPC at logout): its frames reach no reader; close it and open the topic again"
+                ),
+            ));
+        }
+        if p.raw.lock_removed() {
+            return Err(Error::new(
+                SHMBUS_ERR_REMOVED,
+                format!(
+                    "the publisher lock of {at} was removed under this publisher (`ipcrm -s`): readers see no publisher and a second one could start; close it and open the topic again"
+                ),
+            ));
+        }
+        Ok(SHMBUS_OK)
+    })
+}
+
 /// Stop publishing: release the topic (its last frames stay readable; a
 /// new publisher reopens it). A second close is `SHMBUS_ERR_CLOSED`. In a
 /// `fork()` child of the process that opened it, closing only ends the
