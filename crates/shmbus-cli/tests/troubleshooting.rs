@@ -124,8 +124,25 @@ fn child_role_entry() {
             let mut p = Publisher::<Check>::open(&topic).unwrap();
             p.publish(&Check::new(0)).unwrap();
             println!("ready");
+            // "quiet" on standard input: publish no more, and say so.
+            let quiet = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let q = quiet.clone();
+            std::thread::spawn(move || {
+                for l in std::io::stdin().lines().map_while(Result::ok) {
+                    if l.trim() == "quiet" {
+                        q.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            });
             for seq in 1.. {
                 std::thread::sleep(Duration::from_millis(10));
+                if quiet.load(std::sync::atomic::Ordering::SeqCst) {
+                    println!("quiet");
+                    // Until killed.
+                    loop {
+                        std::thread::sleep(Duration::from_secs(3600));
+                    }
+                }
                 p.publish(&Check::new(seq)).unwrap();
             }
         }
@@ -143,25 +160,58 @@ fn child_role_entry() {
     }
 }
 
+/// A publisher child (role `publish`) and its standard input and output.
+struct Pub {
+    child: KillOnDrop,
+    stdin: std::process::ChildStdin,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+impl Pub {
+    /// Read its output until a line holds `word`.
+    fn wait_for(&mut self, word: &str) {
+        let mut line = String::new();
+        while !line.contains(word) {
+            line.clear();
+            assert!(
+                self.out.read_line(&mut line).unwrap() > 0,
+                "publisher exited before it said {word}"
+            );
+        }
+    }
+
+    /// Kill it (SIGKILL, as a crash) once it has stopped publishing: a kill
+    /// that lands in the middle of a publish leaves that slot mid-write,
+    /// and the tools then say so first ("died in the middle of a
+    /// publish"), which is not the situation the page shows.
+    fn crash(&mut self) {
+        use std::io::Write;
+        self.stdin.write_all(b"quiet\n").unwrap();
+        self.wait_for("quiet");
+        self.child.0.kill().unwrap();
+        self.child.0.wait().unwrap();
+    }
+}
+
 /// A publisher child of a unique topic, once its topic exists.
-fn publisher(test: &str) -> (KillOnDrop, String, Guard) {
+fn publisher(test: &str) -> (Pub, String, Guard) {
     let (t, guard) = unique_topic(test);
     let mut c = KillOnDrop(
         child("publish", &[t.name.clone(), t.key.to_string()])
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn publisher"),
     );
-    let mut out = BufReader::new(c.0.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("ready") {
-        line.clear();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "publisher exited before it was ready"
-        );
-    }
-    (c, t.name, guard)
+    let out = BufReader::new(c.0.stdout.take().unwrap());
+    let stdin = c.0.stdin.take().unwrap();
+    let mut p = Pub {
+        child: c,
+        stdin,
+        out,
+    };
+    p.wait_for("ready");
+    (p, t.name, guard)
 }
 
 fn run(args: &[&str]) -> Run {
@@ -216,8 +266,7 @@ fn echo_says_what_the_page_shows_when_the_publisher_dies_and_the_topic_goes() {
             .spawn()
             .expect("run shmbus echo"),
     );
-    p.0.kill().unwrap();
-    p.0.wait().unwrap();
+    p.crash();
     let mut err = BufReader::new(echo.0.stderr.take().unwrap());
     let mut line = String::new();
     assert!(
@@ -242,8 +291,7 @@ fn echo_says_what_the_page_shows_when_the_publisher_dies_and_the_topic_goes() {
 fn a_crashed_publisher_is_shown_as_the_page_shows_it() {
     watchdog("troubleshooting-dead", Duration::from_secs(120));
     let (mut p, name, _guard) = publisher("ts-dead");
-    p.0.kill().unwrap();
-    p.0.wait().unwrap();
+    p.crash();
     let r = run(&["hz", &name, "--count", "1"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_shown("dead", &r.stdout, &name);
@@ -255,7 +303,7 @@ fn a_stuck_publisher_is_shown_as_the_page_shows_it() {
     let (p, name, guard) = publisher("ts-stale");
     // Stopped before `hz` looks (a process goes on for a moment after
     // `kill`), and continued when the test ends, also if it fails.
-    let _stopped = Suspended::stop(p.0.id()).unwrap();
+    let _stopped = Suspended::stop(p.child.0.id()).unwrap();
     // A frame written just before the stop can still fall inside the
     // report's interval on a loaded machine: the page shows a report with
     // none, so reports are taken until one has none (60 s).
