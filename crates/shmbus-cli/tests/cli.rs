@@ -183,6 +183,69 @@ fn foreign_segment(test: &str, size: usize, bytes: &[u8]) -> Guard {
     guard
 }
 
+/// Many other programs' segments in the derived-key range (3,000 made
+/// `list` print 6,001 lines: a row and a note each) are one line when none
+/// sits at a topic of the config; `--key` still shows one, `--json` all.
+/// In a private IPC namespace: keys of that range are names' keys.
+#[test]
+fn many_foreign_segments_in_the_names_key_range_are_one_line() {
+    watchdog("list-foreign-fold", Duration::from_secs(120));
+    if !root_or_skip("many_foreign_segments_in_the_names_key_range_are_one_line") {
+        return;
+    }
+    assert!(
+        shmbus_testkit::private_ipc(),
+        "unshare(CLONE_NEWIPC) as root"
+    );
+    let keys: Vec<i32> = (0..12).map(|i| 0x53fe_a000 + i).collect();
+    for &k in &keys {
+        sys::shmget(k, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600).unwrap();
+    }
+    let r = run(&["list", "--window", "0"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", r.stdout);
+    assert!(
+        lines[0].starts_with("12 segments of other programs (created 12 by root (uid 0))")
+            && lines[0].contains("`shmbus list --key KEY` shows one"),
+        "{}",
+        r.stdout
+    );
+    // Asked for by key: its row and its note, as before.
+    let k = hex(keys[3]);
+    let r = run(&["list", "--window", "0", "--key", &k]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("(not shmbus: see below)")
+            && r.stdout.contains(&format!("{k}: not a shmbus topic")),
+        "{}",
+        r.stdout
+    );
+    let r = run(&["list", "--window", "0", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let n = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["status"] == "not shmbus")
+        .count();
+    assert_eq!(n, 12, "{v}");
+    // Eight or fewer: a row each, as before.
+    for &k in &keys[8..] {
+        let id = sys::shmget(k, 0, 0).unwrap();
+        sys::shm_remove(id).unwrap();
+    }
+    let r = run(&["list", "--window", "0"]);
+    assert_eq!(
+        r.stdout.matches("(not shmbus: see below)").count(),
+        8,
+        "{}",
+        r.stdout
+    );
+    // The namespace, and the segments in it, go with this test's thread.
+}
+
 /// `list --key` that matches nothing says the filter matched nothing, not
 /// that the machine has no topics: this test's own topic is there.
 #[test]

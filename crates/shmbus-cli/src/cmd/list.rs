@@ -449,8 +449,47 @@ pub fn render(rows: &[Row], now: u64, window_ms: u64) -> (Vec<Vec<String>>, Vec<
 }
 
 /// Run `shmbus list`.
+/// At most this many other programs' segments in the derived-key range
+/// get a row each when none sits at a key the config or `--key` names:
+/// more are one line (3,000 of them made 6,001 lines).
+const FOREIGN_ROWS: usize = 8;
+
+/// Take out the rows of other programs' segments that sit in the derived
+/// key range, away from every key the config names, if there are more than
+/// [`FOREIGN_ROWS`]; the one line that stands for them.
+fn fold_foreign(rows: &mut Vec<Row>, config_keys: &[i32]) -> Option<String> {
+    let stray = |r: &Row| matches!(r, Row::Foreign(e) if !config_keys.contains(&e.key));
+    let n = rows.iter().filter(|r| stray(r)).count();
+    if n <= FOREIGN_ROWS {
+        return None;
+    }
+    let mut by_creator = std::collections::BTreeMap::<u32, usize>::new();
+    rows.retain(|r| match r {
+        Row::Foreign(e) if stray(r) => {
+            *by_creator.entry(e.cuid).or_default() += 1;
+            false
+        }
+        _ => true,
+    });
+    let mut creators: Vec<(u32, usize)> = by_creator.into_iter().collect();
+    creators.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut who: Vec<String> = creators
+        .iter()
+        .take(3)
+        .map(|(uid, c)| format!("{c} by {} (uid {uid})", user_name(*uid)))
+        .collect();
+    if creators.len() > 3 {
+        who.push(format!("{} more creators", creators.len() - 3));
+    }
+    Some(format!(
+        "{n} segments of other programs (created {}) sit at keys that topic names derive to (0x53......), none at a topic of the config: each keeps the topic whose name derives to its key from starting. `shmbus list --key KEY` shows one, `shmbus list --json` lists them all; root removes one with `ipcrm -m SHMID`",
+        who.join(", ")
+    ))
+}
+
 pub fn run(a: &ListArgs) -> CmdResult {
-    let mut rows = rows(&a.keys, &discover::config_keys())?;
+    let config_keys = discover::config_keys();
+    let mut rows = rows(&a.keys, &config_keys)?;
     if a.window > 0 {
         measure_rates(&mut rows, Duration::from_millis(a.window));
     }
@@ -459,11 +498,20 @@ pub fn run(a: &ListArgs) -> CmdResult {
         let v: Vec<Value> = rows.iter().map(|r| row_json(r, now)).collect();
         out::line(&serde_json::to_string_pretty(&v).unwrap_or_default())?;
     } else if !rows.is_empty() {
+        // Named with --key: every row, as asked.
+        let folded = if a.keys.is_empty() {
+            fold_foreign(&mut rows, &config_keys)
+        } else {
+            None
+        };
         let (t, notes) = render(&rows, now, a.window);
-        out::raw(&table(&t))?;
-        for n in notes {
-            out::line(&n)?;
+        if !rows.is_empty() {
+            out::raw(&table(&t))?;
         }
+        for n in notes.iter().chain(folded.iter()) {
+            out::line(n)?;
+        }
+        return Ok(out::OK);
     }
     if rows.is_empty() {
         if a.keys.is_empty() {
