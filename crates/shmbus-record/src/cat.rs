@@ -151,9 +151,15 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
             tallies.entry(id).or_default().channel.get_or_insert(ch);
         }
     }
-    if damaged.is_none() && end == End::Complete && !format::finished_after(reader) {
-        end = End::CutShort;
-    }
+    let read = if damaged.is_none() && end == End::Complete {
+        let (finished, read) = format::finished_after(reader);
+        if !finished {
+            end = End::CutShort;
+        }
+        read
+    } else {
+        reader.bytes_read()
+    };
     // The exit: a stop names its own damage (and the skips before it);
     // skips alone make the damage error after everything was shown.
     let state = match (&damaged, skipped_what.clone()) {
@@ -189,7 +195,15 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
         }
         return damaged.map_or(Ok(()), Err);
     }
-    let info = write_info(&mut out, &a, &tallies, &missed, &end, state.as_deref());
+    let info = write_info(
+        &mut out,
+        &a,
+        &tallies,
+        &missed,
+        &end,
+        state.as_deref(),
+        read,
+    );
     if let Err(e) = info.and_then(|()| out.flush()) {
         return output_failed(e, None);
     }
@@ -246,8 +260,14 @@ fn write_info(
     missed: &BTreeMap<String, u64>,
     end: &End,
     damaged: Option<&str>,
+    read: u64,
 ) -> std::io::Result<()> {
-    let size = std::fs::metadata(&a.file).map(|m| m.len()).unwrap_or(0);
+    // A file's size; a pipe's or FIFO's is what was read (its own size is
+    // 0: `... | shmbus cat /dev/stdin` said "0 B" after 2.5 MiB).
+    let size = match std::fs::metadata(&a.file) {
+        Ok(m) if m.is_file() => units::bytes(m.len()),
+        _ => format!("{} read", units::bytes(read)),
+    };
     let state = match (end, format::recorder_writing(&a.file)) {
         _ if damaged.is_some() => format!("DAMAGED: {}", damaged.unwrap_or_default()),
         (End::Complete, _) => "complete".to_string(),
@@ -261,12 +281,7 @@ fn write_info(
             )
         }
     };
-    writeln!(
-        out,
-        "file:     {} ({}, {state})",
-        a.file.display(),
-        units::bytes(size)
-    )?;
+    writeln!(out, "file:     {} ({}, {state})", a.file.display(), size)?;
     let first = tallies.values().filter_map(|t| t.first_ns).min();
     let last = tallies.values().map(|t| t.last_ns).max();
     match (first, last) {

@@ -224,14 +224,14 @@ impl std::io::Read for Source {
 /// and tell whether the file ended with the MCAP magic after more than the
 /// leading one, i.e. its writer finished it. Blocks like `cat(1)` on a
 /// pipe whose writer has not closed it.
-pub fn finished_after(reader: Messages) -> bool {
+pub fn finished_after(reader: Messages) -> (bool, u64) {
     let mut rest = reader.source;
     if std::io::copy(&mut rest, &mut std::io::sink()).is_err() {
-        return false;
+        return (false, rest.get_ref().read);
     }
     // Read to the end: the buffer is empty and the source saw every byte.
     let source = rest.into_inner();
-    ends_finished(source.read, &source.last)
+    (ends_finished(source.read, &source.last), source.read)
 }
 
 /// Longest record the reader takes (a chunk of the recorder's is at most a
@@ -367,6 +367,12 @@ pub struct Messages {
 }
 
 impl Messages {
+    /// Bytes read from the source so far (a pipe or FIFO has no size of
+    /// its own to show).
+    pub fn bytes_read(&self) -> u64 {
+        self.source.get_ref().read
+    }
+
     /// A channel the reader has passed, by id.
     pub fn get_channel(&self, id: u16) -> Option<std::sync::Arc<mcap::Channel<'static>>> {
         self.channels.get(id)
@@ -803,7 +809,8 @@ fn ends_finished(len: u64, tail: &[u8]) -> bool {
 /// magic (a file cut short by a crash reads up to its last complete
 /// chunk); chunk CRCs are checked before a chunk's messages are yielded.
 /// The file is opened and read once, so a pipe or FIFO works too;
-/// [`finished_after`] says at the end whether the file was finished.
+/// [`finished_after`] says at the end whether the file was finished (and
+/// how many bytes it had: a pipe's size is not known before).
 pub fn open_messages(path: &std::path::Path) -> Result<Messages, crate::Exit> {
     use std::io::Read;
     let shown = path.display();

@@ -466,6 +466,12 @@ fn mcap_reader_sees_lossless_and_json_channels() {
         piped.contains("complete") && !piped.contains("CUT SHORT"),
         "{piped}"
     );
+    // Its size is what came through the pipe (it said "0 B").
+    let size = format!(
+        "({} read, complete)",
+        shmbus_toolbox::units::bytes(bytes.len() as u64)
+    );
+    assert!(piped.contains(&size), "{size}: {piped}");
     let (code, out, err) = run_piped(&["replay", "/dev/stdin"], bytes);
     assert_eq!(code, 2, "{out}");
     assert!(err.contains("not a regular file"), "{err}");
