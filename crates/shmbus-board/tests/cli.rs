@@ -6,7 +6,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 fn board() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_shmbus-board"));
+    // Behind SHMBUS_TEST_RUNNER (qemu-arm in CI's armv7 suite): a
+    // qemu-user process cannot exec a foreign binary by itself.
+    let mut c = shmbus_testkit::command(env!("CARGO_BIN_EXE_shmbus-board"));
     // Whatever happens, no scenario: a name that is none.
     c.env("SHMBUS_BOARD_ONLY", "no-such-scenario");
     c

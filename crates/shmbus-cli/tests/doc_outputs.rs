@@ -4,7 +4,6 @@
 //! line that `cat` has printed since that channel was added.)
 
 use std::path::Path;
-use std::process::Command;
 
 #[test]
 fn recording_md_shows_what_cat_prints_for_the_sample_recording() {
@@ -16,7 +15,8 @@ fn recording_md_shows_what_cat_prints_for_the_sample_recording() {
         .expect("docs/RECORDING.md shows `shmbus cat docs/samples/demo.mcap`")
         + prompt.len();
     let shown = &doc[start..start + doc[start..].find("```").unwrap()];
-    let out = Command::new(env!("CARGO_BIN_EXE_shmbus"))
+    // Behind SHMBUS_TEST_RUNNER (qemu-arm in CI's armv7 suite).
+    let out = shmbus_testkit::command(env!("CARGO_BIN_EXE_shmbus"))
         .args(["cat", "docs/samples/demo.mcap"])
         .current_dir(&root)
         .output()
