@@ -158,6 +158,56 @@ impl Drop for Tmp {
     }
 }
 
+/// A stand-in broker on 127.0.0.1: every connection the bridge makes is
+/// handed to `each` (on the listener's thread, so one at a time). Bounded:
+/// it stops when dropped or after 120 s.
+struct Peer {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Peer {
+    fn each(mut each: impl FnMut(std::net::TcpStream) + Send + 'static) -> Peer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let end = Instant::now() + Duration::from_secs(120);
+            while !s.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < end {
+                match listener.accept() {
+                    Ok((sock, _)) => {
+                        sock.set_nonblocking(false).unwrap();
+                        each(sock);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Peer {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// `127.0.0.1:PORT`, as the bridge takes it.
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 const CONFIG: &str = "bus = \"lab\"\n[[topic]]\nname = \"imu\"\nkey = 0x7b000101\n[[topic]]\nname = \"setpoint\"\nkey = 0x7b000102\n\n[bridge]\nboard_id = \"lab-1\"\n[[bridge.out]]\ntopic = \"imu\"\nrate_hz = 10\n[[bridge.in]]\nfrom = \"ground/lab-1/setpoint\"\ntopic = \"setpoint\"\nschema = \"struct Setpoint { speed: f32, label: heapless::String<8> }\"\n";
 
 #[test]
@@ -493,31 +543,17 @@ fn a_tiny_rate_passes_the_check() {
 fn a_broker_that_drops_every_connection_is_retried_with_a_growing_interval() {
     let _isolated = isolate();
     use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    listener.set_nonblocking(true).unwrap();
     let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let server = {
-        let (accepted, stop) = (accepted.clone(), stop.clone());
-        std::thread::spawn(move || {
-            // Bounded: ends when the test says so, or after 120 s.
-            let end = Instant::now() + Duration::from_secs(120);
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < end {
-                match listener.accept() {
-                    Ok((mut sock, _)) => {
-                        accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        sock.set_nonblocking(false).unwrap();
-                        sock.set_read_timeout(Some(Duration::from_secs(10)))
-                            .unwrap();
-                        let mut buf = [0u8; 512];
-                        let _ = sock.read(&mut buf); // the CONNECT
-                        let _ = sock.write_all(&[0x20, 0x02, 0x00, 0x00]); // CONNACK, accepted
-                        drop(sock); // and gone
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
+    let peer = {
+        let accepted = accepted.clone();
+        Peer::each(move |mut sock| {
+            accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            sock.set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut buf = [0u8; 512];
+            let _ = sock.read(&mut buf); // the CONNECT
+            let _ = sock.write_all(&[0x20, 0x02, 0x00, 0x00]); // CONNACK, accepted
+            // and gone (dropped)
         })
     };
     let t = Tmp::new("flapping");
@@ -531,16 +567,8 @@ fn a_broker_that_drops_every_connection_is_retried_with_a_growing_interval() {
         ),
         0o644,
     );
-    let o = bridge(&[
-        &format!("127.0.0.1:{port}"),
-        "--config",
-        &cfg,
-        "--duration",
-        "4",
-        "--json",
-    ]);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    server.join().unwrap();
+    let o = bridge(&[&peer.addr(), "--config", &cfg, "--duration", "4", "--json"]);
+    drop(peer);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
     let n = accepted.load(std::sync::atomic::Ordering::Relaxed);
@@ -558,25 +586,9 @@ fn a_broker_that_drops_every_connection_is_retried_with_a_growing_interval() {
 #[test]
 fn a_broker_that_never_answers_connect_is_named_with_the_wait() {
     let _isolated = isolate();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    listener.set_nonblocking(true).unwrap();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let server = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            // Holds every connection open and answers nothing. Bounded:
-            // ends when the test says so, or after 120 s.
-            let mut held = Vec::new();
-            let end = Instant::now() + Duration::from_secs(120);
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < end {
-                match listener.accept() {
-                    Ok((sock, _)) => held.push(sock),
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        })
-    };
+    // Holds every connection open and answers nothing.
+    let mut held = Vec::new();
+    let peer = Peer::each(move |sock| held.push(sock));
     let t = Tmp::new("silent");
     let cfg = t.write(
         "lab.toml",
@@ -585,19 +597,13 @@ fn a_broker_that_never_answers_connect_is_named_with_the_wait() {
         0o644,
     );
     // Long enough for one 5 s connection timeout, whatever the load.
-    let o = bridge(&[
-        &format!("127.0.0.1:{port}"),
-        "--config",
-        &cfg,
-        "--duration",
-        "8",
-    ]);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    server.join().unwrap();
+    let o = bridge(&[&peer.addr(), "--config", &cfg, "--duration", "8"]);
+    let addr = peer.addr();
+    drop(peer);
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(
-        err.contains(&format!("127.0.0.1:{port}"))
+        err.contains(&addr)
             && err.contains("no answer to CONNECT within 5 s of connecting")
             && err.contains("retrying in"),
         "{err}"

@@ -3547,16 +3547,19 @@ fn record_and_foxglove_tell_a_dead_creators_half_created_segment_from_one_being_
         r.stderr
     );
 
-    let r = run(&[
-        "foxglove",
-        "--bind",
-        "127.0.0.1:0",
-        "--duration",
-        "0.5",
-        "-q",
-        &kl,
-        &kb,
-    ]);
+    let fox = |topics: &[&str]| {
+        let mut a = vec![
+            "foxglove",
+            "--bind",
+            "127.0.0.1:0",
+            "--duration",
+            "0.5",
+            "-q",
+        ];
+        a.extend_from_slice(topics);
+        run(&a)
+    };
+    let r = fox(&[&kl, &kb]);
     // The one being created may still appear: the server runs.
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
@@ -3570,15 +3573,7 @@ fn record_and_foxglove_tell_a_dead_creators_half_created_segment_from_one_being_
         "{}",
         r.stderr
     );
-    let r = run(&[
-        "foxglove",
-        "--bind",
-        "127.0.0.1:0",
-        "--duration",
-        "0.5",
-        "-q",
-        &kl,
-    ]);
+    let r = fox(&[&kl]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr.contains(&dead) && r.stderr.contains(&fix),
