@@ -3398,6 +3398,20 @@ fn demo_and_bench_under_a_process_limit_neither_panic_nor_leak() {
     assert!(text.contains("shmbus foxglove: stopped"), "{text}");
 }
 
+/// `shmbus foxglove` on 127.0.0.1:0 for half a second, quiet, serving `topics`.
+fn fox(topics: &[&str]) -> Run {
+    let mut a = vec![
+        "foxglove",
+        "--bind",
+        "127.0.0.1:0",
+        "--duration",
+        "0.5",
+        "-q",
+    ];
+    a.extend_from_slice(topics);
+    run(&a)
+}
+
 /// `record` and `foxglove` take a TOPIC as every other command does (a key,
 /// `shmid:N`); a named topic they cannot use gets one warning with why.
 /// `record` with none usable at the start fails (1: nothing there, 2:
@@ -3451,18 +3465,6 @@ fn record_and_foxglove_take_every_topic_form_and_fail_with_no_usable_topic() {
         r.stderr
     );
 
-    let fox = |topics: &[&str]| {
-        let mut a = vec![
-            "foxglove",
-            "--bind",
-            "127.0.0.1:0",
-            "--duration",
-            "0.5",
-            "-q",
-        ];
-        a.extend_from_slice(topics);
-        run(&a)
-    };
     // Not there yet: the server waits for them (topics come and go), and
     // says so once for each.
     let r = fox(&[&missing, "no-such-topic-forms"]);
@@ -3547,18 +3549,6 @@ fn record_and_foxglove_tell_a_dead_creators_half_created_segment_from_one_being_
         r.stderr
     );
 
-    let fox = |topics: &[&str]| {
-        let mut a = vec![
-            "foxglove",
-            "--bind",
-            "127.0.0.1:0",
-            "--duration",
-            "0.5",
-            "-q",
-        ];
-        a.extend_from_slice(topics);
-        run(&a)
-    };
     let r = fox(&[&kl, &kb]);
     // The one being created may still appear: the server runs.
     assert_eq!(r.code, 0, "{}", r.stderr);
