@@ -176,13 +176,7 @@ impl Reader {
                 // Not there, or being created by a live publisher. One
                 // whose creator died before the header is an error with its
                 // fix (tried again: a publisher started again finishes it).
-                Err(
-                    OpenError::NotFound { .. }
-                    | OpenError::NotReady {
-                        publisher_alive: true,
-                        ..
-                    },
-                ) => {
+                Err(e) if matches!(e, OpenError::NotFound { .. }) || e.is_being_created() => {
                     watched = true;
                     self.set_status(Status::new("absent"), None);
                     self.nap(ABSENT_POLL);

@@ -292,12 +292,10 @@ fn resolve_name(cmd: &str, name: &str, bus: Option<&str>, all: &[Entry]) -> Resu
         }
         Err(NameError::Unusable { error, .. }) => {
             let msg = format!("no readable topic named '{name}': {error}");
-            Err(match error {
-                OpenError::NotReady {
-                    publisher_alive: true,
-                    ..
-                } => Fail::not_found(msg),
-                _ => Fail::error(msg),
+            Err(if error.is_being_created() {
+                Fail::not_found(msg)
+            } else {
+                Fail::error(msg)
             })
         }
         Err(NameError::NotFound { others, foreign }) => {

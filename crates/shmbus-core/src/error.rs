@@ -255,6 +255,20 @@ pub enum OpenError {
 }
 
 impl OpenError {
+    /// True for a segment whose creator is still writing its header (its
+    /// publisher lock is held): retry in a moment. A half-created segment
+    /// whose creator died is not (nothing will finish it but a publisher
+    /// started again): its text says so and how to fix it.
+    pub fn is_being_created(&self) -> bool {
+        matches!(
+            self,
+            OpenError::NotReady {
+                publisher_alive: true,
+                ..
+            }
+        )
+    }
+
     /// Map a System V failure on `call` for `key` to a named error.
     pub fn from_sys(key: i32, size: u64, e: SysError) -> OpenError {
         match e.errno {

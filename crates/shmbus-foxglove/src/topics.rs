@@ -578,10 +578,7 @@ impl Topics {
             let seg = match Segment::attach_shmid(shmid, key) {
                 Ok(s) => s,
                 // Being created: look again at the next scan.
-                Err(OpenError::NotReady {
-                    publisher_alive: true,
-                    ..
-                }) => continue,
+                Err(e) if e.is_being_created() => continue,
                 // Its creator died before the header: say so and how to fix
                 // it, and look again (a publisher started again finishes it
                 // in place, under the same shmid).
@@ -722,14 +719,9 @@ impl Topics {
                             ),
                         )),
                         // Being created by a live publisher: served once it is.
-                        Err(NameError::Unusable {
-                            error:
-                                shmbus_core::OpenError::NotReady {
-                                    publisher_alive: true,
-                                    ..
-                                },
-                            ..
-                        }) => Err((true, "it is still being created".to_string())),
+                        Err(NameError::Unusable { error, .. }) if error.is_being_created() => {
+                            Err((true, "it is still being created".to_string()))
+                        }
                         // A shmbus segment at its key that cannot be read:
                         // its own reason and fix, not "not found".
                         Err(NameError::Unusable { error, .. }) => Err((false, error.to_string())),

@@ -769,10 +769,7 @@ impl Scan {
                 return Ok(Some(seg));
             }
             // Being created: look again next time.
-            Err(OpenError::NotReady {
-                publisher_alive: true,
-                ..
-            }) => {
+            Err(e) if e.is_being_created() => {
                 return Err(Why::NotFound("it is still being created".into()));
             }
             // Its creator died before the header: nothing is being created
@@ -979,14 +976,9 @@ fn name_error(rule: &NameRule, e: NameError) -> Why {
         )),
         // The name's key holds a shmbus segment that cannot be read: its
         // own reason and fix, not "not found".
-        NameError::Unusable {
-            error:
-                OpenError::NotReady {
-                    publisher_alive: true,
-                    ..
-                },
-            ..
-        } => Why::NotFound("it is still being created".into()),
+        NameError::Unusable { error, .. } if error.is_being_created() => {
+            Why::NotFound("it is still being created".into())
+        }
         NameError::Unusable { error, .. } => Why::Unusable(error.to_string()),
         NameError::Ambiguous { keys } => {
             let keys: Vec<String> = keys

@@ -448,7 +448,6 @@ pub fn render(rows: &[Row], now: u64, window_ms: u64) -> (Vec<Vec<String>>, Vec<
     (t, notes)
 }
 
-/// Run `shmbus list`.
 /// At most this many other programs' segments in the derived-key range
 /// get a row each when none sits at a key the config or `--key` names:
 /// more are one line (3,000 of them made 6,001 lines).
@@ -487,6 +486,7 @@ fn fold_foreign(rows: &mut Vec<Row>, config_keys: &[i32]) -> Option<String> {
     ))
 }
 
+/// Run `shmbus list`.
 pub fn run(a: &ListArgs) -> CmdResult {
     let config_keys = discover::config_keys();
     let mut rows = rows(&a.keys, &config_keys)?;

@@ -87,10 +87,7 @@ fn remove_one(arg: &str, force: bool, bus: Option<&str>) -> Result<String, Fail>
         }
         Probe::Gone => return Err(Fail::not_found(format!("topic {arg} is already gone"))),
         // Broken shmbus segments are exactly what rm is for.
-        Probe::Broken(OpenError::NotReady {
-            publisher_alive: true,
-            ..
-        }) => "(being created)".to_string(),
+        Probe::Broken(e) if e.is_being_created() => "(being created)".to_string(),
         // Its creator died before the header: nothing is creating it.
         Probe::Broken(OpenError::NotReady { .. }) => "(left half-created)".to_string(),
         Probe::Broken(_) => "(broken)".to_string(),
