@@ -7,7 +7,9 @@
 #            the C API tests linked against the .so and the .a, run against
 #            a live Rust publisher
 #            the C examples (shmbus-c-publisher, shmbus-c-subscriber) both
-#            ways with each other and with the Rust examples
+#            ways with each other and with the Rust examples; each example
+#            publisher opens its topic again when its segment, then its
+#            lock, is removed under it (ipcrm)
 #            the Python module: a wheel bundling libshmbus.so, installed
 #            in a venv, tested with pytest against live Rust publishers
 #            and subscribers; then the C-vs-Rust cost table (ffi_bench)
@@ -116,6 +118,68 @@ interop() {
     fi
 }
 
+# lines_within N PATTERN FILE: wait (60 s at most) until FILE has N lines
+# matching PATTERN.
+lines_within() {
+    local i
+    for ((i = 0; i < 600; i++)); do
+        [[ $(grep -c -- "$2" "$3" || true) -ge $1 ]] && return 0
+        sleep 0.1
+    done
+    echo "  no $1 line(s) matching '$2' within 60 s in $3:"
+    sed 's/^/    /' "$3"
+    return 1
+}
+
+# removed LABEL RUNNER KEY PUBLISHER SUBSCRIBER: the publisher's segment is
+# removed under it (ipcrm -m, as `shmbus rm --force` or systemd-logind's
+# RemoveIPC would), then its lock alone (ipcrm -s). Each time it must say so
+# and open the topic again (a new segment, then a new lock on the same
+# one); a subscriber then receives 200 frames in order.
+removed() {
+    local label=$1 runner=$2 key=$3 pub=$4 sub=$5 rc=0 old new log=$OUT/removed.pub.log
+    # shellcheck disable=SC2086
+    $runner "$pub" --name imu --key "$key" --rate 1000 --duration 120 >"$log" 2>&1 &
+    local p=$!
+    PIDS+=("$p")
+    echo "---- $label"
+    shmid_at() { ipcs -m | awk -v k="$key" '$1 == k {print $2}'; }
+    lines_within 1 "^publishing 'imu' at key" "$log" || rc=1
+    old=$(shmid_at)
+    if [[ $rc == 0 && -n $old ]]; then
+        ipcrm -m "$old"
+        lines_within 1 "again at key" "$log" || rc=1
+        new=$(shmid_at)
+        [[ -n $new && $new != "$old" ]] || { echo "  no new segment at $key (old shmid $old, now '$new')"; rc=1; }
+    else
+        rc=1
+    fi
+    if [[ $rc == 0 ]]; then
+        ipcrm -S "$key"
+        lines_within 2 "again at key" "$log" || rc=1
+        ipcs -s | awk -v k="$key" '$1 == k {f = 1} END {exit !f}' || { echo "  no lock at $key again"; rc=1; }
+        [[ $(shmid_at) == "$new" ]] || { echo "  the segment changed on a lock-only removal"; rc=1; }
+    fi
+    if [[ $rc == 0 ]]; then
+        # shellcheck disable=SC2086
+        timeout --kill-after=10 "$WATCHDOG" $runner "$sub" --name imu --key "$key" --count 200 --timeout 20 --wait 30 \
+            >"$OUT/removed.sub.log" 2>&1 || rc=$?
+        grep -q '^received 200 frames' "$OUT/removed.sub.log" || rc=1
+        tail -n 1 "$OUT/removed.sub.log" | sed 's/^/  /'
+    fi
+    kill "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+    ipcrm -M "$key" 2>/dev/null || true
+    ipcrm -S "$key" 2>/dev/null || true
+    grep -e 'removed' -e 'again' "$log" | sed 's/^/  /'
+    if [[ $rc == 0 ]]; then
+        note "ok    $label"
+    else
+        note "FAIL  $label (exit $rc)"
+        fails=$((fails + 1))
+    fi
+}
+
 # examples LABEL RUNNER C_DIR RUST_DIR: the C examples with each other and
 # with the Rust examples, both ways. Each subscriber expects the Imu type:
 # a C/Rust schema fingerprint mismatch fails the open.
@@ -124,6 +188,10 @@ examples() {
     interop "$label: C publisher -> C subscriber" "$runner" 0x79000201 "$c/shmbus-c-publisher" "$c/shmbus-c-subscriber"
     interop "$label: C publisher -> Rust subscriber" "$runner" 0x79000202 "$c/shmbus-c-publisher" "$rust/imu-subscriber"
     interop "$label: Rust publisher -> C subscriber" "$runner" 0x79000203 "$rust/imu-publisher" "$c/shmbus-c-subscriber"
+    removed "$label: C publisher opens its topic again when it is removed under it" "$runner" 0x79000204 \
+        "$c/shmbus-c-publisher" "$c/shmbus-c-subscriber"
+    removed "$label: Rust publisher opens its topic again when it is removed under it" "$runner" 0x79000205 \
+        "$rust/imu-publisher" "$rust/imu-subscriber"
 }
 
 # python: the wheel, installed into a venv, tested against live Rust programs.

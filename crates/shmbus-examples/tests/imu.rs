@@ -251,3 +251,112 @@ fn every_example_command_the_docs_show_has_the_options_they_give() {
         1,
     );
 }
+
+/// The next stderr line of the publisher that contains `what`, within a
+/// generous watchdog; every line read is kept in `seen`, for the messages.
+fn line_with(lines: &std::sync::mpsc::Receiver<String>, seen: &mut String, what: &str) -> String {
+    let end = Instant::now() + Duration::from_secs(90);
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(l) => {
+                seen.push_str(&l);
+                seen.push('\n');
+                if l.contains(what) {
+                    return l;
+                }
+            }
+            Err(e) => panic!("no line with {what:?} from imu-publisher ({e}); it said:\n{seen}"),
+        }
+    }
+}
+
+/// A new frame from `sub` (a generation above `after`), within a watchdog.
+fn frame_after(sub: &mut shmbus_sub::Subscriber<shmbus_examples::Imu>, after: u64) -> u64 {
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(s) = sub.latest().expect("read the topic") {
+            if s.generation > after {
+                return s.generation;
+            }
+        }
+        assert!(Instant::now() < end, "no frame after generation {after}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// What a user copies first must survive what happens to long-running
+/// publishers: systemd-logind's `RemoveIPC` at logout, `shmbus rm --force`
+/// or `ipcrm` remove the segment (or the lock alone) under it. Before, the
+/// example went on writing into a segment no reader could find.
+#[test]
+fn the_publisher_creates_its_topic_again_when_it_is_removed_under_it() {
+    use shmbus_core::PublisherStatus;
+    use shmbus_sub::Subscriber;
+
+    watchdog("imu removed", Duration::from_secs(300));
+    let key = unique_key("imu-removed");
+    let _guard = Guard(key);
+    let key_arg = format!("0x{key:08x}");
+    let name = "examples/imu-removed";
+    let topic = shmbus_pub::Topic::new(name).key(key);
+    let mut publisher = KillOnDrop(
+        command(env!("CARGO_BIN_EXE_imu-publisher"))
+            .args(["--name", name, "--key", &key_arg])
+            .args(["--rate", "200", "--duration", "240"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn imu-publisher"),
+    );
+    let pid = publisher.0.id() as i32;
+    let stderr = publisher.0.stderr.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stderr).lines() {
+            let Ok(l) = l else { break };
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+
+    // 1. The segment goes (`ipcrm -m`): a new one at the same key, read on.
+    let mut sub = Subscriber::wait_for_topic(&topic, Duration::from_secs(60)).expect("attach");
+    frame_after(&mut sub, 0);
+    let old = shmbus_core::sys::shmget(key, 0, 0).expect("the topic's segment");
+    shmbus_core::sys::shm_remove(old).expect("remove the segment");
+    let l = line_with(&lines, &mut seen, "was removed while publishing");
+    assert!(l.contains(&format!("the topic '{name}'")), "{seen}");
+    line_with(&lines, &mut seen, "publishing 'examples/imu-removed' again");
+    let new = shmbus_core::sys::shmget(key, 0, 0).expect("a new segment");
+    assert_ne!(new, old, "{seen}");
+    let mut sub = Subscriber::attach(&topic).expect("attach the new segment");
+    let g2 = frame_after(&mut sub, 0);
+    frame_after(&mut sub, g2);
+    assert_eq!(sub.publisher(), PublisherStatus::Alive { pid }, "{seen}");
+
+    // 2. The lock alone goes (`ipcrm -s`): readers said "not running" and a
+    // second publisher could start; the publisher takes a lock again.
+    assert!(shmbus_core::lock::remove_lock(key).expect("remove the lock"));
+    let l = line_with(&lines, &mut seen, "was removed while publishing");
+    assert!(
+        l.contains(&format!("the publisher lock of the topic '{name}'")),
+        "{seen}"
+    );
+    line_with(&lines, &mut seen, "publishing 'examples/imu-removed' again");
+    assert_eq!(sub.publisher(), PublisherStatus::Alive { pid }, "{seen}");
+    // The same segment (it was not removed), still carrying new frames.
+    assert_eq!(
+        shmbus_core::sys::shmget(key, 0, 0).ok(),
+        Some(new),
+        "{seen}"
+    );
+    let g3 = frame_after(&mut sub, g2);
+    frame_after(&mut sub, g3);
+
+    publisher.0.kill().unwrap();
+    publisher.0.wait().unwrap();
+}

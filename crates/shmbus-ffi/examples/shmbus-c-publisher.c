@@ -7,6 +7,11 @@
  * The message type is declared once (IMU_SCHEMA); a frame is made once and
  * its fields are set before each publish: no allocation per frame.
  *
+ * Every 0.5 s it asks shmbus_publisher_check() whether its topic was removed
+ * under it (shmbus rm --force, ipcrm, or systemd-logind's RemoveIPC at the
+ * user's logout) and, if so, opens it again: without that, a long-running
+ * publisher keeps writing into a segment no reader can find.
+ *
  * How to run (two terminals; either side may be the Rust example):
  *   shmbus-c-publisher --rate 1000
  *   imu-subscriber --count 10          # or shmbus-c-subscriber --count 10
@@ -79,7 +84,6 @@ int main(int argc, char **argv) {
     if (shmbus_schema_parse(IMU_SCHEMA, &schema) != SHMBUS_OK) return fail("schema");
     if (shmbus_publisher_open(&topic, schema, &pub) != SHMBUS_OK) return fail("open");
     if (shmbus_frame_new(schema, &frame) != SHMBUS_OK) return fail("frame");
-    shmbus_schema_close(schema);
     shmbus_publisher_info(pub, &info);
     printf("publishing '%s' at key 0x%08x (shmid %d), %g Hz, frame capacity %u bytes%s\n", info.name, info.key,
            info.shmid, rate, info.frame_capacity, info.created ? "" : ", reopened");
@@ -88,10 +92,23 @@ int main(int argc, char **argv) {
 
     uint64_t start = now_ns(), period = (uint64_t)(1e9 / rate);
     uint64_t end = duration > 0 ? start + (uint64_t)(duration * 1e9) : 0;
+    uint64_t last_check = start;
     uint32_t seq = 0;
     for (;;) {
         if (count > 0 && seq >= count) break;
         if (end && now_ns() >= end) break;
+        if (now_ns() - last_check >= 500000000u) { /* two system calls, twice a second */
+            last_check = now_ns();
+            if (shmbus_publisher_check(pub) == SHMBUS_ERR_REMOVED) {
+                /* Its segment or its lock was removed: close, then open a new topic and lock. */
+                fprintf(stderr, "shmbus-c-publisher: %s\n", shmbus_last_error());
+                shmbus_publisher_close(pub);
+                if (shmbus_publisher_open(&topic, schema, &pub) != SHMBUS_OK) return fail("open again");
+                shmbus_publisher_info(pub, &info);
+                fprintf(stderr, "shmbus-c-publisher: publishing '%s' again at key 0x%08x (shmid %d)\n", info.name,
+                        info.key, info.shmid);
+            }
+        }
         /* Imu::simulate(seq, t_us): a board rocking slowly on a table. */
         float phase = (float)seq * 0.05f;
         int rc = 0;
@@ -111,6 +128,7 @@ int main(int argc, char **argv) {
     }
     printf("published %u frames in %.3f s\n", seq, (double)(now_ns() - start) / 1e9);
     shmbus_frame_close(frame);
+    shmbus_schema_close(schema);
     if (remove ? shmbus_publisher_remove(pub) != SHMBUS_OK : shmbus_publisher_close(pub) != SHMBUS_OK)
         return fail("close");
     return 0;

@@ -6,6 +6,11 @@
 //! ```
 //! `--count 0` and no `--duration` publish until killed. `--remove true`
 //! removes the topic when done (by default the last frame stays readable).
+//!
+//! Every 0.5 s it looks whether its topic was removed under it (`shmbus rm
+//! --force`, `ipcrm`, or systemd-logind's `RemoveIPC` at the user's logout)
+//! and, if so, creates it again: without that look, a long-running
+//! publisher keeps writing into a segment no reader can find.
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +18,27 @@ use shmbus_examples::{Imu, Options};
 use shmbus_pub::{LockOutcome, Publisher};
 
 const USAGE: &str = "usage: imu-publisher [--name imu] [--key KEY] [--slots 16] [--rate HZ] [--count N | --duration SECS] [--remove true]";
+
+/// How often the publisher looks whether its topic was removed: one system
+/// call each (two when the segment is still there), not one per frame.
+const REMOVED_CHECK: Duration = Duration::from_millis(500);
+
+/// What was removed under this publisher, if anything, and how that
+/// happens: its topic's segment, or its publisher lock alone (readers then
+/// see no publisher, and a second one could start).
+fn removed(publisher: &Publisher<Imu>) -> Option<(&'static str, &'static str)> {
+    let raw = publisher.raw();
+    if raw.is_removed() {
+        Some((
+            "topic",
+            "shmbus rm --force, ipcrm, or systemd-logind's RemoveIPC at logout",
+        ))
+    } else if raw.lock_removed() {
+        Some(("publisher lock of the topic", "ipcrm -s"))
+    } else {
+        None
+    }
+}
 
 fn main() {
     if let Err(e) = run() {
@@ -54,6 +80,7 @@ fn run() -> Result<(), String> {
     }
 
     let period = Duration::from_secs_f64(1.0 / rate);
+    let mut last_check = Instant::now();
     let start = Instant::now();
     let end = (duration > 0.0).then(|| start + Duration::from_secs_f64(duration));
     let mut seq: u32 = 0;
@@ -63,6 +90,27 @@ fn run() -> Result<(), String> {
         }
         if end.is_some_and(|e| Instant::now() >= e) {
             break;
+        }
+        if last_check.elapsed() >= REMOVED_CHECK {
+            last_check = Instant::now();
+            if let Some((what, how)) = removed(&publisher) {
+                eprintln!(
+                    "imu-publisher: the {what} '{}' was removed while publishing ({how}): creating it again",
+                    o.topic.name
+                );
+                // Closed first, then opened again (a new segment and lock),
+                // as a restart would.
+                drop(publisher);
+                publisher = Publisher::<Imu>::open(&o.topic)
+                    .map_err(|e| format!("cannot create topic '{}' again: {e}", o.topic.name))?;
+                let raw = publisher.raw();
+                eprintln!(
+                    "imu-publisher: publishing '{}' again at key 0x{:08x} (shmid {})",
+                    raw.name(),
+                    raw.key(),
+                    raw.shmid()
+                );
+            }
         }
         let t_us = shmbus_core::sys::monotonic_ns() / 1_000;
         publisher
