@@ -274,22 +274,9 @@ fn resolve_name(cmd: &str, name: &str, bus: Option<&str>, all: &[Entry]) -> Resu
             uid,
             cuid,
             expected,
-        }) => {
-            // A squatter that holds its lock is removed only with --force.
-            let force = if shmbus_core::lock::publisher_status(key).is_alive() {
-                "--force "
-            } else {
-                ""
-            };
-            Err(Fail::error(format!(
-                "the segment at key {k}, where '{name}' belongs ({}), was created by {} and belongs to {}, not the configured publisher {}: refusing a possibly spoofed topic; remove it as root (`shmbus rm {force}{k}`) and find out who created it",
-                rule.source,
-                who(cuid),
-                who(uid),
-                who(expected),
-                k = key_hex(key),
-            )))
-        }
+        }) => Err(Fail::error(names::squatted_text(
+            &rule, key, uid, cuid, expected,
+        ))),
         Err(NameError::Unusable { error, .. }) => {
             let msg = format!("no readable topic named '{name}': {error}");
             Err(if error.is_being_created() {

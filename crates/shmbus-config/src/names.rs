@@ -219,6 +219,34 @@ pub enum NameError {
     },
 }
 
+/// The one text every tool gives for [`NameError::Squatted`]: who created
+/// the segment at the name's key and who should have, and the fix. If a
+/// process holds that segment's publisher lock, the fix names it: a shmbus
+/// publisher creates a removed topic again within a second, so it must be
+/// stopped first, and removing the segment under a live lock takes
+/// `--force`.
+pub fn squatted_text(rule: &NameRule, key: i32, uid: u32, cuid: u32, expected: u32) -> String {
+    let who = |uid: u32| match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(u)) => format!("{} (uid {uid})", u.name),
+        _ => format!("uid {uid}"),
+    };
+    let k = format!("0x{:08x}", key as u32);
+    let fix = match shmbus_core::lock::publisher_status(key) {
+        shmbus_core::PublisherStatus::Alive { pid } => format!(
+            "its process, pid {pid}, holds the topic's publisher lock and would create it again: find out what it is and stop it, then remove it as root (`shmbus rm --force {k}`)"
+        ),
+        _ => format!("remove it as root (`shmbus rm {k}`) and find out who created it"),
+    };
+    format!(
+        "the segment at key {k}, where '{}' belongs ({}), was created by {} and belongs to {}, not the configured publisher {}: refusing a possibly spoofed topic; {fix}",
+        rule.name,
+        rule.source,
+        who(cuid),
+        who(uid),
+        who(expected),
+    )
+}
+
 /// Resolve `rule.name` among the segments in `/proc/sysvipc/shm` (removed
 /// ones are never taken), as the module doc says. `me` is the caller's
 /// effective uid. With several trusted candidates away from the keys, the

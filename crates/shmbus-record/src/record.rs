@@ -970,9 +970,8 @@ fn name_error(rule: &NameRule, e: NameError) -> Why {
             uid,
             cuid,
             expected,
-        } => Why::Unusable(format!(
-            "the segment at its key 0x{key:08x} was created by uid {cuid} and belongs to uid {uid}, not the configured publisher uid {expected} (a squatter?); remove it as root with `shmbus rm 0x{key:08x}`",
-            key = key as u32
+        } => Why::Unusable(shmbus_config::names::squatted_text(
+            rule, key, uid, cuid, expected,
         )),
         // The name's key holds a shmbus segment that cannot be read: its
         // own reason and fix, not "not found".
