@@ -3,7 +3,6 @@
 //! never a hang); stopping while the broker is unreachable.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -136,25 +135,17 @@ fn text(o: &Output) -> (String, String) {
     )
 }
 
-struct Tmp(PathBuf);
+/// Removed when dropped, or by the testkit's watchdog before it aborts.
+struct Tmp(shmbus_testkit::TempDir);
 impl Tmp {
     fn new(name: &str) -> Tmp {
-        let p =
-            std::env::temp_dir().join(format!("shmbus-bridge-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Tmp(p)
+        Tmp(shmbus_testkit::TempDir::new(&format!("bridge-cli-{name}")))
     }
     fn write(&self, f: &str, text: &str, mode: u32) -> String {
         let p = self.0.join(f);
         std::fs::write(&p, text).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
         p.display().to_string()
-    }
-}
-impl Drop for Tmp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -684,7 +675,7 @@ fn every_argument_echoed_in_a_message_is_printed_escaped() {
     let odd = "x\u{1b}[2J\u{7}y";
     let raw = |s: &str| s.chars().any(|c| c == '\u{1b}' || c == '\u{7}');
     let odd_cfg = t.write(&format!("lab{odd}.toml"), CONFIG, 0o644);
-    let missing = format!("{}/{odd}", t.0.display());
+    let missing = format!("{}/{odd}", t.0.path().display());
     for (args, code) in [
         (vec!["h", "--config", &cfg, "--check", "--board-id", odd], 2),
         (vec!["h", "--config", &cfg, "--check", "--prefix", odd], 2),

@@ -16,13 +16,6 @@ fn shmbus() -> Command {
     cmd
 }
 
-struct TempFile(std::path::PathBuf);
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// `shmbus demo --config caf\xe9.toml`: the demo read the file, then
 /// started every sensor with a lossy copy of its path (another, missing
 /// file), and reported one failure per sensor, exit 1; then it refused such
@@ -33,9 +26,10 @@ impl Drop for TempFile {
 fn a_config_path_that_is_not_utf8_reaches_the_demos_sensors() {
     let key = unique_key("demo-second-latin1");
     let _guard = Guard(key);
-    let mut name = format!("shmbus-demo-second-caf-{}-", std::process::id()).into_bytes();
-    name.extend_from_slice(b"\xe9.toml");
-    let path = std::env::temp_dir().join(OsString::from_vec(name));
+    let dir = shmbus_testkit::TempDir::new("demo-second");
+    let path = dir
+        .path()
+        .join(OsString::from_vec(b"caf\xe9.toml".to_vec()));
     std::fs::write(
         &path,
         format!(
@@ -44,7 +38,6 @@ fn a_config_path_that_is_not_utf8_reaches_the_demos_sensors() {
         ),
     )
     .unwrap();
-    let _file = TempFile(path.clone());
     let out = shmbus()
         .arg("demo")
         .arg("--config")

@@ -92,22 +92,10 @@ fn compile(dir: &Path, name: &str, source: &str) -> Result<(), String> {
     }
 }
 
-/// A scratch directory removed when dropped, also when an assertion fails.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        let dir =
-            std::env::temp_dir().join(format!("shmbus-doc-samples-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A scratch directory removed when dropped, also when an assertion fails
+/// or the testkit's watchdog aborts.
+fn scratch(tag: &str) -> shmbus_testkit::TempDir {
+    shmbus_testkit::TempDir::new(&format!("doc-samples-{tag}"))
 }
 
 fn check_doc(doc: &str, at_least: usize) {
@@ -119,11 +107,11 @@ fn check_doc(doc: &str, at_least: usize) {
         "{doc}: {} ```c blocks, expected at least {at_least}",
         blocks.len()
     );
-    let scratch = Scratch::new(&doc.replace(['/', '.'], "-"));
+    let scratch = scratch(&doc.replace(['/', '.'], "-"));
     let mut failures = Vec::new();
     for (i, (line, sample)) in blocks.iter().enumerate() {
         let unit = translation_unit(sample);
-        if let Err(e) = compile(&scratch.0, &format!("sample{i}"), &unit) {
+        if let Err(e) = compile(scratch.path(), &format!("sample{i}"), &unit) {
             failures.push(format!(
                 "{doc}:{line}: the C sample does not compile:\n{e}\nas compiled:\n{unit}"
             ));
@@ -146,16 +134,16 @@ fn readme_c_sample_compiles() {
 /// declare, or passing the wrong argument, fails to compile.
 #[test]
 fn a_broken_sample_is_caught() {
-    let scratch = Scratch::new("broken");
+    let scratch = scratch("broken");
     let good = "shmbus_schema s;\nshmbus_schema_parse(\"struct A { x: u8 }\", &s);\n";
-    compile(&scratch.0, "good", &translation_unit(good)).unwrap();
+    compile(scratch.path(), "good", &translation_unit(good)).unwrap();
     let renamed = good.replace("shmbus_schema_parse", "shmbus_schema_parse_text");
-    let err = compile(&scratch.0, "renamed", &translation_unit(&renamed)).unwrap_err();
+    let err = compile(scratch.path(), "renamed", &translation_unit(&renamed)).unwrap_err();
     assert!(err.contains("shmbus_schema_parse_text"), "{err}");
     let wrong_arg = good.replace("&s)", "s)");
-    compile(&scratch.0, "wrong_arg", &translation_unit(&wrong_arg)).unwrap_err();
+    compile(scratch.path(), "wrong_arg", &translation_unit(&wrong_arg)).unwrap_err();
     let unused = format!("{good}int unused_here = 1;\n");
-    compile(&scratch.0, "unused", &translation_unit(&unused)).unwrap_err();
+    compile(scratch.path(), "unused", &translation_unit(&unused)).unwrap_err();
     let blocks = c_blocks("text\n```c\nint a;\n```\n```sh\nls\n```\n```c\nint b;\n```\n");
     assert_eq!(
         blocks,

@@ -30,20 +30,13 @@ fn start() -> Vec<u8> {
     f
 }
 
-/// A file in a temp directory of its own, removed on drop.
-struct TempDir(std::path::PathBuf);
+/// A temp directory of its own, removed on drop, or by the testkit's
+/// watchdog before it aborts.
+struct TempDir(shmbus_testkit::TempDir);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!("shmbus-hostile-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        TempDir(shmbus_testkit::TempDir::new(&format!("hostile-{name}")))
     }
 }
 
@@ -92,7 +85,7 @@ fn a_length_field_that_lies_costs_no_memory() {
         ("chunk", lying_chunk),
         ("record-in-chunk", lying_inner),
     ] {
-        let path = dir.0.join(format!("{name}.mcap"));
+        let path = dir.0.path().join(format!("{name}.mcap"));
         std::fs::write(&path, &bytes).unwrap();
         let ((messages, end), peak) = CountingAlloc::peak_during(|| {
             let mut messages = 0;
@@ -234,7 +227,7 @@ fn replay_of_a_frame_over_its_channels_capacity_blames_the_file() {
     let good = postcard::to_stdvec(&Check::new(1)).unwrap();
     let mut long = postcard::to_stdvec(&Check::new(2)).unwrap();
     long.extend_from_slice(&[0; 60]);
-    let path = dir.0.join("over.mcap");
+    let path = dir.0.path().join("over.mcap");
     recording(
         &path,
         &name,
@@ -296,7 +289,7 @@ fn replay_leaves_out_frames_that_do_not_match_their_schema() {
     let good = |g| postcard::to_stdvec(&Check::new(g)).unwrap();
     let bad = over_capacity_check(2);
     let capacity = bad.len().max(good(1).len());
-    let path = dir.0.join("mismatch.mcap");
+    let path = dir.0.path().join("mismatch.mcap");
     recording(&path, &name, key, capacity, &[good(1), bad, good(3)]);
     let (code, err) = run(&["replay", "--rate", "0", path.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
@@ -318,7 +311,7 @@ fn replay_leaves_out_frames_that_do_not_match_their_schema() {
     }
     assert_eq!(seen, [1, 3]);
 
-    let only_bad = dir.0.join("only-bad.mcap");
+    let only_bad = dir.0.path().join("only-bad.mcap");
     recording(
         &only_bad,
         &name,
@@ -349,7 +342,7 @@ fn replay_quotes_a_long_topic_name_cut_and_once() {
     let _guard = Guard(key);
     let name = "n".repeat(5000);
     let frame = postcard::to_stdvec(&Check::new(1)).unwrap();
-    let path = dir.0.join("long.mcap");
+    let path = dir.0.path().join("long.mcap");
     recording(&path, &name, key, frame.len(), &[frame]);
     let (code, err) = run(&["replay", "--rate", "0", path.to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
@@ -405,11 +398,11 @@ fn a_recording_with_compressed_chunks_is_named_as_such_not_damaged() {
         _guard,
     } = case("compressed");
     let frames = check_frames(3);
-    let plain = dir.0.join("plain.mcap");
+    let plain = dir.0.path().join("plain.mcap");
     recording(&plain, &name, key, frames[0].len(), &frames);
     let bytes = std::fs::read(&plain).unwrap();
     for how in ["zstd", "lz4"] {
-        let path = dir.0.join(format!("{how}.mcap"));
+        let path = dir.0.path().join(format!("{how}.mcap"));
         std::fs::write(&path, marked_compressed(&bytes, how)).unwrap();
         let p = path.to_str().unwrap();
         for args in [
@@ -449,7 +442,7 @@ fn cat_says_when_its_output_cannot_be_written() {
     watchdog("cat output", std::time::Duration::from_secs(120));
     let dir = TempDir::new("cat-output");
     let frames = check_frames(3);
-    let path = dir.0.join("three.mcap");
+    let path = dir.0.path().join("three.mcap");
     recording(
         &path,
         "test/cat-output",
@@ -505,7 +498,7 @@ fn a_file_damaged_part_way_shows_and_replays_what_comes_before_the_damage() {
         _guard,
     } = case("damaged-part-way");
     let frames = check_frames(5);
-    let path = dir.0.join("flipped.mcap");
+    let path = dir.0.path().join("flipped.mcap");
     recording_in_chunks(&path, &name, key, frames[0].len(), &frames, Some(1));
     let mut bytes = std::fs::read(&path).unwrap();
     // The chunk that holds frame 3: flip a bit in its last byte (the
@@ -656,7 +649,7 @@ fn replay_refuses_a_live_publisher_before_publishing_anything() {
         live.raw().frame_capacity(),
         shmbus_core::Topic::new(&b).notify,
     );
-    let path = dir.0.join("late.mcap");
+    let path = dir.0.path().join("late.mcap");
     two_topic_recording(
         &path,
         [(&a, ka, capacity, notify), (&b, kb, capacity, notify)],
@@ -698,7 +691,7 @@ fn ctrl_c_during_replays_first_pass_stops_it_and_says_so() {
         _guard,
     } = case("first-pass");
     let frames = check_frames(200_000);
-    let path = dir.0.join("big.mcap");
+    let path = dir.0.path().join("big.mcap");
     recording(&path, &name, key, frames[0].len(), &frames);
     drop(frames);
     let mut cmd = shmbus_testkit::command(env!("CARGO_BIN_EXE_shmbus-record"));
@@ -798,7 +791,7 @@ fn replay_of_a_topic_named_before_the_level_rule_says_what_still_works() {
         let key = unique_key(&format!("old-name-{i}"));
         let _guard = Guard(key);
         let frame = postcard::to_stdvec(&Check::new(1)).unwrap();
-        let path = dir.0.join("old.mcap");
+        let path = dir.0.path().join("old.mcap");
         recording(&path, name, key, frame.len(), &[frame]);
         let (code, err) = run(&["replay", "--rate", "0", path.to_str().unwrap()]);
         assert_eq!(code, 2, "{name}: {err}");
@@ -907,7 +900,7 @@ fn two_damaged_chunks_are_skipped_and_everything_else_is_read() {
         _guard,
     } = case("two-damaged");
     let frames = check_frames(6);
-    let path = dir.0.join("two.mcap");
+    let path = dir.0.path().join("two.mcap");
     recording_in_chunks(&path, &name, key, frames[0].len(), &frames, Some(1));
     let mut bytes = std::fs::read(&path).unwrap();
     let first = break_chunk_of(&mut bytes, 2);
@@ -957,7 +950,7 @@ fn a_damaged_chunk_read_from_a_pipe_is_skipped() {
     );
     let dir = TempDir::new("damaged-pipe");
     let frames = check_frames(5);
-    let path = dir.0.join("piped.mcap");
+    let path = dir.0.path().join("piped.mcap");
     recording_in_chunks(
         &path,
         "test/piped",
@@ -997,7 +990,7 @@ fn a_damaged_chunk_that_defined_the_channel_is_skipped() {
         _guard,
     } = case("damaged-def");
     let frames = check_frames(5);
-    let path = dir.0.join("def.mcap");
+    let path = dir.0.path().join("def.mcap");
     recording_in_chunks(&path, &name, key, frames[0].len(), &frames, Some(1));
     let mut bytes = std::fs::read(&path).unwrap();
     // The writer puts the schema and channel records in a chunk of their
@@ -1066,7 +1059,7 @@ fn a_length_field_that_is_garbage_ends_the_read_named_as_such() {
     watchdog("garbage length", std::time::Duration::from_secs(120));
     let dir = TempDir::new("garbage-length");
     let frames = check_frames(5);
-    let path = dir.0.join("garbage.mcap");
+    let path = dir.0.path().join("garbage.mcap");
     recording_in_chunks(
         &path,
         "test/garbage",

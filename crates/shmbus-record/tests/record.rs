@@ -13,23 +13,25 @@ use shmbus_pub::Publisher;
 use shmbus_sub::{Next, Subscriber};
 use shmbus_testkit::{Check, Guard, KillOnDrop, unique_key, unique_topic, watchdog};
 
-/// A file in the temp dir, removed on drop.
-struct TempFile(PathBuf);
+/// A file in a temp dir of its own, removed (with the dir) on drop, or by
+/// the testkit's watchdog before it aborts.
+struct TempFile(
+    PathBuf,
+    #[allow(dead_code, reason = "held for its drop, which removes the dir")]
+    shmbus_testkit::TempDir,
+);
 
 impl TempFile {
     fn new(name: &str) -> TempFile {
-        TempFile(
-            std::env::temp_dir().join(format!("shmbus-record-{}-{name}.mcap", std::process::id())),
-        )
+        TempFile::named(&format!("{name}.mcap"))
+    }
+    /// `file_name` as given (control characters and all) in a dir of its own.
+    fn named(file_name: &str) -> TempFile {
+        let dir = shmbus_testkit::TempDir::new("record");
+        TempFile(dir.join(file_name), dir)
     }
     fn path(&self) -> &str {
         self.0.to_str().expect("utf-8 temp path")
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -214,10 +216,7 @@ fn an_output_path_with_control_characters_is_shown_escaped() {
     let (topic, _guard) = unique_topic("out-escaped");
     let mut publisher = Publisher::<Check>::open(&topic).unwrap();
     publisher.publish(&Check::new(1)).unwrap();
-    let file = TempFile(std::env::temp_dir().join(format!(
-        "shmbus-record-{}-a\u{1b}[2Jb.mcap",
-        std::process::id()
-    )));
+    let file = TempFile::named("a\u{1b}[2Jb.mcap");
     let key = format!("0x{:08x}", topic.key as u32);
     let (code, _, err) = run(&[
         "record",
@@ -1356,17 +1355,20 @@ fn topics_found_while_recording_report_the_frames_they_lost_first() {
     }
 }
 
-/// A FIFO in a temp dir of its own, removed (with the dir) on drop.
-struct Fifo(PathBuf);
+/// A FIFO in a temp dir of its own, removed (with the dir) on drop, or by
+/// the testkit's watchdog before it aborts.
+struct Fifo(
+    PathBuf,
+    #[allow(dead_code, reason = "held for its drop, which removes the dir")]
+    shmbus_testkit::TempDir,
+);
 
 impl Fifo {
     fn new(name: &str) -> Fifo {
-        let dir = std::env::temp_dir().join(format!("shmbus-record-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = shmbus_testkit::TempDir::new(&format!("record-{name}"));
         let path = dir.join("out.mcap");
         nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
-        Fifo(path)
+        Fifo(path, dir)
     }
     fn path(&self) -> &str {
         self.0.to_str().expect("utf-8 temp path")
@@ -1375,14 +1377,12 @@ impl Fifo {
 
 impl Drop for Fifo {
     fn drop(&mut self) {
-        // A writer still waiting to open it (a failed test) is released.
+        // A writer still waiting to open it (a failed test) is released;
+        // the dir goes with the `TempDir` after this.
         let _ = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc_nonblock())
             .open(&self.0);
-        if let Some(dir) = self.0.parent() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
     }
 }
 

@@ -37,17 +37,13 @@ fn sensor_cmd<A: AsRef<std::ffi::OsStr>>(kind: SensorKind, args: &[A]) -> Comman
 
 /// A directory of this test's own with links `shmbus-sensor-NAME` to the
 /// multi-call program, for each `NAME` in `names` (a sensor or not),
-/// removed when it drops.
-struct Links(PathBuf);
+/// removed when it drops or by the testkit's watchdog before it aborts.
+struct Links(shmbus_testkit::TempDir);
 impl Links {
     fn new(test: &str, names: &[&str]) -> Links {
-        let dir = std::env::temp_dir().join(format!(
-            "shmbus-sensors-links-{test}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).unwrap();
-        let links = Links(dir);
+        let links = Links(shmbus_testkit::TempDir::new(&format!(
+            "sensors-links-{test}"
+        )));
         for n in names {
             std::os::unix::fs::symlink(EXE, links.path(n)).unwrap();
         }
@@ -55,19 +51,22 @@ impl Links {
     }
     /// The link `shmbus-sensor-NAME`.
     fn path(&self, name: &str) -> PathBuf {
-        self.0.join(format!("shmbus-sensor-{name}"))
-    }
-}
-impl Drop for Links {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.join(&format!("shmbus-sensor-{name}"))
     }
 }
 
-struct TempFile(PathBuf);
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+/// A file named `name` (as given: it may be not UTF-8) in a temp dir of its
+/// own, removed with the dir when it drops or by the testkit's watchdog
+/// before it aborts. Nothing is written to it.
+struct TempFile(
+    PathBuf,
+    #[allow(dead_code, reason = "held for its drop, which removes the dir")]
+    shmbus_testkit::TempDir,
+);
+impl TempFile {
+    fn new(name: impl AsRef<std::ffi::OsStr>) -> TempFile {
+        let dir = shmbus_testkit::TempDir::new("sensors");
+        TempFile(dir.path().join(name.as_ref()), dir)
     }
 }
 
@@ -83,10 +82,10 @@ fn config_topic(path: &std::path::Path, name: &str) -> shmbus_core::Topic {
 
 /// A config of one topic, `imu` at `key`, published by the IMU sensor
 /// (`extra`: more lines of that topic), in a file of this test's own
-/// (`tag` and the pid), removed when the `TempFile` drops.
+/// (`TAG.toml` in a dir of its own), removed when the `TempFile` drops.
 fn imu_config(tag: &str, key: i32, extra: &str) -> (std::path::PathBuf, TempFile) {
-    let path =
-        std::env::temp_dir().join(format!("shmbus-sensors-{tag}-{}.toml", std::process::id()));
+    let file = TempFile::new(format!("{tag}.toml"));
+    let path = file.0.clone();
     std::fs::write(
         &path,
         format!(
@@ -95,7 +94,7 @@ fn imu_config(tag: &str, key: i32, extra: &str) -> (std::path::PathBuf, TempFile
         ),
     )
     .unwrap();
-    (path.clone(), TempFile(path))
+    (path, file)
 }
 
 /// A config with one topic per sensor, each at a unique key.
@@ -112,10 +111,9 @@ fn unique_config(test: &str) -> (TempFile, Vec<Guard>) {
             k.program()
         );
     }
-    let path =
-        std::env::temp_dir().join(format!("shmbus-sensors-{test}-{}.toml", std::process::id()));
-    std::fs::write(&path, text).unwrap();
-    (TempFile(path), guards)
+    let file = TempFile::new(format!("{test}.toml"));
+    std::fs::write(&file.0, text).unwrap();
+    (file, guards)
 }
 
 /// Run sensor `kind` on `config` and return the first `n` frames it publishes.
@@ -343,8 +341,8 @@ fn a_bad_config_or_topic_is_reported_not_a_crash() {
         err.contains("no topic `gnss`; the topics are: system, thermal"),
         "{err}"
     );
-    let bad = std::env::temp_dir().join(format!("shmbus-sensors-bad-{}.toml", std::process::id()));
-    let _bad = TempFile(bad.clone());
+    let bad_file = TempFile::new("bad.toml");
+    let bad = bad_file.0.clone();
     std::fs::write(&bad, "[[topic]]\nname = \"imu\"\nslots = 3\n").unwrap();
     let out = sensor_cmd(
         SensorKind::Imu,
@@ -523,10 +521,9 @@ fn demo_cleanup_removes_only_what_this_run_created() {
          [[topic]]\nname = \"power\"\npublisher = \"shmbus-sensor-power\"\n\
          [[topic]]\nname = \"net\"\npublisher = \"shmbus-sensor-net\"\n"
     );
-    let path =
-        std::env::temp_dir().join(format!("shmbus-sensors-squat-{}.toml", std::process::id()));
+    let file = TempFile::new("squat.toml");
+    let path = file.0.clone();
     std::fs::write(&path, text).unwrap();
-    let _file = TempFile(path.clone());
     let demo_bus = format!("{bus}-{}", std::process::id());
     let key = |name: &str| shmbus_core::topic::derive_key(&demo_bus, name);
     let (k_imu, k_seg, k_lock) = (key("imu"), key("power"), key("net"));
@@ -987,9 +984,8 @@ fn a_config_path_that_is_not_utf8_reaches_the_sensors() {
     );
     let key = unique_key("latin1-imu");
     let _guard = Guard(key);
-    let mut name = format!("shmbus-sensors-caf-{}-", std::process::id()).into_bytes();
-    name.extend_from_slice(b"\xe9.toml");
-    let path = std::env::temp_dir().join(OsString::from_vec(name));
+    let file = TempFile::new(OsString::from_vec(b"caf\xe9.toml".to_vec()));
+    let path = file.0.clone();
     assert!(path.to_str().is_none());
     std::fs::write(
         &path,
@@ -999,7 +995,6 @@ fn a_config_path_that_is_not_utf8_reaches_the_sensors() {
         ),
     )
     .unwrap();
-    let _file = TempFile(path.clone());
     // The sensor program.
     let args = [
         OsString::from("--config"),

@@ -78,32 +78,25 @@ fn root_or_skip(test: &str) -> bool {
 }
 
 /// A copy of this test binary that other uids can execute, removed on drop
-/// (the build directory may sit under a 0700 home directory).
+/// or by the testkit's watchdog before it aborts (the build directory may
+/// sit under a 0700 home directory).
 struct ExeCopy {
-    dir: PathBuf,
+    _dir: shmbus_testkit::TempDir,
     exe: PathBuf,
 }
 
 impl ExeCopy {
     fn new() -> ExeCopy {
         let me = std::env::current_exe().expect("current_exe");
-        let dir = std::env::temp_dir().join(format!(
-            "shmbus-hardening-{}-{}",
-            std::process::id(),
-            unique_key("exe")
-        ));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+        let dir = shmbus_testkit::TempDir::new("hardening");
+        // The other uids must reach the copy whatever this process's umask
+        // made of the directory's mode.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod dir");
         let exe = dir.join("hardening");
         std::fs::copy(&me, &exe).expect("copy test binary");
         std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).expect("chmod exe");
-        ExeCopy { dir, exe }
-    }
-}
-
-impl Drop for ExeCopy {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        ExeCopy { _dir: dir, exe }
     }
 }
 

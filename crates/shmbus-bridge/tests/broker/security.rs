@@ -117,7 +117,7 @@ fn allow_broker_to_read(p: &Path) {
 fn openssl(dir: &Dir, a: &[&str]) {
     let out = Command::new("openssl")
         .args(a)
-        .current_dir(&dir.0)
+        .current_dir(dir.0.path())
         .output()
         .expect("openssl");
     assert!(

@@ -18,15 +18,13 @@ use serde_json::Value;
 pub const LONG: Duration = Duration::from_secs(90);
 pub const SHORT: Duration = Duration::from_secs(30);
 
-/// A directory removed when dropped.
-pub struct Dir(pub PathBuf);
+/// A directory removed when dropped, or by the testkit's watchdog before
+/// it aborts (it is a `shmbus_testkit::TempDir`).
+pub struct Dir(pub shmbus_testkit::TempDir);
 
 impl Dir {
     pub fn new(name: &str) -> Dir {
-        let p = std::env::temp_dir().join(format!("shmbus-bridge-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Dir(p)
+        Dir(shmbus_testkit::TempDir::new(&format!("bridge-{name}")))
     }
     pub fn path(&self, f: &str) -> PathBuf {
         self.0.join(f)
@@ -38,12 +36,6 @@ impl Dir {
         std::fs::write(&p, text).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
         p
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
