@@ -252,22 +252,65 @@ fn every_example_command_the_docs_show_has_the_options_they_give() {
     );
 }
 
-/// The next stderr line of the publisher that contains `what`, within a
-/// generous watchdog; every line read is kept in `seen`, for the messages.
-fn line_with(lines: &std::sync::mpsc::Receiver<String>, seen: &mut String, what: &str) -> String {
-    let end = Instant::now() + Duration::from_secs(90);
-    loop {
-        let left = end.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(l) => {
-                seen.push_str(&l);
-                seen.push('\n');
-                if l.contains(what) {
-                    return l;
+/// A child's output, line by line, read on a thread of its own.
+struct Lines {
+    who: &'static str,
+    rx: std::sync::mpsc::Receiver<String>,
+    /// Every line read so far, for the messages.
+    seen: String,
+}
+
+impl Lines {
+    fn of(who: &'static str, out: impl std::io::Read + Send + 'static) -> Lines {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(out).lines() {
+                let Ok(l) = l else { break };
+                if tx.send(l).is_err() {
+                    break;
                 }
             }
-            Err(e) => panic!("no line with {what:?} from imu-publisher ({e}); it said:\n{seen}"),
+        });
+        Lines {
+            who,
+            rx,
+            seen: String::new(),
         }
+    }
+
+    /// The next line for which `want` holds, within a generous watchdog.
+    fn next_where(&mut self, what: &str, want: impl Fn(&str) -> bool) -> String {
+        let end = Instant::now() + Duration::from_secs(90);
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push_str(&l);
+                    self.seen.push('\n');
+                    if want(&l) {
+                        return l;
+                    }
+                }
+                Err(e) => panic!(
+                    "no line {what} from {} ({e}); it said:\n{}",
+                    self.who, self.seen
+                ),
+            }
+        }
+    }
+
+    /// The next line that contains `what`.
+    fn next_with(&mut self, what: &str) -> String {
+        self.next_where(&format!("with {what:?}"), |l| l.contains(what))
+    }
+
+    /// The next `frame gen=G ...` line with G above `after`.
+    fn frame_after(&mut self, after: u64) -> u64 {
+        let l = self.next_where(&format!("of a frame after generation {after}"), |l| {
+            l.starts_with("frame ") && field(l, "gen").parse::<u64>().unwrap() > after
+        });
+        field(&l, "gen").parse().unwrap()
     }
 }
 
@@ -288,9 +331,10 @@ fn frame_after(sub: &mut shmbus_sub::Subscriber<shmbus_examples::Imu>, after: u6
 /// What a user copies first must survive what happens to long-running
 /// publishers: systemd-logind's `RemoveIPC` at logout, `shmbus rm --force`
 /// or `ipcrm` remove the segment (or the lock alone) under it. Before, the
-/// example went on writing into a segment no reader could find.
+/// example publisher went on writing into a segment no reader could find,
+/// and the example subscriber ended with an error.
 #[test]
-fn the_publisher_creates_its_topic_again_when_it_is_removed_under_it() {
+fn the_examples_carry_on_when_the_topic_is_removed_under_them() {
     use shmbus_core::PublisherStatus;
     use shmbus_sub::Subscriber;
 
@@ -310,52 +354,78 @@ fn the_publisher_creates_its_topic_again_when_it_is_removed_under_it() {
             .expect("spawn imu-publisher"),
     );
     let pid = publisher.0.id() as i32;
-    let stderr = publisher.0.stderr.take().unwrap();
-    let (tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for l in std::io::BufReader::new(stderr).lines() {
-            let Ok(l) = l else { break };
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = String::new();
+    let mut said = Lines::of("imu-publisher", publisher.0.stderr.take().unwrap());
+    // The example subscriber, reading all along (far more frames than the
+    // test takes: it is stopped at the end).
+    let mut reader = KillOnDrop(
+        command(env!("CARGO_BIN_EXE_imu-subscriber"))
+            .args(["--name", name, "--key", &key_arg, "--count", "1000000000"])
+            .args(["--wait", "60", "--timeout", "30"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn imu-subscriber"),
+    );
+    let mut read = Lines::of("imu-subscriber", reader.0.stdout.take().unwrap());
 
     // 1. The segment goes (`ipcrm -m`): a new one at the same key, read on.
     let mut sub = Subscriber::wait_for_topic(&topic, Duration::from_secs(60)).expect("attach");
     frame_after(&mut sub, 0);
+    read.frame_after(0);
     let old = shmbus_core::sys::shmget(key, 0, 0).expect("the topic's segment");
     shmbus_core::sys::shm_remove(old).expect("remove the segment");
-    let l = line_with(&lines, &mut seen, "was removed while publishing");
-    assert!(l.contains(&format!("the topic '{name}'")), "{seen}");
-    line_with(&lines, &mut seen, "publishing 'examples/imu-removed' again");
+    let l = said.next_with("was removed while publishing");
+    assert!(l.contains(&format!("the topic '{name}'")), "{}", said.seen);
+    said.next_with("publishing 'examples/imu-removed' again");
     let new = shmbus_core::sys::shmget(key, 0, 0).expect("a new segment");
-    assert_ne!(new, old, "{seen}");
+    assert_ne!(new, old, "{}", said.seen);
     let mut sub = Subscriber::attach(&topic).expect("attach the new segment");
     let g2 = frame_after(&mut sub, 0);
     frame_after(&mut sub, g2);
-    assert_eq!(sub.publisher(), PublisherStatus::Alive { pid }, "{seen}");
+    assert_eq!(
+        sub.publisher(),
+        PublisherStatus::Alive { pid },
+        "{}",
+        said.seen
+    );
+    // The subscriber said so, attached the new segment and reads it (its
+    // generations start again from 1).
+    read.next_with("the topic was removed; waiting up to 60.0 s for it to be created again");
+    read.next_with("attached the topic again");
+    let r2 = read.frame_after(0);
+    read.frame_after(r2);
 
     // 2. The lock alone goes (`ipcrm -s`): readers said "not running" and a
     // second publisher could start; the publisher takes a lock again.
     assert!(shmbus_core::lock::remove_lock(key).expect("remove the lock"));
-    let l = line_with(&lines, &mut seen, "was removed while publishing");
+    let l = said.next_with("was removed while publishing");
     assert!(
         l.contains(&format!("the publisher lock of the topic '{name}'")),
-        "{seen}"
+        "{}",
+        said.seen
     );
-    line_with(&lines, &mut seen, "publishing 'examples/imu-removed' again");
-    assert_eq!(sub.publisher(), PublisherStatus::Alive { pid }, "{seen}");
+    said.next_with("publishing 'examples/imu-removed' again");
+    assert_eq!(
+        sub.publisher(),
+        PublisherStatus::Alive { pid },
+        "{}",
+        said.seen
+    );
     // The same segment (it was not removed), still carrying new frames.
     assert_eq!(
         shmbus_core::sys::shmget(key, 0, 0).ok(),
         Some(new),
-        "{seen}"
+        "{}",
+        said.seen
     );
     let g3 = frame_after(&mut sub, g2);
     frame_after(&mut sub, g3);
+    // The subscriber reads on: a frame published after the lock came back.
+    read.frame_after(g3);
+    assert!(
+        reader.0.try_wait().unwrap().is_none(),
+        "imu-subscriber ended:\n{}",
+        read.seen
+    );
 
     publisher.0.kill().unwrap();
     publisher.0.wait().unwrap();

@@ -5,15 +5,25 @@
  *   shmbus-c-subscriber [--name imu] [--key KEY] [--count 10] [--timeout SECS]
  *                       [--wait SECS] [--mode next|latest]
  *
- * Exits 0 after --count frames; 1 on an error (timeout, publisher gone,
- * wrong type), with the library's message.
+ * Exits 0 after --count frames; 1 on an error (timeout, wrong type), with
+ * the library's message. A publisher that stops, or a topic that is removed
+ * and created again, is said on its own line and waited for up to --wait
+ * seconds (attaching the new segment), as in Rust.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "imu_types.h"
 #include "shmbus.h"
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
 
 static int fail(const char *what) {
     fprintf(stderr, "shmbus-c-subscriber: %s: %s\n", what, shmbus_last_error());
@@ -26,6 +36,7 @@ int main(int argc, char **argv) {
     double timeout = 5, wait = 10;
     int latest = 0;
     topic.name = "imu";
+    setvbuf(stdout, NULL, _IOLBF, 0); /* a line as soon as it is printed, also into a pipe (as in Rust) */
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *a = argv[i], *v = argv[i + 1];
         if (strcmp(a, "--name") == 0) topic.name = v;
@@ -53,7 +64,6 @@ int main(int argc, char **argv) {
     if (shmbus_schema_parse(IMU_SCHEMA, &schema) != SHMBUS_OK) return fail("schema");
     if (shmbus_subscriber_open(&topic, schema, (uint32_t)(wait * 1000), &sub) != SHMBUS_OK) return fail("open");
     if (shmbus_frame_new(schema, &f) != SHMBUS_OK) return fail("frame");
-    shmbus_schema_close(schema);
     shmbus_subscriber_info(sub, &info);
     shmbus_subscriber_status(sub, &st);
     printf("subscribed to '%s' at key 0x%08x: %u slots, frame capacity %u bytes, %s\n", info.name, info.key,
@@ -68,6 +78,32 @@ int main(int argc, char **argv) {
         if (rc == SHMBUS_MISSED) {
             missed += s.missed;
             printf("missed %llu frames (fell behind the ring)\n", (unsigned long long)s.missed);
+            continue;
+        }
+        if (rc == SHMBUS_ERR_PUBLISHER_GONE) {
+            /* The same segment carries its frames once it (or a restart) runs again. */
+            printf("the publisher is not running; waiting up to %.1f s for it to come back\n", wait);
+            double end = now_s() + wait;
+            for (;;) {
+                shmbus_subscriber_status(sub, &st);
+                if (st.publisher == SHMBUS_PUBLISHER_ALIVE || st.removed) break; /* removed: the next wait says so */
+                if (now_s() >= end) {
+                    fprintf(stderr, "shmbus-c-subscriber: after %llu frames: the publisher did not come back within %.1f s\n",
+                            received, wait);
+                    return 1;
+                }
+                struct timespec t = {0, 10000000};
+                nanosleep(&t, NULL);
+            }
+            continue;
+        }
+        if (rc == SHMBUS_ERR_REMOVED) {
+            /* This handle never sees a new frame: attach the topic again once it is created again. */
+            printf("the topic was removed; waiting up to %.1f s for it to be created again\n", wait);
+            shmbus_subscriber_close(sub);
+            if (shmbus_subscriber_open(&topic, schema, (uint32_t)(wait * 1000), &sub) != SHMBUS_OK)
+                return fail("open again");
+            printf("attached the topic again\n");
             continue;
         }
         if (rc != SHMBUS_OK) {
@@ -98,6 +134,7 @@ int main(int argc, char **argv) {
     }
     printf("received %llu frames, missed %llu\n", received, missed);
     shmbus_frame_close(f);
+    shmbus_schema_close(schema);
     shmbus_subscriber_close(sub);
     return 0;
 }

@@ -12,6 +12,12 @@
 //! A frame that does not decode as `Imu` (a typeless tool published a value
 //! the type cannot hold) is reported on its own line and skipped; the
 //! subscriber goes on with the next frame.
+//!
+//! A publisher that stops (a crash, a restart) or a topic that is removed
+//! and created again (`shmbus rm --force`, `ipcrm`, systemd-logind's
+//! `RemoveIPC`) is said on its own line, and the subscriber waits up to
+//! `--wait` seconds for it to come back, attaching the new segment if there
+//! is one, as a long-running reader on a board should.
 
 use std::time::Duration;
 
@@ -69,6 +75,40 @@ fn run() -> Result<(), String> {
             Err(WaitError::Read(e @ ReadError::Undecodable { .. })) => {
                 skipped += 1;
                 println!("skipped: {e}");
+                continue;
+            }
+            // The publisher stopped: the same segment carries its frames
+            // once it (or a restart of it) runs again.
+            Err(WaitError::PublisherGone) => {
+                println!(
+                    "the publisher is not running; waiting up to {:.1} s for it to come back",
+                    wait.as_secs_f64()
+                );
+                let end = std::time::Instant::now() + wait;
+                while !matches!(sub.publisher(), PublisherStatus::Alive { .. }) {
+                    if sub.is_removed() {
+                        break; // the next wait says Removed
+                    }
+                    if std::time::Instant::now() >= end {
+                        return Err(format!(
+                            "after {received} frames: the publisher did not come back within {:.1} s",
+                            wait.as_secs_f64()
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                continue;
+            }
+            // The segment was removed: this handle never sees a new frame.
+            // Attach the topic again once its publisher has created it.
+            Err(WaitError::Removed) => {
+                println!(
+                    "the topic was removed; waiting up to {:.1} s for it to be created again",
+                    wait.as_secs_f64()
+                );
+                sub = Subscriber::<Imu>::wait_for_topic(&o.topic, wait)
+                    .map_err(|e| format!("after {received} frames: {e}"))?;
+                println!("attached the topic again");
                 continue;
             }
             other => other,
