@@ -28,6 +28,9 @@
 //! So another user can at most *block* a name (by squatting its key, which
 //! also stops the real publisher from starting), never be shown under it.
 
+use std::cell::OnceCell;
+use std::collections::HashMap;
+
 use shmbus_core::lock::publisher_status;
 use shmbus_core::sysvipc::{self, ProcEntry};
 use shmbus_core::topic::{DEFAULT_BUS, derive_key};
@@ -73,19 +76,10 @@ pub struct NameRule {
 impl NameRule {
     /// The rule for `name`: on `bus` if given, else from the config found by
     /// the search order (a config that does not load gives the default bus,
-    /// and the error as the second value).
+    /// and the error as the second value). For many names, [`Rules`] finds
+    /// the config once.
     pub fn for_name(name: &str, bus: Option<&str>) -> (NameRule, Option<String>) {
-        if let Some(b) = bus {
-            let rule = NameRule {
-                only_keys: true,
-                ..NameRule::on_bus(name, b)
-            };
-            return (rule, None);
-        }
-        match Config::find(None) {
-            Ok((c, _)) => (NameRule::from_config(&c, name), None),
-            Err(e) => (NameRule::on_bus(name, DEFAULT_BUS), Some(not_loaded(&e))),
-        }
+        Rules::find(bus).rule(name)
     }
 
     /// The rule for `name` on bus `bus` only.
@@ -149,6 +143,52 @@ impl NameRule {
     /// `cuid`, is the topic's (checked only with a configured publisher uid).
     pub fn owns_key(&self, uid: u32, cuid: u32) -> bool {
         self.publisher_uid.is_none_or(|p| uid == p && cuid == p)
+    }
+}
+
+/// The rules of many names ([`NameRule::for_name`] for each), with the
+/// config found and loaded once rather than once per name.
+#[derive(Debug)]
+pub struct Rules(RuleSource);
+
+#[derive(Debug)]
+enum RuleSource {
+    /// `--bus`: names only on its keys; no config is looked for.
+    Bus(String),
+    /// The config found by the search order.
+    Config(Box<Config>),
+    /// The config does not load: the default bus, and this note.
+    NotLoaded(String),
+}
+
+impl Rules {
+    /// On `bus` if given, else under the config found by the search order.
+    pub fn find(bus: Option<&str>) -> Rules {
+        Rules(match bus {
+            Some(b) => RuleSource::Bus(b.to_string()),
+            None => match Config::find(None) {
+                Ok((c, _)) => RuleSource::Config(Box::new(c)),
+                Err(e) => RuleSource::NotLoaded(not_loaded(&e)),
+            },
+        })
+    }
+
+    /// The rule for `name`, and the note when the config does not load, as
+    /// [`NameRule::for_name`] gives them.
+    pub fn rule(&self, name: &str) -> (NameRule, Option<String>) {
+        match &self.0 {
+            RuleSource::Bus(b) => (
+                NameRule {
+                    only_keys: true,
+                    ..NameRule::on_bus(name, b)
+                },
+                None,
+            ),
+            RuleSource::Config(c) => (NameRule::from_config(c, name), None),
+            RuleSource::NotLoaded(note) => {
+                (NameRule::on_bus(name, DEFAULT_BUS), Some(note.clone()))
+            }
+        }
     }
 }
 
@@ -251,127 +291,212 @@ pub fn squatted_text(rule: &NameRule, key: i32, uid: u32, cuid: u32, expected: u
 /// ones are never taken), as the module doc says. `me` is the caller's
 /// effective uid. With several trusted candidates away from the keys, the
 /// only one with a live publisher wins (the others are stale copies).
+///
+/// One lookup lists the machine's segments and, for a name not at its own
+/// key, attaches every one of them: to look up many names at once, read a
+/// [`Directory`] once and ask it for each ([`Directory::resolve`] gives the
+/// same answers).
 pub fn resolve(rule: &NameRule, me: u32) -> Result<Found, NameError> {
-    let all: Vec<ProcEntry> = sysvipc::segments()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|e| e.mode() & SHM_DEST == 0 && e.key() != 0)
-        .collect();
-    let mut foreign = None;
-    let mut unusable = None;
-    for &k in &rule.keys {
-        let Some(e) = all.iter().find(|e| e.key() == k) else {
-            continue;
-        };
-        let (uid, _, _) = e.owner();
-        let cuid = e.creator_uid();
-        match Segment::attach_shmid(e.id(), k) {
-            Ok(seg) if seg.info().name == rule.name => {
-                if !rule.owns_key(uid, cuid) {
-                    return Err(NameError::Squatted {
-                        key: k,
-                        uid,
-                        cuid,
-                        expected: rule.publisher_uid.unwrap_or(u32::MAX),
-                    });
-                }
-                return Ok(Found {
-                    key: k,
-                    shmid: e.id(),
-                    at_own_key: true,
-                });
-            }
-            // Another topic's name (a 24-bit key collision): not this one.
-            Ok(_) => {}
-            Err(OpenError::NotShmbus { .. }) => foreign = Some(Other { key: k, uid, cuid }),
-            // Unreadable or broken: this is where the name belongs; the
-            // caller's attach reports why it cannot be read.
-            Err(OpenError::PermissionDenied { .. } | OpenError::Corrupt { .. }) => {
-                if !rule.owns_key(uid, cuid) {
-                    return Err(NameError::Squatted {
-                        key: k,
-                        uid,
-                        cuid,
-                        expected: rule.publisher_uid.unwrap_or(u32::MAX),
-                    });
-                }
-                return Ok(Found {
-                    key: k,
-                    shmid: e.id(),
-                    at_own_key: true,
-                });
-            }
-            // Gone since the listing.
-            Err(OpenError::NotFound { .. } | OpenError::Removed { .. }) => {}
-            // A shmbus segment this build cannot read: named if nothing
-            // readable carries the name elsewhere.
-            Err(error) => {
-                if unusable.is_none() {
-                    unusable = Some((e, error));
-                }
-            }
+    Directory::read().resolve(rule, me)
+}
+
+/// What a segment's attach said: the topic name it carries, or why it
+/// cannot be read.
+type Probe = Result<String, OpenError>;
+
+/// The machine's segments as one pass of name lookups sees them: listed
+/// once, each attached at most once (when a lookup first needs it), so
+/// resolving N names costs one scan of the M segments, not N of them.
+/// Before, a tool that resolved each of its names with [`resolve`] attached
+/// every segment once per name.
+///
+/// It is a snapshot: segments created or removed after [`Directory::read`]
+/// are not seen, and what an attach said is kept. Read a new one for each
+/// pass (a scan of a long-running tool).
+pub struct Directory {
+    /// Live segments (not removed, key not IPC_PRIVATE), in listing order.
+    all: Vec<ProcEntry>,
+    /// The first entry at each key.
+    by_key: HashMap<i32, usize>,
+    /// What attaching each entry said, filled on first use.
+    probes: Vec<OnceCell<Probe>>,
+}
+
+impl std::fmt::Debug for Directory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Directory")
+            .field("segments", &self.all.len())
+            .field("attached", &self.attached())
+            .finish()
+    }
+}
+
+impl Directory {
+    /// List the machine's segments (`/proc/sysvipc/shm`; none if it cannot
+    /// be read, as [`resolve`] always did). Nothing is attached yet.
+    pub fn read() -> Directory {
+        Directory::of(sysvipc::segments().unwrap_or_default())
+    }
+
+    /// The directory of `list` (live segments only are kept).
+    fn of(list: Vec<ProcEntry>) -> Directory {
+        let all: Vec<ProcEntry> = list
+            .into_iter()
+            .filter(|e| e.mode() & SHM_DEST == 0 && e.key() != 0)
+            .collect();
+        let mut by_key = HashMap::with_capacity(all.len());
+        for (i, e) in all.iter().enumerate() {
+            by_key.entry(e.key()).or_insert(i);
+        }
+        let probes = all.iter().map(|_| OnceCell::new()).collect();
+        Directory {
+            all,
+            by_key,
+            probes,
         }
     }
-    let mut trusted = Vec::new();
-    let mut others = Vec::new();
-    for e in &all {
-        if rule.only_keys || rule.keys.contains(&e.key()) {
-            continue;
-        }
-        let Ok(seg) = Segment::attach_shmid(e.id(), e.key()) else {
-            continue;
-        };
-        if seg.info().name != rule.name {
-            continue;
-        }
-        let (uid, _, _) = e.owner();
-        let cuid = e.creator_uid();
-        if rule.trusts(uid, cuid, me) {
-            trusted.push(e);
-        } else {
-            others.push(Other {
-                key: e.key(),
-                uid,
-                cuid,
-            });
-        }
+
+    /// Number of segments listed.
+    pub fn len(&self) -> usize {
+        self.all.len()
     }
-    match trusted.len() {
-        0 => match unusable {
-            Some((e, _)) if !rule.owns_key(e.owner().0, e.creator_uid()) => {
-                Err(NameError::Squatted {
+
+    /// True if no segment was listed.
+    pub fn is_empty(&self) -> bool {
+        self.all.is_empty()
+    }
+
+    /// Number of segments attached so far (each at most once).
+    pub fn attached(&self) -> usize {
+        self.probes.iter().filter(|p| p.get().is_some()).count()
+    }
+
+    /// What attaching entry `i` says (attached on first use only).
+    fn probe(&self, i: usize) -> &Probe {
+        self.probes[i].get_or_init(|| {
+            let e = &self.all[i];
+            Segment::attach_shmid(e.id(), e.key()).map(|seg| seg.info().name.clone())
+        })
+    }
+
+    /// [`resolve`] among the listed segments: the same answers, and the
+    /// same errors, as the single lookup made at the time of the listing.
+    pub fn resolve(&self, rule: &NameRule, me: u32) -> Result<Found, NameError> {
+        let mut foreign = None;
+        let mut unusable = None;
+        for &k in &rule.keys {
+            let Some(&i) = self.by_key.get(&k) else {
+                continue;
+            };
+            let e = &self.all[i];
+            let (uid, _, _) = e.owner();
+            let cuid = e.creator_uid();
+            match self.probe(i) {
+                Ok(name) if *name == rule.name => {
+                    if !rule.owns_key(uid, cuid) {
+                        return Err(NameError::Squatted {
+                            key: k,
+                            uid,
+                            cuid,
+                            expected: rule.publisher_uid.unwrap_or(u32::MAX),
+                        });
+                    }
+                    return Ok(Found {
+                        key: k,
+                        shmid: e.id(),
+                        at_own_key: true,
+                    });
+                }
+                // Another topic's name (a 24-bit key collision): not this one.
+                Ok(_) => {}
+                Err(OpenError::NotShmbus { .. }) => foreign = Some(Other { key: k, uid, cuid }),
+                // Unreadable or broken: this is where the name belongs; the
+                // caller's attach reports why it cannot be read.
+                Err(OpenError::PermissionDenied { .. } | OpenError::Corrupt { .. }) => {
+                    if !rule.owns_key(uid, cuid) {
+                        return Err(NameError::Squatted {
+                            key: k,
+                            uid,
+                            cuid,
+                            expected: rule.publisher_uid.unwrap_or(u32::MAX),
+                        });
+                    }
+                    return Ok(Found {
+                        key: k,
+                        shmid: e.id(),
+                        at_own_key: true,
+                    });
+                }
+                // Gone since the listing.
+                Err(OpenError::NotFound { .. } | OpenError::Removed { .. }) => {}
+                // A shmbus segment this build cannot read: named if nothing
+                // readable carries the name elsewhere.
+                Err(error) => {
+                    if unusable.is_none() {
+                        unusable = Some((e, error.clone()));
+                    }
+                }
+            }
+        }
+        let mut trusted = Vec::new();
+        let mut others = Vec::new();
+        for (i, e) in self.all.iter().enumerate() {
+            if rule.only_keys || rule.keys.contains(&e.key()) {
+                continue;
+            }
+            match self.probe(i) {
+                Ok(name) if *name == rule.name => {}
+                _ => continue,
+            }
+            let (uid, _, _) = e.owner();
+            let cuid = e.creator_uid();
+            if rule.trusts(uid, cuid, me) {
+                trusted.push(e);
+            } else {
+                others.push(Other {
                     key: e.key(),
-                    uid: e.owner().0,
-                    cuid: e.creator_uid(),
-                    expected: rule.publisher_uid.unwrap_or(u32::MAX),
-                })
+                    uid,
+                    cuid,
+                });
             }
-            Some((e, error)) => Err(NameError::Unusable {
-                key: e.key(),
-                shmid: e.id(),
-                error,
+        }
+        match trusted.len() {
+            0 => match unusable {
+                Some((e, _)) if !rule.owns_key(e.owner().0, e.creator_uid()) => {
+                    Err(NameError::Squatted {
+                        key: e.key(),
+                        uid: e.owner().0,
+                        cuid: e.creator_uid(),
+                        expected: rule.publisher_uid.unwrap_or(u32::MAX),
+                    })
+                }
+                Some((e, error)) => Err(NameError::Unusable {
+                    key: e.key(),
+                    shmid: e.id(),
+                    error,
+                }),
+                None => Err(NameError::NotFound { others, foreign }),
+            },
+            1 => Ok(Found {
+                key: trusted[0].key(),
+                shmid: trusted[0].id(),
+                at_own_key: false,
             }),
-            None => Err(NameError::NotFound { others, foreign }),
-        },
-        1 => Ok(Found {
-            key: trusted[0].key(),
-            shmid: trusted[0].id(),
-            at_own_key: false,
-        }),
-        _ => {
-            let alive: Vec<&&ProcEntry> = trusted
-                .iter()
-                .filter(|e| publisher_status(e.key()).is_alive())
-                .collect();
-            match alive[..] {
-                [only] => Ok(Found {
-                    key: only.key(),
-                    shmid: only.id(),
-                    at_own_key: false,
-                }),
-                _ => Err(NameError::Ambiguous {
-                    keys: trusted.iter().map(|e| e.key()).collect(),
-                }),
+            _ => {
+                let alive: Vec<&&ProcEntry> = trusted
+                    .iter()
+                    .filter(|e| publisher_status(e.key()).is_alive())
+                    .collect();
+                match alive[..] {
+                    [only] => Ok(Found {
+                        key: only.key(),
+                        shmid: only.id(),
+                        at_own_key: false,
+                    }),
+                    _ => Err(NameError::Ambiguous {
+                        keys: trusted.iter().map(|e| e.key()).collect(),
+                    }),
+                }
             }
         }
     }
