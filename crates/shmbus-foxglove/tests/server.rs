@@ -51,10 +51,18 @@ fn sample(seq: u32) -> Sample {
 }
 
 /// A key of this test family (top byte 0x7a) and a guard that removes it.
+/// The key is in the name too, as in `shmbus_testkit::unique_topic`: the
+/// server resolves names, and two runs of these tests at once (two
+/// checkouts on one machine) each had a live `fox-test/suspended` away from
+/// its name's key, so neither resolved (ambiguous) and each server showed
+/// its topic as `fox-test/suspended@0x7a...`: the tests that wait for the
+/// plain name timed out.
 fn key_for(test: &str) -> (Topic, Guard) {
     let key = shmbus_testkit::unique_key_family(0x7a, test);
     (
-        Topic::new(&format!("fox-test/{test}")).key(key).slots(64),
+        Topic::new(&format!("fox-test/{test}-{:08x}", key as u32))
+            .key(key)
+            .slots(64),
         Guard(key),
     )
 }
