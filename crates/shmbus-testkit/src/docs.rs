@@ -467,8 +467,7 @@ mod tests {
             vec![vec!["--rate", "5"]]
         );
         assert!(invocations("journalctl -u shmbus-sensor-imu -f", imu).is_empty());
-        let dir = std::env::temp_dir().join(format!("shmbus-docs-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::TempDir::new("docs-test");
         let f = dir.join("x.md");
         std::fs::write(
             &f,
@@ -476,7 +475,6 @@ mod tests {
         )
         .unwrap();
         let shown = shown_commands(&f);
-        std::fs::remove_dir_all(&dir).unwrap();
         let texts: Vec<(usize, &str, bool)> = shown
             .iter()
             .map(|s| (s.line, s.text.trim(), s.strict))
