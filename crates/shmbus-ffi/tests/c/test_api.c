@@ -429,9 +429,12 @@ static void test_c_publisher(uint32_t key) {
     shmbus_schema_close(other);
 }
 
-/* Write `text` to a new temporary file; its path goes to `path`. */
+/* Write `text` to a new temporary file (under $TMPDIR, else /tmp); its path
+ * goes to `path`. */
 static int write_temp(char *path, size_t cap, const char *name, const char *text) {
-    snprintf(path, cap, "/tmp/shmbus-c-%ld-%s", (long)getpid(), name);
+    const char *dir = getenv("TMPDIR");
+    if (!dir || !*dir) dir = "/tmp";
+    snprintf(path, cap, "%s/shmbus-c-%ld-%s", dir, (long)getpid(), name);
     FILE *f = fopen(path, "w");
     if (!f) return 0;
     fputs(text, f);
