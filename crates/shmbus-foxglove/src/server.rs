@@ -659,13 +659,21 @@ impl Server {
     fn housekeeping(&mut self, now: u64) {
         let stall = ns(self.cfg.stall_timeout);
         for c in &mut self.clients {
-            // Messages queued this turn (advertise, status, ...) go out now;
-            // a blocked client is pumped when its socket turns writable.
+            // Nothing waits for it: however long ago it was last sent
+            // something, it is not behind. The stall clock runs only while
+            // output waits; it ran through quiet spells, and the keepalive's
+            // ping after one (nothing sent for 10 s, nothing heard for 30 s)
+            // had a reading client reset as "stuck" at once.
+            if !c.has_output() {
+                c.last_progress_ns = now;
+            }
+            c.keepalive(now, ns(self.cfg.keepalive), stall);
+            // Messages queued this turn (advertise, status, the ping) go out
+            // now; a blocked client is pumped when its socket turns writable.
             if !c.blocked() && c.has_output() {
                 c.pump(now);
             }
             c.note_drain(now);
-            c.keepalive(now, ns(self.cfg.keepalive), stall);
             if c.gone.is_none() && c.has_output() && now.saturating_sub(c.last_progress_ns) > stall
             {
                 c.stuck = true;

@@ -1761,9 +1761,11 @@ fn a_suspended_publisher_is_reported_as_suspended() {
             "the publisher exited before it was ready"
         );
     }
-    // Not quiet: this test once saw its connection reset under heavy load
-    // (2026-12-04, not reproduced); the server's line then says why it
-    // dropped the client.
+    // Not quiet: the server's line says why it dropped a client. This test
+    // once saw its connection reset under heavy load (2026-12-04): its
+    // topic was not advertised under its name within 30 s, and the
+    // keepalive's ping then had the quiet client taken for stuck
+    // (`a_quiet_client_that_reads_is_pinged_not_taken_for_stuck`).
     let server = Running::start(&[topic.key], |c| {
         c.stale_after = Duration::from_millis(500);
         c.quiet = false;
@@ -1791,6 +1793,53 @@ fn a_suspended_publisher_is_reported_as_suspended() {
             })
         },
     );
+}
+
+/// A client that reads but says nothing, and is sent nothing for longer
+/// than the stall timeout (here no topic at all; in use, topics nobody
+/// subscribed to and no health change), is pinged when the keepalive
+/// comes, answers, and stays. Before, the ping queued after that quiet
+/// spell was taken for output the client had not taken for the whole
+/// spell: "stuck: took no data for 5 s with 0 KiB waiting", and the
+/// connection was reset. With the defaults (keepalive 30 s, stall timeout
+/// 10 s) every such viewer was reset 30 s after its last word: the
+/// suspended-publisher test's "Connection reset by peer" when its topic
+/// was not advertised within 30 s.
+#[test]
+fn a_quiet_client_that_reads_is_pinged_not_taken_for_stuck() {
+    watchdog("quiet_client", Duration::from_secs(300));
+    let (topic, _g) = key_for("quiet");
+    // The keepalive longer than the stall timeout, as by default; 5 s for
+    // an answer, so that a reading client whose thread does not run for a
+    // second on a loaded machine still answers in time.
+    let server = Running::start(&[topic.key], |c| {
+        c.keepalive = Duration::from_secs(6);
+        c.stall_timeout = Duration::from_secs(5);
+        c.quiet = false;
+    });
+    let (mut ws, _) = connect(server.addr, "foxglove.websocket.v1");
+    // Two keepalive rounds: each ping is answered (tungstenite sends the
+    // pong at the next read) and the connection stays.
+    let mut pings = 0;
+    let end = Instant::now() + Duration::from_secs(120);
+    while pings < 2 {
+        assert!(
+            Instant::now() < end,
+            "no second ping within 120 s ({pings} so far)"
+        );
+        match ws.read() {
+            Ok(Message::Ping(_)) => pings += 1,
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("a quiet client that reads was dropped after {pings} ping(s): {e}"),
+        }
+    }
+    drop(ws);
+    assert_eq!(server.stop().clients, 1);
 }
 
 /// A connection that answers nothing (a viewer's laptop asleep, a network
