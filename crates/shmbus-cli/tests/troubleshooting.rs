@@ -295,6 +295,21 @@ fn a_crashed_publisher_is_shown_as_the_page_shows_it() {
     let r = run(&["hz", &name, "--count", "1"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_shown("dead", &r.stdout, &name);
+    // "`list` says `not running` in the PUBLISHER column", the words every
+    // other tool uses (it said "stopped", which is what `ps` calls a
+    // SIGSTOP'd process: the suspended case, further down the page).
+    assert!(
+        page().contains("`list` says `not running` in the PUBLISHER"),
+        "the page's words changed: update this test"
+    );
+    let r = run(&["list"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let row = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no row for {name}:\n{}", r.stdout));
+    assert!(row.contains(" not running "), "{row}");
 }
 
 #[test]

@@ -118,11 +118,14 @@ pub fn lock_squat_text(entry: &Entry, lock_uid: u32) -> (String, String) {
     )
 }
 
-/// The publisher lock state as a short word and an optional pid.
+/// The publisher lock state as a short word and an optional pid. "not
+/// running", as every other tool and the JSON say it: "stopped" read as a
+/// SIGSTOP'd process (`ps` state T), which is the opposite case (alive,
+/// holding its lock, not publishing).
 pub fn publisher_text(p: &PublisherStatus) -> String {
     match p {
         PublisherStatus::Alive { pid } => format!("alive {pid}"),
-        PublisherStatus::NotRunning => "stopped".into(),
+        PublisherStatus::NotRunning => "not running".into(),
         PublisherStatus::NoLock => "none".into(),
         PublisherStatus::Unknown => "unknown".into(),
     }
