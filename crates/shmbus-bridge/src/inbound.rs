@@ -23,7 +23,8 @@
 //! topic removed under the bridge (`shmbus rm`) is noticed by the publish
 //! it affects (one check after each publish), created again, and the
 //! message published on it; each time is counted (`recreated`,
-//! `in.recreated`).
+//! `in.recreated`). So is its publisher lock removed alone (`ipcrm -s`),
+//! which the bridge takes again at once.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -273,6 +274,14 @@ impl Inbound {
                                     continue;
                                 }
                             }
+                            // Its lock alone removed (`ipcrm -s`): the frame
+                            // is on the topic's segment, but readers see no
+                            // publisher and a second one could start. Take
+                            // a lock again now (counted as a recreation).
+                            if relock_if_lock_removed(r) {
+                                r.recreated += 1;
+                                self.stats.in_recreated.fetch_add(1, Ordering::Relaxed);
+                            }
                             r.published += 1;
                             r.state = "publishing";
                             r.last_frame = Some(frame.clone());
@@ -465,10 +474,9 @@ fn frame_of(r: &Route, payload: &[u8]) -> Result<Vec<u8>, String> {
     }
 }
 
-/// True if the segment `p` publishes on was removed (`shmbus rm`,
-/// `ipcrm`): the key no longer leads to it.
-/// If someone removed the local topic (`shmbus rm`), let go of it, so the
-/// next open creates it again; true if so.
+/// If someone removed the local topic (`shmbus rm`, `ipcrm`: the key no
+/// longer leads to its segment), let go of it, so the next open creates it
+/// again; true if so.
 fn drop_if_removed(r: &mut Route) -> bool {
     if !r.publisher.as_ref().is_some_and(RawPublisher::is_removed) {
         return false;
@@ -479,6 +487,24 @@ fn drop_if_removed(r: &mut Route) -> bool {
     );
     r.publisher = None;
     r.next_open = None;
+    true
+}
+
+/// If the local topic's publisher lock alone was removed (`ipcrm -s`),
+/// open the topic again at once, which takes a new lock on the same
+/// segment (or is refused, and says why, if another publisher took it
+/// first); true if so.
+fn relock_if_lock_removed(r: &mut Route) -> bool {
+    if !r.publisher.as_ref().is_some_and(RawPublisher::lock_removed) {
+        return false;
+    }
+    eprintln!(
+        "shmbus-bridge: {} -> the publisher lock of topic '{}' was removed (`ipcrm -s`); taking it again (counted in $stats in.recreated)",
+        r.t.remote, r.t.cfg.name
+    );
+    r.publisher = None;
+    r.next_open = None;
+    open(r);
     true
 }
 

@@ -691,6 +691,45 @@ fn an_inbound_message_right_after_a_removal_goes_to_a_new_segment() {
     assert_eq!(r["recreated"].as_u64(), Some(1), "{r}");
 }
 
+/// The local topic's publisher lock alone removed (`ipcrm -s`): readers saw
+/// no publisher, and a second one could start on the topic, until the
+/// bridge restarted. The next broker message takes a lock again (on the same
+/// segment, which has the frame), and the removal is counted.
+#[test]
+fn an_inbound_message_after_the_lock_was_removed_takes_it_again() {
+    let k = key();
+    let _g = Guard(k);
+    let (mut i, outbox, stats) = inbound("core/unlock", k, SAMPLE_TEXT, InFormat::Json);
+    i.open_all();
+    i.handle("g/core/unlock", br#"{"seq":1,"level":0,"ok":true}"#);
+    let shmid = shmbus_core::sys::shmget(k, 0, 0).expect("the topic's segment");
+    assert!(shmbus_core::lock::remove_lock(k).expect("remove the lock"));
+    assert!(!shmbus_core::lock::publisher_status(k).is_alive());
+    i.handle("g/core/unlock", br#"{"seq":2,"level":0,"ok":true}"#);
+    assert_eq!(
+        shmbus_core::lock::publisher_status(k),
+        shmbus_core::PublisherStatus::Alive {
+            pid: std::process::id() as i32
+        }
+    );
+    assert_eq!(shmbus_core::sys::shmget(k, 0, 0).ok(), Some(shmid));
+    let mut s = shmbus_sub::Subscriber::<Sample>::attach(&Topic::new("core/unlock").key(k))
+        .expect("attach");
+    let f = s.latest().unwrap().expect("a frame");
+    assert_eq!(f.value.seq, 2);
+    let st = stats.to_json((0, 0, 0, 0));
+    assert_eq!(
+        (
+            st["in"]["published"].as_u64(),
+            st["in"]["recreated"].as_u64()
+        ),
+        (Some(2), Some(1)),
+        "{st}"
+    );
+    let r = report(&outbox, "core/unlock");
+    assert_eq!(r["recreated"].as_u64(), Some(1), "{r}");
+}
+
 /// After good payloads resume, `$in/<topic>` says the bad one is history:
 /// `state` is `publishing`, and `last_error` comes with when it happened
 /// (`last_error_ns`, wall clock as a frame's `real_ns`) and its age at the

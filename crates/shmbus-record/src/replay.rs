@@ -265,8 +265,11 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
     let mut first_pass = true;
     // Topics removed (`shmbus rm`) under this replay: their frames would
     // reach no subscriber, so they are no longer published (as `shmbus
-    // pub` stops). By key: the topic's name and the frames it got.
-    let mut removed: BTreeMap<i32, (String, u64)> = BTreeMap::new();
+    // pub` stops). So are topics whose publisher lock alone was removed
+    // (`ipcrm -s`): readers call this replay gone, and nothing keeps a
+    // second publisher out. By key: the topic's name, the frames it got,
+    // and whether it was the lock alone.
+    let mut removed: BTreeMap<i32, (String, u64, bool)> = BTreeMap::new();
     let mut checked: HashMap<i32, Instant> = HashMap::new();
     let mut per_key: HashMap<i32, u64> = HashMap::new();
     // Why `--loop` could not repeat the file (its frames span no time).
@@ -395,15 +398,24 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
                 .is_none_or(|c| now.duration_since(*c) >= REMOVAL_CHECK);
             if due_check {
                 checked.insert(key, now);
-                if publisher.is_removed() {
+                let gone = publisher.is_removed();
+                if gone || publisher.lock_removed() {
                     let name = publisher.name().to_string();
                     let before = per_key.get(&key).copied().unwrap_or(0);
-                    eprintln!(
-                        "shmbus: warning: topic '{}' (key 0x{:08x}) was removed (`shmbus rm`) while it was replayed: no one can find it now, so the rest of its frames are not published ({before} were)",
-                        shown(&name),
-                        key as u32
-                    );
-                    removed.insert(key, (name, before));
+                    if gone {
+                        eprintln!(
+                            "shmbus: warning: topic '{}' (key 0x{:08x}) was removed (`shmbus rm`) while it was replayed: no one can find it now, so the rest of its frames are not published ({before} were)",
+                            shown(&name),
+                            key as u32
+                        );
+                    } else {
+                        eprintln!(
+                            "shmbus: warning: the publisher lock of topic '{}' (key 0x{:08x}) was removed (`ipcrm -s`) while it was replayed: readers see no publisher and another one could start on the topic, so the rest of its frames are not published ({before} were)",
+                            shown(&name),
+                            key as u32
+                        );
+                    }
+                    removed.insert(key, (name, before, !gone));
                     continue;
                 }
             }
@@ -535,12 +547,17 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
     if !removed.is_empty() {
         let each: Vec<String> = removed
             .iter()
-            .map(|(key, (name, before))| {
+            .map(|(key, (name, before, lock_only))| {
                 format!(
-                    "'{}' (key 0x{:08x}) after {before} frame{}",
+                    "'{}' (key 0x{:08x}) after {before} frame{}{}",
                     shown(name),
                     *key as u32,
-                    if *before == 1 { "" } else { "s" }
+                    if *before == 1 { "" } else { "s" },
+                    if *lock_only {
+                        " (its publisher lock, `ipcrm -s`)"
+                    } else {
+                        ""
+                    }
                 )
             })
             .collect();

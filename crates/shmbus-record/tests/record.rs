@@ -2275,15 +2275,36 @@ fn replay_loop_spaces_its_passes_and_refuses_a_file_of_one_instant() {
 /// ever.
 #[test]
 fn a_topic_removed_while_replayed_is_no_longer_published() {
+    removed_while_replayed(false);
+}
+
+/// The same for its publisher lock alone (`ipcrm -s`): readers called the
+/// replay gone, and a second publisher could start on the topic. Was: it
+/// went on publishing, with no lock, for ever with `--loop`.
+#[test]
+fn a_topic_whose_lock_is_removed_while_replayed_is_no_longer_published() {
+    removed_while_replayed(true);
+}
+
+fn removed_while_replayed(lock_only: bool) {
     watchdog("removed while replayed", Duration::from_secs(180));
     let ms = 1_000_000;
-    let file = TempFile::new("replay-removed");
-    let (topic, _guard) = recording_at("replay-removed", &[0, 20 * ms, 40 * ms], &file);
-    let target = unique_key("replay-removed-target");
+    let tag = if lock_only {
+        "replay-unlocked"
+    } else {
+        "replay-removed"
+    };
+    let file = TempFile::new(tag);
+    let (topic, _guard) = recording_at(tag, &[0, 20 * ms, 40 * ms], &file);
+    let target = unique_key(&format!("{tag}-target"));
     let _target = Guard(target);
     let (mut child, mut sub) = replay_loop_until(&file, &topic, target, 4);
-    let id = shmbus_core::sys::shmget(target, 0, 0).expect("the replayed segment");
-    shmbus_core::sys::shm_remove(id).expect("remove the replayed segment");
+    if lock_only {
+        assert!(shmbus_core::lock::remove_lock(target).expect("remove the replay's lock"));
+    } else {
+        let id = shmbus_core::sys::shmget(target, 0, 0).expect("the replayed segment");
+        shmbus_core::sys::shm_remove(id).expect("remove the replayed segment");
+    }
     let (code, _) = wait_exit(
         &mut child,
         Duration::from_secs(60),
@@ -2298,11 +2319,24 @@ fn a_topic_removed_while_replayed_is_no_longer_published() {
         .read_to_string(&mut err)
         .unwrap();
     assert_eq!(code, Some(1), "{err}");
-    assert!(
-        err.contains(&format!(
+    let said = if lock_only {
+        format!(
+            "the publisher lock of topic '{}' (key 0x{:08x}) was removed (`ipcrm -s`) while it was replayed",
+            topic.name, target as u32
+        )
+    } else {
+        format!(
             "topic '{}' (key 0x{:08x}) was removed (`shmbus rm`) while it was replayed",
             topic.name, target as u32
-        )) && err.contains("replay stopped publishing"),
+        )
+    };
+    assert!(
+        err.contains(&said) && err.contains("replay stopped publishing"),
+        "{err}"
+    );
+    assert_eq!(
+        err.contains("(its publisher lock, `ipcrm -s`)"),
+        lock_only,
         "{err}"
     );
     // What it published before is all the removed segment got.
