@@ -1850,6 +1850,21 @@ fn a_name_never_resolves_to_another_users_segment() {
         "record says what info says:\n{}\n{text}",
         rec.stderr
     );
+    let fox = with_config(&[
+        "foxglove",
+        "--bind",
+        "127.0.0.1:0",
+        "--duration",
+        "0.5",
+        "-q",
+        &squat,
+    ]);
+    assert_ne!(fox.code, 0, "{}", fox.stderr);
+    assert!(
+        fox.stderr.contains(text),
+        "foxglove says what info says:\n{}\n{text}",
+        fox.stderr
+    );
     // Stopped as the message says, then the fix typed as given.
     drop(_squatter);
     let fix = r

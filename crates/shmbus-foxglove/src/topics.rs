@@ -513,13 +513,19 @@ impl Topics {
     /// topics among 3000 segments took 20 s to start, and one waiting for
     /// 10 names used 40% of a core scanning for them.)
     fn lookup(&mut self, name: &str) -> Result<Found, NameError> {
+        let me = self.me;
+        let pass = self.pass();
+        let (rule, _) = pass.rules.rule(name);
+        pass.dir.resolve(&rule, me)
+    }
+
+    /// This scan's config rules and segment directory, read on first need.
+    fn pass(&mut self) -> &mut Pass {
         let bus = self.bus_keys.as_deref();
-        let pass = self.pass.get_or_insert_with(|| Pass {
+        self.pass.get_or_insert_with(|| Pass {
             rules: Rules::find(bus),
             dir: Directory::read(),
-        });
-        let (rule, _) = pass.rules.rule(name);
-        pass.dir.resolve(&rule, self.me)
+        })
     }
 
     /// The channel name of segment `shmid` (key `key`) carrying `name`.
@@ -738,12 +744,22 @@ impl Topics {
                                 others[0].key
                             ),
                         )),
-                        Err(NameError::Squatted { key, .. }) => Err((
-                            false,
-                            format!(
-                                "the segment at its key {key:#010x} was created by another user than the configured publisher (a squatter?)"
-                            ),
-                        )),
+                        // Every tool's one text for it, naming the live
+                        // squatter if there is one.
+                        Err(NameError::Squatted {
+                            key,
+                            uid,
+                            cuid,
+                            expected,
+                        }) => {
+                            let (rule, _) = self.pass().rules.rule(n);
+                            Err((
+                                false,
+                                shmbus_config::names::squatted_text(
+                                    &rule, key, uid, cuid, expected,
+                                ),
+                            ))
+                        }
                         // Being created by a live publisher: served once it is.
                         Err(NameError::Unusable { error, .. }) if error.is_being_created() => {
                             Err((true, "it is still being created".to_string()))

@@ -814,11 +814,16 @@ impl Scan {
             }
             return out;
         }
+        // One listing of the segments for every named topic of this scan,
+        // each segment attached at most once: a lookup per name attached
+        // every segment on the machine, names x segments per rescan.
+        let mut dir: Option<names::Directory> = None;
         for i in 0..self.named.len() {
             let result = match &self.named[i].want {
                 Want::Name(rule) => {
                     let rule = rule.clone();
-                    match names::resolve(&rule, self.me) {
+                    let dir = dir.get_or_insert_with(names::Directory::read);
+                    match dir.resolve(&rule, self.me) {
                         Ok(f) => self.take(f.shmid, f.key).map(|s| vec![s]),
                         Err(e) => Err(name_error(&rule, e)),
                     }
