@@ -658,6 +658,22 @@ fn a_payload_with_a_key_twice_is_refused_not_half_kept() {
     assert_eq!(r["published"].as_u64(), Some(1), "{r}");
 }
 
+/// The bridge's counters and the topic's `$in` report after two messages,
+/// one of which found the local topic (or its lock) removed.
+fn two_published_one_recreated(stats: &Stats, outbox: &Outbox, topic: &str) {
+    let st = stats.to_json((0, 0, 0, 0));
+    assert_eq!(
+        (
+            st["in"]["published"].as_u64(),
+            st["in"]["recreated"].as_u64()
+        ),
+        (Some(2), Some(1)),
+        "{st}"
+    );
+    let r = report(outbox, topic);
+    assert_eq!(r["recreated"].as_u64(), Some(1), "{r}");
+}
+
 /// A broker message right after the local topic was removed (`shmbus rm`)
 /// goes to a new segment at the key, where subscribers find it, and the
 /// removal is counted. It used to go to the removed segment (the removal
@@ -678,17 +694,7 @@ fn an_inbound_message_right_after_a_removal_goes_to_a_new_segment() {
         panic!("the new segment holds no frame")
     };
     assert_eq!(f.value.seq, 2);
-    let st = stats.to_json((0, 0, 0, 0));
-    assert_eq!(
-        (
-            st["in"]["published"].as_u64(),
-            st["in"]["recreated"].as_u64()
-        ),
-        (Some(2), Some(1)),
-        "{st}"
-    );
-    let r = report(&outbox, "core/rm");
-    assert_eq!(r["recreated"].as_u64(), Some(1), "{r}");
+    two_published_one_recreated(&stats, &outbox, "core/rm");
 }
 
 /// The local topic's publisher lock alone removed (`ipcrm -s`): readers saw
@@ -717,17 +723,7 @@ fn an_inbound_message_after_the_lock_was_removed_takes_it_again() {
         .expect("attach");
     let f = s.latest().unwrap().expect("a frame");
     assert_eq!(f.value.seq, 2);
-    let st = stats.to_json((0, 0, 0, 0));
-    assert_eq!(
-        (
-            st["in"]["published"].as_u64(),
-            st["in"]["recreated"].as_u64()
-        ),
-        (Some(2), Some(1)),
-        "{st}"
-    );
-    let r = report(&outbox, "core/unlock");
-    assert_eq!(r["recreated"].as_u64(), Some(1), "{r}");
+    two_published_one_recreated(&stats, &outbox, "core/unlock");
 }
 
 /// After good payloads resume, `$in/<topic>` says the bad one is history:

@@ -1850,15 +1850,7 @@ fn a_name_never_resolves_to_another_users_segment() {
         "record says what info says:\n{}\n{text}",
         rec.stderr
     );
-    let fox = with_config(&[
-        "foxglove",
-        "--bind",
-        "127.0.0.1:0",
-        "--duration",
-        "0.5",
-        "-q",
-        &squat,
-    ]);
+    let fox = with_config(&fox_args(&[&squat]));
     assert_ne!(fox.code, 0, "{}", fox.stderr);
     assert!(
         fox.stderr.contains(text),
@@ -3431,6 +3423,11 @@ fn demo_and_bench_under_a_process_limit_neither_panic_nor_leak() {
 
 /// `shmbus foxglove` on 127.0.0.1:0 for half a second, quiet, serving `topics`.
 fn fox(topics: &[&str]) -> Run {
+    run(&fox_args(topics))
+}
+
+/// `shmbus foxglove` on 127.0.0.1 for half a second, quiet, serving `topics`.
+fn fox_args<'a>(topics: &[&'a str]) -> Vec<&'a str> {
     let mut a = vec![
         "foxglove",
         "--bind",
@@ -3440,7 +3437,7 @@ fn fox(topics: &[&str]) -> Run {
         "-q",
     ];
     a.extend_from_slice(topics);
-    run(&a)
+    a
 }
 
 /// `record` and `foxglove` take a TOPIC as every other command does (a key,
