@@ -391,21 +391,26 @@ impl Directory {
             let e = &self.all[i];
             let (uid, _, _) = e.owner();
             let cuid = e.creator_uid();
+            // The name's segment at its own key: taken, unless the config
+            // names its publisher and another user made it.
+            let at_own_key = || {
+                if !rule.owns_key(uid, cuid) {
+                    return Err(NameError::Squatted {
+                        key: k,
+                        uid,
+                        cuid,
+                        expected: rule.publisher_uid.unwrap_or(u32::MAX),
+                    });
+                }
+                Ok(Found {
+                    key: k,
+                    shmid: e.id(),
+                    at_own_key: true,
+                })
+            };
             match self.probe(i) {
                 Ok(name) if *name == rule.name => {
-                    if !rule.owns_key(uid, cuid) {
-                        return Err(NameError::Squatted {
-                            key: k,
-                            uid,
-                            cuid,
-                            expected: rule.publisher_uid.unwrap_or(u32::MAX),
-                        });
-                    }
-                    return Ok(Found {
-                        key: k,
-                        shmid: e.id(),
-                        at_own_key: true,
-                    });
+                    return at_own_key();
                 }
                 // Another topic's name (a 24-bit key collision): not this one.
                 Ok(_) => {}
@@ -413,19 +418,7 @@ impl Directory {
                 // Unreadable or broken: this is where the name belongs; the
                 // caller's attach reports why it cannot be read.
                 Err(OpenError::PermissionDenied { .. } | OpenError::Corrupt { .. }) => {
-                    if !rule.owns_key(uid, cuid) {
-                        return Err(NameError::Squatted {
-                            key: k,
-                            uid,
-                            cuid,
-                            expected: rule.publisher_uid.unwrap_or(u32::MAX),
-                        });
-                    }
-                    return Ok(Found {
-                        key: k,
-                        shmid: e.id(),
-                        at_own_key: true,
-                    });
+                    return at_own_key();
                 }
                 // Gone since the listing.
                 Err(OpenError::NotFound { .. } | OpenError::Removed { .. }) => {}
