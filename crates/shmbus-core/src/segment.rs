@@ -54,6 +54,9 @@ pub struct Segment {
     key: i32,
 }
 
+/// The header's `notify` word, as an index of 32-bit words.
+const NOTIFY_INDEX: usize = core::mem::offset_of!(crate::layout::RawHeader, notify) / 4;
+
 fn map_attach_err(key: i32, e: SysError) -> OpenError {
     match e.errno {
         Errno::EACCES | Errno::EPERM => OpenError::PermissionDenied {
@@ -137,7 +140,8 @@ impl Segment {
             map_attach_err(key, e)
         })?;
         let info = HeaderInfo::read(&att, key)?;
-        let seg = Segment { att, info, key };
+        let mut seg = Segment { att, info, key };
+        seg.set_poll_index(NOTIFY_INDEX);
         if seg.generation() > MAX_SANE_GENERATION {
             return Err(OpenError::Corrupt {
                 key,
@@ -360,6 +364,30 @@ impl Segment {
             return seqlock::Peek::Older;
         }
         self.peek_rest_at(index, lo, generation)
+    }
+
+    /// Choose the word [`Self::poll_lo`] loads: `index`, a poller's
+    /// [`Self::peek_index`]. Until a poller chooses one, and if `index` is
+    /// not in the segment (no peek index can be: the attach checked that
+    /// every slot is inside the mapping), it is the header's `notify` word,
+    /// the low 32 bits of the newest generation: tested with
+    /// [`seqlock::is_older`] against the generation a poller waits for, it
+    /// answers "nothing new" only when that frame is not published yet, the
+    /// answer a slot's word gives.
+    #[inline]
+    pub fn set_poll_index(&mut self, index: usize) {
+        if !self.att.set_mark(index) {
+            let header_has_it = self.att.set_mark(NOTIFY_INDEX);
+            debug_assert!(header_has_it);
+        }
+    }
+
+    /// The word [`Self::set_poll_index`] chose, one Relaxed load with no
+    /// bounds check: a poll loop's whole cost when nothing is new, with
+    /// [`seqlock::is_older`]; [`Self::peek_rest_at`] finishes the test.
+    #[inline(always)]
+    pub fn poll_lo(&self) -> u32 {
+        self.att.marked()
     }
 
     /// The low generation word at `index` (one Relaxed load), `None` past

@@ -308,11 +308,18 @@ pub struct Attachment {
     ptr: NonNull<u8>,
     len: usize,
     shmid: i32,
+    /// The word [`Self::marked`] loads: [`NO_WORD`] until [`Self::set_mark`]
+    /// chooses one of the mapping's whole words (with a bounds check).
+    mark: NonNull<AtomicU32>,
 }
 
+/// What [`Attachment::marked`] loads before a word of the mapping is chosen.
+static NO_WORD: AtomicU32 = AtomicU32::new(0);
+
 // SAFETY: the attachment is a pointer to process-wide shared memory that is
-// only accessed through atomics; moving it or sharing it between threads is as
-// safe as sharing `&[AtomicU32]`.
+// only accessed through atomics (`mark` points into that memory or at a
+// static atomic); moving it or sharing it between threads is as safe as
+// sharing `&[AtomicU32]`.
 unsafe impl Send for Attachment {}
 // SAFETY: as above; all access goes through atomic operations.
 unsafe impl Sync for Attachment {}
@@ -354,7 +361,12 @@ impl Attachment {
                 errno: Errno::EAGAIN,
             });
         }
-        Ok(Attachment { ptr, len, shmid })
+        Ok(Attachment {
+            ptr,
+            len,
+            shmid,
+            mark: NonNull::from(&NO_WORD),
+        })
     }
 
     /// The segment's size in bytes, from the kernel (`shm_segsz`).
@@ -383,6 +395,35 @@ impl Attachment {
         // [offset, offset + 4 * count) is inside `len` bytes exactly when
         // these words are among the mapping's whole words.
         self.all_atomics().get(first..first.checked_add(count)?)
+    }
+
+    /// Choose the word [`Self::marked`] loads: word `index` of the mapping
+    /// (byte offset `4 * index`). False, and the mark unchanged, if the
+    /// mapping has no such word.
+    pub fn set_mark(&mut self, index: usize) -> bool {
+        match self.all_atomics().get(index) {
+            Some(w) => {
+                self.mark = NonNull::from(w);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A Relaxed load of the word [`Self::set_mark`] chose (0 before it
+    /// chose one), with no bounds check: that was made once, when the word
+    /// was chosen. A poll loop that asks the same word many times loads the
+    /// mark and the word, where an index would also load the mapping's
+    /// address and length and compare.
+    #[inline(always)]
+    pub fn marked(&self) -> u32 {
+        // SAFETY: `mark` points at the static `NO_WORD` or, set by
+        // `set_mark` only, at one of `all_atomics()`'s words: inside the
+        // mapping, which stays attached for as long as `self` lives (only
+        // `Drop` detaches it) and does not move when `self` moves. The
+        // reference lives only for this load, a Relaxed load as
+        // `all_atomics` allows on read-only memory.
+        unsafe { self.mark.as_ref() }.load(core::sync::atomic::Ordering::Relaxed)
     }
 
     /// Every whole 32-bit word of the mapping. Built on each call from the

@@ -269,10 +269,11 @@ impl RawSubscriber {
 
     /// Wrap an attached segment. The in-order cursor starts after the newest
     /// frame (only frames published from now on); see [`Self::seek_oldest`].
-    pub fn from_segment(seg: Segment) -> Self {
+    pub fn from_segment(mut seg: Segment) -> Self {
         let g = seg.generation();
         let want = g.saturating_add(1);
         let peek_idx = seg.peek_index(want);
+        seg.set_poll_index(peek_idx);
         RawSubscriber {
             seg,
             next: g.saturating_add(1),
@@ -366,20 +367,21 @@ impl RawSubscriber {
         // The poll loop's whole cost when nothing is new, inlined; the
         // rest (something new, or the slot cannot tell) out of line, given
         // the word already loaded.
-        match self.seg.gen_lo_at(self.peek_idx) {
-            Some(lo) if is_older(lo, self.want) => false,
-            lo => self.has_new_slow(lo),
+        // The segment keeps the word `peek_idx` names marked
+        // (`Segment::set_poll_index`), so this is two loads, the mark and
+        // the word, and no bounds check.
+        let lo = self.seg.poll_lo();
+        if is_older(lo, self.want) {
+            false
+        } else {
+            self.has_new_slow(lo)
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn has_new_slow(&self, lo: Option<u32>) -> bool {
-        let peeked = match lo {
-            Some(lo) => self.seg.peek_rest_at(self.peek_idx, lo, self.want),
-            None => Peek::Unsure,
-        };
-        match peeked {
+    fn has_new_slow(&self, lo: u32) -> bool {
+        match self.seg.peek_rest_at(self.peek_idx, lo, self.want) {
             Peek::Older => false,
             Peek::Complete => true,
             Peek::Unsure => {
@@ -402,6 +404,7 @@ impl RawSubscriber {
             } else {
                 self.seg.peek_index(g.saturating_add(1))
             };
+            self.seg.set_poll_index(self.peek_idx);
             self.newest = g;
             self.seen = g as u32;
             self.want = g.saturating_add(1);

@@ -243,6 +243,46 @@ fn index_based_slot_reads_agree_with_generation_based_ones() {
     p.remove().unwrap();
 }
 
+/// The poll word (`set_poll_index`, `poll_lo`: what `has_new` loads with no
+/// bounds check) is the word its index names; before one is chosen, and
+/// for an index outside the segment, it is the header's `notify` word,
+/// which follows the newest generation.
+#[test]
+fn the_poll_word_is_the_chosen_slot_word_or_else_notify() {
+    let (topic, _guard) = unique_topic("poll-word");
+    let topic = topic.slots(4);
+    let mut p = Publisher::<Check>::open(&topic).unwrap();
+    for g in 1..=6 {
+        p.publish(&Check::new(g)).unwrap();
+    }
+    let mut seg = Segment::attach(&topic).unwrap();
+    assert_eq!(seg.poll_lo(), 6, "notify before a word is chosen");
+    for g in 3..=6u64 {
+        seg.set_poll_index(seg.peek_index(g));
+        assert_eq!(seg.poll_lo(), g as u32, "frame {g}'s slot");
+    }
+    seg.set_poll_index(seg.peek_index(3));
+    p.publish(&Check::new(7)).unwrap();
+    assert_eq!(seg.poll_lo(), 7, "frame 7 took frame 3's slot");
+    let words = seg.stat().unwrap().size as usize / 4;
+    let mut g = 7u64;
+    for bad in [words, words + 1, usize::MAX] {
+        seg.set_poll_index(bad);
+        assert_eq!(seg.poll_lo(), g as u32, "index {bad}: notify");
+        g += 1;
+        p.publish(&Check::new(g)).unwrap();
+        assert_eq!(seg.poll_lo(), g as u32, "index {bad}: notify follows");
+        seg.set_poll_index(seg.peek_index(g - 1));
+        assert_eq!(
+            seg.poll_lo(),
+            (g - 1) as u32,
+            "a slot word again after {bad}"
+        );
+    }
+    drop(seg);
+    p.remove().unwrap();
+}
+
 /// The mapping's word views stay inside the segment the kernel reports and
 /// refuse unaligned offsets, for a size that is not a whole number of
 /// words: the last, partial word is not a word.
