@@ -12,7 +12,9 @@
 #            lock, is removed under it (ipcrm), and each subscriber reads on
 #            the Python module: a wheel bundling libshmbus.so, installed
 #            in a venv, tested with pytest against live Rust publishers
-#            and subscribers; then the C-vs-Rust cost table (ffi_bench)
+#            and subscribers (also the Python examples, python/examples);
+#            the Python examples with the C ones both ways, and through a
+#            removal of their topic; then the C-vs-Rust cost table (ffi_bench)
 #   armv7    the C tests and examples cross-built with Debian's rustc 1.85
 #            and arm-linux-gnueabihf-gcc, every program run under qemu-arm
 #
@@ -216,6 +218,18 @@ python_tests() {
     run "python: pytest (installed wheel) vs Rust publishers and subscribers" \
         env -C python/tests SHMBUS_EXAMPLES_DIR="$ROOT/target/release" SHMBUS_EXPECT_LIB_UNDER="$site" \
         "$FFI_VENV/bin/python" -m pytest -p no:cacheprovider -q .
+    # The Python examples with the C ones, both ways, as the C and Rust
+    # examples are checked above: their `#!/usr/bin/env python3` finds the
+    # venv's python (the installed wheel) first on PATH.
+    local py=python/examples c=$OUT/host/bin
+    PATH=$FFI_VENV/bin:$PATH interop "python: Python publisher -> C subscriber" "" 0x79000206 \
+        "$py/imu_publisher.py" "$c/shmbus-c-subscriber"
+    PATH=$FFI_VENV/bin:$PATH interop "python: C publisher -> Python subscriber" "" 0x79000207 \
+        "$c/shmbus-c-publisher" "$py/imu_subscriber.py"
+    PATH=$FFI_VENV/bin:$PATH removed "python: Python publisher and C subscriber carry on when the topic is removed under them" "" \
+        0x79000208 "$py/imu_publisher.py" "$c/shmbus-c-subscriber"
+    PATH=$FFI_VENV/bin:$PATH removed "python: C publisher and Python subscriber carry on when the topic is removed under them" "" \
+        0x79000209 "$c/shmbus-c-publisher" "$py/imu_subscriber.py"
 }
 
 # ctests LABEL RUNNER EXAMPLES_DIR TESTS_DIR

@@ -1,0 +1,358 @@
+"""The Python examples (python/examples/imu_publisher.py, imu_subscriber.py)
+as a user runs them: processes talking to each other and to the Rust
+examples both ways, read by the same checks as the Rust examples' own test
+(crates/shmbus-examples/tests/imu.rs), and carrying on when their topic is
+removed under them.
+
+Every process is killed at the end of its test, also when it fails, and
+everything at the test's key is removed (the `key` fixture). No assertion
+is on a time: each wait has a generous watchdog.
+"""
+
+import math
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import shmbus
+from conftest import EXAMPLES, remove_key
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PY_EXAMPLES = os.path.join(os.path.dirname(HERE), "examples")
+WATCHDOG = 90.0
+
+# The program of each example, in each language.
+PROGRAMS = {
+    ("python", "publisher"): [sys.executable, os.path.join(PY_EXAMPLES, "imu_publisher.py")],
+    ("python", "subscriber"): [sys.executable, os.path.join(PY_EXAMPLES, "imu_subscriber.py")],
+    ("rust", "publisher"): [os.path.join(EXAMPLES, "imu-publisher")],
+    ("rust", "subscriber"): [os.path.join(EXAMPLES, "imu-subscriber")],
+}
+
+IMU = (
+    "struct Imu { seq: u32, t_us: u64, frame_id: heapless::String<16>, "
+    "acc: [f32; 3], gyro: [f32; 3], temp_c: f32 }"
+)
+
+
+class Lines:
+    """A child's output, line by line, read on a thread of its own."""
+
+    def __init__(self, who, stream):
+        self.who = who
+        self.q = queue.Queue()
+        self.seen = []
+        self.ended = threading.Event()
+
+        def pump():
+            for line in stream:
+                self.q.put(line.rstrip("\n"))
+            self.ended.set()
+            self.q.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    def next_where(self, what, want):
+        """The next line for which ``want`` holds, within the watchdog."""
+        end = time.monotonic() + WATCHDOG
+        while True:
+            try:
+                line = self.q.get(timeout=max(end - time.monotonic(), 0.01))
+            except queue.Empty:
+                line = None
+                self.q.put(None)
+            if line is None:
+                self.q.put(None)  # the end stays the end for the next call
+                pytest.fail("no line %s from %s; it said:\n%s" % (what, self.who, "\n".join(self.seen)))
+            self.seen.append(line)
+            if want(line):
+                return line
+
+    def next_with(self, text):
+        return self.next_where("with %r" % text, lambda l: text in l)
+
+    def frame_after(self, after):
+        """The next ``frame gen=G ...`` line with G above ``after``: G."""
+        line = self.next_where("of a frame after generation %d" % after,
+                               lambda l: l.startswith("frame ") and int(field(l, "gen")) > after)
+        return int(field(line, "gen"))
+
+    def rest(self):
+        """Everything until the child closes its output (watchdog)."""
+        assert self.ended.wait(WATCHDOG), "%s did not end; it said:\n%s" % (self.who, "\n".join(self.seen))
+        while True:
+            line = self.q.get()
+            if line is None:
+                self.q.put(None)
+                return "".join(l + "\n" for l in self.seen)
+            self.seen.append(line)
+
+
+@pytest.fixture
+def run():
+    """Start an example: run(language, role, key, *args) -> Popen with
+    ``.out`` and ``.err`` (Lines). All are killed after the test."""
+    started = []
+
+    def start(lang, role, key, *args, name="imu"):
+        p = subprocess.Popen(
+            PROGRAMS[(lang, role)] + ["--name", name, "--key", "0x%08x" % key, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started.append(p)
+        p.out = Lines("%s %s (stdout)" % (lang, role), p.stdout)
+        p.err = Lines("%s %s (stderr)" % (lang, role), p.stderr)
+        return p
+
+    yield start
+    for p in started:
+        if p.poll() is None:
+            p.kill()
+        p.wait(timeout=60)
+
+
+def field(line, key):
+    for kv in line.split():
+        if kv.startswith(key + "="):
+            return kv[len(key) + 1:]
+    raise AssertionError("no %s= in %r" % (key, line))
+
+
+def finished(p):
+    """Wait (watchdog) for ``p`` to exit: (exit code, stdout, stderr)."""
+    out, err = p.out.rest(), p.err.rest()
+    return p.wait(timeout=WATCHDOG), out, err
+
+
+def check_frames(out, count, fresh=True):
+    """What imu.rs checks of a subscriber's output: ``count`` frames, in
+    order, every gap announced by a "missed N" line, the summary line's
+    numbers; and every value is the one the publisher's sample ``seq``
+    carries (Imu::simulate), so nothing was invented or mixed up. On a
+    ``fresh`` topic, sample n is generation n + 1."""
+    frames = [l for l in out.splitlines() if l.startswith("frame ")]
+    assert len(frames) == count, out
+    expect, missed = None, 0
+    for l in out.splitlines():
+        if l.startswith("missed "):
+            n = int(l.split()[1])
+            missed += n
+            expect = None if expect is None else expect + n
+        elif l.startswith("frame "):
+            gen, seq = int(field(l, "gen")), int(field(l, "seq"))
+            if fresh:
+                assert gen == seq + 1, l
+            if expect is not None:
+                assert gen == expect, "out of order or an unannounced gap: %s\n%s" % (l, out)
+            expect = gen + 1
+            assert field(l, "frame_id") == "imu_link", l
+            acc = l.split("acc=[")[1].split("]")[0].split()
+            gyro = l.split("gyro=[")[1].split("]")[0].split()
+            phase = seq * 0.05
+            assert abs(float(acc[0]) - 0.3 * math.sin(phase)) <= 0.0011, l
+            assert abs(float(acc[1]) - 0.3 * math.cos(phase)) <= 0.0011, l
+            assert acc[2] == "9.810", l
+            assert abs(float(gyro[0]) - 0.02 * math.cos(phase)) <= 0.00011, l
+            assert abs(float(gyro[1]) + 0.02 * math.sin(phase)) <= 0.00011, l
+            assert abs(float(field(l, "temp_c")) - (35.0 + (seq % 100) * 0.01)) <= 0.0051, l
+            assert float(field(l, "lag_us")) >= 0, l
+    assert out.endswith("received %d frames, missed %d\n" % (count, missed)), out
+
+
+PAIRS = [("python", "python"), ("python", "rust"), ("rust", "python")]
+
+
+@pytest.mark.parametrize("publisher,subscriber", PAIRS)
+def test_the_subscriber_prints_the_publishers_frames_in_order(run, key, publisher, subscriber):
+    count = 40
+    # The subscriber first: it waits for the topic to appear.
+    sub = run(subscriber, "subscriber", key, "--count", str(count), "--wait", "60", "--timeout", "30")
+    pub = run(publisher, "publisher", key, "--rate", "200", "--duration", "120")
+    rc, out, err = finished(sub)
+    assert rc == 0, "%s\n%s" % (out, err)
+    assert out.startswith("subscribed to 'imu' at key 0x%08x: 16 slots, frame capacity 60 bytes, " % key), out
+    check_frames(out, count)
+    first = pub.out.next_with("publishing")
+    assert first.startswith("publishing 'imu' at key 0x%08x (shmid " % key), first
+    assert ", 200 Hz, frame capacity 60 bytes" in first, first
+
+
+def test_latest_mode_prints_only_new_frames(run, key):
+    sub = run("python", "subscriber", key, "--count", "20", "--mode", "latest", "--wait", "60", "--timeout", "30")
+    run("rust", "publisher", key, "--rate", "200", "--duration", "120")
+    rc, out, err = finished(sub)
+    assert rc == 0, "%s\n%s" % (out, err)
+    gens = [int(field(l, "gen")) for l in out.splitlines() if l.startswith("frame ")]
+    assert len(gens) == 20 and gens == sorted(set(gens)), out
+    assert out.endswith("received 20 frames, missed 0\n"), out
+
+
+def removal_lines(lang):
+    """What each publisher says when its segment, then its lock, goes."""
+    if lang == "rust":
+        return "the topic 'imu' was removed while publishing", "the publisher lock of the topic 'imu' was removed"
+    return "topic 'imu' (key 0x", "the publisher lock of topic 'imu' (key 0x"
+
+
+@pytest.mark.parametrize("publisher,subscriber", PAIRS)
+def test_the_examples_carry_on_when_the_topic_is_removed_under_them(run, key, publisher, subscriber):
+    """As imu.rs: `ipcrm -m` under a running publisher and subscriber (a
+    new segment at the same key), then `ipcrm -s` (the lock alone). The
+    publisher says so each time and opens the topic again; the subscriber,
+    started before, says so, attaches the new segment and reads on."""
+    pub = run(publisher, "publisher", key, "--rate", "200", "--duration", "240")
+    said = pub.err
+    reader = run(subscriber, "subscriber", key, "--count", "1000000000", "--wait", "60", "--timeout", "30")
+    read = reader.out
+    read.frame_after(0)
+    read.frame_after(0)
+    # (frames are being published: the topic and its lock are there)
+    with shmbus.Subscriber("imu", key=key, schema=IMU, wait=60) as sub:
+        old = sub.info()["shmid"]
+        pid = sub.status()["publisher_pid"]
+    assert pid == pub.pid, (pid, pub.pid)
+
+    # 1. The segment goes (`ipcrm -m`): a new one at the same key, read on.
+    subprocess.run(["ipcrm", "-m", str(old)], check=True)
+    segment_said, lock_said = removal_lines(publisher)
+    line = said.next_with("removed")
+    assert segment_said in line and "lock" not in line, "\n".join(said.seen)
+    said.next_with("publishing 'imu' again at key 0x%08x" % key)
+    sub = shmbus.Subscriber("imu", key=key, schema=IMU, wait=0)
+    try:
+        new = sub.info()["shmid"]
+        assert new != old, "\n".join(said.seen)
+        assert sub.status()["publisher_pid"] == pid
+        read.next_with("the topic was removed; waiting up to 60.0 s for it to be created again")
+        read.next_with("attached the topic again")
+        # Its generations start again from 1 on the new segment.
+        r2 = read.frame_after(0)
+        read.frame_after(r2)
+
+        # 2. The lock alone goes (`ipcrm -s`): readers see no publisher and
+        # a second one could start; the publisher takes a lock again.
+        subprocess.run(["ipcrm", "-S", "0x%08x" % key], check=True)
+        line = said.next_with("removed")
+        assert lock_said in line, "\n".join(said.seen)
+        said.next_with("publishing 'imu' again at key 0x%08x" % key)
+        st = sub.status()
+        assert st["publisher"] == "alive" and st["publisher_pid"] == pid, st
+        assert not st["removed"], st
+        assert sub.info()["shmid"] == new  # the same segment
+        # The subscriber reads on: a frame published after the lock came back.
+        g3 = sub.wait_latest(timeout=60)["generation"]
+        read.frame_after(g3)
+        assert reader.poll() is None, "the subscriber ended:\n" + "\n".join(read.seen)
+    finally:
+        sub.close()
+    # Nothing in what it printed is out of order, unannounced or invented,
+    # on either segment (the generations start again on the new one, the
+    # publisher's samples go on: so not seq + 1 there).
+    reader.kill()
+    reader.wait(timeout=WATCHDOG)
+    before, after = read.rest().split("attached the topic again\n")
+    for part, fresh in ((before.split("the topic was removed")[0], True), (after, False)):
+        lines = [l for l in part.splitlines() if l.startswith(("frame ", "missed "))]
+        frames = sum(l.startswith("frame ") for l in lines)
+        missed = sum(int(l.split()[1]) for l in lines if l.startswith("missed "))
+        check_frames("\n".join(lines) + "\nreceived %d frames, missed %d\n" % (frames, missed), frames, fresh)
+
+
+def test_the_subscriber_waits_for_a_publisher_that_restarts(run, key):
+    """A publisher that stops (here: ends its count) and starts again on the
+    same topic: the subscriber says so, waits, and reads on in order (the
+    generations go on; the new run's samples start again from 0)."""
+    sub = run("python", "subscriber", key, "--count", "30", "--wait", "60", "--timeout", "30")
+    first = run("python", "publisher", key, "--rate", "200", "--count", "20")
+    assert first.wait(timeout=WATCHDOG) == 0, first.err.rest()
+    sub.out.next_with("the publisher is not running; waiting up to 60.0 s for it to come back")
+    second = run("rust", "publisher", key, "--rate", "200", "--duration", "120")
+    rc, out, err = finished(sub)
+    assert rc == 0, "%s\n%s" % (out, err)
+    gens = [int(field(l, "gen")) for l in out.splitlines() if l.startswith("frame ")]
+    # Every generation from the first printed on, except what a "missed"
+    # line announced.
+    missed = sum(int(l.split()[1]) for l in out.splitlines() if l.startswith("missed "))
+    assert gens == sorted(gens) and gens[-1] - gens[0] + 1 == len(gens) + missed, out
+    assert second.poll() is None
+
+
+def test_a_missing_topic_a_wrong_type_and_a_bad_option_are_clear_errors(run, key):
+    # No topic after --wait: exit 1 with the library's message.
+    p = run("python", "subscriber", key, "--wait", "0.2")
+    rc, out, err = finished(p)
+    assert rc == 1 and "start its publisher first" in err, err
+    assert err.startswith("imu_subscriber: ") and "Traceback" not in err, err
+    # A topic of another type: refused at attach, for the subscriber and
+    # for a publisher.
+    # (a topic another type's publisher left: its last frame stays)
+    with shmbus.Publisher("imu", "struct Other { a: u8 }", key=key) as other:
+        other.publish({"a": 1})
+    for role, args, says in (
+        ("subscriber", ["--wait", "5"], "carries frames of another type"),
+        ("publisher", ["--count", "1"], "remove it with `shmbus rm 0x%08x`" % key),
+    ):
+        rc, out, err = finished(run("python", role, key, *args))
+        assert rc == 1, (role, out, err)
+        assert err.startswith("imu_%s: " % role) and says in err and "Traceback" not in err, (role, err)
+    remove_key(key)
+    # A second publisher while one is alive.
+    with shmbus.Publisher("imu", IMU, key=key):
+        rc, out, err = finished(run("python", "publisher", key, "--count", "1"))
+        assert rc == 1 and "already has a live publisher" in err and "Traceback" not in err, err
+    # Bad options: exit 2, naming the option.
+    for role, args, says in [
+        ("subscriber", ["--count", "ten"], "--count"),
+        ("subscriber", ["--wait", "-1"], "--wait"),
+        ("subscriber", ["--mode", "oldest"], "--mode"),
+        ("subscriber", ["--bogus", "1"], "--bogus"),
+        ("publisher", ["--rate", "0"], "--rate"),
+        ("publisher", ["--rate", "nan"], "--rate"),
+        ("publisher", ["--remove", "yes"], "--remove"),
+    ]:
+        rc, out, err = finished(run("python", role, key, *args))
+        assert rc == 2 and says in err and "Traceback" not in err, (role, args, err)
+    p = subprocess.run(PROGRAMS[("python", "subscriber")] + ["--key", "0x1234abcd5"], capture_output=True, text=True,
+                       timeout=WATCHDOG)
+    assert p.returncode == 2 and "out of range" in p.stderr, p.stderr
+
+
+def test_ctrl_c_and_sigterm_end_the_examples_cleanly(run, key):
+    # A subscriber reading a publisher with no end: Ctrl-C ends it with its
+    # summary line, which counts what it printed.
+    pub = run("python", "publisher", key, "--rate", "200")
+    sub = run("python", "subscriber", key, "--count", "1000000000", "--wait", "60", "--timeout", "30")
+    sub.out.frame_after(0)
+    sub.send_signal(signal.SIGINT)
+    rc, out, err = finished(sub)
+    frames = sum(l.startswith("frame ") for l in out.splitlines())
+    assert rc == 130 and err == "", (out, err)
+    assert out.splitlines()[-1].startswith("received %d frames, missed " % frames), out
+    # The publisher: Ctrl-C stops it; the last frame stays.
+    pub.out.next_with("publishing 'imu'")
+    with shmbus.Subscriber("imu", key=key, schema=IMU, wait=60) as s:
+        s.wait(timeout=60)
+        pub.send_signal(signal.SIGINT)
+        rc, out, err = finished(pub)
+        assert rc == 130 and err == "", (out, err)
+        n = int(out.split("published ")[1].split()[0])
+        assert s.latest()["value"]["seq"] == n - 1, out
+    # SIGTERM (systemctl stop) with --remove true: the topic goes.
+    pub = run("python", "publisher", key, "--rate", "200", "--remove", "true")
+    pub.out.next_with("publishing 'imu'")
+    with shmbus.Subscriber("imu", key=key, schema=IMU, wait=60) as s:
+        s.wait(timeout=60)
+        pub.send_signal(signal.SIGTERM)
+        rc, out, err = finished(pub)
+        assert rc == 143 and out.endswith("removed the topic\n") and err == "", (out, err)
+        assert s.status()["removed"]
+    with pytest.raises(shmbus.NotFound):
+        shmbus.Subscriber("imu", key=key, wait=0)
