@@ -14,8 +14,8 @@ blocking waits), never in a polling loop.
 
 Exit 0 after ``--count`` frames; 1 on an error (no topic after ``--wait``
 seconds, a topic of another type, no frame within ``--timeout``), with the
-library's message; 2 on a bad option; 130 on Ctrl-C (after the summary
-line).
+library's message; 2 on a bad option; 130 on Ctrl-C, 143 on SIGTERM
+(after the summary line).
 
 A publisher that stops (a crash, a restart) or a topic that is removed and
 created again (``shmbus rm --force``, ``ipcrm``, systemd-logind's
