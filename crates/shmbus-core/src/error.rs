@@ -632,8 +632,10 @@ impl std::error::Error for ReadError {}
 pub enum WaitError {
     /// No new frame before the timeout. The handle stays usable.
     Timeout,
-    /// The publisher is not running (its lock is free). The handle stays
-    /// usable: a new publisher reopens the same segment.
+    /// The publisher is not running: its lock is free, or the lock is gone
+    /// and no frame was published since the previous liveness check (a
+    /// lock removed under a publisher that still publishes is not this).
+    /// The handle stays usable: a new publisher reopens the same segment.
     PublisherGone,
     /// The segment was removed (`IPC_RMID`). The handle will never see a new
     /// frame: attach again once a publisher recreates the topic.

@@ -207,6 +207,10 @@ pub struct RawSubscriber {
     peek_idx: usize,
     stuck_after: Duration,
     last_liveness_check: u64,
+    /// The header's generation at the last liveness check (at the attach
+    /// before the first): a topic without a lock whose generation moved
+    /// since is still being published.
+    generation_at_check: u64,
     /// The waiter segment this subscriber registers in (attached at its
     /// first sleep, again when a new publisher session names another).
     waiter: Option<WaiterWord>,
@@ -283,6 +287,7 @@ impl RawSubscriber {
             peek_idx,
             stuck_after: DEFAULT_STUCK_AFTER,
             last_liveness_check: 0,
+            generation_at_check: g,
             waiter: None,
             waiter_failed: None,
             lost_wakeups: 0,
@@ -704,6 +709,9 @@ impl RawSubscriber {
             let check_due = LIVENESS_INTERVAL.saturating_sub(SLICE_JITTER);
             if now.saturating_sub(self.last_liveness_check) >= check_due.as_nanos() as u64 {
                 self.last_liveness_check = now;
+                let g = self.seg.generation();
+                let published_since = g != self.generation_at_check;
+                self.generation_at_check = g;
                 if self.seg.is_removed() {
                     // Frames published just before the removal are still
                     // in the mapping: give them to `ready` before saying
@@ -715,6 +723,14 @@ impl RawSubscriber {
                     return Err(WaitError::Removed);
                 }
                 match self.seg.publisher_status() {
+                    // The lock was removed (`ipcrm -s`, logind's
+                    // `RemoveIPC`) under a publisher that still publishes:
+                    // frames came since the last check. It is not gone,
+                    // and it takes a new lock at its next look (the
+                    // examples, `shmbus pub`, the sensors, the bridge);
+                    // saying `PublisherGone` here made readers stop
+                    // reading a live topic until then.
+                    PublisherStatus::NoLock if published_since => {}
                     PublisherStatus::NotRunning | PublisherStatus::NoLock => {
                         // Re-check for a frame the publisher left just before it exited.
                         if let Some(r) = ready(self)? {

@@ -250,3 +250,58 @@ fn a_removed_segment_is_not_credited_with_the_next_publisher_at_its_key() {
         Err(WaitError::Removed)
     );
 }
+
+/// The lock removed (`ipcrm -s`, logind's `RemoveIPC`) under a publisher
+/// that keeps publishing: a wait reads on. It said `PublisherGone` at its
+/// next liveness check, and a reader that then waited for the publisher to
+/// be alive again (the examples, in Rust, C and Python) read nothing until
+/// the publisher took a new lock, up to half a second: about 400 frames
+/// lost at 1 kHz. Here each call of the wait's own check publishes one
+/// frame, so every liveness check (100 ms apart) has frames published
+/// since the one before, whatever the machine's load. Once nothing more
+/// is published, the topic without a lock is `PublisherGone` again.
+#[test]
+fn a_wait_reads_on_when_the_lock_is_removed_under_a_live_publisher() {
+    use shmbus_core::PublisherStatus;
+    use shmbus_sub::RawNext;
+    watchdog("wait_lock_removed_live", Duration::from_secs(120));
+    let (topic, _guard) = unique_topic("wait-lock-removed-live");
+    let mut p = Publisher::<Check>::open(&topic).unwrap();
+    p.publish(&Check::new(1)).unwrap();
+    let mut sub = shmbus_sub::RawSubscriber::attach(&topic).unwrap();
+    assert!(shmbus_core::lock::remove_lock(topic.key).unwrap());
+    assert_eq!(sub.publisher(), PublisherStatus::NoLock);
+
+    let mut frame = Vec::new();
+    let mut published = 1u64;
+    let mut read = 0u64;
+    let mut checks = 0u32;
+    let start = Instant::now();
+    // 500 ms of the wait's own time: four or more liveness checks.
+    let r = sub.wait_until(Duration::from_secs(60), |s| {
+        checks += 1;
+        while let RawNext::Frame(meta, ()) = s.next_bytes(&mut frame)? {
+            read = meta.generation;
+        }
+        if start.elapsed() < Duration::from_millis(500) {
+            published += 1;
+            p.publish(&Check::new(published)).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            Ok(None)
+        } else {
+            Ok(Some(read))
+        }
+    });
+    assert_eq!(r, Ok(published), "after {checks} checks");
+
+    // Nothing published any more: gone, within a check or two.
+    let t = Instant::now();
+    let r = sub.wait_until(Duration::from_secs(30), |s| {
+        match s.next_bytes(&mut frame)? {
+            RawNext::Frame(meta, ()) => Ok(Some(meta.generation)),
+            _ => Ok(None),
+        }
+    });
+    assert_eq!(r, Err(WaitError::PublisherGone));
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+}
