@@ -216,7 +216,8 @@ python_tests() {
     ls -l "$wheels" | sed 's/^/  /'
     # From the tests' directory, so `import shmbus` is the installed wheel.
     run "python: pytest (installed wheel) vs Rust publishers and subscribers" \
-        env -C python/tests SHMBUS_EXAMPLES_DIR="$ROOT/target/release" SHMBUS_EXPECT_LIB_UNDER="$site" \
+        env -C python/tests SHMBUS_EXAMPLES_DIR="$ROOT/target/release" SHMBUS_C_EXAMPLES_DIR="$OUT/host/bin" \
+        SHMBUS_EXPECT_LIB_UNDER="$site" \
         "$FFI_VENV/bin/python" -m pytest -p no:cacheprovider -q .
     # The Python examples with the C ones, both ways, as the C and Rust
     # examples are checked above: their `#!/usr/bin/env python3` finds the

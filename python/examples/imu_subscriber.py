@@ -149,13 +149,16 @@ def publisher_text(status):
 
 def wait_for_publisher(sub, a, received, stop):
     """The publisher stopped: the same segment carries its frames once it
-    (or a restart of it) runs again. Returns when it is alive or the topic
-    was removed (the next read says Removed); Failed after --wait s."""
+    (or a restart of it) runs again. Returns when it is alive, when a frame
+    comes anyway (a publisher whose lock alone was removed still publishes),
+    or when the topic was removed (the next read says Removed); Failed after
+    --wait s."""
     print("the publisher is not running; waiting up to %.1f s for it to come back" % a.wait)
     end = time.monotonic() + a.wait
+    generation = sub.status()["generation"]
     while True:
         st = sub.status()
-        if st["publisher"] == "alive" or st["removed"]:
+        if st["publisher"] == "alive" or st["generation"] != generation or st["removed"]:
             return
         if time.monotonic() >= end:
             raise Failed("after %d frames: the publisher did not come back within %.1f s" % (received, a.wait))

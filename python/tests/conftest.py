@@ -13,6 +13,8 @@ import time
 import pytest
 
 EXAMPLES = os.environ.get("SHMBUS_EXAMPLES_DIR", "target/release")
+# The C examples, as ci/ffi-test.sh builds them.
+C_EXAMPLES = os.environ.get("SHMBUS_C_EXAMPLES_DIR", "target/ffi/host/bin")
 _keys = itertools.count(0x79100000 + (os.getpid() & 0xFFF) * 16)
 
 

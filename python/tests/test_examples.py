@@ -21,7 +21,7 @@ import time
 import pytest
 
 import shmbus
-from conftest import EXAMPLES, remove_key
+from conftest import C_EXAMPLES, EXAMPLES, remove_key
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY_EXAMPLES = os.path.join(os.path.dirname(HERE), "examples")
@@ -33,6 +33,7 @@ PROGRAMS = {
     ("python", "subscriber"): [sys.executable, os.path.join(PY_EXAMPLES, "imu_subscriber.py")],
     ("rust", "publisher"): [os.path.join(EXAMPLES, "imu-publisher")],
     ("rust", "subscriber"): [os.path.join(EXAMPLES, "imu-subscriber")],
+    ("c", "subscriber"): [os.path.join(C_EXAMPLES, "shmbus-c-subscriber")],
 }
 
 IMU = (
@@ -356,3 +357,36 @@ def test_ctrl_c_and_sigterm_end_the_examples_cleanly(run, key):
         assert s.status()["removed"]
     with pytest.raises(shmbus.NotFound):
         shmbus.Subscriber("imu", key=key, wait=0)
+
+
+@pytest.mark.parametrize("subscriber", ["python", "rust", "c"])
+def test_a_waiting_subscriber_reads_on_when_frames_come_without_a_lock(run, key, subscriber):
+    """A publisher whose lock alone was removed (`ipcrm -s`) and that never
+    takes a new one (a program that does not call check()) still publishes.
+    Its frames come 4 a second here, so between two of them a wait's
+    liveness check (every 100 ms) finds no frame since the previous check
+    and says PublisherGone. The subscriber then waits for the publisher to
+    come back; it must read on at the next frame, not give up after
+    --wait s while frames keep coming (it waited for a live lock only)."""
+    with shmbus.Publisher("imu", IMU, key=key) as pub:
+        pub.publish({"seq": 0, "t_us": 0, "frame_id": "imu_link",
+                     "acc": [0.0, 0.3, 9.81], "gyro": [0.02, 0.0, 0.0], "temp_c": 35.0})
+        subprocess.run(["ipcrm", "-S", hex(key)], check=True)
+        sub = run(subscriber, "subscriber", key, "--count", "12", "--wait", "3", "--timeout", "60")
+        sub.out.next_with("subscribed to 'imu'")
+        # Bounded: 12 frames are due after about 3 s; stop at 240 (60 s).
+        seq = 1
+        while sub.poll() is None and seq <= 240:
+            phase = seq * 0.05
+            pub.publish({"seq": seq, "t_us": seq, "frame_id": "imu_link",
+                         "acc": [0.3 * math.sin(phase), 0.3 * math.cos(phase), 9.81],
+                         "gyro": [0.02 * math.cos(phase), -0.02 * math.sin(phase), 0.0],
+                         "temp_c": 35.0 + (seq % 100) * 0.01})
+            seq += 1
+            time.sleep(0.25)
+        rc, out, err = finished(sub)
+    assert rc == 0, "%s\n%s" % (out, err)
+    assert "the publisher is not running; waiting up to 3.0 s" in out, out
+    assert out.endswith("received 12 frames, missed 0\n"), out
+    gens = [int(field(l, "gen")) for l in out.splitlines() if l.startswith("frame ")]
+    assert gens == list(range(gens[0], gens[0] + 12)), out

@@ -84,9 +84,13 @@ int main(int argc, char **argv) {
             /* The same segment carries its frames once it (or a restart) runs again. */
             printf("the publisher is not running; waiting up to %.1f s for it to come back\n", wait);
             double end = now_s() + wait;
+            shmbus_subscriber_status(sub, &st);
+            uint64_t gen = st.generation;
             for (;;) {
                 shmbus_subscriber_status(sub, &st);
-                if (st.publisher == SHMBUS_PUBLISHER_ALIVE || st.removed) break; /* removed: the next wait says so */
+                /* Back when it runs again, or when a frame comes anyway (a publisher whose lock
+                 * alone was removed still publishes); removed: the next wait says so. */
+                if (st.publisher == SHMBUS_PUBLISHER_ALIVE || st.generation != gen || st.removed) break;
                 if (now_s() >= end) {
                     fprintf(stderr, "shmbus-c-subscriber: after %llu frames: the publisher did not come back within %.1f s\n",
                             received, wait);

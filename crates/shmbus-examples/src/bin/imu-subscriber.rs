@@ -85,7 +85,12 @@ fn run() -> Result<(), String> {
                     wait.as_secs_f64()
                 );
                 let end = std::time::Instant::now() + wait;
-                while !matches!(sub.publisher(), PublisherStatus::Alive { .. }) {
+                // Back when it runs again, or when a frame comes anyway (a
+                // publisher whose lock alone was removed still publishes).
+                let g = sub.raw().generation();
+                while !matches!(sub.publisher(), PublisherStatus::Alive { .. })
+                    && sub.raw().generation() == g
+                {
                     if sub.is_removed() {
                         break; // the next wait says Removed
                     }
