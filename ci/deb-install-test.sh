@@ -320,6 +320,26 @@ PY
     n=$(timeout 60 "$WORK/read-static" imu demo 5 | grep -c '^{')
     [[ $n == 5 ]] || die "the C program (static libshmbus.a) read $n imu frames, expected 5"
     pass "C: libshmbus.a with shmbus.pc's Libs.private: read 5 imu frames"
+    # The examples the packages ship, as a user copies them: the C subscriber built
+    # from /usr/share/doc/libshmbus-dev/examples with pkg-config, reading what the
+    # Python publisher from /usr/share/doc/python3-shmbus/examples publishes, both
+    # over the system's libshmbus.so.0.
+    ex_c=/usr/share/doc/libshmbus-dev/examples ex_py=/usr/share/doc/python3-shmbus/examples
+    # shellcheck disable=SC2046 # pkg-config prints words
+    cc -std=c99 -Wall -Werror -o "$WORK/c-sub" "$ex_c/shmbus-c-subscriber.c" $(pkg-config --cflags --libs shmbus) ||
+        die "the shipped C example subscriber does not build with pkg-config"
+    ex_key=0x79000301
+    timeout 120 /usr/bin/python3 "$ex_py/imu_publisher.py" --key "$ex_key" --rate 200 --duration 90 \
+        >"$WORK/ex-pub.log" 2>&1 &
+    ex_pub=$!
+    ex_out=$(timeout 60 "$WORK/c-sub" --key "$ex_key" --count 50 --timeout 20 --wait 30 2>&1) || true
+    kill "$ex_pub" 2>/dev/null || true
+    wait "$ex_pub" 2>/dev/null || true
+    ipcrm -M "$ex_key" 2>/dev/null || true
+    ipcrm -S "$ex_key" 2>/dev/null || true
+    grep -q '^received 50 frames' <<<"$ex_out" ||
+        { echo "$ex_out"; cat "$WORK/ex-pub.log"; die "the shipped examples: the C subscriber did not read 50 frames of the Python publisher"; }
+    pass "the shipped examples: C subscriber (built with pkg-config) read 50 frames of the Python publisher"
 fi
 doc=$("$SHMBUS" doctor) || { echo "$doc"; die "shmbus doctor reports a FAIL with the sensors running"; }
 grep -q "6 topics with a live publisher" <<<"$doc" || { echo "$doc"; die "doctor does not see 6 live topics"; }

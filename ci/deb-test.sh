@@ -98,11 +98,15 @@ expected_files() { # expected_files PKG ARCH
         echo "./usr/lib/$ma/pkgconfig/shmbus.pc"
         echo ./usr/share/doc/libshmbus-dev/copyright
         echo ./usr/share/doc/libshmbus-dev/changelog.gz
+        for b in shmbus-c-publisher.c shmbus-c-subscriber.c imu_types.h; do
+            echo "./usr/share/doc/libshmbus-dev/examples/$b"
+        done
         ;;
     python3-shmbus)
         echo ./usr/lib/python3/dist-packages/shmbus/__init__.py
         echo ./usr/share/doc/python3-shmbus/copyright
         echo ./usr/share/doc/python3-shmbus/changelog.gz
+        for b in imu_publisher.py imu_subscriber.py; do echo "./usr/share/doc/python3-shmbus/examples/$b"; done
         ;;
     esac
 }

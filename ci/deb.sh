@@ -327,7 +327,9 @@ stage_pkg() {
             if [[ "$m" == *.in ]]; then
                 subst "$arch" "$art" <"$m" >"$to"
                 chmod 0644 "$to"
-            elif [[ -x "$m" && "$src" != *.so* ]]; then
+            elif [[ -x "$m" && "$src" != *.so* && "$dest" != usr/share/doc/* ]]; then
+                # (Examples under usr/share/doc are documentation: 0644, run with
+                # `python3 FILE`, whatever their mode in the repository.)
                 install -m 0755 "$m" "$to"
             else
                 install -m 0644 "$m" "$to"
