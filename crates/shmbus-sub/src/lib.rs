@@ -725,11 +725,11 @@ impl RawSubscriber {
                 match self.seg.publisher_status() {
                     // The lock was removed (`ipcrm -s`, logind's
                     // `RemoveIPC`) under a publisher that still publishes:
-                    // frames came since the last check. It is not gone,
-                    // and it takes a new lock at its next look (the
-                    // examples, `shmbus pub`, the sensors, the bridge);
-                    // saying `PublisherGone` here made readers stop
-                    // reading a live topic until then.
+                    // frames came since the last check. It is not gone:
+                    // the examples, the sensors and the bridge take a new
+                    // lock at their next look (`shmbus pub --rate` and
+                    // `replay` stop). Saying `PublisherGone` here made
+                    // readers stop reading a live topic until then.
                     PublisherStatus::NoLock if published_since => {}
                     PublisherStatus::NotRunning | PublisherStatus::NoLock => {
                         // Re-check for a frame the publisher left just before it exited.
