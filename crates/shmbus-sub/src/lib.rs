@@ -369,12 +369,11 @@ impl RawSubscriber {
     /// (unless the topic was removed or damaged meanwhile).
     #[inline(always)]
     pub fn has_new(&self) -> bool {
-        // The poll loop's whole cost when nothing is new, inlined; the
-        // rest (something new, or the slot cannot tell) out of line, given
-        // the word already loaded.
-        // The segment keeps the word `peek_idx` names marked
+        // The poll loop's whole cost when nothing is new, inlined: the
+        // segment keeps the word `peek_idx` names marked
         // (`Segment::set_poll_index`), so this is two loads, the mark and
-        // the word, and no bounds check.
+        // the word, and no bounds check. The rest (something new, or the
+        // slot cannot tell) out of line, given the word already loaded.
         let lo = self.seg.poll_lo();
         if is_older(lo, self.want) {
             false
@@ -545,7 +544,9 @@ impl RawSubscriber {
         // low generation word, found from this slot's index by an add.
         let want = self.want;
         let idx = self.peek_idx;
-        let older = self.seg.is_older_at(idx, want);
+        // The word at `idx`, through the poll word `has_new` loads (kept
+        // on `idx` by `mark_returned`): no second bounds check.
+        let older = is_older(self.seg.poll_lo(), want);
         if !older {
             if let Some((meta, Some(v))) = self
                 .seg
