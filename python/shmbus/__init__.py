@@ -184,6 +184,7 @@ _sub_status = _sig("shmbus_subscriber_status", _Handle, _P(_Status))
 _sub_info = _sig("shmbus_subscriber_info", _Handle, _P(_Info))
 _sub_seek_oldest = _sig("shmbus_subscriber_seek_oldest", _Handle)
 _sub_has_new = _sig("shmbus_subscriber_has_new", _Handle)
+_sub_wait_publisher = _sig("shmbus_subscriber_wait_publisher", _Handle, ctypes.c_uint32, _P(ctypes.c_int32))
 
 # Status codes (shmbus.h).
 OK, NO_FRAME, MISSED = 0, 1, 2
@@ -561,6 +562,27 @@ class Subscriber:
         """Block up to ``timeout`` seconds for a frame newer than the last one
         read, then return the newest."""
         return self._read(_READ_WAIT_LATEST, timeout)
+
+    def wait_for_publisher(self, timeout=10.0):
+        """After :class:`PublisherGone`: block up to ``timeout`` seconds until
+        the topic is published again, then read on (its frames come to the
+        same segment). Returns the publisher's state then: "alive" (a
+        publisher holds the topic's lock again), or "no lock" (frames came
+        although none holds it: a publisher whose lock alone was removed
+        still publishes). A frame ends the wait at once. Raises
+        :class:`Timeout`, :class:`Removed` (frames published before the
+        removal are reported first, and stay readable) or :class:`Closed`."""
+        deadline = time.monotonic() + _seconds(timeout)
+        state = ctypes.c_int32(0)
+        while True:
+            # In slices, as the reads' waits: Ctrl-C and another thread's
+            # close() get in between.
+            ms = _ms(min(max(deadline - time.monotonic(), 0.0), _WAIT_SLICE))
+            rc = _sub_wait_publisher(self._live(), ms, ctypes.byref(state))
+            if rc == _ERR_TIMEOUT and time.monotonic() < deadline:
+                continue
+            _check(rc)
+            return _PUBLISHER.get(state.value, "unknown")
 
     def has_new(self):
         """True if a frame newer than the last one read was published."""

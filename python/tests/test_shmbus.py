@@ -522,6 +522,36 @@ def test_a_publisher_learns_that_its_topic_or_its_lock_was_removed(key):
         pub.check()
 
 
+def test_wait_for_publisher_returns_when_a_publisher_or_its_frames_come_back(key):
+    """`wait_for_publisher()`, the one call after `PublisherGone`: it times
+    out while nothing comes, returns "alive" when a publisher takes the
+    topic again, "no lock" when frames come from a publisher whose lock was
+    removed, and raises `Removed` once the segment is gone."""
+    decl = "struct C { v: u32 }"
+    pub = shmbus.Publisher("wfp", decl, key=key)
+    pub.publish({"v": 1})
+    with shmbus.Subscriber("wfp", key=key, wait=0) as sub:
+        pub.close()
+        with pytest.raises(shmbus.PublisherGone):
+            sub.wait(timeout=10)
+        with pytest.raises(shmbus.Timeout):
+            sub.wait_for_publisher(0.3)
+        pub = shmbus.Publisher("wfp", decl, key=key)
+        assert sub.wait_for_publisher(30) == "alive"
+        # Its lock removed under it (`ipcrm -s`): stopped while nothing is
+        # published, back as soon as a frame comes.
+        subprocess.run(["ipcrm", "-S", hex(key)], check=True)
+        with pytest.raises(shmbus.PublisherGone):
+            sub.wait(timeout=10)
+        pub.publish({"v": 2})
+        assert sub.wait_for_publisher(30) == "no lock"
+        assert sub.next()["value"] == {"v": 2}
+        pub.close()
+        subprocess.run(["ipcrm", "-M", hex(key)], check=True)
+        with pytest.raises(shmbus.Removed):
+            sub.wait_for_publisher(30)
+
+
 def _board_config(tmp_path, imu_key, cmd_key):
     path = tmp_path / "board.toml"
     path.write_text(

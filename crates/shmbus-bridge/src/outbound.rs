@@ -61,8 +61,6 @@ const ERROR_POLL: Duration = Duration::from_secs(2);
 /// batch filled a quarter of its ring: faster than 100 frames/s it is read
 /// in batches (latency up to this much more, far fewer wake-ups).
 const BATCH_WINDOW: Duration = Duration::from_millis(10);
-/// How often a stopped publisher is checked for a successor.
-const STOPPED_POLL: Duration = Duration::from_millis(250);
 
 /// What a reader says about its topic on `$status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -398,22 +396,24 @@ impl Reader {
     }
 
     /// The publisher is gone: wait for a successor (the same segment
-    /// reopened), for the topic's removal, or for the stop flag. True when
+    /// reopened) or for frames without one (a lock removed under a live
+    /// publisher), for the topic's removal, or for the stop flag. True when
     /// the topic was removed; false when frames may come again or the
     /// bridge stops (the caller drains).
     fn wait_revival(&mut self, sub: &mut RawSubscriber) -> bool {
-        let g = sub.generation();
         loop {
-            if !self.nap(STOPPED_POLL) {
-                return false;
+            match sub.wait_for_publisher(SLICE) {
+                // Frames published just before a removal are still in the
+                // mapping: the wait reports them first, the caller drains.
+                Ok(_) => return false,
+                Err(WaitError::Removed) => return true,
+                Err(WaitError::Timeout) => {}
+                // A lock that cannot be read, or a failed wait: the caller's
+                // next wait ends the same way and reports it.
+                Err(_) => return false,
             }
-            // New frames first: ones published just before a removal are
-            // still in the mapping, and the caller drains them.
-            if sub.publisher().is_alive() || sub.generation() != g {
+            if self.stopped() {
                 return false;
-            }
-            if sub.is_removed() {
-                return true;
             }
             self.refresh_stale(sub);
         }

@@ -14,16 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "imu_types.h"
 #include "shmbus.h"
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 static int fail(const char *what) {
     fprintf(stderr, "shmbus-c-subscriber: %s: %s\n", what, shmbus_last_error());
@@ -83,21 +76,17 @@ int main(int argc, char **argv) {
         if (rc == SHMBUS_ERR_PUBLISHER_GONE) {
             /* The same segment carries its frames once it (or a restart) runs again. */
             printf("the publisher is not running; waiting up to %.1f s for it to come back\n", wait);
-            double end = now_s() + wait;
-            shmbus_subscriber_status(sub, &st);
-            uint64_t gen = st.generation;
-            for (;;) {
-                shmbus_subscriber_status(sub, &st);
-                /* Back when it runs again, or when a frame comes anyway (a publisher whose lock
-                 * alone was removed still publishes); removed: the next wait says so. */
-                if (st.publisher == SHMBUS_PUBLISHER_ALIVE || st.generation != gen || st.removed) break;
-                if (now_s() >= end) {
-                    fprintf(stderr, "shmbus-c-subscriber: after %llu frames: the publisher did not come back within %.1f s\n",
-                            received, wait);
-                    return 1;
-                }
-                struct timespec t = {0, 10000000};
-                nanosleep(&t, NULL);
+            /* Back when it runs again, or when a frame comes anyway (a publisher whose lock alone was
+             * removed still publishes); removed: the next wait says so. */
+            rc = shmbus_subscriber_wait_publisher(sub, (uint32_t)(wait * 1000), NULL);
+            if (rc == SHMBUS_ERR_TIMEOUT) {
+                fprintf(stderr, "shmbus-c-subscriber: after %llu frames: the publisher did not come back within %.1f s\n",
+                        received, wait);
+                return 1;
+            }
+            if (rc != SHMBUS_OK && rc != SHMBUS_ERR_REMOVED) {
+                fprintf(stderr, "shmbus-c-subscriber: after %llu frames: %s\n", received, shmbus_last_error());
+                return 1;
             }
             continue;
         }

@@ -1031,6 +1031,31 @@ int32_t shmbus_subscriber_read_bytes(struct shmbus_subscriber subscriber,
 int32_t shmbus_subscriber_has_new(struct shmbus_subscriber subscriber);
 
 /**
+ * After `SHMBUS_ERR_PUBLISHER_GONE`: block up to `timeout_ms` until the
+ * topic is published again, then read on (its frames come to the same
+ * segment). `SHMBUS_OK` when a publisher holds the topic's lock again (the
+ * same one restarted, or another), or when a frame was published although
+ * none holds it (a publisher whose lock alone was removed, `ipcrm -s`,
+ * still publishes). `publisher` (may be NULL) receives the publisher's
+ * state then: `SHMBUS_PUBLISHER_ALIVE`, or `SHMBUS_PUBLISHER_NO_LOCK` for
+ * frames without a lock.
+ *
+ * A frame ends the wait at once; a publisher that comes back without
+ * publishing is seen within 100 ms. Otherwise `SHMBUS_ERR_TIMEOUT`,
+ * `SHMBUS_ERR_REMOVED` (the segment was removed; frames published before
+ * the removal are reported first, as `SHMBUS_OK`, and stay readable), or
+ * `SHMBUS_ERR_CLOSED` when another thread closes the subscriber. A signal
+ * does not end the wait. One call instead of a loop over
+ * `shmbus_subscriber_status`; `examples/shmbus-c-subscriber.c` shows it.
+ *
+ * # Safety
+ * `publisher` is NULL or points to a writable `int32_t`.
+ */
+int32_t shmbus_subscriber_wait_publisher(struct shmbus_subscriber subscriber,
+                                         uint32_t timeout_ms,
+                                         int32_t *publisher);
+
+/**
  * Staleness and liveness: the newest generation, its age, whether the
  * publisher is alive (two system calls) and whether the topic was removed
  * (one system call).

@@ -490,10 +490,20 @@ pub(crate) const WAIT_SLICE_MS: u32 = 100;
 /// Run `slice(ms)` until it returns anything but a timeout or `timeout_ms`
 /// has passed; each call gets at most [`WAIT_SLICE_MS`] of what is left.
 /// A read that does not wait (`how` not a wait kind) runs once.
-fn sliced<T>(how: i32, timeout_ms: u32, mut slice: impl FnMut(u32) -> Result<T>) -> Result<T> {
-    if !matches!(how, SHMBUS_READ_WAIT_NEXT | SHMBUS_READ_WAIT_LATEST)
-        || timeout_ms <= WAIT_SLICE_MS
-    {
+fn sliced<T>(how: i32, timeout_ms: u32, slice: impl FnMut(u32) -> Result<T>) -> Result<T> {
+    if !matches!(how, SHMBUS_READ_WAIT_NEXT | SHMBUS_READ_WAIT_LATEST) {
+        let mut slice = slice;
+        return slice(timeout_ms);
+    }
+    sliced_wait(timeout_ms, slice)
+}
+
+/// Run the wait `slice(ms)` until it returns anything but a timeout or
+/// `timeout_ms` has passed; each call gets at most [`WAIT_SLICE_MS`] of
+/// what is left, so that another thread's calls on the same handle (a
+/// close) get in between.
+fn sliced_wait<T>(timeout_ms: u32, mut slice: impl FnMut(u32) -> Result<T>) -> Result<T> {
+    if timeout_ms <= WAIT_SLICE_MS {
         return slice(timeout_ms);
     }
     let now = shmbus_core::sys::monotonic_ns;
@@ -725,6 +735,59 @@ pub extern "C" fn shmbus_subscriber_has_new(subscriber: shmbus_subscriber) -> i3
     })
 }
 
+/// After `SHMBUS_ERR_PUBLISHER_GONE`: block up to `timeout_ms` until the
+/// topic is published again, then read on (its frames come to the same
+/// segment). `SHMBUS_OK` when a publisher holds the topic's lock again (the
+/// same one restarted, or another), or when a frame was published although
+/// none holds it (a publisher whose lock alone was removed, `ipcrm -s`,
+/// still publishes). `publisher` (may be NULL) receives the publisher's
+/// state then: `SHMBUS_PUBLISHER_ALIVE`, or `SHMBUS_PUBLISHER_NO_LOCK` for
+/// frames without a lock.
+///
+/// A frame ends the wait at once; a publisher that comes back without
+/// publishing is seen within 100 ms. Otherwise `SHMBUS_ERR_TIMEOUT`,
+/// `SHMBUS_ERR_REMOVED` (the segment was removed; frames published before
+/// the removal are reported first, as `SHMBUS_OK`, and stay readable), or
+/// `SHMBUS_ERR_CLOSED` when another thread closes the subscriber. A signal
+/// does not end the wait. One call instead of a loop over
+/// `shmbus_subscriber_status`; `examples/shmbus-c-subscriber.c` shows it.
+///
+/// # Safety
+/// `publisher` is NULL or points to a writable `int32_t`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmbus_subscriber_wait_publisher(
+    subscriber: shmbus_subscriber,
+    timeout_ms: u32,
+    publisher: *mut i32,
+) -> i32 {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let out = unsafe { cabi::opt_out(publisher) };
+        let status = sliced_wait(timeout_ms, |ms| {
+            let mut held = handles::get(subscriber.id, Kind::Subscriber)?;
+            sub_of(&mut held)
+                .raw
+                .wait_for_publisher(Duration::from_millis(ms.into()))
+                .map_err(topic::wait_error)
+        })?;
+        if let Some(o) = out {
+            *o = publisher_code(status).0;
+        }
+        Ok(SHMBUS_OK)
+    })
+}
+
+/// A publisher state as the C API's `SHMBUS_PUBLISHER_*` code, and its pid
+/// (0 unless alive).
+fn publisher_code(p: PublisherStatus) -> (i32, i32) {
+    match p {
+        PublisherStatus::Alive { pid } => (SHMBUS_PUBLISHER_ALIVE, pid),
+        PublisherStatus::NotRunning => (SHMBUS_PUBLISHER_NOT_RUNNING, 0),
+        PublisherStatus::NoLock => (SHMBUS_PUBLISHER_NO_LOCK, 0),
+        _ => (SHMBUS_PUBLISHER_UNKNOWN, 0),
+    }
+}
+
 /// Staleness and liveness: the newest generation, its age, whether the
 /// publisher is alive (two system calls) and whether the topic was removed
 /// (one system call).
@@ -741,12 +804,7 @@ pub unsafe extern "C" fn shmbus_subscriber_status(
         let out = unsafe { cabi::out(out, "out") }?;
         let mut held = handles::get(subscriber.id, Kind::Subscriber)?;
         let raw = &sub_of(&mut held).raw;
-        let (publisher, pid) = match raw.publisher() {
-            PublisherStatus::Alive { pid } => (SHMBUS_PUBLISHER_ALIVE, pid),
-            PublisherStatus::NotRunning => (SHMBUS_PUBLISHER_NOT_RUNNING, 0),
-            PublisherStatus::NoLock => (SHMBUS_PUBLISHER_NO_LOCK, 0),
-            _ => (SHMBUS_PUBLISHER_UNKNOWN, 0),
-        };
+        let (publisher, pid) = publisher_code(raw.publisher());
         *out = shmbus_status {
             generation: raw.generation(),
             age_ns: raw.age().map_or(u64::MAX, |a| {

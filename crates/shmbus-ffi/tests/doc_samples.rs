@@ -29,9 +29,10 @@ fn c_blocks(markdown: &str) -> Vec<(usize, String)> {
     let mut current: Option<(usize, String)> = None;
     for (i, line) in markdown.lines().enumerate() {
         match current.as_mut() {
-            None if line.trim_end() == "```c" => current = Some((i + 2, String::new())),
+            // A sample in a list item is indented with it.
+            None if line.trim() == "```c" => current = Some((i + 2, String::new())),
             None => {}
-            Some(_) if line.trim_end() == "```" => blocks.extend(current.take()),
+            Some(_) if line.trim() == "```" => blocks.extend(current.take()),
             Some((_, body)) => {
                 body.push_str(line);
                 body.push('\n');

@@ -743,85 +743,172 @@ impl RawSubscriber {
                         if let Some(r) = ready(self)? {
                             return Ok(r);
                         }
-                        let p = shmbus_core::sysvipc::semaphore_by_key(self.seg.key());
-                        // The lock of the user who created this segment
-                        // is the topic's own: this process lost read
-                        // access (a narrower mode or another group since
-                        // it attached), not a squatter's lock to remove.
-                        let own = p.as_ref().is_some_and(|p| {
-                            segment_creator(self.seg.shmid()) == Some(p.creator_uid())
-                        });
-                        if own {
-                            return Err(WaitError::AccessLost {
-                                key: self.seg.key(),
-                                owner: p.as_ref().map(|p| p.owner()),
-                            });
-                        }
-                        return Err(WaitError::LockUnreadable {
-                            key: self.seg.key(),
-                            creator_uid: p.as_ref().map(|p| p.creator_uid()),
-                            mode: p.as_ref().map(|p| p.owner().2),
-                        });
+                        return Err(self.unreadable_lock());
                     }
                     PublisherStatus::Alive { .. } => {}
                 }
             }
-            let remaining = Duration::from_nanos(deadline - now);
-            let mut slice = remaining.min(LIVENESS_INTERVAL);
-            let sleep = if self.seg.info().notify() {
-                self.prepare_sleep()
-            } else {
-                Sleep::Poll
+            self.sleep_once(
+                word,
+                now,
+                Duration::from_nanos(deadline - now),
+                &mut poll_step,
+            )?;
+        }
+    }
+
+    /// After a wait ended with [`WaitError::PublisherGone`]: sleep until
+    /// the topic is published again, then read on (its frames come to the
+    /// same segment). Returns the publisher's status at that moment:
+    ///
+    /// - [`PublisherStatus::Alive`]: a publisher holds the topic's lock (the
+    ///   same one restarted, or another that took the topic over);
+    /// - any other status: a frame was published since this subscriber's
+    ///   last liveness check although no publisher holds the lock. This is
+    ///   a publisher whose lock alone was removed (`ipcrm -s`, logind's
+    ///   `RemoveIPC`), usually [`PublisherStatus::NoLock`]. It publishes,
+    ///   so its frames are read.
+    ///
+    /// A frame wakes this wait at once: it registers as a waiter, as
+    /// [`Self::wait_until`] does. A publisher that comes back without
+    /// publishing is seen within [`LIVENESS_INTERVAL`]. Ends with
+    /// [`WaitError::Timeout`] after `timeout`, with [`WaitError::Removed`]
+    /// when the segment was removed and nothing new was published before,
+    /// and with [`WaitError::LockUnreadable`] or [`WaitError::AccessLost`]
+    /// as the reads' waits do. Each of them leaves the handle usable.
+    ///
+    /// One call for the loop every long-running reader needs: the tools,
+    /// the bridge and the examples (Rust, C and Python) use it.
+    pub fn wait_for_publisher(&mut self, timeout: Duration) -> Result<PublisherStatus, WaitError> {
+        let timeout_ns = timeout.as_nanos().min(u64::MAX as u128) as u64;
+        let start = sys::monotonic_ns();
+        let deadline = start.saturating_add(timeout_ns);
+        let mut poll_step = Duration::from_micros(500);
+        loop {
+            // The word first, as in `wait_until`: a publish after this load
+            // ends the sleep below at once.
+            let word = self.seg.notify_word().load_acquire();
+            // New frames first: ones published just before a removal are
+            // still in the mapping, for the caller to read.
+            let g = self.seg.generation();
+            let published = g != self.generation_at_check;
+            let status = self.seg.publisher_status();
+            let now = sys::monotonic_ns();
+            if published || status.is_alive() {
+                // The next wait compares with this moment.
+                self.generation_at_check = g;
+                self.last_liveness_check = now;
+                return Ok(status);
+            }
+            if self.seg.is_removed() {
+                return Err(WaitError::Removed);
+            }
+            if status == PublisherStatus::Unknown {
+                return Err(self.unreadable_lock());
+            }
+            if now >= deadline {
+                return Err(WaitError::Timeout);
+            }
+            self.sleep_once(
+                word,
+                now,
+                Duration::from_nanos(deadline - now),
+                &mut poll_step,
+            )?;
+        }
+    }
+
+    /// The error a wait ends with when the lock at the key cannot be read
+    /// ([`PublisherStatus::Unknown`]).
+    fn unreadable_lock(&self) -> WaitError {
+        let p = shmbus_core::sysvipc::semaphore_by_key(self.seg.key());
+        // The lock of the user who created this segment is the topic's
+        // own: this process lost read access (a narrower mode or another
+        // group since it attached), not a squatter's lock to remove.
+        let own = p
+            .as_ref()
+            .is_some_and(|p| segment_creator(self.seg.shmid()) == Some(p.creator_uid()));
+        if own {
+            return WaitError::AccessLost {
+                key: self.seg.key(),
+                owner: p.as_ref().map(|p| p.owner()),
             };
-            match sleep {
-                Sleep::Futex { ticket } => {
-                    if now < self.suspect_until {
-                        slice = slice.min(SUSPECT_SLICE);
-                    }
-                    // The caller's deadline is an end no jitter moves (and
-                    // its sleep is not judged by time); every other end is.
-                    if let Some(t) = ticket.filter(|_| slice < remaining) {
-                        slice = jittered(slice, t);
-                    }
-                    let ended = match sys::futex_wait(self.seg.notify_word(), word, slice) {
-                        Ok(w) => w,
-                        Err(e) => return Err(WaitError::Sys(e)),
-                    };
-                    if ended == FutexWait::Woken {
-                        self.misses.woken();
-                    }
-                    let timed_out = ended == FutexWait::TimedOut;
-                    if let Some(ticket) = ticket.filter(|_| timed_out) {
-                        if self.seg.notify_word().load() != word {
-                            // A frame came and its wake-up did not, or not
-                            // yet: a frame published as the slice ended is
-                            // seen here while its wake-up is still on its
-                            // way. Count only a wake-up that was lost.
-                            let verdict = judge_missing_wake(WakeEvidence {
-                                ticket,
-                                waiter_word: self.waiter.as_ref().map(WaiterWord::load),
-                                newest_publish_ns: self.seg.header().last_publish_mono_ns().load(),
-                                slice_end_ns: now.saturating_add(slice.as_nanos() as u64),
-                                at_deadline: slice == remaining,
-                            });
-                            if self.misses.unwoken(verdict) {
-                                // Sleep briefly for a while, so it cannot
-                                // happen for long.
-                                self.lost_wakeups += 1;
-                                self.suspect_until = sys::monotonic_ns()
-                                    .saturating_add(SUSPECT_FOR.as_nanos() as u64);
-                            }
+        }
+        WaitError::LockUnreadable {
+            key: self.seg.key(),
+            creator_uid: p.as_ref().map(|p| p.creator_uid()),
+            mode: p.as_ref().map(|p| p.owner().2),
+        }
+    }
+
+    /// One sleep of a wait: until a publish changes `notify` from `word`
+    /// (loaded before the caller's last check), or `remaining` or a
+    /// liveness interval passes, whichever is first. Registers in the
+    /// publisher's waiter segment first, so a publish wakes it; without a
+    /// wake-up due (no notify, or no registration), a short step of
+    /// `poll_step`, which grows to 10 ms.
+    fn sleep_once(
+        &mut self,
+        word: u32,
+        now: u64,
+        remaining: Duration,
+        poll_step: &mut Duration,
+    ) -> Result<(), WaitError> {
+        let mut slice = remaining.min(LIVENESS_INTERVAL);
+        let sleep = if self.seg.info().notify() {
+            self.prepare_sleep()
+        } else {
+            Sleep::Poll
+        };
+        match sleep {
+            Sleep::Futex { ticket } => {
+                if now < self.suspect_until {
+                    slice = slice.min(SUSPECT_SLICE);
+                }
+                // The caller's deadline is an end no jitter moves (and
+                // its sleep is not judged by time); every other end is.
+                if let Some(t) = ticket.filter(|_| slice < remaining) {
+                    slice = jittered(slice, t);
+                }
+                let ended = match sys::futex_wait(self.seg.notify_word(), word, slice) {
+                    Ok(w) => w,
+                    Err(e) => return Err(WaitError::Sys(e)),
+                };
+                if ended == FutexWait::Woken {
+                    self.misses.woken();
+                }
+                let timed_out = ended == FutexWait::TimedOut;
+                if let Some(ticket) = ticket.filter(|_| timed_out) {
+                    if self.seg.notify_word().load() != word {
+                        // A frame came and its wake-up did not, or not
+                        // yet: a frame published as the slice ended is
+                        // seen here while its wake-up is still on its
+                        // way. Count only a wake-up that was lost.
+                        let verdict = judge_missing_wake(WakeEvidence {
+                            ticket,
+                            waiter_word: self.waiter.as_ref().map(WaiterWord::load),
+                            newest_publish_ns: self.seg.header().last_publish_mono_ns().load(),
+                            slice_end_ns: now.saturating_add(slice.as_nanos() as u64),
+                            at_deadline: slice == remaining,
+                        });
+                        if self.misses.unwoken(verdict) {
+                            // Sleep briefly for a while, so it cannot
+                            // happen for long.
+                            self.lost_wakeups += 1;
+                            self.suspect_until =
+                                sys::monotonic_ns().saturating_add(SUSPECT_FOR.as_nanos() as u64);
                         }
                     }
                 }
-                Sleep::Poll => {
-                    // No wake-up is due to this subscriber: sleep in
-                    // growing steps.
-                    std::thread::sleep(slice.min(poll_step));
-                    poll_step = (poll_step * 2).min(Duration::from_millis(10));
-                }
+            }
+            Sleep::Poll => {
+                // No wake-up is due to this subscriber: sleep in
+                // growing steps.
+                std::thread::sleep(slice.min(*poll_step));
+                *poll_step = (*poll_step * 2).min(Duration::from_millis(10));
             }
         }
+        Ok(())
     }
 }
 
@@ -1108,6 +1195,14 @@ impl<T: DeserializeOwned + Schema> Subscriber<T> {
     #[inline]
     pub fn has_new(&self) -> bool {
         self.raw.has_new()
+    }
+
+    /// After [`WaitError::PublisherGone`]: sleep until the topic is
+    /// published again (its publisher holds the lock again, or frames come
+    /// without it), up to `timeout`. See
+    /// [`RawSubscriber::wait_for_publisher`].
+    pub fn wait_for_publisher(&mut self, timeout: Duration) -> Result<PublisherStatus, WaitError> {
+        self.raw.wait_for_publisher(timeout)
     }
 
     /// Time since the newest publish (monotonic); `None` before the first.

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use shmbus_codec::Codec;
-use shmbus_core::sys::{self, monotonic_ns};
+use shmbus_core::sys::monotonic_ns;
 use shmbus_core::{PublisherStatus, ReadError, SlotMeta, WaitError};
 use shmbus_sub::{RawNext, RawSubscriber};
 use shmbus_toolbox::repeats::Repeats;
@@ -83,36 +83,11 @@ fn hex(b: &[u8]) -> String {
     s
 }
 
-/// Sleep until the topic has a live publisher or a new frame again, or is
-/// removed, or `deadline` passes. Futex waits in steps, so a new
-/// publisher's first frame wakes us at once.
-fn wait_for_publisher(sub: &RawSubscriber, deadline: Option<u64>) -> Result<(), WaitError> {
-    let start_gen = sub.generation();
-    loop {
-        // New frames first: ones published just before a removal are
-        // still in the mapping, and the caller prints them.
-        if sub.publisher().is_alive() || sub.generation() != start_gen {
-            return Ok(());
-        }
-        if sub.is_removed() {
-            return Err(WaitError::Removed);
-        }
-        let now = monotonic_ns();
-        let mut step = Duration::from_millis(500);
-        if let Some(d) = deadline {
-            if now >= d {
-                return Err(WaitError::Timeout);
-            }
-            step = step.min(Duration::from_nanos(d - now));
-        }
-        sleep_on(sub, step);
-    }
-}
-
-/// Sleep on the topic's notify word for up to `step` (a publish wakes us).
-fn sleep_on(sub: &RawSubscriber, step: Duration) {
-    let word = sub.segment().notify_word();
-    let _ = sys::futex_wait(word, word.load_acquire(), step);
+/// What is left until `deadline` (monotonic ns; none: an hour at a time).
+fn left(deadline: Option<u64>) -> Duration {
+    deadline.map_or(Duration::from_secs(3600), |d| {
+        Duration::from_nanos(d.saturating_sub(monotonic_ns()))
+    })
 }
 
 /// Run `shmbus echo`.
@@ -223,8 +198,8 @@ fn echo(
                     ));
                     said_gone = true;
                 }
-                match wait_for_publisher(sub, deadline) {
-                    Ok(()) | Err(WaitError::Timeout) => {}
+                match sub.wait_for_publisher(left(deadline)) {
+                    Ok(_) | Err(WaitError::Timeout) => {}
                     Err(WaitError::Removed) => return Err(removed(&p.name)),
                     Err(e) => return Err(Fail::error(format!("waiting for frames failed: {e}"))),
                 }
@@ -238,8 +213,8 @@ fn echo(
                     )
                 });
                 skip_to_newest(sub, &mut missed, &mut handled);
-                match wait_for_publisher(sub, deadline) {
-                    Ok(()) | Err(WaitError::Timeout) => {}
+                match sub.wait_for_publisher(left(deadline)) {
+                    Ok(_) | Err(WaitError::Timeout) => {}
                     Err(WaitError::Removed) => return Err(removed(&p.name)),
                     Err(e) => return Err(Fail::error(format!("waiting for frames failed: {e}"))),
                 }
@@ -260,11 +235,7 @@ fn echo(
                 });
                 // The reader retried for the stuck bound already; sleep
                 // until something is published before retrying.
-                let step = deadline.map_or(Duration::from_millis(500), |d| {
-                    Duration::from_nanos(d.saturating_sub(monotonic_ns()))
-                        .min(Duration::from_millis(500))
-                });
-                sleep_on(sub, step);
+                super::sleep_until_publish(sub, left(deadline).min(Duration::from_millis(500)));
             }
             Err(WaitError::Read(e)) => {
                 notes.note("read", "read errors", || e.to_string());

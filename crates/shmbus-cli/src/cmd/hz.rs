@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use shmbus_core::sys::{self, monotonic_ns};
+use shmbus_core::sys::monotonic_ns;
 use shmbus_core::{PublisherStatus, ReadError, WaitError};
 use shmbus_sub::{RawNext, RawSubscriber};
 
@@ -97,14 +97,10 @@ impl Window {
     }
 }
 
-/// Block on the topic's notify word until `until` (monotonic ns) or a
-/// publish. Used while the publisher is not running.
-fn sleep_on(sub: &RawSubscriber, until: u64) {
+/// Sleep until the next publish, or until `until` (monotonic ns).
+fn sleep_on(sub: &mut RawSubscriber, until: u64) {
     let now = monotonic_ns();
-    if until > now {
-        let w = sub.segment().notify_word();
-        let _ = sys::futex_wait(w, w.load_acquire(), Duration::from_nanos(until - now));
-    }
+    super::sleep_until_publish(sub, Duration::from_nanos(until.saturating_sub(now)));
 }
 
 /// Run `shmbus hz`.
@@ -139,11 +135,23 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
                     RawNext::Empty => None,
                 })
             });
+            // No publisher: back to reading when one runs again or frames
+            // come without one (a lock removed under a live publisher);
+            // its other ends are the wait's own.
+            let r = match r {
+                Err(WaitError::PublisherGone) => {
+                    let left = Duration::from_nanos(end.saturating_sub(monotonic_ns()));
+                    match sub.wait_for_publisher(left) {
+                        Ok(_) | Err(WaitError::Timeout) => continue,
+                        Err(e) => Err(e),
+                    }
+                }
+                r => r,
+            };
             match r {
                 Ok(Ok((g, t))) => w.frame(g, t),
                 Ok(Err(n)) => w.lost = w.lost.saturating_add(n),
                 Err(WaitError::Timeout) => {}
-                Err(WaitError::PublisherGone) => sleep_on(&sub, end),
                 Err(WaitError::Removed) => {
                     if tty {
                         out::line("")?;
@@ -175,7 +183,7 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
                     }
                     // Sleep until something is published (or the report
                     // ends) before reading again.
-                    sleep_on(&sub, end);
+                    sleep_on(&mut sub, end);
                 }
                 Err(e) => return Err(Fail::error(format!("waiting for frames failed: {e}"))),
             }

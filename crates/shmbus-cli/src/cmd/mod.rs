@@ -150,3 +150,16 @@ pub fn mode_owner(e: &Entry) -> (String, String) {
 pub fn key_json(key: i32) -> Value {
     json!({"hex": key_hex(key), "dec": key})
 }
+
+/// Sleep until the next publish on `sub`'s topic, for at most `step`:
+/// after a frame that could not be read, before reading again. A publish
+/// wakes it at once (the wait registers as a waiter; a bare futex sleep on
+/// `notify` is not woken by a publisher that wakes registered waiters
+/// only). Whatever ends the wait, the caller's next read says what is
+/// there.
+pub fn sleep_until_publish(sub: &mut shmbus_sub::RawSubscriber, step: std::time::Duration) {
+    let word = sub.segment().notify_word().load_acquire();
+    let _ = sub.wait_until(step, |s| {
+        Ok((s.segment().notify_word().load() != word).then_some(()))
+    });
+}

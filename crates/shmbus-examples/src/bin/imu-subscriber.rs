@@ -84,25 +84,19 @@ fn run() -> Result<(), String> {
                     "the publisher is not running; waiting up to {:.1} s for it to come back",
                     wait.as_secs_f64()
                 );
-                let end = std::time::Instant::now() + wait;
                 // Back when it runs again, or when a frame comes anyway (a
                 // publisher whose lock alone was removed still publishes).
-                let g = sub.raw().generation();
-                while !matches!(sub.publisher(), PublisherStatus::Alive { .. })
-                    && sub.raw().generation() == g
-                {
-                    if sub.is_removed() {
-                        break; // the next wait says Removed
-                    }
-                    if std::time::Instant::now() >= end {
+                match sub.wait_for_publisher(wait) {
+                    // Removed: the next wait says so.
+                    Ok(_) | Err(WaitError::Removed) => continue,
+                    Err(WaitError::Timeout) => {
                         return Err(format!(
                             "after {received} frames: the publisher did not come back within {:.1} s",
                             wait.as_secs_f64()
                         ));
                     }
-                    std::thread::sleep(Duration::from_millis(10));
+                    Err(e) => return Err(format!("after {received} frames: {e}")),
                 }
-                continue;
             }
             // The segment was removed: this handle never sees a new frame.
             // Attach the topic again once its publisher has created it.

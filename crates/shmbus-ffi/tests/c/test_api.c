@@ -406,9 +406,15 @@ static void test_c_publisher(uint32_t key) {
     EXPECT_RC("close it twice", shmbus_publisher_close(pub), SHMBUS_ERR_CLOSED);
     EXPECT_RC("publish on a closed publisher", shmbus_publish(pub, f, &gen), SHMBUS_ERR_CLOSED);
     EXPECT_RC("wait: publisher gone", shmbus_subscriber_wait_next(sub, g, 5000, &smp), SHMBUS_ERR_PUBLISHER_GONE);
+    int32_t state = -1;
+    EXPECT_RC("wait for the publisher: not back", shmbus_subscriber_wait_publisher(sub, 300, &state),
+              SHMBUS_ERR_TIMEOUT);
+    CHECK("no state on a timeout", state == -1);
     EXPECT_RC("its frames stay readable", shmbus_subscriber_latest(sub, g, &smp), SHMBUS_OK);
     CHECK("latest is frame 3", smp.generation == 3);
     EXPECT_RC("reopen the topic", shmbus_publisher_open(&t, s, &pub), SHMBUS_OK);
+    EXPECT_RC("wait for the publisher: back", shmbus_subscriber_wait_publisher(sub, 5000, &state), SHMBUS_OK);
+    CHECK("it holds the lock", state == SHMBUS_PUBLISHER_ALIVE);
     EXPECT_RC("reopened info", shmbus_publisher_info(pub, &info), SHMBUS_OK);
     CHECK("reopened, not created", info.created == 0);
     EXPECT_RC("publish after reopen", shmbus_publish(pub, f, &gen), SHMBUS_OK);
@@ -418,6 +424,8 @@ static void test_c_publisher(uint32_t key) {
     EXPECT_RC("frame 4 is still read after the removal", shmbus_subscriber_next(sub, g, &smp), SHMBUS_OK);
     CHECK("frame 4", smp.generation == 4);
     EXPECT_RC("wait: removed", shmbus_subscriber_wait_next(sub, g, 5000, &smp), SHMBUS_ERR_REMOVED);
+    EXPECT_RC("wait for the publisher: removed", shmbus_subscriber_wait_publisher(sub, 5000, NULL),
+              SHMBUS_ERR_REMOVED);
     shmbus_status st;
     EXPECT_RC("status after removal", shmbus_subscriber_status(sub, &st), SHMBUS_OK);
     CHECK("status says removed", st.removed == 1);

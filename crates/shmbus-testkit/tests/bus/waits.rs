@@ -305,3 +305,101 @@ fn a_wait_reads_on_when_the_lock_is_removed_under_a_live_publisher() {
     assert_eq!(r, Err(WaitError::PublisherGone));
     assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
 }
+
+/// `wait_for_publisher`, the one loop every long-running reader runs after
+/// `PublisherGone`: it returns when frames come although no publisher
+/// holds the lock (a lock removed under a publisher that publishes on),
+/// once, not again for the same frames; when a publisher takes the lock
+/// again; with frames published before a removal first, then `Removed`.
+/// Every publish and removal comes while the waiting thread sleeps.
+#[test]
+fn wait_for_publisher_returns_on_frames_a_new_lock_or_removal() {
+    use shmbus_core::PublisherStatus;
+    use shmbus_sub::RawNext;
+    watchdog("wait_for_publisher", Duration::from_secs(240));
+    let (topic, _guard) = unique_topic("wait-for-publisher");
+    let p = Publisher::<Check>::open(&topic).unwrap();
+    let mut sub = shmbus_sub::RawSubscriber::attach(&topic).unwrap();
+    let shmid = sub.segment().shmid();
+    assert!(shmbus_core::lock::remove_lock(topic.key).unwrap());
+    let mut frame = Vec::new();
+    assert_eq!(wait_frame(&mut sub), Err(WaitError::PublisherGone));
+    // Nothing published since: it waits, and says so at its timeout.
+    let t = Instant::now();
+    assert_eq!(
+        sub.wait_for_publisher(Duration::from_millis(300)),
+        Err(WaitError::Timeout)
+    );
+    assert!(t.elapsed() >= Duration::from_millis(300));
+
+    // A frame from the publisher without its lock, published while this
+    // thread sleeps in the wait.
+    let me = nix::unistd::gettid().as_raw();
+    let publisher = std::thread::spawn(move || {
+        let mut p = p;
+        shmbus_testkit::wait_thread_asleep(me).unwrap();
+        p.publish(&Check::new(2)).unwrap();
+        p
+    });
+    assert_eq!(
+        sub.wait_for_publisher(Duration::from_secs(60)),
+        Ok(PublisherStatus::NoLock)
+    );
+    let p = publisher.join().unwrap();
+    assert!(matches!(sub.next_bytes(&mut frame), Ok(RawNext::Frame(m, ())) if m.generation == 1));
+    // The same frame does not end the next call.
+    assert_eq!(
+        sub.wait_for_publisher(Duration::from_millis(300)),
+        Err(WaitError::Timeout)
+    );
+
+    // That publisher exits; a new one takes the lock (and publishes
+    // nothing) while this thread sleeps.
+    drop(p);
+    let t2 = topic.clone();
+    let restart = std::thread::spawn(move || {
+        shmbus_testkit::wait_thread_asleep(me).unwrap();
+        Publisher::<Check>::open(&t2).unwrap()
+    });
+    let r = sub.wait_for_publisher(Duration::from_secs(60));
+    let p = restart.join().unwrap();
+    assert_eq!(
+        r,
+        Ok(PublisherStatus::Alive {
+            pid: std::process::id() as i32
+        })
+    );
+
+    // A frame, then the removal, while this thread sleeps: the frame
+    // first, then `Removed`.
+    assert!(shmbus_core::lock::remove_lock(topic.key).unwrap());
+    assert_eq!(wait_frame(&mut sub), Err(WaitError::PublisherGone));
+    let remover = std::thread::spawn(move || {
+        let mut p = p;
+        shmbus_testkit::wait_thread_asleep(me).unwrap();
+        p.publish(&Check::new(3)).unwrap();
+        drop(p);
+        sys::shm_remove(shmid).unwrap();
+    });
+    let r = sub.wait_for_publisher(Duration::from_secs(60));
+    remover.join().unwrap();
+    // Whether the wait woke on the frame or at the removal, the frame was
+    // published first: it is reported, and read, before `Removed`.
+    assert_eq!(r, Ok(PublisherStatus::NoLock));
+    assert!(matches!(sub.next_bytes(&mut frame), Ok(RawNext::Frame(m, ())) if m.generation == 2));
+    assert_eq!(
+        sub.wait_for_publisher(Duration::from_secs(60)),
+        Err(WaitError::Removed)
+    );
+}
+
+/// Wait up to 30 s for the next frame in order; its generation.
+fn wait_frame(sub: &mut shmbus_sub::RawSubscriber) -> Result<u64, WaitError> {
+    let mut frame = Vec::new();
+    sub.wait_until(Duration::from_secs(30), |s| {
+        match s.next_bytes(&mut frame)? {
+            shmbus_sub::RawNext::Frame(m, ()) => Ok(Some(m.generation)),
+            _ => Ok(None),
+        }
+    })
+}
