@@ -12,6 +12,8 @@
 //!   parsers: a value out of range is a clear error (exit 2), never a panic.
 //! - [`printable`]: text from segments and recordings with its terminal
 //!   control characters escaped, for every line a tool prints.
+//! - [`liveness`]: whether a topic's publisher runs, for status displays
+//!   (a topic whose lock was removed under a publisher that still publishes).
 //! - [`process`]: why a live publisher sends nothing (suspended, or
 //!   blocked in the kernel), from `/proc/PID/stat`.
 //! - [`repeats`]: a repeated error printed once, then a count at most once a
@@ -21,6 +23,7 @@
 //!   way by every command that takes one.
 #![warn(missing_docs)]
 
+pub mod liveness;
 pub mod parse;
 pub mod printable;
 pub mod process;
