@@ -43,8 +43,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use shmbus_codec::Codec;
-use shmbus_core::{OpenError, PublisherStatus, SlotMeta, WaitError};
+use shmbus_core::{OpenError, SlotMeta, WaitError};
 use shmbus_sub::{RawNext, RawSubscriber};
+use shmbus_toolbox::liveness::{LOOK_GAP, Liveness, Watch};
 
 use crate::names::Names;
 use crate::outbox::{Message, Outbox, Qos};
@@ -69,6 +70,10 @@ pub(crate) struct Status {
     pub pid: Option<i32>,
     pub stale: bool,
     pub error: Option<String>,
+    /// The publisher lock, when the segment is attached: `held`, `free`,
+    /// `missing` (removed: `ipcrm -s`, logind's `RemoveIPC`) or
+    /// `unreadable`.
+    pub lock: Option<&'static str>,
 }
 
 impl Status {
@@ -78,6 +83,7 @@ impl Status {
             pid: None,
             stale: false,
             error: None,
+            lock: None,
         }
     }
 }
@@ -111,6 +117,10 @@ pub struct Reader {
     last_gen: u64,
     last_emit: Option<Instant>,
     warned_bad: bool,
+    /// Whether a topic without a lock still moves (`shmbus_toolbox::liveness`).
+    watch: Watch,
+    /// When `watch` last looked (monotonic ns).
+    looked_ns: u64,
 }
 
 impl Reader {
@@ -140,6 +150,8 @@ impl Reader {
             last_gen: 0,
             last_emit: None,
             warned_bad: false,
+            watch: Watch::new(),
+            looked_ns: 0,
         }
     }
 
@@ -208,6 +220,7 @@ impl Reader {
         let schema = info.schema.clone();
         self.last_gen = 0;
         self.last_emit = None;
+        self.watch.forget();
         self.codec = match Codec::from_schema_bytes(&schema) {
             Ok(c) => Some(c),
             Err(e) => {
@@ -488,21 +501,37 @@ impl Reader {
         self.ts.sent.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Publisher liveness and staleness, as they are now.
+    /// Publisher liveness and staleness, as they are now. A topic whose
+    /// lock was removed under a publisher that still publishes (its
+    /// generation moved since the previous look) is `alive` with `lock`
+    /// `missing`; it used to be `stopped` while its frames went out.
     fn refresh_status(&mut self, sub: &RawSubscriber) {
-        let mut s = match sub.publisher() {
-            PublisherStatus::Alive { pid } => Status {
-                pid: Some(pid),
-                ..Status::new("alive")
-            },
-            PublisherStatus::Unknown => Status::new("alive"),
-            PublisherStatus::NotRunning | PublisherStatus::NoLock => Status::new("stopped"),
+        let now = shmbus_core::sys::monotonic_ns();
+        self.looked_ns = now;
+        let (state, pid, lock) = match self.watch.look(sub.publisher(), sub.generation(), now) {
+            Liveness::Alive { pid } => ("alive", Some(pid), "held"),
+            Liveness::NoLockPublishing => ("alive", None, "missing"),
+            Liveness::Unknown => ("alive", None, "unreadable"),
+            Liveness::NotRunning => ("stopped", None, "free"),
+            Liveness::NoLock => ("stopped", None, "missing"),
         };
-        s.stale = self.is_stale(sub);
+        let s = Status {
+            pid,
+            stale: self.is_stale(sub),
+            lock: Some(lock),
+            ..Status::new(state)
+        };
         self.set_status(s, Some(sub));
     }
 
+    /// Staleness as it is now, after frames; the publisher too, at most
+    /// every `LOOK_GAP`: a lock removed while frames come is seen.
     fn refresh_stale(&mut self, sub: &RawSubscriber) {
+        let now = shmbus_core::sys::monotonic_ns();
+        if now.saturating_sub(self.looked_ns) >= LOOK_GAP.as_nanos() as u64 {
+            self.refresh_status(sub);
+            return;
+        }
         if let Some(cur) = &self.status {
             let stale = self.is_stale(sub);
             if stale != cur.stale {
@@ -541,6 +570,9 @@ impl Reader {
         }
         if let Some(e) = &s.error {
             v["error"] = json!(e);
+        }
+        if let Some(lock) = s.lock {
+            v["lock"] = json!(lock);
         }
         self.outbox.set_state(Message {
             topic: self.names.meta(&self.t.cfg.name, "status"),

@@ -470,6 +470,88 @@ fn status_follows_the_publisher_stale_stopped_and_removed() {
     );
 }
 
+/// The lock removed (`ipcrm -s`, logind's `RemoveIPC`) under a publisher
+/// that goes on publishing (as `shmbus pub --rate` and `replay` do, which
+/// take no new lock): `$status` stays `alive`, without a pid, and says
+/// `"lock": "missing"`. It kept the gone lock's pid while frames came, and
+/// said `stopped` at its next look (at once, for a bridge that attached
+/// after the removal) while the frames went out. With no frame since, it
+/// is `stopped` (lock still `missing`).
+#[test]
+fn status_says_alive_without_a_lock_while_frames_come() {
+    lockless_status("core/nolock", false);
+}
+
+/// As above, the bridge attaching after the lock was removed: it said
+/// `stopped` for good while every frame went out.
+#[test]
+fn status_says_alive_without_a_lock_when_attached_after_the_removal() {
+    lockless_status("core/nolock2", true);
+}
+
+fn lockless_status(name: &str, removed_first: bool) {
+    let k = key();
+    let _g = Guard(k);
+    let topic = Topic::new(name).key(k).slots(64);
+    let mut p = Publisher::<Sample>::open(&topic).unwrap();
+    p.publish(&sample(1)).unwrap();
+    if removed_first {
+        assert!(shmbus_core::lock::remove_lock(k).expect("remove the lock"));
+    }
+    let run = Run::reader(name, k, Pace::Every(1), "");
+    let status_topic = format!("p/b/{name}/$status");
+    let states = |run: &Run| -> Vec<Value> {
+        run.take(Duration::from_millis(20))
+            .iter()
+            .filter(|m| m.topic == status_topic)
+            .map(json_of)
+            .collect()
+    };
+    let mut seen = Vec::new();
+    if !removed_first {
+        let end = Instant::now() + Duration::from_secs(30);
+        while !seen.iter().any(|s: &Value| s["state"] == "alive") {
+            seen.extend(states(&run));
+            assert!(Instant::now() < end, "never alive; seen: {seen:?}");
+        }
+        assert_eq!(seen.last().map(|s| s["lock"].clone()), Some(json!("held")));
+        assert!(shmbus_core::lock::remove_lock(k).expect("remove the lock"));
+    }
+    // Publish on (one frame per look at the outbox) until the status says
+    // so; bounded by a watchdog, not a timing assertion.
+    let mut seq = 2;
+    let end = Instant::now() + Duration::from_secs(60);
+    let running = loop {
+        p.publish(&sample(seq)).unwrap();
+        seq += 1;
+        let now = states(&run);
+        if let Some(s) = now
+            .iter()
+            .find(|s| s["state"] == "alive" && s["lock"] == "missing")
+        {
+            break s.clone();
+        }
+        seen.extend(now);
+        assert!(
+            Instant::now() < end,
+            "a publisher without its lock was never reported alive; seen: {seen:?}"
+        );
+    };
+    assert!(running.get("pid").is_none(), "{running}");
+    // Nothing published any more: stopped, the lock still missing.
+    let end = Instant::now() + Duration::from_secs(60);
+    let stopped = loop {
+        let now = states(&run);
+        if let Some(s) = now.iter().find(|s| s["state"] == "stopped") {
+            break s.clone();
+        }
+        assert!(Instant::now() < end, "never stopped");
+    };
+    assert_eq!(stopped["lock"], "missing", "{stopped}");
+    assert_eq!(stopped["generation"].as_u64(), Some(u64::from(seq - 1)));
+    drop(p);
+}
+
 fn inbound(
     name: &str,
     key: i32,

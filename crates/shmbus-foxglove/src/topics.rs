@@ -38,6 +38,7 @@ use shmbus_config::names::{Directory, Found, NameError, Rules};
 use shmbus_core::sys;
 use shmbus_core::sysvipc;
 use shmbus_sub::{OpenError, PublisherStatus, RawNext, RawSubscriber, ReadError, Segment};
+use shmbus_toolbox::liveness::{Liveness, Watch};
 use shmbus_toolbox::printable::printable;
 use shmbus_toolbox::topic;
 
@@ -99,6 +100,9 @@ pub enum Health {
     Stale,
     /// No publisher holds the topic.
     NoPublisher,
+    /// The topic's lock was removed (`ipcrm -s`, systemd-logind's
+    /// `RemoveIPC`) under a publisher that still publishes.
+    NoLock,
 }
 
 /// A change of health to tell clients: a status to set (level, text) or
@@ -143,6 +147,8 @@ pub struct Topic {
     pub health: Health,
     /// The status text of `health` (for clients that connect later).
     pub status: Option<(u8, String)>,
+    /// Whether the topic moves while it has no lock.
+    watch: Watch,
     /// Frames sent on (decoded for) this channel.
     pub frames: u64,
     /// Frames the server fell behind on (overwritten in the ring before
@@ -194,6 +200,7 @@ impl Topic {
             next_allowed_ns: 0,
             health: Health::Ok,
             status: None,
+            watch: Watch::new(),
             frames: 0,
             missed: 0,
             undecodable: 0,
@@ -328,10 +335,25 @@ impl Topic {
     /// Recompute the health; `Some` if clients must be told.
     fn check_health(&mut self, stale_after: Duration) -> Option<HealthChange> {
         let age = self.sub.age();
-        let status = self.sub.publisher();
+        let status = self.watch.look(
+            self.sub.publisher(),
+            self.sub.generation(),
+            sys::monotonic_ns(),
+        );
         let name = &self.channel.topic;
         let (health, text) = match status {
-            PublisherStatus::NotRunning | PublisherStatus::NoLock => {
+            // Frames still come: a publisher runs. It used to be "no
+            // publisher is running" while the frames were shown.
+            Liveness::NoLockPublishing => (
+                Health::NoLock,
+                Some((
+                    crate::protocol::level::WARNING,
+                    format!(
+                        "{name}: the publisher runs without its lock (removed by `ipcrm -s` or systemd-logind's RemoveIPC): frames still come, but another publisher could start on the topic; restart the publisher to take a new lock"
+                    ),
+                )),
+            ),
+            Liveness::NotRunning | Liveness::NoLock => {
                 let last = match age {
                     Some(a) => format!("last frame {} ago", human(a)),
                     None => "no frame published yet".to_string(),
@@ -344,7 +366,7 @@ impl Topic {
                     )),
                 )
             }
-            PublisherStatus::Alive { pid } => match age {
+            Liveness::Alive { pid } => match age {
                 Some(a) if a > stale_after => (
                     Health::Stale,
                     Some((
@@ -369,7 +391,7 @@ impl Topic {
                 Some(_) => (Health::Ok, None),
             },
             // The lock cannot be read (another user's): judge by age alone.
-            PublisherStatus::Unknown => match age {
+            Liveness::Unknown => match age {
                 Some(a) if a > stale_after => (
                     Health::Stale,
                     Some((

@@ -413,6 +413,65 @@ fn topics_that_appear_and_go_are_advertised_and_unadvertised() {
     );
 }
 
+/// The lock removed (`ipcrm -s`, logind's `RemoveIPC`) under a publisher
+/// that goes on publishing (as `shmbus pub --rate` and `replay` do): a
+/// warning that it runs without its lock. It was the error "no publisher
+/// is running" while the client got the frames. Once nothing comes, that
+/// error again.
+#[test]
+fn a_publisher_without_its_lock_is_a_warning_not_no_publisher() {
+    watchdog("fox_no_lock", Duration::from_secs(240));
+    let (topic, _g) = key_for("no-lock");
+    let mut p = Publisher::<Sample>::open(&topic).unwrap();
+    p.publish(&sample(1)).unwrap();
+    let server = Running::start(&[topic.key], |_| {});
+    let (mut ws, _) = connect(server.addr, "foxglove.sdk.v1");
+    let mut seen = Seen::default();
+    advertised(&mut ws, &mut seen);
+    assert!(shmbus_core::lock::remove_lock(topic.key).unwrap());
+    let sid = format!("shmbus/{}", topic.name);
+    let is = |v: &serde_json::Value, level: u64, text: &str| {
+        v["op"] == "status"
+            && v["id"] == sid.as_str()
+            && v["level"] == level
+            && v["message"].as_str().is_some_and(|m| m.contains(text))
+    };
+    // One frame per read of the socket (at most 200 ms apart): frames come
+    // at every health check, whatever the machine's load.
+    let mut seq = 2;
+    read_until(
+        &mut ws,
+        &mut seen,
+        "a warning that the publisher runs without its lock",
+        Duration::from_secs(60),
+        |s| {
+            p.publish(&sample(seq)).unwrap();
+            seq += 1;
+            s.statuses
+                .iter()
+                .any(|v| is(v, 1, "the publisher runs without its lock"))
+        },
+    );
+    // Nothing published any more: no publisher.
+    read_until(
+        &mut ws,
+        &mut seen,
+        "the error that no publisher runs",
+        Duration::from_secs(60),
+        |s| {
+            let warned = s
+                .statuses
+                .iter()
+                .position(|v| is(v, 1, "without its lock"))
+                .unwrap_or(usize::MAX);
+            s.statuses
+                .iter()
+                .skip(warned)
+                .any(|v| is(v, 2, "no publisher is running"))
+        },
+    );
+}
+
 #[test]
 fn a_topic_that_goes_takes_its_health_status_with_it() {
     watchdog("status_goes_with_topic", Duration::from_secs(120));
