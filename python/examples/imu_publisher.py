@@ -204,8 +204,9 @@ def main(argv=None):
         pub = open_topic(a)
         info = pub.info()
         print(
-            "publishing '%s' at key 0x%08x (shmid %d), %s Hz, frame capacity %d bytes"
-            % (info["name"], info["key"], info["shmid"], hz(a.rate), info["frame_capacity"])
+            "publishing '%s' at key 0x%08x (shmid %d), %s Hz, frame capacity %d bytes%s"
+            % (info["name"], info["key"], info["shmid"], hz(a.rate), info["frame_capacity"],
+               "" if info["created"] else ", reopened")
         )
         pub, seq, took = publish(a, pub, stop)
         print("published %d frames in %.3f s" % (seq, took))

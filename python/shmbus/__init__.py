@@ -385,10 +385,10 @@ def _topic(name, key, bus, slots, mode):
     return t
 
 
-def _info(fn, handle):
+def _info(fn, handle, publisher=False):
     i = _Info()
     _check(fn(handle, ctypes.byref(i)))
-    return {
+    info = {
         "name": i.name.decode(),
         "key": i.key,
         "shmid": i.shmid,
@@ -396,6 +396,13 @@ def _info(fn, handle):
         "frame_capacity": i.frame_capacity,
         "fingerprint": i.fingerprint,
     }
+    if publisher:
+        # What only a publisher knows: whether this open created the
+        # segment or reopened one a previous publisher left, and whether
+        # the segment is locked in RAM (None: no lock asked for).
+        info["created"] = bool(i.created)
+        info["locked"] = None if i.locked < 0 else bool(i.locked)
+    return info
 
 
 def _schema_text_of(handle):
@@ -719,10 +726,13 @@ class Publisher:
         return g.value
 
     def info(self):
-        """Name, key, shmid, slots, frame capacity and schema fingerprint."""
+        """Name, key, shmid, slots, frame capacity and schema fingerprint;
+        ``created`` (this open created the segment, False: it reopened one)
+        and ``locked`` (locked in RAM; False: the lock was refused under the
+        "try" policy; None: not asked for)."""
         if self._h is None:
             raise Closed(-3, "the publisher of '%s' is closed" % self.topic)
-        return _info(_pub_info, self._h)
+        return _info(_pub_info, self._h, publisher=True)
 
     def check(self):
         """Raise :class:`Removed` if the topic was removed under this

@@ -183,7 +183,20 @@ def test_the_subscriber_prints_the_publishers_frames_in_order(run, key, publishe
     check_frames(out, count)
     first = pub.out.next_with("publishing")
     assert first.startswith("publishing 'imu' at key 0x%08x (shmid " % key), first
-    assert ", 200 Hz, frame capacity 60 bytes" in first, first
+    # A new topic: created, not reopened.
+    assert first.endswith(", 200 Hz, frame capacity 60 bytes"), first
+
+
+@pytest.mark.parametrize("publisher", ["python", "rust"])
+def test_a_publisher_says_when_it_reopened_a_topic(run, key, publisher):
+    """The first line ends ", reopened" when the publisher took over the
+    segment a previous publisher left (its frames go on from there), as in
+    Rust and C."""
+    for n, says in ((1, ""), (2, ", reopened")):
+        p = run(publisher, "publisher", key, "--rate", "200", "--count", "3")
+        first = p.out.next_with("publishing")
+        assert first.endswith("frame capacity 60 bytes" + says), "run %d: %s" % (n, first)
+        assert p.wait(timeout=WATCHDOG) == 0, p.err.rest()
 
 
 def test_latest_mode_prints_only_new_frames(run, key):

@@ -529,6 +529,8 @@ def test_wait_for_publisher_returns_when_a_publisher_or_its_frames_come_back(key
     removed, and raises `Removed` once the segment is gone."""
     decl = "struct C { v: u32 }"
     pub = shmbus.Publisher("wfp", decl, key=key)
+    assert pub.info()["created"] is True
+    assert pub.info()["locked"] in (True, False, None)
     pub.publish({"v": 1})
     with shmbus.Subscriber("wfp", key=key, wait=0) as sub:
         pub.close()
@@ -537,6 +539,7 @@ def test_wait_for_publisher_returns_when_a_publisher_or_its_frames_come_back(key
         with pytest.raises(shmbus.Timeout):
             sub.wait_for_publisher(0.3)
         pub = shmbus.Publisher("wfp", decl, key=key)
+        assert pub.info()["created"] is False  # it reopened the segment
         assert sub.wait_for_publisher(30) == "alive"
         # Its lock removed under it (`ipcrm -s`): stopped while nothing is
         # published, back as soon as a frame comes.
