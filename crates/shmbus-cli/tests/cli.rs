@@ -969,6 +969,78 @@ fn hz_and_top_report_rates_and_liveness() {
     }
 }
 
+/// One look cannot tell a publisher that runs without its lock from none:
+/// `list`, `info` and `doctor` (text and JSON) still say there is no lock,
+/// now with the newest frame's age, so a reader sees frames still come.
+/// `list` said `none`, `info` `none (no publisher lock)`, and `doctor` that
+/// the attached processes "see only old frames" of a topic published at
+/// 100 Hz. `echo --timeout`'s hint gives the age too.
+#[test]
+fn one_shot_displays_give_a_lockless_topics_newest_frame_age() {
+    watchdog("no-lock-age", Duration::from_secs(240));
+    let (topic, _g) = self::topic("no-lock-age");
+    let mut p = publisher(&topic.name, topic.key, 16, 100.0);
+    assert!(shmbus_core::lock::remove_lock(topic.key).unwrap());
+    let k = hex(topic.key);
+
+    let r = run(&["list", "--key", &k]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let row = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{} ", topic.name)))
+        .unwrap_or_else(|| panic!("no row for {}:\n{}", topic.name, r.stdout));
+    assert!(row.contains(" no lock (newest frame "), "{row}");
+
+    let r = run(&["list", "--key", &k, "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let t = v
+        .as_array()
+        .and_then(|a| a.iter().find(|t| t["name"] == topic.name.as_str()))
+        .unwrap_or_else(|| panic!("no {} in {v}", topic.name));
+    assert_eq!(t["publisher"]["state"], "no lock", "{t}");
+    assert!(t["publisher"]["newest_frame_age_ns"].is_u64(), "{t}");
+    assert_eq!(t["publisher_alive"], false, "{t}");
+
+    let r = run(&["info", &k]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("publisher "))
+        .unwrap_or_else(|| panic!("no publisher line:\n{}", r.stdout));
+    assert!(line.contains("no lock (newest frame "), "{line}");
+    let r = run(&["info", &k, "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["publisher"]["state"], "no lock", "{v}");
+    assert!(v["publisher"]["newest_frame_age_ns"].is_u64(), "{v}");
+
+    let r = run(&["doctor", "--key", &k]);
+    assert!(r.code == 0 || r.code == 1, "{}", r.stderr);
+    let finding = r
+        .stdout
+        .lines()
+        .find(|l| l.contains(&format!("'{}'", topic.name)))
+        .unwrap_or_else(|| panic!("no finding for {}:\n{}", topic.name, r.stdout));
+    assert!(
+        finding.contains("has no lock (newest frame ") && !finding.contains("old frames"),
+        "{finding}"
+    );
+
+    p.0.kill().unwrap();
+    p.0.wait().unwrap();
+    let r = run(&["echo", &k, "--timeout", "0.5"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("its publisher is not running: the topic has no lock (newest frame "),
+        "{}",
+        r.stderr
+    );
+}
+
 #[test]
 fn doctor_checks_the_machine_and_the_config() {
     let tmp_dir = shmbus_testkit::TempDir::new("cli-doctor");

@@ -312,6 +312,36 @@ fn a_crashed_publisher_is_shown_as_the_page_shows_it() {
     assert!(row.contains(" not running "), "{row}");
 }
 
+/// The lock removed (`ipcrm -s`, logind's `RemoveIPC`) under a publisher
+/// that goes on publishing (this one takes no new lock, as `shmbus pub
+/// --rate` and `replay`): `hz` said `publisher NOT RUNNING` beside the
+/// rate; it now says the publisher runs without its lock, as the page
+/// shows. Once the publisher is gone, NOT RUNNING again.
+#[test]
+fn a_removed_lock_is_shown_as_the_page_shows_it() {
+    watchdog("troubleshooting-no-lock", Duration::from_secs(240));
+    let (mut p, name, guard) = publisher("ts-no-lock");
+    assert!(shmbus_core::lock::remove_lock(guard.key()).unwrap());
+    // A report whose interval held no two frames in a row (a publisher
+    // starved on a loaded machine) is not the page's: reports are taken
+    // until one has frames (60 s).
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = run(&["hz", &name, "--count", "1"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let framed = r.stdout.contains("interval mean") && !r.stdout.contains("unreadable");
+        if (framed && r.stdout.contains("WITHOUT ITS LOCK")) || Instant::now() > until {
+            assert_shown("no-lock", &r.stdout, &name);
+            break;
+        }
+    }
+    p.crash();
+    let r = run(&["hz", &name, "--count", "2", "--interval", "0.5"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let last = r.stdout.lines().last().unwrap_or_default().to_string();
+    assert!(last.ends_with("publisher NOT RUNNING"), "{}", r.stdout);
+}
+
 #[test]
 fn a_stuck_publisher_is_shown_as_the_page_shows_it() {
     watchdog("troubleshooting-stale", Duration::from_secs(180));

@@ -768,6 +768,22 @@ fn findings_of(a: &DoctorArgs, loaded: Loaded) -> Vec<Finding> {
                         ),
                         format!("start its publisher, or remove it: shmbus rm {k}"),
                     ));
+                } else if s.publisher == PublisherStatus::NoLock {
+                    // Its lock removed (`ipcrm -s`, logind's `RemoveIPC`)
+                    // while processes are attached: a publisher among them
+                    // may still publish without it. One look cannot tell;
+                    // the newest frame's age does. It said "no running
+                    // publisher ... see only old frames" of a live topic.
+                    f.push(warn(
+                        "topics",
+                        format!(
+                            "'{}' ({k}) has {}, {} processes attached: its lock was removed (`ipcrm -s`, systemd-logind's RemoveIPC); a publisher that still publishes runs without it, and a second publisher could start on the topic",
+                            s.name,
+                            super::publisher_text_aged(&s.publisher, s.age_ns(now)),
+                            s.entry.nattch
+                        ),
+                        format!("restart its publisher (it takes a new lock); if it is gone, remove the topic: shmbus rm {k}"),
+                    ));
                 } else if !alive {
                     f.push(warn(
                         "topics",

@@ -270,9 +270,13 @@ fn liveness_hint(sub: &RawSubscriber) -> String {
         PublisherStatus::Alive { pid } => {
             format!("its publisher (pid {pid}) is alive but not publishing")
         }
-        PublisherStatus::NotRunning | PublisherStatus::NoLock => {
-            "its publisher is not running".into()
-        }
+        PublisherStatus::NotRunning => "its publisher is not running".into(),
+        // Its lock removed (`ipcrm -s`, logind's `RemoveIPC`): no frame
+        // came for the timeout, so no publisher runs; the age says since when.
+        PublisherStatus::NoLock => format!(
+            "its publisher is not running: the topic has {}",
+            shmbus_toolbox::liveness::no_lock_text(sub.age())
+        ),
         PublisherStatus::Unknown => "its publisher's state is unknown".into(),
     }
 }

@@ -13,9 +13,10 @@
 use std::time::Duration;
 
 use shmbus_core::sys::monotonic_ns;
-use shmbus_core::{PublisherStatus, ReadError, WaitError};
+use shmbus_core::{ReadError, WaitError};
 use shmbus_sub::{RawNext, RawSubscriber};
 
+use shmbus_toolbox::liveness::{Liveness, Watch};
 use shmbus_toolbox::repeats::Repeats;
 
 use crate::args::HzArgs;
@@ -116,6 +117,10 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
     let mut reports: u64 = 0;
     let mut total_lost: u64 = 0;
     let mut notes = Repeats::new("shmbus: ");
+    // Whether a topic without a lock still moves: a first look now, so the
+    // first report can tell.
+    let mut watch = Watch::new();
+    watch.look(sub.publisher(), sub.generation(), monotonic_ns());
     loop {
         let t0 = monotonic_ns();
         let g0 = sub.generation();
@@ -204,10 +209,10 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
         let age = sub.age().map_or("no frame yet".into(), |a| {
             format!("age {}", human_ns(a.as_nanos() as u64))
         });
-        let publisher = match sub.publisher() {
+        let publisher = match watch.look(sub.publisher(), sub.generation(), monotonic_ns()) {
             // Nothing this interval from a live publisher: say if it is
             // stopped or stuck in the kernel.
-            PublisherStatus::Alive { pid } => {
+            Liveness::Alive { pid } => {
                 match (rate == 0.0)
                     .then(|| shmbus_toolbox::process::held_up(pid))
                     .flatten()
@@ -216,8 +221,11 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
                     None => format!("publisher alive (pid {pid})"),
                 }
             }
-            PublisherStatus::NotRunning | PublisherStatus::NoLock => "publisher NOT RUNNING".into(),
-            PublisherStatus::Unknown => "publisher unknown".into(),
+            // Its lock removed (`ipcrm -s`, logind's `RemoveIPC`) and
+            // frames still coming: it said NOT RUNNING beside the rate.
+            Liveness::NoLockPublishing => "publisher running WITHOUT ITS LOCK".into(),
+            Liveness::NotRunning | Liveness::NoLock => "publisher NOT RUNNING".into(),
+            Liveness::Unknown => "publisher unknown".into(),
         };
         let unreadable = if w.unreadable > 0 {
             format!("  unreadable {}", w.unreadable)

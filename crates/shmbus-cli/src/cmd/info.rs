@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 use shmbus_core::layout::LAYOUT_VERSION;
 use shmbus_sub::RawSubscriber;
 
-use super::{key_json, publisher_json};
+use super::{key_json, publisher_json_aged};
 use crate::args::InfoArgs;
 use crate::discover::{self, now_ns};
 use crate::out::{self, CmdResult, group_name, human_bytes, human_ns, key_hex, user_name, utc};
@@ -96,7 +96,7 @@ pub fn run(a: &InfoArgs, bus: Option<&str>) -> CmdResult {
             "generation": generation,
             "age_ns": age,
             "last_publish_real_ns": last_real,
-            "publisher": publisher_json(&publisher),
+            "publisher": publisher_json_aged(&publisher, age),
             "header_publisher_pid": header_pid,
             "publisher_epoch": epoch,
             "publisher_start_real_ns": start_real,
@@ -157,7 +157,9 @@ pub fn run(a: &InfoArgs, bus: Option<&str>) -> CmdResult {
             shmbus_core::PublisherStatus::NotRunning => {
                 format!("not running (last: pid {header_pid}, {epoch} sessions so far)")
             }
-            shmbus_core::PublisherStatus::NoLock => "none (no publisher lock)".into(),
+            // A publisher may still publish without it (`ipcrm -s`,
+            // logind's `RemoveIPC`): the age tells.
+            shmbus_core::PublisherStatus::NoLock => super::publisher_text_aged(&publisher, age),
             shmbus_core::PublisherStatus::Unknown => {
                 "unknown (cannot read the publisher lock)".into()
             }

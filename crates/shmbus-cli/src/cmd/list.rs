@@ -5,7 +5,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use shmbus_core::{OpenError, PublisherStatus};
 
-use super::{Summary, key_json, mode_owner, publisher_json, publisher_text};
+use super::{
+    Summary, key_json, mode_owner, publisher_json, publisher_json_aged, publisher_text,
+    publisher_text_aged,
+};
 use crate::args::ListArgs;
 use crate::discover::{self, Entry, LockOnly, Probe, now_ns};
 use crate::out::{self, CmdResult, Fail, human_bytes, human_ns, key_hex, user_name};
@@ -225,7 +228,7 @@ fn row_json(r: &Row, now: u64) -> Value {
                 "schema": s.schema_name,
                 "generation": s.generation,
                 "publisher_pid": s.header_pid,
-                "publisher": publisher_json(&s.publisher),
+                "publisher": publisher_json_aged(&s.publisher, s.age_ns(now)),
                 "lock_squatter_uid": super::lock_squatter(&s.entry),
                 "publisher_alive": s.publisher.is_alive(),
                 "nattch": s.entry.nattch,
@@ -378,7 +381,7 @@ pub fn render(rows: &[Row], now: u64, window_ms: u64) -> (Vec<Vec<String>>, Vec<
                             notes.push(format!("{}: {what}; {fix}", key_hex(s.entry.key)));
                             format!("lock of uid {uid}!")
                         }
-                        None => publisher_text(&s.publisher),
+                        None => publisher_text_aged(&s.publisher, s.age_ns(now)),
                     },
                     s.entry.nattch.to_string(),
                     mode,

@@ -131,6 +131,30 @@ pub fn publisher_text(p: &PublisherStatus) -> String {
     }
 }
 
+/// [`publisher_text`] of a topic whose newest frame is `age_ns` old (None:
+/// no frame yet). A topic without a lock gets the age: `no lock (newest
+/// frame 3.0 ms ago)`. A lock removed under a publisher that still
+/// publishes (`ipcrm -s`, systemd-logind's `RemoveIPC`) looks like no
+/// publisher to one look; the age shows the frames still coming.
+pub fn publisher_text_aged(p: &PublisherStatus, age_ns: Option<u64>) -> String {
+    match p {
+        PublisherStatus::NoLock => {
+            shmbus_toolbox::liveness::no_lock_text(age_ns.map(std::time::Duration::from_nanos))
+        }
+        other => publisher_text(other),
+    }
+}
+
+/// [`publisher_json`] of a topic whose newest frame is `age_ns` old: a
+/// topic without a lock gets `newest_frame_age_ns` (null: no frame yet).
+pub fn publisher_json_aged(p: &PublisherStatus, age_ns: Option<u64>) -> Value {
+    let mut v = publisher_json(p);
+    if *p == PublisherStatus::NoLock {
+        v["newest_frame_age_ns"] = json!(age_ns);
+    }
+    v
+}
+
 /// The publisher lock state as JSON fields.
 pub fn publisher_json(p: &PublisherStatus) -> Value {
     match p {
