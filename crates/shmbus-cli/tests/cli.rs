@@ -1041,6 +1041,53 @@ fn one_shot_displays_give_a_lockless_topics_newest_frame_age() {
     );
 }
 
+/// `top` looks every interval, so it sees a topic without a lock move: a
+/// publisher that goes on publishing after its lock was removed is
+/// "running, no lock" and its state is not NO PUBLISHER (it said "none"
+/// and NO PUBLISHER beside a 100 Hz rate). Once it stops, NO PUBLISHER.
+#[test]
+fn top_shows_a_publisher_running_without_its_lock() {
+    watchdog("top-no-lock", Duration::from_secs(240));
+    let (topic, _g) = self::topic("top-no-lock");
+    let mut p = publisher(&topic.name, topic.key, 16, 100.0);
+    assert!(shmbus_core::lock::remove_lock(topic.key).unwrap());
+    let k = hex(topic.key);
+    let row_of = |r: &Run| {
+        r.stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{} ", topic.name)))
+            .unwrap_or_else(|| panic!("no row for {}:\n{}", topic.name, r.stdout))
+            .to_string()
+    };
+    // A frame in the interval is what it looks for: repeated until one run
+    // had one (a loaded machine may hold the publisher back for a second).
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = run(&["top", "--count", "1", "--interval", "1", "--key", &k]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let row = row_of(&r);
+        if row.contains("running, no lock") {
+            assert!(!row.contains("NO PUBLISHER"), "{row}");
+            break;
+        }
+        assert!(row.contains("NO PUBLISHER"), "{row}");
+        assert!(
+            Instant::now() < until,
+            "`top` never saw the lock-less publisher run in 60 s; the last:\n{}",
+            r.stdout
+        );
+    }
+    p.0.kill().unwrap();
+    p.0.wait().unwrap();
+    let r = run(&["top", "--count", "1", "--interval", "1", "--key", &k]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let row = row_of(&r);
+    assert!(
+        row.contains("NO PUBLISHER") && row.contains(" none "),
+        "{row}"
+    );
+}
+
 #[test]
 fn doctor_checks_the_machine_and_the_config() {
     let tmp_dir = shmbus_testkit::TempDir::new("cli-doctor");

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use shmbus_core::PublisherStatus;
 use shmbus_core::sys::{monotonic_ns, realtime_ns};
+use shmbus_toolbox::liveness::{Liveness, Watch};
 
 use super::list::{Row, rate_between, rate_text, rows, table};
 use super::publisher_text;
@@ -62,11 +63,17 @@ pub fn run(a: &TopArgs) -> CmdResult {
     let tty = shmbus_toolbox::term::stdout_can_redraw();
     // shmid -> (generation, newest publish time, sample time)
     let mut prev: HashMap<i32, (u64, u64, u64)> = HashMap::new();
+    // shmid -> whether a topic without a lock still moves (a lock removed
+    // under a publisher that goes on publishing is a running publisher).
+    let mut watches: HashMap<i32, Watch> = HashMap::new();
     // The config's keys, read once (was: on every refresh).
     let config_keys = crate::discover::config_keys();
     for r in rows(&a.keys, &config_keys)? {
         if let Row::Topic(s, t, _) = r {
             prev.insert(s.entry.shmid, (s.generation, s.last_mono_ns, t));
+            let mut w = Watch::new();
+            w.look(s.publisher, s.generation, t);
+            watches.insert(s.entry.shmid, w);
         }
     }
     let mut refreshes: u64 = 0;
@@ -98,9 +105,13 @@ pub fn run(a: &TopArgs) -> CmdResult {
             .collect::<Vec<_>>(),
         ];
         let mut next = HashMap::new();
+        let mut next_watches = HashMap::new();
         for r in &list {
             match r {
                 Row::Topic(s, ts, _) => {
+                    let mut watch = watches.remove(&s.entry.shmid).unwrap_or_default();
+                    let liveness = watch.look(s.publisher, s.generation, *ts);
+                    next_watches.insert(s.entry.shmid, watch);
                     let rate = prev.get(&s.entry.shmid).map(|&(g, last, t0)| {
                         let (a, b) = ((g, last), (s.generation, s.last_mono_ns));
                         rate_between(a, b, ts.saturating_sub(t0)).unwrap_or(0.0)
@@ -119,13 +130,19 @@ pub fn run(a: &TopArgs) -> CmdResult {
                         rate_text(rate),
                         age.map_or("-".into(), human_ns),
                         s.generation.to_string(),
-                        publisher_text(&s.publisher),
+                        match liveness {
+                            // Its lock removed (`ipcrm -s`, logind's
+                            // `RemoveIPC`) while frames still come: it said
+                            // "none" and NO PUBLISHER beside the rate.
+                            Liveness::NoLockPublishing => "running, no lock".into(),
+                            _ => publisher_text(&s.publisher),
+                        },
                         s.entry.nattch.to_string(),
                         if s.entry.locked() { "yes" } else { "no" }.into(),
                         state_text(
                             state(
                                 removed,
-                                s.publisher.is_alive(),
+                                liveness.is_running(),
                                 s.generation,
                                 rate,
                                 age,
@@ -203,6 +220,7 @@ pub fn run(a: &TopArgs) -> CmdResult {
             }
         }
         prev = next;
+        watches = next_watches;
         let head = format!(
             "shmbus top: {} topics at {} UTC, every {:?}{}",
             list.len(),
