@@ -142,7 +142,15 @@ lines_within() {
 # (10 s at the publisher's 1 kHz, so it is still reading when both happen).
 removed() {
     local label=$1 runner=$2 key=$3 pub=$4 sub=$5 rc=0 old new
-    local log=$OUT/removed.pub.log slog=$OUT/removed.sub.log
+    # One pair of logs per scenario (its key), emptied before anything
+    # starts: `lines_within` below polls them right after the processes
+    # start, and a log the previous scenario left ("subscribed to 'imu'")
+    # matched before the new process truncated it. The segment was then
+    # removed before a slow-starting (Python) subscriber attached: it never
+    # saw a removal, and the scenario failed.
+    local log=$OUT/removed.$key.pub.log slog=$OUT/removed.$key.sub.log
+    : >"$log"
+    : >"$slog"
     # shellcheck disable=SC2086
     $runner "$pub" --name imu --key "$key" --rate 1000 --duration 120 >"$log" 2>&1 &
     local p=$!

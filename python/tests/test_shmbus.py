@@ -336,17 +336,24 @@ def interrupt(function):
         signal.pthread_kill(main, signal.SIGINT)
     threading.Thread(target=run, daemon=True).start()
 
-with shmbus.Publisher("ctrl-c", "struct C { v: u32 }", key=%(key)d) as pub:
-    sub = shmbus.Subscriber("ctrl-c", key=%(key)d, wait=0)
-    for what in ("wait", "wait_latest"):
-        interrupt("_read_locked")
-        try:
-            getattr(sub, what)(timeout=3600)
-            print(what, "returned")
-        except KeyboardInterrupt:
-            print(what, "interrupted")
-    sub.close()
-    pub.remove()
+pub = shmbus.Publisher("ctrl-c", "struct C { v: u32 }", key=%(key)d)
+sub = shmbus.Subscriber("ctrl-c", key=%(key)d, wait=0)
+for what in ("wait", "wait_latest"):
+    interrupt("_read_locked")
+    try:
+        getattr(sub, what)(timeout=3600)
+        print(what, "returned")
+    except KeyboardInterrupt:
+        print(what, "interrupted")
+# No publisher: the wait for one (the test's key fixture removes the topic).
+pub.close()
+interrupt("wait_for_publisher")
+try:
+    sub.wait_for_publisher(timeout=3600)
+    print("wait_for_publisher returned")
+except KeyboardInterrupt:
+    print("wait_for_publisher interrupted")
+sub.close()
 interrupt("__init__")
 try:
     shmbus.Subscriber("ctrl-c-absent", key=%(key)d + 1, wait=3600)
@@ -357,8 +364,8 @@ except KeyboardInterrupt:
 
 
 def test_ctrl_c_interrupts_a_wait_at_once(key):
-    """Ctrl-C during `wait()`, `wait_latest()` or a Subscriber's wait for
-    its topic raises KeyboardInterrupt then, not when the timeout ends:
+    """Ctrl-C during `wait()`, `wait_latest()`, `wait_for_publisher()` or a
+    Subscriber's wait for its topic raises KeyboardInterrupt then, not when the timeout ends:
     before, the C call slept through the signal (its waits retry on EINTR)
     and Python could raise only once it returned, an hour later here."""
     import subprocess
@@ -372,7 +379,9 @@ def test_ctrl_c_interrupts_a_wait_at_once(key):
         from conftest import remove_key
 
         remove_key(key + 1)
-    assert r.stdout.split("\n")[:3] == ["wait interrupted", "wait_latest interrupted", "open interrupted"], r.stdout
+    assert r.stdout.split("\n")[:4] == [
+        "wait interrupted", "wait_latest interrupted", "wait_for_publisher interrupted", "open interrupted",
+    ], r.stdout
     assert r.returncode == 0, r.stdout
 
 
@@ -403,6 +412,29 @@ def test_close_from_another_thread_ends_a_wait_promptly(key):
         with pytest.raises(shmbus.Closed):
             sub.latest()
         pub.remove()
+
+
+def test_close_from_another_thread_ends_a_wait_for_the_publisher(key):
+    """`close()` while another thread waits for a publisher to come back:
+    the wait raises `Closed` within a slice, not at its timeout."""
+    pub = shmbus.Publisher("close-wfp", "struct C { v: u32 }", key=key)
+    sub = shmbus.Subscriber("close-wfp", key=key, wait=0)
+    pub.close()
+    got = []
+
+    def wait():
+        try:
+            got.append(sub.wait_for_publisher(timeout=3600))
+        except Exception as e:
+            got.append(e)
+
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
+    assert _inside(waiter.ident, "wait_for_publisher")
+    sub.close()
+    waiter.join(60)
+    assert not waiter.is_alive(), "the wait still running after 60 s"
+    assert len(got) == 1 and isinstance(got[0], shmbus.Closed), got
 
 
 def test_a_fork_child_neither_hangs_on_a_waiting_thread_nor_publishes(key):
