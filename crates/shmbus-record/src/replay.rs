@@ -361,10 +361,18 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
                 }
             }
             let t = spacing.stamp(&m);
-            let (first, wall0) = *t0[spacing.index()].get_or_insert((t, Instant::now()));
+            // The clock's anchor: its first frame's stamp, and a time taken
+            // just after that frame was published (set below). Every later
+            // frame of the pass, and the next pass (`--loop`), goes out at
+            // its recorded offset from that publish or later: measured
+            // with the published frames' own stamps, never early, however
+            // late the first one went out. (Taken before the publish, a
+            // first frame published late let the next pass start that much
+            // less than its span plus one interval after it.)
+            let anchor = t0[spacing.index()];
             let seen = &mut last[spacing.index()];
             *seen = (seen.0.max(t), seen.1 + 1);
-            if a.rate > 0.0 && t > first {
+            if let Some((first, wall0)) = anchor.filter(|&(first, _)| a.rate > 0.0 && t > first) {
                 let due = wall0 + Duration::from_secs_f64((t - first) as f64 / 1e9 / a.rate);
                 let wait = due.saturating_duration_since(Instant::now());
                 if wait > LONG_PAUSE {
@@ -434,6 +442,9 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
                     publisher.name()
                 )),
             })?;
+            if anchor.is_none() {
+                t0[spacing.index()] = Some((t, Instant::now()));
+            }
             published += 1;
             pass_frames += 1;
             *per_key.entry(key).or_insert(0) += 1;
