@@ -72,6 +72,12 @@
 //! so the sleep returns at once (no lost wake-up). The segment layout and
 //! protocols are specified in `docs/LAYOUT.md`.
 //!
+//! After [`WaitError::PublisherGone`] the handle stays usable: a restarted
+//! publisher reopens the same segment. [`Subscriber::wait_for_publisher`]
+//! sleeps until a publisher holds the topic's lock again, or frames come
+//! without one (a lock removed under a live publisher), then the reads go
+//! on. It is the loop `shmbus echo`, `hz`, the bridge and the examples use.
+//!
 //! ## Lag
 //! [`Sample::age`] is how long ago a frame was published (its lag when you
 //! process it); `raw().generation() - sample.generation` is how many newer
