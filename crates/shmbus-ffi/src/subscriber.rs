@@ -490,9 +490,8 @@ pub(crate) const WAIT_SLICE_MS: u32 = 100;
 /// Run `slice(ms)` until it returns anything but a timeout or `timeout_ms`
 /// has passed; each call gets at most [`WAIT_SLICE_MS`] of what is left.
 /// A read that does not wait (`how` not a wait kind) runs once.
-fn sliced<T>(how: i32, timeout_ms: u32, slice: impl FnMut(u32) -> Result<T>) -> Result<T> {
+fn sliced<T>(how: i32, timeout_ms: u32, mut slice: impl FnMut(u32) -> Result<T>) -> Result<T> {
     if !matches!(how, SHMBUS_READ_WAIT_NEXT | SHMBUS_READ_WAIT_LATEST) {
-        let mut slice = slice;
         return slice(timeout_ms);
     }
     sliced_wait(timeout_ms, slice)
@@ -761,7 +760,9 @@ pub unsafe extern "C" fn shmbus_subscriber_wait_publisher(
     publisher: *mut i32,
 ) -> i32 {
     guard(|| {
-        // SAFETY: the caller's contract.
+        // SAFETY: `publisher` is NULL (no state wanted: `None`) or points
+        // to a writable `int32_t`, as the `# Safety` section requires; it
+        // is written once, after the wait, and not kept.
         let out = unsafe { cabi::opt_out(publisher) };
         let status = sliced_wait(timeout_ms, |ms| {
             let mut held = handles::get(subscriber.id, Kind::Subscriber)?;
