@@ -508,13 +508,17 @@ impl Reader {
     fn refresh_status(&mut self, sub: &RawSubscriber) {
         let now = shmbus_core::sys::monotonic_ns();
         self.looked_ns = now;
-        let (state, pid, lock) = match self.watch.look(sub.publisher(), sub.generation(), now) {
-            Liveness::Alive { pid } => ("alive", Some(pid), "held"),
-            Liveness::NoLockPublishing => ("alive", None, "missing"),
-            Liveness::Unknown => ("alive", None, "unreadable"),
-            Liveness::NotRunning => ("stopped", None, "free"),
-            Liveness::NoLock => ("stopped", None, "missing"),
-        };
+        let (state, pid, lock) =
+            match self
+                .watch
+                .look(sub.publisher(), sub.generation(), sub.age(), now)
+            {
+                Liveness::Alive { pid } => ("alive", Some(pid), "held"),
+                Liveness::NoLockPublishing => ("alive", None, "missing"),
+                Liveness::Unknown => ("alive", None, "unreadable"),
+                Liveness::NotRunning => ("stopped", None, "free"),
+                Liveness::NoLock => ("stopped", None, "missing"),
+            };
         let s = Status {
             pid,
             stale: self.is_stale(sub),

@@ -338,6 +338,7 @@ impl Topic {
         let status = self.watch.look(
             self.sub.publisher(),
             self.sub.generation(),
+            age,
             sys::monotonic_ns(),
         );
         let name = &self.channel.topic;

@@ -99,17 +99,35 @@ impl Watch {
     }
 
     /// Classify a look: `status` and `generation` read now (the topic's
-    /// publisher lock and newest generation), `now_ns` the monotonic
-    /// clock. A topic without a lock is [`Liveness::NoLockPublishing`]
-    /// when its generation moved since the look it is compared with (at
-    /// least the gap before, or the first one), or had moved at that look;
-    /// else [`Liveness::NoLock`]. The first look cannot see movement.
-    pub fn look(&mut self, status: PublisherStatus, generation: u64, now_ns: u64) -> Liveness {
+    /// publisher lock and newest generation), `newest_age` the newest
+    /// frame's age (`None`: no frame yet), `now_ns` the monotonic clock. A
+    /// topic without a lock is [`Liveness::NoLockPublishing`] when its
+    /// generation moved since the look it is compared with (at least the
+    /// gap before, or the first one), or had moved at that look; else
+    /// [`Liveness::NoLock`].
+    ///
+    /// The first look has nothing to compare with, so it takes the newest
+    /// frame's age instead: a frame younger than the gap is movement, as
+    /// it would be at a later look. A display that attaches to a topic
+    /// whose lock is already gone, while frames come, says so at once; it
+    /// used to say "stopped" for a gap first (the bridge published a
+    /// retained `stopped`, then `alive` a second later). A frame's time
+    /// may be its publisher's caller's (`publish_at`): one stamped older
+    /// than the gap reads as no movement at the first look, and the next
+    /// look, a gap later, sees the generation move.
+    pub fn look(
+        &mut self,
+        status: PublisherStatus,
+        generation: u64,
+        newest_age: Option<Duration>,
+        now_ns: u64,
+    ) -> Liveness {
         let moved = match self.base {
             None => {
                 self.base = Some((generation, now_ns));
-                self.moved_at_base = false;
-                false
+                let recent = newest_age.is_some_and(|a| a.as_nanos() < u128::from(self.gap_ns));
+                self.moved_at_base = recent;
+                recent
             }
             Some((g, t)) => {
                 let moved_now = generation != g;
@@ -157,43 +175,80 @@ mod tests {
     fn a_lockless_topic_runs_while_its_generation_moves() {
         let mut w = Watch::new();
         let n = PublisherStatus::NoLock;
-        // The first look cannot see movement.
-        assert_eq!(w.look(n, 5, 0), Liveness::NoLock);
-        assert_eq!(w.look(n, 9, S), Liveness::NoLockPublishing);
+        // Without a frame age, the first look cannot see movement.
+        assert_eq!(w.look(n, 5, None, 0), Liveness::NoLock);
+        assert_eq!(w.look(n, 9, None, S), Liveness::NoLockPublishing);
         assert!(Liveness::NoLockPublishing.is_running());
         // A look sooner than the gap keeps what the last full look saw.
-        assert_eq!(w.look(n, 9, S + S / 5), Liveness::NoLockPublishing);
-        assert_eq!(w.look(n, 12, 2 * S), Liveness::NoLockPublishing);
+        assert_eq!(w.look(n, 9, None, S + S / 5), Liveness::NoLockPublishing);
+        assert_eq!(w.look(n, 12, None, 2 * S), Liveness::NoLockPublishing);
         // A gap with no frame: stopped.
-        assert_eq!(w.look(n, 12, 3 * S), Liveness::NoLock);
+        assert_eq!(w.look(n, 12, None, 3 * S), Liveness::NoLock);
         assert!(Liveness::NoLock.is_stopped());
-        assert_eq!(w.look(n, 12, 3 * S + S / 2), Liveness::NoLock);
+        assert_eq!(w.look(n, 12, None, 3 * S + S / 2), Liveness::NoLock);
         // A frame after a short while counts at once.
-        assert_eq!(w.look(n, 13, 3 * S + S / 2 + 1), Liveness::NoLockPublishing);
+        assert_eq!(
+            w.look(n, 13, None, 3 * S + S / 2 + 1),
+            Liveness::NoLockPublishing
+        );
+    }
+
+    #[test]
+    fn the_first_look_takes_a_recent_frame_for_movement() {
+        let n = PublisherStatus::NoLock;
+        let ms = Duration::from_millis;
+        // Attached while frames come: running at once, and a look sooner
+        // than the gap keeps it.
+        let mut w = Watch::new();
+        assert_eq!(w.look(n, 5, Some(ms(20)), 0), Liveness::NoLockPublishing);
+        assert_eq!(
+            w.look(n, 5, Some(ms(500)), S / 2),
+            Liveness::NoLockPublishing
+        );
+        // A gap after the first look with no frame: stopped.
+        assert_eq!(w.look(n, 5, Some(ms(1020)), S), Liveness::NoLock);
+        // A newest frame as old as the gap, or none: no movement to see.
+        let mut w = Watch::new();
+        assert_eq!(w.look(n, 5, Some(ms(1000)), 0), Liveness::NoLock);
+        assert_eq!(w.look(n, 6, Some(ms(1)), S), Liveness::NoLockPublishing);
+        let mut w = Watch::new();
+        assert_eq!(w.look(n, 0, None, 0), Liveness::NoLock);
+        // The age never overrides the lock.
+        let mut w = Watch::new();
+        assert_eq!(
+            w.look(PublisherStatus::NotRunning, 5, Some(ms(1)), 0),
+            Liveness::NotRunning
+        );
+        // Forgetting starts over with a first look.
+        w.forget();
+        assert_eq!(w.look(n, 9, Some(ms(3)), S), Liveness::NoLockPublishing);
     }
 
     #[test]
     fn the_lock_decides_when_there_is_one() {
         let mut w = Watch::new();
         assert_eq!(
-            w.look(PublisherStatus::Alive { pid: 7 }, 1, 0),
+            w.look(PublisherStatus::Alive { pid: 7 }, 1, None, 0),
             Liveness::Alive { pid: 7 }
         );
         assert_eq!(
-            w.look(PublisherStatus::NotRunning, 4, S),
+            w.look(PublisherStatus::NotRunning, 4, None, S),
             Liveness::NotRunning
         );
         assert_eq!(
-            w.look(PublisherStatus::Unknown, 8, 2 * S),
+            w.look(PublisherStatus::Unknown, 8, None, 2 * S),
             Liveness::Unknown
         );
         // The lock removed under a publisher seen before: movement counts.
         assert_eq!(
-            w.look(PublisherStatus::NoLock, 9, 3 * S),
+            w.look(PublisherStatus::NoLock, 9, None, 3 * S),
             Liveness::NoLockPublishing
         );
         w.forget();
-        assert_eq!(w.look(PublisherStatus::NoLock, 10, 4 * S), Liveness::NoLock);
+        assert_eq!(
+            w.look(PublisherStatus::NoLock, 10, None, 4 * S),
+            Liveness::NoLock
+        );
     }
 
     #[test]

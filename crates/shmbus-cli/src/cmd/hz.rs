@@ -120,7 +120,7 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
     // Whether a topic without a lock still moves: a first look now, so the
     // first report can tell.
     let mut watch = Watch::new();
-    watch.look(sub.publisher(), sub.generation(), monotonic_ns());
+    watch.look(sub.publisher(), sub.generation(), sub.age(), monotonic_ns());
     loop {
         let t0 = monotonic_ns();
         let g0 = sub.generation();
@@ -209,24 +209,25 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
         let age = sub.age().map_or("no frame yet".into(), |a| {
             format!("age {}", human_ns(a.as_nanos() as u64))
         });
-        let publisher = match watch.look(sub.publisher(), sub.generation(), monotonic_ns()) {
-            // Nothing this interval from a live publisher: say if it is
-            // stopped or stuck in the kernel.
-            Liveness::Alive { pid } => {
-                match (rate == 0.0)
-                    .then(|| shmbus_toolbox::process::held_up(pid))
-                    .flatten()
-                {
-                    Some(why) => format!("publisher alive (pid {pid}) but {why}"),
-                    None => format!("publisher alive (pid {pid})"),
+        let publisher =
+            match watch.look(sub.publisher(), sub.generation(), sub.age(), monotonic_ns()) {
+                // Nothing this interval from a live publisher: say if it is
+                // stopped or stuck in the kernel.
+                Liveness::Alive { pid } => {
+                    match (rate == 0.0)
+                        .then(|| shmbus_toolbox::process::held_up(pid))
+                        .flatten()
+                    {
+                        Some(why) => format!("publisher alive (pid {pid}) but {why}"),
+                        None => format!("publisher alive (pid {pid})"),
+                    }
                 }
-            }
-            // Its lock removed (`ipcrm -s`, logind's `RemoveIPC`) and
-            // frames still coming: it said NOT RUNNING beside the rate.
-            Liveness::NoLockPublishing => "publisher running WITHOUT ITS LOCK".into(),
-            Liveness::NotRunning | Liveness::NoLock => "publisher NOT RUNNING".into(),
-            Liveness::Unknown => "publisher unknown".into(),
-        };
+                // Its lock removed (`ipcrm -s`, logind's `RemoveIPC`) and
+                // frames still coming: it said NOT RUNNING beside the rate.
+                Liveness::NoLockPublishing => "publisher running WITHOUT ITS LOCK".into(),
+                Liveness::NotRunning | Liveness::NoLock => "publisher NOT RUNNING".into(),
+                Liveness::Unknown => "publisher unknown".into(),
+            };
         let unreadable = if w.unreadable > 0 {
             format!("  unreadable {}", w.unreadable)
         } else {

@@ -65,6 +65,11 @@ impl Summary {
     pub fn age_ns(&self, now: u64) -> Option<u64> {
         (self.generation > 0).then(|| now.saturating_sub(self.last_mono_ns))
     }
+
+    /// [`Self::age_ns`] as a `Duration`.
+    pub fn age(&self, now: u64) -> Option<std::time::Duration> {
+        self.age_ns(now).map(std::time::Duration::from_nanos)
+    }
 }
 
 /// A type's name for tables: its own name, or for generic names such as

@@ -72,7 +72,7 @@ pub fn run(a: &TopArgs) -> CmdResult {
         if let Row::Topic(s, t, _) = r {
             prev.insert(s.entry.shmid, (s.generation, s.last_mono_ns, t));
             let mut w = Watch::new();
-            w.look(s.publisher, s.generation, t);
+            w.look(s.publisher, s.generation, s.age(t), t);
             watches.insert(s.entry.shmid, w);
         }
     }
@@ -110,7 +110,7 @@ pub fn run(a: &TopArgs) -> CmdResult {
             match r {
                 Row::Topic(s, ts, _) => {
                     let mut watch = watches.remove(&s.entry.shmid).unwrap_or_default();
-                    let liveness = watch.look(s.publisher, s.generation, *ts);
+                    let liveness = watch.look(s.publisher, s.generation, s.age(*ts), *ts);
                     next_watches.insert(s.entry.shmid, watch);
                     let rate = prev.get(&s.entry.shmid).map(|&(g, last, t0)| {
                         let (a, b) = ((g, last), (s.generation, s.last_mono_ns));
