@@ -472,6 +472,87 @@ fn a_publisher_without_its_lock_is_a_warning_not_no_publisher() {
     );
 }
 
+/// A server that finds a topic whose lock is already gone while frames
+/// come: its first health status for it is the warning. The first check
+/// had nothing to compare the generation with, so it sent the error "no
+/// publisher is running" and the warning only a second later.
+#[test]
+fn a_lockless_publisher_found_while_frames_come_is_a_warning_at_the_first_check() {
+    watchdog("fox_no_lock_first", Duration::from_secs(240));
+    let (topic, _g) = key_for("no-lock-first");
+    let server = Running::start(&[topic.key], |_| {});
+    let (mut ws, _) = connect(server.addr, "foxglove.sdk.v1");
+    let mut seen = Seen::default();
+    // The topic appears while the client is connected: one frame, the lock
+    // removed, then a frame every 5 ms from another thread. Each publish's
+    // time is kept (taken before the publish, so before its stamp).
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let (topic, stop) = (topic.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut times = vec![Instant::now()];
+            let mut p = Publisher::<Sample>::open(&topic).unwrap();
+            p.publish(&sample(1)).unwrap();
+            assert!(shmbus_core::lock::remove_lock(topic.key).unwrap());
+            let mut seq = 1;
+            while !stop.load(Ordering::Relaxed) {
+                seq += 1;
+                times.push(Instant::now());
+                p.publish(&sample(seq)).unwrap();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            times
+        })
+    };
+    let sid = format!("shmbus/{}", topic.name);
+    let first = |s: &Seen| {
+        s.statuses
+            .iter()
+            .find(|v| v["op"] == "status" && v["id"] == sid.as_str())
+            .cloned()
+    };
+    read_until(
+        &mut ws,
+        &mut seen,
+        "a health status for the topic",
+        Duration::from_secs(60),
+        |s| first(s).is_some(),
+    );
+    let seen_at = Instant::now();
+    stop.store(true, Ordering::Relaxed);
+    let mut points: Vec<Instant> = publisher
+        .join()
+        .unwrap()
+        .into_iter()
+        .filter(|t| *t <= seen_at)
+        .collect();
+    points.push(seen_at);
+    // The server's first look came after the topic was opened and before
+    // the status was read, so the newest frame it saw was younger than the
+    // widest gap between those moments. A publishing thread held off the
+    // CPU for a second (a loaded machine) makes "no publisher" right: then
+    // this cannot be asserted.
+    let widest = points
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    let status = first(&seen).unwrap();
+    if widest < Duration::from_millis(950) {
+        assert_eq!(status["level"], 1, "{status}");
+        assert!(
+            status["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("the publisher runs without its lock")),
+            "{status}"
+        );
+    } else {
+        eprintln!(
+            "publishes were {widest:?} apart (a loaded machine): the first status is not checked"
+        );
+    }
+}
+
 #[test]
 fn a_topic_that_goes_takes_its_health_status_with_it() {
     watchdog("status_goes_with_topic", Duration::from_secs(120));
