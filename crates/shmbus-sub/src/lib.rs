@@ -759,6 +759,7 @@ impl RawSubscriber {
                 now,
                 Duration::from_nanos(deadline - now),
                 &mut poll_step,
+                false,
             )?;
         }
     }
@@ -777,7 +778,10 @@ impl RawSubscriber {
     ///
     /// A frame wakes this wait at once: it registers as a waiter, as
     /// [`Self::wait_until`] does. A publisher that comes back without
-    /// publishing is seen within [`LIVENESS_INTERVAL`]. Ends with
+    /// publishing is seen within [`LIVENESS_INTERVAL`]. While the lock is
+    /// free (the publisher exited), it sleeps a whole
+    /// [`LIVENESS_INTERVAL`] at a time: about ten wake-ups a second,
+    /// however long the topic stays stopped. Ends with
     /// [`WaitError::Timeout`] after `timeout`, with [`WaitError::Removed`]
     /// when the segment was removed and nothing new was published before,
     /// and with [`WaitError::LockUnreadable`] or [`WaitError::AccessLost`]
@@ -815,11 +819,21 @@ impl RawSubscriber {
             if now >= deadline {
                 return Err(WaitError::Timeout);
             }
+            // A free lock: the session that published is gone, and the
+            // next frame comes from a new session, whose first two
+            // publishes wake every sleeper on `notify`, registered or not
+            // (`shmbus_core::waiter::WakeHistory::new`). The gone session's
+            // waiter segment went with it, so registering fails; that
+            // must not turn the sleep into 10 ms polls (a hundred wake-ups
+            // and four hundred system calls a second, for as long as the
+            // topic stays stopped).
+            let woken_by_next_session = status == PublisherStatus::NotRunning;
             self.sleep_once(
                 word,
                 now,
                 Duration::from_nanos(deadline - now),
                 &mut poll_step,
+                woken_by_next_session,
             )?;
         }
     }
@@ -852,17 +866,25 @@ impl RawSubscriber {
     /// liveness interval passes, whichever is first. Registers in the
     /// publisher's waiter segment first, so a publish wakes it; without a
     /// wake-up due (no notify, or no registration), a short step of
-    /// `poll_step`, which grows to 10 ms.
+    /// `poll_step`, which grows to 10 ms. `woken_by_next_session`: the
+    /// caller knows that no session publishes now (the lock is free), so
+    /// the next publish is a new session's, which wakes every sleeper on a
+    /// topic with notify on; then a failed registration still sleeps on
+    /// the futex.
     fn sleep_once(
         &mut self,
         word: u32,
         now: u64,
         remaining: Duration,
         poll_step: &mut Duration,
+        woken_by_next_session: bool,
     ) -> Result<(), WaitError> {
         let mut slice = remaining.min(LIVENESS_INTERVAL);
         let sleep = if self.seg.info().notify() {
-            self.prepare_sleep()
+            match self.prepare_sleep() {
+                Sleep::Poll if woken_by_next_session => Sleep::Futex { ticket: None },
+                s => s,
+            }
         } else {
             Sleep::Poll
         };

@@ -392,6 +392,69 @@ fn wait_for_publisher_returns_on_frames_a_new_lock_or_removal() {
         Err(WaitError::Removed)
     );
 }
+/// A stopped topic (the lock free; the waiter segment gone with the
+/// publisher's session) costs about ten wake-ups a second in
+/// `wait_for_publisher`, not a hundred: the failed registration made it
+/// poll every 10 ms for as long as the topic stayed stopped (strace of
+/// `shmbus echo` on such a topic: 490 sleeps and about 1,500 System V calls
+/// in 5 s). The wait still ends when a new publisher takes the lock.
+/// Counted with the thread's voluntary context switches, one per sleep:
+/// a loaded machine makes sleeps longer, so fewer, never more.
+#[test]
+fn wait_for_publisher_on_a_stopped_topic_sleeps_whole_slices() {
+    use shmbus_core::PublisherStatus;
+    watchdog("wait_for_publisher_stopped", Duration::from_secs(240));
+    let (topic, _guard) = unique_topic("wait-for-publisher-stopped");
+    let mut p = Publisher::<Check>::open(&topic).unwrap();
+    p.publish(&Check::new(1)).unwrap();
+    let mut sub = shmbus_sub::RawSubscriber::attach(&topic).unwrap();
+    let mut frame = Vec::new();
+    assert!(sub.latest_bytes(&mut frame).unwrap().is_some());
+    assert!(
+        p.raw().waiter_shmid().is_some(),
+        "the topic registers waiters"
+    );
+    drop(p);
+    assert_eq!(sub.publisher(), PublisherStatus::NotRunning);
+    assert_eq!(wait_frame(&mut sub), Err(WaitError::PublisherGone));
+    let before = voluntary_switches();
+    let t = Instant::now();
+    assert_eq!(
+        sub.wait_for_publisher(Duration::from_secs(1)),
+        Err(WaitError::Timeout)
+    );
+    let elapsed = t.elapsed();
+    let sleeps = voluntary_switches() - before;
+    // Whole 100 ms slices: about 10. Polling: over 90.
+    assert!(
+        sleeps <= 30,
+        "{sleeps} sleeps in {elapsed:?} of waiting for a stopped topic's publisher"
+    );
+    // A new publisher takes the lock while this thread sleeps.
+    let me = nix::unistd::gettid().as_raw();
+    let t2 = topic.clone();
+    let restart = std::thread::spawn(move || {
+        shmbus_testkit::wait_thread_asleep(me).unwrap();
+        Publisher::<Check>::open(&t2).unwrap()
+    });
+    let r = sub.wait_for_publisher(Duration::from_secs(60));
+    let _p = restart.join().unwrap();
+    assert_eq!(
+        r,
+        Ok(PublisherStatus::Alive {
+            pid: std::process::id() as i32
+        })
+    );
+}
+
+/// This thread's voluntary context switches so far (each sleep is one).
+fn voluntary_switches() -> u64 {
+    let s = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("voluntary_ctxt_switches in /proc/thread-self/status")
+}
 
 /// Wait up to 30 s for the next frame in order; its generation.
 fn wait_frame(sub: &mut shmbus_sub::RawSubscriber) -> Result<u64, WaitError> {
