@@ -217,6 +217,11 @@ pub struct RawSubscriber {
     /// before the first): a topic without a lock whose generation moved
     /// since is still being published.
     generation_at_check: u64,
+    /// The header's `waiter_ref` when the last liveness check found the
+    /// lock free (`None`: it did not). While `waiter_ref` still holds it,
+    /// no new publisher session has started: the next publish is a new
+    /// session's, which wakes every sleeper ([`Self::sleep_once`]).
+    stopped_waiter_ref: Option<u32>,
     /// The waiter segment this subscriber registers in (attached at its
     /// first sleep, again when a new publisher session names another).
     waiter: Option<WaiterWord>,
@@ -294,6 +299,7 @@ impl RawSubscriber {
             stuck_after: DEFAULT_STUCK_AFTER,
             last_liveness_check: 0,
             generation_at_check: g,
+            stopped_waiter_ref: None,
             waiter: None,
             waiter_failed: None,
             lost_wakeups: 0,
@@ -729,7 +735,9 @@ impl RawSubscriber {
                     }
                     return Err(WaitError::Removed);
                 }
-                match self.seg.publisher_status() {
+                let status = self.seg.publisher_status();
+                self.note_liveness(status);
+                match status {
                     // The lock was removed (`ipcrm -s`, logind's
                     // `RemoveIPC`) under a publisher that still publishes:
                     // frames came since the last check. It is not gone:
@@ -759,7 +767,6 @@ impl RawSubscriber {
                 now,
                 Duration::from_nanos(deadline - now),
                 &mut poll_step,
-                false,
             )?;
         }
     }
@@ -803,6 +810,7 @@ impl RawSubscriber {
             let g = self.seg.generation();
             let published = g != self.generation_at_check;
             let status = self.seg.publisher_status();
+            self.note_liveness(status);
             let now = sys::monotonic_ns();
             if published || status.is_alive() {
                 // The next wait compares with this moment.
@@ -819,23 +827,27 @@ impl RawSubscriber {
             if now >= deadline {
                 return Err(WaitError::Timeout);
             }
-            // A free lock: the session that published is gone, and the
-            // next frame comes from a new session, whose first two
-            // publishes wake every sleeper on `notify`, registered or not
-            // (`shmbus_core::waiter::WakeHistory::new`). The gone session's
-            // waiter segment went with it, so registering fails; that
-            // must not turn the sleep into 10 ms polls (a hundred wake-ups
-            // and four hundred system calls a second, for as long as the
-            // topic stays stopped).
-            let woken_by_next_session = status == PublisherStatus::NotRunning;
             self.sleep_once(
                 word,
                 now,
                 Duration::from_nanos(deadline - now),
                 &mut poll_step,
-                woken_by_next_session,
             )?;
         }
+    }
+
+    /// Keep what a liveness check found for [`Self::sleep_once`]: a free
+    /// lock, and the `waiter_ref` of the session that held it.
+    fn note_liveness(&mut self, status: PublisherStatus) {
+        self.stopped_waiter_ref =
+            (status == PublisherStatus::NotRunning).then(|| self.seg.header().waiter_ref().load());
+    }
+
+    /// True while the header names the same waiter segment as when the
+    /// last liveness check found the lock free.
+    fn no_session_publishes(&self) -> bool {
+        self.stopped_waiter_ref
+            .is_some_and(|r| r == self.seg.header().waiter_ref().load())
     }
 
     /// The error a wait ends with when the lock at the key cannot be read
@@ -866,23 +878,29 @@ impl RawSubscriber {
     /// liveness interval passes, whichever is first. Registers in the
     /// publisher's waiter segment first, so a publish wakes it; without a
     /// wake-up due (no notify, or no registration), a short step of
-    /// `poll_step`, which grows to 10 ms. `woken_by_next_session`: the
-    /// caller knows that no session publishes now (the lock is free), so
-    /// the next publish is a new session's, which wakes every sleeper on a
-    /// topic with notify on; then a failed registration still sleeps on
-    /// the futex.
+    /// `poll_step`, which grows to 10 ms.
+    ///
+    /// Except after a liveness check that found the lock free, while the
+    /// header still names the waiter segment of the session that held it:
+    /// no session publishes then, and the next publish is a new session's,
+    /// whose first two publishes wake every sleeper on `notify`,
+    /// registered or not (`shmbus_core::waiter::WakeHistory::new`). The
+    /// gone session's waiter segment went with it, so registering fails;
+    /// that must not turn the sleep into 10 ms polls (a hundred wake-ups
+    /// and four hundred system calls a second, for as long as the topic
+    /// stays stopped). A new session names its own waiter segment (or
+    /// none) when it opens, before its first publish, and ends this.
     fn sleep_once(
         &mut self,
         word: u32,
         now: u64,
         remaining: Duration,
         poll_step: &mut Duration,
-        woken_by_next_session: bool,
     ) -> Result<(), WaitError> {
         let mut slice = remaining.min(LIVENESS_INTERVAL);
         let sleep = if self.seg.info().notify() {
             match self.prepare_sleep() {
-                Sleep::Poll if woken_by_next_session => Sleep::Futex { ticket: None },
+                Sleep::Poll if self.no_session_publishes() => Sleep::Futex { ticket: None },
                 s => s,
             }
         } else {

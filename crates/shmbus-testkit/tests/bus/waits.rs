@@ -393,13 +393,14 @@ fn wait_for_publisher_returns_on_frames_a_new_lock_or_removal() {
     );
 }
 /// A stopped topic (the lock free; the waiter segment gone with the
-/// publisher's session) costs about ten wake-ups a second in
-/// `wait_for_publisher`, not a hundred: the failed registration made it
-/// poll every 10 ms for as long as the topic stayed stopped (strace of
-/// `shmbus echo` on such a topic: 490 sleeps and about 1,500 System V calls
-/// in 5 s). The wait still ends when a new publisher takes the lock.
-/// Counted with the thread's voluntary context switches, one per sleep:
-/// a loaded machine makes sleeps longer, so fewer, never more.
+/// publisher's session) costs about ten wake-ups a second, not a hundred,
+/// both in `wait_for_publisher` and in a loop of reads' waits that each
+/// end `PublisherGone` (as `shmbus record` reads): the failed registration
+/// made them poll every 10 ms for as long as the topic stayed stopped
+/// (strace of `shmbus echo` on such a topic: 490 sleeps and about 1,500
+/// System V calls in 5 s). The wait still ends when a new publisher takes
+/// the lock. Counted with the thread's voluntary context switches, one per
+/// sleep: a loaded machine makes sleeps longer, so fewer, never more.
 #[test]
 fn wait_for_publisher_on_a_stopped_topic_sleeps_whole_slices() {
     use shmbus_core::PublisherStatus;
@@ -416,7 +417,20 @@ fn wait_for_publisher_on_a_stopped_topic_sleeps_whole_slices() {
     );
     drop(p);
     assert_eq!(sub.publisher(), PublisherStatus::NotRunning);
-    assert_eq!(wait_frame(&mut sub), Err(WaitError::PublisherGone));
+    // Reads' waits, one after another, for a second.
+    let before = voluntary_switches();
+    let t = Instant::now();
+    let mut waits = 0;
+    while t.elapsed() < Duration::from_secs(1) {
+        assert_eq!(wait_frame(&mut sub), Err(WaitError::PublisherGone));
+        waits += 1;
+    }
+    let elapsed = t.elapsed();
+    let sleeps = voluntary_switches() - before;
+    assert!(
+        sleeps <= 30,
+        "{sleeps} sleeps in {elapsed:?} of {waits} waits for the next frame of a stopped topic"
+    );
     let before = voluntary_switches();
     let t = Instant::now();
     assert_eq!(
