@@ -171,6 +171,25 @@ mod imp {
 
     impl std::error::Error for WaiterError {}
 
+    impl WaiterError {
+        /// The waiter segment no longer exists (`EINVAL`, or `EIDRM` in a
+        /// race with its end). It is marked removed from its creation, so
+        /// it lives only while some process has it attached, and its
+        /// publisher keeps it attached for the whole session: gone, it
+        /// says that the session which named it is over. The next publish
+        /// is then a new session's, which wakes every sleeper
+        /// ([`WakeHistory::new`]).
+        pub fn is_gone(&self) -> bool {
+            matches!(
+                self,
+                WaiterError::Sys(SysError {
+                    call: sys::Call::ShmStat | sys::Call::Shmat,
+                    errno: sys::Errno::EINVAL | sys::Errno::EIDRM,
+                })
+            )
+        }
+    }
+
     /// A subscriber's read-write mapping of a topic's waiter segment: the
     /// one thing it can store to is the waiter word, with
     /// [`WaiterWord::register`].

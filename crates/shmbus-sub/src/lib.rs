@@ -217,11 +217,10 @@ pub struct RawSubscriber {
     /// before the first): a topic without a lock whose generation moved
     /// since is still being published.
     generation_at_check: u64,
-    /// The header's `waiter_ref` when the last liveness check found the
-    /// lock free (`None`: it did not). While `waiter_ref` still holds it,
-    /// no new publisher session has started: the next publish is a new
-    /// session's, which wakes every sleeper ([`Self::sleep_once`]).
-    stopped_waiter_ref: Option<u32>,
+    /// A `waiter_ref` whose segment is gone: its session is over, and the
+    /// next publish is a new session's, which wakes every sleeper
+    /// ([`Self::prepare_sleep`]).
+    gone_waiter_ref: Option<u32>,
     /// The waiter segment this subscriber registers in (attached at its
     /// first sleep, again when a new publisher session names another).
     waiter: Option<WaiterWord>,
@@ -299,7 +298,7 @@ impl RawSubscriber {
             stuck_after: DEFAULT_STUCK_AFTER,
             last_liveness_check: 0,
             generation_at_check: g,
-            stopped_waiter_ref: None,
+            gone_waiter_ref: None,
             waiter: None,
             waiter_failed: None,
             lost_wakeups: 0,
@@ -508,14 +507,32 @@ impl RawSubscriber {
         if matches!(&self.waiter_failed, Some((f, _)) if *f == r) {
             return Sleep::Poll;
         }
+        if self.gone_waiter_ref == Some(r) {
+            return Sleep::Futex { ticket: None };
+        }
         match WaiterWord::attach(r, &self.seg) {
             Ok(w) => {
                 let ticket = w.register();
                 self.waiter = Some(w);
                 self.waiter_failed = None;
+                self.gone_waiter_ref = None;
                 Sleep::Futex {
                     ticket: Some(ticket),
                 }
+            }
+            // The session that named it is over (a publisher that exited,
+            // with or without its lock): the next publish is a new
+            // session's, whose first two publishes wake every sleeper on
+            // `notify`, registered or not (`WakeHistory::new`), and which
+            // names its own waiter segment (or none) before its first
+            // publish. So sleep on the futex, unregistered. Polling every
+            // 10 ms here cost a hundred wake-ups and four hundred system
+            // calls a second for as long as a topic stayed stopped.
+            Err(e) if e.is_gone() => {
+                self.waiter = None;
+                self.waiter_failed = None;
+                self.gone_waiter_ref = Some(r);
+                Sleep::Futex { ticket: None }
             }
             Err(e) => {
                 self.waiter = None;
@@ -735,9 +752,7 @@ impl RawSubscriber {
                     }
                     return Err(WaitError::Removed);
                 }
-                let status = self.seg.publisher_status();
-                self.note_liveness(status);
-                match status {
+                match self.seg.publisher_status() {
                     // The lock was removed (`ipcrm -s`, logind's
                     // `RemoveIPC`) under a publisher that still publishes:
                     // frames came since the last check. It is not gone:
@@ -785,8 +800,8 @@ impl RawSubscriber {
     ///
     /// A frame wakes this wait at once: it registers as a waiter, as
     /// [`Self::wait_until`] does. A publisher that comes back without
-    /// publishing is seen within [`LIVENESS_INTERVAL`]. While the lock is
-    /// free (the publisher exited), it sleeps a whole
+    /// publishing is seen within [`LIVENESS_INTERVAL`]. While the publisher
+    /// is gone (exited, with or without its lock) it sleeps a whole
     /// [`LIVENESS_INTERVAL`] at a time: about ten wake-ups a second,
     /// however long the topic stays stopped. Ends with
     /// [`WaitError::Timeout`] after `timeout`, with [`WaitError::Removed`]
@@ -810,7 +825,6 @@ impl RawSubscriber {
             let g = self.seg.generation();
             let published = g != self.generation_at_check;
             let status = self.seg.publisher_status();
-            self.note_liveness(status);
             let now = sys::monotonic_ns();
             if published || status.is_alive() {
                 // The next wait compares with this moment.
@@ -834,20 +848,6 @@ impl RawSubscriber {
                 &mut poll_step,
             )?;
         }
-    }
-
-    /// Keep what a liveness check found for [`Self::sleep_once`]: a free
-    /// lock, and the `waiter_ref` of the session that held it.
-    fn note_liveness(&mut self, status: PublisherStatus) {
-        self.stopped_waiter_ref =
-            (status == PublisherStatus::NotRunning).then(|| self.seg.header().waiter_ref().load());
-    }
-
-    /// True while the header names the same waiter segment as when the
-    /// last liveness check found the lock free.
-    fn no_session_publishes(&self) -> bool {
-        self.stopped_waiter_ref
-            .is_some_and(|r| r == self.seg.header().waiter_ref().load())
     }
 
     /// The error a wait ends with when the lock at the key cannot be read
@@ -879,17 +879,6 @@ impl RawSubscriber {
     /// publisher's waiter segment first, so a publish wakes it; without a
     /// wake-up due (no notify, or no registration), a short step of
     /// `poll_step`, which grows to 10 ms.
-    ///
-    /// Except after a liveness check that found the lock free, while the
-    /// header still names the waiter segment of the session that held it:
-    /// no session publishes then, and the next publish is a new session's,
-    /// whose first two publishes wake every sleeper on `notify`,
-    /// registered or not (`shmbus_core::waiter::WakeHistory::new`). The
-    /// gone session's waiter segment went with it, so registering fails;
-    /// that must not turn the sleep into 10 ms polls (a hundred wake-ups
-    /// and four hundred system calls a second, for as long as the topic
-    /// stays stopped). A new session names its own waiter segment (or
-    /// none) when it opens, before its first publish, and ends this.
     fn sleep_once(
         &mut self,
         word: u32,
@@ -899,10 +888,7 @@ impl RawSubscriber {
     ) -> Result<(), WaitError> {
         let mut slice = remaining.min(LIVENESS_INTERVAL);
         let sleep = if self.seg.info().notify() {
-            match self.prepare_sleep() {
-                Sleep::Poll if self.no_session_publishes() => Sleep::Futex { ticket: None },
-                s => s,
-            }
+            self.prepare_sleep()
         } else {
             Sleep::Poll
         };

@@ -392,20 +392,21 @@ fn wait_for_publisher_returns_on_frames_a_new_lock_or_removal() {
         Err(WaitError::Removed)
     );
 }
-/// A stopped topic (the lock free; the waiter segment gone with the
-/// publisher's session) costs about ten wake-ups a second, not a hundred,
-/// both in `wait_for_publisher` and in a loop of reads' waits that each
-/// end `PublisherGone` (as `shmbus record` reads): the failed registration
-/// made them poll every 10 ms for as long as the topic stayed stopped
-/// (strace of `shmbus echo` on such a topic: 490 sleeps and about 1,500
-/// System V calls in 5 s). The wait still ends when a new publisher takes
-/// the lock. Counted with the thread's voluntary context switches, one per
-/// sleep: a loaded machine makes sleeps longer, so fewer, never more.
+/// A stopped topic (its publisher exited, so its session's waiter segment
+/// is gone) costs about ten wake-ups a second, not a hundred, both in a
+/// loop of reads' waits that each end `PublisherGone` (as `shmbus record`
+/// reads) and in `wait_for_publisher`, whether the publisher left its lock
+/// free or had lost it (`ipcrm -s`) before it exited. The failed
+/// registration made them poll every 10 ms for as long as the topic stayed
+/// stopped (strace of `shmbus echo` on such a topic: 490 sleeps and about
+/// 1,500 System V calls in 5 s). The wait still ends when a new publisher
+/// takes the lock. Counted with the thread's voluntary context switches,
+/// one per sleep: a loaded machine makes sleeps longer, so fewer.
 #[test]
-fn wait_for_publisher_on_a_stopped_topic_sleeps_whole_slices() {
+fn waits_on_a_stopped_topic_sleep_whole_slices() {
     use shmbus_core::PublisherStatus;
-    watchdog("wait_for_publisher_stopped", Duration::from_secs(240));
-    let (topic, _guard) = unique_topic("wait-for-publisher-stopped");
+    watchdog("waits_on_a_stopped_topic", Duration::from_secs(240));
+    let (topic, _guard) = unique_topic("wait-stopped");
     let mut p = Publisher::<Check>::open(&topic).unwrap();
     p.publish(&Check::new(1)).unwrap();
     let mut sub = shmbus_sub::RawSubscriber::attach(&topic).unwrap();
@@ -417,33 +418,27 @@ fn wait_for_publisher_on_a_stopped_topic_sleeps_whole_slices() {
     );
     drop(p);
     assert_eq!(sub.publisher(), PublisherStatus::NotRunning);
-    // Reads' waits, one after another, for a second.
-    let before = voluntary_switches();
-    let t = Instant::now();
-    let mut waits = 0;
-    while t.elapsed() < Duration::from_secs(1) {
-        assert_eq!(wait_frame(&mut sub), Err(WaitError::PublisherGone));
-        waits += 1;
-    }
-    let elapsed = t.elapsed();
-    let sleeps = voluntary_switches() - before;
+    // Whole 100 ms slices: about 10 sleeps a second. Polling: over 90.
+    let (sleeps, waits) = sleeps_in(|| {
+        let t = Instant::now();
+        let mut waits = 0;
+        while t.elapsed() < Duration::from_secs(1) {
+            assert_eq!(wait_frame(&mut sub), Err(WaitError::PublisherGone));
+            waits += 1;
+        }
+        waits
+    });
     assert!(
         sleeps <= 30,
-        "{sleeps} sleeps in {elapsed:?} of {waits} waits for the next frame of a stopped topic"
+        "{sleeps} sleeps in 1 s of {waits} waits for the next frame of a stopped topic"
     );
-    let before = voluntary_switches();
-    let t = Instant::now();
-    assert_eq!(
-        sub.wait_for_publisher(Duration::from_secs(1)),
-        Err(WaitError::Timeout)
-    );
-    let elapsed = t.elapsed();
-    let sleeps = voluntary_switches() - before;
-    // Whole 100 ms slices: about 10. Polling: over 90.
+    let (sleeps, r) = sleeps_in(|| sub.wait_for_publisher(Duration::from_secs(1)));
+    assert_eq!(r, Err(WaitError::Timeout));
     assert!(
         sleeps <= 30,
-        "{sleeps} sleeps in {elapsed:?} of waiting for a stopped topic's publisher"
+        "{sleeps} sleeps in 1 s of waiting for a stopped topic's publisher"
     );
+
     // A new publisher takes the lock while this thread sleeps.
     let me = nix::unistd::gettid().as_raw();
     let t2 = topic.clone();
@@ -452,13 +447,32 @@ fn wait_for_publisher_on_a_stopped_topic_sleeps_whole_slices() {
         Publisher::<Check>::open(&t2).unwrap()
     });
     let r = sub.wait_for_publisher(Duration::from_secs(60));
-    let _p = restart.join().unwrap();
+    let p = restart.join().unwrap();
     assert_eq!(
         r,
         Ok(PublisherStatus::Alive {
             pid: std::process::id() as i32
         })
     );
+
+    // Its lock is removed, then it exits: no lock, and no session.
+    assert!(shmbus_core::lock::remove_lock(topic.key).unwrap());
+    drop(p);
+    assert_eq!(sub.publisher(), PublisherStatus::NoLock);
+    let (sleeps, r) = sleeps_in(|| sub.wait_for_publisher(Duration::from_secs(1)));
+    assert_eq!(r, Err(WaitError::Timeout));
+    assert!(
+        sleeps <= 30,
+        "{sleeps} sleeps in 1 s of waiting for the publisher of a topic without a lock"
+    );
+}
+
+/// The voluntary context switches of this thread while `f` runs (each
+/// sleep is one), and what `f` returned.
+fn sleeps_in<R>(f: impl FnOnce() -> R) -> (u64, R) {
+    let before = voluntary_switches();
+    let r = f();
+    (voluntary_switches() - before, r)
 }
 
 /// This thread's voluntary context switches so far (each sleep is one).
