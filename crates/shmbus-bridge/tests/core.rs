@@ -24,6 +24,7 @@ use shmbus_core::Topic;
 use shmbus_pub::Publisher;
 use shmbus_sub::{Next, RawNext, RawSubscriber};
 use shmbus_testkit::Guard;
+use shmbus_testkit::steady::{Steady, widest_gap};
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, MaxSize, postcard_schema::Schema)]
 struct Sample {
@@ -494,25 +495,17 @@ fn status_says_alive_without_a_lock_when_attached_after_the_removal() {
     let _g = Guard(k);
     let topic = Topic::new(name).key(k).slots(64);
     let mut p = Publisher::<Sample>::open(&topic).unwrap();
+    // A first frame before the bridge starts (so its first look has one,
+    // however late the thread below starts), the lock removed, then
+    // frames every 5 ms from another thread until the test has seen the
+    // first status.
+    let first_at = Instant::now();
+    p.publish(&sample(1)).unwrap();
     assert!(shmbus_core::lock::remove_lock(k).expect("remove the lock"));
-    // Frames come every 5 ms from another thread, from before the bridge
-    // starts until the test has seen its first status; each publish's
-    // time is kept (taken before the publish, so before its stamp).
-    let stop = Arc::new(AtomicBool::new(false));
-    let publisher = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut times = Vec::new();
-            let mut seq = 0;
-            while !stop.load(Ordering::Relaxed) {
-                seq += 1;
-                times.push(Instant::now());
-                p.publish(&sample(seq)).unwrap();
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            (p, seq, times)
-        })
-    };
+    let publisher = Steady::start((p, 1), Duration::from_millis(5), |(p, seq)| {
+        *seq += 1;
+        p.publish(&sample(*seq)).unwrap();
+    });
     let run = Run::reader(name, k, Pace::Every(1), "");
     let status_topic = format!("p/b/{name}/$status");
     let end = Instant::now() + Duration::from_secs(60);
@@ -526,20 +519,16 @@ fn status_says_alive_without_a_lock_when_attached_after_the_removal() {
         }
         assert!(Instant::now() < end, "no status in 60 s");
     };
-    stop.store(true, Ordering::Relaxed);
-    let (p, seq, times) = publisher.join().unwrap();
+    let ((p, seq), mut times) = publisher.stop();
+    times.insert(0, first_at);
     // The bridge's first look came after the first publish and before the
     // status was seen, so the newest frame it saw was younger than the
-    // longest gap between those publishes (and the moment of seeing). A
+    // widest gap between those publishes (and the moment of seeing). A
     // test thread held off the CPU for the whole gap (a loaded machine)
-    // leaves a frame that old: then this cannot be asserted.
-    let mut points: Vec<Instant> = times.into_iter().filter(|t| *t <= seen_at).collect();
-    points.push(seen_at);
-    let widest = points
-        .windows(2)
-        .map(|w| w[1] - w[0])
-        .max()
-        .unwrap_or_default();
+    // leaves a frame that old: then this cannot be asserted. (Before the
+    // first frame was published here, the publishing thread's start was
+    // that gap: one run looked before any frame, rightly "stopped".)
+    let widest = widest_gap(&times, seen_at);
     if widest < Duration::from_millis(950) {
         assert_eq!(
             (first["state"].as_str(), first["lock"].as_str()),

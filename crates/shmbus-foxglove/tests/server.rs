@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use shmbus_codec::Codec;
 use shmbus_foxglove::{Config, Selector, Server, Summary};
 use shmbus_pub::{Publisher, Topic};
+use shmbus_testkit::steady::{Steady, widest_gap};
 use shmbus_testkit::{Guard, KillOnDrop, child, role, unique_key, watchdog};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::http::HeaderValue;
@@ -484,26 +485,15 @@ fn a_lockless_publisher_found_while_frames_come_is_a_warning_at_the_first_check(
     let (mut ws, _) = connect(server.addr, "foxglove.sdk.v1");
     let mut seen = Seen::default();
     // The topic appears while the client is connected: one frame, the lock
-    // removed, then a frame every 5 ms from another thread. Each publish's
-    // time is kept (taken before the publish, so before its stamp).
-    let stop = Arc::new(AtomicBool::new(false));
-    let publisher = {
-        let (topic, stop) = (topic.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut times = vec![Instant::now()];
-            let mut p = Publisher::<Sample>::open(&topic).unwrap();
-            p.publish(&sample(1)).unwrap();
-            assert!(shmbus_core::lock::remove_lock(topic.key).unwrap());
-            let mut seq = 1;
-            while !stop.load(Ordering::Relaxed) {
-                seq += 1;
-                times.push(Instant::now());
-                p.publish(&sample(seq)).unwrap();
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            times
-        })
-    };
+    // removed, then a frame every 5 ms from another thread.
+    let opened = Instant::now();
+    let mut p = Publisher::<Sample>::open(&topic).unwrap();
+    p.publish(&sample(1)).unwrap();
+    assert!(shmbus_core::lock::remove_lock(topic.key).unwrap());
+    let publisher = Steady::start((p, 1), Duration::from_millis(5), |(p, seq)| {
+        *seq += 1;
+        p.publish(&sample(*seq)).unwrap();
+    });
     let sid = format!("shmbus/{}", topic.name);
     let first = |s: &Seen| {
         s.statuses
@@ -519,24 +509,14 @@ fn a_lockless_publisher_found_while_frames_come_is_a_warning_at_the_first_check(
         |s| first(s).is_some(),
     );
     let seen_at = Instant::now();
-    stop.store(true, Ordering::Relaxed);
-    let mut points: Vec<Instant> = publisher
-        .join()
-        .unwrap()
-        .into_iter()
-        .filter(|t| *t <= seen_at)
-        .collect();
-    points.push(seen_at);
+    let (_, mut times) = publisher.stop();
+    times.insert(0, opened);
     // The server's first look came after the topic was opened and before
     // the status was read, so the newest frame it saw was younger than the
     // widest gap between those moments. A publishing thread held off the
     // CPU for a second (a loaded machine) makes "no publisher" right: then
     // this cannot be asserted.
-    let widest = points
-        .windows(2)
-        .map(|w| w[1] - w[0])
-        .max()
-        .unwrap_or_default();
+    let widest = widest_gap(&times, seen_at);
     let status = first(&seen).unwrap();
     if widest < Duration::from_millis(950) {
         assert_eq!(status["level"], 1, "{status}");

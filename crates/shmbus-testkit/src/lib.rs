@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod docs;
+pub mod steady;
 
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};

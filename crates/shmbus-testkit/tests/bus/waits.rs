@@ -356,19 +356,7 @@ fn wait_for_publisher_returns_on_frames_a_new_lock_or_removal() {
     // That publisher exits; a new one takes the lock (and publishes
     // nothing) while this thread sleeps.
     drop(p);
-    let t2 = topic.clone();
-    let restart = std::thread::spawn(move || {
-        shmbus_testkit::wait_thread_asleep(me).unwrap();
-        Publisher::<Check>::open(&t2).unwrap()
-    });
-    let r = sub.wait_for_publisher(Duration::from_secs(60));
-    let p = restart.join().unwrap();
-    assert_eq!(
-        r,
-        Ok(PublisherStatus::Alive {
-            pid: std::process::id() as i32
-        })
-    );
+    let p = restart_while_asleep(&topic, &mut sub);
 
     // A frame, then the removal, while this thread sleeps: the frame
     // first, then `Removed`.
@@ -440,20 +428,7 @@ fn waits_on_a_stopped_topic_sleep_whole_slices() {
     );
 
     // A new publisher takes the lock while this thread sleeps.
-    let me = nix::unistd::gettid().as_raw();
-    let t2 = topic.clone();
-    let restart = std::thread::spawn(move || {
-        shmbus_testkit::wait_thread_asleep(me).unwrap();
-        Publisher::<Check>::open(&t2).unwrap()
-    });
-    let r = sub.wait_for_publisher(Duration::from_secs(60));
-    let p = restart.join().unwrap();
-    assert_eq!(
-        r,
-        Ok(PublisherStatus::Alive {
-            pid: std::process::id() as i32
-        })
-    );
+    let p = restart_while_asleep(&topic, &mut sub);
 
     // Its lock is removed, then it exits: no lock, and no session.
     assert!(shmbus_core::lock::remove_lock(topic.key).unwrap());
@@ -465,6 +440,27 @@ fn waits_on_a_stopped_topic_sleep_whole_slices() {
         sleeps <= 30,
         "{sleeps} sleeps in 1 s of waiting for the publisher of a topic without a lock"
     );
+}
+
+/// A new publisher of `topic` (this process) takes the lock, and publishes
+/// nothing, while this thread sleeps in `wait_for_publisher`, which then
+/// says it is alive.
+fn restart_while_asleep(topic: &Topic, sub: &mut shmbus_sub::RawSubscriber) -> Publisher<Check> {
+    let me = nix::unistd::gettid().as_raw();
+    let t = topic.clone();
+    let restart = std::thread::spawn(move || {
+        shmbus_testkit::wait_thread_asleep(me).unwrap();
+        Publisher::<Check>::open(&t).unwrap()
+    });
+    let r = sub.wait_for_publisher(Duration::from_secs(60));
+    let p = restart.join().unwrap();
+    assert_eq!(
+        r,
+        Ok(shmbus_core::PublisherStatus::Alive {
+            pid: std::process::id() as i32
+        })
+    );
+    p
 }
 
 /// The voluntary context switches of this thread while `f` runs (each
