@@ -323,14 +323,32 @@ fn watch<T: DeserializeOwned + Schema + Summary>(topic: Topic, row: Shared, quit
             match sub.wait_next(Duration::from_millis(200)) {
                 Ok(n) => record(n, &mut newest),
                 Err(WaitError::Timeout) => {}
-                Err(e @ (WaitError::PublisherGone | WaitError::Removed)) => {
-                    // Take the frames it left.
+                Err(WaitError::Removed) => {
+                    // Take the frames it left. Its sensor creates it again
+                    // (or the demo ends).
                     drain(&mut sub, &mut record, &mut newest);
-                    if matches!(e, WaitError::Removed) {
-                        // Its sensor creates it again (or the demo ends).
-                        continue 'attach;
+                    continue 'attach;
+                }
+                Err(WaitError::PublisherGone) => {
+                    // Take the frames it left, then wait for frames again:
+                    // a sensor whose lock was removed (`ipcrm -s`) publishes
+                    // on, and takes a new lock within half a second. The
+                    // watcher stopped here, and showed a slow sensor that
+                    // lost its lock at 0 Hz for the rest of the run. (A
+                    // sensor that ended is waited for until the demo ends:
+                    // whole slices, a few wake-ups a second.)
+                    drain(&mut sub, &mut record, &mut newest);
+                    while !quit.load(Ordering::Relaxed) {
+                        match sub.wait_for_publisher(Duration::from_millis(200)) {
+                            Ok(_) => break,
+                            Err(WaitError::Timeout) => {}
+                            Err(WaitError::Removed) => continue 'attach,
+                            Err(e) => {
+                                lock(&row).problem = Some(e.to_string());
+                                break 'attach;
+                            }
+                        }
                     }
-                    break 'attach;
                 }
                 Err(e) => {
                     lock(&row).problem = Some(e.to_string());
@@ -399,6 +417,9 @@ fn publisher_text(e: &Entry) -> String {
     match shmbus_core::lock::publisher_status(e.tc.key) {
         PublisherStatus::Alive { pid } => format!("alive {pid}"),
         PublisherStatus::NotRunning => "not running".into(),
+        // The demo's sensors take their lock before they publish, and a
+        // new one within half a second if it is removed (`ipcrm -s`).
+        PublisherStatus::NoLock if lock(&e.row).frames > 0 => "no lock".into(),
         PublisherStatus::NoLock => "starting".into(),
         PublisherStatus::Unknown => "unknown".into(),
     }
@@ -1040,6 +1061,51 @@ mod tests {
         w.join().unwrap();
         let r = lock(&row);
         assert_eq!((r.frames, r.lost), (12, 0), "{:?}", *r);
+    }
+
+    /// A sensor whose lock is removed (`ipcrm -s`) and that is quiet for a
+    /// moment publishes on: the watcher counts its later frames. It
+    /// stopped watching at `PublisherGone`, so a slow sensor that lost its
+    /// lock stood at 0 Hz for the rest of the demo.
+    #[test]
+    fn a_watcher_counts_on_after_the_lock_is_removed_under_a_quiet_sensor() {
+        let (topic, _g) = shmbus_testkit::unique_topic("demo-watch-nolock");
+        let mut p = shmbus_pub::Publisher::<System>::open(&topic).unwrap();
+        let frame = |t_ns| System {
+            t_ns,
+            cpu_pct: Some(1.0),
+            cpus: 1,
+            load: None,
+            tasks: None,
+            mem: None,
+        };
+        let row: Shared = Arc::default();
+        let quit = Arc::new(AtomicBool::new(false));
+        let w = {
+            let (topic, row, quit) = (topic.clone(), row.clone(), quit.clone());
+            std::thread::spawn(move || watch::<System>(topic, row, quit))
+        };
+        p.publish(&frame(1)).unwrap();
+        let until = |n: u64, what: &str| {
+            let end = std::time::Instant::now() + Duration::from_secs(60);
+            while lock(&row).frames < n {
+                assert!(std::time::Instant::now() < end, "{what}: {:?}", *lock(&row));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        until(1, "the watcher never read the first frame");
+        // The lock goes, and nothing comes for longer than a liveness
+        // check (100 ms): the watcher's wait ends `PublisherGone`.
+        assert!(shmbus_core::lock::remove_lock(topic.key).unwrap());
+        std::thread::sleep(Duration::from_millis(500));
+        for t in 2..=4 {
+            p.publish(&frame(t)).unwrap();
+        }
+        until(4, "the frames after the quiet moment were not counted");
+        quit.store(true, Ordering::Relaxed);
+        w.join().unwrap();
+        let r = lock(&row);
+        assert_eq!((r.frames, r.lost), (4, 0), "{:?}", *r);
     }
 
     #[test]
