@@ -410,7 +410,9 @@ struct Entry {
     ended_early: bool,
 }
 
-fn publisher_text(e: &Entry) -> String {
+/// The publisher column of `e`'s row; `had_frames`: the row counted frames
+/// (the caller holds the row's lock, so it is not taken here).
+fn publisher_text(e: &Entry, had_frames: bool) -> String {
     if let Some(x) = &e.exit {
         return x.clone();
     }
@@ -419,7 +421,7 @@ fn publisher_text(e: &Entry) -> String {
         PublisherStatus::NotRunning => "not running".into(),
         // The demo's sensors take their lock before they publish, and a
         // new one within half a second if it is removed (`ipcrm -s`).
-        PublisherStatus::NoLock if lock(&e.row).frames > 0 => "no lock".into(),
+        PublisherStatus::NoLock if had_frames => "no lock".into(),
         PublisherStatus::NoLock => "starting".into(),
         PublisherStatus::Unknown => "unknown".into(),
     }
@@ -481,7 +483,7 @@ fn table(bus: &str, entries: &[Entry], notes: &[String], elapsed: Duration, unti
             r.frames,
             r.lost,
             age,
-            truncate(&publisher_text(e), 13),
+            truncate(&publisher_text(e, r.frames > 0), 13),
             if stale { "STALE " } else { "" },
             latest
         );
@@ -1263,6 +1265,37 @@ mod tests {
         let screen = table("demo-1", &entries, &[evil.into()], Duration::ZERO, "x");
         assert!(!screen.contains('\x1b'), "{screen:?}");
         assert!(screen.contains("bat\\u001b]0;owned"), "{screen}");
+    }
+
+    /// The publisher column of a topic without a lock: `no lock` once the
+    /// row counted frames (a sensor whose lock was removed), `starting`
+    /// before. The table holds the row's lock while it asks: a first
+    /// version that locked the row again to look hung the live table.
+    #[test]
+    fn the_table_says_no_lock_for_a_topic_that_had_frames() {
+        shmbus_testkit::watchdog("demo_table_no_lock", Duration::from_secs(60));
+        let (topic, _g) = shmbus_testkit::unique_topic("demo-no-lock");
+        let _p = shmbus_pub::Publisher::<System>::open(&topic).unwrap();
+        assert!(shmbus_core::lock::remove_lock(topic.key).unwrap());
+        let mut tc = Config::builtin_demo().topics[0].clone();
+        tc.key = topic.key;
+        let screen = |frames| {
+            let row: Shared = Arc::default();
+            lock(&row).frames = frames;
+            let entries = [Entry {
+                tc: tc.clone(),
+                kind: Some(SensorKind::System),
+                row,
+                child: None,
+                exit: None,
+                ended_early: false,
+            }];
+            table("demo-1", &entries, &[], Duration::ZERO, "x")
+        };
+        let s = screen(1);
+        assert!(s.contains("no lock") && !s.contains("starting"), "{s}");
+        let s = screen(0);
+        assert!(s.contains("starting") && !s.contains("no lock"), "{s}");
     }
 
     /// A sensor that warns for as long as the demo runs (the same line
