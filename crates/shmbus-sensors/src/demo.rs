@@ -1017,6 +1017,18 @@ mod tests {
     use super::*;
     use crate::args::Args;
 
+    /// A system frame stamped `t_ns`, for the watcher tests.
+    fn system_frame(t_ns: u64) -> System {
+        System {
+            t_ns,
+            cpu_pct: Some(1.0),
+            cpus: 1,
+            load: None,
+            tasks: None,
+            mem: None,
+        }
+    }
+
     /// A watcher stopped before it read its topic's newest frames (or
     /// before it ever ran: a loaded machine) left them uncounted, and the
     /// summary said "no frames" of a topic that had them. The demo stops
@@ -1027,16 +1039,8 @@ mod tests {
         let (topic, _g) = shmbus_testkit::unique_topic("demo-watch-left");
         let topic = topic.slots(8);
         let mut p = shmbus_pub::Publisher::<System>::open(&topic).unwrap();
-        let frame = |t_ns| System {
-            t_ns,
-            cpu_pct: Some(1.0),
-            cpus: 1,
-            load: None,
-            tasks: None,
-            mem: None,
-        };
         for t in 1..=5 {
-            p.publish(&frame(t)).unwrap();
+            p.publish(&system_frame(t)).unwrap();
         }
         // Never ran before the stop: it attaches only to count.
         let row: Shared = Arc::default();
@@ -1057,7 +1061,7 @@ mod tests {
         // The demo stops the sensor, then the watcher: whether the watcher
         // read these before it saw the stop or after, each counts once.
         for t in 6..=12 {
-            p.publish(&frame(t)).unwrap();
+            p.publish(&system_frame(t)).unwrap();
         }
         quit.store(true, Ordering::Relaxed);
         w.join().unwrap();
@@ -1073,21 +1077,13 @@ mod tests {
     fn a_watcher_counts_on_after_the_lock_is_removed_under_a_quiet_sensor() {
         let (topic, _g) = shmbus_testkit::unique_topic("demo-watch-nolock");
         let mut p = shmbus_pub::Publisher::<System>::open(&topic).unwrap();
-        let frame = |t_ns| System {
-            t_ns,
-            cpu_pct: Some(1.0),
-            cpus: 1,
-            load: None,
-            tasks: None,
-            mem: None,
-        };
         let row: Shared = Arc::default();
         let quit = Arc::new(AtomicBool::new(false));
         let w = {
             let (topic, row, quit) = (topic.clone(), row.clone(), quit.clone());
             std::thread::spawn(move || watch::<System>(topic, row, quit))
         };
-        p.publish(&frame(1)).unwrap();
+        p.publish(&system_frame(1)).unwrap();
         let until = |n: u64, what: &str| {
             let end = std::time::Instant::now() + Duration::from_secs(60);
             while lock(&row).frames < n {
@@ -1101,7 +1097,7 @@ mod tests {
         assert!(shmbus_core::lock::remove_lock(topic.key).unwrap());
         std::thread::sleep(Duration::from_millis(500));
         for t in 2..=4 {
-            p.publish(&frame(t)).unwrap();
+            p.publish(&system_frame(t)).unwrap();
         }
         until(4, "the frames after the quiet moment were not counted");
         quit.store(true, Ordering::Relaxed);
