@@ -217,10 +217,6 @@ pub struct RawSubscriber {
     /// before the first): a topic without a lock whose generation moved
     /// since is still being published.
     generation_at_check: u64,
-    /// A `waiter_ref` whose segment is gone: its session is over, and the
-    /// next publish is a new session's, which wakes every sleeper
-    /// ([`Self::prepare_sleep`]).
-    gone_waiter_ref: Option<u32>,
     /// The waiter segment this subscriber registers in (attached at its
     /// first sleep, again when a new publisher session names another).
     waiter: Option<WaiterWord>,
@@ -298,7 +294,6 @@ impl RawSubscriber {
             stuck_after: DEFAULT_STUCK_AFTER,
             last_liveness_check: 0,
             generation_at_check: g,
-            gone_waiter_ref: None,
             waiter: None,
             waiter_failed: None,
             lost_wakeups: 0,
@@ -477,9 +472,14 @@ impl RawSubscriber {
 
     /// Why this subscriber cannot register in the publisher's waiter
     /// segment, if it tried and failed: its waits then sleep in steps of at
-    /// most 10 ms instead of waiting for a wake-up.
+    /// most 10 ms instead of waiting for a wake-up. A segment that is gone
+    /// ([`WaiterError::is_gone`]) is not such a failure: its session is
+    /// over, and the next one wakes every sleeper.
     pub fn waiter_error(&self) -> Option<&WaiterError> {
-        self.waiter_failed.as_ref().map(|(_, e)| e)
+        self.waiter_failed
+            .as_ref()
+            .map(|(_, e)| e)
+            .filter(|e| !e.is_gone())
     }
 
     /// Before a futex sleep: register in the current publisher session's
@@ -504,41 +504,44 @@ impl RawSubscriber {
                 };
             }
         }
-        if matches!(&self.waiter_failed, Some((f, _)) if *f == r) {
-            return Sleep::Poll;
-        }
-        if self.gone_waiter_ref == Some(r) {
-            return Sleep::Futex { ticket: None };
+        if let Some((f, e)) = &self.waiter_failed {
+            if *f == r {
+                return Self::sleep_without(e);
+            }
         }
         match WaiterWord::attach(r, &self.seg) {
             Ok(w) => {
                 let ticket = w.register();
                 self.waiter = Some(w);
                 self.waiter_failed = None;
-                self.gone_waiter_ref = None;
                 Sleep::Futex {
                     ticket: Some(ticket),
                 }
             }
-            // The session that named it is over (a publisher that exited,
-            // with or without its lock): the next publish is a new
-            // session's, whose first two publishes wake every sleeper on
-            // `notify`, registered or not (`WakeHistory::new`), and which
-            // names its own waiter segment (or none) before its first
-            // publish. So sleep on the futex, unregistered. Polling every
-            // 10 ms here cost a hundred wake-ups and four hundred system
-            // calls a second for as long as a topic stayed stopped.
-            Err(e) if e.is_gone() => {
-                self.waiter = None;
-                self.waiter_failed = None;
-                self.gone_waiter_ref = Some(r);
-                Sleep::Futex { ticket: None }
-            }
             Err(e) => {
+                let sleep = Self::sleep_without(&e);
                 self.waiter = None;
                 self.waiter_failed = Some((r, e));
-                Sleep::Poll
+                sleep
             }
+        }
+    }
+
+    /// How to sleep when the waiter segment could not be attached. Gone:
+    /// the session that named it is over (a publisher that exited, with or
+    /// without its lock), and the next publish is a new session's, whose
+    /// first two publishes wake every sleeper on `notify`, registered or
+    /// not (`WakeHistory::new`), and which names its own waiter segment (or
+    /// none) before its first publish: sleep on the futex, unregistered.
+    /// Polling every 10 ms there cost a hundred wake-ups and four hundred
+    /// system calls a second for as long as a topic stayed stopped.
+    /// Otherwise its session may publish without waking this subscriber:
+    /// short steps.
+    fn sleep_without(e: &WaiterError) -> Sleep {
+        if e.is_gone() {
+            Sleep::Futex { ticket: None }
+        } else {
+            Sleep::Poll
         }
     }
 
