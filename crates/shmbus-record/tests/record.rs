@@ -862,8 +862,7 @@ fn recorder_memory_is_bounded_when_its_output_is_slow() {
     let tmp_dir = shmbus_testkit::TempDir::new("record-fifo");
     let dir = tmp_dir.path().to_path_buf();
     let fifo = dir.join("out.mcap");
-    let st = Command::new("mkfifo").arg(&fifo).status().unwrap();
-    assert!(st.success(), "mkfifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
     let reader = {
         let fifo = fifo.clone();
         std::thread::spawn(move || {

@@ -348,10 +348,15 @@ procs_running 3
         let d = TempDir::new("proc-fifo");
         d.file("proc/stat", STAT)
             .file("proc/meminfo", "MemTotal: 1000 kB\nMemAvailable: 500 kB\n");
-        let made = std::process::Command::new("mkfifo")
-            .arg(d.path().join("proc/loadavg"))
-            .status();
-        assert!(made.unwrap().success());
+        // The system call, not the `mkfifo` program: under qemu-arm a spawn
+        // is a fork of the whole emulator, and a forked emulator that
+        // deadlocks before its exec leaves the test waiting for good. This
+        // test hung before its timeout below, in CI, until the run's end.
+        nix::unistd::mkfifo(
+            &d.path().join("proc/loadavg"),
+            nix::sys::stat::Mode::S_IRWXU,
+        )
+        .expect("mkfifo proc/loadavg");
         let args = Args::parse(&["--root".into(), d.path().display().to_string()]).unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
