@@ -3,6 +3,7 @@
 #
 # Runs on a fresh Debian 12 machine as root, with only package registries
 # reachable, in these stages (each timed; a table at the end):
+#   ci-limits ci/tools/stages-test.sh: the time limits below stop a hang
 #   host      cargo fmt --check, clippy -D warnings, cargo doc -D warnings,
 #             cargo test --workspace, loom model
 #   arm       ci/install-arm.sh, then the whole workspace test suite for armv7
@@ -26,11 +27,16 @@
 #             qemu, amd64 install/run/upgrade/purge on this machine (private IPC namespace)
 #   extras    ci/fuzz.sh and the quick benchmark, when present
 # Every stage runs even if an earlier one failed (unless it needs that one's
-# output); the exit status is non-zero if any stage failed.
+# output); the exit status is non-zero if any stage failed. A hang ends as a
+# failure: every test binary of host-test and arm-test is stopped after
+# SHMBUS_TEST_BINARY_TIMEOUT (600 s, ci/tools/bounded-run), every stage after
+# SHMBUS_STAGE_TIMEOUT (1800 s), and no stage runs past SHMBUS_CI_BUDGET (5000 s)
+# from the start (ci/tools/stages.sh), so the summary always comes.
 #
 # Env: SHMBUS_STRESS_SCALE (armv7 stage, default 0.05), SHMBUS_CI_MORE_SIZES=1
 # (two more feature sets' sizes in the board stage), SHMBUS_CI_STAGES (a
-# comma list of stage names to run, default all), SHMBUS_BOARD_TIMEOUT (600 s).
+# comma list of stage names to run, default all), SHMBUS_BOARD_TIMEOUT (600 s),
+# SHMBUS_TEST_BINARY_TIMEOUT, SHMBUS_STAGE_TIMEOUT, SHMBUS_CI_BUDGET (above).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,36 +45,9 @@ export CARGO_INCREMENTAL=0
 ARM_SCALE=${SHMBUS_STRESS_SCALE:-0.05}
 ONLY=${SHMBUS_CI_STAGES:-}
 
-NAMES=() SECS=() RESULTS=()
-T_ALL=$(date +%s)
-
-banner() { printf '\n==== %s ====\n' "$*"; }
-wanted() { [[ -z "$ONLY" || ",$ONLY," == *",$1,"* ]]; }
-
-# stage NAME COMMAND...: run it, time it, record ok/FAIL; never stops the script.
-stage() {
-    local name=$1
-    shift
-    if ! wanted "$name"; then return 0; fi
-    banner "stage $name: $*"
-    local t0 rc=0
-    t0=$(date +%s)
-    # In the background and then waited for: a subshell on the left of `||`
-    # would run with `set -e` switched off, hiding failures inside a stage.
-    ("$@") &
-    wait $! || rc=$?
-    NAMES+=("$name")
-    SECS+=($(($(date +%s) - t0)))
-    if [[ $rc == 0 ]]; then RESULTS+=(ok); else RESULTS+=("FAIL (exit $rc)"); fi
-    echo "---- stage $name: ${RESULTS[-1]} in ${SECS[-1]} s"
-    return 0
-}
-skip() { NAMES+=("$1"); SECS+=(0); RESULTS+=("skipped: $2"); echo "---- stage $1: skipped ($2)"; }
-passed() { # passed NAME: the stage ran and passed
-    local i
-    for i in "${!NAMES[@]}"; do [[ ${NAMES[$i]} == "$1" && ${RESULTS[$i]} == ok ]] && return 0; done
-    return 1
-}
+# The stage runner: stage, skip, passed, wanted, banner, stage_table, and the
+# time limits (SHMBUS_STAGE_TIMEOUT, SHMBUS_CI_BUDGET).
+source ci/tools/stages.sh
 
 ensure_host_tools() {
     # rustfmt and clippy come with rustup's default profile; install them if not.
@@ -84,14 +63,22 @@ host_fmt() { ensure_host_tools && cargo fmt --all -- --check; }
 host_clippy() { cargo clippy --workspace --all-targets -- -D warnings; }
 # The API docs build without a broken link or a stray HTML tag.
 host_doc() { RUSTDOCFLAGS='-D warnings' cargo doc --workspace --no-deps; }
-host_test() { cargo test --workspace --no-fail-fast; }
+# Every test binary runs under ci/tools/bounded-run: one that hangs fails by
+# itself, and the binaries after it still run.
+BOUNDED_RUN="$PWD/ci/tools/bounded-run"
+host_test() {
+    local host
+    host=$(rustc -vV | sed -n 's/^host: //p' | tr 'a-z.-' 'A-Z__')
+    env "CARGO_TARGET_${host}_RUNNER=$BOUNDED_RUN" cargo test --workspace --no-fail-fast
+}
 host_loom() { bash crates/shmbus-core/loom.sh; }
 
 # ---------------------------------------------------------------- armv7
 arm_install() { ci/install-arm.sh; }
 arm_test() {
     source ci/arm-env.sh
-    SHMBUS_TEST_RUNNER="qemu-arm -L /usr/arm-linux-gnueabihf" SHMBUS_STRESS_SCALE=$ARM_SCALE \
+    CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUNNER="$BOUNDED_RUN $CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUNNER" \
+        SHMBUS_TEST_RUNNER="qemu-arm -L /usr/arm-linux-gnueabihf" SHMBUS_STRESS_SCALE=$ARM_SCALE \
         arm_cargo test --workspace --no-fail-fast
 }
 
@@ -200,6 +187,7 @@ extras_bench() {
 
 echo "shmbus CI: $(uname -srm), $(nproc) cores, $(cargo --version)"
 
+stage ci-limits ci/tools/stages-test.sh
 stage host-fmt host_fmt
 stage host-clippy host_clippy
 stage host-doc host_doc
@@ -230,12 +218,7 @@ if [[ -x bench/run.sh ]] || grep -q 'Bench' crates/shmbus-cli/src/args.rs 2>/dev
 # ---------------------------------------------------------------- summary
 total=$(($(date +%s) - T_ALL))
 banner "summary"
-printf '%-14s %8s  %s\n' stage seconds result
-nfail=0 npass=0
-for i in "${!NAMES[@]}"; do
-    printf '%-14s %8s  %s\n' "${NAMES[$i]}" "${SECS[$i]}" "${RESULTS[$i]}"
-    case ${RESULTS[$i]} in ok) npass=$((npass + 1)) ;; FAIL*) nfail=$((nfail + 1)) ;; esac
-done
+stage_table
 printf '%-14s %8s\n' total "$total"
 if compgen -G 'target/board-stripped/*' >/dev/null; then
     echo

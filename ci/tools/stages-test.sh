@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# ci/tools/stages-test.sh — tests of the test command's own time limits: the
+# stage runner (ci/tools/stages.sh) and the test binaries' runner
+# (ci/tools/bounded-run). About 20 s; ci/test.sh runs it as its first stage.
+#
+# Each check starts processes marked with a token of its own and, at the end,
+# fails if one of them is still alive: a limit that ends the stage but leaves
+# its processes running has not stopped the hang.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+TOKEN="shmbus-stages-test-$$"
+export SHMBUS_STOP_GRACE=1
+# Outputs go to files, never through a pipe: a process that a broken limit left
+# alive would hold a pipe open, and reading it to its end would hang this test.
+TMP=$(mktemp -d /tmp/shmbus-stages-test.XXXXXX)
+# Whatever a failed check left alive goes at the end, whatever happened.
+kill_leftovers() {
+    local f
+    for f in /proc/[0-9]*/cmdline; do
+        [[ ${f#/proc/} == "$$/cmdline" ]] && continue
+        if tr '\0' ' ' <"$f" 2>/dev/null | grep -q -- "$TOKEN"; then
+            f=${f#/proc/}
+            kill -KILL "${f%/cmdline}" 2>/dev/null || true
+        fi
+    done
+    rm -rf "$TMP"
+}
+trap kill_leftovers EXIT
+fails=0 checks=0
+check() { # check WHAT COMMAND...: one assertion
+    checks=$((checks + 1))
+    local what=$1
+    shift
+    if "$@"; then echo "ok   $what"; else echo "FAIL $what" >&2; fails=$((fails + 1)); fi
+}
+# Processes whose command line holds "$TOKEN-$PART-" (not this script's own):
+# each part of the test marks its processes with a PART of its own.
+alive() {
+    local f n=0
+    for f in /proc/[0-9]*/cmdline; do
+        [[ ${f#/proc/} == "$$/cmdline" ]] && continue
+        if tr '\0' ' ' <"$f" 2>/dev/null | grep -q -- "$TOKEN-$PART-"; then n=$((n + 1)); fi
+    done
+    echo "$n"
+}
+none_alive() { [[ $(alive) == 0 ]]; }
+# A process tree that never ends: a child, a grandchild, and one that left for
+# a session of its own. `exec -a` puts TOKEN in each command line.
+hang_tree() {
+    (exec -a "$TOKEN-$PART-child" sleep 600) &
+    setsid bash -c "exec -a '$TOKEN-$PART-session' sleep 600" &
+    bash -c "(exec -a '$TOKEN-$PART-grandchild' sleep 600) & wait" &
+    wait
+}
+# Ends only by SIGKILL.
+deaf() {
+    trap '' TERM
+    (
+        trap '' TERM
+        exec -a "$TOKEN-$PART-deaf" sleep 600
+    ) &
+    wait
+}
+export -f hang_tree deaf
+export TOKEN PART
+
+# --- the stage runner: ok, a failure, a hang, a deaf hang
+PART=stages
+SHMBUS_STAGE_TIMEOUT=3 SHMBUS_CI_BUDGET=1000 bash -c '
+        set -euo pipefail
+        source ci/tools/stages.sh
+        stage good true
+        stage bad bash -c "exit 3"
+        t=$SECONDS
+        stage hung hang_tree
+        echo "hung took $((SECONDS - t))"
+        stage deaf deaf
+        stage_table
+        echo "counts $npass $nfail"
+    ' >"$TMP/out" 2>&1 || true
+out=$(<"$TMP/out")
+echo "$out" | sed 's/^/    | /'
+check "a stage that passes is ok" grep -q '^good  *[0-9]*  ok$' <<<"$out"
+check "a stage that fails says its exit status" grep -q '^bad  *[0-9]*  FAIL (exit 3)$' <<<"$out"
+check "a stage that hangs is stopped at its limit and fails as a hang" \
+    grep -q '^hung  *[0-9]*  FAIL (stopped after 3 s: a hang)$' <<<"$out"
+check "... within seconds of the limit" bash -c '(( $(sed -n "s/^hung took //p" <<<"$1") < 20 ))' _ "$out"
+check "a stage deaf to SIGTERM is stopped too" grep -q '^deaf  *[0-9]*  FAIL (stopped after 3 s: a hang)$' <<<"$out"
+check "the table counts 1 passed and 3 failed" grep -q '^counts 1 3$' <<<"$out"
+check "no process of the stopped stages is left (children, grandchildren, other sessions)" none_alive
+
+# --- the run's budget: the stage that reaches it is stopped, the next one fails unrun
+PART=budget
+SHMBUS_STAGE_TIMEOUT=1000 SHMBUS_CI_BUDGET=3 bash -c '
+        set -euo pipefail
+        source ci/tools/stages.sh
+        stage long hang_tree
+        stage after true
+        stage_table
+        echo "counts $npass $nfail"
+    ' >"$TMP/out" 2>&1 || true
+out=$(<"$TMP/out")
+echo "$out" | sed 's/^/    | /'
+check "a stage that runs into the budget is stopped at it" \
+    grep -q '^long  *[0-9]*  FAIL (stopped after 3 s: a hang)$' <<<"$out"
+check "a stage after the budget is spent fails without running" \
+    grep -q "^after  *0  FAIL (not run: the run's budget of 3 s" <<<"$out"
+check "the table counts 0 passed and 2 failed" grep -q '^counts 0 2$' <<<"$out"
+check "no process of the stopped stage is left" none_alive
+
+# --- a limit that is no number stops the runner before anything runs
+rc=0
+out=$(SHMBUS_STAGE_TIMEOUT=soon bash -c 'source ci/tools/stages.sh; echo ran' 2>&1) || rc=$?
+check "SHMBUS_STAGE_TIMEOUT=soon is refused, naming the variable" \
+    bash -c '[[ $1 == 2 && $2 == *"SHMBUS_STAGE_TIMEOUT='"'soon'"' is not a whole number"* && $2 != *ran* ]]' _ "$rc" "$out"
+
+# --- bounded-run: passes a test binary's status through, stops a hang with its group
+rc=0
+ci/tools/bounded-run bash -c 'exit 101' || rc=$?
+check "bounded-run passes a failing binary's status (101) through" test "$rc" == 101
+PART=binary
+rc=0
+t=$SECONDS
+SHMBUS_TEST_BINARY_TIMEOUT=2 ci/tools/bounded-run bash -c \
+    "(exec -a '$TOKEN-$PART-fork' sleep 600) & exec -a '$TOKEN-$PART-binary' sleep 600" >"$TMP/out" 2>&1 || rc=$?
+out=$(<"$TMP/out")
+echo "$out" | sed 's/^/    | /'
+check "bounded-run stops a binary that hangs, with status 124" test "$rc" == 124
+check "... at its limit" test $((SECONDS - t)) -lt 20
+check "... and says that it hangs" grep -q 'was still running after 2 s (SHMBUS_TEST_BINARY_TIMEOUT) and was stopped' <<<"$out"
+check "... and its child is gone too" none_alive
+PART=deafbin
+rc=0
+t=$SECONDS
+SHMBUS_TEST_BINARY_TIMEOUT=2 ci/tools/bounded-run bash -c "trap '' TERM; exec -a '$TOKEN-$PART-deafbin' bash -c \"trap '' TERM; sleep 600\"" \
+    >/dev/null 2>&1 || rc=$?
+check "bounded-run kills a binary deaf to SIGTERM (status 137)" test "$rc" == 137
+check "... and its child is gone too" none_alive
+
+echo "stages-test: $((checks - fails)) of $checks checks passed"
+[[ $fails == 0 ]]
