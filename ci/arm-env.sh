@@ -21,6 +21,13 @@ export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUNNER="qemu-arm -L /usr/arm-l
 export CC_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-gcc
 export AR_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-ar
 export QEMU_LD_PREFIX=/usr/arm-linux-gnueabihf
+# QEMU 7.2's user mode (Debian 12) can deadlock in the child of a fork made while
+# other guest threads run: the child translates code into a GTree, whose GSlice
+# allocator lock another thread may have held at the fork (QEMU issue 285, fixed in
+# QEMU 8.0). A test that spawned a process then waited for good on a child that
+# never reached its exec: gdb showed it in g_slice_alloc under tcg_tb_insert. glib
+# < 2.76 takes this variable to put its slices on malloc, which is fork-safe.
+export G_SLICE=always-malloc
 
 # aarch64 (arm64), for the Debian packages (needs `ci/install-arm.sh --arm64`). Run its
 # binaries with `qemu-aarch64 -L /usr/aarch64-linux-gnu` (QEMU_LD_PREFIX above is armhf's).

@@ -353,12 +353,27 @@ impl Drop for Guard {
 /// `qemu-arm -L /usr/arm-linux-gnueabihf`) when that is set: a qemu-user
 /// process cannot exec a foreign binary directly.
 pub fn command(exe: impl AsRef<std::ffi::OsStr>) -> Command {
-    let runner = std::env::var("SHMBUS_TEST_RUNNER").unwrap_or_default();
+    command_behind(
+        &std::env::var("SHMBUS_TEST_RUNNER").unwrap_or_default(),
+        exe,
+    )
+}
+
+/// [`command`] with the runner given (empty: none).
+///
+/// A child behind a runner gets `G_SLICE=always-malloc`, whatever this
+/// process's environment: QEMU 7.2's user mode (Debian 12's) can deadlock in
+/// the child of a fork made while other guest threads run, in glib's GSlice
+/// allocator (QEMU issue 285, fixed in 8.0), and a test then waits for good on
+/// a child that never reaches its exec. The variable puts glib's slices on
+/// malloc, which is fork-safe. `ci/arm-env.sh` exports it for the test
+/// binaries themselves.
+pub fn command_behind(runner: &str, exe: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut parts = runner.split_whitespace();
     match parts.next() {
         Some(r) => {
             let mut c = Command::new(r);
-            c.args(parts).arg(exe);
+            c.args(parts).arg(exe).env("G_SLICE", "always-malloc");
             c
         }
         None => Command::new(exe),
@@ -616,5 +631,32 @@ impl Drop for TempDir {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|d| d != &self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::command_behind;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn a_child_behind_qemu_gets_fork_safe_glib_slices() {
+        let c = command_behind("qemu-arm -L /usr/arm-linux-gnueabihf", "/bin/prog");
+        assert_eq!(c.get_program(), "qemu-arm");
+        let args: Vec<&OsStr> = c.get_args().collect();
+        assert_eq!(args, ["-L", "/usr/arm-linux-gnueabihf", "/bin/prog"]);
+        let envs: Vec<_> = c.get_envs().collect();
+        assert_eq!(
+            envs,
+            [(OsStr::new("G_SLICE"), Some(OsStr::new("always-malloc")))]
+        );
+    }
+
+    #[test]
+    fn a_native_child_runs_as_it_is() {
+        let c = command_behind("", "/bin/prog");
+        assert_eq!(c.get_program(), "/bin/prog");
+        assert_eq!(c.get_args().count(), 0);
+        assert_eq!(c.get_envs().count(), 0);
     }
 }
