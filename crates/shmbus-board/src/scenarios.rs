@@ -9,7 +9,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use shmbus_core::{PublisherStatus, Topic};
+use shmbus_sub::{Subscriber, WaitError};
+
 use crate::cpu;
+use crate::frame::Beat;
 use crate::spawn::{self, BoardTopic, Proc, User, fields, num};
 
 /// A named scenario: returns a one-line result on success, the reason on failure.
@@ -22,6 +26,7 @@ pub fn scenarios() -> Vec<Scenario> {
         ("kill-and-replace", kill_and_replace),
         ("permission", permission),
         ("one-core-cpu", one_core_cpu),
+        ("stopped-topic-sleeps", stopped_topic_sleeps),
     ]
 }
 
@@ -423,4 +428,76 @@ fn one_core_cpu() -> Result<String, String> {
         waiters as f64 / 4.0 / wait.window_ms as f64 * 1000.0 / f64::from(rate),
         wait.window_ms
     ))
+}
+
+/// The most sleeps a second of waiting on a stopped topic may take: whole
+/// liveness slices (100 ms) make about 10, the 10 ms polls of a reader that
+/// cannot register made about 100.
+const STOPPED_SLEEPS_PER_S: u64 = 30;
+
+/// A reader of a topic whose publisher exited sleeps on the futex in whole
+/// liveness slices, on the board's kernel and one core: until f6904f1 a
+/// reader that had not attached the publisher's waiter segment before the
+/// exit polled every 10 ms, with three System V calls each time, for as long
+/// as the topic stayed stopped. Then a new publisher ends the wait.
+fn stopped_topic_sleeps() -> Result<String, String> {
+    let t = BoardTopic::new("stopped");
+    let sensor = spawn::sensor();
+    let mut first = start("pub", t.args(&[("count", "5".into())]), sensor)?;
+    first.expect("DONE", SPAWN)?;
+    let code = first.wait(SPAWN)?;
+    if code != 0 {
+        return Err(format!("the first publisher exited with {code}"));
+    }
+    let topic = Topic::new(&t.name).key(t.key);
+    let mut sub = Subscriber::<Beat>::attach(&topic).map_err(|e| format!("attach: {e}"))?;
+    let last = sub
+        .latest()
+        .map_err(|e| format!("latest: {e}"))?
+        .ok_or("no frame in the topic after its publisher's 5")?;
+    let window = Duration::from_secs(2);
+    let before = voluntary_switches()?;
+    let r = sub.wait_for_publisher(window);
+    let sleeps = voluntary_switches()? - before;
+    if r != Err(WaitError::Timeout) {
+        return Err(format!(
+            "waiting {window:?} for the publisher of a stopped topic: {r:?}, expected a timeout"
+        ));
+    }
+    let most = STOPPED_SLEEPS_PER_S * window.as_secs();
+    if sleeps > most {
+        return Err(format!(
+            "{sleeps} sleeps in {window:?} of waiting for a stopped topic's publisher (at most {most}): it polls"
+        ));
+    }
+    // A new publisher, as the same user: the wait ends.
+    let mut second = start("pub", t.args(&[("rate", "10".into())]), sensor)?;
+    let t0 = Instant::now();
+    let r = sub.wait_for_publisher(SPAWN);
+    let took = t0.elapsed();
+    second.kill();
+    match r {
+        Ok(PublisherStatus::Alive { pid }) if pid as u32 == second.pid() => {}
+        other => {
+            return Err(format!(
+                "waiting for a new publisher (pid {}): {other:?}",
+                second.pid()
+            ));
+        }
+    }
+    Ok(format!(
+        "{sleeps} sleeps in {window:?} of wait_for_publisher after the publisher exited (at most {most}; 10 ms polls made about 200), last frame seq {}; a new publisher ended the wait after {:.0} ms",
+        last.value.seq,
+        took.as_secs_f64() * 1e3
+    ))
+}
+
+/// This thread's voluntary context switches so far: each sleep is one.
+fn voluntary_switches() -> Result<u64, String> {
+    let s = std::fs::read_to_string("/proc/thread-self/status")
+        .map_err(|e| format!("/proc/thread-self/status: {e}"))?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| "no voluntary_ctxt_switches in /proc/thread-self/status".to_string())
 }
