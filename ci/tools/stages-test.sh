@@ -19,7 +19,7 @@ kill_leftovers() {
     local f
     for f in /proc/[0-9]*/cmdline; do
         [[ ${f#/proc/} == "$$/cmdline" ]] && continue
-        if tr '\0' ' ' <"$f" 2>/dev/null | grep -q -- "$TOKEN"; then
+        if tr '\0' ' ' 2>/dev/null <"$f" | grep -q -- "$TOKEN"; then
             f=${f#/proc/}
             kill -KILL "${f%/cmdline}" 2>/dev/null || true
         fi
@@ -28,6 +28,7 @@ kill_leftovers() {
 }
 trap kill_leftovers EXIT
 fails=0 checks=0
+shown= # what the runners printed: shown only if a check fails (it holds "FAIL" lines on purpose)
 check() { # check WHAT COMMAND...: one assertion
     checks=$((checks + 1))
     local what=$1
@@ -40,7 +41,7 @@ alive() {
     local f n=0
     for f in /proc/[0-9]*/cmdline; do
         [[ ${f#/proc/} == "$$/cmdline" ]] && continue
-        if tr '\0' ' ' <"$f" 2>/dev/null | grep -q -- "$TOKEN-$PART-"; then n=$((n + 1)); fi
+        if tr '\0' ' ' 2>/dev/null <"$f" | grep -q -- "$TOKEN-$PART-"; then n=$((n + 1)); fi
     done
     echo "$n"
 }
@@ -80,7 +81,7 @@ SHMBUS_STAGE_TIMEOUT=3 SHMBUS_CI_BUDGET=1000 bash -c '
         echo "counts $npass $nfail"
     ' >"$TMP/out" 2>&1 || true
 out=$(<"$TMP/out")
-echo "$out" | sed 's/^/    | /'
+shown+="$out"$'\n'
 check "a stage that passes is ok" grep -q '^good  *[0-9]*  ok$' <<<"$out"
 check "a stage that fails says its exit status" grep -q '^bad  *[0-9]*  FAIL (exit 3)$' <<<"$out"
 check "a stage that hangs is stopped at its limit and fails as a hang" \
@@ -101,7 +102,7 @@ SHMBUS_STAGE_TIMEOUT=1000 SHMBUS_CI_BUDGET=3 bash -c '
         echo "counts $npass $nfail"
     ' >"$TMP/out" 2>&1 || true
 out=$(<"$TMP/out")
-echo "$out" | sed 's/^/    | /'
+shown+="$out"$'\n'
 check "a stage that runs into the budget is stopped at it" \
     grep -q '^long  *[0-9]*  FAIL (stopped after 3 s: a hang)$' <<<"$out"
 check "a stage after the budget is spent fails without running" \
@@ -125,7 +126,7 @@ t=$SECONDS
 SHMBUS_TEST_BINARY_TIMEOUT=2 ci/tools/bounded-run bash -c \
     "(exec -a '$TOKEN-$PART-fork' sleep 600) & exec -a '$TOKEN-$PART-binary' sleep 600" >"$TMP/out" 2>&1 || rc=$?
 out=$(<"$TMP/out")
-echo "$out" | sed 's/^/    | /'
+shown+="$out"$'\n'
 check "bounded-run stops a binary that hangs, with status 124" test "$rc" == 124
 check "... at its limit" test $((SECONDS - t)) -lt 20
 check "... and says that it hangs" grep -q 'was still running after 2 s (SHMBUS_TEST_BINARY_TIMEOUT) and was stopped' <<<"$out"
@@ -138,5 +139,9 @@ SHMBUS_TEST_BINARY_TIMEOUT=2 ci/tools/bounded-run bash -c "trap '' TERM; exec -a
 check "bounded-run kills a binary deaf to SIGTERM (status 137)" test "$rc" == 137
 check "... and its child is gone too" none_alive
 
+if [[ $fails != 0 ]]; then
+    echo "what the runners under test printed:"
+    sed 's/^/    | /' <<<"$shown"
+fi
 echo "stages-test: $((checks - fails)) of $checks checks passed"
 [[ $fails == 0 ]]

@@ -40,7 +40,7 @@ descendants() {
     local -A kids=()
     local f line rest state ppid p queue
     for f in /proc/[0-9]*/stat; do
-        read -r line <"$f" 2>/dev/null || continue
+        read -r line 2>/dev/null <"$f" || continue
         rest=${line##*) } # after the command name, which may hold spaces
         read -r state ppid _ <<<"$rest"
         [[ $ppid =~ ^[0-9]+$ ]] || continue
