@@ -65,23 +65,29 @@ deaf() {
 }
 export -f hang_tree deaf
 export TOKEN PART
+# run_stages STAGE_LIMIT BUDGET STEPS: the stage runner in a fresh shell doing
+# STEPS, then its table and "counts PASSED FAILED"; its output in $out.
+run_stages() {
+    SHMBUS_STAGE_TIMEOUT=$1 SHMBUS_CI_BUDGET=$2 bash -c "
+        set -euo pipefail
+        source ci/tools/stages.sh
+        $3
+        stage_table
+        echo \"counts \$npass \$nfail\"
+    " >"$TMP/out" 2>&1 || true
+    out=$(<"$TMP/out")
+    shown+="$out"$'\n'
+}
 
 # --- the stage runner: ok, a failure, a hang, a deaf hang
 PART=stages
-SHMBUS_STAGE_TIMEOUT=3 SHMBUS_CI_BUDGET=1000 bash -c '
-        set -euo pipefail
-        source ci/tools/stages.sh
-        stage good true
-        stage bad bash -c "exit 3"
-        t=$SECONDS
-        stage hung hang_tree
-        echo "hung took $((SECONDS - t))"
-        stage deaf deaf
-        stage_table
-        echo "counts $npass $nfail"
-    ' >"$TMP/out" 2>&1 || true
-out=$(<"$TMP/out")
-shown+="$out"$'\n'
+run_stages 3 1000 '
+    stage good true
+    stage bad bash -c "exit 3"
+    t=$SECONDS
+    stage hung hang_tree
+    echo "hung took $((SECONDS - t))"
+    stage deaf deaf'
 check "a stage that passes is ok" grep -q '^good  *[0-9]*  ok$' <<<"$out"
 check "a stage that fails says its exit status" grep -q '^bad  *[0-9]*  FAIL (exit 3)$' <<<"$out"
 check "a stage that hangs is stopped at its limit and fails as a hang" \
@@ -93,16 +99,9 @@ check "no process of the stopped stages is left (children, grandchildren, other 
 
 # --- the run's budget: the stage that reaches it is stopped, the next one fails unrun
 PART=budget
-SHMBUS_STAGE_TIMEOUT=1000 SHMBUS_CI_BUDGET=3 bash -c '
-        set -euo pipefail
-        source ci/tools/stages.sh
-        stage long hang_tree
-        stage after true
-        stage_table
-        echo "counts $npass $nfail"
-    ' >"$TMP/out" 2>&1 || true
-out=$(<"$TMP/out")
-shown+="$out"$'\n'
+run_stages 1000 3 '
+    stage long hang_tree
+    stage after true'
 check "a stage that runs into the budget is stopped at it" \
     grep -q '^long  *[0-9]*  FAIL (stopped after 3 s: a hang)$' <<<"$out"
 check "a stage after the budget is spent fails without running" \
