@@ -349,9 +349,9 @@ procs_running 3
         d.file("proc/stat", STAT)
             .file("proc/meminfo", "MemTotal: 1000 kB\nMemAvailable: 500 kB\n");
         // The system call, not the `mkfifo` program: under qemu-arm a spawn
-        // is a fork of the whole emulator, and a forked emulator that
-        // deadlocks before its exec leaves the test waiting for good. This
-        // test hung before its timeout below, in CI, until the run's end.
+        // is a fork of the whole emulator, which QEMU 7.2 can deadlock
+        // before the exec (ci/arm-env.sh, G_SLICE), and the test then waits
+        // for good. A system call cannot.
         nix::unistd::mkfifo(
             &d.path().join("proc/loadavg"),
             nix::sys::stat::Mode::S_IRWXU,
