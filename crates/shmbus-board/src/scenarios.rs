@@ -15,6 +15,7 @@ use shmbus_sub::{Subscriber, WaitError};
 use crate::cpu;
 use crate::frame::Beat;
 use crate::spawn::{self, BoardTopic, Proc, User, fields, num};
+use shmbus_testkit::voluntary_switches;
 
 /// A named scenario: returns a one-line result on success, the reason on failure.
 pub type Scenario = (&'static str, fn() -> Result<String, String>);
@@ -490,14 +491,4 @@ fn stopped_topic_sleeps() -> Result<String, String> {
         last.value.seq,
         took.as_secs_f64() * 1e3
     ))
-}
-
-/// This thread's voluntary context switches so far: each sleep is one.
-fn voluntary_switches() -> Result<u64, String> {
-    let s = std::fs::read_to_string("/proc/thread-self/status")
-        .map_err(|e| format!("/proc/thread-self/status: {e}"))?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| "no voluntary_ctxt_switches in /proc/thread-self/status".to_string())
 }

@@ -489,6 +489,18 @@ pub fn watchdog(what: &'static str, limit: Duration) {
     });
 }
 
+/// The calling thread's voluntary context switches so far, from
+/// `/proc/thread-self/status`: each sleep is one. A wait that sleeps in
+/// whole slices makes few; one that polls makes many, whatever the load.
+pub fn voluntary_switches() -> Result<u64, String> {
+    let s = std::fs::read_to_string("/proc/thread-self/status")
+        .map_err(|e| format!("/proc/thread-self/status: {e}"))?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| "no voluntary_ctxt_switches in /proc/thread-self/status".to_string())
+}
+
 /// Kill a child on drop (SIGKILL), so a failing test leaves no process.
 #[derive(Debug)]
 pub struct KillOnDrop(pub Child);

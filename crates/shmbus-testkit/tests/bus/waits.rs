@@ -468,18 +468,10 @@ fn restart_while_asleep(topic: &Topic, sub: &mut shmbus_sub::RawSubscriber) -> P
 /// The voluntary context switches of this thread while `f` runs (each
 /// sleep is one), and what `f` returned.
 fn sleeps_in<R>(f: impl FnOnce() -> R) -> (u64, R) {
-    let before = voluntary_switches();
+    let switches = || shmbus_testkit::voluntary_switches().unwrap();
+    let before = switches();
     let r = f();
-    (voluntary_switches() - before, r)
-}
-
-/// This thread's voluntary context switches so far (each sleep is one).
-fn voluntary_switches() -> u64 {
-    let s = std::fs::read_to_string("/proc/thread-self/status").unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("voluntary_ctxt_switches in /proc/thread-self/status")
+    (switches() - before, r)
 }
 
 /// Wait up to 30 s for the next frame in order; its generation.
