@@ -41,6 +41,36 @@ pub fn load_bytes(words: ReadWords<'_>, len: usize, out: &mut [u8]) -> usize {
     n
 }
 
+/// Copy a frame of `len` bytes out of `words` into a buffer of exactly `N`
+/// bytes: [`load_bytes`] for a reader whose frames have a size known when
+/// the program is compiled (the read side of [`store_array`]).
+///
+/// A frame of at least `N` bytes fills `out` through a slice of exactly
+/// `N.div_ceil(4)` words, so the copy has no loop bounds to test and
+/// unrolls into `N / 4` loads (64 bytes: 16); a longer frame is cut to its
+/// first `N` bytes (the caller has its length). A shorter frame, or
+/// `words` too short for `N` bytes, goes through [`load_bytes`], and the
+/// bytes of `out` after what it copied are zeroed, so `out` never holds
+/// bytes of an earlier frame. Returns how many bytes came from `words`.
+#[inline(always)]
+pub fn load_array<const N: usize>(words: ReadWords<'_>, len: usize, out: &mut [u8; N]) -> usize {
+    if len >= N {
+        if let Some(src) = words.range(0, N.div_ceil(4)) {
+            let (head, tail) = out.split_at_mut(N / 4 * 4);
+            for (i, c) in head.chunks_exact_mut(4).enumerate() {
+                c.copy_from_slice(&src.load(i).to_le_bytes());
+            }
+            if let Some(w) = src.get(N / 4).filter(|_| !tail.is_empty()) {
+                tail.copy_from_slice(&w.load().to_le_bytes()[..N % 4]);
+            }
+            return N;
+        }
+    }
+    let n = load_bytes(words, len, out);
+    out[n..].fill(0);
+    n
+}
+
 /// Copy `bytes` into `words` (little-endian), with relaxed atomic stores.
 /// `bytes.len()` must be at most `words.len() * 4`.
 #[cfg(feature = "writer")]
@@ -207,6 +237,48 @@ mod tests {
                 assert_eq!(out, expect, "old length {old_len}, len {len}");
             }
         }
+    }
+
+    /// `load_array` gives what `copy_from_words` gives, cut or zero-filled
+    /// to `N`: every buffer size from 0 to 13 bytes (whole words and each
+    /// tail) and 64, every frame length from 0 to 20 bytes and 64 and 70,
+    /// from words that hold the frame and from too few words; a buffer
+    /// that held an earlier frame keeps none of it.
+    #[test]
+    fn load_array_reads_what_copy_from_words_reads_cut_or_zeroed_to_n() {
+        fn check<const N: usize>() {
+            let bytes: Vec<u8> = (0..80u8)
+                .map(|b| b.wrapping_mul(37).wrapping_add(1))
+                .collect();
+            for nwords in [0usize, 2, N.div_ceil(4), 20] {
+                let words = words_of(&bytes[..4 * nwords]);
+                for len in (0..=20).chain([64, 70]) {
+                    let mut out = [0xee_u8; N];
+                    let n = load_array((&words).into(), len, &mut out);
+                    let mut reference = Vec::new();
+                    crate::layout::copy_from_words((&words).into(), len, &mut reference);
+                    reference.truncate(N);
+                    assert_eq!(n, reference.len(), "N {N}, {nwords} words, len {len}");
+                    reference.resize(N, 0);
+                    assert_eq!(out[..], reference[..], "N {N}, {nwords} words, len {len}");
+                }
+            }
+        }
+        check::<0>();
+        check::<1>();
+        check::<2>();
+        check::<3>();
+        check::<4>();
+        check::<5>();
+        check::<6>();
+        check::<7>();
+        check::<8>();
+        check::<9>();
+        check::<10>();
+        check::<11>();
+        check::<12>();
+        check::<13>();
+        check::<64>();
     }
 
     #[cfg(feature = "writer")]

@@ -73,7 +73,8 @@
 //! [`RawPublisher::publish_array`] (`&[u8; N]`) publishes the same slot
 //! without the variable-length copy: 99 instructions against 129 for a
 //! 64-byte frame, about what the layout's own stores cost
-//! (`docs/BENCHMARKS.md`, issue 14's tenth pass).
+//! (`docs/BENCHMARKS.md`, issue 14's tenth pass). Its readers take such
+//! frames into an array with `RawSubscriber::latest_into`.
 //!
 //! ## Clocks
 //! A frame carries two stamps: `CLOCK_MONOTONIC` (ages, staleness) and

@@ -129,7 +129,7 @@ use core::time::Duration;
 
 use postcard_schema::Schema;
 use serde::de::DeserializeOwned;
-use shmbus_core::codec::load_bytes;
+use shmbus_core::codec::{load_array, load_bytes};
 use shmbus_core::layout::{HeaderInfo, copy_from_words};
 use shmbus_core::segment::{DEFAULT_STUCK_AFTER, MAX_SANE_GENERATION};
 use shmbus_core::seqlock::{Peek, is_older};
@@ -199,6 +199,14 @@ pub enum Next<T> {
 
 /// An untyped subscriber: frames as bytes plus the schema that describes
 /// them. Used by tools; applications use [`Subscriber`].
+///
+/// Frames of any length come into a `Vec` ([`Self::latest_bytes`],
+/// [`Self::next_bytes`]). A reader whose frames all have one size, known
+/// when the program is compiled (a C struct, the frames of
+/// `RawPublisher::publish_array`), reads them into an array instead
+/// ([`Self::latest_into`], [`Self::next_into`]): no heap buffer, and a copy
+/// with no length to loop over (`docs/BENCHMARKS.md`, issue 14's
+/// thirteenth pass).
 #[derive(Debug)]
 pub struct RawSubscriber {
     seg: Segment,
@@ -706,6 +714,39 @@ impl RawSubscriber {
     /// The next frame's bytes, in publish order, into `out`.
     pub fn next_bytes(&mut self, out: &mut Vec<u8>) -> Result<RawNext<()>, ReadError> {
         self.next_with(|m, w| copy_from_words(w, m.len as usize, out))
+    }
+
+    /// The newest frame's bytes into `out`, a buffer of a size known when
+    /// the program is compiled: the read side of
+    /// `RawPublisher::publish_array`, with no heap buffer and, for a frame
+    /// of at least `N` bytes, a copy with no loop bounds to test
+    /// ([`shmbus_core::codec::load_array`]).
+    ///
+    /// `Ok(Some(meta))`: `out[..meta.len]` holds the frame and the rest of
+    /// `out` is zeroed. A frame longer than `N` bytes is cut to its first
+    /// `N`, and `meta.len` (its whole length) says so; a topic whose
+    /// `info().geometry.frame_capacity` is at most `N` has no such frame.
+    /// After `Ok(None)` or an error, `out` holds nothing meaningful.
+    pub fn latest_into<const N: usize>(
+        &mut self,
+        out: &mut [u8; N],
+    ) -> Result<Option<SlotMeta>, ReadError> {
+        Ok(self
+            .latest_with(|m, w| {
+                load_array(w, m.len as usize, out);
+            })?
+            .map(|(m, ())| m))
+    }
+
+    /// The next frame's bytes, in publish order, into `out`, as
+    /// [`Self::latest_into`] reads the newest.
+    pub fn next_into<const N: usize>(
+        &mut self,
+        out: &mut [u8; N],
+    ) -> Result<RawNext<()>, ReadError> {
+        self.next_with(|m, w| {
+            load_array(w, m.len as usize, out);
+        })
     }
 
     /// Sleep until `ready()` (re-evaluated after every wake-up) returns

@@ -23,7 +23,7 @@ use shmbus_core::layout::MAGIC_U64;
 use shmbus_core::sys::{self, Attachment, WriteAttachment};
 use shmbus_core::{OpenError, ReadError, Segment, Topic, WaitError};
 use shmbus_pub::Publisher;
-use shmbus_sub::{Next, Subscriber};
+use shmbus_sub::{Next, RawNext, Subscriber};
 use shmbus_testkit::{
     Check, Guard, KillOnDrop, TempDir, role, spawn, unique_key, unique_topic, watchdog,
 };

@@ -447,6 +447,51 @@ fn publish_array_writes_what_publish_bytes_writes_and_refuses_what_does_not_fit(
     assert_eq!(raw.publish_array_at(&frame, 5, 6).unwrap(), 8);
 }
 
+/// The fixed-buffer reads: nothing before the first frame; a frame of the
+/// buffer's size whole; a shorter frame after it with the rest zeroed (no
+/// byte of the earlier frame left); a longer one cut, its `len` whole; and
+/// `next_into` in publish order with the same bytes, then empty.
+#[test]
+fn latest_into_and_next_into_fill_a_fixed_buffer_cut_or_zeroed() {
+    use shmbus_pub::RawPublisher;
+    use shmbus_sub::RawSubscriber;
+    watchdog("latest_into", Duration::from_secs(60));
+    let (topic, _guard) = unique_topic("latest-into");
+    let topic = topic.slots(4);
+    let mut raw = RawPublisher::open(&topic, b"bytes", 64).unwrap();
+    let mut sub = RawSubscriber::attach(&topic).unwrap();
+    let mut seq = RawSubscriber::attach(&topic).unwrap();
+    let mut out = [0xee_u8; 16];
+    assert_eq!(sub.latest_into(&mut out).unwrap(), None);
+    assert_eq!(seq.next_into(&mut out).unwrap(), RawNext::Empty);
+    let frame = |len: usize, salt: u8| -> Vec<u8> {
+        (0..len as u8).map(|i| i.wrapping_mul(31) ^ salt).collect()
+    };
+    let frames = [frame(16, 1), frame(5, 2), frame(40, 3), frame(0, 4)];
+    for (i, f) in frames.iter().enumerate() {
+        let g = raw.publish_bytes_at(f, 10 + i as u64, 20).unwrap();
+        let mut expect = [0u8; 16];
+        let n = f.len().min(16);
+        expect[..n].copy_from_slice(&f[..n]);
+        let m = sub.latest_into(&mut out).unwrap().unwrap();
+        assert_eq!(
+            (m.generation, m.len as usize, m.mono_ns),
+            (g, f.len(), 10 + i as u64)
+        );
+        assert_eq!(out, expect, "latest_into of frame {g} ({} bytes)", f.len());
+        let mut out2 = [0x77_u8; 16];
+        match seq.next_into(&mut out2).unwrap() {
+            RawNext::Frame(m2, ()) => assert_eq!((m2.generation, m2.len), (g, m.len)),
+            other => panic!("expected frame {g}, got {other:?}"),
+        }
+        assert_eq!(out2, expect, "next_into of frame {g}");
+    }
+    assert_eq!(seq.next_into(&mut out).unwrap(), RawNext::Empty);
+    // Nothing new: the newest frame again, the same bytes.
+    let m = sub.latest_into(&mut out).unwrap().unwrap();
+    assert_eq!((m.generation, out), (4, [0u8; 16]));
+}
+
 /// Frames across the 32-bit boundary of the generation: the low words
 /// (`notify`, a slot's `gen_lo`) wrap to 0 while the 64-bit generation
 /// goes on. `has_new`, `latest`, `next` and both waits see every frame, in

@@ -43,19 +43,78 @@ pub(super) fn stress_subscriber(args: &[String]) {
     let mut last = 0u64;
     let t = Instant::now();
     let wait = Duration::from_secs(30);
-    let mut accept =
-        |s: &shmbus_sub::Sample<Check>, in_order: bool, missed_before: u64, last: &mut u64| {
+    let mut note =
+        |generation: u64, is_torn: bool, in_order: bool, missed_before: u64, last: &mut u64| {
             accepted += 1;
-            torn += u64::from(is_torn(s));
+            torn += u64::from(is_torn);
             let ok = if in_order {
-                s.generation == *last + 1 + missed_before
+                generation == *last + 1 + missed_before
             } else {
-                s.generation > *last
+                generation > *last
             };
             disorder += u64::from(!ok);
-            *last = s.generation;
+            *last = generation;
+        };
+    let mut accept =
+        |s: &shmbus_sub::Sample<Check>, in_order: bool, missed_before: u64, last: &mut u64| {
+            note(s.generation, is_torn(s), in_order, missed_before, last)
         };
     match kind {
+        // The fixed-buffer raw reads: into 64 bytes, shorter than almost
+        // every frame (seven pseudo-random u64 varints: the unrolled copy,
+        // frames cut), or into 96, longer than any (89 at most: the copy
+        // by length, the rest zeroed). A frame is whole when
+        // its bytes are those of `Check::new(generation)`, up to the
+        // buffer's end, and zeros after it.
+        "latest_into" | "next_into" => {
+            fn whole<const N: usize>(meta: &shmbus_sub::SlotMeta, out: &[u8; N]) -> bool {
+                let expect = postcard::to_allocvec(&Check::new(meta.generation)).unwrap();
+                let n = expect.len().min(N);
+                meta.len as usize == expect.len()
+                    && out[..n] == expect[..n]
+                    && out[n..].iter().all(|&b| b == 0)
+            }
+            let raw = sub.raw();
+            let (mut cut, mut padded) = ([0u8; 64], [0u8; 96]);
+            let mut pending_missed = 0;
+            while last + pending_missed < n {
+                if kind == "latest_into" {
+                    if !raw.has_new() {
+                        sys::yield_now();
+                        continue;
+                    }
+                    match raw.latest_into(&mut cut) {
+                        Ok(Some(m)) => note(m.generation, !whole(&m, &cut), false, 0, &mut last),
+                        Ok(None) => none_after_new += 1,
+                        Err(ReadError::WriterStuck { .. }) => stuck += 1,
+                        Err(e) => panic!("{kind}: {e}"),
+                    }
+                } else {
+                    match raw.next_into(&mut padded) {
+                        Ok(RawNext::Frame(m, ())) => {
+                            note(
+                                m.generation,
+                                !whole(&m, &padded),
+                                true,
+                                pending_missed,
+                                &mut last,
+                            );
+                            pending_missed = 0;
+                        }
+                        Ok(RawNext::Missed(k)) => {
+                            missed += k;
+                            pending_missed += k;
+                        }
+                        Ok(RawNext::Empty) => sys::yield_now(),
+                        Err(ReadError::WriterStuck { .. }) => stuck += 1,
+                        Err(e) => panic!("{kind}: {e}"),
+                    }
+                }
+            }
+            if kind == "latest_into" {
+                missed = n - accepted;
+            }
+        }
         "next" | "wait_next" => {
             let mut pending_missed = 0;
             while last + pending_missed < n {

@@ -12,6 +12,20 @@ fn stress_one_publisher_four_subscriber_processes() {
     );
 }
 
+/// The fixed-buffer raw reads (`latest_into`, `next_into`) under the same
+/// load: a buffer shorter than every frame (the unrolled copy) and one
+/// longer than any (the copy by length and the zeroed rest) never hold a
+/// torn frame, and read in order.
+#[test]
+fn stress_fixed_buffer_raw_readers() {
+    stress(
+        "stress-into",
+        16,
+        &["latest_into", "next_into", "latest_into"],
+        scaled(500_000, 2_000),
+    );
+}
+
 /// The slot-first reads on the smallest rings, where the slot a reader
 /// polls for the next frame is the one the publisher overwrites next (one
 /// slot) or the one after (two): `has_new` true is always followed by a
