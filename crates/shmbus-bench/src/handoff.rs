@@ -48,6 +48,9 @@ pub enum Mech {
     /// As [`Mech::ShmbusRaw`] with the caller's timestamps
     /// (`publish_bytes_at`): the transport without the clock read.
     ShmbusRawAt,
+    /// As [`Mech::ShmbusRawAt`] with fixed-length frames on both sides
+    /// (`publish_array_at`, `latest_into`): no length to loop over.
+    ShmbusRawFixed,
     /// The bare seqlock in shmbus's layout, hand-written
     /// ([`floors::layout_rt`]): between the seqlock floor and the raw hop.
     Layout,
@@ -67,12 +70,13 @@ pub enum Mech {
 
 impl Mech {
     /// Every mechanism, in the order of a round.
-    pub const ALL: [Mech; 14] = [
+    pub const ALL: [Mech; 15] = [
         Mech::Atomic,
         Mech::Seqlock,
         Mech::Layout,
         Mech::ShmbusRaw,
         Mech::ShmbusRawAt,
+        Mech::ShmbusRawFixed,
         Mech::ShmbusPoll,
         Mech::ShmbusPollBytes,
         Mech::ShmbusPollNotify,
@@ -95,6 +99,7 @@ impl Mech {
             Mech::ShmbusPollBytes => "shmbus_poll_bytes",
             Mech::ShmbusRaw => "shmbus_poll_raw",
             Mech::ShmbusRawAt => "shmbus_poll_raw_at",
+            Mech::ShmbusRawFixed => "shmbus_poll_raw_fixed",
             Mech::ShmbusPollNotify => "shmbus_poll_notify",
             Mech::ShmbusWait => "shmbus_wait",
             Mech::Unix => "unix_dgram",
@@ -115,6 +120,7 @@ impl Mech {
             Mech::ShmbusPollBytes => "shmbus busy-poll, Bytes<32> fields",
             Mech::ShmbusRaw => "shmbus busy-poll, raw bytes",
             Mech::ShmbusRawAt => "shmbus busy-poll, raw, caller's stamp",
+            Mech::ShmbusRawFixed => "shmbus busy-poll, raw fixed length",
             Mech::ShmbusPollNotify => "shmbus busy-poll (notify on)",
             Mech::ShmbusWait => "shmbus wait_latest (blocking)",
             Mech::Unix => "Unix datagram socketpair",
@@ -132,6 +138,7 @@ impl Mech {
             | Mech::ShmbusPollBytes
             | Mech::ShmbusRaw
             | Mech::ShmbusRawAt
+            | Mech::ShmbusRawFixed
             | Mech::ShmbusPollNotify
             | Mech::ShmbusWait => Kind::Shmbus,
             _ => Kind::Alternative,
@@ -233,52 +240,94 @@ impl RawPair {
         })
     }
 
-    /// One round trip; `stamped`: the caller's timestamps, no clock read.
-    fn rt(&mut self, seq: u64, buf: &mut Vec<u8>, stamped: bool) -> Result<(), String> {
+    /// One round trip in `mode`.
+    fn rt(&mut self, seq: u64, buf: &mut Vec<u8>, mode: RawMode) -> Result<(), String> {
         let frame = Frame64::new(seq);
         let mut bytes = [0u8; 64];
         bytes[..32].copy_from_slice(&frame.a);
         bytes[32..].copy_from_slice(&frame.b);
-        if stamped {
-            self.publisher.publish_bytes_at(&bytes, seq, seq)
-        } else {
-            self.publisher.publish_bytes(&bytes)
+        match mode {
+            RawMode::Clock => self.publisher.publish_bytes(&bytes),
+            RawMode::Stamped => self.publisher.publish_bytes_at(&bytes, seq, seq),
+            RawMode::Fixed => self.publisher.publish_array_at(&bytes, seq, seq),
         }
         .map_err(|e| e.to_string())?;
+        let mut fixed = [0u8; 64];
         loop {
             spin_until(|| self.sub.has_new())?;
-            if self
-                .sub
-                .latest_bytes(buf)
-                .map_err(|e| e.to_string())?
-                .is_some()
-                && buf.get(..8) == Some(&bytes[..8])
-            {
+            let got = if mode == RawMode::Fixed {
+                self.sub
+                    .latest_into(&mut fixed)
+                    .map_err(|e| e.to_string())?;
+                fixed[..8] == bytes[..8]
+            } else {
+                self.sub.latest_bytes(buf).map_err(|e| e.to_string())?;
+                buf.get(..8) == Some(&bytes[..8])
+            };
+            if got {
                 return Ok(());
             }
         }
     }
 }
 
-/// Peer side of the raw-bytes ping-pong: echo the frame's bytes (with the
-/// ping's own timestamps when `stamped`, reading no clock).
-pub fn raw_peer(ping: &Topic, pong: &Topic, stamped: bool) -> Result<(), String> {
+/// How the raw-bytes ping-pong publishes and reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawMode {
+    /// `publish_bytes` (one clock read) and `latest_bytes`.
+    Clock,
+    /// `publish_bytes_at` (the caller's stamps) and `latest_bytes`.
+    Stamped,
+    /// `publish_array_at` and `latest_into`: 64-byte frames both ways.
+    Fixed,
+}
+
+impl RawMode {
+    /// The peer role that echoes in this mode.
+    pub fn role(self) -> &'static str {
+        match self {
+            RawMode::Clock => "shmbus_raw",
+            RawMode::Stamped => "shmbus_raw_at",
+            RawMode::Fixed => "shmbus_raw_fixed",
+        }
+    }
+
+    /// The mode of a peer role, if it is one of the raw roles.
+    pub fn of_role(role: &str) -> Option<RawMode> {
+        [RawMode::Clock, RawMode::Stamped, RawMode::Fixed]
+            .into_iter()
+            .find(|m| m.role() == role)
+    }
+}
+
+/// Peer side of the raw-bytes ping-pong: echo the frame's bytes as `mode`
+/// says (with the ping's own timestamps unless [`RawMode::Clock`], reading
+/// no clock).
+pub fn raw_peer(ping: &Topic, pong: &Topic, mode: RawMode) -> Result<(), String> {
     let mut sub = RawSubscriber::attach(ping).map_err(|e| e.to_string())?;
     let mut publisher = RawPublisher::open(pong, &raw_schema()?, 64).map_err(|e| e.to_string())?;
     println!("ready");
     let mut buf = Vec::with_capacity(64);
+    let mut fixed = [0u8; 64];
     loop {
         spin_until(|| sub.has_new())?;
-        let Some(meta) = sub.latest_bytes(&mut buf).map_err(|e| e.to_string())? else {
+        let meta = if mode == RawMode::Fixed {
+            sub.latest_into(&mut fixed)
+        } else {
+            sub.latest_bytes(&mut buf)
+        }
+        .map_err(|e| e.to_string())?;
+        let Some(meta) = meta else {
             continue;
         };
-        if buf.get(..8) == Some(&u64::MAX.to_le_bytes()[..]) {
+        let frame: &[u8] = if mode == RawMode::Fixed { &fixed } else { &buf };
+        if frame.get(..8) == Some(&u64::MAX.to_le_bytes()[..]) {
             return Ok(());
         }
-        if stamped {
-            publisher.publish_bytes_at(&buf, meta.mono_ns, meta.real_ns)
-        } else {
-            publisher.publish_bytes(&buf)
+        match mode {
+            RawMode::Clock => publisher.publish_bytes(&buf),
+            RawMode::Stamped => publisher.publish_bytes_at(&buf, meta.mono_ns, meta.real_ns),
+            RawMode::Fixed => publisher.publish_array_at(&fixed, meta.mono_ns, meta.real_ns),
         }
         .map_err(|e| e.to_string())?;
     }
@@ -360,22 +409,21 @@ impl Handoff {
                 peer.finish()?;
                 r
             }
-            Mech::ShmbusRaw | Mech::ShmbusRawAt => {
-                let stamped = m == Mech::ShmbusRawAt;
+            Mech::ShmbusRaw | Mech::ShmbusRawAt | Mech::ShmbusRawFixed => {
+                let mode = match m {
+                    Mech::ShmbusRaw => RawMode::Clock,
+                    Mech::ShmbusRawAt => RawMode::Stamped,
+                    _ => RawMode::Fixed,
+                };
                 let raw = &mut self.raw;
                 let mut args = vec![
                     format!("ping={}", topic_arg(&raw.ping)),
                     format!("pong={}", topic_arg(&raw.pong)),
                 ];
                 args.extend(extra);
-                let role = if stamped {
-                    "shmbus_raw_at"
-                } else {
-                    "shmbus_raw"
-                };
-                let peer = Peer::spawn(role, &args, &[])?;
+                let peer = Peer::spawn(mode.role(), &args, &[])?;
                 let mut buf = Vec::with_capacity(64);
-                let r = measure(iters, budget, |seq| raw.rt(seq, &mut buf, stamped));
+                let r = measure(iters, budget, |seq| raw.rt(seq, &mut buf, mode));
                 let mut stop = [0u8; 64];
                 stop[..8].copy_from_slice(&u64::MAX.to_le_bytes());
                 let _ = raw.publisher.publish_bytes(&stop);

@@ -267,10 +267,11 @@ fn peer(args: &[String]) -> Result<(), String> {
             let pong = handoff::parse_topic(&arg("pong")?)?;
             handoff::shmbus_peer::<frames::Frame64Bytes>(false, &ping, &pong)?;
         }
-        "shmbus_raw" | "shmbus_raw_at" => {
+        "shmbus_raw" | "shmbus_raw_at" | "shmbus_raw_fixed" => {
             let ping = handoff::parse_topic(&arg("ping")?)?;
             let pong = handoff::parse_topic(&arg("pong")?)?;
-            handoff::raw_peer(&ping, &pong, role == "shmbus_raw_at")?;
+            let mode = handoff::RawMode::of_role(role).ok_or("not a raw role")?;
+            handoff::raw_peer(&ping, &pong, mode)?;
         }
         "unix" | "pipe" | "mq" => alts::peer(role, arg)?,
         "fanout_sub" => fanout::subscriber(&arg("topic")?, arg("mode")? == "wait")?,

@@ -591,6 +591,24 @@ pub fn items(keys: &mut Keys, clock_ns: f64) -> Result<Vec<Item>, String> {
             })
         },
     ));
+    // The same hop with fixed-length frames on both sides: no length to
+    // loop over in the publish or in the read, no heap buffer.
+    let mut fix_pub = raw_publisher::<Frame64>(keys, "bench/hop-fixed", false)?;
+    let mut fix_sub = RawSubscriber::attach(&topic(fix_pub.key(), "bench/hop-fixed", false))
+        .map_err(|e| e.to_string())?;
+    let mut fix_out = [0u8; 64];
+    v.push(item(
+        "raw_hop_64_fixed",
+        "shmbus raw hop, fixed length, one process",
+        move || {
+            per_op(OPS, |i| {
+                let t = u64::from(i);
+                let _ = black_box(fix_pub.publish_array_at(black_box(&hop_frame), t, t));
+                black_box(fix_sub.has_new());
+                let _ = black_box(fix_sub.latest_into(&mut fix_out));
+            })
+        },
+    ));
     v.push(latest_item(
         keys,
         "bench/read-imu",

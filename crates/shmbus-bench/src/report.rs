@@ -235,6 +235,7 @@ impl Report {
             "layout_v2_publish_64" => Some("seqlock_publish_64"),
             "seqlock_copy_publish_64" => Some("seqlock_publish_64"),
             "raw_hop_64" => Some("layout_hop_64"),
+            "raw_hop_64_fixed" => Some("layout_hop_64"),
             _ => None,
         };
         self.micro.push(MicroRow {
@@ -281,10 +282,10 @@ impl Report {
         for r in &mut self.handoff {
             let same = |k: &str| rows.iter().find(|x| x.key == k && x.pinned == r.pinned);
             let floor = match r.key {
-                "shmbus_poll" | "shmbus_poll_bytes" | "shmbus_poll_raw" | "shmbus_poll_raw_at"
-                | "shmbus_poll_notify" => Some("seqlock"),
                 "shmbus_wait" => Some("futex"),
                 "seqlock" | "futex" | "layout" => Some("atomic"),
+                // Every busy-poll of shmbus, whatever its variant.
+                _ if r.kind == Kind::Shmbus => Some("seqlock"),
                 _ => None,
             };
             if let Some(f) = floor.and_then(same) {
@@ -322,6 +323,7 @@ impl Report {
             let (poll_n, raw) = (h("shmbus_poll_notify"), h("shmbus_poll_raw"));
             let (poll_b, raw_at) = (h("shmbus_poll_bytes"), h("shmbus_poll_raw_at"));
             let layout = h("layout");
+            let raw_fixed = h("shmbus_poll_raw_fixed");
             self.ratio(
                 format!("handoff busy-poll, raw bytes / bare seqlock floor ({p})"),
                 raw,
@@ -337,6 +339,18 @@ impl Report {
             self.ratio(
                 format!("handoff busy-poll, raw, caller's stamp / layout floor ({p})"),
                 raw_at,
+                layout,
+                None,
+            );
+            self.ratio(
+                format!("handoff busy-poll, raw fixed length / bare seqlock floor ({p})"),
+                raw_fixed,
+                seq,
+                None,
+            );
+            self.ratio(
+                format!("handoff busy-poll, raw fixed length / layout floor ({p})"),
+                raw_fixed,
                 layout,
                 None,
             );
@@ -415,6 +429,7 @@ impl Report {
         let (layout64, v2_64) = (m("layout_publish_64"), m("layout_v2_publish_64"));
         let copy64 = m("seqlock_copy_publish_64");
         let (hop, layout_hop) = (m("raw_hop_64"), m("layout_hop_64"));
+        let hop_fixed = m("raw_hop_64_fixed");
         self.ratio(
             "poll nothing new / bare acquire load".into(),
             poll,
@@ -484,6 +499,12 @@ impl Report {
         self.ratio(
             "raw hop / layout floor hop, both in one process".into(),
             hop,
+            layout_hop,
+            None,
+        );
+        self.ratio(
+            "raw hop, fixed length / layout floor hop, both in one process".into(),
+            hop_fixed,
             layout_hop,
             None,
         );
@@ -734,5 +755,26 @@ mod tests {
             Some(true),
             "120 / 125 ns <= 1.3"
         );
+    }
+
+    /// Every shmbus mechanism is compared with a floor: a variant added
+    /// later gets its `/floor` column without a list to extend.
+    #[test]
+    fn every_shmbus_mechanism_has_a_floor() {
+        let opts = Opts::parse(&[]).unwrap();
+        let mut r = Report::new(&opts, &[], 0.0, 2);
+        for m in Mech::ALL {
+            r.add_handoff(m, true, &mut [200.0; 3], "");
+        }
+        r.finish();
+        for h in r.handoff.iter().filter(|h| h.kind == Kind::Shmbus) {
+            let want = if h.key == "shmbus_wait" {
+                "futex"
+            } else {
+                "seqlock"
+            };
+            assert_eq!((h.key, h.floor), (h.key, Some(want)));
+            assert_eq!(h.vs_floor, Some(1.0), "{}", h.key);
+        }
     }
 }
