@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ci/tools/stages-test.sh — tests of the test command's own time limits: the
 # stage runner (ci/tools/stages.sh) and the test binaries' runner
-# (ci/tools/bounded-run). About 20 s; ci/test.sh runs it as its first stage.
+# (ci/tools/bounded-run), and bounded-run's dump of a hung binary. About
+# 25 s; ci/test.sh runs it as its first stage.
 #
 # Each check starts processes marked with a token of its own and, at the end,
 # fails if one of them is still alive: a limit that ends the stage but leaves
@@ -137,6 +138,77 @@ SHMBUS_TEST_BINARY_TIMEOUT=2 ci/tools/bounded-run bash -c "trap '' TERM; exec -a
     >/dev/null 2>&1 || rc=$?
 check "bounded-run kills a binary deaf to SIGTERM (status 137)" test "$rc" == 137
 check "... and its child is gone too" none_alive
+
+# --- bounded-run: a hung binary's processes are dumped before it is stopped
+PART=dump
+if command -v gdb >/dev/null; then
+    echo "gdb: $(command -v gdb): the dump's backtraces are checked"
+else
+    echo "gdb: not installed: the dump's backtraces are not checked"
+fi
+# The binary waits for its child, which sleeps: both where the kernel shows it.
+rc=0
+t=$SECONDS
+SHMBUS_TEST_BINARY_TIMEOUT=2 TMPDIR=$TMP ci/tools/bounded-run bash -c \
+    "echo \$\$ >'$TMP/binpid'; (exec -a '$TOKEN-$PART-sleeper' sleep 600) & echo \$! >'$TMP/kidpid'; wait" \
+    "$TOKEN-$PART-binary" >"$TMP/out" 2>&1 || rc=$?
+took=$((SECONDS - t))
+out=$(<"$TMP/out")
+shown+="$out"$'\n'
+binpid=$(<"$TMP/binpid") kidpid=$(<"$TMP/kidpid")
+# section WHAT PID: the dump's section "--- WHAT PID ...", up to the next one
+section() { awk -v h="^--- $1 $2[ :]" '/^(---|bounded-run:) / { on = $0 ~ h } on' "$TMP/out"; }
+# shellcheck disable=SC2053 # $2 is a glob on purpose
+matches() { [[ $1 == $2 ]]; }                # matches TEXT GLOB: all of TEXT
+has_line() { grep -Eq -- "$2" <<<"$1"; }     # has_line TEXT REGEX
+no_dump_file() { ! compgen -G "$TMP/shmbus-hang-dump.*" >/dev/null; }
+check "bounded-run stops a binary that hangs after dumping it, with status 124" test "$rc" == 124
+check "... within seconds of its limit (it took $took s)" test "$took" -lt 30
+check "... and says how long the limit, the dump and the grace take at most" \
+    has_line "$out" 'is still running after 2 s .*at most 120 s, SHMBUS_HANG_DUMP_TIMEOUT.*: 123 s in all, at most'
+check "the dump shows the binary: pid and command line" \
+    has_line "$(section process "$binpid")" "^--- process $binpid \(parent [0-9]+, group [0-9]+\): bash -c .* $TOKEN-$PART-binary\$"
+check "... its child: pid, command line, state" \
+    matches "$(section process "$kidpid")" "--- process $kidpid (parent $binpid, group *): $TOKEN-$PART-sleeper 600"$'\n'"    state S (sleeping), 1 thread(s)"$'\n'"*"
+check "... the child's thread: name, state, wchan" \
+    has_line "$(section process "$kidpid")" "^    thread $kidpid \"sleep\": state S \(sleeping\), wchan [a-z_]*nanosleep"
+if [[ $(id -u) == 0 ]]; then
+    check "... and its kernel stack" has_line "$(section process "$kidpid")" '^        \[<.*>\] [a-z_]*nanosleep'
+else
+    check "... and that its kernel stack needs root" has_line "$(section process "$kidpid")" '^        \(kernel stack not readable: .*; it needs root\)'
+fi
+if command -v gdb >/dev/null; then
+    check "... and gdb's backtrace of the child, in nanosleep" \
+        has_line "$(section "gdb: process" "$kidpid")" '^    #0 .*nanosleep'
+fi
+check "... all before the message that it was stopped" \
+    matches "$out" "*--- process $kidpid *was still running after 2 s (SHMBUS_TEST_BINARY_TIMEOUT) and was stopped*"
+check "... and nothing of it is left: no process" none_alive
+check "... no temporary file" no_dump_file
+
+# --- bounded-run: a binary that ends in time is untouched
+rc=0
+t=$SECONDS
+ci/tools/bounded-run bash -c 'echo out; echo err >&2; exit 101' >"$TMP/out" 2>"$TMP/err" || rc=$?
+took=$((SECONDS - t))
+shown+="$(<"$TMP/out")"$'\n'"$(<"$TMP/err")"$'\n'
+check "a binary that ends in time: its status (101), its output and nothing else, at once" \
+    test "$rc:$(<"$TMP/out"):$(<"$TMP/err"):$((took <= 1))" == "101:out:err:1"
+# Its limit's `sleep` holds none of the caller's pipes, and is gone as soon as the
+# binary ends (987: a limit of its own, to find it by).
+sleeping_for() { # sleeping_for N: a `sleep N` is alive
+    local f
+    local -a a
+    for f in /proc/[0-9]*/cmdline; do
+        { mapfile -d '' a <"$f"; } 2>/dev/null || continue
+        [[ ${a[*]:-} == "sleep $1" ]] && return 0
+    done
+    return 1
+}
+rc=0
+timeout 20 bash -c 'SHMBUS_TEST_BINARY_TIMEOUT=987 ci/tools/bounded-run true | cat' >"$TMP/out" 2>&1 || rc=$?
+check "... a pipe from bounded-run ends when the binary does" test "$rc" == 0
+check "... and no sleep waits for its limit any more" eval '! sleeping_for 987'
 
 if [[ $fails != 0 ]]; then
     echo "what the runners under test printed:"
