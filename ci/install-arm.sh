@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 
 # Installs everything the ARMv7 CI needs on a Debian 12 (bookworm) machine, as root:
 #   1. armhf multiarch + cross linker/libc + qemu-user + qemu-system-arm + cpio/gzip
+#      + gdb (ci/tools/bounded-run's backtraces of a hung test binary under qemu-arm)
 #   2. Debian's rustc-web (/usr/bin/rustc) with the armv7 standard library copied from
 #      libstd-rust-web-dev:armhf of the SAME version (see ci/README.md for why)
 #   3. Debian's armmp kernel + the i.MX6ULL EVK device tree, for ci/board/boot.sh
@@ -38,10 +39,11 @@ APT_OPTS=(-y -q --no-install-recommends -o DPkg::Lock::Timeout=600)
 
 # With them, for the packages' test (ci/deb-test.sh, whichever architectures are
 # built): dpkg-dev (dpkg-shlibdeps cross-checks the computed Depends), pkg-config
-# (libshmbus-dev's shmbus.pc), python3 (python3-shmbus).
+# (libshmbus-dev's shmbus.pc), python3 (python3-shmbus). gdb: ci/tools/bounded-run
+# dumps a test binary that hangs (qemu-arm's threads) with it before stopping it.
 APT_PACKAGES=(
     gcc-arm-linux-gnueabihf libc6-dev-armhf-cross binutils-arm-linux-gnueabihf
-    qemu-user qemu-system-arm cpio gzip procps
+    qemu-user qemu-system-arm cpio gzip procps gdb
     dpkg-dev pkg-config python3
 )
 APT_PACKAGES_ARM64=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu)
@@ -137,7 +139,7 @@ else
     fi
     step_end apt-packages installed
 fi
-for c in arm-linux-gnueabihf-gcc arm-linux-gnueabihf-readelf qemu-arm qemu-system-arm cpio gzip; do
+for c in arm-linux-gnueabihf-gcc arm-linux-gnueabihf-readelf qemu-arm qemu-system-arm cpio gzip gdb; do
     command -v "$c" >/dev/null || die "'$c' missing after installing packages"
 done
 [ -d /usr/arm-linux-gnueabihf/lib ] || die "/usr/arm-linux-gnueabihf/lib missing (libc6-dev-armhf-cross)"

@@ -66,8 +66,19 @@ host_doc() { RUSTDOCFLAGS='-D warnings' cargo doc --workspace --no-deps; }
 # Every test binary runs under ci/tools/bounded-run: one that hangs fails by
 # itself, and the binaries after it still run.
 BOUNDED_RUN="$PWD/ci/tools/bounded-run"
+# Before it stops a hung binary, bounded-run dumps its processes, with gdb's
+# backtraces when gdb is there: Debian's gdb, installed here for host-test
+# (arm-test's comes with ci/install-arm.sh). Without it the dump still has
+# /proc's view, so a failed install only warns.
+ensure_gdb() {
+    command -v gdb >/dev/null && return 0
+    echo "host-test: installing Debian's gdb (bounded-run's backtraces of a hung test binary)"
+    { apt-get update -qq || true; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gdb; } ||
+        echo "host-test: WARNING: gdb could not be installed: a hung test binary's dump will have no backtraces" >&2
+}
 host_test() {
     local host
+    ensure_gdb
     host=$(rustc -vV | sed -n 's/^host: //p' | tr 'a-z.-' 'A-Z__')
     env "CARGO_TARGET_${host}_RUNNER=$BOUNDED_RUN" cargo test --workspace --no-fail-fast
 }
