@@ -408,6 +408,12 @@ pub fn items(keys: &mut Keys, clock_ns: f64) -> Result<Vec<Item>, String> {
         f64,
         sb_encode,
     ));
+    v.push(encode_item(
+        "encode_64_bytes",
+        "shmbus encode Frame64Bytes",
+        Frame64Bytes::with_seq(7),
+        sb_encode,
+    ));
     v.push(decode_item(
         "decode_64",
         "postcard decode Frame64 from a slice",

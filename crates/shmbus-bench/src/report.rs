@@ -228,6 +228,7 @@ impl Report {
             "read_latest_64" => Some("seqlock_read_64"),
             "read_latest_64_bytes" => Some("read_latest_bytes_64"),
             "decode_64_bytes" => Some("decode_64_shmbus"),
+            "encode_64_bytes" => Some("encode_64_shmbus"),
             "publish_64_typed" => Some("publish_64"),
             "publish_64_array" => Some("layout_publish_64"),
             "store_bytes_64" => Some("seqlock_publish_64"),
