@@ -186,6 +186,28 @@ check "... all before the message that it was stopped" \
 check "... and nothing of it is left: no process" none_alive
 check "... no temporary file" no_dump_file
 
+# --- bounded-run: an interrupted test command stops the binary and its group
+# (Ctrl-C at a terminal is SIGINT to cargo and bounded-run, not to timeout's own
+# group; SIGINT cannot be trapped where it was ignored at start, as in a stage
+# that runs in the background, so SIGTERM stands for it here.)
+PART=interrupt
+rc=0
+ci/tools/bounded-run bash -c \
+    "(exec -a '$TOKEN-$PART-fork' sleep 600) & echo \$! >'$TMP/forkpid'; exec -a '$TOKEN-$PART-binary' sleep 600" \
+    >"$TMP/out" 2>&1 &
+brpid=$!
+for _ in $(seq 200); do [[ -s $TMP/forkpid ]] && break; sleep 0.05; done
+t=$SECONDS
+kill -TERM "$brpid"
+wait "$brpid" || rc=$?
+took=$((SECONDS - t))
+shown+="$(<"$TMP/out")"$'\n'
+check "a bounded-run told to stop (SIGTERM) stops its binary and ends with it (143), at once (took $took s)" \
+    test "$rc:$((took < 10))" == "143:1"
+check "... and says that the test command was interrupted" \
+    grep -q 'was stopped: the test command was interrupted (SIGTERM)' "$TMP/out"
+check "... and the binary's child is gone too" none_alive
+
 # --- bounded-run: a binary that ends in time is untouched
 rc=0
 t=$SECONDS
