@@ -16,6 +16,17 @@
 # to 44 minutes on a 2-core CI machine, its longest stage (arm-test) about 9.
 # Each test binary of host-test and arm-test has a limit of its own as well
 # (ci/tools/bounded-run). ci/tools/stages-test.sh tests all of this.
+#
+# Before a stage is stopped (at its limit, or at the budget: a stage still
+# running there is as hung, for all the run can tell), what the stage's
+# processes are doing is printed to stderr: the stage's pid and every process
+# under it (as stop_tree finds them; a stage has no process group of its own),
+# with bounded-run's dump (ci/tools/hang-dump.sh: per process and thread /proc's
+# state, wchan and kernel stack, then gdb's backtraces). The dump runs in a bash
+# of its own under `timeout` (SHMBUS_HANG_DUMP_TIMEOUT seconds, 120, + 10), 256 KiB at most,
+# and it cannot stop the script. A hung stage therefore ends up to that
+# much later than its limit (plus SHMBUS_STOP_GRACE), and the seconds the table
+# shows for it include the dump.
 
 NAMES=() SECS=() RESULTS=()
 T_ALL=$(date +%s)
@@ -26,13 +37,23 @@ wanted() { [[ -z "${ONLY:-}" || ",$ONLY," == *",$1,"* ]]; }
 STAGE_LIMIT=${SHMBUS_STAGE_TIMEOUT:-1800}
 BUDGET=${SHMBUS_CI_BUDGET:-5000}
 STOP_GRACE=${SHMBUS_STOP_GRACE:-10}
-for _v in SHMBUS_STAGE_TIMEOUT:$STAGE_LIMIT SHMBUS_CI_BUDGET:$BUDGET SHMBUS_STOP_GRACE:$STOP_GRACE; do
+DUMP_BUDGET=${SHMBUS_HANG_DUMP_TIMEOUT:-120}
+for _v in SHMBUS_STAGE_TIMEOUT:$STAGE_LIMIT SHMBUS_CI_BUDGET:$BUDGET SHMBUS_STOP_GRACE:$STOP_GRACE \
+    SHMBUS_HANG_DUMP_TIMEOUT:$DUMP_BUDGET; do
     if ! [[ ${_v#*:} =~ ^[1-9][0-9]*$ ]]; then
         echo "ci/tools/stages.sh: ${_v%%:*}='${_v#*:}' is not a whole number of seconds" >&2
         exit 2
     fi
 done
 unset _v
+# The dump of a hung stage: sourced by the bash that stage_dump starts.
+HANG_DUMP_SH=${BASH_SOURCE[0]%/*}
+[[ $HANG_DUMP_SH == "${BASH_SOURCE[0]}" ]] && HANG_DUMP_SH=.
+HANG_DUMP_SH=$(cd "$HANG_DUMP_SH" && pwd)/hang-dump.sh
+if [[ ! -f $HANG_DUMP_SH ]]; then
+    echo "ci/tools/stages.sh: no $HANG_DUMP_SH next to it" >&2
+    exit 2
+fi
 
 # The processes below PID (children first found, then theirs), from /proc: a
 # fresh Debian has no `ps`.
@@ -53,6 +74,21 @@ descendants() {
         echo "$p"
         queue+=" ${kids[$p]:-}"
     done
+}
+# stage_dump NAME PID: print what stage NAME's process PID and every process under
+# it are doing (ci/tools/hang-dump.sh), within DUMP_BUDGET seconds, whatever the
+# dump meets: `timeout` ends the bash that runs it 10 s after that, with its gdb.
+stage_dump() {
+    local -a procs
+    mapfile -t procs < <(descendants "$2")
+    # shellcheck disable=SC2016 # expanded by that bash
+    timeout -k 5 "$((DUMP_BUDGET + 10))" bash -c '
+        source "$1" || exit 2
+        gone() { [[ -z $HANG_DUMP_TMP ]] || rm -f "$HANG_DUMP_TMP"; }
+        trap gone EXIT
+        trap "exit 143" TERM
+        hang_dump "${@:2}"' _ "$HANG_DUMP_SH" "---- stage $1" "its tree" "$DUMP_BUDGET" "$2" "${procs[@]}" ||
+        echo "---- stage $1: the dump ended with status $? (124: stopped by its timeout)" >&2
 }
 # Stop PID and everything under it: TERM, then KILL STOP_GRACE seconds later (a
 # process that forked meanwhile is found again).
@@ -88,7 +124,9 @@ stage() {
     while kill -0 "$pid" 2>/dev/null; do
         if (($(date +%s) - t0 >= limit)); then
             over=$limit
-            echo "---- stage $name: still running after $limit s: stopping it and every process under it" >&2
+            echo "---- stage $name: still running after $limit s: what its processes are doing follows (at most $DUMP_BUDGET s, SHMBUS_HANG_DUMP_TIMEOUT; the stage's time includes it), then it is stopped with every process under it" >&2
+            stage_dump "$name" "$pid"
+            echo "---- stage $name: end of the dump, after $(($(date +%s) - t0 - limit)) s: stopping it and every process under it" >&2
             stop_tree "$pid"
             break
         fi
