@@ -109,6 +109,8 @@ check "a stage after the budget is spent fails without running" \
     grep -q "^after  *0  FAIL (not run: the run's budget of 3 s" <<<"$out"
 check "the table counts 0 passed and 2 failed" grep -q '^counts 0 2$' <<<"$out"
 check "no process of the stopped stage is left" none_alive
+check "... and it was dumped before it was stopped, as a stage at its limit is" \
+    grep -q '^---- stage long: [0-9]* process(es) in its tree: ' <<<"$out"
 
 # --- a limit that is no number stops the runner before anything runs
 rc=0
@@ -231,6 +233,39 @@ rc=0
 timeout 20 bash -c 'SHMBUS_TEST_BINARY_TIMEOUT=987 ci/tools/bounded-run true | cat' >"$TMP/out" 2>&1 || rc=$?
 check "... a pipe from bounded-run ends when the binary does" test "$rc" == 0
 check "... and no sleep waits for its limit any more" eval '! sleeping_for 987'
+
+# --- the stage runner: a hung stage's processes are dumped before it is stopped
+PART=stagedump
+# The stage waits for its child, which sleeps.
+stuck() {
+    echo "$BASHPID" >"$1/stagepid"
+    (exec -a "$TOKEN-$PART-sleeper" sleep 600) &
+    echo $! >"$1/kidpid"
+    wait
+}
+export -f stuck
+t=$SECONDS
+TMPDIR=$TMP run_stages 2 1000 "stage stuck stuck $TMP"
+took=$((SECONDS - t))
+stagepid=$(<"$TMP/stagepid") kidpid=$(<"$TMP/kidpid")
+# stage_section WHAT PID: the dump's section "--- WHAT PID ...", up to the next one
+stage_section() { awk -v h="^--- $1 $2[ :]" '/^(---|----) / { on = $0 ~ h } on' "$TMP/out"; }
+check "a stage that hangs is dumped, then stopped (it took $took s)" \
+    has_line "$out" '^---- stage stuck: 2 process\(es\) in its tree: '"$stagepid $kidpid"'$'
+check "... the dump shows the stage's own process" \
+    has_line "$(stage_section process "$stagepid")" "^--- process $stagepid \(parent [0-9]+, group [0-9]+\): bash "
+check "... and its child: pid, command line, state" \
+    matches "$(stage_section process "$kidpid")" "--- process $kidpid (parent $stagepid, group *): $TOKEN-$PART-sleeper 600"$'\n'"    state S (sleeping), 1 thread(s)"$'\n'"*"
+check "... the child's thread: name, state, wchan" \
+    has_line "$(stage_section process "$kidpid")" "^    thread $kidpid \"sleep\": state S \(sleeping\), wchan [a-z_]*nanosleep"
+if command -v gdb >/dev/null; then
+    check "... and gdb's backtrace of the child, in nanosleep" \
+        has_line "$(stage_section "gdb: process" "$kidpid")" '^    #0 .*nanosleep'
+fi
+check "... all before the stage is stopped and fails as a hang" \
+    matches "$out" "*--- process $kidpid *---- stage stuck: end of the dump*---- stage stuck: FAIL (stopped after 2 s: a hang) in *"
+check "... and nothing of it is left: no process" none_alive
+check "... no temporary file" no_dump_file
 
 if [[ $fails != 0 ]]; then
     echo "what the runners under test printed:"
