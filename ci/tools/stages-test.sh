@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # ci/tools/stages-test.sh — tests of the test command's own time limits: the
 # stage runner (ci/tools/stages.sh) and the test binaries' runner
-# (ci/tools/bounded-run), and bounded-run's dump of a hung binary. About
-# 25 s; ci/test.sh runs it as its first stage.
+# (ci/tools/bounded-run), and the dump (ci/tools/hang-dump.sh) of a hung
+# binary and of a hung stage. About 32 s; ci/test.sh runs it as its first stage.
 #
 # Each check starts processes marked with a token of its own and, at the end,
 # fails if one of them is still alive: a limit that ends the stage but leaves
