@@ -170,19 +170,26 @@ check "... and says how long the limit, the dump and the grace take at most" \
     has_line "$out" 'is still running after 2 s .*at most 120 s, SHMBUS_HANG_DUMP_TIMEOUT.*: 123 s in all, at most'
 check "the dump shows the binary: pid and command line" \
     has_line "$(section process "$binpid")" "^--- process $binpid \(parent [0-9]+, group [0-9]+\): bash -c .* $TOKEN-$PART-binary\$"
-check "... its child: pid, command line, state" \
-    matches "$(section process "$kidpid")" "--- process $kidpid (parent $binpid, group *): $TOKEN-$PART-sleeper 600"$'\n'"    state S (sleeping), 1 thread(s)"$'\n'"*"
-check "... the child's thread: name, state, wchan" \
-    has_line "$(section process "$kidpid")" "^    thread $kidpid \"sleep\": state S \(sleeping\), wchan [a-z_]*nanosleep"
-if [[ $(id -u) == 0 ]]; then
-    check "... and its kernel stack" has_line "$(section process "$kidpid")" '^        \[<.*>\] [a-z_]*nanosleep'
-else
-    check "... and that its kernel stack needs root" has_line "$(section process "$kidpid")" '^        \(kernel stack not readable: .*; it needs root\)'
-fi
-if command -v gdb >/dev/null; then
-    check "... and gdb's backtrace of the child, in nanosleep" \
-        has_line "$(section "gdb: process" "$kidpid")" '^    #0 .*nanosleep'
-fi
+# child_dumped SECTION PARENT: the dump (read with SECTION, a function like
+# `section`) shows the sleeping child $kidpid of PARENT, its thread, its kernel
+# stack and gdb's backtrace: the checks both runners' dumps pass.
+child_dumped() {
+    local sec=$1 parent=$2
+    check "... its child: pid, command line, state" \
+        matches "$($sec process "$kidpid")" "--- process $kidpid (parent $parent, group *): $TOKEN-$PART-sleeper 600"$'\n'"    state S (sleeping), 1 thread(s)"$'\n'"*"
+    check "... the child's thread: name, state, wchan" \
+        has_line "$($sec process "$kidpid")" "^    thread $kidpid \"sleep\": state S \(sleeping\), wchan [a-z_]*nanosleep"
+    if [[ $(id -u) == 0 ]]; then
+        check "... and its kernel stack" has_line "$($sec process "$kidpid")" '^        \[<.*>\] [a-z_]*nanosleep'
+    else
+        check "... and that its kernel stack needs root" has_line "$($sec process "$kidpid")" '^        \(kernel stack not readable: .*; it needs root\)'
+    fi
+    if command -v gdb >/dev/null; then
+        check "... and gdb's backtrace of the child, in nanosleep" \
+            has_line "$($sec "gdb: process" "$kidpid")" '^    #0 .*nanosleep'
+    fi
+}
+child_dumped section "$binpid"
 check "... all before the message that it was stopped" \
     matches "$out" "*--- process $kidpid *was still running after 2 s (SHMBUS_TEST_BINARY_TIMEOUT) and was stopped*"
 check "... and nothing of it is left: no process" none_alive
@@ -254,14 +261,7 @@ check "a stage that hangs is dumped, then stopped (it took $took s)" \
     has_line "$out" '^---- stage stuck: 2 process\(es\) in its tree: '"$stagepid $kidpid"'$'
 check "... the dump shows the stage's own process" \
     has_line "$(stage_section process "$stagepid")" "^--- process $stagepid \(parent [0-9]+, group [0-9]+\): bash "
-check "... and its child: pid, command line, state" \
-    matches "$(stage_section process "$kidpid")" "--- process $kidpid (parent $stagepid, group *): $TOKEN-$PART-sleeper 600"$'\n'"    state S (sleeping), 1 thread(s)"$'\n'"*"
-check "... the child's thread: name, state, wchan" \
-    has_line "$(stage_section process "$kidpid")" "^    thread $kidpid \"sleep\": state S \(sleeping\), wchan [a-z_]*nanosleep"
-if command -v gdb >/dev/null; then
-    check "... and gdb's backtrace of the child, in nanosleep" \
-        has_line "$(stage_section "gdb: process" "$kidpid")" '^    #0 .*nanosleep'
-fi
+child_dumped stage_section "$stagepid"
 check "... all before the stage is stopped and fails as a hang" \
     matches "$out" "*--- process $kidpid *---- stage stuck: end of the dump*---- stage stuck: FAIL (stopped after 2 s: a hang) in *"
 check "... and nothing of it is left: no process" none_alive

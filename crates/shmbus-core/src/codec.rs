@@ -141,6 +141,28 @@ mod tests {
         v: heapless::Vec<u16, 4>,
     }
 
+    /// `$check::<N>()` for every size from 0 to 13 bytes (whole words and
+    /// each tail) and 64, the sizes the array copies are tested at.
+    macro_rules! every_size {
+        ($check:ident) => {
+            $check::<0>();
+            $check::<1>();
+            $check::<2>();
+            $check::<3>();
+            $check::<4>();
+            $check::<5>();
+            $check::<6>();
+            $check::<7>();
+            $check::<8>();
+            $check::<9>();
+            $check::<10>();
+            $check::<11>();
+            $check::<12>();
+            $check::<13>();
+            $check::<64>();
+        };
+    }
+
     fn words_of(bytes: &[u8]) -> Vec<AtomicU32> {
         bytes
             .chunks(4)
@@ -264,21 +286,7 @@ mod tests {
                 }
             }
         }
-        check::<0>();
-        check::<1>();
-        check::<2>();
-        check::<3>();
-        check::<4>();
-        check::<5>();
-        check::<6>();
-        check::<7>();
-        check::<8>();
-        check::<9>();
-        check::<10>();
-        check::<11>();
-        check::<12>();
-        check::<13>();
-        check::<64>();
+        every_size!(check);
     }
 
     #[cfg(feature = "writer")]
@@ -324,21 +332,7 @@ mod tests {
             crate::layout::copy_from_words((&a).into(), N, &mut out);
             assert_eq!(out, bytes, "N = {N}");
         }
-        check::<0>();
-        check::<1>();
-        check::<2>();
-        check::<3>();
-        check::<4>();
-        check::<5>();
-        check::<6>();
-        check::<7>();
-        check::<8>();
-        check::<9>();
-        check::<10>();
-        check::<11>();
-        check::<12>();
-        check::<13>();
-        check::<64>();
+        every_size!(check);
     }
 
     /// Too few words for the frame: nothing is stored, nothing panics.
