@@ -308,6 +308,7 @@ fn run_opts(opts: &Opts, args: &[String], keys: &mut Keys) -> Result<(), String>
             Mech::Iceoryx2,
             pinned,
             &mut rtt,
+            &[],
             "merged from --peer-json (not interleaved)",
         );
     }
@@ -342,7 +343,7 @@ fn run_opts(opts: &Opts, args: &[String], keys: &mut Keys) -> Result<(), String>
                     continue;
                 }
                 match h.batch(m, opts.iters, *mode) {
-                    Ok(rtt) => report::push_samples(&mut dists, m, pinned, rtt),
+                    Ok(rtt) => report::push_samples(&mut dists, m, pinned, round, rtt),
                     Err(e) => {
                         rep.skipped.push(format!(
                             "{} ({}): {e}",
@@ -357,7 +358,7 @@ fn run_opts(opts: &Opts, args: &[String], keys: &mut Keys) -> Result<(), String>
         }
     }
     for d in &mut dists {
-        rep.add_handoff(d.mech, d.pinned, &mut d.samples, "");
+        rep.add_handoff(d.mech, d.pinned, &mut d.samples, &d.rounds, "");
     }
     drop(h);
 
@@ -377,7 +378,7 @@ fn run_opts(opts: &Opts, args: &[String], keys: &mut Keys) -> Result<(), String>
         }
     }
     for (it, s) in items.iter().zip(samples.iter_mut()) {
-        rep.add_micro(it.key, it.label, s);
+        rep.add_micro(it.key, it.label, s, per_round);
     }
     drop(items);
 

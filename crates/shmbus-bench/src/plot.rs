@@ -298,11 +298,13 @@ mod tests {
                 mech: Mech::Seqlock,
                 pinned: true,
                 samples: vec![50.0, 60.0, 70.0],
+                rounds: Vec::new(),
             },
             Dist {
                 mech: Mech::Unix,
                 pinned: false,
                 samples: vec![5000.0, 6000.0],
+                rounds: Vec::new(),
             },
         ];
         let s = svg(&rep, &d);

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::fanout::{Point, Way};
 use crate::handoff::{Kind, Mech};
 use crate::opts::Opts;
-use crate::stats::Summary;
+use crate::stats::{Summary, median};
 
 /// The one-way samples of a handoff mechanism, kept for the plot.
 pub struct Dist {
@@ -18,22 +18,69 @@ pub struct Dist {
     pub pinned: bool,
     /// One-way latencies, ns.
     pub samples: Vec<f64>,
+    /// The median round trip of each round, by round (`None`: not
+    /// measured in that round).
+    pub rounds: Vec<Option<f64>>,
 }
 
-/// Convert a batch of round trips to one-way figures and add it to the
-/// mechanism's distribution. The clock overhead is subtracted later, in
-/// [`Report::add_handoff`].
-pub fn push_samples(dists: &mut Vec<Dist>, mech: Mech, pinned: bool, rtt: Vec<f64>) {
-    match dists
-        .iter_mut()
-        .find(|d| d.mech == mech && d.pinned == pinned)
+/// Add the round trips of round `round` (from 0) to the mechanism's
+/// distribution, and their median to its figures per round. The clock
+/// overhead is subtracted later, in [`Report::add_handoff`].
+pub fn push_samples(dists: &mut Vec<Dist>, mech: Mech, pinned: bool, round: usize, rtt: Vec<f64>) {
+    let at = match dists
+        .iter()
+        .position(|d| d.mech == mech && d.pinned == pinned)
     {
-        Some(d) => d.samples.extend(rtt),
-        None => dists.push(Dist {
-            mech,
-            pinned,
-            samples: rtt,
-        }),
+        Some(i) => i,
+        None => {
+            dists.push(Dist {
+                mech,
+                pinned,
+                samples: Vec::new(),
+                rounds: Vec::new(),
+            });
+            dists.len() - 1
+        }
+    };
+    let d = &mut dists[at];
+    if d.rounds.len() <= round {
+        d.rounds.resize(round + 1, None);
+    }
+    d.rounds[round] = Some(median(&rtt));
+    d.samples.extend(rtt);
+}
+
+/// A figure of the run: its median over all rounds, and its median in
+/// each round (`None` where it was not measured), for ratios paired by
+/// round.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fig {
+    /// Median over the whole run, ns.
+    pub median: f64,
+    /// Median of each round, ns.
+    pub rounds: Vec<Option<f64>>,
+}
+
+impl Fig {
+    /// A figure with no figures per round (a fan-out point).
+    pub fn whole(median: f64) -> Fig {
+        Fig {
+            median,
+            rounds: Vec::new(),
+        }
+    }
+
+    /// `self - other`, overall and round by round.
+    pub fn minus(&self, other: &Fig) -> Fig {
+        Fig {
+            median: self.median - other.median,
+            rounds: self
+                .rounds
+                .iter()
+                .zip(&other.rounds)
+                .map(|(a, b)| a.zip(*b).map(|(a, b)| a - b))
+                .collect(),
+        }
     }
 }
 
@@ -52,6 +99,9 @@ pub struct HandoffRow {
     pub blocking: bool,
     /// One-way latency.
     pub one_way: Summary,
+    /// The median one-way latency of each round (`null`: not measured in
+    /// that round; empty: not interleaved).
+    pub rounds_ns: Vec<Option<f64>>,
     /// The floor this row is compared with.
     pub floor: Option<&'static str>,
     /// Median / the floor's median.
@@ -76,6 +126,8 @@ pub struct MicroRow {
     pub label: &'static str,
     /// Cost per operation (batch means).
     pub cost: Summary,
+    /// The median cost of each round.
+    pub rounds_ns: Vec<Option<f64>>,
     /// What it is compared with.
     pub compared_to: Option<&'static str>,
     /// Median / the compared row's median.
@@ -89,10 +141,17 @@ pub struct Ratio {
     pub name: String,
     /// The ratio of medians.
     pub value: f64,
+    /// The same ratio in each round where both figures were measured
+    /// (paired: numerator and denominator of the same round). Empty when
+    /// there is no figure per round.
+    pub rounds: Vec<f64>,
     /// Target (the ratio must be at most this).
     pub target: Option<f64>,
-    /// Whether the target is met.
+    /// Whether the target is met (by the ratio of the run's medians).
     pub met: Option<bool>,
+    /// In how many of [`Self::rounds`] the target is met: a verdict that
+    /// flips from round to round is the machine's noise, not a result.
+    pub rounds_met: Option<usize>,
 }
 
 /// Where the run happened.
@@ -190,11 +249,20 @@ impl Report {
     }
 
     /// Add a handoff distribution of raw round trips (converted in place
-    /// to one-way figures).
-    pub fn add_handoff(&mut self, m: Mech, pinned: bool, rtt: &mut [f64], note: &str) {
+    /// to one-way figures), with the median round trip of each round
+    /// (empty if not interleaved).
+    pub fn add_handoff(
+        &mut self,
+        m: Mech,
+        pinned: bool,
+        rtt: &mut [f64],
+        rounds: &[Option<f64>],
+        note: &str,
+    ) {
         let c = self.method.clock_overhead_ns;
+        let one_way = |x: f64| ((x - c) / 2.0).max(0.0);
         for x in rtt.iter_mut() {
-            *x = ((*x - c) / 2.0).max(0.0);
+            *x = one_way(*x);
         }
         self.handoff.push(HandoffRow {
             key: m.key(),
@@ -203,6 +271,7 @@ impl Report {
             pinned,
             blocking: m.blocking(),
             one_way: Summary::of(rtt),
+            rounds_ns: rounds.iter().map(|r| r.map(one_way)).collect(),
             floor: None,
             vs_floor: None,
             best_alternative: None,
@@ -212,8 +281,19 @@ impl Report {
         });
     }
 
-    /// Add an in-process row.
-    pub fn add_micro(&mut self, key: &'static str, label: &'static str, samples: &mut [f64]) {
+    /// Add an in-process row: `samples` in the order taken, `per_round`
+    /// of them in each round.
+    pub fn add_micro(
+        &mut self,
+        key: &'static str,
+        label: &'static str,
+        samples: &mut [f64],
+        per_round: usize,
+    ) {
+        let rounds = samples
+            .chunks(per_round.max(1))
+            .map(|c| Some(median(c)))
+            .collect();
         let compared_to = match key {
             "poll_nothing_new" => Some("bare_acquire_load"),
             "publish_64" | "publish_256" | "publish_1k" | "publish_64_clocks" => {
@@ -243,6 +323,7 @@ impl Report {
             key,
             label,
             cost: Summary::of(samples),
+            rounds_ns: rounds,
             compared_to,
             ratio: None,
         });
@@ -250,31 +331,55 @@ impl Report {
 
     /// The median one-way latency of a handoff row.
     pub fn handoff_median(&self, key: &str, pinned: bool) -> Option<f64> {
+        self.handoff_fig(key, pinned).map(|f| f.median)
+    }
+
+    fn handoff_fig(&self, key: &str, pinned: bool) -> Option<Fig> {
         self.handoff
             .iter()
             .find(|r| r.key == key && r.pinned == pinned)
-            .map(|r| r.one_way.median_ns)
+            .map(|r| Fig {
+                median: r.one_way.median_ns,
+                rounds: r.rounds_ns.clone(),
+            })
     }
 
-    fn micro_median(&self, key: &str) -> Option<f64> {
-        self.micro
-            .iter()
-            .find(|r| r.key == key)
-            .map(|r| r.cost.median_ns)
+    fn micro_fig(&self, key: &str) -> Option<Fig> {
+        self.micro.iter().find(|r| r.key == key).map(|r| Fig {
+            median: r.cost.median_ns,
+            rounds: r.rounds_ns.clone(),
+        })
     }
 
-    fn ratio(&mut self, name: String, num: Option<f64>, den: Option<f64>, target: Option<f64>) {
-        if let (Some(n), Some(d)) = (num, den) {
-            if d > 0.0 && n.is_finite() {
-                let value = n / d;
-                self.ratios.push(Ratio {
-                    name,
-                    value,
-                    target,
-                    met: target.map(|t| value <= t),
-                });
-            }
+    /// Add the ratio `num / den` of the run's medians, with the ratio of
+    /// each round where both were measured.
+    fn ratio(&mut self, name: String, num: &Option<Fig>, den: &Option<Fig>, target: Option<f64>) {
+        let (Some(n), Some(d)) = (num, den) else {
+            return;
+        };
+        if !(d.median > 0.0 && n.median.is_finite()) {
+            return;
         }
+        let value = n.median / d.median;
+        let rounds: Vec<f64> = n
+            .rounds
+            .iter()
+            .zip(&d.rounds)
+            .filter_map(|(a, b)| a.zip(*b))
+            .filter(|&(a, b)| b > 0.0 && a.is_finite())
+            .map(|(a, b)| a / b)
+            .collect();
+        let rounds_met = target
+            .filter(|_| !rounds.is_empty())
+            .map(|t| rounds.iter().filter(|&&r| r <= t).count());
+        self.ratios.push(Ratio {
+            name,
+            value,
+            rounds,
+            target,
+            met: target.map(|t| value <= t),
+            rounds_met,
+        });
     }
 
     /// Compute every ratio.
@@ -318,7 +423,7 @@ impl Report {
         }
         for pinned in [true, false] {
             let p = if pinned { "pinned" } else { "unpinned" };
-            let h = |k: &str| self.handoff_median(k, pinned);
+            let h = |k: &str| self.handoff_fig(k, pinned);
             let (poll, seq, ice) = (h("shmbus_poll"), h("seqlock"), h("iceoryx2"));
             let (wait, futex, unix) = (h("shmbus_wait"), h("futex"), h("unix_dgram"));
             let (poll_n, raw) = (h("shmbus_poll_notify"), h("shmbus_poll_raw"));
@@ -327,96 +432,96 @@ impl Report {
             let raw_fixed = h("shmbus_poll_raw_fixed");
             self.ratio(
                 format!("handoff busy-poll, raw bytes / bare seqlock floor ({p})"),
-                raw,
-                seq,
+                &raw,
+                &seq,
                 Some(1.3),
             );
             self.ratio(
                 format!("handoff busy-poll, raw, caller's stamp / bare seqlock floor ({p})"),
-                raw_at,
-                seq,
+                &raw_at,
+                &seq,
                 None,
             );
             self.ratio(
                 format!("handoff busy-poll, raw, caller's stamp / layout floor ({p})"),
-                raw_at,
-                layout,
+                &raw_at,
+                &layout,
                 None,
             );
             self.ratio(
                 format!("handoff busy-poll, raw fixed length / bare seqlock floor ({p})"),
-                raw_fixed,
-                seq,
+                &raw_fixed,
+                &seq,
                 None,
             );
             self.ratio(
                 format!("handoff busy-poll, raw fixed length / layout floor ({p})"),
-                raw_fixed,
-                layout,
+                &raw_fixed,
+                &layout,
                 None,
             );
             self.ratio(
                 format!("layout floor / bare seqlock floor ({p})"),
-                layout,
-                seq,
+                &layout,
+                &seq,
                 None,
             );
             self.ratio(
                 format!("handoff busy-poll, typed / raw bytes ({p})"),
-                poll,
-                raw,
+                &poll,
+                &raw,
                 Some(1.3),
             );
             self.ratio(
                 format!("handoff busy-poll, typed with Bytes<32> fields / raw bytes ({p})"),
-                poll_b,
-                raw,
+                &poll_b,
+                &raw,
                 Some(1.3),
             );
             self.ratio(
                 format!("handoff busy-poll, raw bytes / iceoryx2 ({p})"),
-                raw,
-                ice,
+                &raw,
+                &ice,
                 None,
             );
             self.ratio(
                 format!("handoff busy-poll / bare seqlock floor ({p})"),
-                poll,
-                seq,
+                &poll,
+                &seq,
                 None,
             );
             self.ratio(
                 format!("handoff busy-poll / iceoryx2 ({p})"),
-                poll,
-                ice,
+                &poll,
+                &ice,
                 None,
             );
             self.ratio(
                 format!("handoff busy-poll, notify on / bare seqlock floor ({p})"),
-                poll_n,
-                seq,
+                &poll_n,
+                &seq,
                 None,
             );
             self.ratio(
                 format!("blocking wake-up / raw futex floor ({p})"),
-                wait,
-                futex,
+                &wait,
+                &futex,
                 Some(1.1),
             );
             self.ratio(
                 format!("handoff busy-poll / Unix socket ({p})"),
-                poll,
-                unix,
+                &poll,
+                &unix,
                 None,
             );
             self.ratio(
                 format!("blocking wake-up / Unix socket ({p})"),
-                wait,
-                unix,
+                &wait,
+                &unix,
                 None,
             );
         }
-        let m = |k: &str| self.micro_median(k);
+        let m = |k: &str| self.micro_fig(k);
         let (poll, load) = (m("poll_nothing_new"), m("bare_acquire_load"));
         let (p64, s64, p64c) = (
             m("publish_64"),
@@ -433,110 +538,110 @@ impl Report {
         let hop_fixed = m("raw_hop_64_fixed");
         self.ratio(
             "poll nothing new / bare acquire load".into(),
-            poll,
-            load,
+            &poll,
+            &load,
             Some(1.5),
         );
         self.ratio(
             "publish 64 B pre-encoded / bare seqlock publish".into(),
-            p64,
-            s64,
+            &p64,
+            &s64,
             Some(2.0),
         );
         self.ratio(
             "publish 64 B pre-encoded / the layout's stores alone".into(),
-            p64,
-            layout64,
+            &p64,
+            &layout64,
             None,
         );
         self.ratio(
             "publish 64 B fixed length / bare seqlock publish".into(),
-            p64a,
-            s64,
+            &p64a,
+            &s64,
             Some(2.0),
         );
         self.ratio(
             "publish 64 B fixed length / the layout's stores alone".into(),
-            p64a,
-            layout64,
+            &p64a,
+            &layout64,
             None,
         );
         self.ratio(
             "publish 64 B fixed length / pre-encoded (publish_bytes)".into(),
-            p64a,
-            p64,
+            &p64a,
+            &p64,
             None,
         );
         self.ratio(
             "the layout's stores alone / bare seqlock publish".into(),
-            layout64,
-            s64,
+            &layout64,
+            &s64,
             None,
         );
         self.ratio(
             "bare seqlock publish, frame copied / bare seqlock publish".into(),
-            copy64,
-            s64,
+            &copy64,
+            &s64,
             None,
         );
         self.ratio(
             "publish 64 B pre-encoded / bare seqlock publish, frame copied".into(),
-            p64,
-            copy64,
+            &p64,
+            &copy64,
             None,
         );
         self.ratio(
             "a layout v2 candidate's stores / bare seqlock publish".into(),
-            v2_64,
-            s64,
+            &v2_64,
+            &s64,
             None,
         );
         self.ratio(
             "the layout's stores alone / a layout v2 candidate's stores".into(),
-            layout64,
-            v2_64,
+            &layout64,
+            &v2_64,
             None,
         );
         self.ratio(
             "raw hop / layout floor hop, both in one process".into(),
-            hop,
-            layout_hop,
+            &hop,
+            &layout_hop,
             None,
         );
         self.ratio(
             "raw hop, fixed length / layout floor hop, both in one process".into(),
-            hop_fixed,
-            layout_hop,
+            &hop_fixed,
+            &layout_hop,
             None,
         );
         self.ratio(
             "publish 64 B incl. clock read / bare seqlock publish".into(),
-            p64c,
-            s64,
+            &p64c,
+            &s64,
             None,
         );
         self.ratio(
             "publish 64 B incl. clock read / one clock read".into(),
-            p64c.zip(p64).map(|(c, p)| c - p),
-            clock,
+            &p64c.as_ref().zip(p64.as_ref()).map(|(c, p)| c.minus(p)),
+            &clock,
             Some(1.25),
         );
         self.ratio(
             "publish 64 B notify on (no waiter) / notify off".into(),
-            p64n,
-            p64,
+            &p64n,
+            &p64,
             Some(1.5),
         );
         self.ratio(
             "next() / latest() of the same new 64 B frame".into(),
-            next_new,
-            latest_new,
+            &next_new,
+            &latest_new,
             Some(1.0),
         );
         self.ratio(
             "next() of a new frame / latest() of an unchanged one".into(),
-            next64,
-            latest64,
+            &next64,
+            &latest64,
             None,
         );
         for way in Way::all(true) {
@@ -554,7 +659,7 @@ impl Report {
                     // FUTEX_WAKE: that cost grows with N by design. The
                     // control's growth is the machine's, not the bus's.
                     let target = (!way.waiting && !way.control).then_some(1.25);
-                    self.ratio(name, Some(a), Some(b), target);
+                    self.ratio(name, &Some(Fig::whole(a)), &Some(Fig::whole(b)), target);
                 }
             }
         }
@@ -579,7 +684,7 @@ impl Report {
             })
             .collect();
         for (name, a, b) in controls {
-            self.ratio(name, a, b, Some(1.25));
+            self.ratio(name, &a.map(Fig::whole), &b.map(Fig::whole), Some(1.25));
         }
     }
 
@@ -701,14 +806,12 @@ impl Report {
             let _ = writeln!(t);
         }
         if !self.ratios.is_empty() {
-            let _ = writeln!(t, "Ratios (medians, this run)");
+            let _ = writeln!(
+                t,
+                "Ratios (medians of this run; [lowest-highest] of the same ratio per round)"
+            );
             for r in &self.ratios {
-                let verdict = match (r.target, r.met) {
-                    (Some(tg), Some(true)) => format!("target <= {tg}: met"),
-                    (Some(tg), Some(false)) => format!("target <= {tg}: MISSED"),
-                    _ => String::new(),
-                };
-                let _ = writeln!(t, "  {:<62} {:>8.2}x  {}", r.name, r.value, verdict);
+                let _ = writeln!(t, "  {}", r.line());
             }
             let _ = writeln!(t);
         }
@@ -716,6 +819,37 @@ impl Report {
             let _ = writeln!(t, "skipped: {s}");
         }
         t
+    }
+}
+
+impl Ratio {
+    /// The ratio as a line of the table: name, value, its spread over the
+    /// rounds, and the verdict with how many rounds agree.
+    pub fn line(&self) -> String {
+        let spread = match (
+            self.rounds.iter().copied().reduce(f64::min),
+            self.rounds.iter().copied().reduce(f64::max),
+        ) {
+            (Some(lo), Some(hi)) if self.rounds.len() > 1 => format!("[{lo:.2}-{hi:.2}]"),
+            _ => String::new(),
+        };
+        let of_rounds = match self.rounds_met {
+            Some(k) if self.rounds.len() > 1 => {
+                format!(" (met in {k} of {} rounds)", self.rounds.len())
+            }
+            _ => String::new(),
+        };
+        let verdict = match (self.target, self.met) {
+            (Some(tg), Some(true)) => format!("target <= {tg}: met{of_rounds}"),
+            (Some(tg), Some(false)) => format!("target <= {tg}: MISSED{of_rounds}"),
+            _ => String::new(),
+        };
+        format!(
+            "{:<62} {:>8.2}x {:>13}  {}",
+            self.name, self.value, spread, verdict
+        )
+        .trim_end()
+        .to_string()
     }
 }
 
@@ -735,11 +869,11 @@ mod tests {
     fn ratios_compare_medians_of_the_same_pinning() {
         let opts = Opts::parse(&[]).unwrap();
         let mut r = Report::new(&opts, &[], 0.0, 2);
-        r.add_handoff(Mech::Seqlock, true, &mut [200.0, 200.0, 200.0], "");
-        r.add_handoff(Mech::ShmbusPoll, true, &mut [240.0, 240.0, 240.0], "");
-        r.add_handoff(Mech::ShmbusRaw, true, &mut [250.0; 3], "");
-        r.add_handoff(Mech::Unix, true, &mut [2000.0; 3], "");
-        r.add_handoff(Mech::Seqlock, false, &mut [1000.0; 3], "");
+        r.add_handoff(Mech::Seqlock, true, &mut [200.0, 200.0, 200.0], &[], "");
+        r.add_handoff(Mech::ShmbusPoll, true, &mut [240.0, 240.0, 240.0], &[], "");
+        r.add_handoff(Mech::ShmbusRaw, true, &mut [250.0; 3], &[], "");
+        r.add_handoff(Mech::Unix, true, &mut [2000.0; 3], &[], "");
+        r.add_handoff(Mech::Seqlock, false, &mut [1000.0; 3], &[], "");
         r.finish();
         let poll = r.handoff.iter().find(|h| h.key == "shmbus_poll").unwrap();
         assert_eq!(poll.one_way.median_ns, 120.0, "round trip / 2");
@@ -758,6 +892,112 @@ mod tests {
         );
     }
 
+    /// A ratio is also taken round by round, each round's numerator over
+    /// the same round's denominator, and the table says in how many rounds
+    /// the target holds: a run whose pooled ratio misses by noise says so.
+    #[test]
+    fn ratios_are_paired_by_round_and_the_table_counts_the_rounds_met() {
+        let opts = Opts::parse(&[]).unwrap();
+        let mut r = Report::new(&opts, &[], 0.0, 2);
+        let mut dists = Vec::new();
+        // Round trips (one way is half): the floor drifts 200 -> 400 ns
+        // over the rounds; the raw handoff follows it at 1.2x, except in
+        // round 1 (2.0x). The typed poll is missing in round 2.
+        let floor = [200.0, 300.0, 400.0, 400.0];
+        let raw = [240.0, 600.0, 480.0, 480.0];
+        for (round, (f, w)) in floor.iter().zip(&raw).enumerate() {
+            report_push(&mut dists, Mech::Seqlock, round, *f);
+            report_push(&mut dists, Mech::ShmbusRaw, round, *w);
+            if round != 2 {
+                report_push(&mut dists, Mech::ShmbusPoll, round, *w * 1.5);
+            }
+        }
+        for d in &mut dists {
+            r.add_handoff(d.mech, d.pinned, &mut d.samples, &d.rounds, "");
+        }
+        let raw_row = r
+            .handoff
+            .iter()
+            .find(|h| h.key == "shmbus_poll_raw")
+            .unwrap();
+        assert_eq!(
+            raw_row.rounds_ns,
+            vec![Some(120.0), Some(300.0), Some(240.0), Some(240.0)],
+            "one way per round"
+        );
+        r.finish();
+        let get = |name: &str| r.ratios.iter().find(|x| x.name == name).unwrap().clone();
+        let raw = get("handoff busy-poll, raw bytes / bare seqlock floor (pinned)");
+        assert_eq!(raw.rounds, vec![1.2, 2.0, 1.2, 1.2]);
+        assert_eq!(raw.rounds_met, Some(3));
+        // Pooled, the drift of the floor reads as a miss (240 / 150 ns):
+        // paired by round, three rounds of four hold the target.
+        assert_eq!(raw.met, Some(false));
+        assert!(
+            raw.line()
+                .ends_with("1.60x   [1.20-2.00]  target <= 1.3: MISSED (met in 3 of 4 rounds)"),
+            "{}",
+            raw.line()
+        );
+        // Round 2 has no typed figure: three pairs, all 1.5x.
+        let typed = get("handoff busy-poll, typed / raw bytes (pinned)");
+        assert_eq!(typed.rounds, vec![1.5, 1.5, 1.5]);
+        assert_eq!((typed.met, typed.rounds_met), (Some(false), Some(0)));
+        assert!(
+            typed
+                .line()
+                .ends_with("target <= 1.3: MISSED (met in 0 of 3 rounds)"),
+            "{}",
+            typed.line()
+        );
+        // Without figures per round: no spread, no count.
+        let mut one = Report::new(&opts, &[], 0.0, 2);
+        one.add_handoff(Mech::Seqlock, true, &mut [200.0; 3], &[], "");
+        one.add_handoff(Mech::ShmbusRaw, true, &mut [300.0; 3], &[], "");
+        one.finish();
+        let line = one.ratios[0].line();
+        assert!(
+            line.contains(" 1.50x ")
+                && line.ends_with(" target <= 1.3: MISSED")
+                && !line.contains('['),
+            "{line}"
+        );
+    }
+
+    /// One batch of three equal round trips of `mech` in `round`.
+    fn report_push(dists: &mut Vec<Dist>, mech: Mech, round: usize, rtt: f64) {
+        push_samples(dists, mech, true, round, vec![rtt; 3]);
+    }
+
+    /// The figures per round of an in-process row are the medians of its
+    /// batches, `per_round` at a time in the order taken.
+    #[test]
+    fn micro_rounds_are_the_medians_of_each_rounds_batches() {
+        let opts = Opts::parse(&[]).unwrap();
+        let mut r = Report::new(&opts, &[], 0.0, 2);
+        r.add_micro(
+            "bare_acquire_load",
+            "load",
+            &mut [1.0, 1.0, 1.0, 2.0, 2.0, 2.0],
+            3,
+        );
+        r.add_micro(
+            "poll_nothing_new",
+            "poll",
+            &mut [1.0, 1.5, 1.2, 9.0, 2.2, 2.4],
+            3,
+        );
+        assert_eq!(r.micro[1].rounds_ns, vec![Some(1.2), Some(2.4)]);
+        r.finish();
+        let poll = r
+            .ratios
+            .iter()
+            .find(|x| x.name == "poll nothing new / bare acquire load")
+            .unwrap();
+        assert_eq!(poll.rounds, vec![1.2, 1.2]);
+        assert_eq!(poll.rounds_met, Some(2));
+    }
+
     /// Every shmbus mechanism is compared with a floor: a variant added
     /// later gets its `/floor` column without a list to extend.
     #[test]
@@ -765,7 +1005,7 @@ mod tests {
         let opts = Opts::parse(&[]).unwrap();
         let mut r = Report::new(&opts, &[], 0.0, 2);
         for m in Mech::ALL {
-            r.add_handoff(m, true, &mut [200.0; 3], "");
+            r.add_handoff(m, true, &mut [200.0; 3], &[], "");
         }
         r.finish();
         for h in r.handoff.iter().filter(|h| h.kind == Kind::Shmbus) {

@@ -36,6 +36,13 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// The median of `samples` (copied, not reordered); NaN if empty.
+pub fn median(samples: &[f64]) -> f64 {
+    let mut v = samples.to_vec();
+    v.sort_by(f64::total_cmp);
+    quantile(&v, 0.5)
+}
+
 impl Summary {
     /// Summarise `samples` (sorted in place).
     pub fn of(samples: &mut [f64]) -> Summary {

@@ -184,6 +184,30 @@ fn quick_json_run_measures_everything_and_cleans_up() {
     }
     assert!(v["ratios"].as_array().is_some_and(|r| !r.is_empty()));
     assert!(v["machine"]["cpu_model"].is_string());
+    // One round: every row has its one median per round, and every ratio
+    // of two rows (not the fan-out's) its one ratio of that round.
+    for row in v["handoff"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(v["micro"].as_array().unwrap())
+    {
+        let r = row["rounds_ns"].as_array().expect("rounds_ns");
+        assert!(r.len() == 1 && r[0].as_f64().is_some(), "{row}");
+    }
+    let per_round = |name: &str| {
+        let r = ratios.iter().find(|r| r["name"] == name).expect(name);
+        (
+            r["rounds"].as_array().map(Vec::len),
+            r["rounds_met"].as_u64(),
+        )
+    };
+    let (n, met) = per_round("poll nothing new / bare acquire load");
+    assert!(n == Some(1) && met <= Some(1), "{n:?} {met:?}");
+    let (n, met) = per_round("blocking wake-up / raw futex floor (unpinned)");
+    assert!(n == Some(1) && met <= Some(1), "{n:?} {met:?}");
+    let (n, met) = per_round("publish cost 2 / 1 subscribers (on, polling)");
+    assert_eq!((n, met), (Some(0), None), "fan-out points have no rounds");
 
     assert_eq!(
         leftovers(pid),
