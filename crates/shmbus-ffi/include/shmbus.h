@@ -469,7 +469,10 @@ const char *shmbus_strerror(int32_t code);
 /**
  * The full message of the most recent failed call on this thread: what
  * went wrong, with the key and numbers, and what to do. Valid until the
- * next failing call on the same thread; `""` if none failed yet.
+ * next failing call on the same thread (and while the thread lives); `""`
+ * if none failed yet. Usable at any time, also from an `atexit` handler
+ * or a thread-local or `pthread_key` destructor. A message longer than
+ * 1023 bytes is cut and ends in `...`.
  */
 const char *shmbus_last_error(void);
 

@@ -62,7 +62,10 @@ pub extern "C" fn shmbus_strerror(code: i32) -> *const c_char {
 
 /// The full message of the most recent failed call on this thread: what
 /// went wrong, with the key and numbers, and what to do. Valid until the
-/// next failing call on the same thread; `""` if none failed yet.
+/// next failing call on the same thread (and while the thread lives); `""`
+/// if none failed yet. Usable at any time, also from an `atexit` handler
+/// or a thread-local or `pthread_key` destructor. A message longer than
+/// 1023 bytes is cut and ends in `...`.
 #[unsafe(no_mangle)]
 pub extern "C" fn shmbus_last_error() -> *const c_char {
     status::last_error_ptr()

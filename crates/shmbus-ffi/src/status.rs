@@ -9,7 +9,6 @@
 
 use core::ffi::c_char;
 use std::cell::{Cell, RefCell};
-use std::ffi::CString;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// Success.
@@ -150,8 +149,18 @@ impl Error {
 /// The result type of the functions behind the exports.
 pub type Result<T> = core::result::Result<T, Error>;
 
+/// Room for the last error message, with its NUL. Longer messages are cut
+/// at a character boundary and end in `...`.
+pub(crate) const LAST_ERROR_CAP: usize = 1024;
+
 thread_local! {
-    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    /// The last error message of this thread, NUL-terminated. A byte array,
+    /// const-initialised: a thread-local without a destructor, so it can be
+    /// read and written at any time, also from an `atexit` handler or a
+    /// `pthread_key` destructor that runs after the thread's destructible
+    /// thread-locals are gone (a `CString` here made a failing call at that
+    /// point abort the process).
+    static LAST_ERROR: RefCell<[u8; LAST_ERROR_CAP]> = const { RefCell::new([0; LAST_ERROR_CAP]) };
     /// Whether this thread is inside an exported function now. Set at the
     /// entry of [`guard`]: a second entry on the same thread can only be a
     /// signal handler that interrupted the first (no export calls another
@@ -164,9 +173,31 @@ thread_local! {
 
 fn set_last_error(message: &str) {
     // A message with an interior NUL is cut there rather than lost.
-    let bytes: Vec<u8> = message.bytes().take_while(|&b| b != 0).collect();
-    let c = CString::new(bytes).unwrap_or_default();
-    LAST_ERROR.with(|l| *l.borrow_mut() = c);
+    let message = message.split('\0').next().unwrap_or_default();
+    LAST_ERROR.with(|l| {
+        let mut buf = l.borrow_mut();
+        let n = fit(message, LAST_ERROR_CAP - 1);
+        buf[..n].copy_from_slice(&message.as_bytes()[..n]);
+        if n < message.len() {
+            // Cut: the last three bytes say so (n >= 3: the cap is far
+            // above a character's 4 bytes).
+            buf[n - 3..n].copy_from_slice(b"...");
+        }
+        buf[n] = 0;
+    });
+}
+
+/// How many bytes of `s` fit in `cap`, cut at a character boundary, with
+/// room for a closing `...` if cut.
+fn fit(s: &str, cap: usize) -> usize {
+    if s.len() <= cap {
+        return s.len();
+    }
+    let mut n = cap;
+    while !s.is_char_boundary(n - 3) {
+        n -= 1;
+    }
+    n
 }
 
 unsafe extern "C" {
@@ -218,9 +249,9 @@ impl Drop for InCall {
 }
 
 /// The calling thread's last error message; valid until the next failing
-/// call on this thread.
+/// call on this thread, and while the thread lives.
 pub(crate) fn last_error_ptr() -> *const c_char {
-    LAST_ERROR.with(|l| l.borrow().as_ptr())
+    LAST_ERROR.with(|l| l.as_ptr().cast::<c_char>().cast_const())
 }
 
 /// Run the body of an exported function: its `Ok` value is the status, an
@@ -293,6 +324,27 @@ mod tests {
         unsafe { std::ffi::CStr::from_ptr(last_error_ptr()) }
             .to_string_lossy()
             .into_owned()
+    }
+
+    /// A message longer than the buffer is cut at a character boundary and
+    /// ends in `...`; a shorter one after it is whole, with no rest of the
+    /// longer one.
+    #[test]
+    fn a_long_message_is_cut_at_a_character_and_marked() {
+        for pad in 0..4 {
+            let long = format!("{}{}", "x".repeat(LAST_ERROR_CAP - 6 + pad), "é".repeat(8));
+            set_last_error(&long);
+            let got = last();
+            assert!(got.len() <= LAST_ERROR_CAP - 1, "{}", got.len());
+            assert!(got.ends_with("..."), "{got}");
+            let kept = &got[..got.len() - 3];
+            assert!(long.starts_with(kept) && kept.len() >= LAST_ERROR_CAP - 7);
+        }
+        let exact = "y".repeat(LAST_ERROR_CAP - 1);
+        set_last_error(&exact);
+        assert_eq!(last(), exact);
+        set_last_error("short\0 after a NUL");
+        assert_eq!(last(), "short");
     }
 
     #[test]
