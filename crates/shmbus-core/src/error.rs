@@ -219,6 +219,16 @@ pub enum OpenError {
         /// Bytes requested.
         size: u64,
     },
+    /// This process has no memory for the reader's frame buffer of `size`
+    /// bytes (the topic's frame capacity, up to 16 MiB): a process memory
+    /// limit such as `ulimit -v`, or a machine out of memory. Nothing was
+    /// attached.
+    BufferMemory {
+        /// The System V key.
+        key: i32,
+        /// Bytes requested.
+        size: u64,
+    },
     /// The segment could not be mapped (`ENOMEM` from `shmat`): this
     /// process has no room for a segment of `size` bytes (an address-space
     /// limit, or a 32-bit process and a segment of gigabytes, which any
@@ -531,6 +541,11 @@ impl fmt::Display for OpenError {
                 "out of memory creating a {size}-byte segment for key {}",
                 Key(*key)
             ),
+            OpenError::BufferMemory { key, size } => write!(
+                f,
+                "out of memory for this reader's {size}-byte frame buffer (the topic at key {} has frames of up to {size} bytes): free memory, or raise this process's memory limit (`ulimit -v`)",
+                Key(*key)
+            ),
             OpenError::CannotMap { key, size } => write!(
                 f,
                 "cannot map the segment at key {} ({size} bytes): this process has no address space for it (an address-space limit such as `ulimit -v`, or a 32-bit process); raise the limit, or if you do not need that segment (`shmbus list` shows its owner), remove it as its owner or root (`ipcrm -M {}`)",
@@ -599,6 +614,16 @@ pub enum ReadError {
         /// What failed.
         what: &'static str,
     },
+    /// The caller's buffer could not grow to the frame's `size` bytes: this
+    /// process is out of memory or at its memory limit. Only that frame is
+    /// lost, as for [`ReadError::Undecodable`]: the cursor has moved past
+    /// it.
+    BufferMemory {
+        /// Generation of the frame.
+        generation: u64,
+        /// Bytes the buffer needed.
+        size: u64,
+    },
 }
 
 impl fmt::Display for ReadError {
@@ -619,6 +644,10 @@ impl fmt::Display for ReadError {
             ReadError::Corrupt { generation, what } => write!(
                 f,
                 "frame {generation} is corrupt ({what}): the publisher and subscriber disagree on the type, or the segment was overwritten"
+            ),
+            ReadError::BufferMemory { generation, size } => write!(
+                f,
+                "out of memory for a buffer of frame {generation}'s {size} bytes; skipped it, the next read returns the frame after it: free memory, or raise this process's memory limit (`ulimit -v`)"
             ),
         }
     }

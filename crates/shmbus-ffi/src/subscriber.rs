@@ -434,12 +434,25 @@ fn open(
     }
     let schema = SchemaDef::from_bytes(&info.schema).map(Arc::new);
     let cap = info.geometry.frame_capacity;
+    // Two buffers of up to 16 MiB each: an error, not an abort, when this
+    // process has no room for them.
+    let buffer = || {
+        let mut v = Vec::new();
+        v.try_reserve_exact(cap + 4)
+            .map_err(|_| {
+                topic::open_error(shmbus_core::OpenError::BufferMemory {
+                    key: t.key,
+                    size: cap as u64 + 4,
+                })
+            })
+            .map(|()| v)
+    };
     let sub = Sub {
         raw,
         schema,
-        buf: Vec::with_capacity(cap + 4),
+        buf: buffer()?,
         pending: None,
-        lbuf: Vec::with_capacity(cap + 4),
+        lbuf: buffer()?,
         pending_latest: None,
         last: None,
         text: Vec::new(),

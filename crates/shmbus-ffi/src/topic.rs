@@ -132,6 +132,7 @@ pub(crate) fn open_error(e: OpenError) -> Error {
         | OpenError::SystemLimit { .. }
         | OpenError::SemaphoreLimit { .. }
         | OpenError::OutOfMemory { .. }
+        | OpenError::BufferMemory { .. }
         | OpenError::CannotMap { .. }
         | OpenError::LockDenied { .. } => SHMBUS_ERR_SYSTEM_LIMIT,
         OpenError::InvalidTopic { .. } => SHMBUS_ERR_INVALID,

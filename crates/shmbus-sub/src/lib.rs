@@ -706,14 +706,27 @@ impl RawSubscriber {
 
     /// The newest frame's bytes into `out`.
     pub fn latest_bytes(&mut self, out: &mut Vec<u8>) -> Result<Option<SlotMeta>, ReadError> {
-        Ok(self
-            .latest_with(|m, w| copy_from_words(w, m.len as usize, out))?
-            .map(|(m, ())| m))
+        match self.latest_with(|m, w| fill(w, m.len as usize, out))? {
+            Some((m, Ok(()))) => Ok(Some(m)),
+            Some((m, Err(size))) => Err(ReadError::BufferMemory {
+                generation: m.generation,
+                size,
+            }),
+            None => Ok(None),
+        }
     }
 
     /// The next frame's bytes, in publish order, into `out`.
     pub fn next_bytes(&mut self, out: &mut Vec<u8>) -> Result<RawNext<()>, ReadError> {
-        self.next_with(|m, w| copy_from_words(w, m.len as usize, out))
+        match self.next_with(|m, w| fill(w, m.len as usize, out))? {
+            RawNext::Frame(m, Ok(())) => Ok(RawNext::Frame(m, ())),
+            RawNext::Frame(m, Err(size)) => Err(ReadError::BufferMemory {
+                generation: m.generation,
+                size,
+            }),
+            RawNext::Missed(n) => Ok(RawNext::Missed(n)),
+            RawNext::Empty => Ok(RawNext::Empty),
+        }
     }
 
     /// The newest frame's bytes into `out`, a buffer of a size known when
@@ -1174,8 +1187,17 @@ impl<T: DeserializeOwned + Schema> Subscriber<T> {
                 found: info.schema_fingerprint,
             });
         }
-        // Whole words: the copy is word by word.
-        let scratch = vec![0; info.geometry.frame_words() * 4];
+        // Whole words: the copy is word by word. Up to 16 MiB: an error,
+        // not an abort, when this process has no room for it.
+        let size = info.geometry.frame_words() * 4;
+        let mut scratch = Vec::new();
+        scratch
+            .try_reserve_exact(size)
+            .map_err(|_| OpenError::BufferMemory {
+                key: topic.key,
+                size: size as u64,
+            })?;
+        scratch.resize(size, 0);
         Ok(Subscriber {
             raw,
             scratch,
@@ -1300,6 +1322,20 @@ impl<T: DeserializeOwned + Schema> Subscriber<T> {
     pub fn raw(&mut self) -> &mut RawSubscriber {
         &mut self.raw
     }
+}
+
+/// [`copy_from_words`] into `out`, after growing `out` to the frame's
+/// length without aborting when memory is short (frames can be up to
+/// 16 MiB): `Err(len)` then, and `out` is unchanged. One compare when `out`
+/// already has the room.
+#[inline]
+fn fill(words: ReadWords<'_>, len: usize, out: &mut Vec<u8>) -> Result<(), u64> {
+    if len > out.capacity() {
+        out.try_reserve_exact(len - out.len())
+            .map_err(|_| len as u64)?;
+    }
+    copy_from_words(words, len, out);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -181,6 +181,7 @@ fn child_role_entry() {
         "pong" => roles::pong(&args),
         "steady-pub" => roles::steady_publisher(&args),
         "periodic-latest" => roles::periodic_latest_reader(&args),
+        "short-of-memory" => roles::short_of_memory_reader(&args),
         _ => panic!("unknown role {role}"),
     }
 }

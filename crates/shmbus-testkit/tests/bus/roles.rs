@@ -389,3 +389,61 @@ pub(super) fn periodic_latest_reader(args: &[String]) {
     }
     say!("RESULT ok={ok} torn={torn} stuck={stuck} died={died} other={other} midwrite={midwrite}");
 }
+
+/// Role `short-of-memory`: attach the topic in `args` with this process's
+/// address space limited to what it maps now, plus the segment, plus 4 MiB:
+/// room to map the segment but not for a frame buffer of its 16 MB
+/// frames. Prints what each reader got: `typed=` the typed attach's error,
+/// `raw=` the raw attach and then `latest_bytes` into an empty buffer.
+pub fn short_of_memory_reader(args: &[String]) {
+    let t = topic_from(args);
+    let seg_bytes: u64 = args[4].parse().unwrap();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let vm_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmSize");
+    let limit = vm_kib * 1024 + seg_bytes + (4 << 20);
+    let lim = libc::rlimit {
+        rlim_cur: limit as libc::rlim_t,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: sets this process's own limit from a valid struct.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &lim) }, 0);
+    // Is it enforced? qemu-user ignores a guest's RLIMIT_AS (it would
+    // limit qemu itself): then the segment plus 8 MiB more still maps.
+    let probe_len = seg_bytes as usize + (8 << 20);
+    // SAFETY: a fresh private anonymous mapping, unmapped at once.
+    let probe = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            probe_len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if probe != libc::MAP_FAILED {
+        // SAFETY: the mapping made just above.
+        unsafe { libc::munmap(probe, probe_len) };
+        println!("@@ limit=not enforced");
+        return;
+    }
+    let typed = match Subscriber::<Check>::attach(&t) {
+        Ok(_) => "attached".to_string(),
+        Err(e @ OpenError::BufferMemory { .. }) => format!("BufferMemory: {e}"),
+        Err(e) => format!("other: {e}"),
+    };
+    println!("@@ typed={typed}");
+    let raw = match shmbus_sub::RawSubscriber::attach(&t) {
+        Ok(mut r) => match r.latest_bytes(&mut Vec::new()) {
+            Ok(m) => format!("read {:?}", m.map(|m| m.len)),
+            Err(e @ ReadError::BufferMemory { .. }) => format!("BufferMemory: {e}"),
+            Err(e) => format!("other: {e}"),
+        },
+        Err(e) => format!("attach failed: {e}"),
+    };
+    println!("@@ raw={raw}");
+}
