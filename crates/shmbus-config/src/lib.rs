@@ -169,13 +169,60 @@ type PipeReads = std::collections::HashMap<(u64, u64), Result<Vec<u8>, String>>;
 static PIPES: std::sync::OnceLock<std::sync::Mutex<PipeReads>> = std::sync::OnceLock::new();
 
 fn read_pipe(file: std::fs::File) -> Result<Vec<u8>, String> {
-    // Back to blocking reads: a pipe with a writer is read to its end.
-    let flags = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFL)
-        .map_err(|e| format!("cannot read the config: {e}"))?;
-    let flags = nix::fcntl::OFlag::from_bits_truncate(flags) & !nix::fcntl::OFlag::O_NONBLOCK;
-    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(flags))
-        .map_err(|e| format!("cannot read the config: {e}"))?;
-    read_to_limit(file)
+    read_pipe_within(file, PIPE_IDLE)
+}
+
+/// How long a config pipe's writer may send nothing without closing it
+/// before [`Config::load`] gives up: a writer that holds the pipe open and
+/// stalls (a stuck `<(...)` command, a FIFO a process opened and forgot)
+/// blocked the load, and every tool and the C library with it, for as long
+/// as the writer lived.
+pub const PIPE_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Read a pipe (opened with `O_NONBLOCK`) to its end, up to
+/// [`MAX_CONFIG_BYTES`], waiting at most `idle` for each next byte.
+fn read_pipe_within(file: std::fs::File, idle: std::time::Duration) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let mut file = file;
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let mut since = std::time::Instant::now();
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => return Ok(bytes),
+            Ok(n) => {
+                bytes.extend_from_slice(&chunk[..n]);
+                if bytes.len() as u64 > MAX_CONFIG_BYTES {
+                    return Err(format!(
+                        "the config is larger than {} KiB; a config file is a few KiB: is this the right file?",
+                        MAX_CONFIG_BYTES / 1024
+                    ));
+                }
+                since = std::time::Instant::now();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let left = idle.saturating_sub(since.elapsed());
+                if left.is_zero() {
+                    return Err(format!(
+                        "cannot read the config: its pipe's writer sent nothing for {} s and did not close it (is the command writing it stuck?)",
+                        idle.as_secs_f64()
+                    ));
+                }
+                let mut pfd = libc::pollfd {
+                    fd: file.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+                // SAFETY: one valid pollfd for an open descriptor; the
+                // result is checked below only as "ready or not".
+                unsafe { libc::poll(&mut pfd, 1, ms) };
+            }
+            Err(e) => return Err(format!("cannot read the config: {e}")),
+        }
+    }
 }
 
 /// Read `file` up to [`MAX_CONFIG_BYTES`]; more is an error.
@@ -230,7 +277,9 @@ impl Config {
     /// (`--config <(...)`) of at most [`MAX_CONFIG_BYTES`].
     ///
     /// Never blocks on a FIFO that nobody writes (it is opened with
-    /// `O_NONBLOCK`: no writer reads as empty) and never reads without
+    /// `O_NONBLOCK`: no writer reads as empty), waits at most
+    /// [`PIPE_IDLE`] for a pipe's writer that sends nothing and does not
+    /// close it (an error then), and never reads without
     /// bound (`/dev/zero`, a growing file): a device is refused, a longer
     /// input is an error naming the limit. A pipe is read once per
     /// process: every later load of it gets what the first one got, the

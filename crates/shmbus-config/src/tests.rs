@@ -1007,3 +1007,44 @@ fn a_pipe_is_read_once_and_every_load_of_it_gets_that_text() {
     writer.join().unwrap();
     drop(read_end);
 }
+
+/// A pipe whose writer holds it open and sends nothing is an error after
+/// the idle limit, not a load blocked for as long as the writer lives; a
+/// writer that sends slowly, each piece within the limit, is read to the
+/// end.
+#[test]
+fn a_pipe_whose_writer_stalls_is_an_error_after_the_idle_limit() {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    shmbus_testkit::watchdog("pipe idle test", Duration::from_secs(60));
+    let idle = Duration::from_millis(400);
+    let open = |fd: &std::os::fd::OwnedFd| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .unwrap()
+    };
+    use std::os::unix::fs::OpenOptionsExt;
+    // Stalled: the write end stays open, nothing written.
+    let (r, w) = nix::unistd::pipe().unwrap();
+    let start = std::time::Instant::now();
+    let got = crate::read_pipe_within(open(&r), idle);
+    let took = start.elapsed();
+    let err = got.expect_err("a stalled writer is an error");
+    assert!(err.contains("sent nothing for 0.4 s"), "{err}");
+    assert!(took >= idle, "{took:?}");
+    drop(w);
+    // Slow: three pieces 150 ms apart, then closed.
+    let (r, w) = nix::unistd::pipe().unwrap();
+    let writer = std::thread::spawn(move || {
+        let mut w = std::fs::File::from(w);
+        for piece in ["bus = ", "\"slow\"", "\n"] {
+            std::thread::sleep(Duration::from_millis(150));
+            w.write_all(piece.as_bytes()).unwrap();
+        }
+    });
+    let got = crate::read_pipe_within(open(&r), idle).expect("a slow writer is read");
+    assert_eq!(got, b"bus = \"slow\"\n");
+    writer.join().unwrap();
+}
