@@ -44,6 +44,7 @@ __all__ = [
     "SchemaError",
     "JsonError",
     "ConfigError",
+    "Reentrant",
     "ReadError",
     "Closed",
     "key",
@@ -264,6 +265,13 @@ class ConfigError(ShmbusError):
     message``), or declares no topic of that name (SHMBUS_ERR_CONFIG)."""
 
 
+class Reentrant(ShmbusError, RuntimeError):
+    """A read of a subscriber from a signal handler that interrupted a read
+    of the same subscriber on the same thread (a wait): the interrupted read
+    owns its buffer. Read another subscriber there, or set a flag and read
+    after the wait returns (SHMBUS_ERR_REENTRANT, as the C library says)."""
+
+
 _ERRORS = {
     -4: InvalidArgument,
     -3: Closed,
@@ -279,6 +287,7 @@ _ERRORS = {
     -19: SchemaError,
     -20: JsonError,
     -26: ConfigError,
+    -27: Reentrant,
 }
 
 
@@ -498,12 +507,27 @@ class Subscriber:
         # before this one decoded it. A fork() child gets a fresh one
         # (_after_fork_in_child): a thread of the parent that held it does
         # not exist there to release it.
-        self._read_lock = threading.Lock()
+        # Re-entrant, so a signal handler that reads this subscriber on the
+        # thread it interrupted does not wait for ever on the lock that
+        # thread holds; `_reading` then says the interrupted read is inside
+        # and the handler's read raises Reentrant.
+        self._read_lock = threading.RLock()
+        self._reading = False
         _subscribers.add(self)
 
     def _read(self, how, timeout=0.0):
         with self._read_lock:
-            return self._read_locked(how, timeout)
+            if self._reading:
+                raise Reentrant(
+                    -27,
+                    "a read of '%s' from a signal handler that interrupted a read of it on the "
+                    "same thread: read it after that read returns" % self.topic,
+                )
+            self._reading = True
+            try:
+                return self._read_locked(how, timeout)
+            finally:
+                self._reading = False
 
     def _read_locked(self, how, timeout):
         if self._h is None:
@@ -826,7 +850,8 @@ def _after_fork_in_child():
     handle the parent's thread had inside the C library is refused by it
     with a code (the C library marks those at the fork)."""
     for s in list(_subscribers):
-        s._read_lock = threading.Lock()
+        s._read_lock = threading.RLock()
+        s._reading = False
 
 
 if hasattr(os, "register_at_fork"):

@@ -385,6 +385,60 @@ def test_ctrl_c_interrupts_a_wait_at_once(key):
     assert r.returncode == 0, r.stdout
 
 
+# A child whose signal handler reads the subscriber that the main thread is
+# waiting on. The handler's read raises Reentrant at once; the wait goes on
+# and returns the frame published after the signal.
+_REENTRANT_CHILD = r"""
+import signal, sys, threading, time
+sys.path[:0] = [%(tests)r]
+import shmbus
+from test_shmbus import _inside
+
+main = threading.main_thread().ident
+pub = shmbus.Publisher("reentrant", "struct C { v: u32 }", key=%(key)d)
+sub = shmbus.Subscriber("reentrant", key=%(key)d, wait=0)
+seen = []
+
+def handler(signum, frame):
+    try:
+        seen.append(("read", sub.latest()))
+    except shmbus.Reentrant as e:
+        seen.append(("Reentrant", str(e)))
+
+signal.signal(signal.SIGUSR1, handler)
+
+def run():
+    assert _inside(main, "_read_locked")
+    time.sleep(0.3)
+    signal.pthread_kill(main, signal.SIGUSR1)
+    time.sleep(0.3)
+    pub.publish({"v": 7})
+
+threading.Thread(target=run, daemon=True).start()
+got = sub.wait(timeout=60)
+print("handler:", seen[0][0])
+print("wait:", got["value"]["v"])
+print("after:", sub.latest()["value"]["v"])
+pub.close()
+"""
+
+
+def test_a_signal_handler_reading_the_waiting_subscriber_raises_not_deadlocks(key):
+    """A signal handler that reads the subscriber its thread is waiting on
+    gets `Reentrant` at once, and the wait returns the next frame: before,
+    the handler waited for ever on the read lock the interrupted wait held
+    (a SIGTERM handler doing a last read hung the process)."""
+    import subprocess
+
+    code = _REENTRANT_CHILD % {"tests": os.path.dirname(os.path.abspath(__file__)), "key": key}
+    try:
+        r = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail("the handler's read or the wait hung: %s" % e.stdout)
+    assert r.stdout.split("\n")[:3] == ["handler: Reentrant", "wait: 7", "after: 7"], r.stdout
+    assert r.returncode == 0, r.stdout
+
+
 def test_close_from_another_thread_ends_a_wait_promptly(key):
     """`close()` while another thread waits returns, and the wait raises
     `Closed`, without waiting for the wait's timeout: before, close()
