@@ -104,8 +104,8 @@ impl Topic {
         self
     }
 
-    /// Check the description: name ([`validate_topic_name`]), key, slots
-    /// and mode.
+    /// Check the description: name ([`validate_topic_name`]), key, slots,
+    /// mode and group.
     pub fn validate(&self) -> Result<(), OpenError> {
         validate_topic_name(&self.name).map_err(|reason| OpenError::InvalidTopic { reason })?;
         let bad = |reason: String| Err(OpenError::InvalidTopic { reason });
@@ -127,6 +127,12 @@ impl Topic {
                 "mode {:03o} must let the owner read and write (0o600)",
                 self.mode
             ));
+        }
+        if self.group == Some(u32::MAX) {
+            return bad(
+                "group 4294967295 is (gid_t)-1, which names no group (the kernel reads it as \"leave unchanged\" and refuses it here): give a group id below it"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -277,6 +283,22 @@ pub fn derive_key(bus: &str, name: &str) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A group of (gid_t)-1 is refused by name before any system call (it
+    /// was `semctl(IPC_SET): Invalid argument` after the lock was made);
+    /// the group below it is a group like any other.
+    #[test]
+    fn a_group_of_gid_minus_one_is_invalid() {
+        let t = Topic::new("imu").key(0x5000_0001);
+        match t.clone().group(u32::MAX).validate() {
+            Err(OpenError::InvalidTopic { reason }) => {
+                assert!(reason.contains("group 4294967295"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(t.clone().group(u32::MAX - 1).validate().is_ok());
+        assert!(t.group(0).validate().is_ok());
+    }
 
     #[test]
     fn names_in_errors_are_escaped_and_cut() {
