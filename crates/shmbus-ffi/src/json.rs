@@ -15,16 +15,31 @@ use crate::status::*;
 use crate::subscriber::{self, Dest, shmbus_sample, shmbus_subscriber};
 
 /// The codec of a schema, made when first needed.
-pub(crate) fn codec(def: &SchemaDef) -> Result<&Codec> {
-    def.codec
-        .get_or_init(|| Codec::new(def.owned.clone()).map_err(|e| e.to_string()))
-        .as_ref()
-        .map_err(|e| {
-            Error::new(
-                SHMBUS_ERR_SCHEMA,
-                format!("schema '{}': {e}", def.owned.name),
-            )
-        })
+pub(crate) fn codec(def: &SchemaDef) -> Result<Arc<Codec>> {
+    let made = match def.codec.try_lock() {
+        Ok(mut cached) => cached.get_or_insert_with(|| make(def)).clone(),
+        // Another thread is making it (or made it and still holds the
+        // lock a moment), or, in a `fork()` child, a thread of the parent
+        // was making it at the fork and will never finish here: make a
+        // copy for this call rather than wait, which could be for ever.
+        Err(std::sync::TryLockError::WouldBlock) => make(def),
+        Err(std::sync::TryLockError::Poisoned(p)) => {
+            let mut cached = p.into_inner();
+            cached.get_or_insert_with(|| make(def)).clone()
+        }
+    };
+    made.map_err(|e| {
+        Error::new(
+            SHMBUS_ERR_SCHEMA,
+            format!("schema '{}': {e}", def.owned.name),
+        )
+    })
+}
+
+fn make(def: &SchemaDef) -> crate::schema::CodecResult {
+    Codec::new(def.owned.clone())
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
 }
 
 /// Render frame `bytes` of `def` as JSON text plus a NUL into `out`;
@@ -93,7 +108,8 @@ pub unsafe extern "C" fn shmbus_schema_text(
         // SAFETY: the caller's contract.
         let buf = unsafe { cabi::buffer(buf.cast(), cap, "buf") }?;
         let def = schema::get(schema)?;
-        let text = codec(&def)?.text();
+        let c = codec(&def)?;
+        let text = c.text();
         *len = text.len();
         cabi::copy_str_out(text.as_bytes(), buf, "the schema text")?;
         Ok(SHMBUS_OK)
@@ -185,5 +201,32 @@ fn json_fault(e: &serde_json::Error) -> &'static str {
         "JSON refused"
     } else {
         "not JSON"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::SchemaDef;
+
+    /// The codec is made without waiting for a thread that holds the
+    /// schema's codec lock: in a `fork()` child that thread is a parent's
+    /// that will never let go (a `OnceLock` mid-initialisation blocked the
+    /// child's first use of the schema for ever). Held here by this thread,
+    /// as a dead holder would hold it: the call returns a codec at once,
+    /// and once the lock is free the next call caches one.
+    #[test]
+    fn the_codec_is_made_without_waiting_for_a_held_lock() {
+        shmbus_testkit::watchdog("codec lock test", std::time::Duration::from_secs(60));
+        let def = SchemaDef::for_tests();
+        {
+            let held = def.codec.lock().unwrap();
+            let c = codec(&def).expect("a codec while the lock is held");
+            assert!(c.text().contains("u32"), "{}", c.text());
+            assert!(held.is_none(), "nothing cached under another's lock");
+        }
+        let a = codec(&def).unwrap();
+        let b = codec(&def).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "cached once the lock is free");
     }
 }

@@ -5,7 +5,10 @@
 //! flattened [`Layout`] when the typed field functions cover the shape.
 
 use core::ffi::c_char;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
+
+/// A schema's codec, or why it has none.
+pub type CodecResult = core::result::Result<Arc<shmbus_codec::Codec>, String>;
 
 use postcard_schema::schema::owned::OwnedNamedType;
 use shmbus_core::layout::fnv1a64;
@@ -37,8 +40,12 @@ pub struct SchemaDef {
     /// The flattened layout, or why the typed field functions cannot cover
     /// this schema.
     pub layout: Result<Layout>,
-    /// The shared codec (JSON, declaration text), made when first needed.
-    pub codec: OnceLock<core::result::Result<shmbus_codec::Codec, String>>,
+    /// The shared codec (JSON, declaration text), made when first needed
+    /// ([`crate::json::codec`]). A mutex taken only with `try_lock`, not a
+    /// `OnceLock`: a `fork()` while a thread of the parent was making it
+    /// left the `OnceLock` "being initialised" in the child for ever, and
+    /// the child's first use of the schema blocked.
+    pub codec: Mutex<Option<CodecResult>>,
 }
 
 impl SchemaDef {
@@ -49,7 +56,7 @@ impl SchemaDef {
         Ok(SchemaDef {
             fingerprint: fnv1a64(&bytes),
             layout: Layout::new(&owned),
-            codec: OnceLock::new(),
+            codec: Mutex::new(None),
             owned,
             bytes,
         })
