@@ -6,6 +6,11 @@
  * Every function returns an int32_t status: SHMBUS_OK (0) or another
  * non-negative outcome, or a negative SHMBUS_ERR_* code; then
  * shmbus_last_error() says what went wrong and what to do.
+ *
+ * The caller's contract, which no function can check: a non-NULL pointer
+ * points to memory of the stated type and size, a string ends in a NUL,
+ * and the pointer arguments of one call do not overlap (an output buffer,
+ * a length or sample to write, and a text to read are separate memory).
  */
 
 #ifndef SHMBUS_H

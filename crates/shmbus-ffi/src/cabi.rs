@@ -1,8 +1,11 @@
 //! Checked conversions of C arguments: NULL pointers, strings that are not
 //! UTF-8 and buffers become status codes, never undefined behaviour on the
 //! Rust side. What cannot be checked (a non-NULL pointer to too little or
-//! freed memory, a string without its NUL) is the caller's contract, stated
-//! in each function's `# Safety` section and in `shmbus.h`.
+//! freed memory, a string without its NUL, pointer arguments of one call
+//! that overlap) is the caller's contract, stated in each function's
+//! `# Safety` section and at the top of `shmbus.h`: the references these
+//! helpers make of one call's arguments (a `&str`, a `&mut [u8]`, a
+//! `&mut usize`) are sound because that contract keeps them apart.
 
 use core::ffi::{CStr, c_char};
 
