@@ -41,7 +41,7 @@ pub struct SchemaDef {
     /// this schema.
     pub layout: Result<Layout>,
     /// The shared codec (JSON, declaration text), made when first needed
-    /// ([`crate::json::codec`]). A mutex taken only with `try_lock`, not a
+    /// (`json::codec`). A mutex taken only with `try_lock`, not a
     /// `OnceLock`: a `fork()` while a thread of the parent was making it
     /// left the `OnceLock` "being initialised" in the child for ever, and
     /// the child's first use of the schema blocked.
