@@ -1465,17 +1465,29 @@ mod writer {
             let w = slot_atomics(att, info, i);
             // Relaxed: the publisher lock makes us the only writer, and the
             // dead one's stores are visible (the kernel released its lock).
-            if w[SEQ].load(Ordering::Relaxed) & 1 == 1 {
+            let g = u64::from(w[GEN_LO].load(Ordering::Relaxed))
+                | (u64::from(w[GEN_HI].load(Ordering::Relaxed)) << 32);
+            // Mid-write (a publisher died in it), or a generation no
+            // publisher writes (the segment was overwritten): emptied. Taken
+            // as the newest, an impossible generation made every later
+            // frame one that readers refuse as corrupt, and the topic
+            // unreadable for good.
+            if w[SEQ].load(Ordering::Relaxed) & 1 == 1 || g > MAX_SANE_GENERATION {
                 drop(SlotWrite::begin(w, 0));
                 repaired += 1;
             } else {
-                let g = u64::from(w[GEN_LO].load(Ordering::Relaxed))
-                    | (u64::from(w[GEN_HI].load(Ordering::Relaxed)) << 32);
                 newest = newest.max(g);
             }
         }
         let h = raw_header_of(att);
-        let g = h.generation.load(Ordering::Relaxed).max(newest);
+        // The header's generation, unless it is impossible too: then the
+        // newest frame still in the ring is where the count goes on.
+        let hg = h.generation.load(Ordering::Relaxed);
+        let g = if hg > MAX_SANE_GENERATION {
+            newest
+        } else {
+            hg.max(newest)
+        };
         h.generation.store(g, Ordering::Release);
         h.notify.store(g as u32, Ordering::Release);
         repaired

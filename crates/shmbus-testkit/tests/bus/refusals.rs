@@ -673,3 +673,48 @@ fn a_reader_with_no_room_for_its_frame_buffer_gets_an_error_not_an_abort() {
         "{out}"
     );
 }
+
+/// A complete slot whose generation no publisher writes (above 2^62: the
+/// segment was overwritten) is emptied when a publisher reopens the topic,
+/// like a slot a dead publisher left mid-write, and the count goes on from
+/// the newest real frame. Before, the reopen took it as the newest frame:
+/// every later frame got an impossible generation, readers refused the
+/// topic as corrupt for good, and the publish reported success. An
+/// impossible generation in the header is set back the same way.
+#[test]
+fn a_reopening_publisher_empties_a_slot_of_impossible_generation() {
+    watchdog(
+        "impossible generation repair test",
+        Duration::from_secs(120),
+    );
+    for header_too in [false, true] {
+        let key = unique_key("impossible-gen");
+        let _g = Guard(key);
+        let t = Topic::new("test/impossible-gen").key(key).slots(8);
+        {
+            let mut p = Publisher::<Check>::open(&t).unwrap();
+            for g in 1..=5 {
+                p.publish(&Check::new(g)).unwrap();
+            }
+        }
+        let seg = Segment::attach(&t).unwrap();
+        let geo = seg.info().geometry.clone();
+        let att = WriteAttachment::read_write(seg.shmid()).unwrap();
+        let bad = (1u64 << 62) + 16;
+        // Frame 3's slot: an even sequence (complete) and a wild generation.
+        let slot = att.atomic_words(geo.slot_offset(3), 4).unwrap();
+        slot[2].store(bad as u32, Ordering::Relaxed);
+        slot[3].store((bad >> 32) as u32, Ordering::Relaxed);
+        if header_too {
+            let h = att.raw_header().unwrap();
+            h.generation.store(bad, Ordering::Relaxed);
+        }
+        let mut p = Publisher::<Check>::open(&t).unwrap();
+        assert_eq!(p.raw().repaired_slots(), 1, "header too: {header_too}");
+        assert_eq!(p.raw().next_generation(), 6, "header too: {header_too}");
+        assert_eq!(p.publish(&Check::new(6)).unwrap(), 6);
+        let mut sub = Subscriber::<Check>::attach(&t).unwrap();
+        let s = sub.latest().unwrap().expect("the newest frame reads");
+        assert_eq!((s.generation, s.value), (6, Check::new(6)));
+    }
+}
