@@ -698,7 +698,7 @@ fn a_reopening_publisher_empties_a_slot_of_impossible_generation() {
             }
         }
         let seg = Segment::attach(&t).unwrap();
-        let geo = seg.info().geometry.clone();
+        let geo = seg.info().geometry;
         let att = WriteAttachment::read_write(seg.shmid()).unwrap();
         let bad = (1u64 << 62) + 16;
         // Frame 3's slot: an even sequence (complete) and a wild generation.
