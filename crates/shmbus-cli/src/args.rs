@@ -263,7 +263,9 @@ pub struct RmArgs {
     /// Topics to remove.
     #[arg(required = true, help = "Topics (names, keys or shmids)")]
     pub topics: Vec<String>,
-    /// Also remove topics whose publisher is alive.
+    /// Also remove topics whose publisher is alive, and a lone semaphore
+    /// (no segment) that a process holds or that is at a key outside
+    /// shmbus's 0x53...... range.
     #[arg(long)]
     pub force: bool,
 }

@@ -2390,12 +2390,13 @@ fn a_lock_only_squat_is_removed_by_the_command_the_error_suggests() {
     p.publish(&imu(1)).unwrap();
 }
 
-/// `shmbus rm KEY` removes a lock-only squat held by another user (no
-/// --force needed: there is no segment anyone could go on publishing into).
+/// `shmbus rm KEY` refuses a lock-only squat that a process holds (it may
+/// be another program's semaphore in use), naming the holder and
+/// `--force`; `rm --force KEY` removes it.
 #[test]
-fn rm_removes_a_held_lock_only_squat() {
+fn rm_removes_a_held_lock_only_squat_with_force() {
     use std::os::unix::process::CommandExt;
-    if !root_or_skip("rm_removes_a_held_lock_only_squat") {
+    if !root_or_skip("rm_removes_a_held_lock_only_squat_with_force") {
         return;
     }
     watchdog("rm_lock_only", Duration::from_secs(180));
@@ -2424,6 +2425,14 @@ fn rm_removes_a_held_lock_only_squat() {
         "{v}"
     );
     let r = run(&["rm", &k]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("held by pid") && r.stderr.contains("--force removes it"),
+        "{}",
+        r.stderr
+    );
+    assert!(shmbus_core::sysvipc::semaphore_by_key(topic.key).is_some());
+    let r = run(&["rm", "--force", &k]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stdout.contains("removed the publisher lock")
@@ -2434,6 +2443,41 @@ fn rm_removes_a_held_lock_only_squat() {
     assert!(shmbus_core::sysvipc::semaphore_by_key(topic.key).is_none());
     let r = run(&["rm", &k]);
     assert_eq!(r.code, 1, "{}", r.stderr);
+}
+
+/// A lone semaphore nobody holds, with no segment: at a key in shmbus's
+/// range (0x53......) it is a lock a topic left behind, and `rm KEY`
+/// removes it; at any other key it may be another program's, and only
+/// `rm --force KEY` does.
+#[test]
+fn rm_removes_a_free_lone_semaphore_only_in_shmbus_range_without_force() {
+    watchdog("rm_lone_semaphore", Duration::from_secs(120));
+    let make = |key: i32| {
+        // SAFETY: creates a fresh one-semaphore set at a unique key.
+        let id = unsafe { libc::semget(key, 1, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
+        assert!(id >= 0, "semget: {}", std::io::Error::last_os_error());
+    };
+    let ours = shmbus_testkit::unique_key_family(0x53, "rm-lone-ours");
+    let _g1 = Guard(ours);
+    make(ours);
+    let r = run(&["rm", &hex(ours)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(shmbus_core::sysvipc::semaphore_by_key(ours).is_none());
+
+    let other = unique_key("rm-lone-other");
+    let _g2 = Guard(other);
+    make(other);
+    let r = run(&["rm", &hex(other)]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("outside those shmbus derives") && r.stderr.contains("--force"),
+        "{}",
+        r.stderr
+    );
+    assert!(shmbus_core::sysvipc::semaphore_by_key(other).is_some());
+    let r = run(&["rm", "--force", &hex(other)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(shmbus_core::sysvipc::semaphore_by_key(other).is_none());
 }
 
 /// Every numeric option of every command, with the values that broke

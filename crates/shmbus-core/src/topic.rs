@@ -266,6 +266,13 @@ pub fn shown(s: &str) -> String {
     }
 }
 
+/// True if `key` is in the range [`derive_key`] gives (`0x53` in the top
+/// byte): a key shmbus names its topics by, not one another program is
+/// likely to use.
+pub fn is_derived_key(key: i32) -> bool {
+    (key as u32) >> 24 == 0x53
+}
+
 /// The key of topic `name` on bus `bus`: `0x53` ('S') in the top byte and
 /// the low 24 bits of FNV-1a 32 of `"{bus}/{name}"`. Never 0 (`IPC_PRIVATE`).
 /// Collisions are possible (24 bits); the config loader rejects them within a
@@ -333,6 +340,7 @@ mod tests {
         assert_ne!(k, derive_key("shmbus", "gnss"));
         assert_ne!(k, derive_key("other", "imu"));
         assert_eq!((k as u32) >> 24, 0x53);
+        assert!(is_derived_key(k));
     }
 
     /// The test vectors of `docs/LAYOUT.md` section 1.1.

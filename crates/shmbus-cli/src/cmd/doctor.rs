@@ -897,7 +897,12 @@ fn findings_of(a: &DoctorArgs, loaded: Loaded) -> Vec<Finding> {
                     l.cuid
                 );
                 let fix = format!(
-                    "remove it (as its owner or root): `shmbus rm {}`",
+                    "remove it (as its owner or root): `shmbus rm {}{}`",
+                    if super::rm::needs_force(l, &l.status()) {
+                        "--force "
+                    } else {
+                        ""
+                    },
                     key_hex(l.key)
                 );
                 match topic {

@@ -61,7 +61,7 @@ fn remove_one(arg: &str, force: bool, bus: Option<&str>) -> Result<String, Fail>
                 _ => None,
             };
             return match key.and_then(discover::lock_only_at) {
-                Some(l) => remove_lock_only(&l),
+                Some(l) => remove_lock_only(&l, force),
                 None => Err(f),
             };
         }
@@ -193,7 +193,21 @@ fn not_allowed(name: &str, e: &discover::Entry) -> Fail {
 
 /// Remove a lone publisher lock (a semaphore set of one at a key with no
 /// segment).
-fn remove_lock_only(l: &LockOnly) -> Result<String, Fail> {
+/// True if `shmbus rm` removes the lone semaphore `l` (in state `status`)
+/// only with `--force` (see [`remove_lock_only`]); what `doctor` suggests
+/// follows this.
+pub fn needs_force(l: &LockOnly, status: &PublisherStatus) -> bool {
+    matches!(status, PublisherStatus::Alive { .. }) || !shmbus_core::topic::is_derived_key(l.key)
+}
+
+/// A semaphore set with no segment at its key: a publisher lock left
+/// behind, or one that squats a topic's key, or another program's
+/// semaphore. Without `--force` it is removed only when it is nobody's
+/// now (no live process holds it) and its key is one shmbus derives from
+/// names (`0x53......`): a held semaphore belongs to a running process,
+/// and one at another key may be another program's (`shmbus rm
+/// 0x12345678` removed a semaphore a program held, and said so).
+fn remove_lock_only(l: &LockOnly, force: bool) -> Result<String, Fail> {
     let k = key_hex(l.key);
     if l.nsems != 1 {
         return Err(Fail::error(format!(
@@ -202,6 +216,18 @@ fn remove_lock_only(l: &LockOnly) -> Result<String, Fail> {
         )));
     }
     let before = l.status();
+    if !force && needs_force(l, &before) {
+        if let PublisherStatus::Alive { pid } = before {
+            return Err(Fail::error(format!(
+                "key {k} holds one semaphore (semid {}), held by pid {pid}, and no segment: a publisher lock squatting the key, a publisher creating its topic this moment, or another program's semaphore in use; refusing to take it from a running process (check `ps -p {pid}`), --force removes it",
+                l.semid
+            )));
+        }
+        return Err(Fail::error(format!(
+            "key {k} holds one semaphore (semid {}) and no segment, at a key outside those shmbus derives from names (0x53......): it may be another program's; refusing without --force (a lock a topic with this explicit key left behind: --force removes it)",
+            l.semid
+        )));
+    }
     sys::sem_remove(l.semid).map_err(|err| {
         if err.errno == sys::Errno::EPERM {
             Fail::error(format!(
