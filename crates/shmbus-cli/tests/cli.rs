@@ -3694,6 +3694,36 @@ fn record_and_foxglove_take_every_topic_form_and_fail_with_no_usable_topic() {
     );
 }
 
+/// `record` of a named topic whose schema does not decode (its fingerprint
+/// matches: a damaged segment, or a newer shmbus's) says why and fails,
+/// exit 2, as for any topic there but unusable. Was: "not recorded
+/// (upgrade shmbus)", then "recording 0 topics ()", an empty file and
+/// exit 0.
+#[test]
+fn record_fails_on_a_named_topic_whose_schema_does_not_decode() {
+    watchdog("record_bad_schema", Duration::from_secs(120));
+    let (t, _g) = topic("record-bad-schema");
+    let _p = RawPublisher::open(&t, &[0xff; 8], 64).expect("a topic with undecodable schema bytes");
+    let tmp_dir = shmbus_testkit::TempDir::new("record-bad-schema");
+    let file = tmp_dir.path().join("bad.mcap");
+    let k = hex(t.key);
+    let r = run(&[
+        "record",
+        "-o",
+        file.to_str().unwrap(),
+        "--duration",
+        "0.3",
+        &k,
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("its schema does not decode") && r.stderr.contains("damaged"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("recording 0 topics"), "{}", r.stderr);
+}
+
 /// A half-created topic as a creator leaves it, deterministically: its
 /// publisher lock first (taken and kept; `hold` keeps it held, as by a
 /// creator still at work, else it is released, as by one that died), then

@@ -764,10 +764,19 @@ impl Scan {
             return Err(why.clone());
         }
         let why = match Segment::attach_shmid(shmid, key) {
-            Ok(seg) => {
-                self.taken.insert(shmid);
-                return Ok(Some(seg));
-            }
+            // A schema that does not decode (a damaged segment whose
+            // fingerprint still matches, or a newer shmbus's) is a topic
+            // this recorder cannot read: said as such, so a recording of
+            // nothing but it fails (it was "recording 0 topics", exit 0).
+            Ok(seg) => match shmbus_core::schema::decode_schema(&seg.info().schema) {
+                Ok(_) => {
+                    self.taken.insert(shmid);
+                    return Ok(Some(seg));
+                }
+                Err(e) => Why::Unusable(format!(
+                    "its schema does not decode ({e}): the segment is damaged, or was made by a newer shmbus"
+                )),
+            },
             // Being created: look again next time.
             Err(e) if e.is_being_created() => {
                 return Err(Why::NotFound("it is still being created".into()));
@@ -1078,7 +1087,7 @@ impl Recorder {
             Ok(s) => s,
             Err(_) => {
                 eprintln!(
-                    "shmbus: warning: topic '{}' carries a schema this build cannot decode; not recorded (upgrade shmbus)",
+                    "shmbus: warning: topic '{}' carries a schema this build cannot decode (a damaged segment, or a newer shmbus's); not recorded",
                     info.name
                 );
                 return Ok(());
