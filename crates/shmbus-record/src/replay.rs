@@ -233,10 +233,34 @@ fn check_shapes(a: &ReplayArgs) -> Result<Vec<std::sync::Arc<mcap::Channel<'stat
 }
 
 /// Run `shmbus replay`.
+///
+/// A replay that fails leaves no topic it created and published nothing
+/// on: every topic is opened before the first frame, so a later topic
+/// refused (a system limit, another user's key, a live publisher) or a
+/// file found damaged before its first frame left the earlier topics
+/// behind, empty and with their locks, under "nothing was replayed".
 pub fn run(a: ReplayArgs) -> Result<(), Exit> {
+    let mut publishers: Publishers = HashMap::new();
+    let r = replay(a, &mut publishers);
+    if r.is_err() {
+        for (_, p) in publishers.drain() {
+            if p.created() && p.next_generation() == 1 {
+                let name = p.name().to_string();
+                if let Err(e) = p.remove() {
+                    eprintln!(
+                        "shmbus: warning: cannot remove topic '{}' that this replay created: {e}",
+                        shown(&name)
+                    );
+                }
+            }
+        }
+    }
+    r
+}
+
+fn replay(a: ReplayArgs, publishers: &mut Publishers) -> Result<(), Exit> {
     stop::install().map_err(Exit::error)?;
     let mut targets: HashMap<u16, Target> = HashMap::new();
-    let mut publishers: Publishers = HashMap::new();
     let mut seen_topics: HashSet<String> = HashSet::new();
     let mut published: u64 = 0;
     let start = Instant::now();
@@ -248,7 +272,7 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
     // recording) and has a live publisher is refused now, not after the
     // other topics were replayed up to it.
     for ch in check_shapes(&a)? {
-        let t = open_target(&a, &ch, &mut seen_topics, &mut publishers).map_err(|mut x| {
+        let t = open_target(&a, &ch, &mut seen_topics, publishers).map_err(|mut x| {
             x.message.push_str("; nothing was replayed");
             x
         })?;
@@ -311,7 +335,7 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
             let target = match targets.get(&m.channel.id) {
                 Some(t) => t,
                 None => {
-                    let t = open_target(&a, &m.channel, &mut seen_topics, &mut publishers)?;
+                    let t = open_target(&a, &m.channel, &mut seen_topics, publishers)?;
                     targets.entry(m.channel.id).or_insert(t)
                 }
             };

@@ -620,6 +620,58 @@ fn falling_behind_is_logged_as_missed_frames() {
     assert!(frames.windows(2).all(|w| w[0] < w[1]));
 }
 
+/// A replay refused at its second topic (a live publisher at that key)
+/// removes the first topic it had already created for it: nothing was
+/// replayed, and nothing is left behind (was: the first topic's empty
+/// segment and its lock stayed). A topic it reopened (not created) stays.
+#[test]
+fn a_refused_replay_leaves_no_topic_it_created() {
+    watchdog("replay cleanup", Duration::from_secs(120));
+    let (a, _ga) = unique_topic("cleanup-a");
+    let (b, _gb) = unique_topic("cleanup-b");
+    let mut pa = Publisher::<Check>::open(&a).unwrap();
+    let mut pb = Publisher::<Check>::open(&b).unwrap();
+    publish_range(&mut pa, 1..=3, Duration::ZERO);
+    publish_range(&mut pb, 1..=3, Duration::ZERO);
+    let file = TempFile::new("cleanup");
+    let (code, _, err) = run(&[
+        "record",
+        "--key",
+        &a.key.to_string(),
+        "--key",
+        &b.key.to_string(),
+        "--backlog",
+        "--duration",
+        "0.3",
+        "-o",
+        file.path(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    drop(pa);
+    // `a` replays to a fresh key (created by the replay); `b` to its own,
+    // where its publisher is alive: refused.
+    let target = unique_key("cleanup-target");
+    let _gt = Guard(target);
+    let map = format!("{}={}", a.name, target);
+    let (code, _, err) = run(&["replay", file.path(), "--rate", "0", "--key", &map]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("live publisher") && err.contains("nothing was replayed"),
+        "{err}"
+    );
+    assert!(
+        shmbus_core::sys::shmget(target, 0, 0).is_err(),
+        "the segment the replay created for '{}' is gone: {err}",
+        a.name
+    );
+    assert!(
+        shmbus_core::sysvipc::semaphore_by_key(target).is_none(),
+        "and its lock: {err}"
+    );
+    // `b`'s publisher and topic are untouched.
+    assert_eq!(pb.publish(&Check::new(4)).unwrap(), 4);
+}
+
 /// Replay refuses a topic whose publisher is alive, naming its pid; a
 /// missing file is "not found" (exit 1); bad arguments are exit 2.
 #[test]
