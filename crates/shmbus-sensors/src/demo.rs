@@ -900,23 +900,38 @@ fn cleanup(entries: &[Entry], children: &[i32], started_s: i64) -> Cleanup {
     for e in entries.iter().filter(|e| e.child.is_some()) {
         let key = e.tc.key;
         let mut ours_left = false;
+        // Whether the segment at the key is this demo's (`None`: none).
+        let mut segment_ours = None;
         if let Ok(id) = sys::shmget(key, 0, 0) {
             match sys::shm_stat(id) {
                 Ok(st) if st.cuid == me && children.contains(&st.cpid) => {
+                    segment_ours = Some(true);
                     ours_left |= sys::shm_remove(id).is_err();
                 }
-                Ok(st) => c.not_ours.push(format!(
-                    "segment at key 0x{:08x} (shmid {id}, created by uid {} pid {})",
-                    key as u32, st.cuid, st.cpid
-                )),
+                Ok(st) => {
+                    segment_ours = Some(false);
+                    c.not_ours.push(format!(
+                        "segment at key 0x{:08x} (shmid {id}, created by uid {} pid {})",
+                        key as u32, st.cuid, st.cpid
+                    ))
+                }
                 Err(_) => {}
             }
         }
         if let Some(p) = sysvipc::semaphore_by_key(key) {
             let semid = p.id();
-            let by_child = sys::sem_getpid(semid).is_ok_and(|pid| children.contains(&pid));
+            // The lock goes with the topic: the demo's when the demo made
+            // the segment, or, with no segment, when it was made during
+            // the demo. A topic the demo's sensor only reopened (a config
+            // key where one already was) keeps its lock, though the
+            // sensor was the last to use it (removing it because of that
+            // took another topic's lock).
             let made_since = p.get("ctime").is_some_and(|t| t >= started_s);
-            if p.creator_uid() == me && (by_child || made_since) {
+            let ours = match segment_ours {
+                Some(ours) => ours,
+                None => made_since,
+            };
+            if p.creator_uid() == me && ours {
                 ours_left |= sys::sem_remove(semid).is_err();
             } else {
                 c.not_ours.push(format!(

@@ -586,6 +586,56 @@ fn demo_cleanup_removes_only_what_this_run_created() {
     drop(squatter);
 }
 
+/// A topic that was there before the demo, at a key its config gives
+/// (the demo's sensor reopens it and publishes into it), is not the
+/// demo's: the cleanup leaves its segment and its publisher lock, and says
+/// so. The lock was removed because a demo sensor was the last to use it,
+/// while the summary said the segment was left alone.
+#[test]
+fn demo_cleanup_leaves_a_topic_it_only_reopened_with_its_lock() {
+    watchdog("demo_cleanup_reopened", Duration::from_secs(180));
+    let (cfg, _guards) = unique_config("reopened");
+    let topic = Config::load(&cfg.0)
+        .unwrap()
+        .topic("system")
+        .unwrap()
+        .to_topic()
+        .unwrap();
+    {
+        let mut p = shmbus_pub::Publisher::<System>::open(&topic).unwrap();
+        p.publish(&System {
+            t_ns: 1,
+            cpu_pct: Some(1.0),
+            cpus: 1,
+            load: None,
+            tasks: None,
+            mem: None,
+        })
+        .unwrap();
+    }
+    let opts = Options {
+        duration: Some(Duration::from_secs(2)),
+        config: Some(cfg.0.clone()),
+        live: false,
+    };
+    let stop = AtomicBool::new(false);
+    let report = demo::run(&opts, &sensor_cmd, &stop, &mut std::io::sink()).unwrap();
+    let text = report.summary();
+    assert!(report.leftover_keys.is_empty(), "{text}");
+    assert!(
+        text.contains(&format!("segment at key 0x{:08x}", topic.key as u32)),
+        "{text}"
+    );
+    assert!(
+        shmbus_core::sys::shmget(topic.key, 0, 0).is_ok(),
+        "the topic's segment stays: {text}"
+    );
+    assert!(
+        shmbus_core::sysvipc::semaphore_by_key(topic.key).is_some(),
+        "and its publisher lock: {text}"
+    );
+}
+
 /// A sensor that ends during the demo (here: `--count 20`, as a crash or a
 /// `kill -9` would) fails the run, and its rate drops to 0: the demo said
 /// "every topic received frames", exit 0, and kept showing 1000 Hz for a
