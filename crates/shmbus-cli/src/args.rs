@@ -264,8 +264,8 @@ pub struct RmArgs {
     #[arg(required = true, help = "Topics (names, keys or shmids)")]
     pub topics: Vec<String>,
     /// Also remove topics whose publisher is alive, and a lone semaphore
-    /// (no segment) that a process holds or that is at a key outside
-    /// shmbus's 0x53...... range.
+    /// (no segment) that a process holds or that is not at a topic key
+    /// (0x53......, or one the config declares).
     #[arg(long)]
     pub force: bool,
 }

@@ -86,9 +86,10 @@ pub fn config_keys() -> Vec<i32> {
         .unwrap_or_default()
 }
 
-/// True for a key in the derived-key range (`0x53......`).
+/// True for a key in the derived-key range (`0x53......`,
+/// [`shmbus_core::topic::is_derived_key`]).
 pub fn derived_range(key: i32) -> bool {
-    (key as u32) >> 24 == 0x53
+    shmbus_core::topic::is_derived_key(key)
 }
 
 /// A semaphore set at a topic key with no segment there: a publisher lock

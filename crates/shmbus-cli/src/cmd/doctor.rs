@@ -898,7 +898,7 @@ fn findings_of(a: &DoctorArgs, loaded: Loaded) -> Vec<Finding> {
                 );
                 let fix = format!(
                     "remove it (as its owner or root): `shmbus rm {}{}`",
-                    if super::rm::needs_force(l, &l.status()) {
+                    if super::rm::needs_force(l, &l.status(), &configured_keys) {
                         "--force "
                     } else {
                         ""

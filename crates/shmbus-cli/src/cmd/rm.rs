@@ -194,17 +194,20 @@ fn not_allowed(name: &str, e: &discover::Entry) -> Fail {
 /// Remove a lone publisher lock (a semaphore set of one at a key with no
 /// segment).
 /// True if `shmbus rm` removes the lone semaphore `l` (in state `status`)
-/// only with `--force` (see [`remove_lock_only`]); what `doctor` suggests
-/// follows this.
-pub fn needs_force(l: &LockOnly, status: &PublisherStatus) -> bool {
-    matches!(status, PublisherStatus::Alive { .. }) || !shmbus_core::topic::is_derived_key(l.key)
+/// only with `--force` (see [`remove_lock_only`]): a process holds it, or
+/// its key is not a topic key (not in the derived range, not in
+/// `topic_keys`, the config's keys), as `list` tells a lone lock from
+/// another program's semaphore. What `doctor` suggests follows this.
+pub fn needs_force(l: &LockOnly, status: &PublisherStatus, topic_keys: &[i32]) -> bool {
+    matches!(status, PublisherStatus::Alive { .. })
+        || !(discover::derived_range(l.key) || topic_keys.contains(&l.key))
 }
 
 /// A semaphore set with no segment at its key: a publisher lock left
 /// behind, or one that squats a topic's key, or another program's
 /// semaphore. Without `--force` it is removed only when it is nobody's
-/// now (no live process holds it) and its key is one shmbus derives from
-/// names (`0x53......`): a held semaphore belongs to a running process,
+/// now (no live process holds it) and its key is a topic key (derived
+/// from a name, `0x53......`, or the config's): a held semaphore belongs to a running process,
 /// and one at another key may be another program's (`shmbus rm
 /// 0x12345678` removed a semaphore a program held, and said so).
 fn remove_lock_only(l: &LockOnly, force: bool) -> Result<String, Fail> {
@@ -216,7 +219,7 @@ fn remove_lock_only(l: &LockOnly, force: bool) -> Result<String, Fail> {
         )));
     }
     let before = l.status();
-    if !force && needs_force(l, &before) {
+    if !force && needs_force(l, &before, &discover::config_keys()) {
         if let PublisherStatus::Alive { pid } = before {
             return Err(Fail::error(format!(
                 "key {k} holds one semaphore (semid {}), held by pid {pid}, and no segment: a publisher lock squatting the key, a publisher creating its topic this moment, or another program's semaphore in use; refusing to take it from a running process (check `ps -p {pid}`), --force removes it",
@@ -224,7 +227,7 @@ fn remove_lock_only(l: &LockOnly, force: bool) -> Result<String, Fail> {
             )));
         }
         return Err(Fail::error(format!(
-            "key {k} holds one semaphore (semid {}) and no segment, at a key outside those shmbus derives from names (0x53......): it may be another program's; refusing without --force (a lock a topic with this explicit key left behind: --force removes it)",
+            "key {k} holds one semaphore (semid {}) and no segment, at a key outside those shmbus derives from names (0x53......) and those the config declares: it may be another program's; refusing without --force (a lock a topic with this explicit key left behind: --force removes it)",
             l.semid
         )));
     }
