@@ -193,16 +193,17 @@ fn publish_range(p: &mut Publisher<Check>, range: std::ops::RangeInclusive<u64>,
 /// Record what the ring of the topic at `key` holds now (`--backlog`, for
 /// 0.3 s) into `path`; the recording must succeed.
 fn record_backlog(key: &str, path: &str) {
-    let (code, _, err) = run(&[
-        "record",
-        "--key",
-        key,
-        "--backlog",
-        "--duration",
-        "0.3",
-        "-o",
-        path,
-    ]);
+    record_backlog_of(&[key], path);
+}
+
+/// `record --key K... --backlog` of every key in `keys` for 0.3 s.
+fn record_backlog_of(keys: &[&str], path: &str) {
+    let mut args = vec!["record"];
+    for k in keys {
+        args.extend(["--key", k]);
+    }
+    args.extend(["--backlog", "--duration", "0.3", "-o", path]);
+    let (code, _, err) = run(&args);
     assert_eq!(code, 0, "{err}");
 }
 
@@ -634,19 +635,7 @@ fn a_refused_replay_leaves_no_topic_it_created() {
     publish_range(&mut pa, 1..=3, Duration::ZERO);
     publish_range(&mut pb, 1..=3, Duration::ZERO);
     let file = TempFile::new("cleanup");
-    let (code, _, err) = run(&[
-        "record",
-        "--key",
-        &a.key.to_string(),
-        "--key",
-        &b.key.to_string(),
-        "--backlog",
-        "--duration",
-        "0.3",
-        "-o",
-        file.path(),
-    ]);
-    assert_eq!(code, 0, "{err}");
+    record_backlog_of(&[&a.key.to_string(), &b.key.to_string()], file.path());
     drop(pa);
     // `a` replays to a fresh key (created by the replay); `b` to its own,
     // where its publisher is alive: refused.

@@ -95,6 +95,24 @@ fn field(line: &str, key: &str) -> u64 {
 }
 
 /// Wait for a child with a deadline; kill it and panic if it is late.
+/// Everything `child` writes on its stdout (piped), then its exit status
+/// (within `limit`).
+fn output_and_exit(
+    child: &mut Child,
+    limit: Duration,
+    what: &str,
+) -> (String, std::process::ExitStatus) {
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .expect("the child's stdout is piped")
+        .read_to_string(&mut out)
+        .unwrap();
+    let status = wait_exit(child, limit, what);
+    (out, status)
+}
+
 fn wait_exit(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
     let end = Instant::now() + limit;
     loop {

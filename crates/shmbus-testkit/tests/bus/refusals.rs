@@ -416,15 +416,7 @@ fn writing_through_a_read_only_mapping_is_killed_by_sigsegv() {
     let mut p = Publisher::<Check>::open(&topic).unwrap();
     p.publish(&Check::new(1)).unwrap();
     let mut child = KillOnDrop(spawn("ro-writer", &[topic.key.to_string()]));
-    let mut out = String::new();
-    child
-        .0
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    let status = wait_exit(&mut child.0, Duration::from_secs(60), "ro-writer");
+    let (out, status) = output_and_exit(&mut child.0, Duration::from_secs(60), "ro-writer");
     assert!(out.contains("@@ attached"), "child output: {out:?}");
     assert!(
         !out.contains("@@ survived"),
@@ -638,14 +630,7 @@ fn a_reader_with_no_room_for_its_frame_buffer_gets_an_error_not_an_abort() {
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("spawn the reader");
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    let status = wait_exit(
+    let (out, status) = output_and_exit(
         &mut child,
         Duration::from_secs(60),
         "short-of-memory reader",
