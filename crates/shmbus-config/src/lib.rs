@@ -141,16 +141,18 @@ fn read_bounded(path: &std::path::Path) -> Result<Vec<u8>, String> {
             .metadata()
             .map_err(|e| format!("cannot read the config: {e}"))?;
         let id = (meta.dev(), meta.ino());
-        let pipes = PIPES.get_or_init(Default::default);
-        if let Some(first) = pipes.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
+        let Some(reads) = pipe_reads(PIPES_WAIT) else {
+            return read_pipe(file);
+        };
+        if let Some((_, first)) = reads.iter().find(|(key, _)| *key == id) {
             return first.clone();
         }
+        drop(reads);
         let got = read_pipe(file);
         if !matches!(&got, Ok(b) if b.is_empty()) {
-            pipes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(id, got.clone());
+            if let Some(mut reads) = pipe_reads(PIPES_WAIT) {
+                reads.push((id, got.clone()));
+            }
         }
         return got;
     }
@@ -165,8 +167,35 @@ fn read_bounded(path: &std::path::Path) -> Result<Vec<u8>, String> {
 /// second time, or the rest of an over-long input, and went on with the
 /// built-in bus or no topics at all. Nothing is kept of an empty read
 /// (no writer yet): a later load may still find one.
-type PipeReads = std::collections::HashMap<(u64, u64), Result<Vec<u8>, String>>;
-static PIPES: std::sync::OnceLock<std::sync::Mutex<PipeReads>> = std::sync::OnceLock::new();
+///
+/// Not a `OnceLock`, and never waited on without bound: the child of a
+/// `fork()` made while a parent thread held it (for the microseconds of a
+/// look-up) would have blocked on it for ever in its next load (a C or
+/// Python program that forks from one thread while another opens a topic
+/// by its config). [`pipe_reads`] gives up after [`PIPES_WAIT`], and the
+/// load then reads the pipe without the record.
+type PipeReads = Vec<((u64, u64), Result<Vec<u8>, String>)>;
+static PIPES: std::sync::Mutex<PipeReads> = std::sync::Mutex::new(Vec::new());
+
+/// How long a load waits for [`PIPES`]: a live holder keeps it for a
+/// look-up or an insert; a holder that never lets go is a parent thread
+/// of a `fork()` child.
+const PIPES_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// [`PIPES`], if it can be had within `wait`.
+fn pipe_reads(wait: std::time::Duration) -> Option<std::sync::MutexGuard<'static, PipeReads>> {
+    let start = std::time::Instant::now();
+    loop {
+        match PIPES.try_lock() {
+            Ok(reads) => return Some(reads),
+            Err(std::sync::TryLockError::Poisoned(e)) => return Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) if start.elapsed() < wait => {
+                std::thread::sleep(std::time::Duration::from_millis(1))
+            }
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        }
+    }
+}
 
 fn read_pipe(file: std::fs::File) -> Result<Vec<u8>, String> {
     read_pipe_within(file, PIPE_IDLE)

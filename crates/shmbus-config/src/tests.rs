@@ -1048,3 +1048,50 @@ fn a_pipe_whose_writer_stalls_is_an_error_after_the_idle_limit() {
     assert_eq!(got, b"bus = \"slow\"\n");
     writer.join().unwrap();
 }
+
+/// The child of a `fork()` made while a parent thread held the record of
+/// pipes read loads a piped config: with a `OnceLock` and a blocking lock it
+/// waited for ever on a lock whose holder does not exist in the child (a C
+/// or Python program that forks while another thread opens a topic).
+#[test]
+fn a_fork_child_loads_a_piped_config_while_a_parent_thread_held_the_record() {
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let reads = crate::pipe_reads(Duration::from_secs(60)).expect("the record is free");
+        held_tx.send(()).unwrap();
+        let _ = release_rx.recv_timeout(Duration::from_secs(120));
+        drop(reads);
+    });
+    held_rx.recv().unwrap();
+    // The child makes a pipe, writes a config into it and loads it: plain
+    // system calls, glibc's malloc and the record's lock (held at the fork).
+    // The parent lets go at once, so that other tests' loads here do not
+    // go without the record.
+    let child = shmbus_testkit::ForkChild::start(|| {
+        let Ok((read_end, write_end)) = nix::unistd::pipe() else {
+            return 2;
+        };
+        let mut w = std::fs::File::from(write_end);
+        if std::io::Write::write_all(&mut w, BUILTIN_DEMO.as_bytes()).is_err() {
+            return 3;
+        }
+        drop(w);
+        let path = format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&read_end)
+        );
+        match Config::load(std::path::Path::new(&path)) {
+            Ok(c) if c.topics.len() == 6 => 0,
+            _ => 1,
+        }
+    })
+    .unwrap();
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
+    assert_eq!(
+        child.wait(Duration::from_secs(60)),
+        Ok(0),
+        "the child's load of a piped config"
+    );
+}

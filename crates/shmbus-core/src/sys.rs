@@ -774,6 +774,59 @@ pub fn futex_wait(
     }
 }
 
+/// A one-time installation (a `pthread_atfork` handler) that never makes a
+/// caller wait: the first caller runs it; a caller that finds it running
+/// goes on without it at once.
+///
+/// `std::sync::Once` and `OnceLock` block a caller while another thread
+/// runs the initialisation. In the child of a `fork()` made while a thread
+/// of the parent was inside it, no thread will ever finish it, so the
+/// child's first use blocked for ever (a C or Python process that forks
+/// from one thread while another opens a topic). Here such a child sees
+/// "running" and takes the slow path its caller supplies instead.
+#[derive(Debug)]
+pub struct InstallOnce(core::sync::atomic::AtomicU8);
+
+const INSTALL_NEW: u8 = 0;
+const INSTALL_RUNNING: u8 = 1;
+const INSTALL_DONE: u8 = 2;
+
+impl InstallOnce {
+    /// Not yet installed.
+    pub const fn new() -> Self {
+        Self(core::sync::atomic::AtomicU8::new(INSTALL_NEW))
+    }
+
+    /// Run `install` if nobody has: true once an installation has
+    /// completed (in this call or an earlier one). False, at once, while
+    /// another thread (or a thread of the parent of this `fork()` child)
+    /// is running it, or when `install` returned false (it is tried again
+    /// by a later call).
+    pub fn run(&self, install: impl FnOnce() -> bool) -> bool {
+        use core::sync::atomic::Ordering::{Acquire, Release};
+        if self.0.load(Acquire) == INSTALL_DONE {
+            return true;
+        }
+        if self
+            .0
+            .compare_exchange(INSTALL_NEW, INSTALL_RUNNING, Acquire, Acquire)
+            .is_err()
+        {
+            return self.0.load(Acquire) == INSTALL_DONE;
+        }
+        let done = install();
+        self.0
+            .store(if done { INSTALL_DONE } else { INSTALL_NEW }, Release);
+        done
+    }
+}
+
+impl Default for InstallOnce {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// `fork()`s counted in this process: each child of a `fork()` adds 1 to
 /// its own copy (a `pthread_atfork` child handler, installed by the first
 /// [`fork_count`]).
@@ -792,15 +845,17 @@ extern "C" fn count_fork_in_child() {
 /// the topic). The first call installs the counting handler.
 #[cfg(feature = "writer")]
 pub fn fork_count() -> u32 {
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| {
+    // Not `Once`: a fork child of a parent thread mid-install would block
+    // here for ever (see [`InstallOnce`]).
+    static INSTALL: InstallOnce = InstallOnce::new();
+    INSTALL.run(|| {
         // SAFETY: registers a child handler that makes one atomic add to a
         // static (async-signal-safe, as a handler run after fork() must
-        // be). A failure (ENOMEM) leaves forks uncounted: a publisher then
-        // still never releases or removes its parent's objects from a
-        // child (that check compares pids), it only cannot refuse a publish
-        // there.
-        let _ = unsafe { libc::pthread_atfork(None, None, Some(count_fork_in_child)) };
+        // be). A failure (ENOMEM), or a child forked mid-install, leaves
+        // forks uncounted: a publisher then still never releases or removes
+        // its parent's objects from a child (that check compares pids), it
+        // only cannot refuse a publish there.
+        unsafe { libc::pthread_atfork(None, None, Some(count_fork_in_child)) == 0 }
     });
     forks_now()
 }
@@ -885,4 +940,75 @@ pub fn monotonic_ns() -> u64 {
 #[inline]
 pub fn realtime_ns() -> u64 {
     clock_ns(libc::CLOCK_REALTIME)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InstallOnce;
+    use std::time::Duration;
+
+    #[test]
+    fn an_installation_runs_once_and_a_failed_one_is_tried_again() {
+        let once = InstallOnce::new();
+        let mut runs = 0;
+        assert!(!once.run(|| {
+            runs += 1;
+            false
+        }));
+        assert!(once.run(|| {
+            runs += 1;
+            true
+        }));
+        assert!(once.run(|| {
+            runs += 1;
+            true
+        }));
+        assert_eq!(runs, 2);
+    }
+
+    /// The child of a `fork()` made while a thread of the parent was
+    /// installing goes on at once without it: with `std::sync::Once` (as
+    /// `fork_count` and the C library's pid had) its first call blocked
+    /// for ever, since the installing thread does not exist in the child.
+    #[test]
+    fn a_fork_child_of_an_installation_in_progress_does_not_wait_for_it() {
+        static ONCE: InstallOnce = InstallOnce::new();
+        let (inside_tx, inside_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let installer = std::thread::spawn(move || {
+            ONCE.run(|| {
+                inside_tx.send(()).unwrap();
+                let _ = release_rx.recv_timeout(Duration::from_secs(120));
+                true
+            })
+        });
+        inside_rx.recv().unwrap();
+        // The child only makes atomic loads and a compare-and-swap.
+        let child = shmbus_testkit::ForkChild::start(|| {
+            let mut ran = false;
+            match ONCE.run(|| {
+                ran = true;
+                true
+            }) {
+                false if !ran => 0,
+                _ => 1,
+            }
+        })
+        .unwrap();
+        // Another thread of this process is not made to wait either.
+        let mut ran = false;
+        assert!(!ONCE.run(|| {
+            ran = true;
+            true
+        }));
+        assert!(!ran);
+        release_tx.send(()).unwrap();
+        assert!(installer.join().unwrap());
+        assert!(ONCE.run(|| unreachable!("installed once")));
+        assert_eq!(
+            child.wait(Duration::from_secs(30)),
+            Ok(0),
+            "the child waited for, or ran, the parent's installation"
+        );
+    }
 }

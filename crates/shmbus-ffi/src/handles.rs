@@ -22,7 +22,9 @@
 //! use to refuse publishing from a process that did not open them.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard, Once, TryLockError};
+use std::sync::{Mutex, MutexGuard, TryLockError};
+
+use shmbus_core::sys::InstallOnce;
 
 use crate::frame::Frame;
 use crate::publisher::Pub;
@@ -90,7 +92,9 @@ static ORPHANED: [AtomicBool; SHMBUS_MAX_HANDLES] =
 /// This process's pid, kept right across `fork()` by the handler.
 static PID: AtomicU32 = AtomicU32::new(0);
 
-static AT_FORK: Once = Once::new();
+/// Not `Once`: in the child of a `fork()` made while a parent thread was
+/// installing the handler, `Once` blocked every call for ever.
+static AT_FORK: InstallOnce = InstallOnce::new();
 
 /// In the child of a `fork()`, before it returns: note the pid, and every
 /// slot a thread of the parent held (only the forking thread exists here,
@@ -106,18 +110,23 @@ extern "C" fn after_fork_in_child() {
 }
 
 /// The calling process's pid: one atomic load (after the first call, which
-/// installs the fork handler). Right in a child of `fork()` too.
+/// installs the fork handler). Right in a child of `fork()` too. Until the
+/// handler is installed (it failed, or this is the child of a `fork()` made
+/// mid-install) it asks the kernel each time, never a stale copy.
 pub(crate) fn process_id() -> u32 {
-    AT_FORK.call_once(|| {
+    let installed = AT_FORK.run(|| {
         PID.store(std::process::id(), Ordering::Relaxed);
         // SAFETY: registers a plain function with no captured state; it
-        // only touches statics that live as long as the library.
-        let rc = unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
-        // ENOMEM: without the handler a child could block on a slot, as
-        // before it existed; nothing else depends on it.
-        let _ = rc;
+        // only touches statics that live as long as the library. ENOMEM:
+        // without the handler a child could block on a slot, as before it
+        // existed; the pid is then asked of the kernel.
+        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) == 0 }
     });
-    PID.load(Ordering::Relaxed)
+    if installed {
+        PID.load(Ordering::Relaxed)
+    } else {
+        std::process::id()
+    }
 }
 
 fn lock(index: usize) -> MutexGuard<'static, Slot> {
@@ -307,13 +316,10 @@ mod tests {
             drop(held);
         });
         held_rx.recv().unwrap();
-        // SAFETY: the child only calls `get`/`remove` (atomics, a mutex, and
-        // malloc for the message: glibc's malloc is usable in a fork child)
-        // and _exit.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0);
-        if pid == 0 {
-            let code = match (get(id, Kind::Schema), remove(id, Kind::Schema)) {
+        // The child only calls `get`/`remove` (atomics, a mutex, and malloc
+        // for the message: glibc's malloc is usable in a fork child).
+        let child = shmbus_testkit::ForkChild::start(|| {
+            match (get(id, Kind::Schema), remove(id, Kind::Schema)) {
                 (Err(a), Err(b))
                     if a.code == SHMBUS_ERR_BAD_HANDLE
                         && b.code == SHMBUS_ERR_BAD_HANDLE
@@ -322,37 +328,17 @@ mod tests {
                     0
                 }
                 _ => 1,
-            };
-            // SAFETY: ends the child without returning into the harness.
-            unsafe { libc::_exit(code) };
-        }
-        let start = std::time::Instant::now();
-        let mut status = 0;
-        let ended = loop {
-            // SAFETY: our own child; `status` is writable.
-            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-            if r == pid {
-                break true;
             }
-            if start.elapsed() > std::time::Duration::from_secs(60) {
-                // SAFETY: our own child, still running (hung).
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                // SAFETY: as above.
-                unsafe { libc::waitpid(pid, &mut status, 0) };
-                break false;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        };
+        })
+        .unwrap();
+        let got = child.wait(std::time::Duration::from_secs(60));
         done_tx.send(()).unwrap();
         holder.join().unwrap();
-        assert!(
-            ended,
-            "the child blocked on the slot its parent's thread held"
-        );
-        assert!(
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-            "the child's calls were not refused with SHMBUS_ERR_BAD_HANDLE: {status:#x}"
-        );
+        match got {
+            Ok(0) => {}
+            Ok(_) => panic!("the child's calls were not refused with SHMBUS_ERR_BAD_HANDLE"),
+            Err(e) => panic!("the child blocked on the slot its parent's thread held: {e}"),
+        }
         // The parent's slot is untouched.
         assert!(remove(id, Kind::Schema).is_ok());
     }

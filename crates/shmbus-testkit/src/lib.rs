@@ -489,6 +489,71 @@ pub fn watchdog(what: &'static str, limit: Duration) {
     });
 }
 
+/// A `fork()` child running a closure ([`ForkChild::start`]); reap it with
+/// [`ForkChild::wait`].
+#[derive(Debug)]
+pub struct ForkChild(libc::pid_t);
+
+impl ForkChild {
+    /// Run `child` in a `fork()` child of this process, which `_exit`s with
+    /// what it returns.
+    ///
+    /// This process is multi-threaded (libtest), so `child` must use only
+    /// what is usable in such a child: atomics, locks no other thread of
+    /// the parent held, glibc's malloc. Nothing of the child returns into
+    /// the harness.
+    pub fn start(child: impl FnOnce() -> i32) -> Result<ForkChild, String> {
+        // SAFETY: the child runs `child` (the caller's contract above) and
+        // `_exit`s: it never returns into the harness or runs destructors.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(format!("fork: {}", std::io::Error::last_os_error()));
+        }
+        if pid == 0 {
+            let code = child();
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(code) };
+        }
+        Ok(ForkChild(pid))
+    }
+
+    /// Wait (bounded) for the child: its exit code, or an error if it was
+    /// killed by a signal or was still running after `limit` (a hang: it
+    /// is killed then).
+    pub fn wait(self, limit: Duration) -> Result<i32, String> {
+        let start = std::time::Instant::now();
+        let mut status = 0;
+        loop {
+            // SAFETY: our own child; `status` is writable.
+            let r = unsafe { libc::waitpid(self.0, &mut status, libc::WNOHANG) };
+            if r == self.0 {
+                break;
+            }
+            if r < 0 {
+                return Err(format!("waitpid: {}", std::io::Error::last_os_error()));
+            }
+            if start.elapsed() > limit {
+                // SAFETY: our own child, still running.
+                unsafe { libc::kill(self.0, libc::SIGKILL) };
+                // SAFETY: as above.
+                unsafe { libc::waitpid(self.0, &mut status, 0) };
+                return Err(format!(
+                    "the child was still running after {limit:?} (hung)"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if libc::WIFEXITED(status) {
+            Ok(libc::WEXITSTATUS(status))
+        } else {
+            Err(format!(
+                "the child ended by signal {}",
+                libc::WTERMSIG(status)
+            ))
+        }
+    }
+}
+
 /// The calling thread's voluntary context switches so far, from
 /// `/proc/thread-self/status`: each sleep is one. A wait that sleeps in
 /// whole slices makes few; one that polls makes many, whatever the load.
