@@ -112,7 +112,7 @@ pub fn run(a: &BridgeArgs) -> ExitCode {
             // Messages quote what was typed (a board id, a topic, a file
             // name): no control character of it reaches the terminal.
             for line in e.lines() {
-                eprintln!(
+                shmbus_toolbox::say!(
                     "shmbus-bridge: {}",
                     shmbus_toolbox::printable::printable(line)
                 );
@@ -203,7 +203,7 @@ fn run_inner(a: &BridgeArgs) -> Result<(), String> {
             .and_then(serde_json::Value::as_u64)
             .unwrap_or(0)
     };
-    eprintln!(
+    shmbus_toolbox::say!(
         "shmbus-bridge: stopped: {} frames read, {} messages delivered ({} of QoS 1/2 acknowledged by the broker, the rest QoS 0 written to the link), {} missed, {} dropped while the broker was away, {} still queued at the stop (never delivered), {} handed to the MQTT link but never confirmed (lost with it, or taken by a broker that did not acknowledge); in: {} received, {} published, {} bad, {} refused, {} replayed, {} cleared; {} on no route's topic",
         n("/out/read"),
         n("/out/delivered"),

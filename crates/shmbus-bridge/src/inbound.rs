@@ -192,7 +192,7 @@ impl Inbound {
             self.stats.in_unmatched.fetch_add(1, Ordering::Relaxed);
             if !self.warned_unmatched {
                 self.warned_unmatched = true;
-                eprintln!(
+                shmbus_toolbox::say!(
                     "shmbus-bridge: a message on broker topic \"{}\", which no [[bridge.in]] takes: dropped (counted in $stats in.unmatched; further ones are not printed)",
                     shmbus_core::topic::shown(topic)
                 );
@@ -230,7 +230,7 @@ impl Inbound {
                 self.stats.in_bad.fetch_add(1, Ordering::Relaxed);
                 if !r.warned_bad {
                     r.warned_bad = true;
-                    eprintln!(
+                    shmbus_toolbox::say!(
                         "shmbus-bridge: {} -> topic '{}': bad payload, not published: {why} (counted in $stats and {}; further ones are not printed)",
                         r.t.remote,
                         r.t.cfg.name,
@@ -481,9 +481,10 @@ fn drop_if_removed(r: &mut Route) -> bool {
     if !r.publisher.as_ref().is_some_and(RawPublisher::is_removed) {
         return false;
     }
-    eprintln!(
+    shmbus_toolbox::say!(
         "shmbus-bridge: {} -> topic '{}' was removed; creating it again (counted in $stats in.recreated)",
-        r.t.remote, r.t.cfg.name
+        r.t.remote,
+        r.t.cfg.name
     );
     r.publisher = None;
     r.next_open = None;
@@ -498,9 +499,10 @@ fn relock_if_lock_removed(r: &mut Route) -> bool {
     if !r.publisher.as_ref().is_some_and(RawPublisher::lock_removed) {
         return false;
     }
-    eprintln!(
+    shmbus_toolbox::say!(
         "shmbus-bridge: {} -> the publisher lock of topic '{}' was removed (`ipcrm -s`); taking it again (counted in $stats in.recreated)",
-        r.t.remote, r.t.cfg.name
+        r.t.remote,
+        r.t.cfg.name
     );
     r.publisher = None;
     r.next_open = None;
@@ -552,7 +554,7 @@ fn open(r: &mut Route) {
     r.state = state;
     r.holder = holder;
     if r.warned_open.as_deref() != Some(err.as_str()) {
-        eprintln!("shmbus-bridge: {} -> {err}", r.t.remote);
+        shmbus_toolbox::say!("shmbus-bridge: {} -> {err}", r.t.remote);
         r.warned_open = Some(err.clone());
     }
     r.set_error(err);

@@ -35,6 +35,8 @@
 //! waiting. A slow or absent broker costs the bridge memory (bounded) and
 //! frames (counted), never the board's publishers.
 #![warn(missing_docs)]
+// Not `eprintln!`: it panics when stderr cannot be written (`shmbus_toolbox::say!`).
+#![warn(clippy::print_stderr)]
 
 pub mod cli;
 pub mod inbound;

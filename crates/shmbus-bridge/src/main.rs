@@ -1,5 +1,7 @@
 //! `shmbus-bridge`: the bridge as a small standalone program for the board
 //! (the same as `shmbus bridge`). See `docs/BRIDGE.md`.
+// Not `eprintln!`: it panics when stderr cannot be written (`shmbus_toolbox::say!`).
+#![warn(clippy::print_stderr)]
 
 use std::process::ExitCode;
 
@@ -22,7 +24,7 @@ fn main() -> ExitCode {
             // line, and no control character reaches the terminal.
             let text = e.to_string();
             let text = shmbus_toolbox::printable::clipped(&text);
-            eprint!("{}", shmbus_toolbox::printable::printable(&text));
+            shmbus_toolbox::say_part!("{}", shmbus_toolbox::printable::printable(&text));
             ExitCode::from(ERROR)
         }
         Err(e) => {

@@ -490,7 +490,7 @@ fn run_with_goodbye(core: &Core, s: &MqttSettings, goodbye: Duration) -> Result<
             // The link thread, and the pump blocked behind it, are left
             // behind: they hold only the socket, closed when the process
             // exits (the broker then publishes the last will).
-            eprintln!(
+            shmbus_toolbox::say!(
                 "shmbus-bridge: {}: the broker answered nothing for {} s after the stop (stalled, or the network is down); leaving without the goodbye: the broker publishes the last will (offline) once it notices",
                 s.broker,
                 (goodbye + STALLED_GRACE).as_secs()
@@ -559,7 +559,7 @@ fn connection_loop(
         if core.stop.load(Ordering::Relaxed) {
             let since = *stopping.get_or_insert_with(Instant::now);
             if since.elapsed() >= goodbye {
-                eprintln!(
+                shmbus_toolbox::say!(
                     "shmbus-bridge: {}: the link did not take the goodbye within {} s; closing it",
                     s.broker,
                     goodbye.as_secs()
@@ -584,7 +584,9 @@ fn connection_loop(
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .resume();
-                eprintln!("shmbus-bridge: subscribing to the [[bridge.in]] topics again");
+                shmbus_toolbox::say!(
+                    "shmbus-bridge: subscribing to the [[bridge.in]] topics again"
+                );
             } else {
                 paused_until = Some(Instant::now() + Duration::from_secs(1));
             }
@@ -621,12 +623,12 @@ fn connection_loop(
                 core.outbox.set_connected(true);
                 let (n, _) = core.outbox.len();
                 match down_since.take() {
-                    None => eprintln!(
+                    None => shmbus_toolbox::say!(
                         "shmbus-bridge: connected to {} as {}",
                         s.broker,
                         s.shown_client_id()
                     ),
-                    Some(t) => eprintln!(
+                    Some(t) => shmbus_toolbox::say!(
                         "shmbus-bridge: reconnected to {} after {:.1} s; {n} queued messages follow",
                         s.broker,
                         t.elapsed().as_secs_f64()
@@ -648,12 +650,12 @@ fn connection_loop(
                     .filter_map(|(r, f)| r.as_ref().err().map(|why| format!("{} ({why})", f.path)))
                     .collect();
                 if refused.is_empty() {
-                    eprintln!(
+                    shmbus_toolbox::say!(
                         "shmbus-bridge: subscribed to {} broker topic(s)",
                         subscriptions.len()
                     );
                 } else {
-                    eprintln!(
+                    shmbus_toolbox::say!(
                         "shmbus-bridge: the broker did not take the subscription to {}: no message of it can arrive (check the broker's access rules for client id {})",
                         refused.join(", "),
                         s.shown_client_id()
@@ -697,7 +699,7 @@ fn connection_loop(
                     if closed_by_broker(&e) && t.elapsed() < STABLE_LINK {
                         short_links += 1;
                         if short_links == TAKEOVER_HINT {
-                            eprintln!(
+                            shmbus_toolbox::say!(
                                 "shmbus-bridge: {}: the broker closed {TAKEOVER_HINT} connections in a row soon after accepting them: another client may be connecting with the same client id {} (two boards with one board id, e.g. the same host name?); each connection then takes the other's over, and both boards' messages land under {}/. Give each board its own board_id (or client_id in [bridge.mqtt])",
                                 s.broker,
                                 s.shown_client_id(),
@@ -713,7 +715,7 @@ fn connection_loop(
                         "the broker sent a message of {n} bytes, over the bridge's limit of {MAX_INCOMING} bytes, on a [[bridge.in]] topic; the [[bridge.in]] subscriptions are left out for {} s so the rest of the link stays up (clear or shrink that message on the broker, e.g. mosquitto_pub -r -n -t TOPIC for a retained one, and cap message_size_limit)",
                         pause.as_secs()
                     );
-                    eprintln!("shmbus-bridge: {why}");
+                    shmbus_toolbox::say!("shmbus-bridge: {why}");
                     core.stats.in_oversized.fetch_add(1, Ordering::Relaxed);
                     core.inbound
                         .lock()
@@ -744,7 +746,7 @@ fn connection_loop(
                 if down_since.is_none() {
                     down_since = Some(Instant::now());
                 }
-                eprintln!(
+                shmbus_toolbox::say!(
                     "shmbus-bridge: {}: {why}; retrying in {:.1} s",
                     s.broker,
                     backoff.as_secs_f64()

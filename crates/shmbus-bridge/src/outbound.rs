@@ -225,7 +225,7 @@ impl Reader {
             Ok(c) => Some(c),
             Err(e) => {
                 if self.t.format.json() {
-                    eprintln!(
+                    shmbus_toolbox::say!(
                         "shmbus-bridge: topic '{}': its schema cannot be turned into JSON ({e}); only format = \"postcard\" can send it",
                         self.t.cfg.name
                     );
@@ -339,7 +339,7 @@ impl Reader {
                     self.ts.bad.fetch_add(1, Ordering::Relaxed);
                     if !self.warned_bad {
                         self.warned_bad = true;
-                        eprintln!(
+                        shmbus_toolbox::say!(
                             "shmbus-bridge: topic '{}': {e} (counted as bad in $stats; further ones are not printed)",
                             self.t.cfg.name
                         );
@@ -480,7 +480,7 @@ impl Reader {
                         self.ts.bad.fetch_add(1, Ordering::Relaxed);
                         if !self.warned_bad {
                             self.warned_bad = true;
-                            eprintln!(
+                            shmbus_toolbox::say!(
                                 "shmbus-bridge: topic '{name}': frame {} does not decode with the topic's schema ({e}); not sent (counted as bad in $stats; further ones are not printed)",
                                 meta.generation
                             );

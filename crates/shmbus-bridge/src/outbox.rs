@@ -118,9 +118,10 @@ impl Outbox {
         self.stats.too_large.fetch_add(1, Ordering::Relaxed);
         if !g.warned_large.contains(&m.topic) {
             g.warned_large.insert(m.topic.clone());
-            eprintln!(
+            shmbus_toolbox::say!(
                 "shmbus-bridge: a message of {n} bytes for {} is over the broker link's limit of {} bytes: not sent (counted in $stats out.too_large; further ones are not printed); send the topic as format = \"postcard\" (its raw frame is smaller than its JSON), or make its frames smaller",
-                m.topic, self.max_message
+                m.topic,
+                self.max_message
             );
         }
         true

@@ -86,7 +86,7 @@ pub fn run(
             }),
         )?);
     }
-    eprintln!(
+    shmbus_toolbox::say!(
         "shmbus-bridge: board {} -> {} under {}/: {} topic(s) out, {} in; queue {} messages / {} KiB while the broker is away",
         settings.board_id,
         mqtt.broker,

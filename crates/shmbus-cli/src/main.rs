@@ -5,6 +5,8 @@
 //! carries), and checks the machine's limits and permissions. See
 //! `shmbus --help`; exit codes are in [`out`].
 #![warn(missing_docs)]
+// Not `eprintln!`: it panics when stderr cannot be written (`shmbus_toolbox::say!`).
+#![warn(clippy::print_stderr)]
 
 use std::process::ExitCode;
 
@@ -30,14 +32,14 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                eprint!("{}", out::printable(&e.to_string()));
+                shmbus_toolbox::say_part!("{}", out::printable(&e.to_string()));
                 return ExitCode::from(out::ERROR);
             }
             let text = e.to_string();
             let text = text.strip_prefix("error: ").unwrap_or(&text);
             // clap quotes what was typed: a huge argument gives a short line.
             let text = shmbus_toolbox::printable::clipped(text);
-            eprint!("shmbus: {}", out::printable(&text));
+            shmbus_toolbox::say_part!("shmbus: {}", out::printable(&text));
             return ExitCode::from(out::ERROR);
         }
     };

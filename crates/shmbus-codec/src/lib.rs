@@ -80,6 +80,8 @@
 //! long as the length says. It also has no capacity checks, no JSON Schema
 //! and no streaming output.
 #![warn(missing_docs)]
+// Not `eprintln!`: it panics when stderr cannot be written (`shmbus_toolbox::say!`).
+#![warn(clippy::print_stderr)]
 
 mod decode;
 mod encode;

@@ -24,6 +24,8 @@
 //! # Ok::<(), shmbus_config::ConfigErrors>(())
 //! ```
 #![warn(missing_docs)]
+// Not `eprintln!`: it panics when stderr cannot be written (`shmbus_toolbox::say!`).
+#![warn(clippy::print_stderr)]
 
 pub mod bridge;
 mod error;

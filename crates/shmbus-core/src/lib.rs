@@ -18,6 +18,8 @@
 //! the waiter registration ([`waiter::WaiterWord::register`]), in the
 //! topic's separate waiter segment.
 #![warn(missing_docs)]
+// Not `eprintln!`: it panics when stderr cannot be written (`shmbus_toolbox::say!`).
+#![warn(clippy::print_stderr)]
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
 #[cfg(not(loom))]

@@ -21,6 +21,8 @@
 //!
 //! See `docs/C.md` for the API guide and examples.
 #![warn(missing_docs)]
+// Not `eprintln!`: it panics when stderr cannot be written (`shmbus_toolbox::say!`).
+#![warn(clippy::print_stderr)]
 
 pub mod cabi;
 pub mod config;

@@ -106,7 +106,7 @@ pub fn run(args: &FoxgloveArgs) -> ExitCode {
     cfg.topics = match crate::settle(&cfg.topics) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("shmbus: {e}");
+            shmbus_toolbox::say!("shmbus: {e}");
             return ExitCode::from(2);
         }
     };
@@ -114,7 +114,7 @@ pub fn run(args: &FoxgloveArgs) -> ExitCode {
     let mut server = match Server::bind(cfg) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("shmbus: {e}");
+            shmbus_toolbox::say!("shmbus: {e}");
             return ExitCode::from(2);
         }
     };
@@ -128,23 +128,23 @@ pub fn run(args: &FoxgloveArgs) -> ExitCode {
         let labels: Vec<&str> = server.unserved().iter().map(|u| u.label.as_str()).collect();
         let labels = shmbus_toolbox::printable::printable(&labels.join(", ")).into_owned();
         if server.unserved().iter().all(|u| u.not_found) {
-            eprintln!(
+            shmbus_toolbox::say!(
                 "shmbus: no {labels} on this machine; check the name with `shmbus list`, or start its publisher first"
             );
             return ExitCode::from(1);
         }
-        eprintln!(
+        shmbus_toolbox::say!(
             "shmbus: none of the named topics can be served ({labels}; see the warnings above)"
         );
         return ExitCode::from(2);
     }
     if let Err(e) = stop::install() {
-        eprintln!("shmbus: {e}");
+        shmbus_toolbox::say!("shmbus: {e}");
         return ExitCode::from(2);
     }
     let addr = server.local_addr();
     if !addr.ip().is_loopback() {
-        eprintln!(
+        shmbus_toolbox::say!(
             "shmbus foxglove: WARNING: listening on {addr}: the protocol has no authentication, so anyone who can reach this address can read every topic{}; prefer 127.0.0.1 and an SSH tunnel (docs/FOXGLOVE.md)",
             if args.allow_publish {
                 " and publish on it"
@@ -159,13 +159,15 @@ pub fn run(args: &FoxgloveArgs) -> ExitCode {
     );
     let summary = server.run_for(stop::flag(), args.duration);
     if !args.quiet {
-        eprintln!(
+        shmbus_toolbox::say!(
             "shmbus foxglove: stopped; {} client(s) served, {} frame(s) dropped for slow clients, {} message(s) published",
-            summary.clients, summary.dropped_frames, summary.published
+            summary.clients,
+            summary.dropped_frames,
+            summary.published
         );
         for (name, frames, missed, bad) in &summary.topics {
             if *frames + *missed + *bad > 0 {
-                eprintln!(
+                shmbus_toolbox::say!(
                     "  {name}: {frames} frames sent, {missed} missed by the server, {bad} undecodable"
                 );
             }

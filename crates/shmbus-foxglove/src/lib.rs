@@ -46,6 +46,8 @@
 //! - [`publish`]: Foxglove's Publish panel writing to a topic.
 //! - [`cli`]: the `shmbus foxglove` command.
 #![warn(missing_docs)]
+// Not `eprintln!`: it panics when stderr cannot be written (`shmbus_toolbox::say!`).
+#![warn(clippy::print_stderr)]
 
 pub mod cli;
 pub mod client;

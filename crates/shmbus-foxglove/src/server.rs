@@ -235,7 +235,7 @@ impl Server {
                     (true, false) => "; not served",
                 };
                 let what = if u.not_found { "not found: " } else { "" };
-                eprintln!(
+                shmbus_toolbox::say!(
                     "shmbus: warning: {}: {what}{}{then}",
                     shmbus_toolbox::printable::printable(&u.label),
                     u.why
@@ -395,7 +395,7 @@ impl Server {
                     // EMFILE and the like: the connection waits in the
                     // backlog; try again in a while, and say so once.
                     if now >= self.accept_paused_until + ns(ACCEPT_PAUSE) * 100 {
-                        eprintln!(
+                        shmbus_toolbox::say!(
                             "shmbus foxglove: cannot accept a connection: {e} (new connections wait until this clears; raise `ulimit -n` or --max-clients less)"
                         );
                     }
@@ -465,7 +465,10 @@ impl Server {
             }),
             Err(HandshakeError::Failure(e)) => {
                 if !self.cfg.quiet {
-                    eprintln!("shmbus foxglove: {peer}: refused: {}", handshake_error(&e));
+                    shmbus_toolbox::say!(
+                        "shmbus foxglove: {peer}: refused: {}",
+                        handshake_error(&e)
+                    );
                 }
             }
         }
@@ -524,9 +527,11 @@ impl Server {
             c.send_text(status(level::WARNING, msg.clone(), Some(id.clone())));
         }
         if !self.cfg.quiet {
-            eprintln!(
+            shmbus_toolbox::say!(
                 "shmbus foxglove: client #{} {} connected ({})",
-                c.id, c.peer, c.protocol
+                c.id,
+                c.peer,
+                c.protocol
             );
         }
         self.summary.clients += 1;
@@ -541,7 +546,7 @@ impl Server {
             self.warn_unserved(true);
         }
         for msg in r.refused {
-            eprintln!("shmbus foxglove: {msg}");
+            shmbus_toolbox::say!("shmbus foxglove: {msg}");
             let id = format!("shmbus:refused/{}", self.notes_made);
             self.notes_made += 1;
             // The newest MAX_NOTES stay: a publisher that keeps coming back
@@ -588,7 +593,7 @@ impl Server {
                 );
             }
             if !self.cfg.quiet {
-                eprintln!("shmbus foxglove: {} topic(s) went away", r.removed.len());
+                shmbus_toolbox::say!("shmbus foxglove: {} topic(s) went away", r.removed.len());
             }
         }
         if !r.statuses_gone.is_empty() {
@@ -615,7 +620,7 @@ impl Server {
             }
             if !self.cfg.quiet {
                 let names: Vec<&str> = channels.iter().map(|c| c.topic.as_str()).collect();
-                eprintln!("shmbus foxglove: serving {}", names.join(", "));
+                shmbus_toolbox::say!("shmbus foxglove: serving {}", names.join(", "));
             }
         }
     }
@@ -754,7 +759,7 @@ impl Server {
             c.shutdown(c.stuck);
             self.summary.dropped_frames += c.queue.dropped;
             if !self.cfg.quiet {
-                eprintln!(
+                shmbus_toolbox::say!(
                     "shmbus foxglove: client #{} {} disconnected: {} (sent {} frames, dropped {})",
                     c.id,
                     c.peer,

@@ -90,6 +90,8 @@
 //! a second; slewing moves both clocks alike. [`Publisher::publish_at`]
 //! takes the caller's stamps and reads no clock at all.
 #![warn(missing_docs)]
+// Not `eprintln!`: it panics when stderr cannot be written (`shmbus_toolbox::say!`).
+#![warn(clippy::print_stderr)]
 
 use core::marker::PhantomData;
 

@@ -125,7 +125,7 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
             _ => continue,
         };
         if !ok {
-            eprintln!(
+            shmbus_toolbox::say!(
                 "shmbus: warning: a message on '{}' (log time {}) does not decode; skipped",
                 printable(&m.channel.topic),
                 m.log_time
@@ -142,7 +142,7 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
     let skipped = reader.damage(&a.file);
     let skipped_what = reader.skipped_summary();
     for l in reader.unknown_lines(&a.file) {
-        eprintln!("{l}");
+        shmbus_toolbox::say!("{l}");
     }
     // Channels without a message (a topic recorded while it was silent)
     // are listed too: the reader knows every channel record it passed.
@@ -191,7 +191,7 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
             return output_failed(e, Some(lines));
         }
         if end == End::CutShort {
-            eprintln!("{}", format::unfinished_line(&a.file, "shown"));
+            shmbus_toolbox::say!("{}", format::unfinished_line(&a.file, "shown"));
         }
         return damaged.map_or(Ok(()), Err);
     }
@@ -213,7 +213,7 @@ pub fn run(a: CatArgs) -> Result<(), Exit> {
 /// Name each damaged record the reader skipped since the last call, once.
 fn say_skips(reader: &mut format::Messages, file: &std::path::Path) {
     while let Some(s) = reader.next_skip() {
-        eprintln!("{}", s.line(file));
+        shmbus_toolbox::say!("{}", s.line(file));
     }
 }
 

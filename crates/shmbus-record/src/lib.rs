@@ -16,6 +16,8 @@
 //!
 //! The file format is specified in `docs/RECORDING.md`.
 #![warn(missing_docs)]
+// Not `eprintln!`: it panics when stderr cannot be written (`shmbus_toolbox::say!`).
+#![warn(clippy::print_stderr)]
 
 pub mod cat;
 pub mod cli;
@@ -67,7 +69,7 @@ pub fn run(command: cli::Command) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if !e.message.is_empty() {
-                eprintln!(
+                shmbus_toolbox::say!(
                     "shmbus: {}",
                     shmbus_toolbox::printable::printable(&e.message)
                 );

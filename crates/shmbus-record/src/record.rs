@@ -159,7 +159,7 @@ fn open_output(path: &std::path::Path, deadline: Option<Instant>) -> Result<(Fil
         // ENXIO on a FIFO: nobody has it open for reading yet.
         if !waited {
             waited = true;
-            eprintln!(
+            shmbus_toolbox::say!(
                 "waiting for a reader on FIFO {shown} (start the program that reads it); Ctrl-C stops"
             );
         }
@@ -257,7 +257,7 @@ fn watch_stalls(busy_since: Arc<AtomicU64>, deadline: Option<Instant>, output: S
             }
             let blocked = now.saturating_sub(since.max(end));
             if blocked >= STALL_LIMIT.as_nanos() as u64 {
-                eprintln!(
+                shmbus_toolbox::say!(
                     "shmbus: output stalled: a write to {output} has not returned for {} s after the recording was to end (the program reading it stopped reading?); giving up, the recording is incomplete",
                     STALL_LIMIT.as_secs()
                 );
@@ -269,7 +269,7 @@ fn watch_stalls(busy_since: Arc<AtomicU64>, deadline: Option<Instant>, output: S
         .name("rec-stall".into())
         .spawn(watch)
     {
-        eprintln!(
+        shmbus_toolbox::say!(
             "shmbus: warning: cannot start the output watchdog ({e}); a stalled output is not noticed"
         );
     }
@@ -467,7 +467,7 @@ pub fn run(mut a: RecordArgs) -> Result<(), Exit> {
         .filter(|t| t.thread.is_some())
         .map(|t| t.meta.name.as_str())
         .collect();
-    eprintln!(
+    shmbus_toolbox::say!(
         "recording {} topic{} ({}) to {}; Ctrl-C stops",
         names.len(),
         if names.len() == 1 { "" } else { "s" },
@@ -610,7 +610,7 @@ fn ignore_file_size_signal() {
     // SAFETY: SIG_IGN runs no code in the process; nothing else in the
     // recorder handles SIGXFSZ.
     if let Err(e) = unsafe { signal(Signal::SIGXFSZ, SigHandler::SigIgn) } {
-        eprintln!(
+        shmbus_toolbox::say!(
             "shmbus: warning: cannot ignore SIGXFSZ ({e}): the file size limit (`ulimit -f`) kills the recorder"
         );
     }
@@ -693,7 +693,7 @@ impl Scan {
                 Selector::Name(n) => {
                     let (rule, note) = NameRule::for_name(&n, None);
                     if let Some(n) = note {
-                        eprintln!("shmbus: warning: {n}");
+                        shmbus_toolbox::say!("shmbus: warning: {n}");
                     }
                     (format!("topic '{n}'"), Want::Name(rule))
                 }
@@ -913,7 +913,7 @@ impl Scan {
                 }
                 _ => "; not recorded",
             };
-            eprintln!("shmbus: warning: {}: {not_found}{w}{then}", n.label);
+            shmbus_toolbox::say!("shmbus: warning: {}: {not_found}{w}{then}", n.label);
         }
     }
 
@@ -1086,7 +1086,7 @@ impl Recorder {
         let schema = match shmbus_core::schema::decode_schema(&info.schema) {
             Ok(s) => s,
             Err(_) => {
-                eprintln!(
+                shmbus_toolbox::say!(
                     "shmbus: warning: topic '{}' carries a schema this build cannot decode (a damaged segment, or a newer shmbus's); not recorded",
                     info.name
                 );
@@ -1153,7 +1153,7 @@ impl Recorder {
             match Codec::new(schema.clone()) {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    eprintln!(
+                    shmbus_toolbox::say!(
                         "shmbus: warning: topic '{}' has a type JSON cannot show ({e}); recorded lossless only",
                         meta.name
                     );
@@ -1261,7 +1261,7 @@ impl Recorder {
                     // word), the ones overwritten before it reported as
                     // missed.
                     self.add(seg, tx, Start::Found { before })?;
-                    eprintln!(
+                    shmbus_toolbox::say!(
                         "{}recording new topic '{name}'",
                         if tty { "\r\x1b[K" } else { "" },
                     );
@@ -1283,14 +1283,14 @@ impl Recorder {
                     self.totals.missed
                 );
                 if tty {
-                    eprint!("\r\x1b[K{line}");
+                    shmbus_toolbox::say_part!("\r\x1b[K{line}");
                 } else {
-                    eprintln!("{line}");
+                    shmbus_toolbox::say!("{line}");
                 }
             }
         }
         if tty {
-            eprint!("\r\x1b[K");
+            shmbus_toolbox::say_part!("\r\x1b[K");
         }
         Ok(())
     }
@@ -1331,9 +1331,10 @@ impl Recorder {
                             self.totals.bytes += self.scratch.len() as u64;
                         } else {
                             if t.undecodable == 0 {
-                                eprintln!(
+                                shmbus_toolbox::say!(
                                     "shmbus: warning: a frame of '{}' (generation {}) does not match its schema; kept lossless, left out of the JSON view",
-                                    t.meta.name, meta.generation
+                                    t.meta.name,
+                                    meta.generation
                                 );
                             }
                             t.undecodable += 1;
@@ -1364,11 +1365,11 @@ impl Recorder {
             });
         }
         match b.publisher {
-            Some(false) => eprintln!(
+            Some(false) => shmbus_toolbox::say!(
                 "shmbus: the publisher of '{}' is not running: no frames from it until it starts again (the recording goes on)",
                 t.meta.name
             ),
-            Some(true) => eprintln!(
+            Some(true) => shmbus_toolbox::say!(
                 "shmbus: the publisher of '{}' is running again: recording its frames",
                 t.meta.name
             ),
@@ -1377,7 +1378,7 @@ impl Recorder {
         if let Some(why) = b.ended {
             // A publisher that recreates the topic makes a new segment (new
             // shmid), which the next scan finds if it is to be recorded.
-            eprintln!("shmbus: topic '{}' stopped: {why}", t.meta.name);
+            shmbus_toolbox::say!("shmbus: topic '{}' stopped: {why}", t.meta.name);
         }
         Ok(())
     }
@@ -1406,7 +1407,7 @@ fn summary(
     };
     // The path as given (`-o`), which may hold anything: escaped.
     let output = printable(&output);
-    eprintln!(
+    shmbus_toolbox::say!(
         "wrote {output}: {} frames of {} topic{} ({} missed), {}; cpu {:.3} s in {:.1} s",
         totals.frames,
         topics.len(),
@@ -1418,9 +1419,10 @@ fn summary(
     );
     for t in topics {
         if t.undecodable > 0 {
-            eprintln!(
+            shmbus_toolbox::say!(
                 "shmbus: warning: {} frames of '{}' did not match the topic's schema (lossless copies kept)",
-                t.undecodable, t.meta.name
+                t.undecodable,
+                t.meta.name
             );
         }
     }

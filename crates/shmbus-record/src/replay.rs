@@ -247,7 +247,7 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
             if p.created() && p.next_generation() == 1 {
                 let name = p.name().to_string();
                 if let Err(e) = p.remove() {
-                    eprintln!(
+                    shmbus_toolbox::say!(
                         "shmbus: warning: cannot remove topic '{}' that this replay created: {e}",
                         shown(&name)
                     );
@@ -279,7 +279,7 @@ fn replay(a: ReplayArgs, publishers: &mut Publishers) -> Result<(), Exit> {
         targets.insert(ch.id, t);
     }
     if !format::finished(&a.file) {
-        eprintln!("{}", format::unfinished_line(&a.file, "replaying"));
+        shmbus_toolbox::say!("{}", format::unfinished_line(&a.file, "replaying"));
     }
     // Frames that do not decode with their channel's schema, by channel:
     // never published (a subscriber of the topic could not decode them).
@@ -410,7 +410,7 @@ fn replay(a: ReplayArgs, publishers: &mut Publishers) -> Result<(), Exit> {
                             "a clock step while recording or a silent topic (this recording has wall-clock stamps only)"
                         }
                     };
-                    eprintln!(
+                    shmbus_toolbox::say!(
                         "shmbus: replay: waiting {} for the next frame of '{}': the recording has a gap there, {why}; Ctrl-C stops, --rate 0 replays without pauses",
                         for_people(wait),
                         publisher.name()
@@ -435,13 +435,13 @@ fn replay(a: ReplayArgs, publishers: &mut Publishers) -> Result<(), Exit> {
                     let name = publisher.name().to_string();
                     let before = per_key.get(&key).copied().unwrap_or(0);
                     if gone {
-                        eprintln!(
+                        shmbus_toolbox::say!(
                             "shmbus: warning: topic '{}' (key 0x{:08x}) was removed (`shmbus rm`) while it was replayed: no one can find it now, so the rest of its frames are not published ({before} were)",
                             shown(&name),
                             key as u32
                         );
                     } else {
-                        eprintln!(
+                        shmbus_toolbox::say!(
                             "shmbus: warning: the publisher lock of topic '{}' (key 0x{:08x}) was removed (`ipcrm -s`) while it was replayed: readers see no publisher and another one could start on the topic, so the rest of its frames are not published ({before} were)",
                             shown(&name),
                             key as u32
@@ -477,7 +477,7 @@ fn replay(a: ReplayArgs, publishers: &mut Publishers) -> Result<(), Exit> {
         if first_pass {
             damage = reader.damage(&a.file);
             for l in reader.unknown_lines(&a.file) {
-                eprintln!("{l}");
+                shmbus_toolbox::say!("{l}");
             }
         }
         first_pass = false;
@@ -504,7 +504,7 @@ fn replay(a: ReplayArgs, publishers: &mut Publishers) -> Result<(), Exit> {
             };
             let wait = next.saturating_duration_since(Instant::now());
             if wait > LONG_PAUSE {
-                eprintln!(
+                shmbus_toolbox::say!(
                     "shmbus: replay: waiting {} before the next pass (one frame interval after the last frame); Ctrl-C stops",
                     for_people(wait)
                 );
@@ -518,7 +518,7 @@ fn replay(a: ReplayArgs, publishers: &mut Publishers) -> Result<(), Exit> {
     let left_out: u64 = mismatched.values().map(|m| m.frames).sum();
     for (t, _) in &a.keys {
         if !seen_topics.contains(t) {
-            eprintln!("shmbus: warning: --key {t}=...: no topic '{t}' in the recording");
+            shmbus_toolbox::say!("shmbus: warning: --key {t}=...: no topic '{t}' in the recording");
         }
     }
     if published == 0 && stop::requested() {
@@ -552,13 +552,13 @@ fn replay(a: ReplayArgs, publishers: &mut Publishers) -> Result<(), Exit> {
         }));
     }
     let n = publishers.len();
-    eprintln!(
+    shmbus_toolbox::say!(
         "replayed {published} frames of {n} topic{} in {:.1} s",
         if n == 1 { "" } else { "s" },
         start.elapsed().as_secs_f64()
     );
     if left_out > 0 {
-        eprintln!(
+        shmbus_toolbox::say!(
             "shmbus: warning: not replayed{}: {}",
             if a.looped { " (in each pass)" } else { "" },
             mismatch_list(&mismatched)
@@ -567,7 +567,7 @@ fn replay(a: ReplayArgs, publishers: &mut Publishers) -> Result<(), Exit> {
     if let Some(d) = damage {
         // The damage code wins: said last, with what was replayed.
         if let Some(why) = &unloopable {
-            eprintln!("shmbus: warning: {why}");
+            shmbus_toolbox::say!("shmbus: warning: {why}");
         }
         return Err(Exit::error(format!(
             "{d}; {published} frame{} replayed{}",
@@ -618,7 +618,7 @@ fn replay(a: ReplayArgs, publishers: &mut Publishers) -> Result<(), Exit> {
 fn say_skips(reader: &mut format::Messages, file: &std::path::Path, first_pass: bool) {
     while let Some(s) = reader.next_skip() {
         if first_pass {
-            eprintln!("{}", s.line(file));
+            shmbus_toolbox::say!("{}", s.line(file));
         }
     }
 }
@@ -763,7 +763,7 @@ fn open_target(
         .as_ref()
         .filter(|s| s.encoding == format::SCHEMA_POSTCARD)
     else {
-        eprintln!(
+        shmbus_toolbox::say!(
             "shmbus: warning: channel '{}' has no {} schema; skipped",
             shown(&ch.topic),
             format::SCHEMA_POSTCARD
@@ -781,7 +781,7 @@ fn open_target(
     let codec = match Codec::from_schema_bytes(&schema.data) {
         Ok(c) => Some(Box::new(c)),
         Err(SchemaError::Malformed) => {
-            eprintln!(
+            shmbus_toolbox::say!(
                 "shmbus: warning: channel {} ('{}') carries a schema this build cannot decode; not replayed (a damaged file, or one from a newer shmbus: upgrade shmbus)",
                 ch.id,
                 shown(&meta.name)
@@ -789,7 +789,7 @@ fn open_target(
             return Ok(Target::Skip);
         }
         Err(e) => {
-            eprintln!(
+            shmbus_toolbox::say!(
                 "shmbus: warning: the frames of '{}' cannot be checked against its schema ({e}); replayed unchecked",
                 shown(&meta.name)
             );

@@ -968,7 +968,9 @@ pub fn main_self(duration: Option<Duration>, config: Option<PathBuf>) -> ExitCod
     let exe = match std::env::current_exe() {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("shmbus demo: cannot locate this program to start the sensors: {e}");
+            shmbus_toolbox::say!(
+                "shmbus demo: cannot locate this program to start the sensors: {e}"
+            );
             return ExitCode::from(2);
         }
     };
@@ -990,7 +992,7 @@ pub const SENSOR_SUBCOMMAND: &str = "__sensor";
 /// config could not be loaded).
 pub fn main(duration: Option<Duration>, config: Option<PathBuf>, launch: Launcher<'_>) -> ExitCode {
     if let Err(e) = shmbus_toolbox::stop::install() {
-        eprintln!("shmbus demo: {e}");
+        shmbus_toolbox::say!("shmbus demo: {e}");
         return ExitCode::from(2);
     }
     let mut stdout = std::io::stdout();
@@ -1015,13 +1017,13 @@ pub fn main(duration: Option<Duration>, config: Option<PathBuf>, launch: Launche
                 // (`print!` panicked here: exit 101 and a backtrace).
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => code,
                 Err(e) => {
-                    eprintln!("shmbus demo: cannot write the summary: {e}");
+                    shmbus_toolbox::say!("shmbus demo: cannot write the summary: {e}");
                     ExitCode::from(2)
                 }
             }
         }
         Err(e) => {
-            eprintln!("shmbus demo: {e}");
+            shmbus_toolbox::say!("shmbus demo: {e}");
             ExitCode::from(2)
         }
     }

@@ -55,6 +55,8 @@
 //! `shmbus __sensor NAME ARGS...` (used by `shmbus demo`) starts them, and
 //! the demo itself lives in [`demo`].
 #![warn(missing_docs)]
+// Not `eprintln!`: it panics when stderr cannot be written (`shmbus_toolbox::say!`).
+#![warn(clippy::print_stderr)]
 
 pub mod args;
 pub mod demo;
@@ -209,11 +211,11 @@ pub fn run_sensor(name: &str, args: &[String]) -> ExitCode {
 pub fn run_sensor_os<A: AsRef<std::ffi::OsStr>>(name: &str, args: &[A]) -> ExitCode {
     let Some(kind) = SensorKind::from_name(name) else {
         let names: Vec<&str> = SensorKind::ALL.iter().map(|k| k.name()).collect();
-        run::say(format_args!(
+        shmbus_toolbox::say!(
             "unknown sensor '{}': use one of {}",
             shmbus_core::topic::shown(name),
             names.join(", ")
-        ));
+        );
         return ExitCode::from(2);
     };
     let cmd = args::command(kind.program(), kind.what(), kind.default_rate_hz());

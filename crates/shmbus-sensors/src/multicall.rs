@@ -141,7 +141,7 @@ pub fn main(argv0: &OsStr, args: &[OsString]) -> ExitCode {
             ExitCode::SUCCESS
         }
         Dispatch::Error(msg) => {
-            crate::run::say(format_args!("{msg}"));
+            shmbus_toolbox::say!("{msg}");
             ExitCode::from(2)
         }
     }

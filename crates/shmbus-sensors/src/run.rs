@@ -23,17 +23,6 @@ pub trait Source {
     fn sample(&mut self, t_ns: u64, warn: &mut Warn) -> Self::Msg;
 }
 
-/// Print `msg` and a newline on stderr, ignoring a failed write.
-///
-/// `eprintln!` panics when stderr is a pipe nobody reads any more: the
-/// demo's, after a `kill -9` of the demo. A sensor's warning then killed
-/// it (exit 101) before it could remove its topic, which stayed locked in
-/// RAM until reboot.
-pub fn say(msg: std::fmt::Arguments<'_>) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "{msg}");
-}
-
 /// Distinct warnings a sensor prints; past these it says once that it
 /// prints no more.
 pub const MAX_WARNINGS: usize = 32;
@@ -71,15 +60,15 @@ impl Warn {
         }
         if self.seen.len() >= MAX_WARNINGS {
             if self.dropped == 0 {
-                say(format_args!(
+                shmbus_toolbox::say!(
                     "{}: {MAX_WARNINGS} different warnings printed; further new ones are not",
                     self.program
-                ));
+                );
             }
             self.dropped = self.dropped.saturating_add(1);
             return false;
         }
-        say(format_args!("{}: {msg}", self.program));
+        shmbus_toolbox::say!("{}: {msg}", self.program);
         self.seen.insert(msg);
         true
     }
@@ -163,7 +152,7 @@ pub fn run_source<S: Source>(
 ) -> ExitCode {
     let program = kind.program();
     let fail = |msg: String| {
-        say(format_args!("{program}: {msg}"));
+        shmbus_toolbox::say!("{program}: {msg}");
         ExitCode::from(2)
     };
     if let Some(ppid) = args.parent {
@@ -199,10 +188,10 @@ pub fn run_source<S: Source>(
         Err(e) => return fail(format!("cannot open topic `{}`: {e}", topic.name)),
     };
     if let LockOutcome::Refused(e) = publisher.raw().lock_outcome() {
-        say(format_args!(
+        shmbus_toolbox::say!(
             "{program}: note: topic `{}` is not locked in RAM: {e}",
             topic.name
-        ));
+        );
     }
     let mut source = make(rate);
     let mut warn = Warn::new(program);
@@ -260,24 +249,24 @@ pub fn run_source<S: Source>(
                 // Reopening takes a new lock, or fails (exit 1) naming the
                 // publisher that took it first.
                 if removed {
-                    say(format_args!(
+                    shmbus_toolbox::say!(
                         "{program}: topic `{}` was removed while publishing (shmbus rm --force, ipcrm): creating it again",
                         topic.name
-                    ));
+                    );
                 } else {
-                    say(format_args!(
+                    shmbus_toolbox::say!(
                         "{program}: the publisher lock of topic `{}` was removed while publishing (ipcrm -s): taking it again",
                         topic.name
-                    ));
+                    );
                 }
                 drop(publisher);
                 publisher = match Publisher::<S::Msg>::open(&topic) {
                     Ok(p) => p,
                     Err(e) => {
-                        say(format_args!(
+                        shmbus_toolbox::say!(
                             "{program}: cannot create topic `{}` again: {e}",
                             topic.name
-                        ));
+                        );
                         return ExitCode::FAILURE;
                     }
                 };
@@ -286,10 +275,7 @@ pub fn run_source<S: Source>(
         let t = monotonic_ns();
         let msg = source.sample(t, &mut warn);
         if let Err(e) = publisher.publish_at(&msg, t, realtime_ns()) {
-            say(format_args!(
-                "{program}: publish on `{}` failed: {e}",
-                topic.name
-            ));
+            shmbus_toolbox::say!("{program}: publish on `{}` failed: {e}", topic.name);
             return ExitCode::FAILURE;
         }
         published += 1;
@@ -306,14 +292,14 @@ pub fn run_source<S: Source>(
         // stays locked in RAM until reboot. Remove it, as the demo would.
         let parent = args.parent.unwrap_or(0);
         match publisher.remove() {
-            Ok(()) => say(format_args!(
+            Ok(()) => shmbus_toolbox::say!(
                 "{program}: parent {parent} is gone: removed topic `{}` and stopped",
                 topic.name
-            )),
-            Err(e) => say(format_args!(
+            ),
+            Err(e) => shmbus_toolbox::say!(
                 "{program}: parent {parent} is gone; cannot remove topic `{}`: {e}",
                 topic.name
-            )),
+            ),
         }
     }
     ExitCode::SUCCESS

@@ -123,6 +123,8 @@
 //! one slot fail with [`ReadError::PublisherDied`] (never a hang) until a
 //! new publisher repairs it; all other frames remain readable.
 #![warn(missing_docs)]
+// Not `eprintln!`: it panics when stderr cannot be written (`shmbus_toolbox::say!`).
+#![warn(clippy::print_stderr)]
 
 use core::marker::PhantomData;
 use core::time::Duration;

@@ -501,7 +501,7 @@ impl ForkChild {
     /// This process is multi-threaded (libtest), so `child` must use only
     /// what is usable in such a child: atomics, locks no other thread of
     /// the parent held, glibc's malloc. Nothing of the child returns into
-    /// the harness.
+    /// the harness: a panic in `child` is exit code 101.
     pub fn start(child: impl FnOnce() -> i32) -> Result<ForkChild, String> {
         // SAFETY: the child runs `child` (the caller's contract above) and
         // `_exit`s: it never returns into the harness or runs destructors.
@@ -510,7 +510,9 @@ impl ForkChild {
             return Err(format!("fork: {}", std::io::Error::last_os_error()));
         }
         if pid == 0 {
-            let code = child();
+            // A panic is exit 101, as a program's: it must not unwind into
+            // the harness's copy in the child.
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(101);
             // SAFETY: ends the child at once.
             unsafe { libc::_exit(code) };
         }

@@ -105,7 +105,7 @@ impl Args {
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let Some((mode, rest)) = argv.split_first() else {
-        eprintln!("usage: shmbus-bridge-probe pub|sub|board --OPTION VALUE ...");
+        shmbus_toolbox::say!("usage: shmbus-bridge-probe pub|sub|board --OPTION VALUE ...");
         return ExitCode::from(2);
     };
     let r = Args::parse(rest).and_then(|a| match mode.as_str() {

@@ -1,5 +1,7 @@
 //! Development binary: `shmbus-record record|replay|cat ...`, the same as
 //! `shmbus record|replay|cat ...`.
+// Not `eprintln!`: it panics when stderr cannot be written (`shmbus_toolbox::say!`).
+#![warn(clippy::print_stderr)]
 
 use clap::Parser;
 
