@@ -1383,6 +1383,45 @@ fn named_topics_that_cannot_be_served_are_reported_with_why() {
     assert!(u[2].not_found && !u[2].may_appear, "{u:?}");
 }
 
+/// A name whose key holds another program's segment (not a shmbus topic,
+/// large enough to be probed) is there but unusable: named as a squat, with
+/// the fix, as `shmbus info` says it, and not waited for. It was "not
+/// found: ... it is served once it appears", and `shmbus foxglove NAME`
+/// served nothing and exited 0.
+#[test]
+fn a_name_whose_key_holds_a_foreign_segment_is_named_a_squat() {
+    watchdog("fox-squat", Duration::from_secs(60));
+    let bus = "fox-test-squat";
+    let name = format!("fox-test/squat-{:08x}", unique_key("fox-squat") as u32);
+    let key = shmbus_core::topic::derive_key(bus, &name);
+    let _g = Guard(key);
+    // Another program's segment at the name's key: 4096 bytes, not zeros
+    // (zeros are a half-created topic).
+    let id = shmbus_core::sys::shmget(key, 4096, 0o1000 | 0o2000 | 0o600).unwrap();
+    let att = shmbus_core::sys::WriteAttachment::read_write(id).unwrap();
+    shmbus_core::codec::store_bytes(att.atomic_words(0, 64).unwrap(), &[0x5au8; 256]);
+    drop(att);
+    let cfg = Config {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        topics: vec![Selector::parse(&name).unwrap()],
+        bus: Some(bus.to_string()),
+        quiet: true,
+        ..Config::default()
+    };
+    let server = Server::bind(cfg).expect("bind");
+    assert_eq!(server.topic_count(), 0);
+    let u = server.unserved();
+    assert_eq!(u.len(), 1, "{u:?}");
+    assert!(!u[0].not_found && !u[0].may_appear, "{u:?}");
+    let k = format!("0x{:08x}", key as u32);
+    assert!(
+        u[0].why.contains("not a shmbus topic")
+            && u[0].why.contains("squatted?")
+            && u[0].why.contains(&format!("ipcrm -M {k}")),
+        "{u:?}"
+    );
+}
+
 /// A frame larger than a client's whole queue is dropped however fast the
 /// client reads: the client is told that, and which option to raise, not
 /// that its connection is too slow (which pointed at the wrong cause).
