@@ -667,8 +667,19 @@ fn close_code(e: &tungstenite::Error) -> Option<CloseCode> {
     }
 }
 
+/// The peer ended the TCP connection under us (a reset: the viewer was
+/// killed with data unread, its machine or the SSH tunnel dropped): no
+/// WebSocket close came, as for [`ENDED_WITHOUT_CLOSE`].
+fn ended_under_us(io: &std::io::Error) -> bool {
+    matches!(
+        io.kind(),
+        ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::ConnectionAborted
+    )
+}
+
 fn connection_error(e: &tungstenite::Error) -> String {
     match e {
+        tungstenite::Error::Io(io) if ended_under_us(io) => ENDED_WITHOUT_CLOSE.to_string(),
         tungstenite::Error::Io(io) => format!("connection error: {io}"),
         tungstenite::Error::Capacity(c) => format!("message too large: {c}"),
         tungstenite::Error::Protocol(p) => format!("WebSocket protocol error: {p}"),
@@ -778,6 +789,62 @@ mod tests {
         assert!(out.is_empty());
         assert_eq!(c.gone.as_deref(), Some(ENDED_WITHOUT_CLOSE));
         assert!(c.farewell.is_none(), "{:?}", c.farewell);
+    }
+
+    /// A client whose peer resets the connection (killed with data
+    /// unread, SO_LINGER 0) and a client written to after that.
+    fn reset_by_peer() -> Client {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer = std::thread::spawn(move || {
+            let stream = TcpStream::connect(addr).unwrap();
+            let (ws, _) = tungstenite::client(format!("ws://{addr}/"), stream).unwrap();
+            let reset = nix::libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            nix::sys::socket::setsockopt(ws.get_ref(), nix::sys::socket::sockopt::Linger, &reset)
+                .unwrap();
+            drop(ws);
+        });
+        let (stream, peer_addr) = listener.accept().unwrap();
+        let ws = tungstenite::accept(Socket::new(stream)).unwrap();
+        peer.join().unwrap();
+        ws.get_ref().stream().set_nonblocking(true).unwrap();
+        Client::new(1, peer_addr, "foxglove.websocket.v1", ws, 1 << 20, 0)
+    }
+
+    /// A viewer killed mid-stream resets the connection (ECONNRESET on
+    /// the read, EPIPE or ECONNRESET on the write): that too is a
+    /// connection that ended without a WebSocket close, not "connection
+    /// error: Connection reset by peer (os error 104)".
+    #[test]
+    fn a_connection_reset_by_the_viewer_is_an_end_without_a_close() {
+        // Read.
+        let mut c = reset_by_peer();
+        let mut out = Vec::new();
+        for _ in 0..6000 {
+            c.read(&mut out, 0);
+            if c.gone.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let gone = c.gone.clone().unwrap_or_default();
+        assert_eq!(gone, ENDED_WITHOUT_CLOSE);
+        assert!(c.farewell.is_none(), "{:?}", c.farewell);
+        // Write.
+        let mut c = reset_by_peer();
+        for _ in 0..6000 {
+            c.send_text("{\"op\":\"status\"}".to_string());
+            c.pump(0);
+            if c.gone.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let gone = c.gone.clone().unwrap_or_default();
+        assert_eq!(gone, ENDED_WITHOUT_CLOSE);
     }
 
     #[test]
