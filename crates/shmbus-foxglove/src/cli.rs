@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
+use clap::builder::TypedValueParser;
 
 use shmbus_toolbox::parse::{rate, seconds};
 use shmbus_toolbox::stop;
@@ -34,28 +35,28 @@ pub struct FoxgloveArgs {
     #[arg(long, value_name = "BUS", value_parser = shmbus_toolbox::parse::bus)]
     pub bus: Option<String>,
     /// At most HZ frames per second of each topic (the newest per interval).
-    #[arg(long, value_name = "HZ", value_parser = rate)]
+    #[arg(long, value_name = "HZ", value_parser = rate, allow_hyphen_values = true)]
     pub max_rate: Option<f64>,
     /// Limit one topic: NAME=HZ (repeatable; 0 lifts --max-rate for it).
-    #[arg(long = "rate", value_name = "TOPIC=HZ", value_parser = topic_rate)]
+    #[arg(long = "rate", value_name = "TOPIC=HZ", value_parser = topic_rate, allow_hyphen_values = true)]
     pub rates: Vec<(String, f64)>,
     /// KiB of frames queued per client before its oldest frames are dropped.
-    #[arg(long, value_name = "KIB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..=1048576))]
+    #[arg(long, value_name = "KIB", default_value_t = 1024, value_parser = clap::value_parser!(i64).range(16..=1048576).map(unsigned), allow_hyphen_values = true)]
     pub client_queue: u64,
     /// Most clients at once.
-    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(i64).range(1..=1024).map(unsigned), allow_hyphen_values = true)]
     pub max_clients: u64,
     /// Disconnect a client that takes no data for this many seconds.
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds, allow_hyphen_values = true)]
     pub stall_timeout: Duration,
     /// Report a topic stale when its newest frame is older than this.
-    #[arg(long, value_name = "SECS", default_value = "2", value_parser = seconds)]
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = seconds, allow_hyphen_values = true)]
     pub stale_after: Duration,
     /// Let clients publish on existing topics (Foxglove's Publish panel).
     #[arg(long)]
     pub allow_publish: bool,
     /// Stop after this many seconds (default: until Ctrl-C).
-    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    #[arg(long, value_name = "SECS", value_parser = seconds, allow_hyphen_values = true)]
     pub duration: Option<Duration>,
     /// No line per client connecting or leaving.
     #[arg(long, short)]
@@ -80,6 +81,13 @@ impl FoxgloveArgs {
             ..Config::default()
         }
     }
+}
+
+/// A count already checked to be in a positive range, as the field's
+/// type. Parsed as signed, so `-1` gets the range's message, not "invalid
+/// digit found in string".
+fn unsigned(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
 }
 
 fn topic_rate(s: &str) -> Result<(String, f64), String> {
@@ -236,6 +244,16 @@ mod tests {
             (&["--stale-after", "inf"], "not a finite number"),
             (&["--bind", "localhost"], "invalid"),
             (&["--client-queue", "1"], "1"),
+            // A negative number is a value out of range, not an unknown
+            // argument ("unexpected argument '-1' found").
+            (&["--max-rate", "-1"], "out of range"),
+            (&["--rate", "-1"], "TOPIC=HZ"),
+            (&["--stall-timeout", "-1"], "out of range"),
+            (&["--stale-after", "-2"], "out of range"),
+            (&["--duration", "-1"], "out of range"),
+            (&["--client-queue", "-1"], "-1 is not in 16..=1048576"),
+            (&["--max-clients", "-1"], "-1 is not in 1..=1024"),
+            (&["--max-clients", "2000"], "2000 is not in 1..=1024"),
         ] {
             let e = T::try_parse_from(std::iter::once("x").chain(bad.iter().copied()))
                 .unwrap_err()
