@@ -16,7 +16,7 @@
 //! - A client that has had output waiting without the kernel taking a
 //!   single byte for the stall timeout is disconnected (by the server).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
@@ -281,10 +281,15 @@ pub struct Client {
     /// (oldest first): Foxglove and Lichtblick unsubscribe each one when
     /// they see the unadvertise, which is then no error.
     ended: VecDeque<u32>,
-    /// The lowest channel id this client was ever advertised (its
-    /// welcome's first, else the next new one): a channel from here up
-    /// that is no longer served went while it was connected.
-    pub first_channel: u32,
+    /// The channels advertised to this client: those of its welcome, and
+    /// every one from [`Self::first_new_channel`] up (each new channel is
+    /// advertised to every client). One no longer served that is among
+    /// them went while it was connected; any other id was never
+    /// advertised to it. A range from the welcome's lowest id took in
+    /// the channels that went before the client connected.
+    pub welcomed: HashSet<u32>,
+    /// The id the next new channel had when this client was welcomed.
+    pub first_new_channel: u32,
     /// Outgoing messages.
     pub queue: OutQueue,
     /// The WebSocket holds bytes the kernel has not taken yet.
@@ -351,7 +356,8 @@ impl Client {
             by_channel: HashMap::new(),
             adverts: HashMap::new(),
             ended: VecDeque::new(),
-            first_channel: u32::MAX,
+            welcomed: HashSet::new(),
+            first_new_channel: u32::MAX,
             queue: OutQueue::new(data_budget),
             blocked: false,
             last_progress_ns: now_ns,
@@ -410,6 +416,12 @@ impl Client {
             self.ended.pop_front();
         }
         self.ended.push_back(id);
+    }
+
+    /// Whether channel `id` was advertised to this client (`next`: the id
+    /// the next new channel gets).
+    pub fn was_advertised(&self, id: u32, next: u32) -> bool {
+        self.welcomed.contains(&id) || (self.first_new_channel..next).contains(&id)
     }
 
     /// Forget that the server ended subscription `id`; true if it had.

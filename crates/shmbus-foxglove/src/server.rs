@@ -506,9 +506,8 @@ impl Server {
             .to_text(),
         );
         let channels = self.topics.channels();
-        c.first_channel = channels
-            .first()
-            .map_or(self.topics.next_channel_id(), |ch| ch.id);
+        c.welcomed = channels.iter().map(|ch| ch.id).collect();
+        c.first_new_channel = self.topics.next_channel_id();
         c.send_text(
             ServerMessage::Advertise {
                 channels: &channels,
@@ -798,8 +797,7 @@ impl Server {
                                 || format!("subscription id {} is already in use: unsubscribe it first", s.id),
                             );
                             } else if !self.topics.by_id.contains_key(&s.channel_id)
-                                && (c.first_channel..self.topics.next_channel_id())
-                                    .contains(&s.channel_id)
+                                && c.was_advertised(s.channel_id, self.topics.next_channel_id())
                             {
                                 // Advertised to this client, and gone: the
                                 // subscribe crossed the unadvertise on the

@@ -1828,6 +1828,127 @@ fn a_subscribe_that_crosses_the_unadvertise_is_no_error() {
     server.stop();
 }
 
+/// A channel that went before a client connected was never advertised to
+/// it: subscribing to it is the same error as for any id it never had.
+/// The server took every id from the welcome's lowest up as "advertised,
+/// then went", so a client welcomed with channels 1 and 3 had channel 2
+/// taken quietly, while 999 was an error.
+#[test]
+fn a_channel_that_went_before_the_client_connected_was_never_advertised_to_it() {
+    watchdog("went_before_connect", Duration::from_secs(120));
+    let (ta, _ga) = key_for("before-a");
+    let (tb, _gb) = key_for("before-b");
+    let (tc, _gc) = key_for("before-c");
+    let _pa = Publisher::<Sample>::open(&ta).unwrap();
+    let server = Running::start(&[ta.key, tb.key, tc.key], |_| {});
+    let (mut first, _) = connect(server.addr, "foxglove.websocket.v1");
+    let mut seen = Seen::default();
+    let a = advertised(&mut first, &mut seen);
+    // b after a: its id is above a's.
+    let pb = Publisher::<Sample>::open(&tb).unwrap();
+    let id_of = |s: &Seen, name: &str| {
+        s.channels
+            .iter()
+            .find(|c| c["topic"] == name)
+            .and_then(|c| c["id"].as_u64())
+    };
+    read_until(
+        &mut first,
+        &mut seen,
+        "b's advertise",
+        Duration::from_secs(30),
+        |s| id_of(s, &tb.name).is_some(),
+    );
+    let b = id_of(&seen, &tb.name).unwrap();
+    assert!(b > a, "{a} {b}");
+    pb.remove().unwrap();
+    read_until(
+        &mut first,
+        &mut seen,
+        "b's unadvertise",
+        Duration::from_secs(30),
+        |s| s.unadvertised.contains(&b),
+    );
+    let _pc = Publisher::<Sample>::open(&tc).unwrap();
+    read_until(
+        &mut first,
+        &mut seen,
+        "c's advertise",
+        Duration::from_secs(30),
+        |s| id_of(s, &tc.name).is_some(),
+    );
+    let c = id_of(&seen, &tc.name).unwrap();
+    // A client connecting now is advertised a and c only.
+    let (mut late, _) = connect(server.addr, "foxglove.websocket.v1");
+    let mut seen_late = Seen::default();
+    read_until(
+        &mut late,
+        &mut seen_late,
+        "the welcome",
+        Duration::from_secs(30),
+        |s| s.channels.len() == 2,
+    );
+    let mut ids: Vec<u64> = seen_late
+        .channels
+        .iter()
+        .filter_map(|c| c["id"].as_u64())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, [a, c]);
+    subscribe(&mut late, 1, b);
+    subscribe(&mut late, 2, 999);
+    late.send(Message::text(r#"{"op":"marker"}"#)).unwrap();
+    read_until(
+        &mut late,
+        &mut seen_late,
+        "the marker's error",
+        Duration::from_secs(30),
+        |s| {
+            s.statuses
+                .iter()
+                .any(|v| v["message"].as_str().unwrap_or("").contains("'marker'"))
+        },
+    );
+    let answers: Vec<&str> = seen_late
+        .statuses
+        .iter()
+        .filter(|v| v["op"] == "status" && v["id"].is_null())
+        .filter_map(|v| v["message"].as_str())
+        .collect();
+    assert_eq!(answers.len(), 3, "{answers:?}");
+    assert_eq!(
+        answers[0],
+        format!("channel {b} was never advertised on this connection")
+    );
+    assert_eq!(
+        answers[1],
+        "channel 999 was never advertised on this connection"
+    );
+    // The first client saw b go: its crossing subscribe stays quiet.
+    subscribe(&mut first, 7, b);
+    first.send(Message::text(r#"{"op":"marker"}"#)).unwrap();
+    read_until(
+        &mut first,
+        &mut seen,
+        "the marker's error",
+        Duration::from_secs(30),
+        |s| {
+            s.statuses
+                .iter()
+                .any(|v| v["message"].as_str().unwrap_or("").contains("'marker'"))
+        },
+    );
+    let answers: Vec<&str> = seen
+        .statuses
+        .iter()
+        .filter(|v| v["op"] == "status" && v["id"].is_null())
+        .filter_map(|v| v["message"].as_str())
+        .collect();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    drop((first, late));
+    server.stop();
+}
+
 /// A message the client sends right before its close, read in the same
 /// turn, is still handled: a script that publishes one message and
 /// closes gets it published.
