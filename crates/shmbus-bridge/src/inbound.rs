@@ -291,7 +291,7 @@ impl Inbound {
                             r.refused += 1;
                             self.stats.in_refused.fetch_add(1, Ordering::Relaxed);
                             r.state = "error";
-                            r.last_error = Some(format!("publish: {e}"));
+                            r.set_error(format!("publish: {e}"));
                         }
                     }
                     break;
@@ -633,6 +633,46 @@ mod tests {
         assert_eq!(count(&stats, "published"), 1);
         assert_eq!(generation(), 2);
         drop(next);
+    }
+
+    /// A publish that fails set the route's `last_error` but not when
+    /// (`last_error_ns`, `last_error_age_s`): the report gave the time of
+    /// an older problem, or none. A publisher used by a `fork()` child
+    /// fails its publish (`ForkedChild`): the child's route says when.
+    #[test]
+    fn a_failed_publish_says_when_it_happened() {
+        let key = shmbus_testkit::unique_key("publish-error-time");
+        let _guard = shmbus_testkit::Guard(key);
+        let route = InTopic::for_test("sp", "g/sp", key);
+        let stats = Arc::new(Stats::default());
+        let outbox = Arc::new(Outbox::new(10, 1 << 20, stats.clone()));
+        let mut inbound = Inbound::new(
+            std::slice::from_ref(&route),
+            Names::new("p", "b"),
+            outbox,
+            stats,
+        )
+        .unwrap();
+        inbound.open_all();
+        assert_eq!(inbound.routes[0].state, "publishing");
+        let child = shmbus_testkit::ForkChild::start(move || {
+            inbound.handle("g/sp", br#"{"a":7}"#);
+            let r = &inbound.routes[0];
+            if r.state != "error"
+                || !r
+                    .last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("publish"))
+            {
+                return 2;
+            }
+            if r.last_error_at.is_none() {
+                return 3; // the error's time was not recorded
+            }
+            0
+        })
+        .unwrap();
+        assert_eq!(child.wait(Duration::from_secs(60)), Ok(0));
     }
 
     #[test]
