@@ -18,8 +18,8 @@
 //!   is sent at once (so the retained value on the broker is there even for
 //!   a topic that publishes rarely), then every frame after it.
 //! - A topic that **appears while the bridge watches** (first published
-//!   after the bridge looked and found nothing, or created again after a
-//!   removal): with `Pace::Every` it is read from its oldest frame still in
+//!   after the bridge looked and found nothing, created again after a
+//!   removal, or found after a segment it could not attach): with `Pace::Every` it is read from its oldest frame still in
 //!   the ring, so a sensor's first frames go out too. A publisher that
 //!   lapped its ring before the reader attached (the reader looks every
 //!   500 ms) lost the frames before the oldest for the bridge: they are
@@ -32,7 +32,9 @@
 //! Each topic has a retained `$status` message, sent when something
 //! changes: `absent` (no segment at the key), `alive` (with the publisher's
 //! pid), `stopped` (the publisher is gone; its last frames stay), `removed`,
-//! `error` (e.g. permission denied), plus `stale` (the newest frame is older
+//! `error` (e.g. permission denied; or a JSON-only topic whose schema the
+//! codec cannot use: its frames are `bad`, and its `$jsonschema` and
+//! `$schematext` are cleared), plus `stale` (the newest frame is older
 //! than the topic's `max_age_ms`, or three periods of its `rate_hz`). A
 //! removed topic is looked for again every 500 ms and followed again when
 //! it is recreated, schema included.
@@ -43,7 +45,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use shmbus_codec::Codec;
-use shmbus_core::{OpenError, SlotMeta, WaitError};
+use shmbus_core::{OpenError, ReadError, SlotMeta, WaitError};
 use shmbus_sub::{RawNext, RawSubscriber};
 use shmbus_toolbox::liveness::{LOOK_GAP, Liveness, Watch};
 
@@ -110,6 +112,14 @@ pub struct Reader {
     stop: Arc<AtomicBool>,
     status: Option<Status>,
     codec: Option<Codec>,
+    /// Why the attached segment's schema cannot be turned into JSON (the
+    /// codec refused it): a JSON-only topic then sends nothing, and says
+    /// so on `$status` (`error`) instead of counting its frames as sent.
+    no_json: Option<String>,
+    /// The in-order cursor at the last read error counted in `bad`: a
+    /// slot that fails again and again (a publisher stopped mid-write) is
+    /// one bad frame, not one per retry.
+    bad_at: Option<u64>,
     /// The start of every JSON message: `{"topic":"imu",`.
     json_head: Vec<u8>,
     frame: Vec<u8>,
@@ -145,6 +155,8 @@ impl Reader {
             stop,
             status: None,
             codec: None,
+            no_json: None,
+            bad_at: None,
             json_head,
             frame: Vec::new(),
             last_gen: 0,
@@ -193,6 +205,9 @@ impl Reader {
                     continue;
                 }
                 Err(e) => {
+                    // A segment found after this one is new to the reader
+                    // (it never read this one): read from its first frame.
+                    watched = true;
                     let mut s = Status::new("error");
                     s.error = Some(e.to_string());
                     self.set_status(s, None);
@@ -221,14 +236,17 @@ impl Reader {
         self.last_gen = 0;
         self.last_emit = None;
         self.watch.forget();
+        self.bad_at = None;
+        self.no_json = None;
         self.codec = match Codec::from_schema_bytes(&schema) {
             Ok(c) => Some(c),
             Err(e) => {
+                let why = format!(
+                    "its schema cannot be turned into JSON ({e}); only format = \"postcard\" can send it"
+                );
                 if self.t.format.json() {
-                    shmbus_toolbox::say!(
-                        "shmbus-bridge: topic '{}': its schema cannot be turned into JSON ({e}); only format = \"postcard\" can send it",
-                        self.t.cfg.name
-                    );
+                    shmbus_toolbox::say!("shmbus-bridge: topic '{}': {why}", self.t.cfg.name);
+                    self.no_json = Some(why);
                 }
                 None
             }
@@ -242,15 +260,20 @@ impl Reader {
         };
         self.outbox
             .set_state(retained(self.names.meta(&name, "schema"), schema));
-        if let Some(c) = &self.codec {
-            let js = serde_json::to_vec(&c.json_schema()).unwrap_or_default();
-            self.outbox
-                .set_state(retained(self.names.meta(&name, "jsonschema"), js));
-            self.outbox.set_state(retained(
-                self.names.meta(&name, "schematext"),
+        // Without a codec, empty retained messages: they clear what a
+        // segment before this one left on the broker (a `$jsonschema` of
+        // another type beside this segment's `$schema`).
+        let (js, text) = match &self.codec {
+            Some(c) => (
+                serde_json::to_vec(&c.json_schema()).unwrap_or_default(),
                 c.text().into_bytes(),
-            ));
-        }
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
+        self.outbox
+            .set_state(retained(self.names.meta(&name, "jsonschema"), js));
+        self.outbox
+            .set_state(retained(self.names.meta(&name, "schematext"), text));
         self.refresh_status(sub);
         if let (true, Pace::Every(n)) = (new, self.t.pace) {
             // Every frame of a new segment, from the oldest the ring holds;
@@ -335,8 +358,24 @@ impl Reader {
                 Err(WaitError::Removed) => return Ended::Removed,
                 Err(WaitError::Read(e)) => {
                     // A slot left mid-write by a dead publisher, or a frame
-                    // that is not what the header says: count, go on.
-                    self.ts.bad.fetch_add(1, Ordering::Relaxed);
+                    // that is not what the header says: count it once (a
+                    // read that fails again at the same place, a publisher
+                    // stopped mid-write, is the same frame), go on.
+                    let at = sub.cursor();
+                    if self.bad_at != Some(at) {
+                        self.bad_at = Some(at);
+                        self.ts.bad.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if let (ReadError::PublisherDied, Pace::Every(_)) = (&e, pace) {
+                        // That frame is lost (the next publisher repairs the
+                        // slot): read on past it. Reads of it failed every
+                        // 100 ms for good, and the frames after it were
+                        // never sent.
+                        sub.skip();
+                    }
+                    // A failed read returns before the wait's liveness
+                    // check: `$status` would keep saying `alive`.
+                    self.refresh_status(sub);
                     if !self.warned_bad {
                         self.warned_bad = true;
                         shmbus_toolbox::say!(
@@ -455,6 +494,12 @@ impl Reader {
         }
         self.last_emit = Some(Instant::now());
         let name = &self.t.cfg.name;
+        if self.t.format.json() && self.codec.is_none() && !self.t.format.postcard() {
+            // Nothing can go out (the schema gives no JSON; `$status` says
+            // so): not sent, but counted.
+            self.ts.bad.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         if self.t.format.json() {
             if let Some(c) = &self.codec {
                 let mut out = Vec::with_capacity(self.json_head.len() + 96 + 4 * self.frame.len());
@@ -519,10 +564,19 @@ impl Reader {
                 Liveness::NotRunning => ("stopped", None, "free"),
                 Liveness::NoLock => ("stopped", None, "missing"),
             };
+        // A schema that gives no JSON: a JSON-only topic sends nothing
+        // (`error`); with format = "both" only `$raw` goes out (said in
+        // `error`, the state as it is).
+        let state = if self.no_json.is_some() && !self.t.format.postcard() {
+            "error"
+        } else {
+            state
+        };
         let s = Status {
             pid,
             stale: self.is_stale(sub),
             lock: Some(lock),
+            error: self.no_json.clone(),
             ..Status::new(state)
         };
         self.set_status(s, Some(sub));

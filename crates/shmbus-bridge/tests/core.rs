@@ -71,6 +71,11 @@ struct Run {
 impl Run {
     /// A reader of `name` at `key` with `pace`, pushing into a connected outbox.
     fn reader(name: &str, key: i32, pace: Pace, extra: &str) -> Run {
+        Run::reader_as(name, key, pace, extra, OutFormat::Both)
+    }
+
+    /// [`Run::reader`] sending `format`.
+    fn reader_as(name: &str, key: i32, pace: Pace, extra: &str, format: OutFormat) -> Run {
         let cfg = topic_config(name, key, extra);
         let t = OutTopic {
             topic: cfg.to_topic().unwrap(),
@@ -78,7 +83,7 @@ impl Run {
             pace,
             qos: Qos::AtMostOnce,
             retain: true,
-            format: OutFormat::Both,
+            format,
         };
         let stats = Arc::new(Stats::default());
         let outbox = Arc::new(Outbox::new(100_000, 1 << 30, stats.clone()));
@@ -415,6 +420,157 @@ fn a_half_created_segment_is_an_error_with_its_fix_not_absent() {
     p.publish(&sample(1)).unwrap();
     let ms = run.finish();
     assert_eq!(seqs_of(&ms, "p/b/core/half"), [1]);
+}
+
+/// Every `$status` payload of `name` among `ms`.
+fn statuses(ms: &[Message], name: &str) -> Vec<Value> {
+    data(ms, &format!("p/b/{name}/$status"))
+}
+
+/// A JSON-only topic whose segment schema the codec cannot use (garbage
+/// bytes), after a valid topic at that key: its frames were counted as
+/// `sent` though nothing went out, `$status` said `alive`/`stopped`
+/// without an error, and the valid topic's `$jsonschema` and
+/// `$schematext` stayed retained beside the garbage `$schema`. Now: the
+/// status is `error` with why, the frames are `bad` (never `sent`), and
+/// both schema messages are cleared (empty retained messages).
+#[test]
+fn a_schema_the_codec_cannot_use_is_an_error_and_its_frames_are_not_sent() {
+    let name = "core/noschema";
+    let k = key();
+    let _g = Guard(k);
+    let topic = Topic::new(name).key(k).slots(64);
+    let mut p = Publisher::<Sample>::open(&topic).unwrap();
+    p.publish(&sample(1)).unwrap();
+    let run = Run::reader_as(name, k, Pace::Every(1), "", OutFormat::Json);
+    run.wait_alive();
+    drop(p);
+    shmbus_testkit::remove_key(k);
+    let mut raw = shmbus_pub::RawPublisher::open(&topic, b"\xff\xfe not a schema", 16).unwrap();
+    for _ in 0..40 {
+        raw.publish_bytes(&[1, 2, 3]).unwrap();
+    }
+    run.wait_state("error");
+    let ts = run.stats.topic(name);
+    let ms = run.finish();
+    let last = |meta: &str| {
+        ms.iter()
+            .rev()
+            .find(|m| m.topic == format!("p/b/{name}/${meta}"))
+            .unwrap_or_else(|| panic!("no ${meta}"))
+            .clone()
+    };
+    assert_eq!(last("schema").payload, b"\xff\xfe not a schema");
+    for meta in ["jsonschema", "schematext"] {
+        let m = last(meta);
+        assert!(
+            m.retain && m.payload.is_empty(),
+            "${meta} not cleared: {m:?}"
+        );
+    }
+    let status = statuses(&ms, name).pop().unwrap();
+    assert_eq!(status["state"], "error", "{status}");
+    assert!(
+        status["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("JSON"),
+        "{status}"
+    );
+    // The first segment's frame went out; none of the second's.
+    assert_eq!(seqs_of(&ms, &format!("p/b/{name}")), [1]);
+    assert_eq!(
+        (
+            ts.read.load(Ordering::Relaxed),
+            ts.sent.load(Ordering::Relaxed),
+            ts.bad.load(Ordering::Relaxed)
+        ),
+        (41, 1, 40)
+    );
+    drop(raw);
+}
+
+/// A segment that appears at the key after the reader found a foreign one
+/// there (an error) is new to it: read from its first frame. It was taken
+/// for one there before the bridge (sent from its newest frame), and the
+/// frames before that were lost without being counted.
+#[test]
+fn a_topic_that_appears_after_an_error_goes_out_from_its_first_frame() {
+    let name = "core/squatted";
+    let k = key();
+    let _g = Guard(k);
+    // Another program's segment at the key.
+    let id = shmbus_core::sys::shmget(k, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600).unwrap();
+    let att = shmbus_core::sys::WriteAttachment::read_write(id).unwrap();
+    let junk = b"NOT A SHMBUS SEGMENT AT ALL";
+    shmbus_core::codec::store_bytes(att.atomic_words(0, junk.len().div_ceil(4)).unwrap(), junk);
+    drop(att);
+    let run = Run::reader(name, k, Pace::Every(1), "");
+    run.wait_state("error");
+    // The squatter goes; the real topic comes, and publishes before the
+    // reader looks again (it looks every 2 s after an error).
+    shmbus_testkit::remove_key(k);
+    let mut p = Publisher::<Sample>::open(&Topic::new(name).key(k).slots(64)).unwrap();
+    for seq in 1..=5 {
+        p.publish(&sample(seq)).unwrap();
+    }
+    run.wait_alive();
+    let stats = run.stats.clone();
+    let ms = run.finish();
+    assert_eq!(seqs_of(&ms, &format!("p/b/{name}")), [1, 2, 3, 4, 5]);
+    assert_eq!(stats.missed(), 0);
+}
+
+/// A slot a dead publisher left mid-write, at the reader's place: each
+/// read of it failed, 10 a second, each counted `bad`; the frames after
+/// it were never sent and `$status` was not refreshed. Now the frame is
+/// counted once, skipped, and the reader reads on.
+#[test]
+fn a_slot_left_mid_write_by_a_dead_publisher_is_one_bad_frame() {
+    let name = "core/torn";
+    // The reader must attach after the slot is torn: it attaches to a new
+    // segment within 500 ms of its creation, which a loaded machine may
+    // let pass before the tear; then it read both frames whole. Again then.
+    for attempt in 1..=5 {
+        let k = key();
+        let _g = Guard(k);
+        let topic = Topic::new(name).key(k).slots(2);
+        let run = Run::reader(name, k, Pace::Every(1), "");
+        run.wait_state("absent");
+        let mut p = Publisher::<Sample>::open(&topic).unwrap();
+        for seq in 1..=2 {
+            p.publish(&sample(seq)).unwrap();
+        }
+        drop(p); // the lock is free: no publisher lives
+        // Frame 1's slot, left odd as by a publisher killed overwriting it.
+        let id = shmbus_core::sys::shmget(k, 0, 0).unwrap();
+        let att = shmbus_core::sys::WriteAttachment::read_write(id).unwrap();
+        let offset = shmbus_core::layout::HeaderInfo::read(&att, k)
+            .unwrap()
+            .geometry
+            .slot_offset(1);
+        let seq = att.atomic_word(offset).unwrap();
+        seq.store(seq.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        run.wait_state("stopped");
+        let end = Instant::now() + Duration::from_secs(60);
+        while !seqs_of(&run.seen.lock().unwrap(), &format!("p/b/{name}")).contains(&2) {
+            assert!(Instant::now() < end, "frame 2 never went out");
+            run.take(Duration::from_millis(50));
+        }
+        let ts = run.stats.topic(name);
+        let ms = run.finish();
+        let seqs = seqs_of(&ms, &format!("p/b/{name}"));
+        if seqs == [1, 2] {
+            assert!(
+                attempt < 5,
+                "the reader attached before the tear every time"
+            );
+            continue; // attached before the tear
+        }
+        assert_eq!(seqs, [2]);
+        assert_eq!(ts.bad.load(Ordering::Relaxed), 1);
+        return;
+    }
 }
 
 #[test]
