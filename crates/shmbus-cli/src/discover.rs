@@ -288,19 +288,20 @@ fn resolve_name(cmd: &str, name: &str, bus: Option<&str>, all: &[Entry]) -> Resu
         }
         Err(NameError::NotFound { others, foreign }) => {
             let squat = foreign
-                .map(|f| {
-                    format!(
-                        "; its key {k} holds a segment that is not a shmbus topic (created by {}, owner {}): squatted? root removes it with `ipcrm -M {k}`",
-                        who(f.cuid),
-                        who(f.uid),
-                        k = key_hex(f.key),
-                    )
-                })
+                .as_ref()
+                .map(|f| format!("; {}", shmbus_config::names::foreign_text(f)))
                 .unwrap_or_default();
             if others.is_empty() {
                 let on = bus.map(|b| format!(" on bus '{b}'")).unwrap_or_default();
+                if foreign.is_some() {
+                    // There, but not a topic: exit 2, as every "there but
+                    // unusable" is; a publisher is not what is missing.
+                    return Err(Fail::error(format!(
+                        "no topic named '{name}'{on} (its key: {keys}){squat}"
+                    )));
+                }
                 return Err(Fail::not_found(format!(
-                    "no topic named '{name}'{on} (its key: {keys}){squat}: is its publisher running? see `shmbus list` for the topics on this machine"
+                    "no topic named '{name}'{on} (its key: {keys}): is its publisher running? see `shmbus list` for the topics on this machine"
                 )));
             }
             let list: Vec<String> = others

@@ -4101,3 +4101,68 @@ fn a_dumb_terminal_gets_no_cursor_movements() {
         assert!(!dumb.is_empty(), "{args:?} printed nothing");
     }
 }
+
+/// Another program's memory at a named topic's key is named as such by
+/// every tool, with exit 2: no publisher can create the topic there, so it
+/// is neither "not found: is its publisher running?" nor, for `record`,
+/// "recorded once it appears" (which it said, then recorded nothing).
+#[test]
+fn a_foreign_segment_at_a_names_key_is_named_by_every_tool() {
+    watchdog("foreign_at_names_key", Duration::from_secs(120));
+    let key = unique_key("foreign-name");
+    let _g = Guard(key);
+    // Zeros, no publisher lock: another program's memory.
+    sys::shmget(key, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600).unwrap();
+    let dir = shmbus_testkit::TempDir::new("foreign-name");
+    let config = dir.join("topics.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "bus = \"foreign-{}\"\n[[topic]]\nname = \"sp\"\nkey = {key}\n",
+            std::process::id()
+        ),
+    )
+    .unwrap();
+    let hex = format!("0x{:08x}", key as u32);
+    let out = dir.join("sp.mcap");
+    for args in [
+        vec!["info", "sp"],
+        vec!["echo", "sp", "--count", "1"],
+        vec![
+            "record",
+            "sp",
+            "-o",
+            out.to_str().unwrap(),
+            "--duration",
+            "0.3",
+        ],
+    ] {
+        let mut cmd = shmbus(&args);
+        cmd.env("SHMBUS_CONFIG", &config);
+        let r = run_cmd(cmd);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!(
+                "its key {hex} holds a segment that is not a shmbus topic"
+            )),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert!(
+            r.stderr.contains(&format!("ipcrm -M {hex}")),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert!(
+            !r.stderr.contains("once it appears"),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert!(
+            !r.stderr.contains("publisher running"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    assert!(!out.exists());
+}

@@ -266,10 +266,6 @@ pub enum NameError {
 /// stopped first, and removing the segment under a live lock takes
 /// `--force`.
 pub fn squatted_text(rule: &NameRule, key: i32, uid: u32, cuid: u32, expected: u32) -> String {
-    let who = |uid: u32| match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-        Ok(Some(u)) => format!("{} (uid {uid})", u.name),
-        _ => format!("uid {uid}"),
-    };
     let k = format!("0x{:08x}", key as u32);
     let fix = match shmbus_core::lock::publisher_status(key) {
         shmbus_core::PublisherStatus::Alive { pid } => format!(
@@ -284,6 +280,27 @@ pub fn squatted_text(rule: &NameRule, key: i32, uid: u32, cuid: u32, expected: u
         who(cuid),
         who(uid),
         who(expected),
+    )
+}
+
+/// A user by name and uid (`shmbus-sensors (uid 998)`), or the uid alone.
+fn who(uid: u32) -> String {
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(u)) => format!("{} (uid {uid})", u.name),
+        _ => format!("uid {uid}"),
+    }
+}
+
+/// The one text every tool gives for [`NameError::NotFound`]'s `foreign`:
+/// the name's key holds a segment that is not a shmbus topic. No publisher
+/// can create the topic there, so it is not "not found, start its
+/// publisher" and not "recorded (or served) once it appears".
+pub fn foreign_text(f: &Other) -> String {
+    let k = format!("0x{:08x}", f.key as u32);
+    format!(
+        "its key {k} holds a segment that is not a shmbus topic (created by {}, owner {}): squatted? no publisher can create the topic there; if that memory is no other program's, root removes it (`ipcrm -M {k}`), else move the topic to another key or bus",
+        who(f.cuid),
+        who(f.uid),
     )
 }
 

@@ -966,6 +966,16 @@ impl Named {
 /// Why a name resolves to no segment this recorder takes.
 fn name_error(rule: &NameRule, e: NameError) -> Why {
     match e {
+        // Not a topic at the name's key: no publisher can make one there,
+        // so it is not "recorded once it appears".
+        NameError::NotFound {
+            others,
+            foreign: Some(f),
+        } if others.is_empty() => Why::Unusable(format!(
+            "no topic at its key ({}): {}",
+            rule.source,
+            shmbus_config::names::foreign_text(&f)
+        )),
         NameError::NotFound { others, .. } if others.is_empty() => Why::NotFound(format!(
             "no segment carries the name at its key ({})",
             rule.source
