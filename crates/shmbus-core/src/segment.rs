@@ -939,6 +939,29 @@ mod writer {
             schema: &[u8],
             frame_capacity: usize,
         ) -> Result<WriteSegment, OpenError> {
+            Self::open_as(topic, schema, frame_capacity, true)
+        }
+
+        /// [`Self::open`] of a topic that exists: its segment is never
+        /// created. [`OpenError::NotFound`] when no segment is at the key
+        /// (the topic was removed); a publisher lock this call had to
+        /// create is removed again then. For a tool that writes to an
+        /// existing topic (the Foxglove server's client publishing), which
+        /// must never bring a removed topic back.
+        pub fn open_existing(
+            topic: &Topic,
+            schema: &[u8],
+            frame_capacity: usize,
+        ) -> Result<WriteSegment, OpenError> {
+            Self::open_as(topic, schema, frame_capacity, false)
+        }
+
+        fn open_as(
+            topic: &Topic,
+            schema: &[u8],
+            frame_capacity: usize,
+            create: bool,
+        ) -> Result<WriteSegment, OpenError> {
             topic.validate()?;
             let forks = sys::fork_count();
             let key = topic.key;
@@ -954,13 +977,19 @@ mod writer {
             let mut lock = PublisherLock::acquire(key, topic.mode, topic.group)?;
             let euid = nix::unistd::geteuid().as_raw();
             let flags = libc::IPC_CREAT | libc::IPC_EXCL | (topic.mode & 0o777) as i32;
-            let (shmid, created) = match sys::shmget(key, size, flags) {
-                Ok(id) => (id, true),
-                Err(e) if e.errno == Errno::EEXIST => {
-                    let id = sys::shmget(key, 0, 0).map_err(|e| map_attach_err(key, e))?;
-                    (id, false)
+            let (shmid, created) = if !create {
+                // Without IPC_CREAT: NotFound when nothing is at the key.
+                let id = sys::shmget(key, 0, 0).map_err(|e| map_attach_err(key, e))?;
+                (id, false)
+            } else {
+                match sys::shmget(key, size, flags) {
+                    Ok(id) => (id, true),
+                    Err(e) if e.errno == Errno::EEXIST => {
+                        let id = sys::shmget(key, 0, 0).map_err(|e| map_attach_err(key, e))?;
+                        (id, false)
+                    }
+                    Err(e) => return Err(OpenError::from_sys(key, size as u64, e)),
                 }
-                Err(e) => return Err(OpenError::from_sys(key, size as u64, e)),
             };
             // From here on, a segment we created is removed again on failure.
             let cleanup = |e: OpenError| {

@@ -4,7 +4,9 @@
 //! the frame capacity: the error names the field) and published.
 //!
 //! Only with `--allow-publish`, only on `json` channels, only on topics
-//! this server serves (their schema and sizes come from the segment), and
+//! this server serves (their schema and sizes come from the segment),
+//! only on topics that exist (opened existing-only: a removed topic is
+//! refused, never created again at its key), and
 //! never against a live publisher: the topic's publisher lock is taken for
 //! each message and released right after, so a sensor that starts later
 //! gets its topic back, and a message sent while it runs is refused with
@@ -143,15 +145,30 @@ impl Publish {
         }
         let seg = t.segment();
         let info = seg.info();
+        // Removed (`shmbus rm`, `ipcrm -M`) since the last scan: the server
+        // is still attached, but the topic is gone, and opening it as its
+        // publisher would create it again at its key.
+        let removed = || {
+            format!(
+                "cannot publish on '{name}': the topic was removed (its segment is gone); shmbus foxglove writes only to topics that exist and never creates one"
+            )
+        };
+        if seg.is_removed() {
+            return Err(removed());
+        }
         let topic = seg
             .reopen_topic()
             .map_err(|e| format!("cannot publish on '{name}': {e}"))?;
-        let mut publisher = RawPublisher::open(&topic, &info.schema, cap).map_err(|e| match e {
-            OpenError::PublisherActive { pid, .. } => format!(
-                "cannot publish on '{name}': it has a live publisher (pid {pid}), and a topic has one publisher at a time; stop that publisher to publish from here"
-            ),
-            other => format!("cannot publish on '{name}': {other}"),
-        })?;
+        // Existing only: removed between the check and the open, it is
+        // refused the same, and nothing is left at the key.
+        let mut publisher =
+            RawPublisher::open_existing(&topic, &info.schema, cap).map_err(|e| match e {
+                OpenError::PublisherActive { pid, .. } => format!(
+                    "cannot publish on '{name}': it has a live publisher (pid {pid}), and a topic has one publisher at a time; stop that publisher to publish from here"
+                ),
+                OpenError::NotFound { .. } | OpenError::Removed { .. } => removed(),
+                other => format!("cannot publish on '{name}': {other}"),
+            })?;
         publisher
             .publish_bytes(&frame)
             .map_err(|e| format!("cannot publish on '{name}': {e}"))?;

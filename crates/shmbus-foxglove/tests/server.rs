@@ -2002,6 +2002,82 @@ fn a_message_sent_with_the_close_is_still_handled() {
     assert_eq!(summary.published, 1, "the message sent with the close");
 }
 
+/// Publishing never creates a topic: one removed since the server's last
+/// scan (`ipcrm -M`, `shmbus rm`) is refused with a status saying so, and
+/// nothing is left at its key. The server reopened it as its publisher,
+/// which created a new segment (and lock) at the key that outlived it.
+#[test]
+fn publishing_to_a_removed_topic_is_refused_and_creates_nothing() {
+    watchdog("publish_removed", Duration::from_secs(120));
+    let (topic, _g) = key_for("publish-removed");
+    // The topic exists, with no live publisher: the server may write it.
+    drop(Publisher::<Sample>::open(&topic).unwrap());
+    // No scan after the first: the server still serves the topic when it
+    // is removed, as in the second before its next scan.
+    let server = Running::start(&[topic.key], |c| {
+        c.allow_publish = true;
+        c.scan_interval = Duration::from_secs(3600);
+    });
+    let (mut ws, _) = connect(server.addr, "foxglove.websocket.v1");
+    let mut seen = Seen::default();
+    advertised(&mut ws, &mut seen);
+    ws.send(Message::text(format!(
+        r#"{{"op":"advertise","channels":[{{"id":1,"topic":"{}","encoding":"json"}}]}}"#,
+        topic.name
+    )))
+    .unwrap();
+    let message = || {
+        let mut m = vec![1u8, 1, 0, 0, 0];
+        m.extend_from_slice(br#"{"seq":7,"value":1.5,"label":"x"}"#);
+        Message::binary(m)
+    };
+    let answers = |s: &Seen| -> Vec<String> {
+        s.statuses
+            .iter()
+            .filter(|v| v["op"] == "status" && v["id"].is_null())
+            .filter_map(|v| v["message"].as_str().map(str::to_string))
+            .collect()
+    };
+    let marker = |ws: &mut Ws, seen: &mut Seen, n: usize| {
+        ws.send(Message::text(r#"{"op":"marker"}"#)).unwrap();
+        read_until(
+            ws,
+            seen,
+            "the marker's error",
+            Duration::from_secs(30),
+            |s| answers(s).iter().filter(|m| m.contains("'marker'")).count() == n,
+        );
+    };
+    // Published while the topic is there.
+    ws.send(message()).unwrap();
+    marker(&mut ws, &mut seen, 1);
+    assert_eq!(answers(&seen).len(), 1, "{:?}", answers(&seen));
+    // Removed, segment and lock, as `shmbus rm` does.
+    shmbus_testkit::remove_key(topic.key);
+    for _ in 0..3 {
+        ws.send(message()).unwrap();
+    }
+    marker(&mut ws, &mut seen, 2);
+    let got = answers(&seen);
+    let refused: Vec<&String> = got
+        .iter()
+        .filter(|m| m.contains("the topic was removed"))
+        .collect();
+    assert_eq!(refused.len(), 3, "one status for each message: {got:?}");
+    assert_eq!(got.len(), 3 + 2, "{got:?}");
+    assert!(
+        refused[0].contains(&topic.name) && refused[0].contains("never creates"),
+        "{got:?}"
+    );
+    drop(ws);
+    let summary = server.stop();
+    assert_eq!(summary.published, 1, "only the message before the removal");
+    let segment = shmbus_core::sys::shmget(topic.key, 0, 0);
+    assert!(segment.is_err(), "a segment at the key: {segment:?}");
+    let lock = shmbus_core::sys::sem_lookup(topic.key);
+    assert!(lock.is_err(), "a lock at the key: {lock:?}");
+}
+
 /// Child roles. `publish NAME KEY`: publish a `Sample` every 10 ms until
 /// killed, printing "ready" after the first.
 #[test]

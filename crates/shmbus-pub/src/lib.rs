@@ -281,6 +281,21 @@ impl RawPublisher {
         })
     }
 
+    /// [`Self::open`] of a topic that exists: never creates its segment
+    /// (`OpenError::NotFound` when none is at the key, e.g. it was
+    /// removed). For writing to an existing topic without ever bringing a
+    /// removed one back.
+    pub fn open_existing(
+        topic: &Topic,
+        schema: &[u8],
+        frame_capacity: usize,
+    ) -> Result<Self, OpenError> {
+        Ok(RawPublisher {
+            seg: WriteSegment::open_existing(topic, schema, frame_capacity)?,
+            clock: Clock::new(),
+        })
+    }
+
     /// Publish one encoded frame now (one clock read, see the crate docs).
     /// Returns its generation.
     #[inline]
