@@ -62,7 +62,19 @@ const SOCKET_SEND_BUFFER: usize = 128 * 1024;
 /// Chooses the subprotocol during the handshake, or refuses the client.
 struct Negotiate {
     chosen: Rc<Cell<Option<&'static str>>>,
-    refuse: Option<String>,
+    /// Clients connected now ([`Server::seats`]), read when the request
+    /// comes: a count taken at `accept` let every handshake in progress
+    /// in, up to `--max-clients` + the pending handshakes.
+    seats: Rc<Cell<usize>>,
+    /// `--max-clients`.
+    max: usize,
+}
+
+/// Why a client is refused when `clients` of `max` are connected.
+fn full(clients: usize, max: usize) -> String {
+    format!(
+        "shmbus foxglove already serves {clients} clients (--max-clients {max}): close one, or restart the server with a higher --max-clients\n"
+    )
 }
 
 impl Callback for Negotiate {
@@ -77,8 +89,8 @@ impl Callback for Negotiate {
                 http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
             r
         };
-        if let Some(why) = self.refuse {
-            return Err(refusal(503, why));
+        if self.seats.get() >= self.max {
+            return Err(refusal(503, full(self.seats.get(), self.max)));
         }
         let offers = request
             .headers()
@@ -137,6 +149,9 @@ pub struct Server {
     warned: HashSet<usize>,
     /// Serving (`run` started): a named topic not there yet is waited for.
     running: bool,
+    /// `clients.len()`, shared with the handshakes in progress
+    /// ([`Negotiate`]); set wherever a client comes or goes.
+    seats: Rc<Cell<usize>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -201,6 +216,7 @@ impl Server {
             unserved: Vec::new(),
             warned: HashSet::new(),
             running: false,
+            seats: Rc::new(Cell::new(0)),
         };
         s.scan();
         Ok(s)
@@ -421,16 +437,10 @@ impl Server {
                 &SOCKET_SEND_BUFFER,
             );
             let chosen = Rc::new(Cell::new(None));
-            let refuse = (self.clients.len() >= self.cfg.max_clients).then(|| {
-                format!(
-                    "shmbus foxglove already serves {} clients (--max-clients {}): close one, or restart the server with a higher --max-clients\n",
-                    self.clients.len(),
-                    self.cfg.max_clients
-                )
-            });
             let cb = Negotiate {
                 chosen: chosen.clone(),
-                refuse,
+                seats: self.seats.clone(),
+                max: self.cfg.max_clients,
             };
             let result =
                 tungstenite::accept_hdr_with_config(Socket::new(stream), cb, Some(ws_config()));
@@ -450,6 +460,26 @@ impl Server {
         now: u64,
     ) {
         match result {
+            // Full, though it was not when its request was read (its
+            // answer waited for the socket meanwhile, and another
+            // handshake finished first): upgraded already, so told in a
+            // close frame, 1013 (try again later), instead of the 503.
+            Ok(mut ws) if self.clients.len() >= self.cfg.max_clients => {
+                let why = full(self.clients.len(), self.cfg.max_clients);
+                // A close frame's reason holds at most 123 bytes.
+                let _ = ws.close(Some(tungstenite::protocol::CloseFrame {
+                    code: CloseCode::Again,
+                    reason: format!(
+                        "shmbus foxglove is full (--max-clients {}); try again later",
+                        self.cfg.max_clients
+                    )
+                    .into(),
+                }));
+                let _ = ws.flush();
+                if !self.cfg.quiet {
+                    shmbus_toolbox::say!("shmbus foxglove: {peer}: refused: {}", why.trim_end());
+                }
+            }
             Ok(ws) => {
                 let protocol = chosen.get().unwrap_or(protocol::WEBSOCKET_V1);
                 let id = self.next_client;
@@ -536,6 +566,7 @@ impl Server {
         self.summary.clients += 1;
         c.pump(now);
         self.clients.push(c);
+        self.seats.set(self.clients.len());
     }
 
     fn scan(&mut self) {
@@ -746,6 +777,7 @@ impl Server {
                 continue;
             }
             let mut c = self.clients.swap_remove(i);
+            self.seats.set(self.clients.len());
             // A client dropped for not reading gets no goodbye: it would
             // only wait behind what the client does not read.
             if let (false, Some(code)) = (c.stuck, c.farewell) {

@@ -2078,6 +2078,54 @@ fn publishing_to_a_removed_topic_is_refused_and_creates_nothing() {
     assert!(lock.is_err(), "a lock at the key: {lock:?}");
 }
 
+/// `--max-clients` holds for handshakes in progress: connections accepted
+/// while there was room, whose requests come later, are refused (503)
+/// once the server is full. The count was taken at `accept`, so up to
+/// max + 16 (the pending handshakes) got in.
+#[test]
+fn max_clients_holds_for_handshakes_in_progress() {
+    watchdog("max_clients_pending", Duration::from_secs(120));
+    let (topic, _g) = key_for("max-clients-pending");
+    let server = Running::start(&[topic.key], |c| c.max_clients = 2);
+    let mut socks: Vec<TcpStream> = (0..6)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
+    // Let the server accept them all before any speaks (on old code this
+    // is what let them all in; the fix holds either way).
+    std::thread::sleep(Duration::from_millis(500));
+    for s in &mut socks {
+        s.write_all(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+Sec-WebSocket-Protocol: foxglove.websocket.v1\r\n\r\n",
+        )
+        .unwrap();
+    }
+    let mut upgraded = 0;
+    let mut refused = 0;
+    for (i, s) in socks.iter_mut().enumerate() {
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match s.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                other => panic!("connection {i}: no answer: {other:?} after {head:?}"),
+            }
+        }
+        let head = String::from_utf8_lossy(&head);
+        if head.starts_with("HTTP/1.1 101") {
+            upgraded += 1;
+        } else {
+            assert!(head.starts_with("HTTP/1.1 503"), "connection {i}: {head}");
+            refused += 1;
+        }
+    }
+    assert_eq!((upgraded, refused), (2, 4));
+    drop(socks);
+    server.stop();
+}
+
 /// Child roles. `publish NAME KEY`: publish a `Sample` every 10 ms until
 /// killed, printing "ready" after the first.
 #[test]
