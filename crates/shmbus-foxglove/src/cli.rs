@@ -161,10 +161,19 @@ pub fn run(args: &FoxgloveArgs) -> ExitCode {
             }
         );
     }
-    println!(
-        "shmbus foxglove: ws://{addr} serving {} topic(s); in Foxglove: Open connection > Foxglove WebSocket > ws://{addr}",
-        server.topic_count()
-    );
+    {
+        // Not `println!`: it panics when stdout cannot be written (a full
+        // disk, a pipe whose reader quit), and the server would die before
+        // serving. The line is lost then; the server serves.
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "shmbus foxglove: ws://{addr} serving {} topic(s); in Foxglove: Open connection > Foxglove WebSocket > ws://{addr}",
+            server.topic_count()
+        );
+        let _ = out.flush();
+    }
     let summary = server.run_for(stop::flag(), args.duration);
     if !args.quiet {
         shmbus_toolbox::say!(

@@ -1,0 +1,160 @@
+//! `shmbus foxglove` whose log or listening line cannot be written (stderr
+//! or stdout on /dev/full, as under a log pipe whose reader quit) keeps
+//! serving: `eprintln!`/`println!` panic there, and the server died at its
+//! next client line (stderr) or before listening (stdout).
+#![cfg(feature = "foxglove")]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shmbus_testkit::{Guard, unique_key, watchdog};
+
+/// The shmbus binary, behind `SHMBUS_TEST_RUNNER` when emulated, killed
+/// if the test dies.
+fn shmbus(args: &[&str]) -> Command {
+    let mut cmd = shmbus_testkit::command(env!("CARGO_BIN_EXE_shmbus"));
+    cmd.args(args).stdin(Stdio::null());
+    shmbus_testkit::dies_with_parent(&mut cmd);
+    cmd
+}
+
+/// The server's first message to a new client (its server info), after
+/// a WebSocket handshake written by hand.
+fn first_message(addr: SocketAddr, what: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+Sec-WebSocket-Protocol: foxglove.websocket.v1\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if let Err(e) = s.read_exact(&mut byte) {
+            panic!("{what}: no answer to the handshake: {e}");
+        }
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // One unmasked text frame.
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).unwrap();
+    assert_eq!(h[0], 0x81, "a whole text frame");
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut b = [0u8; 2];
+            s.read_exact(&mut b).unwrap();
+            u64::from(u16::from_be_bytes(b))
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            s.read_exact(&mut b).unwrap();
+            u64::from_be_bytes(b)
+        }
+        n => u64::from(n),
+    };
+    assert!(len < 1 << 20, "{len}");
+    let mut payload = vec![0u8; len as usize];
+    s.read_exact(&mut payload).unwrap();
+    String::from_utf8(payload).unwrap()
+}
+
+/// A port on 127.0.0.1 nobody listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Wait (bounded) until `addr` accepts connections or `child` ended.
+fn wait_listening(child: &mut Child, addr: SocketAddr) -> bool {
+    let end = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < end {
+        if TcpStream::connect(addr).is_ok() {
+            return true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the server did not listen on {addr} within 60 s");
+}
+
+/// SIGTERM, then its exit code (bounded wait).
+fn stop(mut child: Child) -> Option<i32> {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st.code();
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server did not stop within 60 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn full() -> Stdio {
+    Stdio::from(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full"),
+    )
+}
+
+#[test]
+fn foxglove_keeps_serving_when_stderr_or_stdout_cannot_be_written() {
+    watchdog("foxglove_full_output", Duration::from_secs(300));
+    let key = unique_key("fox-full-output");
+    let _g = Guard(key);
+    let topic = format!("0x{:08x}", key as u32);
+    for which in ["stderr", "stdout"] {
+        // The port is chosen first (the listening line, on stdout, may be
+        // what cannot be written); taken meanwhile by another program, the
+        // server exits 2 and the next port is tried.
+        let mut served = None;
+        for _ in 0..5 {
+            let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let bind = addr.to_string();
+            // Not quiet: a line per client, and the summary at the end.
+            let mut cmd = shmbus(&["foxglove", "--bind", &bind, &topic]);
+            if which == "stderr" {
+                cmd.stderr(full()).stdout(Stdio::null());
+            } else {
+                cmd.stdout(full()).stderr(Stdio::null());
+            }
+            let mut child = cmd.spawn().expect("spawn shmbus foxglove");
+            if wait_listening(&mut child, addr) {
+                served = Some((child, addr));
+                break;
+            }
+        }
+        let (child, addr) = served.expect("a free port in 5 tries");
+        // One client after the other: each is logged (to the full output)
+        // before the next is served, and both get the server's info.
+        for n in 1..=2 {
+            let m = first_message(addr, &format!("{which} on /dev/full, client {n}"));
+            assert!(
+                m.contains(r#""op":"serverInfo""#),
+                "{which}, client {n}: {m}"
+            );
+        }
+        assert_eq!(stop(child), Some(0), "{which} on /dev/full");
+    }
+}
