@@ -116,10 +116,10 @@ pub struct Reader {
     /// codec refused it): a JSON-only topic then sends nothing, and says
     /// so on `$status` (`error`) instead of counting its frames as sent.
     no_json: Option<String>,
-    /// The in-order cursor at the last read error counted in `bad`: a
-    /// slot that fails again and again (a publisher stopped mid-write) is
-    /// one bad frame, not one per retry.
-    bad_at: Option<u64>,
+    /// Where the last read error counted in `bad` was (the in-order
+    /// cursor and the topic's generation): a read that fails again there
+    /// (a publisher stopped mid-write) is one bad frame, not one per retry.
+    bad_at: Option<(u64, u64)>,
     /// The start of every JSON message: `{"topic":"imu",`.
     json_head: Vec<u8>,
     frame: Vec<u8>,
@@ -361,7 +361,7 @@ impl Reader {
                     // that is not what the header says: count it once (a
                     // read that fails again at the same place, a publisher
                     // stopped mid-write, is the same frame), go on.
-                    let at = sub.cursor();
+                    let at = (sub.cursor(), sub.generation());
                     if self.bad_at != Some(at) {
                         self.bad_at = Some(at);
                         self.ts.bad.fetch_add(1, Ordering::Relaxed);
