@@ -166,6 +166,32 @@ impl Inbound {
         }
     }
 
+    /// The run failed before it did anything (a broker that refused it at
+    /// the first connection, a thread that could not start): remove every
+    /// local topic it created and published nothing on, segment and
+    /// publisher lock, so that nothing of a run that never ran is left
+    /// behind. Topics it reopened (a bridge before it made them), or
+    /// published on, stay.
+    pub fn remove_unused(&mut self) {
+        for r in &mut self.routes {
+            let unused = r
+                .publisher
+                .as_ref()
+                .is_some_and(|p| p.created() && p.next_generation() == 1);
+            if !unused {
+                continue;
+            }
+            if let Some(p) = r.publisher.take() {
+                if let Err(e) = p.remove() {
+                    shmbus_toolbox::say!(
+                        "shmbus-bridge: cannot remove topic '{}', which this run created: {e}",
+                        r.t.cfg.name
+                    );
+                }
+            }
+        }
+    }
+
     /// The broker topics to subscribe to.
     pub fn subscriptions(&self) -> Vec<(String, Qos)> {
         self.routes

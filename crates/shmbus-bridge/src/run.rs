@@ -57,6 +57,28 @@ pub fn run(
         stop: Arc::new(AtomicBool::new(false)),
         reconnect: settings.reconnect,
     };
+    let result = serve(&settings, &mqtt, duration, &core);
+    if result.is_err() {
+        // Refused at the first connection (credentials, TLS) or unable to
+        // start: the [[bridge.in]] topics it created stayed behind, empty,
+        // with their locks.
+        core.inbound
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove_unused();
+    }
+    result
+}
+
+/// [`run`] once the inbound topics are open: the readers, the watcher and
+/// the engine, until the stop.
+fn serve(
+    settings: &Settings,
+    mqtt: &MqttSettings,
+    duration: Option<Duration>,
+    core: &Core,
+) -> Result<Value, String> {
+    let (names, outbox, stats) = (&core.names, &core.outbox, &core.stats);
     let reading = Arc::new(AtomicBool::new(false)); // true: readers stop
     // Readers still running: a stopping reader puts what its ring still
     // holds in the outbox first, so the queue is not done before they are.
@@ -152,7 +174,7 @@ pub fn run(
             }),
         )?
     };
-    let result = mqtt::run(&core, &mqtt);
+    let result = mqtt::run(core, mqtt);
     core.stop.store(true, Ordering::Relaxed);
     reading.store(true, Ordering::Relaxed);
     for r in readers {

@@ -907,6 +907,46 @@ fn the_stop_line_accounts_for_every_broker_message() {
     );
 }
 
+/// A broker that refuses the bridge at its first connection (here: not
+/// authorized) is exit 2, and the run leaves nothing behind: the
+/// `[[bridge.in]]` topic it created at the start, on which nothing was
+/// published, is removed with its publisher lock (they stayed, empty).
+#[test]
+fn a_run_refused_at_the_first_connection_leaves_no_topic_it_created() {
+    let imu = shmbus_testkit::unique_key("refused-imu");
+    let sp = shmbus_testkit::unique_key("refused-sp");
+    let _guards = (shmbus_testkit::Guard(imu), shmbus_testkit::Guard(sp));
+    let t = Tmp::new("refused");
+    let cfg = t.write(
+        "lab.toml",
+        &CONFIG
+            .replace("0x7b000101", &format!("0x{:08x}", imu as u32))
+            .replace("0x7b000102", &format!("0x{:08x}", sp as u32)),
+        0o644,
+    );
+    // Every CONNECT is answered "not authorized" (CONNACK return code 5).
+    let peer = Peer::each(|mut sock| {
+        use std::io::{Read, Write};
+        let _ = sock.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut buf = [0; 512];
+        let _ = sock.read(&mut buf);
+        let _ = sock.write_all(&[0x20, 2, 0, 5]);
+        let _ = sock.read(&mut buf); // until the bridge closes the link
+    });
+    let o = bridge(&[&peer.addr(), "--config", &cfg]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("not authorized"), "{err}");
+    assert!(
+        shmbus_core::sys::shmget(sp, 0, 0).is_err(),
+        "the setpoint topic this run created is still there: {err}"
+    );
+    assert!(
+        shmbus_core::sysvipc::semaphore_by_key(sp).is_none(),
+        "its publisher lock is still there: {err}"
+    );
+}
+
 /// Every `shmbus-bridge` command line in the docs exists with the options
 /// it gives (`shmbus_testkit::docs`, as `shmbus`'s in `shmbus-cli`).
 #[test]
