@@ -437,6 +437,20 @@ fn run_with_goodbye(core: &Core, s: &MqttSettings, goodbye: Duration) -> Result<
                         ok
                     });
                 }
+                // The acknowledgements of what is in flight (`offline`
+                // itself at least) before the DISCONNECT: the connection
+                // loop ends at the DISCONNECT, and a PUBACK that comes after
+                // it is never read, so every clean stop reported one
+                // message "never confirmed". Bounded (half the goodbye): a
+                // broker that does not acknowledge leaves them unconfirmed.
+                let acks = Instant::now() + goodbye / 2;
+                while stats.unconfirmed() > 0
+                    && stats.connected.load(Ordering::Relaxed)
+                    && !link_done.load(Ordering::Relaxed)
+                    && Instant::now() < acks.min(end)
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 retry(&|| client.try_disconnect().is_ok());
             })
             .map_err(|e| format!("cannot start a thread: {e}"))?

@@ -111,6 +111,33 @@ fn retained_schema_latest_value_status_and_last_will() {
     );
 }
 
+/// A clean stop waits (bounded) for the broker's acknowledgements of what
+/// is in flight before it disconnects: every stop reported one message
+/// (its own `offline`, QoS 1) "handed to the MQTT link but never
+/// confirmed", as the connection loop ended at the DISCONNECT, before the
+/// PUBACK the broker had sent was read.
+#[test]
+fn a_clean_stop_leaves_nothing_unconfirmed() {
+    let dir = Dir::new("unconfirmed");
+    let broker = Broker::start(&dir, "broker", "");
+    let mut a = Board::new("a");
+    a.start_bridge(&broker.url(), &config_a(&dir, "a.toml", ""), &[])
+        .wait_line("connected to", LONG);
+    wait_retained(broker.port, "shmbus/a/$state", |s| s == "online", SHORT);
+    let (st, stats) = a.bridge().stop(SHORT);
+    assert!(st.success(), "{st}");
+    assert_eq!(stats["out"]["unconfirmed"], 0, "{stats}");
+    let line = a.bridge().wait_line("stopped: ", SHORT);
+    assert!(
+        line.contains(" 0 handed to the MQTT link but never confirmed"),
+        "{line}"
+    );
+    assert_eq!(
+        retained(broker.port, "shmbus/a/$state").as_deref(),
+        Some("offline")
+    );
+}
+
 #[test]
 fn a_topic_removed_and_created_again_is_followed_with_its_new_schema() {
     let dir = Dir::new("recreate");
