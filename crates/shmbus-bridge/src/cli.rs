@@ -161,12 +161,9 @@ fn run_inner(a: &BridgeArgs) -> Result<(), String> {
         let outbox = std::sync::Arc::new(crate::outbox::Outbox::new(1, 1, stats.clone()));
         let names = crate::names::Names::new(&settings.prefix, &settings.board_id);
         crate::inbound::Inbound::new(&settings.inbound, names.clone(), outbox, stats)?;
-        println!(
-            "config: {}",
-            shmbus_toolbox::printable::printable(&source.to_string())
-        );
-        println!(
-            "broker: {} as {}{}",
+        let mut text = format!(
+            "config: {}\nbroker: {} as {}{}\n",
+            shmbus_toolbox::printable::printable(&source.to_string()),
             mqtt.broker,
             mqtt.shown_client_id(),
             if mqtt.credentials.is_some() {
@@ -176,8 +173,8 @@ fn run_inner(a: &BridgeArgs) -> Result<(), String> {
             }
         );
         for t in &settings.out {
-            println!(
-                "out: {:<16} key 0x{:08x} -> {} ({:?}, {:?}, qos {:?}, retain {})",
+            text.push_str(&format!(
+                "out: {:<16} key 0x{:08x} -> {} ({:?}, {:?}, qos {:?}, retain {})\n",
                 t.cfg.name,
                 t.topic.key as u32,
                 names.data(&t.cfg.name),
@@ -185,15 +182,16 @@ fn run_inner(a: &BridgeArgs) -> Result<(), String> {
                 t.format,
                 t.qos,
                 t.retain
-            );
+            ));
         }
         for i in &settings.inbound {
-            println!(
-                "in:  {:<16} key 0x{:08x} <- {} ({:?})",
+            text.push_str(&format!(
+                "in:  {:<16} key 0x{:08x} <- {} ({:?})\n",
                 i.cfg.name, i.topic.key as u32, i.remote, i.format
-            );
+            ));
         }
-        println!("ok");
+        text.push_str("ok\n");
+        put(&text);
         return Ok(());
     }
     let summary = crate::run(settings, mqtt, duration)?;
@@ -221,7 +219,19 @@ fn run_inner(a: &BridgeArgs) -> Result<(), String> {
         n("/in/unmatched")
     );
     if a.json {
-        println!("{summary}");
+        put(&format!("{summary}\n"));
     }
     Ok(())
+}
+
+/// Write `text` to stdout. A stdout that cannot be written (closed, full,
+/// a pipe whose reader quit) is said on stderr and changes nothing else:
+/// the exit code stays the run's own (`println!` panicked there, exit 101,
+/// after a run that had gone well).
+fn put(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        shmbus_toolbox::say!("shmbus-bridge: cannot write to stdout: {e}");
+    }
 }

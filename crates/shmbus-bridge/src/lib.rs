@@ -37,6 +37,8 @@
 #![warn(missing_docs)]
 // Not `eprintln!`: it panics when stderr cannot be written (`shmbus_toolbox::say!`).
 #![warn(clippy::print_stderr)]
+// Nor `println!`: it panics when stdout cannot be written (`cli::put`).
+#![warn(clippy::print_stdout)]
 
 pub mod cli;
 pub mod inbound;

@@ -2,6 +2,8 @@
 //! (the same as `shmbus bridge`). See `docs/BRIDGE.md`.
 // Not `eprintln!`: it panics when stderr cannot be written (`shmbus_toolbox::say!`).
 #![warn(clippy::print_stderr)]
+// Nor `println!`: it panics when stdout cannot be written (`cli::put`).
+#![warn(clippy::print_stdout)]
 
 use std::process::ExitCode;
 

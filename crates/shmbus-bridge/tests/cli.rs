@@ -947,6 +947,57 @@ fn a_run_refused_at_the_first_connection_leaves_no_topic_it_created() {
     );
 }
 
+/// A stdout and a stderr that cannot be written (`>/dev/full 2>&1`, a
+/// closed pipe) lose the output, not the exit code: the `--json` summary
+/// and `--check`'s lines were `println!`s, which panicked (exit 101) after
+/// a run that had gone well.
+#[test]
+fn an_unwritable_stdout_and_stderr_keep_the_exit_code() {
+    let _isolated = isolate();
+    let t = Tmp::new("dev-full");
+    let cfg = t.write("lab.toml", CONFIG, 0o644);
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    let run = |args: &[&str]| {
+        let mut child = bridge_cmd()
+            .args(args)
+            .env_remove("SHMBUS_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(full())
+            .stderr(full())
+            .spawn()
+            .unwrap();
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st.code();
+            }
+            if Instant::now() > end {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("shmbus-bridge {args:?} did not exit within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    // A run (broker unreachable: retried, said on stderr) to its end.
+    let code = run(&[
+        "127.0.0.1:1",
+        "--config",
+        &cfg,
+        "--duration",
+        "0.5",
+        "--json",
+    ]);
+    assert_eq!(code, Some(0));
+    assert_eq!(run(&["127.0.0.1:1", "--config", &cfg, "--check"]), Some(0));
+    assert_eq!(run(&["--config", &cfg, "--qos", "7"]), Some(2));
+}
+
 /// Every `shmbus-bridge` command line in the docs exists with the options
 /// it gives (`shmbus_testkit::docs`, as `shmbus`'s in `shmbus-cli`).
 #[test]
