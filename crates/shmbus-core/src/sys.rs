@@ -349,24 +349,27 @@ impl Attachment {
             call: Call::Shmat,
             errno: Errno::EFAULT,
         })?;
+        // From here the mapping is owned: every return below that is not
+        // `Ok` drops it, and the drop detaches (a `?` that returned with the
+        // raw pointer leaked a mapping, and a count in `nattch` that kept a
+        // removed topic's memory, for the life of the process).
+        let att = Attachment {
+            ptr,
+            len,
+            shmid,
+            mark: NonNull::from(&NO_WORD),
+        };
         // The size may have been read before a concurrent remove-and-recreate
         // gave the shmid... shmids are not reused that fast, but re-check that
         // the segment we attached is the size we will trust.
         let again = shm_stat(shmid)?.size;
         if again as usize != len {
-            // SAFETY: `p` came from a successful shmat above.
-            unsafe { libc::shmdt(p) };
             return Err(SysError {
                 call: Call::Shmat,
                 errno: Errno::EAGAIN,
             });
         }
-        Ok(Attachment {
-            ptr,
-            len,
-            shmid,
-            mark: NonNull::from(&NO_WORD),
-        })
+        Ok(att)
     }
 
     /// The segment's size in bytes, from the kernel (`shm_segsz`).

@@ -434,6 +434,25 @@ fn child_role_entry() {
                 g += 1;
             }
         }
+        // Attach the key `a[1]` times, dropping each result; report how
+        // many attaches succeeded and failed, and how many mappings of the
+        // key are left in this process.
+        "attach-loop" => {
+            let key: i32 = a[0].parse().expect("key");
+            let count: u32 = a[1].parse().expect("count");
+            let (mut ok, mut failed) = (0u32, 0u32);
+            say("STARTED");
+            for _ in 0..count {
+                match Segment::attach_key(key) {
+                    Ok(_) => ok += 1,
+                    Err(_) => failed += 1,
+                }
+            }
+            let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+            let name = format!("SYSV{:08x}", key as u32);
+            let left = maps.lines().filter(|l| l.contains(&name)).count();
+            say(&format!("LEFT {left} ok={ok} failed={failed}"));
+        }
         // Attach and keep reading until killed.
         "subscriber-loop" => {
             let mut s = Subscriber::<Check>::attach(&topic_from(&a)).expect("attach");
@@ -666,6 +685,65 @@ fn mode_and_group_decide_who_reads() {
     assert_owner_in_message(&msg, SENSOR_UID, TELEMETRY_GID, 0o640);
     assert!(msg.contains("member of its group"), "{msg}");
     drop(publisher.finish());
+}
+
+/// Root. An attach refused after its `shmat` succeeded (the mode changed
+/// between the mapping and the size check) detaches what it mapped: the
+/// mapping and the count in `nattch` stayed for the life of the process,
+/// and kept a removed topic's memory. A reader attaches thousands of times
+/// while the topic's mode flips between 0644 and 0000, then counts the
+/// mappings left in its own process.
+#[test]
+fn an_attach_refused_after_mapping_leaves_no_mapping() {
+    if !root_or_skip("an_attach_refused_after_mapping_leaves_no_mapping") {
+        return;
+    }
+    watchdog(
+        "an_attach_refused_after_mapping_leaves_no_mapping",
+        Duration::from_secs(300),
+    );
+    let (topic, _g) = unique_topic("attach-leak");
+    let topic = topic.mode(0o644);
+    let mut publisher = Publisher::<Check>::open(&topic).unwrap();
+    publisher.publish(&Check::new(1)).unwrap();
+    let shmid = publisher.raw().shmid();
+    let mut reader = spawn_kid(
+        "attach-loop",
+        &[topic.key.to_string(), scaled(200_000).to_string()],
+        Some((READER_UID, TELEMETRY_GID)),
+    );
+    assert_eq!(reader.line(), "STARTED");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flipper = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut open = false;
+            while !done.load(std::sync::atomic::Ordering::Relaxed)
+                && start.elapsed() < Duration::from_secs(240)
+            {
+                set_mode(shmid, if open { 0o000 } else { 0o644 });
+                open = !open;
+            }
+            set_mode(shmid, 0o644);
+        })
+    };
+    let report = reader.line();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    flipper.join().unwrap();
+    assert!(report.starts_with("LEFT 0 "), "{report}");
+    drop(reader.finish());
+}
+
+fn set_mode(shmid: i32, mode: u32) {
+    // SAFETY: shmid_ds is plain old data; all-zero is a valid value.
+    let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
+    // SAFETY: `ds` is a valid shmid_ds for the kernel to fill, then read.
+    unsafe {
+        assert_eq!(libc::shmctl(shmid, libc::IPC_STAT, &mut ds), 0);
+        ds.shm_perm.mode = mode as _;
+        assert_eq!(libc::shmctl(shmid, libc::IPC_SET, &mut ds), 0);
+    }
 }
 
 /// Root. Mode 0600: only the owner; the same uid reads, anyone else is
