@@ -595,6 +595,15 @@ pub enum ReadError {
     /// The slot is mid-write and the publisher is dead: it was killed during
     /// a publish. The next publisher repairs the slot.
     PublisherDied,
+    /// Every read of the slot for `waited` was overwritten while it read:
+    /// the slot's sequence kept changing. The publisher writes it faster
+    /// than this process copies its frames (large frames in a ring of few
+    /// slots), or another process writes the segment. This read is given
+    /// up; the next one tries again.
+    Overwritten {
+        /// How long the reader retried.
+        waited: Duration,
+    },
     /// A complete (sequence-validated) frame did not decode as the
     /// subscriber's type. Only that frame is lost: the in-order cursor has
     /// moved past it and `latest` counts it as returned, so the next read
@@ -636,6 +645,10 @@ impl fmt::Display for ReadError {
             ReadError::PublisherDied => write!(
                 f,
                 "the publisher died in the middle of a publish; the frame is lost and the next publisher repairs the slot"
+            ),
+            ReadError::Overwritten { waited } => write!(
+                f,
+                "the slot was rewritten during every read for {waited:?}: frames are published faster than this reader copies them (give the topic more slots), or another process writes the segment"
             ),
             ReadError::Undecodable { generation, error } => write!(
                 f,

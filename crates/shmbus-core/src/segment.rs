@@ -323,7 +323,11 @@ impl Segment {
     pub fn next_peek_index(&self, index: usize) -> usize {
         let g = &self.info.geometry;
         let stride = g.slot_stride / 4;
-        let next = index + stride;
+        // An index past any mapping (not one `peek_index` gave) stays past
+        // it, as the other index methods treat it: no overflow.
+        let Some(next) = index.checked_add(stride) else {
+            return usize::MAX;
+        };
         if next >= g.segment_size / 4 {
             next - stride * g.slot_count as usize
         } else {
@@ -544,13 +548,11 @@ fn status_for(att: &Attachment, key: i32) -> PublisherStatus {
     status
 }
 
-/// A slot mid-write for `waited` under a lock this process cannot read:
-/// [`ReadError::WriterStuck`] if the header's publisher pid is a process
-/// that exists, else [`ReadError::PublisherDied`].
-fn stuck_or_died(att: &Attachment, waited: Duration) -> ReadError {
+/// The header's publisher pid, if that process exists.
+fn header_publisher(att: &Attachment) -> Option<i32> {
     match i32::try_from(header_of(att).publisher_pid().load()) {
-        Ok(pid) if pid > 0 && process_exists(pid) => ReadError::WriterStuck { pid, waited },
-        _ => ReadError::PublisherDied,
+        Ok(pid) if pid > 0 && process_exists(pid) => Some(pid),
+        _ => None,
     }
 }
 
@@ -647,7 +649,7 @@ fn read_slot<R>(
         None => unreachable!("slot_stride holds the frame capacity"),
     };
     let mut tries: u32 = 0;
-    let mut since: Option<u64> = None;
+    let mut watch = SlotWatch::default();
     loop {
         if let Some(s1) = seqlock::read_begin(seq) {
             let (meta, raw_len) = meta_of(w, cap);
@@ -670,37 +672,108 @@ fn read_slot<R>(
         }
         tries = tries.wrapping_add(1);
         if tries % YIELD_TRIES == 0 {
-            let now = sys::monotonic_ns();
-            let start = *since.get_or_insert(now);
-            let waited = Duration::from_nanos(now.saturating_sub(start));
-            match status_for(att, key) {
-                PublisherStatus::Alive { pid } if waited >= stuck_after => {
-                    return Err(ReadError::WriterStuck { pid, waited });
-                }
-                PublisherStatus::Alive { .. } => {}
-                // This process cannot read the lock (it lost read access
-                // to the topic's objects after a mode change, or another
-                // user's semaphore sits at the key): whether a publisher
-                // lives is not known, so the slot gets as long as a live
-                // publisher's, then the header's publisher pid decides.
-                // Not "died" at the first odd look: a live publisher in
-                // the middle of a publish is what this reader sees most.
-                PublisherStatus::Unknown
-                    if waited >= stuck_after && seqlock::read_begin(seq).is_none() =>
-                {
-                    return Err(stuck_or_died(att, waited));
-                }
-                PublisherStatus::Unknown => {}
-                // Odd after several tries and nobody holds the lock: the
-                // writer died mid-write. A torn slot stays odd until a new
-                // publisher.
-                _ if seqlock::read_begin(seq).is_none() => {
-                    return Err(ReadError::PublisherDied);
-                }
-                _ => {}
+            let verdict = watch.look(
+                sys::monotonic_ns(),
+                seq.load(),
+                stuck_after,
+                || status_for(att, key),
+                || header_publisher(att),
+            );
+            if let Some(e) = verdict {
+                return Err(e);
             }
         }
         backoff(tries);
+    }
+}
+
+/// What [`read_slot`]'s periodic looks have seen of a slot it cannot read.
+#[derive(Debug, Default)]
+struct SlotWatch {
+    /// When the first look was (monotonic ns).
+    since: Option<u64>,
+    /// The sequence word at the previous look.
+    seq: Option<u32>,
+    /// When the sequence word was last seen to change (or first seen).
+    moved_at: u64,
+}
+
+impl SlotWatch {
+    /// One periodic look, at `now` (monotonic ns), at a slot whose reads
+    /// keep failing and whose sequence word reads `seq`: the error to
+    /// return, or `None` to try again. `status` is the publisher lock's
+    /// word; `header_publisher` the header's publisher pid if that process
+    /// exists. Every way out is bounded:
+    ///
+    /// - the sequence stays **odd and unchanged** (a write that does not
+    ///   end): [`ReadError::PublisherDied`] at once if the lock is free, or
+    ///   if it was removed and the header's publisher no longer exists;
+    ///   else [`ReadError::WriterStuck`] once it has not changed for
+    ///   `stuck_after` (or [`ReadError::PublisherDied`] if the lock cannot
+    ///   be read and the header's publisher is gone);
+    /// - the sequence **keeps changing** (every read was overwritten: a
+    ///   publisher that rewrites the slot faster than this process copies
+    ///   it, or another process writing the segment):
+    ///   [`ReadError::Overwritten`] after `stuck_after`, whatever the lock
+    ///   says. Before, that case was "stuck" or "died" for a healthy
+    ///   publisher, and with no publisher holding the lock it retried for
+    ///   as long as the writes went on.
+    fn look(
+        &mut self,
+        now: u64,
+        seq: u32,
+        stuck_after: Duration,
+        status: impl FnOnce() -> PublisherStatus,
+        header_publisher: impl FnOnce() -> Option<i32>,
+    ) -> Option<ReadError> {
+        let start = *self.since.get_or_insert(now);
+        let waited = Duration::from_nanos(now.saturating_sub(start));
+        if self.seq.replace(seq) != Some(seq) {
+            self.moved_at = now;
+        }
+        let unchanged = Duration::from_nanos(now.saturating_sub(self.moved_at));
+        let moved = unchanged.is_zero();
+        if seq & 1 == 1 {
+            let ended = !moved && unchanged >= stuck_after;
+            match status() {
+                // Mid-write and nobody holds the lock: the writer died
+                // mid-write (the kernel released its lock). A torn slot
+                // stays odd until a new publisher.
+                PublisherStatus::NotRunning => return Some(ReadError::PublisherDied),
+                PublisherStatus::Alive { pid } if ended => {
+                    return Some(ReadError::WriterStuck {
+                        pid,
+                        waited: unchanged,
+                    });
+                }
+                PublisherStatus::Alive { .. } => {}
+                // The lock was removed (a publisher may still publish
+                // without it), or this process cannot read it (it lost read
+                // access after a mode change, or another user's semaphore
+                // sits at the key): the header's publisher pid decides.
+                // Gone: died. There: the slot gets as long as a live
+                // publisher's.
+                lock @ (PublisherStatus::NoLock | PublisherStatus::Unknown) => {
+                    if ended || matches!(lock, PublisherStatus::NoLock) {
+                        match header_publisher() {
+                            None => return Some(ReadError::PublisherDied),
+                            Some(pid) if ended => {
+                                return Some(ReadError::WriterStuck {
+                                    pid,
+                                    waited: unchanged,
+                                });
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                }
+            }
+            if !moved {
+                // A write that has not ended yet: the cases above bound it.
+                return None;
+            }
+        }
+        (waited >= stuck_after).then_some(ReadError::Overwritten { waited })
     }
 }
 
@@ -1547,6 +1620,103 @@ mod tests {
     }
 
     const KEY: i32 = 0x7e5b_0001;
+
+    const MS: u64 = 1_000_000;
+    const STUCK: Duration = Duration::from_millis(200);
+
+    /// Looks every 5 ms at a slot whose sequence reads `seqs` in turn, with
+    /// the lock saying `status` and the header's publisher `header`: the
+    /// first verdict, and at which look (from 0).
+    fn verdict(
+        seqs: impl Fn(u64) -> u32,
+        status: PublisherStatus,
+        header: Option<i32>,
+    ) -> Option<(u64, ReadError)> {
+        let mut w = SlotWatch::default();
+        (0..1000).find_map(|i| {
+            w.look(
+                1_000 * MS + i * 5 * MS,
+                seqs(i),
+                STUCK,
+                || status,
+                || header,
+            )
+            .map(|e| (i, e))
+        })
+    }
+
+    #[test]
+    fn a_write_that_does_not_end_is_stuck_only_after_the_bound() {
+        let alive = PublisherStatus::Alive { pid: 42 };
+        let (at, e) = verdict(|_| 7, alive, Some(42)).unwrap();
+        assert_eq!(at, 40, "200 ms of 5 ms looks");
+        assert_eq!(
+            e,
+            ReadError::WriterStuck {
+                pid: 42,
+                waited: STUCK
+            }
+        );
+        // The lock free: died at the first look. The lock removed and the
+        // header's publisher gone: died at once; still there: stuck.
+        assert_eq!(
+            verdict(|_| 7, PublisherStatus::NotRunning, None),
+            Some((0, ReadError::PublisherDied))
+        );
+        assert_eq!(
+            verdict(|_| 7, PublisherStatus::NoLock, None),
+            Some((0, ReadError::PublisherDied))
+        );
+        assert!(matches!(
+            verdict(|_| 7, PublisherStatus::NoLock, Some(9)),
+            Some((40, ReadError::WriterStuck { pid: 9, .. }))
+        ));
+        assert_eq!(
+            verdict(|_| 7, PublisherStatus::Unknown, None),
+            Some((40, ReadError::PublisherDied))
+        );
+    }
+
+    /// A sequence that keeps moving is a publisher (or another process)
+    /// rewriting the slot during every read: `Overwritten` after the bound,
+    /// whatever the lock says. It was "stuck" for a live publisher, "died"
+    /// without a lock, and with the lock free and the word even a read
+    /// retried for as long as the writes went on.
+    #[test]
+    fn a_slot_rewritten_during_every_read_is_overwritten_after_the_bound() {
+        let overwritten = ReadError::Overwritten { waited: STUCK };
+        for status in [
+            PublisherStatus::Alive { pid: 42 },
+            PublisherStatus::NoLock,
+            PublisherStatus::Unknown,
+            PublisherStatus::NotRunning,
+        ] {
+            // Even at every look (a hostile writer adding 2).
+            let got = verdict(|i| 2 * i as u32, status, Some(42));
+            assert_eq!(got, Some((40, overwritten.clone())), "{status:?}");
+        }
+        // Odd at every look, a new write each time (a publisher writing
+        // large frames back to back), with a live publisher either way.
+        for status in [
+            PublisherStatus::Alive { pid: 42 },
+            PublisherStatus::NoLock,
+            PublisherStatus::Unknown,
+        ] {
+            let got = verdict(|i| 2 * i as u32 + 1, status, Some(42));
+            assert_eq!(got, Some((40, overwritten.clone())), "{status:?}");
+        }
+        // A write that moved, then stopped mid-way: stuck 200 ms after it
+        // stopped, not "overwritten" at 200 ms from the start.
+        let got = verdict(
+            |i| if i < 30 { 2 * i as u32 + 1 } else { 99 },
+            PublisherStatus::Alive { pid: 42 },
+            Some(42),
+        );
+        assert!(
+            matches!(got, Some((70, ReadError::WriterStuck { .. }))),
+            "{got:?}"
+        );
+    }
 
     #[test]
     fn a_segment_removed_between_lookup_and_attach_is_looked_up_again() {

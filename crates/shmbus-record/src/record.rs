@@ -1524,14 +1524,20 @@ fn read_topic(
                     sub.segment().key() as u32
                 ))
             }
-            Err(WaitError::Read(ReadError::Corrupt { generation, .. })) => {
-                // A frame that cannot be read: move past everything
-                // published so far and say how many frames that skipped.
+            Err(WaitError::Read(
+                e @ (ReadError::Corrupt { .. } | ReadError::Overwritten { .. }),
+            )) => {
+                // A frame that cannot be read (corrupt, or rewritten during
+                // every read: frames larger than this recorder copies in
+                // time): move past everything published so far and say how
+                // many frames that skipped.
                 let before = sub.cursor();
                 sub.seek_latest();
                 let n = sub.cursor().saturating_sub(before);
                 batch.items.push(Item::Missed(n.max(1), sub.cursor()));
-                batch.corrupt = Some(generation);
+                if let ReadError::Corrupt { generation, .. } = e {
+                    batch.corrupt = Some(generation);
+                }
                 None
             }
             Err(e) => Some(e.to_string()),

@@ -262,7 +262,9 @@ impl RawSubscriber {
     ///   before the attach (a lap of its ring within one poll) are not
     ///   counted: the subscriber never had a cursor before them.
     pub fn wait_for_topic(topic: &Topic, timeout: Duration) -> Result<Self, OpenError> {
-        let deadline = std::time::Instant::now() + timeout;
+        // `None`: a timeout past what an `Instant` can hold (`Duration::MAX`
+        // panicked here): wait for as long as it takes.
+        let deadline = std::time::Instant::now().checked_add(timeout);
         let mut step = Duration::from_millis(5);
         let mut waited = false;
         loop {
@@ -275,11 +277,12 @@ impl RawSubscriber {
                 }
                 Err(e @ (OpenError::NotFound { .. } | OpenError::NotReady { .. })) => {
                     let now = std::time::Instant::now();
-                    if now >= deadline {
+                    let left = deadline.map_or(step, |d| d.saturating_duration_since(now));
+                    if left.is_zero() {
                         return Err(e);
                     }
                     waited = true;
-                    std::thread::sleep(step.min(deadline - now));
+                    std::thread::sleep(step.min(left));
                     step = (step * 2).min(Duration::from_millis(100));
                 }
                 Err(e) => return Err(e),

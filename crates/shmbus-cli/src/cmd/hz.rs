@@ -172,6 +172,9 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
                         ReadError::WriterStuck { .. } => {
                             ("stuck", "reads of a slot stuck mid-write")
                         }
+                        ReadError::Overwritten { .. } => {
+                            ("overwritten", "reads of a slot rewritten while read")
+                        }
                         _ => ("corrupt", "unreadable frames"),
                     };
                     if tty {
