@@ -191,7 +191,7 @@ impl Tally {
     fn read_error(&mut self, e: &ReadError) {
         match e {
             ReadError::PublisherDied => self.died += 1,
-            ReadError::WriterStuck { .. } => self.stuck += 1,
+            ReadError::WriterStuck { .. } | ReadError::Overwritten { .. } => self.stuck += 1,
             _ => self.corrupt += 1,
         }
     }

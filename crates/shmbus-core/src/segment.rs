@@ -696,7 +696,16 @@ struct SlotWatch {
     seq: Option<u32>,
     /// When the sequence word was last seen to change (or first seen).
     moved_at: u64,
+    /// The first of the latest run of looks that each saw the sequence
+    /// word changed since the look before.
+    moving_since: Option<u64>,
 }
+
+/// How many times the stuck bound a read may fail in all before it is
+/// given up as [`ReadError::Overwritten`], however its looks went (a word
+/// that changed between looks but read the same at each, or a writer that
+/// keeps stalling mid-write just under the stuck bound).
+const OVERWRITTEN_CAP: u32 = 4;
 
 impl SlotWatch {
     /// One periodic look, at `now` (monotonic ns), at a slot whose reads
@@ -711,13 +720,15 @@ impl SlotWatch {
     ///   else [`ReadError::WriterStuck`] once it has not changed for
     ///   `stuck_after` (or [`ReadError::PublisherDied`] if the lock cannot
     ///   be read and the header's publisher is gone);
-    /// - the sequence **keeps changing** (every read was overwritten: a
-    ///   publisher that rewrites the slot faster than this process copies
-    ///   it, or another process writing the segment):
-    ///   [`ReadError::Overwritten`] after `stuck_after`, whatever the lock
-    ///   says. Before, that case was "stuck" or "died" for a healthy
-    ///   publisher, and with no publisher holding the lock it retried for
-    ///   as long as the writes went on.
+    /// - the sequence **keeps changing** (changed at every look for
+    ///   `stuck_after`: every read was overwritten, by a publisher that
+    ///   rewrites the slot faster than this process copies it, or by
+    ///   another process writing the segment): [`ReadError::Overwritten`],
+    ///   whatever the lock says. Before, that case was "stuck" or "died"
+    ///   for a healthy publisher, and with no publisher holding the lock it
+    ///   retried for as long as the writes went on;
+    /// - in all, a read that has failed for [`OVERWRITTEN_CAP`] times
+    ///   `stuck_after` is [`ReadError::Overwritten`] too.
     fn look(
         &mut self,
         now: u64,
@@ -733,6 +744,13 @@ impl SlotWatch {
         }
         let unchanged = Duration::from_nanos(now.saturating_sub(self.moved_at));
         let moved = unchanged.is_zero();
+        let moving = if moved {
+            let run_start = *self.moving_since.get_or_insert(now);
+            Some(Duration::from_nanos(now.saturating_sub(run_start)))
+        } else {
+            self.moving_since = None;
+            None
+        };
         if seq & 1 == 1 {
             let ended = !moved && unchanged >= stuck_after;
             match status() {
@@ -768,12 +786,15 @@ impl SlotWatch {
                     }
                 }
             }
-            if !moved {
-                // A write that has not ended yet: the cases above bound it.
-                return None;
-            }
         }
-        (waited >= stuck_after).then_some(ReadError::Overwritten { waited })
+        // Changed at every look for the bound: rewritten during every read.
+        // A writer that was stalled and has just moved on gets a fresh run
+        // (its next write is likely read whole).
+        if let Some(run) = moving.filter(|run| *run >= stuck_after) {
+            return Some(ReadError::Overwritten { waited: run });
+        }
+        (waited >= stuck_after.saturating_mul(OVERWRITTEN_CAP))
+            .then_some(ReadError::Overwritten { waited })
     }
 }
 
@@ -1705,6 +1726,32 @@ mod tests {
             let got = verdict(|i| 2 * i as u32 + 1, status, Some(42));
             assert_eq!(got, Some((40, overwritten.clone())), "{status:?}");
         }
+        // A writer stalled mid-write for 150 ms that then writes on: a new
+        // run of looks, "overwritten" only 200 ms after it moved (it was
+        // at 200 ms from the first look, just after the stall ended, and
+        // failed the stress test's readers under load).
+        let got = verdict(
+            |i| if i < 30 { 7 } else { 2 * i as u32 },
+            PublisherStatus::Alive { pid: 42 },
+            Some(42),
+        );
+        assert_eq!(
+            got,
+            Some((70, overwritten.clone())),
+            "a fresh run after the stall"
+        );
+        // The same word at every look, though reads keep failing (changed
+        // and changed back between looks): given up at the cap.
+        let got = verdict(|_| 8, PublisherStatus::NotRunning, None);
+        assert_eq!(
+            got,
+            Some((
+                160,
+                ReadError::Overwritten {
+                    waited: STUCK * OVERWRITTEN_CAP
+                }
+            ))
+        );
         // A write that moved, then stopped mid-way: stuck 200 ms after it
         // stopped, not "overwritten" at 200 ms from the start.
         let got = verdict(

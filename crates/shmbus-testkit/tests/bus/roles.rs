@@ -86,7 +86,9 @@ pub(super) fn stress_subscriber(args: &[String]) {
                     match raw.latest_into(&mut cut) {
                         Ok(Some(m)) => note(m.generation, !whole(&m, &cut), false, 0, &mut last),
                         Ok(None) => none_after_new += 1,
-                        Err(ReadError::WriterStuck { .. }) => stuck += 1,
+                        Err(ReadError::WriterStuck { .. } | ReadError::Overwritten { .. }) => {
+                            stuck += 1
+                        }
                         Err(e) => panic!("{kind}: {e}"),
                     }
                 } else {
@@ -106,7 +108,9 @@ pub(super) fn stress_subscriber(args: &[String]) {
                             pending_missed += k;
                         }
                         Ok(RawNext::Empty) => sys::yield_now(),
-                        Err(ReadError::WriterStuck { .. }) => stuck += 1,
+                        Err(ReadError::WriterStuck { .. } | ReadError::Overwritten { .. }) => {
+                            stuck += 1
+                        }
                         Err(e) => panic!("{kind}: {e}"),
                     }
                 }
@@ -135,7 +139,9 @@ pub(super) fn stress_subscriber(args: &[String]) {
                     Ok(Next::Empty) => sys::yield_now(),
                     // The publisher was preempted mid-write for longer than
                     // the stuck limit (a loaded machine): retry the frame.
-                    Err(WaitError::Read(ReadError::WriterStuck { .. })) => stuck += 1,
+                    Err(WaitError::Read(
+                        ReadError::WriterStuck { .. } | ReadError::Overwritten { .. },
+                    )) => stuck += 1,
                     Err(e) => panic!("{kind}: {e}"),
                 }
             }
@@ -147,7 +153,9 @@ pub(super) fn stress_subscriber(args: &[String]) {
                         Ok(Some(s)) => accept(&s, false, 0, &mut last),
                         // `has_new` said a frame was there.
                         Ok(None) => none_after_new += 1,
-                        Err(ReadError::WriterStuck { .. }) => stuck += 1,
+                        Err(ReadError::WriterStuck { .. } | ReadError::Overwritten { .. }) => {
+                            stuck += 1
+                        }
                         Err(e) => panic!("{kind}: {e}"),
                     }
                 } else {
@@ -160,7 +168,9 @@ pub(super) fn stress_subscriber(args: &[String]) {
             while last < n {
                 match sub.wait_latest(wait) {
                     Ok(s) => accept(&s, false, 0, &mut last),
-                    Err(WaitError::Read(ReadError::WriterStuck { .. })) => stuck += 1,
+                    Err(WaitError::Read(
+                        ReadError::WriterStuck { .. } | ReadError::Overwritten { .. },
+                    )) => stuck += 1,
                     Err(e) => panic!("{kind}: {e}"),
                 }
             }
@@ -212,7 +222,7 @@ pub(super) fn kill_reader(args: &[String]) {
             died += 1;
             std::thread::sleep(Duration::from_micros(200));
         }
-        ReadError::WriterStuck { .. } => stuck += 1,
+        ReadError::WriterStuck { .. } | ReadError::Overwritten { .. } => stuck += 1,
         _ => corrupt += 1,
     };
     loop {
