@@ -248,8 +248,8 @@ class Removed(ShmbusError):
 
 
 class ReadError(ShmbusError):
-    """A frame could not be read (publisher stuck or died mid-write, or the
-    frame does not decode)."""
+    """A frame could not be read (publisher stuck or died mid-write, the slot
+    rewritten during every read, or the frame does not decode)."""
 
 
 class SchemaError(ShmbusError, ValueError):

@@ -130,8 +130,9 @@
 #define SHMBUS_ERR_REMOVED -16
 
 /**
- * A frame could not be read (publisher stuck or died mid-write, or the
- * frame does not decode as the topic's schema).
+ * A frame could not be read (publisher stuck or died mid-write, the slot
+ * rewritten during every read, or the frame does not decode as the
+ * topic's schema).
  */
 #define SHMBUS_ERR_READ -17
 

@@ -58,8 +58,9 @@ pub const SHMBUS_ERR_TIMEOUT: i32 = -14;
 pub const SHMBUS_ERR_PUBLISHER_GONE: i32 = -15;
 /// The topic was removed; open it again once its publisher recreates it.
 pub const SHMBUS_ERR_REMOVED: i32 = -16;
-/// A frame could not be read (publisher stuck or died mid-write, or the
-/// frame does not decode as the topic's schema).
+/// A frame could not be read (publisher stuck or died mid-write, the slot
+/// rewritten during every read, or the frame does not decode as the
+/// topic's schema).
 pub const SHMBUS_ERR_READ: i32 = -17;
 /// The frame is larger than the topic's frame capacity.
 pub const SHMBUS_ERR_TOO_LARGE: i32 = -18;
