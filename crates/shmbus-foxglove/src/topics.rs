@@ -765,10 +765,10 @@ impl Topics {
                         }) => Err((
                             false,
                             match others.first() {
-                                None => foreign_text(&f),
+                                None => shmbus_config::names::foreign_text(&f),
                                 Some(o) => format!(
                                     "{}; another user's segment carries the name (key {:#010x}): serve it by key if you trust it",
-                                    foreign_text(&f),
+                                    shmbus_config::names::foreign_text(&f),
                                     o.key
                                 ),
                             },
@@ -969,21 +969,6 @@ fn give_back<T>(v: &mut Vec<T>, used: usize, keep: usize) {
     if v.capacity() > want.saturating_mul(2) {
         v.shrink_to(want);
     }
-}
-
-/// Why a name whose key holds a segment that is not a shmbus topic is not
-/// served: the words of `shmbus info`, with who made it and the fix.
-fn foreign_text(f: &shmbus_config::names::Other) -> String {
-    let who = |uid: u32| match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-        Ok(Some(u)) => format!("{} (uid {uid})", u.name),
-        _ => format!("uid {uid}"),
-    };
-    let k = format!("0x{:08x}", f.key as u32);
-    format!(
-        "its key {k} holds a segment that is not a shmbus topic (created by {}, owner {}): squatted? root removes it with `ipcrm -M {k}`",
-        who(f.cuid),
-        who(f.uid)
-    )
 }
 
 #[cfg(test)]
