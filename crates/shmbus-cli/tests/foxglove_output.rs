@@ -158,3 +158,82 @@ fn foxglove_keeps_serving_when_stderr_or_stdout_cannot_be_written() {
         assert_eq!(stop(child), Some(0), "{which} on /dev/full");
     }
 }
+
+/// A connection that ends mid-handshake (reset, or closed) is logged as
+/// such, not as a refusal: it was "refused: Connection reset by peer (os
+/// error 104)" and "refused: not a WebSocket handshake (Handshake not
+/// finished)", though nothing was refused.
+#[test]
+fn a_connection_that_ends_mid_handshake_is_not_logged_as_refused() {
+    watchdog("foxglove_mid_handshake", Duration::from_secs(300));
+    let key = unique_key("fox-mid-handshake");
+    let _g = Guard(key);
+    let topic = format!("0x{:08x}", key as u32);
+    let mut served = None;
+    for _ in 0..5 {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let bind = addr.to_string();
+        let mut cmd = shmbus(&["foxglove", "--bind", &bind, &topic]);
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn shmbus foxglove");
+        if wait_listening(&mut child, addr) {
+            served = Some((child, addr));
+            break;
+        }
+    }
+    let (mut child, addr) = served.expect("a free port in 5 tries");
+    // Its log, line by line, as it comes.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let partial = b"GET / HTTP/1.1\r\nHost: x\r\n";
+    // Reset (SO_LINGER 0), then closed, each after part of a request.
+    let mut peers = Vec::new();
+    for reset in [true, false] {
+        let mut s = TcpStream::connect(addr).unwrap();
+        peers.push(s.local_addr().unwrap().to_string());
+        s.write_all(partial).unwrap();
+        if reset {
+            let l = nix::libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::Linger, &l).unwrap();
+        }
+        drop(s);
+    }
+    let mut lines = Vec::new();
+    let end = Instant::now() + Duration::from_secs(60);
+    while !peers
+        .iter()
+        .all(|p| lines.iter().any(|l: &String| l.contains(&format!("{p}:"))))
+    {
+        assert!(Instant::now() < end, "no line for {peers:?}: {lines:#?}");
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+            lines.push(l);
+        }
+    }
+    assert_eq!(stop(child), Some(0));
+    lines.extend(rx.try_iter());
+    for p in &peers {
+        let line = lines.iter().find(|l| l.contains(&format!("{p}:"))).unwrap();
+        assert!(
+            line.ends_with(&format!("{p}: the connection ended during the handshake")),
+            "{lines:#?}"
+        );
+    }
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("refused") || l.contains("panicked")),
+        "{lines:#?}"
+    );
+}

@@ -682,7 +682,7 @@ fn close_code(e: &tungstenite::Error) -> Option<CloseCode> {
 /// The peer ended the TCP connection under us (a reset: the viewer was
 /// killed with data unread, its machine or the SSH tunnel dropped): no
 /// WebSocket close came, as for [`ENDED_WITHOUT_CLOSE`].
-fn ended_under_us(io: &std::io::Error) -> bool {
+pub(crate) fn ended_under_us(io: &std::io::Error) -> bool {
     matches!(
         io.kind(),
         ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::ConnectionAborted

@@ -495,10 +495,7 @@ impl Server {
             }),
             Err(HandshakeError::Failure(e)) => {
                 if !self.cfg.quiet {
-                    shmbus_toolbox::say!(
-                        "shmbus foxglove: {peer}: refused: {}",
-                        handshake_error(&e)
-                    );
+                    shmbus_toolbox::say!("shmbus foxglove: {peer}: {}", handshake_error(&e));
                 }
             }
         }
@@ -961,14 +958,24 @@ fn status(lvl: u8, message: String, id: Option<String>) -> String {
     .to_text()
 }
 
+/// What became of a handshake that failed, for the log.
 fn handshake_error(e: &tungstenite::Error) -> String {
     match e {
         tungstenite::Error::Http(r) => format!(
-            "HTTP {} {}",
+            "refused: HTTP {} {}",
             r.status().as_u16(),
             String::from_utf8_lossy(r.body().as_deref().unwrap_or_default()).trim_end()
         ),
-        tungstenite::Error::Protocol(p) => format!("not a WebSocket handshake ({p})"),
-        other => other.to_string(),
+        // The peer closed or reset the connection mid-handshake (a port
+        // scan, a viewer that quit): nothing was refused. A reset was
+        // "refused: Connection reset by peer (os error 104)".
+        tungstenite::Error::Protocol(tungstenite::error::ProtocolError::HandshakeIncomplete) => {
+            "the connection ended during the handshake".to_string()
+        }
+        tungstenite::Error::Protocol(p) => format!("refused: not a WebSocket handshake ({p})"),
+        tungstenite::Error::Io(io) if crate::client::ended_under_us(io) => {
+            "the connection ended during the handshake".to_string()
+        }
+        other => format!("refused: {other}"),
     }
 }
