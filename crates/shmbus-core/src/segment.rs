@@ -649,7 +649,9 @@ fn read_slot<R>(
         None => unreachable!("slot_stride holds the frame capacity"),
     };
     let mut tries: u32 = 0;
-    let mut watch = SlotWatch::default();
+    // Made at the first look only: a read that succeeds (nearly all) pays
+    // nothing for it.
+    let mut watch: Option<SlotWatch> = None;
     loop {
         if let Some(s1) = seqlock::read_begin(seq) {
             let (meta, raw_len) = meta_of(w, cap);
@@ -672,7 +674,7 @@ fn read_slot<R>(
         }
         tries = tries.wrapping_add(1);
         if tries % YIELD_TRIES == 0 {
-            let verdict = watch.look(
+            let verdict = watch.get_or_insert_with(SlotWatch::default).look(
                 sys::monotonic_ns(),
                 seq.load(),
                 stuck_after,
@@ -729,6 +731,8 @@ impl SlotWatch {
     ///   retried for as long as the writes went on;
     /// - in all, a read that has failed for [`OVERWRITTEN_CAP`] times
     ///   `stuck_after` is [`ReadError::Overwritten`] too.
+    #[cold]
+    #[inline(never)]
     fn look(
         &mut self,
         now: u64,
