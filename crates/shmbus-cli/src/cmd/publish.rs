@@ -116,7 +116,14 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
         Some(encode(without_bom(&a.json))?)
     };
 
-    let mut publisher = RawPublisher::open(&topic, &info.schema, info.geometry.frame_capacity).map_err(|e| match e {
+    // Existing-only: a topic removed since the attach above is not created
+    // again by a tool that only writes to topics that exist.
+    let mut publisher = RawPublisher::open_existing(&topic, &info.schema, info.geometry.frame_capacity).map_err(|e| match e {
+        OpenError::NotFound { .. } | OpenError::Removed { .. } => Fail::not_found(format!(
+            "topic '{}' ({}) was removed while `shmbus pub` opened it; start its publisher again to create it anew",
+            info.name,
+            key_hex(entry.key)
+        )),
         OpenError::PublisherActive { pid, .. } => Fail::error(format!(
             "topic '{}' ({}) already has a live publisher, pid {pid}; a topic has one publisher at a time: stop it first (kill {pid}), then run `shmbus pub` again",
             info.name,
