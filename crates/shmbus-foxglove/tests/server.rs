@@ -238,6 +238,23 @@ fn advertised(ws: &mut Ws, seen: &mut Seen) -> u64 {
     seen.channels[0]["id"].as_u64().unwrap()
 }
 
+/// Send a message the server answers with an error naming it, and read
+/// until that error: everything sent before it has been handled.
+fn after_marker(ws: &mut Ws, seen: &mut Seen) {
+    ws.send(Message::text(r#"{"op":"marker"}"#)).unwrap();
+    read_until(
+        ws,
+        seen,
+        "the marker's error",
+        Duration::from_secs(30),
+        |s| {
+            s.statuses
+                .iter()
+                .any(|v| v["message"].as_str().unwrap_or("").contains("'marker'"))
+        },
+    );
+}
+
 fn subscribe(ws: &mut Ws, sub: u32, channel: u64) {
     ws.send(Message::text(format!(
         r#"{{"op":"subscribe","subscriptions":[{{"id":{sub},"channelId":{channel}}}]}}"#
@@ -728,18 +745,7 @@ fn unsubscribing_a_channel_that_went_is_no_error() {
         r#"{"op":"unsubscribe","subscriptionIds":[7]}"#,
     ))
     .unwrap();
-    ws.send(Message::text(r#"{"op":"marker"}"#)).unwrap();
-    read_until(
-        &mut ws,
-        &mut seen,
-        "the marker's error",
-        Duration::from_secs(30),
-        |s| {
-            s.statuses
-                .iter()
-                .any(|v| v["message"].as_str().unwrap_or("").contains("'marker'"))
-        },
-    );
+    after_marker(&mut ws, &mut seen);
     let complaints: Vec<_> = seen
         .statuses
         .iter()
@@ -1800,18 +1806,7 @@ fn a_subscribe_that_crosses_the_unadvertise_is_no_error() {
     .unwrap();
     // Channel 0 is never advertised (ids start at 1).
     subscribe(&mut ws, 4, 0);
-    ws.send(Message::text(r#"{"op":"marker"}"#)).unwrap();
-    read_until(
-        &mut ws,
-        &mut seen,
-        "the marker's error",
-        Duration::from_secs(30),
-        |s| {
-            s.statuses
-                .iter()
-                .any(|v| v["message"].as_str().unwrap_or("").contains("'marker'"))
-        },
-    );
+    after_marker(&mut ws, &mut seen);
     let answers: Vec<&str> = seen
         .statuses
         .iter()
@@ -1897,18 +1892,7 @@ fn a_channel_that_went_before_the_client_connected_was_never_advertised_to_it() 
     assert_eq!(ids, [a, c]);
     subscribe(&mut late, 1, b);
     subscribe(&mut late, 2, 999);
-    late.send(Message::text(r#"{"op":"marker"}"#)).unwrap();
-    read_until(
-        &mut late,
-        &mut seen_late,
-        "the marker's error",
-        Duration::from_secs(30),
-        |s| {
-            s.statuses
-                .iter()
-                .any(|v| v["message"].as_str().unwrap_or("").contains("'marker'"))
-        },
-    );
+    after_marker(&mut late, &mut seen_late);
     let answers: Vec<&str> = seen_late
         .statuses
         .iter()
@@ -1926,18 +1910,7 @@ fn a_channel_that_went_before_the_client_connected_was_never_advertised_to_it() 
     );
     // The first client saw b go: its crossing subscribe stays quiet.
     subscribe(&mut first, 7, b);
-    first.send(Message::text(r#"{"op":"marker"}"#)).unwrap();
-    read_until(
-        &mut first,
-        &mut seen,
-        "the marker's error",
-        Duration::from_secs(30),
-        |s| {
-            s.statuses
-                .iter()
-                .any(|v| v["message"].as_str().unwrap_or("").contains("'marker'"))
-        },
-    );
+    after_marker(&mut first, &mut seen);
     let answers: Vec<&str> = seen
         .statuses
         .iter()
@@ -1968,18 +1941,7 @@ fn a_message_sent_with_the_close_is_still_handled() {
     )))
     .unwrap();
     // An error answered after the advertise: it was handled.
-    ws.send(Message::text(r#"{"op":"marker"}"#)).unwrap();
-    read_until(
-        &mut ws,
-        &mut seen,
-        "the marker's error",
-        Duration::from_secs(30),
-        |s| {
-            s.statuses
-                .iter()
-                .any(|v| v["message"].as_str().unwrap_or("").contains("'marker'"))
-        },
-    );
+    after_marker(&mut ws, &mut seen);
     let mut m = vec![1u8, 5, 0, 0, 0];
     m.extend_from_slice(br#"{"seq":42,"value":1.5,"label":"x"}"#);
     // One write: the publish and the close reach the server together.
