@@ -171,18 +171,12 @@ impl Inbound {
     /// local topic it created and published nothing on, segment and
     /// publisher lock, so that nothing of a run that never ran is left
     /// behind. Topics it reopened (a bridge before it made them), or
-    /// published on, stay.
+    /// published on, stay. Every route's publisher is let go: the run is
+    /// over.
     pub fn remove_unused(&mut self) {
         for r in &mut self.routes {
-            let unused = r
-                .publisher
-                .as_ref()
-                .is_some_and(|p| p.created() && p.next_generation() == 1);
-            if !unused {
-                continue;
-            }
             if let Some(p) = r.publisher.take() {
-                if let Err(e) = p.remove() {
+                if let Err(e) = p.remove_if_unused() {
                     shmbus_toolbox::say!(
                         "shmbus-bridge: cannot remove topic '{}', which this run created: {e}",
                         r.t.cfg.name

@@ -424,6 +424,19 @@ impl RawPublisher {
     pub fn remove(self) -> Result<(), sys::SysError> {
         self.seg.remove()
     }
+
+    /// Undo a run that failed: remove the topic if this publisher created
+    /// it and published nothing on it (true then), else leave it (false).
+    /// A tool that opens several topics before it publishes (replay, the
+    /// bridge's inbound topics) calls this for each when it gives up, so a
+    /// refused run leaves no empty topic and lock behind.
+    pub fn remove_if_unused(self) -> Result<bool, sys::SysError> {
+        if self.created() && self.next_generation() == 1 {
+            self.remove().map(|()| true)
+        } else {
+            Ok(false)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -244,14 +244,12 @@ pub fn run(a: ReplayArgs) -> Result<(), Exit> {
     let r = replay(a, &mut publishers);
     if r.is_err() {
         for (_, p) in publishers.drain() {
-            if p.created() && p.next_generation() == 1 {
-                let name = p.name().to_string();
-                if let Err(e) = p.remove() {
-                    shmbus_toolbox::say!(
-                        "shmbus: warning: cannot remove topic '{}' that this replay created: {e}",
-                        shown(&name)
-                    );
-                }
+            let name = p.name().to_string();
+            if let Err(e) = p.remove_if_unused() {
+                shmbus_toolbox::say!(
+                    "shmbus: warning: cannot remove topic '{}' that this replay created: {e}",
+                    shown(&name)
+                );
             }
         }
     }
