@@ -971,18 +971,7 @@ fn an_unwritable_stdout_and_stderr_keep_the_exit_code() {
             .stderr(full())
             .spawn()
             .unwrap();
-        let end = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                return st.code();
-            }
-            if Instant::now() > end {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("shmbus-bridge {args:?} did not exit within 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        shmbus_testkit::exit_within(&mut child, Duration::from_secs(60), "shmbus-bridge").code()
     };
     // A run (broker unreachable: retried, said on stderr) to its end.
     let code = run(&[

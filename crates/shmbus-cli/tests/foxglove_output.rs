@@ -95,18 +95,12 @@ fn wait_listening(child: &mut Child, addr: SocketAddr) -> bool {
 fn stop(mut child: Child) -> Option<i32> {
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-    let end = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st.code();
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the server did not stop within 60 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    shmbus_testkit::exit_within(
+        &mut child,
+        Duration::from_secs(60),
+        "the server after SIGTERM",
+    )
+    .code()
 }
 
 fn full() -> Stdio {

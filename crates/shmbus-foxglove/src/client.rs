@@ -789,18 +789,22 @@ mod tests {
         ws.get_ref().stream().set_nonblocking(true).unwrap();
         let mut c = Client::new(1, peer_addr, "foxglove.websocket.v1", ws, 1 << 20, 0);
         let mut out = Vec::new();
-        // Bounded: the end of the connection is there already; a few
-        // turns at most even on a busy machine.
+        read_until_gone(&mut c, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(c.gone.as_deref(), Some(ENDED_WITHOUT_CLOSE));
+        assert!(c.farewell.is_none(), "{:?}", c.farewell);
+    }
+
+    /// Read until the client is gone; bounded (60 s): the end of the
+    /// connection is there already, a few turns at most on a busy machine.
+    fn read_until_gone(c: &mut Client, out: &mut Vec<Incoming>) {
         for _ in 0..6000 {
-            c.read(&mut out, 0);
+            c.read(out, 0);
             if c.gone.is_some() {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        assert!(out.is_empty());
-        assert_eq!(c.gone.as_deref(), Some(ENDED_WITHOUT_CLOSE));
-        assert!(c.farewell.is_none(), "{:?}", c.farewell);
     }
 
     /// A client whose peer resets the connection (killed with data
@@ -835,13 +839,7 @@ mod tests {
         // Read.
         let mut c = reset_by_peer();
         let mut out = Vec::new();
-        for _ in 0..6000 {
-            c.read(&mut out, 0);
-            if c.gone.is_some() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        read_until_gone(&mut c, &mut out);
         let gone = c.gone.clone().unwrap_or_default();
         assert_eq!(gone, ENDED_WITHOUT_CLOSE);
         assert!(c.farewell.is_none(), "{:?}", c.farewell);

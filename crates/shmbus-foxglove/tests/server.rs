@@ -238,6 +238,16 @@ fn advertised(ws: &mut Ws, seen: &mut Seen) -> u64 {
     seen.channels[0]["id"].as_u64().unwrap()
 }
 
+/// The status messages the server sent this client that answer no
+/// particular message (errors of ops it refused), in order.
+fn answers(seen: &Seen) -> Vec<String> {
+    seen.statuses
+        .iter()
+        .filter(|v| v["op"] == "status" && v["id"].is_null())
+        .filter_map(|v| v["message"].as_str().map(str::to_string))
+        .collect()
+}
+
 /// Send a message the server answers with an error naming it, and read
 /// until that error: everything sent before it has been handled.
 fn after_marker(ws: &mut Ws, seen: &mut Seen) {
@@ -1533,13 +1543,6 @@ fn one_client_message_gets_one_answer_however_many_entries_it_holds() {
         },
     );
     ws.send(Message::text(r#"{"op":"marker"}"#)).unwrap();
-    let answers = |s: &Seen| -> Vec<String> {
-        s.statuses
-            .iter()
-            .filter(|v| v["op"] == "status" && v["id"].is_null())
-            .map(|v| v["message"].as_str().unwrap().to_string())
-            .collect()
-    };
     read_until(
         &mut ws,
         &mut seen,
@@ -1807,12 +1810,7 @@ fn a_subscribe_that_crosses_the_unadvertise_is_no_error() {
     // Channel 0 is never advertised (ids start at 1).
     subscribe(&mut ws, 4, 0);
     after_marker(&mut ws, &mut seen);
-    let answers: Vec<&str> = seen
-        .statuses
-        .iter()
-        .filter(|v| v["op"] == "status" && v["id"].is_null())
-        .filter_map(|v| v["message"].as_str())
-        .collect();
+    let answers = answers(&seen);
     assert_eq!(answers.len(), 2, "{answers:?}");
     assert_eq!(
         answers[0],
@@ -1893,31 +1891,21 @@ fn a_channel_that_went_before_the_client_connected_was_never_advertised_to_it() 
     subscribe(&mut late, 1, b);
     subscribe(&mut late, 2, 999);
     after_marker(&mut late, &mut seen_late);
-    let answers: Vec<&str> = seen_late
-        .statuses
-        .iter()
-        .filter(|v| v["op"] == "status" && v["id"].is_null())
-        .filter_map(|v| v["message"].as_str())
-        .collect();
-    assert_eq!(answers.len(), 3, "{answers:?}");
+    let late_answers = answers(&seen_late);
+    assert_eq!(late_answers.len(), 3, "{late_answers:?}");
     assert_eq!(
-        answers[0],
+        late_answers[0],
         format!("channel {b} was never advertised on this connection")
     );
     assert_eq!(
-        answers[1],
+        late_answers[1],
         "channel 999 was never advertised on this connection"
     );
     // The first client saw b go: its crossing subscribe stays quiet.
     subscribe(&mut first, 7, b);
     after_marker(&mut first, &mut seen);
-    let answers: Vec<&str> = seen
-        .statuses
-        .iter()
-        .filter(|v| v["op"] == "status" && v["id"].is_null())
-        .filter_map(|v| v["message"].as_str())
-        .collect();
-    assert_eq!(answers.len(), 1, "{answers:?}");
+    let first_answers = answers(&seen);
+    assert_eq!(first_answers.len(), 1, "{first_answers:?}");
     drop((first, late));
     server.stop();
 }
@@ -1992,13 +1980,6 @@ fn publishing_to_a_removed_topic_is_refused_and_creates_nothing() {
         let mut m = vec![1u8, 1, 0, 0, 0];
         m.extend_from_slice(br#"{"seq":7,"value":1.5,"label":"x"}"#);
         Message::binary(m)
-    };
-    let answers = |s: &Seen| -> Vec<String> {
-        s.statuses
-            .iter()
-            .filter(|v| v["op"] == "status" && v["id"].is_null())
-            .filter_map(|v| v["message"].as_str().map(str::to_string))
-            .collect()
     };
     let marker = |ws: &mut Ws, seen: &mut Seen, n: usize| {
         ws.send(Message::text(r#"{"op":"marker"}"#)).unwrap();

@@ -489,6 +489,23 @@ pub fn watchdog(what: &'static str, limit: Duration) {
     });
 }
 
+/// Wait for `child` to exit, at most `limit`: a child still running then
+/// is killed and reaped, and the test fails naming `what` (a hang).
+pub fn exit_within(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
+    let end = std::time::Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            return st;
+        }
+        if std::time::Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not exit within {limit:?} (hung?)");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// A `fork()` child running a closure ([`ForkChild::start`]); reap it with
 /// [`ForkChild::wait`].
 #[derive(Debug)]

@@ -113,19 +113,7 @@ fn output_and_exit(
     (out, status)
 }
 
-fn wait_exit(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
-    let end = Instant::now() + limit;
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            panic!("{what} did not exit within {limit:?} (hung?)");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
+use shmbus_testkit::exit_within as wait_exit;
 
 /// A small xorshift generator: tests need noise, not cryptography.
 struct Rng(u64);
@@ -156,6 +144,18 @@ fn is_torn(s: &shmbus_sub::Sample<Check>) -> bool {
 fn raw_segment(key: i32, size: usize) -> WriteAttachment {
     let id = sys::shmget(key, size, libc::IPC_CREAT | libc::IPC_EXCL | 0o600).expect("shmget");
     WriteAttachment::read_write(id).expect("shmat")
+}
+
+/// The topic at `key` mapped read-write (as another process could), and
+/// the byte offset of the slot that holds frame `generation`.
+fn slot_of(key: i32, generation: u64) -> (WriteAttachment, usize) {
+    let id = sys::shmget(key, 0, 0).unwrap();
+    let att = WriteAttachment::read_write(id).unwrap();
+    let offset = shmbus_core::layout::HeaderInfo::read(&att, key)
+        .unwrap()
+        .geometry
+        .slot_offset(generation);
+    (att, offset)
 }
 
 fn store_words(att: &WriteAttachment, words: &[u32]) {

@@ -722,10 +722,10 @@ fn an_attach_refused_after_mapping_leaves_no_mapping() {
             while !done.load(std::sync::atomic::Ordering::Relaxed)
                 && start.elapsed() < Duration::from_secs(240)
             {
-                set_mode(shmid, if open { 0o000 } else { 0o644 });
+                sys::shm_set_owner(shmid, None, if open { 0o000 } else { 0o644 }).unwrap();
                 open = !open;
             }
-            set_mode(shmid, 0o644);
+            sys::shm_set_owner(shmid, None, 0o644).unwrap();
         })
     };
     let report = reader.line();
@@ -733,17 +733,6 @@ fn an_attach_refused_after_mapping_leaves_no_mapping() {
     flipper.join().unwrap();
     assert!(report.starts_with("LEFT 0 "), "{report}");
     drop(reader.finish());
-}
-
-fn set_mode(shmid: i32, mode: u32) {
-    // SAFETY: shmid_ds is plain old data; all-zero is a valid value.
-    let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
-    // SAFETY: `ds` is a valid shmid_ds for the kernel to fill, then read.
-    unsafe {
-        assert_eq!(libc::shmctl(shmid, libc::IPC_STAT, &mut ds), 0);
-        ds.shm_perm.mode = mode as _;
-        assert_eq!(libc::shmctl(shmid, libc::IPC_SET, &mut ds), 0);
-    }
 }
 
 /// Root. Mode 0600: only the owner; the same uid reads, anyone else is

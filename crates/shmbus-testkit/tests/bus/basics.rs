@@ -327,12 +327,7 @@ fn a_dead_writers_slot_fails_reads_until_skipped() {
     }
     drop(publisher); // the lock is free: no publisher lives
     // Frame 1's slot, left odd as by a publisher killed while overwriting it.
-    let id = sys::shmget(topic.key, 0, 0).unwrap();
-    let att = WriteAttachment::read_write(id).unwrap();
-    let offset = shmbus_core::layout::HeaderInfo::read(&att, topic.key)
-        .unwrap()
-        .geometry
-        .slot_offset(1);
+    let (att, offset) = slot_of(topic.key, 1);
     let seq = att.atomic_word(offset).unwrap();
     seq.store(seq.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     for _ in 0..3 {
@@ -366,12 +361,7 @@ fn a_slot_rewritten_during_every_read_fails_the_read_instead_of_hanging() {
     publisher.publish_bytes(&vec![7u8; size]).unwrap();
     drop(publisher); // the lock is free: no publisher lives
     let mut sub = RawSubscriber::attach(&topic).unwrap();
-    let id = sys::shmget(topic.key, 0, 0).unwrap();
-    let att = WriteAttachment::read_write(id).unwrap();
-    let offset = shmbus_core::layout::HeaderInfo::read(&att, topic.key)
-        .unwrap()
-        .geometry
-        .slot_offset(1);
+    let (att, offset) = slot_of(topic.key, 1);
     let first = att.atomic_word(offset).unwrap().load(Ordering::Relaxed);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
@@ -388,7 +378,7 @@ fn a_slot_rewritten_during_every_read_fails_the_read_instead_of_hanging() {
     // Reads start once the writer does. (A read may still succeed while
     // the writer is off its CPU: `SlotWatch`'s unit tests pin the verdicts
     // down; this one checks that a read ends.)
-    let watch = WriteAttachment::read_write(id).unwrap();
+    let (watch, _) = slot_of(topic.key, 1);
     let seq = watch.atomic_word(offset).unwrap();
     shmbus_testkit::settled(|| seq.load(Ordering::Relaxed), |s| *s != first);
     let mut out = Vec::new();
