@@ -4,12 +4,12 @@
 //! next client line (stderr) or before listening (stdout).
 #![cfg(feature = "foxglove")]
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use shmbus_testkit::{Guard, unique_key, watchdog};
+use shmbus_testkit::{Guard, unique_key, watchdog, ws};
 
 /// The shmbus binary, behind `SHMBUS_TEST_RUNNER` when emulated, killed
 /// if the test dies.
@@ -25,46 +25,8 @@ fn shmbus(args: &[&str]) -> Command {
 fn first_message(addr: SocketAddr, what: &str) -> String {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    s.write_all(
-        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-Sec-WebSocket-Protocol: foxglove.websocket.v1\r\n\r\n",
-    )
-    .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if let Err(e) = s.read_exact(&mut byte) {
-            panic!("{what}: no answer to the handshake: {e}");
-        }
-        head.push(byte[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
-    // One unmasked text frame.
-    let mut h = [0u8; 2];
-    s.read_exact(&mut h).unwrap();
-    assert_eq!(h[0], 0x81, "a whole text frame");
-    let len = match h[1] & 0x7f {
-        126 => {
-            let mut b = [0u8; 2];
-            s.read_exact(&mut b).unwrap();
-            u64::from(u16::from_be_bytes(b))
-        }
-        127 => {
-            let mut b = [0u8; 8];
-            s.read_exact(&mut b).unwrap();
-            u64::from_be_bytes(b)
-        }
-        n => u64::from(n),
-    };
-    assert!(len < 1 << 20, "{len}");
-    let mut payload = vec![0u8; len as usize];
-    s.read_exact(&mut payload).unwrap();
-    String::from_utf8(payload).unwrap()
+    ws::handshake(&mut s, what);
+    ws::read_text(&mut s, what)
 }
 
 /// A port on 127.0.0.1 nobody listens on now.

@@ -17,7 +17,7 @@ use shmbus_codec::Codec;
 use shmbus_foxglove::{Config, Selector, Server, Summary};
 use shmbus_pub::{Publisher, Topic};
 use shmbus_testkit::steady::{Steady, widest_gap};
-use shmbus_testkit::{Guard, KillOnDrop, child, role, unique_key, watchdog};
+use shmbus_testkit::{Guard, KillOnDrop, child, role, unique_key, watchdog, ws};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::http::HeaderValue;
 use tungstenite::{Message, WebSocket, stream::MaybeTlsStream};
@@ -140,30 +140,6 @@ fn connect(addr: SocketAddr, protocols: &str) -> (Ws, Option<String>) {
         .get("Sec-WebSocket-Protocol")
         .map(|v| v.to_str().unwrap().to_string());
     (ws, p)
-}
-
-/// A WebSocket handshake written by hand on `stream` (subprotocol
-/// foxglove.websocket.v1), for clients that then misbehave below the
-/// WebSocket library: it must be accepted (101).
-fn raw_handshake(stream: &mut TcpStream) {
-    stream
-        .write_all(
-            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-Sec-WebSocket-Protocol: foxglove.websocket.v1\r\n\r\n",
-        )
-        .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
 }
 
 /// What a client saw.
@@ -1042,7 +1018,7 @@ fn a_client_that_never_reads_is_dropped_and_the_others_get_every_frame() {
     let mut stuck = TcpStream::connect(server.addr).unwrap();
     // A small receive buffer, so the kernel stops taking data for it soon.
     nix::sys::socket::setsockopt(&stuck, nix::sys::socket::sockopt::RcvBuf, &4096).unwrap();
-    raw_handshake(&mut stuck);
+    ws::handshake(&mut stuck, "stuck");
     let text = format!(r#"{{"op":"subscribe","subscriptions":[{{"id":1,"channelId":{id}}}]}}"#);
     let mut frame = vec![0x81, 0x80 | text.len() as u8, 0, 0, 0, 0];
     frame.extend_from_slice(text.as_bytes()); // mask of zeros: payload as is
@@ -1117,7 +1093,7 @@ fn a_client_that_floods_pings_and_never_reads_is_dropped() {
     // The default receive buffer: with a tiny one the kernel itself soon
     // stops the flow both ways, and the server is never sent the flood.
     let mut flood = TcpStream::connect(server.addr).unwrap();
-    raw_handshake(&mut flood);
+    ws::handshake(&mut flood, "flood");
     // Pings of 125 bytes (the most a control frame holds), masked with
     // zeros, 512 to a write.
     let mut ping = vec![0x89u8, 0x80 | 125, 0, 0, 0, 0];
@@ -2037,26 +2013,13 @@ fn max_clients_holds_for_handshakes_in_progress() {
     // is what let them all in; the fix holds either way).
     std::thread::sleep(Duration::from_millis(500));
     for s in &mut socks {
-        s.write_all(
-            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-Sec-WebSocket-Protocol: foxglove.websocket.v1\r\n\r\n",
-        )
-        .unwrap();
+        s.write_all(ws::UPGRADE_REQUEST).unwrap();
     }
     let mut upgraded = 0;
     let mut refused = 0;
     for (i, s) in socks.iter_mut().enumerate() {
         s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            match s.read(&mut byte) {
-                Ok(1) => head.push(byte[0]),
-                other => panic!("connection {i}: no answer: {other:?} after {head:?}"),
-            }
-        }
-        let head = String::from_utf8_lossy(&head);
+        let head = ws::read_head(s).unwrap_or_else(|e| panic!("connection {i}: no answer: {e}"));
         if head.starts_with("HTTP/1.1 101") {
             upgraded += 1;
         } else {
@@ -2217,7 +2180,7 @@ fn a_connection_that_answers_no_ping_frees_its_slot() {
     // leaves the silent one, and a test thread that did not run for that
     // long saw the slot free at once ("the slot was never taken").
     let mut silent = TcpStream::connect(server.addr).unwrap();
-    raw_handshake(&mut silent);
+    ws::handshake(&mut silent, "silent");
     let speaking = Arc::new(AtomicBool::new(true));
     let heartbeat = {
         let mut s = silent.try_clone().unwrap();

@@ -6,6 +6,7 @@
 
 pub mod docs;
 pub mod steady;
+pub mod ws;
 
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
