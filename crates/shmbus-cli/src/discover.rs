@@ -12,7 +12,7 @@ use shmbus_core::Segment;
 use shmbus_core::sys::{self, SHM_DEST, SHM_LOCKED};
 use shmbus_core::sysvipc::{self, ProcEntry};
 
-use crate::out::{Fail, key_hex, user_name};
+use crate::out::{Fail, key_hex, user};
 
 /// One segment from `/proc/sysvipc/shm`, with the columns the tool uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,7 +263,7 @@ fn resolve_name(cmd: &str, name: &str, bus: Option<&str>, all: &[Entry]) -> Resu
     let me = nix::unistd::geteuid().as_raw();
     let keys: Vec<String> = rule.keys.iter().map(|k| key_hex(*k)).collect();
     let keys = keys.join(" or ");
-    let who = |uid: u32| format!("{} (uid {uid})", user_name(uid));
+    let who = user;
     match names::resolve(&rule, me) {
         Ok(f) => all
             .iter()

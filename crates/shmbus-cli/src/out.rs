@@ -105,13 +105,8 @@ pub fn notice(s: &str) {
 // shmbus command: shmbus-toolbox's `units`.
 pub use shmbus_toolbox::units::{bytes as human_bytes, duration_ns as human_ns, key_hex, utc};
 
-/// A user name for `uid`, or the number.
-pub fn user_name(uid: u32) -> String {
-    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-        Ok(Some(u)) => u.name,
-        _ => uid.to_string(),
-    }
-}
+// A user's name (tables) and a user in a sentence: shmbus-toolbox's `units`.
+pub use shmbus_toolbox::units::{user, user_name};
 
 /// A group name for `gid`, or the number.
 pub fn group_name(gid: u32) -> String {

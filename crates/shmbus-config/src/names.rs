@@ -284,12 +284,7 @@ pub fn squatted_text(rule: &NameRule, key: i32, uid: u32, cuid: u32, expected: u
 }
 
 /// A user by name and uid (`shmbus-sensors (uid 998)`), or the uid alone.
-fn who(uid: u32) -> String {
-    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-        Ok(Some(u)) => format!("{} (uid {uid})", u.name),
-        _ => format!("uid {uid}"),
-    }
-}
+use shmbus_toolbox::units::user as who;
 
 /// The one text every tool gives for [`NameError::NotFound`]'s `foreign`:
 /// the name's key holds a segment that is not a shmbus topic. No publisher

@@ -1,4 +1,4 @@
-//! Sizes, durations, rates, dates and keys as short text for humans.
+//! Sizes, durations, rates, dates, keys and users as short text for humans.
 //!
 //! Every shmbus command formats these through this module, so a duration
 //! reads the same in `shmbus echo`, `hz`, `top`, `bench` and the demo.
@@ -80,6 +80,25 @@ pub fn iso8601(ns: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{frac:09}Z")
 }
 
+/// A user's name for a table cell or a JSON field: the name, or the uid
+/// as a number when no user has it.
+pub fn user_name(uid: u32) -> String {
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(u)) => u.name,
+        _ => uid.to_string(),
+    }
+}
+
+/// A user in a sentence: `alice (uid 1000)`, or `uid 4321` when no user
+/// has that uid (not `4321 (uid 4321)`). Every message that names who
+/// created or owns something says it this way.
+pub fn user(uid: u32) -> String {
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(u)) => format!("{} (uid {uid})", u.name),
+        _ => format!("uid {uid}"),
+    }
+}
+
 /// Seconds since the epoch as UTC (year, month, day, hour, minute, second),
 /// by Howard Hinnant's `civil_from_days`: no time zone database needed.
 pub fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
@@ -99,6 +118,16 @@ pub fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_user_is_named_once_known_and_numbered_once_unknown() {
+        assert_eq!(user(0), "root (uid 0)");
+        assert_eq!(user_name(0), "root");
+        // No user has the largest uid but one (the largest is "no uid").
+        let nobody = u32::MAX - 1;
+        assert_eq!(user(nobody), format!("uid {nobody}"));
+        assert_eq!(user_name(nobody), nobody.to_string());
+    }
     use super::*;
 
     #[test]

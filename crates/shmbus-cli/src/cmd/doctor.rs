@@ -18,7 +18,7 @@ use shmbus_core::{LockPolicy, PublisherStatus};
 use super::list::{Row, rows};
 use crate::args::DoctorArgs;
 use crate::discover::now_ns;
-use crate::out::{self, CmdResult, Fail, human_bytes, human_ns, key_hex, user_name};
+use crate::out::{self, CmdResult, Fail, human_bytes, human_ns, key_hex, user, user_name};
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -696,13 +696,11 @@ fn findings_of(a: &DoctorArgs, loaded: Loaded) -> Vec<Finding> {
                         f.push(fail(
                             "squat",
                             format!(
-                                "'{}' ({k}) was created by {} (uid {}) and belongs to {} (uid {}), not its configured publisher {} (uid {uid}): its publisher cannot open it, and subscribers that name the publisher refuse it",
+                                "'{}' ({k}) was created by {} and belongs to {}, not its configured publisher {}: its publisher cannot open it, and subscribers that name the publisher refuse it",
                                 s.name,
-                                user_name(s.entry.cuid),
-                                s.entry.cuid,
-                                user_name(s.entry.uid),
-                                s.entry.uid,
-                                user_name(uid)
+                                user(s.entry.cuid),
+                                user(s.entry.uid),
+                                user(uid)
                             ),
                             format!(
                                 "find out who created it; root removes it with `shmbus rm {}{k}`",
@@ -864,11 +862,10 @@ fn findings_of(a: &DoctorArgs, loaded: Loaded) -> Vec<Finding> {
             }
             Row::Foreign(e) => {
                 let what = format!(
-                    "key {} holds a segment that is not a shmbus topic (shmid {}, created by {} (uid {}), pid {})",
+                    "key {} holds a segment that is not a shmbus topic (shmid {}, created by {}, pid {})",
                     key_hex(e.key),
                     e.shmid,
-                    user_name(e.cuid),
-                    e.cuid,
+                    user(e.cuid),
                     e.cpid
                 );
                 let fix = format!(
@@ -890,11 +887,10 @@ fn findings_of(a: &DoctorArgs, loaded: Loaded) -> Vec<Finding> {
                 let topic = configured.iter().find(|t| t.key == l.key);
                 let expected = topic.and_then(|t| t.to_topic().ok()?.publisher_uid);
                 let what = format!(
-                    "key {} holds a semaphore set with no segment (semid {}, {state}, created by {} (uid {}))",
+                    "key {} holds a semaphore set with no segment (semid {}, {state}, created by {})",
                     key_hex(l.key),
                     l.semid,
-                    user_name(l.cuid),
-                    l.cuid
+                    user(l.cuid),
                 );
                 let fix = format!(
                     "remove it (as its owner or root): `shmbus rm {}{}`",

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::args::ListArgs;
 use crate::discover::{self, Entry, LockOnly, Probe, now_ns};
-use crate::out::{self, CmdResult, Fail, human_bytes, human_ns, key_hex, user_name};
+use crate::out::{self, CmdResult, Fail, human_bytes, human_ns, key_hex, user, user_name};
 
 /// One row of the listing.
 pub enum Row {
@@ -137,11 +137,10 @@ pub fn creator_word(lock: &PublisherStatus) -> &'static str {
 pub fn half_made_text(e: &Entry, lock: &PublisherStatus) -> Option<(String, String)> {
     let k = key_hex(e.key);
     let made = format!(
-        "segment {k} (shmid {}, {}, created by {} (uid {}), pid {}) is half-created: its magic is still 0",
+        "segment {k} (shmid {}, {}, created by {}, pid {}) is half-created: its magic is still 0",
         e.shmid,
         human_bytes(e.size),
-        user_name(e.cuid),
-        e.cuid,
+        user(e.cuid),
         e.cpid
     );
     match lock {
@@ -396,11 +395,11 @@ pub fn render(rows: &[Row], now: u64, window_ms: u64) -> (Vec<Vec<String>>, Vec<
             }
             Row::LockOnly(l) => {
                 notes.push(format!(
-                    "{}: a semaphore set (semid {}, {}, created by uid {}) with no segment: a lock left behind, or a squat that keeps the topic's publisher from starting; remove it with `shmbus rm {}`",
+                    "{}: a semaphore set (semid {}, {}, created by {}) with no segment: a lock left behind, or a squat that keeps the topic's publisher from starting; remove it with `shmbus rm {}`",
                     key_hex(l.key),
                     l.semid,
                     lock_state(l),
-                    l.cuid,
+                    user(l.cuid),
                     key_hex(l.key)
                 ));
                 let mut row = vec!["(lock only: see below)".to_string(), key_hex(l.key)];
@@ -433,10 +432,10 @@ pub fn render(rows: &[Row], now: u64, window_ms: u64) -> (Vec<Vec<String>>, Vec<
                     }
                     Row::Foreign(_) => {
                         notes.push(format!(
-                            "{}: not a shmbus topic (shmid {}, created by uid {}, pid {}) at a key where a topic belongs: a squat keeps that topic's publisher from starting; root removes it with `ipcrm -m {}`",
+                            "{}: not a shmbus topic (shmid {}, created by {}, pid {}) at a key where a topic belongs: a squat keeps that topic's publisher from starting; root removes it with `ipcrm -m {}`",
                             key_hex(e.key),
                             e.shmid,
-                            e.cuid,
+                            user(e.cuid),
                             e.cpid,
                             e.shmid
                         ));
@@ -478,7 +477,7 @@ fn fold_foreign(rows: &mut Vec<Row>, config_keys: &[i32]) -> Option<String> {
     let mut who: Vec<String> = creators
         .iter()
         .take(3)
-        .map(|(uid, c)| format!("{c} by {} (uid {uid})", user_name(*uid)))
+        .map(|(uid, c)| format!("{c} by {}", user(*uid)))
         .collect();
     if creators.len() > 3 {
         who.push(format!("{} more creators", creators.len() - 3));

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use shmbus_core::{PublisherStatus, Segment};
 
 use crate::discover::Entry;
-use crate::out::{key_hex, user_name};
+use crate::out::{key_hex, user, user_name};
 
 /// What the tools show about one topic, read once from its header.
 #[derive(Debug, Clone)]
@@ -112,10 +112,9 @@ pub fn lock_squat_text(entry: &Entry, lock_uid: u32) -> (String, String) {
     let k = key_hex(entry.key);
     (
         format!(
-            "the publisher lock at {k} was created by {} (uid {lock_uid}), the segment by {} (uid {}): one of them is not the topic's, and its publisher cannot start (it refuses a lock or segment it did not create)",
-            user_name(lock_uid),
-            user_name(entry.cuid),
-            entry.cuid
+            "the publisher lock at {k} was created by {}, the segment by {}: one of them is not the topic's, and its publisher cannot start (it refuses a lock or segment it did not create)",
+            user(lock_uid),
+            user(entry.cuid),
         ),
         format!(
             "find out which one is the topic's; as root, remove the lock with `ipcrm -S {k}` or the segment and lock with `shmbus rm --force {k}`"

@@ -234,8 +234,10 @@ fn remove_lock_only(l: &LockOnly, force: bool) -> Result<String, Fail> {
     sys::sem_remove(l.semid).map_err(|err| {
         if err.errno == sys::Errno::EPERM {
             Fail::error(format!(
-                "not allowed to remove the publisher lock at key {k} (semid {}): only its owner (uid {}), its creator (uid {}) or root may; run as one of them",
-                l.semid, l.uid, l.cuid
+                "not allowed to remove the publisher lock at key {k} (semid {}): only its owner ({}), its creator ({}) or root may; run as one of them",
+                l.semid,
+                crate::out::user(l.uid),
+                crate::out::user(l.cuid)
             ))
         } else {
             Fail::error(format!("cannot remove the publisher lock at key {k}: {err}"))
@@ -248,7 +250,8 @@ fn remove_lock_only(l: &LockOnly, force: bool) -> Result<String, Fail> {
         _ => String::new(),
     };
     Ok(format!(
-        "removed the publisher lock at key {k} (semid {}, created by uid {}); there was no segment, so a publisher can create the topic again{holder}",
-        l.semid, l.cuid
+        "removed the publisher lock at key {k} (semid {}, created by {}); there was no segment, so a publisher can create the topic again{holder}",
+        l.semid,
+        crate::out::user(l.cuid)
     ))
 }
