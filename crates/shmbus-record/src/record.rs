@@ -332,6 +332,10 @@ struct Batch {
     ended: Option<String>,
     /// A frame of this generation could not be read (corrupt slot).
     corrupt: Option<u64>,
+    /// The frame of this generation was lost to a publish left mid-write
+    /// over it: by a publisher that died (`None`), or one that is stopped
+    /// there (its pid). Counted as missed.
+    torn: Option<(u64, Option<i32>)>,
     /// The topic's publisher was found not running (`Some(false)`, once
     /// until it runs again) or running again (`Some(true)`): said on
     /// stderr, so that a recording whose sensor crashed does not only
@@ -1374,6 +1378,20 @@ impl Recorder {
                 )
             });
         }
+        if let Some((g, pid)) = b.torn {
+            let name = &t.meta.name;
+            self.notes.note("torn", "frames lost to a publish left mid-write", || {
+                let how = match pid {
+                    None => "its publisher died in the middle of a publish over it".to_string(),
+                    Some(pid) => format!(
+                        "its publisher (pid {pid}) is stopped in the middle of a publish over it (stopped or starved: `ps -o stat {pid}`)"
+                    ),
+                };
+                format!(
+                    "frame {g} of '{name}' is lost: {how}; counted as missed, the frames after it are recorded"
+                )
+            });
+        }
         match b.publisher {
             Some(false) => shmbus_toolbox::say!(
                 "shmbus: the publisher of '{}' is not running: no frames from it until it starts again (the recording goes on)",
@@ -1481,6 +1499,7 @@ fn read_topic(
             bytes: Vec::new(),
             ended: None,
             corrupt: None,
+            torn: None,
             publisher: None,
         };
         let seeded = usize::from(overwritten.is_some());
@@ -1508,9 +1527,26 @@ fn read_topic(
         let ended = match r {
             Ok(()) | Err(WaitError::Timeout) | Err(WaitError::PublisherGone) => None,
             Err(WaitError::Removed) => Some("the topic was removed".to_string()),
-            Err(WaitError::Read(ReadError::PublisherDied | ReadError::WriterStuck { .. })) => {
-                // A slot left mid-write: a new publisher repairs it. Back off.
-                std::thread::sleep(Duration::from_millis(50));
+            Err(WaitError::Read(
+                e @ (ReadError::PublisherDied | ReadError::WriterStuck { .. }),
+            )) => {
+                // The slot of the frame at the cursor is mid-write: its
+                // publisher died in the middle of a publish (or is stopped
+                // there), writing a frame a lap newer over it (a frame
+                // not yet in the header is never read: docs/LAYOUT.md 5).
+                // That frame is lost whatever the publisher does next, and
+                // the frames after it are whole: count it missed and read
+                // on. Was: the slot was retried every 50 ms until a new
+                // publisher repaired it, so with none (a sensor that
+                // crashed for good) the frames still in the ring were never
+                // recorded nor counted, and nothing was said.
+                let lost = sub.skip();
+                push_missed(&mut batch.items, 1, sub.cursor());
+                let pid = match e {
+                    ReadError::WriterStuck { pid, .. } => Some(pid),
+                    _ => None,
+                };
+                batch.torn = Some((lost, pid));
                 None
             }
             Err(WaitError::Read(ReadError::Corrupt { generation, .. }))
@@ -1544,7 +1580,11 @@ fn read_topic(
         };
         let ended = batch.ended.take().or(ended);
         let done = ended.is_some();
-        let full = batch.items.len() >= MAX_BATCH || batch.bytes.len() >= MAX_BATCH_BYTES;
+        // A frame skipped (mid-write) ended the drain early: the frames
+        // after it are read at once, also in the last look at a stop.
+        let full = batch.items.len() >= MAX_BATCH
+            || batch.bytes.len() >= MAX_BATCH_BYTES
+            || batch.torn.is_some();
         pace.observe(batch.items.get(seeded..).unwrap_or_default());
         batch.ended = ended;
         if (!batch.items.is_empty() || done || batch.publisher.is_some()) && tx.send(batch).is_err()
@@ -1649,17 +1689,23 @@ fn drain(s: &mut RawSubscriber, batch: &mut Batch, frame: &mut Vec<u8>) -> Resul
                 ));
                 break;
             }
-            RawNext::Missed(n) => match batch.items.last_mut() {
-                Some(Item::Missed(m, at)) => {
-                    *m = m.saturating_add(n);
-                    *at = s.cursor();
-                }
-                _ => batch.items.push(Item::Missed(n, s.cursor())),
-            },
+            RawNext::Missed(n) => push_missed(&mut batch.items, n, s.cursor()),
             RawNext::Empty => break,
         }
     }
     Ok(())
+}
+
+/// Add `n` missed frames, the next frame read being generation `at`:
+/// merged into the last entry if that is a missed report too.
+fn push_missed(items: &mut Vec<Item>, n: u64, at: u64) {
+    match items.last_mut() {
+        Some(Item::Missed(m, next)) => {
+            *m = m.saturating_add(n);
+            *next = at;
+        }
+        _ => items.push(Item::Missed(n, at)),
+    }
 }
 
 /// CPU time (user + system, all threads) and wall time used since

@@ -625,6 +625,64 @@ fn falling_behind_is_logged_as_missed_frames() {
 /// removes the first topic it had already created for it: nothing was
 /// replayed, and nothing is left behind (was: the first topic's empty
 /// segment and its lock stayed). A topic it reopened (not created) stays.
+/// The slot of the oldest frame in a ring left mid-write (its sequence
+/// odd) by a publisher that died there, or that is stopped there: that
+/// frame is lost (a frame a lap newer was being written over it), the
+/// frames after it are whole. The recorder counts it missed, says so, and
+/// records the rest. Was: it retried the slot every 50 ms until a new
+/// publisher repaired it, so with none it recorded none of the frames
+/// still in the ring, counted nothing and said nothing ("0 frames of 1
+/// topic (0 missed)", exit 0).
+#[test]
+fn a_frame_left_mid_write_is_counted_missed_and_the_frames_after_it_recorded() {
+    use std::sync::atomic::Ordering;
+    watchdog("mid-write", Duration::from_secs(120));
+    for alive in [false, true] {
+        let (topic, _g) = unique_topic(if alive {
+            "mid-write-stopped"
+        } else {
+            "mid-write-died"
+        });
+        let topic = topic.slots(4);
+        let mut p = Publisher::<Check>::open(&topic).unwrap();
+        publish_range(&mut p, 1..=6, Duration::ZERO);
+        // Dropped: the publisher lock is free, as after a crash. Kept: the
+        // lock is held, as by a publisher stopped mid-write.
+        let p = alive.then_some(p);
+        // Generation 3's slot (the oldest), odd: a write over it begun.
+        let id = shmbus_core::sys::shmget(topic.key, 0, 0).unwrap();
+        let att = shmbus_core::sys::WriteAttachment::read_write(id).unwrap();
+        let offset = shmbus_core::layout::HeaderInfo::read(&att, topic.key)
+            .unwrap()
+            .geometry
+            .slot_offset(3);
+        let seq = att.atomic_word(offset).unwrap();
+        seq.store(seq.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        let file = TempFile::new("mid-write");
+        let key = format!("0x{:08x}", topic.key as u32);
+        let (code, _, err) = run(&[
+            "record",
+            "--key",
+            &key,
+            "--backlog",
+            "--duration",
+            "0.3",
+            "-o",
+            file.path(),
+        ]);
+        assert_eq!(code, 0, "alive {alive}: {err}");
+        let (frames, missed) = frames_and_missed(file.path(), &topic.name);
+        assert_eq!(frames, [4, 5, 6], "alive {alive}: {err}");
+        assert_eq!(missed, 1, "alive {alive}: {err}");
+        assert!(
+            err.contains(&format!("frame 3 of '{}' is lost", topic.name))
+                && err.contains("3 frames of 1 topic (1 missed)"),
+            "alive {alive}: {err}"
+        );
+        drop(p);
+    }
+}
+
 #[test]
 fn a_refused_replay_leaves_no_topic_it_created() {
     watchdog("replay cleanup", Duration::from_secs(120));
