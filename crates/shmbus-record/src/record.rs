@@ -529,7 +529,12 @@ pub fn run(mut a: RecordArgs) -> Result<(), Exit> {
         )));
     }
     let now_at = moved_to(&out.file, &a.output);
-    let size = out.file.metadata().map(|m| m.len()).unwrap_or(0);
+    // A regular file's size; a pipe, FIFO or device has none of its own
+    // (its inode says 0 B): what was written to it.
+    let size = match out.file.metadata() {
+        Ok(m) if m.is_file() => m.len(),
+        _ => out.framing.seen(),
+    };
     drop(out);
     summary(&a, clock, &rec.totals, &rec.topics, size, now_at);
     if unrecorded > 0 {

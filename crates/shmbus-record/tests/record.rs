@@ -2651,4 +2651,14 @@ fn dash_as_the_output_is_standard_output() {
         .expect("the topic's channel");
     let counts = summary.stats.expect("statistics").channel_message_counts;
     assert_eq!(counts.get(id), Some(&3), "{err}");
+    // The summary line says how much reached the pipe (was "0 B", the
+    // size of a pipe's inode, whatever was written).
+    let size = shmbus_toolbox::units::bytes(out.stdout.len() as u64);
+    assert!(
+        err.contains(&format!(
+            "wrote /dev/stdout: 3 frames of 1 topic (0 missed), {size}; cpu"
+        )),
+        "{} bytes reached standard output: {err}",
+        out.stdout.len()
+    );
 }
