@@ -45,7 +45,9 @@ the derived range 0x53......, or --key): there a non-shmbus segment is '(not shm
 semaphore with no segment '(lock only)', both possible squats. Segments this user may not\n\
 read are shown as 'permission denied'. A topic whose header is not written yet is\n\
 '(being created)' while its creator holds the publisher lock, and '(half-created)' when\n\
-nobody does (its creator died): start its publisher again, or `shmbus rm KEY`."
+nobody does (its creator died): start its publisher again, or `shmbus rm KEY`. A lock is a\n\
+set of one semaphore made by the segment's creator: zeros beside any other semaphore set are\n\
+another program's segment, never removed by `shmbus rm`."
     )]
     List(ListArgs),
     /// Show everything about one topic: header, schema, shmid_ds, latest frame.

@@ -378,6 +378,59 @@ fn rm_tells_another_programs_zeros_from_a_half_created_topic() {
     );
 }
 
+/// Another program that keeps a semaphore set beside its segment at one
+/// key (the classic `ftok` pair), its memory still zeros, is not a topic
+/// left half-created: a publisher lock is a set of one semaphore. `list`
+/// called it half-created, doctor told to `shmbus rm` it, and rm removed
+/// the program's memory and its semaphores (exit 0).
+#[test]
+fn another_programs_zeros_and_semaphores_at_one_key_are_not_a_topic() {
+    watchdog("rm-ftok-pair", Duration::from_secs(120));
+    let pair = foreign_segment("rm-ftok-pair", 4096, &[0u8; 64]);
+    let k = hex(pair.key());
+    // SAFETY: semget takes plain integers and touches no memory.
+    let semid = unsafe { libc::semget(pair.key(), 3, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
+    assert!(semid >= 0, "semget: {}", std::io::Error::last_os_error());
+    let shmid = sys::shmget(pair.key(), 0, 0).unwrap();
+
+    let r = run(&["list", "--window", "0", "--key", &k]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("(not shmbus: see below)") && !r.stdout.contains("half-created"),
+        "{}",
+        r.stdout
+    );
+    let r = run(&["doctor", "--key", &k]);
+    assert!(!r.stdout.contains("half-created"), "{}", r.stdout);
+    assert!(
+        !r.stdout.contains(&format!("shmbus rm {k}")),
+        "{}",
+        r.stdout
+    );
+    for args in [vec!["rm", k.as_str()], vec!["rm", "--force", k.as_str()]] {
+        let r = run(&args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stdout);
+        assert!(r.stderr.contains("not a shmbus topic"), "{}", r.stderr);
+    }
+    let r = run(&["info", &k]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("not a shmbus topic") && !r.stderr.contains("half-created"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        sys::shmget(pair.key(), 0, 0).ok(),
+        Some(shmid),
+        "the segment stays"
+    );
+    assert_eq!(
+        shmbus_core::sys::sem_lookup(pair.key()).ok(),
+        Some(semid),
+        "the semaphores stay"
+    );
+}
+
 #[test]
 fn info_shows_the_schema_and_shmid_ds() {
     watchdog("info", Duration::from_secs(120));
