@@ -117,11 +117,44 @@ impl LockOnly {
     }
 }
 
+/// The semaphore sets on the machine (`/proc/sysvipc/sem`), read once for
+/// a whole listing and looked up by key.
+#[derive(Debug, Default)]
+pub struct Locks {
+    sets: Vec<ProcEntry>,
+    by_key: std::collections::HashMap<i32, usize>,
+}
+
+impl Locks {
+    /// Read the table (empty if it cannot be read).
+    pub fn read() -> Locks {
+        #[cfg(test)]
+        tests::SEM_READS.with(|n| n.set(n.get() + 1));
+        let sets = sysvipc::semaphores().unwrap_or_default();
+        let by_key = sets
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.key() != 0)
+            .map(|(i, s)| (s.key(), i))
+            .collect();
+        Locks { sets, by_key }
+    }
+
+    /// The creator uid of the semaphore set at `key`, if any.
+    pub fn creator_at(&self, key: i32) -> Option<u32> {
+        self.by_key.get(&key).map(|&i| self.sets[i].creator_uid())
+    }
+}
+
 /// The semaphore sets at `keys` (or at derived-range keys) where no live
 /// segment is: lone locks.
-pub fn lock_only(keys: &std::collections::HashSet<i32>, segments: &[Entry]) -> Vec<LockOnly> {
-    sysvipc::semaphores()
-        .unwrap_or_default()
+pub fn lock_only(
+    keys: &std::collections::HashSet<i32>,
+    segments: &[Entry],
+    locks: &Locks,
+) -> Vec<LockOnly> {
+    locks
+        .sets
         .iter()
         .filter(|s| s.key() != 0)
         .filter(|s| keys.contains(&s.key()) || derived_range(s.key()))
@@ -144,7 +177,7 @@ pub fn lock_only(keys: &std::collections::HashSet<i32>, segments: &[Entry]) -> V
 pub fn lock_only_at(key: i32) -> Option<LockOnly> {
     let segments = entries().ok()?;
     let keys = std::collections::HashSet::from([key]);
-    lock_only(&keys, &segments)
+    lock_only(&keys, &segments, &Locks::read())
         .into_iter()
         .find(|l| l.key == key)
 }
@@ -404,8 +437,13 @@ fn shell_word(w: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    thread_local! {
+        /// Reads of the semaphore table by this thread ([`Locks::read`]).
+        pub(crate) static SEM_READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
 
     #[test]
     fn fixes_repeat_the_command_line_with_the_key() {

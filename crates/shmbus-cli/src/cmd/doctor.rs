@@ -710,7 +710,7 @@ fn findings_of(a: &DoctorArgs, loaded: Loaded) -> Vec<Finding> {
                         continue;
                     }
                 }
-                if let Some(uid) = super::lock_squatter(&s.entry) {
+                if let Some(uid) = s.lock_squatter {
                     let (what, fix) = super::lock_squat_text(&s.entry, uid);
                     f.push(fail("squat", format!("'{}': {what}", s.name), fix));
                     continue;

@@ -77,6 +77,7 @@ fn segment_row(what: &str, e: &Entry, publisher: String) -> Vec<String> {
 pub fn rows(keys: &[i32], topic_keys: &[i32]) -> Result<Vec<Row>, Fail> {
     let mut rows = Vec::new();
     let all = discover::entries()?;
+    let locks = discover::Locks::read();
     let topic_keys: std::collections::HashSet<i32> =
         keys.iter().chain(topic_keys).copied().collect();
     for e in &all {
@@ -87,7 +88,11 @@ pub fn rows(keys: &[i32], topic_keys: &[i32]) -> Result<Vec<Row>, Fail> {
         match discover::probe(&e) {
             Probe::Topic(seg) => {
                 let t = now_ns();
-                rows.push(Row::Topic(Box::new(Summary::read(&e, &seg)), t, None));
+                rows.push(Row::Topic(
+                    Box::new(Summary::read(&e, &seg, &locks)),
+                    t,
+                    None,
+                ));
             }
             Probe::Denied => rows.push(Row::Denied(e)),
             Probe::Foreign
@@ -104,7 +109,7 @@ pub fn rows(keys: &[i32], topic_keys: &[i32]) -> Result<Vec<Row>, Fail> {
             Probe::Broken(err) => rows.push(Row::Broken(e, err)),
         }
     }
-    for l in discover::lock_only(&topic_keys, &all) {
+    for l in discover::lock_only(&topic_keys, &all, &locks) {
         if keys.is_empty() || keys.contains(&l.key) {
             rows.push(Row::LockOnly(l));
         }
@@ -228,7 +233,7 @@ fn row_json(r: &Row, now: u64) -> Value {
                 "generation": s.generation,
                 "publisher_pid": s.header_pid,
                 "publisher": publisher_json_aged(&s.publisher, s.age_ns(now)),
-                "lock_squatter_uid": super::lock_squatter(&s.entry),
+                "lock_squatter_uid": s.lock_squatter,
                 "publisher_alive": s.publisher.is_alive(),
                 "nattch": s.entry.nattch,
                 "mode": mode,
@@ -374,7 +379,7 @@ pub fn render(rows: &[Row], now: u64, window_ms: u64) -> (Vec<Vec<String>>, Vec<
                     format!("{} B", s.capacity),
                     schema_cell(&s.schema_name),
                     s.generation.to_string(),
-                    match super::lock_squatter(&s.entry) {
+                    match s.lock_squatter {
                         Some(uid) => {
                             let (what, fix) = super::lock_squat_text(&s.entry, uid);
                             notes.push(format!("{}: {what}; {fix}", key_hex(s.entry.key)));
@@ -534,6 +539,41 @@ pub fn run(a: &ListArgs) -> CmdResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A listing reads the semaphore table once, whatever the number of
+    /// topics: every row read all of it again to find its lock's creator
+    /// (1,000 topics took `list`, `list --json` and `doctor` 15 s each).
+    #[test]
+    fn a_listing_reads_the_semaphore_table_once() {
+        use shmbus_testkit::{Guard, unique_key, watchdog};
+        watchdog("list-sem-once", Duration::from_secs(120));
+        let keys: Vec<i32> = (0..4).map(|_| unique_key("list-sem-once")).collect();
+        let _guards: Vec<Guard> = keys.iter().map(|&k| Guard(k)).collect();
+        let _pubs: Vec<_> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| {
+                let t = shmbus_core::Topic::new(&format!("sem-once-{i}"))
+                    .key(k)
+                    .slots(2);
+                shmbus_pub::Publisher::<u32>::open(&t).unwrap()
+            })
+            .collect();
+        let reads = || discover::tests::SEM_READS.with(std::cell::Cell::get);
+        let before = reads();
+        let rows = rows(&keys, &[]).unwrap();
+        assert_eq!(
+            rows.iter().filter(|r| matches!(r, Row::Topic(..))).count(),
+            4
+        );
+        let now = now_ns();
+        let (table, _) = render(&rows, now, 0);
+        assert_eq!(table.len(), 5);
+        for r in &rows {
+            assert_eq!(row_json(r, now)["lock_squatter_uid"], Value::Null);
+        }
+        assert_eq!(reads() - before, 1, "semaphore table reads for 4 topics");
+    }
 
     #[test]
     fn rates_use_publish_times_for_slow_topics_and_wall_time_for_bursts() {

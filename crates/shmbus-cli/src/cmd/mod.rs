@@ -38,11 +38,16 @@ pub struct Summary {
     pub header_pid: u32,
     /// Publisher lock state.
     pub publisher: PublisherStatus,
+    /// The creator of the publisher lock at its key when another user
+    /// than the segment's creator made it ([`lock_squatter`]).
+    pub lock_squatter: Option<u32>,
 }
 
 impl Summary {
-    /// Read the summary of an attached topic.
-    pub fn read(entry: &Entry, seg: &Segment) -> Summary {
+    /// Read the summary of an attached topic; `locks` is the semaphore
+    /// table, read once for every topic of a listing
+    /// ([`crate::discover::Locks`]).
+    pub fn read(entry: &Entry, seg: &Segment, locks: &crate::discover::Locks) -> Summary {
         let h = seg.header();
         let schema_name = shmbus_core::schema::decode_schema(&seg.info().schema)
             .map(|t| short_type_name(&t))
@@ -58,6 +63,7 @@ impl Summary {
             last_mono_ns: h.last_publish_mono_ns().load(),
             header_pid: h.publisher_pid().load(),
             publisher: publisher_of(entry, seg),
+            lock_squatter: squatter_in(entry, locks),
         }
     }
 
@@ -100,11 +106,18 @@ pub fn publisher_of(entry: &Entry, seg: &Segment) -> PublisherStatus {
 /// publisher refuses a lock or segment it did not create. `None` for a
 /// removed segment (key 0 has no lock) or a lock of the same creator.
 pub fn lock_squatter(entry: &Entry) -> Option<u32> {
+    squatter_in(entry, &crate::discover::Locks::read())
+}
+
+/// [`lock_squatter`] against a semaphore table read already: a listing
+/// reads it once, not once per topic (1,000 topics took `list` 15 s, each
+/// row parsing the whole table again).
+fn squatter_in(entry: &Entry, locks: &crate::discover::Locks) -> Option<u32> {
     if entry.removed() || entry.key == 0 {
         return None;
     }
-    let lock = shmbus_core::sysvipc::semaphore_by_key(entry.key)?;
-    (lock.creator_uid() != entry.cuid).then(|| lock.creator_uid())
+    let lock_cuid = locks.creator_at(entry.key)?;
+    (lock_cuid != entry.cuid).then_some(lock_cuid)
 }
 
 /// The sentence and the fixes for a [`lock_squatter`] finding.
