@@ -173,26 +173,49 @@ fn open_output(path: &std::path::Path, deadline: Option<Instant>) -> Result<(Fil
 }
 
 /// Why the output could not be opened, with the fix for that cause: a
-/// directory, a directory that does not exist, a read-only file system,
-/// no permission. Was one fix for all ("check that the directory exists
-/// and is writable"), wrong for `-o DIR`.
+/// directory, a directory that does not exist, a file where a directory
+/// should be, a full file system, a quota, a name too long, a read-only
+/// file system, no permission. Was one fix for all ("check that the
+/// directory exists and is writable"), wrong for `-o DIR`, for a full
+/// disk (no inode left for the new file: the 3 a.m. case, the last
+/// recording filled it) and for a too long name; and a file in the way of
+/// a directory was told to `mkdir -p` it, which fails.
 fn cannot_create(path: &std::path::Path, e: &std::io::Error) -> String {
-    use nix::libc::{EACCES, EISDIR, ENOENT, ENOTDIR, EPERM, EROFS};
+    use nix::libc::{EACCES, EDQUOT, EISDIR, ENAMETOOLONG, ENOENT, ENOSPC, ENOTDIR, EPERM, EROFS};
     let shown = path.display();
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.display().to_string(),
         _ => ".".to_string(),
+    };
+    let missing = || {
+        format!(
+            "the directory {dir} does not exist; create it first (`mkdir -p {dir}`), or give another -o"
+        )
     };
     let fix = match e.raw_os_error() {
         Some(EISDIR) => format!(
             "it is a directory; name a file in it, e.g. -o {}",
             path.join("run.mcap").display()
         ),
-        Some(ENOENT) | Some(ENOTDIR) => {
-            format!(
-                "the directory {dir} does not exist; create it first (`mkdir -p {dir}`), or give another -o"
-            )
-        }
+        Some(ENOENT) => missing(),
+        // A component of the path is a file: the first one that exists
+        // and is not a directory (`mkdir -p` of it would fail).
+        Some(ENOTDIR) => path
+            .ancestors()
+            .skip(1)
+            .filter(|p| !p.as_os_str().is_empty())
+            .find(|p| std::fs::metadata(p).is_ok_and(|m| !m.is_dir()))
+            .map_or_else(missing, |file| {
+                format!(
+                    "{} is a file, not a directory; name a file in a directory with -o",
+                    file.display()
+                )
+            }),
+        Some(ENOSPC) => format!(
+            "its file system is full (no space, or no inode left for a new file: `df -h {dir}`, `df -i {dir}`); free space on it, or record to another one with -o"
+        ),
+        Some(EDQUOT) => "the disk quota is exceeded (`quota -s`); free space within the quota, or record to another file system with -o".to_string(),
+        Some(ENAMETOOLONG) => "the name is too long for its file system (255 bytes per name, 4096 per path); give a shorter -o".to_string(),
         Some(EROFS) => {
             "its file system is mounted read-only; record to another one with -o".to_string()
         }
@@ -1761,6 +1784,27 @@ mod tests {
                 Item::Frame(meta, 0, 0)
             })
             .collect()
+    }
+
+    /// A full file system (no inode left for the new file, or no block
+    /// for its directory entry) or quota when the output is created: said
+    /// as such, with its fix. Was: "check that the directory exists and is
+    /// writable". (The integration test covers the causes a test can make
+    /// without mounting a file system.)
+    #[test]
+    fn an_output_on_a_full_file_system_is_named_full() {
+        use nix::libc::{EDQUOT, ENOSPC};
+        let path = std::path::Path::new("/mnt/sd/run.mcap");
+        let full = cannot_create(path, &std::io::Error::from_raw_os_error(ENOSPC));
+        assert!(
+            full.contains("its file system is full") && full.contains("df -i /mnt/sd"),
+            "{full}"
+        );
+        let quota = cannot_create(path, &std::io::Error::from_raw_os_error(EDQUOT));
+        assert!(quota.contains("the disk quota is exceeded"), "{quota}");
+        for m in [full, quota] {
+            assert!(!m.contains("check that the directory exists"), "{m}");
+        }
     }
 
     #[test]

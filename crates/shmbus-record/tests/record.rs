@@ -2558,6 +2558,30 @@ fn an_output_that_cannot_be_created_says_why_with_its_own_fix() {
         )),
         "{err}"
     );
+    // A file where a directory should be: `mkdir -p` of it fails, so it
+    // is named as the file it is (was: "the directory ... does not exist;
+    // create it first (`mkdir -p ...`)").
+    let file = dir.join("f.mcap");
+    std::fs::write(&file, b"").unwrap();
+    let file = file.to_str().unwrap().to_string();
+    let out = format!("{file}/sub/run.mcap");
+    let (code, _, err) = run(&["record", &topic.name, "-o", &out, "--duration", "1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "Not a directory (os error 20); {file} is a file, not a directory"
+        )) && !err.contains("mkdir"),
+        "{err}"
+    );
+    // A name longer than a file system takes (was: "check that the
+    // directory exists and is writable").
+    let out = format!("{d}/{}.mcap", "x".repeat(300));
+    let (code, _, err) = run(&["record", &topic.name, "-o", &out, "--duration", "1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("(os error 36); the name is too long for its file system"),
+        "{err}"
+    );
     assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0, "nothing created");
 }
 
