@@ -228,6 +228,14 @@ pub fn probe(e: &Entry) -> Probe {
     match checked(e, Segment::attach_shmid(e.shmid, e.key)) {
         Ok(s) => Probe::Topic(Box::new(s)),
         Err(OpenError::NotShmbus { .. }) => Probe::Foreign,
+        // Smaller than a topic's header: never a topic, readable or not.
+        // Each topic's waiter segment (128 B, key 0, the topic's mode) was
+        // a second "(permission denied)" row, and counted by doctor.
+        Err(OpenError::PermissionDenied { .. })
+            if e.size < shmbus_core::layout::HEADER_FIXED_SIZE as u64 =>
+        {
+            Probe::Foreign
+        }
         Err(OpenError::PermissionDenied { .. }) => Probe::Denied,
         Err(OpenError::Removed { .. } | OpenError::NotFound { .. }) => Probe::Gone,
         Err(OpenError::Corrupt {

@@ -1337,6 +1337,63 @@ fn unreadable_topics_are_listed_as_permission_denied() {
     );
 }
 
+/// A topic's waiter segment (128 B, key 0, the topic's mode) is not a
+/// topic: to a user who may not read the topic it was a second "(permission
+/// denied)" row in `list` and `top` (key 0x00000000), and `doctor` counted
+/// it. In a private IPC namespace, so that the listing needs no key filter.
+#[test]
+fn a_topic_this_user_may_not_read_is_one_row_not_two() {
+    use std::os::unix::process::CommandExt;
+    watchdog("denied-one-row", Duration::from_secs(120));
+    if !root_or_skip("a_topic_this_user_may_not_read_is_one_row_not_two") {
+        return;
+    }
+    assert!(
+        shmbus_testkit::private_ipc(),
+        "unshare(CLONE_NEWIPC) as root"
+    );
+    let (topic, _g) = self::topic("denied-one-row");
+    let topic = topic.mode(0o600);
+    let mut p = Publisher::<Imu>::open(&topic).unwrap();
+    p.publish(&imu(1)).unwrap();
+    let shm = std::fs::read_to_string("/proc/sysvipc/shm").unwrap();
+    assert_eq!(
+        shm.lines().count(),
+        3,
+        "the topic and its waiter segment: {shm}"
+    );
+    let as_nobody = |args: &[&str]| {
+        let mut c = shmbus(args);
+        c.uid(65534).gid(65534);
+        run_cmd(c)
+    };
+    let r = as_nobody(&["list", "--json", "--window", "0"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{v}");
+    assert_eq!(rows[0]["status"], "permission denied", "{v}");
+    assert_eq!(rows[0]["key"]["dec"], topic.key, "{v}");
+    let r = as_nobody(&["top", "-n", "1", "--interval", "0.01"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout.matches("(permission denied)").count(),
+        1,
+        "{}",
+        r.stdout
+    );
+    let r = as_nobody(&["doctor"]);
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.contains("permissions"))
+        .unwrap_or_else(|| panic!("no permissions line: {}", r.stdout));
+    assert!(
+        line.contains("cannot read 1 segment") && !line.contains("0x00000000"),
+        "{line}"
+    );
+}
+
 /// The keys of the demo whose pid is `pid` (its bus is `demo-<pid>`), and
 /// guards that remove them if the demo fails to.
 fn demo_keys(pid: u32) -> (Vec<i32>, Vec<Guard>) {
