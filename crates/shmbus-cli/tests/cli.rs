@@ -1394,6 +1394,69 @@ fn a_topic_this_user_may_not_read_is_one_row_not_two() {
     );
 }
 
+/// A publisher stopped with `kill -STOP` holds its lock: `list` and `info`
+/// said "alive" and nothing more, while `hz` and `top` said it was
+/// suspended. Once it has sent nothing for a second, they say why too.
+#[test]
+fn list_and_info_say_a_live_publisher_is_suspended() {
+    watchdog("held-up", Duration::from_secs(120));
+    let (topic, _g) = self::topic("held-up");
+    let p = publisher(&topic.name, topic.key, 4, 50.0);
+    let pid = p.0.id();
+    let k = hex(topic.key);
+    let info_json = || {
+        let r = run(&["info", "--json", &k]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        serde_json::from_str::<Value>(&r.stdout).unwrap()
+    };
+    let v = info_json();
+    assert_eq!(v["publisher"]["state"], "alive", "{v}");
+    assert_eq!(v["publisher"]["held_up"], Value::Null, "{v}");
+    let _stopped = shmbus_testkit::Suspended::stop(pid).unwrap();
+    // Until its newest frame is over a second old (the watchdog bounds it).
+    while info_json()["age_ns"]
+        .as_u64()
+        .is_none_or(|a| a <= 1_100_000_000)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let why = "suspended (SIGSTOP; SIGCONT resumes it)";
+    let r = run(&["info", &k]);
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("publisher "))
+        .unwrap_or_else(|| panic!("{}", r.stdout));
+    assert!(
+        line.contains(&format!("alive, pid {pid} ")) && line.ends_with(&format!("but {why}")),
+        "{line}"
+    );
+    assert_eq!(info_json()["publisher"]["held_up"], why);
+    let r = run(&["list", "--window", "0", "--key", &k]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains(&format!("alive {pid} (held up)"))
+            && r.stdout.contains(&format!(
+                "{k}: '{}': publisher alive {pid} but {why}; newest frame ",
+                topic.name
+            )),
+        "{}",
+        r.stdout
+    );
+    let r = run(&["list", "--json", "--window", "0", "--key", &k]);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v[0]["publisher"]["held_up"], why, "{v}");
+    // echo's timeout says it too (it said "alive but not publishing").
+    let r = run(&["echo", &k, "--count", "2", "--timeout", "0.3"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("its publisher (pid {pid}) is alive but {why}")),
+        "{}",
+        r.stderr
+    );
+}
+
 /// The keys of the demo whose pid is `pid` (its bus is `demo-<pid>`), and
 /// guards that remove them if the demo fails to.
 fn demo_keys(pid: u32) -> (Vec<i32>, Vec<Guard>) {

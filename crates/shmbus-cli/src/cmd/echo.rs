@@ -267,9 +267,10 @@ fn removed(name: &str) -> Fail {
 
 fn liveness_hint(sub: &RawSubscriber) -> String {
     match sub.publisher() {
-        PublisherStatus::Alive { pid } => {
-            format!("its publisher (pid {pid}) is alive but not publishing")
-        }
+        PublisherStatus::Alive { pid } => format!(
+            "its publisher (pid {pid}) is alive but {}",
+            shmbus_toolbox::process::held_up(pid).unwrap_or_else(|| "not publishing".into())
+        ),
         PublisherStatus::NotRunning => "its publisher is not running".into(),
         // Its lock removed (`ipcrm -s`, logind's `RemoveIPC`): no frame
         // came for the timeout, so no publisher runs; the age says since when.

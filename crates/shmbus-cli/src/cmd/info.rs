@@ -152,7 +152,10 @@ pub fn run(a: &InfoArgs, bus: Option<&str>) -> CmdResult {
         "publisher",
         match publisher {
             shmbus_core::PublisherStatus::Alive { pid } => {
-                format!("alive, pid {pid} (since {})", ns_to_utc(start_real))
+                let why = super::held_up(&publisher, age)
+                    .map(|why| format!(" but {why}"))
+                    .unwrap_or_default();
+                format!("alive, pid {pid} (since {}){why}", ns_to_utc(start_real))
             }
             shmbus_core::PublisherStatus::NotRunning => {
                 format!("not running (last: pid {header_pid}, {epoch} sessions so far)")

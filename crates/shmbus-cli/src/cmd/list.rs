@@ -385,7 +385,22 @@ pub fn render(rows: &[Row], now: u64, window_ms: u64) -> (Vec<Vec<String>>, Vec<
                             notes.push(format!("{}: {what}; {fix}", key_hex(s.entry.key)));
                             format!("lock of uid {uid}!")
                         }
-                        None => publisher_text_aged(&s.publisher, s.age_ns(now)),
+                        None => match super::held_up(&s.publisher, s.age_ns(now)) {
+                            Some(why) => {
+                                notes.push(format!(
+                                    "{}: '{}': publisher {} but {why}; {}",
+                                    key_hex(s.entry.key),
+                                    s.name,
+                                    publisher_text(&s.publisher),
+                                    s.age_ns(now).map_or("no frame yet".into(), |a| format!(
+                                        "newest frame {} ago",
+                                        human_ns(a)
+                                    ))
+                                ));
+                                format!("{} (held up)", publisher_text(&s.publisher))
+                            }
+                            None => publisher_text_aged(&s.publisher, s.age_ns(now)),
+                        },
                     },
                     s.entry.nattch.to_string(),
                     mode,

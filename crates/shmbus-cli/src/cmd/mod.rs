@@ -162,12 +162,31 @@ pub fn publisher_text_aged(p: &PublisherStatus, age_ns: Option<u64>) -> String {
     }
 }
 
+/// Why a live publisher whose newest frame is `age_ns` old (None: none
+/// yet) sends nothing, when its process says so: suspended (`kill -STOP`,
+/// a debugger) or blocked in the kernel
+/// ([`shmbus_toolbox::process::held_up`]). Asked only after a second
+/// without a frame: a sensor is in the kernel for a moment during every
+/// read. `list` and `info` said "alive" for a SIGSTOPped publisher and
+/// nothing more (`hz` and `top` said why).
+pub fn held_up(p: &PublisherStatus, age_ns: Option<u64>) -> Option<String> {
+    match p {
+        PublisherStatus::Alive { pid } if age_ns.is_none_or(|a| a > 1_000_000_000) => {
+            shmbus_toolbox::process::held_up(*pid)
+        }
+        _ => None,
+    }
+}
+
 /// [`publisher_json`] of a topic whose newest frame is `age_ns` old: a
-/// topic without a lock gets `newest_frame_age_ns` (null: no frame yet).
+/// topic without a lock gets `newest_frame_age_ns` (null: no frame yet), a
+/// live one `held_up` ([`held_up`]; null: nothing holds it up).
 pub fn publisher_json_aged(p: &PublisherStatus, age_ns: Option<u64>) -> Value {
     let mut v = publisher_json(p);
-    if *p == PublisherStatus::NoLock {
-        v["newest_frame_age_ns"] = json!(age_ns);
+    match p {
+        PublisherStatus::NoLock => v["newest_frame_age_ns"] = json!(age_ns),
+        PublisherStatus::Alive { .. } => v["held_up"] = json!(held_up(p, age_ns)),
+        _ => {}
     }
     v
 }
