@@ -95,6 +95,23 @@ pub fn raw_after(control: &'static str, s: &str) -> Result<(), Fail> {
     Ok(())
 }
 
+/// True once standard output can take nothing more: the read end of its
+/// pipe was closed (`shmbus echo imu | head -1` after `head` quit), or the
+/// terminal hung up. A command that writes only when a frame comes asks
+/// this while it waits: on a quiet topic it never wrote again, so it never
+/// learned, and the pipeline hung until Ctrl-C. A file, `/dev/null` or a
+/// live pipe is never "gone".
+pub fn reader_gone() -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let stdout = io::stdout();
+    let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::empty())];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
+}
+
 /// A notice on standard error, prefixed `shmbus: `. Errors writing it are
 /// ignored (nobody is listening).
 pub fn notice(s: &str) {

@@ -1457,6 +1457,50 @@ fn list_and_info_say_a_live_publisher_is_suspended() {
     );
 }
 
+/// `shmbus echo TOPIC | head -1` on a quiet topic (the publisher alive, or
+/// stuck, sending nothing): echo printed the newest frame, `head` quit, and
+/// echo slept on until a next frame that never came, so the pipeline hung
+/// until Ctrl-C. It now sees within a second that nobody reads its output
+/// and ends, exit 0 and nothing said, as on any closed pipe.
+#[test]
+fn echo_into_a_pipe_whose_reader_quit_ends_on_a_quiet_topic() {
+    watchdog("echo-reader-gone", Duration::from_secs(120));
+    let (topic, _g) = self::topic("echo-reader-gone");
+    let mut p = Publisher::<Imu>::open(&topic).unwrap();
+    p.publish(&imu(1)).unwrap();
+    let k = hex(topic.key);
+    // --json: a frame is one line, so once the test has read it, echo has
+    // written all it had and waits for the next frame.
+    for args in [
+        vec!["echo", k.as_str(), "--json"],
+        vec!["echo", k.as_str(), "--json", "--all", "--from-oldest"],
+    ] {
+        let mut c = shmbus(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(c.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert!(
+            line.contains("\"generation\":1,") && line.ends_with('\n'),
+            "{args:?}: {line}"
+        );
+        drop(out);
+        let st = shmbus_testkit::exit_within(
+            &mut c,
+            Duration::from_secs(60),
+            "echo after its reader quit",
+        );
+        let mut err = String::new();
+        c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        assert_eq!(st.code(), Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+    drop(p);
+}
+
 /// The keys of the demo whose pid is `pid` (its bus is `demo-<pid>`), and
 /// guards that remove them if the demo fails to.
 fn demo_keys(pid: u32) -> (Vec<i32>, Vec<Guard>) {

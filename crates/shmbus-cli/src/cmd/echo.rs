@@ -7,6 +7,9 @@
 //!
 //! Waiting sleeps in the kernel (futex on the topic's notify word). A
 //! publisher that stops is waited for; a removed topic ends the command.
+//! A wait wakes at least once a second to see whether standard output
+//! still has a reader ([`out::reader_gone`]): `shmbus echo imu | head -1`
+//! on a quiet topic ends when `head` does (exit 0), not at the next frame.
 //!
 //! ## Bounds
 //! `--count N` stops after N frames reached, whether they were shown or
@@ -83,11 +86,16 @@ fn hex(b: &[u8]) -> String {
     s
 }
 
-/// What is left until `deadline` (monotonic ns; none: an hour at a time).
+/// The longest a wait sleeps before it looks at standard output again.
+const STEP: Duration = Duration::from_secs(1);
+
+/// What is left until `deadline` (monotonic ns), at most [`STEP`].
 fn left(deadline: Option<u64>) -> Duration {
-    deadline.map_or(Duration::from_secs(3600), |d| {
-        Duration::from_nanos(d.saturating_sub(monotonic_ns()))
-    })
+    deadline
+        .map_or(STEP, |d| {
+            Duration::from_nanos(d.saturating_sub(monotonic_ns()))
+        })
+        .min(STEP)
 }
 
 /// Run `shmbus echo`.
@@ -139,7 +147,13 @@ fn echo(
     let mut buf = Vec::new();
     let mut said_gone = false;
     let mut last_frame = monotonic_ns();
+    // Nothing printed since the last look at standard output.
+    let mut idle = false;
     while reached < want {
+        if idle && out::reader_gone() {
+            return Err(Fail::pipe());
+        }
+        idle = true;
         let deadline = a
             .timeout
             .map(|t| last_frame.saturating_add(t.as_nanos() as u64));
@@ -154,7 +168,7 @@ fn echo(
                 )));
             }
         }
-        let slice = deadline.map_or(Duration::from_secs(3600), |d| Duration::from_nanos(d - now));
+        let slice = deadline.map_or(STEP, |d| Duration::from_nanos(d - now).min(STEP));
         let all = a.all;
         let r = sub.wait_until(slice, |s| {
             if all {
@@ -171,6 +185,7 @@ fn echo(
         });
         match r {
             Ok(Event::Frame(m)) => {
+                idle = false;
                 said_gone = false;
                 last_frame = monotonic_ns();
                 reached += 1;
