@@ -519,6 +519,23 @@ fn replay(a: ReplayArgs, publishers: &mut Publishers) -> Result<(), Exit> {
             shmbus_toolbox::say!("shmbus: warning: --key {t}=...: no topic '{t}' in the recording");
         }
     }
+    // A topic of --topics that the file has no frames of (a typo, a topic
+    // of another recording), beside ones it has: named, as for --key. Was:
+    // left out without a word, and "replayed N frames" read as if it was
+    // replayed too. (With no frame replayed at all, the error names them.)
+    if published > 0 {
+        let mut named = HashSet::new();
+        for t in a.topics.iter().filter(|t| !seen_topics.contains(*t)) {
+            if named.insert(t) {
+                shmbus_toolbox::say!(
+                    "shmbus: warning: --topics: {} holds no frames of topic '{}'; `shmbus cat {}` lists its topics",
+                    a.file.display(),
+                    shown(t),
+                    a.file.display()
+                );
+            }
+        }
+    }
     if published == 0 && stop::requested() {
         return Err(stopped_before_a_frame(&a));
     }

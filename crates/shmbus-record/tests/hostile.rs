@@ -249,6 +249,37 @@ fn replay_of_a_frame_over_its_channels_capacity_blames_the_file() {
     );
 }
 
+/// `--topics` naming a topic the recording has no frames of (a typo)
+/// beside one it has: that one is replayed and the other is named, as
+/// `--key` of a missing topic is. Was: left out without a word, exit 0,
+/// "replayed 3 frames of 1 topic" read as if both had been replayed.
+#[test]
+fn replay_names_a_topic_of_topics_the_recording_has_no_frames_of() {
+    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    watchdog("topics typo", std::time::Duration::from_secs(120));
+    let Case {
+        dir,
+        key,
+        name,
+        _guard,
+    } = case("topics-typo");
+    let frames = check_frames(3);
+    let capacity = frames.iter().map(Vec::len).max().unwrap();
+    let path = dir.0.path().join("typo.mcap");
+    recording(&path, &name, key, capacity, &frames);
+    let path = path.to_str().unwrap();
+    let topics = format!("{name},{name}x,{name}x");
+    let (code, err) = run(&["replay", "--rate", "0", "--topics", &topics, path]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("replayed 3 frames of 1 topic"), "{err}");
+    let warning = format!("--topics: {path} holds no frames of topic '{name}x'");
+    assert_eq!(err.matches(&warning).count(), 1, "once: {err}");
+    assert!(
+        !err.contains(&format!("topic '{name}';")),
+        "the topic it holds is not named: {err}"
+    );
+}
+
 /// A [`Check`] as postcard bytes, its tag 12 bytes long: more than the
 /// `heapless::String<8>` its schema declares, so neither the codec nor a
 /// typed subscriber decodes it.
