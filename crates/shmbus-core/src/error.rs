@@ -75,6 +75,18 @@ pub enum OpenError {
         /// The first 8 bytes, little-endian.
         magic: u64,
     },
+    /// The semaphore set at the key is not a shmbus publisher lock: it
+    /// holds `nsems` semaphores, and every publisher lock is a set of one.
+    /// Another program keeps semaphores at this key (an `ftok` key made
+    /// with `'S'`, shmbus's key prefix, falls among the keys shmbus derives
+    /// from names). A publisher refuses it untouched; readers and `shmbus
+    /// rm` take it for no lock at all.
+    ForeignSemaphores {
+        /// The System V key.
+        key: i32,
+        /// Semaphores in the set.
+        nsems: u64,
+    },
     /// A shmbus segment of a layout version this build does not read.
     UnsupportedLayout {
         /// The System V key.
@@ -349,6 +361,11 @@ impl fmt::Display for OpenError {
             OpenError::NotShmbus { key, magic: 0 } => write!(
                 f,
                 "segment at key {} is not a shmbus topic: its first 8 bytes are zero and there is no shmbus publisher lock at the key (a shmbus publisher creates that lock before its segment), so another program's memory sits there: choose another key for the topic",
+                Key(*key)
+            ),
+            OpenError::ForeignSemaphores { key, nsems } => write!(
+                f,
+                "key {} holds a set of {nsems} semaphores, not a shmbus publisher lock (a set of one): another program uses this key (`ipcs -s` shows the set): choose another key for the topic",
                 Key(*key)
             ),
             OpenError::NotShmbus { key, magic } => write!(

@@ -46,16 +46,41 @@ impl PublisherStatus {
     }
 }
 
-/// Read the publisher lock of the topic at `key`. Two system calls. Key 0
-/// (a removed segment's) has no lock: [`PublisherStatus::NoLock`], with no
-/// system call.
+/// Read the publisher lock of the topic at `key`. Three system calls. Key
+/// 0 (a removed segment's) has no lock: [`PublisherStatus::NoLock`], with
+/// no system call. So is a set of several semaphores at the key, another
+/// program's ([`foreign_set`]).
 pub fn publisher_status(key: i32) -> PublisherStatus {
     let id = match sys::sem_lookup(key) {
         Ok(id) => id,
         Err(e) if e.errno == Errno::ENOENT => return PublisherStatus::NoLock,
         Err(_) => return PublisherStatus::Unknown,
     };
+    if foreign_set(id, key).is_some() {
+        return PublisherStatus::NoLock;
+    }
     status_of(id)
+}
+
+/// The number of semaphores in set `semid` (at `key`) when it cannot be a
+/// publisher lock: every publisher makes a set of exactly one. A set of
+/// several is another program's, such as the semaphores of an `ftok` pair
+/// (`ftok(path, 'S')` makes keys among the ones shmbus derives from names,
+/// whose top byte is `'S'`); it is never taken, read as a publisher's
+/// liveness, or removed as a topic's lock. Read with `semctl(IPC_STAT)`,
+/// or from `/proc/sysvipc/sem` (readable by anyone) when that is refused.
+/// `None`: a set of one, or one neither shows (gone meanwhile), which the
+/// caller's next call on it finds out.
+pub fn foreign_set(semid: i32, key: i32) -> Option<u64> {
+    let nsems = match sys::sem_stat(semid) {
+        Ok(st) => st.nsems,
+        Err(e) if matches!(e.errno, Errno::EACCES | Errno::EPERM) => {
+            let n = crate::sysvipc::semaphore_by_key(key)?.get("nsems")?;
+            u64::try_from(n).ok()?
+        }
+        Err(_) => return None,
+    };
+    (nsems != 1).then_some(nsems)
 }
 
 /// As [`publisher_status`], for a known semaphore id.
@@ -76,6 +101,8 @@ pub fn status_of(semid: i32) -> PublisherStatus {
 /// [`OpenError::NotOwner`] naming its creator, never silently accepted.
 pub fn check_owner(key: i32, uid: u32) -> Result<(), OpenError> {
     let unreadable = |e: sys::SysError| match crate::sysvipc::semaphore_by_key(key) {
+        // Not a publisher lock: nothing to spoof liveness with.
+        Some(p) if p.get("nsems") != Some(1) => Ok(()),
         Some(p) => {
             require_owner(ObjectKind::Lock, key, p.creator_uid(), p.owner().0, uid)?;
             // Ours, yet unreadable to this process: say so.
@@ -94,6 +121,7 @@ pub fn check_owner(key: i32, uid: u32) -> Result<(), OpenError> {
         Err(e) => return unreadable(e),
     };
     match sys::sem_stat(id) {
+        Ok(st) if st.nsems != 1 => Ok(()),
         Ok(st) => require_owner(ObjectKind::Lock, key, st.cuid, st.uid, uid),
         Err(e) if matches!(e.errno, Errno::EIDRM | Errno::EINVAL) => Ok(()),
         Err(e) => unreadable(e),
@@ -173,6 +201,9 @@ pub fn hold_for_removal(key: i32) -> RemovalHold {
         Err(e) if e.errno == Errno::ENOENT => return RemovalHold::NoLock,
         Err(e) => return RemovalHold::Unavailable(e),
     };
+    if foreign_set(semid, key).is_some() {
+        return RemovalHold::NoLock;
+    }
     match take(semid) {
         Ok(()) => RemovalHold::Held(HeldLock {
             semid,
@@ -208,9 +239,12 @@ fn take(semid: i32) -> Result<(), sys::SysError> {
     sys::semop(semid, &mut ops)
 }
 
-/// Remove the publisher lock of the topic at `key`, if it exists.
+/// Remove the publisher lock of the topic at `key`, if it exists. Another
+/// program's set of several semaphores there is no lock ([`foreign_set`]):
+/// `Ok(false)`, untouched.
 pub fn remove_lock(key: i32) -> Result<bool, sys::SysError> {
     match sys::sem_lookup(key) {
+        Ok(id) if foreign_set(id, key).is_some() => Ok(false),
         Ok(id) => sys::sem_remove(id).map(|()| true),
         Err(e) if e.errno == Errno::ENOENT => Ok(false),
         Err(e) => Err(e),
@@ -288,6 +322,10 @@ impl PublisherLock {
             }
             Err(e) if e.errno == Errno::EEXIST => {
                 let squatter = |e: sys::SysError| match crate::sysvipc::semaphore_by_key(key) {
+                    Some(p) if p.get("nsems") != Some(1) => OpenError::ForeignSemaphores {
+                        key,
+                        nsems: p.get("nsems").unwrap_or(0).max(0) as u64,
+                    },
                     // Unreadable to us: name its creator from /proc, which
                     // anyone can read.
                     Some(p) if p.creator_uid() != euid => OpenError::NotOwner {
@@ -301,6 +339,15 @@ impl PublisherLock {
                 };
                 let id = sys::sem_lookup(key).map_err(|e| whole_topic(squatter(e)))?;
                 let st = sys::sem_stat(id).map_err(|e| whole_topic(squatter(e)))?;
+                // Not a publisher lock (a set of one): another program's
+                // semaphores, never taken (a `semop` on them would change
+                // that program's state).
+                if st.nsems != 1 {
+                    return Err(OpenError::ForeignSemaphores {
+                        key,
+                        nsems: st.nsems,
+                    });
+                }
                 // Also for root: a lock someone else created at our key is
                 // a squatter's, whatever our privileges.
                 if st.cuid != euid {

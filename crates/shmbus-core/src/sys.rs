@@ -669,6 +669,8 @@ pub struct SemStat {
     pub gid: u32,
     /// Permission bits.
     pub mode: u32,
+    /// Semaphores in the set (a publisher lock has one).
+    pub nsems: u64,
 }
 
 /// `semctl(semid, 0, IPC_STAT, &buf)`.
@@ -686,6 +688,9 @@ pub fn sem_stat(semid: i32) -> Result<SemStat, SysError> {
         cuid: ds.sem_perm.cuid,
         gid: ds.sem_perm.gid,
         mode: u32::from(ds.sem_perm.mode),
+        // `__syscall_ulong_t`: 32 bits on ARMv7, 64 on x86_64.
+        #[allow(clippy::useless_conversion)]
+        nsems: u64::from(ds.sem_nsems),
     })
 }
 

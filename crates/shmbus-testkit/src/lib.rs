@@ -336,12 +336,15 @@ impl Guard {
     }
 }
 
-/// Remove the segment and semaphore at `key`, if any.
+/// Remove the segment and the semaphore set at `key`, if any: any set,
+/// also one that is no publisher lock (`lock::remove_lock` leaves those).
 pub fn remove_key(key: i32) {
     if let Ok(id) = shmbus_core::sys::shmget(key, 0, 0) {
         let _ = shmbus_core::sys::shm_remove(id);
     }
-    let _ = shmbus_core::lock::remove_lock(key);
+    if let Ok(id) = shmbus_core::sys::sem_lookup(key) {
+        let _ = shmbus_core::sys::sem_remove(id);
+    }
 }
 
 impl Drop for Guard {

@@ -1748,3 +1748,76 @@ fn a_subscriber_shut_out_by_a_mode_change_still_sees_a_removal() {
     assert_eq!(ask_kid(&mut reader, "wait"), "ERR Removed");
     drop(second);
 }
+
+/// Another program's semaphore set at a topic's key (a set of three, as an
+/// `ftok(path, 'S')` pair keeps beside its memory; 'S' is the top byte of
+/// the keys shmbus derives from names) is no publisher lock. Before, a
+/// publisher of the same uid took its semaphore 0 as its lock and created
+/// the topic; readers took that semaphore's value for the publisher's
+/// liveness, called the program's zeroed memory a topic being created
+/// (`NotReady`, waited for), and `remove_lock` (the cleanup of `shmbus rm`
+/// and of a failed open) removed the set.
+#[test]
+fn another_programs_semaphores_at_a_topics_key_are_no_publisher_lock() {
+    watchdog("foreign-semaphores", Duration::from_secs(120));
+    let (topic, _g) = unique_topic("foreign-semaphores");
+    let key = topic.key;
+    // SAFETY: semget takes plain integers and touches no memory.
+    let semid = unsafe { libc::semget(key, 3, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
+    assert!(semid >= 0, "semget: {}", std::io::Error::last_os_error());
+    let untouched = |when: &str| {
+        assert_eq!(
+            sys::sem_lookup(key).ok(),
+            Some(semid),
+            "{when}: the set stays"
+        );
+        // Nobody changed semaphore 0: its value is 0, its last pid none.
+        assert_eq!(sys::sem_getval(semid).ok(), Some(0), "{when}");
+        assert_eq!(sys::sem_getpid(semid).ok(), Some(0), "{when}");
+    };
+
+    match Publisher::<Check>::open(&topic) {
+        Err(OpenError::ForeignSemaphores { key: k, nsems: 3 }) => assert_eq!(k, key),
+        other => panic!("a publisher must refuse the set, got {other:?}"),
+    }
+    assert_eq!(
+        sys::shmget(key, 0, 0).map_err(|e| e.errno),
+        Err(Errno::ENOENT),
+        "no segment was created"
+    );
+    let text = Publisher::<Check>::open(&topic).err().unwrap().to_string();
+    assert!(
+        text.contains("a set of 3 semaphores, not a shmbus publisher lock"),
+        "{text}"
+    );
+    untouched("after the publisher's open");
+
+    assert_eq!(
+        shmbus_core::lock::publisher_status(key),
+        shmbus_core::lock::PublisherStatus::NoLock
+    );
+    assert_eq!(shmbus_core::lock::remove_lock(key), Ok(false));
+    assert!(matches!(
+        shmbus_core::lock::hold_for_removal(key),
+        shmbus_core::lock::RemovalHold::NoLock
+    ));
+    untouched("after the status, remove_lock and hold_for_removal");
+
+    // The program's memory beside it, still zeros: not a topic being
+    // created, whatever semaphores sit at its key.
+    let shmid = sys::shmget(key, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600).unwrap();
+    match Segment::attach(&topic) {
+        Err(OpenError::NotShmbus { key: k, magic: 0 }) => assert_eq!(k, key),
+        other => panic!("zeros beside foreign semaphores are not a topic: {other:?}"),
+    }
+    match Publisher::<Check>::open(&topic) {
+        Err(OpenError::ForeignSemaphores { nsems: 3, .. }) => {}
+        other => panic!("a publisher must refuse the set, got {other:?}"),
+    }
+    assert!(
+        segment_bytes(key).iter().all(|&b| b == 0),
+        "the program's memory was written"
+    );
+    assert_eq!(sys::shmget(key, 0, 0).ok(), Some(shmid));
+    untouched("at the end");
+}
