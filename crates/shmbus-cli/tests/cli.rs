@@ -1446,6 +1446,22 @@ fn list_and_info_say_a_live_publisher_is_suspended() {
     let r = run(&["list", "--json", "--window", "0", "--key", &k]);
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v[0]["publisher"]["held_up"], why, "{v}");
+    // doctor warns of it (it counted it among the healthy topics).
+    let r = run(&["doctor", "--key", &k]);
+    assert!(
+        r.stdout.lines().any(|l| l.starts_with("WARN")
+            && l.contains(&format!(
+                "'{}' ({k}): its publisher (pid {pid}) is alive but {why}",
+                topic.name
+            ))),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(&format!("kill -CONT {pid}")),
+        "{}",
+        r.stdout
+    );
     // echo's timeout says it too (it said "alive but not publishing").
     let r = run(&["echo", &k, "--count", "2", "--timeout", "0.3"]);
     assert_eq!(r.code, 1, "{}", r.stderr);

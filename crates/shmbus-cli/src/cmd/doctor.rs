@@ -788,6 +788,25 @@ fn findings_of(a: &DoctorArgs, loaded: Loaded) -> Vec<Finding> {
                         format!("'{}' ({k}) has no running publisher; {} processes are attached and see only old frames", s.name, s.entry.nattch),
                         "start its publisher (it reopens the same topic)".into(),
                     ));
+                } else if let (Some(why), PublisherStatus::Alive { pid }) =
+                    (super::held_up(&s.publisher, s.age_ns(now)), s.publisher)
+                {
+                    // Alive, and its process says why it sends nothing:
+                    // "OK ... live publisher" of a SIGSTOPped sensor.
+                    f.push(warn(
+                        "topics",
+                        format!(
+                            "'{}' ({k}): its publisher (pid {pid}) is alive but {why}; {}",
+                            s.name,
+                            s.age_ns(now).map_or("no frame yet".into(), |a| format!(
+                                "newest frame {} old",
+                                human_ns(a)
+                            ))
+                        ),
+                        format!(
+                            "a stopped one resumes with `kill -CONT {pid}`; one blocked in the kernel waits on its device: see `dmesg` and `cat /proc/{pid}/wchan`"
+                        ),
+                    ));
                 } else if let Some(t) = configured.iter().find(|t| t.key == s.entry.key) {
                     let age = s.age_ns(now);
                     if age.is_some_and(|a| t.is_stale(std::time::Duration::from_nanos(a))) {
