@@ -213,6 +213,8 @@ pub struct PubArgs {
     pub topic: String,
     /// The value as JSON, or - to read one JSON value per line from stdin
     /// (each published once, as it arrives; not with --count or --rate).
+    /// A negative number is a value (`shmbus pub setpoint -5`), not an option.
+    #[arg(allow_negative_numbers = true)]
     pub json: String,
     /// Publish the value N times (default 1; 0: until interrupted). Not with -.
     #[arg(long, short = 'n', value_name = "N", value_parser = parse::count_or_zero, allow_hyphen_values = true)]

@@ -1517,6 +1517,43 @@ fn echo_into_a_pipe_whose_reader_quit_ends_on_a_quiet_topic() {
     drop(p);
 }
 
+/// A negative number is a value of a numeric topic: `shmbus pub setpoint
+/// -5` was refused as an unknown option (exit 2, "unexpected argument '-5'
+/// found"). Options still parse around it.
+#[test]
+fn pub_takes_a_negative_number_as_the_value() {
+    watchdog("pub-negative", Duration::from_secs(120));
+    let (topic, _g) = self::topic("pub-negative");
+    drop(Publisher::<i32>::open(&topic).unwrap());
+    let k = hex(topic.key);
+    for (args, want) in [
+        (vec!["pub", k.as_str(), "-5"], -5),
+        (
+            vec!["pub", "-n", "2", "--rate", "1000", k.as_str(), "-7"],
+            -7,
+        ),
+        (
+            vec!["pub", k.as_str(), "-2147483648", "--count", "1"],
+            i32::MIN,
+        ),
+    ] {
+        let r = run(&args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        let r = run(&["echo", &k, "--count", "1", "--json"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let v: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+        assert_eq!(v["value"], want, "{args:?}: {v}");
+    }
+    // Not a number: still an unknown option.
+    let r = run(&["pub", &k, "-x"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("unexpected argument '-x'"),
+        "{}",
+        r.stderr
+    );
+}
+
 /// The keys of the demo whose pid is `pid` (its bus is `demo-<pid>`), and
 /// guards that remove them if the demo fails to.
 fn demo_keys(pid: u32) -> (Vec<i32>, Vec<Guard>) {
