@@ -1388,8 +1388,11 @@ fn a_topic_this_user_may_not_read_is_one_row_not_two() {
         .lines()
         .find(|l| l.contains("permissions"))
         .unwrap_or_else(|| panic!("no permissions line: {}", r.stdout));
+    // A user in a sentence: "nobody (uid 65534)", "uid 65534" (it said
+    // "65534 cannot read 2 segments").
+    let who = shmbus_toolbox::units::user(65534);
     assert!(
-        line.contains("cannot read 1 segment") && !line.contains("0x00000000"),
+        line.contains(&format!("{who} cannot read 1 segment: ")) && !line.contains("0x00000000"),
         "{line}"
     );
 }

@@ -612,12 +612,18 @@ fn findings_of(a: &DoctorArgs, loaded: Loaded) -> Vec<Finding> {
     if denied.is_empty() {
         f.push(ok(
             "permissions",
-            format!("{} may read every segment it can see", user_name(me)),
+            format!("{} may read every segment it can see", user(me)),
         ));
     } else {
         f.push(warn(
             "permissions",
-            format!("{} cannot read {} segments: {} (they may be other programs' or topics you are not granted)", user_name(me), denied.len(), denied.join(", ")),
+            format!(
+                "{} cannot read {} segment{}: {} (they may be other programs' or topics you are not granted)",
+                user(me),
+                denied.len(),
+                if denied.len() == 1 { "" } else { "s" },
+                denied.join(", ")
+            ),
             "for a topic: add this user to the topic's group (usermod -aG GROUP USER) or set `group`/`mode` in its config".into(),
         ));
     }

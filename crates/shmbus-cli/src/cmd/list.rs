@@ -156,7 +156,7 @@ pub fn half_made_text(e: &Entry, lock: &PublisherStatus) -> Option<(String, Stri
             ),
             format!(
                 "start its publisher again as {} (a publisher finishes a half-created segment it created, if the topic's sizes are unchanged), or remove it: `shmbus rm {k}`",
-                user_name(e.cuid)
+                user(e.cuid)
             ),
         )),
         PublisherStatus::Unknown => Some((
