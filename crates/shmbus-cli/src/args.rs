@@ -45,9 +45,9 @@ the derived range 0x53......, or --key): there a non-shmbus segment is '(not shm
 semaphore with no segment '(lock only)', both possible squats. Segments this user may not\n\
 read are shown as 'permission denied'. A topic whose header is not written yet is\n\
 '(being created)' while its creator holds the publisher lock, and '(half-created)' when\n\
-nobody does (its creator died): start its publisher again, or `shmbus rm KEY`. A lock is a\n\
-set of one semaphore made by the segment's creator: zeros beside any other semaphore set are\n\
-another program's segment, never removed by `shmbus rm`."
+nobody does (its creator died): start its publisher again, or `shmbus rm KEY` (--force away\n\
+from a topic key). A lock is a set of one semaphore made by the segment's creator: zeros\n\
+beside any other semaphore set are another program's segment, never removed by `shmbus rm`."
     )]
     List(ListArgs),
     /// Show everything about one topic: header, schema, shmid_ds, latest frame.
@@ -267,9 +267,11 @@ pub struct RmArgs {
     /// Topics to remove.
     #[arg(required = true, help = "Topics (names, keys or shmids)")]
     pub topics: Vec<String>,
-    /// Also remove topics whose publisher is alive, and a lone semaphore
-    /// (no segment) that a process holds or that is not at a topic key
-    /// (0x53......, or one the config declares).
+    /// Also remove topics whose publisher is alive, a lone semaphore (no
+    /// segment) that a process holds or that is not at a topic key
+    /// (0x53......, or one the config declares), and a half-created segment
+    /// (zeros beside a lock) that is not at a topic key: there it may be
+    /// another program's memory and semaphore.
     #[arg(long)]
     pub force: bool,
 }

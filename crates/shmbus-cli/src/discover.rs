@@ -92,6 +92,14 @@ pub fn derived_range(key: i32) -> bool {
     shmbus_core::topic::is_derived_key(key)
 }
 
+/// True for a key where a topic belongs: the derived-key range, or one of
+/// `config_keys` ([`config_keys`]). What `rm` removes without `--force`
+/// when the segment or lock there cannot tell a topic from another
+/// program's objects.
+pub fn topic_key(key: i32, config_keys: &[i32]) -> bool {
+    derived_range(key) || config_keys.contains(&key)
+}
+
 /// A semaphore set at a topic key with no segment there: a publisher lock
 /// left behind, or a squat that stops the real publisher.
 #[derive(Debug, Clone, PartialEq, Eq)]

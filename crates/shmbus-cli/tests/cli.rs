@@ -325,7 +325,8 @@ fn list_finds_the_topic_and_skips_foreign_segments() {
 /// is all zeros) is not a topic "being created": no publisher lock is at
 /// its key. rm leaves it alone, even with a process attached, and info
 /// says what it is. A topic a killed publisher left half-created (its lock
-/// behind, the magic still 0) is what rm removes.
+/// behind, the magic still 0) is what rm removes: at a key where no topic
+/// belongs, only with --force.
 #[test]
 fn rm_tells_another_programs_zeros_from_a_half_created_topic() {
     watchdog("rm-zeros", Duration::from_secs(120));
@@ -367,7 +368,26 @@ fn rm_tells_another_programs_zeros_from_a_half_created_topic() {
     drop(lock);
     sys::shmget(half.key(), 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600).unwrap();
     let h = hex(half.key());
+    // Away from a topic key (the derived range, the config's) the same
+    // objects may be another program's memory and its mutex (one
+    // semaphore of the same creator): rm removed both. It asks for --force
+    // there, and list's fix says so.
     let r = run(&["rm", &h]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("refusing without --force") && r.stdout.is_empty(),
+        "{}",
+        r.stderr
+    );
+    assert!(sys::shmget(half.key(), 0, 0).is_ok(), "the segment stays");
+    assert!(shmbus_core::sysvipc::semaphore_by_key(half.key()).is_some());
+    let r = run(&["list", "--window", "0", "--key", &h]);
+    assert!(
+        r.stdout.contains(&format!("`shmbus rm --force {h}`")),
+        "{}",
+        r.stdout
+    );
+    let r = run(&["rm", "--force", &h]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     // Its creator is dead (the lock is free): not "being created".
     assert!(r.stdout.contains("(left half-created)"), "{}", r.stdout);
@@ -4110,7 +4130,9 @@ fn list_shows_half_created_segments_and_whether_their_creator_is_at_work() {
     assert!(
         note.contains("half-created")
             && note.contains("nobody holds its publisher lock")
-            && note.contains(&format!("`shmbus rm {kl}`")),
+            // Not a topic key (not derived, not the config's): rm asks
+            // for --force there, and the fix says so.
+            && note.contains(&format!("`shmbus rm --force {kl}`")),
         "{note}"
     );
     assert!(
@@ -4174,9 +4196,15 @@ fn doctor_reports_leftover_half_created_segments_with_fixes_that_work() {
     )
     .unwrap();
     let cfg = config.to_str().unwrap();
-    let r = run(&[
-        "doctor", "--config", cfg, "--key", &kt, "--key", &ko, "--key", &kb,
-    ]);
+    // The config is where rm finds it too ($SHMBUS_CONFIG, as a board's
+    // /etc/shmbus/shmbus.toml): its keys are topic keys to rm.
+    let r = run_cmd({
+        let mut c = shmbus(&[
+            "doctor", "--config", cfg, "--key", &kt, "--key", &ko, "--key", &kb,
+        ]);
+        c.env("SHMBUS_CONFIG", cfg);
+        c
+    });
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
     let finding = |tag: &str, k: &str| {
         r.stdout
@@ -4212,7 +4240,12 @@ fn doctor_reports_leftover_half_created_segments_with_fixes_that_work() {
     assert!(shmmni.contains(" + 2 to create"), "{shmmni}");
     let fixes = doctor_fixes(&r.stdout, &["topics"]);
     assert!(fixes.contains(&format!("shmbus rm {kt}")), "{}", r.stdout);
-    assert!(fixes.contains(&format!("shmbus rm {ko}")), "{}", r.stdout);
+    // Not a topic key: rm removes it only with --force.
+    assert!(
+        fixes.contains(&format!("shmbus rm --force {ko}")),
+        "{}",
+        r.stdout
+    );
     assert!(
         r.stdout.contains("start its publisher again"),
         "{}",
@@ -4226,7 +4259,7 @@ fn doctor_reports_leftover_half_created_segments_with_fixes_that_work() {
     assert_eq!(s.latest().unwrap().map(|f| f.value.t_us), Some(1));
     drop((p, s));
     // ...and `shmbus rm`, typed as printed, removes one.
-    let r = run(&["rm", &ko]);
+    let r = run(&["rm", "--force", &ko]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(sys::shmget(other.key(), 0, 0).is_err());
 }

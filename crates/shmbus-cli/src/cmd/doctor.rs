@@ -17,7 +17,7 @@ use shmbus_core::{LockPolicy, PublisherStatus};
 
 use super::list::{Row, rows};
 use crate::args::DoctorArgs;
-use crate::discover::now_ns;
+use crate::discover::{self, now_ns};
 use crate::out::{self, CmdResult, Fail, human_bytes, human_ns, key_hex, user, user_name};
 
 /// How bad a finding is.
@@ -867,8 +867,13 @@ fn findings_of(a: &DoctorArgs, loaded: Loaded) -> Vec<Finding> {
                         let fix = match wanted {
                             Some(w) if w != e.size && *lock == PublisherStatus::NotRunning => {
                                 format!(
-                                    "its publisher cannot finish it (the topic needs {w} bytes, the segment has {}): remove it, then start the publisher: `shmbus rm {}`",
+                                    "its publisher cannot finish it (the topic needs {w} bytes, the segment has {}): remove it, then start the publisher: `shmbus rm {}{}`",
                                     e.size,
+                                    if discover::topic_key(e.key, &discover::config_keys()) {
+                                        ""
+                                    } else {
+                                        "--force "
+                                    },
                                     key_hex(e.key)
                                 )
                             }

@@ -139,8 +139,16 @@ pub fn creator_word(lock: &PublisherStatus) -> &'static str {
 
 /// What a half-created segment is, and what to do about it; `None` for one
 /// whose creator is still at work (nothing to do but wait).
+///
+/// The `shmbus rm` it suggests has `--force` away from a topic key
+/// ([`discover::topic_key`]), where rm asks for it.
 pub fn half_made_text(e: &Entry, lock: &PublisherStatus) -> Option<(String, String)> {
     let k = key_hex(e.key);
+    let force = if discover::topic_key(e.key, &discover::config_keys()) {
+        ""
+    } else {
+        "--force "
+    };
     let made = format!(
         "segment {k} (shmid {}, {}, created by {}, pid {}) is half-created: its magic is still 0",
         e.shmid,
@@ -155,7 +163,7 @@ pub fn half_made_text(e: &Entry, lock: &PublisherStatus) -> Option<(String, Stri
                 "{made} and nobody holds its publisher lock: its creator died before it wrote the header, and subscribers cannot read the topic"
             ),
             format!(
-                "start its publisher again as {} (a publisher finishes a half-created segment it created, if the topic's sizes are unchanged), or remove it: `shmbus rm {k}`",
+                "start its publisher again as {} (a publisher finishes a half-created segment it created, if the topic's sizes are unchanged), or remove it: `shmbus rm {force}{k}`",
                 user(e.cuid)
             ),
         )),
@@ -164,7 +172,7 @@ pub fn half_made_text(e: &Entry, lock: &PublisherStatus) -> Option<(String, Stri
                 "{made} and its publisher lock cannot be read: whether its creator is still at work is unknown"
             ),
             format!(
-                "its owner or root sees more with `shmbus list --key {k}`; if its creator is gone, remove it: `shmbus rm {k}`"
+                "its owner or root sees more with `shmbus list --key {k}`; if its creator is gone, remove it: `shmbus rm {force}{k}`"
             ),
         )),
         PublisherStatus::NoLock => Some((

@@ -88,8 +88,20 @@ fn remove_one(arg: &str, force: bool, bus: Option<&str>) -> Result<String, Fail>
         Probe::Gone => return Err(Fail::not_found(format!("topic {arg} is already gone"))),
         // Broken shmbus segments are exactly what rm is for.
         Probe::Broken(e) if e.is_being_created() => "(being created)".to_string(),
-        // Its creator died before the header: nothing is creating it.
-        Probe::Broken(OpenError::NotReady { .. }) => "(left half-created)".to_string(),
+        // Its creator died before the header: nothing is creating it. Or
+        // it is another program's memory (still zeros) beside its mutex, a
+        // set of one semaphore at the same key: only a topic key tells
+        // them apart. Elsewhere --force decides, as for a lone lock.
+        Probe::Broken(OpenError::NotReady { .. }) => {
+            if !force && !discover::topic_key(e.key, &discover::config_keys()) {
+                return Err(Fail::error(format!(
+                    "segment {k} (shmid {}) is all zeros with one semaphore beside it, at a key outside those shmbus derives from names (0x53......) and those the config declares: a topic left half-created there, or another program's memory and its semaphore; refusing without --force (a topic with this explicit key that a crash left half-created: --force removes it)",
+                    e.shmid,
+                    k = key_hex(e.key)
+                )));
+            }
+            "(left half-created)".to_string()
+        }
         Probe::Broken(_) => "(broken)".to_string(),
     };
     if e.removed() {
@@ -199,8 +211,7 @@ fn not_allowed(name: &str, e: &discover::Entry) -> Fail {
 /// `topic_keys`, the config's keys), as `list` tells a lone lock from
 /// another program's semaphore. What `doctor` suggests follows this.
 pub fn needs_force(l: &LockOnly, status: &PublisherStatus, topic_keys: &[i32]) -> bool {
-    matches!(status, PublisherStatus::Alive { .. })
-        || !(discover::derived_range(l.key) || topic_keys.contains(&l.key))
+    matches!(status, PublisherStatus::Alive { .. }) || !discover::topic_key(l.key, topic_keys)
 }
 
 /// A semaphore set with no segment at its key: a publisher lock left
