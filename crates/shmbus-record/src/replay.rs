@@ -861,6 +861,23 @@ fn open_target(
             meta.key as u32,
             name = shown(&meta.name),
         ))),
+        // The key holds something else: the topic with another type or
+        // shape (a recording older than the board's software), another
+        // topic, another program's segment. The error's own fix removes
+        // it, which takes it from whoever uses it; replay can also go to
+        // a key of its own, which was not said.
+        Err(
+            e @ (OpenError::SizeMismatch { .. }
+            | OpenError::SchemaMismatch { .. }
+            | OpenError::GeometryMismatch { .. }
+            | OpenError::NameMismatch { .. }
+            | OpenError::NotShmbus { .. }
+            | OpenError::UnsupportedLayout { .. }
+            | OpenError::Corrupt { .. }),
+        ) => Err(Exit::error(format!(
+            "cannot open topic '{name}' for replay: {e}; or leave it as it is and replay to another key with --key {name}=KEY",
+            name = shown(&meta.name),
+        ))),
         Err(e) => Err(Exit::error(format!(
             "cannot open topic '{}' for replay: {e}",
             shown(&meta.name)

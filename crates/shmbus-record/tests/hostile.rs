@@ -280,6 +280,58 @@ fn replay_names_a_topic_of_topics_the_recording_has_no_frames_of() {
     );
 }
 
+/// Replay to a key that holds the topic with another type (a recording
+/// older than the board's software), or another topic: refused, and the
+/// error gives the fix that leaves that segment alone, `--key`, beside
+/// the one that removes it. Was: only "remove it with `shmbus rm`", which
+/// takes the topic from its subscribers.
+#[test]
+fn replay_to_a_key_that_holds_something_else_offers_another_key() {
+    #[derive(
+        serde::Serialize,
+        serde::Deserialize,
+        postcard_schema::Schema,
+        postcard::experimental::max_size::MaxSize,
+    )]
+    struct Other {
+        a: u32,
+    }
+    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    watchdog("occupied key", std::time::Duration::from_secs(120));
+    let Case {
+        dir,
+        key,
+        name,
+        _guard,
+    } = case("occupied");
+    let frames = check_frames(3);
+    let capacity = frames.iter().map(Vec::len).max().unwrap();
+    let path = dir.0.path().join("occupied.mcap");
+    recording(&path, &name, key, capacity, &frames);
+    let path = path.to_str().unwrap();
+    for other in [name.clone(), format!("{name}-other")] {
+        let topic = shmbus_pub::Topic::new(&other).key(key).slots(8);
+        drop(shmbus_pub::Publisher::<Other>::open(&topic).unwrap());
+        let (code, err) = run(&["replay", "--rate", "0", path]);
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains(&format!(
+                "; or leave it as it is and replay to another key with --key {name}=KEY"
+            )),
+            "{err}"
+        );
+        let id = shmbus_core::sys::shmget(key, 0, 0).expect("the segment is left as it was");
+        assert_eq!(
+            shmbus_core::Segment::attach_shmid(id, key)
+                .unwrap()
+                .info()
+                .name,
+            other
+        );
+        shmbus_testkit::remove_key(key);
+    }
+}
+
 /// A [`Check`] as postcard bytes, its tag 12 bytes long: more than the
 /// `heapless::String<8>` its schema declares, so neither the codec nor a
 /// typed subscriber decodes it.
