@@ -1577,6 +1577,41 @@ fn pub_takes_a_negative_number_as_the_value() {
     );
 }
 
+/// `hz` and `top` write once per interval: with `--interval 600` and their
+/// reader gone (`| head -1` done, or a pipe closed before anything came)
+/// they ran on to the next report, ten minutes later. They look at
+/// standard output at least once a second now, as echo does, and end quietly,
+/// exit 0.
+#[test]
+fn hz_and_top_end_when_their_reader_quits_not_at_their_next_report() {
+    watchdog("hz-top-reader-gone", Duration::from_secs(120));
+    let (topic, _g) = self::topic("hz-top-reader-gone");
+    let mut p = Publisher::<Imu>::open(&topic).unwrap();
+    p.publish(&imu(1)).unwrap();
+    let k = hex(topic.key);
+    for args in [
+        vec!["hz", k.as_str(), "--interval", "600"],
+        vec!["top", "--key", k.as_str(), "--interval", "600"],
+    ] {
+        let mut c = shmbus(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(c.stdout.take());
+        let st = shmbus_testkit::exit_within(
+            &mut c,
+            Duration::from_secs(60),
+            "a command after its reader quit",
+        );
+        let mut err = String::new();
+        c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        assert_eq!(st.code(), Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+    drop(p);
+}
+
 /// The keys of the demo whose pid is `pid` (its bus is `demo-<pid>`), and
 /// guards that remove them if the demo fails to.
 fn demo_keys(pid: u32) -> (Vec<i32>, Vec<Guard>) {

@@ -8,7 +8,9 @@
 //! slot a stuck or dead writer left mid-write) are counted apart and
 //! described once on stderr, then as a count at most once a second.
 //! `--count` and `--duration` hold on every path: each wait ends at the
-//! report's end.
+//! report's end. A wait also ends within a second to see whether standard
+//! output still has a reader ([`out::reader_gone`]): `hz --interval 60 |
+//! head -1` ends with `head`, not at the next report a minute later.
 
 use std::time::Duration;
 
@@ -98,6 +100,9 @@ impl Window {
     }
 }
 
+/// The longest a wait sleeps before it looks at standard output again, ns.
+const STEP_NS: u64 = 1_000_000_000;
+
 /// Sleep until the next publish, or until `until` (monotonic ns).
 fn sleep_on(sub: &mut RawSubscriber, until: u64) {
     let now = monotonic_ns();
@@ -121,6 +126,8 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
     // first report can tell.
     let mut watch = Watch::new();
     watch.look(sub.publisher(), sub.generation(), sub.age(), monotonic_ns());
+    // The next look at standard output ([`out::reader_gone`]).
+    let mut look = monotonic_ns() + STEP_NS;
     loop {
         let t0 = monotonic_ns();
         let g0 = sub.generation();
@@ -133,7 +140,15 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
             if now >= end {
                 break;
             }
-            let r = sub.wait_until(Duration::from_nanos(end - now), |s| {
+            if now >= look {
+                look = now + STEP_NS;
+                if out::reader_gone() {
+                    return Err(Fail::pipe());
+                }
+            }
+            // Each wait ends by the next look at standard output.
+            let until = end.min(look);
+            let r = sub.wait_until(Duration::from_nanos(until - now), |s| {
                 Ok(match s.next_with(|m, _| m.mono_ns)? {
                     RawNext::Frame(m, t) => Some(Ok((m.generation, t))),
                     RawNext::Missed(n) => Some(Err(n)),
@@ -145,7 +160,7 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
             // its other ends are the wait's own.
             let r = match r {
                 Err(WaitError::PublisherGone) => {
-                    let left = Duration::from_nanos(end.saturating_sub(monotonic_ns()));
+                    let left = Duration::from_nanos(until.saturating_sub(monotonic_ns()));
                     match sub.wait_for_publisher(left) {
                         Ok(_) | Err(WaitError::Timeout) => continue,
                         Err(e) => Err(e),
@@ -191,7 +206,7 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
                     }
                     // Sleep until something is published (or the report
                     // ends) before reading again.
-                    sleep_on(&mut sub, end);
+                    sleep_on(&mut sub, until);
                 }
                 Err(e) => return Err(Fail::error(format!("waiting for frames failed: {e}"))),
             }

@@ -16,7 +16,7 @@ use shmbus_toolbox::liveness::{Liveness, Watch};
 use super::list::{Row, rate_between, rate_text, rows, table};
 use super::publisher_text;
 use crate::args::TopArgs;
-use crate::out::{self, CmdResult, human_ns, key_hex, utc};
+use crate::out::{self, CmdResult, Fail, human_ns, key_hex, utc};
 
 /// The state word for a topic: publisher, frames, staleness.
 pub fn state(
@@ -82,8 +82,15 @@ pub fn run(a: &TopArgs) -> CmdResult {
         tick += interval.as_nanos() as u64;
         let now = monotonic_ns();
         let wake = stop_at.map_or(tick, |s| s.min(tick));
-        if wake > now {
-            std::thread::sleep(Duration::from_nanos(wake - now));
+        let mut now = now;
+        // A second at a time, looking whether anyone still reads: `top
+        // --interval 60 | head` ended at the next refresh, a minute later.
+        while wake > now {
+            if out::reader_gone() {
+                return Err(Fail::pipe());
+            }
+            std::thread::sleep(Duration::from_nanos(wake - now).min(Duration::from_secs(1)));
+            now = monotonic_ns();
         }
         let list = rows(&a.keys, &config_keys)?;
         let now = monotonic_ns();
