@@ -72,7 +72,8 @@ The topic must exist (its schema and sizes come from the segment) and have no li
 publisher: a topic has one publisher at a time. `shmbus info TOPIC` shows an example value.\n\
 With -, each line is published once, as it arrives: the feed sets the pace and the\n\
 end, so --count and --rate are refused there. A value (or line) with more numbers than the\n\
-topic's frames have bytes, or longer than any value of the topic needs, is refused unparsed."
+topic's frames have bytes, or longer than any value of the topic needs, is refused unparsed.\n\
+Ctrl-C (or SIGTERM, SIGHUP) ends it between two frames, never in the middle of one."
     )]
     Pub(PubArgs),
     /// Measure a topic's rate, intervals, lost frames, staleness and liveness.

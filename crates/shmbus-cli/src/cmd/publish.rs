@@ -171,8 +171,10 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
                 )));
             }
         }
-        publisher
-            .publish_bytes(bytes)
+        // Ctrl-C, `kill` or a hangup ends this command by their default
+        // action, but never in the middle of a publish (a slot left
+        // mid-write reads as a publisher that died mid-publish).
+        shmbus_toolbox::stop::deferred(|| publisher.publish_bytes(bytes))
             .map_err(|e| Fail::error(format!("publish failed: {e}")))?;
         sent += 1;
         Ok(())
