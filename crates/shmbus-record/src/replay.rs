@@ -566,11 +566,38 @@ fn replay(a: ReplayArgs, publishers: &mut Publishers) -> Result<(), Exit> {
             )
         }));
     }
+    // Topics this replay created and published nothing on (Ctrl-C before
+    // their first frame, or none of their frames decoded): removed, as a
+    // failed replay removes them, not left behind empty with their locks.
+    let unused: Vec<i32> = publishers
+        .iter()
+        .filter(|(_, p)| p.created() && p.next_generation() == 1 && !p.is_removed())
+        .map(|(k, _)| *k)
+        .collect();
+    let mut emptied = 0;
+    for k in unused {
+        let Some(p) = publishers.remove(&k) else {
+            continue;
+        };
+        let name = p.name().to_string();
+        match p.remove_if_unused() {
+            Ok(_) => emptied += 1,
+            Err(e) => shmbus_toolbox::say!(
+                "shmbus: warning: cannot remove topic '{}' that this replay created: {e}",
+                shown(&name)
+            ),
+        }
+    }
     let n = publishers.len();
     shmbus_toolbox::say!(
-        "replayed {published} frames of {n} topic{} in {:.1} s",
+        "replayed {published} frames of {n} topic{} in {:.1} s{}",
         if n == 1 { "" } else { "s" },
-        start.elapsed().as_secs_f64()
+        start.elapsed().as_secs_f64(),
+        match emptied {
+            0 => String::new(),
+            1 => "; 1 topic it created got no frame and was removed".to_string(),
+            e => format!("; {e} topics it created got no frame and were removed"),
+        }
     );
     if left_out > 0 {
         shmbus_toolbox::say!(

@@ -2686,3 +2686,84 @@ fn dash_as_the_output_is_standard_output() {
         out.stdout.len()
     );
 }
+
+/// A replay stopped (Ctrl-C) before some topic's first frame removes the
+/// topics it created and published nothing on, as a failed replay does:
+/// they were left behind empty, with their locks, under "replayed 1
+/// frames of 2 topics". The topic that got its frame stays.
+#[test]
+fn a_replay_stopped_before_a_topics_first_frame_removes_that_topic() {
+    watchdog("replay-stop-unused", Duration::from_secs(120));
+    let (early, _g1) = unique_topic("replay-stop-early");
+    let (late, _g2) = unique_topic("replay-stop-late");
+    let (mono, real) = (
+        shmbus_core::sys::monotonic_ns(),
+        shmbus_core::sys::realtime_ns(),
+    );
+    let hour = 3_600_000_000_000;
+    let mut p = Publisher::<Check>::open(&early).unwrap();
+    p.publish_at(&Check::new(1), mono, real).unwrap();
+    let mut q = Publisher::<Check>::open(&late).unwrap();
+    // Its only frame an hour after the other topic's.
+    q.publish_at(&Check::new(2), mono + hour, real + hour)
+        .unwrap();
+    drop((p, q));
+    let file = TempFile::new("replay-stop-unused");
+    let (e, l) = (early.key.to_string(), late.key.to_string());
+    record_backlog_of(&[&e, &l], file.path());
+
+    let (to_early, to_late) = (
+        unique_key("replay-stop-early-to"),
+        unique_key("replay-stop-late-to"),
+    );
+    let (_t1, _t2) = (Guard(to_early), Guard(to_late));
+    let mut child = KillOnDrop(
+        tool(&[
+            "replay",
+            file.path(),
+            "--key",
+            &format!("{}={to_early}", early.name),
+            "--key",
+            &format!("{}={to_late}", late.name),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn replay"),
+    );
+    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
+    let mut seen = String::new();
+    // Both topics are open before the first frame; the wait for the late
+    // one's frame is announced.
+    while !seen.contains("waiting") {
+        let mut line = String::new();
+        let n = stderr.read_line(&mut line).expect("read replay stderr");
+        assert!(n > 0, "replay exited before its wait:\n{seen}");
+        seen.push_str(&line);
+    }
+    assert!(
+        shmbus_core::sys::shmget(to_late, 0, 0).is_ok(),
+        "the late topic is open before the first frame:\n{seen}"
+    );
+    kill(Pid::from_raw(child.0.id() as i32), Signal::SIGINT).unwrap();
+    let mut rest = String::new();
+    let _ = stderr.read_to_string(&mut rest);
+    let status = child.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{seen}{rest}");
+    assert!(
+        rest.contains("replayed 1 frames of 1 topic")
+            && rest.contains("1 topic it created got no frame and was removed"),
+        "{rest}"
+    );
+    assert!(
+        shmbus_core::sys::shmget(to_late, 0, 0).is_err(),
+        "the late topic is left, empty:\n{rest}"
+    );
+    assert!(
+        shmbus_core::sys::sem_lookup(to_late).is_err(),
+        "its lock is left:\n{rest}"
+    );
+    let mut s = shmbus_sub::Subscriber::<Check>::attach(&early.clone().key(to_early))
+        .expect("the early topic stays");
+    assert_eq!(s.latest().unwrap().map(|f| f.value.seq), Some(1));
+}
