@@ -17,6 +17,11 @@
 //! | `shmbus-sensor-iio` | [`msg::Accel`] | `/sys/bus/iio/devices/iio:device*/in_accel_*` |
 //! | `shmbus-sensor-imu` | [`msg::Imu`] | nothing: a simulated IMU, 1 kHz by default |
 //!
+//! Each keeps its rate's schedule: a wake-up that comes late (a busy core)
+//! publishes the frames it left due at once, up to a quarter of the topic's
+//! ring; a sensor further behind (suspended, stopped) skips the missed
+//! ticks instead of publishing a burst.
+//!
 //! All take the same arguments (`--config FILE --topic NAME --rate HZ
 //! --duration SECS --count N`, see [`args`]; `--help` lists them). A sensor the machine lacks is
 //! reported once on stderr and published as empty or `None` frames: the
