@@ -9,7 +9,7 @@ use crate::msg::{Accel, Name, name};
 use crate::run::{Source, Warn};
 use shmbus_core::topic::shown;
 
-use crate::sysfs::{entries, read_f64, read_int, read_str, shown_path};
+use crate::sysfs::{entries, read_f64, read_int, read_name, shown_path};
 
 /// The first IIO device under `root` that has an accelerometer.
 pub fn find_accel(root: &Path) -> Option<PathBuf> {
@@ -101,7 +101,7 @@ impl IioSource {
         let missed = self.looked_at.is_some();
         self.looked_at = Some(t_ns);
         self.dev = find_accel(&self.root).map(|d| {
-            let n = read_str(&d.join("name")).unwrap_or_default();
+            let n = read_name(&d.join("name")).unwrap_or_default();
             (d, name(&n))
         });
         self.missed |= missed;
@@ -129,7 +129,18 @@ impl Source for IioSource {
     type Msg = Accel;
 
     fn sample(&mut self, t_ns: u64, warn: &mut Warn) -> Accel {
-        if self.dev.as_ref().is_some_and(|(dir, _)| !dir.exists()) {
+        // Gone, or no accelerometer any more: IIO numbers are reused (the
+        // lowest free one), so a driver reload can put another device (an
+        // ADC, the magnetometer of the same chip) at this directory
+        // between two frames. Only a missing directory was looked at, so
+        // the sensor then read the new device's missing files for good,
+        // publishing `acc = None` under the old device's name, and never
+        // found the accelerometer at its new number.
+        if self
+            .dev
+            .as_ref()
+            .is_some_and(|(dir, _)| !dir.join("in_accel_x_raw").exists())
+        {
             self.dev = None;
             self.looked_at = None;
             self.missed = true;
@@ -294,5 +305,36 @@ mod tests {
         assert_eq!(src.sample(7 * s, &mut w).acc, None);
         add(3);
         assert_eq!(src.sample(8 * s, &mut w).acc, Some([3.0, 0.0, 0.0]));
+    }
+
+    /// Between two frames the accelerometer's number goes to another IIO
+    /// device (an ADC) and the accelerometer comes back at a new one: the
+    /// sensor follows it. It kept the old directory because it was still
+    /// there, and published `acc = None` under the old name for good.
+    #[test]
+    fn an_accelerometer_whose_number_another_device_took_is_found_again() {
+        let d = TempDir::new("iio-renumbered");
+        let devices = d.path().join("sys/bus/iio/devices");
+        let accel = |n: u32, name: &str| {
+            let dev = format!("sys/bus/iio/devices/iio:device{n}");
+            d.file(&format!("{dev}/name"), name)
+                .file(&format!("{dev}/in_accel_x_raw"), "2\n")
+                .file(&format!("{dev}/in_accel_y_raw"), "0\n")
+                .file(&format!("{dev}/in_accel_z_raw"), "0\n")
+                .file(&format!("{dev}/in_accel_scale"), "1\n");
+        };
+        accel(0, "fxos8700\n");
+        let mut src = source_at(&d);
+        let mut w = Warn::new("test");
+        let s = 1_000_000_000u64;
+        assert_eq!(src.sample(s, &mut w).acc, Some([2.0, 0.0, 0.0]));
+        // The driver is reloaded: an ADC probes first and takes device0.
+        std::fs::remove_dir_all(devices.join("iio:device0")).unwrap();
+        d.file("sys/bus/iio/devices/iio:device0/name", "vf610-adc\n")
+            .file("sys/bus/iio/devices/iio:device0/in_voltage0_raw", "5\n");
+        accel(1, "fxos8700\n");
+        let m = src.sample(s + s / 50, &mut w);
+        assert_eq!(m.acc, Some([2.0, 0.0, 0.0]), "{m:?}");
+        assert_eq!(m.device.as_str(), "fxos8700");
     }
 }

@@ -39,8 +39,14 @@
 //!   offset, or a load average that is not a finite number from 0 up, is
 //!   garbage like any other; an acceleration that overflows is an error
 //!   (`acc = None`), never a NaN in a frame.
+//! - Names are the kernel's bytes: an interface in `/proc/net/dev`, a
+//!   device's `name`, a zone's `type`, a hwmon `label` that is not UTF-8
+//!   is published with U+FFFD for the bytes that are not.
 //! - A bad line of `/proc/net/dev` costs its interface only; the others are
 //!   published.
+//! - The IIO sensor looks for its accelerometer again when the device's
+//!   directory is gone or holds no accelerometer any more (IIO numbers are
+//!   reused: a driver reload can put another device at the same one).
 //! - The IIO sensor looks for an accelerometer once a second while it has
 //!   none (a driver that probes late, a device unbound or renumbered); the
 //!   others read their directories at every frame.

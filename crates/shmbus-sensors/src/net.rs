@@ -7,7 +7,7 @@ use shmbus_core::topic::shown;
 use crate::args::Args;
 use crate::msg::{Iface, MAX_IFACES, Net, name};
 use crate::run::{Source, Warn};
-use crate::sysfs::{MAX_PROC_BYTES, read_text, shown_path};
+use crate::sysfs::{MAX_PROC_BYTES, read_text_lossy, shown_path};
 
 /// Parse `/proc/net/dev`: two header lines, then
 /// `name: rx_bytes rx_packets rx_errs rx_drop fifo frame compressed multicast
@@ -114,7 +114,9 @@ impl Source for NetSource {
     type Msg = Net;
 
     fn sample(&mut self, t_ns: u64, warn: &mut Warn) -> Net {
-        let mut ifaces = match read_text(&self.path, MAX_PROC_BYTES) {
+        // Lossy: an interface name is the kernel's bytes, any but '/', ':'
+        // and white space; one that is not UTF-8 blanked every interface.
+        let mut ifaces = match read_text_lossy(&self.path, MAX_PROC_BYTES) {
             Ok(text) => {
                 let (ifaces, bad) = parse_net_dev_lines(&text);
                 for e in bad {
@@ -213,6 +215,32 @@ mod tests {
         );
         assert!(parse_net_dev(h).unwrap().is_empty());
         assert!(parse_net_dev("").unwrap().is_empty());
+    }
+
+    /// An interface whose name is not UTF-8 (`ip link add name $'caf\xe9'`)
+    /// is published with its name shown lossily, and so is every other:
+    /// `/proc/net/dev` was "not UTF-8 text" and the frames were empty.
+    #[test]
+    fn an_interface_named_in_latin1_costs_nothing() {
+        use crate::sysfs::testdir::TempDir;
+        let d = TempDir::new("net-latin1");
+        let mut text = DEV.as_bytes().to_vec();
+        text.extend_from_slice(
+            b"  caf\xe9:      12       1    0    0    0     0          0         0       34       2    0    0    0     0       0          0\n",
+        );
+        std::fs::create_dir_all(d.path().join("proc/net")).unwrap();
+        std::fs::write(d.path().join("proc/net/dev"), text).unwrap();
+        let mut src = NetSource {
+            path: d.path().join("proc/net/dev"),
+            prev: Vec::new(),
+            prev_t: 0,
+        };
+        let mut w = Warn::new("test");
+        let m = src.sample(1, &mut w);
+        let names: Vec<&str> = m.ifaces.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["lo", "eth0", "caf\u{fffd}"]);
+        assert_eq!((m.ifaces[2].rx_bytes, m.ifaces[2].tx_bytes), (12, 34));
+        assert_eq!(w.count(), 0);
     }
 
     /// A truncated last line or a garbage counter costs that interface,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use crate::args::Args;
 use crate::msg::{MAX_SUPPLIES, Power, Supply, name};
 use crate::run::{Source, Warn};
-use crate::sysfs::{entries, file_name, read_int, read_str};
+use crate::sysfs::{entries, file_name, read_int, read_name};
 
 /// Read one supply directory. Attributes a driver does not provide are
 /// `None`; a value that is not a number is `None` with a warning.
@@ -27,8 +27,8 @@ pub fn read_supply(dir: &Path, warn: &mut Warn) -> Supply {
     let to_i32 = |v: i64| v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
     Supply {
         name: name(&file_name(dir)),
-        kind: name(&read_str(&dir.join("type")).unwrap_or_default()),
-        status: name(&read_str(&dir.join("status")).unwrap_or_default()),
+        kind: name(&read_name(&dir.join("type")).unwrap_or_default()),
+        status: name(&read_name(&dir.join("status")).unwrap_or_default()),
         online: int("online").map(|v| v != 0),
         capacity_pct: int("capacity").map(|v| v.clamp(0, 100) as u8),
         voltage_uv: int("voltage_now").map(to_i32),

@@ -50,6 +50,22 @@ pub const MAX_PROC_BYTES: u64 = 4 * 1024 * 1024;
 /// `--parent` check, and `/dev/zero` grew its memory without end. The
 /// error is one line that names the file and what it is.
 pub fn read_text(path: &Path, max: u64) -> Result<String, String> {
+    String::from_utf8(read_bytes(path, max)?)
+        .map_err(|_| format!("{}: not UTF-8 text", shown_path(path)))
+}
+
+/// [`read_text`], with bytes that are not UTF-8 shown as U+FFFD: for a file
+/// that names things (`/proc/net/dev`, a `name`, `type` or `label`
+/// attribute), where a name is the kernel's bytes, not necessarily UTF-8.
+/// One interface named in Latin-1 made `/proc/net/dev` "not UTF-8 text",
+/// and the net sensor published empty frames, every interface gone; a
+/// Latin-1 hwmon label or IIO device name was dropped unsaid.
+pub fn read_text_lossy(path: &Path, max: u64) -> Result<String, String> {
+    read_bytes(path, max).map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+/// The bytes of the regular file `path`, at most `max` (see [`read_text`]).
+fn read_bytes(path: &Path, max: u64) -> Result<Vec<u8>, String> {
     use std::io::Read;
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     let p = || shown_path(path);
@@ -83,12 +99,19 @@ pub fn read_text(path: &Path, max: u64) -> Result<String, String> {
     if bytes.len() as u64 > max {
         return Err(format!("{}: larger than {max} bytes", p()));
     }
-    String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8 text", p()))
+    Ok(bytes)
 }
 
 /// The trimmed contents of a sysfs attribute.
 pub fn read_str(path: &Path) -> Result<String, String> {
     read_text(path, MAX_ATTR_BYTES).map(|s| s.trim().to_string())
+}
+
+/// The trimmed contents of a sysfs attribute that names something (a
+/// device's `name`, a zone's `type`, a `label`), read lossily
+/// ([`read_text_lossy`]).
+pub fn read_name(path: &Path) -> Result<String, String> {
+    read_text_lossy(path, MAX_ATTR_BYTES).map(|s| s.trim().to_string())
 }
 
 /// A sysfs attribute holding one integer.

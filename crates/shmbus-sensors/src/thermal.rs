@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::args::Args;
 use crate::msg::{MAX_TEMPS, Temp, Thermal, name};
 use crate::run::{Source, Warn};
-use crate::sysfs::{entries, file_name, read_int, read_str};
+use crate::sysfs::{entries, file_name, read_int, read_name};
 
 /// Every temperature under `root` (`sys/class/thermal`, `sys/class/hwmon`).
 /// Unreadable ones (some zones answer EIO or ENODATA) are skipped with a
@@ -14,7 +14,7 @@ use crate::sysfs::{entries, file_name, read_int, read_str};
 pub fn read_temps(root: &Path, warn: &mut Warn) -> Vec<Temp> {
     let mut out = Vec::new();
     for zone in entries(&root.join("sys/class/thermal"), "thermal_zone") {
-        let kind = read_str(&zone.join("type")).unwrap_or_else(|_| file_name(&zone));
+        let kind = read_name(&zone.join("type")).unwrap_or_else(|_| file_name(&zone));
         match read_int(&zone.join("temp")) {
             Ok(t) => out.push(Temp {
                 name: name(&format!("zone:{kind}")),
@@ -26,12 +26,12 @@ pub fn read_temps(root: &Path, warn: &mut Warn) -> Vec<Temp> {
         }
     }
     for chip in entries(&root.join("sys/class/hwmon"), "hwmon") {
-        let chip_name = read_str(&chip.join("name")).unwrap_or_else(|_| file_name(&chip));
+        let chip_name = read_name(&chip.join("name")).unwrap_or_else(|_| file_name(&chip));
         for input in hwmon_inputs(&chip) {
             let n = file_name(&input);
             let stem = n.trim_end_matches("_input");
             let label =
-                read_str(&chip.join(format!("{stem}_label"))).unwrap_or_else(|_| stem.to_string());
+                read_name(&chip.join(format!("{stem}_label"))).unwrap_or_else(|_| stem.to_string());
             match read_int(&input) {
                 Ok(t) => out.push(Temp {
                     name: name(&format!("{chip_name}/{label}")),
@@ -154,6 +154,23 @@ mod tests {
         assert_eq!(w.count(), 1);
         read_temps(d.path(), &mut w);
         assert_eq!(w.count(), 1, "the same problem is reported once");
+    }
+
+    /// A label that is not UTF-8 (a device tree's Latin-1 `label`) names
+    /// its sensor, shown lossily: it was dropped for the file's stem.
+    #[test]
+    fn a_latin1_label_names_its_sensor() {
+        let d = TempDir::new("thermal-latin1");
+        d.file("sys/class/hwmon/hwmon0/name", "lm75\n")
+            .file("sys/class/hwmon/hwmon0/temp1_input", "41000\n");
+        std::fs::write(
+            d.path().join("sys/class/hwmon/hwmon0/temp1_label"),
+            b"bo\xeete\n",
+        )
+        .unwrap();
+        let t = read_temps(d.path(), &mut Warn::new("test"));
+        assert_eq!(t[0].name.as_str(), "lm75/bo\u{fffd}te");
+        assert_eq!(t[0].milli_c, 41000);
     }
 
     #[test]
