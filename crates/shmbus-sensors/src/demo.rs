@@ -264,7 +264,34 @@ fn lock(row: &Shared) -> std::sync::MutexGuard<'_, Row> {
 /// attached again when the sensor creates it anew: the demo stopped
 /// watching it, and showed a live sensor's topic at 0 Hz with its last
 /// value for the rest of the run.
-fn watch<T: DeserializeOwned + Schema + Summary>(topic: Topic, row: Shared, quit: Arc<AtomicBool>) {
+///
+/// `sensor`: the pid of the demo's sensor of the topic. A segment it
+/// created holds every frame it published there from generation 1, so the
+/// frames already overwritten when the watcher attaches (a sensor that
+/// starts slowly: the watcher looks for the topic every 100 ms at most,
+/// and a 1 kHz IMU laps its 64 slots in 64 ms) count as lost: they were
+/// neither frames nor lost, and the summary's counts fell short of what
+/// was published without a word. A segment someone else created (a
+/// config's explicit key where a topic already was) keeps its older
+/// frames out of the counts.
+fn watch<T: DeserializeOwned + Schema + Summary>(
+    topic: Topic,
+    row: Shared,
+    quit: Arc<AtomicBool>,
+    sensor: Option<i32>,
+) {
+    // After `seek_oldest`: the frames before the cursor, if the demo's
+    // sensor made this segment.
+    let lost_before = |sub: &mut Subscriber<T>| -> u64 {
+        let made_by_sensor = sensor.is_some_and(|pid| {
+            sys::shm_stat(sub.raw().segment().shmid()).is_ok_and(|st| st.cpid == pid)
+        });
+        if made_by_sensor {
+            sub.raw().cursor().saturating_sub(1)
+        } else {
+            0
+        }
+    };
     let mut newest: Option<T> = None;
     let mut summarized = 0u64;
     let mut record = |next: Next<T>, newest: &mut Option<T>| {
@@ -319,6 +346,8 @@ fn watch<T: DeserializeOwned + Schema + Summary>(topic: Topic, row: Shared, quit
         attached = true;
         // Count what was published before we attached, too.
         sub.raw().seek_oldest();
+        let lost = lost_before(&mut sub);
+        lock(&row).lost += lost;
         while !quit.load(Ordering::Relaxed) {
             match sub.wait_next(Duration::from_millis(200)) {
                 Ok(n) => record(n, &mut newest),
@@ -365,6 +394,8 @@ fn watch<T: DeserializeOwned + Schema + Summary>(topic: Topic, row: Shared, quit
         // that did not run it in time): the frames are there all the same.
         if let Ok(mut sub) = Subscriber::<T>::attach(&topic) {
             sub.raw().seek_oldest();
+            let lost = lost_before(&mut sub);
+            lock(&row).lost += lost;
             drain(&mut sub, &mut record, &mut newest);
         }
     }
@@ -378,15 +409,16 @@ fn spawn_watcher(
     topic: Topic,
     row: Shared,
     quit: Arc<AtomicBool>,
+    sensor: Option<i32>,
 ) -> Option<JoinHandle<()>> {
     let r = row.clone();
     let spawned = std::thread::Builder::new().spawn(move || match kind {
-        SensorKind::System => watch::<System>(topic, r, quit),
-        SensorKind::Thermal => watch::<Thermal>(topic, r, quit),
-        SensorKind::Power => watch::<Power>(topic, r, quit),
-        SensorKind::Net => watch::<Net>(topic, r, quit),
-        SensorKind::Iio => watch::<Accel>(topic, r, quit),
-        SensorKind::Imu => watch::<Imu>(topic, r, quit),
+        SensorKind::System => watch::<System>(topic, r, quit, sensor),
+        SensorKind::Thermal => watch::<Thermal>(topic, r, quit, sensor),
+        SensorKind::Power => watch::<Power>(topic, r, quit, sensor),
+        SensorKind::Net => watch::<Net>(topic, r, quit, sensor),
+        SensorKind::Iio => watch::<Accel>(topic, r, quit, sensor),
+        SensorKind::Imu => watch::<Imu>(topic, r, quit, sensor),
     });
     match spawned {
         Ok(h) => Some(h),
@@ -594,7 +626,14 @@ pub fn run(
                     exit = Some("not started".to_string());
                 }
             }
-            threads.extend(spawn_watcher(kind, topic, row.clone(), quit.clone()));
+            let sensor = child.as_ref().map(|c: &Child| c.id() as i32);
+            threads.extend(spawn_watcher(
+                kind,
+                topic,
+                row.clone(),
+                quit.clone(),
+                sensor,
+            ));
         }
         entries.push(Entry {
             tc: tc.clone(),
@@ -1061,14 +1100,19 @@ mod tests {
         }
         // Never ran before the stop: it attaches only to count.
         let row: Shared = Arc::default();
-        watch::<System>(topic.clone(), row.clone(), Arc::new(AtomicBool::new(true)));
+        watch::<System>(
+            topic.clone(),
+            row.clone(),
+            Arc::new(AtomicBool::new(true)),
+            None,
+        );
         assert_eq!(lock(&row).frames, 5);
         // Ran, read, then more frames came just before the stop.
         let row: Shared = Arc::default();
         let quit = Arc::new(AtomicBool::new(false));
         let w = {
             let (topic, row, quit) = (topic.clone(), row.clone(), quit.clone());
-            std::thread::spawn(move || watch::<System>(topic, row, quit))
+            std::thread::spawn(move || watch::<System>(topic, row, quit, None))
         };
         let end = std::time::Instant::now() + Duration::from_secs(60);
         while lock(&row).frames < 5 {
@@ -1086,6 +1130,44 @@ mod tests {
         assert_eq!((r.frames, r.lost), (12, 0), "{:?}", *r);
     }
 
+    /// A watcher that attaches after its sensor lapped the ring (a slow
+    /// start: the watcher looks for the topic every 100 ms at most) counts
+    /// the frames already overwritten as lost: frames + lost is what the
+    /// sensor published. They were counted as neither. A segment that
+    /// someone else made keeps its older frames out of the counts.
+    #[test]
+    fn frames_overwritten_before_the_watcher_attached_are_lost() {
+        shmbus_testkit::watchdog("demo_watch_late", Duration::from_secs(60));
+        let (topic, _g) = shmbus_testkit::unique_topic("demo-watch-late");
+        let topic = topic.slots(8);
+        let mut p = shmbus_pub::Publisher::<System>::open(&topic).unwrap();
+        for t in 1..=20 {
+            p.publish(&system_frame(t)).unwrap();
+        }
+        // This process made the segment: it is the topic's sensor here.
+        let me = std::process::id() as i32;
+        let row: Shared = Arc::default();
+        watch::<System>(
+            topic.clone(),
+            row.clone(),
+            Arc::new(AtomicBool::new(true)),
+            Some(me),
+        );
+        let r = lock(&row);
+        assert_eq!((r.frames, r.lost), (8, 12), "{:?}", *r);
+        drop(r);
+        // Another sensor's segment: only what the watcher saw.
+        let row: Shared = Arc::default();
+        watch::<System>(
+            topic.clone(),
+            row.clone(),
+            Arc::new(AtomicBool::new(true)),
+            Some(me + 1),
+        );
+        let r = lock(&row);
+        assert_eq!((r.frames, r.lost), (8, 0), "{:?}", *r);
+    }
+
     /// A sensor whose lock is removed (`ipcrm -s`) and that is quiet for a
     /// moment publishes on: the watcher counts its later frames. It
     /// stopped watching at `PublisherGone`, so a slow sensor that lost its
@@ -1098,7 +1180,7 @@ mod tests {
         let quit = Arc::new(AtomicBool::new(false));
         let w = {
             let (topic, row, quit) = (topic.clone(), row.clone(), quit.clone());
-            std::thread::spawn(move || watch::<System>(topic, row, quit))
+            std::thread::spawn(move || watch::<System>(topic, row, quit, None))
         };
         p.publish(&system_frame(1)).unwrap();
         let until = |n: u64, what: &str| {
