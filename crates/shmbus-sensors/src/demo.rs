@@ -440,6 +440,8 @@ struct Entry {
     exit: Option<String>,
     /// The child ended before the demo stopped it.
     ended_early: bool,
+    /// When the demo found the child ended, and the signal that ended it.
+    ended_by: Option<(Instant, i32)>,
 }
 
 /// The publisher column of `e`'s row; `had_frames`: the row counted frames
@@ -642,6 +644,7 @@ pub fn run(
             child,
             exit,
             ended_early: false,
+            ended_by: None,
         });
     }
 
@@ -668,10 +671,21 @@ pub fn run(
                 if let Ok(Some(st)) = c.try_wait() {
                     e.exit = Some(format!("exited ({st})").replace("exit status: ", "code "));
                     e.ended_early = true;
+                    e.ended_by = std::os::unix::process::ExitStatusExt::signal(&st)
+                        .map(|sig| (Instant::now(), sig));
                 }
             }
         }
-        if opts.live {
+        // A demo in the background of its terminal (`shmbus demo &`, or
+        // `bg` after Ctrl-Z) draws nothing: its table went over the
+        // foreground program's screen (`shmbus top`, the example in
+        // `shmbus demo --help`), four times a second. Back in the
+        // foreground it starts a new table below what is on the screen.
+        let draw = opts.live && shmbus_toolbox::term::stdout_in_foreground();
+        if opts.live && !draw {
+            drawn_lines = 0;
+        }
+        if draw {
             let until = match (opts.duration, clock) {
                 (Some(d), Some(_)) => {
                     format!(
@@ -684,29 +698,29 @@ pub fn run(
             };
             let shown = lock_notes(&notes).shown();
             let text = table(&bus, &entries, &shown, elapsed, &until);
-            let mut frame = String::new();
+            // Autowrap off while the table is drawn (DECAWM), and on again
+            // at the end of each drawing: a line wider than the terminal
+            // is clipped, so each line of the table takes one row and the
+            // cursor-up lands on its first. Wrapped, a narrower terminal
+            // than the table (80 columns, a serial console that does not
+            // know its width) got a new copy of the table's top at every
+            // redraw. Turned on only at the end of the run, it stayed off
+            // in the shell after Ctrl-Z (or `kill -STOP`): every long line
+            // the user then typed or listed was cut at the right edge.
+            let mut frame = String::from(AUTOWRAP_OFF);
             if drawn_lines > 0 {
                 // Back to the top of the previous table, and clear below.
                 frame += &format!("\x1b[{drawn_lines}A\x1b[J");
-            } else {
-                // Autowrap off while the table is redrawn (DECAWM, restored
-                // below): a line wider than the terminal is clipped, so
-                // each line of the table takes one row and the cursor-up
-                // above lands on its first. Wrapped, a narrower terminal
-                // than the table (80 columns, a serial console that does
-                // not know its width) got a new copy of the table's top at
-                // every redraw.
-                frame += AUTOWRAP_OFF;
             }
             frame += &text;
+            frame += AUTOWRAP_ON;
             drawn_lines = text.lines().count();
             let _ = out.write_all(frame.as_bytes());
             let _ = out.flush();
         }
         if done {
-            if drawn_lines > 0 {
-                let _ = out.write_all(AUTOWRAP_ON.as_bytes());
-                let _ = out.flush();
+            if stop.load(Ordering::Relaxed) {
+                stopped_with_the_demo(&mut entries, Instant::now());
             }
             break;
         }
@@ -773,6 +787,34 @@ pub fn run(
         notes,
         elapsed: started.elapsed(),
     })
+}
+
+/// How long before the demo sees its own stop signal a sensor's death by
+/// one still counts as stopped with the demo.
+const STOPPED_TOGETHER: Duration = Duration::from_secs(2);
+
+/// The sensors that a stop signal (SIGTERM, SIGINT, SIGHUP) ended at most
+/// [`STOPPED_TOGETHER`] before `now`, when the demo itself was stopped by
+/// one, were stopped with the demo, not ended early: `systemctl stop` (its
+/// default `KillMode=control-group`), `pkill shmbus` or `kill 0` send
+/// SIGTERM to every process at once, the sensors die of it at once, and
+/// the demo called the clean stop "FAILED: the sensor of imu ended during
+/// the run", exit 1, a failed unit.
+fn stopped_with_the_demo(entries: &mut [Entry], now: Instant) {
+    use nix::sys::signal::Signal;
+    for e in entries {
+        let Some((at, sig)) = e.ended_by else {
+            continue;
+        };
+        let stop_signal = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP]
+            .iter()
+            .any(|s| *s as i32 == sig);
+        if e.ended_early && stop_signal && now.saturating_duration_since(at) <= STOPPED_TOGETHER {
+            e.ended_early = false;
+            let name = Signal::try_from(sig).map_or("a stop signal", |s| s.as_str());
+            e.exit = Some(format!("stopped with the demo ({name})"));
+        }
+    }
 }
 
 /// The bus of the demo with pid `pid`: `<bus>-<pid>`, the config's bus
@@ -1356,6 +1398,7 @@ mod tests {
             child: None,
             exit: Some(evil.into()),
             ended_early: false,
+            ended_by: None,
         }];
         let screen = table("demo-1", &entries, &[evil.into()], Duration::ZERO, "x");
         assert!(!screen.contains('\x1b'), "{screen:?}");
@@ -1384,6 +1427,7 @@ mod tests {
                 child: None,
                 exit: None,
                 ended_early: false,
+                ended_by: None,
             }];
             table("demo-1", &entries, &[], Duration::ZERO, "x")
         };

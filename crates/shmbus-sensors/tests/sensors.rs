@@ -443,7 +443,80 @@ fn demo_stops_on_sigint_and_cleans_up() {
     let pid = child.id();
     let _guards = demo_guards(pid);
     let mut child = KillOnDrop(child);
-    // Wait until every topic of the demo exists, then interrupt it.
+    wait_demo_up(pid);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.0.wait().unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.0.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(status.success(), "{status}: {out}");
+    assert!(out.contains("result: every topic received frames"), "{out}");
+    let left = ipc_keys();
+    for k in demo_keys(pid) {
+        assert!(
+            !left.contains(&k),
+            "key 0x{:08x} left in ipcs after SIGINT",
+            k as u32
+        );
+    }
+}
+
+/// `systemctl stop` of a unit that runs the demo (`KillMode=control-group`,
+/// systemd's default), `pkill shmbus` or `kill 0`: SIGTERM reaches the demo
+/// and every sensor at once, and the sensors die of it before the demo
+/// stops them. That is a clean stop: exit 0, each sensor "stopped with the
+/// demo". The demo said "FAILED: the sensor of imu ended during the run"
+/// of every sensor, exit 1 (a failed unit).
+#[test]
+fn sigterm_to_the_demo_and_its_sensors_at_once_is_a_clean_stop() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    watchdog(
+        "sigterm_to_the_demo_and_its_sensors_at_once_is_a_clean_stop",
+        Duration::from_secs(120),
+    );
+    let child = shmbus_testkit::child("demo", &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let _guards = demo_guards(pid);
+    let mut child = KillOnDrop(child);
+    wait_demo_up(pid);
+    let sensors: Vec<i32> = demo_topics(pid)
+        .iter()
+        .map(|t| match shmbus_core::lock::publisher_status(t.key) {
+            shmbus_core::PublisherStatus::Alive { pid } => pid,
+            other => panic!("{}: {other:?}", t.name),
+        })
+        .collect();
+    // As systemd does: the main process first, then the rest of the group.
+    kill(Pid::from_raw(pid as i32), Signal::SIGTERM).unwrap();
+    for s in sensors {
+        let _ = kill(Pid::from_raw(s), Signal::SIGTERM);
+    }
+    let status = child.0.wait().unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.0.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(status.success(), "{status}: {out}");
+    assert!(out.contains("result: every topic received frames"), "{out}");
+    assert!(!out.contains("ended during the run"), "{out}");
+    let left = ipc_keys();
+    for k in demo_keys(pid) {
+        assert!(!left.contains(&k), "key 0x{:08x} left in ipcs", k as u32);
+    }
+}
+
+/// Wait until every topic of the demo run by process `pid` has a frame and
+/// the demo's watcher of each has read it (it went back to sleep on the
+/// topic since). A fixed 1.5 s after the topics appeared was no promise
+/// that a sensor had published, or a watcher run, on a loaded machine; the
+/// report then said "no frames on ...".
+fn wait_demo_up(pid: u32) {
     let keys = demo_keys(pid);
     let start = std::time::Instant::now();
     while !keys
@@ -456,11 +529,6 @@ fn demo_stops_on_sigint_and_cleans_up() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    // Interrupted once every topic has a frame and the demo's watcher of
-    // each has read it (it went back to sleep on the topic since). A fixed
-    // 1.5 s after the topics appeared was no promise that a sensor had
-    // published, or a watcher run, on a loaded machine; the report then
-    // said "no frames on ...".
     for t in demo_topics(pid) {
         let start = std::time::Instant::now();
         while !shmbus_core::Segment::attach(&t).is_ok_and(|s| s.generation() > 0) {
@@ -472,24 +540,6 @@ fn demo_stops_on_sigint_and_cleans_up() {
             std::thread::sleep(Duration::from_millis(20));
         }
         shmbus_testkit::wait_subscriber_caught_up(&t).unwrap();
-    }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let status = child.0.wait().unwrap();
-    let mut out = String::new();
-    std::io::Read::read_to_string(child.0.stdout.as_mut().unwrap(), &mut out).unwrap();
-    assert!(status.success(), "{status}: {out}");
-    assert!(out.contains("result: every topic received frames"), "{out}");
-    let left = ipc_keys();
-    for k in keys {
-        assert!(
-            !left.contains(&k),
-            "key 0x{:08x} left in ipcs after SIGINT",
-            k as u32
-        );
     }
 }
 
@@ -773,6 +823,11 @@ fn the_live_table_redraws_in_place_on_a_narrow_terminal() {
     let (rows, wrap) = screen_80(&out);
     let screen = rows.join("\n");
     assert!(wrap, "autowrap is left off: {out:?}");
+    // Between two drawings too: a demo stopped there (Ctrl-Z) left the
+    // shell with autowrap off, every long line cut at the right edge.
+    for (at, _) in out.match_indices("\x1b[?7l").skip(1) {
+        assert!(screen_80(&out[..at]).1, "autowrap off between drawings");
+    }
     assert_eq!(
         rows.iter()
             .filter(|l| l.starts_with("shmbus demo ·"))

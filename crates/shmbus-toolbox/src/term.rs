@@ -25,9 +25,44 @@ pub fn stdout_can_redraw() -> bool {
     )
 }
 
+/// True unless standard output is a terminal on which this process is in
+/// the background: `tcgetpgrp` names another process group as the
+/// terminal's foreground (`shmbus demo &`, or `bg` after Ctrl-Z). Output
+/// that is not a terminal, or a terminal whose foreground is unknown, is
+/// taken as foreground.
+///
+/// A live view in the background draws over the screen of the program in
+/// the foreground.
+pub fn stdout_in_foreground() -> bool {
+    in_foreground(
+        nix::unistd::tcgetpgrp(std::io::stdout()).ok(),
+        nix::unistd::getpgrp(),
+    )
+}
+
+/// [`stdout_in_foreground`] for a terminal whose foreground process group
+/// is `foreground` (`None`: not a terminal, or not known), seen from a
+/// process in group `mine`.
+pub fn in_foreground(foreground: Option<nix::unistd::Pid>, mine: nix::unistd::Pid) -> bool {
+    foreground.is_none_or(|f| f == mine)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_whose_group_is_not_the_terminals_foreground_is_in_the_background() {
+        use nix::unistd::Pid;
+        let me = Pid::from_raw(100);
+        assert!(in_foreground(Some(me), me));
+        assert!(!in_foreground(Some(Pid::from_raw(200)), me));
+        assert!(in_foreground(None, me), "not a terminal: foreground");
+        // This test's stdout (captured, a pipe or a file): foreground.
+        if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            assert!(stdout_in_foreground());
+        }
+    }
 
     #[test]
     fn only_a_terminal_that_can_move_its_cursor_is_redrawn() {
