@@ -10,6 +10,8 @@
 //! crate's `README.md` for how to run them in two terminals.
 #![warn(missing_docs)]
 
+use std::time::Duration;
+
 use postcard::experimental::max_size::MaxSize;
 use serde::{Deserialize, Serialize};
 use shmbus_pub::Topic;
@@ -57,6 +59,40 @@ pub fn parse_key(s: &str) -> Result<i32, String> {
         None => s.parse::<i32>(),
     };
     r.map_err(|_| format!("--key {s}: expected a number such as 0x53001234"))
+}
+
+/// The longest `--duration`, `--timeout` or `--wait`: 10^9 s (31.7 years).
+pub const MAX_SECS: f64 = 1e9;
+
+/// Seconds as `--flag` takes them: a finite number from 0 to [`MAX_SECS`].
+/// `Duration::from_secs_f64` of `-1`, `nan` or `1e30` panicked (exit 101
+/// and a backtrace), and a `--duration` of `-5` or `nan` published for
+/// ever, as if none had been given.
+pub fn seconds(flag: &str, v: f64) -> Result<Duration, String> {
+    if !(0.0..=MAX_SECS).contains(&v) {
+        return Err(format!(
+            "--{flag} {v:?}: give seconds from 0 to {MAX_SECS:e} (decimals allowed), e.g. 2.5"
+        ));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// Write `text` on stdout. An error (`| head -1` closed the pipe) is
+/// returned, not a panic: `println!` panicked (exit 101 and a backtrace),
+/// and a publisher with `--remove true` then left its topic behind.
+pub fn out(text: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    o.write_fmt(text)?;
+    o.write_all(b"\n")?;
+    o.flush()
+}
+
+/// Write `text` on stderr, if it can be written (`eprintln!` panics when
+/// it cannot).
+pub fn say(text: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
 /// Command-line options shared by both binaries: `--name NAME`, `--key
@@ -139,6 +175,18 @@ mod tests {
             postcard::from_bytes::<Imu>(&bytes).unwrap(),
             Imu::simulate(7, 1_000)
         );
+    }
+
+    /// Seconds that are negative, not a number or too large are refused,
+    /// not a panic (`Duration::from_secs_f64`) and not "no limit".
+    #[test]
+    fn bad_seconds_are_refused() {
+        for bad in [-1.0, -0.5, f64::NAN, f64::INFINITY, 1e30] {
+            let e = seconds("wait", bad).unwrap_err();
+            assert!(e.starts_with("--wait ") && e.contains("from 0 to"), "{e}");
+        }
+        assert_eq!(seconds("wait", 2.5), Ok(Duration::from_millis(2500)));
+        assert_eq!(seconds("wait", 0.0), Ok(Duration::ZERO));
     }
 
     #[test]

@@ -152,6 +152,106 @@ fn subscriber_without_a_topic_fails_with_a_clear_error() {
     assert!(err.contains("start its publisher first"), "{err}");
 }
 
+/// Seconds and rates that are negative, not a number or out of range are
+/// a one-line error, exit 1: `--timeout -1`, `--wait nan`, `--duration inf`
+/// and `--rate 1e-300` panicked (exit 101 and a backtrace), and
+/// `--duration -5` published for ever. Nothing is created.
+#[test]
+fn bad_numbers_are_refused_in_one_line() {
+    watchdog("imu bad numbers", Duration::from_secs(120));
+    let key = unique_key("imu-bad-numbers");
+    let _guard = Guard(key);
+    let key_arg = key.to_string();
+    for (exe, flag, value) in [
+        (env!("CARGO_BIN_EXE_imu-subscriber"), "--timeout", "-1"),
+        (env!("CARGO_BIN_EXE_imu-subscriber"), "--wait", "nan"),
+        (env!("CARGO_BIN_EXE_imu-subscriber"), "--wait", "1e30"),
+        (env!("CARGO_BIN_EXE_imu-publisher"), "--duration", "inf"),
+        (env!("CARGO_BIN_EXE_imu-publisher"), "--duration", "-5"),
+        (env!("CARGO_BIN_EXE_imu-publisher"), "--duration", "NaN"),
+        (env!("CARGO_BIN_EXE_imu-publisher"), "--rate", "1e-300"),
+    ] {
+        let out = command(exe)
+            .args(["--key", &key_arg, flag, value])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{exe} {flag} {value}: {err}");
+        assert!(err.contains(flag) && err.lines().count() == 1, "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(
+            shmbus_core::sys::shmget(key, 0, 0).is_err(),
+            "{flag} {value}"
+        );
+    }
+}
+
+/// A stdout that nobody reads (`| head -1`): the publisher publishes on and
+/// removes its topic as asked (`--remove true`), exit 0; the subscriber
+/// ends quietly, exit 0. Both panicked in `println!` (exit 101), and the
+/// publisher left its topic behind.
+#[test]
+fn a_closed_stdout_is_no_panic() {
+    watchdog("imu closed stdout", Duration::from_secs(180));
+    let key = unique_key("imu-closed-stdout");
+    let _guard = Guard(key);
+    let key_arg = key.to_string();
+    let name = "examples/imu-closed-stdout";
+    // The reader of each stdout is closed as soon as the child runs.
+    let run_closed = |cmd: &mut Command| {
+        let mut child = KillOnDrop(
+            cmd.stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        drop(child.0.stdout.take());
+        let status = child.0.wait().unwrap();
+        let mut err = String::new();
+        child
+            .0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        (status, err)
+    };
+    let (status, err) = run_closed(command(env!("CARGO_BIN_EXE_imu-publisher")).args([
+        "--name", name, "--key", &key_arg, "--rate", "1000", "--count", "200", "--remove", "true",
+    ]));
+    assert!(status.success(), "imu-publisher: {status:?}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        shmbus_core::sys::shmget(key, 0, 0).is_err(),
+        "--remove true left the topic"
+    );
+    // The subscriber, with a publisher to read from.
+    let _publisher = KillOnDrop(
+        command(env!("CARGO_BIN_EXE_imu-publisher"))
+            .args(["--name", name, "--key", &key_arg])
+            .args(["--rate", "200", "--duration", "120"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (status, err) = run_closed(command(env!("CARGO_BIN_EXE_imu-subscriber")).args([
+        "--name",
+        name,
+        "--key",
+        &key_arg,
+        "--count",
+        "1000000",
+        "--wait",
+        "60",
+        "--timeout",
+        "60",
+    ]));
+    assert!(status.success(), "imu-subscriber: {status:?}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 /// What a typeless tool could publish on the IMU topic: the same wire layout
 /// with a longer `frame_id` than `Imu`'s 16 bytes.
 #[derive(serde::Serialize)]

@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use shmbus_examples::{Imu, Options};
+use shmbus_examples::{Imu, Options, out, say, seconds};
 use shmbus_pub::{LockOutcome, Publisher};
 
 const USAGE: &str = "usage: imu-publisher [--name imu] [--key KEY] [--slots 16] [--rate HZ] [--count N | --duration SECS] [--remove true]";
@@ -43,10 +43,10 @@ fn removed(publisher: &Publisher<Imu>) -> Option<(&'static str, &'static str)> {
 fn main() {
     if let Err(e) = run() {
         if e.is_empty() {
-            println!("{USAGE}");
+            let _ = out(format_args!("{USAGE}"));
             return;
         }
-        eprintln!("imu-publisher: {e}");
+        say(format_args!("imu-publisher: {e}"));
         std::process::exit(1);
     }
 }
@@ -55,37 +55,51 @@ fn run() -> Result<(), String> {
     let o = Options::parse(std::env::args().skip(1))?;
     o.only(&["rate", "count", "duration", "remove"])?;
     let rate: f64 = o.get("rate", 100.0)?;
-    if !(rate > 0.0 && rate <= 1e6) {
+    // At least one frame per 1000 s: `--rate 1e-300` made a period that
+    // `Duration::from_secs_f64` panicked on.
+    if !(0.001..=1e6).contains(&rate) {
         // `{:?}`: 1e300 as `1e300`, not 301 digits.
-        return Err(format!(
-            "--rate {rate:?}: must be more than 0 and at most 1000000 Hz"
-        ));
+        return Err(format!("--rate {rate:?}: must be from 0.001 to 1000000 Hz"));
     }
     let count: u64 = o.get("count", 0)?;
-    let duration: f64 = o.get("duration", 0.0)?;
+    // 0: no limit.
+    let duration = seconds("duration", o.get("duration", 0.0)?)?;
     let remove: bool = o.get("remove", false)?;
+    // What it prints is for the user; a stdout that cannot be written
+    // (`| head -1`) does not stop the publishing, or the removal it was
+    // asked for at the end.
+    let print = |text: std::fmt::Arguments<'_>| {
+        let _ = out(text);
+    };
 
     let mut publisher = Publisher::<Imu>::open(&o.topic).map_err(|e| e.to_string())?;
     let raw = publisher.raw();
-    println!(
+    print(format_args!(
         "publishing '{}' at key 0x{:08x} (shmid {}), {rate} Hz, frame capacity {} bytes{}",
         raw.name(),
         raw.key(),
         raw.shmid(),
         raw.frame_capacity(),
         if raw.created() { "" } else { ", reopened" }
-    );
+    ));
     if let LockOutcome::Refused(e) = raw.lock_outcome() {
-        eprintln!("warning: {e}");
+        say(format_args!("warning: {e}"));
     }
 
     let period = Duration::from_secs_f64(1.0 / rate);
     let mut last_check = Instant::now();
     let start = Instant::now();
-    let end = (duration > 0.0).then(|| start + Duration::from_secs_f64(duration));
-    let mut seq: u32 = 0;
+    let end = (!duration.is_zero())
+        .then(|| start.checked_add(duration))
+        .flatten();
+    // Frames published: a u64, and the message's `seq` its low 32 bits. The
+    // u32 `seq` paced the deadlines and counted `--count`: after 2^32
+    // frames (71 minutes at 1 MHz, 50 days at 1 kHz) it wrapped, every
+    // deadline was in the past and the publisher ran flat out for good,
+    // and a `--count` above 2^32 never ended it.
+    let mut n: u64 = 0;
     loop {
-        if count > 0 && u64::from(seq) >= count {
+        if count > 0 && n >= count {
             break;
         }
         if end.is_some_and(|e| Instant::now() >= e) {
@@ -94,42 +108,42 @@ fn run() -> Result<(), String> {
         if last_check.elapsed() >= REMOVED_CHECK {
             last_check = Instant::now();
             if let Some((what, how)) = removed(&publisher) {
-                eprintln!(
+                say(format_args!(
                     "imu-publisher: the {what} '{}' was removed while publishing ({how}): creating it again",
                     o.topic.name
-                );
+                ));
                 // Closed first, then opened again (a new segment and lock),
                 // as a restart would.
                 drop(publisher);
                 publisher = Publisher::<Imu>::open(&o.topic)
                     .map_err(|e| format!("cannot create topic '{}' again: {e}", o.topic.name))?;
                 let raw = publisher.raw();
-                eprintln!(
+                say(format_args!(
                     "imu-publisher: publishing '{}' again at key 0x{:08x} (shmid {})",
                     raw.name(),
                     raw.key(),
                     raw.shmid()
-                );
+                ));
             }
         }
         let t_us = shmbus_core::sys::monotonic_ns() / 1_000;
         publisher
-            .publish(&Imu::simulate(seq, t_us))
+            .publish(&Imu::simulate(n as u32, t_us))
             .map_err(|e| e.to_string())?;
-        seq = seq.wrapping_add(1);
+        n += 1;
         // Absolute deadlines: the rate does not drift with the publish cost.
-        let next = start + period.mul_f64(f64::from(seq));
-        if let Some(d) = next.checked_duration_since(Instant::now()) {
+        let next = start.checked_add(period.mul_f64(n as f64));
+        if let Some(d) = next.and_then(|t| t.checked_duration_since(Instant::now())) {
             std::thread::sleep(d);
         }
     }
-    println!(
-        "published {seq} frames in {:.3} s",
+    print(format_args!(
+        "published {n} frames in {:.3} s",
         start.elapsed().as_secs_f64()
-    );
+    ));
     if remove {
         publisher.remove().map_err(|e| e.to_string())?;
-        println!("removed the topic");
+        print(format_args!("removed the topic"));
     }
     Ok(())
 }

@@ -19,9 +19,7 @@
 //! `--wait` seconds for it to come back, attaching the new segment if there
 //! is one, as a long-running reader on a board should.
 
-use std::time::Duration;
-
-use shmbus_examples::{Imu, Options};
+use shmbus_examples::{Imu, Options, out, say, seconds};
 use shmbus_sub::{Next, PublisherStatus, ReadError, Sample, Subscriber, WaitError};
 
 const USAGE: &str = "usage: imu-subscriber [--name imu] [--key KEY] [--count N] [--timeout SECS] [--wait SECS] [--mode next|latest]";
@@ -29,20 +27,40 @@ const USAGE: &str = "usage: imu-subscriber [--name imu] [--key KEY] [--count N] 
 fn main() {
     if let Err(e) = run() {
         if e.is_empty() {
-            println!("{USAGE}");
+            let _ = out(format_args!("{USAGE}"));
             return;
         }
-        eprintln!("imu-subscriber: {e}");
+        say(format_args!("imu-subscriber: {e}"));
         std::process::exit(1);
     }
+}
+
+/// A line on stdout; `Ok(false)` when nobody reads it any more (`| head`):
+/// the subscriber then ends quietly, exit 0, as `shmbus echo` does.
+/// `println!` panicked there (exit 101 and a backtrace).
+fn line(text: std::fmt::Arguments<'_>) -> Result<bool, String> {
+    match out(text) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(format!("cannot write to stdout: {e}")),
+    }
+}
+
+/// [`line()`], returning from the calling function when the reader is gone.
+macro_rules! line {
+    ($($t:tt)*) => {
+        if !line(format_args!($($t)*))? {
+            return Ok(());
+        }
+    };
 }
 
 fn run() -> Result<(), String> {
     let o = Options::parse(std::env::args().skip(1))?;
     o.only(&["count", "timeout", "wait", "mode"])?;
     let count: u64 = o.get("count", 10)?;
-    let timeout = Duration::from_secs_f64(o.get("timeout", 5.0)?);
-    let wait = Duration::from_secs_f64(o.get("wait", 10.0)?);
+    let timeout = seconds("timeout", o.get("timeout", 5.0)?)?;
+    let wait = seconds("wait", o.get("wait", 10.0)?)?;
     let mode: String = o.get("mode", "next".to_string())?;
     if mode != "next" && mode != "latest" {
         return Err(format!("--mode {mode}: expected next or latest"));
@@ -50,7 +68,7 @@ fn run() -> Result<(), String> {
 
     let mut sub = Subscriber::<Imu>::wait_for_topic(&o.topic, wait).map_err(|e| e.to_string())?;
     let info = sub.raw().info().clone();
-    println!(
+    line!(
         "subscribed to '{}' at key 0x{:08x}: {} slots, frame capacity {} bytes, {}",
         info.name,
         o.topic.key,
@@ -74,13 +92,13 @@ fn run() -> Result<(), String> {
             // One bad frame: say so and read on (the cursor is past it).
             Err(WaitError::Read(e @ ReadError::Undecodable { .. })) => {
                 skipped += 1;
-                println!("skipped: {e}");
+                line!("skipped: {e}");
                 continue;
             }
             // The publisher stopped: the same segment carries its frames
             // once it (or a restart of it) runs again.
             Err(WaitError::PublisherGone) => {
-                println!(
+                line!(
                     "the publisher is not running; waiting up to {:.1} s for it to come back",
                     wait.as_secs_f64()
                 );
@@ -101,13 +119,13 @@ fn run() -> Result<(), String> {
             // The segment was removed: this handle never sees a new frame.
             // Attach the topic again once its publisher has created it.
             Err(WaitError::Removed) => {
-                println!(
+                line!(
                     "the topic was removed; waiting up to {:.1} s for it to be created again",
                     wait.as_secs_f64()
                 );
                 sub = Subscriber::<Imu>::wait_for_topic(&o.topic, wait)
                     .map_err(|e| format!("after {received} frames: {e}"))?;
-                println!("attached the topic again");
+                line!("attached the topic again");
                 continue;
             }
             other => other,
@@ -115,31 +133,34 @@ fn run() -> Result<(), String> {
         match r.map_err(|e| format!("after {received} frames: {e}"))? {
             Next::Frame(s) => {
                 received += 1;
-                print_frame(&mut sub, &s);
+                if !print_frame(&mut sub, &s)? {
+                    return Ok(());
+                }
             }
             Next::Missed(n) => {
                 missed += n;
-                println!("missed {n} frames (fell behind the ring)");
+                line!("missed {n} frames (fell behind the ring)");
             }
             Next::Empty => {}
         }
     }
     if skipped > 0 {
-        println!("received {received} frames, missed {missed}, skipped {skipped}");
+        line!("received {received} frames, missed {missed}, skipped {skipped}");
     } else {
-        println!("received {received} frames, missed {missed}");
+        line!("received {received} frames, missed {missed}");
     }
     Ok(())
 }
 
-fn print_frame(sub: &mut Subscriber<Imu>, s: &Sample<Imu>) {
+/// Print one frame's line; `Ok(false)` when nobody reads stdout any more.
+fn print_frame(sub: &mut Subscriber<Imu>, s: &Sample<Imu>) -> Result<bool, String> {
     let v = &s.value;
     // Lag: publish to now, for this frame. Staleness: how old the topic's
     // newest frame is (what a control loop checks before trusting it).
     let lag_us = s.age().as_secs_f64() * 1e6;
     let stale_us = sub.age().map_or(f64::NAN, |a| a.as_secs_f64() * 1e6);
     let behind = sub.raw().generation().saturating_sub(s.generation);
-    println!(
+    line(format_args!(
         "frame gen={} seq={} t_us={} frame_id={} acc=[{:.3} {:.3} {:.3}] gyro=[{:.4} {:.4} {:.4}] temp_c={:.2} lag_us={lag_us:.0} stale_us={stale_us:.0} behind={behind}",
         s.generation,
         v.seq,
@@ -152,5 +173,5 @@ fn print_frame(sub: &mut Subscriber<Imu>, s: &Sample<Imu>) {
         v.gyro[1],
         v.gyro[2],
         v.temp_c,
-    );
+    ))
 }
