@@ -575,6 +575,9 @@ pub fn run(
         let mut child = None;
         let mut exit = None;
         if let Some(kind) = kind {
+            if let Some(note) = remove_stale(tc) {
+                lock_notes(&notes).push(note);
+            }
             let mut args = config_args.clone();
             args.extend(
                 [
@@ -957,6 +960,45 @@ fn stop_child(c: &mut Child, exit: &mut Option<String>) {
         *exit = Some("stopped by the demo".into());
     }
     let _ = c.wait();
+}
+
+/// Remove the topic at one of this demo's own keys, before its sensor
+/// starts, if an earlier demo left it: the key is derived from the bus
+/// `<bus>-<pid>` of this demo's pid, the segment was made by this user and
+/// its publisher is not running. Returns what to say.
+///
+/// A demo killed together with its sensors (`kill -9` of them all, an OOM
+/// kill of their cgroup) leaves its topics, and pids repeat: in a
+/// container's pid namespace the demo has the same pid at every start,
+/// and on a 32-bit board pids wrap at 32768. The next demo with that pid
+/// has the same keys; its sensors reopened the old segments, their old
+/// frames were counted as this run's, and the cleanup left them, locked
+/// in RAM, as "not created by this demo (a squatter?)", at every run. A
+/// segment of another user or with a live publisher is left as before.
+fn remove_stale(tc: &TopicConfig) -> Option<String> {
+    if !tc.key_derived {
+        return None;
+    }
+    let id = sys::shmget(tc.key, 0, 0).ok()?;
+    let st = sys::shm_stat(id).ok()?;
+    let me = nix::unistd::geteuid().as_raw();
+    let idle = matches!(
+        shmbus_core::lock::publisher_status(tc.key),
+        PublisherStatus::NotRunning | PublisherStatus::NoLock
+    );
+    if st.cuid != me || !idle {
+        return None;
+    }
+    sys::shm_remove(id).ok()?;
+    if let Some(p) = sysvipc::semaphore_by_key(tc.key) {
+        if p.creator_uid() == me {
+            let _ = sys::sem_remove(p.id());
+        }
+    }
+    Some(format!(
+        "removed topic `{}` (key 0x{:08x}, shmid {id}): an earlier demo with this pid left it (killed with its sensors?)",
+        tc.name, tc.key as u32
+    ))
 }
 
 /// What cleanup found: keys where something of the demo's is still there,

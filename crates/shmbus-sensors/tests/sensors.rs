@@ -543,6 +543,70 @@ fn wait_demo_up(pid: u32) {
     }
 }
 
+/// A demo killed with its sensors (`kill -9` of them all) leaves its
+/// topics, and a later demo with the same pid (a container's pid
+/// namespace, pids that wrapped) has the same keys: its sensors reopened
+/// the old segments, and its cleanup left them, every run, as "not
+/// created by this demo (a squatter?)". The later demo removes them before
+/// its sensors start, says so, and leaves nothing.
+#[test]
+fn a_demo_with_the_pid_of_a_killed_one_removes_its_stale_topics() {
+    watchdog("demo_stale_same_pid", Duration::from_secs(180));
+    let bus = format!("st{:06x}", unique_key("demo-stale") & 0xff_ffff);
+    let text = format!(
+        "bus = \"{bus}\"\n[[topic]]\nname = \"imu\"\npublisher = \"shmbus-sensor-imu\"\nrate_hz = 100.0\n\
+         [[topic]]\nname = \"power\"\npublisher = \"shmbus-sensor-power\"\n"
+    );
+    let file = TempFile::new("stale.toml");
+    std::fs::write(&file.0, &text).unwrap();
+    let mut config = Config::load(&file.0).unwrap();
+    config
+        .rebus(&format!("{bus}-{}", std::process::id()))
+        .unwrap();
+    let _guards: Vec<Guard> = config.topics.iter().map(|t| Guard(t.key)).collect();
+    // What the killed demo's sensors left: segments with frames, their
+    // publishers gone.
+    {
+        let mut imu =
+            shmbus_pub::Publisher::<Imu>::open(&config.topics[0].to_topic().unwrap()).unwrap();
+        for seq in 0..20 {
+            imu.publish(&shmbus_sensors::imu::simulate(0.0, seq, 1))
+                .unwrap();
+        }
+        let mut power =
+            shmbus_pub::Publisher::<Power>::open(&config.topics[1].to_topic().unwrap()).unwrap();
+        power
+            .publish(&Power {
+                t_ns: 1,
+                supplies: heapless::Vec::new(),
+            })
+            .unwrap();
+    }
+    let opts = Options {
+        duration: Some(Duration::from_millis(1500)),
+        config: Some(file.0.clone()),
+        live: false,
+    };
+    let stop = AtomicBool::new(false);
+    let report = demo::run(&opts, &sensor_cmd, &stop, &mut std::io::sink()).unwrap();
+    let text = report.summary();
+    assert!(report.not_ours.is_empty(), "{text}");
+    assert!(report.ok(), "{text}");
+    assert_eq!(
+        report
+            .notes
+            .iter()
+            .filter(|n| n.contains("an earlier demo with this pid left it"))
+            .count(),
+        2,
+        "{text}"
+    );
+    let left = ipc_keys();
+    for t in &config.topics {
+        assert!(!left.contains(&t.key), "{} left: {text}", t.name);
+    }
+}
+
 /// `IPC_CREAT | IPC_EXCL | 0644`.
 fn libc_create() -> i32 {
     0o1000 | 0o2000 | 0o644
