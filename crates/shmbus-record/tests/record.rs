@@ -198,13 +198,18 @@ fn record_backlog(key: &str, path: &str) {
 
 /// `record --key K... --backlog` of every key in `keys` for 0.3 s.
 fn record_backlog_of(keys: &[&str], path: &str) {
+    let (code, _, err) = record_backlog_output(keys, path);
+    assert_eq!(code, 0, "{err}");
+}
+
+/// As [`record_backlog_of`]: its exit code, stdout and stderr.
+fn record_backlog_output(keys: &[&str], path: &str) -> (i32, String, String) {
     let mut args = vec!["record"];
     for k in keys {
         args.extend(["--key", k]);
     }
     args.extend(["--backlog", "--duration", "0.3", "-o", path]);
-    let (code, _, err) = run(&args);
-    assert_eq!(code, 0, "{err}");
+    run(&args)
 }
 
 /// An output path with control characters (`-o` is taken as given)
@@ -219,16 +224,7 @@ fn an_output_path_with_control_characters_is_shown_escaped() {
     publisher.publish(&Check::new(1)).unwrap();
     let file = TempFile::named("a\u{1b}[2Jb.mcap");
     let key = format!("0x{:08x}", topic.key as u32);
-    let (code, _, err) = run(&[
-        "record",
-        "--key",
-        &key,
-        "--backlog",
-        "--duration",
-        "0.3",
-        "-o",
-        file.path(),
-    ]);
+    let (code, _, err) = record_backlog_output(&[&key], file.path());
     assert_eq!(code, 0, "{err}");
     assert!(!err.contains('\u{1b}'), "{err:?}");
     assert!(err.contains("a\\u001b[2Jb.mcap; Ctrl-C stops"), "{err:?}");
@@ -660,16 +656,7 @@ fn a_frame_left_mid_write_is_counted_missed_and_the_frames_after_it_recorded() {
         seq.store(seq.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         let file = TempFile::new("mid-write");
         let key = format!("0x{:08x}", topic.key as u32);
-        let (code, _, err) = run(&[
-            "record",
-            "--key",
-            &key,
-            "--backlog",
-            "--duration",
-            "0.3",
-            "-o",
-            file.path(),
-        ]);
+        let (code, _, err) = record_backlog_output(&[&key], file.path());
         assert_eq!(code, 0, "alive {alive}: {err}");
         let (frames, missed) = frames_and_missed(file.path(), &topic.name);
         assert_eq!(frames, [4, 5, 6], "alive {alive}: {err}");
@@ -2712,58 +2699,43 @@ fn a_replay_stopped_before_a_topics_first_frame_removes_that_topic() {
     let (e, l) = (early.key.to_string(), late.key.to_string());
     record_backlog_of(&[&e, &l], file.path());
 
-    let (to_early, to_late) = (
+    let (early_key, late_key) = (
         unique_key("replay-stop-early-to"),
         unique_key("replay-stop-late-to"),
     );
-    let (_t1, _t2) = (Guard(to_early), Guard(to_late));
-    let mut child = KillOnDrop(
-        tool(&[
-            "replay",
-            file.path(),
-            "--key",
-            &format!("{}={to_early}", early.name),
-            "--key",
-            &format!("{}={to_late}", late.name),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn replay"),
+    let (_t1, _t2) = (Guard(early_key), Guard(late_key));
+    let (to_early, to_late) = (
+        format!("{}={early_key}", early.name),
+        format!("{}={late_key}", late.name),
     );
-    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
-    let mut seen = String::new();
+    let (mut child, rx) =
+        spawn_lines(&["replay", file.path(), "--key", &to_early, "--key", &to_late]);
     // Both topics are open before the first frame; the wait for the late
     // one's frame is announced.
-    while !seen.contains("waiting") {
-        let mut line = String::new();
-        let n = stderr.read_line(&mut line).expect("read replay stderr");
-        assert!(n > 0, "replay exited before its wait:\n{seen}");
-        seen.push_str(&line);
-    }
+    let limit = Duration::from_secs(60);
+    let seen = lines_until(&rx, "waiting", limit);
     assert!(
-        shmbus_core::sys::shmget(to_late, 0, 0).is_ok(),
+        shmbus_core::sys::shmget(late_key, 0, 0).is_ok(),
         "the late topic is open before the first frame:\n{seen}"
     );
     kill(Pid::from_raw(child.0.id() as i32), Signal::SIGINT).unwrap();
-    let mut rest = String::new();
-    let _ = stderr.read_to_string(&mut rest);
-    let status = child.0.wait().unwrap();
-    assert_eq!(status.code(), Some(0), "{seen}{rest}");
+    let (code, _) = wait_exit(&mut child, limit, "replay, stopped");
+    let rest: String = rx.iter().map(|l| l + "\n").collect();
+    assert_eq!(code, Some(0), "{seen}{rest}");
     assert!(
         rest.contains("replayed 1 frames of 1 topic")
             && rest.contains("1 topic it created got no frame and was removed"),
         "{rest}"
     );
     assert!(
-        shmbus_core::sys::shmget(to_late, 0, 0).is_err(),
+        shmbus_core::sys::shmget(late_key, 0, 0).is_err(),
         "the late topic is left, empty:\n{rest}"
     );
     assert!(
-        shmbus_core::sys::sem_lookup(to_late).is_err(),
+        shmbus_core::sys::sem_lookup(late_key).is_err(),
         "its lock is left:\n{rest}"
     );
-    let mut s = shmbus_sub::Subscriber::<Check>::attach(&early.clone().key(to_early))
+    let mut s = shmbus_sub::Subscriber::<Check>::attach(&early.clone().key(early_key))
         .expect("the early topic stays");
     assert_eq!(s.latest().unwrap().map(|f| f.value.seq), Some(1));
 }
