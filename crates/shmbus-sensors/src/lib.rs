@@ -53,8 +53,9 @@
 //! - Each distinct warning is printed once, and at most 32 different ones;
 //!   past that one line says no more new ones are printed.
 //! - If the topic is removed under a running sensor (`shmbus rm --force`,
-//!   `ipcrm`), the sensor notices within about half a second, says so, and
-//!   creates the topic again, as a restart would. If it cannot (another
+//!   `ipcrm`), the sensor notices within about half a second (between the
+//!   frames of a slow topic too), says so, creates the topic again and
+//!   publishes into it at once, as a restart would. If it cannot (another
 //!   publisher took the key), it exits with status 1.
 //! - Arguments need not be UTF-8: a `--config` or `--root` path is taken
 //!   as the system gives it.

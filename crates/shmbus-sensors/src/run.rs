@@ -249,17 +249,6 @@ pub fn run_source<S: Source>(
                 }
             }
         }
-        if next > now {
-            let mut wake = end.map_or(next, |e| next.min(e));
-            if args.parent.is_some() {
-                // Look at the parent every 100 ms, also between the frames
-                // of a slow topic: at `rate_hz = 0.01` a sensor whose demo
-                // was killed kept its topic for up to 100 s more.
-                wake = wake.min(now.saturating_add(100_000_000));
-            }
-            std::thread::sleep(Duration::from_nanos(wake - now));
-            continue;
-        }
         if now.saturating_sub(last_removed_check) >= REMOVED_CHECK_NS {
             last_removed_check = now;
             let removed = publisher.raw().is_removed();
@@ -267,10 +256,8 @@ pub fn run_source<S: Source>(
                 // `shmbus rm --force` or `ipcrm` under a live sensor: its
                 // frames went into a segment that no subscriber can find
                 // any more, for as long as it ran, and the topic never came
-                // back. Open the topic again (a new segment and lock), as
-                // a restart of the sensor would. Looked at before a frame,
-                // so that the next frame of a slow topic goes into the new
-                // segment.
+                // back. Open the topic again (a new segment and lock) and
+                // publish at once, as a restart of the sensor would.
                 // The same for its lock alone (`ipcrm -s`): nothing kept
                 // a second publisher out, and readers called this one gone.
                 // Reopening takes a new lock, or fails (exit 1) naming the
@@ -297,7 +284,23 @@ pub fn run_source<S: Source>(
                         return ExitCode::FAILURE;
                     }
                 };
+                next = now;
             }
+        }
+        if next > now {
+            let mut wake = end.map_or(next, |e| next.min(e));
+            if args.parent.is_some() {
+                // Look at the parent every 100 ms, also between the frames
+                // of a slow topic: at `rate_hz = 0.01` a sensor whose demo
+                // was killed kept its topic for up to 100 s more.
+                wake = wake.min(now.saturating_add(100_000_000));
+            }
+            // And at its topic every half a second: between the frames of
+            // a slow topic too (at 0.01 Hz a removed topic came back only
+            // at the next frame, up to 100 s later).
+            wake = wake.min(last_removed_check.saturating_add(REMOVED_CHECK_NS));
+            std::thread::sleep(Duration::from_nanos(wake.saturating_sub(now)));
+            continue;
         }
         let t = monotonic_ns();
         let msg = source.sample(t, &mut warn);

@@ -995,19 +995,37 @@ fn a_slow_sensor_notices_its_parent_is_gone() {
 /// sensor went on publishing into the removed segment, which no subscriber
 /// can find, and the topic never came back while it ran. It now opens the
 /// topic again, and says so in one line.
+///
+/// Also on a slow topic (0.01 Hz): the sensor looked for the removal only
+/// before its next frame, so the topic came back up to 100 s later; it
+/// now looks every half a second between frames too, and publishes at
+/// once into the topic it created again.
 #[test]
 fn a_topic_removed_under_its_sensor_comes_back() {
     watchdog(
         "a_topic_removed_under_its_sensor_comes_back",
-        Duration::from_secs(180),
+        Duration::from_secs(300),
     );
-    let (cfg, _guards) = unique_config("removed");
+    removed_under_its_sensor("50");
+}
+
+#[test]
+fn a_slow_topic_removed_under_its_sensor_comes_back_before_its_next_frame() {
+    watchdog(
+        "a_slow_topic_removed_under_its_sensor_comes_back",
+        Duration::from_secs(300),
+    );
+    removed_under_its_sensor("0.01");
+}
+
+fn removed_under_its_sensor(rate: &str) {
+    let (cfg, _guards) = unique_config(&format!("removed-{rate}"));
     let topic = config_topic(&cfg.0, "imu");
     let args: Vec<String> = [
         "--config",
         cfg.0.to_str().unwrap(),
         "--rate",
-        "50",
+        rate,
         "--duration",
         "120",
     ]
@@ -1021,11 +1039,16 @@ fn a_topic_removed_under_its_sensor_comes_back() {
             .spawn()
             .unwrap(),
     );
+    // Its first frame (published at once, also on a slow topic).
     let mut sub = Subscriber::<Imu>::wait_for_topic(&topic, Duration::from_secs(30)).unwrap();
-    assert!(matches!(
-        sub.wait_next(Duration::from_secs(30)),
-        Ok(Next::Frame(_))
-    ));
+    let start = std::time::Instant::now();
+    while !matches!(sub.latest(), Ok(Some(_))) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no first frame within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let first = shmbus_core::sys::shmget(topic.key, 0, 0).unwrap();
     // What `shmbus rm --force imu` does: the segment and the lock go.
     shmbus_testkit::remove_key(topic.key);
@@ -1038,11 +1061,16 @@ fn a_topic_removed_under_its_sensor_comes_back() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // And a frame in it soon (at once: a slow topic's next frame may be
+    // far away).
     let mut sub = Subscriber::<Imu>::wait_for_topic(&topic, Duration::from_secs(30)).unwrap();
-    assert!(matches!(
-        sub.wait_next(Duration::from_secs(30)),
-        Ok(Next::Frame(_))
-    ));
+    while !matches!(sub.latest(), Ok(Some(_))) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no frame in the topic created again within 60 s of its removal"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let _ = child.0.kill();
     let _ = child.0.wait();
     let mut err = String::new();
