@@ -39,6 +39,11 @@
 //!   offset, or a load average that is not a finite number from 0 up, is
 //!   garbage like any other; an acceleration that overflows is an error
 //!   (`acc = None`), never a NaN in a frame.
+//! - Numbers must be in range: a battery capacity outside 0 to 100 %, a
+//!   voltage, current or power beyond its field's 32 bits, a temperature
+//!   below absolute zero or beyond 32 bits of m°C is garbage too (a
+//!   warning, the value left out), never clamped into a believable reading
+//!   (a battery at -5 % published as 0 %).
 //! - Names are the kernel's bytes: an interface in `/proc/net/dev`, a
 //!   device's `name`, a zone's `type`, a hwmon `label` that is not UTF-8
 //!   is published with U+FFFD for the bytes that are not.

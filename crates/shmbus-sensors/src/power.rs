@@ -5,17 +5,20 @@ use std::path::{Path, PathBuf};
 use crate::args::Args;
 use crate::msg::{MAX_SUPPLIES, Power, Supply, name};
 use crate::run::{Source, Warn};
-use crate::sysfs::{entries, file_name, read_int, read_name};
+use crate::sysfs::{entries, file_name, read_int_in, read_name};
 
 /// Read one supply directory. Attributes a driver does not provide are
-/// `None`; a value that is not a number is `None` with a warning.
+/// `None`; a value that is not a number, or out of its range (a capacity
+/// outside 0 to 100 %, a voltage, current or power beyond 32 bits), is
+/// `None` with a warning.
 pub fn read_supply(dir: &Path, warn: &mut Warn) -> Supply {
-    let mut int = |attr: &str| -> Option<i64> {
+    let i32_range = (i64::from(i32::MIN), i64::from(i32::MAX));
+    let mut int = |attr: &str, (lo, hi): (i64, i64)| -> Option<i64> {
         let p = dir.join(attr);
         if !p.exists() {
             return None;
         }
-        match read_int(&p) {
+        match read_int_in(&p, lo, hi) {
             Ok(v) => Some(v),
             Err(e) => {
                 // ENODATA from a battery that is not present is common.
@@ -24,16 +27,15 @@ pub fn read_supply(dir: &Path, warn: &mut Warn) -> Supply {
             }
         }
     };
-    let to_i32 = |v: i64| v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
     Supply {
         name: name(&file_name(dir)),
         kind: name(&read_name(&dir.join("type")).unwrap_or_default()),
         status: name(&read_name(&dir.join("status")).unwrap_or_default()),
-        online: int("online").map(|v| v != 0),
-        capacity_pct: int("capacity").map(|v| v.clamp(0, 100) as u8),
-        voltage_uv: int("voltage_now").map(to_i32),
-        current_ua: int("current_now").map(to_i32),
-        power_uw: int("power_now").map(to_i32),
+        online: int("online", (i64::MIN, i64::MAX)).map(|v| v != 0),
+        capacity_pct: int("capacity", (0, 100)).map(|v| v as u8),
+        voltage_uv: int("voltage_now", i32_range).map(|v| v as i32),
+        current_ua: int("current_now", i32_range).map(|v| v as i32),
+        power_uw: int("power_now", i32_range).map(|v| v as i32),
     }
 }
 
@@ -133,17 +135,29 @@ mod tests {
         let s = read_supply(&d.path().join("sys/class/power_supply/BAT1"), &mut w);
         assert_eq!(s.capacity_pct, None);
         assert_eq!(
-            s.voltage_uv,
-            Some(i32::MAX),
-            "out of range values are clamped"
+            s.voltage_uv, None,
+            "a value out of range is missing, never clamped (it read i32::MAX)"
         );
-        assert_eq!(w.count(), 1);
+        assert_eq!(w.count(), 2);
+        // A capacity below 0 or above 100 % is garbage too: it read 0 %
+        // (a consumer shuts the board down for that) and 100 %.
+        for (bad, warned) in [("-5", 3), ("101", 4)] {
+            d.file("sys/class/power_supply/BAT1/capacity", &format!("{bad}\n"));
+            let s = read_supply(&d.path().join("sys/class/power_supply/BAT1"), &mut w);
+            assert_eq!(s.capacity_pct, None, "capacity {bad}");
+            assert_eq!(w.count(), warned, "capacity {bad}");
+        }
+        let before = w.count();
         let mut none = PowerSource {
             dir: d.path().join("nothing"),
         };
         assert!(none.sample(1, &mut w).supplies.is_empty());
         assert!(none.sample(2, &mut w).supplies.is_empty());
-        assert_eq!(w.count(), 2, "the missing directory is reported once");
+        assert_eq!(
+            w.count(),
+            before + 1,
+            "the missing directory is reported once"
+        );
     }
 
     /// A supply whose directory name is not UTF-8 is published (its name

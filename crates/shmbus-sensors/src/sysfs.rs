@@ -121,6 +121,23 @@ pub fn read_int(path: &Path) -> Result<i64, String> {
         .map_err(|_| format!("{}: '{}' is not an integer", shown_path(path), shown(&s)))
 }
 
+/// A sysfs attribute holding one integer from `lo` to `hi`: what its field
+/// can hold, or what the quantity can be (a battery's charge, 0 to 100 %).
+/// A value outside is a driver's garbage, refused like a non-number, never
+/// clamped into a believable one (a battery at -5 % read as 0 % is a
+/// battery a consumer shuts the board down for).
+pub fn read_int_in(path: &Path, lo: i64, hi: i64) -> Result<i64, String> {
+    let v = read_int(path)?;
+    if (lo..=hi).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{}: {v} is out of range ({lo} to {hi})",
+            shown_path(path)
+        ))
+    }
+}
+
 /// A sysfs attribute holding one finite decimal number (IIO scales:
 /// `0.009576806`). `nan`, `inf` and `1e999` (which parse as floats) are
 /// refused like any other garbage: they went into the frames as NaN and

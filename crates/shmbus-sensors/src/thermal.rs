@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::args::Args;
 use crate::msg::{MAX_TEMPS, Temp, Thermal, name};
 use crate::run::{Source, Warn};
-use crate::sysfs::{entries, file_name, read_int, read_name};
+use crate::sysfs::{entries, file_name, read_int_in, read_name};
 
 /// Every temperature under `root` (`sys/class/thermal`, `sys/class/hwmon`).
 /// Unreadable ones (some zones answer EIO or ENODATA) are skipped with a
@@ -15,10 +15,10 @@ pub fn read_temps(root: &Path, warn: &mut Warn) -> Vec<Temp> {
     let mut out = Vec::new();
     for zone in entries(&root.join("sys/class/thermal"), "thermal_zone") {
         let kind = read_name(&zone.join("type")).unwrap_or_else(|_| file_name(&zone));
-        match read_int(&zone.join("temp")) {
-            Ok(t) => out.push(Temp {
+        match read_milli_c(&zone.join("temp")) {
+            Ok(milli_c) => out.push(Temp {
                 name: name(&format!("zone:{kind}")),
-                milli_c: clamp_i32(t),
+                milli_c,
             }),
             Err(e) => {
                 warn.once(format!("skipping thermal zone: {e}"));
@@ -32,10 +32,10 @@ pub fn read_temps(root: &Path, warn: &mut Warn) -> Vec<Temp> {
             let stem = n.trim_end_matches("_input");
             let label =
                 read_name(&chip.join(format!("{stem}_label"))).unwrap_or_else(|_| stem.to_string());
-            match read_int(&input) {
-                Ok(t) => out.push(Temp {
+            match read_milli_c(&input) {
+                Ok(milli_c) => out.push(Temp {
                     name: name(&format!("{chip_name}/{label}")),
-                    milli_c: clamp_i32(t),
+                    milli_c,
                 }),
                 Err(e) => {
                     warn.once(format!("skipping hwmon sensor: {e}"));
@@ -64,8 +64,11 @@ fn natural(p: &Path) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
-fn clamp_i32(v: i64) -> i32 {
-    v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+/// A temperature in m°C: from absolute zero to what the field holds. One
+/// beyond is a driver's garbage, skipped with a warning like a non-number
+/// (it was clamped to 2147483.647 °C and published).
+fn read_milli_c(path: &Path) -> Result<i32, String> {
+    read_int_in(path, -273_150, i64::from(i32::MAX)).map(|v| v as i32)
 }
 
 /// The thermal sensor.
@@ -154,6 +157,25 @@ mod tests {
         assert_eq!(w.count(), 1);
         read_temps(d.path(), &mut w);
         assert_eq!(w.count(), 1, "the same problem is reported once");
+    }
+
+    /// A temperature below absolute zero or beyond the field's 32 bits is
+    /// a driver's garbage: skipped with a warning. It was clamped (to
+    /// 2147483.647 °C) and published as a reading.
+    #[test]
+    fn a_temperature_out_of_range_is_skipped_not_clamped() {
+        let d = TempDir::new("thermal-range");
+        d.file("sys/class/thermal/thermal_zone0/type", "a\n")
+            .file("sys/class/thermal/thermal_zone0/temp", "99999999999\n")
+            .file("sys/class/thermal/thermal_zone1/type", "b\n")
+            .file("sys/class/thermal/thermal_zone1/temp", "-300000\n")
+            .file("sys/class/thermal/thermal_zone2/type", "c\n")
+            .file("sys/class/thermal/thermal_zone2/temp", "-273150\n");
+        let mut w = Warn::new("test");
+        let t = read_temps(d.path(), &mut w);
+        let got: Vec<(&str, i32)> = t.iter().map(|t| (t.name.as_str(), t.milli_c)).collect();
+        assert_eq!(got, [("zone:c", -273_150)]);
+        assert_eq!(w.count(), 2);
     }
 
     /// A label that is not UTF-8 (a device tree's Latin-1 `label`) names
