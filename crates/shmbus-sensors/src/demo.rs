@@ -141,9 +141,16 @@ impl Report {
             } else {
                 &t.latest
             };
+            // With fewer than two frames there is no rate (the live table
+            // shows "-"): "0.0 Hz" read as a sensor that stopped.
+            let hz = if t.frames < 2 {
+                "-".to_string()
+            } else {
+                format!("{:.1}", t.rate_hz)
+            };
             s += &format!(
-                "  {:<10} key 0x{:08x}  {:>7} frames  {:>5} lost  {:>8.1} Hz  {}  latest: {latest}\n",
-                t.topic, t.key as u32, t.frames, t.lost, t.rate_hz, t.status
+                "  {:<10} key 0x{:08x}  {:>7} frames  {:>5} lost  {hz:>8} Hz  {}  latest: {latest}\n",
+                t.topic, t.key as u32, t.frames, t.lost, t.status
             );
         }
         for n in &self.notes {
@@ -1397,6 +1404,13 @@ mod tests {
             .find(|l| l.trim_start().starts_with("imu"))
             .unwrap();
         assert!(imu_row.ends_with("exited (code 2)  latest: none"), "{text}");
+        // No rate without two frames; "0.0 Hz" with five (stopped).
+        assert!(imu_row.contains("  - Hz  "), "{text}");
+        let net_row = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("net"))
+            .unwrap();
+        assert!(net_row.contains("  0.0 Hz  "), "{text}");
     }
 
     #[test]
