@@ -996,9 +996,19 @@ fn remove_stale(tc: &TopicConfig) -> Option<String> {
     if st.cuid != me || !idle {
         return None;
     }
+    // Only a shmbus topic of this very name: another program's memory at
+    // the key (an `ftok` key made with 'S' falls among the derived ones),
+    // even this user's, is never removed; its sensor then says what is
+    // there. Was: any segment of this user's at the key went.
+    let named =
+        shmbus_core::Segment::attach_shmid(id, tc.key).is_ok_and(|s| s.info().name == tc.name);
+    if !named {
+        return None;
+    }
     sys::shm_remove(id).ok()?;
     if let Some(p) = sysvipc::semaphore_by_key(tc.key) {
-        if p.creator_uid() == me {
+        // The topic's lock: a set of one semaphore, this user's.
+        if p.creator_uid() == me && p.get("nsems") == Some(1) {
             let _ = sys::sem_remove(p.id());
         }
     }

@@ -607,6 +607,48 @@ fn a_demo_with_the_pid_of_a_killed_one_removes_its_stale_topics() {
     }
 }
 
+/// Another program's memory at one of the demo's own keys, made by the
+/// same user (an `ftok` key made with 'S' falls among the keys derived
+/// from names), is not a stale topic of an earlier demo: it stays, byte
+/// for byte, and the demo says its topic could not be created. The stale
+/// check removed any segment of this user's at the key whose lock was not
+/// held.
+#[test]
+fn another_programs_memory_at_a_demo_key_is_not_taken_for_a_stale_topic() {
+    watchdog("demo_stale_foreign", Duration::from_secs(180));
+    let bus = format!("sf{:06x}", unique_key("demo-stale-foreign") & 0xff_ffff);
+    let text = format!(
+        "bus = \"{bus}\"\n[[topic]]\nname = \"power\"\npublisher = \"shmbus-sensor-power\"\n"
+    );
+    let file = TempFile::new("stale-foreign.toml");
+    std::fs::write(&file.0, &text).unwrap();
+    let mut config = Config::load(&file.0).unwrap();
+    config
+        .rebus(&format!("{bus}-{}", std::process::id()))
+        .unwrap();
+    let key = config.topics[0].key;
+    let _guard = Guard(key);
+    let shmid = shmbus_core::sys::shmget(key, 4096, libc_create()).unwrap();
+    let opts = Options {
+        duration: Some(Duration::from_millis(1000)),
+        config: Some(file.0.clone()),
+        live: false,
+    };
+    let stop = AtomicBool::new(false);
+    let report = demo::run(&opts, &sensor_cmd, &stop, &mut std::io::sink()).unwrap();
+    let text = report.summary();
+    assert_eq!(
+        shmbus_core::sys::shmget(key, 0, 0).ok(),
+        Some(shmid),
+        "the program's memory was removed:\n{text}"
+    );
+    assert!(
+        !text.contains("an earlier demo with this pid left it"),
+        "{text}"
+    );
+    assert!(!report.ok(), "no topic can be created there:\n{text}");
+}
+
 /// `IPC_CREAT | IPC_EXCL | 0644`.
 fn libc_create() -> i32 {
     0o1000 | 0o2000 | 0o644
