@@ -102,8 +102,13 @@ pub struct NetSource {
 impl NetSource {
     /// Reading under `args.root`.
     pub fn new(args: &Args) -> NetSource {
+        NetSource::at(args.at("proc/net/dev"))
+    }
+
+    /// Reading the file at `path` (a `/proc/net/dev`).
+    fn at(path: PathBuf) -> NetSource {
         NetSource {
-            path: args.at("proc/net/dev"),
+            path,
             prev: Vec::new(),
             prev_t: 0,
         }
@@ -230,11 +235,7 @@ mod tests {
         );
         std::fs::create_dir_all(d.path().join("proc/net")).unwrap();
         std::fs::write(d.path().join("proc/net/dev"), text).unwrap();
-        let mut src = NetSource {
-            path: d.path().join("proc/net/dev"),
-            prev: Vec::new(),
-            prev_t: 0,
-        };
+        let mut src = NetSource::at(d.path().join("proc/net/dev"));
         let mut w = Warn::new("test");
         let m = src.sample(1, &mut w);
         let names: Vec<&str> = m.ifaces.iter().map(|i| i.name.as_str()).collect();
@@ -253,11 +254,7 @@ mod tests {
             "proc/net/dev",
             &format!("{DEV}  wlan0: 1 2 x 4 5 6 7 8 9 10 11 12 13 14 15 16\n  eth1: 12 3"),
         );
-        let mut src = NetSource {
-            path: d.path().join("proc/net/dev"),
-            prev: Vec::new(),
-            prev_t: 0,
-        };
+        let mut src = NetSource::at(d.path().join("proc/net/dev"));
         let mut w = Warn::new("test");
         let m = src.sample(1, &mut w);
         let names: Vec<&str> = m.ifaces.iter().map(|i| i.name.as_str()).collect();

@@ -429,21 +429,28 @@ fn demo_runs_every_sensor_and_leaves_nothing_behind() {
     }
 }
 
-#[test]
-fn demo_stops_on_sigint_and_cleans_up() {
-    watchdog(
-        "demo_stops_on_sigint_and_cleans_up",
-        Duration::from_secs(120),
-    );
+/// The demo as a child process (stdout and stderr piped), the guards of
+/// its keys, once its topics are up: the child, its pid, the guards.
+fn demo_child_up() -> (KillOnDrop, u32, Vec<Guard>) {
     let child = shmbus_testkit::child("demo", &[])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let pid = child.id();
-    let _guards = demo_guards(pid);
-    let mut child = KillOnDrop(child);
+    let guards = demo_guards(pid);
+    let child = KillOnDrop(child);
     wait_demo_up(pid);
+    (child, pid, guards)
+}
+
+#[test]
+fn demo_stops_on_sigint_and_cleans_up() {
+    watchdog(
+        "demo_stops_on_sigint_and_cleans_up",
+        Duration::from_secs(120),
+    );
+    let (mut child, pid, _guards) = demo_child_up();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGINT,
@@ -478,15 +485,7 @@ fn sigterm_to_the_demo_and_its_sensors_at_once_is_a_clean_stop() {
         "sigterm_to_the_demo_and_its_sensors_at_once_is_a_clean_stop",
         Duration::from_secs(120),
     );
-    let child = shmbus_testkit::child("demo", &[])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let _guards = demo_guards(pid);
-    let mut child = KillOnDrop(child);
-    wait_demo_up(pid);
+    let (mut child, pid, _guards) = demo_child_up();
     let sensors: Vec<i32> = demo_topics(pid)
         .iter()
         .map(|t| match shmbus_core::lock::publisher_status(t.key) {
