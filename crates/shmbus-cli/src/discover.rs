@@ -207,16 +207,17 @@ pub enum Probe {
 }
 
 /// Whether the semaphore set at `e`'s key can be the publisher lock of a
-/// topic whose segment is `e`: a set of one semaphore, made by the user
-/// who made the segment (a publisher creates both, and refuses a lock
-/// another user made). Core takes any semaphore set at the key of zeros
-/// for that lock (`OpenError::NotReady`); another program that keeps a
-/// semaphore set beside its segment at one key (the classic `ftok` pair,
-/// memory still zeros) was listed as a half-created topic, doctor told to
-/// `shmbus rm` it, and rm removed its memory and its semaphores.
+/// topic whose segment is `e`: made by the user who made the segment (a
+/// publisher creates both, and refuses a lock another user made). Core
+/// already takes a set of several semaphores for no lock at all
+/// (`lock::foreign_set`, so zeros beside one are `NotShmbus`); this adds
+/// the creator, which core's read of a segment does not check. Another
+/// program that keeps a semaphore beside its segment at one key (the
+/// classic `ftok` pair, memory still zeros) was listed as a half-created
+/// topic, doctor told to `shmbus rm` it, and rm removed its memory and its
+/// semaphores.
 pub fn lock_pairs_with(e: &Entry) -> bool {
-    sysvipc::semaphore_by_key(e.key)
-        .is_some_and(|s| s.get("nsems") == Some(1) && s.creator_uid() == e.cuid)
+    sysvipc::semaphore_by_key(e.key).is_some_and(|s| s.creator_uid() == e.cuid)
 }
 
 /// Core's verdict on segment `e`, with a zero-magic segment whose

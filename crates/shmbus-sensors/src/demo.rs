@@ -1006,11 +1006,10 @@ fn remove_stale(tc: &TopicConfig) -> Option<String> {
         return None;
     }
     sys::shm_remove(id).ok()?;
-    if let Some(p) = sysvipc::semaphore_by_key(tc.key) {
-        // The topic's lock: a set of one semaphore, this user's.
-        if p.creator_uid() == me && p.get("nsems") == Some(1) {
-            let _ = sys::sem_remove(p.id());
-        }
+    // The topic's lock, if this user's: `remove_lock` leaves a set that is
+    // no publisher lock (several semaphores, another program's).
+    if sysvipc::semaphore_by_key(tc.key).is_some_and(|p| p.creator_uid() == me) {
+        let _ = shmbus_core::lock::remove_lock(tc.key);
     }
     Some(format!(
         "removed topic `{}` (key 0x{:08x}, shmid {id}): an earlier demo with this pid left it (killed with its sensors?)",
