@@ -206,35 +206,9 @@ pub enum Probe {
     Gone,
 }
 
-/// Whether the semaphore set at `e`'s key can be the publisher lock of a
-/// topic whose segment is `e`: made by the user who made the segment (a
-/// publisher creates both, and refuses a lock another user made). Core
-/// already takes a set of several semaphores for no lock at all
-/// (`lock::foreign_set`, so zeros beside one are `NotShmbus`); this adds
-/// the creator, which core's read of a segment does not check. Another
-/// program that keeps a semaphore beside its segment at one key (the
-/// classic `ftok` pair, memory still zeros) was listed as a half-created
-/// topic, doctor told to `shmbus rm` it, and rm removed its memory and its
-/// semaphores.
-pub fn lock_pairs_with(e: &Entry) -> bool {
-    sysvipc::semaphore_by_key(e.key).is_some_and(|s| s.creator_uid() == e.cuid)
-}
-
-/// Core's verdict on segment `e`, with a zero-magic segment whose
-/// semaphore set is no publisher lock of it ([`lock_pairs_with`]) told as
-/// what it is: another program's memory, never a topic being created.
-fn checked(e: &Entry, r: Result<Segment, OpenError>) -> Result<Segment, OpenError> {
-    match r {
-        Err(OpenError::NotReady { key, .. }) if !lock_pairs_with(e) => {
-            Err(OpenError::NotShmbus { key, magic: 0 })
-        }
-        r => r,
-    }
-}
-
 /// Attach `e` read-only and classify it.
 pub fn probe(e: &Entry) -> Probe {
-    match checked(e, Segment::attach_shmid(e.shmid, e.key)) {
+    match Segment::attach_shmid(e.shmid, e.key) {
         Ok(s) => Probe::Topic(Box::new(s)),
         Err(OpenError::NotShmbus { .. }) => Probe::Foreign,
         // Smaller than a topic's header: never a topic, readable or not.
@@ -302,7 +276,7 @@ pub fn resolve(cmd: &str, arg: &str, bus: Option<&str>) -> Result<Entry, Fail> {
 /// generation is garbage (`OpenError::Corrupt`, with the `shmbus rm` fix).
 pub fn attach(cmd: &str, arg: &str, bus: Option<&str>) -> Result<(Entry, Segment), Fail> {
     let e = resolve(cmd, arg, bus)?;
-    match checked(&e, Segment::attach_shmid(e.shmid, e.key)) {
+    match Segment::attach_shmid(e.shmid, e.key) {
         Ok(s) => Ok((e, s)),
         Err(err) => Err(open_fail(&err)),
     }

@@ -345,21 +345,34 @@ pub fn copy_from_words(words: ReadWords<'_>, len: usize, out: &mut Vec<u8>) {
 /// What a segment whose magic is still 0 is. A shmbus publisher takes the
 /// topic's lock (a semaphore at the topic's key) *before* it creates the
 /// segment, and a crash leaves that semaphore behind, so a topic being
-/// created, or left half-created, always has one. Zeros without it are
-/// another program's memory (fresh System V memory is all zeros), never to
-/// be waited for, adopted or removed as a topic. Key 0 (a removed segment,
-/// or `IPC_PRIVATE`) has no lock. Only called on this rare path: two
-/// system calls.
-fn zero_magic(key: i32) -> OpenError {
+/// created, or left half-created, always has one, made by the user who
+/// made the segment (a publisher creates both, and never takes a lock
+/// another user made). Zeros without such a lock are another program's
+/// memory (fresh System V memory is all zeros), never to be waited for,
+/// adopted or removed as a topic: zeros with no lock, zeros beside another
+/// program's semaphore set ([`crate::lock::foreign_set`]), and zeros
+/// beside a lock another user made (an `ftok` pair of two users, or a
+/// squatter's semaphore). Key 0 (a removed segment, or `IPC_PRIVATE`) has
+/// no lock. Only called on this rare path: a few system calls.
+fn zero_magic(seg: &Attachment, key: i32) -> OpenError {
     use crate::lock::PublisherStatus;
-    match key {
-        0 => OpenError::NotShmbus { key, magic: 0 },
-        _ => match crate::lock::publisher_status(key) {
-            PublisherStatus::NoLock => OpenError::NotShmbus { key, magic: 0 },
-            status => OpenError::NotReady {
-                key,
-                publisher_alive: status.is_alive(),
-            },
+    let foreign = OpenError::NotShmbus { key, magic: 0 };
+    if key == 0 {
+        return foreign;
+    }
+    match crate::lock::publisher_status(key) {
+        PublisherStatus::NoLock => foreign,
+        // Unknown creators keep the verdict "being created": a lock or a
+        // segment gone meanwhile is found out by the caller's next look.
+        _ if crate::lock::creator(key)
+            .zip(crate::sys::shm_stat(seg.shmid()).ok())
+            .is_some_and(|(lock, st)| lock != st.cuid) =>
+        {
+            foreign
+        }
+        status => OpenError::NotReady {
+            key,
+            publisher_alive: status.is_alive(),
         },
     }
 }
@@ -396,7 +409,7 @@ impl HeaderInfo {
         // makes after writing every immutable field below.
         let magic = h.magic().load_acquire();
         if magic == 0 {
-            return Err(zero_magic(key));
+            return Err(zero_magic(seg, key));
         }
         if magic != MAGIC_U64 {
             return Err(OpenError::NotShmbus { key, magic });

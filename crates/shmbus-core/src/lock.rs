@@ -83,6 +83,21 @@ pub fn foreign_set(semid: i32, key: i32) -> Option<u64> {
     (nsems != 1).then_some(nsems)
 }
 
+/// The uid that created the semaphore set at `key` (`sem_perm.cuid`,
+/// which nobody can change), read with `semctl(IPC_STAT)`, or from
+/// `/proc/sysvipc/sem` (readable by anyone) when that is refused. `None`:
+/// no set at the key, or one gone meanwhile.
+pub fn creator(key: i32) -> Option<u32> {
+    match sys::sem_lookup(key).and_then(sys::sem_stat) {
+        Ok(st) => Some(st.cuid),
+        Err(e) if matches!(e.errno, Errno::EACCES | Errno::EPERM) => {
+            let n = crate::sysvipc::semaphore_by_key(key)?.get("cuid")?;
+            u32::try_from(n).ok()
+        }
+        _ => None,
+    }
+}
+
 /// As [`publisher_status`], for a known semaphore id.
 pub fn status_of(semid: i32) -> PublisherStatus {
     match sys::sem_getval(semid) {

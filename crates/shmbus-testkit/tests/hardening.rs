@@ -1821,3 +1821,71 @@ fn another_programs_semaphores_at_a_topics_key_are_no_publisher_lock() {
     assert_eq!(sys::shmget(key, 0, 0).ok(), Some(shmid));
     untouched("at the end");
 }
+
+/// Root: zeros beside a publisher lock that another user made are not a
+/// topic being created. A publisher creates its lock and then its segment,
+/// both as its own user, and never takes a lock another user made; so a
+/// zero segment whose lock another user created is another program's
+/// memory (an `ftok` pair of two users, or a squatter's semaphore beside a
+/// program's memory). Readers used to call it `NotReady` and wait for it
+/// (a blocking attach until its deadline), and the CLI had to correct
+/// core's verdict itself. The same user's lock and zeros stay a topic
+/// being created (the control at the end).
+#[test]
+fn zeros_beside_another_users_lock_are_not_a_topic_being_created() {
+    if !root_or_skip("zeros_beside_another_users_lock_are_not_a_topic_being_created") {
+        return;
+    }
+    watchdog("zeros-other-lock", Duration::from_secs(120));
+    let is_foreign = |topic: &Topic, case: &str| {
+        match Segment::attach(topic) {
+            Err(OpenError::NotShmbus { key, magic: 0 }) => assert_eq!(key, topic.key),
+            other => panic!("{case}: not a topic being created: {other:?}"),
+        }
+        match Subscriber::<Check>::wait_for_topic(topic, Duration::from_secs(2)) {
+            Err(OpenError::NotShmbus { magic: 0, .. }) => {}
+            other => panic!("{case}: a wait must not wait for it: {other:?}"),
+        }
+        assert!(
+            segment_bytes(topic.key).iter().all(|&b| b == 0),
+            "{case}: the memory was written"
+        );
+    };
+
+    // The lock is another user's (held, as a squatter's), the zeros ours.
+    let (topic, _g) = unique_topic("zeros-other-lock");
+    let (_, lines) = run_kid(
+        "squat-sem",
+        &[topic.key.to_string(), "600".into()],
+        Some((INTRUDER_UID, INTRUDER_GID)),
+    );
+    assert!(lines[0].starts_with("SQUATTED"), "{lines:?}");
+    sys::shmget(topic.key, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o644).unwrap();
+    is_foreign(&topic, "another user's lock");
+
+    // The zeros are another user's, the lock ours (free, left behind).
+    let (topic, _g2) = unique_topic("zeros-other-seg");
+    let mut lock = shmbus_core::lock::PublisherLock::acquire(topic.key, 0o600, None).unwrap();
+    lock.keep();
+    drop(lock);
+    let (_, lines) = run_kid(
+        "squat-shm",
+        &[topic.key.to_string(), "644".into(), hex(&[0; 4096])],
+        Some((INTRUDER_UID, INTRUDER_GID)),
+    );
+    assert_eq!(lines, vec!["SQUATTED".to_string()]);
+    is_foreign(&topic, "another user's zeros");
+
+    // Control: our lock and our zeros are what a publisher killed between
+    // `shmget` and storing the magic leaves.
+    let shmid = sys::shmget(topic.key, 0, 0).unwrap();
+    sys::shm_remove(shmid).unwrap();
+    sys::shmget(topic.key, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o644).unwrap();
+    match Segment::attach(&topic) {
+        Err(OpenError::NotReady {
+            publisher_alive: false,
+            ..
+        }) => {}
+        other => panic!("the same user's lock and zeros are a topic being created: {other:?}"),
+    }
+}
