@@ -249,7 +249,9 @@ class Removed(ShmbusError):
 
 class ReadError(ShmbusError):
     """A frame could not be read (publisher stuck or died mid-write, the slot
-    rewritten during every read, or the frame does not decode)."""
+    rewritten during every read, or the frame does not decode). An in-order
+    read (``next()``, ``wait()``) has moved past that frame, which is lost:
+    the next one returns the frame after it."""
 
 
 class SchemaError(ShmbusError, ValueError):
@@ -580,13 +582,18 @@ class Subscriber:
         return self._read(_READ_LATEST)
 
     def next(self):
-        """The next frame in publish order, or None if nothing is new."""
+        """The next frame in publish order, or None if nothing is new.
+        :class:`ReadError` for a frame that is lost (see :meth:`wait`): the
+        next call returns the frame after it."""
         return self._read(_READ_NEXT)
 
     def wait(self, timeout=1.0):
         """Block up to ``timeout`` seconds for the next frame in publish
         order. Raises :class:`Timeout`, :class:`PublisherGone` or
-        :class:`Removed`."""
+        :class:`Removed`, or :class:`ReadError` for one frame that is lost
+        (its publisher died or stopped while overwriting it, or it does not
+        decode; the message says which frame): the next call returns the
+        frame after it, so read on."""
         return self._read(_READ_WAIT_NEXT, timeout)
 
     def wait_latest(self, timeout=1.0):

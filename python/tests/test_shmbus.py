@@ -608,6 +608,56 @@ def test_a_publisher_learns_that_its_topic_or_its_lock_was_removed(key):
         pub.check()
 
 
+def _tear(key, generation):
+    """Make the slot of frame `generation` odd, as a publisher killed while
+    it overwrote that frame with one a lap newer leaves it (docs/LAYOUT.md,
+    sections 2 and 5: the slots follow the header, each starting with its
+    sequence word)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.shmget.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_int]
+    libc.shmat.restype = ctypes.c_void_p
+    libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+    libc.shmdt.argtypes = [ctypes.c_void_p]
+    shmid = libc.shmget(ctypes.c_int32(key).value, 0, 0)
+    assert shmid >= 0, ctypes.get_errno()
+    base = libc.shmat(shmid, None, 0)
+    assert base not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()
+    try:
+        header_size, slots, stride = (ctypes.c_uint32.from_address(base + o).value for o in (12, 16, 20))
+        seq = ctypes.c_uint32.from_address(base + header_size + (generation & (slots - 1)) * stride)
+        seq.value |= 1
+    finally:
+        libc.shmdt(ctypes.c_void_p(base))
+
+
+def test_a_frame_its_publisher_left_mid_write_is_lost_once_and_reads_go_on(key):
+    """A publisher SIGKILLed while it overwrote the oldest frame of the ring
+    leaves that slot mid-write: the frame is lost. `next()` and `wait()` raise
+    `ReadError` once, naming it, and then return the frames after it. Before,
+    the reader stayed on it: every read raised `ReadError` again, for ever
+    while no publisher restarted, and the frames after it were never read."""
+    decl = "struct T { seq: u32 }"
+    pub = shmbus.Publisher("torn", decl, key=key, slots=4)
+    for seq in range(1, 5):
+        pub.publish({"seq": seq})
+    pub.close()  # no publisher runs: as after the SIGKILL
+    _tear(key, 1)
+    for how in ("next", "wait"):
+        with shmbus.Subscriber("torn", key=key, schema=decl, wait=0) as sub:
+            sub.seek_oldest()
+            read = sub.next if how == "next" else (lambda: sub.wait(timeout=10))
+            with pytest.raises(shmbus.ReadError, match=r"frame 1 of 'torn' is lost: its publisher died"):
+                read()
+            assert [read()["value"]["seq"] for _ in range(3)] == [2, 3, 4], how
+            if how == "next":
+                assert sub.next() is None
+            else:
+                with pytest.raises(shmbus.PublisherGone):
+                    sub.wait(timeout=10)
+
+
 def test_wait_for_publisher_returns_when_a_publisher_or_its_frames_come_back(key):
     """`wait_for_publisher()`, the one call after `PublisherGone`: it times
     out while nothing comes, returns "alive" when a publisher takes the

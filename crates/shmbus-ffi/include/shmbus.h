@@ -132,7 +132,9 @@
 /**
  * A frame could not be read (publisher stuck or died mid-write, the slot
  * rewritten during every read, or the frame does not decode as the
- * topic's schema).
+ * topic's schema). An in-order read then moved past a frame that is lost
+ * (one left mid-write, one that does not decode): the next call returns
+ * the frame after it.
  */
 #define SHMBUS_ERR_READ -17
 
@@ -976,6 +978,9 @@ int32_t shmbus_subscriber_latest(struct shmbus_subscriber subscriber,
  * (a frame), `SHMBUS_NO_FRAME` (nothing new) or `SHMBUS_MISSED` (the
  * reader fell more than a ring behind: `sample->missed` frames are lost
  * and the next call returns the oldest frame still in the ring).
+ * `SHMBUS_ERR_READ` for a frame that is lost (its publisher died or
+ * stopped while overwriting it, or it does not decode): the cursor has
+ * moved past it, so the next call returns the frame after it.
  *
  * # Safety
  * `sample` is NULL or points to a writable `shmbus_sample`.

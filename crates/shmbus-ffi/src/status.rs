@@ -60,7 +60,9 @@ pub const SHMBUS_ERR_PUBLISHER_GONE: i32 = -15;
 pub const SHMBUS_ERR_REMOVED: i32 = -16;
 /// A frame could not be read (publisher stuck or died mid-write, the slot
 /// rewritten during every read, or the frame does not decode as the
-/// topic's schema).
+/// topic's schema). An in-order read then moved past a frame that is lost
+/// (one left mid-write, one that does not decode): the next call returns
+/// the frame after it.
 pub const SHMBUS_ERR_READ: i32 = -17;
 /// The frame is larger than the topic's frame capacity.
 pub const SHMBUS_ERR_TOO_LARGE: i32 = -18;

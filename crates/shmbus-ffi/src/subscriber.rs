@@ -10,7 +10,7 @@ use core::ffi::c_char;
 use core::time::Duration;
 use std::sync::Arc;
 
-use shmbus_sub::{PublisherStatus, RawNext, RawSubscriber, SlotMeta};
+use shmbus_sub::{PublisherStatus, RawNext, RawSubscriber, ReadError, SlotMeta, WaitError};
 
 use crate::cabi;
 use crate::frame::{self, shmbus_frame};
@@ -239,11 +239,8 @@ impl Sub {
                 .pending
                 .map_or(Fetched::Nothing, |m| Fetched::Frame(Buf::Next, m))),
             SHMBUS_READ_NEXT => {
-                match self
-                    .raw
-                    .next_bytes(&mut self.buf)
-                    .map_err(topic::read_error)?
-                {
+                let got = self.raw.next_bytes(&mut self.buf);
+                match got.map_err(|e| self.lost_at_cursor(e))? {
                     RawNext::Frame(m, ()) => {
                         self.pending = Some(m);
                         Ok(Fetched::Frame(Buf::Next, m))
@@ -254,16 +251,17 @@ impl Sub {
             }
             SHMBUS_READ_WAIT_NEXT => {
                 let buf = &mut self.buf;
-                let got = self
-                    .raw
-                    .wait_until(timeout, |raw| {
-                        Ok(match raw.next_bytes(buf)? {
-                            RawNext::Frame(m, ()) => Some(Fetched::Frame(Buf::Next, m)),
-                            RawNext::Missed(n) => Some(Fetched::Missed(n)),
-                            RawNext::Empty => None,
-                        })
+                let got = self.raw.wait_until(timeout, |raw| {
+                    Ok(match raw.next_bytes(buf)? {
+                        RawNext::Frame(m, ()) => Some(Fetched::Frame(Buf::Next, m)),
+                        RawNext::Missed(n) => Some(Fetched::Missed(n)),
+                        RawNext::Empty => None,
                     })
-                    .map_err(topic::wait_error)?;
+                });
+                let got = got.map_err(|e| match e {
+                    WaitError::Read(e) => self.lost_at_cursor(e),
+                    e => topic::wait_error(e),
+                })?;
                 if let Fetched::Frame(_, m) = got {
                     self.pending = Some(m);
                 }
@@ -274,6 +272,36 @@ impl Sub {
                 format!("read {other}: use SHMBUS_READ_LATEST, _NEXT, _WAIT_NEXT or _WAIT_LATEST"),
             ),
         }
+    }
+
+    /// The code and message of in-order read error `e`. A slot left
+    /// mid-write at the cursor (its publisher died, or stopped, while it
+    /// overwrote that frame with one a lap newer) means the frame there is
+    /// lost whatever the publisher does next, and the frames after it are
+    /// whole: the cursor moves past it, as it does past a frame that does
+    /// not decode, so the next read returns the frame after it. The Rust
+    /// API leaves the cursor there for its caller's `skip()`, which C and
+    /// Python do not have: their reads returned this error for ever while
+    /// no new publisher started, and never read the frames after it.
+    fn lost_at_cursor(&mut self, e: ReadError) -> Error {
+        let why = match e {
+            ReadError::PublisherDied => {
+                "its publisher died while overwriting it (killed in the middle of a publish)"
+                    .to_string()
+            }
+            ReadError::WriterStuck { pid, waited } => format!(
+                "its publisher (pid {pid}) has been overwriting it for {waited:?}: it is stopped or starved (check `ps -o stat {pid}`)"
+            ),
+            e => return topic::read_error(e),
+        };
+        let lost = self.raw.skip();
+        Error::new(
+            SHMBUS_ERR_READ,
+            format!(
+                "frame {lost} of '{}' is lost: {why}; the next read returns the frame after it",
+                self.raw.info().name
+            ),
+        )
     }
 
     /// The newest frame into `lbuf`, pending until delivered.
@@ -619,6 +647,9 @@ pub unsafe extern "C" fn shmbus_subscriber_latest(
 /// (a frame), `SHMBUS_NO_FRAME` (nothing new) or `SHMBUS_MISSED` (the
 /// reader fell more than a ring behind: `sample->missed` frames are lost
 /// and the next call returns the oldest frame still in the ring).
+/// `SHMBUS_ERR_READ` for a frame that is lost (its publisher died or
+/// stopped while overwriting it, or it does not decode): the cursor has
+/// moved past it, so the next call returns the frame after it.
 ///
 /// # Safety
 /// `sample` is NULL or points to a writable `shmbus_sample`.
