@@ -2267,7 +2267,7 @@ fn a_name_never_resolves_to_another_users_segment() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stdout.contains(&format!(
-            "{name}: key {}, owner uid 0, created by uid 0",
+            "{name}: key {}, owner root (uid 0), created by root (uid 0)",
             hex(k_real)
         )) && !r.stdout.contains(&hex(k_evil)),
         "{}",

@@ -337,11 +337,21 @@ fn write_info(
         for c in topics {
             let md = |k: &str| c.metadata.get(k).cloned().unwrap_or_else(|| "?".into());
             let name = md(format::key::TOPIC);
+            // Users as the recording machine named them (its uid 1000
+            // need not be this machine's): `alice (uid 1000)`, or `uid
+            // 1000` when it had no name for it or the file is older.
+            let who = |uid_key: &str, user_key: &str| {
+                let uid = c.metadata.get(uid_key)?;
+                Some(match c.metadata.get(user_key) {
+                    Some(name) => format!("{name} (uid {uid})"),
+                    None => format!("uid {uid}"),
+                })
+            };
             let owner = match (
-                c.metadata.get(format::key::OWNER_UID),
-                c.metadata.get(format::key::CREATOR_UID),
+                who(format::key::OWNER_UID, format::key::OWNER_USER),
+                who(format::key::CREATOR_UID, format::key::CREATOR_USER),
             ) {
-                (Some(u), Some(cu)) => format!(", owner uid {u}, created by uid {cu}"),
+                (Some(u), Some(cu)) => format!(", owner {u}, created by {cu}"),
                 _ => String::new(),
             };
             writeln!(

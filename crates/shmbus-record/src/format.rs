@@ -45,6 +45,12 @@ pub mod key {
     pub const OWNER_UID: &str = "shmbus.owner_uid";
     /// The uid that created the segment (decimal; nobody can change it).
     pub const CREATOR_UID: &str = "shmbus.creator_uid";
+    /// The user name of [`OWNER_UID`] on the machine that recorded, when
+    /// it had one: `cat` names the user as that machine knew it, not as
+    /// the machine reading the file does (uid 1000 is another user there).
+    pub const OWNER_USER: &str = "shmbus.owner_user";
+    /// The user name of [`CREATOR_UID`] on the machine that recorded.
+    pub const CREATOR_USER: &str = "shmbus.creator_user";
     /// The full 64-bit generation the recording of the channel starts at
     /// (decimal): every frame on it has this generation or a later one.
     /// With the low 32 bits in each message's `sequence` it gives the

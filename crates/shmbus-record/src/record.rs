@@ -1017,8 +1017,13 @@ fn name_error(rule: &NameRule, e: NameError) -> Why {
             // No trusted segment of that name (yet): not found, as for
             // every shmbus tool; the other user's is named.
             Why::NotFound(format!(
-                "not recording the segment at key 0x{:08x} named '{}': it was created by uid {} and belongs to uid {}, another user, away from the name's key ({}); record it by key if you trust it: --key 0x{:08x}",
-                o.key as u32, rule.name, o.cuid, o.uid, rule.source, o.key as u32
+                "not recording the segment at key 0x{:08x} named '{}': it was created by {} and belongs to {}, another user, away from the name's key ({}); record it by key if you trust it: --key 0x{:08x}",
+                o.key as u32,
+                rule.name,
+                shmbus_toolbox::units::user(o.cuid),
+                shmbus_toolbox::units::user(o.uid),
+                rule.source,
+                o.key as u32
             ))
         }
         NameError::Squatted {
@@ -1174,6 +1179,15 @@ impl Recorder {
             if let Some((uid, cuid)) = owner {
                 m.insert(format::key::OWNER_UID.into(), uid.to_string());
                 m.insert(format::key::CREATOR_UID.into(), cuid.to_string());
+                for (k, id) in [
+                    (format::key::OWNER_USER, uid),
+                    (format::key::CREATOR_USER, cuid),
+                ] {
+                    let name = shmbus_toolbox::units::user_name(id);
+                    if name != id.to_string() {
+                        m.insert(k.into(), name);
+                    }
+                }
             }
             m.insert(
                 format::key::START_GENERATION.into(),
@@ -1804,6 +1818,39 @@ mod tests {
         assert!(quota.contains("the disk quota is exceeded"), "{quota}");
         for m in [full, quota] {
             assert!(!m.contains("check that the directory exists"), "{m}");
+        }
+    }
+
+    /// Another user's segment of the name is named by user, as every
+    /// other message names who created or owns something: "created by
+    /// root (uid 0)", not a bare "uid 0" the reader has to look up.
+    #[test]
+    fn another_users_segment_of_the_name_names_the_user() {
+        let rule = NameRule {
+            name: "imu".into(),
+            keys: vec![0x5300_0001],
+            publisher_uid: None,
+            source: "bus 'shmbus'".into(),
+            only_keys: false,
+        };
+        let root = shmbus_toolbox::units::user(0);
+        assert!(root.starts_with("root (uid 0"), "{root}");
+        let e = NameError::NotFound {
+            others: vec![names::Other {
+                key: 0x5300_0002,
+                uid: 0,
+                cuid: 0,
+            }],
+            foreign: None,
+        };
+        match name_error(&rule, e) {
+            Why::NotFound(m) => assert!(
+                m.contains(&format!(
+                    "created by {root} and belongs to {root}, another user"
+                )),
+                "{m}"
+            ),
+            Why::Unusable(m) => panic!("unusable: {m}"),
         }
     }
 

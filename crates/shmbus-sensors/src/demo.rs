@@ -1050,8 +1050,10 @@ fn cleanup(entries: &[Entry], children: &[i32], started_s: i64) -> Cleanup {
                 Ok(st) => {
                     segment_ours = Some(false);
                     c.not_ours.push(format!(
-                        "segment at key 0x{:08x} (shmid {id}, created by uid {} pid {})",
-                        key as u32, st.cuid, st.cpid
+                        "segment at key 0x{:08x} (shmid {id}, created by {} pid {})",
+                        key as u32,
+                        shmbus_toolbox::units::user(st.cuid),
+                        st.cpid
                     ))
                 }
                 Err(_) => {}
@@ -1074,9 +1076,9 @@ fn cleanup(entries: &[Entry], children: &[i32], started_s: i64) -> Cleanup {
                 ours_left |= sys::sem_remove(semid).is_err();
             } else {
                 c.not_ours.push(format!(
-                    "publisher lock at key 0x{:08x} (semid {semid}, created by uid {})",
+                    "publisher lock at key 0x{:08x} (semid {semid}, created by {})",
                     key as u32,
-                    p.creator_uid()
+                    shmbus_toolbox::units::user(p.creator_uid())
                 ));
             }
         }

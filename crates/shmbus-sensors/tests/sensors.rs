@@ -659,6 +659,8 @@ fn libc_create() -> i32 {
 /// by it; the demo's own objects are gone.
 #[test]
 fn demo_cleanup_removes_only_what_this_run_created() {
+    /// The squatter: `nobody`, a uid with a name on every Debian system.
+    const SQUATTER: u32 = 65534;
     use std::os::unix::process::CommandExt;
     if !nix::unistd::geteuid().is_root() {
         let skip = std::env::var("SHMBUS_SKIP_ROOT_TESTS").as_deref() == Ok("1");
@@ -685,8 +687,8 @@ fn demo_cleanup_removes_only_what_this_run_created() {
     let _guards = [Guard(k_imu), Guard(k_seg), Guard(k_lock)];
     let mut squatter = KillOnDrop(
         shmbus_testkit::child("squat", &[k_seg.to_string(), k_lock.to_string()])
-            .uid(64102)
-            .gid(64102)
+            .uid(SQUATTER)
+            .gid(SQUATTER)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap(),
@@ -723,7 +725,13 @@ fn demo_cleanup_removes_only_what_this_run_created() {
         text.contains(&format!("publisher lock at key 0x{:08x}", k_lock as u32)),
         "{text}"
     );
-    assert!(text.contains("created by uid 64102"), "{text}");
+    // Named as every message names a user: `nobody (uid 65534)` (or
+    // `uid 65534` where no user has it), not a bare uid.
+    let who = shmbus_toolbox::units::user(SQUATTER);
+    assert_eq!(report.not_ours.len(), 2, "{text}");
+    for line in &report.not_ours {
+        assert!(line.contains(&format!("created by {who}")), "{text}");
+    }
     // The evidence is still there; the demo's own topic is gone.
     assert!(
         shmbus_core::sys::shmget(k_seg, 0, 0).is_ok(),

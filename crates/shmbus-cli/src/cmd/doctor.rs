@@ -661,7 +661,10 @@ fn findings_of(a: &DoctorArgs, loaded: Loaded) -> Vec<Finding> {
             f.push(ok("RemoveIPC", format!("RemoveIPC=yes ({how}), but no topic belongs to a regular user (uid > {uid_max})")));
         } else {
             let who = if exposed.is_empty() {
-                format!("you (uid {me}) are a regular user")
+                format!(
+                    "you, {}, are a regular user",
+                    shmbus_toolbox::units::user(me)
+                )
             } else {
                 format!("topics owned by regular users: {}", exposed.join(", "))
             };

@@ -391,7 +391,7 @@ pub fn render(rows: &[Row], now: u64, window_ms: u64) -> (Vec<Vec<String>>, Vec<
                         Some(uid) => {
                             let (what, fix) = super::lock_squat_text(&s.entry, uid);
                             notes.push(format!("{}: {what}; {fix}", key_hex(s.entry.key)));
-                            format!("lock of uid {uid}!")
+                            format!("lock of {}!", shmbus_toolbox::units::user(uid))
                         }
                         None => match super::held_up(&s.publisher, s.age_ns(now)) {
                             Some(why) => {

@@ -79,10 +79,10 @@ fn remove_one(arg: &str, force: bool, bus: Option<&str>) -> Result<String, Fail>
         }
         Probe::Denied => {
             return Err(Fail::error(format!(
-                "cannot read segment {} (shmid {}, owner uid {}): run as its owner or root",
+                "cannot read segment {} (shmid {}, owner {}): run as its owner or root",
                 key_hex(e.key),
                 e.shmid,
-                e.uid
+                shmbus_toolbox::units::user(e.uid)
             )));
         }
         Probe::Gone => return Err(Fail::not_found(format!("topic {arg} is already gone"))),
@@ -192,10 +192,15 @@ fn remove_one(arg: &str, force: bool, bus: Option<&str>) -> Result<String, Fail>
 
 /// The kernel lets a segment's owner, its creator and root remove it.
 fn not_allowed(name: &str, e: &discover::Entry) -> Fail {
+    use shmbus_toolbox::units::user;
     let who = match (e.uid, e.cuid) {
         (0, 0) => "root may; run it as root".to_string(),
-        (u, c) if u == c => format!("uid {u} or root may; run it as one of them"),
-        (u, c) => format!("uid {u} (owner), uid {c} (creator) or root may; run it as one of them"),
+        (u, c) if u == c => format!("{} or root may; run it as one of them", user(u)),
+        (u, c) => format!(
+            "{} (owner), {} (creator) or root may; run it as one of them",
+            user(u),
+            user(c)
+        ),
     };
     Fail::error(format!(
         "not allowed to remove topic {name} ({}): only {who}",
