@@ -28,6 +28,11 @@ struct Tally {
 
 /// Run `shmbus cat`.
 pub fn run(a: CatArgs) -> Result<(), Exit> {
+    if crate::stdout_closed() {
+        return Err(crate::stdout_closed_error(
+            "there is nowhere to show the recording",
+        ));
+    }
     // One open, one pass: a pipe or FIFO works as well as a file.
     let mut reader = format::open_messages(&a.file)?;
     let stdout = std::io::stdout();

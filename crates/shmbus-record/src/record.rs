@@ -389,10 +389,25 @@ struct Totals {
     missed: u64,
 }
 
+/// Whether `path` names this process's standard output: `-`, or one of
+/// the names the system gives it.
+fn is_stdout(path: &std::path::Path) -> bool {
+    ["-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"]
+        .iter()
+        .any(|s| path.as_os_str() == *s)
+}
+
 /// Run `shmbus record`.
 pub fn run(mut a: RecordArgs) -> Result<(), Exit> {
     // `-o -`, as most tools take it: standard output. It was a file named
     // "-". Never a terminal: a recording is binary.
+    // Before anything is recorded (or even looked for): a closed stdout
+    // as the output recorded into nothing and exited 0.
+    if is_stdout(&a.output) && crate::stdout_closed() {
+        return Err(crate::stdout_closed_error(
+            "the recording would go nowhere, so nothing is recorded",
+        ));
+    }
     if a.output.as_os_str() == "-" {
         if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
             return Err(Exit::error(

@@ -1213,6 +1213,78 @@ fn cat_and_replay_say_what_a_bad_path_is() {
     }
 }
 
+/// `cmd` (a `tool` command) run with its standard output closed (`>&-`),
+/// through `sh`: (exit code, stderr).
+fn run_stdout_closed(cmd: &Command) -> (i32, String) {
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg("exec \"$@\" >&-")
+        .arg("sh")
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .stdin(Stdio::null());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    let out = sh.output().expect("run sh");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `record -o -` with standard output closed (`>&-`) recorded into
+/// nothing and exited 0 (Rust's runtime had put /dev/null there); `cat`
+/// with it closed showed nothing and exited 0. Both are errors now, said
+/// before anything is recorded; a shell's `> /dev/null` still discards
+/// on purpose.
+#[test]
+fn a_closed_stdout_as_the_output_is_an_error_before_anything_is_recorded() {
+    watchdog("stdout_closed", Duration::from_secs(120));
+    let (topic, _guard) = unique_topic("stdout-closed");
+    let mut p = Publisher::<Check>::open(&topic).unwrap();
+    p.publish(&Check::new(1)).unwrap();
+    let key = format!("0x{:08x}", topic.key as u32);
+    for out in ["-", "/dev/stdout"] {
+        let (code, err) =
+            run_stdout_closed(&tool(&["record", &key, "-o", out, "--duration", "0.5"]));
+        assert_eq!(code, 2, "record -o {out}: {err}");
+        assert!(
+            err.starts_with("shmbus: standard output is closed")
+                && err.contains("nothing is recorded"),
+            "record -o {out}: {err}"
+        );
+        assert!(
+            !err.lines().any(|l| l.starts_with("recording ")) && !err.contains("wrote "),
+            "record -o {out}: {err}"
+        );
+    }
+    // On purpose into /dev/null: recorded as before.
+    let out = tool(&["record", &key, "-o", "-", "--duration", "0.5"])
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("wrote /dev/stdout: "), "{err}");
+
+    let file = TempFile::new("stdout-closed");
+    let (code, _, err) = run(&["record", &key, "-o", file.path(), "--duration", "0.5"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = run_stdout_closed(&tool(&["cat", file.path()]));
+    assert_eq!(code, 2, "cat: {err}");
+    assert!(
+        err.starts_with("shmbus: standard output is closed"),
+        "cat: {err}"
+    );
+    let (code, out, err) = run(&["cat", file.path()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("topics:"), "{out}");
+}
+
 /// Another program's segment (zeros, no publisher lock) at a unique key:
 /// (its guard, its shmid).
 fn foreign_segment(test: &str) -> (Guard, i32) {
