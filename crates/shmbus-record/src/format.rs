@@ -353,6 +353,12 @@ pub struct Messages {
     source: std::io::BufReader<Source>,
     /// Offset of the next top-level record.
     pos: u64,
+    /// Offset of the top-level record being read (the one a file cut
+    /// short stops inside).
+    record_at: u64,
+    /// The data section's end (or the footer) was reached: every message
+    /// of the file was read, though its summary may be cut off.
+    data_end: bool,
     channels: mcap::read::ChannelAccumulator<'static>,
     /// The records of the chunk being read, and where the next one starts.
     chunk: Vec<u8>,
@@ -377,6 +383,20 @@ impl Messages {
     /// its own to show).
     pub fn bytes_read(&self) -> u64 {
         self.source.get_ref().read
+    }
+
+    /// Offset in the file of the next top-level record: after a read cut
+    /// short ([`End::CutShort`]), where the record the file stops inside
+    /// starts.
+    pub fn record_offset(&self) -> u64 {
+        self.record_at
+    }
+
+    /// Whether the read reached the end of the data section (or the
+    /// footer): every message the file holds was read, whatever follows
+    /// (a summary cut short) is missing.
+    pub fn read_all_data(&self) -> bool {
+        self.data_end
     }
 
     /// A channel the reader has passed, by id.
@@ -661,6 +681,7 @@ impl Messages {
                 return Ok(Some(m));
             }
             let offset = self.pos;
+            self.record_at = offset;
             let mut head = [0u8; 9];
             let mut got = 0;
             while got < head.len() {
@@ -682,6 +703,7 @@ impl Messages {
             let len = u64::from_le_bytes(head[1..].try_into().unwrap_or([0; 8]));
             if matches!(opcode, op::DATA_END | op::FOOTER) {
                 // The summary after it repeats what was read.
+                self.data_end = true;
                 return Ok(None);
             }
             if len > RECORD_LENGTH_LIMIT {
@@ -877,6 +899,8 @@ pub fn open_messages(path: &std::path::Path) -> Result<Messages, crate::Exit> {
     Ok(Messages {
         source,
         pos: mcap::MAGIC.len() as u64,
+        record_at: mcap::MAGIC.len() as u64,
+        data_end: false,
         channels: mcap::read::ChannelAccumulator::default(),
         chunk: Vec::new(),
         chunk_at: 0,

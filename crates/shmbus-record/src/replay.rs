@@ -232,6 +232,28 @@ fn check_shapes(a: &ReplayArgs) -> Result<Vec<std::sync::Arc<mcap::Channel<'stat
     Ok(channels)
 }
 
+/// Where a file with no end stops, for messages: cut short (at which
+/// byte, inside which record), or being recorded now.
+fn ends_early(path: &std::path::Path, cut_at: Option<u64>) -> String {
+    let file = path.display();
+    if let Some(pid) = format::recorder_writing(path) {
+        return format!(
+            "{file} is being recorded now (recorder pid {pid}) and was read up to its last complete chunk"
+        );
+    }
+    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    match cut_at {
+        Some(at) => format!(
+            "{file} is damaged: it ends at byte {len}, inside the record that starts at byte {at} ({})",
+            format::CUT_SHORT_WHY
+        ),
+        None => format!(
+            "{file} is damaged: it ends at byte {len}, before the end of its data ({})",
+            format::CUT_SHORT_WHY
+        ),
+    }
+}
+
 /// Run `shmbus replay`.
 ///
 /// A replay that fails leaves no topic it created and published nothing
@@ -276,9 +298,14 @@ fn replay(a: ReplayArgs, publishers: &mut Publishers) -> Result<(), Exit> {
         })?;
         targets.insert(ch.id, t);
     }
-    if !format::finished(&a.file) {
+    let finished = format::finished(&a.file);
+    if !finished {
         shmbus_toolbox::say!("{}", format::unfinished_line(&a.file, "replaying"));
     }
+    // Where the first pass found the file stop inside a record, and
+    // whether it read the whole data section (only the summary missing).
+    let mut cut_at: Option<u64> = None;
+    let mut all_data = false;
     // Frames that do not decode with their channel's schema, by channel:
     // never published (a subscriber of the topic could not decode them).
     let mut mismatched: BTreeMap<u16, Mismatched> = BTreeMap::new();
@@ -320,13 +347,16 @@ fn replay(a: ReplayArgs, publishers: &mut Publishers) -> Result<(), Exit> {
                 Ok(m) => m,
                 Err(e) => {
                     // Damage part way: say what was replayed before it.
-                    format::classify(&a.file, e).map_err(|mut x| {
+                    let end = format::classify(&a.file, e).map_err(|mut x| {
                         x.message.push_str(&format!(
                             "; {published} frame{} replayed before it",
                             if published == 1 { " was" } else { "s were" }
                         ));
                         x
                     })?;
+                    if end == format::End::CutShort && first_pass {
+                        cut_at = Some(reader.record_offset());
+                    }
                     break;
                 }
             };
@@ -473,6 +503,7 @@ fn replay(a: ReplayArgs, publishers: &mut Publishers) -> Result<(), Exit> {
         }
         say_skips(&mut reader, &a.file, first_pass);
         if first_pass {
+            all_data = reader.read_all_data();
             damage = reader.damage(&a.file);
             for l in reader.unknown_lines(&a.file) {
                 shmbus_toolbox::say!("{l}");
@@ -514,9 +545,22 @@ fn replay(a: ReplayArgs, publishers: &mut Publishers) -> Result<(), Exit> {
     }
     notes.flush();
     let left_out: u64 = mismatched.values().map(|m| m.frames).sum();
+    // A file with no end (cut short, or being recorded) was read only up
+    // to where it stops: a topic not found there may be in what is lost,
+    // and a file that stops before its first complete chunk is damaged,
+    // not a recording of nothing. Was: "no topic 'imu' in the recording"
+    // and "holds no shmbus frames" for a file cut inside its first chunk.
+    let short = (!finished && !all_data).then(|| ends_early(&a.file, cut_at));
     for (t, _) in &a.keys {
         if !seen_topics.contains(t) {
-            shmbus_toolbox::say!("shmbus: warning: --key {t}=...: no topic '{t}' in the recording");
+            match &short {
+                Some(s) => shmbus_toolbox::say!(
+                    "shmbus: warning: --key {t}=...: no topic '{t}' in the part of the recording that could be read: {s}"
+                ),
+                None => shmbus_toolbox::say!(
+                    "shmbus: warning: --key {t}=...: no topic '{t}' in the recording"
+                ),
+            }
         }
     }
     // A topic of --topics that the file has no frames of (a typo, a topic
@@ -528,9 +572,13 @@ fn replay(a: ReplayArgs, publishers: &mut Publishers) -> Result<(), Exit> {
         for t in a.topics.iter().filter(|t| !seen_topics.contains(*t)) {
             if named.insert(t) {
                 shmbus_toolbox::say!(
-                    "shmbus: warning: --topics: {} holds no frames of topic '{}'; `shmbus cat {}` lists its topics",
+                    "shmbus: warning: --topics: {} holds no frames of topic '{}'{}; `shmbus cat {}` lists its topics",
                     a.file.display(),
                     shown(t),
+                    match &short {
+                        Some(s) => format!(" in the part that could be read ({s})"),
+                        None => String::new(),
+                    },
                     a.file.display()
                 );
             }
@@ -541,6 +589,17 @@ fn replay(a: ReplayArgs, publishers: &mut Publishers) -> Result<(), Exit> {
     }
     if let Some(d) = damage.as_ref().filter(|_| published == 0) {
         return Err(Exit::error(format!("{d}; nothing was replayed")));
+    }
+    if let Some(s) = short.as_ref().filter(|_| published == 0 && left_out == 0) {
+        return Err(match format::recorder_writing(&a.file) {
+            Some(pid) => Exit::not_found(format!(
+                "{} is being recorded now (recorder pid {pid}) and holds no complete chunk yet (the recorder writes one at least once a second): nothing was replayed",
+                a.file.display()
+            )),
+            None => Exit::error(format!(
+                "{s}, before its first complete chunk: nothing was replayed"
+            )),
+        });
     }
     if published == 0 && left_out > 0 && removed.is_empty() {
         return Err(Exit::error(format!(

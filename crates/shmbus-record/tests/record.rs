@@ -1285,6 +1285,72 @@ fn a_closed_stdout_as_the_output_is_an_error_before_anything_is_recorded() {
     assert!(out.contains("topics:"), "{out}");
 }
 
+/// The offset and size of the first top-level chunk record (opcode 0x06)
+/// of a recording.
+fn first_chunk(bytes: &[u8]) -> (usize, usize) {
+    let mut at = 8;
+    while at + 9 <= bytes.len() {
+        let len = u64::from_le_bytes(bytes[at + 1..at + 9].try_into().unwrap()) as usize;
+        if bytes[at] == 0x06 {
+            return (at, 9 + len);
+        }
+        at += 9 + len;
+    }
+    panic!("no chunk in {} bytes", bytes.len());
+}
+
+/// A recording cut short inside its first chunk (a recorder killed
+/// before its first cut, a copy that stopped) holds no frame: replay says
+/// the file is damaged and where it stops, exit 2. It said "--key X=...:
+/// no topic 'X' in the recording" and "holds no shmbus frames to replay",
+/// exit 1, as if the recording were of nothing.
+#[test]
+fn a_replay_of_a_file_cut_inside_its_first_chunk_says_it_is_damaged() {
+    watchdog("cut_first_chunk", Duration::from_secs(120));
+    let (topic, _guard) = unique_topic("cut-first-chunk");
+    let other = unique_key("cut-first-chunk-replay");
+    let _other_guard = Guard(other);
+    let mut p = Publisher::<Check>::open(&topic).unwrap();
+    for g in 1..=5 {
+        p.publish(&Check::new(g)).unwrap();
+    }
+    let file = TempFile::new("whole");
+    let (code, _, err) = run(&[
+        "record",
+        &topic.name,
+        "-o",
+        file.path(),
+        "--duration",
+        "0.5",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let bytes = read_file(file.path());
+    let (chunk, size) = first_chunk(&bytes);
+    let key_arg = format!("{}=0x{:08x}", topic.name, other as u32);
+    for cut in [chunk + 5, chunk + size / 2, chunk + size - 1] {
+        let part = TempFile::new("cut");
+        std::fs::write(&part.0, &bytes[..cut]).unwrap();
+        let (code, out, err) = run(&["replay", part.path(), "--rate", "0", "--key", &key_arg]);
+        assert_eq!(code, 2, "cut at {cut}: {err}");
+        assert!(out.is_empty(), "{out}");
+        let want = format!(
+            "is damaged: it ends at byte {cut}, inside the record that starts at byte {chunk}"
+        );
+        assert!(
+            err.contains(&want) && err.contains("nothing was replayed"),
+            "cut at {cut}: {err}"
+        );
+        assert!(
+            !err.contains("in the recording\n") && !err.contains("holds no shmbus frames"),
+            "cut at {cut}: {err}"
+        );
+        assert!(
+            shmbus_core::sys::shmget(other, 0, 0).is_err(),
+            "cut at {cut}: a topic was left at the --key"
+        );
+    }
+}
+
 /// Another program's segment (zeros, no publisher lock) at a unique key:
 /// (its guard, its shmid).
 fn foreign_segment(test: &str) -> (Guard, i32) {
