@@ -177,7 +177,7 @@ pub struct Peer {
 /// itself).
 pub fn self_command(args: &[String]) -> Command {
     let exe = std::env::current_exe().unwrap_or_else(|_| "shmbus".into());
-    let mut cmd = shmbus_testkit::command(exe);
+    let mut cmd = shmbus_toolbox::process::command(exe);
     cmd.arg("bench").arg("--peer").args(args);
     cmd.env(SPIN_ENV, SPIN_LIMIT.load(Ordering::Relaxed).to_string());
     cmd

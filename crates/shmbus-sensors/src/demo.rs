@@ -1090,9 +1090,10 @@ fn cleanup(entries: &[Entry], children: &[i32], started_s: i64) -> Cleanup {
 }
 
 /// A command that runs `program` with `args`, behind `SHMBUS_TEST_RUNNER`
-/// when that is set (a qemu-user process cannot exec a foreign binary).
+/// when that is set (a qemu-user process cannot exec a foreign binary;
+/// `shmbus_toolbox::process::command`).
 pub fn command<A: AsRef<std::ffi::OsStr>>(program: &std::path::Path, args: &[A]) -> Command {
-    let mut c = shmbus_testkit::command(program);
+    let mut c = shmbus_toolbox::process::command(program);
     c.args(args);
     c
 }

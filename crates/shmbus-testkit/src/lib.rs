@@ -355,34 +355,10 @@ impl Drop for Guard {
 
 /// A command that runs program `exe`, behind `SHMBUS_TEST_RUNNER` (e.g.
 /// `qemu-arm -L /usr/arm-linux-gnueabihf`) when that is set: a qemu-user
-/// process cannot exec a foreign binary directly.
-pub fn command(exe: impl AsRef<std::ffi::OsStr>) -> Command {
-    command_behind(
-        &std::env::var("SHMBUS_TEST_RUNNER").unwrap_or_default(),
-        exe,
-    )
-}
-
-/// [`command`] with the runner given (empty: none).
-///
-/// A child behind a runner gets `G_SLICE=always-malloc`, whatever this
-/// process's environment: QEMU 7.2's user mode (Debian 12's) can deadlock in
-/// the child of a fork made while other guest threads run, in glib's GSlice
-/// allocator (QEMU issue 285, fixed in 8.0), and a test then waits for good on
-/// a child that never reaches its exec. The variable puts glib's slices on
-/// malloc, which is fork-safe. `ci/arm-env.sh` exports it for the test
-/// binaries themselves.
-pub fn command_behind(runner: &str, exe: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut parts = runner.split_whitespace();
-    match parts.next() {
-        Some(r) => {
-            let mut c = Command::new(r);
-            c.args(parts).arg(exe).env("G_SLICE", "always-malloc");
-            c
-        }
-        None => Command::new(exe),
-    }
-}
+/// process cannot exec a foreign binary directly. The shipped programs'
+/// own function, so the tests start children exactly as the demo and
+/// `shmbus bench` do.
+pub use shmbus_toolbox::process::{command, command_behind};
 
 /// A command that runs this test binary again as a child playing `role`
 /// (see [`role`]). Under emulation, `SHMBUS_TEST_RUNNER` (e.g.

@@ -1,6 +1,44 @@
-//! Why a live process does nothing: its scheduler state, for the tools
-//! that show a publisher that is alive but sends no frame (`shmbus hz`,
-//! `shmbus top`).
+//! Processes: why a live one does nothing (its scheduler state, for the
+//! tools that show a publisher that is alive but sends no frame, `shmbus
+//! hz` and `shmbus top`), and how a program starts another copy of itself
+//! or a sibling program under emulation ([`command`]).
+
+use std::process::Command;
+
+/// The environment variable that names a runner to put in front of every
+/// program a shmbus program starts, such as `qemu-arm -L
+/// /usr/arm-linux-gnueabihf`: a process under qemu-user cannot exec a
+/// foreign binary itself (no binfmt registration on CI machines). The demo
+/// starts its sensors, and `shmbus bench` its peers, through [`command`];
+/// so do the tests. Unset or empty on a board: the program runs directly.
+pub const RUNNER_ENV: &str = "SHMBUS_TEST_RUNNER";
+
+/// A command that runs program `exe`, behind the runner [`RUNNER_ENV`]
+/// names when it is set.
+pub fn command(exe: impl AsRef<std::ffi::OsStr>) -> Command {
+    command_behind(&std::env::var(RUNNER_ENV).unwrap_or_default(), exe)
+}
+
+/// [`command`] with the runner given (empty: none; split at whitespace).
+///
+/// A child behind a runner gets `G_SLICE=always-malloc`, whatever this
+/// process's environment: QEMU 7.2's user mode (Debian 12's) can deadlock in
+/// the child of a fork made while other guest threads run, in glib's GSlice
+/// allocator (QEMU issue 285, fixed in 8.0), and the parent then waits for
+/// good on a child that never reaches its exec. The variable puts glib's
+/// slices on malloc, which is fork-safe. `ci/arm-env.sh` exports it for the
+/// test binaries themselves.
+pub fn command_behind(runner: &str, exe: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut parts = runner.split_whitespace();
+    match parts.next() {
+        Some(r) => {
+            let mut c = Command::new(r);
+            c.args(parts).arg(exe).env("G_SLICE", "always-malloc");
+            c
+        }
+        None => Command::new(exe),
+    }
+}
 
 /// Why a live publisher may be publishing nothing, read from its
 /// `/proc/PID/stat`: stopped (SIGSTOP, a debugger), or blocked in the kernel
