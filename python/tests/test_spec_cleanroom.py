@@ -105,6 +105,17 @@ def proc_shm(shmid):
     raise FileNotFoundError("no segment with shmid %d" % shmid)
 
 
+def proc_sem(key):
+    """/proc/sysvipc/sem's row of the set at `key` (readable by anyone), or None."""
+    with open("/proc/sysvipc/sem") as f:
+        cols = f.readline().split()
+        for line in f:
+            row = dict(zip(cols, line.split()))
+            if int(row["key"]) == key_t(key):
+                return {k: int(v, 8 if k == "perms" else 10) for k, v in row.items()}
+    return None
+
+
 def u32(addr):
     return ctypes.c_uint32.from_address(addr).value
 
@@ -205,6 +216,13 @@ class Topic:
             if libc.semget(key_t(self.key), 0, 0) < 0 and ctypes.get_errno() in (
                 errno.ENOENT, errno.EIDRM, errno.EINVAL):
                 raise NotShmbus("zeros and no publisher lock: another program's memory")
+            # 6.1: a set of other than one semaphore is no publisher lock;
+            # 7.1: nor is one whose creator did not create the segment.
+            sem = proc_sem(self.key)
+            if sem is not None and sem["nsems"] != 1:
+                raise NotShmbus("zeros beside %d semaphores: not a publisher lock" % sem["nsems"])
+            if sem is not None and sem["cuid"] != proc_shm(self.shmid)["cuid"]:
+                raise NotShmbus("zeros beside another user's semaphore: not a publisher lock")
             raise NotReady("magic 0 behind a publisher lock: being created")
         if magic != MAGIC:
             raise NotShmbus("magic %#x" % magic)
@@ -734,6 +752,57 @@ def test_a_garbage_segment_is_refused_cleanly():
             libc.shmdt(base)
     finally:
         remove_ipc(key)
+
+
+def _root_or_skip(test):
+    """As the Rust tests' rule: a root-only check never passes silently."""
+    if os.geteuid() == 0:
+        return True
+    if os.environ.get("SHMBUS_SKIP_ROOT_TESTS") == "1" and "CI" not in os.environ:
+        pytest.skip("%s needs root (SHMBUS_SKIP_ROOT_TESTS=1)" % test)
+    pytest.fail("%s needs root to create a semaphore as another uid; run as root "
+                "(CI does) or set SHMBUS_SKIP_ROOT_TESTS=1 to skip it knowingly" % test)
+
+
+def _semget_as(uid, key, nsems):
+    """Create a set of `nsems` semaphores at `key` as `uid` (a forked child)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setgid(uid)
+            os.setuid(uid)
+            code = 0 if libc.semget(key_t(key), nsems, IPC_CREAT | IPC_EXCL | 0o600) >= 0 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+
+
+def test_zeros_beside_a_semaphore_set_that_is_no_lock_are_not_a_topic():
+    """6.1 and 7.1: zeros are a topic being created only beside a set of one
+    semaphore that the segment's creator made; beside another program's set
+    (several semaphores, or another user's) they are its memory, and the
+    module says the same."""
+    cases = [("several", None, 3), ("another user's", 64103, 1)]
+    for n, (what, uid, nsems) in enumerate(cases):
+        if uid is not None and not _root_or_skip("the another-user case"):
+            continue
+        key = test_key("foreign-sem", n)
+        try:
+            shmid, base = _make_segment(key, 4096)
+            libc.shmdt(base)
+            if uid is None:
+                assert libc.semget(key_t(key), nsems, IPC_CREAT | IPC_EXCL | 0o600) >= 0
+            else:
+                _semget_as(uid, key, nsems)
+            with pytest.raises(NotShmbus):
+                Topic(key)
+            with pytest.raises(shmbus.ShmbusError) as e:
+                shmbus.Subscriber("x", key=key, wait=0)
+            assert "is not a shmbus topic" in str(e.value), (what, str(e.value))
+        finally:
+            remove_ipc(key)
 
 
 def test_a_segment_smaller_than_the_header_is_corrupt():
