@@ -232,7 +232,8 @@ class PublisherActive(ShmbusError):
 
 
 class PermissionDenied(ShmbusError, PermissionError):
-    """Denied by the segment's or the lock's mode."""
+    """Denied by the segment's or the lock's mode (also in a wait, when the
+    topic's mode or group changed since the subscriber attached)."""
 
 
 class Timeout(ShmbusError, TimeoutError):
@@ -589,8 +590,10 @@ class Subscriber:
 
     def wait(self, timeout=1.0):
         """Block up to ``timeout`` seconds for the next frame in publish
-        order. Raises :class:`Timeout`, :class:`PublisherGone` or
-        :class:`Removed`, or :class:`ReadError` for one frame that is lost
+        order. Raises :class:`Timeout`, :class:`PublisherGone`,
+        :class:`Removed`, :class:`PermissionDenied` (the topic's mode or
+        group changed since this subscriber attached, and no longer admits
+        this process), or :class:`ReadError` for one frame that is lost
         (its publisher died or stopped while overwriting it, or it does not
         decode; the message says which frame): the next call returns the
         frame after it, so read on."""

@@ -658,6 +658,67 @@ def test_a_frame_its_publisher_left_mid_write_is_lost_once_and_reads_go_on(key):
                     sub.wait(timeout=10)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the reader runs as another uid (nobody)")
+def test_a_reader_shut_out_by_a_mode_change_gets_permission_denied(key):
+    """A publisher restarted with a narrower mode (0644 -> 0600) under an
+    attached reader of another uid: the reader's waits can no longer read
+    the publisher lock, and raise `PermissionDenied` (also a
+    `PermissionError`) naming the new mode. Before, a plain `ShmbusError`
+    with code -24 (SHMBUS_ERR_SYS, "another system call failed")."""
+    decl = "struct P { v: u32 }"
+    pub = shmbus.Publisher("shut-out", decl, key=key, mode=0o644)
+    pub.publish({"v": 1})
+    attached_r, attached_w = os.pipe()
+    go_r, go_w = os.pipe()
+    result_r, result_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            sub = shmbus.Subscriber("shut-out", key=key, wait=0)
+            os.write(attached_w, b"A")
+            os.read(go_r, 1)
+            got = []
+            # The frame published after the change is still read (the
+            # mapping stays); then each wait says what is denied.
+            got.append(repr(sub.wait(timeout=30)["value"]))
+            for call in (lambda: sub.wait(timeout=30), lambda: sub.wait_for_publisher(timeout=30)):
+                try:
+                    call()
+                    got.append("no error")
+                except shmbus.ShmbusError as e:
+                    got.append("%s %d %s %s" % (type(e).__name__, e.code, isinstance(e, PermissionError), e))
+            os.write(result_w, "\n".join(got).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    try:
+        assert os.read(attached_r, 1) == b"A"
+        pub.close()
+        pub = shmbus.Publisher("shut-out", decl, key=key, mode=0o600)
+        pub.publish({"v": 2})
+        os.write(go_w, b"G")
+        os.close(result_w)
+        out = b""
+        while True:
+            chunk = os.read(result_r, 4096)
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        _, status = os.waitpid(pid, 0)
+        pub.close()
+    assert status == 0, status
+    lines = out.decode().splitlines()
+    assert lines[0] == "{'v': 2}", lines
+    for line in lines[1:]:
+        assert line.startswith("PermissionDenied -12 True "), line
+        assert "mode 600" in line, line
+    assert len(lines) == 3, lines
+
+
 def test_wait_for_publisher_returns_when_a_publisher_or_its_frames_come_back(key):
     """`wait_for_publisher()`, the one call after `PublisherGone`: it times
     out while nothing comes, returns "alive" when a publisher takes the

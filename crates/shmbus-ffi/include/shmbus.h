@@ -103,7 +103,10 @@
 #define SHMBUS_ERR_PUBLISHER_ACTIVE -11
 
 /**
- * Permission denied by the segment's or the lock's mode.
+ * Permission denied by the segment's or the lock's mode. Also what a
+ * blocking wait returns when this process may no longer read the topic's
+ * publisher lock (its mode or group changed since the subscriber
+ * attached), or another user's lock sits at the key.
  */
 #define SHMBUS_ERR_PERMISSION -12
 
@@ -995,8 +998,10 @@ int32_t shmbus_subscriber_next(struct shmbus_subscriber subscriber,
  * `SHMBUS_NO_FRAME`: `SHMBUS_ERR_TIMEOUT`, `SHMBUS_ERR_PUBLISHER_GONE`
  * (checked every 100 ms) or `SHMBUS_ERR_REMOVED` instead, and
  * `SHMBUS_ERR_CLOSED` when another thread closes the subscriber meanwhile
- * (the wait lets other calls on it in every 100 ms). A signal does not end
- * the wait.
+ * (the wait lets other calls on it in every 100 ms); `SHMBUS_ERR_PERMISSION`
+ * when the publisher lock can no longer be read (the topic's mode or group
+ * changed since this subscriber attached). A signal does not end the
+ * wait.
  *
  * # Safety
  * `sample` is NULL or points to a writable `shmbus_sample`.

@@ -46,7 +46,10 @@ pub const SHMBUS_ERR_NOT_FOUND: i32 = -9;
 pub const SHMBUS_ERR_SCHEMA_MISMATCH: i32 = -10;
 /// The topic already has a live publisher.
 pub const SHMBUS_ERR_PUBLISHER_ACTIVE: i32 = -11;
-/// Permission denied by the segment's or the lock's mode.
+/// Permission denied by the segment's or the lock's mode. Also what a
+/// blocking wait returns when this process may no longer read the topic's
+/// publisher lock (its mode or group changed since the subscriber
+/// attached), or another user's lock sits at the key.
 pub const SHMBUS_ERR_PERMISSION: i32 = -12;
 /// The topic could not be opened for another reason (garbage or foreign
 /// segment, other layout version, other shape, spoofing checks); see

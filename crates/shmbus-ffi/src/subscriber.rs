@@ -667,8 +667,10 @@ pub unsafe extern "C" fn shmbus_subscriber_next(
 /// `SHMBUS_NO_FRAME`: `SHMBUS_ERR_TIMEOUT`, `SHMBUS_ERR_PUBLISHER_GONE`
 /// (checked every 100 ms) or `SHMBUS_ERR_REMOVED` instead, and
 /// `SHMBUS_ERR_CLOSED` when another thread closes the subscriber meanwhile
-/// (the wait lets other calls on it in every 100 ms). A signal does not end
-/// the wait.
+/// (the wait lets other calls on it in every 100 ms); `SHMBUS_ERR_PERMISSION`
+/// when the publisher lock can no longer be read (the topic's mode or group
+/// changed since this subscriber attached). A signal does not end the
+/// wait.
 ///
 /// # Safety
 /// `sample` is NULL or points to a writable `shmbus_sample`.

@@ -147,13 +147,19 @@ pub(crate) fn read_error(e: ReadError) -> Error {
     Error::new(SHMBUS_ERR_READ, e.to_string())
 }
 
-/// The code for a wait error.
+/// The code for a wait error. A lock this process may not read (the
+/// topic's own, after its mode or group changed under an attached
+/// subscriber, or another user's at the key) is `SHMBUS_ERR_PERMISSION`,
+/// as the same denial is when opening: it was `SHMBUS_ERR_SYS` ("another
+/// system call failed"), which C code switching on codes (and Python's
+/// `PermissionDenied`) did not recognise as a permission problem.
 pub(crate) fn wait_error(e: WaitError) -> Error {
     let code = match &e {
         WaitError::Timeout => SHMBUS_ERR_TIMEOUT,
         WaitError::PublisherGone => SHMBUS_ERR_PUBLISHER_GONE,
         WaitError::Removed => SHMBUS_ERR_REMOVED,
         WaitError::Read(_) => SHMBUS_ERR_READ,
+        WaitError::LockUnreadable { .. } | WaitError::AccessLost { .. } => SHMBUS_ERR_PERMISSION,
         _ => SHMBUS_ERR_SYS,
     };
     Error::new(code, e.to_string())
@@ -261,6 +267,32 @@ mod tests {
             let text = e.to_string();
             let got = open_error(e);
             assert_eq!(got.code, SHMBUS_ERR_SYSTEM_LIMIT, "{text}");
+            assert_eq!(got.message, text);
+        }
+    }
+
+    /// A wait that may no longer read the topic's publisher lock (its mode
+    /// narrowed under the subscriber), or finds another user's lock at the
+    /// key, is a permission problem: `SHMBUS_ERR_PERMISSION` (Python's
+    /// `PermissionDenied`), not the generic `SHMBUS_ERR_SYS`.
+    #[test]
+    fn a_lock_a_wait_may_not_read_is_a_permission_error() {
+        let key = 0x7e00_0043;
+        let denied = [
+            WaitError::AccessLost {
+                key,
+                owner: Some((0, 0, 0o600)),
+            },
+            WaitError::LockUnreadable {
+                key,
+                creator_uid: Some(1000),
+                mode: Some(0o600),
+            },
+        ];
+        for e in denied {
+            let text = e.to_string();
+            let got = wait_error(e);
+            assert_eq!(got.code, SHMBUS_ERR_PERMISSION, "{text}");
             assert_eq!(got.message, text);
         }
     }
