@@ -694,7 +694,9 @@ class Publisher:
     text such as ``"struct Imu { t_us: u64, acc: [f32; 3] }"``).
 
     Creates the topic (or reopens the one a previous publisher of the same
-    type left). :class:`PublisherActive` if another publisher is alive.
+    type left). :class:`PublisherActive` if another publisher is alive;
+    :class:`SchemaMismatch` if the topic carries another type (a publisher
+    whose type changed: the message says how to remove the old topic).
     """
 
     def __init__(self, name, schema, key=None, bus=None, slots=None, mode=None):

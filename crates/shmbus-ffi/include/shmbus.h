@@ -721,8 +721,10 @@ int32_t shmbus_subscriber_read_json(struct shmbus_subscriber subscriber,
  * size, so a Rust publisher of the same type opens the same topic.
  *
  * Errors: `SHMBUS_ERR_PUBLISHER_ACTIVE` (another publisher is alive),
- * `SHMBUS_ERR_OPEN` (the segment at the key was made for another type or
- * shape, or by another user: the message says how to remove it),
+ * `SHMBUS_ERR_SCHEMA_MISMATCH` (the topic carries frames of another type:
+ * a publisher whose type changed removes the old topic first, as the
+ * message says), `SHMBUS_ERR_OPEN` (the segment at the key was made for
+ * another shape, or by another user: the message says how to remove it),
  * `SHMBUS_ERR_PERMISSION`, `SHMBUS_ERR_SYSTEM_LIMIT`, `SHMBUS_ERR_INVALID`
  * (topic description), `SHMBUS_ERR_SCHEMA` (a string or list without a
  * capacity).
@@ -749,8 +751,8 @@ int32_t shmbus_publisher_open(const struct shmbus_topic *topic,
  * Errors: `SHMBUS_ERR_CONFIG` (the file cannot be read, has errors, each
  * `path:line:col: message`, or declares no topic `name`: the message lists
  * those it does and suggests the closest), then those of
- * `shmbus_publisher_open` (`SHMBUS_ERR_OPEN` if the topic's segment
- * carries frames of another schema).
+ * `shmbus_publisher_open` (`SHMBUS_ERR_SCHEMA_MISMATCH` if the topic's
+ * segment carries frames of another schema).
  *
  * # Safety
  * `config` and `bus` are NULL or NUL-terminated; `name` is NUL-terminated;

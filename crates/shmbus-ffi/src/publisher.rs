@@ -110,8 +110,10 @@ pub(crate) fn publish_frame(
 /// size, so a Rust publisher of the same type opens the same topic.
 ///
 /// Errors: `SHMBUS_ERR_PUBLISHER_ACTIVE` (another publisher is alive),
-/// `SHMBUS_ERR_OPEN` (the segment at the key was made for another type or
-/// shape, or by another user: the message says how to remove it),
+/// `SHMBUS_ERR_SCHEMA_MISMATCH` (the topic carries frames of another type:
+/// a publisher whose type changed removes the old topic first, as the
+/// message says), `SHMBUS_ERR_OPEN` (the segment at the key was made for
+/// another shape, or by another user: the message says how to remove it),
 /// `SHMBUS_ERR_PERMISSION`, `SHMBUS_ERR_SYSTEM_LIMIT`, `SHMBUS_ERR_INVALID`
 /// (topic description), `SHMBUS_ERR_SCHEMA` (a string or list without a
 /// capacity).
@@ -148,8 +150,8 @@ pub unsafe extern "C" fn shmbus_publisher_open(
 /// Errors: `SHMBUS_ERR_CONFIG` (the file cannot be read, has errors, each
 /// `path:line:col: message`, or declares no topic `name`: the message lists
 /// those it does and suggests the closest), then those of
-/// `shmbus_publisher_open` (`SHMBUS_ERR_OPEN` if the topic's segment
-/// carries frames of another schema).
+/// `shmbus_publisher_open` (`SHMBUS_ERR_SCHEMA_MISMATCH` if the topic's
+/// segment carries frames of another schema).
 ///
 /// # Safety
 /// `config` and `bus` are NULL or NUL-terminated; `name` is NUL-terminated;
@@ -172,11 +174,31 @@ pub unsafe extern "C" fn shmbus_publisher_open_config(
     })
 }
 
+/// The code and message of a publisher's open error. A topic of another
+/// type is, for a publisher, most often the old type's topic after the
+/// program was changed: the message says how to make room for the new one
+/// (the shared message only says to check the type, which is right for a
+/// subscriber). Was documented as `SHMBUS_ERR_OPEN`; it is and stays
+/// `SHMBUS_ERR_SCHEMA_MISMATCH`.
+fn publisher_open_error(e: shmbus_core::OpenError) -> Error {
+    let key = match &e {
+        shmbus_core::OpenError::SchemaMismatch { key, .. } => Some(*key as u32),
+        _ => None,
+    };
+    let mut err = topic::open_error(e);
+    if let Some(key) = key {
+        err.message.push_str(&format!(
+            "; if this publisher's type is meant to replace the old one, remove the old topic first (`shmbus rm {key:#010x}`; its subscribers see it removed) and open it again"
+        ));
+    }
+    err
+}
+
 /// Open `topic` for frames of `schema` (both entry points).
 fn open(topic: &shmbus_core::Topic, schema: shmbus_schema) -> Result<shmbus_publisher> {
     let schema = schema::get(schema)?;
     let capacity = schema.max_size()?.max(1);
-    let raw = RawPublisher::open(topic, &schema.bytes, capacity).map_err(topic::open_error)?;
+    let raw = RawPublisher::open(topic, &schema.bytes, capacity).map_err(publisher_open_error)?;
     let (created, shmid) = (raw.created(), raw.shmid());
     // If no handle can be made (the table is full), a topic this call
     // created is removed again: a failed open leaves nothing behind.
