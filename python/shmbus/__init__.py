@@ -503,36 +503,37 @@ class Subscriber:
                 _schema_close(expected)
         self._h = h
         self.topic = name
-        self._buf = ctypes.create_string_buffer(4096)
-        # Held from the C call through the JSON decode: the C library
-        # serialises its calls on one handle, but the text lands in this
-        # object's buffer, which another thread's read would overwrite
-        # before this one decoded it. A fork() child gets a fresh one
-        # (_after_fork_in_child): a thread of the parent that held it does
-        # not exist there to release it.
-        # Re-entrant, so a signal handler that reads this subscriber on the
-        # thread it interrupted does not wait for ever on the lock that
-        # thread holds; `_reading` then says the interrupted read is inside
-        # and the handler's read raises Reentrant.
-        self._read_lock = threading.RLock()
-        self._reading = False
+        # Each thread's reads land in its own buffer: the C library
+        # serialises its calls on one handle, and a read's text stays in
+        # the reading thread's buffer until it is decoded, so each read
+        # returns one frame's value with that frame's generation. No lock
+        # of this object is held across a wait: another thread's read of
+        # this subscriber gets in between two of its 0.1 s slices, as in C
+        # (it used to wait for the whole wait, for ever with an infinite
+        # timeout).
+        self._local = threading.local()
+        # The threads inside a read of this subscriber: a signal handler
+        # that reads it on the thread it interrupted raises Reentrant (the
+        # interrupted read's text is in that thread's buffer).
+        self._reading_in = set()
         _subscribers.add(self)
 
     def _read(self, how, timeout=0.0):
-        with self._read_lock:
-            if self._reading:
-                raise Reentrant(
-                    -27,
-                    "a read of '%s' from a signal handler that interrupted a read of it on the "
-                    "same thread: read it after that read returns" % self.topic,
-                )
-            self._reading = True
-            try:
-                return self._read_locked(how, timeout)
-            finally:
-                self._reading = False
+        me = threading.get_ident()
+        if me in self._reading_in:
+            raise Reentrant(
+                -27,
+                "a read of '%s' from a signal handler that interrupted a read of it on the "
+                "same thread: read it after that read returns" % self.topic,
+            )
+        self._reading_in.add(me)
+        try:
+            return self._read_locked(how, timeout)
+        finally:
+            self._reading_in.discard(me)
 
     def _read_locked(self, how, timeout):
+        """The read loop, into this thread's buffer."""
         if self._h is None:
             raise Closed(-3, "the subscriber of '%s' is closed" % self.topic)
         smp = _Sample()
@@ -547,18 +548,21 @@ class Subscriber:
         tries = 0
         while tries < 1000:
             tries += 1
-            h = self._h
-            if h is None:
-                raise Closed(-3, "the subscriber of '%s' was closed during the read" % self.topic)
             ms = 0
             if waiting:
                 ms = _ms(min(max(deadline - time.monotonic(), 0.0), _WAIT_SLICE))
-            rc = _sub_json(h, how, ms, self._buf, len(self._buf), ctypes.byref(n), ctypes.byref(smp))
+            h = self._h
+            if h is None:
+                raise Closed(-3, "the subscriber of '%s' was closed during the read" % self.topic)
+            buf = getattr(self._local, "buf", None)
+            if buf is None:
+                buf = self._local.buf = ctypes.create_string_buffer(4096)
+            rc = _sub_json(h, how, ms, buf, len(buf), ctypes.byref(n), ctypes.byref(smp))
             if rc == _ERR_TIMEOUT and waiting and time.monotonic() < deadline:
                 tries -= 1
                 continue
             if rc == _ERR_BUFFER_TOO_SMALL:
-                self._buf = ctypes.create_string_buffer(max(n.value + 1, 2 * len(self._buf)))
+                self._local.buf = ctypes.create_string_buffer(max(n.value + 1, 2 * len(buf)))
                 continue
             if rc == MISSED:
                 # Frames lost; the next call returns the oldest one left.
@@ -574,7 +578,7 @@ class Subscriber:
                 "real_ns": smp.real_ns,
                 "age_ns": smp.age_ns,
                 "missed": missed,
-                "value": json.loads(self._buf.value.decode()),
+                "value": json.loads(buf.value.decode()),
             }
         raise ReadError(-17, "the reader kept falling behind the ring of '%s'" % self.topic)
 
@@ -856,14 +860,13 @@ _subscribers = weakref.WeakSet()
 
 
 def _after_fork_in_child():
-    """In a fork() child: every subscriber gets a fresh read lock. One a
-    thread of the parent held (a wait) would never be released here, and
-    the child's first read, or its close at exit, would block for ever. A
-    handle the parent's thread had inside the C library is refused by it
-    with a code (the C library marks those at the fork)."""
+    """In a fork() child: no thread is inside a read of any subscriber (the
+    parent's other threads do not exist here, and a thread made here later
+    may get one of their ids). A handle the parent's thread had inside the
+    C library is refused by it with a code (the C library marks those at
+    the fork)."""
     for s in list(_subscribers):
-        s._read_lock = threading.RLock()
-        s._reading = False
+        s._reading_in = set()
 
 
 if hasattr(os, "register_at_fork"):

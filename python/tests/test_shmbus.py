@@ -439,6 +439,42 @@ def test_a_signal_handler_reading_the_waiting_subscriber_raises_not_deadlocks(ke
     assert r.returncode == 0, r.stdout
 
 
+def test_a_read_from_another_thread_is_not_held_up_by_a_wait(key):
+    """While one thread waits on a Subscriber (for ever here), another
+    thread's `latest()` and `next()` of it return, as they do in C
+    (the C library lets other calls in between a wait's 0.1 s slices):
+    before, they waited for the whole wait, here for ever."""
+    with shmbus.Publisher("side-read", "struct C { v: u32 }", key=key) as pub:
+        pub.publish({"v": 1})
+        sub = shmbus.Subscriber("side-read", key=key, wait=0)
+        waited = []
+        waiter = threading.Thread(target=lambda: waited.append(sub.wait(timeout=float("inf"))), daemon=True)
+        waiter.start()
+        assert _inside(waiter.ident, "_read_locked")
+        side = []
+
+        def read():
+            side.append(sub.latest()["value"])
+            side.append(sub.next())
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(60)
+        try:
+            assert not reader.is_alive(), "the other thread's read was still held up after 60 s"
+            assert waiter.is_alive() and not waited, waited
+        finally:
+            pub.publish({"v": 2})  # ends the wait (whatever happened above)
+            waiter.join(60)
+            reader.join(60)
+        # latest: frame 1; next: nothing published since the subscriber
+        # attached; the wait: frame 2.
+        assert side == [{"v": 1}, None], side
+        assert waited[0]["value"] == {"v": 2}, waited
+        sub.close()
+        pub.remove()
+
+
 def test_close_from_another_thread_ends_a_wait_promptly(key):
     """`close()` while another thread waits returns, and the wait raises
     `Closed`, without waiting for the wait's timeout: before, close()
