@@ -443,7 +443,8 @@ class Subscriber:
 
     Reads return a dict ``{"topic", "generation", "mono_ns", "real_ns",
     "age_ns", "missed", "value"}`` (``missed``: frames lost just before
-    this one by an in-order reader that fell behind the ring).
+    this one by an in-order reader that fell behind the ring, counted also
+    when a read in between raised).
     """
 
     def __init__(self, name, key=None, bus=None, schema=None, wait=5.0):
@@ -516,6 +517,12 @@ class Subscriber:
         # that reads it on the thread it interrupted raises Reentrant (the
         # interrupted read's text is in that thread's buffer).
         self._reading_in = set()
+        # Frames an in-order read lost (SHMBUS_MISSED) and has not yet
+        # reported: the next in-order frame returned carries them, also
+        # when the read that met them raised instead (the oldest frame
+        # left after an overrun is the one a publisher killed mid-write
+        # was overwriting: ReadError) or was interrupted.
+        self._missed = 0
         _subscribers.add(self)
 
     def _read(self, how, timeout=0.0):
@@ -538,7 +545,6 @@ class Subscriber:
             raise Closed(-3, "the subscriber of '%s' is closed" % self.topic)
         smp = _Sample()
         n = _sz()
-        missed = 0
         # A wait sleeps in the C library in slices of at most _WAIT_SLICE:
         # between two, Python runs its signal handlers (Ctrl-C raises
         # KeyboardInterrupt at once, not when the timeout ends) and another
@@ -566,11 +572,14 @@ class Subscriber:
                 continue
             if rc == MISSED:
                 # Frames lost; the next call returns the oldest one left.
-                missed += smp.missed
+                self._missed += smp.missed
                 continue
             if rc == NO_FRAME:
                 return None
             _check(rc)
+            missed = 0
+            if how in (_READ_NEXT, _READ_WAIT_NEXT):
+                missed, self._missed = self._missed, 0
             return {
                 "topic": self.topic,
                 "generation": smp.generation,
@@ -636,6 +645,7 @@ class Subscriber:
     def seek_oldest(self):
         """Make ``next()`` start at the oldest frame still in the ring."""
         _check(_sub_seek_oldest(self._live()))
+        self._missed = 0
 
     def status(self):
         """Staleness and liveness: generation, age_ns (None before the first

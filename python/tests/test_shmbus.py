@@ -755,6 +755,39 @@ def test_a_reader_shut_out_by_a_mode_change_gets_permission_denied(key):
     assert len(lines) == 3, lines
 
 
+def test_frames_lost_before_a_read_error_are_counted_in_the_next_frame(key):
+    """A reader more than a ring behind when its publisher is SIGKILLed mid-write: the
+    C library says first how many frames it lost (SHMBUS_MISSED), then that
+    the oldest frame left is lost too (the one being overwritten). Python
+    raised the ReadError and dropped the count: the frame after it said
+    `missed` 0, and the frames lost to the overrun were reported nowhere."""
+    decl = "struct T { seq: u32 }"
+    # One topic per kind of read: a torn slot stays torn.
+    other = next(conftest_keys)
+    try:
+        for how, k in (("next", key), ("wait", other)):
+            pub = shmbus.Publisher("lost-count", decl, key=k, slots=2)
+            with shmbus.Subscriber("lost-count", key=k, schema=decl, wait=0) as sub:
+                for seq in range(1, 7):
+                    pub.publish({"seq": seq})
+                pub.close()  # no publisher runs: as after the SIGKILL
+                # Frames 1..4 were overwritten; 5 is torn (its publisher was
+                # overwriting it with frame 7); 6 is whole.
+                _tear(k, 5)
+                read = sub.next if how == "next" else (lambda: sub.wait(timeout=10))
+                with pytest.raises(shmbus.ReadError, match="frame 5 of 'lost-count' is lost: its publisher died"):
+                    read()
+                got = read()
+                assert (got["value"]["seq"], got["missed"]) == (6, 4), (how, got)
+                if how == "next":
+                    assert sub.next() is None
+                else:
+                    with pytest.raises(shmbus.PublisherGone):
+                        sub.wait(timeout=10)
+    finally:
+        remove_key(other)
+
+
 def test_wait_for_publisher_returns_when_a_publisher_or_its_frames_come_back(key):
     """`wait_for_publisher()`, the one call after `PublisherGone`: it times
     out while nothing comes, returns "alive" when a publisher takes the
