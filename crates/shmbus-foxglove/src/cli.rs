@@ -38,6 +38,8 @@ pub struct FoxgloveArgs {
     #[arg(long, value_name = "HZ", value_parser = rate, allow_hyphen_values = true)]
     pub max_rate: Option<f64>,
     /// Limit one topic: NAME=HZ (repeatable; 0 lifts --max-rate for it).
+    /// A NAME no served topic has is refused (TOPICs all names) or warned
+    /// about.
     #[arg(long = "rate", value_name = "TOPIC=HZ", value_parser = topic_rate, allow_hyphen_values = true)]
     pub rates: Vec<(String, f64)>,
     /// KiB of frames queued per client before its oldest frames are dropped.
@@ -110,6 +112,10 @@ fn topic_rate(s: &str) -> Result<(String, f64), String> {
 /// appear; the reason on stderr. A named topic or key not there yet is
 /// waited for (served once it appears), with a warning.
 pub fn run(args: &FoxgloveArgs) -> ExitCode {
+    if let Err(e) = rates_name_served_topics(&args.topics, &args.rates) {
+        shmbus_toolbox::say!("shmbus: {e}");
+        return ExitCode::from(2);
+    }
     let mut cfg = args.config();
     cfg.topics = match crate::settle(&cfg.topics) {
         Ok(t) => t,
@@ -149,6 +155,9 @@ pub fn run(args: &FoxgloveArgs) -> ExitCode {
     if let Err(e) = stop::install() {
         shmbus_toolbox::say!("shmbus: {e}");
         return ExitCode::from(2);
+    }
+    for w in rates_matching_nothing(&args.rates, &server.topic_names()) {
+        shmbus_toolbox::say!("shmbus: warning: {w}");
     }
     let addr = server.local_addr();
     if !addr.ip().is_loopback() {
@@ -191,6 +200,64 @@ pub fn run(args: &FoxgloveArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// A `--rate NAME=HZ` applies to the topic named NAME only, and a name
+/// that no served topic has is a limit silently not applied (a typo on a
+/// weak board that needed it). When every TOPIC is a name, a rate for any
+/// other name can never apply: refused, with the names it may take.
+fn rates_name_served_topics(topics: &[Selector], rates: &[(String, f64)]) -> Result<(), String> {
+    let names: Vec<&str> = topics
+        .iter()
+        .map(|s| match s {
+            Selector::Name(n) => Some(n.as_str()),
+            _ => None,
+        })
+        .collect::<Option<_>>()
+        .unwrap_or_default();
+    if names.is_empty() {
+        return Ok(()); // every topic, or keys: names are known once served
+    }
+    for (name, hz) in rates {
+        if !names.contains(&name.as_str()) {
+            return Err(shmbus_toolbox::printable::printable(&format!(
+                "--rate {name}={hz}: '{name}' is not one of the topics to serve ({}), so the limit would never apply; write --rate with one of those names",
+                names.join(", ")
+            ))
+            .into_owned());
+        }
+    }
+    Ok(())
+}
+
+/// One warning for each `--rate` whose name no topic served now has
+/// (`served`: [`Server::topic_names`]): it applies only if such a topic
+/// appears, and a misspelt name would otherwise never be noticed.
+fn rates_matching_nothing(rates: &[(String, f64)], served: &[String]) -> Vec<String> {
+    const SHOWN: usize = 10;
+    let mut out = Vec::new();
+    for (i, (name, hz)) in rates.iter().enumerate() {
+        // Said once per name (the last --rate for a name is the one used).
+        if served.contains(name) || rates[i + 1..].iter().any(|(n, _)| n == name) {
+            continue;
+        }
+        let serving = if served.is_empty() {
+            "no topic is served now".to_string()
+        } else {
+            let mut s = served[..served.len().min(SHOWN)].join(", ");
+            if served.len() > SHOWN {
+                s.push_str(&format!(" and {} more", served.len() - SHOWN));
+            }
+            format!("serving {s}")
+        };
+        out.push(
+            shmbus_toolbox::printable::printable(&format!(
+                "--rate {name}={hz}: no topic named '{name}' is served ({serving}); the limit applies only if it appears: check the name with `shmbus list`"
+            ))
+            .into_owned(),
+        );
+    }
+    out
 }
 
 #[cfg(test)]

@@ -232,6 +232,20 @@ impl Server {
         self.topics.by_id.len()
     }
 
+    /// The topic names (as their segments carry them) of the topics
+    /// served now, sorted, each once: what a `--rate TOPIC=HZ` must name.
+    pub fn topic_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .topics
+            .by_id
+            .values()
+            .map(|t| t.segment().info().name.clone())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
     /// The topics named in [`Config::topics`] that were not served at the
     /// last scan, each with why.
     pub fn unserved(&self) -> &[Unserved] {
