@@ -40,13 +40,45 @@ impl fmt::Debug for Credentials {
 /// memory.
 pub const MAX_SECRET_FILE: u64 = 1 << 20;
 
+/// Why `path` cannot be read, with what to do. Permission denied names
+/// who the bridge runs as and who may read the file (or that a directory
+/// on its path bars the way): "Permission denied (os error 13)" alone left
+/// the one on call to find both, on a board where the bridge runs as its
+/// own service user and the file was written by root.
+fn cannot_read(what: &str, path: &Path, e: &std::io::Error) -> String {
+    let shown = path.display();
+    if e.kind() != std::io::ErrorKind::PermissionDenied {
+        return format!("cannot read the {what} {shown}: {e}");
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    let who = shmbus_toolbox::units::user(me);
+    match std::fs::metadata(path) {
+        Ok(m) => {
+            let gid = m.gid();
+            let group = match nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)) {
+                Ok(Some(g)) => format!("{} (gid {gid})", g.name),
+                _ => format!("gid {gid}"),
+            };
+            format!(
+                "cannot read the {what} {shown}: permission denied: the bridge runs as {who}, and the file belongs to {} and group {group} with mode {:04o}; let the bridge's user read it (`chown {} {shown}`, or `chgrp GROUP {shown}` and `chmod 640 {shown}` with a group of that user), or run the bridge as the file's owner",
+                shmbus_toolbox::units::user(m.uid()),
+                m.mode() & 0o7777,
+                shmbus_toolbox::units::user_name(me),
+            )
+        }
+        // The file itself cannot even be looked at: a directory on the way.
+        Err(_) => format!(
+            "cannot read the {what} {shown}: permission denied on a directory of its path: the bridge runs as {who}, which may not enter one of them; `namei -l {shown}` shows each directory's owner and mode"
+        ),
+    }
+}
+
 /// Read a regular file of at most [`MAX_SECRET_FILE`] bytes. Anything else
 /// (a FIFO, which would block the open; `/dev/zero`, which never ends; a
 /// directory) is refused before it is opened.
 pub fn read_bounded(path: &Path, what: &str) -> Result<Vec<u8>, String> {
     let shown = path.display();
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("cannot read the {what} {shown}: {e}"))?;
+    let meta = std::fs::metadata(path).map_err(|e| cannot_read(what, path, &e))?;
     if !meta.is_file() {
         return Err(format!("the {what} {shown} is not a file"));
     }
@@ -61,7 +93,7 @@ pub fn read_bounded(path: &Path, what: &str) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
     std::fs::File::open(path)
         .and_then(|f| f.take(MAX_SECRET_FILE + 1).read_to_end(&mut bytes))
-        .map_err(|e| format!("cannot read the {what} {shown}: {e}"))?;
+        .map_err(|e| cannot_read(what, path, &e))?;
     if bytes.len() as u64 > MAX_SECRET_FILE {
         return Err(too_big(bytes.len() as u64));
     }
@@ -71,8 +103,7 @@ pub fn read_bounded(path: &Path, what: &str) -> Result<Vec<u8>, String> {
 /// Read a secret file: refuse it if other users may read or write it.
 pub fn read_private(path: &Path, what: &str) -> Result<Vec<u8>, String> {
     let shown = path.display();
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("cannot read the {what} {shown}: {e}"))?;
+    let meta = std::fs::metadata(path).map_err(|e| cannot_read(what, path, &e))?;
     let mode = meta.mode() & 0o777;
     if meta.is_file() && mode & 0o007 != 0 {
         return Err(format!(

@@ -999,3 +999,99 @@ fn every_bridge_command_the_docs_show_has_the_options_they_give() {
         1,
     );
 }
+
+/// A credentials, CA, certificate or key file the bridge's user cannot read
+/// (written by root, mode 600, for a bridge that runs as its own service
+/// user; or behind a directory it may not enter) says who the bridge runs
+/// as, whose the file is, and how to let it in: it was "Permission denied
+/// (os error 13)" alone.
+#[test]
+fn a_secret_file_the_bridge_cannot_read_says_whose_it_is_and_the_fix() {
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!(
+            "needs root to run the bridge as another user; checked in CI, which runs as root"
+        );
+        return;
+    }
+    let t = Tmp::new("unreadable");
+    std::fs::set_permissions(t.0.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = t.write("lab.toml", CONFIG, 0o644);
+    let cred = t.write("bridge.cred", "username = \"u\"\npassword = \"p\"\n", 0o600);
+    let pem = t.write("ca.pem", "x", 0o600);
+    let shut = t.0.join("shut");
+    std::fs::create_dir(&shut).unwrap();
+    std::fs::set_permissions(&shut, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let hidden = shut.join("bridge.cred");
+    std::fs::write(&hidden, "username = \"u\"\npassword = \"p\"\n").unwrap();
+    std::fs::set_permissions(&hidden, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let hidden = hidden.display().to_string();
+    let file_fix = |what: &str, f: &str| {
+        vec![
+            format!("cannot read the {what} {f}: permission denied: the bridge runs as "),
+            "(uid 65534)".to_string(),
+            "and the file belongs to root (uid 0) and group ".to_string(),
+            "with mode 0600".to_string(),
+            format!("`chmod 640 {f}`"),
+        ]
+    };
+    let cases: Vec<(Vec<&str>, Vec<String>)> = vec![
+        (
+            vec!["h", "--config", &cfg, "--credentials", &cred, "--check"],
+            file_fix("credentials file", &cred),
+        ),
+        (
+            vec!["mqtts://h", "--config", &cfg, "--ca", &pem, "--check"],
+            file_fix("CA file", &pem),
+        ),
+        (
+            vec![
+                "mqtts://h",
+                "--config",
+                &cfg,
+                "--client-cert",
+                &pem,
+                "--client-key",
+                &pem,
+                "--check",
+            ],
+            file_fix("client certificate", &pem),
+        ),
+        (
+            vec!["h", "--config", &cfg, "--credentials", &hidden, "--check"],
+            vec![
+                format!(
+                    "cannot read the credentials file {hidden}: permission denied on a directory of its path"
+                ),
+                "(uid 65534)".to_string(),
+                format!("`namei -l {hidden}`"),
+            ],
+        ),
+    ];
+    for (args, words) in &cases {
+        let mut child = bridge_cmd()
+            .args(args)
+            .env_remove("SHMBUS_CONFIG")
+            .uid(65534)
+            .gid(65534)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = shmbus_testkit::exit_within(
+            &mut child,
+            Duration::from_secs(60),
+            "shmbus-bridge --check",
+        );
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert_eq!(status.code(), Some(2), "{args:?}: {err}");
+        for w in words {
+            assert!(
+                err.contains(w.as_str()),
+                "{args:?}: expected '{w}' in:\n{err}"
+            );
+        }
+    }
+}
