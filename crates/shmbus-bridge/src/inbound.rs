@@ -24,7 +24,9 @@
 //! it affects (one check after each publish), created again, and the
 //! message published on it; each time is counted (`recreated`,
 //! `in.recreated`). So is its publisher lock removed alone (`ipcrm -s`),
-//! which the bridge takes again at once.
+//! which the bridge takes again at once. Between messages the run looks
+//! every [`WATCH_INTERVAL`] ([`Inbound::watch`]): a removed topic is
+//! created again then, and the broker asked for its retained value anew.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -43,6 +45,10 @@ use crate::stats::Stats;
 
 /// How often a refused or failed open is tried again.
 const REOPEN: Duration = Duration::from_secs(1);
+
+/// How often the run calls [`Inbound::watch`]: a local topic removed
+/// under the bridge, or its lock, is back within this.
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// One `[[bridge.in]]` at run time.
 struct Route {
@@ -89,6 +95,10 @@ pub struct Inbound {
     stats: Arc<Stats>,
     /// A message on a topic no route takes was named on stderr.
     warned_unmatched: bool,
+    /// [`Inbound::watch`] created a local topic again: the engine is to
+    /// subscribe again, so the broker sends its retained messages (the
+    /// current value) anew ([`Inbound::take_resubscribe`]).
+    resubscribe: bool,
 }
 
 impl Inbound {
@@ -148,6 +158,7 @@ impl Inbound {
             outbox,
             stats,
             warned_unmatched: false,
+            resubscribe: false,
         };
         for i in 0..inbound.routes.len() {
             inbound.report(i);
@@ -184,6 +195,51 @@ impl Inbound {
                 }
             }
         }
+    }
+
+    /// Look after every open local topic; the run calls this every
+    /// [`WATCH_INTERVAL`]. A topic removed under the bridge (`shmbus rm
+    /// --force`, `ipcrm -M`, systemd-logind's `RemoveIPC`) is created again
+    /// at once, as at the start, so local subscribers find it; its publisher
+    /// lock removed alone (`ipcrm -s`) is taken again. Each is counted in
+    /// `recreated`. Both used to wait for the next broker message, which
+    /// may come hours later: until then the topic was gone (or had no
+    /// publisher, and a second one could start), though the docs promised
+    /// a new lock within half a second.
+    ///
+    /// A topic created again is empty: its value went with the old
+    /// segment. The engine then subscribes again
+    /// ([`Inbound::take_resubscribe`]), and the broker sends its retained
+    /// message (the sender's current value, if it retains it) anew, which
+    /// is published on the new segment; nothing that was not retained is
+    /// repeated.
+    pub fn watch(&mut self) {
+        for i in 0..self.routes.len() {
+            let before = self.summary(i);
+            let r = &mut self.routes[i];
+            if drop_if_removed(r) {
+                // The frame it held is gone: a retained copy is news now.
+                r.last_frame = None;
+                r.recreated += 1;
+                self.stats.in_recreated.fetch_add(1, Ordering::Relaxed);
+                open(r);
+                self.resubscribe = true;
+            } else if relock_if_lock_removed(r) {
+                r.recreated += 1;
+                self.stats.in_recreated.fetch_add(1, Ordering::Relaxed);
+            }
+            if self.summary(i) != before {
+                self.report(i);
+            }
+        }
+    }
+
+    /// True once after [`Inbound::watch`] created a local topic again: the
+    /// engine subscribes to [`Inbound::subscriptions`] again, so the broker
+    /// sends the retained messages anew (copies of frames the topics still
+    /// hold are `replayed`, not published again).
+    pub fn take_resubscribe(&mut self) -> bool {
+        std::mem::take(&mut self.resubscribe)
     }
 
     /// The broker topics to subscribe to.

@@ -592,6 +592,11 @@ fn connection_loop(
             // The request channel may be full of frames: then try again
             // a second later rather than lose the subscriptions.
             if client.try_subscribe_many(subscriptions.clone()).is_ok() {
+                // This subscription brings the retained messages too.
+                core.inbound
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take_resubscribe();
                 subscribed = true;
                 paused_until = None;
                 core.inbound
@@ -605,6 +610,23 @@ fn connection_loop(
                 paused_until = Some(Instant::now() + Duration::from_secs(1));
             }
         }
+        // A [[bridge.in]] topic created again (`Inbound::watch`) lost its
+        // value: subscribe again, and the broker sends its retained
+        // messages anew (the SUBACK answers for every route, as at a
+        // connect). Not while paused: the pause's end subscribes anyway.
+        if connected
+            && subscribed
+            && paused_until.is_none()
+            && core
+                .inbound
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take_resubscribe()
+            && client.try_subscribe_many(subscriptions.clone()).is_err()
+        {
+            // The request channel is full: a second later, as after a pause.
+            paused_until = Some(Instant::now() + Duration::from_secs(1));
+        }
         match event {
             Ok(Event::Incoming(Incoming::ConnAck(_))) => {
                 core.stats.connections.fetch_add(1, Ordering::Relaxed);
@@ -612,6 +634,11 @@ fn connection_loop(
                 connected = true;
                 up_since = Some(Instant::now());
                 if !subscriptions.is_empty() && paused_until.is_none() {
+                    // This subscription brings the retained messages too.
+                    core.inbound
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .take_resubscribe();
                     if client.try_subscribe_many(subscriptions.clone()).is_ok() {
                         subscribed = true;
                     } else {

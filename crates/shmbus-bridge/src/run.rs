@@ -137,6 +137,7 @@ fn serve(
             Box::new(move || {
                 let start = Instant::now();
                 let mut next_stats = start + interval.unwrap_or(Duration::MAX / 4);
+                let mut next_watch = start + crate::inbound::WATCH_INTERVAL;
                 let mut draining: Option<Instant> = None;
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(50));
@@ -153,6 +154,13 @@ fn serve(
                         if (read && outbox.is_empty()) || !connected || now - t >= DRAIN {
                             stop.store(true, Ordering::Relaxed);
                         }
+                    }
+                    // The [[bridge.in]] topics: one removed under the
+                    // bridge, or its lock, is back within WATCH_INTERVAL,
+                    // not at the next broker message.
+                    if now >= next_watch && draining.is_none() {
+                        next_watch = now + crate::inbound::WATCH_INTERVAL;
+                        inbound.lock().unwrap_or_else(|p| p.into_inner()).watch();
                     }
                     if now >= next_stats {
                         next_stats = now + interval.unwrap_or(Duration::MAX / 4);

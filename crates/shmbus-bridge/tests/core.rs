@@ -1105,3 +1105,58 @@ fn an_empty_message_clears_the_retained_value_and_is_not_a_bad_payload() {
         );
     }
 }
+
+/// A local topic removed under the bridge between broker messages (`shmbus
+/// rm --force`, `ipcrm -M`, systemd-logind's `RemoveIPC`) came back only
+/// with the next message, which may come hours later; its lock removed
+/// alone (`ipcrm -s`) likewise, though the docs promised a new lock within
+/// half a second. The watch (every 500 ms in a run) creates the topic again
+/// at once and asks for the broker's retained value anew, which is then
+/// published on the new segment; a lock alone is taken again.
+#[test]
+fn a_local_topic_removed_between_messages_is_created_again_by_the_watch() {
+    let k = key();
+    let _g = Guard(k);
+    let (mut i, outbox, stats) = inbound("core/watch", k, SAMPLE_TEXT, InFormat::Json);
+    i.open_all();
+    let msg = br#"{"seq":1,"level":0.5,"ok":true}"#;
+    i.handle_message("g/core/watch", msg, true);
+    // Nothing to do while the topic is as the bridge left it.
+    i.watch();
+    assert!(!i.take_resubscribe());
+    let me = shmbus_core::PublisherStatus::Alive {
+        pid: std::process::id() as i32,
+    };
+    let old = shmbus_core::sys::shmget(k, 0, 0).expect("the topic's segment");
+    shmbus_testkit::remove_key(k); // segment and lock, as `shmbus rm --force`
+    assert!(shmbus_core::sys::shmget(k, 0, 0).is_err());
+    i.watch();
+    let new = shmbus_core::sys::shmget(k, 0, 0).expect("the topic created again");
+    assert_ne!(new, old);
+    assert_eq!(shmbus_core::lock::publisher_status(k), me);
+    assert_eq!(report(&outbox, "core/watch")["recreated"], 1);
+    // The engine is asked to subscribe again, once; the broker's retained
+    // copy of the value is news for the new segment, and published on it.
+    assert!(i.take_resubscribe());
+    assert!(!i.take_resubscribe());
+    i.handle_message("g/core/watch", msg, true);
+    let mut s = shmbus_sub::Subscriber::<Sample>::attach(&Topic::new("core/watch").key(k))
+        .expect("attach the new segment");
+    assert_eq!(s.latest().unwrap().expect("a frame").value.seq, 1);
+    assert_eq!(
+        (
+            stats.in_published.load(Ordering::Relaxed),
+            stats.in_replayed.load(Ordering::Relaxed)
+        ),
+        (2, 0)
+    );
+    // Its lock alone: taken again, on the same segment, which keeps its
+    // frame (nothing to ask the broker for).
+    assert!(shmbus_core::lock::remove_lock(k).expect("remove the lock"));
+    i.watch();
+    assert_eq!(shmbus_core::lock::publisher_status(k), me);
+    assert_eq!(shmbus_core::sys::shmget(k, 0, 0).ok(), Some(new));
+    assert!(!i.take_resubscribe());
+    assert_eq!(stats.in_recreated.load(Ordering::Relaxed), 2);
+    assert_eq!(report(&outbox, "core/watch")["recreated"], 2);
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{Board, Broker, Dir, LONG, SHORT, mqtt_pub, retained};
+use crate::harness::{Board, Broker, Dir, LONG, SHORT, args, mqtt_pub, on_board, retained};
 use crate::{KEY, TICK_TEXT, config_b, wait_retained};
 
 const SETPOINT: &str = "struct Setpoint { speed: f32, mode: u8, label: heapless::String<8> }";
@@ -214,4 +214,70 @@ fn an_oversized_retained_inbound_message_does_not_take_the_link_down() {
     );
     let (st, _) = b.bridge().stop(SHORT);
     assert!(st.success());
+}
+
+/// A `[[bridge.in]]` topic removed on the board between broker messages
+/// (`shmbus rm --force`, systemd-logind's `RemoveIPC`), segment and lock,
+/// is created again within about half a second, and the ground station's
+/// retained value is published on it again, with no new message from the
+/// ground: it used to stay gone until the next one.
+#[test]
+fn a_removed_inbound_topic_comes_back_with_the_retained_value() {
+    let dir = Dir::new("inbound-removed");
+    let broker = Broker::start(&dir, "broker", "");
+    let t = "ground/b/setpoint";
+    mqtt_pub(
+        broker.port,
+        t,
+        br#"{"speed":2.5,"mode":3,"label":"kept"}"#,
+        true,
+    );
+    let cfg = dir.write(
+        "b.toml",
+        &format!(
+            "[[topic]]\nname = \"setpoint\"\nkey = {KEY}\n\n[bridge]\nboard_id = \"b\"\nstats_interval_s = 1\n\n[[bridge.in]]\nfrom = \"{t}\"\ntopic = \"setpoint\"\nschema = \"{SETPOINT}\"\n"
+        ),
+        0o644,
+    );
+    let mut b = Board::new("b");
+    b.start_bridge(&broker.url(), &cfg, &[])
+        .wait_line("subscribed to 1 broker topic", LONG);
+    wait_retained(
+        broker.port,
+        "shmbus/b/$in/setpoint",
+        |s| json(s)["published"] == 1,
+        SHORT,
+    );
+    // Both objects at the key, as `shmbus rm --force` removes them.
+    let pid = b.bridge().pid();
+    for what in ["-M", "-S"] {
+        let st = on_board(pid, &args(&["ipcrm", what, KEY]))
+            .status()
+            .expect("ipcrm");
+        assert!(st.success(), "ipcrm {what} {KEY}");
+    }
+    let report = json(&wait_retained(
+        broker.port,
+        "shmbus/b/$in/setpoint",
+        |s| json(s)["published"] == 2,
+        SHORT,
+    ));
+    assert_eq!(
+        (
+            report["state"].as_str(),
+            report["recreated"].as_u64(),
+            report["received"].as_u64()
+        ),
+        (Some("publishing"), Some(1), Some(2)),
+        "{report}"
+    );
+    // The segment is there again at the key (its frame: the core test).
+    let ipcs = on_board(pid, &args(&["ipcs", "-m"]))
+        .output()
+        .expect("ipcs");
+    let ipcs = String::from_utf8_lossy(&ipcs.stdout).into_owned();
+    assert!(ipcs.contains(KEY), "{ipcs}");
+    let (st, stats) = b.bridge().stop(SHORT);
+    assert!(st.success());
+    assert_eq!(stats["in"]["recreated"].as_u64(), Some(1), "{stats}");
 }
