@@ -172,8 +172,10 @@ pub struct Summary {
     pub dropped_frames: u64,
     /// Messages clients published on the bus.
     pub published: u64,
-    /// Per topic still served at the end: name, frames read, frames the
-    /// server missed, frames that did not decode.
+    /// Per topic served during the run: name, frames read, frames the
+    /// server missed, frames that did not decode. The topics still served
+    /// at the end come first; a topic that went (removed, or recreated by
+    /// its restarted publisher) keeps its counts, added up under its name.
     pub topics: Vec<(String, u64, u64, u64)>,
     /// Turns of the server loop (one `poll` each): about 1 per second
     /// idle, 100 per second while a topic is subscribed, plus one per

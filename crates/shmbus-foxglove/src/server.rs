@@ -352,13 +352,26 @@ impl Server {
             }
         }
         self.housekeeping(sys::monotonic_ns());
-        self.summary.topics = self
+        let mut topics: Vec<(String, u64, u64, u64)> = self
             .topics
             .channels()
             .iter()
             .filter_map(|c| self.topics.by_id.get(&c.id))
             .map(|t| (t.name().to_string(), t.frames, t.missed, t.undecodable))
             .collect();
+        // Topics that went, or whose publisher came back on a new segment:
+        // their counts stay in the summary, under their name.
+        for (name, (frames, missed, bad)) in std::mem::take(&mut self.topics.gone) {
+            match topics.iter_mut().find(|t| t.0 == name) {
+                Some(t) => {
+                    t.1 += frames;
+                    t.2 += missed;
+                    t.3 += bad;
+                }
+                None => topics.push((name, frames, missed, bad)),
+            }
+        }
+        self.summary.topics = topics;
         self.summary
     }
 

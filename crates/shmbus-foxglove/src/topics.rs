@@ -30,7 +30,7 @@
 //! receive it. A topic with a rate limit is read latest-value instead: at
 //! most one frame per interval, the newest.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use shmbus_codec::Codec;
@@ -476,6 +476,13 @@ pub struct Topics {
     /// Effective uid (whose segments are trusted under a name).
     me: u32,
     next_id: u32,
+    /// The counters of channels that went (removed, or their segment
+    /// replaced by a restarted publisher), added up by channel name: frames
+    /// read, missed, undecodable. The run's summary adds them to the
+    /// topics still served, so a topic whose publisher crashed and came
+    /// back keeps what it counted before (what was missed at the crash
+    /// above all). One entry per name.
+    pub gone: BTreeMap<String, (u64, u64, u64)>,
     /// JSON of the frames of the last poll.
     pub json: Vec<u8>,
     /// The frames of the last poll.
@@ -512,6 +519,7 @@ impl Topics {
             pass: None,
             me: nix::unistd::geteuid().as_raw(),
             next_id: 1,
+            gone: BTreeMap::new(),
             json: Vec::new(),
             frames: Vec::new(),
             scratch: Vec::new(),
@@ -617,6 +625,10 @@ impl Topics {
             if let Some(mut t) = self.by_id.remove(&id) {
                 // Still attached, so still readable after its removal.
                 t.last_read(&mut self.json, &mut self.frames, &mut self.scratch);
+                let c = self.gone.entry(t.name().to_string()).or_default();
+                c.0 += t.frames;
+                c.1 += t.missed;
+                c.2 += t.undecodable;
                 if t.status.is_some() {
                     r.statuses_gone.push(status_id(t.name()));
                 }
