@@ -73,6 +73,15 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const RESCAN_EVERY: Duration = Duration::from_secs(1);
 /// Target uncompressed chunk size.
 const CHUNK_SIZE: u64 = 256 * 1024;
+/// How long the writer waits for every topic's backlog before it writes
+/// them merged in publish order (`--backlog`; `Recorder::merge_backlogs`).
+/// A reader sends its backlog at once, or after at most one 200 ms wait
+/// for an empty ring.
+const BACKLOG_WAIT: Duration = Duration::from_secs(5);
+
+/// At most this many bytes of backlog frames are held to be merged.
+const BACKLOG_HOLD_BYTES: usize = 64 << 20;
+
 /// A reader sends its batch when it holds this many entries, even if more
 /// frames are waiting; one drain reads at most this many times.
 pub const MAX_BATCH: usize = 256;
@@ -364,6 +373,10 @@ struct Batch {
     /// stderr, so that a recording whose sensor crashed does not only
     /// read as a rate that went to zero.
     publisher: Option<bool>,
+    /// The last batch of the backlog this reader found at the start
+    /// (`--backlog`): sent even if empty, so the writer knows when it
+    /// holds every topic's backlog ([`Recorder::merge_backlogs`]).
+    backlog_done: bool,
 }
 
 /// The writer's view of one recorded topic.
@@ -1250,11 +1263,12 @@ impl Recorder {
             None => None,
         };
         let idx = self.topics.len();
+        let backlog = start == Start::Backlog;
         let tx = tx.clone();
         let quit = self.quit.clone();
         let thread = match std::thread::Builder::new()
             .name(format!("rec-{}", meta.name))
-            .spawn(move || read_topic(idx, sub, overwritten, &tx, &quit))
+            .spawn(move || read_topic(idx, sub, overwritten, backlog, &tx, &quit))
         {
             Ok(t) => Some(t),
             Err(e) => {
@@ -1300,6 +1314,9 @@ impl Recorder {
         };
         let (mut last_flush, mut last_scan, mut last_progress) = (start, start, start);
         let mut last_frames = 0;
+        if self.backlog {
+            self.merge_backlogs(rx)?;
+        }
         loop {
             if stop::requested() || deadline.is_some_and(|d| Instant::now() >= d) {
                 break;
@@ -1366,11 +1383,80 @@ impl Recorder {
         Ok(())
     }
 
+    /// With `--backlog`: take every topic's backlog before writing any of
+    /// it, and write their frames merged in publish order (`CLOCK_MONOTONIC`
+    /// stamps). Each reader sends its topic's backlog as one batch or a few,
+    /// so written as they came, one topic's whole backlog (up to the ring's
+    /// span: a minute of a 1 Hz topic) went into the file before another's,
+    /// and replay, which publishes in file order, sent the older frames of
+    /// the second topic at once, out of order. Bounded: it waits for each
+    /// reader's last backlog batch at most [`BACKLOG_WAIT`] (and not past a
+    /// stop; a `--duration` shorter than that still gets the backlog, as it
+    /// did) and holds at most [`BACKLOG_HOLD_BYTES`] of frames; whatever
+    /// comes after that is written as it comes.
+    fn merge_backlogs(&mut self, rx: &Receiver<Batch>) -> Result<(), mcap::McapError> {
+        let mut waiting: HashSet<usize> = (self.topics.iter().enumerate())
+            .filter(|(_, t)| t.thread.is_some())
+            .map(|(i, _)| i)
+            .collect();
+        let give_up = Instant::now() + BACKLOG_WAIT;
+        let mut held: Vec<Batch> = Vec::new();
+        let mut bytes = 0;
+        while !waiting.is_empty() && bytes < BACKLOG_HOLD_BYTES {
+            let now = Instant::now();
+            if stop::requested() || now >= give_up {
+                break;
+            }
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(b) => {
+                    if b.backlog_done || b.ended.is_some() {
+                        waiting.remove(&b.topic);
+                    }
+                    bytes += b.bytes.len();
+                    held.push(b);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        // Each batch is in publish order, and a topic's later batches are
+        // newer than its earlier ones: take the oldest head each time. A
+        // missed-frames report goes out before the frame it precedes.
+        let mut next = vec![0; held.len()];
+        loop {
+            let head = |i: usize, b: &Batch| match b.items.get(next[i])? {
+                Item::Frame(m, ..) => Some(m.mono_ns),
+                Item::Missed(..) => Some(0),
+            };
+            let Some((_, i)) = (held.iter().enumerate())
+                .filter_map(|(i, b)| head(i, b).map(|t| (t, i)))
+                .min()
+            else {
+                break;
+            };
+            self.write_item(&held[i], next[i])?;
+            next[i] += 1;
+        }
+        for b in held {
+            self.batch_written(b);
+        }
+        Ok(())
+    }
+
     fn write_batch(&mut self, b: Batch) -> Result<(), mcap::McapError> {
-        let Some(t) = self.topics.get_mut(b.topic) else {
+        for i in 0..b.items.len() {
+            self.write_item(&b, i)?;
+        }
+        self.batch_written(b);
+        Ok(())
+    }
+
+    /// Write item `i` of batch `b`.
+    fn write_item(&mut self, b: &Batch, i: usize) -> Result<(), mcap::McapError> {
+        let (Some(t), Some(item)) = (self.topics.get_mut(b.topic), b.items.get(i)) else {
             return Ok(());
         };
-        for item in &b.items {
+        {
             match *item {
                 Item::Frame(meta, s, e) => {
                     let data = &b.bytes[s..e];
@@ -1427,6 +1513,16 @@ impl Recorder {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// What batch `b` says besides its items (corrupt or torn frames, the
+    /// publisher stopped or back, the reader's end), once its items are
+    /// written.
+    fn batch_written(&mut self, b: Batch) {
+        let Some(t) = self.topics.get_mut(b.topic) else {
+            return;
+        };
         if let Some(g) = b.corrupt {
             let name = &t.meta.name;
             self.notes.note("corrupt", "corrupt frames skipped", || {
@@ -1465,7 +1561,6 @@ impl Recorder {
             // shmid), which the next scan finds if it is to be recorded.
             shmbus_toolbox::say!("shmbus: topic '{}' stopped: {why}", t.meta.name);
         }
-        Ok(())
     }
 }
 
@@ -1535,14 +1630,17 @@ enum Start {
 /// write before anything else (the frames a topic found while recording
 /// lost before it was found); it starts the first batch, so a loss right
 /// after it merges into it, and it does not count as the reader falling
-/// behind ([`Pace`]).
+/// behind ([`Pace`]). `backlog`: the reader starts at the oldest frame in
+/// the ring, and marks the batch that ends that backlog (`backlog_done`).
 fn read_topic(
     idx: usize,
     mut sub: RawSubscriber,
     mut overwritten: Option<Item>,
+    backlog: bool,
     tx: &SyncSender<Batch>,
     quit: &AtomicBool,
 ) {
+    let mut backlog_pending = backlog;
     let mut frame = Vec::new();
     let mut pace = Pace::new(sub.info().geometry.slot_count);
     // Said once when the publisher is found gone, and again when frames
@@ -1558,6 +1656,7 @@ fn read_topic(
             corrupt: None,
             torn: None,
             publisher: None,
+            backlog_done: false,
         };
         let seeded = usize::from(overwritten.is_some());
         batch.items.extend(overwritten.take());
@@ -1644,7 +1743,14 @@ fn read_topic(
             || batch.torn.is_some();
         pace.observe(batch.items.get(seeded..).unwrap_or_default());
         batch.ended = ended;
-        if (!batch.items.is_empty() || done || batch.publisher.is_some()) && tx.send(batch).is_err()
+        // The backlog ends with the first drain that did not stop at a
+        // batch's bounds (or with the reader's end).
+        if backlog_pending && (!full || done) {
+            backlog_pending = false;
+            batch.backlog_done = true;
+        }
+        if (!batch.items.is_empty() || done || batch.publisher.is_some() || batch.backlog_done)
+            && tx.send(batch).is_err()
         {
             return;
         }

@@ -14,7 +14,8 @@
 //! timestamps (the recorded ones belong to another boot). The recorder
 //! writes frames of different topics in batches, so a frame can be a few
 //! milliseconds out of global order in the file; it is then published at
-//! once.
+//! once. (The backlogs of `record --backlog` are written merged in
+//! publish order.)
 //!
 //! A topic that was removed and recreated while it was recorded has two
 //! lossless channels with one name and key. Of the same shape, both are

@@ -2877,3 +2877,50 @@ fn a_replay_stopped_before_a_topics_first_frame_removes_that_topic() {
         .expect("the early topic stays");
     assert_eq!(s.latest().unwrap().map(|f| f.value.seq), Some(1));
 }
+
+/// `--backlog` of several topics writes their backlogs merged in publish
+/// order. Each reader sends its topic's backlog as one batch, and they
+/// were written as they came: one topic's whole backlog, then the
+/// other's, so the file went back in time between them, and replay
+/// (which publishes in file order) sent the second topic's older frames
+/// at once, out of order, and without the pauses between them.
+#[test]
+fn a_backlog_of_several_topics_is_written_in_publish_order() {
+    watchdog("backlog-order", Duration::from_secs(120));
+    let (a, _ga) = unique_topic("backlog-order-a");
+    let (b, _gb) = unique_topic("backlog-order-b");
+    let (mono, real) = (
+        shmbus_core::sys::monotonic_ns(),
+        shmbus_core::sys::realtime_ns(),
+    );
+    let ms = 1_000_000;
+    let mut pa = Publisher::<Check>::open(&a).unwrap();
+    let mut pb = Publisher::<Check>::open(&b).unwrap();
+    // Interleaved in time: a at 0, 20, 40 ms; b at 10, 30, 50 ms.
+    for i in 0..3u64 {
+        let (ta, tb) = (20 * i * ms, (20 * i + 10) * ms);
+        pa.publish_at(&Check::new(i), mono + ta, real + ta).unwrap();
+        pb.publish_at(&Check::new(i), mono + tb, real + tb).unwrap();
+    }
+    drop((pa, pb));
+    let file = TempFile::new("backlog-order");
+    let (ka, kb) = (a.key.to_string(), b.key.to_string());
+    record_backlog_of(&[&ka, &kb], file.path());
+    let bytes = read_file(file.path());
+    let order: Vec<(String, u64)> = mcap::MessageStream::new(&bytes)
+        .unwrap()
+        .map(|m| m.unwrap())
+        .filter(|m| role(&m.channel) == "lossless")
+        .map(|m| {
+            let name = m.channel.topic.trim_end_matches("#postcard").to_string();
+            (name, (m.publish_time - mono) / ms)
+        })
+        .collect();
+    let expected: Vec<(String, u64)> = (0..6)
+        .map(|i| {
+            let t = if i % 2 == 0 { &a } else { &b };
+            (t.name.clone(), 10 * i)
+        })
+        .collect();
+    assert_eq!(order, expected, "frames in file order (topic, ms)");
+}
