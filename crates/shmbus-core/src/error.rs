@@ -428,7 +428,8 @@ impl fmt::Display for OpenError {
                 found,
             } => write!(
                 f,
-                "topic '{topic}' at key {} carries frames of another type (schema {found:016x}, expected {expected:016x}); check the message type, or `shmbus info {topic}`",
+                "topic '{topic}' at key {} carries frames of another type (schema {found:016x}, expected {expected:016x}); check the message type, or `shmbus info {topic}`; if a publisher's new type is meant to replace the old one, remove the old topic first (`shmbus rm {}`; its subscribers see it removed) and open it again",
+                Key(*key),
                 Key(*key)
             ),
             OpenError::NameMismatch {

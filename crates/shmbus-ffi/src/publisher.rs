@@ -174,31 +174,11 @@ pub unsafe extern "C" fn shmbus_publisher_open_config(
     })
 }
 
-/// The code and message of a publisher's open error. A topic of another
-/// type is, for a publisher, most often the old type's topic after the
-/// program was changed: the message says how to make room for the new one
-/// (the shared message only says to check the type, which is right for a
-/// subscriber). Was documented as `SHMBUS_ERR_OPEN`; it is and stays
-/// `SHMBUS_ERR_SCHEMA_MISMATCH`.
-fn publisher_open_error(e: shmbus_core::OpenError) -> Error {
-    let key = match &e {
-        shmbus_core::OpenError::SchemaMismatch { key, .. } => Some(*key as u32),
-        _ => None,
-    };
-    let mut err = topic::open_error(e);
-    if let Some(key) = key {
-        err.message.push_str(&format!(
-            "; if this publisher's type is meant to replace the old one, remove the old topic first (`shmbus rm {key:#010x}`; its subscribers see it removed) and open it again"
-        ));
-    }
-    err
-}
-
 /// Open `topic` for frames of `schema` (both entry points).
 fn open(topic: &shmbus_core::Topic, schema: shmbus_schema) -> Result<shmbus_publisher> {
     let schema = schema::get(schema)?;
     let capacity = schema.max_size()?.max(1);
-    let raw = RawPublisher::open(topic, &schema.bytes, capacity).map_err(publisher_open_error)?;
+    let raw = RawPublisher::open(topic, &schema.bytes, capacity).map_err(topic::open_error)?;
     let (created, shmid) = (raw.created(), raw.shmid());
     // If no handle can be made (the table is full), a topic this call
     // created is removed again: a failed open leaves nothing behind.
