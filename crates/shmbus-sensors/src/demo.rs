@@ -6,6 +6,12 @@
 //!    `--config FILE`. Topics whose keys are derived move to the bus
 //!    `<bus>-<pid>`, so two demos (or a demo and a board's own bus) never
 //!    share a key; explicit keys stay as written.
+//!    Before its sensors start, it removes what earlier demos of that bus
+//!    left when they were killed together with their sensors (SIGKILL to
+//!    the whole group): topics of this user at `<bus>-<P>` keys whose demo
+//!    pid P is dead (no process, or one started after the topic was made),
+//!    that nobody has attached and whose lock is free,
+//!    and says so in its notes.
 //! 2. Starts one process per topic that names a known `publisher`, through
 //!    the launcher it is given (`shmbus __sensor NAME ...` for the CLI),
 //!    with `--bus`, `--topic` and `--parent <demo pid>` (a sensor exits when
@@ -567,9 +573,25 @@ pub fn run(
         ),
     };
     let bus = demo_bus(&config.bus, pid);
+    let sensor_topics: Vec<&str> = config
+        .topics
+        .iter()
+        .filter(|t| {
+            t.key_derived
+                && t.publisher
+                    .as_deref()
+                    .and_then(SensorKind::from_name)
+                    .is_some()
+        })
+        .map(|t| t.name.as_str())
+        .collect();
+    let earlier = remove_dead_demos(&config.bus, &sensor_topics, pid);
     config.rebus(&bus).map_err(|e| e.to_string())?;
 
     let notes = Arc::new(Mutex::new(Notes::default()));
+    for note in earlier {
+        lock_notes(&notes).push(note);
+    }
     let quit = Arc::new(AtomicBool::new(false));
     let mut entries = Vec::new();
     let mut threads = Vec::new();
@@ -1017,6 +1039,207 @@ fn remove_stale(tc: &TopicConfig) -> Option<String> {
     ))
 }
 
+/// The largest pid Linux gives (`PID_MAX_LIMIT` on 64-bit machines).
+const PID_MAX_LIMIT: u32 = 4_194_304;
+
+/// How many pids before its sensor's pid a demo's pid may be: the demo
+/// starts its sensors right after it starts, so only the forks of other
+/// programs in those milliseconds come between.
+const SENSOR_PID_WINDOW: u32 = 4096;
+
+/// How much later than a topic's creation a process must have started to
+/// be surely not the demo that created it (clock ticks, `btime` in whole
+/// seconds).
+const STARTED_AFTER_MARGIN_S: u64 = 2;
+
+/// A segment that may be a topic a dead demo left.
+struct Left {
+    shmid: i32,
+    key: i32,
+    name: String,
+    created_s: u64,
+}
+
+/// Remove the topics that earlier demos of this config's bus left behind,
+/// before this demo (pid `me`) starts its sensors; `topics`: the names of
+/// the config's sensor topics with derived keys. Returns what to say, one
+/// line per topic removed.
+///
+/// A demo killed together with its sensors (SIGKILL to the whole group, an
+/// OOM kill of their cgroup) cannot clean up, and its topics, locked in
+/// RAM, stayed until `shmbus rm`: [`remove_stale`] removes them only when
+/// the next demo happens to have the same pid. Here the topics of a demo
+/// pid P go when all of this holds, else they stay:
+/// - this user created each segment, and nobody has it attached (no
+///   publisher, no demo watching it, no `shmbus echo`), and its publisher
+///   lock is not held;
+/// - each is a shmbus topic whose header carries one of `topics`, at the
+///   key that name derives to on the bus `<bus>-<P>`, and P is at most
+///   [`SENSOR_PID_WINDOW`] pids before the pid that created the segment
+///   (the demo's sensor, started right after the demo);
+/// - at least two of the demo's topics are there for P (all of them, if
+///   the config has one): a demo leaves every sensor's topic, and two
+///   24-bit keys matching one pid by chance do not happen, so a stopped
+///   publisher's own topic of the same name is never taken for a demo's;
+/// - every pid P that fits (in the window, keys collide) is dead: no such
+///   process, or one that started after the topic was made (the pid was
+///   reused by a later process, which cannot be the demo that made it). A
+///   live process that may be that demo leaves it.
+///
+/// The lock goes with it only if this user made it, through core's
+/// `lock::remove_lock` (which leaves another program's semaphore set).
+fn remove_dead_demos(bus: &str, topics: &[&str], me: u32) -> Vec<String> {
+    let uid = nix::unistd::geteuid().as_raw();
+    let Ok(all) = sysvipc::segments() else {
+        return Vec::new();
+    };
+    let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(PID_MAX_LIMIT)
+        .clamp(2, PID_MAX_LIMIT);
+    // By demo pid: the segments that could be that demo's topics, and
+    // whether every pid that fits one of them is gone.
+    let mut by_pid: std::collections::BTreeMap<u32, Vec<Left>> = Default::default();
+    let mut alive_fits = std::collections::BTreeSet::new();
+    for e in &all {
+        let key = e.key();
+        if e.creator_uid() != uid || (key as u32) >> 24 != 0x53 || e.get("nattch") != Some(0) {
+            continue;
+        }
+        let Some(cpid) = e.get("cpid").and_then(|c| u32::try_from(c).ok()) else {
+            continue;
+        };
+        let Ok(seg) = shmbus_core::Segment::attach_shmid(e.id(), key) else {
+            continue;
+        };
+        let info = seg.info();
+        if !topics.contains(&info.name.as_str()) {
+            continue;
+        }
+        let created_s = info.created_real_ns / 1_000_000_000;
+        let fits = demo_pids_before(bus, &info.name, key, cpid, pid_max);
+        if fits.is_empty() {
+            continue;
+        }
+        let gone = fits.iter().all(|&p| p != me && demo_gone(p, created_s));
+        for &p in &fits {
+            if !gone {
+                alive_fits.insert(p);
+            }
+            by_pid.entry(p).or_default().push(Left {
+                shmid: e.id(),
+                key,
+                name: info.name.clone(),
+                created_s,
+            });
+        }
+    }
+    let need = topics.len().min(2);
+    let mut said = Vec::new();
+    for (p, left) in by_pid {
+        if alive_fits.contains(&p) || left.len() < need {
+            continue;
+        }
+        for l in left {
+            if let Some(line) = remove_left(&l, p, uid) {
+                said.push(line);
+            }
+        }
+    }
+    said
+}
+
+/// Remove one topic a dead demo (pid `demo`) left, checked once more just
+/// before (a publisher or a reader may have come since the list was
+/// read). Returns what to say.
+fn remove_left(l: &Left, demo: u32, uid: u32) -> Option<String> {
+    let st = sys::shm_stat(l.shmid).ok()?;
+    let idle = matches!(
+        shmbus_core::lock::publisher_status(l.key),
+        PublisherStatus::NotRunning | PublisherStatus::NoLock
+    );
+    if st.cuid != uid || st.nattch != 0 || st.key != l.key || !idle {
+        return None;
+    }
+    sys::shm_remove(l.shmid).ok()?;
+    if sysvipc::semaphore_by_key(l.key).is_some_and(|p| p.creator_uid() == uid) {
+        let _ = shmbus_core::lock::remove_lock(l.key);
+    }
+    Some(format!(
+        "removed topic `{}` (key 0x{:08x}, shmid {}) that an earlier demo left (demo pid {demo}, no longer running; made at {} UTC: killed with its sensors?)",
+        printable(&l.name),
+        l.key as u32,
+        l.shmid,
+        shmbus_toolbox::units::utc(l.created_s as i64)
+    ))
+}
+
+/// The pids P at most [`SENSOR_PID_WINDOW`] before `cpid` (pids wrap at
+/// `pid_max`) whose demo bus `<bus>-<P>` gives topic `name` the key `key`.
+fn demo_pids_before(bus: &str, name: &str, key: i32, cpid: u32, pid_max: u32) -> Vec<u32> {
+    (1..=SENSOR_PID_WINDOW.min(pid_max - 1))
+        .map(|back| {
+            // `cpid - back`, wrapping below 1 to the top of the pid range
+            // (pid 0 is never a process's).
+            let p = i64::from(cpid) - i64::from(back);
+            if p >= 1 {
+                p as u32
+            } else {
+                (p + i64::from(pid_max) - 1) as u32
+            }
+        })
+        .filter(|&p| p >= 1 && shmbus_core::topic::derive_key(&demo_bus(bus, p), name) == key)
+        .collect()
+}
+
+/// Whether the demo with pid `pid` that may have made a topic at
+/// `created_s` (seconds since the epoch) is surely gone: no process has
+/// that pid, or the one that has it started after the topic was made (a
+/// pid reused by a later process). A process that started before, or
+/// whose start cannot be read, may be that demo: not gone. A zombie is
+/// gone.
+fn demo_gone(pid: u32, created_s: u64) -> bool {
+    let Ok(p) = i32::try_from(pid).map(nix::unistd::Pid::from_raw) else {
+        return false;
+    };
+    // ESRCH: no such process; EPERM: one of another user's.
+    if nix::sys::signal::kill(p, None) == Err(nix::errno::Errno::ESRCH) {
+        return true;
+    }
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // A zombie (killed, not reaped yet) runs no more.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    if matches!(state, Some('Z' | 'X')) {
+        return true;
+    }
+    process_started_after(&stat, created_s + STARTED_AFTER_MARGIN_S).unwrap_or(false)
+}
+
+/// Whether the process of `/proc/PID/stat` text `stat` started after
+/// `after_s` (seconds since the epoch), from its start time in clock ticks
+/// since boot and the boot time in `/proc/stat`. `None` if unreadable.
+fn process_started_after(stat: &str, after_s: u64) -> Option<bool> {
+    // The command name, in parentheses, may hold spaces and parentheses:
+    // the fields after it start after its last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // Field 22 (starttime) is the 20th after the name.
+    let ticks: u64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+    let btime: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|&h| h > 0)? as u64;
+    Some(btime + ticks / hz > after_s)
+}
+
 /// What cleanup found: keys where something of the demo's is still there,
 /// and objects at the demo's keys that the demo did not create.
 struct Cleanup {
@@ -1345,6 +1568,65 @@ mod tests {
         // A stamp older than the newest (a squatter's frame) is no panic.
         fast.stamp(5);
         assert_eq!(fast.stamps.len(), 1001);
+    }
+
+    /// A demo's pid is found from its sensor's pid, a few pids later,
+    /// also across the wrap of pids; a pid after the sensor's, or further
+    /// back than the window, is not.
+    #[test]
+    fn demo_pids_are_found_shortly_before_the_sensors_pid() {
+        let key = |p: u32| shmbus_core::topic::derive_key(&demo_bus("demo", p), "imu");
+        assert_eq!(
+            demo_pids_before("demo", "imu", key(4321), 4330, 32_768),
+            [4321]
+        );
+        assert_eq!(
+            demo_pids_before("demo", "imu", key(32_766), 3, 32_768),
+            [32_766]
+        );
+        assert!(demo_pids_before("demo", "imu", key(4331), 4330, 32_768).is_empty());
+        assert!(
+            demo_pids_before(
+                "demo",
+                "imu",
+                key(100),
+                100 + SENSOR_PID_WINDOW + 1,
+                4_194_304
+            )
+            .is_empty()
+        );
+        assert!(
+            demo_pids_before("demo", "imu", key(4321), 4330, 32_768)
+                .iter()
+                .all(|&p| key(p) == key(4321))
+        );
+    }
+
+    /// A pid is a gone demo's when no process has it, or when the process
+    /// that has it started after the topic was made (a reused pid); a
+    /// process that started before may be that demo.
+    #[test]
+    fn a_demo_is_gone_when_its_pid_is_free_or_reused_later() {
+        let now_s = sys::realtime_ns() / 1_000_000_000;
+        let mut live = std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .unwrap();
+        let pid = live.id();
+        // Made long before the process started: the pid was reused.
+        assert!(demo_gone(pid, now_s - 3600));
+        // Made after it started: it may be the demo.
+        assert!(!demo_gone(pid, now_s + 3600));
+        assert!(!demo_gone(std::process::id(), now_s));
+        live.kill().unwrap();
+        live.wait().unwrap();
+        assert!(demo_gone(pid, now_s + 3600), "a free pid");
+        // A command name with spaces and parentheses does not shift the
+        // fields: starttime is field 22.
+        let stat = "7 (a) b (c) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 0 20";
+        assert_eq!(process_started_after(stat, 0), Some(true));
+        assert_eq!(process_started_after(stat, u64::MAX / 2), Some(false));
+        assert_eq!(process_started_after("7 (x", 0), None);
     }
 
     #[test]

@@ -203,6 +203,47 @@ fn child_role_entry() {
             Subscriber::<Thermal>::wait_for_topic(&topic, Duration::from_secs(60)).unwrap();
             println!("ready");
         }
+        // killed-demo CONFIG BUS: what a demo does at its start (the imu
+        // and power sensors of CONFIG on the bus `BUS-<this pid>`), then
+        // "ready IMU_PID POWER_PID" once both topics have a frame; until
+        // killed.
+        "killed-demo" => {
+            let bus = format!("{}-{}", args[1], std::process::id());
+            let mut config = Config::load(Path::new(&args[0])).unwrap();
+            config.rebus(&bus).unwrap();
+            let mut sensors = Vec::new();
+            for (kind, name) in [(SensorKind::Imu, "imu"), (SensorKind::Power, "power")] {
+                let a = [
+                    "--config",
+                    &args[0],
+                    "--bus",
+                    &bus,
+                    "--topic",
+                    name,
+                    "--duration",
+                    "120",
+                ];
+                let child = sensor_cmd(kind, &a)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap();
+                sensors.push(child);
+                let topic = config.topic(name).unwrap().to_topic().unwrap();
+                let start = std::time::Instant::now();
+                while !shmbus_core::Segment::attach(&topic).is_ok_and(|s| s.generation() > 0) {
+                    assert!(
+                        start.elapsed() < Duration::from_secs(60),
+                        "no frame on {name}"
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            println!("ready {} {}", sensors[0].id(), sensors[1].id());
+            std::thread::sleep(Duration::from_secs(300));
+            drop(sensors);
+        }
         "demo" => {
             let code = demo::main(None, None, &sensor_cmd);
             std::process::exit(if code == std::process::ExitCode::SUCCESS {
@@ -604,6 +645,171 @@ fn a_demo_with_the_pid_of_a_killed_one_removes_its_stale_topics() {
     for t in &config.topics {
         assert!(!left.contains(&t.key), "{} left: {text}", t.name);
     }
+}
+
+/// A pid that no process has now: that of a child that has exited.
+fn dead_pid() -> u32 {
+    let mut c = Command::new("true").spawn().unwrap();
+    let pid = c.id();
+    c.wait().unwrap();
+    pid
+}
+
+/// A fake demo (role `killed-demo`) running the imu and power sensors of
+/// `config` on `<bus>-<its pid>`, once both topics have a frame: the
+/// process, its pid and its sensors' pids.
+fn fake_demo(config: &Path, bus: &str) -> (KillOnDrop, u32, Vec<u32>) {
+    let mut child = shmbus_testkit::child(
+        "killed-demo",
+        &[config.display().to_string(), bus.to_string()],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    // After the test harness's "test child_role_entry ... ".
+    let ready = loop {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0,
+            "the fake demo exited"
+        );
+        if let Some((_, pids)) = line.split_once("ready ") {
+            break pids.to_string();
+        }
+    };
+    let sensors = ready
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let pid = child.id();
+    (KillOnDrop(child), pid, sensors)
+}
+
+fn sigkill(pid: u32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+/// A demo killed together with its sensors (SIGKILL to the whole group)
+/// leaves its topics, and the next demo runs under another pid: they
+/// stayed, locked in RAM, until `shmbus rm`. A starting demo now removes
+/// the topics of earlier demos of its bus whose pid is dead, and says so;
+/// it leaves those of a live pid (it may be that demo), another program's
+/// memory at such a key, and a topic someone has attached.
+#[test]
+fn a_demo_removes_the_topics_of_earlier_demos_that_died_with_their_sensors() {
+    watchdog("demo_dead_demos", Duration::from_secs(240));
+    let bus = format!("dd{:06x}", unique_key("demo-dead-demos") & 0xff_ffff);
+    let text = format!(
+        "bus = \"{bus}\"\n[[topic]]\nname = \"imu\"\npublisher = \"shmbus-sensor-imu\"\nrate_hz = 100.0\n\
+         [[topic]]\nname = \"power\"\npublisher = \"shmbus-sensor-power\"\n"
+    );
+    let file = TempFile::new("dead-demos.toml");
+    std::fs::write(&file.0, &text).unwrap();
+    let key = |pid: u32, name: &str| shmbus_core::topic::derive_key(&format!("{bus}-{pid}"), name);
+    let mut guards = Vec::new();
+    let mut guard_demo = |pid: u32| {
+        for name in ["imu", "power"] {
+            guards.push(Guard(key(pid, name)));
+        }
+    };
+    guard_demo(std::process::id());
+    // Killed with its sensors: its pid is dead.
+    let (mut killed, killed_pid, killed_sensors) = fake_demo(&file.0, &bus);
+    guard_demo(killed_pid);
+    // Its sensors killed, the demo alive: it may still be watching.
+    let (alive, alive_pid, alive_sensors) = fake_demo(&file.0, &bus);
+    guard_demo(alive_pid);
+    // Killed with its sensors, one of its topics attached by a reader.
+    let (mut read, read_pid, read_sensors) = fake_demo(&file.0, &bus);
+    guard_demo(read_pid);
+    let watched =
+        shmbus_core::Segment::attach(&shmbus_core::Topic::new("power").key(key(read_pid, "power")))
+            .unwrap();
+    for s in &alive_sensors {
+        sigkill(*s);
+    }
+    for c in [&mut killed, &mut read] {
+        sigkill(c.0.id());
+        c.0.wait().unwrap();
+    }
+    // The sensors die with their demo (their parent-death signal).
+    let start = std::time::Instant::now();
+    for p in killed_sensors
+        .iter()
+        .chain(&alive_sensors)
+        .chain(&read_sensors)
+    {
+        while !shmbus_testkit::process_gone(*p) {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "sensor {p} lives on"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    // Another program's memory at a dead demo pid's key.
+    let foreign_pid = dead_pid();
+    let foreign = key(foreign_pid, "imu");
+    guards.push(Guard(foreign));
+    let foreign_id = shmbus_core::sys::shmget(foreign, 4096, libc_create()).unwrap();
+
+    let opts = Options {
+        duration: Some(Duration::from_millis(1000)),
+        config: Some(file.0.clone()),
+        live: false,
+    };
+    let stop = AtomicBool::new(false);
+    let report = demo::run(&opts, &sensor_cmd, &stop, &mut std::io::sink()).unwrap();
+    let text = report.summary();
+    let removed: Vec<&String> = report
+        .notes
+        .iter()
+        .filter(|n| n.contains("that an earlier demo left"))
+        .collect();
+    assert_eq!(removed.len(), 2, "{text}");
+    for name in ["imu", "power"] {
+        let k = key(killed_pid, name);
+        assert!(
+            removed
+                .iter()
+                .any(|n| n.contains(&format!("`{name}` (key 0x{:08x}", k as u32))
+                    && n.contains(&format!("demo pid {killed_pid}"))),
+            "{name}: {text}"
+        );
+        assert!(
+            shmbus_core::sys::shmget(k, 0, 0).is_err(),
+            "{name} left: {text}"
+        );
+        assert!(
+            shmbus_core::sysvipc::semaphore_by_key(k).is_none(),
+            "{name}'s lock left: {text}"
+        );
+        assert!(
+            shmbus_core::sys::shmget(key(alive_pid, name), 0, 0).is_ok(),
+            "the topic {name} of a live demo was removed: {text}"
+        );
+        // One of its two topics is attached: the other alone is not taken
+        // for a dead demo's either.
+        assert!(
+            shmbus_core::sys::shmget(key(read_pid, name), 0, 0).is_ok(),
+            "the topic {name} of a demo with an attached topic was removed: {text}"
+        );
+    }
+    assert_eq!(
+        shmbus_core::sys::shmget(foreign, 0, 0).ok(),
+        Some(foreign_id),
+        "another program's memory was removed: {text}"
+    );
+    assert!(report.ok(), "{text}");
+    drop(watched);
+    drop(alive);
+    drop(guards);
 }
 
 /// Another program's memory at one of the demo's own keys, made by the
