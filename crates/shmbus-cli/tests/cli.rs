@@ -4354,6 +4354,16 @@ fn a_planted_type_name_forges_no_row_in_list_or_top() {
 /// `shmbus ARGS` with its standard output on a pseudo-terminal, `TERM` set
 /// to `term`: its exit code and what the terminal received.
 fn on_a_terminal(args: &[&str], term: &str) -> (Option<i32>, Vec<u8>) {
+    on_a_terminal_then(args, term, None)
+}
+
+/// As [`on_a_terminal`], and once the terminal has received `marker`,
+/// send the command `signal` (`interrupt`), as Ctrl-C or `kill` would.
+fn on_a_terminal_then(
+    args: &[&str],
+    term: &str,
+    interrupt: Option<(&str, nix::sys::signal::Signal)>,
+) -> (Option<i32>, Vec<u8>) {
     use std::os::fd::FromRawFd;
     // SAFETY: posix_openpt takes flags only and returns a new descriptor
     // or -1; the descriptor is owned by `master` from here on.
@@ -4389,27 +4399,68 @@ fn on_a_terminal(args: &[&str], term: &str) -> (Option<i32>, Vec<u8>) {
     // when it exits.
     drop(cmd);
     drop(slave);
-    let reader = std::thread::spawn(move || {
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = master.read(&mut buf) {
-            if n == 0 {
-                break;
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = {
+        let got = got.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = master.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                got.lock().unwrap().extend_from_slice(&buf[..n]);
             }
-            got.extend_from_slice(&buf[..n]);
-        }
-        got
-    });
+        })
+    };
     let mut child = child;
+    let mut interrupt = interrupt;
     let end = Instant::now() + Duration::from_secs(120);
     let status = loop {
         if let Some(s) = child.0.try_wait().unwrap() {
             break s;
         }
+        if let Some((marker, sig)) = interrupt {
+            let seen = String::from_utf8_lossy(&got.lock().unwrap()).contains(marker);
+            if seen {
+                let pid = nix::unistd::Pid::from_raw(child.0.id() as i32);
+                nix::sys::signal::kill(pid, sig).unwrap();
+                interrupt = None;
+            }
+        }
         assert!(Instant::now() < end, "shmbus {args:?} never ended");
         std::thread::sleep(Duration::from_millis(20));
     };
-    (status.code(), reader.join().unwrap())
+    reader.join().unwrap();
+    let got = std::mem::take(&mut *got.lock().unwrap());
+    (status.code(), got)
+}
+
+/// `shmbus hz` on a terminal redraws its report on one line, with no
+/// newline until it ends. Ended by Ctrl-C (or `kill`), it died of the
+/// signal with that line open, and the shell's prompt was drawn after the
+/// last report. Now a stop signal ends it as `--count` does: the line is
+/// finished, exit 0.
+#[test]
+fn hz_on_a_terminal_ends_its_line_when_stopped_by_a_signal() {
+    use nix::sys::signal::Signal;
+    watchdog("hz_signal_on_a_terminal", Duration::from_secs(240));
+    let (topic, _g) = self::topic("hz-signal");
+    let _p = publisher(&topic.name, topic.key, 4, 20.0);
+    let k = hex(topic.key);
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        let (code, got) = on_a_terminal_then(
+            &["hz", &k, "--interval", "0.2"],
+            "xterm",
+            Some((" Hz ", sig)),
+        );
+        let text = String::from_utf8_lossy(&got);
+        assert_eq!(code, Some(0), "{sig}: {text:?}");
+        assert!(text.contains(" Hz "), "{sig}: {text:?}");
+        assert!(
+            text.ends_with('\n'),
+            "{sig}: the last line is left open: {text:?}"
+        );
+    }
 }
 
 /// `shmbus top` and `shmbus hz` redraw in place on a terminal; on one

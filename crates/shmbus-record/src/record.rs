@@ -1298,6 +1298,10 @@ impl Recorder {
         Ok(())
     }
 
+    /// Record until the deadline, a stop signal or the end of every
+    /// reader. The progress line on a terminal is cleared however the
+    /// loop ends: a write error left it open, and its message was printed
+    /// after the progress on the same line.
     fn run(
         &mut self,
         deadline: Option<Instant>,
@@ -1305,8 +1309,23 @@ impl Recorder {
         tx: &SyncSender<Batch>,
         rx: &Receiver<Batch>,
     ) -> Result<(), mcap::McapError> {
-        let start = Instant::now();
         let tty = std::io::stderr().is_terminal();
+        let r = self.record_loop(deadline, scan, tx, rx, tty);
+        if tty {
+            shmbus_toolbox::say_part!("\r\x1b[K");
+        }
+        r
+    }
+
+    fn record_loop(
+        &mut self,
+        deadline: Option<Instant>,
+        scan: &mut Scan,
+        tx: &SyncSender<Batch>,
+        rx: &Receiver<Batch>,
+        tty: bool,
+    ) -> Result<(), mcap::McapError> {
+        let start = Instant::now();
         let progress_every = if tty {
             Duration::from_millis(250)
         } else {
@@ -1376,9 +1395,6 @@ impl Recorder {
                     shmbus_toolbox::say!("{line}");
                 }
             }
-        }
-        if tty {
-            shmbus_toolbox::say_part!("\r\x1b[K");
         }
         Ok(())
     }

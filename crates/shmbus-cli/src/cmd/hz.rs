@@ -11,6 +11,13 @@
 //! report's end. A wait also ends within a second to see whether standard
 //! output still has a reader ([`out::reader_gone`]): `hz --interval 60 |
 //! head -1` ends with `head`, not at the next report a minute later.
+//!
+//! On a terminal the report is one line redrawn in place, with no newline
+//! after it until the command ends. Ctrl-C (SIGINT, SIGTERM, SIGHUP) ends
+//! it like `--count`: the line is finished and the exit code is 0. It was
+//! the signal's default action, which left the line open, so the shell's
+//! prompt was drawn after the last report. Every other end (a removed
+//! topic, an error) finishes the line too before its message.
 
 use std::time::Duration;
 
@@ -109,8 +116,34 @@ fn sleep_on(sub: &mut RawSubscriber, until: u64) {
     super::sleep_until_publish(sub, Duration::from_nanos(until.saturating_sub(now)));
 }
 
+/// A report line drawn in place on a terminal and not yet ended: ended
+/// (a newline) when the command ends, however it ends, before anything
+/// else is printed on the terminal.
+struct OpenLine {
+    open: bool,
+}
+
+impl OpenLine {
+    /// End the line, if one is open.
+    fn end(&mut self) -> Result<(), Fail> {
+        if std::mem::take(&mut self.open) {
+            out::line("")?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for OpenLine {
+    fn drop(&mut self) {
+        // An error or a closed output: the line is ended if the terminal
+        // still takes it, and nothing more can be done if not.
+        let _ = self.end();
+    }
+}
+
 /// Run `shmbus hz`.
 pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
+    shmbus_toolbox::stop::install().map_err(Fail::error)?;
     let interval = a.interval;
     let stop_at = a.duration.map(|d| monotonic_ns() + d.as_nanos() as u64);
     let (_, seg) = discover::attach("hz", &a.topic, bus)?;
@@ -118,6 +151,7 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
     let mut sub = RawSubscriber::from_segment(seg);
     // Redrawn in place only on a terminal that can move its cursor.
     let tty = shmbus_toolbox::term::stdout_can_redraw();
+    let mut line = OpenLine { open: false };
     let mut w = Window::default();
     let mut reports: u64 = 0;
     let mut total_lost: u64 = 0;
@@ -136,6 +170,11 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
             end = end.min(s);
         }
         loop {
+            if shmbus_toolbox::stop::requested() {
+                line.end()?;
+                notes.flush();
+                return Ok(out::OK);
+            }
             let now = monotonic_ns();
             if now >= end {
                 break;
@@ -173,9 +212,7 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
                 Ok(Err(n)) => w.lost = w.lost.saturating_add(n),
                 Err(WaitError::Timeout) => {}
                 Err(WaitError::Removed) => {
-                    if tty {
-                        out::line("")?;
-                    }
+                    line.end()?;
                     return Err(Fail::not_found(format!(
                         "topic '{name}' was removed; start its publisher again and re-run"
                     )));
@@ -192,9 +229,7 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
                         }
                         _ => ("corrupt", "unreadable frames"),
                     };
-                    if tty {
-                        out::line("")?;
-                    }
+                    line.end()?;
                     notes.note(key, label, || format!("'{name}': {e}"));
                     if !matches!(e, ReadError::WriterStuck { .. }) {
                         // Move past it (and what is in the ring behind it).
@@ -257,6 +292,7 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
         );
         if tty {
             out::raw_after("\r\x1b[K", &text)?;
+            line.open = true;
         } else {
             out::line(&text)?;
         }
@@ -265,9 +301,7 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
         let done =
             a.count.is_some_and(|c| reports >= c) || stop_at.is_some_and(|s| monotonic_ns() >= s);
         if done {
-            if tty {
-                out::line("")?;
-            }
+            line.end()?;
             notes.flush();
             return Ok(out::OK);
         }
