@@ -47,30 +47,11 @@ pub const MAX_SECRET_FILE: u64 = 1 << 20;
 /// own service user and the file was written by root.
 fn cannot_read(what: &str, path: &Path, e: &std::io::Error) -> String {
     let shown = path.display();
-    if e.kind() != std::io::ErrorKind::PermissionDenied {
-        return format!("cannot read the {what} {shown}: {e}");
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        let why = shmbus_toolbox::files::permission_denied("the bridge", path);
+        return format!("cannot read the {what} {shown}: {why}");
     }
-    let me = nix::unistd::geteuid().as_raw();
-    let who = shmbus_toolbox::units::user(me);
-    match std::fs::metadata(path) {
-        Ok(m) => {
-            let gid = m.gid();
-            let group = match nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)) {
-                Ok(Some(g)) => format!("{} (gid {gid})", g.name),
-                _ => format!("gid {gid}"),
-            };
-            format!(
-                "cannot read the {what} {shown}: permission denied: the bridge runs as {who}, and the file belongs to {} and group {group} with mode {:04o}; let the bridge's user read it (`chown {} {shown}`, or `chgrp GROUP {shown}` and `chmod 640 {shown}` with a group of that user), or run the bridge as the file's owner",
-                shmbus_toolbox::units::user(m.uid()),
-                m.mode() & 0o7777,
-                shmbus_toolbox::units::user_name(me),
-            )
-        }
-        // The file itself cannot even be looked at: a directory on the way.
-        Err(_) => format!(
-            "cannot read the {what} {shown}: permission denied on a directory of its path: the bridge runs as {who}, which may not enter one of them; `namei -l {shown}` shows each directory's owner and mode"
-        ),
-    }
+    format!("cannot read the {what} {shown}: {e}")
 }
 
 /// Read a regular file of at most [`MAX_SECRET_FILE`] bytes. Anything else

@@ -1357,6 +1357,81 @@ fn unreadable_topics_are_listed_as_permission_denied() {
     );
 }
 
+/// A config or a recording this user may not read named only the error
+/// ("cannot read the config: Permission denied (os error 13)"): on a
+/// board whose tools run as a service user and whose files root wrote,
+/// the one on call had to find who runs and whose the file is. Both now
+/// say it, with the fix; a directory on the path that bars the way is
+/// said as such, with `namei -l`. The wording is `shmbus_toolbox::files`,
+/// shared with the bridge's secret files.
+#[test]
+fn a_file_this_user_may_not_read_names_who_runs_whose_it_is_and_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("needs root to run shmbus as another user; checked in CI, which runs as root");
+        return;
+    }
+    let dir = shmbus_testkit::TempDir::new("cli-unreadable");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = dir.join("bus.toml");
+    std::fs::write(&config, "bus = \"lab\"\n[[topic]]\nname = \"imu\"\n").unwrap();
+    let recording = dir.join("run.mcap");
+    std::fs::write(&recording, b"not read").unwrap();
+    let closed = dir.join("closed");
+    std::fs::create_dir(&closed).unwrap();
+    let hidden = closed.join("bus.toml");
+    std::fs::copy(&config, &hidden).unwrap();
+    for f in [&config, &recording] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let as_nobody = |args: &[&str]| {
+        let mut c = shmbus(args);
+        c.uid(65534).gid(65534).env_remove("SHMBUS_CONFIG");
+        run_cmd(c)
+    };
+    let (config, recording, hidden) = (
+        config.to_str().unwrap(),
+        recording.to_str().unwrap(),
+        hidden.to_str().unwrap(),
+    );
+    let file_fix = |err: &str, start: &str, f: &str| {
+        for w in [
+            start.to_string(),
+            "(uid 65534)".to_string(),
+            "the file belongs to root (uid 0) and group ".to_string(),
+            "with mode 0600".to_string(),
+            format!("`chmod 640 {f}`"),
+        ] {
+            assert!(err.contains(&w), "expected '{w}' in:\n{err}");
+        }
+    };
+    // doctor reports on stdout.
+    let r = as_nobody(&["doctor", "--config", config]);
+    assert_ne!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    file_fix(
+        &r.stdout,
+        "cannot read the config: permission denied: this program runs as ",
+        config,
+    );
+    let r = as_nobody(&["cat", recording]);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    file_fix(
+        &r.stderr,
+        &format!("cannot open {recording}: permission denied: shmbus runs as "),
+        recording,
+    );
+    let r = as_nobody(&["doctor", "--config", hidden]);
+    assert_ne!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    for w in [
+        "cannot read the config: permission denied on a directory of its path".to_string(),
+        format!("`namei -l {hidden}`"),
+    ] {
+        assert!(r.stdout.contains(&w), "expected '{w}' in:\n{}", r.stdout);
+    }
+}
+
 /// A topic's waiter segment (128 B, key 0, the topic's mode) is not a
 /// topic: to a user who may not read the topic it was a second "(permission
 /// denied)" row in `list` and `top` (key 0x00000000), and `doctor` counted

@@ -90,7 +90,7 @@ pub(crate) fn find_in(
         }
         Err(e) => Err(ConfigErrors::one(
             crate::Location::file(&system.display().to_string()),
-            format!("cannot read the config: {e}"),
+            crate::cannot_read(system, &e),
         )),
     }
 }

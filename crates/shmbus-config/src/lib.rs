@@ -115,13 +115,23 @@ pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// KiB.
 pub const RECOVER_BYTES: usize = 64 * 1024;
 
+/// "cannot read the config: ...": for permission denied, who this process
+/// runs as, whose the file is, and the fix (`shmbus_toolbox::files`).
+pub(crate) fn cannot_read(path: &std::path::Path, e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        let why = shmbus_toolbox::files::permission_denied("this program", path);
+        return format!("cannot read the config: {why}");
+    }
+    format!("cannot read the config: {e}")
+}
+
 fn read_bounded(path: &std::path::Path) -> Result<Vec<u8>, String> {
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| format!("cannot read the config: {e}"))?;
+        .map_err(|e| cannot_read(path, &e))?;
     let kind = file
         .metadata()
         .map_err(|e| format!("cannot read the config: {e}"))?

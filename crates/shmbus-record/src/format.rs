@@ -843,7 +843,12 @@ pub fn open_messages(path: &std::path::Path) -> Result<Messages, crate::Exit> {
     use std::io::Read;
     let shown = path.display();
     let mut file = std::fs::File::open(path).map_err(|e| {
-        let msg = format!("cannot open {shown}: {e}");
+        let msg = if e.kind() == std::io::ErrorKind::PermissionDenied {
+            let why = shmbus_toolbox::files::permission_denied("shmbus", path);
+            format!("cannot open {shown}: {why}")
+        } else {
+            format!("cannot open {shown}: {e}")
+        };
         if e.kind() == std::io::ErrorKind::NotFound {
             crate::Exit::not_found(format!("{msg}; check the path"))
         } else {

@@ -18,6 +18,8 @@
 //!   blocked in the kernel), from `/proc/PID/stat`.
 //! - [`repeats`]: a repeated error printed once, then a count at most once a
 //!   second.
+//! - [`files`]: what to say when a file may not be read (who runs, whose
+//!   the file is, the fix).
 //! - [`stop`]: the SIGINT/SIGTERM flag that long-running commands check.
 //! - [`topic`]: TOPIC arguments (a name, a key, a shmid), parsed the same
 //!   way by every command that takes one.
@@ -27,6 +29,7 @@
 // Not `eprintln!`: it panics when stderr cannot be written (`shmbus_toolbox::say!`).
 #![warn(clippy::print_stderr)]
 
+pub mod files;
 pub mod liveness;
 pub mod parse;
 pub mod printable;
