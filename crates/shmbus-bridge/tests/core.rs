@@ -543,14 +543,7 @@ fn a_slot_left_mid_write_by_a_dead_publisher_is_one_bad_frame() {
         }
         drop(p); // the lock is free: no publisher lives
         // Frame 1's slot, left odd as by a publisher killed overwriting it.
-        let id = shmbus_core::sys::shmget(k, 0, 0).unwrap();
-        let att = shmbus_core::sys::WriteAttachment::read_write(id).unwrap();
-        let offset = shmbus_core::layout::HeaderInfo::read(&att, k)
-            .unwrap()
-            .geometry
-            .slot_offset(1);
-        let seq = att.atomic_word(offset).unwrap();
-        seq.store(seq.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        shmbus_testkit::leave_mid_write(k, 1);
         run.wait_state("stopped");
         let end = Instant::now() + Duration::from_secs(60);
         while !seqs_of(&run.seen.lock().unwrap(), &format!("p/b/{name}")).contains(&2) {

@@ -12,7 +12,6 @@
 //! on every call.
 
 use core::ffi::c_char;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use shmbus::frame::*;
@@ -21,7 +20,6 @@ use shmbus::publisher::*;
 use shmbus::schema::shmbus_schema_close;
 use shmbus::subscriber::*;
 use shmbus::*;
-use shmbus_core::sys::{self, WriteAttachment};
 use shmbus_testkit::{Guard, unique_key, watchdog};
 
 mod common;
@@ -35,19 +33,6 @@ fn schema(decl: &core::ffi::CStr) -> shmbus_schema {
     let rc = unsafe { shmbus_schema_parse(decl.as_ptr(), &mut s) };
     assert_eq!(rc, SHMBUS_OK, "{}", last_error());
     s
-}
-
-/// Make the slot of frame `generation` odd, as a publisher killed (or
-/// stopped) while it overwrote that frame with one a lap newer leaves it.
-fn tear(key: i32, generation: u64) {
-    let id = sys::shmget(key, 0, 0).unwrap();
-    let att = WriteAttachment::read_write(id).unwrap();
-    let offset = shmbus_core::layout::HeaderInfo::read(&att, key)
-        .unwrap()
-        .geometry
-        .slot_offset(generation);
-    let seq = att.atomic_word(offset).unwrap();
-    seq.store(seq.load(Ordering::Relaxed) | 1, Ordering::Relaxed);
 }
 
 /// The four ways C reads in order, each returning (status, generation).
@@ -108,7 +93,7 @@ fn check(name: &core::ffi::CStr, key: i32, publisher_alive: bool) {
     if !publisher_alive {
         assert_eq!(shmbus_publisher_close(p), SHMBUS_OK);
     }
-    tear(key, 1);
+    shmbus_testkit::leave_mid_write(key, 1);
     for how in [How::Next, How::WaitNext, How::BytesNext, How::JsonWaitNext] {
         let mut sub = shmbus_subscriber { id: 0 };
         // SAFETY: a valid topic description and out-parameter.

@@ -631,7 +631,6 @@ fn falling_behind_is_logged_as_missed_frames() {
 /// topic (0 missed)", exit 0).
 #[test]
 fn a_frame_left_mid_write_is_counted_missed_and_the_frames_after_it_recorded() {
-    use std::sync::atomic::Ordering;
     watchdog("mid-write", Duration::from_secs(120));
     for alive in [false, true] {
         let (topic, _g) = unique_topic(if alive {
@@ -646,14 +645,7 @@ fn a_frame_left_mid_write_is_counted_missed_and_the_frames_after_it_recorded() {
         // lock is held, as by a publisher stopped mid-write.
         let p = alive.then_some(p);
         // Generation 3's slot (the oldest), odd: a write over it begun.
-        let id = shmbus_core::sys::shmget(topic.key, 0, 0).unwrap();
-        let att = shmbus_core::sys::WriteAttachment::read_write(id).unwrap();
-        let offset = shmbus_core::layout::HeaderInfo::read(&att, topic.key)
-            .unwrap()
-            .geometry
-            .slot_offset(3);
-        let seq = att.atomic_word(offset).unwrap();
-        seq.store(seq.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        shmbus_testkit::leave_mid_write(topic.key, 3);
         let file = TempFile::new("mid-write");
         let key = format!("0x{:08x}", topic.key as u32);
         let (code, _, err) = record_backlog_output(&[&key], file.path());

@@ -353,6 +353,27 @@ impl Drop for Guard {
     }
 }
 
+/// The topic at `key` mapped read-write (as another process could), and
+/// the byte offset of the slot that holds frame `generation`.
+pub fn slot_of(key: i32, generation: u64) -> (shmbus_core::sys::WriteAttachment, usize) {
+    let id = shmbus_core::sys::shmget(key, 0, 0).expect("a segment at the key");
+    let att = shmbus_core::sys::WriteAttachment::read_write(id).expect("attach read-write");
+    let offset = shmbus_core::layout::HeaderInfo::read(&att, key)
+        .expect("a shmbus topic")
+        .geometry
+        .slot_offset(generation);
+    (att, offset)
+}
+
+/// Leave the slot of frame `generation` of the topic at `key` mid-write
+/// (its sequence word odd), as a publisher killed or stopped while it
+/// overwrote that frame with one a lap newer leaves it.
+pub fn leave_mid_write(key: i32, generation: u64) {
+    let (att, offset) = slot_of(key, generation);
+    let seq = att.atomic_word(offset).expect("the slot's sequence word");
+    seq.store(seq.load(Ordering::Relaxed) | 1, Ordering::Relaxed);
+}
+
 /// A command that runs program `exe`, behind `SHMBUS_TEST_RUNNER` (e.g.
 /// `qemu-arm -L /usr/arm-linux-gnueabihf`) when that is set: a qemu-user
 /// process cannot exec a foreign binary directly. The shipped programs'

@@ -25,7 +25,7 @@ use shmbus_core::{OpenError, ReadError, Segment, Topic, WaitError};
 use shmbus_pub::Publisher;
 use shmbus_sub::{Next, RawNext, Subscriber};
 use shmbus_testkit::{
-    Check, Guard, KillOnDrop, TempDir, role, spawn, unique_key, unique_topic, watchdog,
+    Check, Guard, KillOnDrop, TempDir, role, slot_of, spawn, unique_key, unique_topic, watchdog,
 };
 
 // Helpers shared by the modules below.
@@ -144,18 +144,6 @@ fn is_torn(s: &shmbus_sub::Sample<Check>) -> bool {
 fn raw_segment(key: i32, size: usize) -> WriteAttachment {
     let id = sys::shmget(key, size, libc::IPC_CREAT | libc::IPC_EXCL | 0o600).expect("shmget");
     WriteAttachment::read_write(id).expect("shmat")
-}
-
-/// The topic at `key` mapped read-write (as another process could), and
-/// the byte offset of the slot that holds frame `generation`.
-fn slot_of(key: i32, generation: u64) -> (WriteAttachment, usize) {
-    let id = sys::shmget(key, 0, 0).unwrap();
-    let att = WriteAttachment::read_write(id).unwrap();
-    let offset = shmbus_core::layout::HeaderInfo::read(&att, key)
-        .unwrap()
-        .geometry
-        .slot_offset(generation);
-    (att, offset)
 }
 
 fn store_words(att: &WriteAttachment, words: &[u32]) {
