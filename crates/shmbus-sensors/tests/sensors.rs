@@ -70,6 +70,20 @@ impl TempFile {
     }
 }
 
+/// A demo config of two sensors (a 100 Hz `imu` and `power`) on a bus of
+/// its own (`PREFIX` and six hex digits of a key unique to `what`): the
+/// bus name and the file.
+fn imu_and_power_demo(prefix: &str, what: &str) -> (String, TempFile) {
+    let bus = format!("{prefix}{:06x}", unique_key(what) & 0xff_ffff);
+    let text = format!(
+        "bus = \"{bus}\"\n[[topic]]\nname = \"imu\"\npublisher = \"shmbus-sensor-imu\"\nrate_hz = 100.0\n\
+         [[topic]]\nname = \"power\"\npublisher = \"shmbus-sensor-power\"\n"
+    );
+    let file = TempFile::new(format!("{what}.toml"));
+    std::fs::write(&file.0, &text).unwrap();
+    (bus, file)
+}
+
 /// Topic `name` of the config file at `path`.
 fn config_topic(path: &std::path::Path, name: &str) -> shmbus_core::Topic {
     Config::load(path)
@@ -592,13 +606,7 @@ fn wait_demo_up(pid: u32) {
 #[test]
 fn a_demo_with_the_pid_of_a_killed_one_removes_its_stale_topics() {
     watchdog("demo_stale_same_pid", Duration::from_secs(180));
-    let bus = format!("st{:06x}", unique_key("demo-stale") & 0xff_ffff);
-    let text = format!(
-        "bus = \"{bus}\"\n[[topic]]\nname = \"imu\"\npublisher = \"shmbus-sensor-imu\"\nrate_hz = 100.0\n\
-         [[topic]]\nname = \"power\"\npublisher = \"shmbus-sensor-power\"\n"
-    );
-    let file = TempFile::new("stale.toml");
-    std::fs::write(&file.0, &text).unwrap();
+    let (bus, file) = imu_and_power_demo("st", "demo-stale");
     let mut config = Config::load(&file.0).unwrap();
     config
         .rebus(&format!("{bus}-{}", std::process::id()))
@@ -704,13 +712,7 @@ fn sigkill(pid: u32) {
 #[test]
 fn a_demo_removes_the_topics_of_earlier_demos_that_died_with_their_sensors() {
     watchdog("demo_dead_demos", Duration::from_secs(240));
-    let bus = format!("dd{:06x}", unique_key("demo-dead-demos") & 0xff_ffff);
-    let text = format!(
-        "bus = \"{bus}\"\n[[topic]]\nname = \"imu\"\npublisher = \"shmbus-sensor-imu\"\nrate_hz = 100.0\n\
-         [[topic]]\nname = \"power\"\npublisher = \"shmbus-sensor-power\"\n"
-    );
-    let file = TempFile::new("dead-demos.toml");
-    std::fs::write(&file.0, &text).unwrap();
+    let (bus, file) = imu_and_power_demo("dd", "demo-dead-demos");
     let key = |pid: u32, name: &str| shmbus_core::topic::derive_key(&format!("{bus}-{pid}"), name);
     let mut guards = Vec::new();
     let mut guard_demo = |pid: u32| {
