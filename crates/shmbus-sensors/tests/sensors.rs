@@ -84,6 +84,18 @@ fn imu_and_power_demo(prefix: &str, what: &str) -> (String, TempFile) {
     (bus, file)
 }
 
+/// Run the demo (`config`, or the built-in one) for `duration`, not live,
+/// with the sensors started from this test binary; its report.
+fn run_demo(config: Option<PathBuf>, duration: Duration) -> demo::Report {
+    let opts = Options {
+        duration: Some(duration),
+        config,
+        live: false,
+    };
+    let stop = AtomicBool::new(false);
+    demo::run(&opts, &sensor_cmd, &stop, &mut std::io::sink()).unwrap()
+}
+
 /// Topic `name` of the config file at `path`.
 fn config_topic(path: &std::path::Path, name: &str) -> shmbus_core::Topic {
     Config::load(path)
@@ -469,13 +481,7 @@ fn demo_runs_every_sensor_and_leaves_nothing_behind() {
         Duration::from_secs(120),
     );
     let _guards = demo_guards(std::process::id());
-    let opts = Options {
-        duration: Some(Duration::from_secs(3)),
-        config: None,
-        live: false,
-    };
-    let stop = AtomicBool::new(false);
-    let report = demo::run(&opts, &sensor_cmd, &stop, &mut std::io::sink()).unwrap();
+    let report = run_demo(None, Duration::from_secs(3));
     check_report(&report);
     assert!(report.bus.starts_with("demo-"));
     let left = ipc_keys();
@@ -630,13 +636,7 @@ fn a_demo_with_the_pid_of_a_killed_one_removes_its_stale_topics() {
             })
             .unwrap();
     }
-    let opts = Options {
-        duration: Some(Duration::from_millis(1500)),
-        config: Some(file.0.clone()),
-        live: false,
-    };
-    let stop = AtomicBool::new(false);
-    let report = demo::run(&opts, &sensor_cmd, &stop, &mut std::io::sink()).unwrap();
+    let report = run_demo(Some(file.0.clone()), Duration::from_millis(1500));
     let text = report.summary();
     assert!(report.not_ours.is_empty(), "{text}");
     assert!(report.ok(), "{text}");
@@ -761,13 +761,7 @@ fn a_demo_removes_the_topics_of_earlier_demos_that_died_with_their_sensors() {
     guards.push(Guard(foreign));
     let foreign_id = shmbus_core::sys::shmget(foreign, 4096, libc_create()).unwrap();
 
-    let opts = Options {
-        duration: Some(Duration::from_millis(1000)),
-        config: Some(file.0.clone()),
-        live: false,
-    };
-    let stop = AtomicBool::new(false);
-    let report = demo::run(&opts, &sensor_cmd, &stop, &mut std::io::sink()).unwrap();
+    let report = run_demo(Some(file.0.clone()), Duration::from_millis(1000));
     let text = report.summary();
     let removed: Vec<&String> = report
         .notes
@@ -836,13 +830,7 @@ fn another_programs_memory_at_a_demo_key_is_not_taken_for_a_stale_topic() {
     let key = config.topics[0].key;
     let _guard = Guard(key);
     let shmid = shmbus_core::sys::shmget(key, 4096, libc_create()).unwrap();
-    let opts = Options {
-        duration: Some(Duration::from_millis(1000)),
-        config: Some(file.0.clone()),
-        live: false,
-    };
-    let stop = AtomicBool::new(false);
-    let report = demo::run(&opts, &sensor_cmd, &stop, &mut std::io::sink()).unwrap();
+    let report = run_demo(Some(file.0.clone()), Duration::from_millis(1000));
     let text = report.summary();
     assert_eq!(
         shmbus_core::sys::shmget(key, 0, 0).ok(),
@@ -910,13 +898,7 @@ fn demo_cleanup_removes_only_what_this_run_created() {
             "the squatter exited"
         );
     }
-    let opts = Options {
-        duration: Some(Duration::from_secs(2)),
-        config: Some(path),
-        live: false,
-    };
-    let stop = AtomicBool::new(false);
-    let report = demo::run(&opts, &sensor_cmd, &stop, &mut std::io::sink()).unwrap();
+    let report = run_demo(Some(path), Duration::from_secs(2));
     let text = report.summary();
     assert_eq!(report.bus, demo_bus);
     assert!(
@@ -984,13 +966,7 @@ fn demo_cleanup_leaves_a_topic_it_only_reopened_with_its_lock() {
         })
         .unwrap();
     }
-    let opts = Options {
-        duration: Some(Duration::from_secs(2)),
-        config: Some(cfg.0.clone()),
-        live: false,
-    };
-    let stop = AtomicBool::new(false);
-    let report = demo::run(&opts, &sensor_cmd, &stop, &mut std::io::sink()).unwrap();
+    let report = run_demo(Some(cfg.0.clone()), Duration::from_secs(2));
     let text = report.summary();
     assert!(report.leftover_keys.is_empty(), "{text}");
     assert!(
@@ -1477,13 +1453,7 @@ fn a_config_path_that_is_not_utf8_reaches_the_sensors() {
     drop(sub);
     shmbus_testkit::remove_key(key);
     // The demo, with the same config.
-    let opts = Options {
-        duration: Some(Duration::from_secs(1)),
-        config: Some(path.clone()),
-        live: false,
-    };
-    let stop = AtomicBool::new(false);
-    let report = demo::run(&opts, &sensor_cmd, &stop, &mut std::io::sink()).unwrap();
+    let report = run_demo(Some(path.clone()), Duration::from_secs(1));
     let text = report.summary();
     assert!(report.ok(), "{text}");
     assert!(report.topics[0].frames > 0, "{text}");
