@@ -231,6 +231,19 @@ class PublisherActive(ShmbusError):
     """The topic already has a live publisher."""
 
 
+class OpenError(ShmbusError):
+    """The segment at the key cannot be opened as this topic: another
+    program's memory or a damaged segment, another layout version or shape,
+    or one another user made (SHMBUS_ERR_OPEN). The message says which, and
+    the fix."""
+
+
+class SystemLimit(ShmbusError):
+    """A system limit was reached (kernel.shmmax, shmmni or shmall, memory;
+    SHMBUS_ERR_SYSTEM_LIMIT). The message names the limit and how to raise
+    it; ``shmbus doctor`` shows them all."""
+
+
 class PermissionDenied(ShmbusError, PermissionError):
     """Denied by the segment's or the lock's mode (also in a wait, when the
     topic's mode or group changed since the subscriber attached)."""
@@ -282,6 +295,7 @@ _ERRORS = {
     -10: SchemaMismatch,
     -11: PublisherActive,
     -12: PermissionDenied,
+    -13: OpenError,
     -14: Timeout,
     -15: PublisherGone,
     -16: Removed,
@@ -289,6 +303,7 @@ _ERRORS = {
     -18: JsonError,
     -19: SchemaError,
     -20: JsonError,
+    -23: SystemLimit,
     -26: ConfigError,
     -27: Reentrant,
 }

@@ -694,6 +694,72 @@ def test_a_frame_its_publisher_left_mid_write_is_lost_once_and_reads_go_on(key):
                     sub.wait(timeout=10)
 
 
+def _libc():
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.shmget.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_int]
+    libc.shmat.restype = ctypes.c_void_p
+    libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+    libc.shmdt.argtypes = [ctypes.c_void_p]
+    return libc
+
+
+def test_a_segment_that_is_no_topic_is_an_open_error(key):
+    """Another program's memory at the key is `OpenError` (SHMBUS_ERR_OPEN)
+    for a subscriber and a publisher, with the library's message; it was a
+    bare `ShmbusError`, which a program could only tell by its code."""
+    import ctypes
+
+    libc = _libc()
+    shmid = libc.shmget(ctypes.c_int32(key).value, 4096, 0o1000 | 0o2000 | 0o600)  # IPC_CREAT | IPC_EXCL
+    assert shmid >= 0, ctypes.get_errno()
+    base = libc.shmat(shmid, None, 0)
+    assert base not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()
+    try:
+        ctypes.memmove(base, b"not a topic, another program's memory" * 8, 304)
+    finally:
+        libc.shmdt(ctypes.c_void_p(base))
+    with pytest.raises(shmbus.OpenError, match="is not a shmbus topic") as e:
+        shmbus.Subscriber("x", key=key, wait=0)
+    assert e.value.code == -13
+    with pytest.raises(shmbus.OpenError, match="is not a shmbus topic"):
+        shmbus.Publisher("x", "struct T { v: u32 }", key=key)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: a private IPC namespace whose kernel.shmmni is 0")
+def test_a_full_system_limit_is_a_system_limit_error(key):
+    """A publisher that meets a full kernel.shmmni gets `SystemLimit`, which
+    names the limit; it was a bare `ShmbusError`. In a forked child with an
+    IPC namespace of its own, so the limit of this machine is not touched."""
+    import ctypes
+
+    pid = os.fork()
+    if pid == 0:
+        code = 3
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.unshare(0x08000000) != 0:  # CLONE_NEWIPC
+                code = 4
+            else:
+                with open("/proc/sys/kernel/shmmni", "w") as f:
+                    f.write("0")
+                try:
+                    shmbus.Publisher("limit", "struct T { v: u32 }", key=key)
+                    code = 1
+                except shmbus.SystemLimit as e:
+                    code = 0 if "kernel.shmmni" in str(e) and e.code == -23 else 5
+                except shmbus.ShmbusError:
+                    code = 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status), status
+    assert os.WEXITSTATUS(status) == 0, {
+        1: "the publisher opened", 2: "another ShmbusError", 3: "the child failed", 4: "unshare failed",
+        5: "SystemLimit without kernel.shmmni or code -23"}.get(os.WEXITSTATUS(status), status)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the reader runs as another uid (nobody)")
 def test_a_reader_shut_out_by_a_mode_change_gets_permission_denied(key):
     """A publisher restarted with a narrower mode (0644 -> 0600) under an
