@@ -284,24 +284,18 @@ impl Sub {
     /// Python do not have: their reads returned this error for ever while
     /// no new publisher started, and never read the frames after it.
     fn lost_at_cursor(&mut self, e: ReadError) -> Error {
-        let why = match e {
-            ReadError::PublisherDied => {
-                "its publisher died while overwriting it (killed in the middle of a publish)"
-                    .to_string()
-            }
-            ReadError::WriterStuck { pid, waited } => format!(
-                "its publisher (pid {pid}) has been overwriting it for {waited:?}: it is stopped or starved (check `ps -o stat {pid}`)"
+        match self.raw.skip_lost(&e) {
+            Some(lost) => Error::new(
+                SHMBUS_ERR_READ,
+                format!(
+                    "frame {} of '{}' is lost: {}; the next read returns the frame after it",
+                    lost.generation,
+                    self.raw.info().name,
+                    lost.why
+                ),
             ),
-            e => return topic::read_error(e),
-        };
-        let lost = self.raw.skip();
-        Error::new(
-            SHMBUS_ERR_READ,
-            format!(
-                "frame {lost} of '{}' is lost: {why}; the next read returns the frame after it",
-                self.raw.info().name
-            ),
-        )
+            None => topic::read_error(e),
+        }
     }
 
     /// The newest frame into `lbuf`, pending until delivered.

@@ -364,10 +364,10 @@ struct Batch {
     ended: Option<String>,
     /// A frame of this generation could not be read (corrupt slot).
     corrupt: Option<u64>,
-    /// The frame of this generation was lost to a publish left mid-write
-    /// over it: by a publisher that died (`None`), or one that is stopped
-    /// there (its pid). Counted as missed.
-    torn: Option<(u64, Option<i32>)>,
+    /// The frame lost to a publish left mid-write over it, by a publisher
+    /// that died or one stopped there (`RawSubscriber::skip_lost`). Counted
+    /// as missed.
+    torn: Option<shmbus_sub::LostFrame>,
     /// The topic's publisher was found not running (`Some(false)`, once
     /// until it runs again) or running again (`Some(true)`): said on
     /// stderr, so that a recording whose sensor crashed does not only
@@ -1547,17 +1547,12 @@ impl Recorder {
                 )
             });
         }
-        if let Some((g, pid)) = b.torn {
+        if let Some(lost) = b.torn {
             let name = &t.meta.name;
             self.notes.note("torn", "frames lost to a publish left mid-write", || {
-                let how = match pid {
-                    None => "its publisher died in the middle of a publish over it".to_string(),
-                    Some(pid) => format!(
-                        "its publisher (pid {pid}) is stopped in the middle of a publish over it (stopped or starved: `ps -o stat {pid}`)"
-                    ),
-                };
                 format!(
-                    "frame {g} of '{name}' is lost: {how}; counted as missed, the frames after it are recorded"
+                    "frame {} of '{name}' is lost: {}; counted as missed, the frames after it are recorded",
+                    lost.generation, lost.why
                 )
             });
         }
@@ -1712,13 +1707,8 @@ fn read_topic(
                 // publisher repaired it, so with none (a sensor that
                 // crashed for good) the frames still in the ring were never
                 // recorded nor counted, and nothing was said.
-                let lost = sub.skip();
+                batch.torn = sub.skip_lost(&e);
                 push_missed(&mut batch.items, 1, sub.cursor());
-                let pid = match e {
-                    ReadError::WriterStuck { pid, .. } => Some(pid),
-                    _ => None,
-                };
-                batch.torn = Some((lost, pid));
                 None
             }
             Err(WaitError::Read(ReadError::Corrupt { generation, .. }))

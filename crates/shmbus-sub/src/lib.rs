@@ -199,6 +199,17 @@ pub enum Next<T> {
     Empty,
 }
 
+/// A frame an in-order reader moved past because its slot was left
+/// mid-write ([`RawSubscriber::skip_lost`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LostFrame {
+    /// The lost frame's generation.
+    pub generation: u64,
+    /// Why it is lost, for a message: "its publisher died in the middle of
+    /// a publish over it", or stopped there (with its pid).
+    pub why: String,
+}
+
 /// An untyped subscriber: frames as bytes plus the schema that describes
 /// them. Used by tools; applications use [`Subscriber`].
 ///
@@ -362,6 +373,30 @@ impl RawSubscriber {
         let c = self.next;
         self.next = c.saturating_add(1);
         c
+    }
+
+    /// After an in-order read failed with `e`: if the slot at the cursor
+    /// was left mid-write ([`ReadError::PublisherDied`], or
+    /// [`ReadError::WriterStuck`]: a publisher stopped while it overwrote
+    /// that frame with one a lap newer), that frame is lost whatever the
+    /// publisher does next and the frames after it are whole: move past it
+    /// ([`RawSubscriber::skip`]) and say which frame and why. `None` (the
+    /// cursor unmoved) for any other error. The C library, Python and
+    /// `shmbus record` read on this way and word it alike.
+    pub fn skip_lost(&mut self, e: &ReadError) -> Option<LostFrame> {
+        let why = match e {
+            ReadError::PublisherDied => {
+                "its publisher died in the middle of a publish over it".to_string()
+            }
+            ReadError::WriterStuck { pid, waited } => format!(
+                "its publisher (pid {pid}) has been stopped in the middle of a publish over it for {waited:?} (stopped or starved: `ps -o stat {pid}`)"
+            ),
+            _ => return None,
+        };
+        Some(LostFrame {
+            generation: self.skip(),
+            why,
+        })
     }
 
     /// The generation the next in-order read expects.
