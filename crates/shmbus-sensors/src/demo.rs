@@ -1011,11 +1011,7 @@ fn remove_stale(tc: &TopicConfig) -> Option<String> {
     let id = sys::shmget(tc.key, 0, 0).ok()?;
     let st = sys::shm_stat(id).ok()?;
     let me = nix::unistd::geteuid().as_raw();
-    let idle = matches!(
-        shmbus_core::lock::publisher_status(tc.key),
-        PublisherStatus::NotRunning | PublisherStatus::NoLock
-    );
-    if st.cuid != me || !idle {
+    if st.cuid != me {
         return None;
     }
     // Only a shmbus topic of this very name: another program's memory at
@@ -1027,16 +1023,30 @@ fn remove_stale(tc: &TopicConfig) -> Option<String> {
     if !named {
         return None;
     }
-    sys::shm_remove(id).ok()?;
-    // The topic's lock, if this user's: `remove_lock` leaves a set that is
-    // no publisher lock (several semaphores, another program's).
-    if sysvipc::semaphore_by_key(tc.key).is_some_and(|p| p.creator_uid() == me) {
-        let _ = shmbus_core::lock::remove_lock(tc.key);
-    }
+    remove_idle_topic(id, tc.key, me)?;
     Some(format!(
         "removed topic `{}` (key 0x{:08x}, shmid {id}): an earlier demo with this pid left it (killed with its sensors?)",
         tc.name, tc.key as u32
     ))
+}
+
+/// Remove topic segment `id` at `key`, which the caller found to be this
+/// user's (`me`) and the topic it looks for, unless a publisher holds the
+/// topic's lock; and the lock, if `me` made it (`lock::remove_lock` also
+/// leaves a set that is no publisher lock). `None`: left as it was.
+fn remove_idle_topic(id: i32, key: i32, me: u32) -> Option<()> {
+    let idle = matches!(
+        shmbus_core::lock::publisher_status(key),
+        PublisherStatus::NotRunning | PublisherStatus::NoLock
+    );
+    if !idle {
+        return None;
+    }
+    sys::shm_remove(id).ok()?;
+    if shmbus_core::lock::creator(key) == Some(me) {
+        let _ = shmbus_core::lock::remove_lock(key);
+    }
+    Some(())
 }
 
 /// The largest pid Linux gives (`PID_MAX_LIMIT` on 64-bit machines).
@@ -1155,17 +1165,10 @@ fn remove_dead_demos(bus: &str, topics: &[&str], me: u32) -> Vec<String> {
 /// read). Returns what to say.
 fn remove_left(l: &Left, demo: u32, uid: u32) -> Option<String> {
     let st = sys::shm_stat(l.shmid).ok()?;
-    let idle = matches!(
-        shmbus_core::lock::publisher_status(l.key),
-        PublisherStatus::NotRunning | PublisherStatus::NoLock
-    );
-    if st.cuid != uid || st.nattch != 0 || st.key != l.key || !idle {
+    if st.cuid != uid || st.nattch != 0 || st.key != l.key {
         return None;
     }
-    sys::shm_remove(l.shmid).ok()?;
-    if sysvipc::semaphore_by_key(l.key).is_some_and(|p| p.creator_uid() == uid) {
-        let _ = shmbus_core::lock::remove_lock(l.key);
-    }
+    remove_idle_topic(l.shmid, l.key, uid)?;
     Some(format!(
         "removed topic `{}` (key 0x{:08x}, shmid {}) that an earlier demo left (demo pid {demo}, no longer running; made at {} UTC: killed with its sensors?)",
         printable(&l.name),
