@@ -439,6 +439,60 @@ def test_a_signal_handler_reading_the_waiting_subscriber_raises_not_deadlocks(ke
     assert r.returncode == 0, r.stdout
 
 
+def test_frames_lost_under_two_reading_threads_are_each_counted_once(key):
+    """Two threads reading one Subscriber in order while the publisher
+    overruns its 4-slot ring: frames returned plus frames reported missed
+    add up to every frame published, once each (the count of a lost run is
+    kept on the Subscriber until the next in-order frame carries it, and
+    the other thread's reads go on meanwhile). The interpreter switches
+    threads every microsecond here, to give a lost update its chance."""
+    decl = "struct Seq { seq: u64 }"
+    total = 40000
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        with shmbus.Publisher("seq", schema=decl, key=key, slots=4) as pub:
+            sub = shmbus.Subscriber("seq", key=key, wait=5)
+            done = threading.Event()
+            got = [[], []]
+            problems = []
+
+            def publish():
+                for g in range(1, total + 1):
+                    pub.publish({"seq": g})
+                done.set()
+
+            def read(i):
+                while True:
+                    finished = done.is_set()
+                    try:
+                        s = sub.next()
+                    except Exception as e:  # noqa: BLE001 - any exception is the finding
+                        problems.append("%s: %s" % (type(e).__name__, e))
+                        continue
+                    if s is not None:
+                        got[i].append((s["generation"], s["missed"]))
+                    elif finished:
+                        return
+
+            threads = [threading.Thread(target=publish)] + [threading.Thread(target=read, args=(i,)) for i in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=120)
+            assert not any(t.is_alive() for t in threads)
+            sub.close()
+    finally:
+        sys.setswitchinterval(old)
+    assert problems == []
+    frames = got[0] + got[1]
+    missed = sum(m for _, m in frames)
+    assert len({g for g, _ in frames}) == len(frames)
+    assert max(g for g, _ in frames) == total
+    assert missed > 0, "the ring was never overrun: the test proves nothing"
+    assert len(frames) + missed == total, (len(frames), missed)
+
+
 def test_a_read_from_another_thread_is_not_held_up_by_a_wait(key):
     """While one thread waits on a Subscriber (for ever here), another
     thread's `latest()` and `next()` of it return, as they do in C
