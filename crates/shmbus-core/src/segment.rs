@@ -818,19 +818,25 @@ mod writer {
     use core::sync::atomic::{AtomicU32, Ordering};
 
     /// What a segment at the topic's key that is smaller than the topic
-    /// needs is: an older geometry of the topic (`SizeMismatch`, whose fix
-    /// `shmbus rm` removes it), or another program's memory, named as such
-    /// (`NotShmbus`, or `Corrupt` below the 256-byte header): `shmbus rm`
-    /// refuses to remove that, so the error must not suggest it. Nothing
-    /// is written; `lock_created` says this open made the topic's lock, so
-    /// zeros there are no shmbus creator's.
+    /// needs is: a whole shmbus topic that is not this one, named by the
+    /// reopen's own checks ([`check_identity`]: another topic at the key,
+    /// another type, or this topic with fewer slots or smaller frames,
+    /// each with its own fix; a grown topic was a bare "N bytes, needs M"
+    /// before, and a key collision with a smaller topic was told to `shmbus
+    /// rm` that other topic), a half-created one of another size
+    /// (`SizeMismatch`, whose fix `shmbus rm` removes it), or another
+    /// program's memory, named as such (`NotShmbus`, or `Corrupt` below the
+    /// 256-byte header): `shmbus rm` refuses to remove that, so the error
+    /// must not suggest it. Nothing is written; `lock_created` says this
+    /// open made the topic's lock, so zeros there are no shmbus creator's.
     fn short_segment(
         shmid: i32,
-        key: i32,
         expected: u64,
         found: u64,
         lock_created: bool,
+        wanted: &Wanted<'_>,
     ) -> OpenError {
+        let key = wanted.topic.key;
         let mismatch = OpenError::SizeMismatch {
             key,
             expected,
@@ -850,8 +856,64 @@ mod writer {
             Err(OpenError::NotReady { .. }) if lock_created => {
                 OpenError::NotShmbus { key, magic: 0 }
             }
+            Ok(info) => check_identity(&info, wanted).err().unwrap_or(mismatch),
             _ => mismatch,
         }
+    }
+
+    /// What a publisher opening a topic wants the segment at its key to be.
+    struct Wanted<'a> {
+        topic: &'a Topic,
+        fingerprint: u64,
+        geometry: Geometry,
+    }
+
+    /// Whether a whole shmbus segment at the topic's key is this topic, as
+    /// this publisher makes it: its name (else `NameMismatch`: another
+    /// topic shares the key), its schema (else `SchemaMismatch`: another
+    /// type) and its geometry and notify flag (else `GeometryMismatch`,
+    /// with both shapes). One check for a segment of any size, so a topic
+    /// that grew and one that shrank get the same answer.
+    fn check_identity(info: &HeaderInfo, wanted: &Wanted<'_>) -> Result<(), OpenError> {
+        let Wanted {
+            topic,
+            fingerprint,
+            geometry,
+        } = wanted;
+        let key = topic.key;
+        if info.name != topic.name {
+            return Err(OpenError::NameMismatch {
+                key,
+                expected: topic.name.clone(),
+                found: info.name.clone(),
+            });
+        }
+        if info.schema_fingerprint != *fingerprint {
+            return Err(OpenError::SchemaMismatch {
+                key,
+                topic: topic.name.clone(),
+                expected: *fingerprint,
+                found: info.schema_fingerprint,
+            });
+        }
+        // A segment made before waiter registration existed (notify
+        // without FLAG_WAITERS) is still this topic: its publisher wakes
+        // on every publish.
+        if info.geometry != *geometry || info.notify() != topic.notify {
+            return Err(OpenError::GeometryMismatch {
+                key,
+                what: format!(
+                    "segment has {} slots of {} bytes, notify={}; topic wants {} slots of {} bytes, notify={}",
+                    info.geometry.slot_count,
+                    info.geometry.frame_capacity,
+                    info.notify(),
+                    geometry.slot_count,
+                    geometry.frame_capacity,
+                    topic.notify
+                ),
+            });
+        }
+        Ok(())
     }
 
     #[inline]
@@ -1072,6 +1134,12 @@ mod writer {
                 }
             })?;
             let size = geometry.segment_size;
+            let fingerprint = fnv1a64(schema);
+            let wanted = Wanted {
+                topic,
+                fingerprint,
+                geometry,
+            };
             let mut lock = PublisherLock::acquire(key, topic.mode, topic.group)?;
             let euid = nix::unistd::geteuid().as_raw();
             let flags = libc::IPC_CREAT | libc::IPC_EXCL | (topic.mode & 0o777) as i32;
@@ -1107,10 +1175,10 @@ mod writer {
                 if st.size < size as u64 {
                     return Err(short_segment(
                         shmid,
-                        key,
                         size as u64,
                         st.size,
                         lock.created(),
+                        &wanted,
                     ));
                 }
             }
@@ -1121,7 +1189,6 @@ mod writer {
             } else {
                 0
             };
-            let fingerprint = fnv1a64(schema);
             // A segment reopened as this topic gets the topic's mode and
             // group if they drifted, before anything is stored: an old
             // session's, and a half-created one's, whose creator was killed
@@ -1166,38 +1233,7 @@ mod writer {
                     }
                     Err(e) => return Err(e),
                     Ok(info) => {
-                        if info.name != topic.name {
-                            return Err(OpenError::NameMismatch {
-                                key,
-                                expected: topic.name.clone(),
-                                found: info.name,
-                            });
-                        }
-                        if info.schema_fingerprint != fingerprint {
-                            return Err(OpenError::SchemaMismatch {
-                                key,
-                                topic: topic.name.clone(),
-                                expected: fingerprint,
-                                found: info.schema_fingerprint,
-                            });
-                        }
-                        // A segment made before waiter registration existed
-                        // (notify without FLAG_WAITERS) is still this
-                        // topic: its publisher wakes on every publish.
-                        if info.geometry != geometry || info.notify() != topic.notify {
-                            return Err(OpenError::GeometryMismatch {
-                                key,
-                                what: format!(
-                                    "segment has {} slots of {} bytes, notify={}; topic wants {} slots of {} bytes, notify={}",
-                                    info.geometry.slot_count,
-                                    info.geometry.frame_capacity,
-                                    info.notify(),
-                                    geometry.slot_count,
-                                    geometry.frame_capacity,
-                                    topic.notify
-                                ),
-                            });
-                        }
+                        check_identity(&info, &wanted)?;
                         restore_owner()?;
                         repaired = repair(&att, &info);
                         info

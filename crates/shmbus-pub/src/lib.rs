@@ -46,10 +46,12 @@
 //! [`OpenError::NotOwner`]; one that is not a shmbus topic with
 //! [`OpenError::NotShmbus`] or [`OpenError::Corrupt`], also when it is
 //! smaller than the topic ([`OpenError::SizeMismatch`] is only said of a
-//! shmbus segment, which `shmbus rm` removes); another layout version with
+//! half-created shmbus segment of another size, which `shmbus rm`
+//! removes); another layout version with
 //! [`OpenError::UnsupportedLayout`]; another topic, type or shape with
 //! [`OpenError::NameMismatch`], [`OpenError::SchemaMismatch`] or
-//! [`OpenError::GeometryMismatch`]. Each refusal happens before the first
+//! [`OpenError::GeometryMismatch`], whether the segment there is smaller
+//! or larger than this topic needs (more slots, a wider type). Each refusal happens before the first
 //! store. The one exception: a segment of exactly the right size, created by
 //! the same user, whose magic is still zero, behind a publisher lock that
 //! existed before this open, is a creation of this topic interrupted before
@@ -126,7 +128,9 @@ impl<T: Serialize + DeserializeOwned + MaxSize + Schema> Publisher<T> {
     ///
     /// Errors: [`OpenError::PublisherActive`] (another publisher is alive),
     /// [`OpenError::SchemaMismatch`] / [`OpenError::GeometryMismatch`] (the
-    /// existing segment was made for another type or size: remove it),
+    /// existing segment was made for another type, slot count or notify
+    /// flag: remove it), [`OpenError::NameMismatch`] (another topic's name
+    /// leads to the same key: give one of them another key),
     /// [`OpenError::NotOwner`] (someone else created a segment at the key),
     /// [`OpenError::LockDenied`] (lock policy "required"), the system limits
     /// ([`OpenError::TooLarge`], [`OpenError::SystemLimit`]) and

@@ -181,6 +181,102 @@ fn short_segment_is_size_mismatch() {
     ));
 }
 
+/// Frames of a wider type than [`Check`]: a topic of them needs a larger
+/// segment than a `Check` topic of as many slots.
+#[derive(
+    Serialize,
+    Deserialize,
+    Debug,
+    postcard::experimental::max_size::MaxSize,
+    postcard_schema::Schema,
+)]
+struct Wider {
+    x: [u64; 32],
+}
+
+/// A publisher whose topic needs a larger segment than the whole shmbus
+/// topic at its key is told what differs, as one that needs a smaller
+/// segment is: more slots is `GeometryMismatch` with both shapes, a wider
+/// type `SchemaMismatch`, another topic at the key `NameMismatch`. Each
+/// was a bare "segment is N bytes, the topic needs M; remove it with
+/// `shmbus rm`" (`SizeMismatch`), which for a key collision told the user
+/// to remove the other topic. Nothing is written to the segment.
+#[test]
+fn a_topic_that_grew_is_told_what_differs_as_one_that_shrank() {
+    let (topic, _guard) = unique_topic("grew");
+    let mut p = Publisher::<Check>::open(&topic).unwrap();
+    p.publish(&Check::new(1)).unwrap();
+    drop(p);
+    let shmid = sys::shmget(topic.key, 0, 0).unwrap();
+    let att = Attachment::read_only(shmid).unwrap();
+    let before = snapshot(&att);
+    let key = format!("0x{:08x}", topic.key as u32);
+
+    // The same topic, twice the slots: a larger segment.
+    let e = Publisher::<Check>::open(&topic.clone().slots(topic.slots * 2)).unwrap_err();
+    match &e {
+        OpenError::GeometryMismatch { what, .. } => assert!(
+            what.contains(&format!("segment has {} slots", topic.slots))
+                && what.contains(&format!("topic wants {} slots", topic.slots * 2)),
+            "{what}"
+        ),
+        other => panic!("more slots: expected GeometryMismatch, got {other:?}"),
+    }
+    assert!(e.to_string().contains(&format!("shmbus rm {key}")), "{e}");
+    // And half the slots (a smaller segment), as it was before.
+    let e = Publisher::<Check>::open(&topic.clone().slots(topic.slots / 2)).unwrap_err();
+    assert!(
+        matches!(e, OpenError::GeometryMismatch { .. }),
+        "fewer slots: {e:?}"
+    );
+
+    // The same topic, a wider type.
+    match Publisher::<Wider>::open(&topic) {
+        Err(OpenError::SchemaMismatch {
+            expected,
+            found,
+            topic: name,
+            ..
+        }) => {
+            assert_eq!(
+                expected,
+                shmbus_core::schema::fingerprint_of::<Wider>().unwrap()
+            );
+            assert_eq!(
+                found,
+                shmbus_core::schema::fingerprint_of::<Check>().unwrap()
+            );
+            assert_eq!(name, topic.name);
+        }
+        other => panic!("wider type: expected SchemaMismatch, got {other:?}"),
+    }
+
+    // Another topic, of the wider type, whose name leads to the same key:
+    // the key is shared, and the fix is another key, never removing the
+    // topic that is there.
+    let other = Topic::new("grew-other").key(topic.key);
+    let e = Publisher::<Wider>::open(&other).unwrap_err();
+    match &e {
+        OpenError::NameMismatch {
+            expected, found, ..
+        } => {
+            assert_eq!(expected, "grew-other");
+            assert_eq!(found, &topic.name);
+        }
+        other => panic!("key collision: expected NameMismatch, got {other:?}"),
+    }
+    let msg = e.to_string();
+    assert!(
+        msg.contains("another key") && !msg.contains("shmbus rm"),
+        "{msg}"
+    );
+
+    assert_eq!(snapshot(&att), before, "a refused open wrote the segment");
+    // The topic is still whole and readable.
+    let mut s = Subscriber::<Check>::attach(&topic).unwrap();
+    assert_eq!(s.latest().unwrap().unwrap().value, Check::new(1));
+}
+
 #[test]
 fn unknown_layout_version_is_refused() {
     let (src, _g0) = unique_topic("version-src");
