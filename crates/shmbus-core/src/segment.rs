@@ -94,7 +94,12 @@ impl Segment {
     /// header. If `topic.publisher_uid` is set, also require that the
     /// segment was created by and belongs to that uid and is not writable by
     /// group or others.
+    ///
+    /// A description no publisher can create ([`Topic::validate_for_reader`]:
+    /// key 0, a name with characters no topic name has) is
+    /// [`OpenError::InvalidTopic`] before any system call.
     pub fn attach(topic: &Topic) -> Result<Segment, OpenError> {
+        topic.validate_for_reader()?;
         let seg = Segment::attach_key(topic.key)?;
         if let Some(uid) = topic.publisher_uid {
             let st = seg.stat().map_err(|e| map_attach_err(topic.key, e))?;

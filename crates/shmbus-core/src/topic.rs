@@ -108,10 +108,8 @@ impl Topic {
     /// mode and group.
     pub fn validate(&self) -> Result<(), OpenError> {
         validate_topic_name(&self.name).map_err(|reason| OpenError::InvalidTopic { reason })?;
+        self.validate_key()?;
         let bad = |reason: String| Err(OpenError::InvalidTopic { reason });
-        if self.key == 0 {
-            return bad("key 0 is IPC_PRIVATE and cannot name a topic".into());
-        }
         if !self.slots.is_power_of_two() || self.slots > crate::layout::MAX_SLOTS {
             return bad(format!(
                 "slots = {} must be a power of two between 1 and {}",
@@ -133,6 +131,28 @@ impl Topic {
                 "group 4294967295 is (gid_t)-1, which names no group (the kernel reads it as \"leave unchanged\" and refuses it here): give a group id below it"
                     .into(),
             );
+        }
+        Ok(())
+    }
+}
+
+impl Topic {
+    /// Check what a reader uses of the description: the name by the
+    /// reader's rule ([`validate_name`], which also admits topics made
+    /// before the level rule) and the key. A description no publisher can
+    /// create a topic for is [`OpenError::InvalidTopic`] at once, never
+    /// [`OpenError::NotFound`]: a reader waiting for it to appear
+    /// (`wait_for_topic`) would wait its whole timeout for nothing.
+    pub fn validate_for_reader(&self) -> Result<(), OpenError> {
+        validate_name(&self.name).map_err(|reason| OpenError::InvalidTopic { reason })?;
+        self.validate_key()
+    }
+
+    fn validate_key(&self) -> Result<(), OpenError> {
+        if self.key == 0 {
+            return Err(OpenError::InvalidTopic {
+                reason: "key 0 is IPC_PRIVATE and cannot name a topic: leave the key out to derive it from the topic's name (Topic::new), or give the key its publisher uses".into(),
+            });
         }
         Ok(())
     }

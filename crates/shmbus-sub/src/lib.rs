@@ -1203,8 +1203,9 @@ impl<T: DeserializeOwned + Schema> Subscriber<T> {
     /// `T`.
     ///
     /// Errors: [`OpenError::NotFound`] (no publisher yet: see
-    /// [`Self::wait_for_topic`]), [`OpenError::SchemaMismatch`] (another
-    /// type), [`OpenError::PermissionDenied`], [`OpenError::NotOwner`] /
+    /// [`Self::wait_for_topic`]), [`OpenError::InvalidTopic`] (key 0, or a
+    /// name no topic can have: said at once, also by `wait_for_topic`),
+    /// [`OpenError::SchemaMismatch`] (another type), [`OpenError::PermissionDenied`], [`OpenError::NotOwner`] /
     /// [`OpenError::WritableByOthers`] (when the topic names its publisher
     /// uid), and the garbage-segment errors ([`OpenError::NotShmbus`],
     /// [`OpenError::Corrupt`], [`OpenError::UnsupportedLayout`]).

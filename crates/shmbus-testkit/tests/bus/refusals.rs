@@ -181,6 +181,67 @@ fn short_segment_is_size_mismatch() {
     ));
 }
 
+/// A reader given a description no publisher can create (key 0, which is
+/// `IPC_PRIVATE`; a name with characters no topic name has) is told so at
+/// once, as the publisher is. It was `NotFound` ("start its publisher
+/// first (or wait for it)"), and `wait_for_topic` waited out its whole
+/// timeout for a topic that can never appear: with `Duration::MAX`, for
+/// ever.
+#[test]
+fn a_reader_of_a_topic_no_publisher_can_create_is_told_at_once() {
+    watchdog(
+        "a_reader_of_a_topic_no_publisher_can_create_is_told_at_once",
+        Duration::from_secs(120),
+    );
+    let cases = [
+        (Topic::new("key-zero").key(0), "key 0 is IPC_PRIVATE"),
+        (Topic::new("a b"), "contains ' '"),
+        (Topic::new(""), "must be 1 to 63 bytes"),
+        (Topic::new("imu-é"), "contains"),
+    ];
+    for (topic, says) in cases {
+        // Nothing is created at these keys: the publisher refuses first.
+        let p = Publisher::<Check>::open(&topic).err();
+        assert!(
+            matches!(p, Some(OpenError::InvalidTopic { .. })),
+            "{topic:?}: {p:?}"
+        );
+        let readers = [
+            ("attach", Subscriber::<Check>::attach(&topic).err()),
+            (
+                "wait_for_topic(0)",
+                Subscriber::<Check>::wait_for_topic(&topic, Duration::ZERO).err(),
+            ),
+            (
+                "Segment::attach",
+                shmbus_core::Segment::attach(&topic).err(),
+            ),
+        ];
+        // The wait for ever comes last: it hung the old code (the
+        // watchdog ends it), after the calls above had failed the test.
+        let waits = || {
+            (
+                "RawSubscriber::wait_for_topic(MAX)",
+                shmbus_sub::RawSubscriber::wait_for_topic(&topic, Duration::MAX).err(),
+            )
+        };
+        for (how, e) in readers.into_iter().chain(std::iter::once_with(waits)) {
+            match e {
+                Some(OpenError::InvalidTopic { reason }) => {
+                    assert!(reason.contains(says), "{how} {topic:?}: {reason}")
+                }
+                other => panic!("{how} {topic:?}: expected InvalidTopic, got {other:?}"),
+            }
+        }
+    }
+    // The fix is named for key 0.
+    let e = Subscriber::<Check>::attach(&Topic::new("key-zero").key(0))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("derive it from the topic's name"), "{e}");
+}
+
 /// Frames of a wider type than [`Check`]: a topic of them needs a larger
 /// segment than a `Check` topic of as many slots.
 #[derive(
