@@ -556,7 +556,7 @@ impl fmt::Display for OpenError {
             }
             OpenError::OutOfMemory { key, size } => write!(
                 f,
-                "out of memory creating a {size}-byte segment for key {}",
+                "out of memory creating a {size}-byte segment for key {}: the kernel has no memory for it; free memory (`shmbus list` shows stale topics to `shmbus rm`), or give the topic fewer slots or a smaller message type",
                 Key(*key)
             ),
             OpenError::BufferMemory { key, size } => write!(

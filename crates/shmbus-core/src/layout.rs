@@ -278,6 +278,32 @@ impl Geometry {
         })
     }
 
+    /// Why [`Geometry::new`] refuses these sizes, as a reason that names the
+    /// limit and what to change; `None` when it does not. A topic
+    /// description's slot count is checked before (`Topic::validate`).
+    pub fn refusal(schema_len: usize, slot_count: u32, frame_capacity: usize) -> Option<String> {
+        if Geometry::new(schema_len, slot_count, frame_capacity).is_some() {
+            return None;
+        }
+        Some(if frame_capacity == 0 {
+            "frame capacity 0: a topic's frames hold at least 1 byte; give the length of the longest frame".to_string()
+        } else if frame_capacity > MAX_FRAME_CAPACITY {
+            format!(
+                "frames of up to {frame_capacity} bytes exceed the layout's {MAX_FRAME_CAPACITY} bytes (16 MiB) per frame: declare smaller capacities in the message type (heapless::String<N>, heapless::Vec<T, N>, shorter arrays)"
+            )
+        } else if schema_len > MAX_SCHEMA_LEN {
+            format!(
+                "the message type's schema is {schema_len} bytes, over the layout's {MAX_SCHEMA_LEN}: use a type with fewer fields, variants and array elements (the schema lists each element of a [T; N])"
+            )
+        } else if !slot_count.is_power_of_two() || slot_count > MAX_SLOTS {
+            format!("slots = {slot_count} must be a power of two between 1 and {MAX_SLOTS}")
+        } else {
+            format!(
+                "{slot_count} slots of {frame_capacity}-byte frames do not fit in this process's address space: use fewer slots or smaller frames"
+            )
+        })
+    }
+
     /// Byte offset of slot `index` (taken modulo the slot count).
     pub fn slot_offset(&self, index: u64) -> usize {
         let i = (index & u64::from(self.slot_count - 1)) as usize;

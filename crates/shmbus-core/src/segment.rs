@@ -1130,14 +1130,13 @@ mod writer {
             topic.validate()?;
             let forks = sys::fork_count();
             let key = topic.key;
-            let geometry = Geometry::new(schema.len(), topic.slots, frame_capacity).ok_or_else(|| {
-                OpenError::InvalidTopic {
-                    reason: format!(
-                        "frame capacity {frame_capacity} or schema of {} bytes exceeds the layout's limits",
-                        schema.len()
-                    ),
-                }
-            })?;
+            let geometry =
+                Geometry::new(schema.len(), topic.slots, frame_capacity).ok_or_else(|| {
+                    OpenError::InvalidTopic {
+                        reason: Geometry::refusal(schema.len(), topic.slots, frame_capacity)
+                            .unwrap_or_default(),
+                    }
+                })?;
             let size = geometry.segment_size;
             let fingerprint = fnv1a64(schema);
             let wanted = Wanted {

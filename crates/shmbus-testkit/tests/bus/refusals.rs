@@ -242,6 +242,62 @@ fn a_reader_of_a_topic_no_publisher_can_create_is_told_at_once() {
     assert!(e.contains("derive it from the topic's name"), "{e}");
 }
 
+/// A frame capacity or schema the layout cannot hold is named with its
+/// limit and what to change, before any System V object is made. It was
+/// "frame capacity N or schema of M bytes exceeds the layout's limits",
+/// also of a capacity of 0, which exceeds nothing. And a kernel out of
+/// memory for a segment says what to do, not only that it happened.
+#[test]
+fn sizes_the_layout_cannot_hold_are_named_with_their_limit() {
+    use shmbus_core::layout::{MAX_FRAME_CAPACITY, MAX_SCHEMA_LEN};
+    let key = unique_key("layout-limits");
+    let _g = Guard(key);
+    let topic = Topic::new("layout-limits").key(key);
+    let cases: Vec<(Vec<u8>, usize, String)> = vec![
+        (
+            Vec::new(),
+            0,
+            "frame capacity 0: a topic's frames hold at least 1 byte".into(),
+        ),
+        (
+            Vec::new(),
+            MAX_FRAME_CAPACITY + 1,
+            format!(
+                "frames of up to {} bytes exceed the layout's {MAX_FRAME_CAPACITY} bytes (16 MiB) per frame: declare smaller capacities",
+                MAX_FRAME_CAPACITY + 1
+            ),
+        ),
+        (
+            vec![0; MAX_SCHEMA_LEN + 1],
+            8,
+            format!(
+                "the message type's schema is {} bytes, over the layout's {MAX_SCHEMA_LEN}",
+                MAX_SCHEMA_LEN + 1
+            ),
+        ),
+    ];
+    for (schema, capacity, says) in cases {
+        match shmbus_pub::RawPublisher::open(&topic, &schema, capacity) {
+            Err(OpenError::InvalidTopic { reason }) => {
+                assert!(reason.contains(&says), "capacity {capacity}: {reason}")
+            }
+            other => panic!("capacity {capacity}: expected InvalidTopic, got {other:?}"),
+        }
+        assert!(
+            matches!(
+                sys::shmget(key, 0, 0),
+                Err(e) if e.errno == nix::errno::Errno::ENOENT
+            ),
+            "a refused topic left a segment"
+        );
+    }
+    let oom = OpenError::OutOfMemory { key, size: 1 << 40 }.to_string();
+    assert!(
+        oom.contains("free memory") && oom.contains("fewer slots or a smaller message type"),
+        "{oom}"
+    );
+}
+
 /// Frames of a wider type than [`Check`]: a topic of them needs a larger
 /// segment than a `Check` topic of as many slots.
 #[derive(
