@@ -91,6 +91,49 @@ const MAP_FORMS: &[(&str, &str)] = &[("BTreeMap", "BTreeMap<K, V>"), ("HashMap",
 const HEAPLESS_STRING: &str = "heapless::String<";
 const HEAPLESS_VEC: &str = "heapless::Vec<T, ";
 
+/// The message for a type name the language does not have, with a fix
+/// that parses: a Rust path to a form the language has
+/// (`std::string::String`, `core::option::Option`) is written by its last
+/// name (it was told to declare `struct std::string::String { .. }`, which
+/// no struct name can be); a `Box<T>`, `Rc<T>` or `Arc<T>` is its `T` on
+/// the wire; any other name is a struct or enum declared in place, under
+/// its last name.
+fn unknown_type(id: &str) -> String {
+    let last = id.rsplit("::").next().filter(|l| is_ident(l));
+    let known = |n: &str| {
+        PRIMS.iter().any(|(k, _)| *k == n)
+            || SEQ_FORMS.iter().any(|(k, _)| *k == n)
+            || MAP_FORMS.iter().any(|(k, _)| *k == n)
+            || matches!(n, "String" | "str" | "bytes" | "Option")
+    };
+    match last {
+        Some(l @ ("String" | "Vec")) if id.starts_with("heapless::") => {
+            let form = if l == "String" {
+                "heapless::String<N>"
+            } else {
+                "heapless::Vec<T, N>"
+            };
+            format!("unknown type '{}': write {form}", clip(id))
+        }
+        Some(l) if l != id && known(l) => {
+            format!("unknown type '{}': write '{l}', without its path", clip(id))
+        }
+        Some(l @ ("Box" | "Rc" | "Arc")) => format!(
+            "unknown type '{}': a {l}<T> is its T on the wire; write the T",
+            clip(id)
+        ),
+        Some(l) => format!(
+            "unknown type '{}'; a struct or enum is declared in place: struct {} {{ field: u8 }}",
+            clip(id),
+            clip(l)
+        ),
+        None => format!(
+            "unknown type '{}'; a struct or enum is declared in place: struct Name {{ field: u8 }}",
+            clip(id)
+        ),
+    }
+}
+
 /// `N` or a decimal number: the capacity argument of the heapless forms.
 fn is_cap_arg(s: &str) -> bool {
     s == "N" || (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
@@ -601,15 +644,7 @@ impl<'a> Parser<'a> {
                         "String" | "str" => named(id, D::String),
                         "bytes" => named("bytes", D::ByteArray),
                         "Schema" => named("OwnedNamedType", D::Schema),
-                        _ => {
-                            return Err(self.err_at(
-                                at,
-                                format!(
-                                    "unknown type '{0}'; a struct or enum is declared in place: struct {0} {{ field: u8 }}",
-                                    clip(id)
-                                ),
-                            ));
-                        }
+                        _ => return Err(self.err_at(at, unknown_type(id))),
                     }
                 }
             }

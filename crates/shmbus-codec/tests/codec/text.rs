@@ -272,6 +272,44 @@ fn parse_errors_say_where_and_what() {
         e.to_string(),
         "3:8: unknown type 'flaot'; a struct or enum is declared in place: struct flaot { field: u8 }"
     );
+    // A Rust path, or a pointer type, is told how to write it, with a
+    // fix that parses: it was told to declare `struct std::string::String
+    // { field: u8 }`, which the parser refuses (a struct name has no `::`).
+    for (text, says, fixed) in [
+        (
+            "struct T { s: std::string::String }",
+            "1:15: unknown type 'std::string::String': write 'String', without its path",
+            "struct T { s: String }",
+        ),
+        (
+            "struct T { m: std::collections::HashMap<u8, u8> }",
+            "1:15: unknown type 'std::collections::HashMap': write 'HashMap', without its path",
+            "struct T { m: HashMap<u8, u8> }",
+        ),
+        (
+            "struct T { o: core::option::Option<u8> }",
+            "1:15: unknown type 'core::option::Option': write 'Option', without its path",
+            "struct T { o: Option<u8> }",
+        ),
+        (
+            "struct T { s: heapless::string::String<8> }",
+            "1:15: unknown type 'heapless::string::String': write heapless::String<N>",
+            "struct T { s: heapless::String<8> }",
+        ),
+        (
+            "struct T { b: Box<u8> }",
+            "1:15: unknown type 'Box': a Box<T> is its T on the wire; write the T",
+            "struct T { b: u8 }",
+        ),
+        (
+            "struct T { i: my::Imu }",
+            "1:15: unknown type 'my::Imu'; a struct or enum is declared in place: struct Imu { field: u8 }",
+            "struct T { i: struct Imu { field: u8 } }",
+        ),
+    ] {
+        assert_eq!(parse(text).unwrap_err().to_string(), says);
+        parse(fixed).unwrap_or_else(|e| panic!("the fix for {text:?} does not parse: {e}"));
+    }
     assert_eq!(
         parse("struct T { a: u8 ").unwrap_err().to_string(),
         "1:18: expected '}', found the end of the text"
