@@ -143,13 +143,13 @@ pub fn point(
             u8::from(way.control)
         )
     };
-    let t = topic(keys.take(), &name(""), notify);
+    let t = topic(keys.take()?, &name(""), notify);
     let mut publisher = Publisher::<Frame64>::open(&t).map_err(|e| e.to_string())?;
     // The control's second topic, which nobody reads: every other timed
     // publish goes there, interleaved with those to `t`.
     let mut unread_pub = match way.control {
         true => Some(
-            Publisher::<Frame64>::open(&topic(keys.take(), &name("-unread"), notify))
+            Publisher::<Frame64>::open(&topic(keys.take()?, &name("-unread"), notify))
                 .map_err(|e| e.to_string())?,
         ),
         false => None,

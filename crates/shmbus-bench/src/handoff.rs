@@ -189,8 +189,8 @@ pub fn parse_topic(s: &str) -> Result<Topic, String> {
 
 impl<F: SeqFrame> Pair<F> {
     fn open(keys: &mut crate::Keys, suffix: &str, notify: bool) -> Result<Pair<F>, String> {
-        let ping = topic(keys.take(), &format!("bench/{suffix}-ping"), notify);
-        let pong = topic(keys.take(), &format!("bench/{suffix}-pong"), notify);
+        let ping = topic(keys.take()?, &format!("bench/{suffix}-ping"), notify);
+        let pong = topic(keys.take()?, &format!("bench/{suffix}-pong"), notify);
         let publisher = Publisher::<F>::open(&ping).map_err(|e| e.to_string())?;
         // Create the pong topic so we can attach now; each peer reopens it.
         drop(Publisher::<F>::open(&pong).map_err(|e| e.to_string())?);
@@ -226,8 +226,8 @@ fn raw_schema() -> Result<Vec<u8>, String> {
 
 impl RawPair {
     fn open(keys: &mut crate::Keys) -> Result<RawPair, String> {
-        let ping = topic(keys.take(), "bench/raw-ping", false);
-        let pong = topic(keys.take(), "bench/raw-pong", false);
+        let ping = topic(keys.take()?, "bench/raw-ping", false);
+        let pong = topic(keys.take()?, "bench/raw-pong", false);
         let schema = raw_schema()?;
         let publisher = RawPublisher::open(&ping, &schema, 64).map_err(|e| e.to_string())?;
         drop(RawPublisher::open(&pong, &schema, 64).map_err(|e| e.to_string())?);

@@ -76,11 +76,20 @@ pub fn run(args: &BenchArgs, command: &[String]) -> ExitCode {
 }
 
 /// System V keys for the run's topics: `0x62` ('b') in the top byte, 16
-/// bits from the pid, then a counter. Every key handed out is removed
-/// (segment and publisher lock) when this is dropped.
+/// bits from the pid, then a counter. A key is handed out only if nothing
+/// is at it, or a topic an earlier bench of this user left (killed), which
+/// is removed first; any other program's memory or semaphore at a key of
+/// the range (`ftok(path, 'b')` makes keys with that top byte) is skipped
+/// and never touched. When this is dropped (or the run is interrupted),
+/// the run's own topics at the keys it handed out are removed, and nothing
+/// else.
+#[derive(Debug)]
 pub struct Keys {
     base: i32,
-    used: Vec<i32>,
+    /// The offset of the next key to try (1 to 255).
+    next: i32,
+    /// The keys handed out, shared with the stop watcher.
+    used: std::sync::Arc<std::sync::Mutex<Vec<i32>>>,
 }
 
 impl Keys {
@@ -95,7 +104,8 @@ impl Keys {
         let h = (pid ^ (pid >> 16)).wrapping_mul(0x9e37_79b1) >> 16;
         Keys {
             base: (0x6200_0000 | ((h & 0xffff) << 8)) as i32,
-            used: Vec::new(),
+            next: 1,
+            used: Default::default(),
         }
     }
 
@@ -104,14 +114,77 @@ impl Keys {
         self.base + 1..=self.base + 255
     }
 
-    /// The next unused key.
-    pub fn take(&mut self) -> i32 {
+    /// The next free key of the range (see the type's docs). An error
+    /// when every key left in the range is another program's.
+    pub fn take(&mut self) -> Result<i32, String> {
         park_if_stopping();
-        let k = self.base + self.used.len() as i32 + 1;
-        remove_key(k);
-        self.used.push(k);
-        k
+        while self.next <= 255 {
+            let k = self.base + self.next;
+            self.next += 1;
+            if claim(k) {
+                lock_ignoring_poison(&self.used).push(k);
+                return Ok(k);
+            }
+        }
+        Err(format!(
+            "no free System V key left in 0x{:08x}..=0x{:08x}: other programs' shared memory or semaphores are at them (`ipcs -m -s`)",
+            self.base + 1,
+            self.base + 255
+        ))
     }
+
+    /// The keys handed out so far.
+    pub fn used(&self) -> Vec<i32> {
+        lock_ignoring_poison(&self.used).clone()
+    }
+}
+
+fn lock_ignoring_poison<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether key `k` may be this run's: nothing is at it, or only a topic
+/// an earlier bench of this user left, removed now.
+fn claim(k: i32) -> bool {
+    let absent = |r: Result<i32, shmbus_core::sys::SysError>| matches!(r, Err(e) if e.errno == shmbus_core::sys::Errno::ENOENT);
+    let free =
+        |k| absent(shmbus_core::sys::shmget(k, 0, 0)) && absent(shmbus_core::sys::sem_lookup(k));
+    free(k) || (remove_bench_topic(k, false) && free(k))
+}
+
+/// Remove what a bench left at `key`: the segment, only if it is a shmbus
+/// topic named `bench/...` that this user created and whose publisher is
+/// gone (or is this process, when `this_run`); then the publisher lock, if
+/// this user created it and nobody else holds it, when there was such a
+/// topic or the key is one this run handed out (it was free then, so the
+/// lock is the run's). Anything else at the key is another program's and
+/// stays. Returns whether a segment went or none was there.
+fn remove_bench_topic(key: i32, this_run: bool) -> bool {
+    use shmbus_core::lock::PublisherStatus;
+    use shmbus_core::sys;
+    let me = nix::unistd::geteuid().as_raw();
+    let idle = || match shmbus_core::lock::publisher_status(key) {
+        PublisherStatus::NotRunning | PublisherStatus::NoLock => true,
+        PublisherStatus::Alive { pid } => this_run && pid == std::process::id() as i32,
+        _ => false,
+    };
+    let topic = match sys::shmget(key, 0, 0) {
+        Ok(id) => {
+            let ours = sys::shm_stat(id).is_ok_and(|st| st.cuid == me)
+                && shmbus_core::Segment::attach_shmid(id, key)
+                    .is_ok_and(|s| s.info().name.starts_with("bench/"));
+            if !ours || !idle() || sys::shm_remove(id).is_err() {
+                return false;
+            }
+            true
+        }
+        Err(e) if e.errno == sys::Errno::ENOENT => false,
+        Err(_) => return false,
+    };
+    if (topic || this_run) && shmbus_core::lock::creator(key) == Some(me) && idle() {
+        let _ = shmbus_core::lock::remove_lock(key);
+    }
+    true
 }
 
 impl Default for Keys {
@@ -138,10 +211,11 @@ pub(crate) fn park_if_stopping() {
 /// watcher thread does what the drop would, in an order that leaves
 /// nothing: it stops new topics and peers, kills the peers (a peer can
 /// create a topic at one of the run's keys) and waits until they are dead,
-/// removes every key of the run's range twice around a pause (the main
-/// thread may be inside an open when the flag is set), then exits (130).
+/// removes the run's topics at the keys it handed out twice around a
+/// pause (the main thread may be inside an open when the flag is set),
+/// then exits (130). Other programs' objects in the key range stay.
 fn remove_on_stop(keys: &Keys) {
-    let range = keys.range();
+    let used = keys.used.clone();
     let watcher = std::thread::Builder::new().spawn(move || {
         while !shmbus_toolbox::stop::requested() {
             std::thread::sleep(Duration::from_millis(20));
@@ -149,8 +223,8 @@ fn remove_on_stop(keys: &Keys) {
         STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
         kill_children(Duration::from_secs(10));
         for _ in 0..2 {
-            for k in range.clone() {
-                remove_key(k);
+            for k in lock_ignoring_poison(&used).clone() {
+                remove_bench_topic(k, true);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -202,17 +276,10 @@ fn kill_children(limit: Duration) {
     }
 }
 
-fn remove_key(key: i32) {
-    if let Ok(id) = shmbus_core::sys::shmget(key, 0, 0) {
-        let _ = shmbus_core::sys::shm_remove(id);
-    }
-    let _ = shmbus_core::lock::remove_lock(key);
-}
-
 impl Drop for Keys {
     fn drop(&mut self) {
-        for k in &self.used {
-            remove_key(*k);
+        for k in self.used() {
+            remove_bench_topic(k, true);
         }
     }
 }

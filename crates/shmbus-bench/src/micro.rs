@@ -56,7 +56,7 @@ fn raw_publisher<T: Schema + MaxSize + serde::de::DeserializeOwned>(
 ) -> Result<RawPublisher, String> {
     let schema = schema_bytes::<T>().map_err(|e| e.to_string())?;
     RawPublisher::open(
-        &topic(keys.take(), name, notify),
+        &topic(keys.take()?, name, notify),
         &schema,
         T::POSTCARD_MAX_SIZE,
     )
@@ -138,7 +138,7 @@ fn latest_item<T>(
 where
     T: Serialize + serde::de::DeserializeOwned + Schema + MaxSize + 'static,
 {
-    let t = topic(keys.take(), name, false);
+    let t = topic(keys.take()?, name, false);
     let mut publisher = Publisher::<T>::open(&t).map_err(|e| e.to_string())?;
     publisher.publish(&v).map_err(|e| e.to_string())?;
     let mut sub = Subscriber::<T>::attach(&t).map_err(|e| e.to_string())?;
@@ -168,7 +168,7 @@ pub fn items(keys: &mut Keys, clock_ns: f64) -> Result<Vec<Item>, String> {
             })
         },
     ));
-    let mut poll_pub = Publisher::<Frame64>::open(&topic(keys.take(), "bench/poll-idle", false))
+    let mut poll_pub = Publisher::<Frame64>::open(&topic(keys.take()?, "bench/poll-idle", false))
         .map_err(|e| e.to_string())?;
     poll_pub
         .publish(&Frame64::new(1))
@@ -344,7 +344,7 @@ pub fn items(keys: &mut Keys, clock_ns: f64) -> Result<Vec<Item>, String> {
         },
     ));
     let (imu, gnss, power) = typical();
-    let mut typed64 = Publisher::<Frame64>::open(&topic(keys.take(), "bench/publish-t64", false))
+    let mut typed64 = Publisher::<Frame64>::open(&topic(keys.take()?, "bench/publish-t64", false))
         .map_err(|e| e.to_string())?;
     let f64v = Frame64::new(7);
     v.push(item(
@@ -356,7 +356,7 @@ pub fn items(keys: &mut Keys, clock_ns: f64) -> Result<Vec<Item>, String> {
             })
         },
     ));
-    let mut typed = Publisher::<Imu>::open(&topic(keys.take(), "bench/publish-imu", false))
+    let mut typed = Publisher::<Imu>::open(&topic(keys.take()?, "bench/publish-imu", false))
         .map_err(|e| e.to_string())?;
     v.push(item(
         "publish_imu_typed",
@@ -464,7 +464,7 @@ pub fn items(keys: &mut Keys, clock_ns: f64) -> Result<Vec<Item>, String> {
     // cost of a clock read (measured at start-up) is taken off each batch,
     // so next() is timed like the other rows, whose batches of 1000 make the
     // clock's share negligible.
-    let t = topic(keys.take(), "bench/read", false).slots(64);
+    let t = topic(keys.take()?, "bench/read", false).slots(64);
     let mut read_pub = Publisher::<Frame64>::open(&t).map_err(|e| e.to_string())?;
     let mut read_sub = Subscriber::<Frame64>::attach(&t).map_err(|e| e.to_string())?;
     let slots = t.slots as u64;
@@ -506,7 +506,7 @@ pub fn items(keys: &mut Keys, clock_ns: f64) -> Result<Vec<Item>, String> {
             false,
         ),
     ] {
-        let t = topic(keys.take(), "bench/read-new", false);
+        let t = topic(keys.take()?, "bench/read-new", false);
         let mut publisher = Publisher::<Frame64>::open(&t).map_err(|e| e.to_string())?;
         let mut readers = (0..READERS)
             .map(|_| Subscriber::<Frame64>::attach(&t))
