@@ -327,6 +327,15 @@ fn resolve_name(cmd: &str, name: &str, bus: Option<&str>, all: &[Entry]) -> Resu
         }) => Err(Fail::error(names::squatted_text(
             &rule, key, uid, cuid, expected,
         ))),
+        // `rm` is how a broken topic goes away (TROUBLESHOOTING.md, "After
+        // an upgrade": `shmbus rm NAME`): the segment at the name's own key,
+        // which rm by key removes, is removed by name too; rm's own probe
+        // says what it was. Every other command cannot read it.
+        Err(NameError::Unusable { shmid, .. }) if cmd == "rm" => all
+            .iter()
+            .find(|e| e.shmid == shmid)
+            .cloned()
+            .ok_or_else(|| Fail::not_found(format!("topic '{name}' is gone; see `shmbus list`"))),
         Err(NameError::Unusable { error, .. }) => {
             let msg = format!("no readable topic named '{name}': {error}");
             Err(if error.is_being_created() {

@@ -4635,3 +4635,37 @@ fn a_foreign_segment_at_a_names_key_is_named_by_every_tool() {
     }
     assert!(!out.exists());
 }
+
+/// TROUBLESHOOTING.md, "After an upgrade", says to remove a topic another
+/// version of shmbus made with `shmbus rm NAME`. rm by name refused it
+/// ("no readable topic named ...", exit 2) while `rm KEY` removed it: a
+/// segment at the name's own key that no command can read is what rm is
+/// for, whatever the argument.
+#[test]
+fn rm_by_name_removes_a_topic_of_another_layout_version() {
+    watchdog("rm-name-broken", Duration::from_secs(120));
+    let bus = format!("clitest-upgrade-{}", std::process::id());
+    let name = "old-layout";
+    let topic = shmbus_core::Topic::on_bus(&bus, name);
+    let _g = Guard(topic.key);
+    let mut p = Publisher::<Imu>::open(&topic).unwrap();
+    p.publish(&imu(1)).unwrap();
+    drop(p);
+    // The header's layout_version (offset 8) as another version writes it.
+    let id = sys::shmget(topic.key, 0, 0).unwrap();
+    let att = sys::WriteAttachment::read_write(id).unwrap();
+    att.atomic_word(8)
+        .unwrap()
+        .store(2, std::sync::atomic::Ordering::Relaxed);
+    drop(att);
+    let r = run(&["info", name, "--bus", &bus]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("layout version 2"), "{}", r.stderr);
+    let r = run(&["rm", name, "--bus", &bus]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("removed topic (broken)"), "{}", r.stdout);
+    assert!(
+        sys::shmget(topic.key, 0, 0).is_err(),
+        "the segment is still there after `shmbus rm {name}`"
+    );
+}
