@@ -278,8 +278,46 @@ pub fn attach(cmd: &str, arg: &str, bus: Option<&str>) -> Result<(Entry, Segment
     let e = resolve(cmd, arg, bus)?;
     match Segment::attach_shmid(e.shmid, e.key) {
         Ok(s) => Ok((e, s)),
+        Err(err @ OpenError::PermissionDenied { .. }) => Err(denied(&e, &err)),
         Err(err) => Err(open_fail(&err)),
     }
+}
+
+/// A topic this user may not read, with the fix TROUBLESHOOTING.md gives
+/// ("A reader is refused: permissions"): join the topic's group, or give
+/// the topic a readers' group; never widen its mode. Core's own text
+/// ("change the topic's mode/group") said the opposite and named owner and
+/// group by number only. When the mode does let this process read, the
+/// refusal is someone else's (an LSM): core's text stands.
+fn denied(e: &Entry, err: &OpenError) -> Fail {
+    use nix::unistd::{Gid, getegid, geteuid, getgroups};
+    let mode = e.mode & 0o777;
+    let me = geteuid().as_raw();
+    let in_group =
+        getegid().as_raw() == e.gid || getgroups().is_ok_and(|g| g.contains(&Gid::from_raw(e.gid)));
+    let granted =
+        (me == e.uid && mode & 0o400 != 0) || (in_group && mode & 0o040 != 0) || mode & 0o004 != 0;
+    if granted || me == 0 {
+        return open_fail(err);
+    }
+    let group = crate::out::group_name(e.gid);
+    let name = crate::out::user_name(me);
+    let fix = if mode & 0o040 != 0 {
+        format!(
+            "add {name} to group {group} (`usermod -aG {group} {name}`, then log in again: a session keeps the groups it started with)"
+        )
+    } else {
+        format!(
+            "its mode lets no group read it: give the topic a readers' group in its config (`group = \"shmbus\"`, `mode = 0o640`), restart its publisher, and add {name} to that group (`usermod -aG shmbus {name}`, then log in again)"
+        )
+    };
+    Fail::error(format!(
+        "permission denied: {} may not read the topic at key {} (shmid {}; owner {}, group {group}, mode {mode:04o}): {fix}; do not make it readable by others (see SECURITY.md)",
+        user(me),
+        key_hex(e.key),
+        e.shmid,
+        user(e.uid),
+    ))
 }
 
 /// An [`OpenError`] as a command failure: "not there" exits 1, the rest 2.

@@ -1349,10 +1349,33 @@ fn unreadable_topics_are_listed_as_permission_denied() {
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v[0]["status"], "permission denied", "{v}");
     assert_eq!(v[0]["mode"], "0600");
-    let (code, _, err) = as_nobody(&["info", &k]);
+    // The fix is TROUBLESHOOTING.md's ("A reader is refused"): a readers'
+    // group, never a wider mode. It said "change the topic's mode/group"
+    // and named the owner by number.
+    for cmd in ["info", "echo"] {
+        let (code, _, err) = as_nobody(&[cmd, &k]);
+        assert_eq!(code, Some(2), "{err}");
+        assert!(
+            err.starts_with("shmbus: permission denied: nobody (uid 65534) may not read")
+                && err.contains("owner root (uid 0), group root, mode 0600")
+                && err.contains("lets no group read it")
+                && err.contains("usermod -aG shmbus nobody")
+                && err.contains("do not make it readable by others"),
+            "{cmd}: {err}"
+        );
+    }
+    drop(p);
+    // Readable by its group: the fix is to join that group.
+    let (topic, _g2) = self::topic("denied-group");
+    let topic = topic.mode(0o640).group(0);
+    let mut p = Publisher::<Imu>::open(&topic).unwrap();
+    p.publish(&imu(1)).unwrap();
+    let (code, _, err) = as_nobody(&["info", &hex(topic.key)]);
     assert_eq!(code, Some(2), "{err}");
     assert!(
-        err.starts_with("shmbus: permission denied") && err.contains("member of its group"),
+        err.contains("group root, mode 0640")
+            && err
+                .contains("add nobody to group root (`usermod -aG root nobody`, then log in again"),
         "{err}"
     );
 }
