@@ -426,6 +426,49 @@ fn a_masked_proc_sysvipc_is_an_error_never_an_empty_bus() {
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
 
+/// Root (a mount namespace). `/proc/sysvipc` hidden altogether (an empty
+/// tmpfs over it, as a sandbox or a container without /proc shows it):
+/// doctor said "the kernel has no System V IPC" and told the one on call
+/// to rebuild the kernel with CONFIG_SYSVIPC, on a kernel whose shared
+/// memory works. It now tells the two apart (a look-up of a key answers
+/// unless the kernel has no System V IPC) and names the masked /proc.
+#[test]
+fn doctor_tells_a_hidden_proc_sysvipc_from_a_kernel_without_it() {
+    watchdog(
+        "doctor_tells_a_hidden_proc_sysvipc_from_a_kernel_without_it",
+        Duration::from_secs(120),
+    );
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("not root: no mount namespace to hide /proc/sysvipc in (CI runs this as root)");
+        return;
+    }
+    let dir = TempDir::new("hostile-hidden");
+    let config = config_for(&dir, "hidden", unique_key("hostile-hidden"));
+    let cmd = shmbus(&config, &["doctor"]);
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg("mount -t tmpfs none /proc/sysvipc && exec \"$0\" \"$@\"")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    let r = run_cmd(c);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("FAIL  sysvipc")
+            && r.stdout
+                .contains("System V shared memory works, but /proc/sysvipc/shm is missing")
+            && r.stdout.contains("mount -t proc proc /proc")
+            && !r.stdout.contains("CONFIG_SYSVIPC"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+}
+
 /// The publisher lock of a running sensor removed alone (`ipcrm -s`, as an
 /// admin clearing "stale" semaphores does): the sensor went on publishing
 /// without a lock, readers called it `NOT RUNNING` at 1 kHz, doctor said

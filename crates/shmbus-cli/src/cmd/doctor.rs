@@ -236,6 +236,16 @@ fn limit_text(n: u64) -> String {
     }
 }
 
+/// True when the kernel answers System V shared memory calls: a look-up
+/// of a key (nothing is created) fails with anything but `ENOSYS`.
+fn sysvipc_works() -> bool {
+    // Key 1: where no topic lives; found or not, the kernel answered.
+    !matches!(
+        shmbus_core::sys::shmget(1, 0, 0),
+        Err(e) if e.errno == shmbus_core::sys::Errno::ENOSYS
+    )
+}
+
 /// The config as doctor loads it: once per run (`--sysctl` loaded it a
 /// second time for the limits, and a file edited in between, or a pipe,
 /// could give the two answers from two texts).
@@ -252,11 +262,22 @@ fn findings_of(a: &DoctorArgs, loaded: Loaded) -> Vec<Finding> {
 
     // 1. System V IPC.
     if !Path::new("/proc/sysvipc/shm").exists() {
-        f.push(fail(
-            "sysvipc",
-            "/proc/sysvipc/shm is missing: the kernel has no System V IPC (or /proc is not mounted)".into(),
-            "build the kernel with CONFIG_SYSVIPC=y (Yocto: it is in the default kernel config; check your defconfig), and mount /proc".into(),
-        ));
+        f.push(if sysvipc_works() {
+            // A container or sandbox that hides /proc/sysvipc, or no /proc:
+            // "build the kernel with CONFIG_SYSVIPC" sent the one on call
+            // to rebuild a kernel that had it.
+            fail(
+                "sysvipc",
+                "System V shared memory works, but /proc/sysvipc/shm is missing: /proc is not mounted, or a container or sandbox hides it; `shmbus list`, `info`, `echo` and `rm` find topics there, and cannot without it".into(),
+                "mount /proc (`mount -t proc proc /proc`), or run the shmbus tools where /proc/sysvipc is visible (on the host, or in a container that does not mask it); the publishers work without it".into(),
+            )
+        } else {
+            fail(
+                "sysvipc",
+                "/proc/sysvipc/shm is missing and shmget fails with ENOSYS: the kernel has no System V IPC".into(),
+                "build the kernel with CONFIG_SYSVIPC=y (Yocto: it is in the default kernel config; check your defconfig), and mount /proc".into(),
+            )
+        });
         return f;
     }
     f.push(ok(
