@@ -4692,3 +4692,44 @@ fn rm_by_name_removes_a_topic_of_another_layout_version() {
         "the segment is still there after `shmbus rm {name}`"
     );
 }
+
+/// A group or publisher user in `[defaults]` that the machine lacks made
+/// doctor print the same FAIL, with the same two fix lines, once per topic
+/// (twelve lines for the board config's six topics). It is one finding
+/// naming the topics; a topic's own cause stays its own finding.
+#[test]
+fn doctor_says_a_cause_shared_by_topics_once() {
+    let tmp_dir = shmbus_testkit::TempDir::new("cli-doctor-once");
+    let cfg = tmp_dir.path().join("board.toml");
+    std::fs::write(
+        &cfg,
+        "bus = \"doctor-once\"\n[defaults]\ngroup = \"no-such-group-shmbus\"\n\
+         [[topic]]\nname = \"a\"\n[[topic]]\nname = \"b\"\n[[topic]]\nname = \"c\"\n\
+         [[topic]]\nname = \"d\"\ngroup = \"no-such-group-either\"\n",
+    )
+    .unwrap();
+    let r = run(&["doctor", "--config", cfg.to_str().unwrap(), "--key", "1"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    let fails: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("FAIL  config"))
+        .collect();
+    assert_eq!(
+        fails,
+        [
+            "FAIL  config       3 topics cannot be opened on this machine, for the same reason: 'a', 'b', 'c'",
+            "FAIL  config       topic 'd' cannot be opened on this machine",
+        ],
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        r.stdout
+            .matches("no-such-group-shmbus` does not exist")
+            .count(),
+        1,
+        "{}",
+        r.stdout
+    );
+}

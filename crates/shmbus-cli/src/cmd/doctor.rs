@@ -306,14 +306,29 @@ fn findings_of(a: &DoctorArgs, loaded: Loaded) -> Vec<Finding> {
                     format!("edit {} as the line above says (the config loads as it is: this is a warning, not a failure)", w.at),
                 ));
             }
+            // One finding per cause: a group or user in [defaults] that this
+            // machine lacks was the same two lines once per topic (twelve
+            // lines for the board config's six topics).
+            let mut causes: Vec<(String, Vec<&str>)> = Vec::new();
             for t in &c.topics {
                 if let Err(e) = t.to_topic() {
-                    f.push(fail(
-                        "config",
-                        format!("topic '{}' cannot be opened on this machine", t.name),
-                        e.to_string(),
-                    ));
+                    let e = e.to_string();
+                    match causes.iter_mut().find(|(c, _)| *c == e) {
+                        Some((_, names)) => names.push(&t.name),
+                        None => causes.push((e, vec![&t.name])),
+                    }
                 }
+            }
+            for (e, names) in causes {
+                let what = match names.as_slice() {
+                    [one] => format!("topic '{one}' cannot be opened on this machine"),
+                    many => format!(
+                        "{} topics cannot be opened on this machine, for the same reason: '{}'",
+                        many.len(),
+                        many.join("', '")
+                    ),
+                };
+                f.push(fail("config", what, e));
             }
             // A `[[bridge.in]]` type is declared as text, which the config's
             // parser keeps as a string: the codec judges it, with the words
