@@ -4733,3 +4733,37 @@ fn doctor_says_a_cause_shared_by_topics_once() {
         r.stdout
     );
 }
+
+/// `publisher = "shmbus-sensor-imuu"` (a typo) loaded as OK: doctor said
+/// nothing, and `shmbus demo` started no sensor for the topic. doctor now
+/// warns, with the sensor programs there are.
+#[test]
+fn doctor_warns_of_a_publisher_named_like_no_sensor() {
+    let tmp_dir = shmbus_testkit::TempDir::new("cli-doctor-pub");
+    let cfg = tmp_dir.path().join("pub.toml");
+    std::fs::write(
+        &cfg,
+        "bus = \"doctor-pub\"\n[[topic]]\nname = \"imu\"\npublisher = \"shmbus-sensor-imuu\"\n\
+         [[topic]]\nname = \"mine\"\npublisher = \"my-logger\"\n\
+         [[topic]]\nname = \"net\"\npublisher = \"shmbus-sensor-net\"\n",
+    )
+    .unwrap();
+    let r = run(&["doctor", "--config", cfg.to_str().unwrap(), "--key", "1"]);
+    let warns: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("WARN  config"))
+        .collect();
+    assert_eq!(warns.len(), 1, "{}", r.stdout);
+    assert!(
+        warns[0].contains("pub.toml:3:8: topic 'imu' names publisher `shmbus-sensor-imuu`, which is no shmbus sensor program"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("shmbus-sensor-net, shmbus-sensor-iio, shmbus-sensor-imu (or"),
+        "{}",
+        r.stdout
+    );
+}

@@ -306,6 +306,35 @@ fn findings_of(a: &DoctorArgs, loaded: Loaded) -> Vec<Finding> {
                     format!("edit {} as the line above says (the config loads as it is: this is a warning, not a failure)", w.at),
                 ));
             }
+            // A `publisher` named like a sensor program but none of them (a
+            // typo: `shmbus-sensor-imuu`): `shmbus demo` starts no sensor
+            // for it, and nothing sized its topic. It loaded as OK.
+            for t in &c.topics {
+                let Some(p) = t.publisher.as_deref() else {
+                    continue;
+                };
+                if p.starts_with("shmbus-sensor")
+                    && shmbus_sensors::SensorKind::from_name(p).is_none()
+                {
+                    let known: Vec<&str> = shmbus_sensors::SensorKind::ALL
+                        .iter()
+                        .map(|k| k.program())
+                        .collect();
+                    f.push(warn(
+                        "config",
+                        format!(
+                            "{}: topic '{}' names publisher `{}`, which is no shmbus sensor program: `shmbus demo` starts nothing for it",
+                            t.at,
+                            t.name,
+                            out::printable(p)
+                        ),
+                        format!(
+                            "set `publisher` to one of {} (or to your own program's name, without the shmbus-sensor prefix)",
+                            known.join(", ")
+                        ),
+                    ));
+                }
+            }
             // One finding per cause: a group or user in [defaults] that this
             // machine lacks was the same two lines once per topic (twelve
             // lines for the board config's six topics).
