@@ -4767,3 +4767,44 @@ fn doctor_warns_of_a_publisher_named_like_no_sensor() {
         r.stdout
     );
 }
+
+/// A config whose topic's mode was narrowed (0o644 to 0o640) while the
+/// segment, made before, still had the old one: doctor said OK, and every
+/// user could go on reading the topic until its publisher restarted (a
+/// publisher sets the config's mode and group when it opens the topic).
+/// doctor now warns, with that fix.
+#[test]
+fn doctor_warns_of_a_segment_whose_mode_the_config_changed() {
+    let (topic, _g) = self::topic("doctor-mode");
+    let topic = topic.mode(0o644);
+    let mut p = Publisher::<Imu>::open(&topic).unwrap();
+    p.publish(&imu(1)).unwrap();
+    let tmp_dir = shmbus_testkit::TempDir::new("cli-doctor-mode");
+    let cfg = tmp_dir.path().join("mode.toml");
+    let k = hex(topic.key);
+    std::fs::write(
+        &cfg,
+        format!(
+            "bus = \"doctor-mode\"\n[[topic]]\nname = \"{}\"\nkey = {}\nslots = {}\nmode = 0o640\nlock = \"try\"\n",
+            topic.name, topic.key, topic.slots
+        ),
+    )
+    .unwrap();
+    let r = run(&["doctor", "--config", cfg.to_str().unwrap(), "--key", &k]);
+    let want = format!(
+        "WARN  config       '{}' ({k}) has mode 0644, group {}; the config says mode 0640: readers get the segment's until its publisher opens the topic again",
+        topic.name,
+        nix::unistd::Group::from_gid(nix::unistd::getegid())
+            .ok()
+            .flatten()
+            .map_or_else(|| nix::unistd::getegid().to_string(), |g| g.name)
+    );
+    assert!(r.stdout.contains(&want), "{want}\n{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("fix: restart its publisher: it sets the config's mode and group"),
+        "{}",
+        r.stdout
+    );
+    drop(p);
+}

@@ -829,6 +829,35 @@ fn findings_of(a: &DoctorArgs, loaded: Loaded) -> Vec<Finding> {
                         ));
                         continue;
                     }
+                    // Mode and group: a publisher sets the config's when it
+                    // opens the topic, so a segment made before the config
+                    // narrowed them keeps granting readers what it no
+                    // longer does until its publisher restarts. Said OK.
+                    if let Ok(want) = t.to_topic() {
+                        let mode = s.entry.mode & 0o777;
+                        let group_differs = want.group.is_some_and(|g| g != s.entry.gid);
+                        if mode != want.mode || group_differs {
+                            let group_of = |gid: u32| out::group_name(gid);
+                            let wanted_group = want
+                                .group
+                                .map(|g| format!(", group {}", group_of(g)))
+                                .unwrap_or_default();
+                            f.push(warn(
+                                "config",
+                                format!(
+                                    "'{}' ({k}) has mode {mode:04o}, group {}; the config says mode {:04o}{wanted_group}: readers get the segment's until its publisher opens the topic again (it was made before the config changed)",
+                                    t.name,
+                                    group_of(s.entry.gid),
+                                    want.mode
+                                ),
+                                if alive {
+                                    "restart its publisher: it sets the config's mode and group when it opens the topic".to_string()
+                                } else {
+                                    "start its publisher: it sets the config's mode and group when it opens the topic".to_string()
+                                },
+                            ));
+                        }
+                    }
                 }
                 if !alive && s.entry.nattch == 0 {
                     f.push(warn(
