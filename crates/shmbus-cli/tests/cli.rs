@@ -4808,3 +4808,33 @@ fn doctor_warns_of_a_segment_whose_mode_the_config_changed() {
     );
     drop(p);
 }
+
+/// `shmbus info` of a topic nobody reads said `shm_nattch 1` and gave its
+/// own pid as `shm_lpid`: the one on call went looking for a reader that
+/// `list` (ATT 0) and doctor ("nobody attached") said was not there. The
+/// count is read while info is attached; it now says so.
+#[test]
+fn info_says_its_own_attachment_is_in_shm_nattch() {
+    let (topic, _g) = self::topic("info-nattch");
+    let mut p = Publisher::<Imu>::open(&topic).unwrap();
+    p.publish(&imu(1)).unwrap();
+    drop(p);
+    let r = run(&["info", &hex(topic.key)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let line = |k: &str| {
+        r.stdout
+            .lines()
+            .find(|l| l.starts_with(k))
+            .unwrap_or_else(|| panic!("no {k} in\n{}", r.stdout))
+            .split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(line("shm_nattch"), "1 (this shmbus info included)");
+    assert!(
+        line("shm_lpid").ends_with("(this shmbus info)"),
+        "{}",
+        r.stdout
+    );
+}

@@ -191,9 +191,24 @@ pub fn run(a: &InfoArgs, bus: Option<&str>) -> CmdResult {
         if st.removed() {
             kv("removed", "yes: gone once the last process detaches".into());
         }
-        kv("shm_nattch", st.nattch.to_string());
+        // Read while this command is attached: its own attachment is in
+        // the count, and it is the last to attach. "shm_nattch 1" of a
+        // topic nobody else reads sent the one on call looking for the
+        // reader that `shmbus list` and `doctor` said was not there.
+        let me = std::process::id() as i32;
+        kv(
+            "shm_nattch",
+            format!("{} (this shmbus info included)", st.nattch),
+        );
         kv("shm_cpid", st.cpid.to_string());
-        kv("shm_lpid", st.lpid.to_string());
+        kv(
+            "shm_lpid",
+            if st.lpid == me {
+                format!("{} (this shmbus info)", st.lpid)
+            } else {
+                st.lpid.to_string()
+            },
+        );
         kv("shm_atime", secs_to_utc(st.atime));
         kv("shm_dtime", secs_to_utc(st.dtime));
         kv("shm_ctime", secs_to_utc(st.ctime));
