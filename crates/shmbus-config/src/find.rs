@@ -77,7 +77,19 @@ pub(crate) fn find_in(
         return Config::load(p).map(|c| (c, ConfigSource::Explicit(p.to_path_buf())));
     }
     if let Some(p) = env {
-        return Config::load(&p).map(|c| (c, ConfigSource::Env(p)));
+        // A file that cannot be read names only its path: a variable left
+        // set in a shell or a unit sent every tool to it, and nothing said
+        // where the path came from.
+        return Config::load(&p)
+            .map(|c| (c, ConfigSource::Env(p)))
+            .map_err(|mut errs| {
+                for e in errs.errors.iter_mut().filter(|e| e.at.line == 0) {
+                    e.message.push_str(&format!(
+                        " (the path is ${ENV_VAR}'s: fix it, or `unset {ENV_VAR}` to use {SYSTEM_PATH} or the built-in demo config)"
+                    ));
+                }
+                errs
+            });
     }
     // Only a system config that is not there gives the built-in one. One
     // this user cannot even look at (a directory it may not search), or a

@@ -441,7 +441,14 @@ fn search_order_explicit_then_env_then_system_then_builtin() {
         e.starts_with(&format!("{}: cannot read the config", missing.display())),
         "{e}"
     );
-    assert!(find_in(Some(&missing), None, &sys).is_err());
+    // ... that says where the path came from ($SHMBUS_CONFIG, set and
+    // forgotten, was named nowhere).
+    assert!(
+        e.ends_with("(the path is $SHMBUS_CONFIG's: fix it, or `unset SHMBUS_CONFIG` to use /etc/shmbus/shmbus.toml or the built-in demo config)"),
+        "{e}"
+    );
+    let e = find_in(Some(&missing), None, &sys).unwrap_err().to_string();
+    assert!(!e.contains("SHMBUS_CONFIG"), "{e}");
 }
 
 #[test]
