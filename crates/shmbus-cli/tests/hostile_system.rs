@@ -72,7 +72,8 @@ fn real_topic(name: &str, key: i32) {
 /// `pub` and `rm` by name, while `list` and the same commands by key said
 /// what it is and how to fix it; `record` and `foxglove` said "not found".
 /// Now the name gives the same reason and fix as the key in every command
-/// (`shmbus_config::names` returns it), and nothing is removed or written.
+/// (`shmbus_config::names` returns it), and nothing is written; `rm` by
+/// name removes it, as `rm` by key does.
 #[test]
 fn an_unreadable_segment_at_a_names_key_is_named_not_called_missing() {
     watchdog(
@@ -126,7 +127,6 @@ fn an_unreadable_segment_at_a_names_key_is_named_not_called_missing() {
             vec!["echo", name.as_str(), "--count", "1", "--timeout", "1"],
             vec!["hz", name.as_str(), "--count", "1"],
             vec!["pub", name.as_str(), "7"],
-            vec!["rm", name.as_str()],
         ] {
             let r: Run = run_cmd(shmbus(config.as_path(), &args));
             assert_eq!(r.code, *code, "{args:?}: {}", r.stderr);
@@ -178,11 +178,27 @@ fn an_unreadable_segment_at_a_names_key_is_named_not_called_missing() {
             assert!(!r.stderr.contains("not found"), "{args:?}: {}", r.stderr);
             assert_eq!(segment_bytes(*key), before, "{args:?} changed the segment");
         }
-        // The fix, typed as printed, removes it.
-        let r = run_cmd(shmbus(config.as_path(), &["rm", &k]));
+        // rm by name removes it, as by key: TROUBLESHOOTING.md's fix
+        // after an upgrade is `shmbus rm NAME` (it was refused, exit 2).
+        let r = run_cmd(shmbus(config.as_path(), &["rm", name.as_str()]));
         assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(
+            r.stdout.starts_with("removed topic (") && r.stdout.contains(&k),
+            "{}",
+            r.stdout
+        );
         assert!(sys::shmget(*key, 0, 0).is_err(), "{k} still there");
     }
+    // The fix printed, by key, removes it too.
+    let (name, key, ..) = &cases[0];
+    real_topic(name, *key);
+    let image = segment_bytes(*key);
+    shmbus_testkit::remove_key(*key);
+    segment_with(*key, 256 + 64, &image);
+    let config = config_for(&dir, name, *key);
+    let r = run_cmd(shmbus(config.as_path(), &["rm", &hex(*key)]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(sys::shmget(*key, 0, 0).is_err(), "still there");
 }
 
 /// A config with one imu sensor topic `name` at `key`.
