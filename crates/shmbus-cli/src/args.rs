@@ -92,7 +92,8 @@ On a terminal the line refreshes in place; otherwise one line per interval."
         after_help = "Examples:\n  shmbus rm imu\n  shmbus rm 0x53a1b2c3 0x53a1b2c4 --force\n\n\
 Removal frees the key at once. Processes still attached keep their mapping until they\n\
 detach or exit (subscribers see the topic as removed); the memory is freed then.\n\
-A topic with a live publisher is only removed with --force."
+A topic with a live publisher is only removed with --force, also one whose lock was\n\
+removed while frames still come (a publisher running without its lock)."
     )]
     Rm(RmArgs),
     /// Check what the bus needs from this machine, and how to fix problems.

@@ -4838,3 +4838,51 @@ fn info_says_its_own_attachment_is_in_shm_nattch() {
         r.stdout
     );
 }
+
+/// A topic whose publisher lock was removed (`ipcrm -s`, logind's
+/// RemoveIPC) while its publisher still publishes: `shmbus rm` removed it
+/// without --force and without a word about the publisher, which went on
+/// into the removed segment. The lock cannot tell; the frames do: rm now
+/// refuses while frames come, as it does for a live lock holder, and
+/// removes the topic once they stop.
+#[test]
+fn rm_refuses_a_topic_still_published_without_its_lock() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    watchdog("rm-lockless", Duration::from_secs(180));
+    let (topic, _g) = self::topic("rm-lockless");
+    let mut p = Publisher::<Imu>::open(&topic).unwrap();
+    p.publish(&imu(0)).unwrap();
+    assert!(shmbus_core::lock::remove_lock(topic.key).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    // Publishes every 5 ms until told to stop (bounded by the watchdog).
+    let t = std::thread::spawn(move || {
+        let mut n = 1;
+        while !stop2.load(Ordering::Relaxed) {
+            p.publish(&imu(n)).unwrap();
+            n += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    let k = hex(topic.key);
+    let r = run(&["rm", &k]);
+    stop.store(true, Ordering::Relaxed);
+    t.join().unwrap();
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("has no publisher lock, but frames still come")
+            && r.stderr.contains("--force"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        sys::shmget(topic.key, 0, 0).is_ok(),
+        "rm removed the topic anyway"
+    );
+    // Nothing publishes now: removed without --force.
+    let r = run(&["rm", &k]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(sys::shmget(topic.key, 0, 0).is_err(), "still there");
+}

@@ -3,7 +3,9 @@
 //! `IPC_RMID` frees the key at once; processes still attached keep their
 //! mapping until they detach or exit, and subscribers see the topic as
 //! removed. A live publisher would keep publishing into a segment nobody
-//! new can find, so such topics are only removed with `--force`.
+//! new can find, so such topics are only removed with `--force`: one that
+//! holds the lock, and one that publishes without it (its lock removed;
+//! frames came within the last second and another comes within one).
 //! Segments that are not shmbus topics are never removed.
 
 use shmbus_core::lock::{self, RemovalHold};
@@ -67,7 +69,12 @@ fn remove_one(arg: &str, force: bool, bus: Option<&str>) -> Result<String, Fail>
         }
         Err(f) => return Err(f),
     };
-    let name = match discover::probe(&e) {
+    let probe = discover::probe(&e);
+    let seg = match &probe {
+        Probe::Topic(s) => Some(s.as_ref()),
+        _ => None,
+    };
+    let name = match &probe {
         Probe::Topic(s) => format!("'{}'", s.info().name),
         Probe::Foreign => {
             return Err(Fail::error(format!(
@@ -139,6 +146,18 @@ fn remove_one(arg: &str, force: bool, bus: Option<&str>) -> Result<String, Fail>
             )));
         }
     }
+    // No lock at all (`ipcrm -s`, systemd-logind's RemoveIPC): the lock
+    // cannot say whether a publisher runs, the frames can. One that still
+    // publishes was removed from under it without a word (`shmbus pub
+    // --rate` and publishers that do not check went on into the removed
+    // segment; the sensors made the topic again at once).
+    let lockless = matches!(hold, RemovalHold::NoLock) && seg.is_some_and(publishing);
+    if lockless && !force {
+        return Err(Fail::error(format!(
+            "topic {name} ({}) has no publisher lock, but frames still come: a publisher runs without its lock (removed by `ipcrm -s` or systemd-logind's RemoveIPC) and would go on publishing into a removed segment that no new subscriber can find; restart it (it takes a new lock) or stop it first, or use --force",
+            key_hex(e.key)
+        )));
+    }
     sys::shm_remove(e.shmid).map_err(|err| {
         if err.errno == sys::Errno::EPERM {
             not_allowed(&name, &e)
@@ -181,6 +200,7 @@ fn remove_one(arg: &str, force: bool, bus: Option<&str>) -> Result<String, Fail>
         Some(pid) => format!(
             "; publisher pid {pid} is still running and may create the topic again (shmbus's sensors do): stop it to keep the topic removed"
         ),
+        None if lockless => "; a publisher was still publishing without its lock and may create the topic again (shmbus's sensors do): stop it to keep the topic removed".to_string(),
         None => String::new(),
     };
     Ok(format!(
@@ -188,6 +208,29 @@ fn remove_one(arg: &str, force: bool, bus: Option<&str>) -> Result<String, Fail>
         key_hex(e.key),
         e.shmid
     ))
+}
+
+/// True if frames still come on `seg`: its newest frame is less than
+/// [`LOOK_GAP`](shmbus_toolbox::liveness::LOOK_GAP) old and another one
+/// comes within that long (the rule of `hz`, `top` and the library's waits
+/// for a topic without a lock). Waits at most that long, and only for a
+/// topic published to in the last second.
+fn publishing(seg: &shmbus_core::Segment) -> bool {
+    use shmbus_toolbox::liveness::LOOK_GAP;
+    let gap = LOOK_GAP.as_nanos() as u64;
+    let first = seg.generation();
+    let last = seg.header().last_publish_mono_ns().load();
+    let start = discover::now_ns();
+    if first == 0 || start.saturating_sub(last) > gap {
+        return false;
+    }
+    while discover::now_ns().saturating_sub(start) < gap {
+        if seg.generation() != first {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    false
 }
 
 /// The kernel lets a segment's owner, its creator and root remove it.
