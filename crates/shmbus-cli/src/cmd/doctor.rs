@@ -236,14 +236,18 @@ fn limit_text(n: u64) -> String {
     }
 }
 
-/// True when the kernel answers System V shared memory calls: a look-up
-/// of a key (nothing is created) fails with anything but `ENOSYS`.
-fn sysvipc_works() -> bool {
+/// Whether the kernel answers System V shared memory calls: a look-up of
+/// a key (nothing is created) that finds it, does not (`ENOENT`) or may
+/// not see it (`EACCES`). Anything else (`ENOSYS` without System V IPC,
+/// `EPERM` from a seccomp filter) is the error.
+fn sysvipc_answer() -> Result<(), shmbus_core::sys::Errno> {
+    use shmbus_core::sys::Errno;
     // Key 1: where no topic lives; found or not, the kernel answered.
-    !matches!(
-        shmbus_core::sys::shmget(1, 0, 0),
-        Err(e) if e.errno == shmbus_core::sys::Errno::ENOSYS
-    )
+    match shmbus_core::sys::shmget(1, 0, 0) {
+        Ok(_) => Ok(()),
+        Err(e) if matches!(e.errno, Errno::ENOENT | Errno::EACCES) => Ok(()),
+        Err(e) => Err(e.errno),
+    }
 }
 
 /// The config as doctor loads it: once per run (`--sysctl` loaded it a
@@ -262,7 +266,13 @@ fn findings_of(a: &DoctorArgs, loaded: Loaded) -> Vec<Finding> {
 
     // 1. System V IPC.
     if !Path::new("/proc/sysvipc/shm").exists() {
-        f.push(if sysvipc_works() {
+        f.push(if let Err(errno) = sysvipc_answer() {
+            fail(
+                "sysvipc",
+                format!("/proc/sysvipc/shm is missing and shmget fails ({errno}): the kernel has no System V IPC, or a sandbox (seccomp) forbids it"),
+                "build the kernel with CONFIG_SYSVIPC=y (Yocto: it is in the default kernel config; check your defconfig), mount /proc, and allow the System V IPC calls in the sandbox or container".into(),
+            )
+        } else {
             // A container or sandbox that hides /proc/sysvipc, or no /proc:
             // "build the kernel with CONFIG_SYSVIPC" sent the one on call
             // to rebuild a kernel that had it.
@@ -270,12 +280,6 @@ fn findings_of(a: &DoctorArgs, loaded: Loaded) -> Vec<Finding> {
                 "sysvipc",
                 "System V shared memory works, but /proc/sysvipc/shm is missing: /proc is not mounted, or a container or sandbox hides it; `shmbus list`, `info`, `echo` and `rm` find topics there, and cannot without it".into(),
                 "mount /proc (`mount -t proc proc /proc`), or run the shmbus tools where /proc/sysvipc is visible (on the host, or in a container that does not mask it); the publishers work without it".into(),
-            )
-        } else {
-            fail(
-                "sysvipc",
-                "/proc/sysvipc/shm is missing and shmget fails with ENOSYS: the kernel has no System V IPC".into(),
-                "build the kernel with CONFIG_SYSVIPC=y (Yocto: it is in the default kernel config; check your defconfig), and mount /proc".into(),
             )
         });
         return f;
