@@ -4886,3 +4886,44 @@ fn rm_refuses_a_topic_still_published_without_its_lock() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(sys::shmget(topic.key, 0, 0).is_err(), "still there");
 }
+
+/// A config whose topic names a `publisher_user` this machine does not
+/// have: every tool refused the topic (right: no segment can be that
+/// user's) as "not the configured publisher uid 4294967295: refusing a
+/// possibly spoofed topic; its process, pid N, holds the lock ... stop
+/// it", sending the one on call to kill the real sensor over a typo in
+/// the config. The message now says the user does not exist and names the
+/// config as the fix.
+#[test]
+fn a_publisher_user_the_machine_lacks_is_named_not_called_a_spoof() {
+    watchdog("no-such-publisher-user", Duration::from_secs(120));
+    let (topic, _g) = self::topic("no-such-user");
+    let mut p = Publisher::<Imu>::open(&topic).unwrap();
+    p.publish(&imu(1)).unwrap();
+    let tmp_dir = shmbus_testkit::TempDir::new("cli-no-such-user");
+    let cfg = tmp_dir.path().join("users.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "bus = \"nosuchuser\"\n[[topic]]\nname = \"{}\"\nkey = {}\nslots = {}\npublisher_user = \"no-such-user-shmbus\"\n",
+            topic.name, topic.key, topic.slots
+        ),
+    )
+    .unwrap();
+    for cmd in ["info", "echo"] {
+        let mut c = shmbus(&[cmd, &topic.name]);
+        c.env("SHMBUS_CONFIG", &cfg);
+        let r = run_cmd(c);
+        assert_eq!(r.code, 2, "{cmd}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("names a `publisher_user` for '")
+                && r.stderr.contains("that does not exist on this machine")
+                && r.stderr.contains("correct `publisher_user` in the config")
+                && !r.stderr.contains("4294967295")
+                && !r.stderr.contains("spoofed"),
+            "{cmd}: {}",
+            r.stderr
+        );
+    }
+    drop(p);
+}

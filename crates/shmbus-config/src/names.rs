@@ -55,6 +55,11 @@ pub(crate) fn not_loaded(e: &crate::ConfigErrors) -> String {
     format!("the config does not load ({first}{more}); names are looked up on bus '{DEFAULT_BUS}'")
 }
 
+/// The publisher uid of a rule whose config names a `publisher_user` this
+/// machine does not have: `(uid_t)-1`, which no process runs as, so no
+/// segment is taken as that topic; [`squatted_text`] says why.
+pub const NO_SUCH_USER: u32 = u32::MAX;
+
 /// The SHM_DEST flag in `/proc/sysvipc/shm`'s `perms`: removed, still attached.
 const SHM_DEST: u32 = 0o1000;
 
@@ -103,7 +108,7 @@ impl NameRule {
                 publisher_uid: t
                     .publisher_user
                     .as_ref()
-                    .map(|u| crate::resolve_user(u).unwrap_or(u32::MAX)),
+                    .map(|u| crate::resolve_user(u).unwrap_or(NO_SUCH_USER)),
                 source: format!(
                     "topic '{name}' of {}",
                     crate::error::path_shown(&config.path)
@@ -267,6 +272,19 @@ pub enum NameError {
 /// `--force`.
 pub fn squatted_text(rule: &NameRule, key: i32, uid: u32, cuid: u32, expected: u32) -> String {
     let k = format!("0x{:08x}", key as u32);
+    if expected == NO_SUCH_USER {
+        // Not a spoof: the config names a user this machine lacks, and the
+        // fix is the config or the user. "Not the configured publisher uid
+        // 4294967295 ... stop pid N" sent the one on call to kill the real
+        // sensor.
+        return format!(
+            "the config names a `publisher_user` for '{}' ({}) that does not exist on this machine, so no segment can be that topic's; the one at key {k} was created by {} and belongs to {}: create that user and run the publisher as it, or correct `publisher_user` in the config (`shmbus doctor` names the line)",
+            rule.name,
+            rule.source,
+            who(cuid),
+            who(uid),
+        );
+    }
     let fix = match shmbus_core::lock::publisher_status(key) {
         shmbus_core::PublisherStatus::Alive { pid } => format!(
             "its process, pid {pid}, holds the topic's publisher lock and would create it again: find out what it is and stop it, then remove it as root (`shmbus rm --force {k}`)"
@@ -411,7 +429,7 @@ impl Directory {
                         key: k,
                         uid,
                         cuid,
-                        expected: rule.publisher_uid.unwrap_or(u32::MAX),
+                        expected: rule.publisher_uid.unwrap_or(NO_SUCH_USER),
                     });
                 }
                 Ok(Found {
@@ -472,7 +490,7 @@ impl Directory {
                         key: e.key(),
                         uid: e.owner().0,
                         cuid: e.creator_uid(),
-                        expected: rule.publisher_uid.unwrap_or(u32::MAX),
+                        expected: rule.publisher_uid.unwrap_or(NO_SUCH_USER),
                     })
                 }
                 Some((e, error)) => Err(NameError::Unusable {
