@@ -4819,7 +4819,12 @@ fn info_says_its_own_attachment_is_in_shm_nattch() {
     let mut p = Publisher::<Imu>::open(&topic).unwrap();
     p.publish(&imu(1)).unwrap();
     drop(p);
-    let r = run(&["info", &hex(topic.key)]);
+    // A fork by another test thread while `p` was mapped counts until the
+    // child execs: the count is read until it settles.
+    let r = shmbus_testkit::settled(
+        || run(&["info", &hex(topic.key)]),
+        |r| r.stdout.contains("shm_nattch        1 "),
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let line = |k: &str| {
         r.stdout
