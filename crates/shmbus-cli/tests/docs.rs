@@ -308,3 +308,72 @@ fn no_doc_shows_a_placeholder_for_a_figure() {
         problems.join("\n")
     );
 }
+
+/// The commands `shmbus --help` lists (this build's features; the Debian
+/// package builds the default ones), without clap's `help`.
+fn commands_in_help() -> Vec<String> {
+    let out = shmbus_testkit::command(env!("CARGO_BIN_EXE_shmbus"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "shmbus --help failed");
+    let help = String::from_utf8(out.stdout).unwrap();
+    let commands = help
+        .split("\nCommands:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no Commands: in shmbus --help:\n{help}"));
+    let commands: Vec<String> = commands
+        .lines()
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_string)
+        .collect();
+    assert!(
+        commands.len() >= 8,
+        "too few commands in shmbus --help:\n{help}"
+    );
+    commands
+}
+
+/// The `shmbus` commands a list of the docs names: the words in
+/// backticks of `line`.
+fn backticked(line: &str) -> BTreeSet<String> {
+    line.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The README ("The `shmbus` tool") and INSTALL.md (what `/usr/bin/shmbus`
+/// is) list the tool's commands: every command `shmbus --help` has is
+/// there. Before, both left out `bridge`, and INSTALL.md `foxglove` too.
+#[test]
+fn the_command_lists_of_readme_and_install_md_are_complete() {
+    let root = shmbus_testkit::docs::root(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let tool = readme
+        .split("\n## The `shmbus` tool\n\n")
+        .nth(1)
+        .expect("README.md has a section 'The `shmbus` tool'");
+    let readme_list = backticked(&tool[..tool.find(';').expect("the list ends with ';'")]);
+    let install = std::fs::read_to_string(root.join("docs/INSTALL.md")).unwrap();
+    let row = install
+        .lines()
+        .find(|l| l.starts_with("| `/usr/bin/shmbus` |"))
+        .expect("INSTALL.md has a row for /usr/bin/shmbus");
+    let install_list = backticked(row.split("the tool:").nth(1).expect("the tool: ..."));
+    let mut missing = Vec::new();
+    for c in commands_in_help() {
+        for (doc, list) in [
+            ("README.md", &readme_list),
+            ("docs/INSTALL.md", &install_list),
+        ] {
+            if !list.contains(&c) {
+                missing.push(format!("{doc} does not list `{c}`"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
