@@ -377,3 +377,122 @@ fn the_command_lists_of_readme_and_install_md_are_complete() {
     }
     assert!(missing.is_empty(), "{}", missing.join("\n"));
 }
+
+/// Where the `scp` lines of a shell block put files on `board:`: for each
+/// source (a glob `*` in a file name is expanded in the repository), its
+/// path on the board.
+fn scp_destinations(root: &Path, block: &str) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for line in block.lines().filter(|l| l.starts_with("scp ")) {
+        let words: Vec<&str> = line
+            .split(" #")
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .skip(1)
+            .collect();
+        let (dst, srcs) = words.split_last().unwrap();
+        let dst = dst
+            .strip_prefix("board:")
+            .unwrap_or_else(|| panic!("not to board: {line}"));
+        for src in srcs.iter().filter(|s| !s.starts_with('-')) {
+            let mut files = Vec::new();
+            match src.rsplit_once('/').filter(|(_, name)| name.contains('*')) {
+                Some((dir, name)) => {
+                    let (pre, post) = name.split_once('*').unwrap();
+                    for e in std::fs::read_dir(root.join(dir)).unwrap() {
+                        let n = e.unwrap().file_name().to_string_lossy().into_owned();
+                        if n.starts_with(pre) && n.ends_with(post) {
+                            files.push(format!("{dir}/{n}"));
+                        }
+                    }
+                    assert!(!files.is_empty(), "{src} matches nothing: {line}");
+                }
+                None => files.push(src.to_string()),
+            }
+            for f in files {
+                let on_board = match dst.strip_suffix('/') {
+                    Some(d) => format!(
+                        "{d}/{}",
+                        f.trim_end_matches('/').rsplit('/').next().unwrap()
+                    ),
+                    None => dst.to_string(),
+                };
+                out.insert((f, on_board));
+            }
+        }
+    }
+    out
+}
+
+/// CROSS.md's deployment by hand leaves a board whose units can start:
+/// their config at the path their `ExecStart` names (a config that loads),
+/// the units in /etc/systemd/system, the sensor program where they run it,
+/// and doctor run on that config. Before, it copied the directory
+/// `configs/` (no /etc/shmbus/shmbus.toml: every unit failed to start, and
+/// `shmbus doctor` checked the built-in config) and no unit.
+#[test]
+fn cross_md_deploys_by_hand_what_the_units_need() {
+    let root = shmbus_testkit::docs::root(env!("CARGO_MANIFEST_DIR"));
+    let cross = std::fs::read_to_string(root.join("docs/CROSS.md")).unwrap();
+    let section = cross
+        .split("\n## Deploying to the board\n")
+        .nth(1)
+        .expect("CROSS.md has 'Deploying to the board'");
+    let block = section
+        .split("\n```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .expect("a ```sh block there");
+    let copied = scp_destinations(&root, block);
+    let on_board: BTreeSet<&str> = copied.iter().map(|(_, b)| b.as_str()).collect();
+    let mut problems = Vec::new();
+    let mut configs = BTreeSet::new();
+    for unit in ["shmbus-sensor@.service", "shmbus-sensor-imu.service"] {
+        let path = format!("/etc/systemd/system/{unit}");
+        if !on_board.contains(path.as_str()) {
+            problems.push(format!("the block does not copy {unit} to {path}"));
+        }
+        let text = std::fs::read_to_string(root.join("configs/systemd").join(unit)).unwrap();
+        let exec = text
+            .lines()
+            .find_map(|l| l.strip_prefix("ExecStart="))
+            .unwrap();
+        let program = exec.split_whitespace().next().unwrap();
+        let dir = program.rsplit_once('/').unwrap().0;
+        if !on_board.contains(format!("{dir}/shmbus-sensor").as_str()) {
+            problems.push(format!(
+                "{unit} runs {program}, but shmbus-sensor is not copied to {dir}"
+            ));
+        }
+        let config = exec
+            .split("--config ")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap();
+        configs.insert(config.to_string());
+    }
+    for config in &configs {
+        match copied.iter().find(|(_, b)| b == config) {
+            None => problems.push(format!(
+                "the units read {config}, which the block does not copy"
+            )),
+            Some((src, _)) => {
+                let text = std::fs::read_to_string(root.join(src)).unwrap();
+                if let Err(e) = shmbus_config::Config::parse(&text, src) {
+                    problems.push(format!("{src}, copied to {config}, does not load: {e}"));
+                }
+            }
+        }
+        if !block.contains(&format!("shmbus doctor --config {config}")) {
+            problems.push(format!("the block does not run doctor on {config}"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{}\n--- the block:\n{block}",
+        problems.join("\n")
+    );
+}
