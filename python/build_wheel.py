@@ -19,6 +19,36 @@ import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+# The platform tags a wheel can be built for, with what the ELF header of
+# their library says: (EI_CLASS: 1 = 32-bit, 2 = 64-bit; e_machine).
+PLATFORMS = {
+    "linux_x86_64": (2, 62, "x86-64"),
+    "linux_armv7l": (1, 40, "32-bit ARM"),
+    "linux_aarch64": (2, 183, "AArch64"),
+}
+MACHINES = {(c, m): what for c, m, what in PLATFORMS.values()}
+
+
+def check_library(data, lib, plat):
+    """Refuse a library that is not a little-endian shared object of `plat`'s
+    architecture: such a wheel installs, and then `import shmbus` fails on
+    the board (ctypes: wrong ELF class, or cannot open shared object)."""
+    if plat not in PLATFORMS:
+        return "--plat %s: not one of %s" % (plat, ", ".join(sorted(PLATFORMS)))
+    if len(data) < 20 or data[:4] != b"\x7fELF":
+        return "--lib %s: not an ELF file (give libshmbus.so.0.VERSION, not the .a or a link's text)" % lib
+    cls, endian = data[4], data[5]
+    e_type = int.from_bytes(data[16:18], "little")
+    machine = int.from_bytes(data[18:20], "little")
+    if endian != 1 or e_type != 3:
+        return "--lib %s: not a little-endian shared library (ELF type %d)" % (lib, e_type)
+    want_cls, want_machine, want = PLATFORMS[plat]
+    if (cls, machine) != (want_cls, want_machine):
+        have = MACHINES.get((cls, machine), "ELF class %d, machine %d" % (cls, machine))
+        hint = " (ci/ffi-install.sh PREFIX armv7 builds it)" if plat == "linux_armv7l" else ""
+        return "--lib %s is built for %s; --plat %s needs %s%s" % (lib, have, plat, want, hint)
+    return None
+
 
 def digest(data):
     return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
@@ -38,7 +68,11 @@ def main():
     with open(os.path.join(HERE, "shmbus", "__init__.py"), "rb") as f:
         files.append(("shmbus/__init__.py", f.read()))
     with open(a.lib, "rb") as f:
-        files.append(("shmbus/_lib/libshmbus.so.0", f.read()))
+        lib = f.read()
+    problem = check_library(lib, a.lib, a.plat)
+    if problem:
+        ap.exit(2, "build_wheel.py: %s; no wheel written\n" % problem)
+    files.append(("shmbus/_lib/libshmbus.so.0", lib))
     metadata = (
         "Metadata-Version: 2.1\n"
         "Name: %s\n"
