@@ -18,6 +18,9 @@ use crate::spawn::Args;
 /// --notify` arguments.
 pub fn topic_from(a: &Args) -> Result<Topic, String> {
     let key = a.str("key", "");
+    if key.is_empty() {
+        return Err("--key is required: the topic's key, decimal or 0x-hex".into());
+    }
     let key =
         parse_key(&key).ok_or_else(|| format!("--key '{key}': give a decimal or 0x-hex key"))?;
     let mode = u32::from_str_radix(&a.str("mode", "644"), 8).map_err(|e| format!("--mode: {e}"))?;

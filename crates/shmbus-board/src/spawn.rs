@@ -190,8 +190,31 @@ impl Proc {
 /// `--name value` pairs of a role's command line.
 pub struct Args(HashMap<String, String>);
 
+/// The options the roles read (`pub`, `sub` and `intrude` share the
+/// topic's). Any other name is refused: a misspelt `--timout-ms` ran the
+/// role with its default, and a `pub` with no `--count` publishes until
+/// it is killed.
+pub const OPTIONS: &[&str] = &[
+    "count",
+    "epoch",
+    "group",
+    "how",
+    "key",
+    "linger-ms",
+    "lock",
+    "memlock",
+    "mode",
+    "name",
+    "notify",
+    "rate",
+    "slots",
+    "timeout-ms",
+    "wait-subs",
+];
+
 impl Args {
-    /// Parse `--name value` pairs; anything else is an error.
+    /// Parse `--name value` pairs of the names in [`OPTIONS`], each once;
+    /// anything else is an error.
     pub fn parse(args: &[String]) -> Result<Args, String> {
         let mut map = HashMap::new();
         let mut it = args.iter();
@@ -199,8 +222,16 @@ impl Args {
             let name = a
                 .strip_prefix("--")
                 .ok_or_else(|| format!("unexpected argument '{a}'"))?;
+            if !OPTIONS.contains(&name) {
+                return Err(format!(
+                    "unknown option --{name}; the roles take --{}",
+                    OPTIONS.join(" --")
+                ));
+            }
             let value = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
-            map.insert(name.to_string(), value.clone());
+            if map.insert(name.to_string(), value.clone()).is_some() {
+                return Err(format!("--{name} given twice"));
+            }
         }
         Ok(Args(map))
     }
@@ -261,6 +292,12 @@ mod tests {
         assert!(p.get::<u32>("mode", 0).is_err());
         assert!(Args::parse(&["stray".to_string()]).is_err());
         assert!(Args::parse(&["--key".to_string()]).is_err());
+        let typo = Args::parse(&args(&[("timout-ms", "5".into())]))
+            .err()
+            .unwrap();
+        assert!(typo.starts_with("unknown option --timout-ms;"), "{typo}");
+        let twice = Args::parse(&args(&[("rate", "5".into()), ("rate", "6".into())]));
+        assert_eq!(twice.err().unwrap(), "--rate given twice");
     }
 
     #[test]

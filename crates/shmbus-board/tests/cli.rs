@@ -94,3 +94,47 @@ fn every_board_command_the_docs_show_exists() {
         1,
     );
 }
+
+/// A role given an option it does not take (`--bogus`, or a misspelt
+/// `--timout-ms`) ignored it and ran with its defaults: `pub` created the
+/// topic and published until it was killed. Now it says which option and
+/// which there are, exits 1 and creates nothing; a role without `--key`
+/// says that `--key` is required.
+#[test]
+fn a_role_refuses_an_option_it_does_not_take() {
+    shmbus_testkit::watchdog("board-role-options", Duration::from_secs(180));
+    let key = shmbus_testkit::unique_key("board-role-options");
+    let _guard = shmbus_testkit::Guard(key);
+    let key_arg = format!("0x{key:08x}");
+    for (args, says) in [
+        (
+            vec!["pub", "--key", &key_arg, "--bogus", "1"],
+            "ERROR unknown option --bogus; the roles take --count",
+        ),
+        (
+            vec!["sub", "--key", &key_arg, "--timout-ms", "10"],
+            "ERROR unknown option --timout-ms;",
+        ),
+        (vec!["pub", "--rate", "5"], "ERROR --key is required"),
+    ] {
+        let mut child = board()
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = shmbus_testkit::exit_within(
+            &mut child,
+            Duration::from_secs(60),
+            &format!("shmbus-board {args:?}"),
+        );
+        let o = child.wait_with_output().unwrap();
+        let (out, err) = text(&o);
+        assert_eq!(status.code(), Some(1), "{args:?}: {out}{err}");
+        assert!(out.contains(says), "{args:?}: {out}{err}");
+        assert!(
+            shmbus_core::sys::shmget(key, 0, 0).is_err(),
+            "{args:?} created the topic at {key_arg}"
+        );
+    }
+}
