@@ -1114,6 +1114,52 @@ fn one_shot_displays_give_a_lockless_topics_newest_frame_age() {
     );
 }
 
+/// `top` on keys where nothing is yet says so (it printed a bare header
+/// row, the same for a mistyped key as for a publisher not started yet),
+/// and counts its rows in words ("1 topic", was "1 topics").
+#[test]
+fn top_says_why_its_table_is_empty() {
+    watchdog("top-empty", Duration::from_secs(120));
+    let (topic, _g) = self::topic("top-empty");
+    let k = hex(topic.key);
+    let r = run(&["top", "--count", "1", "--interval", "0.1", "--key", &k]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.starts_with("shmbus top: 0 topics at "),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(&format!(
+            "nothing at key {k} yet (see `shmbus list` for the topics there are)"
+        )),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("TOPIC"), "{}", r.stdout);
+    let mut p = publisher(&topic.name, topic.key, 16, 100.0);
+    let until = Instant::now() + Duration::from_secs(60);
+    let r = loop {
+        let r = run(&["top", "--count", "1", "--interval", "0.1", "--key", &k]);
+        if r.stdout.contains("TOPIC") || Instant::now() > until {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        r.stdout.starts_with("shmbus top: 1 topic at "),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(&format!("{} ", topic.name)),
+        "{}",
+        r.stdout
+    );
+    p.0.kill().unwrap();
+    p.0.wait().unwrap();
+}
+
 /// `top` looks every interval, so it sees a topic without a lock move: a
 /// publisher that goes on publishing after its lock was removed is
 /// "running, no lock" and its state is not NO PUBLISHER (it said "none"

@@ -229,13 +229,20 @@ pub fn run(a: &TopArgs) -> CmdResult {
         prev = next;
         watches = next_watches;
         let head = format!(
-            "shmbus top: {} topics at {} UTC, every {:?}{}",
+            "shmbus top: {} topic{} at {} UTC, every {:?}{}",
             list.len(),
+            if list.len() == 1 { "" } else { "s" },
             utc((realtime_ns() / 1_000_000_000) as i64),
             interval,
             if tty { " (Ctrl-C to quit)" } else { "" }
         );
-        let body = table(&t);
+        // An empty table said nothing of why: a mistyped --key looked the
+        // same as a bus whose publishers have not started yet.
+        let body = if list.is_empty() {
+            nothing_yet(&a.keys)
+        } else {
+            table(&t)
+        };
         if tty {
             out::raw_after("\x1b[H\x1b[2J", &format!("{head}\n\n{body}"))?;
         } else {
@@ -245,6 +252,20 @@ pub fn run(a: &TopArgs) -> CmdResult {
         if a.count.is_some_and(|c| refreshes >= c) || stop_at.is_some_and(|s| monotonic_ns() >= s) {
             return Ok(out::OK);
         }
+    }
+}
+
+/// What an empty refresh shows instead of a table with no rows.
+fn nothing_yet(keys: &[i32]) -> String {
+    if keys.is_empty() {
+        "no shmbus topics on this machine yet: start a publisher (try `shmbus demo`)".into()
+    } else {
+        let keys: Vec<String> = keys.iter().map(|&k| key_hex(k)).collect();
+        format!(
+            "nothing at {} {} yet (see `shmbus list` for the topics there are)",
+            if keys.len() == 1 { "key" } else { "keys" },
+            keys.join(", ")
+        )
     }
 }
 
