@@ -866,6 +866,24 @@ mod writer {
         }
     }
 
+    /// The topic at `key` when it is another topic than `topic` (another
+    /// name in its header): `NameMismatch`, read through a read-only
+    /// attachment, nothing written. For a publisher shut out by a live
+    /// lock: "already has a live publisher (pid N); stop it first" sent
+    /// the user to stop another topic's publisher when two topics' keys
+    /// collide, and only then said the keys collide. `None` when the
+    /// segment is this topic's, or cannot be read.
+    fn other_topic_at(key: i32, topic: &Topic) -> Option<OpenError> {
+        let shmid = sys::shmget(key, 0, 0).ok()?;
+        let att = Attachment::read_only(shmid).ok()?;
+        let info = HeaderInfo::read(&att, key).ok()?;
+        (info.name != topic.name).then(|| OpenError::NameMismatch {
+            key,
+            expected: topic.name.clone(),
+            found: info.name,
+        })
+    }
+
     /// What a publisher opening a topic wants the segment at its key to be.
     struct Wanted<'a> {
         topic: &'a Topic,
@@ -1144,7 +1162,12 @@ mod writer {
                 fingerprint,
                 geometry,
             };
-            let mut lock = PublisherLock::acquire(key, topic.mode, topic.group)?;
+            let mut lock = match PublisherLock::acquire(key, topic.mode, topic.group) {
+                Err(e @ OpenError::PublisherActive { .. }) => {
+                    return Err(other_topic_at(key, topic).unwrap_or(e));
+                }
+                r => r?,
+            };
             let euid = nix::unistd::geteuid().as_raw();
             let flags = libc::IPC_CREAT | libc::IPC_EXCL | (topic.mode & 0o777) as i32;
             let (shmid, created) = if !create {

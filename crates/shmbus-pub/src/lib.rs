@@ -22,7 +22,10 @@
 //! ## One publisher per topic
 //! Opening takes the topic's publisher lock, a System V semaphore that the
 //! kernel releases when the process dies, however it dies. A second
-//! publisher gets [`OpenError::PublisherActive`] with the live one's pid.
+//! publisher gets [`OpenError::PublisherActive`] with the live one's pid;
+//! a publisher of another topic whose key collides with a live topic's
+//! gets [`OpenError::NameMismatch`] instead (give one of them another
+//! key: stopping the live one would not help).
 //!
 //! ## `fork()`
 //! A child of `fork()` gets a copy of the handle, not the topic: the topic

@@ -298,6 +298,39 @@ fn sizes_the_layout_cannot_hold_are_named_with_their_limit() {
     );
 }
 
+/// A publisher of another topic whose key collides with a live topic's
+/// is told the keys collide, not to stop that topic's publisher. It was
+/// `PublisherActive` ("already has a live publisher (pid N); only one
+/// publisher per topic: stop it first"): following it stopped an
+/// unrelated sensor, and only then came `NameMismatch`. The same topic
+/// with a live publisher is still `PublisherActive`.
+#[test]
+fn a_key_collision_with_a_live_topic_is_named_not_its_publisher() {
+    let (topic, _guard) = unique_topic("collide-live");
+    let mut live = Publisher::<Check>::open(&topic).unwrap();
+    live.publish(&Check::new(1)).unwrap();
+    let other = Topic::new("collide-other").key(topic.key);
+    match Publisher::<Check>::open(&other) {
+        Err(OpenError::NameMismatch {
+            expected, found, ..
+        }) => {
+            assert_eq!(expected, other.name);
+            assert_eq!(found, topic.name);
+        }
+        r => panic!("expected NameMismatch, got {:?}", r.err()),
+    }
+    match Publisher::<Check>::open(&topic) {
+        Err(OpenError::PublisherActive { pid, .. }) => {
+            assert_eq!(pid as u32, std::process::id())
+        }
+        r => panic!("expected PublisherActive, got {:?}", r.err()),
+    }
+    // The live topic was not touched: its publisher goes on.
+    assert_eq!(live.publish(&Check::new(2)).unwrap(), 2);
+    let mut s = Subscriber::<Check>::attach(&topic).unwrap();
+    assert_eq!(s.latest().unwrap().unwrap().value, Check::new(2));
+}
+
 /// Frames of a wider type than [`Check`]: a topic of them needs a larger
 /// segment than a `Check` topic of as many slots.
 #[derive(
