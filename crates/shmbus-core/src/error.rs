@@ -738,7 +738,10 @@ impl fmt::Display for WaitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             WaitError::Timeout => write!(f, "timed out waiting for a frame"),
-            WaitError::PublisherGone => write!(f, "the topic's publisher is not running"),
+            WaitError::PublisherGone => write!(
+                f,
+                "the topic's publisher is not running (it exited or was killed; its last frames stay readable): start it again; a reader waits for it with wait_for_publisher"
+            ),
             WaitError::Removed => write!(
                 f,
                 "the topic was removed while waiting; attach again once its publisher recreates it"

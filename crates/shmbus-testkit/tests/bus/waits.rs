@@ -123,6 +123,13 @@ fn publisher_killed_while_subscribers_wait_is_publisher_gone() {
         // Far below the 30 s timeout: the liveness check ended it.
         assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
     }
+    // What the reader prints says what to do (it said only "the topic's
+    // publisher is not running").
+    let msg = WaitError::PublisherGone.to_string();
+    assert!(
+        msg.contains("start it again") && msg.contains("wait_for_publisher"),
+        "{msg}"
+    );
 }
 
 /// A frame published just before the topic is removed, between a wait's
