@@ -12,7 +12,7 @@
 //!
 //! ```no_run
 //! use serde::Deserialize;
-//! use shmbus_sub::{Next, Subscriber, Topic};
+//! use shmbus_sub::{Next, ReadError, Subscriber, Topic, WaitError};
 //! use std::time::Duration;
 //!
 //! #[derive(Deserialize, postcard_schema::Schema, Debug)]
@@ -26,12 +26,26 @@
 //!     match sub.wait_next(Duration::from_secs(1)) {
 //!         Ok(Next::Frame(s)) => println!("#{} {:?}", s.generation, s.value),
 //!         Ok(Next::Missed(n)) => eprintln!("fell behind: missed {n} frames"),
-//!         Ok(Next::Empty) => {}
+//!         // A second without a frame: keep waiting.
+//!         Ok(Next::Empty) | Err(WaitError::Timeout) => {}
+//!         // Its publisher stopped; its frames stay: wait up to a minute
+//!         // for it to start again (an error, Timeout too, ends the loop).
+//!         Err(e @ WaitError::PublisherGone) => {
+//!             eprintln!("{e}");
+//!             sub.wait_for_publisher(Duration::from_secs(60))?;
+//!         }
+//!         // Only that frame is lost: the next wait reads the one after.
+//!         Err(WaitError::Read(e @ ReadError::Undecodable { .. })) => eprintln!("{e}"),
+//!         // Removed, or a read that failed: say why and stop.
 //!         Err(e) => { eprintln!("{e}"); break; }
 //!     }
 //! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! A loop that ends at its first error ends at the first second without
+//! a frame ([`WaitError::Timeout`]) and when the publisher restarts
+//! ([`WaitError::PublisherGone`]): both leave the handle usable.
 //!
 //! ## Latest value or every frame
 //! [`Subscriber::latest`] returns the newest complete frame: what a control
