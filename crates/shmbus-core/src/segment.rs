@@ -177,11 +177,19 @@ impl Segment {
     }
 
     /// The header, load-only (live fields: generation, notify, pids,
-    /// times). A store through it does not compile:
+    /// times):
     ///
     /// ```no_run
     /// # fn f(seg: &shmbus_core::Segment) {
     /// let pid: u32 = seg.header().publisher_pid().load();
+    /// # }
+    /// ```
+    ///
+    /// A store through it does not compile:
+    ///
+    /// ```compile_fail
+    /// # fn f(seg: &shmbus_core::Segment) {
+    /// seg.header().publisher_pid().store(0);
     /// # }
     /// ```
     #[inline]
