@@ -1559,6 +1559,16 @@ fn a_topic_this_user_may_not_read_is_one_row_not_two() {
         line.contains(&format!("{who} cannot read 1 segment: ")) && !line.contains("0x00000000"),
         "{line}"
     );
+    // The fix is TROUBLESHOOTING.md's: join the group, never widen the
+    // mode (it said "or set `group`/`mode` in its config").
+    assert!(
+        r.stdout
+            .contains("usermod -aG GROUP nobody`, then log in again")
+            && r.stdout.contains("do not make topics readable by others")
+            && !r.stdout.contains("set `group`/`mode`"),
+        "{}",
+        r.stdout
+    );
 }
 
 /// A publisher stopped with `kill -STOP` holds its lock: `list` and `info`

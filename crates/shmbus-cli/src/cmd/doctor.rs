@@ -670,9 +670,10 @@ fn findings_of(a: &DoctorArgs, loaded: Loaded) -> Vec<Finding> {
         .iter()
         .filter_map(|r| match r {
             Row::Denied(e) => Some(format!(
-                "{} (owner {}, mode {:03o})",
+                "{} (owner {}, group {}, mode {:03o})",
                 key_hex(e.key),
                 user_name(e.uid),
+                out::group_name(e.gid),
                 e.mode & 0o777
             )),
             _ => None,
@@ -693,7 +694,10 @@ fn findings_of(a: &DoctorArgs, loaded: Loaded) -> Vec<Finding> {
                 if denied.len() == 1 { "" } else { "s" },
                 denied.join(", ")
             ),
-            "for a topic: add this user to the topic's group (usermod -aG GROUP USER) or set `group`/`mode` in its config".into(),
+            format!(
+                "for a topic: add {name} to its group (`usermod -aG GROUP {name}`, then log in again), or give a topic whose mode no group may read a readers' `group` (and mode = 0o640) in its config; do not make topics readable by others (SECURITY.md)",
+                name = user_name(me)
+            ),
         ));
     }
 
