@@ -279,7 +279,24 @@ pub fn attach(cmd: &str, arg: &str, bus: Option<&str>) -> Result<(Entry, Segment
     match Segment::attach_shmid(e.shmid, e.key) {
         Ok(s) => Ok((e, s)),
         Err(err @ OpenError::PermissionDenied { .. }) => Err(denied(&e, &err)),
-        Err(err) => Err(open_fail(&err)),
+        Err(err) => {
+            let mut f = open_fail(&err);
+            f.msg = rm_order(f.msg, &e);
+            Err(f)
+        }
+    }
+}
+
+/// `msg` (an error whose fix is `shmbus rm`), with the order that fix
+/// takes while the topic's publisher still holds its lock: `shmbus rm`
+/// refuses such a topic, so the publisher is stopped first.
+fn rm_order(msg: String, e: &Entry) -> String {
+    if !msg.contains("shmbus rm") {
+        return msg;
+    }
+    match crate::cmd::broken_live_publisher(e) {
+        Some(fix) => format!("{msg}; but {fix}"),
+        None => msg,
     }
 }
 
@@ -374,8 +391,12 @@ fn resolve_name(cmd: &str, name: &str, bus: Option<&str>, all: &[Entry]) -> Resu
             .find(|e| e.shmid == shmid)
             .cloned()
             .ok_or_else(|| Fail::not_found(format!("topic '{name}' is gone; see `shmbus list`"))),
-        Err(NameError::Unusable { error, .. }) => {
+        Err(NameError::Unusable { error, shmid, .. }) => {
             let msg = format!("no readable topic named '{name}': {error}");
+            let msg = match all.iter().find(|e| e.shmid == shmid) {
+                Some(e) => rm_order(msg, e),
+                None => msg,
+            };
             Err(if error.is_being_created() {
                 Fail::not_found(msg)
             } else {

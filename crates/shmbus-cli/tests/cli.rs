@@ -4988,3 +4988,47 @@ fn a_publisher_user_the_machine_lacks_is_named_not_called_a_spoof() {
     }
     drop(p);
 }
+
+/// A broken topic (here a corrupt header) whose publisher still runs:
+/// list, info, echo and doctor said "remove it with `shmbus rm KEY` and
+/// restart the publisher", and `shmbus rm KEY`, typed as told, refused it
+/// ("has a live publisher ... stop it first, or use --force"). They now
+/// give the order that works: stop the publisher, then rm, then start it.
+#[test]
+fn a_broken_topic_with_a_live_publisher_is_told_to_stop_it_first() {
+    watchdog("broken-live", Duration::from_secs(120));
+    let (topic, _g) = self::topic("broken-live");
+    let mut p = Publisher::<Imu>::open(&topic).unwrap();
+    p.publish(&imu(1)).unwrap();
+    // schema_offset (offset 48) is 256 in layout version 1.
+    let id = sys::shmget(topic.key, 0, 0).unwrap();
+    let att = sys::WriteAttachment::read_write(id).unwrap();
+    att.atomic_word(48)
+        .unwrap()
+        .store(300, std::sync::atomic::Ordering::Relaxed);
+    drop(att);
+    let k = hex(topic.key);
+    let me = std::process::id();
+    let order = format!(
+        "its publisher, pid {me}, still runs and holds the topic's lock: stop it first (`kill {me}`"
+    );
+    let then = format!("then `shmbus rm {k}`, then start the publisher again");
+    for args in [
+        vec!["info", k.as_str()],
+        vec!["echo", k.as_str(), "--count", "1", "--timeout", "1"],
+        vec!["list", "--key", k.as_str(), "--window", "0"],
+        vec!["doctor", "--key", k.as_str()],
+    ] {
+        let r = run(&args);
+        let all = format!("{}{}", r.stdout, r.stderr);
+        assert!(
+            all.contains("is corrupt") && all.contains(&order) && all.contains(&then),
+            "{args:?}: {all}"
+        );
+    }
+    // The order given works: with the publisher gone, rm removes it.
+    drop(p);
+    let r = run(&["rm", &k]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(sys::shmget(topic.key, 0, 0).is_err(), "still there");
+}

@@ -937,7 +937,7 @@ fn findings_of(a: &DoctorArgs, loaded: Loaded) -> Vec<Finding> {
                 f.push(fail(
                     "topics",
                     format!("segment {} is a broken shmbus topic: {err}", key_hex(e.key)),
-                    format!("shmbus rm {}", key_hex(e.key)),
+                    super::broken_fix(e),
                 ));
             }
             Row::HalfMade(e, lock) => {

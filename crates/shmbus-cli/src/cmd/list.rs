@@ -455,7 +455,10 @@ pub fn render(rows: &[Row], now: u64, window_ms: u64) -> (Vec<Vec<String>>, Vec<
             Row::Denied(e) | Row::Broken(e, _) | Row::Foreign(e) => {
                 let what = match r {
                     Row::Broken(_, err) => {
-                        notes.push(format!("{}: {err}", key_hex(e.key)));
+                        let live = super::broken_live_publisher(e)
+                            .map(|fix| format!("; but {fix}"))
+                            .unwrap_or_default();
+                        notes.push(format!("{}: {err}{live}", key_hex(e.key)));
                         "(broken: see below)"
                     }
                     Row::Foreign(_) => {

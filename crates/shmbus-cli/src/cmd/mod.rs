@@ -89,6 +89,31 @@ pub fn short_type_name(t: &postcard_schema::schema::owned::OwnedNamedType) -> St
     t.name.clone()
 }
 
+/// The fix for a broken topic (a corrupt header, another layout) at
+/// entry `e`. Core's text says to remove it and restart the publisher;
+/// while that publisher still holds the lock, `shmbus rm` refuses the
+/// topic without --force, so the publisher is stopped first.
+pub fn broken_fix(e: &Entry) -> String {
+    broken_live_publisher(e).unwrap_or_else(|| {
+        format!(
+            "`shmbus rm {}`, then start its publisher again",
+            key_hex(e.key)
+        )
+    })
+}
+
+/// The order of the fix of a broken topic whose publisher still holds the
+/// lock (see [`broken_fix`]); `None` when no publisher holds it.
+pub fn broken_live_publisher(e: &Entry) -> Option<String> {
+    match shmbus_core::lock::publisher_status(e.key) {
+        PublisherStatus::Alive { pid } if !e.removed() => Some(format!(
+            "its publisher, pid {pid}, still runs and holds the topic's lock: stop it first (`kill {pid}`; `shmbus rm` refuses a topic with a live publisher), then `shmbus rm {}`, then start the publisher again",
+            key_hex(e.key)
+        )),
+        _ => None,
+    }
+}
+
 /// The publisher lock state of an attached topic. A removed segment shows
 /// key 0 (`IPC_PRIVATE`) in `/proc`: its lock is never looked up there
 /// (`semget(0)` would create a new private set), and is `Unknown`.
