@@ -5032,3 +5032,44 @@ fn a_broken_topic_with_a_live_publisher_is_told_to_stop_it_first() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(sys::shmget(topic.key, 0, 0).is_err(), "still there");
 }
+
+/// A config whose topic's `publisher` changed to another sensor program
+/// (another message type) while the old segment stays: doctor said OK,
+/// and the sensor then refused to start ("carries frames of another
+/// type"). doctor compares the segment's size with the one that sensor
+/// makes and FAILs with the fix.
+#[test]
+fn doctor_fails_a_segment_made_for_another_sensors_type() {
+    let (topic, _g) = self::topic("doctor-type");
+    let topic = topic.slots(8);
+    let mut p = Publisher::<Imu>::open(&topic).unwrap();
+    p.publish(&imu(1)).unwrap();
+    drop(p);
+    let tmp_dir = shmbus_testkit::TempDir::new("cli-doctor-type");
+    let k = hex(topic.key);
+    let doctor = |publisher: &str| {
+        let cfg = tmp_dir.path().join(format!("{publisher}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "bus = \"doctor-type\"\n[[topic]]\nname = \"{}\"\nkey = {}\nslots = 8\npublisher = \"{publisher}\"\n",
+                topic.name, topic.key
+            ),
+        )
+        .unwrap();
+        run(&["doctor", "--config", cfg.to_str().unwrap(), "--key", &k])
+    };
+    let r = doctor("shmbus-sensor-system");
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stdout.contains(&format!("FAIL  config       the segment at the key of topic '{}' ({k}) does not match the config: it is ", topic.name))
+            && r.stdout.contains("a topic of shmbus-sensor-system with 8 slots is ")
+            && r.stdout.contains("made for another message type")
+            && r.stdout.contains(&format!("remove it (`shmbus rm {k}`)")),
+        "{}",
+        r.stdout
+    );
+    // A program this build does not know is not judged.
+    let r = doctor("my-own-publisher");
+    assert!(!r.stdout.contains("another message type"), "{}", r.stdout);
+}

@@ -823,6 +823,24 @@ fn findings_of(a: &DoctorArgs, loaded: Loaded) -> Vec<Finding> {
                                 "the config changed after the segment was made: remove it (`shmbus rm {force}{k}`) and start the publisher again, or set {field} = {made} again"
                             ),
                         ))
+                    } else if let Some((program, made, wanted)) = t
+                        .publisher
+                        .as_deref()
+                        .and_then(|p| Some((p, shmbus_sensors::SensorKind::from_name(p)?)))
+                        .and_then(|(p, kind)| Some((p, s.entry.size, kind.segment_size(t.slots)?)))
+                        .filter(|(_, made, wanted)| made != wanted)
+                    {
+                        // Same slots: another message type (the config's
+                        // `publisher` changed to another sensor).
+                        Some((
+                            format!(
+                                "it is {made} bytes, and a topic of {program} with {} slots is {wanted}: it was made for another message type",
+                                t.slots
+                            ),
+                            format!(
+                                "the config changed after the segment was made: remove it (`shmbus rm {force}{k}`) and start the publisher again, or set `publisher` back to the program that made it"
+                            ),
+                        ))
                     } else {
                         None
                     };
