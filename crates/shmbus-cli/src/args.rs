@@ -60,7 +60,9 @@ shmbus echo imu --all --json    # every frame in order, one JSON object per line
 shmbus echo imu --count 1 --json | jq .value.acc\n\n\
 Latest-value mode may skip frames (it shows the newest); --all reads every frame and\n\
 reports frames it missed on stderr. With --json each line is\n\
-{\"topic\":..,\"generation\":..,\"real_ns\":..,\"mono_ns\":..,\"value\":{..}}."
+{\"topic\":..,\"generation\":..,\"real_ns\":..,\"mono_ns\":..,\"value\":{..}}.\n\
+A publisher that stops is waited for; a removed topic too, until it is created again at\n\
+its key (echo then reads the new one, said on stderr). --timeout bounds both waits."
     )]
     Echo(EchoArgs),
     /// Publish a JSON value on an existing topic, encoded with its schema.
@@ -79,7 +81,8 @@ Ctrl-C (or SIGTERM, SIGHUP) ends it between two frames, never in the middle of o
     /// Measure a topic's rate, intervals, lost frames, staleness and liveness.
     #[command(
         after_help = "Examples:\n  shmbus hz imu\n  shmbus hz imu --count 5 --interval 0.5\n\n\
-On a terminal the line refreshes in place; otherwise one line per interval."
+On a terminal the line refreshes in place; otherwise one line per interval.\n\
+A removed topic is waited for until it is created again at its key, then measured on."
     )]
     Hz(HzArgs),
     /// Live table of every topic: rate, age, generation, publisher, attachments.
@@ -201,7 +204,8 @@ pub struct EchoArgs {
     /// With --all: start at the oldest frame still in the ring, not the next one.
     #[arg(long, requires = "all")]
     pub from_oldest: bool,
-    /// Give up (exit 1) if no frame arrives for this many seconds.
+    /// Give up (exit 1) if no frame arrives for this many seconds (also while a
+    /// stopped publisher or a removed topic is waited for).
     #[arg(long, value_name = "SECS", value_parser = parse::seconds, allow_hyphen_values = true)]
     pub timeout: Option<Duration>,
 }

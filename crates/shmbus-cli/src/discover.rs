@@ -337,6 +337,61 @@ fn denied(e: &Entry, err: &OpenError) -> Fail {
     ))
 }
 
+/// After a reader's topic `name` at `key` was removed (its segment
+/// `removed_shmid`): wait until a topic is created again at that key and
+/// attach it, as a sensor that recreates its topic does within half a
+/// second. Looks every 200 ms, and at standard output every second.
+/// `Ok(None)`: a stop signal came, `deadline` (monotonic ns) passed, or
+/// the key cannot come back (`IPC_PRIVATE`). Another program's memory, or
+/// another topic, at the key is an error that says so.
+pub fn attach_again(
+    name: &str,
+    key: i32,
+    removed_shmid: i32,
+    deadline: Option<u64>,
+) -> Result<Option<Segment>, Fail> {
+    if key == 0 {
+        return Ok(None);
+    }
+    let mut look = now_ns();
+    loop {
+        let now = now_ns();
+        if shmbus_toolbox::stop::requested() || deadline.is_some_and(|d| now >= d) {
+            return Ok(None);
+        }
+        if now >= look {
+            look = now + 1_000_000_000;
+            if crate::out::reader_gone() {
+                return Err(Fail::pipe());
+            }
+        }
+        if let Ok(id) = sys::shmget(key, 0, 0)
+            .map_err(|_| ())
+            .and_then(|id| if id == removed_shmid { Err(()) } else { Ok(id) })
+        {
+            match Segment::attach_shmid(id, key) {
+                Ok(s) if s.info().name == name => return Ok(Some(s)),
+                Ok(s) => {
+                    return Err(Fail::error(format!(
+                        "topic '{name}' was removed, and key {} now holds topic '{}': see `shmbus list`",
+                        key_hex(key),
+                        s.info().name
+                    )));
+                }
+                // Being created (or gone again): look again.
+                Err(
+                    OpenError::NotReady { .. }
+                    | OpenError::NotFound { .. }
+                    | OpenError::Removed { .. },
+                ) => {}
+                Err(e) => return Err(open_fail(&e)),
+            }
+        }
+        let left = deadline.map_or(u64::MAX, |d| d.saturating_sub(now_ns()));
+        std::thread::sleep(std::time::Duration::from_nanos(left.min(200_000_000)));
+    }
+}
+
 /// An [`OpenError`] as a command failure: "not there" exits 1, the rest 2.
 pub fn open_fail(e: &OpenError) -> Fail {
     match e {

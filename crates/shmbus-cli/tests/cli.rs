@@ -944,42 +944,153 @@ fn a_closed_pipe_is_not_an_error() {
     assert!(err.is_empty(), "{err}");
 }
 
+/// A dead publisher is waited for; a removed topic too, until it is
+/// created again at its key, whose frames echo then reads (it used to end,
+/// exit 1, telling the reader to start a publisher that already ran
+/// again). With `--timeout`, a topic removed and not created again ends
+/// it (exit 1) and says so.
 #[test]
 fn echo_survives_a_dead_publisher_and_a_removed_topic() {
-    watchdog("dead", Duration::from_secs(120));
+    watchdog("dead", Duration::from_secs(240));
     let (topic, _g) = self::topic("dead");
+    let k = hex(topic.key);
     let mut p = publisher(&topic.name, topic.key, 8, 100.0);
     let mut c = KillOnDrop(
-        shmbus(&["echo", &hex(topic.key), "--json"])
+        shmbus(&["echo", &k, "--json"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
     );
-    let mut out = BufReader::new(c.0.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
+    let mut lines = Lines::of(&mut c.0);
+    lines.until(false, "generation");
     p.0.kill().unwrap();
     p.0.wait().unwrap();
     // The topic is removed once echo has said that its publisher is not
     // running (a fixed 500 ms was not always enough on a loaded machine:
     // echo then saw the removal first and never said it).
-    let mut errs = BufReader::new(c.0.stderr.take().unwrap());
-    let mut err = String::new();
-    while !err.contains("not running") {
-        let n = errs.read_line(&mut err).unwrap();
-        assert!(n > 0, "echo ended before it saw its publisher gone: {err}");
-    }
-    let r = run(&["rm", &hex(topic.key)]);
+    lines.until(true, "is not running; waiting for it to come back");
+    let r = run(&["rm", &k]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let status = c.0.wait().unwrap();
-    errs.read_to_string(&mut err).unwrap();
-    assert_eq!(status.code(), Some(1), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    assert!(
-        err.contains("not running") && err.contains("was removed"),
-        "{err}"
+    lines.until(
+        true,
+        "was removed (`shmbus rm` or its publisher); waiting for it to be created again",
     );
+    let _p2 = publisher(&topic.name, topic.key, 8, 100.0);
+    lines.until(true, "was created again (shmid ");
+    // A frame of the new segment, read after it was attached.
+    lines.until(false, "\"generation\":");
+    assert!(!lines.seen.contains("panicked"), "{}", lines.seen);
+    drop(c);
+
+    let (gone, _g2) = self::topic("dead-gone");
+    let gk = hex(gone.key);
+    let mut p = publisher(&gone.name, gone.key, 8, 100.0);
+    let mut c = KillOnDrop(
+        shmbus(&["echo", &gk, "--timeout", "2"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = Lines::of(&mut c.0);
+    lines.until(false, "t_us");
+    p.0.kill().unwrap();
+    p.0.wait().unwrap();
+    let r = run(&["rm", &gk]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    lines.until(true, "the topic was removed and not created again");
+    let status = c.0.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{}", lines.seen);
+}
+
+/// The lines a running `shmbus` prints, both streams, as they come.
+struct Lines {
+    rx: std::sync::mpsc::Receiver<(bool, String)>,
+    seen: String,
+}
+
+impl Lines {
+    /// Read `c`'s standard output and error from two threads.
+    fn of(c: &mut std::process::Child) -> Lines {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = BufReader::new(c.stdout.take().unwrap());
+        let err = BufReader::new(c.stderr.take().unwrap());
+        let tx2 = tx.clone();
+        std::thread::spawn(move || {
+            for l in out.lines().map_while(Result::ok) {
+                let _ = tx.send((false, l));
+            }
+        });
+        std::thread::spawn(move || {
+            for l in err.lines().map_while(Result::ok) {
+                let _ = tx2.send((true, l));
+            }
+        });
+        Lines {
+            rx,
+            seen: String::new(),
+        }
+    }
+
+    /// Wait (up to 60 s) for a line of stderr (`err`) or stdout holding
+    /// `what`; its text.
+    fn until(&mut self, err: bool, what: &str) -> String {
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok((e, l)) => {
+                    self.seen
+                        .push_str(&format!("{}{l}\n", if e { "E: " } else { "O: " }));
+                    if e == err && l.contains(what) {
+                        return l;
+                    }
+                }
+                Err(_) => panic!("no line with {what:?} in 60 s; so far:\n{}", self.seen),
+            }
+        }
+    }
+}
+
+/// A topic removed and created again (a sensor restarted with `shmbus rm`
+/// first, or one that recreates its topic when it is removed) is followed:
+/// `hz` says so and measures the new segment. It used to end (exit 1),
+/// telling the reader to start a publisher that already ran again.
+#[test]
+fn hz_follows_a_topic_removed_and_created_again() {
+    watchdog("hz-follow", Duration::from_secs(240));
+    let (topic, _g) = self::topic("hz-follow");
+    let k = hex(topic.key);
+    let mut p = publisher(&topic.name, topic.key, 16, 100.0);
+    let mut c = KillOnDrop(
+        shmbus(&["hz", &k, "--interval", "0.5", "--duration", "600"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = Lines::of(&mut c.0);
+    lines.until(false, &format!("publisher alive (pid {})", p.0.id()));
+    p.0.kill().unwrap();
+    p.0.wait().unwrap();
+    let r = run(&["rm", &k]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    lines.until(
+        true,
+        "was removed (`shmbus rm` or its publisher); waiting for it to be created again",
+    );
+    let p2 = publisher(&topic.name, topic.key, 16, 100.0);
+    lines.until(true, "was created again (shmid ");
+    lines.until(false, &format!("publisher alive (pid {})", p2.0.id()));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(c.0.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = c.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", lines.seen);
+    assert!(!lines.seen.contains("panicked"), "{}", lines.seen);
 }
 
 #[test]

@@ -6,7 +6,11 @@
 //! ring was overwritten before it read them) on standard error.
 //!
 //! Waiting sleeps in the kernel (futex on the topic's notify word). A
-//! publisher that stops is waited for; a removed topic ends the command.
+//! publisher that stops is waited for. A removed topic is waited for too,
+//! until it is created again at its key (a sensor restarted after `shmbus
+//! rm`, or one that recreates its topic when it is removed): echo attaches
+//! the new segment, with its schema, and reads on. It used to end there,
+//! telling the reader to start a publisher that already ran again.
 //! A wait wakes at least once a second to see whether standard output
 //! still has a reader ([`out::reader_gone`]): `shmbus echo imu | head -1`
 //! on a quiet topic ends when `head` does (exit 0), not at the next frame.
@@ -100,56 +104,116 @@ fn left(deadline: Option<u64>) -> Duration {
 
 /// Run `shmbus echo`.
 pub fn run(a: &EchoArgs, bus: Option<&str>) -> CmdResult {
-    let (entry, seg) = discover::attach("echo", &a.topic, bus)?;
-    let codec = Codec::from_schema_bytes(&seg.info().schema).map_err(|e| {
-        Fail::error(format!(
-            "the schema in topic '{}' ({}) cannot be used ({e}); the segment may be corrupt: check `shmbus info {}`",
-            seg.info().name,
-            key_hex(entry.key),
-            key_hex(entry.key)
-        ))
-    })?;
-    let p = Printer {
-        name: seg.info().name.clone(),
-        codec: &codec,
-        json: a.json,
+    let (_, mut seg) = discover::attach("echo", &a.topic, bus)?;
+    let (name, key) = (seg.info().name.clone(), seg.key());
+    let mut tally = Tally {
+        last_frame: monotonic_ns(),
+        ..Tally::default()
     };
-    let mut sub = RawSubscriber::from_segment(seg);
-    if a.from_oldest {
-        sub.seek_oldest();
-    }
     let mut notes = Repeats::new("shmbus: ");
-    let r = echo(a, &p, &mut sub, &mut notes);
-    notes.flush();
-    let (reached, shown) = r?;
+    let mut first = true;
+    loop {
+        let codec = Codec::from_schema_bytes(&seg.info().schema).map_err(|e| {
+            Fail::error(format!(
+                "the schema in topic '{name}' ({}) cannot be used ({e}); the segment may be corrupt: check `shmbus info {}`",
+                key_hex(key),
+                key_hex(key)
+            ))
+        })?;
+        let p = Printer {
+            name: name.clone(),
+            codec: &codec,
+            json: a.json,
+        };
+        let shmid = seg.shmid();
+        let mut sub = RawSubscriber::from_segment(seg);
+        // A topic created again is read from its first frame with --all
+        // (every frame in order), as a new topic.
+        if a.from_oldest || (a.all && !first) {
+            sub.seek_oldest();
+        }
+        first = false;
+        let r = echo(a, &p, &mut sub, &mut notes, &mut tally);
+        notes.flush();
+        match r? {
+            Ended::Done => break,
+            Ended::Removed => {
+                out::notice(&format!(
+                    "topic '{name}' was removed (`shmbus rm` or its publisher); waiting for it to be created again (Ctrl-C to stop)"
+                ));
+                let deadline = a
+                    .timeout
+                    .map(|t| tally.last_frame.saturating_add(t.as_nanos() as u64));
+                match discover::attach_again(&name, key, shmid, deadline)? {
+                    Some(s) => {
+                        out::notice(&format!(
+                            "topic '{name}' was created again (shmid {}): reading on",
+                            s.shmid()
+                        ));
+                        seg = s;
+                    }
+                    None => {
+                        return Err(Fail::not_found(format!(
+                            "no frame on '{name}' for {:?}: the topic was removed and not created again",
+                            a.timeout.unwrap_or_default()
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    let Tally { reached, shown, .. } = tally;
     if shown < reached {
         return Err(Fail::error(format!(
-            "{} of {reached} frames of '{}' could not be shown (see above)",
+            "{} of {reached} frames of '{name}' could not be shown (see above)",
             reached - shown,
-            p.name
         )));
     }
     Ok(out::OK)
 }
 
-/// The loop of `echo`: (frames reached, frames shown).
+/// What `echo` counted, over every segment of the topic it read.
+#[derive(Default)]
+struct Tally {
+    reached: u64,
+    shown: u64,
+    missed: u64,
+    /// When the last frame arrived (monotonic ns): `--timeout` counts
+    /// from it.
+    last_frame: u64,
+}
+
+/// How a segment's [`echo`] loop ended.
+enum Ended {
+    /// `--count` frames were reached.
+    Done,
+    /// The segment was removed.
+    Removed,
+}
+
+/// The loop of `echo` on one segment of the topic.
 fn echo(
     a: &EchoArgs,
     p: &Printer<'_>,
     sub: &mut RawSubscriber,
     notes: &mut Repeats,
-) -> Result<(u64, u64), Fail> {
+    tally: &mut Tally,
+) -> Result<Ended, Fail> {
     let want = a.count.unwrap_or(u64::MAX);
-    let (mut reached, mut shown, mut missed) = (0u64, 0u64, 0u64);
+    let Tally {
+        reached,
+        shown,
+        missed,
+        last_frame,
+    } = tally;
     // Latest-value mode: the newest generation already handled (shown or
     // reported), so a frame that cannot be read is not read again.
     let mut handled: u64 = 0;
     let mut buf = Vec::new();
     let mut said_gone = false;
-    let mut last_frame = monotonic_ns();
     // Nothing printed since the last look at standard output.
     let mut idle = false;
-    while reached < want {
+    while *reached < want {
         if idle && out::reader_gone() {
             return Err(Fail::pipe());
         }
@@ -187,19 +251,20 @@ fn echo(
             Ok(Event::Frame(m)) => {
                 idle = false;
                 said_gone = false;
-                last_frame = monotonic_ns();
-                reached += 1;
+                *last_frame = monotonic_ns();
+                *reached += 1;
                 handled = handled.max(m.generation);
                 if p.frame(&m, &buf, notes)? {
-                    shown += 1;
+                    *shown += 1;
                 }
             }
             Ok(Event::Missed(n)) => {
-                missed = missed.saturating_add(n);
+                *missed = missed.saturating_add(n);
                 let slots = sub.info().geometry.slot_count;
+                let so_far = *missed;
                 notes.note("missed", "missed-frame reports", || {
                     format!(
-                        "missed {n} frames of '{}' (the ring holds {slots}; {missed} missed so far): the reader fell behind; read faster or give the topic more slots",
+                        "missed {n} frames of '{}' (the ring holds {slots}; {so_far} missed so far): the reader fell behind; read faster or give the topic more slots",
                         p.name
                     )
                 });
@@ -215,11 +280,11 @@ fn echo(
                 }
                 match sub.wait_for_publisher(left(deadline)) {
                     Ok(_) | Err(WaitError::Timeout) => {}
-                    Err(WaitError::Removed) => return Err(removed(&p.name)),
+                    Err(WaitError::Removed) => return Ok(Ended::Removed),
                     Err(e) => return Err(Fail::error(format!("waiting for frames failed: {e}"))),
                 }
             }
-            Err(WaitError::Removed) => return Err(removed(&p.name)),
+            Err(WaitError::Removed) => return Ok(Ended::Removed),
             Err(WaitError::Read(ReadError::PublisherDied)) => {
                 notes.note("died", "reads of a slot left mid-write", || {
                     format!(
@@ -227,22 +292,22 @@ fn echo(
                         p.name
                     )
                 });
-                skip_to_newest(sub, &mut missed, &mut handled);
+                skip_to_newest(sub, missed, &mut handled);
                 match sub.wait_for_publisher(left(deadline)) {
                     Ok(_) | Err(WaitError::Timeout) => {}
-                    Err(WaitError::Removed) => return Err(removed(&p.name)),
+                    Err(WaitError::Removed) => return Ok(Ended::Removed),
                     Err(e) => return Err(Fail::error(format!("waiting for frames failed: {e}"))),
                 }
             }
             Err(WaitError::Read(e @ ReadError::Corrupt { generation, .. })) => {
                 // A frame reached that cannot be read: it counts, and is
                 // never read again.
-                reached += 1;
+                *reached += 1;
                 handled = handled.max(generation);
                 notes.note("corrupt", "corrupt frames", || {
                     format!("{e}; skipping to the newest frame")
                 });
-                skip_to_newest(sub, &mut missed, &mut handled);
+                skip_to_newest(sub, missed, &mut handled);
             }
             Err(WaitError::Read(e @ ReadError::WriterStuck { .. })) => {
                 notes.note("stuck", "reads of a slot stuck mid-write", || {
@@ -254,7 +319,7 @@ fn echo(
             }
             Err(WaitError::Read(e)) => {
                 notes.note("read", "read errors", || e.to_string());
-                skip_to_newest(sub, &mut missed, &mut handled);
+                skip_to_newest(sub, missed, &mut handled);
             }
             Err(WaitError::Sys(e)) => {
                 return Err(Fail::error(format!("waiting for frames failed: {e}")));
@@ -262,7 +327,7 @@ fn echo(
             Err(e) => return Err(Fail::error(e.to_string())),
         }
     }
-    Ok((reached, shown))
+    Ok(Ended::Done)
 }
 
 /// Move past everything published so far (a frame that cannot be read and
@@ -272,12 +337,6 @@ fn skip_to_newest(sub: &mut RawSubscriber, missed: &mut u64, handled: &mut u64) 
     sub.seek_latest();
     *missed = missed.saturating_add(sub.cursor().saturating_sub(before));
     *handled = (*handled).max(sub.generation());
-}
-
-fn removed(name: &str) -> Fail {
-    Fail::not_found(format!(
-        "topic '{name}' was removed (`shmbus rm` or its publisher); start its publisher again and re-run"
-    ))
 }
 
 fn liveness_hint(sub: &RawSubscriber) -> String {

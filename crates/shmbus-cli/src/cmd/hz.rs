@@ -148,6 +148,8 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
     let stop_at = a.duration.map(|d| monotonic_ns() + d.as_nanos() as u64);
     let (_, seg) = discover::attach("hz", &a.topic, bus)?;
     let name = seg.info().name.clone();
+    // Followed when the topic is removed and created again.
+    let (key, mut shmid) = (seg.key(), seg.shmid());
     let mut sub = RawSubscriber::from_segment(seg);
     // Redrawn in place only on a terminal that can move its cursor.
     let tty = shmbus_toolbox::term::stdout_can_redraw();
@@ -164,7 +166,7 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
     let mut look = monotonic_ns() + STEP_NS;
     loop {
         let t0 = monotonic_ns();
-        let g0 = sub.generation();
+        let mut g0 = sub.generation();
         let mut end = t0 + interval.as_nanos() as u64;
         if let Some(s) = stop_at {
             end = end.min(s);
@@ -211,11 +213,38 @@ pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
                 Ok(Ok((g, t))) => w.frame(g, t),
                 Ok(Err(n)) => w.lost = w.lost.saturating_add(n),
                 Err(WaitError::Timeout) => {}
+                // A sensor recreates its removed topic within half a
+                // second: measured on (it used to end here, telling the
+                // reader to start a publisher that already ran again).
                 Err(WaitError::Removed) => {
                     line.end()?;
-                    return Err(Fail::not_found(format!(
-                        "topic '{name}' was removed; start its publisher again and re-run"
-                    )));
+                    notes.flush();
+                    crate::out::notice(&format!(
+                        "topic '{name}' was removed (`shmbus rm` or its publisher); waiting for it to be created again"
+                    ));
+                    match discover::attach_again(&name, key, shmid, stop_at)? {
+                        Some(seg) => {
+                            shmid = seg.shmid();
+                            crate::out::notice(&format!(
+                                "topic '{name}' was created again (shmid {shmid}): measuring on"
+                            ));
+                            sub = RawSubscriber::from_segment(seg);
+                            g0 = sub.generation();
+                            watch = Watch::new();
+                            watch.look(
+                                sub.publisher(),
+                                sub.generation(),
+                                sub.age(),
+                                monotonic_ns(),
+                            );
+                        }
+                        None if shmbus_toolbox::stop::requested() => return Ok(out::OK),
+                        None => {
+                            return Err(Fail::not_found(format!(
+                                "topic '{name}' was removed and not created again before the end of --duration"
+                            )));
+                        }
+                    }
                 }
                 Err(WaitError::Read(e)) => {
                     w.unreadable += 1;
