@@ -122,14 +122,28 @@ pub struct Report {
 }
 
 impl Report {
-    /// True if every started sensor's topic received frames, no sensor
-    /// ended before the demo stopped it, and nothing was left behind.
+    /// True if the demo had a sensor for at least one topic, every
+    /// started sensor's topic received frames, no sensor ended before the
+    /// demo stopped it, and nothing was left behind. (A config whose
+    /// topics name no sensor of the demo's, a misspelt `publisher` for
+    /// each, ran nothing and was called a success.)
     pub fn ok(&self) -> bool {
         self.leftover_keys.is_empty()
+            && self.topics.iter().any(|t| t.sensor.is_some())
             && self
                 .topics
                 .iter()
                 .all(|t| t.sensor.is_none() || (t.frames > 0 && !t.ended_early))
+    }
+
+    /// The topics the demo has no sensor for (their `publisher` is none
+    /// of its programs): not started, so not part of the result.
+    fn without_sensor(&self) -> Vec<&str> {
+        self.topics
+            .iter()
+            .filter(|t| t.sensor.is_none())
+            .map(|t| t.topic.as_str())
+            .collect()
     }
 
     /// The plain-text summary (for logs and CI).
@@ -180,8 +194,14 @@ impl Report {
                 keys.join(" ")
             );
         }
-        if self.ok() {
+        let unstarted = self.without_sensor();
+        if self.ok() && unstarted.is_empty() {
             s += "result: every topic received frames\n";
+        } else if self.ok() {
+            s += &format!(
+                "result: every topic with a sensor of the demo received frames; not started (no sensor of the demo's): {}\n",
+                unstarted.join(", ")
+            );
         } else {
             let mut why: Vec<String> = Vec::new();
             // One reason per topic, with how its sensor ended: a sensor
@@ -201,6 +221,12 @@ impl Report {
                     _ => {}
                 }
             }
+            if !self.topics.iter().any(|t| t.sensor.is_some()) {
+                why.push(format!(
+                    "no topic has a sensor of the demo's, so nothing ran (not started: {})",
+                    unstarted.join(", ")
+                ));
+            }
             if !self.leftover_keys.is_empty() {
                 why.push("objects left behind".into());
             }
@@ -210,6 +236,24 @@ impl Report {
         // device names), their messages and the topics' errors come from
         // outside: their control characters must not drive the terminal.
         printable(&s).into_owned()
+    }
+}
+
+/// Why the demo starts nothing for topic `tc`: its `publisher` is none of
+/// the demo's sensor programs (which it names), or it has none.
+fn not_a_sensor(tc: &TopicConfig) -> String {
+    let ours: Vec<&str> = SensorKind::ALL.iter().map(|k| k.program()).collect();
+    match tc.publisher.as_deref() {
+        Some(p) => format!(
+            "topic `{}`: publisher \"{p}\" is not one of the demo's sensors ({}): not started",
+            tc.name,
+            ours.join(", ")
+        ),
+        None => format!(
+            "topic `{}` names no publisher: the demo starts one of its sensors ({}) only for a topic whose `publisher` is that program: not started",
+            tc.name,
+            ours.join(", ")
+        ),
     }
 }
 
@@ -599,6 +643,9 @@ pub fn run(
     let mut unread = Vec::new();
     for tc in &config.topics {
         let kind = tc.publisher.as_deref().and_then(SensorKind::from_name);
+        if kind.is_none() {
+            lock_notes(&notes).push(not_a_sensor(tc));
+        }
         let row: Shared = Arc::default();
         let topic = tc.to_topic().map_err(|e| e.to_string())?;
         let mut child = None;

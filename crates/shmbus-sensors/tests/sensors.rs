@@ -655,6 +655,68 @@ fn a_demo_with_the_pid_of_a_killed_one_removes_its_stale_topics() {
     }
 }
 
+/// A topic whose `publisher` is no sensor of the demo's (a misspelt
+/// program name) is not started: a note names the demo's sensors, and the
+/// result says which topics were not started. With every topic so, nothing
+/// ran and the run fails; it said "result: every topic received frames"
+/// and exited 0 with no frame at all.
+#[test]
+fn a_topic_with_no_sensor_of_the_demos_is_named_and_nothing_started_fails() {
+    watchdog("demo-unknown-publisher", Duration::from_secs(180));
+    let bus = format!(
+        "unk{:06x}",
+        unique_key("demo-unknown-publisher") & 0xff_ffff
+    );
+    let half = TempFile::new("demo-unknown-half.toml");
+    std::fs::write(
+        &half.0,
+        format!(
+            "bus = \"{bus}\"\n[[topic]]\nname = \"imu\"\npublisher = \"shmbus-sensor-imuu\"\n\
+             [[topic]]\nname = \"power\"\npublisher = \"shmbus-sensor-power\"\n"
+        ),
+    )
+    .unwrap();
+    let report = run_demo(Some(half.0.clone()), Duration::from_millis(1500));
+    let text = report.summary();
+    assert!(report.ok(), "{text}");
+    let note = text
+        .lines()
+        .find(|l| l.contains("note: topic `imu`"))
+        .unwrap_or_else(|| panic!("no note on imu: {text}"));
+    assert!(
+        note.contains("publisher \"shmbus-sensor-imuu\" is not one of the demo's sensors (")
+            && shmbus_sensors::SensorKind::ALL
+                .iter()
+                .all(|k| note.contains(k.program()))
+            && note.ends_with("): not started"),
+        "{note}"
+    );
+    assert!(
+        text.contains(
+            "result: every topic with a sensor of the demo received frames; not started (no sensor of the demo's): imu\n"
+        ),
+        "{text}"
+    );
+
+    let none = TempFile::new("demo-unknown-none.toml");
+    std::fs::write(
+        &none.0,
+        format!(
+            "bus = \"{bus}n\"\n[[topic]]\nname = \"imu\"\npublisher = \"shmbus-sensor-imuu\"\n"
+        ),
+    )
+    .unwrap();
+    let report = run_demo(Some(none.0.clone()), Duration::from_millis(500));
+    let text = report.summary();
+    assert!(!report.ok(), "{text}");
+    assert!(
+        text.contains(
+            "result: FAILED: no topic has a sensor of the demo's, so nothing ran (not started: imu)"
+        ),
+        "{text}"
+    );
+}
+
 /// A pid that no process has now: that of a child that has exited.
 fn dead_pid() -> u32 {
     let mut c = Command::new("true").spawn().unwrap();

@@ -2,9 +2,10 @@
 //!
 //! The publisher lock says it (`PublisherStatus`), except when the lock
 //! is gone: `ipcrm -s` or systemd-logind's `RemoveIPC` remove it under a
-//! live publisher, and `shmbus pub --rate`, `replay` and third-party
-//! publishers go on publishing without one (the examples, the sensors and
-//! the bridge take a new lock within half a second). A topic without a
+//! live publisher, and third-party publishers go on publishing without
+//! one (the examples, the sensors and the bridge take a new lock within
+//! half a second; `shmbus pub --rate` and `replay` stop and say so). A
+//! topic without a
 //! lock whose generation moved is such a publisher; one whose generation
 //! stood still has none. The library's waits apply the same rule
 //! (`docs/LAYOUT.md` section 7.2); this module is the one copy of it for
