@@ -312,7 +312,7 @@ def test_a_missing_topic_a_wrong_type_and_a_bad_option_are_clear_errors(run, key
         other.publish({"a": 1})
     for role, args, says in (
         ("subscriber", ["--wait", "5"], "carries frames of another type"),
-        ("publisher", ["--count", "1"], "remove it with `shmbus rm 0x%08x`" % key),
+        ("publisher", ["--count", "1"], "remove the old topic first (`shmbus rm 0x%08x`" % key),
     ):
         rc, out, err = finished(run("python", role, key, *args))
         assert rc == 1, (role, out, err)
