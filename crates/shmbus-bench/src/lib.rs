@@ -154,37 +154,31 @@ fn claim(k: i32) -> bool {
 
 /// Remove what a bench left at `key`: the segment, only if it is a shmbus
 /// topic named `bench/...` that this user created and whose publisher is
-/// gone (or is this process, when `this_run`); then the publisher lock, if
-/// this user created it and nobody else holds it, when there was such a
-/// topic or the key is one this run handed out (it was free then, so the
-/// lock is the run's). Anything else at the key is another program's and
-/// stays. Returns whether a segment went or none was there.
+/// gone (or is this process, when `this_run`), with its lock
+/// ([`shmbus_toolbox::cleanup::remove_idle_topic`]); with no segment, the
+/// lock alone when the key is one this run handed out (it was free then,
+/// so the lock is the run's). Anything else at the key is another
+/// program's and stays. Returns whether a segment went or none was there.
 fn remove_bench_topic(key: i32, this_run: bool) -> bool {
-    use shmbus_core::lock::PublisherStatus;
     use shmbus_core::sys;
+    use shmbus_toolbox::cleanup::remove_idle_topic;
     let me = nix::unistd::geteuid().as_raw();
-    let idle = || match shmbus_core::lock::publisher_status(key) {
-        PublisherStatus::NotRunning | PublisherStatus::NoLock => true,
-        PublisherStatus::Alive { pid } => this_run && pid == std::process::id() as i32,
-        _ => false,
-    };
-    let topic = match sys::shmget(key, 0, 0) {
+    let own = this_run.then(|| std::process::id() as i32);
+    match sys::shmget(key, 0, 0) {
         Ok(id) => {
             let ours = sys::shm_stat(id).is_ok_and(|st| st.cuid == me)
                 && shmbus_core::Segment::attach_shmid(id, key)
                     .is_ok_and(|s| s.info().name.starts_with("bench/"));
-            if !ours || !idle() || sys::shm_remove(id).is_err() {
-                return false;
+            ours && remove_idle_topic(Some(id), key, me, own)
+        }
+        Err(e) if e.errno == sys::Errno::ENOENT => {
+            if this_run {
+                remove_idle_topic(None, key, me, own);
             }
             true
         }
-        Err(e) if e.errno == sys::Errno::ENOENT => false,
-        Err(_) => return false,
-    };
-    if (topic || this_run) && shmbus_core::lock::creator(key) == Some(me) && idle() {
-        let _ = shmbus_core::lock::remove_lock(key);
+        Err(_) => false,
     }
-    true
 }
 
 impl Default for Keys {

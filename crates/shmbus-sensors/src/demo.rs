@@ -1070,30 +1070,11 @@ fn remove_stale(tc: &TopicConfig) -> Option<String> {
     if !named {
         return None;
     }
-    remove_idle_topic(id, tc.key, me)?;
+    shmbus_toolbox::cleanup::remove_idle_topic(Some(id), tc.key, me, None).then_some(())?;
     Some(format!(
         "removed topic `{}` (key 0x{:08x}, shmid {id}): an earlier demo with this pid left it (killed with its sensors?)",
         tc.name, tc.key as u32
     ))
-}
-
-/// Remove topic segment `id` at `key`, which the caller found to be this
-/// user's (`me`) and the topic it looks for, unless a publisher holds the
-/// topic's lock; and the lock, if `me` made it (`lock::remove_lock` also
-/// leaves a set that is no publisher lock). `None`: left as it was.
-fn remove_idle_topic(id: i32, key: i32, me: u32) -> Option<()> {
-    let idle = matches!(
-        shmbus_core::lock::publisher_status(key),
-        PublisherStatus::NotRunning | PublisherStatus::NoLock
-    );
-    if !idle {
-        return None;
-    }
-    sys::shm_remove(id).ok()?;
-    if shmbus_core::lock::creator(key) == Some(me) {
-        let _ = shmbus_core::lock::remove_lock(key);
-    }
-    Some(())
 }
 
 /// The largest pid Linux gives (`PID_MAX_LIMIT` on 64-bit machines).
@@ -1215,7 +1196,7 @@ fn remove_left(l: &Left, demo: u32, uid: u32) -> Option<String> {
     if st.cuid != uid || st.nattch != 0 || st.key != l.key {
         return None;
     }
-    remove_idle_topic(l.shmid, l.key, uid)?;
+    shmbus_toolbox::cleanup::remove_idle_topic(Some(l.shmid), l.key, uid, None).then_some(())?;
     Some(format!(
         "removed topic `{}` (key 0x{:08x}, shmid {}) that an earlier demo left (demo pid {demo}, no longer running; made at {} UTC: killed with its sensors?)",
         printable(&l.name),

@@ -29,6 +29,7 @@
 // Not `eprintln!`: it panics when stderr cannot be written (`shmbus_toolbox::say!`).
 #![warn(clippy::print_stderr)]
 
+pub mod cleanup;
 pub mod files;
 pub mod liveness;
 pub mod parse;
