@@ -511,6 +511,27 @@ remove_admin_made
 pass "without CAP_SYS_NICE postinst says shmbus-sensor-imu.service cannot start, names the capability and shmbus-sensor@imu (a WARNING when it is enabled)"
 
 # =====================================================================================
+step "a deleted conffile: an upgrade keeps it deleted and says so; dpkg -i --force-confmiss restores it"
+# As INSTALL.md "Upgrade" says: dpkg takes the deletion as the administrator's choice,
+# so the sensor units (which read $CONF) would fail to start after any upgrade.
+rm "$CONF"
+repack "$DEB" "$V+debtest4" "# upgrade test 4" "$WORK/shmbus_up4.deb"
+apt_install "$WORK/shmbus_up4.deb" >"$WORK/up4.log" 2>&1 || { cat "$WORK/up4.log"; die "upgrade 4 (deleted conffile) failed"; }
+grep '^shmbus:' "$WORK/up4.log" | sed 's/^/    /'
+[[ "$(dpkg-query -W -f='${Version}' shmbus)" == "$V+debtest4" ]] || die "upgrade 4 did not install $V+debtest4"
+[[ ! -e $CONF ]] || die "the upgrade brought back the deleted $CONF (INSTALL.md says it does not)"
+grep -q "^shmbus: WARNING: $CONF is missing .*the sensor units read it and will not start.* dpkg -i --force-confmiss FILE.deb" "$WORK/up4.log" ||
+    die "postinst did not warn that $CONF is missing and how to restore it"
+pass "upgrade -> $V+debtest4 with $CONF deleted: kept deleted, and postinst warned, naming dpkg -i --force-confmiss"
+# INSTALL.md's command, as written (dpkg itself, not apt).
+dpkg -i --force-confmiss "$WORK/shmbus_up4.deb" >"$WORK/confmiss.log" 2>&1 || { cat "$WORK/confmiss.log"; die "dpkg -i --force-confmiss failed"; }
+[[ -f $CONF && "$(tail -n1 "$CONF")" == "# upgrade test 4" ]] || die "dpkg -i --force-confmiss did not restore the package's default $CONF"
+! grep -q "WARNING: $CONF is missing" "$WORK/confmiss.log" || die "postinst warned of a missing $CONF after it was restored"
+dpkg-deb --fsys-tarfile "$WORK/shmbus_up4.deb" | tar -xO ".$CONF" >"$WORK/shipped.toml"
+cmp -s "$CONF" "$WORK/shipped.toml" || die "the restored $CONF differs from the one in the package: $(diff "$WORK/shipped.toml" "$CONF")"
+pass "dpkg -i --force-confmiss restored $CONF as the package ships it, and postinst no longer warns"
+
+# =====================================================================================
 step "remove: programs and the stopped sensors' topics go, configuration and user stay"
 # The sensors stopped above left their 6 topics (locked in RAM until reboot otherwise);
 # one more runs as shmbus-sensors outside any unit, as an administrator may start one:
