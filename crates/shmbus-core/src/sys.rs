@@ -913,7 +913,13 @@ pub fn yield_now() {
     let _ = nix::sched::sched_yield();
 }
 
-/// `clock_gettime(clock)` in nanoseconds (through the vDSO).
+/// `clock_gettime(clock)` in nanoseconds: through the vDSO where the
+/// kernel's clock source allows it (x86_64, most arm64), a system call where
+/// it does not. The product's board is of the second kind: Debian's i.MX6ULL
+/// device tree disables the Cortex-A7's generic timer, so its clock source is
+/// the i.MX GPT, which the 32-bit ARM vDSO cannot read (docs/BENCHMARKS.md,
+/// issue 14's sixteenth pass). Loops that run per frame read it as rarely
+/// as they can.
 ///
 /// The one raw call left where nix has a safe one: this is on the publish
 /// hot path (every publish reads a clock), and `nix::time::clock_gettime` is not
@@ -948,6 +954,26 @@ pub fn monotonic_ns() -> u64 {
 #[inline]
 pub fn realtime_ns() -> u64 {
     clock_ns(libc::CLOCK_REALTIME)
+}
+
+/// Sleep until `CLOCK_MONOTONIC` reads `deadline_ns`: `clock_nanosleep`
+/// with `TIMER_ABSTIME`, so a loop paced by an absolute schedule needs no
+/// clock read to compute how long to sleep, and a preemption between that
+/// read and the sleep cannot stretch the period. Returns at the deadline, at
+/// once when it has passed, or early when a signal handler ran (`EINTR`):
+/// the caller reads the clock after it and decides again.
+pub fn sleep_until_monotonic(deadline_ns: u64) {
+    let ts = nix::sys::time::TimeSpec::new(
+        (deadline_ns / 1_000_000_000) as libc::time_t,
+        (deadline_ns % 1_000_000_000) as libc::c_long,
+    );
+    // EINTR is the only error possible with a valid clock and time; the
+    // caller's loop handles an early return.
+    let _ = nix::time::clock_nanosleep(
+        nix::time::ClockId::CLOCK_MONOTONIC,
+        nix::time::ClockNanosleepFlags::TIMER_ABSTIME,
+        &ts,
+    );
 }
 
 #[cfg(test)]

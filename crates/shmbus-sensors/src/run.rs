@@ -2,7 +2,6 @@
 
 use std::collections::HashSet;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use postcard::experimental::max_size::MaxSize;
 use postcard_schema::Schema;
@@ -232,11 +231,17 @@ pub fn run_source<S: Source>(
     let mut last_parent_check = start;
     let mut last_removed_check = start;
     let mut orphaned = false;
+    // The clock read of the frame just published, standing in for "now" in
+    // the next pass (which only decides to sleep): on the board a clock read
+    // is a system call (core's `sys::monotonic_ns`), so a frame costs one
+    // monotonic read, not four.
+    let mut carried: Option<u64> = None;
     loop {
         if args.count.is_some_and(|c| published >= c) {
             break;
         }
-        let now = monotonic_ns();
+        let fresh = carried.is_none();
+        let now = carried.take().unwrap_or_else(monotonic_ns);
         if end.is_some_and(|e| now >= e) {
             break;
         }
@@ -299,10 +304,15 @@ pub fn run_source<S: Source>(
             // a slow topic too (at 0.01 Hz a removed topic came back only
             // at the next frame, up to 100 s later).
             wake = wake.min(last_removed_check.saturating_add(REMOVED_CHECK_NS));
-            std::thread::sleep(Duration::from_nanos(wake.saturating_sub(now)));
+            // An absolute sleep: no clock read to turn `wake` into a length.
+            shmbus_core::sys::sleep_until_monotonic(wake);
             continue;
         }
-        let t = monotonic_ns();
+        // A frame is due. Its stamp is a clock read taken now: `now` when it
+        // was (after a sleep, or at the start), a new one when `now` is the
+        // last frame's (a sensor behind its schedule publishes back to back,
+        // and two frames must not share a stamp).
+        let t = if fresh { now } else { monotonic_ns() };
         let msg = source.sample(t, &mut warn);
         if let Err(e) = publisher.publish_at(&msg, t, realtime_ns()) {
             shmbus_toolbox::say!("{program}: publish on `{}` failed: {e}", topic.name);
@@ -310,6 +320,7 @@ pub fn run_source<S: Source>(
         }
         published += 1;
         next = next_due(next, t, period_ns, catch_up_ticks(topic.slots));
+        carried = Some(t);
     }
     if orphaned {
         // The process that started us (the demo) died without its cleanup

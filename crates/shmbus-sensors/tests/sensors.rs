@@ -1254,6 +1254,57 @@ fn a_sensor_with_a_closed_stderr_keeps_publishing() {
     assert_eq!(n, 3, "frames published");
 }
 
+/// A sensor behind its schedule publishes back to back, and each frame
+/// still gets a clock read of its own. The publish loop reads the clock
+/// once per frame (on the board every read is a system call) and carries
+/// the last frame's stamp into the next pass, where it may only decide to
+/// sleep: a frame due at once must not be stamped with it. At 10^6 Hz every
+/// frame is due before the last one is out.
+#[test]
+fn frames_published_back_to_back_each_have_their_own_stamp() {
+    watchdog(
+        "frames_published_back_to_back_each_have_their_own_stamp",
+        Duration::from_secs(120),
+    );
+    let key = unique_key("sensors-back-to-back-stamps");
+    let _guard = Guard(key);
+    let (path, _file) = imu_config("back-to-back-stamps", key, "slots = 64\n");
+    let args = [
+        "--config",
+        path.to_str().unwrap(),
+        "--rate",
+        "1000000",
+        "--count",
+        "64",
+    ];
+    let out = sensor_cmd(SensorKind::Imu, &args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let topic = config_topic(&path, "imu");
+    let mut sub = Subscriber::<Imu>::attach(&topic).unwrap();
+    sub.raw().seek_oldest();
+    let mut stamps = Vec::new();
+    while let Ok(Next::Frame(s)) = sub.next() {
+        stamps.push(s.mono_ns);
+    }
+    assert_eq!(stamps.len(), 64, "frames published");
+    for w in stamps.windows(2) {
+        assert!(
+            w[1] > w[0],
+            "two frames share a stamp or go back in time: {} then {} (all: {stamps:?})",
+            w[0],
+            w[1]
+        );
+    }
+}
+
 /// A sensor started with `--parent` removes its topic soon after the
 /// parent is gone, however slow its topic: between two frames it slept a
 /// whole period without looking (100 s at 0.01 Hz), so a `kill -9` of the
