@@ -193,3 +193,90 @@ fn the_vectors_file_reads_back_on_its_own_terms() {
         assert_eq!(codec.encode(&f["json"]).unwrap(), bytes, "{}", f["what"]);
     }
 }
+
+/// The bytes of a worked example of docs/LAYOUT.md §8: the ```text block
+/// after `marker`, each line's leading two-digit hex bytes and quoted
+/// strings (a string is its length byte's content, written out), up to the
+/// line's first other word (the comment). Also the length the prose before
+/// the block claims (`is N bytes`), and that prose.
+fn layout_example(marker: &str) -> (Vec<u8>, usize, String) {
+    let doc_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/LAYOUT.md");
+    let doc = std::fs::read_to_string(&doc_path).expect("docs/LAYOUT.md");
+    let at = doc
+        .find(marker)
+        .unwrap_or_else(|| panic!("docs/LAYOUT.md no longer has {marker:?}"));
+    let rest = &doc[at..];
+    let open = rest.find("```text\n").expect("a ```text block after the example");
+    let prose = rest[..open].split_whitespace().collect::<Vec<_>>().join(" ");
+    let claimed = prose
+        .split(" bytes")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the prose of {marker:?} says no `is N bytes`: {prose}"));
+    let block = &rest[open + 8..];
+    let block = &block[..block.find("```").unwrap()];
+    let mut bytes = Vec::new();
+    for line in block.lines() {
+        let mut s = line.trim_start();
+        while !s.is_empty() {
+            if let Some(q) = s.strip_prefix('"') {
+                let end = q.find('"').expect("a closed string");
+                bytes.extend_from_slice(&q.as_bytes()[..end]);
+                s = q[end + 1..].trim_start();
+                continue;
+            }
+            let word = s.split_whitespace().next().unwrap();
+            match (word.len(), u8::from_str_radix(word, 16)) {
+                (2, Ok(b)) => bytes.push(b),
+                _ => break,
+            }
+            s = s[word.len()..].trim_start();
+        }
+    }
+    (bytes, claimed, prose)
+}
+
+/// docs/LAYOUT.md's worked examples of §8 (the `Imu` frame and the `Imu`
+/// schema) are the vectors of the file, byte for byte, and the length
+/// their prose gives is the length of those bytes. (The frame's prose said
+/// 20 bytes for its 21.)
+#[test]
+fn layout_md_worked_examples_are_the_vectors_and_as_long_as_they_say() {
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(path()).unwrap()).unwrap();
+    let imu = &file["schemas"][0];
+    assert!(imu["declaration"].as_str().unwrap().starts_with("struct Imu"));
+    let frame = file["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["schema_hex"] == imu["schema_hex"])
+        .expect("a frame vector of the Imu schema");
+
+    let (bytes, claimed, prose) = layout_example("Example (vector \"struct\" of the file)");
+    assert_eq!(hex(&bytes), frame["frame_hex"].as_str().unwrap());
+    assert_eq!(
+        claimed,
+        bytes.len(),
+        "docs/LAYOUT.md's frame example says {claimed} bytes for {}: {prose}",
+        bytes.len()
+    );
+    let shown = prose
+        .split("holding `")
+        .nth(1)
+        .and_then(|s| s.split('`').next())
+        .expect("the frame example's value");
+    assert_eq!(
+        serde_json::from_str::<Value>(shown).unwrap(),
+        frame["json"]
+    );
+
+    let (bytes, claimed, prose) = layout_example("Example (first schema vector)");
+    assert_eq!(hex(&bytes), imu["schema_hex"].as_str().unwrap());
+    assert_eq!(
+        claimed,
+        bytes.len(),
+        "docs/LAYOUT.md's schema example says {claimed} bytes for {}: {prose}",
+        bytes.len()
+    );
+}
