@@ -3038,6 +3038,53 @@ fn rm_removes_a_held_lock_only_squat_with_force() {
     assert_eq!(r.code, 1, "{}", r.stderr);
 }
 
+/// `shmbus list`'s note on a lone lock names the command that removes it,
+/// and that command, typed, does: for a lock a process holds it said
+/// `shmbus rm KEY`, which refuses a held lock (exit 2); it needs `--force`,
+/// as `doctor` said.
+#[test]
+fn list_names_the_rm_that_removes_a_lone_lock_as_typed() {
+    watchdog("list_lock_only_fix", Duration::from_secs(120));
+    let (topic, _g) = self::topic("list-lock-fix");
+    let mut holder = KillOnDrop(
+        child("hold-lock", &[topic.key.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = BufReader::new(holder.0.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("ready") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the holder exited");
+    }
+    let k = hex(topic.key);
+    let r = run(&["list", "--window", "0", "--key", &k]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let note = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{k}: a semaphore set")))
+        .unwrap_or_else(|| panic!("no note on the lone lock:\n{}", r.stdout));
+    let fix = note
+        .split("remove it with `")
+        .nth(1)
+        .and_then(|s| s.split('`').next())
+        .unwrap_or_else(|| panic!("the note names no command: {note}"));
+    let typed: Vec<&str> = fix.split_whitespace().collect();
+    assert_eq!(typed[0], "shmbus", "{note}");
+    let r = run(&typed[1..]);
+    assert_eq!(
+        r.code, 0,
+        "`{fix}`, as `list` prints it, failed: {}",
+        r.stderr
+    );
+    assert!(
+        shmbus_core::sysvipc::semaphore_by_key(topic.key).is_none(),
+        "`{fix}` left the lock"
+    );
+}
+
 /// A lone semaphore nobody holds, with no segment: at a key in shmbus's
 /// range (0x53......) it is a lock a topic left behind, and `rm KEY`
 /// removes it; at any other key it may be another program's, and only

@@ -1046,13 +1046,8 @@ fn findings_of(a: &DoctorArgs, loaded: Loaded) -> Vec<Finding> {
                     user(l.cuid),
                 );
                 let fix = format!(
-                    "remove it (as its owner or root): `shmbus rm {}{}`",
-                    if super::rm::needs_force(l, &l.status(), &configured_keys) {
-                        "--force "
-                    } else {
-                        ""
-                    },
-                    key_hex(l.key)
+                    "remove it (as its owner or root): `{}`",
+                    super::rm::lock_removal(l, &configured_keys)
                 );
                 match topic {
                     Some(t) if held || expected.is_some_and(|u| u != l.cuid) => f.push(fail(

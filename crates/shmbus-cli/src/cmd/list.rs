@@ -423,12 +423,12 @@ pub fn render(rows: &[Row], now: u64, window_ms: u64) -> (Vec<Vec<String>>, Vec<
             }
             Row::LockOnly(l) => {
                 notes.push(format!(
-                    "{}: a semaphore set (semid {}, {}, created by {}) with no segment: a lock left behind, or a squat that keeps the topic's publisher from starting; remove it with `shmbus rm {}`",
+                    "{}: a semaphore set (semid {}, {}, created by {}) with no segment: a lock left behind, or a squat that keeps the topic's publisher from starting; remove it with `{}`",
                     key_hex(l.key),
                     l.semid,
                     lock_state(l),
                     user(l.cuid),
-                    key_hex(l.key)
+                    super::rm::lock_removal(l, &discover::config_keys())
                 ));
                 let mut row = vec!["(lock only: see below)".to_string(), key_hex(l.key)];
                 row.extend(["-", "-", "-", "-", "-", "-"].map(String::from));

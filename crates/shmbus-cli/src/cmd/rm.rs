@@ -262,6 +262,22 @@ pub fn needs_force(l: &LockOnly, status: &PublisherStatus, topic_keys: &[i32]) -
     matches!(status, PublisherStatus::Alive { .. }) || !discover::topic_key(l.key, topic_keys)
 }
 
+/// The command that removes the lone semaphore `l`, as `shmbus rm` takes
+/// it: `shmbus rm KEY`, with `--force` where [`needs_force`] says so. Every
+/// tool that tells how to remove a lone lock prints this one (`list`
+/// printed `shmbus rm KEY` for a held one, which `rm` refuses).
+pub fn lock_removal(l: &LockOnly, topic_keys: &[i32]) -> String {
+    format!(
+        "shmbus rm {}{}",
+        if needs_force(l, &l.status(), topic_keys) {
+            "--force "
+        } else {
+            ""
+        },
+        key_hex(l.key)
+    )
+}
+
 /// A semaphore set with no segment at its key: a publisher lock left
 /// behind, or one that squats a topic's key, or another program's
 /// semaphore. Without `--force` it is removed only when it is nobody's

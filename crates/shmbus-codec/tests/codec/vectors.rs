@@ -206,8 +206,13 @@ fn layout_example(marker: &str) -> (Vec<u8>, usize, String) {
         .find(marker)
         .unwrap_or_else(|| panic!("docs/LAYOUT.md no longer has {marker:?}"));
     let rest = &doc[at..];
-    let open = rest.find("```text\n").expect("a ```text block after the example");
-    let prose = rest[..open].split_whitespace().collect::<Vec<_>>().join(" ");
+    let open = rest
+        .find("```text\n")
+        .expect("a ```text block after the example");
+    let prose = rest[..open]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     let claimed = prose
         .split(" bytes")
         .next()
@@ -245,7 +250,12 @@ fn layout_example(marker: &str) -> (Vec<u8>, usize, String) {
 fn layout_md_worked_examples_are_the_vectors_and_as_long_as_they_say() {
     let file: Value = serde_json::from_str(&std::fs::read_to_string(path()).unwrap()).unwrap();
     let imu = &file["schemas"][0];
-    assert!(imu["declaration"].as_str().unwrap().starts_with("struct Imu"));
+    assert!(
+        imu["declaration"]
+            .as_str()
+            .unwrap()
+            .starts_with("struct Imu")
+    );
     let frame = file["frames"]
         .as_array()
         .unwrap()
@@ -266,10 +276,7 @@ fn layout_md_worked_examples_are_the_vectors_and_as_long_as_they_say() {
         .nth(1)
         .and_then(|s| s.split('`').next())
         .expect("the frame example's value");
-    assert_eq!(
-        serde_json::from_str::<Value>(shown).unwrap(),
-        frame["json"]
-    );
+    assert_eq!(serde_json::from_str::<Value>(shown).unwrap(), frame["json"]);
 
     let (bytes, claimed, prose) = layout_example("Example (first schema vector)");
     assert_eq!(hex(&bytes), imu["schema_hex"].as_str().unwrap());
