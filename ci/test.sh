@@ -35,7 +35,8 @@
 #
 # Env: SHMBUS_STRESS_SCALE (armv7 stage, default 0.05), SHMBUS_CI_MORE_SIZES=1
 # (two more feature sets' sizes in the board stage), SHMBUS_CI_STAGES (a
-# comma list of stage names to run, default all), SHMBUS_BOARD_TIMEOUT (600 s),
+# comma list of stage names to run, default all; a name that is no stage is
+# refused), SHMBUS_BOARD_TIMEOUT (600 s),
 # SHMBUS_TEST_BINARY_TIMEOUT, SHMBUS_STAGE_TIMEOUT, SHMBUS_CI_BUDGET (above).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +49,11 @@ ONLY=${SHMBUS_CI_STAGES:-}
 # The stage runner: stage, skip, passed, wanted, banner, stage_table, and the
 # time limits (SHMBUS_STAGE_TIMEOUT, SHMBUS_CI_BUDGET).
 source ci/tools/stages.sh
+# Every stage below, in order; SHMBUS_CI_STAGES may name only these
+# (ci/tools/stages-test.sh checks that each `stage NAME` is one of them).
+STAGES=(ci-limits host-fmt host-clippy host-doc host-test host-loom arm-install arm-test mixed-arch
+    board-build board-boot ffi foxglove bridge deb-build deb-test fuzz bench-quick)
+only_stages "${STAGES[@]}"
 
 ensure_host_tools() {
     # rustfmt and clippy come with rustup's default profile; install them if not.

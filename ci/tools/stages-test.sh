@@ -267,6 +267,34 @@ check "... all before the stage is stopped and fails as a hang" \
 check "... and nothing of it is left: no process" none_alive
 check "... no temporary file" no_dump_file
 
+# --- SHMBUS_CI_STAGES names only stages there are
+PART=only
+run_stages 60 1000 '
+    ONLY=good,bord
+    only_stages good bad
+    stage good true'
+check "a stage name the run does not have is refused, naming the stages" \
+    grep -q "^SHMBUS_CI_STAGES='good,bord': no stage is named 'bord'; the stages are: good bad\$" <<<"$out"
+check "... before any stage runs" bash -c '! grep -q "^good " <<<"$1"' _ "$out"
+run_stages 60 1000 '
+    ONLY=good
+    only_stages good bad
+    stage good true
+    stage bad false'
+check "the stages it names run, the others do not" grep -q '^counts 1 0$' <<<"$out"
+# ci/test.sh's list is its stages, and the docs name only those.
+# shellcheck disable=SC2207
+listed=($(sed -n '/^STAGES=(/,/)/p' ci/test.sh | tr -d '()' | sed 's/^STAGES=//'))
+# shellcheck disable=SC2207
+staged=($(grep -oE '(^|[;&|] *|then |else |    )stage [a-z0-9-]+' ci/test.sh | awk '{print $NF}' | sort -u))
+missing=$(comm -13 <(printf '%s\n' "${listed[@]}" | sort -u) <(printf '%s\n' "${staged[@]}"))
+check "every stage ci/test.sh runs is in its STAGES list (${#staged[@]} stages)" \
+    test -z "$missing" -a "${#staged[@]}" -gt 10
+unknown=$(grep -rhoE 'SHMBUS_CI_STAGES=[a-z0-9,-]+' --include='*.md' README.md SECURITY.md docs ci configs python packaging 2>/dev/null |
+    sed 's/^SHMBUS_CI_STAGES=//' | tr , '\n' | sort -u | comm -23 - <(printf '%s\n' "${listed[@]}" | sort -u))
+check "every SHMBUS_CI_STAGES=... the docs show names stages ci/test.sh has${unknown:+ (not: $unknown)}" \
+    test -z "$unknown"
+
 if [[ $fails != 0 ]]; then
     echo "what the runners under test printed:"
     sed 's/^/    | /' <<<"$shown"

@@ -33,6 +33,24 @@ T_ALL=$(date +%s)
 
 banner() { printf '\n==== %s ====\n' "$*"; }
 wanted() { [[ -z "${ONLY:-}" || ",$ONLY," == *",$1,"* ]]; }
+# only_stages NAME...: the stages this run has. A name in ONLY
+# (SHMBUS_CI_STAGES) that is none of them is refused, exit 2, before anything
+# runs: `SHMBUS_CI_STAGES=board` (for board-build,board-boot) ran no stage
+# and ended "0 passed, 0 failed", exit 0, as if the board had passed.
+only_stages() {
+    local w have found
+    [[ -z "${ONLY:-}" ]] && return 0
+    local -a want
+    IFS=, read -ra want <<<"$ONLY"
+    for w in "${want[@]}"; do
+        found=
+        for have in "$@"; do [[ $w == "$have" ]] && found=1; done
+        if [[ -z $found ]]; then
+            echo "SHMBUS_CI_STAGES='$ONLY': no stage is named '$w'; the stages are: $*" >&2
+            exit 2
+        fi
+    done
+}
 
 STAGE_LIMIT=${SHMBUS_STAGE_TIMEOUT:-1800}
 BUDGET=${SHMBUS_CI_BUDGET:-5000}
