@@ -27,7 +27,7 @@ pub const AFTER_HELP: &str = "\
 Examples:
   shmbus bridge 127.0.0.1:1883 --config configs/demo.toml --board-id lab
   shmbus bridge mqtts://broker.example:8883 --ca ca.pem --credentials /etc/shmbus/bridge.cred
-  shmbus bridge --check                      # check the config and files, connect to nothing
+  shmbus bridge 127.0.0.1:1883 --check       # check the config and files, connect to nothing
   mosquitto_sub -h 127.0.0.1 -t 'shmbus/lab/#' -v   # what the broker gets
 
 Topics go to <prefix>/<board-id>/<topic> (JSON: topic, generation, real_ns, mono_ns, value),

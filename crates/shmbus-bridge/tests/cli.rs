@@ -214,6 +214,43 @@ fn help_has_examples() {
     assert!(!out.contains("--password"), "{out}");
 }
 
+/// The `--check` example of `--help`, typed as it stands (with the
+/// repository's demo config as the config found): it passes. It read
+/// `shmbus bridge --check`, which fails with "no broker" on every config
+/// that names none (the demo's, the built-in one).
+#[test]
+fn the_check_example_of_the_help_passes_as_typed() {
+    shmbus_testkit::watchdog("help_check_example", Duration::from_secs(120));
+    let o = bridge(&["--help"]);
+    let (out, _) = text(&o);
+    let example = out
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("shmbus bridge ") && l.contains(" --check"))
+        .unwrap_or_else(|| panic!("--help shows no --check example:\n{out}"));
+    let typed: Vec<&str> = example
+        .split('#')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(typed[..2], ["shmbus", "bridge"], "{example}");
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/demo.toml");
+    let o = bridge_cmd()
+        .args(&typed[2..])
+        .env("SHMBUS_CONFIG", demo)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "`{example}` of --help fails as typed: {err}"
+    );
+    assert!(out.ends_with("ok\n"), "{out}");
+}
+
 #[test]
 fn check_shows_what_would_run_and_connects_to_nothing() {
     let t = Tmp::new("check");
