@@ -59,8 +59,10 @@ echo "foxglove-test: node $(node --version), @foxglove/ws-protocol $(node -p 're
 
 # ---- Binaries
 cargo build --release -p shmbus-cli -p shmbus-foxglove --bin shmbus --example fox-test-pub
-export SHMBUS=$PWD/target/release/shmbus
-export FOX_PUB=$PWD/target/release/examples/fox-test-pub
+# Relative, as docs/FOXGLOVE.md's command by hand gives them (the tests'
+# publisher runs in `/`: lib.cjs resolves them from here).
+export SHMBUS=target/release/shmbus
+export FOX_PUB=target/release/examples/fox-test-pub
 
 run_node() { # run_node SCRIPT: in a private IPC namespace
     unshare --ipc node --test --test-reporter=spec "$NODE_DIR/$1"

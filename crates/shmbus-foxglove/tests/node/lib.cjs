@@ -12,14 +12,20 @@
 
 const { spawn, execFileSync } = require("node:child_process");
 const fs = require("node:fs");
+const path = require("node:path");
 const net = require("node:net");
 const crypto = require("node:crypto");
 const { FoxgloveClient } = require("@foxglove/ws-protocol");
 const WebSocket = require("ws");
 
-const SHMBUS = process.env.SHMBUS || "shmbus";
-const SERVER = (process.env.SHMBUS_SERVER || SHMBUS).split(/\s+/).filter(Boolean);
-const FOX_PUB = process.env.FOX_PUB || "fox-test-pub";
+// A program given by a relative path (`target/release/shmbus`, as
+// docs/FOXGLOVE.md's command by hand gives it) is taken from the directory
+// this started in: the publisher runs in `/`, where such a path named
+// nothing (`spawn target/release/examples/fox-test-pub ENOENT`).
+const abs = (w) => (w.includes("/") && !path.isAbsolute(w) ? path.resolve(w) : w);
+const SHMBUS = abs(process.env.SHMBUS || "shmbus");
+const SERVER = (process.env.SHMBUS_SERVER || SHMBUS).split(/\s+/).filter(Boolean).map(abs);
+const FOX_PUB = abs(process.env.FOX_PUB || "fox-test-pub");
 const SLOW = Number(process.env.FOX_SLOW || "1");
 
 const children = new Set();
