@@ -1157,13 +1157,20 @@ def test_a_registered_waiter_is_woken_by_the_modules_publish():
                 published, asleep = [], []
                 tid = threading.get_native_id()
 
+                addr = t.notify_addr()
+
                 def in_futex_wait():
                     # The kernel shows a blocked task's system call: the
                     # reader is queued on the futex (after its compare).
+                    # On this futex word: a reader waiting for the GIL
+                    # (held by this thread) is in a futex call too, and
+                    # taking that for the wait published before it (EAGAIN
+                    # in a landing run on a loaded machine).
                     try:
                         with open("/proc/self/task/%d/syscall" % tid) as f:
-                            return f.read().split()[0] == str(SYS_FUTEX)
-                    except (OSError, IndexError):
+                            call = f.read().split()
+                        return call[0] == str(SYS_FUTEX) and int(call[1], 16) == addr
+                    except (OSError, IndexError, ValueError):
                         return False
 
                 def publisher():
