@@ -430,6 +430,34 @@ pub fn dies_with_parent(cmd: &mut Command) -> &mut Command {
     }
 }
 
+/// The stop signals: SIGTERM (`systemctl stop`), SIGINT (Ctrl-C), SIGHUP.
+const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+
+/// Put SIGTERM, SIGINT and SIGHUP back to their default action in this
+/// process (for a `fork` child that is to die of them). An ignored signal
+/// stays ignored across `fork` and `exec`, and a test run can inherit
+/// them ignored: `nohup` ignores SIGHUP, and a non-interactive shell's `&`
+/// ignores SIGINT for the job it starts, so a test that expects a child to
+/// die of one found it running on.
+pub fn default_stop_signals() {
+    for sig in STOP_SIGNALS {
+        // SAFETY: SIG_DFL installs no handler; `signal` is async-signal-safe.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+}
+
+/// [`default_stop_signals`] in the child `cmd` starts, before its exec.
+pub fn with_default_stop_signals(cmd: &mut Command) -> &mut Command {
+    // SAFETY: the closure runs between fork and exec and only calls
+    // `signal`, which is async-signal-safe; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            default_stop_signals();
+            Ok(())
+        })
+    }
+}
+
 /// Spawn a child role with piped stdout.
 pub fn spawn(role: &str, args: &[String]) -> Child {
     child(role, args)
@@ -535,6 +563,11 @@ impl ForkChild {
             unsafe { libc::_exit(code) };
         }
         Ok(ForkChild(pid))
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> libc::pid_t {
+        self.0
     }
 
     /// Wait (bounded) for the child: its exit code, or an error if it was
