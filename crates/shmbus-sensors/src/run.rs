@@ -209,7 +209,15 @@ pub fn run_source<S: Source>(
         .rate_hz
         .or(tc.rate_hz)
         .unwrap_or(kind.default_rate_hz());
-    let mut publisher = match Publisher::<S::Msg>::open(&topic) {
+    // The open and every publish run with the stop signals held back
+    // (`stop::deferred`): `systemctl stop` (SIGTERM), Ctrl-C and SIGHUP end
+    // the sensor as before, by their default action, but between two frames,
+    // never with a slot left mid-write (read by every subscriber as a
+    // publisher that died mid-publish until the next start repairs it), nor
+    // between the creation of the session's waiter segment and its removal
+    // mark (a 128-byte segment nobody can tell from another program's, left
+    // until reboot).
+    let mut publisher = match shmbus_toolbox::stop::deferred(|| Publisher::<S::Msg>::open(&topic)) {
         Ok(p) => p,
         Err(e) => return fail(format!("cannot open topic `{}`: {e}", topic.name)),
     };
@@ -279,16 +287,17 @@ pub fn run_source<S: Source>(
                     );
                 }
                 drop(publisher);
-                publisher = match Publisher::<S::Msg>::open(&topic) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        shmbus_toolbox::say!(
-                            "{program}: cannot create topic `{}` again: {e}",
-                            topic.name
-                        );
-                        return ExitCode::FAILURE;
-                    }
-                };
+                publisher =
+                    match shmbus_toolbox::stop::deferred(|| Publisher::<S::Msg>::open(&topic)) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            shmbus_toolbox::say!(
+                                "{program}: cannot create topic `{}` again: {e}",
+                                topic.name
+                            );
+                            return ExitCode::FAILURE;
+                        }
+                    };
                 next = now;
             }
         }
@@ -314,7 +323,9 @@ pub fn run_source<S: Source>(
         // and two frames must not share a stamp).
         let t = if fresh { now } else { monotonic_ns() };
         let msg = source.sample(t, &mut warn);
-        if let Err(e) = publisher.publish_at(&msg, t, realtime_ns()) {
+        if let Err(e) =
+            shmbus_toolbox::stop::deferred(|| publisher.publish_at(&msg, t, realtime_ns()))
+        {
             shmbus_toolbox::say!("{program}: publish on `{}` failed: {e}", topic.name);
             return ExitCode::FAILURE;
         }

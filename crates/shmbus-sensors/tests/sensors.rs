@@ -1879,3 +1879,75 @@ fn an_unknown_sensor_name_lists_the_six() {
         format!("shmbus-sensor {}\n", env!("CARGO_PKG_VERSION"))
     );
 }
+
+/// `systemctl stop` (SIGTERM), Ctrl-C (SIGINT) and SIGHUP end a sensor
+/// between two frames, never in the middle of one. The sensor is stopped
+/// (SIGSTOP) until it is caught with a slot mid-write (odd sequence, read
+/// through a read-only mapping), sent the stop signal, and continued: it
+/// must still die of that signal (systemd's clean stop), and leave no slot
+/// odd. A sensor killed mid-write left the slot odd, and every in-order
+/// reader got "publisher died mid-publish" for it until the next start
+/// repaired it.
+#[test]
+fn a_stop_signal_never_ends_a_sensor_in_the_middle_of_a_frame() {
+    use nix::sys::signal::{Signal, kill};
+    use std::os::unix::process::ExitStatusExt;
+    watchdog(
+        "a_stop_signal_never_ends_a_sensor_in_the_middle_of_a_frame",
+        Duration::from_secs(600),
+    );
+    let (cfg, _guards) = unique_config("stop-mid-frame");
+    let topic = config_topic(&cfg.0, "imu");
+    let args: Vec<String> = [
+        "--config",
+        cfg.0.to_str().unwrap(),
+        // As fast as it goes: most of its time is spent publishing.
+        "--rate",
+        "1000000",
+        "--duration",
+        "300",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        // Dying of the signal is its default action, whatever this test
+        // run inherited (`nohup`, a shell's `&`).
+        let mut child = KillOnDrop(
+            shmbus_testkit::with_default_stop_signals(&mut sensor_cmd(SensorKind::Imu, &args))
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let pid = child.0.id();
+        drop(Subscriber::<Imu>::wait_for_topic(&topic, Duration::from_secs(30)).unwrap());
+        let seg = shmbus_core::Segment::attach(&topic).unwrap();
+        let slots = u64::from(seg.info().geometry.slot_count);
+        let odd = |seg: &shmbus_core::Segment| {
+            (0..slots)
+                .filter(|&i| seg.slot_sequence(i) & 1 == 1)
+                .count()
+        };
+        // Caught mid-write: within a bounded number of tries (most of a
+        // 1 MHz sensor's time is spent writing a frame).
+        let mut tries = 0u32;
+        let stopped = loop {
+            tries += 1;
+            assert!(tries <= 100_000, "{sig}: never caught mid-write");
+            let s = shmbus_testkit::Suspended::stop(pid).unwrap();
+            if odd(&seg) == 1 {
+                break s;
+            }
+            drop(s);
+        };
+        kill(nix::unistd::Pid::from_raw(pid as i32), sig).unwrap();
+        drop(stopped); // SIGCONT
+        let st = shmbus_testkit::exit_within(&mut child.0, Duration::from_secs(60), "the sensor");
+        assert_eq!(st.signal(), Some(sig as i32), "{sig}: {st}");
+        assert_eq!(
+            odd(&seg),
+            0,
+            "{sig} ended the sensor in the middle of a frame (caught after {tries} tries)"
+        );
+    }
+}
