@@ -215,6 +215,38 @@ pub(crate) fn shm_create_private(size: usize, mode: u32) -> Result<i32, SysError
     }
 }
 
+/// Run `f` with every signal that can be blocked held back in the calling
+/// thread (`pthread_sigmask(SIG_BLOCK, all)`, then the mask it had): one
+/// that arrives meanwhile is delivered when `f` returns. For the few system
+/// calls between creating an object and marking it removed, where a signal
+/// whose default action ends the process (SIGTERM from `systemctl stop`,
+/// SIGINT, SIGHUP, SIGALRM, ...) would leave the object behind for good.
+///
+/// SIGKILL and SIGSTOP cannot be held back, and neither can a signal that
+/// another thread of the process takes: a signal sent to the process goes
+/// to any thread that does not block it, and a fatal one ends them all. If
+/// the mask cannot be changed, `f` runs anyway.
+#[cfg(feature = "writer")]
+pub(crate) fn with_signals_held<R>(f: impl FnOnce() -> R) -> R {
+    use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
+    /// Puts the mask back, also if `f` panics.
+    struct Restore(SigSet);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.0), None);
+        }
+    }
+    let mut before = SigSet::empty();
+    let _restore = pthread_sigmask(
+        SigmaskHow::SIG_BLOCK,
+        Some(&SigSet::all()),
+        Some(&mut before),
+    )
+    .ok()
+    .map(|()| Restore(before));
+    f()
+}
+
 /// `shmctl(shmid, IPC_STAT, &buf)`: the segment's kernel-side description.
 ///
 /// See shmctl(2).

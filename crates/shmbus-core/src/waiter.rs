@@ -290,7 +290,8 @@ mod imp {
         /// Create the waiter segment of the topic segment `topic_shmid`:
         /// `shmget(IPC_PRIVATE, 128, 0600)`, attach it, mark it removed
         /// (`IPC_RMID`: the kernel frees it when the last process detaches,
-        /// so nothing is ever left behind and no key can collide), then give
+        /// so nothing is left behind and no key can collide; the calling
+        /// thread holds every signal back until then), then give
         /// it the topic's group and [`crate::layout::waiter_mode`], fill in
         /// its identity and store the magic last. `SHM_LOCK` is tried if
         /// `lock` (a refusal is ignored: it is one page).
@@ -301,17 +302,27 @@ mod imp {
             group: Option<u32>,
             lock: bool,
         ) -> Result<WaiterSegment, SysError> {
-            let shmid = sys::shm_create_private(WAITER_SEGMENT_SIZE, 0o600)?;
-            let att = match WaiterAttachment::attach(shmid) {
-                Ok(a) => a,
-                Err(e) => {
-                    let _ = sys::shm_remove(shmid);
-                    return Err(e);
-                }
-            };
-            // From here the segment lives only as long as some process has
-            // it attached.
-            sys::shm_remove(shmid)?;
+            // Until the removal mark, a process that dies leaves the
+            // segment for good: 128 bytes of zeros at key 0 that nothing can
+            // tell from another program's memory, so nothing may remove it.
+            // Signals are held back across the three calls (SIGTERM from
+            // `systemctl stop` landed there as readily as anywhere); only
+            // SIGKILL, a fault, or a fatal signal another thread takes can
+            // still end the process in between.
+            let (shmid, att) = sys::with_signals_held(|| {
+                let shmid = sys::shm_create_private(WAITER_SEGMENT_SIZE, 0o600)?;
+                let att = match WaiterAttachment::attach(shmid) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        let _ = sys::shm_remove(shmid);
+                        return Err(e);
+                    }
+                };
+                // From here the segment lives only as long as some process
+                // has it attached.
+                sys::shm_remove(shmid)?;
+                Ok((shmid, att))
+            })?;
             sys::shm_set_owner(shmid, group, crate::layout::waiter_mode(topic_mode))?;
             if lock {
                 let _ = sys::shm_lock(shmid);

@@ -696,3 +696,114 @@ fn child_role_entry() {
         other => panic!("unknown role {other}"),
     }
 }
+
+/// The 128-byte key-0 segments that process `pid` created, as
+/// `/proc/sysvipc/shm` lists them: (shmid, marked removed).
+fn waiter_segments_of(pid: i32) -> Vec<(i32, bool)> {
+    let text = std::fs::read_to_string("/proc/sysvipc/shm").unwrap();
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (key, shmid, perms, size, cpid) = (f[0], f[1], f[2], f[3], f[4]);
+            (key == "0" && size == "128" && cpid.parse() == Ok(pid)).then(|| {
+                let perms = u32::from_str_radix(perms, 8).unwrap();
+                (shmid.parse().unwrap(), perms & 0o1000 != 0)
+            })
+        })
+        .collect()
+}
+
+/// A stop signal (`systemctl stop`'s SIGTERM, Ctrl-C, SIGHUP) that lands
+/// between the creation of a publisher's waiter segment and its removal
+/// mark ends the publisher only after the mark, so the segment goes with
+/// the process. The publisher (a single-threaded `fork` child) runs under
+/// `ptrace`: at the first system-call stop where its waiter segment exists
+/// unmarked, it is sent the signal. Before, it died right there and left
+/// the segment (128 bytes of zeros at key 0, mode 0600, nothing attached)
+/// until reboot: nothing can tell it from another program's memory, so
+/// nothing may remove it.
+#[test]
+fn a_stop_signal_while_the_waiter_segment_is_made_leaves_nothing() {
+    use nix::sys::ptrace;
+    use nix::sys::signal::{Signal, kill, raise};
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    use nix::unistd::Pid;
+    watchdog(
+        "a_stop_signal_while_the_waiter_segment_is_made_leaves_nothing",
+        Duration::from_secs(300),
+    );
+    /// Kills and reaps the traced child if the test fails on the way.
+    struct Reap(Pid, bool);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            if !self.1 {
+                let _ = kill(self.0, Signal::SIGKILL);
+                let _ = waitpid(self.0, Some(WaitPidFlag::__WALL));
+            }
+        }
+    }
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        let (topic, _guard) = unique_topic("waiter-window");
+        let child = shmbus_testkit::ForkChild::start(|| {
+            // Dying of the signal is its default action, whatever this
+            // test run inherited (`nohup`, a shell's `&`).
+            shmbus_testkit::default_stop_signals();
+            if ptrace::traceme().is_err() {
+                return 77;
+            }
+            let _ = raise(Signal::SIGSTOP);
+            let _p = Publisher::<Check>::open(&topic);
+            0
+        })
+        .unwrap();
+        let pid = Pid::from_raw(child.pid());
+        let mut reap = Reap(pid, false);
+        match waitpid(pid, Some(WaitPidFlag::__WALL)).unwrap() {
+            WaitStatus::Stopped(_, Signal::SIGSTOP) => {}
+            WaitStatus::Exited(_, 77) => {
+                reap.1 = true;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "SKIPPED a_stop_signal_while_the_waiter_segment_is_made_leaves_nothing: no ptrace here (qemu-user)"
+                );
+                return;
+            }
+            other => panic!("the traced child: {other:?}"),
+        }
+        ptrace::setoptions(
+            pid,
+            ptrace::Options::PTRACE_O_TRACESYSGOOD | ptrace::Options::PTRACE_O_EXITKILL,
+        )
+        .unwrap();
+        let (mut deliver, mut sent) = (None, false);
+        let end = loop {
+            ptrace::syscall(pid, deliver.take()).unwrap();
+            match waitpid(pid, Some(WaitPidFlag::__WALL)).unwrap() {
+                WaitStatus::PtraceSyscall(_) => {
+                    if !sent && waiter_segments_of(pid.as_raw()).iter().any(|s| !s.1) {
+                        kill(pid, sig).unwrap();
+                        sent = true;
+                    }
+                }
+                // A signal on its way in: let it through.
+                WaitStatus::Stopped(_, s) => deliver = Some(s),
+                WaitStatus::PtraceEvent(..) => {}
+                st => break st,
+            }
+        };
+        reap.1 = true;
+        let left = waiter_segments_of(pid.as_raw());
+        // Ours (made by our child in this test): removed, so a failure
+        // leaves nothing either.
+        for (id, _) in &left {
+            let _ = sys::shm_remove(*id);
+        }
+        assert!(sent, "{sig}: the waiter segment was never seen unmarked");
+        assert_eq!(end, WaitStatus::Signaled(pid, sig, false), "{sig}");
+        assert!(
+            left.is_empty(),
+            "{sig} between shmget and IPC_RMID left the waiter segment: {left:?}"
+        );
+    }
+}
