@@ -161,6 +161,29 @@ impl Options {
     }
 }
 
+/// Run `f` (opening the topic, a publish) with SIGTERM, SIGINT and SIGHUP
+/// held back in the calling thread (`pthread_sigmask`, two system calls):
+/// `systemctl stop`, Ctrl-C or a hang-up that arrives meanwhile ends the
+/// program right after `f`, by its default action as before, and never in
+/// the middle of a frame. Ended there, a publisher leaves that slot
+/// mid-write, and every in-order reader gets "publisher died mid-publish"
+/// for it until the next start repairs it. If the mask cannot be changed,
+/// `f` runs anyway.
+pub fn between_frames<R>(f: impl FnOnce() -> R) -> R {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+    let mut stops = SigSet::empty();
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        stops.add(sig);
+    }
+    let mut before = SigSet::empty();
+    let held = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&stops), Some(&mut before)).is_ok();
+    let r = f();
+    if held {
+        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&before), None);
+    }
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

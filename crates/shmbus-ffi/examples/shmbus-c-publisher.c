@@ -12,12 +12,21 @@
  * user's logout) and, if so, opens it again: without that, a long-running
  * publisher keeps writing into a segment no reader can find.
  *
+ * SIGTERM (systemctl stop), Ctrl-C and SIGHUP end it between two frames,
+ * never in the middle of one: the handler only notes the signal, the loop
+ * stops before its next frame, closes the topic (or removes it with
+ * --remove), then ends by the same signal, as the default action would.
+ * A publisher killed in the middle of shmbus_publish() leaves that slot
+ * mid-write: every in-order reader gets "publisher died mid-publish" for
+ * it until the next start repairs it.
+ *
  * How to run (two terminals; either side may be the Rust example):
  *   shmbus-c-publisher --rate 1000
  *   imu-subscriber --count 10          # or shmbus-c-subscriber --count 10
  */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +40,11 @@ static int fail(const char *what) {
     return 1;
 }
 
+/* The stop signal that arrived (0: none yet). Only stored in the handler. */
+static volatile sig_atomic_t stop_sig = 0;
+
+static void on_stop(int sig) { stop_sig = sig; }
+
 static uint64_t now_ns(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -39,7 +53,8 @@ static uint64_t now_ns(void) {
 
 static void sleep_until(uint64_t t_ns) {
     struct timespec t = {(time_t)(t_ns / 1000000000u), (long)(t_ns % 1000000000u)};
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, NULL) != 0) {
+    /* EINTR: a stop signal's handler ran (no SA_RESTART): the loop stops. */
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, NULL) != 0 && !stop_sig) {
     }
 }
 
@@ -77,6 +92,14 @@ int main(int argc, char **argv) {
         return 2;
     }
 
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+
     shmbus_schema schema;
     shmbus_publisher pub;
     shmbus_frame frame;
@@ -95,6 +118,7 @@ int main(int argc, char **argv) {
     uint64_t last_check = start;
     uint32_t seq = 0;
     for (;;) {
+        if (stop_sig) break;
         if (count > 0 && seq >= count) break;
         if (end && now_ns() >= end) break;
         if (now_ns() - last_check >= 500000000u) { /* two system calls, twice a second */
@@ -131,5 +155,9 @@ int main(int argc, char **argv) {
     shmbus_schema_close(schema);
     if (remove ? shmbus_publisher_remove(pub) != SHMBUS_OK : shmbus_publisher_close(pub) != SHMBUS_OK)
         return fail("close");
+    if (stop_sig) { /* end as the signal's default action would (systemd: a clean stop) */
+        signal(stop_sig, SIG_DFL);
+        raise(stop_sig);
+    }
     return 0;
 }

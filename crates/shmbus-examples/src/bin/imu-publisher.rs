@@ -6,6 +6,8 @@
 //! ```
 //! `--count 0` and no `--duration` publish until killed. `--remove true`
 //! removes the topic when done (by default the last frame stays readable).
+//! SIGTERM (`systemctl stop`), Ctrl-C and SIGHUP end it between two frames,
+//! never in the middle of one ([`shmbus_examples::between_frames`]).
 //!
 //! Every 0.5 s it looks whether its topic was removed under it (`shmbus rm
 //! --force`, `ipcrm`, or systemd-logind's `RemoveIPC` at the user's logout)
@@ -14,7 +16,7 @@
 
 use std::time::{Duration, Instant};
 
-use shmbus_examples::{Imu, Options, out, say, seconds};
+use shmbus_examples::{Imu, Options, between_frames, out, say, seconds};
 use shmbus_pub::{LockOutcome, Publisher};
 
 const USAGE: &str = "usage: imu-publisher [--name imu] [--key KEY] [--slots 16] [--rate HZ] [--count N | --duration SECS] [--remove true]";
@@ -72,7 +74,9 @@ fn run() -> Result<(), String> {
         let _ = out(text);
     };
 
-    let mut publisher = Publisher::<Imu>::open(&o.topic).map_err(|e| e.to_string())?;
+    // The open and every publish: never ended half-way by a stop signal.
+    let mut publisher =
+        between_frames(|| Publisher::<Imu>::open(&o.topic)).map_err(|e| e.to_string())?;
     let raw = publisher.raw();
     print(format_args!(
         "publishing '{}' at key 0x{:08x} (shmid {}), {rate} Hz, frame capacity {} bytes{}",
@@ -115,7 +119,7 @@ fn run() -> Result<(), String> {
                 // Closed first, then opened again (a new segment and lock),
                 // as a restart would.
                 drop(publisher);
-                publisher = Publisher::<Imu>::open(&o.topic)
+                publisher = between_frames(|| Publisher::<Imu>::open(&o.topic))
                     .map_err(|e| format!("cannot create topic '{}' again: {e}", o.topic.name))?;
                 let raw = publisher.raw();
                 say(format_args!(
@@ -127,8 +131,7 @@ fn run() -> Result<(), String> {
             }
         }
         let t_us = shmbus_core::sys::monotonic_ns() / 1_000;
-        publisher
-            .publish(&Imu::simulate(n as u32, t_us))
+        between_frames(|| publisher.publish(&Imu::simulate(n as u32, t_us)))
             .map_err(|e| e.to_string())?;
         n += 1;
         // Absolute deadlines: the rate does not drift with the publish cost.
