@@ -102,6 +102,11 @@ static AT_FORK: InstallOnce = InstallOnce::new();
 /// handler in the child of a multi-threaded process must.
 extern "C" fn after_fork_in_child() {
     PID.store(std::process::id(), Ordering::Relaxed);
+    // The parent's threads blocked on a slot do not exist here: nobody waits
+    // for one, and a count left over would hold this process's waits back.
+    for c in &CONTENDERS {
+        c.store(0, Ordering::Relaxed);
+    }
     for (index, entry) in TABLE.iter().enumerate() {
         if let Err(TryLockError::WouldBlock) = entry.try_lock() {
             ORPHANED[index].store(true, Ordering::Relaxed);
@@ -129,14 +134,52 @@ pub(crate) fn process_id() -> u32 {
     }
 }
 
+/// Threads blocked in [`lock`] for each slot. A blocking wait holds its
+/// subscriber's slot a slice at a time and takes it again at once; the
+/// slot's `Mutex` is not fair, so another thread's call on that handle (a
+/// `shmbus_subscriber_close`) could lose every one of those races and block
+/// until the wait's timeout. The wait looks here between its slices and
+/// lets such a thread in first ([`let_others_in`]).
+static CONTENDERS: [AtomicU32; SHMBUS_MAX_HANDLES] =
+    [const { AtomicU32::new(0) }; SHMBUS_MAX_HANDLES];
+
 fn lock(index: usize) -> MutexGuard<'static, Slot> {
     // A panic while a slot was locked is caught at the boundary; the slot's
     // object may be half-updated, but it is still a whole Rust value, and
     // closing it must stay possible.
-    TABLE[index].lock().unwrap_or_else(|p| {
+    let unpoison = |p: std::sync::PoisonError<MutexGuard<'static, Slot>>| {
         TABLE[index].clear_poison();
         p.into_inner()
-    })
+    };
+    // Free: taken at once, not counted (the common case, one CAS as before).
+    match TABLE[index].try_lock() {
+        Ok(g) => return g,
+        Err(TryLockError::Poisoned(p)) => return unpoison(p),
+        Err(TryLockError::WouldBlock) => {}
+    }
+    CONTENDERS[index].fetch_add(1, Ordering::SeqCst);
+    let g = TABLE[index].lock().unwrap_or_else(unpoison);
+    CONTENDERS[index].fetch_sub(1, Ordering::SeqCst);
+    g
+}
+
+/// Called by a sliced wait between two slices, holding nothing: until the
+/// threads that were blocked on the slot of handle `id` have taken it, or
+/// `deadline_ns` (`CLOCK_MONOTONIC`) has passed, sleep a millisecond at a
+/// time; then the wait takes the slot again behind them. A close among
+/// them empties the slot and the wait's next slice returns
+/// `SHMBUS_ERR_CLOSED`. A thread that is itself between slices is not
+/// counted, so two waits on one handle take turns instead of waiting for
+/// each other.
+pub(crate) fn let_others_in(id: u64, kind: Kind, deadline_ns: u64) {
+    let Ok((index, _)) = decode(id, kind) else {
+        return;
+    };
+    while CONTENDERS[index].load(Ordering::SeqCst) > 0
+        && shmbus_core::sys::monotonic_ns() < deadline_ns
+    {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 fn encode(kind: Kind, generation: u32, index: usize) -> u64 {

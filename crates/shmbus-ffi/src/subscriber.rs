@@ -525,18 +525,28 @@ pub(crate) const WAIT_SLICE_MS: u32 = 100;
 /// Run `slice(ms)` until it returns anything but a timeout or `timeout_ms`
 /// has passed; each call gets at most [`WAIT_SLICE_MS`] of what is left.
 /// A read that does not wait (`how` not a wait kind) runs once.
-fn sliced<T>(how: i32, timeout_ms: u32, mut slice: impl FnMut(u32) -> Result<T>) -> Result<T> {
+fn sliced<T>(
+    subscriber: shmbus_subscriber,
+    how: i32,
+    timeout_ms: u32,
+    mut slice: impl FnMut(u32) -> Result<T>,
+) -> Result<T> {
     if !matches!(how, SHMBUS_READ_WAIT_NEXT | SHMBUS_READ_WAIT_LATEST) {
         return slice(timeout_ms);
     }
-    sliced_wait(timeout_ms, slice)
+    sliced_wait(subscriber, timeout_ms, slice)
 }
 
 /// Run the wait `slice(ms)` until it returns anything but a timeout or
 /// `timeout_ms` has passed; each call gets at most [`WAIT_SLICE_MS`] of
 /// what is left, so that another thread's calls on the same handle (a
-/// close) get in between.
-fn sliced_wait<T>(timeout_ms: u32, mut slice: impl FnMut(u32) -> Result<T>) -> Result<T> {
+/// close) get in between: between two slices, a thread blocked on the
+/// handle goes first (`handles::let_others_in`).
+fn sliced_wait<T>(
+    subscriber: shmbus_subscriber,
+    timeout_ms: u32,
+    mut slice: impl FnMut(u32) -> Result<T>,
+) -> Result<T> {
     if timeout_ms <= WAIT_SLICE_MS {
         return slice(timeout_ms);
     }
@@ -546,7 +556,9 @@ fn sliced_wait<T>(timeout_ms: u32, mut slice: impl FnMut(u32) -> Result<T>) -> R
         let left_ms = deadline.saturating_sub(now()).div_ceil(1_000_000);
         let ms = left_ms.min(u64::from(WAIT_SLICE_MS)) as u32;
         match slice(ms) {
-            Err(e) if e.code == SHMBUS_ERR_TIMEOUT && now() < deadline => continue,
+            Err(e) if e.code == SHMBUS_ERR_TIMEOUT && now() < deadline => {
+                handles::let_others_in(subscriber.id, Kind::Subscriber, deadline);
+            }
             r => return r,
         }
     }
@@ -566,7 +578,7 @@ fn read(
     sample: *mut shmbus_sample,
 ) -> Result<i32> {
     if frame.id == 0 {
-        let got = sliced(how, timeout_ms, |ms| {
+        let got = sliced(subscriber, how, timeout_ms, |ms| {
             let mut held = handles::get(subscriber.id, Kind::Subscriber)?;
             sub_of(&mut held).read(how, ms, &mut Dest::None)
         })?;
@@ -580,7 +592,7 @@ fn read(
         let got = sub_of(&mut held).read(how, timeout_ms, &mut dest)?;
         return Ok(report(got, sample));
     }
-    let (mut held, fetched) = sliced(how, timeout_ms, |ms| {
+    let (mut held, fetched) = sliced(subscriber, how, timeout_ms, |ms| {
         let mut held = handles::get(subscriber.id, Kind::Subscriber)?;
         {
             let mut fheld = frame::held_second(frame, &held)?;
@@ -746,7 +758,7 @@ pub(crate) fn read_into(
     mut dest: Dest<'_>,
     sample: *mut shmbus_sample,
 ) -> Result<i32> {
-    let got = sliced(how, timeout_ms, |ms| {
+    let got = sliced(subscriber, how, timeout_ms, |ms| {
         let mut held = handles::get(subscriber.id, Kind::Subscriber)?;
         let s = sub_of(&mut held);
         let got = s.read(how, ms, &mut dest);
@@ -804,7 +816,7 @@ pub unsafe extern "C" fn shmbus_subscriber_wait_publisher(
         // to a writable `int32_t`, as the `# Safety` section requires; it
         // is written once, after the wait, and not kept.
         let out = unsafe { cabi::opt_out(publisher) };
-        let status = sliced_wait(timeout_ms, |ms| {
+        let status = sliced_wait(subscriber, timeout_ms, |ms| {
             let mut held = handles::get(subscriber.id, Kind::Subscriber)?;
             sub_of(&mut held)
                 .raw
