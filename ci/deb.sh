@@ -384,14 +384,16 @@ installed_size() {
 # ---------------------------------------------------------------- main
 EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 export SOURCE_DATE_EPOCH=$EPOCH
+IFS=, read -r -a arch_list <<<"$ARCHES"
+# Every architecture is checked before anything is made or built.
+[[ ${#arch_list[@]} -gt 0 ]] || die "no architecture given (--arch amd64,armhf,arm64)"
+for arch in "${arch_list[@]}"; do triple "$arch" >/dev/null; done
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 WORK=$ROOT/target/deb-work
 SIZES=()
 built_all=()
-IFS=, read -r -a arch_list <<<"$ARCHES"
 for arch in "${arch_list[@]}"; do
-    triple "$arch" >/dev/null
     art=$WORK/$arch/artifacts
     t0=$(date +%s)
     build "$arch" "$art"

@@ -18,6 +18,16 @@ cd "$(dirname "$0")/.."
 
 prefix=${1:?usage: ci/ffi-install.sh PREFIX [host|armv7]}
 target=${2:-host}
+# Every argument is checked before anything is made: a bad one leaves no
+# PREFIX directory behind.
+case $target in
+host | armv7) ;;
+*)
+    echo "ffi-install: unknown target '$target' (host or armv7)" >&2
+    exit 2
+    ;;
+esac
+[[ $# -le 2 ]] || { echo "ffi-install: too many arguments (usage: ci/ffi-install.sh PREFIX [host|armv7])" >&2; exit 2; }
 mkdir -p "$prefix"
 prefix=$(cd "$prefix" && pwd)
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
@@ -37,10 +47,6 @@ armv7)
     arm_cargo rustc --release -p shmbus-ffi --lib -- --print native-static-libs 2>"$log" || { cat "$log" >&2; exit 1; }
     out=$(_shmbus_arm_target_base)/armv7/$SHMBUS_ARM_TARGET/release
     strip=arm-linux-gnueabihf-strip
-    ;;
-*)
-    echo "ffi-install: unknown target '$target' (host or armv7)" >&2
-    exit 2
     ;;
 esac
 private=$(sed -n 's/.*native-static-libs: //p' "$log" | tail -1)

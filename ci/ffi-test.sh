@@ -26,6 +26,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 what=${1:-all}
+case $what in
+all | host | armv7) ;;
+*)
+    echo "ffi-test: unknown stage '$what' (host, armv7 or all)" >&2
+    exit 2
+    ;;
+esac
 if [[ -z ${SHMBUS_FFI_IN_NS:-} ]]; then
     exec env SHMBUS_FFI_IN_NS=1 unshare --ipc -- "$0" "$@"
 fi
