@@ -202,9 +202,9 @@ fn run_inner(a: &BridgeArgs) -> Result<(), String> {
             .unwrap_or(0)
     };
     shmbus_toolbox::say!(
-        "shmbus-bridge: stopped: {} frames read, {} messages delivered ({} of QoS 1/2 acknowledged by the broker, the rest QoS 0 written to the link), {} missed, {} dropped while the broker was away, {} still queued at the stop (never delivered), {} handed to the MQTT link but never confirmed (lost with it, or taken by a broker that did not acknowledge); in: {} received, {} published, {} bad, {} refused, {} replayed, {} cleared; {} on no route's topic",
-        n("/out/read"),
-        n("/out/delivered"),
+        "shmbus-bridge: stopped: {} read, {} delivered ({} of QoS 1/2 acknowledged by the broker, the rest QoS 0 written to the link), {} missed, {} dropped while the broker was away, {} still queued at the stop (never delivered), {} handed to the MQTT link but never confirmed (lost with it, or taken by a broker that did not acknowledge); in: {} received, {} published, {} bad, {} refused, {} replayed, {} cleared; {} on no route's topic",
+        shmbus_core::plural::count(n("/out/read"), "frame"),
+        shmbus_core::plural::count(n("/out/delivered"), "message"),
         n("/out/acknowledged"),
         n("/out/missed"),
         n("/out/dropped"),

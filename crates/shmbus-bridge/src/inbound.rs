@@ -537,9 +537,14 @@ fn frame_of(r: &Route, payload: &[u8]) -> Result<Vec<u8>, String> {
         InFormat::Postcard => {
             if payload.len() > r.capacity {
                 return Err(format!(
-                    "{} bytes exceed the topic's frame capacity of {} bytes",
-                    payload.len(),
-                    r.capacity
+                    "{} {} the topic's frame capacity of {}",
+                    shmbus_core::plural::count(payload.len(), "byte"),
+                    if payload.len() == 1 {
+                        "exceeds"
+                    } else {
+                        "exceed"
+                    },
+                    shmbus_core::plural::count(r.capacity, "byte")
                 ));
             }
             r.codec

@@ -853,8 +853,9 @@ fn suback_results(codes: &[rumqttc::SubscribeReasonCode], n: usize) -> Vec<Resul
                 Err("the broker refused it (SUBACK 0x80)".to_string())
             }
             None => Err(format!(
-                "the broker's SUBACK has {} return code(s) for {n} topic filters, none for this one: taken as refused",
-                codes.len()
+                "the broker's SUBACK has {} return code(s) for {}, none for this one: taken as refused",
+                codes.len(),
+                shmbus_core::plural::count(n, "topic filter")
             )),
         })
         .collect()

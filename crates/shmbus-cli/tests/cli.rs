@@ -2275,7 +2275,7 @@ fn bounds_hold_and_errors_print_once_on_a_ring_of_corrupt_frames() {
     let (code, _, err, _) = run_limited(&["echo", &k, "--count", "1"], limit);
     assert_eq!(code, Some(2), "{err}");
     assert!(
-        err.contains("1 of 1 frames") && err.contains("could not be shown"),
+        err.contains("1 of 1 frame of") && err.contains("could not be shown"),
         "{err}"
     );
     let (code, out, err, secs) =

@@ -5,6 +5,7 @@
 //! field whose name is not an identifier. The top level is the empty path.
 
 use core::fmt;
+use shmbus_core::plural::{Amount, count};
 use shmbus_core::topic::{long_head, shown};
 
 /// One step of a path into a value.
@@ -140,6 +141,36 @@ pub enum DecodeProblem {
     TooLarge,
 }
 
+/// `3 bytes exceed heapless::String<2> (at most 2 bytes)`, counted right
+/// for one: `unit` is the plural the problems carry ("bytes", "elements",
+/// "entries").
+fn over_capacity(
+    f: &mut fmt::Formatter<'_>,
+    len: impl Amount,
+    capacity: usize,
+    unit: &str,
+    type_name: &str,
+) -> fmt::Result {
+    let one = match unit {
+        "bytes" => "byte",
+        "elements" => "element",
+        "entries" => "entry",
+        other => other,
+    };
+    let verb = if len.amount() == 1 {
+        "exceeds"
+    } else {
+        "exceed"
+    };
+    write!(
+        f,
+        "{} {verb} {} (at most {})",
+        count(len, one),
+        shown(type_name),
+        count(capacity, one)
+    )
+}
+
 impl fmt::Display for DecodeProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -155,14 +186,10 @@ impl fmt::Display for DecodeProblem {
                 capacity,
                 unit,
                 type_name,
-            } => write!(
-                f,
-                "{len} {unit} exceed {} (at most {capacity} {unit})",
-                shown(type_name)
-            ),
+            } => over_capacity(f, *len, *capacity, unit, type_name),
             DecodeProblem::DuplicateKey(k) => write!(f, "map key {} appears twice", quote_short(k)),
             DecodeProblem::TrailingBytes(n) => {
-                write!(f, "{n} bytes left over after the value")
+                write!(f, "{} left over after the value", count(*n, "byte"))
             }
             DecodeProblem::TooLarge => {
                 write!(f, "more than {} values in one frame", crate::MAX_VALUES)
@@ -357,13 +384,9 @@ impl fmt::Display for EncodeProblem {
                 capacity,
                 unit,
                 type_name,
-            } => write!(
-                f,
-                "{len} {unit} exceed {} (at most {capacity} {unit})",
-                shown(type_name)
-            ),
+            } => over_capacity(f, *len, *capacity, unit, type_name),
             EncodeProblem::WrongLength { expected, found } => {
-                write!(f, "expected {expected} elements, found {found}")
+                write!(f, "expected {}, found {found}", count(*expected, "element"))
             }
             EncodeProblem::MissingField(name) => write!(f, "missing field {}", quote_short(name)),
             EncodeProblem::UnknownField { name, fields } => write!(

@@ -417,8 +417,9 @@ impl fmt::Display for OpenError {
                 found,
             } => write!(
                 f,
-                "segment at key {} is {found} bytes, the topic needs {expected}; remove it with `shmbus rm {}` (an old version of the topic?)",
+                "segment at key {} is {}, the topic needs {expected}; remove it with `shmbus rm {}` (an old version of the topic?)",
                 Key(*key),
+                crate::plural::count(*found, "byte"),
                 Key(*key)
             ),
             OpenError::SchemaMismatch {

@@ -36,6 +36,7 @@ pub mod error;
 pub mod layout;
 #[cfg(not(loom))]
 pub mod lock;
+pub mod plural;
 #[cfg(not(loom))]
 pub mod schema;
 #[cfg(not(loom))]

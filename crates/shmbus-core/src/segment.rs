@@ -1068,7 +1068,9 @@ mod writer {
             match self {
                 PublishError::TooLarge { len, capacity } => write!(
                     f,
-                    "frame of {len} bytes exceeds the topic's frame capacity of {capacity} bytes"
+                    "frame of {} exceeds the topic's frame capacity of {}",
+                    crate::plural::count(*len, "byte"),
+                    crate::plural::count(*capacity, "byte")
                 ),
                 PublishError::Encode(e) => write!(f, "cannot encode the frame: {e}"),
                 PublishError::ForkedChild { opener_pid } => write!(

@@ -110,8 +110,8 @@ fn parse_table(text: &str, id: &str) -> std::io::Result<Vec<ProcEntry>> {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!(
-                "no column header naming key and {id} ({} bytes read): the file is masked (a container may bind /dev/null over it) or not the kernel's",
-                text.len()
+                "no column header naming key and {id} ({} read): the file is masked (a container may bind /dev/null over it) or not the kernel's",
+                crate::plural::count(text.len(), "byte")
             ),
         ));
     }

@@ -128,8 +128,8 @@ pub(crate) fn copy_out(src: &[u8], dst: &mut [u8], what: impl core::fmt::Display
         return fail(
             SHMBUS_ERR_BUFFER_TOO_SMALL,
             format!(
-                "{what} needs {} bytes, the buffer has {}: call again with a larger buffer",
-                src.len(),
+                "{what} needs {}, the buffer has {}: call again with a larger buffer",
+                shmbus_core::plural::count(src.len(), "byte"),
                 dst.len()
             ),
         );
@@ -144,8 +144,8 @@ pub(crate) fn copy_str_out(s: &[u8], dst: &mut [u8], what: impl core::fmt::Displ
         return fail(
             SHMBUS_ERR_BUFFER_TOO_SMALL,
             format!(
-                "{what} needs {} bytes with its NUL, the buffer has {}: call again with a larger buffer",
-                s.len() + 1,
+                "{what} needs {} with its NUL, the buffer has {}: call again with a larger buffer",
+                shmbus_core::plural::count(s.len() + 1, "byte"),
                 dst.len()
             ),
         );

@@ -297,7 +297,12 @@ impl Frame {
             if v.len() > cap {
                 return fail(
                     SHMBUS_ERR_RANGE,
-                    format!("{} bytes exceed field '{path}' ({})", v.len(), kind.name()),
+                    format!(
+                        "{} {} field '{path}' ({})",
+                        shmbus_core::plural::count(v.len(), "byte"),
+                        if v.len() == 1 { "exceeds" } else { "exceed" },
+                        kind.name()
+                    ),
                 );
             }
         }
@@ -352,7 +357,10 @@ impl Frame {
         if n > cap {
             return fail(
                 SHMBUS_ERR_RANGE,
-                format!("list '{path}' holds at most {cap} elements, not {n}"),
+                format!(
+                    "list '{path}' holds at most {}, not {n}",
+                    shmbus_core::plural::count(cap, "element")
+                ),
             );
         }
         // A list inside another list's element: that element becomes live.

@@ -116,7 +116,12 @@ impl LeafKind {
     pub fn name(&self) -> String {
         match self {
             LeafKind::Prim(p) => p.name().into(),
-            LeafKind::Str(Some(n)) => format!("string of at most {n} bytes"),
+            LeafKind::Str(Some(n)) => {
+                format!(
+                    "string of at most {}",
+                    shmbus_core::plural::count(*n, "byte")
+                )
+            }
             LeafKind::Str(None) => "string".into(),
             LeafKind::Bytes(Some(n)) => format!("bytes (at most {n})"),
             LeafKind::Bytes(None) => "bytes".into(),

@@ -194,7 +194,8 @@ pub fn run(args: &FoxgloveArgs) -> ExitCode {
         for (name, frames, missed, bad) in &summary.topics {
             if *frames + *missed + *bad > 0 {
                 shmbus_toolbox::say!(
-                    "  {name}: {frames} frames sent, {missed} missed by the server, {bad} undecodable"
+                    "  {name}: {} sent, {missed} missed by the server, {bad} undecodable",
+                    shmbus_core::plural::count(*frames, "frame")
                 );
             }
         }

@@ -54,8 +54,8 @@ pub fn parse_client_message_data(m: &[u8]) -> Result<(u32, &[u8]), String> {
             Ok((u32::from_le_bytes([*a, *b, *c, *d]), payload))
         }
         [OP_CLIENT_MESSAGE_DATA, ..] => Err(format!(
-            "binary message of {} bytes is too short for Message Data (at least 5)",
-            m.len()
+            "binary message of {} is too short for Message Data (at least 5)",
+            shmbus_core::plural::count(m.len(), "byte")
         )),
         [op, ..] => Err(format!(
             "binary opcode {op} is not supported (only 1, Message Data)"

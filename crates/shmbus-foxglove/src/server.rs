@@ -775,7 +775,8 @@ impl Server {
                 c.send_text(status(
                     level::WARNING,
                     format!(
-                        "this connection is too slow for the subscribed topics: {n} frames dropped (oldest first) since the last notice; subscribe to fewer topics, or restart the server with --max-rate HZ"
+                        "this connection is too slow for the subscribed topics: {} dropped (oldest first) since the last notice; subscribe to fewer topics, or restart the server with --max-rate HZ",
+                        shmbus_core::plural::count(n, "frame")
                     ),
                     Some(SLOW_STATUS_ID.into()),
                 ));
@@ -815,11 +816,11 @@ impl Server {
             self.summary.dropped_frames += c.queue.dropped;
             if !self.cfg.quiet {
                 shmbus_toolbox::say!(
-                    "shmbus foxglove: client #{} {} disconnected: {} (sent {} frames, dropped {})",
+                    "shmbus foxglove: client #{} {} disconnected: {} (sent {}, dropped {})",
                     c.id,
                     c.peer,
                     c.gone.as_deref().unwrap_or("?"),
-                    c.frames_sent,
+                    shmbus_core::plural::count(c.frames_sent, "frame"),
                     c.queue.dropped
                 );
             }

@@ -361,13 +361,23 @@ fn write_info(
             };
             writeln!(
                 out,
-                "  {name}: key {}{owner}, {} slots, frames up to {} bytes, missed {}",
+                "  {name}: key {}{owner}, {} slots, frames up to {}, missed {}",
                 md(format::key::KEY),
                 md(format::key::SLOTS),
-                md(format::key::FRAME_CAPACITY),
+                bytes_of(&md(format::key::FRAME_CAPACITY)),
                 missed.get(&name).copied().unwrap_or(0)
             )?;
         }
     }
     Ok(())
+}
+
+/// A byte count from a recording's metadata, as shown: `1 byte`,
+/// `64 bytes` (`? bytes` when the recording does not say).
+fn bytes_of(n: &str) -> String {
+    if n == "1" {
+        "1 byte".into()
+    } else {
+        format!("{n} bytes")
+    }
 }

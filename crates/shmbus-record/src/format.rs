@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use shmbus_core::layout::{HeaderInfo, LAYOUT_VERSION};
+use shmbus_core::plural::count;
 
 /// Schema encoding of the lossless channels: the postcard-encoded
 /// `postcard_schema` `OwnedNamedType`, byte for byte as in the segment.
@@ -316,11 +317,11 @@ impl Skipped {
             String::new()
         };
         format!(
-            "shmbus: warning: {} is damaged: skipped the {} at byte {} ({} bytes, {claimed}{before}): {}; reading on after it",
+            "shmbus: warning: {} is damaged: skipped the {} at byte {} ({}, {claimed}{before}): {}; reading on after it",
             path.display(),
             self.kind,
             self.offset,
-            self.size,
+            count(self.size, "byte"),
             self.why
         )
     }
@@ -449,9 +450,10 @@ impl Messages {
         let unknown = self.skips.iter().filter(|s| s.messages.is_none()).count();
         let n = self.skips.len();
         let mut what = format!(
-            "{n} damaged record{} skipped ({bytes} bytes, holding {known} message{}{})",
-            if n == 1 { "" } else { "s" },
-            if known == 1 { "" } else { "s" },
+            "{} skipped ({}, holding {}{})",
+            count(n, "damaged record"),
+            count(bytes, "byte"),
+            count(known, "message"),
             if unknown > 0 {
                 format!(" and the messages of {unknown} whose count is unknown")
             } else {
@@ -644,8 +646,8 @@ impl Messages {
         if header.uncompressed_size != data.len() as u64 {
             self.skip(damaged(
                 format!(
-                    "its header says {} bytes of records, it holds {}",
-                    header.uncompressed_size,
+                    "its header says {} of records, it holds {}",
+                    count(header.uncompressed_size, "byte"),
                     data.len()
                 ),
                 claimed,

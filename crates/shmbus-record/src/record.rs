@@ -40,6 +40,7 @@
 //! recording at once: a regular file is cut back to that record, nothing
 //! more is written, and the error says what the file keeps.
 
+use shmbus_core::plural::count;
 use shmbus_toolbox::printable::printable;
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
@@ -569,9 +570,9 @@ pub fn run(mut a: RecordArgs) -> Result<(), Exit> {
     rec.notes.flush();
     if rec.deleted || rec.output.as_ref().is_some_and(unlinked) {
         return Err(Exit::error(format!(
-            "{} was deleted while it was being recorded (`rm`, a cleaner of its directory, or another file moved over it): the {} frames recorded went with it, nothing of this recording is kept; the recording {}; record again to a file nothing removes",
+            "{} was deleted while it was being recorded (`rm`, a cleaner of its directory, or another file moved over it): the {} recorded went with it, nothing of this recording is kept; the recording {}; record again to a file nothing removes",
             a.output.display(),
-            rec.totals.frames,
+            count(rec.totals.frames, "frame"),
             if rec.deleted {
                 "stopped when that was noticed"
             } else {
@@ -590,8 +591,9 @@ pub fn run(mut a: RecordArgs) -> Result<(), Exit> {
     summary(&a, clock, &rec.totals, &rec.topics, size, now_at);
     if unrecorded > 0 {
         return Err(Exit::error(format!(
-            "{unrecorded} of {} topics were not recorded (no reader thread could be started; see above); the file holds the others",
-            rec.topics.len()
+            "{unrecorded} of {} {} not recorded (no reader thread could be started; see above); the file holds the others",
+            count(rec.topics.len(), "topic"),
+            if unrecorded == 1 { "was" } else { "were" }
         )));
     }
     Ok(())
@@ -644,16 +646,19 @@ fn write_failed(a: &RecordArgs, e: mcap::McapError, out: Watched, recorded: u64)
             human_bytes(len)
         ),
         (true, Ok(len)) => format!(
-            "{shown} keeps {kept} of the {recorded} frames recorded{until} ({}), readable up to there: it was cut back to its last complete record (`shmbus cat {shown}`)",
+            "{shown} keeps {kept} of the {} recorded{until} ({}), readable up to there: it was cut back to its last complete record (`shmbus cat {shown}`)",
+            count(recorded, "frame"),
             human_bytes(len)
         ),
         (true, Err(e)) => format!(
-            "{shown} keeps {kept} of the {recorded} frames recorded{until}, readable up to its last complete chunk (it could not be cut back to its last complete record: {e})"
+            "{shown} keeps {kept} of the {} recorded{until}, readable up to its last complete chunk (it could not be cut back to its last complete record: {e})",
+            count(recorded, "frame")
         ),
         (false, Ok(0)) | (false, Err(_)) => format!("nothing of the recording reached {shown}"),
         (false, Ok(len)) => format!(
-            "{} reached {shown}, with {kept} of the {recorded} frames recorded{until} in whole chunks (a reader reads up to there)",
-            human_bytes(len)
+            "{} reached {shown}, with {kept} of the {} recorded{until} in whole chunks (a reader reads up to there)",
+            human_bytes(len),
+            count(recorded, "frame")
         ),
     };
     Exit::error(format!(
@@ -1382,9 +1387,9 @@ impl Recorder {
                 last_frames = self.totals.frames;
                 let n = self.topics.len();
                 let line = format!(
-                    "{n} topic{}: {} frames, {} of messages, {:.0} frames/s, {} missed",
-                    if n == 1 { "" } else { "s" },
-                    self.totals.frames,
+                    "{}: {}, {} of messages, {:.0} frames/s, {} missed",
+                    count(n, "topic"),
+                    count(self.totals.frames, "frame"),
                     human_bytes(self.totals.bytes),
                     rate,
                     self.totals.missed
@@ -1599,10 +1604,9 @@ fn summary(
     // The path as given (`-o`), which may hold anything: escaped.
     let output = printable(&output);
     shmbus_toolbox::say!(
-        "wrote {output}: {} frames of {} topic{} ({} missed), {}; cpu {:.3} s in {:.1} s",
-        totals.frames,
-        topics.len(),
-        if topics.len() == 1 { "" } else { "s" },
+        "wrote {output}: {} of {} ({} missed), {}; cpu {:.3} s in {:.1} s",
+        count(totals.frames, "frame"),
+        count(topics.len(), "topic"),
         totals.missed,
         human_bytes(size),
         cpu,
@@ -1611,8 +1615,8 @@ fn summary(
     for t in topics {
         if t.undecodable > 0 {
             shmbus_toolbox::say!(
-                "shmbus: warning: {} frames of '{}' did not match the topic's schema (lossless copies kept)",
-                t.undecodable,
+                "shmbus: warning: {} of '{}' did not match the topic's schema (lossless copies kept)",
+                count(t.undecodable, "frame"),
                 t.meta.name
             );
         }

@@ -39,6 +39,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use shmbus_codec::{Codec, SchemaError};
+use shmbus_core::plural::count;
 use shmbus_core::{OpenError, Topic};
 use shmbus_pub::{PublishError, RawPublisher};
 use shmbus_toolbox::repeats::Repeats;
@@ -125,9 +126,9 @@ struct Shape {
 impl Shape {
     fn describe(&self) -> String {
         format!(
-            "{} slots, frames up to {} bytes, notify {}, schema fingerprint {:016x}",
+            "{} slots, frames up to {}, notify {}, schema fingerprint {:016x}",
             self.slots,
-            self.frame_capacity,
+            count(self.frame_capacity, "byte"),
             self.notify,
             shmbus_core::layout::fnv1a64(&self.schema)
         )
@@ -485,10 +486,14 @@ fn replay(a: ReplayArgs, publishers: &mut Publishers) -> Result<(), Exit> {
             // file's fault, not the segment's: never tell to remove it.
             publisher.publish_bytes(&m.data).map_err(|e| match e {
                 PublishError::TooLarge { len, capacity } => Exit::error(format!(
-                    "{} is damaged: a frame of '{}' (log time {}) is {len} bytes, more than the frame capacity of {capacity} bytes its channel records; {published} frames before it were replayed",
+                    "{} is damaged: a frame of '{}' (log time {}) is {}, more than the frame capacity of {} its channel records; {} before it {} replayed",
                     a.file.display(),
                     publisher.name(),
-                    m.log_time
+                    m.log_time,
+                    count(len, "byte"),
+                    count(capacity, "byte"),
+                    count(published, "frame"),
+                    if published == 1 { "was" } else { "were" }
                 )),
                 e => Exit::error(format!(
                     "cannot publish a recorded frame of '{}': {e}",
@@ -650,8 +655,9 @@ fn replay(a: ReplayArgs, publishers: &mut Publishers) -> Result<(), Exit> {
     }
     let n = publishers.len();
     shmbus_toolbox::say!(
-        "replayed {published} frames of {n} topic{} in {:.1} s{}",
-        if n == 1 { "" } else { "s" },
+        "replayed {} of {} in {:.1} s{}",
+        count(published, "frame"),
+        count(n, "topic"),
         start.elapsed().as_secs_f64(),
         match emptied {
             0 => String::new(),

@@ -240,7 +240,7 @@ fn replay_of_a_frame_over_its_channels_capacity_blames_the_file() {
     assert!(
         err.contains("over.mcap is damaged")
             && err.contains(&format!("is {} bytes", long.len()))
-            && err.contains("1 frames before it were replayed"),
+            && err.contains("1 frame before it was replayed"),
         "{err}"
     );
     assert!(

@@ -229,7 +229,7 @@ fn an_output_path_with_control_characters_is_shown_escaped() {
     assert!(!err.contains('\u{1b}'), "{err:?}");
     assert!(err.contains("a\\u001b[2Jb.mcap; Ctrl-C stops"), "{err:?}");
     assert!(
-        err.contains("wrote ") && err.contains("a\\u001b[2Jb.mcap: 1 frames"),
+        err.contains("wrote ") && err.contains("a\\u001b[2Jb.mcap: 1 frame of"),
         "{err:?}"
     );
 }
@@ -1959,7 +1959,7 @@ fn replay_announces_a_long_gap_and_ctrl_c_ends_it() {
     let _ = stderr.read_to_string(&mut rest);
     let status = child.0.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{seen}{rest}");
-    assert!(rest.contains("replayed 1 frames"), "{rest}");
+    assert!(rest.contains("replayed 1 frame "), "{rest}");
 }
 
 /// A step of the wall clock while recording (NTP setting a board without
@@ -2490,7 +2490,7 @@ fn replay_loop_spaces_its_passes_and_refuses_a_file_of_one_instant() {
         .unwrap();
     assert_eq!(code, Some(2), "{err}");
     assert!(
-        err.contains("replayed 1 frames of 1 topic")
+        err.contains("replayed 1 frame of 1 topic")
             && err.contains("span no time (1 frame at one instant)")
             && err.contains("--rate 0 --loop"),
         "{err}"
@@ -2853,7 +2853,7 @@ fn a_replay_stopped_before_a_topics_first_frame_removes_that_topic() {
     let rest: String = rx.iter().map(|l| l + "\n").collect();
     assert_eq!(code, Some(0), "{seen}{rest}");
     assert!(
-        rest.contains("replayed 1 frames of 1 topic")
+        rest.contains("replayed 1 frame of 1 topic")
             && rest.contains("1 topic it created got no frame and was removed"),
         "{rest}"
     );

@@ -12,6 +12,7 @@ use std::path::Path;
 
 use shmbus_config::{Config, ConfigSource};
 use shmbus_core::layout::Geometry;
+use shmbus_core::plural::count;
 use shmbus_core::sysvipc;
 use shmbus_core::{LockPolicy, PublisherStatus};
 
@@ -583,7 +584,10 @@ fn findings_of(a: &DoctorArgs, loaded: Loaded) -> Vec<Finding> {
             .filter(|t| !sems.iter().any(|s| s.key() == t.key))
             .count() as u64;
         let mut what = format!(
-            "{sets} semaphore sets in use + {to_lock} publisher locks to create, SEMMNI (kernel.sem field 4) {mni}; {in_sets} semaphores + {to_lock}, SEMMNS (field 2) {mns}"
+            "{} in use + {} to create, SEMMNI (kernel.sem field 4) {mni}; {} + {to_lock}, SEMMNS (field 2) {mns}",
+            count(sets, "semaphore set"),
+            count(to_lock, "publisher lock"),
+            count(in_sets, "semaphore"),
         );
         // A lock is a set of one semaphore (SEMMSL at least 1), taken with
         // two operations in one semop (SEMOPM at least 2: with 1, every
@@ -904,17 +908,22 @@ fn findings_of(a: &DoctorArgs, loaded: Loaded) -> Vec<Finding> {
                     f.push(warn(
                         "topics",
                         format!(
-                            "'{}' ({k}) has {}, {} processes attached: its lock was removed (`ipcrm -s`, systemd-logind's RemoveIPC); a publisher that still publishes runs without it, and a second publisher could start on the topic",
+                            "'{}' ({k}) has {}, {} attached: its lock was removed (`ipcrm -s`, systemd-logind's RemoveIPC); a publisher that still publishes runs without it, and a second publisher could start on the topic",
                             s.name,
                             super::publisher_text_aged(&s.publisher, s.age_ns(now)),
-                            s.entry.nattch
+                            count(s.entry.nattch, "process")
                         ),
                         format!("restart its publisher (it takes a new lock); if it is gone, remove the topic: shmbus rm {k}"),
                     ));
                 } else if !alive {
                     f.push(warn(
                         "topics",
-                        format!("'{}' ({k}) has no running publisher; {} processes are attached and see only old frames", s.name, s.entry.nattch),
+                        format!(
+                            "'{}' ({k}) has no running publisher; {} attached and {} only old frames",
+                            s.name,
+                            if s.entry.nattch == 1 { "1 process is".to_string() } else { format!("{} processes are", s.entry.nattch) },
+                            if s.entry.nattch == 1 { "sees" } else { "see" }
+                        ),
                         "start its publisher (it reopens the same topic)".into(),
                     ));
                 } else if let (Some(why), PublisherStatus::Alive { pid }) =
@@ -1078,7 +1087,7 @@ fn findings_of(a: &DoctorArgs, loaded: Loaded) -> Vec<Finding> {
     }
     f.push(ok(
         "topics",
-        format!("{healthy} topics with a live publisher"),
+        format!("{} with a live publisher", count(healthy, "topic")),
     ));
     f
 }

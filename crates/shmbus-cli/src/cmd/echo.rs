@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use shmbus_codec::Codec;
+use shmbus_core::plural::count;
 use shmbus_core::sys::monotonic_ns;
 use shmbus_core::{PublisherStatus, ReadError, SlotMeta, WaitError};
 use shmbus_sub::{RawNext, RawSubscriber};
@@ -165,8 +166,9 @@ pub fn run(a: &EchoArgs, bus: Option<&str>) -> CmdResult {
     let Tally { reached, shown, .. } = tally;
     if shown < reached {
         return Err(Fail::error(format!(
-            "{} of {reached} frames of '{name}' could not be shown (see above)",
+            "{} of {} of '{name}' could not be shown (see above)",
             reached - shown,
+            count(reached, "frame"),
         )));
     }
     Ok(out::OK)
@@ -264,7 +266,8 @@ fn echo(
                 let so_far = *missed;
                 notes.note("missed", "missed-frame reports", || {
                     format!(
-                        "missed {n} frames of '{}' (the ring holds {slots}; {so_far} missed so far): the reader fell behind; read faster or give the topic more slots",
+                        "missed {} of '{}' (the ring holds {slots}; {so_far} missed so far): the reader fell behind; read faster or give the topic more slots",
+                        count(n, "frame"),
                         p.name
                     )
                 });

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 use shmbus_codec::{Codec, EncodeProblem, MAX_JSON_VALUES, OwnedNamedType};
 use shmbus_core::OpenError;
+use shmbus_core::plural;
 use shmbus_core::sys::monotonic_ns;
 use shmbus_pub::RawPublisher;
 
@@ -75,14 +76,18 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
             None => {}
             Some(Exceeded::Scalars) => {
                 return Err(Fail::error(format!(
-                    "the value is refused: it holds more than {} numbers, strings and booleans, and each takes at least one byte of a frame of '{}', which holds at most {} bytes: shorten lists",
-                    bounds.scalars, info.name, info.geometry.frame_capacity
+                    "the value is refused: it holds more than {} numbers, strings and booleans, and each takes at least one byte of a frame of '{}', which holds at most {}: shorten lists",
+                    bounds.scalars,
+                    info.name,
+                    plural::count(info.geometry.frame_capacity, "byte")
                 )));
             }
             Some(Exceeded::Values) => {
                 return Err(Fail::error(format!(
-                    "the value is refused: it holds more than {} JSON values, more than any value of '{}' (frames of at most {} bytes) has: shorten lists; a value of this topic looks like: {example}",
-                    bounds.values, info.name, info.geometry.frame_capacity
+                    "the value is refused: it holds more than {} JSON values, more than any value of '{}' (frames of at most {}) has: shorten lists; a value of this topic looks like: {example}",
+                    bounds.values,
+                    info.name,
+                    plural::count(info.geometry.frame_capacity, "byte")
                 )));
             }
         }

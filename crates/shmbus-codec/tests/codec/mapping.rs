@@ -510,6 +510,10 @@ fn garbage_frames_are_errors_never_panics() {
         c.decode(&long).unwrap_err().problem,
         DecodeProblem::TrailingBytes(1)
     );
+    assert_eq!(
+        c.decode(&long).unwrap_err().to_string(),
+        "1 byte left over after the value"
+    );
     // Every single-byte corruption decodes or fails, the same way in both
     // outputs.
     for i in 0..good.len() {
@@ -595,5 +599,49 @@ fn duplicate_map_keys_are_refused() {
     assert_eq!(
         c.decode(&[2, 1, 10, 2, 11]).unwrap(),
         json!({"1": 10, "2": 11})
+    );
+}
+
+#[test]
+fn counts_of_one_are_singular_in_every_problem() {
+    assert_eq!(
+        DecodeProblem::TrailingBytes(2).to_string(),
+        "2 bytes left over after the value"
+    );
+    let over = |len: usize, capacity: usize, unit: &'static str| {
+        EncodeProblem::OverCapacity {
+            len,
+            capacity,
+            unit,
+            type_name: "T".into(),
+        }
+        .to_string()
+    };
+    assert_eq!(over(2, 1, "bytes"), "2 bytes exceed T (at most 1 byte)");
+    assert_eq!(
+        over(1, 0, "entries"),
+        "1 entry exceeds T (at most 0 entries)"
+    );
+    assert_eq!(
+        over(3, 2, "elements"),
+        "3 elements exceed T (at most 2 elements)"
+    );
+    let decode_over = DecodeProblem::OverCapacity {
+        len: 1,
+        capacity: 0,
+        unit: "elements",
+        type_name: "T".into(),
+    };
+    assert_eq!(
+        decode_over.to_string(),
+        "1 element exceeds T (at most 0 elements)"
+    );
+    assert_eq!(
+        EncodeProblem::WrongLength {
+            expected: 1,
+            found: 2
+        }
+        .to_string(),
+        "expected 1 element, found 2"
     );
 }
