@@ -45,6 +45,11 @@ pub struct Topic {
     /// If set, subscribers refuse a segment not created and owned by this
     /// uid, or writable by group or others (anti-spoofing). Default `None`.
     pub publisher_uid: Option<u32>,
+    /// The bus the key was derived on ([`Topic::new`], [`Topic::on_bus`]),
+    /// checked by [`Topic::validate`] and [`Topic::validate_for_reader`]
+    /// with the rule a config's `bus` follows ([`validate_bus`]); `None`
+    /// once a key is given ([`Topic::key`]), which no bus derives.
+    pub bus: Option<String>,
 }
 
 impl Topic {
@@ -54,7 +59,9 @@ impl Topic {
     }
 
     /// A topic on bus `bus`, with the key derived from both names
-    /// ([`derive_key`]).
+    /// ([`derive_key`]). A bus a config could not name (`a/b`, empty, over
+    /// 63 bytes: [`validate_bus`]) makes a topic that [`Topic::validate`]
+    /// refuses, with the config's message, so no publisher creates it.
     pub fn on_bus(bus: &str, name: &str) -> Topic {
         Topic {
             name: name.to_string(),
@@ -65,12 +72,14 @@ impl Topic {
             lock: LockPolicy::Try,
             notify: true,
             publisher_uid: None,
+            bus: Some(bus.to_string()),
         }
     }
 
-    /// Use an explicit key.
+    /// Use an explicit key (no bus is involved then).
     pub fn key(mut self, key: i32) -> Topic {
         self.key = key;
+        self.bus = None;
         self
     }
     /// Set the slot count (a power of two).
@@ -149,6 +158,9 @@ impl Topic {
     }
 
     fn validate_key(&self) -> Result<(), OpenError> {
+        if let Some(bus) = &self.bus {
+            validate_bus(bus).map_err(|reason| OpenError::InvalidTopic { reason })?;
+        }
         if self.key == 0 {
             return Err(OpenError::InvalidTopic {
                 reason: "key 0 is IPC_PRIVATE and cannot name a topic: leave the key out to derive it from the topic's name (Topic::new), or give the key its publisher uses".into(),
@@ -438,5 +450,30 @@ mod tests {
         assert!(Topic::new("imu").key(0).validate().is_err());
         assert!(Topic::new("imu").mode(0o444).validate().is_err());
         assert!(Topic::new("imu").mode(0o1644).validate().is_err());
+    }
+
+    /// `Topic::on_bus("a/b", "c")` was accepted and opened: bus `a/b` with
+    /// topic `c` has the key of bus `a` with topic `b/c`, which a config
+    /// refuses. The topic is refused now, by both the publisher's and the
+    /// reader's check, with the config's message; a key given explicitly
+    /// has no bus to check.
+    #[test]
+    fn a_bus_a_config_refuses_is_refused_by_on_bus_too() {
+        for bus in ["a/b", "", "a b", &"x".repeat(64)] {
+            let want = validate_bus(bus).unwrap_err();
+            let t = Topic::on_bus(bus, "c");
+            for e in [
+                t.validate().unwrap_err(),
+                t.validate_for_reader().unwrap_err(),
+            ] {
+                assert!(
+                    matches!(&e, OpenError::InvalidTopic { reason } if *reason == want),
+                    "{bus:?}: {e}"
+                );
+            }
+            assert!(t.clone().key(0x1234).validate().is_ok(), "{bus:?}");
+        }
+        assert!(Topic::on_bus("lab-2.b_c", "c").validate().is_ok());
+        assert!(Topic::new("imu").validate_for_reader().is_ok());
     }
 }
