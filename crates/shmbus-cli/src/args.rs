@@ -222,7 +222,7 @@ pub struct PubArgs {
     /// A negative number is a value (`shmbus pub setpoint -5`), not an option.
     #[arg(allow_negative_numbers = true)]
     pub json: String,
-    /// Publish the value N times (default 1; 0: until interrupted). Not with -.
+    /// Publish the value N times (default 1; 0: until interrupted: Ctrl-C or kill ends it with the summary). Not with -.
     #[arg(long, short = 'n', value_name = "N", value_parser = parse::count_or_zero, allow_hyphen_values = true)]
     pub count: Option<u64>,
     /// Frames per second when publishing more than one (0.001 to 1000000; default 10). Only with --count; not with -.

@@ -112,6 +112,21 @@ pub fn reader_gone() -> bool {
             .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
 }
 
+/// Refuse to start a command that only reads and shows when its standard
+/// output was closed at start (`shmbus echo imu >&-`): Rust's runtime had
+/// put `/dev/null` there, so it read for ever with its output going
+/// nowhere ([`shmbus_toolbox::term::stdout_closed`]). A shell's
+/// `> /dev/null` is kept: reading without output on purpose. `what` says
+/// what would be lost.
+pub fn refuse_closed_stdout(what: &str) -> Result<(), Fail> {
+    if shmbus_toolbox::term::stdout_closed() {
+        return Err(Fail::error(shmbus_toolbox::term::stdout_closed_message(
+            what,
+        )));
+    }
+    Ok(())
+}
+
 /// A notice on standard error, prefixed `shmbus: `. Errors writing it are
 /// ignored (nobody is listening).
 pub fn notice(s: &str) {

@@ -685,6 +685,116 @@ fn pub_refuses_a_rate_without_a_count() {
     assert!(r.stdout.contains("published 2 frames"), "{}", r.stdout);
 }
 
+/// `shmbus echo TOPIC >&-` (standard output closed) read for ever: Rust's
+/// runtime had put /dev/null on the closed fd 1, so every frame was
+/// written into nothing without an error; `hz` and `top` likewise. Each
+/// now refuses at start (exit 2, saying why and the fix), as `record -o -`
+/// and `cat` do; a shell's `> /dev/null` (write-only) still reads on
+/// purpose.
+#[test]
+fn readers_refuse_a_standard_output_closed_at_start() {
+    watchdog("readers-stdout-closed", Duration::from_secs(300));
+    let (topic, _g) = self::topic("readers-stdout-closed");
+    let mut p = Publisher::<Imu>::open(&topic).unwrap();
+    p.publish(&imu(1)).unwrap();
+    let k = hex(topic.key);
+    for args in [
+        vec!["echo", k.as_str()],
+        vec!["hz", k.as_str(), "--interval", "0.2"],
+        vec!["top", "--interval", "0.2"],
+    ] {
+        let cmd = shmbus(&args);
+        let mut sh = Command::new("sh");
+        sh.arg("-c")
+            .arg("exec \"$@\" >&-")
+            .arg("sh")
+            .arg(cmd.get_program())
+            .args(cmd.get_args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut c = KillOnDrop(sh.spawn().unwrap());
+        let status = shmbus_testkit::exit_within(
+            &mut c.0,
+            Duration::from_secs(60),
+            "a reader with stdout closed",
+        );
+        let mut err = String::new();
+        c.0.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        assert_eq!(status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.starts_with("shmbus: standard output is closed")
+                && err.contains("shown to no one")
+                && err.contains("> /dev/null"),
+            "{args:?}: {err}"
+        );
+    }
+    // Into /dev/null on purpose (write-only, as a shell's `>` opens it).
+    let out = shmbus(&["echo", &k, "--all", "--from-oldest", "--count", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `pub TOPIC VALUE --count 0` (until interrupted) ended by SIGTERM or
+/// SIGHUP died of it (exit 143, 129) with no summary, and Ctrl-C likewise
+/// (130). Each now ends it the same way: the pause before the next frame is
+/// cut short (here a 100 s one, at --rate 0.01), the summary is printed and
+/// the exit code is 0; the topic stays, with what was published.
+#[test]
+fn pub_until_interrupted_ends_on_any_stop_signal_with_its_summary() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    watchdog("pub-stop-signal", Duration::from_secs(300));
+    let (topic, _g) = self::topic("pub-stop-signal");
+    drop(Publisher::<Imu>::open(&topic).unwrap());
+    let k = hex(topic.key);
+    let mut sub = Subscriber::<Imu>::attach(&topic).unwrap();
+    for (n, sig) in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP]
+        .into_iter()
+        .enumerate()
+    {
+        let value = format!(r#"{{"t_us": {n}, "acc": [0,0,0], "frame": "s", "ok": false}}"#);
+        let mut c = KillOnDrop(
+            shmbus(&["pub", &k, &value, "--count", "0", "--rate", "0.01"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        // Its first frame is published at once; the next is 100 s away.
+        sub.wait_for_publisher(Duration::from_secs(60)).unwrap();
+        match sub.wait_next(Duration::from_secs(60)).unwrap() {
+            shmbus_sub::Next::Frame(s) => assert_eq!(s.value.t_us, n as u64),
+            other => panic!("{sig}: no frame from pub: {other:?}"),
+        }
+        kill(Pid::from_raw(c.0.id() as i32), sig).unwrap();
+        let status = shmbus_testkit::exit_within(
+            &mut c.0,
+            Duration::from_secs(60),
+            "pub after a stop signal",
+        );
+        let mut out = String::new();
+        let mut err = String::new();
+        c.0.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        c.0.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        assert_eq!(status.code(), Some(0), "{sig}: {status:?} {out}{err}");
+        assert!(
+            out.contains(&format!("published 1 frame on '{}'", topic.name)),
+            "{sig}: {out}{err}"
+        );
+    }
+    // The topic stays, with the last frame published.
+    assert_eq!(sub.latest().unwrap().unwrap().value.t_us, 2);
+}
+
 /// `pub TOPIC -` publishes each line of stdin once, as it arrives: a
 /// `--count` or `--rate` there was silently ignored, and is now a usage
 /// error (exit 2) that says why, before the topic is touched.

@@ -446,7 +446,7 @@ fn replay(a: ReplayArgs, publishers: &mut Publishers) -> Result<(), Exit> {
                         publisher.name()
                     );
                 }
-                if !sleep_until(due) {
+                if !stop::sleep_until(due) {
                     break 'passes;
                 }
             }
@@ -544,7 +544,7 @@ fn replay(a: ReplayArgs, publishers: &mut Publishers) -> Result<(), Exit> {
                     for_people(wait)
                 );
             }
-            if !sleep_until(next) {
+            if !stop::sleep_until(next) {
                 break 'passes;
             }
         }
@@ -828,21 +828,6 @@ fn for_people(d: Duration) -> String {
         format!("{:.1} min", s / 60.0)
     } else {
         format!("{s:.1} s")
-    }
-}
-
-/// Sleep until `due` in steps short enough to notice Ctrl-C; false if
-/// interrupted.
-fn sleep_until(due: Instant) -> bool {
-    loop {
-        if stop::requested() {
-            return false;
-        }
-        let now = Instant::now();
-        if now >= due {
-            return true;
-        }
-        std::thread::sleep((due - now).min(Duration::from_millis(100)));
     }
 }
 

@@ -62,6 +62,24 @@ pub fn deferred<R>(f: impl FnOnce() -> R) -> R {
     r
 }
 
+/// Sleep until `due`, in steps short enough (100 ms) to notice a stop
+/// signal ([`install`]); false if one arrived first. `std::thread::sleep`
+/// sleeps again after a signal, so a long pause (`replay` waiting for a
+/// frame an hour later, `pub --rate 0.01`) would keep a Ctrl-C waiting.
+pub fn sleep_until(due: std::time::Instant) -> bool {
+    use std::time::{Duration, Instant};
+    loop {
+        if requested() {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= due {
+            return true;
+        }
+        std::thread::sleep((due - now).min(Duration::from_millis(100)));
+    }
+}
+
 /// The flag itself, for code that takes an `&AtomicBool` to watch.
 pub fn flag() -> &'static AtomicBool {
     &STOP

@@ -47,6 +47,42 @@ pub fn in_foreground(foreground: Option<nix::unistd::Pid>, mine: nix::unistd::Pi
     foreground.is_none_or(|f| f == mine)
 }
 
+/// Whether standard output was closed when the program started (`>&-`,
+/// or a service manager that gives it none).
+///
+/// Rust's runtime puts `/dev/null` on a closed fd 0, 1 or 2 before `main`
+/// (opened read-write), so a closed stdout looks open, and everything
+/// written to it is gone without an error: `shmbus record -o - >&-`
+/// recorded into nothing, `shmbus echo imu >&-` read for ever. That
+/// `/dev/null` is told from a shell's `> /dev/null` (write-only, kept as
+/// the user's wish) by its read-write mode; only `1<> /dev/null` looks the
+/// same, and is taken as closed.
+pub fn stdout_closed() -> bool {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    use std::os::fd::AsFd;
+    let out = std::io::stdout();
+    let fd = out.as_fd();
+    let flags = match fcntl(fd, FcntlArg::F_GETFL) {
+        Ok(f) => OFlag::from_bits_truncate(f),
+        Err(e) => return e == nix::errno::Errno::EBADF,
+    };
+    if flags & OFlag::O_ACCMODE != OFlag::O_RDWR {
+        return false;
+    }
+    nix::sys::stat::fstat(fd).is_ok_and(|st| {
+        (st.st_mode & nix::libc::S_IFMT) == nix::libc::S_IFCHR
+            && st.st_rdev == nix::libc::makedev(1, 3)
+    })
+}
+
+/// The error of a command whose output is a closed standard output
+/// ([`stdout_closed`]): `what` says what would be lost.
+pub fn stdout_closed_message(what: &str) -> String {
+    format!(
+        "standard output is closed (`>&-`; or it is /dev/null opened read-write, which is how a closed one reaches this program): {what}; give it a file or a pipe (`> /dev/null` to discard on purpose)"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

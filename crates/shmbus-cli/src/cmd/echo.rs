@@ -105,6 +105,7 @@ fn left(deadline: Option<u64>) -> Duration {
 
 /// Run `shmbus echo`.
 pub fn run(a: &EchoArgs, bus: Option<&str>) -> CmdResult {
+    out::refuse_closed_stdout("the frames would be shown to no one, so none is read")?;
     let (_, mut seg) = discover::attach("echo", &a.topic, bus)?;
     let (name, key) = (seg.info().name.clone(), seg.key());
     let mut tally = Tally {

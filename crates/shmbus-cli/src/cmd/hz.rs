@@ -143,6 +143,7 @@ impl Drop for OpenLine {
 
 /// Run `shmbus hz`.
 pub fn run(a: &HzArgs, bus: Option<&str>) -> CmdResult {
+    out::refuse_closed_stdout("the rates would be shown to no one, so nothing is measured")?;
     shmbus_toolbox::stop::install().map_err(Fail::error)?;
     let interval = a.interval;
     let stop_at = a.duration.map(|d| monotonic_ns() + d.as_nanos() as u64);

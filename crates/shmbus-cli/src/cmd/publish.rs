@@ -138,6 +138,17 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
     })?;
 
     let period = shmbus_toolbox::parse::period(rate);
+    // A repeated value (`--count 0`: until interrupted) ends on Ctrl-C,
+    // `kill` or a hangup alike: the frame being published is finished, the
+    // pause before the next one is cut short, and the summary says what was
+    // published (exit 0, as `hz` and `record` end). Their default action
+    // ended it with no summary, SIGTERM as 143. `pub -` keeps the default
+    // action: a read of stdin is restarted after a caught signal, so a
+    // handler could not end it while it waits for a line.
+    let repeated = first.is_some() && count != 1;
+    if repeated {
+        shmbus_toolbox::stop::install().map_err(Fail::error)?;
+    }
     let mut next = monotonic_ns();
     let mut sent: u64 = 0;
     let mut checked = next;
@@ -148,7 +159,10 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
             next += period.as_nanos() as u64;
             let now = monotonic_ns();
             if next > now {
-                std::thread::sleep(Duration::from_nanos(next - now));
+                let due = std::time::Instant::now() + Duration::from_nanos(next - now);
+                if !shmbus_toolbox::stop::sleep_until(due) {
+                    return Ok(());
+                }
             } else {
                 next = now;
             }
@@ -187,7 +201,7 @@ pub fn run(a: &PubArgs, bus: Option<&str>) -> CmdResult {
     match first {
         Some(bytes) => {
             let mut i = 0;
-            while count == 0 || i < count {
+            while (count == 0 || i < count) && !shmbus_toolbox::stop::requested() {
                 publish(&bytes, true, false).map_err(|f| Fail {
                     msg: format!(
                         "{}; {i} frame{} published before",

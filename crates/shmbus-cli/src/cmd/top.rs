@@ -57,6 +57,7 @@ fn state_text(state: &'static str, publisher: &PublisherStatus) -> String {
 
 /// Run `shmbus top`.
 pub fn run(a: &TopArgs) -> CmdResult {
+    out::refuse_closed_stdout("the table would be shown to no one, so no topic is watched")?;
     let interval = a.interval;
     let stop_at = a.duration.map(|d| monotonic_ns() + d.as_nanos() as u64);
     // Redrawn in place only on a terminal that can move its cursor.
@@ -171,59 +172,38 @@ pub fn run(a: &TopArgs) -> CmdResult {
                     if e.locked() { "yes" } else { "no" }.into(),
                     "-".into(),
                 ]),
-                Row::Foreign(e) => t.push(vec![
-                    "(not shmbus)".into(),
-                    key_hex(e.key),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
+                Row::Foreign(e) => t.push(not_a_topic_row(
+                    "(not shmbus)",
+                    e.key,
                     "-".into(),
                     e.nattch.to_string(),
-                    "-".into(),
-                    "SQUAT? see shmbus list".into(),
-                ]),
-                Row::LockOnly(l) => t.push(vec![
-                    "(lock only)".into(),
-                    key_hex(l.key),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
+                    "SQUAT? see shmbus list",
+                )),
+                Row::LockOnly(l) => t.push(not_a_topic_row(
+                    "(lock only)",
+                    l.key,
                     super::list::lock_state(l),
                     "-".into(),
-                    "-".into(),
-                    "LOCK ONLY: see shmbus list".into(),
-                ]),
-                Row::HalfMade(e, lock) => t.push(vec![
-                    "(half-created)".into(),
-                    key_hex(e.key),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
+                    "LOCK ONLY: see shmbus list",
+                )),
+                Row::HalfMade(e, lock) => t.push(not_a_topic_row(
+                    "(half-created)",
+                    e.key,
                     publisher_text(lock),
                     e.nattch.to_string(),
-                    "-".into(),
                     if lock.is_alive() {
                         "BEING CREATED"
                     } else {
                         "HALF-CREATED: see shmbus list"
-                    }
-                    .into(),
-                ]),
-                Row::Broken(e, _) => t.push(vec![
-                    "(broken)".into(),
-                    key_hex(e.key),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
-                    "-".into(),
+                    },
+                )),
+                Row::Broken(e, _) => t.push(not_a_topic_row(
+                    "(broken)",
+                    e.key,
                     "-".into(),
                     e.nattch.to_string(),
-                    "-".into(),
-                    "BROKEN: see shmbus list".into(),
-                ]),
+                    "BROKEN: see shmbus list",
+                )),
             }
         }
         prev = next;
@@ -267,6 +247,31 @@ fn nothing_yet(keys: &[i32]) -> String {
             keys.join(", ")
         )
     }
+}
+
+/// A row of something at a key that is no readable topic (another
+/// program's segment, a lock alone, a half-created or broken topic): its
+/// label, key, publisher and attach columns and its state; no rates.
+fn not_a_topic_row(
+    what: &str,
+    key: i32,
+    publisher: String,
+    nattch: String,
+    state: &str,
+) -> Vec<String> {
+    let dash = || "-".to_string();
+    vec![
+        what.into(),
+        key_hex(key),
+        dash(),
+        dash(),
+        dash(),
+        dash(),
+        publisher,
+        nattch,
+        dash(),
+        state.into(),
+    ]
 }
 
 #[cfg(test)]
