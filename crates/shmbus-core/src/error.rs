@@ -577,16 +577,10 @@ impl fmt::Display for OpenError {
                 memlock_limit,
                 errno,
             } => {
-                let limit = if *memlock_limit == u64::MAX {
-                    "unlimited".to_string()
-                } else {
-                    format!("{memlock_limit} bytes")
-                };
                 write!(
                     f,
-                    "SHM_LOCK of {size} bytes for key {} refused ({}): RLIMIT_MEMLOCK is {limit}; raise it (`ulimit -l`, LimitMEMLOCK= in the systemd unit, /etc/security/limits.conf) or grant CAP_IPC_LOCK, or set lock = \"try\" in the topic's config",
-                    Key(*key),
-                    errno.desc()
+                    "{}, or set lock = \"try\" in the topic's config",
+                    lock_denied(*key, *size, *memlock_limit, *errno)
                 )
             }
             OpenError::InvalidTopic { reason } => write!(f, "invalid topic: {reason}"),
@@ -598,6 +592,44 @@ impl fmt::Display for OpenError {
 }
 
 impl std::error::Error for OpenError {}
+
+/// Why `SHM_LOCK` was refused and how to allow it, without what to do
+/// instead: under lock "require" [`OpenError::LockDenied`] adds `lock =
+/// "try"`; under "try" it is already set (`LockOutcome::Refused`).
+fn lock_denied(key: i32, size: u64, memlock_limit: u64, errno: Errno) -> String {
+    let limit = if memlock_limit == u64::MAX {
+        "unlimited".to_string()
+    } else {
+        format!("{memlock_limit} bytes")
+    };
+    format!(
+        "SHM_LOCK of {size} bytes for key {} refused ({}): RLIMIT_MEMLOCK is {limit}; raise it (`ulimit -l`, LimitMEMLOCK= in the systemd unit, /etc/security/limits.conf) or grant CAP_IPC_LOCK",
+        Key(key),
+        errno.desc()
+    )
+}
+
+impl OpenError {
+    /// The text for a lock refusal under lock policy "try"
+    /// (`LockOutcome::Refused`): the topic is open and runs unlocked, so
+    /// the advice is how to allow the lock, and what running unlocked
+    /// costs, not to set "try", which is set. Any other error: its
+    /// [`Display`](core::fmt::Display) text.
+    pub fn unlocked_note(&self) -> String {
+        match self {
+            OpenError::LockDenied {
+                key,
+                size,
+                memlock_limit,
+                errno,
+            } => format!(
+                "{}; until then it runs unlocked (lock = \"try\"), and its pages may be swapped out or faulted in under memory pressure",
+                lock_denied(*key, *size, *memlock_limit, *errno)
+            ),
+            other => other.to_string(),
+        }
+    }
+}
 
 /// Why a read failed. The handle stays usable after every variant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -787,5 +819,42 @@ impl std::error::Error for WaitError {}
 impl From<ReadError> for WaitError {
     fn from(e: ReadError) -> Self {
         WaitError::Read(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Under lock "require" a refused `SHM_LOCK` is an error whose fixes
+    /// include `lock = "try"`; under "try" (`LockOutcome::Refused`) the same
+    /// refusal is a note on a topic that runs unlocked, and telling that
+    /// user to set "try", which is set, was the sensors' note.
+    #[test]
+    fn a_lock_refused_under_try_is_not_told_to_set_try() {
+        let e = OpenError::LockDenied {
+            key: 0x1234,
+            size: 4096,
+            memlock_limit: 0,
+            errno: Errno::EPERM,
+        };
+        let error = e.to_string();
+        let note = e.unlocked_note();
+        for text in [&error, &note] {
+            for needle in [
+                "RLIMIT_MEMLOCK is 0 bytes",
+                "ulimit -l",
+                "LimitMEMLOCK=",
+                "CAP_IPC_LOCK",
+            ] {
+                assert!(text.contains(needle), "lacks {needle:?}: {text}");
+            }
+        }
+        assert!(error.contains("set lock = \"try\""), "{error}");
+        assert!(!note.contains("set lock"), "{note}");
+        assert!(note.contains("runs unlocked"), "{note}");
+        // Any other error is its own text.
+        let other = OpenError::NotFound { key: 1 };
+        assert_eq!(other.unlocked_note(), other.to_string());
     }
 }

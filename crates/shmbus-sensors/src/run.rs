@@ -223,8 +223,9 @@ pub fn run_source<S: Source>(
     };
     if let LockOutcome::Refused(e) = publisher.raw().lock_outcome() {
         shmbus_toolbox::say!(
-            "{program}: note: topic `{}` is not locked in RAM: {e}",
-            topic.name
+            "{program}: note: topic `{}` is not locked in RAM: {}",
+            topic.name,
+            e.unlocked_note()
         );
     }
     let mut source = make(rate);

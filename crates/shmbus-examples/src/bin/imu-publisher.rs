@@ -87,7 +87,7 @@ fn run() -> Result<(), String> {
         if raw.created() { "" } else { ", reopened" }
     ));
     if let LockOutcome::Refused(e) = raw.lock_outcome() {
-        say(format_args!("warning: {e}"));
+        say(format_args!("warning: {}", e.unlocked_note()));
     }
 
     let period = Duration::from_secs_f64(1.0 / rate);
