@@ -106,6 +106,30 @@ fn config_topic(path: &std::path::Path, name: &str) -> shmbus_core::Topic {
         .unwrap()
 }
 
+/// Run the IMU sensor with `args` until it ends by itself (`--count`); it
+/// must exit 0. Then every frame its topic (topic `imu` of `config`) still
+/// holds, oldest first, with its monotonic stamp.
+fn imu_run_to_end<A: AsRef<std::ffi::OsStr>>(config: &Path, args: &[A]) -> Vec<(u64, Imu)> {
+    let out = sensor_cmd(SensorKind::Imu, args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let topic = config_topic(config, "imu");
+    let mut sub = Subscriber::<Imu>::attach(&topic).unwrap();
+    sub.raw().seek_oldest();
+    let mut frames = Vec::new();
+    while let Ok(Next::Frame(s)) = sub.next() {
+        frames.push((s.mono_ns, s.value));
+    }
+    frames
+}
+
 /// A config of one topic, `imu` at `key`, published by the IMU sensor
 /// (`extra`: more lines of that topic), in a file of this test's own
 /// (`TAG.toml` in a dir of its own), removed when the `TempFile` drops.
@@ -1277,23 +1301,10 @@ fn frames_published_back_to_back_each_have_their_own_stamp() {
         "--count",
         "64",
     ];
-    let out = sensor_cmd(SensorKind::Imu, &args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let topic = config_topic(&path, "imu");
-    let mut sub = Subscriber::<Imu>::attach(&topic).unwrap();
-    sub.raw().seek_oldest();
-    let mut stamps = Vec::new();
-    while let Ok(Next::Frame(s)) = sub.next() {
-        stamps.push(s.mono_ns);
-    }
+    let stamps: Vec<u64> = imu_run_to_end(&path, &args)
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
     assert_eq!(stamps.len(), 64, "frames published");
     for w in stamps.windows(2) {
         assert!(
@@ -1545,25 +1556,7 @@ fn a_config_path_that_is_not_utf8_reaches_the_sensors() {
         "--count".into(),
         "3".into(),
     ];
-    let out = sensor_cmd(SensorKind::Imu, &args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let topic = config_topic(&path, "imu");
-    let mut sub = Subscriber::<Imu>::attach(&topic).unwrap();
-    sub.raw().seek_oldest();
-    let mut n = 0;
-    while let Ok(Next::Frame(_)) = sub.next() {
-        n += 1;
-    }
-    assert_eq!(n, 3, "frames published");
-    drop(sub);
+    assert_eq!(imu_run_to_end(&path, &args).len(), 3, "frames published");
     shmbus_testkit::remove_key(key);
     // The demo, with the same config.
     let report = run_demo(Some(path.clone()), Duration::from_secs(1));
