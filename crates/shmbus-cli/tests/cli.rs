@@ -770,7 +770,17 @@ fn pub_until_interrupted_ends_on_any_stop_signal_with_its_summary() {
                 .unwrap(),
         );
         // Its first frame is published at once; the next is 100 s away.
-        sub.wait_for_publisher(Duration::from_secs(60)).unwrap();
+        // `wait_for_publisher` also returns at once for a frame published
+        // since this subscriber's last liveness check: the previous pub's,
+        // read already. Under qemu-arm this pub had not started by then,
+        // and the `wait_next` below ended with `PublisherGone`. Wait until
+        // this one holds the topic's lock (the next call sleeps until then).
+        let end = Instant::now() + Duration::from_secs(60);
+        while !sub
+            .wait_for_publisher(end.saturating_duration_since(Instant::now()))
+            .unwrap()
+            .is_alive()
+        {}
         match sub.wait_next(Duration::from_secs(60)).unwrap() {
             shmbus_sub::Next::Frame(s) => assert_eq!(s.value.t_us, n as u64),
             other => panic!("{sig}: no frame from pub: {other:?}"),
