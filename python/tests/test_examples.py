@@ -417,25 +417,117 @@ def default_stop_signals():
 
 
 def wait_stopped(pid):
-    """Until process ``pid`` is stopped (``T`` in /proc), within the watchdog."""
+    """Until process ``pid`` is stopped (``T`` or ``t`` in /proc), within the watchdog."""
     end = time.monotonic() + WATCHDOG
     while True:
         with open("/proc/%d/stat" % pid) as f:
             state = f.read().rsplit(")", 1)[1].split()[0]
-        if state == "T":
+        if state in ("T", "t"):
             return
         assert state not in ("Z", "X"), "process %d exited before it stopped" % pid
         assert time.monotonic() < end, "process %d did not stop" % pid
         time.sleep(0.0005)
 
 
+class Caught:
+    """Child ``pid`` held at the first moment ``at()`` is true, as
+    ``shmbus_testkit::Caught::when`` holds one (crates/shmbus-testkit):
+    traced (``ptrace`` seize) and run one instruction at a time, ``at()``
+    checked after each, so a window of a few instructions (a publish's odd
+    sequence) is caught on its first pass. Stopping it with SIGSTOP at
+    random moments was not deterministic: a stop is taken at the next
+    return to user space, most often the end of a system call, and on one
+    CI machine a million tries never landed inside the window. Where the
+    child cannot be traced (Yama's ptrace_scope 2 or 3, no single step on
+    the kernel), it falls back to those samples."""
+
+    PTRACE_SINGLESTEP, PTRACE_DETACH = 9, 17
+    PTRACE_SEIZE, PTRACE_INTERRUPT = 0x4206, 0x4207
+    PTRACE_O_EXITKILL = 0x100000
+    WALL = 0x40000000
+    MAX_STEPS, MAX_SAMPLES = 20_000_000, 100_000
+
+    def __init__(self, pid, at):
+        import ctypes
+
+        self.pid, self.traced, self.tries = pid, False, 0
+        libc = ctypes.CDLL(None, use_errno=True)
+        self._ptrace = libc.ptrace
+        self._ptrace.restype = ctypes.c_long
+        self._ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+        if self._ptrace(self.PTRACE_SEIZE, pid, None, self.PTRACE_O_EXITKILL) == 0:
+            self.traced = True
+            try:
+                if self._step_until(at):
+                    return
+            except BaseException:
+                self.release()
+                raise
+            self.release()  # no single step here: sample instead
+        for self.tries in range(1, self.MAX_SAMPLES + 1):
+            os.kill(pid, signal.SIGSTOP)
+            wait_stopped(pid)
+            if at():
+                return
+            os.kill(pid, signal.SIGCONT)
+        raise AssertionError("never caught: %d SIGSTOP samples (not traceable here)" % self.MAX_SAMPLES)
+
+    def _call(self, req, data=None):
+        import ctypes
+
+        if self._ptrace(req, self.pid, None, data) != 0:
+            return ctypes.get_errno()
+        return 0
+
+    def _step_until(self, at):
+        """True once held where ``at()`` holds; False if this kernel cannot
+        single-step (the first step fails)."""
+        assert self._call(self.PTRACE_INTERRUPT) == 0, "PTRACE_INTERRUPT failed"
+        inject = 0
+        while True:
+            _, status = os.waitpid(self.pid, self.WALL)
+            assert os.WIFSTOPPED(status), "process %d ended while traced (status %#x)" % (self.pid, status)
+            sig = os.WSTOPSIG(status)
+            # A signal for the process (not the step's SIGTRAP, not the
+            # interrupt's event stop) is passed on with the next step.
+            inject = sig if sig != signal.SIGTRAP and status >> 16 == 0 else 0
+            if at():
+                return True
+            assert self.tries < self.MAX_STEPS, "never caught in %d single steps" % self.MAX_STEPS
+            self.tries += 1
+            err = self._call(self.PTRACE_SINGLESTEP, inject)
+            if err:
+                assert self.tries == 1, "PTRACE_SINGLESTEP: %s" % os.strerror(err)
+                return False
+
+    def how(self):
+        return "after %d %s" % (self.tries, "single steps" if self.traced else "SIGSTOP samples")
+
+    def release(self):
+        """Let it go on: detached (traced) or continued (SIGSTOP)."""
+        if self.traced:
+            self._call(self.PTRACE_DETACH)
+            self.traced = False
+        else:
+            os.kill(self.pid, signal.SIGCONT)
+
+    def signal_and_go(self, sig):
+        """Send ``sig``, then let it go on: it takes the signal right where
+        it was held."""
+        os.kill(self.pid, sig)
+        how = self.how()
+        self.release()
+        return how
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_a_stop_signal_never_ends_the_c_publisher_in_the_middle_of_a_frame(run, key, sig):
     """SIGTERM (systemctl stop), Ctrl-C and SIGHUP end the C example
-    publisher between two frames. It is stopped (SIGSTOP) until it is caught
-    with a slot mid-write (odd sequence, read through a read-only mapping as
-    section 5 of docs/LAYOUT.md reads it), sent the signal and continued: it
-    must die of that signal and leave no slot odd. Before, it died with the
+    publisher between two frames. It is held (``Caught``: traced, one
+    instruction at a time) at the first moment a slot is mid-write (odd
+    sequence, read through a read-only mapping as section 5 of
+    docs/LAYOUT.md reads it), sent the signal and let go: it must die of
+    that signal and leave no slot odd. Before, it died with the
     slot mid-write, and every in-order reader got "publisher died
     mid-publish" for it until the next start repaired it."""
     from test_spec_cleanroom import Topic as RawTopic, u32
@@ -450,20 +542,11 @@ def test_a_stop_signal_never_ends_the_c_publisher_in_the_middle_of_a_frame(run, 
         def odd():
             return sum(u32(s) & 1 for s in slots)
 
-        # Bounded: a try lands mid-write once in 20,000 at worst seen.
-        for tries in range(1, 1000001):
-            os.kill(pub.pid, signal.SIGSTOP)
-            wait_stopped(pub.pid)
-            if odd() == 1:
-                break
-            os.kill(pub.pid, signal.SIGCONT)
-        else:
-            pytest.fail("never caught mid-write")
-        os.kill(pub.pid, sig)
-        os.kill(pub.pid, signal.SIGCONT)
+        # Held at the first instruction with a slot mid-write, then sent
+        # the signal right there.
+        how = Caught(pub.pid, lambda: odd() == 1).signal_and_go(sig)
         rc, out, err = finished(pub)
         assert rc == -sig, (rc, out, err)
-        assert odd() == 0, "%s ended the publisher in the middle of a frame (caught after %d tries)" % (
-            sig.name, tries)
+        assert odd() == 0, "%s ended the publisher in the middle of a frame (caught %s)" % (sig.name, how)
     finally:
         t.close()

@@ -574,31 +574,35 @@ fn a_stop_signal_never_ends_the_publisher_in_the_middle_of_a_frame() {
             .unwrap(),
         );
         let seg = shmbus_core::Segment::attach(&topic).unwrap();
+        // Publishing already: the segment outlives the last round's
+        // process, and this one may still be starting (millions of
+        // instructions before its first frame).
+        let g0 = seg.generation();
+        let g = shmbus_testkit::settled(|| seg.generation(), |&g| g > g0);
+        assert!(
+            g > g0,
+            "{sig}: pid {pid} did not publish within the watchdog"
+        );
         let slots = u64::from(seg.info().geometry.slot_count);
         let odd = |seg: &shmbus_core::Segment| {
             (0..slots)
                 .filter(|&i| seg.slot_sequence(i) & 1 == 1)
                 .count()
         };
-        let mut tries = 0u32;
-        let stopped = loop {
-            tries += 1;
-            assert!(tries <= 100_000, "{sig}: never caught mid-write");
-            let s = shmbus_testkit::Suspended::stop(pid).unwrap();
-            if odd(&seg) == 1 {
-                break s;
-            }
-            drop(s);
-        };
-        kill(nix::unistd::Pid::from_raw(pid as i32), sig).unwrap();
-        drop(stopped); // SIGCONT
+        // Held at the first instruction with a slot mid-write, then sent
+        // the signal right there.
+        let caught = shmbus_testkit::Caught::when(pid, || odd(&seg) == 1)
+            .unwrap_or_else(|e| panic!("{sig}: never caught mid-write: {e}"));
+        let how = caught.how();
+        eprintln!("{sig}: caught {how}");
+        caught.signal_and_go(sig).unwrap();
         let st =
             shmbus_testkit::exit_within(&mut publisher.0, Duration::from_secs(60), "imu-publisher");
         assert_eq!(st.signal(), Some(sig as i32), "{sig}: {st}");
         assert_eq!(
             odd(&seg),
             0,
-            "{sig} ended the publisher in the middle of a frame (caught after {tries} tries)"
+            "{sig} ended the publisher in the middle of a frame (caught {how})"
         );
     }
 }
