@@ -540,7 +540,7 @@ fn the_examples_carry_on_when_the_topic_is_removed_under_them() {
 /// for it until the next start repaired it.
 #[test]
 fn a_stop_signal_never_ends_the_publisher_in_the_middle_of_a_frame() {
-    use nix::sys::signal::{Signal, kill};
+    use nix::sys::signal::Signal;
     use std::os::unix::process::ExitStatusExt;
     watchdog(
         "a_stop_signal_never_ends_the_publisher_in_the_middle_of_a_frame",
