@@ -7,9 +7,11 @@ subscribers.
     imu_publisher.py [--name imu] [--key KEY] [--slots 16] [--rate 100]
                      [--count N | --duration SECS] [--remove true]
 
-``--count 0`` and no ``--duration`` publish until stopped (Ctrl-C or
-SIGTERM: the summary line, then exit 130 or 143; the last frame stays
-readable unless ``--remove true``). Exit 1 on an error (the topic has
+``--count 0`` and no ``--duration`` publish until stopped (Ctrl-C,
+SIGTERM or SIGHUP: the frame being published is finished, the summary
+line printed, then exit 130, 143 or 129; the last frame stays readable
+unless ``--remove true``). A signal this program was started with ignored
+(``nohup``'s SIGHUP, a background job's SIGINT) stays ignored. Exit 1 on an error (the topic has
 another type, another publisher is alive, ...) with the library's message;
 exit 2 on a bad option.
 
@@ -99,16 +101,23 @@ class Interrupted(Exception):
 
 
 class Stop:
-    """SIGINT (Ctrl-C) and SIGTERM (kill, systemctl stop) ask the program to
-    stop. It stops where it can do so cleanly: the signal is noted, and only
-    a blocking wait (inside ``with stop.waiting():``) is cut short, so a
-    signal never lands half-way through a publish and its count, or a close."""
+    """SIGINT (Ctrl-C), SIGTERM (kill, systemctl stop) and SIGHUP (the
+    terminal or ssh session went away) ask the program to stop. It stops
+    where it can do so cleanly: the signal is noted, and only a blocking
+    wait (inside ``with stop.waiting():``) is cut short, so a signal never
+    lands half-way through a publish and its count, or a close. Left at its
+    default action, SIGHUP would end the process inside ``publish()`` (a
+    call into the C library, where Python runs no handler), with the slot
+    mid-write: every in-order reader would get "publisher died mid-publish"
+    until the next start. A signal that was ignored when the program
+    started stays ignored: who started it asked for that."""
 
     def __init__(self):
         self.signum = None
         self._in_wait = False
-        signal.signal(signal.SIGINT, self._on_signal)
-        signal.signal(signal.SIGTERM, self._on_signal)
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(s) is not signal.SIG_IGN:
+                signal.signal(s, self._on_signal)
 
     def _on_signal(self, signum, frame):
         self.signum = signum

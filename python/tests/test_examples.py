@@ -521,6 +521,70 @@ class Caught:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_stop_signal_never_ends_the_python_publisher_in_the_middle_of_a_frame(run, key, sig):
+    """The Python example publisher, held (``Caught``) at the first moment a
+    slot is mid-write and sent SIGTERM, SIGINT or SIGHUP there: it finishes
+    that frame, prints its summary and exits 128 + the signal, with no slot
+    left odd and its last frame the one the summary counts. Before, SIGHUP
+    (a closed terminal or ssh session) kept its default action and ended it
+    inside the publish, leaving the slot mid-write."""
+    from test_spec_cleanroom import Topic as RawTopic, u32
+
+    pub = run("python", "publisher", key, "--rate", "1000000", "--duration", "300", default_signals=True)
+    pub.out.next_with("publishing 'imu'")
+    t = RawTopic(key)
+    try:
+        slots = [t.base + t.header_size + i * t.slot_stride for i in range(t.slot_count)]
+
+        def odd():
+            return sum(u32(s) & 1 for s in slots)
+
+        how = Caught(pub.pid, lambda: odd() == 1).signal_and_go(sig)
+        rc, out, err = finished(pub)
+        assert rc == 128 + sig and err == "", (sig.name, rc, out, err)
+        assert odd() == 0, "%s ended the publisher in the middle of a frame (caught %s)" % (sig.name, how)
+        n = int(out.split("published ")[1].split()[0])
+        with shmbus.Subscriber("imu", key=key, schema=IMU, wait=0) as s:
+            assert s.latest()["value"]["seq"] == n - 1, out
+    finally:
+        t.close()
+
+
+def test_a_stop_signal_started_ignored_stays_ignored_by_the_python_publisher(run, key):
+    """Started under ``nohup`` (SIGHUP ignored), the Python publisher keeps
+    it ignored and runs on; SIGTERM still stops it."""
+
+    def ignore_hup():
+        default_stop_signals()
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    pub = subprocess.Popen(
+        PROGRAMS[("python", "publisher")] + ["--name", "imu", "--key", "0x%08x" % key, "--rate", "200"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore_hup,
+    )
+    try:
+        pub.out = Lines("python publisher (stdout)", pub.stdout)
+        pub.err = Lines("python publisher (stderr)", pub.stderr)
+        pub.out.next_with("publishing 'imu'")
+        with shmbus.Subscriber("imu", key=key, schema=IMU, wait=60) as s:
+            s.wait(timeout=60)
+            pub.send_signal(signal.SIGHUP)
+            # Still publishing after the SIGHUP: the newest frame once
+            # `kill` returned, then a newer one, published after it (a
+            # fatal signal ends the process before its next instruction).
+            s.wait_latest(timeout=60)
+            s.wait_latest(timeout=60)
+            assert pub.poll() is None, "SIGHUP ended a publisher started with it ignored"
+        pub.send_signal(signal.SIGTERM)
+        rc, out, err = finished(pub)
+        assert rc == 143 and err == "", (rc, out, err)
+    finally:
+        if pub.poll() is None:
+            pub.kill()
+        pub.wait(timeout=60)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_a_stop_signal_never_ends_the_c_publisher_in_the_middle_of_a_frame(run, key, sig):
     """SIGTERM (systemctl stop), Ctrl-C and SIGHUP end the C example
     publisher between two frames. It is held (``Caught``: traced, one
