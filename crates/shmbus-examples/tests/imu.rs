@@ -532,16 +532,15 @@ fn the_examples_carry_on_when_the_topic_is_removed_under_them() {
 }
 
 /// SIGTERM (`systemctl stop`), Ctrl-C and SIGHUP end the example publisher
-/// between two frames, never in the middle of one. It is stopped
-/// (SIGSTOP) until it is caught with a slot mid-write (odd sequence, read
-/// through a read-only mapping), sent the signal, and continued: it must
-/// die of that signal and leave no slot odd. Before, it died with the slot
+/// between two frames, never in the middle of one. It is held at the
+/// first moment a slot is mid-write (odd sequence, read through a
+/// read-only mapping) and sent the signal there: it must die of that
+/// signal and leave no slot odd
+/// (`shmbus_testkit::assert_stop_signals_end_it_between_frames`). Before, it died with the slot
 /// mid-write, and every in-order reader got "publisher died mid-publish"
 /// for it until the next start repaired it.
 #[test]
 fn a_stop_signal_never_ends_the_publisher_in_the_middle_of_a_frame() {
-    use nix::sys::signal::Signal;
-    use std::os::unix::process::ExitStatusExt;
     watchdog(
         "a_stop_signal_never_ends_the_publisher_in_the_middle_of_a_frame",
         Duration::from_secs(600),
@@ -550,59 +549,12 @@ fn a_stop_signal_never_ends_the_publisher_in_the_middle_of_a_frame() {
     let _guard = Guard(key);
     let key_arg = format!("0x{key:08x}");
     let name = "examples/imu-stop";
-    let topic = shmbus_pub::Topic::new(name).key(key);
-    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
-        // Dying of the signal is its default action, whatever this test
-        // run inherited (`nohup`, a shell's `&`).
-        let mut publisher = KillOnDrop(
-            shmbus_testkit::with_default_stop_signals(&mut command(env!(
-                "CARGO_BIN_EXE_imu-publisher"
-            )))
-            // As fast as it goes: most of its time is spent publishing.
-            .args(["--name", name, "--key", &key_arg, "--rate", "1000000"])
+    shmbus_testkit::assert_stop_signals_end_it_between_frames("imu-publisher", key, || {
+        let mut c = command(env!("CARGO_BIN_EXE_imu-publisher"));
+        // As fast as it goes: most of its time is spent publishing.
+        c.args(["--name", name, "--key", &key_arg, "--rate", "1000000"])
             .args(["--duration", "300"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn imu-publisher"),
-        );
-        let pid = publisher.0.id();
-        drop(
-            shmbus_sub::Subscriber::<shmbus_examples::Imu>::wait_for_topic(
-                &topic,
-                Duration::from_secs(30),
-            )
-            .unwrap(),
-        );
-        let seg = shmbus_core::Segment::attach(&topic).unwrap();
-        // Publishing already: the segment outlives the last round's
-        // process, and this one may still be starting (millions of
-        // instructions before its first frame).
-        let g0 = seg.generation();
-        let g = shmbus_testkit::settled(|| seg.generation(), |&g| g > g0);
-        assert!(
-            g > g0,
-            "{sig}: pid {pid} did not publish within the watchdog"
-        );
-        let slots = u64::from(seg.info().geometry.slot_count);
-        let odd = |seg: &shmbus_core::Segment| {
-            (0..slots)
-                .filter(|&i| seg.slot_sequence(i) & 1 == 1)
-                .count()
-        };
-        // Held at the first instruction with a slot mid-write, then sent
-        // the signal right there.
-        let caught = shmbus_testkit::Caught::when(pid, || odd(&seg) == 1)
-            .unwrap_or_else(|e| panic!("{sig}: never caught mid-write: {e}"));
-        let how = caught.how();
-        eprintln!("{sig}: caught {how}");
-        caught.signal_and_go(sig).unwrap();
-        let st =
-            shmbus_testkit::exit_within(&mut publisher.0, Duration::from_secs(60), "imu-publisher");
-        assert_eq!(st.signal(), Some(sig as i32), "{sig}: {st}");
-        assert_eq!(
-            odd(&seg),
-            0,
-            "{sig} ended the publisher in the middle of a frame (caught {how})"
-        );
-    }
+            .stdout(Stdio::null());
+        c
+    });
 }

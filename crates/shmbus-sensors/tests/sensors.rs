@@ -1874,17 +1874,15 @@ fn an_unknown_sensor_name_lists_the_six() {
 }
 
 /// `systemctl stop` (SIGTERM), Ctrl-C (SIGINT) and SIGHUP end a sensor
-/// between two frames, never in the middle of one. The sensor is stopped
-/// (SIGSTOP) until it is caught with a slot mid-write (odd sequence, read
-/// through a read-only mapping), sent the stop signal, and continued: it
-/// must still die of that signal (systemd's clean stop), and leave no slot
-/// odd. A sensor killed mid-write left the slot odd, and every in-order
+/// between two frames, never in the middle of one. The sensor is held at
+/// the first moment a slot is mid-write (odd sequence, read through a
+/// read-only mapping) and sent the stop signal there: it must still die of
+/// that signal (systemd's clean stop), and leave no slot odd
+/// (`shmbus_testkit::assert_stop_signals_end_it_between_frames`). A sensor killed mid-write left the slot odd, and every in-order
 /// reader got "publisher died mid-publish" for it until the next start
 /// repaired it.
 #[test]
 fn a_stop_signal_never_ends_a_sensor_in_the_middle_of_a_frame() {
-    use nix::sys::signal::Signal;
-    use std::os::unix::process::ExitStatusExt;
     watchdog(
         "a_stop_signal_never_ends_a_sensor_in_the_middle_of_a_frame",
         Duration::from_secs(600),
@@ -1903,48 +1901,7 @@ fn a_stop_signal_never_ends_a_sensor_in_the_middle_of_a_frame() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
-        // Dying of the signal is its default action, whatever this test
-        // run inherited (`nohup`, a shell's `&`).
-        let mut child = KillOnDrop(
-            shmbus_testkit::with_default_stop_signals(&mut sensor_cmd(SensorKind::Imu, &args))
-                .stdin(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        let pid = child.0.id();
-        drop(Subscriber::<Imu>::wait_for_topic(&topic, Duration::from_secs(30)).unwrap());
-        let seg = shmbus_core::Segment::attach(&topic).unwrap();
-        // Publishing already: the segment outlives the last round's
-        // process, and this one may still be starting (millions of
-        // instructions before its first frame).
-        let g0 = seg.generation();
-        let g = shmbus_testkit::settled(|| seg.generation(), |&g| g > g0);
-        assert!(
-            g > g0,
-            "{sig}: pid {pid} did not publish within the watchdog"
-        );
-        let slots = u64::from(seg.info().geometry.slot_count);
-        let odd = |seg: &shmbus_core::Segment| {
-            (0..slots)
-                .filter(|&i| seg.slot_sequence(i) & 1 == 1)
-                .count()
-        };
-        // Caught mid-write: within a bounded number of tries (most of a
-        // 1 MHz sensor's time is spent writing a frame).
-        // Held at the first instruction with a slot mid-write, then sent
-        // the signal right there.
-        let caught = shmbus_testkit::Caught::when(pid, || odd(&seg) == 1)
-            .unwrap_or_else(|e| panic!("{sig}: never caught mid-write: {e}"));
-        let how = caught.how();
-        eprintln!("{sig}: caught {how}");
-        caught.signal_and_go(sig).unwrap();
-        let st = shmbus_testkit::exit_within(&mut child.0, Duration::from_secs(60), "the sensor");
-        assert_eq!(st.signal(), Some(sig as i32), "{sig}: {st}");
-        assert_eq!(
-            odd(&seg),
-            0,
-            "{sig} ended the sensor in the middle of a frame (caught {how})"
-        );
-    }
+    shmbus_testkit::assert_stop_signals_end_it_between_frames("the sensor", topic.key, || {
+        sensor_cmd(SensorKind::Imu, &args)
+    });
 }

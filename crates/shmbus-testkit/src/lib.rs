@@ -411,6 +411,64 @@ impl Drop for Caught {
     }
 }
 
+/// The check behind every "a stop signal never ends PROGRAM in the middle
+/// of a frame" test: for SIGTERM (`systemctl stop`), SIGINT (Ctrl-C) and
+/// SIGHUP in turn, `command()` is started with the default action for all
+/// three, left to publish on the topic at `key` (as fast as it goes), held
+/// ([`Caught::when`]) at the first moment a slot of it is mid-write, and
+/// sent the signal right there. It must die of that signal, and leave no
+/// slot mid-write: one left odd is read by every in-order reader as a
+/// publisher that died mid-publish, until the next start repairs it.
+/// `what` names the program in the failures.
+pub fn assert_stop_signals_end_it_between_frames(
+    what: &str,
+    key: i32,
+    mut command: impl FnMut() -> Command,
+) {
+    use nix::sys::signal::Signal;
+    use std::os::unix::process::ExitStatusExt;
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        // Dying of the signal is its default action, whatever this test
+        // run inherited (`nohup`, a shell's `&`).
+        let mut child = KillOnDrop(
+            with_default_stop_signals(&mut command())
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("{sig}: start {what}: {e}")),
+        );
+        let pid = child.0.id();
+        let seg = settled(
+            || shmbus_core::Segment::attach_key(key),
+            |r| r.is_ok() || process_gone(pid),
+        )
+        .unwrap_or_else(|e| panic!("{sig}: {what} made no topic at 0x{key:08x}: {e}"));
+        // Publishing already: the segment outlives the last round's
+        // process, and this one may still be starting (millions of
+        // instructions before its first frame).
+        let g0 = seg.generation();
+        let g = settled(|| seg.generation(), |&g| g > g0 || process_gone(pid));
+        assert!(g > g0, "{sig}: {what} (pid {pid}) did not publish");
+        let slots = u64::from(seg.info().geometry.slot_count);
+        let odd = || {
+            (0..slots)
+                .filter(|&i| seg.slot_sequence(i) & 1 == 1)
+                .count()
+        };
+        let caught = Caught::when(pid, || odd() == 1)
+            .unwrap_or_else(|e| panic!("{sig}: {what} never caught mid-write: {e}"));
+        let how = caught.how();
+        eprintln!("{what}, {sig}: caught {how}");
+        caught.signal_and_go(sig).unwrap();
+        let st = exit_within(&mut child.0, Duration::from_secs(60), what);
+        assert_eq!(st.signal(), Some(sig as i32), "{sig}: {what}: {st}");
+        assert_eq!(
+            odd(),
+            0,
+            "{sig} ended {what} in the middle of a frame (caught {how})"
+        );
+    }
+}
+
 /// The id of the calling thread (what [`wait_thread_asleep`] takes).
 pub fn thread_id() -> i32 {
     nix::unistd::gettid().as_raw()
