@@ -520,17 +520,16 @@ class Caught:
         return how
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
-def test_a_stop_signal_never_ends_the_python_publisher_in_the_middle_of_a_frame(run, key, sig):
-    """The Python example publisher, held (``Caught``) at the first moment a
-    slot is mid-write and sent SIGTERM, SIGINT or SIGHUP there: it finishes
-    that frame, prints its summary and exits 128 + the signal, with no slot
-    left odd and its last frame the one the summary counts. Before, SIGHUP
-    (a closed terminal or ssh session) kept its default action and ended it
-    inside the publish, leaving the slot mid-write."""
+def stopped_mid_frame(run, lang, key, sig):
+    """Start the ``lang`` example publisher as fast as it goes (most of its
+    time is spent publishing), hold it (``Caught``) at the first moment a
+    slot is mid-write (odd sequence, read through a read-only mapping as
+    section 5 of docs/LAYOUT.md reads it), send ``sig`` right there and
+    let it go. Returns (exit code, stdout, stderr, slots left odd, how it
+    was caught)."""
     from test_spec_cleanroom import Topic as RawTopic, u32
 
-    pub = run("python", "publisher", key, "--rate", "1000000", "--duration", "300", default_signals=True)
+    pub = run(lang, "publisher", key, "--rate", "1000000", "--duration", "300", default_signals=True)
     pub.out.next_with("publishing 'imu'")
     t = RawTopic(key)
     try:
@@ -541,13 +540,25 @@ def test_a_stop_signal_never_ends_the_python_publisher_in_the_middle_of_a_frame(
 
         how = Caught(pub.pid, lambda: odd() == 1).signal_and_go(sig)
         rc, out, err = finished(pub)
-        assert rc == 128 + sig and err == "", (sig.name, rc, out, err)
-        assert odd() == 0, "%s ended the publisher in the middle of a frame (caught %s)" % (sig.name, how)
-        n = int(out.split("published ")[1].split()[0])
-        with shmbus.Subscriber("imu", key=key, schema=IMU, wait=0) as s:
-            assert s.latest()["value"]["seq"] == n - 1, out
+        return rc, out, err, odd(), how
     finally:
         t.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_stop_signal_never_ends_the_python_publisher_in_the_middle_of_a_frame(run, key, sig):
+    """The Python example publisher, held (``Caught``) at the first moment a
+    slot is mid-write and sent SIGTERM, SIGINT or SIGHUP there: it finishes
+    that frame, prints its summary and exits 128 + the signal, with no slot
+    left odd and its last frame the one the summary counts. Before, SIGHUP
+    (a closed terminal or ssh session) kept its default action and ended it
+    inside the publish, leaving the slot mid-write."""
+    rc, out, err, odd, how = stopped_mid_frame(run, "python", key, sig)
+    assert rc == 128 + sig and err == "", (sig.name, rc, out, err)
+    assert odd == 0, "%s ended the publisher in the middle of a frame (caught %s)" % (sig.name, how)
+    n = int(out.split("published ")[1].split()[0])
+    with shmbus.Subscriber("imu", key=key, schema=IMU, wait=0) as s:
+        assert s.latest()["value"]["seq"] == n - 1, out
 
 
 def test_a_stop_signal_started_ignored_stays_ignored_by_the_python_publisher(run, key):
@@ -587,30 +598,11 @@ def test_a_stop_signal_started_ignored_stays_ignored_by_the_python_publisher(run
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_a_stop_signal_never_ends_the_c_publisher_in_the_middle_of_a_frame(run, key, sig):
     """SIGTERM (systemctl stop), Ctrl-C and SIGHUP end the C example
-    publisher between two frames. It is held (``Caught``: traced, one
-    instruction at a time) at the first moment a slot is mid-write (odd
-    sequence, read through a read-only mapping as section 5 of
-    docs/LAYOUT.md reads it), sent the signal and let go: it must die of
-    that signal and leave no slot odd. Before, it died with the
+    publisher between two frames. Held at the first moment a slot is
+    mid-write and sent the signal there (``stopped_mid_frame``), it must
+    die of that signal and leave no slot odd. Before, it died with the
     slot mid-write, and every in-order reader got "publisher died
     mid-publish" for it until the next start repaired it."""
-    from test_spec_cleanroom import Topic as RawTopic, u32
-
-    # As fast as it goes: most of its time is spent publishing.
-    pub = run("c", "publisher", key, "--rate", "1000000", "--duration", "300", default_signals=True)
-    pub.out.next_with("publishing 'imu'")
-    t = RawTopic(key)
-    try:
-        slots = [t.base + t.header_size + i * t.slot_stride for i in range(t.slot_count)]
-
-        def odd():
-            return sum(u32(s) & 1 for s in slots)
-
-        # Held at the first instruction with a slot mid-write, then sent
-        # the signal right there.
-        how = Caught(pub.pid, lambda: odd() == 1).signal_and_go(sig)
-        rc, out, err = finished(pub)
-        assert rc == -sig, (rc, out, err)
-        assert odd() == 0, "%s ended the publisher in the middle of a frame (caught %s)" % (sig.name, how)
-    finally:
-        t.close()
+    rc, out, err, odd, how = stopped_mid_frame(run, "c", key, sig)
+    assert rc == -sig, (rc, out, err)
+    assert odd == 0, "%s ended the publisher in the middle of a frame (caught %s)" % (sig.name, how)
