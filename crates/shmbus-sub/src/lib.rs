@@ -903,8 +903,9 @@ impl RawSubscriber {
     ///
     /// - [`PublisherStatus::Alive`]: a publisher holds the topic's lock (the
     ///   same one restarted, or another that took the topic over);
-    /// - any other status: a frame was published since this subscriber's
-    ///   last liveness check although no publisher holds the lock. This is
+    /// - any other status: a frame this subscriber has not read yet was
+    ///   published since its last liveness check, although no publisher
+    ///   holds the lock. This is
     ///   a publisher whose lock alone was removed (`ipcrm -s`, logind's
     ///   `RemoveIPC`), usually [`PublisherStatus::NoLock`]. It publishes,
     ///   so its frames are read.
@@ -934,7 +935,10 @@ impl RawSubscriber {
             // New frames first: ones published just before a removal are
             // still in the mapping, for the caller to read.
             let g = self.seg.generation();
-            let published = g != self.generation_at_check;
+            // Published since the last check, and not read yet: frames this
+            // subscriber read between two checks (from a publisher alive
+            // then) say nothing about whether anyone publishes now.
+            let published = g != self.generation_at_check && g > self.newest;
             let status = self.seg.publisher_status();
             let now = sys::monotonic_ns();
             if published || status.is_alive() {

@@ -387,6 +387,38 @@ fn wait_for_publisher_returns_on_frames_a_new_lock_or_removal() {
         Err(WaitError::Removed)
     );
 }
+/// Called without a `PublisherGone` first (a reader that read every frame
+/// of a publisher that has since exited), `wait_for_publisher` waits for a
+/// new publisher or a new frame. It returned at once, with the dead
+/// publisher's status, for frames the reader had already read: "frames
+/// came although nobody holds the lock", which was not so (seen as a
+/// `PublisherGone` right after it in the CLI's restart test under
+/// qemu-arm).
+#[test]
+fn wait_for_publisher_does_not_return_for_frames_already_read() {
+    use shmbus_sub::RawNext;
+    watchdog("wait_for_publisher_already_read", Duration::from_secs(240));
+    let (topic, _guard) = unique_topic("wait-for-publisher-read");
+    let mut p = Publisher::<Check>::open(&topic).unwrap();
+    let mut sub = shmbus_sub::RawSubscriber::attach(&topic).unwrap();
+    let mut frame = Vec::new();
+    for i in 1..=3 {
+        p.publish(&Check::new(i)).unwrap();
+    }
+    for g in 1..=3 {
+        assert!(
+            matches!(sub.next_bytes(&mut frame), Ok(RawNext::Frame(m, ())) if m.generation == g)
+        );
+    }
+    drop(p);
+    assert_eq!(
+        sub.wait_for_publisher(Duration::from_millis(300)),
+        Err(WaitError::Timeout)
+    );
+    // A new publisher, taking the lock while this thread sleeps: `Alive`.
+    restart_while_asleep(&topic, &mut sub);
+}
+
 /// A stopped topic (its publisher exited, so its session's waiter segment
 /// is gone) costs about ten wake-ups a second, not a hundred, both in a
 /// loop of reads' waits that each end `PublisherGone` (as `shmbus record`
