@@ -25,7 +25,6 @@ use std::process::{ChildStdout, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use shmbus_core::layout::HeaderInfo;
 use shmbus_core::sys::{self, Attachment, Errno, WriteAttachment};
@@ -427,7 +426,9 @@ fn child_role_entry() {
             let topic = topic_from(&a).notify(false);
             let mut p = Publisher::<Check>::open(&topic).expect("open");
             p.publish(&Check::new(1)).expect("publish");
-            say("READY");
+            // The thread that publishes (libtest runs a test on a thread
+            // of its own): the one a test holds mid-write.
+            say(&format!("READY {}", shmbus_testkit::thread_id()));
             let mut g = 2;
             loop {
                 p.publish(&Check::new(g)).expect("publish");
@@ -1200,11 +1201,19 @@ fn subscribers_cannot_write() {
 
 // ----------------------------------------------------------------- faults
 
-/// SIGSTOP a publisher that publishes continuously into a one-slot ring
-/// until it is caught with the slot mid-write (odd sequence). Each time, a
-/// reader reports `WriterStuck` with the publisher's pid after its bounded
-/// wait (200 ms), never a torn frame and never a hang. Stops that land
-/// between writes must yield a whole frame.
+/// Hold a publisher that publishes continuously into a one-slot ring with
+/// the slot mid-write (odd sequence), and between two writes, in turn.
+/// Each time it is held mid-write, a reader reports `WriterStuck` with the
+/// publisher's pid after its bounded wait (200 ms), never a torn frame and
+/// never a hang; held between writes, a read yields a whole frame.
+///
+/// Was: SIGSTOP at random moments until 50 stops had landed mid-write,
+/// within 20,000. A stop is taken at the process's next return to user
+/// space; where that is seldom inside the write (a machine whose timer
+/// interrupts rarely fall there), the test failed for want of luck. Now
+/// each moment is caught deterministically with
+/// [`shmbus_testkit::Caught::when`] (single steps under ptrace; SIGSTOP
+/// samples under qemu-arm, where they land anywhere in the emulation).
 #[test]
 fn sigstop_mid_write_reports_a_stuck_writer() {
     watchdog(
@@ -1214,46 +1223,57 @@ fn sigstop_mid_write_reports_a_stuck_writer() {
     let (topic, _g) = unique_topic("sigstop");
     let topic = topic.slots(1).notify(false);
     let mut kid = spawn_kid("spin-publisher", &topic_args(&topic), None);
-    assert_eq!(kid.line(), "READY");
+    let ready = kid.line();
+    // The publishing thread is held (traced), not the process's main
+    // thread: that one waits for the test thread and would never finish
+    // a single step.
+    let tid: u32 = ready
+        .strip_prefix("READY ")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("expected READY and a thread id, got {ready:?}"));
     let pid = Pid::from_raw(kid.pid());
     let mut sub = Subscriber::<Check>::attach(&topic).unwrap();
     let peek = SeqPeek::new(sub.raw().segment().shmid(), topic.key);
 
     let wanted = scaled(50);
-    let (mut stops, mut caught, mut whole) = (0u32, 0u32, 0u32);
+    let (mut caught, mut whole) = (0u32, 0u32);
     let mut worst = Duration::ZERO;
+    let mut how = (String::new(), String::new());
     while caught < wanted {
+        // Between writes (the publisher published frame 1 before READY).
+        let held = shmbus_testkit::Caught::when(tid, || peek.seq() & 1 == 0)
+            .unwrap_or_else(|e| panic!("never held between writes: {e}"));
+        let s = sub.latest().unwrap().expect("a frame");
         assert!(
-            stops < 20_000,
-            "caught the publisher mid-write only {caught} times in {stops} stops"
+            s.value.is_whole(),
+            "torn frame accepted ({}): {:?}",
+            held.how(),
+            s.value
         );
-        stops += 1;
-        kill(pid, Signal::SIGSTOP).unwrap();
-        match waitpid(pid, Some(WaitPidFlag::WUNTRACED)).unwrap() {
-            WaitStatus::Stopped(_, Signal::SIGSTOP) => {}
-            other => panic!("publisher not stopped: {other:?}"),
-        }
-        if peek.seq() & 1 == 1 {
-            let t = Instant::now();
-            match sub.latest() {
-                Err(ReadError::WriterStuck { pid: p, waited }) => {
-                    assert_eq!(p, pid.as_raw());
-                    assert!(waited >= shmbus_core::segment::DEFAULT_STUCK_AFTER);
-                }
-                other => panic!("stopped mid-write: expected WriterStuck, got {other:?}"),
+        whole += 1;
+        how.0 = held.how();
+        drop(held);
+        // Mid-write.
+        let held = shmbus_testkit::Caught::when(tid, || peek.seq() & 1 == 1)
+            .unwrap_or_else(|e| panic!("never held mid-write: {e}"));
+        let t = Instant::now();
+        match sub.latest() {
+            Err(ReadError::WriterStuck { pid: p, waited }) => {
+                assert_eq!(p, pid.as_raw());
+                assert!(waited >= shmbus_core::segment::DEFAULT_STUCK_AFTER);
             }
-            worst = worst.max(t.elapsed());
-            caught += 1;
-        } else {
-            let s = sub.latest().unwrap().expect("a frame");
-            assert!(s.value.is_whole(), "torn frame accepted: {:?}", s.value);
-            whole += 1;
+            other => panic!(
+                "held mid-write ({}): expected WriterStuck, got {other:?}",
+                held.how()
+            ),
         }
-        kill(pid, Signal::SIGCONT).unwrap();
-        std::thread::sleep(Duration::from_micros(200 + u64::from(stops % 7) * 150));
+        worst = worst.max(t.elapsed());
+        caught += 1;
+        how.1 = held.how();
+        drop(held);
     }
-    // Running again: reads succeed. The last stop caught a write half
-    // done, and SIGCONT only makes the publisher runnable: on a loaded
+    // Running again: reads succeed. The last hold caught a write half
+    // done, and letting it go only makes the publisher runnable: on a loaded
     // machine it may not run for longer than the reader's stuck bound, and
     // a reader then rightly says `WriterStuck`. So: the write finishes (the
     // slot's sequence moves), then a read gives a whole frame, with only
@@ -1263,7 +1283,7 @@ fn sigstop_mid_write_reports_a_stuck_writer() {
     while peek.seq() == stuck_at {
         assert!(
             Instant::now() < end,
-            "the publisher never finished its write after SIGCONT"
+            "the publisher never finished its write after it was let go"
         );
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -1280,7 +1300,8 @@ fn sigstop_mid_write_reports_a_stuck_writer() {
     };
     assert!(s.value.is_whole(), "torn frame accepted: {:?}", s.value);
     println!(
-        "FIGURE sigstop: {stops} SIGSTOPs, {caught} caught mid-write -> WriterStuck (slowest report {worst:?}), {whole} between writes -> whole frame, 0 torn, 0 hangs; resumed: {stuck_again} stuck report(s) before the first whole frame"
+        "FIGURE sigstop: {caught} held mid-write -> WriterStuck (slowest report {worst:?}; last held {}), {whole} between writes -> whole frame (last held {}), 0 torn, 0 hangs; resumed: {stuck_again} stuck report(s) before the first whole frame",
+        how.1, how.0
     );
 }
 

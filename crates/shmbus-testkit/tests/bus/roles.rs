@@ -190,11 +190,14 @@ pub(super) fn stress_subscriber(args: &[String]) {
 pub(super) fn kill_publisher(args: &[String]) {
     let topic = topic_from(args);
     let mut p = Publisher::<Check>::open(&topic).unwrap();
+    // tid: the thread that publishes (libtest runs a test on a thread of
+    // its own), the one a test holds mid-write.
     say!(
-        "open repaired={} next={} created={}",
+        "open repaired={} next={} created={} tid={}",
         p.raw().repaired_slots(),
         p.raw().next_generation(),
-        u8::from(p.raw().created())
+        u8::from(p.raw().created()),
+        shmbus_testkit::thread_id()
     );
     let mut g = p.raw().next_generation();
     loop {

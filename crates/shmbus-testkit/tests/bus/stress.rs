@@ -159,14 +159,40 @@ fn publishers_killed_mid_publish_never_tear_a_frame() {
         while seg.generation() <= started {
             std::thread::sleep(Duration::from_micros(50));
         }
-        std::thread::sleep(Duration::from_micros(rng.below(2_000)));
-        signal::kill(Pid::from_raw(current.0.id() as i32), Signal::SIGKILL).unwrap();
+        // Every third kill (the first among them) is held mid-write and
+        // killed there: a random moment lands mid-write only by chance,
+        // and `mid_write > 0` below needed that luck (10 kills under
+        // qemu-arm). The others are at random moments, as before.
+        let forced = i % 3 == 0;
+        if forced {
+            // The publishing thread, not the main thread (which waits for
+            // it and would never finish a single step).
+            let open_line = if i == 0 { &first } else { &last_line };
+            let tid = field(open_line, "tid");
+            let odd_now = || (0..slots).any(|s| seg.slot_sequence(s) & 1 == 1);
+            let held = shmbus_testkit::Caught::when(tid as u32, odd_now)
+                .unwrap_or_else(|e| panic!("kill {i}: never held mid-write: {e}"));
+            held.signal_and_go(Signal::SIGKILL).unwrap();
+            // A traced thread that dies waits to be reaped by its tracer
+            // (this thread), and the process's exit waits for it.
+            let _ = nix::sys::wait::waitpid(
+                Pid::from_raw(tid as i32),
+                Some(nix::sys::wait::WaitPidFlag::__WALL),
+            );
+        } else {
+            std::thread::sleep(Duration::from_micros(rng.below(2_000)));
+            signal::kill(Pid::from_raw(current.0.id() as i32), Signal::SIGKILL).unwrap();
+        }
         let st = current.0.wait().unwrap();
         assert!(!st.success());
         let odd = (0..slots)
             .filter(|&s| seg.slot_sequence(s) & 1 == 1)
             .count() as u64;
         assert!(odd <= 1, "a single writer left {odd} slots mid-write");
+        assert!(
+            !forced || odd == 1,
+            "kill {i}, held mid-write, left {odd} slots odd"
+        );
         mid_write += odd;
         let g = seg.generation();
         assert!(g >= last_gen, "generation went back from {last_gen} to {g}");
