@@ -759,12 +759,12 @@ fn replay_refuses_a_live_publisher_before_publishing_anything() {
 /// checks the topics' shapes before anything is published: on a board's
 /// SD card, seconds to minutes for a large recording) ends it there, and
 /// says so. Was: ignored until the pass ended, then `FILE holds no shmbus
-/// frames to replay` (exit 1). The replay is caught in that pass with
-/// SIGSTOP (reading the file, no topic created yet), then given SIGINT.
+/// frames to replay` (exit 1). The replay is held in that pass (traced,
+/// at the first system call after it has read past the file's magic; no
+/// topic created yet), then given SIGINT.
 #[test]
 fn ctrl_c_during_replays_first_pass_stops_it_and_says_so() {
-    use nix::sys::signal::{Signal, kill};
-    use nix::unistd::Pid;
+    use nix::sys::signal::Signal;
     let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     watchdog("ctrl-c first pass", std::time::Duration::from_secs(300));
     let Case {
@@ -785,15 +785,6 @@ fn ctrl_c_during_replays_first_pass_stops_it_and_says_so() {
     shmbus_testkit::dies_with_parent(&mut cmd);
     let mut child = shmbus_testkit::KillOnDrop(cmd.spawn().unwrap());
     let pid = child.0.id();
-    let stopped = || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|st| {
-                st.rsplit_once(')')
-                    .map(|(_, rest)| rest.trim_start().starts_with(['T', 't']))
-            })
-            .unwrap_or(false)
-    };
     // How far the process has read the recording, on any descriptor.
     let read_so_far = || -> u64 {
         let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
@@ -813,32 +804,27 @@ fn ctrl_c_during_replays_first_pass_stops_it_and_says_so() {
             .max()
             .unwrap_or(0)
     };
+    // Held at the first system call after which it has read more of the
+    // file than its magic (8 bytes, read before the pass, which then reads
+    // 256 KiB at a time): it is in its pass, however short the pass is and
+    // however late this thread gets a CPU. (Was: SIGSTOP every millisecond until
+    // one landed in the pass; on a loaded machine the pass could end
+    // between two samples, and the test failed with the topic created.)
+    let held = shmbus_testkit::syscalls::AtSyscall::when(pid, || read_so_far() > 8)
+        .expect("replay never read the file");
+    let no_topic = shmbus_core::sys::shmget(key, 0, 0).is_err();
+    assert!(
+        no_topic,
+        "replay created the topic before the test caught its first pass ({})",
+        held.how()
+    );
+    println!(
+        "replay held in its first pass {}, {} bytes read",
+        held.how(),
+        read_so_far()
+    );
+    held.signal_and_go(Signal::SIGINT).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        kill(Pid::from_raw(pid as i32), Signal::SIGSTOP).unwrap();
-        while !stopped() {
-            assert!(std::time::Instant::now() < deadline, "replay did not stop");
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        let no_topic = shmbus_core::sys::shmget(key, 0, 0).is_err();
-        assert!(
-            no_topic,
-            "replay created the topic before the test caught its first pass"
-        );
-        let caught = read_so_far() > 0;
-        if caught {
-            kill(Pid::from_raw(pid as i32), Signal::SIGINT).unwrap();
-        }
-        kill(Pid::from_raw(pid as i32), Signal::SIGCONT).unwrap();
-        if caught {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "replay never read the file"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
     let status = loop {
         if let Some(s) = child.0.try_wait().unwrap() {
             break s;

@@ -6,6 +6,7 @@
 
 pub mod docs;
 pub mod steady;
+pub mod syscalls;
 pub mod ws;
 
 use std::os::unix::process::CommandExt;
