@@ -167,6 +167,9 @@ pub struct Proc {
     pub name: String,
     child: Option<Child>,
     lines: Arc<Mutex<Vec<String>>>,
+    /// The threads that collect stdout and stderr: each ends at its
+    /// pipe's end, once it has taken every line.
+    readers: Vec<std::thread::JoinHandle<()>>,
     status: Option<ExitStatus>,
 }
 
@@ -182,22 +185,37 @@ impl Proc {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let out = child.stdout.take().unwrap();
         let err = child.stderr.take().unwrap();
+        let mut readers = Vec::new();
         for (r, tag) in [
             (Box::new(out) as Box<dyn std::io::Read + Send>, "out"),
             (Box::new(err), "err"),
         ] {
             let lines = lines.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for l in BufReader::new(r).lines().map_while(Result::ok) {
                     lines.lock().unwrap().push(format!("{tag}: {l}"));
                 }
-            });
+            }));
         }
         Proc {
             name: name.to_string(),
             child: Some(child),
             lines,
+            readers,
             status: None,
+        }
+    }
+
+    /// After the exit: wait until the reader threads have taken its last
+    /// lines (each ends at its pipe's end). Was: a fixed 100 ms, after
+    /// which a reader thread still waiting for a CPU on a loaded machine
+    /// had not taken the last line (the `RESULT` a test reads). Bounded:
+    /// a process it started that still holds the pipes open keeps the end
+    /// away, and the lines so far are then what there is.
+    fn drained(&mut self) {
+        let end = Instant::now() + Duration::from_secs(30);
+        while self.readers.iter().any(|r| !r.is_finished()) && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
@@ -219,7 +237,7 @@ impl Proc {
                 return l.clone();
             }
             if let Some(st) = self.try_status() {
-                std::thread::sleep(Duration::from_millis(100)); // last lines
+                self.drained(); // the last lines
                 if let Some(l) = self.lines.lock().unwrap().iter().find(|l| l.contains(pat)) {
                     return l.clone();
                 }
@@ -263,8 +281,8 @@ impl Proc {
         let end = Instant::now() + timeout;
         loop {
             if let Some(st) = self.try_status() {
-                // Let the reader threads take the last lines.
-                std::thread::sleep(Duration::from_millis(100));
+                // The reader threads have taken the last lines.
+                self.drained();
                 return st;
             }
             if Instant::now() >= end {
