@@ -354,7 +354,10 @@ pub(super) fn steady_publisher(args: &[String]) {
 
 /// A control-loop-like reader: after the go file appears, `n` times: sleep
 /// 1 ms, then `latest`. Counts what the reads returned, and how many of
-/// them began with the slot mid-write (`midwrite`).
+/// them began with the slot mid-write (`midwrite`). If none did, it reads
+/// on the same way until one does (for at most 60 s more): whether a
+/// read meets a write is up to how the two sleeps fall, and the test
+/// needs one that did. `reads` says how many it made.
 pub(super) fn periodic_latest_reader(args: &[String]) {
     let topic = topic_from(args);
     let n: u64 = args[4].parse().unwrap();
@@ -375,7 +378,16 @@ pub(super) fn periodic_latest_reader(args: &[String]) {
     }
     let (mut ok, mut torn, mut stuck, mut died, mut other, mut midwrite) = (0, 0, 0, 0, 0, 0);
     let mut buf = Vec::new();
-    for _ in 0..n {
+    let mut reads = 0u64;
+    let mut more_until = None;
+    while reads < n || midwrite == 0 {
+        if reads >= n {
+            let until = *more_until.get_or_insert_with(|| Instant::now() + Duration::from_secs(60));
+            if Instant::now() >= until {
+                break;
+            }
+        }
+        reads += 1;
         std::thread::sleep(Duration::from_millis(1));
         midwrite += u64::from(sub.segment().slot_sequence(0) & 1 == 1);
         match sub.latest_bytes(&mut buf) {
@@ -400,7 +412,9 @@ pub(super) fn periodic_latest_reader(args: &[String]) {
             }
         }
     }
-    say!("RESULT ok={ok} torn={torn} stuck={stuck} died={died} other={other} midwrite={midwrite}");
+    say!(
+        "RESULT reads={reads} ok={ok} torn={torn} stuck={stuck} died={died} other={other} midwrite={midwrite}"
+    );
 }
 
 /// Role `short-of-memory`: attach the topic in `args` with this process's

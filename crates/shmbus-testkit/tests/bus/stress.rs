@@ -326,7 +326,11 @@ fn a_real_time_reader_lets_a_normal_publisher_finish_its_write() {
         0,
         "a healthy publisher reported stuck: {l}"
     );
-    assert_eq!(field(l, "ok"), n, "{l}");
+    // Every read whole: the n asked for, and any made after them until one
+    // met a write (whether one of the n did is up to how the two 1 ms
+    // sleeps fall; was: `midwrite > 0` of the n alone, that luck).
+    assert!(field(l, "reads") >= n, "{l}");
+    assert_eq!(field(l, "ok"), field(l, "reads"), "{l}");
     assert!(
         field(l, "midwrite") > 0,
         "no read found the slot mid-write: {l}"
