@@ -144,14 +144,20 @@ pub fn point(
         )
     };
     let t = topic(keys.take()?, &name(""), notify);
-    let mut publisher = Publisher::<Frame64>::open(&t).map_err(|e| e.to_string())?;
+    let mut publisher =
+        crate::creating(|| Publisher::<Frame64>::open(&t)).map_err(|e| e.to_string())?;
     // The control's second topic, which nobody reads: every other timed
     // publish goes there, interleaved with those to `t`.
     let mut unread_pub = match way.control {
-        true => Some(
-            Publisher::<Frame64>::open(&topic(keys.take()?, &name("-unread"), notify))
+        true => {
+            let key = keys.take()?;
+            Some(
+                crate::creating(|| {
+                    Publisher::<Frame64>::open(&topic(key, &name("-unread"), notify))
+                })
                 .map_err(|e| e.to_string())?,
-        ),
+            )
+        }
         false => None,
     };
     let mut args = vec![

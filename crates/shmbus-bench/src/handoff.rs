@@ -191,9 +191,10 @@ impl<F: SeqFrame> Pair<F> {
     fn open(keys: &mut crate::Keys, suffix: &str, notify: bool) -> Result<Pair<F>, String> {
         let ping = topic(keys.take()?, &format!("bench/{suffix}-ping"), notify);
         let pong = topic(keys.take()?, &format!("bench/{suffix}-pong"), notify);
-        let publisher = Publisher::<F>::open(&ping).map_err(|e| e.to_string())?;
+        let publisher =
+            crate::creating(|| Publisher::<F>::open(&ping)).map_err(|e| e.to_string())?;
         // Create the pong topic so we can attach now; each peer reopens it.
-        drop(Publisher::<F>::open(&pong).map_err(|e| e.to_string())?);
+        drop(crate::creating(|| Publisher::<F>::open(&pong)).map_err(|e| e.to_string())?);
         let sub = Subscriber::<F>::attach(&pong).map_err(|e| e.to_string())?;
         Ok(Pair {
             ping,
@@ -229,8 +230,12 @@ impl RawPair {
         let ping = topic(keys.take()?, "bench/raw-ping", false);
         let pong = topic(keys.take()?, "bench/raw-pong", false);
         let schema = raw_schema()?;
-        let publisher = RawPublisher::open(&ping, &schema, 64).map_err(|e| e.to_string())?;
-        drop(RawPublisher::open(&pong, &schema, 64).map_err(|e| e.to_string())?);
+        let publisher = crate::creating(|| RawPublisher::open(&ping, &schema, 64))
+            .map_err(|e| e.to_string())?;
+        drop(
+            crate::creating(|| RawPublisher::open(&pong, &schema, 64))
+                .map_err(|e| e.to_string())?,
+        );
         let sub = RawSubscriber::attach(&pong).map_err(|e| e.to_string())?;
         Ok(RawPair {
             ping,

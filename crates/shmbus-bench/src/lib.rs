@@ -117,7 +117,6 @@ impl Keys {
     /// The next free key of the range (see the type's docs). An error
     /// when every key left in the range is another program's.
     pub fn take(&mut self) -> Result<i32, String> {
-        park_if_stopping();
         while self.next <= 255 {
             let k = self.base + self.next;
             self.next += 1;
@@ -187,40 +186,104 @@ impl Default for Keys {
     }
 }
 
-/// Set once a stop signal arrived: no new topic or peer is started after
-/// it ([`Keys::take`] and peer spawns park), so the cleanup is final.
-static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// What may make System V objects at the run's keys: a topic opened by
+/// this process, or a peer started (a peer opens its topics before it says
+/// `ready`). The stop watcher must remove the run's topics after the last
+/// of them, not while one is under way: it sets `stopping`, after which no
+/// new one starts ([`Creations::run`] parks its thread for good), then
+/// waits until none is in flight. A fixed pause did this before: 50 ms,
+/// and an open under `qemu-arm` took longer, so the run's first two topics
+/// were made after their removal and left behind.
+///
+/// Dekker's pattern on two sequentially consistent atomics: a creation
+/// counts itself in, then looks at `stopping`; the watcher sets
+/// `stopping`, then looks at the count. One of the two sees the other.
+#[derive(Debug, Default)]
+pub struct Creations {
+    stopping: std::sync::atomic::AtomicBool,
+    in_flight: std::sync::atomic::AtomicUsize,
+}
 
-/// Park the calling thread for good if the run is being stopped (the
-/// process exits from the watcher thread).
-pub(crate) fn park_if_stopping() {
-    while STOPPING.load(std::sync::atomic::Ordering::SeqCst) {
-        std::thread::park();
+impl Creations {
+    /// A new set, not stopping.
+    pub const fn new() -> Creations {
+        Creations {
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+        }
     }
+
+    /// Run `f`, which may make objects at the run's keys, unless the run
+    /// is stopping: then park the calling thread for good (the process
+    /// exits from the watcher thread).
+    pub fn run<R>(&self, f: impl FnOnce() -> R) -> R {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.in_flight.fetch_add(1, SeqCst);
+        if self.stopping.load(SeqCst) {
+            self.in_flight.fetch_sub(1, SeqCst);
+            loop {
+                std::thread::park();
+            }
+        }
+        // Counted out also if `f` panics.
+        struct Out<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Out<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let _out = Out(&self.in_flight);
+        f()
+    }
+
+    /// Stop new creations, then wait until none is in flight, for at most
+    /// `limit`. False if one still was at the limit.
+    pub fn stop(&self, limit: Duration) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.stopping.store(true, SeqCst);
+        let start = std::time::Instant::now();
+        while self.in_flight.load(SeqCst) != 0 {
+            if start.elapsed() >= limit {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+}
+
+/// The bench's own: see [`Creations`].
+static CREATIONS: Creations = Creations::new();
+
+/// Run `f`, which opens a topic at one of the run's keys or starts a peer,
+/// so that an interrupt's cleanup comes after it ([`Creations`]).
+pub(crate) fn creating<R>(f: impl FnOnce() -> R) -> R {
+    CREATIONS.run(f)
 }
 
 /// Ctrl-C or `kill` (SIGINT, SIGTERM, SIGHUP) used to end the bench
 /// before `Keys` was dropped, leaving six segments and six semaphore sets
 /// per interrupted run. The measurement loops do not look at a flag, so a
 /// watcher thread does what the drop would, in an order that leaves
-/// nothing: it stops new topics and peers, kills the peers (a peer can
-/// create a topic at one of the run's keys) and waits until they are dead,
-/// removes the run's topics at the keys it handed out twice around a
-/// pause (the main thread may be inside an open when the flag is set),
-/// then exits (130). Other programs' objects in the key range stay.
+/// nothing: it stops new topics and peers and waits for the ones under
+/// way ([`Creations`]), kills the peers (a peer can create a topic at one
+/// of the run's keys) and waits until they are dead, removes the run's
+/// topics at the keys it handed out, then exits (130). Other programs'
+/// objects in the key range stay.
 fn remove_on_stop(keys: &Keys) {
     let used = keys.used.clone();
     let watcher = std::thread::Builder::new().spawn(move || {
         while !shmbus_toolbox::stop::requested() {
             std::thread::sleep(Duration::from_millis(20));
         }
-        STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
+        if !CREATIONS.stop(Duration::from_secs(30)) {
+            eprintln!(
+                "shmbus bench: a topic or peer was still being made 30 s after the interrupt; removing the run's topics anyway"
+            );
+        }
         kill_children(Duration::from_secs(10));
-        for _ in 0..2 {
-            for k in lock_ignoring_poison(&used).clone() {
-                remove_bench_topic(k, true);
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        for k in lock_ignoring_poison(&used).clone() {
+            remove_bench_topic(k, true);
         }
         eprintln!("shmbus bench: interrupted; the run's topics were removed");
         std::process::exit(130);
@@ -507,4 +570,67 @@ fn run_opts(opts: &Opts, args: &[String], keys: &mut Keys) -> Result<(), String>
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// An interrupt's cleanup waits for a topic open (or peer start) under
+    /// way, however long it takes, and one that starts after the stop
+    /// never runs. The 50 ms pause this replaced lost to a slow open
+    /// under `qemu-arm`: the open made its topic after the removal.
+    #[test]
+    fn the_cleanup_waits_for_a_creation_under_way_and_stops_new_ones() {
+        static C: Creations = Creations::new();
+        let (inside_tx, inside_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let creator = std::thread::spawn(move || {
+            C.run(|| {
+                inside_tx.send(()).unwrap();
+                // Held here, as a slow open would be.
+                go_rx.recv().unwrap();
+            })
+        });
+        inside_rx.recv().unwrap();
+        let (stopped_tx, stopped_rx) = mpsc::channel();
+        let stopper = std::thread::spawn(move || {
+            stopped_tx.send(C.stop(Duration::from_secs(300))).unwrap();
+        });
+        // Still in flight: the stop has not returned (it waits for as long
+        // as the creation lasts, up to its limit).
+        assert!(
+            stopped_rx.recv_timeout(Duration::from_millis(200)).is_err(),
+            "the stop returned while a creation was under way"
+        );
+        go_tx.send(()).unwrap();
+        creator.join().unwrap();
+        assert_eq!(stopped_rx.recv_timeout(Duration::from_secs(300)), Ok(true));
+        stopper.join().unwrap();
+        // After the stop, a new creation never runs: its thread parks.
+        let (ran_tx, ran_rx) = mpsc::channel();
+        std::thread::spawn(move || C.run(|| ran_tx.send(()).unwrap()));
+        assert!(ran_rx.recv_timeout(Duration::from_millis(200)).is_err());
+        // And the stop, asked again, finds nothing in flight.
+        assert!(C.stop(Duration::ZERO) || C.stop(Duration::from_secs(300)));
+    }
+
+    /// A stop whose creation never ends gives up at its limit, and says so.
+    #[test]
+    fn the_cleanup_gives_up_on_a_creation_at_its_limit() {
+        static C: Creations = Creations::new();
+        let (inside_tx, inside_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let creator = std::thread::spawn(move || {
+            C.run(|| {
+                inside_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+            })
+        });
+        inside_rx.recv().unwrap();
+        assert!(!C.stop(Duration::from_millis(50)));
+        go_tx.send(()).unwrap();
+        creator.join().unwrap();
+    }
 }

@@ -55,12 +55,9 @@ fn raw_publisher<T: Schema + MaxSize + serde::de::DeserializeOwned>(
     notify: bool,
 ) -> Result<RawPublisher, String> {
     let schema = schema_bytes::<T>().map_err(|e| e.to_string())?;
-    RawPublisher::open(
-        &topic(keys.take()?, name, notify),
-        &schema,
-        T::POSTCARD_MAX_SIZE,
-    )
-    .map_err(|e| e.to_string())
+    let key = keys.take()?;
+    crate::creating(|| RawPublisher::open(&topic(key, name, notify), &schema, T::POSTCARD_MAX_SIZE))
+        .map_err(|e| e.to_string())
 }
 
 fn publish_item(
@@ -139,7 +136,7 @@ where
     T: Serialize + serde::de::DeserializeOwned + Schema + MaxSize + 'static,
 {
     let t = topic(keys.take()?, name, false);
-    let mut publisher = Publisher::<T>::open(&t).map_err(|e| e.to_string())?;
+    let mut publisher = crate::creating(|| Publisher::<T>::open(&t)).map_err(|e| e.to_string())?;
     publisher.publish(&v).map_err(|e| e.to_string())?;
     let mut sub = Subscriber::<T>::attach(&t).map_err(|e| e.to_string())?;
     Ok(item(key, label, move || {
@@ -168,8 +165,10 @@ pub fn items(keys: &mut Keys, clock_ns: f64) -> Result<Vec<Item>, String> {
             })
         },
     ));
-    let mut poll_pub = Publisher::<Frame64>::open(&topic(keys.take()?, "bench/poll-idle", false))
-        .map_err(|e| e.to_string())?;
+    let key = keys.take()?;
+    let mut poll_pub =
+        crate::creating(|| Publisher::<Frame64>::open(&topic(key, "bench/poll-idle", false)))
+            .map_err(|e| e.to_string())?;
     poll_pub
         .publish(&Frame64::new(1))
         .map_err(|e| e.to_string())?;
@@ -344,8 +343,10 @@ pub fn items(keys: &mut Keys, clock_ns: f64) -> Result<Vec<Item>, String> {
         },
     ));
     let (imu, gnss, power) = typical();
-    let mut typed64 = Publisher::<Frame64>::open(&topic(keys.take()?, "bench/publish-t64", false))
-        .map_err(|e| e.to_string())?;
+    let key = keys.take()?;
+    let mut typed64 =
+        crate::creating(|| Publisher::<Frame64>::open(&topic(key, "bench/publish-t64", false)))
+            .map_err(|e| e.to_string())?;
     let f64v = Frame64::new(7);
     v.push(item(
         "publish_64_typed",
@@ -356,8 +357,10 @@ pub fn items(keys: &mut Keys, clock_ns: f64) -> Result<Vec<Item>, String> {
             })
         },
     ));
-    let mut typed = Publisher::<Imu>::open(&topic(keys.take()?, "bench/publish-imu", false))
-        .map_err(|e| e.to_string())?;
+    let key = keys.take()?;
+    let mut typed =
+        crate::creating(|| Publisher::<Imu>::open(&topic(key, "bench/publish-imu", false)))
+            .map_err(|e| e.to_string())?;
     v.push(item(
         "publish_imu_typed",
         "shmbus publish Imu (encode + word copy)",
@@ -465,7 +468,8 @@ pub fn items(keys: &mut Keys, clock_ns: f64) -> Result<Vec<Item>, String> {
     // so next() is timed like the other rows, whose batches of 1000 make the
     // clock's share negligible.
     let t = topic(keys.take()?, "bench/read", false).slots(64);
-    let mut read_pub = Publisher::<Frame64>::open(&t).map_err(|e| e.to_string())?;
+    let mut read_pub =
+        crate::creating(|| Publisher::<Frame64>::open(&t)).map_err(|e| e.to_string())?;
     let mut read_sub = Subscriber::<Frame64>::attach(&t).map_err(|e| e.to_string())?;
     let slots = t.slots as u64;
     v.push(item(
@@ -507,7 +511,8 @@ pub fn items(keys: &mut Keys, clock_ns: f64) -> Result<Vec<Item>, String> {
         ),
     ] {
         let t = topic(keys.take()?, "bench/read-new", false);
-        let mut publisher = Publisher::<Frame64>::open(&t).map_err(|e| e.to_string())?;
+        let mut publisher =
+            crate::creating(|| Publisher::<Frame64>::open(&t)).map_err(|e| e.to_string())?;
         let mut readers = (0..READERS)
             .map(|_| Subscriber::<Frame64>::attach(&t))
             .collect::<Result<Vec<_>, _>>()

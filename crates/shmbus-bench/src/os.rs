@@ -193,8 +193,13 @@ impl Peer {
     }
 
     /// Spawn `cmd` (stdout piped) and wait for its `ready` line.
-    pub fn spawn_cmd(mut cmd: Command, pass: &[BorrowedFd<'_>]) -> Result<Peer, String> {
-        crate::park_if_stopping();
+    pub fn spawn_cmd(cmd: Command, pass: &[BorrowedFd<'_>]) -> Result<Peer, String> {
+        // Until `ready`, the peer may be making its topics: an interrupt's
+        // cleanup waits for that (`crate::Creations`).
+        crate::creating(|| Self::spawn_ready(cmd, pass))
+    }
+
+    fn spawn_ready(mut cmd: Command, pass: &[BorrowedFd<'_>]) -> Result<Peer, String> {
         for fd in pass {
             set_inheritable(*fd, true)?;
         }
