@@ -10,6 +10,8 @@
 //! crate's `README.md` for how to run them in two terminals.
 #![warn(missing_docs)]
 
+use std::sync::Once;
+use std::sync::atomic::{AtomicUsize, Ordering, compiler_fence};
 use std::time::Duration;
 
 use postcard::experimental::max_size::MaxSize;
@@ -161,32 +163,167 @@ impl Options {
     }
 }
 
-/// Run `f` (opening the topic, a publish) with SIGTERM, SIGINT and SIGHUP
-/// held back in the calling thread (`pthread_sigmask`, two system calls):
-/// `systemctl stop`, Ctrl-C or a hang-up that arrives meanwhile ends the
-/// program right after `f`, by its default action as before, and never in
-/// the middle of a frame. Ended there, a publisher leaves that slot
+/// Run `f` (opening the topic, a publish) so that `systemctl stop`
+/// (SIGTERM), Ctrl-C (SIGINT) or a hang-up (SIGHUP) never ends the program
+/// in the middle of it: one that arrives meanwhile ends the program right
+/// after `f`, by its default action as before; one that arrives between
+/// frames ends it at once. Ended mid-frame, a publisher leaves that slot
 /// mid-write, and every in-order reader gets "publisher died mid-publish"
-/// for it until the next start repairs it. If the mask cannot be changed,
-/// `f` runs anyway.
+/// for it until the next start repairs it.
+///
+/// No system call per frame (on the board each costs microseconds): the
+/// first call installs a handler for those of the three signals whose
+/// action is the default (an ignored one, `nohup`'s SIGHUP, stays
+/// ignored), and a frame is then two atomic operations on `FRAMES`. The
+/// handler only sets its signal's bit there, unless no frame is in
+/// progress: then it ends the program; else the end of the last frame
+/// does. A `fork` child inherits the count: fork neither inside `f` nor
+/// while another thread is in a frame (`shmbus_toolbox::stop::deferred`,
+/// the same design, resets it in the child and documents the races).
 pub fn between_frames<R>(f: impl FnOnce() -> R) -> R {
-    use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
-    let mut stops = SigSet::empty();
-    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
-        stops.add(sig);
-    }
-    let mut before = SigSet::empty();
-    let held = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&stops), Some(&mut before)).is_ok();
+    static TAKEN: Once = Once::new();
+    TAKEN.call_once(take_stop_signals);
+    let frame = Frame::begin();
     let r = f();
-    if held {
-        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&before), None);
-    }
+    drop(frame); // also run if `f` panics
     r
+}
+
+/// SIGHUP, SIGINT, SIGTERM: ascending, as their pending bits in `FRAMES`.
+const STOPS: [libc::c_int; 3] = [libc::SIGHUP, libc::SIGINT, libc::SIGTERM];
+const SHIFT: u32 = usize::BITS - 3;
+const PENDING: usize = !0 << SHIFT;
+
+/// Frames in progress, in all threads (low bits), and the stop signals
+/// that came during one (the top three bits). One word, changed only by
+/// read-modify-writes: the one that takes the count to 0 with a bit set,
+/// or sets a bit at a count of 0, ends the program.
+static FRAMES: AtomicUsize = AtomicUsize::new(0);
+
+fn take_stop_signals() {
+    for sig in STOPS {
+        // SAFETY: all-zero is a valid `sigaction` (SIG_DFL, empty mask).
+        let mut now: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: a query only (null new action), into a valid struct.
+        let queried = unsafe { libc::sigaction(sig, std::ptr::null(), &mut now) } == 0;
+        if queried && now.sa_sigaction == libc::SIG_DFL {
+            let mut ours = now;
+            ours.sa_sigaction = on_stop as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            ours.sa_flags = libc::SA_RESTART; // `f` goes on after a noted signal
+            // SAFETY: replaces the default action only (checked above), so
+            // no handler of the program's is lost; `on_stop` is
+            // async-signal-safe (an atomic, then `signal`, `pthread_sigmask`,
+            // `raise`).
+            unsafe { libc::sigaction(sig, &ours, std::ptr::null_mut()) };
+        }
+    }
+}
+
+struct Frame;
+
+impl Frame {
+    fn begin() -> Frame {
+        // Acquire/Release pair with the other frames' and the handler's
+        // operations on FRAMES; the fence keeps `f`'s stores after the
+        // increment for a handler on this thread too.
+        if FRAMES.fetch_add(1, Ordering::AcqRel) & PENDING != 0 {
+            drop(Frame); // a signal came: the program is ending, start nothing
+            loop {
+                std::thread::park();
+            }
+        }
+        compiler_fence(Ordering::SeqCst);
+        Frame
+    }
+}
+
+impl Drop for Frame {
+    fn drop(&mut self) {
+        compiler_fence(Ordering::SeqCst);
+        let before = FRAMES.fetch_sub(1, Ordering::AcqRel);
+        if before & !PENDING == 1 && before & PENDING != 0 {
+            end_by(before);
+        }
+    }
+}
+
+extern "C" fn on_stop(sig: libc::c_int) {
+    let Some(i) = STOPS.iter().position(|&s| s == sig) else {
+        return;
+    };
+    let bit = 1 << (SHIFT + i as u32);
+    let before = FRAMES.fetch_or(bit, Ordering::AcqRel);
+    if before & !PENDING == 0 {
+        end_by(before | bit); // between frames: now
+    }
+}
+
+/// End the program by the lowest pending stop signal's default action.
+fn end_by(state: usize) -> ! {
+    let sig = STOPS[((state & PENDING) >> SHIFT).trailing_zeros() as usize];
+    // SAFETY: the default action back for a signal that had it when taken
+    // over, unblocked (it is blocked in its own handler) and raised: it
+    // ends the program here. All three calls are async-signal-safe.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig);
+        libc::signal(sig, libc::SIG_DFL);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::raise(sig);
+        libc::_exit(128 + sig) // not reached
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A SIGTERM inside `between_frames` waits for it, then ends the
+    /// program by SIGTERM; one outside ends it at once; an ignored SIGHUP
+    /// stays ignored. Forked children, stop signals at their defaults.
+    #[test]
+    fn a_stop_signal_waits_for_the_frame_and_an_ignored_one_stays_ignored() {
+        use shmbus_testkit::{ForkChild, default_stop_signals};
+        let limit = Duration::from_secs(60);
+        let died_of = |sig: i32| Err(format!("the child ended by signal {sig}"));
+        let start = |f: fn() -> i32| ForkChild::start(f).unwrap().wait(limit);
+        let inside = start(|| {
+            default_stop_signals();
+            // SAFETY: raise is sound; _exit ends the forked child at once.
+            between_frames(|| unsafe {
+                libc::raise(libc::SIGTERM);
+                libc::_exit(42)
+            })
+        });
+        assert_eq!(inside, Ok(42));
+        let after = start(|| {
+            default_stop_signals();
+            // SAFETY: raising a signal.
+            between_frames(|| unsafe { libc::raise(libc::SIGTERM) });
+            7
+        });
+        assert_eq!(after, died_of(libc::SIGTERM));
+        let outside = start(|| {
+            default_stop_signals();
+            between_frames(|| ());
+            // SAFETY: raising a signal.
+            unsafe { libc::raise(libc::SIGINT) };
+            7
+        });
+        assert_eq!(outside, died_of(libc::SIGINT));
+        let ignored = start(|| {
+            default_stop_signals();
+            // SAFETY: ignoring a signal installs no handler; raising one.
+            unsafe {
+                libc::signal(libc::SIGHUP, libc::SIG_IGN);
+                between_frames(|| libc::raise(libc::SIGHUP));
+                libc::raise(libc::SIGHUP);
+            }
+            5
+        });
+        assert_eq!(ignored, Ok(5));
+    }
 
     #[test]
     fn frame_capacity_is_known_at_compile_time() {

@@ -64,9 +64,9 @@
 //!   publisher took the key), it exits with status 1.
 //! - `systemctl stop` (SIGTERM), Ctrl-C (SIGINT) and SIGHUP end a sensor by
 //!   their default action (systemd counts it a clean stop), but never in
-//!   the middle of a frame or of opening the topic: both run with these
-//!   signals held back, and one that arrives meanwhile ends the sensor
-//!   right after. A sensor ended mid-frame left that slot mid-write, read
+//!   the middle of a frame or of opening the topic: both run inside
+//!   `shmbus_toolbox::stop::deferred`, and a signal that arrives meanwhile
+//!   is noted and ends the sensor right after (no system call per frame). A sensor ended mid-frame left that slot mid-write, read
 //!   by every subscriber as a publisher that died mid-publish until the
 //!   next start repaired it.
 //! - Arguments need not be UTF-8: a `--config` or `--root` path is taken
