@@ -209,16 +209,15 @@ pub fn run_source<S: Source>(
         .rate_hz
         .or(tc.rate_hz)
         .unwrap_or(kind.default_rate_hz());
-    // The open and every publish run inside `stop::deferred` (the
-    // signals taken over here, once, so that no frame pays for it; then no
-    // system call per frame): `systemctl stop` (SIGTERM), Ctrl-C and SIGHUP end
+    // The open and every publish run inside `stop::deferred` (no system
+    // call per frame; its first call, the open, takes the signals over):
+    // `systemctl stop` (SIGTERM), Ctrl-C and SIGHUP end
     // the sensor as before, by their default action, but between two frames,
     // never with a slot left mid-write (read by every subscriber as a
     // publisher that died mid-publish until the next start repairs it), nor
     // between the creation of the session's waiter segment and its removal
     // mark (a 128-byte segment nobody can tell from another program's, left
     // until reboot).
-    shmbus_toolbox::stop::hold_stop_signals();
     let mut publisher = match shmbus_toolbox::stop::deferred(|| Publisher::<S::Msg>::open(&topic)) {
         Ok(p) => p,
         Err(e) => return fail(format!("cannot open topic `{}`: {e}", topic.name)),

@@ -114,9 +114,10 @@ pub fn deferred<R>(f: impl FnOnce() -> R) -> R {
 /// Take over each of SIGTERM, SIGINT and SIGHUP whose action is the
 /// default now, for [`deferred`]; leave the others (ignored, or the
 /// program's own handler) as they are. [`deferred`] calls it once by
-/// itself; call it at start to keep those few system calls out of the
-/// first frame, or again after changing a signal's action back to the
-/// default (a `fork` child of a test). A signal already taken stays taken.
+/// itself, before its first frame starts; call it at start to make that
+/// first call as quick as the others, or again after setting a signal
+/// back to the default (a `fork` child of a test). A signal already taken
+/// stays taken.
 pub fn hold_stop_signals() {
     static HOOKED: Once = Once::new();
     HOOKED.call_once(|| {
