@@ -230,10 +230,14 @@ python_tests() {
     site=$("$FFI_VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
     ls -l "$wheels" | sed 's/^/  /'
     # From the tests' directory, so `import shmbus` is the installed wheel.
+    # A test still running after 120 s gets every thread's stack printed
+    # (faulthandler), before the watchdog ends the run: a hang then says
+    # where it is, not only that the run timed out. The five slowest tests
+    # are listed, to see one creep up.
     run "python: pytest (installed wheel) vs Rust publishers and subscribers" \
         env -C python/tests SHMBUS_EXAMPLES_DIR="$ROOT/target/release" SHMBUS_C_EXAMPLES_DIR="$OUT/host/bin" \
         SHMBUS_EXPECT_LIB_UNDER="$site" \
-        "$FFI_VENV/bin/python" -m pytest -p no:cacheprovider -q .
+        "$FFI_VENV/bin/python" -m pytest -p no:cacheprovider -q -o faulthandler_timeout=120 --durations=5 .
     # The Python examples with the C ones, both ways, as the C and Rust
     # examples are checked above: their `#!/usr/bin/env python3` finds the
     # venv's python (the installed wheel) first on PATH.
