@@ -581,19 +581,25 @@ mod tests {
     /// way, however long it takes, and one that starts after the stop
     /// never runs. The 50 ms pause this replaced lost to a slow open
     /// under `qemu-arm`: the open made its topic after the removal.
-    #[test]
-    fn the_cleanup_waits_for_a_creation_under_way_and_stops_new_ones() {
-        static C: Creations = Creations::new();
+    /// A thread inside `c.run`, held there (as a slow open would be)
+    /// until the sender is used or dropped: returned once it is inside.
+    fn held_creation(c: &'static Creations) -> (std::thread::JoinHandle<()>, mpsc::Sender<()>) {
         let (inside_tx, inside_rx) = mpsc::channel();
         let (go_tx, go_rx) = mpsc::channel::<()>();
         let creator = std::thread::spawn(move || {
-            C.run(|| {
+            c.run(|| {
                 inside_tx.send(()).unwrap();
-                // Held here, as a slow open would be.
-                go_rx.recv().unwrap();
+                let _ = go_rx.recv();
             })
         });
         inside_rx.recv().unwrap();
+        (creator, go_tx)
+    }
+
+    #[test]
+    fn the_cleanup_waits_for_a_creation_under_way_and_stops_new_ones() {
+        static C: Creations = Creations::new();
+        let (creator, go_tx) = held_creation(&C);
         let (stopped_tx, stopped_rx) = mpsc::channel();
         let stopper = std::thread::spawn(move || {
             stopped_tx.send(C.stop(Duration::from_secs(300))).unwrap();
@@ -620,15 +626,7 @@ mod tests {
     #[test]
     fn the_cleanup_gives_up_on_a_creation_at_its_limit() {
         static C: Creations = Creations::new();
-        let (inside_tx, inside_rx) = mpsc::channel();
-        let (go_tx, go_rx) = mpsc::channel::<()>();
-        let creator = std::thread::spawn(move || {
-            C.run(|| {
-                inside_tx.send(()).unwrap();
-                go_rx.recv().unwrap();
-            })
-        });
-        inside_rx.recv().unwrap();
+        let (creator, go_tx) = held_creation(&C);
         assert!(!C.stop(Duration::from_millis(50)));
         go_tx.send(()).unwrap();
         creator.join().unwrap();
