@@ -810,7 +810,7 @@ fn ctrl_c_during_replays_first_pass_stops_it_and_says_so() {
     // however late this thread gets a CPU. (Was: SIGSTOP every millisecond until
     // one landed in the pass; on a loaded machine the pass could end
     // between two samples, and the test failed with the topic created.)
-    let held = shmbus_testkit::syscalls::AtSyscall::when(pid, || read_so_far() > 8)
+    let held = shmbus_testkit::Caught::at_syscall(pid, || read_so_far() > 8)
         .expect("replay never read the file");
     let no_topic = shmbus_core::sys::shmget(key, 0, 0).is_err();
     assert!(

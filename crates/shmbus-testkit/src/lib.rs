@@ -4,9 +4,9 @@
 //! watchdog so no test can hang.
 #![warn(missing_docs)]
 
+mod caught;
 pub mod docs;
 pub mod steady;
-pub mod syscalls;
 pub mod ws;
 
 use std::os::unix::process::CommandExt;
@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+pub use caught::Caught;
 use serde::{Deserialize, Serialize};
 use shmbus_core::Topic;
 
@@ -259,156 +260,6 @@ impl Drop for Suspended {
         if let Ok(raw) = i32::try_from(self.0) {
             let _ = kill(nix::unistd::Pid::from_raw(raw), Signal::SIGCONT);
         }
-    }
-}
-
-/// A process held at the first moment a test's condition holds, such as
-/// "a slot of the topic is mid-write" (an odd sequence): see
-/// [`Caught::when`]. Dropping it lets the process go on.
-#[derive(Debug)]
-pub struct Caught {
-    pid: u32,
-    how: Held,
-    /// How many single steps or `SIGSTOP` samples it took.
-    tries: u64,
-}
-
-#[derive(Debug)]
-enum Held {
-    /// Under this thread's `ptrace`, stopped after a single step.
-    Traced,
-    /// Stopped by `SIGSTOP` (every thread); continued when dropped.
-    Stopped { _held: Suspended },
-}
-
-/// Most single steps [`Caught::when`] takes: a frame of the sensors or
-/// examples is a few thousand instructions; this is minutes of stepping.
-const MAX_STEPS: u64 = 20_000_000;
-/// Most `SIGSTOP` samples [`Caught::when`] takes where it cannot trace.
-const MAX_SAMPLES: u64 = 100_000;
-
-impl Caught {
-    /// Hold process `pid` (a child of this test) at the first moment
-    /// `at()` is true, reading what it writes (a shared mapping).
-    ///
-    /// Deterministic where it can be: it traces the process (`ptrace`
-    /// seize) and runs it one instruction at a time, checking `at()` after
-    /// each, so a window of a few instructions (a publish's odd sequence)
-    /// is caught on the first pass through it. Stopping it with `SIGSTOP`
-    /// at random moments and looking was not: a stop is taken at the
-    /// process's next return to user space, most often at the end of a
-    /// system call, never inside the window, and on one CI machine a
-    /// million tries never caught it.
-    ///
-    /// Where a process cannot be traced (`qemu-arm` implements no
-    /// `ptrace`; 32-bit ARM kernels have no single step; Yama's
-    /// `ptrace_scope` 2 or 3), it falls back to those `SIGSTOP` samples,
-    /// at most 100,000. Under `qemu-arm` that works: the stop is the host
-    /// process's, taken anywhere in the emulation, which spends most of its
-    /// time in the guest's writes.
-    ///
-    /// Only the thread `pid` (the main thread) is traced: other threads
-    /// of the process go on running while it is held.
-    pub fn when(pid: u32, mut at: impl FnMut() -> bool) -> Result<Caught, String> {
-        match Self::traced(pid, &mut at) {
-            Ok(Some(c)) => return Ok(c),
-            Ok(None) => {}
-            Err(e) => return Err(e),
-        }
-        for tries in 1..=MAX_SAMPLES {
-            let s = Suspended::stop(pid)?;
-            if at() {
-                return Ok(Caught {
-                    pid,
-                    how: Held::Stopped { _held: s },
-                    tries,
-                });
-            }
-        }
-        Err(format!(
-            "process {pid} was never caught: {MAX_SAMPLES} SIGSTOP samples (it cannot be traced here)"
-        ))
-    }
-
-    /// The traced way: `Ok(None)` if this system cannot trace `pid` or
-    /// single-step it (it is then left as it was).
-    fn traced(pid: u32, at: &mut impl FnMut() -> bool) -> Result<Option<Caught>, String> {
-        use nix::sys::ptrace;
-        use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-        let raw = i32::try_from(pid).map_err(|_| format!("pid {pid} out of range"))?;
-        let p = nix::unistd::Pid::from_raw(raw);
-        // EXITKILL: if this test dies while holding it, the kernel kills
-        // the process rather than leave it stopped.
-        if ptrace::seize(p, ptrace::Options::PTRACE_O_EXITKILL).is_err() {
-            return Ok(None);
-        }
-        // From here on, any way out detaches (and so continues) it.
-        let mut c = Caught {
-            pid,
-            how: Held::Traced,
-            tries: 0,
-        };
-        let wait = |p| waitpid(p, Some(WaitPidFlag::__WALL));
-        ptrace::interrupt(p).map_err(|e| format!("PTRACE_INTERRUPT {pid}: {e}"))?;
-        let mut inject = None;
-        loop {
-            match wait(p) {
-                Ok(WaitStatus::Stopped(_, nix::sys::signal::Signal::SIGTRAP))
-                | Ok(WaitStatus::PtraceEvent(..)) => {}
-                // A signal for the process: passed on with the next step.
-                Ok(WaitStatus::Stopped(_, sig)) => inject = Some(sig),
-                Ok(other) => return Err(format!("process {pid} ended while traced: {other:?}")),
-                Err(e) => return Err(format!("waitpid {pid} under ptrace: {e}")),
-            }
-            if at() {
-                return Ok(Some(c));
-            }
-            if c.tries == MAX_STEPS {
-                return Err(format!(
-                    "process {pid} was never caught in {MAX_STEPS} single steps"
-                ));
-            }
-            c.tries += 1;
-            if let Err(e) = ptrace::step(p, inject.take()) {
-                if c.tries == 1 {
-                    // No single step on this kernel (32-bit ARM: EIO).
-                    drop(c);
-                    return Ok(None);
-                }
-                return Err(format!("PTRACE_SINGLESTEP {pid}: {e}"));
-            }
-        }
-    }
-
-    /// Send `sig` to the held process, then let it go on: it takes the
-    /// signal right where it was held.
-    pub fn signal_and_go(self, sig: nix::sys::signal::Signal) -> Result<(), String> {
-        let raw = i32::try_from(self.pid).map_err(|_| format!("pid {} out of range", self.pid))?;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), sig)
-            .map_err(|e| format!("{sig} to {}: {e}", self.pid))
-        // Drop: detached or continued, with `sig` pending.
-    }
-
-    /// How it was caught, for a failure's message: "after N single steps"
-    /// or "after N SIGSTOP samples".
-    pub fn how(&self) -> String {
-        match self.how {
-            Held::Traced => format!("after {} single steps", self.tries),
-            Held::Stopped { .. } => format!("after {} SIGSTOP samples", self.tries),
-        }
-    }
-}
-
-impl Drop for Caught {
-    fn drop(&mut self) {
-        if let Held::Traced = self.how {
-            if let Ok(raw) = i32::try_from(self.pid) {
-                // Stopped after a step, so detaching is allowed; it
-                // continues it. A process already gone has nothing to do.
-                let _ = nix::sys::ptrace::detach(nix::unistd::Pid::from_raw(raw), None);
-            }
-        }
-        // Held::Stopped: Suspended's drop continues it.
     }
 }
 
