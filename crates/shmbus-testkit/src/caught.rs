@@ -77,7 +77,7 @@ impl Caught {
     /// Where a process cannot be traced (`qemu-arm` implements no
     /// `ptrace`; 32-bit ARM kernels have no single step; Yama's
     /// `ptrace_scope` 2 or 3), it falls back to those `SIGSTOP` samples
-    /// (see [`Caught::sampled`]). Under `qemu-arm` that works: the stop is
+    /// (a random time of up to 1 ms apart). Under `qemu-arm` that works: the stop is
     /// the host process's, taken anywhere in the emulation, which spends
     /// most of its time in the guest's writes.
     ///
