@@ -439,13 +439,17 @@ class Caught:
     return to user space, most often the end of a system call, and on one
     CI machine a million tries never landed inside the window. Where the
     child cannot be traced (Yama's ptrace_scope 2 or 3, no single step on
-    the kernel), it falls back to those samples."""
+    the kernel), it falls back to those samples, letting the child run
+    for a random time of up to a millisecond between two (taken back to
+    back, they starved it: see docs/RELIABILITY.md), at most 100,000 or
+    150 s."""
 
     PTRACE_SINGLESTEP, PTRACE_DETACH = 9, 17
     PTRACE_SEIZE, PTRACE_INTERRUPT = 0x4206, 0x4207
     PTRACE_O_EXITKILL = 0x100000
     WALL = 0x40000000
     MAX_STEPS, MAX_SAMPLES = 20_000_000, 100_000
+    SAMPLING, RUN_BETWEEN = 150.0, 0.001  # seconds
 
     def __init__(self, pid, at):
         import ctypes
@@ -464,13 +468,18 @@ class Caught:
                 self.release()
                 raise
             self.release()  # no single step here: sample instead
-        for self.tries in range(1, self.MAX_SAMPLES + 1):
+        import random
+
+        end, self.tries = time.monotonic() + self.SAMPLING, 0
+        while self.tries < self.MAX_SAMPLES and time.monotonic() < end:
+            self.tries += 1
             os.kill(pid, signal.SIGSTOP)
             wait_stopped(pid)
             if at():
                 return
             os.kill(pid, signal.SIGCONT)
-        raise AssertionError("never caught: %d SIGSTOP samples (not traceable here)" % self.MAX_SAMPLES)
+            time.sleep(random.uniform(0, self.RUN_BETWEEN))
+        raise AssertionError("never caught: %d SIGSTOP samples (not traceable here)" % self.tries)
 
     def _call(self, req, data=None):
         import ctypes
@@ -489,9 +498,10 @@ class Caught:
             assert os.WIFSTOPPED(status), "process %d ended while traced (status %#x)" % (self.pid, status)
             sig = os.WSTOPSIG(status)
             # A signal for the process (not the step's SIGTRAP, not the
-            # interrupt's event stop) is passed on with the next step.
+            # interrupt's event stop) is passed on with the next step, and
+            # is never a stop to hold it at: detaching there loses it.
             inject = sig if sig != signal.SIGTRAP and status >> 16 == 0 else 0
-            if at():
+            if not inject and at():
                 return True
             assert self.tries < self.MAX_STEPS, "never caught in %d single steps" % self.MAX_STEPS
             self.tries += 1
