@@ -595,6 +595,66 @@ pub fn exit_within(child: &mut Child, limit: Duration, what: &str) -> std::proce
     }
 }
 
+/// Run case `case` of test `name` (in module `module`: pass
+/// `module_path!()`) in a fresh process, and wait for it (at most `limit`):
+/// its exit code, or an error if it was killed by a signal (worded as
+/// [`ForkChild::wait`] words it) or still running then (it is killed).
+///
+/// The process is this test binary again, behind `SHMBUS_TEST_RUNNER`,
+/// running only that test; the test finds `case` in [`fresh_case`] and
+/// ends the process with what the case returns. For a child that starts
+/// threads, where a [`ForkChild`] cannot: under `qemu-arm` (7.2) a thread
+/// started in a fork child of a multi-threaded process crashes the
+/// emulator (`qemu_plugin_vcpu_init_hook: assertion failed`, then
+/// `cpu_exec: assertion failed: (cpu == current_cpu)`), which ended 3 of
+/// 13 runs of the stop-signal tests with exit code 127 or a hang.
+pub fn in_fresh_process(
+    module: &str,
+    name: &str,
+    case: &str,
+    limit: Duration,
+) -> Result<i32, String> {
+    use std::os::unix::process::ExitStatusExt;
+    // libtest's name: the module path without the crate (a unit test's
+    // `stop::tests::NAME`, an integration test's `NAME`).
+    let test = match module.split_once("::") {
+        Some((_, inner)) => format!("{inner}::{name}"),
+        None => name.to_string(),
+    };
+    let mut cmd = command(std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?);
+    cmd.args(["--exact", &test, "--nocapture", "--test-threads=1"])
+        .env(FRESH_CASE, case)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    dies_with_parent(&mut cmd);
+    let mut child = KillOnDrop(cmd.spawn().map_err(|e| format!("spawn {test}: {e}"))?);
+    let end = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.0.try_wait().map_err(|e| format!("wait: {e}"))? {
+            break st;
+        }
+        if std::time::Instant::now() > end {
+            return Err(format!(
+                "the child was still running after {limit:?} (hung)"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    match (status.code(), status.signal()) {
+        (Some(code), _) => Ok(code),
+        (None, Some(sig)) => Err(format!("the child ended by signal {sig}")),
+        (None, None) => Err(format!("the child ended as {status}")),
+    }
+}
+
+const FRESH_CASE: &str = "SHMBUS_FRESH_CASE";
+
+/// In a process started by [`in_fresh_process`]: the case it is to run
+/// (the test then ends the process with the case's exit code).
+pub fn fresh_case() -> Option<String> {
+    std::env::var(FRESH_CASE).ok()
+}
+
 /// A `fork()` child running a closure ([`ForkChild::start`]); reap it with
 /// [`ForkChild::wait`].
 #[derive(Debug)]
@@ -607,7 +667,9 @@ impl ForkChild {
     /// This process is multi-threaded (libtest), so `child` must use only
     /// what is usable in such a child: atomics, locks no other thread of
     /// the parent held, glibc's malloc. Nothing of the child returns into
-    /// the harness: a panic in `child` is exit code 101.
+    /// the harness: a panic in `child` is exit code 101. It must start no
+    /// thread: under `qemu-arm` that crashes the emulator now and then (use
+    /// [`in_fresh_process`]).
     pub fn start(child: impl FnOnce() -> i32) -> Result<ForkChild, String> {
         // SAFETY: the child runs `child` (the caller's contract above) and
         // `_exit`s: it never returns into the harness or runs destructors.

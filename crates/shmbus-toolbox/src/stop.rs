@@ -400,48 +400,78 @@ mod tests {
         assert_eq!(child.wait(LIMIT), Ok(9));
     }
 
+    /// In a fresh process: a thread that raises `sig` (delivered to
+    /// itself) when told to, and says when it has.
+    fn other_thread(sig: Signal) -> impl Fn() {
+        let (go, wait_go) = std::sync::mpsc::channel::<()>();
+        let (done, wait_done) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if wait_go.recv().is_ok() {
+                raise(sig);
+                let _ = done.send(());
+            }
+        });
+        move || {
+            let _ = go.send(());
+            let _ = wait_done.recv();
+        }
+    }
+
+    /// Run `case` of test `name` of this module in a fresh process (its
+    /// exit code or how it died): for a child that starts threads, which
+    /// a fork child of this process must not (see
+    /// `shmbus_testkit::in_fresh_process`).
+    fn fresh(name: &str, case: &str) -> Result<i32, String> {
+        shmbus_testkit::in_fresh_process(module_path!(), name, case, LIMIT)
+    }
+
+    /// In the fresh process [`fresh`] started: run the case, end the
+    /// process with its code.
+    fn as_fresh_process(case: impl FnOnce(&str) -> i32) {
+        if let Some(c) = shmbus_testkit::fresh_case() {
+            let code = case(&c);
+            // SAFETY: ends this process, which exists for the case only.
+            unsafe { libc::_exit(code) }
+        }
+    }
+
     /// A stop signal delivered to another thread (one that never publishes)
     /// while this one is inside `deferred` waits for it too: the count is
     /// the process's, not the thread's. The thread is started before the
     /// frame (one started inside would inherit a mask held for the frame).
+    /// Each case runs in a fresh process (it starts a thread).
     #[test]
     fn a_stop_signal_to_another_thread_waits_for_the_frame() {
-        /// In the child: a thread that raises `sig` (delivered to itself)
-        /// when told to, and says when it has.
-        fn other_thread(sig: Signal) -> impl Fn() {
-            let (go, wait_go) = std::sync::mpsc::channel::<()>();
-            let (done, wait_done) = std::sync::mpsc::channel::<()>();
-            std::thread::spawn(move || {
-                if wait_go.recv().is_ok() {
-                    raise(sig);
-                    let _ = done.send(());
-                }
-            });
-            move || {
-                let _ = go.send(());
-                let _ = wait_done.recv();
-            }
-        }
-        for sig in [Signal::SIGTERM, Signal::SIGHUP] {
-            let inside = ForkChild::start(move || {
-                default_stops_held();
-                let signal_it = other_thread(sig);
-                deferred(|| {
+        const NAME: &str = "a_stop_signal_to_another_thread_waits_for_the_frame";
+        as_fresh_process(|case| {
+            let Some((sig, when)) = case.split_once(' ') else {
+                return 3;
+            };
+            let Ok(sig) = sig.parse::<i32>().map(Signal::try_from) else {
+                return 3;
+            };
+            let Ok(sig) = sig else { return 3 };
+            default_stops_held();
+            let signal_it = other_thread(sig);
+            match when {
+                // Still running after the signal: it exits 42 from inside.
+                "inside" => deferred(|| {
                     signal_it();
-                    // SAFETY: ends the forked child at once.
+                    // SAFETY: ends the process at once.
                     unsafe { libc::_exit(42) }
-                })
-            })
-            .unwrap();
-            assert_eq!(inside.wait(LIMIT), Ok(42), "{sig}");
-            let after = ForkChild::start(move || {
-                default_stops_held();
-                let signal_it = other_thread(sig);
-                deferred(signal_it);
-                7
-            })
-            .unwrap();
-            assert_eq!(after.wait(LIMIT), died_of(sig), "{sig}");
+                }),
+                "after" => {
+                    deferred(signal_it);
+                    7
+                }
+                _ => 3,
+            }
+        });
+        for sig in [Signal::SIGTERM, Signal::SIGHUP] {
+            let inside = fresh(NAME, &format!("{} inside", sig as i32));
+            assert_eq!(inside, Ok(42), "{sig}");
+            let after = fresh(NAME, &format!("{} after", sig as i32));
+            assert_eq!(after, died_of(sig), "{sig}");
         }
     }
 
@@ -466,9 +496,12 @@ mod tests {
     /// A fork child of a process whose other thread is inside `deferred`
     /// does not inherit that frame (the thread is not in the child): a stop
     /// signal ends it at once.
+    ///
+    /// The parent is a fresh process (it starts a thread); its child, a fork
+    /// child that starts none.
     #[test]
     fn a_fork_child_does_not_inherit_another_threads_frame() {
-        let parent = ForkChild::start(|| {
+        as_fresh_process(|_| {
             default_stops_held();
             let (entered, wait_entered) = std::sync::mpsc::channel();
             let (release, wait_release) = std::sync::mpsc::channel::<()>();
@@ -492,9 +525,9 @@ mod tests {
                 Ok(e) if e == died_of(Signal::SIGTERM) => 0,
                 _ => 2,
             }
-        })
-        .unwrap();
-        assert_eq!(parent.wait(LIMIT), Ok(0));
+        });
+        let parent = fresh("a_fork_child_does_not_inherit_another_threads_frame", "");
+        assert_eq!(parent, Ok(0));
     }
 
     #[test]
