@@ -596,9 +596,10 @@ pub fn exit_within(child: &mut Child, limit: Duration, what: &str) -> std::proce
 }
 
 /// Run case `case` of test `name` (in module `module`: pass
-/// `module_path!()`) in a fresh process, and wait for it (at most `limit`):
-/// its exit code, or an error if it was killed by a signal (worded as
-/// [`ForkChild::wait`] words it) or still running then (it is killed).
+/// `module_path!()`) in a fresh process, and wait for it: its exit code,
+/// or an error if it was killed by a signal (worded as [`ForkChild::wait`]
+/// words it). Still running after `limit`, it is killed and the test
+/// fails ([`exit_within`]).
 ///
 /// The process is this test binary again, behind `SHMBUS_TEST_RUNNER`,
 /// running only that test; the test finds `case` in [`fresh_case`] and
@@ -627,19 +628,8 @@ pub fn in_fresh_process(
         .stdin(Stdio::null())
         .stdout(Stdio::null());
     dies_with_parent(&mut cmd);
-    let mut child = KillOnDrop(cmd.spawn().map_err(|e| format!("spawn {test}: {e}"))?);
-    let end = std::time::Instant::now() + limit;
-    let status = loop {
-        if let Some(st) = child.0.try_wait().map_err(|e| format!("wait: {e}"))? {
-            break st;
-        }
-        if std::time::Instant::now() > end {
-            return Err(format!(
-                "the child was still running after {limit:?} (hung)"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let mut child = cmd.spawn().map_err(|e| format!("spawn {test}: {e}"))?;
+    let status = exit_within(&mut child, limit, &test);
     match (status.code(), status.signal()) {
         (Some(code), _) => Ok(code),
         (None, Some(sig)) => Err(format!("the child ended by signal {sig}")),

@@ -444,13 +444,10 @@ mod tests {
     fn a_stop_signal_to_another_thread_waits_for_the_frame() {
         const NAME: &str = "a_stop_signal_to_another_thread_waits_for_the_frame";
         as_fresh_process(|case| {
-            let Some((sig, when)) = case.split_once(' ') else {
+            // "SIGTERM inside", "SIGHUP after", ...
+            let Some((Ok(sig), when)) = case.split_once(' ').map(|(s, w)| (s.parse(), w)) else {
                 return 3;
             };
-            let Ok(sig) = sig.parse::<i32>().map(Signal::try_from) else {
-                return 3;
-            };
-            let Ok(sig) = sig else { return 3 };
             default_stops_held();
             let signal_it = other_thread(sig);
             match when {
@@ -468,9 +465,9 @@ mod tests {
             }
         });
         for sig in [Signal::SIGTERM, Signal::SIGHUP] {
-            let inside = fresh(NAME, &format!("{} inside", sig as i32));
+            let inside = fresh(NAME, &format!("{sig} inside"));
             assert_eq!(inside, Ok(42), "{sig}");
-            let after = fresh(NAME, &format!("{} after", sig as i32));
+            let after = fresh(NAME, &format!("{sig} after"));
             assert_eq!(after, died_of(sig), "{sig}");
         }
     }
